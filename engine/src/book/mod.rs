@@ -1,0 +1,121 @@
+//! Order book data structures: the fast array-indexed book and the reference model.
+//!
+//! - [`array`]: per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
+//!   a pre-allocated array of price levels indexed by `price − price_min`, with a
+//!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
+//! - [`pool`]: every live order in one pre-allocated slab, linked intrusively into its level's
+//!   FIFO and its owner's list.
+//! - [`index`]: `(user, client order id) → slot` for cancels and amends.
+//! - [`reference`]: a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
+//!   used by property tests to hold the fast book honest.
+
+pub mod array;
+pub mod bitmap;
+pub mod index;
+pub mod levels;
+pub mod pool;
+pub mod reference;
+
+use crate::hash::StateHasher;
+use crate::types::{
+    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+};
+
+/// Where a live order waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BookSection {
+    /// Resting buy orders, best (highest) price first, FIFO within a level.
+    Bids,
+    /// Resting sell orders, best (lowest) price first, FIFO within a level.
+    Asks,
+    /// Untriggered buy stops, lowest stop price first (the order they trigger in).
+    BuyStops,
+    /// Untriggered sell stops, highest stop price first.
+    SellStops,
+}
+
+impl BookSection {
+    /// All sections in canonical order.
+    pub const ALL: [BookSection; 4] = [
+        BookSection::Bids,
+        BookSection::Asks,
+        BookSection::BuyStops,
+        BookSection::SellStops,
+    ];
+}
+
+/// A read-only copy of a live order, for queries, snapshots and the state hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    /// Engine id.
+    pub order_id: OrderId,
+    /// Owner.
+    pub user: UserId,
+    /// Owner's id.
+    pub client_order_id: ClientOrderId,
+    /// Symbol.
+    pub symbol: SymbolId,
+    /// Side.
+    pub side: Side,
+    /// Type as placed.
+    pub order_type: OrderType,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Limit or protection price.
+    pub price: Price,
+    /// Stop price (0 if none).
+    pub stop_price: Price,
+    /// Open quantity.
+    pub leaves_qty: Qty,
+    /// Shown quantity.
+    pub visible_qty: Qty,
+    /// Filled so far.
+    pub filled_qty: Qty,
+    /// Iceberg display size (0 if none).
+    pub display_qty: Qty,
+    /// Post-only.
+    pub post_only: bool,
+    /// Self-trade prevention mode.
+    pub stp: StpMode,
+}
+
+impl OrderView {
+    /// Feeds every field, in a fixed order, to the state hasher.
+    pub fn hash_into(&self, h: &mut StateHasher) {
+        h.u64(self.order_id.0);
+        h.u64(u64::from(self.user.0));
+        h.u64(self.client_order_id.0);
+        h.u64(u64::from(self.symbol.0));
+        h.u64(self.side as u64);
+        h.u64(self.order_type as u64);
+        h.u64(self.tif as u64);
+        h.i64(self.price.0);
+        h.i64(self.stop_price.0);
+        h.u64(self.leaves_qty.0);
+        h.u64(self.visible_qty.0);
+        h.u64(self.filled_qty.0);
+        h.u64(self.display_qty.0);
+        h.u64(u64::from(self.post_only));
+        h.u64(self.stp as u64);
+    }
+}
+
+/// Fee in quote minimal units: `ceil(notional × bps / 10 000)`, rounded up in the fee
+/// collector's favour. Both implementations call this one function so fee rounding has a single
+/// definition.
+#[inline]
+pub fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
+    let notional = price.0 as u128 * u128::from(qty) * u128::from(tick_size);
+    let fee = (notional * u128::from(bps)).div_ceil(10_000);
+    debug_assert!(fee <= u128::from(u64::MAX));
+    fee as u64
+}
+
+/// `price × qty × tick_size` if it fits in `i64` (the engine's notional range).
+#[inline]
+pub fn checked_notional(price: Price, qty: Qty, tick_size: u64) -> Option<i64> {
+    let n = i128::from(price.0)
+        .checked_mul(i128::from(qty.0))?
+        .checked_mul(i128::from(tick_size))?;
+    i64::try_from(n).ok()
+}

@@ -1,0 +1,153 @@
+//! Reject codes and cancel reasons: stable numbers and names, published in the protocol.
+//!
+//! Codes are grouped by the stage that raises them: 1xxx gateway and session, 2xxx risk and
+//! accounts, 3xxx order validation and matching. A published code is never renumbered; new codes
+//! take the next free number in their range.
+
+/// Why a command was rejected. `#[repr(u16)]`: the discriminant is the wire code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum RejectCode {
+    // ---- 2xxx: risk and accounts ----
+    /// The user id is not below the configured `users_max`.
+    UnknownUser = 2001,
+
+    // ---- 3xxx: order validation and matching ----
+    /// The symbol id is not in the configuration.
+    UnknownSymbol = 3001,
+    /// Quantity is zero.
+    InvalidQuantity = 3002,
+    /// Quantity exceeds the symbol's `max_order_qty`.
+    QuantityTooLarge = 3003,
+    /// Limit or protection price outside the symbol's price band.
+    PriceOutOfBand = 3004,
+    /// Stop price missing on a stop order, outside the band, or present on a non-stop order.
+    InvalidStopPrice = 3005,
+    /// Display quantity larger than the order, or on an order that can never rest.
+    InvalidDisplayQty = 3006,
+    /// Time in force not allowed for this order (e.g. post-only with IOC or FOK).
+    InvalidTimeInForce = 3007,
+    /// Post-only on an order that can never rest (market, stop-market).
+    InvalidPostOnly = 3008,
+    /// The user already has a live order with this client order id.
+    DuplicateClientOrderId = 3009,
+    /// No live order of this user with this client order id on this symbol.
+    UnknownOrder = 3010,
+    /// The order pool is full; the order was not accepted.
+    OrderPoolFull = 3011,
+    /// A replace of a post-only order would take liquidity; the original order is unchanged.
+    PostOnlyWouldTake = 3012,
+    /// price × qty × tick size does not fit the engine's 64-bit notional.
+    NotionalOverflow = 3013,
+}
+
+impl RejectCode {
+    /// Every code, in numeric order (for docs and exhaustive tests).
+    pub const ALL: [RejectCode; 14] = [
+        RejectCode::UnknownUser,
+        RejectCode::UnknownSymbol,
+        RejectCode::InvalidQuantity,
+        RejectCode::QuantityTooLarge,
+        RejectCode::PriceOutOfBand,
+        RejectCode::InvalidStopPrice,
+        RejectCode::InvalidDisplayQty,
+        RejectCode::InvalidTimeInForce,
+        RejectCode::InvalidPostOnly,
+        RejectCode::DuplicateClientOrderId,
+        RejectCode::UnknownOrder,
+        RejectCode::OrderPoolFull,
+        RejectCode::PostOnlyWouldTake,
+        RejectCode::NotionalOverflow,
+    ];
+
+    /// The stable numeric code.
+    #[inline]
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The stable name (SCREAMING_SNAKE_CASE), as printed by the scenario runner.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectCode::UnknownUser => "UNKNOWN_USER",
+            RejectCode::UnknownSymbol => "UNKNOWN_SYMBOL",
+            RejectCode::InvalidQuantity => "INVALID_QUANTITY",
+            RejectCode::QuantityTooLarge => "QUANTITY_TOO_LARGE",
+            RejectCode::PriceOutOfBand => "PRICE_OUT_OF_BAND",
+            RejectCode::InvalidStopPrice => "INVALID_STOP_PRICE",
+            RejectCode::InvalidDisplayQty => "INVALID_DISPLAY_QTY",
+            RejectCode::InvalidTimeInForce => "INVALID_TIME_IN_FORCE",
+            RejectCode::InvalidPostOnly => "INVALID_POST_ONLY",
+            RejectCode::DuplicateClientOrderId => "DUPLICATE_CLIENT_ORDER_ID",
+            RejectCode::UnknownOrder => "UNKNOWN_ORDER",
+            RejectCode::OrderPoolFull => "ORDER_POOL_FULL",
+            RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
+            RejectCode::NotionalOverflow => "NOTIONAL_OVERFLOW",
+        }
+    }
+
+    /// The code with this number, if any.
+    pub fn from_code(code: u16) -> Option<RejectCode> {
+        RejectCode::ALL.iter().copied().find(|c| c.code() == code)
+    }
+}
+
+/// Why an order (or part of it) left the book without trading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CancelReason {
+    /// The owner cancelled it (cancel, mass cancel, or an amend to quantity zero).
+    User = 1,
+    /// The unfilled remainder of an IOC or market order.
+    Ioc = 2,
+    /// A fill-or-kill order that could not fill completely.
+    Fok = 3,
+    /// Self-trade prevention.
+    SelfTrade = 4,
+    /// A post-only order that would have taken liquidity.
+    PostOnly = 5,
+    /// Expired (time-based expiry; reserved for later issues).
+    Expired = 6,
+    /// The owner's session disconnected with cancel-on-disconnect set.
+    Disconnect = 7,
+}
+
+impl CancelReason {
+    /// The stable name, as printed by the scenario runner.
+    pub fn name(self) -> &'static str {
+        match self {
+            CancelReason::User => "USER",
+            CancelReason::Ioc => "IOC",
+            CancelReason::Fok => "FOK",
+            CancelReason::SelfTrade => "STP",
+            CancelReason::PostOnly => "POST_ONLY",
+            CancelReason::Expired => "EXPIRED",
+            CancelReason::Disconnect => "DISCONNECT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_sorted_and_round_trip() {
+        for pair in RejectCode::ALL.windows(2) {
+            assert!(
+                pair[0].code() < pair[1].code(),
+                "{:?} not before {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        for code in RejectCode::ALL {
+            assert_eq!(RejectCode::from_code(code.code()), Some(code));
+            assert!(code
+                .name()
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_'));
+        }
+        assert_eq!(RejectCode::from_code(9999), None);
+    }
+}

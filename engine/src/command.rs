@@ -1,0 +1,126 @@
+//! Commands: what travels into the engine. One `Copy` type, fixed size, no heap.
+
+use crate::types::{
+    ClientOrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+};
+
+/// A new order with every instruction the engine supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    /// The owner.
+    pub user: UserId,
+    /// The symbol.
+    pub symbol: SymbolId,
+    /// The owner's id for the order; must not name another of the owner's live orders.
+    pub client_order_id: ClientOrderId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit, market, stop-limit or stop-market.
+    pub order_type: OrderType,
+    /// GTC, IOC or FOK.
+    pub tif: TimeInForce,
+    /// Limit price; for market and stop-market orders the protection price (the worst price the
+    /// order may trade at).
+    pub price: Price,
+    /// Quantity in lots.
+    pub qty: Qty,
+    /// Trigger price for stop orders; `Price(0)` for every other type.
+    pub stop_price: Price,
+    /// Iceberg display quantity; `Qty(0)` shows the whole order.
+    pub display_qty: Qty,
+    /// Never take liquidity: cancelled with reason `POST_ONLY` if it would.
+    pub post_only: bool,
+    /// Self-trade prevention mode (this order's mode applies when it is the taker).
+    pub stp: StpMode,
+}
+
+impl NewOrder {
+    /// A plain limit order (GTC unless changed), the most common shape.
+    pub fn limit(
+        user: UserId,
+        symbol: SymbolId,
+        client_order_id: ClientOrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+    ) -> NewOrder {
+        NewOrder {
+            user,
+            symbol,
+            client_order_id,
+            side,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price,
+            qty,
+            stop_price: Price(0),
+            display_qty: Qty(0),
+            post_only: false,
+            stp: StpMode::None,
+        }
+    }
+
+    /// A market order that may trade up to (buy) or down to (sell) `protection` price.
+    pub fn market(
+        user: UserId,
+        symbol: SymbolId,
+        client_order_id: ClientOrderId,
+        side: Side,
+        protection: Price,
+        qty: Qty,
+    ) -> NewOrder {
+        NewOrder {
+            order_type: OrderType::Market,
+            tif: TimeInForce::Ioc,
+            ..NewOrder::limit(user, symbol, client_order_id, side, protection, qty)
+        }
+    }
+}
+
+/// Everything the engine can be asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Place an order.
+    NewOrder(NewOrder),
+    /// Cancel one live order (resting, or a stop not yet triggered).
+    Cancel {
+        /// The owner.
+        user: UserId,
+        /// The order's symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+    },
+    /// Change a live order's price and open quantity (see docs/matching.md for priority rules).
+    Amend {
+        /// The owner.
+        user: UserId,
+        /// The order's symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+        /// The new limit (or protection) price.
+        price: Price,
+        /// The new open quantity; zero cancels.
+        qty: Qty,
+    },
+    /// Cancel every live order of a user, or of a user on one symbol.
+    MassCancel {
+        /// The owner.
+        user: UserId,
+        /// Only this symbol, or all symbols when `None`.
+        symbol: Option<SymbolId>,
+    },
+}
+
+impl Command {
+    /// The user the command acts for.
+    pub fn user(&self) -> UserId {
+        match *self {
+            Command::NewOrder(o) => o.user,
+            Command::Cancel { user, .. }
+            | Command::Amend { user, .. }
+            | Command::MassCancel { user, .. } => user,
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Reference data and capacities, from TOML with an embedded default.
+//!
+//! Loading validates everything the engine relies on, so a bad file is one clear error at
+//! start-up rather than a surprise on the hot path. See docs/configuration.md.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::types::{CurrencyId, Price, SymbolId};
+
+/// The embedded default configuration (currencies KRW, USD, BTC, ETH, AAPL; symbols BTC-KRW,
+/// ETH-KRW, AAPL-USD).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
+
+/// The most price levels one side of one symbol may have (the band's width in ticks).
+pub const PRICE_LEVELS_MAX: u64 = 1 << 24;
+/// The most live orders the pool may be sized for (indices are `u32` with a sentinel).
+pub const ORDERS_MAX: u32 = 1 << 28;
+/// The most users.
+pub const USERS_MAX: u32 = 1 << 24;
+/// The most symbols (ids are `u16`).
+pub const SYMBOLS_MAX: usize = 1 << 12;
+/// The most currencies (ids are `u16`).
+pub const CURRENCIES_MAX: usize = 1 << 12;
+/// The largest currency scale (decimal digits of the minimal unit).
+pub const CURRENCY_SCALE_MAX: u8 = 18;
+/// Fees are basis points; 10 000 bps = 100 %.
+pub const FEE_BPS_MAX: u32 = 10_000;
+
+const _: () = assert!(ORDERS_MAX < u32::MAX, "u32::MAX is the pool's null index");
+const _: () = assert!(PRICE_LEVELS_MAX <= u32::MAX as u64, "level indices are u32");
+const _: () = assert!(SYMBOLS_MAX <= u16::MAX as usize + 1);
+
+/// Pool sizes, fixed at start-up.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Live orders (resting plus untriggered stops) across all symbols. A full pool rejects new
+    /// orders with `ORDER_POOL_FULL`.
+    pub orders_max: u32,
+    /// Users: valid user ids are `0 .. users_max`.
+    pub users_max: u32,
+}
+
+/// One currency.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencyConfig {
+    /// Dense id: currencies must be numbered 0, 1, 2, … in file order.
+    pub id: u16,
+    /// Code, e.g. `KRW`.
+    pub code: String,
+    /// Decimal digits of the minimal unit (KRW 0, USD 2, BTC 8).
+    pub scale: u8,
+}
+
+/// One tradable symbol.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolConfig {
+    /// Dense id: symbols must be numbered 0, 1, 2, … in file order.
+    pub id: u16,
+    /// Name, e.g. `BTC-KRW`.
+    pub name: String,
+    /// Base currency code (what is bought and sold).
+    pub base: String,
+    /// Quote currency code (what prices and fees are paid in).
+    pub quote: String,
+    /// Base minimal units per lot.
+    pub lot_size: u64,
+    /// Quote minimal units per tick, per lot: notional = price × qty × tick_size.
+    pub tick_size: u64,
+    /// Lowest price accepted, in ticks (≥ 1).
+    pub price_min: i64,
+    /// Highest price accepted, in ticks.
+    pub price_max: i64,
+    /// Maker fee in basis points of notional.
+    pub maker_fee_bps: u32,
+    /// Taker fee in basis points of notional.
+    pub taker_fee_bps: u32,
+    /// Largest quantity of one order, in lots.
+    pub max_order_qty: u64,
+}
+
+impl SymbolConfig {
+    /// Price levels per side: the band's width in ticks.
+    pub fn price_levels(&self) -> u64 {
+        (self.price_max - self.price_min) as u64 + 1
+    }
+
+    /// True if `price` lies within the band.
+    #[inline]
+    pub fn in_band(&self, price: Price) -> bool {
+        price.0 >= self.price_min && price.0 <= self.price_max
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Pool sizes.
+    pub capacity: Capacity,
+    /// Currencies, in id order.
+    pub currencies: Vec<CurrencyConfig>,
+    /// Symbols, in id order.
+    pub symbols: Vec<SymbolConfig>,
+}
+
+/// A configuration that cannot be used; the message names the offending entry and field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io(String),
+    /// The TOML did not parse or did not match the schema.
+    Parse(String),
+    /// The values are inconsistent or out of range.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io(m) => write!(f, "cannot read config: {m}"),
+            ConfigError::Parse(m) => write!(f, "config does not parse: {m}"),
+            ConfigError::Invalid(m) => write!(f, "invalid config: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::from_toml_str(DEFAULT_CONFIG_TOML).expect("the embedded default config is valid")
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io(format!("{}: {e}", path.display())))?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Checks every rule in docs/configuration.md.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let cap = &self.capacity;
+        if cap.orders_max == 0 || cap.orders_max > ORDERS_MAX {
+            return bad(format!(
+                "capacity.orders_max = {} must be in 1..={ORDERS_MAX}",
+                cap.orders_max
+            ));
+        }
+        if cap.users_max == 0 || cap.users_max > USERS_MAX {
+            return bad(format!(
+                "capacity.users_max = {} must be in 1..={USERS_MAX}",
+                cap.users_max
+            ));
+        }
+        if self.currencies.is_empty() || self.currencies.len() > CURRENCIES_MAX {
+            return bad(format!("there must be 1..={CURRENCIES_MAX} currencies"));
+        }
+        for (i, c) in self.currencies.iter().enumerate() {
+            if c.id as usize != i {
+                return bad(format!("currency {:?}: id {} but it is entry {i}; ids must be 0, 1, 2, … in file order", c.code, c.id));
+            }
+            if c.code.is_empty() || !c.code.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+                return bad(format!(
+                    "currency {i}: code {:?} must be non-empty ASCII letters and digits",
+                    c.code
+                ));
+            }
+            if self.currencies[..i].iter().any(|o| o.code == c.code) {
+                return bad(format!("currency {:?} is defined twice", c.code));
+            }
+            if c.scale > CURRENCY_SCALE_MAX {
+                return bad(format!(
+                    "currency {:?}: scale {} exceeds {CURRENCY_SCALE_MAX}",
+                    c.code, c.scale
+                ));
+            }
+        }
+        if self.symbols.is_empty() || self.symbols.len() > SYMBOLS_MAX {
+            return bad(format!("there must be 1..={SYMBOLS_MAX} symbols"));
+        }
+        for (i, s) in self.symbols.iter().enumerate() {
+            let name = &s.name;
+            if s.id as usize != i {
+                return bad(format!("symbol {name:?}: id {} but it is entry {i}; ids must be 0, 1, 2, … in file order", s.id));
+            }
+            if name.is_empty() || self.symbols[..i].iter().any(|o| &o.name == name) {
+                return bad(format!(
+                    "symbol {i}: name {name:?} is empty or defined twice"
+                ));
+            }
+            let (Some(base), Some(quote)) = (self.currency_id(&s.base), self.currency_id(&s.quote))
+            else {
+                return bad(format!(
+                    "symbol {name:?}: base {:?} or quote {:?} is not a configured currency",
+                    s.base, s.quote
+                ));
+            };
+            if base == quote {
+                return bad(format!(
+                    "symbol {name:?}: base and quote are both {:?}",
+                    s.base
+                ));
+            }
+            if s.lot_size == 0 || s.tick_size == 0 {
+                return bad(format!(
+                    "symbol {name:?}: lot_size and tick_size must be at least 1"
+                ));
+            }
+            if s.price_min < 1 || s.price_max < s.price_min {
+                return bad(format!(
+                    "symbol {name:?}: price band {}..={} must satisfy 1 <= price_min <= price_max",
+                    s.price_min, s.price_max
+                ));
+            }
+            if s.price_levels() > PRICE_LEVELS_MAX {
+                return bad(format!(
+                    "symbol {name:?}: price band of {} ticks exceeds {PRICE_LEVELS_MAX} levels",
+                    s.price_levels()
+                ));
+            }
+            if s.maker_fee_bps > FEE_BPS_MAX || s.taker_fee_bps > FEE_BPS_MAX {
+                return bad(format!(
+                    "symbol {name:?}: fees must be at most {FEE_BPS_MAX} bps"
+                ));
+            }
+            if s.max_order_qty == 0 || s.max_order_qty > i64::MAX as u64 {
+                return bad(format!(
+                    "symbol {name:?}: max_order_qty must be in 1..=i64::MAX"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the currency with this code.
+    pub fn currency_id(&self, code: &str) -> Option<CurrencyId> {
+        self.currencies
+            .iter()
+            .position(|c| c.code == code)
+            .map(|i| CurrencyId(i as u16))
+    }
+
+    /// The id of the symbol with this name.
+    pub fn symbol_id(&self, name: &str) -> Option<SymbolId> {
+        self.symbols
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| SymbolId(i as u16))
+    }
+
+    /// The symbol with this id.
+    pub fn symbol(&self, id: SymbolId) -> Option<&SymbolConfig> {
+        self.symbols.get(id.0 as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_complete() {
+        let c = Config::default();
+        let codes: Vec<_> = c.currencies.iter().map(|c| c.code.as_str()).collect();
+        assert_eq!(codes, ["KRW", "USD", "BTC", "ETH", "AAPL"]);
+        let names: Vec<_> = c.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["BTC-KRW", "ETH-KRW", "AAPL-USD"]);
+        assert_eq!(c.symbol_id("AAPL-USD"), Some(SymbolId(2)));
+        assert_eq!(c.currency_id("BTC"), Some(CurrencyId(2)));
+    }
+
+    fn with(edit: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
+        let mut c = Config::default();
+        edit(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = |r: Result<(), ConfigError>| r.unwrap_err().to_string();
+        assert!(err(with(|c| c.capacity.orders_max = 0)).contains("orders_max"));
+        assert!(err(with(|c| c.symbols[1].id = 7)).contains("ETH-KRW"));
+        assert!(
+            err(with(|c| c.symbols[0].quote = "XXX".into())).contains("not a configured currency")
+        );
+        assert!(err(with(|c| c.symbols[0].quote = "BTC".into())).contains("base and quote"));
+        assert!(err(with(|c| c.symbols[2].price_min = 0)).contains("price band"));
+        assert!(err(with(|c| c.symbols[2].price_max = 1 << 30)).contains("levels"));
+        assert!(err(with(|c| c.symbols[0].tick_size = 0)).contains("tick_size"));
+        assert!(err(with(|c| c.symbols[0].taker_fee_bps = 10_001)).contains("fees"));
+        assert!(err(with(|c| c.currencies[4].code = "KRW".into())).contains("twice"));
+        assert!(err(with(|c| c.currencies[0].scale = 19)).contains("scale"));
+    }
+
+    #[test]
+    fn parse_errors_are_reported() {
+        assert!(matches!(
+            Config::from_toml_str("capacity = 3"),
+            Err(ConfigError::Parse(_))
+        ));
+        let unknown_field = DEFAULT_CONFIG_TOML.replace("users_max", "users_maxx");
+        assert!(matches!(
+            Config::from_toml_str(&unknown_field),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            Config::load(Path::new("/nonexistent/ringbook.toml")),
+            Err(ConfigError::Io(_))
+        ));
+    }
+}

@@ -1,0 +1,142 @@
+//! Events: what comes out of the engine, with FIX execution-report semantics.
+//!
+//! Events are small `Copy` values handed to an [`EventSink`] by reference as they happen; the
+//! engine never buffers or allocates them.
+
+use crate::codes::{CancelReason, RejectCode};
+use crate::types::{ClientOrderId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId};
+
+/// One side's view of a fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    /// The order's owner.
+    pub user: UserId,
+    /// The owner's id for the order.
+    pub client_order_id: ClientOrderId,
+    /// The engine's id for the order.
+    pub order_id: OrderId,
+    /// Open quantity left after this fill (FIX LeavesQty).
+    pub leaves_qty: Qty,
+    /// Quantity filled so far, this fill included (FIX CumQty).
+    pub cum_qty: Qty,
+    /// Fee charged for this fill, in the quote currency's minimal units.
+    pub fee: u64,
+}
+
+/// A trade between a resting (maker) and an incoming (taker) order, at the maker's price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trade {
+    /// The symbol.
+    pub symbol: SymbolId,
+    /// Trade price (the maker's limit price).
+    pub price: Price,
+    /// Traded quantity.
+    pub qty: Qty,
+    /// The side of the incoming order.
+    pub taker_side: Side,
+    /// The resting order.
+    pub maker: Fill,
+    /// The incoming order.
+    pub taker: Fill,
+}
+
+/// Something that happened inside the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new order passed validation and was given an order id (FIX ExecType=New).
+    Accepted {
+        /// The owner.
+        user: UserId,
+        /// The symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+        /// The engine's id for the order.
+        order_id: OrderId,
+        /// Buy or sell.
+        side: Side,
+        /// The order type.
+        order_type: OrderType,
+        /// Limit or protection price.
+        price: Price,
+        /// Quantity.
+        qty: Qty,
+    },
+    /// A command was refused; nothing changed (FIX ExecType=Rejected / CancelReject).
+    Rejected {
+        /// The user the command acted for.
+        user: UserId,
+        /// The client order id the command named (0 for mass cancel).
+        client_order_id: ClientOrderId,
+        /// Why.
+        code: RejectCode,
+    },
+    /// A fill (FIX ExecType=Trade for both sides).
+    Trade(Trade),
+    /// An order, or part of it, left without trading. `leaves_qty` > 0 means the order is still
+    /// live (a self-trade-prevention decrement); 0 means it is gone.
+    Cancelled {
+        /// The owner.
+        user: UserId,
+        /// The symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+        /// The engine's id for the order.
+        order_id: OrderId,
+        /// Quantity cancelled.
+        qty: Qty,
+        /// Open quantity that remains live.
+        leaves_qty: Qty,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// An amend took effect (FIX ExecType=Replaced): the order now has this price and open qty.
+    Amended {
+        /// The owner.
+        user: UserId,
+        /// The symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+        /// The engine's id for the order.
+        order_id: OrderId,
+        /// The new price.
+        price: Price,
+        /// The new open quantity.
+        qty: Qty,
+    },
+    /// A stop order's trigger was reached; it now enters the book as a limit or market order.
+    Triggered {
+        /// The owner.
+        user: UserId,
+        /// The symbol.
+        symbol: SymbolId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+        /// The engine's id for the order.
+        order_id: OrderId,
+    },
+    /// The summary that closes a mass cancel (after one `Cancelled` per order).
+    MassCancelled {
+        /// The owner.
+        user: UserId,
+        /// The symbol, or `None` for all symbols.
+        symbol: Option<SymbolId>,
+        /// How many orders were cancelled.
+        count: u32,
+    },
+}
+
+/// Receives events as the engine produces them. Any `FnMut(&Event)` is a sink.
+pub trait EventSink {
+    /// Called once per event, in order.
+    fn on_event(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event)> EventSink for F {
+    #[inline]
+    fn on_event(&mut self, event: &Event) {
+        self(event)
+    }
+}

@@ -1,0 +1,82 @@
+//! # ringbook-engine
+//!
+//! The deterministic core of ringbook, an LMAX-style exchange: fixed-point, array-indexed order
+//! books with price-time priority and every order type a venue needs (limit, market with a
+//! protection price, IOC, FOK, post-only, stop-limit, stop-market, iceberg, self-trade
+//! prevention, amend, cancel, mass cancel).
+//!
+//! ## Use
+//!
+//! Build an [`Engine`] from a [`Config`] (the embedded default, or TOML), feed it
+//! [`Command`]s, receive [`Event`]s through any `FnMut(&Event)`:
+//!
+//! ```
+//! use ringbook_engine::prelude::*;
+//!
+//! let config = Config::default(); // KRW, USD, BTC, ETH, AAPL; BTC-KRW, ETH-KRW, AAPL-USD
+//! let aapl = config.symbol_id("AAPL-USD").unwrap();
+//! let mut engine = Engine::new(&config)?;
+//! let mut trades = 0;
+//! let mut sink = |e: &Event| if let Event::Trade(_) = e { trades += 1 };
+//!
+//! // A resting iceberg sell: 100 shares at $190.00, showing 10 at a time.
+//! let mut iceberg = NewOrder::limit(UserId(7), aapl, ClientOrderId(1), Side::Sell, Price(19_000), Qty(100));
+//! iceberg.display_qty = Qty(10);
+//! engine.process(&Command::NewOrder(iceberg), &mut sink);
+//! // A market buy for 25 that will not pay more than $190.50.
+//! let buy = NewOrder::market(UserId(8), aapl, ClientOrderId(1), Side::Buy, Price(19_050), Qty(25));
+//! engine.process(&Command::NewOrder(buy), &mut sink);
+//!
+//! assert_eq!(trades, 3); // 10 + 10 + 5, refilling the peak twice
+//! assert_eq!(engine.best_ask(aapl), Some((Price(19_000), Qty(5))));
+//! println!("state {}", engine.state_hash());
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
+//! ## Layout
+//!
+//! - [`types`], [`command`], [`event`], [`codes`]: the vocabulary (newtypes, one command type,
+//!   one event type, stable reject codes).
+//! - [`config`]: reference data and capacities, validated at start-up.
+//! - [`book`]: the array-indexed book (levels, bitmap, pool, index) and the reference model.
+//! - [`matching`]: the matching stage. [`engine`]: the stages composed on one thread.
+//!
+//! After [`Engine::new`], processing a command never touches the heap: every pool, array and
+//! index is sized from the config up front, and a full pool is a clean `ORDER_POOL_FULL` reject.
+//!
+//! ## Testing
+//!
+//! Unit tests sit beside the code; `tests/` holds scenario tests, the property tests that hold
+//! the fast book equal to [`book::reference`], and the counting-allocator test that proves the
+//! zero-allocation claim. The matching rules are in docs/matching.md.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod book;
+pub mod codes;
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod hash;
+pub mod matching;
+pub mod types;
+
+pub use codes::{CancelReason, RejectCode};
+pub use command::{Command, NewOrder};
+pub use config::{Config, ConfigError};
+pub use engine::Engine;
+pub use event::{Event, EventSink, Fill, Trade};
+pub use hash::StateHash;
+pub use types::*;
+
+/// Everything an embedder usually needs, in one import.
+pub mod prelude {
+    pub use crate::codes::{CancelReason, RejectCode};
+    pub use crate::command::{Command, NewOrder};
+    pub use crate::config::{Config, ConfigError};
+    pub use crate::engine::Engine;
+    pub use crate::event::{Event, EventSink, Fill, Trade};
+    pub use crate::hash::StateHash;
+    pub use crate::types::*;
+}

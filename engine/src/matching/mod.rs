@@ -1,0 +1,807 @@
+//! The matching stage: price-time priority over the array books, every order type.
+//!
+//! One [`Matcher`] owns the books of all symbols, the shared order pool, the client-order-id
+//! index and the per-user order lists. [`Matcher::process`] applies one command and reports what
+//! happened to an [`EventSink`]; it never allocates, locks or formats. The rules it implements
+//! are written down in docs/matching.md, and [`crate::book::reference`] implements the same rules
+//! the simple way so property tests can compare the two.
+
+use crate::book::array::ArrayBook;
+use crate::book::index::ClientOrderIndex;
+use crate::book::levels::SideLevels;
+use crate::book::pool::{Order, OrderPool, NIL};
+use crate::book::{checked_notional, fee, BookSection, OrderView};
+use crate::codes::{CancelReason, RejectCode};
+use crate::command::{Command, NewOrder};
+use crate::config::Config;
+use crate::event::{Event, EventSink, Fill, Trade};
+use crate::hash::{StateHash, StateHasher};
+use crate::types::{
+    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+};
+
+/// Head and tail of one user's list of live orders (in acceptance order).
+#[derive(Clone, Copy, Debug)]
+struct UserList {
+    head: u32,
+    tail: u32,
+}
+
+/// Live orders: the pool plus the two ways to find an order (client id, owner).
+#[derive(Debug)]
+struct OrderStore {
+    pool: OrderPool,
+    index: ClientOrderIndex,
+    users: Vec<UserList>,
+}
+
+impl OrderStore {
+    /// Allocates, indexes and links a new live order.
+    fn admit(&mut self, order: Order) -> Option<u32> {
+        let slot = self.pool.alloc(order)?;
+        self.index.insert(order.user, order.client_order_id, slot);
+        let list = &mut self.users[order.user.0 as usize];
+        let tail = list.tail;
+        self.pool[slot].user_prev = tail;
+        self.pool[slot].user_next = NIL;
+        if tail == NIL {
+            list.head = slot;
+        } else {
+            self.pool[tail].user_next = slot;
+        }
+        list.tail = slot;
+        Some(slot)
+    }
+
+    /// Forgets an order that is no longer live (already unlinked from any level).
+    fn retire(&mut self, slot: u32) {
+        let (user, coid, prev, next) = {
+            let o = &self.pool[slot];
+            (o.user, o.client_order_id, o.user_prev, o.user_next)
+        };
+        self.index.remove(user, coid);
+        let list = &mut self.users[user.0 as usize];
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.pool[prev].user_next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.pool[next].user_prev = prev;
+        }
+        self.pool.free(slot);
+    }
+}
+
+/// The matching engine for every configured symbol.
+#[derive(Debug)]
+pub struct Matcher {
+    books: Vec<ArrayBook>,
+    store: OrderStore,
+    next_order_id: u64,
+}
+
+#[inline]
+fn cancelled(o: &Order, qty: u64, reason: CancelReason) -> Event {
+    Event::Cancelled {
+        user: o.user,
+        symbol: o.symbol,
+        client_order_id: o.client_order_id,
+        order_id: o.id,
+        qty: Qty(qty),
+        leaves_qty: Qty(o.leaves),
+        reason,
+    }
+}
+
+#[inline]
+fn reject(user: UserId, client_order_id: ClientOrderId, code: RejectCode) -> Event {
+    Event::Rejected {
+        user,
+        client_order_id,
+        code,
+    }
+}
+
+fn view(o: &Order) -> OrderView {
+    OrderView {
+        order_id: o.id,
+        user: o.user,
+        client_order_id: o.client_order_id,
+        symbol: o.symbol,
+        side: o.side,
+        order_type: o.order_type,
+        tif: o.tif,
+        price: o.price,
+        stop_price: o.stop_price,
+        leaves_qty: Qty(o.leaves),
+        visible_qty: Qty(o.visible),
+        filled_qty: Qty(o.filled),
+        display_qty: Qty(o.display),
+        post_only: o.post_only,
+        stp: o.stp,
+    }
+}
+
+impl Matcher {
+    /// Empty books for every symbol of a validated config; every pool and array is allocated
+    /// here, none later.
+    pub fn new(config: &Config) -> Matcher {
+        let cap = &config.capacity;
+        Matcher {
+            books: config.symbols.iter().map(ArrayBook::new).collect(),
+            store: OrderStore {
+                pool: OrderPool::new(cap.orders_max),
+                index: ClientOrderIndex::new(cap.orders_max),
+                users: vec![
+                    UserList {
+                        head: NIL,
+                        tail: NIL
+                    };
+                    cap.users_max as usize
+                ],
+            },
+            next_order_id: 1,
+        }
+    }
+
+    /// Applies one command, reporting every consequence to `sink` in order.
+    pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
+        match *cmd {
+            Command::NewOrder(ref o) => self.new_order(o, sink),
+            Command::Cancel {
+                user,
+                symbol,
+                client_order_id,
+            } => self.cancel(user, symbol, client_order_id, sink),
+            Command::Amend {
+                user,
+                symbol,
+                client_order_id,
+                price,
+                qty,
+            } => self.amend(user, symbol, client_order_id, price, qty, sink),
+            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, sink),
+        }
+    }
+
+    // ---------------------------------------------------------------- new orders
+
+    fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
+        if o.user.0 as usize >= self.store.users.len() {
+            return Err(RejectCode::UnknownUser);
+        }
+        let Some(book) = self.books.get(o.symbol.0 as usize) else {
+            return Err(RejectCode::UnknownSymbol);
+        };
+        if o.qty.0 == 0 {
+            return Err(RejectCode::InvalidQuantity);
+        }
+        if o.qty.0 > book.spec.max_order_qty {
+            return Err(RejectCode::QuantityTooLarge);
+        }
+        if !book.in_band(o.price) {
+            return Err(RejectCode::PriceOutOfBand);
+        }
+        if o.order_type.is_stop() != (o.stop_price.0 != 0)
+            || (o.order_type.is_stop() && !book.in_band(o.stop_price))
+        {
+            return Err(RejectCode::InvalidStopPrice);
+        }
+        if o.post_only && o.order_type.is_market() {
+            return Err(RejectCode::InvalidPostOnly);
+        }
+        if o.post_only && o.tif != TimeInForce::Gtc {
+            return Err(RejectCode::InvalidTimeInForce);
+        }
+        if o.display_qty.0 != 0
+            && (o.display_qty > o.qty || o.order_type.is_market() || o.tif != TimeInForce::Gtc)
+        {
+            return Err(RejectCode::InvalidDisplayQty);
+        }
+        if checked_notional(o.price, o.qty, book.spec.tick_size).is_none() {
+            return Err(RejectCode::NotionalOverflow);
+        }
+        if self.store.index.get(o.user, o.client_order_id).is_some() {
+            return Err(RejectCode::DuplicateClientOrderId);
+        }
+        Ok(())
+    }
+
+    fn new_order<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
+        if let Err(code) = self.validate(o) {
+            sink.on_event(&reject(o.user, o.client_order_id, code));
+            return;
+        }
+        let order = Order {
+            leaves: o.qty.0,
+            visible: o.qty.0,
+            user: o.user,
+            stp: o.stp,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
+            symbol: o.symbol,
+            post_only: o.post_only,
+            in_stop_book: false,
+            price: o.price,
+            id: OrderId(self.next_order_id),
+            client_order_id: o.client_order_id,
+            filled: 0,
+            display: o.display_qty.0,
+            stop_price: o.stop_price,
+            ..OrderPool::blank()
+        };
+        let Some(slot) = self.store.admit(order) else {
+            sink.on_event(&reject(
+                o.user,
+                o.client_order_id,
+                RejectCode::OrderPoolFull,
+            ));
+            return;
+        };
+        self.next_order_id += 1;
+        sink.on_event(&Event::Accepted {
+            user: o.user,
+            symbol: o.symbol,
+            client_order_id: o.client_order_id,
+            order_id: order.id,
+            side: o.side,
+            order_type: o.order_type,
+            price: o.price,
+            qty: o.qty,
+        });
+        let book = &mut self.books[o.symbol.0 as usize];
+        if o.order_type.is_stop() && !stop_reached(book.last_price, o.side, o.stop_price) {
+            let idx = book.idx(o.stop_price);
+            self.store.pool[slot].in_stop_book = true;
+            book.stops(o.side)
+                .push_back(&mut self.store.pool, idx, slot);
+            return;
+        }
+        if o.order_type.is_stop() {
+            sink.on_event(&triggered(&self.store.pool[slot]));
+        }
+        self.execute(slot, sink);
+        self.fire_stops(o.symbol, sink);
+    }
+
+    /// Runs an active order (new, triggered or re-priced) as a taker, then rests or cancels
+    /// what is left.
+    fn execute<S: EventSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
+        let o = self.store.pool[slot];
+        let book = &mut self.books[o.symbol.0 as usize];
+        if o.post_only && book.crosses(o.side, o.price) {
+            sink.on_event(&cancelled(
+                &Order { leaves: 0, ..o },
+                o.leaves,
+                CancelReason::PostOnly,
+            ));
+            self.store.retire(slot);
+            return;
+        }
+        if o.tif == TimeInForce::Fok && !fok_feasible(book, &self.store.pool, &o) {
+            sink.on_event(&cancelled(
+                &Order { leaves: 0, ..o },
+                o.leaves,
+                CancelReason::Fok,
+            ));
+            self.store.retire(slot);
+            return;
+        }
+        match_incoming(book, &mut self.store, slot, sink);
+        let o = &mut self.store.pool[slot];
+        if o.leaves == 0 {
+            self.store.retire(slot);
+        } else if o.tif == TimeInForce::Gtc && !o.order_type.is_market() {
+            o.visible = o.peak();
+            let (side, idx) = (o.side, book.idx(o.price));
+            book.own(side).push_back(&mut self.store.pool, idx, slot);
+        } else {
+            let left = o.leaves;
+            o.leaves = 0;
+            sink.on_event(&cancelled(o, left, CancelReason::Ioc));
+            self.store.retire(slot);
+        }
+    }
+
+    /// Triggers waiting stops while the last trade price reaches them, one at a time, each run
+    /// to completion before the next is looked for (so triggered orders enter in trigger order
+    /// and cascades are seen).
+    fn fire_stops<S: EventSink + ?Sized>(&mut self, symbol: SymbolId, sink: &mut S) {
+        loop {
+            let book = &mut self.books[symbol.0 as usize];
+            let Some(last) = book.last_price else { return };
+            let (side, idx) = match (book.buy_stops.best(), book.sell_stops.best()) {
+                (Some(i), _) if book.price(i) <= last => (Side::Buy, i),
+                (_, Some(i)) if book.price(i) >= last => (Side::Sell, i),
+                _ => return,
+            };
+            let stops = book.stops(side);
+            let slot = stops.level(idx).head;
+            stops.remove(&mut self.store.pool, idx, slot);
+            let o = &mut self.store.pool[slot];
+            o.in_stop_book = false;
+            sink.on_event(&triggered(o));
+            self.execute(slot, sink);
+        }
+    }
+
+    // ---------------------------------------------------------------- cancel, amend
+
+    /// Finds a live order of `user` on `symbol`, or the reject that explains why not.
+    fn find(&self, user: UserId, symbol: SymbolId, coid: ClientOrderId) -> Result<u32, RejectCode> {
+        if user.0 as usize >= self.store.users.len() {
+            return Err(RejectCode::UnknownUser);
+        }
+        if symbol.0 as usize >= self.books.len() {
+            return Err(RejectCode::UnknownSymbol);
+        }
+        match self.store.index.get(user, coid) {
+            Some(slot) if self.store.pool[slot].symbol == symbol => Ok(slot),
+            _ => Err(RejectCode::UnknownOrder),
+        }
+    }
+
+    /// Unlinks a live order from whichever level holds it.
+    fn unlink(&mut self, slot: u32) {
+        let o = &self.store.pool[slot];
+        let book = &mut self.books[o.symbol.0 as usize];
+        let (levels, idx) = if o.in_stop_book {
+            let idx = book.idx(o.stop_price);
+            (book.stops(o.side), idx)
+        } else {
+            let idx = book.idx(o.price);
+            (book.own(o.side), idx)
+        };
+        levels.remove(&mut self.store.pool, idx, slot);
+    }
+
+    fn cancel_live<S: EventSink + ?Sized>(
+        &mut self,
+        slot: u32,
+        reason: CancelReason,
+        sink: &mut S,
+    ) {
+        self.unlink(slot);
+        let o = &mut self.store.pool[slot];
+        let left = o.leaves;
+        o.leaves = 0;
+        sink.on_event(&cancelled(o, left, reason));
+        self.store.retire(slot);
+    }
+
+    fn cancel<S: EventSink + ?Sized>(
+        &mut self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        sink: &mut S,
+    ) {
+        match self.find(user, symbol, coid) {
+            Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
+            Err(code) => sink.on_event(&reject(user, coid, code)),
+        }
+    }
+
+    fn amend<S: EventSink + ?Sized>(
+        &mut self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        sink: &mut S,
+    ) {
+        let slot = match self.find(user, symbol, coid) {
+            Ok(slot) => slot,
+            Err(code) => return sink.on_event(&reject(user, coid, code)),
+        };
+        if qty.0 == 0 {
+            return self.cancel_live(slot, CancelReason::User, sink);
+        }
+        let o = self.store.pool[slot];
+        let book = &mut self.books[symbol.0 as usize];
+        let code = if qty.0 > book.spec.max_order_qty {
+            Some(RejectCode::QuantityTooLarge)
+        } else if !book.in_band(price) {
+            Some(RejectCode::PriceOutOfBand)
+        } else if checked_notional(price, qty, book.spec.tick_size).is_none() {
+            Some(RejectCode::NotionalOverflow)
+        } else if o.post_only && !o.in_stop_book && price != o.price && book.crosses(o.side, price)
+        {
+            Some(RejectCode::PostOnlyWouldTake)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return sink.on_event(&reject(user, coid, code));
+        }
+        let amended = Event::Amended {
+            user,
+            symbol,
+            client_order_id: coid,
+            order_id: o.id,
+            price,
+            qty,
+        };
+        let pool = &mut self.store.pool;
+        if o.in_stop_book {
+            // A waiting stop keeps its place in the trigger queue unless its quantity grows.
+            let idx = book.idx(o.stop_price);
+            let stops = book.stops(o.side);
+            if qty.0 > o.leaves {
+                stops.remove(pool, idx, slot);
+                pool[slot].leaves = qty.0;
+                pool[slot].visible = qty.0;
+                stops.push_back(pool, idx, slot);
+            } else {
+                stops.reduce(idx, o.leaves - qty.0, o.leaves - qty.0);
+                pool[slot].leaves = qty.0;
+                pool[slot].visible = qty.0;
+            }
+            pool[slot].price = price;
+            return sink.on_event(&amended);
+        }
+        let idx = book.idx(o.price);
+        if price == o.price && qty.0 <= o.leaves {
+            // Reduce in place: keeps time priority.
+            let visible = o.visible.min(qty.0);
+            book.own(o.side)
+                .reduce(idx, o.visible - visible, o.leaves - qty.0);
+            pool[slot].leaves = qty.0;
+            pool[slot].visible = visible;
+            return sink.on_event(&amended);
+        }
+        // Re-price or grow: loses priority; trades as a taker if it now crosses.
+        book.own(o.side).remove(pool, idx, slot);
+        pool[slot].price = price;
+        pool[slot].leaves = qty.0;
+        pool[slot].visible = qty.0;
+        sink.on_event(&amended);
+        self.execute(slot, sink);
+        self.fire_stops(symbol, sink);
+    }
+
+    fn mass_cancel<S: EventSink + ?Sized>(
+        &mut self,
+        user: UserId,
+        symbol: Option<SymbolId>,
+        sink: &mut S,
+    ) {
+        if user.0 as usize >= self.store.users.len() {
+            return sink.on_event(&reject(user, ClientOrderId(0), RejectCode::UnknownUser));
+        }
+        if symbol.is_some_and(|s| s.0 as usize >= self.books.len()) {
+            return sink.on_event(&reject(user, ClientOrderId(0), RejectCode::UnknownSymbol));
+        }
+        let mut count = 0;
+        let mut slot = self.store.users[user.0 as usize].head;
+        while slot != NIL {
+            let next = self.store.pool[slot].user_next;
+            if symbol.is_none_or(|s| self.store.pool[slot].symbol == s) {
+                self.cancel_live(slot, CancelReason::User, sink);
+                count += 1;
+            }
+            slot = next;
+        }
+        sink.on_event(&Event::MassCancelled {
+            user,
+            symbol,
+            count,
+        });
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// The live order of `user` with this client order id.
+    pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {
+        if user.0 as usize >= self.store.users.len() {
+            return None;
+        }
+        self.store
+            .index
+            .get(user, coid)
+            .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    /// Every live order of a symbol, section by section in canonical order (bids best first,
+    /// asks best first, buy stops in trigger order, sell stops in trigger order), FIFO within a
+    /// level.
+    pub fn for_each_order(&self, symbol: SymbolId, mut f: impl FnMut(BookSection, &OrderView)) {
+        let book = &self.books[symbol.0 as usize];
+        for section in BookSection::ALL {
+            let levels = match section {
+                BookSection::Bids => &book.bids,
+                BookSection::Asks => &book.asks,
+                BookSection::BuyStops => &book.buy_stops,
+                BookSection::SellStops => &book.sell_stops,
+            };
+            for (_, level) in levels.iter() {
+                let mut slot = level.head;
+                while slot != NIL {
+                    f(section, &view(&self.store.pool[slot]));
+                    slot = self.store.pool[slot].next;
+                }
+            }
+        }
+    }
+
+    /// Level-2 depth of one side: `(price, visible qty)` best first, at most `levels_max`.
+    pub fn depth(
+        &self,
+        symbol: SymbolId,
+        side: Side,
+        levels_max: usize,
+        mut f: impl FnMut(Price, Qty),
+    ) {
+        let book = &self.books[symbol.0 as usize];
+        let levels: &SideLevels = match side {
+            Side::Buy => &book.bids,
+            Side::Sell => &book.asks,
+        };
+        for (idx, level) in levels.iter().take(levels_max) {
+            f(book.price(idx), Qty(level.visible));
+        }
+    }
+
+    /// Best bid `(price, visible qty)`.
+    pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        let book = &self.books[symbol.0 as usize];
+        book.bids
+            .best()
+            .map(|i| (book.price(i), Qty(book.bids.level(i).visible)))
+    }
+
+    /// Best ask `(price, visible qty)`.
+    pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        let book = &self.books[symbol.0 as usize];
+        book.asks
+            .best()
+            .map(|i| (book.price(i), Qty(book.asks.level(i).visible)))
+    }
+
+    /// Price of the symbol's last trade.
+    pub fn last_trade_price(&self, symbol: SymbolId) -> Option<Price> {
+        self.books[symbol.0 as usize].last_price
+    }
+
+    /// Live orders across all symbols.
+    pub fn live_orders(&self) -> u32 {
+        self.store.pool.live()
+    }
+
+    /// Number of symbols.
+    pub fn symbols(&self) -> usize {
+        self.books.len()
+    }
+
+    /// The id the next accepted order will get.
+    pub fn next_order_id(&self) -> OrderId {
+        OrderId(self.next_order_id)
+    }
+
+    /// Feeds the matching state, canonically ordered, into `h` (see [`crate::hash`]).
+    pub fn hash_into(&self, h: &mut StateHasher) {
+        h.u64(self.next_order_id);
+        for (s, book) in self.books.iter().enumerate() {
+            h.u64(s as u64);
+            h.i64(book.last_price.map_or(0, |p| p.0));
+            let mut count = 0u64;
+            let mut last_section = None;
+            self.for_each_order(SymbolId(s as u16), |section, v| {
+                if last_section != Some(section) {
+                    h.u64(0x5ec7_1000 + section as u64);
+                    last_section = Some(section);
+                }
+                v.hash_into(h);
+                count += 1;
+            });
+            h.u64(count);
+        }
+    }
+
+    /// The digest of the whole matching state.
+    pub fn state_hash(&self) -> StateHash {
+        let mut h = StateHasher::default();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+}
+
+#[inline]
+fn triggered(o: &Order) -> Event {
+    Event::Triggered {
+        user: o.user,
+        symbol: o.symbol,
+        client_order_id: o.client_order_id,
+        order_id: o.id,
+    }
+}
+
+/// True if a stop of `side` at `stop` triggers at last trade price `last`.
+#[inline]
+fn stop_reached(last: Option<Price>, side: Side, stop: Price) -> bool {
+    match (last, side) {
+        (None, _) => false,
+        (Some(last), Side::Buy) => last >= stop,
+        (Some(last), Side::Sell) => last <= stop,
+    }
+}
+
+/// True if price `p` of the opposite side is acceptable to an order of `side` at `limit`.
+#[inline]
+fn acceptable(side: Side, p: Price, limit: Price) -> bool {
+    match side {
+        Side::Buy => p <= limit,
+        Side::Sell => p >= limit,
+    }
+}
+
+/// Fill-or-kill feasibility (docs/matching.md): the open quantity at acceptable prices must
+/// cover the order. Under self-trade prevention, the user's own resting orders do not count;
+/// with CANCEL_NEWEST, CANCEL_BOTH or DECREMENT any own order on a level the order would reach
+/// makes it infeasible (it would stop or shrink the order part-way).
+fn fok_feasible(book: &ArrayBook, pool: &OrderPool, o: &Order) -> bool {
+    let levels = book.opposite(o.side);
+    let mut need = o.leaves;
+    let mut cur = levels.best();
+    while let Some(idx) = cur {
+        if !acceptable(o.side, book.price(idx), o.price) {
+            return false;
+        }
+        let level = levels.level(idx);
+        let mut available = level.total;
+        if o.stp != StpMode::None {
+            let mut slot = level.head;
+            while slot != NIL {
+                let m = &pool[slot];
+                if m.user == o.user {
+                    if o.stp != StpMode::CancelOldest {
+                        return false;
+                    }
+                    available -= m.leaves;
+                }
+                slot = m.next;
+            }
+        }
+        if available >= need {
+            return true;
+        }
+        need -= available;
+        cur = levels.next_after(idx);
+    }
+    false
+}
+
+/// Matches the order in `slot` against the opposite side while it crosses. Leaves `leaves == 0`
+/// if the order filled or was cancelled by self-trade prevention.
+#[inline]
+fn match_incoming<S: EventSink + ?Sized>(
+    book: &mut ArrayBook,
+    store: &mut OrderStore,
+    slot: u32,
+    sink: &mut S,
+) {
+    let taker = store.pool[slot];
+    let (side, limit, user, stp) = (taker.side, taker.price, taker.user, taker.stp);
+    let spec = book.spec;
+    let levels = match side {
+        Side::Buy => &mut book.asks,
+        Side::Sell => &mut book.bids,
+    };
+    while let Some(idx) = levels.best() {
+        let level_price = Price(spec.price_min + i64::from(idx));
+        if !acceptable(side, level_price, limit) {
+            break;
+        }
+        let mut m = levels.level(idx).head;
+        while m != NIL {
+            let mut next = store.pool[m].next;
+            let qty = store.pool[slot].leaves.min(store.pool[m].visible);
+            if stp == StpMode::None || store.pool[m].user != user {
+                take(levels, &mut store.pool, idx, m, qty);
+                store.pool[m].filled += qty;
+                let t = &mut store.pool[slot];
+                t.leaves -= qty;
+                t.filled += qty;
+                let taker_fill = Fill {
+                    user,
+                    client_order_id: taker.client_order_id,
+                    order_id: taker.id,
+                    leaves_qty: Qty(t.leaves),
+                    cum_qty: Qty(t.filled),
+                    fee: fee(level_price, qty, spec.tick_size, spec.taker_fee_bps),
+                };
+                let mk = &store.pool[m];
+                sink.on_event(&Event::Trade(Trade {
+                    symbol: taker.symbol,
+                    price: level_price,
+                    qty: Qty(qty),
+                    taker_side: side,
+                    maker: Fill {
+                        user: mk.user,
+                        client_order_id: mk.client_order_id,
+                        order_id: mk.id,
+                        leaves_qty: Qty(mk.leaves),
+                        cum_qty: Qty(mk.filled),
+                        fee: fee(level_price, qty, spec.tick_size, spec.maker_fee_bps),
+                    },
+                    taker: taker_fill,
+                }));
+                book.last_price = Some(level_price);
+                next = settle_maker(levels, store, idx, m, next);
+            } else {
+                // Self-trade prevention; the taker's mode decides (docs/matching.md).
+                match stp {
+                    StpMode::CancelOldest | StpMode::CancelBoth => {
+                        levels.remove(&mut store.pool, idx, m);
+                        let left = store.pool[m].leaves;
+                        store.pool[m].leaves = 0;
+                        sink.on_event(&cancelled(&store.pool[m], left, CancelReason::SelfTrade));
+                        store.retire(m);
+                    }
+                    StpMode::Decrement => {
+                        take(levels, &mut store.pool, idx, m, qty);
+                        sink.on_event(&cancelled(&store.pool[m], qty, CancelReason::SelfTrade));
+                        store.pool[slot].leaves -= qty;
+                        sink.on_event(&cancelled(&store.pool[slot], qty, CancelReason::SelfTrade));
+                        next = settle_maker(levels, store, idx, m, next);
+                    }
+                    StpMode::CancelNewest | StpMode::None => {}
+                }
+                if matches!(stp, StpMode::CancelNewest | StpMode::CancelBoth) {
+                    let left = store.pool[slot].leaves;
+                    store.pool[slot].leaves = 0;
+                    sink.on_event(&cancelled(&store.pool[slot], left, CancelReason::SelfTrade));
+                    return;
+                }
+            }
+            if store.pool[slot].leaves == 0 {
+                return;
+            }
+            m = next;
+        }
+    }
+}
+
+/// Takes `qty` off a resting order's visible and open quantity, in place.
+#[inline]
+fn take(levels: &mut SideLevels, pool: &mut OrderPool, idx: u32, m: u32, qty: u64) {
+    let o = &mut pool[m];
+    o.visible -= qty;
+    o.leaves -= qty;
+    levels.reduce(idx, qty, qty);
+}
+
+/// After a fill or decrement of maker `m`: retires it if done, or refills an exhausted iceberg
+/// peak at the back of its level. Returns the order to visit next.
+#[inline]
+fn settle_maker(
+    levels: &mut SideLevels,
+    store: &mut OrderStore,
+    idx: u32,
+    m: u32,
+    next: u32,
+) -> u32 {
+    let (visible, leaves) = (store.pool[m].visible, store.pool[m].leaves);
+    if visible > 0 {
+        return next;
+    }
+    levels.remove(&mut store.pool, idx, m);
+    if leaves == 0 {
+        store.retire(m);
+        return next;
+    }
+    // Iceberg refill: a new peak joins the back of the level and loses time priority.
+    let peak = store.pool[m].peak();
+    store.pool[m].visible = peak;
+    levels.push_back(&mut store.pool, idx, m);
+    if next == NIL {
+        m
+    } else {
+        next
+    }
+}

@@ -1,0 +1,176 @@
+//! Newtypes for every identifier and fixed-point quantity the engine handles.
+//!
+//! Prices are integer ticks *per lot* of the symbol (see [`crate::config::SymbolConfig`]), so a
+//! trade's notional in the quote currency's minimal units is `price × qty × tick_size`, computed
+//! without division and checked in `i128`. Quantities are integer lots. No floats anywhere.
+
+use std::fmt;
+
+macro_rules! newtype {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(transparent)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+newtype!(
+    /// A price in ticks of the symbol (ticks per lot). Always within the symbol's price band.
+    Price(i64)
+);
+newtype!(
+    /// A quantity in lots of the symbol's base currency.
+    Qty(u64)
+);
+newtype!(
+    /// An order id, assigned by the engine in acceptance order, starting at 1.
+    OrderId(u64)
+);
+newtype!(
+    /// A user (account) id: an index below the configured `users_max`.
+    UserId(u32)
+);
+newtype!(
+    /// A symbol id: the symbol's dense index in the configuration.
+    SymbolId(u16)
+);
+newtype!(
+    /// A currency id: the currency's dense index in the configuration.
+    CurrencyId(u16)
+);
+newtype!(
+    /// The client's own id for an order; unique per user among the user's live orders.
+    ClientOrderId(u64)
+);
+newtype!(
+    /// A command's sequence number, assigned before the risk stage and journaled.
+    Seq(u64)
+);
+
+/// Which side of the book an order is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Buys base with quote; rests on the bid side.
+    Buy = 0,
+    /// Sells base for quote; rests on the ask side.
+    Sell = 1,
+}
+
+impl Side {
+    /// The other side.
+    #[inline]
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// The name used in scripts and JSON (`BUY` / `SELL`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        }
+    }
+}
+
+/// How an order's price is interpreted and when it becomes active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OrderType {
+    /// Trades at its limit price or better; a GTC remainder rests.
+    Limit = 0,
+    /// Trades immediately at any price up to its protection price; never rests.
+    Market = 1,
+    /// Waits for the last trade price to reach its stop price, then enters as a limit order.
+    StopLimit = 2,
+    /// Waits for the last trade price to reach its stop price, then enters as a market order.
+    StopMarket = 3,
+}
+
+impl OrderType {
+    /// The name used in scripts and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderType::Limit => "LIMIT",
+            OrderType::Market => "MARKET",
+            OrderType::StopLimit => "STOP_LIMIT",
+            OrderType::StopMarket => "STOP_MARKET",
+        }
+    }
+
+    /// True for the two stop types.
+    #[inline]
+    pub fn is_stop(self) -> bool {
+        matches!(self, OrderType::StopLimit | OrderType::StopMarket)
+    }
+
+    /// True for the two types that trade as market orders once active.
+    #[inline]
+    pub fn is_market(self) -> bool {
+        matches!(self, OrderType::Market | OrderType::StopMarket)
+    }
+}
+
+/// Time in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TimeInForce {
+    /// Good till cancelled: a limit remainder rests.
+    Gtc = 0,
+    /// Immediate or cancel: the remainder is cancelled.
+    Ioc = 1,
+    /// Fill or kill: fills completely at once, or is cancelled without trading.
+    Fok = 2,
+}
+
+impl TimeInForce {
+    /// The name used in scripts and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "GTC",
+            TimeInForce::Ioc => "IOC",
+            TimeInForce::Fok => "FOK",
+        }
+    }
+}
+
+/// Self-trade prevention: what happens when an incoming order would trade with a resting order
+/// of the same user. The incoming (taker) order's mode decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum StpMode {
+    /// No prevention: the two orders trade.
+    #[default]
+    None = 0,
+    /// Cancel the incoming order's remainder; the resting order stays.
+    CancelNewest = 1,
+    /// Cancel the resting order and keep matching.
+    CancelOldest = 2,
+    /// Cancel both.
+    CancelBoth = 3,
+    /// Reduce both by the quantity that would have traded; whichever reaches zero is cancelled.
+    Decrement = 4,
+}
+
+impl StpMode {
+    /// The name used in scripts and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            StpMode::None => "NONE",
+            StpMode::CancelNewest => "CANCEL_NEWEST",
+            StpMode::CancelOldest => "CANCEL_OLDEST",
+            StpMode::CancelBoth => "CANCEL_BOTH",
+            StpMode::Decrement => "DECREMENT",
+        }
+    }
+}
