@@ -166,3 +166,5 @@ impl SideLevels {
         self.best == NIL
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Level>() == 24);

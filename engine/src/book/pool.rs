@@ -199,3 +199,6 @@ mod tests {
         assert_eq!(OrderPool::new(0).alloc(OrderPool::blank()), None);
     }
 }
+
+// The pool's memory budget (docs/configuration.md) assumes this size; keep hot fields together.
+const _: () = assert!(std::mem::size_of::<Order>() == 96);

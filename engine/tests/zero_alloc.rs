@@ -1,0 +1,218 @@
+//! Zero heap allocation on the hot path, proven with a counting global allocator.
+//!
+//! After `Engine::new` and a warm-up, a million mixed commands — every order type and
+//! instruction, cancels, amends, mass cancels and rejects — must not allocate, reallocate or
+//! free once. Only heap operations made by the thread under test while counting is switched on are
+//! counted, per thread, so the test harness's own threads cannot disturb the figure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use ringbook_engine::prelude::*;
+
+struct CountingAlloc;
+
+thread_local! {
+    /// Whether this thread is being measured.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Heap operations this thread made while measured.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    // `try_with`: the thread-locals may already be gone while a thread shuts down.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// SplitMix64: a fixed-seed generator that itself never allocates.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const USERS: u64 = 8;
+const SYMBOLS: u64 = 3;
+const TRACKED: usize = 4096;
+
+/// Generates a mixed command stream around a moving mid price. Client order ids it hands out
+/// are remembered in a fixed table so cancels and amends usually name live orders.
+struct Workload {
+    rng: Rng,
+    next_coid: u64,
+    tracked: Vec<(UserId, SymbolId, ClientOrderId)>,
+    mids: [i64; SYMBOLS as usize],
+}
+
+impl Workload {
+    fn new(seed: u64) -> Workload {
+        Workload {
+            rng: Rng(seed),
+            next_coid: 1,
+            tracked: vec![(UserId(0), SymbolId(0), ClientOrderId(0)); TRACKED],
+            mids: [15_000, 5_000, 19_000],
+        }
+    }
+
+    fn command(&mut self) -> Command {
+        let r = &mut self.rng;
+        let user = UserId(r.below(USERS) as u32);
+        let symbol = SymbolId(r.below(SYMBOLS) as u16);
+        let mid = &mut self.mids[symbol.0 as usize];
+        *mid = (*mid + r.below(3) as i64 - 1).clamp(1_000, 40_000);
+        let side = if r.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let toward = |p: i64| match side {
+            Side::Buy => p,
+            Side::Sell => -p,
+        };
+        let kind = r.below(100);
+        if kind < 60 {
+            let coid = ClientOrderId(self.next_coid);
+            self.next_coid += 1;
+            let slot = r.below(TRACKED as u64) as usize;
+            self.tracked[slot] = (user, symbol, coid);
+            let passive = *mid - toward(r.below(20) as i64);
+            let aggressive = *mid + toward(r.below(10) as i64);
+            let qty = Qty(1 + r.below(50));
+            let mut o = NewOrder::limit(user, symbol, coid, side, Price(passive), qty);
+            match kind % 12 {
+                0 => o.tif = TimeInForce::Ioc,
+                1 => o.tif = TimeInForce::Fok,
+                2 => o.post_only = true,
+                3 => o.display_qty = Qty(1 + r.below(qty.0)),
+                4 => {
+                    o = NewOrder::market(user, symbol, coid, side, Price(aggressive + toward(50)), qty);
+                }
+                5 | 6 => {
+                    o.order_type = if kind % 2 == 0 { OrderType::StopLimit } else { OrderType::StopMarket };
+                    o.stop_price = Price(*mid + toward(1 + r.below(5) as i64));
+                    o.price = Price(aggressive);
+                }
+                7 => o.price = Price(aggressive),
+                8 => o.qty = Qty(0), // a reject
+                _ => {}
+            }
+            o.stp = match r.below(6) {
+                0 => StpMode::CancelNewest,
+                1 => StpMode::CancelOldest,
+                2 => StpMode::CancelBoth,
+                3 => StpMode::Decrement,
+                _ => StpMode::None,
+            };
+            Command::NewOrder(o)
+        } else {
+            let (user, symbol, client_order_id) = self.tracked[r.below(TRACKED as u64) as usize];
+            match kind {
+                60..=84 => Command::Cancel { user, symbol, client_order_id },
+                85..=98 => Command::Amend {
+                    user,
+                    symbol,
+                    client_order_id,
+                    price: Price(*mid - toward(r.below(15) as i64)),
+                    qty: Qty(r.below(40)),
+                },
+                _ => Command::MassCancel { user, symbol: (r.below(2) == 0).then_some(symbol) },
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    events: u64,
+    trades: u64,
+    rejects: u64,
+    triggers: u64,
+}
+
+#[test]
+fn a_million_mixed_commands_allocate_nothing() {
+    let mut config = Config::default();
+    config.capacity.orders_max = 50_000;
+    config.capacity.users_max = USERS as u32;
+    let mut engine = Engine::new(&config).unwrap();
+    let mut workload = Workload::new(0x5eed);
+    let mut tally = Tally::default();
+    let mut sink = |e: &Event| {
+        tally.events += 1;
+        match e {
+            Event::Trade(_) => tally.trades += 1,
+            Event::Rejected { .. } => tally.rejects += 1,
+            Event::Triggered { .. } => tally.triggers += 1,
+            _ => {}
+        }
+    };
+    for _ in 0..50_000 {
+        let cmd = workload.command();
+        engine.process(&cmd, &mut sink);
+    }
+
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..1_000_000 {
+        let cmd = workload.command();
+        engine.process(&cmd, &mut sink);
+    }
+    COUNTING.with(|c| c.set(false));
+
+    let allocations = allocations();
+    // The stream must really exercise the engine for the zero to mean anything.
+    assert!(tally.trades > 100_000, "too few trades: {}", tally.trades);
+    assert!(tally.rejects > 10_000, "too few rejects: {}", tally.rejects);
+    assert!(tally.triggers > 1_000, "too few stop triggers: {}", tally.triggers);
+    assert!(engine.matcher().live_orders() > 100, "book drained");
+    assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards against a counter that cannot fail.
+    let before = allocations();
+    COUNTING.with(|c| c.set(true));
+    let v: Vec<u64> = std::hint::black_box(Vec::with_capacity(16));
+    drop(v);
+    COUNTING.with(|c| c.set(false));
+    assert!(allocations() >= before + 2);
+}
