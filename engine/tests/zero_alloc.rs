@@ -103,7 +103,11 @@ impl Workload {
         let symbol = SymbolId(r.below(SYMBOLS) as u16);
         let mid = &mut self.mids[symbol.0 as usize];
         *mid = (*mid + r.below(3) as i64 - 1).clamp(1_000, 40_000);
-        let side = if r.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let side = if r.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let toward = |p: i64| match side {
             Side::Buy => p,
             Side::Sell => -p,
@@ -124,10 +128,21 @@ impl Workload {
                 2 => o.post_only = true,
                 3 => o.display_qty = Qty(1 + r.below(qty.0)),
                 4 => {
-                    o = NewOrder::market(user, symbol, coid, side, Price(aggressive + toward(50)), qty);
+                    o = NewOrder::market(
+                        user,
+                        symbol,
+                        coid,
+                        side,
+                        Price(aggressive + toward(50)),
+                        qty,
+                    );
                 }
                 5 | 6 => {
-                    o.order_type = if kind % 2 == 0 { OrderType::StopLimit } else { OrderType::StopMarket };
+                    o.order_type = if kind.is_multiple_of(2) {
+                        OrderType::StopLimit
+                    } else {
+                        OrderType::StopMarket
+                    };
                     o.stop_price = Price(*mid + toward(1 + r.below(5) as i64));
                     o.price = Price(aggressive);
                 }
@@ -146,7 +161,11 @@ impl Workload {
         } else {
             let (user, symbol, client_order_id) = self.tracked[r.below(TRACKED as u64) as usize];
             match kind {
-                60..=84 => Command::Cancel { user, symbol, client_order_id },
+                60..=84 => Command::Cancel {
+                    user,
+                    symbol,
+                    client_order_id,
+                },
                 85..=98 => Command::Amend {
                     user,
                     symbol,
@@ -154,7 +173,10 @@ impl Workload {
                     price: Price(*mid - toward(r.below(15) as i64)),
                     qty: Qty(r.below(40)),
                 },
-                _ => Command::MassCancel { user, symbol: (r.below(2) == 0).then_some(symbol) },
+                _ => Command::MassCancel {
+                    user,
+                    symbol: (r.below(2) == 0).then_some(symbol),
+                },
             }
         }
     }
@@ -201,7 +223,11 @@ fn a_million_mixed_commands_allocate_nothing() {
     // The stream must really exercise the engine for the zero to mean anything.
     assert!(tally.trades > 100_000, "too few trades: {}", tally.trades);
     assert!(tally.rejects > 10_000, "too few rejects: {}", tally.rejects);
-    assert!(tally.triggers > 1_000, "too few stop triggers: {}", tally.triggers);
+    assert!(
+        tally.triggers > 1_000,
+        "too few stop triggers: {}",
+        tally.triggers
+    );
     assert!(engine.matcher().live_orders() > 100, "book drained");
     assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
 }

@@ -181,6 +181,9 @@ impl std::ops::IndexMut<u32> for OrderPool {
     }
 }
 
+// The pool's memory budget (docs/configuration.md) assumes this size; keep hot fields together.
+const _: () = assert!(std::mem::size_of::<Order>() == 96);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +202,3 @@ mod tests {
         assert_eq!(OrderPool::new(0).alloc(OrderPool::blank()), None);
     }
 }
-
-// The pool's memory budget (docs/configuration.md) assumes this size; keep hot fields together.
-const _: () = assert!(std::mem::size_of::<Order>() == 96);
