@@ -1,13 +1,678 @@
-//! `ringbook scenario` (being written).
+//! `ringbook scenario`: run a command script through the engine and print one JSON object per
+//! event, one per line (the public contract is SPEC §9; the matching rules behind every event
+//! are docs/matching.md).
+//!
+//! ```text
+//! ringbook scenario [--config FILE] [--final] --no-risk SCRIPT    # SCRIPT may be `-` (stdin)
+//! ```
+//!
+//! # Script
+//!
+//! One command per line, comma-separated, fields trimmed; `#` starts a comment anywhere on a
+//! line and blank lines are ignored. Command names, enum words and option keys are
+//! case-insensitive; ids and quantities are plain decimal integers.
+//!
+//! ```text
+//! order,<user>,<symbol>,<client_order_id>,<BUY|SELL>,<LIMIT|MARKET|STOP_LIMIT|STOP_MARKET>,<GTC|IOC|FOK>,<price>,<qty>[,key=value…]
+//!     # keys: post_only=1|0, stp=CANCEL_NEWEST|CANCEL_OLDEST|CANCEL_BOTH|DECREMENT|NONE,
+//!     #       display=<qty> (iceberg), stop=<trigger price>; MARKET / STOP_MARKET: price = protection
+//! cancel,<user>,<symbol>,<client_order_id>
+//! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
+//! mass_cancel,<user>[,<symbol>]
+//! deposit,… withdraw,… approve,…                                  # need accounts (not yet built)
+//! ```
+//!
+//! `<symbol>` is a configured symbol name (`BTC-KRW`) or a numeric symbol id; a numeric id that
+//! is not configured reaches the engine, which rejects it with `UNKNOWN_SYMBOL`. The parser only
+//! checks the shape of a line (field count, numbers within their types, known words); everything
+//! else — bands, quantities, stop prices, unknown users and orders — is the engine's to judge and
+//! comes out as a `rejected` event.
+//!
+//! # Output
+//!
+//! One JSON object per event on stdout, the SPEC's fields first, then extras:
+//!
+//! ```text
+//! {"event":"accepted","user":U,"symbol":"S","client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"qty":Q}
+//! {"event":"rejected","user":U,"client_order_id":C,"code":N,"reason":"NAME"}
+//! {"event":"trade","symbol":"S","price":P,"qty":Q,"maker_user":U,"maker_client_order_id":C,"taker_user":U,
+//!  "taker_client_order_id":C,"maker_fee":F,"taker_fee":F,"maker_order_id":O,"taker_order_id":O,
+//!  "taker_side":"BUY","maker_leaves":L,"taker_leaves":L}
+//! {"event":"cancelled","user":U,"client_order_id":C,"qty":Q,"reason":"NAME","symbol":"S","order_id":O,"leaves":L}
+//! {"event":"amended","user":U,"client_order_id":C,"price":P,"qty":Q,"symbol":"S","order_id":O}
+//! {"event":"triggered","user":U,"client_order_id":C,"symbol":"S","order_id":O}
+//! {"event":"mass_cancelled","user":U,"symbol":"S" or null,"count":N}
+//! ```
+//!
+//! With `--final`, after the script: one `{"event":"book","symbol":"S","bids":[[P,Q],…],"asks":[…]}`
+//! per configured symbol in id order (every level, visible quantity, best first), then
+//! `{"event":"state_hash","hash":"<16 hex digits>"}`. Same script, same bytes.
+//!
+//! # Modes and exit status
+//!
+//! Accounts and pre-trade risk do not exist yet, so `--no-risk` (the order books alone) is the
+//! only mode and must be given; without it the command exits with status 2. In this mode
+//! `deposit`, `withdraw` and `approve` lines are reported as errors.
+//!
+//! A line that cannot be parsed (or is not supported in this mode) is reported on stderr as
+//! `line N: <reason>` and skipped; the run goes on and exits with status 1. A run that cannot
+//! start or finish (bad arguments, config, unreadable script, failed output) exits with status 2.
+//! Otherwise the status is 0. An engine reject is an event, not an error.
 
+use std::fmt::{self, Write as _};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
+
+use ringbook_engine::prelude::*;
 
 /// Arguments of `ringbook scenario`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Engine configuration (TOML, see docs/configuration.md); the embedded default if absent.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// After the script, print every symbol's book and the state hash.
+    #[arg(long = "final")]
+    pub final_state: bool,
+    /// Run the order books alone, without accounts or pre-trade risk. Required for now: the
+    /// accounts stage does not exist yet.
+    #[arg(long)]
+    pub no_risk: bool,
+    /// The command script, or `-` for standard input.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+}
+
+/// Exit status when the run itself cannot happen or finish.
+const EXIT_USAGE: u8 = 2;
 
 /// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("ringbook scenario: not implemented yet");
-    ExitCode::FAILURE
+pub fn run(args: Args) -> ExitCode {
+    match run_inner(&args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(Fatal::Quiet) => ExitCode::from(EXIT_USAGE),
+        Err(Fatal::Message(m)) => {
+            eprintln!("ringbook scenario: {m}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Why a run stopped before its end.
+enum Fatal {
+    /// Already explained (or nothing to explain: the reader of our output went away).
+    Quiet,
+    /// Print this and stop.
+    Message(String),
+}
+
+impl From<String> for Fatal {
+    fn from(m: String) -> Fatal {
+        Fatal::Message(m)
+    }
+}
+
+/// Runs the script; returns the number of lines that could not be run.
+fn run_inner(args: &Args) -> Result<u64, Fatal> {
+    if !args.no_risk {
+        return Err(Fatal::Message(
+            "risk mode needs the accounts stage, which this build does not have yet; \
+             pass --no-risk to run the book alone"
+                .into(),
+        ));
+    }
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let mut engine = Engine::new(&config).map_err(|e| e.to_string())?;
+
+    let mut input: Box<dyn BufRead> = if args.script.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let file = File::open(&args.script)
+            .map_err(|e| format!("cannot open {}: {e}", args.script.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let script_name = if args.script.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        args.script.display().to_string()
+    };
+
+    let stdout = io::stdout();
+    let mut out = Printer::new(BufWriter::new(stdout.lock()), &config);
+    let mut bad_lines = 0u64;
+    let mut raw = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        raw.clear();
+        match input.read_until(b'\n', &mut raw) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                out.flush()?;
+                return Err(format!("cannot read {script_name}: {e}").into());
+            }
+        }
+        line_no += 1;
+        let parsed = match std::str::from_utf8(&raw) {
+            Ok(text) => parse_line(text, &config),
+            Err(_) => Err("not valid UTF-8".to_string()),
+        };
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(cmd)) => engine.process(&cmd, &mut |e: &Event| out.event(e)),
+            Err(reason) => {
+                // Flush first so a terminal shows the error after the events before it.
+                out.flush()?;
+                eprintln!("line {line_no}: {reason}");
+                bad_lines += 1;
+            }
+        }
+        out.check()?;
+    }
+    if args.final_state {
+        out.final_state(&engine);
+    }
+    out.flush()?;
+    if bad_lines > 0 {
+        eprintln!(
+            "ringbook scenario: {bad_lines} line{} of {script_name} could not be run",
+            if bad_lines == 1 { "" } else { "s" }
+        );
+    }
+    Ok(bad_lines)
+}
+
+// ---------------------------------------------------------------- parsing
+
+/// Parses one script line: `Ok(None)` for a blank or comment line, the command, or why not.
+fn parse_line(line: &str, config: &Config) -> Result<Option<Command>, String> {
+    let body = line
+        .split_once('#')
+        .map_or(line, |(before, _)| before)
+        .trim();
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = body.split(',').map(str::trim).collect();
+    let word = fields[0];
+    let is = |name: &str| word.eq_ignore_ascii_case(name);
+    let cmd = if is("order") {
+        parse_order(&fields, config)?
+    } else if is("cancel") {
+        expect_fields(&fields, 4, 4, CANCEL_USAGE)?;
+        Command::Cancel {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            client_order_id: client_order_id(fields[3])?,
+        }
+    } else if is("amend") {
+        expect_fields(&fields, 6, 6, AMEND_USAGE)?;
+        Command::Amend {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            client_order_id: client_order_id(fields[3])?,
+            price: price("new_price", fields[4])?,
+            qty: qty("new_qty", fields[5])?,
+        }
+    } else if is("mass_cancel") {
+        expect_fields(&fields, 2, 3, MASS_CANCEL_USAGE)?;
+        Command::MassCancel {
+            user: user(fields[1])?,
+            symbol: match fields.get(2) {
+                Some(s) => Some(symbol(s, config)?),
+                None => None,
+            },
+        }
+    } else if is("deposit") || is("withdraw") || is("approve") {
+        return Err(format!(
+            "{} needs the accounts stage, which this build does not have yet \
+             (--no-risk runs the book alone)",
+            word.to_ascii_lowercase()
+        ));
+    } else {
+        return Err(format!(
+            "unknown command {word:?} (expected order, cancel, amend, mass_cancel, deposit, \
+             withdraw or approve)"
+        ));
+    };
+    Ok(Some(cmd))
+}
+
+const ORDER_USAGE: &str =
+    "order,<user>,<symbol>,<client_order_id>,<side>,<type>,<tif>,<price>,<qty>[,key=value…]";
+const CANCEL_USAGE: &str = "cancel,<user>,<symbol>,<client_order_id>";
+const AMEND_USAGE: &str = "amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>";
+const MASS_CANCEL_USAGE: &str = "mass_cancel,<user>[,<symbol>]";
+
+/// Checks that a command has between `min` and `max` fields (its name included).
+fn expect_fields(fields: &[&str], min: usize, max: usize, usage: &str) -> Result<(), String> {
+    let n = fields.len();
+    if n < min {
+        Err(format!("missing fields: expected {usage}"))
+    } else if n > max {
+        Err(format!("too many fields: expected {usage}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
+    expect_fields(fields, 9, usize::MAX, ORDER_USAGE)?;
+    let mut order = NewOrder {
+        user: user(fields[1])?,
+        symbol: symbol(fields[2], config)?,
+        client_order_id: client_order_id(fields[3])?,
+        side: word(
+            "side",
+            fields[4],
+            &[("BUY", Side::Buy), ("SELL", Side::Sell)],
+        )?,
+        order_type: word(
+            "type",
+            fields[5],
+            &[
+                ("LIMIT", OrderType::Limit),
+                ("MARKET", OrderType::Market),
+                ("STOP_LIMIT", OrderType::StopLimit),
+                ("STOP_MARKET", OrderType::StopMarket),
+            ],
+        )?,
+        tif: word(
+            "time in force",
+            fields[6],
+            &[
+                ("GTC", TimeInForce::Gtc),
+                ("IOC", TimeInForce::Ioc),
+                ("FOK", TimeInForce::Fok),
+            ],
+        )?,
+        price: price("price", fields[7])?,
+        qty: qty("qty", fields[8])?,
+        stop_price: Price(0),
+        display_qty: Qty(0),
+        post_only: false,
+        stp: StpMode::None,
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for option in &fields[9..] {
+        let Some((key, value)) = option.split_once('=') else {
+            return Err(format!(
+                "option {option:?} is not key=value (keys: post_only, stp, display, stop)"
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let key = ["post_only", "stp", "display", "stop"]
+            .into_iter()
+            .find(|k| k.eq_ignore_ascii_case(key))
+            .ok_or_else(|| {
+                format!("unknown option {key:?} (keys: post_only, stp, display, stop)")
+            })?;
+        if seen.contains(&key) {
+            return Err(format!("option {key} given twice"));
+        }
+        seen.push(key);
+        match key {
+            "post_only" => {
+                order.post_only = word("post_only", value, &[("1", true), ("0", false)])?;
+            }
+            "stp" => {
+                order.stp = word(
+                    "stp",
+                    value,
+                    &[
+                        ("CANCEL_NEWEST", StpMode::CancelNewest),
+                        ("CANCEL_OLDEST", StpMode::CancelOldest),
+                        ("CANCEL_BOTH", StpMode::CancelBoth),
+                        ("DECREMENT", StpMode::Decrement),
+                        ("NONE", StpMode::None),
+                    ],
+                )?;
+            }
+            "display" => order.display_qty = qty("display", value)?,
+            _ => order.stop_price = price("stop", value)?,
+        }
+    }
+    Ok(Command::NewOrder(order))
+}
+
+/// One of a fixed set of words, case-insensitively.
+fn word<T: Copy>(what: &str, text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    if let Some(&(_, v)) = choices.iter().find(|(w, _)| w.eq_ignore_ascii_case(text)) {
+        return Ok(v);
+    }
+    let names: Vec<&str> = choices.iter().map(|&(w, _)| w).collect();
+    Err(format!(
+        "{what} {text:?} is not one of {}",
+        names.join(", ")
+    ))
+}
+
+/// A decimal integer of type `T`.
+fn number<T: FromStr + fmt::Display>(what: &str, text: &str, min: T, max: T) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{what} {text:?} is not an integer in {min}..={max}"))
+}
+
+fn user(text: &str) -> Result<UserId, String> {
+    number("user", text, u32::MIN, u32::MAX).map(UserId)
+}
+
+fn client_order_id(text: &str) -> Result<ClientOrderId, String> {
+    number("client_order_id", text, u64::MIN, u64::MAX).map(ClientOrderId)
+}
+
+fn price(what: &str, text: &str) -> Result<Price, String> {
+    number(what, text, i64::MIN, i64::MAX).map(Price)
+}
+
+fn qty(what: &str, text: &str) -> Result<Qty, String> {
+    number(what, text, u64::MIN, u64::MAX).map(Qty)
+}
+
+/// A configured symbol name, or a numeric symbol id (which the engine checks).
+fn symbol(text: &str, config: &Config) -> Result<SymbolId, String> {
+    if let Some(id) = config.symbol_id(text) {
+        return Ok(id);
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return number("symbol id", text, u16::MIN, u16::MAX).map(SymbolId);
+    }
+    let names: Vec<&str> = config.symbols.iter().map(|s| s.name.as_str()).collect();
+    Err(format!(
+        "unknown symbol {text:?} (configured: {})",
+        names.join(", ")
+    ))
+}
+
+// ---------------------------------------------------------------- output
+
+/// Formats events as JSON lines into a buffered writer, keeping the first write error.
+struct Printer<W: Write> {
+    out: W,
+    /// Each configured symbol's name as a JSON string literal, by id.
+    names: Vec<String>,
+    line: String,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Printer<W> {
+    fn new(out: W, config: &Config) -> Printer<W> {
+        Printer {
+            out,
+            names: config
+                .symbols
+                .iter()
+                .map(|s| json_string(&s.name))
+                .collect(),
+            line: String::with_capacity(512),
+            error: None,
+        }
+    }
+
+    /// The symbol's name as a JSON string (its id as a string if it is not configured, which
+    /// the engine never reports).
+    fn symbol(&self, id: SymbolId) -> String {
+        match self.names.get(id.0 as usize) {
+            Some(name) => name.clone(),
+            None => format!("\"{}\"", id.0),
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        let mut l = std::mem::take(&mut self.line);
+        l.clear();
+        // Writing to a String cannot fail.
+        let _ = match *e {
+            Event::Accepted {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                side,
+                order_type,
+                price,
+                qty,
+            } => write!(
+                l,
+                r#"{{"event":"accepted","user":{user},"symbol":{},"client_order_id":{client_order_id},"order_id":{order_id},"side":"{}","type":"{}","price":{price},"qty":{qty}}}"#,
+                self.symbol(symbol),
+                side.name(),
+                order_type.name(),
+            ),
+            Event::Rejected {
+                user,
+                client_order_id,
+                code,
+            } => write!(
+                l,
+                r#"{{"event":"rejected","user":{user},"client_order_id":{client_order_id},"code":{},"reason":"{}"}}"#,
+                code.code(),
+                code.name(),
+            ),
+            Event::Trade(ref t) => write!(
+                l,
+                r#"{{"event":"trade","symbol":{},"price":{},"qty":{},"maker_user":{},"maker_client_order_id":{},"taker_user":{},"taker_client_order_id":{},"maker_fee":{},"taker_fee":{},"maker_order_id":{},"taker_order_id":{},"taker_side":"{}","maker_leaves":{},"taker_leaves":{}}}"#,
+                self.symbol(t.symbol),
+                t.price,
+                t.qty,
+                t.maker.user,
+                t.maker.client_order_id,
+                t.taker.user,
+                t.taker.client_order_id,
+                t.maker.fee,
+                t.taker.fee,
+                t.maker.order_id,
+                t.taker.order_id,
+                t.taker_side.name(),
+                t.maker.leaves_qty,
+                t.taker.leaves_qty,
+            ),
+            Event::Cancelled {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                qty,
+                leaves_qty,
+                reason,
+            } => write!(
+                l,
+                r#"{{"event":"cancelled","user":{user},"client_order_id":{client_order_id},"qty":{qty},"reason":"{}","symbol":{},"order_id":{order_id},"leaves":{leaves_qty}}}"#,
+                reason.name(),
+                self.symbol(symbol),
+            ),
+            Event::Amended {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+            } => write!(
+                l,
+                r#"{{"event":"amended","user":{user},"client_order_id":{client_order_id},"price":{price},"qty":{qty},"symbol":{},"order_id":{order_id}}}"#,
+                self.symbol(symbol),
+            ),
+            Event::Triggered {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+            } => write!(
+                l,
+                r#"{{"event":"triggered","user":{user},"client_order_id":{client_order_id},"symbol":{},"order_id":{order_id}}}"#,
+                self.symbol(symbol),
+            ),
+            Event::MassCancelled {
+                user,
+                symbol,
+                count,
+            } => write!(
+                l,
+                r#"{{"event":"mass_cancelled","user":{user},"symbol":{},"count":{count}}}"#,
+                symbol.map_or_else(|| "null".to_string(), |s| self.symbol(s)),
+            ),
+        };
+        l.push('\n');
+        self.write(&l);
+        self.line = l;
+    }
+
+    /// The `--final` lines: every book, then the state hash.
+    fn final_state(&mut self, engine: &Engine) {
+        let mut l = std::mem::take(&mut self.line);
+        for s in 0..self.names.len() {
+            let id = SymbolId(s as u16);
+            l.clear();
+            l.push_str(r#"{"event":"book","symbol":"#);
+            l.push_str(&self.names[s]);
+            for (key, side) in [(r#","bids":["#, Side::Buy), (r#"],"asks":["#, Side::Sell)] {
+                l.push_str(key);
+                let mut first = true;
+                engine.depth(id, side, usize::MAX, |price, qty| {
+                    let comma = if first { "" } else { "," };
+                    first = false;
+                    let _ = write!(l, "{comma}[{price},{qty}]");
+                });
+            }
+            l.push_str("]}\n");
+            self.write(&l);
+        }
+        l.clear();
+        let _ = writeln!(
+            l,
+            r#"{{"event":"state_hash","hash":"{}"}}"#,
+            engine.state_hash()
+        );
+        self.write(&l);
+        self.line = l;
+    }
+
+    fn write(&mut self, text: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(text.as_bytes()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Stops the run if output has failed.
+    fn check(&mut self) -> Result<(), Fatal> {
+        match self.error.take() {
+            None => Ok(()),
+            Some(e) => Err(output_error(e)),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), Fatal> {
+        self.check()?;
+        self.out.flush().map_err(output_error)
+    }
+}
+
+fn output_error(e: io::Error) -> Fatal {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        // Whoever reads our output has stopped (`| head`): nothing useful to say.
+        Fatal::Quiet
+    } else {
+        Fatal::Message(format!("cannot write output: {e}"))
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Command>, String> {
+        parse_line(line, &Config::default())
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_nothing() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("   \r\n"), Ok(None));
+        assert_eq!(parse("# order,1,BTC-KRW,1,BUY,LIMIT,GTC,1,1"), Ok(None));
+    }
+
+    #[test]
+    fn an_order_with_every_option() {
+        let cmd = parse(
+            " Order , 7 , 0 , 9 , sell , stop_limit , gtc , 100 , 50 , display=5, STP=decrement,\
+             post_only=1 , stop = 90 # trailing comment",
+        )
+        .unwrap()
+        .unwrap();
+        let Command::NewOrder(o) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(
+            o,
+            NewOrder {
+                user: UserId(7),
+                symbol: SymbolId(0),
+                client_order_id: ClientOrderId(9),
+                side: Side::Sell,
+                order_type: OrderType::StopLimit,
+                tif: TimeInForce::Gtc,
+                price: Price(100),
+                qty: Qty(50),
+                stop_price: Price(90),
+                display_qty: Qty(5),
+                post_only: true,
+                stp: StpMode::Decrement,
+            }
+        );
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let err = |l: &str| parse(l).unwrap_err();
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100").contains("missing fields"));
+        assert!(err("cancel,1,BTC-KRW,1,2").contains("too many fields"));
+        assert!(err("order,1,XRP-KRW,1,BUY,LIMIT,GTC,100,1").contains("unknown symbol"));
+        assert!(err("order,1,BTC-KRW,1,HOLD,LIMIT,GTC,100,1").contains("side"));
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,1.5,1").contains("price"));
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,-1").contains("qty"));
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1,colour=red").contains("unknown option"));
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1,stop=1,stop=2").contains("twice"));
+        assert!(err("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1,post_only=yes").contains("post_only"));
+        assert!(err("mass_cancel,4294967296").contains("user"));
+        assert!(err("mass_cancel,1,65536").contains("symbol id"));
+        assert!(err("deposit,1,KRW,100").contains("accounts"));
+        assert!(err("frobnicate,1").contains("unknown command"));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("BTC-KRW"), r#""BTC-KRW""#);
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+    }
 }
