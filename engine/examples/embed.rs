@@ -14,15 +14,31 @@ fn main() -> Result<(), ConfigError> {
     let (alice, bob) = (UserId(1), UserId(2));
     // Alice offers 5 lots in two orders; Bob buys 7 with a limit that reaches both.
     let orders = [
-        NewOrder::limit(alice, btc, ClientOrderId(1), Side::Sell, Price(15_000), Qty(3)),
-        NewOrder::limit(alice, btc, ClientOrderId(2), Side::Sell, Price(15_010), Qty(2)),
+        NewOrder::limit(
+            alice,
+            btc,
+            ClientOrderId(1),
+            Side::Sell,
+            Price(15_000),
+            Qty(3),
+        ),
+        NewOrder::limit(
+            alice,
+            btc,
+            ClientOrderId(2),
+            Side::Sell,
+            Price(15_010),
+            Qty(2),
+        ),
         NewOrder::limit(bob, btc, ClientOrderId(1), Side::Buy, Price(15_020), Qty(7)),
     ];
     for order in orders {
         engine.process(&Command::NewOrder(order), &mut print);
     }
     // Bob's remaining 2 lots rest at his limit.
-    engine.depth(btc, Side::Buy, 10, |price, qty| println!("bid {price} x {qty}"));
+    engine.depth(btc, Side::Buy, 10, |price, qty| {
+        println!("bid {price} x {qty}")
+    });
     println!("state hash {}", engine.state_hash());
     Ok(())
 }

@@ -1,1 +1,965 @@
-//! placeholder
+//! The reference model: the whole matching engine written the obvious way.
+//!
+//! [`ReferenceBook`] implements docs/matching.md independently of the fast engine
+//! ([`crate::matching::Matcher`] over [`crate::book::array`]), with ordinary collections and
+//! plain loops: per symbol a `BTreeMap<Price, VecDeque<RefOrder>>` for each resting side and a
+//! `Vec` of waiting stops with a sequence number for their time priority. Finding an order scans
+//! every book; counting live orders counts them. Nothing is cached, so there is no cached state
+//! to get wrong.
+//!
+//! It exists to be the oracle of the property tests (`engine/tests/reference_props.rs`): both
+//! implementations process the same random command streams, and their events, books, depth and
+//! [`StateHash`]es must be identical after every command. It is far too slow for production and
+//! allocates freely; it is written to be read against the contract, rule by rule.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::book::{checked_notional, fee, BookSection, OrderView};
+use crate::codes::{CancelReason, RejectCode};
+use crate::command::{Command, NewOrder};
+use crate::config::{Config, SymbolConfig};
+use crate::event::{Event, EventSink, Fill, Trade};
+use crate::hash::{StateHash, StateHasher};
+use crate::types::{
+    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+};
+
+/// A live order as the reference model keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RefOrder {
+    id: OrderId,
+    user: UserId,
+    client_order_id: ClientOrderId,
+    symbol: SymbolId,
+    side: Side,
+    order_type: OrderType,
+    tif: TimeInForce,
+    /// Limit or protection price.
+    price: Price,
+    /// Trigger price; 0 for non-stop orders.
+    stop_price: Price,
+    /// Open quantity (visible plus hidden).
+    leaves: u64,
+    /// Shown quantity while resting.
+    visible: u64,
+    /// Filled so far.
+    filled: u64,
+    /// Iceberg display size; 0 shows everything.
+    display: u64,
+    post_only: bool,
+    stp: StpMode,
+}
+
+impl RefOrder {
+    /// What an order shows when it (re)joins a level: `min(display, open)`, or all of it.
+    fn peak(&self) -> u64 {
+        if self.display == 0 {
+            self.leaves
+        } else {
+            self.display.min(self.leaves)
+        }
+    }
+
+    fn view(&self, visible: u64) -> OrderView {
+        OrderView {
+            order_id: self.id,
+            user: self.user,
+            client_order_id: self.client_order_id,
+            symbol: self.symbol,
+            side: self.side,
+            order_type: self.order_type,
+            tif: self.tif,
+            price: self.price,
+            stop_price: self.stop_price,
+            leaves_qty: Qty(self.leaves),
+            visible_qty: Qty(visible),
+            filled_qty: Qty(self.filled),
+            display_qty: Qty(self.display),
+            post_only: self.post_only,
+            stp: self.stp,
+        }
+    }
+
+    /// `Cancelled` for `qty` of this order, with its open quantity as it now stands.
+    fn cancelled(&self, qty: u64, reason: CancelReason) -> Event {
+        Event::Cancelled {
+            user: self.user,
+            symbol: self.symbol,
+            client_order_id: self.client_order_id,
+            order_id: self.id,
+            qty: Qty(qty),
+            leaves_qty: Qty(self.leaves),
+            reason,
+        }
+    }
+
+    fn triggered(&self) -> Event {
+        Event::Triggered {
+            user: self.user,
+            symbol: self.symbol,
+            client_order_id: self.client_order_id,
+            order_id: self.id,
+        }
+    }
+}
+
+/// A stop waiting for its trigger. `seq` orders stops of equal stop price (oldest first); it is
+/// renewed when an amend grows the quantity.
+#[derive(Clone, Copy, Debug)]
+struct WaitingStop {
+    seq: u64,
+    order: RefOrder,
+}
+
+/// One symbol: its reference data, two resting sides, two stop lists and the last trade price.
+#[derive(Clone, Debug)]
+struct RefSymbol {
+    spec: SymbolConfig,
+    bids: BTreeMap<Price, VecDeque<RefOrder>>,
+    asks: BTreeMap<Price, VecDeque<RefOrder>>,
+    buy_stops: Vec<WaitingStop>,
+    sell_stops: Vec<WaitingStop>,
+    last_price: Option<Price>,
+}
+
+impl RefSymbol {
+    fn side(&self, side: Side) -> &BTreeMap<Price, VecDeque<RefOrder>> {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Price, VecDeque<RefOrder>> {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    fn stops_mut(&mut self, side: Side) -> &mut Vec<WaitingStop> {
+        match side {
+            Side::Buy => &mut self.buy_stops,
+            Side::Sell => &mut self.sell_stops,
+        }
+    }
+
+    /// Price levels of a resting side, best first (bids highest, asks lowest).
+    fn levels_best_first(&self, side: Side) -> Vec<(Price, &VecDeque<RefOrder>)> {
+        let mut levels: Vec<_> = self.side(side).iter().map(|(p, q)| (*p, q)).collect();
+        if side == Side::Buy {
+            levels.reverse();
+        }
+        levels
+    }
+
+    /// The best price of a resting side.
+    fn best(&self, side: Side) -> Option<Price> {
+        self.levels_best_first(side).first().map(|(p, _)| *p)
+    }
+
+    /// Waiting stops of one side in trigger order: buy stops lowest stop price first, sell stops
+    /// highest first; oldest first at equal stop prices.
+    fn stops_in_trigger_order(&self, side: Side) -> Vec<RefOrder> {
+        let mut stops = match side {
+            Side::Buy => self.buy_stops.clone(),
+            Side::Sell => self.sell_stops.clone(),
+        };
+        stops.sort_by(|a, b| {
+            let by_price = a.order.stop_price.cmp(&b.order.stop_price);
+            let by_price = if side == Side::Buy {
+                by_price
+            } else {
+                by_price.reverse()
+            };
+            by_price.then(a.seq.cmp(&b.seq))
+        });
+        stops.into_iter().map(|s| s.order).collect()
+    }
+
+    /// Every live order of the symbol, with its section and its shown quantity, in canonical
+    /// order. A waiting stop shows its whole open quantity.
+    fn all_orders(&self) -> Vec<(BookSection, RefOrder, u64)> {
+        let mut out = Vec::new();
+        for (section, side) in [
+            (BookSection::Bids, Side::Buy),
+            (BookSection::Asks, Side::Sell),
+        ] {
+            for (_, level) in self.levels_best_first(side) {
+                for o in level {
+                    out.push((section, *o, o.visible));
+                }
+            }
+        }
+        for (section, side) in [
+            (BookSection::BuyStops, Side::Buy),
+            (BookSection::SellStops, Side::Sell),
+        ] {
+            for o in self.stops_in_trigger_order(side) {
+                out.push((section, o, o.leaves));
+            }
+        }
+        out
+    }
+}
+
+/// True if an order of `side` with limit `limit` may trade at opposite price `p`.
+fn acceptable(side: Side, p: Price, limit: Price) -> bool {
+    match side {
+        Side::Buy => p <= limit,
+        Side::Sell => p >= limit,
+    }
+}
+
+/// True if last trade price `last` reaches a stop of `side` at `stop`.
+fn reaches(last: Option<Price>, side: Side, stop: Price) -> bool {
+    match (last, side) {
+        (None, _) => false,
+        (Some(last), Side::Buy) => last >= stop,
+        (Some(last), Side::Sell) => last <= stop,
+    }
+}
+
+fn reject(user: UserId, client_order_id: ClientOrderId, code: RejectCode) -> Event {
+    Event::Rejected {
+        user,
+        client_order_id,
+        code,
+    }
+}
+
+/// Where a live order is.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// Resting on `side` at `price`, at `pos` in the level's queue.
+    Resting {
+        side: Side,
+        price: Price,
+        pos: usize,
+    },
+    /// Waiting in the stop list of `side`, at `pos` in that `Vec`.
+    Stop { side: Side, pos: usize },
+}
+
+/// The reference model of the whole matching engine (see the module docs).
+#[derive(Clone, Debug)]
+pub struct ReferenceBook {
+    symbols: Vec<RefSymbol>,
+    users_max: u32,
+    orders_max: u32,
+    next_order_id: u64,
+    next_stop_seq: u64,
+}
+
+impl ReferenceBook {
+    /// Empty books for every symbol of `config`.
+    pub fn new(config: &Config) -> ReferenceBook {
+        ReferenceBook {
+            symbols: config
+                .symbols
+                .iter()
+                .map(|spec| RefSymbol {
+                    spec: spec.clone(),
+                    bids: BTreeMap::new(),
+                    asks: BTreeMap::new(),
+                    buy_stops: Vec::new(),
+                    sell_stops: Vec::new(),
+                    last_price: None,
+                })
+                .collect(),
+            users_max: config.capacity.users_max,
+            orders_max: config.capacity.orders_max,
+            next_order_id: 1,
+            next_stop_seq: 0,
+        }
+    }
+
+    /// Applies one command, reporting every consequence to `sink` in order.
+    pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
+        let mut events = Vec::new();
+        match *cmd {
+            Command::NewOrder(ref o) => self.new_order(o, &mut events),
+            Command::Cancel {
+                user,
+                symbol,
+                client_order_id,
+            } => self.cancel(user, symbol, client_order_id, &mut events),
+            Command::Amend {
+                user,
+                symbol,
+                client_order_id,
+                price,
+                qty,
+            } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
+            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, &mut events),
+        }
+        for e in &events {
+            sink.on_event(e);
+        }
+    }
+
+    // ------------------------------------------------------------------ lookups
+
+    /// Every live order, with where it is.
+    fn live(&self) -> Vec<(RefOrder, Place)> {
+        let mut out = Vec::new();
+        for sym in &self.symbols {
+            for side in [Side::Buy, Side::Sell] {
+                for (price, level) in sym.side(side) {
+                    for (pos, o) in level.iter().enumerate() {
+                        out.push((
+                            *o,
+                            Place::Resting {
+                                side,
+                                price: *price,
+                                pos,
+                            },
+                        ));
+                    }
+                }
+            }
+            for (side, stops) in [(Side::Buy, &sym.buy_stops), (Side::Sell, &sym.sell_stops)] {
+                for (pos, s) in stops.iter().enumerate() {
+                    out.push((s.order, Place::Stop { side, pos }));
+                }
+            }
+        }
+        out
+    }
+
+    /// The live order of `user` with client order id `coid`, on any symbol.
+    fn find_any(&self, user: UserId, coid: ClientOrderId) -> Option<(RefOrder, Place)> {
+        self.live()
+            .into_iter()
+            .find(|(o, _)| o.user == user && o.client_order_id == coid)
+    }
+
+    /// The live order a cancel or amend names, or the reject that explains why there is none.
+    fn find(
+        &self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+    ) -> Result<(RefOrder, Place), RejectCode> {
+        if user.0 >= self.users_max {
+            return Err(RejectCode::UnknownUser);
+        }
+        if symbol.0 as usize >= self.symbols.len() {
+            return Err(RejectCode::UnknownSymbol);
+        }
+        match self.find_any(user, coid) {
+            Some((o, place)) if o.symbol == symbol => Ok((o, place)),
+            _ => Err(RejectCode::UnknownOrder),
+        }
+    }
+
+    /// Takes a live order out of wherever it is.
+    fn remove(&mut self, o: &RefOrder, place: Place) -> RefOrder {
+        let sym = &mut self.symbols[o.symbol.0 as usize];
+        match place {
+            Place::Resting { side, price, pos } => {
+                let book = sym.side_mut(side);
+                let level = book.get_mut(&price).expect("level of a live order");
+                let removed = level.remove(pos).expect("position of a live order");
+                if level.is_empty() {
+                    book.remove(&price);
+                }
+                removed
+            }
+            Place::Stop { side, pos } => sym.stops_mut(side).remove(pos).order,
+        }
+    }
+
+    // ------------------------------------------------------------------ new orders
+
+    /// The validation table of docs/matching.md, first failing rule wins.
+    fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
+        // 1
+        if o.user.0 >= self.users_max {
+            return Err(RejectCode::UnknownUser);
+        }
+        // 2
+        let Some(sym) = self.symbols.get(o.symbol.0 as usize) else {
+            return Err(RejectCode::UnknownSymbol);
+        };
+        let spec = &sym.spec;
+        // 3
+        if o.qty.0 == 0 {
+            return Err(RejectCode::InvalidQuantity);
+        }
+        // 4
+        if o.qty.0 > spec.max_order_qty {
+            return Err(RejectCode::QuantityTooLarge);
+        }
+        // 5
+        if !spec.in_band(o.price) {
+            return Err(RejectCode::PriceOutOfBand);
+        }
+        // 6
+        let is_stop = matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket);
+        let stop_ok = if is_stop {
+            spec.in_band(o.stop_price)
+        } else {
+            o.stop_price == Price(0)
+        };
+        if !stop_ok {
+            return Err(RejectCode::InvalidStopPrice);
+        }
+        // 7
+        let is_market = matches!(o.order_type, OrderType::Market | OrderType::StopMarket);
+        if o.post_only && is_market {
+            return Err(RejectCode::InvalidPostOnly);
+        }
+        // 8
+        if o.post_only && o.tif != TimeInForce::Gtc {
+            return Err(RejectCode::InvalidTimeInForce);
+        }
+        // 9
+        if o.display_qty.0 != 0 {
+            let limit_type = matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
+            if o.display_qty > o.qty || !limit_type || o.tif != TimeInForce::Gtc {
+                return Err(RejectCode::InvalidDisplayQty);
+            }
+        }
+        // 10
+        if checked_notional(o.price, o.qty, spec.tick_size).is_none() {
+            return Err(RejectCode::NotionalOverflow);
+        }
+        // 11
+        if self.find_any(o.user, o.client_order_id).is_some() {
+            return Err(RejectCode::DuplicateClientOrderId);
+        }
+        // 12
+        if self.live().len() >= self.orders_max as usize {
+            return Err(RejectCode::OrderPoolFull);
+        }
+        Ok(())
+    }
+
+    fn new_order(&mut self, o: &NewOrder, events: &mut Vec<Event>) {
+        if let Err(code) = self.validate(o) {
+            events.push(reject(o.user, o.client_order_id, code));
+            return;
+        }
+        let id = OrderId(self.next_order_id);
+        self.next_order_id += 1;
+        events.push(Event::Accepted {
+            user: o.user,
+            symbol: o.symbol,
+            client_order_id: o.client_order_id,
+            order_id: id,
+            side: o.side,
+            order_type: o.order_type,
+            price: o.price,
+            qty: o.qty,
+        });
+        let order = RefOrder {
+            id,
+            user: o.user,
+            client_order_id: o.client_order_id,
+            symbol: o.symbol,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
+            price: o.price,
+            stop_price: o.stop_price,
+            leaves: o.qty.0,
+            visible: 0,
+            filled: 0,
+            display: o.display_qty.0,
+            post_only: o.post_only,
+            stp: o.stp,
+        };
+        match o.order_type {
+            OrderType::Limit | OrderType::Market => self.execute(order, events),
+            OrderType::StopLimit | OrderType::StopMarket => {
+                let last = self.symbols[o.symbol.0 as usize].last_price;
+                if reaches(last, o.side, o.stop_price) {
+                    events.push(order.triggered());
+                    self.execute(order, events);
+                } else {
+                    self.park_stop(order);
+                }
+            }
+        }
+        self.fire_stops(o.symbol, events);
+    }
+
+    /// Puts a stop at the back of the queue of its stop price.
+    fn park_stop(&mut self, order: RefOrder) {
+        let seq = self.next_stop_seq;
+        self.next_stop_seq += 1;
+        self.symbols[order.symbol.0 as usize]
+            .stops_mut(order.side)
+            .push(WaitingStop { seq, order });
+    }
+
+    // ------------------------------------------------------------------ execution
+
+    /// "Execution of an active order": post-only, FOK, match, remainder.
+    fn execute(&mut self, mut o: RefOrder, events: &mut Vec<Event>) {
+        let sym = &mut self.symbols[o.symbol.0 as usize];
+        let opposite = o.side.opposite();
+
+        // 1. Post-only.
+        if o.post_only {
+            if let Some(best) = sym.best(opposite) {
+                if acceptable(o.side, best, o.price) {
+                    let qty = o.leaves;
+                    o.leaves = 0;
+                    events.push(o.cancelled(qty, CancelReason::PostOnly));
+                    return;
+                }
+            }
+        }
+
+        // 2. Fill or kill.
+        let fok = o.tif == TimeInForce::Fok;
+        if fok && !Self::fok_feasible(sym, &o) {
+            let qty = o.leaves;
+            o.leaves = 0;
+            events.push(o.cancelled(qty, CancelReason::Fok));
+            return;
+        }
+
+        // 3. Match.
+        Self::match_order(sym, &mut o, events);
+        debug_assert!(
+            !fok || o.leaves == 0,
+            "a feasible FOK order must fill completely"
+        );
+        if o.leaves == 0 {
+            return;
+        }
+
+        // 4. Remainder.
+        let rests = o.tif == TimeInForce::Gtc
+            && matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
+        if rests {
+            o.visible = o.peak();
+            sym.side_mut(o.side)
+                .entry(o.price)
+                .or_default()
+                .push_back(o);
+        } else {
+            let qty = o.leaves;
+            o.leaves = 0;
+            events.push(o.cancelled(qty, CancelReason::Ioc));
+        }
+    }
+
+    /// The FOK rule of docs/matching.md, spelled out.
+    fn fok_feasible(sym: &RefSymbol, o: &RefOrder) -> bool {
+        let mut sum = 0u64;
+        for (price, level) in sym.levels_best_first(o.side.opposite()) {
+            if !acceptable(o.side, price, o.price) {
+                return false;
+            }
+            for m in level {
+                let own = m.user == o.user && o.stp != StpMode::None;
+                if !own {
+                    sum += m.leaves;
+                } else if o.stp != StpMode::CancelOldest {
+                    // It would stop or shrink the order part-way.
+                    return false;
+                }
+            }
+            if sum >= o.leaves {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Matches the incoming order `t` against the opposite side while it has open quantity and
+    /// the best opposite level is acceptable. Always works on the oldest order of the best
+    /// level: every maker the walk passes is either done, moved to the back (iceberg refill)
+    /// or cancelled, except where matching stops.
+    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, events: &mut Vec<Event>) {
+        let opposite = t.side.opposite();
+        while t.leaves > 0 {
+            let Some(price) = sym.best(opposite) else {
+                break;
+            };
+            if !acceptable(t.side, price, t.price) {
+                break;
+            }
+            let (tick, maker_bps, taker_bps) = (
+                sym.spec.tick_size,
+                sym.spec.maker_fee_bps,
+                sym.spec.taker_fee_bps,
+            );
+            let level = sym
+                .side_mut(opposite)
+                .get_mut(&price)
+                .expect("best level exists");
+            let mut m = level.pop_front().expect("levels are never empty");
+            let q = t.leaves.min(m.visible);
+            let mut stop = false;
+            let mut keep_at_front = false;
+
+            if t.stp == StpMode::None || m.user != t.user {
+                m.visible -= q;
+                m.leaves -= q;
+                m.filled += q;
+                t.leaves -= q;
+                t.filled += q;
+                events.push(Event::Trade(Trade {
+                    symbol: t.symbol,
+                    price,
+                    qty: Qty(q),
+                    taker_side: t.side,
+                    maker: Fill {
+                        user: m.user,
+                        client_order_id: m.client_order_id,
+                        order_id: m.id,
+                        leaves_qty: Qty(m.leaves),
+                        cum_qty: Qty(m.filled),
+                        fee: fee(price, q, tick, maker_bps),
+                    },
+                    taker: Fill {
+                        user: t.user,
+                        client_order_id: t.client_order_id,
+                        order_id: t.id,
+                        leaves_qty: Qty(t.leaves),
+                        cum_qty: Qty(t.filled),
+                        fee: fee(price, q, tick, taker_bps),
+                    },
+                }));
+                sym.last_price = Some(price);
+            } else {
+                match t.stp {
+                    StpMode::None => unreachable!("handled above"),
+                    StpMode::CancelNewest => {
+                        keep_at_front = true;
+                        let qty = t.leaves;
+                        t.leaves = 0;
+                        events.push(t.cancelled(qty, CancelReason::SelfTrade));
+                        stop = true;
+                    }
+                    StpMode::CancelOldest => {
+                        let qty = m.leaves;
+                        m.leaves = 0;
+                        m.visible = 0;
+                        events.push(m.cancelled(qty, CancelReason::SelfTrade));
+                    }
+                    StpMode::CancelBoth => {
+                        let qty = m.leaves;
+                        m.leaves = 0;
+                        m.visible = 0;
+                        events.push(m.cancelled(qty, CancelReason::SelfTrade));
+                        let qty = t.leaves;
+                        t.leaves = 0;
+                        events.push(t.cancelled(qty, CancelReason::SelfTrade));
+                        stop = true;
+                    }
+                    StpMode::Decrement => {
+                        m.visible -= q;
+                        m.leaves -= q;
+                        events.push(m.cancelled(q, CancelReason::SelfTrade));
+                        t.leaves -= q;
+                        events.push(t.cancelled(q, CancelReason::SelfTrade));
+                    }
+                }
+            }
+
+            // Put the maker back where it belongs (or nowhere, if it is done).
+            let level = sym
+                .side_mut(opposite)
+                .get_mut(&price)
+                .expect("level still exists");
+            if keep_at_front || m.visible > 0 {
+                level.push_front(m);
+            } else if m.leaves > 0 {
+                // Iceberg refill: a new peak at the back of the level.
+                m.visible = m.peak();
+                level.push_back(m);
+            }
+            if level.is_empty() {
+                sym.side_mut(opposite).remove(&price);
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+
+    /// "Firing stops": while the last price reaches a waiting stop, trigger the first one (buy
+    /// stops before sell stops) and run it to completion.
+    fn fire_stops(&mut self, symbol: SymbolId, events: &mut Vec<Event>) {
+        loop {
+            let sym = &self.symbols[symbol.0 as usize];
+            let last = sym.last_price;
+            let next = [Side::Buy, Side::Sell].into_iter().find_map(|side| {
+                sym.stops_in_trigger_order(side)
+                    .into_iter()
+                    .find(|o| reaches(last, side, o.stop_price))
+            });
+            let Some(order) = next else {
+                return;
+            };
+            let stops = self.symbols[symbol.0 as usize].stops_mut(order.side);
+            let pos = stops
+                .iter()
+                .position(|s| s.order.id == order.id)
+                .expect("the stop is waiting");
+            stops.remove(pos);
+            events.push(order.triggered());
+            self.execute(order, events);
+        }
+    }
+
+    // ------------------------------------------------------------------ cancel, amend
+
+    fn cancel(
+        &mut self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        events: &mut Vec<Event>,
+    ) {
+        match self.find(user, symbol, coid) {
+            Ok((o, place)) => self.cancel_live(&o, place, events),
+            Err(code) => events.push(reject(user, coid, code)),
+        }
+        self.fire_stops_if_known(symbol, events);
+    }
+
+    /// `Cancelled(USER)` for the whole open quantity, and the order is gone.
+    fn cancel_live(&mut self, o: &RefOrder, place: Place, events: &mut Vec<Event>) {
+        let mut o = self.remove(o, place);
+        let qty = o.leaves;
+        o.leaves = 0;
+        events.push(o.cancelled(qty, CancelReason::User));
+    }
+
+    fn fire_stops_if_known(&mut self, symbol: SymbolId, events: &mut Vec<Event>) {
+        if (symbol.0 as usize) < self.symbols.len() {
+            self.fire_stops(symbol, events);
+        }
+    }
+
+    fn amend(
+        &mut self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        events: &mut Vec<Event>,
+    ) {
+        self.amend_inner(user, symbol, coid, price, qty, events);
+        self.fire_stops_if_known(symbol, events);
+    }
+
+    fn amend_inner(
+        &mut self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        events: &mut Vec<Event>,
+    ) {
+        let (o, place) = match self.find(user, symbol, coid) {
+            Ok(found) => found,
+            Err(code) => return events.push(reject(user, coid, code)),
+        };
+        if qty.0 == 0 {
+            return self.cancel_live(&o, place, events);
+        }
+        let sym = &self.symbols[symbol.0 as usize];
+        let resting = matches!(place, Place::Resting { .. });
+        let code = if qty.0 > sym.spec.max_order_qty {
+            Some(RejectCode::QuantityTooLarge)
+        } else if !sym.spec.in_band(price) {
+            Some(RejectCode::PriceOutOfBand)
+        } else if checked_notional(price, qty, sym.spec.tick_size).is_none() {
+            Some(RejectCode::NotionalOverflow)
+        } else if resting
+            && o.post_only
+            && price != o.price
+            && sym
+                .best(o.side.opposite())
+                .is_some_and(|best| acceptable(o.side, best, price))
+        {
+            Some(RejectCode::PostOnlyWouldTake)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return events.push(reject(user, coid, code));
+        }
+        let amended = Event::Amended {
+            user,
+            symbol,
+            client_order_id: coid,
+            order_id: o.id,
+            price,
+            qty,
+        };
+        let sym = &mut self.symbols[symbol.0 as usize];
+        match place {
+            Place::Stop { side, pos } => {
+                let stops = sym.stops_mut(side);
+                let grows = qty.0 > stops[pos].order.leaves;
+                stops[pos].order.price = price;
+                stops[pos].order.leaves = qty.0;
+                if grows {
+                    // Loses its place: to the back of its stop level.
+                    stops[pos].seq = self.next_stop_seq;
+                    self.next_stop_seq += 1;
+                }
+                events.push(amended);
+            }
+            Place::Resting {
+                side,
+                price: old_price,
+                pos,
+            } if price == old_price && qty.0 <= o.leaves => {
+                // Reduced in place, keeping time priority.
+                let m = &mut sym.side_mut(side).get_mut(&old_price).expect("level")[pos];
+                m.leaves = qty.0;
+                m.visible = m.visible.min(qty.0);
+                events.push(amended);
+            }
+            Place::Resting { .. } => {
+                // Re-priced or grown: leaves its level and comes in again as a taker.
+                let mut o = self.remove(&o, place);
+                o.price = price;
+                o.leaves = qty.0;
+                events.push(amended);
+                self.execute(o, events);
+            }
+        }
+    }
+
+    fn mass_cancel(&mut self, user: UserId, symbol: Option<SymbolId>, events: &mut Vec<Event>) {
+        if user.0 >= self.users_max {
+            return events.push(reject(user, ClientOrderId(0), RejectCode::UnknownUser));
+        }
+        if symbol.is_some_and(|s| s.0 as usize >= self.symbols.len()) {
+            return events.push(reject(user, ClientOrderId(0), RejectCode::UnknownSymbol));
+        }
+        let mut victims: Vec<RefOrder> = self
+            .live()
+            .into_iter()
+            .map(|(o, _)| o)
+            .filter(|o| o.user == user && symbol.is_none_or(|s| o.symbol == s))
+            .collect();
+        victims.sort_by_key(|o| o.id);
+        for v in &victims {
+            let (o, place) = self
+                .find_any(v.user, v.client_order_id)
+                .expect("still live");
+            self.cancel_live(&o, place, events);
+        }
+        events.push(Event::MassCancelled {
+            user,
+            symbol,
+            count: victims.len() as u32,
+        });
+        match symbol {
+            Some(s) => self.fire_stops(s, events),
+            None => {
+                for s in 0..self.symbols.len() {
+                    self.fire_stops(SymbolId(s as u16), events);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    /// The live order of `user` with this client order id.
+    pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {
+        let (o, place) = self.find_any(user, coid)?;
+        Some(match place {
+            Place::Resting { .. } => o.view(o.visible),
+            Place::Stop { .. } => o.view(o.leaves),
+        })
+    }
+
+    /// Every live order of a symbol in canonical order: bids best first, asks best first, buy
+    /// stops in trigger order, sell stops in trigger order; FIFO within a level.
+    pub fn for_each_order(&self, symbol: SymbolId, mut f: impl FnMut(BookSection, &OrderView)) {
+        for (section, o, visible) in self.symbols[symbol.0 as usize].all_orders() {
+            f(section, &o.view(visible));
+        }
+    }
+
+    /// Level-2 depth of one side: `(price, visible qty)` best first, at most `levels_max`.
+    pub fn depth(
+        &self,
+        symbol: SymbolId,
+        side: Side,
+        levels_max: usize,
+        mut f: impl FnMut(Price, Qty),
+    ) {
+        let sym = &self.symbols[symbol.0 as usize];
+        for (price, level) in sym.levels_best_first(side).into_iter().take(levels_max) {
+            f(price, Qty(level.iter().map(|o| o.visible).sum()));
+        }
+    }
+
+    /// Best bid `(price, visible qty)`.
+    pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        let mut best = None;
+        self.depth(symbol, Side::Buy, 1, |p, q| best = Some((p, q)));
+        best
+    }
+
+    /// Best ask `(price, visible qty)`.
+    pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        let mut best = None;
+        self.depth(symbol, Side::Sell, 1, |p, q| best = Some((p, q)));
+        best
+    }
+
+    /// Price of the symbol's last trade.
+    pub fn last_trade_price(&self, symbol: SymbolId) -> Option<Price> {
+        self.symbols[symbol.0 as usize].last_price
+    }
+
+    /// Live orders across all symbols.
+    pub fn live_orders(&self) -> u32 {
+        self.live().len() as u32
+    }
+
+    /// The id the next accepted order will get.
+    pub fn next_order_id(&self) -> OrderId {
+        OrderId(self.next_order_id)
+    }
+
+    /// Feeds the state into `h` in the canonical sequence of docs/matching.md ("State hash"),
+    /// the same sequence as `Matcher::hash_into`.
+    pub fn hash_into(&self, h: &mut StateHasher) {
+        h.u64(self.next_order_id);
+        for (s, sym) in self.symbols.iter().enumerate() {
+            h.u64(s as u64);
+            h.i64(sym.last_price.map_or(0, |p| p.0));
+            let orders = sym.all_orders();
+            for section in BookSection::ALL {
+                let in_section: Vec<_> = orders
+                    .iter()
+                    .filter(|(sec, _, _)| *sec == section)
+                    .collect();
+                if in_section.is_empty() {
+                    continue;
+                }
+                h.u64(0x5ec7_1000 + section as u64);
+                for (_, o, visible) in in_section {
+                    o.view(*visible).hash_into(h);
+                }
+            }
+            h.u64(orders.len() as u64);
+        }
+    }
+
+    /// The digest of the whole state; equal to `Matcher::state_hash` for equal states.
+    pub fn state_hash(&self) -> StateHash {
+        let mut h = StateHasher::default();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+}
