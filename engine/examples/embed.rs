@@ -1,7 +1,8 @@
 //! Run: `cargo run --release -p ringbook-engine --example embed`
 //!
 //! ringbook's matching core embedded in a program of your own: build an engine from the default
-//! configuration, place a few orders, read the events and the book, print the state hash.
+//! configuration, fund two accounts, place a few orders, read the events, the book and the
+//! balances, print the state hash.
 
 use ringbook_engine::prelude::*;
 
@@ -12,6 +13,27 @@ fn main() -> Result<(), ConfigError> {
     let mut print = |e: &Event| println!("{e:?}");
 
     let (alice, bob) = (UserId(1), UserId(2));
+    // Risk is on by default: fund the accounts first (deposits are operator actions).
+    let (btc_units, krw) = (
+        config.currency_id("BTC").unwrap(),
+        config.currency_id("KRW").unwrap(),
+    );
+    engine.process(
+        &Command::Deposit {
+            user: alice,
+            currency: btc_units,
+            amount: 50_000,
+        },
+        &mut print,
+    );
+    engine.process(
+        &Command::Deposit {
+            user: bob,
+            currency: krw,
+            amount: 1_000_000,
+        },
+        &mut print,
+    );
     // Alice offers 5 lots in two orders; Bob buys 7 with a limit that reaches both.
     let orders = [
         NewOrder::limit(
@@ -39,6 +61,13 @@ fn main() -> Result<(), ConfigError> {
     engine.depth(btc, Side::Buy, 10, |price, qty| {
         println!("bid {price} x {qty}")
     });
+    for (name, user) in [("alice", alice), ("bob", bob)] {
+        let (b, k) = (engine.balance(user, btc_units), engine.balance(user, krw));
+        println!(
+            "{name}: {} sat (+{} locked), {} KRW (+{} locked)",
+            b.available, b.locked, k.available, k.locked
+        );
+    }
     println!("state hash {}", engine.state_hash());
     Ok(())
 }

@@ -9,8 +9,27 @@
 #[repr(u16)]
 pub enum RejectCode {
     // ---- 2xxx: risk and accounts ----
-    /// The user id is not below the configured `users_max`.
+    /// The user id is not below the configured `users_max`, or (with risk on) the user has no
+    /// account yet: accounts open with their first deposit.
     UnknownUser = 2001,
+    /// Available balance does not cover what the order or withdrawal must lock.
+    InsufficientFunds = 2002,
+    /// A deposit or withdrawal amount of zero.
+    InvalidAmount = 2003,
+    /// The currency id is not in the configuration.
+    UnknownCurrency = 2004,
+    /// Approving or rejecting a withdrawal needs an operator id listed in the config.
+    NotAnOperator = 2005,
+    /// This operator already approved this withdrawal; a second approval must come from another.
+    DuplicateApproval = 2006,
+    /// No pending withdrawal has this id.
+    UnknownWithdrawal = 2007,
+    /// The pending-withdrawal pool is full.
+    WithdrawalPoolFull = 2008,
+    /// The deposit would take the currency's total supply past the 64-bit range.
+    AmountOverflow = 2009,
+    /// Account commands on an engine running with risk off.
+    AccountsDisabled = 2010,
 
     // ---- 3xxx: order validation and matching ----
     /// The symbol id is not in the configuration.
@@ -43,8 +62,17 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 14] = [
+    pub const ALL: [RejectCode; 23] = [
         RejectCode::UnknownUser,
+        RejectCode::InsufficientFunds,
+        RejectCode::InvalidAmount,
+        RejectCode::UnknownCurrency,
+        RejectCode::NotAnOperator,
+        RejectCode::DuplicateApproval,
+        RejectCode::UnknownWithdrawal,
+        RejectCode::WithdrawalPoolFull,
+        RejectCode::AmountOverflow,
+        RejectCode::AccountsDisabled,
         RejectCode::UnknownSymbol,
         RejectCode::InvalidQuantity,
         RejectCode::QuantityTooLarge,
@@ -70,6 +98,15 @@ impl RejectCode {
     pub fn name(self) -> &'static str {
         match self {
             RejectCode::UnknownUser => "UNKNOWN_USER",
+            RejectCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            RejectCode::InvalidAmount => "INVALID_AMOUNT",
+            RejectCode::UnknownCurrency => "UNKNOWN_CURRENCY",
+            RejectCode::NotAnOperator => "NOT_AN_OPERATOR",
+            RejectCode::DuplicateApproval => "DUPLICATE_APPROVAL",
+            RejectCode::UnknownWithdrawal => "UNKNOWN_WITHDRAWAL",
+            RejectCode::WithdrawalPoolFull => "WITHDRAWAL_POOL_FULL",
+            RejectCode::AmountOverflow => "AMOUNT_OVERFLOW",
+            RejectCode::AccountsDisabled => "ACCOUNTS_DISABLED",
             RejectCode::UnknownSymbol => "UNKNOWN_SYMBOL",
             RejectCode::InvalidQuantity => "INVALID_QUANTITY",
             RejectCode::QuantityTooLarge => "QUANTITY_TOO_LARGE",

@@ -1,7 +1,8 @@
 //! Commands: what travels into the engine. One `Copy` type, fixed size, no heap.
 
 use crate::types::{
-    ClientOrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, CurrencyId, OperatorId, OrderType, Price, Qty, Side, StpMode, SymbolId,
+    TimeInForce, UserId, WithdrawalId,
 };
 
 /// A new order with every instruction the engine supports.
@@ -111,16 +112,51 @@ pub enum Command {
         /// Only this symbol, or all symbols when `None`.
         symbol: Option<SymbolId>,
     },
+    /// Credit funds to a user (an operator action at the gateway); opens the account.
+    Deposit {
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Amount in the currency's minimal units.
+        amount: u64,
+    },
+    /// Ask to withdraw funds: the amount is locked until two operators approve or one rejects.
+    Withdraw {
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Amount in the currency's minimal units.
+        amount: u64,
+    },
+    /// An operator approves a pending withdrawal (two distinct operators release it).
+    ApproveWithdrawal {
+        /// The approving operator.
+        operator: OperatorId,
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+    },
+    /// An operator refuses a pending withdrawal; its amount is unlocked.
+    RejectWithdrawal {
+        /// The refusing operator.
+        operator: OperatorId,
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+    },
 }
 
 impl Command {
-    /// The user the command acts for.
-    pub fn user(&self) -> UserId {
+    /// The user the command acts for; `None` for operator commands.
+    pub fn user(&self) -> Option<UserId> {
         match *self {
-            Command::NewOrder(o) => o.user,
+            Command::NewOrder(o) => Some(o.user),
             Command::Cancel { user, .. }
             | Command::Amend { user, .. }
-            | Command::MassCancel { user, .. } => user,
+            | Command::MassCancel { user, .. }
+            | Command::Deposit { user, .. }
+            | Command::Withdraw { user, .. } => Some(user),
+            Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => None,
         }
     }
 }

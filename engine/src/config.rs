@@ -26,6 +26,8 @@ pub const SYMBOLS_MAX: usize = 1 << 12;
 pub const CURRENCIES_MAX: usize = 1 << 12;
 /// The largest currency scale (decimal digits of the minimal unit).
 pub const CURRENCY_SCALE_MAX: u8 = 18;
+/// The most pending withdrawals.
+pub const WITHDRAWALS_MAX: u32 = 1 << 20;
 /// Fees are basis points; 10 000 bps = 100 %.
 pub const FEE_BPS_MAX: u32 = 10_000;
 
@@ -42,6 +44,23 @@ pub struct Capacity {
     pub orders_max: u32,
     /// Users: valid user ids are `0 .. users_max`.
     pub users_max: u32,
+    /// Withdrawals awaiting approval at once; more are rejected with `WITHDRAWAL_POOL_FULL`.
+    #[serde(default = "default_withdrawals_max")]
+    pub withdrawals_max: u32,
+}
+
+fn default_withdrawals_max() -> u32 {
+    1024
+}
+
+/// Who may approve withdrawals.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Operator ids: back-office staff, a namespace separate from user ids. A withdrawal needs
+    /// approvals from two distinct operators.
+    #[serde(default)]
+    pub operators: Vec<u32>,
 }
 
 /// One currency.
@@ -107,6 +126,9 @@ pub struct Config {
     pub currencies: Vec<CurrencyConfig>,
     /// Symbols, in id order.
     pub symbols: Vec<SymbolConfig>,
+    /// Operators (withdrawal approval).
+    #[serde(default)]
+    pub accounts: AccountsConfig,
 }
 
 /// A configuration that cannot be used; the message names the offending entry and field.
@@ -168,6 +190,17 @@ impl Config {
                 "capacity.users_max = {} must be in 1..={USERS_MAX}",
                 cap.users_max
             ));
+        }
+        if cap.withdrawals_max > WITHDRAWALS_MAX {
+            return bad(format!(
+                "capacity.withdrawals_max = {} must be at most {WITHDRAWALS_MAX}",
+                cap.withdrawals_max
+            ));
+        }
+        for (i, op) in self.accounts.operators.iter().enumerate() {
+            if self.accounts.operators[..i].contains(op) {
+                return bad(format!("accounts.operators lists operator {op} twice"));
+            }
         }
         if self.currencies.is_empty() || self.currencies.len() > CURRENCIES_MAX {
             return bad(format!("there must be 1..={CURRENCIES_MAX} currencies"));
@@ -240,9 +273,17 @@ impl Config {
                     "symbol {name:?}: fees must be at most {FEE_BPS_MAX} bps"
                 ));
             }
-            if s.max_order_qty == 0 || s.max_order_qty > i64::MAX as u64 {
+            if s.maker_fee_bps > s.taker_fee_bps {
                 return bad(format!(
-                    "symbol {name:?}: max_order_qty must be in 1..=i64::MAX"
+                    "symbol {name:?}: maker_fee_bps {} exceeds taker_fee_bps {}; a buy's lock provides for the taker fee",
+                    s.maker_fee_bps, s.taker_fee_bps
+                ));
+            }
+            if s.max_order_qty == 0
+                || u128::from(s.max_order_qty) * u128::from(cap.orders_max) > u128::from(u64::MAX)
+            {
+                return bad(format!(
+                    "symbol {name:?}: max_order_qty must be at least 1 and max_order_qty × orders_max must fit in 64 bits (so no level total can overflow)"
                 ));
             }
         }
@@ -307,6 +348,12 @@ mod tests {
         assert!(err(with(|c| c.symbols[0].taker_fee_bps = 10_001)).contains("fees"));
         assert!(err(with(|c| c.currencies[4].code = "KRW".into())).contains("twice"));
         assert!(err(with(|c| c.currencies[0].scale = 19)).contains("scale"));
+        assert!(err(with(|c| c.symbols[0].maker_fee_bps = 11)).contains("maker_fee_bps"));
+        assert!(err(with(|c| c.accounts.operators = vec![1, 2, 1])).contains("twice"));
+        assert!(
+            err(with(|c| c.symbols[0].max_order_qty = u64::MAX / 1000)).contains("max_order_qty")
+        );
+        assert!(err(with(|c| c.capacity.withdrawals_max = u32::MAX)).contains("withdrawals_max"));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! engine never buffers or allocates them.
 
 use crate::codes::{CancelReason, RejectCode};
-use crate::types::{ClientOrderId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId};
+use crate::types::{
+    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId,
+    WithdrawalId,
+};
 
 /// One side's view of a fill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +18,9 @@ pub struct Fill {
     pub client_order_id: ClientOrderId,
     /// The engine's id for the order.
     pub order_id: OrderId,
+    /// The order's limit price (protection price for market orders): what its lock was sized
+    /// by, so settlement can release it.
+    pub limit_price: Price,
     /// Open quantity left after this fill (FIX LeavesQty).
     pub leaves_qty: Qty,
     /// Quantity filled so far, this fill included (FIX CumQty).
@@ -66,7 +72,7 @@ pub enum Event {
     Rejected {
         /// The user the command acted for.
         user: UserId,
-        /// The client order id the command named (0 for mass cancel).
+        /// The client order id the command named (0 for mass cancel and account commands).
         client_order_id: ClientOrderId,
         /// Why.
         code: RejectCode,
@@ -84,6 +90,10 @@ pub enum Event {
         client_order_id: ClientOrderId,
         /// The engine's id for the order.
         order_id: OrderId,
+        /// The order's side.
+        side: Side,
+        /// The order's limit (or protection) price.
+        price: Price,
         /// Quantity cancelled.
         qty: Qty,
         /// Open quantity that remains live.
@@ -125,6 +135,78 @@ pub enum Event {
         symbol: Option<SymbolId>,
         /// How many orders were cancelled.
         count: u32,
+    },
+    /// Funds were credited.
+    Deposited {
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Amount in minimal units.
+        amount: u64,
+    },
+    /// A withdrawal was requested; its amount is locked pending approval.
+    WithdrawalRequested {
+        /// Its id, for the approvals.
+        withdrawal_id: WithdrawalId,
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Amount in minimal units.
+        amount: u64,
+    },
+    /// An operator approved a withdrawal.
+    WithdrawalApproved {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// The approving operator.
+        operator: OperatorId,
+        /// The requesting user.
+        user: UserId,
+        /// Distinct approvals so far (2 completes it).
+        approvals: u8,
+    },
+    /// A withdrawal's second approval arrived: the funds have left the exchange.
+    WithdrawalCompleted {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Amount in minimal units.
+        amount: u64,
+    },
+    /// An operator refused a withdrawal; its amount is unlocked.
+    WithdrawalRejected {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// The refusing operator.
+        operator: OperatorId,
+        /// The requesting user.
+        user: UserId,
+    },
+    /// An operator's command was refused.
+    OperatorRejected {
+        /// The operator.
+        operator: OperatorId,
+        /// The withdrawal the command named.
+        withdrawal_id: WithdrawalId,
+        /// Why.
+        code: RejectCode,
+    },
+    /// A balance after a deposit or withdrawal step (trading changes follow from `Trade` and
+    /// `Cancelled`; see docs/risk.md).
+    BalanceUpdate {
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Available amount.
+        available: u64,
+        /// Locked amount.
+        locked: u64,
     },
 }
 

@@ -3,7 +3,8 @@
 //! The deterministic core of ringbook, an LMAX-style exchange: fixed-point, array-indexed order
 //! books with price-time priority and every order type a venue needs (limit, market with a
 //! protection price, IOC, FOK, post-only, stop-limit, stop-market, iceberg, self-trade
-//! prevention, amend, cancel, mass cancel).
+//! prevention, amend, cancel, mass cancel), accounts with pre-trade risk, settlement and fees, and
+//! two-operator withdrawals.
 //!
 //! ## Use
 //!
@@ -15,20 +16,27 @@
 //!
 //! let config = Config::default(); // KRW, USD, BTC, ETH, AAPL; BTC-KRW, ETH-KRW, AAPL-USD
 //! let aapl = config.symbol_id("AAPL-USD").unwrap();
-//! let mut engine = Engine::new(&config)?;
+//! let (shares, cents) = (config.currency_id("AAPL").unwrap(), config.currency_id("USD").unwrap());
+//! let mut engine = Engine::new(&config)?; // risk on: orders must be paid for
 //! let mut trades = 0;
 //! let mut sink = |e: &Event| if let Event::Trade(_) = e { trades += 1 };
 //!
+//! let (seller, buyer) = (UserId(7), UserId(8));
+//! engine.process(&Command::Deposit { user: seller, currency: shares, amount: 100 }, &mut sink);
+//! engine.process(&Command::Deposit { user: buyer, currency: cents, amount: 1_000_000 }, &mut sink);
 //! // A resting iceberg sell: 100 shares at $190.00, showing 10 at a time.
-//! let mut iceberg = NewOrder::limit(UserId(7), aapl, ClientOrderId(1), Side::Sell, Price(19_000), Qty(100));
+//! let mut iceberg = NewOrder::limit(seller, aapl, ClientOrderId(1), Side::Sell, Price(19_000), Qty(100));
 //! iceberg.display_qty = Qty(10);
 //! engine.process(&Command::NewOrder(iceberg), &mut sink);
 //! // A market buy for 25 that will not pay more than $190.50.
-//! let buy = NewOrder::market(UserId(8), aapl, ClientOrderId(1), Side::Buy, Price(19_050), Qty(25));
+//! let buy = NewOrder::market(buyer, aapl, ClientOrderId(1), Side::Buy, Price(19_050), Qty(25));
 //! engine.process(&Command::NewOrder(buy), &mut sink);
 //!
 //! assert_eq!(trades, 3); // 10 + 10 + 5, refilling the peak twice
 //! assert_eq!(engine.best_ask(aapl), Some((Price(19_000), Qty(5))));
+//! // $4,750.00 plus 3 bps taker fees rounded up per trade (57 + 57 + 29 cents).
+//! assert_eq!(engine.balance(buyer, cents).available, 1_000_000 - 475_000 - 143);
+//! assert_eq!(engine.balance(buyer, shares).available, 25);
 //! println!("state {}", engine.state_hash());
 //! # Ok::<(), ConfigError>(())
 //! ```
@@ -39,7 +47,9 @@
 //!   one event type, stable reject codes).
 //! - [`config`]: reference data and capacities, validated at start-up.
 //! - [`book`]: the array-indexed book (levels, bitmap, pool, index) and the reference model.
-//! - [`matching`]: the matching stage. [`engine`]: the stages composed on one thread.
+//! - [`risk`]: accounts, pre-trade checks and locks (R); [`matching`]: the matching stage (M);
+//!   [`settlement`]: fund movements and refunds (S); [`engine`]: the stages composed on one
+//!   thread, with risk on (default) or off.
 //!
 //! After [`Engine::new`], processing a command never touches the heap: every pool, array and
 //! index is sized from the config up front, and a full pool is a clean `ORDER_POOL_FULL` reject.
@@ -60,12 +70,14 @@ pub mod engine;
 pub mod event;
 pub mod hash;
 pub mod matching;
+pub mod risk;
+pub mod settlement;
 pub mod types;
 
 pub use codes::{CancelReason, RejectCode};
 pub use command::{Command, NewOrder};
 pub use config::{Config, ConfigError};
-pub use engine::Engine;
+pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
 pub use types::*;
@@ -75,8 +87,9 @@ pub mod prelude {
     pub use crate::codes::{CancelReason, RejectCode};
     pub use crate::command::{Command, NewOrder};
     pub use crate::config::{Config, ConfigError};
-    pub use crate::engine::Engine;
+    pub use crate::engine::{Engine, RiskMode};
     pub use crate::event::{Event, EventSink, Fill, Trade};
     pub use crate::hash::StateHash;
+    pub use crate::risk::accounts::Balance;
     pub use crate::types::*;
 }

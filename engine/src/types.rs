@@ -50,6 +50,14 @@ newtype!(
     ClientOrderId(u64)
 );
 newtype!(
+    /// An operator id (back-office staff who approve withdrawals), listed in the config.
+    OperatorId(u32)
+);
+newtype!(
+    /// A withdrawal request's id, assigned by the engine in request order, starting at 1.
+    WithdrawalId(u64)
+);
+newtype!(
     /// A command's sequence number, assigned before the risk stage and journaled.
     Seq(u64)
 );

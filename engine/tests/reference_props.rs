@@ -997,6 +997,7 @@ fn brief(events: &[Event]) -> Vec<String> {
             } => format!("amended #{order_id} {price}x{qty}"),
             Event::Triggered { order_id, .. } => format!("triggered #{order_id}"),
             Event::MassCancelled { count, .. } => format!("mass cancelled {count}"),
+            ref other => format!("{other:?}"),
         })
         .collect()
 }

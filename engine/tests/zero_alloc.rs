@@ -1,8 +1,9 @@
 //! Zero heap allocation on the hot path, proven with a counting global allocator.
 //!
-//! After `Engine::new` and a warm-up, a million mixed commands — every order type and
-//! instruction, cancels, amends, mass cancels and rejects — must not allocate, reallocate or
-//! free once. Only heap operations made by the thread under test while counting is switched on are
+//! After `Engine::new` and a warm-up, a million mixed commands (every order type and
+//! instruction, cancels, amends, mass cancels and rejects), with risk and settlement on and
+//! off, must not allocate, reallocate or free once. Only heap operations made by the thread
+//! under test while counting is switched on are
 //! counted, per thread, so the test harness's own threads cannot disturb the figure.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -190,13 +191,12 @@ struct Tally {
     triggers: u64,
 }
 
-#[test]
-fn a_million_mixed_commands_allocate_nothing() {
+/// Warms an engine up, then counts heap operations over a million mixed commands.
+fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
     let mut config = Config::default();
     config.capacity.orders_max = 50_000;
     config.capacity.users_max = USERS as u32;
-    let mut engine = Engine::new(&config).unwrap();
-    let mut workload = Workload::new(0x5eed);
+    let mut engine = Engine::with_risk(&config, risk).unwrap();
     let mut tally = Tally::default();
     let mut sink = |e: &Event| {
         tally.events += 1;
@@ -207,6 +207,19 @@ fn a_million_mixed_commands_allocate_nothing() {
             _ => {}
         }
     };
+    if risk == RiskMode::On {
+        for user in 0..USERS {
+            for currency in 0..config.currencies.len() {
+                let deposit = Command::Deposit {
+                    user: UserId(user as u32),
+                    currency: CurrencyId(currency as u16),
+                    amount: 1 << 50,
+                };
+                engine.process(&deposit, &mut sink);
+            }
+        }
+    }
+    let mut workload = Workload::new(0x5eed);
     for _ in 0..50_000 {
         let cmd = workload.command();
         engine.process(&cmd, &mut sink);
@@ -218,9 +231,12 @@ fn a_million_mixed_commands_allocate_nothing() {
         engine.process(&cmd, &mut sink);
     }
     COUNTING.with(|c| c.set(false));
-
     let allocations = allocations();
-    // The stream must really exercise the engine for the zero to mean anything.
+    (engine, tally, allocations)
+}
+
+/// The stream must really exercise the engine for a zero to mean anything.
+fn assert_busy(engine: &Engine, tally: &Tally) {
     assert!(tally.trades > 100_000, "too few trades: {}", tally.trades);
     assert!(tally.rejects > 10_000, "too few rejects: {}", tally.rejects);
     assert!(
@@ -229,6 +245,20 @@ fn a_million_mixed_commands_allocate_nothing() {
         tally.triggers
     );
     assert!(engine.matcher().live_orders() > 100, "book drained");
+}
+
+#[test]
+fn a_million_mixed_commands_allocate_nothing_with_risk_on() {
+    let (engine, tally, allocations) = a_million_commands(RiskMode::On);
+    assert_busy(&engine, &tally);
+    engine.accounts().check_conservation().unwrap();
+    assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
+}
+
+#[test]
+fn a_million_mixed_commands_allocate_nothing_with_risk_off() {
+    let (engine, tally, allocations) = a_million_commands(RiskMode::Off);
+    assert_busy(&engine, &tally);
     assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
 }
 

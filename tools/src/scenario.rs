@@ -129,7 +129,7 @@ fn run_inner(args: &Args) -> Result<u64, Fatal> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    let mut engine = Engine::new(&config).map_err(|e| e.to_string())?;
+    let mut engine = Engine::with_risk(&config, ringbook_engine::RiskMode::Off).map_err(|e| e.to_string())?;
 
     let mut input: Box<dyn BufRead> = if args.script.as_os_str() == "-" {
         Box::new(io::stdin().lock())
@@ -482,6 +482,7 @@ impl<W: Write> Printer<W> {
                 qty,
                 leaves_qty,
                 reason,
+                ..
             } => write!(
                 l,
                 r#"{{"event":"cancelled","user":{user},"client_order_id":{client_order_id},"qty":{qty},"reason":"{}","symbol":{},"order_id":{order_id},"leaves":{leaves_qty}}}"#,
@@ -519,6 +520,8 @@ impl<W: Write> Printer<W> {
                 r#"{{"event":"mass_cancelled","user":{user},"symbol":{},"count":{count}}}"#,
                 symbol.map_or_else(|| "null".to_string(), |s| self.symbol(s)),
             ),
+            // Account events cannot occur with risk off, the only mode this runner has so far.
+            _ => return,
         };
         l.push('\n');
         self.write(&l);

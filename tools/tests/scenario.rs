@@ -618,7 +618,7 @@ fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
     assert_eq!(hash, fnv1a(&[1, 0, 0, 0, 1, 0, 0, 2, 0, 0]));
     assert_eq!(
         hash,
-        Engine::new(&Config::default())
+        Engine::with_risk(&Config::default(), ringbook_engine::RiskMode::Off)
             .unwrap()
             .state_hash()
             .to_string()
@@ -649,7 +649,7 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
 
     // The same commands through the library: the CLI prints `Engine::state_hash`.
     let config = Config::default();
-    let mut engine = Engine::new(&config).unwrap();
+    let mut engine = Engine::with_risk(&config, ringbook_engine::RiskMode::Off).unwrap();
     let btc = SymbolId(0);
     let limit = |u, s, c, side, p, q| {
         NewOrder::limit(UserId(u), s, ClientOrderId(c), side, Price(p), Qty(q))
@@ -674,7 +674,7 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
         );
     }
     assert_eq!(hash, engine.state_hash().to_string());
-    assert_ne!(hash, Engine::new(&config).unwrap().state_hash().to_string());
+    assert_ne!(hash, Engine::with_risk(&config, ringbook_engine::RiskMode::Off).unwrap().state_hash().to_string());
 }
 
 #[test]

@@ -87,6 +87,8 @@ impl RefOrder {
             symbol: self.symbol,
             client_order_id: self.client_order_id,
             order_id: self.id,
+            side: self.side,
+            price: self.price,
             qty: Qty(qty),
             leaves_qty: Qty(self.leaves),
             reason,
@@ -292,6 +294,11 @@ impl ReferenceBook {
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
             Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, &mut events),
+            // Account commands are the risk stage's; the book alone ignores them.
+            Command::Deposit { .. }
+            | Command::Withdraw { .. }
+            | Command::ApproveWithdrawal { .. }
+            | Command::RejectWithdrawal { .. } => {}
         }
         for e in &events {
             sink.on_event(e);
@@ -613,6 +620,7 @@ impl ReferenceBook {
                         user: m.user,
                         client_order_id: m.client_order_id,
                         order_id: m.id,
+                        limit_price: m.price,
                         leaves_qty: Qty(m.leaves),
                         cum_qty: Qty(m.filled),
                         fee: fee(price, q, tick, maker_bps),
@@ -621,6 +629,7 @@ impl ReferenceBook {
                         user: t.user,
                         client_order_id: t.client_order_id,
                         order_id: t.id,
+                        limit_price: t.price,
                         leaves_qty: Qty(t.leaves),
                         cum_qty: Qty(t.filled),
                         fee: fee(price, q, tick, taker_bps),
@@ -770,7 +779,8 @@ impl ReferenceBook {
         }
         let sym = &self.symbols[symbol.0 as usize];
         let resting = matches!(place, Place::Resting { .. });
-        let code = if qty.0 > sym.spec.max_order_qty {
+        // The order's total (filled + open) may not exceed the symbol's maximum.
+        let code = if o.filled.saturating_add(qty.0) > sym.spec.max_order_qty {
             Some(RejectCode::QuantityTooLarge)
         } else if !sym.spec.in_band(price) {
             Some(RejectCode::PriceOutOfBand)

@@ -90,6 +90,8 @@ fn cancelled(o: &Order, qty: u64, reason: CancelReason) -> Event {
         symbol: o.symbol,
         client_order_id: o.client_order_id,
         order_id: o.id,
+        side: o.side,
+        price: o.price,
         qty: Qty(qty),
         leaves_qty: Qty(o.leaves),
         reason,
@@ -164,12 +166,19 @@ impl Matcher {
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, sink),
             Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, sink),
+            // Account commands belong to the risk stage (`Engine`); the book has nothing to do.
+            Command::Deposit { .. }
+            | Command::Withdraw { .. }
+            | Command::ApproveWithdrawal { .. }
+            | Command::RejectWithdrawal { .. } => {}
         }
     }
 
     // ---------------------------------------------------------------- new orders
 
-    fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
+    /// The matching stage's validation of a new order (docs/matching.md), without side effects:
+    /// the risk stage runs it first so an order's reject code never depends on balances.
+    pub fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
         if o.user.0 as usize >= self.store.users.len() {
             return Err(RejectCode::UnknownUser);
         }
@@ -395,30 +404,18 @@ impl Matcher {
         qty: Qty,
         sink: &mut S,
     ) {
-        let slot = match self.find(user, symbol, coid) {
+        if qty.0 == 0 {
+            return match self.find(user, symbol, coid) {
+                Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
+                Err(code) => sink.on_event(&reject(user, coid, code)),
+            };
+        }
+        let slot = match self.check_amend_slot(user, symbol, coid, price, qty) {
             Ok(slot) => slot,
             Err(code) => return sink.on_event(&reject(user, coid, code)),
         };
-        if qty.0 == 0 {
-            return self.cancel_live(slot, CancelReason::User, sink);
-        }
         let o = self.store.pool[slot];
         let book = &mut self.books[symbol.0 as usize];
-        let code = if qty.0 > book.spec.max_order_qty {
-            Some(RejectCode::QuantityTooLarge)
-        } else if !book.in_band(price) {
-            Some(RejectCode::PriceOutOfBand)
-        } else if checked_notional(price, qty, book.spec.tick_size).is_none() {
-            Some(RejectCode::NotionalOverflow)
-        } else if o.post_only && !o.in_stop_book && price != o.price && book.crosses(o.side, price)
-        {
-            Some(RejectCode::PostOnlyWouldTake)
-        } else {
-            None
-        };
-        if let Some(code) = code {
-            return sink.on_event(&reject(user, coid, code));
-        }
         let amended = Event::Amended {
             user,
             symbol,
@@ -463,6 +460,52 @@ impl Matcher {
         sink.on_event(&amended);
         self.execute(slot, sink);
         self.fire_stops(symbol, sink);
+    }
+
+    /// Checks an amend to a non-zero quantity without applying it (docs/matching.md, "Amend"),
+    /// returning the order as it is now. The risk stage calls this before locking more.
+    pub fn check_amend(
+        &self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        price: Price,
+        qty: Qty,
+    ) -> Result<OrderView, RejectCode> {
+        self.check_amend_slot(user, symbol, coid, price, qty)
+            .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    fn check_amend_slot(
+        &self,
+        user: UserId,
+        symbol: SymbolId,
+        coid: ClientOrderId,
+        price: Price,
+        qty: Qty,
+    ) -> Result<u32, RejectCode> {
+        let slot = self.find(user, symbol, coid)?;
+        let o = &self.store.pool[slot];
+        let book = &self.books[symbol.0 as usize];
+        // An order's total quantity (filled + open) never exceeds max_order_qty, which bounds
+        // every quantity sum in the book (docs/configuration.md).
+        if qty.0 == 0 || o.filled.saturating_add(qty.0) > book.spec.max_order_qty {
+            return Err(if qty.0 == 0 {
+                RejectCode::InvalidQuantity
+            } else {
+                RejectCode::QuantityTooLarge
+            });
+        }
+        if !book.in_band(price) {
+            return Err(RejectCode::PriceOutOfBand);
+        }
+        if checked_notional(price, qty, book.spec.tick_size).is_none() {
+            return Err(RejectCode::NotionalOverflow);
+        }
+        if o.post_only && !o.in_stop_book && price != o.price && book.crosses(o.side, price) {
+            return Err(RejectCode::PostOnlyWouldTake);
+        }
+        Ok(slot)
     }
 
     fn mass_cancel<S: EventSink + ?Sized>(
@@ -711,6 +754,7 @@ fn match_incoming<S: EventSink + ?Sized>(
                     user,
                     client_order_id: taker.client_order_id,
                     order_id: taker.id,
+                    limit_price: taker.price,
                     leaves_qty: Qty(t.leaves),
                     cum_qty: Qty(t.filled),
                     fee: fee(level_price, qty, spec.tick_size, spec.taker_fee_bps),
@@ -725,6 +769,7 @@ fn match_incoming<S: EventSink + ?Sized>(
                         user: mk.user,
                         client_order_id: mk.client_order_id,
                         order_id: mk.id,
+                        limit_price: mk.price,
                         leaves_qty: Qty(mk.leaves),
                         cum_qty: Qty(mk.filled),
                         fee: fee(level_price, qty, spec.tick_size, spec.maker_fee_bps),

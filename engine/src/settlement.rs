@@ -1,0 +1,113 @@
+//! The settlement stage (S): moves funds for every trade and refunds locks for every cancel.
+//!
+//! S sits behind the matching stage as an [`EventSink`] adapter: it sees each event as matching
+//! produces it, applies its effect on the accounts, and passes it on unchanged. Its rules are in
+//! docs/risk.md; the lock arithmetic is [`RiskSpec`]'s, the same R used to lock.
+
+use crate::event::{Event, EventSink, Trade};
+use crate::risk::accounts::Accounts;
+use crate::risk::RiskSpec;
+use crate::types::{CurrencyId, Side, UserId};
+
+/// Applies one command's matching events to the accounts, then forwards them.
+#[derive(Debug)]
+pub struct Settlement<'a, S: EventSink + ?Sized> {
+    accounts: &'a mut Accounts,
+    specs: &'a [RiskSpec],
+    sink: &'a mut S,
+    /// R's lock for the command, returned if matching rejects the command.
+    undo: Option<(UserId, CurrencyId, u64)>,
+    /// An amend's lock decrease, refunded when matching confirms the amend.
+    refund: Option<(UserId, CurrencyId, u64)>,
+}
+
+impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
+    /// Settlement of one command's events into `sink`.
+    pub fn new(
+        accounts: &'a mut Accounts,
+        specs: &'a [RiskSpec],
+        sink: &'a mut S,
+    ) -> Settlement<'a, S> {
+        Settlement {
+            accounts,
+            specs,
+            sink,
+            undo: None,
+            refund: None,
+        }
+    }
+
+    /// R locked `amount` for this command: give it back if matching rejects the command.
+    pub fn undo_on_reject(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+        self.undo = Some((user, currency, amount));
+    }
+
+    /// An amend lowers the lock by `amount`: refund it when matching confirms the amend.
+    pub fn refund_on_amend(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+        self.refund = Some((user, currency, amount));
+    }
+
+    fn trade(&mut self, t: &Trade) {
+        let spec = &self.specs[t.symbol.0 as usize];
+        let (buyer, seller) = match t.taker_side {
+            Side::Buy => (&t.taker, &t.maker),
+            Side::Sell => (&t.maker, &t.taker),
+        };
+        // Fits: at most the buyer's lock for these lots, which fitted when it was taken.
+        let notional = t.price.0 as u64 * t.qty.0 * spec.tick_size;
+        let base = t.qty.0 * spec.lot_size;
+        let released = spec
+            .buy_unit_lock(buyer.limit_price)
+            .expect("locked when placed")
+            * t.qty.0;
+        let unused = released
+            .checked_sub(notional + buyer.fee)
+            .expect("a buy's lock covers every fill at or below its limit, fee included");
+        let proceeds = notional
+            .checked_sub(seller.fee)
+            .expect("a fee never exceeds the notional");
+        let a = &mut *self.accounts;
+        a.spend_locked(buyer.user, spec.quote, released);
+        a.credit(buyer.user, spec.quote, unused);
+        a.credit(buyer.user, spec.base, base);
+        a.spend_locked(seller.user, spec.base, base);
+        a.credit(seller.user, spec.quote, proceeds);
+        a.collect_fee(spec.quote, buyer.fee + seller.fee);
+    }
+}
+
+impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
+    #[inline]
+    fn on_event(&mut self, event: &Event) {
+        match *event {
+            Event::Trade(ref t) => self.trade(t),
+            Event::Cancelled {
+                user,
+                symbol,
+                side,
+                price,
+                qty,
+                ..
+            } => {
+                let (currency, amount) = self.specs[symbol.0 as usize]
+                    .lock(side, price, qty)
+                    .expect("locked when placed");
+                self.accounts.unlock(user, currency, amount);
+            }
+            Event::Accepted { .. } => self.undo = None,
+            Event::Amended { .. } => {
+                self.undo = None;
+                if let Some((user, currency, amount)) = self.refund.take() {
+                    self.accounts.unlock(user, currency, amount);
+                }
+            }
+            Event::Rejected { .. } => {
+                if let Some((user, currency, amount)) = self.undo.take() {
+                    self.accounts.unlock(user, currency, amount);
+                }
+            }
+            _ => {}
+        }
+        self.sink.on_event(event);
+    }
+}
