@@ -59,7 +59,7 @@ impl OrderStore {
             let o = &self.pool[slot];
             (o.user, o.client_order_id, o.user_prev, o.user_next)
         };
-        self.index.remove(user, coid);
+        self.index.remove(user, coid, &self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
             list.head = next;
@@ -213,7 +213,7 @@ impl Matcher {
         if checked_notional(o.price, o.qty, book.spec.tick_size).is_none() {
             return Err(RejectCode::NotionalOverflow);
         }
-        if self.store.index.get(o.user, o.client_order_id).is_some() {
+        if self.store.index.get(o.user, o.client_order_id, &self.store.pool).is_some() {
             return Err(RejectCode::DuplicateClientOrderId);
         }
         Ok(())
@@ -348,7 +348,7 @@ impl Matcher {
         if symbol.0 as usize >= self.books.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        match self.store.index.get(user, coid) {
+        match self.store.index.get(user, coid, &self.store.pool) {
             Some(slot) if self.store.pool[slot].symbol == symbol => Ok(slot),
             _ => Err(RejectCode::UnknownOrder),
         }
@@ -546,7 +546,7 @@ impl Matcher {
         }
         self.store
             .index
-            .get(user, coid)
+            .get(user, coid, &self.store.pool)
             .map(|slot| view(&self.store.pool[slot]))
     }
 
