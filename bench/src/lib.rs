@@ -596,10 +596,32 @@ impl RingbookBook {
         config
     }
 
-    /// An engine for symbol 0 of `config`.
+    /// An engine for symbol 0 of `config`, the book alone (risk off): what the peers are.
     pub fn new(config: &Config) -> RingbookBook {
-        let engine = Engine::with_risk(config, ringbook_engine::RiskMode::Off)
-            .expect("valid benchmark config");
+        RingbookBook::with_risk(config, ringbook_engine::RiskMode::Off)
+    }
+
+    /// An engine for symbol 0 of `config` in the given risk mode. With risk on, every user the
+    /// adapter uses (and the taker) is funded with `2^50` units of symbol 0's base and quote
+    /// before anything is timed, so no order is refused for funds and the work matches risk off
+    /// exactly, plus the checks, locks and settlement.
+    pub fn with_risk(config: &Config, risk: ringbook_engine::RiskMode) -> RingbookBook {
+        let mut engine = Engine::with_risk(config, risk).expect("valid benchmark config");
+        if risk == ringbook_engine::RiskMode::On {
+            let s = &config.symbols[0];
+            let currencies =
+                [&s.base, &s.quote].map(|c| config.currency_id(c).expect("configured"));
+            for user in 0..=RINGBOOK_USERS {
+                for currency in currencies {
+                    let deposit = Command::Deposit {
+                        user: UserId(user as u32),
+                        currency,
+                        amount: 1 << 50,
+                    };
+                    engine.process(&deposit, &mut |_: &Event| {});
+                }
+            }
+        }
         let s = &config.symbols[0];
         RingbookBook {
             engine,

@@ -134,7 +134,7 @@ impl Engine {
             };
         }
         match *cmd {
-            Command::NewOrder(ref o) => self.new_order(cmd, o, sink),
+            Command::NewOrder(ref o) => self.new_order(o, sink),
             Command::Amend {
                 user,
                 symbol,
@@ -230,7 +230,7 @@ impl Engine {
     }
 
     /// R for a new order: validate, then lock what it can spend; M and S follow.
-    fn new_order<S: EventSink + ?Sized>(&mut self, cmd: &Command, o: &NewOrder, sink: &mut S) {
+    fn new_order<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
         let lock = self
             .matcher
             .validate(o)
@@ -251,7 +251,7 @@ impl Engine {
         };
         let mut settle = Settlement::new(&mut self.accounts, &self.specs, sink);
         settle.undo_on_reject(o.user, currency, amount);
-        self.matcher.process(cmd, &mut settle);
+        self.matcher.place_validated(o, &mut settle);
     }
 
     /// R for an amend to a non-zero quantity: lock more first if the new order needs it; a

@@ -105,6 +105,15 @@ impl OrderView {
 /// definition.
 #[inline]
 pub fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
+    // Fast path: when notional × bps fits in u64 the division by a constant compiles to a
+    // multiply; the u128 path (a library call) is only for very large notionals.
+    if let Some(scaled) = (price.0 as u64)
+        .checked_mul(qty)
+        .and_then(|n| n.checked_mul(tick_size))
+        .and_then(|n| n.checked_mul(u64::from(bps)))
+    {
+        return scaled.div_ceil(10_000);
+    }
     let notional = price.0 as u128 * u128::from(qty) * u128::from(tick_size);
     let fee = (notional * u128::from(bps)).div_ceil(10_000);
     debug_assert!(fee <= u128::from(u64::MAX));

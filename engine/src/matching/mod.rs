@@ -213,17 +213,29 @@ impl Matcher {
         if checked_notional(o.price, o.qty, book.spec.tick_size).is_none() {
             return Err(RejectCode::NotionalOverflow);
         }
-        if self.store.index.get(o.user, o.client_order_id, &self.store.pool).is_some() {
+        if self
+            .store
+            .index
+            .get(o.user, o.client_order_id, &self.store.pool)
+            .is_some()
+        {
             return Err(RejectCode::DuplicateClientOrderId);
         }
         Ok(())
     }
 
     fn new_order<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
-        if let Err(code) = self.validate(o) {
-            sink.on_event(&reject(o.user, o.client_order_id, code));
-            return;
+        match self.validate(o) {
+            Ok(()) => self.place_validated(o, sink),
+            Err(code) => sink.on_event(&reject(o.user, o.client_order_id, code)),
         }
+    }
+
+    /// Places an order that [`Matcher::validate`] accepted, with nothing changed since: the
+    /// risk stage validates before it locks and then calls this, so the order is validated (and
+    /// its client order id looked up) once.
+    pub fn place_validated<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
+        debug_assert_eq!(self.validate(o), Ok(()));
         let order = Order {
             leaves: o.qty.0,
             visible: o.qty.0,
