@@ -1,17 +1,22 @@
 //! `ringbook scenario` end to end: the real binary on scripts (inline through stdin, or files in
 //! tests/scenarios/ and docs/examples/).
 //!
-//! Every expected line is worked out by hand from docs/matching.md and SPEC §9, never captured
-//! from the binary. Default config, BTC-KRW: tick_size 1, maker 5 bps, taker 10 bps, so a trade
-//! of `q` lots at price `p` has maker fee `ceil(p·q·5/10000)` and taker fee `ceil(p·q·10/10000)`;
-//! the arithmetic is written beside each trade.
+//! Every expected line is worked out by hand from docs/matching.md, docs/risk.md and SPEC §9,
+//! never captured from the binary. Default config, BTC-KRW: lot 10 000 sat, tick_size 1, maker
+//! 5 bps, taker 10 bps, so a trade of `q` lots at price `p` has maker fee `ceil(p·q·5/10000)` and
+//! taker fee `ceil(p·q·10/10000)`; a buy at limit `L` locks `unit_lock(L) = L + ceil(L·10/10000)`
+//! KRW per lot, a sell 10 000 sat per lot. The arithmetic is written beside each line.
+//!
+//! The matching tests run with `--no-risk` (the book alone: their subject is the book, and their
+//! users need no money); the account tests run with risk on, the default.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use ringbook_engine::prelude::{
-    ClientOrderId, Config, Engine, Event, NewOrder, Price, Qty, Side, SymbolId, UserId,
+    ClientOrderId, Command as Cmd, Config, Engine, Event, NewOrder, Price, Qty, Side, SymbolId,
+    UserId,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
@@ -55,14 +60,24 @@ fn ringbook(args: &[&str], stdin: impl AsRef<[u8]>) -> Run {
     }
 }
 
-/// `ringbook scenario --no-risk -` on `script`, expecting a clean run.
-fn scenario(script: &str) -> Vec<String> {
+/// `ringbook scenario --no-risk -` on `script` (the book alone), expecting a clean run.
+fn book_only(script: &str) -> Vec<String> {
     clean(ringbook(&["scenario", "--no-risk", "-"], script))
 }
 
-/// `ringbook scenario --no-risk --final -` on `script`, expecting a clean run.
-fn scenario_final(script: &str) -> Vec<String> {
+/// `ringbook scenario --no-risk --final -` on `script` (the book alone), expecting a clean run.
+fn book_only_final(script: &str) -> Vec<String> {
     clean(ringbook(&["scenario", "--no-risk", "--final", "-"], script))
+}
+
+/// `ringbook scenario -` on `script` (risk on, the default), expecting a clean run.
+fn risk_on(script: &str) -> Vec<String> {
+    clean(ringbook(&["scenario", "-"], script))
+}
+
+/// `ringbook scenario --final -` on `script` (risk on, the default), expecting a clean run.
+fn risk_on_final(script: &str) -> Vec<String> {
+    clean(ringbook(&["scenario", "--final", "-"], script))
 }
 
 fn clean(run: Run) -> Vec<String> {
@@ -220,6 +235,146 @@ fn final_books(bids: &[(i64, u64)], asks: &[(i64, u64)]) -> Vec<String> {
     ]
 }
 
+// ---------------------------------------------------------------- expected account lines
+
+/// The default config's currencies, in id order.
+const CURRENCIES: [&str; 5] = ["KRW", "USD", "BTC", "ETH", "AAPL"];
+
+fn deposited(user: u32, currency: &str, amount: u64) -> String {
+    format!(r#"{{"event":"deposited","user":{user},"currency":"{currency}","amount":{amount}}}"#)
+}
+
+fn balance_update(user: u32, currency: &str, available: u64, locked: u64) -> String {
+    format!(
+        r#"{{"event":"balance_update","user":{user},"currency":"{currency}","available":{available},"locked":{locked}}}"#
+    )
+}
+
+/// A first deposit's two lines: the credit, then the balance it leaves.
+fn deposit(user: u32, currency: &str, amount: u64) -> [String; 2] {
+    [
+        deposited(user, currency, amount),
+        balance_update(user, currency, amount, 0),
+    ]
+}
+
+fn withdrawal_requested(id: u64, user: u32, currency: &str, amount: u64) -> String {
+    format!(
+        r#"{{"event":"withdrawal_requested","withdrawal_id":{id},"user":{user},"currency":"{currency}","amount":{amount}}}"#
+    )
+}
+
+fn withdrawal_approved(id: u64, operator: u32, user: u32, approvals: u8) -> String {
+    format!(
+        r#"{{"event":"withdrawal_approved","withdrawal_id":{id},"operator":{operator},"user":{user},"approvals":{approvals}}}"#
+    )
+}
+
+fn withdrawal_completed(id: u64, user: u32, currency: &str, amount: u64) -> String {
+    format!(
+        r#"{{"event":"withdrawal_completed","withdrawal_id":{id},"user":{user},"currency":"{currency}","amount":{amount}}}"#
+    )
+}
+
+fn withdrawal_rejected(id: u64, operator: u32, user: u32) -> String {
+    format!(
+        r#"{{"event":"withdrawal_rejected","withdrawal_id":{id},"operator":{operator},"user":{user}}}"#
+    )
+}
+
+/// An operator command (approve, reject_withdrawal) refused.
+fn operator_rejected(operator: u32, id: u64, code: u16, reason: &str) -> String {
+    format!(
+        r#"{{"event":"rejected","operator":{operator},"withdrawal_id":{id},"code":{code},"reason":"{reason}"}}"#
+    )
+}
+
+fn balance(user: u32, currency: &str, available: u64, locked: u64) -> String {
+    format!(
+        r#"{{"event":"balance","user":{user},"currency":"{currency}","available":{available},"locked":{locked}}}"#
+    )
+}
+
+fn fees(currency: &str, collected: u64) -> String {
+    format!(r#"{{"event":"fees","currency":"{currency}","collected":{collected}}}"#)
+}
+
+/// One open account's balances: `(currency, available, locked)`; every currency not listed is
+/// zero.
+type Account<'a> = (u32, &'a [(&'a str, u64, u64)]);
+
+/// The `--final` account lines of the default config with risk on: every currency of every open
+/// account (given in user id order), then the fees per currency (those not listed are zero).
+fn final_accounts(accounts: &[Account<'_>], collected: &[(&str, u64)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &(user, held) in accounts {
+        for currency in CURRENCIES {
+            let (available, locked) = held
+                .iter()
+                .find(|h| h.0 == currency)
+                .map_or((0, 0), |h| (h.1, h.2));
+            lines.push(balance(user, currency, available, locked));
+        }
+    }
+    for currency in CURRENCIES {
+        let f = collected
+            .iter()
+            .find(|c| c.0 == currency)
+            .map_or(0, |c| c.1);
+        lines.push(fees(currency, f));
+    }
+    lines
+}
+
+/// A field of one of the runner's flat JSON lines, as written (a string keeps its quotes).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let tag = format!("\"{key}\":");
+    let start = line
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + tag.len();
+    let rest = &line[start..];
+    &rest[..rest.find([',', '}']).unwrap()]
+}
+
+fn number(line: &str, key: &str) -> u128 {
+    field(line, key).parse().unwrap()
+}
+
+/// docs/risk.md's invariant on the `--final` lines: for each currency, every balance's
+/// available + locked plus the fees collected equals deposits minus completed withdrawals
+/// (`supply`, worked out by hand; currencies not listed have none).
+fn assert_conserved(lines: &[String], supply: &[(&str, u64)]) {
+    for currency in CURRENCIES {
+        let quoted = format!("\"{currency}\"");
+        let expected = supply.iter().find(|s| s.0 == currency).map_or(0, |s| s.1);
+        let mut held = 0u128;
+        let mut fee_lines = 0;
+        for line in lines {
+            if line.starts_with(r#"{"event":"balance","#) && field(line, "currency") == quoted {
+                held += number(line, "available") + number(line, "locked");
+            } else if line.starts_with(r#"{"event":"fees","#) && field(line, "currency") == quoted {
+                held += number(line, "collected");
+                fee_lines += 1;
+            }
+        }
+        assert_eq!(fee_lines, 1, "one fees line for {currency}");
+        assert_eq!(
+            held,
+            u128::from(expected),
+            "{currency}: balances + fees = supply"
+        );
+    }
+}
+
+/// The `line N: …` messages on stderr.
+fn line_errors(run: &Run) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .collect()
+}
+
 /// Splits off the trailing state-hash line and checks its shape; returns the hash.
 fn take_hash(lines: &mut Vec<String>) -> String {
     let last = lines.pop().expect("a state_hash line");
@@ -242,7 +397,7 @@ fn take_hash(lines: &mut Vec<String>) -> String {
 /// other tests build lines with the helpers above; this one pins the helpers' format too).
 #[test]
 fn every_event_line_has_the_documented_bytes() {
-    let mut out = scenario_final(
+    let mut out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
          order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
          amend,1,BTC-KRW,1,15001,2\n\
@@ -278,7 +433,7 @@ fn every_event_line_has_the_documented_bytes() {
 
 #[test]
 fn a_cross_trades_at_the_makers_price_with_fees() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
          order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
          order,3,BTC-KRW,1,BUY,LIMIT,GTC,14000,1\n\
@@ -303,7 +458,7 @@ fn a_cross_trades_at_the_makers_price_with_fees() {
 
 #[test]
 fn an_ioc_remainder_is_cancelled_not_rested() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n\
          order,2,BTC-KRW,1,BUY,LIMIT,IOC,15001,5\n",
     );
@@ -322,7 +477,7 @@ fn an_ioc_remainder_is_cancelled_not_rested() {
 
 #[test]
 fn fok_is_killed_whole_or_filled_whole() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n\
          order,1,BTC-KRW,2,SELL,LIMIT,GTC,15001,2\n\
          order,2,BTC-KRW,1,BUY,LIMIT,FOK,15002,5   # only 4 offered: killed, nothing trades\n\
@@ -347,7 +502,7 @@ fn fok_is_killed_whole_or_filled_whole() {
 
 #[test]
 fn post_only_that_would_take_is_cancelled_and_one_that_would_not_rests() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,1\n\
          order,2,BTC-KRW,1,BUY,LIMIT,GTC,15000,1,post_only=1\n\
          order,2,BTC-KRW,2,BUY,LIMIT,GTC,14999,1,post_only=1\n\
@@ -368,7 +523,7 @@ fn post_only_that_would_take_is_cancelled_and_one_that_would_not_rests() {
 
 #[test]
 fn stops_wait_for_the_last_trade_price_then_trigger() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,1\n\
          order,1,BTC-KRW,2,SELL,LIMIT,GTC,15100,5\n\
          order,2,BTC-KRW,1,BUY,STOP_LIMIT,GTC,15100,3,stop=15000  # no trade yet: waits\n\
@@ -425,7 +580,7 @@ fn an_iceberg_refills_at_the_back_of_its_level() {
 
 #[test]
 fn self_trade_prevention_modes() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
          order,1,BTC-KRW,2,BUY,LIMIT,GTC,15000,2,stp=CANCEL_NEWEST\n\
          order,1,BTC-KRW,3,BUY,LIMIT,GTC,15000,2,stp=decrement\n\
@@ -462,7 +617,7 @@ fn self_trade_prevention_modes() {
 
 #[test]
 fn amend_keeps_or_loses_priority_and_may_trade() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
          order,2,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
          amend,1,BTC-KRW,1,15000,3      # same price, smaller: keeps its place\n\
@@ -502,7 +657,7 @@ fn amend_keeps_or_loses_priority_and_may_trade() {
 
 #[test]
 fn mass_cancel_per_symbol_and_for_all_symbols() {
-    let out = scenario_final(
+    let out = book_only_final(
         "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          order,1,ETH-KRW,2,BUY,LIMIT,GTC,100,1\n\
          order,2,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
@@ -538,7 +693,7 @@ fn mass_cancel_per_symbol_and_for_all_symbols() {
 
 #[test]
 fn engine_rejects_are_events_not_errors() {
-    let out = scenario(
+    let out = book_only(
         "order,5000,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          order,1,7,1,BUY,LIMIT,GTC,100,1\n\
          order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,0\n\
@@ -577,7 +732,7 @@ fn engine_rejects_are_events_not_errors() {
 
 #[test]
 fn symbols_by_id_case_insensitive_words_comments_and_crlf() {
-    let out = scenario(
+    let out = book_only(
         "# a comment line\r\n\
          \r\n\
          ORDER , 1 , 1 , 1 , buy , Limit , gtc , 100 , 1   # ETH-KRW by its id\r\n\
@@ -611,7 +766,7 @@ fn fnv1a(words: &[u64]) -> String {
 
 #[test]
 fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
-    let mut out = scenario_final("# nothing\n");
+    let mut out = book_only_final("# nothing\n");
     let hash = take_hash(&mut out);
     assert_lines(&out, &final_books(&[], &[]));
     // Next order id 1; per symbol (3): its id, last trade price 0, no orders, count 0.
@@ -627,7 +782,7 @@ fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
 
 #[test]
 fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
-    let mut out = scenario_final(
+    let mut out = book_only_final(
         "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          order,2,BTC-KRW,1,BUY,LIMIT,GTC,99,5\n\
          order,3,BTC-KRW,1,BUY,LIMIT,GTC,100,2\n\
@@ -674,17 +829,23 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
         );
     }
     assert_eq!(hash, engine.state_hash().to_string());
-    assert_ne!(hash, Engine::with_risk(&config, ringbook_engine::RiskMode::Off).unwrap().state_hash().to_string());
+    assert_ne!(
+        hash,
+        Engine::with_risk(&config, ringbook_engine::RiskMode::Off)
+            .unwrap()
+            .state_hash()
+            .to_string()
+    );
 }
 
 #[test]
 fn equal_states_reached_differently_hash_equal() {
     // Both leave: next order id 2, no last trade, empty books.
-    let mut a = scenario_final(
+    let mut a = book_only_final(
         "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          cancel,1,BTC-KRW,1\n",
     );
-    let mut b = scenario_final("order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n");
+    let mut b = book_only_final("order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n");
     assert_eq!(take_hash(&mut a), take_hash(&mut b));
 }
 
@@ -692,22 +853,37 @@ fn equal_states_reached_differently_hash_equal() {
 
 #[test]
 fn the_demo_script_runs_as_documented() {
-    let run = ringbook(&["scenario", "--no-risk", "--final", &demo_script()], "");
+    let run = ringbook(&["scenario", "--final", &demo_script()], "");
     let mut out = clean(run);
     take_hash(&mut out);
-    // Worked out line by line from the comments in docs/examples/demo.script.
-    let mut expected = vec![
+    // Worked out line by line from the comments in docs/examples/demo.script (risk on).
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 150_000));
+    expected.extend(deposit(2, "KRW", 200_000));
+    expected.extend(deposit(3, "KRW", 50_000));
+    expected.extend(deposit(4, "KRW", 110_000));
+    expected.extend(deposit(5, "KRW", 50_000));
+    expected.extend(deposit(6, "BTC", 200_000));
+    expected.extend([
+        // Alice locks 5 + 10 lots = 150 000 sat: all she has.
         acc(1, 1, 1, "SELL", 15010, 5),
         acc(1, 2, 2, "SELL", 15020, 10),
+        // Bob: unit_lock(14990) = 14990 + ceil(14.99) = 15005; × 8 = 120 040, 79 960 left.
         acc(2, 1, 3, "BUY", 14990, 8),
+        // unit_lock(15010) = 15010 + ceil(15.01) = 15026; × 4 = 60 104 ≤ 79 960: locked, then
+        // refunded by the POST_ONLY cancel.
         acc(2, 2, 4, "BUY", 15010, 4),
         gone(2, 2, 4, "POST_ONLY", 4),
+        // Carol: unit_lock(15100) = 15100 + ceil(15.1) = 15116; × 3 = 45 348 ≤ 50 000.
         accepted(3, BTC, 1, 5, "BUY", "STOP_MARKET", 15100, 3),
+        // Dave: unit_lock(15015) = 15015 + ceil(15.015) = 15031; × 7 = 105 217 ≤ 110 000.
         acc(4, 1, 6, "BUY", 15015, 7),
         // 15010 × 5 = 75050: maker ceil(37.525) = 38, taker ceil(75.05) = 76.
         trade(BTC, 15010, 5, "BUY", F(1, 1, 1, 0, 38), F(4, 1, 6, 2, 76)),
+        // 2 × 15031 = 30 062 back; of the 75 155 released, 75 155 − 75 050 − 76 = 29 back too.
         gone(4, 1, 2, "IOC", 6),
         rejected(4, 1, 3010, "UNKNOWN_ORDER"),
+        // Erin: unit_lock(15050) = 15050 + ceil(15.05) = 15066; × 3 = 45 198 ≤ 50 000.
         accepted(5, BTC, 1, 7, "BUY", "MARKET", 15050, 3),
         // 15020 × 2 = 30040: ceil(15.02) = 16, ceil(30.04) = 31; × 1: ceil(7.51) = 8, 15.02 → 16.
         trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 8, 16), F(5, 1, 7, 1, 31)),
@@ -716,20 +892,58 @@ fn the_demo_script_runs_as_documented() {
         // The refilled peak has 1 left, then refills again.
         trade(BTC, 15020, 1, "BUY", F(1, 2, 2, 6, 8), F(3, 1, 5, 2, 16)),
         trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 4, 16), F(3, 1, 5, 0, 31)),
+        // unit_lock(14995) = 14995 + ceil(14.995) = 15010; × 6 = 90 060: 29 980 refunded.
         amended(2, 1, 14995, 6, 3),
+        // Frank locks 100 000 sat, refunded by the FOK kill; then 200 000 for the offer.
         acc(6, 1, 8, "SELL", 14990, 10),
         gone(6, 1, 10, "FOK", 8),
         acc(6, 2, 9, "SELL", 15100, 20),
+        // Alice: unit_lock(15020) = 15020 + ceil(15.02) = 15036; × 3 = 45 108 out of her
+        // proceeds; the iceberg's 4 open lots (40 000 sat) come back.
         acc(1, 3, 10, "BUY", 15020, 3),
         gone(1, 2, 4, "STP", 2),
-    ];
+        // Dave: 110 000 − 75 050 − 76 = 34 874 < 3 × 15116 = 45 348. No order id is used.
+        rejected(4, 2, 2002, "INSUFFICIENT_FUNDS"),
+        // Dave's 50 000 sat: locked, one approval, a duplicate, the second operator releases it.
+        withdrawal_requested(1, 4, "BTC", 50_000),
+        balance_update(4, "BTC", 0, 50_000),
+        withdrawal_approved(1, 900, 4, 1),
+        operator_rejected(900, 1, 2006, "DUPLICATE_APPROVAL"),
+        withdrawal_approved(1, 901, 4, 2),
+        withdrawal_completed(1, 4, "BTC", 50_000),
+        balance_update(4, "BTC", 0, 0),
+        // Erin: 50 000 − (45 060 + 31 + 16) = 4 893; 4 000 locked, then unlocked.
+        withdrawal_requested(2, 5, "KRW", 4_000),
+        balance_update(5, "KRW", 893, 4_000),
+        withdrawal_rejected(2, 902, 5),
+        balance_update(5, "KRW", 4_893, 0),
+    ]);
     expected.extend(final_books(&[(15020, 3), (14995, 6)], &[(15100, 20)]));
+    expected.extend(final_accounts(
+        &[
+            // Proceeds 75 050 + 6 × 15 020 − maker fees (38 + 16 + 8 + 8 + 16 = 86) = 165 084;
+            // 45 108 of it locked by the resting bid. 11 of 15 lots sold, 4 refunded.
+            (1, &[("KRW", 119_976, 45_108), ("BTC", 40_000, 0)]),
+            // 200 000 − 90 060 locked by the amended bid.
+            (2, &[("KRW", 109_940, 90_060)]),
+            // Paid 45 060 + 16 + 31 for 3 lots.
+            (3, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
+            // Paid 75 050 + 76; his 50 000 sat withdrawn.
+            (4, &[("KRW", 34_874, 0)]),
+            (5, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
+            (6, &[("BTC", 0, 200_000)]),
+        ],
+        // Maker 86 + taker 76 + 31 + 16 + 16 + 31 = 256.
+        &[("KRW", 256)],
+    ));
     assert_lines(&out, &expected);
+    // Deposits 410 000 KRW; 350 000 sat less the 50 000 withdrawn.
+    assert_conserved(&out, &[("KRW", 410_000), ("BTC", 300_000)]);
 }
 
 #[test]
 fn the_demo_output_is_byte_stable_and_stdin_equals_a_file() {
-    let args = ["scenario", "--no-risk", "--final"];
+    let args = ["scenario", "--final"];
     let path = demo_script();
     let first = ringbook(&[&args[..], &[path.as_str()]].concat(), "");
     let second = ringbook(&[&args[..], &[path.as_str()]].concat(), "");
@@ -782,64 +996,63 @@ fn parse_errors_name_their_line_and_later_lines_still_run() {
 }
 
 #[test]
-fn account_commands_are_errors_without_accounts() {
+fn with_no_risk_account_commands_are_line_errors_and_the_book_runs_alone() {
     let run = ringbook(
-        &["scenario", "--no-risk", "-"],
-        "deposit,1,KRW,1000000\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
-         withdraw,1,KRW,10\n\
-         approve,7,1\n",
+        &["scenario", "--no-risk", "--final", "-"],
+        "deposit,1,BTC,50000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5    # no money needed: the book alone\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         withdraw,2,KRW,10\n\
+         approve,900,1\n\
+         Reject_Withdrawal,901,1\n",
     );
-    assert_eq!(run.status, 1);
-    assert_lines(
-        &run.lines()
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-        &[acc(1, 1, 1, "BUY", 100, 1)],
-    );
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("line "))
-        .collect();
-    assert_eq!(errors.len(), 3, "stderr:\n{}", run.stderr);
-    for (line, (n, word)) in errors
-        .iter()
-        .zip([(1, "deposit"), (3, "withdraw"), (4, "approve")])
-    {
+    assert_eq!(run.status, 1, "stderr:\n{}", run.stderr);
+    let mut out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    take_hash(&mut out);
+    // No balance or fees lines, and no ACCOUNTS_DISABLED events: the lines never ran.
+    let mut expected = vec![
+        acc(1, 1, 1, "SELL", 15000, 5),
+        acc(2, 1, 2, "BUY", 15100, 3),
+        // Fees are still reported (docs/risk.md, "Risk off"): 45000 → 23 / 45.
+        trade(BTC, 15000, 3, "BUY", F(1, 1, 1, 2, 23), F(2, 1, 2, 0, 45)),
+    ];
+    expected.extend(final_books(&[], &[(15000, 2)]));
+    assert_lines(&out, &expected);
+    let errors = line_errors(&run);
+    assert_eq!(errors.len(), 4, "stderr:\n{}", run.stderr);
+    for (line, (n, word)) in errors.iter().zip([
+        (1, "deposit"),
+        (4, "withdraw"),
+        (5, "approve"),
+        (6, "reject_withdrawal"),
+    ]) {
         assert!(line.starts_with(&format!("line {n}: {word}")), "{line}");
-        assert!(line.contains("accounts"), "{line}");
+        assert!(line.contains("accounts are off"), "{line}");
+        assert!(line.contains("--no-risk"), "{line}");
     }
-}
-
-#[test]
-fn without_no_risk_the_run_refuses_with_status_2() {
-    let run = ringbook(
-        &["scenario", "-"],
-        "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n",
-    );
-    assert_eq!(run.status, 2);
-    assert_eq!(run.stdout, "");
     assert!(
-        run.stderr.contains("risk mode needs the accounts stage"),
+        run.stderr
+            .contains("4 lines of standard input could not be run"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("--no-risk"), "{}", run.stderr);
+}
+
+#[test]
+fn risk_is_on_by_default() {
+    // No deposit, no account: the order is refused, as an event (status 0).
+    let out = risk_on("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n");
+    assert_lines(&out, &[rejected(1, 1, 2001, "UNKNOWN_USER")]);
 
     // There is no threaded pipeline yet, so no --pipeline flag either.
-    let run = ringbook(&["scenario", "--no-risk", "--pipeline", "-"], "");
+    let run = ringbook(&["scenario", "--pipeline", "-"], "");
     assert_eq!(run.status, 2);
     assert_eq!(run.stdout, "");
 }
 
 #[test]
 fn unreadable_script_or_config_is_status_2() {
-    let run = ringbook(
-        &["scenario", "--no-risk", "/nonexistent/ringbook.script"],
-        "",
-    );
+    let run = ringbook(&["scenario", "/nonexistent/ringbook.script"], "");
     assert_eq!(run.status, 2);
     assert!(
         run.stderr.contains("/nonexistent/ringbook.script"),
@@ -946,11 +1159,14 @@ max_order_qty = 100
 
 #[test]
 fn an_empty_script_prints_nothing_and_succeeds() {
-    let run = ringbook(&["scenario", "--no-risk", "-"], "");
-    assert_eq!(
-        (run.status, run.stdout.as_str(), run.stderr.as_str()),
-        (0, "", "")
-    );
+    for args in [&["scenario", "-"][..], &["scenario", "--no-risk", "-"]] {
+        let run = ringbook(args, "");
+        assert_eq!(
+            (run.status, run.stdout.as_str(), run.stderr.as_str()),
+            (0, "", ""),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
@@ -974,4 +1190,641 @@ fn a_line_that_is_not_utf8_is_a_parse_error() {
         "{}",
         run.stderr
     );
+}
+
+// ---------------------------------------------------------------- accounts and risk (the default)
+
+/// Every account event and the `--final` account lines spelled out byte for byte, as the
+/// runner's docs list them.
+#[test]
+fn every_account_event_line_has_the_documented_bytes() {
+    let mut out = risk_on_final(
+        "deposit,1,BTC,50000\n\
+         deposit,2,KRW,1000000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         withdraw,2,KRW,1000\n\
+         approve,900,1\n\
+         approve,901,1\n\
+         withdraw,2,2,5000      # BTC by its id\n\
+         reject_withdrawal,902,2\n\
+         approve,900,2\n\
+         withdraw,2,BTC,30001\n",
+    );
+    take_hash(&mut out);
+    let expected = [
+        r#"{"event":"deposited","user":1,"currency":"BTC","amount":50000}"#,
+        r#"{"event":"balance_update","user":1,"currency":"BTC","available":50000,"locked":0}"#,
+        r#"{"event":"deposited","user":2,"currency":"KRW","amount":1000000}"#,
+        r#"{"event":"balance_update","user":2,"currency":"KRW","available":1000000,"locked":0}"#,
+        r#"{"event":"accepted","user":1,"symbol":"BTC-KRW","client_order_id":1,"order_id":1,"side":"SELL","type":"LIMIT","price":15000,"qty":5}"#,
+        r#"{"event":"accepted","user":2,"symbol":"BTC-KRW","client_order_id":1,"order_id":2,"side":"BUY","type":"LIMIT","price":15100,"qty":3}"#,
+        // docs/risk.md's worked example: Bob ends with 954 955 KRW available.
+        r#"{"event":"trade","symbol":"BTC-KRW","price":15000,"qty":3,"maker_user":1,"maker_client_order_id":1,"taker_user":2,"taker_client_order_id":1,"maker_fee":23,"taker_fee":45,"maker_order_id":1,"taker_order_id":2,"taker_side":"BUY","maker_leaves":2,"taker_leaves":0}"#,
+        r#"{"event":"withdrawal_requested","withdrawal_id":1,"user":2,"currency":"KRW","amount":1000}"#,
+        r#"{"event":"balance_update","user":2,"currency":"KRW","available":953955,"locked":1000}"#,
+        r#"{"event":"withdrawal_approved","withdrawal_id":1,"operator":900,"user":2,"approvals":1}"#,
+        r#"{"event":"withdrawal_approved","withdrawal_id":1,"operator":901,"user":2,"approvals":2}"#,
+        r#"{"event":"withdrawal_completed","withdrawal_id":1,"user":2,"currency":"KRW","amount":1000}"#,
+        r#"{"event":"balance_update","user":2,"currency":"KRW","available":953955,"locked":0}"#,
+        r#"{"event":"withdrawal_requested","withdrawal_id":2,"user":2,"currency":"BTC","amount":5000}"#,
+        r#"{"event":"balance_update","user":2,"currency":"BTC","available":25000,"locked":5000}"#,
+        r#"{"event":"withdrawal_rejected","withdrawal_id":2,"operator":902,"user":2}"#,
+        r#"{"event":"balance_update","user":2,"currency":"BTC","available":30000,"locked":0}"#,
+        r#"{"event":"rejected","operator":900,"withdrawal_id":2,"code":2007,"reason":"UNKNOWN_WITHDRAWAL"}"#,
+        r#"{"event":"rejected","user":2,"client_order_id":0,"code":2002,"reason":"INSUFFICIENT_FUNDS"}"#,
+        r#"{"event":"book","symbol":"BTC-KRW","bids":[],"asks":[[15000,2]]}"#,
+        r#"{"event":"book","symbol":"ETH-KRW","bids":[],"asks":[]}"#,
+        r#"{"event":"book","symbol":"AAPL-USD","bids":[],"asks":[]}"#,
+        r#"{"event":"balance","user":1,"currency":"KRW","available":44977,"locked":0}"#,
+        r#"{"event":"balance","user":1,"currency":"USD","available":0,"locked":0}"#,
+        r#"{"event":"balance","user":1,"currency":"BTC","available":0,"locked":20000}"#,
+        r#"{"event":"balance","user":1,"currency":"ETH","available":0,"locked":0}"#,
+        r#"{"event":"balance","user":1,"currency":"AAPL","available":0,"locked":0}"#,
+        r#"{"event":"balance","user":2,"currency":"KRW","available":953955,"locked":0}"#,
+        r#"{"event":"balance","user":2,"currency":"USD","available":0,"locked":0}"#,
+        r#"{"event":"balance","user":2,"currency":"BTC","available":30000,"locked":0}"#,
+        r#"{"event":"balance","user":2,"currency":"ETH","available":0,"locked":0}"#,
+        r#"{"event":"balance","user":2,"currency":"AAPL","available":0,"locked":0}"#,
+        r#"{"event":"fees","currency":"KRW","collected":68}"#,
+        r#"{"event":"fees","currency":"USD","collected":0}"#,
+        r#"{"event":"fees","currency":"BTC","collected":0}"#,
+        r#"{"event":"fees","currency":"ETH","collected":0}"#,
+        r#"{"event":"fees","currency":"AAPL","collected":0}"#,
+    ]
+    .map(str::to_owned);
+    assert_lines(&out, &expected);
+    // KRW 44 977 + 953 955 + 68 = 1 000 000 − 1 000; BTC 20 000 + 30 000.
+    assert_conserved(&out, &[("KRW", 999_000), ("BTC", 50_000)]);
+}
+
+/// docs/risk.md's worked example, then a second trade with the roles swapped (Bob the maker).
+#[test]
+fn a_trade_settles_to_the_unit_with_fees_and_money_is_conserved() {
+    let script = "deposit,1,BTC,50000\n\
+                  deposit,2,KRW,1000000\n\
+                  order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
+                  order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+                  cancel,1,BTC-KRW,1\n\
+                  order,2,BTC-KRW,2,BUY,LIMIT,GTC,15000,2\n\
+                  order,1,BTC-KRW,2,SELL,LIMIT,GTC,14990,2\n";
+    let mut out = risk_on_final(script);
+    let hash = take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 50_000));
+    expected.extend(deposit(2, "KRW", 1_000_000));
+    expected.extend([
+        // Alice locks 5 × 10 000 = 50 000 sat.
+        acc(1, 1, 1, "SELL", 15000, 5),
+        // Bob locks 3 × unit_lock(15100) = 3 × (15100 + ceil(15.1)) = 45 348 KRW.
+        acc(2, 1, 2, "BUY", 15100, 3),
+        // 45 000: maker ceil(22.5) = 23, taker 45. Bob gets 45 348 − 45 000 − 45 = 303 back.
+        trade(BTC, 15000, 3, "BUY", F(1, 1, 1, 2, 23), F(2, 1, 2, 0, 45)),
+        // Alice's 2 resting lots: 20 000 sat back.
+        gone(1, 1, 2, "USER", 1),
+        // Bob locks 2 × unit_lock(15000) = 2 × 15015 = 30 030.
+        acc(2, 2, 3, "BUY", 15000, 2),
+        // Alice locks 20 000 sat and takes Bob's bid at his 15000: notional 30 000, Bob's maker
+        // fee 15, Alice's taker fee 30. Bob gets 30 030 − 30 000 − 15 = 15 back.
+        acc(1, 2, 4, "SELL", 14990, 2),
+        trade(BTC, 15000, 2, "SELL", F(2, 2, 3, 0, 15), F(1, 2, 4, 0, 30)),
+    ]);
+    expected.extend(final_books(&[], &[]));
+    expected.extend(final_accounts(
+        &[
+            // 45 000 − 23 + 30 000 − 30 = 74 947 KRW; all 5 lots sold.
+            (1, &[("KRW", 74_947, 0)]),
+            // 1 000 000 − 45 045 − 30 015 = 924 940 KRW; 5 lots bought.
+            (2, &[("KRW", 924_940, 0), ("BTC", 50_000, 0)]),
+        ],
+        // 23 + 45 + 15 + 30.
+        &[("KRW", 113)],
+    ));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("KRW", 1_000_000), ("BTC", 50_000)]);
+
+    // The same commands through the library (risk on): the CLI prints `Engine::state_hash` and
+    // `Engine::balance`.
+    let config = Config::default();
+    let mut engine = Engine::new(&config).unwrap();
+    let (krw, btc) = (
+        config.currency_id("KRW").unwrap(),
+        config.currency_id("BTC").unwrap(),
+    );
+    let limit = |u, c, side, p, q| {
+        Cmd::NewOrder(NewOrder::limit(
+            UserId(u),
+            SymbolId(0),
+            ClientOrderId(c),
+            side,
+            Price(p),
+            Qty(q),
+        ))
+    };
+    for cmd in [
+        Cmd::Deposit {
+            user: UserId(1),
+            currency: btc,
+            amount: 50_000,
+        },
+        Cmd::Deposit {
+            user: UserId(2),
+            currency: krw,
+            amount: 1_000_000,
+        },
+        limit(1, 1, Side::Sell, 15000, 5),
+        limit(2, 1, Side::Buy, 15100, 3),
+        Cmd::Cancel {
+            user: UserId(1),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(1),
+        },
+        limit(2, 2, Side::Buy, 15000, 2),
+        limit(1, 2, Side::Sell, 14990, 2),
+    ] {
+        engine.process(&cmd, &mut |_: &Event| {});
+    }
+    assert_eq!(hash, engine.state_hash().to_string());
+    assert_eq!(engine.balance(UserId(2), krw).available, 924_940);
+    assert_eq!(engine.accounts().fees(krw), 113);
+}
+
+#[test]
+fn an_order_the_owner_cannot_pay_for_is_rejected_insufficient_funds() {
+    let mut out = risk_on_final(
+        "deposit,2,KRW,45348\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         order,2,BTC-KRW,2,BUY,LIMIT,GTC,1,1\n\
+         order,2,BTC-KRW,3,SELL,LIMIT,GTC,15000,1\n\
+         deposit,3,KRW,45347\n\
+         order,3,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         order,3,BTC-KRW,2,BUY,LIMIT,GTC,15001,3\n\
+         withdraw,3,KRW,297\n\
+         withdraw,3,KRW,0\n\
+         order,3,BTC-KRW,3,BUY,MARKET,IOC,15000,1\n\
+         order,3,BTC-KRW,4,BUY,STOP_LIMIT,GTC,100,3,stop=200\n\
+         order,3,BTC-KRW,5,BUY,STOP_LIMIT,GTC,100,2,stop=200\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(2, "KRW", 45_348));
+    expected.extend([
+        // 3 × unit_lock(15100) = 3 × 15116 = 45 348: exactly what Bob has.
+        acc(2, 1, 1, "BUY", 15100, 3),
+        // unit_lock(1) = 1 + ceil(0.001) = 2 > 0.
+        rejected(2, 2, 2002, "INSUFFICIENT_FUNDS"),
+        // A sell locks base, and user 2 has no BTC.
+        rejected(2, 3, 2002, "INSUFFICIENT_FUNDS"),
+    ]);
+    expected.extend(deposit(3, "KRW", 45_347));
+    expected.extend([
+        // One won short of 45 348.
+        rejected(3, 1, 2002, "INSUFFICIENT_FUNDS"),
+        // unit_lock(15001) = 15001 + ceil(15.001) = 15017; × 3 = 45 051: 296 left. A rejected
+        // order used no order id, so this is order 2.
+        acc(3, 2, 2, "BUY", 15001, 3),
+        // Withdrawals check funds too (client order id 0: not an order).
+        rejected(3, 0, 2002, "INSUFFICIENT_FUNDS"),
+        rejected(3, 0, 2003, "INVALID_AMOUNT"),
+        // A market buy locks at its protection price: 15000 + 15 = 15015 > 296.
+        rejected(3, 3, 2002, "INSUFFICIENT_FUNDS"),
+        // A stop locks when placed: unit_lock(100) = 100 + ceil(0.1) = 101; × 3 = 303 > 296 ...
+        rejected(3, 4, 2002, "INSUFFICIENT_FUNDS"),
+        // ... × 2 = 202 ≤ 296 (no trade yet: it waits).
+        accepted(3, BTC, 5, 3, "BUY", "STOP_LIMIT", 100, 2),
+    ]);
+    expected.extend(final_books(&[(15100, 3), (15001, 3)], &[]));
+    expected.extend(final_accounts(
+        &[(2, &[("KRW", 0, 45_348)]), (3, &[("KRW", 94, 45_253)])],
+        &[],
+    ));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("KRW", 45_348 + 45_347)]);
+}
+
+#[test]
+fn an_amend_up_beyond_funds_is_rejected_and_leaves_the_order_intact() {
+    // Bob locks 2 × unit_lock(15000) = 2 × 15015 = 30 030 of 40 000: 9 970 left. One more lot
+    // needs 15 015: rejected, and the order and balance are exactly as they were.
+    let mut out = risk_on_final(
+        "deposit,2,KRW,40000\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15000,2\n\
+         amend,2,BTC-KRW,1,15000,3\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(2, "KRW", 40_000));
+    expected.extend([
+        acc(2, 1, 1, "BUY", 15000, 2),
+        rejected(2, 1, 2002, "INSUFFICIENT_FUNDS"),
+    ]);
+    expected.extend(final_books(&[(15000, 2)], &[]));
+    expected.extend(final_accounts(&[(2, &[("KRW", 9_970, 30_030)])], &[]));
+    assert_lines(&out, &expected);
+
+    // The same, then a price rise it cannot pay, one it can exactly, an amend down (refunded)
+    // and a fill that shows the order is what the amends made it.
+    let mut out = risk_on_final(
+        "deposit,1,BTC,30000\n\
+         deposit,2,KRW,40000\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15000,2\n\
+         amend,2,BTC-KRW,1,15000,3\n\
+         amend,2,BTC-KRW,1,20000,2\n\
+         amend,2,BTC-KRW,1,19980,2\n\
+         amend,2,BTC-KRW,1,15000,1\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 30_000));
+    expected.extend(deposit(2, "KRW", 40_000));
+    expected.extend([
+        acc(2, 1, 1, "BUY", 15000, 2),
+        rejected(2, 1, 2002, "INSUFFICIENT_FUNDS"),
+        // unit_lock(20000) = 20000 + 20 = 20020; × 2 = 40 040: 10 010 more > 9 970.
+        rejected(2, 1, 2002, "INSUFFICIENT_FUNDS"),
+        // unit_lock(19980) = 19980 + ceil(19.98) = 20000; × 2 = 40 000: 9 970 more, exactly.
+        amended(2, 1, 19980, 2, 1),
+        // 1 × 15015 = 15 015: 24 985 refunded.
+        amended(2, 1, 15000, 1, 1),
+        // Alice locks 20 000 sat; 1 lot trades at 15000: Bob (maker) 8, Alice (taker) 15.
+        acc(1, 1, 2, "SELL", 15000, 2),
+        trade(BTC, 15000, 1, "SELL", F(2, 1, 1, 0, 8), F(1, 1, 2, 1, 15)),
+    ]);
+    expected.extend(final_books(&[], &[(15000, 1)]));
+    expected.extend(final_accounts(
+        &[
+            // 15 000 − 15 KRW; 1 lot sold, 1 resting (locked).
+            (1, &[("KRW", 14_985, 0), ("BTC", 10_000, 10_000)]),
+            // 24 985 + (15 015 − 15 000 − 8 = 7) = 24 992 = 40 000 − 15 008.
+            (2, &[("KRW", 24_992, 0), ("BTC", 10_000, 0)]),
+        ],
+        &[("KRW", 23)],
+    ));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("KRW", 40_000), ("BTC", 30_000)]);
+}
+
+#[test]
+fn cancels_refund_their_locks_at_once() {
+    // Each withdrawal's balance_update shows the whole balance right after a cancel.
+    let mut out = risk_on_final(
+        "deposit,1,BTC,50000\n\
+         deposit,1,KRW,100000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,16000,3\n\
+         order,1,BTC-KRW,2,BUY,LIMIT,GTC,14000,4\n\
+         order,1,BTC-KRW,3,BUY,STOP_LIMIT,GTC,15001,2,stop=15500\n\
+         cancel,1,BTC-KRW,1\n\
+         withdraw,1,BTC,50000\n\
+         cancel,1,BTC-KRW,3\n\
+         withdraw,1,KRW,43944\n\
+         mass_cancel,1\n\
+         reject_withdrawal,900,2\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 50_000));
+    expected.extend([
+        deposited(1, "KRW", 100_000),
+        balance_update(1, "KRW", 100_000, 0),
+        // 3 × 10 000 = 30 000 sat locked.
+        acc(1, 1, 1, "SELL", 16000, 3),
+        // 4 × (14000 + 14) = 56 056 KRW locked.
+        acc(1, 2, 2, "BUY", 14000, 4),
+        // A waiting stop locks too: 2 × (15001 + 16) = 30 034; 13 910 KRW left.
+        accepted(1, BTC, 3, 3, "BUY", "STOP_LIMIT", 15001, 2),
+        gone(1, 1, 3, "USER", 1),
+        // All 50 000 sat are available again.
+        withdrawal_requested(1, 1, "BTC", 50_000),
+        balance_update(1, "BTC", 0, 50_000),
+        gone(1, 3, 2, "USER", 3),
+        // 13 910 + 30 034 = 43 944 available again.
+        withdrawal_requested(2, 1, "KRW", 43_944),
+        balance_update(1, "KRW", 0, 100_000),
+        gone(1, 2, 4, "USER", 2),
+        mass_cancelled(1, None, 1),
+        // The mass cancel gave back 56 056; refusing the withdrawal unlocks the rest.
+        withdrawal_rejected(2, 900, 1),
+        balance_update(1, "KRW", 100_000, 0),
+    ]);
+    expected.extend(final_books(&[], &[]));
+    // Withdrawal 1 still pending: its 50 000 sat stay locked (and in the supply).
+    expected.extend(final_accounts(
+        &[(1, &[("KRW", 100_000, 0), ("BTC", 0, 50_000)])],
+        &[],
+    ));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("KRW", 100_000), ("BTC", 50_000)]);
+}
+
+#[test]
+fn ioc_and_market_remainders_are_refunded() {
+    let mut out = risk_on_final(
+        "deposit,1,BTC,20000\n\
+         deposit,2,KRW,100000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,IOC,15001,5\n\
+         order,2,BTC-KRW,2,BUY,MARKET,IOC,15500,2\n\
+         withdraw,2,KRW,69970\n\
+         approve,900,1\n\
+         approve,902,1\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 20_000));
+    expected.extend(deposit(2, "KRW", 100_000));
+    expected.extend([
+        acc(1, 1, 1, "SELL", 15000, 2),
+        // 5 × unit_lock(15001) = 5 × (15001 + 16) = 75 085 locked.
+        acc(2, 1, 2, "BUY", 15001, 5),
+        // 30 000: maker 15, taker 30; of the 30 034 released, 4 come back.
+        trade(BTC, 15000, 2, "BUY", F(1, 1, 1, 0, 15), F(2, 1, 2, 3, 30)),
+        // 3 × 15017 = 45 051 back.
+        gone(2, 1, 3, "IOC", 2),
+        // 2 × unit_lock(15500) = 2 × (15500 + ceil(15.5)) = 31 032 locked, then all back: no
+        // asks left.
+        accepted(2, BTC, 2, 3, "BUY", "MARKET", 15500, 2),
+        gone(2, 2, 2, "IOC", 3),
+        // 100 000 − 30 000 − 30 = 69 970: every unused unit came back.
+        withdrawal_requested(1, 2, "KRW", 69_970),
+        balance_update(2, "KRW", 0, 69_970),
+        withdrawal_approved(1, 900, 2, 1),
+        withdrawal_approved(1, 902, 2, 2),
+        withdrawal_completed(1, 2, "KRW", 69_970),
+        balance_update(2, "KRW", 0, 0),
+    ]);
+    expected.extend(final_books(&[], &[]));
+    expected.extend(final_accounts(
+        &[(1, &[("KRW", 29_985, 0)]), (2, &[("BTC", 20_000, 0)])],
+        &[("KRW", 45)],
+    ));
+    assert_lines(&out, &expected);
+    // 29 985 + 45 = 100 000 − 69 970.
+    assert_conserved(&out, &[("KRW", 30_030), ("BTC", 20_000)]);
+}
+
+#[test]
+fn a_withdrawal_needs_two_distinct_operators_and_leaves_the_supply() {
+    let mut out = risk_on_final(
+        "deposit,1,KRW,100000\n\
+         withdraw,1,KRW,100001\n\
+         withdraw,1,KRW,0\n\
+         withdraw,1,KRW,60000\n\
+         withdraw,1,KRW,40001\n\
+         approve,900,1\n\
+         approve,900,1\n\
+         approve,1,1\n\
+         approve,903,1\n\
+         order,1,BTC-KRW,1,BUY,LIMIT,GTC,10000,4\n\
+         approve,901,1\n\
+         approve,902,1\n\
+         reject_withdrawal,902,1\n\
+         approve,900,99\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "KRW", 100_000));
+    expected.extend([
+        rejected(1, 0, 2002, "INSUFFICIENT_FUNDS"),
+        rejected(1, 0, 2003, "INVALID_AMOUNT"),
+        // Withdrawal 1: the amount is locked.
+        withdrawal_requested(1, 1, "KRW", 60_000),
+        balance_update(1, "KRW", 40_000, 60_000),
+        // Locked money is not available for another withdrawal ...
+        rejected(1, 0, 2002, "INSUFFICIENT_FUNDS"),
+        withdrawal_approved(1, 900, 1, 1),
+        // ... the same operator cannot approve twice ...
+        operator_rejected(900, 1, 2006, "DUPLICATE_APPROVAL"),
+        // ... users (or any id not in [accounts] operators = 900, 901, 902) cannot approve ...
+        operator_rejected(1, 1, 2005, "NOT_AN_OPERATOR"),
+        operator_rejected(903, 1, 2005, "NOT_AN_OPERATOR"),
+        // ... nor can an order spend it: 4 × (10000 + 10) = 40 040 > 40 000.
+        rejected(1, 1, 2002, "INSUFFICIENT_FUNDS"),
+        // A second, distinct operator: approvals 2, the money leaves.
+        withdrawal_approved(1, 901, 1, 2),
+        withdrawal_completed(1, 1, "KRW", 60_000),
+        balance_update(1, "KRW", 40_000, 0),
+        // Finished withdrawals and ids never issued are unknown.
+        operator_rejected(902, 1, 2007, "UNKNOWN_WITHDRAWAL"),
+        operator_rejected(902, 1, 2007, "UNKNOWN_WITHDRAWAL"),
+        operator_rejected(900, 99, 2007, "UNKNOWN_WITHDRAWAL"),
+    ]);
+    expected.extend(final_books(&[], &[]));
+    expected.extend(final_accounts(&[(1, &[("KRW", 40_000, 0)])], &[]));
+    assert_lines(&out, &expected);
+    // The supply fell by the withdrawal: 100 000 − 60 000.
+    assert_conserved(&out, &[("KRW", 40_000)]);
+}
+
+#[test]
+fn reject_withdrawal_unlocks_the_amount() {
+    let mut out = risk_on_final(
+        "deposit,5,BTC,100000\n\
+         withdraw,5,BTC,30000\n\
+         approve,902,1\n\
+         reject_withdrawal,7,1\n\
+         reject_withdrawal,900,1\n\
+         approve,901,1\n\
+         withdraw,5,BTC,100000\n\
+         reject_withdrawal,901,2\n",
+    );
+    take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(5, "BTC", 100_000));
+    expected.extend([
+        withdrawal_requested(1, 5, "BTC", 30_000),
+        balance_update(5, "BTC", 70_000, 30_000),
+        withdrawal_approved(1, 902, 5, 1),
+        // Only operators may refuse.
+        operator_rejected(7, 1, 2005, "NOT_AN_OPERATOR"),
+        // Any operator may, even after another's approval: the amount is unlocked.
+        withdrawal_rejected(1, 900, 5),
+        balance_update(5, "BTC", 100_000, 0),
+        // It is gone: a second approval finds nothing.
+        operator_rejected(901, 1, 2007, "UNKNOWN_WITHDRAWAL"),
+        // Ids are not reused: the next request is 2.
+        withdrawal_requested(2, 5, "BTC", 100_000),
+        balance_update(5, "BTC", 0, 100_000),
+        withdrawal_rejected(2, 901, 5),
+        balance_update(5, "BTC", 100_000, 0),
+    ]);
+    expected.extend(final_books(&[], &[]));
+    expected.extend(final_accounts(&[(5, &[("BTC", 100_000, 0)])], &[]));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("BTC", 100_000)]);
+}
+
+#[test]
+fn unknown_currencies_are_line_errors_by_code_and_rejects_by_id() {
+    let run = ringbook(
+        &["scenario", "-"],
+        "deposit,1,KRW,10\n\
+         deposit,1,DOGE,5       # not configured: the line cannot run\n\
+         deposit,1,5,5          # a numeric id goes to the engine: UNKNOWN_CURRENCY\n\
+         withdraw,1,65535,5\n\
+         withdraw,1,krw,5       # codes are exact, like symbol names\n\
+         withdraw,1,0,10        # KRW by its id\n",
+    );
+    assert_eq!(run.status, 1, "stderr:\n{}", run.stderr);
+    let out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "KRW", 10));
+    expected.extend([
+        rejected(1, 0, 2004, "UNKNOWN_CURRENCY"),
+        rejected(1, 0, 2004, "UNKNOWN_CURRENCY"),
+        withdrawal_requested(1, 1, "KRW", 10),
+        balance_update(1, "KRW", 0, 10),
+    ]);
+    assert_lines(&out, &expected);
+    let errors = line_errors(&run);
+    assert_eq!(errors.len(), 2, "stderr:\n{}", run.stderr);
+    for (line, (n, code)) in errors.iter().zip([(2, "DOGE"), (5, "krw")]) {
+        assert!(line.starts_with(&format!("line {n}: ")), "{line}");
+        assert!(line.contains("unknown currency"), "{line}");
+        assert!(line.contains(code), "{line}");
+        assert!(line.contains("KRW, USD, BTC, ETH, AAPL"), "{line}");
+    }
+}
+
+#[test]
+fn a_user_without_a_deposit_is_unknown() {
+    let mut out = risk_on_final(
+        "order,3,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
+         withdraw,3,KRW,1\n\
+         deposit,3,7,100\n\
+         deposit,3,KRW,0\n\
+         order,3,BTC-KRW,2,SELL,LIMIT,GTC,100,1\n\
+         order,3,BTC-KRW,3,BUY,LIMIT,GTC,100,0\n\
+         deposit,1024,KRW,100\n\
+         deposit,3,KRW,101\n\
+         order,3,BTC-KRW,4,BUY,LIMIT,GTC,100,1\n",
+    );
+    take_hash(&mut out);
+    let mut expected = vec![
+        rejected(3, 1, 2001, "UNKNOWN_USER"),
+        rejected(3, 0, 2001, "UNKNOWN_USER"),
+        // A deposit that fails opens nothing.
+        rejected(3, 0, 2004, "UNKNOWN_CURRENCY"),
+        rejected(3, 0, 2003, "INVALID_AMOUNT"),
+        rejected(3, 2, 2001, "UNKNOWN_USER"),
+        // The matching stage's validation comes first (docs/risk.md).
+        rejected(3, 3, 3002, "INVALID_QUANTITY"),
+        // users_max is 1024: id 1024 can never open.
+        rejected(1024, 0, 2001, "UNKNOWN_USER"),
+    ];
+    expected.extend(deposit(3, "KRW", 101));
+    // unit_lock(100) = 100 + ceil(0.1) = 101.
+    expected.push(acc(3, 4, 1, "BUY", 100, 1));
+    expected.extend(final_books(&[(100, 1)], &[]));
+    // Only user 3's account is open.
+    expected.extend(final_accounts(&[(3, &[("KRW", 0, 101)])], &[]));
+    assert_lines(&out, &expected);
+    assert_conserved(&out, &[("KRW", 101)]);
+}
+
+#[test]
+fn final_of_an_empty_run_with_risk_on_adds_fees_and_hashes_the_accounts() {
+    let mut out = risk_on_final("");
+    let hash = take_hash(&mut out);
+    // No open accounts: no balance lines; one fees line per currency.
+    let mut expected = final_books(&[], &[]);
+    expected.extend(final_accounts(&[], &[]));
+    assert_lines(&out, &expected);
+    // The books' words, then per currency (5) fees 0 and supply 0, then the next withdrawal id.
+    let mut words = vec![1, 0, 0, 0, 1, 0, 0, 2, 0, 0];
+    words.extend([0; 10]);
+    words.push(1);
+    assert_eq!(hash, fnv1a(&words));
+    assert_eq!(
+        hash,
+        Engine::new(&Config::default())
+            .unwrap()
+            .state_hash()
+            .to_string()
+    );
+}
+
+#[test]
+fn a_config_file_sets_currencies_lock_arithmetic_and_operators() {
+    let dir = temp_dir("config-risk");
+    let config = dir.join("xyz.toml");
+    // No [accounts] section: no operators, so no withdrawal can ever be approved.
+    std::fs::write(
+        &config,
+        r#"
+[capacity]
+orders_max = 16
+users_max = 4
+
+[[currencies]]
+id = 0
+code = "USD"
+scale = 2
+
+[[currencies]]
+id = 1
+code = "XYZ"
+scale = 0
+
+[[symbols]]
+id = 0
+name = "XYZ-USD"
+base = "XYZ"
+quote = "USD"
+lot_size = 1
+tick_size = 5
+price_min = 1
+price_max = 1000
+maker_fee_bps = 7
+taker_fee_bps = 13
+max_order_qty = 100
+"#,
+    )
+    .unwrap();
+    let run = ringbook(
+        &[
+            "scenario",
+            "--final",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ],
+        "deposit,1,XYZ,5\n\
+         deposit,2,USD,20000\n\
+         order,1,XYZ-USD,1,SELL,LIMIT,GTC,999,5\n\
+         order,2,XYZ-USD,1,BUY,LIMIT,GTC,1000,3\n\
+         order,2,XYZ-USD,2,BUY,LIMIT,GTC,999,1\n\
+         withdraw,2,USD,1\n\
+         approve,900,1\n",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut out = clean(run);
+    take_hash(&mut out);
+    let xyz = "XYZ-USD";
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "XYZ", 5));
+    expected.extend(deposit(2, "USD", 20_000));
+    expected.extend([
+        // 5 lots × lot_size 1 = 5 XYZ locked.
+        accepted(1, xyz, 1, 1, "SELL", "LIMIT", 999, 5),
+        // unit_lock(1000) = 1000 × 5 + ceil(5000 × 13 / 10 000 = 6.5) = 5007; × 3 = 15 021.
+        accepted(2, xyz, 1, 2, "BUY", "LIMIT", 1000, 3),
+        // notional 999 × 3 × 5 = 14 985: maker ceil(10.4895) = 11, taker ceil(19.4805) = 20;
+        // the buyer gets 15 021 − 14 985 − 20 = 16 back: 20 000 − 15 005 = 4 995 left.
+        trade(xyz, 999, 3, "BUY", F(1, 1, 1, 2, 11), F(2, 1, 2, 0, 20)),
+        // unit_lock(999) = 4995 + ceil(6.4935) = 5002 > 4 995.
+        rejected(2, 2, 2002, "INSUFFICIENT_FUNDS"),
+        withdrawal_requested(1, 2, "USD", 1),
+        balance_update(2, "USD", 4_994, 1),
+        operator_rejected(900, 1, 2005, "NOT_AN_OPERATOR"),
+        book(xyz, &[], &[(999, 2)]),
+        // Currencies in config order: USD, XYZ.
+        balance(1, "USD", 14_974, 0),
+        balance(1, "XYZ", 0, 2),
+        balance(2, "USD", 4_994, 1),
+        balance(2, "XYZ", 3, 0),
+        fees("USD", 31),
+        fees("XYZ", 0),
+    ]);
+    assert_lines(&out, &expected);
 }
