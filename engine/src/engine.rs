@@ -378,3 +378,22 @@ fn operator_reject(operator: OperatorId, withdrawal_id: WithdrawalId, code: Reje
         code,
     }
 }
+
+impl Engine {
+    /// Snapshot support ([`crate::snapshot`]): an engine over accounts and matching state that
+    /// `crate::snapshot` restored and validated against `config` (already validated).
+    pub(crate) fn from_parts(
+        config: &Config,
+        risk: RiskMode,
+        accounts: Accounts,
+        matcher: Matcher,
+    ) -> Engine {
+        Engine {
+            config: config.clone(),
+            risk,
+            specs: RiskSpec::all(config),
+            accounts,
+            matcher,
+        }
+    }
+}

@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 pub mod book;
+pub mod codec;
 pub mod codes;
 pub mod command;
 pub mod config;
@@ -72,6 +73,7 @@ pub mod hash;
 pub mod matching;
 pub mod risk;
 pub mod settlement;
+pub mod snapshot;
 pub mod types;
 
 pub use codes::{CancelReason, RejectCode};

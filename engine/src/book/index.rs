@@ -58,7 +58,10 @@ impl ClientOrderIndex {
     /// Room for `orders_max` keys at a load factor of at most one half.
     pub fn new(orders_max: u32) -> ClientOrderIndex {
         let size = (orders_max as usize * 2).next_power_of_two().max(16);
-        ClientOrderIndex { entries: vec![EMPTY; size], mask: size - 1 }
+        ClientOrderIndex {
+            entries: vec![EMPTY; size],
+            mask: size - 1,
+        }
     }
 
     /// The bucket of the live order `(user, coid)`, if indexed.
@@ -98,7 +101,9 @@ impl ClientOrderIndex {
     /// Removes the key of a live, indexed order (call before its slot is reused).
     #[inline]
     pub fn remove(&mut self, user: UserId, coid: ClientOrderId, pool: &OrderPool) {
-        let i = self.find(user, coid, pool).expect("removing a key that is not in the index");
+        let i = self
+            .find(user, coid, pool)
+            .expect("removing a key that is not in the index");
         // Backward-shift deletion: pull later entries of the probe run into the hole when their
         // home allows it, so lookups never need tombstones.
         let mut hole = i;
@@ -163,7 +168,13 @@ mod tests {
         let slots: Vec<_> = keys
             .iter()
             .map(|&(u, c)| {
-                let s = pool.alloc(crate::book::pool::Order { user: u, client_order_id: c, ..OrderPool::blank() }).unwrap();
+                let s = pool
+                    .alloc(crate::book::pool::Order {
+                        user: u,
+                        client_order_id: c,
+                        ..OrderPool::blank()
+                    })
+                    .unwrap();
                 idx.insert(u, c, s);
                 s
             })

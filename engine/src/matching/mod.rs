@@ -862,3 +862,71 @@ fn settle_maker(
         next
     }
 }
+
+// ---------------------------------------------------------------- snapshot support
+
+impl Matcher {
+    /// Snapshot support ([`crate::snapshot`]): each live order of `user` in acceptance order,
+    /// the order mass cancel visits them in. A user id out of range has none.
+    pub(crate) fn for_each_user_order(&self, user: UserId, mut f: impl FnMut(&OrderView)) {
+        let Some(list) = self.store.users.get(user.0 as usize) else {
+            return;
+        };
+        let mut slot = list.head;
+        while slot != NIL {
+            f(&view(&self.store.pool[slot]));
+            slot = self.store.pool[slot].user_next;
+        }
+    }
+
+    /// Snapshot support ([`crate::snapshot`]): rebuilds the matching state of `config` from
+    /// parts that `crate::snapshot` has validated. `orders` are the live orders in canonical
+    /// book order (symbol, section, level best first, FIFO within a level) with their links
+    /// unset; `acceptance` lists indices into `orders` so that each user's orders appear in
+    /// that user's acceptance order. Allocating in `acceptance` order rebuilds the pool, the
+    /// client-order-id index and the user lists; pushing in `orders` order rebuilds every
+    /// level FIFO, level sum, occupancy bitmap and cached best level.
+    ///
+    /// Panics if the parts break the rules `crate::snapshot` checks (more orders than the
+    /// pool, a symbol or price out of range, `acceptance` not a permutation).
+    pub(crate) fn restore(
+        config: &Config,
+        next_order_id: u64,
+        last_prices: &[Option<Price>],
+        orders: &[(BookSection, Order)],
+        acceptance: &[u32],
+    ) -> Matcher {
+        assert_eq!(acceptance.len(), orders.len());
+        let mut m = Matcher::new(config);
+        m.next_order_id = next_order_id;
+        for (book, &last) in m.books.iter_mut().zip(last_prices) {
+            book.last_price = last;
+        }
+        let mut slots = vec![NIL; orders.len()];
+        for &i in acceptance {
+            assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
+            slots[i as usize] = m
+                .store
+                .admit(orders[i as usize].1)
+                .expect("validated: the orders fit in the pool");
+        }
+        for (&(section, o), &slot) in orders.iter().zip(&slots) {
+            let book = &mut m.books[o.symbol.0 as usize];
+            let levels = match section {
+                BookSection::Bids => &mut book.bids,
+                BookSection::Asks => &mut book.asks,
+                BookSection::BuyStops => &mut book.buy_stops,
+                BookSection::SellStops => &mut book.sell_stops,
+            };
+            let price = if o.in_stop_book {
+                o.stop_price
+            } else {
+                o.price
+            };
+            assert!(price.0 >= book.spec.price_min && price.0 <= book.spec.price_max);
+            let idx = (price.0 - book.spec.price_min) as u32;
+            levels.push_back(&mut m.store.pool, idx, slot);
+        }
+        m
+    }
+}

@@ -377,6 +377,46 @@ impl Accounts {
     }
 }
 
+// ------------------------------------------------------------ snapshot support
+
+impl Accounts {
+    /// Snapshot support ([`crate::snapshot`]): pending withdrawals with their slot numbers, in
+    /// slot order (a new request takes the lowest free slot, so slots are part of the state).
+    pub(crate) fn pending_withdrawal_slots(
+        &self,
+    ) -> impl Iterator<Item = (usize, &PendingWithdrawal)> + '_ {
+        self.withdrawals
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, w)| w.as_ref().map(|w| (slot, w)))
+    }
+
+    /// Snapshot support: opens `user`'s account with one balance per currency, in currency
+    /// order. The caller ([`crate::snapshot`]) has checked the ids and lengths.
+    pub(crate) fn restore_user(&mut self, user: UserId, balances: &[Balance]) {
+        assert_eq!(balances.len(), self.currencies);
+        self.opened[user.0 as usize] = true;
+        let first = self.slot(user, CurrencyId(0));
+        self.balances[first..first + self.currencies].copy_from_slice(balances);
+    }
+
+    /// Snapshot support: sets one currency's collected fees and supply.
+    pub(crate) fn restore_currency(&mut self, currency: CurrencyId, fees: u64, supply: u64) {
+        self.fees[currency.0 as usize] = fees;
+        self.supply[currency.0 as usize] = supply;
+    }
+
+    /// Snapshot support: puts a pending withdrawal back in its slot.
+    pub(crate) fn restore_withdrawal(&mut self, slot: usize, w: PendingWithdrawal) {
+        self.withdrawals[slot] = Some(w);
+    }
+
+    /// Snapshot support: sets the id the next withdrawal request will get.
+    pub(crate) fn restore_next_withdrawal_id(&mut self, id: WithdrawalId) {
+        self.next_withdrawal_id = id.0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

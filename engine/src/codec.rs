@@ -1,0 +1,622 @@
+//! The binary command codec: one [`Command`] as a short, fixed little-endian byte string.
+//!
+//! This is the journal's record payload and the replay input: every command the engine is fed
+//! is encoded with [`encode`] before it is applied, and [`decode`] turns the bytes back into the
+//! identical command. The layout of every kind is fixed (no varints, no optional fields), so a
+//! kind byte tells the length, encoding never allocates and never fails, and decoding is a
+//! bounds check plus a few loads. docs/command-format.md has the tables.
+//!
+//! ```
+//! use ringbook_engine::codec::{decode, encode, COMMAND_BYTES_MAX};
+//! use ringbook_engine::prelude::*;
+//!
+//! let cmd = Command::Deposit { user: UserId(7), currency: CurrencyId(1), amount: 1_000 };
+//! let mut buf = [0u8; COMMAND_BYTES_MAX];
+//! let len = encode(&cmd, &mut buf);
+//! assert_eq!(decode(&buf[..len]), Ok(cmd));
+//! ```
+//!
+//! Decoding is total: any byte string gives a command or a [`DecodeError`], never a panic, and a
+//! string that decodes re-encodes to exactly the same bytes (one command, one encoding — there
+//! are no padding bytes or unused bits that could differ). The codec checks the *shape* of a
+//! command, not its meaning: an unknown symbol or an out-of-band price decodes fine and is
+//! rejected by the engine exactly as it was when the command was first applied.
+//!
+//! The format version is not repeated in every record: [`COMMAND_FORMAT_VERSION`] is meant to
+//! be stored once by the container (the journal's segment header or record type), and checked
+//! before decoding. Tested by unit tests below and by property tests in `tests/codec.rs`.
+
+use std::fmt;
+
+use crate::command::{Command, NewOrder};
+use crate::types::{
+    ClientOrderId, CurrencyId, OperatorId, OrderType, Price, Qty, Side, StpMode, SymbolId,
+    TimeInForce, UserId, WithdrawalId,
+};
+
+/// The version of the byte layout below; bump it (and keep a decoder for the old one) whenever
+/// any layout changes.
+pub const COMMAND_FORMAT_VERSION: u16 = 1;
+
+/// Kind byte of [`Command::NewOrder`].
+pub const KIND_NEW_ORDER: u8 = 1;
+/// Kind byte of [`Command::Cancel`].
+pub const KIND_CANCEL: u8 = 2;
+/// Kind byte of [`Command::Amend`].
+pub const KIND_AMEND: u8 = 3;
+/// Kind byte of [`Command::MassCancel`].
+pub const KIND_MASS_CANCEL: u8 = 4;
+/// Kind byte of [`Command::Deposit`].
+pub const KIND_DEPOSIT: u8 = 5;
+/// Kind byte of [`Command::Withdraw`].
+pub const KIND_WITHDRAW: u8 = 6;
+/// Kind byte of [`Command::ApproveWithdrawal`].
+pub const KIND_APPROVE_WITHDRAWAL: u8 = 7;
+/// Kind byte of [`Command::RejectWithdrawal`].
+pub const KIND_REJECT_WITHDRAWAL: u8 = 8;
+
+/// Encoded length of a new order.
+pub const NEW_ORDER_BYTES: usize = 52;
+/// Encoded length of a cancel.
+pub const CANCEL_BYTES: usize = 15;
+/// Encoded length of an amend.
+pub const AMEND_BYTES: usize = 31;
+/// Encoded length of a mass cancel.
+pub const MASS_CANCEL_BYTES: usize = 8;
+/// Encoded length of a deposit or a withdrawal request.
+pub const FUNDS_BYTES: usize = 15;
+/// Encoded length of a withdrawal approval or rejection.
+pub const OPERATOR_BYTES: usize = 13;
+
+/// The longest encoding of any command: the size of [`encode`]'s buffer.
+pub const COMMAND_BYTES_MAX: usize = NEW_ORDER_BYTES;
+
+const _: () = assert!(CANCEL_BYTES <= COMMAND_BYTES_MAX);
+const _: () = assert!(AMEND_BYTES <= COMMAND_BYTES_MAX);
+const _: () = assert!(MASS_CANCEL_BYTES <= COMMAND_BYTES_MAX);
+const _: () = assert!(FUNDS_BYTES <= COMMAND_BYTES_MAX);
+const _: () = assert!(OPERATOR_BYTES <= COMMAND_BYTES_MAX);
+
+/// New-order flag bit: post-only.
+const FLAG_POST_ONLY: u8 = 1;
+/// Mass-cancel flag bit: the command names one symbol.
+const FLAG_HAS_SYMBOL: u8 = 1;
+
+/// Why a byte string is not a command. Cheap to return and to copy; never allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// No bytes at all. Cause: an empty record payload. Fix: the writer must store the bytes
+    /// [`encode`] returned, all of them.
+    Empty,
+    /// The kind byte names no command. Cause: corruption, or bytes of another record type or a
+    /// newer format version. Fix: check the container's record type and
+    /// [`COMMAND_FORMAT_VERSION`] before decoding; otherwise treat the record as corrupt.
+    UnknownKind(u8),
+    /// Fewer bytes than the kind's fixed length. Cause: a torn or cut record. Fix: the journal
+    /// must hand over the whole payload; a torn tail record is truncated away on recovery.
+    Truncated {
+        /// The kind byte.
+        kind: u8,
+        /// The kind's length.
+        needed: usize,
+        /// The bytes given.
+        got: usize,
+    },
+    /// More bytes than the kind's fixed length. Cause: a payload with padding or two commands
+    /// run together. Fix: pass exactly one encoded command (the journal stores lengths).
+    TrailingBytes {
+        /// The kind byte.
+        kind: u8,
+        /// The kind's length.
+        expected: usize,
+        /// The bytes given.
+        got: usize,
+    },
+    /// An enum field holds a value with no meaning (for example side 7). Cause: corruption or a
+    /// newer format. Fix: treat the record as corrupt, or upgrade the reader.
+    BadEnum {
+        /// The field: `side`, `order_type`, `tif` or `stp`.
+        field: &'static str,
+        /// The byte found.
+        value: u8,
+    },
+    /// A flags byte has bits set that mean nothing in this version. Cause and fix as for
+    /// [`DecodeError::BadEnum`].
+    BadFlags {
+        /// The flags byte found.
+        value: u8,
+    },
+    /// A field that must be zero is not (a mass cancel without a symbol whose symbol bytes are
+    /// not zero), so the bytes are not the one encoding of any command. Cause and fix as for
+    /// [`DecodeError::BadEnum`].
+    NonCanonical {
+        /// The field.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::Empty => f.write_str("empty command record"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown command kind {k}"),
+            DecodeError::Truncated { kind, needed, got } => write!(
+                f,
+                "command kind {kind} needs {needed} bytes, record has {got}"
+            ),
+            DecodeError::TrailingBytes {
+                kind,
+                expected,
+                got,
+            } => write!(
+                f,
+                "command kind {kind} is {expected} bytes, record has {got}"
+            ),
+            DecodeError::BadEnum { field, value } => {
+                write!(f, "command field {field} has no value {value}")
+            }
+            DecodeError::BadFlags { value } => write!(f, "command flags {value:#04x} unknown"),
+            DecodeError::NonCanonical { field } => {
+                write!(f, "command field {field} must be zero")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The encoded length of `cmd`.
+#[inline]
+pub fn encoded_len(cmd: &Command) -> usize {
+    match cmd {
+        Command::NewOrder(_) => NEW_ORDER_BYTES,
+        Command::Cancel { .. } => CANCEL_BYTES,
+        Command::Amend { .. } => AMEND_BYTES,
+        Command::MassCancel { .. } => MASS_CANCEL_BYTES,
+        Command::Deposit { .. } | Command::Withdraw { .. } => FUNDS_BYTES,
+        Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => OPERATOR_BYTES,
+    }
+}
+
+/// Sequential little-endian writes into a fixed buffer.
+struct Writer<'a> {
+    buf: &'a mut [u8; COMMAND_BYTES_MAX],
+    at: usize,
+}
+
+impl Writer<'_> {
+    #[inline]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.buf[self.at..self.at + N].copy_from_slice(&bytes);
+        self.at += N;
+    }
+    #[inline]
+    fn u8(&mut self, v: u8) {
+        self.put([v]);
+    }
+    #[inline]
+    fn u16(&mut self, v: u16) {
+        self.put(v.to_le_bytes());
+    }
+    #[inline]
+    fn u32(&mut self, v: u32) {
+        self.put(v.to_le_bytes());
+    }
+    #[inline]
+    fn u64(&mut self, v: u64) {
+        self.put(v.to_le_bytes());
+    }
+    #[inline]
+    fn i64(&mut self, v: i64) {
+        self.put(v.to_le_bytes());
+    }
+}
+
+/// Writes `cmd` into `buf` and returns its length (see [`encoded_len`]); the rest of `buf` is
+/// left as it was. Never allocates, never fails.
+pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
+    let mut w = Writer { buf, at: 0 };
+    match *cmd {
+        Command::NewOrder(ref o) => {
+            w.u8(KIND_NEW_ORDER);
+            w.u8(o.side as u8);
+            w.u8(o.order_type as u8);
+            w.u8(o.tif as u8);
+            w.u8(o.stp as u8);
+            w.u8(if o.post_only { FLAG_POST_ONLY } else { 0 });
+            w.u16(o.symbol.0);
+            w.u32(o.user.0);
+            w.u64(o.client_order_id.0);
+            w.i64(o.price.0);
+            w.u64(o.qty.0);
+            w.i64(o.stop_price.0);
+            w.u64(o.display_qty.0);
+        }
+        Command::Cancel {
+            user,
+            symbol,
+            client_order_id,
+        } => {
+            w.u8(KIND_CANCEL);
+            w.u16(symbol.0);
+            w.u32(user.0);
+            w.u64(client_order_id.0);
+        }
+        Command::Amend {
+            user,
+            symbol,
+            client_order_id,
+            price,
+            qty,
+        } => {
+            w.u8(KIND_AMEND);
+            w.u16(symbol.0);
+            w.u32(user.0);
+            w.u64(client_order_id.0);
+            w.i64(price.0);
+            w.u64(qty.0);
+        }
+        Command::MassCancel { user, symbol } => {
+            w.u8(KIND_MASS_CANCEL);
+            w.u8(if symbol.is_some() { FLAG_HAS_SYMBOL } else { 0 });
+            w.u16(symbol.map_or(0, |s| s.0));
+            w.u32(user.0);
+        }
+        Command::Deposit {
+            user,
+            currency,
+            amount,
+        }
+        | Command::Withdraw {
+            user,
+            currency,
+            amount,
+        } => {
+            w.u8(if matches!(cmd, Command::Deposit { .. }) {
+                KIND_DEPOSIT
+            } else {
+                KIND_WITHDRAW
+            });
+            w.u16(currency.0);
+            w.u32(user.0);
+            w.u64(amount);
+        }
+        Command::ApproveWithdrawal {
+            operator,
+            withdrawal_id,
+        }
+        | Command::RejectWithdrawal {
+            operator,
+            withdrawal_id,
+        } => {
+            w.u8(if matches!(cmd, Command::ApproveWithdrawal { .. }) {
+                KIND_APPROVE_WITHDRAWAL
+            } else {
+                KIND_REJECT_WITHDRAWAL
+            });
+            w.u32(operator.0);
+            w.u64(withdrawal_id.0);
+        }
+    }
+    debug_assert_eq!(w.at, encoded_len(cmd));
+    w.at
+}
+
+/// Sequential little-endian reads from a slice whose length was checked up front.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    #[inline]
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        // In bounds: `decode` checked the whole length for the kind before reading.
+        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    #[inline]
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    #[inline]
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    #[inline]
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    #[inline]
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    #[inline]
+    fn i64(&mut self) -> i64 {
+        i64::from_le_bytes(self.take())
+    }
+}
+
+/// A [`Side`] from its byte (`0` buy, `1` sell).
+pub fn side_from_u8(v: u8) -> Option<Side> {
+    match v {
+        0 => Some(Side::Buy),
+        1 => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+/// An [`OrderType`] from its byte (its `#[repr(u8)]` value).
+pub fn order_type_from_u8(v: u8) -> Option<OrderType> {
+    match v {
+        0 => Some(OrderType::Limit),
+        1 => Some(OrderType::Market),
+        2 => Some(OrderType::StopLimit),
+        3 => Some(OrderType::StopMarket),
+        _ => None,
+    }
+}
+
+/// A [`TimeInForce`] from its byte (its `#[repr(u8)]` value).
+pub fn tif_from_u8(v: u8) -> Option<TimeInForce> {
+    match v {
+        0 => Some(TimeInForce::Gtc),
+        1 => Some(TimeInForce::Ioc),
+        2 => Some(TimeInForce::Fok),
+        _ => None,
+    }
+}
+
+/// An [`StpMode`] from its byte (its `#[repr(u8)]` value).
+pub fn stp_from_u8(v: u8) -> Option<StpMode> {
+    match v {
+        0 => Some(StpMode::None),
+        1 => Some(StpMode::CancelNewest),
+        2 => Some(StpMode::CancelOldest),
+        3 => Some(StpMode::CancelBoth),
+        4 => Some(StpMode::Decrement),
+        _ => None,
+    }
+}
+
+#[inline]
+fn enum_field<T>(field: &'static str, value: u8, f: fn(u8) -> Option<T>) -> Result<T, DecodeError> {
+    f(value).ok_or(DecodeError::BadEnum { field, value })
+}
+
+/// Reads one command from exactly `bytes` (one whole record payload).
+pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+    let Some(&kind) = bytes.first() else {
+        return Err(DecodeError::Empty);
+    };
+    let len = match kind {
+        KIND_NEW_ORDER => NEW_ORDER_BYTES,
+        KIND_CANCEL => CANCEL_BYTES,
+        KIND_AMEND => AMEND_BYTES,
+        KIND_MASS_CANCEL => MASS_CANCEL_BYTES,
+        KIND_DEPOSIT | KIND_WITHDRAW => FUNDS_BYTES,
+        KIND_APPROVE_WITHDRAWAL | KIND_REJECT_WITHDRAWAL => OPERATOR_BYTES,
+        _ => return Err(DecodeError::UnknownKind(kind)),
+    };
+    if bytes.len() < len {
+        return Err(DecodeError::Truncated {
+            kind,
+            needed: len,
+            got: bytes.len(),
+        });
+    }
+    if bytes.len() > len {
+        return Err(DecodeError::TrailingBytes {
+            kind,
+            expected: len,
+            got: bytes.len(),
+        });
+    }
+    let mut r = Reader { bytes, at: 1 };
+    let cmd = match kind {
+        KIND_NEW_ORDER => {
+            let side = enum_field("side", r.u8(), side_from_u8)?;
+            let order_type = enum_field("order_type", r.u8(), order_type_from_u8)?;
+            let tif = enum_field("tif", r.u8(), tif_from_u8)?;
+            let stp = enum_field("stp", r.u8(), stp_from_u8)?;
+            let flags = r.u8();
+            if flags & !FLAG_POST_ONLY != 0 {
+                return Err(DecodeError::BadFlags { value: flags });
+            }
+            Command::NewOrder(NewOrder {
+                side,
+                order_type,
+                tif,
+                stp,
+                post_only: flags & FLAG_POST_ONLY != 0,
+                symbol: SymbolId(r.u16()),
+                user: UserId(r.u32()),
+                client_order_id: ClientOrderId(r.u64()),
+                price: Price(r.i64()),
+                qty: Qty(r.u64()),
+                stop_price: Price(r.i64()),
+                display_qty: Qty(r.u64()),
+            })
+        }
+        KIND_CANCEL => Command::Cancel {
+            symbol: SymbolId(r.u16()),
+            user: UserId(r.u32()),
+            client_order_id: ClientOrderId(r.u64()),
+        },
+        KIND_AMEND => Command::Amend {
+            symbol: SymbolId(r.u16()),
+            user: UserId(r.u32()),
+            client_order_id: ClientOrderId(r.u64()),
+            price: Price(r.i64()),
+            qty: Qty(r.u64()),
+        },
+        KIND_MASS_CANCEL => {
+            let flags = r.u8();
+            if flags & !FLAG_HAS_SYMBOL != 0 {
+                return Err(DecodeError::BadFlags { value: flags });
+            }
+            let symbol = r.u16();
+            if flags & FLAG_HAS_SYMBOL == 0 && symbol != 0 {
+                return Err(DecodeError::NonCanonical { field: "symbol" });
+            }
+            Command::MassCancel {
+                symbol: (flags & FLAG_HAS_SYMBOL != 0).then_some(SymbolId(symbol)),
+                user: UserId(r.u32()),
+            }
+        }
+        KIND_DEPOSIT | KIND_WITHDRAW => {
+            let currency = CurrencyId(r.u16());
+            let user = UserId(r.u32());
+            let amount = r.u64();
+            if kind == KIND_DEPOSIT {
+                Command::Deposit {
+                    user,
+                    currency,
+                    amount,
+                }
+            } else {
+                Command::Withdraw {
+                    user,
+                    currency,
+                    amount,
+                }
+            }
+        }
+        _ => {
+            let operator = OperatorId(r.u32());
+            let withdrawal_id = WithdrawalId(r.u64());
+            if kind == KIND_APPROVE_WITHDRAWAL {
+                Command::ApproveWithdrawal {
+                    operator,
+                    withdrawal_id,
+                }
+            } else {
+                Command::RejectWithdrawal {
+                    operator,
+                    withdrawal_id,
+                }
+            }
+        }
+    };
+    debug_assert_eq!(r.at, len);
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(cmd: Command) -> Vec<u8> {
+        let mut buf = [0xAAu8; COMMAND_BYTES_MAX];
+        let len = encode(&cmd, &mut buf);
+        assert_eq!(len, encoded_len(&cmd));
+        assert_eq!(decode(&buf[..len]), Ok(cmd));
+        buf[..len].to_vec()
+    }
+
+    #[test]
+    fn known_bytes_of_a_deposit() {
+        let bytes = round_trip(Command::Deposit {
+            user: UserId(0x0403_0201),
+            currency: CurrencyId(0x0605),
+            amount: 0x0f0e_0d0c_0b0a_0908,
+        });
+        assert_eq!(
+            bytes,
+            [5, 0x05, 0x06, 0x01, 0x02, 0x03, 0x04, 8, 9, 10, 11, 12, 13, 14, 15]
+        );
+    }
+
+    #[test]
+    fn known_bytes_of_a_new_order() {
+        let mut o = NewOrder::limit(
+            UserId(7),
+            SymbolId(2),
+            ClientOrderId(9),
+            Side::Sell,
+            Price(-3),
+            Qty(5),
+        );
+        o.post_only = true;
+        o.stp = StpMode::Decrement;
+        let bytes = round_trip(Command::NewOrder(o));
+        assert_eq!(&bytes[..8], &[KIND_NEW_ORDER, 1, 0, 0, 4, 1, 2, 0]);
+        assert_eq!(&bytes[8..12], &7u32.to_le_bytes());
+        assert_eq!(&bytes[20..28], &(-3i64).to_le_bytes());
+        assert_eq!(bytes.len(), NEW_ORDER_BYTES);
+    }
+
+    #[test]
+    fn mass_cancel_with_and_without_symbol() {
+        let none = round_trip(Command::MassCancel {
+            user: UserId(3),
+            symbol: None,
+        });
+        assert_eq!(none, [KIND_MASS_CANCEL, 0, 0, 0, 3, 0, 0, 0]);
+        let zero = round_trip(Command::MassCancel {
+            user: UserId(3),
+            symbol: Some(SymbolId(0)),
+        });
+        assert_eq!(zero, [KIND_MASS_CANCEL, 1, 0, 0, 3, 0, 0, 0]);
+        let mut bad = none.clone();
+        bad[2] = 1;
+        assert_eq!(
+            decode(&bad),
+            Err(DecodeError::NonCanonical { field: "symbol" })
+        );
+        bad[1] = 2;
+        assert_eq!(decode(&bad), Err(DecodeError::BadFlags { value: 2 }));
+    }
+
+    #[test]
+    fn errors_name_their_cause() {
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode(&[0]), Err(DecodeError::UnknownKind(0)));
+        assert_eq!(decode(&[9, 1, 2]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(
+            decode(&[KIND_CANCEL, 0]),
+            Err(DecodeError::Truncated {
+                kind: KIND_CANCEL,
+                needed: CANCEL_BYTES,
+                got: 2
+            })
+        );
+        let mut long = round_trip(Command::Cancel {
+            user: UserId(1),
+            symbol: SymbolId(1),
+            client_order_id: ClientOrderId(1),
+        });
+        long.push(0);
+        assert_eq!(
+            decode(&long),
+            Err(DecodeError::TrailingBytes {
+                kind: KIND_CANCEL,
+                expected: CANCEL_BYTES,
+                got: CANCEL_BYTES + 1
+            })
+        );
+        let mut order = round_trip(Command::NewOrder(NewOrder::limit(
+            UserId(1),
+            SymbolId(0),
+            ClientOrderId(1),
+            Side::Buy,
+            Price(1),
+            Qty(1),
+        )));
+        for (at, field, value) in [
+            (1, "side", 2),
+            (2, "order_type", 4),
+            (3, "tif", 3),
+            (4, "stp", 5),
+        ] {
+            let mut bad = order.clone();
+            bad[at] = value;
+            assert_eq!(decode(&bad), Err(DecodeError::BadEnum { field, value }));
+            assert!(!decode(&bad).unwrap_err().to_string().is_empty());
+        }
+        order[5] = 0x80;
+        assert_eq!(decode(&order), Err(DecodeError::BadFlags { value: 0x80 }));
+    }
+}
