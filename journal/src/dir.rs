@@ -1,0 +1,112 @@
+//! The journal directory: which files are segments and snapshots, the writer's lock file, and
+//! `fsync` of the directory itself (so that creating, renaming and removing files is durable).
+//!
+//! ```text
+//! DIR/journal.lock                              held (flock) by the one writer
+//! DIR/segment-00000000000000000000.rbj          segments, by index
+//! DIR/snapshot-00000000000000001234.rbs         snapshots, by the sequence they cover
+//! ```
+//! Other files are ignored (and reported by `ringbook journal verify`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::JournalError;
+use crate::format::{
+    parse_segment_file_name, parse_snapshot_file_name, segment_file_name, snapshot_file_name,
+};
+
+/// The name of the writer's lock file.
+pub const LOCK_FILE_NAME: &str = "journal.lock";
+
+/// The path of segment `index` in `dir`.
+pub fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(segment_file_name(index))
+}
+
+/// The path of the snapshot covering `sequence` in `dir`.
+pub fn snapshot_path(dir: &Path, sequence: u64) -> PathBuf {
+    dir.join(snapshot_file_name(sequence))
+}
+
+/// What a journal directory holds, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirListing {
+    /// Segment files `(index, path)`, in index order.
+    pub segments: Vec<(u64, PathBuf)>,
+    /// Snapshot files `(sequence, path)`, in sequence order.
+    pub snapshots: Vec<(u64, PathBuf)>,
+    /// Every other entry (except the lock file).
+    pub other: Vec<PathBuf>,
+}
+
+/// Lists `dir`. A missing directory is an error.
+pub fn list(dir: &Path) -> Result<DirListing, JournalError> {
+    let mut listing = DirListing::default();
+    let entries = fs::read_dir(dir).map_err(|e| JournalError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let path = entry.path();
+        match name.to_str() {
+            Some(n) if n == LOCK_FILE_NAME => {}
+            Some(n) => {
+                if let Some(index) = parse_segment_file_name(n) {
+                    listing.segments.push((index, path));
+                } else if let Some(sequence) = parse_snapshot_file_name(n) {
+                    listing.snapshots.push((sequence, path));
+                } else {
+                    listing.other.push(path);
+                }
+            }
+            None => listing.other.push(path),
+        }
+    }
+    listing.segments.sort();
+    listing.snapshots.sort();
+    listing.other.sort();
+    Ok(listing)
+}
+
+/// `fsync` on the directory, so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io("fsync directory", dir, e))
+}
+
+/// The writer's exclusive lock on a journal directory (`flock` on `journal.lock`), released
+/// when dropped or when the process dies.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Takes the lock without waiting; [`JournalError::Locked`] if another writer holds it.
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, JournalError> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| JournalError::io("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path }),
+            Err(fs::TryLockError::Error(e)) => Err(JournalError::io("lock", &path, e)),
+        }
+    }
+}
+
+/// Creates `dir` (and parents) if missing.
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), JournalError> {
+    match fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(JournalError::io("create directory", dir, e)),
+    }
+}

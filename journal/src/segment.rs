@@ -1,0 +1,169 @@
+//! Segment files: creating, sizing and mapping them, and writing and reading their header.
+//!
+//! A segment is created at its full length (`ftruncate`, sparse) and never resized afterwards,
+//! except by recovery cutting away a torn tail. The writer writes the header only when it
+//! starts using the segment (it needs the first sequence), so a segment created ahead of time by
+//! the pre-toucher is all zeros until then, and readers and recovery treat a zero header as
+//! "not started".
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::dir;
+use crate::error::JournalError;
+use crate::format::{HeaderError, SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use crate::mapping::Mapping;
+
+/// The magic as the native-order word that is stored and loaded atomically.
+pub(crate) const MAGIC_WORD: u64 = u64::from_ne_bytes(SEGMENT_MAGIC);
+
+/// A segment mapped read-write: the writer's (and the pre-toucher's) view.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) index: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) map: Mapping,
+}
+
+impl Segment {
+    /// Creates segment `index` in `dir`, `len_bytes` long (sparse) and mapped. With `durable`,
+    /// the file and the directory entry are synced, so the segment survives a power loss.
+    pub(crate) fn create(
+        dir: &Path,
+        index: u64,
+        len_bytes: u64,
+        durable: bool,
+    ) -> Result<Segment, JournalError> {
+        let path = dir::segment_path(dir, index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| JournalError::io("create segment", &path, e))?;
+        file.set_len(len_bytes)
+            .map_err(|e| JournalError::io("size segment", &path, e))?;
+        if durable {
+            file.sync_all()
+                .map_err(|e| JournalError::io("fsync segment", &path, e))?;
+            dir::sync_dir(dir)?;
+        }
+        let map = Mapping::read_write(&file).map_err(|e| JournalError::io("map", &path, e))?;
+        assert_eq!(map.len() as u64, len_bytes);
+        Ok(Segment {
+            index,
+            path,
+            file,
+            map,
+        })
+    }
+
+    /// Maps an existing segment read-write (recovery, under the directory lock).
+    pub(crate) fn open_existing(path: &Path, index: u64) -> Result<Segment, JournalError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| JournalError::io("open segment", path, e))?;
+        let map = Mapping::read_write(&file).map_err(|e| JournalError::io("map", path, e))?;
+        Ok(Segment {
+            index,
+            path: path.to_path_buf(),
+            file,
+            map,
+        })
+    }
+
+    /// Mapped length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Writes the header that starts the segment at `first_sequence`. The magic goes last, with
+    /// `Release`: a reader that sees it sees the whole header.
+    pub(crate) fn write_header(&self, first_sequence: u64) {
+        let header = SegmentHeader {
+            segment_index: self.index,
+            first_sequence,
+            segment_len_bytes: self.len() as u64,
+        }
+        .encode();
+        assert_eq!(
+            self.map.load_u64_acquire(0),
+            0,
+            "segment header written twice"
+        );
+        // SAFETY: the writer is the only one writing a segment, and nothing reads bytes 8..64
+        // until the magic below is non-zero: this range is uncommitted and exclusively ours.
+        let rest = unsafe { self.map.bytes_mut(8, SEGMENT_HEADER_LEN - 8) };
+        rest.copy_from_slice(&header[8..]);
+        self.map.store_u64_release(0, MAGIC_WORD);
+    }
+
+    /// Reads back the header (the writer's own assertion that it wrote what it meant to).
+    pub(crate) fn header(&self) -> Result<SegmentHeader, HeaderError> {
+        read_header(&self.map)
+    }
+}
+
+/// A segment mapped read-only: the readers' view. The mapping covers the file as it was when
+/// opened (a file shorter than its header says is read as if the rest were zeros).
+#[derive(Debug)]
+pub(crate) struct ReadSegment {
+    pub(crate) index: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file_len: u64,
+    /// `None` for an empty file (nothing to map).
+    pub(crate) map: Option<Mapping>,
+}
+
+impl ReadSegment {
+    pub(crate) fn open(path: &Path, index: u64) -> Result<ReadSegment, JournalError> {
+        let file = File::open(path).map_err(|e| JournalError::io("open segment", path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| JournalError::io("stat segment", path, e))?
+            .len();
+        let map_len =
+            usize::try_from(file_len).map_err(|_| JournalError::io("map", path, too_big()))?;
+        let map = if map_len == 0 {
+            None
+        } else {
+            Some(Mapping::read_only(&file, map_len).map_err(|e| JournalError::io("map", path, e))?)
+        };
+        Ok(ReadSegment {
+            index,
+            path: path.to_path_buf(),
+            file_len,
+            map,
+        })
+    }
+
+    /// The header, or why there is none. A file shorter than a header reads as unwritten.
+    pub(crate) fn header(&self) -> Result<SegmentHeader, HeaderError> {
+        match &self.map {
+            Some(map) => read_header(map),
+            None => Err(HeaderError::Unwritten),
+        }
+    }
+}
+
+fn too_big() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large to map")
+}
+
+/// Reads a header through its commit word: zero magic means unwritten.
+pub(crate) fn read_header(map: &Mapping) -> Result<SegmentHeader, HeaderError> {
+    if map.len() < SEGMENT_HEADER_LEN {
+        // A torn file shorter than a header: treated as unwritten (its body is checked apart).
+        return Err(HeaderError::Unwritten);
+    }
+    if map.load_u64_acquire(0) == 0 {
+        return Err(HeaderError::Unwritten);
+    }
+    // SAFETY: the magic is non-zero, so the header is committed (the writer stored the magic
+    // last, with Release, and our Acquire load saw it) and is never written again.
+    let bytes = unsafe { map.bytes(0, SEGMENT_HEADER_LEN) };
+    SegmentHeader::decode(bytes)
+}
