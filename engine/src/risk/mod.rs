@@ -15,6 +15,7 @@
 //! reason for rounding the fee per lot.
 
 pub mod accounts;
+pub mod reference;
 
 use crate::config::{Config, SymbolConfig};
 use crate::types::{CurrencyId, Price, Qty, Side};
@@ -57,6 +58,12 @@ impl RiskSpec {
     /// The most one lot can cost a buyer at `price`, taker fee included (`None` past `u64`).
     #[inline]
     pub fn buy_unit_lock(&self, price: Price) -> Option<u64> {
+        // Fast path in u64 (division by a constant becomes a multiply); u128 only when needed.
+        if let Some(per_lot) = u64::try_from(price.0).ok().and_then(|p| p.checked_mul(self.tick_size)) {
+            if let Some(scaled) = per_lot.checked_mul(u64::from(self.taker_fee_bps)) {
+                return per_lot.checked_add(scaled.div_ceil(10_000));
+            }
+        }
         let per_lot = u128::try_from(price.0).ok()? * u128::from(self.tick_size);
         let fee = (per_lot * u128::from(self.taker_fee_bps)).div_ceil(10_000);
         u64::try_from(per_lot + fee).ok()
