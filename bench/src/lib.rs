@@ -12,8 +12,12 @@
 //! - [`time_throughput`] and [`time_latency`] are the two measurement passes the `book` harness
 //!   runs for every engine; [`mem_status`] reads resident memory for the 1M-resting-order check.
 //!
+//! - [`pipeline_workload`] is the command stream of the `pipeline` latency harness.
+//!
 //! Nothing here depends on a peer crate, and no production crate depends on this one.
 #![forbid(unsafe_code)]
+
+pub mod pipeline_workload;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hint::black_box;

@@ -57,10 +57,12 @@ pub enum RiskMode {
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
-    risk: RiskMode,
-    specs: Vec<RiskSpec>,
-    accounts: Accounts,
-    matcher: Matcher,
+    // `pub(crate)` for the split pipeline (`crate::pipeline::shared`), whose stage threads
+    // reach these fields through a raw pointer, each only the fields its stage touches.
+    pub(crate) risk: RiskMode,
+    pub(crate) specs: Vec<RiskSpec>,
+    pub(crate) accounts: Accounts,
+    pub(crate) matcher: Matcher,
 }
 
 #[inline]
@@ -112,185 +114,29 @@ impl Engine {
     }
 
     /// Applies one command; every consequence goes to `sink`, in order.
+    ///
+    /// The three stages, composed: R ([`risk_stage`]) answers what it can itself and locks
+    /// funds, M ([`match_stage`]) matches, and S ([`settlement`]) settles M's events as they
+    /// are produced. The threaded pipeline (`crate::pipeline`) calls the same three functions,
+    /// on one thread or on three.
+    #[inline]
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
-        if self.risk == RiskMode::Off {
-            return match cmd {
-                Command::Deposit { user, .. } | Command::Withdraw { user, .. } => sink.on_event(
-                    &reject(*user, ClientOrderId(0), RejectCode::AccountsDisabled),
-                ),
-                Command::ApproveWithdrawal {
-                    operator,
-                    withdrawal_id,
-                }
-                | Command::RejectWithdrawal {
-                    operator,
-                    withdrawal_id,
-                } => sink.on_event(&Event::OperatorRejected {
-                    operator: *operator,
-                    withdrawal_id: *withdrawal_id,
-                    code: RejectCode::AccountsDisabled,
-                }),
-                _ => self.matcher.process(cmd, sink),
-            };
-        }
-        match *cmd {
-            Command::NewOrder(ref o) => self.new_order(o, sink),
-            Command::Amend {
-                user,
-                symbol,
-                client_order_id,
-                price,
-                qty,
-            } if qty.0 != 0 => self.amend(cmd, user, symbol, client_order_id, price, qty, sink),
-            Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
-                let mut settle = Settlement::new(&mut self.accounts, &self.specs, sink);
-                self.matcher.process(cmd, &mut settle);
-            }
-            Command::Deposit {
-                user,
-                currency,
-                amount,
-            } => match self.accounts.deposit(user, currency, amount) {
-                Ok(b) => {
-                    sink.on_event(&Event::Deposited {
-                        user,
-                        currency,
-                        amount,
-                    });
-                    sink.on_event(&balance_update(user, currency, b));
-                }
-                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
-            },
-            Command::Withdraw {
-                user,
-                currency,
-                amount,
-            } => match self.accounts.request_withdrawal(user, currency, amount) {
-                Ok((w, b)) => {
-                    sink.on_event(&Event::WithdrawalRequested {
-                        withdrawal_id: w.id,
-                        user,
-                        currency,
-                        amount,
-                    });
-                    sink.on_event(&balance_update(user, currency, b));
-                }
-                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
-            },
-            Command::ApproveWithdrawal {
-                operator,
-                withdrawal_id,
-            } => match self.accounts.approve_withdrawal(operator, withdrawal_id) {
-                Ok(Approval::First(w)) => sink.on_event(&Event::WithdrawalApproved {
-                    withdrawal_id,
-                    operator,
-                    user: w.user,
-                    approvals: 1,
-                }),
-                Ok(Approval::Completed(w)) => {
-                    sink.on_event(&Event::WithdrawalApproved {
-                        withdrawal_id,
-                        operator,
-                        user: w.user,
-                        approvals: 2,
-                    });
-                    sink.on_event(&Event::WithdrawalCompleted {
-                        withdrawal_id,
-                        user: w.user,
-                        currency: w.currency,
-                        amount: w.amount,
-                    });
-                    sink.on_event(&balance_update(
-                        w.user,
-                        w.currency,
-                        self.accounts.balance(w.user, w.currency),
-                    ));
-                }
-                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
-            },
-            Command::RejectWithdrawal {
-                operator,
-                withdrawal_id,
-            } => match self.accounts.reject_withdrawal(operator, withdrawal_id) {
-                Ok(w) => {
-                    sink.on_event(&Event::WithdrawalRejected {
-                        withdrawal_id,
-                        operator,
-                        user: w.user,
-                    });
-                    sink.on_event(&balance_update(
-                        w.user,
-                        w.currency,
-                        self.accounts.balance(w.user, w.currency),
-                    ));
-                }
-                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
-            },
-        }
-    }
-
-    /// R for a new order: validate, then lock what it can spend; M and S follow.
-    fn new_order<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
-        let lock = self
-            .matcher
-            .validate(o)
-            .and_then(|()| self.accounts.check_user(o.user))
-            .and_then(|()| {
-                self.specs[o.symbol.0 as usize]
-                    .lock(o.side, o.price, o.qty)
-                    .ok_or(RejectCode::NotionalOverflow)
-            })
-            .and_then(|(currency, amount)| {
-                self.accounts
-                    .lock(o.user, currency, amount)
-                    .map(|()| (currency, amount))
-            });
-        let (currency, amount) = match lock {
-            Ok(lock) => lock,
-            Err(code) => return sink.on_event(&reject(o.user, o.client_order_id, code)),
-        };
-        let mut settle = Settlement::new(&mut self.accounts, &self.specs, sink);
-        settle.undo_on_reject(o.user, currency, amount);
-        self.matcher.place_validated(o, &mut settle);
-    }
-
-    /// R for an amend to a non-zero quantity: lock more first if the new order needs it; a
-    /// decrease is refunded when M confirms the amend.
-    #[allow(clippy::too_many_arguments)]
-    fn amend<S: EventSink + ?Sized>(
-        &mut self,
-        cmd: &Command,
-        user: UserId,
-        symbol: SymbolId,
-        coid: ClientOrderId,
-        price: Price,
-        qty: Qty,
-        sink: &mut S,
-    ) {
-        let current = match self.matcher.check_amend(user, symbol, coid, price, qty) {
-            Ok(current) => current,
-            Err(code) => return sink.on_event(&reject(user, coid, code)),
-        };
-        let spec = &self.specs[symbol.0 as usize];
-        let old = spec
-            .lock(current.side, current.price, current.leaves_qty)
-            .expect("locked when placed");
-        let Some(new) = spec.lock(current.side, price, qty) else {
-            return sink.on_event(&reject(user, coid, RejectCode::NotionalOverflow));
-        };
-        let currency = old.0;
-        if new.1 > old.1 {
-            if let Err(code) = self.accounts.lock(user, currency, new.1 - old.1) {
-                return sink.on_event(&reject(user, coid, code));
+        let plan = risk_stage(
+            self.risk,
+            &self.specs,
+            &mut self.accounts,
+            &self.matcher,
+            cmd,
+            sink,
+        );
+        match plan {
+            Plan::Done => {}
+            Plan::Book => match_stage(&mut self.matcher, cmd, plan, sink),
+            Plan::Settle { .. } => {
+                let mut settle = settlement(&mut self.accounts, &self.specs, plan, sink);
+                match_stage(&mut self.matcher, cmd, plan, &mut settle);
             }
         }
-        let mut settle = Settlement::new(&mut self.accounts, &self.specs, sink);
-        if new.1 > old.1 {
-            settle.undo_on_reject(user, currency, new.1 - old.1);
-        } else {
-            settle.refund_on_amend(user, currency, old.1 - new.1);
-        }
-        self.matcher.process(cmd, &mut settle);
     }
 
     // ---------------------------------------------------------------- queries
@@ -396,4 +242,305 @@ impl Engine {
             matcher,
         }
     }
+}
+
+// ------------------------------------------------------------- the stages
+
+/// What R decided about a command, for M and S: the hand-off between the stages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// R answered the command itself (an account command, or a reject): M and S have nothing
+    /// to do.
+    #[default]
+    Done,
+    /// Risk is off: M alone, no settlement.
+    Book,
+    /// M matches and S settles M's events.
+    Settle {
+        /// A new order that passed R: M places it without validating it again.
+        place: bool,
+        /// R's lock for the command, returned if M rejects it.
+        undo: Option<(UserId, CurrencyId, u64)>,
+        /// An amend's lock decrease, refunded when M confirms the amend.
+        refund: Option<(UserId, CurrencyId, u64)>,
+    },
+}
+
+/// The most events R emits for one command itself (a completed withdrawal: approved,
+/// completed, balance update).
+pub(crate) const RISK_EVENTS_MAX: usize = 3;
+
+/// R: validates, checks funds and locks them, and answers the commands it owns (account
+/// commands, rejects) by emitting their events (at most [`RISK_EVENTS_MAX`]) into `sink`.
+/// Reads the matcher (validation, amend checks) and writes the accounts.
+pub(crate) fn risk_stage<S: EventSink + ?Sized>(
+    risk: RiskMode,
+    specs: &[RiskSpec],
+    accounts: &mut Accounts,
+    matcher: &Matcher,
+    cmd: &Command,
+    sink: &mut S,
+) -> Plan {
+    if risk == RiskMode::Off {
+        match cmd {
+            Command::Deposit { user, .. } | Command::Withdraw { user, .. } => sink.on_event(
+                &reject(*user, ClientOrderId(0), RejectCode::AccountsDisabled),
+            ),
+            Command::ApproveWithdrawal {
+                operator,
+                withdrawal_id,
+            }
+            | Command::RejectWithdrawal {
+                operator,
+                withdrawal_id,
+            } => sink.on_event(&Event::OperatorRejected {
+                operator: *operator,
+                withdrawal_id: *withdrawal_id,
+                code: RejectCode::AccountsDisabled,
+            }),
+            _ => return Plan::Book,
+        }
+        return Plan::Done;
+    }
+    match *cmd {
+        Command::NewOrder(ref o) => new_order(specs, accounts, matcher, o, sink),
+        Command::Amend {
+            user,
+            symbol,
+            client_order_id,
+            price,
+            qty,
+        } if qty.0 != 0 => amend(
+            specs,
+            accounts,
+            matcher,
+            user,
+            symbol,
+            client_order_id,
+            price,
+            qty,
+            sink,
+        ),
+        Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
+            Plan::Settle {
+                place: false,
+                undo: None,
+                refund: None,
+            }
+        }
+        Command::Deposit {
+            user,
+            currency,
+            amount,
+        } => {
+            match accounts.deposit(user, currency, amount) {
+                Ok(b) => {
+                    sink.on_event(&Event::Deposited {
+                        user,
+                        currency,
+                        amount,
+                    });
+                    sink.on_event(&balance_update(user, currency, b));
+                }
+                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
+            }
+            Plan::Done
+        }
+        Command::Withdraw {
+            user,
+            currency,
+            amount,
+        } => {
+            match accounts.request_withdrawal(user, currency, amount) {
+                Ok((w, b)) => {
+                    sink.on_event(&Event::WithdrawalRequested {
+                        withdrawal_id: w.id,
+                        user,
+                        currency,
+                        amount,
+                    });
+                    sink.on_event(&balance_update(user, currency, b));
+                }
+                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
+            }
+            Plan::Done
+        }
+        Command::ApproveWithdrawal {
+            operator,
+            withdrawal_id,
+        } => {
+            match accounts.approve_withdrawal(operator, withdrawal_id) {
+                Ok(Approval::First(w)) => sink.on_event(&Event::WithdrawalApproved {
+                    withdrawal_id,
+                    operator,
+                    user: w.user,
+                    approvals: 1,
+                }),
+                Ok(Approval::Completed(w)) => {
+                    sink.on_event(&Event::WithdrawalApproved {
+                        withdrawal_id,
+                        operator,
+                        user: w.user,
+                        approvals: 2,
+                    });
+                    sink.on_event(&Event::WithdrawalCompleted {
+                        withdrawal_id,
+                        user: w.user,
+                        currency: w.currency,
+                        amount: w.amount,
+                    });
+                    sink.on_event(&balance_update(
+                        w.user,
+                        w.currency,
+                        accounts.balance(w.user, w.currency),
+                    ));
+                }
+                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
+            }
+            Plan::Done
+        }
+        Command::RejectWithdrawal {
+            operator,
+            withdrawal_id,
+        } => {
+            match accounts.reject_withdrawal(operator, withdrawal_id) {
+                Ok(w) => {
+                    sink.on_event(&Event::WithdrawalRejected {
+                        withdrawal_id,
+                        operator,
+                        user: w.user,
+                    });
+                    sink.on_event(&balance_update(
+                        w.user,
+                        w.currency,
+                        accounts.balance(w.user, w.currency),
+                    ));
+                }
+                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
+            }
+            Plan::Done
+        }
+    }
+}
+
+/// R for a new order: validate, then lock what it can spend; M and S follow.
+fn new_order<S: EventSink + ?Sized>(
+    specs: &[RiskSpec],
+    accounts: &mut Accounts,
+    matcher: &Matcher,
+    o: &NewOrder,
+    sink: &mut S,
+) -> Plan {
+    let lock = matcher
+        .validate(o)
+        .and_then(|()| accounts.check_user(o.user))
+        .and_then(|()| {
+            specs[o.symbol.0 as usize]
+                .lock(o.side, o.price, o.qty)
+                .ok_or(RejectCode::NotionalOverflow)
+        })
+        .and_then(|(currency, amount)| {
+            accounts
+                .lock(o.user, currency, amount)
+                .map(|()| (currency, amount))
+        });
+    match lock {
+        Ok((currency, amount)) => Plan::Settle {
+            place: true,
+            undo: Some((o.user, currency, amount)),
+            refund: None,
+        },
+        Err(code) => {
+            sink.on_event(&reject(o.user, o.client_order_id, code));
+            Plan::Done
+        }
+    }
+}
+
+/// R for an amend to a non-zero quantity: lock more first if the new order needs it; a
+/// decrease is refunded when M confirms the amend.
+#[allow(clippy::too_many_arguments)]
+fn amend<S: EventSink + ?Sized>(
+    specs: &[RiskSpec],
+    accounts: &mut Accounts,
+    matcher: &Matcher,
+    user: UserId,
+    symbol: SymbolId,
+    coid: ClientOrderId,
+    price: Price,
+    qty: Qty,
+    sink: &mut S,
+) -> Plan {
+    let current = match matcher.check_amend(user, symbol, coid, price, qty) {
+        Ok(current) => current,
+        Err(code) => {
+            sink.on_event(&reject(user, coid, code));
+            return Plan::Done;
+        }
+    };
+    let spec = &specs[symbol.0 as usize];
+    let old = spec
+        .lock(current.side, current.price, current.leaves_qty)
+        .expect("locked when placed");
+    let Some(new) = spec.lock(current.side, price, qty) else {
+        sink.on_event(&reject(user, coid, RejectCode::NotionalOverflow));
+        return Plan::Done;
+    };
+    let currency = old.0;
+    if new.1 > old.1 {
+        if let Err(code) = accounts.lock(user, currency, new.1 - old.1) {
+            sink.on_event(&reject(user, coid, code));
+            return Plan::Done;
+        }
+        Plan::Settle {
+            place: false,
+            undo: Some((user, currency, new.1 - old.1)),
+            refund: None,
+        }
+    } else {
+        Plan::Settle {
+            place: false,
+            undo: None,
+            refund: Some((user, currency, old.1 - new.1)),
+        }
+    }
+}
+
+/// M: matches one command R passed on ([`Plan::Book`] or [`Plan::Settle`]). Touches only the
+/// matcher.
+#[inline]
+pub(crate) fn match_stage<S: EventSink + ?Sized>(
+    matcher: &mut Matcher,
+    cmd: &Command,
+    plan: Plan,
+    sink: &mut S,
+) {
+    match (plan, cmd) {
+        (Plan::Done, _) => {}
+        (Plan::Settle { place: true, .. }, Command::NewOrder(o)) => {
+            matcher.place_validated(o, sink)
+        }
+        _ => matcher.process(cmd, sink),
+    }
+}
+
+/// S: the settlement adapter for one command's M events under `plan` (R's undo or refund
+/// armed). Touches only the accounts.
+#[inline]
+pub(crate) fn settlement<'a, S: EventSink + ?Sized>(
+    accounts: &'a mut Accounts,
+    specs: &'a [RiskSpec],
+    plan: Plan,
+    sink: &'a mut S,
+) -> Settlement<'a, S> {
+    let mut settle = Settlement::new(accounts, specs, sink);
+    if let Plan::Settle { undo, refund, .. } = plan {
+        if let Some((user, currency, amount)) = undo {
+            settle.undo_on_reject(user, currency, amount);
+        }
+        if let Some((user, currency, amount)) = refund {
+            settle.refund_on_amend(user, currency, amount);
+        }
+    }
+    settle
 }

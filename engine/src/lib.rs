@@ -59,7 +59,8 @@
 //! Unit tests sit beside the code; `tests/` holds scenario tests, the property tests that hold
 //! the fast book equal to [`book::reference`], and the counting-allocator test that proves the
 //! zero-allocation claim. The matching rules are in docs/matching.md.
-#![forbid(unsafe_code)]
+// Unsafe code is allowed only in the pipeline modules that need it (slot.rs, shared.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod book;
@@ -71,6 +72,7 @@ pub mod engine;
 pub mod event;
 pub mod hash;
 pub mod matching;
+pub mod pipeline;
 pub mod risk;
 pub mod settlement;
 pub mod snapshot;
@@ -82,6 +84,7 @@ pub use config::{Config, ConfigError};
 pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineError};
 pub use types::*;
 
 /// Everything an embedder usually needs, in one import.

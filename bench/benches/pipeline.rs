@@ -1,0 +1,350 @@
+//! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
+//!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|sleep]
+//!       [--output-wait yield|…] [--inline-output]
+//!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--json]`
+//!
+//! The in-process pipeline's latency, measured the way the LMAX people do: one producer offers
+//! the mixed workload (64 users, every configured symbol, risk on, journal on with durability
+//! none) at a fixed rate; each command has an *intended* send time `t0 + i / rate`, and its
+//! latency runs from that intended time — not from when the producer actually got to send it —
+//! to the moment its `Done` marker (after its last event) reaches the output handler. A
+//! producer that falls behind therefore charges the delay to the latency figures instead of
+//! hiding it (coordinated omission corrected). Latencies go into an HdrHistogram.
+//!
+//! `--transport crossbeam` joins the very same stages with crossbeam bounded channels: the
+//! baseline. `--max` offers commands as fast as the pipeline takes them and reports saturation
+//! throughput. A counting global allocator counts heap operations on every thread between the
+//! start and the end of the timed run (`allocations_after_start`).
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringbook_bench::pipeline_workload;
+use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
+use ringbook_engine::prelude::*;
+
+// ------------------------------------------------------------------ counting allocator
+
+struct CountingAlloc;
+
+/// Heap operations on any thread while `COUNTING` is set. Relaxed: a statistic read after the
+/// measured run has been joined.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+fn note() {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; counting has no effect on the
+// memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        note();
+        // SAFETY: our caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        note();
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+// ------------------------------------------------------------------------------ options
+
+struct Args {
+    rate: Option<u64>,
+    seconds: f64,
+    layout: String,
+    wait: String,
+    output_wait: String,
+    transport: String,
+    cores: Vec<usize>,
+    journal: bool,
+    inline_output: bool,
+    json: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        rate: Some(1_000_000),
+        seconds: 2.0,
+        layout: "fused".into(),
+        wait: "busy-spin-hint".into(),
+        output_wait: "yield".into(),
+        transport: "disruptor".into(),
+        cores: Vec::new(),
+        journal: true,
+        inline_output: false,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--rate" => a.rate = Some(value("--rate")?.parse().map_err(|e| format!("--rate: {e}"))?),
+            "--max" => a.rate = None,
+            "--seconds" => a.seconds = value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--layout" => a.layout = value("--layout")?,
+            "--wait" => a.wait = value("--wait")?,
+            "--output-wait" => a.output_wait = value("--output-wait")?,
+            "--transport" => a.transport = value("--transport")?,
+            "--cores" => {
+                a.cores = value("--cores")?
+                    .split(',')
+                    .map(|c| c.trim().parse().map_err(|e| format!("--cores: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--no-journal" => a.journal = false,
+            "--inline-output" => a.inline_output = true,
+            "--json" => a.json = true,
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if a.rate == Some(0) || a.seconds <= 0.0 || a.seconds > 60.0 {
+        return Err("--rate must be positive and --seconds in (0, 60]".into());
+    }
+    Ok(a)
+}
+
+fn wait_strategy(name: &str) -> Result<WaitStrategy, String> {
+    Ok(match name {
+        "busy-spin" => WaitStrategy::BusySpin,
+        "busy-spin-hint" => WaitStrategy::BusySpinHint,
+        "yield" => WaitStrategy::Yield,
+        "sleep" => WaitStrategy::Sleep(Duration::from_micros(50)),
+        other => return Err(format!("unknown wait strategy {other:?}")),
+    })
+}
+
+// ------------------------------------------------------------------------------ the run
+
+/// What the output thread hands back when the pipeline drops its handler.
+struct Recorded {
+    latency_ns: Histogram<u64>,
+    done: u64,
+    last_done_ns: u64,
+}
+
+/// Owned by the output handler; sends its figures home when dropped at shutdown.
+struct Recorder {
+    rec: Option<Recorded>,
+    home: mpsc::Sender<Recorded>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(rec) = self.rec.take() {
+            let _ = self.home.send(rec);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pipeline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pipeline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let mut config = Config::default();
+    config.capacity.orders_max = 1 << 20;
+    config.capacity.users_max = pipeline_workload::PIPELINE_USERS;
+    let n = match args.rate {
+        Some(rate) => (rate as f64 * args.seconds) as usize,
+        None => (5_000_000.0 * args.seconds) as usize,
+    };
+    let deposits = pipeline_workload::deposits(&config);
+    let commands = pipeline_workload::commands(&config, n, 0x9199_e11e);
+
+    // Intended send time of command i, in ns after t0, published before the command is
+    // submitted (Release) and read by the output thread after its Done (Acquire via the rings).
+    let intended: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let first_timed_seq = Arc::new(AtomicU64::new(u64::MAX));
+    let t0_cell: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
+    let (home, from_output) = mpsc::channel();
+    let mut recorder = Recorder {
+        rec: Some(Recorded {
+            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?,
+            done: 0,
+            last_done_ns: 0,
+        }),
+        home,
+    };
+    let deposits_done = Arc::new(AtomicU64::new(0));
+    let timed_done = Arc::new(AtomicU64::new(0));
+    let handler = {
+        let intended = Arc::clone(&intended);
+        let first = Arc::clone(&first_timed_seq);
+        let t0_cell = Arc::clone(&t0_cell);
+        let deposits_done = Arc::clone(&deposits_done);
+        let timed_done = Arc::clone(&timed_done);
+        move |out: &ringbook_engine::pipeline::Output| {
+            if !matches!(out.kind, OutputKind::Done) {
+                return;
+            }
+            let first = first.load(Ordering::Acquire);
+            if out.seq.0 < first {
+                deposits_done.fetch_add(1, Ordering::Release);
+                return;
+            }
+            let (Some(t0), Some(rec)) = (t0_cell.get(), recorder.rec.as_mut()) else { return };
+            let now_ns = t0.elapsed().as_nanos() as u64;
+            let i = (out.seq.0 - first) as usize;
+            let sent_ns = intended[i].load(Ordering::Acquire);
+            rec.latency_ns.saturating_record(now_ns.saturating_sub(sent_ns).max(1));
+            rec.done += 1;
+            rec.last_done_ns = now_ns;
+            timed_done.store(rec.done, Ordering::Release);
+        }
+    };
+
+    let layout = Layout::parse(&args.layout).map_err(|e| e.to_string())?;
+    let transport = match args.transport.as_str() {
+        "disruptor" => Transport::Disruptor,
+        "crossbeam" => Transport::Crossbeam,
+        other => return Err(format!("unknown transport {other:?}")),
+    };
+    let journal_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut builder = Pipeline::builder(&config)
+        .layout(layout)
+        .wait(wait_strategy(&args.wait)?)
+        .output_wait(wait_strategy(&args.output_wait)?)
+        .inline_output(args.inline_output)
+        .transport(transport)
+        .ring_size(1 << 16)
+        .outbound_ring_size(1 << 18)
+        .on_output(handler);
+    if !args.cores.is_empty() {
+        builder = builder.cores(args.cores.clone());
+    }
+    if args.journal {
+        let journal = ringbook_journal::JournalConfig {
+            durability: ringbook_journal::Durability::None,
+            ..ringbook_journal::JournalConfig::default()
+        };
+        builder = builder.journal(journal_dir.path(), journal);
+    }
+    let mut pipeline = builder.start().map_err(|e| e.to_string())?;
+
+    // Untimed: fund everyone, and wait until it has all been processed. Sequence numbers are
+    // consecutive, so the first timed command is the one after the last deposit.
+    let mut last_deposit = Seq(0);
+    for d in &deposits {
+        last_deposit = pipeline.submit(*d);
+    }
+    first_timed_seq.store(last_deposit.0 + 1, Ordering::Release);
+    while deposits_done.load(Ordering::Acquire) < deposits.len() as u64 {
+        std::thread::yield_now();
+    }
+
+    // Timed.
+    let t0 = Instant::now();
+    let _ = t0_cell.set(t0);
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let interval_ns = args.rate.map(|r| 1e9 / r as f64);
+    for (i, cmd) in commands.iter().enumerate() {
+        let intended_ns = match interval_ns {
+            Some(step) => {
+                let at = (i as f64 * step) as u64;
+                while (t0.elapsed().as_nanos() as u64) < at {
+                    std::hint::spin_loop();
+                }
+                at
+            }
+            None => t0.elapsed().as_nanos() as u64,
+        };
+        intended[i].store(intended_ns, Ordering::Release);
+        let seq = pipeline.submit(*cmd);
+        debug_assert_eq!(seq.0, last_deposit.0 + 1 + i as u64);
+    }
+    // Every command done, then stop counting: shutdown's own frees are not the hot path.
+    while timed_done.load(Ordering::Acquire) < n as u64 {
+        std::hint::spin_loop();
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let report = pipeline.shutdown().map_err(|e| e.to_string())?;
+    let rec = from_output.recv_timeout(Duration::from_secs(10)).map_err(|_| "the output handler was not dropped at shutdown")?;
+    if rec.done != n as u64 {
+        return Err(format!("{} of {n} commands completed", rec.done));
+    }
+    let h = &rec.latency_ns;
+    let offered = args.rate.map_or(0.0, |r| r as f64);
+    let achieved = rec.done as f64 / (rec.last_done_ns as f64 / 1e9);
+    let q = |p: f64| h.value_at_quantile(p);
+    if args.json {
+        println!(
+            r#"{{"layout":"{}","transport":"{}","offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"state_hash":"{}"}}"#,
+            args.layout,
+            args.transport,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            h.max(),
+            args.wait,
+            args.journal,
+            args.inline_output,
+            report.state_hash
+        );
+    } else {
+        println!(
+            "pipeline: layout {} | transport {} | wait {} (output thread: {}) | journal {} | {} cores available",
+            args.layout,
+            args.transport,
+            args.wait,
+            args.output_wait,
+            if args.journal { "on (durability none)" } else { "off" },
+            std::thread::available_parallelism().map_or(0, |c| c.get())
+        );
+        match args.rate {
+            Some(r) => println!("offered {r}/s for {:.1} s: {n} commands; achieved {achieved:.0}/s", args.seconds),
+            None => println!("max throughput: {n} commands; achieved {achieved:.0}/s"),
+        }
+        println!(
+            "latency from intended send to Done (ns): p50 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            h.max()
+        );
+        println!("heap operations after start (all threads): {allocations}; state hash {}", report.state_hash);
+    }
+    Ok(())
+}

@@ -1,0 +1,876 @@
+//! The threaded pipeline: J → R → M → S on ring buffers, then an outbound ring to the
+//! embedder's handler.
+//!
+//! ```text
+//! submit ─▶ inbound ring ─▶ J: journal (append, end_batch) ─▶ R: risk ─▶ M: matching
+//!     (seq, timestamp)                                              └─▶ M→S ring ─▶ S: settlement
+//!                                              handler ◀─ outbound thread ◀─ outbound ring ◀─┘
+//! ```
+//!
+//! The journal stage comes first (input journaling, as LMAX does): a command is on disk (by
+//! the durability policy) before R sees it, so every event R, M and S produce may leave at once.
+//! R, M and S run in lock-step per command (R(n) waits for S(n−1)), which keeps them exactly
+//! the single-threaded [`Engine`]: every layout gives the same events and the same
+//! `state_hash()` as [`Engine::process`]. docs/architecture.md ("The pipeline") has the
+//! reasons and docs/embedding.md the manual.
+//!
+//! ```no_run
+//! use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, WaitStrategy};
+//! use ringbook_engine::prelude::*;
+//!
+//! let config = Config::default();
+//! let mut pipeline = Pipeline::builder(&config)
+//!     .layout(Layout::Fused)
+//!     .wait(WaitStrategy::Yield)
+//!     .journal("/tmp/ringbook-journal", ringbook_journal::JournalConfig::default())
+//!     .on_output(|out| if let OutputKind::Event(e) = &out.kind { println!("{} {e:?}", out.seq) })
+//!     .start()?;
+//! let btc = config.currency_id("BTC").unwrap();
+//! pipeline.submit(Command::Deposit { user: UserId(1), currency: btc, amount: 10 });
+//! let report = pipeline.shutdown()?;
+//! println!("state {}", report.state_hash);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Files, one per concept: [`layout`] (layouts, wait strategies, transports), `slot.rs` (the
+//! messages), `queue.rs` (ring or channel behind one interface), `control.rs` (shared flags),
+//! `shared.rs` (the split layout's shared engine and its SAFETY argument), `stages.rs` (every
+//! thread's loop), `recovery.rs`, `snapshots.rs`, `output.rs`, `error.rs`; this file wires
+//! them, in order.
+
+mod control;
+mod error;
+pub mod layout;
+mod output;
+mod queue;
+mod recovery;
+#[allow(unsafe_code)]
+mod shared;
+#[allow(unsafe_code)]
+mod slot;
+mod snapshots;
+#[allow(unsafe_code)]
+mod stages;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use disruptor::{build_single_producer, BusySpin, Producer, SingleConsumerBarrier, SingleProducer};
+use ringbook_journal::JournalConfig;
+
+pub use error::PipelineError;
+pub use layout::{Layout, ParseLayoutError, ParseWaitError, Transport, WaitStrategy};
+pub use output::{Output, OutputKind};
+pub use queue::BATCH_MAX;
+pub use recovery::{RecoveryInfo, RECORD_TYPE_COMMAND_V1};
+pub use snapshots::SnapshotStats;
+
+use control::{Control, PanicGuard, CASCADE_MESSAGE};
+use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
+use shared::SharedEngine;
+use slot::{InSlot, SettleMsg};
+use snapshots::{SnapshotThread, Snapshots};
+use stages::{BusinessEnd, JournalStage};
+
+use crate::command::Command;
+use crate::config::Config;
+use crate::engine::{Engine, RiskMode};
+use crate::hash::StateHash;
+use crate::types::Seq;
+
+/// Default inbound ring size (commands).
+pub const RING_SLOTS_DEFAULT: usize = 1 << 14;
+/// Default outbound (and M → S) ring size (outputs).
+pub const OUTBOUND_RING_SLOTS_DEFAULT: usize = 1 << 16;
+/// The first snapshot buffer's capacity; it grows to the state's size once and is reused.
+const SNAPSHOT_BUFFER_BYTES_INITIAL: usize = 1 << 20;
+
+/// The embedder's output handler, boxed once at build time.
+type Handler = Box<dyn FnMut(&Output) + Send>;
+
+/// Builds a [`Pipeline`]: `Pipeline::builder(&config)…start()`.
+pub struct PipelineBuilder {
+    config: Config,
+    layout: Layout,
+    wait: WaitStrategy,
+    output_wait: Option<WaitStrategy>,
+    inline_output: bool,
+    cores: Vec<usize>,
+    transport: Transport,
+    ring_slots: usize,
+    outbound_ring_slots: usize,
+    risk: RiskMode,
+    journal: Option<(PathBuf, JournalConfig)>,
+    snapshot_every: u64,
+    handler: Option<Handler>,
+}
+
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("layout", &self.layout)
+            .field("wait", &self.wait)
+            .field("output_wait", &self.output_wait)
+            .field("inline_output", &self.inline_output)
+            .field("cores", &self.cores)
+            .field("transport", &self.transport)
+            .field("ring_slots", &self.ring_slots)
+            .field("outbound_ring_slots", &self.outbound_ring_slots)
+            .field("risk", &self.risk)
+            .field("journal", &self.journal)
+            .field("snapshot_every", &self.snapshot_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineBuilder {
+    /// The thread layout (default [`Layout::Fused`]).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// How every stage thread waits (default [`WaitStrategy::Yield`]); also the outbound
+    /// thread's, unless [`output_wait`](Self::output_wait) sets that one apart.
+    pub fn wait(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// How the outbound thread (the one running the output handler) waits. On a small
+    /// machine the stage thread busy-spins and the outbound thread yields, so the busy
+    /// spinners fit the cores.
+    pub fn output_wait(mut self, wait: WaitStrategy) -> Self {
+        self.output_wait = Some(wait);
+        self
+    }
+
+    /// Runs the output handler inline on the thread that runs settlement, with no outbound
+    /// thread (default: off). On a 2-core machine this is what lets the fused layout's one
+    /// busy-spinning thread and the producer have a core each; the price is that a slow
+    /// handler slows the pipeline directly instead of through the outbound ring.
+    pub fn inline_output(mut self, inline: bool) -> Self {
+        self.inline_output = inline;
+        self
+    }
+
+    /// Cores to pin to: one per stage thread, in layout order, then the outbound thread.
+    /// Empty (the default): no pinning.
+    pub fn cores(mut self, cores: Vec<usize>) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// The queues between the stages (default [`Transport::Disruptor`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Inbound ring size in commands: a power of two (default [`RING_SLOTS_DEFAULT`]).
+    pub fn ring_size(mut self, slots: usize) -> Self {
+        self.ring_slots = slots;
+        self
+    }
+
+    /// Outbound (and M → S) ring size in outputs: a power of two (default
+    /// [`OUTBOUND_RING_SLOTS_DEFAULT`]).
+    pub fn outbound_ring_size(mut self, slots: usize) -> Self {
+        self.outbound_ring_slots = slots;
+        self
+    }
+
+    /// Risk and settlement on (default) or off.
+    pub fn risk(mut self, risk: RiskMode) -> Self {
+        self.risk = risk;
+        self
+    }
+
+    /// Journal every command into `dir` (recovering from it first). Without it there is no
+    /// journal stage and no recovery: for tests and benchmarks.
+    pub fn journal(mut self, dir: impl Into<PathBuf>, config: JournalConfig) -> Self {
+        self.journal = Some((dir.into(), config));
+        self
+    }
+
+    /// Snapshot every `commands` commands (0, the default: only on request). Needs a journal.
+    pub fn snapshot_every(mut self, commands: u64) -> Self {
+        self.snapshot_every = commands;
+        self
+    }
+
+    /// The handler every [`Output`] goes to, in order, on the outbound thread.
+    pub fn on_output<F: FnMut(&Output) + Send + 'static>(mut self, handler: F) -> Self {
+        self.handler = Some(Box::new(handler));
+        self
+    }
+
+    /// Checks the configuration, recovers from the journal (if any), starts every thread and
+    /// returns once they are all running.
+    pub fn start(self) -> Result<Pipeline, PipelineError> {
+        // 0. Checks that need no resources.
+        for (ring, slots) in [
+            ("inbound", self.ring_slots),
+            ("outbound", self.outbound_ring_slots),
+        ] {
+            if slots < 2 || !slots.is_power_of_two() {
+                return Err(PipelineError::RingSize { ring, slots });
+            }
+        }
+        let threads = self.layout.threads().len() + usize::from(!self.inline_output);
+        let cores_available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let output_wait = self.output_wait.unwrap_or(self.wait);
+        // An inline handler has no thread of its own to spin.
+        let counted_output_wait = if self.inline_output { WaitStrategy::Yield } else { output_wait };
+        check_spinning(self.layout, self.wait, counted_output_wait, cores_available)?;
+        let pins = pins(&self.cores, threads)?;
+
+        // 1. Recovery: snapshot + journal tail, or a fresh engine.
+        let (engine, writer, recovery) = match &self.journal {
+            Some((dir, journal)) => {
+                let (engine, writer, info) =
+                    recovery::recover(&self.config, self.risk, dir, *journal)?;
+                (engine, Some(writer), info)
+            }
+            None => (
+                Engine::with_risk(&self.config, self.risk).map_err(PipelineError::Config)?,
+                None,
+                RecoveryInfo {
+                    next_seq: Seq(1),
+                    ..RecoveryInfo::default()
+                },
+            ),
+        };
+        let control = Control::new(recovery.next_seq.0 as i64 - 1);
+
+        // 2. Snapshots: a background writer, when there is a directory to write to.
+        let (snapshots, snapshot_thread) = match &self.journal {
+            Some((dir, _)) => {
+                let (s, t) = Snapshots::start(
+                    dir.clone(),
+                    self.snapshot_every,
+                    SNAPSHOT_BUFFER_BYTES_INITIAL,
+                    control.clone(),
+                )
+                .map_err(PipelineError::Spawn)?;
+                (s, Some(t))
+            }
+            None => (Snapshots::disabled(control.clone()), None),
+        };
+
+        // 3. The queues and the threads.
+        let mut spawner = Spawner {
+            control: control.clone(),
+            pins: pins.into_iter(),
+            threads: Vec::with_capacity(threads),
+        };
+        let parts = Parts {
+            engine,
+            journal: JournalStage { writer },
+            snapshots,
+            handler: self.handler.unwrap_or_else(|| Box::new(|_: &Output| {})),
+            wait: self.wait,
+            output_wait,
+            inline_output: self.inline_output,
+        };
+        let (submitter, shared) = match self.transport {
+            Transport::Disruptor => wire_disruptor(
+                &mut spawner,
+                parts,
+                self.layout,
+                self.ring_slots,
+                self.outbound_ring_slots,
+            )?,
+            Transport::Crossbeam => wire_crossbeam(
+                &mut spawner,
+                parts,
+                self.layout,
+                self.ring_slots,
+                self.outbound_ring_slots,
+            )?,
+        };
+        let mut pipeline = Pipeline {
+            submitter: Some(submitter),
+            next_seq: recovery.next_seq.0,
+            control: control.clone(),
+            threads: spawner.threads,
+            shared,
+            snapshot_thread,
+            recovery,
+            wait: self.wait,
+        };
+
+        // 4. Wait until every thread runs (pinned, polling): nothing allocates after this.
+        while control.ready() < threads {
+            if control.failed() {
+                return Err(pipeline
+                    .stop()
+                    .err()
+                    .unwrap_or(PipelineError::StagePanicked {
+                        thread: "?".into(),
+                        message: "a thread failed during start-up".into(),
+                    }));
+            }
+            std::thread::yield_now();
+        }
+        Ok(pipeline)
+    }
+}
+
+/// Refuses a layout whose busy-spinning threads (every stage thread when the stage wait
+/// strategy spins, plus the outbound thread when its own strategy spins) outnumber the cores.
+pub fn check_spinning(
+    layout: Layout,
+    wait: WaitStrategy,
+    output_wait: WaitStrategy,
+    cores: usize,
+) -> Result<(), PipelineError> {
+    let stages = if wait.is_busy_spin() {
+        layout.threads().len()
+    } else {
+        0
+    };
+    let spinning = stages + usize::from(output_wait.is_busy_spin());
+    if spinning > cores {
+        return Err(PipelineError::TooManySpinningThreads {
+            spinning,
+            cores,
+            layout,
+        });
+    }
+    Ok(())
+}
+
+fn pins(
+    cores: &[usize],
+    threads: usize,
+) -> Result<Vec<Option<core_affinity::CoreId>>, PipelineError> {
+    if cores.is_empty() {
+        return Ok(vec![None; threads]);
+    }
+    if cores.len() != threads {
+        return Err(PipelineError::Cores(format!(
+            "{} cores given for {threads} threads (one per stage thread, then the outbound one)",
+            cores.len()
+        )));
+    }
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    cores
+        .iter()
+        .map(|&c| {
+            ids.iter()
+                .find(|id| id.id == c)
+                .map(|id| Some(*id))
+                .ok_or_else(|| {
+                    PipelineError::Cores(format!(
+                        "core {c} is not available (this process may use {:?})",
+                        ids.iter().map(|i| i.id).collect::<Vec<_>>()
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// What a pipeline thread hands back when it ends.
+#[derive(Debug)]
+enum ThreadEnd {
+    Journal(Result<(), String>),
+    Business(BusinessEnd),
+    Fused(BusinessEnd, Result<(), String>),
+    Nothing,
+}
+
+/// Everything the threads take ownership of.
+struct Parts {
+    engine: Engine,
+    journal: JournalStage,
+    snapshots: Snapshots,
+    handler: Handler,
+    wait: WaitStrategy,
+    output_wait: WaitStrategy,
+    inline_output: bool,
+}
+
+struct Spawner {
+    control: Control,
+    pins: std::vec::IntoIter<Option<core_affinity::CoreId>>,
+    threads: Vec<(&'static str, JoinHandle<ThreadEnd>)>,
+}
+
+impl Spawner {
+    /// Starts a pipeline thread: pinned (if configured), marked failed if it panics, counted
+    /// ready before it runs `body`.
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() -> ThreadEnd + Send + 'static,
+    ) -> Result<(), PipelineError> {
+        let control = self.control.clone();
+        let pin = self.pins.next().flatten();
+        let handle = std::thread::Builder::new()
+            .name(format!("ringbook-{name}"))
+            .spawn(move || {
+                let _guard = PanicGuard(control.clone());
+                if let Some(core) = pin {
+                    core_affinity::set_for_current(core);
+                }
+                control.mark_ready();
+                body()
+            })
+            .map_err(PipelineError::Spawn)?;
+        self.threads.push((name, handle));
+        Ok(())
+    }
+}
+
+/// The producer side of the inbound queue.
+enum Submitter {
+    Ring(SingleProducer<InSlot, SingleConsumerBarrier>),
+    Channel(Sender<InSlot>),
+}
+
+/// Spawns the stage threads of `layout` over the given queues (the same code for both
+/// transports). `j`, `r`, `m` are the inbound queue as J, R and M see it (only those the
+/// layout uses), `ms` the M → S queue, `out` the outbound queue.
+#[allow(clippy::too_many_arguments)]
+fn spawn_layout<IJ, IR, IM, IS, IO, OM, OB>(
+    spawner: &mut Spawner,
+    parts: Parts,
+    layout: Layout,
+    j: IJ,
+    r: Option<IR>,
+    m: Option<IM>,
+    ms: Option<(OM, IS)>,
+    out: (OB, IO),
+) -> Result<Option<Arc<SharedEngine>>, PipelineError>
+where
+    IJ: Inbox<InSlot> + Send + 'static,
+    IR: Inbox<InSlot> + Send + 'static,
+    IM: Inbox<InSlot> + Send + 'static,
+    IS: Inbox<SettleMsg> + Send + 'static,
+    IO: Inbox<Output> + Send + 'static,
+    OM: Outbox<SettleMsg> + Send + 'static,
+    OB: Outbox<Output> + Send + 'static,
+{
+    let Parts {
+        engine,
+        journal,
+        snapshots,
+        handler,
+        wait,
+        output_wait,
+        inline_output,
+    } = parts;
+    let (out_queue, out_rx) = out;
+    // 0. Outputs go to the outbound thread, or straight to the handler on S's thread.
+    let (out_tx, handler) = if inline_output {
+        (queue::OutputSink::Inline(handler), None)
+    } else {
+        (queue::OutputSink::Queue(out_queue), Some(handler))
+    };
+    let c = spawner.control.clone();
+    let mut shared = None;
+    match layout {
+        // 1. One thread: J over the batch, end_batch, then R·M·S over it.
+        Layout::Fused => {
+            let c1 = c.clone();
+            spawner.spawn("JRMS", move || {
+                let (end, closed) =
+                    stages::run_fused(j, journal, engine, out_tx, snapshots, wait, c1);
+                ThreadEnd::Fused(end, closed)
+            })?;
+        }
+        // 1. J, then 2. R·M·S on the business thread.
+        Layout::JournalThenBusiness => {
+            let r = r.expect("J|RMS has a business inbox");
+            let c1 = c.clone();
+            spawner.spawn("J", move || {
+                ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
+            })?;
+            let c2 = c.clone();
+            spawner.spawn("RMS", move || {
+                ThreadEnd::Business(stages::run_business(r, engine, out_tx, snapshots, wait, c2))
+            })?;
+        }
+        // 1. J, 2. R, 3. M, 4. S, each on its own thread.
+        Layout::Split => {
+            let (r, m) = (r.expect("split has R"), m.expect("split has M"));
+            let (ms_tx, ms_rx) = ms.expect("split has an M → S queue");
+            let engine = Arc::new(SharedEngine::new(engine));
+            shared = Some(Arc::clone(&engine));
+            let c1 = c.clone();
+            spawner.spawn("J", move || {
+                ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
+            })?;
+            let (c2, e2) = (c.clone(), Arc::clone(&engine));
+            spawner.spawn("R", move || {
+                ThreadEnd::Business(stages::run_risk(r, e2, snapshots, wait, c2))
+            })?;
+            let (c3, e3) = (c.clone(), Arc::clone(&engine));
+            spawner.spawn("M", move || {
+                stages::run_match(m, e3, ms_tx, wait, c3);
+                ThreadEnd::Nothing
+            })?;
+            let (c4, e4) = (c.clone(), engine);
+            spawner.spawn("S", move || {
+                stages::run_settle(ms_rx, e4, out_tx, wait, c4);
+                ThreadEnd::Nothing
+            })?;
+        }
+    }
+    // 5. The outbound thread: the embedder's handler (unless it runs inline).
+    if let Some(handler) = handler {
+        spawner.spawn("out", move || {
+            stages::run_outbound(out_rx, handler, output_wait, c);
+            ThreadEnd::Nothing
+        })?;
+    }
+    Ok(shared)
+}
+
+fn wire_disruptor(
+    spawner: &mut Spawner,
+    parts: Parts,
+    layout: Layout,
+    ring_slots: usize,
+    outbound_slots: usize,
+) -> Result<(Submitter, Option<Arc<SharedEngine>>), PipelineError> {
+    let (wait, control) = (parts.wait, spawner.control.clone());
+    let (out_poller, b) =
+        build_single_producer(outbound_slots, Output::default, BusySpin).new_event_poller();
+    let out = (
+        RingOutbox::new(b.build(), wait, control.clone()),
+        RingInbox::new(out_poller),
+    );
+    let inbound = build_single_producer(ring_slots, InSlot::default, BusySpin);
+    let (j, b) = inbound.new_event_poller();
+    let j = RingInbox::new(j);
+    let (producer, shared) = match layout {
+        Layout::Fused => {
+            let shared = spawn_layout(
+                spawner,
+                parts,
+                layout,
+                j,
+                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
+                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
+                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
+                out,
+            )?;
+            (b.build(), shared)
+        }
+        Layout::JournalThenBusiness => {
+            let (r, b) = b.and_then().new_event_poller();
+            let shared = spawn_layout(
+                spawner,
+                parts,
+                layout,
+                j,
+                Some(RingInbox::new(r)),
+                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
+                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
+                out,
+            )?;
+            (b.build(), shared)
+        }
+        Layout::Split => {
+            let (r, b) = b.and_then().new_event_poller();
+            let (m, b) = b.and_then().new_event_poller();
+            let (s, ms) = build_single_producer(outbound_slots, SettleMsg::default, BusySpin)
+                .new_event_poller();
+            let ms = (
+                RingOutbox::new(ms.build(), wait, control.clone()),
+                RingInbox::new(s),
+            );
+            let shared = spawn_layout(
+                spawner,
+                parts,
+                layout,
+                j,
+                Some(RingInbox::new(r)),
+                Some(RingInbox::new(m)),
+                Some(ms),
+                out,
+            )?;
+            (b.build(), shared)
+        }
+    };
+    Ok((Submitter::Ring(producer), shared))
+}
+
+fn wire_crossbeam(
+    spawner: &mut Spawner,
+    parts: Parts,
+    layout: Layout,
+    ring_slots: usize,
+    outbound_slots: usize,
+) -> Result<(Submitter, Option<Arc<SharedEngine>>), PipelineError> {
+    let (wait, control) = (parts.wait, spawner.control.clone());
+    let (out_tx, out_rx) = bounded::<Output>(outbound_slots);
+    let out = (
+        ChannelOutbox::new(out_tx, wait, control.clone()),
+        ChannelInbox::new(out_rx, None, parts.output_wait, control.clone()),
+    );
+    let (submit, j_rx) = bounded::<InSlot>(ring_slots);
+    let shared = match layout {
+        Layout::Fused => spawn_layout(
+            spawner,
+            parts,
+            layout,
+            ChannelInbox::new(j_rx, None, wait, control.clone()),
+            None::<ChannelInbox<InSlot>>,
+            None::<ChannelInbox<InSlot>>,
+            None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
+            out,
+        )?,
+        Layout::JournalThenBusiness => {
+            let (jr_tx, jr_rx) = bounded::<InSlot>(ring_slots);
+            spawn_layout(
+                spawner,
+                parts,
+                layout,
+                ChannelInbox::new(j_rx, Some(jr_tx), wait, control.clone()),
+                Some(ChannelInbox::new(jr_rx, None, wait, control.clone())),
+                None::<ChannelInbox<InSlot>>,
+                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
+                out,
+            )?
+        }
+        Layout::Split => {
+            let (jr_tx, jr_rx) = bounded::<InSlot>(ring_slots);
+            let (rm_tx, rm_rx) = bounded::<InSlot>(ring_slots);
+            let (ms_tx, ms_rx) = bounded::<SettleMsg>(outbound_slots);
+            spawn_layout(
+                spawner,
+                parts,
+                layout,
+                ChannelInbox::new(j_rx, Some(jr_tx), wait, control.clone()),
+                Some(ChannelInbox::new(jr_rx, Some(rm_tx), wait, control.clone())),
+                Some(ChannelInbox::new(rm_rx, None, wait, control.clone())),
+                Some((
+                    ChannelOutbox::new(ms_tx, wait, control.clone()),
+                    ChannelInbox::new(ms_rx, None, wait, control.clone()),
+                )),
+                out,
+            )?
+        }
+    };
+    Ok((Submitter::Channel(submit), shared))
+}
+
+/// What [`Pipeline::shutdown`] reports.
+#[derive(Debug)]
+pub struct ShutdownReport {
+    /// Commands processed since start (recovery's replay not included).
+    pub commands: u64,
+    /// The last command's sequence, if any was processed since start.
+    pub last_seq: Option<Seq>,
+    /// The final state's hash.
+    pub state_hash: StateHash,
+    /// Snapshots taken, written, and the pauses they cost.
+    pub snapshots: SnapshotStats,
+    /// The engine in its final state, for queries.
+    pub engine: Engine,
+}
+
+/// A running pipeline: submit commands, request snapshots, shut down.
+pub struct Pipeline {
+    submitter: Option<Submitter>,
+    next_seq: u64,
+    control: Control,
+    threads: Vec<(&'static str, JoinHandle<ThreadEnd>)>,
+    shared: Option<Arc<SharedEngine>>,
+    snapshot_thread: Option<SnapshotThread>,
+    recovery: RecoveryInfo,
+    wait: WaitStrategy,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("next_seq", &self.next_seq)
+            .field("threads", &self.threads.len())
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
+    }
+}
+
+#[inline]
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Pipeline {
+    /// A builder with the defaults: fused layout, yield waits, disruptor rings, risk on, no
+    /// journal, no pinning.
+    pub fn builder(config: &Config) -> PipelineBuilder {
+        PipelineBuilder {
+            config: config.clone(),
+            layout: Layout::default(),
+            wait: WaitStrategy::default(),
+            output_wait: None,
+            inline_output: false,
+            cores: Vec::new(),
+            transport: Transport::default(),
+            ring_slots: RING_SLOTS_DEFAULT,
+            outbound_ring_slots: OUTBOUND_RING_SLOTS_DEFAULT,
+            risk: RiskMode::On,
+            journal: None,
+            snapshot_every: 0,
+            handler: None,
+        }
+    }
+
+    /// Submits a command, waiting while the inbound ring is full; returns its sequence.
+    ///
+    /// # Panics
+    ///
+    /// If a pipeline thread has failed (the pipeline can never take the command).
+    pub fn submit(&mut self, cmd: Command) -> Seq {
+        let mut cmd = cmd;
+        loop {
+            match self.try_submit(cmd) {
+                Ok(seq) => return seq,
+                Err(back) => {
+                    cmd = back;
+                    if self.control.failed() {
+                        panic!("the pipeline has failed; shut it down to see why");
+                    }
+                    if self.wait.is_busy_spin() {
+                        std::hint::spin_loop();
+                    } else {
+                        self.wait.idle();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits a command if the inbound ring has room; otherwise hands it back (nothing is
+    /// dropped, nothing is numbered).
+    pub fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+        let seq = Seq(self.next_seq);
+        let timestamp_ns = now_ns();
+        match self.submitter.as_mut() {
+            Some(Submitter::Ring(p)) => {
+                p.try_publish(|slot| {
+                    slot.seq = seq;
+                    slot.timestamp_ns = timestamp_ns;
+                    slot.cmd = cmd;
+                })
+                .map_err(|_| cmd)?;
+            }
+            Some(Submitter::Channel(tx)) => {
+                tx.try_send(InSlot::new(seq, timestamp_ns, cmd))
+                    .map_err(|e| match e {
+                        TrySendError::Full(s) | TrySendError::Disconnected(s) => s.cmd,
+                    })?;
+            }
+            None => return Err(cmd),
+        }
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Asks for a snapshot at the next command boundary of the business thread (needs a
+    /// journal directory; otherwise ignored).
+    pub fn request_snapshot(&mut self) {
+        self.control.request_snapshot();
+    }
+
+    /// What start-up recovery did.
+    pub fn recovery(&self) -> &RecoveryInfo {
+        &self.recovery
+    }
+
+    /// The sequence the next submitted command gets.
+    pub fn next_seq(&self) -> Seq {
+        Seq(self.next_seq)
+    }
+
+    /// Drains every submitted command, syncs and closes the journal, joins every thread, and
+    /// reports.
+    pub fn shutdown(mut self) -> Result<ShutdownReport, PipelineError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<ShutdownReport, PipelineError> {
+        // Dropping the producer lets each stage drain and stop, in pipeline order.
+        self.submitter = None;
+        let mut failure: Option<PipelineError> = None;
+        let mut business = None;
+        let mut journal_closed = Ok(());
+        for (name, handle) in self.threads.drain(..) {
+            match handle.join() {
+                Ok(ThreadEnd::Journal(r)) => journal_closed = r,
+                Ok(ThreadEnd::Fused(end, r)) => {
+                    business = Some(end);
+                    journal_closed = r;
+                }
+                Ok(ThreadEnd::Business(end)) => business = Some(end),
+                Ok(ThreadEnd::Nothing) => {}
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    let cascade = message == CASCADE_MESSAGE;
+                    let replace = match &failure {
+                        None => true,
+                        Some(PipelineError::StagePanicked { message, .. }) => {
+                            message == CASCADE_MESSAGE && !cascade
+                        }
+                        Some(_) => false,
+                    };
+                    if replace {
+                        failure = Some(PipelineError::StagePanicked {
+                            thread: name.to_string(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        let mut stats = business
+            .as_mut()
+            .and_then(|b| b.snapshots.take())
+            .map(Snapshots::finish)
+            .unwrap_or_default();
+        if let Some(t) = self.snapshot_thread.take() {
+            t.join(&mut stats);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        journal_closed.map_err(PipelineError::JournalClose)?;
+        let business = business.unwrap_or_default();
+        let engine = match (business.engine, self.shared.take()) {
+            (Some(engine), _) => engine,
+            (None, Some(shared)) => Arc::try_unwrap(shared)
+                .expect("every stage thread is joined")
+                .into_engine(),
+            (None, None) => unreachable!("one thread owns the engine"),
+        };
+        Ok(ShutdownReport {
+            commands: business.processed,
+            last_seq: business.last_seq,
+            state_hash: engine.state_hash(),
+            snapshots: stats,
+            engine,
+        })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.stop();
+        }
+    }
+}

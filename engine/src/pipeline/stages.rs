@@ -1,0 +1,386 @@
+//! The stages' code, written once for every layout and transport: each function here is one
+//! thread's loop over an [`Inbox`], writing to an [`Outbox`].
+//!
+//! - [`run_journal`] — J alone (layouts `J|RMS`, `split`).
+//! - [`run_fused`] — J, then R·M·S, on one thread (layout `fused`).
+//! - [`run_business`] — R·M·S on one thread after J (layout `J|RMS`).
+//! - [`run_risk`], [`run_match`], [`run_settle`] — R, M and S on their own threads (`split`).
+//! - [`run_outbound`] — the embedder's handler.
+//!
+//! R, M and S are `crate::engine`'s [`risk_stage`], [`match_stage`] and [`settlement`], the
+//! very functions `Engine::process` composes, so every layout computes what the
+//! single-threaded engine computes.
+
+use std::sync::Arc;
+
+use ringbook_journal::Writer;
+
+use super::control::Control;
+use super::layout::WaitStrategy;
+use super::output::{Output, OutputKind};
+use super::queue::{Inbox, Outbox, Polled, BATCH_MAX};
+use super::recovery::RECORD_TYPE_COMMAND_V1;
+use super::shared::SharedEngine;
+use super::slot::{InSlot, SettleKind, SettleMsg};
+use super::snapshots::Snapshots;
+use crate::codec::{self, COMMAND_BYTES_MAX};
+use crate::engine::{match_stage, risk_stage, settlement, Engine, Plan};
+use crate::event::{Event, EventSink};
+use crate::types::Seq;
+
+/// Events of command `seq` onto the outbound queue.
+struct OutSink<'a, O> {
+    out: &'a mut O,
+    seq: Seq,
+}
+
+impl<O: Outbox<Output>> EventSink for OutSink<'_, O> {
+    #[inline]
+    fn on_event(&mut self, event: &Event) {
+        self.out.push(Output {
+            seq: self.seq,
+            kind: OutputKind::Event(*event),
+        });
+    }
+}
+
+/// M's events of command `seq` onto the M → S queue.
+struct SettleSink<'a, O> {
+    out: &'a mut O,
+    seq: Seq,
+}
+
+impl<O: Outbox<SettleMsg>> EventSink for SettleSink<'_, O> {
+    #[inline]
+    fn on_event(&mut self, event: &Event) {
+        self.out.push(SettleMsg {
+            seq: self.seq,
+            kind: SettleKind::Event(*event),
+        });
+    }
+}
+
+/// What a business thread hands back when it stops.
+#[derive(Debug, Default)]
+pub(crate) struct BusinessEnd {
+    /// The engine, when this thread owned it (`fused`, `J|RMS`).
+    pub(crate) engine: Option<Engine>,
+    pub(crate) snapshots: Option<Snapshots>,
+    pub(crate) processed: u64,
+    pub(crate) last_seq: Option<Seq>,
+}
+
+/// J: every command, encoded, into the journal; then the batch's sync (`end_batch`).
+#[derive(Debug)]
+pub(crate) struct JournalStage {
+    pub(crate) writer: Option<Writer>,
+}
+
+impl JournalStage {
+    /// Appends the batch and applies the durability policy; only then may the caller release
+    /// it. A journal that cannot be written is fatal: the thread panics, the pipeline stops.
+    #[inline]
+    pub(crate) fn journal(&mut self, batch: &[&InSlot]) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        for slot in batch {
+            let mut buf = [0u8; COMMAND_BYTES_MAX];
+            let len = codec::encode(&slot.cmd, &mut buf);
+            if let Err(e) = writer.append_with(
+                slot.seq.0,
+                RECORD_TYPE_COMMAND_V1,
+                slot.timestamp_ns,
+                len,
+                |payload| payload.copy_from_slice(&buf[..len]),
+            ) {
+                panic!("journal append of command {} failed: {e}", slot.seq);
+            }
+        }
+        if let Err(e) = writer.end_batch() {
+            panic!(
+                "journal sync after command {} failed: {e}",
+                batch[batch.len() - 1].seq
+            );
+        }
+    }
+
+    /// Closes the journal (a final sync under a durability policy).
+    pub(crate) fn close(self) -> Result<(), String> {
+        match self.writer {
+            Some(w) => w.close().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Polls `inbox` until it closes, calling `f` per batch of at most `limit` and idling with
+/// `wait` (checking for a failed sibling) while it is empty.
+#[inline]
+fn drain<T, I: Inbox<T>>(
+    inbox: &mut I,
+    limit: usize,
+    wait: WaitStrategy,
+    control: &Control,
+    mut f: impl FnMut(&[&T]),
+) {
+    loop {
+        match inbox.poll(limit, &mut f) {
+            Polled::Items(()) => {}
+            Polled::Empty => {
+                control.check();
+                wait.idle();
+            }
+            Polled::Closed => return,
+        }
+    }
+}
+
+/// J alone: journal each batch, sync, release it to R (or R·M·S).
+pub(crate) fn run_journal<I: Inbox<InSlot>>(
+    mut inbox: I,
+    mut journal: JournalStage,
+    wait: WaitStrategy,
+    control: Control,
+) -> Result<(), String> {
+    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
+        journal.journal(batch)
+    });
+    journal.close()
+}
+
+/// R·M·S for one command on one thread: `Engine::process`, then `Done`, then a snapshot if
+/// one is due at this boundary.
+#[inline]
+fn process_one<O: Outbox<Output>>(
+    engine: &mut Engine,
+    out: &mut O,
+    snapshots: &mut Snapshots,
+    end: &mut BusinessEnd,
+    slot: &InSlot,
+) {
+    let seq = slot.seq;
+    engine.process(&slot.cmd, &mut OutSink { out, seq });
+    out.push(Output {
+        seq,
+        kind: OutputKind::Done,
+    });
+    end.processed += 1;
+    end.last_seq = Some(seq);
+    snapshots.at_boundary(engine, seq, slot.timestamp_ns);
+}
+
+/// The fused layout's one thread: J over the whole batch, `end_batch`, then R·M·S over it.
+pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
+    mut inbox: I,
+    mut journal: JournalStage,
+    mut engine: Engine,
+    mut out: O,
+    mut snapshots: Snapshots,
+    wait: WaitStrategy,
+    control: Control,
+) -> (BusinessEnd, Result<(), String>) {
+    let mut end = BusinessEnd::default();
+    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
+        journal.journal(batch);
+        for slot in batch {
+            process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
+        }
+    });
+    end.engine = Some(engine);
+    end.snapshots = Some(snapshots);
+    (end, journal.close())
+}
+
+/// The `J|RMS` layout's business thread.
+pub(crate) fn run_business<I: Inbox<InSlot>, O: Outbox<Output>>(
+    mut inbox: I,
+    mut engine: Engine,
+    mut out: O,
+    mut snapshots: Snapshots,
+    wait: WaitStrategy,
+    control: Control,
+) -> BusinessEnd {
+    let mut end = BusinessEnd::default();
+    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
+        for slot in batch {
+            process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
+        }
+    });
+    end.engine = Some(engine);
+    end.snapshots = Some(snapshots);
+    end
+}
+
+/// R on its own thread (split): one command at a time; waits for S to finish the previous
+/// one, takes a due snapshot at that boundary, then validates and locks, leaving its decision
+/// in the slot for M.
+pub(crate) fn run_risk<I: Inbox<InSlot>>(
+    mut inbox: I,
+    shared: Arc<SharedEngine>,
+    mut snapshots: Snapshots,
+    wait: WaitStrategy,
+    control: Control,
+) -> BusinessEnd {
+    let mut end = BusinessEnd::default();
+    let mut last_timestamp_ns = 0;
+    drain(&mut inbox, 1, wait, &control, |batch| {
+        let slot = batch[0];
+        let previous = slot.seq.0 as i64 - 1;
+        while control.s_done() < previous {
+            control.check();
+            wait.idle();
+        }
+        if let Some(last) = end.last_seq {
+            debug_assert_eq!(last.0 as i64, previous);
+            // SAFETY: `s_done ≥ seq − 1` was loaded (Acquire) above and command `seq` is not
+            // released yet: M and S are idle (shared.rs), nothing writes the engine.
+            let engine = unsafe { shared.engine() };
+            snapshots.at_boundary(engine, last, last_timestamp_ns);
+        }
+        // SAFETY: as above, and only until this closure returns (the slot's release).
+        let (risk, specs, accounts, matcher) = unsafe { shared.risk_parts() };
+        // SAFETY: R holds the slot (J released it, R has not), see `InSlot::risk_mut`.
+        let decision = unsafe { slot.risk_mut() };
+        decision.plan = risk_stage(risk, specs, accounts, matcher, &slot.cmd, &mut *decision);
+        end.processed += 1;
+        end.last_seq = Some(slot.seq);
+        last_timestamp_ns = slot.timestamp_ns;
+    });
+    end.snapshots = Some(snapshots);
+    end
+}
+
+/// M on its own thread (split): one command at a time; forwards R's own events, matches, and
+/// frames the command for S with `Begin(plan)` … `Done`.
+pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
+    mut inbox: I,
+    shared: Arc<SharedEngine>,
+    mut out: O,
+    wait: WaitStrategy,
+    control: Control,
+) {
+    drain(&mut inbox, 1, wait, &control, |batch| {
+        let slot = batch[0];
+        let seq = slot.seq;
+        // SAFETY: R released this slot before M's poller could see it (cursor Release →
+        // Acquire), and the producer will not reuse it before M releases it.
+        let decision = unsafe { slot.risk() };
+        let plan = decision.plan;
+        out.push(SettleMsg {
+            seq,
+            kind: SettleKind::Begin(plan),
+        });
+        for event in &decision.events {
+            out.push(SettleMsg {
+                seq,
+                kind: SettleKind::Event(*event),
+            });
+        }
+        if plan != Plan::Done {
+            // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
+            // only the accounts meanwhile and R waits for S (shared.rs).
+            let matcher = unsafe { shared.matcher() };
+            match_stage(
+                matcher,
+                &slot.cmd,
+                plan,
+                &mut SettleSink { out: &mut out, seq },
+            );
+        }
+        out.push(SettleMsg {
+            seq,
+            kind: SettleKind::Done,
+        });
+    });
+}
+
+/// The next message on S's input, waiting for it; `None` once M is gone and all is drained.
+#[inline]
+fn next_settle<I: Inbox<SettleMsg>>(
+    inbox: &mut I,
+    wait: WaitStrategy,
+    control: &Control,
+) -> Option<SettleMsg> {
+    loop {
+        match inbox.poll(1, |batch| *batch[0]) {
+            Polled::Items(msg) => return Some(msg),
+            Polled::Empty => {
+                control.check();
+                wait.idle();
+            }
+            Polled::Closed => return None,
+        }
+    }
+}
+
+/// Feeds command `seq`'s events from S's input to `sink`, up to its `Done`.
+#[inline]
+fn forward_command<I: Inbox<SettleMsg>, S: EventSink>(
+    inbox: &mut I,
+    seq: Seq,
+    sink: &mut S,
+    wait: WaitStrategy,
+    control: &Control,
+) {
+    loop {
+        let msg = next_settle(inbox, wait, control)
+            .unwrap_or_else(|| panic!("M stopped inside command {seq}"));
+        debug_assert_eq!(msg.seq, seq);
+        match msg.kind {
+            SettleKind::Event(event) => sink.on_event(&event),
+            SettleKind::Done => return,
+            SettleKind::Begin(_) => panic!("command {} began inside {seq}", msg.seq),
+        }
+    }
+}
+
+/// S on its own thread (split): settles each command's events as M produces them, passes
+/// them to the outbound queue, ends the command with `Done` and stores `s_done`.
+pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
+    mut inbox: I,
+    shared: Arc<SharedEngine>,
+    mut out: O,
+    wait: WaitStrategy,
+    control: Control,
+) {
+    while let Some(first) = next_settle(&mut inbox, wait, &control) {
+        let SettleKind::Begin(plan) = first.kind else {
+            panic!(
+                "S expected the start of command {}, got {first:?}",
+                first.seq
+            );
+        };
+        let seq = first.seq;
+        let mut sink = OutSink { out: &mut out, seq };
+        if let Plan::Settle { .. } = plan {
+            // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R waits
+            // for `s_done ≥ seq` (stored below, after this borrow ends), M touches only the
+            // matcher (shared.rs).
+            let (specs, accounts) = unsafe { shared.settle_parts() };
+            let mut settle = settlement(accounts, specs, plan, &mut sink);
+            forward_command(&mut inbox, seq, &mut settle, wait, &control);
+        } else {
+            forward_command(&mut inbox, seq, &mut sink, wait, &control);
+        }
+        out.push(Output {
+            seq,
+            kind: OutputKind::Done,
+        });
+        control.set_s_done(seq.0);
+    }
+}
+
+/// The outbound thread: the embedder's handler over every output, in order.
+pub(crate) fn run_outbound<I: Inbox<Output>>(
+    mut inbox: I,
+    mut handler: Box<dyn FnMut(&Output) + Send>,
+    wait: WaitStrategy,
+    control: Control,
+) {
+    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
+        for output in batch {
+            handler(output);
+        }
+    });
+}

@@ -1,0 +1,221 @@
+//! Shared by the pipeline tests: the mixed command generator of `tests/zero_alloc.rs` (copied,
+//! not shared, so that file stays as it is), a stream with deposits and withdrawals around
+//! it, and a collecting output handler.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use ringbook_engine::pipeline::{Output, OutputKind};
+use ringbook_engine::prelude::*;
+
+/// SplitMix64: a fixed-seed generator that itself never allocates.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const USERS: u64 = 8;
+const SYMBOLS: u64 = 3;
+const TRACKED: usize = 4096;
+
+/// Generates a mixed command stream around a moving mid price. Client order ids it hands out
+/// are remembered in a fixed table so cancels and amends usually name live orders.
+pub struct Workload {
+    rng: Rng,
+    next_coid: u64,
+    tracked: Vec<(UserId, SymbolId, ClientOrderId)>,
+    mids: [i64; SYMBOLS as usize],
+}
+
+impl Workload {
+    pub fn new(seed: u64) -> Workload {
+        Workload {
+            rng: Rng(seed),
+            next_coid: 1,
+            tracked: vec![(UserId(0), SymbolId(0), ClientOrderId(0)); TRACKED],
+            mids: [15_000, 5_000, 19_000],
+        }
+    }
+
+    pub fn command(&mut self) -> Command {
+        let r = &mut self.rng;
+        let user = UserId(r.below(USERS) as u32);
+        let symbol = SymbolId(r.below(SYMBOLS) as u16);
+        let mid = &mut self.mids[symbol.0 as usize];
+        *mid = (*mid + r.below(3) as i64 - 1).clamp(1_000, 40_000);
+        let side = if r.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let toward = |p: i64| match side {
+            Side::Buy => p,
+            Side::Sell => -p,
+        };
+        let kind = r.below(100);
+        if kind < 60 {
+            let coid = ClientOrderId(self.next_coid);
+            self.next_coid += 1;
+            let slot = r.below(TRACKED as u64) as usize;
+            self.tracked[slot] = (user, symbol, coid);
+            let passive = *mid - toward(r.below(20) as i64);
+            let aggressive = *mid + toward(r.below(10) as i64);
+            let qty = Qty(1 + r.below(50));
+            let mut o = NewOrder::limit(user, symbol, coid, side, Price(passive), qty);
+            match kind % 12 {
+                0 => o.tif = TimeInForce::Ioc,
+                1 => o.tif = TimeInForce::Fok,
+                2 => o.post_only = true,
+                3 => o.display_qty = Qty(1 + r.below(qty.0)),
+                4 => {
+                    o = NewOrder::market(
+                        user,
+                        symbol,
+                        coid,
+                        side,
+                        Price(aggressive + toward(50)),
+                        qty,
+                    );
+                }
+                5 | 6 => {
+                    o.order_type = if kind.is_multiple_of(2) {
+                        OrderType::StopLimit
+                    } else {
+                        OrderType::StopMarket
+                    };
+                    o.stop_price = Price(*mid + toward(1 + r.below(5) as i64));
+                    o.price = Price(aggressive);
+                }
+                7 => o.price = Price(aggressive),
+                8 => o.qty = Qty(0), // a reject
+                _ => {}
+            }
+            o.stp = match r.below(6) {
+                0 => StpMode::CancelNewest,
+                1 => StpMode::CancelOldest,
+                2 => StpMode::CancelBoth,
+                3 => StpMode::Decrement,
+                _ => StpMode::None,
+            };
+            Command::NewOrder(o)
+        } else {
+            let (user, symbol, client_order_id) = self.tracked[r.below(TRACKED as u64) as usize];
+            match kind {
+                60..=84 => Command::Cancel {
+                    user,
+                    symbol,
+                    client_order_id,
+                },
+                85..=98 => Command::Amend {
+                    user,
+                    symbol,
+                    client_order_id,
+                    price: Price(*mid - toward(r.below(15) as i64)),
+                    qty: Qty(r.below(40)),
+                },
+                _ => Command::MassCancel {
+                    user,
+                    symbol: (r.below(2) == 0).then_some(symbol),
+                },
+            }
+        }
+    }
+}
+
+/// A config small enough for tests.
+pub fn config() -> Config {
+    let mut config = Config::default();
+    config.capacity.orders_max = 50_000;
+    config.capacity.users_max = 16;
+    config
+}
+
+/// `n` generated commands after deposits for every user (risk on gets funds; risk off sees
+/// them rejected), with a withdrawal, its approvals and a refused one mixed in every so often.
+pub fn stream(seed: u64, n: usize) -> Vec<Command> {
+    let config = config();
+    let mut cmds = Vec::with_capacity(n + 64);
+    for user in 0..USERS {
+        for currency in 0..config.currencies.len() {
+            cmds.push(Command::Deposit {
+                user: UserId(user as u32),
+                currency: CurrencyId(currency as u16),
+                amount: 1 << (20 + (user as u32 % 3) * 10),
+            });
+        }
+    }
+    let mut workload = Workload::new(seed);
+    let mut withdrawal = 0u64;
+    for i in 0..n {
+        if i % 97 == 50 {
+            withdrawal += 1;
+            cmds.push(Command::Withdraw {
+                user: UserId((i % USERS as usize) as u32),
+                currency: CurrencyId(0),
+                amount: 1_000,
+            });
+            cmds.push(Command::ApproveWithdrawal {
+                operator: OperatorId(900),
+                withdrawal_id: WithdrawalId(withdrawal),
+            });
+            if withdrawal.is_multiple_of(2) {
+                cmds.push(Command::ApproveWithdrawal {
+                    operator: OperatorId(901),
+                    withdrawal_id: WithdrawalId(withdrawal),
+                });
+            } else {
+                cmds.push(Command::RejectWithdrawal {
+                    operator: OperatorId(902),
+                    withdrawal_id: WithdrawalId(withdrawal),
+                });
+            }
+        }
+        cmds.push(workload.command());
+    }
+    cmds
+}
+
+/// Every output, in order, behind a mutex (the tests read it after shutdown).
+pub type Collected = Arc<Mutex<Vec<Output>>>;
+
+/// A handler that keeps every output.
+pub fn collector() -> (Collected, impl FnMut(&Output) + Send + 'static) {
+    let all: Collected = Arc::new(Mutex::new(Vec::new()));
+    let mine = Arc::clone(&all);
+    (all, move |o: &Output| mine.lock().unwrap().push(*o))
+}
+
+/// The single-threaded reference: outputs as the pipeline would produce them.
+pub fn reference(
+    config: &Config,
+    risk: RiskMode,
+    first_seq: u64,
+    cmds: &[Command],
+) -> (Vec<Output>, Engine) {
+    let mut engine = Engine::with_risk(config, risk).unwrap();
+    let mut out = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        let seq = Seq(first_seq + i as u64);
+        engine.process(cmd, &mut |e: &Event| {
+            out.push(Output {
+                seq,
+                kind: OutputKind::Event(*e),
+            })
+        });
+        out.push(Output {
+            seq,
+            kind: OutputKind::Done,
+        });
+    }
+    (out, engine)
+}

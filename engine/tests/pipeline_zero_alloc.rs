@@ -1,0 +1,139 @@
+//! After `start()`, the whole pipeline — every thread — allocates nothing: a counting global
+//! allocator counts every thread's heap operations while the commands flow (fused and split,
+//! disruptor rings, journal on with durability none). One test in this binary, so no other
+//! test's allocations are counted.
+
+mod pipeline_common;
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pipeline_common::{config, Workload, USERS};
+use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
+use ringbook_engine::prelude::*;
+use ringbook_journal::{Durability, JournalConfig, Pretouch};
+
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn note() {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+const COMMANDS: u64 = 100_000;
+
+fn allocations_after_start(layout: Layout) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config();
+    let done = Arc::new(AtomicU64::new(0));
+    let trades = Arc::new(AtomicU64::new(0));
+    let (d, t) = (Arc::clone(&done), Arc::clone(&trades));
+    let mut pipeline = Pipeline::builder(&config)
+        .layout(layout)
+        .transport(Transport::Disruptor)
+        .wait(WaitStrategy::Yield)
+        .journal(
+            dir.path(),
+            JournalConfig {
+                segment_len_bytes: 64 << 20, // no roll: ~100 bytes × 100k commands
+                durability: Durability::None,
+                pretouch: Pretouch::Off,
+                ..JournalConfig::default()
+            },
+        )
+        .on_output(move |o| match o.kind {
+            OutputKind::Done => d.store(o.seq.0, Ordering::Release),
+            OutputKind::Event(Event::Trade(_)) => {
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+            OutputKind::Event(_) => {}
+        })
+        .start()
+        .unwrap();
+    let mut workload = Workload::new(0xa110c);
+    let mut submitted = 0;
+    for user in 0..USERS {
+        for currency in 0..config.currencies.len() {
+            pipeline.submit(Command::Deposit {
+                user: UserId(user as u32),
+                currency: CurrencyId(currency as u16),
+                amount: 1 << 50,
+            });
+            submitted += 1;
+        }
+    }
+
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..COMMANDS {
+        pipeline.submit(workload.command());
+        submitted += 1;
+    }
+    while done.load(Ordering::Acquire) < submitted {
+        std::thread::yield_now();
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
+
+    let report = pipeline.shutdown().unwrap();
+    assert_eq!(report.commands, submitted);
+    assert!(
+        trades.load(Ordering::Relaxed) > 10_000,
+        "too few trades to mean anything"
+    );
+    allocations
+}
+
+#[test]
+fn the_running_pipeline_allocates_nothing_on_any_thread() {
+    // The counter works, on another thread too.
+    COUNTING.store(true, Ordering::SeqCst);
+    std::thread::scope(|s| {
+        s.spawn(|| drop(std::hint::black_box(Box::new(7u64))));
+    });
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(
+        ALLOCATIONS.swap(0, Ordering::SeqCst) >= 1,
+        "the counter counts nothing"
+    );
+
+    for layout in [Layout::Fused, Layout::JournalThenBusiness, Layout::Split] {
+        let allocations = allocations_after_start(layout);
+        assert_eq!(
+            allocations, 0,
+            "{layout}: {allocations} heap operations after start"
+        );
+    }
+}
