@@ -103,9 +103,19 @@ fn parse() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--rate" => a.rate = Some(value("--rate")?.parse().map_err(|e| format!("--rate: {e}"))?),
+            "--rate" => {
+                a.rate = Some(
+                    value("--rate")?
+                        .parse()
+                        .map_err(|e| format!("--rate: {e}"))?,
+                )
+            }
             "--max" => a.rate = None,
-            "--seconds" => a.seconds = value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--seconds" => {
+                a.seconds = value("--seconds")?
+                    .parse()
+                    .map_err(|e| format!("--seconds: {e}"))?
+            }
             "--layout" => a.layout = value("--layout")?,
             "--wait" => a.wait = value("--wait")?,
             "--output-wait" => a.output_wait = value("--output-wait")?,
@@ -198,7 +208,8 @@ fn run(args: &Args) -> Result<(), String> {
     let (home, from_output) = mpsc::channel();
     let mut recorder = Recorder {
         rec: Some(Recorded {
-            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?,
+            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .map_err(|e| e.to_string())?,
             done: 0,
             last_done_ns: 0,
         }),
@@ -221,11 +232,14 @@ fn run(args: &Args) -> Result<(), String> {
                 deposits_done.fetch_add(1, Ordering::Release);
                 return;
             }
-            let (Some(t0), Some(rec)) = (t0_cell.get(), recorder.rec.as_mut()) else { return };
+            let (Some(t0), Some(rec)) = (t0_cell.get(), recorder.rec.as_mut()) else {
+                return;
+            };
             let now_ns = t0.elapsed().as_nanos() as u64;
             let i = (out.seq.0 - first) as usize;
             let sent_ns = intended[i].load(Ordering::Acquire);
-            rec.latency_ns.saturating_record(now_ns.saturating_sub(sent_ns).max(1));
+            rec.latency_ns
+                .saturating_record(now_ns.saturating_sub(sent_ns).max(1));
             rec.done += 1;
             rec.last_done_ns = now_ns;
             timed_done.store(rec.done, Ordering::Release);
@@ -299,7 +313,9 @@ fn run(args: &Args) -> Result<(), String> {
     COUNTING.store(false, Ordering::Relaxed);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let report = pipeline.shutdown().map_err(|e| e.to_string())?;
-    let rec = from_output.recv_timeout(Duration::from_secs(10)).map_err(|_| "the output handler was not dropped at shutdown")?;
+    let rec = from_output
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "the output handler was not dropped at shutdown")?;
     if rec.done != n as u64 {
         return Err(format!("{} of {n} commands completed", rec.done));
     }
@@ -333,7 +349,10 @@ fn run(args: &Args) -> Result<(), String> {
             std::thread::available_parallelism().map_or(0, |c| c.get())
         );
         match args.rate {
-            Some(r) => println!("offered {r}/s for {:.1} s: {n} commands; achieved {achieved:.0}/s", args.seconds),
+            Some(r) => println!(
+                "offered {r}/s for {:.1} s: {n} commands; achieved {achieved:.0}/s",
+                args.seconds
+            ),
             None => println!("max throughput: {n} commands; achieved {achieved:.0}/s"),
         }
         println!(
@@ -344,7 +363,10 @@ fn run(args: &Args) -> Result<(), String> {
             q(0.9999),
             h.max()
         );
-        println!("heap operations after start (all threads): {allocations}; state hash {}", report.state_hash);
+        println!(
+            "heap operations after start (all threads): {allocations}; state hash {}",
+            report.state_hash
+        );
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! every order.
 
 use ringbook_engine::prelude::{
-    ClientOrderId, Command, Config, CurrencyId, NewOrder, Price, Qty, Side, SymbolId, TimeInForce, UserId,
+    ClientOrderId, Command, Config, CurrencyId, NewOrder, Price, Qty, Side, SymbolId, TimeInForce,
+    UserId,
 };
 
 use crate::SplitMix64;
@@ -18,7 +19,11 @@ pub fn deposits(config: &Config) -> Vec<Command> {
     let mut out = Vec::new();
     for user in 0..PIPELINE_USERS {
         for currency in 0..config.currencies.len() {
-            out.push(Command::Deposit { user: UserId(user), currency: CurrencyId(currency as u16), amount: 1 << 52 });
+            out.push(Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency as u16),
+                amount: 1 << 52,
+            });
         }
     }
     out
@@ -29,8 +34,11 @@ pub fn deposits(config: &Config) -> Vec<Command> {
 pub fn commands(config: &Config, n: usize, seed: u64) -> Vec<Command> {
     let mut rng = SplitMix64::new(seed);
     let symbols = config.symbols.len() as u64;
-    let mut mids: Vec<i64> =
-        config.symbols.iter().map(|s| (s.price_min + s.price_max) / 2).collect();
+    let mut mids: Vec<i64> = config
+        .symbols
+        .iter()
+        .map(|s| (s.price_min + s.price_max) / 2)
+        .collect();
     let mut recent = [(UserId(0), SymbolId(0), ClientOrderId(0)); RECENT];
     let mut next_coid = 1u64;
     let mut out = Vec::with_capacity(n);
@@ -39,12 +47,20 @@ pub fn commands(config: &Config, n: usize, seed: u64) -> Vec<Command> {
         let user = UserId(rng.below(u64::from(PIPELINE_USERS)) as u32);
         let mid = &mut mids[symbol.0 as usize];
         *mid += rng.below(3) as i64 - 1;
-        let side = if rng.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let side = if rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let sign = if side == Side::Buy { 1 } else { -1 };
         let kind = rng.below(100);
         let cmd = if kind < 30 {
             let (user, symbol, client_order_id) = recent[rng.below(RECENT as u64) as usize];
-            Command::Cancel { user, symbol, client_order_id }
+            Command::Cancel {
+                user,
+                symbol,
+                client_order_id,
+            }
         } else {
             let coid = ClientOrderId(next_coid);
             next_coid += 1;
@@ -56,7 +72,14 @@ pub fn commands(config: &Config, n: usize, seed: u64) -> Vec<Command> {
                 Command::NewOrder(NewOrder::limit(user, symbol, coid, side, price, qty))
             } else if kind < 95 {
                 // Aggressive IOC limit a few ticks through the mid.
-                let mut o = NewOrder::limit(user, symbol, coid, side, Price(*mid + sign * rng.below(5) as i64), qty);
+                let mut o = NewOrder::limit(
+                    user,
+                    symbol,
+                    coid,
+                    side,
+                    Price(*mid + sign * rng.below(5) as i64),
+                    qty,
+                );
                 o.tif = TimeInForce::Ioc;
                 Command::NewOrder(o)
             } else {

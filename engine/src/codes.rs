@@ -8,6 +8,46 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum RejectCode {
+    // ---- 1xxx: gateway and session ----
+    /// A frame's body has the wrong length for its message type.
+    MalformedFrame = 1001,
+    /// A frame's length prefix is below the header size or above `FRAME_BYTES_MAX`; the connection is closed.
+    FrameTooLarge = 1002,
+    /// The message type is not one the client may send.
+    UnknownMessageType = 1003,
+    /// The frame's schema version is not one this server speaks.
+    UnsupportedVersion = 1004,
+    /// A field is out of range (an enum value, a flag bit, a non-zero padding byte, a bad name).
+    InvalidField = 1005,
+    /// The first message of a connection must be a login.
+    NotLoggedIn = 1006,
+    /// A second login on a logged-in connection, or a session id already attached elsewhere.
+    AlreadyLoggedIn = 1007,
+    /// Unknown login or wrong password (counted; repeated failures are slowed down).
+    BadCredentials = 1008,
+    /// Too many failed logins from this peer recently; try again later.
+    LoginThrottled = 1009,
+    /// The message names a user or operator id other than the session's own.
+    NotYourAccount = 1010,
+    /// Deposits and withdrawal approvals need an operator session.
+    OperatorOnly = 1011,
+    /// Orders, withdrawals and account queries need a user session.
+    UserOnly = 1012,
+    /// A new order's client order id is not above the session's previous one (idempotency: a resent order is never executed twice).
+    ClientOrderIdNotIncreasing = 1013,
+    /// Nothing arrived from the client for longer than the heartbeat timeout.
+    HeartbeatTimeout = 1014,
+    /// The session's outbound buffer filled: the client is not reading fast enough.
+    SlowConsumer = 1015,
+    /// The client sent more messages than the per-connection rate allows.
+    Flood = 1016,
+    /// No free connection or session slot.
+    ServerFull = 1017,
+    /// The requested retransmission starts before the oldest message the session still holds.
+    RetransmitUnavailable = 1018,
+    /// The server is shutting down.
+    ShuttingDown = 1019,
+
     // ---- 2xxx: risk and accounts ----
     /// The user id is not below the configured `users_max`, or (with risk on) the user has no
     /// account yet: accounts open with their first deposit.
@@ -62,7 +102,26 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 23] = [
+    pub const ALL: [RejectCode; 42] = [
+        RejectCode::MalformedFrame,
+        RejectCode::FrameTooLarge,
+        RejectCode::UnknownMessageType,
+        RejectCode::UnsupportedVersion,
+        RejectCode::InvalidField,
+        RejectCode::NotLoggedIn,
+        RejectCode::AlreadyLoggedIn,
+        RejectCode::BadCredentials,
+        RejectCode::LoginThrottled,
+        RejectCode::NotYourAccount,
+        RejectCode::OperatorOnly,
+        RejectCode::UserOnly,
+        RejectCode::ClientOrderIdNotIncreasing,
+        RejectCode::HeartbeatTimeout,
+        RejectCode::SlowConsumer,
+        RejectCode::Flood,
+        RejectCode::ServerFull,
+        RejectCode::RetransmitUnavailable,
+        RejectCode::ShuttingDown,
         RejectCode::UnknownUser,
         RejectCode::InsufficientFunds,
         RejectCode::InvalidAmount,
@@ -97,6 +156,25 @@ impl RejectCode {
     /// The stable name (SCREAMING_SNAKE_CASE), as printed by the scenario runner.
     pub fn name(self) -> &'static str {
         match self {
+            RejectCode::MalformedFrame => "MALFORMED_FRAME",
+            RejectCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            RejectCode::UnknownMessageType => "UNKNOWN_MESSAGE_TYPE",
+            RejectCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            RejectCode::InvalidField => "INVALID_FIELD",
+            RejectCode::NotLoggedIn => "NOT_LOGGED_IN",
+            RejectCode::AlreadyLoggedIn => "ALREADY_LOGGED_IN",
+            RejectCode::BadCredentials => "BAD_CREDENTIALS",
+            RejectCode::LoginThrottled => "LOGIN_THROTTLED",
+            RejectCode::NotYourAccount => "NOT_YOUR_ACCOUNT",
+            RejectCode::OperatorOnly => "OPERATOR_ONLY",
+            RejectCode::UserOnly => "USER_ONLY",
+            RejectCode::ClientOrderIdNotIncreasing => "CLIENT_ORDER_ID_NOT_INCREASING",
+            RejectCode::HeartbeatTimeout => "HEARTBEAT_TIMEOUT",
+            RejectCode::SlowConsumer => "SLOW_CONSUMER",
+            RejectCode::Flood => "FLOOD",
+            RejectCode::ServerFull => "SERVER_FULL",
+            RejectCode::RetransmitUnavailable => "RETRANSMIT_UNAVAILABLE",
+            RejectCode::ShuttingDown => "SHUTTING_DOWN",
             RejectCode::UnknownUser => "UNKNOWN_USER",
             RejectCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
             RejectCode::InvalidAmount => "INVALID_AMOUNT",

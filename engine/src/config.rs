@@ -63,6 +63,45 @@ pub struct AccountsConfig {
     pub operators: Vec<u32>,
 }
 
+/// The gateway's logins (optional; only `ringbook serve` reads it). See docs/operations.md.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Who may log in, and as which user or operator.
+    #[serde(default)]
+    pub accounts: Vec<GatewayAccount>,
+}
+
+/// One gateway login: exactly one of `user` or `operator`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayAccount {
+    /// Login name (1..=32 bytes of ASCII letters, digits, `-`, `_`, `.`).
+    pub login: String,
+    /// Credential (1..=32 bytes), compared in constant time by the gateway.
+    pub password: String,
+    /// The user id this login trades for.
+    #[serde(default)]
+    pub user: Option<u32>,
+    /// The operator id this login acts as (must be listed in `accounts.operators`).
+    #[serde(default)]
+    pub operator: Option<u32>,
+}
+
+impl fmt::Debug for GatewayAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the credential.
+        f.debug_struct("GatewayAccount")
+            .field("login", &self.login)
+            .field("user", &self.user)
+            .field("operator", &self.operator)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest gateway login name or password, in bytes (fixed-width fields on the wire).
+pub const GATEWAY_CREDENTIAL_BYTES_MAX: usize = 32;
+
 /// One currency.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +168,9 @@ pub struct Config {
     /// Operators (withdrawal approval).
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// Gateway logins (optional).
+    #[serde(default)]
+    pub gateway: GatewayConfig,
 }
 
 /// A configuration that cannot be used; the message names the offending entry and field.
@@ -200,6 +242,38 @@ impl Config {
         for (i, op) in self.accounts.operators.iter().enumerate() {
             if self.accounts.operators[..i].contains(op) {
                 return bad(format!("accounts.operators lists operator {op} twice"));
+            }
+        }
+        for (i, a) in self.gateway.accounts.iter().enumerate() {
+            let ok_name = |t: &str| {
+                !t.is_empty()
+                    && t.len() <= GATEWAY_CREDENTIAL_BYTES_MAX
+                    && t.bytes().all(|b| b.is_ascii_graphic())
+            };
+            if !ok_name(&a.login)
+                || !a
+                    .login
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return bad(format!("gateway.accounts[{i}]: login {:?} must be 1..={GATEWAY_CREDENTIAL_BYTES_MAX} ASCII letters, digits, '-', '_' or '.'", a.login));
+            }
+            if !ok_name(&a.password) {
+                return bad(format!("gateway.accounts[{i}] ({:?}): password must be 1..={GATEWAY_CREDENTIAL_BYTES_MAX} printable ASCII bytes", a.login));
+            }
+            if self.gateway.accounts[..i]
+                .iter()
+                .any(|o| o.login == a.login)
+            {
+                return bad(format!(
+                    "gateway.accounts: login {:?} is defined twice",
+                    a.login
+                ));
+            }
+            match (a.user, a.operator) {
+                (Some(u), None) if u < cap.users_max => {}
+                (None, Some(op)) if self.accounts.operators.contains(&op) => {}
+                _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max) or operator (listed in accounts.operators)", a.login)),
             }
         }
         if self.currencies.is_empty() || self.currencies.len() > CURRENCIES_MAX {

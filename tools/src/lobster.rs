@@ -621,7 +621,8 @@ impl Replay {
         let symbol = config
             .symbol_id(SYMBOL)
             .ok_or_else(|| InputError(format!("the default config has no {SYMBOL}")))?;
-        let engine = Engine::with_risk(&config, RiskMode::Off).map_err(|e| InputError(e.to_string()))?;
+        let engine =
+            Engine::with_risk(&config, RiskMode::Off).map_err(|e| InputError(e.to_string()))?;
         Ok(Replay {
             engine,
             symbol,

@@ -5,12 +5,15 @@
 //! - `lobster` — replay a LOBSTER message file and check the book against its orderbook file.
 //! - `journal dump | verify | stats | prune` — look inside and maintain a journal directory.
 //!
-//! `serve`, `loadgen` and `journal replay` arrive with the gateway and pipeline issues.
+//! - `serve` — the gateway server in front of the journaled pipeline.
+//! - `loadgen` — the TCP load harness (loopback only).
 #![forbid(unsafe_code)]
 
 mod journal;
+mod loadgen;
 mod lobster;
 mod scenario;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,10 @@ enum Cmd {
     Lobster(lobster::Args),
     /// Dump, verify, summarize or prune a journal directory.
     Journal(journal::Args),
+    /// Run the gateway server in front of the journaled pipeline.
+    Serve(serve::Args),
+    /// Drive a server over TCP at a set rate and report latency percentiles.
+    Loadgen(loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,5 +49,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(args) => scenario::run(args),
         Cmd::Lobster(args) => lobster::run(args),
         Cmd::Journal(args) => journal::run(args),
+        Cmd::Serve(args) => serve::run(args),
+        Cmd::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -224,7 +224,11 @@ impl PipelineBuilder {
         let cores_available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let output_wait = self.output_wait.unwrap_or(self.wait);
         // An inline handler has no thread of its own to spin.
-        let counted_output_wait = if self.inline_output { WaitStrategy::Yield } else { output_wait };
+        let counted_output_wait = if self.inline_output {
+            WaitStrategy::Yield
+        } else {
+            output_wait
+        };
         check_spinning(self.layout, self.wait, counted_output_wait, cores_available)?;
         let pins = pins(&self.cores, threads)?;
 

@@ -59,7 +59,10 @@ impl RiskSpec {
     #[inline]
     pub fn buy_unit_lock(&self, price: Price) -> Option<u64> {
         // Fast path in u64 (division by a constant becomes a multiply); u128 only when needed.
-        if let Some(per_lot) = u64::try_from(price.0).ok().and_then(|p| p.checked_mul(self.tick_size)) {
+        if let Some(per_lot) = u64::try_from(price.0)
+            .ok()
+            .and_then(|p| p.checked_mul(self.tick_size))
+        {
             if let Some(scaled) = per_lot.checked_mul(u64::from(self.taker_fee_bps)) {
                 return per_lot.checked_add(scaled.div_ceil(10_000));
             }

@@ -1,0 +1,280 @@
+//! A blocking client for the protocol: connect, log in, send, receive, heartbeat, and
+//! reconnect with retransmission of what was missed.
+//!
+//! The client remembers the highest server sequence number it has returned; [`Client::reconnect`]
+//! logs in again with it, so the server retransmits everything after it, and [`Client::recv`]
+//! drops any duplicate it sees.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ringbook_engine::RejectCode;
+
+use crate::protocol::client::Login;
+use crate::protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+
+const READ_BUF_BYTES: usize = 64 << 10;
+
+/// What can go wrong on the client side.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The socket failed (or a read timed out: `WouldBlock` / `TimedOut`).
+    Io(io::Error),
+    /// The server refused the login: code and name.
+    LoginRejected(u16, String),
+    /// The server closed the session, giving this reason (code 0: logout).
+    Disconnected(u16, String),
+    /// The server sent bytes this client cannot decode.
+    Protocol(RejectCode),
+    /// The connection closed without a reason.
+    Closed,
+    /// `reconnect` before any `login`.
+    NeverLoggedIn,
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "i/o: {e}"),
+            ClientError::LoginRejected(c, n) => write!(f, "login rejected: {c} {n}"),
+            ClientError::Disconnected(c, n) => write!(f, "disconnected by server: {c} {n}"),
+            ClientError::Protocol(c) => write!(f, "undecodable server message: {}", c.name()),
+            ClientError::Closed => write!(f, "connection closed"),
+            ClientError::NeverLoggedIn => write!(f, "reconnect needs a previous login"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// What the server said when it accepted a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginInfo {
+    /// 0 user, 1 operator.
+    pub role: u8,
+    /// The user or operator id.
+    pub id: u32,
+    /// Heartbeat interval in force.
+    pub heartbeat_ms: u32,
+    /// The session's highest sequence number at login; retransmitted messages follow.
+    pub last_seq: u64,
+}
+
+/// A blocking connection to a ringbook server.
+#[derive(Debug)]
+pub struct Client {
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    last_seq: u64,
+    login: Option<Login>,
+    frame: [u8; FRAME_BYTES_MAX],
+}
+
+impl Client {
+    /// Connects (TCP_NODELAY on).
+    pub fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            addr,
+            stream,
+            buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            last_seq: 0,
+            login: None,
+            frame: [0u8; FRAME_BYTES_MAX],
+        })
+    }
+
+    /// Logs in as `login` for session `session_id` and waits for the answer.
+    pub fn login(
+        &mut self,
+        login: &str,
+        password: &str,
+        session_id: u32,
+        cancel_on_disconnect: bool,
+    ) -> Result<LoginInfo, ClientError> {
+        let l = Login {
+            login: name32(login),
+            password: name32(password),
+            session_id,
+            last_seen_seq: self.last_seq,
+            heartbeat_ms: 0,
+            cancel_on_disconnect,
+        };
+        self.login = Some(l);
+        self.send_login(l)
+    }
+
+    /// Logs in with an explicit heartbeat interval (ms) and starting sequence number.
+    pub fn login_with(&mut self, l: Login) -> Result<LoginInfo, ClientError> {
+        self.login = Some(l);
+        self.last_seq = l.last_seen_seq;
+        self.send_login(l)
+    }
+
+    fn send_login(&mut self, l: Login) -> Result<LoginInfo, ClientError> {
+        self.send(&ClientMsg::Login(l))?;
+        loop {
+            match self.recv()? {
+                ServerMsg::LoginAccepted {
+                    role,
+                    id,
+                    heartbeat_ms,
+                    last_seq,
+                    ..
+                } => {
+                    return Ok(LoginInfo {
+                        role,
+                        id,
+                        heartbeat_ms,
+                        last_seq,
+                    })
+                }
+                ServerMsg::LoginRejected { code, name } => {
+                    return Err(ClientError::LoginRejected(
+                        code,
+                        name32_str(&name).to_string(),
+                    ))
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Opens a new connection and logs in to the same session, asking for every message after
+    /// the last one received; those arrive through [`Client::recv`] before new ones.
+    pub fn reconnect(&mut self) -> Result<LoginInfo, ClientError> {
+        let mut l = self.login.ok_or(ClientError::NeverLoggedIn)?;
+        let stream = TcpStream::connect(self.addr)?;
+        stream.set_nodelay(true)?;
+        self.stream = stream;
+        self.start = 0;
+        self.end = 0;
+        l.last_seen_seq = self.last_seq;
+        self.send_login(l)
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        let n = msg.encode(&mut self.frame);
+        self.stream.write_all(&self.frame[..n])?;
+        Ok(())
+    }
+
+    /// Encodes `msg` into `out` (for callers batching several frames into one write).
+    pub fn encode_into(msg: &ClientMsg, out: &mut Vec<u8>) {
+        let mut f = [0u8; FRAME_BYTES_MAX];
+        let n = msg.encode(&mut f);
+        out.extend_from_slice(&f[..n]);
+    }
+
+    /// Writes raw bytes (tests of hostile input; batched frames).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Sends a heartbeat.
+    pub fn heartbeat(&mut self) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Heartbeat)
+    }
+
+    /// Logs out (the server answers with a `Disconnect` of code 0 and closes).
+    pub fn logout(&mut self) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Logout)
+    }
+
+    /// The highest server sequence number received.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Sets (or clears) the read timeout used by [`Client::recv`].
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<(), ClientError> {
+        self.stream.set_read_timeout(t)?;
+        Ok(())
+    }
+
+    /// The socket (for shutdown in tests, or polling).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Receives the next message, blocking. Heartbeats are returned too; duplicates of
+    /// sequenced messages already returned (after a reconnect) are skipped. A `Disconnect`
+    /// becomes [`ClientError::Disconnected`].
+    pub fn recv(&mut self) -> Result<ServerMsg, ClientError> {
+        loop {
+            if let Some(msg) = self.try_decode()? {
+                let seq = msg.seq();
+                if seq != 0 {
+                    if seq <= self.last_seq {
+                        continue;
+                    }
+                    self.last_seq = seq;
+                }
+                if let ServerMsg::Disconnect { code, name } = msg {
+                    return Err(ClientError::Disconnected(
+                        code,
+                        name32_str(&name).to_string(),
+                    ));
+                }
+                return Ok(msg);
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = self.stream.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.end += n;
+        }
+    }
+
+    /// Like [`Client::recv`], but `Ok(None)` when nothing arrives within `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ServerMsg>, ClientError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        let r = self.recv();
+        self.stream.set_read_timeout(None)?;
+        match r {
+            Ok(m) => Ok(Some(m)),
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn try_decode(&mut self) -> Result<Option<ServerMsg>, ClientError> {
+        match split_frame(&self.buf[self.start..self.end]) {
+            Ok(Some((h, body))) => {
+                let msg = ServerMsg::decode(h.msg_type, h.version, body)
+                    .map_err(ClientError::Protocol)?;
+                self.start += h.frame_len;
+                Ok(Some(msg))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(ClientError::Protocol(e.code())),
+        }
+    }
+}

@@ -1,0 +1,1031 @@
+//! Server → client messages. Every body starts with the session sequence number `seq`:
+//! 1, 2, 3, … per session for sequenced messages (kept for retransmission), 0 for the
+//! unsequenced session-control ones (login replies, heartbeats, disconnect).
+
+use ringbook_engine::book::OrderView;
+use ringbook_engine::RejectCode;
+
+use super::wire::{Rd, Wr};
+use super::{name32, put_header, Name32, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
+
+/// Message type numbers (server → client).
+pub mod msg_type {
+    /// Login accepted (unsequenced).
+    pub const LOGIN_ACCEPTED: u16 = 101;
+    /// Login rejected, then the connection closes (unsequenced).
+    pub const LOGIN_REJECTED: u16 = 102;
+    /// Heartbeat (unsequenced).
+    pub const HEARTBEAT: u16 = 103;
+    /// Why the server is closing the connection (unsequenced).
+    pub const DISCONNECT: u16 = 104;
+    /// Order accepted (FIX ExecType=New).
+    pub const ACCEPTED: u16 = 110;
+    /// Any command or query refused, by the gateway (1xxx) or the engine (2xxx, 3xxx).
+    pub const REJECTED: u16 = 111;
+    /// One side of a trade, as seen by that side's owner.
+    pub const FILL: u16 = 112;
+    /// Cancelled (whole or partial).
+    pub const CANCELLED: u16 = 113;
+    /// Amended (FIX Replaced).
+    pub const AMENDED: u16 = 114;
+    /// Stop triggered.
+    pub const TRIGGERED: u16 = 115;
+    /// End of a mass cancel.
+    pub const MASS_CANCELLED: u16 = 116;
+    /// A balance after a deposit or withdrawal step.
+    pub const BALANCE_UPDATE: u16 = 120;
+    /// Funds credited.
+    pub const DEPOSITED: u16 = 121;
+    /// Withdrawal requested (amount locked).
+    pub const WITHDRAWAL_REQUESTED: u16 = 122;
+    /// A withdrawal approval.
+    pub const WITHDRAWAL_APPROVED: u16 = 123;
+    /// Withdrawal completed (second approval).
+    pub const WITHDRAWAL_COMPLETED: u16 = 124;
+    /// Withdrawal rejected by an operator.
+    pub const WITHDRAWAL_REJECTED: u16 = 125;
+    /// An operator command refused by the engine.
+    pub const OPERATOR_REJECTED: u16 = 126;
+    /// Reply to an order status query.
+    pub const ORDER_STATUS: u16 = 130;
+    /// One live order, in reply to an open-orders query.
+    pub const OPEN_ORDER: u16 = 131;
+    /// End of an open-orders reply.
+    pub const OPEN_ORDERS_END: u16 = 132;
+    /// One balance, in reply to a balances query.
+    pub const BALANCE: u16 = 133;
+    /// End of a balances reply.
+    pub const BALANCES_END: u16 = 134;
+    /// Up to [`super::BOOK_LEVELS_PER_MSG`] levels of one side of a book snapshot.
+    pub const BOOK_LEVELS: u16 = 135;
+    /// End of a book snapshot.
+    pub const BOOK_END: u16 = 136;
+}
+
+/// Levels carried by one `BookLevels` message.
+pub const BOOK_LEVELS_PER_MSG: usize = 8;
+
+/// A live order as queries report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderInfo {
+    /// Owner.
+    pub user: u32,
+    /// Symbol.
+    pub symbol: u16,
+    /// Side (0 buy, 1 sell).
+    pub side: u8,
+    /// Order type (0 limit, 1 market, 2 stop-limit, 3 stop-market).
+    pub order_type: u8,
+    /// Time in force (0 GTC, 1 IOC, 2 FOK).
+    pub tif: u8,
+    /// Bit 0: post-only.
+    pub flags: u8,
+    /// Self-trade prevention mode.
+    pub stp: u8,
+    /// Order status: 0 NEW, 1 PARTIALLY_FILLED (only live orders are reported).
+    pub status: u8,
+    /// Client order id.
+    pub client_order_id: u64,
+    /// Engine order id.
+    pub order_id: u64,
+    /// Limit or protection price.
+    pub price: i64,
+    /// Stop price (0 if none).
+    pub stop_price: i64,
+    /// Open quantity.
+    pub leaves_qty: u64,
+    /// Shown quantity.
+    pub visible_qty: u64,
+    /// Filled so far.
+    pub filled_qty: u64,
+    /// Iceberg display quantity (0 if none).
+    pub display_qty: u64,
+}
+
+/// The size of an [`OrderInfo`] on the wire.
+pub const ORDER_INFO_BYTES: usize = 4 + 2 + 6 + 8 * 8;
+
+impl OrderInfo {
+    /// From the engine's view of a live order.
+    pub fn from_view(o: &OrderView) -> OrderInfo {
+        OrderInfo {
+            user: o.user.0,
+            symbol: o.symbol.0,
+            side: o.side as u8,
+            order_type: o.order_type as u8,
+            tif: o.tif as u8,
+            flags: o.post_only as u8,
+            stp: o.stp as u8,
+            status: u8::from(o.filled_qty.0 > 0),
+            client_order_id: o.client_order_id.0,
+            order_id: o.order_id.0,
+            price: o.price.0,
+            stop_price: o.stop_price.0,
+            leaves_qty: o.leaves_qty.0,
+            visible_qty: o.visible_qty.0,
+            filled_qty: o.filled_qty.0,
+            display_qty: o.display_qty.0,
+        }
+    }
+
+    fn put(&self, w: &mut Wr<'_>) {
+        w.u32(self.user)
+            .u16(self.symbol)
+            .u8(self.side)
+            .u8(self.order_type)
+            .u8(self.tif)
+            .u8(self.flags)
+            .u8(self.stp)
+            .u8(self.status)
+            .u64(self.client_order_id)
+            .u64(self.order_id)
+            .i64(self.price)
+            .i64(self.stop_price)
+            .u64(self.leaves_qty)
+            .u64(self.visible_qty)
+            .u64(self.filled_qty)
+            .u64(self.display_qty);
+    }
+
+    fn get(r: &mut Rd<'_>) -> OrderInfo {
+        OrderInfo {
+            user: r.u32(),
+            symbol: r.u16(),
+            side: r.u8(),
+            order_type: r.u8(),
+            tif: r.u8(),
+            flags: r.u8(),
+            stp: r.u8(),
+            status: r.u8(),
+            client_order_id: r.u64(),
+            order_id: r.u64(),
+            price: r.i64(),
+            stop_price: r.i64(),
+            leaves_qty: r.u64(),
+            visible_qty: r.u64(),
+            filled_qty: r.u64(),
+            display_qty: r.u64(),
+        }
+    }
+}
+
+/// Everything the server sends. Field meanings follow the engine's `Event` of the same name;
+/// ids are raw integers. `name` fields are the code's stable name, NUL-padded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum ServerMsg {
+    /// `role` 0 user, 1 operator; `id` the user or operator id; `last_seq` the highest sequence
+    /// number the session has sent so far (retransmitted messages, if any, follow this one).
+    LoginAccepted {
+        session_id: u32,
+        role: u8,
+        id: u32,
+        heartbeat_ms: u32,
+        last_seq: u64,
+    },
+    LoginRejected {
+        code: u16,
+        name: Name32,
+    },
+    Heartbeat,
+    /// `code` 0: a normal logout; otherwise the reject code that ended the session.
+    Disconnect {
+        code: u16,
+        name: Name32,
+    },
+    Accepted {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        side: u8,
+        order_type: u8,
+        client_order_id: u64,
+        order_id: u64,
+        price: i64,
+        qty: u64,
+    },
+    /// `ref_msg_type`: the client message type refused (0 if unknown).
+    Rejected {
+        seq: u64,
+        user: u32,
+        ref_msg_type: u16,
+        code: u16,
+        client_order_id: u64,
+        name: Name32,
+    },
+    /// `role` 0 maker, 1 taker; `side` the order's own side.
+    Fill {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        side: u8,
+        role: u8,
+        client_order_id: u64,
+        order_id: u64,
+        price: i64,
+        qty: u64,
+        leaves_qty: u64,
+        cum_qty: u64,
+        fee: u64,
+    },
+    /// `reason`: the engine's `CancelReason` number.
+    Cancelled {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        side: u8,
+        reason: u8,
+        client_order_id: u64,
+        order_id: u64,
+        price: i64,
+        qty: u64,
+        leaves_qty: u64,
+    },
+    Amended {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        client_order_id: u64,
+        order_id: u64,
+        price: i64,
+        qty: u64,
+    },
+    Triggered {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        client_order_id: u64,
+        order_id: u64,
+    },
+    /// `symbol` 0xFFFF: all symbols.
+    MassCancelled {
+        seq: u64,
+        user: u32,
+        symbol: u16,
+        count: u32,
+    },
+    BalanceUpdate {
+        seq: u64,
+        user: u32,
+        currency: u16,
+        available: u64,
+        locked: u64,
+    },
+    Deposited {
+        seq: u64,
+        user: u32,
+        currency: u16,
+        amount: u64,
+    },
+    WithdrawalRequested {
+        seq: u64,
+        withdrawal_id: u64,
+        user: u32,
+        currency: u16,
+        amount: u64,
+    },
+    WithdrawalApproved {
+        seq: u64,
+        withdrawal_id: u64,
+        operator: u32,
+        user: u32,
+        approvals: u8,
+    },
+    WithdrawalCompleted {
+        seq: u64,
+        withdrawal_id: u64,
+        user: u32,
+        currency: u16,
+        amount: u64,
+    },
+    WithdrawalRejected {
+        seq: u64,
+        withdrawal_id: u64,
+        operator: u32,
+        user: u32,
+    },
+    OperatorRejected {
+        seq: u64,
+        withdrawal_id: u64,
+        operator: u32,
+        code: u16,
+        name: Name32,
+    },
+    /// `found` 0: the user has no live order with this client order id (filled, cancelled or
+    /// never placed); `order` is then all zeros.
+    OrderStatus {
+        seq: u64,
+        request_id: u64,
+        found: u8,
+        order: OrderInfo,
+    },
+    OpenOrder {
+        seq: u64,
+        request_id: u64,
+        order: OrderInfo,
+    },
+    OpenOrdersEnd {
+        seq: u64,
+        request_id: u64,
+        count: u32,
+    },
+    Balance {
+        seq: u64,
+        request_id: u64,
+        currency: u16,
+        available: u64,
+        locked: u64,
+    },
+    BalancesEnd {
+        seq: u64,
+        request_id: u64,
+        count: u32,
+    },
+    /// `side` 0 bids, 1 asks; `count` ≤ 8 levels `(price, qty)` best first, the rest zero.
+    BookLevels {
+        seq: u64,
+        request_id: u64,
+        symbol: u16,
+        side: u8,
+        count: u8,
+        levels: [(i64, u64); BOOK_LEVELS_PER_MSG],
+    },
+    BookEnd {
+        seq: u64,
+        request_id: u64,
+        symbol: u16,
+        bid_levels: u32,
+        ask_levels: u32,
+    },
+}
+
+/// The largest server body (`BookLevels`).
+pub const BODY_BYTES_MAX: usize = 8 + 8 + 2 + 1 + 1 + 4 + BOOK_LEVELS_PER_MSG * 16;
+
+impl ServerMsg {
+    /// A `Rejected` for `code`.
+    pub fn rejected(
+        seq: u64,
+        user: u32,
+        ref_msg_type: u16,
+        code: RejectCode,
+        client_order_id: u64,
+    ) -> ServerMsg {
+        ServerMsg::Rejected {
+            seq,
+            user,
+            ref_msg_type,
+            code: code.code(),
+            client_order_id,
+            name: name32(code.name()),
+        }
+    }
+
+    /// A `Disconnect` for `code` (`None`: a normal logout).
+    pub fn disconnect(code: Option<RejectCode>) -> ServerMsg {
+        match code {
+            Some(c) => ServerMsg::Disconnect {
+                code: c.code(),
+                name: name32(c.name()),
+            },
+            None => ServerMsg::Disconnect {
+                code: 0,
+                name: name32("LOGOUT"),
+            },
+        }
+    }
+
+    /// The message type number.
+    pub fn msg_type(&self) -> u16 {
+        use msg_type::*;
+        match self {
+            ServerMsg::LoginAccepted { .. } => LOGIN_ACCEPTED,
+            ServerMsg::LoginRejected { .. } => LOGIN_REJECTED,
+            ServerMsg::Heartbeat => HEARTBEAT,
+            ServerMsg::Disconnect { .. } => DISCONNECT,
+            ServerMsg::Accepted { .. } => ACCEPTED,
+            ServerMsg::Rejected { .. } => REJECTED,
+            ServerMsg::Fill { .. } => FILL,
+            ServerMsg::Cancelled { .. } => CANCELLED,
+            ServerMsg::Amended { .. } => AMENDED,
+            ServerMsg::Triggered { .. } => TRIGGERED,
+            ServerMsg::MassCancelled { .. } => MASS_CANCELLED,
+            ServerMsg::BalanceUpdate { .. } => BALANCE_UPDATE,
+            ServerMsg::Deposited { .. } => DEPOSITED,
+            ServerMsg::WithdrawalRequested { .. } => WITHDRAWAL_REQUESTED,
+            ServerMsg::WithdrawalApproved { .. } => WITHDRAWAL_APPROVED,
+            ServerMsg::WithdrawalCompleted { .. } => WITHDRAWAL_COMPLETED,
+            ServerMsg::WithdrawalRejected { .. } => WITHDRAWAL_REJECTED,
+            ServerMsg::OperatorRejected { .. } => OPERATOR_REJECTED,
+            ServerMsg::OrderStatus { .. } => ORDER_STATUS,
+            ServerMsg::OpenOrder { .. } => OPEN_ORDER,
+            ServerMsg::OpenOrdersEnd { .. } => OPEN_ORDERS_END,
+            ServerMsg::Balance { .. } => BALANCE,
+            ServerMsg::BalancesEnd { .. } => BALANCES_END,
+            ServerMsg::BookLevels { .. } => BOOK_LEVELS,
+            ServerMsg::BookEnd { .. } => BOOK_END,
+        }
+    }
+
+    /// The session sequence number (0 for unsequenced messages).
+    pub fn seq(&self) -> u64 {
+        match *self {
+            ServerMsg::LoginAccepted { .. }
+            | ServerMsg::LoginRejected { .. }
+            | ServerMsg::Heartbeat
+            | ServerMsg::Disconnect { .. } => 0,
+            ServerMsg::Accepted { seq, .. }
+            | ServerMsg::Rejected { seq, .. }
+            | ServerMsg::Fill { seq, .. }
+            | ServerMsg::Cancelled { seq, .. }
+            | ServerMsg::Amended { seq, .. }
+            | ServerMsg::Triggered { seq, .. }
+            | ServerMsg::MassCancelled { seq, .. }
+            | ServerMsg::BalanceUpdate { seq, .. }
+            | ServerMsg::Deposited { seq, .. }
+            | ServerMsg::WithdrawalRequested { seq, .. }
+            | ServerMsg::WithdrawalApproved { seq, .. }
+            | ServerMsg::WithdrawalCompleted { seq, .. }
+            | ServerMsg::WithdrawalRejected { seq, .. }
+            | ServerMsg::OperatorRejected { seq, .. }
+            | ServerMsg::OrderStatus { seq, .. }
+            | ServerMsg::OpenOrder { seq, .. }
+            | ServerMsg::OpenOrdersEnd { seq, .. }
+            | ServerMsg::Balance { seq, .. }
+            | ServerMsg::BalancesEnd { seq, .. }
+            | ServerMsg::BookLevels { seq, .. }
+            | ServerMsg::BookEnd { seq, .. } => seq,
+        }
+    }
+
+    /// The same message with sequence number `seq` (unsequenced messages are unchanged).
+    pub fn with_seq(mut self, new: u64) -> ServerMsg {
+        match &mut self {
+            ServerMsg::LoginAccepted { .. }
+            | ServerMsg::LoginRejected { .. }
+            | ServerMsg::Heartbeat
+            | ServerMsg::Disconnect { .. } => {}
+            ServerMsg::Accepted { seq, .. }
+            | ServerMsg::Rejected { seq, .. }
+            | ServerMsg::Fill { seq, .. }
+            | ServerMsg::Cancelled { seq, .. }
+            | ServerMsg::Amended { seq, .. }
+            | ServerMsg::Triggered { seq, .. }
+            | ServerMsg::MassCancelled { seq, .. }
+            | ServerMsg::BalanceUpdate { seq, .. }
+            | ServerMsg::Deposited { seq, .. }
+            | ServerMsg::WithdrawalRequested { seq, .. }
+            | ServerMsg::WithdrawalApproved { seq, .. }
+            | ServerMsg::WithdrawalCompleted { seq, .. }
+            | ServerMsg::WithdrawalRejected { seq, .. }
+            | ServerMsg::OperatorRejected { seq, .. }
+            | ServerMsg::OrderStatus { seq, .. }
+            | ServerMsg::OpenOrder { seq, .. }
+            | ServerMsg::OpenOrdersEnd { seq, .. }
+            | ServerMsg::Balance { seq, .. }
+            | ServerMsg::BalancesEnd { seq, .. }
+            | ServerMsg::BookLevels { seq, .. }
+            | ServerMsg::BookEnd { seq, .. } => *seq = new,
+        }
+        self
+    }
+
+    /// Encodes the whole frame into `buf`; returns its length. Never allocates.
+    pub fn encode(&self, buf: &mut [u8; FRAME_BYTES_MAX]) -> usize {
+        let mut w = Wr::new(&mut buf[..], HEADER_BYTES);
+        w.u64(self.seq());
+        match *self {
+            ServerMsg::LoginAccepted {
+                session_id,
+                role,
+                id,
+                heartbeat_ms,
+                last_seq,
+            } => {
+                w.u32(session_id)
+                    .u8(role)
+                    .u8(0)
+                    .u16(0)
+                    .u32(id)
+                    .u32(heartbeat_ms)
+                    .u64(last_seq);
+            }
+            ServerMsg::LoginRejected { code, name } | ServerMsg::Disconnect { code, name } => {
+                w.u16(code).name(&name);
+            }
+            ServerMsg::Heartbeat => {}
+            ServerMsg::Accepted {
+                user,
+                symbol,
+                side,
+                order_type,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(symbol)
+                    .u8(side)
+                    .u8(order_type)
+                    .u64(client_order_id)
+                    .u64(order_id)
+                    .i64(price)
+                    .u64(qty);
+            }
+            ServerMsg::Rejected {
+                user,
+                ref_msg_type,
+                code,
+                client_order_id,
+                name,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(ref_msg_type)
+                    .u16(code)
+                    .u64(client_order_id)
+                    .name(&name);
+            }
+            ServerMsg::Fill {
+                user,
+                symbol,
+                side,
+                role,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+                leaves_qty,
+                cum_qty,
+                fee,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(symbol)
+                    .u8(side)
+                    .u8(role)
+                    .u64(client_order_id)
+                    .u64(order_id)
+                    .i64(price)
+                    .u64(qty)
+                    .u64(leaves_qty)
+                    .u64(cum_qty)
+                    .u64(fee);
+            }
+            ServerMsg::Cancelled {
+                user,
+                symbol,
+                side,
+                reason,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+                leaves_qty,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(symbol)
+                    .u8(side)
+                    .u8(reason)
+                    .u64(client_order_id)
+                    .u64(order_id)
+                    .i64(price)
+                    .u64(qty)
+                    .u64(leaves_qty);
+            }
+            ServerMsg::Amended {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(symbol)
+                    .u16(0)
+                    .u64(client_order_id)
+                    .u64(order_id)
+                    .i64(price)
+                    .u64(qty);
+            }
+            ServerMsg::Triggered {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                ..
+            } => {
+                w.u32(user)
+                    .u16(symbol)
+                    .u16(0)
+                    .u64(client_order_id)
+                    .u64(order_id);
+            }
+            ServerMsg::MassCancelled {
+                user,
+                symbol,
+                count,
+                ..
+            } => {
+                w.u32(user).u16(symbol).u16(0).u32(count);
+            }
+            ServerMsg::BalanceUpdate {
+                user,
+                currency,
+                available,
+                locked,
+                ..
+            } => {
+                w.u32(user).u16(currency).u16(0).u64(available).u64(locked);
+            }
+            ServerMsg::Deposited {
+                user,
+                currency,
+                amount,
+                ..
+            } => {
+                w.u32(user).u16(currency).u16(0).u64(amount);
+            }
+            ServerMsg::WithdrawalRequested {
+                withdrawal_id,
+                user,
+                currency,
+                amount,
+                ..
+            }
+            | ServerMsg::WithdrawalCompleted {
+                withdrawal_id,
+                user,
+                currency,
+                amount,
+                ..
+            } => {
+                w.u64(withdrawal_id)
+                    .u32(user)
+                    .u16(currency)
+                    .u16(0)
+                    .u64(amount);
+            }
+            ServerMsg::WithdrawalApproved {
+                withdrawal_id,
+                operator,
+                user,
+                approvals,
+                ..
+            } => {
+                w.u64(withdrawal_id)
+                    .u32(operator)
+                    .u32(user)
+                    .u8(approvals)
+                    .u8(0)
+                    .u16(0);
+            }
+            ServerMsg::WithdrawalRejected {
+                withdrawal_id,
+                operator,
+                user,
+                ..
+            } => {
+                w.u64(withdrawal_id).u32(operator).u32(user);
+            }
+            ServerMsg::OperatorRejected {
+                withdrawal_id,
+                operator,
+                code,
+                name,
+                ..
+            } => {
+                w.u64(withdrawal_id)
+                    .u32(operator)
+                    .u16(code)
+                    .u16(0)
+                    .name(&name);
+            }
+            ServerMsg::OrderStatus {
+                request_id,
+                found,
+                order,
+                ..
+            } => {
+                w.u64(request_id).u8(found).u8(0).u16(0).u32(0);
+                order.put(&mut w);
+            }
+            ServerMsg::OpenOrder {
+                request_id, order, ..
+            } => {
+                w.u64(request_id);
+                order.put(&mut w);
+            }
+            ServerMsg::OpenOrdersEnd {
+                request_id, count, ..
+            }
+            | ServerMsg::BalancesEnd {
+                request_id, count, ..
+            } => {
+                w.u64(request_id).u32(count).u32(0);
+            }
+            ServerMsg::Balance {
+                request_id,
+                currency,
+                available,
+                locked,
+                ..
+            } => {
+                w.u64(request_id)
+                    .u16(currency)
+                    .u16(0)
+                    .u32(0)
+                    .u64(available)
+                    .u64(locked);
+            }
+            ServerMsg::BookLevels {
+                request_id,
+                symbol,
+                side,
+                count,
+                levels,
+                ..
+            } => {
+                w.u64(request_id).u16(symbol).u8(side).u8(count).u32(0);
+                for (p, q) in levels {
+                    w.i64(p).u64(q);
+                }
+            }
+            ServerMsg::BookEnd {
+                request_id,
+                symbol,
+                bid_levels,
+                ask_levels,
+                ..
+            } => {
+                w.u64(request_id)
+                    .u16(symbol)
+                    .u16(0)
+                    .u32(bid_levels)
+                    .u32(ask_levels)
+                    .u32(0);
+            }
+        }
+        let len = w.pos();
+        put_header(buf, self.msg_type(), len - HEADER_BYTES);
+        len
+    }
+
+    /// Decodes one body (the client side). Checks lengths, versions and types; never
+    /// allocates, never panics.
+    pub fn decode(msg_type: u16, version: u16, body: &[u8]) -> Result<ServerMsg, RejectCode> {
+        use msg_type::*;
+        if version != PROTOCOL_VERSION {
+            return Err(RejectCode::UnsupportedVersion);
+        }
+        let mut r = Rd::new(body);
+        let seq = r.u64();
+        let msg = match msg_type {
+            LOGIN_ACCEPTED => {
+                let session_id = r.u32();
+                let role = r.u8();
+                let _ = (r.u8(), r.u16());
+                ServerMsg::LoginAccepted {
+                    session_id,
+                    role,
+                    id: r.u32(),
+                    heartbeat_ms: r.u32(),
+                    last_seq: r.u64(),
+                }
+            }
+            LOGIN_REJECTED => ServerMsg::LoginRejected {
+                code: r.u16(),
+                name: r.name(),
+            },
+            DISCONNECT => ServerMsg::Disconnect {
+                code: r.u16(),
+                name: r.name(),
+            },
+            HEARTBEAT => ServerMsg::Heartbeat,
+            ACCEPTED => ServerMsg::Accepted {
+                seq,
+                user: r.u32(),
+                symbol: r.u16(),
+                side: r.u8(),
+                order_type: r.u8(),
+                client_order_id: r.u64(),
+                order_id: r.u64(),
+                price: r.i64(),
+                qty: r.u64(),
+            },
+            REJECTED => ServerMsg::Rejected {
+                seq,
+                user: r.u32(),
+                ref_msg_type: r.u16(),
+                code: r.u16(),
+                client_order_id: r.u64(),
+                name: r.name(),
+            },
+            FILL => ServerMsg::Fill {
+                seq,
+                user: r.u32(),
+                symbol: r.u16(),
+                side: r.u8(),
+                role: r.u8(),
+                client_order_id: r.u64(),
+                order_id: r.u64(),
+                price: r.i64(),
+                qty: r.u64(),
+                leaves_qty: r.u64(),
+                cum_qty: r.u64(),
+                fee: r.u64(),
+            },
+            CANCELLED => ServerMsg::Cancelled {
+                seq,
+                user: r.u32(),
+                symbol: r.u16(),
+                side: r.u8(),
+                reason: r.u8(),
+                client_order_id: r.u64(),
+                order_id: r.u64(),
+                price: r.i64(),
+                qty: r.u64(),
+                leaves_qty: r.u64(),
+            },
+            AMENDED => {
+                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
+                ServerMsg::Amended {
+                    seq,
+                    user,
+                    symbol,
+                    client_order_id: r.u64(),
+                    order_id: r.u64(),
+                    price: r.i64(),
+                    qty: r.u64(),
+                }
+            }
+            TRIGGERED => {
+                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
+                ServerMsg::Triggered {
+                    seq,
+                    user,
+                    symbol,
+                    client_order_id: r.u64(),
+                    order_id: r.u64(),
+                }
+            }
+            MASS_CANCELLED => {
+                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
+                ServerMsg::MassCancelled {
+                    seq,
+                    user,
+                    symbol,
+                    count: r.u32(),
+                }
+            }
+            BALANCE_UPDATE => {
+                let (user, currency, _) = (r.u32(), r.u16(), r.u16());
+                ServerMsg::BalanceUpdate {
+                    seq,
+                    user,
+                    currency,
+                    available: r.u64(),
+                    locked: r.u64(),
+                }
+            }
+            DEPOSITED => {
+                let (user, currency, _) = (r.u32(), r.u16(), r.u16());
+                ServerMsg::Deposited {
+                    seq,
+                    user,
+                    currency,
+                    amount: r.u64(),
+                }
+            }
+            WITHDRAWAL_REQUESTED | WITHDRAWAL_COMPLETED => {
+                let (withdrawal_id, user, currency, _) = (r.u64(), r.u32(), r.u16(), r.u16());
+                let amount = r.u64();
+                if msg_type == WITHDRAWAL_REQUESTED {
+                    ServerMsg::WithdrawalRequested {
+                        seq,
+                        withdrawal_id,
+                        user,
+                        currency,
+                        amount,
+                    }
+                } else {
+                    ServerMsg::WithdrawalCompleted {
+                        seq,
+                        withdrawal_id,
+                        user,
+                        currency,
+                        amount,
+                    }
+                }
+            }
+            WITHDRAWAL_APPROVED => {
+                let m = ServerMsg::WithdrawalApproved {
+                    seq,
+                    withdrawal_id: r.u64(),
+                    operator: r.u32(),
+                    user: r.u32(),
+                    approvals: r.u8(),
+                };
+                let _ = (r.u8(), r.u16());
+                m
+            }
+            WITHDRAWAL_REJECTED => ServerMsg::WithdrawalRejected {
+                seq,
+                withdrawal_id: r.u64(),
+                operator: r.u32(),
+                user: r.u32(),
+            },
+            OPERATOR_REJECTED => {
+                let (withdrawal_id, operator, code, _) = (r.u64(), r.u32(), r.u16(), r.u16());
+                ServerMsg::OperatorRejected {
+                    seq,
+                    withdrawal_id,
+                    operator,
+                    code,
+                    name: r.name(),
+                }
+            }
+            ORDER_STATUS => {
+                let (request_id, found, _, _, _) = (r.u64(), r.u8(), r.u8(), r.u16(), r.u32());
+                ServerMsg::OrderStatus {
+                    seq,
+                    request_id,
+                    found,
+                    order: OrderInfo::get(&mut r),
+                }
+            }
+            OPEN_ORDER => ServerMsg::OpenOrder {
+                seq,
+                request_id: r.u64(),
+                order: OrderInfo::get(&mut r),
+            },
+            OPEN_ORDERS_END | BALANCES_END => {
+                let (request_id, count, _) = (r.u64(), r.u32(), r.u32());
+                if msg_type == OPEN_ORDERS_END {
+                    ServerMsg::OpenOrdersEnd {
+                        seq,
+                        request_id,
+                        count,
+                    }
+                } else {
+                    ServerMsg::BalancesEnd {
+                        seq,
+                        request_id,
+                        count,
+                    }
+                }
+            }
+            BALANCE => {
+                let (request_id, currency, _, _) = (r.u64(), r.u16(), r.u16(), r.u32());
+                ServerMsg::Balance {
+                    seq,
+                    request_id,
+                    currency,
+                    available: r.u64(),
+                    locked: r.u64(),
+                }
+            }
+            BOOK_LEVELS => {
+                let (request_id, symbol, side, count, _) =
+                    (r.u64(), r.u16(), r.u8(), r.u8(), r.u32());
+                let mut levels = [(0i64, 0u64); BOOK_LEVELS_PER_MSG];
+                for l in &mut levels {
+                    *l = (r.i64(), r.u64());
+                }
+                if usize::from(count) > BOOK_LEVELS_PER_MSG {
+                    return Err(RejectCode::InvalidField);
+                }
+                ServerMsg::BookLevels {
+                    seq,
+                    request_id,
+                    symbol,
+                    side,
+                    count,
+                    levels,
+                }
+            }
+            BOOK_END => {
+                let (request_id, symbol, _) = (r.u64(), r.u16(), r.u16());
+                let m = ServerMsg::BookEnd {
+                    seq,
+                    request_id,
+                    symbol,
+                    bid_levels: r.u32(),
+                    ask_levels: r.u32(),
+                };
+                let _ = r.u32();
+                m
+            }
+            _ => return Err(RejectCode::UnknownMessageType),
+        };
+        if !r.exact() {
+            return Err(RejectCode::MalformedFrame);
+        }
+        Ok(msg)
+    }
+}

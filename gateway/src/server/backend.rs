@@ -1,0 +1,97 @@
+//! The engine side of the server: anything that sequences commands and hands back their events.
+//!
+//! [`EngineBackend`] runs the engine in-process on the gateway thread (single-threaded: tests,
+//! small deployments). A threaded pipeline backend implements the same trait: `try_submit`
+//! hands a command back when its ring is full (back-pressure), and outputs arrive later, in
+//! sequence order, through [`Backend::drain`].
+
+use std::collections::VecDeque;
+
+use ringbook_engine::{Command, Config, ConfigError, Engine, Event, Seq};
+
+/// One item of a command's output: an event, or the end of the command's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendOutput {
+    /// An event of the command.
+    Event(Event),
+    /// The command is fully processed (and journaled, for journaled backends).
+    Done,
+}
+
+/// The engine as the server sees it.
+pub trait Backend {
+    /// Sequences `cmd`, or hands it back when the engine cannot take it now (a full ring).
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command>;
+    /// Hands every output available so far to `f`, in sequence order.
+    fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput));
+    /// The state queries read (`None`: queries are not supported by this backend).
+    fn view(&self) -> Option<&Engine>;
+    /// Called once, with the server's waker, before the loop starts; asynchronous backends
+    /// wake the loop with it when outputs arrive.
+    fn set_waker(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
+}
+
+/// The engine on the gateway thread: commands are processed as they are submitted and their
+/// outputs queued until the next [`Backend::drain`].
+#[derive(Debug)]
+pub struct EngineBackend {
+    engine: Engine,
+    outputs: VecDeque<(Seq, BackendOutput)>,
+    outputs_max: usize,
+    next_seq: u64,
+}
+
+impl EngineBackend {
+    /// The most outputs queued before `try_submit` reports back-pressure (a mass cancel may go
+    /// over; the queue then grows, which only the in-process backend allows).
+    pub const OUTPUTS_MAX_DEFAULT: usize = 1 << 16;
+
+    /// An engine with risk on, built from `config`.
+    pub fn new(config: &Config) -> Result<EngineBackend, ConfigError> {
+        Ok(EngineBackend::from_engine(
+            Engine::new(config)?,
+            Self::OUTPUTS_MAX_DEFAULT,
+        ))
+    }
+
+    /// Wraps an existing engine; `outputs_max` bounds the queue between drains.
+    pub fn from_engine(engine: Engine, outputs_max: usize) -> EngineBackend {
+        EngineBackend {
+            engine,
+            outputs: VecDeque::with_capacity(outputs_max + 64),
+            outputs_max,
+            next_seq: 1,
+        }
+    }
+
+    /// The engine (state hash, balances).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Backend for EngineBackend {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+        if self.outputs.len() >= self.outputs_max {
+            return Err(cmd);
+        }
+        let seq = Seq(self.next_seq);
+        self.next_seq += 1;
+        let outputs = &mut self.outputs;
+        self.engine.process(&cmd, &mut |e: &Event| {
+            outputs.push_back((seq, BackendOutput::Event(*e)))
+        });
+        outputs.push_back((seq, BackendOutput::Done));
+        Ok(seq)
+    }
+
+    fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput)) {
+        while let Some((seq, out)) = self.outputs.pop_front() {
+            f(seq, out);
+        }
+    }
+
+    fn view(&self) -> Option<&Engine> {
+        Some(&self.engine)
+    }
+}

@@ -1,0 +1,185 @@
+//! Property tests of the codec: arbitrary bytes never panic the decoders, and every message
+//! round-trips.
+//!
+//! `cargo test -p ringbook-gateway --test codec_props`
+
+use proptest::prelude::*;
+use ringbook_engine::prelude::*;
+use ringbook_gateway::protocol::client::Login;
+use ringbook_gateway::protocol::{split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+
+fn decode_all(bytes: &[u8]) {
+    let mut rest = bytes;
+    while let Ok(Some((h, body))) = split_frame(rest) {
+        assert!(h.frame_len <= FRAME_BYTES_MAX && h.frame_len <= rest.len());
+        if let Ok(msg) = ClientMsg::decode(h.msg_type, h.version, body) {
+            // Whatever decodes re-encodes to exactly the same frame (one encoding per message).
+            let mut f = [0u8; FRAME_BYTES_MAX];
+            let n = msg.encode(&mut f);
+            assert_eq!(&f[..n], &rest[..h.frame_len]);
+        }
+        let _ = ServerMsg::decode(h.msg_type, h.version, body);
+        rest = &rest[h.frame_len..];
+    }
+}
+
+fn arb_cmd() -> impl Strategy<Value = Command> {
+    (
+        (
+            any::<u32>(),
+            any::<u16>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u64>(),
+        ),
+        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..8),
+    )
+        .prop_map(
+            |((user, sym, coid, price, qty, stop, disp), (side, ot, tif, stp, po, kind))| {
+                let raw_user = user;
+                use ringbook_engine::codec::*;
+                let (user, symbol, client_order_id) =
+                    (UserId(user), SymbolId(sym), ClientOrderId(coid));
+                match kind {
+                    0 => Command::NewOrder(NewOrder {
+                        user,
+                        symbol,
+                        client_order_id,
+                        side: side_from_u8(side).unwrap(),
+                        order_type: order_type_from_u8(ot).unwrap(),
+                        tif: tif_from_u8(tif).unwrap(),
+                        stp: stp_from_u8(stp).unwrap(),
+                        price: Price(price),
+                        qty: Qty(qty),
+                        stop_price: Price(stop),
+                        display_qty: Qty(disp),
+                        post_only: po,
+                    }),
+                    1 => Command::Cancel {
+                        user,
+                        symbol,
+                        client_order_id,
+                    },
+                    2 => Command::Amend {
+                        user,
+                        symbol,
+                        client_order_id,
+                        price: Price(price),
+                        qty: Qty(qty),
+                    },
+                    3 => Command::MassCancel {
+                        user,
+                        symbol: po.then_some(symbol),
+                    },
+                    4 => Command::Deposit {
+                        user,
+                        currency: CurrencyId(sym),
+                        amount: qty,
+                    },
+                    5 => Command::Withdraw {
+                        user,
+                        currency: CurrencyId(sym),
+                        amount: qty,
+                    },
+                    6 => Command::ApproveWithdrawal {
+                        operator: OperatorId(raw_user),
+                        withdrawal_id: WithdrawalId(coid),
+                    },
+                    _ => Command::RejectWithdrawal {
+                        operator: OperatorId(raw_user),
+                        withdrawal_id: WithdrawalId(coid),
+                    },
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        decode_all(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bodies_behind_every_type_never_panic(t in 0u16..140, v in 0u16..3, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = ClientMsg::decode(t, v, &body);
+        let _ = ServerMsg::decode(t, v, &body);
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&((4 + body.len()) as u32).to_le_bytes());
+        frame.extend_from_slice(&t.to_le_bytes());
+        frame.extend_from_slice(&v.to_le_bytes());
+        frame.extend_from_slice(&body);
+        decode_all(&frame);
+    }
+
+    #[test]
+    fn commands_round_trip(cmd in arb_cmd()) {
+        let msg = ClientMsg::Command(cmd);
+        let mut f = [0u8; FRAME_BYTES_MAX];
+        let n = msg.encode(&mut f);
+        let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
+        prop_assert_eq!(h.frame_len, n);
+        prop_assert_eq!(ClientMsg::decode(h.msg_type, h.version, body), Ok(msg));
+        for cut in 0..n {
+            prop_assert_eq!(split_frame(&f[..cut]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip(seq in 1u64.., a in any::<u32>(), b in any::<u64>(), p in any::<i64>(), s in any::<u16>()) {
+        let msgs = [
+            ServerMsg::Accepted { seq, user: a, symbol: s, side: 1, order_type: 2, client_order_id: b, order_id: b ^ 7, price: p, qty: b },
+            ServerMsg::rejected(seq, a, 10, RejectCode::NotYourAccount, b),
+            ServerMsg::Fill { seq, user: a, symbol: s, side: 0, role: 1, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b },
+            ServerMsg::Cancelled { seq, user: a, symbol: s, side: 1, reason: 7, client_order_id: b, order_id: 1, price: p, qty: 2, leaves_qty: 0 },
+            ServerMsg::BookLevels { seq, request_id: b, symbol: s, side: 1, count: 2, levels: [(p, b); 8] },
+            ServerMsg::WithdrawalApproved { seq, withdrawal_id: b, operator: a, user: a ^ 1, approvals: 2 },
+            ServerMsg::LoginAccepted { session_id: a, role: 1, id: a, heartbeat_ms: 1000, last_seq: b },
+            ServerMsg::disconnect(Some(RejectCode::SlowConsumer)),
+        ];
+        for m in msgs {
+            let mut f = [0u8; FRAME_BYTES_MAX];
+            let n = m.encode(&mut f);
+            let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
+            prop_assert_eq!(ServerMsg::decode(h.msg_type, h.version, body), Ok(m));
+        }
+    }
+}
+
+#[test]
+fn login_round_trips_and_rejects_bad_padding() {
+    let l = ClientMsg::Login(Login {
+        login: ringbook_gateway::protocol::name32("alice"),
+        password: ringbook_gateway::protocol::name32("pw"),
+        session_id: 7,
+        last_seen_seq: 42,
+        heartbeat_ms: 500,
+        cancel_on_disconnect: true,
+    });
+    let mut f = [0u8; FRAME_BYTES_MAX];
+    let n = l.encode(&mut f);
+    let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
+    assert_eq!(ClientMsg::decode(h.msg_type, h.version, body), Ok(l));
+    let mut bad = body.to_vec();
+    *bad.last_mut().unwrap() = 1;
+    assert_eq!(
+        ClientMsg::decode(h.msg_type, h.version, &bad),
+        Err(RejectCode::InvalidField)
+    );
+    assert_eq!(
+        ClientMsg::decode(h.msg_type, 2, body),
+        Err(RejectCode::UnsupportedVersion)
+    );
+    assert_eq!(
+        ClientMsg::decode(999, 1, body),
+        Err(RejectCode::UnknownMessageType)
+    );
+    assert_eq!(
+        ClientMsg::decode(h.msg_type, 1, &body[1..]),
+        Err(RejectCode::MalformedFrame)
+    );
+}

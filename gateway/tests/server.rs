@@ -1,0 +1,496 @@
+//! Integration tests: the real server on a free loopback port, driven through the client.
+//!
+//! `cargo test -p ringbook-gateway --test server`
+//!
+//! Every wait is bounded (a read timeout that only fails a broken run); nothing depends on
+//! wall-clock speed to pass.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringbook_engine::prelude::*;
+use ringbook_gateway::client::{Client, ClientError};
+use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_gateway::server::{self, EngineBackend, ServerConfig, ServerHandle};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn start(edit: impl FnOnce(&mut ServerConfig)) -> (ServerHandle<EngineBackend>, SocketAddr) {
+    let config = Config::default();
+    let mut sc = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        config.gateway.accounts.clone(),
+    );
+    edit(&mut sc);
+    let h = server::start(sc, EngineBackend::new(&config).unwrap()).unwrap();
+    let addr = h.local_addr();
+    (h, addr)
+}
+
+fn login(addr: SocketAddr, who: &str, session: u32) -> Client {
+    let mut c = Client::connect(addr).unwrap();
+    c.login(who, &format!("{who}-demo"), session, false)
+        .unwrap();
+    c
+}
+
+/// Receives until `f` matches (skipping heartbeats and others), at most 10 000 messages.
+fn until(c: &mut Client, mut f: impl FnMut(&ServerMsg) -> bool) -> ServerMsg {
+    for _ in 0..10_000 {
+        match c.recv_timeout(WAIT).unwrap() {
+            Some(m) if f(&m) => return m,
+            Some(_) => {}
+            None => panic!("timed out waiting"),
+        }
+    }
+    panic!("no matching message in 10 000");
+}
+
+fn order(user: u32, coid: u64, side: Side, price: i64, qty: u64) -> ClientMsg {
+    Command::NewOrder(NewOrder::limit(
+        UserId(user),
+        SymbolId(0),
+        ClientOrderId(coid),
+        side,
+        Price(price),
+        Qty(qty),
+    ))
+    .into()
+}
+
+#[test]
+fn full_flow_deposits_trades_balances_withdrawal() {
+    let (h, addr) = start(|_| {});
+    let mut ops1 = login(addr, "ops1", 1);
+    let mut ops2 = login(addr, "ops2", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    let (krw, btc) = (CurrencyId(0), CurrencyId(2));
+
+    ops1.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: btc,
+            amount: 100_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    ops1.send(
+        &Command::Deposit {
+            user: UserId(2),
+            currency: krw,
+            amount: 1_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops1, |m| {
+        matches!(m, ServerMsg::Deposited { user: 2, .. })
+    });
+    until(&mut alice, |m| {
+        matches!(
+            m,
+            ServerMsg::BalanceUpdate {
+                user: 1,
+                currency: 2,
+                available: 100_000,
+                ..
+            }
+        )
+    });
+
+    alice.send(&order(1, 1, Side::Sell, 15_000, 5)).unwrap();
+    until(&mut alice, |m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )
+    });
+    bob.send(&order(2, 1, Side::Buy, 15_000, 5)).unwrap();
+    let fill = until(&mut bob, |m| matches!(m, ServerMsg::Fill { .. }));
+    assert!(
+        matches!(
+            fill,
+            ServerMsg::Fill {
+                role: 1,
+                qty: 5,
+                price: 15_000,
+                leaves_qty: 0,
+                fee: 75,
+                ..
+            }
+        ),
+        "{fill:?}"
+    );
+    until(&mut alice, |m| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                role: 0,
+                qty: 5,
+                fee: 38,
+                ..
+            }
+        )
+    });
+
+    alice
+        .send(&ClientMsg::Balances {
+            request_id: 9,
+            user: UserId(1),
+        })
+        .unwrap();
+    let mut krw_avail = None;
+    loop {
+        match until(&mut alice, |m| {
+            matches!(
+                m,
+                ServerMsg::Balance { request_id: 9, .. } | ServerMsg::BalancesEnd { .. }
+            )
+        }) {
+            ServerMsg::Balance {
+                currency: 0,
+                available,
+                ..
+            } => krw_avail = Some(available),
+            ServerMsg::BalancesEnd { count, .. } => {
+                assert_eq!(count, 5);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(krw_avail, Some(75_000 - 38));
+
+    // Withdrawal: user requests, two distinct operators approve.
+    alice
+        .send(
+            &Command::Withdraw {
+                user: UserId(1),
+                currency: btc,
+                amount: 10_000,
+            }
+            .into(),
+        )
+        .unwrap();
+    let ServerMsg::WithdrawalRequested { withdrawal_id, .. } = until(&mut alice, |m| {
+        matches!(m, ServerMsg::WithdrawalRequested { .. })
+    }) else {
+        unreachable!()
+    };
+    ops1.send(
+        &Command::ApproveWithdrawal {
+            operator: OperatorId(900),
+            withdrawal_id: WithdrawalId(withdrawal_id),
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops1, |m| {
+        matches!(m, ServerMsg::WithdrawalApproved { approvals: 1, .. })
+    });
+    ops2.send(
+        &Command::ApproveWithdrawal {
+            operator: OperatorId(901),
+            withdrawal_id: WithdrawalId(withdrawal_id),
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops2, |m| {
+        matches!(m, ServerMsg::WithdrawalCompleted { amount: 10_000, .. })
+    });
+    until(&mut alice, |m| {
+        matches!(m, ServerMsg::WithdrawalCompleted { .. })
+    });
+
+    let backend = h.shutdown().unwrap();
+    assert_eq!(
+        backend.engine().balance(UserId(1), btc).available,
+        100_000 - 50_000 - 10_000
+    );
+}
+
+#[test]
+fn a_session_acting_for_another_user_is_rejected() {
+    let (h, addr) = start(|_| {});
+    let mut alice = login(addr, "alice", 1);
+    alice.send(&order(2, 1, Side::Buy, 100, 1)).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(matches!(m, ServerMsg::Rejected { code: 1010, .. }), "{m:?}");
+    alice
+        .send(
+            &Command::Deposit {
+                user: UserId(1),
+                currency: CurrencyId(0),
+                amount: 5,
+            }
+            .into(),
+        )
+        .unwrap();
+    assert!(matches!(
+        until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected { code: 1011, .. }
+    ));
+    alice
+        .send(&ClientMsg::Balances {
+            request_id: 1,
+            user: UserId(3),
+        })
+        .unwrap();
+    assert!(matches!(
+        until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected { code: 1010, .. }
+    ));
+    let mut ops1 = login(addr, "ops1", 1);
+    ops1.send(
+        &Command::ApproveWithdrawal {
+            operator: OperatorId(901),
+            withdrawal_id: WithdrawalId(1),
+        }
+        .into(),
+    )
+    .unwrap();
+    assert!(matches!(
+        until(&mut ops1, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected { code: 1010, .. }
+    ));
+    // Bad credentials: rejected, counted.
+    let mut bad = Client::connect(addr).unwrap();
+    assert!(matches!(
+        bad.login("alice", "wrong", 1, false),
+        Err(ClientError::LoginRejected(1008, _))
+    ));
+    assert_eq!(
+        h.stats()
+            .login_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn reconnect_retransmits_missed_messages_and_ids_are_idempotent() {
+    let (h, addr) = start(|_| {});
+    let mut carol = login(addr, "carol", 5);
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(3),
+            currency: CurrencyId(0),
+            amount: 10_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut carol, |m| {
+        matches!(
+            m,
+            ServerMsg::Deposited { .. } | ServerMsg::BalanceUpdate { .. }
+        )
+    });
+    for coid in 1..=3 {
+        carol.send(&order(3, coid, Side::Buy, 100, 1)).unwrap();
+    }
+    until(&mut carol, |m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )
+    });
+    let seen = carol.last_seq();
+    // Drop the connection without reading the rest; a second session of carol places more.
+    carol.stream().shutdown(std::net::Shutdown::Both).unwrap();
+    let mut carol2 = login(addr, "carol", 6);
+    carol2.send(&order(3, 10, Side::Buy, 100, 1)).unwrap();
+    until(&mut carol2, |m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 10,
+                ..
+            }
+        )
+    });
+    // Reconnect session 5: everything after `seen` comes back, in order, nothing twice.
+    let info = carol.reconnect().unwrap();
+    assert!(info.last_seq >= seen + 3);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let ServerMsg::Accepted {
+            seq,
+            client_order_id,
+            ..
+        } = until(&mut carol, |m| matches!(m, ServerMsg::Accepted { .. }))
+        {
+            assert!(seq > seen);
+            got.push(client_order_id);
+        }
+    }
+    assert_eq!(got, [2, 3, 10]);
+    // Resending an old client order id on the same session is refused, not executed twice.
+    carol.send(&order(3, 3, Side::Buy, 100, 1)).unwrap();
+    assert!(matches!(
+        until(&mut carol, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected {
+            code: 1013,
+            client_order_id: 3,
+            ..
+        }
+    ));
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn cancel_on_disconnect_cancels_the_users_orders() {
+    let (h, addr) = start(|_| {});
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(4),
+            currency: CurrencyId(0),
+            amount: 1_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    let mut d1 = Client::connect(addr).unwrap();
+    d1.login("dave", "dave-demo", 1, true).unwrap();
+    let mut d2 = login(addr, "dave", 2);
+    d1.send(&order(4, 1, Side::Buy, 100, 1)).unwrap();
+    until(&mut d1, |m| matches!(m, ServerMsg::Accepted { .. }));
+    drop(d1);
+    let m = until(&mut d2, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(matches!(
+        m,
+        ServerMsg::Cancelled {
+            client_order_id: 1,
+            ..
+        }
+    ));
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
+    let (h, addr) = start(|c| {
+        c.msgs_per_sec_max = 100_000;
+        c.retransmit_msgs = 1024;
+        c.out_bytes = 16 << 10;
+    });
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(0),
+            amount: 1_000_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    let mut good = login(addr, "alice", 1);
+    let mut coid = 0;
+    let mut good_round = |good: &mut Client| {
+        coid += 1;
+        good.send(&order(1, coid, Side::Buy, 100, 1)).unwrap();
+        until(
+            good,
+            |m| matches!(m, ServerMsg::Accepted { client_order_id, .. } if *client_order_id == coid),
+        );
+    };
+    good_round(&mut good);
+
+    // 1. Garbage bytes before login: a length far beyond the maximum closes the connection.
+    let mut garbage = Client::connect(addr).unwrap();
+    garbage
+        .send_raw(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5])
+        .unwrap();
+    assert!(matches!(
+        garbage.recv_timeout(WAIT),
+        Err(ClientError::Disconnected(1002, _))
+    ));
+    good_round(&mut good);
+
+    // 2. Unknown type and malformed body after login: rejected, session carries on.
+    let mut weird = login(addr, "bob", 1);
+    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 1, 0]).unwrap();
+    assert!(matches!(
+        until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected { code: 1003, .. }
+    ));
+    weird.send_raw(&[5, 0, 0, 0, 10, 0, 1, 0, 7]).unwrap();
+    assert!(matches!(
+        until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected { code: 1001, .. }
+    ));
+    // Oversized length after login: disconnected with a reason.
+    weird
+        .send_raw(&(FRAME_BYTES_MAX as u32).to_le_bytes())
+        .unwrap();
+    assert_eq!(disconnect_code(&mut weird), 1002);
+    good_round(&mut good);
+
+    // 3. Flood: far more than the allowed message rate in one burst.
+    let mut flood = login(addr, "carol", 1);
+    let mut burst = Vec::new();
+    for _ in 0..300_000 {
+        Client::encode_into(&ClientMsg::Heartbeat, &mut burst);
+    }
+    let _ = flood.send_raw(&burst); // the server may close before taking it all
+    assert_eq!(disconnect_code(&mut flood), 1016);
+    good_round(&mut good);
+
+    // 4. A slow reader: asks for far more than it reads; cut off, never stalling the others.
+    let mut slow = login(addr, "dave", 1);
+    let mut asks = Vec::new();
+    for i in 0..60_000u64 {
+        Client::encode_into(
+            &ClientMsg::Balances {
+                request_id: i,
+                user: UserId(4),
+            },
+            &mut asks,
+        );
+    }
+    slow.send_raw(&asks).unwrap();
+    good_round(&mut good);
+    assert_eq!(disconnect_code(&mut slow), 1015);
+    good_round(&mut good);
+    let stats = h.stats();
+    assert!(
+        stats
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert!(
+        stats
+            .protocol_disconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    h.shutdown().unwrap();
+}
+
+/// Reads until the server's `Disconnect` (at most 1 000 000 messages) and returns its code.
+fn disconnect_code(c: &mut Client) -> u16 {
+    for _ in 0..1_000_000 {
+        match c.recv_timeout(WAIT) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("timed out waiting for a disconnect"),
+            Err(ClientError::Disconnected(code, _)) => return code,
+            Err(e) => panic!("expected a disconnect reason, got {e}"),
+        }
+    }
+    panic!("no disconnect");
+}

@@ -1,0 +1,606 @@
+//! `ringbook loadgen`: drives a ringbook server over loopback TCP and reports latencies.
+//!
+//! ```sh
+//! cargo run --release -p ringbook-tools -- serve &
+//! cargo run --release -p ringbook-tools -- loadgen --connections 4 --rate 50000 --seconds 10
+//! ```
+//!
+//! Each connection logs in as one of the default config's demo users and sends an order mix
+//! (passive limits, aggressive IOCs that trade, cancels) over two symbols. Latencies are taken
+//! from each order's *intended* send time (start + i / rate), so a stalled server is charged
+//! for every order it delayed (coordinated-omission corrected), and recorded in HdrHistogram.
+//! `--echo-baseline` first measures a bare TCP echo with the same rate and connections.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args as ClapArgs;
+use hdrhistogram::Histogram;
+use ringbook_engine::prelude::*;
+use ringbook_gateway::client::{Client, ClientError};
+use ringbook_gateway::protocol::{ClientMsg, ServerMsg};
+
+/// The most connections.
+pub const CONNECTIONS_MAX: usize = 64;
+/// The longest run.
+pub const SECONDS_MAX: u64 = 600;
+/// The most orders one connection sends in a run (bounds the per-order timestamp table).
+pub const ORDERS_PER_CONN_MAX: u64 = 20_000_000;
+const DEMO_USERS: [(&str, u32); 4] = [("alice", 1), ("bob", 2), ("carol", 3), ("dave", 4)];
+
+/// Arguments of `ringbook loadgen`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Server address (loopback only).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: SocketAddr,
+    /// Connections (1..=64).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Offered orders per second, over all connections.
+    #[arg(long, default_value_t = 10_000, conflicts_with = "max")]
+    rate: u64,
+    /// Send as fast as the server takes them (latency then measured from actual send time).
+    #[arg(long)]
+    max: bool,
+    /// Duration in seconds (1..=600).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also measure a bare TCP echo at the same rate and connections, for the ratio.
+    #[arg(long)]
+    echo_baseline: bool,
+}
+
+#[derive(Default)]
+struct Outcome {
+    accepted: Option<Histogram<u64>>,
+    trade: Option<Histogram<u64>>,
+    sent: u64,
+    received: u64,
+    errors: u64,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+/// Runs the harness.
+pub fn run(args: Args) -> ExitCode {
+    match load(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringbook loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(args: Args) -> Result<(), String> {
+    if !args.addr.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address: loadgen only targets this machine",
+            args.addr
+        ));
+    }
+    if args.connections == 0 || args.connections > CONNECTIONS_MAX {
+        return Err(format!("--connections must be 1..={CONNECTIONS_MAX}"));
+    }
+    if args.seconds == 0 || args.seconds > SECONDS_MAX {
+        return Err(format!("--seconds must be 1..={SECONDS_MAX}"));
+    }
+    if !args.max && (args.rate == 0 || args.rate > 10_000_000) {
+        return Err("--rate must be 1..=10000000".into());
+    }
+    let echo = if args.echo_baseline {
+        Some(run_echo(&args)?)
+    } else {
+        None
+    };
+    prepare(args.addr).map_err(|e| format!("preparing accounts on {}: {e}", args.addr))?;
+    let out = run_orders(&args)?;
+    report(&args, &out, echo.as_ref());
+    Ok(())
+}
+
+/// Deposits ample funds for the demo users and cancels their leftovers.
+fn prepare(addr: SocketAddr) -> Result<(), ClientError> {
+    let mut ops = Client::connect(addr)?;
+    ops.login("ops1", "ops1-demo", std::process::id(), false)?;
+    for &(_, user) in &DEMO_USERS {
+        for currency in 0..5u16 {
+            ops.send(
+                &Command::Deposit {
+                    user: UserId(user),
+                    currency: CurrencyId(currency),
+                    amount: 1 << 50,
+                }
+                .into(),
+            )?;
+        }
+    }
+    let mut deposits = 0;
+    while deposits < DEMO_USERS.len() * 5 {
+        match ops.recv_timeout(Duration::from_secs(10))? {
+            Some(ServerMsg::Deposited { .. }) => deposits += 1,
+            Some(ServerMsg::Rejected { code, name, .. }) => {
+                return Err(ClientError::LoginRejected(
+                    code,
+                    ringbook_gateway::protocol::name32_str(&name).into(),
+                ))
+            }
+            Some(_) => {}
+            None => return Err(ClientError::Closed),
+        }
+    }
+    let _ = ops.logout();
+    Ok(())
+}
+
+fn order_for(i: u64, user: u32, coid: u64) -> (ClientMsg, bool) {
+    let symbol = SymbolId((i % 2) as u16);
+    let side = if (i / 2).is_multiple_of(2) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
+    let spread = (i % 50) as i64;
+    match i % 10 {
+        0..=4 => {
+            let price = if side == Side::Buy {
+                9_000 - spread
+            } else {
+                11_000 + spread
+            };
+            let o = NewOrder::limit(
+                UserId(user),
+                symbol,
+                ClientOrderId(coid),
+                side,
+                Price(price),
+                Qty(1),
+            );
+            (Command::NewOrder(o).into(), true)
+        }
+        5..=6 => {
+            let price = if side == Side::Buy { 11_100 } else { 8_900 };
+            let mut o = NewOrder::limit(
+                UserId(user),
+                symbol,
+                ClientOrderId(coid),
+                side,
+                Price(price),
+                Qty(1),
+            );
+            o.tif = TimeInForce::Ioc;
+            (Command::NewOrder(o).into(), true)
+        }
+        _ => {
+            // Cancel a passive order placed a few messages ago (it may have traded already).
+            let target = coid.saturating_sub(5).max(1);
+            (
+                Command::Cancel {
+                    user: UserId(user),
+                    symbol: SymbolId(((i - 5) % 2) as u16),
+                    client_order_id: ClientOrderId(target),
+                }
+                .into(),
+                false,
+            )
+        }
+    }
+}
+
+fn run_orders(args: &Args) -> Result<Outcome, String> {
+    let per_conn_rate = if args.max {
+        0
+    } else {
+        (args.rate / args.connections as u64).max(1)
+    };
+    let per_conn_orders = if args.max {
+        ORDERS_PER_CONN_MAX
+    } else {
+        (per_conn_rate * args.seconds).min(ORDERS_PER_CONN_MAX)
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let session_base = (std::process::id() % 1_000_000) * 100;
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut threads = Vec::new();
+    for c in 0..args.connections {
+        let (login, user) = DEMO_USERS[c % DEMO_USERS.len()];
+        let addr = args.addr;
+        let (progress, stop) = (progress.clone(), stop.clone());
+        let max = args.max;
+        let seconds = args.seconds;
+        threads.push(std::thread::spawn(move || -> Result<Outcome, String> {
+            let mut client = Client::connect(addr).map_err(|e| e.to_string())?;
+            client
+                .login(
+                    login,
+                    &format!("{login}-demo"),
+                    session_base + c as u32,
+                    false,
+                )
+                .map_err(|e| e.to_string())?;
+            let mut writer = client.stream().try_clone().map_err(|e| e.to_string())?;
+            let intended: Arc<Vec<AtomicU64>> = Arc::new(
+                (0..per_conn_orders.min(50_000_000) + 1)
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+            );
+            let sent_count = Arc::new(AtomicU64::new(0));
+            let done_sending = Arc::new(AtomicBool::new(false));
+            // Sender: one order at each intended time, or back to back with --max.
+            let sender = {
+                let (intended, sent_count, done_sending, stop, progress) = (
+                    intended.clone(),
+                    sent_count.clone(),
+                    done_sending.clone(),
+                    stop.clone(),
+                    progress.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut buf = Vec::with_capacity(64 * 256);
+                    let end = start + Duration::from_secs(seconds);
+                    let mut i = 0u64;
+                    while i < per_conn_orders && !stop.load(Ordering::Relaxed) {
+                        let now = Instant::now();
+                        if now >= end {
+                            break;
+                        }
+                        buf.clear();
+                        // Everything due by now goes out in one write (pipelining).
+                        while i < per_conn_orders && buf.len() < 64 * 200 {
+                            let due = if max {
+                                now
+                            } else {
+                                start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
+                            };
+                            if due > now {
+                                break;
+                            }
+                            let coid = i + 1;
+                            let (msg, _) = order_for(i, user, coid);
+                            intended[coid as usize].store(
+                                due.duration_since(start).as_nanos() as u64 + 1,
+                                Ordering::Relaxed,
+                            );
+                            Client::encode_into(&msg, &mut buf);
+                            i += 1;
+                        }
+                        if buf.is_empty() {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        if writer.write_all(&buf).is_err() {
+                            break;
+                        }
+                        sent_count.store(i, Ordering::Relaxed);
+                        progress.fetch_add(0, Ordering::Relaxed);
+                    }
+                    done_sending.store(true, Ordering::Release);
+                })
+            };
+            let mut out = Outcome {
+                accepted: Some(hist()),
+                trade: Some(hist()),
+                ..Outcome::default()
+            };
+            let mut traded = vec![false; intended.len()];
+            let mut last_progress = Instant::now();
+            loop {
+                let sending_done = done_sending.load(Ordering::Acquire);
+                match client.recv_timeout(Duration::from_millis(if sending_done {
+                    1000
+                } else {
+                    200
+                })) {
+                    Ok(Some(m)) => {
+                        out.received += 1;
+                        let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
+                        match m {
+                            ServerMsg::Accepted {
+                                client_order_id, ..
+                            } => {
+                                if let Some(t) = intended
+                                    .get(client_order_id as usize)
+                                    .map(|a| a.load(Ordering::Relaxed))
+                                    .filter(|&t| t > 0)
+                                {
+                                    let _ = out
+                                        .accepted
+                                        .as_mut()
+                                        .unwrap()
+                                        .record(now_ns.saturating_sub(t - 1).max(1));
+                                    progress.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            ServerMsg::Fill {
+                                role: 1,
+                                client_order_id,
+                                ..
+                            } => {
+                                let k = client_order_id as usize;
+                                if k < traded.len() && !traded[k] {
+                                    traded[k] = true;
+                                    let t = intended[k].load(Ordering::Relaxed);
+                                    if t > 0 {
+                                        let _ = out
+                                            .trade
+                                            .as_mut()
+                                            .unwrap()
+                                            .record(now_ns.saturating_sub(t - 1).max(1));
+                                    }
+                                }
+                            }
+                            // Cancels of orders that already traded are expected in the mix.
+                            ServerMsg::Rejected { code, .. }
+                                if code != RejectCode::UnknownOrder.code() =>
+                            {
+                                out.errors += 1
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(None) => {
+                        if sending_done {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        out.errors += 1;
+                        break;
+                    }
+                }
+                if last_progress.elapsed() > Duration::from_millis(500) {
+                    last_progress = Instant::now();
+                    let _ = client.heartbeat();
+                }
+                if sending_done
+                    && out.accepted.as_ref().unwrap().len()
+                        >= sent_count.load(Ordering::Relaxed) * 7 / 10
+                    && out.received > 0
+                {
+                    // Every new order (7 in 10 messages) is acknowledged: finished.
+                    if out.accepted.as_ref().unwrap().len()
+                        >= expected_new_orders(sent_count.load(Ordering::Relaxed))
+                    {
+                        break;
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let _ = sender.join();
+            out.sent = sent_count.load(Ordering::Relaxed);
+            let _ = client.logout();
+            Ok(out)
+        }));
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(args.seconds);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s  {msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let t0 = Instant::now();
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(b) = &bar {
+            b.set_position(t0.elapsed().as_secs().min(args.seconds));
+            b.set_message(format!("{} acks", progress.load(Ordering::Relaxed)));
+        }
+        if t0.elapsed() > Duration::from_secs(args.seconds + 30) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut total = Outcome {
+        accepted: Some(hist()),
+        trade: Some(hist()),
+        ..Outcome::default()
+    };
+    for t in threads {
+        let o = t
+            .join()
+            .map_err(|_| "a connection thread panicked".to_string())??;
+        total
+            .accepted
+            .as_mut()
+            .unwrap()
+            .add(o.accepted.as_ref().unwrap())
+            .ok();
+        total
+            .trade
+            .as_mut()
+            .unwrap()
+            .add(o.trade.as_ref().unwrap())
+            .ok();
+        total.sent += o.sent;
+        total.received += o.received;
+        total.errors += o.errors;
+    }
+    Ok(total)
+}
+
+fn expected_new_orders(sent: u64) -> u64 {
+    (0..10)
+        .filter(|k| *k < 7)
+        .map(|k| if sent > k { (sent - k).div_ceil(10) } else { 0 })
+        .sum()
+}
+
+/// A bare TCP echo at the same rate and connections: 16-byte messages, latency from intended
+/// send time.
+fn run_echo(args: &Args) -> Result<Histogram<u64>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let conns = args.connections;
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(conns) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let per_conn_rate = if args.max {
+        0
+    } else {
+        (args.rate / conns as u64).max(1)
+    };
+    let seconds = args.seconds.min(10);
+    let max = args.max;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut threads = Vec::new();
+    for _ in 0..conns {
+        threads.push(std::thread::spawn(
+            move || -> Result<Histogram<u64>, String> {
+                let s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                let mut w = s.try_clone().map_err(|e| e.to_string())?;
+                let total = if max {
+                    u64::MAX
+                } else {
+                    per_conn_rate * seconds
+                };
+                let sender = std::thread::spawn(move || {
+                    let end = start + Duration::from_secs(seconds);
+                    let mut i = 0u64;
+                    let mut buf = Vec::with_capacity(16 * 256);
+                    while i < total {
+                        let now = Instant::now();
+                        if now >= end {
+                            break;
+                        }
+                        buf.clear();
+                        while i < total && buf.len() < 16 * 200 {
+                            let due = if max {
+                                now
+                            } else {
+                                start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
+                            };
+                            if due > now {
+                                break;
+                            }
+                            buf.extend_from_slice(
+                                &(due.duration_since(start).as_nanos() as u64).to_le_bytes(),
+                            );
+                            buf.extend_from_slice(&i.to_le_bytes());
+                            i += 1;
+                        }
+                        if buf.is_empty() {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        if w.write_all(&buf).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = w.shutdown(std::net::Shutdown::Write);
+                });
+                let mut h = hist();
+                let mut r = s;
+                let mut msg = [0u8; 16];
+                while r.read_exact(&mut msg).is_ok() {
+                    let t = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+                    let now = Instant::now().duration_since(start).as_nanos() as u64;
+                    let _ = h.record(now.saturating_sub(t).max(1));
+                }
+                let _ = sender.join();
+                Ok(h)
+            },
+        ));
+    }
+    let mut total = hist();
+    for t in threads {
+        let h = t.join().map_err(|_| "echo thread panicked".to_string())??;
+        total.add(&h).ok();
+    }
+    Ok(total)
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>) {
+    let h = out.accepted.as_ref().expect("histogram");
+    let t = out.trade.as_ref().expect("histogram");
+    let offered = if args.max { 0 } else { args.rate };
+    let achieved = h.len() as f64 / args.seconds as f64 * 10.0 / 7.0;
+    if args.json {
+        let mut s = format!(
+            "{{\"connections\":{},\"offered_per_sec\":{},\"achieved_per_sec\":{:.0},\"p50_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\"p9999_us\":{:.2},\"max_us\":{:.2},\"errors\":{},\"orders_acked\":{},\"trade_p50_us\":{:.2},\"trade_p99_us\":{:.2}",
+            args.connections, offered, achieved,
+            us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.value_at_quantile(0.9999)), us(h.max()),
+            out.errors, h.len(), us(t.value_at_quantile(0.5)), us(t.value_at_quantile(0.99)),
+        );
+        if let Some(e) = echo {
+            s += &format!(
+                ",\"echo_p50_us\":{:.2},\"echo_p99_us\":{:.2},\"echo_p999_us\":{:.2}",
+                us(e.value_at_quantile(0.5)),
+                us(e.value_at_quantile(0.99)),
+                us(e.value_at_quantile(0.999))
+            );
+        }
+        println!("{s}}}");
+        return;
+    }
+    println!(
+        "connections {}  offered {}/s  achieved {:.0} msgs/s  sent {}  received {}  errors {}",
+        args.connections,
+        if args.max {
+            "max".to_string()
+        } else {
+            offered.to_string()
+        },
+        achieved,
+        out.sent,
+        out.received,
+        out.errors
+    );
+    println!(
+        "{:<22}{:>10}{:>10}{:>10}{:>10}{:>10}{:>12}",
+        "latency (µs)", "p50", "p99", "p99.9", "p99.99", "max", "count"
+    );
+    let row = |name: &str, h: &Histogram<u64>| {
+        println!(
+            "{:<22}{:>10.1}{:>10.1}{:>10.1}{:>10.1}{:>10.1}{:>12}",
+            name,
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.value_at_quantile(0.9999)),
+            us(h.max()),
+            h.len()
+        );
+    };
+    row("order → accepted", h);
+    row("order → trade", t);
+    if let Some(e) = echo {
+        row("tcp echo baseline", e);
+        if e.value_at_quantile(0.99) > 0 {
+            println!(
+                "p99 ratio (accepted / echo): {:.2}",
+                h.value_at_quantile(0.99) as f64 / e.value_at_quantile(0.99) as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `ringbook serve`: the gateway in front of the journaled pipeline.
+//!
+//! ```sh
+//! cargo run --release -p ringbook-tools -- serve            # 127.0.0.1:7700, ./journal-data
+//! ```
+//!
+//! Starts the pipeline (recovering from the journal directory), then the mio gateway; runs until
+//! SIGINT or SIGTERM, then stops accepting, drains, flushes the journal and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+use ringbook_engine::pipeline::{Layout, WaitStrategy};
+use ringbook_engine::{Config, Pipeline};
+use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
+use ringbook_journal::JournalConfig;
+
+/// Arguments of `ringbook serve`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Engine configuration (TOML, with `[[gateway.accounts]]`); the embedded default (demo
+    /// accounts alice/bob/carol/dave and operators ops1/ops2) when omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Journal directory (created if missing; recovered from on start).
+    #[arg(long, default_value = "./journal-data")]
+    journal: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Pipeline thread layout: fused, j|rms or split.
+    #[arg(long, default_value = "fused")]
+    layout: Layout,
+    /// Pipeline wait strategy: busy-spin, busy-spin-hint, yield, sleep.
+    #[arg(long, default_value = "yield")]
+    wait: WaitStrategy,
+    /// Run the engine on the gateway thread without a journal (nothing survives a restart;
+    /// for demos and tests).
+    #[arg(long)]
+    in_process: bool,
+}
+
+/// Runs the server until a signal.
+pub fn run(args: Args) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringbook serve: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: Args) -> Result<(), String> {
+    let config = match &args.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if config.gateway.accounts.is_empty() {
+        return Err("the configuration has no [[gateway.accounts]]: nobody could log in".into());
+    }
+    signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
+    if args.in_process {
+        let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
+        let handle = server::start(sc, backend).map_err(|e| e.to_string())?;
+        eprintln!(
+            "ringbook serve: listening on {} (in-process engine, no journal)",
+            handle.local_addr()
+        );
+        wait_for_signal();
+        let backend = handle.shutdown().map_err(|e| e.to_string())?;
+        eprintln!(
+            "ringbook serve: stopped; state hash {}",
+            backend.engine().state_hash()
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.journal)
+        .map_err(|e| format!("journal directory {}: {e}", args.journal.display()))?;
+    let probe = args.journal.join(".ringbook-write-probe");
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "journal directory {} is not writable: {e}",
+            args.journal.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    let builder = Pipeline::builder(&config)
+        .layout(args.layout)
+        .wait(args.wait)
+        .journal(&args.journal, JournalConfig::default());
+    let backend =
+        PipelineBackend::start(builder).map_err(|e| format!("starting the pipeline: {e}"))?;
+    let rec = backend.pipeline().recovery();
+    eprintln!(
+        "ringbook serve: journal {} recovered: {} records replayed, next sequence {}",
+        args.journal.display(),
+        rec.replayed,
+        rec.next_seq
+    );
+    let handle = match server::start(sc, backend) {
+        Ok(h) => h,
+        Err(e) => return Err(e.to_string()),
+    };
+    eprintln!(
+        "ringbook serve: listening on {} (layout {}, journal {})",
+        handle.local_addr(),
+        args.layout,
+        args.journal.display()
+    );
+    wait_for_signal();
+    eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    let backend = handle.shutdown().map_err(|e| e.to_string())?;
+    let report = backend
+        .shutdown()
+        .map_err(|e| format!("pipeline shutdown: {e}"))?;
+    eprintln!(
+        "ringbook serve: stopped after {} commands; state hash {}",
+        report.commands, report.state_hash
+    );
+    Ok(())
+}
+
+fn wait_for_signal() {
+    while !signal::received() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
