@@ -6,6 +6,7 @@
 //! ringbook journal verify DIR
 //! ringbook journal stats DIR [--json]
 //! ringbook journal prune DIR --before SEQ [--dry-run]
+//! ringbook journal replay DIR [--config FILE] [--no-risk] [--to SEQ] [--json]
 //! ```
 //!
 //! - `dump` prints every record in sequence order: one line each, human-readable (payload shown
@@ -20,6 +21,17 @@
 //! - `prune` removes the segments whose records are all covered by the newest valid snapshot and
 //!   below `--before`; never anything else, never the last segment. It takes the writer's lock,
 //!   so it refuses while a writer has the journal open.
+//! - `replay` rebuilds the engine state the journal describes — the newest valid snapshot at or
+//!   below `--to` (none: from the journal's first record), then every record after it up to
+//!   `--to` inclusive (default: the last) — read-only (nothing in DIR is written, truncated or
+//!   locked; a live or crashed journal can be replayed as it is), and prints the state exactly
+//!   as `ringbook scenario --final` does: every book, (with risk on) every open account's
+//!   balances and the fees, then `state_hash`. What was used (snapshot sequence, records
+//!   replayed, last sequence, how the journal ends) goes to stderr, or with `--json` first on
+//!   stdout as `{"event":"replay","snapshot_seq":S|null,"replayed":N,"last_seq":S|null}`.
+//!   `--config` and `--no-risk` must be the ones the journal was written with. Status 1: the
+//!   journal is corrupt (what `verify` calls unsound); 2: no journal, a record that does not
+//!   replay, `--to` beyond the last record, or a snapshot that does not restore.
 //!
 //! These tools read the journal at rest; a live writer's in-flight record may show as a torn
 //! tail. Long runs show a progress bar when stderr is a terminal. Exit status 2: the command
@@ -33,9 +45,14 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ringbook_engine::pipeline::{replay_journal, PipelineError};
+use ringbook_engine::prelude::{Config, RiskMode, Seq};
 use ringbook_journal::{
-    inspect, prune, Inspection, JournalError, Reader, SegmentState, Severity, TailState,
+    inspect, prune, Inspection, JournalConfig, JournalError, Reader, SegmentState, Severity,
+    TailState,
 };
+
+use crate::printer::Printer;
 
 const EXIT_PROBLEM: u8 = 1;
 const EXIT_CANNOT_RUN: u8 = 2;
@@ -60,6 +77,27 @@ enum JournalCmd {
     Stats(StatsArgs),
     /// Remove segments fully covered by the newest valid snapshot.
     Prune(PruneArgs),
+    /// Rebuild the engine state (read-only) and print books, balances, fees and state hash.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct ReplayArgs {
+    /// The journal directory.
+    dir: PathBuf,
+    /// Engine configuration the journal was written with (TOML); the embedded default if
+    /// absent.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The journal was written with risk off (the order books alone).
+    #[arg(long)]
+    no_risk: bool,
+    /// Stop after the record with this sequence (default: the last record).
+    #[arg(long, value_name = "SEQ")]
+    to: Option<u64>,
+    /// Print what was used as a leading JSON line (`"event":"replay"`) instead of on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -114,6 +152,7 @@ pub fn run(args: Args) -> ExitCode {
         JournalCmd::Verify(a) => verify(&a, &mut out),
         JournalCmd::Stats(a) => stats(&a, &mut out),
         JournalCmd::Prune(a) => prune_cmd(&a, &mut out),
+        JournalCmd::Replay(a) => replay(&a, &mut out),
     }
     .and_then(|code| {
         out.flush()?;
@@ -498,6 +537,81 @@ fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
             .first_sequence_after
             .map_or("-".to_string(), |s| s.to_string())
     )?;
+    Ok(0)
+}
+
+fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
+    require_dir(&args.dir)?;
+    let listing = ringbook_journal::list(&args.dir)?;
+    if listing.segments.is_empty() && listing.snapshots.is_empty() {
+        return Err(Fatal(format!(
+            "{}: no journal here (no segment or snapshot files)",
+            args.dir.display()
+        )));
+    }
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| Fatal(e.to_string()))?,
+        None => Config::default(),
+    };
+    let risk = if args.no_risk {
+        RiskMode::Off
+    } else {
+        RiskMode::On
+    };
+    let (engine, info) = match replay_journal(
+        &config,
+        risk,
+        &args.dir,
+        JournalConfig::default().first_sequence,
+        args.to.map(Seq),
+    ) {
+        Ok(r) => r,
+        Err(PipelineError::Journal(e @ JournalError::Corrupt(_))) => {
+            eprintln!("ringbook journal: replay stopped: {e} (see ringbook journal verify)");
+            return Ok(EXIT_PROBLEM);
+        }
+        Err(e) => return Err(Fatal(format!("{}: {e}", args.dir.display()))),
+    };
+    let opt = |s: Option<Seq>| s.map_or("null".to_string(), |s| s.0.to_string());
+    if args.json {
+        writeln!(
+            out,
+            r#"{{"event":"replay","snapshot_seq":{},"replayed":{},"last_seq":{}}}"#,
+            opt(info.snapshot_seq),
+            info.replayed,
+            opt(info.last_seq)
+        )?;
+    } else {
+        let mut note = format!(
+            "replay: snapshot {}, {} record(s) replayed, last sequence {}",
+            info.snapshot_seq
+                .map_or("none".to_string(), |s| format!("at sequence {}", s.0)),
+            info.replayed,
+            info.last_seq
+                .map_or("none".to_string(), |s| s.0.to_string()),
+        );
+        if info.later_snapshots > 0 {
+            let _ = write!(
+                note,
+                "; {} newer snapshot(s) skipped (past --to)",
+                info.later_snapshots
+            );
+        }
+        if info.damaged_snapshots > 0 {
+            let _ = write!(
+                note,
+                "; {} damaged snapshot(s) skipped",
+                info.damaged_snapshots
+            );
+        }
+        if args.to.is_none() {
+            let _ = write!(note, "; end: {}", describe_tail(info.tail.as_ref()));
+        }
+        eprintln!("{note}");
+    }
+    let mut printer = Printer::new(out, &config);
+    printer.final_state(&engine);
+    printer.flush()?;
     Ok(0)
 }
 

@@ -12,6 +12,7 @@
 mod journal;
 mod loadgen;
 mod lobster;
+mod printer;
 mod scenario;
 mod serve;
 

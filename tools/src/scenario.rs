@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! ringbook scenario [--config FILE] [--final] [--no-risk] SCRIPT    # SCRIPT may be `-` (stdin)
+//! ringbook scenario --pipeline [--layout fused|J|RMS|split] [--transport disruptor|crossbeam]
+//!                   [--journal DIR [--snapshot-every N]] [--config FILE] [--final] [--no-risk] SCRIPT
 //! ```
 //!
 //! # Script
@@ -79,19 +81,33 @@
 //! `withdraw`, `approve` and `reject_withdrawal` lines are line errors (accounts are off), and
 //! `--final` prints no balance or fee lines.
 //!
+//! `--pipeline` runs the same commands through the threaded pipeline (`Pipeline`, every thread
+//! waiting with `Yield`, so no layout spins more threads than there are cores): every parsed
+//! command is submitted in order, the output handler prints each command's events with the same
+//! printer, and `--final` prints the engine `shutdown()` returns. The output is the single-
+//! threaded run's, byte for byte (tests/pipeline_replay.rs). Without `--journal` nothing is
+//! journaled; with it the pipeline first recovers what DIR holds (a fresh directory: nothing),
+//! and `ringbook journal replay DIR` later prints the same `--final` lines.
+//!
 //! A line that cannot be parsed (or is not supported in this mode) is reported on stderr as
 //! `line N: <reason>` and skipped; the run goes on and exits with status 1. A run that cannot
 //! start or finish (bad arguments, config, unreadable script, failed output) exits with status 2.
 //! Otherwise the status is 0. An engine reject is an event, not an error.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use ringbook_engine::pipeline::{Layout, Output, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
+use ringbook_journal::JournalConfig;
+
+use crate::printer::Printer;
 
 /// Arguments of `ringbook scenario`.
 #[derive(Debug, clap::Args)]
@@ -107,6 +123,34 @@ pub struct Args {
     /// commands are then line errors.
     #[arg(long)]
     pub no_risk: bool,
+    /// Run the script through the threaded pipeline (journal → risk → matching → settlement
+    /// on ring buffers, every thread yielding when idle) instead of the single-threaded engine:
+    /// the output is the same, byte for byte.
+    #[arg(long)]
+    pub pipeline: bool,
+    /// The pipeline's thread layout: fused (= JRMS), J|RMS, or split (= J|R|M|S).
+    #[arg(
+        long,
+        value_name = "LAYOUT",
+        default_value = "fused",
+        requires = "pipeline"
+    )]
+    pub layout: Layout,
+    /// The queues between the pipeline's stages: disruptor or crossbeam.
+    #[arg(
+        long,
+        value_name = "TRANSPORT",
+        default_value = "disruptor",
+        requires = "pipeline"
+    )]
+    pub transport: Transport,
+    /// Journal every command into DIR (recovering what it already holds first: the run then
+    /// continues from that state). Without it the pipeline runs with no journal.
+    #[arg(long, value_name = "DIR", requires = "pipeline")]
+    pub journal: Option<PathBuf>,
+    /// With --journal: also write a snapshot every N commands (0: none).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "journal")]
+    pub snapshot_every: u64,
     /// The command script, or `-` for standard input.
     #[arg(value_name = "SCRIPT")]
     pub script: PathBuf,
@@ -153,8 +197,6 @@ fn run_inner(args: &Args) -> Result<u64, Fatal> {
     } else {
         RiskMode::On
     };
-    let mut engine = Engine::with_risk(&config, risk).map_err(|e| e.to_string())?;
-
     let mut input: Box<dyn BufRead> = if args.script.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -167,9 +209,49 @@ fn run_inner(args: &Args) -> Result<u64, Fatal> {
     } else {
         args.script.display().to_string()
     };
+    let bad_lines = if args.pipeline {
+        let backend = Threaded::start(args, &config, risk)?;
+        run_script(
+            backend,
+            &mut *input,
+            &script_name,
+            &config,
+            risk,
+            args.final_state,
+        )?
+    } else {
+        let backend = Direct {
+            engine: Engine::with_risk(&config, risk).map_err(|e| e.to_string())?,
+            out: Printer::new(BufWriter::new(io::stdout().lock()), &config),
+        };
+        run_script(
+            backend,
+            &mut *input,
+            &script_name,
+            &config,
+            risk,
+            args.final_state,
+        )?
+    };
+    if bad_lines > 0 {
+        eprintln!(
+            "ringbook scenario: {bad_lines} line{} of {script_name} could not be run",
+            if bad_lines == 1 { "" } else { "s" }
+        );
+    }
+    Ok(bad_lines)
+}
 
-    let stdout = io::stdout();
-    let mut out = Printer::new(BufWriter::new(stdout.lock()), &config);
+/// Reads, parses and runs every line of the script, then (with `final_state`) prints the final
+/// state; returns the number of lines that could not be run.
+fn run_script(
+    mut backend: impl Backend,
+    input: &mut dyn BufRead,
+    script_name: &str,
+    config: &Config,
+    risk: RiskMode,
+    final_state: bool,
+) -> Result<u64, Fatal> {
     let mut bad_lines = 0u64;
     let mut raw = Vec::new();
     let mut line_no = 0u64;
@@ -179,38 +261,154 @@ fn run_inner(args: &Args) -> Result<u64, Fatal> {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                out.flush()?;
+                backend.sync()?;
                 return Err(format!("cannot read {script_name}: {e}").into());
             }
         }
         line_no += 1;
         let parsed = match std::str::from_utf8(&raw) {
-            Ok(text) => parse_line(text, &config, risk),
+            Ok(text) => parse_line(text, config, risk),
             Err(_) => Err("not valid UTF-8".to_string()),
         };
         match parsed {
             Ok(None) => {}
-            Ok(Some(cmd)) => engine.process(&cmd, &mut |e: &Event| out.event(e)),
+            Ok(Some(cmd)) => backend.run(cmd)?,
             Err(reason) => {
-                // Flush first so a terminal shows the error after the events before it.
-                out.flush()?;
+                // Every event before it first, so a terminal shows the error after them.
+                backend.sync()?;
                 eprintln!("line {line_no}: {reason}");
                 bad_lines += 1;
             }
         }
-        out.check()?;
     }
-    if args.final_state {
-        out.final_state(&engine);
-    }
-    out.flush()?;
-    if bad_lines > 0 {
-        eprintln!(
-            "ringbook scenario: {bad_lines} line{} of {script_name} could not be run",
-            if bad_lines == 1 { "" } else { "s" }
-        );
-    }
+    backend.finish(final_state)?;
     Ok(bad_lines)
+}
+
+/// Where the commands run: the single-threaded engine, or the threaded pipeline. Either way
+/// the same printer writes the same lines.
+trait Backend {
+    /// Runs one command (its events are printed in order, now or soon); stops the run if
+    /// output has failed.
+    fn run(&mut self, cmd: Command) -> Result<(), Fatal>;
+    /// Waits until every event of the commands run so far is printed, and flushes them.
+    fn sync(&mut self) -> Result<(), Fatal>;
+    /// Ends the run: every event printed, then (with `final_state`) the final lines, flushed.
+    fn finish(self, final_state: bool) -> Result<(), Fatal>;
+}
+
+/// The single-threaded engine: `Engine::process`, events printed as they come.
+struct Direct<W: Write> {
+    engine: Engine,
+    out: Printer<W>,
+}
+
+impl<W: Write> Backend for Direct<W> {
+    fn run(&mut self, cmd: Command) -> Result<(), Fatal> {
+        let out = &mut self.out;
+        self.engine.process(&cmd, &mut |e: &Event| out.event(e));
+        self.out
+            .take_error()
+            .map_or(Ok(()), |e| Err(output_error(e)))
+    }
+
+    fn sync(&mut self) -> Result<(), Fatal> {
+        self.out.flush().map_err(output_error)
+    }
+
+    fn finish(mut self, final_state: bool) -> Result<(), Fatal> {
+        if final_state {
+            self.out.final_state(&self.engine);
+        }
+        self.sync()
+    }
+}
+
+/// The threaded pipeline (`--pipeline`): commands are submitted in order; the output handler
+/// (on the pipeline's outbound thread) prints each event and records each command's `Done`.
+struct Threaded {
+    pipeline: Pipeline,
+    out: Arc<Mutex<Printer<BufWriter<io::Stdout>>>>,
+    /// The sequence of the last command whose events are all printed.
+    done: Arc<AtomicU64>,
+    /// The sequence of the last command submitted (0: none).
+    submitted: u64,
+}
+
+impl Threaded {
+    fn start(args: &Args, config: &Config, risk: RiskMode) -> Result<Threaded, Fatal> {
+        let out = Arc::new(Mutex::new(Printer::new(
+            BufWriter::new(io::stdout()),
+            config,
+        )));
+        let done = Arc::new(AtomicU64::new(0));
+        let (handler_out, handler_done) = (Arc::clone(&out), Arc::clone(&done));
+        let mut builder = Pipeline::builder(config)
+            .layout(args.layout)
+            .transport(args.transport)
+            // Never more spinning threads than cores, whatever the layout.
+            .wait(WaitStrategy::Yield)
+            .risk(risk)
+            .on_output(move |o: &Output| match &o.kind {
+                OutputKind::Event(e) => lock(&handler_out).event(e),
+                OutputKind::Done => handler_done.store(o.seq.0, Ordering::Release),
+            });
+        if let Some(dir) = &args.journal {
+            builder = builder
+                .journal(dir, JournalConfig::default())
+                .snapshot_every(args.snapshot_every);
+        }
+        let pipeline = builder
+            .start()
+            .map_err(|e| format!("cannot start the pipeline: {e}"))?;
+        // A recovered journal continues its numbering: nothing of this run is done yet.
+        done.store(pipeline.next_seq().0.saturating_sub(1), Ordering::Release);
+        let submitted = pipeline.next_seq().0.saturating_sub(1);
+        Ok(Threaded {
+            pipeline,
+            out,
+            done,
+            submitted,
+        })
+    }
+
+    fn check(&self) -> Result<(), Fatal> {
+        lock(&self.out)
+            .take_error()
+            .map_or(Ok(()), |e| Err(output_error(e)))
+    }
+}
+
+/// The printer, even if a thread panicked while holding it (it holds no invariant a panic
+/// could break that the lines would not show).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Backend for Threaded {
+    fn run(&mut self, cmd: Command) -> Result<(), Fatal> {
+        self.submitted = self.pipeline.submit(cmd).0;
+        self.check()
+    }
+
+    fn sync(&mut self) -> Result<(), Fatal> {
+        while self.done.load(Ordering::Acquire) < self.submitted {
+            std::thread::yield_now();
+        }
+        lock(&self.out).flush().map_err(output_error)
+    }
+
+    fn finish(self, final_state: bool) -> Result<(), Fatal> {
+        let report = self
+            .pipeline
+            .shutdown()
+            .map_err(|e| format!("the pipeline failed: {e}"))?;
+        let mut out = lock(&self.out);
+        if final_state {
+            out.final_state(&report.engine);
+        }
+        out.flush().map_err(output_error)
+    }
 }
 
 // ---------------------------------------------------------------- parsing
@@ -478,302 +676,6 @@ fn symbol(text: &str, config: &Config) -> Result<SymbolId, String> {
 
 // ---------------------------------------------------------------- output
 
-/// Formats events as JSON lines into a buffered writer, keeping the first write error.
-struct Printer<W: Write> {
-    out: W,
-    /// Each configured symbol's name as a JSON string literal, by id.
-    names: Vec<String>,
-    /// Each configured currency's code as a JSON string literal, by id.
-    codes: Vec<String>,
-    line: String,
-    error: Option<io::Error>,
-}
-
-impl<W: Write> Printer<W> {
-    fn new(out: W, config: &Config) -> Printer<W> {
-        Printer {
-            out,
-            names: config
-                .symbols
-                .iter()
-                .map(|s| json_string(&s.name))
-                .collect(),
-            codes: config
-                .currencies
-                .iter()
-                .map(|c| json_string(&c.code))
-                .collect(),
-            line: String::with_capacity(512),
-            error: None,
-        }
-    }
-
-    /// The symbol's name as a JSON string (its id as a string if it is not configured, which
-    /// the engine never reports).
-    fn symbol(&self, id: SymbolId) -> String {
-        match self.names.get(id.0 as usize) {
-            Some(name) => name.clone(),
-            None => format!("\"{}\"", id.0),
-        }
-    }
-
-    /// The currency's code as a JSON string (its id as a string if it is not configured,
-    /// which the engine never reports).
-    fn currency(&self, id: CurrencyId) -> String {
-        match self.codes.get(id.0 as usize) {
-            Some(code) => code.clone(),
-            None => format!("\"{}\"", id.0),
-        }
-    }
-
-    fn event(&mut self, e: &Event) {
-        let mut l = std::mem::take(&mut self.line);
-        l.clear();
-        // Writing to a String cannot fail.
-        let _ = match *e {
-            Event::Accepted {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-                side,
-                order_type,
-                price,
-                qty,
-            } => write!(
-                l,
-                r#"{{"event":"accepted","user":{user},"symbol":{},"client_order_id":{client_order_id},"order_id":{order_id},"side":"{}","type":"{}","price":{price},"qty":{qty}}}"#,
-                self.symbol(symbol),
-                side.name(),
-                order_type.name(),
-            ),
-            Event::Rejected {
-                user,
-                client_order_id,
-                code,
-            } => write!(
-                l,
-                r#"{{"event":"rejected","user":{user},"client_order_id":{client_order_id},"code":{},"reason":"{}"}}"#,
-                code.code(),
-                code.name(),
-            ),
-            Event::Trade(ref t) => write!(
-                l,
-                r#"{{"event":"trade","symbol":{},"price":{},"qty":{},"maker_user":{},"maker_client_order_id":{},"taker_user":{},"taker_client_order_id":{},"maker_fee":{},"taker_fee":{},"maker_order_id":{},"taker_order_id":{},"taker_side":"{}","maker_leaves":{},"taker_leaves":{}}}"#,
-                self.symbol(t.symbol),
-                t.price,
-                t.qty,
-                t.maker.user,
-                t.maker.client_order_id,
-                t.taker.user,
-                t.taker.client_order_id,
-                t.maker.fee,
-                t.taker.fee,
-                t.maker.order_id,
-                t.taker.order_id,
-                t.taker_side.name(),
-                t.maker.leaves_qty,
-                t.taker.leaves_qty,
-            ),
-            Event::Cancelled {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-                // Settlement's business (the refund's size), not part of the line.
-                side: _,
-                price: _,
-                qty,
-                leaves_qty,
-                reason,
-            } => write!(
-                l,
-                r#"{{"event":"cancelled","user":{user},"client_order_id":{client_order_id},"qty":{qty},"reason":"{}","symbol":{},"order_id":{order_id},"leaves":{leaves_qty}}}"#,
-                reason.name(),
-                self.symbol(symbol),
-            ),
-            Event::Amended {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-                price,
-                qty,
-            } => write!(
-                l,
-                r#"{{"event":"amended","user":{user},"client_order_id":{client_order_id},"price":{price},"qty":{qty},"symbol":{},"order_id":{order_id}}}"#,
-                self.symbol(symbol),
-            ),
-            Event::Triggered {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-            } => write!(
-                l,
-                r#"{{"event":"triggered","user":{user},"client_order_id":{client_order_id},"symbol":{},"order_id":{order_id}}}"#,
-                self.symbol(symbol),
-            ),
-            Event::MassCancelled {
-                user,
-                symbol,
-                count,
-            } => write!(
-                l,
-                r#"{{"event":"mass_cancelled","user":{user},"symbol":{},"count":{count}}}"#,
-                symbol.map_or_else(|| "null".to_string(), |s| self.symbol(s)),
-            ),
-            Event::Deposited {
-                user,
-                currency,
-                amount,
-            } => write!(
-                l,
-                r#"{{"event":"deposited","user":{user},"currency":{},"amount":{amount}}}"#,
-                self.currency(currency),
-            ),
-            Event::WithdrawalRequested {
-                withdrawal_id,
-                user,
-                currency,
-                amount,
-            } => write!(
-                l,
-                r#"{{"event":"withdrawal_requested","withdrawal_id":{withdrawal_id},"user":{user},"currency":{},"amount":{amount}}}"#,
-                self.currency(currency),
-            ),
-            Event::WithdrawalApproved {
-                withdrawal_id,
-                operator,
-                user,
-                approvals,
-            } => write!(
-                l,
-                r#"{{"event":"withdrawal_approved","withdrawal_id":{withdrawal_id},"operator":{operator},"user":{user},"approvals":{approvals}}}"#,
-            ),
-            Event::WithdrawalCompleted {
-                withdrawal_id,
-                user,
-                currency,
-                amount,
-            } => write!(
-                l,
-                r#"{{"event":"withdrawal_completed","withdrawal_id":{withdrawal_id},"user":{user},"currency":{},"amount":{amount}}}"#,
-                self.currency(currency),
-            ),
-            Event::WithdrawalRejected {
-                withdrawal_id,
-                operator,
-                user,
-            } => write!(
-                l,
-                r#"{{"event":"withdrawal_rejected","withdrawal_id":{withdrawal_id},"operator":{operator},"user":{user}}}"#,
-            ),
-            Event::OperatorRejected {
-                operator,
-                withdrawal_id,
-                code,
-            } => write!(
-                l,
-                r#"{{"event":"rejected","operator":{operator},"withdrawal_id":{withdrawal_id},"code":{},"reason":"{}"}}"#,
-                code.code(),
-                code.name(),
-            ),
-            Event::BalanceUpdate {
-                user,
-                currency,
-                available,
-                locked,
-            } => write!(
-                l,
-                r#"{{"event":"balance_update","user":{user},"currency":{},"available":{available},"locked":{locked}}}"#,
-                self.currency(currency),
-            ),
-        };
-        l.push('\n');
-        self.write(&l);
-        self.line = l;
-    }
-
-    /// The `--final` lines: every book; with risk on every open account's balances and the
-    /// collected fees; then the state hash.
-    fn final_state(&mut self, engine: &Engine) {
-        let mut l = std::mem::take(&mut self.line);
-        for s in 0..self.names.len() {
-            let id = SymbolId(s as u16);
-            l.clear();
-            l.push_str(r#"{"event":"book","symbol":"#);
-            l.push_str(&self.names[s]);
-            for (key, side) in [(r#","bids":["#, Side::Buy), (r#"],"asks":["#, Side::Sell)] {
-                l.push_str(key);
-                let mut first = true;
-                engine.depth(id, side, usize::MAX, |price, qty| {
-                    let comma = if first { "" } else { "," };
-                    first = false;
-                    let _ = write!(l, "{comma}[{price},{qty}]");
-                });
-            }
-            l.push_str("]}\n");
-            self.write(&l);
-        }
-        if engine.risk_mode() == RiskMode::On {
-            let accounts = engine.accounts();
-            let currencies = (0..self.codes.len()).map(|c| CurrencyId(c as u16));
-            for user in accounts.open_users() {
-                for currency in currencies.clone() {
-                    let b = engine.balance(user, currency);
-                    l.clear();
-                    let _ = writeln!(
-                        l,
-                        r#"{{"event":"balance","user":{user},"currency":{},"available":{},"locked":{}}}"#,
-                        self.codes[currency.0 as usize], b.available, b.locked,
-                    );
-                    self.write(&l);
-                }
-            }
-            for currency in currencies {
-                l.clear();
-                let _ = writeln!(
-                    l,
-                    r#"{{"event":"fees","currency":{},"collected":{}}}"#,
-                    self.codes[currency.0 as usize],
-                    accounts.fees(currency),
-                );
-                self.write(&l);
-            }
-        }
-        l.clear();
-        let _ = writeln!(
-            l,
-            r#"{{"event":"state_hash","hash":"{}"}}"#,
-            engine.state_hash()
-        );
-        self.write(&l);
-        self.line = l;
-    }
-
-    fn write(&mut self, text: &str) {
-        if self.error.is_none() {
-            if let Err(e) = self.out.write_all(text.as_bytes()) {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    /// Stops the run if output has failed.
-    fn check(&mut self) -> Result<(), Fatal> {
-        match self.error.take() {
-            None => Ok(()),
-            Some(e) => Err(output_error(e)),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), Fatal> {
-        self.check()?;
-        self.out.flush().map_err(output_error)
-    }
-}
-
 fn output_error(e: io::Error) -> Fatal {
     if e.kind() == io::ErrorKind::BrokenPipe {
         // Whoever reads our output has stopped (`| head`): nothing useful to say.
@@ -781,27 +683,6 @@ fn output_error(e: io::Error) -> Fatal {
     } else {
         Fatal::Message(format!("cannot write output: {e}"))
     }
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -929,11 +810,5 @@ mod tests {
             assert!(e.starts_with(name) && e.contains("accounts are off"), "{e}");
         }
         assert!(parse_no_risk("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1").is_ok());
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("BTC-KRW"), r#""BTC-KRW""#);
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
     }
 }

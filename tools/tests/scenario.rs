@@ -1044,10 +1044,12 @@ fn risk_is_on_by_default() {
     let out = risk_on("order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n");
     assert_lines(&out, &[rejected(1, 1, 2001, "UNKNOWN_USER")]);
 
-    // There is no threaded pipeline yet, so no --pipeline flag either.
-    let run = ringbook(&["scenario", "--pipeline", "-"], "");
-    assert_eq!(run.status, 2);
-    assert_eq!(run.stdout, "");
+    // The same through the threaded pipeline (tests/pipeline_replay.rs compares the modes).
+    let run = ringbook(
+        &["scenario", "--pipeline", "-"],
+        "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n",
+    );
+    assert_eq!(clean(run), out);
 }
 
 #[test]

@@ -35,8 +35,8 @@
 //! Files, one per concept: [`layout`] (layouts, wait strategies, transports), `slot.rs` (the
 //! messages), `queue.rs` (ring or channel behind one interface), `control.rs` (shared flags),
 //! `shared.rs` (the split layout's shared engine and its SAFETY argument), `stages.rs` (every
-//! thread's loop), `recovery.rs`, `snapshots.rs`, `output.rs`, `error.rs`; this file wires
-//! them, in order.
+//! thread's loop), `recovery.rs` (also [`replay_journal`], the read-only replay),
+//! `snapshots.rs`, `output.rs`, `error.rs`; this file wires them, in order.
 
 mod control;
 mod error;
@@ -65,7 +65,7 @@ pub use error::PipelineError;
 pub use layout::{Layout, ParseLayoutError, ParseWaitError, Transport, WaitStrategy};
 pub use output::{Output, OutputKind};
 pub use queue::BATCH_MAX;
-pub use recovery::{RecoveryInfo, RECORD_TYPE_COMMAND_V1};
+pub use recovery::{replay_journal, RecoveryInfo, ReplayInfo, RECORD_TYPE_COMMAND_V1};
 pub use snapshots::SnapshotStats;
 
 use control::{Control, PanicGuard, CASCADE_MESSAGE};

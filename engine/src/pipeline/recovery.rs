@@ -8,10 +8,14 @@
 //!    [`Engine::process`] — the single-threaded engine, so recovery is exactly a replay.
 //!    Records must be commands of a known format and their sequences contiguous, from the
 //!    snapshot's sequence + 1 (or the journal's first sequence) to the writer's next sequence.
+//!
+//! [`replay_journal`] is the same replay without the writer: read-only (segments are mapped
+//! read-only, nothing is truncated, no lock is taken), optionally stopping at a sequence, for
+//! `ringbook journal replay` and anyone who wants the state a journal describes.
 
 use std::path::Path;
 
-use ringbook_journal::{load_latest, JournalConfig, Reader, Writer};
+use ringbook_journal::{load_latest, read_snapshot, JournalConfig, Reader, TailState, Writer};
 
 use super::error::PipelineError;
 use crate::codec::{self, COMMAND_FORMAT_VERSION};
@@ -61,16 +65,7 @@ pub(crate) fn recover(
     };
     let (mut engine, mut expected, mut reader) = match latest.snapshot {
         Some(snapshot) => {
-            if snapshot.meta.state_format != u32::from(SNAPSHOT_FORMAT_VERSION) {
-                return Err(PipelineError::Replay(format!(
-                    "snapshot {} has state format {}, this engine reads {}",
-                    snapshot.meta.path.display(),
-                    snapshot.meta.state_format,
-                    SNAPSHOT_FORMAT_VERSION
-                )));
-            }
-            let engine = Engine::from_snapshot(config, risk, &snapshot.state)
-                .map_err(PipelineError::Snapshot)?;
+            let engine = restore(config, risk, &snapshot)?;
             info.snapshot_seq = Some(Seq(snapshot.meta.sequence));
             let from = snapshot.meta.sequence + 1;
             (engine, from, Reader::open_from(dir, from)?)
@@ -81,9 +76,50 @@ pub(crate) fn recover(
             Reader::open(dir)?,
         ),
     };
+    info.replayed = apply(&mut engine, &mut reader, &mut expected, u64::MAX)?;
+    if expected != writer.next_sequence() {
+        return Err(PipelineError::Replay(format!(
+            "replay ended before sequence {expected} but the journal continues at {}",
+            writer.next_sequence()
+        )));
+    }
+    info.next_seq = Seq(expected);
+    Ok((engine, writer, info))
+}
+
+/// Restores the engine a snapshot holds, after checking its state format.
+fn restore(
+    config: &Config,
+    risk: RiskMode,
+    snapshot: &ringbook_journal::Snapshot,
+) -> Result<Engine, PipelineError> {
+    if snapshot.meta.state_format != u32::from(SNAPSHOT_FORMAT_VERSION) {
+        return Err(PipelineError::Replay(format!(
+            "snapshot {} has state format {}, this engine reads {}",
+            snapshot.meta.path.display(),
+            snapshot.meta.state_format,
+            SNAPSHOT_FORMAT_VERSION
+        )));
+    }
+    Engine::from_snapshot(config, risk, &snapshot.state).map_err(PipelineError::Snapshot)
+}
+
+/// Applies the reader's records to `engine` while their sequence is at most `to`: each must
+/// carry `*expected` (advanced per record) and be a command of a known format. Returns how
+/// many were applied.
+fn apply(
+    engine: &mut Engine,
+    reader: &mut Reader,
+    expected: &mut u64,
+    to: u64,
+) -> Result<u64, PipelineError> {
     let mut ignore = |_: &Event| {};
-    while let Some(record) = reader.next()? {
-        if record.sequence != expected {
+    let mut applied = 0;
+    while *expected <= to {
+        let Some(record) = reader.next()? else {
+            break;
+        };
+        if record.sequence != *expected {
             return Err(PipelineError::Replay(format!(
                 "expected record {expected}, found {}: the journal has a gap",
                 record.sequence
@@ -99,15 +135,115 @@ pub(crate) fn recover(
             PipelineError::Replay(format!("record {} does not decode: {e}", record.sequence))
         })?;
         engine.process(&cmd, &mut ignore);
-        expected += 1;
-        info.replayed += 1;
+        *expected += 1;
+        applied += 1;
     }
-    if expected != writer.next_sequence() {
-        return Err(PipelineError::Replay(format!(
-            "replay ended before sequence {expected} but the journal continues at {}",
-            writer.next_sequence()
-        )));
+    Ok(applied)
+}
+
+/// What [`replay_journal`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayInfo {
+    /// The sequence covered by the snapshot the replay started from, if any.
+    pub snapshot_seq: Option<Seq>,
+    /// Snapshots skipped because they were damaged (checksums), newest first.
+    pub damaged_snapshots: usize,
+    /// Valid snapshots skipped because they cover more than the sequence asked for.
+    pub later_snapshots: usize,
+    /// Journal records applied after the snapshot.
+    pub replayed: u64,
+    /// The last sequence the state includes (the snapshot's, or the last record applied);
+    /// `None` for the empty state.
+    pub last_seq: Option<Seq>,
+    /// The journal's last complete record, when the replay read to its end (`to` absent).
+    pub journal_last_seq: Option<Seq>,
+    /// How the journal ends, when the replay read to its end: a torn tail is what a writer
+    /// that died mid-append leaves (a writer opening the journal cuts it away; this replay
+    /// leaves it).
+    pub tail: Option<TailState>,
+}
+
+/// Rebuilds, read-only, the engine state the journal in `dir` describes: the newest valid
+/// snapshot whose sequence is at most `to` (or none: from the journal's `first_sequence`),
+/// then every journal record after it up to `to` inclusive (`None`: to the end), through
+/// [`Engine::process`] — the same replay as start-up recovery.
+///
+/// Nothing in `dir` is created, modified or truncated, and the writer's lock is not taken:
+/// segments and snapshots are only read ([`Reader`], [`read_snapshot`]), so this may run on the
+/// journal of a live or a crashed pipeline (a live writer's in-flight record reads as a torn
+/// tail and is not applied). `first_sequence` is the journal's first sequence
+/// ([`JournalConfig::first_sequence`], 1 by default), needed when no snapshot is used.
+///
+/// # Errors
+///
+/// [`PipelineError::Journal`] when the directory cannot be read or the journal is corrupt
+/// (damage that is not a torn tail), or when the records needed were pruned and no snapshot
+/// covers them; [`PipelineError::Snapshot`] when a snapshot's checksums hold but its state does
+/// not restore; [`PipelineError::Replay`] for a gap, an unknown record type, a payload that does
+/// not decode, or a `to` beyond the journal's last record.
+pub fn replay_journal(
+    config: &Config,
+    risk: RiskMode,
+    dir: &Path,
+    first_sequence: u64,
+    to: Option<Seq>,
+) -> Result<(Engine, ReplayInfo), PipelineError> {
+    let limit = to.map_or(u64::MAX, |s| s.0);
+    let mut info = ReplayInfo::default();
+    // 1. The newest snapshot at or below the limit whose checksums hold.
+    let mut snapshot = None;
+    for (sequence, path) in ringbook_journal::list(dir)?.snapshots.iter().rev() {
+        if *sequence > limit {
+            // Counted only if valid: a damaged one would not have been used either way.
+            match read_snapshot(path) {
+                Ok(_) => info.later_snapshots += 1,
+                Err(_) => info.damaged_snapshots += 1,
+            }
+            continue;
+        }
+        match read_snapshot(path) {
+            Ok(s) => {
+                snapshot = Some(s);
+                break;
+            }
+            Err(_) => info.damaged_snapshots += 1,
+        }
     }
-    info.next_seq = Seq(expected);
-    Ok((engine, writer, info))
+    // 2. Restore it (or start empty) and open the journal after it.
+    let (mut engine, mut expected, mut reader) = match snapshot {
+        Some(snapshot) => {
+            let engine = restore(config, risk, &snapshot)?;
+            info.snapshot_seq = Some(Seq(snapshot.meta.sequence));
+            let from = snapshot.meta.sequence + 1;
+            (engine, from, Reader::open_from(dir, from)?)
+        }
+        None => {
+            let reader = Reader::open_from(dir, first_sequence.max(1))?;
+            (
+                Engine::with_risk(config, risk).map_err(PipelineError::Config)?,
+                first_sequence,
+                reader,
+            )
+        }
+    };
+    // 3. The records after it, up to the limit.
+    info.replayed = apply(&mut engine, &mut reader, &mut expected, limit)?;
+    let reached = expected - 1;
+    info.last_seq = (expected > first_sequence).then_some(Seq(reached));
+    if let Some(to) = to {
+        if reached < to.0 {
+            return Err(PipelineError::Replay(format!(
+                "sequence {} is beyond the journal's end: its last record is {}",
+                to.0,
+                match info.last_seq {
+                    Some(s) => s.0.to_string(),
+                    None => "none (it is empty)".to_string(),
+                }
+            )));
+        }
+    } else {
+        info.journal_last_seq = info.last_seq;
+        info.tail = reader.tail().cloned();
+    }
+    Ok((engine, info))
 }

@@ -1,0 +1,336 @@
+//! The JSON-lines printer shared by `ringbook scenario` (its events and `--final` lines, SPEC §9)
+//! and `ringbook journal replay` (the same final-state lines): one place, so both print the
+//! same bytes for the same state. The line formats are documented in scenario.rs.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use ringbook_engine::prelude::*;
+
+/// Formats events as JSON lines into a buffered writer, keeping the first write error.
+pub(crate) struct Printer<W: Write> {
+    out: W,
+    /// Each configured symbol's name as a JSON string literal, by id.
+    names: Vec<String>,
+    /// Each configured currency's code as a JSON string literal, by id.
+    codes: Vec<String>,
+    line: String,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Printer<W> {
+    pub(crate) fn new(out: W, config: &Config) -> Printer<W> {
+        Printer {
+            out,
+            names: config
+                .symbols
+                .iter()
+                .map(|s| json_string(&s.name))
+                .collect(),
+            codes: config
+                .currencies
+                .iter()
+                .map(|c| json_string(&c.code))
+                .collect(),
+            line: String::with_capacity(512),
+            error: None,
+        }
+    }
+
+    /// The symbol's name as a JSON string (its id as a string if it is not configured, which
+    /// the engine never reports).
+    fn symbol(&self, id: SymbolId) -> String {
+        match self.names.get(id.0 as usize) {
+            Some(name) => name.clone(),
+            None => format!("\"{}\"", id.0),
+        }
+    }
+
+    /// The currency's code as a JSON string (its id as a string if it is not configured,
+    /// which the engine never reports).
+    fn currency(&self, id: CurrencyId) -> String {
+        match self.codes.get(id.0 as usize) {
+            Some(code) => code.clone(),
+            None => format!("\"{}\"", id.0),
+        }
+    }
+
+    pub(crate) fn event(&mut self, e: &Event) {
+        let mut l = std::mem::take(&mut self.line);
+        l.clear();
+        // Writing to a String cannot fail.
+        let _ = match *e {
+            Event::Accepted {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                side,
+                order_type,
+                price,
+                qty,
+            } => write!(
+                l,
+                r#"{{"event":"accepted","user":{user},"symbol":{},"client_order_id":{client_order_id},"order_id":{order_id},"side":"{}","type":"{}","price":{price},"qty":{qty}}}"#,
+                self.symbol(symbol),
+                side.name(),
+                order_type.name(),
+            ),
+            Event::Rejected {
+                user,
+                client_order_id,
+                code,
+            } => write!(
+                l,
+                r#"{{"event":"rejected","user":{user},"client_order_id":{client_order_id},"code":{},"reason":"{}"}}"#,
+                code.code(),
+                code.name(),
+            ),
+            Event::Trade(ref t) => write!(
+                l,
+                r#"{{"event":"trade","symbol":{},"price":{},"qty":{},"maker_user":{},"maker_client_order_id":{},"taker_user":{},"taker_client_order_id":{},"maker_fee":{},"taker_fee":{},"maker_order_id":{},"taker_order_id":{},"taker_side":"{}","maker_leaves":{},"taker_leaves":{}}}"#,
+                self.symbol(t.symbol),
+                t.price,
+                t.qty,
+                t.maker.user,
+                t.maker.client_order_id,
+                t.taker.user,
+                t.taker.client_order_id,
+                t.maker.fee,
+                t.taker.fee,
+                t.maker.order_id,
+                t.taker.order_id,
+                t.taker_side.name(),
+                t.maker.leaves_qty,
+                t.taker.leaves_qty,
+            ),
+            Event::Cancelled {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                // Settlement's business (the refund's size), not part of the line.
+                side: _,
+                price: _,
+                qty,
+                leaves_qty,
+                reason,
+            } => write!(
+                l,
+                r#"{{"event":"cancelled","user":{user},"client_order_id":{client_order_id},"qty":{qty},"reason":"{}","symbol":{},"order_id":{order_id},"leaves":{leaves_qty}}}"#,
+                reason.name(),
+                self.symbol(symbol),
+            ),
+            Event::Amended {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+                price,
+                qty,
+            } => write!(
+                l,
+                r#"{{"event":"amended","user":{user},"client_order_id":{client_order_id},"price":{price},"qty":{qty},"symbol":{},"order_id":{order_id}}}"#,
+                self.symbol(symbol),
+            ),
+            Event::Triggered {
+                user,
+                symbol,
+                client_order_id,
+                order_id,
+            } => write!(
+                l,
+                r#"{{"event":"triggered","user":{user},"client_order_id":{client_order_id},"symbol":{},"order_id":{order_id}}}"#,
+                self.symbol(symbol),
+            ),
+            Event::MassCancelled {
+                user,
+                symbol,
+                count,
+            } => write!(
+                l,
+                r#"{{"event":"mass_cancelled","user":{user},"symbol":{},"count":{count}}}"#,
+                symbol.map_or_else(|| "null".to_string(), |s| self.symbol(s)),
+            ),
+            Event::Deposited {
+                user,
+                currency,
+                amount,
+            } => write!(
+                l,
+                r#"{{"event":"deposited","user":{user},"currency":{},"amount":{amount}}}"#,
+                self.currency(currency),
+            ),
+            Event::WithdrawalRequested {
+                withdrawal_id,
+                user,
+                currency,
+                amount,
+            } => write!(
+                l,
+                r#"{{"event":"withdrawal_requested","withdrawal_id":{withdrawal_id},"user":{user},"currency":{},"amount":{amount}}}"#,
+                self.currency(currency),
+            ),
+            Event::WithdrawalApproved {
+                withdrawal_id,
+                operator,
+                user,
+                approvals,
+            } => write!(
+                l,
+                r#"{{"event":"withdrawal_approved","withdrawal_id":{withdrawal_id},"operator":{operator},"user":{user},"approvals":{approvals}}}"#,
+            ),
+            Event::WithdrawalCompleted {
+                withdrawal_id,
+                user,
+                currency,
+                amount,
+            } => write!(
+                l,
+                r#"{{"event":"withdrawal_completed","withdrawal_id":{withdrawal_id},"user":{user},"currency":{},"amount":{amount}}}"#,
+                self.currency(currency),
+            ),
+            Event::WithdrawalRejected {
+                withdrawal_id,
+                operator,
+                user,
+            } => write!(
+                l,
+                r#"{{"event":"withdrawal_rejected","withdrawal_id":{withdrawal_id},"operator":{operator},"user":{user}}}"#,
+            ),
+            Event::OperatorRejected {
+                operator,
+                withdrawal_id,
+                code,
+            } => write!(
+                l,
+                r#"{{"event":"rejected","operator":{operator},"withdrawal_id":{withdrawal_id},"code":{},"reason":"{}"}}"#,
+                code.code(),
+                code.name(),
+            ),
+            Event::BalanceUpdate {
+                user,
+                currency,
+                available,
+                locked,
+            } => write!(
+                l,
+                r#"{{"event":"balance_update","user":{user},"currency":{},"available":{available},"locked":{locked}}}"#,
+                self.currency(currency),
+            ),
+        };
+        l.push('\n');
+        self.write(&l);
+        self.line = l;
+    }
+
+    /// The `--final` lines: every book; with risk on every open account's balances and the
+    /// collected fees; then the state hash.
+    pub(crate) fn final_state(&mut self, engine: &Engine) {
+        let mut l = std::mem::take(&mut self.line);
+        for s in 0..self.names.len() {
+            let id = SymbolId(s as u16);
+            l.clear();
+            l.push_str(r#"{"event":"book","symbol":"#);
+            l.push_str(&self.names[s]);
+            for (key, side) in [(r#","bids":["#, Side::Buy), (r#"],"asks":["#, Side::Sell)] {
+                l.push_str(key);
+                let mut first = true;
+                engine.depth(id, side, usize::MAX, |price, qty| {
+                    let comma = if first { "" } else { "," };
+                    first = false;
+                    let _ = write!(l, "{comma}[{price},{qty}]");
+                });
+            }
+            l.push_str("]}\n");
+            self.write(&l);
+        }
+        if engine.risk_mode() == RiskMode::On {
+            let accounts = engine.accounts();
+            let currencies = (0..self.codes.len()).map(|c| CurrencyId(c as u16));
+            for user in accounts.open_users() {
+                for currency in currencies.clone() {
+                    let b = engine.balance(user, currency);
+                    l.clear();
+                    let _ = writeln!(
+                        l,
+                        r#"{{"event":"balance","user":{user},"currency":{},"available":{},"locked":{}}}"#,
+                        self.codes[currency.0 as usize], b.available, b.locked,
+                    );
+                    self.write(&l);
+                }
+            }
+            for currency in currencies {
+                l.clear();
+                let _ = writeln!(
+                    l,
+                    r#"{{"event":"fees","currency":{},"collected":{}}}"#,
+                    self.codes[currency.0 as usize],
+                    accounts.fees(currency),
+                );
+                self.write(&l);
+            }
+        }
+        l.clear();
+        let _ = writeln!(
+            l,
+            r#"{{"event":"state_hash","hash":"{}"}}"#,
+            engine.state_hash()
+        );
+        self.write(&l);
+        self.line = l;
+    }
+
+    fn write(&mut self, text: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(text.as_bytes()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The first write error, if output has failed (taken: asked once).
+    pub(crate) fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    /// Flushes the output, or returns the first write error.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()
+    }
+}
+
+/// `s` as a JSON string literal.
+pub(crate) fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("BTC-KRW"), r#""BTC-KRW""#);
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+    }
+}
