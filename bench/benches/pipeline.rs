@@ -1,6 +1,6 @@
 //! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
 //!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|sleep]
-//!       [--output-wait yield|…] [--inline-output]
+//!       [--output-wait yield|…] [--inline-output] [--snapshot-every N]
 //!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--json]`
 //!
 //! The in-process pipeline's latency, measured the way the LMAX people do: one producer offers
@@ -83,6 +83,7 @@ struct Args {
     cores: Vec<usize>,
     journal: bool,
     inline_output: bool,
+    snapshot_every: u64,
     json: bool,
 }
 
@@ -97,6 +98,7 @@ fn parse() -> Result<Args, String> {
         cores: Vec::new(),
         journal: true,
         inline_output: false,
+        snapshot_every: 0,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -128,6 +130,11 @@ fn parse() -> Result<Args, String> {
             }
             "--no-journal" => a.journal = false,
             "--inline-output" => a.inline_output = true,
+            "--snapshot-every" => {
+                a.snapshot_every = value("--snapshot-every")?
+                    .parse()
+                    .map_err(|e| format!("--snapshot-every: {e}"))?
+            }
             "--json" => a.json = true,
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
@@ -270,7 +277,9 @@ fn run(args: &Args) -> Result<(), String> {
             durability: ringbook_journal::Durability::None,
             ..ringbook_journal::JournalConfig::default()
         };
-        builder = builder.journal(journal_dir.path(), journal);
+        builder = builder
+            .journal(journal_dir.path(), journal)
+            .snapshot_every(args.snapshot_every);
     }
     let mut pipeline = builder.start().map_err(|e| e.to_string())?;
 
@@ -325,7 +334,7 @@ fn run(args: &Args) -> Result<(), String> {
     let q = |p: f64| h.value_at_quantile(p);
     if args.json {
         println!(
-            r#"{{"layout":"{}","transport":"{}","offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"state_hash":"{}"}}"#,
+            r#"{{"layout":"{}","transport":"{}","offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"snapshots_taken":{},"snapshot_pause_ns_max":{},"snapshot_bytes":{},"state_hash":"{}"}}"#,
             args.layout,
             args.transport,
             q(0.5),
@@ -336,6 +345,9 @@ fn run(args: &Args) -> Result<(), String> {
             args.wait,
             args.journal,
             args.inline_output,
+            report.snapshots.taken,
+            report.snapshots.pause_ns_max,
+            report.snapshots.bytes_last,
             report.state_hash
         );
     } else {
@@ -367,6 +379,15 @@ fn run(args: &Args) -> Result<(), String> {
             "heap operations after start (all threads): {allocations}; state hash {}",
             report.state_hash
         );
+        if report.snapshots.taken > 0 {
+            println!(
+                "snapshots: {} taken, {} written, longest pause {} ns, last {} bytes",
+                report.snapshots.taken,
+                report.snapshots.written,
+                report.snapshots.pause_ns_max,
+                report.snapshots.bytes_last
+            );
+        }
     }
     Ok(())
 }

@@ -8,6 +8,10 @@ use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
 fn run(layout: Layout, transport: Transport, risk: RiskMode, cmds: &[Command]) {
+    run_with(layout, transport, risk, false, cmds);
+}
+
+fn run_with(layout: Layout, transport: Transport, risk: RiskMode, inline: bool, cmds: &[Command]) {
     let config = config();
     let (expected, engine) = reference(&config, risk, 1, cmds);
     let (collected, handler) = collector();
@@ -19,6 +23,7 @@ fn run(layout: Layout, transport: Transport, risk: RiskMode, cmds: &[Command]) {
         // Small rings: back-pressure between every pair of stages is exercised too.
         .ring_size(64)
         .outbound_ring_size(128)
+        .inline_output(inline)
         .on_output(handler)
         .start()
         .unwrap();
@@ -54,6 +59,17 @@ fn all_layouts(transport: Transport, risk: RiskMode) {
     let cmds = stream(0xdec0de ^ risk as u64, 20_000);
     for layout in Layout::ALL {
         run(layout, transport, risk, &cmds);
+    }
+}
+
+#[test]
+fn inline_output_matches_the_engine_in_every_layout() {
+    // The handler runs on the settlement thread; no outbound thread exists.
+    let cmds = stream(0x1_11e, 5_000);
+    for layout in Layout::ALL {
+        for transport in [Transport::Disruptor, Transport::Crossbeam] {
+            run_with(layout, transport, RiskMode::On, true, &cmds);
+        }
     }
 }
 
