@@ -1,11 +1,11 @@
 //! A full ring hands the command back; nothing is lost; everything is processed afterwards.
 
-mod pipeline_common;
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pipeline_common::{collector, config, reference, stream};
+use common::{collector, config, reference, stream};
 use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 

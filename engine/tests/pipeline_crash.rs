@@ -4,12 +4,12 @@
 //! The child is this test binary again, run with `RINGBOOK_CRASH_CHILD_DIR` set: it runs a
 //! journaled pipeline over an endless command stream and prints `ack <seq>` for each `Done`.
 
-mod pipeline_common;
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command as Process, Stdio};
 
-use pipeline_common::{config, Workload, USERS};
+use common::{config, Workload, USERS};
 use ringbook_engine::codec;
 use ringbook_engine::pipeline::{
     Layout, OutputKind, Pipeline, WaitStrategy, RECORD_TYPE_COMMAND_V1,

@@ -1,9 +1,9 @@
 //! Every layout × transport × risk mode gives exactly the single-threaded engine's events,
 //! in the same order, and the same final `state_hash`.
 
-mod pipeline_common;
+mod common;
 
-use pipeline_common::{collector, config, reference, stream};
+use common::{collector, config, reference, stream};
 use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 

@@ -1,9 +1,9 @@
 //! Restart on the same journal: the same state, the sequence continues; with snapshots the
 //! result equals a full replay.
 
-mod pipeline_common;
+mod common;
 
-use pipeline_common::{collector, config, reference, stream};
+use common::{collector, config, reference, stream};
 use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_journal::{Durability, JournalConfig, Pretouch};
@@ -21,7 +21,7 @@ fn start(
     dir: &std::path::Path,
     layout: Layout,
     every: u64,
-) -> (Pipeline, pipeline_common::Collected) {
+) -> (Pipeline, common::Collected) {
     let (collected, handler) = collector();
     let pipeline = Pipeline::builder(&config())
         .layout(layout)

@@ -3,13 +3,13 @@
 //! disruptor rings, journal on with durability none). One test in this binary, so no other
 //! test's allocations are counted.
 
-mod pipeline_common;
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pipeline_common::{config, Workload, USERS};
+use common::{config, Workload, USERS};
 use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_journal::{Durability, JournalConfig, Pretouch};

@@ -1,6 +1,6 @@
-//! Shared by the pipeline tests: the mixed command generator of `tests/zero_alloc.rs` (copied,
-//! not shared, so that file stays as it is), a stream with deposits and withdrawals around
-//! it, and a collecting output handler.
+//! Shared by the engine's integration tests: the mixed command generator (every order type and
+//! instruction, cancels, amends, mass cancels, rejects; it never allocates while generating),
+//! a stream with deposits and withdrawals around it, and a collecting pipeline output handler.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
