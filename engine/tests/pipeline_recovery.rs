@@ -17,11 +17,7 @@ fn journal_config() -> JournalConfig {
     }
 }
 
-fn start(
-    dir: &std::path::Path,
-    layout: Layout,
-    every: u64,
-) -> (Pipeline, common::Collected) {
+fn start(dir: &std::path::Path, layout: Layout, every: u64) -> (Pipeline, common::Collected) {
     let (collected, handler) = collector();
     let pipeline = Pipeline::builder(&config())
         .layout(layout)

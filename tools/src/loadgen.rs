@@ -56,6 +56,10 @@ pub struct Args {
     /// Also measure a bare TCP echo at the same rate and connections, for the ratio.
     #[arg(long)]
     echo_baseline: bool,
+    /// Between due times, each sender thread yields its core (`sched_yield`) instead of
+    /// spinning: on a 2-core machine a spinning sender takes a whole core from the server.
+    #[arg(long)]
+    sender_yield: bool,
 }
 
 #[derive(Default)]
@@ -219,6 +223,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
         let (progress, stop) = (progress.clone(), stop.clone());
         let max = args.max;
         let seconds = args.seconds;
+        let sender_yield = args.sender_yield;
         threads.push(std::thread::spawn(move || -> Result<Outcome, String> {
             let mut client = Client::connect(addr).map_err(|e| e.to_string())?;
             client
@@ -276,7 +281,11 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                             i += 1;
                         }
                         if buf.is_empty() {
-                            std::hint::spin_loop();
+                            if sender_yield {
+                                std::thread::yield_now();
+                            } else {
+                                std::hint::spin_loop();
+                            }
                             continue;
                         }
                         if writer.write_all(&buf).is_err() {
@@ -467,6 +476,7 @@ fn run_echo(args: &Args) -> Result<Histogram<u64>, String> {
     };
     let seconds = args.seconds.min(10);
     let max = args.max;
+    let sender_yield = args.sender_yield;
     let start = Instant::now() + Duration::from_millis(100);
     let mut threads = Vec::new();
     for _ in 0..conns {
@@ -506,7 +516,11 @@ fn run_echo(args: &Args) -> Result<Histogram<u64>, String> {
                             i += 1;
                         }
                         if buf.is_empty() {
-                            std::hint::spin_loop();
+                            if sender_yield {
+                                std::thread::yield_now();
+                            } else {
+                                std::hint::spin_loop();
+                            }
                             continue;
                         }
                         if w.write_all(&buf).is_err() {

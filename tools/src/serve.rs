@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
@@ -37,6 +38,18 @@ pub struct Args {
     /// Pipeline wait strategy: busy-spin, busy-spin-hint, yield, sleep.
     #[arg(long, default_value = "yield")]
     wait: WaitStrategy,
+    /// How the pipeline's output thread waits (default: the same as `--wait`). Ignored with
+    /// `--inline-output`.
+    #[arg(long)]
+    output_wait: Option<WaitStrategy>,
+    /// Run the output handler on the pipeline's last stage thread: no output thread (one
+    /// thread fewer to schedule; the right choice on 2 cores).
+    #[arg(long)]
+    inline_output: bool,
+    /// Pipeline inbound ring size in commands (a power of two; default 16384). A small ring
+    /// makes back-pressure easy to see (tests).
+    #[arg(long)]
+    ring_size: Option<usize>,
     /// Run the engine on the gateway thread without a journal (nothing survives a restart;
     /// for demos and tests).
     #[arg(long)]
@@ -89,10 +102,17 @@ fn serve(args: Args) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
-    let builder = Pipeline::builder(&config)
+    let mut builder = Pipeline::builder(&config)
         .layout(args.layout)
         .wait(args.wait)
+        .inline_output(args.inline_output)
         .journal(&args.journal, JournalConfig::default());
+    if let Some(w) = args.output_wait {
+        builder = builder.output_wait(w);
+    }
+    if let Some(n) = args.ring_size {
+        builder = builder.ring_size(n);
+    }
     let backend =
         PipelineBackend::start(builder).map_err(|e| format!("starting the pipeline: {e}"))?;
     let rec = backend.pipeline().recovery();
@@ -107,14 +127,29 @@ fn serve(args: Args) -> Result<(), String> {
         Err(e) => return Err(e.to_string()),
     };
     eprintln!(
-        "ringbook serve: listening on {} (layout {}, journal {})",
+        "ringbook serve: listening on {} (layout {}, wait {:?}, output {}, journal {})",
         handle.local_addr(),
         args.layout,
+        args.wait,
+        if args.inline_output {
+            "inline".to_string()
+        } else {
+            format!("thread, wait {:?}", args.output_wait.unwrap_or(args.wait))
+        },
         args.journal.display()
     );
     wait_for_signal();
     eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    let stats = handle.stats().clone();
     let backend = handle.shutdown().map_err(|e| e.to_string())?;
+    eprintln!(
+        "ringbook serve: gateway stopped: {} connections, {} commands, {} back-pressure pauses, \
+         {} loop wake-ups from the pipeline",
+        stats.connections.load(Ordering::Relaxed),
+        stats.commands.load(Ordering::Relaxed),
+        stats.backpressure.load(Ordering::Relaxed),
+        backend.wakes()
+    );
     let report = backend
         .shutdown()
         .map_err(|e| format!("pipeline shutdown: {e}"))?;

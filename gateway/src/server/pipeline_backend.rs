@@ -1,7 +1,15 @@
 //! The threaded pipeline as the server's engine: commands go onto its inbound ring, outputs
-//! come back from its output thread through a bounded channel, and the loop is woken on each
-//! command's `Done` (its acknowledgement point: the command is journaled).
+//! come back from its output thread through a bounded channel, and the loop is woken when a
+//! command's `Done` (its acknowledgement point: the command is journaled) arrives.
+//!
+//! Wakes are batched: a `wake pending` flag is set by the output thread when it wakes the loop
+//! and cleared by the loop when it starts draining, so a burst of outputs that arrives while
+//! the loop has not drained yet costs one `Waker::wake` (one `eventfd` write), not one per
+//! command. Lost wake-ups are impossible: the output thread publishes the output and then
+//! tests the flag; the loop clears the flag and then drains (a `SeqCst` fence on each side),
+//! so either the drain sees the output or the output thread sees the flag clear and wakes.
 
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::{Arc, OnceLock};
 
@@ -22,6 +30,35 @@ pub struct PipelineBackend {
     pipeline: Pipeline,
     rx: Option<Receiver<Output>>,
     waker: Arc<OnceLock<Arc<Waker>>>,
+    wake: Arc<WakeFlag>,
+}
+
+/// The loop's wake-up state shared with the output thread.
+#[derive(Debug, Default)]
+struct WakeFlag {
+    /// Set when a wake has been issued and the loop has not started draining since.
+    pending: AtomicBool,
+    /// `Waker::wake` calls made (for tests and monitoring).
+    wakes: AtomicU64,
+}
+
+impl WakeFlag {
+    /// After publishing an output: wake the loop unless a wake is already pending.
+    fn wake(&self, w: &OnceLock<Arc<Waker>>) {
+        fence(Ordering::SeqCst);
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = w.get() {
+                self.wakes.fetch_add(1, Ordering::Relaxed);
+                let _ = w.wake();
+            }
+        }
+    }
+
+    /// Before draining: later outputs must wake the loop again.
+    fn rearm(&self) {
+        self.pending.store(false, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
 }
 
 impl PipelineBackend {
@@ -31,6 +68,8 @@ impl PipelineBackend {
         let (tx, rx) = sync_channel::<Output>(OUTPUTS_MAX);
         let waker: Arc<OnceLock<Arc<Waker>>> = Arc::new(OnceLock::new());
         let w = waker.clone();
+        let wake = Arc::new(WakeFlag::default());
+        let flag = wake.clone();
         let pipeline = builder
             .on_output(move |out: &Output| {
                 let mut item = *out;
@@ -41,17 +80,13 @@ impl PipelineBackend {
                         Err(TrySendError::Disconnected(_)) => return,
                         Err(TrySendError::Full(back)) => {
                             item = back;
-                            if let Some(w) = w.get() {
-                                let _ = w.wake();
-                            }
+                            flag.wake(&w);
                             std::thread::yield_now();
                         }
                     }
                 }
                 if matches!(out.kind, OutputKind::Done) {
-                    if let Some(w) = w.get() {
-                        let _ = w.wake();
-                    }
+                    flag.wake(&w);
                 }
             })
             .start()?;
@@ -59,12 +94,18 @@ impl PipelineBackend {
             pipeline,
             rx: Some(rx),
             waker,
+            wake,
         })
     }
 
     /// The pipeline (recovery report, next sequence).
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// `Waker::wake` calls the output thread has made so far (at most one per loop drain).
+    pub fn wakes(&self) -> u64 {
+        self.wake.wakes.load(Ordering::Relaxed)
     }
 
     /// Stops the pipeline: drains its rings, flushes the journal, joins its threads.
@@ -82,6 +123,7 @@ impl Backend for PipelineBackend {
 
     fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput)) {
         let Some(rx) = self.rx.as_ref() else { return };
+        self.wake.rearm();
         while let Ok(out) = rx.try_recv() {
             let o = match out.kind {
                 OutputKind::Event(e) => BackendOutput::Event(e),

@@ -1,0 +1,477 @@
+//! `ringbook serve` end to end: the real binary with the journaled pipeline behind it, on a
+//! free loopback port, driven through the client library.
+//!
+//! `cargo test -p ringbook-tools --test serve`
+//!
+//! - restart recovery: deposits, orders and trades; SIGTERM (exit 0, state hash logged);
+//!   `ringbook journal replay` prints the same hash; a restart on the same journal carries on
+//!   (the partly filled order is still on the book with its fill history, balances continue).
+//! - back-pressure: a tiny pipeline ring, one client floods, every order gets exactly one
+//!   answer, the server counted ring-full pauses, and another client's order still completes.
+//!
+//! Every wait is bounded (a timeout that only fails a broken run); nothing passes or fails on
+//! wall-clock speed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command as Proc, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use ringbook_engine::prelude::*;
+use ringbook_gateway::client::Client;
+use ringbook_gateway::protocol::{ClientMsg, ServerMsg};
+
+const WAIT: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+
+/// A `ringbook serve` child process and its stderr, line by line.
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(journal: &Path, extra: &[&str]) -> Server {
+        let mut child = Proc::new(BIN)
+            .arg("serve")
+            .arg("--journal")
+            .arg(journal)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringbook serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            child,
+            lines,
+            log: Vec::new(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let line = s.wait_line("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("address in the log line");
+        s.addr = addr.parse().expect("a socket address");
+        s
+    }
+
+    /// The next stderr line containing `needle` (bounded wait).
+    fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status and the state hash it logged.
+    fn terminate(mut self) -> (ExitStatus, String, Vec<String>) {
+        let ok = Proc::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        let line = self.wait_line("state hash ");
+        let hash = line
+            .rsplit("state hash ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(l);
+        }
+        (status, hash, self.log.clone())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A logged-in client.
+struct Conn {
+    c: Client,
+}
+
+impl Conn {
+    fn send(&mut self, m: &ClientMsg) {
+        self.c.send(m).unwrap();
+    }
+
+    /// Receives until `f` matches (skipping others), at most 100 000 messages.
+    fn until(&mut self, mut f: impl FnMut(&ServerMsg) -> bool) -> ServerMsg {
+        let mut skipped = Vec::new();
+        for _ in 0..100_000 {
+            match self.c.recv_timeout(WAIT) {
+                Ok(Some(m)) => {
+                    if f(&m) {
+                        return m;
+                    }
+                    if skipped.len() < 32 {
+                        skipped.push(m);
+                    }
+                }
+                Ok(None) => panic!("timed out waiting; skipped {skipped:#?}"),
+                Err(e) => panic!("{e:?}; skipped {skipped:#?}"),
+            }
+        }
+        panic!("no matching message in 100 000");
+    }
+}
+
+fn login(addr: SocketAddr, who: &str, session: u32) -> Conn {
+    let mut c = Client::connect(addr).unwrap();
+    c.login(who, &format!("{who}-demo"), session, false)
+        .unwrap();
+    Conn { c }
+}
+
+fn order(user: u32, coid: u64, side: Side, price: i64, qty: u64) -> ClientMsg {
+    Command::NewOrder(NewOrder::limit(
+        UserId(user),
+        SymbolId(0),
+        ClientOrderId(coid),
+        side,
+        Price(price),
+        Qty(qty),
+    ))
+    .into()
+}
+
+/// `ringbook journal replay DIR`'s state hash.
+fn replay_hash(dir: &Path) -> String {
+    let out = Proc::new(BIN)
+        .args(["journal", "replay"])
+        .arg(dir)
+        .output()
+        .expect("run journal replay");
+    assert!(
+        out.status.success(),
+        "journal replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(r#""event":"state_hash""#))
+        .expect("a state_hash line");
+    line.split(r#""hash":""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn restart_recovers_books_and_balances_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let (krw, btc) = (0u16, 2u16);
+
+    // Run 1: deposits, a resting sell partly filled, another resting sell.
+    let srv = Server::start(&journal, &[]);
+    let addr = srv.addr;
+    let mut ops = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    for (user, currency, amount) in [(1, btc, 1_000_000), (2, krw, 10_000_000)] {
+        ops.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into(),
+        );
+        ops.until(|m| matches!(m, ServerMsg::Deposited { user: u, .. } if *u == user));
+    }
+    alice.send(&order(1, 1, Side::Sell, 15_000, 10));
+    let ServerMsg::Accepted { order_id, .. } = alice.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )
+    }) else {
+        unreachable!()
+    };
+    alice.send(&order(1, 2, Side::Sell, 16_000, 3));
+    alice.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 2,
+                ..
+            }
+        )
+    });
+    bob.send(&order(2, 1, Side::Buy, 15_000, 4));
+    bob.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                qty: 4,
+                leaves_qty: 0,
+                ..
+            }
+        )
+    });
+    let ServerMsg::Fill { fee: fee1, .. } = alice.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                client_order_id: 1,
+                qty: 4,
+                leaves_qty: 6,
+                cum_qty: 4,
+                ..
+            }
+        )
+    }) else {
+        unreachable!()
+    };
+    let (status, hash1, log) = srv.terminate();
+    assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("shutting down")),
+        "the graceful path ran: {log:#?}"
+    );
+    assert_eq!(
+        replay_hash(&journal),
+        hash1,
+        "journal replay = hash at shutdown"
+    );
+    drop((ops, alice, bob));
+
+    // Run 2: same journal; the book and balances carry on.
+    let srv = Server::start(&journal, &[]);
+    let rec = srv
+        .log
+        .iter()
+        .find(|l| l.contains("recovered"))
+        .cloned()
+        .unwrap();
+    assert!(rec.contains("records replayed"), "{rec}");
+    assert!(!rec.contains(" 0 records replayed"), "{rec}");
+    let addr = srv.addr;
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    // Bob takes the rest of alice's first order: it matches against the recovered book, with
+    // its recovered fill history (cum_qty 10 of 10).
+    bob.send(&order(2, 2, Side::Buy, 15_000, 6));
+    bob.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                qty: 6,
+                price: 15_000,
+                leaves_qty: 0,
+                ..
+            }
+        )
+    });
+    let ServerMsg::Fill {
+        fee: fee2,
+        order_id: oid,
+        ..
+    } = alice.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                client_order_id: 1,
+                qty: 6,
+                leaves_qty: 0,
+                cum_qty: 10,
+                ..
+            }
+        )
+    })
+    else {
+        unreachable!()
+    };
+    assert_eq!(oid, order_id, "the same order, recovered");
+    // The other recovered order can be cancelled.
+    alice.send(
+        &Command::Cancel {
+            user: UserId(1),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(2),
+        }
+        .into(),
+    );
+    alice.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                client_order_id: 2,
+                qty: 3,
+                ..
+            }
+        )
+    });
+    // Balances continued: alice can withdraw exactly what she should have, not a unit more
+    // (BTC: 1 000 000 deposited, 10 lots of 10 000 sold; KRW: 10 lots at 15 000 less fees).
+    let expect = [(btc, 1_000_000 - 100_000), (krw, 10 * 15_000 - fee1 - fee2)];
+    for (currency, available) in expect {
+        for (amount, ok) in [(available + 1, false), (available, true)] {
+            alice.send(
+                &Command::Withdraw {
+                    user: UserId(1),
+                    currency: CurrencyId(currency),
+                    amount,
+                }
+                .into(),
+            );
+            let m = alice.until(|m| {
+                matches!(
+                    m,
+                    ServerMsg::WithdrawalRequested { .. } | ServerMsg::Rejected { .. }
+                )
+            });
+            assert_eq!(
+                matches!(m, ServerMsg::WithdrawalRequested { amount: a, .. } if a == amount),
+                ok,
+                "withdraw {amount} of currency {currency}: {m:?}"
+            );
+        }
+    }
+    let (status, hash2, log) = srv.terminate();
+    assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
+    assert_ne!(hash2, hash1);
+    assert_eq!(replay_hash(&journal), hash2);
+}
+
+#[test]
+fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    // A 2-slot inbound ring and a pipeline that sleeps 1 ms whenever it finds it empty: the
+    // gateway fills the ring long before the pipeline drains it.
+    let srv = Server::start(&journal, &["--ring-size", "2", "--wait", "sleep:1000"]);
+    let addr = srv.addr;
+    let mut ops = login(addr, "ops1", 1);
+    for user in [1, 2] {
+        ops.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(0),
+                amount: 1 << 40,
+            }
+            .into(),
+        );
+        ops.until(|m| matches!(m, ServerMsg::Deposited { user: u, .. } if *u == user));
+    }
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    // Alice floods: every order in one go, from another thread, while this one reads.
+    let mut bytes = Vec::new();
+    for coid in 1..=N {
+        Client::encode_into(
+            &order(1, coid, Side::Buy, 100 + (coid % 50) as i64, 1),
+            &mut bytes,
+        );
+    }
+    let mut w = alice.c.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&bytes).unwrap());
+    // Bob's order completes in the middle of the flood.
+    bob.send(&order(2, 1, Side::Buy, 90, 1));
+    bob.until(|m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )
+    });
+    let mut answers = vec![0u32; N as usize + 1];
+    let mut answered = 0;
+    while answered < N {
+        let coid = match alice
+            .until(|m| matches!(m, ServerMsg::Accepted { .. } | ServerMsg::Rejected { .. }))
+        {
+            ServerMsg::Accepted {
+                client_order_id, ..
+            }
+            | ServerMsg::Rejected {
+                client_order_id, ..
+            } => client_order_id,
+            _ => unreachable!(),
+        };
+        answers[coid as usize] += 1;
+        answered += 1;
+        if answered % 500 == 0 {
+            alice.c.heartbeat().unwrap();
+        }
+    }
+    writer.join().unwrap();
+    assert!(
+        answers[1..].iter().all(|&n| n == 1),
+        "every order answered exactly once"
+    );
+    // Nothing more for alice (no duplicate answers) before a final round trip completes.
+    alice.send(&order(1, N + 1, Side::Buy, 100, 1));
+    let last =
+        alice.until(|m| matches!(m, ServerMsg::Accepted { .. } | ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(last, ServerMsg::Accepted { client_order_id, .. } if client_order_id == N + 1),
+        "{last:?}"
+    );
+    let (status, _, log) = srv.terminate();
+    assert!(status.success(), "{log:#?}");
+    let line = log
+        .iter()
+        .find(|l| l.contains("back-pressure pauses"))
+        .expect("gateway counters at shutdown");
+    let pauses: u64 = line
+        .split(" back-pressure pauses")
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(pauses > 0, "the ring filled and reading paused: {line}");
+}
