@@ -50,6 +50,10 @@
 //! - [`risk`]: accounts, pre-trade checks and locks (R); [`matching`]: the matching stage (M);
 //!   [`settlement`]: fund movements and refunds (S); [`engine`]: the stages composed on one
 //!   thread, with risk on (default) or off.
+//! - [`pipeline`]: the same stages on threads joined by disruptor rings (J → R → M → S), with
+//!   the journal, recovery and snapshots — see docs/embedding.md and the `exchange` example.
+//! - [`codec`]: the command encoding the journal stores; [`snapshot`]: engine state to bytes
+//!   and back.
 //!
 //! After [`Engine::new`], processing a command never touches the heap: every pool, array and
 //! index is sized from the config up front, and a full pool is a clean `ORDER_POOL_FULL` reject.
