@@ -115,8 +115,8 @@ impl Engine {
 
     /// Applies one command; every consequence goes to `sink`, in order.
     ///
-    /// The three stages, composed: R ([`risk_stage`]) answers what it can itself and locks
-    /// funds, M ([`match_stage`]) matches, and S ([`settlement`]) settles M's events as they
+    /// The three stages, composed: R (`risk_stage`) answers what it can itself and locks
+    /// funds, M (`match_stage`) matches, and S (`settlement`) settles M's events as they
     /// are produced. The threaded pipeline (`crate::pipeline`) calls the same three functions,
     /// on one thread or on three.
     #[inline]

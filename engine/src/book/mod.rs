@@ -1,12 +1,12 @@
 //! Order book data structures: the fast array-indexed book and the reference model.
 //!
-//! - [`array`]: per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
+//! - [`array`](mod@array): per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
 //!   a pre-allocated array of price levels indexed by `price − price_min`, with a
 //!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
 //! - [`pool`]: every live order in one pre-allocated slab, linked intrusively into its level's
 //!   FIFO and its owner's list.
 //! - [`index`]: `(user, client order id) → slot` for cancels and amends.
-//! - [`reference`]: a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
+//! - [`reference`](mod@reference): a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
 //!   used by property tests to hold the fast book honest.
 
 pub mod array;
