@@ -255,12 +255,19 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                     let mut buf = Vec::with_capacity(64 * 256);
                     let end = start + Duration::from_secs(seconds);
                     let mut i = 0u64;
+                    let mut last_write = Instant::now();
                     while i < per_conn_orders && !stop.load(Ordering::Relaxed) {
                         let now = Instant::now();
                         if now >= end {
                             break;
                         }
                         buf.clear();
+                        // This thread is the socket's only writer while it runs (a second
+                        // writer could split a frame of a partial write), so it also sends the
+                        // heartbeats.
+                        if now.duration_since(last_write) > Duration::from_millis(500) {
+                            Client::encode_into(&ClientMsg::Heartbeat, &mut buf);
+                        }
                         // Everything due by now goes out in one write (pipelining).
                         while i < per_conn_orders && buf.len() < 64 * 200 {
                             let due = if max {
@@ -291,6 +298,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                         if writer.write_all(&buf).is_err() {
                             break;
                         }
+                        last_write = now;
                         sent_count.store(i, Ordering::Relaxed);
                         progress.fetch_add(0, Ordering::Relaxed);
                     }
@@ -363,12 +371,14 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                             break;
                         }
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        eprintln!("ringbook loadgen: connection {c} ({login}) lost: {e}");
                         out.errors += 1;
                         break;
                     }
                 }
-                if last_progress.elapsed() > Duration::from_millis(500) {
+                // Heartbeats from here only once the sender has stopped writing.
+                if sending_done && last_progress.elapsed() > Duration::from_millis(500) {
                     last_progress = Instant::now();
                     let _ = client.heartbeat();
                 }

@@ -144,11 +144,16 @@ fn serve(args: Args) -> Result<(), String> {
     let backend = handle.shutdown().map_err(|e| e.to_string())?;
     eprintln!(
         "ringbook serve: gateway stopped: {} connections, {} commands, {} back-pressure pauses, \
-         {} loop wake-ups from the pipeline",
+         {} outbound-backlog pauses, {} loop wake-ups from the pipeline; disconnects: {} slow \
+         consumers, {} protocol violations, {} timeouts",
         stats.connections.load(Ordering::Relaxed),
         stats.commands.load(Ordering::Relaxed),
         stats.backpressure.load(Ordering::Relaxed),
-        backend.wakes()
+        stats.outbound_pauses.load(Ordering::Relaxed),
+        backend.wakes(),
+        stats.slow_consumers.load(Ordering::Relaxed),
+        stats.protocol_disconnects.load(Ordering::Relaxed),
+        stats.timeouts.load(Ordering::Relaxed),
     );
     let report = backend
         .shutdown()

@@ -48,6 +48,9 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const CONN_TOKEN_BASE: usize = 2;
 const TICK: Duration = Duration::from_millis(20);
+/// Sequenced frames one command in flight is assumed to produce for its own session when
+/// weighing a session's outbound backlog (an order's `Accepted` plus fills or a cancel).
+const FRAMES_PER_COMMAND: u64 = 3;
 
 /// Limits and timings of a server. Every buffer is allocated once, at [`start`].
 #[derive(Clone, Debug)]
@@ -76,6 +79,9 @@ pub struct ServerConfig {
     pub login_timeout: Duration,
     /// Messages per second one connection may send (token bucket; burst = one second's worth).
     pub msgs_per_sec_max: u64,
+    /// How long a connection may stay paused on its outbound backlog (reading stopped, the
+    /// socket taking nothing) before it is disconnected as a slow consumer.
+    pub slow_consumer_timeout: Duration,
     /// How long shutdown waits for outputs and buffered writes.
     pub drain_timeout: Duration,
 }
@@ -95,6 +101,7 @@ impl ServerConfig {
             heartbeat_timeouts: 3,
             login_timeout: Duration::from_secs(5),
             msgs_per_sec_max: 2_000_000,
+            slow_consumer_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
         }
     }
@@ -151,6 +158,9 @@ pub struct Stats {
     pub protocol_disconnects: AtomicU64,
     /// Disconnects of slow readers.
     pub slow_consumers: AtomicU64,
+    /// Times a connection's reading paused because its session's outbound backlog was above
+    /// the high-water mark (a client pipelining faster than it reads).
+    pub outbound_pauses: AtomicU64,
     /// Disconnects for heartbeat or login timeout.
     pub timeouts: AtomicU64,
     /// Cancel-on-disconnect mass cancels issued.
@@ -420,6 +430,8 @@ impl<B: Backend> Core<B> {
                     conn.cancel_on_disconnect = false;
                     conn.logged_out = false;
                     conn.closing = None;
+                    conn.paused = false;
+                    conn.last_drain = now;
                     self.mark_ready(c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -436,6 +448,12 @@ impl<B: Backend> Core<B> {
             return;
         }
         if let Some(st) = self.conns[c].stalled {
+            if self.over_high_water(c) {
+                // Still paused on the outbound backlog: `flush` resumes it.
+                self.conns[c].paused = true;
+                return;
+            }
+            self.conns[c].paused = false;
             match self.backend.try_submit(st.cmd) {
                 Ok(seq) => {
                     self.conns[c].stalled = None;
@@ -479,9 +497,14 @@ impl<B: Backend> Core<B> {
                             return;
                         }
                         if self.conns[c].stalled.is_some() {
-                            Stats::inc(&self.stats.backpressure);
                             self.compact_in(c, consumed);
-                            self.mark_ready(c);
+                            if self.conns[c].paused {
+                                // Outbound back-pressure: `flush` re-marks it ready.
+                                Stats::inc(&self.stats.outbound_pauses);
+                            } else {
+                                Stats::inc(&self.stats.backpressure);
+                                self.mark_ready(c);
+                            }
                             return;
                         }
                     }
@@ -614,6 +637,13 @@ impl<B: Backend> Core<B> {
                         );
                     }
                     sess.coid_hwm = o.client_order_id.0;
+                }
+                if self.over_high_water(c) {
+                    // The session is too far behind on output: hold the command and stop
+                    // reading this socket until the client has taken enough.
+                    self.conns[c].paused = true;
+                    self.conns[c].stalled = Some(Stalled { cmd, msg_type });
+                    return;
                 }
                 match self.backend.try_submit(cmd) {
                     Ok(seq) => {
@@ -857,7 +887,25 @@ impl<B: Backend> Core<B> {
         self.mark_dirty(c);
     }
 
+    /// Frames session-owning connection `c` has yet to take (sequenced but not in its buffer),
+    /// plus the expected output of its commands in flight.
+    fn backlog(&self, c: usize) -> u64 {
+        let conn = &self.conns[c];
+        conn.session.map_or(0, |s| {
+            let sess = &self.sessions[s];
+            sess.last_seq.saturating_sub(conn.sent_upto) + FRAMES_PER_COMMAND * sess.in_flight
+        })
+    }
+
+    /// Above half the retransmission ring: stop taking commands from this connection.
+    fn over_high_water(&self, c: usize) -> bool {
+        self.backlog(c) > self.config.retransmit_msgs as u64 / 2
+    }
+
     fn note_pending(&mut self, seq: Seq, session: Option<usize>, msg_type: u16) {
+        if let Some(s) = session {
+            self.sessions[s].in_flight += 1;
+        }
         let slot = &mut self.pending[(seq.0 as usize) % PENDING_MAX];
         *slot = Pending {
             seq: seq.0,
@@ -893,12 +941,28 @@ impl<B: Backend> Core<B> {
         let mut outs = std::mem::take(&mut self.outputs);
         self.backend.drain(&mut |seq, o| outs.push((seq, o)));
         for &(seq, o) in &outs {
-            if let BackendOutput::Event(e) = o {
-                self.route(seq, &e);
+            match o {
+                BackendOutput::Event(e) => self.route(seq, &e),
+                BackendOutput::Done => self.done(seq),
             }
         }
         outs.clear();
         self.outputs = outs;
+    }
+
+    /// A command is fully processed: it no longer counts in its session's backlog.
+    fn done(&mut self, seq: Seq) {
+        let p = self.pending[(seq.0 as usize) % PENDING_MAX];
+        if p.seq != seq.0 || p.session == NO_SESSION {
+            return;
+        }
+        let sess = &mut self.sessions[p.session as usize];
+        sess.in_flight = sess.in_flight.saturating_sub(1);
+        if let Some(c) = sess.conn {
+            if self.conns[c].paused {
+                self.mark_dirty(c);
+            }
+        }
     }
 
     /// Sends one event to the sessions it concerns: every session of each user it names, and
@@ -1240,6 +1304,7 @@ impl<B: Backend> Core<B> {
                 Ok(n) => {
                     conn.out_start += n;
                     conn.last_send = Instant::now();
+                    conn.last_drain = conn.last_send;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1250,6 +1315,11 @@ impl<B: Backend> Core<B> {
             if !self.conns[c].pending_out() {
                 self.finish_close(c, code);
             }
+            return;
+        }
+        // Resume reading once the backlog is down to a quarter of the ring (hysteresis).
+        if self.conns[c].paused && self.backlog(c) <= self.config.retransmit_msgs as u64 / 4 {
+            self.mark_ready(c);
         }
     }
 
@@ -1331,6 +1401,17 @@ impl<B: Backend> Core<B> {
                 if now.duration_since(conn.opened) > self.config.login_timeout {
                     Stats::inc(&self.stats.timeouts);
                     self.close(c, Some(RejectCode::HeartbeatTimeout));
+                }
+                continue;
+            }
+            if conn.paused {
+                // We stopped reading it, so its silence is ours; what counts is whether it
+                // takes our output.
+                if conn.pending_out()
+                    && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
+                {
+                    Stats::inc(&self.stats.slow_consumers);
+                    self.close(c, Some(RejectCode::SlowConsumer));
                 }
                 continue;
             }

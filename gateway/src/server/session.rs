@@ -4,8 +4,11 @@
 //! last `retransmit_msgs` sequenced frames, and survives reconnects. A *connection* is a TCP
 //! stream with a bounded inbound and outbound buffer, attached to at most one session.
 //! Sequenced messages are written into the session's ring and pumped from there into the
-//! connection's outbound buffer as it drains; a connection that falls a whole ring behind is a
-//! slow consumer and is disconnected.
+//! connection's outbound buffer as it drains. A session whose backlog (frames not yet taken by
+//! the socket, plus the expected output of its commands in flight) passes half the ring has its
+//! socket's reading paused until the backlog halves, so a pipelining client is slowed by TCP flow
+//! control; a connection that stays paused without draining for `slow_consumer_timeout`, or
+//! whose ring is overwritten before it took the frames, is a slow consumer and is disconnected.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +29,8 @@ pub(crate) struct Session {
     pub(crate) conn: Option<usize>,
     pub(crate) last_seq: u64,
     pub(crate) coid_hwm: u64,
+    /// Commands submitted for this session whose `Done` has not been routed yet.
+    pub(crate) in_flight: u64,
     pub(crate) detached_at: Instant,
     frames: Box<[[u8; FRAME_BYTES_MAX]]>,
     lens: Box<[u16]>,
@@ -41,6 +46,7 @@ impl Session {
             conn: None,
             last_seq: 0,
             coid_hwm: 0,
+            in_flight: 0,
             detached_at: now,
             frames: vec![[0u8; FRAME_BYTES_MAX]; retransmit_msgs].into_boxed_slice(),
             lens: vec![0u16; retransmit_msgs].into_boxed_slice(),
@@ -55,6 +61,7 @@ impl Session {
         self.conn = None;
         self.last_seq = 0;
         self.coid_hwm = 0;
+        self.in_flight = 0;
     }
 
     pub(crate) fn user(&self) -> Option<u32> {
@@ -126,6 +133,10 @@ pub(crate) struct Conn {
     pub(crate) closing: Option<Option<RejectCode>>,
     pub(crate) in_ready: bool,
     pub(crate) in_dirty: bool,
+    /// Reading paused because the session's outbound backlog is above the high-water mark.
+    pub(crate) paused: bool,
+    /// Last time the socket took outbound bytes.
+    pub(crate) last_drain: Instant,
 }
 
 impl Conn {
@@ -152,6 +163,8 @@ impl Conn {
             closing: None,
             in_ready: false,
             in_dirty: false,
+            paused: false,
+            last_drain: now,
         }
     }
 
