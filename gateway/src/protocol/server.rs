@@ -429,42 +429,26 @@ impl ServerMsg {
 
     /// The session sequence number (0 for unsequenced messages).
     pub fn seq(&self) -> u64 {
-        match *self {
-            ServerMsg::LoginAccepted { .. }
-            | ServerMsg::LoginRejected { .. }
-            | ServerMsg::Heartbeat
-            | ServerMsg::Disconnect { .. } => 0,
-            ServerMsg::Accepted { seq, .. }
-            | ServerMsg::Rejected { seq, .. }
-            | ServerMsg::Fill { seq, .. }
-            | ServerMsg::Cancelled { seq, .. }
-            | ServerMsg::Amended { seq, .. }
-            | ServerMsg::Triggered { seq, .. }
-            | ServerMsg::MassCancelled { seq, .. }
-            | ServerMsg::BalanceUpdate { seq, .. }
-            | ServerMsg::Deposited { seq, .. }
-            | ServerMsg::WithdrawalRequested { seq, .. }
-            | ServerMsg::WithdrawalApproved { seq, .. }
-            | ServerMsg::WithdrawalCompleted { seq, .. }
-            | ServerMsg::WithdrawalRejected { seq, .. }
-            | ServerMsg::OperatorRejected { seq, .. }
-            | ServerMsg::OrderStatus { seq, .. }
-            | ServerMsg::OpenOrder { seq, .. }
-            | ServerMsg::OpenOrdersEnd { seq, .. }
-            | ServerMsg::Balance { seq, .. }
-            | ServerMsg::BalancesEnd { seq, .. }
-            | ServerMsg::BookLevels { seq, .. }
-            | ServerMsg::BookEnd { seq, .. } => seq,
-        }
+        let mut msg = *self;
+        msg.seq_slot().map_or(0, |seq| *seq)
     }
 
     /// The same message with sequence number `seq` (unsequenced messages are unchanged).
     pub fn with_seq(mut self, new: u64) -> ServerMsg {
-        match &mut self {
+        if let Some(seq) = self.seq_slot() {
+            *seq = new;
+        }
+        self
+    }
+
+    /// The sequence number field, or `None` for the unsequenced session messages. The one
+    /// place that lists which messages are sequenced.
+    fn seq_slot(&mut self) -> Option<&mut u64> {
+        match self {
             ServerMsg::LoginAccepted { .. }
             | ServerMsg::LoginRejected { .. }
             | ServerMsg::Heartbeat
-            | ServerMsg::Disconnect { .. } => {}
+            | ServerMsg::Disconnect { .. } => None,
             ServerMsg::Accepted { seq, .. }
             | ServerMsg::Rejected { seq, .. }
             | ServerMsg::Fill { seq, .. }
@@ -485,9 +469,8 @@ impl ServerMsg {
             | ServerMsg::Balance { seq, .. }
             | ServerMsg::BalancesEnd { seq, .. }
             | ServerMsg::BookLevels { seq, .. }
-            | ServerMsg::BookEnd { seq, .. } => *seq = new,
+            | ServerMsg::BookEnd { seq, .. } => Some(seq),
         }
-        self
     }
 
     /// Encodes the whole frame into `buf`; returns its length. Never allocates.
