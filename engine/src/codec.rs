@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderType, Price, Qty, Side, StpMode, SymbolId,
     TimeInForce, UserId, WithdrawalId,
@@ -54,6 +54,14 @@ pub const KIND_WITHDRAW: u8 = 6;
 pub const KIND_APPROVE_WITHDRAWAL: u8 = 7;
 /// Kind byte of [`Command::RejectWithdrawal`].
 pub const KIND_REJECT_WITHDRAWAL: u8 = 8;
+/// Kind byte of [`Query::Order`].
+pub const KIND_QUERY_ORDER: u8 = 9;
+/// Kind byte of [`Query::OpenOrders`].
+pub const KIND_QUERY_OPEN_ORDERS: u8 = 10;
+/// Kind byte of [`Query::Balances`].
+pub const KIND_QUERY_BALANCES: u8 = 11;
+/// Kind byte of [`Query::Book`].
+pub const KIND_QUERY_BOOK: u8 = 12;
 
 /// Encoded length of a new order.
 pub const NEW_ORDER_BYTES: usize = 52;
@@ -70,12 +78,21 @@ pub const OPERATOR_BYTES: usize = 13;
 
 /// The longest encoding of any command: the size of [`encode`]'s buffer.
 pub const COMMAND_BYTES_MAX: usize = NEW_ORDER_BYTES;
+/// Encoded length of [`Query::Order`].
+pub const QUERY_ORDER_BYTES: usize = 13;
+/// Encoded length of [`Query::OpenOrders`].
+pub const QUERY_OPEN_ORDERS_BYTES: usize = 9;
+/// Encoded length of [`Query::Balances`].
+pub const QUERY_BALANCES_BYTES: usize = 5;
+/// Encoded length of [`Query::Book`].
+pub const QUERY_BOOK_BYTES: usize = 7;
 
 const _: () = assert!(CANCEL_BYTES <= COMMAND_BYTES_MAX);
 const _: () = assert!(AMEND_BYTES <= COMMAND_BYTES_MAX);
 const _: () = assert!(MASS_CANCEL_BYTES <= COMMAND_BYTES_MAX);
 const _: () = assert!(FUNDS_BYTES <= COMMAND_BYTES_MAX);
 const _: () = assert!(OPERATOR_BYTES <= COMMAND_BYTES_MAX);
+const _: () = assert!(QUERY_ORDER_BYTES <= COMMAND_BYTES_MAX);
 
 /// New-order flag bit: post-only.
 const FLAG_POST_ONLY: u8 = 1;
@@ -175,6 +192,10 @@ pub fn encoded_len(cmd: &Command) -> usize {
         Command::MassCancel { .. } => MASS_CANCEL_BYTES,
         Command::Deposit { .. } | Command::Withdraw { .. } => FUNDS_BYTES,
         Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => OPERATOR_BYTES,
+        Command::Query(Query::Order { .. }) => QUERY_ORDER_BYTES,
+        Command::Query(Query::OpenOrders { .. }) => QUERY_OPEN_ORDERS_BYTES,
+        Command::Query(Query::Balances { .. }) => QUERY_BALANCES_BYTES,
+        Command::Query(Query::Book { .. }) => QUERY_BOOK_BYTES,
     }
 }
 
@@ -297,6 +318,28 @@ pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
             w.u32(operator.0);
             w.u64(withdrawal_id.0);
         }
+        Command::Query(Query::Order {
+            user,
+            client_order_id,
+        }) => {
+            w.u8(KIND_QUERY_ORDER);
+            w.u32(user.0);
+            w.u64(client_order_id.0);
+        }
+        Command::Query(Query::OpenOrders { user, limit }) => {
+            w.u8(KIND_QUERY_OPEN_ORDERS);
+            w.u32(user.0);
+            w.u32(limit);
+        }
+        Command::Query(Query::Balances { user }) => {
+            w.u8(KIND_QUERY_BALANCES);
+            w.u32(user.0);
+        }
+        Command::Query(Query::Book { symbol, depth }) => {
+            w.u8(KIND_QUERY_BOOK);
+            w.u16(symbol.0);
+            w.u32(depth);
+        }
     }
     debug_assert_eq!(w.at, encoded_len(cmd));
     w.at
@@ -398,6 +441,10 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
         KIND_MASS_CANCEL => MASS_CANCEL_BYTES,
         KIND_DEPOSIT | KIND_WITHDRAW => FUNDS_BYTES,
         KIND_APPROVE_WITHDRAWAL | KIND_REJECT_WITHDRAWAL => OPERATOR_BYTES,
+        KIND_QUERY_ORDER => QUERY_ORDER_BYTES,
+        KIND_QUERY_OPEN_ORDERS => QUERY_OPEN_ORDERS_BYTES,
+        KIND_QUERY_BALANCES => QUERY_BALANCES_BYTES,
+        KIND_QUERY_BOOK => QUERY_BOOK_BYTES,
         _ => return Err(DecodeError::UnknownKind(kind)),
     };
     if bytes.len() < len {
@@ -484,6 +531,21 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
                 }
             }
         }
+        KIND_QUERY_ORDER => Command::Query(Query::Order {
+            user: UserId(r.u32()),
+            client_order_id: ClientOrderId(r.u64()),
+        }),
+        KIND_QUERY_OPEN_ORDERS => Command::Query(Query::OpenOrders {
+            user: UserId(r.u32()),
+            limit: r.u32(),
+        }),
+        KIND_QUERY_BALANCES => Command::Query(Query::Balances {
+            user: UserId(r.u32()),
+        }),
+        KIND_QUERY_BOOK => Command::Query(Query::Book {
+            symbol: SymbolId(r.u16()),
+            depth: r.u32(),
+        }),
         _ => {
             let operator = OperatorId(r.u32());
             let withdrawal_id = WithdrawalId(r.u64());
@@ -571,10 +633,34 @@ mod tests {
     }
 
     #[test]
+    fn queries_round_trip_with_known_bytes() {
+        let order = round_trip(Command::Query(Query::Order {
+            user: UserId(2),
+            client_order_id: ClientOrderId(0x0102),
+        }));
+        assert_eq!(
+            order,
+            [KIND_QUERY_ORDER, 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
+        );
+        let open = round_trip(Command::Query(Query::OpenOrders {
+            user: UserId(3),
+            limit: 256,
+        }));
+        assert_eq!(open, [KIND_QUERY_OPEN_ORDERS, 3, 0, 0, 0, 0, 1, 0, 0]);
+        let balances = round_trip(Command::Query(Query::Balances { user: UserId(4) }));
+        assert_eq!(balances, [KIND_QUERY_BALANCES, 4, 0, 0, 0]);
+        let book = round_trip(Command::Query(Query::Book {
+            symbol: SymbolId(1),
+            depth: 10,
+        }));
+        assert_eq!(book, [KIND_QUERY_BOOK, 1, 0, 10, 0, 0, 0]);
+    }
+
+    #[test]
     fn errors_name_their_cause() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
         assert_eq!(decode(&[0]), Err(DecodeError::UnknownKind(0)));
-        assert_eq!(decode(&[9, 1, 2]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(decode(&[13, 1, 2]), Err(DecodeError::UnknownKind(13)));
         assert_eq!(
             decode(&[KIND_CANCEL, 0]),
             Err(DecodeError::Truncated {

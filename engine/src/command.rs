@@ -144,6 +144,57 @@ pub enum Command {
         /// The withdrawal.
         withdrawal_id: WithdrawalId,
     },
+    /// A read-only question about the state. It is sequenced like any other command, so its
+    /// answer reflects exactly the commands before it; it changes nothing.
+    Query(Query),
+}
+
+/// What a [`Command::Query`] asks. Each is answered by the stage that owns the state it reads
+/// (the book by M, balances by S), as events that end with an `…End` event or, for
+/// [`Query::Order`], one [`crate::Event::OrderStatus`]. See docs/matching.md, "Queries".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// One live order by its owner's client order id: one `OrderStatus` event.
+    Order {
+        /// The owner.
+        user: UserId,
+        /// The owner's id for the order.
+        client_order_id: ClientOrderId,
+    },
+    /// The user's live orders (all symbols, in acceptance order), at most `limit` of them as
+    /// `OpenOrder` events, then `OpenOrdersEnd` with how many are live in all.
+    OpenOrders {
+        /// The owner.
+        user: UserId,
+        /// The most `OpenOrder` events to emit.
+        limit: u32,
+    },
+    /// The user's balance of every configured currency (`Balance` events in currency order),
+    /// then `BalancesEnd`. Needs risk on and an open account.
+    Balances {
+        /// The account.
+        user: UserId,
+    },
+    /// Level-2 depth of a symbol: up to `depth` bid levels best first, then up to `depth` ask
+    /// levels best first (`BookLevel` events), then `BookEnd`.
+    Book {
+        /// The symbol.
+        symbol: SymbolId,
+        /// Levels per side at most.
+        depth: u32,
+    },
+}
+
+impl Query {
+    /// The user the query is about; `None` for a book query (public data).
+    pub fn user(&self) -> Option<UserId> {
+        match *self {
+            Query::Order { user, .. }
+            | Query::OpenOrders { user, .. }
+            | Query::Balances { user } => Some(user),
+            Query::Book { .. } => None,
+        }
+    }
 }
 
 impl Command {
@@ -157,6 +208,7 @@ impl Command {
             | Command::Deposit { user, .. }
             | Command::Withdraw { user, .. } => Some(user),
             Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => None,
+            Command::Query(q) => q.user(),
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::book::{BookSection, OrderView};
 use crate::codes::RejectCode;
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventSink};
 use crate::hash::{StateHash, StateHasher};
@@ -132,6 +132,7 @@ impl Engine {
         match plan {
             Plan::Done => {}
             Plan::Book => match_stage(&mut self.matcher, cmd, plan, sink),
+            Plan::Balances(user) => balances_reply(&self.accounts, user, sink),
             Plan::Settle { .. } => {
                 let mut settle = settlement(&mut self.accounts, &self.specs, plan, sink);
                 match_stage(&mut self.matcher, cmd, plan, &mut settle);
@@ -253,8 +254,12 @@ pub(crate) enum Plan {
     /// to do.
     #[default]
     Done,
-    /// Risk is off: M alone, no settlement.
+    /// M alone, no settlement: every command with risk off, and queries about the book.
     Book,
+    /// A balances query R has checked: S, which owns the accounts once R is done with a
+    /// command, answers it (R's own answers are bounded by [`RISK_EVENTS_MAX`]; a reply has one
+    /// event per currency). M has nothing to do.
+    Balances(UserId),
     /// M matches and S settles M's events.
     Settle {
         /// A new order that passed R: M places it without validating it again.
@@ -298,6 +303,11 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
                 withdrawal_id: *withdrawal_id,
                 code: RejectCode::AccountsDisabled,
             }),
+            Command::Query(Query::Balances { user }) => sink.on_event(&reject(
+                *user,
+                ClientOrderId(0),
+                RejectCode::AccountsDisabled,
+            )),
             _ => return Plan::Book,
         }
         return Plan::Done;
@@ -321,6 +331,14 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
             qty,
             sink,
         ),
+        Command::Query(Query::Balances { user }) => match accounts.check_user(user) {
+            Ok(()) => Plan::Balances(user),
+            Err(code) => {
+                sink.on_event(&reject(user, ClientOrderId(0), code));
+                Plan::Done
+            }
+        },
+        Command::Query(_) => Plan::Book,
         Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
             Plan::Settle {
                 place: false,
@@ -516,12 +534,36 @@ pub(crate) fn match_stage<S: EventSink + ?Sized>(
     sink: &mut S,
 ) {
     match (plan, cmd) {
-        (Plan::Done, _) => {}
+        (Plan::Done | Plan::Balances(_), _) => {}
         (Plan::Settle { place: true, .. }, Command::NewOrder(o)) => {
             matcher.place_validated(o, sink)
         }
         _ => matcher.process(cmd, sink),
     }
+}
+
+/// S's answer to a balances query R passed on ([`Plan::Balances`]): one `Balance` event per
+/// configured currency, in currency order, then `BalancesEnd`. Reads only the accounts.
+pub(crate) fn balances_reply<S: EventSink + ?Sized>(
+    accounts: &Accounts,
+    user: UserId,
+    sink: &mut S,
+) {
+    let currencies = accounts.currencies();
+    for c in 0..currencies {
+        let currency = CurrencyId(c as u16);
+        let b = accounts.balance(user, currency);
+        sink.on_event(&Event::Balance {
+            user,
+            currency,
+            available: b.available,
+            locked: b.locked,
+        });
+    }
+    sink.on_event(&Event::BalancesEnd {
+        user,
+        count: currencies as u32,
+    });
 }
 
 /// S: the settlement adapter for one command's M events under `plan` (R's undo or refund

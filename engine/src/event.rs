@@ -3,7 +3,10 @@
 //! Events are small `Copy` values handed to an [`EventSink`] by reference as they happen; the
 //! engine never buffers or allocates them.
 
+use crate::book::OrderView;
 use crate::codes::{CancelReason, RejectCode};
+#[cfg(doc)]
+use crate::command::Query;
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId,
     WithdrawalId,
@@ -207,6 +210,65 @@ pub enum Event {
         available: u64,
         /// Locked amount.
         locked: u64,
+    },
+
+    // ------------------------------------------------ replies to `Command::Query`
+    /// Reply to [`Query::Order`]: the live order, or `None` when the user has no live order
+    /// with that client order id (never placed, filled, cancelled or rejected).
+    OrderStatus {
+        /// The user asked about.
+        user: UserId,
+        /// The client order id asked about.
+        client_order_id: ClientOrderId,
+        /// The order as it stands.
+        order: Option<OrderView>,
+    },
+    /// One live order, in reply to [`Query::OpenOrders`].
+    OpenOrder(OrderView),
+    /// The end of a [`Query::OpenOrders`] reply.
+    OpenOrdersEnd {
+        /// The user asked about.
+        user: UserId,
+        /// Live orders the user has in all (more than were sent when over the query's limit).
+        count: u32,
+    },
+    /// One currency of a [`Query::Balances`] reply.
+    Balance {
+        /// The account.
+        user: UserId,
+        /// The currency.
+        currency: CurrencyId,
+        /// Available amount.
+        available: u64,
+        /// Locked amount.
+        locked: u64,
+    },
+    /// The end of a [`Query::Balances`] reply.
+    BalancesEnd {
+        /// The account.
+        user: UserId,
+        /// `Balance` events sent (the number of configured currencies).
+        count: u32,
+    },
+    /// One price level of a [`Query::Book`] reply.
+    BookLevel {
+        /// The symbol.
+        symbol: SymbolId,
+        /// Bid (`Buy`) or ask (`Sell`).
+        side: Side,
+        /// The level's price.
+        price: Price,
+        /// Visible quantity at the level (iceberg reserves are not shown).
+        qty: Qty,
+    },
+    /// The end of a [`Query::Book`] reply.
+    BookEnd {
+        /// The symbol.
+        symbol: SymbolId,
+        /// Bid levels sent.
+        bid_levels: u32,
+        /// Ask levels sent.
+        ask_levels: u32,
     },
 }
 

@@ -83,7 +83,7 @@ pub mod snapshot;
 pub mod types;
 
 pub use codes::{CancelReason, RejectCode};
-pub use command::{Command, NewOrder};
+pub use command::{Command, NewOrder, Query};
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
@@ -94,7 +94,7 @@ pub use types::*;
 /// Everything an embedder usually needs, in one import.
 pub mod prelude {
     pub use crate::codes::{CancelReason, RejectCode};
-    pub use crate::command::{Command, NewOrder};
+    pub use crate::command::{Command, NewOrder, Query};
     pub use crate::config::{Config, ConfigError};
     pub use crate::engine::{Engine, RiskMode};
     pub use crate::event::{Event, EventSink, Fill, Trade};

@@ -128,6 +128,19 @@ fn command() -> impl Strategy<Value = Command> {
             operator: OperatorId(o),
             withdrawal_id: WithdrawalId(w),
         }),
+        (any::<u32>(), any::<u64>()).prop_map(|(u, c)| Command::Query(Query::Order {
+            user: UserId(u),
+            client_order_id: ClientOrderId(c),
+        })),
+        (any::<u32>(), any::<u32>()).prop_map(|(u, limit)| Command::Query(Query::OpenOrders {
+            user: UserId(u),
+            limit,
+        })),
+        any::<u32>().prop_map(|u| Command::Query(Query::Balances { user: UserId(u) })),
+        (any::<u16>(), any::<u32>()).prop_map(|(s, depth)| Command::Query(Query::Book {
+            symbol: SymbolId(s),
+            depth,
+        })),
     ]
 }
 
@@ -189,7 +202,7 @@ proptest! {
     /// Arbitrary bytes rarely start with a valid kind and length; this one makes every body
     /// byte arbitrary for a valid kind and length, so the field checks are what is tested.
     #[test]
-    fn arbitrary_bodies_never_panic_and_decode_canonically(kind in 0u8..10, body in prop::collection::vec(any::<u8>(), 52)) {
+    fn arbitrary_bodies_never_panic_and_decode_canonically(kind in 0u8..14, body in prop::collection::vec(any::<u8>(), 52)) {
         for len in 1..=body.len() {
             let mut bytes = body[..len].to_vec();
             bytes[0] = kind;

@@ -245,6 +245,7 @@ impl Harness {
     /// or broken invariant.
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
+        let before = self.engine.state_hash();
         let engine = &mut self.engine;
         catch_unwind(AssertUnwindSafe(|| {
             engine.process(cmd, &mut |e: &Event| fast.push(*e))
@@ -260,6 +261,10 @@ impl Harness {
             return Err(format!(
                 "events differ\n engine:    {fast:#?}\n reference: {reference:#?}"
             ));
+        }
+        // (b) a query changes nothing.
+        if matches!(cmd, Command::Query(_)) && self.engine.state_hash() != before {
+            return Err("a query changed the state hash".into());
         }
         self.note(&fast)?;
         self.compare()?;
@@ -764,6 +769,17 @@ enum Step {
     Withdraw(UserId, CurrencyId, WithdrawAmount),
     Approve(WithdrawalPick, OperatorPick),
     RejectWithdrawal(WithdrawalPick, OperatorPick),
+    /// A read-only query (answered in sequence; must change nothing).
+    Query(QueryStep),
+}
+
+/// Which query a [`Step::Query`] asks.
+#[derive(Clone, Copy, Debug)]
+enum QueryStep {
+    Order(Target),
+    OpenOrders(UserId, u32),
+    Balances(UserId),
+    Book(SymbolId, u32),
 }
 
 impl Step {
@@ -911,8 +927,32 @@ impl Step {
                     withdrawal_id,
                 }
             }
+            Step::Query(q) => Command::Query(match q {
+                QueryStep::Order(t) => {
+                    let (user, _, client_order_id) = target(t);
+                    Query::Order {
+                        user,
+                        client_order_id,
+                    }
+                }
+                QueryStep::OpenOrders(user, limit) => Query::OpenOrders { user, limit },
+                QueryStep::Balances(user) => Query::Balances { user },
+                QueryStep::Book(symbol, depth) => Query::Book { symbol, depth },
+            }),
         }
     }
+}
+
+fn query() -> impl Strategy<Value = Step> {
+    let limit = || prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)];
+    prop_oneof![
+        2 => target().prop_map(QueryStep::Order),
+        1 => (user(), limit()).prop_map(|(u, l)| QueryStep::OpenOrders(u, l)),
+        2 => user().prop_map(QueryStep::Balances),
+        1 => (prop_oneof![20 => 0..SYMBOLS, 1 => Just(SYMBOLS)], limit())
+            .prop_map(|(s, d)| QueryStep::Book(SymbolId(s), d)),
+    ]
+    .prop_map(Step::Query)
 }
 
 fn target() -> impl Strategy<Value = Target> {
@@ -1018,6 +1058,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => withdraw(),
         4 => (withdrawal_pick(), operator_pick()).prop_map(|(w, o)| Step::Approve(w, o)),
         1 => (withdrawal_pick(), operator_pick()).prop_map(|(w, o)| Step::RejectWithdrawal(w, o)),
+        2 => query(),
     ]
 }
 
@@ -1119,6 +1160,10 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::Withdraw { .. } => "withdraw",
         Command::ApproveWithdrawal { .. } => "approve",
         Command::RejectWithdrawal { .. } => "reject withdrawal",
+        Command::Query(Query::Order { .. }) => "query order",
+        Command::Query(Query::OpenOrders { .. }) => "query open orders",
+        Command::Query(Query::Balances { .. }) => "query balances",
+        Command::Query(Query::Book { .. }) => "query book",
     };
     for e in events {
         match *e {

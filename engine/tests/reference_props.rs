@@ -559,6 +559,12 @@ enum Step {
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
     MassCancel(UserId, Option<SymbolId>),
+    /// Order status of a target.
+    OrderStatus(Target),
+    /// Open orders of a user, at most this many.
+    OpenOrders(UserId, u32),
+    /// Depth of a symbol (ids past the configured ones included).
+    Book(SymbolId, u32),
 }
 
 impl Step {
@@ -620,8 +626,27 @@ impl Step {
                 }
             }
             Step::MassCancel(user, symbol) => Command::MassCancel { user, symbol },
+            Step::OrderStatus(t) => {
+                let (user, _, client_order_id) = target(t);
+                Command::Query(Query::Order {
+                    user,
+                    client_order_id,
+                })
+            }
+            Step::OpenOrders(user, limit) => Command::Query(Query::OpenOrders { user, limit }),
+            Step::Book(symbol, depth) => Command::Query(Query::Book { symbol, depth }),
         }
     }
+}
+
+fn query() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => target().prop_map(Step::OrderStatus),
+        1 => (user(), prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])
+            .prop_map(|(u, limit)| Step::OpenOrders(u, limit)),
+        1 => (prop_oneof![20 => 0..SYMBOLS, 1 => Just(SYMBOLS)], prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])
+            .prop_map(|(s, depth)| Step::Book(SymbolId(s), depth)),
+    ]
 }
 
 /// The offset of a `NewPrice::Offset` (a mid-band one for the others, when nothing is live).
@@ -666,6 +691,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => target().prop_map(Step::Cancel),
         1 => (user(), prop::option::of(address()))
             .prop_map(|(user, a)| Step::MassCancel(user, a.map(|a| a.1))),
+        1 => query(),
     ]
 }
 
@@ -744,6 +770,21 @@ fn classify(cmd: &Command, events: &[Event], hit: &mut impl FnMut(String)) {
             Event::MassCancelled { count, symbol, .. } if count > 0 => {
                 hit(format!("mass cancel (symbol given: {})", symbol.is_some()));
             }
+            Event::OrderStatus { order, .. } => {
+                hit(format!("order status (found: {})", order.is_some()))
+            }
+            Event::OpenOrdersEnd { count, .. } => {
+                let limit = match cmd {
+                    Command::Query(Query::OpenOrders { limit, .. }) => *limit,
+                    _ => u32::MAX,
+                };
+                hit(format!("open orders (over limit: {})", count > limit))
+            }
+            Event::BookEnd {
+                bid_levels,
+                ask_levels,
+                ..
+            } if bid_levels > 0 && ask_levels > 0 => hit("book with both sides".into()),
             _ => {}
         }
     }
@@ -911,6 +952,11 @@ fn generator_covers_every_path() {
         "amend (traded)",
         "mass cancel (symbol given: true)",
         "mass cancel (symbol given: false)",
+        "order status (found: true)",
+        "order status (found: false)",
+        "open orders (over limit: true)",
+        "open orders (over limit: false)",
+        "book with both sides",
     ] {
         expected.push(k.into());
     }

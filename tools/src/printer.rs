@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use ringbook_engine::book::OrderView;
 use ringbook_engine::prelude::*;
 
 /// Formats events as JSON lines into a buffered writer, keeping the first write error.
@@ -218,10 +219,87 @@ impl<W: Write> Printer<W> {
                 r#"{{"event":"balance_update","user":{user},"currency":{},"available":{available},"locked":{locked}}}"#,
                 self.currency(currency),
             ),
+            Event::OrderStatus {
+                user,
+                client_order_id,
+                order: None,
+            } => write!(
+                l,
+                r#"{{"event":"order_status","user":{user},"client_order_id":{client_order_id},"found":false}}"#,
+            ),
+            Event::OrderStatus { order: Some(o), .. } => {
+                l.push_str(r#"{"event":"order_status","found":true,"#);
+                self.order_fields(&mut l, &o)
+            }
+            Event::OpenOrder(o) => {
+                l.push_str(r#"{"event":"open_order","#);
+                self.order_fields(&mut l, &o)
+            }
+            Event::OpenOrdersEnd { user, count } => write!(
+                l,
+                r#"{{"event":"open_orders_end","user":{user},"count":{count}}}"#,
+            ),
+            Event::Balance {
+                user,
+                currency,
+                available,
+                locked,
+            } => write!(
+                l,
+                r#"{{"event":"balance","user":{user},"currency":{},"available":{available},"locked":{locked}}}"#,
+                self.currency(currency),
+            ),
+            Event::BalancesEnd { user, count } => write!(
+                l,
+                r#"{{"event":"balances_end","user":{user},"count":{count}}}"#,
+            ),
+            Event::BookLevel {
+                symbol,
+                side,
+                price,
+                qty,
+            } => write!(
+                l,
+                r#"{{"event":"book_level","symbol":{},"side":"{}","price":{price},"qty":{qty}}}"#,
+                self.symbol(symbol),
+                side.name(),
+            ),
+            Event::BookEnd {
+                symbol,
+                bid_levels,
+                ask_levels,
+            } => write!(
+                l,
+                r#"{{"event":"book_end","symbol":{},"bid_levels":{bid_levels},"ask_levels":{ask_levels}}}"#,
+                self.symbol(symbol),
+            ),
         };
         l.push('\n');
         self.write(&l);
         self.line = l;
+    }
+
+    /// The fields of a live order (query replies), closing the JSON object.
+    fn order_fields(&self, l: &mut String, o: &OrderView) -> std::fmt::Result {
+        write!(
+            l,
+            r#""user":{},"symbol":{},"client_order_id":{},"order_id":{},"side":"{}","type":"{}","tif":"{}","price":{},"stop_price":{},"leaves_qty":{},"visible_qty":{},"filled_qty":{},"display_qty":{},"post_only":{},"stp":"{}"}}"#,
+            o.user,
+            self.symbol(o.symbol),
+            o.client_order_id,
+            o.order_id,
+            o.side.name(),
+            o.order_type.name(),
+            o.tif.name(),
+            o.price,
+            o.stop_price,
+            o.leaves_qty,
+            o.visible_qty,
+            o.filled_qty,
+            o.display_qty,
+            o.post_only,
+            o.stp.name(),
+        )
     }
 
     /// The `--final` lines: every book; with risk on every open account's balances and the

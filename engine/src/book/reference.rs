@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::book::{checked_notional, fee, BookSection, OrderView};
 use crate::codes::{CancelReason, RejectCode};
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
@@ -299,6 +299,7 @@ impl ReferenceBook {
             | Command::Withdraw { .. }
             | Command::ApproveWithdrawal { .. }
             | Command::RejectWithdrawal { .. } => {}
+            Command::Query(ref q) => self.answer(q, &mut events),
         }
         for e in &events {
             sink.on_event(e);
@@ -880,6 +881,66 @@ impl ReferenceBook {
     }
 
     // ------------------------------------------------------------------ queries
+
+    /// Replies to a query about the book (docs/matching.md, "Queries"); balances are the
+    /// accounts' business, so the book alone answers nothing for them.
+    fn answer(&self, q: &Query, events: &mut Vec<Event>) {
+        match *q {
+            Query::Order {
+                user,
+                client_order_id,
+            } => events.push(Event::OrderStatus {
+                user,
+                client_order_id,
+                order: self.order(user, client_order_id),
+            }),
+            Query::OpenOrders { user, limit } => {
+                // Acceptance order is order-id order: ids are handed out as orders are accepted.
+                let mut mine: Vec<OrderView> = self
+                    .live()
+                    .into_iter()
+                    .filter(|(o, _)| o.user == user)
+                    .map(|(o, _)| self.order(o.user, o.client_order_id).unwrap())
+                    .collect();
+                mine.sort_by_key(|o| o.order_id);
+                for o in mine.iter().take(limit as usize) {
+                    events.push(Event::OpenOrder(*o));
+                }
+                events.push(Event::OpenOrdersEnd {
+                    user,
+                    count: mine.len() as u32,
+                });
+            }
+            Query::Book { symbol, depth } => {
+                if symbol.0 as usize >= self.symbols.len() {
+                    events.push(reject(
+                        UserId(0),
+                        ClientOrderId(0),
+                        RejectCode::UnknownSymbol,
+                    ));
+                    return;
+                }
+                let mut counts = [0u32; 2];
+                for (i, side) in [Side::Buy, Side::Sell].into_iter().enumerate() {
+                    self.depth(symbol, side, depth as usize, |price, qty| {
+                        counts[i] += 1;
+                        events.push(Event::BookLevel {
+                            symbol,
+                            side,
+                            price,
+                            qty,
+                        });
+                    });
+                }
+                events.push(Event::BookEnd {
+                    symbol,
+                    bid_levels: counts[0],
+                    ask_levels: counts[1],
+                });
+            }
+            Query::Balances { .. } => {}
+        }
+    }
 
     /// The live order of `user` with this client order id.
     pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {

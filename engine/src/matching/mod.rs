@@ -12,7 +12,7 @@ use crate::book::levels::SideLevels;
 use crate::book::pool::{Order, OrderPool, NIL};
 use crate::book::{checked_notional, fee, BookSection, OrderView};
 use crate::codes::{CancelReason, RejectCode};
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::Config;
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
@@ -171,6 +171,7 @@ impl Matcher {
             | Command::Withdraw { .. }
             | Command::ApproveWithdrawal { .. }
             | Command::RejectWithdrawal { .. } => {}
+            Command::Query(ref q) => self.answer(q, sink),
         }
     }
 
@@ -550,6 +551,60 @@ impl Matcher {
     }
 
     // ---------------------------------------------------------------- queries
+
+    /// Answers a query about the book (order status, open orders, depth) with its reply events.
+    /// Balances belong to the accounts: with risk on the engine's settlement stage answers
+    /// them; the book alone answers nothing for them.
+    pub fn answer<S: EventSink + ?Sized>(&self, q: &Query, sink: &mut S) {
+        match *q {
+            Query::Order {
+                user,
+                client_order_id,
+            } => sink.on_event(&Event::OrderStatus {
+                user,
+                client_order_id,
+                order: self.order(user, client_order_id),
+            }),
+            Query::OpenOrders { user, limit } => {
+                let mut count = 0u32;
+                self.for_each_user_order(user, |o| {
+                    if count < limit {
+                        sink.on_event(&Event::OpenOrder(*o));
+                    }
+                    count += 1;
+                });
+                sink.on_event(&Event::OpenOrdersEnd { user, count });
+            }
+            Query::Book { symbol, depth } => {
+                if symbol.0 as usize >= self.books.len() {
+                    sink.on_event(&reject(
+                        UserId(0),
+                        ClientOrderId(0),
+                        RejectCode::UnknownSymbol,
+                    ));
+                    return;
+                }
+                let mut levels = [0u32; 2];
+                for (i, side) in [Side::Buy, Side::Sell].into_iter().enumerate() {
+                    self.depth(symbol, side, depth as usize, |price, qty| {
+                        levels[i] += 1;
+                        sink.on_event(&Event::BookLevel {
+                            symbol,
+                            side,
+                            price,
+                            qty,
+                        });
+                    });
+                }
+                sink.on_event(&Event::BookEnd {
+                    symbol,
+                    bid_levels: levels[0],
+                    ask_levels: levels[1],
+                });
+            }
+            Query::Balances { .. } => {}
+        }
+    }
 
     /// The live order of `user` with this client order id.
     pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {

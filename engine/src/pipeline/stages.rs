@@ -24,7 +24,7 @@ use super::shared::SharedEngine;
 use super::slot::{InSlot, SettleKind, SettleMsg};
 use super::snapshots::Snapshots;
 use crate::codec::{self, COMMAND_BYTES_MAX};
-use crate::engine::{match_stage, risk_stage, settlement, Engine, Plan};
+use crate::engine::{balances_reply, match_stage, risk_stage, settlement, Engine, Plan};
 use crate::event::{Event, EventSink};
 use crate::types::Seq;
 
@@ -353,15 +353,24 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
         };
         let seq = first.seq;
         let mut sink = OutSink { out: &mut out, seq };
-        if let Plan::Settle { .. } = plan {
-            // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R waits
-            // for `s_done ≥ seq` (stored below, after this borrow ends), M touches only the
-            // matcher (shared.rs).
-            let (specs, accounts) = unsafe { shared.settle_parts() };
-            let mut settle = settlement(accounts, specs, plan, &mut sink);
-            forward_command(&mut inbox, seq, &mut settle, wait, &control);
-        } else {
-            forward_command(&mut inbox, seq, &mut sink, wait, &control);
+        match plan {
+            Plan::Settle { .. } => {
+                // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R
+                // waits for `s_done ≥ seq` (stored below, after this borrow ends), M touches
+                // only the matcher (shared.rs).
+                let (specs, accounts) = unsafe { shared.settle_parts() };
+                let mut settle = settlement(accounts, specs, plan, &mut sink);
+                forward_command(&mut inbox, seq, &mut settle, wait, &control);
+            }
+            Plan::Balances(user) => {
+                // SAFETY: as for `Settle`: S alone touches the accounts until `s_done ≥ seq`.
+                let (_, accounts) = unsafe { shared.settle_parts() };
+                balances_reply(accounts, user, &mut sink);
+                forward_command(&mut inbox, seq, &mut sink, wait, &control);
+            }
+            Plan::Done | Plan::Book => {
+                forward_command(&mut inbox, seq, &mut sink, wait, &control);
+            }
         }
         out.push(Output {
             seq,

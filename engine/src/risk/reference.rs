@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use crate::book::reference::ReferenceBook;
 use crate::codes::RejectCode;
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, SymbolConfig};
 use crate::event::{Event, EventSink, Trade};
 use crate::hash::{StateHash, StateHasher};
@@ -197,6 +197,8 @@ impl ReferenceEngine {
                 operator,
                 withdrawal_id,
             } => self.reject_withdrawal(operator, withdrawal_id, &mut events),
+            Command::Query(Query::Balances { user }) => self.balances_reply(user, &mut events),
+            Command::Query(_) => self.matching(cmd, &mut events),
         }
         for e in &events {
             sink.on_event(e);
@@ -232,6 +234,31 @@ impl ReferenceEngine {
             available: b.available,
             locked: b.locked,
         }
+    }
+
+    /// A balances query: every currency of an open account, then the count.
+    fn balances_reply(&self, user: UserId, events: &mut Vec<Event>) {
+        if !self.is_open(user) {
+            return events.push(Event::Rejected {
+                user,
+                client_order_id: ClientOrderId(0),
+                code: RejectCode::UnknownUser,
+            });
+        }
+        for c in 0..self.currencies {
+            let currency = CurrencyId(c as u16);
+            let b = self.balance(user, currency);
+            events.push(Event::Balance {
+                user,
+                currency,
+                available: b.available,
+                locked: b.locked,
+            });
+        }
+        events.push(Event::BalancesEnd {
+            user,
+            count: self.currencies as u32,
+        });
     }
 
     // ------------------------------------------------------------------ orders (R, M, S)

@@ -180,6 +180,22 @@ pub fn stream(seed: u64, n: usize) -> Vec<Command> {
                 });
             }
         }
+        if i % 41 == 20 {
+            // A query now and then: answered in sequence, by M (book) or S (balances).
+            let user = UserId((i % USERS as usize) as u32);
+            cmds.push(Command::Query(match (i / 41) % 4 {
+                0 => Query::Balances { user },
+                1 => Query::OpenOrders { user, limit: 8 },
+                2 => Query::Book {
+                    symbol: SymbolId((i % SYMBOLS as usize) as u16),
+                    depth: 5,
+                },
+                _ => Query::Order {
+                    user,
+                    client_order_id: ClientOrderId(i as u64 / 2),
+                },
+            }));
+        }
         cmds.push(workload.command());
     }
     cmds

@@ -3,8 +3,8 @@
 
 use ringbook_engine::codec::{order_type_from_u8, side_from_u8, stp_from_u8, tif_from_u8};
 use ringbook_engine::{
-    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, Price, Qty, RejectCode, SymbolId,
-    UserId, WithdrawalId,
+    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, Price, Qty, Query, RejectCode,
+    SymbolId, UserId, WithdrawalId,
 };
 
 use super::wire::{Rd, Wr};
@@ -78,6 +78,8 @@ pub enum ClientMsg {
     Heartbeat,
     /// An engine command: new order, cancel, amend, mass cancel, deposit, withdraw, approve or
     /// reject a withdrawal. The session layer checks the user or operator id is its own.
+    /// (A [`Command::Query`] here is sent as the matching query message with request id 0;
+    /// decoding produces the query messages below instead.)
     Command(Command),
     /// Status of one of the user's live orders.
     OrderStatus {
@@ -117,6 +119,28 @@ pub enum ClientMsg {
 pub const BOOK_DEPTH_MAX: u16 = 64;
 
 impl ClientMsg {
+    /// The query message that asks what `q` asks (the server chooses the open-orders limit;
+    /// a book depth above `u16::MAX` is sent as `u16::MAX`, and the server caps it anyway).
+    pub fn query(request_id: u64, q: Query) -> ClientMsg {
+        match q {
+            Query::Order {
+                user,
+                client_order_id,
+            } => ClientMsg::OrderStatus {
+                request_id,
+                user,
+                client_order_id,
+            },
+            Query::OpenOrders { user, .. } => ClientMsg::OpenOrders { request_id, user },
+            Query::Balances { user } => ClientMsg::Balances { request_id, user },
+            Query::Book { symbol, depth } => ClientMsg::BookSnapshot {
+                request_id,
+                symbol,
+                depth: depth.min(u16::MAX as u32) as u16,
+            },
+        }
+    }
+
     /// The message type number.
     pub fn msg_type(&self) -> u16 {
         use msg_type::*;
@@ -133,6 +157,7 @@ impl ClientMsg {
                 Command::Withdraw { .. } => WITHDRAW,
                 Command::ApproveWithdrawal { .. } => APPROVE_WITHDRAWAL,
                 Command::RejectWithdrawal { .. } => REJECT_WITHDRAWAL,
+                Command::Query(q) => ClientMsg::query(0, *q).msg_type(),
             },
             ClientMsg::OrderStatus { .. } => ORDER_STATUS,
             ClientMsg::OpenOrders { .. } => OPEN_ORDERS,
@@ -156,6 +181,7 @@ impl ClientMsg {
                     .u16(0);
             }
             ClientMsg::Logout | ClientMsg::Heartbeat => {}
+            ClientMsg::Command(Command::Query(q)) => return ClientMsg::query(0, q).encode(buf),
             ClientMsg::Command(c) => match c {
                 Command::NewOrder(o) => {
                     w.u32(o.user.0)
@@ -221,6 +247,7 @@ impl ClientMsg {
                 } => {
                     w.u32(operator.0).u32(0).u64(withdrawal_id.0);
                 }
+                Command::Query(_) => unreachable!("encoded as a query message above"),
             },
             ClientMsg::OrderStatus {
                 request_id,

@@ -3,7 +3,9 @@
 //! [`EngineBackend`] runs the engine in-process on the gateway thread (single-threaded: tests,
 //! small deployments). A threaded pipeline backend implements the same trait: `try_submit`
 //! hands a command back when its ring is full (back-pressure), and outputs arrive later, in
-//! sequence order, through [`Backend::drain`].
+//! sequence order, through [`Backend::drain`]. Queries are commands too
+//! ([`ringbook_engine::Command::Query`]): sequenced, and answered by events in the output
+//! stream, so every backend answers them from a state consistent with what it has sent.
 
 use std::collections::VecDeque;
 
@@ -24,8 +26,6 @@ pub trait Backend {
     fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command>;
     /// Hands every output available so far to `f`, in sequence order.
     fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput));
-    /// The state queries read (`None`: queries are not supported by this backend).
-    fn view(&self) -> Option<&Engine>;
     /// Called once, with the server's waker, before the loop starts; asynchronous backends
     /// wake the loop with it when outputs arrive.
     fn set_waker(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
@@ -89,9 +89,5 @@ impl Backend for EngineBackend {
         while let Some((seq, out)) = self.outputs.pop_front() {
             f(seq, out);
         }
-    }
-
-    fn view(&self) -> Option<&Engine> {
-        Some(&self.engine)
     }
 }

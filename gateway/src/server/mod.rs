@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use ringbook_engine::config::GatewayAccount;
-use ringbook_engine::{Command, Event, RejectCode, Seq, Side, SymbolId, UserId};
+use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 
 pub use auth::Role;
 use auth::{Auth, LoginCheck};
@@ -232,6 +232,7 @@ pub fn start<B: Backend + Send + 'static>(
             .collect(),
         auth: Auth::new(&config.accounts),
         pending: vec![Pending::default(); PENDING_MAX].into_boxed_slice(),
+        book_levels: BookLevelsAcc::default(),
         ready: Vec::with_capacity(config.conns_max),
         ready_work: Vec::with_capacity(config.conns_max),
         dirty: Vec::with_capacity(config.conns_max),
@@ -263,11 +264,22 @@ pub fn start<B: Backend + Send + 'static>(
 const PENDING_MAX: usize = 1 << 16;
 const NO_SESSION: u32 = u32::MAX;
 
+/// Book levels of one side waiting to fill a `BookLevels` message.
+#[derive(Clone, Copy, Debug, Default)]
+struct BookLevelsAcc {
+    symbol: u16,
+    side: u8,
+    count: usize,
+    levels: [(i64, u64); BOOK_LEVELS_PER_MSG],
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Pending {
     seq: u64,
     session: u32,
     msg_type: u16,
+    /// A query's request id, echoed in its replies (0 for commands).
+    request_id: u64,
 }
 
 struct Core<B> {
@@ -275,6 +287,9 @@ struct Core<B> {
     sessions: Vec<Session>,
     auth: Auth,
     pending: Box<[Pending]>,
+    /// Levels of the book query being answered, gathered into `BookLevels` messages (one
+    /// command's events are contiguous in the output, so one accumulator serves every session).
+    book_levels: BookLevelsAcc,
     ready: Vec<usize>,
     ready_work: Vec<usize>,
     dirty: Vec<usize>,
@@ -457,7 +472,8 @@ impl<B: Backend> Core<B> {
             match self.backend.try_submit(st.cmd) {
                 Ok(seq) => {
                     self.conns[c].stalled = None;
-                    self.note_pending(seq, self.conns[c].session, st.msg_type);
+                    Stats::inc(&self.stats.commands);
+                    self.note_pending(seq, self.conns[c].session, st.msg_type, st.request_id);
                 }
                 Err(_) => {
                     self.mark_ready(c);
@@ -638,20 +654,7 @@ impl<B: Backend> Core<B> {
                     }
                     sess.coid_hwm = o.client_order_id.0;
                 }
-                if self.over_high_water(c) {
-                    // The session is too far behind on output: hold the command and stop
-                    // reading this socket until the client has taken enough.
-                    self.conns[c].paused = true;
-                    self.conns[c].stalled = Some(Stalled { cmd, msg_type });
-                    return;
-                }
-                match self.backend.try_submit(cmd) {
-                    Ok(seq) => {
-                        Stats::inc(&self.stats.commands);
-                        self.note_pending(seq, Some(s), msg_type);
-                    }
-                    Err(cmd) => self.conns[c].stalled = Some(Stalled { cmd, msg_type }),
-                }
+                self.submit(c, s, cmd, msg_type, 0);
             }
             ClientMsg::OrderStatus {
                 request_id,
@@ -661,147 +664,65 @@ impl<B: Backend> Core<B> {
                 if role != Role::User(user.0) {
                     return self.gateway_reject(c, msg_type, query_denied(role), client_order_id.0);
                 }
-                self.route_outputs();
-                let view = self
-                    .backend
-                    .view()
-                    .and_then(|e| e.order(user, client_order_id));
-                let msg = ServerMsg::OrderStatus {
-                    seq: 0,
-                    request_id,
-                    found: view.is_some() as u8,
-                    order: view.map(|v| OrderInfo::from_view(&v)).unwrap_or_default(),
+                let q = Query::Order {
+                    user,
+                    client_order_id,
                 };
-                self.emit(s, msg);
+                self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::OpenOrders { request_id, user } => {
                 if role != Role::User(user.0) {
                     return self.gateway_reject(c, msg_type, query_denied(role), 0);
                 }
-                self.route_outputs();
-                let mut count = 0u32;
-                if let Some(engine) = self.backend.view() {
-                    let symbols = engine.config().symbols.len();
-                    // Orders are collected per symbol into the frame ring directly (no heap).
-                    let sessions = &mut self.sessions;
-                    for sym in 0..symbols {
-                        engine.for_each_order(SymbolId(sym as u16), |_, o| {
-                            if o.user == user {
-                                if count < OPEN_ORDERS_REPLY_MAX {
-                                    let m = ServerMsg::OpenOrder {
-                                        seq: 0,
-                                        request_id,
-                                        order: OrderInfo::from_view(o),
-                                    };
-                                    emit_into(&mut sessions[s], m);
-                                }
-                                count += 1;
-                            }
-                        });
-                    }
-                }
-                self.emit(
-                    s,
-                    ServerMsg::OpenOrdersEnd {
-                        seq: 0,
-                        request_id,
-                        count,
-                    },
-                );
+                let q = Query::OpenOrders {
+                    user,
+                    limit: OPEN_ORDERS_REPLY_MAX,
+                };
+                self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::Balances { request_id, user } => {
                 if role != Role::User(user.0) {
                     return self.gateway_reject(c, msg_type, query_denied(role), 0);
                 }
-                self.route_outputs();
-                let mut count = 0;
-                if let Some(engine) = self.backend.view() {
-                    for cur in 0..engine.config().currencies.len() {
-                        let id = ringbook_engine::CurrencyId(cur as u16);
-                        let b = engine.balance(user, id);
-                        emit_into(
-                            &mut self.sessions[s],
-                            ServerMsg::Balance {
-                                seq: 0,
-                                request_id,
-                                currency: id.0,
-                                available: b.available,
-                                locked: b.locked,
-                            },
-                        );
-                        count += 1;
-                    }
-                }
-                self.emit(
-                    s,
-                    ServerMsg::BalancesEnd {
-                        seq: 0,
-                        request_id,
-                        count,
-                    },
-                );
+                let q = Query::Balances { user };
+                self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::BookSnapshot {
                 request_id,
                 symbol,
                 depth,
             } => {
-                self.route_outputs();
-                let mut counts = [0u32; 2];
-                if let Some(engine) = self.backend.view() {
-                    if engine.config().symbol(symbol).is_none() {
-                        return self.gateway_reject(c, msg_type, RejectCode::UnknownSymbol, 0);
-                    }
-                    let sessions = &mut self.sessions;
-                    for (i, side) in [Side::Buy, Side::Sell].into_iter().enumerate() {
-                        let mut levels = [(0i64, 0u64); BOOK_LEVELS_PER_MSG];
-                        let mut n = 0;
-                        engine.depth(symbol, side, depth as usize, |p, q| {
-                            levels[n] = (p.0, q.0);
-                            n += 1;
-                            counts[i] += 1;
-                            if n == BOOK_LEVELS_PER_MSG {
-                                emit_into(
-                                    &mut sessions[s],
-                                    ServerMsg::BookLevels {
-                                        seq: 0,
-                                        request_id,
-                                        symbol: symbol.0,
-                                        side: i as u8,
-                                        count: n as u8,
-                                        levels,
-                                    },
-                                );
-                                levels = [(0, 0); BOOK_LEVELS_PER_MSG];
-                                n = 0;
-                            }
-                        });
-                        if n > 0 {
-                            emit_into(
-                                &mut sessions[s],
-                                ServerMsg::BookLevels {
-                                    seq: 0,
-                                    request_id,
-                                    symbol: symbol.0,
-                                    side: i as u8,
-                                    count: n as u8,
-                                    levels,
-                                },
-                            );
-                        }
-                    }
-                }
-                self.emit(
-                    s,
-                    ServerMsg::BookEnd {
-                        seq: 0,
-                        request_id,
-                        symbol: symbol.0,
-                        bid_levels: counts[0],
-                        ask_levels: counts[1],
-                    },
-                );
+                // Public data: any session may ask. The engine rejects an unknown symbol.
+                let q = Query::Book {
+                    symbol,
+                    depth: u32::from(depth),
+                };
+                self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
+        }
+    }
+
+    /// Hands a checked command or query to the engine: held (and the socket paused) while the
+    /// session is too far behind on output or the engine's ring is full.
+    fn submit(&mut self, c: usize, s: usize, cmd: Command, msg_type: u16, request_id: u64) {
+        let stalled = Stalled {
+            cmd,
+            msg_type,
+            request_id,
+        };
+        if self.over_high_water(c) {
+            // The session is too far behind on output: hold the command and stop reading this
+            // socket until the client has taken enough.
+            self.conns[c].paused = true;
+            self.conns[c].stalled = Some(stalled);
+            return;
+        }
+        match self.backend.try_submit(cmd) {
+            Ok(seq) => {
+                Stats::inc(&self.stats.commands);
+                self.note_pending(seq, Some(s), msg_type, request_id);
+            }
+            Err(_) => self.conns[c].stalled = Some(stalled),
         }
     }
 
@@ -902,7 +823,7 @@ impl<B: Backend> Core<B> {
         self.backlog(c) > self.config.retransmit_msgs as u64 / 2
     }
 
-    fn note_pending(&mut self, seq: Seq, session: Option<usize>, msg_type: u16) {
+    fn note_pending(&mut self, seq: Seq, session: Option<usize>, msg_type: u16, request_id: u64) {
         if let Some(s) = session {
             self.sessions[s].in_flight += 1;
         }
@@ -911,6 +832,7 @@ impl<B: Backend> Core<B> {
             seq: seq.0,
             session: session.map_or(NO_SESSION, |s| s as u32),
             msg_type,
+            request_id,
         };
     }
 
@@ -971,6 +893,7 @@ impl<B: Backend> Core<B> {
         let p = self.pending[(seq.0 as usize) % PENDING_MAX];
         let origin = (p.seq == seq.0 && p.session != NO_SESSION).then_some(p.session as usize);
         let ref_type = if p.seq == seq.0 { p.msg_type } else { 0 };
+        let request_id = if p.seq == seq.0 { p.request_id } else { 0 };
         match *e {
             Event::Accepted {
                 user,
@@ -1241,7 +1164,116 @@ impl<B: Backend> Core<B> {
                     },
                 );
             }
+            // Query replies: to the asking session only, with its request id.
+            Event::OrderStatus { order, .. } => self.reply(
+                origin,
+                ServerMsg::OrderStatus {
+                    seq: 0,
+                    request_id,
+                    found: order.is_some() as u8,
+                    order: order.map(|v| OrderInfo::from_view(&v)).unwrap_or_default(),
+                },
+            ),
+            Event::OpenOrder(v) => self.reply(
+                origin,
+                ServerMsg::OpenOrder {
+                    seq: 0,
+                    request_id,
+                    order: OrderInfo::from_view(&v),
+                },
+            ),
+            Event::OpenOrdersEnd { count, .. } => self.reply(
+                origin,
+                ServerMsg::OpenOrdersEnd {
+                    seq: 0,
+                    request_id,
+                    count,
+                },
+            ),
+            Event::Balance {
+                currency,
+                available,
+                locked,
+                ..
+            } => self.reply(
+                origin,
+                ServerMsg::Balance {
+                    seq: 0,
+                    request_id,
+                    currency: currency.0,
+                    available,
+                    locked,
+                },
+            ),
+            Event::BalancesEnd { count, .. } => self.reply(
+                origin,
+                ServerMsg::BalancesEnd {
+                    seq: 0,
+                    request_id,
+                    count,
+                },
+            ),
+            Event::BookLevel {
+                symbol,
+                side,
+                price,
+                qty,
+            } => {
+                let acc = &mut self.book_levels;
+                if acc.count > 0 && (acc.side != side as u8 || acc.count == BOOK_LEVELS_PER_MSG) {
+                    self.flush_book_levels(origin, request_id);
+                }
+                let acc = &mut self.book_levels;
+                acc.symbol = symbol.0;
+                acc.side = side as u8;
+                acc.levels[acc.count] = (price.0, qty.0);
+                acc.count += 1;
+            }
+            Event::BookEnd {
+                symbol,
+                bid_levels,
+                ask_levels,
+            } => {
+                self.flush_book_levels(origin, request_id);
+                self.reply(
+                    origin,
+                    ServerMsg::BookEnd {
+                        seq: 0,
+                        request_id,
+                        symbol: symbol.0,
+                        bid_levels,
+                        ask_levels,
+                    },
+                );
+            }
         }
+    }
+
+    /// A query reply to the session that asked (dropped if it has gone).
+    fn reply(&mut self, origin: Option<usize>, msg: ServerMsg) {
+        if let Some(s) = origin {
+            self.emit(s, msg);
+        }
+    }
+
+    /// Sends the book levels gathered so far (one side, at most `BOOK_LEVELS_PER_MSG`) as one
+    /// `BookLevels` message.
+    fn flush_book_levels(&mut self, origin: Option<usize>, request_id: u64) {
+        let acc = std::mem::take(&mut self.book_levels);
+        if acc.count == 0 {
+            return;
+        }
+        self.reply(
+            origin,
+            ServerMsg::BookLevels {
+                seq: 0,
+                request_id,
+                symbol: acc.symbol,
+                side: acc.side,
+                count: acc.count as u8,
+                levels: acc.levels,
+            },
+        );
     }
 
     /// Emits `msg` to every session of `user`, and to `also` if that is not one of them.
@@ -1380,7 +1412,7 @@ impl<B: Backend> Core<B> {
             match self.backend.try_submit(cmd) {
                 Ok(seq) => {
                     self.deferred.remove(0);
-                    self.note_pending(seq, None, cmt::MASS_CANCEL);
+                    self.note_pending(seq, None, cmt::MASS_CANCEL, 0);
                 }
                 Err(_) => {
                     Stats::inc(&self.stats.backpressure);

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use mio::Waker;
 use ringbook_engine::pipeline::{Output, OutputKind, ShutdownReport};
-use ringbook_engine::{Command, Engine, Pipeline, PipelineBuilder, PipelineError, Seq};
+use ringbook_engine::{Command, Pipeline, PipelineBuilder, PipelineError, Seq};
 
 use super::backend::{Backend, BackendOutput};
 
@@ -131,10 +131,6 @@ impl Backend for PipelineBackend {
             };
             f(out.seq, o);
         }
-    }
-
-    fn view(&self) -> Option<&Engine> {
-        None
     }
 
     fn set_waker(&mut self, waker: Arc<Waker>) {

@@ -107,6 +107,7 @@ impl Session {
 pub(crate) struct Stalled {
     pub(crate) cmd: Command,
     pub(crate) msg_type: u16,
+    pub(crate) request_id: u64,
 }
 
 /// One connection's state.
