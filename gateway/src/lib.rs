@@ -1,21 +1,9 @@
 //! # ringbook-gateway
 //!
 //! ringbook's network face (SPEC §5): a documented little-endian binary protocol
-//! ([`protocol`], docs/protocol.md), a mio server in front of the engine ([`server`]) and a
-//! blocking client library ([`client`]) that the load harness and the tests use.
-//!
-//! ```no_run
-//! use ringbook_gateway::client::Client;
-//! use ringbook_engine::prelude::*;
-//!
-//! let mut c = Client::connect("127.0.0.1:7700".parse().unwrap())?;
-//! c.login("alice", "alice-demo", 1, false)?;
-//! let order = NewOrder::limit(UserId(1), SymbolId(0), ClientOrderId(1), Side::Buy, Price(15_000), Qty(1));
-//! c.send(&Command::NewOrder(order).into())?;
-//! let reply = c.recv()?;
-//! println!("{reply:?}");
-//! # Ok::<(), ringbook_gateway::client::ClientError>(())
-//! ```
+//! ([`protocol`], docs/protocol.md) and a mio server in front of the engine ([`server`]). The
+//! blocking client library that the load harness and the tests use is its own crate,
+//! `ringbook-client` (`gateway/client/`), which re-exports [`protocol`].
 //!
 //! ## Testing
 //!
@@ -25,6 +13,5 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod protocol;
 pub mod server;

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
-use ringbook_gateway::client::{Client, ClientError};
 use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_gateway::server::{self, EngineBackend, ServerConfig, ServerHandle};
 

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
+use ringbook_client::protocol::{ClientMsg, ServerMsg};
+use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
-use ringbook_gateway::client::{Client, ClientError};
-use ringbook_gateway::protocol::{ClientMsg, ServerMsg};
 
 /// The most connections.
 pub const CONNECTIONS_MAX: usize = 64;
@@ -136,7 +136,7 @@ fn prepare(addr: SocketAddr) -> Result<(), ClientError> {
             Some(ServerMsg::Rejected { code, name, .. }) => {
                 return Err(ClientError::LoginRejected(
                     code,
-                    ringbook_gateway::protocol::name32_str(&name).into(),
+                    ringbook_client::protocol::name32_str(&name).into(),
                 ))
             }
             Some(_) => {}

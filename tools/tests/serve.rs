@@ -19,9 +19,9 @@ use std::process::{Child, Command as Proc, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
+use ringbook_client::protocol::{ClientMsg, ServerMsg};
+use ringbook_client::Client;
 use ringbook_engine::prelude::*;
-use ringbook_gateway::client::Client;
-use ringbook_gateway::protocol::{ClientMsg, ServerMsg};
 
 const WAIT: Duration = Duration::from_secs(20);
 const BIN: &str = env!("CARGO_BIN_EXE_ringbook");

@@ -1,9 +1,34 @@
-//! A blocking client for the protocol: connect, log in, send, receive, heartbeat, and
-//! reconnect with retransmission of what was missed.
+//! # ringbook-client
+//!
+//! A blocking client for ringbook's binary protocol (SPEC §5, docs/protocol.md): connect, log
+//! in, send, receive, heartbeat, and reconnect with retransmission of what was missed. The load
+//! generator (`ringbook loadgen`) and the gateway's tests drive the server through it.
 //!
 //! The client remembers the highest server sequence number it has returned; [`Client::reconnect`]
 //! logs in again with it, so the server retransmits everything after it, and [`Client::recv`]
 //! drops any duplicate it sees.
+//!
+//! The wire codec is re-exported as [`protocol`] (from `ringbook-gateway`) and the engine's
+//! types as [`engine`] (from `ringbook-engine`), so this crate is the only dependency a client
+//! needs.
+//!
+//! ```no_run
+//! use ringbook_client::engine::prelude::*;
+//! use ringbook_client::protocol::ServerMsg;
+//! use ringbook_client::{Client, ClientError};
+//!
+//! let mut c = Client::connect("127.0.0.1:7700".parse().unwrap())?;
+//! c.login("alice", "alice-demo", 1, false)?;
+//! let order = NewOrder::limit(UserId(1), SymbolId(0), ClientOrderId(1), Side::Buy, Price(15_000), Qty(1));
+//! c.send(&Command::NewOrder(order).into())?;
+//! match c.recv()? {
+//!     ServerMsg::Heartbeat => {}
+//!     reply => println!("{reply:?}"),
+//! }
+//! # Ok::<(), ClientError>(())
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,8 +36,11 @@ use std::time::Duration;
 
 use ringbook_engine::RejectCode;
 
-use crate::protocol::client::Login;
-use crate::protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+pub use ringbook_engine as engine;
+pub use ringbook_gateway::protocol;
+
+use protocol::client::Login;
+use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 
 const READ_BUF_BYTES: usize = 64 << 10;
 
