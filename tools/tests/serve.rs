@@ -475,3 +475,158 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
         .expect("a count");
     assert!(pauses > 0, "the ring filled and reading paused: {line}");
 }
+
+#[test]
+fn queries_through_the_journaled_pipeline_see_every_command_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let btc = 2u16;
+    let srv = Server::start(&journal, &[]);
+    let addr = srv.addr;
+    let mut ops = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(btc),
+            amount: 1_000_000,
+        }
+        .into(),
+    );
+    ops.until(|m| matches!(m, ServerMsg::Deposited { user: 1, .. }));
+
+    // Two sells and, without waiting for their answers, four queries: queries are sequenced
+    // behind the orders, so every reply must already see both orders.
+    alice.send(&order(1, 1, Side::Sell, 15_000, 10));
+    alice.send(&order(1, 2, Side::Sell, 16_000, 3));
+    for q in [
+        ClientMsg::OrderStatus {
+            request_id: 1,
+            user: UserId(1),
+            client_order_id: ClientOrderId(2),
+        },
+        ClientMsg::OpenOrders {
+            request_id: 2,
+            user: UserId(1),
+        },
+        ClientMsg::Balances {
+            request_id: 3,
+            user: UserId(1),
+        },
+        ClientMsg::BookSnapshot {
+            request_id: 4,
+            symbol: SymbolId(0),
+            depth: 5,
+        },
+        ClientMsg::OrderStatus {
+            request_id: 5,
+            user: UserId(1),
+            client_order_id: ClientOrderId(77),
+        },
+    ] {
+        alice.send(&q);
+    }
+    let mut replies = Vec::new();
+    alice.until(|m| {
+        let end = matches!(m, ServerMsg::OrderStatus { request_id: 5, .. });
+        if !matches!(
+            m,
+            ServerMsg::Accepted { .. }
+                | ServerMsg::Heartbeat
+                | ServerMsg::Deposited { .. }
+                | ServerMsg::BalanceUpdate { .. }
+        ) {
+            replies.push(*m);
+        }
+        end
+    });
+    let [ServerMsg::OrderStatus {
+        request_id: 1,
+        found: 1,
+        order: two,
+        ..
+    }, ServerMsg::OpenOrder {
+        request_id: 2,
+        order: first,
+        ..
+    }, ServerMsg::OpenOrder {
+        request_id: 2,
+        order: second,
+        ..
+    }, ServerMsg::OpenOrdersEnd {
+        request_id: 2,
+        count: 2,
+        ..
+    }, ref balances @ .., ServerMsg::BookLevels {
+        request_id: 4,
+        side: 1,
+        count: 2,
+        levels,
+        ..
+    }, ServerMsg::BookEnd {
+        request_id: 4,
+        bid_levels: 0,
+        ask_levels: 2,
+        ..
+    }, ServerMsg::OrderStatus {
+        request_id: 5,
+        found: 0,
+        ..
+    }] = replies[..]
+    else {
+        panic!("unexpected replies: {replies:#?}");
+    };
+    assert_eq!(
+        (two.client_order_id, two.price, two.leaves_qty),
+        (2, 16_000, 3)
+    );
+    assert_eq!((first.client_order_id, second.client_order_id), (1, 2));
+    assert_eq!(levels[..2], [(15_000, 10), (16_000, 3)]);
+    // Five currencies then the end; BTC holds the 13 lots (10 000 units each) the sells lock.
+    assert_eq!(balances.len(), 6, "{balances:#?}");
+    assert!(matches!(
+        balances[btc as usize],
+        ServerMsg::Balance {
+            request_id: 3,
+            available: 870_000,
+            locked: 130_000,
+            ..
+        }
+    ));
+    assert!(matches!(
+        balances[5],
+        ServerMsg::BalancesEnd {
+            request_id: 3,
+            count: 5,
+            ..
+        }
+    ));
+
+    // A session asks only about its own account; an unknown symbol is the engine's reject.
+    bob.send(&ClientMsg::Balances {
+        request_id: 6,
+        user: UserId(1),
+    });
+    let denied = bob.until(|m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(denied, ServerMsg::Rejected { code, .. } if code == RejectCode::NotYourAccount.code()),
+        "{denied:?}"
+    );
+    bob.send(&ClientMsg::BookSnapshot {
+        request_id: 7,
+        symbol: SymbolId(99),
+        depth: 5,
+    });
+    let unknown = bob.until(|m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(unknown, ServerMsg::Rejected { code, .. } if code == RejectCode::UnknownSymbol.code()),
+        "{unknown:?}"
+    );
+
+    // Queries are journaled like any command and change nothing: replay gives the same hash.
+    let (status, hash, log) = srv.terminate();
+    assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
+    assert_eq!(replay_hash(&journal), hash);
+    drop((ops, alice, bob));
+}
