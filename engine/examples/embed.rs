@@ -2,7 +2,7 @@
 //!
 //! ringbook's matching core embedded in a program of your own: build an engine from the default
 //! configuration, fund two accounts, place a few orders, read the events, the book and the
-//! balances, print the state hash.
+//! balances (directly, and as sequenced queries), print the state hash.
 
 use ringbook_engine::prelude::*;
 
@@ -68,6 +68,38 @@ fn main() -> Result<(), ConfigError> {
             b.available, b.locked, k.available, k.locked
         );
     }
-    println!("state hash {}", engine.state_hash());
+    // The same reads as commands: sequenced, answered by reply events, nothing changed. This
+    // is how a pipeline's caller asks (its engine lives on the pipeline's threads).
+    let hash = engine.state_hash();
+    for query in [
+        Query::OpenOrders {
+            user: bob,
+            limit: 100,
+        },
+        Query::Book {
+            symbol: btc,
+            depth: 5,
+        },
+        Query::Balances { user: alice },
+    ] {
+        engine.process(&Command::Query(query), &mut |e: &Event| match e {
+            Event::OpenOrder(o) => println!(
+                "open order {} {:?} {} x {}",
+                o.order_id, o.side, o.price, o.leaves_qty
+            ),
+            Event::BookLevel {
+                side, price, qty, ..
+            } => println!("level {side:?} {price} x {qty}"),
+            Event::Balance {
+                currency,
+                available,
+                locked,
+                ..
+            } => println!("alice currency {currency}: {available} (+{locked} locked)"),
+            other => println!("{other:?}"),
+        });
+    }
+    assert_eq!(engine.state_hash(), hash);
+    println!("state hash {hash}");
     Ok(())
 }

@@ -25,10 +25,18 @@
 //! cancel,<user>,<symbol>,<client_order_id>
 //! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
 //! mass_cancel,<user>[,<symbol>]
+//! query_order,<user>,<client_order_id>           # one live order: order_status
+//! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
+//! query_balances,<user>                          # every currency of an open account
+//! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
 //! ```
 //!
 //! `reject_withdrawal` is an addition to SPEC §9 (which lists only `approve`): it is the
-//! engine's `RejectWithdrawal` command, the operator's way to refuse a pending withdrawal.
+//! engine's `RejectWithdrawal` command, the operator's way to refuse a pending withdrawal. The
+//! `query_…` lines are additions too: each is a `Command::Query`, sequenced like any command and
+//! answered in order by reply events (docs/matching.md, "Queries"); it changes nothing, so the
+//! `--final` lines and state hash are those of the same script without it. `<limit>` and
+//! `<depth>` are `u32`; left out, they are `u32::MAX` (no limit).
 //!
 //! `<symbol>` is a configured symbol name (`BTC-KRW`) or a numeric symbol id; `<currency>` is a
 //! configured currency code (`KRW`) or a numeric currency id. A numeric id that is not configured
@@ -60,7 +68,22 @@
 //! {"event":"withdrawal_rejected","withdrawal_id":W,"operator":O,"user":U}
 //! {"event":"rejected","operator":O,"withdrawal_id":W,"code":N,"reason":"NAME"}   # an approve / reject_withdrawal refused
 //! {"event":"balance_update","user":U,"currency":"K","available":A,"locked":L}
+//! {"event":"order_status","user":U,"client_order_id":C,"found":false}             # no such live order
+//! {"event":"order_status","found":true,"user":U,"symbol":"S","client_order_id":C,"order_id":O,
+//!  "side":"BUY","type":"LIMIT","tif":"GTC","price":P,"stop_price":SP,"leaves_qty":L,"visible_qty":V,
+//!  "filled_qty":F,"display_qty":D,"post_only":false,"stp":"NONE"}
+//! {"event":"open_order", …the order fields of order_status…}                      # acceptance order
+//! {"event":"open_orders_end","user":U,"count":N}                                   # N: live in all
+//! {"event":"balance","user":U,"currency":"K","available":A,"locked":L}             # currency order
+//! {"event":"balances_end","user":U,"count":N}
+//! {"event":"book_level","symbol":"S","side":"BUY","price":P,"qty":Q}               # bids, then asks, best first
+//! {"event":"book_end","symbol":"S","bid_levels":B,"ask_levels":A}
 //! ```
+//!
+//! A query is refused with a `rejected` event whose client order id is 0: `query_balances` of an
+//! account never opened (`UNKNOWN_USER`) or with `--no-risk` (`ACCOUNTS_DISABLED`: unlike the
+//! account commands it is not a line error, the engine answers it), `query_book` of a symbol id
+//! not configured (`UNKNOWN_SYMBOL`, user 0).
 //!
 //! A deposit and each withdrawal step end with a `balance_update` of the account they changed.
 //! Trading does not print balances (docs/risk.md: they follow from `trade` and `cancelled`);
@@ -488,10 +511,40 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
             operator: operator(fields[1])?,
             withdrawal_id: withdrawal_id(fields[2])?,
         }
+    } else if is("query_order") {
+        expect_fields(&fields, 3, 3, QUERY_ORDER_USAGE)?;
+        Command::Query(Query::Order {
+            user: user(fields[1])?,
+            client_order_id: client_order_id(fields[2])?,
+        })
+    } else if is("query_open_orders") {
+        expect_fields(&fields, 2, 3, QUERY_OPEN_ORDERS_USAGE)?;
+        Command::Query(Query::OpenOrders {
+            user: user(fields[1])?,
+            limit: match fields.get(2) {
+                Some(text) => number("limit", text, u32::MIN, u32::MAX)?,
+                None => u32::MAX,
+            },
+        })
+    } else if is("query_balances") {
+        expect_fields(&fields, 2, 2, QUERY_BALANCES_USAGE)?;
+        Command::Query(Query::Balances {
+            user: user(fields[1])?,
+        })
+    } else if is("query_book") {
+        expect_fields(&fields, 2, 3, QUERY_BOOK_USAGE)?;
+        Command::Query(Query::Book {
+            symbol: symbol(fields[1], config)?,
+            depth: match fields.get(2) {
+                Some(text) => number("depth", text, u32::MIN, u32::MAX)?,
+                None => u32::MAX,
+            },
+        })
     } else {
         return Err(format!(
             "unknown command {word:?} (expected order, cancel, amend, mass_cancel, deposit, \
-             withdraw, approve or reject_withdrawal)"
+             withdraw, approve, reject_withdrawal, query_order, query_open_orders, \
+             query_balances or query_book)"
         ));
     };
     Ok(Some(cmd))
@@ -506,6 +559,10 @@ const DEPOSIT_USAGE: &str = "deposit,<user>,<currency>,<amount>";
 const WITHDRAW_USAGE: &str = "withdraw,<user>,<currency>,<amount>";
 const APPROVE_USAGE: &str = "approve,<operator>,<withdrawal_id>";
 const REJECT_WITHDRAWAL_USAGE: &str = "reject_withdrawal,<operator>,<withdrawal_id>";
+const QUERY_ORDER_USAGE: &str = "query_order,<user>,<client_order_id>";
+const QUERY_OPEN_ORDERS_USAGE: &str = "query_open_orders,<user>[,<limit>]";
+const QUERY_BALANCES_USAGE: &str = "query_balances,<user>";
+const QUERY_BOOK_USAGE: &str = "query_book,<symbol>[,<depth>]";
 
 /// Checks that a command has between `min` and `max` fields (its name included).
 fn expect_fields(fields: &[&str], min: usize, max: usize, usage: &str) -> Result<(), String> {
@@ -758,6 +815,16 @@ mod tests {
         assert!(err("approve,900").contains("missing fields"));
         assert!(err("approve,-900,1").contains("operator"));
         assert!(err("reject_withdrawal,900,x").contains("withdrawal_id"));
+        assert!(err("query_order,1").contains("missing fields"));
+        assert!(err("query_order,1,2,3").contains("too many fields"));
+        assert!(err("query_order,1,x").contains("client_order_id"));
+        assert!(err("query_open_orders").contains("missing fields"));
+        assert!(err("query_open_orders,1,4294967296").contains("limit"));
+        assert!(err("query_balances,1,KRW").contains("too many fields"));
+        assert!(err("query_balances,-1").contains("user"));
+        assert!(err("query_book,XRP-KRW").contains("unknown symbol"));
+        assert!(err("query_book,BTC-KRW,-1").contains("depth"));
+        assert!(err("query_book,BTC-KRW,1,2").contains("too many fields"));
         assert!(err("frobnicate,1").contains("unknown command"));
     }
 
@@ -794,6 +861,56 @@ mod tests {
                 withdrawal_id: WithdrawalId(2),
             }))
         );
+    }
+
+    #[test]
+    fn queries_with_and_without_their_optional_field() {
+        let q = |line: &str| match parse(line) {
+            Ok(Some(Command::Query(q))) => q,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(
+            q("query_order,3,18446744073709551615"),
+            Query::Order {
+                user: UserId(3),
+                client_order_id: ClientOrderId(u64::MAX),
+            }
+        );
+        assert_eq!(
+            q("Query_Open_Orders, 3"),
+            Query::OpenOrders {
+                user: UserId(3),
+                limit: u32::MAX,
+            }
+        );
+        assert_eq!(
+            q("query_open_orders,3,0"),
+            Query::OpenOrders {
+                user: UserId(3),
+                limit: 0,
+            }
+        );
+        assert_eq!(q("query_balances,4"), Query::Balances { user: UserId(4) });
+        assert_eq!(
+            q("query_book,ETH-KRW"),
+            Query::Book {
+                symbol: SymbolId(1),
+                depth: u32::MAX,
+            }
+        );
+        // A numeric symbol id is passed on: the engine judges it (UNKNOWN_SYMBOL).
+        assert_eq!(
+            q("QUERY_BOOK,77,5 # top five"),
+            Query::Book {
+                symbol: SymbolId(77),
+                depth: 5,
+            }
+        );
+        // With risk off a balances query is the engine's to refuse, not a line error.
+        assert!(matches!(
+            parse_no_risk("query_balances,4"),
+            Ok(Some(Command::Query(Query::Balances { .. })))
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! - `--pipeline` prints the same bytes (stdout, stderr, exit status) as the single-threaded
 //!   run, on the demo script and on generated scripts (every order type, cancels, amends, mass
-//!   cancels, deposits, withdrawals, approvals and rejections, over several users and
+//!   cancels, queries, deposits, withdrawals, approvals and rejections, over several users and
 //!   symbols), for every layout and both transports, risk on and off.
 //! - `journal replay` of the journal a `scenario --pipeline --journal DIR` run wrote prints the
 //!   scenario's `--final` lines; `--to SEQ` prints the state after the first SEQ commands; a
@@ -116,8 +116,9 @@ const SYMBOLS: [(&str, i64); 3] = [
 ];
 
 /// A script of `commands` command lines (plus a few comments), all of them valid: orders of
-/// every type and option, cancels and amends of orders issued before, mass cancels, and with
-/// `accounts` deposits, withdrawals, approvals and withdrawal rejections.
+/// every type and option, cancels and amends of orders issued before, mass cancels, queries
+/// (some refused: an account never opened, a symbol not configured, balances with risk off),
+/// and with `accounts` deposits, withdrawals, approvals and withdrawal rejections.
 fn generate(seed: u64, commands: usize, accounts: bool) -> String {
     let mut rng = Rng(seed | 1);
     let mut s = String::new();
@@ -146,7 +147,7 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
         let sym = rng.below(3) as usize;
         let (name, mid) = SYMBOLS[sym];
         let price = |rng: &mut Rng| mid - 20 + rng.below(41) as i64;
-        let roll = rng.below(100);
+        let roll = rng.below(106);
         if roll < 2 {
             let _ = writeln!(s, "# a comment line, {n} commands so far");
             continue;
@@ -218,6 +219,23 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
                 format!("mass_cancel,{user}")
             } else {
                 format!("mass_cancel,{user},{name}")
+            }
+        } else if roll >= 100 {
+            let last = coid[user as usize][sym];
+            match roll - 100 {
+                0 | 1 => format!("query_order,{user},{}", rng.below(last + 2)),
+                2 => match rng.below(3) {
+                    0 => format!("query_open_orders,{user}"),
+                    _ => format!("query_open_orders,{user},{}", rng.below(4)),
+                },
+                // User USERS + 1 never deposits: UNKNOWN_USER.
+                3 => format!("query_balances,{}", 1 + rng.below(USERS + 1)),
+                _ => match rng.below(5) {
+                    0 => format!("query_book,{name}"),
+                    // Symbol id 3 is not configured: UNKNOWN_SYMBOL.
+                    1 => format!("query_book,{},2", rng.below(4)),
+                    _ => format!("query_book,{name},{}", rng.below(6)),
+                },
             }
         } else if !accounts {
             continue;
@@ -315,11 +333,22 @@ fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
         "withdrawal_completed",
         "withdrawal_rejected",
         "rejected",
+        "order_status",
+        "open_orders_end",
+        "balances_end",
+        "book_level",
     ] {
         assert!(
             direct.stdout.contains(&format!(r#""event":"{event}""#)),
             "no {event} event"
         );
+    }
+    for reply in [
+        r#""found":true"#,
+        r#""reason":"UNKNOWN_SYMBOL""#,
+        r#""reason":"UNKNOWN_USER""#,
+    ] {
+        assert!(direct.stdout.contains(reply), "no {reply}");
     }
     assert_pipeline_matches(&script, &[]);
 }

@@ -1830,3 +1830,356 @@ max_order_qty = 100
     ]);
     assert_lines(&out, &expected);
 }
+
+// ---------------------------------------------------------------- queries
+
+/// The fields of a live order in `order_status` (found) and `open_order` lines.
+struct O {
+    user: u32,
+    symbol: &'static str,
+    coid: u64,
+    oid: u64,
+    side: &'static str,
+    price: i64,
+    leaves: u64,
+    visible: u64,
+    filled: u64,
+    display: u64,
+}
+
+impl O {
+    /// A plain GTC limit order with nothing filled: everything open is shown.
+    fn limit(
+        user: u32,
+        symbol: &'static str,
+        coid: u64,
+        oid: u64,
+        side: &'static str,
+        price: i64,
+        qty: u64,
+    ) -> O {
+        O {
+            user,
+            symbol,
+            coid,
+            oid,
+            side,
+            price,
+            leaves: qty,
+            visible: qty,
+            filled: 0,
+            display: 0,
+        }
+    }
+
+    fn fields(&self) -> String {
+        format!(
+            r#""user":{},"symbol":"{}","client_order_id":{},"order_id":{},"side":"{}","type":"LIMIT","tif":"GTC","price":{},"stop_price":0,"leaves_qty":{},"visible_qty":{},"filled_qty":{},"display_qty":{},"post_only":false,"stp":"NONE"}}"#,
+            self.user,
+            self.symbol,
+            self.coid,
+            self.oid,
+            self.side,
+            self.price,
+            self.leaves,
+            self.visible,
+            self.filled,
+            self.display
+        )
+    }
+}
+
+fn order_found(o: &O) -> String {
+    format!(r#"{{"event":"order_status","found":true,{}"#, o.fields())
+}
+
+fn order_not_found(user: u32, coid: u64) -> String {
+    format!(r#"{{"event":"order_status","user":{user},"client_order_id":{coid},"found":false}}"#)
+}
+
+fn open_order(o: &O) -> String {
+    format!(r#"{{"event":"open_order",{}"#, o.fields())
+}
+
+fn open_orders_end(user: u32, count: u32) -> String {
+    format!(r#"{{"event":"open_orders_end","user":{user},"count":{count}}}"#)
+}
+
+fn balances_end(user: u32, count: u32) -> String {
+    format!(r#"{{"event":"balances_end","user":{user},"count":{count}}}"#)
+}
+
+fn book_level(symbol: &str, side: &str, price: i64, qty: u64) -> String {
+    format!(
+        r#"{{"event":"book_level","symbol":"{symbol}","side":"{side}","price":{price},"qty":{qty}}}"#
+    )
+}
+
+fn book_end(symbol: &str, bids: u32, asks: u32) -> String {
+    format!(r#"{{"event":"book_end","symbol":"{symbol}","bid_levels":{bids},"ask_levels":{asks}}}"#)
+}
+
+/// Orders on two symbols (an iceberg partly filled), then every query, some refused.
+const QUERY_SCRIPT: &str = "\
+deposit,1,BTC,100000
+deposit,2,KRW,1000000
+deposit,1,ETH,1000000
+order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5,display=2
+order,1,BTC-KRW,2,SELL,LIMIT,GTC,15010,3
+order,1,ETH-KRW,3,SELL,LIMIT,GTC,3000,4
+order,2,BTC-KRW,1,BUY,LIMIT,GTC,14990,2
+order,2,BTC-KRW,2,BUY,LIMIT,GTC,14980,1
+order,2,BTC-KRW,3,BUY,LIMIT,GTC,15000,1
+query_order,1,1
+query_order,1,9            # never placed
+Query_Open_Orders,1        # every symbol, acceptance order
+query_open_orders,1,1
+query_open_orders,3        # no account, no orders: just the end
+query_balances,2
+query_balances,5           # never opened
+query_book,BTC-KRW
+query_book,BTC-KRW,1
+query_book,1               # ETH-KRW by id
+query_book,ETH-KRW,0       # only the end
+query_book,AAPL-USD        # an empty book
+query_book,7               # not configured
+";
+
+/// The reply lines of QUERY_SCRIPT's queries, in order.
+fn query_script_replies() -> Vec<String> {
+    // After user 2's buy at 15000 took 1 lot of the iceberg: 4 open, 1 of its peak of 2 shown.
+    let iceberg = O {
+        leaves: 4,
+        visible: 1,
+        filled: 1,
+        display: 2,
+        ..O::limit(1, BTC, 1, 1, "SELL", 15000, 5)
+    };
+    let second = O::limit(1, BTC, 2, 2, "SELL", 15010, 3);
+    let eth = O::limit(1, "ETH-KRW", 3, 3, "SELL", 3000, 4);
+    let mut lines = vec![
+        order_found(&iceberg),
+        order_not_found(1, 9),
+        open_order(&iceberg),
+        open_order(&second),
+        open_order(&eth),
+        open_orders_end(1, 3),
+        open_order(&iceberg),
+        // The total live, not the number sent.
+        open_orders_end(1, 3),
+        open_orders_end(3, 0),
+    ];
+    // User 2 locked 2 × unit_lock(14990) = 2 × 15 005 = 30 010, 1 × unit_lock(14980) = 14 995
+    // and 1 × unit_lock(15000) = 15 015, all spent on the trade (15 000 + fee 15): 1 000 000 −
+    // 60 020 = 939 980 available, 45 005 locked; 1 lot = 10 000 sat bought.
+    let held = [("KRW", 939_980, 45_005), ("BTC", 10_000, 0)];
+    for currency in CURRENCIES {
+        let (available, locked) = held
+            .iter()
+            .find(|h| h.0 == currency)
+            .map_or((0, 0), |h| (h.1, h.2));
+        lines.push(balance(2, currency, available, locked));
+    }
+    lines.extend([
+        balances_end(2, 5),
+        rejected(5, 0, 2001, "UNKNOWN_USER"),
+        // Bids best first, then asks best first; the iceberg shows 1.
+        book_level(BTC, "BUY", 14990, 2),
+        book_level(BTC, "BUY", 14980, 1),
+        book_level(BTC, "SELL", 15000, 1),
+        book_level(BTC, "SELL", 15010, 3),
+        book_end(BTC, 2, 2),
+        book_level(BTC, "BUY", 14990, 2),
+        book_level(BTC, "SELL", 15000, 1),
+        book_end(BTC, 1, 1),
+        book_level("ETH-KRW", "SELL", 3000, 4),
+        book_end("ETH-KRW", 0, 1),
+        book_end("ETH-KRW", 0, 0),
+        book_end("AAPL-USD", 0, 0),
+        rejected(0, 0, 3001, "UNKNOWN_SYMBOL"),
+    ]);
+    lines
+}
+
+/// The script without its query lines.
+fn without_queries(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("query_"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn queries_answer_in_sequence_and_change_nothing() {
+    let mut out = risk_on_final(QUERY_SCRIPT);
+    let hash = take_hash(&mut out);
+    let mut expected = Vec::new();
+    expected.extend(deposit(1, "BTC", 100_000));
+    expected.extend(deposit(2, "KRW", 1_000_000));
+    expected.extend(deposit(1, "ETH", 1_000_000));
+    expected.extend([
+        acc(1, 1, 1, "SELL", 15000, 5),
+        acc(1, 2, 2, "SELL", 15010, 3),
+        accepted(1, "ETH-KRW", 3, 3, "SELL", "LIMIT", 3000, 4),
+        acc(2, 1, 4, "BUY", 14990, 2),
+        acc(2, 2, 5, "BUY", 14980, 1),
+        acc(2, 3, 6, "BUY", 15000, 1),
+        // 15 000 × 1: maker ceil(7.5) = 8, taker 15; the iceberg keeps 1 of its peak.
+        trade(BTC, 15000, 1, "BUY", F(1, 1, 1, 4, 8), F(2, 3, 6, 0, 15)),
+    ]);
+    expected.extend(query_script_replies());
+    expected.extend([
+        book(BTC, &[(14990, 2), (14980, 1)], &[(15000, 1), (15010, 3)]),
+        book("ETH-KRW", &[], &[(3000, 4)]),
+        book("AAPL-USD", &[], &[]),
+    ]);
+    expected.extend(final_accounts(
+        &[
+            // 15 000 − 8 KRW; of 100 000 sat, 80 000 locked for sale and 10 000 sold; 4 ETH
+            // lots of 100 000 locked.
+            (
+                1,
+                &[
+                    ("KRW", 14_992, 0),
+                    ("BTC", 20_000, 70_000),
+                    ("ETH", 600_000, 400_000),
+                ],
+            ),
+            (2, &[("KRW", 939_980, 45_005), ("BTC", 10_000, 0)]),
+        ],
+        &[("KRW", 23)],
+    ));
+    assert_lines(&out, &expected);
+
+    // The queries changed nothing: the same script without them prints the same lines less
+    // the replies (after the 6 deposit and 7 order lines), and ends in the same state.
+    let mut plain = risk_on_final(&without_queries(QUERY_SCRIPT));
+    assert_eq!(take_hash(&mut plain), hash);
+    out.drain(13..13 + query_script_replies().len());
+    assert_lines(&out, &plain);
+    // (Checked without the replies: a balances reply's lines are `balance` lines too.)
+    assert_conserved(
+        &out,
+        &[("KRW", 1_000_000), ("BTC", 100_000), ("ETH", 1_000_000)],
+    );
+}
+
+#[test]
+fn queries_print_the_same_bytes_through_every_pipeline_layout() {
+    for extra in [&[][..], &["--no-risk"][..]] {
+        let mut args = vec!["scenario", "--final"];
+        args.extend_from_slice(extra);
+        args.push("-");
+        let direct = ringbook(&args, QUERY_SCRIPT);
+        // With --no-risk the deposits are line errors; the queries still run.
+        assert_eq!(
+            direct.status,
+            i32::from(!extra.is_empty()),
+            "{}",
+            direct.stderr
+        );
+        assert!(direct.stdout.contains(r#""event":"book_end""#));
+        for layout in ["fused", "J|RMS", "split"] {
+            for transport in ["disruptor", "crossbeam"] {
+                let mut args = vec![
+                    "scenario",
+                    "--pipeline",
+                    "--layout",
+                    layout,
+                    "--transport",
+                    transport,
+                    "--final",
+                ];
+                args.extend_from_slice(extra);
+                args.push("-");
+                let piped = ringbook(&args, QUERY_SCRIPT);
+                let what = format!("--layout {layout} --transport {transport} {extra:?}");
+                assert_eq!(piped.status, direct.status, "{what}: status");
+                assert_eq!(piped.stderr, direct.stderr, "{what}: stderr");
+                assert_eq!(piped.stdout, direct.stdout, "{what}: stdout");
+            }
+        }
+    }
+}
+
+#[test]
+fn with_no_risk_a_balances_query_is_refused_by_the_engine() {
+    let out = book_only(
+        "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5\n\
+         query_balances,1\n\
+         query_open_orders,1,0\n\
+         query_order,1,1\n",
+    );
+    let o = O::limit(1, BTC, 1, 1, "SELL", 15000, 5);
+    assert_lines(
+        &out,
+        &[
+            acc(1, 1, 1, "SELL", 15000, 5),
+            rejected(1, 0, 2010, "ACCOUNTS_DISABLED"),
+            // A limit of 0 sends no order, only the count.
+            open_orders_end(1, 1),
+            order_found(&o),
+        ],
+    );
+}
+
+#[test]
+fn query_lines_with_bad_fields_are_line_errors() {
+    let run = ringbook(
+        &["scenario", "-"],
+        "query_order,1\n\
+         query_order,1,2,3\n\
+         query_open_orders\n\
+         query_open_orders,1,-1\n\
+         query_balances,x\n\
+         query_balances,1,KRW\n\
+         query_book,DOGE-KRW\n\
+         query_book,BTC-KRW,4294967296\n\
+         query_book,65536\n\
+         query_orders,1\n\
+         query_book,BTC-KRW,2   # still runs after the errors above\n",
+    );
+    assert_eq!(run.status, 1, "stderr:\n{}", run.stderr);
+    assert_eq!(run.stdout, format!("{}\n", book_end(BTC, 0, 0)));
+    let expect = [
+        (
+            1,
+            "missing fields: expected query_order,<user>,<client_order_id>",
+        ),
+        (
+            2,
+            "too many fields: expected query_order,<user>,<client_order_id>",
+        ),
+        (
+            3,
+            "missing fields: expected query_open_orders,<user>[,<limit>]",
+        ),
+        (4, r#"limit "-1" is not an integer in 0..=4294967295"#),
+        (5, r#"user "x" is not an integer in 0..=4294967295"#),
+        (6, "too many fields: expected query_balances,<user>"),
+        (7, r#"unknown symbol "DOGE-KRW""#),
+        (
+            8,
+            r#"depth "4294967296" is not an integer in 0..=4294967295"#,
+        ),
+        (9, r#"symbol id "65536" is not an integer in 0..=65535"#),
+        (10, r#"unknown command "query_orders""#),
+    ];
+    let errors = line_errors(&run);
+    assert_eq!(errors.len(), expect.len(), "stderr:\n{}", run.stderr);
+    for (line, (n, needle)) in errors.iter().zip(expect) {
+        let prefix = format!("line {n}: ");
+        assert!(
+            line.starts_with(&prefix),
+            "{line:?} should start {prefix:?}"
+        );
+        assert!(line.contains(needle), "{line:?} should mention {needle:?}");
+    }
+    assert!(
+        run.stderr
+            .contains("10 lines of standard input could not be run"),
+        "{}",
+        run.stderr
+    );
+}
