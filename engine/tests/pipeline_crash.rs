@@ -149,3 +149,8 @@ fn fused_pipeline_killed_mid_run_recovers_to_its_journal() {
 fn split_pipeline_killed_mid_run_recovers_to_its_journal() {
     killed_mid_run(Layout::Split);
 }
+
+#[test]
+fn inline_pipeline_killed_mid_run_recovers_to_its_journal() {
+    killed_mid_run(Layout::Inline);
+}

@@ -74,6 +74,15 @@ fn inline_output_matches_the_engine_in_every_layout() {
 }
 
 #[test]
+fn inline_layout_matches_the_engine() {
+    // No pipeline thread: the submitting thread journals and processes each command.
+    for risk in [RiskMode::On, RiskMode::Off] {
+        let cmds = stream(0x111e ^ risk as u64, 20_000);
+        run(Layout::Inline, Transport::Disruptor, risk, &cmds);
+    }
+}
+
+#[test]
 fn disruptor_risk_on_matches_the_engine() {
     all_layouts(Transport::Disruptor, RiskMode::On);
 }

@@ -113,3 +113,8 @@ fn split_restart_continues_the_sequence_and_the_state() {
 fn j_rms_restart_continues_the_sequence_and_the_state() {
     restart_continues(Layout::JournalThenBusiness);
 }
+
+#[test]
+fn inline_restart_continues_the_sequence_and_the_state() {
+    restart_continues(Layout::Inline);
+}

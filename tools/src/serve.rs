@@ -32,7 +32,9 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
-    /// Pipeline thread layout: fused, j|rms or split.
+    /// Pipeline thread layout: fused, j|rms, split, or inline (no pipeline thread: the gateway
+    /// thread journals and processes each command itself — no hand-off, no wake-up; the
+    /// lowest latency when there are fewer cores than threads).
     #[arg(long, default_value = "fused")]
     layout: Layout,
     /// Pipeline wait strategy: busy-spin, busy-spin-hint, yield, sleep.
@@ -131,7 +133,7 @@ fn serve(args: Args) -> Result<(), String> {
         handle.local_addr(),
         args.layout,
         args.wait,
-        if args.inline_output {
+        if args.inline_output || args.layout == Layout::Inline {
             "inline".to_string()
         } else {
             format!("thread, wait {:?}", args.output_wait.unwrap_or(args.wait))

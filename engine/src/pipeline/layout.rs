@@ -25,6 +25,11 @@ pub enum Layout {
     JournalThenBusiness,
     /// One thread per stage: J, R, M, S, each pinned to its own core.
     Split,
+    /// No pipeline thread at all: [`crate::Pipeline::try_submit`] journals the command and runs
+    /// R·M·S on the caller's thread, and the output handler runs there too. For callers that
+    /// already own a thread per core (a gateway's event loop on a 2-core box): no hand-off, no
+    /// wake-up, the same journal, recovery and snapshots. Not in [`Layout::ALL`].
+    Inline,
 }
 
 impl Layout {
@@ -37,6 +42,7 @@ impl Layout {
             Layout::Fused => &["JRMS"],
             Layout::JournalThenBusiness => &["J", "RMS"],
             Layout::Split => &["J", "R", "M", "S"],
+            Layout::Inline => &[],
         }
     }
 
@@ -51,6 +57,7 @@ impl Layout {
             Layout::Fused => "fused",
             Layout::JournalThenBusiness => "J|RMS",
             Layout::Split => "split",
+            Layout::Inline => "inline",
         }
     }
 }
@@ -70,7 +77,7 @@ impl fmt::Display for ParseLayoutError {
         write!(
             f,
             "unknown pipeline layout {:?}: expected one of \"fused\" (= \"JRMS\"), \"J|RMS\", \
-             \"split\" (= \"J|R|M|S\")",
+             \"split\" (= \"J|R|M|S\"), \"inline\"",
             self.0
         )
     }
@@ -87,6 +94,7 @@ impl FromStr for Layout {
             "fused" | "jrms" => Ok(Layout::Fused),
             "j|rms" => Ok(Layout::JournalThenBusiness),
             "split" | "j|r|m|s" => Ok(Layout::Split),
+            "inline" => Ok(Layout::Inline),
             _ => Err(ParseLayoutError(s.to_string())),
         }
     }

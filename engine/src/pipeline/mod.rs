@@ -40,6 +40,7 @@
 
 mod control;
 mod error;
+mod inline;
 pub mod layout;
 mod output;
 mod queue;
@@ -69,6 +70,7 @@ pub use recovery::{replay_journal, RecoveryInfo, ReplayInfo, RECORD_TYPE_COMMAND
 pub use snapshots::SnapshotStats;
 
 use control::{Control, PanicGuard, CASCADE_MESSAGE};
+use inline::InlineCore;
 use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
 use shared::SharedEngine;
 use slot::{InSlot, SettleMsg};
@@ -220,11 +222,17 @@ impl PipelineBuilder {
                 return Err(PipelineError::RingSize { ring, slots });
             }
         }
-        let threads = self.layout.threads().len() + usize::from(!self.inline_output);
+        let inline_layout = self.layout == Layout::Inline;
+        // The inline layout has no thread at all: its handler runs on the submitting thread.
+        let threads = if inline_layout {
+            0
+        } else {
+            self.layout.threads().len() + usize::from(!self.inline_output)
+        };
         let cores_available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let output_wait = self.output_wait.unwrap_or(self.wait);
         // An inline handler has no thread of its own to spin.
-        let counted_output_wait = if self.inline_output {
+        let counted_output_wait = if self.inline_output || inline_layout {
             WaitStrategy::Yield
         } else {
             output_wait
@@ -265,6 +273,29 @@ impl PipelineBuilder {
             None => (Snapshots::disabled(control.clone()), None),
         };
 
+        // 3. The inline layout: the caller's thread is the pipeline.
+        let handler = self.handler.unwrap_or_else(|| Box::new(|_: &Output| {}));
+        if inline_layout {
+            let core = InlineCore {
+                journal: JournalStage { writer },
+                engine,
+                snapshots,
+                handler,
+                end: BusinessEnd::default(),
+            };
+            return Ok(Pipeline {
+                layout: self.layout,
+                submitter: Some(Submitter::Inline(Box::new(core))),
+                next_seq: recovery.next_seq.0,
+                control,
+                threads: Vec::new(),
+                shared: None,
+                snapshot_thread,
+                recovery,
+                wait: self.wait,
+            });
+        }
+
         // 3. The queues and the threads.
         let mut spawner = Spawner {
             control: control.clone(),
@@ -275,7 +306,7 @@ impl PipelineBuilder {
             engine,
             journal: JournalStage { writer },
             snapshots,
-            handler: self.handler.unwrap_or_else(|| Box::new(|_: &Output| {})),
+            handler,
             wait: self.wait,
             output_wait,
             inline_output: self.inline_output,
@@ -297,6 +328,7 @@ impl PipelineBuilder {
             )?,
         };
         let mut pipeline = Pipeline {
+            layout: self.layout,
             submitter: Some(submitter),
             next_seq: recovery.next_seq.0,
             control: control.clone(),
@@ -434,6 +466,8 @@ impl Spawner {
 enum Submitter {
     Ring(SingleProducer<InSlot, SingleConsumerBarrier>),
     Channel(Sender<InSlot>),
+    /// The `inline` layout: no queue, the stages themselves.
+    Inline(Box<InlineCore>),
 }
 
 /// Spawns the stage threads of `layout` over the given queues (the same code for both
@@ -478,6 +512,7 @@ where
     let c = spawner.control.clone();
     let mut shared = None;
     match layout {
+        Layout::Inline => unreachable!("start() builds the inline layout without threads"),
         // 1. One thread: J over the batch, end_batch, then R·M·S over it.
         Layout::Fused => {
             let c1 = c.clone();
@@ -553,6 +588,7 @@ fn wire_disruptor(
     let (j, b) = inbound.new_event_poller();
     let j = RingInbox::new(j);
     let (producer, shared) = match layout {
+        Layout::Inline => unreachable!("start() builds the inline layout without queues"),
         Layout::Fused => {
             let shared = spawn_layout(
                 spawner,
@@ -620,6 +656,7 @@ fn wire_crossbeam(
     );
     let (submit, j_rx) = bounded::<InSlot>(ring_slots);
     let shared = match layout {
+        Layout::Inline => unreachable!("start() builds the inline layout without queues"),
         Layout::Fused => spawn_layout(
             spawner,
             parts,
@@ -682,6 +719,7 @@ pub struct ShutdownReport {
 
 /// A running pipeline: submit commands, request snapshots, shut down.
 pub struct Pipeline {
+    layout: Layout,
     submitter: Option<Submitter>,
     next_seq: u64,
     control: Control,
@@ -757,10 +795,34 @@ impl Pipeline {
 
     /// Submits a command if the inbound ring has room; otherwise hands it back (nothing is
     /// dropped, nothing is numbered).
+    ///
+    /// In the [`Layout::Inline`] layout the command is journaled and processed before this
+    /// returns, and the handler has seen all its outputs; it never hands a command back.
     pub fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+        self.submit_to(cmd, None)
+    }
+
+    /// [`Pipeline::try_submit`], except that in the [`Layout::Inline`] layout the command's
+    /// outputs go to `sink` instead of the builder's handler (a caller on its own thread can
+    /// keep them in its own buffers: no channel, no shared state). In every other layout
+    /// `sink` is not used and the outputs reach the handler as usual.
+    pub fn try_submit_with(
+        &mut self,
+        cmd: Command,
+        sink: &mut dyn FnMut(&Output),
+    ) -> Result<Seq, Command> {
+        self.submit_to(cmd, Some(sink))
+    }
+
+    fn submit_to(
+        &mut self,
+        cmd: Command,
+        sink: Option<&mut dyn FnMut(&Output)>,
+    ) -> Result<Seq, Command> {
         let seq = Seq(self.next_seq);
         let timestamp_ns = now_ns();
         match self.submitter.as_mut() {
+            Some(Submitter::Inline(core)) => core.process(seq, timestamp_ns, cmd, sink),
             Some(Submitter::Ring(p)) => {
                 p.try_publish(|slot| {
                     slot.seq = seq;
@@ -787,6 +849,11 @@ impl Pipeline {
         self.control.request_snapshot();
     }
 
+    /// The thread layout it runs.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// What start-up recovery did.
     pub fn recovery(&self) -> &RecoveryInfo {
         &self.recovery
@@ -804,11 +871,20 @@ impl Pipeline {
     }
 
     fn stop(&mut self) -> Result<ShutdownReport, PipelineError> {
-        // Dropping the producer lets each stage drain and stop, in pipeline order.
-        self.submitter = None;
         let mut failure: Option<PipelineError> = None;
         let mut business = None;
         let mut journal_closed = Ok(());
+        // The inline layout's stages are here, on this thread: nothing to drain or join.
+        // Otherwise dropping the producer lets each stage drain and stop, in pipeline order.
+        if let Some(Submitter::Inline(core)) = self.submitter.take() {
+            let core = *core;
+            journal_closed = core.journal.close();
+            business = Some(BusinessEnd {
+                engine: Some(core.engine),
+                snapshots: Some(core.snapshots),
+                ..core.end
+            });
+        }
         for (name, handle) in self.threads.drain(..) {
             match handle.join() {
                 Ok(ThreadEnd::Journal(r)) => journal_closed = r,
@@ -873,7 +949,7 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || matches!(self.submitter, Some(Submitter::Inline(_))) {
             let _ = self.stop();
         }
     }

@@ -152,7 +152,7 @@ pub(crate) fn run_journal<I: Inbox<InSlot>>(
 /// R·M·S for one command on one thread: `Engine::process`, then `Done`, then a snapshot if
 /// one is due at this boundary.
 #[inline]
-fn process_one<O: Outbox<Output>>(
+pub(crate) fn process_one<O: Outbox<Output>>(
     engine: &mut Engine,
     out: &mut O,
     snapshots: &mut Snapshots,

@@ -24,8 +24,10 @@ pub enum BackendOutput {
 pub trait Backend {
     /// Sequences `cmd`, or hands it back when the engine cannot take it now (a full ring).
     fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command>;
-    /// Hands every output available so far to `f`, in sequence order.
-    fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput));
+    /// Hands up to `max` of the outputs available so far to `f`, in sequence order; returns
+    /// how many it handed (fewer than `max`: none is left for now). The bound lets the caller
+    /// keep its buffers at a fixed size.
+    fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize;
     /// Called once, with the server's waker, before the loop starts; asynchronous backends
     /// wake the loop with it when outputs arrive.
     fn set_waker(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
@@ -85,9 +87,15 @@ impl Backend for EngineBackend {
         Ok(seq)
     }
 
-    fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput)) {
-        while let Some((seq, out)) = self.outputs.pop_front() {
+    fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some((seq, out)) = self.outputs.pop_front() else {
+                break;
+            };
             f(seq, out);
+            n += 1;
         }
+        n
     }
 }

@@ -861,14 +861,21 @@ impl<B: Backend> Core<B> {
 
     fn route_outputs(&mut self) {
         let mut outs = std::mem::take(&mut self.outputs);
-        self.backend.drain(&mut |seq, o| outs.push((seq, o)));
-        for &(seq, o) in &outs {
-            match o {
-                BackendOutput::Event(e) => self.route(seq, &e),
-                BackendOutput::Done => self.done(seq),
+        // In rounds of at most the buffer's capacity, so it never grows.
+        loop {
+            let room = outs.capacity();
+            let n = self.backend.drain(room, &mut |seq, o| outs.push((seq, o)));
+            for &(seq, o) in &outs {
+                match o {
+                    BackendOutput::Event(e) => self.route(seq, &e),
+                    BackendOutput::Done => self.done(seq),
+                }
+            }
+            outs.clear();
+            if n < room {
+                break;
             }
         }
-        outs.clear();
         self.outputs = outs;
     }
 

@@ -1,6 +1,9 @@
-//! The threaded pipeline as the server's engine: commands go onto its inbound ring, outputs
-//! come back from its output thread through a bounded channel, and the loop is woken when a
-//! command's `Done` (its acknowledgement point: the command is journaled) arrives.
+//! The pipeline as the server's engine: commands go onto its inbound ring, outputs come back
+//! from its output thread through a bounded channel, and the loop is woken when a command's
+//! `Done` (its acknowledgement point: the command is journaled) arrives. In the `inline`
+//! layout there is no pipeline thread: `try_submit` journals and processes the command on the
+//! server's thread and its outputs wait in a local queue for the next drain (no channel, no
+//! wake-up).
 //!
 //! Wakes are batched: a `wake pending` flag is set by the output thread when it wakes the loop
 //! and cleared by the loop when it starts draining, so a burst of outputs that arrives while
@@ -9,12 +12,13 @@
 //! tests the flag; the loop clears the flag and then drains (a `SeqCst` fence on each side),
 //! so either the drain sees the output or the output thread sees the flag clear and wakes.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::{Arc, OnceLock};
 
 use mio::Waker;
-use ringbook_engine::pipeline::{Output, OutputKind, ShutdownReport};
+use ringbook_engine::pipeline::{Layout, Output, OutputKind, ShutdownReport};
 use ringbook_engine::{Command, Pipeline, PipelineBuilder, PipelineError, Seq};
 
 use super::backend::{Backend, BackendOutput};
@@ -23,11 +27,16 @@ use super::backend::{Backend, BackendOutput};
 /// output thread waits, which fills the pipeline's rings, which makes `try_submit` hand
 /// commands back: back-pressure all the way to the sockets.
 pub const OUTPUTS_MAX: usize = 1 << 16;
+/// Room the inline layout's local queue keeps above [`OUTPUTS_MAX`] for the command that
+/// crosses it (one command's events are all queued before `try_submit` returns).
+const LOCAL_SLACK: usize = 1 << 12;
 
 /// The pipeline behind the server.
 #[derive(Debug)]
 pub struct PipelineBackend {
     pipeline: Pipeline,
+    /// The inline layout's outputs, produced by `try_submit` on the server thread.
+    local: Option<VecDeque<Output>>,
     rx: Option<Receiver<Output>>,
     waker: Arc<OnceLock<Arc<Waker>>>,
     wake: Arc<WakeFlag>,
@@ -90,8 +99,13 @@ impl PipelineBackend {
                 }
             })
             .start()?;
+        // The inline layout runs on the server's own thread: its outputs are kept in a local
+        // queue (sized once; only a single command with more events than it holds grows it).
+        let local = (pipeline.layout() == Layout::Inline)
+            .then(|| VecDeque::with_capacity(OUTPUTS_MAX + LOCAL_SLACK));
         Ok(PipelineBackend {
             pipeline,
+            local,
             rx: Some(rx),
             waker,
             wake,
@@ -118,19 +132,41 @@ impl PipelineBackend {
 
 impl Backend for PipelineBackend {
     fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
-        self.pipeline.try_submit(cmd)
+        match self.local.as_mut() {
+            // Inline: processed now, on this thread; its outputs wait here for `drain`.
+            Some(local) if local.len() >= OUTPUTS_MAX => Err(cmd),
+            Some(local) => self
+                .pipeline
+                .try_submit_with(cmd, &mut |out: &Output| local.push_back(*out)),
+            None => self.pipeline.try_submit(cmd),
+        }
     }
 
-    fn drain(&mut self, f: &mut dyn FnMut(Seq, BackendOutput)) {
-        let Some(rx) = self.rx.as_ref() else { return };
-        self.wake.rearm();
-        while let Ok(out) = rx.try_recv() {
+    fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {
+        let mut n = 0;
+        let mut hand = |out: Output| {
             let o = match out.kind {
                 OutputKind::Event(e) => BackendOutput::Event(e),
                 OutputKind::Done => BackendOutput::Done,
             };
             f(out.seq, o);
+        };
+        if let Some(local) = self.local.as_mut() {
+            while n < max {
+                let Some(out) = local.pop_front() else { break };
+                hand(out);
+                n += 1;
+            }
+            return n;
         }
+        let Some(rx) = self.rx.as_ref() else { return 0 };
+        self.wake.rearm();
+        while n < max {
+            let Ok(out) = rx.try_recv() else { break };
+            hand(out);
+            n += 1;
+        }
+        n
     }
 
     fn set_waker(&mut self, waker: Arc<Waker>) {

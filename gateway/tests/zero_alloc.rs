@@ -1,0 +1,603 @@
+//! Issue #6: after start, the server allocates nothing per message — on any thread.
+//!
+//! A counting global allocator counts every heap operation of every thread (the server loop,
+//! the pipeline's threads, the journal's pre-toucher and this test's own threads) while two
+//! traders and an operator, on raw `TcpStream`s with pre-allocated buffers and the crate's
+//! encoders, drive the real server on a loopback port: resting orders, crossing orders that
+//! trade, amends, cancels, mass cancels, queries and heartbeats. The window's end is
+//! deterministic: every batch ends with a barrier command (a cancel of an order that does not
+//! exist), and the window closes once each trader has read its barrier's reject, which the
+//! engine's sequencing puts after every output of the commands before it.
+//!
+//! Three backends: the threaded pipeline (fused layout, inline output, `Yield` waits for small
+//! machines, a small inbound ring so bursts meet back-pressure, journal in a temporary
+//! directory with the production defaults), the pipeline in the `inline` layout (journal and
+//! engine on the server thread) and the in-process engine. One test in this binary,
+//! so no other test's allocations are counted.
+//!
+//! Not covered: the window (about 20 000 commands) stays inside one 64 MiB journal segment.
+//! A segment roll allocates (the next segment's path and its `Arc`, on the pre-toucher thread,
+//! or on the journal thread with `Pretouch::Off`): once per segment, not per message.
+//!
+//! `RINGBOOK_ALLOC_TRACE=1 cargo test -p ringbook-gateway --test zero_alloc -- --nocapture`
+//! prints a backtrace of the first few counted operations.
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ringbook_engine::pipeline::{Layout, WaitStrategy};
+use ringbook_engine::prelude::*;
+use ringbook_engine::Pipeline;
+use ringbook_gateway::protocol::client::Login;
+use ringbook_gateway::protocol::{name32, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_gateway::server::{self, Backend, EngineBackend, PipelineBackend, ServerConfig};
+use ringbook_journal::JournalConfig;
+
+// ---------------------------------------------------------------------------------------------
+// The counting allocator.
+
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// `alloc`, `alloc_zeroed` and `realloc` calls while counting.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// `dealloc` calls while counting.
+static FREES: AtomicU64 = AtomicU64::new(0);
+/// Whether to capture backtraces (`RINGBOOK_ALLOC_TRACE=1`, read before counting starts).
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// Counted operations considered for tracing so far.
+static TRACED: AtomicUsize = AtomicUsize::new(0);
+/// At most this many backtraces per window.
+const TRACE_MAX: usize = 12;
+static TRACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while this thread captures a backtrace: its own allocations are neither counted
+    /// nor traced (no recursion).
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note(counter: &AtomicU64, what: &'static str, bytes: usize) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
+    // `try_with`: the thread-local may be gone while a thread shuts down.
+    if IN_TRACE.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    counter.fetch_add(1, Ordering::Relaxed);
+    if TRACE.load(Ordering::Relaxed) && TRACED.fetch_add(1, Ordering::Relaxed) < TRACE_MAX {
+        trace(what, bytes);
+    }
+}
+
+#[cold]
+fn trace(what: &'static str, bytes: usize) {
+    if IN_TRACE.try_with(|g| g.replace(true)).unwrap_or(true) {
+        return;
+    }
+    let thread = std::thread::current();
+    let text = format!(
+        "{what} of {bytes} bytes on thread {:?}:\n{}",
+        thread.name().unwrap_or("?"),
+        Backtrace::force_capture()
+    );
+    TRACES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(text);
+    let _ = IN_TRACE.try_with(|g| g.set(false));
+}
+
+// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        note(&ALLOCATIONS, "alloc", layout.size());
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        note(&FREES, "dealloc", layout.size());
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
+        note(&ALLOCATIONS, "alloc_zeroed", layout.size());
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+        note(&ALLOCATIONS, "realloc", new_size);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+// ---------------------------------------------------------------------------------------------
+// Raw protocol clients.
+
+/// Only a hang guard for a broken run: nothing waits on the clock to pass.
+const HANG: Duration = Duration::from_secs(300);
+/// The client order id of barrier cancels: never used by an order, so always rejected.
+const BARRIER_COID: u64 = u64::MAX - 1;
+const SYMBOL: SymbolId = SymbolId(0);
+/// The traders' reference price (BTC-KRW, band 1..=100 000).
+const P: i64 = 15_000;
+/// Steps per trader batch (each step is five messages).
+const STEPS: u64 = 10;
+/// Every `BURST_EVERY`th round alice also sends this many far-away sells and their cancels in
+/// one write: more than the pipeline's small inbound ring holds, so commands meet a full ring
+/// and wait in the server (its `backpressure` count, printed, is typically 20–70 per run). The
+/// outbound-backlog pause (above half the retransmission ring) is not reached: the loop routes
+/// outputs every turn of at most 256 frames per connection.
+const BURST: u64 = 400;
+const BURST_EVERY: u64 = 5;
+const WARMUP_MSGS: u64 = 5_000;
+const WINDOW_MSGS: u64 = 20_000;
+
+/// What a client's reader thread has seen (written by the reader, read by the driver).
+#[derive(Debug, Default)]
+struct Tally {
+    msgs: AtomicU64,
+    logins: AtomicU64,
+    login_rejected: AtomicU64,
+    barriers: AtomicU64,
+    /// Rejects other than barriers: the workload is built so there are none.
+    rejects: AtomicU64,
+    last_reject_code: AtomicU64,
+    fills: AtomicU64,
+    deposits: AtomicU64,
+    /// Sequenced messages whose number was not the previous one plus one.
+    gaps: AtomicU64,
+    last_seq: AtomicU64,
+    disconnect_code: AtomicU64,
+    undecodable: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Tally {
+    fn note(&self, m: &ServerMsg) {
+        self.msgs.fetch_add(1, Ordering::Relaxed);
+        let seq = m.seq();
+        if seq != 0 {
+            if seq != self.last_seq.load(Ordering::Relaxed) + 1 {
+                self.gaps.fetch_add(1, Ordering::Relaxed);
+            }
+            self.last_seq.store(seq, Ordering::Relaxed);
+        }
+        let counter = match *m {
+            ServerMsg::LoginAccepted { .. } => &self.logins,
+            ServerMsg::LoginRejected { .. } => &self.login_rejected,
+            ServerMsg::Rejected {
+                client_order_id: BARRIER_COID,
+                ..
+            } => &self.barriers,
+            ServerMsg::Rejected { code, .. } => {
+                self.last_reject_code
+                    .store(u64::from(code), Ordering::Relaxed);
+                &self.rejects
+            }
+            ServerMsg::Fill { .. } => &self.fills,
+            ServerMsg::Deposited { .. } => &self.deposits,
+            ServerMsg::Disconnect { code, .. } => {
+                self.disconnect_code
+                    .store(u64::from(code), Ordering::Relaxed);
+                return;
+            }
+            _ => return,
+        };
+        // Release: the driver acts on what it saw before this count.
+        counter.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Reads frames until the server closes the connection, into a buffer allocated at start.
+fn read_loop(mut stream: TcpStream, tally: Arc<Tally>) {
+    let mut buf = vec![0u8; 64 << 10].into_boxed_slice();
+    let mut end = 0;
+    'read: loop {
+        let mut start = 0;
+        loop {
+            match split_frame(&buf[start..end]) {
+                Ok(Some((h, body))) => {
+                    match ServerMsg::decode(h.msg_type, h.version, body) {
+                        Ok(m) => tally.note(&m),
+                        Err(_) => {
+                            tally.undecodable.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    start += h.frame_len;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tally.undecodable.fetch_add(1, Ordering::Relaxed);
+                    break 'read;
+                }
+            }
+        }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        match stream.read(&mut buf[end..]) {
+            Ok(0) => break,
+            Ok(n) => end += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tally.closed.store(true, Ordering::Release);
+}
+
+/// One logged-in connection: the driver writes batches of frames, a reader thread counts what
+/// comes back.
+struct Peer {
+    name: &'static str,
+    stream: TcpStream,
+    batch: Box<[u8]>,
+    batch_len: usize,
+    /// Frames sent.
+    sent: u64,
+    next_coid: u64,
+    user: u32,
+    tally: Arc<Tally>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Peer {
+    fn login(addr: SocketAddr, name: &'static str, user: u32) -> Peer {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let tally = Arc::new(Tally::default());
+        let (rs, rt) = (stream.try_clone().unwrap(), Arc::clone(&tally));
+        let reader = std::thread::Builder::new()
+            .name(format!("reader-{name}"))
+            .spawn(move || read_loop(rs, rt))
+            .unwrap();
+        let mut peer = Peer {
+            name,
+            stream,
+            batch: vec![0u8; 64 << 10].into_boxed_slice(),
+            batch_len: 0,
+            sent: 0,
+            next_coid: 1,
+            user,
+            tally,
+            reader: Some(reader),
+        };
+        peer.push(&ClientMsg::Login(Login {
+            login: name32(name),
+            password: name32(&format!("{name}-demo")),
+            session_id: 1,
+            last_seen_seq: 0,
+            // The longest interval: the operator idles through the window.
+            heartbeat_ms: 60_000,
+            cancel_on_disconnect: false,
+        }));
+        peer.flush();
+        peer.wait_for(|t| t.logins.load(Ordering::Acquire) == 1);
+        peer
+    }
+
+    fn push(&mut self, msg: &ClientMsg) {
+        let mut frame = [0u8; FRAME_BYTES_MAX];
+        let n = msg.encode(&mut frame);
+        if self.batch.len() - self.batch_len < n {
+            self.flush();
+        }
+        self.batch[self.batch_len..self.batch_len + n].copy_from_slice(&frame[..n]);
+        self.batch_len += n;
+        self.sent += 1;
+    }
+
+    fn flush(&mut self) {
+        self.stream
+            .write_all(&self.batch[..self.batch_len])
+            .unwrap();
+        self.batch_len = 0;
+    }
+
+    fn coid(&mut self) -> ClientOrderId {
+        self.next_coid += 1;
+        ClientOrderId(self.next_coid)
+    }
+
+    fn order(&mut self, side: Side, price: i64, qty: u64) -> ClientOrderId {
+        let coid = self.coid();
+        self.push(&ClientMsg::Command(Command::NewOrder(NewOrder::limit(
+            UserId(self.user),
+            SYMBOL,
+            coid,
+            side,
+            Price(price),
+            Qty(qty),
+        ))));
+        coid
+    }
+
+    fn amend(&mut self, coid: ClientOrderId, price: i64, qty: u64) {
+        self.push(&ClientMsg::Command(Command::Amend {
+            user: UserId(self.user),
+            symbol: SYMBOL,
+            client_order_id: coid,
+            price: Price(price),
+            qty: Qty(qty),
+        }));
+    }
+
+    fn cancel(&mut self, coid: ClientOrderId) {
+        self.push(&ClientMsg::Command(Command::Cancel {
+            user: UserId(self.user),
+            symbol: SYMBOL,
+            client_order_id: coid,
+        }));
+    }
+
+    /// Ends a batch with a barrier, sends it and waits for the barrier's reject: by then this
+    /// session has read every output of every command it sent before.
+    fn barrier(&mut self) {
+        let want = self.tally.barriers.load(Ordering::Relaxed) + 1;
+        self.cancel(ClientOrderId(BARRIER_COID));
+        self.flush();
+        self.wait_for(|t| t.barriers.load(Ordering::Acquire) >= want);
+    }
+
+    /// Yields until `done`; panics (a broken run only) if the connection closes or on the hang
+    /// guard.
+    fn wait_for(&self, done: impl Fn(&Tally) -> bool) {
+        let start = Instant::now();
+        while !done(&self.tally) {
+            let t = &self.tally;
+            if t.closed.load(Ordering::Acquire)
+                || t.login_rejected.load(Ordering::Relaxed) > 0
+                || start.elapsed() > HANG
+            {
+                COUNTING.store(false, Ordering::SeqCst);
+                panic!("{}: stuck or disconnected: {t:?}", self.name);
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The burst: `BURST` resting sells far from the market, then their cancels, in one write.
+fn burst(alice: &mut Peer) {
+    let first = alice.next_coid + 1;
+    for i in 0..BURST {
+        alice.order(Side::Sell, P + 1_000 + (i % 100) as i64, 1);
+    }
+    for coid in first..first + BURST {
+        alice.cancel(ClientOrderId(coid));
+    }
+    alice.barrier();
+}
+
+/// One round: alice rests sells (one at `P` for bob to take, one further out that she amends
+/// and cancels) and queries; bob takes her sells at `P`, rests and amends and cancels a bid,
+/// mass-cancels (nothing) and queries. Both heartbeat. Every trade is alice's sell at `P` against
+/// bob's buy at `P`, so the book is the same after every round.
+fn round(alice: &mut Peer, bob: &mut Peer, n: u64) {
+    if n % BURST_EVERY == BURST_EVERY - 1 {
+        burst(alice);
+    }
+    for i in 0..STEPS {
+        alice.order(Side::Sell, P, 3);
+        let far = alice.order(Side::Sell, P + 100 + i as i64, 5);
+        alice.amend(far, P + 200, 4);
+        alice.cancel(far);
+        alice.push(&ClientMsg::Heartbeat);
+    }
+    let last = ClientOrderId(alice.next_coid);
+    alice.push(&ClientMsg::OrderStatus {
+        request_id: 1,
+        user: UserId(alice.user),
+        client_order_id: last,
+    });
+    alice.push(&ClientMsg::Balances {
+        request_id: 2,
+        user: UserId(alice.user),
+    });
+    alice.push(&ClientMsg::BookSnapshot {
+        request_id: 3,
+        symbol: SYMBOL,
+        depth: 10,
+    });
+    alice.barrier();
+
+    for _ in 0..STEPS {
+        bob.order(Side::Buy, P, 3);
+        let bid = bob.order(Side::Buy, P - 100, 2);
+        bob.amend(bid, P - 100, 1);
+        bob.cancel(bid);
+        bob.push(&ClientMsg::Heartbeat);
+    }
+    bob.push(&ClientMsg::Command(Command::MassCancel {
+        user: UserId(bob.user),
+        symbol: Some(SYMBOL),
+    }));
+    bob.push(&ClientMsg::OpenOrders {
+        request_id: 4,
+        user: UserId(bob.user),
+    });
+    bob.barrier();
+}
+
+/// Logs in, funds, warms up, then counts heap operations over `WINDOW_MSGS` messages.
+/// Returns `(allocations, frees, traces, backend)`.
+fn allocations_after_start<B: Backend + Send + 'static>(
+    label: &str,
+    config: &Config,
+    backend: B,
+) -> (u64, u64, Vec<String>, B) {
+    let sc = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        config.gateway.accounts.clone(),
+    );
+    let handle = server::start(sc, backend).unwrap();
+    let addr = handle.local_addr();
+    let mut ops = Peer::login(addr, "ops1", 0);
+    let mut alice = Peer::login(addr, "alice", 1);
+    let mut bob = Peer::login(addr, "bob", 2);
+
+    for user in [alice.user, bob.user] {
+        for currency in 0..config.currencies.len() {
+            ops.push(&ClientMsg::Command(Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency as u16),
+                amount: 1 << 50,
+            }));
+        }
+    }
+    ops.flush();
+    let deposits = 2 * config.currencies.len() as u64;
+    ops.wait_for(|t| t.deposits.load(Ordering::Acquire) == deposits);
+
+    let mut rounds = 0;
+    while alice.sent + bob.sent < WARMUP_MSGS {
+        round(&mut alice, &mut bob, rounds);
+        rounds += 1;
+    }
+    alice.barrier();
+
+    // The window.
+    let sent_before = alice.sent + bob.sent;
+    TRACED.store(0, Ordering::SeqCst);
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    FREES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    while alice.sent + bob.sent - sent_before < WINDOW_MSGS {
+        round(&mut alice, &mut bob, rounds);
+        rounds += 1;
+    }
+    // Bob's last orders filled alice's: her barrier comes after those fills.
+    alice.barrier();
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
+    let frees = FREES.swap(0, Ordering::SeqCst);
+    let traces = std::mem::take(&mut *TRACES.lock().unwrap());
+    let window = alice.sent + bob.sent - sent_before;
+    let stats = handle.stats();
+
+    for p in [&alice, &bob, &ops] {
+        let t = &p.tally;
+        assert_eq!(
+            t.rejects.load(Ordering::Relaxed),
+            0,
+            "{label}: {} had unexpected rejects (last code {}): {t:?}",
+            p.name,
+            t.last_reject_code.load(Ordering::Relaxed)
+        );
+        assert_eq!(t.gaps.load(Ordering::Relaxed), 0, "{label}: {t:?}");
+        assert_eq!(t.undecodable.load(Ordering::Relaxed), 0, "{label}: {t:?}");
+    }
+    let trades = STEPS * rounds;
+    for p in [&alice, &bob] {
+        assert_eq!(
+            p.tally.fills.load(Ordering::Relaxed),
+            trades,
+            "{label}: {} fills",
+            p.name
+        );
+    }
+    eprintln!(
+        "{label}: {window} messages in the window ({} sent in all, {trades} trades; \
+         {} engine-ring back-pressure and {} outbound-backlog pauses in all): \
+         {allocations} allocations, {frees} frees",
+        alice.sent + bob.sent + ops.sent,
+        stats.backpressure.load(Ordering::Relaxed),
+        stats.outbound_pauses.load(Ordering::Relaxed),
+    );
+
+    let backend = handle.shutdown().unwrap();
+    for p in [&mut alice, &mut bob, &mut ops] {
+        p.reader.take().unwrap().join().unwrap();
+    }
+    (allocations, frees, traces, backend)
+}
+
+#[test]
+fn the_server_allocates_nothing_per_message_on_any_thread() {
+    TRACE.store(
+        std::env::var_os("RINGBOOK_ALLOC_TRACE").is_some_and(|v| v == "1"),
+        Ordering::SeqCst,
+    );
+    // The counter works, on another thread too. (`join`, not a scope: a scoped thread may
+    // still be freeing its closure after the scope returns, and count in the first window.)
+    COUNTING.store(true, Ordering::SeqCst);
+    std::thread::spawn(|| drop(std::hint::black_box(Box::new(7u64))))
+        .join()
+        .unwrap();
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(
+        ALLOCATIONS.swap(0, Ordering::SeqCst) >= 1,
+        "the counter counts nothing"
+    );
+    TRACES.lock().unwrap().clear();
+
+    let config = Config::default();
+    let dir = tempfile::tempdir().unwrap();
+    let builder = Pipeline::builder(&config)
+        .layout(Layout::Fused)
+        .wait(WaitStrategy::Yield)
+        .inline_output(true)
+        // Small, so that bursts meet a full ring (the server's back-pressure path).
+        .ring_size(256)
+        .journal(dir.path(), JournalConfig::default());
+    let pipeline = PipelineBackend::start(builder).unwrap();
+    let (p_allocs, p_frees, p_traces, pipeline) =
+        allocations_after_start("pipeline backend", &config, pipeline);
+    let report = pipeline.shutdown().unwrap();
+    assert!(report.commands > WARMUP_MSGS + WINDOW_MSGS / 2);
+
+    // The inline layout: journal and engine on the server's own thread.
+    let dir = tempfile::tempdir().unwrap();
+    let builder = Pipeline::builder(&config)
+        .layout(Layout::Inline)
+        .journal(dir.path(), JournalConfig::default());
+    let inline = PipelineBackend::start(builder).unwrap();
+    let (i_allocs, i_frees, i_traces, inline) =
+        allocations_after_start("inline pipeline backend", &config, inline);
+    let report = inline.shutdown().unwrap();
+    assert!(report.commands > WARMUP_MSGS + WINDOW_MSGS / 2);
+
+    let engine = EngineBackend::new(&config).unwrap();
+    let (e_allocs, e_frees, e_traces, _) =
+        allocations_after_start("engine backend", &config, engine);
+
+    for (label, traces) in [
+        ("pipeline backend", &p_traces),
+        ("inline pipeline backend", &i_traces),
+        ("engine backend", &e_traces),
+    ] {
+        for t in traces.iter() {
+            eprintln!("--- {label}: {t}");
+        }
+    }
+    assert_eq!(
+        (p_allocs, p_frees),
+        (0, 0),
+        "pipeline backend: (allocations, frees) after start \
+         (RINGBOOK_ALLOC_TRACE=1 shows where)"
+    );
+    assert_eq!(
+        (i_allocs, i_frees),
+        (0, 0),
+        "inline pipeline backend: (allocations, frees) after start \
+         (RINGBOOK_ALLOC_TRACE=1 shows where)"
+    );
+    assert_eq!(
+        (e_allocs, e_frees),
+        (0, 0),
+        "engine backend: (allocations, frees) after start \
+         (RINGBOOK_ALLOC_TRACE=1 shows where)"
+    );
+}
