@@ -6,6 +6,10 @@
 //! - restart recovery: deposits, orders and trades; SIGTERM (exit 0, state hash logged);
 //!   `ringbook journal replay` prints the same hash; a restart on the same journal carries on
 //!   (the partly filled order is still on the book with its fill history, balances continue).
+//! - queries: sent right behind orders without waiting, their replies already see those orders
+//!   (order status, open orders, balances with the orders' locks, book levels); denied for
+//!   another account; an unknown symbol is the engine's reject; replay = shutdown hash. Once
+//!   with the fused pipeline, once in the `inline` layout (engine on the gateway thread).
 //! - back-pressure: a tiny pipeline ring, one client floods, every order gets exactly one
 //!   answer, the server counted ring-full pauses, and another client's order still completes.
 //!
@@ -478,10 +482,20 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
 
 #[test]
 fn queries_through_the_journaled_pipeline_see_every_command_before_them() {
+    queries_see_every_command_before_them(&[]);
+}
+
+#[test]
+fn queries_and_orders_in_the_inline_layout_see_every_command_before_them() {
+    // No pipeline thread: the gateway thread journals and processes each command itself.
+    queries_see_every_command_before_them(&["--layout", "inline"]);
+}
+
+fn queries_see_every_command_before_them(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
     let btc = 2u16;
-    let srv = Server::start(&journal, &[]);
+    let srv = Server::start(&journal, flags);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     let mut alice = login(addr, "alice", 1);
