@@ -497,6 +497,68 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
     h.shutdown().unwrap();
 }
 
+#[test]
+fn large_query_replies_pause_reading_instead_of_overrunning_the_ring() {
+    // Each open-orders reply is 101 frames; 30 asked at once are three times the session's
+    // ring. The server weighs each query by the frames it will produce, stops reading at the
+    // high-water mark and resumes as the client reads: every reply arrives, nobody is cut off.
+    let (h, addr) = start(|c| c.retransmit_msgs = 1024);
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(2),
+            amount: 1_000_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    let mut alice = login(addr, "alice", 1);
+    for coid in 1..=100 {
+        alice
+            .send(&order(1, coid, Side::Sell, 20_000 + coid as i64, 1))
+            .unwrap();
+    }
+    until(&mut alice, |m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 100,
+                ..
+            }
+        )
+    });
+    let mut asks = Vec::new();
+    for request_id in 1..=30 {
+        Client::encode_into(
+            &ClientMsg::OpenOrders {
+                request_id,
+                user: UserId(1),
+            },
+            &mut asks,
+        );
+    }
+    alice.send_raw(&asks).unwrap();
+    let (mut listed, mut ends) = (0, 0);
+    while ends < 30 {
+        match alice.recv_timeout(WAIT) {
+            Ok(Some(ServerMsg::OpenOrder { .. })) => listed += 1,
+            Ok(Some(ServerMsg::OpenOrdersEnd { count, .. })) => {
+                assert_eq!(count, 100);
+                ends += 1;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("after {ends} replies: {other:?}"),
+        }
+    }
+    assert_eq!(listed, 30 * 100);
+    let stats = h.stats();
+    assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 0);
+    assert!(stats.outbound_pauses.load(Ordering::Relaxed) >= 1);
+    h.shutdown().unwrap();
+}
+
 /// Reads until the server's `Disconnect` (at most 1 000 000 messages) and returns its code.
 fn disconnect_code(c: &mut Client) -> u16 {
     for _ in 0..1_000_000 {

@@ -48,9 +48,23 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const CONN_TOKEN_BASE: usize = 2;
 const TICK: Duration = Duration::from_millis(20);
-/// Sequenced frames one command in flight is assumed to produce for its own session when
+/// Sequenced frames one order command in flight is assumed to produce for its own session when
 /// weighing a session's outbound backlog (an order's `Accepted` plus fills or a cancel).
 const FRAMES_PER_COMMAND: u64 = 3;
+
+/// Frames a command in flight is expected to produce for its own session: a query's reply is
+/// known in advance (at most), an order's is estimated.
+fn frames_expected(cmd: &Command, currencies: usize) -> u64 {
+    match *cmd {
+        Command::Query(Query::Order { .. }) => 1,
+        Command::Query(Query::OpenOrders { limit, .. }) => u64::from(limit) + 1,
+        Command::Query(Query::Balances { .. }) => currencies as u64 + 1,
+        Command::Query(Query::Book { depth, .. }) => {
+            2 * u64::from(depth).div_ceil(BOOK_LEVELS_PER_MSG as u64) + 1
+        }
+        _ => FRAMES_PER_COMMAND,
+    }
+}
 
 /// Limits and timings of a server. Every buffer is allocated once, at [`start`].
 #[derive(Clone, Debug)]
@@ -84,6 +98,9 @@ pub struct ServerConfig {
     pub slow_consumer_timeout: Duration,
     /// How long shutdown waits for outputs and buffered writes.
     pub drain_timeout: Duration,
+    /// Currencies in the engine's configuration: a balances reply is one message per
+    /// currency plus an end, which the server counts in a session's backlog before it asks.
+    pub currencies: usize,
 }
 
 impl ServerConfig {
@@ -103,6 +120,7 @@ impl ServerConfig {
             msgs_per_sec_max: 2_000_000,
             slow_consumer_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
+            currencies: 16,
         }
     }
 }
@@ -280,6 +298,8 @@ struct Pending {
     msg_type: u16,
     /// A query's request id, echoed in its replies (0 for commands).
     request_id: u64,
+    /// What it added to its session's `in_flight` (`frames_expected`).
+    frames: u32,
 }
 
 struct Core<B> {
@@ -473,7 +493,8 @@ impl<B: Backend> Core<B> {
                 Ok(seq) => {
                     self.conns[c].stalled = None;
                     Stats::inc(&self.stats.commands);
-                    self.note_pending(seq, self.conns[c].session, st.msg_type, st.request_id);
+                    let session = self.conns[c].session;
+                    self.note_pending(seq, session, &st.cmd, st.msg_type, st.request_id);
                 }
                 Err(_) => {
                     self.mark_ready(c);
@@ -720,7 +741,7 @@ impl<B: Backend> Core<B> {
         match self.backend.try_submit(cmd) {
             Ok(seq) => {
                 Stats::inc(&self.stats.commands);
-                self.note_pending(seq, Some(s), msg_type, request_id);
+                self.note_pending(seq, Some(s), &cmd, msg_type, request_id);
             }
             Err(_) => self.conns[c].stalled = Some(stalled),
         }
@@ -814,7 +835,7 @@ impl<B: Backend> Core<B> {
         let conn = &self.conns[c];
         conn.session.map_or(0, |s| {
             let sess = &self.sessions[s];
-            sess.last_seq.saturating_sub(conn.sent_upto) + FRAMES_PER_COMMAND * sess.in_flight
+            sess.last_seq.saturating_sub(conn.sent_upto) + sess.in_flight
         })
     }
 
@@ -823,9 +844,17 @@ impl<B: Backend> Core<B> {
         self.backlog(c) > self.config.retransmit_msgs as u64 / 2
     }
 
-    fn note_pending(&mut self, seq: Seq, session: Option<usize>, msg_type: u16, request_id: u64) {
+    fn note_pending(
+        &mut self,
+        seq: Seq,
+        session: Option<usize>,
+        cmd: &Command,
+        msg_type: u16,
+        request_id: u64,
+    ) {
+        let frames = frames_expected(cmd, self.config.currencies);
         if let Some(s) = session {
-            self.sessions[s].in_flight += 1;
+            self.sessions[s].in_flight += frames;
         }
         let slot = &mut self.pending[(seq.0 as usize) % PENDING_MAX];
         *slot = Pending {
@@ -833,6 +862,7 @@ impl<B: Backend> Core<B> {
             session: session.map_or(NO_SESSION, |s| s as u32),
             msg_type,
             request_id,
+            frames: frames as u32,
         };
     }
 
@@ -886,7 +916,7 @@ impl<B: Backend> Core<B> {
             return;
         }
         let sess = &mut self.sessions[p.session as usize];
-        sess.in_flight = sess.in_flight.saturating_sub(1);
+        sess.in_flight = sess.in_flight.saturating_sub(u64::from(p.frames));
         if let Some(c) = sess.conn {
             if self.conns[c].paused {
                 self.mark_dirty(c);
@@ -1419,7 +1449,7 @@ impl<B: Backend> Core<B> {
             match self.backend.try_submit(cmd) {
                 Ok(seq) => {
                     self.deferred.remove(0);
-                    self.note_pending(seq, None, cmt::MASS_CANCEL, 0);
+                    self.note_pending(seq, None, &cmd, cmt::MASS_CANCEL, 0);
                 }
                 Err(_) => {
                     Stats::inc(&self.stats.backpressure);

@@ -29,7 +29,8 @@ pub(crate) struct Session {
     pub(crate) conn: Option<usize>,
     pub(crate) last_seq: u64,
     pub(crate) coid_hwm: u64,
-    /// Commands submitted for this session whose `Done` has not been routed yet.
+    /// Frames the commands submitted for this session (whose `Done` has not been routed yet)
+    /// are expected to produce for it: see `frames_expected`.
     pub(crate) in_flight: u64,
     pub(crate) detached_at: Instant,
     frames: Box<[[u8; FRAME_BYTES_MAX]]>,
