@@ -1,14 +1,16 @@
 //! Thread layouts, wait strategies and transports: the pipeline's shape, as configuration.
 //!
-//! A [`Layout`] says which stages share a thread. Three shapes exist, because the business
-//! stages R, M and S run in lock-step per command (docs/architecture.md, "The pipeline"):
-//! splitting them further buys hand-offs, not parallelism, so only these are offered:
+//! A [`Layout`] says which stages share a thread. Three threaded shapes exist, because the
+//! business stages R, M and S run in lock-step per command (docs/architecture.md, "The
+//! pipeline"): splitting them further buys hand-offs, not parallelism, so only these are
+//! offered, plus [`Layout::Inline`], which runs every stage on the submitting thread:
 //!
 //! | layout | threads (then the outbound thread) | strings |
 //! |---|---|---|
 //! | [`Layout::Fused`] | `JRMS` | `fused`, `JRMS` |
 //! | [`Layout::JournalThenBusiness`] | `J`, `RMS` | `J|RMS` |
 //! | [`Layout::Split`] | `J`, `R`, `M`, `S` | `split`, `J|R|M|S` |
+//! | [`Layout::Inline`] | none (the caller's thread; no outbound thread) | `inline` |
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +31,32 @@ pub enum Layout {
     /// R·M·S on the caller's thread, and the output handler runs there too. For callers that
     /// already own a thread per core (a gateway's event loop on a 2-core box): no hand-off, no
     /// wake-up, the same journal, recovery and snapshots. Not in [`Layout::ALL`].
+    ///
+    /// [`crate::Pipeline::try_submit_with`] sends one command's outputs to a sink of the
+    /// caller's instead of the handler:
+    ///
+    /// ```
+    /// use ringbook_engine::pipeline::{Layout, Output, OutputKind, Pipeline};
+    /// use ringbook_engine::prelude::*;
+    ///
+    /// let config = Config::default();
+    /// let btc = config.currency_id("BTC").unwrap();
+    /// let dir = tempfile::tempdir()?;
+    /// let mut exchange = Pipeline::builder(&config)
+    ///     .layout(Layout::Inline) // no thread: try_submit journals and processes right here
+    ///     .journal(dir.path(), ringbook_journal::JournalConfig::default())
+    ///     .start()?;
+    /// let mut outputs: Vec<Output> = Vec::with_capacity(1024); // the caller's own buffer
+    /// let deposit = Command::Deposit { user: UserId(1), currency: btc, amount: 10 };
+    /// let seq = exchange
+    ///     .try_submit_with(deposit, &mut |out: &Output| outputs.push(*out))
+    ///     .expect("the inline layout never hands a command back");
+    /// // Journaled and processed before try_submit_with returned: its events, then Done.
+    /// assert_eq!(outputs.last(), Some(&Output { seq, kind: OutputKind::Done }));
+    /// let report = exchange.shutdown()?; // closes the journal; there is no thread to join
+    /// assert_eq!(report.commands, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     Inline,
 }
 

@@ -35,7 +35,8 @@
 //! Files, one per concept: [`layout`] (layouts, wait strategies, transports), `slot.rs` (the
 //! messages), `queue.rs` (ring or channel behind one interface), `control.rs` (shared flags),
 //! `shared.rs` (the split layout's shared engine and its SAFETY argument), `stages.rs` (every
-//! thread's loop), `recovery.rs` (also [`replay_journal`], the read-only replay),
+//! thread's loop), `inline.rs` (the [`Layout::Inline`] layout: the stages on the caller's
+//! thread), `recovery.rs` (also [`replay_journal`], the read-only replay),
 //! `snapshots.rs`, `output.rs`, `error.rs`; this file wires them, in order.
 
 mod control;
