@@ -491,7 +491,14 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
         good_round(&mut good);
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(disconnect_code(&mut slow), 1015);
+    // The server counted it as a slow consumer (above). Its reason frame is best effort: the
+    // server stopped reading this client, so closing with its requests still unread may make
+    // the kernel reset the connection before the client reads that far.
+    match drain_to_end(&mut slow) {
+        Ok(code) => assert_eq!(code, 1015),
+        Err(ClientError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Err(e) => panic!("expected SLOW_CONSUMER or a reset, got {e}"),
+    }
     good_round(&mut good);
     assert!(h.stats().protocol_disconnects.load(Ordering::Relaxed) >= 3);
     h.shutdown().unwrap();
@@ -561,12 +568,17 @@ fn large_query_replies_pause_reading_instead_of_overrunning_the_ring() {
 
 /// Reads until the server's `Disconnect` (at most 1 000 000 messages) and returns its code.
 fn disconnect_code(c: &mut Client) -> u16 {
+    drain_to_end(c).unwrap_or_else(|e| panic!("expected a disconnect reason, got {e}"))
+}
+
+/// Reads until the connection ends: the `Disconnect` code, or the error that ended it.
+fn drain_to_end(c: &mut Client) -> Result<u16, ClientError> {
     for _ in 0..1_000_000 {
         match c.recv_timeout(WAIT) {
             Ok(Some(_)) => {}
             Ok(None) => panic!("timed out waiting for a disconnect"),
-            Err(ClientError::Disconnected(code, _)) => return code,
-            Err(e) => panic!("expected a disconnect reason, got {e}"),
+            Err(ClientError::Disconnected(code, _)) => return Ok(code),
+            Err(e) => return Err(e),
         }
     }
     panic!("no disconnect");
