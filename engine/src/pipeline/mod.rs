@@ -136,6 +136,11 @@ impl PipelineBuilder {
         self
     }
 
+    /// The thread layout chosen so far (for code that wires itself to a builder it was given).
+    pub fn chosen_layout(&self) -> Layout {
+        self.layout
+    }
+
     /// How every stage thread waits (default [`WaitStrategy::Yield`]); also the outbound
     /// thread's, unless [`output_wait`](Self::output_wait) sets that one apart.
     pub fn wait(mut self, wait: WaitStrategy) -> Self {

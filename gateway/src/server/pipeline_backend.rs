@@ -74,10 +74,22 @@ impl PipelineBackend {
     /// Starts `builder` (configured by the caller: layout, wait strategy, journal) with this
     /// backend's output handler.
     pub fn start(builder: PipelineBuilder) -> Result<PipelineBackend, PipelineError> {
-        let (tx, rx) = sync_channel::<Output>(OUTPUTS_MAX);
         let waker: Arc<OnceLock<Arc<Waker>>> = Arc::new(OnceLock::new());
-        let w = waker.clone();
         let wake = Arc::new(WakeFlag::default());
+        if builder.chosen_layout() == Layout::Inline {
+            // The inline layout runs on the server's own thread: `try_submit` keeps its outputs
+            // in a local queue (sized once; only a single command with more events than it
+            // holds grows it). No channel, no handler, no wake-up.
+            return Ok(PipelineBackend {
+                pipeline: builder.start()?,
+                local: Some(VecDeque::with_capacity(OUTPUTS_MAX + LOCAL_SLACK)),
+                rx: None,
+                waker,
+                wake,
+            });
+        }
+        let (tx, rx) = sync_channel::<Output>(OUTPUTS_MAX);
+        let w = waker.clone();
         let flag = wake.clone();
         let pipeline = builder
             .on_output(move |out: &Output| {
@@ -99,13 +111,9 @@ impl PipelineBackend {
                 }
             })
             .start()?;
-        // The inline layout runs on the server's own thread: its outputs are kept in a local
-        // queue (sized once; only a single command with more events than it holds grows it).
-        let local = (pipeline.layout() == Layout::Inline)
-            .then(|| VecDeque::with_capacity(OUTPUTS_MAX + LOCAL_SLACK));
         Ok(PipelineBackend {
             pipeline,
-            local,
+            local: None,
             rx: Some(rx),
             waker,
             wake,
