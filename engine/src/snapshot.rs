@@ -1,6 +1,6 @@
 //! Engine snapshots: the whole engine state as bytes, and back.
 //!
-//! Recovery is the latest snapshot plus a replay of the journal after it (SPEC §6), so a
+//! Recovery is the latest snapshot plus a replay of the journal after it (docs/overview.md §6), so a
 //! snapshot must hold everything that `state_hash()` covers *and* everything that influences
 //! what the engine does next: the next order id, each symbol's last trade price, every live
 //! order with all its fields and its exact place (book section, price level, position in the

@@ -29,7 +29,7 @@ pub enum AppendError {
     },
     /// Creating the next segment, or syncing, failed with this I/O error. The writer is now
     /// failed: records it had acknowledged stay on disk, nothing more is accepted, and the
-    /// process should stop and recover (SPEC §3: a failing stage is fatal).
+    /// process should stop and recover (docs/overview.md §3: a failing stage is fatal).
     Io {
         /// The I/O error's kind.
         kind: io::ErrorKind,

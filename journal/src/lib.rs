@@ -1,7 +1,7 @@
 //! ringbook's journal: memory-mapped, checksummed, append-only segments and snapshots.
 //!
 //! Every accepted command is journaled before anyone is told it was accepted; from the journal
-//! (and a snapshot) the engine's exact state can be rebuilt (SPEC §6). This crate stores opaque
+//! (and a snapshot) the engine's exact state can be rebuilt (docs/overview.md §6). This crate stores opaque
 //! records — `(sequence, type, timestamp, payload)` — and opaque snapshot blobs; what the bytes
 //! mean is the pipeline's business.
 //!

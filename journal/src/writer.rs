@@ -204,7 +204,7 @@ impl Writer {
     /// zeros and recovery re-zeroes what it cuts), unless an earlier `fill` panicked. If `fill`
     /// panics, nothing is published: the bytes it wrote lie past the journal's end, and are
     /// overwritten by the next append or cut away as a torn tail by the next recovery (a panic
-    /// in the journal stage is fatal anyway, SPEC §3).
+    /// in the journal stage is fatal anyway, docs/overview.md §3).
     #[inline]
     pub fn append_with(
         &mut self,

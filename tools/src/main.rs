@@ -1,7 +1,7 @@
 //! `ringbook`: the command-line face of ringbook.
 //!
 //! Subcommands:
-//! - `scenario` — run a command script through the engine, one JSON event per line (SPEC §9).
+//! - `scenario` — run a command script through the engine, one JSON event per line (docs/overview.md §9).
 //! - `lobster` — replay a LOBSTER message file and check the book against its orderbook file.
 //! - `journal dump | verify | stats | prune` — look inside and maintain a journal directory.
 //!

@@ -1,7 +1,7 @@
 //! `ringbook scenario` end to end: the real binary on scripts (inline through stdin, or files in
 //! tests/scenarios/ and docs/examples/).
 //!
-//! Every expected line is worked out by hand from docs/matching.md, docs/risk.md and SPEC §9,
+//! Every expected line is worked out by hand from docs/matching.md, docs/risk.md and docs/overview.md §9,
 //! never captured from the binary. Default config, BTC-KRW: lot 10 000 sat, tick_size 1, maker
 //! 5 bps, taker 10 bps, so a trade of `q` lots at price `p` has maker fee `ceil(p·q·5/10000)` and
 //! taker fee `ceil(p·q·10/10000)`; a buy at limit `L` locks `unit_lock(L) = L + ceil(L·10/10000)`
@@ -393,7 +393,7 @@ fn take_hash(lines: &mut Vec<String>) -> String {
 
 // ---------------------------------------------------------------- matching through the CLI
 
-/// Every event shape spelled out byte for byte, as SPEC §9 and the runner's docs list them (the
+/// Every event shape spelled out byte for byte, as docs/overview.md §9 and the runner's docs list them (the
 /// other tests build lines with the helpers above; this one pins the helpers' format too).
 #[test]
 fn every_event_line_has_the_documented_bytes() {

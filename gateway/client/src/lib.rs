@@ -1,6 +1,6 @@
 //! # ringbook-client
 //!
-//! A blocking client for ringbook's binary protocol (SPEC §5, docs/protocol.md): connect, log
+//! A blocking client for ringbook's binary protocol (docs/overview.md §5, docs/protocol.md): connect, log
 //! in, send, receive, heartbeat, and reconnect with retransmission of what was missed. The load
 //! generator (`ringbook loadgen`) and the gateway's tests drive the server through it.
 //!
