@@ -308,6 +308,13 @@ pub enum JournalError {
         /// The first sequence the journal still holds.
         first_available: u64,
     },
+    /// [`crate::truncate()`] cannot keep the journal up to `to`.
+    Truncate {
+        /// The sequence asked for.
+        to: u64,
+        /// Why (up to where the journal is intact, and what stops it).
+        reason: String,
+    },
     /// A snapshot could not be written because its arguments are wrong (e.g. a snapshot for
     /// that sequence already exists).
     Snapshot {
@@ -358,6 +365,9 @@ impl fmt::Display for JournalError {
             ),
             JournalError::Snapshot { path, reason } => {
                 write!(f, "snapshot {}: {reason}", path.display())
+            }
+            JournalError::Truncate { to, reason } => {
+                write!(f, "cannot truncate to sequence {to}: {reason}")
             }
         }
     }

@@ -18,7 +18,8 @@
 //! - [`snapshot`] — atomic, checksummed snapshot files; [`load_latest`] falls back past damaged
 //!   ones.
 //! - [`prune()`] — removes segments a snapshot covers; [`inspect`] — verifies everything and
-//!   lists every problem.
+//!   lists every problem; [`truncate()`] — the operator's explicit acceptance of a known loss
+//!   (recovery refuses damage rather than drop records by itself).
 //!
 //! # In the pipeline
 //!
@@ -93,6 +94,7 @@ mod scan;
 mod segment;
 pub mod snapshot;
 mod tailer;
+mod truncate;
 mod verify;
 mod writer;
 
@@ -110,5 +112,6 @@ pub use snapshot::{
     SnapshotMeta, SnapshotWriter,
 };
 pub use tailer::{Tailer, POLL_STEPS_MAX};
+pub use truncate::{truncate, RemovedSegment, TruncateReport};
 pub use verify::{inspect, Inspection, Problem, Progress, SegmentState, SegmentSummary, Severity};
 pub use writer::{Writer, WriterStats};
