@@ -137,9 +137,25 @@ fn dir_bytes(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8
 fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let cmds = stream(5, 3_000);
-    let (mut p, _) = start(dir.path(), Layout::Fused, 0);
+    let (mut p, collected) = start(dir.path(), Layout::Fused, 0);
     for c in &cmds {
         p.submit(*c);
+    }
+    // Every command processed, then the snapshot: it covers all 3 000 (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while collected
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| o.kind == OutputKind::Done)
+        .count()
+        < cmds.len()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commands not processed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     p.request_snapshot();
     p.submit(cmds[0]);
@@ -148,9 +164,8 @@ fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
         .snapshots
         .last_seq
         .expect("the requested snapshot was written");
-    // Taken at a batch boundary after the request: how far the pipeline had got by then.
-    assert!(snap.0 >= 100, "snapshot at {snap}");
-    let lost_from = snap.0 / 2;
+    assert!(snap.0 >= 3_000, "snapshot at {snap}");
+    let lost_from = 2_000;
 
     // The journal loses its records from `lost_from` on (zeros), and a torn record is left
     // where that record began: recovery would cut it — but the snapshot covers more than is
