@@ -6,6 +6,7 @@
 //! ringbook journal verify DIR
 //! ringbook journal stats DIR [--json]
 //! ringbook journal prune DIR --before SEQ [--dry-run]
+//! ringbook journal truncate DIR --to SEQ [--dry-run]
 //! ringbook journal replay DIR [--config FILE] [--no-risk] [--to SEQ] [--json]
 //! ```
 //!
@@ -21,6 +22,13 @@
 //! - `prune` removes the segments whose records are all covered by the newest valid snapshot and
 //!   below `--before`; never anything else, never the last segment. It takes the writer's lock,
 //!   so it refuses while a writer has the journal open.
+//! - `truncate` is the explicit, logged acceptance of a known loss (`ringbook serve` refuses a
+//!   damaged journal rather than drop records by itself): it keeps every record up to and
+//!   including `--to` (which must be intact, as must everything before it), removes every later
+//!   segment and every snapshot beyond `--to`, and reopens the segment holding `--to` as the
+//!   journal's last. It prints each thing it removes, then verifies the result. It takes the
+//!   writer's lock. Status 0: done and the journal is sound; 1: done but still not sound (see
+//!   the problems it lists); 2: refused (nothing changed).
 //! - `replay` rebuilds the engine state the journal describes — the newest valid snapshot at or
 //!   below `--to` (none: from the journal's first record), then every record after it up to
 //!   `--to` inclusive (default: the last) — read-only (nothing in DIR is written, truncated or
@@ -48,8 +56,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringbook_engine::pipeline::{replay_journal, PipelineError};
 use ringbook_engine::prelude::{Config, RiskMode, Seq};
 use ringbook_journal::{
-    inspect, prune, Inspection, JournalConfig, JournalError, Reader, SegmentState, Severity,
-    TailState,
+    inspect, prune, truncate, Inspection, JournalConfig, JournalError, Reader, SegmentState,
+    Severity, TailState,
 };
 
 use crate::printer::Printer;
@@ -79,6 +87,21 @@ enum JournalCmd {
     Prune(PruneArgs),
     /// Rebuild the engine state (read-only) and print books, balances, fees and state hash.
     Replay(ReplayArgs),
+    /// Accept a known loss: keep records up to --to, remove everything after (logged).
+    Truncate(TruncateArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct TruncateArgs {
+    /// The journal directory.
+    dir: PathBuf,
+    /// The last sequence to keep; every record after it, and every snapshot beyond it, is
+    /// removed.
+    #[arg(long, value_name = "SEQ")]
+    to: u64,
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -153,6 +176,7 @@ pub fn run(args: Args) -> ExitCode {
         JournalCmd::Stats(a) => stats(&a, &mut out),
         JournalCmd::Prune(a) => prune_cmd(&a, &mut out),
         JournalCmd::Replay(a) => replay(&a, &mut out),
+        JournalCmd::Truncate(a) => truncate_cmd(&a, &mut out),
     }
     .and_then(|code| {
         out.flush()?;
@@ -538,6 +562,92 @@ fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
             .map_or("-".to_string(), |s| s.to_string())
     )?;
     Ok(0)
+}
+
+fn truncate_cmd(args: &TruncateArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
+    require_dir(&args.dir)?;
+    let report = match truncate(&args.dir, args.to, args.dry_run) {
+        Err(JournalError::Locked { path }) => {
+            return Err(Fatal(format!(
+                "a writer has the journal open ({} is locked); stop it first",
+                path.display()
+            )))
+        }
+        r => r?,
+    };
+    let (verb, prefix) = if args.dry_run {
+        ("would remove", "dry run: ")
+    } else {
+        ("removed", "")
+    };
+    let range = |r: Option<(u64, u64)>| {
+        r.map_or("no intact record".to_string(), |(a, b)| {
+            format!("records {a}..={b}")
+        })
+    };
+    for path in &report.removed_snapshots {
+        writeln!(out, "{prefix}{verb} snapshot {}", path.display())?;
+    }
+    for seg in &report.removed_segments {
+        writeln!(
+            out,
+            "{prefix}{verb} segment {} ({} bytes; {})",
+            seg.path.display(),
+            seg.file_len,
+            range(seg.sequences)
+        )?;
+    }
+    if let Some(len) = report.restored_from_len {
+        writeln!(
+            out,
+            "{prefix}{} {} to its full length (it was {len} bytes)",
+            if args.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
+            report.last_segment.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "{prefix}{} {} after offset {}: {} non-zero byte(s) zeroed ({} dropped)",
+        if args.dry_run { "would cut" } else { "cut" },
+        report.last_segment.display(),
+        report.cut_offset,
+        report.bytes_zeroed,
+        range(report.records_dropped_in_last)
+    )?;
+    writeln!(
+        out,
+        "{prefix}the journal {} at sequence {}; the next record is {}{}",
+        if args.dry_run { "would end" } else { "ends" },
+        args.to,
+        args.to + 1,
+        report.last_dropped().map_or(String::new(), |s| format!(
+            "; intact records {}..={s} {}",
+            args.to + 1,
+            if args.dry_run {
+                "would be lost"
+            } else {
+                "were dropped"
+            }
+        ))
+    )?;
+    if args.dry_run {
+        return Ok(0);
+    }
+    let inspection = inspect_with_progress(&args.dir, "verify", |_| {})?;
+    for problem in &inspection.problems {
+        writeln!(out, "{problem}")?;
+    }
+    if inspection.is_sound() {
+        writeln!(out, "sound: the journal is accepted as it is now")?;
+        Ok(0)
+    } else {
+        writeln!(out, "NOT SOUND after truncating (see the errors above)")?;
+        Ok(EXIT_PROBLEM)
+    }
 }
 
 fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
