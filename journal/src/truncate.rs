@@ -21,6 +21,10 @@
 //!    record `to` (later records, the end-of-segment frame, damage) is overwritten with zeros:
 //!    it becomes the journal's open last segment, and the writer appends `to + 1` there.
 //!
+//! A directory where no segment holds a record (every segment file lost) can only be emptied,
+//! with `to` 0: its snapshots, segment files and creation marker are removed, and the next
+//! writer starts a new journal.
+//!
 //! With `dry_run`, it only reports what it would do.
 
 use std::fs;
@@ -49,8 +53,9 @@ pub struct RemovedSegment {
 pub struct TruncateReport {
     /// The last sequence kept.
     pub to: u64,
-    /// The segment that now ends the journal.
-    pub last_segment: PathBuf,
+    /// The segment that now ends the journal; `None` when no segment held a record and the
+    /// journal was emptied (`to` 0): the next writer starts a new one.
+    pub last_segment: Option<PathBuf>,
     /// Where in it the cut is (after record `to`).
     pub cut_offset: u64,
     /// Non-zero bytes after the cut in that segment, overwritten with zeros.
@@ -92,6 +97,13 @@ pub fn truncate(
     let _lock = DirLock::acquire(dir)?;
     let listing = dir::list(dir)?;
     let segments = &listing.segments;
+
+    let started = segments
+        .iter()
+        .any(|(index, path)| ReadSegment::open(path, *index).is_ok_and(|seg| seg.header().is_ok()));
+    if !started {
+        return empty(dir, to, &listing, dry_run);
+    }
 
     // 1. Find the segment holding `to`, checking everything before it.
     let mut target = None;
@@ -207,7 +219,7 @@ pub fn truncate(
     // 2. What goes.
     let mut report = TruncateReport {
         to,
-        last_segment: last_segment.clone(),
+        last_segment: Some(last_segment.clone()),
         cut_offset: cut as u64,
         bytes_zeroed: zero_to.saturating_sub(cut) as u64,
         records_dropped_in_last: dropped,
@@ -257,5 +269,58 @@ pub fn truncate(
     if !dir::has_marker(dir) {
         dir::write_marker(dir, true)?;
     }
+    Ok(report)
+}
+
+/// No segment holds a record: only emptying the directory (`to` 0) is possible.
+fn empty(
+    dir: &Path,
+    to: u64,
+    listing: &dir::DirListing,
+    dry_run: bool,
+) -> Result<TruncateReport, JournalError> {
+    if to != 0 {
+        return Err(JournalError::Truncate {
+            to,
+            reason: "no segment file holds a record; only --to 0 (an empty journal) is possible"
+                .to_string(),
+        });
+    }
+    let mut report = TruncateReport {
+        to,
+        last_segment: None,
+        cut_offset: 0,
+        bytes_zeroed: 0,
+        records_dropped_in_last: None,
+        restored_from_len: None,
+        removed_segments: Vec::new(),
+        removed_snapshots: listing.snapshots.iter().map(|(_, p)| p.clone()).collect(),
+        dry_run,
+    };
+    for (_, path) in &listing.segments {
+        let file_len = fs::metadata(path)
+            .map_err(|e| JournalError::io("stat segment", path, e))?
+            .len();
+        report.removed_segments.push(RemovedSegment {
+            path: path.clone(),
+            file_len,
+            sequences: None,
+        });
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    for path in report.removed_snapshots.iter().rev() {
+        fs::remove_file(path).map_err(|e| JournalError::io("remove snapshot", path, e))?;
+    }
+    for removed in report.removed_segments.iter().rev() {
+        fs::remove_file(&removed.path)
+            .map_err(|e| JournalError::io("remove segment", &removed.path, e))?;
+    }
+    let marker = dir.join(dir::CREATED_FILE_NAME);
+    if marker.exists() {
+        fs::remove_file(&marker).map_err(|e| JournalError::io("remove marker", &marker, e))?;
+    }
+    dir::sync_dir(dir)?;
     Ok(report)
 }

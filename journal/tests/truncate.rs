@@ -82,7 +82,7 @@ fn a_last_segment_cut_short_is_accepted_only_through_truncate() {
             ..report.clone()
         }
     );
-    assert_eq!(report.last_segment, path);
+    assert_eq!(report.last_segment, Some(path.clone()));
     assert_eq!(report.cut_offset, victim.offset);
     assert_eq!(report.restored_from_len, Some(cut));
     assert!(report.removed_segments.is_empty());
@@ -105,7 +105,7 @@ fn a_removed_last_segment_is_accepted_only_through_truncate() {
     // The sealed segment is opened again: its end-of-segment frame is zeroed.
     assert_eq!(
         report.last_segment,
-        ringbook_journal::segment_path(dir.path(), last - 1)
+        Some(ringbook_journal::segment_path(dir.path(), last - 1))
     );
     assert!(report.bytes_zeroed > 0 && report.bytes_zeroed <= 32);
     assert_eq!(report.records_dropped_in_last, None);
@@ -162,14 +162,14 @@ fn truncate_to_a_segments_last_record_reopens_it_and_to_zero_empties_the_journal
     let report = truncate(dir.path(), first_of_2 - 1, false).unwrap();
     assert_eq!(
         report.last_segment,
-        ringbook_journal::segment_path(dir.path(), 1)
+        Some(ringbook_journal::segment_path(dir.path(), 1))
     );
     assert!(report.records_dropped_in_last.is_none());
     assert_accepted_through(dir.path(), first_of_2 - 1);
     let report = truncate(dir.path(), 0, false).unwrap();
     assert_eq!(
         (report.last_segment, report.cut_offset),
-        (ringbook_journal::segment_path(dir.path(), 0), 64)
+        (Some(ringbook_journal::segment_path(dir.path(), 0)), 64)
     );
     assert_accepted_through(dir.path(), 0);
 }
@@ -190,4 +190,19 @@ fn truncate_refuses_a_pruned_sequence_and_a_live_writer() {
         truncate(dir.path(), 1500, false),
         Err(JournalError::Locked { .. })
     ));
+}
+
+#[test]
+fn a_journal_with_every_segment_gone_can_only_be_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), 100, config(false, Durability::None));
+    write_snapshot(dir.path(), 50, 0, 1, b"50").unwrap();
+    fs::remove_file(ringbook_journal::segment_path(dir.path(), 0)).unwrap();
+    assert!(Writer::open(dir.path(), config(false, Durability::None)).is_err());
+    let e = truncate(dir.path(), 50, false).unwrap_err();
+    assert!(e.to_string().contains("only --to 0"), "{e}");
+    let report = truncate(dir.path(), 0, false).unwrap();
+    assert_eq!(report.last_segment, None);
+    assert_eq!(report.removed_snapshots.len(), 1);
+    assert_accepted_through(dir.path(), 0);
 }

@@ -597,7 +597,7 @@ fn truncate_cmd(args: &TruncateArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
             range(seg.sequences)
         )?;
     }
-    if let Some(len) = report.restored_from_len {
+    if let (Some(len), Some(last)) = (report.restored_from_len, &report.last_segment) {
         writeln!(
             out,
             "{prefix}{} {} to its full length (it was {len} bytes)",
@@ -606,18 +606,25 @@ fn truncate_cmd(args: &TruncateArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
             } else {
                 "restored"
             },
-            report.last_segment.display()
+            last.display()
         )?;
     }
-    writeln!(
-        out,
-        "{prefix}{} {} after offset {}: {} non-zero byte(s) zeroed ({} dropped)",
-        if args.dry_run { "would cut" } else { "cut" },
-        report.last_segment.display(),
-        report.cut_offset,
-        report.bytes_zeroed,
-        range(report.records_dropped_in_last)
-    )?;
+    match &report.last_segment {
+        Some(last) => writeln!(
+            out,
+            "{prefix}{} {} after offset {}: {} non-zero byte(s) zeroed ({} dropped)",
+            if args.dry_run { "would cut" } else { "cut" },
+            last.display(),
+            report.cut_offset,
+            report.bytes_zeroed,
+            range(report.records_dropped_in_last)
+        )?,
+        None => writeln!(
+            out,
+            "{prefix}no segment held a record: the journal {} empty",
+            if args.dry_run { "would be" } else { "is" }
+        )?,
+    }
     writeln!(
         out,
         "{prefix}the journal {} at sequence {}; the next record is {}{}",

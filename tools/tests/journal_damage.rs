@@ -414,3 +414,33 @@ fn a_busy_port_fails_the_start_and_creates_no_journal() {
     );
     drop(busy);
 }
+
+#[test]
+fn a_journal_whose_every_segment_is_deleted_refuses_start_until_emptied_explicitly() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    fill(&journal, 200);
+    for (_, p) in ringbook_journal::list(&journal).unwrap().segments {
+        std::fs::remove_file(p).unwrap();
+    }
+    let segment0 = ringbook_journal::segment_path(&journal, 0);
+    refused_start(&journal, &segment0, "no segment file is left");
+    verify_fails(&journal, &segment0, "no segment file is left");
+    // Only an empty journal can be accepted, and only by saying so.
+    let out = journal_cmd(&["truncate", "--to", "5"], &journal);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("only --to 0"));
+    let out = journal_cmd(&["truncate", "--to", "0"], &journal);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("the journal is empty"));
+    let (srv, _) = Server::start(&journal);
+    assert!(
+        srv.log
+            .iter()
+            .any(|l| l.contains("recovered") && l.contains("next sequence 1")),
+        "{:#?}",
+        srv.log
+    );
+    let (status, log) = srv.terminate();
+    assert!(status.success(), "{log:#?}");
+}
