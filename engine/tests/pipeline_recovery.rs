@@ -193,8 +193,7 @@ fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
     let err = Pipeline::builder(&config())
         .journal(dir.path(), journal_config())
         .start()
-        .err()
-        .expect("a snapshot beyond the journal's end refuses the start");
+        .expect_err("a snapshot beyond the journal's end refuses the start");
     let shown = err.to_string();
     assert!(
         shown.contains("snapshot covers up to sequence")

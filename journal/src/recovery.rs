@@ -199,7 +199,7 @@ struct Plan {
     /// Unused trailing segments, lowest index first.
     unused: Vec<(u64, PathBuf)>,
     /// The last started segment and its scan.
-    last: Option<(u64, PathBuf, SegmentHeader, SegmentScan)>,
+    last: Option<(u64, PathBuf, SegmentScan)>,
     action: Action,
 }
 
@@ -252,9 +252,8 @@ fn plan(dir: &Path, config: &JournalConfig) -> Result<Plan, JournalError> {
 
     // 6. No started segment: a new journal, unless it had one.
     let Some((last_index, last_path)) = started.last().cloned() else {
-        if let Some((index, path)) = unused.first().filter(|(i, _)| *i != 0) {
+        if let Some((_, path)) = unused.first().filter(|(i, _)| *i != 0) {
             // Only unused segments, and not from the start: the journal's data is gone.
-            let _ = index;
             return Err(JournalError::corrupt(
                 path,
                 0,
@@ -356,7 +355,7 @@ fn plan(dir: &Path, config: &JournalConfig) -> Result<Plan, JournalError> {
     Ok(Plan {
         report,
         unused,
-        last: Some((last_index, last_path, header, scan)),
+        last: Some((last_index, last_path, scan)),
         action,
     })
 }
@@ -401,7 +400,7 @@ fn apply(dir: &Path, config: &JournalConfig, plan: Plan) -> Result<Recovered, Jo
     if durable && !report.removed_unused.is_empty() {
         dir::sync_dir(dir)?;
     }
-    let Some((last_index, last_path, header, scan)) = last else {
+    let Some((last_index, last_path, scan)) = last else {
         let segment = Segment::create(dir, 0, config.segment_len_bytes, durable)?;
         segment.write_header(config.first_sequence);
         if durable {
@@ -442,7 +441,6 @@ fn apply(dir: &Path, config: &JournalConfig, plan: Plan) -> Result<Recovered, Jo
                     .flush_range(0, SEGMENT_HEADER_LEN)
                     .map_err(|e| JournalError::io("fsync segment", &path, e))?;
             }
-            let _ = (last_index, header);
             return Ok(Recovered {
                 segment,
                 offset: SEGMENT_HEADER_LEN,
@@ -451,7 +449,6 @@ fn apply(dir: &Path, config: &JournalConfig, plan: Plan) -> Result<Recovered, Jo
             });
         }
     }
-    debug_assert_eq!(header.segment_index, last_index);
     let segment = Segment::open_existing(&last_path, last_index)?;
     Ok(Recovered {
         segment,
