@@ -73,9 +73,11 @@
 //! Unit tests sit next to the code (layout, config). `tests/` holds round trips across segment
 //! rolls, every durability and pre-touch mode; crash tests that `SIGKILL` a writer *process*
 //! mid-append (deterministically, inside a record's fill) and free-running, then recover; tests
-//! that truncate or flip every byte of the last record and check that recovery keeps exactly
-//! the complete records; mid-segment corruption that must be a hard error naming the file and
-//! offset; the tailer following a writer thread and a writer process; snapshots with damaged
+//! that zero or flip every byte of the last record and check that recovery keeps exactly the
+//! complete records; damage that must be a hard error naming the file and what is lost, with
+//! no file changed (mid-segment corruption, a segment cut short at every offset of its last
+//! record, a removed segment, a snapshot beyond the journal's end); [`truncate()`] accepting
+//! such a loss; the tailer following a writer thread and a writer process; snapshots with damaged
 //! newest files; pruning; and property tests that feed arbitrary and mutated segment files to
 //! the readers and recovery (never a panic, never a record whose checksum does not match).
 #![deny(missing_docs)]
