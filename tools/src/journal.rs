@@ -903,6 +903,59 @@ mod tests {
     }
 
     #[test]
+    fn truncate_prints_what_it_removes_and_a_dry_run_removes_nothing() {
+        let dir = journal(2000);
+        write_snapshot(dir.path(), 1500, 0, 1, b"state").unwrap();
+        let segments = ringbook_journal::list(dir.path()).unwrap().segments;
+        assert!(segments.len() >= 3);
+        let args = TruncateArgs {
+            dir: dir.path().into(),
+            to: 300,
+            dry_run: true,
+        };
+        let mut out = Vec::new();
+        assert_eq!(truncate_cmd(&args, &mut out).unwrap(), 0);
+        let out = text(out);
+        assert!(out.contains("dry run: would remove snapshot"), "{out}");
+        assert!(out.contains("dry run: would remove segment"), "{out}");
+        assert!(out.contains("records 301..=2000 would be lost"), "{out}");
+        assert_eq!(
+            ringbook_journal::list(dir.path()).unwrap().segments,
+            segments
+        );
+        let args = TruncateArgs {
+            dry_run: false,
+            ..args
+        };
+        let mut out = Vec::new();
+        assert_eq!(truncate_cmd(&args, &mut out).unwrap(), 0);
+        let out = text(out);
+        assert!(
+            out.contains("removed segment") && out.contains("removed snapshot"),
+            "{out}"
+        );
+        assert!(
+            out.contains("the journal ends at sequence 300; the next record is 301"),
+            "{out}"
+        );
+        assert!(out.contains("sound: the journal is accepted"), "{out}");
+        let mut out = Vec::new();
+        let verify_args = VerifyArgs {
+            dir: dir.path().into(),
+        };
+        assert_eq!(verify(&verify_args, &mut out).unwrap(), 0);
+        assert!(text(out).starts_with("sound: 300 record(s)"));
+        // Beyond what is there: refused, nothing changed.
+        let args = TruncateArgs {
+            dir: dir.path().into(),
+            to: 301,
+            dry_run: false,
+        };
+        let err = truncate_cmd(&args, &mut Vec::new()).unwrap_err();
+        assert!(err.0.contains("intact through sequence 300"), "{err:?}");
+    }
+
+    #[test]
     fn a_missing_directory_cannot_run() {
         let args = VerifyArgs {
             dir: "/nonexistent/ringbook-journal".into(),
