@@ -52,6 +52,10 @@ pub struct Args {
     /// makes back-pressure easy to see (tests).
     #[arg(long)]
     ring_size: Option<usize>,
+    /// Journal segment file size in bytes (a multiple of 4096, room for a 64 KiB record;
+    /// default 64 MiB). Small segments make tests roll segments quickly.
+    #[arg(long, value_name = "BYTES")]
+    journal_segment_bytes: Option<u64>,
     /// Run the engine on the gateway thread without a journal (nothing survives a restart;
     /// for demos and tests).
     #[arg(long)]
@@ -80,9 +84,12 @@ fn serve(args: Args) -> Result<(), String> {
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
     sc.currencies = config.currencies.len();
+    // Bind before anything touches the journal directory: a start that fails on a busy port
+    // leaves no journal file behind.
+    let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
-        let handle = server::start(sc, backend).map_err(|e| e.to_string())?;
+        let handle = server::start_on(listener, sc, backend).map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
@@ -109,7 +116,7 @@ fn serve(args: Args) -> Result<(), String> {
         .layout(args.layout)
         .wait(args.wait)
         .inline_output(args.inline_output)
-        .journal(&args.journal, JournalConfig::default());
+        .journal(&args.journal, journal_config(&args));
     if let Some(w) = args.output_wait {
         builder = builder.output_wait(w);
     }
@@ -125,7 +132,8 @@ fn serve(args: Args) -> Result<(), String> {
         rec.replayed,
         rec.next_seq
     );
-    let handle = match server::start(sc, backend) {
+    log_recovery(rec);
+    let handle = match server::start_on(listener, sc, backend) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string()),
     };
@@ -166,6 +174,43 @@ fn serve(args: Args) -> Result<(), String> {
         report.commands, report.state_hash
     );
     Ok(())
+}
+
+fn journal_config(args: &Args) -> JournalConfig {
+    let mut journal = JournalConfig::default();
+    if let Some(bytes) = args.journal_segment_bytes {
+        journal.segment_len_bytes = bytes;
+    }
+    journal
+}
+
+/// Logs everything recovery cut or skipped: nothing is dropped without a line saying so.
+fn log_recovery(rec: &ringbook_engine::pipeline::RecoveryInfo) {
+    for cut in rec.journal.cuts() {
+        eprintln!(
+            "ringbook serve: journal recovery cut a torn final record: {} offset {}, {} byte(s) \
+             discarded ({})",
+            cut.path.display(),
+            cut.offset,
+            cut.bytes_discarded,
+            cut.damage.map_or(
+                "its length word was never written".to_string(),
+                |d| format!("{d:?}")
+            )
+        );
+    }
+    for path in &rec.journal.removed_unused {
+        eprintln!(
+            "ringbook serve: journal recovery removed an unused pre-allocated segment {}",
+            path.display()
+        );
+    }
+    for (path, why) in &rec.skipped_snapshots {
+        eprintln!(
+            "ringbook serve: skipped invalid snapshot {}: {why}",
+            path.display()
+        );
+    }
 }
 
 fn wait_for_signal() {

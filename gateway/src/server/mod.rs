@@ -224,13 +224,36 @@ impl<B> ServerHandle<B> {
     }
 }
 
+/// A listening socket bound before [`start_on`]: a caller that binds first fails on a busy
+/// port before it opens anything else (`ringbook serve` binds before it opens the journal).
+#[derive(Debug)]
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// Binds `addr` ([`ServerError::Bind`] if it cannot).
+    pub fn bind(addr: SocketAddr) -> Result<Listener, ServerError> {
+        TcpListener::bind(addr)
+            .map(Listener)
+            .map_err(|e| ServerError::Bind(addr, e))
+    }
+}
+
 /// Binds `config.listen` and starts the loop on its own thread.
 pub fn start<B: Backend + Send + 'static>(
     config: ServerConfig,
+    backend: B,
+) -> Result<ServerHandle<B>, ServerError> {
+    start_on(Listener::bind(config.listen)?, config, backend)
+}
+
+/// Starts the loop on its own thread, accepting on `listener` (bound already; `config.listen`
+/// is not used).
+pub fn start_on<B: Backend + Send + 'static>(
+    listener: Listener,
+    config: ServerConfig,
     mut backend: B,
 ) -> Result<ServerHandle<B>, ServerError> {
-    let mut listener =
-        TcpListener::bind(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
+    let mut listener = listener.0;
     let addr = listener.local_addr().map_err(ServerError::Io)?;
     let poll = Poll::new().map_err(ServerError::Io)?;
     poll.registry()
