@@ -423,6 +423,7 @@ fn round(alice: &mut Peer, bob: &mut Peer, n: u64) {
     bob.push(&ClientMsg::Command(Command::MassCancel {
         user: UserId(bob.user),
         symbol: Some(SYMBOL),
+        on_disconnect: false,
     }));
     bob.push(&ClientMsg::OpenOrders {
         request_id: 4,

@@ -78,7 +78,7 @@ fn serve(args: Args) -> Result<(), String> {
         return Err("the configuration has no [[gateway.accounts]]: nobody could log in".into());
     }
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
-    let mut sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
+    let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
     sc.currencies = config.currencies.len();
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
