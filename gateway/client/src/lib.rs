@@ -130,6 +130,22 @@ impl Client {
         })
     }
 
+    /// Wraps a stream the caller connected (e.g. from a chosen source address); TCP_NODELAY
+    /// is set. [`Client::reconnect`] connects to the same peer address the usual way.
+    pub fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            addr: stream.peer_addr()?,
+            stream,
+            buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            last_seq: 0,
+            login: None,
+            frame: [0u8; FRAME_BYTES_MAX],
+        })
+    }
+
     /// Logs in as `login` for session `session_id` and waits for the answer.
     pub fn login(
         &mut self,
