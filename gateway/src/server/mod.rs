@@ -763,7 +763,7 @@ impl<B: Backend> Core<B> {
                     self.accept_backoff = Duration::ZERO;
                     Stats::inc(&self.stats.connections);
                     let _ = stream.set_nodelay(true);
-                    let ip = peer.ip();
+                    let ip = source_key(peer.ip());
                     let from_ip = self
                         .conns
                         .iter()
@@ -2086,6 +2086,21 @@ impl<B: Backend> Core<B> {
     }
 }
 
+/// The source a connection is counted under (pre-login cap, login throttling): its IPv4
+/// address, or the /64 prefix of an IPv6 address (one host usually holds a whole /64).
+fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// Tells a connection that gets no slot why (best effort; it is dropped right after).
 fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
     let mut f = [0u8; FRAME_BYTES_MAX];
@@ -2105,4 +2120,47 @@ fn emit_into(sess: &mut Session, msg: ServerMsg) {
     let (seq, slot) = sess.next_slot();
     let n = msg.with_seq(seq).encode(slot);
     sess.commit(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_ipv4_addresses_or_ipv6_slash_64s() {
+        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("127.0.0.2"), "127.0.0.2");
+        assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+    }
+
+    #[test]
+    fn the_cancel_on_disconnect_ring_keeps_one_entry_per_user() {
+        let mut q = CodQueue::new(2);
+        assert!(q.push(7) && q.push(7) && q.push(9));
+        assert_eq!(q.len, 2);
+        assert!(!q.push(11), "full: a third user does not fit");
+        assert_eq!(q.front(), Some(7));
+        q.pop();
+        assert!(q.push(7));
+        assert_eq!(q.front(), Some(9));
+        q.pop();
+        assert_eq!(q.front(), Some(7));
+        q.pop();
+        assert_eq!(q.front(), None);
+    }
+
+    #[test]
+    fn log_lines_are_rate_limited_with_a_suppressed_count() {
+        let mut l = RateLog::default();
+        let t = Instant::now();
+        assert_eq!(l.ready(t), Some(0));
+        assert_eq!(l.ready(t + Duration::from_millis(10)), None);
+        assert_eq!(l.ready(t + Duration::from_millis(999)), None);
+        assert_eq!(l.ready(t + LOG_INTERVAL), Some(2));
+        assert_eq!(l.ready(t + LOG_INTERVAL * 3), Some(0));
+        assert_eq!(Suppressed(2).to_string(), " (2 similar suppressed)");
+        assert_eq!(Suppressed(0).to_string(), "");
+    }
 }
