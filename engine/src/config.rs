@@ -482,6 +482,37 @@ mod tests {
         assert_eq!(c.currency_id("BTC"), Some(CurrencyId(2)));
     }
 
+    #[test]
+    fn gateway_limits_default_and_parse_before_or_after_the_accounts() {
+        let d = Config::default();
+        assert_eq!(
+            GatewayConfig {
+                accounts: d.gateway.accounts.clone(),
+                ..GatewayConfig::default()
+            },
+            d.gateway
+        );
+        assert_eq!(d.gateway.login_failures_free, 3);
+        let before = format!("[gateway]\nprelogin_max = 5\n{DEFAULT_CONFIG_TOML}");
+        let after = format!("{DEFAULT_CONFIG_TOML}\n[gateway]\nlogin_timeout_ms = 700\n");
+        let before = Config::from_toml_str(&before).unwrap();
+        let after = Config::from_toml_str(&after).unwrap();
+        assert_eq!(
+            (before.gateway.prelogin_max, before.gateway.login_timeout_ms),
+            (5, 2_000)
+        );
+        assert_eq!(
+            (after.gateway.prelogin_max, after.gateway.login_timeout_ms),
+            (16, 700)
+        );
+        assert_eq!(after.gateway.accounts, d.gateway.accounts);
+        let typo = format!("[gateway]\nprelogin_maxx = 5\n{DEFAULT_CONFIG_TOML}");
+        assert!(matches!(
+            Config::from_toml_str(&typo),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
     fn with(edit: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
         let mut c = Config::default();
         edit(&mut c);

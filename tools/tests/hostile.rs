@@ -147,7 +147,7 @@ impl Drop for Server {
 }
 
 /// Raises this process's descriptor limit to its hard limit (the attacks hold ~1 000 sockets).
-fn raise_fd_limit() -> u64 {
+fn raise_fd_limit() -> libc::rlim_t {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -161,7 +161,7 @@ fn raise_fd_limit() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
         }
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
