@@ -16,7 +16,7 @@
 //! budget of their own (`prelogin_max`, at most `prelogin_per_addr_max` per source address,
 //! `login_timeout` to log in), so they can never take one of the `conns_max` slots of logged-in
 //! sessions; a login may only displace a detached session of its own account; failed logins are
-//! throttled per account and per address ([`auth`]); every table is a fixed size whose bound is
+//! throttled per account and per address (`auth.rs`); every table is a fixed size whose bound is
 //! checked against the others at [`start`]; counters are readable while running
 //! ([`ServerHandle::stats`], and the operator-only `Stats` message).
 
