@@ -764,7 +764,7 @@ enum Step {
     New(NewOrder),
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
-    MassCancel(UserId, Option<SymbolId>),
+    MassCancel(UserId, Option<SymbolId>, bool),
     Deposit(UserId, CurrencyId, DepositAmount),
     Withdraw(UserId, CurrencyId, WithdrawAmount),
     Approve(WithdrawalPick, OperatorPick),
@@ -869,7 +869,11 @@ impl Step {
                     qty: Qty(qty),
                 }
             }
-            Step::MassCancel(user, symbol) => Command::MassCancel { user, symbol },
+            Step::MassCancel(user, symbol, on_disconnect) => Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            },
             Step::Deposit(user, currency, amount) => {
                 let supply = if currency.0 < CURRENCIES {
                     h.engine.accounts().supply(currency)
@@ -1052,8 +1056,8 @@ fn step() -> impl Strategy<Value = Step> {
         30 => new_order().prop_map(Step::New),
         8 => amend(),
         3 => target().prop_map(Step::Cancel),
-        1 => (user(), prop::option::of(address()))
-            .prop_map(|(user, a)| Step::MassCancel(user, a.map(|a| a.1))),
+        1 => (user(), prop::option::of(address()), any::<bool>())
+            .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         7 => deposit(),
         3 => withdraw(),
         4 => (withdrawal_pick(), operator_pick()).prop_map(|(w, o)| Step::Approve(w, o)),

@@ -558,7 +558,8 @@ enum Step {
     New(NewOrder),
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
-    MassCancel(UserId, Option<SymbolId>),
+    /// User, symbol (all when `None`), on disconnect.
+    MassCancel(UserId, Option<SymbolId>, bool),
     /// Order status of a target.
     OrderStatus(Target),
     /// Open orders of a user, at most this many.
@@ -625,7 +626,11 @@ impl Step {
                     qty: Qty(qty),
                 }
             }
-            Step::MassCancel(user, symbol) => Command::MassCancel { user, symbol },
+            Step::MassCancel(user, symbol, on_disconnect) => Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            },
             Step::OrderStatus(t) => {
                 let (user, _, client_order_id) = target(t);
                 Command::Query(Query::Order {
@@ -689,8 +694,8 @@ fn step() -> impl Strategy<Value = Step> {
         30 => new_order().prop_map(Step::New),
         8 => amend(),
         2 => target().prop_map(Step::Cancel),
-        1 => (user(), prop::option::of(address()))
-            .prop_map(|(user, a)| Step::MassCancel(user, a.map(|a| a.1))),
+        1 => (user(), prop::option::of(address()), any::<bool>())
+            .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         1 => query(),
     ]
 }
@@ -1374,6 +1379,7 @@ fn mass_cancel_goes_in_order_id_order() {
     let mass = |symbol| Command::MassCancel {
         user: UserId(1),
         symbol,
+        on_disconnect: false,
     };
     assert_eq!(
         brief(&p.cmd(mass(Some(S0)))),
@@ -1384,9 +1390,14 @@ fn mass_cancel_goes_in_order_id_order() {
             "mass cancelled 3",
         ]
     );
+    // The gateway's cancel-on-disconnect: the same, with reason DISCONNECT.
     assert_eq!(
-        brief(&p.cmd(mass(None))),
-        ["cancelled #2 USER qty 1 leaves 0", "mass cancelled 1"]
+        brief(&p.cmd(Command::MassCancel {
+            user: UserId(1),
+            symbol: None,
+            on_disconnect: true,
+        })),
+        ["cancelled #2 DISCONNECT qty 1 leaves 0", "mass cancelled 1"]
     );
     assert_eq!(brief(&p.cmd(mass(None))), ["mass cancelled 0"]);
     assert_eq!(section(&p, S0, BookSection::Bids), [(5, 1, 1)]);
@@ -1398,7 +1409,8 @@ fn mass_cancel_goes_in_order_id_order() {
     assert_eq!(
         brief(&p.cmd(Command::MassCancel {
             user: UserId(USERS),
-            symbol: None
+            symbol: None,
+            on_disconnect: false,
         })),
         ["rejected UNKNOWN_USER"]
     );

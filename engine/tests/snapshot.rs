@@ -203,6 +203,7 @@ fn stream(seed: u64, len: usize) -> Vec<Command> {
             77..=79 => Command::MassCancel {
                 user,
                 symbol: r.chance(50).then_some(symbol),
+                on_disconnect: user.0 % 2 == 1,
             },
             80..=87 => Command::Deposit {
                 user,

@@ -484,6 +484,7 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
                 Some(s) => Some(symbol(s, config)?),
                 None => None,
             },
+            on_disconnect: false,
         }
     } else if is("deposit") {
         expect_fields(&fields, 4, 4, DEPOSIT_USAGE)?;

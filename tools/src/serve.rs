@@ -82,7 +82,7 @@ fn serve(args: Args) -> Result<(), String> {
         return Err("the configuration has no [[gateway.accounts]]: nobody could log in".into());
     }
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
-    let mut sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
+    let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
     sc.currencies = config.currencies.len();
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.

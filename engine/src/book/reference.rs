@@ -293,7 +293,11 @@ impl ReferenceBook {
                 price,
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
-            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, &mut events),
+            Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            } => self.mass_cancel(user, symbol, on_disconnect, &mut events),
             // Account commands are the risk stage's; the book alone ignores them.
             Command::Deposit { .. }
             | Command::Withdraw { .. }
@@ -729,18 +733,24 @@ impl ReferenceBook {
         events: &mut Vec<Event>,
     ) {
         match self.find(user, symbol, coid) {
-            Ok((o, place)) => self.cancel_live(&o, place, events),
+            Ok((o, place)) => self.cancel_live(&o, place, CancelReason::User, events),
             Err(code) => events.push(reject(user, coid, code)),
         }
         self.fire_stops_if_known(symbol, events);
     }
 
-    /// `Cancelled(USER)` for the whole open quantity, and the order is gone.
-    fn cancel_live(&mut self, o: &RefOrder, place: Place, events: &mut Vec<Event>) {
+    /// `Cancelled(reason)` for the whole open quantity, and the order is gone.
+    fn cancel_live(
+        &mut self,
+        o: &RefOrder,
+        place: Place,
+        reason: CancelReason,
+        events: &mut Vec<Event>,
+    ) {
         let mut o = self.remove(o, place);
         let qty = o.leaves;
         o.leaves = 0;
-        events.push(o.cancelled(qty, CancelReason::User));
+        events.push(o.cancelled(qty, reason));
     }
 
     fn fire_stops_if_known(&mut self, symbol: SymbolId, events: &mut Vec<Event>) {
@@ -776,7 +786,7 @@ impl ReferenceBook {
             Err(code) => return events.push(reject(user, coid, code)),
         };
         if qty.0 == 0 {
-            return self.cancel_live(&o, place, events);
+            return self.cancel_live(&o, place, CancelReason::User, events);
         }
         let sym = &self.symbols[symbol.0 as usize];
         let resting = matches!(place, Place::Resting { .. });
@@ -845,7 +855,18 @@ impl ReferenceBook {
         }
     }
 
-    fn mass_cancel(&mut self, user: UserId, symbol: Option<SymbolId>, events: &mut Vec<Event>) {
+    fn mass_cancel(
+        &mut self,
+        user: UserId,
+        symbol: Option<SymbolId>,
+        on_disconnect: bool,
+        events: &mut Vec<Event>,
+    ) {
+        let reason = if on_disconnect {
+            CancelReason::Disconnect
+        } else {
+            CancelReason::User
+        };
         if user.0 >= self.users_max {
             return events.push(reject(user, ClientOrderId(0), RejectCode::UnknownUser));
         }
@@ -863,7 +884,7 @@ impl ReferenceBook {
             let (o, place) = self
                 .find_any(v.user, v.client_order_id)
                 .expect("still live");
-            self.cancel_live(&o, place, events);
+            self.cancel_live(&o, place, reason, events);
         }
         events.push(Event::MassCancelled {
             user,

@@ -165,7 +165,11 @@ impl Matcher {
                 price,
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, sink),
-            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, sink),
+            Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            } => self.mass_cancel(user, symbol, on_disconnect, sink),
             // Account commands belong to the risk stage (`Engine`); the book has nothing to do.
             Command::Deposit { .. }
             | Command::Withdraw { .. }
@@ -525,8 +529,14 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: Option<SymbolId>,
+        on_disconnect: bool,
         sink: &mut S,
     ) {
+        let reason = if on_disconnect {
+            CancelReason::Disconnect
+        } else {
+            CancelReason::User
+        };
         if user.0 as usize >= self.store.users.len() {
             return sink.on_event(&reject(user, ClientOrderId(0), RejectCode::UnknownUser));
         }
@@ -538,7 +548,7 @@ impl Matcher {
         while slot != NIL {
             let next = self.store.pool[slot].user_next;
             if symbol.is_none_or(|s| self.store.pool[slot].symbol == s) {
-                self.cancel_live(slot, CancelReason::User, sink);
+                self.cancel_live(slot, reason, sink);
                 count += 1;
             }
             slot = next;

@@ -31,6 +31,13 @@ pub trait Backend {
     /// Called once, with the server's waker, before the loop starts; asynchronous backends
     /// wake the loop with it when outputs arrive.
     fn set_waker(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
+    /// The most commands this backend can hold in flight (submitted, `Done` not yet drained),
+    /// if it knows: the server checks at start that its table of in-flight commands
+    /// (`ServerConfig::in_flight_max`) is no smaller. (Whatever the answer, the server never
+    /// has more in flight than that table holds.)
+    fn in_flight_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The engine on the gateway thread: commands are processed as they are submitted and their
@@ -85,6 +92,12 @@ impl Backend for EngineBackend {
         });
         outputs.push_back((seq, BackendOutput::Done));
         Ok(seq)
+    }
+
+    fn in_flight_hint(&self) -> Option<usize> {
+        // Every command leaves at least its `Done` in the queue, which takes no command once
+        // it holds `outputs_max` outputs.
+        Some(self.outputs_max)
     }
 
     fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {
