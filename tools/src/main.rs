@@ -7,8 +7,10 @@
 //!
 //! - `serve` — the gateway server in front of the journaled pipeline.
 //! - `loadgen` — the TCP load harness (loopback only).
+//! - `backtest`, `bots` — strategies on the real engine and against a server (tools/strategy).
 #![forbid(unsafe_code)]
 
+mod bots;
 mod journal;
 mod loadgen;
 mod lobster;
@@ -43,6 +45,10 @@ enum Cmd {
     Serve(serve::Args),
     /// Drive a server over TCP at a set rate and report latency percentiles.
     Loadgen(loadgen::Args),
+    /// Backtest a strategy on the real engine (LOBSTER flow or candles), or sweep a parameter.
+    Backtest(bots::BacktestArgs),
+    /// Run strategy bots against a server, or approve a sweep's proposal.
+    Bots(bots::BotsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +58,7 @@ fn main() -> ExitCode {
         Cmd::Journal(args) => journal::run(args),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::Backtest(args) => bots::backtest(args),
+        Cmd::Bots(args) => bots::bots(args),
     }
 }

@@ -10,6 +10,7 @@
 //! its orders are processed between the flow's commands, at the time of the flow command that
 //! closed the candle.
 
+pub mod cli;
 pub mod lobster;
 pub mod plot;
 pub mod report;

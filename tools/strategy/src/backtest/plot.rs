@@ -24,7 +24,7 @@ pub fn svg(report: &Report) -> Result<String, String> {
         let pad = ((hi - lo) * 0.05).max(1.0);
         let mut c = ChartBuilder::on(&top)
             .caption(
-                format!("{} on {} — equity ({} units of the quote currency)", report.strategy, report.symbol, report.symbol),
+                format!("{} on {}: equity (quote currency, minimal units)", report.strategy, report.symbol),
                 ("sans-serif", 16),
             )
             .margin(10)

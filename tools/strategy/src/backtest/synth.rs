@@ -11,13 +11,14 @@
 //!    taken, at most 20 of them evenly spread, `q` lots each — plus `depth_levels` levels of
 //!    depth beyond `b` on that side and behind `a` on the other (one tick apart, `depth` lots
 //!    each);
-//! 3. the synthetic taker (user 2) sends one IOC limit at `b` for every sweep lot: it trades at
-//!    each sweep level in price order, so prints run from `a` to `b`.
+//! 3. the synthetic taker (user 2) sends an IOC limit of `q` lots at each sweep price in turn,
+//!    so prints run from `a` to `b`, one command per level: stops waiting between `a` and `b`
+//!    fire at the first print that reaches them (the engine fires stops after each command) and
+//!    their market orders meet the sweep levels still ahead.
 //!
 //! A strategy order resting at a price the leg passes is ahead of the maker's sweep order at
-//! that price (older) and better than the later ones, so it fills when the price trades at its
-//! level — an optimistic queue position, and the main limit of this mode. A stop fires on the
-//! leg's prints and its market order meets the depth beyond `b`, paying at least a tick.
+//! that price (older), so it fills when the price trades at its level — an optimistic queue
+//! position, and the main limit of this mode.
 //!
 //! **Between candles** (when the strategy decides), the maker leaves `depth_levels` bids below
 //! and asks above the close, one tick apart: a market order pays at least one tick of spread.
@@ -109,11 +110,13 @@ impl Walker<'_> {
             let d = self.depth(volume);
             self.post(ts, rest, a - dir * i, d);
         }
-        let coid = ClientOrderId(self.next_coid);
-        self.next_coid += 1;
-        let mut o = NewOrder::limit(TAKER, self.symbol, coid, rest, Price(b), Qty(q * prices.len() as u64));
-        o.tif = TimeInForce::Ioc;
-        self.send(ts, Command::NewOrder(o));
+        for &p in &prices {
+            let coid = ClientOrderId(self.next_coid);
+            self.next_coid += 1;
+            let mut o = NewOrder::limit(TAKER, self.symbol, coid, rest, Price(p), Qty(q));
+            o.tif = TimeInForce::Ioc;
+            self.send(ts, Command::NewOrder(o));
+        }
     }
 
     fn candle(&mut self, c: &Candle, interval: u64) {

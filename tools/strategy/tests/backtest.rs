@@ -1,0 +1,185 @@
+//! Backtests end to end on the real engine: the bundled LOBSTER sample and a candle CSV.
+//!
+//! `cargo test -p ringbook-strategy --test backtest`
+
+use std::path::{Path, PathBuf};
+
+use ringbook_strategy::backtest::cli::{self, Options};
+use ringbook_strategy::backtest::sweep::Proposal;
+use ringbook_strategy::backtest::{self, ParamsFile, Run, Source};
+
+fn lobster() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/lobster/AAPL_2012-06-21_34200000_57600000_message_10.csv")
+}
+
+const GRID: &str = r#"
+low = 58530
+high = 58590
+levels = 5
+qty = 10
+
+[risk]
+capital = 10000000
+max_position = 8000000
+max_daily_loss = 500000
+max_slippage_bps = 50
+
+[backtest]
+cash = 10000000
+interval = "1s"
+"#;
+
+fn options(dir: &Path, strategy: &str, params: &str, data: PathBuf, out: &str) -> Options {
+    let p = dir.join(format!("{strategy}.toml"));
+    std::fs::write(&p, params).unwrap();
+    Options {
+        strategy: strategy.into(),
+        params: p,
+        data,
+        config: None,
+        out: Some(dir.join(out)),
+        sweep: None,
+        rank: "sharpe".into(),
+        train: "0.7".into(),
+        proposal: None,
+        threads: Some(2),
+    }
+}
+
+#[test]
+fn lobster_grid_backtest_is_byte_identical_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = options(dir.path(), "grid", GRID, lobster(), "a.json");
+    let b = options(dir.path(), "grid", GRID, lobster(), "b.json");
+    cli::backtest(&a).unwrap();
+    cli::backtest(&b).unwrap();
+    let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+    assert_eq!(read("a.json"), read("b.json"), "two runs, two different reports");
+    assert_eq!(read("a.svg"), read("b.svg"), "two runs, two different plots");
+    assert!(String::from_utf8(read("a.svg")).unwrap().starts_with("<svg"));
+    let r: serde_json::Value = serde_json::from_slice(&read("a.json")).unwrap();
+    assert_eq!(r["reconciled"], true, "engine balances = the ledger's");
+    assert_eq!(r["source"], "lobster");
+    assert!(r["trades"].as_u64().unwrap() > 0, "the grid traded against the recorded flow");
+    assert!(r["flow"]["commands"].as_u64().unwrap() > 900);
+    assert!(r["fees"].as_u64().unwrap() > 0, "fees from the config were charged");
+    for k in ["return", "pnl", "max_drawdown", "sharpe", "win_rate", "exposure_time", "fees", "trades"] {
+        assert!(r.get(k).is_some(), "report lacks {k}");
+    }
+}
+
+/// Three daily BTC-KRW candles: day 0 sets a range of 200; day 1 breaks out.
+fn breakout_csv(dir: &Path) -> PathBuf {
+    let p = dir.join("btc-1d.csv");
+    let d = 86_400_000u64;
+    std::fs::write(
+        &p,
+        format!(
+            "open_time,open,high,low,close,volume\n0,10000,10100,9900,10000,100000\n{d},10000,10300,9950,10250,100000\n{},10250,10300,10200,10220,100000\n",
+            2 * d
+        ),
+    )
+    .unwrap();
+    p
+}
+
+const BREAKOUT: &str = r#"
+k = 0.5
+
+[risk]
+capital = 10000000
+max_slippage_bps = 100
+
+[backtest]
+cash = 10000000
+"#;
+
+#[test]
+fn candle_breakout_buys_the_breakout_and_sells_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), "breakout", BREAKOUT, breakout_csv(dir.path()), "b.json");
+    cli::backtest(&o).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("b.json")).unwrap()).unwrap();
+    // Day 1's target: 10 000 + 0.5 × 200 = 10 100; 0.95 × 10 000 000 buys 940 lots. Day 1 walks
+    // 9 950 → 10 300 in sweep levels 9 950 + 17.5 i: the print at 10 107 fires the stop, whose
+    // market order takes the next level, 10 125. At day 2's open the 940 lots are sold into the
+    // synthesised bid one tick under the close, 10 249.
+    assert_eq!(r["reconciled"], true);
+    assert_eq!(r["trades"], 2, "{r}");
+    assert_eq!(r["round_trips"], 1);
+    assert_eq!(r["realised"], (10_249 - 10_125) * 940);
+    assert_eq!(r["slippage"], (10_125 - 10_100) * 940 + (10_250 - 10_249) * 940);
+    assert_eq!(r["win_rate"], 1.0);
+    // Fees: taker 10 bps, rounded up, on both fills.
+    let fee = |n: i64| (n * 10 + 9_999) / 10_000;
+    assert_eq!(r["fees"], fee(10_125 * 940) + fee(10_249 * 940));
+}
+
+#[test]
+fn sweep_writes_a_pending_proposal_ranked_on_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path(), "grid", GRID, lobster(), "unused.json");
+    o.sweep = Some("qty=5..15:5".into());
+    o.rank = "pnl".into();
+    o.proposal = Some(dir.path().join("proposal.json"));
+    let text = cli::backtest(&o).unwrap();
+    assert!(text.contains("pending"), "{text}");
+    let p = Proposal::load(&dir.path().join("proposal.json")).unwrap();
+    assert_eq!(p.status, "pending");
+    assert_eq!(p.ranking.len(), 3);
+    // Ranked best first by the training metric, and the proposal is the best row.
+    assert!(p.ranking.windows(2).all(|w| w[0].train.metric >= w[1].train.metric));
+    assert_eq!(p.proposed_value, p.ranking[0].value);
+    assert!(p.params.contains(&format!("qty = {}", p.proposed_value.trim_end_matches(".0"))), "{}", p.params);
+    assert!(p.approved_params().is_err(), "a fresh proposal is not usable");
+    // The sweep is deterministic whatever the thread count.
+    o.threads = Some(1);
+    o.proposal = Some(dir.path().join("proposal1.json"));
+    cli::backtest(&o).unwrap();
+    assert_eq!(Proposal::load(&dir.path().join("proposal1.json")).unwrap(), p);
+    cli::approve(&dir.path().join("proposal.json")).unwrap();
+    assert!(Proposal::load(&dir.path().join("proposal.json")).unwrap().approved_params().is_ok());
+}
+
+#[test]
+fn daily_loss_breach_in_a_backtest_flattens_and_logs() {
+    // A maker quoting a falling market accumulates inventory until the daily-loss limit trips.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("fall.csv");
+    let mut csv = String::from("open_time,open,high,low,close,volume\n");
+    for i in 0..30u64 {
+        let o = 20_000 - 40 * i as i64;
+        csv += &format!("{},{},{},{},{},50\n", i * 60_000, o, o + 5, o - 45, o - 40);
+    }
+    std::fs::write(&p, csv).unwrap();
+    let params = r#"
+half_spread = 3
+qty = 20
+max_inventory = 1000
+
+[risk]
+capital = 50000000
+max_daily_loss = 30000
+
+[backtest]
+cash = 50000000
+"#;
+    let (pf, _) = {
+        let f = dir.path().join("m.toml");
+        std::fs::write(&f, params).unwrap();
+        ParamsFile::load(&f).unwrap()
+    };
+    let run = Run {
+        strategy: "maker".into(),
+        params: pf,
+        source: Source::from_path(&p).unwrap(),
+        config: ringbook_engine::Config::default(),
+        window: None,
+    };
+    let r = backtest::run(&run).unwrap();
+    let breach = r.risk_events.iter().find(|e| e.kind == "daily_loss").expect("a daily-loss breach");
+    assert!(breach.detail.contains("flattening"), "{}", breach.detail);
+    assert_eq!(r.position, 0, "flattened and halted for the rest of the day");
+    assert_eq!(r.orders.working, 0);
+    assert!(r.reconciled);
+}
