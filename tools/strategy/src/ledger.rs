@@ -214,6 +214,8 @@ pub struct Ledger {
     pub orders_total: u64,
     /// Orders that failed.
     pub orders_failed: u64,
+    /// The last failure: code and name.
+    pub last_failure: Option<(u16, String)>,
 }
 
 impl Ledger {
@@ -229,6 +231,7 @@ impl Ledger {
             slippage: 0,
             orders_total: 0,
             orders_failed: 0,
+            last_failure: None,
         }
     }
 
@@ -298,6 +301,7 @@ impl Ledger {
         }
         o.state = OrderState::Failed;
         self.orders_failed += 1;
+        self.last_failure = Some((code, name.to_string()));
         o.failure = Some((code, name.to_string()));
         let key = o.key;
         if self.keys.get(&key) == Some(&coid) {

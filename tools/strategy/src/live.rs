@@ -27,6 +27,9 @@
 //!
 //! # Proposals
 //!
+//! Client order ids start from the clock (milliseconds × 1024), because the gateway requires
+//! them to increase within a session, and a session outlives one run of the bots.
+//!
 //! A bot may take its parameters from a sweep's proposal (`proposal = "FILE"`); it is used only
 //! if a person approved it (`ringbook bots approve FILE`) and it was not edited afterwards.
 
@@ -160,6 +163,10 @@ pub struct Outcome {
     pub expected_base: i128,
     /// They agree.
     pub reconciled: bool,
+    /// Orders refused (by risk or the server).
+    pub failed: u64,
+    /// The last refusal's code and name.
+    pub last_failure: Option<String>,
     /// Risk events.
     pub risk_events: usize,
 }
@@ -304,7 +311,7 @@ pub fn run(
         if info.role != 0 {
             return Err(format!("bot {}: {} is an operator login, not a user", b.name, b.login));
         }
-        clients.push((c, UserId(info.id)));
+        clients.push((c, UserId(info.id), info.last_seq));
     }
     // 2. Fund.
     if let Some(f) = &cfg.funding {
@@ -313,14 +320,14 @@ pub fn run(
         if info.role != 1 {
             return Err(format!("funding login {} is not an operator", f.login));
         }
-        for (b, (_, user)) in cfg.bots.iter().zip(&clients) {
+        for (b, (_, user, _)) in cfg.bots.iter().zip(&clients) {
             for (currency, amount) in [(quote_ccy, b.cash), (base_ccy, b.base * sc.lot_size)] {
                 if amount == 0 {
                     continue;
                 }
                 ops.send(&Command::Deposit { user: *user, currency, amount }.into()).map_err(client_err("deposit"))?;
                 loop {
-                    match ops.recv_timeout(WAIT).map_err(client_err("deposit"))? {
+                    match recv(&mut ops, info.last_seq).map_err(client_err("deposit"))? {
                         Some(ServerMsg::Deposited { user: u, currency: c, .. }) if u == user.0 && c == currency.0 => break,
                         Some(ServerMsg::Rejected { code, name, .. }) => {
                             return Err(format!(
@@ -341,9 +348,21 @@ pub fn run(
     let (tx, rx) = mpsc::channel();
     let outcomes = std::thread::scope(|s| -> Result<Vec<Outcome>, String> {
         let mut handles = Vec::new();
-        for ((b, p), (client, user)) in cfg.bots.iter().zip(params).zip(clients) {
+        for ((b, p), (client, user, replayed)) in cfg.bots.iter().zip(params).zip(clients) {
             let tx = tx.clone();
-            let ctx = Live { cfg: b.clone(), params: p, market, symbol, user, quote_ccy, base_ccy, lot: sc.lot_size, interval, steps: cfg.steps };
+            let ctx = Live {
+                cfg: b.clone(),
+                params: p,
+                market,
+                symbol,
+                user,
+                quote_ccy,
+                base_ccy,
+                lot: sc.lot_size,
+                interval,
+                steps: cfg.steps,
+                replayed,
+            };
             handles.push(s.spawn(move || ctx.run(client, &tx)));
         }
         drop(tx);
@@ -376,6 +395,29 @@ struct Live {
     lot: u64,
     interval: Duration,
     steps: u64,
+    /// The session's last sequence number at login: messages up to it are retransmissions of
+    /// an earlier run's, not this run's.
+    replayed: u64,
+}
+
+/// The next message that is not a retransmission (sequence number ≤ `replayed`), or `None`
+/// when nothing arrives within `timeout`.
+fn recv_within(c: &mut Client, replayed: u64, timeout: Duration) -> Result<Option<ServerMsg>, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match c.recv_timeout(left)? {
+            Some(m) if m.seq() != 0 && m.seq() <= replayed => continue,
+            other => return Ok(other),
+        }
+    }
+}
+
+fn recv(c: &mut Client, replayed: u64) -> Result<Option<ServerMsg>, ClientError> {
+    recv_within(c, replayed, WAIT)
 }
 
 /// Server messages about the bot's own orders, as ledger updates.
@@ -412,6 +454,12 @@ impl Live {
             cash0 as i64,
             (base0 / self.lot) as i64,
         )?;
+        // The gateway wants each session's client order ids to increase, across runs too:
+        // start from the clock (ms × 1024: room for 1024 orders per millisecond of run time).
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        bot.ledger = crate::ledger::Ledger::new(self.market, unix_ms.saturating_mul(1024).max(1));
         let started = Instant::now();
         let mut out = Vec::new();
         let mut last_price = self.cfg.reference;
@@ -422,7 +470,7 @@ impl Live {
             c.send(&ClientMsg::BookSnapshot { request_id: request, symbol: self.symbol, depth: 1 }).map_err(err)?;
             let (mut bid, mut ask) = (None, None);
             loop {
-                let m = c.recv_timeout(WAIT).map_err(err)?.ok_or_else(|| format!("bot {name}: no book reply"))?;
+                let m = recv(&mut c, self.replayed).map_err(err)?.ok_or_else(|| format!("bot {name}: no book reply"))?;
                 match m {
                     ServerMsg::BookLevels { request_id, side, count, levels, .. } if request_id == request && count > 0 => {
                         if side == 0 {
@@ -452,7 +500,7 @@ impl Live {
                 if left.is_zero() {
                     break;
                 }
-                if let Some(m) = c.recv_timeout(left).map_err(err)? {
+                if let Some(m) = recv_within(&mut c, self.replayed, left).map_err(err)? {
                     self.apply(&mut bot, &m, &mut c, &mut out).map_err(err)?;
                 }
             }
@@ -478,7 +526,7 @@ impl Live {
         // Cancel everything, wait for it, and reconcile.
         c.send(&Command::MassCancel { user: self.user, symbol: Some(self.symbol), on_disconnect: false }.into()).map_err(err)?;
         loop {
-            let m = c.recv_timeout(WAIT).map_err(err)?.ok_or_else(|| format!("bot {name}: no mass-cancel reply"))?;
+            let m = recv(&mut c, self.replayed).map_err(err)?.ok_or_else(|| format!("bot {name}: no mass-cancel reply"))?;
             if matches!(m, ServerMsg::MassCancelled { .. }) {
                 break;
             }
@@ -509,6 +557,8 @@ impl Live {
             expected_quote,
             expected_base,
             reconciled: quote as i128 == expected_quote && base as i128 == expected_base,
+            failed: bot.ledger.orders_failed,
+            last_failure: bot.ledger.last_failure.as_ref().map(|(c, n)| format!("{c} {n}")),
             risk_events: bot.risk_events.len(),
         }));
         Ok(())
@@ -535,7 +585,7 @@ impl Live {
         c.send(&ClientMsg::Balances { request_id: *request, user: self.user })?;
         let (mut quote, mut base) = (0, 0);
         loop {
-            let Some(m) = c.recv_timeout(WAIT)? else {
+            let Some(m) = recv(c, self.replayed)? else {
                 return Err(ClientError::Closed);
             };
             match m {
