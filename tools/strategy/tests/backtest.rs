@@ -183,3 +183,49 @@ cash = 50000000
     assert_eq!(r.orders.working, 0);
     assert!(r.reconciled);
 }
+
+/// A seeded random walk of hourly BTC-KRW candles.
+fn walk_csv(dir: &Path, n: u64) -> PathBuf {
+    let p = dir.join("walk-1h.csv");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut price: i64 = 50_000;
+    let mut csv = String::from("open_time,open,high,low,close,volume\n");
+    for i in 0..n {
+        let o = price;
+        let c = (o + (next() % 401) as i64 - 195).clamp(30_000, 70_000);
+        let h = o.max(c) + (next() % 60) as i64;
+        let l = o.min(c) - (next() % 60) as i64;
+        csv += &format!("{},{o},{h},{l},{c},{}\n", i * 3_600_000, 200 + next() % 800);
+        price = c;
+    }
+    std::fs::write(&p, csv).unwrap();
+    p
+}
+
+#[test]
+fn every_strategy_trades_a_random_walk_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = walk_csv(dir.path(), 400);
+    let risk = "[risk]\ncapital = 1000000000\nmax_position = 2000000000\nmax_daily_loss = 100000000\n\n[backtest]\ncash = 1000000000\nbase = 5000\nseed = 3\n";
+    for (name, params) in [
+        ("breakout", "k = 0.5\n"),
+        ("grid", "low = 48000\nhigh = 52000\nlevels = 21\nqty = 50\n"),
+        ("turtle", "unit_risk = 0.01\n"),
+        ("maker", "half_spread = 10\nqty = 20\nskew = 0.05\nmax_inventory = 400\n"),
+        ("taker", "seed = 5\nqty = 10\nmax_inventory = 100\n"),
+    ] {
+        let o = options(dir.path(), name, &format!("{params}\n{risk}"), data.clone(), &format!("{name}.json"));
+        cli::backtest(&o).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(format!("{name}.json"))).unwrap()).unwrap();
+        assert_eq!(r["reconciled"], true, "{name}");
+        assert!(r["trades"].as_u64().unwrap() > 0, "{name} never traded: {r}");
+        // 400 candles of data; a trade of the strategy's own after the last one may open one more.
+        assert!((400..=401).contains(&r["candles"].as_u64().unwrap()), "{name}");
+    }
+}

@@ -7,8 +7,8 @@
 //!   skipped when the last trade was a winner, unless the close is also above the highest high
 //!   of the previous `entry_long` candles (system 2). Decisions are taken at candle close and
 //!   sent as market orders.
-//! - **Unit**: `risk × equity / (N × tick_size)` lots (one N move costs `risk` of equity),
-//!   capped by cash.
+//! - **Unit**: `unit_risk × equity / (N × tick_size)` lots (one N move costs `unit_risk` of equity),
+//!   capped by 95% of cash (a market buy locks at its protection price, fee included).
 //! - **Pyramiding**: one more unit each time the close reaches the last fill + `add_n × N`, up
 //!   to `units_max` units; every add moves the stop for the whole position.
 //! - **Stop**: last fill − `stop_n × N`. **Exit**: a close at or below the stop, or below the
@@ -43,9 +43,9 @@ pub struct Params {
     /// ATR window (20).
     #[serde(default = "d20")]
     pub atr: usize,
-    /// Equity risked per N per unit (0.01).
+    /// Equity risked per N per unit (0.01; not `risk`, which names the `[risk]` table).
     #[serde(default = "d_risk")]
-    pub risk: Fixed,
+    pub unit_risk: Fixed,
     /// Most units held (4).
     #[serde(default = "d4")]
     pub units_max: u32,
@@ -108,8 +108,8 @@ impl Turtle {
         if p.entry == 0 || p.entry_long == 0 || p.exit == 0 || p.atr == 0 {
             return Err("turtle: entry, entry_long, exit and atr must be at least 1".into());
         }
-        if p.units_max == 0 || p.risk.0 <= 0 || p.stop_n.0 <= 0 || p.add_n.0 <= 0 {
-            return Err("turtle: units_max, risk, stop_n and add_n must be positive".into());
+        if p.units_max == 0 || p.unit_risk.0 <= 0 || p.stop_n.0 <= 0 || p.add_n.0 <= 0 {
+            return Err("turtle: units_max, unit_risk, stop_n and add_n must be positive".into());
         }
         Ok(Turtle {
             p,
@@ -169,13 +169,14 @@ impl Turtle {
     }
 
     fn unit_qty(&self, n: i64, price: i64, ctx: &Ctx) -> u64 {
-        let risk = self.p.risk.mul(ctx.equity) as i128;
+        let risk = self.p.unit_risk.mul(ctx.equity) as i128;
         let per_lot = n as i128 * ctx.market.tick_size as i128;
         if per_lot <= 0 {
             return 0;
         }
         let qty = (risk * Fixed::SCALE as i128 / per_lot).max(0) as u64;
-        qty.min(ctx.market.lots_for(ctx.cash, price))
+        // 95% of cash: the market order locks at its protection price, taker fee included.
+        qty.min(ctx.market.lots_for(ctx.cash - ctx.cash / 20, price))
     }
 
     fn decide(&mut self, c: &Candle, ctx: &Ctx, out: &mut Vec<Intent>) {
@@ -282,7 +283,7 @@ mod tests {
             entry_long: 5,
             exit: 2,
             atr: 2,
-            risk: Fixed(100),
+            unit_risk: Fixed(100),
             units_max: 2,
             stop_n: Fixed(20_000),
             add_n: Fixed(5_000),
@@ -336,7 +337,7 @@ mod tests {
             entry_long: 4,
             exit: 2,
             atr: 1,
-            risk: Fixed(100),
+            unit_risk: Fixed(100),
             units_max: 1,
             stop_n: Fixed(20_000),
             add_n: Fixed(5_000),
