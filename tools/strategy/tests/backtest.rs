@@ -229,3 +229,40 @@ fn every_strategy_trades_a_random_walk_and_reconciles() {
         assert!((400..=401).contains(&r["candles"].as_u64().unwrap()), "{name}");
     }
 }
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn the_example_files_load() {
+    let dir = repo().join("docs/examples/strategies");
+    for (name, file) in [("grid", "grid-lobster.toml"), ("breakout", "breakout.toml"), ("turtle", "turtle.toml"), ("maker", "maker.toml")] {
+        let (p, _) = ParamsFile::load(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        ringbook_strategy::strategy::build(name, &p.strategy).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let (cfg, _, params) = ringbook_strategy::live::load(&dir.join("bots.toml")).unwrap();
+    assert_eq!((cfg.bots.len(), params.len()), (3, 3));
+}
+
+/// docs/strategies.md shows this run's plot: the committed SVG must be what the run draws.
+#[test]
+fn the_documented_grid_backtest_draws_the_committed_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        strategy: "grid".into(),
+        params: repo().join("docs/examples/strategies/grid-lobster.toml"),
+        data: lobster(),
+        config: None,
+        out: Some(dir.path().join("grid.json")),
+        sweep: None,
+        rank: "sharpe".into(),
+        train: "0.7".into(),
+        proposal: None,
+        threads: None,
+    };
+    cli::backtest(&o).unwrap();
+    let fresh = std::fs::read_to_string(dir.path().join("grid.svg")).unwrap();
+    let committed = std::fs::read_to_string(repo().join("docs/img/grid-lobster.svg")).unwrap();
+    assert!(fresh == committed, "docs/img/grid-lobster.svg is stale: regenerate it (docs/strategies.md)");
+}
