@@ -17,8 +17,9 @@ pub struct BacktestArgs {
     /// Params file (TOML): the strategy's parameters, `[risk]` and `[backtest]`.
     #[arg(long)]
     params: PathBuf,
-    /// Market data: a LOBSTER message file (`…_message_N.csv`, its orderbook file beside it)
-    /// or a candle CSV (`open_time,open,high,low,close,volume`).
+    /// Market data: a ringbook journal directory (recorded by `serve`), a LOBSTER message
+    /// file (`…_message_N.csv`, its orderbook file beside it) or a candle CSV
+    /// (`open_time,open,high,low,close,volume`).
     #[arg(long)]
     data: PathBuf,
     /// Engine configuration (symbols, fees); the embedded default when omitted.

@@ -266,3 +266,65 @@ fn the_documented_grid_backtest_draws_the_committed_plot() {
     let committed = std::fs::read_to_string(repo().join("docs/img/grid-lobster.svg")).unwrap();
     assert!(fresh == committed, "docs/img/grid-lobster.svg is stale: regenerate it (docs/strategies.md)");
 }
+
+/// A journal as `ringbook serve` writes it: users 1 and 2 trade BTC-KRW every 100 ms.
+fn write_journal(dir: &Path, records: u64, extra: Option<ringbook_engine::Command>) {
+    use ringbook_engine::codec::{encode, COMMAND_BYTES_MAX};
+    use ringbook_engine::pipeline::RECORD_TYPE_COMMAND_V1;
+    use ringbook_engine::prelude::*;
+    let config = ringbook_journal::JournalConfig { segment_len_bytes: 1 << 20, ..Default::default() };
+    let mut w = ringbook_journal::Writer::open(dir, config).unwrap();
+    let btc = SymbolId(0);
+    let mut cmds = vec![
+        Command::Deposit { user: UserId(1), currency: CurrencyId(0), amount: 1 << 40 },
+        Command::Deposit { user: UserId(1), currency: CurrencyId(2), amount: 1 << 40 },
+        Command::Deposit { user: UserId(2), currency: CurrencyId(0), amount: 1 << 40 },
+        Command::Deposit { user: UserId(2), currency: CurrencyId(2), amount: 1 << 40 },
+    ];
+    for i in 0..records {
+        let coid = ClientOrderId(i + 1);
+        cmds.push(match i % 4 {
+            0 => Command::NewOrder(NewOrder::limit(UserId(1), btc, coid, Side::Sell, Price(50_000 + (i % 7) as i64), Qty(5))),
+            1 => Command::NewOrder(NewOrder::limit(UserId(1), btc, coid, Side::Buy, Price(49_990 - (i % 5) as i64), Qty(5))),
+            2 => Command::NewOrder(NewOrder::market(UserId(2), btc, coid, Side::Buy, Price(50_100), Qty(3))),
+            _ => Command::NewOrder(NewOrder::market(UserId(2), btc, coid, Side::Sell, Price(49_900), Qty(3))),
+        });
+    }
+    cmds.extend(extra);
+    let mut buf = [0u8; COMMAND_BYTES_MAX];
+    for (i, c) in cmds.iter().enumerate() {
+        let n = encode(c, &mut buf);
+        let seq = w.next_sequence();
+        w.append(seq, RECORD_TYPE_COMMAND_V1, 1_000_000_000_000 + i as u64 * 100_000_000, &buf[..n]).unwrap();
+    }
+}
+
+#[test]
+fn a_recorded_journal_is_the_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("journal");
+    write_journal(&j, 400, None);
+    let params = "half_spread = 2\nqty = 2\nmax_inventory = 50\n\n[risk]\ncapital = 100000000\n\n[backtest]\ncash = 100000000\nbase = 100\n";
+    let o = options(dir.path(), "maker", params, j.clone(), "j.json");
+    cli::backtest(&o).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("j.json")).unwrap()).unwrap();
+    assert_eq!(r["source"], "journal");
+    assert_eq!(r["flow"]["commands"], 404, "every record replayed");
+    assert_eq!(r["reconciled"], true);
+    assert!(r["trades"].as_u64().unwrap() > 0, "the recorded takers hit the maker's quotes: {r}");
+    // A journal that uses the strategy's reserved id is refused.
+    let k = dir.path().join("journal2");
+    let reserved = ringbook_engine::Config::default().capacity.users_max - 1;
+    write_journal(
+        &k,
+        4,
+        Some(ringbook_engine::Command::Deposit {
+            user: ringbook_engine::UserId(reserved),
+            currency: ringbook_engine::CurrencyId(0),
+            amount: 1,
+        }),
+    );
+    let o = options(dir.path(), "maker", params, k, "k.json");
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("reserves for the strategy"), "{e}");
+}

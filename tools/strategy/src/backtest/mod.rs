@@ -2,6 +2,7 @@
 //! on, the config's fees) beside the market's own flow, and match against the book that flow
 //! builds. See docs/strategies.md, "Backtests".
 //!
+//! - [`journal`]: a recorded ringbook journal, every command applied again at its time;
 //! - [`lobster`]: LOBSTER message files replayed as orders, cancels and executions;
 //! - [`synth`]: candle CSVs, with a book synthesised around each candle.
 //!
@@ -11,6 +12,7 @@
 //! closed the candle.
 
 pub mod cli;
+pub mod journal;
 pub mod lobster;
 pub mod plot;
 pub mod report;
@@ -94,14 +96,23 @@ pub enum Source {
     Lobster(PathBuf),
     /// A candle CSV.
     Candles(PathBuf),
+    /// A ringbook journal directory.
+    Journal(PathBuf),
 }
 
 impl Source {
-    /// `.csv` files whose name contains `_message_` are LOBSTER; other `.csv` files candles.
+    /// A directory is a journal; `.csv` files whose name contains `_message_` are LOBSTER;
+    /// other `.csv` files candles.
     pub fn from_path(p: &Path) -> Result<Source, String> {
+        if p.is_dir() {
+            return Ok(Source::Journal(p.to_path_buf()));
+        }
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !name.ends_with(".csv") {
-            return Err(format!("{}: --data must be a LOBSTER message file or a candle CSV (.csv)", p.display()));
+            return Err(format!(
+                "{}: --data must be a journal directory, a LOBSTER message file or a candle CSV (.csv)",
+                p.display()
+            ));
         }
         Ok(if name.contains("_message_") { Source::Lobster(p.to_path_buf()) } else { Source::Candles(p.to_path_buf()) })
     }
@@ -109,7 +120,7 @@ impl Source {
     fn default_symbol(&self) -> &'static str {
         match self {
             Source::Lobster(_) => "AAPL-USD",
-            Source::Candles(_) => "BTC-KRW",
+            Source::Candles(_) | Source::Journal(_) => "BTC-KRW",
         }
     }
 }
@@ -129,7 +140,7 @@ pub struct Run {
     pub window: Option<(u64, u64)>,
 }
 
-/// The strategy's user in the backtest engine.
+/// The strategy's user in the backtest engine (for a journal: `users_max − 1` instead).
 pub const STRATEGY_USER: UserId = UserId(10);
 
 /// The simulation: engine, bot, candle aggregator, and the bookkeeping of a run.
@@ -187,11 +198,13 @@ impl Sim {
             max_order_qty: sc.max_order_qty,
         };
         let strategy = strategy::build(&run.strategy, &run.params.strategy)?;
+        let journal = matches!(run.source, Source::Journal(_));
+        let me = if journal { UserId(config.capacity.users_max - 1) } else { STRATEGY_USER };
         let bot = Bot::new(
             strategy,
             run.params.risk.clone(),
             market,
-            STRATEGY_USER,
+            me,
             symbol,
             interval_ms,
             b.cash as i64,
@@ -210,12 +223,15 @@ impl Sim {
             });
             bad.map_or(Ok(()), |c| Err(format!("deposit for user {user} refused: {}", c.name())))
         };
-        deposit(STRATEGY_USER, quote, b.cash)?;
-        deposit(STRATEGY_USER, base, b.base * sc.lot_size)?;
-        // The market's own participants: funded far beyond anything the data can spend.
-        for u in FLOW_USERS {
-            deposit(u, quote, FLOW_FUNDS)?;
-            deposit(u, base, FLOW_FUNDS)?;
+        deposit(me, quote, b.cash)?;
+        deposit(me, base, b.base * sc.lot_size)?;
+        // The market's own participants: funded far beyond anything the data can spend (a
+        // journal's users have their recorded deposits).
+        if !journal {
+            for u in FLOW_USERS {
+                deposit(u, quote, FLOW_FUNDS)?;
+                deposit(u, base, FLOW_FUNDS)?;
+            }
         }
         Ok(Sim {
             engine,
@@ -368,7 +384,7 @@ impl Sim {
         let config = self.engine.config();
         let sc = config.symbol(self.symbol).expect("configured");
         let total = |code: &str| {
-            let b = self.engine.balance(STRATEGY_USER, config.currency_id(code).expect("configured"));
+            let b = self.engine.balance(self.bot.user(), config.currency_id(code).expect("configured"));
             b.available + b.locked
         };
         (total(&sc.quote), total(&sc.base))
@@ -384,13 +400,14 @@ const FLOW_FUNDS: u64 = 1 << 50;
 pub fn run(run: &Run) -> Result<Report, String> {
     let interval = match (&run.source, &run.params.backtest.interval) {
         (_, Some(i)) => parse_interval(i)?,
-        (Source::Lobster(_), None) => 1_000,
+        (Source::Lobster(_) | Source::Journal(_), None) => 1_000,
         (Source::Candles(p), None) => synth::csv_interval(p)?,
     };
     let mut sim = Sim::new(run, interval)?;
     let flow = match &run.source {
         Source::Lobster(p) => lobster::replay(&mut sim, p)?,
         Source::Candles(p) => synth::replay(&mut sim, p, &run.params.backtest)?,
+        Source::Journal(p) => journal::replay(&mut sim, p)?,
     };
     sim.finish();
     Ok(Report::new(run, &sim, interval, flow))
@@ -401,5 +418,6 @@ pub fn time_span(source: &Source) -> Result<(u64, u64), String> {
     match source {
         Source::Lobster(p) => lobster::time_span(p),
         Source::Candles(p) => synth::time_span(p),
+        Source::Journal(p) => journal::time_span(p),
     }
 }

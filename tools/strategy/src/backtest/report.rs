@@ -186,6 +186,7 @@ impl Report {
         let (data, source) = match &run.source {
             Source::Lobster(p) => (p.display().to_string(), "lobster"),
             Source::Candles(p) => (p.display().to_string(), "candles"),
+            Source::Journal(p) => (p.display().to_string(), "journal"),
         };
         Report {
             strategy: run.strategy.clone(),

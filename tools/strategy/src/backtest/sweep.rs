@@ -212,7 +212,7 @@ pub fn sweep(
         status: "pending".into(),
         strategy: base.strategy.clone(),
         data: match &base.source {
-            super::Source::Lobster(p) | super::Source::Candles(p) => p.display().to_string(),
+            super::Source::Lobster(p) | super::Source::Candles(p) | super::Source::Journal(p) => p.display().to_string(),
         },
         key: spec.key.clone(),
         metric: metric.to_string(),
