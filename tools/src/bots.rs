@@ -99,7 +99,9 @@ pub fn bots(a: BotsArgs) -> ExitCode {
         return finish("bots approve", cli::approve(&proposal));
     }
     let (Some(addr), Some(config)) = (a.addr, a.config) else {
-        eprintln!("ringbook bots: --addr and --config are required (or: ringbook bots approve PROPOSAL)");
+        eprintln!(
+            "ringbook bots: --addr and --config are required (or: ringbook bots approve PROPOSAL)"
+        );
         return ExitCode::from(2);
     };
     match live::main(addr, &config, a.steps, a.json) {

@@ -42,13 +42,23 @@ impl Server {
             }
         });
         let line = loop {
-            let l = lines.recv_timeout(Duration::from_secs(20)).expect("serve logs its address");
+            let l = lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("serve logs its address");
             if l.contains("listening on ") {
                 break l;
             }
         };
-        let addr = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
-        Server { child, _lines: lines, addr: addr.parse().unwrap() }
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap();
+        Server {
+            child,
+            _lines: lines,
+            addr: addr.parse().unwrap(),
+        }
     }
 }
 
@@ -59,7 +69,8 @@ impl Drop for Server {
     }
 }
 
-const RISK: &str = "[bot.risk]\ncapital = 100000000\nmax_position = 50000000\nmax_daily_loss = 50000000\n";
+const RISK: &str =
+    "[bot.risk]\ncapital = 100000000\nmax_position = 50000000\nmax_daily_loss = 50000000\n";
 
 fn config(extra_bot: &str) -> String {
     format!(
@@ -115,18 +126,35 @@ fn bots_trade_and_reconcile_with_the_server() {
     std::fs::write(&cfg, config(&grid)).unwrap();
     let out = run_bots(&server.addr.to_string(), &cfg, "30");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bots failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "bots failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let steps = lines.iter().filter(|l| l.get("step").is_some()).count();
     assert_eq!(steps, 3 * 30, "one status per bot and step");
-    let outcomes: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("reconciled").is_some()).collect();
+    let outcomes: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.get("reconciled").is_some())
+        .collect();
     assert_eq!(outcomes.len(), 3);
     for o in &outcomes {
-        assert_eq!(o["reconciled"], true, "server balances differ from the bot's book: {o}");
+        assert_eq!(
+            o["reconciled"], true,
+            "server balances differ from the bot's book: {o}"
+        );
         assert_eq!(o["quote"].as_i64(), o["expected_quote"].as_i64());
         assert_eq!(o["base"].as_i64(), o["expected_base"].as_i64());
     }
-    let fills = |name: &str| outcomes.iter().find(|o| o["bot"] == name).unwrap()["fills"].as_u64().unwrap();
+    let fills = |name: &str| {
+        outcomes.iter().find(|o| o["bot"] == name).unwrap()["fills"]
+            .as_u64()
+            .unwrap()
+    };
     assert!(fills("taker") > 0, "the taker traded: {outcomes:?}");
     assert!(fills("mm") > 0, "the maker's quotes were hit: {outcomes:?}");
     for o in &outcomes {
@@ -138,7 +166,11 @@ fn bots_trade_and_reconcile_with_the_server() {
     // must keep increasing, and the funds already there are the starting point.
     let out = run_bots(&server.addr.to_string(), &cfg, "10");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "second run: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "second run: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -146,9 +178,16 @@ fn bots_trade_and_reconcile_with_the_server() {
         .collect();
     assert_eq!(again.len(), 3);
     for o in &again {
-        assert_eq!((&o["reconciled"], &o["failed"]), (&serde_json::json!(true), &serde_json::json!(0)), "{o}");
+        assert_eq!(
+            (&o["reconciled"], &o["failed"]),
+            (&serde_json::json!(true), &serde_json::json!(0)),
+            "{o}"
+        );
     }
-    assert!(again.iter().any(|o| o["fills"].as_u64().unwrap() > 0), "{again:?}");
+    assert!(
+        again.iter().any(|o| o["fills"].as_u64().unwrap() > 0),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -180,17 +219,29 @@ fn an_unapproved_proposal_is_never_applied() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not approved"), "{err}");
     // An edited approved proposal is refused too.
-    let a = Proc::new(BIN).args(["bots", "approve"]).arg(&pfile).output().unwrap();
+    let a = Proc::new(BIN)
+        .args(["bots", "approve"])
+        .arg(&pfile)
+        .output()
+        .unwrap();
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let text = std::fs::read_to_string(&pfile).unwrap();
     std::fs::write(&pfile, text.replace("half_spread = 4", "half_spread = 1")).unwrap();
     let out = run_bots("127.0.0.1:9", &cfg, "2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("changed after it was approved"));
     // Approved as it stands: the bots run with it.
-    let a = Proc::new(BIN).args(["bots", "approve"]).arg(&pfile).output().unwrap();
+    let a = Proc::new(BIN)
+        .args(["bots", "approve"])
+        .arg(&pfile)
+        .output()
+        .unwrap();
     assert!(a.status.success());
     let server = Server::start();
     let out = run_bots(&server.addr.to_string(), &cfg, "3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"bot\":\"tuned\""));
 }

@@ -164,7 +164,9 @@ impl Bot {
         let m = &self.ledger.market;
         let p = &self.ledger.position;
         let mark = self.mark.unwrap_or(0) as i128;
-        (self.cash0 as i128 + p.cash + (self.base0 as i128 + p.qty as i128) * mark * m.tick_size as i128) as i64
+        (self.cash0 as i128
+            + p.cash
+            + (self.base0 as i128 + p.qty as i128) * mark * m.tick_size as i128) as i64
     }
 
     fn ctx(&self) -> Ctx {
@@ -204,7 +206,9 @@ impl Bot {
 
     /// The venue reported `up` about one of the bot's orders.
     pub fn on_update(&mut self, up: &Update, out: &mut Vec<Command>) {
-        let Some(note) = self.ledger.apply(up) else { return };
+        let Some(note) = self.ledger.apply(up) else {
+            return;
+        };
         self.tell(note, out);
     }
 
@@ -231,7 +235,10 @@ impl Bot {
             self.halted = false;
         }
         let loss = self.day_start_equity - equity;
-        if !self.halted && self.limits.max_daily_loss > 0 && loss >= self.limits.max_daily_loss as i64 {
+        if !self.halted
+            && self.limits.max_daily_loss > 0
+            && loss >= self.limits.max_daily_loss as i64
+        {
             self.halted = true;
             self.risk_events.push(RiskEvent {
                 ts,
@@ -253,14 +260,26 @@ impl Bot {
         let working: Vec<(u64, u64)> = self.ledger.working().map(|o| (o.coid, o.key)).collect();
         for (coid, key) in working {
             self.ledger.detach(key);
-            out.push(Command::Cancel { user: self.user, symbol: self.symbol, client_order_id: ClientOrderId(coid) });
+            out.push(Command::Cancel {
+                user: self.user,
+                symbol: self.symbol,
+                client_order_id: ClientOrderId(coid),
+            });
         }
         self.strategy.on_flatten();
         let qty = self.ledger.position.qty;
         if qty != 0 {
             let side = if qty > 0 { Side::Sell } else { Side::Buy };
             let reference = self.mark.unwrap_or(0);
-            self.place(FLATTEN_KEY, side, Kind::Market, reference, qty.unsigned_abs(), reference, out);
+            self.place(
+                FLATTEN_KEY,
+                side,
+                Kind::Market,
+                reference,
+                qty.unsigned_abs(),
+                reference,
+                out,
+            );
         }
     }
 
@@ -277,20 +296,32 @@ impl Bot {
                         });
                     }
                 }
-                Intent::Limit { key, side, price, qty } => {
-                    self.place(key, side, Kind::Limit, price, qty, price, out)
-                }
-                Intent::Market { key, side, qty, reference } => {
-                    self.place(key, side, Kind::Market, reference, qty, reference, out)
-                }
-                Intent::Stop { key, side, stop, qty } => self.place(key, side, Kind::Stop, stop, qty, stop, out),
+                Intent::Limit {
+                    key,
+                    side,
+                    price,
+                    qty,
+                } => self.place(key, side, Kind::Limit, price, qty, price, out),
+                Intent::Market {
+                    key,
+                    side,
+                    qty,
+                    reference,
+                } => self.place(key, side, Kind::Market, reference, qty, reference, out),
+                Intent::Stop {
+                    key,
+                    side,
+                    stop,
+                    qty,
+                } => self.place(key, side, Kind::Stop, stop, qty, stop, out),
             }
         }
     }
 
     /// The protection price `max_slippage_bps` beyond `reference`.
     fn protection(&self, side: Side, reference: i64) -> i64 {
-        let band = (reference as i128 * self.limits.max_slippage_bps as i128 / 10_000).max(1) as i64;
+        let band =
+            (reference as i128 * self.limits.max_slippage_bps as i128 / 10_000).max(1) as i64;
         let p = match side {
             Side::Buy => reference + band,
             Side::Sell => reference - band,
@@ -322,7 +353,10 @@ impl Bot {
                 return Some((
                     RISK_CAPITAL,
                     "capital",
-                    format!("buy {qty} @ {price} would commit {total} of capital {}", self.limits.capital),
+                    format!(
+                        "buy {qty} @ {price} would commit {total} of capital {}",
+                        self.limits.capital
+                    ),
                 ));
             }
         }
@@ -347,13 +381,26 @@ impl Bot {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn place(&mut self, key: u64, side: Side, kind: Kind, price: i64, qty: u64, reference: i64, out: &mut Vec<Command>) {
+    fn place(
+        &mut self,
+        key: u64,
+        side: Side,
+        kind: Kind,
+        price: i64,
+        qty: u64,
+        reference: i64,
+        out: &mut Vec<Command>,
+    ) {
         if qty == 0 {
             return;
         }
         if let Some(old) = self.ledger.detach(key) {
             // One live order per key: a new one replaces the old.
-            out.push(Command::Cancel { user: self.user, symbol: self.symbol, client_order_id: ClientOrderId(old) });
+            out.push(Command::Cancel {
+                user: self.user,
+                symbol: self.symbol,
+                client_order_id: ClientOrderId(old),
+            });
         }
         let limit = match kind {
             Kind::Limit => price,
@@ -362,23 +409,60 @@ impl Bot {
         let refusal = if key == FLATTEN_KEY {
             None
         } else if self.halted {
-            Some((RISK_HALTED, "halted", "the bot is halted after a daily-loss breach".to_string()))
+            Some((
+                RISK_HALTED,
+                "halted",
+                "the bot is halted after a daily-loss breach".to_string(),
+            ))
         } else {
-            self.check(side, if kind == Kind::Limit { price } else { reference }, qty)
+            self.check(
+                side,
+                if kind == Kind::Limit {
+                    price
+                } else {
+                    reference
+                },
+                qty,
+            )
         };
         let coid = self.ledger.open(key, side, kind, limit, qty, reference);
         if let Some((code, kind, detail)) = refusal {
-            self.risk_events.push(RiskEvent { ts: self.now, kind, detail });
+            self.risk_events.push(RiskEvent {
+                ts: self.now,
+                kind,
+                detail,
+            });
             if let Some(note) = self.ledger.fail(coid, code, kind) {
                 self.tell(note, out);
             }
             return;
         }
         let mut order = match kind {
-            Kind::Limit => NewOrder::limit(self.user, self.symbol, ClientOrderId(coid), side, Price(price), Qty(qty)),
-            Kind::Market => NewOrder::market(self.user, self.symbol, ClientOrderId(coid), side, Price(limit), Qty(qty)),
+            Kind::Limit => NewOrder::limit(
+                self.user,
+                self.symbol,
+                ClientOrderId(coid),
+                side,
+                Price(price),
+                Qty(qty),
+            ),
+            Kind::Market => NewOrder::market(
+                self.user,
+                self.symbol,
+                ClientOrderId(coid),
+                side,
+                Price(limit),
+                Qty(qty),
+            ),
             Kind::Stop => {
-                let mut o = NewOrder::market(self.user, self.symbol, ClientOrderId(coid), side, Price(limit), Qty(qty));
+                let mut o = NewOrder::market(
+                    self.user,
+                    self.symbol,
+                    ClientOrderId(coid),
+                    side,
+                    Price(limit),
+                    Qty(qty),
+                );
                 o.order_type = OrderType::StopMarket;
                 o.stop_price = Price(price);
                 o
@@ -392,17 +476,31 @@ impl Bot {
     pub fn update_of(&self, e: &Event) -> Option<Update> {
         let me = self.user;
         match *e {
-            Event::Accepted { user, client_order_id, .. } if user == me => {
-                Some(Update::Accepted { coid: client_order_id.0 })
-            }
-            Event::Rejected { user, client_order_id, code } if user == me => Some(Update::Rejected {
+            Event::Accepted {
+                user,
+                client_order_id,
+                ..
+            } if user == me => Some(Update::Accepted {
+                coid: client_order_id.0,
+            }),
+            Event::Rejected {
+                user,
+                client_order_id,
+                code,
+            } if user == me => Some(Update::Rejected {
                 coid: client_order_id.0,
                 code: code.code(),
                 name: code.name().to_string(),
             }),
-            Event::Cancelled { user, client_order_id, leaves_qty, .. } if user == me => {
-                Some(Update::Cancelled { coid: client_order_id.0, leaves: leaves_qty.0 })
-            }
+            Event::Cancelled {
+                user,
+                client_order_id,
+                leaves_qty,
+                ..
+            } if user == me => Some(Update::Cancelled {
+                coid: client_order_id.0,
+                leaves: leaves_qty.0,
+            }),
             _ => None,
         }
     }
@@ -429,20 +527,56 @@ mod tests {
     use crate::strategy::grid;
 
     fn market() -> Market {
-        Market { tick_size: 1, price_min: 1, price_max: 100_000, max_order_qty: 1_000_000 }
+        Market {
+            tick_size: 1,
+            price_min: 1,
+            price_max: 100_000,
+            max_order_qty: 1_000_000,
+        }
     }
 
     fn limits() -> RiskLimits {
-        RiskLimits { capital: 10_000, max_position: 0, max_daily_loss: 500, max_slippage_bps: 100, day: "1d".into() }
+        RiskLimits {
+            capital: 10_000,
+            max_position: 0,
+            max_daily_loss: 500,
+            max_slippage_bps: 100,
+            day: "1d".into(),
+        }
     }
 
     fn candle(t: u64, c: i64) -> Candle {
-        Candle { open_time: t, open: c, high: c, low: c, close: c, volume: 1, quote_volume: 0, trades: 1 }
+        Candle {
+            open_time: t,
+            open: c,
+            high: c,
+            low: c,
+            close: c,
+            volume: 1,
+            quote_volume: 0,
+            trades: 1,
+        }
     }
 
     fn grid_bot(limits: RiskLimits) -> Bot {
-        let g = grid::Grid::new(grid::Params { low: 90, high: 130, levels: 5, qty: 30 }).unwrap();
-        Bot::new(Box::new(g), limits, market(), UserId(5), SymbolId(0), 60_000, 10_000, 0).unwrap()
+        let g = grid::Grid::new(grid::Params {
+            low: 90,
+            high: 130,
+            levels: 5,
+            qty: 30,
+        })
+        .unwrap();
+        Bot::new(
+            Box::new(g),
+            limits,
+            market(),
+            UserId(5),
+            SymbolId(0),
+            60_000,
+            10_000,
+            0,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -453,22 +587,39 @@ mod tests {
         // 2 700 + 3 000 + 3 300 = 9 000: all fit. With capital 5 000 only the first does.
         b.on_candle(0, &candle(0, 115), &mut out);
         assert_eq!(out.len(), 3);
-        let mut b = grid_bot(RiskLimits { capital: 5_000, ..limits() });
+        let mut b = grid_bot(RiskLimits {
+            capital: 5_000,
+            ..limits()
+        });
         out.clear();
         b.on_candle(0, &candle(0, 115), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(b.risk_events.len(), 2);
         assert_eq!(b.risk_events[0].kind, "capital");
-        assert!(b.risk_events[0].detail.contains("5700"), "{:?}", b.risk_events[0]);
-        let failed: Vec<_> = b.ledger.orders().filter(|o| o.failure.is_some()).map(|o| o.failure.clone().unwrap().0).collect();
+        assert!(
+            b.risk_events[0].detail.contains("5700"),
+            "{:?}",
+            b.risk_events[0]
+        );
+        let failed: Vec<_> = b
+            .ledger
+            .orders()
+            .filter(|o| o.failure.is_some())
+            .map(|o| o.failure.clone().unwrap().0)
+            .collect();
         assert_eq!(failed, vec![RISK_CAPITAL, RISK_CAPITAL]);
     }
 
     #[test]
     fn exposure_limit_allows_reducing_orders() {
-        let mut b = grid_bot(RiskLimits { max_position: 5_000, ..limits() });
+        let mut b = grid_bot(RiskLimits {
+            max_position: 5_000,
+            ..limits()
+        });
         b.ledger.position.fill(Side::Buy, 100, 60, 0, 1);
-        assert!(b.check(Side::Buy, 100, 1).is_some_and(|r| r.0 == RISK_EXPOSURE));
+        assert!(b
+            .check(Side::Buy, 100, 1)
+            .is_some_and(|r| r.0 == RISK_EXPOSURE));
         assert!(b.check(Side::Sell, 100, 30).is_none());
     }
 
@@ -483,7 +634,16 @@ mod tests {
         }
         // The 110 buy fills: the grid places its sell at 120.
         out.clear();
-        b.on_update(&Update::Fill { coid: coids[2], price: 110, qty: 30, leaves: 0, fee: 0 }, &mut out);
+        b.on_update(
+            &Update::Fill {
+                coid: coids[2],
+                price: 110,
+                qty: 30,
+                leaves: 0,
+                fee: 0,
+            },
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         let sell = b.ledger.key_live(grid::key(3, Side::Sell)).unwrap();
         b.on_update(&Update::Accepted { coid: sell }, &mut out);
@@ -496,16 +656,33 @@ mod tests {
         b.on_candle(120_000, &candle(120_000, 93), &mut out);
         assert!(b.halted());
         assert_eq!(b.risk_events.last().unwrap().kind, "daily_loss");
-        let cancels = out.iter().filter(|c| matches!(c, Command::Cancel { .. })).count();
+        let cancels = out
+            .iter()
+            .filter(|c| matches!(c, Command::Cancel { .. }))
+            .count();
         assert_eq!(cancels, 3);
-        let Some(&Command::NewOrder(o)) = out.last() else { panic!("{out:?}") };
+        let Some(&Command::NewOrder(o)) = out.last() else {
+            panic!("{out:?}")
+        };
         // Protection 1% under 93 → 92.
-        assert_eq!((o.side, o.order_type, o.qty, o.price), (Side::Sell, OrderType::Market, Qty(30), Price(92)));
+        assert_eq!(
+            (o.side, o.order_type, o.qty, o.price),
+            (Side::Sell, OrderType::Market, Qty(30), Price(92))
+        );
         // Halted: candles do nothing, new orders are refused; the next day trades again.
         out.clear();
         b.on_candle(180_000, &candle(180_000, 90), &mut out);
         assert!(out.is_empty());
-        b.on_update(&Update::Fill { coid: o.client_order_id.0, price: 93, qty: 30, leaves: 0, fee: 0 }, &mut out);
+        b.on_update(
+            &Update::Fill {
+                coid: o.client_order_id.0,
+                price: 93,
+                qty: 30,
+                leaves: 0,
+                fee: 0,
+            },
+            &mut out,
+        );
         assert_eq!(b.ledger.position.qty, 0);
         b.on_candle(86_400_000, &candle(86_400_000, 100), &mut out);
         assert!(!b.halted());

@@ -131,11 +131,17 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => return Err(format!("interval {text:?}: unknown unit {unit:?} (ms, s, m, h, d, w)")),
+        _ => {
+            return Err(format!(
+                "interval {text:?}: unknown unit {unit:?} (ms, s, m, h, d, w)"
+            ))
+        }
     };
     match n.checked_mul(unit_ms) {
         Some(ms) if ms > 0 => Ok(ms),
-        _ => Err(format!("interval {text:?} must be positive and fit 64 bits")),
+        _ => Err(format!(
+            "interval {text:?} must be positive and fit 64 bits"
+        )),
     }
 }
 
@@ -215,7 +221,9 @@ mod tests {
         assert_eq!(a.on_trade(1_100, 100, 2, 1), None);
         assert_eq!(a.on_trade(1_500, 105, 1, 1), None);
         assert_eq!(a.on_trade(1_999, 98, 3, 1), None);
-        let c = a.on_trade(3_000, 101, 1, 1).expect("closes the first candle");
+        let c = a
+            .on_trade(3_000, 101, 1, 1)
+            .expect("closes the first candle");
         assert_eq!(
             c,
             Candle {
@@ -249,8 +257,11 @@ mod tests {
     fn candle_csv_errors_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.csv");
-        std::fs::write(&p, "open_time,open,high,low,close,volume\n0,10,12,9,11,5\n0,10,12,9,11,5\n")
-            .unwrap();
+        std::fs::write(
+            &p,
+            "open_time,open,high,low,close,volume\n0,10,12,9,11,5\n0,10,12,9,11,5\n",
+        )
+        .unwrap();
         let e = read_candle_csv(&p, 1).unwrap_err();
         assert!(e.contains("c.csv:3") && e.contains("not after"), "{e}");
         std::fs::write(&p, "0,10,9,9,11,5\n").unwrap();

@@ -40,7 +40,10 @@ impl OrderState {
 
     /// True while the order may still trade.
     pub fn is_live(self) -> bool {
-        matches!(self, OrderState::New | OrderState::Open | OrderState::Partial)
+        matches!(
+            self,
+            OrderState::New | OrderState::Open | OrderState::Partial
+        )
     }
 }
 
@@ -161,7 +164,11 @@ impl Position {
         let q = qty as i64;
         let signed = if side == Side::Buy { q } else { -q };
         let notional = price as i128 * q as i128 * tick as i128;
-        self.cash += if side == Side::Buy { -notional } else { notional } - fee as i128;
+        self.cash += if side == Side::Buy {
+            -notional
+        } else {
+            notional
+        } - fee as i128;
         self.fees += fee as u128;
         if self.qty == 0 {
             self.trip_start = self.realised - self.fees as i128 + fee as i128;
@@ -237,7 +244,15 @@ impl Ledger {
 
     /// Records a new order (state `NEW`) under `key` and returns its client order id. The key
     /// must be free ([`Ledger::key_live`]).
-    pub fn open(&mut self, key: u64, side: Side, kind: Kind, price: i64, qty: u64, reference: i64) -> u64 {
+    pub fn open(
+        &mut self,
+        key: u64,
+        side: Side,
+        kind: Kind,
+        price: i64,
+        qty: u64,
+        reference: i64,
+    ) -> u64 {
         let coid = self.next_coid;
         self.next_coid += 1;
         self.orders_total += 1;
@@ -321,7 +336,13 @@ impl Ledger {
                 }
                 None
             }
-            Update::Fill { coid, price, qty, leaves, fee } => {
+            Update::Fill {
+                coid,
+                price,
+                qty,
+                leaves,
+                fee,
+            } => {
                 let o = self.orders.get_mut(&coid)?;
                 o.filled += qty;
                 o.fees += fee;
@@ -331,7 +352,11 @@ impl Ledger {
                 };
                 let slip = adverse * qty as i64;
                 o.slippage += slip;
-                o.state = if leaves == 0 { OrderState::Closed } else { OrderState::Partial };
+                o.state = if leaves == 0 {
+                    OrderState::Closed
+                } else {
+                    OrderState::Partial
+                };
                 let (key, side, done) = (o.key, o.side, leaves == 0);
                 self.slippage += slip;
                 self.fills += 1;
@@ -339,7 +364,13 @@ impl Ledger {
                 if done && self.keys.get(&key) == Some(&coid) {
                     self.keys.remove(&key);
                 }
-                Some(Note::Fill { key, side, price, qty, done })
+                Some(Note::Fill {
+                    key,
+                    side,
+                    price,
+                    qty,
+                    done,
+                })
             }
             Update::Cancelled { coid, leaves } => {
                 let o = self.orders.get_mut(&coid)?;
@@ -353,7 +384,11 @@ impl Ledger {
                 }
                 Some(Note::Ended { key, filled })
             }
-            Update::Rejected { coid, code, ref name } => {
+            Update::Rejected {
+                coid,
+                code,
+                ref name,
+            } => {
                 // A refused cancel of an order already gone names that order: only a NEW
                 // order fails.
                 if self.orders.get(&coid)?.state != OrderState::New {
@@ -370,7 +405,12 @@ mod tests {
     use super::*;
 
     fn market() -> Market {
-        Market { tick_size: 10, price_min: 1, price_max: 1_000, max_order_qty: 1_000 }
+        Market {
+            tick_size: 10,
+            price_min: 1,
+            price_max: 1_000,
+            max_order_qty: 1_000,
+        }
     }
 
     #[test]
@@ -405,28 +445,69 @@ mod tests {
         assert_eq!(l.key_live(7), Some(a));
         assert_eq!(l.apply(&Update::Accepted { coid: a }), None);
         assert_eq!(l.order(a).unwrap().state, OrderState::Open);
-        let n = l.apply(&Update::Fill { coid: a, price: 101, qty: 2, leaves: 3, fee: 1 });
-        assert_eq!(n, Some(Note::Fill { key: 7, side: Side::Buy, price: 101, qty: 2, done: false }));
+        let n = l.apply(&Update::Fill {
+            coid: a,
+            price: 101,
+            qty: 2,
+            leaves: 3,
+            fee: 1,
+        });
+        assert_eq!(
+            n,
+            Some(Note::Fill {
+                key: 7,
+                side: Side::Buy,
+                price: 101,
+                qty: 2,
+                done: false
+            })
+        );
         assert_eq!(l.order(a).unwrap().state, OrderState::Partial);
-        l.apply(&Update::Fill { coid: a, price: 103, qty: 1, leaves: 2, fee: 1 });
+        l.apply(&Update::Fill {
+            coid: a,
+            price: 103,
+            qty: 1,
+            leaves: 2,
+            fee: 1,
+        });
         // The IOC remainder is cancelled: CLOSED, the strategy hears it ended with 3 filled.
         let n = l.apply(&Update::Cancelled { coid: a, leaves: 0 });
         assert_eq!(n, Some(Note::Ended { key: 7, filled: 3 }));
         let o = l.order(a).unwrap();
-        assert_eq!((o.state, o.filled, o.fees, o.slippage), (OrderState::Closed, 3, 2, 2 + 3));
+        assert_eq!(
+            (o.state, o.filled, o.fees, o.slippage),
+            (OrderState::Closed, 3, 2, 2 + 3)
+        );
         assert_eq!(l.slippage, 5);
         assert_eq!(l.key_live(7), None);
         // A refused new order fails; a refused cancel of a closed order changes nothing.
         let b = l.open(8, Side::Sell, Kind::Limit, 120, 1, 120);
-        let n = l.apply(&Update::Rejected { coid: b, code: 2002, name: "INSUFFICIENT_FUNDS".into() });
+        let n = l.apply(&Update::Rejected {
+            coid: b,
+            code: 2002,
+            name: "INSUFFICIENT_FUNDS".into(),
+        });
         assert_eq!(n, Some(Note::Ended { key: 8, filled: 0 }));
         assert_eq!(l.order(b).unwrap().state, OrderState::Failed);
-        assert_eq!(l.apply(&Update::Rejected { coid: a, code: 3010, name: "UNKNOWN_ORDER".into() }), None);
+        assert_eq!(
+            l.apply(&Update::Rejected {
+                coid: a,
+                code: 3010,
+                name: "UNKNOWN_ORDER".into()
+            }),
+            None
+        );
         assert_eq!(l.order(a).unwrap().state, OrderState::Closed);
         // A sell limit filled better than its price has negative slippage.
         let c = l.open(9, Side::Sell, Kind::Limit, 120, 1, 120);
         l.apply(&Update::Accepted { coid: c });
-        l.apply(&Update::Fill { coid: c, price: 122, qty: 1, leaves: 0, fee: 0 });
+        l.apply(&Update::Fill {
+            coid: c,
+            price: 122,
+            qty: 1,
+            leaves: 0,
+            fee: 0,
+        });
         assert_eq!(l.order(c).unwrap().slippage, -2);
         assert_eq!(l.working().count(), 0);
     }

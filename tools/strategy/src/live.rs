@@ -185,7 +185,8 @@ fn client_err(what: &str) -> impl Fn(ClientError) -> String + '_ {
 
 /// Loads the configuration and resolves each bot's parameters (proposals must be approved).
 pub fn load(path: &Path) -> Result<(BotsConfig, Config, Vec<toml::Table>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let c: BotsConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let engine = match &c.engine_config {
@@ -202,14 +203,24 @@ pub fn load(path: &Path) -> Result<(BotsConfig, Config, Vec<toml::Table>), Strin
             (None, Some(f)) => {
                 let prop = Proposal::load(&dir.join(f))?;
                 if prop.strategy != b.strategy {
-                    return Err(format!("bot {}: the proposal is for {}, not {}", b.name, prop.strategy, b.strategy));
+                    return Err(format!(
+                        "bot {}: the proposal is for {}, not {}",
+                        b.name, prop.strategy, b.strategy
+                    ));
                 }
-                let mut t = prop.approved_params().map_err(|e| format!("bot {}: {}: {e}", b.name, f.display()))?;
+                let mut t = prop
+                    .approved_params()
+                    .map_err(|e| format!("bot {}: {}: {e}", b.name, f.display()))?;
                 t.remove("risk");
                 t.remove("backtest");
                 t
             }
-            _ => return Err(format!("bot {}: give exactly one of params and proposal", b.name)),
+            _ => {
+                return Err(format!(
+                    "bot {}: give exactly one of params and proposal",
+                    b.name
+                ))
+            }
         };
         // Fail before connecting if the parameters are wrong.
         strategy::build(&b.strategy, &p).map_err(|e| format!("bot {}: {e}", b.name))?;
@@ -261,7 +272,19 @@ fn print_table(t: &BTreeMap<String, Status>) {
     let mut out = String::from("\x1b[H\x1b[2J");
     out += &format!(
         "{:<10} {:<9} {:>6} {:>9} {:>9} {:>9} {:>14} {:>11} {:>11} {:>8} {:>6} {:>6} {}\n",
-        "bot", "strategy", "step", "price", "position", "avg", "equity", "realised", "unrealised", "fees", "orders", "fills", "risk"
+        "bot",
+        "strategy",
+        "step",
+        "price",
+        "position",
+        "avg",
+        "equity",
+        "realised",
+        "unrealised",
+        "fees",
+        "orders",
+        "fills",
+        "risk"
     );
     for s in t.values() {
         out += &format!(
@@ -295,28 +318,42 @@ pub fn run(
     mut status: impl FnMut(&Status),
 ) -> Result<Vec<Outcome>, String> {
     let interval = Duration::from_millis(parse_interval(&cfg.interval)?);
-    let symbol = engine.symbol_id(&cfg.symbol).ok_or_else(|| format!("no symbol {} in the engine config", cfg.symbol))?;
+    let symbol = engine
+        .symbol_id(&cfg.symbol)
+        .ok_or_else(|| format!("no symbol {} in the engine config", cfg.symbol))?;
     let sc = engine.symbol(symbol).expect("configured").clone();
     let (base_ccy, quote_ccy) = (
         engine.currency_id(&sc.base).expect("validated"),
         engine.currency_id(&sc.quote).expect("validated"),
     );
-    let market = Market { tick_size: sc.tick_size, price_min: sc.price_min, price_max: sc.price_max, max_order_qty: sc.max_order_qty };
+    let market = Market {
+        tick_size: sc.tick_size,
+        price_min: sc.price_min,
+        price_max: sc.price_max,
+        max_order_qty: sc.max_order_qty,
+    };
 
     // 1. Log in.
     let mut clients = Vec::new();
     for (i, b) in cfg.bots.iter().enumerate() {
         let mut c = Client::connect(addr).map_err(client_err("connect"))?;
-        let info = c.login(&b.login, &b.password, 100 + i as u32, true).map_err(client_err(&format!("bot {} login", b.name)))?;
+        let info = c
+            .login(&b.login, &b.password, 100 + i as u32, true)
+            .map_err(client_err(&format!("bot {} login", b.name)))?;
         if info.role != 0 {
-            return Err(format!("bot {}: {} is an operator login, not a user", b.name, b.login));
+            return Err(format!(
+                "bot {}: {} is an operator login, not a user",
+                b.name, b.login
+            ));
         }
         clients.push((c, UserId(info.id), info.last_seq));
     }
     // 2. Fund.
     if let Some(f) = &cfg.funding {
         let mut ops = Client::connect(addr).map_err(client_err("connect"))?;
-        let info = ops.login(&f.login, &f.password, 99, false).map_err(client_err("funding login"))?;
+        let info = ops
+            .login(&f.login, &f.password, 99, false)
+            .map_err(client_err("funding login"))?;
         if info.role != 1 {
             return Err(format!("funding login {} is not an operator", f.login));
         }
@@ -325,10 +362,22 @@ pub fn run(
                 if amount == 0 {
                     continue;
                 }
-                ops.send(&Command::Deposit { user: *user, currency, amount }.into()).map_err(client_err("deposit"))?;
+                ops.send(
+                    &Command::Deposit {
+                        user: *user,
+                        currency,
+                        amount,
+                    }
+                    .into(),
+                )
+                .map_err(client_err("deposit"))?;
                 loop {
                     match recv(&mut ops, info.last_seq).map_err(client_err("deposit"))? {
-                        Some(ServerMsg::Deposited { user: u, currency: c, .. }) if u == user.0 && c == currency.0 => break,
+                        Some(ServerMsg::Deposited {
+                            user: u,
+                            currency: c,
+                            ..
+                        }) if u == user.0 && c == currency.0 => break,
                         Some(ServerMsg::Rejected { code, name, .. }) => {
                             return Err(format!(
                                 "deposit for {} refused: {code} {}",
@@ -374,7 +423,8 @@ pub fn run(
             }
         }
         for h in handles {
-            h.join().map_err(|_| "a bot thread panicked".to_string())??;
+            h.join()
+                .map_err(|_| "a bot thread panicked".to_string())??;
         }
         Ok(outcomes)
     })?;
@@ -402,7 +452,11 @@ struct Live {
 
 /// The next message that is not a retransmission (sequence number ≤ `replayed`), or `None`
 /// when nothing arrives within `timeout`.
-fn recv_within(c: &mut Client, replayed: u64, timeout: Duration) -> Result<Option<ServerMsg>, ClientError> {
+fn recv_within(
+    c: &mut Client,
+    replayed: u64,
+    timeout: Duration,
+) -> Result<Option<ServerMsg>, ClientError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -423,12 +477,39 @@ fn recv(c: &mut Client, replayed: u64) -> Result<Option<ServerMsg>, ClientError>
 /// Server messages about the bot's own orders, as ledger updates.
 fn update_of(m: &ServerMsg) -> Option<Update> {
     Some(match *m {
-        ServerMsg::Accepted { client_order_id, .. } => Update::Accepted { coid: client_order_id },
-        ServerMsg::Fill { client_order_id, price, qty, leaves_qty, fee, .. } => {
-            Update::Fill { coid: client_order_id, price, qty, leaves: leaves_qty, fee }
-        }
-        ServerMsg::Cancelled { client_order_id, leaves_qty, .. } => Update::Cancelled { coid: client_order_id, leaves: leaves_qty },
-        ServerMsg::Rejected { client_order_id, code, name, .. } if client_order_id != 0 => Update::Rejected {
+        ServerMsg::Accepted {
+            client_order_id, ..
+        } => Update::Accepted {
+            coid: client_order_id,
+        },
+        ServerMsg::Fill {
+            client_order_id,
+            price,
+            qty,
+            leaves_qty,
+            fee,
+            ..
+        } => Update::Fill {
+            coid: client_order_id,
+            price,
+            qty,
+            leaves: leaves_qty,
+            fee,
+        },
+        ServerMsg::Cancelled {
+            client_order_id,
+            leaves_qty,
+            ..
+        } => Update::Cancelled {
+            coid: client_order_id,
+            leaves: leaves_qty,
+        },
+        ServerMsg::Rejected {
+            client_order_id,
+            code,
+            name,
+            ..
+        } if client_order_id != 0 => Update::Rejected {
             coid: client_order_id,
             code,
             name: ringbook_client::protocol::name32_str(&name).to_string(),
@@ -442,7 +523,9 @@ impl Live {
         let name = self.cfg.name.clone();
         let err = |e: ClientError| format!("bot {name}: {e}");
         let mut request = 0u64;
-        let (cash0, base0) = self.balances(&mut c, &mut request, &mut |_| {}).map_err(err)?;
+        let (cash0, base0) = self
+            .balances(&mut c, &mut request, &mut |_| {})
+            .map_err(err)?;
         let strategy = strategy::build(&self.cfg.strategy, &self.params)?;
         let mut bot = Bot::new(
             strategy,
@@ -467,12 +550,25 @@ impl Live {
             let step_start = Instant::now();
             // Poll the book; apply whatever arrives meanwhile.
             request += 1;
-            c.send(&ClientMsg::BookSnapshot { request_id: request, symbol: self.symbol, depth: 1 }).map_err(err)?;
+            c.send(&ClientMsg::BookSnapshot {
+                request_id: request,
+                symbol: self.symbol,
+                depth: 1,
+            })
+            .map_err(err)?;
             let (mut bid, mut ask) = (None, None);
             loop {
-                let m = recv(&mut c, self.replayed).map_err(err)?.ok_or_else(|| format!("bot {name}: no book reply"))?;
+                let m = recv(&mut c, self.replayed)
+                    .map_err(err)?
+                    .ok_or_else(|| format!("bot {name}: no book reply"))?;
                 match m {
-                    ServerMsg::BookLevels { request_id, side, count, levels, .. } if request_id == request && count > 0 => {
+                    ServerMsg::BookLevels {
+                        request_id,
+                        side,
+                        count,
+                        levels,
+                        ..
+                    } if request_id == request && count > 0 => {
                         if side == 0 {
                             bid = Some(levels[0].0);
                         } else {
@@ -490,7 +586,16 @@ impl Live {
             };
             last_price = price;
             let ts = started.elapsed().as_millis() as u64;
-            let candle = Candle { open_time: ts, open: price, high: price, low: price, close: price, volume: 0, quote_volume: 0, trades: 0 };
+            let candle = Candle {
+                open_time: ts,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: 0,
+                quote_volume: 0,
+                trades: 0,
+            };
             bot.set_top(bid, ask);
             bot.on_candle(ts, &candle, &mut out);
             self.send(&mut c, &mut out).map_err(err)?;
@@ -524,9 +629,19 @@ impl Live {
             bot.ledger.forget_finished();
         }
         // Cancel everything, wait for it, and reconcile.
-        c.send(&Command::MassCancel { user: self.user, symbol: Some(self.symbol), on_disconnect: false }.into()).map_err(err)?;
+        c.send(
+            &Command::MassCancel {
+                user: self.user,
+                symbol: Some(self.symbol),
+                on_disconnect: false,
+            }
+            .into(),
+        )
+        .map_err(err)?;
         loop {
-            let m = recv(&mut c, self.replayed).map_err(err)?.ok_or_else(|| format!("bot {name}: no mass-cancel reply"))?;
+            let m = recv(&mut c, self.replayed)
+                .map_err(err)?
+                .ok_or_else(|| format!("bot {name}: no mass-cancel reply"))?;
             if matches!(m, ServerMsg::MassCancelled { .. }) {
                 break;
             }
@@ -536,7 +651,9 @@ impl Live {
             }
         }
         let mut stray = Vec::new();
-        let (quote, base) = self.balances(&mut c, &mut request, &mut |m| stray.push(m)).map_err(err)?;
+        let (quote, base) = self
+            .balances(&mut c, &mut request, &mut |m| stray.push(m))
+            .map_err(err)?;
         for m in stray {
             if let Some(u) = update_of(&m) {
                 bot.ledger.apply(&u);
@@ -558,13 +675,23 @@ impl Live {
             expected_base,
             reconciled: quote as i128 == expected_quote && base as i128 == expected_base,
             failed: bot.ledger.orders_failed,
-            last_failure: bot.ledger.last_failure.as_ref().map(|(c, n)| format!("{c} {n}")),
+            last_failure: bot
+                .ledger
+                .last_failure
+                .as_ref()
+                .map(|(c, n)| format!("{c} {n}")),
             risk_events: bot.risk_events.len(),
         }));
         Ok(())
     }
 
-    fn apply(&self, bot: &mut Bot, m: &ServerMsg, c: &mut Client, out: &mut Vec<Command>) -> Result<(), ClientError> {
+    fn apply(
+        &self,
+        bot: &mut Bot,
+        m: &ServerMsg,
+        c: &mut Client,
+        out: &mut Vec<Command>,
+    ) -> Result<(), ClientError> {
         if let Some(u) = update_of(m) {
             bot.on_update(&u, out);
             self.send(c, out)?;
@@ -580,23 +707,39 @@ impl Live {
     }
 
     /// The account's `(quote, base)` totals, available + locked; other messages go to `other`.
-    fn balances(&self, c: &mut Client, request: &mut u64, other: &mut dyn FnMut(ServerMsg)) -> Result<(u64, u64), ClientError> {
+    fn balances(
+        &self,
+        c: &mut Client,
+        request: &mut u64,
+        other: &mut dyn FnMut(ServerMsg),
+    ) -> Result<(u64, u64), ClientError> {
         *request += 1;
-        c.send(&ClientMsg::Balances { request_id: *request, user: self.user })?;
+        c.send(&ClientMsg::Balances {
+            request_id: *request,
+            user: self.user,
+        })?;
         let (mut quote, mut base) = (0, 0);
         loop {
             let Some(m) = recv(c, self.replayed)? else {
                 return Err(ClientError::Closed);
             };
             match m {
-                ServerMsg::Balance { request_id, currency, available, locked, .. } if request_id == *request => {
+                ServerMsg::Balance {
+                    request_id,
+                    currency,
+                    available,
+                    locked,
+                    ..
+                } if request_id == *request => {
                     if currency == self.quote_ccy.0 {
                         quote = available + locked;
                     } else if currency == self.base_ccy.0 {
                         base = available + locked;
                     }
                 }
-                ServerMsg::BalancesEnd { request_id, .. } if request_id == *request => return Ok((quote, base)),
+                ServerMsg::BalancesEnd { request_id, .. } if request_id == *request => {
+                    return Ok((quote, base))
+                }
                 m => other(m),
             }
         }

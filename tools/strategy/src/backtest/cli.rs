@@ -46,14 +46,25 @@ pub fn backtest(o: &Options) -> Result<String, String> {
         Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => Config::default(),
     };
-    let run = Run { strategy: o.strategy.clone(), params, source: Source::from_path(&o.data)?, config, window: None };
+    let run = Run {
+        strategy: o.strategy.clone(),
+        params,
+        source: Source::from_path(&o.data)?,
+        config,
+        window: None,
+    };
     if let Some(spec) = &o.sweep {
         let spec = SweepSpec::parse(spec)?;
-        let threads = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let threads = o
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let train = Fixed::parse(&o.train).map_err(|e| format!("--train: {e}"))?;
         let started = Instant::now();
         let p = sweep::sweep(&run, &table, &spec, &o.rank, train, threads)?;
-        let path = o.proposal.clone().unwrap_or_else(|| PathBuf::from(format!("proposal-{}.json", o.strategy)));
+        let path = o
+            .proposal
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("proposal-{}.json", o.strategy)));
         p.save(&path)?;
         let mut s = format!(
             "{} values of {} ranked by {} (train: first {} of the data, test: the rest), {} threads, {:.1} s\n",
@@ -64,9 +75,15 @@ pub fn backtest(o: &Options) -> Result<String, String> {
             threads,
             started.elapsed().as_secs_f64()
         );
-        s += &format!("{:>10} {:>12} {:>12} {:>12} {:>12}\n", spec.key, "train", "test", "train pnl", "test pnl");
+        s += &format!(
+            "{:>10} {:>12} {:>12} {:>12} {:>12}\n",
+            spec.key, "train", "test", "train pnl", "test pnl"
+        );
         for r in &p.ranking {
-            s += &format!("{:>10} {:>12.4} {:>12.4} {:>12} {:>12}\n", r.value, r.train.metric, r.test.metric, r.train.pnl, r.test.pnl);
+            s += &format!(
+                "{:>10} {:>12.4} {:>12.4} {:>12} {:>12}\n",
+                r.value, r.train.metric, r.test.metric, r.train.pnl, r.test.pnl
+            );
         }
         s += &format!(
             "proposal {} = {} written to {} (pending: `ringbook bots approve {}` to use it)\n",
@@ -80,10 +97,15 @@ pub fn backtest(o: &Options) -> Result<String, String> {
     let started = Instant::now();
     let report = super::run(&run)?;
     let secs = started.elapsed().as_secs_f64();
-    let out = o.out.clone().unwrap_or_else(|| PathBuf::from(format!("backtest-{}.json", o.strategy)));
-    std::fs::write(&out, report.json()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("backtest-{}.json", o.strategy)));
+    std::fs::write(&out, report.json())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let svg = svg_path(&out);
-    std::fs::write(&svg, plot::svg(&report)?).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    std::fs::write(&svg, plot::svg(&report)?)
+        .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
     eprintln!(
         "ringbook backtest: {} engine commands in {:.3} s ({:.0} commands/s)",
         report.engine_commands,

@@ -18,7 +18,10 @@ use ringbook_journal::Reader;
 use super::report::FlowStats;
 use super::Sim;
 
-fn each(dir: &Path, mut f: impl FnMut(u64, u64, Command) -> Result<(), String>) -> Result<(), String> {
+fn each(
+    dir: &Path,
+    mut f: impl FnMut(u64, u64, Command) -> Result<(), String>,
+) -> Result<(), String> {
     let mut reader = Reader::open(dir).map_err(|e| format!("journal {}: {e}", dir.display()))?;
     loop {
         let record = match reader.next() {
@@ -34,8 +37,13 @@ fn each(dir: &Path, mut f: impl FnMut(u64, u64, Command) -> Result<(), String>) 
                 record.record_type
             ));
         }
-        let cmd = codec::decode(record.payload)
-            .map_err(|e| format!("journal {}: record {} does not decode: {e}", dir.display(), record.sequence))?;
+        let cmd = codec::decode(record.payload).map_err(|e| {
+            format!(
+                "journal {}: record {} does not decode: {e}",
+                dir.display(),
+                record.sequence
+            )
+        })?;
         f(record.sequence, record.timestamp_ns / 1_000_000, cmd)?;
     }
 }
@@ -65,7 +73,11 @@ pub fn replay(sim: &mut Sim, dir: &Path) -> Result<FlowStats, String> {
         last = last.max(ts);
         stats.messages += 1;
         stats.commands += 1;
-        if sim.flow(last, &cmd).iter().any(|e| matches!(e, Event::Rejected { .. })) {
+        if sim
+            .flow(last, &cmd)
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { .. }))
+        {
             stats.skipped += 1;
         }
         Ok(())

@@ -55,7 +55,8 @@ fn millis(text: &str) -> Option<u64> {
 }
 
 fn parse(path: &Path) -> Result<Vec<Msg>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -64,7 +65,9 @@ fn parse(path: &Path) -> Result<Vec<Msg>, String> {
         let at = |m: &str| format!("{}:{}: {m}", path.display(), i + 1);
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != 6 {
-            return Err(at("expected 6 fields (time,type,order_id,size,price,direction)"));
+            return Err(at(
+                "expected 6 fields (time,type,order_id,size,price,direction)",
+            ));
         }
         let ts = millis(f[0]).ok_or_else(|| at("bad time"))?;
         let kind: u8 = f[1].parse().map_err(|_| at("bad type"))?;
@@ -86,7 +89,14 @@ fn parse(path: &Path) -> Result<Vec<Msg>, String> {
         if out.last().is_some_and(|m: &Msg| m.ts > ts) {
             return Err(at("time goes backwards"));
         }
-        out.push(Msg { ts, kind, id, size, price: raw / 100, side });
+        out.push(Msg {
+            ts,
+            kind,
+            id,
+            size,
+            price: raw / 100,
+            side,
+        });
     }
     if out.is_empty() {
         return Err(format!("{}: no messages", path.display()));
@@ -100,28 +110,46 @@ fn orderbook_path(p: &Path) -> Result<PathBuf, String> {
     let ob = name.replacen("_message_", "_orderbook_", 1);
     let q = p.with_file_name(ob);
     if !q.exists() {
-        return Err(format!("{}: its orderbook file {} is missing", p.display(), q.display()));
+        return Err(format!(
+            "{}: its orderbook file {} is missing",
+            p.display(),
+            q.display()
+        ));
     }
     Ok(q)
 }
 
 /// The first orderbook line: `(side, price in cents, size)` per level.
 fn first_book(path: &Path) -> Result<Vec<(Side, i64, u64)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let line = text.lines().next().ok_or_else(|| format!("{}: empty", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .next()
+        .ok_or_else(|| format!("{}: empty", path.display()))?;
     let f: Vec<i64> = line
         .split(',')
-        .map(|x| x.trim().parse::<i64>().map_err(|_| format!("{}:1: bad number {x:?}", path.display())))
+        .map(|x| {
+            x.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{}:1: bad number {x:?}", path.display()))
+        })
         .collect::<Result<_, _>>()?;
-    if f.len() % 4 != 0 {
-        return Err(format!("{}:1: fields are not a multiple of 4", path.display()));
+    if !f.len().is_multiple_of(4) {
+        return Err(format!(
+            "{}:1: fields are not a multiple of 4",
+            path.display()
+        ));
     }
     let mut out = Vec::new();
     for l in f.chunks(4) {
         for (side, p, q) in [(Side::Sell, l[0], l[1]), (Side::Buy, l[2], l[3])] {
             if q > 0 && p.abs() != 9_999_999_999 {
                 if p % 100 != 0 {
-                    return Err(format!("{}:1: price {p} is not whole cents", path.display()));
+                    return Err(format!(
+                        "{}:1: price {p} is not whole cents",
+                        path.display()
+                    ));
                 }
                 out.push((side, p / 100, q as u64));
             }
@@ -148,21 +176,35 @@ pub fn replay(sim: &mut Sim, path: &Path) -> Result<FlowStats, String> {
         _ => 0,
     };
     if undo != 0 {
-        match book.iter_mut().find(|(s, p, _)| *s == m1.side && *p == m1.price) {
+        match book
+            .iter_mut()
+            .find(|(s, p, _)| *s == m1.side && *p == m1.price)
+        {
             Some(l) => l.2 = (l.2 as i64 + undo).max(0) as u64,
             None if undo > 0 => book.push((m1.side, m1.price, undo as u64)),
-            None => return Err("message 1 adds to a level the first orderbook line does not show".into()),
+            None => {
+                return Err(
+                    "message 1 adds to a level the first orderbook line does not show".into(),
+                )
+            }
         }
     }
     let symbol = sim.symbol();
     let mut stats = FlowStats::default();
     let mut starts: BTreeMap<(u8, i64), Vec<u64>> = BTreeMap::new();
-    let mut next_start = 1;
     let t0 = msgs[0].ts;
-    for (side, price, qty) in book.into_iter().filter(|l| l.2 > 0) {
-        let coid = next_start;
-        next_start += 1;
-        sim.flow(t0, &Command::NewOrder(NewOrder::limit(START, symbol, ClientOrderId(coid), side, Price(price), Qty(qty))));
+    for (coid, (side, price, qty)) in (1u64..).zip(book.into_iter().filter(|l| l.2 > 0)) {
+        sim.flow(
+            t0,
+            &Command::NewOrder(NewOrder::limit(
+                START,
+                symbol,
+                ClientOrderId(coid),
+                side,
+                Price(price),
+                Qty(qty),
+            )),
+        );
         starts.entry((side as u8, price)).or_default().push(coid);
         stats.commands += 1;
     }
@@ -173,21 +215,37 @@ pub fn replay(sim: &mut Sim, path: &Path) -> Result<FlowStats, String> {
         // The order a type 2/3/4 names: a book order, or the oldest live starting order.
         let target = |sim: &Sim| -> Option<(UserId, ClientOrderId, u64)> {
             if seen.contains(&m.id) {
-                return sim.engine.order(BOOK, ClientOrderId(m.id)).map(|o| (BOOK, ClientOrderId(m.id), o.leaves_qty.0));
+                return sim
+                    .engine
+                    .order(BOOK, ClientOrderId(m.id))
+                    .map(|o| (BOOK, ClientOrderId(m.id), o.leaves_qty.0));
             }
             starts.get(&(m.side as u8, m.price))?.iter().find_map(|&c| {
-                sim.engine.order(START, ClientOrderId(c)).map(|o| (START, ClientOrderId(c), o.leaves_qty.0))
+                sim.engine
+                    .order(START, ClientOrderId(c))
+                    .map(|o| (START, ClientOrderId(c), o.leaves_qty.0))
             })
         };
         let cmd = match m.kind {
             1 => {
                 seen.insert(m.id);
-                Some(Command::NewOrder(NewOrder::limit(BOOK, symbol, ClientOrderId(m.id), m.side, Price(m.price), Qty(m.size))))
+                Some(Command::NewOrder(NewOrder::limit(
+                    BOOK,
+                    symbol,
+                    ClientOrderId(m.id),
+                    m.side,
+                    Price(m.price),
+                    Qty(m.size),
+                )))
             }
             2 | 3 => match target(sim) {
                 Some((user, coid, leaves)) if m.kind == 3 && user == BOOK => {
                     let _ = leaves;
-                    Some(Command::Cancel { user, symbol, client_order_id: coid })
+                    Some(Command::Cancel {
+                        user,
+                        symbol,
+                        client_order_id: coid,
+                    })
                 }
                 Some((user, coid, leaves)) => Some(Command::Amend {
                     user,
@@ -201,7 +259,14 @@ pub fn replay(sim: &mut Sim, path: &Path) -> Result<FlowStats, String> {
             4 => {
                 let coid = ClientOrderId(next_taker);
                 next_taker += 1;
-                let mut o = NewOrder::limit(TAKER, symbol, coid, m.side.opposite(), Price(m.price), Qty(m.size));
+                let mut o = NewOrder::limit(
+                    TAKER,
+                    symbol,
+                    coid,
+                    m.side.opposite(),
+                    Price(m.price),
+                    Qty(m.size),
+                );
                 o.tif = TimeInForce::Ioc;
                 Some(Command::NewOrder(o))
             }

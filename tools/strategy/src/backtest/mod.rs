@@ -72,19 +72,27 @@ pub struct ParamsFile {
 impl ParamsFile {
     /// Splits a params table into its three parts.
     pub fn from_table(mut t: toml::Table) -> Result<ParamsFile, String> {
-        let risk = t.remove("risk").ok_or("the params file has no [risk] table")?;
-        let backtest = t.remove("backtest").ok_or("the params file has no [backtest] table")?;
+        let risk = t
+            .remove("risk")
+            .ok_or("the params file has no [risk] table")?;
+        let backtest = t
+            .remove("backtest")
+            .ok_or("the params file has no [backtest] table")?;
         Ok(ParamsFile {
             strategy: t,
             risk: risk.try_into().map_err(|e| format!("[risk]: {e}"))?,
-            backtest: backtest.try_into().map_err(|e| format!("[backtest]: {e}"))?,
+            backtest: backtest
+                .try_into()
+                .map_err(|e| format!("[backtest]: {e}"))?,
         })
     }
 
     /// Reads a params file.
     pub fn load(path: &Path) -> Result<(ParamsFile, toml::Table), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let t: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let t: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok((ParamsFile::from_table(t.clone())?, t))
     }
 }
@@ -114,7 +122,11 @@ impl Source {
                 p.display()
             ));
         }
-        Ok(if name.contains("_message_") { Source::Lobster(p.to_path_buf()) } else { Source::Candles(p.to_path_buf()) })
+        Ok(if name.contains("_message_") {
+            Source::Lobster(p.to_path_buf())
+        } else {
+            Source::Candles(p.to_path_buf())
+        })
     }
 
     fn default_symbol(&self) -> &'static str {
@@ -172,7 +184,10 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("bot", &self.bot).field("commands", &self.commands).finish()
+        f.debug_struct("Sim")
+            .field("bot", &self.bot)
+            .field("commands", &self.commands)
+            .finish()
     }
 }
 
@@ -183,9 +198,14 @@ impl Sim {
     /// Builds the engine, funds the strategy, and the bot.
     pub fn new(run: &Run, interval_ms: u64) -> Result<Sim, String> {
         let b = &run.params.backtest;
-        let name = b.symbol.clone().unwrap_or_else(|| run.source.default_symbol().to_string());
+        let name = b
+            .symbol
+            .clone()
+            .unwrap_or_else(|| run.source.default_symbol().to_string());
         let config = &run.config;
-        let symbol = config.symbol_id(&name).ok_or_else(|| format!("the config has no symbol {name}"))?;
+        let symbol = config
+            .symbol_id(&name)
+            .ok_or_else(|| format!("the config has no symbol {name}"))?;
         let sc = config.symbol(symbol).expect("id from the config");
         let (base, quote) = (
             config.currency_id(&sc.base).expect("validated config"),
@@ -199,7 +219,11 @@ impl Sim {
         };
         let strategy = strategy::build(&run.strategy, &run.params.strategy)?;
         let journal = matches!(run.source, Source::Journal(_));
-        let me = if journal { UserId(config.capacity.users_max - 1) } else { STRATEGY_USER };
+        let me = if journal {
+            UserId(config.capacity.users_max - 1)
+        } else {
+            STRATEGY_USER
+        };
         let bot = Bot::new(
             strategy,
             run.params.risk.clone(),
@@ -216,12 +240,21 @@ impl Sim {
                 return Ok(());
             }
             let mut bad = None;
-            engine.process(&Command::Deposit { user, currency, amount }, &mut |e: &Event| {
-                if let Event::Rejected { code, .. } = e {
-                    bad = Some(*code);
-                }
-            });
-            bad.map_or(Ok(()), |c| Err(format!("deposit for user {user} refused: {}", c.name())))
+            engine.process(
+                &Command::Deposit {
+                    user,
+                    currency,
+                    amount,
+                },
+                &mut |e: &Event| {
+                    if let Event::Rejected { code, .. } = e {
+                        bad = Some(*code);
+                    }
+                },
+            );
+            bad.map_or(Ok(()), |c| {
+                Err(format!("deposit for user {user} refused: {}", c.name()))
+            })
         };
         deposit(me, quote, b.cash)?;
         deposit(me, base, b.base * sc.lot_size)?;
@@ -289,7 +322,10 @@ impl Sim {
             match e {
                 Event::Trade(t) => {
                     self.trades += 1;
-                    if let Some(c) = self.candles.on_trade(self.now, t.price.0, t.qty.0, self.tick) {
+                    if let Some(c) = self
+                        .candles
+                        .on_trade(self.now, t.price.0, t.qty.0, self.tick)
+                    {
                         self.pending.push(c);
                     }
                     self.bot.trade_updates(t, |u| updates.push(u));
@@ -312,7 +348,10 @@ impl Sim {
             for c in &cmds {
                 self.exec(c);
                 n += 1;
-                assert!(n < CASCADE_MAX, "the strategy's orders cascaded past {CASCADE_MAX} commands in one step");
+                assert!(
+                    n < CASCADE_MAX,
+                    "the strategy's orders cascaded past {CASCADE_MAX} commands in one step"
+                );
             }
         }
     }
@@ -384,7 +423,10 @@ impl Sim {
         let config = self.engine.config();
         let sc = config.symbol(self.symbol).expect("configured");
         let total = |code: &str| {
-            let b = self.engine.balance(self.bot.user(), config.currency_id(code).expect("configured"));
+            let b = self.engine.balance(
+                self.bot.user(),
+                config.currency_id(code).expect("configured"),
+            );
             b.available + b.locked
         };
         (total(&sc.quote), total(&sc.base))

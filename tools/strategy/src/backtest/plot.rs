@@ -19,12 +19,17 @@ pub fn svg(report: &Report) -> Result<String, String> {
         let xs: Vec<f64> = pts.iter().map(|p| (p.0 - t0) as f64 / 1000.0).collect();
         let x_max = xs.last().copied().unwrap_or(0.0).max(1e-3);
         let eq: Vec<f64> = pts.iter().map(|p| p.1 as f64).collect();
-        let (lo, hi) = eq.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = eq
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let (lo, hi) = if eq.is_empty() { (0.0, 1.0) } else { (lo, hi) };
         let pad = ((hi - lo) * 0.05).max(1.0);
         let mut c = ChartBuilder::on(&top)
             .caption(
-                format!("{} on {}: equity (quote currency, minimal units)", report.strategy, report.symbol),
+                format!(
+                    "{} on {}: equity (quote currency, minimal units)",
+                    report.strategy, report.symbol
+                ),
                 ("sans-serif", 16),
             )
             .margin(10)
@@ -32,8 +37,16 @@ pub fn svg(report: &Report) -> Result<String, String> {
             .y_label_area_size(90)
             .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
             .map_err(err)?;
-        c.configure_mesh().x_desc("seconds").light_line_style(WHITE.mix(0.0)).draw().map_err(err)?;
-        c.draw_series(LineSeries::new(xs.iter().copied().zip(eq.iter().copied()), &BLUE)).map_err(err)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        c.draw_series(LineSeries::new(
+            xs.iter().copied().zip(eq.iter().copied()),
+            &BLUE,
+        ))
+        .map_err(err)?;
 
         let mut peak = f64::MIN;
         let dd: Vec<f64> = eq
@@ -55,8 +68,16 @@ pub fn svg(report: &Report) -> Result<String, String> {
             .y_label_area_size(90)
             .build_cartesian_2d(0f64..x_max, (dd_min * 1.05)..0f64)
             .map_err(err)?;
-        c.configure_mesh().x_desc("seconds").light_line_style(WHITE.mix(0.0)).draw().map_err(err)?;
-        c.draw_series(LineSeries::new(xs.iter().copied().zip(dd.iter().copied()), &RED)).map_err(err)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        c.draw_series(LineSeries::new(
+            xs.iter().copied().zip(dd.iter().copied()),
+            &RED,
+        ))
+        .map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(out)

@@ -179,7 +179,11 @@ impl Report {
             closed: l.orders_total - working - l.orders_failed,
             failed: l.orders_failed,
         };
-        let sc = sim.engine.config().symbol(sim.symbol()).expect("configured");
+        let sc = sim
+            .engine
+            .config()
+            .symbol(sim.symbol())
+            .expect("configured");
         let (quote, base) = sim.balances();
         let reconciled = quote as i128 == bot.cash0 as i128 + p.cash
             && base as i128 == (bot.base0 as i128 + p.qty as i128) * sc.lot_size as i128;
@@ -199,17 +203,29 @@ impl Report {
             initial_equity: initial,
             final_equity: fin,
             pnl: fin - initial,
-            ret: if initial != 0 { (fin - initial) as f64 / initial as f64 } else { 0.0 },
+            ret: if initial != 0 {
+                (fin - initial) as f64 / initial as f64
+            } else {
+                0.0
+            },
             realised: p.realised as i64,
             unrealised: p.unrealised(mark, l.market.tick_size) as i64,
             fees: p.fees as u64,
             max_drawdown: dd,
             max_drawdown_amount: dd_amount,
             sharpe: sharpe(&sim.equity, interval_ms),
-            win_rate: if p.round_trips > 0 { p.wins as f64 / p.round_trips as f64 } else { 0.0 },
+            win_rate: if p.round_trips > 0 {
+                p.wins as f64 / p.round_trips as f64
+            } else {
+                0.0
+            },
             round_trips: p.round_trips,
             trades: l.fills,
-            exposure_time: if sim.candles_seen > 0 { sim.candles_exposed as f64 / sim.candles_seen as f64 } else { 0.0 },
+            exposure_time: if sim.candles_seen > 0 {
+                sim.candles_exposed as f64 / sim.candles_seen as f64
+            } else {
+                0.0
+            },
             slippage: l.slippage,
             position: p.qty,
             avg_price: p.avg_price(),
@@ -223,7 +239,11 @@ impl Report {
             risk_events: bot
                 .risk_events
                 .iter()
-                .map(|e| RiskLine { ts: e.ts, kind: e.kind, detail: e.detail.clone() })
+                .map(|e| RiskLine {
+                    ts: e.ts,
+                    kind: e.kind,
+                    detail: e.detail.clone(),
+                })
                 .collect(),
             equity_curve: sim.equity.clone(),
         }

@@ -35,7 +35,9 @@ const VALUES_MAX: usize = 1_000;
 impl SweepSpec {
     /// Parses `k=0.3..0.7:0.1` (the end included when the steps reach it exactly).
     pub fn parse(text: &str) -> Result<SweepSpec, String> {
-        let bad = |why: &str| format!("--sweep {text:?}: {why} (expected KEY=FROM..TO:STEP, e.g. k=0.3..0.7:0.1)");
+        let bad = |why: &str| {
+            format!("--sweep {text:?}: {why} (expected KEY=FROM..TO:STEP, e.g. k=0.3..0.7:0.1)")
+        };
         let (key, range) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
         let (range, step) = range.split_once(':').ok_or_else(|| bad("no ':STEP'"))?;
         let (from, to) = range.split_once("..").ok_or_else(|| bad("no 'FROM..TO'"))?;
@@ -55,7 +57,10 @@ impl SweepSpec {
             return Err(bad(&format!("{n} values; at most {VALUES_MAX}")));
         }
         let values = (0..n as i64).map(|i| Fixed(from.0 + i * step.0)).collect();
-        Ok(SweepSpec { key: key.trim().to_string(), values })
+        Ok(SweepSpec {
+            key: key.trim().to_string(),
+            values,
+        })
     }
 }
 
@@ -148,13 +153,19 @@ pub fn sweep(
     threads: usize,
 ) -> Result<Proposal, String> {
     if !METRICS.contains(&metric) {
-        return Err(format!("unknown metric {metric:?} (known: {})", METRICS.join(", ")));
+        return Err(format!(
+            "unknown metric {metric:?} (known: {})",
+            METRICS.join(", ")
+        ));
     }
     if train.0 <= 0 || train.0 >= Fixed::SCALE {
         return Err(format!("--train must be between 0 and 1 (got {train})"));
     }
     if !params.contains_key(&spec.key) {
-        return Err(format!("the params file has no strategy parameter {:?} to sweep", spec.key));
+        return Err(format!(
+            "the params file has no strategy parameter {:?} to sweep",
+            spec.key
+        ));
     }
     let (t0, t1) = time_span(&base.source)?;
     let split = t0 + ((t1 - t0) as i128 * train.0 as i128 / Fixed::SCALE as i128) as u64;
@@ -164,9 +175,14 @@ pub fn sweep(
         .map(|v| {
             let mut t = params.clone();
             let value = match params.get(&spec.key) {
-                Some(toml::Value::Integer(_)) if v.0 % Fixed::SCALE == 0 => toml::Value::Integer(v.0 / Fixed::SCALE),
+                Some(toml::Value::Integer(_)) if v.0 % Fixed::SCALE == 0 => {
+                    toml::Value::Integer(v.0 / Fixed::SCALE)
+                }
                 Some(toml::Value::Integer(_)) => {
-                    return Err(format!("{} is an integer parameter; {v} is not a whole number", spec.key))
+                    return Err(format!(
+                        "{} is an integer parameter; {v} is not a whole number",
+                        spec.key
+                    ))
                 }
                 _ => toml::Value::String(v.to_string()),
             };
@@ -177,17 +193,26 @@ pub fn sweep(
         })
         .collect::<Result<_, String>>()?;
     // Jobs: (value index, train?) — each a full backtest.
-    let jobs: Vec<(usize, bool)> = (0..runs.len()).flat_map(|i| [(i, true), (i, false)]).collect();
+    let jobs: Vec<(usize, bool)> = (0..runs.len())
+        .flat_map(|i| [(i, true), (i, false)])
+        .collect();
     let threads = threads.clamp(1, jobs.len());
     let mut results: Vec<Option<Result<Report, String>>> = vec![None; jobs.len()];
     std::thread::scope(|s| {
-        let chunks: Vec<_> = results.chunks_mut(jobs.len().div_ceil(threads)).zip(jobs.chunks(jobs.len().div_ceil(threads))).collect();
+        let chunks: Vec<_> = results
+            .chunks_mut(jobs.len().div_ceil(threads))
+            .zip(jobs.chunks(jobs.len().div_ceil(threads)))
+            .collect();
         for (slots, js) in chunks {
             let runs = &runs;
             s.spawn(move || {
                 for (slot, &(i, is_train)) in slots.iter_mut().zip(js) {
                     let mut r = runs[i].0.clone();
-                    r.window = Some(if is_train { (t0, split) } else { (split, u64::MAX) });
+                    r.window = Some(if is_train {
+                        (t0, split)
+                    } else {
+                        (split, u64::MAX)
+                    });
                     *slot = Some(super::run(&r));
                 }
             });
@@ -202,7 +227,14 @@ pub fn sweep(
                 None => Err("a sweep job did not run".into()),
             }
         };
-        rows.push((i, Row { value: spec.values[i].to_string(), train: get(&pair[0])?, test: get(&pair[1])? }));
+        rows.push((
+            i,
+            Row {
+                value: spec.values[i].to_string(),
+                train: get(&pair[0])?,
+                test: get(&pair[1])?,
+            },
+        ));
     }
     // Best first; ties keep the value order (stable sort).
     rows.sort_by(|a, b| b.1.train.metric.total_cmp(&a.1.train.metric));
@@ -212,7 +244,9 @@ pub fn sweep(
         status: "pending".into(),
         strategy: base.strategy.clone(),
         data: match &base.source {
-            super::Source::Lobster(p) | super::Source::Candles(p) | super::Source::Journal(p) => p.display().to_string(),
+            super::Source::Lobster(p) | super::Source::Candles(p) | super::Source::Journal(p) => {
+                p.display().to_string()
+            }
         },
         key: spec.key.clone(),
         metric: metric.to_string(),
@@ -228,7 +262,8 @@ pub fn sweep(
 impl Proposal {
     /// Reads a proposal file.
     pub fn load(path: &Path) -> Result<Proposal, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: not a proposal: {e}", path.display()))
     }
 
@@ -254,7 +289,9 @@ impl Proposal {
             ));
         }
         if self.approved_digest.as_deref() != Some(digest(&self.params).as_str()) {
-            return Err("the proposal's parameters changed after it was approved: approve it again".into());
+            return Err(
+                "the proposal's parameters changed after it was approved: approve it again".into(),
+            );
         }
         toml::from_str(&self.params).map_err(|e| format!("the proposal's params: {e}"))
     }
@@ -268,9 +305,25 @@ mod tests {
     fn sweep_specs() {
         let s = SweepSpec::parse("k=0.3..0.7:0.1").unwrap();
         assert_eq!(s.key, "k");
-        assert_eq!(s.values, vec![Fixed(3_000), Fixed(4_000), Fixed(5_000), Fixed(6_000), Fixed(7_000)]);
+        assert_eq!(
+            s.values,
+            vec![
+                Fixed(3_000),
+                Fixed(4_000),
+                Fixed(5_000),
+                Fixed(6_000),
+                Fixed(7_000)
+            ]
+        );
         assert_eq!(SweepSpec::parse("levels=4..10:3").unwrap().values.len(), 3);
-        for bad in ["k", "k=0.3..0.7", "k=0.7..0.3:0.1", "k=0.3..0.7:0", "risk=1..2:1", "k=a..b:c"] {
+        for bad in [
+            "k",
+            "k=0.3..0.7",
+            "k=0.7..0.3:0.1",
+            "k=0.3..0.7:0",
+            "risk=1..2:1",
+            "k=a..b:c",
+        ] {
             assert!(SweepSpec::parse(bad).is_err(), "{bad}");
         }
     }

@@ -43,7 +43,10 @@ const SWEEP_MAX: i64 = 20;
 /// The CSV's interval: the smallest gap between consecutive candles (1 day for one candle).
 pub fn csv_interval(path: &Path) -> Result<u64, String> {
     let c = read_candle_csv(path, 1)?;
-    Ok(c.windows(2).map(|w| w[1].open_time - w[0].open_time).min().unwrap_or(86_400_000))
+    Ok(c.windows(2)
+        .map(|w| w[1].open_time - w[0].open_time)
+        .min()
+        .unwrap_or(86_400_000))
 }
 
 /// The first and last candle's open time.
@@ -64,7 +67,11 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn send(&mut self, ts: u64, cmd: Command) {
         self.stats.commands += 1;
-        let rejected = self.sim.flow(ts, &cmd).iter().any(|e| matches!(e, Event::Rejected { .. }));
+        let rejected = self
+            .sim
+            .flow(ts, &cmd)
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { .. }));
         if rejected {
             self.stats.skipped += 1;
         }
@@ -77,7 +84,17 @@ impl Walker<'_> {
         }
         let coid = ClientOrderId(self.next_coid);
         self.next_coid += 1;
-        self.send(ts, Command::NewOrder(NewOrder::limit(MAKER, self.symbol, coid, side, Price(price), Qty(qty))));
+        self.send(
+            ts,
+            Command::NewOrder(NewOrder::limit(
+                MAKER,
+                self.symbol,
+                coid,
+                side,
+                Price(price),
+                Qty(qty),
+            )),
+        );
     }
 
     fn depth(&mut self, volume: u64) -> u64 {
@@ -91,14 +108,25 @@ impl Walker<'_> {
     }
 
     fn clear(&mut self, ts: u64) {
-        self.send(ts, Command::MassCancel { user: MAKER, symbol: Some(self.symbol), on_disconnect: false });
+        self.send(
+            ts,
+            Command::MassCancel {
+                user: MAKER,
+                symbol: Some(self.symbol),
+                on_disconnect: false,
+            },
+        );
     }
 
     /// The leg `a → b`; `q` lots per sweep level.
     fn leg(&mut self, ts: u64, a: i64, b: i64, q: u64, volume: u64) {
         self.clear(ts);
         let up = b >= a;
-        let (take, rest) = if up { (Side::Sell, Side::Buy) } else { (Side::Buy, Side::Sell) };
+        let (take, rest) = if up {
+            (Side::Sell, Side::Buy)
+        } else {
+            (Side::Buy, Side::Sell)
+        };
         let dir = if up { 1 } else { -1 };
         let prices = sweep(a, b);
         for &p in &prices {
@@ -120,8 +148,17 @@ impl Walker<'_> {
     }
 
     fn candle(&mut self, c: &Candle, interval: u64) {
-        let path = if c.close >= c.open { [c.low, c.high] } else { [c.high, c.low] };
-        let legs = [(c.open, c.open), (c.open, path[0]), (path[0], path[1]), (path[1], c.close)];
+        let path = if c.close >= c.open {
+            [c.low, c.high]
+        } else {
+            [c.high, c.low]
+        };
+        let legs = [
+            (c.open, c.open),
+            (c.open, path[0]),
+            (path[0], path[1]),
+            (path[1], c.close),
+        ];
         let lots: u64 = legs.iter().map(|&(a, b)| sweep(a, b).len() as u64).sum();
         let q = (c.volume / lots).max(1);
         for (j, &(a, b)) in legs.iter().enumerate() {
@@ -158,7 +195,9 @@ pub fn replay(sim: &mut Sim, path: &Path, s: &Settings) -> Result<FlowStats, Str
     let interval = csv_interval(path)?;
     let symbol = sim.symbol();
     let m = sim.bot.ledger.market;
-    if let Some(c) = candles.iter().find(|c| c.low - s.depth_levels as i64 <= m.price_min || c.high + s.depth_levels as i64 > m.price_max) {
+    if let Some(c) = candles.iter().find(|c| {
+        c.low - s.depth_levels as i64 <= m.price_min || c.high + s.depth_levels as i64 > m.price_max
+    }) {
         return Err(format!(
             "{}: the candle at {} (low {}, high {}) with {} levels of depth leaves the symbol's price band {}..={}",
             path.display(),
@@ -170,7 +209,14 @@ pub fn replay(sim: &mut Sim, path: &Path, s: &Settings) -> Result<FlowStats, Str
             m.price_max
         ));
     }
-    let mut w = Walker { sim, symbol, next_coid: 1, rng: s.seed.max(1), levels: s.depth_levels as i64, stats: FlowStats::default() };
+    let mut w = Walker {
+        sim,
+        symbol,
+        next_coid: 1,
+        rng: s.seed.max(1),
+        levels: s.depth_levels as i64,
+        stats: FlowStats::default(),
+    };
     for c in &candles {
         w.stats.messages += 1;
         w.candle(c, interval);

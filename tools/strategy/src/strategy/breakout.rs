@@ -75,11 +75,15 @@ impl Breakout {
             return Err(format!("breakout: k must not be negative (got {})", p.k));
         }
         if p.fraction.0 <= 0 || p.fraction.0 > Fixed::SCALE {
-            return Err(format!("breakout: fraction must be in (0, 1] (got {})", p.fraction));
+            return Err(format!(
+                "breakout: fraction must be in (0, 1] (got {})",
+                p.fraction
+            ));
         }
         Ok(Breakout {
             k: p.k,
-            session_ms: parse_interval(&p.session).map_err(|e| format!("breakout: session: {e}"))?,
+            session_ms: parse_interval(&p.session)
+                .map_err(|e| format!("breakout: session: {e}"))?,
             fraction: p.fraction,
             session: None,
             prev_range: None,
@@ -105,20 +109,37 @@ impl Breakout {
 
     /// Arms session `index`'s entry at `open + k × range`. `high_so_far`: the highest price
     /// already seen in the session (a breakout in its first candle buys at market).
-    fn arm(&mut self, index: u64, open: i64, high_so_far: Option<i64>, ctx: &Ctx, out: &mut Vec<Intent>) {
+    fn arm(
+        &mut self,
+        index: u64,
+        open: i64,
+        high_so_far: Option<i64>,
+        ctx: &Ctx,
+        out: &mut Vec<Intent>,
+    ) {
         self.armed_for = Some(index);
         let Some(range) = self.prev_range else { return };
-        let target = ctx.market.clamp(open + self.k.mul(range));
+        let target = ctx.market.clamp(open + self.k.scale(range));
         // Proceeds of the exit sold just before count towards the budget.
         let equity = ctx.cash + ctx.position.max(0) * open * ctx.market.tick_size as i64;
-        let qty = ctx.market.lots_for(self.fraction.mul(equity), target);
+        let qty = ctx.market.lots_for(self.fraction.scale(equity), target);
         if qty == 0 {
             return;
         }
         if high_so_far.is_some_and(|h| h >= target) {
-            out.push(Intent::Market { key: ENTRY, side: Side::Buy, qty, reference: target });
+            out.push(Intent::Market {
+                key: ENTRY,
+                side: Side::Buy,
+                qty,
+                reference: target,
+            });
         } else {
-            out.push(Intent::Stop { key: ENTRY, side: Side::Buy, stop: target, qty });
+            out.push(Intent::Stop {
+                key: ENTRY,
+                side: Side::Buy,
+                stop: target,
+                qty,
+            });
         }
     }
 
@@ -138,14 +159,20 @@ impl Strategy for Breakout {
         match self.session {
             Some(s) if s.index == index => {
                 let (h, l) = s.range.unwrap_or((c.high, c.low));
-                self.session = Some(Session { index, range: Some((h.max(c.high), l.min(c.low))) });
+                self.session = Some(Session {
+                    index,
+                    range: Some((h.max(c.high), l.min(c.low))),
+                });
             }
             previous => {
                 // A session began whose boundary was not seen (no candle closed it).
                 if previous.is_some_and(|s| s.range.is_some()) {
                     self.end_session(c.open, ctx, out);
                 }
-                self.session = Some(Session { index, range: Some((c.high, c.low)) });
+                self.session = Some(Session {
+                    index,
+                    range: Some((c.high, c.low)),
+                });
                 if self.armed_for != Some(index) {
                     self.arm(index, c.open, Some(c.high), ctx, out);
                 }
@@ -155,7 +182,10 @@ impl Strategy for Breakout {
         let end = (index + 1) * self.session_ms;
         if c.open_time + ctx.interval_ms >= end {
             self.end_session(c.close, ctx, out);
-            self.session = Some(Session { index: index + 1, range: None });
+            self.session = Some(Session {
+                index: index + 1,
+                range: None,
+            });
             self.arm(index + 1, c.close, None, ctx, out);
         }
     }
@@ -174,8 +204,12 @@ mod tests {
     use crate::strategy::testkit::{candle, ctx};
 
     fn strat(k: &str) -> Breakout {
-        Breakout::new(Params { k: Fixed::parse(k).unwrap(), session: "4m".into(), fraction: Fixed(9_500) })
-            .unwrap()
+        Breakout::new(Params {
+            k: Fixed::parse(k).unwrap(),
+            session: "4m".into(),
+            fraction: Fixed(9_500),
+        })
+        .unwrap()
     }
 
     #[test]
@@ -188,7 +222,10 @@ mod tests {
         s.on_candle(&candle(60_000, 102, 110, 101, 108), &flat, &mut out);
         s.on_candle(&candle(120_000, 108, 109, 95, 97), &flat, &mut out);
         // No previous range yet: nothing but the session-end cancel.
-        assert!(out.iter().all(|i| matches!(i, Intent::Cancel { .. })), "{out:?}");
+        assert!(
+            out.iter().all(|i| matches!(i, Intent::Cancel { .. })),
+            "{out:?}"
+        );
         out.clear();
         s.on_candle(&candle(180_000, 97, 105, 96, 104), &flat, &mut out);
         // Range 110 − 95 = 15; open 104 (this close); target 104 + 0.5 × 15 = 111.5 → 111;
@@ -197,7 +234,12 @@ mod tests {
             out,
             vec![
                 Intent::Cancel { key: ENTRY },
-                Intent::Stop { key: ENTRY, side: Side::Buy, stop: 111, qty: 85 }
+                Intent::Stop {
+                    key: ENTRY,
+                    side: Side::Buy,
+                    stop: 111,
+                    qty: 85
+                }
             ]
         );
         out.clear();
@@ -214,8 +256,18 @@ mod tests {
             out,
             vec![
                 Intent::Cancel { key: ENTRY },
-                Intent::Market { key: EXIT, side: Side::Sell, qty: 85, reference: 120 },
-                Intent::Stop { key: ENTRY, side: Side::Buy, stop: 131, qty: 78 }
+                Intent::Market {
+                    key: EXIT,
+                    side: Side::Sell,
+                    qty: 85,
+                    reference: 120
+                },
+                Intent::Stop {
+                    key: ENTRY,
+                    side: Side::Buy,
+                    stop: 131,
+                    qty: 78
+                }
             ]
         );
     }
@@ -234,15 +286,35 @@ mod tests {
             out,
             vec![
                 Intent::Cancel { key: ENTRY },
-                Intent::Market { key: ENTRY, side: Side::Buy, qty: 15, reference: 62 }
+                Intent::Market {
+                    key: ENTRY,
+                    side: Side::Buy,
+                    qty: 15,
+                    reference: 62
+                }
             ]
         );
     }
 
     #[test]
     fn rejects_bad_params() {
-        assert!(Breakout::new(Params { k: Fixed(-1), session: "1d".into(), fraction: Fixed(1) }).is_err());
-        assert!(Breakout::new(Params { k: Fixed(1), session: "1x".into(), fraction: Fixed(1) }).is_err());
-        assert!(Breakout::new(Params { k: Fixed(1), session: "1d".into(), fraction: Fixed(0) }).is_err());
+        assert!(Breakout::new(Params {
+            k: Fixed(-1),
+            session: "1d".into(),
+            fraction: Fixed(1)
+        })
+        .is_err());
+        assert!(Breakout::new(Params {
+            k: Fixed(1),
+            session: "1x".into(),
+            fraction: Fixed(1)
+        })
+        .is_err());
+        assert!(Breakout::new(Params {
+            k: Fixed(1),
+            session: "1d".into(),
+            fraction: Fixed(0)
+        })
+        .is_err());
     }
 }

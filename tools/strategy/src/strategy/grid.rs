@@ -52,10 +52,16 @@ impl Grid {
     /// Validates the parameters.
     pub fn new(p: Params) -> Result<Grid, String> {
         if p.levels < 2 {
-            return Err(format!("grid: levels must be at least 2 (got {})", p.levels));
+            return Err(format!(
+                "grid: levels must be at least 2 (got {})",
+                p.levels
+            ));
         }
         if p.low <= 0 || p.high <= p.low {
-            return Err(format!("grid: need 0 < low < high (got low {}, high {})", p.low, p.high));
+            return Err(format!(
+                "grid: need 0 < low < high (got low {}, high {})",
+                p.low, p.high
+            ));
         }
         let step = (p.high - p.low) / (p.levels as i64 - 1);
         if step < 1 {
@@ -67,7 +73,14 @@ impl Grid {
         if p.qty == 0 {
             return Err("grid: qty must be positive".into());
         }
-        Ok(Grid { low: p.low, step, levels: p.levels, qty: p.qty, started: false, live: BTreeMap::new() })
+        Ok(Grid {
+            low: p.low,
+            step,
+            levels: p.levels,
+            qty: p.qty,
+            started: false,
+            live: BTreeMap::new(),
+        })
     }
 
     /// Level `i`'s price.
@@ -81,13 +94,18 @@ impl Grid {
             return;
         }
         self.live.insert(k, 0);
-        out.push(Intent::Limit { key: k, side, price: self.price(level), qty });
+        out.push(Intent::Limit {
+            key: k,
+            side,
+            price: self.price(level),
+            qty,
+        });
     }
 
     /// The counter-order for `filled` lots of the order with key `k`.
     fn counter(&mut self, k: u64, filled: u64, out: &mut Vec<Intent>) {
         let level = (k / 2) as u32;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             self.place(level + 1, Side::Sell, filled, out);
         } else if level > 0 {
             self.place(level - 1, Side::Buy, filled, out);
@@ -115,7 +133,9 @@ impl Strategy for Grid {
     fn on_note(&mut self, note: &Note, _ctx: &Ctx, out: &mut Vec<Intent>) {
         match *note {
             Note::Fill { key, qty, done, .. } => {
-                let Some(filled) = self.live.get_mut(&key) else { return };
+                let Some(filled) = self.live.get_mut(&key) else {
+                    return;
+                };
                 *filled += qty;
                 if done {
                     let filled = *filled;
@@ -143,7 +163,13 @@ mod tests {
     use crate::strategy::testkit::{candle, ctx};
 
     fn grid() -> Grid {
-        Grid::new(Params { low: 100, high: 140, levels: 5, qty: 2 }).unwrap()
+        Grid::new(Params {
+            low: 100,
+            high: 140,
+            levels: 5,
+            qty: 2,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -156,26 +182,95 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Intent::Limit { key: 0, side: Side::Buy, price: 100, qty: 2 },
-                Intent::Limit { key: 2, side: Side::Buy, price: 110, qty: 2 },
-                Intent::Limit { key: 4, side: Side::Buy, price: 120, qty: 2 },
+                Intent::Limit {
+                    key: 0,
+                    side: Side::Buy,
+                    price: 100,
+                    qty: 2
+                },
+                Intent::Limit {
+                    key: 2,
+                    side: Side::Buy,
+                    price: 110,
+                    qty: 2
+                },
+                Intent::Limit {
+                    key: 4,
+                    side: Side::Buy,
+                    price: 120,
+                    qty: 2
+                },
             ]
         );
         out.clear();
         g.on_candle(&candle(60_000, 125, 126, 119, 121), &c, &mut out);
         assert!(out.is_empty(), "the grid is laid once");
         // The 120 buy fills in two parts; the sell at 130 comes after the second.
-        g.on_note(&Note::Fill { key: 4, side: Side::Buy, price: 120, qty: 1, done: false }, &c, &mut out);
+        g.on_note(
+            &Note::Fill {
+                key: 4,
+                side: Side::Buy,
+                price: 120,
+                qty: 1,
+                done: false,
+            },
+            &c,
+            &mut out,
+        );
         assert!(out.is_empty());
-        g.on_note(&Note::Fill { key: 4, side: Side::Buy, price: 120, qty: 1, done: true }, &c, &mut out);
-        assert_eq!(out, vec![Intent::Limit { key: 7, side: Side::Sell, price: 130, qty: 2 }]);
+        g.on_note(
+            &Note::Fill {
+                key: 4,
+                side: Side::Buy,
+                price: 120,
+                qty: 1,
+                done: true,
+            },
+            &c,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Intent::Limit {
+                key: 7,
+                side: Side::Sell,
+                price: 130,
+                qty: 2
+            }]
+        );
         out.clear();
-        g.on_note(&Note::Fill { key: 7, side: Side::Sell, price: 130, qty: 2, done: true }, &c, &mut out);
-        assert_eq!(out, vec![Intent::Limit { key: 4, side: Side::Buy, price: 120, qty: 2 }]);
+        g.on_note(
+            &Note::Fill {
+                key: 7,
+                side: Side::Sell,
+                price: 130,
+                qty: 2,
+                done: true,
+            },
+            &c,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Intent::Limit {
+                key: 4,
+                side: Side::Buy,
+                price: 120,
+                qty: 2
+            }]
+        );
         out.clear();
         // A cancelled buy that filled 1 gets a sell of 1; one that filled nothing gets none.
         g.on_note(&Note::Ended { key: 2, filled: 1 }, &c, &mut out);
-        assert_eq!(out, vec![Intent::Limit { key: 5, side: Side::Sell, price: 120, qty: 1 }]);
+        assert_eq!(
+            out,
+            vec![Intent::Limit {
+                key: 5,
+                side: Side::Sell,
+                price: 120,
+                qty: 1
+            }]
+        );
         out.clear();
         g.on_note(&Note::Ended { key: 0, filled: 0 }, &c, &mut out);
         assert!(out.is_empty());
@@ -185,10 +280,34 @@ mod tests {
 
     #[test]
     fn uneven_range_rounds_the_step_down() {
-        let g = Grid::new(Params { low: 100, high: 145, levels: 4, qty: 1 }).unwrap();
+        let g = Grid::new(Params {
+            low: 100,
+            high: 145,
+            levels: 4,
+            qty: 1,
+        })
+        .unwrap();
         assert_eq!((g.price(0), g.price(1), g.price(3)), (100, 115, 145));
-        assert!(Grid::new(Params { low: 100, high: 102, levels: 4, qty: 1 }).is_err());
-        assert!(Grid::new(Params { low: 100, high: 90, levels: 4, qty: 1 }).is_err());
-        assert!(Grid::new(Params { low: 100, high: 190, levels: 1, qty: 1 }).is_err());
+        assert!(Grid::new(Params {
+            low: 100,
+            high: 102,
+            levels: 4,
+            qty: 1
+        })
+        .is_err());
+        assert!(Grid::new(Params {
+            low: 100,
+            high: 90,
+            levels: 4,
+            qty: 1
+        })
+        .is_err());
+        assert!(Grid::new(Params {
+            low: 100,
+            high: 190,
+            levels: 1,
+            qty: 1
+        })
+        .is_err());
     }
 }

@@ -50,23 +50,35 @@ impl Maker {
     /// Validates the parameters.
     pub fn new(p: Params) -> Result<Maker, String> {
         if p.half_spread < 1 || p.qty == 0 || p.max_inventory < 0 || p.skew.0 < 0 {
-            return Err("maker: need half_spread >= 1, qty > 0, max_inventory >= 0, skew >= 0".into());
+            return Err(
+                "maker: need half_spread >= 1, qty > 0, max_inventory >= 0, skew >= 0".into(),
+            );
         }
-        Ok(Maker { p, bid: None, ask: None })
+        Ok(Maker {
+            p,
+            bid: None,
+            ask: None,
+        })
     }
 
     /// The quotes for a mid and a position: `(bid, ask)`, each `None` when that side stays out.
     pub fn quotes(&self, mid: i64, position: i64, ctx: &Ctx) -> (Option<i64>, Option<i64>) {
         let inv = position - self.p.target;
-        let shift = self.p.skew.mul(inv);
+        let shift = self.p.skew.scale(inv);
         let q = self.p.qty as i64;
-        let bid = (inv + q <= self.p.max_inventory).then(|| ctx.market.clamp(mid - self.p.half_spread - shift));
-        let ask = (inv - q >= -self.p.max_inventory).then(|| ctx.market.clamp(mid + self.p.half_spread - shift));
+        let bid = (inv + q <= self.p.max_inventory)
+            .then(|| ctx.market.clamp(mid - self.p.half_spread - shift));
+        let ask = (inv - q >= -self.p.max_inventory)
+            .then(|| ctx.market.clamp(mid + self.p.half_spread - shift));
         (bid, ask)
     }
 
     fn requote(&mut self, key: u64, side: Side, want: Option<i64>, out: &mut Vec<Intent>) {
-        let live = if side == Side::Buy { &mut self.bid } else { &mut self.ask };
+        let live = if side == Side::Buy {
+            &mut self.bid
+        } else {
+            &mut self.ask
+        };
         if *live == want {
             return;
         }
@@ -75,7 +87,12 @@ impl Maker {
         }
         *live = want;
         if let Some(price) = want {
-            out.push(Intent::Limit { key, side, price, qty: self.p.qty });
+            out.push(Intent::Limit {
+                key,
+                side,
+                price,
+                qty: self.p.qty,
+            });
         }
     }
 }
@@ -98,7 +115,10 @@ impl Strategy for Maker {
     fn on_note(&mut self, note: &Note, _ctx: &Ctx, _out: &mut Vec<Intent>) {
         // A quote that is gone is re-placed at the next candle.
         let gone = match *note {
-            Note::Fill { key, done: true, .. } | Note::Ended { key, .. } => key,
+            Note::Fill {
+                key, done: true, ..
+            }
+            | Note::Ended { key, .. } => key,
             _ => return,
         };
         match gone {
@@ -120,7 +140,14 @@ mod tests {
     use crate::strategy::testkit::{candle, ctx};
 
     fn maker() -> Maker {
-        Maker::new(Params { half_spread: 2, qty: 5, skew: Fixed(5_000), max_inventory: 10, target: 0 }).unwrap()
+        Maker::new(Params {
+            half_spread: 2,
+            qty: 5,
+            skew: Fixed(5_000),
+            max_inventory: 10,
+            target: 0,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -135,8 +162,18 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Intent::Limit { key: BID, side: Side::Buy, price: 99, qty: 5 },
-                Intent::Limit { key: ASK, side: Side::Sell, price: 103, qty: 5 },
+                Intent::Limit {
+                    key: BID,
+                    side: Side::Buy,
+                    price: 99,
+                    qty: 5
+                },
+                Intent::Limit {
+                    key: ASK,
+                    side: Side::Sell,
+                    price: 103,
+                    qty: 5
+                },
             ]
         );
         out.clear();
@@ -151,9 +188,19 @@ mod tests {
             out,
             vec![
                 Intent::Cancel { key: BID },
-                Intent::Limit { key: BID, side: Side::Buy, price: 97, qty: 5 },
+                Intent::Limit {
+                    key: BID,
+                    side: Side::Buy,
+                    price: 97,
+                    qty: 5
+                },
                 Intent::Cancel { key: ASK },
-                Intent::Limit { key: ASK, side: Side::Sell, price: 101, qty: 5 },
+                Intent::Limit {
+                    key: ASK,
+                    side: Side::Sell,
+                    price: 101,
+                    qty: 5
+                },
             ]
         );
         out.clear();
@@ -165,12 +212,27 @@ mod tests {
             vec![
                 Intent::Cancel { key: BID },
                 Intent::Cancel { key: ASK },
-                Intent::Limit { key: ASK, side: Side::Sell, price: 99, qty: 5 },
+                Intent::Limit {
+                    key: ASK,
+                    side: Side::Sell,
+                    price: 99,
+                    qty: 5
+                },
             ]
         );
         out.clear();
         // Without a two-sided book the close is the mid; a filled ask is re-placed.
-        m.on_note(&Note::Fill { key: ASK, side: Side::Sell, price: 99, qty: 5, done: true }, &long, &mut out);
+        m.on_note(
+            &Note::Fill {
+                key: ASK,
+                side: Side::Sell,
+                price: 99,
+                qty: 5,
+                done: true,
+            },
+            &long,
+            &mut out,
+        );
         let mut none = ctx(3, 10_000);
         none.best_bid = None;
         m.on_candle(&candle(4, 50, 50, 50, 50), &none, &mut out);
@@ -178,8 +240,18 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Intent::Limit { key: BID, side: Side::Buy, price: 47, qty: 5 },
-                Intent::Limit { key: ASK, side: Side::Sell, price: 51, qty: 5 },
+                Intent::Limit {
+                    key: BID,
+                    side: Side::Buy,
+                    price: 47,
+                    qty: 5
+                },
+                Intent::Limit {
+                    key: ASK,
+                    side: Side::Sell,
+                    price: 51,
+                    qty: 5
+                },
             ]
         );
     }

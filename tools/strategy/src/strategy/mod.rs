@@ -28,7 +28,7 @@ impl Fixed {
     pub const SCALE: i64 = 10_000;
 
     /// `x × self`, rounded towards zero.
-    pub fn mul(self, x: i64) -> i64 {
+    pub fn scale(self, x: i64) -> i64 {
         ((x as i128 * self.0 as i128) / Self::SCALE as i128) as i64
     }
 
@@ -47,12 +47,23 @@ impl Fixed {
         {
             return Err(bad());
         }
-        let i: i64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
-        let mut f: i64 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| bad())? };
+        let i: i64 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
+        let mut f: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().map_err(|_| bad())?
+        };
         for _ in frac.len()..4 {
             f *= 10;
         }
-        let v = i.checked_mul(Self::SCALE).and_then(|v| v.checked_add(f)).ok_or_else(bad)?;
+        let v = i
+            .checked_mul(Self::SCALE)
+            .and_then(|v| v.checked_add(f))
+            .ok_or_else(bad)?;
         Ok(Fixed(if neg { -v } else { v }))
     }
 }
@@ -301,7 +312,7 @@ mod tests {
         assert_eq!(Fixed::parse(".5"), Ok(Fixed(5_000)));
         assert!(Fixed::parse("0.12345").is_err());
         assert!(Fixed::parse("abc").is_err());
-        assert_eq!(Fixed(5_000).mul(20), 10);
+        assert_eq!(Fixed(5_000).scale(20), 10);
         assert_eq!(Fixed(3_000).to_string(), "0.3");
         assert_eq!(Fixed(20_000).to_string(), "2.0");
         #[derive(Deserialize)]
@@ -318,7 +329,8 @@ mod tests {
     fn unknown_strategy_and_bad_params_are_clear_errors() {
         let e = build("nope", &toml::Table::new()).err().unwrap();
         assert!(e.contains("unknown strategy") && e.contains("grid"), "{e}");
-        let t: toml::Table = toml::from_str("levels = 5\nlow = 100\nhigh = 200\nqty = 1\nbogus = 1").unwrap();
+        let t: toml::Table =
+            toml::from_str("levels = 5\nlow = 100\nhigh = 200\nqty = 1\nbogus = 1").unwrap();
         let e = build("grid", &t).err().unwrap();
         assert!(e.contains("bogus"), "{e}");
     }

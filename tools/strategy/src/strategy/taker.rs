@@ -44,7 +44,11 @@ impl Taker {
         if p.seed == 0 || p.qty == 0 || p.every == 0 {
             return Err("taker: seed, qty and every must be non-zero".into());
         }
-        Ok(Taker { state: p.seed, p, count: 0 })
+        Ok(Taker {
+            state: p.seed,
+            p,
+            count: 0,
+        })
     }
 
     fn next(&mut self) -> u64 {
@@ -64,12 +68,16 @@ impl Strategy for Taker {
 
     fn on_candle(&mut self, c: &Candle, ctx: &Ctx, out: &mut Vec<Intent>) {
         self.count += 1;
-        if self.count % self.p.every != 0 {
+        if !self.count.is_multiple_of(self.p.every) {
             return;
         }
         let q = self.p.qty as i64;
         let want_buy = self.next() & 1 == 0;
-        let side = match (want_buy, ctx.position + q <= self.p.max_inventory, ctx.position - q >= -self.p.max_inventory) {
+        let side = match (
+            want_buy,
+            ctx.position + q <= self.p.max_inventory,
+            ctx.position - q >= -self.p.max_inventory,
+        ) {
             (true, true, _) | (false, _, false) => Side::Buy,
             _ => Side::Sell,
         };
@@ -77,7 +85,12 @@ impl Strategy for Taker {
             Side::Buy => ctx.best_ask.unwrap_or(c.close),
             Side::Sell => ctx.best_bid.unwrap_or(c.close),
         };
-        out.push(Intent::Market { key: TAKE, side, qty: self.p.qty, reference });
+        out.push(Intent::Market {
+            key: TAKE,
+            side,
+            qty: self.p.qty,
+            reference,
+        });
     }
 
     fn on_note(&mut self, _note: &Note, _ctx: &Ctx, _out: &mut Vec<Intent>) {}
@@ -93,7 +106,13 @@ mod tests {
     #[test]
     fn seeded_sides_and_inventory_bound() {
         let run = |seed| {
-            let mut t = Taker::new(Params { seed, qty: 2, every: 2, max_inventory: 2 }).unwrap();
+            let mut t = Taker::new(Params {
+                seed,
+                qty: 2,
+                every: 2,
+                max_inventory: 2,
+            })
+            .unwrap();
             let mut pos = 0i64;
             let mut sides = Vec::new();
             for i in 0..40 {
@@ -104,8 +123,14 @@ mod tests {
                     assert!(out.is_empty(), "trades every second candle");
                 }
                 for o in out {
-                    let Intent::Market { side, qty, .. } = o else { panic!() };
-                    pos += if side == Side::Buy { qty as i64 } else { -(qty as i64) };
+                    let Intent::Market { side, qty, .. } = o else {
+                        panic!()
+                    };
+                    pos += if side == Side::Buy {
+                        qty as i64
+                    } else {
+                        -(qty as i64)
+                    };
                     assert!(pos.abs() <= 2);
                     sides.push(side);
                 }

@@ -139,7 +139,9 @@ impl Turtle {
 
     fn update_n(&mut self, c: &Candle) {
         let tr = match self.prev_close {
-            Some(pc) => (c.high - c.low).max((c.high - pc).abs()).max((c.low - pc).abs()),
+            Some(pc) => (c.high - c.low)
+                .max((c.high - pc).abs())
+                .max((c.low - pc).abs()),
             None => c.high - c.low,
         };
         let a = self.p.atr as i64;
@@ -169,7 +171,7 @@ impl Turtle {
     }
 
     fn unit_qty(&self, n: i64, price: i64, ctx: &Ctx) -> u64 {
-        let risk = self.p.unit_risk.mul(ctx.equity) as i128;
+        let risk = self.p.unit_risk.scale(ctx.equity) as i128;
         let per_lot = n as i128 * ctx.market.tick_size as i128;
         if per_lot <= 0 {
             return 0;
@@ -187,15 +189,22 @@ impl Turtle {
             if close_x <= self.stop_x || exit_low.is_some_and(|l| c.close < l) {
                 self.last_winner = ctx.avg_price.is_some_and(|a| c.close > a);
                 self.pending = true;
-                out.push(Intent::Market { key: EXIT, side: Side::Sell, qty: ctx.position as u64, reference: c.close });
+                out.push(Intent::Market {
+                    key: EXIT,
+                    side: Side::Sell,
+                    qty: ctx.position as u64,
+                    reference: c.close,
+                });
             } else if self.units < self.p.units_max
-                && close_x >= self.last_fill * Fixed::SCALE + self.p.add_n.mul(n)
+                && close_x >= self.last_fill * Fixed::SCALE + self.p.add_n.scale(n)
             {
                 self.buy(n, c.close, ctx, out);
             }
         } else if ctx.position <= 0 {
             let s1 = self.window(self.p.entry, true).is_some_and(|h| c.close > h);
-            let s2 = self.window(self.p.entry_long, true).is_some_and(|h| c.close > h);
+            let s2 = self
+                .window(self.p.entry_long, true)
+                .is_some_and(|h| c.close > h);
             if s2 || (s1 && !self.last_winner) {
                 self.buy(n, c.close, ctx, out);
             } else if s1 {
@@ -210,7 +219,12 @@ impl Turtle {
         if qty > 0 {
             self.pending = true;
             self.unit_filled = 0;
-            out.push(Intent::Market { key: UNIT, side: Side::Buy, qty, reference: price });
+            out.push(Intent::Market {
+                key: UNIT,
+                side: Side::Buy,
+                qty,
+                reference: price,
+            });
         }
     }
 
@@ -220,7 +234,7 @@ impl Turtle {
             self.units += 1;
             self.last_fill = price;
             let n = self.n.unwrap_or(0);
-            self.stop_x = price * Fixed::SCALE - self.p.stop_n.mul(n);
+            self.stop_x = price * Fixed::SCALE - self.p.stop_n.scale(n);
         }
     }
 }
@@ -245,7 +259,13 @@ impl Strategy for Turtle {
 
     fn on_note(&mut self, note: &Note, _ctx: &Ctx, _out: &mut Vec<Intent>) {
         match *note {
-            Note::Fill { key: UNIT, price, qty, done, .. } => {
+            Note::Fill {
+                key: UNIT,
+                price,
+                qty,
+                done,
+                ..
+            } => {
                 self.unit_filled += qty;
                 self.last_fill = price;
                 if done {
@@ -256,7 +276,11 @@ impl Strategy for Turtle {
                 let last = self.last_fill;
                 self.unit_done(filled, last);
             }
-            Note::Fill { key: EXIT, done: true, .. } => {
+            Note::Fill {
+                key: EXIT,
+                done: true,
+                ..
+            } => {
                 self.units = 0;
                 self.pending = false;
             }
@@ -304,29 +328,83 @@ mod tests {
         // TR 3 → N 3.25; close 105 > max(103, 102, 104): a unit of 1% × 100 000 / 3.25 = 307.
         t.on_candle(&candle(4, 103, 106, 103, 105), &flat, &mut out);
         assert_eq!(t.n(), Some(32_500));
-        assert_eq!(out, vec![Intent::Market { key: UNIT, side: Side::Buy, qty: 307, reference: 105 }]);
+        assert_eq!(
+            out,
+            vec![Intent::Market {
+                key: UNIT,
+                side: Side::Buy,
+                qty: 307,
+                reference: 105
+            }]
+        );
         out.clear();
-        t.on_note(&Note::Fill { key: UNIT, side: Side::Buy, price: 106, qty: 307, done: true }, &flat, &mut out);
+        t.on_note(
+            &Note::Fill {
+                key: UNIT,
+                side: Side::Buy,
+                price: 106,
+                qty: 307,
+                done: true,
+            },
+            &flat,
+            &mut out,
+        );
         assert_eq!(t.units(), 1);
         // Stop 106 − 2 × 3.25 = 99.5. Next: TR 4 → N 3.625; close 108 ≥ 106 + 1.8125: add
         // 1 000 / 3.625 = 275 lots.
         let mut long = ctx(307, 100_000);
         long.avg_price = Some(106);
         t.on_candle(&candle(5, 105, 108, 104, 108), &long, &mut out);
-        assert_eq!(out, vec![Intent::Market { key: UNIT, side: Side::Buy, qty: 275, reference: 108 }]);
+        assert_eq!(
+            out,
+            vec![Intent::Market {
+                key: UNIT,
+                side: Side::Buy,
+                qty: 275,
+                reference: 108
+            }]
+        );
         out.clear();
-        t.on_note(&Note::Fill { key: UNIT, side: Side::Buy, price: 108, qty: 275, done: true }, &long, &mut out);
+        t.on_note(
+            &Note::Fill {
+                key: UNIT,
+                side: Side::Buy,
+                price: 108,
+                qty: 275,
+                done: true,
+            },
+            &long,
+            &mut out,
+        );
         assert_eq!(t.units(), 2);
         // Stop 108 − 2 × 3.625 = 100.75; a close at 100 sells everything (582 lots).
         let mut long = ctx(582, 100_000);
         long.avg_price = Some(107);
         t.on_candle(&candle(6, 108, 109, 100, 100), &long, &mut out);
-        assert_eq!(out, vec![Intent::Market { key: EXIT, side: Side::Sell, qty: 582, reference: 100 }]);
+        assert_eq!(
+            out,
+            vec![Intent::Market {
+                key: EXIT,
+                side: Side::Sell,
+                qty: 582,
+                reference: 100
+            }]
+        );
         out.clear();
         // Pending exit: no new decision until it is done.
         t.on_candle(&candle(7, 100, 120, 100, 120), &long, &mut out);
         assert!(out.is_empty());
-        t.on_note(&Note::Fill { key: EXIT, side: Side::Sell, price: 100, qty: 582, done: true }, &flat, &mut out);
+        t.on_note(
+            &Note::Fill {
+                key: EXIT,
+                side: Side::Sell,
+                price: 100,
+                qty: 582,
+                done: true,
+            },
+            &flat,
+            &mut out,
+        );
         assert_eq!(t.units(), 0);
     }
 
@@ -355,6 +433,16 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         // The skip reset the filter: the next system-1 breakout is taken.
         t.on_candle(&candle(5, 106, 109, 105, 108), &flat, &mut out);
-        assert!(matches!(out[..], [Intent::Market { key: UNIT, side: Side::Buy, .. }]), "{out:?}");
+        assert!(
+            matches!(
+                out[..],
+                [Intent::Market {
+                    key: UNIT,
+                    side: Side::Buy,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
     }
 }
