@@ -127,6 +127,25 @@ pub enum Update {
     },
 }
 
+/// One fill, as the fill log keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FillRec {
+    /// Time (ms) the ledger was told it happened.
+    pub ts: u64,
+    /// Client order id.
+    pub coid: u64,
+    /// Buy or sell.
+    pub side: &'static str,
+    /// Trade price (ticks).
+    pub price: i64,
+    /// Lots.
+    pub qty: u64,
+    /// Fee (quote units).
+    pub fee: u64,
+    /// This fill's slippage: adverse difference from the order's reference × lots.
+    pub slippage: i64,
+}
+
 /// A position in one symbol, relative to where the bot started.
 #[derive(Clone, Debug, Default)]
 pub struct Position {
@@ -223,6 +242,11 @@ pub struct Ledger {
     pub orders_failed: u64,
     /// The last failure: code and name.
     pub last_failure: Option<(u16, String)>,
+    /// Every fill with its slippage, when enabled (backtests; a long-running bot keeps only
+    /// the totals).
+    pub fill_log: Option<Vec<FillRec>>,
+    /// The time stamped on logged fills (ms).
+    pub now: u64,
 }
 
 impl Ledger {
@@ -239,6 +263,8 @@ impl Ledger {
             orders_total: 0,
             orders_failed: 0,
             last_failure: None,
+            fill_log: None,
+            now: 0,
         }
     }
 
@@ -360,6 +386,17 @@ impl Ledger {
                 let (key, side, done) = (o.key, o.side, leaves == 0);
                 self.slippage += slip;
                 self.fills += 1;
+                if let Some(log) = &mut self.fill_log {
+                    log.push(FillRec {
+                        ts: self.now,
+                        coid,
+                        side: side.name(),
+                        price,
+                        qty,
+                        fee,
+                        slippage: slip,
+                    });
+                }
                 self.position.fill(side, price, qty, fee, tick);
                 if done && self.keys.get(&key) == Some(&coid) {
                     self.keys.remove(&key);

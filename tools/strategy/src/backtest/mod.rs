@@ -234,6 +234,8 @@ impl Sim {
             b.cash as i64,
             b.base as i64,
         )?;
+        let mut bot = bot;
+        bot.ledger.fill_log = Some(Vec::new());
         let mut engine = Engine::new(config).map_err(|e| e.to_string())?;
         let mut deposit = |user, currency, amount| -> Result<(), String> {
             if amount == 0 {
@@ -334,6 +336,7 @@ impl Sim {
             }
         }
         let mut out = std::mem::take(&mut self.queue);
+        self.bot.ledger.now = self.now;
         for u in &updates {
             self.bot.on_update(u, &mut out);
         }

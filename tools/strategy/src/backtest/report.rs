@@ -11,6 +11,8 @@
 //! - `win_rate`: round trips (the position back to zero) with positive realised PnL net of
 //!   fees, over all round trips; 0 when there were none.
 //! - `exposure_time`: the share of the strategy's candles that closed with a position.
+//! - `fills`: every fill with its own slippage (adverse difference from the price the decision
+//!   was made at, × lots; negative when the fill was better).
 
 use serde::Serialize;
 
@@ -121,6 +123,8 @@ pub struct Report {
     pub state_hash: String,
     /// Risk refusals and breaches.
     pub risk_events: Vec<RiskLine>,
+    /// Every fill of the strategy: time, order, side, price, lots, fee, slippage.
+    pub fills: Vec<crate::ledger::FillRec>,
     /// `(time ms, equity)` per candle.
     pub equity_curve: Vec<(u64, i64)>,
 }
@@ -245,6 +249,7 @@ impl Report {
                     detail: e.detail.clone(),
                 })
                 .collect(),
+            fills: l.fill_log.clone().unwrap_or_default(),
             equity_curve: sim.equity.clone(),
         }
     }
