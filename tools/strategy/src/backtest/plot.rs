@@ -33,7 +33,7 @@ pub fn svg(report: &Report) -> Result<String, String> {
                 ("sans-serif", 16),
             )
             .margin(10)
-            .x_label_area_size(28)
+            .x_label_area_size(40)
             .y_label_area_size(90)
             .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
             .map_err(err)?;
@@ -64,7 +64,7 @@ pub fn svg(report: &Report) -> Result<String, String> {
         let mut c = ChartBuilder::on(&bottom)
             .caption("drawdown (% of peak equity)", ("sans-serif", 14))
             .margin(10)
-            .x_label_area_size(28)
+            .x_label_area_size(40)
             .y_label_area_size(90)
             .build_cartesian_2d(0f64..x_max, (dd_min * 1.05)..0f64)
             .map_err(err)?;
