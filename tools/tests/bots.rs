@@ -202,7 +202,7 @@ fn an_unapproved_proposal_is_never_applied() {
         "train_share": "0.7",
         "split_ms": 0,
         "ranking": [],
-        "proposed_value": "4.0",
+        "proposed_value": "4",
         "params": "half_spread = 4\nqty = 5\nmax_inventory = 100\n\n[risk]\ncapital = 1\n\n[backtest]\ncash = 1\n",
         "approved_digest": null
     });

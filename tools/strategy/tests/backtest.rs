@@ -150,11 +150,17 @@ fn candle_breakout_buys_the_breakout_and_sells_next_open() {
     // the close; the entry happened during day 1, the exit at day 2's open.
     let fills = r["fills"].as_array().unwrap();
     let f = |i: usize, k: &str| fills[i][k].as_i64().unwrap();
-    assert_eq!((f(0, "price"), f(0, "qty"), f(0, "slippage")), (10_125, 940, 25 * 940));
+    assert_eq!(
+        (f(0, "price"), f(0, "qty"), f(0, "slippage")),
+        (10_125, 940, 25 * 940)
+    );
     assert_eq!((f(1, "price"), f(1, "slippage")), (10_249, 940));
     assert!((86_400_000..172_800_000).contains(&f(0, "ts")), "{fills:?}");
     assert_eq!(f(1, "ts"), 172_800_000);
-    assert_eq!((fills[0]["side"].as_str(), fills[1]["side"].as_str()), (Some("BUY"), Some("SELL")));
+    assert_eq!(
+        (fills[0]["side"].as_str(), fills[1]["side"].as_str()),
+        (Some("BUY"), Some("SELL"))
+    );
     // Fees: taker 10 bps, rounded up, on both fills.
     let fee = |n: i64| (n * 10 + 9_999) / 10_000;
     assert_eq!(r["fees"], fee(10_125 * 940) + fee(10_249 * 940));
@@ -179,10 +185,7 @@ fn sweep_writes_a_pending_proposal_ranked_on_training_data() {
         .all(|w| w[0].train.metric >= w[1].train.metric));
     assert_eq!(p.proposed_value, p.ranking[0].value);
     assert!(
-        p.params.contains(&format!(
-            "qty = {}",
-            p.proposed_value.trim_end_matches(".0")
-        )),
+        p.params.contains(&format!("qty = {}", p.proposed_value)),
         "{}",
         p.params
     );

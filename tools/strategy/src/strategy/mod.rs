@@ -74,7 +74,10 @@ impl std::fmt::Display for Fixed {
         let a = self.0.unsigned_abs();
         let (i, d) = (a / Self::SCALE as u64, a % Self::SCALE as u64);
         let mut s = format!("{sign}{i}.{d:04}");
-        while s.ends_with('0') && !s.ends_with(".0") {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
             s.pop();
         }
         f.write_str(&s)
@@ -314,7 +317,8 @@ mod tests {
         assert!(Fixed::parse("abc").is_err());
         assert_eq!(Fixed(5_000).scale(20), 10);
         assert_eq!(Fixed(3_000).to_string(), "0.3");
-        assert_eq!(Fixed(20_000).to_string(), "2.0");
+        assert_eq!(Fixed(20_000).to_string(), "2");
+        assert_eq!(Fixed(-5).to_string(), "-0.0005");
         #[derive(Deserialize)]
         struct P {
             a: Fixed,
