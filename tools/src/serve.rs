@@ -60,6 +60,10 @@ pub struct Args {
     /// for demos and tests).
     #[arg(long)]
     in_process: bool,
+    /// Also run demo bots against this server (a market maker and two takers on BTC-KRW, as
+    /// the default config's alice, bob and carol, funded by ops1; docs/strategies.md).
+    #[arg(long)]
+    demo: bool,
 }
 
 /// Runs the server until a signal.
@@ -94,6 +98,9 @@ fn serve(args: Args) -> Result<(), String> {
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
         );
+        if args.demo {
+            ringbook_strategy::live::demo(handle.local_addr(), config.clone());
+        }
         wait_for_signal();
         let backend = handle.shutdown().map_err(|e| e.to_string())?;
         eprintln!(
@@ -149,6 +156,9 @@ fn serve(args: Args) -> Result<(), String> {
         },
         args.journal.display()
     );
+    if args.demo {
+        ringbook_strategy::live::demo(handle.local_addr(), config.clone());
+    }
     wait_for_signal();
     eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
     let stats = handle.stats().clone();

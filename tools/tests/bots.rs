@@ -12,7 +12,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command as Proc, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ringbook_client::protocol::{ClientMsg, ServerMsg};
+use ringbook_client::Client;
+use ringbook_engine::SymbolId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
 
@@ -24,8 +28,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let mut child = Proc::new(BIN)
             .args(["serve", "--in-process", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -244,4 +253,60 @@ fn an_unapproved_proposal_is_never_applied() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"bot\":\"tuned\""));
+}
+
+#[test]
+fn serve_demo_runs_a_maker_and_takers() {
+    let server = Server::start_with(&["--demo"]);
+    let mut c = Client::connect(server.addr).unwrap();
+    c.login("dave", "dave-demo", 1, false).unwrap();
+    // The maker's two-sided quote appears on BTC-KRW, and moves as the takers trade with it
+    // (its inventory skew shifts the quotes): wait for two different quotes, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quotes = Vec::new();
+    let mut request = 0;
+    while Instant::now() < deadline {
+        request += 1;
+        c.send(&ClientMsg::BookSnapshot {
+            request_id: request,
+            symbol: SymbolId(0),
+            depth: 1,
+        })
+        .unwrap();
+        let (mut bid, mut ask) = (None, None);
+        loop {
+            match c
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("a book reply")
+            {
+                ServerMsg::BookLevels {
+                    request_id,
+                    side,
+                    count,
+                    levels,
+                    ..
+                } if request_id == request && count > 0 => {
+                    if side == 0 {
+                        bid = Some(levels[0].0);
+                    } else {
+                        ask = Some(levels[0].0);
+                    }
+                }
+                ServerMsg::BookEnd { request_id, .. } if request_id == request => break,
+                _ => {}
+            }
+        }
+        if let (Some(b), Some(a)) = (bid, ask) {
+            assert!(b < a);
+            if quotes.last() != Some(&(b, a)) {
+                quotes.push((b, a));
+            }
+            if quotes.len() >= 2 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the demo bots did not quote and trade within 30 s: quotes seen {quotes:?}");
 }

@@ -59,7 +59,7 @@ pub struct BotsConfig {
     pub symbol: String,
     /// Step (poll) interval, e.g. `200ms`.
     pub interval: String,
-    /// Steps per bot.
+    /// Steps per bot (0: until the server closes the connection).
     pub steps: u64,
     /// Engine configuration the server runs (for the symbol's reference data); the embedded
     /// default when omitted. A relative path is relative to this file.
@@ -546,7 +546,12 @@ impl Live {
         let started = Instant::now();
         let mut out = Vec::new();
         let mut last_price = self.cfg.reference;
-        for step in 1..=self.steps {
+        let steps = if self.steps == 0 {
+            u64::MAX
+        } else {
+            self.steps
+        };
+        for step in 1..=steps {
             let step_start = Instant::now();
             // Poll the book; apply whatever arrives meanwhile.
             request += 1;
@@ -742,6 +747,96 @@ impl Live {
                 }
                 m => other(m),
             }
+        }
+    }
+}
+
+/// The bots `ringbook serve --demo` runs against itself: a market maker and two noise takers
+/// on BTC-KRW, logged in with the default config's demo accounts and funded by `ops1`, one
+/// step every 250 ms until the server stops.
+pub const DEMO_CONFIG: &str = r#"
+symbol = "BTC-KRW"
+interval = "250ms"
+steps = 0
+
+[funding]
+login = "ops1"
+password = "ops1-demo"
+
+[[bot]]
+name = "maker"
+strategy = "maker"
+login = "alice"
+password = "alice-demo"
+cash = 1000000000
+base = 20000
+reference = 50000
+params = { half_spread = 5, qty = 20, skew = 0.02, max_inventory = 2000 }
+[bot.risk]
+capital = 1000000000
+max_position = 500000000
+
+[[bot]]
+name = "taker-b"
+strategy = "taker"
+login = "bob"
+password = "bob-demo"
+cash = 1000000000
+base = 20000
+reference = 50000
+params = { seed = 11, qty = 5, max_inventory = 500 }
+[bot.risk]
+capital = 1000000000
+
+[[bot]]
+name = "taker-c"
+strategy = "taker"
+login = "carol"
+password = "carol-demo"
+cash = 1000000000
+base = 20000
+reference = 50000
+params = { seed = 29, qty = 3, every = 2, max_inventory = 500 }
+[bot.risk]
+capital = 1000000000
+"#;
+
+/// Starts the demo bots ([`DEMO_CONFIG`]) against the server at `addr` on a thread of their
+/// own; they run until the server closes their connections. Failures are logged to stderr.
+pub fn demo(addr: SocketAddr, engine: Config) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let cfg: BotsConfig = toml::from_str(DEMO_CONFIG).expect("the demo config is valid");
+        let params = cfg
+            .bots
+            .iter()
+            .map(|b| b.params.clone().unwrap_or_default())
+            .collect();
+        match run(addr, &cfg, &engine, params, |_| {}) {
+            Ok(_) => eprintln!("ringbook serve: demo bots finished"),
+            Err(e) => eprintln!("ringbook serve: demo bots stopped: {e}"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let cfg: BotsConfig = toml::from_str(DEMO_CONFIG).unwrap();
+        assert_eq!(cfg.steps, 0);
+        for b in &cfg.bots {
+            strategy::build(&b.strategy, b.params.as_ref().unwrap()).unwrap();
+        }
+        let engine = Config::default();
+        assert!(engine.symbol_id(&cfg.symbol).is_some());
+        for b in &cfg.bots {
+            assert!(
+                engine.gateway.accounts.iter().any(|a| a.login == b.login),
+                "{}",
+                b.login
+            );
         }
     }
 }
