@@ -310,3 +310,58 @@ fn serve_demo_runs_a_maker_and_takers() {
     }
     panic!("the demo bots did not quote and trade within 30 s: quotes seen {quotes:?}");
 }
+
+#[test]
+fn backtest_bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/lobster/AAPL_2012-06-21_34200000_57600000_message_10.csv");
+    let run = |strategy: &str, params: &str| {
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, params).unwrap();
+        let out = Proc::new(BIN)
+            .args(["backtest", "--strategy", strategy, "--params"])
+            .arg(&p)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("r.json"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let ok = "low = 58530\nhigh = 58590\nlevels = 5\nqty = 10\n[risk]\ncapital = 1\n[backtest]\ncash = 1000\n";
+    for (strategy, params, want) in [
+        ("nope", ok, "unknown strategy"),
+        ("grid", "low = 1\n[backtest]\ncash = 1\n", "no [risk] table"),
+        (
+            "grid",
+            &ok.replace("levels = 5", "levels = 1"),
+            "levels must be at least 2",
+        ),
+        (
+            "grid",
+            &ok.replace("qty = 10", "qty = 10\nspeed = 3"),
+            "unknown field `speed`",
+        ),
+        (
+            "grid",
+            &ok.replace("cash = 1000", "cash = 1000\ninterval = \"1y\""),
+            "unknown unit",
+        ),
+    ] {
+        let (code, err) = run(strategy, params);
+        assert_eq!(code, Some(2), "{strategy}: {err}");
+        assert!(
+            err.contains(want),
+            "{strategy}: expected {want:?} in {err:?}"
+        );
+    }
+    assert!(
+        !dir.path().join("r.json").exists(),
+        "no report from a refused run"
+    );
+}
