@@ -101,7 +101,7 @@ fn adapt(cmd: &Command, engine: &Engine) -> Command {
     match *cmd {
         Command::NewOrder(mut o) if m.client_order_id_rule() == ClientOrderIdRule::Increasing => {
             let (c, high) = (o.client_order_id.0, m.client_order_id_high(o.user));
-            o.client_order_id = ClientOrderId(if (o.price.0 as u64 + o.qty.0) % 8 == 0 {
+            o.client_order_id = ClientOrderId(if (o.price.0 as u64 + o.qty.0).is_multiple_of(8) {
                 high.saturating_sub(c % 2)
             } else {
                 high + c
