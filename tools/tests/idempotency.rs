@@ -13,6 +13,10 @@
 //!   recovers from that snapshot with nothing to replay (so the user's mark comes from the
 //!   snapshot, not from replaying the fill) and refuses the resend.
 //!
+//! - `a_resend_after_another_user_floods_the_session_table_is_a_duplicate`: the eviction attack
+//!   (another user's 130 sessions, more than the session table holds); the victim's resend is a
+//!   duplicate whether or not her session survived.
+//!
 //! Every wait is bounded (a timeout that only fails a broken run); nothing passes or fails on
 //! wall-clock speed. The servers listen on 127.0.0.1 only.
 
@@ -121,10 +125,17 @@ struct Conn {
 
 impl Conn {
     fn login(addr: SocketAddr, who: &str, session: u32) -> Conn {
+        Conn::login_info(addr, who, session).0
+    }
+
+    /// Logs in (with `last_seen_seq` 0) and returns the session's `last_seq` at login: every
+    /// message numbered up to it is a retransmission.
+    fn login_info(addr: SocketAddr, who: &str, session: u32) -> (Conn, u64) {
         let mut c = Client::connect(addr).unwrap();
-        c.login(who, &format!("{who}-demo"), session, false)
+        let info = c
+            .login(who, &format!("{who}-demo"), session, false)
             .unwrap();
-        Conn { c, next_request: 1 }
+        (Conn { c, next_request: 1 }, info.last_seq)
     }
 
     fn send(&mut self, m: &ClientMsg) {
@@ -216,24 +227,33 @@ fn bob_ioc(coid: u64, qty: u64) -> ClientMsg {
 /// `Cancelled` / last `Fill`. Bounded: stops at the first reject or at a fill that leaves
 /// nothing.
 fn outcome(conn: &mut Conn, msg: &ClientMsg, coid: u64) -> Vec<ServerMsg> {
+    outcome_after(conn, msg, coid, 0)
+}
+
+/// [`outcome`], ignoring messages numbered up to `after` (retransmissions after a login).
+fn outcome_after(conn: &mut Conn, msg: &ClientMsg, coid: u64, after: u64) -> Vec<ServerMsg> {
     conn.send(msg);
-    let (last, mut before) = conn.until(|m| match *m {
-        ServerMsg::Rejected {
-            client_order_id, ..
-        } => client_order_id == coid,
-        ServerMsg::Fill {
-            client_order_id,
-            role: 1,
-            leaves_qty: 0,
-            ..
-        } => client_order_id == coid,
-        ServerMsg::Cancelled {
-            client_order_id, ..
-        } => client_order_id == coid,
-        _ => false,
+    let (last, before) = conn.until(|m| {
+        m.seq() > after
+            && match *m {
+                ServerMsg::Rejected {
+                    client_order_id, ..
+                } => client_order_id == coid,
+                ServerMsg::Fill {
+                    client_order_id,
+                    role: 1,
+                    leaves_qty: 0,
+                    ..
+                } => client_order_id == coid,
+                ServerMsg::Cancelled {
+                    client_order_id, ..
+                } => client_order_id == coid,
+                _ => false,
+            }
     });
-    before.push(last);
-    before
+    let mut answer: Vec<ServerMsg> = before.into_iter().filter(|m| m.seq() > after).collect();
+    answer.push(last);
+    answer
 }
 
 fn is_duplicate(msgs: &[ServerMsg], coid: u64) -> bool {
@@ -376,5 +396,50 @@ fn a_resend_after_recovery_from_a_snapshot_is_a_duplicate() {
     assert!(is_duplicate(&again, 7), "{again:#?}");
     assert_eq!(bob.balances(2), before);
     assert_eq!(alice.live_order(1, 1), Some((6, 4)));
+    srv.kill();
+}
+
+/// The attack of issue 10, item 3: another user opens more sessions than the server's session
+/// table holds (128), which used to evict the victim's detached session, so her reconnect found
+/// no session state. Whatever the gateway keeps or evicts, the victim's resend is refused by
+/// the engine and nothing executes twice.
+#[test]
+fn a_resend_after_another_user_floods_the_session_table_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let srv = Server::start(&journal);
+    let mut ops = Conn::login(srv.addr, "ops1", 1);
+    for (user, currency, amount) in [(1, BTC, 1_000_000), (2, KRW, 10_000_000)] {
+        ops.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into(),
+        );
+        ops.until(|m| matches!(m, ServerMsg::Deposited { user: u, .. } if *u == user));
+    }
+    let mut alice = Conn::login(srv.addr, "alice", 1);
+    alice.send(&Command::NewOrder(limit(1, 1, Side::Sell, 15_000, 10)).into());
+    alice.until(|m| matches!(m, ServerMsg::Accepted { .. }));
+    {
+        let mut bob = Conn::login(srv.addr, "bob", 1);
+        let first = outcome(&mut bob, &bob_ioc(7, 4), 7);
+        assert_eq!(fills(&first), 4, "{first:#?}");
+        // Bob's connection drops; his session is detached.
+    }
+    // Carol opens 130 sessions one after another, each left detached.
+    for session in 1000..1130 {
+        drop(Conn::login(srv.addr, "carol", session));
+    }
+    // Bob comes back to session 1 and resends what he is unsure about.
+    let (mut bob, last_seq) = Conn::login_info(srv.addr, "bob", 1);
+    let again = outcome_after(&mut bob, &bob_ioc(7, 4), 7, last_seq);
+    assert!(is_duplicate(&again, 7), "{again:#?}");
+    assert_eq!(alice.live_order(1, 1), Some((6, 4)));
+    let balances = bob.balances(2);
+    assert_eq!(balances[BTC as usize], (BTC, 40_000, 0));
+    assert_eq!(balances[KRW as usize], (KRW, 10_000_000 - 60_060, 0));
     srv.kill();
 }
