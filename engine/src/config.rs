@@ -236,6 +236,31 @@ impl SymbolConfig {
     }
 }
 
+/// How the engine treats a new order's client order id (docs/protocol.md, "Idempotency").
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientOrderIdRule {
+    /// Each user's client order ids must strictly increase: a new order whose id is at or below
+    /// the highest id that user has sent (the high-water mark, kept in engine state, snapshots
+    /// and replay) is rejected as `DUPLICATE_CLIENT_ORDER_ID`, so a resent order can never be
+    /// executed twice, even after a restart. The default.
+    #[default]
+    Increasing,
+    /// Only an id naming one of the user's live orders is refused; a finished order's id may
+    /// be used again. For replays of foreign feeds and benchmarks that reuse ids; it does not
+    /// protect against resends.
+    UniqueLive,
+}
+
+/// Engine rules (the `[engine]` section; optional).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `"increasing"` (default) or `"unique_live"`.
+    #[serde(default)]
+    pub client_order_ids: ClientOrderIdRule,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -249,6 +274,9 @@ pub struct Config {
     /// Operators (withdrawal approval).
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// Engine rules: the client-order-id rule.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Gateway logins (optional).
     #[serde(default)]
     pub gateway: GatewayConfig,
@@ -480,6 +508,41 @@ mod tests {
         assert_eq!(names, ["BTC-KRW", "ETH-KRW", "AAPL-USD"]);
         assert_eq!(c.symbol_id("AAPL-USD"), Some(SymbolId(2)));
         assert_eq!(c.currency_id("BTC"), Some(CurrencyId(2)));
+        assert_eq!(c.engine.client_order_ids, ClientOrderIdRule::Increasing);
+    }
+
+    #[test]
+    fn client_order_id_rule_parses_and_defaults_to_increasing() {
+        let without = DEFAULT_CONFIG_TOML
+            .replace("[engine]", "")
+            .replace("client_order_ids = \"increasing\"", "");
+        assert_ne!(without, DEFAULT_CONFIG_TOML);
+        assert_eq!(
+            Config::from_toml_str(&without)
+                .unwrap()
+                .engine
+                .client_order_ids,
+            ClientOrderIdRule::Increasing
+        );
+        let live = DEFAULT_CONFIG_TOML.replace(
+            "client_order_ids = \"increasing\"",
+            "client_order_ids = \"unique_live\"",
+        );
+        assert_eq!(
+            Config::from_toml_str(&live)
+                .unwrap()
+                .engine
+                .client_order_ids,
+            ClientOrderIdRule::UniqueLive
+        );
+        let bad = DEFAULT_CONFIG_TOML.replace(
+            "client_order_ids = \"increasing\"",
+            "client_order_ids = \"sometimes\"",
+        );
+        assert!(matches!(
+            Config::from_toml_str(&bad),
+            Err(ConfigError::Parse(m)) if m.contains("sometimes") || m.contains("unknown variant")
+        ));
     }
 
     #[test]

@@ -340,12 +340,13 @@ fn reconnect_retransmits_missed_messages_and_ids_are_idempotent() {
         }
     }
     assert_eq!(got, [2, 3, 10]);
-    // Resending an old client order id on the same session is refused, not executed twice.
+    // Resending an old client order id is refused by the engine (per user, so also an id below
+    // what carol's other session used), not executed twice.
     carol.send(&order(3, 3, Side::Buy, 100, 1)).unwrap();
     assert!(matches!(
         until(&mut carol, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected {
-            code: 1013,
+            code: 3009,
             client_order_id: 3,
             ..
         }

@@ -1089,18 +1089,9 @@ impl<B: Backend> Core<B> {
                 if let Err(code) = allowed {
                     return self.gateway_reject(c, msg_type, code, coid);
                 }
-                if let Command::NewOrder(o) = cmd {
-                    let sess = &mut self.sessions[s];
-                    if o.client_order_id.0 <= sess.coid_hwm {
-                        return self.gateway_reject(
-                            c,
-                            msg_type,
-                            RejectCode::ClientOrderIdNotIncreasing,
-                            coid,
-                        );
-                    }
-                    sess.coid_hwm = o.client_order_id.0;
-                }
+                // Client order ids are checked by the engine, per user, in sequence and across
+                // restarts (DUPLICATE_CLIENT_ORDER_ID; docs/protocol.md, "Idempotency"): no
+                // per-session check here that a restart or a new session would forget.
                 self.submit(c, s, cmd, msg_type, 0);
             }
             ClientMsg::OrderStatus {

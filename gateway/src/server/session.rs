@@ -31,7 +31,6 @@ pub(crate) struct Session {
     pub(crate) role: Role,
     pub(crate) conn: Option<usize>,
     pub(crate) last_seq: u64,
-    pub(crate) coid_hwm: u64,
     /// Frames the commands submitted for this session (whose `Done` has not been routed yet)
     /// are expected to produce for it: see `frames_expected`.
     pub(crate) in_flight: u64,
@@ -50,7 +49,6 @@ impl Session {
             role: Role::User(0),
             conn: None,
             last_seq: 0,
-            coid_hwm: 0,
             in_flight: 0,
             detached_at: now,
             frames: vec![[0u8; FRAME_BYTES_MAX]; retransmit_msgs].into_boxed_slice(),
@@ -66,7 +64,6 @@ impl Session {
         self.role = role;
         self.conn = None;
         self.last_seq = 0;
-        self.coid_hwm = 0;
         self.in_flight = 0;
     }
 
