@@ -27,8 +27,9 @@
 //!
 //! # Proposals
 //!
-//! Client order ids start from the clock (milliseconds × 1024), because the gateway requires
-//! them to increase within a session, and a session outlives one run of the bots.
+//! Client order ids start from the clock (milliseconds × 1024), because the engine requires each
+//! user's ids to increase (its high-water mark, docs/matching.md "Client order ids"), and the
+//! mark outlives one run of the bots.
 //!
 //! A bot may take its parameters from a sweep's proposal (`proposal = "FILE"`); it is used only
 //! if a person approved it (`ringbook bots approve FILE`) and it was not edited afterwards.
@@ -537,7 +538,7 @@ impl Live {
             cash0 as i64,
             (base0 / self.lot) as i64,
         )?;
-        // The gateway wants each session's client order ids to increase, across runs too:
+        // The engine wants each user's client order ids to increase, across runs too:
         // start from the clock (ms × 1024: room for 1024 orders per millisecond of run time).
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -11,6 +11,9 @@
 //!   and the recorded order stays (the strategy's impact on the book persists);
 //! - types 5 (hidden executions) and 7 (halts): counted, no effect.
 //!
+//! LOBSTER ids are unique while live but not increasing, so the engine runs with the
+//! `unique_live` client-order-id rule here (docs/matching.md, "Client order ids").
+//!
 //! Ids never added (starting liquidity) act on the oldest starting order at their price and
 //! side. A message naming an order that is no longer there — because the strategy took its
 //! liquidity, or because it lived beyond the ten levels the file shows — is skipped and

@@ -202,7 +202,13 @@ impl Sim {
             .symbol
             .clone()
             .unwrap_or_else(|| run.source.default_symbol().to_string());
-        let config = &run.config;
+        let mut config = run.config.clone();
+        if matches!(run.source, Source::Lobster(_)) {
+            // LOBSTER's order ids become client order ids: unique while live, not increasing
+            // per user, so the replay uses the engine's `unique_live` rule (as `ringbook lobster`).
+            config.engine.client_order_ids = ringbook_engine::config::ClientOrderIdRule::UniqueLive;
+        }
+        let config = &config;
         let symbol = config
             .symbol_id(&name)
             .ok_or_else(|| format!("the config has no symbol {name}"))?;
