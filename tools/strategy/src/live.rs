@@ -25,11 +25,12 @@
 //! A status line per bot and step goes to the terminal as a table (or `--json` lines), then one
 //! outcome per bot. The exit status is 1 if any bot failed to reconcile.
 //!
-//! # Proposals
+//! Client order ids start from the wall clock in nanoseconds (as `ringbook loadgen`'s do),
+//! because the engine requires each user's ids to increase (its high-water mark,
+//! docs/matching.md "Client order ids"), and the mark outlives one run of the bots. Sessions
+//! are reused between runs, so messages the server retransmits from an earlier run are skipped.
 //!
-//! Client order ids start from the clock (milliseconds × 1024), because the engine requires each
-//! user's ids to increase (its high-water mark, docs/matching.md "Client order ids"), and the
-//! mark outlives one run of the bots.
+//! # Proposals
 //!
 //! A bot may take its parameters from a sweep's proposal (`proposal = "FILE"`); it is used only
 //! if a person approved it (`ringbook bots approve FILE`) and it was not edited afterwards.
@@ -538,12 +539,13 @@ impl Live {
             cash0 as i64,
             (base0 / self.lot) as i64,
         )?;
-        // The engine wants each user's client order ids to increase, across runs too:
-        // start from the clock (ms × 1024: room for 1024 orders per millisecond of run time).
-        let unix_ms = std::time::SystemTime::now()
+        // The engine wants each user's client order ids to increase, across runs too: start
+        // from the wall clock in nanoseconds, the convention `ringbook loadgen` follows, so
+        // either may run after the other on the same accounts.
+        let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        bot.ledger = crate::ledger::Ledger::new(self.market, unix_ms.saturating_mul(1024).max(1));
+            .map_or(0, |d| d.as_nanos() as u64);
+        bot.ledger = crate::ledger::Ledger::new(self.market, unix_ns.max(1));
         let started = Instant::now();
         let mut out = Vec::new();
         let mut last_price = self.cfg.reference;
