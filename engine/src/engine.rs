@@ -113,7 +113,8 @@ impl Engine {
         })
     }
 
-    /// Applies one command; every consequence goes to `sink`, in order.
+    /// Applies one command at the current engine time ([`Engine::now_ns`]; see
+    /// [`Engine::process_at`] to stamp it); every consequence goes to `sink`, in order.
     ///
     /// The three stages, composed: R (`risk_stage`) answers what it can itself and locks
     /// funds, M (`match_stage`) matches, and S (`settlement`) settles M's events as they
@@ -140,7 +141,23 @@ impl Engine {
         }
     }
 
+    /// Applies one command stamped `ts_ns` (Unix nanoseconds): engine time moves to `ts_ns`
+    /// first (or stays where it is if `ts_ns` is earlier: time never goes backwards), then
+    /// [`Engine::process`]. Every way of running ringbook stamps commands before R and
+    /// journals the stamp, so replay reproduces the time exactly (docs/matching.md, "Engine
+    /// time").
+    #[inline]
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.matcher.advance(ts_ns);
+        self.process(cmd, sink);
+    }
+
     // ---------------------------------------------------------------- queries
+
+    /// Engine time: the latest command timestamp processed (0 before any), Unix nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.matcher.now_ns()
+    }
 
     /// The configuration the engine was built from.
     pub fn config(&self) -> &Config {

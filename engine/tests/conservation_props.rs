@@ -191,6 +191,9 @@ struct Harness {
     pending: BTreeMap<WithdrawalId, (UserId, CurrencyId, u64)>,
     /// Withdrawal ids that were completed or rejected.
     finished: Vec<WithdrawalId>,
+    /// How far each command's stamp is past the engine's time (0 keeps the time still, so a
+    /// test can show with the state hash that a reject changed nothing else).
+    time_step: u64,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -226,6 +229,7 @@ impl Harness {
             withdrawn: vec![0; currencies],
             pending: BTreeMap::new(),
             finished: Vec::new(),
+            time_step: 1_000,
         }
     }
 
@@ -246,14 +250,18 @@ impl Harness {
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
         let before = self.engine.state_hash();
+        // Each command `time_step` after the engine's time, except a query: engine time is
+        // part of the state, and the check below is that a query changes nothing else.
+        let ts = self.engine.now_ns()
+            + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step;
         let engine = &mut self.engine;
         catch_unwind(AssertUnwindSafe(|| {
-            engine.process(cmd, &mut |e: &Event| fast.push(*e))
+            engine.process_at(ts, cmd, &mut |e: &Event| fast.push(*e))
         }))
         .map_err(|p| format!("engine panicked: {}", panic_message(&*p)))?;
         let model = &mut self.reference;
         catch_unwind(AssertUnwindSafe(|| {
-            model.process(cmd, &mut |e: &Event| reference.push(*e))
+            model.process_at(ts, cmd, &mut |e: &Event| reference.push(*e))
         }))
         .map_err(|p| format!("reference panicked: {}", panic_message(&*p)))?;
         // (a) identical events.
@@ -1609,6 +1617,7 @@ fn rejected_amend_up_leaves_everything_intact() {
     h.order(lim(1, 1, Side::Buy, 110, 1)); // ahead in the queue
     h.order(lim(2, 1, Side::Buy, 110, 2)); // 2 × 331 = 662
     assert_eq!(h.bal(2, QQQ), (38, 662));
+    h.time_step = 0;
     let (hash, view) = (
         h.engine.state_hash(),
         h.engine.order(UserId(2), ClientOrderId(1)),
@@ -1646,6 +1655,7 @@ fn pool_full_reject_returns_the_lock() {
     assert_eq!(h.bal(0, AAA), (0, ORDERS_MAX * 5));
     h.deposit(2, QQQ, 500);
     h.deposit(3, QQQ, 10);
+    h.time_step = 0;
     let hash = h.engine.state_hash();
     // Paid for, then refused by matching: the lock is back before the reject is reported.
     let events = h.order(lim(2, 1, Side::Buy, 100, 1));

@@ -116,6 +116,9 @@ fn window(symbol: SymbolId) -> i64 {
 struct Pair {
     fast: Matcher,
     reference: ReferenceBook,
+    /// Commands stepped so far: each is stamped 1 µs after the last, every fifth 3 µs early
+    /// (which both must process at their current time).
+    steps: u64,
 }
 
 /// Everything observable about one symbol's state, from either implementation.
@@ -129,6 +132,7 @@ struct SymbolState {
     best_bid: Option<(Price, Qty)>,
     best_ask: Option<(Price, Qty)>,
     last: Option<Price>,
+    last_trade_id: TradeId,
 }
 
 macro_rules! symbol_state {
@@ -150,6 +154,7 @@ macro_rules! symbol_state {
             best_bid: book.best_bid(symbol),
             best_ask: book.best_ask(symbol),
             last: book.last_trade_price(symbol),
+            last_trade_id: book.last_trade_id(symbol),
         }
     }};
 }
@@ -160,19 +165,44 @@ impl Pair {
         Pair {
             fast: Matcher::new(&c),
             reference: ReferenceBook::new(&c),
+            steps: 0,
         }
     }
 
     /// Runs `cmd` through both; returns the events, or a description of the first difference.
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
+        self.steps += 1;
+        let ts = 1_000_000 + self.steps * 1_000 - if self.steps.is_multiple_of(5) { 3_000 } else { 0 };
+        let mut next_ids: Vec<u64> = (0..SYMBOLS)
+            .map(|s| self.fast.last_trade_id(SymbolId(s)).0 + 1)
+            .collect();
+        self.fast.advance(ts);
         self.fast.process(cmd, &mut |e: &Event| fast.push(*e));
         self.reference
-            .process(cmd, &mut |e: &Event| reference.push(*e));
+            .process_at(ts, cmd, &mut |e: &Event| reference.push(*e));
         if fast != reference {
             return Err(format!(
                 "events differ\n fast:      {fast:#?}\n reference: {reference:#?}"
             ));
+        }
+        // Trade identity (docs/matching.md): per-symbol ids dense from 1, stamped with the
+        // engine time, which is the latest stamp so far.
+        let now = self.fast.now_ns();
+        if now != ts.max(1_000_000 + (self.steps - 1) * 1_000) {
+            return Err(format!("engine time {now} after a command stamped {ts}"));
+        }
+        for e in &fast {
+            if let Event::Trade(t) = e {
+                let next = &mut next_ids[t.symbol.0 as usize];
+                if t.trade_id.0 != *next || t.ts != now {
+                    return Err(format!(
+                        "trade id {} (expected {next}), ts {} (now {now})",
+                        t.trade_id, t.ts
+                    ));
+                }
+                *next += 1;
+            }
         }
         for s in 0..SYMBOLS {
             let symbol = SymbolId(s);
@@ -219,6 +249,7 @@ impl Pair {
                 self.fast.next_order_id().0,
                 self.reference.next_order_id().0,
             ),
+            ("engine time", self.fast.now_ns(), self.reference.now_ns()),
             (
                 "state hash",
                 self.fast.state_hash().0,

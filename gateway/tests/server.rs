@@ -127,7 +127,7 @@ fn full_flow_deposits_trades_balances_withdrawal() {
         ),
         "{fill:?}"
     );
-    until(&mut alice, |m| {
+    let maker_fill = until(&mut alice, |m| {
         matches!(
             m,
             ServerMsg::Fill {
@@ -138,6 +138,33 @@ fn full_flow_deposits_trades_balances_withdrawal() {
             }
         )
     });
+    // Trade identity: both sides name the same trade (the symbol's first), at the same engine
+    // time, and each names the other's order.
+    let (
+        ServerMsg::Fill {
+            trade_id: t1,
+            ts: ts1,
+            order_id: taker_oid,
+            contra_order_id: maker_oid_seen_by_taker,
+            ..
+        },
+        ServerMsg::Fill {
+            trade_id: t0,
+            ts: ts0,
+            order_id: maker_oid,
+            contra_order_id: taker_oid_seen_by_maker,
+            ..
+        },
+    ) = (fill, maker_fill)
+    else {
+        unreachable!()
+    };
+    assert_eq!((t0, t1), (1, 1));
+    assert_eq!(ts0, ts1);
+    assert!(ts0 > 0, "stamped with the wall clock");
+    assert_eq!(maker_oid_seen_by_taker, maker_oid);
+    assert_eq!(taker_oid_seen_by_maker, taker_oid);
+    assert_ne!(maker_oid, taker_oid);
 
     alice
         .send(&ClientMsg::Balances {
@@ -437,12 +464,12 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
 
     // 2. Unknown type and malformed body after login: rejected, session carries on.
     let mut weird = login(addr, "bob", 1);
-    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 1, 0]).unwrap();
+    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 2, 0]).unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1003, .. }
     ));
-    weird.send_raw(&[5, 0, 0, 0, 10, 0, 1, 0, 7]).unwrap();
+    weird.send_raw(&[5, 0, 0, 0, 10, 0, 2, 0, 7]).unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1001, .. }

@@ -148,8 +148,13 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
         let (name, mid) = SYMBOLS[sym];
         let price = |rng: &mut Rng| mid - 20 + rng.below(41) as i64;
         let roll = rng.below(106);
-        if roll < 2 {
+        if roll < 1 {
             let _ = writeln!(s, "# a comment line, {n} commands so far");
+            continue;
+        }
+        if roll < 2 {
+            // Engine time jumps (10 ms per command so far, from November 2023): trades carry it.
+            let _ = writeln!(s, "clock,{}", 1_700_000_000_000u64 + n as u64 * 10);
             continue;
         }
         let line = if roll < 45 {
@@ -263,14 +268,22 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
     s
 }
 
-/// The first `n` command lines of a generated script (its comments dropped).
+/// The first `n` command lines of a generated script (its comments dropped), with the `clock`
+/// lines among them (a clock line sets the time of the commands after it; it is not one).
 fn first_commands(script: &str, n: usize) -> String {
-    script
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .take(n)
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut out = String::new();
+    let mut commands = 0;
+    for line in script.lines().filter(|l| !l.starts_with('#')) {
+        if commands == n {
+            break;
+        }
+        if !line.starts_with("clock,") {
+            commands += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 // ---------------------------------------------------------------- --pipeline

@@ -21,7 +21,8 @@ use crate::config::{Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
-    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId,
+    UserId,
 };
 
 /// A live order as the reference model keeps it.
@@ -122,6 +123,8 @@ struct RefSymbol {
     buy_stops: Vec<WaitingStop>,
     sell_stops: Vec<WaitingStop>,
     last_price: Option<Price>,
+    /// How many trades the symbol has had: the last trade's id.
+    trades: u64,
 }
 
 impl RefSymbol {
@@ -251,6 +254,8 @@ pub struct ReferenceBook {
     orders_max: u32,
     next_order_id: u64,
     next_stop_seq: u64,
+    /// Engine time: the largest command timestamp seen.
+    now_ns: u64,
 }
 
 impl ReferenceBook {
@@ -267,13 +272,32 @@ impl ReferenceBook {
                     buy_stops: Vec::new(),
                     sell_stops: Vec::new(),
                     last_price: None,
+                    trades: 0,
                 })
                 .collect(),
             users_max: config.capacity.users_max,
             orders_max: config.capacity.orders_max,
             next_order_id: 1,
             next_stop_seq: 0,
+            now_ns: 0,
         }
+    }
+
+    /// Engine time: the largest timestamp given to [`ReferenceBook::process_at`] (0 before).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Moves engine time to `ts_ns` unless it is already later.
+    pub fn advance(&mut self, ts_ns: u64) {
+        self.now_ns = self.now_ns.max(ts_ns);
+    }
+
+    /// [`ReferenceBook::process`] for a command stamped `ts_ns`: time first moves to the
+    /// later of `ts_ns` and the current time.
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.advance(ts_ns);
+        self.process(cmd, sink);
     }
 
     /// Applies one command, reporting every consequence to `sink` in order.
@@ -531,7 +555,7 @@ impl ReferenceBook {
         }
 
         // 3. Match.
-        Self::match_order(sym, &mut o, events);
+        Self::match_order(sym, &mut o, self.now_ns, events);
         debug_assert!(
             !fok || o.leaves == 0,
             "a feasible FOK order must fill completely"
@@ -583,7 +607,7 @@ impl ReferenceBook {
     /// the best opposite level is acceptable. Always works on the oldest order of the best
     /// level: every maker the walk passes is either done, moved to the back (iceberg refill)
     /// or cancelled, except where matching stops.
-    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, events: &mut Vec<Event>) {
+    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, now_ns: u64, events: &mut Vec<Event>) {
         let opposite = t.side.opposite();
         while t.leaves > 0 {
             let Some(price) = sym.best(opposite) else {
@@ -612,8 +636,11 @@ impl ReferenceBook {
                 m.filled += q;
                 t.leaves -= q;
                 t.filled += q;
+                sym.trades += 1;
                 events.push(Event::Trade(Trade {
                     symbol: t.symbol,
+                    trade_id: TradeId(sym.trades),
+                    ts: now_ns,
                     price,
                     qty: Qty(q),
                     taker_side: t.side,
@@ -992,6 +1019,11 @@ impl ReferenceBook {
         self.symbols[symbol.0 as usize].last_price
     }
 
+    /// Id of the symbol's last trade (0 before its first).
+    pub fn last_trade_id(&self, symbol: SymbolId) -> TradeId {
+        TradeId(self.symbols[symbol.0 as usize].trades)
+    }
+
     /// Live orders across all symbols.
     pub fn live_orders(&self) -> u32 {
         self.live().len() as u32
@@ -1006,9 +1038,11 @@ impl ReferenceBook {
     /// the same sequence as `Matcher::hash_into`.
     pub fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.next_order_id);
+        h.u64(self.now_ns);
         for (s, sym) in self.symbols.iter().enumerate() {
             h.u64(s as u64);
             h.i64(sym.last_price.map_or(0, |p| p.0));
+            h.u64(sym.trades);
             let orders = sym.all_orders();
             for section in BookSection::ALL {
                 let in_section: Vec<_> = orders

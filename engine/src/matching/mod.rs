@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
-    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
 };
 
 /// Head and tail of one user's list of live orders (in acceptance order).
@@ -81,6 +81,8 @@ pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
     next_order_id: u64,
+    /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
+    now_ns: u64,
 }
 
 #[inline]
@@ -146,7 +148,24 @@ impl Matcher {
                 ],
             },
             next_order_id: 1,
+            now_ns: 0,
         }
+    }
+
+    /// Moves engine time to `ts_ns` (Unix nanoseconds), the timestamp of the command about to
+    /// be processed; a timestamp earlier than the current time leaves it where it is, so time
+    /// never goes backwards (docs/matching.md, "Engine time").
+    #[inline]
+    pub fn advance(&mut self, ts_ns: u64) {
+        if ts_ns > self.now_ns {
+            self.now_ns = ts_ns;
+        }
+    }
+
+    /// Engine time: the latest command timestamp processed (0 before any), Unix nanoseconds.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 
     /// Applies one command, reporting every consequence to `sink` in order.
@@ -313,7 +332,7 @@ impl Matcher {
             self.store.retire(slot);
             return;
         }
-        match_incoming(book, &mut self.store, slot, sink);
+        match_incoming(book, &mut self.store, slot, self.now_ns, sink);
         let o = &mut self.store.pool[slot];
         if o.leaves == 0 {
             self.store.retire(slot);
@@ -678,6 +697,11 @@ impl Matcher {
         self.books[symbol.0 as usize].last_price
     }
 
+    /// Id of the symbol's last trade (0 before its first): the next trade gets one more.
+    pub fn last_trade_id(&self, symbol: SymbolId) -> TradeId {
+        TradeId(self.books[symbol.0 as usize].last_trade_id)
+    }
+
     /// Live orders across all symbols.
     pub fn live_orders(&self) -> u32 {
         self.store.pool.live()
@@ -696,9 +720,11 @@ impl Matcher {
     /// Feeds the matching state, canonically ordered, into `h` (see [`crate::hash`]).
     pub fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.next_order_id);
+        h.u64(self.now_ns);
         for (s, book) in self.books.iter().enumerate() {
             h.u64(s as u64);
             h.i64(book.last_price.map_or(0, |p| p.0));
+            h.u64(book.last_trade_id);
             let mut count = 0u64;
             let mut last_section = None;
             self.for_each_order(SymbolId(s as u16), |section, v| {
@@ -793,6 +819,7 @@ fn match_incoming<S: EventSink + ?Sized>(
     book: &mut ArrayBook,
     store: &mut OrderStore,
     slot: u32,
+    now_ns: u64,
     sink: &mut S,
 ) {
     let taker = store.pool[slot];
@@ -827,8 +854,11 @@ fn match_incoming<S: EventSink + ?Sized>(
                     fee: fee(level_price, qty, spec.tick_size, spec.taker_fee_bps),
                 };
                 let mk = &store.pool[m];
+                book.last_trade_id += 1;
                 sink.on_event(&Event::Trade(Trade {
                     symbol: taker.symbol,
+                    trade_id: TradeId(book.last_trade_id),
+                    ts: now_ns,
                     price: level_price,
                     qty: Qty(qty),
                     taker_side: side,
@@ -944,18 +974,23 @@ impl Matcher {
     ///
     /// Panics if the parts break the rules `crate::snapshot` checks (more orders than the
     /// pool, a symbol or price out of range, `acceptance` not a permutation).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn restore(
         config: &Config,
         next_order_id: u64,
+        now_ns: u64,
         last_prices: &[Option<Price>],
+        last_trade_ids: &[u64],
         orders: &[(BookSection, Order)],
         acceptance: &[u32],
     ) -> Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
-        for (book, &last) in m.books.iter_mut().zip(last_prices) {
+        m.now_ns = now_ns;
+        for ((book, &last), &trade_id) in m.books.iter_mut().zip(last_prices).zip(last_trade_ids) {
             book.last_price = last;
+            book.last_trade_id = trade_id;
         }
         let mut slots = vec![NIL; orders.len()];
         for &i in acceptance {

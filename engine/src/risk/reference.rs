@@ -163,6 +163,13 @@ impl ReferenceEngine {
         }
     }
 
+    /// [`ReferenceEngine::process`] for a command stamped `ts_ns`: engine time (the book's)
+    /// first moves to the later of `ts_ns` and the current time.
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.book.advance(ts_ns);
+        self.process(cmd, sink);
+    }
+
     /// Applies one command, reporting every consequence to `sink` in order; then checks the
     /// model's own invariants (conservation, and locks equal to what can still be spent).
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {

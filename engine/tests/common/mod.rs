@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use ringbook_engine::pipeline::{Output, OutputKind};
 use ringbook_engine::prelude::*;
+use ringbook_engine::Pipeline;
 
 /// SplitMix64: a fixed-seed generator that itself never allocates.
 struct Rng(u64);
@@ -211,7 +212,26 @@ pub fn collector() -> (Collected, impl FnMut(&Output) + Send + 'static) {
     (all, move |o: &Output| mine.lock().unwrap().push(*o))
 }
 
-/// The single-threaded reference: outputs as the pipeline would produce them.
+/// The timestamp the tests give command `seq` (Unix nanoseconds): 1 µs apart, except that
+/// every seventh command is stamped 5 µs early, which the engine must process at its current
+/// time (time never goes backwards).
+pub fn stamp(seq: u64) -> u64 {
+    let ts = 1_000_000_000 + seq * 1_000;
+    if seq % 7 == 3 {
+        ts - 5_000
+    } else {
+        ts
+    }
+}
+
+/// Submits `cmd` stamped with [`stamp`] of the sequence it gets.
+pub fn submit(pipeline: &mut Pipeline, cmd: Command) -> Seq {
+    let seq = pipeline.next_seq();
+    pipeline.submit_at(cmd, stamp(seq.0))
+}
+
+/// The single-threaded reference: outputs as the pipeline would produce them, each command
+/// stamped with [`stamp`] of its sequence.
 pub fn reference(
     config: &Config,
     risk: RiskMode,
@@ -222,7 +242,7 @@ pub fn reference(
     let mut out = Vec::new();
     for (i, cmd) in cmds.iter().enumerate() {
         let seq = Seq(first_seq + i as u64);
-        engine.process(cmd, &mut |e: &Event| {
+        engine.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
             out.push(Output {
                 seq,
                 kind: OutputKind::Event(*e),
