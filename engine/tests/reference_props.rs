@@ -173,7 +173,12 @@ impl Pair {
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
         self.steps += 1;
-        let ts = 1_000_000 + self.steps * 1_000 - if self.steps.is_multiple_of(5) { 3_000 } else { 0 };
+        let ts = 1_000_000 + self.steps * 1_000
+            - if self.steps.is_multiple_of(5) {
+                3_000
+            } else {
+                0
+            };
         let mut next_ids: Vec<u64> = (0..SYMBOLS)
             .map(|s| self.fast.last_trade_id(SymbolId(s)).0 + 1)
             .collect();
