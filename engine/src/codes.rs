@@ -90,7 +90,8 @@ pub enum RejectCode {
     InvalidPostOnly = 3008,
     /// The user already has a live order with this client order id.
     DuplicateClientOrderId = 3009,
-    /// No live order of this user with this client order id on this symbol.
+    /// No live order of this user with this client order id (or, by engine order id, no live
+    /// order with this id) on this symbol.
     UnknownOrder = 3010,
     /// The order pool is full; the order was not accepted.
     OrderPoolFull = 3011,
@@ -98,11 +99,14 @@ pub enum RejectCode {
     PostOnlyWouldTake = 3012,
     /// price × qty × tick size does not fit the engine's 64-bit notional.
     NotionalOverflow = 3013,
+    /// A cancel or amend by engine order id names a live order of another user; nothing is
+    /// done to it (or said about it).
+    NotYourOrder = 3014,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 42] = [
+    pub const ALL: [RejectCode; 43] = [
         RejectCode::MalformedFrame,
         RejectCode::FrameTooLarge,
         RejectCode::UnknownMessageType,
@@ -145,6 +149,7 @@ impl RejectCode {
         RejectCode::OrderPoolFull,
         RejectCode::PostOnlyWouldTake,
         RejectCode::NotionalOverflow,
+        RejectCode::NotYourOrder,
     ];
 
     /// The stable numeric code.
@@ -198,6 +203,7 @@ impl RejectCode {
             RejectCode::OrderPoolFull => "ORDER_POOL_FULL",
             RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
             RejectCode::NotionalOverflow => "NOTIONAL_OVERFLOW",
+            RejectCode::NotYourOrder => "NOT_YOUR_ORDER",
         }
     }
 

@@ -17,7 +17,7 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventSink};
 use crate::hash::{StateHash, StateHasher};
-use crate::matching::Matcher;
+use crate::matching::{Matcher, OrderRef};
 use crate::risk::accounts::{Accounts, Approval, Balance};
 use crate::risk::RiskSpec;
 use crate::settlement::Settlement;
@@ -343,7 +343,24 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
             matcher,
             user,
             symbol,
-            client_order_id,
+            OrderRef::Client(client_order_id),
+            price,
+            qty,
+            sink,
+        ),
+        Command::AmendOrder {
+            user,
+            symbol,
+            order_id,
+            price,
+            qty,
+        } if qty.0 != 0 => amend(
+            specs,
+            accounts,
+            matcher,
+            user,
+            symbol,
+            OrderRef::Engine(order_id),
             price,
             qty,
             sink,
@@ -356,13 +373,15 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
             }
         },
         Command::Query(_) => Plan::Book,
-        Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
-            Plan::Settle {
-                place: false,
-                undo: None,
-                refund: None,
-            }
-        }
+        Command::Amend { .. }
+        | Command::Cancel { .. }
+        | Command::AmendOrder { .. }
+        | Command::CancelOrder { .. }
+        | Command::MassCancel { .. } => Plan::Settle {
+            place: false,
+            undo: None,
+            refund: None,
+        },
         Command::Deposit {
             user,
             currency,
@@ -501,12 +520,13 @@ fn amend<S: EventSink + ?Sized>(
     matcher: &Matcher,
     user: UserId,
     symbol: SymbolId,
-    coid: ClientOrderId,
+    target: OrderRef,
     price: Price,
     qty: Qty,
     sink: &mut S,
 ) -> Plan {
-    let current = match matcher.check_amend(user, symbol, coid, price, qty) {
+    let coid = matcher.reject_client_order_id(user, target);
+    let current = match matcher.check_amend(user, symbol, target, price, qty) {
         Ok(current) => current,
         Err(code) => {
             sink.on_event(&reject(user, coid, code));

@@ -606,6 +606,7 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
     r.need(u64::from(count), ORDER_RECORD_BYTES, O)?;
     let mut orders = Vec::with_capacity(count as usize);
     let mut by_id: HashMap<u64, u32> = HashMap::with_capacity(count as usize);
+    let mut slots: HashSet<u64> = HashSet::with_capacity(count as usize);
     let mut keys: HashSet<(u32, u64)> = HashSet::with_capacity(count as usize);
     // Per symbol: the highest bid and the lowest ask, to check the book is not crossed.
     let mut best: Vec<(Option<Price>, Option<Price>)> = vec![(None, None); symbols];
@@ -632,6 +633,11 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         ensure(
             by_id.insert(o.id.0, i).is_none(),
             "two live orders share an order id",
+        )?;
+        // An order id names its pool slot (id mod orders_max): no two live orders share one.
+        ensure(
+            slots.insert(o.id.0 % u64::from(cap.orders_max)),
+            "two live orders share a pool slot (their ids are equal modulo orders_max)",
         )?;
         ensure(
             keys.insert((o.user.0, o.client_order_id.0)),

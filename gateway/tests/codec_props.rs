@@ -36,7 +36,7 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
             any::<i64>(),
             any::<u64>(),
         ),
-        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..8),
+        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..10),
     )
         .prop_map(
             |((user, sym, coid, price, qty, stop, disp), (side, ot, tif, stp, po, kind))| {
@@ -84,6 +84,18 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
                         user,
                         currency: CurrencyId(sym),
                         amount: qty,
+                    },
+                    8 => Command::CancelOrder {
+                        user,
+                        symbol,
+                        order_id: OrderId(coid),
+                    },
+                    9 => Command::AmendOrder {
+                        user,
+                        symbol,
+                        order_id: OrderId(coid),
+                        price: Price(price),
+                        qty: Qty(qty),
                     },
                     6 => Command::ApproveWithdrawal {
                         operator: OperatorId(raw_user),

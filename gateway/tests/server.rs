@@ -610,3 +610,101 @@ fn drain_to_end(c: &mut Client) -> Result<u16, ClientError> {
     }
     panic!("no disconnect");
 }
+
+#[test]
+fn cancel_and_amend_by_engine_order_id() {
+    let (h, addr) = start(|_| {});
+    let mut ops1 = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    ops1.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(2),
+            amount: 100_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops1, |m| {
+        matches!(m, ServerMsg::Deposited { user: 1, .. })
+    });
+    alice.send(&order(1, 7, Side::Sell, 15_000, 5)).unwrap();
+    let ServerMsg::Accepted { order_id, .. } =
+        until(&mut alice, |m| matches!(m, ServerMsg::Accepted { .. }))
+    else {
+        unreachable!()
+    };
+    let by_id = |user: u32, qty: Option<u64>| -> ClientMsg {
+        match qty {
+            None => Command::CancelOrder {
+                user: UserId(user),
+                symbol: SymbolId(0),
+                order_id: OrderId(order_id),
+            },
+            Some(q) => Command::AmendOrder {
+                user: UserId(user),
+                symbol: SymbolId(0),
+                order_id: OrderId(order_id),
+                price: Price(15_000),
+                qty: Qty(q),
+            },
+        }
+        .into()
+    };
+    // Bob names Alice's order as his own: NOT_YOUR_ORDER, and nothing about it (client order
+    // id 0); as Alice's: the gateway's NOT_YOUR_ACCOUNT.
+    bob.send(&by_id(2, None)).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 3014,
+                client_order_id: 0,
+                ref_msg_type: 14,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    bob.send(&by_id(1, Some(2))).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(matches!(m, ServerMsg::Rejected { code: 1010, .. }), "{m:?}");
+    // Alice reduces it by id, then cancels it by id; a second cancel names a gone order.
+    alice.send(&by_id(1, Some(2))).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Amended { .. }));
+    assert!(
+        matches!(m, ServerMsg::Amended { client_order_id: 7, qty: 2, order_id: o, .. } if o == order_id),
+        "{m:?}"
+    );
+    alice.send(&by_id(1, None)).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                client_order_id: 7,
+                qty: 2,
+                leaves_qty: 0,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    alice.send(&by_id(1, None)).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 3010,
+                client_order_id: 0,
+                ref_msg_type: 14,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    h.shutdown().unwrap();
+}

@@ -25,6 +25,8 @@
 //! cancel,<user>,<symbol>,<client_order_id>
 //! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
 //! mass_cancel,<user>[,<symbol>]
+//! cancel_order,<user>,<symbol>,<order_id>        # by the engine's order id (accepted's order_id)
+//! amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>
 //! query_order,<user>,<client_order_id>           # one live order: order_status
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
@@ -563,6 +565,22 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Line
             price: price("new_price", fields[4])?,
             qty: qty("new_qty", fields[5])?,
         }
+    } else if is("cancel_order") {
+        expect_fields(&fields, 4, 4, CANCEL_ORDER_USAGE)?;
+        Command::CancelOrder {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            order_id: order_id(fields[3])?,
+        }
+    } else if is("amend_order") {
+        expect_fields(&fields, 6, 6, AMEND_ORDER_USAGE)?;
+        Command::AmendOrder {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            order_id: order_id(fields[3])?,
+            price: price("new_price", fields[4])?,
+            qty: qty("new_qty", fields[5])?,
+        }
     } else if is("mass_cancel") {
         expect_fields(&fields, 2, 3, MASS_CANCEL_USAGE)?;
         Command::MassCancel {
@@ -629,9 +647,9 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Line
         })
     } else {
         return Err(format!(
-            "unknown command {word:?} (expected order, cancel, amend, mass_cancel, deposit, \
-             withdraw, approve, reject_withdrawal, query_order, query_open_orders, \
-             query_balances, query_book or clock)"
+            "unknown command {word:?} (expected order, cancel, amend, cancel_order, \
+             amend_order, mass_cancel, deposit, withdraw, approve, reject_withdrawal, \
+             query_order, query_open_orders, query_balances, query_book or clock)"
         ));
     };
     Ok(Some(Line::Command(cmd)))
@@ -642,6 +660,8 @@ const ORDER_USAGE: &str =
 const CANCEL_USAGE: &str = "cancel,<user>,<symbol>,<client_order_id>";
 const AMEND_USAGE: &str = "amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>";
 const MASS_CANCEL_USAGE: &str = "mass_cancel,<user>[,<symbol>]";
+const CANCEL_ORDER_USAGE: &str = "cancel_order,<user>,<symbol>,<order_id>";
+const AMEND_ORDER_USAGE: &str = "amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>";
 const DEPOSIT_USAGE: &str = "deposit,<user>,<currency>,<amount>";
 const WITHDRAW_USAGE: &str = "withdraw,<user>,<currency>,<amount>";
 const APPROVE_USAGE: &str = "approve,<operator>,<withdrawal_id>";
@@ -763,6 +783,10 @@ fn number<T: FromStr + fmt::Display>(what: &str, text: &str, min: T, max: T) -> 
 
 fn user(text: &str) -> Result<UserId, String> {
     number("user", text, u32::MIN, u32::MAX).map(UserId)
+}
+
+fn order_id(text: &str) -> Result<OrderId, String> {
+    number("order_id", text, u64::MIN, u64::MAX).map(OrderId)
 }
 
 fn client_order_id(text: &str) -> Result<ClientOrderId, String> {
@@ -951,6 +975,28 @@ mod tests {
         assert!(err("query_book,BTC-KRW,-1").contains("depth"));
         assert!(err("query_book,BTC-KRW,1,2").contains("too many fields"));
         assert!(err("frobnicate,1").contains("unknown command"));
+        assert!(err("cancel_order,1,BTC-KRW").contains("missing fields"));
+        assert!(err("cancel_order,1,BTC-KRW,x").contains("order_id"));
+        assert!(err("amend_order,1,BTC-KRW,3,100").contains("missing fields"));
+        assert!(err("amend_order,1,BTC-KRW,3,100,-1").contains("new_qty"));
+        assert_eq!(
+            parse("cancel_order, 2, ETH-KRW, 18446744073709551615"),
+            Ok(Some(Command::CancelOrder {
+                user: UserId(2),
+                symbol: SymbolId(1),
+                order_id: OrderId(u64::MAX),
+            }))
+        );
+        assert_eq!(
+            parse("Amend_Order,2,0,7,-5,0"),
+            Ok(Some(Command::AmendOrder {
+                user: UserId(2),
+                symbol: SymbolId(0),
+                order_id: OrderId(7),
+                price: Price(-5),
+                qty: Qty(0),
+            }))
+        );
     }
 
     #[test]

@@ -210,15 +210,30 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
             }
         } else if roll < 72 {
             let last = coid[user as usize][sym];
-            format!("cancel,{user},{name},{}", rng.below(last + 2))
+            if rng.below(3) == 0 {
+                // By engine order id: a guess among the ids issued so far (at most one per
+                // command), so the user's own order, another user's or a gone one.
+                format!("cancel_order,{user},{name},{}", 1 + rng.below(n as u64 + 1))
+            } else {
+                format!("cancel,{user},{name},{}", rng.below(last + 2))
+            }
         } else if roll < 82 {
             let last = coid[user as usize][sym];
-            format!(
-                "amend,{user},{name},{},{},{}",
-                rng.below(last + 2),
-                price(&mut rng),
-                1 + rng.below(40)
-            )
+            if rng.below(3) == 0 {
+                format!(
+                    "amend_order,{user},{name},{},{},{}",
+                    1 + rng.below(n as u64 + 1),
+                    price(&mut rng),
+                    rng.below(40)
+                )
+            } else {
+                format!(
+                    "amend,{user},{name},{},{},{}",
+                    rng.below(last + 2),
+                    price(&mut rng),
+                    1 + rng.below(40)
+                )
+            }
         } else if roll < 85 {
             if rng.below(2) == 0 {
                 format!("mass_cancel,{user}")
@@ -360,6 +375,7 @@ fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
         r#""found":true"#,
         r#""reason":"UNKNOWN_SYMBOL""#,
         r#""reason":"UNKNOWN_USER""#,
+        r#""reason":"NOT_YOUR_ORDER""#,
     ] {
         assert!(direct.stdout.contains(reply), "no {reply}");
     }

@@ -2315,3 +2315,88 @@ fn trade_ids_and_engine_time() {
         }
     }
 }
+
+// ---------------------------------------------------------------- cancel and amend by order id
+
+#[test]
+fn cancel_and_amend_by_engine_order_id() {
+    let out = book_only(
+        "order,1,BTC-KRW,5,SELL,LIMIT,GTC,15000,4     # order id 1\n\
+         order,2,BTC-KRW,5,BUY,LIMIT,GTC,14000,2      # order id 2\n\
+         amend_order,1,BTC-KRW,1,15000,3              # reduce in place\n\
+         cancel_order,2,BTC-KRW,1                     # user 2 names user 1's order\n\
+         amend_order,2,BTC-KRW,1,15000,1              # the same, as an amend\n\
+         cancel_order,1,ETH-KRW,1                     # the right user, another symbol\n\
+         cancel_order,1,BTC-KRW,99                    # never issued\n\
+         amend_order,2,BTC-KRW,2,15000,2              # re-priced across: trades\n\
+         cancel_order,1,BTC-KRW,1                     # what is left of order 1\n\
+         cancel_order,1,BTC-KRW,1                     # gone now\n\
+         amend_order,2,BTC-KRW,2,15000,0              # order 2 filled: gone\n",
+    );
+    let expected = vec![
+        acc(1, 5, 1, "SELL", 15000, 4),
+        acc(2, 5, 2, "BUY", 14000, 2),
+        amended(1, 5, 15000, 3, 1),
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        // The user's own order, named on the wrong symbol: its client order id is told.
+        rejected(1, 5, 3010, "UNKNOWN_ORDER"),
+        rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+        amended(2, 5, 15000, 2, 2),
+        // 15000 × 2 = 30000: maker 15, taker 30.
+        trade(BTC, 15000, 2, "BUY", F(1, 5, 1, 1, 15), F(2, 5, 2, 0, 30)),
+        gone(1, 5, 1, "USER", 1),
+        rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+        rejected(2, 0, 3010, "UNKNOWN_ORDER"),
+    ];
+    assert_lines(&out, &expected);
+}
+
+#[test]
+fn an_order_id_skips_a_slot_still_taken() {
+    // A pool of 3: order ids name slots modulo 3. Order 1 stays live, so the fourth order
+    // (which would be id 4, slot 1) gets id 5.
+    let dir = temp_dir("skip");
+    let config = dir.join("small.toml");
+    let mut toml =
+        std::fs::read_to_string(manifest_dir().join("../engine/src/default_config.toml"))
+            .expect("the default config");
+    toml = toml.replace("orders_max = ", "orders_max = 3 # was ");
+    std::fs::write(&config, toml).unwrap();
+    let run = ringbook(
+        &[
+            "scenario",
+            "--no-risk",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ],
+        "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,2,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,3,BUY,LIMIT,GTC,100,1\n\
+         cancel_order,1,BTC-KRW,2\n\
+         cancel_order,1,BTC-KRW,3\n\
+         order,1,BTC-KRW,4,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,6,BUY,LIMIT,GTC,100,1\n\
+         cancel_order,1,BTC-KRW,1\n\
+         cancel_order,1,BTC-KRW,5\n",
+    );
+    let out = clean(run);
+    assert_lines(
+        &out,
+        &[
+            acc(1, 1, 1, "BUY", 100, 1),
+            acc(1, 2, 2, "BUY", 100, 1),
+            acc(1, 3, 3, "BUY", 100, 1),
+            gone(1, 2, 1, "USER", 2),
+            gone(1, 3, 1, "USER", 3),
+            // Id 4 would be slot 1 (order 1's): skipped.
+            acc(1, 4, 5, "BUY", 100, 1),
+            acc(1, 5, 6, "BUY", 100, 1),
+            rejected(1, 6, 3011, "ORDER_POOL_FULL"),
+            gone(1, 1, 1, "USER", 1),
+            gone(1, 4, 1, "USER", 5),
+        ],
+    );
+}

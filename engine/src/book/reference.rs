@@ -20,6 +20,7 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
+use crate::matching::OrderRef;
 use crate::types::{
     ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId,
     UserId,
@@ -309,14 +310,40 @@ impl ReferenceBook {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, client_order_id, &mut events),
+            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), &mut events),
+            Command::CancelOrder {
+                user,
+                symbol,
+                order_id,
+            } => self.cancel(user, symbol, OrderRef::Engine(order_id), &mut events),
+            Command::AmendOrder {
+                user,
+                symbol,
+                order_id,
+                price,
+                qty,
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Engine(order_id),
+                price,
+                qty,
+                &mut events,
+            ),
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Client(client_order_id),
+                price,
+                qty,
+                &mut events,
+            ),
             Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, &mut events),
             // Account commands are the risk stage's; the book alone ignores them.
             Command::Deposit { .. }
@@ -366,12 +393,14 @@ impl ReferenceBook {
             .find(|(o, _)| o.user == user && o.client_order_id == coid)
     }
 
-    /// The live order a cancel or amend names, or the reject that explains why there is none.
+    /// The live order a cancel or amend names, or the reject that explains why there is none:
+    /// by client order id, the user's order with that id; by engine order id, the live order
+    /// with that id, which must be the user's (`NOT_YOUR_ORDER`). Either way on `symbol`.
     fn find(
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
     ) -> Result<(RefOrder, Place), RejectCode> {
         if user.0 >= self.users_max {
             return Err(RejectCode::UnknownUser);
@@ -379,9 +408,29 @@ impl ReferenceBook {
         if symbol.0 as usize >= self.symbols.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        match self.find_any(user, coid) {
+        let found = match target {
+            OrderRef::Client(coid) => self.find_any(user, coid),
+            OrderRef::Engine(id) => match self.live().into_iter().find(|(o, _)| o.id == id) {
+                Some((o, _)) if o.user != user => return Err(RejectCode::NotYourOrder),
+                found => found,
+            },
+        };
+        match found {
             Some((o, place)) if o.symbol == symbol => Ok((o, place)),
             _ => Err(RejectCode::UnknownOrder),
+        }
+    }
+
+    /// The client order id on a reject of a command naming `target`: the one named; for an
+    /// engine order id, the order's own when it is a live order of `user`, else 0.
+    fn reject_coid(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        match target {
+            OrderRef::Client(coid) => coid,
+            OrderRef::Engine(id) => self
+                .live()
+                .into_iter()
+                .find(|(o, _)| o.id == id && o.user == user)
+                .map_or(ClientOrderId(0), |(o, _)| o.client_order_id),
         }
     }
 
@@ -473,8 +522,19 @@ impl ReferenceBook {
             events.push(reject(o.user, o.client_order_id, code));
             return;
         }
-        let id = OrderId(self.next_order_id);
-        self.next_order_id += 1;
+        // Order ids (docs/matching.md): the first id from `next_order_id` on that is not
+        // congruent, modulo `orders_max`, to the id of a live order.
+        let taken: Vec<u64> = self
+            .live()
+            .iter()
+            .map(|(o, _)| o.id.0 % u64::from(self.orders_max))
+            .collect();
+        let mut id = self.next_order_id;
+        while taken.contains(&(id % u64::from(self.orders_max))) {
+            id += 1;
+        }
+        let id = OrderId(id);
+        self.next_order_id = id.0 + 1;
         events.push(Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -752,12 +812,12 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         events: &mut Vec<Event>,
     ) {
-        match self.find(user, symbol, coid) {
+        match self.find(user, symbol, target) {
             Ok((o, place)) => self.cancel_live(&o, place, events),
-            Err(code) => events.push(reject(user, coid, code)),
+            Err(code) => events.push(reject(user, self.reject_coid(user, target), code)),
         }
         self.fire_stops_if_known(symbol, events);
     }
@@ -780,12 +840,12 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         events: &mut Vec<Event>,
     ) {
-        self.amend_inner(user, symbol, coid, price, qty, events);
+        self.amend_inner(user, symbol, target, price, qty, events);
         self.fire_stops_if_known(symbol, events);
     }
 
@@ -793,12 +853,13 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         events: &mut Vec<Event>,
     ) {
-        let (o, place) = match self.find(user, symbol, coid) {
+        let coid = self.reject_coid(user, target);
+        let (o, place) = match self.find(user, symbol, target) {
             Ok(found) => found,
             Err(code) => return events.push(reject(user, coid, code)),
         };
@@ -972,6 +1033,15 @@ impl ReferenceBook {
     /// The live order of `user` with this client order id.
     pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {
         let (o, place) = self.find_any(user, coid)?;
+        Some(match place {
+            Place::Resting { .. } => o.view(o.visible),
+            Place::Stop { .. } => o.view(o.leaves),
+        })
+    }
+
+    /// The live order with engine id `id`, whoever owns it.
+    pub fn order_by_id(&self, id: OrderId) -> Option<OrderView> {
+        let (o, place) = self.live().into_iter().find(|(o, _)| o.id == id)?;
         Some(match place {
             Place::Resting { .. } => o.view(o.visible),
             Place::Stop { .. } => o.view(o.leaves),

@@ -20,6 +20,15 @@ use crate::types::{
     ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
 };
 
+/// How a cancel or amend names its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderRef {
+    /// By the owner's client order id.
+    Client(ClientOrderId),
+    /// By the engine's order id.
+    Engine(OrderId),
+}
+
 /// Head and tail of one user's list of live orders (in acceptance order).
 #[derive(Clone, Copy, Debug)]
 struct UserList {
@@ -36,9 +45,9 @@ struct OrderStore {
 }
 
 impl OrderStore {
-    /// Allocates, indexes and links a new live order.
-    fn admit(&mut self, order: Order) -> Option<u32> {
-        let slot = self.pool.alloc(order)?;
+    /// Puts a new live order into the free `slot`, indexes and links it.
+    fn admit(&mut self, order: Order, slot: u32) {
+        self.pool.alloc_at(slot, order);
         self.index.insert(order.user, order.client_order_id, slot);
         let list = &mut self.users[order.user.0 as usize];
         let tail = list.tail;
@@ -50,7 +59,6 @@ impl OrderStore {
             self.pool[tail].user_next = slot;
         }
         list.tail = slot;
-        Some(slot)
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).
@@ -80,7 +88,11 @@ impl OrderStore {
 pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
+    /// The lowest id the next order may get (it gets the first id from here whose slot is
+    /// free: docs/matching.md, "Order ids").
     next_order_id: u64,
+    /// `next_order_id mod orders_max`, kept alongside so that no division is needed.
+    next_slot: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
 }
@@ -148,6 +160,7 @@ impl Matcher {
                 ],
             },
             next_order_id: 1,
+            next_slot: 1 % cap.orders_max,
             now_ns: 0,
         }
     }
@@ -176,14 +189,33 @@ impl Matcher {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, client_order_id, sink),
+            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), sink),
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(user, symbol, client_order_id, price, qty, sink),
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Client(client_order_id),
+                price,
+                qty,
+                sink,
+            ),
+            Command::CancelOrder {
+                user,
+                symbol,
+                order_id,
+            } => self.cancel(user, symbol, OrderRef::Engine(order_id), sink),
+            Command::AmendOrder {
+                user,
+                symbol,
+                order_id,
+                price,
+                qty,
+            } => self.amend(user, symbol, OrderRef::Engine(order_id), price, qty, sink),
             Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, sink),
             // Account commands belong to the risk stage (`Engine`); the book has nothing to do.
             Command::Deposit { .. }
@@ -268,14 +300,15 @@ impl Matcher {
             post_only: o.post_only,
             in_stop_book: false,
             price: o.price,
-            id: OrderId(self.next_order_id),
+            id: OrderId(0),
             client_order_id: o.client_order_id,
             filled: 0,
             display: o.display_qty.0,
             stop_price: o.stop_price,
             ..OrderPool::blank()
         };
-        let Some(slot) = self.store.admit(order) else {
+        // The id names the slot: the first id from `next_order_id` on whose slot is free.
+        let Some(slot) = self.store.pool.free_from(self.next_slot) else {
             sink.on_event(&reject(
                 o.user,
                 o.client_order_id,
@@ -283,7 +316,19 @@ impl Matcher {
             ));
             return;
         };
-        self.next_order_id += 1;
+        let cap = self.store.pool.capacity();
+        let skipped = if slot >= self.next_slot {
+            slot - self.next_slot
+        } else {
+            slot + cap - self.next_slot
+        };
+        let order = Order {
+            id: OrderId(self.next_order_id + u64::from(skipped)),
+            ..order
+        };
+        self.store.admit(order, slot);
+        self.next_order_id = order.id.0 + 1;
+        self.next_slot = if slot + 1 == cap { 0 } else { slot + 1 };
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -386,6 +431,63 @@ impl Matcher {
         }
     }
 
+    /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
+    /// `symbol`: the id names its pool slot (`id mod orders_max`), so this is an array index and
+    /// a comparison. An id that names no live order (never issued, or its order is gone) is
+    /// `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order on another
+    /// symbol is `UNKNOWN_ORDER`.
+    fn find_by_id(
+        &self,
+        user: UserId,
+        symbol: SymbolId,
+        order_id: OrderId,
+    ) -> Result<u32, RejectCode> {
+        if user.0 as usize >= self.store.users.len() {
+            return Err(RejectCode::UnknownUser);
+        }
+        if symbol.0 as usize >= self.books.len() {
+            return Err(RejectCode::UnknownSymbol);
+        }
+        let slot = (order_id.0 % u64::from(self.store.pool.capacity())) as u32;
+        let o = &self.store.pool[slot];
+        if self.store.pool.is_free(slot) || o.id != order_id {
+            Err(RejectCode::UnknownOrder)
+        } else if o.user != user {
+            Err(RejectCode::NotYourOrder)
+        } else if o.symbol != symbol {
+            Err(RejectCode::UnknownOrder)
+        } else {
+            Ok(slot)
+        }
+    }
+
+    /// Finds the live order a cancel or amend names: by client order id or by engine order id.
+    fn locate(&self, user: UserId, symbol: SymbolId, target: OrderRef) -> Result<u32, RejectCode> {
+        match target {
+            OrderRef::Client(coid) => self.find(user, symbol, coid),
+            OrderRef::Engine(order_id) => self.find_by_id(user, symbol, order_id),
+        }
+    }
+
+    /// The client order id a reject of a command naming `target` carries: the one named, or for
+    /// an engine order id the order's own if it is a live order of `user` (0 otherwise, so that
+    /// nothing is said about another user's order).
+    fn reject_coid(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        match target {
+            OrderRef::Client(coid) => coid,
+            OrderRef::Engine(order_id) => {
+                let cap = u64::from(self.store.pool.capacity());
+                let slot = (order_id.0 % cap) as u32;
+                let o = &self.store.pool[slot];
+                if !self.store.pool.is_free(slot) && o.id == order_id && o.user == user {
+                    o.client_order_id
+                } else {
+                    ClientOrderId(0)
+                }
+            }
+        }
+    }
+
     /// Unlinks a live order from whichever level holds it.
     fn unlink(&mut self, slot: u32) {
         let o = &self.store.pool[slot];
@@ -418,12 +520,12 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         sink: &mut S,
     ) {
-        match self.find(user, symbol, coid) {
+        match self.locate(user, symbol, target) {
             Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
-            Err(code) => sink.on_event(&reject(user, coid, code)),
+            Err(code) => sink.on_event(&reject(user, self.reject_coid(user, target), code)),
         }
     }
 
@@ -431,27 +533,24 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         sink: &mut S,
     ) {
         if qty.0 == 0 {
-            return match self.find(user, symbol, coid) {
-                Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
-                Err(code) => sink.on_event(&reject(user, coid, code)),
-            };
+            return self.cancel(user, symbol, target, sink);
         }
-        let slot = match self.check_amend_slot(user, symbol, coid, price, qty) {
+        let slot = match self.check_amend_slot(user, symbol, target, price, qty) {
             Ok(slot) => slot,
-            Err(code) => return sink.on_event(&reject(user, coid, code)),
+            Err(code) => return sink.on_event(&reject(user, self.reject_coid(user, target), code)),
         };
         let o = self.store.pool[slot];
         let book = &mut self.books[symbol.0 as usize];
         let amended = Event::Amended {
             user,
             symbol,
-            client_order_id: coid,
+            client_order_id: o.client_order_id,
             order_id: o.id,
             price,
             qty,
@@ -500,23 +599,29 @@ impl Matcher {
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
     ) -> Result<OrderView, RejectCode> {
-        self.check_amend_slot(user, symbol, coid, price, qty)
+        self.check_amend_slot(user, symbol, target, price, qty)
             .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    /// The client order id a reject of a cancel or amend naming `target` carries (see
+    /// docs/matching.md, "Order ids"); the risk stage's rejects use it too.
+    pub fn reject_client_order_id(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        self.reject_coid(user, target)
     }
 
     fn check_amend_slot(
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
     ) -> Result<u32, RejectCode> {
-        let slot = self.find(user, symbol, coid)?;
+        let slot = self.locate(user, symbol, target)?;
         let o = &self.store.pool[slot];
         let book = &self.books[symbol.0 as usize];
         // An order's total quantity (filled + open) never exceeds max_order_qty, which bounds
@@ -634,6 +739,14 @@ impl Matcher {
             .index
             .get(user, coid, &self.store.pool)
             .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    /// The live order with engine id `order_id`, whoever owns it: its slot is `order_id mod
+    /// orders_max`, so this is an array index and a comparison.
+    pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
+        let slot = (order_id.0 % u64::from(self.store.pool.capacity())) as u32;
+        let o = &self.store.pool[slot];
+        (!self.store.pool.is_free(slot) && o.id == order_id).then(|| view(o))
     }
 
     /// Every live order of a symbol, section by section in canonical order (bids best first,
@@ -987,18 +1100,22 @@ impl Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
+        m.next_slot = (next_order_id % u64::from(config.capacity.orders_max)) as u32;
         m.now_ns = now_ns;
         for ((book, &last), &trade_id) in m.books.iter_mut().zip(last_prices).zip(last_trade_ids) {
             book.last_price = last;
             book.last_trade_id = trade_id;
         }
         let mut slots = vec![NIL; orders.len()];
+        let cap = u64::from(config.capacity.orders_max);
         for &i in acceptance {
             assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
-            slots[i as usize] = m
-                .store
-                .admit(orders[i as usize].1)
-                .expect("validated: the orders fit in the pool");
+            // Each order back in the slot its id names (validated: no two share one).
+            let order = orders[i as usize].1;
+            let slot = (order.id.0 % cap) as u32;
+            assert!(m.store.pool.is_free(slot), "two orders in slot {slot}");
+            m.store.admit(order, slot);
+            slots[i as usize] = slot;
         }
         for (&(section, o), &slot) in orders.iter().zip(&slots) {
             let book = &mut m.books[o.symbol.0 as usize];
