@@ -634,10 +634,11 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
             by_id.insert(o.id.0, i).is_none(),
             "two live orders share an order id",
         )?;
-        // An order id names its pool slot (id mod orders_max): no two live orders share one.
+        // No two live orders have ids equal modulo the order-id modulus (docs/matching.md,
+        // "Order ids").
         ensure(
-            slots.insert(o.id.0 % u64::from(cap.orders_max)),
-            "two live orders share a pool slot (their ids are equal modulo orders_max)",
+            slots.insert(o.id.0 % crate::matching::order_id_modulus(cap.orders_max)),
+            "two live orders have ids equal modulo the order-id modulus",
         )?;
         ensure(
             keys.insert((o.user.0, o.client_order_id.0)),

@@ -2353,15 +2353,14 @@ fn cancel_and_amend_by_engine_order_id() {
 }
 
 #[test]
-fn an_order_id_skips_a_slot_still_taken() {
-    // A pool of 3: order ids name slots modulo 3. Order 1 stays live, so the fourth order
-    // (which would be id 4, slot 1) gets id 5.
+fn an_order_id_skips_one_a_live_order_shares_modulo_the_pool() {
+    // A pool of 4 (order-id modulus 4): no two live orders have ids equal modulo 4. Order 1
+    // stays live, so the order that would get id 5 gets id 6.
     let dir = temp_dir("skip");
     let config = dir.join("small.toml");
-    let mut toml =
-        std::fs::read_to_string(manifest_dir().join("../engine/src/default_config.toml"))
-            .expect("the default config");
-    toml = toml.replace("orders_max = ", "orders_max = 3 # was ");
+    let toml = std::fs::read_to_string(manifest_dir().join("../engine/src/default_config.toml"))
+        .expect("the default config")
+        .replace("orders_max = ", "orders_max = 4 # was ");
     std::fs::write(&config, toml).unwrap();
     let run = ringbook(
         &[
@@ -2374,13 +2373,17 @@ fn an_order_id_skips_a_slot_still_taken() {
         "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          order,1,BTC-KRW,2,BUY,LIMIT,GTC,100,1\n\
          order,1,BTC-KRW,3,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,4,BUY,LIMIT,GTC,100,1\n\
          cancel_order,1,BTC-KRW,2\n\
          cancel_order,1,BTC-KRW,3\n\
-         order,1,BTC-KRW,4,BUY,LIMIT,GTC,100,1\n\
+         cancel_order,1,BTC-KRW,4\n\
          order,1,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
          order,1,BTC-KRW,6,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,7,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,8,BUY,LIMIT,GTC,100,1\n\
          cancel_order,1,BTC-KRW,1\n\
-         cancel_order,1,BTC-KRW,5\n",
+         cancel_order,1,BTC-KRW,5\n\
+         cancel_order,1,BTC-KRW,6\n",
     );
     let out = clean(run);
     assert_lines(
@@ -2389,14 +2392,19 @@ fn an_order_id_skips_a_slot_still_taken() {
             acc(1, 1, 1, "BUY", 100, 1),
             acc(1, 2, 2, "BUY", 100, 1),
             acc(1, 3, 3, "BUY", 100, 1),
+            acc(1, 4, 4, "BUY", 100, 1),
             gone(1, 2, 1, "USER", 2),
             gone(1, 3, 1, "USER", 3),
-            // Id 4 would be slot 1 (order 1's): skipped.
-            acc(1, 4, 5, "BUY", 100, 1),
+            gone(1, 4, 1, "USER", 4),
+            // Id 5 ≡ 1 (mod 4), and order 1 is live: skipped.
             acc(1, 5, 6, "BUY", 100, 1),
-            rejected(1, 6, 3011, "ORDER_POOL_FULL"),
+            acc(1, 6, 7, "BUY", 100, 1),
+            acc(1, 7, 8, "BUY", 100, 1),
+            rejected(1, 8, 3011, "ORDER_POOL_FULL"),
             gone(1, 1, 1, "USER", 1),
-            gone(1, 4, 1, "USER", 5),
+            // Id 5 was never issued; 6 is client order 5's.
+            rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+            gone(1, 5, 1, "USER", 6),
         ],
     );
 }

@@ -1,14 +1,10 @@
 //! The order pool: every live order in one pre-allocated array, addressed by `u32` slot.
 //!
-//! The matching stage picks the slot of a new order from its order id (`id mod capacity`, see
-//! docs/matching.md, "Order ids"), so an order id names its slot and a lookup by id is an array
-//! index. Free slots are kept in a [`LevelBitmap`], so a busy slot is skipped to the next free
-//! one in O(log64 capacity), and allocation and release never touch the heap after
-//! construction. Live orders are threaded on two intrusive
+//! Free slots form a singly-linked free list through `next`, so allocation and release are O(1)
+//! and never touch the heap after construction. Live orders are threaded on two intrusive
 //! doubly-linked lists: their price level's FIFO (`prev`/`next`) and their owner's list of live
 //! orders (`user_prev`/`user_next`, for mass cancel).
 
-use crate::book::bitmap::LevelBitmap;
 use crate::types::{
     ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
 };
@@ -21,7 +17,7 @@ pub const NIL: u32 = u32::MAX;
 pub struct Order {
     /// Previous order in the level FIFO (or `NIL`).
     pub prev: u32,
-    /// Next order in the level FIFO (or `NIL`).
+    /// Next order in the level FIFO, or the next free slot while free (or `NIL`).
     pub next: u32,
     /// Open quantity: visible plus hidden.
     pub leaves: u64,
@@ -106,8 +102,7 @@ impl Order {
 #[derive(Debug)]
 pub struct OrderPool {
     slots: Vec<Order>,
-    /// A set bit marks a free slot.
-    free: LevelBitmap,
+    free_head: u32,
     live: u32,
 }
 
@@ -115,63 +110,43 @@ impl OrderPool {
     /// A pool with room for `capacity` live orders. Every slot is written (and so faulted in)
     /// here, not on the hot path.
     pub fn new(capacity: u32) -> OrderPool {
-        let slots = vec![Order::EMPTY; capacity as usize];
-        let mut free = LevelBitmap::new((capacity as usize).max(1));
-        for i in 0..capacity as usize {
-            free.set(i);
+        let mut slots = vec![Order::EMPTY; capacity as usize];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            slot.next = if i + 1 < capacity as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
         }
         OrderPool {
             slots,
-            free,
+            free_head: if capacity > 0 { 0 } else { NIL },
             live: 0,
         }
     }
 
-    /// True if `slot` holds no live order.
-    #[inline]
-    pub fn is_free(&self, slot: u32) -> bool {
-        self.free.get(slot as usize)
-    }
-
-    /// The first free slot at or after `from`, wrapping around past the end; `None` when the
-    /// pool is full. `from` must be below the capacity.
-    #[inline]
-    pub fn free_from(&self, from: u32) -> Option<u32> {
-        if self.is_free(from) {
-            return Some(from);
-        }
-        self.free
-            .next_at_or_above(from as usize)
-            .or_else(|| self.free.first())
-            .filter(|&i| i < self.slots.len())
-            .map(|i| i as u32)
-    }
-
-    /// Puts `order` into the free slot `slot`.
-    #[inline]
-    pub fn alloc_at(&mut self, slot: u32, order: Order) {
-        debug_assert!(self.is_free(slot), "slot {slot} is taken");
-        self.free.clear(slot as usize);
-        self.slots[slot as usize] = order;
-        self.live += 1;
-    }
-
-    /// Puts `order` into the lowest free slot; `None` when the pool is full.
+    /// Takes a free slot, or `None` when the pool is full.
     #[inline]
     pub fn alloc(&mut self, order: Order) -> Option<u32> {
-        let slot = self.free_from(0)?;
-        self.alloc_at(slot, order);
+        let slot = self.free_head;
+        if slot == NIL {
+            return None;
+        }
+        self.free_head = self.slots[slot as usize].next;
+        self.slots[slot as usize] = order;
+        self.live += 1;
         Some(slot)
     }
 
-    /// Releases a slot.
+    /// Returns a slot to the free list.
     #[inline]
     pub fn free(&mut self, slot: u32) {
-        debug_assert!(self.live > 0 && !self.is_free(slot));
+        debug_assert!(self.live > 0);
         let o = &mut self.slots[slot as usize];
         o.leaves = 0;
         o.visible = 0;
-        self.free.set(slot as usize);
+        o.next = self.free_head;
+        self.free_head = slot;
         self.live -= 1;
     }
 
@@ -216,28 +191,14 @@ mod tests {
     #[test]
     fn alloc_until_full_then_reuse() {
         let mut pool = OrderPool::new(3);
-        assert_eq!(pool.free_from(1), Some(1));
-        pool.alloc_at(1, OrderPool::blank());
-        // Busy slots are skipped, wrapping around.
-        assert_eq!(pool.free_from(1), Some(2));
-        pool.alloc_at(2, OrderPool::blank());
-        assert_eq!(pool.free_from(1), Some(0));
-        assert_eq!(pool.free_from(2), Some(0));
-        pool.alloc_at(0, OrderPool::blank());
-        assert_eq!(pool.free_from(0), None);
+        let a = pool.alloc(OrderPool::blank()).unwrap();
+        let b = pool.alloc(OrderPool::blank()).unwrap();
+        let c = pool.alloc(OrderPool::blank()).unwrap();
+        assert_eq!(pool.alloc(OrderPool::blank()), None);
         assert_eq!(pool.live(), 3);
-        pool.free(2);
-        assert!(pool.is_free(2) && !pool.is_free(1));
-        assert_eq!(pool.free_from(0), Some(2));
-        assert_eq!(pool.live(), 2);
-        // A pool of 200 (a bitmap of two layers): the skip crosses words.
-        let mut pool = OrderPool::new(200);
-        for slot in 60..200 {
-            pool.alloc_at(slot, OrderPool::blank());
-        }
-        assert_eq!(pool.free_from(70), Some(0));
-        pool.free(130);
-        assert_eq!(pool.free_from(70), Some(130));
-        assert_eq!(OrderPool::new(0).free_from(0), None);
+        pool.free(b);
+        assert_eq!(pool.alloc(OrderPool::blank()), Some(b));
+        assert!(a != c);
+        assert_eq!(OrderPool::new(0).alloc(OrderPool::blank()), None);
     }
 }

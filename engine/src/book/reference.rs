@@ -523,14 +523,11 @@ impl ReferenceBook {
             return;
         }
         // Order ids (docs/matching.md): the first id from `next_order_id` on that is not
-        // congruent, modulo `orders_max`, to the id of a live order.
-        let taken: Vec<u64> = self
-            .live()
-            .iter()
-            .map(|(o, _)| o.id.0 % u64::from(self.orders_max))
-            .collect();
+        // congruent, modulo `orders_max` rounded up to a power of two, to the id of a live order.
+        let modulus = u64::from(self.orders_max).next_power_of_two();
+        let taken: Vec<u64> = self.live().iter().map(|(o, _)| o.id.0 % modulus).collect();
         let mut id = self.next_order_id;
-        while taken.contains(&(id % u64::from(self.orders_max))) {
+        while taken.contains(&(id % modulus)) {
             id += 1;
         }
         let id = OrderId(id);

@@ -20,6 +20,14 @@ use crate::types::{
     ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
 };
 
+/// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
+/// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
+/// the size of the table that finds an order by id; a power of two, so that the modulo is a
+/// mask, not a division.
+pub fn order_id_modulus(orders_max: u32) -> u64 {
+    u64::from(orders_max).next_power_of_two()
+}
+
 /// How a cancel or amend names its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderRef {
@@ -36,18 +44,46 @@ struct UserList {
     tail: u32,
 }
 
-/// Live orders: the pool plus the two ways to find an order (client id, owner).
+/// Live orders: the pool plus the three ways to find an order (client id, engine id, owner).
 #[derive(Debug)]
 struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
+    /// By order id: entry `id mod order_id_modulus` holds the slot of the live order with that id
+    /// (`NIL` if none). Order ids are chosen so that no two live orders share an entry
+    /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
+    by_id: Vec<u32>,
     users: Vec<UserList>,
 }
 
 impl OrderStore {
-    /// Puts a new live order into the free `slot`, indexes and links it.
-    fn admit(&mut self, order: Order, slot: u32) {
-        self.pool.alloc_at(slot, order);
+    /// The `by_id` entry of an order id.
+    #[inline]
+    fn id_entry(&self, id: OrderId) -> usize {
+        (id.0 & (self.by_id.len() as u64 - 1)) as usize
+    }
+
+    /// The slot of the live order with id `id`.
+    #[inline]
+    fn slot_of(&self, id: OrderId) -> Option<u32> {
+        let slot = self.by_id[self.id_entry(id)];
+        (slot != NIL && self.pool[slot].id == id).then_some(slot)
+    }
+
+    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
+    /// links it. The pool has room (checked by the caller).
+    fn admit(&mut self, order: Order) -> u32 {
+        let slot = self
+            .pool
+            .alloc(order)
+            .expect("the caller checked the pool has room");
+        let entry = self.id_entry(order.id);
+        debug_assert_eq!(
+            self.by_id[entry], NIL,
+            "order id {} has a live twin",
+            order.id
+        );
+        self.by_id[entry] = slot;
         self.index.insert(order.user, order.client_order_id, slot);
         let list = &mut self.users[order.user.0 as usize];
         let tail = list.tail;
@@ -59,14 +95,17 @@ impl OrderStore {
             self.pool[tail].user_next = slot;
         }
         list.tail = slot;
+        slot
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next) = {
+        let (user, coid, prev, next, id) = {
             let o = &self.pool[slot];
-            (o.user, o.client_order_id, o.user_prev, o.user_next)
+            (o.user, o.client_order_id, o.user_prev, o.user_next, o.id)
         };
+        let entry = self.id_entry(id);
+        self.by_id[entry] = NIL;
         self.index.remove(user, coid, &self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
@@ -91,8 +130,8 @@ pub struct Matcher {
     /// The lowest id the next order may get (it gets the first id from here whose slot is
     /// free: docs/matching.md, "Order ids").
     next_order_id: u64,
-    /// `next_order_id mod orders_max`, kept alongside so that no division is needed.
-    next_slot: u32,
+    /// `next_order_id mod order_id_modulus` (its `by_id` entry).
+    next_entry: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
 }
@@ -151,6 +190,7 @@ impl Matcher {
             store: OrderStore {
                 pool: OrderPool::new(cap.orders_max),
                 index: ClientOrderIndex::new(cap.orders_max),
+                by_id: vec![NIL; order_id_modulus(cap.orders_max) as usize],
                 users: vec![
                     UserList {
                         head: NIL,
@@ -160,7 +200,7 @@ impl Matcher {
                 ],
             },
             next_order_id: 1,
-            next_slot: 1 % cap.orders_max,
+            next_entry: 1,
             now_ns: 0,
         }
     }
@@ -307,28 +347,30 @@ impl Matcher {
             stop_price: o.stop_price,
             ..OrderPool::blank()
         };
-        // The id names the slot: the first id from `next_order_id` on whose slot is free.
-        let Some(slot) = self.store.pool.free_from(self.next_slot) else {
+        if self.store.pool.live() == self.store.pool.capacity() {
             sink.on_event(&reject(
                 o.user,
                 o.client_order_id,
                 RejectCode::OrderPoolFull,
             ));
             return;
-        };
-        let cap = self.store.pool.capacity();
-        let skipped = if slot >= self.next_slot {
-            slot - self.next_slot
-        } else {
-            slot + cap - self.next_slot
-        };
+        }
+        // The first id from `next_order_id` on whose `by_id` entry is free: the next one
+        // unless a live order is `order_id_modulus` or more ids older (then skipped, once per such
+        // order per wrap). The pool has room, so some entry is free.
+        let cap = self.store.by_id.len() as u32;
+        let (mut id, mut entry) = (self.next_order_id, self.next_entry);
+        while self.store.by_id[entry as usize] != NIL {
+            id += 1;
+            entry = if entry + 1 == cap { 0 } else { entry + 1 };
+        }
         let order = Order {
-            id: OrderId(self.next_order_id + u64::from(skipped)),
+            id: OrderId(id),
             ..order
         };
-        self.store.admit(order, slot);
-        self.next_order_id = order.id.0 + 1;
-        self.next_slot = if slot + 1 == cap { 0 } else { slot + 1 };
+        let slot = self.store.admit(order);
+        self.next_order_id = id + 1;
+        self.next_entry = if entry + 1 == cap { 0 } else { entry + 1 };
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -432,7 +474,7 @@ impl Matcher {
     }
 
     /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
-    /// `symbol`: the id names its pool slot (`id mod orders_max`), so this is an array index and
+    /// `symbol`: an id table indexed by `id mod order_id_modulus` holds its slot, so this is an array index and
     /// a comparison. An id that names no live order (never issued, or its order is gone) is
     /// `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order on another
     /// symbol is `UNKNOWN_ORDER`.
@@ -448,11 +490,11 @@ impl Matcher {
         if symbol.0 as usize >= self.books.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        let slot = (order_id.0 % u64::from(self.store.pool.capacity())) as u32;
+        let Some(slot) = self.store.slot_of(order_id) else {
+            return Err(RejectCode::UnknownOrder);
+        };
         let o = &self.store.pool[slot];
-        if self.store.pool.is_free(slot) || o.id != order_id {
-            Err(RejectCode::UnknownOrder)
-        } else if o.user != user {
+        if o.user != user {
             Err(RejectCode::NotYourOrder)
         } else if o.symbol != symbol {
             Err(RejectCode::UnknownOrder)
@@ -475,16 +517,12 @@ impl Matcher {
     fn reject_coid(&self, user: UserId, target: OrderRef) -> ClientOrderId {
         match target {
             OrderRef::Client(coid) => coid,
-            OrderRef::Engine(order_id) => {
-                let cap = u64::from(self.store.pool.capacity());
-                let slot = (order_id.0 % cap) as u32;
-                let o = &self.store.pool[slot];
-                if !self.store.pool.is_free(slot) && o.id == order_id && o.user == user {
-                    o.client_order_id
-                } else {
-                    ClientOrderId(0)
+            OrderRef::Engine(order_id) => match self.store.slot_of(order_id) {
+                Some(slot) if self.store.pool[slot].user == user => {
+                    self.store.pool[slot].client_order_id
                 }
-            }
+                _ => ClientOrderId(0),
+            },
         }
     }
 
@@ -742,11 +780,11 @@ impl Matcher {
     }
 
     /// The live order with engine id `order_id`, whoever owns it: its slot is `order_id mod
-    /// orders_max`, so this is an array index and a comparison.
+    /// order_id_modulus`, so this is an array index and a comparison.
     pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
-        let slot = (order_id.0 % u64::from(self.store.pool.capacity())) as u32;
-        let o = &self.store.pool[slot];
-        (!self.store.pool.is_free(slot) && o.id == order_id).then(|| view(o))
+        self.store
+            .slot_of(order_id)
+            .map(|slot| view(&self.store.pool[slot]))
     }
 
     /// Every live order of a symbol, section by section in canonical order (bids best first,
@@ -1100,22 +1138,22 @@ impl Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
-        m.next_slot = (next_order_id % u64::from(config.capacity.orders_max)) as u32;
+        m.next_entry = (next_order_id % order_id_modulus(config.capacity.orders_max)) as u32;
         m.now_ns = now_ns;
         for ((book, &last), &trade_id) in m.books.iter_mut().zip(last_prices).zip(last_trade_ids) {
             book.last_price = last;
             book.last_trade_id = trade_id;
         }
         let mut slots = vec![NIL; orders.len()];
-        let cap = u64::from(config.capacity.orders_max);
         for &i in acceptance {
             assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
-            // Each order back in the slot its id names (validated: no two share one).
+            // Validated: the orders fit in the pool and no two ids share a `by_id` entry.
             let order = orders[i as usize].1;
-            let slot = (order.id.0 % cap) as u32;
-            assert!(m.store.pool.is_free(slot), "two orders in slot {slot}");
-            m.store.admit(order, slot);
-            slots[i as usize] = slot;
+            assert!(
+                m.store.slot_of(order.id).is_none()
+                    && m.store.by_id[m.store.id_entry(order.id)] == NIL
+            );
+            slots[i as usize] = m.store.admit(order);
         }
         for (&(section, o), &slot) in orders.iter().zip(&slots) {
             let book = &mut m.books[o.symbol.0 as usize];
