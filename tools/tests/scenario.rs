@@ -897,6 +897,27 @@ fn equal_states_reached_differently_hash_equal() {
 #[test]
 fn the_demo_script_runs_as_documented() {
     let run = ringbook(&["scenario", "--final", &demo_script()], "");
+    // Engine time: the first trade is Dave's order, the 12th command after the clock line
+    // (11 µs after it); Erin's trades and the stop they trigger are at the second clock line.
+    let trades: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(r#"{"event":"trade""#))
+        .collect();
+    let identity: Vec<&str> = trades
+        .iter()
+        .map(|l| &l[l.find(r#""trade_id""#).unwrap()..l.find(r#","price""#).unwrap()])
+        .collect();
+    assert_eq!(
+        identity,
+        [
+            r#""trade_id":1,"ts":1733400000000011000"#,
+            r#""trade_id":2,"ts":1733400060000000000"#,
+            r#""trade_id":3,"ts":1733400060000000000"#,
+            r#""trade_id":4,"ts":1733400060000000000"#,
+            r#""trade_id":5,"ts":1733400060000000000"#,
+        ]
+    );
     let mut out = clean(run);
     take_hash(&mut out);
     // Worked out line by line from the comments in docs/examples/demo.script (risk on).
@@ -947,6 +968,10 @@ fn the_demo_script_runs_as_documented() {
         gone(1, 2, 4, "STP", 2),
         // Dave: 110 000 − 75 050 − 76 = 34 874 < 3 × 15116 = 45 348. No order id is used.
         rejected(4, 2, 2002, "INSUFFICIENT_FUNDS"),
+        // By order id: Bob may not touch Frank's offer (client order id 0: nothing told);
+        // Frank cancels it and his 200 000 sat are unlocked.
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        gone(6, 2, 20, "USER", 9),
         // Dave's 50 000 sat: locked, one approval, a duplicate, the second operator releases it.
         withdrawal_requested(1, 4, "BTC", 50_000),
         balance_update(4, "BTC", 0, 50_000),
@@ -961,7 +986,7 @@ fn the_demo_script_runs_as_documented() {
         withdrawal_rejected(2, 902, 5),
         balance_update(5, "KRW", 4_893, 0),
     ]);
-    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[(15100, 20)]));
+    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[]));
     expected.extend(final_accounts(
         &[
             // Proceeds 75 050 + 6 × 15 020 − maker fees (38 + 16 + 8 + 8 + 16 = 86) = 165 084;
@@ -974,7 +999,7 @@ fn the_demo_script_runs_as_documented() {
             // Paid 75 050 + 76; his 50 000 sat withdrawn.
             (4, &[("KRW", 34_874, 0)]),
             (5, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
-            (6, &[("BTC", 0, 200_000)]),
+            (6, &[("BTC", 200_000, 0)]),
         ],
         // Maker 86 + taker 76 + 31 + 16 + 16 + 31 = 256.
         &[("KRW", 256)],
