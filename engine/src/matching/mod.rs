@@ -127,8 +127,8 @@ impl OrderStore {
 pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
-    /// The lowest id the next order may get (it gets the first id from here whose slot is
-    /// free: docs/matching.md, "Order ids").
+    /// The lowest id the next order may get (it gets the first id from here whose `by_id`
+    /// entry is free: docs/matching.md, "Order ids").
     next_order_id: u64,
     /// `next_order_id mod order_id_modulus` (its `by_id` entry).
     next_entry: u32,
@@ -355,8 +355,8 @@ impl Matcher {
             ));
             return;
         }
-        // The first id from `next_order_id` on whose `by_id` entry is free: the next one
-        // unless a live order is `order_id_modulus` or more ids older (then skipped, once per such
+        // The first id from `next_order_id` on whose `by_id` entry is free: the next one unless
+        // a live order is `order_id_modulus` or more ids older (then skipped, once per such
         // order per wrap). The pool has room, so some entry is free.
         let cap = self.store.by_id.len() as u32;
         let (mut id, mut entry) = (self.next_order_id, self.next_entry);
@@ -474,8 +474,8 @@ impl Matcher {
     }
 
     /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
-    /// `symbol`: an id table indexed by `id mod order_id_modulus` holds its slot, so this is an array index and
-    /// a comparison. An id that names no live order (never issued, or its order is gone) is
+    /// `symbol`: the id table's entry `id mod order_id_modulus` holds its slot, so this is an
+    /// array index and a comparison. An id that names no live order (never issued, or its order is gone) is
     /// `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order on another
     /// symbol is `UNKNOWN_ORDER`.
     fn find_by_id(
@@ -779,8 +779,9 @@ impl Matcher {
             .map(|slot| view(&self.store.pool[slot]))
     }
 
-    /// The live order with engine id `order_id`, whoever owns it: its slot is `order_id mod
-    /// order_id_modulus`, so this is an array index and a comparison.
+    /// The live order with engine id `order_id`, whoever owns it: the id table's entry
+    /// `order_id mod order_id_modulus` holds its slot, so this is an array index and a
+    /// comparison.
     pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
         self.store
             .slot_of(order_id)
