@@ -30,7 +30,7 @@ use std::fmt;
 
 use crate::command::{Command, NewOrder, Query};
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderType, Price, Qty, Side, StpMode, SymbolId,
+    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId,
     TimeInForce, UserId, WithdrawalId,
 };
 
@@ -62,6 +62,11 @@ pub const KIND_QUERY_OPEN_ORDERS: u8 = 10;
 pub const KIND_QUERY_BALANCES: u8 = 11;
 /// Kind byte of [`Query::Book`].
 pub const KIND_QUERY_BOOK: u8 = 12;
+/// Kind byte of [`Command::CancelOrder`] (added after the first release of format 1: a reader
+/// that predates it reports [`DecodeError::UnknownKind`]).
+pub const KIND_CANCEL_ORDER: u8 = 13;
+/// Kind byte of [`Command::AmendOrder`] (added as [`KIND_CANCEL_ORDER`] was).
+pub const KIND_AMEND_ORDER: u8 = 14;
 
 /// Encoded length of a new order.
 pub const NEW_ORDER_BYTES: usize = 52;
@@ -189,8 +194,8 @@ impl std::error::Error for DecodeError {}
 pub fn encoded_len(cmd: &Command) -> usize {
     match cmd {
         Command::NewOrder(_) => NEW_ORDER_BYTES,
-        Command::Cancel { .. } => CANCEL_BYTES,
-        Command::Amend { .. } => AMEND_BYTES,
+        Command::Cancel { .. } | Command::CancelOrder { .. } => CANCEL_BYTES,
+        Command::Amend { .. } | Command::AmendOrder { .. } => AMEND_BYTES,
         Command::MassCancel { .. } => MASS_CANCEL_BYTES,
         Command::Deposit { .. } | Command::Withdraw { .. } => FUNDS_BYTES,
         Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => OPERATOR_BYTES,
@@ -276,6 +281,30 @@ pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
             w.u16(symbol.0);
             w.u32(user.0);
             w.u64(client_order_id.0);
+            w.i64(price.0);
+            w.u64(qty.0);
+        }
+        Command::CancelOrder {
+            user,
+            symbol,
+            order_id,
+        } => {
+            w.u8(KIND_CANCEL_ORDER);
+            w.u16(symbol.0);
+            w.u32(user.0);
+            w.u64(order_id.0);
+        }
+        Command::AmendOrder {
+            user,
+            symbol,
+            order_id,
+            price,
+            qty,
+        } => {
+            w.u8(KIND_AMEND_ORDER);
+            w.u16(symbol.0);
+            w.u32(user.0);
+            w.u64(order_id.0);
             w.i64(price.0);
             w.u64(qty.0);
         }
@@ -444,7 +473,8 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     let len = match kind {
         KIND_NEW_ORDER => NEW_ORDER_BYTES,
         KIND_CANCEL => CANCEL_BYTES,
-        KIND_AMEND => AMEND_BYTES,
+        KIND_AMEND | KIND_AMEND_ORDER => AMEND_BYTES,
+        KIND_CANCEL_ORDER => CANCEL_BYTES,
         KIND_MASS_CANCEL => MASS_CANCEL_BYTES,
         KIND_DEPOSIT | KIND_WITHDRAW => FUNDS_BYTES,
         KIND_APPROVE_WITHDRAWAL | KIND_REJECT_WITHDRAWAL => OPERATOR_BYTES,
@@ -503,6 +533,18 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
             symbol: SymbolId(r.u16()),
             user: UserId(r.u32()),
             client_order_id: ClientOrderId(r.u64()),
+            price: Price(r.i64()),
+            qty: Qty(r.u64()),
+        },
+        KIND_CANCEL_ORDER => Command::CancelOrder {
+            symbol: SymbolId(r.u16()),
+            user: UserId(r.u32()),
+            order_id: OrderId(r.u64()),
+        },
+        KIND_AMEND_ORDER => Command::AmendOrder {
+            symbol: SymbolId(r.u16()),
+            user: UserId(r.u32()),
+            order_id: OrderId(r.u64()),
             price: Price(r.i64()),
             qty: Qty(r.u64()),
         },
@@ -649,6 +691,40 @@ mod tests {
     }
 
     #[test]
+    fn by_order_id_commands_round_trip_with_known_bytes() {
+        let cancel = round_trip(Command::CancelOrder {
+            user: UserId(3),
+            symbol: SymbolId(1),
+            order_id: OrderId(0x0102),
+        });
+        assert_eq!(
+            cancel,
+            [KIND_CANCEL_ORDER, 1, 0, 3, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]
+        );
+        let amend = round_trip(Command::AmendOrder {
+            user: UserId(3),
+            symbol: SymbolId(1),
+            order_id: OrderId(7),
+            price: Price(-1),
+            qty: Qty(5),
+        });
+        assert_eq!(amend.len(), AMEND_BYTES);
+        assert_eq!(
+            &amend[..15],
+            &[KIND_AMEND_ORDER, 1, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(&amend[15..23], &(-1i64).to_le_bytes());
+        assert_eq!(
+            decode(&cancel[..14]).unwrap_err(),
+            DecodeError::Truncated {
+                kind: KIND_CANCEL_ORDER,
+                needed: CANCEL_BYTES,
+                got: 14
+            }
+        );
+    }
+
+    #[test]
     fn queries_round_trip_with_known_bytes() {
         let order = round_trip(Command::Query(Query::Order {
             user: UserId(2),
@@ -676,7 +752,7 @@ mod tests {
     fn errors_name_their_cause() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
         assert_eq!(decode(&[0]), Err(DecodeError::UnknownKind(0)));
-        assert_eq!(decode(&[13, 1, 2]), Err(DecodeError::UnknownKind(13)));
+        assert_eq!(decode(&[99, 1, 2]), Err(DecodeError::UnknownKind(99)));
         assert_eq!(
             decode(&[KIND_CANCEL, 0]),
             Err(DecodeError::Truncated {

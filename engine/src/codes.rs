@@ -93,7 +93,8 @@ pub enum RejectCode {
     /// user's highest so far (a resend, whatever became of the original); under `unique_live`
     /// it names one of the user's live orders. Nothing was executed.
     DuplicateClientOrderId = 3009,
-    /// No live order of this user with this client order id on this symbol.
+    /// No live order of this user with this client order id (or, by engine order id, no live
+    /// order with this id) on this symbol.
     UnknownOrder = 3010,
     /// The order pool is full; the order was not accepted.
     OrderPoolFull = 3011,
@@ -101,11 +102,14 @@ pub enum RejectCode {
     PostOnlyWouldTake = 3012,
     /// price × qty × tick size does not fit the engine's 64-bit notional.
     NotionalOverflow = 3013,
+    /// A cancel or amend by engine order id names a live order of another user; nothing is
+    /// done to it (or said about it).
+    NotYourOrder = 3014,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 42] = [
+    pub const ALL: [RejectCode; 43] = [
         RejectCode::MalformedFrame,
         RejectCode::FrameTooLarge,
         RejectCode::UnknownMessageType,
@@ -148,6 +152,7 @@ impl RejectCode {
         RejectCode::OrderPoolFull,
         RejectCode::PostOnlyWouldTake,
         RejectCode::NotionalOverflow,
+        RejectCode::NotYourOrder,
     ];
 
     /// The stable numeric code.
@@ -201,6 +206,7 @@ impl RejectCode {
             RejectCode::OrderPoolFull => "ORDER_POOL_FULL",
             RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
             RejectCode::NotionalOverflow => "NOTIONAL_OVERFLOW",
+            RejectCode::NotYourOrder => "NOT_YOUR_ORDER",
         }
     }
 

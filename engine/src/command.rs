@@ -1,7 +1,7 @@
 //! Commands: what travels into the engine. One `Copy` type, fixed size, no heap.
 
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderType, Price, Qty, Side, StpMode, SymbolId,
+    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId,
     TimeInForce, UserId, WithdrawalId,
 };
 
@@ -100,6 +100,28 @@ pub enum Command {
         symbol: SymbolId,
         /// The owner's id for the order.
         client_order_id: ClientOrderId,
+        /// The new limit (or protection) price.
+        price: Price,
+        /// The new open quantity; zero cancels.
+        qty: Qty,
+    },
+    /// Cancel one live order named by its engine order id (docs/matching.md, "Order ids").
+    CancelOrder {
+        /// The owner.
+        user: UserId,
+        /// The order's symbol.
+        symbol: SymbolId,
+        /// The engine's id for the order.
+        order_id: OrderId,
+    },
+    /// [`Command::Amend`] of a live order named by its engine order id.
+    AmendOrder {
+        /// The owner.
+        user: UserId,
+        /// The order's symbol.
+        symbol: SymbolId,
+        /// The engine's id for the order.
+        order_id: OrderId,
         /// The new limit (or protection) price.
         price: Price,
         /// The new open quantity; zero cancels.
@@ -207,6 +229,8 @@ impl Command {
             Command::NewOrder(o) => Some(o.user),
             Command::Cancel { user, .. }
             | Command::Amend { user, .. }
+            | Command::CancelOrder { user, .. }
+            | Command::AmendOrder { user, .. }
             | Command::MassCancel { user, .. }
             | Command::Deposit { user, .. }
             | Command::Withdraw { user, .. } => Some(user),

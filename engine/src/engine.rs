@@ -17,7 +17,7 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventSink};
 use crate::hash::{StateHash, StateHasher};
-use crate::matching::Matcher;
+use crate::matching::{Matcher, OrderRef};
 use crate::risk::accounts::{Accounts, Approval, Balance};
 use crate::risk::RiskSpec;
 use crate::settlement::Settlement;
@@ -113,7 +113,8 @@ impl Engine {
         })
     }
 
-    /// Applies one command; every consequence goes to `sink`, in order.
+    /// Applies one command at the current engine time ([`Engine::now_ns`]; see
+    /// [`Engine::process_at`] to stamp it); every consequence goes to `sink`, in order.
     ///
     /// The three stages, composed: R (`risk_stage`) answers what it can itself and locks
     /// funds, M (`match_stage`) matches, and S (`settlement`) settles M's events as they
@@ -140,7 +141,23 @@ impl Engine {
         }
     }
 
+    /// Applies one command stamped `ts_ns` (Unix nanoseconds): engine time moves to `ts_ns`
+    /// first (or stays where it is if `ts_ns` is earlier: time never goes backwards), then
+    /// [`Engine::process`]. Every way of running ringbook stamps commands before R and
+    /// journals the stamp, so replay reproduces the time exactly (docs/matching.md, "Engine
+    /// time").
+    #[inline]
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.matcher.advance(ts_ns);
+        self.process(cmd, sink);
+    }
+
     // ---------------------------------------------------------------- queries
+
+    /// Engine time: the latest command timestamp processed (0 before any), Unix nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.matcher.now_ns()
+    }
 
     /// The configuration the engine was built from.
     pub fn config(&self) -> &Config {
@@ -326,7 +343,24 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
             matcher,
             user,
             symbol,
-            client_order_id,
+            OrderRef::Client(client_order_id),
+            price,
+            qty,
+            sink,
+        ),
+        Command::AmendOrder {
+            user,
+            symbol,
+            order_id,
+            price,
+            qty,
+        } if qty.0 != 0 => amend(
+            specs,
+            accounts,
+            matcher,
+            user,
+            symbol,
+            OrderRef::Engine(order_id),
             price,
             qty,
             sink,
@@ -339,13 +373,15 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
             }
         },
         Command::Query(_) => Plan::Book,
-        Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
-            Plan::Settle {
-                place: false,
-                undo: None,
-                refund: None,
-            }
-        }
+        Command::Amend { .. }
+        | Command::Cancel { .. }
+        | Command::AmendOrder { .. }
+        | Command::CancelOrder { .. }
+        | Command::MassCancel { .. } => Plan::Settle {
+            place: false,
+            undo: None,
+            refund: None,
+        },
         Command::Deposit {
             user,
             currency,
@@ -484,12 +520,13 @@ fn amend<S: EventSink + ?Sized>(
     matcher: &Matcher,
     user: UserId,
     symbol: SymbolId,
-    coid: ClientOrderId,
+    target: OrderRef,
     price: Price,
     qty: Qty,
     sink: &mut S,
 ) -> Plan {
-    let current = match matcher.check_amend(user, symbol, coid, price, qty) {
+    let coid = matcher.reject_client_order_id(user, target);
+    let current = match matcher.check_amend(user, symbol, target, price, qty) {
         Ok(current) => current,
         Err(code) => {
             sink.on_event(&reject(user, coid, code));

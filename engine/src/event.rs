@@ -8,8 +8,8 @@ use crate::codes::{CancelReason, RejectCode};
 #[cfg(doc)]
 use crate::command::Query;
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId,
-    WithdrawalId,
+    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, SymbolId, TradeId,
+    UserId, WithdrawalId,
 };
 
 /// One side's view of a fill.
@@ -37,6 +37,10 @@ pub struct Fill {
 pub struct Trade {
     /// The symbol.
     pub symbol: SymbolId,
+    /// The trade's id: per symbol, dense, starting at 1.
+    pub trade_id: TradeId,
+    /// Engine time of the trade (the time of the command that caused it), Unix nanoseconds.
+    pub ts: u64,
     /// Trade price (the maker's limit price).
     pub price: Price,
     /// Traded quantity.

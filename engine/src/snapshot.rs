@@ -70,9 +70,10 @@ use crate::types::{
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RINGSNAP";
 /// The version of the layout below; bump it (and keep a reader for the old one) whenever the
 /// layout or the meaning of a field changes.
-/// Version 2 added each user's client-order-id high-water mark (and the client-order-id rule to
-/// the configuration fingerprint); version 1 snapshots are refused.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+/// Version 3 (engine time, per-symbol trade ids and client-order-id high-water marks, with the
+/// client-order-id rule in the configuration fingerprint) is the only one read: versions 1
+/// and 2 are refused (recovery replays the journal instead).
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
 /// Bytes of the header: magic, version, risk mode, reserved byte, config fingerprint, state
 /// hash.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
@@ -310,8 +311,8 @@ impl Engine {
         let symbols = matcher.symbols();
         out.reserve(
             SNAPSHOT_HEADER_BYTES
-                + 16
-                + 8 * symbols
+                + 24
+                + 16 * symbols
                 + matcher.live_orders() as usize * (ORDER_RECORD_BYTES + 8),
         );
 
@@ -328,10 +329,13 @@ impl Engine {
 
         // Matching: counters, last prices, orders in canonical book order.
         out.extend_from_slice(&matcher.next_order_id().0.to_le_bytes());
+        out.extend_from_slice(&matcher.now_ns().to_le_bytes());
         out.extend_from_slice(&(symbols as u16).to_le_bytes());
         for s in 0..symbols {
             let last = matcher.last_trade_price(SymbolId(s as u16));
             out.extend_from_slice(&last.map_or(0, |p| p.0).to_le_bytes());
+            let trade_id = matcher.last_trade_id(SymbolId(s as u16));
+            out.extend_from_slice(&trade_id.0.to_le_bytes());
         }
         out.extend_from_slice(&matcher.live_orders().to_le_bytes());
         let orders_at = out.len();
@@ -457,7 +461,9 @@ impl Engine {
         let matcher = Matcher::restore(
             config,
             book.next_order_id,
+            book.now_ns,
             &book.last_prices,
+            &book.last_trade_ids,
             &book.orders,
             &book.acceptance,
             &book.coid_high,
@@ -573,7 +579,9 @@ fn read_header_from(r: &mut Reader<'_>) -> Result<SnapshotHeader, SnapshotError>
 /// The matching state, validated and ready for [`Matcher::restore`].
 struct MatchingPart {
     next_order_id: u64,
+    now_ns: u64,
     last_prices: Vec<Option<Price>>,
+    last_trade_ids: Vec<u64>,
     /// Canonical book order.
     orders: Vec<(BookSection, Order)>,
     /// Indices into `orders`, each user's in acceptance order.
@@ -588,12 +596,14 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
     const U: &str = "user order lists";
     let next_order_id = r.u64(M)?;
     ensure(next_order_id >= 1, "next order id is zero")?;
+    let now_ns = r.u64(M)?;
     let symbols = r.u16(M)? as usize;
     ensure(
         symbols == config.symbols.len(),
         "symbol count differs from the configuration",
     )?;
     let mut last_prices = Vec::with_capacity(symbols);
+    let mut last_trade_ids = Vec::with_capacity(symbols);
     for s in &config.symbols {
         let p = r.i64(M)?;
         last_prices.push(if p == 0 {
@@ -605,6 +615,13 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
             )?;
             Some(Price(p))
         });
+        let trade_id = r.u64(M)?;
+        // Only a trade sets the last price, and every trade has an id.
+        ensure(
+            (trade_id == 0) == (p == 0),
+            "last trade id and last trade price disagree about whether there was a trade",
+        )?;
+        last_trade_ids.push(trade_id);
     }
 
     let cap = &config.capacity;
@@ -613,6 +630,7 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
     r.need(u64::from(count), ORDER_RECORD_BYTES, O)?;
     let mut orders = Vec::with_capacity(count as usize);
     let mut by_id: HashMap<u64, u32> = HashMap::with_capacity(count as usize);
+    let mut slots: HashSet<u64> = HashSet::with_capacity(count as usize);
     let mut keys: HashSet<(u32, u64)> = HashSet::with_capacity(count as usize);
     // Per symbol: the highest bid and the lowest ask, to check the book is not crossed.
     let mut best: Vec<(Option<Price>, Option<Price>)> = vec![(None, None); symbols];
@@ -639,6 +657,12 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         ensure(
             by_id.insert(o.id.0, i).is_none(),
             "two live orders share an order id",
+        )?;
+        // No two live orders have ids equal modulo the order-id modulus (docs/matching.md,
+        // "Order ids").
+        ensure(
+            slots.insert(o.id.0 % crate::matching::order_id_modulus(cap.orders_max)),
+            "two live orders have ids equal modulo the order-id modulus",
         )?;
         ensure(
             keys.insert((o.user.0, o.client_order_id.0)),
@@ -740,7 +764,9 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
     }
     Ok(MatchingPart {
         next_order_id,
+        now_ns,
         last_prices,
+        last_trade_ids,
         orders,
         acceptance,
         coid_high,
@@ -1220,11 +1246,15 @@ mod tests {
             }
         );
         let mut bad = bytes.clone();
-        bad[8] = 3;
-        assert!(matches!(
-            Engine::from_snapshot(&config, RiskMode::On, &bad),
-            Err(SnapshotError::UnsupportedVersion { found: 3, .. })
-        ));
+        for version in [1u8, 2, 4] {
+            // Versions 1 and 2 lacked engine time, trade ids or the client-order-id marks:
+            // they are not read (replay instead).
+            bad[8] = version;
+            assert!(matches!(
+                Engine::from_snapshot(&config, RiskMode::On, &bad),
+                Err(SnapshotError::UnsupportedVersion { found, .. }) if found == u16::from(version)
+            ));
+        }
         bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(

@@ -58,6 +58,10 @@ newtype!(
     WithdrawalId(u64)
 );
 newtype!(
+    /// A trade's id: per symbol, dense, starting at 1 (the symbol's first trade), in trade order.
+    TradeId(u64)
+);
+newtype!(
     /// A command's sequence number, assigned before the risk stage and journaled.
     Seq(u64)
 );

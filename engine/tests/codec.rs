@@ -106,6 +106,25 @@ fn command() -> impl Strategy<Value = Command> {
                 price: Price(p),
                 qty: Qty(q),
             }),
+        (any::<u32>(), any::<u16>(), any::<u64>()).prop_map(|(u, s, o)| Command::CancelOrder {
+            user: UserId(u),
+            symbol: SymbolId(s),
+            order_id: OrderId(o),
+        }),
+        (
+            any::<u32>(),
+            any::<u16>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u64>()
+        )
+            .prop_map(|(u, s, o, p, q)| Command::AmendOrder {
+                user: UserId(u),
+                symbol: SymbolId(s),
+                order_id: OrderId(o),
+                price: Price(p),
+                qty: Qty(q),
+            }),
         (any::<u32>(), any::<Option<u16>>(), any::<bool>()).prop_map(|(u, s, d)| {
             Command::MassCancel {
                 user: UserId(u),
@@ -273,10 +292,22 @@ fn every_kind_has_its_own_byte_and_length() {
             operator: OperatorId(900),
             withdrawal_id: WithdrawalId(1),
         },
+        Command::CancelOrder {
+            user: UserId(1),
+            symbol: SymbolId(0),
+            order_id: OrderId(1),
+        },
+        Command::AmendOrder {
+            user: UserId(1),
+            symbol: SymbolId(0),
+            order_id: OrderId(1),
+            price: Price(10),
+            qty: Qty(1),
+        },
     ];
     let kinds: Vec<u8> = cmds.iter().map(|c| encoded(c)[0]).collect();
-    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7, 8, 13, 14]);
     let lens: Vec<usize> = cmds.iter().map(|c| encoded(c).len()).collect();
-    assert_eq!(lens, [52, 15, 31, 8, 15, 15, 13, 13]);
+    assert_eq!(lens, [52, 15, 31, 8, 15, 15, 13, 13, 15, 31]);
     assert_eq!(lens.iter().max(), Some(&COMMAND_BYTES_MAX));
 }

@@ -200,6 +200,9 @@ struct Harness {
     pending: BTreeMap<WithdrawalId, (UserId, CurrencyId, u64)>,
     /// Withdrawal ids that were completed or rejected.
     finished: Vec<WithdrawalId>,
+    /// How far each command's stamp is past the engine's time (0 keeps the time still, so a
+    /// test can show with the state hash that a reject changed nothing else).
+    time_step: u64,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -235,6 +238,7 @@ impl Harness {
             withdrawn: vec![0; currencies],
             pending: BTreeMap::new(),
             finished: Vec::new(),
+            time_step: 1_000,
         }
     }
 
@@ -255,14 +259,18 @@ impl Harness {
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
         let before = self.engine.state_hash();
+        // Each command `time_step` after the engine's time, except a query: engine time is
+        // part of the state, and the check below is that a query changes nothing else.
+        let ts =
+            self.engine.now_ns() + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step;
         let engine = &mut self.engine;
         catch_unwind(AssertUnwindSafe(|| {
-            engine.process(cmd, &mut |e: &Event| fast.push(*e))
+            engine.process_at(ts, cmd, &mut |e: &Event| fast.push(*e))
         }))
         .map_err(|p| format!("engine panicked: {}", panic_message(&*p)))?;
         let model = &mut self.reference;
         catch_unwind(AssertUnwindSafe(|| {
-            model.process(cmd, &mut |e: &Event| reference.push(*e))
+            model.process_at(ts, cmd, &mut |e: &Event| reference.push(*e))
         }))
         .map_err(|p| format!("reference panicked: {}", panic_message(&*p)))?;
         // (a) identical events.
@@ -773,6 +781,11 @@ enum Step {
     New(NewOrder),
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
+    /// The cancel or amend of the target, naming it by its engine order id (the id of the
+    /// target's live order; a recent, often stale, id when there is none). `true`: sent by
+    /// another user (`NOT_YOUR_ORDER` when the order is live).
+    CancelById(Target, bool),
+    AmendById(Target, NewPrice, NewQty, bool),
     MassCancel(UserId, Option<SymbolId>, bool),
     Deposit(UserId, CurrencyId, DepositAmount),
     Withdraw(UserId, CurrencyId, WithdrawAmount),
@@ -835,7 +848,51 @@ impl Step {
                 (OperatorPick::NotAnOperator(i), _) => [0, 1, 903, u32::MAX][i as usize % 4],
             })
         };
+        let by_id = |cmd: Command, foreign: bool| {
+            let (user, symbol, coid) = match cmd {
+                Command::Cancel {
+                    user,
+                    symbol,
+                    client_order_id,
+                }
+                | Command::Amend {
+                    user,
+                    symbol,
+                    client_order_id,
+                    ..
+                } => (user, symbol, client_order_id),
+                _ => unreachable!("by-id steps wrap cancels and amends"),
+            };
+            let order_id = h.engine.order(user, coid).map_or_else(
+                || OrderId(h.engine.matcher().next_order_id().0.saturating_sub(3)),
+                |v| v.order_id,
+            );
+            let user = if foreign {
+                UserId((user.0 + 1) % USERS)
+            } else {
+                user
+            };
+            match cmd {
+                Command::Cancel { .. } => Command::CancelOrder {
+                    user,
+                    symbol,
+                    order_id,
+                },
+                Command::Amend { price, qty, .. } => Command::AmendOrder {
+                    user,
+                    symbol,
+                    order_id,
+                    price,
+                    qty,
+                },
+                _ => unreachable!(),
+            }
+        };
         match *self {
+            Step::CancelById(t, foreign) => by_id(Step::Cancel(t).resolve(h), foreign),
+            Step::AmendById(t, price, qty, foreign) => {
+                by_id(Step::Amend(t, price, qty).resolve(h), foreign)
+            }
             Step::New(o) => Command::NewOrder(increasing_id(o, h)),
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
@@ -1065,6 +1122,11 @@ fn step() -> impl Strategy<Value = Step> {
         30 => new_order().prop_map(Step::New),
         8 => amend(),
         3 => target().prop_map(Step::Cancel),
+        1 => (target(), prop::bool::weighted(0.2)).prop_map(|(t, f)| Step::CancelById(t, f)),
+        3 => (amend(), prop::bool::weighted(0.2)).prop_map(|(a, f)| match a {
+            Step::Amend(t, p, q) => Step::AmendById(t, p, q, f),
+            _ => unreachable!("amend() makes amends"),
+        }),
         1 => (user(), prop::option::of(address()), any::<bool>())
             .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         7 => deposit(),
@@ -1197,6 +1259,8 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::NewOrder(_) => "order",
         Command::Amend { .. } => "amend",
         Command::Cancel { .. } => "cancel",
+        Command::AmendOrder { .. } => "amend by id",
+        Command::CancelOrder { .. } => "cancel by id",
         Command::MassCancel { .. } => "mass cancel",
         Command::Deposit { .. } => "deposit",
         Command::Withdraw { .. } => "withdraw",
@@ -1207,6 +1271,13 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::Query(Query::Balances { .. }) => "query balances",
         Command::Query(Query::Book { .. }) => "query book",
     };
+    if matches!(
+        cmd,
+        Command::CancelOrder { .. } | Command::AmendOrder { .. }
+    ) && !matches!(events.first(), Some(Event::Rejected { .. }))
+    {
+        hit(format!("{kind}: done"));
+    }
     for e in events {
         match *e {
             Event::Rejected { code, .. } | Event::OperatorRejected { code, .. } => {
@@ -1371,6 +1442,12 @@ fn generator_covers_every_path() {
     let expected = [
         "order: INSUFFICIENT_FUNDS",
         "amend: INSUFFICIENT_FUNDS",
+        "amend by id: INSUFFICIENT_FUNDS",
+        "amend by id: NOT_YOUR_ORDER",
+        "amend by id: UNKNOWN_ORDER",
+        "amend by id: done",
+        "cancel by id: NOT_YOUR_ORDER",
+        "cancel by id: done",
         "withdraw: INSUFFICIENT_FUNDS",
         "order: UNKNOWN_USER",
         "order: account not open",
@@ -1651,6 +1728,7 @@ fn rejected_amend_up_leaves_everything_intact() {
     h.order(lim(1, 1, Side::Buy, 110, 1)); // ahead in the queue
     h.order(lim(2, 1, Side::Buy, 110, 2)); // 2 × 331 = 662
     assert_eq!(h.bal(2, QQQ), (38, 662));
+    h.time_step = 0;
     let (hash, view) = (
         h.engine.state_hash(),
         h.engine.order(UserId(2), ClientOrderId(1)),
@@ -1688,6 +1766,7 @@ fn pool_full_reject_returns_the_lock() {
     assert_eq!(h.bal(0, AAA), (0, ORDERS_MAX * 5));
     h.deposit(2, QQQ, 500);
     h.deposit(3, QQQ, 10);
+    h.time_step = 0;
     let live = h.live_orders();
     // Paid for, then refused by matching: the lock is back before the reject is reported.
     let events = h.order(lim(2, 1, Side::Buy, 100, 1));

@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{collector, config, reference, stream};
+use common::{collector, config, reference, stamp, stream, submit};
 use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
@@ -45,7 +45,7 @@ fn stalled(layout: Layout, transport: Transport) {
     let mut next = 0;
     let refused = loop {
         assert!(next < cmds.len(), "the rings never filled");
-        match pipeline.try_submit(cmds[next]) {
+        match pipeline.try_submit_at(cmds[next], stamp(next as u64 + 1)) {
             Ok(seq) => {
                 assert_eq!(seq, Seq(next as u64 + 1));
                 next += 1;
@@ -63,7 +63,7 @@ fn stalled(layout: Layout, transport: Transport) {
 
     released.store(true, Ordering::Release);
     for cmd in &cmds[next..] {
-        pipeline.submit(*cmd);
+        submit(&mut pipeline, *cmd);
     }
     let report = pipeline.shutdown().unwrap();
     let (expected, engine) = reference(&config, RiskMode::On, 1, &cmds);

@@ -120,7 +120,8 @@ fn killed_mid_run(layout: Layout) {
     while let Some(record) = reader.next().unwrap() {
         assert_eq!(record.sequence, last + 1, "contiguous");
         assert_eq!(record.record_type, RECORD_TYPE_COMMAND_V1);
-        engine.process(&codec::decode(record.payload).unwrap(), &mut |_: &Event| {});
+        let cmd = codec::decode(record.payload).unwrap();
+        engine.process_at(record.timestamp_ns, &cmd, &mut |_: &Event| {});
         last = record.sequence;
     }
     assert_eq!(next, Seq(last + 1));

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{collector, config, reference, stream};
+use common::{collector, config, reference, stream, submit};
 use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
@@ -28,7 +28,7 @@ fn run_with(layout: Layout, transport: Transport, risk: RiskMode, inline: bool, 
         .start()
         .unwrap();
     for (i, cmd) in cmds.iter().enumerate() {
-        assert_eq!(pipeline.submit(*cmd), Seq(1 + i as u64));
+        assert_eq!(submit(&mut pipeline, *cmd), Seq(1 + i as u64));
     }
     let report = pipeline.shutdown().unwrap();
     let got = collected.lock().unwrap();

@@ -125,6 +125,9 @@ fn window(symbol: SymbolId) -> i64 {
 struct Pair {
     fast: Matcher,
     reference: ReferenceBook,
+    /// Commands stepped so far: each is stamped 1 µs after the last, every fifth 3 µs early
+    /// (which both must process at their current time).
+    steps: u64,
 }
 
 /// Everything observable about one symbol's state, from either implementation.
@@ -138,6 +141,7 @@ struct SymbolState {
     best_bid: Option<(Price, Qty)>,
     best_ask: Option<(Price, Qty)>,
     last: Option<Price>,
+    last_trade_id: TradeId,
 }
 
 macro_rules! symbol_state {
@@ -159,6 +163,7 @@ macro_rules! symbol_state {
             best_bid: book.best_bid(symbol),
             best_ask: book.best_ask(symbol),
             last: book.last_trade_price(symbol),
+            last_trade_id: book.last_trade_id(symbol),
         }
     }};
 }
@@ -173,19 +178,49 @@ impl Pair {
         Pair {
             fast: Matcher::new(&c),
             reference: ReferenceBook::new(&c),
+            steps: 0,
         }
     }
 
     /// Runs `cmd` through both; returns the events, or a description of the first difference.
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
+        self.steps += 1;
+        let ts = 1_000_000 + self.steps * 1_000
+            - if self.steps.is_multiple_of(5) {
+                3_000
+            } else {
+                0
+            };
+        let mut next_ids: Vec<u64> = (0..SYMBOLS)
+            .map(|s| self.fast.last_trade_id(SymbolId(s)).0 + 1)
+            .collect();
+        self.fast.advance(ts);
         self.fast.process(cmd, &mut |e: &Event| fast.push(*e));
         self.reference
-            .process(cmd, &mut |e: &Event| reference.push(*e));
+            .process_at(ts, cmd, &mut |e: &Event| reference.push(*e));
         if fast != reference {
             return Err(format!(
                 "events differ\n fast:      {fast:#?}\n reference: {reference:#?}"
             ));
+        }
+        // Trade identity (docs/matching.md): per-symbol ids dense from 1, stamped with the
+        // engine time, which is the latest stamp so far.
+        let now = self.fast.now_ns();
+        if now != ts.max(1_000_000 + (self.steps - 1) * 1_000) {
+            return Err(format!("engine time {now} after a command stamped {ts}"));
+        }
+        for e in &fast {
+            if let Event::Trade(t) = e {
+                let next = &mut next_ids[t.symbol.0 as usize];
+                if t.trade_id.0 != *next || t.ts != now {
+                    return Err(format!(
+                        "trade id {} (expected {next}), ts {} (now {now})",
+                        t.trade_id, t.ts
+                    ));
+                }
+                *next += 1;
+            }
         }
         for s in 0..SYMBOLS {
             let symbol = SymbolId(s);
@@ -213,6 +248,16 @@ impl Pair {
                 }
             }
         }
+        let next = self.fast.next_order_id().0;
+        if next != self.reference.next_order_id().0 {
+            return Err("next order id differs".into());
+        }
+        for id in next.saturating_sub(60)..next + 2 {
+            let id = OrderId(id);
+            if self.fast.order_by_id(id) != self.reference.order_by_id(id) {
+                return Err(format!("order_by_id({id}) differs"));
+            }
+        }
         for u in 0..USERS {
             for c in 1..=COIDS {
                 let (user, coid) = (UserId(u), ClientOrderId(c));
@@ -232,6 +277,7 @@ impl Pair {
                 self.fast.next_order_id().0,
                 self.reference.next_order_id().0,
             ),
+            ("engine time", self.fast.now_ns(), self.reference.now_ns()),
             (
                 "state hash",
                 self.fast.state_hash().0,
@@ -540,6 +586,21 @@ enum Target {
     Live(prop::sample::Index),
 }
 
+/// Which order a cancel or amend by engine order id names.
+#[derive(Clone, Copy, Debug)]
+enum IdTarget {
+    /// One of the live orders, by its owner on its symbol.
+    Own(prop::sample::Index),
+    /// One of the live orders, asked about by another user (`NOT_YOUR_ORDER`), or by its owner
+    /// on the other symbol (`UNKNOWN_ORDER`).
+    Foreign(prop::sample::Index, bool),
+    /// The id issued this many ids before the next one: often gone (`UNKNOWN_ORDER`, a stale
+    /// id), sometimes still live.
+    Recent(UserId, SymbolId, u64),
+    /// An id far beyond any issued: `UNKNOWN_ORDER`.
+    Unissued(UserId, SymbolId),
+}
+
 /// An amend's new price.
 #[derive(Clone, Copy, Debug)]
 enum NewPrice {
@@ -573,6 +634,10 @@ enum Step {
     Amend(Target, NewPrice, NewQty),
     /// User, symbol (all when `None`), on disconnect.
     MassCancel(UserId, Option<SymbolId>, bool),
+    /// Cancel by engine order id.
+    CancelById(IdTarget),
+    /// Amend by engine order id.
+    AmendById(IdTarget, NewPrice, NewQty),
     /// Order status of a target.
     OrderStatus(Target),
     /// Open orders of a user, at most this many.
@@ -600,12 +665,80 @@ impl Step {
                 }
             }
         };
+        let by_id = |t: IdTarget| -> (UserId, SymbolId, OrderId) {
+            let mut live = Vec::new();
+            for s in 0..SYMBOLS {
+                pair.fast.for_each_order(SymbolId(s), |_, v| {
+                    live.push((v.user, v.symbol, v.order_id))
+                });
+            }
+            let next = pair.fast.next_order_id().0;
+            match t {
+                IdTarget::Own(pick) | IdTarget::Foreign(pick, _) if live.is_empty() => {
+                    let _ = pick;
+                    (UserId(0), SymbolId(0), OrderId(next.saturating_sub(1)))
+                }
+                IdTarget::Own(pick) => live[pick.index(live.len())],
+                IdTarget::Foreign(pick, other_user) => {
+                    let (user, symbol, id) = live[pick.index(live.len())];
+                    if other_user {
+                        (UserId((user.0 + 1) % USERS), symbol, id)
+                    } else {
+                        (user, SymbolId(1 - symbol.0), id)
+                    }
+                }
+                IdTarget::Recent(user, symbol, back) => {
+                    (user, symbol, OrderId(next.saturating_sub(back)))
+                }
+                IdTarget::Unissued(user, symbol) => (user, symbol, OrderId(next + 1_000_003)),
+            }
+        };
+        let amended = |live: Option<OrderView>, symbol: SymbolId, price: NewPrice, qty: NewQty| {
+            let (lo, hi) = band(symbol);
+            let price = match (price, live) {
+                (NewPrice::OutOfBand(above), _) => Price(if above { hi + 1 } else { lo - 1 }),
+                (NewPrice::Offset(_), _) | (_, None) => Price(window(symbol) + off_of(price)),
+                (NewPrice::Keep, Some(v)) => v.price,
+                (NewPrice::Across, Some(v)) => {
+                    let best = match v.side {
+                        Side::Buy => pair.fast.best_ask(v.symbol),
+                        Side::Sell => pair.fast.best_bid(v.symbol),
+                    };
+                    best.map_or(v.price, |(p, _)| p)
+                }
+            };
+            let qty = match (qty, live) {
+                (NewQty::Exactly(q), _) => q,
+                (NewQty::Delta(d), Some(v)) => v.leaves_qty.0.saturating_add_signed(d),
+                (NewQty::Delta(d), None) => d.unsigned_abs(),
+            };
+            (price, Qty(qty))
+        };
         match *self {
             Step::New(o) => Command::NewOrder(increasing_id(
                 o,
                 |u| pair.fast.client_order_id_high(u),
                 pair.fast.client_order_id_rule(),
             )),
+            Step::CancelById(t) => {
+                let (user, symbol, order_id) = by_id(t);
+                Command::CancelOrder {
+                    user,
+                    symbol,
+                    order_id,
+                }
+            }
+            Step::AmendById(t, price, qty) => {
+                let (user, symbol, order_id) = by_id(t);
+                let (price, qty) = amended(pair.fast.order_by_id(order_id), symbol, price, qty);
+                Command::AmendOrder {
+                    user,
+                    symbol,
+                    order_id,
+                    price,
+                    qty,
+                }
+            }
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
                 Command::Cancel {
@@ -617,30 +750,13 @@ impl Step {
             Step::Amend(t, price, qty) => {
                 let (user, symbol, client_order_id) = target(t);
                 let live = pair.fast.order(user, client_order_id);
-                let (lo, hi) = band(symbol);
-                let price = match (price, live) {
-                    (NewPrice::OutOfBand(above), _) => Price(if above { hi + 1 } else { lo - 1 }),
-                    (NewPrice::Offset(_), _) | (_, None) => Price(window(symbol) + off_of(price)),
-                    (NewPrice::Keep, Some(v)) => v.price,
-                    (NewPrice::Across, Some(v)) => {
-                        let best = match v.side {
-                            Side::Buy => pair.fast.best_ask(v.symbol),
-                            Side::Sell => pair.fast.best_bid(v.symbol),
-                        };
-                        best.map_or(v.price, |(p, _)| p)
-                    }
-                };
-                let qty = match (qty, live) {
-                    (NewQty::Exactly(q), _) => q,
-                    (NewQty::Delta(d), Some(v)) => v.leaves_qty.0.saturating_add_signed(d),
-                    (NewQty::Delta(d), None) => d.unsigned_abs(),
-                };
+                let (price, qty) = amended(live, symbol, price, qty);
                 Command::Amend {
                     user,
                     symbol,
                     client_order_id,
                     price,
-                    qty: Qty(qty),
+                    qty,
                 }
             }
             Step::MassCancel(user, symbol, on_disconnect) => Command::MassCancel {
@@ -707,6 +823,44 @@ fn target() -> impl Strategy<Value = Target> {
     ]
 }
 
+fn new_price() -> impl Strategy<Value = NewPrice> {
+    prop_oneof![
+        30 => offset().prop_map(NewPrice::Offset),
+        2 => any::<bool>().prop_map(NewPrice::OutOfBand),
+        20 => Just(NewPrice::Keep),
+        10 => Just(NewPrice::Across),
+    ]
+}
+
+fn new_qty() -> impl Strategy<Value = NewQty> {
+    prop_oneof![
+        20 => (1u64..=10).prop_map(NewQty::Exactly),
+        2 => Just(NewQty::Exactly(0)),
+        1 => (21u64..=30).prop_map(NewQty::Exactly),
+        1 => (120u64..=1000).prop_map(NewQty::Exactly),
+        1 => Just(NewQty::Exactly(u64::MAX)),
+        10 => (-3i64..=-1).prop_map(NewQty::Delta),
+        4 => Just(NewQty::Delta(0)),
+        8 => (1i64..=4).prop_map(NewQty::Delta),
+    ]
+}
+
+fn id_target() -> impl Strategy<Value = IdTarget> {
+    prop_oneof![
+        12 => any::<prop::sample::Index>().prop_map(IdTarget::Own),
+        3 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(i, u)| IdTarget::Foreign(i, u)),
+        3 => (user(), 0..SYMBOLS, 1u64..40).prop_map(|(u, s, b)| IdTarget::Recent(u, SymbolId(s), b)),
+        1 => (user(), 0..SYMBOLS).prop_map(|(u, s)| IdTarget::Unissued(u, SymbolId(s))),
+    ]
+}
+
+fn by_id() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => id_target().prop_map(Step::CancelById),
+        2 => (id_target(), new_price(), new_qty()).prop_map(|(t, p, q)| Step::AmendById(t, p, q)),
+    ]
+}
+
 fn amend() -> impl Strategy<Value = Step> {
     let price = prop_oneof![
         30 => offset().prop_map(NewPrice::Offset),
@@ -735,6 +889,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (user(), prop::option::of(address()), any::<bool>())
             .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         1 => query(),
+        2 => by_id(),
     ]
 }
 
@@ -889,6 +1044,20 @@ fn classify(cmd: &Command, events: &[Event], hit: &mut impl FnMut(String)) {
                 if traded { "traded" } else { "no trade" }
             ));
         }
+        Command::CancelOrder { .. } | Command::AmendOrder { .. } => {
+            let kind = if matches!(cmd, Command::CancelOrder { .. }) {
+                "cancel"
+            } else {
+                "amend"
+            };
+            match events.first() {
+                Some(Event::Rejected { code, .. }) => {
+                    hit(format!("{kind} by id rejected: {}", code.name()))
+                }
+                Some(_) => hit(format!("{kind} by id done")),
+                None => {}
+            }
+        }
         _ => {}
     }
 }
@@ -907,7 +1076,7 @@ fn generator_covers_every_path() {
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
     let mut hit = |k: String| *seen.entry(k).or_default() += 1;
     let mut live_max = 0;
-    for _ in 0..80 {
+    for _ in 0..120 {
         let steps = strategy.new_tree(&mut runner).expect("generate").current();
         let mut pair = Pair::new();
         for step in &steps {
@@ -941,7 +1110,14 @@ fn generator_covers_every_path() {
                     }
                 }
             }
+            let next = pair.fast.next_order_id();
             let events = pair.cmd(*cmd);
+            if events
+                .iter()
+                .any(|e| matches!(e, Event::Accepted { order_id, .. } if *order_id > next))
+            {
+                hit("order id skipped a busy slot".into());
+            }
             classify(cmd, &events, &mut hit);
             live_max = live_max.max(pair.fast.live_orders());
         }
@@ -963,6 +1139,7 @@ fn generator_covers_every_path() {
         RejectCode::OrderPoolFull,
         RejectCode::PostOnlyWouldTake,
         RejectCode::NotionalOverflow,
+        RejectCode::NotYourOrder,
     ]
     .iter()
     .map(|c| format!("reject {}", c.name()))
@@ -1007,6 +1184,13 @@ fn generator_covers_every_path() {
         "open orders (over limit: true)",
         "open orders (over limit: false)",
         "book with both sides",
+        "cancel by id done",
+        "amend by id done",
+        "cancel by id rejected: UNKNOWN_ORDER",
+        "cancel by id rejected: NOT_YOUR_ORDER",
+        "amend by id rejected: UNKNOWN_ORDER",
+        "amend by id rejected: NOT_YOUR_ORDER",
+        "order id skipped a busy slot",
     ] {
         expected.push(k.into());
     }

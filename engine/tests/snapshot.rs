@@ -273,7 +273,9 @@ fn snapshot(engine: &Engine) -> Vec<u8> {
 
 fn step(engine: &mut Engine, cmd: &Command) -> Vec<Event> {
     let mut events = Vec::new();
-    engine.process(cmd, &mut |e: &Event| events.push(*e));
+    // Engine time moves 1 µs a command, so snapshots carry it (and trade ids) too.
+    let ts = engine.now_ns() + 1_000;
+    engine.process_at(ts, cmd, &mut |e: &Event| events.push(*e));
     events
 }
 
@@ -480,8 +482,9 @@ fn generator_reaches_interesting_states() {
 
 // ------------------------------------------------------------------------------- targeted
 
-/// Offset of the first order record in a snapshot of the test config (two symbols).
-const FIRST_ORDER: usize = SNAPSHOT_HEADER_BYTES + 8 + 2 + 2 * 8 + 4;
+/// Offset of the first order record in a snapshot of the test config (two symbols): next order
+/// id, engine time, symbol count, per symbol last price and last trade id, order count.
+const FIRST_ORDER: usize = SNAPSHOT_HEADER_BYTES + 8 + 8 + 2 + 2 * 16 + 4;
 
 fn order_count(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes[FIRST_ORDER - 4..FIRST_ORDER].try_into().unwrap())
@@ -534,6 +537,23 @@ fn rule_breaking_snapshots_are_refused() {
             max: 20
         }
     );
+    // Symbol 0 has traded: a last trade id of 0 contradicts its last price; another id is
+    // consistent but not the state the hash was taken of.
+    let trade_id = SNAPSHOT_HEADER_BYTES + 8 + 8 + 2 + 8;
+    assert_ne!(&bytes[trade_id..trade_id + 8], &0u64.to_le_bytes(), "symbol 0 traded");
+    assert!(matches!(
+        invalid(&|b| b[trade_id..trade_id + 8].copy_from_slice(&0u64.to_le_bytes())),
+        SnapshotError::Invalid { .. }
+    ));
+    assert!(matches!(
+        invalid(&|b| b[trade_id] ^= 1),
+        SnapshotError::HashMismatch { .. }
+    ));
+    // Engine time is in the hash too.
+    assert!(matches!(
+        invalid(&|b| b[SNAPSHOT_HEADER_BYTES + 8] ^= 1),
+        SnapshotError::HashMismatch { .. }
+    ));
     // A config fingerprint that is not this config's.
     let fp = config_fingerprint(&config);
     assert_eq!(
@@ -756,14 +776,16 @@ fn a_live_order_above_its_users_mark_is_refused() {
 }
 
 #[test]
-fn a_version_1_snapshot_is_refused() {
-    let (config, _, mut bytes) = busy_snapshot(3);
-    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
-    assert_eq!(
-        Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap_err(),
-        SnapshotError::UnsupportedVersion {
-            found: 1,
-            supported: 2
-        }
-    );
+fn version_1_and_2_snapshots_are_refused() {
+    for old in [1u16, 2] {
+        let (config, _, mut bytes) = busy_snapshot(3);
+        bytes[8..10].copy_from_slice(&old.to_le_bytes());
+        assert_eq!(
+            Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap_err(),
+            SnapshotError::UnsupportedVersion {
+                found: old,
+                supported: 3
+            }
+        );
+    }
 }

@@ -70,6 +70,8 @@ struct Tally {
     rejects: u64,
     duplicates: u64,
     triggers: u64,
+    /// Cancels and amends by engine order id that found their order.
+    by_id_done: u64,
 }
 
 /// Warms an engine up, then counts heap operations over a million mixed commands.
@@ -79,6 +81,10 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
     config.capacity.users_max = USERS as u32;
     let mut engine = Engine::with_risk(&config, risk).unwrap();
     let mut tally = Tally::default();
+    // Whether the command being processed is a cancel or amend by engine order id, and the
+    // order the last command got accepted (fed back to the workload).
+    let by_id = std::cell::Cell::new(false);
+    let accepted = std::cell::Cell::new(None);
     let mut sink = |e: &Event| {
         tally.events += 1;
         match e {
@@ -92,6 +98,11 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
             }
             Event::Rejected { .. } => tally.rejects += 1,
             Event::Triggered { .. } => tally.triggers += 1,
+            Event::Cancelled { .. } | Event::Amended { .. } if by_id.get() => {
+                tally.by_id_done += 1;
+                by_id.set(false);
+            }
+            Event::Accepted { .. } => accepted.set(Some(*e)),
             _ => {}
         }
     };
@@ -111,19 +122,30 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
     for _ in 0..50_000 {
         let cmd = workload.command();
         engine.process(&cmd, &mut sink);
+        if let Some(e) = accepted.take() {
+            workload.observe(&e);
+        }
     }
 
     COUNTING.with(|c| c.set(true));
     let mut last_new = None;
-    for i in 0..1_000_000 {
+    for i in 0..1_000_000u64 {
         let cmd = workload.command();
-        engine.process(&cmd, &mut sink);
+        by_id.set(matches!(
+            cmd,
+            Command::CancelOrder { .. } | Command::AmendOrder { .. }
+        ));
+        // Stamped: engine time moves (and trades carry it and their ids) without allocating.
+        engine.process_at(i * 1_000, &cmd, &mut sink);
+        if let Some(e) = accepted.take() {
+            workload.observe(&e);
+        }
         // Now and then a resend of an earlier new order: the duplicate path (the default
         // config's `increasing` client-order-id rule) must not allocate either.
         if matches!(cmd, Command::NewOrder(_)) {
             if i % 50 == 0 {
                 if let Some(old) = last_new {
-                    engine.process(&old, &mut sink);
+                    engine.process_at(i * 1_000, &old, &mut sink);
                 }
             }
             last_new = Some(cmd);
@@ -147,6 +169,11 @@ fn assert_busy(engine: &Engine, tally: &Tally) {
         tally.triggers > 1_000,
         "too few stop triggers: {}",
         tally.triggers
+    );
+    assert!(
+        tally.by_id_done > 1_000,
+        "too few cancels and amends by order id found their order: {}",
+        tally.by_id_done
     );
     assert!(engine.matcher().live_orders() > 100, "book drained");
 }

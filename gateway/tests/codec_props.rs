@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::client::Login;
 use ringbook_gateway::protocol::server::GatewayStats;
-use ringbook_gateway::protocol::{split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_gateway::protocol::{
+    split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX, PROTOCOL_VERSION,
+};
 
 fn decode_all(bytes: &[u8]) {
     let mut rest = bytes;
@@ -35,7 +37,7 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
             any::<i64>(),
             any::<u64>(),
         ),
-        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..8),
+        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..10),
     )
         .prop_map(
             |((user, sym, coid, price, qty, stop, disp), (side, ot, tif, stp, po, kind))| {
@@ -84,6 +86,18 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
                         user,
                         currency: CurrencyId(sym),
                         amount: qty,
+                    },
+                    8 => Command::CancelOrder {
+                        user,
+                        symbol,
+                        order_id: OrderId(coid),
+                    },
+                    9 => Command::AmendOrder {
+                        user,
+                        symbol,
+                        order_id: OrderId(coid),
+                        price: Price(price),
+                        qty: Qty(qty),
                     },
                     6 => Command::ApproveWithdrawal {
                         operator: OperatorId(raw_user),
@@ -136,7 +150,7 @@ proptest! {
         let msgs = [
             ServerMsg::Accepted { seq, user: a, symbol: s, side: 1, order_type: 2, client_order_id: b, order_id: b ^ 7, price: p, qty: b },
             ServerMsg::rejected(seq, a, 10, RejectCode::NotYourAccount, b),
-            ServerMsg::Fill { seq, user: a, symbol: s, side: 0, role: 1, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b },
+            ServerMsg::Fill { seq, user: a, symbol: s, side: 0, role: 1, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b, trade_id: b ^ 3, ts: b.rotate_left(7), contra_order_id: 9 },
             ServerMsg::Cancelled { seq, user: a, symbol: s, side: 1, reason: 7, client_order_id: b, order_id: 1, price: p, qty: 2, leaves_qty: 0 },
             ServerMsg::BookLevels { seq, request_id: b, symbol: s, side: 1, count: 2, levels: [(p, b); 8] },
             ServerMsg::WithdrawalApproved { seq, withdrawal_id: b, operator: a, user: a ^ 1, approvals: 2 },
@@ -184,16 +198,19 @@ fn login_round_trips_and_rejects_bad_padding() {
         ClientMsg::decode(h.msg_type, h.version, &bad),
         Err(RejectCode::InvalidField)
     );
+    // Version 1 (before the trade identity in Fill) and any later one are refused.
+    for version in [1, PROTOCOL_VERSION + 1] {
+        assert_eq!(
+            ClientMsg::decode(h.msg_type, version, body),
+            Err(RejectCode::UnsupportedVersion)
+        );
+    }
     assert_eq!(
-        ClientMsg::decode(h.msg_type, 2, body),
-        Err(RejectCode::UnsupportedVersion)
-    );
-    assert_eq!(
-        ClientMsg::decode(999, 1, body),
+        ClientMsg::decode(999, PROTOCOL_VERSION, body),
         Err(RejectCode::UnknownMessageType)
     );
     assert_eq!(
-        ClientMsg::decode(h.msg_type, 1, &body[1..]),
+        ClientMsg::decode(h.msg_type, PROTOCOL_VERSION, &body[1..]),
         Err(RejectCode::MalformedFrame)
     );
 }

@@ -130,7 +130,7 @@ fn full_flow_deposits_trades_balances_withdrawal() {
         ),
         "{fill:?}"
     );
-    until(&mut alice, |m| {
+    let maker_fill = until(&mut alice, |m| {
         matches!(
             m,
             ServerMsg::Fill {
@@ -141,6 +141,33 @@ fn full_flow_deposits_trades_balances_withdrawal() {
             }
         )
     });
+    // Trade identity: both sides name the same trade (the symbol's first), at the same engine
+    // time, and each names the other's order.
+    let (
+        ServerMsg::Fill {
+            trade_id: t1,
+            ts: ts1,
+            order_id: taker_oid,
+            contra_order_id: maker_oid_seen_by_taker,
+            ..
+        },
+        ServerMsg::Fill {
+            trade_id: t0,
+            ts: ts0,
+            order_id: maker_oid,
+            contra_order_id: taker_oid_seen_by_maker,
+            ..
+        },
+    ) = (fill, maker_fill)
+    else {
+        unreachable!()
+    };
+    assert_eq!((t0, t1), (1, 1));
+    assert_eq!(ts0, ts1);
+    assert!(ts0 > 0, "stamped with the wall clock");
+    assert_eq!(maker_oid_seen_by_taker, maker_oid);
+    assert_eq!(taker_oid_seen_by_maker, taker_oid);
+    assert_ne!(maker_oid, taker_oid);
 
     alice
         .send(&ClientMsg::Balances {
@@ -485,12 +512,12 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
 
     // 2. Unknown type and malformed body after login: rejected, session carries on.
     let mut weird = login(addr, "bob", 1);
-    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 1, 0]).unwrap();
+    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 2, 0]).unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1003, .. }
     ));
-    weird.send_raw(&[5, 0, 0, 0, 10, 0, 1, 0, 7]).unwrap();
+    weird.send_raw(&[5, 0, 0, 0, 10, 0, 2, 0, 7]).unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1001, .. }
@@ -853,5 +880,103 @@ fn stats_are_an_operators_query() {
         live.msgs_out = s.msgs_out;
         live
     });
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn cancel_and_amend_by_engine_order_id() {
+    let (h, addr) = start(|_| {});
+    let mut ops1 = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    ops1.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(2),
+            amount: 100_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops1, |m| {
+        matches!(m, ServerMsg::Deposited { user: 1, .. })
+    });
+    alice.send(&order(1, 7, Side::Sell, 15_000, 5)).unwrap();
+    let ServerMsg::Accepted { order_id, .. } =
+        until(&mut alice, |m| matches!(m, ServerMsg::Accepted { .. }))
+    else {
+        unreachable!()
+    };
+    let by_id = |user: u32, qty: Option<u64>| -> ClientMsg {
+        match qty {
+            None => Command::CancelOrder {
+                user: UserId(user),
+                symbol: SymbolId(0),
+                order_id: OrderId(order_id),
+            },
+            Some(q) => Command::AmendOrder {
+                user: UserId(user),
+                symbol: SymbolId(0),
+                order_id: OrderId(order_id),
+                price: Price(15_000),
+                qty: Qty(q),
+            },
+        }
+        .into()
+    };
+    // Bob names Alice's order as his own: NOT_YOUR_ORDER, and nothing about it (client order
+    // id 0); as Alice's: the gateway's NOT_YOUR_ACCOUNT.
+    bob.send(&by_id(2, None)).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 3014,
+                client_order_id: 0,
+                ref_msg_type: 14,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    bob.send(&by_id(1, Some(2))).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(matches!(m, ServerMsg::Rejected { code: 1010, .. }), "{m:?}");
+    // Alice reduces it by id, then cancels it by id; a second cancel names a gone order.
+    alice.send(&by_id(1, Some(2))).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Amended { .. }));
+    assert!(
+        matches!(m, ServerMsg::Amended { client_order_id: 7, qty: 2, order_id: o, .. } if o == order_id),
+        "{m:?}"
+    );
+    alice.send(&by_id(1, None)).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                client_order_id: 7,
+                qty: 2,
+                leaves_qty: 0,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    alice.send(&by_id(1, None)).unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 3010,
+                client_order_id: 0,
+                ref_msg_type: 14,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     h.shutdown().unwrap();
 }

@@ -89,8 +89,10 @@ impl<W: Write> Printer<W> {
             ),
             Event::Trade(ref t) => write!(
                 l,
-                r#"{{"event":"trade","symbol":{},"price":{},"qty":{},"maker_user":{},"maker_client_order_id":{},"taker_user":{},"taker_client_order_id":{},"maker_fee":{},"taker_fee":{},"maker_order_id":{},"taker_order_id":{},"taker_side":"{}","maker_leaves":{},"taker_leaves":{}}}"#,
+                r#"{{"event":"trade","symbol":{},"trade_id":{},"ts":{},"price":{},"qty":{},"maker_user":{},"maker_client_order_id":{},"taker_user":{},"taker_client_order_id":{},"maker_fee":{},"taker_fee":{},"maker_order_id":{},"taker_order_id":{},"taker_side":"{}","maker_leaves":{},"taker_leaves":{}}}"#,
                 self.symbol(t.symbol),
+                t.trade_id,
+                t.ts,
                 t.price,
                 t.qty,
                 t.maker.user,

@@ -25,11 +25,23 @@
 //! cancel,<user>,<symbol>,<client_order_id>
 //! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
 //! mass_cancel,<user>[,<symbol>]
+//! cancel_order,<user>,<symbol>,<order_id>        # by the engine's order id (accepted's order_id)
+//! amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>
 //! query_order,<user>,<client_order_id>           # one live order: order_status
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
+//! clock,<unix_ms>                                # engine time of the commands that follow
 //! ```
+//!
+//! Every command is stamped with a time, its engine time (docs/matching.md, "Engine time"):
+//! without any `clock` line the first command is stamped 0 and each next one 1 µs later, so a
+//! script's output never depends on when it runs. `clock,<unix_ms>` moves the stamp of the
+//! commands after it to that time (or leaves it where it is if the script is already past it)
+//! and they go on 1 µs apart; a value earlier than the previous `clock` line's is a line error.
+//! A `clock` line is not a command. A query takes no script time: it is stamped with the previous
+//! command's time, so the state a script ends in (engine time included) is that of the same
+//! script without its queries.
 //!
 //! `reject_withdrawal` is an addition to docs/overview.md §9 (which lists only `approve`): it is the
 //! engine's `RejectWithdrawal` command, the operator's way to refuse a pending withdrawal. The
@@ -54,7 +66,7 @@
 //! ```text
 //! {"event":"accepted","user":U,"symbol":"S","client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"qty":Q}
 //! {"event":"rejected","user":U,"client_order_id":C,"code":N,"reason":"NAME"}      # C is 0 for account commands and mass cancel
-//! {"event":"trade","symbol":"S","price":P,"qty":Q,"maker_user":U,"maker_client_order_id":C,"taker_user":U,
+//! {"event":"trade","symbol":"S","trade_id":I,"ts":T,"price":P,"qty":Q,"maker_user":U,"maker_client_order_id":C,"taker_user":U,
 //!  "taker_client_order_id":C,"maker_fee":F,"taker_fee":F,"maker_order_id":O,"taker_order_id":O,
 //!  "taker_side":"BUY","maker_leaves":L,"taker_leaves":L}
 //! {"event":"cancelled","user":U,"client_order_id":C,"qty":Q,"reason":"NAME","symbol":"S","order_id":O,"leaves":L}
@@ -278,6 +290,7 @@ fn run_script(
     let mut bad_lines = 0u64;
     let mut raw = Vec::new();
     let mut line_no = 0u64;
+    let mut clock = ScriptClock::default();
     loop {
         raw.clear();
         match input.read_until(b'\n', &mut raw) {
@@ -293,9 +306,20 @@ fn run_script(
             Ok(text) => parse_line(text, config, risk),
             Err(_) => Err("not valid UTF-8".to_string()),
         };
-        match parsed {
+        match parsed.and_then(|line| match line {
+            Some(Line::Clock(ms)) => clock.set(ms).map(|()| None),
+            Some(Line::Command(cmd)) => Ok(Some(cmd)),
+            None => Ok(None),
+        }) {
             Ok(None) => {}
-            Ok(Some(cmd)) => backend.run(cmd)?,
+            Ok(Some(cmd)) => {
+                let ts = if matches!(cmd, Command::Query(_)) {
+                    clock.query_stamp()
+                } else {
+                    clock.stamp()
+                };
+                backend.run(cmd, ts)?
+            }
             Err(reason) => {
                 // Every event before it first, so a terminal shows the error after them.
                 backend.sync()?;
@@ -308,12 +332,58 @@ fn run_script(
     Ok(bad_lines)
 }
 
+/// The script's time: what each command is stamped with (engine time, docs/matching.md).
+/// Without `clock` lines the first command is stamped 0 and each next one 1 µs later; a
+/// `clock,<unix_ms>` line moves the stamp of the commands after it to that time (or leaves it
+/// if the script is already past it), and they go on 1 µs apart from there. A query takes no
+/// script time: it is stamped with the previous command's time, so that a script with queries
+/// ends in the state (engine time included) of the same script without them.
+#[derive(Debug, Default)]
+struct ScriptClock {
+    /// The next command's stamp, Unix nanoseconds.
+    next_ns: u64,
+    /// The last stamp given to a command that is not a query (0 before any).
+    last_ns: u64,
+    /// The last `clock` line's value.
+    last_ms: Option<u64>,
+}
+
+impl ScriptClock {
+    /// A `clock,<unix_ms>` line: monotonic, so an earlier value than the last is a line error.
+    fn set(&mut self, ms: u64) -> Result<(), String> {
+        if let Some(last) = self.last_ms.filter(|&last| ms < last) {
+            return Err(format!(
+                "clock goes backwards: {ms} ms is before the previous clock line's {last} ms"
+            ));
+        }
+        let ns = ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("clock {ms} ms is too late: nanoseconds overflow 64 bits"))?;
+        self.last_ms = Some(ms);
+        self.next_ns = self.next_ns.max(ns);
+        Ok(())
+    }
+
+    /// The stamp of the next command; the clock moves on 1 µs.
+    fn stamp(&mut self) -> u64 {
+        let ts = self.next_ns;
+        self.last_ns = ts;
+        self.next_ns = self.next_ns.saturating_add(1_000);
+        ts
+    }
+
+    /// The stamp of a query: the previous command's; the clock does not move.
+    fn query_stamp(&self) -> u64 {
+        self.last_ns
+    }
+}
+
 /// Where the commands run: the single-threaded engine, or the threaded pipeline. Either way
 /// the same printer writes the same lines.
 trait Backend {
-    /// Runs one command (its events are printed in order, now or soon); stops the run if
-    /// output has failed.
-    fn run(&mut self, cmd: Command) -> Result<(), Fatal>;
+    /// Runs one command stamped `ts_ns` (its events are printed in order, now or soon); stops
+    /// the run if output has failed.
+    fn run(&mut self, cmd: Command, ts_ns: u64) -> Result<(), Fatal>;
     /// Waits until every event of the commands run so far is printed, and flushes them.
     fn sync(&mut self) -> Result<(), Fatal>;
     /// Ends the run: every event printed, then (with `final_state`) the final lines, flushed.
@@ -327,9 +397,10 @@ struct Direct<W: Write> {
 }
 
 impl<W: Write> Backend for Direct<W> {
-    fn run(&mut self, cmd: Command) -> Result<(), Fatal> {
+    fn run(&mut self, cmd: Command, ts_ns: u64) -> Result<(), Fatal> {
         let out = &mut self.out;
-        self.engine.process(&cmd, &mut |e: &Event| out.event(e));
+        self.engine
+            .process_at(ts_ns, &cmd, &mut |e: &Event| out.event(e));
         self.out
             .take_error()
             .map_or(Ok(()), |e| Err(output_error(e)))
@@ -409,8 +480,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Backend for Threaded {
-    fn run(&mut self, cmd: Command) -> Result<(), Fatal> {
-        self.submitted = self.pipeline.submit(cmd).0;
+    fn run(&mut self, cmd: Command, ts_ns: u64) -> Result<(), Fatal> {
+        self.submitted = self.pipeline.submit_at(cmd, ts_ns).0;
         self.check()
     }
 
@@ -436,9 +507,18 @@ impl Backend for Threaded {
 
 // ---------------------------------------------------------------- parsing
 
-/// Parses one script line: `Ok(None)` for a blank or comment line, the command, or why not.
+/// A parsed script line.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A command for the engine.
+    Command(Command),
+    /// `clock,<unix_ms>`: the time of the commands that follow.
+    Clock(u64),
+}
+
+/// Parses one script line: `Ok(None)` for a blank or comment line, the line, or why not.
 /// With risk off, account commands are errors: there are no accounts to apply them to.
-fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Command>, String> {
+fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Line>, String> {
     let body = line
         .split_once('#')
         .map_or(line, |(before, _)| before)
@@ -458,6 +538,15 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
              for deposits, withdrawals and approvals)"
         ));
     }
+    if is("clock") {
+        expect_fields(&fields, 2, 2, CLOCK_USAGE)?;
+        return Ok(Some(Line::Clock(number(
+            "unix_ms",
+            fields[1],
+            u64::MIN,
+            u64::MAX,
+        )?)));
+    }
     let cmd = if is("order") {
         parse_order(&fields, config)?
     } else if is("cancel") {
@@ -473,6 +562,22 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
             user: user(fields[1])?,
             symbol: symbol(fields[2], config)?,
             client_order_id: client_order_id(fields[3])?,
+            price: price("new_price", fields[4])?,
+            qty: qty("new_qty", fields[5])?,
+        }
+    } else if is("cancel_order") {
+        expect_fields(&fields, 4, 4, CANCEL_ORDER_USAGE)?;
+        Command::CancelOrder {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            order_id: order_id(fields[3])?,
+        }
+    } else if is("amend_order") {
+        expect_fields(&fields, 6, 6, AMEND_ORDER_USAGE)?;
+        Command::AmendOrder {
+            user: user(fields[1])?,
+            symbol: symbol(fields[2], config)?,
+            order_id: order_id(fields[3])?,
             price: price("new_price", fields[4])?,
             qty: qty("new_qty", fields[5])?,
         }
@@ -543,12 +648,12 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
         })
     } else {
         return Err(format!(
-            "unknown command {word:?} (expected order, cancel, amend, mass_cancel, deposit, \
-             withdraw, approve, reject_withdrawal, query_order, query_open_orders, \
-             query_balances or query_book)"
+            "unknown command {word:?} (expected order, cancel, amend, cancel_order, \
+             amend_order, mass_cancel, deposit, withdraw, approve, reject_withdrawal, \
+             query_order, query_open_orders, query_balances, query_book or clock)"
         ));
     };
-    Ok(Some(cmd))
+    Ok(Some(Line::Command(cmd)))
 }
 
 const ORDER_USAGE: &str =
@@ -556,6 +661,8 @@ const ORDER_USAGE: &str =
 const CANCEL_USAGE: &str = "cancel,<user>,<symbol>,<client_order_id>";
 const AMEND_USAGE: &str = "amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>";
 const MASS_CANCEL_USAGE: &str = "mass_cancel,<user>[,<symbol>]";
+const CANCEL_ORDER_USAGE: &str = "cancel_order,<user>,<symbol>,<order_id>";
+const AMEND_ORDER_USAGE: &str = "amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>";
 const DEPOSIT_USAGE: &str = "deposit,<user>,<currency>,<amount>";
 const WITHDRAW_USAGE: &str = "withdraw,<user>,<currency>,<amount>";
 const APPROVE_USAGE: &str = "approve,<operator>,<withdrawal_id>";
@@ -564,6 +671,7 @@ const QUERY_ORDER_USAGE: &str = "query_order,<user>,<client_order_id>";
 const QUERY_OPEN_ORDERS_USAGE: &str = "query_open_orders,<user>[,<limit>]";
 const QUERY_BALANCES_USAGE: &str = "query_balances,<user>";
 const QUERY_BOOK_USAGE: &str = "query_book,<symbol>[,<depth>]";
+const CLOCK_USAGE: &str = "clock,<unix_ms>";
 
 /// Checks that a command has between `min` and `max` fields (its name included).
 fn expect_fields(fields: &[&str], min: usize, max: usize, usage: &str) -> Result<(), String> {
@@ -678,6 +786,10 @@ fn user(text: &str) -> Result<UserId, String> {
     number("user", text, u32::MIN, u32::MAX).map(UserId)
 }
 
+fn order_id(text: &str) -> Result<OrderId, String> {
+    number("order_id", text, u64::MIN, u64::MAX).map(OrderId)
+}
+
 fn client_order_id(text: &str) -> Result<ClientOrderId, String> {
     number("client_order_id", text, u64::MIN, u64::MAX).map(ClientOrderId)
 }
@@ -747,12 +859,49 @@ fn output_error(e: io::Error) -> Fatal {
 mod tests {
     use super::*;
 
+    fn command(line: Option<Line>) -> Option<Command> {
+        line.map(|l| match l {
+            Line::Command(cmd) => cmd,
+            Line::Clock(ms) => panic!("a clock line ({ms}), not a command"),
+        })
+    }
+
     fn parse(line: &str) -> Result<Option<Command>, String> {
-        parse_line(line, &Config::default(), RiskMode::On)
+        parse_line(line, &Config::default(), RiskMode::On).map(command)
     }
 
     fn parse_no_risk(line: &str) -> Result<Option<Command>, String> {
-        parse_line(line, &Config::default(), RiskMode::Off)
+        parse_line(line, &Config::default(), RiskMode::Off).map(command)
+    }
+
+    #[test]
+    fn clock_lines_and_the_script_clock() {
+        let clock = |l: &str| parse_line(l, &Config::default(), RiskMode::Off);
+        assert_eq!(
+            clock("Clock, 1700000000000"),
+            Ok(Some(Line::Clock(1_700_000_000_000)))
+        );
+        assert!(clock("clock").unwrap_err().contains("missing fields"));
+        assert!(clock("clock,1,2").unwrap_err().contains("too many fields"));
+        assert!(clock("clock,-1").unwrap_err().contains("unix_ms"));
+
+        // Without clock lines: 0, then 1 µs a command.
+        let mut c = ScriptClock::default();
+        assert_eq!((c.stamp(), c.stamp()), (0, 1_000));
+        // A clock line moves the next stamp; the commands after it go on 1 µs apart.
+        c.set(5).unwrap();
+        assert_eq!((c.stamp(), c.stamp()), (5_000_000, 5_001_000));
+        // The same value again is not backwards, and the script is already past it.
+        c.set(5).unwrap();
+        assert_eq!(c.stamp(), 5_002_000);
+        // Earlier than the last clock line: a line error, nothing changed.
+        assert!(c.set(4).unwrap_err().contains("backwards"));
+        assert_eq!(c.stamp(), 5_003_000);
+        assert!(c.set(u64::MAX).unwrap_err().contains("overflow"));
+        assert_eq!(c.stamp(), 5_004_000);
+        // A query is stamped with the previous command's time and moves nothing.
+        assert_eq!((c.query_stamp(), c.query_stamp()), (5_004_000, 5_004_000));
+        assert_eq!(c.stamp(), 5_005_000);
     }
 
     #[test]
@@ -827,6 +976,28 @@ mod tests {
         assert!(err("query_book,BTC-KRW,-1").contains("depth"));
         assert!(err("query_book,BTC-KRW,1,2").contains("too many fields"));
         assert!(err("frobnicate,1").contains("unknown command"));
+        assert!(err("cancel_order,1,BTC-KRW").contains("missing fields"));
+        assert!(err("cancel_order,1,BTC-KRW,x").contains("order_id"));
+        assert!(err("amend_order,1,BTC-KRW,3,100").contains("missing fields"));
+        assert!(err("amend_order,1,BTC-KRW,3,100,-1").contains("new_qty"));
+        assert_eq!(
+            parse("cancel_order, 2, ETH-KRW, 18446744073709551615"),
+            Ok(Some(Command::CancelOrder {
+                user: UserId(2),
+                symbol: SymbolId(1),
+                order_id: OrderId(u64::MAX),
+            }))
+        );
+        assert_eq!(
+            parse("Amend_Order,2,0,7,-5,0"),
+            Ok(Some(Command::AmendOrder {
+                user: UserId(2),
+                symbol: SymbolId(0),
+                order_id: OrderId(7),
+                price: Price(-5),
+                qty: Qty(0),
+            }))
+        );
     }
 
     #[test]

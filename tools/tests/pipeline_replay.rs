@@ -148,8 +148,13 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
         let (name, mid) = SYMBOLS[sym];
         let price = |rng: &mut Rng| mid - 20 + rng.below(41) as i64;
         let roll = rng.below(106);
-        if roll < 2 {
+        if roll < 1 {
             let _ = writeln!(s, "# a comment line, {n} commands so far");
+            continue;
+        }
+        if roll < 2 {
+            // Engine time jumps (10 ms per command so far, from November 2023): trades carry it.
+            let _ = writeln!(s, "clock,{}", 1_700_000_000_000u64 + n as u64 * 10);
             continue;
         }
         let line = if roll < 45 {
@@ -205,15 +210,30 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
             }
         } else if roll < 72 {
             let last = coid[user as usize][sym];
-            format!("cancel,{user},{name},{}", rng.below(last + 2))
+            if rng.below(3) == 0 {
+                // By engine order id: a guess among the ids issued so far (at most one per
+                // command), so the user's own order, another user's or a gone one.
+                format!("cancel_order,{user},{name},{}", 1 + rng.below(n as u64 + 1))
+            } else {
+                format!("cancel,{user},{name},{}", rng.below(last + 2))
+            }
         } else if roll < 82 {
             let last = coid[user as usize][sym];
-            format!(
-                "amend,{user},{name},{},{},{}",
-                rng.below(last + 2),
-                price(&mut rng),
-                1 + rng.below(40)
-            )
+            if rng.below(3) == 0 {
+                format!(
+                    "amend_order,{user},{name},{},{},{}",
+                    1 + rng.below(n as u64 + 1),
+                    price(&mut rng),
+                    rng.below(40)
+                )
+            } else {
+                format!(
+                    "amend,{user},{name},{},{},{}",
+                    rng.below(last + 2),
+                    price(&mut rng),
+                    1 + rng.below(40)
+                )
+            }
         } else if roll < 85 {
             if rng.below(2) == 0 {
                 format!("mass_cancel,{user}")
@@ -263,14 +283,22 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
     s
 }
 
-/// The first `n` command lines of a generated script (its comments dropped).
+/// The first `n` command lines of a generated script (its comments dropped), with the `clock`
+/// lines among them (a clock line sets the time of the commands after it; it is not one).
 fn first_commands(script: &str, n: usize) -> String {
-    script
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .take(n)
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut out = String::new();
+    let mut commands = 0;
+    for line in script.lines().filter(|l| !l.starts_with('#')) {
+        if commands == n {
+            break;
+        }
+        if !line.starts_with("clock,") {
+            commands += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 // ---------------------------------------------------------------- --pipeline
@@ -347,6 +375,7 @@ fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
         r#""found":true"#,
         r#""reason":"UNKNOWN_SYMBOL""#,
         r#""reason":"UNKNOWN_USER""#,
+        r#""reason":"NOT_YOUR_ORDER""#,
     ] {
         assert!(direct.stdout.contains(reply), "no {reply}");
     }

@@ -87,7 +87,40 @@ fn clean(run: Run) -> Vec<String> {
         run.stderr, run.stdout
     );
     assert_eq!(run.stderr, "", "nothing on stderr");
-    run.lines().into_iter().map(str::to_owned).collect()
+    without_trade_identity(&run.lines())
+}
+
+/// Checks every trade line's `trade_id` and `ts` (per symbol dense from 1; engine time never
+/// going back) and returns the lines without those two fields, which the tests about other
+/// subjects leave out of their expected lines. `trade_ids_and_engine_time` checks exact values.
+fn without_trade_identity(lines: &[&str]) -> Vec<String> {
+    let mut next_id = std::collections::HashMap::new();
+    let mut last_ts = 0u64;
+    lines
+        .iter()
+        .map(|line| {
+            if !line.starts_with(r#"{"event":"trade","#) {
+                return (*line).to_owned();
+            }
+            let start = line
+                .find(r#","trade_id":"#)
+                .expect("trade line has a trade_id");
+            let end = line.find(r#","price":"#).expect("trade line has a price");
+            let symbol = &line[..start];
+            let fields = &line[start + 1..end]; // "trade_id":N,"ts":T
+            let (id, ts) = fields
+                .strip_prefix(r#""trade_id":"#)
+                .and_then(|f| f.split_once(r#","ts":"#))
+                .unwrap_or_else(|| panic!("trade identity fields in order: {line}"));
+            let (id, ts): (u64, u64) = (id.parse().unwrap(), ts.parse().unwrap());
+            let next = next_id.entry(symbol.to_owned()).or_insert(1u64);
+            assert_eq!(id, *next, "trade ids are dense per symbol from 1: {line}");
+            *next += 1;
+            assert!(ts >= last_ts, "engine time went back: {line}");
+            last_ts = ts;
+            format!("{}{}", &line[..start], &line[end..])
+        })
+        .collect()
 }
 
 fn assert_lines(actual: &[String], expected: &[String]) {
@@ -771,9 +804,12 @@ fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
     let mut out = book_only_final("# nothing\n");
     let hash = take_hash(&mut out);
     assert_lines(&out, &final_books(&[], &[]));
-    // Next order id 1; per symbol (3): its id, last trade price 0, no orders, count 0; then the
-    // client-order-id marks' tag and no marks.
-    assert_eq!(hash, fnv1a(&[1, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0xc01d_0000]));
+    // Next order id 1, engine time 0; per symbol (3): its id, last trade price 0, last trade
+    // id 0, no orders, count 0; then the client-order-id marks' tag and no marks.
+    assert_eq!(
+        hash,
+        fnv1a(&[1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xc01d_0000])
+    );
     assert_eq!(
         hash,
         Engine::with_risk(&Config::default(), ringbook_engine::RiskMode::Off)
@@ -817,7 +853,7 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
     let mut stop = limit(4, btc, 1, Side::Buy, 120, 1);
     stop.order_type = ringbook_engine::OrderType::StopLimit;
     stop.stop_price = Price(115);
-    for order in [
+    for (i, order) in [
         limit(1, btc, 1, Side::Buy, 100, 1),
         limit(2, btc, 1, Side::Buy, 99, 5),
         limit(3, btc, 1, Side::Buy, 100, 2),
@@ -825,8 +861,13 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
         iceberg,
         limit(1, SymbolId(2), 4, Side::Sell, 19000, 3),
         stop,
-    ] {
-        engine.process(
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The script's clock: 0, then 1 µs a command.
+        engine.process_at(
+            i as u64 * 1_000,
             &ringbook_engine::Command::NewOrder(order),
             &mut |_: &Event| {},
         );
@@ -843,13 +884,16 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
 
 #[test]
 fn equal_states_reached_differently_hash_equal() {
-    // Both leave: next order id 2, no last trade, empty books, user 9's highest client order
-    // id 5.
+    // Both leave: next order id 2, no last trade, empty books, engine time 1 µs (two
+    // commands that are not queries), user 9's highest client order id 5.
     let mut a = book_only_final(
         "order,9,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
          cancel,9,BTC-KRW,5\n",
     );
-    let mut b = book_only_final("order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n");
+    let mut b = book_only_final(
+        "order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n\
+         mass_cancel,9\n",
+    );
     assert_eq!(take_hash(&mut a), take_hash(&mut b));
 }
 
@@ -858,6 +902,27 @@ fn equal_states_reached_differently_hash_equal() {
 #[test]
 fn the_demo_script_runs_as_documented() {
     let run = ringbook(&["scenario", "--final", &demo_script()], "");
+    // Engine time: the first trade is Dave's order, the 12th command after the clock line
+    // (11 µs after it); Erin's trades and the stop they trigger are at the second clock line.
+    let trades: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(r#"{"event":"trade""#))
+        .collect();
+    let identity: Vec<&str> = trades
+        .iter()
+        .map(|l| &l[l.find(r#""trade_id""#).unwrap()..l.find(r#","price""#).unwrap()])
+        .collect();
+    assert_eq!(
+        identity,
+        [
+            r#""trade_id":1,"ts":1733400000000011000"#,
+            r#""trade_id":2,"ts":1733400060000000000"#,
+            r#""trade_id":3,"ts":1733400060000000000"#,
+            r#""trade_id":4,"ts":1733400060000000000"#,
+            r#""trade_id":5,"ts":1733400060000000000"#,
+        ]
+    );
     let mut out = clean(run);
     take_hash(&mut out);
     // Worked out line by line from the comments in docs/examples/demo.script (risk on).
@@ -908,6 +973,10 @@ fn the_demo_script_runs_as_documented() {
         gone(1, 2, 4, "STP", 2),
         // Dave: 110 000 − 75 050 − 76 = 34 874 < 3 × 15116 = 45 348. No order id is used.
         rejected(4, 2, 2002, "INSUFFICIENT_FUNDS"),
+        // By order id: Bob may not touch Frank's offer (client order id 0: nothing told);
+        // Frank cancels it and his 200 000 sat are unlocked.
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        gone(6, 2, 20, "USER", 9),
         // Dave's 50 000 sat: locked, one approval, a duplicate, the second operator releases it.
         withdrawal_requested(1, 4, "BTC", 50_000),
         balance_update(4, "BTC", 0, 50_000),
@@ -922,7 +991,7 @@ fn the_demo_script_runs_as_documented() {
         withdrawal_rejected(2, 902, 5),
         balance_update(5, "KRW", 4_893, 0),
     ]);
-    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[(15100, 20)]));
+    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[]));
     expected.extend(final_accounts(
         &[
             // Proceeds 75 050 + 6 × 15 020 − maker fees (38 + 16 + 8 + 8 + 16 = 86) = 165 084;
@@ -935,7 +1004,7 @@ fn the_demo_script_runs_as_documented() {
             // Paid 75 050 + 76; his 50 000 sat withdrawn.
             (4, &[("KRW", 34_874, 0)]),
             (5, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
-            (6, &[("BTC", 0, 200_000)]),
+            (6, &[("BTC", 200_000, 0)]),
         ],
         // Maker 86 + taker 76 + 31 + 16 + 16 + 31 = 256.
         &[("KRW", 256)],
@@ -975,7 +1044,7 @@ fn parse_errors_name_their_line_and_later_lines_still_run() {
         // 15000 × 2 = 30000: 15 / 30.
         trade(BTC, 15000, 2, "BUY", F(1, 1, 1, 3, 15), F(2, 1, 2, 0, 30)),
     ];
-    let out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    let out = without_trade_identity(&run.lines());
     assert_lines(&out, &expected);
 
     let errors: Vec<&str> = run
@@ -1011,7 +1080,7 @@ fn with_no_risk_account_commands_are_line_errors_and_the_book_runs_alone() {
          Reject_Withdrawal,901,1\n",
     );
     assert_eq!(run.status, 1, "stderr:\n{}", run.stderr);
-    let mut out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    let mut out = without_trade_identity(&run.lines());
     take_hash(&mut out);
     // No balance or fees lines, and no ACCOUNTS_DISABLED events: the lines never ran.
     let mut expected = vec![
@@ -1144,7 +1213,7 @@ max_order_qty = 100
         .collect();
     assert_eq!(errors.len(), 1, "{}", run.stderr);
     assert!(errors[0].starts_with("line 5: ") && errors[0].contains("BTC-KRW"));
-    let mut out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    let mut out = without_trade_identity(&run.lines());
     take_hash(&mut out);
     let xyz = "XYZ-USD";
     assert_lines(
@@ -1327,7 +1396,7 @@ fn a_trade_settles_to_the_unit_with_fees_and_money_is_conserved() {
             Qty(q),
         ))
     };
-    for cmd in [
+    for (i, cmd) in [
         Cmd::Deposit {
             user: UserId(1),
             currency: btc,
@@ -1347,8 +1416,11 @@ fn a_trade_settles_to_the_unit_with_fees_and_money_is_conserved() {
         },
         limit(2, 2, Side::Buy, 15000, 2),
         limit(1, 2, Side::Sell, 14990, 2),
-    ] {
-        engine.process(&cmd, &mut |_: &Event| {});
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        engine.process_at(i as u64 * 1_000, &cmd, &mut |_: &Event| {});
     }
     assert_eq!(hash, engine.state_hash().to_string());
     assert_eq!(engine.balance(UserId(2), krw).available, 924_940);
@@ -1672,7 +1744,7 @@ fn unknown_currencies_are_line_errors_by_code_and_rejects_by_id() {
          withdraw,1,0,10        # KRW by its id\n",
     );
     assert_eq!(run.status, 1, "stderr:\n{}", run.stderr);
-    let out: Vec<String> = run.lines().into_iter().map(str::to_owned).collect();
+    let out = without_trade_identity(&run.lines());
     let mut expected = Vec::new();
     expected.extend(deposit(1, "KRW", 10));
     expected.extend([
@@ -1738,7 +1810,7 @@ fn final_of_an_empty_run_with_risk_on_adds_fees_and_hashes_the_accounts() {
     assert_lines(&out, &expected);
     // The books' words (and the client-order-id marks' tag, no marks), then per currency (5)
     // fees 0 and supply 0, then the next withdrawal id.
-    let mut words = vec![1, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0xc01d_0000];
+    let mut words = vec![1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xc01d_0000];
     words.extend([0; 10]);
     words.push(1);
     assert_eq!(hash, fnv1a(&words));
@@ -2186,5 +2258,184 @@ fn query_lines_with_bad_fields_are_line_errors() {
             .contains("10 lines of standard input could not be run"),
         "{}",
         run.stderr
+    );
+}
+
+// ---------------------------------------------------------------- engine time and trade identity
+
+/// A trade line with its identity: `trade_id` and `ts` right after the symbol.
+fn trade_at(id: u64, ts: u64, line: String) -> String {
+    line.replacen(
+        r#","price":"#,
+        &format!(r#","trade_id":{id},"ts":{ts},"price":"#),
+        1,
+    )
+}
+
+#[test]
+fn trade_ids_and_engine_time() {
+    let script = "order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,5   # stamped 0\n\
+                  order,2,BTC-KRW,1,BUY,LIMIT,GTC,15000,1    # 1 µs: BTC-KRW trade 1\n\
+                  clock,1700000000000\n\
+                  order,1,ETH-KRW,2,SELL,LIMIT,GTC,3000,2    # at the clock\n\
+                  order,2,ETH-KRW,2,BUY,LIMIT,GTC,3000,1     # +1 µs: ETH-KRW trade 1\n\
+                  query_book,BTC-KRW,0                       # a query takes no time\n\
+                  order,3,BTC-KRW,1,BUY,LIMIT,GTC,15000,2    # +2 µs: BTC-KRW trade 2\n\
+                  clock,1699999999999                        # backwards: a line error\n\
+                  clock,1700000000000                        # the same again: the script is past it\n\
+                  order,4,ETH-KRW,1,BUY,LIMIT,IOC,3000,1     # +3 µs: ETH-KRW trade 2\n";
+    let t0 = 1_700_000_000_000_000_000u64;
+    let expected = vec![
+        acc(1, 1, 1, "SELL", 15000, 5),
+        acc(2, 1, 2, "BUY", 15000, 1),
+        trade_at(
+            1,
+            1_000,
+            trade(BTC, 15000, 1, "BUY", F(1, 1, 1, 4, 8), F(2, 1, 2, 0, 15)),
+        ),
+        accepted(1, "ETH-KRW", 2, 3, "SELL", "LIMIT", 3000, 2),
+        accepted(2, "ETH-KRW", 2, 4, "BUY", "LIMIT", 3000, 1),
+        // The ETH-KRW trade: its identity is checked below (its fees are not this test's
+        // subject).
+        String::new(),
+        book_end(BTC, 0, 0),
+        acc(3, 1, 5, "BUY", 15000, 2),
+        trade_at(
+            2,
+            t0 + 2_000,
+            trade(BTC, 15000, 2, "BUY", F(1, 1, 1, 2, 15), F(3, 1, 5, 0, 30)),
+        ),
+        accepted(4, "ETH-KRW", 1, 6, "BUY", "LIMIT", 3000, 1),
+        String::new(),
+    ];
+    for extra in [
+        &[][..],
+        &["--pipeline"][..],
+        &["--pipeline", "--layout", "split"][..],
+    ] {
+        let mut args = vec!["scenario", "--no-risk"];
+        args.extend_from_slice(extra);
+        args.push("-");
+        let run = ringbook(&args, script);
+        assert_eq!(run.status, 1, "{extra:?} stderr:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains("line 8: clock goes backwards"),
+            "{}",
+            run.stderr
+        );
+        let lines = run.lines();
+        assert_eq!(lines.len(), expected.len(), "{extra:?}:\n{}", run.stdout);
+        for (i, (line, want)) in lines.iter().zip(&expected).enumerate() {
+            if want.is_empty() {
+                // The ETH-KRW trades: their identity, exactly.
+                let (id, ts) = if i < 8 {
+                    (1, t0 + 1_000)
+                } else {
+                    (2, t0 + 3_000)
+                };
+                assert!(
+                    line.starts_with(&format!(
+                        r#"{{"event":"trade","symbol":"ETH-KRW","trade_id":{id},"ts":{ts},"price":3000,"qty":1,"#
+                    )),
+                    "{extra:?} line {}: {line}",
+                    i + 1
+                );
+            } else {
+                assert_eq!(line, want, "{extra:?} line {}", i + 1);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cancel and amend by order id
+
+#[test]
+fn cancel_and_amend_by_engine_order_id() {
+    let out = book_only(
+        "order,1,BTC-KRW,5,SELL,LIMIT,GTC,15000,4     # order id 1\n\
+         order,2,BTC-KRW,5,BUY,LIMIT,GTC,14000,2      # order id 2\n\
+         amend_order,1,BTC-KRW,1,15000,3              # reduce in place\n\
+         cancel_order,2,BTC-KRW,1                     # user 2 names user 1's order\n\
+         amend_order,2,BTC-KRW,1,15000,1              # the same, as an amend\n\
+         cancel_order,1,ETH-KRW,1                     # the right user, another symbol\n\
+         cancel_order,1,BTC-KRW,99                    # never issued\n\
+         amend_order,2,BTC-KRW,2,15000,2              # re-priced across: trades\n\
+         cancel_order,1,BTC-KRW,1                     # what is left of order 1\n\
+         cancel_order,1,BTC-KRW,1                     # gone now\n\
+         amend_order,2,BTC-KRW,2,15000,0              # order 2 filled: gone\n",
+    );
+    let expected = vec![
+        acc(1, 5, 1, "SELL", 15000, 4),
+        acc(2, 5, 2, "BUY", 14000, 2),
+        amended(1, 5, 15000, 3, 1),
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
+        // The user's own order, named on the wrong symbol: its client order id is told.
+        rejected(1, 5, 3010, "UNKNOWN_ORDER"),
+        rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+        amended(2, 5, 15000, 2, 2),
+        // 15000 × 2 = 30000: maker 15, taker 30.
+        trade(BTC, 15000, 2, "BUY", F(1, 5, 1, 1, 15), F(2, 5, 2, 0, 30)),
+        gone(1, 5, 1, "USER", 1),
+        rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+        rejected(2, 0, 3010, "UNKNOWN_ORDER"),
+    ];
+    assert_lines(&out, &expected);
+}
+
+#[test]
+fn an_order_id_skips_one_a_live_order_shares_modulo_the_pool() {
+    // A pool of 4 (order-id modulus 4): no two live orders have ids equal modulo 4. Order 1
+    // stays live, so the order that would get id 5 gets id 6.
+    let dir = temp_dir("skip");
+    let config = dir.join("small.toml");
+    let toml = std::fs::read_to_string(manifest_dir().join("../engine/src/default_config.toml"))
+        .expect("the default config")
+        .replace("orders_max = ", "orders_max = 4 # was ");
+    std::fs::write(&config, toml).unwrap();
+    let run = ringbook(
+        &[
+            "scenario",
+            "--no-risk",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ],
+        "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,2,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,3,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,4,BUY,LIMIT,GTC,100,1\n\
+         cancel_order,1,BTC-KRW,2\n\
+         cancel_order,1,BTC-KRW,3\n\
+         cancel_order,1,BTC-KRW,4\n\
+         order,1,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,6,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,7,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,8,BUY,LIMIT,GTC,100,1\n\
+         cancel_order,1,BTC-KRW,1\n\
+         cancel_order,1,BTC-KRW,5\n\
+         cancel_order,1,BTC-KRW,6\n",
+    );
+    let out = clean(run);
+    assert_lines(
+        &out,
+        &[
+            acc(1, 1, 1, "BUY", 100, 1),
+            acc(1, 2, 2, "BUY", 100, 1),
+            acc(1, 3, 3, "BUY", 100, 1),
+            acc(1, 4, 4, "BUY", 100, 1),
+            gone(1, 2, 1, "USER", 2),
+            gone(1, 3, 1, "USER", 3),
+            gone(1, 4, 1, "USER", 4),
+            // Id 5 ≡ 1 (mod 4), and order 1 is live: skipped.
+            acc(1, 5, 6, "BUY", 100, 1),
+            acc(1, 6, 7, "BUY", 100, 1),
+            acc(1, 7, 8, "BUY", 100, 1),
+            rejected(1, 8, 3011, "ORDER_POOL_FULL"),
+            gone(1, 1, 1, "USER", 1),
+            // Id 5 was never issued; 6 is client order 5's.
+            rejected(1, 0, 3010, "UNKNOWN_ORDER"),
+            gone(1, 5, 1, "USER", 6),
+        ],
     );
 }

@@ -40,6 +40,8 @@ pub struct ArrayBook {
     pub sell_stops: SideLevels,
     /// Price of the last trade, if any.
     pub last_price: Option<Price>,
+    /// Id of the last trade (0 before the first): trade ids are dense per symbol.
+    pub last_trade_id: u64,
 }
 
 impl ArrayBook {
@@ -60,6 +62,7 @@ impl ArrayBook {
             buy_stops: SideLevels::new(len, Priority::Lowest),
             sell_stops: SideLevels::new(len, Priority::Highest),
             last_price: None,
+            last_trade_id: 0,
         }
     }
 

@@ -20,8 +20,10 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{ClientOrderIdRule, Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
+use crate::matching::OrderRef;
 use crate::types::{
-    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId,
+    UserId,
 };
 
 /// A live order as the reference model keeps it.
@@ -122,6 +124,8 @@ struct RefSymbol {
     buy_stops: Vec<WaitingStop>,
     sell_stops: Vec<WaitingStop>,
     last_price: Option<Price>,
+    /// How many trades the symbol has had: the last trade's id.
+    trades: u64,
 }
 
 impl RefSymbol {
@@ -254,6 +258,8 @@ pub struct ReferenceBook {
     coid_rule: ClientOrderIdRule,
     /// The highest client order id each user has sent in a new order (absent: none).
     coid_high: BTreeMap<UserId, u64>,
+    /// Engine time: the largest command timestamp seen.
+    now_ns: u64,
 }
 
 impl ReferenceBook {
@@ -270,6 +276,7 @@ impl ReferenceBook {
                     buy_stops: Vec::new(),
                     sell_stops: Vec::new(),
                     last_price: None,
+                    trades: 0,
                 })
                 .collect(),
             users_max: config.capacity.users_max,
@@ -278,6 +285,7 @@ impl ReferenceBook {
             next_stop_seq: 0,
             coid_rule: config.engine.client_order_ids,
             coid_high: BTreeMap::new(),
+            now_ns: 0,
         }
     }
 
@@ -295,6 +303,23 @@ impl ReferenceBook {
         self.coid_high.get(&user).copied().unwrap_or(0)
     }
 
+    /// Engine time: the largest timestamp given to [`ReferenceBook::process_at`] (0 before).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Moves engine time to `ts_ns` unless it is already later.
+    pub fn advance(&mut self, ts_ns: u64) {
+        self.now_ns = self.now_ns.max(ts_ns);
+    }
+
+    /// [`ReferenceBook::process`] for a command stamped `ts_ns`: time first moves to the
+    /// later of `ts_ns` and the current time.
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.advance(ts_ns);
+        self.process(cmd, sink);
+    }
+
     /// Applies one command, reporting every consequence to `sink` in order.
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
         let mut events = Vec::new();
@@ -304,14 +329,40 @@ impl ReferenceBook {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, client_order_id, &mut events),
+            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), &mut events),
+            Command::CancelOrder {
+                user,
+                symbol,
+                order_id,
+            } => self.cancel(user, symbol, OrderRef::Engine(order_id), &mut events),
+            Command::AmendOrder {
+                user,
+                symbol,
+                order_id,
+                price,
+                qty,
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Engine(order_id),
+                price,
+                qty,
+                &mut events,
+            ),
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Client(client_order_id),
+                price,
+                qty,
+                &mut events,
+            ),
             Command::MassCancel {
                 user,
                 symbol,
@@ -365,12 +416,14 @@ impl ReferenceBook {
             .find(|(o, _)| o.user == user && o.client_order_id == coid)
     }
 
-    /// The live order a cancel or amend names, or the reject that explains why there is none.
+    /// The live order a cancel or amend names, or the reject that explains why there is none:
+    /// by client order id, the user's order with that id; by engine order id, the live order
+    /// with that id, which must be the user's (`NOT_YOUR_ORDER`). Either way on `symbol`.
     fn find(
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
     ) -> Result<(RefOrder, Place), RejectCode> {
         if user.0 >= self.users_max {
             return Err(RejectCode::UnknownUser);
@@ -378,9 +431,29 @@ impl ReferenceBook {
         if symbol.0 as usize >= self.symbols.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        match self.find_any(user, coid) {
+        let found = match target {
+            OrderRef::Client(coid) => self.find_any(user, coid),
+            OrderRef::Engine(id) => match self.live().into_iter().find(|(o, _)| o.id == id) {
+                Some((o, _)) if o.user != user => return Err(RejectCode::NotYourOrder),
+                found => found,
+            },
+        };
+        match found {
             Some((o, place)) if o.symbol == symbol => Ok((o, place)),
             _ => Err(RejectCode::UnknownOrder),
+        }
+    }
+
+    /// The client order id on a reject of a command naming `target`: the one named; for an
+    /// engine order id, the order's own when it is a live order of `user`, else 0.
+    fn reject_coid(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        match target {
+            OrderRef::Client(coid) => coid,
+            OrderRef::Engine(id) => self
+                .live()
+                .into_iter()
+                .find(|(o, _)| o.id == id && o.user == user)
+                .map_or(ClientOrderId(0), |(o, _)| o.client_order_id),
         }
     }
 
@@ -480,8 +553,16 @@ impl ReferenceBook {
             events.push(reject(o.user, o.client_order_id, code));
             return;
         }
-        let id = OrderId(self.next_order_id);
-        self.next_order_id += 1;
+        // Order ids (docs/matching.md): the first id from `next_order_id` on that is not
+        // congruent, modulo `orders_max` rounded up to a power of two, to the id of a live order.
+        let modulus = u64::from(self.orders_max).next_power_of_two();
+        let taken: Vec<u64> = self.live().iter().map(|(o, _)| o.id.0 % modulus).collect();
+        let mut id = self.next_order_id;
+        while taken.contains(&(id % modulus)) {
+            id += 1;
+        }
+        let id = OrderId(id);
+        self.next_order_id = id.0 + 1;
         events.push(Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -562,7 +643,7 @@ impl ReferenceBook {
         }
 
         // 3. Match.
-        Self::match_order(sym, &mut o, events);
+        Self::match_order(sym, &mut o, self.now_ns, events);
         debug_assert!(
             !fok || o.leaves == 0,
             "a feasible FOK order must fill completely"
@@ -614,7 +695,7 @@ impl ReferenceBook {
     /// the best opposite level is acceptable. Always works on the oldest order of the best
     /// level: every maker the walk passes is either done, moved to the back (iceberg refill)
     /// or cancelled, except where matching stops.
-    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, events: &mut Vec<Event>) {
+    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, now_ns: u64, events: &mut Vec<Event>) {
         let opposite = t.side.opposite();
         while t.leaves > 0 {
             let Some(price) = sym.best(opposite) else {
@@ -643,8 +724,11 @@ impl ReferenceBook {
                 m.filled += q;
                 t.leaves -= q;
                 t.filled += q;
+                sym.trades += 1;
                 events.push(Event::Trade(Trade {
                     symbol: t.symbol,
+                    trade_id: TradeId(sym.trades),
+                    ts: now_ns,
                     price,
                     qty: Qty(q),
                     taker_side: t.side,
@@ -756,12 +840,12 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         events: &mut Vec<Event>,
     ) {
-        match self.find(user, symbol, coid) {
+        match self.find(user, symbol, target) {
             Ok((o, place)) => self.cancel_live(&o, place, CancelReason::User, events),
-            Err(code) => events.push(reject(user, coid, code)),
+            Err(code) => events.push(reject(user, self.reject_coid(user, target), code)),
         }
         self.fire_stops_if_known(symbol, events);
     }
@@ -790,12 +874,12 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         events: &mut Vec<Event>,
     ) {
-        self.amend_inner(user, symbol, coid, price, qty, events);
+        self.amend_inner(user, symbol, target, price, qty, events);
         self.fire_stops_if_known(symbol, events);
     }
 
@@ -803,12 +887,13 @@ impl ReferenceBook {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         events: &mut Vec<Event>,
     ) {
-        let (o, place) = match self.find(user, symbol, coid) {
+        let coid = self.reject_coid(user, target);
+        let (o, place) = match self.find(user, symbol, target) {
             Ok(found) => found,
             Err(code) => return events.push(reject(user, coid, code)),
         };
@@ -999,6 +1084,15 @@ impl ReferenceBook {
         })
     }
 
+    /// The live order with engine id `id`, whoever owns it.
+    pub fn order_by_id(&self, id: OrderId) -> Option<OrderView> {
+        let (o, place) = self.live().into_iter().find(|(o, _)| o.id == id)?;
+        Some(match place {
+            Place::Resting { .. } => o.view(o.visible),
+            Place::Stop { .. } => o.view(o.leaves),
+        })
+    }
+
     /// Every live order of a symbol in canonical order: bids best first, asks best first, buy
     /// stops in trigger order, sell stops in trigger order; FIFO within a level.
     pub fn for_each_order(&self, symbol: SymbolId, mut f: impl FnMut(BookSection, &OrderView)) {
@@ -1040,6 +1134,11 @@ impl ReferenceBook {
         self.symbols[symbol.0 as usize].last_price
     }
 
+    /// Id of the symbol's last trade (0 before its first).
+    pub fn last_trade_id(&self, symbol: SymbolId) -> TradeId {
+        TradeId(self.symbols[symbol.0 as usize].trades)
+    }
+
     /// Live orders across all symbols.
     pub fn live_orders(&self) -> u32 {
         self.live().len() as u32
@@ -1054,9 +1153,11 @@ impl ReferenceBook {
     /// the same sequence as `Matcher::hash_into`.
     pub fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.next_order_id);
+        h.u64(self.now_ns);
         for (s, sym) in self.symbols.iter().enumerate() {
             h.u64(s as u64);
             h.i64(sym.last_price.map_or(0, |p| p.0));
+            h.u64(sym.trades);
             let orders = sym.all_orders();
             for section in BookSection::ALL {
                 let in_section: Vec<_> = orders

@@ -17,8 +17,25 @@ use crate::config::{ClientOrderIdRule, Config};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
-    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
 };
+
+/// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
+/// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
+/// the size of the table that finds an order by id; a power of two, so that the modulo is a
+/// mask, not a division.
+pub fn order_id_modulus(orders_max: u32) -> u64 {
+    u64::from(orders_max).next_power_of_two()
+}
+
+/// How a cancel or amend names its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderRef {
+    /// By the owner's client order id.
+    Client(ClientOrderId),
+    /// By the engine's order id.
+    Engine(OrderId),
+}
 
 /// Head and tail of one user's list of live orders (in acceptance order).
 #[derive(Clone, Copy, Debug)]
@@ -27,18 +44,46 @@ struct UserList {
     tail: u32,
 }
 
-/// Live orders: the pool plus the two ways to find an order (client id, owner).
+/// Live orders: the pool plus the three ways to find an order (client id, engine id, owner).
 #[derive(Debug)]
 struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
+    /// By order id: entry `id mod order_id_modulus` holds the slot of the live order with that id
+    /// (`NIL` if none). Order ids are chosen so that no two live orders share an entry
+    /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
+    by_id: Vec<u32>,
     users: Vec<UserList>,
 }
 
 impl OrderStore {
-    /// Allocates, indexes and links a new live order.
-    fn admit(&mut self, order: Order) -> Option<u32> {
-        let slot = self.pool.alloc(order)?;
+    /// The `by_id` entry of an order id.
+    #[inline]
+    fn id_entry(&self, id: OrderId) -> usize {
+        (id.0 & (self.by_id.len() as u64 - 1)) as usize
+    }
+
+    /// The slot of the live order with id `id`.
+    #[inline]
+    fn slot_of(&self, id: OrderId) -> Option<u32> {
+        let slot = self.by_id[self.id_entry(id)];
+        (slot != NIL && self.pool[slot].id == id).then_some(slot)
+    }
+
+    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
+    /// links it. The pool has room (checked by the caller).
+    fn admit(&mut self, order: Order) -> u32 {
+        let slot = self
+            .pool
+            .alloc(order)
+            .expect("the caller checked the pool has room");
+        let entry = self.id_entry(order.id);
+        debug_assert_eq!(
+            self.by_id[entry], NIL,
+            "order id {} has a live twin",
+            order.id
+        );
+        self.by_id[entry] = slot;
         self.index.insert(order.user, order.client_order_id, slot);
         let list = &mut self.users[order.user.0 as usize];
         let tail = list.tail;
@@ -50,15 +95,17 @@ impl OrderStore {
             self.pool[tail].user_next = slot;
         }
         list.tail = slot;
-        Some(slot)
+        slot
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next) = {
+        let (user, coid, prev, next, id) = {
             let o = &self.pool[slot];
-            (o.user, o.client_order_id, o.user_prev, o.user_next)
+            (o.user, o.client_order_id, o.user_prev, o.user_next, o.id)
         };
+        let entry = self.id_entry(id);
+        self.by_id[entry] = NIL;
         self.index.remove(user, coid, &self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
@@ -80,6 +127,8 @@ impl OrderStore {
 pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
+    /// The lowest id the next order may get (it gets the first id from here whose `by_id`
+    /// entry is free: docs/matching.md, "Order ids").
     next_order_id: u64,
     /// The client-order-id rule (`[engine] client_order_ids`).
     coid_rule: ClientOrderIdRule,
@@ -87,6 +136,10 @@ pub struct Matcher {
     /// far, whatever its outcome (0: none). Kept under both rules; `Increasing` refuses a new
     /// order at or below it (docs/protocol.md, "Idempotency").
     coid_high: Vec<u64>,
+    /// `next_order_id mod order_id_modulus` (its `by_id` entry).
+    next_entry: u32,
+    /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
+    now_ns: u64,
 }
 
 #[inline]
@@ -143,6 +196,7 @@ impl Matcher {
             store: OrderStore {
                 pool: OrderPool::new(cap.orders_max),
                 index: ClientOrderIndex::new(cap.orders_max),
+                by_id: vec![NIL; order_id_modulus(cap.orders_max) as usize],
                 users: vec![
                     UserList {
                         head: NIL,
@@ -154,7 +208,25 @@ impl Matcher {
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,
             coid_high: vec![0; cap.users_max as usize],
+            next_entry: 1,
+            now_ns: 0,
         }
+    }
+
+    /// Moves engine time to `ts_ns` (Unix nanoseconds), the timestamp of the command about to
+    /// be processed; a timestamp earlier than the current time leaves it where it is, so time
+    /// never goes backwards (docs/matching.md, "Engine time").
+    #[inline]
+    pub fn advance(&mut self, ts_ns: u64) {
+        if ts_ns > self.now_ns {
+            self.now_ns = ts_ns;
+        }
+    }
+
+    /// Engine time: the latest command timestamp processed (0 before any), Unix nanoseconds.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 
     /// Applies one command, reporting every consequence to `sink` in order.
@@ -165,14 +237,33 @@ impl Matcher {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, client_order_id, sink),
+            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), sink),
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(user, symbol, client_order_id, price, qty, sink),
+            } => self.amend(
+                user,
+                symbol,
+                OrderRef::Client(client_order_id),
+                price,
+                qty,
+                sink,
+            ),
+            Command::CancelOrder {
+                user,
+                symbol,
+                order_id,
+            } => self.cancel(user, symbol, OrderRef::Engine(order_id), sink),
+            Command::AmendOrder {
+                user,
+                symbol,
+                order_id,
+                price,
+                qty,
+            } => self.amend(user, symbol, OrderRef::Engine(order_id), price, qty, sink),
             Command::MassCancel {
                 user,
                 symbol,
@@ -290,22 +381,37 @@ impl Matcher {
             post_only: o.post_only,
             in_stop_book: false,
             price: o.price,
-            id: OrderId(self.next_order_id),
+            id: OrderId(0),
             client_order_id: o.client_order_id,
             filled: 0,
             display: o.display_qty.0,
             stop_price: o.stop_price,
             ..OrderPool::blank()
         };
-        let Some(slot) = self.store.admit(order) else {
+        if self.store.pool.live() == self.store.pool.capacity() {
             sink.on_event(&reject(
                 o.user,
                 o.client_order_id,
                 RejectCode::OrderPoolFull,
             ));
             return;
+        }
+        // The first id from `next_order_id` on whose `by_id` entry is free: the next one unless
+        // a live order is `order_id_modulus` or more ids older (then skipped, once per such
+        // order per wrap). The pool has room, so some entry is free.
+        let cap = self.store.by_id.len() as u32;
+        let (mut id, mut entry) = (self.next_order_id, self.next_entry);
+        while self.store.by_id[entry as usize] != NIL {
+            id += 1;
+            entry = if entry + 1 == cap { 0 } else { entry + 1 };
+        }
+        let order = Order {
+            id: OrderId(id),
+            ..order
         };
-        self.next_order_id += 1;
+        let slot = self.store.admit(order);
+        self.next_order_id = id + 1;
+        self.next_entry = if entry + 1 == cap { 0 } else { entry + 1 };
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -354,7 +460,7 @@ impl Matcher {
             self.store.retire(slot);
             return;
         }
-        match_incoming(book, &mut self.store, slot, sink);
+        match_incoming(book, &mut self.store, slot, self.now_ns, sink);
         let o = &mut self.store.pool[slot];
         if o.leaves == 0 {
             self.store.retire(slot);
@@ -408,6 +514,59 @@ impl Matcher {
         }
     }
 
+    /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
+    /// `symbol`: the id table's entry `id mod order_id_modulus` holds its slot, so this is an
+    /// array index and a comparison. An id that names no live order (never issued, or its order is gone) is
+    /// `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order on another
+    /// symbol is `UNKNOWN_ORDER`.
+    fn find_by_id(
+        &self,
+        user: UserId,
+        symbol: SymbolId,
+        order_id: OrderId,
+    ) -> Result<u32, RejectCode> {
+        if user.0 as usize >= self.store.users.len() {
+            return Err(RejectCode::UnknownUser);
+        }
+        if symbol.0 as usize >= self.books.len() {
+            return Err(RejectCode::UnknownSymbol);
+        }
+        let Some(slot) = self.store.slot_of(order_id) else {
+            return Err(RejectCode::UnknownOrder);
+        };
+        let o = &self.store.pool[slot];
+        if o.user != user {
+            Err(RejectCode::NotYourOrder)
+        } else if o.symbol != symbol {
+            Err(RejectCode::UnknownOrder)
+        } else {
+            Ok(slot)
+        }
+    }
+
+    /// Finds the live order a cancel or amend names: by client order id or by engine order id.
+    fn locate(&self, user: UserId, symbol: SymbolId, target: OrderRef) -> Result<u32, RejectCode> {
+        match target {
+            OrderRef::Client(coid) => self.find(user, symbol, coid),
+            OrderRef::Engine(order_id) => self.find_by_id(user, symbol, order_id),
+        }
+    }
+
+    /// The client order id a reject of a command naming `target` carries: the one named, or for
+    /// an engine order id the order's own if it is a live order of `user` (0 otherwise, so that
+    /// nothing is said about another user's order).
+    fn reject_coid(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        match target {
+            OrderRef::Client(coid) => coid,
+            OrderRef::Engine(order_id) => match self.store.slot_of(order_id) {
+                Some(slot) if self.store.pool[slot].user == user => {
+                    self.store.pool[slot].client_order_id
+                }
+                _ => ClientOrderId(0),
+            },
+        }
+    }
+
     /// Unlinks a live order from whichever level holds it.
     fn unlink(&mut self, slot: u32) {
         let o = &self.store.pool[slot];
@@ -440,12 +599,12 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         sink: &mut S,
     ) {
-        match self.find(user, symbol, coid) {
+        match self.locate(user, symbol, target) {
             Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
-            Err(code) => sink.on_event(&reject(user, coid, code)),
+            Err(code) => sink.on_event(&reject(user, self.reject_coid(user, target), code)),
         }
     }
 
@@ -453,27 +612,24 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
         sink: &mut S,
     ) {
         if qty.0 == 0 {
-            return match self.find(user, symbol, coid) {
-                Ok(slot) => self.cancel_live(slot, CancelReason::User, sink),
-                Err(code) => sink.on_event(&reject(user, coid, code)),
-            };
+            return self.cancel(user, symbol, target, sink);
         }
-        let slot = match self.check_amend_slot(user, symbol, coid, price, qty) {
+        let slot = match self.check_amend_slot(user, symbol, target, price, qty) {
             Ok(slot) => slot,
-            Err(code) => return sink.on_event(&reject(user, coid, code)),
+            Err(code) => return sink.on_event(&reject(user, self.reject_coid(user, target), code)),
         };
         let o = self.store.pool[slot];
         let book = &mut self.books[symbol.0 as usize];
         let amended = Event::Amended {
             user,
             symbol,
-            client_order_id: coid,
+            client_order_id: o.client_order_id,
             order_id: o.id,
             price,
             qty,
@@ -522,23 +678,29 @@ impl Matcher {
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
     ) -> Result<OrderView, RejectCode> {
-        self.check_amend_slot(user, symbol, coid, price, qty)
+        self.check_amend_slot(user, symbol, target, price, qty)
             .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    /// The client order id a reject of a cancel or amend naming `target` carries (see
+    /// docs/matching.md, "Order ids"); the risk stage's rejects use it too.
+    pub fn reject_client_order_id(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+        self.reject_coid(user, target)
     }
 
     fn check_amend_slot(
         &self,
         user: UserId,
         symbol: SymbolId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: Qty,
     ) -> Result<u32, RejectCode> {
-        let slot = self.find(user, symbol, coid)?;
+        let slot = self.locate(user, symbol, target)?;
         let o = &self.store.pool[slot];
         let book = &self.books[symbol.0 as usize];
         // An order's total quantity (filled + open) never exceeds max_order_qty, which bounds
@@ -664,6 +826,15 @@ impl Matcher {
             .map(|slot| view(&self.store.pool[slot]))
     }
 
+    /// The live order with engine id `order_id`, whoever owns it: the id table's entry
+    /// `order_id mod order_id_modulus` holds its slot, so this is an array index and a
+    /// comparison.
+    pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
+        self.store
+            .slot_of(order_id)
+            .map(|slot| view(&self.store.pool[slot]))
+    }
+
     /// Every live order of a symbol, section by section in canonical order (bids best first,
     /// asks best first, buy stops in trigger order, sell stops in trigger order), FIFO within a
     /// level.
@@ -725,6 +896,11 @@ impl Matcher {
         self.books[symbol.0 as usize].last_price
     }
 
+    /// Id of the symbol's last trade (0 before its first): the next trade gets one more.
+    pub fn last_trade_id(&self, symbol: SymbolId) -> TradeId {
+        TradeId(self.books[symbol.0 as usize].last_trade_id)
+    }
+
     /// Live orders across all symbols.
     pub fn live_orders(&self) -> u32 {
         self.store.pool.live()
@@ -743,9 +919,11 @@ impl Matcher {
     /// Feeds the matching state, canonically ordered, into `h` (see [`crate::hash`]).
     pub fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.next_order_id);
+        h.u64(self.now_ns);
         for (s, book) in self.books.iter().enumerate() {
             h.u64(s as u64);
             h.i64(book.last_price.map_or(0, |p| p.0));
+            h.u64(book.last_trade_id);
             let mut count = 0u64;
             let mut last_section = None;
             self.for_each_order(SymbolId(s as u16), |section, v| {
@@ -848,6 +1026,7 @@ fn match_incoming<S: EventSink + ?Sized>(
     book: &mut ArrayBook,
     store: &mut OrderStore,
     slot: u32,
+    now_ns: u64,
     sink: &mut S,
 ) {
     let taker = store.pool[slot];
@@ -882,8 +1061,11 @@ fn match_incoming<S: EventSink + ?Sized>(
                     fee: fee(level_price, qty, spec.tick_size, spec.taker_fee_bps),
                 };
                 let mk = &store.pool[m];
+                book.last_trade_id += 1;
                 sink.on_event(&Event::Trade(Trade {
                     symbol: taker.symbol,
+                    trade_id: TradeId(book.last_trade_id),
+                    ts: now_ns,
                     price: level_price,
                     qty: Qty(qty),
                     taker_side: side,
@@ -1011,10 +1193,13 @@ impl Matcher {
     ///
     /// Panics if the parts break the rules `crate::snapshot` checks (more orders than the
     /// pool, a symbol, price or user out of range, `acceptance` not a permutation).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn restore(
         config: &Config,
         next_order_id: u64,
+        now_ns: u64,
         last_prices: &[Option<Price>],
+        last_trade_ids: &[u64],
         orders: &[(BookSection, Order)],
         acceptance: &[u32],
         coid_high: &[(UserId, u64)],
@@ -1022,19 +1207,25 @@ impl Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
+        m.next_entry = (next_order_id % order_id_modulus(config.capacity.orders_max)) as u32;
+        m.now_ns = now_ns;
         for &(user, high) in coid_high {
             m.coid_high[user.0 as usize] = high;
         }
-        for (book, &last) in m.books.iter_mut().zip(last_prices) {
+        for ((book, &last), &trade_id) in m.books.iter_mut().zip(last_prices).zip(last_trade_ids) {
             book.last_price = last;
+            book.last_trade_id = trade_id;
         }
         let mut slots = vec![NIL; orders.len()];
         for &i in acceptance {
             assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
-            slots[i as usize] = m
-                .store
-                .admit(orders[i as usize].1)
-                .expect("validated: the orders fit in the pool");
+            // Validated: the orders fit in the pool and no two ids share a `by_id` entry.
+            let order = orders[i as usize].1;
+            assert!(
+                m.store.slot_of(order.id).is_none()
+                    && m.store.by_id[m.store.id_entry(order.id)] == NIL
+            );
+            slots[i as usize] = m.store.admit(order);
         }
         for (&(section, o), &slot) in orders.iter().zip(&slots) {
             let book = &mut m.books[o.symbol.0 as usize];

@@ -805,7 +805,7 @@ impl Pipeline {
     /// In the [`Layout::Inline`] layout the command is journaled and processed before this
     /// returns, and the handler has seen all its outputs; it never hands a command back.
     pub fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
-        self.submit_to(cmd, None)
+        self.submit_to(cmd, None, None)
     }
 
     /// [`Pipeline::try_submit`], except that in the [`Layout::Inline`] layout the command's
@@ -817,16 +817,51 @@ impl Pipeline {
         cmd: Command,
         sink: &mut dyn FnMut(&Output),
     ) -> Result<Seq, Command> {
-        self.submit_to(cmd, Some(sink))
+        self.submit_to(cmd, Some(sink), None)
+    }
+
+    /// [`Pipeline::submit`] with the caller's timestamp (Unix nanoseconds) instead of the
+    /// wall clock's: the command's engine time (docs/matching.md, "Engine time"), journaled with
+    /// it. For callers whose time is part of their input — a script's `clock` lines, a replayed
+    /// feed, a test — so that a run is reproducible; a stamp earlier than the engine's time is
+    /// processed at the engine's time.
+    ///
+    /// # Panics
+    ///
+    /// As [`Pipeline::submit`].
+    pub fn submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Seq {
+        let mut cmd = cmd;
+        loop {
+            match self.try_submit_at(cmd, timestamp_ns) {
+                Ok(seq) => return seq,
+                Err(back) => {
+                    cmd = back;
+                    if self.control.failed() {
+                        panic!("the pipeline has failed; shut it down to see why");
+                    }
+                    if self.wait.is_busy_spin() {
+                        std::hint::spin_loop();
+                    } else {
+                        self.wait.idle();
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Pipeline::try_submit`] with the caller's timestamp (see [`Pipeline::submit_at`]).
+    pub fn try_submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Result<Seq, Command> {
+        self.submit_to(cmd, None, Some(timestamp_ns))
     }
 
     fn submit_to(
         &mut self,
         cmd: Command,
         sink: Option<&mut dyn FnMut(&Output)>,
+        stamp: Option<u64>,
     ) -> Result<Seq, Command> {
         let seq = Seq(self.next_seq);
-        let timestamp_ns = now_ns();
+        let timestamp_ns = stamp.unwrap_or_else(now_ns);
         match self.submitter.as_mut() {
             Some(Submitter::Inline(core)) => core.process(seq, timestamp_ns, cmd, sink),
             Some(Submitter::Ring(p)) => {

@@ -148,7 +148,7 @@ fn apply(
         let cmd = codec::decode(record.payload).map_err(|e| {
             PipelineError::Replay(format!("record {} does not decode: {e}", record.sequence))
         })?;
-        engine.process(&cmd, &mut ignore);
+        engine.process_at(record.timestamp_ns, &cmd, &mut ignore);
         *expected += 1;
         applied += 1;
     }

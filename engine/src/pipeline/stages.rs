@@ -160,7 +160,7 @@ pub(crate) fn process_one<O: Outbox<Output>>(
     slot: &InSlot,
 ) {
     let seq = slot.seq;
-    engine.process(&slot.cmd, &mut OutSink { out, seq });
+    engine.process_at(slot.timestamp_ns, &slot.cmd, &mut OutSink { out, seq });
     out.push(Output {
         seq,
         kind: OutputKind::Done,
@@ -277,10 +277,12 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
                 kind: SettleKind::Event(*event),
             });
         }
-        // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
         // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
         // only the accounts meanwhile and R waits for S (shared.rs).
         let matcher = unsafe { shared.matcher() };
+        // Engine time moves with every command, whatever R decided (`Engine::process_at`).
+        matcher.advance(slot.timestamp_ns);
+        // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
         match_stage(
             matcher,
             &slot.cmd,

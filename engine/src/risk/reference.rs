@@ -24,6 +24,7 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{Config, SymbolConfig};
 use crate::event::{Event, EventSink, Trade};
 use crate::hash::{StateHash, StateHasher};
+use crate::matching::OrderRef;
 use crate::risk::accounts::{Balance, PendingWithdrawal};
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderId, Price, Side, SymbolId, UserId, WithdrawalId,
@@ -163,6 +164,13 @@ impl ReferenceEngine {
         }
     }
 
+    /// [`ReferenceEngine::process`] for a command stamped `ts_ns`: engine time (the book's)
+    /// first moves to the later of `ts_ns` and the current time.
+    pub fn process_at<S: EventSink + ?Sized>(&mut self, ts_ns: u64, cmd: &Command, sink: &mut S) {
+        self.book.advance(ts_ns);
+        self.process(cmd, sink);
+    }
+
     /// Applies one command, reporting every consequence to `sink` in order; then checks the
     /// model's own invariants (conservation, and locks equal to what can still be spent).
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
@@ -175,10 +183,33 @@ impl ReferenceEngine {
                 price,
                 qty,
                 ..
-            } if qty.0 != 0 => self.amend(cmd, user, client_order_id, price, qty.0, &mut events),
-            Command::Amend { .. } | Command::Cancel { .. } | Command::MassCancel { .. } => {
-                self.matching(cmd, &mut events)
-            }
+            } if qty.0 != 0 => self.amend(
+                cmd,
+                user,
+                OrderRef::Client(client_order_id),
+                price,
+                qty.0,
+                &mut events,
+            ),
+            Command::AmendOrder {
+                user,
+                order_id,
+                price,
+                qty,
+                ..
+            } if qty.0 != 0 => self.amend(
+                cmd,
+                user,
+                OrderRef::Engine(order_id),
+                price,
+                qty.0,
+                &mut events,
+            ),
+            Command::Amend { .. }
+            | Command::Cancel { .. }
+            | Command::AmendOrder { .. }
+            | Command::CancelOrder { .. }
+            | Command::MassCancel { .. } => self.matching(cmd, &mut events),
             Command::Deposit {
                 user,
                 currency,
@@ -277,8 +308,8 @@ impl ReferenceEngine {
         events.extend(out);
     }
 
-    /// What matching alone would answer first, without changing anything.
-    fn dry_run(&self, cmd: &Command) -> Option<RejectCode> {
+    /// What matching alone would answer first, without changing anything: its reject, if any.
+    fn dry_run_reject(&self, cmd: &Command) -> Option<Event> {
         let mut book = self.book.clone();
         let mut first = None;
         book.process(cmd, &mut |e: &Event| {
@@ -286,7 +317,12 @@ impl ReferenceEngine {
                 first = Some(*e);
             }
         });
-        match first {
+        first.filter(|e| matches!(e, Event::Rejected { .. }))
+    }
+
+    /// The code of [`ReferenceEngine::dry_run_reject`].
+    fn dry_run(&self, cmd: &Command) -> Option<RejectCode> {
+        match self.dry_run_reject(cmd) {
             Some(Event::Rejected { code, .. }) => Some(code),
             _ => None,
         }
@@ -340,23 +376,25 @@ impl ReferenceEngine {
         &mut self,
         cmd: &Command,
         user: UserId,
-        coid: ClientOrderId,
+        target: OrderRef,
         price: Price,
         qty: u64,
         events: &mut Vec<Event>,
     ) {
+        // Matching's own checks first (its reject names the client order id as it does).
+        if let Some(rejected) = self.dry_run_reject(cmd) {
+            return events.push(rejected);
+        }
+        let order = match target {
+            OrderRef::Client(coid) => self.book.order(user, coid),
+            OrderRef::Engine(id) => self.book.order_by_id(id),
+        }
+        .expect("matching found the order");
         let reject = |code| Event::Rejected {
             user,
-            client_order_id: coid,
+            client_order_id: order.client_order_id,
             code,
         };
-        if let Some(code) = self.dry_run(cmd) {
-            return events.push(reject(code));
-        }
-        let order = self
-            .book
-            .order(user, coid)
-            .expect("matching found the order");
         let market = self.markets[order.symbol.0 as usize];
         let (currency, old) = market
             .lock(order.side, order.price, order.leaves_qty.0)

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use ringbook_engine::pipeline::{Output, OutputKind};
 use ringbook_engine::prelude::*;
+use ringbook_engine::Pipeline;
 
 /// SplitMix64: a fixed-seed generator that itself never allocates.
 struct Rng(u64);
@@ -27,6 +28,7 @@ impl Rng {
 pub const USERS: u64 = 8;
 const SYMBOLS: u64 = 3;
 const TRACKED: usize = 4096;
+const ACCEPTED: usize = 64;
 
 /// Generates a mixed command stream around a moving mid price. Client order ids it hands out
 /// are remembered in a fixed table so cancels and amends usually name live orders.
@@ -34,6 +36,9 @@ pub struct Workload {
     rng: Rng,
     next_coid: u64,
     tracked: Vec<(UserId, SymbolId, ClientOrderId)>,
+    /// Orders the caller saw accepted ([`Workload::observe`]), for cancels and amends by id.
+    accepted: Vec<(UserId, SymbolId, OrderId)>,
+    accepted_next: usize,
     mids: [i64; SYMBOLS as usize],
 }
 
@@ -43,7 +48,24 @@ impl Workload {
             rng: Rng(seed),
             next_coid: 1,
             tracked: vec![(UserId(0), SymbolId(0), ClientOrderId(0)); TRACKED],
+            accepted: vec![(UserId(0), SymbolId(0), OrderId(0)); ACCEPTED],
+            accepted_next: 0,
             mids: [15_000, 5_000, 19_000],
+        }
+    }
+
+    /// Remembers an accepted order (a caller that sees the events feeds them back), so that
+    /// cancels and amends by engine order id name real orders.
+    pub fn observe(&mut self, event: &Event) {
+        if let Event::Accepted {
+            user,
+            symbol,
+            order_id,
+            ..
+        } = *event
+        {
+            self.accepted[self.accepted_next] = (user, symbol, order_id);
+            self.accepted_next = (self.accepted_next + 1) % ACCEPTED;
         }
     }
 
@@ -110,7 +132,36 @@ impl Workload {
             Command::NewOrder(o)
         } else {
             let (user, symbol, client_order_id) = self.tracked[r.below(TRACKED as u64) as usize];
+            // A quarter of cancels and amends name an engine order id instead: one of the
+            // orders seen accepted lately (often still live, sometimes gone), usually by its
+            // owner on its symbol, sometimes by another user; or, when nothing was observed, a
+            // guess near the ids issued lately.
+            let by_id = r.below(4) == 0;
+            let (owner, home, order_id) = self.accepted[r.below(ACCEPTED as u64) as usize];
+            let (id_user, id_symbol, order_id) = if order_id.0 == 0 {
+                (
+                    user,
+                    symbol,
+                    OrderId(self.next_coid.saturating_sub(r.below(64))),
+                )
+            } else if r.below(8) == 0 {
+                (UserId((owner.0 + 1) % USERS as u32), home, order_id)
+            } else {
+                (owner, home, order_id)
+            };
             match kind {
+                60..=84 if by_id => Command::CancelOrder {
+                    user: id_user,
+                    symbol: id_symbol,
+                    order_id,
+                },
+                85..=98 if by_id => Command::AmendOrder {
+                    user: id_user,
+                    symbol: id_symbol,
+                    order_id,
+                    price: Price(*mid - toward(r.below(15) as i64)),
+                    qty: Qty(r.below(40)),
+                },
                 60..=84 => Command::Cancel {
                     user,
                     symbol,
@@ -212,7 +263,26 @@ pub fn collector() -> (Collected, impl FnMut(&Output) + Send + 'static) {
     (all, move |o: &Output| mine.lock().unwrap().push(*o))
 }
 
-/// The single-threaded reference: outputs as the pipeline would produce them.
+/// The timestamp the tests give command `seq` (Unix nanoseconds): 1 µs apart, except that
+/// every seventh command is stamped 5 µs early, which the engine must process at its current
+/// time (time never goes backwards).
+pub fn stamp(seq: u64) -> u64 {
+    let ts = 1_000_000_000 + seq * 1_000;
+    if seq % 7 == 3 {
+        ts - 5_000
+    } else {
+        ts
+    }
+}
+
+/// Submits `cmd` stamped with [`stamp`] of the sequence it gets.
+pub fn submit(pipeline: &mut Pipeline, cmd: Command) -> Seq {
+    let seq = pipeline.next_seq();
+    pipeline.submit_at(cmd, stamp(seq.0))
+}
+
+/// The single-threaded reference: outputs as the pipeline would produce them, each command
+/// stamped with [`stamp`] of its sequence.
 pub fn reference(
     config: &Config,
     risk: RiskMode,
@@ -223,7 +293,7 @@ pub fn reference(
     let mut out = Vec::new();
     for (i, cmd) in cmds.iter().enumerate() {
         let seq = Seq(first_seq + i as u64);
-        engine.process(cmd, &mut |e: &Event| {
+        engine.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
             out.push(Output {
                 seq,
                 kind: OutputKind::Event(*e),

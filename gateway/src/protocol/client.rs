@@ -3,8 +3,8 @@
 
 use ringbook_engine::codec::{order_type_from_u8, side_from_u8, stp_from_u8, tif_from_u8};
 use ringbook_engine::{
-    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, Price, Qty, Query, RejectCode,
-    SymbolId, UserId, WithdrawalId,
+    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, OrderId, Price, Qty, Query,
+    RejectCode, SymbolId, UserId, WithdrawalId,
 };
 
 use super::wire::{Rd, Wr};
@@ -26,6 +26,10 @@ pub mod msg_type {
     pub const AMEND: u16 = 12;
     /// Mass cancel (all symbols, or one).
     pub const MASS_CANCEL: u16 = 13;
+    /// Cancel one order named by its engine order id.
+    pub const CANCEL_ORDER: u16 = 14;
+    /// Amend one order named by its engine order id.
+    pub const AMEND_ORDER: u16 = 15;
     /// Order status query.
     pub const ORDER_STATUS: u16 = 20;
     /// Open orders query.
@@ -160,6 +164,8 @@ impl ClientMsg {
                 Command::Cancel { .. } => CANCEL,
                 Command::Amend { .. } => AMEND,
                 Command::MassCancel { .. } => MASS_CANCEL,
+                Command::CancelOrder { .. } => CANCEL_ORDER,
+                Command::AmendOrder { .. } => AMEND_ORDER,
                 Command::Deposit { .. } => DEPOSIT,
                 Command::Withdraw { .. } => WITHDRAW,
                 Command::ApproveWithdrawal { .. } => APPROVE_WITHDRAWAL,
@@ -224,6 +230,27 @@ impl ClientMsg {
                         .u16(symbol.0)
                         .u16(0)
                         .u64(client_order_id.0)
+                        .i64(price.0)
+                        .u64(qty.0);
+                }
+                Command::CancelOrder {
+                    user,
+                    symbol,
+                    order_id,
+                } => {
+                    w.u32(user.0).u16(symbol.0).u16(0).u64(order_id.0);
+                }
+                Command::AmendOrder {
+                    user,
+                    symbol,
+                    order_id,
+                    price,
+                    qty,
+                } => {
+                    w.u32(user.0)
+                        .u16(symbol.0)
+                        .u16(0)
+                        .u64(order_id.0)
                         .i64(price.0)
                         .u64(qty.0);
                 }
@@ -297,8 +324,8 @@ impl ClientMsg {
             LOGIN => LOGIN_BODY_BYTES,
             LOGOUT | HEARTBEAT => 0,
             NEW_ORDER => 52,
-            CANCEL => 16,
-            AMEND => 32,
+            CANCEL | CANCEL_ORDER => 16,
+            AMEND | AMEND_ORDER => 32,
             MASS_CANCEL => 8,
             ORDER_STATUS => 24,
             OPEN_ORDERS | BALANCES => 16,
@@ -360,6 +387,29 @@ impl ClientMsg {
                     stop_price: Price(r.i64()),
                     display_qty: Qty(r.u64()),
                 }))
+            }
+            CANCEL_ORDER | AMEND_ORDER => {
+                let user = UserId(r.u32());
+                let symbol = SymbolId(r.u16());
+                if r.u16() != 0 {
+                    return Err(bad);
+                }
+                let order_id = OrderId(r.u64());
+                if msg_type == CANCEL_ORDER {
+                    ClientMsg::Command(Command::CancelOrder {
+                        user,
+                        symbol,
+                        order_id,
+                    })
+                } else {
+                    ClientMsg::Command(Command::AmendOrder {
+                        user,
+                        symbol,
+                        order_id,
+                        price: Price(r.i64()),
+                        qty: Qty(r.u64()),
+                    })
+                }
             }
             CANCEL | AMEND => {
                 let user = UserId(r.u32());

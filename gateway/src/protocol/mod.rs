@@ -21,8 +21,9 @@ pub use server::{OrderInfo, ServerMsg};
 
 use ringbook_engine::RejectCode;
 
-/// The schema version this crate speaks; a frame with another version is rejected.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The schema version this crate speaks; a frame with another version is rejected. Version 2
+/// added the trade identity (trade id, engine time, contra order id) to `Fill`.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The size of the `length` prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Prefix, type and version.

@@ -294,7 +294,10 @@ pub enum ServerMsg {
         client_order_id: u64,
         name: Name32,
     },
-    /// `role` 0 maker, 1 taker; `side` the order's own side.
+    /// `role` 0 maker, 1 taker; `side` the order's own side (so the taker's side is `side`
+    /// when `role` is 1, the other side when it is 0). `trade_id` is per symbol, dense from 1;
+    /// `ts` the engine time of the trade (Unix nanoseconds); `contra_order_id` the engine order
+    /// id of the other side's order (the maker's for the taker, the taker's for the maker).
     Fill {
         seq: u64,
         user: u32,
@@ -308,6 +311,9 @@ pub enum ServerMsg {
         leaves_qty: u64,
         cum_qty: u64,
         fee: u64,
+        trade_id: u64,
+        ts: u64,
+        contra_order_id: u64,
     },
     /// `reason`: the engine's `CancelReason` number.
     Cancelled {
@@ -633,6 +639,9 @@ impl ServerMsg {
                 leaves_qty,
                 cum_qty,
                 fee,
+                trade_id,
+                ts,
+                contra_order_id,
                 ..
             } => {
                 w.u32(user)
@@ -645,7 +654,10 @@ impl ServerMsg {
                     .u64(qty)
                     .u64(leaves_qty)
                     .u64(cum_qty)
-                    .u64(fee);
+                    .u64(fee)
+                    .u64(trade_id)
+                    .u64(ts)
+                    .u64(contra_order_id);
             }
             ServerMsg::Cancelled {
                 user,
@@ -920,6 +932,9 @@ impl ServerMsg {
                 leaves_qty: r.u64(),
                 cum_qty: r.u64(),
                 fee: r.u64(),
+                trade_id: r.u64(),
+                ts: r.u64(),
+                contra_order_id: r.u64(),
             },
             CANCELLED => ServerMsg::Cancelled {
                 seq,

@@ -79,6 +79,13 @@ impl EngineBackend {
     }
 }
 
+/// Unix nanoseconds now (0 if the clock is before 1970).
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Backend for EngineBackend {
     fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
         if self.outputs.len() >= self.outputs_max {
@@ -87,9 +94,11 @@ impl Backend for EngineBackend {
         let seq = Seq(self.next_seq);
         self.next_seq += 1;
         let outputs = &mut self.outputs;
-        self.engine.process(&cmd, &mut |e: &Event| {
-            outputs.push_back((seq, BackendOutput::Event(*e)))
-        });
+        // Engine time is the wall clock's at submission, as the pipeline stamps it.
+        self.engine
+            .process_at(wall_clock_ns(), &cmd, &mut |e: &Event| {
+                outputs.push_back((seq, BackendOutput::Event(*e)))
+            });
         outputs.push_back((seq, BackendOutput::Done));
         Ok(seq)
     }

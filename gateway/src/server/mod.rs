@@ -1495,9 +1495,9 @@ impl<B: Backend> Core<B> {
                 }
             }
             Event::Trade(t) => {
-                for (fill, role, side) in [
-                    (t.maker, 0u8, t.taker_side.opposite()),
-                    (t.taker, 1u8, t.taker_side),
+                for (fill, role, side, contra) in [
+                    (t.maker, 0u8, t.taker_side.opposite(), t.taker.order_id),
+                    (t.taker, 1u8, t.taker_side, t.maker.order_id),
                 ] {
                     self.send_to_user(
                         fill.user.0,
@@ -1515,6 +1515,9 @@ impl<B: Backend> Core<B> {
                             leaves_qty: fill.leaves_qty.0,
                             cum_qty: fill.cum_qty.0,
                             fee: fill.fee,
+                            trade_id: t.trade_id.0,
+                            ts: t.ts,
+                            contra_order_id: contra.0,
                         },
                     );
                 }
