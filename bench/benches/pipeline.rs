@@ -287,7 +287,7 @@ fn run(args: &Args) -> Result<(), String> {
     // consecutive, so the first timed command is the one after the last deposit.
     let mut last_deposit = Seq(0);
     for d in &deposits {
-        last_deposit = pipeline.submit(*d);
+        last_deposit = pipeline.submit(*d).expect("the pipeline failed");
     }
     first_timed_seq.store(last_deposit.0 + 1, Ordering::Release);
     while deposits_done.load(Ordering::Acquire) < deposits.len() as u64 {
@@ -312,7 +312,7 @@ fn run(args: &Args) -> Result<(), String> {
             None => t0.elapsed().as_nanos() as u64,
         };
         intended[i].store(intended_ns, Ordering::Release);
-        let seq = pipeline.submit(*cmd);
+        let seq = pipeline.submit(*cmd).expect("the pipeline failed");
         debug_assert_eq!(seq.0, last_deposit.0 + 1 + i as u64);
     }
     // Every command done, then stop counting: shutdown's own frees are not the hot path.

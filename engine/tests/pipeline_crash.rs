@@ -60,12 +60,13 @@ fn crash_child() {
                 user: UserId(user as u32),
                 currency: CurrencyId(currency as u16),
                 amount: 1 << 50,
-            });
+            })
+            .unwrap();
         }
     }
     let mut workload = Workload::new(99);
     loop {
-        pipeline.submit(workload.command());
+        pipeline.submit(workload.command()).unwrap();
     }
 }
 

@@ -28,7 +28,7 @@ fn run_with(layout: Layout, transport: Transport, risk: RiskMode, inline: bool, 
         .start()
         .unwrap();
     for (i, cmd) in cmds.iter().enumerate() {
-        assert_eq!(pipeline.submit(*cmd), Seq(1 + i as u64));
+        assert_eq!(pipeline.submit(*cmd).unwrap(), Seq(1 + i as u64));
     }
     let report = pipeline.shutdown().unwrap();
     let got = collected.lock().unwrap();

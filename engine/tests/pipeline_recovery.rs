@@ -40,7 +40,7 @@ fn restart_continues(layout: Layout) {
     let (mut p, _) = start(dir.path(), layout, 0);
     assert_eq!(p.recovery().next_seq, Seq(1));
     for c in first {
-        p.submit(*c);
+        p.submit(*c).unwrap();
     }
     let run1 = p.shutdown().unwrap();
     assert_eq!(
@@ -55,10 +55,10 @@ fn restart_continues(layout: Layout) {
     assert_eq!(info.replayed, first.len() as u64);
     assert_eq!(info.next_seq, Seq(first.len() as u64 + 1));
     for (i, c) in rest.iter().enumerate() {
-        assert_eq!(p.submit(*c), Seq((first.len() + i + 1) as u64));
+        assert_eq!(p.submit(*c).unwrap(), Seq((first.len() + i + 1) as u64));
     }
     p.request_snapshot();
-    p.submit(cmds[0]); // a boundary after the request (R takes it in the split layout)
+    p.submit(cmds[0]).unwrap(); // a boundary after the request (R takes it in the split layout)
     let run2 = p.shutdown().unwrap();
     let mut all = cmds.clone();
     all.push(cmds[0]);

@@ -91,14 +91,15 @@ fn allocations_after_start(layout: Layout) -> u64 {
                 user: UserId(user as u32),
                 currency: CurrencyId(currency as u16),
                 amount: 1 << 50,
-            });
+            })
+            .unwrap();
             submitted += 1;
         }
     }
 
     COUNTING.store(true, Ordering::SeqCst);
     for _ in 0..COMMANDS {
-        pipeline.submit(workload.command());
+        pipeline.submit(workload.command()).unwrap();
         submitted += 1;
     }
     while done.load(Ordering::Acquire) < submitted {

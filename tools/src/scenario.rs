@@ -410,7 +410,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Backend for Threaded {
     fn run(&mut self, cmd: Command) -> Result<(), Fatal> {
-        self.submitted = self.pipeline.submit(cmd).0;
+        self.submitted = self
+            .pipeline
+            .submit(cmd)
+            .map_err(|e| format!("command {}: {e}", self.submitted + 1))?
+            .0;
         self.check()
     }
 
