@@ -218,6 +218,17 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
         );
         builder = builder.inject_panic(point, seq);
     }
+    if layout == Layout::Inline
+        && (args.wait.is_some()
+            || args.output_wait.is_some()
+            || args.inline_output
+            || args.ring_size.is_some())
+    {
+        eprintln!(
+            "ringbook serve: warning: --wait, --output-wait, --inline-output and --ring-size \
+             configure pipeline threads; the inline layout has none and ignores them"
+        );
+    }
     let chosen = if args.layout.is_some() {
         "given".to_string()
     } else {
@@ -284,7 +295,9 @@ fn serve(args: Args) -> Result<(), Stop> {
             handle.local_addr()
         );
         wait_for_signal(|| handle.is_finished());
-        let backend = handle.shutdown().map_err(|e| Stop::Failed(e.to_string()))?;
+        let backend = handle
+            .shutdown()
+            .map_err(|e| Stop::Failed(format!("gateway: {e}")))?;
         eprintln!(
             "ringbook serve: stopped; state hash {}",
             backend.engine().state_hash()
@@ -332,7 +345,9 @@ fn serve(args: Args) -> Result<(), Stop> {
         eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
     }
     let stats = handle.stats().clone();
-    let backend = handle.shutdown().map_err(|e| Stop::Failed(e.to_string()))?;
+    let backend = handle
+        .shutdown()
+        .map_err(|e| Stop::Failed(format!("gateway: {e}")))?;
     eprintln!(
         "ringbook serve: gateway stopped: {} connections, {} commands, {} back-pressure pauses, \
          {} outbound-backlog pauses, {} loop wake-ups from the pipeline; disconnects: {} slow \
