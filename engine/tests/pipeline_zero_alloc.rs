@@ -1,6 +1,7 @@
 //! After `start()`, the whole pipeline — every thread — allocates nothing: a counting global
 //! allocator counts every thread's heap operations while the commands flow (fused and split,
-//! disruptor rings, journal on with durability none). One test in this binary, so no other
+//! disruptor rings, journal on with durability none). Also with the phased wait, across idle
+//! spells in which the threads park and are woken again. One test in this binary, so no other
 //! test's allocations are counted.
 
 mod common;
@@ -55,7 +56,7 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 const COMMANDS: u64 = 100_000;
 
-fn allocations_after_start(layout: Layout) -> u64 {
+fn allocations_after_start(layout: Layout, wait: WaitStrategy) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let config = config();
     let done = Arc::new(AtomicU64::new(0));
@@ -64,7 +65,7 @@ fn allocations_after_start(layout: Layout) -> u64 {
     let mut pipeline = Pipeline::builder(&config)
         .layout(layout)
         .transport(Transport::Disruptor)
-        .wait(WaitStrategy::Yield)
+        .wait(wait)
         .journal(
             dir.path(),
             JournalConfig {
@@ -87,20 +88,31 @@ fn allocations_after_start(layout: Layout) -> u64 {
     let mut submitted = 0;
     for user in 0..USERS {
         for currency in 0..config.currencies.len() {
-            pipeline.submit(Command::Deposit {
-                user: UserId(user as u32),
-                currency: CurrencyId(currency as u16),
-                amount: 1 << 50,
-            })
-            .unwrap();
+            pipeline
+                .submit(Command::Deposit {
+                    user: UserId(user as u32),
+                    currency: CurrencyId(currency as u16),
+                    amount: 1 << 50,
+                })
+                .unwrap();
             submitted += 1;
         }
     }
 
     COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..COMMANDS {
+    for i in 0..COMMANDS {
         pipeline.submit(workload.command()).unwrap();
         submitted += 1;
+        if wait == WaitStrategy::Phased && i % 25_000 == 0 {
+            // An idle spell: let the threads park; the next submit wakes them.
+            let parks = pipeline.parks();
+            for _ in 0..2_000 {
+                if pipeline.parks() > parks {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
     }
     while done.load(Ordering::Acquire) < submitted {
         std::thread::yield_now();
@@ -130,11 +142,13 @@ fn the_running_pipeline_allocates_nothing_on_any_thread() {
         "the counter counts nothing"
     );
 
-    for layout in [Layout::Fused, Layout::JournalThenBusiness, Layout::Split] {
-        let allocations = allocations_after_start(layout);
-        assert_eq!(
-            allocations, 0,
-            "{layout}: {allocations} heap operations after start"
-        );
+    for wait in [WaitStrategy::Yield, WaitStrategy::Phased] {
+        for layout in [Layout::Fused, Layout::JournalThenBusiness, Layout::Split] {
+            let allocations = allocations_after_start(layout, wait);
+            assert_eq!(
+                allocations, 0,
+                "{layout} {wait:?}: {allocations} heap operations after start"
+            );
+        }
     }
 }

@@ -114,7 +114,6 @@ impl Bell {
     }
 
     /// Times the consumer parked.
-    #[allow(dead_code)]
     pub(crate) fn parks(&self) -> u64 {
         self.parks.load(Ordering::Relaxed)
     }

@@ -94,6 +94,11 @@ impl Control {
         }
     }
 
+    /// Times any pipeline thread parked.
+    pub(crate) fn parks(&self) -> u64 {
+        self.0.bells.iter().map(Bell::parks).sum()
+    }
+
     /// Asks the journal stage to prune the segments before `seq` (snapshot writer).
     pub(crate) fn request_prune(&self, before: u64) {
         self.0.prune_before.store(before, Ordering::Relaxed);

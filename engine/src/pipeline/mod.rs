@@ -981,6 +981,12 @@ impl Pipeline {
         self.control.request_snapshot();
     }
 
+    /// Times its threads have parked so far (only [`WaitStrategy::Phased`] parks: after an
+    /// idle spell of [`YIELD_FOR`]); for monitoring and tests.
+    pub fn parks(&self) -> u64 {
+        self.control.parks()
+    }
+
     /// The thread layout it runs.
     pub fn layout(&self) -> Layout {
         self.layout
