@@ -10,8 +10,8 @@
 //! the gateway stops, the cause is logged and the process exits 3; a restart recovers from the
 //! journal.
 //!
-//! Without `--layout`, the layout and wait strategy are chosen from the number of cores
-//! ([`default_shape`]) and the choice is logged.
+//! Without `--layout`, the layout and wait strategy are chosen from the number of cores and
+//! the durability policy ([`default_shape`]) and the choice is logged.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,27 +125,50 @@ fn parse_fault(s: &str) -> Result<(FaultPoint, Seq), String> {
     Ok((point.parse()?, Seq(seq)))
 }
 
-/// The layout and wait strategy `serve` uses when `--layout` / `--wait` are not given, for a
-/// machine with `cores` cores, and why.
+/// What `serve` runs when `--layout` is not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The pipeline layout.
+    pub layout: Layout,
+    /// How its threads wait (unless `--wait` says otherwise).
+    pub wait: WaitStrategy,
+    /// Whether the output handler runs on the stage thread (no output thread).
+    pub inline_output: bool,
+    /// Why, for the start-up log.
+    pub why: &'static str,
+}
+
+/// The shape for a machine with `cores` cores and this durability policy.
 ///
-/// Below 4 cores the gateway thread, a pipeline thread and the output thread cannot each have
-/// a core: every hand-off then waits for the scheduler, so the inline layout (journal and
-/// engine on the gateway thread) has the lowest latency, and an idle server only runs the
-/// gateway's 20 ms timer. From 4 cores the fused pipeline takes the journal and engine off
-/// the gateway thread; its threads wait `phased`, so that idle they park instead of spinning.
-pub fn default_shape(cores: usize) -> (Layout, WaitStrategy, &'static str) {
-    if cores < 4 {
-        (
-            Layout::Inline,
-            WaitStrategy::Phased,
-            "fewer than 4 cores: no pipeline thread",
-        )
-    } else {
-        (
-            Layout::Fused,
-            WaitStrategy::Phased,
-            "4 cores or more: the gateway, the pipeline and its output thread a core each",
-        )
+/// Below 4 cores the gateway thread, a pipeline thread and an output thread cannot each have a
+/// core: every hand-off then waits for the scheduler, so the inline layout (journal and engine
+/// on the gateway thread) has the lowest latency, and an idle server runs only the gateway's
+/// 20 ms timer. Except under a durability policy: inline syncs the journal once per command on
+/// the event loop, where the fused thread syncs once per batch of up to 256 (measured in
+/// docs/benchmarks.md), so then it is `fused`, its handler inline (one thread fewer). From 4
+/// cores the fused pipeline takes the journal and engine off the gateway thread, with an output
+/// thread. Threads wait `phased`: idle, they park instead of spinning.
+pub fn default_shape(cores: usize, durability: Durability) -> Shape {
+    match (cores < 4, durability == Durability::None) {
+        (true, true) => Shape {
+            layout: Layout::Inline,
+            wait: WaitStrategy::Phased,
+            inline_output: false,
+            why: "fewer than 4 cores: no pipeline thread",
+        },
+        (true, false) => Shape {
+            layout: Layout::Fused,
+            wait: WaitStrategy::Phased,
+            inline_output: true,
+            why: "fewer than 4 cores and a durability policy: one pipeline thread, one sync per \
+                  batch",
+        },
+        (false, _) => Shape {
+            layout: Layout::Fused,
+            wait: WaitStrategy::Phased,
+            inline_output: false,
+            why: "4 cores or more: the gateway, the pipeline and its output thread a core each",
+        },
     }
 }
 
@@ -188,13 +211,14 @@ impl From<&str> for Stop {
 /// The pipeline as the flags configure it, and a line for the log saying how.
 fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (auto_layout, auto_wait, why) = default_shape(cores);
-    let layout = args.layout.unwrap_or(auto_layout);
-    let wait = args.wait.unwrap_or(auto_wait);
+    let auto = default_shape(cores, args.durability);
+    let layout = args.layout.unwrap_or(auto.layout);
+    let wait = args.wait.unwrap_or(auto.wait);
+    let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
     let mut builder = Pipeline::builder(config)
         .layout(layout)
         .wait(wait)
-        .inline_output(args.inline_output)
+        .inline_output(inline_output)
         .snapshot_every(args.snapshot_every)
         .journal(
             &args.journal,
@@ -232,7 +256,7 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
     let chosen = if args.layout.is_some() {
         "given".to_string()
     } else {
-        format!("chosen for {cores} cores: {why}")
+        format!("chosen for {cores} cores: {}", auto.why)
     };
     let shape = if layout == Layout::Inline {
         format!("layout inline ({chosen}; no pipeline thread)")
@@ -240,7 +264,7 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
         format!(
             "layout {layout} ({chosen}), wait {}, output {}",
             wait_name(wait),
-            if args.inline_output {
+            if inline_output {
                 "inline".to_string()
             } else {
                 format!(
@@ -388,5 +412,56 @@ fn wait_for_signal(finished: impl Fn() -> bool) -> bool {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_shape_follows_cores_and_durability() {
+        let batch = Durability::Batch(SyncMethod::Msync);
+        for cores in [1, 2, 3] {
+            assert_eq!(
+                default_shape(cores, Durability::None).layout,
+                Layout::Inline
+            );
+            let s = default_shape(cores, batch);
+            assert_eq!((s.layout, s.inline_output), (Layout::Fused, true));
+        }
+        for cores in [4, 16] {
+            for d in [Durability::None, batch] {
+                let s = default_shape(cores, d);
+                assert_eq!((s.layout, s.inline_output), (Layout::Fused, false));
+            }
+        }
+        // Every default parks when idle.
+        assert_eq!(
+            default_shape(2, Durability::None).wait,
+            WaitStrategy::Phased
+        );
+        assert_eq!(default_shape(8, batch).wait, WaitStrategy::Phased);
+    }
+
+    #[test]
+    fn durability_and_faults_parse() {
+        assert_eq!(parse_durability("none"), Ok(Durability::None));
+        assert_eq!(
+            parse_durability("batch"),
+            Ok(Durability::Batch(SyncMethod::Msync))
+        );
+        assert_eq!(
+            parse_durability("record:fdatasync"),
+            Ok(Durability::Record(SyncMethod::Fdatasync))
+        );
+        assert!(parse_durability("none:msync").is_err());
+        assert!(parse_durability("always").is_err());
+        assert_eq!(
+            parse_fault("business@7"),
+            Ok((FaultPoint::Business, Seq(7)))
+        );
+        assert!(parse_fault("output@0").is_err());
+        assert!(parse_fault("matching@3").is_err());
     }
 }

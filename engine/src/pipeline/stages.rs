@@ -231,6 +231,7 @@ pub(crate) fn process_one<O: Outbox<Output>>(
 }
 
 /// The fused layout's one thread: J over the whole batch, `end_batch`, then R·M·S over it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
     mut inbox: I,
     mut journal: JournalStage,
