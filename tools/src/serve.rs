@@ -46,8 +46,8 @@ pub struct Args {
     listen: SocketAddr,
     /// Pipeline thread layout: fused, j|rms, split, or inline (no pipeline thread: the gateway
     /// thread journals and processes each command itself — no hand-off, no wake-up; the
-    /// lowest latency when there are fewer cores than threads). Default: inline below 4
-    /// cores, fused from 4 (logged at start).
+    /// lowest latency when there are fewer cores than threads). Default: inline below 4 cores
+    /// with `--durability none`, fused otherwise (logged at start).
     #[arg(long)]
     layout: Option<Layout>,
     /// Pipeline wait strategy: phased (spin, yield, then park until the next command: idle
