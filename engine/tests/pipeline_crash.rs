@@ -56,12 +56,13 @@ fn crash_child() {
         .unwrap();
     for user in 0..USERS {
         for currency in 0..config.currencies.len() {
-            pipeline.submit(Command::Deposit {
-                user: UserId(user as u32),
-                currency: CurrencyId(currency as u16),
-                amount: 1 << 50,
-            })
-            .unwrap();
+            pipeline
+                .submit(Command::Deposit {
+                    user: UserId(user as u32),
+                    currency: CurrencyId(currency as u16),
+                    amount: 1 << 50,
+                })
+                .unwrap();
         }
     }
     let mut workload = Workload::new(99);

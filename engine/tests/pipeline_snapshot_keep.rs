@@ -40,7 +40,7 @@ fn old_snapshots_and_segments_go_and_a_restart_still_recovers() {
         for (i, cmd) in cmds.iter().enumerate() {
             p.submit(*cmd).unwrap();
             let seq = i as u64 + 1;
-            if seq % 1_000 == 0 {
+            if seq.is_multiple_of(1_000) {
                 awaited = Some(seq);
             }
             if let Some(due) = awaited {

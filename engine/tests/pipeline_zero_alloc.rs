@@ -158,7 +158,10 @@ fn allocations_after_start(layout: Layout, wait: WaitStrategy) -> u64 {
 #[test]
 fn the_running_pipeline_allocates_nothing_on_any_thread() {
     // The submitting thread (this one) is counted: it is not the exempt harness thread.
-    assert!(!on_harness_thread(), "the test runs on the harness's main thread");
+    assert!(
+        !on_harness_thread(),
+        "the test runs on the harness's main thread"
+    );
     // The counter works, on another thread too.
     COUNTING.store(true, Ordering::SeqCst);
     std::thread::scope(|s| {
