@@ -1,5 +1,5 @@
 //! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
-//!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|sleep]
+//!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|phased|sleep]
 //!       [--output-wait yield|…] [--inline-output] [--snapshot-every N]
 //!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--json]`
 //!
@@ -151,6 +151,7 @@ fn wait_strategy(name: &str) -> Result<WaitStrategy, String> {
         "busy-spin" => WaitStrategy::BusySpin,
         "busy-spin-hint" => WaitStrategy::BusySpinHint,
         "yield" => WaitStrategy::Yield,
+        "phased" => WaitStrategy::Phased,
         "sleep" => WaitStrategy::Sleep(Duration::from_micros(50)),
         other => return Err(format!("unknown wait strategy {other:?}")),
     })
