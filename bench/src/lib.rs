@@ -593,6 +593,10 @@ impl RingbookBook {
         let mut config = Config::default();
         config.capacity.orders_max = orders_max;
         config.capacity.users_max = config.capacity.users_max.max(RINGBOOK_USERS as u32 + 1);
+        // The peers' workload ids become client order ids and every market order reuses id 0,
+        // so the adapter runs under the `unique_live` client-order-id rule (the check costs the
+        // same one comparison under either rule).
+        config.engine.client_order_ids = ringbook_engine::config::ClientOrderIdRule::UniqueLive;
         let s = &mut config.symbols[0];
         s.price_min = 1;
         s.price_max = price_max;

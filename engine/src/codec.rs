@@ -98,6 +98,8 @@ const _: () = assert!(QUERY_ORDER_BYTES <= COMMAND_BYTES_MAX);
 const FLAG_POST_ONLY: u8 = 1;
 /// Mass-cancel flag bit: the command names one symbol.
 const FLAG_HAS_SYMBOL: u8 = 1;
+/// Mass-cancel flag bit: issued for a cancel-on-disconnect session that ended.
+const FLAG_ON_DISCONNECT: u8 = 2;
 
 /// Why a byte string is not a command. Cheap to return and to copy; never allocates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -277,9 +279,14 @@ pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
             w.i64(price.0);
             w.u64(qty.0);
         }
-        Command::MassCancel { user, symbol } => {
+        Command::MassCancel {
+            user,
+            symbol,
+            on_disconnect,
+        } => {
             w.u8(KIND_MASS_CANCEL);
-            w.u8(if symbol.is_some() { FLAG_HAS_SYMBOL } else { 0 });
+            w.u8(if symbol.is_some() { FLAG_HAS_SYMBOL } else { 0 }
+                | if on_disconnect { FLAG_ON_DISCONNECT } else { 0 });
             w.u16(symbol.map_or(0, |s| s.0));
             w.u32(user.0);
         }
@@ -501,7 +508,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
         },
         KIND_MASS_CANCEL => {
             let flags = r.u8();
-            if flags & !FLAG_HAS_SYMBOL != 0 {
+            if flags & !(FLAG_HAS_SYMBOL | FLAG_ON_DISCONNECT) != 0 {
                 return Err(DecodeError::BadFlags { value: flags });
             }
             let symbol = r.u16();
@@ -511,6 +518,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
             Command::MassCancel {
                 symbol: (flags & FLAG_HAS_SYMBOL != 0).then_some(SymbolId(symbol)),
                 user: UserId(r.u32()),
+                on_disconnect: flags & FLAG_ON_DISCONNECT != 0,
             }
         }
         KIND_DEPOSIT | KIND_WITHDRAW => {
@@ -615,21 +623,29 @@ mod tests {
         let none = round_trip(Command::MassCancel {
             user: UserId(3),
             symbol: None,
+            on_disconnect: false,
         });
         assert_eq!(none, [KIND_MASS_CANCEL, 0, 0, 0, 3, 0, 0, 0]);
         let zero = round_trip(Command::MassCancel {
             user: UserId(3),
             symbol: Some(SymbolId(0)),
+            on_disconnect: false,
         });
         assert_eq!(zero, [KIND_MASS_CANCEL, 1, 0, 0, 3, 0, 0, 0]);
+        let cod = round_trip(Command::MassCancel {
+            user: UserId(3),
+            symbol: None,
+            on_disconnect: true,
+        });
+        assert_eq!(cod, [KIND_MASS_CANCEL, 2, 0, 0, 3, 0, 0, 0]);
         let mut bad = none.clone();
         bad[2] = 1;
         assert_eq!(
             decode(&bad),
             Err(DecodeError::NonCanonical { field: "symbol" })
         );
-        bad[1] = 2;
-        assert_eq!(decode(&bad), Err(DecodeError::BadFlags { value: 2 }));
+        bad[1] = 4;
+        assert_eq!(decode(&bad), Err(DecodeError::BadFlags { value: 4 }));
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub enum RejectCode {
     OperatorOnly = 1011,
     /// Orders, withdrawals and account queries need a user session.
     UserOnly = 1012,
-    /// A new order's client order id is not above the session's previous one (idempotency: a resent order is never executed twice).
+    /// Reserved: the gateway's former per-session client-order-id check, no longer sent (the
+    /// engine's per-user rule, [`RejectCode::DuplicateClientOrderId`], replaced it).
     ClientOrderIdNotIncreasing = 1013,
     /// Nothing arrived from the client for longer than the heartbeat timeout.
     HeartbeatTimeout = 1014,
@@ -88,7 +89,9 @@ pub enum RejectCode {
     InvalidTimeInForce = 3007,
     /// Post-only on an order that can never rest (market, stop-market).
     InvalidPostOnly = 3008,
-    /// The user already has a live order with this client order id.
+    /// The client order id was already used: under the `increasing` rule it is at or below the
+    /// user's highest so far (a resend, whatever became of the original); under `unique_live`
+    /// it names one of the user's live orders. Nothing was executed.
     DuplicateClientOrderId = 3009,
     /// No live order of this user with this client order id on this symbol.
     UnknownOrder = 3010,

@@ -111,6 +111,9 @@ pub enum Command {
         user: UserId,
         /// Only this symbol, or all symbols when `None`.
         symbol: Option<SymbolId>,
+        /// Issued by the gateway because the owner's cancel-on-disconnect session ended: the
+        /// orders are cancelled with reason `DISCONNECT` instead of `USER`.
+        on_disconnect: bool,
     },
     /// Credit funds to a user (an operator action at the gateway); opens the account.
     Deposit {

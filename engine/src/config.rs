@@ -63,13 +63,94 @@ pub struct AccountsConfig {
     pub operators: Vec<u32>,
 }
 
-/// The gateway's logins (optional; only `ringbook serve` reads it). See docs/operations.md.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// The gateway's logins and connection limits (optional; only `ringbook serve` reads it). See
+/// docs/operations.md. The gateway checks how the limits relate to each other when it starts.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Who may log in, and as which user or operator.
     #[serde(default)]
     pub accounts: Vec<GatewayAccount>,
+    /// Connection slots for logged-in sessions.
+    #[serde(default = "gw_conns_max")]
+    pub conns_max: usize,
+    /// Connection slots for connections that have not logged in yet (a separate budget, so
+    /// unauthenticated connections can never take a logged-in session's slot).
+    #[serde(default = "gw_prelogin_max")]
+    pub prelogin_max: usize,
+    /// Not-yet-logged-in connections one source address may hold at once.
+    #[serde(default = "gw_prelogin_per_addr_max")]
+    pub prelogin_per_addr_max: usize,
+    /// Time a new connection has to log in, in milliseconds.
+    #[serde(default = "gw_login_timeout_ms")]
+    pub login_timeout_ms: u64,
+    /// Sessions remembered at once (attached or awaiting reconnect).
+    #[serde(default = "gw_sessions_max")]
+    pub sessions_max: usize,
+    /// Sessions one login may hold at once.
+    #[serde(default = "gw_sessions_per_account_max")]
+    pub sessions_per_account_max: usize,
+    /// Failed logins allowed (per account and per address) before logins are throttled.
+    #[serde(default = "gw_login_failures_free")]
+    pub login_failures_free: u32,
+    /// The first login back-off in milliseconds; it doubles per further failure.
+    #[serde(default = "gw_login_backoff_first_ms")]
+    pub login_backoff_first_ms: u64,
+    /// The longest login back-off in milliseconds.
+    #[serde(default = "gw_login_backoff_max_ms")]
+    pub login_backoff_max_ms: u64,
+    /// Source addresses whose failed logins are tracked individually.
+    #[serde(default = "gw_login_addrs_tracked")]
+    pub login_addrs_tracked: usize,
+}
+
+fn gw_conns_max() -> usize {
+    64
+}
+fn gw_prelogin_max() -> usize {
+    16
+}
+fn gw_prelogin_per_addr_max() -> usize {
+    4
+}
+fn gw_login_timeout_ms() -> u64 {
+    2_000
+}
+fn gw_sessions_max() -> usize {
+    128
+}
+fn gw_sessions_per_account_max() -> usize {
+    16
+}
+fn gw_login_failures_free() -> u32 {
+    3
+}
+fn gw_login_backoff_first_ms() -> u64 {
+    200
+}
+fn gw_login_backoff_max_ms() -> u64 {
+    30_000
+}
+fn gw_login_addrs_tracked() -> usize {
+    1024
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            accounts: Vec::new(),
+            conns_max: gw_conns_max(),
+            prelogin_max: gw_prelogin_max(),
+            prelogin_per_addr_max: gw_prelogin_per_addr_max(),
+            login_timeout_ms: gw_login_timeout_ms(),
+            sessions_max: gw_sessions_max(),
+            sessions_per_account_max: gw_sessions_per_account_max(),
+            login_failures_free: gw_login_failures_free(),
+            login_backoff_first_ms: gw_login_backoff_first_ms(),
+            login_backoff_max_ms: gw_login_backoff_max_ms(),
+            login_addrs_tracked: gw_login_addrs_tracked(),
+        }
+    }
 }
 
 /// One gateway login: exactly one of `user` or `operator`.
@@ -155,6 +236,31 @@ impl SymbolConfig {
     }
 }
 
+/// How the engine treats a new order's client order id (docs/protocol.md, "Idempotency").
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientOrderIdRule {
+    /// Each user's client order ids must strictly increase: a new order whose id is at or below
+    /// the highest id that user has sent (the high-water mark, kept in engine state, snapshots
+    /// and replay) is rejected as `DUPLICATE_CLIENT_ORDER_ID`, so a resent order can never be
+    /// executed twice, even after a restart. The default.
+    #[default]
+    Increasing,
+    /// Only an id naming one of the user's live orders is refused; a finished order's id may
+    /// be used again. For replays of foreign feeds and benchmarks that reuse ids; it does not
+    /// protect against resends.
+    UniqueLive,
+}
+
+/// Engine rules (the `[engine]` section; optional).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `"increasing"` (default) or `"unique_live"`.
+    #[serde(default)]
+    pub client_order_ids: ClientOrderIdRule,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +274,9 @@ pub struct Config {
     /// Operators (withdrawal approval).
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// Engine rules: the client-order-id rule.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Gateway logins (optional).
     #[serde(default)]
     pub gateway: GatewayConfig,
@@ -399,6 +508,72 @@ mod tests {
         assert_eq!(names, ["BTC-KRW", "ETH-KRW", "AAPL-USD"]);
         assert_eq!(c.symbol_id("AAPL-USD"), Some(SymbolId(2)));
         assert_eq!(c.currency_id("BTC"), Some(CurrencyId(2)));
+        assert_eq!(c.engine.client_order_ids, ClientOrderIdRule::Increasing);
+    }
+
+    #[test]
+    fn client_order_id_rule_parses_and_defaults_to_increasing() {
+        let without = DEFAULT_CONFIG_TOML
+            .replace("[engine]", "")
+            .replace("client_order_ids = \"increasing\"", "");
+        assert_ne!(without, DEFAULT_CONFIG_TOML);
+        assert_eq!(
+            Config::from_toml_str(&without)
+                .unwrap()
+                .engine
+                .client_order_ids,
+            ClientOrderIdRule::Increasing
+        );
+        let live = DEFAULT_CONFIG_TOML.replace(
+            "client_order_ids = \"increasing\"",
+            "client_order_ids = \"unique_live\"",
+        );
+        assert_eq!(
+            Config::from_toml_str(&live)
+                .unwrap()
+                .engine
+                .client_order_ids,
+            ClientOrderIdRule::UniqueLive
+        );
+        let bad = DEFAULT_CONFIG_TOML.replace(
+            "client_order_ids = \"increasing\"",
+            "client_order_ids = \"sometimes\"",
+        );
+        assert!(matches!(
+            Config::from_toml_str(&bad),
+            Err(ConfigError::Parse(m)) if m.contains("sometimes") || m.contains("unknown variant")
+        ));
+    }
+
+    #[test]
+    fn gateway_limits_default_and_parse_before_or_after_the_accounts() {
+        let d = Config::default();
+        assert_eq!(
+            GatewayConfig {
+                accounts: d.gateway.accounts.clone(),
+                ..GatewayConfig::default()
+            },
+            d.gateway
+        );
+        assert_eq!(d.gateway.login_failures_free, 3);
+        let before = format!("[gateway]\nprelogin_max = 5\n{DEFAULT_CONFIG_TOML}");
+        let after = format!("{DEFAULT_CONFIG_TOML}\n[gateway]\nlogin_timeout_ms = 700\n");
+        let before = Config::from_toml_str(&before).unwrap();
+        let after = Config::from_toml_str(&after).unwrap();
+        assert_eq!(
+            (before.gateway.prelogin_max, before.gateway.login_timeout_ms),
+            (5, 2_000)
+        );
+        assert_eq!(
+            (after.gateway.prelogin_max, after.gateway.login_timeout_ms),
+            (16, 700)
+        );
+        assert_eq!(after.gateway.accounts, d.gateway.accounts);
+        let typo = format!("[gateway]\nprelogin_maxx = 5\n{DEFAULT_CONFIG_TOML}");
+        assert!(matches!(
+            Config::from_toml_str(&typo),
+            Err(ConfigError::Parse(_))
+        ));
     }
 
     fn with(edit: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {

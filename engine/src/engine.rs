@@ -130,7 +130,7 @@ impl Engine {
             sink,
         );
         match plan {
-            Plan::Done => {}
+            Plan::Done => match_stage(&mut self.matcher, cmd, plan, sink),
             Plan::Book => match_stage(&mut self.matcher, cmd, plan, sink),
             Plan::Balances(user) => balances_reply(&self.accounts, user, sink),
             Plan::Settle { .. } => {
@@ -524,8 +524,9 @@ fn amend<S: EventSink + ?Sized>(
     }
 }
 
-/// M: matches one command R passed on ([`Plan::Book`] or [`Plan::Settle`]). Touches only the
-/// matcher.
+/// M: matches one command R passed on ([`Plan::Book`] or [`Plan::Settle`]); for a new order
+/// R rejected ([`Plan::Done`]) it only records the order's client order id, which the reject
+/// consumed (docs/protocol.md, "Idempotency"). Touches only the matcher.
 #[inline]
 pub(crate) fn match_stage<S: EventSink + ?Sized>(
     matcher: &mut Matcher,
@@ -534,6 +535,7 @@ pub(crate) fn match_stage<S: EventSink + ?Sized>(
     sink: &mut S,
 ) {
     match (plan, cmd) {
+        (Plan::Done, Command::NewOrder(o)) => matcher.note_client_order_id(o),
         (Plan::Done | Plan::Balances(_), _) => {}
         (Plan::Settle { place: true, .. }, Command::NewOrder(o)) => {
             matcher.place_validated(o, sink)

@@ -63,7 +63,7 @@
 //! Unit tests sit beside the code; `tests/` holds scenario tests, the property tests that hold
 //! the fast book equal to [`book::reference`], and the counting-allocator test that proves the
 //! zero-allocation claim. The matching rules are in docs/matching.md.
-// Unsafe code is allowed only in the pipeline modules that need it (slot.rs, shared.rs).
+// Unsafe code is allowed only in the pipeline modules that need it (slot.rs, shared.rs, stages.rs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,10 +1,11 @@
 //! Engine snapshots: the whole engine state as bytes, and back.
 //!
-//! Recovery is the latest snapshot plus a replay of the journal after it (SPEC §6), so a
+//! Recovery is the latest snapshot plus a replay of the journal after it (docs/overview.md §6), so a
 //! snapshot must hold everything that `state_hash()` covers *and* everything that influences
 //! what the engine does next: the next order id, each symbol's last trade price, every live
 //! order with all its fields and its exact place (book section, price level, position in the
 //! level's FIFO), each user's orders in acceptance order (mass cancel walks them in that order),
+//! each user's client-order-id high-water mark (what makes a resend after a restart a duplicate),
 //! and the accounts — open accounts and their balances, fees, supply, pending withdrawals in
 //! their slots (a new request takes the lowest free slot) and the next withdrawal id.
 //! [`Engine::write_snapshot`] writes them; [`Engine::from_snapshot`] validates the bytes and
@@ -54,7 +55,7 @@ use std::fmt;
 use crate::book::pool::{Order, OrderPool};
 use crate::book::{checked_notional, BookSection, OrderView};
 use crate::codec::{order_type_from_u8, side_from_u8, stp_from_u8, tif_from_u8};
-use crate::config::Config;
+use crate::config::{ClientOrderIdRule, Config};
 use crate::engine::{Engine, RiskMode};
 use crate::hash::{StateHash, StateHasher};
 use crate::matching::Matcher;
@@ -69,12 +70,16 @@ use crate::types::{
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RINGSNAP";
 /// The version of the layout below; bump it (and keep a reader for the old one) whenever the
 /// layout or the meaning of a field changes.
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Version 2 added each user's client-order-id high-water mark (and the client-order-id rule to
+/// the configuration fingerprint); version 1 snapshots are refused.
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 /// Bytes of the header: magic, version, risk mode, reserved byte, config fingerprint, state
 /// hash.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
 /// Bytes of one live order's record.
 pub const ORDER_RECORD_BYTES: usize = 76;
+/// Bytes of one client-order-id high-water mark record (user u32, mark u64).
+pub const COID_MARK_RECORD_BYTES: usize = 12;
 /// Bytes of one pending withdrawal's record.
 pub const WITHDRAWAL_RECORD_BYTES: usize = 31;
 
@@ -222,11 +227,15 @@ pub fn config_fingerprint(config: &Config) -> u64 {
             h.u64(u64::from(b));
         }
     };
-    h.u64(0x5249_4e47_4346_4731); // "RINGCFG1": the fingerprint's own version
+    h.u64(0x5249_4e47_4346_4732); // "RINGCFG2": the fingerprint's own version
     let cap = &config.capacity;
     h.u64(u64::from(cap.orders_max));
     h.u64(u64::from(cap.users_max));
     h.u64(u64::from(cap.withdrawals_max));
+    h.u64(match config.engine.client_order_ids {
+        ClientOrderIdRule::Increasing => 1,
+        ClientOrderIdRule::UniqueLive => 2,
+    });
     h.u64(config.accounts.operators.len() as u64);
     for &op in &config.accounts.operators {
         h.u64(u64::from(op));
@@ -358,6 +367,17 @@ impl Engine {
         }
         put_u32_at(out, lists_at, lists);
 
+        // Client-order-id high-water marks, in user id order.
+        let marks_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut marks = 0u32;
+        matcher.for_each_client_order_id_high(|user, high| {
+            out.extend_from_slice(&user.0.to_le_bytes());
+            out.extend_from_slice(&high.to_le_bytes());
+            marks += 1;
+        });
+        put_u32_at(out, marks_at, marks);
+
         // Accounts.
         let currencies = accounts.currencies();
         out.extend_from_slice(&(currencies as u16).to_le_bytes());
@@ -440,6 +460,7 @@ impl Engine {
             &book.last_prices,
             &book.orders,
             &book.acceptance,
+            &book.coid_high,
         );
         let engine = Engine::from_parts(config, risk, restored, matcher);
         let hash = engine.state_hash();
@@ -557,6 +578,8 @@ struct MatchingPart {
     orders: Vec<(BookSection, Order)>,
     /// Indices into `orders`, each user's in acceptance order.
     acceptance: Vec<u32>,
+    /// Client-order-id high-water marks, in ascending user order, none zero.
+    coid_high: Vec<(UserId, u64)>,
 }
 
 fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, SnapshotError> {
@@ -681,11 +704,46 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         acceptance.len() == count as usize,
         "a live order is missing from its user's order list",
     )?;
+
+    const K: &str = "client order id marks";
+    let marks = r.u32(K)?;
+    count_at_most(
+        "client order id marks",
+        u64::from(marks),
+        u64::from(cap.users_max),
+    )?;
+    r.need(u64::from(marks), COID_MARK_RECORD_BYTES, K)?;
+    let mut coid_high: Vec<(UserId, u64)> = Vec::with_capacity(marks as usize);
+    for _ in 0..marks {
+        let user = r.u32(K)?;
+        let high = r.u64(K)?;
+        ensure(
+            user < cap.users_max,
+            "a client order id mark names an unknown user",
+        )?;
+        ensure(
+            coid_high.last().is_none_or(|&(u, _)| u.0 < user),
+            "client order id marks are not in ascending user order",
+        )?;
+        ensure(high >= 1, "a client order id mark is zero")?;
+        coid_high.push((UserId(user), high));
+    }
+    // Every live order's id was consumed when it was placed: it is at or below its user's mark.
+    for (_, o) in &orders {
+        let high = coid_high
+            .binary_search_by_key(&o.user, |&(u, _)| u)
+            .map_or(0, |i| coid_high[i].1);
+        ensure(
+            o.client_order_id.0 <= high,
+            "a live order's client order id is above its user's mark",
+        )?;
+    }
     Ok(MatchingPart {
         next_order_id,
         last_prices,
         orders,
         acceptance,
+        coid_high,
     })
 }
 
@@ -1162,10 +1220,10 @@ mod tests {
             }
         );
         let mut bad = bytes.clone();
-        bad[8] = 2;
+        bad[8] = 3;
         assert!(matches!(
             Engine::from_snapshot(&config, RiskMode::On, &bad),
-            Err(SnapshotError::UnsupportedVersion { found: 2, .. })
+            Err(SnapshotError::UnsupportedVersion { found: 3, .. })
         ));
         bad = bytes.clone();
         bad[0] = b'X';

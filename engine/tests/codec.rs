@@ -106,9 +106,12 @@ fn command() -> impl Strategy<Value = Command> {
                 price: Price(p),
                 qty: Qty(q),
             }),
-        (any::<u32>(), any::<Option<u16>>()).prop_map(|(u, s)| Command::MassCancel {
-            user: UserId(u),
-            symbol: s.map(SymbolId),
+        (any::<u32>(), any::<Option<u16>>(), any::<bool>()).prop_map(|(u, s, d)| {
+            Command::MassCancel {
+                user: UserId(u),
+                symbol: s.map(SymbolId),
+                on_disconnect: d,
+            }
         }),
         (any::<u32>(), any::<u16>(), any::<u64>()).prop_map(|(u, c, a)| Command::Deposit {
             user: UserId(u),
@@ -250,6 +253,7 @@ fn every_kind_has_its_own_byte_and_length() {
         Command::MassCancel {
             user: UserId(1),
             symbol: None,
+            on_disconnect: false,
         },
         Command::Deposit {
             user: UserId(1),

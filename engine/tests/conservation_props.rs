@@ -40,6 +40,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as ProptestConfig, TestRng, TestRunner};
 use ringbook_engine::book::{checked_notional, BookSection, OrderView};
+use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::prelude::*;
 use ringbook_engine::risk::reference::ReferenceEngine;
 
@@ -124,8 +125,16 @@ taker_fee_bps = 11
 max_order_qty = 1000000000
 "#;
 
+/// The test configuration under the `unique_live` client-order-id rule, which the generator's
+/// reused ids and the deterministic tests below were written for; the property also runs under
+/// `increasing` ([`config_with`]).
 fn config() -> Config {
-    let c = Config::from_toml_str(CONFIG).expect("test config is valid");
+    config_with(ClientOrderIdRule::UniqueLive)
+}
+
+fn config_with(rule: ClientOrderIdRule) -> Config {
+    let mut c = Config::from_toml_str(CONFIG).expect("test config is valid");
+    c.engine.client_order_ids = rule;
     for (s, spec) in c.symbols.iter().enumerate() {
         assert_eq!((spec.price_min, spec.price_max), BANDS[s]);
         assert_eq!((spec.max_order_qty, spec.lot_size), (MAX_QTY[s], LOT[s]));
@@ -764,7 +773,7 @@ enum Step {
     New(NewOrder),
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
-    MassCancel(UserId, Option<SymbolId>),
+    MassCancel(UserId, Option<SymbolId>, bool),
     Deposit(UserId, CurrencyId, DepositAmount),
     Withdraw(UserId, CurrencyId, WithdrawAmount),
     Approve(WithdrawalPick, OperatorPick),
@@ -827,7 +836,7 @@ impl Step {
             })
         };
         match *self {
-            Step::New(o) => Command::NewOrder(o),
+            Step::New(o) => Command::NewOrder(increasing_id(o, h)),
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
                 Command::Cancel {
@@ -869,7 +878,11 @@ impl Step {
                     qty: Qty(qty),
                 }
             }
-            Step::MassCancel(user, symbol) => Command::MassCancel { user, symbol },
+            Step::MassCancel(user, symbol, on_disconnect) => Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            },
             Step::Deposit(user, currency, amount) => {
                 let supply = if currency.0 < CURRENCIES {
                     h.engine.accounts().supply(currency)
@@ -1052,8 +1065,8 @@ fn step() -> impl Strategy<Value = Step> {
         30 => new_order().prop_map(Step::New),
         8 => amend(),
         3 => target().prop_map(Step::Cancel),
-        1 => (user(), prop::option::of(address()))
-            .prop_map(|(user, a)| Step::MassCancel(user, a.map(|a| a.1))),
+        1 => (user(), prop::option::of(address()), any::<bool>())
+            .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         7 => deposit(),
         3 => withdraw(),
         4 => (withdrawal_pick(), operator_pick()).prop_map(|(w, o)| Step::Approve(w, o)),
@@ -1090,10 +1103,28 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     })
 }
 
+/// Under the `increasing` rule, turns the generator's small client order id `c` into a fresh
+/// id above the user's high-water mark (`high + c`), except for about one order in ten, which
+/// is resent with an id at or just below the mark: the duplicate the rule must refuse (after a
+/// fill, a cancel or a reject alike). Under `unique_live` the order is left alone.
+fn increasing_id(mut o: NewOrder, h: &Harness) -> NewOrder {
+    let matcher = h.engine.matcher();
+    if matcher.client_order_id_rule() == ClientOrderIdRule::Increasing {
+        let (c, high) = (o.client_order_id.0, matcher.client_order_id_high(o.user));
+        let resend = (o.price.0.unsigned_abs() + o.qty.0.wrapping_mul(7)).is_multiple_of(10);
+        o.client_order_id = ClientOrderId(if resend {
+            high.saturating_sub(c % 3)
+        } else {
+            high + c
+        });
+    }
+    o
+}
+
 /// Runs a stream through a fresh harness, checking after every command. The error names the
 /// failing command and lists the commands before it, ready to paste into a regression test.
-fn run(steps: &[Step]) -> Result<(), String> {
-    let mut h = Harness::new();
+fn run(rule: ClientOrderIdRule, steps: &[Step]) -> Result<(), String> {
+    let mut h = Harness::with_config(config_with(rule));
     let mut done = Vec::new();
     for step in steps {
         let cmd = step.resolve(&h);
@@ -1124,6 +1155,17 @@ fn cases() -> u32 {
 /// commands it checked (shrinking included) and how long that took.
 #[test]
 fn engine_equals_reference_and_conserves_money() {
+    property(ClientOrderIdRule::UniqueLive);
+}
+
+/// The same property under the `increasing` client-order-id rule, with ids from
+/// [`increasing_id`].
+#[test]
+fn engine_equals_reference_and_conserves_money_with_increasing_ids() {
+    property(ClientOrderIdRule::Increasing);
+}
+
+fn property(rule: ClientOrderIdRule) {
     let cases = cases();
     let mut runner = TestRunner::new(ProptestConfig {
         failure_persistence: None,
@@ -1134,10 +1176,10 @@ fn engine_equals_reference_and_conserves_money() {
     let result = runner.run(&steps(), |steps| {
         runs.fetch_add(1, Ordering::Relaxed);
         commands.fetch_add(steps.len() as u64, Ordering::Relaxed);
-        run(&steps).map_err(TestCaseError::fail)
+        run(rule, &steps).map_err(TestCaseError::fail)
     });
     eprintln!(
-        "conservation property: {cases} cases, {} runs, {} commands in {:.1?}",
+        "conservation property ({rule:?}): {cases} cases, {} runs, {} commands in {:.1?}",
         runs.into_inner(),
         commands.into_inner(),
         started.elapsed()
@@ -1646,12 +1688,14 @@ fn pool_full_reject_returns_the_lock() {
     assert_eq!(h.bal(0, AAA), (0, ORDERS_MAX * 5));
     h.deposit(2, QQQ, 500);
     h.deposit(3, QQQ, 10);
-    let hash = h.engine.state_hash();
+    let live = h.live_orders();
     // Paid for, then refused by matching: the lock is back before the reject is reported.
     let events = h.order(lim(2, 1, Side::Buy, 100, 1));
     assert_eq!(rejected(&events), Some(RejectCode::OrderPoolFull));
     assert_eq!(h.bal(2, QQQ), (500, 0));
-    assert_eq!(h.engine.state_hash(), hash);
+    // Nothing else changed but the user's client-order-id mark (the reject consumed the id).
+    assert_eq!(h.live_orders(), live);
+    assert_eq!(h.engine.matcher().client_order_id_high(UserId(2)), 1);
     // Accounts are checked before the pool.
     let events = h.order(lim(3, 1, Side::Buy, 100, 1));
     assert_eq!(rejected(&events), Some(RejectCode::InsufficientFunds));
@@ -1909,4 +1953,67 @@ fn docs_worked_example() {
         client_order_id: ClientOrderId(1),
     });
     assert_eq!(h.bal(alice, btc), (20_000, 0));
+}
+
+/// Under `increasing`, a resend is refused before R touches any balance, whatever happened to
+/// the original: filled (no second trade, no second charge), or refused by R itself
+/// (insufficient funds, then funded: still no execution).
+#[test]
+fn a_resent_order_never_moves_money_twice() {
+    let mut h = Harness::with_config(config_with(ClientOrderIdRule::Increasing));
+    h.deposit(1, AAA, 15);
+    h.deposit(2, QQQ, 1000);
+    h.order(lim(1, 1, Side::Sell, 110, 3));
+    let ioc = NewOrder {
+        tif: TimeInForce::Ioc,
+        ..lim(2, 1, Side::Buy, 110, 1)
+    };
+    assert!(h.order(ioc).iter().any(|e| matches!(e, Event::Trade(_))));
+    let after_fill = (h.bal(2, QQQ), h.bal(2, AAA), h.bal(1, QQQ), h.fees(QQQ));
+    // The resend, with the seller's 2 lots still on offer.
+    assert_eq!(
+        rejected(&h.order(ioc)),
+        Some(RejectCode::DuplicateClientOrderId)
+    );
+    assert_eq!(
+        (h.bal(2, QQQ), h.bal(2, AAA), h.bal(1, QQQ), h.fees(QQQ)),
+        after_fill
+    );
+    // Refused by R for funds: the id is consumed all the same.
+    let big = lim(2, 2, Side::Buy, 110, 2);
+    h.cmd(amend_cmd(1, 1, 110, 2));
+    let poor = NewOrder {
+        qty: Qty(20),
+        ..big
+    };
+    assert_eq!(
+        rejected(&h.order(poor)),
+        Some(RejectCode::InsufficientFunds)
+    );
+    h.deposit(2, QQQ, 100_000);
+    let before = (h.bal(2, QQQ), h.bal(2, AAA));
+    assert_eq!(
+        rejected(&h.order(poor)),
+        Some(RejectCode::DuplicateClientOrderId)
+    );
+    assert_eq!((h.bal(2, QQQ), h.bal(2, AAA)), before);
+    // Refused because the account was never opened: consumed too.
+    assert_eq!(
+        rejected(&h.order(lim(4, 3, Side::Buy, 110, 1))),
+        Some(RejectCode::UnknownUser)
+    );
+    h.deposit(4, QQQ, 1000);
+    assert_eq!(
+        rejected(&h.order(lim(4, 3, Side::Buy, 110, 1))),
+        Some(RejectCode::DuplicateClientOrderId)
+    );
+    assert_eq!(h.engine.matcher().client_order_id_high(UserId(4)), 3);
+    // A fresh id trades.
+    assert!(h
+        .order(NewOrder {
+            client_order_id: ClientOrderId(3),
+            ..ioc
+        })
+        .iter()
+        .any(|e| matches!(e, Event::Trade(_))));
 }

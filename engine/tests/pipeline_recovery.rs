@@ -118,3 +118,100 @@ fn j_rms_restart_continues_the_sequence_and_the_state() {
 fn inline_restart_continues_the_sequence_and_the_state() {
     restart_continues(Layout::Inline);
 }
+
+/// Every file of `dir` by name, with its bytes.
+fn dir_bytes(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmds = stream(5, 3_000);
+    let (mut p, collected) = start(dir.path(), Layout::Fused, 0);
+    for c in &cmds {
+        p.submit(*c).unwrap();
+    }
+    // Every command processed, then the snapshot: it covers all 3 000 (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while collected
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| o.kind == OutputKind::Done)
+        .count()
+        < cmds.len()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commands not processed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    p.request_snapshot();
+    p.submit(cmds[0]).unwrap();
+    let run1 = p.shutdown().unwrap();
+    let snap = run1
+        .snapshots
+        .last_seq
+        .expect("the requested snapshot was written");
+    assert!(snap.0 >= 3_000, "snapshot at {snap}");
+    let lost_from = 2_000;
+
+    // The journal loses its records from `lost_from` on (zeros), and a torn record is left
+    // where that record began: recovery would cut it — but the snapshot covers more than is
+    // left.
+    let mut reader = ringbook_journal::Reader::open(dir.path()).unwrap();
+    let pos = loop {
+        let (pos, r) = reader.next_positioned().unwrap().unwrap();
+        if r.sequence == lost_from {
+            break pos;
+        }
+    };
+    drop(reader);
+    let path = ringbook_journal::segment_path(dir.path(), pos.segment_index);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = pos.offset as usize;
+    bytes[at..].fill(0);
+    bytes[at + 8..at + 40].fill(0xab);
+    std::fs::write(&path, &bytes).unwrap();
+    for (index, p) in ringbook_journal::list(dir.path()).unwrap().segments {
+        if index > pos.segment_index {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let before = dir_bytes(dir.path());
+    let err = Pipeline::builder(&config())
+        .journal(dir.path(), journal_config())
+        .start()
+        .expect_err("a snapshot beyond the journal's end refuses the start");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("snapshot covers up to sequence")
+            && shown.contains(&format!("ends before sequence {lost_from}")),
+        "{shown}"
+    );
+    assert_eq!(dir_bytes(dir.path()), before, "nothing was rewritten");
+
+    // Without that snapshot the start goes ahead: the torn record is cut and reported.
+    std::fs::remove_file(ringbook_journal::snapshot_path(dir.path(), snap.0)).unwrap();
+    let (p, _) = start(dir.path(), Layout::Fused, 0);
+    let info = p.recovery().clone();
+    assert_eq!(info.next_seq, Seq(lost_from));
+    let cuts: Vec<_> = info.journal.cuts().cloned().collect();
+    assert_eq!(cuts.len(), 1);
+    assert_eq!((cuts[0].path.clone(), cuts[0].offset), (path, pos.offset));
+    assert_eq!(cuts[0].bytes_discarded, 40); // through the last non-zero byte
+    assert!(info.journal_truncated);
+    assert!(info.skipped_snapshots.is_empty());
+    p.shutdown().unwrap();
+}

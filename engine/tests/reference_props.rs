@@ -20,6 +20,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as ProptestConfig, TestRng, TestRunner};
 use ringbook_engine::book::reference::ReferenceBook;
 use ringbook_engine::book::{BookSection, OrderView};
+use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::matching::Matcher;
 use ringbook_engine::prelude::*;
 
@@ -89,8 +90,16 @@ taker_fee_bps = 11
 max_order_qty = 1000
 "#;
 
+/// The test configuration under the `unique_live` client-order-id rule, which the generator's
+/// reused ids (`1 ..= COIDS`) and the deterministic tests below were written for; the property
+/// also runs under `increasing` ([`config_with`]).
 fn config() -> Config {
-    let c = Config::from_toml_str(CONFIG).expect("test config is valid");
+    config_with(ClientOrderIdRule::UniqueLive)
+}
+
+fn config_with(rule: ClientOrderIdRule) -> Config {
+    let mut c = Config::from_toml_str(CONFIG).expect("test config is valid");
+    c.engine.client_order_ids = rule;
     for (s, spec) in c.symbols.iter().enumerate() {
         assert_eq!((spec.price_min, spec.price_max), BANDS[s]);
         assert_eq!(spec.max_order_qty, MAX_QTY[s]);
@@ -156,7 +165,11 @@ macro_rules! symbol_state {
 
 impl Pair {
     fn new() -> Pair {
-        let c = config();
+        Pair::with(ClientOrderIdRule::UniqueLive)
+    }
+
+    fn with(rule: ClientOrderIdRule) -> Pair {
+        let c = config_with(rule);
         Pair {
             fast: Matcher::new(&c),
             reference: ReferenceBook::new(&c),
@@ -558,7 +571,8 @@ enum Step {
     New(NewOrder),
     Cancel(Target),
     Amend(Target, NewPrice, NewQty),
-    MassCancel(UserId, Option<SymbolId>),
+    /// User, symbol (all when `None`), on disconnect.
+    MassCancel(UserId, Option<SymbolId>, bool),
     /// Order status of a target.
     OrderStatus(Target),
     /// Open orders of a user, at most this many.
@@ -587,7 +601,11 @@ impl Step {
             }
         };
         match *self {
-            Step::New(o) => Command::NewOrder(o),
+            Step::New(o) => Command::NewOrder(increasing_id(
+                o,
+                |u| pair.fast.client_order_id_high(u),
+                pair.fast.client_order_id_rule(),
+            )),
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
                 Command::Cancel {
@@ -625,7 +643,11 @@ impl Step {
                     qty: Qty(qty),
                 }
             }
-            Step::MassCancel(user, symbol) => Command::MassCancel { user, symbol },
+            Step::MassCancel(user, symbol, on_disconnect) => Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            },
             Step::OrderStatus(t) => {
                 let (user, _, client_order_id) = target(t);
                 Command::Query(Query::Order {
@@ -637,6 +659,27 @@ impl Step {
             Step::Book(symbol, depth) => Command::Query(Query::Book { symbol, depth }),
         }
     }
+}
+
+/// Under the `increasing` rule, turns the generator's small client order id `c` into a fresh
+/// id above the user's high-water mark (`high + c`), except for about one order in ten, which
+/// is resent with an id at or just below the mark (`high`, `high − 1`, `high − 2`): the
+/// duplicate the rule must refuse. Under `unique_live` the order is left alone.
+fn increasing_id(
+    mut o: NewOrder,
+    high: impl Fn(UserId) -> u64,
+    rule: ClientOrderIdRule,
+) -> NewOrder {
+    if rule == ClientOrderIdRule::Increasing {
+        let (c, high) = (o.client_order_id.0, high(o.user));
+        let resend = (o.price.0.unsigned_abs() + o.qty.0.wrapping_mul(7)).is_multiple_of(10);
+        o.client_order_id = ClientOrderId(if resend {
+            high.saturating_sub(c % 3)
+        } else {
+            high + c
+        });
+    }
+    o
 }
 
 fn query() -> impl Strategy<Value = Step> {
@@ -689,8 +732,8 @@ fn step() -> impl Strategy<Value = Step> {
         30 => new_order().prop_map(Step::New),
         8 => amend(),
         2 => target().prop_map(Step::Cancel),
-        1 => (user(), prop::option::of(address()))
-            .prop_map(|(user, a)| Step::MassCancel(user, a.map(|a| a.1))),
+        1 => (user(), prop::option::of(address()), any::<bool>())
+            .prop_map(|(user, a, d)| Step::MassCancel(user, a.map(|a| a.1), d)),
         1 => query(),
     ]
 }
@@ -701,8 +744,8 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 
 /// Runs a stream through a fresh pair, checking after every command. The error names the
 /// failing command and lists every command before it, ready to paste into a regression test.
-fn run(steps: &[Step]) -> Result<(), String> {
-    let mut pair = Pair::new();
+fn run(rule: ClientOrderIdRule, steps: &[Step]) -> Result<(), String> {
+    let mut pair = Pair::with(rule);
     let mut done = Vec::new();
     for step in steps {
         let cmd = step.resolve(&pair);
@@ -730,7 +773,14 @@ proptest! {
 
     #[test]
     fn fast_book_equals_reference(steps in steps()) {
-        if let Err(msg) = run(&steps) {
+        if let Err(msg) = run(ClientOrderIdRule::UniqueLive, &steps) {
+            return Err(TestCaseError::fail(msg));
+        }
+    }
+
+    #[test]
+    fn fast_book_equals_reference_with_increasing_ids(steps in steps()) {
+        if let Err(msg) = run(ClientOrderIdRule::Increasing, &steps) {
             return Err(TestCaseError::fail(msg));
         }
     }
@@ -1374,6 +1424,7 @@ fn mass_cancel_goes_in_order_id_order() {
     let mass = |symbol| Command::MassCancel {
         user: UserId(1),
         symbol,
+        on_disconnect: false,
     };
     assert_eq!(
         brief(&p.cmd(mass(Some(S0)))),
@@ -1384,9 +1435,14 @@ fn mass_cancel_goes_in_order_id_order() {
             "mass cancelled 3",
         ]
     );
+    // The gateway's cancel-on-disconnect: the same, with reason DISCONNECT.
     assert_eq!(
-        brief(&p.cmd(mass(None))),
-        ["cancelled #2 USER qty 1 leaves 0", "mass cancelled 1"]
+        brief(&p.cmd(Command::MassCancel {
+            user: UserId(1),
+            symbol: None,
+            on_disconnect: true,
+        })),
+        ["cancelled #2 DISCONNECT qty 1 leaves 0", "mass cancelled 1"]
     );
     assert_eq!(brief(&p.cmd(mass(None))), ["mass cancelled 0"]);
     assert_eq!(section(&p, S0, BookSection::Bids), [(5, 1, 1)]);
@@ -1398,7 +1454,8 @@ fn mass_cancel_goes_in_order_id_order() {
     assert_eq!(
         brief(&p.cmd(Command::MassCancel {
             user: UserId(USERS),
-            symbol: None
+            symbol: None,
+            on_disconnect: false,
         })),
         ["rejected UNKNOWN_USER"]
     );
@@ -1583,4 +1640,128 @@ fn validation_first_failing_rule_wins() {
         brief(&p.order(lim(2, 999, Side::Buy, 101, 1))),
         [format!("accepted #{}", capacity + 1)]
     );
+}
+
+// ------------------------------------------------------------------------------- client order ids
+
+#[test]
+fn increasing_ids_refuse_every_resend_and_every_id_at_or_below_the_mark() {
+    let mut p = Pair::with(ClientOrderIdRule::Increasing);
+    p.order(lim(1, 5, Side::Sell, 105, 3)); // #1 rests
+                                            // An IOC that fills completely: finished, no longer live.
+    let fill = NewOrder {
+        tif: TimeInForce::Ioc,
+        ..lim(2, 7, Side::Buy, 105, 3)
+    };
+    assert_eq!(
+        brief(&p.order(fill)),
+        [
+            "accepted #2",
+            "trade 105x3 maker #1 leaves 0 taker #2 leaves 0"
+        ]
+    );
+    assert_eq!(p.fast.live_orders(), 0);
+    // The same order again (a resend): refused, nothing trades, even with liquidity there.
+    p.order(lim(1, 6, Side::Sell, 105, 3)); // #3
+    assert_eq!(
+        brief(&p.order(fill)),
+        ["rejected DUPLICATE_CLIENT_ORDER_ID"]
+    );
+    // Lower ids too (never used, but at or below the mark), and 0.
+    for coid in [0, 1, 6] {
+        assert_eq!(
+            brief(&p.order(NewOrder {
+                client_order_id: ClientOrderId(coid),
+                ..fill
+            })),
+            ["rejected DUPLICATE_CLIENT_ORDER_ID"]
+        );
+    }
+    // A rejected order consumes its id: the resend of a rejected order is a duplicate, never
+    // an execution.
+    let bad = lim(2, 8, Side::Buy, 200, 3); // price out of band
+    assert_eq!(brief(&p.order(bad)), ["rejected PRICE_OUT_OF_BAND"]);
+    let fixed = lim(2, 8, Side::Buy, 105, 3);
+    assert_eq!(
+        brief(&p.order(fixed)),
+        ["rejected DUPLICATE_CLIENT_ORDER_ID"]
+    );
+    assert_eq!(p.fast.client_order_id_high(UserId(2)), 8);
+    // Marks are per user: user 3 may use any id above its own (none yet).
+    assert_eq!(
+        brief(&p.order(lim(3, 1, Side::Buy, 104, 1))),
+        ["accepted #4"]
+    );
+    // The next id above the mark trades normally.
+    let events = p.order(NewOrder {
+        client_order_id: ClientOrderId(9),
+        ..fill
+    });
+    assert_eq!(events.len(), 2, "{events:?}");
+    // A mark is state: it is in the hash.
+    let mut other = Pair::with(ClientOrderIdRule::Increasing);
+    other.order(lim(1, 5, Side::Sell, 105, 3));
+    let mut skipped = Pair::with(ClientOrderIdRule::Increasing);
+    skipped.order(lim(1, 6, Side::Sell, 105, 3));
+    assert_ne!(other.fast.state_hash(), skipped.fast.state_hash());
+}
+
+#[test]
+fn unique_live_ids_may_be_reused_once_finished() {
+    let mut p = Pair::new();
+    p.order(lim(1, 5, Side::Sell, 105, 3)); // #1
+    assert_eq!(
+        brief(&p.order(lim(1, 5, Side::Sell, 106, 1))),
+        ["rejected DUPLICATE_CLIENT_ORDER_ID"]
+    );
+    p.cmd(Command::Cancel {
+        user: UserId(1),
+        symbol: S0,
+        client_order_id: ClientOrderId(5),
+    });
+    assert_eq!(
+        brief(&p.order(lim(1, 5, Side::Sell, 106, 1))),
+        ["accepted #2"]
+    );
+    // Lower ids are fine too; the mark is still kept (and hashed) under this rule.
+    assert_eq!(
+        brief(&p.order(lim(1, 2, Side::Sell, 107, 1))),
+        ["accepted #3"]
+    );
+    assert_eq!(p.fast.client_order_id_high(UserId(1)), 5);
+}
+
+/// Under `increasing`, the generator (with `increasing_id`) still reaches trades, resting orders,
+/// cancels and amends of live orders, and the duplicates the rule refuses.
+#[test]
+fn generator_covers_the_increasing_rule() {
+    let config = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let algorithm = config.rng_algorithm;
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(algorithm, &[9; 32]));
+    let strategy = steps();
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    let mut hit = |k: String| *seen.entry(k).or_default() += 1;
+    for _ in 0..40 {
+        let steps = strategy.new_tree(&mut runner).expect("generate").current();
+        let mut pair = Pair::with(ClientOrderIdRule::Increasing);
+        for step in &steps {
+            let cmd = step.resolve(&pair);
+            let events = pair.cmd(cmd);
+            classify(&cmd, &events, &mut hit);
+        }
+    }
+    for k in [
+        "reject DUPLICATE_CLIENT_ORDER_ID",
+        "trade",
+        "amended",
+        "cancel USER",
+        "cancel IOC",
+        "triggered",
+        "reject ORDER_POOL_FULL",
+    ] {
+        assert!(seen.get(k).is_some_and(|&n| n >= 3), "{k}: {seen:#?}");
+    }
 }

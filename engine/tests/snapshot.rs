@@ -19,6 +19,7 @@
 //! fill, cross, stop and run out of room.
 
 use proptest::prelude::*;
+use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::prelude::*;
 use ringbook_engine::snapshot::{
     config_fingerprint, read_header, SnapshotError, ORDER_RECORD_BYTES, SNAPSHOT_HEADER_BYTES,
@@ -81,8 +82,34 @@ taker_fee_bps = 10
 max_order_qty = 1000
 "#;
 
+/// The test configuration under the `unique_live` client-order-id rule, which the generator's
+/// reused ids were written for.
 fn config() -> Config {
-    Config::from_toml_str(CONFIG).expect("test config is valid")
+    config_with(ClientOrderIdRule::UniqueLive)
+}
+
+fn config_with(rule: ClientOrderIdRule) -> Config {
+    let mut c = Config::from_toml_str(CONFIG).expect("test config is valid");
+    c.engine.client_order_ids = rule;
+    c
+}
+
+/// Under the `increasing` rule, a new order's generated id `c` becomes `high + c` (fresh),
+/// except about one in eight, which keeps an id at or below the user's mark (a resend).
+fn adapt(cmd: &Command, engine: &Engine) -> Command {
+    let m = engine.matcher();
+    match *cmd {
+        Command::NewOrder(mut o) if m.client_order_id_rule() == ClientOrderIdRule::Increasing => {
+            let (c, high) = (o.client_order_id.0, m.client_order_id_high(o.user));
+            o.client_order_id = ClientOrderId(if (o.price.0 as u64 + o.qty.0).is_multiple_of(8) {
+                high.saturating_sub(c % 2)
+            } else {
+                high + c
+            });
+            Command::NewOrder(o)
+        }
+        other => other,
+    }
 }
 
 // ------------------------------------------------------------------------------- generator
@@ -203,6 +230,7 @@ fn stream(seed: u64, len: usize) -> Vec<Command> {
             77..=79 => Command::MassCancel {
                 user,
                 symbol: r.chance(50).then_some(symbol),
+                on_disconnect: user.0 % 2 == 1,
             },
             80..=87 => Command::Deposit {
                 user,
@@ -261,10 +289,16 @@ fn restore(config: &Config, engine: &Engine) -> Engine {
 
 /// Runs `cmds` into one engine, restoring copies at `cuts`, and requires every engine alive to
 /// agree after every command.
-fn run_with_restores(risk: RiskMode, cmds: &[Command], cuts: [usize; 2]) -> Result<(), String> {
-    let config = config();
+fn run_with_restores(
+    risk: RiskMode,
+    rule: ClientOrderIdRule,
+    cmds: &[Command],
+    cuts: [usize; 2],
+) -> Result<(), String> {
+    let config = config_with(rule);
     let mut engines = vec![Engine::with_risk(&config, risk).unwrap()];
     for (i, cmd) in cmds.iter().enumerate() {
+        let cmd = &adapt(cmd, &engines[0]);
         for &cut in &cuts {
             if cut == i {
                 let last = engines.last().expect("one engine at least");
@@ -325,12 +359,18 @@ proptest! {
         a in 0.0f64..1.0,
         b in 0.0f64..1.0,
         risk_on in any::<bool>(),
+        increasing in any::<bool>(),
     ) {
         let cmds = stream(seed, len);
         let (a, b) = ((a * len as f64) as usize, (b * len as f64) as usize);
         let risk = if risk_on { RiskMode::On } else { RiskMode::Off };
-        if let Err(diff) = run_with_restores(risk, &cmds, [a.min(b), a.max(b)]) {
-            prop_assert!(false, "seed {seed}, len {len}, cuts {a} {b}, {risk:?}: {diff}");
+        let rule = if increasing {
+            ClientOrderIdRule::Increasing
+        } else {
+            ClientOrderIdRule::UniqueLive
+        };
+        if let Err(diff) = run_with_restores(risk, rule, &cmds, [a.min(b), a.max(b)]) {
+            prop_assert!(false, "seed {seed}, len {len}, cuts {a} {b}, {risk:?}, {rule:?}: {diff}");
         }
     }
 }
@@ -521,7 +561,7 @@ fn locks_must_match_orders() {
     );
     let bytes = snapshot(&engine);
     // Accounts section: currencies u16, open count u32, then user u32, available u64, locked u64.
-    let user_row = FIRST_ORDER + 4 /* no user lists */ + 2 + 4;
+    let user_row = FIRST_ORDER + 4 /* no user lists */ + 4 /* no client order id marks */ + 2 + 4;
     assert_eq!(&bytes[user_row..user_row + 4], &1u32.to_le_bytes());
     let mut b = bytes.clone();
     b[user_row + 4..user_row + 12].copy_from_slice(&99u64.to_le_bytes());
@@ -558,4 +598,172 @@ fn risk_off_snapshot_has_empty_accounts_and_restores_as_off_only() {
     ));
     let back = Engine::from_snapshot(&config, RiskMode::Off, &bytes).unwrap();
     assert_eq!(back.state_hash(), engine.state_hash());
+}
+
+// ------------------------------------------------------------------------------- client order ids
+
+/// The offset of the client-order-id marks section of a snapshot with no live orders.
+const EMPTY_BOOK_MARKS: usize = FIRST_ORDER + 4 /* no user lists */;
+
+#[test]
+fn client_order_id_marks_survive_a_restore_and_are_checked() {
+    let config = config_with(ClientOrderIdRule::Increasing);
+    let mut engine = Engine::new(&config).unwrap();
+    for (user, currency) in [(1, 1), (2, 0)] {
+        step(
+            &mut engine,
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount: 10_000,
+            },
+        );
+    }
+    let sell = NewOrder::limit(
+        UserId(1),
+        SymbolId(0),
+        ClientOrderId(4),
+        Side::Sell,
+        Price(110),
+        Qty(5),
+    );
+    let ioc = NewOrder {
+        tif: TimeInForce::Ioc,
+        ..NewOrder::limit(
+            UserId(2),
+            SymbolId(0),
+            ClientOrderId(9),
+            Side::Buy,
+            Price(110),
+            Qty(5),
+        )
+    };
+    step(&mut engine, &Command::NewOrder(sell));
+    assert!(step(&mut engine, &Command::NewOrder(ioc))
+        .iter()
+        .any(|e| matches!(e, Event::Trade(_))));
+    assert_eq!(engine.matcher().live_orders(), 0);
+    let bytes = snapshot(&engine);
+    // Two marks (users 1 and 2), in user order.
+    let at = EMPTY_BOOK_MARKS;
+    assert_eq!(&bytes[at..at + 4], &2u32.to_le_bytes());
+    assert_eq!(&bytes[at + 4..at + 8], &1u32.to_le_bytes());
+    assert_eq!(&bytes[at + 8..at + 16], &4u64.to_le_bytes());
+    assert_eq!(&bytes[at + 16..at + 20], &2u32.to_le_bytes());
+    assert_eq!(&bytes[at + 20..at + 28], &9u64.to_le_bytes());
+
+    // The restored engine refuses the resend of the finished order.
+    let mut restored = Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap();
+    assert_eq!(restored.matcher().client_order_id_high(UserId(2)), 9);
+    let resend = step(&mut restored, &Command::NewOrder(ioc));
+    assert!(
+        matches!(
+            resend[..],
+            [Event::Rejected {
+                code: RejectCode::DuplicateClientOrderId,
+                ..
+            }]
+        ),
+        "{resend:?}"
+    );
+
+    // Corrupt marks: a lowered mark changes the hash; zero, disorder and unknown users are
+    // refused by name; a count beyond users_max before anything is read.
+    let restore = |b: &[u8]| Engine::from_snapshot(&config, RiskMode::On, b).map(|_| ());
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        f(&mut b);
+        restore(&b).unwrap_err()
+    };
+    assert!(matches!(
+        edit(&|b| b[at + 20..at + 28].copy_from_slice(&8u64.to_le_bytes())),
+        SnapshotError::HashMismatch { .. }
+    ));
+    assert_eq!(
+        edit(&|b| b[at + 20..at + 28].copy_from_slice(&0u64.to_le_bytes())),
+        SnapshotError::Invalid {
+            what: "a client order id mark is zero"
+        }
+    );
+    assert_eq!(
+        edit(&|b| b[at + 16..at + 20].copy_from_slice(&1u32.to_le_bytes())),
+        SnapshotError::Invalid {
+            what: "client order id marks are not in ascending user order"
+        }
+    );
+    assert_eq!(
+        edit(&|b| b[at + 16..at + 20].copy_from_slice(&USERS.to_le_bytes())),
+        SnapshotError::Invalid {
+            what: "a client order id mark names an unknown user"
+        }
+    );
+    assert_eq!(
+        edit(&|b| b[at..at + 4].copy_from_slice(&(USERS + 1).to_le_bytes())),
+        SnapshotError::CountOutOfRange {
+            what: "client order id marks",
+            count: u64::from(USERS + 1),
+            max: u64::from(USERS)
+        }
+    );
+    // The rule is part of the configuration fingerprint: a snapshot taken under one rule does
+    // not restore under the other.
+    assert!(matches!(
+        Engine::from_snapshot(
+            &config_with(ClientOrderIdRule::UniqueLive),
+            RiskMode::On,
+            &bytes
+        ),
+        Err(SnapshotError::ConfigMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_live_order_above_its_users_mark_is_refused() {
+    let config = config_with(ClientOrderIdRule::Increasing);
+    let mut engine = Engine::new(&config).unwrap();
+    step(
+        &mut engine,
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(1),
+            amount: 100,
+        },
+    );
+    step(
+        &mut engine,
+        &Command::NewOrder(NewOrder::limit(
+            UserId(1),
+            SymbolId(0),
+            ClientOrderId(7),
+            Side::Sell,
+            Price(110),
+            Qty(1),
+        )),
+    );
+    let bytes = snapshot(&engine);
+    // One order record, one user list (user, count, one order id), then the marks.
+    let at = FIRST_ORDER + ORDER_RECORD_BYTES + 4 + 4 + 4 + 8;
+    assert_eq!(&bytes[at..at + 4], &1u32.to_le_bytes());
+    assert_eq!(&bytes[at + 8..at + 16], &7u64.to_le_bytes());
+    let mut b = bytes.clone();
+    b[at + 8..at + 16].copy_from_slice(&6u64.to_le_bytes());
+    assert_eq!(
+        Engine::from_snapshot(&config, RiskMode::On, &b).unwrap_err(),
+        SnapshotError::Invalid {
+            what: "a live order's client order id is above its user's mark"
+        }
+    );
+}
+
+#[test]
+fn a_version_1_snapshot_is_refused() {
+    let (config, _, mut bytes) = busy_snapshot(3);
+    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+    assert_eq!(
+        Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap_err(),
+        SnapshotError::UnsupportedVersion {
+            found: 1,
+            supported: 2
+        }
+    );
 }

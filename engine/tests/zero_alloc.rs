@@ -68,6 +68,7 @@ struct Tally {
     events: u64,
     trades: u64,
     rejects: u64,
+    duplicates: u64,
     triggers: u64,
 }
 
@@ -82,6 +83,13 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
         tally.events += 1;
         match e {
             Event::Trade(_) => tally.trades += 1,
+            Event::Rejected {
+                code: RejectCode::DuplicateClientOrderId,
+                ..
+            } => {
+                tally.rejects += 1;
+                tally.duplicates += 1
+            }
             Event::Rejected { .. } => tally.rejects += 1,
             Event::Triggered { .. } => tally.triggers += 1,
             _ => {}
@@ -106,9 +114,20 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
     }
 
     COUNTING.with(|c| c.set(true));
-    for _ in 0..1_000_000 {
+    let mut last_new = None;
+    for i in 0..1_000_000 {
         let cmd = workload.command();
         engine.process(&cmd, &mut sink);
+        // Now and then a resend of an earlier new order: the duplicate path (the default
+        // config's `increasing` client-order-id rule) must not allocate either.
+        if matches!(cmd, Command::NewOrder(_)) {
+            if i % 50 == 0 {
+                if let Some(old) = last_new {
+                    engine.process(&old, &mut sink);
+                }
+            }
+            last_new = Some(cmd);
+        }
     }
     COUNTING.with(|c| c.set(false));
     let allocations = allocations();
@@ -119,6 +138,11 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
 fn assert_busy(engine: &Engine, tally: &Tally) {
     assert!(tally.trades > 100_000, "too few trades: {}", tally.trades);
     assert!(tally.rejects > 10_000, "too few rejects: {}", tally.rejects);
+    assert!(
+        tally.duplicates > 5_000,
+        "too few duplicates: {}",
+        tally.duplicates
+    );
     assert!(
         tally.triggers > 1_000,
         "too few stop triggers: {}",

@@ -1,6 +1,6 @@
 //! # ringbook-gateway
 //!
-//! ringbook's network face (SPEC §5): a documented little-endian binary protocol
+//! ringbook's network face (docs/overview.md §5): a documented little-endian binary protocol
 //! ([`protocol`], docs/protocol.md) and a mio server in front of the engine ([`server`]). The
 //! blocking client library that the load harness and the tests use is its own crate,
 //! `ringbook-client` (`gateway/client/`), which re-exports [`protocol`].

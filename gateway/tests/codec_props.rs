@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::client::Login;
+use ringbook_gateway::protocol::server::GatewayStats;
 use ringbook_gateway::protocol::{split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 
 fn decode_all(bytes: &[u8]) {
@@ -72,6 +73,7 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
                     3 => Command::MassCancel {
                         user,
                         symbol: po.then_some(symbol),
+                        on_disconnect: false,
                     },
                     4 => Command::Deposit {
                         user,
@@ -105,7 +107,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bodies_behind_every_type_never_panic(t in 0u16..140, v in 0u16..3, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+    fn arbitrary_bodies_behind_every_type_never_panic(t in 0u16..150, v in 0u16..3, body in proptest::collection::vec(any::<u8>(), 0..250)) {
         let _ = ClientMsg::decode(t, v, &body);
         let _ = ServerMsg::decode(t, v, &body);
         let mut frame = Vec::new();
@@ -140,6 +142,7 @@ proptest! {
             ServerMsg::WithdrawalApproved { seq, withdrawal_id: b, operator: a, user: a ^ 1, approvals: 2 },
             ServerMsg::LoginAccepted { session_id: a, role: 1, id: a, heartbeat_ms: 1000, last_seq: b },
             ServerMsg::disconnect(Some(RejectCode::SlowConsumer)),
+            ServerMsg::Stats { seq, request_id: b, stats: GatewayStats::from_array(std::array::from_fn(|i| b.wrapping_add(i as u64))) },
         ];
         for m in msgs {
             let mut f = [0u8; FRAME_BYTES_MAX];
@@ -147,6 +150,17 @@ proptest! {
             let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
             prop_assert_eq!(ServerMsg::decode(h.msg_type, h.version, body), Ok(m));
         }
+    }
+
+    #[test]
+    fn stats_request_round_trips(request_id in any::<u64>()) {
+        let m = ClientMsg::Stats { request_id };
+        let mut f = [0u8; FRAME_BYTES_MAX];
+        let n = m.encode(&mut f);
+        prop_assert_eq!(n, 16);
+        let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
+        prop_assert_eq!(ClientMsg::decode(h.msg_type, h.version, body), Ok(m));
+        prop_assert_eq!(ClientMsg::decode(h.msg_type, h.version, &body[1..]), Err(RejectCode::MalformedFrame));
     }
 }
 

@@ -6,13 +6,17 @@
 //! wall-clock speed to pass.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX};
-use ringbook_gateway::server::{self, EngineBackend, ServerConfig, ServerHandle};
+use ringbook_gateway::server::backend::SubmitError;
+use ringbook_gateway::server::{
+    self, Backend, BackendOutput, EngineBackend, ServerConfig, ServerError, ServerHandle,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -337,12 +341,13 @@ fn reconnect_retransmits_missed_messages_and_ids_are_idempotent() {
         }
     }
     assert_eq!(got, [2, 3, 10]);
-    // Resending an old client order id on the same session is refused, not executed twice.
+    // Resending an old client order id is refused by the engine (per user, so also an id below
+    // what carol's other session used), not executed twice.
     carol.send(&order(3, 3, Side::Buy, 100, 1)).unwrap();
     assert!(matches!(
         until(&mut carol, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected {
-            code: 1013,
+            code: 3009,
             client_order_id: 3,
             ..
         }
@@ -371,13 +376,57 @@ fn cancel_on_disconnect_cancels_the_users_orders() {
     until(&mut d1, |m| matches!(m, ServerMsg::Accepted { .. }));
     drop(d1);
     let m = until(&mut d2, |m| matches!(m, ServerMsg::Cancelled { .. }));
-    assert!(matches!(
-        m,
-        ServerMsg::Cancelled {
-            client_order_id: 1,
-            ..
+    // Reason 7: DISCONNECT (not 1, USER: nobody asked for this cancel).
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                client_order_id: 1,
+                reason: 7,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    // An explicit mass cancel is the user's own: reason USER.
+    d2.send(&order(4, 2, Side::Buy, 100, 1)).unwrap();
+    until(&mut d2, |m| matches!(m, ServerMsg::Accepted { .. }));
+    d2.send(
+        &Command::MassCancel {
+            user: UserId(4),
+            symbol: None,
+            on_disconnect: false,
         }
-    ));
+        .into(),
+    )
+    .unwrap();
+    let m = until(&mut d2, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                client_order_id: 2,
+                reason: 1,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    // A client cannot claim the gateway's flag: the wire has no such bit.
+    d2.send(&order(4, 3, Side::Buy, 100, 1)).unwrap();
+    until(&mut d2, |m| matches!(m, ServerMsg::Accepted { .. }));
+    d2.send(
+        &Command::MassCancel {
+            user: UserId(4),
+            symbol: None,
+            on_disconnect: true,
+        }
+        .into(),
+    )
+    .unwrap();
+    let m = until(&mut d2, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(matches!(m, ServerMsg::Cancelled { reason: 1, .. }), "{m:?}");
+    assert_eq!(h.stats().cancel_on_disconnect.load(Ordering::Relaxed), 1);
     h.shutdown().unwrap();
 }
 
@@ -582,4 +631,228 @@ fn drain_to_end(c: &mut Client) -> Result<u16, ClientError> {
         }
     }
     panic!("no disconnect");
+}
+
+/// The in-process engine behind a gate: while `hold` is set, outputs stay queued (as a slow
+/// pipeline would keep them), so a test can change sessions while replies are in flight.
+struct Gated {
+    inner: EngineBackend,
+    hold: Arc<AtomicBool>,
+}
+
+impl Backend for Gated {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
+        self.inner.try_submit(cmd)
+    }
+    fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {
+        if self.hold.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.inner.drain(max, f)
+    }
+    fn in_flight_hint(&self) -> Option<usize> {
+        self.inner.in_flight_hint()
+    }
+}
+
+#[test]
+fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
+    let config = Config::default();
+    let hold = Arc::new(AtomicBool::new(false));
+    let mut sc = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        config.gateway.accounts.clone(),
+    );
+    // One session per account: alice's second session takes her first one's slot.
+    sc.sessions_per_account_max = 1;
+    let backend = Gated {
+        inner: EngineBackend::new(&config).unwrap(),
+        hold: hold.clone(),
+    };
+    let h = server::start(sc, backend).unwrap();
+    let addr = h.local_addr();
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(0),
+            amount: 1_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    let mut first = login(addr, "alice", 1);
+    // Replies held back: session 1 asks, then goes away before the answer comes. (A balances
+    // reply goes to the asking session only, tagged with its request id.)
+    hold.store(true, Ordering::Release);
+    first
+        .send(&ClientMsg::Balances {
+            request_id: 77,
+            user: UserId(1),
+        })
+        .unwrap();
+    drop(first);
+    // Session 2 of alice: the slot of session 1 (detached) is given to it.
+    let mut second = Client::connect(addr).unwrap();
+    // Wait until the server has seen the first connection go (bounded).
+    let mut info = None;
+    for _ in 0..500 {
+        match second.login("alice", "alice-demo", 2, false) {
+            Ok(i) => {
+                info = Some(i);
+                break;
+            }
+            Err(ClientError::LoginRejected(1017, _)) => {
+                std::thread::sleep(Duration::from_millis(10));
+                second = Client::connect(addr).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(info.expect("session 2 logged in").last_seq, 0);
+    assert_eq!(h.stats().sessions_displaced.load(Ordering::Relaxed), 1);
+    // Release the replies of session 1's commands, then ask something on session 2.
+    hold.store(false, Ordering::Release);
+    second
+        .send(&ClientMsg::Balances {
+            request_id: 78,
+            user: UserId(1),
+        })
+        .unwrap();
+    // Everything session 2 gets up to its own reply: nothing addressed to session 1.
+    let mut balances = 0;
+    loop {
+        match second.recv_timeout(WAIT).unwrap().expect("a reply") {
+            ServerMsg::BalancesEnd { request_id, .. } => {
+                assert_eq!(request_id, 78, "session 2 got session 1's reply");
+                break;
+            }
+            ServerMsg::Balance { request_id, .. } => {
+                assert_eq!(request_id, 78, "session 2 got session 1's reply");
+                balances += 1;
+            }
+            ServerMsg::Heartbeat => {}
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    assert_eq!(balances, config.currencies.len());
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn a_new_session_displaces_only_its_own_accounts_detached_sessions() {
+    // A table of 8 sessions and no per-account share below it: alice can fill the table, but
+    // her logins then displace her own detached sessions, never bob's.
+    let (h, addr) = start(|c| {
+        c.conns_max = 4;
+        c.sessions_max = 8;
+        c.sessions_per_account_max = 8;
+    });
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(2),
+            currency: CurrencyId(0),
+            amount: 1_000_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    drop(ops);
+    let mut bob = login(addr, "bob", 1);
+    bob.send(&order(2, 5, Side::Buy, 100, 1)).unwrap();
+    until(&mut bob, |m| matches!(m, ServerMsg::Accepted { .. }));
+    let bob_seq = bob.last_seq();
+    assert!(bob_seq > 0);
+    drop(bob);
+    for session in 1..=20 {
+        let mut a = login(addr, "alice", session);
+        a.logout().unwrap();
+        let _ = a.recv_timeout(WAIT);
+    }
+    // Bob's session kept its sequence numbers and its client order id high-water mark.
+    let mut bob = login(addr, "bob", 1);
+    let mut again = Client::connect(addr).unwrap();
+    assert!(matches!(
+        again.login("bob", "bob-demo", 1, false),
+        Err(ClientError::LoginRejected(1007, _))
+    ));
+    bob.send(&order(2, 5, Side::Buy, 100, 1)).unwrap();
+    assert!(matches!(
+        until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. })),
+        ServerMsg::Rejected {
+            client_order_id: 5,
+            ..
+        }
+    ));
+    assert!(bob.last_seq() > bob_seq);
+    // The table is full (ops, bob, six of alice's) and carol has no session to give up: her
+    // login is SERVER_FULL — nobody else's session is taken for her.
+    let mut carol = Client::connect(addr).unwrap();
+    assert!(matches!(
+        carol.login("carol", "carol-demo", 1, false),
+        Err(ClientError::LoginRejected(1017, _))
+    ));
+    assert_eq!(h.stats().server_full.load(Ordering::Relaxed), 1);
+    assert_eq!(h.stats().sessions_displaced.load(Ordering::Relaxed), 14);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn table_bounds_that_do_not_fit_are_refused_at_start() {
+    let config = Config::default();
+    let bad = |edit: &dyn Fn(&mut ServerConfig)| {
+        let mut sc = ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            config.gateway.accounts.clone(),
+        );
+        edit(&mut sc);
+        match server::start(sc, EngineBackend::new(&config).unwrap()) {
+            Err(ServerError::Config(m)) => m,
+            Err(e) => panic!("{e}"),
+            Ok(h) => {
+                h.shutdown().unwrap();
+                panic!("started");
+            }
+        }
+    };
+    assert!(bad(&|c| c.sessions_max = c.conns_max - 1).contains("sessions_max"));
+    assert!(bad(&|c| c.in_flight_max = 1000).contains("power of two"));
+    // The in-process engine can hold 65 536 commands' outputs: a smaller table is refused.
+    assert!(bad(&|c| c.in_flight_max = 1 << 10).contains("in flight"));
+    assert!(bad(&|c| c.prelogin_per_addr_max = c.prelogin_max + 1).contains("prelogin"));
+    assert!(bad(&|c| c.retransmit_msgs = 300).contains("retransmit_msgs"));
+    assert!(bad(&|c| c.sessions_per_account_max = 0).contains("sessions_per_account_max"));
+}
+
+#[test]
+fn stats_are_an_operators_query() {
+    let (h, addr) = start(|_| {});
+    let mut alice = login(addr, "alice", 1);
+    assert!(matches!(
+        alice.stats(1),
+        Err(ClientError::Rejected(1011, _))
+    ));
+    let mut bad = Client::connect(addr).unwrap();
+    assert!(bad.login("bob", "nope", 1, false).is_err());
+    let mut ops = login(addr, "ops1", 1);
+    let s = ops.stats(9).unwrap();
+    assert_eq!(s.logins, 2);
+    assert_eq!(s.login_failures, 1);
+    assert_eq!(s.conns_logged_in, 2);
+    assert!(s.connections >= 3);
+    assert_eq!(s.gateway_rejects, 1);
+    assert_eq!(s.sessions_in_use, 2);
+    // The reply is sequenced like any other, so it is retransmitted after a reconnect too.
+    assert!(ops.last_seq() >= 1);
+    assert_eq!(s, {
+        let mut live = h.stats().snapshot();
+        // Frames and messages moved on since (this request, its reply).
+        live.frames_in = s.frames_in;
+        live.msgs_out = s.msgs_out;
+        live
+    });
+    h.shutdown().unwrap();
 }

@@ -158,6 +158,8 @@ struct Tally {
     last_reject_code: AtomicU64,
     fills: AtomicU64,
     deposits: AtomicU64,
+    /// Replies to `Stats` requests.
+    stats: AtomicU64,
     /// Sequenced messages whose number was not the previous one plus one.
     gaps: AtomicU64,
     last_seq: AtomicU64,
@@ -190,6 +192,7 @@ impl Tally {
             }
             ServerMsg::Fill { .. } => &self.fills,
             ServerMsg::Deposited { .. } => &self.deposits,
+            ServerMsg::Stats { .. } => &self.stats,
             ServerMsg::Disconnect { code, .. } => {
                 self.disconnect_code
                     .store(u64::from(code), Ordering::Relaxed);
@@ -423,6 +426,7 @@ fn round(alice: &mut Peer, bob: &mut Peer, n: u64) {
     bob.push(&ClientMsg::Command(Command::MassCancel {
         user: UserId(bob.user),
         symbol: Some(SYMBOL),
+        on_disconnect: false,
     }));
     bob.push(&ClientMsg::OpenOrders {
         request_id: 4,
@@ -461,9 +465,21 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     let deposits = 2 * config.currencies.len() as u64;
     ops.wait_for(|t| t.deposits.load(Ordering::Acquire) == deposits);
 
+    // The operator asks for the gateway's counters once per round (the `Stats` message is
+    // answered on the gateway thread).
+    let mut stats_asked = 0;
+    let mut ask_stats = |ops: &mut Peer| {
+        stats_asked += 1;
+        ops.push(&ClientMsg::Stats {
+            request_id: stats_asked,
+        });
+        ops.flush();
+        stats_asked
+    };
     let mut rounds = 0;
     while alice.sent + bob.sent < WARMUP_MSGS {
         round(&mut alice, &mut bob, rounds);
+        ask_stats(&mut ops);
         rounds += 1;
     }
     alice.barrier();
@@ -474,12 +490,15 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     ALLOCATIONS.store(0, Ordering::SeqCst);
     FREES.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
+    let mut asked = 0;
     while alice.sent + bob.sent - sent_before < WINDOW_MSGS {
         round(&mut alice, &mut bob, rounds);
+        asked = ask_stats(&mut ops);
         rounds += 1;
     }
     // Bob's last orders filled alice's: her barrier comes after those fills.
     alice.barrier();
+    ops.wait_for(|t| t.stats.load(Ordering::Acquire) >= asked);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
     let frees = FREES.swap(0, Ordering::SeqCst);

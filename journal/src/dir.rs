@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! DIR/journal.lock                              held (flock) by the one writer
+//! DIR/journal.created                           written once, when the journal is created
 //! DIR/segment-00000000000000000000.rbj          segments, by index
 //! DIR/snapshot-00000000000000001234.rbs         snapshots, by the sequence they cover
 //! ```
@@ -19,6 +20,11 @@ use crate::format::{
 
 /// The name of the writer's lock file.
 pub const LOCK_FILE_NAME: &str = "journal.lock";
+
+/// The name of the marker file a writer leaves when it creates a journal (and adds to a
+/// journal that has segments but no marker). A directory with the marker and no segment file
+/// lost its segments: recovery refuses it instead of starting an empty journal.
+pub const CREATED_FILE_NAME: &str = "journal.created";
 
 /// The path of segment `index` in `dir`.
 pub fn segment_path(dir: &Path, index: u64) -> PathBuf {
@@ -50,7 +56,7 @@ pub fn list(dir: &Path) -> Result<DirListing, JournalError> {
         let name = entry.file_name();
         let path = entry.path();
         match name.to_str() {
-            Some(n) if n == LOCK_FILE_NAME => {}
+            Some(n) if n == LOCK_FILE_NAME || n == CREATED_FILE_NAME => {}
             Some(n) => {
                 if let Some(index) = parse_segment_file_name(n) {
                     listing.segments.push((index, path));
@@ -100,6 +106,34 @@ impl DirLock {
             Err(fs::TryLockError::Error(e)) => Err(JournalError::io("lock", &path, e)),
         }
     }
+}
+
+/// Whether the journal in `dir` has its creation marker.
+pub(crate) fn has_marker(dir: &Path) -> bool {
+    dir.join(CREATED_FILE_NAME).exists()
+}
+
+/// Writes the creation marker (with `durable`, the file and the directory are synced).
+pub(crate) fn write_marker(dir: &Path, durable: bool) -> Result<(), JournalError> {
+    let path = dir.join(CREATED_FILE_NAME);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("create marker", &path, e))?;
+    let mut file = file;
+    io::Write::write_all(
+        &mut file,
+        b"ringbook journal: segments and snapshots live in this directory\n",
+    )
+    .map_err(|e| JournalError::io("write marker", &path, e))?;
+    if durable {
+        file.sync_all()
+            .map_err(|e| JournalError::io("fsync marker", &path, e))?;
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (and parents) if missing.

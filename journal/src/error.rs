@@ -29,7 +29,7 @@ pub enum AppendError {
     },
     /// Creating the next segment, or syncing, failed with this I/O error. The writer is now
     /// failed: records it had acknowledged stay on disk, nothing more is accepted, and the
-    /// process should stop and recover (SPEC §3: a failing stage is fatal).
+    /// process should stop and recover (docs/overview.md §3: a failing stage is fatal).
     Io {
         /// The I/O error's kind.
         kind: io::ErrorKind,
@@ -121,6 +121,39 @@ pub enum CorruptionKind {
     UnwrittenSegment,
     /// The last segment's header was never written or is torn, but its body holds data.
     DataWithoutHeader,
+    /// A started segment's file is shorter than its header says. Segments are created at their
+    /// full length before their header is written, and nothing shortens them, so no crash
+    /// leaves one short: its end was cut off (damage), and the records there are lost.
+    ShortSegment {
+        /// The header's segment length.
+        header_len: u64,
+        /// The file's length.
+        file_len: u64,
+        /// Complete records left before the cut.
+        records_intact: u64,
+        /// The sequence after the last complete record (the header's first sequence if none).
+        next_sequence: u64,
+    },
+    /// A sealed segment's end record names a next segment whose file is not there. The writer
+    /// creates the next segment's file before it seals the current one, so no crash leaves
+    /// this state: the file was removed, and every record from `first_sequence` on with it.
+    MissingSegment {
+        /// The missing segment's index.
+        index: u64,
+        /// The sequence the sealed segment's end record says it starts at.
+        first_sequence: u64,
+    },
+    /// A valid snapshot covers sequences the journal does not hold: records were lost from
+    /// the journal's end after the snapshot was taken.
+    SnapshotBeyondEnd {
+        /// The snapshot's sequence.
+        snapshot_sequence: u64,
+        /// The sequence after the journal's last complete record.
+        next_sequence: u64,
+    },
+    /// The journal was created (its marker file exists) but no segment file holds data: every
+    /// segment was removed.
+    NoSegments,
 }
 
 impl fmt::Display for CorruptionKind {
@@ -139,9 +172,17 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "header says segment {found}, file name says {expected}")
             }
             CorruptionKind::IndexGap { expected, found } => {
+                let missing = found - expected;
                 write!(
                     f,
-                    "segment {expected} is missing (next file is segment {found})"
+                    "segment {expected} ({}) is missing{} (the next file is segment {found}): \
+                     the records it held are lost",
+                    crate::format::segment_file_name(expected),
+                    if missing > 1 {
+                        format!(", and {} more after it", missing - 1)
+                    } else {
+                        String::new()
+                    }
                 )
             }
             CorruptionKind::FirstSequenceMismatch { expected, found } => write!(
@@ -161,6 +202,56 @@ impl fmt::Display for CorruptionKind {
                     "segment header unwritten or torn, but the segment holds data"
                 )
             }
+            CorruptionKind::ShortSegment {
+                header_len,
+                file_len,
+                records_intact,
+                next_sequence,
+            } => {
+                write!(
+                    f,
+                    "file is {file_len} bytes but its header says {header_len}: the last {} \
+                     bytes are missing; ",
+                    header_len.saturating_sub(file_len)
+                )?;
+                if records_intact == 0 {
+                    write!(f, "no complete record is left in it")?;
+                } else {
+                    write!(
+                        f,
+                        "{records_intact} complete record(s) are left, through sequence {}",
+                        next_sequence - 1
+                    )?;
+                }
+                write!(
+                    f,
+                    ", and every record after sequence {} in it is lost",
+                    next_sequence.saturating_sub(1)
+                )
+            }
+            CorruptionKind::MissingSegment {
+                index,
+                first_sequence,
+            } => write!(
+                f,
+                "segment {index} ({}) is missing: the segment before it is sealed and says it \
+                 starts at sequence {first_sequence}, so every record from {first_sequence} on \
+                 is lost",
+                crate::format::segment_file_name(index)
+            ),
+            CorruptionKind::SnapshotBeyondEnd {
+                snapshot_sequence,
+                next_sequence,
+            } => write!(
+                f,
+                "snapshot covers up to sequence {snapshot_sequence}, but the journal ends before \
+                 sequence {next_sequence}: records {next_sequence}..={snapshot_sequence} are \
+                 missing from the journal"
+            ),
+            CorruptionKind::NoSegments => write!(
+                f,
+                "the journal was created here but no segment file is left: every record is lost"
+            ),
         }
     }
 }
@@ -217,6 +308,13 @@ pub enum JournalError {
         /// The first sequence the journal still holds.
         first_available: u64,
     },
+    /// [`crate::truncate()`] cannot keep the journal up to `to`.
+    Truncate {
+        /// The sequence asked for.
+        to: u64,
+        /// Why (up to where the journal is intact, and what stops it).
+        reason: String,
+    },
     /// A snapshot could not be written because its arguments are wrong (e.g. a snapshot for
     /// that sequence already exists).
     Snapshot {
@@ -267,6 +365,9 @@ impl fmt::Display for JournalError {
             ),
             JournalError::Snapshot { path, reason } => {
                 write!(f, "snapshot {}: {reason}", path.display())
+            }
+            JournalError::Truncate { to, reason } => {
+                write!(f, "cannot truncate to sequence {to}: {reason}")
             }
         }
     }

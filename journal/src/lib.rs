@@ -1,7 +1,7 @@
 //! ringbook's journal: memory-mapped, checksummed, append-only segments and snapshots.
 //!
 //! Every accepted command is journaled before anyone is told it was accepted; from the journal
-//! (and a snapshot) the engine's exact state can be rebuilt (SPEC §6). This crate stores opaque
+//! (and a snapshot) the engine's exact state can be rebuilt (docs/overview.md §6). This crate stores opaque
 //! records — `(sequence, type, timestamp, payload)` — and opaque snapshot blobs; what the bytes
 //! mean is the pipeline's business.
 //!
@@ -18,7 +18,8 @@
 //! - [`snapshot`] — atomic, checksummed snapshot files; [`load_latest`] falls back past damaged
 //!   ones.
 //! - [`prune()`] — removes segments a snapshot covers; [`inspect`] — verifies everything and
-//!   lists every problem.
+//!   lists every problem; [`truncate()`] — the operator's explicit acceptance of a known loss
+//!   (recovery refuses damage rather than drop records by itself).
 //!
 //! # In the pipeline
 //!
@@ -72,9 +73,11 @@
 //! Unit tests sit next to the code (layout, config). `tests/` holds round trips across segment
 //! rolls, every durability and pre-touch mode; crash tests that `SIGKILL` a writer *process*
 //! mid-append (deterministically, inside a record's fill) and free-running, then recover; tests
-//! that truncate or flip every byte of the last record and check that recovery keeps exactly
-//! the complete records; mid-segment corruption that must be a hard error naming the file and
-//! offset; the tailer following a writer thread and a writer process; snapshots with damaged
+//! that zero or flip every byte of the last record and check that recovery keeps exactly the
+//! complete records; damage that must be a hard error naming the file and what is lost, with
+//! no file changed (mid-segment corruption, a segment cut short at every offset of its last
+//! record, a removed segment, a snapshot beyond the journal's end); [`truncate()`] accepting
+//! such a loss; the tailer following a writer thread and a writer process; snapshots with damaged
 //! newest files; pruning; and property tests that feed arbitrary and mutated segment files to
 //! the readers and recovery (never a panic, never a record whose checksum does not match).
 #![deny(missing_docs)]
@@ -93,13 +96,14 @@ mod scan;
 mod segment;
 pub mod snapshot;
 mod tailer;
+mod truncate;
 mod verify;
 mod writer;
 
 pub use config::{
     ConfigError, Durability, JournalConfig, Pretouch, SyncMethod, SEGMENT_LEN_BYTES_MAX,
 };
-pub use dir::{list, segment_path, snapshot_path, DirListing, LOCK_FILE_NAME};
+pub use dir::{list, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME, LOCK_FILE_NAME};
 pub use error::{AppendError, Corruption, CorruptionKind, JournalError};
 pub use prune::{prune, PruneReport};
 pub use reader::{Reader, TailState};
@@ -110,5 +114,6 @@ pub use snapshot::{
     SnapshotMeta, SnapshotWriter,
 };
 pub use tailer::{Tailer, POLL_STEPS_MAX};
+pub use truncate::{truncate, RemovedSegment, TruncateReport};
 pub use verify::{inspect, Inspection, Problem, Progress, SegmentState, SegmentSummary, Severity};
 pub use writer::{Writer, WriterStats};

@@ -60,17 +60,8 @@ pub(crate) fn prune_locked(
     // Started segments and their first sequences.
     let mut started: Vec<(PathBuf, u64)> = Vec::new();
     let listing = dir::list(dir)?;
-    for (i, (index, path)) in listing.segments.iter().enumerate() {
-        if i > 0 && *index != listing.segments[i - 1].0 + 1 {
-            return Err(JournalError::corrupt(
-                path,
-                0,
-                CorruptionKind::IndexGap {
-                    expected: listing.segments[i - 1].0 + 1,
-                    found: *index,
-                },
-            ));
-        }
+    crate::recovery::check_contiguous(&listing.segments)?;
+    for (index, path) in &listing.segments {
         let seg = ReadSegment::open(path, *index)?;
         match seg.header() {
             Ok(h) => started.push((path.clone(), h.first_sequence)),

@@ -27,7 +27,7 @@ use crate::segment::ReadSegment;
 pub enum TailState {
     /// The last segment ends cleanly: zeros after its last record.
     Clean,
-    /// The last segment is sealed and the next one has not started yet.
+    /// The last segment is sealed and the next one (its file created) has not started yet.
     Sealed,
     /// The last segment ends with torn bytes: a writer died mid-append (or the tail was
     /// damaged). The next writer to open the journal cuts them away.
@@ -63,7 +63,7 @@ pub(crate) fn open_started(
         Err(HeaderError::Unwritten) => return Ok(None),
         Err(e) => return Err(JournalError::corrupt(&path, 0, CorruptionKind::Header(e))),
     };
-    check_header(&seg, &header, true)?;
+    check_header(&seg, &header)?;
     if let Some(expected) = expected_first {
         if header.first_sequence != expected {
             return Err(JournalError::corrupt(
@@ -87,18 +87,7 @@ pub(crate) fn locate(
     from_sequence: u64,
 ) -> Result<Option<(u64, SegmentHeader)>, JournalError> {
     let segments = dir::list(dir)?.segments;
-    for pair in segments.windows(2) {
-        if pair[1].0 != pair[0].0 + 1 {
-            return Err(JournalError::corrupt(
-                &pair[1].1,
-                0,
-                CorruptionKind::IndexGap {
-                    expected: pair[0].0 + 1,
-                    found: pair[1].0,
-                },
-            ));
-        }
-    }
+    crate::recovery::check_contiguous(&segments)?;
     let mut chosen: Option<(u64, SegmentHeader)> = None;
     for (index, _) in &segments {
         let Some((_, header)) = open_started(dir, *index, None)? else {
@@ -244,6 +233,18 @@ impl Reader {
                     self.current = None;
                     match open_started(&self.dir, index, Some(first_sequence))? {
                         Some((seg, header)) => self.start_segment(seg, header),
+                        None if !dir::segment_path(&self.dir, index).exists() => {
+                            // The writer creates the next segment's file before it seals:
+                            // without it, the records from `first_sequence` on were removed.
+                            return Err(JournalError::corrupt(
+                                dir::segment_path(&self.dir, index),
+                                0,
+                                CorruptionKind::MissingSegment {
+                                    index,
+                                    first_sequence,
+                                },
+                            ));
+                        }
                         None => {
                             self.expected = first_sequence;
                             self.tail = Some(TailState::Sealed);

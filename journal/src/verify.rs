@@ -19,6 +19,7 @@ use crate::dir;
 use crate::error::{CorruptionKind, JournalError};
 use crate::format::HeaderError;
 use crate::record::{Record, RecordPosition};
+use crate::recovery::short_segment;
 use crate::scan::{last_non_zero_byte, scan_segment, SegmentEnd};
 use crate::segment::ReadSegment;
 use crate::snapshot::{check_snapshot, SnapshotDamage, SnapshotMeta};
@@ -172,7 +173,8 @@ pub fn inspect(
                 expected: pair[0].0 + 1,
                 found: pair[1].0,
             };
-            out.problem(Severity::Error, &pair[1].1, None, kind.to_string());
+            let missing = dir::segment_path(dir, pair[0].0 + 1);
+            out.problem(Severity::Error, &missing, None, kind.to_string());
         }
     }
 
@@ -228,7 +230,9 @@ pub fn inspect(
                         Severity::Warning,
                         &seg.path,
                         None,
-                        "unused pre-allocated segment (removed when the writer next opens)".into(),
+                        "unused pre-allocated segment (started if the segment before it is \
+                         sealed, removed otherwise, when the writer next opens)"
+                            .into(),
                     );
                 } else {
                     let kind = CorruptionKind::UnwrittenSegment;
@@ -250,24 +254,22 @@ pub fn inspect(
                     };
                     out.problem(Severity::Error, &seg.path, Some(0), kind.to_string());
                 }
-                if seg.file_len > h.segment_len_bytes
-                    || (!is_last && seg.file_len != h.segment_len_bytes)
-                {
+                if seg.file_len < h.segment_len_bytes {
+                    // Segments are created at full length before their header is written:
+                    // a short one lost its end (damage, not a crash).
+                    let kind = short_segment(seg, h);
+                    out.problem(
+                        Severity::Error,
+                        &seg.path,
+                        Some(seg.file_len),
+                        kind.to_string(),
+                    );
+                } else if seg.file_len != h.segment_len_bytes {
                     let kind = CorruptionKind::LengthMismatch {
                         expected: h.segment_len_bytes,
                         found: seg.file_len,
                     };
                     out.problem(Severity::Error, &seg.path, None, kind.to_string());
-                } else if seg.file_len < h.segment_len_bytes {
-                    out.problem(
-                        Severity::Warning,
-                        &seg.path,
-                        None,
-                        format!(
-                            "file is {} bytes, header says {} (extended when the writer next opens)",
-                            seg.file_len, h.segment_len_bytes
-                        ),
-                    );
                 }
                 if let Some(expected) = expected_first {
                     if h.first_sequence != expected {
@@ -312,9 +314,18 @@ pub fn inspect(
                 expected_first = Some(scan.next_sequence);
                 let at = Some(scan.end_offset as u64);
                 match scan.end {
-                    SegmentEnd::Sealed { .. } => {
+                    SegmentEnd::Sealed { next_sequence } => {
                         summary.state = SegmentState::Sealed;
                         summary.used_bytes += crate::format::FRAME_HEADER_LEN as u64;
+                        let next = dir::segment_path(dir, seg.index + 1);
+                        if !next.exists() {
+                            // The writer creates the next file before it seals this one.
+                            let kind = CorruptionKind::MissingSegment {
+                                index: seg.index + 1,
+                                first_sequence: next_sequence,
+                            };
+                            out.problem(Severity::Error, &next, None, kind.to_string());
+                        }
                     }
                     SegmentEnd::Clean if is_last => summary.state = SegmentState::Open,
                     SegmentEnd::Clean => {
@@ -438,17 +449,24 @@ fn check_snapshots(dir: &Path, out: &mut Inspection) {
         ),
         _ => {}
     }
-    if let (Some(s), Some(next)) = (&newest_valid, journal_next) {
+    let started = out.segments.iter().any(|s| s.first_sequence.is_some());
+    if !started && dir::has_marker(dir) {
+        out.problem(
+            Severity::Error,
+            &dir::segment_path(dir, 0),
+            None,
+            CorruptionKind::NoSegments.to_string(),
+        );
+    }
+    if let Some(s) = &newest_valid {
+        // With no started segment, a new journal would start at sequence 1.
+        let next = journal_next.unwrap_or(1);
         if s.sequence >= next {
-            out.problem(
-                Severity::Error,
-                &s.path,
-                None,
-                format!(
-                    "snapshot covers sequence {} but the journal ends before {next}",
-                    s.sequence
-                ),
-            );
+            let kind = CorruptionKind::SnapshotBeyondEnd {
+                snapshot_sequence: s.sequence,
+                next_sequence: next,
+            };
+            out.problem(Severity::Error, &s.path, None, kind.to_string());
         }
     }
 }

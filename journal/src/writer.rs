@@ -204,7 +204,7 @@ impl Writer {
     /// zeros and recovery re-zeroes what it cuts), unless an earlier `fill` panicked. If `fill`
     /// panics, nothing is published: the bytes it wrote lie past the journal's end, and are
     /// overwritten by the next append or cut away as a torn tail by the next recovery (a panic
-    /// in the journal stage is fatal anyway, SPEC §3).
+    /// in the journal stage is fatal anyway, docs/overview.md §3).
     #[inline]
     pub fn append_with(
         &mut self,
@@ -352,7 +352,25 @@ impl Writer {
     }
 
     fn roll_inner(&mut self) -> Result<(), AppendError> {
-        // 1. Seal: the end-of-segment frame carries the next segment's first sequence.
+        // 1. The next segment's file: ready-made by the pre-toucher, or created here — before
+        //    the seal, so that a sealed segment always has its successor's file (a sealed
+        //    segment without one lost it: recovery calls that damage, not a crash).
+        let next = match &self.pretoucher {
+            Some(p) => p.take_next(&mut self.stats.roll_stalls)?,
+            None => Arc::new(
+                Segment::create(
+                    &self.dir,
+                    self.segment.index + 1,
+                    self.segment_len_bytes,
+                    self.durability.method().is_some(),
+                )
+                .map_err(|e| match e {
+                    JournalError::Io { source, .. } => AppendError::io(&source),
+                    _ => AppendError::Failed,
+                })?,
+            ),
+        };
+        // 2. Seal: the end-of-segment frame carries the next segment's first sequence.
         let offset = self.offset;
         assert!(offset + FRAME_HEADER_LEN <= self.capacity);
         {
@@ -373,27 +391,11 @@ impl Writer {
             .map
             .store_u32_release(offset + F_LENGTH, FRAME_HEADER_LEN as u32);
         self.offset = offset + FRAME_HEADER_LEN;
-        // 2. With a durability policy, the sealed segment is synced whole before the next one
+        // 3. With a durability policy, the sealed segment is synced whole before the next one
         //    starts, so the order of segments on disk is the order of the journal.
         if let Some(method) = self.durability.method() {
             self.sync_with(method)?;
         }
-        // 3. The next segment: ready-made by the pre-toucher, or created here.
-        let next = match &self.pretoucher {
-            Some(p) => p.take_next(&mut self.stats.roll_stalls)?,
-            None => Arc::new(
-                Segment::create(
-                    &self.dir,
-                    self.segment.index + 1,
-                    self.segment_len_bytes,
-                    self.durability.method().is_some(),
-                )
-                .map_err(|e| match e {
-                    JournalError::Io { source, .. } => AppendError::io(&source),
-                    _ => AppendError::Failed,
-                })?,
-            ),
-        };
         assert_eq!(next.index, self.segment.index + 1, "segments out of order");
         // 4. Start it.
         next.write_header(self.next_sequence);

@@ -49,24 +49,58 @@ fn recover(bytes: &[u8]) -> (ringbook_journal::RecoveryReport, Vec<Owned>) {
 }
 
 #[test]
-fn truncating_the_last_record_anywhere_keeps_exactly_the_complete_ones() {
+fn a_last_segment_cut_short_anywhere_is_damage_naming_what_is_left() {
+    // Segments are created at full length before their header is written: no crash leaves a
+    // started segment short, so a short one lost its end. Recovery, the reader and verify all
+    // refuse it, say how many records are left, and recovery changes nothing.
     let (_dir, _, bytes, last, frame_len) = pristine();
-    for cut in last..=last + frame_len {
-        let (report, records) = recover(&bytes[..cut]);
-        // The cut-off part reads back as zeros: if it was zeros (padding, or a payload ending
-        // in zeros), the record is still complete, byte for byte.
-        let intact = bytes[cut..last + frame_len].iter().all(|&b| b == 0);
-        let kept = if intact { N } else { N - 1 };
-        assert_eq!(records.len() as u64, kept, "cut at {cut}");
-        assert_generated(&records, 1);
-        assert_eq!(report.next_sequence, kept + 1);
-        if cut > last && !intact {
-            let t = report.truncated.expect("a torn record is reported");
-            assert_eq!(t.offset as usize, last);
-            assert_eq!(t.short_file_len, Some(cut as u64));
-        } else {
-            assert_eq!(report.truncated, None, "cut at {cut}");
+    let mut cuts: Vec<usize> = (last..=last + frame_len).collect();
+    cuts.extend([bytes.len() / 2, bytes.len() - 8, 200]);
+    for cut in cuts {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ringbook_journal::segment_path(dir.path(), 0);
+        fs::write(&path, &bytes[..cut]).unwrap();
+        let before = dir_bytes(dir.path());
+        let kind = expect_corrupt(
+            Writer::open(dir.path(), config(false, Durability::None)),
+            &path,
+            cut,
+        );
+        // A record is left only if it lies wholly inside the file.
+        let whole = cut >= last + frame_len;
+        let CorruptionKind::ShortSegment {
+            header_len,
+            file_len,
+            records_intact,
+            next_sequence,
+        } = kind
+        else {
+            panic!("cut at {cut}: {kind:?}");
+        };
+        assert_eq!((header_len, file_len), (bytes.len() as u64, cut as u64));
+        if cut >= last {
+            assert_eq!(
+                records_intact,
+                if whole { N } else { N - 1 },
+                "cut at {cut}"
+            );
         }
+        assert_eq!(next_sequence, records_intact + 1);
+        let shown = kind.to_string();
+        assert!(
+            shown.contains(&format!("the last {} bytes are missing", bytes.len() - cut)),
+            "{shown}"
+        );
+        assert_unchanged(dir.path(), &before);
+        assert!(read_all(dir.path()).is_err(), "the reader refuses it too");
+        let inspection = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
+        assert!(!inspection.is_sound(), "cut at {cut}");
+        assert!(inspection
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Error
+                && p.path == path
+                && p.message.contains("bytes are missing")));
     }
 }
 
@@ -327,12 +361,27 @@ fn a_missing_segment_is_a_hard_error() {
     let (dir, _) = multi_segment();
     let path = ringbook_journal::segment_path(dir.path(), 2);
     fs::remove_file(&path).unwrap();
-    let next = ringbook_journal::segment_path(dir.path(), 3);
+    let before = dir_bytes(dir.path());
+    // The error names the missing file.
     let kind = expect_corrupt(
         Writer::open(dir.path(), config(false, Durability::None)),
-        &next,
+        &path,
         0,
     );
+    assert!(
+        kind.to_string()
+            .contains("segment-00000000000000000002.rbj is missing")
+            || kind
+                .to_string()
+                .contains("(segment-00000000000000000002.rbj) is missing"),
+        "{kind}"
+    );
+    assert_unchanged(dir.path(), &before);
+    let inspection = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
+    assert!(inspection
+        .problems
+        .iter()
+        .any(|p| p.severity == Severity::Error && p.path == path));
     assert_eq!(
         kind,
         CorruptionKind::IndexGap {
@@ -394,29 +443,160 @@ fn a_torn_header_over_an_empty_body_is_an_unused_segment() {
 
 #[test]
 fn a_sealed_last_segment_starts_the_next() {
-    // A crash between sealing a segment and starting the next: remove the segment the writer
-    // had started (it holds records only if any were written; make it hold none).
-    let dir = tempfile::tempdir().unwrap();
-    let mut writer = Writer::open(dir.path(), config(false, Durability::None)).unwrap();
-    while writer.stats().rolls == 0 {
-        append_records(&mut writer, 1);
+    // A crash between sealing a segment and starting the next: the writer created the next
+    // segment's file before the seal, so it is there, unused. Rebuild segment 1 that way.
+    for pretouch in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Writer::open(dir.path(), config(pretouch, Durability::None)).unwrap();
+        while writer.stats().rolls == 0 {
+            append_records(&mut writer, 1);
+        }
+        // The record that rolled went into segment 1.
+        let next = writer.next_sequence();
+        drop(writer);
+        let path1 = ringbook_journal::segment_path(dir.path(), 1);
+        fs::write(&path1, vec![0u8; SEGMENT_LEN as usize]).unwrap();
+        let _ = fs::remove_file(ringbook_journal::segment_path(dir.path(), 2));
+        let (records, tail) = read_all(dir.path()).unwrap();
+        assert_eq!(tail, TailState::Sealed);
+        assert_eq!(records.len() as u64, next - 2);
+        assert!(inspect(dir.path(), |_, _| {}, |_| {}).unwrap().is_sound());
+        let mut writer = Writer::open(dir.path(), config(pretouch, Durability::None)).unwrap();
+        assert!(writer.recovery().rolled_sealed_segment);
+        assert!(writer.recovery().removed_unused.is_empty());
+        assert_eq!(writer.next_sequence(), next - 1);
+        append_records(&mut writer, 10);
+        drop(writer);
+        let (records, _) = read_all(dir.path()).unwrap();
+        assert_eq!(records.len() as u64, next + 8);
+        assert_generated(&records, 1);
     }
-    // The record that rolled went into segment 1; rebuild segment 1 as just created.
-    let next = writer.next_sequence();
-    drop(writer);
-    let path1 = ringbook_journal::segment_path(dir.path(), 1);
-    fs::remove_file(&path1).unwrap();
-    let (records, tail) = read_all(dir.path()).unwrap();
-    assert_eq!(tail, TailState::Sealed);
-    assert_eq!(records.len() as u64, next - 2);
-    let mut writer = Writer::open(dir.path(), config(false, Durability::None)).unwrap();
-    assert!(writer.recovery().rolled_sealed_segment);
-    assert_eq!(writer.next_sequence(), next - 1);
-    append_records(&mut writer, 10);
-    drop(writer);
-    let (records, _) = read_all(dir.path()).unwrap();
-    assert_eq!(records.len() as u64, next + 8);
-    assert_generated(&records, 1);
+}
+
+#[test]
+fn a_sealed_segment_whose_successor_is_gone_is_damage() {
+    // The last segment deleted: the one before it is sealed and names it. No crash leaves
+    // that (the successor's file exists before the seal): refuse, name it, change nothing.
+    let (dir, records) = multi_segment();
+    let last = records.last().unwrap().position.segment_index;
+    let first_lost = records
+        .iter()
+        .find(|r| r.position.segment_index == last)
+        .unwrap()
+        .sequence;
+    let path = ringbook_journal::segment_path(dir.path(), last);
+    fs::remove_file(&path).unwrap();
+    let before = dir_bytes(dir.path());
+    let kind = expect_corrupt(
+        Writer::open(dir.path(), config(true, Durability::None)),
+        &path,
+        0,
+    );
+    assert_eq!(
+        kind,
+        CorruptionKind::MissingSegment {
+            index: last,
+            first_sequence: first_lost
+        }
+    );
+    assert!(kind
+        .to_string()
+        .contains(&format!("every record from {first_lost} on")));
+    assert_unchanged(dir.path(), &before);
+    match read_all(dir.path()) {
+        Err(JournalError::Corrupt(c)) => assert_eq!(c.path, path),
+        other => panic!("the reader must refuse: {other:?}"),
+    }
+    let inspection = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
+    assert!(inspection
+        .problems
+        .iter()
+        .any(|p| p.severity == Severity::Error && p.path == path));
+}
+
+#[test]
+fn a_journal_whose_every_segment_is_gone_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), 50, config(false, Durability::None));
+    assert!(dir
+        .path()
+        .join(ringbook_journal::CREATED_FILE_NAME)
+        .exists());
+    fs::remove_file(ringbook_journal::segment_path(dir.path(), 0)).unwrap();
+    let kind = expect_corrupt(
+        Writer::open(dir.path(), config(false, Durability::None)),
+        &ringbook_journal::segment_path(dir.path(), 0),
+        0,
+    );
+    assert_eq!(kind, CorruptionKind::NoSegments);
+    assert!(ringbook_journal::list(dir.path())
+        .unwrap()
+        .segments
+        .is_empty());
+    assert!(!inspect(dir.path(), |_, _| {}, |_| {}).unwrap().is_sound());
+}
+
+#[test]
+fn a_snapshot_beyond_the_end_is_refused_before_anything_is_rewritten() {
+    // A torn final record that recovery would cut, an unused segment it would remove, and a
+    // snapshot covering more than the journal holds: the refusal comes first, and every file
+    // is left byte for byte as it was.
+    let (_dir, _, bytes, last, _) = pristine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = bytes.clone();
+    b[last..last + 4].fill(0);
+    fs::write(ringbook_journal::segment_path(dir.path(), 0), &b).unwrap();
+    fs::write(
+        ringbook_journal::segment_path(dir.path(), 1),
+        vec![0u8; SEGMENT_LEN as usize],
+    )
+    .unwrap();
+    ringbook_journal::write_snapshot(dir.path(), 10, 0, 1, b"ten").unwrap();
+    let snap = ringbook_journal::write_snapshot(dir.path(), N, 0, 1, b"N").unwrap();
+    let before = dir_bytes(dir.path());
+    let kind = expect_corrupt(
+        Writer::open(dir.path(), config(true, Durability::None)),
+        &snap.path,
+        0,
+    );
+    assert_eq!(
+        kind,
+        CorruptionKind::SnapshotBeyondEnd {
+            snapshot_sequence: N,
+            next_sequence: N
+        }
+    );
+    assert_unchanged(dir.path(), &before);
+    assert!(!inspect(dir.path(), |_, _| {}, |_| {}).unwrap().is_sound());
+    // Without that snapshot, recovery cuts the torn record and reports the cut.
+    fs::remove_file(&snap.path).unwrap();
+    let writer = Writer::open(dir.path(), config(false, Durability::None)).unwrap();
+    let cuts: Vec<_> = writer.recovery().cuts().cloned().collect();
+    assert_eq!(cuts.len(), 1);
+    assert_eq!(cuts[0].offset as usize, last);
+    assert_eq!(writer.recovery().snapshot_sequence, Some(10));
+    assert_eq!(writer.next_sequence(), N);
+}
+
+#[test]
+fn damaged_snapshots_recovery_skips_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), 100, config(false, Durability::None));
+    ringbook_journal::write_snapshot(dir.path(), 50, 0, 1, b"fifty").unwrap();
+    let bad = ringbook_journal::write_snapshot(dir.path(), 80, 0, 1, b"eighty").unwrap();
+    let mut b = fs::read(&bad.path).unwrap();
+    let n = b.len();
+    b[n - 1] ^= 1;
+    fs::write(&bad.path, &b).unwrap();
+    let writer = Writer::open(dir.path(), config(false, Durability::None)).unwrap();
+    let report = writer.recovery();
+    assert_eq!(report.snapshot_sequence, Some(50));
+    assert_eq!(report.skipped_snapshots.len(), 1);
+    assert_eq!(report.skipped_snapshots[0].0, bad.path);
+    assert!(
+        report.to_string().contains("skipped damaged snapshot"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -259,7 +259,7 @@ fn verify_judges_snapshots_against_the_journal() {
     assert!(i
         .problems
         .iter()
-        .any(|p| p.message.contains("ends before 3001")));
+        .any(|p| p.message.contains("ends before sequence 3001")));
 }
 
 #[test]

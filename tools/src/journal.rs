@@ -6,6 +6,7 @@
 //! ringbook journal verify DIR
 //! ringbook journal stats DIR [--json]
 //! ringbook journal prune DIR --before SEQ [--dry-run]
+//! ringbook journal truncate DIR --to SEQ [--dry-run]
 //! ringbook journal replay DIR [--config FILE] [--no-risk] [--to SEQ] [--json]
 //! ```
 //!
@@ -21,6 +22,13 @@
 //! - `prune` removes the segments whose records are all covered by the newest valid snapshot and
 //!   below `--before`; never anything else, never the last segment. It takes the writer's lock,
 //!   so it refuses while a writer has the journal open.
+//! - `truncate` is the explicit, logged acceptance of a known loss (`ringbook serve` refuses a
+//!   damaged journal rather than drop records by itself): it keeps every record up to and
+//!   including `--to` (which must be intact, as must everything before it), removes every later
+//!   segment and every snapshot beyond `--to`, and reopens the segment holding `--to` as the
+//!   journal's last. It prints each thing it removes, then verifies the result. It takes the
+//!   writer's lock. Status 0: done and the journal is sound; 1: done but still not sound (see
+//!   the problems it lists); 2: refused (nothing changed).
 //! - `replay` rebuilds the engine state the journal describes — the newest valid snapshot at or
 //!   below `--to` (none: from the journal's first record), then every record after it up to
 //!   `--to` inclusive (default: the last) — read-only (nothing in DIR is written, truncated or
@@ -48,8 +56,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringbook_engine::pipeline::{replay_journal, PipelineError};
 use ringbook_engine::prelude::{Config, RiskMode, Seq};
 use ringbook_journal::{
-    inspect, prune, Inspection, JournalConfig, JournalError, Reader, SegmentState, Severity,
-    TailState,
+    inspect, prune, truncate, Inspection, JournalConfig, JournalError, Reader, SegmentState,
+    Severity, TailState,
 };
 
 use crate::printer::Printer;
@@ -79,6 +87,21 @@ enum JournalCmd {
     Prune(PruneArgs),
     /// Rebuild the engine state (read-only) and print books, balances, fees and state hash.
     Replay(ReplayArgs),
+    /// Accept a known loss: keep records up to --to, remove everything after (logged).
+    Truncate(TruncateArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct TruncateArgs {
+    /// The journal directory.
+    dir: PathBuf,
+    /// The last sequence to keep; every record after it, and every snapshot beyond it, is
+    /// removed.
+    #[arg(long, value_name = "SEQ")]
+    to: u64,
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -153,6 +176,7 @@ pub fn run(args: Args) -> ExitCode {
         JournalCmd::Stats(a) => stats(&a, &mut out),
         JournalCmd::Prune(a) => prune_cmd(&a, &mut out),
         JournalCmd::Replay(a) => replay(&a, &mut out),
+        JournalCmd::Truncate(a) => truncate_cmd(&a, &mut out),
     }
     .and_then(|code| {
         out.flush()?;
@@ -540,6 +564,99 @@ fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     Ok(0)
 }
 
+fn truncate_cmd(args: &TruncateArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
+    require_dir(&args.dir)?;
+    let report = match truncate(&args.dir, args.to, args.dry_run) {
+        Err(JournalError::Locked { path }) => {
+            return Err(Fatal(format!(
+                "a writer has the journal open ({} is locked); stop it first",
+                path.display()
+            )))
+        }
+        r => r?,
+    };
+    let (verb, prefix) = if args.dry_run {
+        ("would remove", "dry run: ")
+    } else {
+        ("removed", "")
+    };
+    let range = |r: Option<(u64, u64)>| {
+        r.map_or("no intact record".to_string(), |(a, b)| {
+            format!("records {a}..={b}")
+        })
+    };
+    for path in &report.removed_snapshots {
+        writeln!(out, "{prefix}{verb} snapshot {}", path.display())?;
+    }
+    for seg in &report.removed_segments {
+        writeln!(
+            out,
+            "{prefix}{verb} segment {} ({} bytes; {})",
+            seg.path.display(),
+            seg.file_len,
+            range(seg.sequences)
+        )?;
+    }
+    if let (Some(len), Some(last)) = (report.restored_from_len, &report.last_segment) {
+        writeln!(
+            out,
+            "{prefix}{} {} to its full length (it was {len} bytes)",
+            if args.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
+            last.display()
+        )?;
+    }
+    match &report.last_segment {
+        Some(last) => writeln!(
+            out,
+            "{prefix}{} {} after offset {}: {} non-zero byte(s) zeroed ({} dropped)",
+            if args.dry_run { "would cut" } else { "cut" },
+            last.display(),
+            report.cut_offset,
+            report.bytes_zeroed,
+            range(report.records_dropped_in_last)
+        )?,
+        None => writeln!(
+            out,
+            "{prefix}no segment held a record: the journal {} empty",
+            if args.dry_run { "would be" } else { "is" }
+        )?,
+    }
+    writeln!(
+        out,
+        "{prefix}the journal {} at sequence {}; the next record is {}{}",
+        if args.dry_run { "would end" } else { "ends" },
+        args.to,
+        args.to + 1,
+        report.last_dropped().map_or(String::new(), |s| format!(
+            "; intact records {}..={s} {}",
+            args.to + 1,
+            if args.dry_run {
+                "would be lost"
+            } else {
+                "were dropped"
+            }
+        ))
+    )?;
+    if args.dry_run {
+        return Ok(0);
+    }
+    let inspection = inspect_with_progress(&args.dir, "verify", |_| {})?;
+    for problem in &inspection.problems {
+        writeln!(out, "{problem}")?;
+    }
+    if inspection.is_sound() {
+        writeln!(out, "sound: the journal is accepted as it is now")?;
+        Ok(0)
+    } else {
+        writeln!(out, "NOT SOUND after truncating (see the errors above)")?;
+        Ok(EXIT_PROBLEM)
+    }
+}
+
 fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     require_dir(&args.dir)?;
     let listing = ringbook_journal::list(&args.dir)?;
@@ -783,6 +900,59 @@ mod tests {
         let _writer = Writer::open(dir.path(), JournalConfig::default()).unwrap();
         let err = prune_cmd(&args, &mut Vec::new()).unwrap_err();
         assert!(err.0.contains("a writer has the journal open"), "{err:?}");
+    }
+
+    #[test]
+    fn truncate_prints_what_it_removes_and_a_dry_run_removes_nothing() {
+        let dir = journal(2000);
+        write_snapshot(dir.path(), 1500, 0, 1, b"state").unwrap();
+        let segments = ringbook_journal::list(dir.path()).unwrap().segments;
+        assert!(segments.len() >= 3);
+        let args = TruncateArgs {
+            dir: dir.path().into(),
+            to: 300,
+            dry_run: true,
+        };
+        let mut out = Vec::new();
+        assert_eq!(truncate_cmd(&args, &mut out).unwrap(), 0);
+        let out = text(out);
+        assert!(out.contains("dry run: would remove snapshot"), "{out}");
+        assert!(out.contains("dry run: would remove segment"), "{out}");
+        assert!(out.contains("records 301..=2000 would be lost"), "{out}");
+        assert_eq!(
+            ringbook_journal::list(dir.path()).unwrap().segments,
+            segments
+        );
+        let args = TruncateArgs {
+            dry_run: false,
+            ..args
+        };
+        let mut out = Vec::new();
+        assert_eq!(truncate_cmd(&args, &mut out).unwrap(), 0);
+        let out = text(out);
+        assert!(
+            out.contains("removed segment") && out.contains("removed snapshot"),
+            "{out}"
+        );
+        assert!(
+            out.contains("the journal ends at sequence 300; the next record is 301"),
+            "{out}"
+        );
+        assert!(out.contains("sound: the journal is accepted"), "{out}");
+        let mut out = Vec::new();
+        let verify_args = VerifyArgs {
+            dir: dir.path().into(),
+        };
+        assert_eq!(verify(&verify_args, &mut out).unwrap(), 0);
+        assert!(text(out).starts_with("sound: 300 record(s)"));
+        // Beyond what is there: refused, nothing changed.
+        let args = TruncateArgs {
+            dir: dir.path().into(),
+            to: 301,
+            dry_run: false,
+        };
+        let err = truncate_cmd(&args, &mut Vec::new()).unwrap_err();
+        assert!(err.0.contains("intact through sequence 300"), "{err:?}");
     }
 
     #[test]

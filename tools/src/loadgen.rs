@@ -6,10 +6,17 @@
 //! ```
 //!
 //! Each connection logs in as one of the default config's demo users and sends an order mix
-//! (passive limits, aggressive IOCs that trade, cancels) over two symbols. Latencies are taken
+//! (passive limits, aggressive IOCs that trade, cancels) over two symbols.
+//! Client order ids start above the wall clock in nanoseconds, so they keep increasing per user
+//! across runs against the same server (docs/protocol.md, "Idempotency"); more connections than
+//! the four demo users share users, and their interleaved ids are refused as duplicates. Latencies are taken
 //! from each order's *intended* send time (start + i / rate), so a stalled server is charged
 //! for every order it delayed (coordinated-omission corrected), and recorded in HdrHistogram.
 //! `--echo-baseline` first measures a bare TCP echo with the same rate and connections.
+//! Client order ids start above the wall clock in nanoseconds, so they keep increasing per user
+//! across runs against the same server (docs/protocol.md, "Idempotency"); with more connections
+//! than the four demo users, connections share users and their interleaved ids are refused as
+//! duplicates.
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -215,6 +222,15 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
     let progress = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let session_base = (std::process::id() % 1_000_000) * 100;
+    // Client order ids must increase per user across runs too (the server's default
+    // `increasing` rule remembers each user's highest, even across restarts): this run's ids are
+    // `coid_base + 1, + 2, …`, from the wall clock in nanoseconds, above any earlier run's. With
+    // more connections than demo users, connections share a user and their ids interleave: the
+    // server refuses the ones that arrive below that user's highest (counted as errors), so use
+    // at most 4 connections, or a server config with `client_order_ids = "unique_live"`.
+    let coid_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let start = Instant::now() + Duration::from_millis(200);
     let mut threads = Vec::new();
     for c in 0..args.connections {
@@ -278,9 +294,9 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                             if due > now {
                                 break;
                             }
-                            let coid = i + 1;
+                            let coid = coid_base + i + 1;
                             let (msg, _) = order_for(i, user, coid);
-                            intended[coid as usize].store(
+                            intended[(i + 1) as usize].store(
                                 due.duration_since(start).as_nanos() as u64 + 1,
                                 Ordering::Relaxed,
                             );
@@ -327,7 +343,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                                 client_order_id, ..
                             } => {
                                 if let Some(t) = intended
-                                    .get(client_order_id as usize)
+                                    .get(client_order_id.wrapping_sub(coid_base) as usize)
                                     .map(|a| a.load(Ordering::Relaxed))
                                     .filter(|&t| t > 0)
                                 {
@@ -344,7 +360,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                                 client_order_id,
                                 ..
                             } => {
-                                let k = client_order_id as usize;
+                                let k = client_order_id.wrapping_sub(coid_base) as usize;
                                 if k < traded.len() && !traded[k] {
                                     traded[k] = true;
                                     let t = intended[k].load(Ordering::Relaxed);

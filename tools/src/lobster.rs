@@ -111,6 +111,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringbook_engine::book::{BookSection, OrderView};
+use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::prelude::*;
 
 /// Arguments of `ringbook lobster`.
@@ -617,7 +618,10 @@ impl Report {
 
 impl Replay {
     fn new(depth: usize) -> Result<Replay, InputError> {
-        let config = Config::default();
+        let mut config = Config::default();
+        // LOBSTER's order ids become client order ids: a foreign feed's ids, unique while live
+        // but not increasing per user, so the replay uses the `unique_live` rule.
+        config.engine.client_order_ids = ClientOrderIdRule::UniqueLive;
         let symbol = config
             .symbol_id(SYMBOL)
             .ok_or_else(|| InputError(format!("the default config has no {SYMBOL}")))?;

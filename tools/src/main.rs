@@ -1,14 +1,16 @@
 //! `ringbook`: the command-line face of ringbook.
 //!
 //! Subcommands:
-//! - `scenario` — run a command script through the engine, one JSON event per line (SPEC §9).
+//! - `scenario` — run a command script through the engine, one JSON event per line (docs/overview.md §9).
 //! - `lobster` — replay a LOBSTER message file and check the book against its orderbook file.
 //! - `journal dump | verify | stats | prune` — look inside and maintain a journal directory.
 //!
 //! - `serve` — the gateway server in front of the journaled pipeline.
 //! - `loadgen` — the TCP load harness (loopback only).
+//! - `backtest`, `bots` — strategies on the real engine and against a server (tools/strategy).
 #![forbid(unsafe_code)]
 
+mod bots;
 mod journal;
 mod loadgen;
 mod lobster;
@@ -43,6 +45,10 @@ enum Cmd {
     Serve(serve::Args),
     /// Drive a server over TCP at a set rate and report latency percentiles.
     Loadgen(loadgen::Args),
+    /// Backtest a strategy on the real engine (LOBSTER flow or candles), or sweep a parameter.
+    Backtest(bots::BacktestArgs),
+    /// Run strategy bots against a server, or approve a sweep's proposal.
+    Bots(bots::BotsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +58,7 @@ fn main() -> ExitCode {
         Cmd::Journal(args) => journal::run(args),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::Backtest(args) => bots::backtest(args),
+        Cmd::Bots(args) => bots::bots(args),
     }
 }

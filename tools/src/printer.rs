@@ -1,4 +1,4 @@
-//! The JSON-lines printer shared by `ringbook scenario` (its events and `--final` lines, SPEC §9)
+//! The JSON-lines printer shared by `ringbook scenario` (its events and `--final` lines, docs/overview.md §9)
 //! and `ringbook journal replay` (the same final-state lines): one place, so both print the
 //! same bytes for the same state. The line formats are documented in scenario.rs.
 

@@ -1,5 +1,5 @@
 //! `ringbook scenario`: run a command script through the engine and print one JSON object per
-//! event, one per line (the public contract is SPEC §9; the matching rules behind every event
+//! event, one per line (the public contract is docs/overview.md §9; the matching rules behind every event
 //! are docs/matching.md, the account, lock and settlement rules docs/risk.md).
 //!
 //! ```text
@@ -31,7 +31,7 @@
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
 //! ```
 //!
-//! `reject_withdrawal` is an addition to SPEC §9 (which lists only `approve`): it is the
+//! `reject_withdrawal` is an addition to docs/overview.md §9 (which lists only `approve`): it is the
 //! engine's `RejectWithdrawal` command, the operator's way to refuse a pending withdrawal. The
 //! `query_…` lines are additions too: each is a `Command::Query`, sequenced like any command and
 //! answered in order by reply events (docs/matching.md, "Queries"); it changes nothing, so the
@@ -49,7 +49,7 @@
 //!
 //! # Output
 //!
-//! One JSON object per event on stdout, the SPEC's fields first, then extras:
+//! One JSON object per event on stdout, the overview's fields first, then extras:
 //!
 //! ```text
 //! {"event":"accepted","user":U,"symbol":"S","client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"qty":Q}
@@ -488,6 +488,7 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Comm
                 Some(s) => Some(symbol(s, config)?),
                 None => None,
             },
+            on_disconnect: false,
         }
     } else if is("deposit") {
         expect_fields(&fields, 4, 4, DEPOSIT_USAGE)?;

@@ -66,6 +66,10 @@ pub struct Args {
     /// makes back-pressure easy to see (tests).
     #[arg(long)]
     ring_size: Option<usize>,
+    /// Journal segment file size in bytes (a multiple of 4096, room for a 64 KiB record;
+    /// default 64 MiB). Small segments make tests roll segments quickly.
+    #[arg(long, value_name = "BYTES")]
+    journal_segment_bytes: Option<u64>,
     /// Run the engine on the gateway thread without a journal (nothing survives a restart;
     /// for demos and tests).
     #[arg(long)]
@@ -88,6 +92,10 @@ pub struct Args {
     /// that pipeline stage panic at command N, as a bug would.
     #[arg(long, hide = true, value_name = "POINT@SEQ", value_parser = parse_fault)]
     inject_panic: Option<(FaultPoint, Seq)>,
+    /// Also run demo bots against this server (a market maker and two takers on BTC-KRW, as
+    /// the default config's alice, bob and carol, funded by ops1; docs/strategies.md).
+    #[arg(long)]
+    demo: bool,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -224,7 +232,7 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
             &args.journal,
             JournalConfig {
                 durability: args.durability,
-                ..JournalConfig::default()
+                ..journal_config(args)
             },
         );
     if let Some(w) = args.output_wait {
@@ -309,15 +317,21 @@ fn serve(args: Args) -> Result<(), Stop> {
         return Err("the configuration has no [[gateway.accounts]]: nobody could log in".into());
     }
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
-    let mut sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
+    let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
     sc.currencies = config.currencies.len();
+    // Bind before anything touches the journal directory: a start that fails on a busy port
+    // leaves no journal file behind.
+    let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
-        let handle = server::start(sc, backend).map_err(|e| e.to_string())?;
+        let handle = server::start_on(listener, sc, backend).map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
         );
+        if args.demo {
+            ringbook_strategy::live::demo(handle.local_addr(), config.clone());
+        }
         wait_for_signal(|| handle.is_finished());
         let backend = handle
             .shutdown()
@@ -353,7 +367,8 @@ fn serve(args: Args) -> Result<(), Stop> {
         rec.next_seq,
         pipeline.recovered_state_hash()
     );
-    let handle = match server::start(sc, backend) {
+    log_recovery(rec);
+    let handle = match server::start_on(listener, sc, backend) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string().into()),
     };
@@ -362,6 +377,9 @@ fn serve(args: Args) -> Result<(), Stop> {
         handle.local_addr(),
         args.journal.display()
     );
+    if args.demo {
+        ringbook_strategy::live::demo(handle.local_addr(), config.clone());
+    }
     let failed = wait_for_signal(|| handle.is_finished());
     if failed {
         eprintln!("ringbook serve: the gateway stopped by itself; collecting the cause");
@@ -399,6 +417,43 @@ fn serve(args: Args) -> Result<(), Stop> {
         report.commands, report.state_hash
     );
     Ok(())
+}
+
+fn journal_config(args: &Args) -> JournalConfig {
+    let mut journal = JournalConfig::default();
+    if let Some(bytes) = args.journal_segment_bytes {
+        journal.segment_len_bytes = bytes;
+    }
+    journal
+}
+
+/// Logs everything recovery cut or skipped: nothing is dropped without a line saying so.
+fn log_recovery(rec: &ringbook_engine::pipeline::RecoveryInfo) {
+    for cut in rec.journal.cuts() {
+        eprintln!(
+            "ringbook serve: journal recovery cut a torn final record: {} offset {}, {} byte(s) \
+             discarded ({})",
+            cut.path.display(),
+            cut.offset,
+            cut.bytes_discarded,
+            cut.damage.map_or(
+                "its length word was never written".to_string(),
+                |d| format!("{d:?}")
+            )
+        );
+    }
+    for path in &rec.journal.removed_unused {
+        eprintln!(
+            "ringbook serve: journal recovery removed an unused pre-allocated segment {}",
+            path.display()
+        );
+    }
+    for (path, why) in &rec.skipped_snapshots {
+        eprintln!(
+            "ringbook serve: skipped invalid snapshot {}: {why}",
+            path.display()
+        );
+    }
 }
 
 /// Waits for SIGINT/SIGTERM, or for the server to stop by itself (`finished`: the backend

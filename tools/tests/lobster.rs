@@ -1,5 +1,5 @@
-//! `ringbook lobster` on real data: the LOBSTER AAPL sample in `shared/data/lobster` (beside the
-//! repository) must replay with no top-5 mismatch and every visible execution filling the order
+//! `ringbook lobster` on real data: the LOBSTER AAPL sample vendored in `tools/data/lobster`
+//! must replay with no top-5 mismatch and every visible execution filling the order
 //! it names; a tampered orderbook file and a priority violation must be caught; invalid input
 //! must be refused with the file and line.
 
@@ -7,9 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The sample's directory: `shared/` sits beside the repository.
+/// The sample's directory, vendored in the repository (tools/data/lobster/README.md).
 fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lobster")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lobster")
 }
 
 /// The sample's message and orderbook files.

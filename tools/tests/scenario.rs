@@ -1,7 +1,7 @@
 //! `ringbook scenario` end to end: the real binary on scripts (inline through stdin, or files in
 //! tests/scenarios/ and docs/examples/).
 //!
-//! Every expected line is worked out by hand from docs/matching.md, docs/risk.md and SPEC §9,
+//! Every expected line is worked out by hand from docs/matching.md, docs/risk.md and docs/overview.md §9,
 //! never captured from the binary. Default config, BTC-KRW: lot 10 000 sat, tick_size 1, maker
 //! 5 bps, taker 10 bps, so a trade of `q` lots at price `p` has maker fee `ceil(p·q·5/10000)` and
 //! taker fee `ceil(p·q·10/10000)`; a buy at limit `L` locks `unit_lock(L) = L + ceil(L·10/10000)`
@@ -393,7 +393,7 @@ fn take_hash(lines: &mut Vec<String>) -> String {
 
 // ---------------------------------------------------------------- matching through the CLI
 
-/// Every event shape spelled out byte for byte, as SPEC §9 and the runner's docs list them (the
+/// Every event shape spelled out byte for byte, as docs/overview.md §9 and the runner's docs list them (the
 /// other tests build lines with the helpers above; this one pins the helpers' format too).
 #[test]
 fn every_event_line_has_the_documented_bytes() {
@@ -696,36 +696,38 @@ fn engine_rejects_are_events_not_errors() {
     let out = book_only(
         "order,5000,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
          order,1,7,1,BUY,LIMIT,GTC,100,1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,0\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1000001\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100001,1\n\
-         order,1,BTC-KRW,1,BUY,STOP_LIMIT,GTC,100,1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1,stop=90\n\
-         order,1,BTC-KRW,1,BUY,MARKET,IOC,100,1,post_only=1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,IOC,100,1,post_only=1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,IOC,100,2,display=1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
-         order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,2,BUY,LIMIT,GTC,100,0\n\
+         order,1,BTC-KRW,3,BUY,LIMIT,GTC,100,1000001\n\
+         order,1,BTC-KRW,4,BUY,LIMIT,GTC,100001,1\n\
+         order,1,BTC-KRW,5,BUY,STOP_LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,6,BUY,LIMIT,GTC,100,1,stop=90\n\
+         order,1,BTC-KRW,7,BUY,MARKET,IOC,100,1,post_only=1\n\
+         order,1,BTC-KRW,8,BUY,LIMIT,IOC,100,1,post_only=1\n\
+         order,1,BTC-KRW,9,BUY,LIMIT,IOC,100,2,display=1\n\
+         order,1,BTC-KRW,10,BUY,LIMIT,GTC,100,1\n\
+         order,1,BTC-KRW,10,BUY,LIMIT,GTC,100,1   # a resend\n\
+         order,1,BTC-KRW,3,BUY,LIMIT,GTC,100,1    # below the user's highest id (3 was rejected)\n\
          cancel,1,BTC-KRW,2\n\
-         cancel,1,ETH-KRW,1\n\
-         cancel,1,7,1\n",
+         cancel,1,ETH-KRW,10\n\
+         cancel,1,7,10\n",
     );
     let expected = vec![
         rejected(5000, 1, 2001, "UNKNOWN_USER"),
         rejected(1, 1, 3001, "UNKNOWN_SYMBOL"),
-        rejected(1, 1, 3002, "INVALID_QUANTITY"),
-        rejected(1, 1, 3003, "QUANTITY_TOO_LARGE"),
-        rejected(1, 1, 3004, "PRICE_OUT_OF_BAND"),
-        rejected(1, 1, 3005, "INVALID_STOP_PRICE"),
-        rejected(1, 1, 3005, "INVALID_STOP_PRICE"),
-        rejected(1, 1, 3008, "INVALID_POST_ONLY"),
-        rejected(1, 1, 3007, "INVALID_TIME_IN_FORCE"),
-        rejected(1, 1, 3006, "INVALID_DISPLAY_QTY"),
-        acc(1, 1, 1, "BUY", 100, 1),
-        rejected(1, 1, 3009, "DUPLICATE_CLIENT_ORDER_ID"),
+        rejected(1, 2, 3002, "INVALID_QUANTITY"),
+        rejected(1, 3, 3003, "QUANTITY_TOO_LARGE"),
+        rejected(1, 4, 3004, "PRICE_OUT_OF_BAND"),
+        rejected(1, 5, 3005, "INVALID_STOP_PRICE"),
+        rejected(1, 6, 3005, "INVALID_STOP_PRICE"),
+        rejected(1, 7, 3008, "INVALID_POST_ONLY"),
+        rejected(1, 8, 3007, "INVALID_TIME_IN_FORCE"),
+        rejected(1, 9, 3006, "INVALID_DISPLAY_QTY"),
+        acc(1, 10, 1, "BUY", 100, 1),
+        rejected(1, 10, 3009, "DUPLICATE_CLIENT_ORDER_ID"),
+        rejected(1, 3, 3009, "DUPLICATE_CLIENT_ORDER_ID"),
         rejected(1, 2, 3010, "UNKNOWN_ORDER"),
-        rejected(1, 1, 3010, "UNKNOWN_ORDER"),
-        rejected(1, 1, 3001, "UNKNOWN_SYMBOL"),
+        rejected(1, 10, 3010, "UNKNOWN_ORDER"),
+        rejected(1, 10, 3001, "UNKNOWN_SYMBOL"),
     ];
     assert_lines(&out, &expected);
 }
@@ -769,8 +771,9 @@ fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
     let mut out = book_only_final("# nothing\n");
     let hash = take_hash(&mut out);
     assert_lines(&out, &final_books(&[], &[]));
-    // Next order id 1; per symbol (3): its id, last trade price 0, no orders, count 0.
-    assert_eq!(hash, fnv1a(&[1, 0, 0, 0, 1, 0, 0, 2, 0, 0]));
+    // Next order id 1; per symbol (3): its id, last trade price 0, no orders, count 0; then the
+    // client-order-id marks' tag and no marks.
+    assert_eq!(hash, fnv1a(&[1, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0xc01d_0000]));
     assert_eq!(
         hash,
         Engine::with_risk(&Config::default(), ringbook_engine::RiskMode::Off)
@@ -840,10 +843,11 @@ fn final_books_aggregate_levels_best_first_and_hash_the_engine_state() {
 
 #[test]
 fn equal_states_reached_differently_hash_equal() {
-    // Both leave: next order id 2, no last trade, empty books.
+    // Both leave: next order id 2, no last trade, empty books, user 9's highest client order
+    // id 5.
     let mut a = book_only_final(
-        "order,1,BTC-KRW,1,BUY,LIMIT,GTC,100,1\n\
-         cancel,1,BTC-KRW,1\n",
+        "order,9,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
+         cancel,9,BTC-KRW,5\n",
     );
     let mut b = book_only_final("order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n");
     assert_eq!(take_hash(&mut a), take_hash(&mut b));
@@ -1732,8 +1736,9 @@ fn final_of_an_empty_run_with_risk_on_adds_fees_and_hashes_the_accounts() {
     let mut expected = final_books(&[], &[]);
     expected.extend(final_accounts(&[], &[]));
     assert_lines(&out, &expected);
-    // The books' words, then per currency (5) fees 0 and supply 0, then the next withdrawal id.
-    let mut words = vec![1, 0, 0, 0, 1, 0, 0, 2, 0, 0];
+    // The books' words (and the client-order-id marks' tag, no marks), then per currency (5)
+    // fees 0 and supply 0, then the next withdrawal id.
+    let mut words = vec![1, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0xc01d_0000];
     words.extend([0; 10]);
     words.push(1);
     assert_eq!(hash, fnv1a(&words));

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::book::{checked_notional, fee, BookSection, OrderView};
 use crate::codes::{CancelReason, RejectCode};
 use crate::command::{Command, NewOrder, Query};
-use crate::config::{Config, SymbolConfig};
+use crate::config::{ClientOrderIdRule, Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
@@ -251,6 +251,9 @@ pub struct ReferenceBook {
     orders_max: u32,
     next_order_id: u64,
     next_stop_seq: u64,
+    coid_rule: ClientOrderIdRule,
+    /// The highest client order id each user has sent in a new order (absent: none).
+    coid_high: BTreeMap<UserId, u64>,
 }
 
 impl ReferenceBook {
@@ -273,7 +276,23 @@ impl ReferenceBook {
             orders_max: config.capacity.orders_max,
             next_order_id: 1,
             next_stop_seq: 0,
+            coid_rule: config.engine.client_order_ids,
+            coid_high: BTreeMap::new(),
         }
+    }
+
+    /// Records that `o` (a new order of a known user, accepted or rejected by any stage) used
+    /// its client order id: the user's high-water mark becomes at least that id.
+    pub fn note_client_order_id(&mut self, o: &NewOrder) {
+        if o.user.0 < self.users_max && o.client_order_id.0 > 0 {
+            let high = self.coid_high.entry(o.user).or_insert(0);
+            *high = (*high).max(o.client_order_id.0);
+        }
+    }
+
+    /// The highest client order id `user` has used (0: none).
+    pub fn client_order_id_high(&self, user: UserId) -> u64 {
+        self.coid_high.get(&user).copied().unwrap_or(0)
     }
 
     /// Applies one command, reporting every consequence to `sink` in order.
@@ -293,7 +312,11 @@ impl ReferenceBook {
                 price,
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, &mut events),
-            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, &mut events),
+            Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            } => self.mass_cancel(user, symbol, on_disconnect, &mut events),
             // Account commands are the risk stage's; the book alone ignores them.
             Command::Deposit { .. }
             | Command::Withdraw { .. }
@@ -386,24 +409,30 @@ impl ReferenceBook {
         if o.user.0 >= self.users_max {
             return Err(RejectCode::UnknownUser);
         }
-        // 2
+        // 2: a resend (or any id not above the user's highest) under the increasing rule
+        if self.coid_rule == ClientOrderIdRule::Increasing
+            && o.client_order_id.0 <= self.client_order_id_high(o.user)
+        {
+            return Err(RejectCode::DuplicateClientOrderId);
+        }
+        // 3
         let Some(sym) = self.symbols.get(o.symbol.0 as usize) else {
             return Err(RejectCode::UnknownSymbol);
         };
         let spec = &sym.spec;
-        // 3
+        // 4
         if o.qty.0 == 0 {
             return Err(RejectCode::InvalidQuantity);
         }
-        // 4
+        // 5
         if o.qty.0 > spec.max_order_qty {
             return Err(RejectCode::QuantityTooLarge);
         }
-        // 5
+        // 6
         if !spec.in_band(o.price) {
             return Err(RejectCode::PriceOutOfBand);
         }
-        // 6
+        // 7
         let is_stop = matches!(o.order_type, OrderType::StopLimit | OrderType::StopMarket);
         let stop_ok = if is_stop {
             spec.in_band(o.stop_price)
@@ -413,31 +442,31 @@ impl ReferenceBook {
         if !stop_ok {
             return Err(RejectCode::InvalidStopPrice);
         }
-        // 7
+        // 8
         let is_market = matches!(o.order_type, OrderType::Market | OrderType::StopMarket);
         if o.post_only && is_market {
             return Err(RejectCode::InvalidPostOnly);
         }
-        // 8
+        // 9
         if o.post_only && o.tif != TimeInForce::Gtc {
             return Err(RejectCode::InvalidTimeInForce);
         }
-        // 9
+        // 10
         if o.display_qty.0 != 0 {
             let limit_type = matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
             if o.display_qty > o.qty || !limit_type || o.tif != TimeInForce::Gtc {
                 return Err(RejectCode::InvalidDisplayQty);
             }
         }
-        // 10
+        // 11
         if checked_notional(o.price, o.qty, spec.tick_size).is_none() {
             return Err(RejectCode::NotionalOverflow);
         }
-        // 11
+        // 12
         if self.find_any(o.user, o.client_order_id).is_some() {
             return Err(RejectCode::DuplicateClientOrderId);
         }
-        // 12
+        // 13
         if self.live().len() >= self.orders_max as usize {
             return Err(RejectCode::OrderPoolFull);
         }
@@ -445,7 +474,9 @@ impl ReferenceBook {
     }
 
     fn new_order(&mut self, o: &NewOrder, events: &mut Vec<Event>) {
-        if let Err(code) = self.validate(o) {
+        let valid = self.validate(o);
+        self.note_client_order_id(o);
+        if let Err(code) = valid {
             events.push(reject(o.user, o.client_order_id, code));
             return;
         }
@@ -729,18 +760,24 @@ impl ReferenceBook {
         events: &mut Vec<Event>,
     ) {
         match self.find(user, symbol, coid) {
-            Ok((o, place)) => self.cancel_live(&o, place, events),
+            Ok((o, place)) => self.cancel_live(&o, place, CancelReason::User, events),
             Err(code) => events.push(reject(user, coid, code)),
         }
         self.fire_stops_if_known(symbol, events);
     }
 
-    /// `Cancelled(USER)` for the whole open quantity, and the order is gone.
-    fn cancel_live(&mut self, o: &RefOrder, place: Place, events: &mut Vec<Event>) {
+    /// `Cancelled(reason)` for the whole open quantity, and the order is gone.
+    fn cancel_live(
+        &mut self,
+        o: &RefOrder,
+        place: Place,
+        reason: CancelReason,
+        events: &mut Vec<Event>,
+    ) {
         let mut o = self.remove(o, place);
         let qty = o.leaves;
         o.leaves = 0;
-        events.push(o.cancelled(qty, CancelReason::User));
+        events.push(o.cancelled(qty, reason));
     }
 
     fn fire_stops_if_known(&mut self, symbol: SymbolId, events: &mut Vec<Event>) {
@@ -776,7 +813,7 @@ impl ReferenceBook {
             Err(code) => return events.push(reject(user, coid, code)),
         };
         if qty.0 == 0 {
-            return self.cancel_live(&o, place, events);
+            return self.cancel_live(&o, place, CancelReason::User, events);
         }
         let sym = &self.symbols[symbol.0 as usize];
         let resting = matches!(place, Place::Resting { .. });
@@ -845,7 +882,18 @@ impl ReferenceBook {
         }
     }
 
-    fn mass_cancel(&mut self, user: UserId, symbol: Option<SymbolId>, events: &mut Vec<Event>) {
+    fn mass_cancel(
+        &mut self,
+        user: UserId,
+        symbol: Option<SymbolId>,
+        on_disconnect: bool,
+        events: &mut Vec<Event>,
+    ) {
+        let reason = if on_disconnect {
+            CancelReason::Disconnect
+        } else {
+            CancelReason::User
+        };
         if user.0 >= self.users_max {
             return events.push(reject(user, ClientOrderId(0), RejectCode::UnknownUser));
         }
@@ -863,7 +911,7 @@ impl ReferenceBook {
             let (o, place) = self
                 .find_any(v.user, v.client_order_id)
                 .expect("still live");
-            self.cancel_live(&o, place, events);
+            self.cancel_live(&o, place, reason, events);
         }
         events.push(Event::MassCancelled {
             user,
@@ -1024,6 +1072,11 @@ impl ReferenceBook {
                 }
             }
             h.u64(orders.len() as u64);
+        }
+        h.u64(0xc01d_0000);
+        for (user, high) in &self.coid_high {
+            h.u64(u64::from(user.0));
+            h.u64(*high);
         }
     }
 

@@ -13,7 +13,7 @@ use crate::book::pool::{Order, OrderPool, NIL};
 use crate::book::{checked_notional, fee, BookSection, OrderView};
 use crate::codes::{CancelReason, RejectCode};
 use crate::command::{Command, NewOrder, Query};
-use crate::config::Config;
+use crate::config::{ClientOrderIdRule, Config};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
@@ -81,6 +81,12 @@ pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
     next_order_id: u64,
+    /// The client-order-id rule (`[engine] client_order_ids`).
+    coid_rule: ClientOrderIdRule,
+    /// Per user id: the highest client order id of any new order of that user sequenced so
+    /// far, whatever its outcome (0: none). Kept under both rules; `Increasing` refuses a new
+    /// order at or below it (docs/protocol.md, "Idempotency").
+    coid_high: Vec<u64>,
 }
 
 #[inline]
@@ -146,6 +152,8 @@ impl Matcher {
                 ],
             },
             next_order_id: 1,
+            coid_rule: config.engine.client_order_ids,
+            coid_high: vec![0; cap.users_max as usize],
         }
     }
 
@@ -165,7 +173,11 @@ impl Matcher {
                 price,
                 qty,
             } => self.amend(user, symbol, client_order_id, price, qty, sink),
-            Command::MassCancel { user, symbol } => self.mass_cancel(user, symbol, sink),
+            Command::MassCancel {
+                user,
+                symbol,
+                on_disconnect,
+            } => self.mass_cancel(user, symbol, on_disconnect, sink),
             // Account commands belong to the risk stage (`Engine`); the book has nothing to do.
             Command::Deposit { .. }
             | Command::Withdraw { .. }
@@ -182,6 +194,11 @@ impl Matcher {
     pub fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
         if o.user.0 as usize >= self.store.users.len() {
             return Err(RejectCode::UnknownUser);
+        }
+        if self.coid_rule == ClientOrderIdRule::Increasing
+            && o.client_order_id.0 <= self.coid_high[o.user.0 as usize]
+        {
+            return Err(RejectCode::DuplicateClientOrderId);
         }
         let Some(book) = self.books.get(o.symbol.0 as usize) else {
             return Err(RejectCode::UnknownSymbol);
@@ -228,8 +245,31 @@ impl Matcher {
     fn new_order<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
         match self.validate(o) {
             Ok(()) => self.place_validated(o, sink),
-            Err(code) => sink.on_event(&reject(o.user, o.client_order_id, code)),
+            Err(code) => {
+                self.note_client_order_id(o);
+                sink.on_event(&reject(o.user, o.client_order_id, code))
+            }
         }
+    }
+
+    /// Raises the user's client-order-id high-water mark to `o`'s id: every sequenced new order
+    /// of a known user consumes its id, whether it is accepted or rejected (by either stage), so
+    /// a resend can turn neither into an execution. A no-op for an unknown user id.
+    #[inline]
+    pub fn note_client_order_id(&mut self, o: &NewOrder) {
+        if let Some(high) = self.coid_high.get_mut(o.user.0 as usize) {
+            *high = (*high).max(o.client_order_id.0);
+        }
+    }
+
+    /// The highest client order id `user` has used (0: none, or an unknown user).
+    pub fn client_order_id_high(&self, user: UserId) -> u64 {
+        self.coid_high.get(user.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// The client-order-id rule in force.
+    pub fn client_order_id_rule(&self) -> ClientOrderIdRule {
+        self.coid_rule
     }
 
     /// Places an order that [`Matcher::validate`] accepted, with nothing changed since: the
@@ -237,6 +277,7 @@ impl Matcher {
     /// its client order id looked up) once.
     pub fn place_validated<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
         debug_assert_eq!(self.validate(o), Ok(()));
+        self.note_client_order_id(o);
         let order = Order {
             leaves: o.qty.0,
             visible: o.qty.0,
@@ -525,8 +566,14 @@ impl Matcher {
         &mut self,
         user: UserId,
         symbol: Option<SymbolId>,
+        on_disconnect: bool,
         sink: &mut S,
     ) {
+        let reason = if on_disconnect {
+            CancelReason::Disconnect
+        } else {
+            CancelReason::User
+        };
         if user.0 as usize >= self.store.users.len() {
             return sink.on_event(&reject(user, ClientOrderId(0), RejectCode::UnknownUser));
         }
@@ -538,7 +585,7 @@ impl Matcher {
         while slot != NIL {
             let next = self.store.pool[slot].user_next;
             if symbol.is_none_or(|s| self.store.pool[slot].symbol == s) {
-                self.cancel_live(slot, CancelReason::User, sink);
+                self.cancel_live(slot, reason, sink);
                 count += 1;
             }
             slot = next;
@@ -710,6 +757,14 @@ impl Matcher {
                 count += 1;
             });
             h.u64(count);
+        }
+        // Client-order-id high-water marks: every user that has one, in id order.
+        h.u64(0xc01d_0000);
+        for (user, &high) in self.coid_high.iter().enumerate() {
+            if high != 0 {
+                h.u64(user as u64);
+                h.u64(high);
+            }
         }
     }
 
@@ -934,6 +989,16 @@ impl Matcher {
         }
     }
 
+    /// Snapshot support ([`crate::snapshot`]): each user's client-order-id high-water mark,
+    /// in user id order, for the users that have one.
+    pub(crate) fn for_each_client_order_id_high(&self, mut f: impl FnMut(UserId, u64)) {
+        for (user, &high) in self.coid_high.iter().enumerate() {
+            if high != 0 {
+                f(UserId(user as u32), high);
+            }
+        }
+    }
+
     /// Snapshot support ([`crate::snapshot`]): rebuilds the matching state of `config` from
     /// parts that `crate::snapshot` has validated. `orders` are the live orders in canonical
     /// book order (symbol, section, level best first, FIFO within a level) with their links
@@ -942,18 +1007,24 @@ impl Matcher {
     /// client-order-id index and the user lists; pushing in `orders` order rebuilds every
     /// level FIFO, level sum, occupancy bitmap and cached best level.
     ///
+    /// `coid_high` lists the users' client-order-id high-water marks.
+    ///
     /// Panics if the parts break the rules `crate::snapshot` checks (more orders than the
-    /// pool, a symbol or price out of range, `acceptance` not a permutation).
+    /// pool, a symbol, price or user out of range, `acceptance` not a permutation).
     pub(crate) fn restore(
         config: &Config,
         next_order_id: u64,
         last_prices: &[Option<Price>],
         orders: &[(BookSection, Order)],
         acceptance: &[u32],
+        coid_high: &[(UserId, u64)],
     ) -> Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
+        for &(user, high) in coid_high {
+            m.coid_high[user.0 as usize] = high;
+        }
         for (book, &last) in m.books.iter_mut().zip(last_prices) {
             book.last_price = last;
         }

@@ -32,7 +32,7 @@ pub(crate) const CASCADE_MESSAGE: &str = "stopped: another pipeline thread faile
 #[derive(Debug)]
 struct Inner {
     /// Set when any pipeline thread panics; every wait loop checks it, so a failure stops the
-    /// whole pipeline instead of leaving the others spinning forever (SPEC §3: a panic in a
+    /// whole pipeline instead of leaving the others spinning forever (docs/overview.md §3: a panic in a
     /// stage is fatal and reported).
     failed: AtomicBool,
     /// Threads that finished starting (pinned, ready to poll).

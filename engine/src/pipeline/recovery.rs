@@ -1,7 +1,8 @@
 //! Start-up recovery: the newest valid snapshot, then every journal record after it.
 //!
 //! 1. [`Writer::open`] recovers the journal itself (a torn or corrupt final record is
-//!    truncated away) and says where the next sequence is.
+//!    cut away and reported; damage, or a snapshot beyond the journal's end, is refused before
+//!    any file changes) and says where the next sequence is.
 //! 2. [`load_latest`] finds the newest snapshot whose checksums hold (falling back past
 //!    damaged ones); [`Engine::from_snapshot`] restores it, checking its state hash.
 //! 3. Every record after the snapshot's sequence is decoded and applied with
@@ -13,9 +14,12 @@
 //! read-only, nothing is truncated, no lock is taken), optionally stopping at a sequence, for
 //! `ringbook journal replay` and anyone who wants the state a journal describes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ringbook_journal::{load_latest, read_snapshot, JournalConfig, Reader, TailState, Writer};
+use ringbook_journal::snapshot::SnapshotDamage;
+use ringbook_journal::{
+    load_latest, read_snapshot, JournalConfig, Reader, RecoveryReport, TailState, Writer,
+};
 
 use super::error::PipelineError;
 use crate::codec::{self, COMMAND_FORMAT_VERSION};
@@ -45,6 +49,12 @@ pub struct RecoveryInfo {
     pub next_seq: Seq,
     /// Whether the journal's own recovery truncated a torn or corrupt last record.
     pub journal_truncated: bool,
+    /// What the journal's own recovery found and did: the cut it made, if any
+    /// ([`RecoveryReport::cuts`]: file, offset, bytes), the unused segments it removed, the
+    /// sealed segment it moved past. Damage it refused never gets here: recovery fails.
+    pub journal: RecoveryReport,
+    /// Snapshots skipped as invalid, newest first, with why (`damaged_snapshots` of them).
+    pub skipped_snapshots: Vec<(PathBuf, SnapshotDamage)>,
 }
 
 /// Recovers the engine from `dir` and returns it with the journal writer, open and positioned
@@ -55,12 +65,16 @@ pub(crate) fn recover(
     dir: &Path,
     journal: JournalConfig,
 ) -> Result<(Engine, Writer, RecoveryInfo), PipelineError> {
+    // The journal's recovery checks everything — damage, and a snapshot beyond the journal's
+    // end — before it changes any file, so a refused start leaves the directory as it was.
     let writer = Writer::open(dir, journal)?;
     let journal_truncated = writer.recovery().truncated.is_some();
     let latest = load_latest(dir)?;
     let mut info = RecoveryInfo {
         damaged_snapshots: latest.damaged.len(),
         journal_truncated,
+        journal: writer.recovery().clone(),
+        skipped_snapshots: latest.damaged.clone(),
         ..RecoveryInfo::default()
     };
     let (mut engine, mut expected, mut reader) = match latest.snapshot {

@@ -59,6 +59,7 @@ impl Default for InSlot {
             cmd: Command::MassCancel {
                 user: UserId(0),
                 symbol: None,
+                on_disconnect: false,
             },
             risk: UnsafeCell::new(RiskOut::default()),
         }

@@ -369,17 +369,16 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
                     kind: SettleKind::Event(*event),
                 });
             }
-            if plan != Plan::Done {
-                // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
-                // only the accounts meanwhile and R waits for S (shared.rs).
-                let matcher = unsafe { shared.matcher() };
-                match_stage(
-                    matcher,
-                    &slot.cmd,
-                    plan,
-                    &mut SettleSink { out: &mut out, seq },
-                );
-            }
+            // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
+            // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
+            // only the accounts meanwhile and R waits for S (shared.rs).
+            let matcher = unsafe { shared.matcher() };
+            match_stage(
+                matcher,
+                &slot.cmd,
+                plan,
+                &mut SettleSink { out: &mut out, seq },
+            );
             out.push(SettleMsg {
                 seq,
                 kind: SettleKind::Done,

@@ -301,24 +301,38 @@ impl ReferenceEngine {
             code,
         };
         // The matching stage's validation first; the pool is only full once the order is paid.
-        match self.dry_run(cmd) {
-            Some(RejectCode::OrderPoolFull) | None => {}
-            Some(code) => return events.push(reject(code)),
-        }
-        if !self.is_open(user) {
-            return events.push(reject(RejectCode::UnknownUser));
+        // A new order rejected here still consumes its client order id (docs/protocol.md).
+        let checked = match self.dry_run(cmd) {
+            Some(RejectCode::OrderPoolFull) | None => self.funds_check(o),
+            Some(code) => Err(code),
+        };
+        let (currency, amount) = match checked {
+            Ok(lock) => lock,
+            Err(code) => {
+                self.book.note_client_order_id(o);
+                return events.push(reject(code));
+            }
+        };
+        self.change(user, currency, -amount, amount);
+        self.new_order_lock = Some((user, currency, amount));
+        self.matching(cmd, events);
+    }
+
+    /// R's own checks of a new order matching accepts: an open account, a lock that fits, the
+    /// funds to cover it. The lock on success.
+    fn funds_check(&self, o: &NewOrder) -> Result<(CurrencyId, i128), RejectCode> {
+        if !self.is_open(o.user) {
+            return Err(RejectCode::UnknownUser);
         }
         let Some((currency, amount)) =
             self.markets[o.symbol.0 as usize].lock(o.side, o.price, o.qty.0)
         else {
-            return events.push(reject(RejectCode::NotionalOverflow));
+            return Err(RejectCode::NotionalOverflow);
         };
-        if self.get(user, currency).0 < amount {
-            return events.push(reject(RejectCode::InsufficientFunds));
+        if self.get(o.user, currency).0 < amount {
+            return Err(RejectCode::InsufficientFunds);
         }
-        self.change(user, currency, -amount, amount);
-        self.new_order_lock = Some((user, currency, amount));
-        self.matching(cmd, events);
+        Ok((currency, amount))
     }
 
     /// docs/risk.md, "Amend", for a non-zero quantity.

@@ -126,6 +126,7 @@ impl Workload {
                 _ => Command::MassCancel {
                     user,
                     symbol: (r.below(2) == 0).then_some(symbol),
+                    on_disconnect: user.0 % 2 == 1,
                 },
             }
         }

@@ -1,6 +1,6 @@
 //! # ringbook-client
 //!
-//! A blocking client for ringbook's binary protocol (SPEC §5, docs/protocol.md): connect, log
+//! A blocking client for ringbook's binary protocol (docs/overview.md §5, docs/protocol.md): connect, log
 //! in, send, receive, heartbeat, and reconnect with retransmission of what was missed. The load
 //! generator (`ringbook loadgen`) and the gateway's tests drive the server through it.
 //!
@@ -40,6 +40,7 @@ pub use ringbook_engine as engine;
 pub use ringbook_gateway::protocol;
 
 use protocol::client::Login;
+pub use protocol::server::GatewayStats;
 use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 
 const READ_BUF_BYTES: usize = 64 << 10;
@@ -59,6 +60,9 @@ pub enum ClientError {
     Closed,
     /// `reconnect` before any `login`.
     NeverLoggedIn,
+    /// The server refused a request this client waited for (e.g. [`Client::stats`]): code
+    /// and name.
+    Rejected(u16, String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -70,6 +74,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Protocol(c) => write!(f, "undecodable server message: {}", c.name()),
             ClientError::Closed => write!(f, "connection closed"),
             ClientError::NeverLoggedIn => write!(f, "reconnect needs a previous login"),
+            ClientError::Rejected(c, n) => write!(f, "request rejected: {c} {n}"),
         }
     }
 }
@@ -115,6 +120,22 @@ impl Client {
         stream.set_nodelay(true)?;
         Ok(Client {
             addr,
+            stream,
+            buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            last_seq: 0,
+            login: None,
+            frame: [0u8; FRAME_BYTES_MAX],
+        })
+    }
+
+    /// Wraps a stream the caller connected (e.g. from a chosen source address); TCP_NODELAY
+    /// is set. [`Client::reconnect`] connects to the same peer address the usual way.
+    pub fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            addr: stream.peer_addr()?,
             stream,
             buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
             start: 0,
@@ -212,6 +233,31 @@ impl Client {
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes)?;
         Ok(())
+    }
+
+    /// Asks for the gateway's counters (an operator session only; a user session gets a
+    /// `Rejected` with `OPERATOR_ONLY`) and waits for the reply. Other messages that arrive
+    /// before it are skipped: use a session of its own for monitoring.
+    pub fn stats(&mut self, request_id: u64) -> Result<GatewayStats, ClientError> {
+        self.send(&ClientMsg::Stats { request_id })?;
+        loop {
+            match self.recv()? {
+                ServerMsg::Stats {
+                    request_id: r,
+                    stats,
+                    ..
+                } if r == request_id => return Ok(stats),
+                ServerMsg::Rejected {
+                    ref_msg_type: protocol::client::msg_type::STATS,
+                    code,
+                    name,
+                    ..
+                } => {
+                    return Err(ClientError::Rejected(code, name32_str(&name).to_string()));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sends a heartbeat.

@@ -42,6 +42,8 @@ pub mod msg_type {
     pub const APPROVE_WITHDRAWAL: u16 = 32;
     /// Reject a withdrawal (operator sessions only).
     pub const REJECT_WITHDRAWAL: u16 = 33;
+    /// The gateway's counters (operator sessions only).
+    pub const STATS: u16 = 40;
 }
 
 /// The largest client body.
@@ -113,6 +115,11 @@ pub enum ClientMsg {
         /// Levels per side (1..=`BOOK_DEPTH_MAX`).
         depth: u16,
     },
+    /// The gateway's counters (operator sessions only; answered by the gateway, not the engine).
+    Stats {
+        /// Echoed in the reply.
+        request_id: u64,
+    },
 }
 
 /// The most levels per side a book snapshot returns.
@@ -163,6 +170,7 @@ impl ClientMsg {
             ClientMsg::OpenOrders { .. } => OPEN_ORDERS,
             ClientMsg::Balances { .. } => BALANCES,
             ClientMsg::BookSnapshot { .. } => BOOK_SNAPSHOT,
+            ClientMsg::Stats { .. } => STATS,
         }
     }
 
@@ -219,7 +227,8 @@ impl ClientMsg {
                         .i64(price.0)
                         .u64(qty.0);
                 }
-                Command::MassCancel { user, symbol } => {
+                // `on_disconnect` is the gateway's own: a client cannot send it.
+                Command::MassCancel { user, symbol, .. } => {
                     w.u32(user.0)
                         .u8(symbol.is_some() as u8)
                         .u8(0)
@@ -267,6 +276,9 @@ impl ClientMsg {
             } => {
                 w.u64(request_id).u16(symbol.0).u16(depth).u32(0);
             }
+            ClientMsg::Stats { request_id } => {
+                w.u64(request_id);
+            }
         }
         let len = w.pos();
         put_header(buf, self.msg_type(), len - HEADER_BYTES);
@@ -293,6 +305,7 @@ impl ClientMsg {
             BOOK_SNAPSHOT => 16,
             DEPOSIT | WITHDRAW => 16,
             APPROVE_WITHDRAWAL | REJECT_WITHDRAWAL => 16,
+            STATS => 8,
             _ => return Err(RejectCode::UnknownMessageType),
         };
         if body.len() != expected {
@@ -382,6 +395,7 @@ impl ClientMsg {
                 ClientMsg::Command(Command::MassCancel {
                     user,
                     symbol: (flags == 1).then_some(SymbolId(symbol)),
+                    on_disconnect: false,
                 })
             }
             ORDER_STATUS => {
@@ -421,6 +435,9 @@ impl ClientMsg {
                     depth,
                 }
             }
+            STATS => ClientMsg::Stats {
+                request_id: r.u64(),
+            },
             DEPOSIT | WITHDRAW => {
                 let user = UserId(r.u32());
                 let currency = CurrencyId(r.u16());

@@ -60,7 +60,88 @@ pub mod msg_type {
     pub const BOOK_LEVELS: u16 = 135;
     /// End of a book snapshot.
     pub const BOOK_END: u16 = 136;
+    /// The gateway's counters, in reply to a `Stats` request (operator sessions).
+    pub const STATS: u16 = 140;
 }
+
+macro_rules! gateway_stats {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        /// The gateway's counters and gauges at one moment (the `Stats` message; the server's
+        /// `Stats::snapshot`). On the wire: each field a `u64`, in this order.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct GatewayStats {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl GatewayStats {
+            /// The fields in wire order.
+            pub fn to_array(&self) -> [u64; GATEWAY_STATS_FIELDS] {
+                [$(self.$field,)*]
+            }
+
+            /// From the fields in wire order.
+            pub fn from_array(a: [u64; GATEWAY_STATS_FIELDS]) -> GatewayStats {
+                let mut it = a.into_iter();
+                GatewayStats { $($field: it.next().unwrap_or(0),)* }
+            }
+
+            /// `(name, value)` of every field, in wire order.
+            pub fn named(&self) -> [(&'static str, u64); GATEWAY_STATS_FIELDS] {
+                [$((stringify!($field), self.$field),)*]
+            }
+        }
+    };
+}
+
+gateway_stats! {
+    /// Connections accepted.
+    connections,
+    /// Connections refused at accept (their address's pre-login cap).
+    connections_refused,
+    /// Not-yet-logged-in connections closed for a newer one (pre-login budget full).
+    prelogin_displaced,
+    /// Failed `accept` calls.
+    accept_errors,
+    /// Successful logins.
+    logins,
+    /// Failed logins (bad credentials).
+    login_failures,
+    /// Logins refused in back-off.
+    logins_throttled,
+    /// Logins refused with `SERVER_FULL`.
+    server_full,
+    /// Detached sessions forgotten for a new session of the same account.
+    sessions_displaced,
+    /// Frames received.
+    frames_in,
+    /// Frames sent.
+    msgs_out,
+    /// Commands submitted to the engine.
+    commands,
+    /// Reading paused on a full engine.
+    backpressure,
+    /// Messages rejected by the gateway.
+    gateway_rejects,
+    /// Disconnects for protocol violations.
+    protocol_disconnects,
+    /// Disconnects of slow readers.
+    slow_consumers,
+    /// Reading paused on a session's outbound backlog.
+    outbound_pauses,
+    /// Disconnects for heartbeat or login timeout.
+    timeouts,
+    /// Cancel-on-disconnect mass cancels issued.
+    cancel_on_disconnect,
+    /// Gauge: connections not logged in.
+    conns_prelogin,
+    /// Gauge: logged-in connections.
+    conns_logged_in,
+    /// Gauge: sessions held.
+    sessions_in_use,
+}
+
+/// Fields of a [`GatewayStats`].
+pub const GATEWAY_STATS_FIELDS: usize = 22;
 
 /// Levels carried by one `BookLevels` message.
 pub const BOOK_LEVELS_PER_MSG: usize = 8;
@@ -357,10 +438,17 @@ pub enum ServerMsg {
         bid_levels: u32,
         ask_levels: u32,
     },
+    /// The gateway's counters (sequenced; `request_id` echoed).
+    Stats {
+        seq: u64,
+        request_id: u64,
+        stats: GatewayStats,
+    },
 }
 
-/// The largest server body (`BookLevels`).
-pub const BODY_BYTES_MAX: usize = 8 + 8 + 2 + 1 + 1 + 4 + BOOK_LEVELS_PER_MSG * 16;
+/// The largest server body (`Stats`; `BookLevels` is 152 bytes).
+pub const BODY_BYTES_MAX: usize = 8 + 8 + GATEWAY_STATS_FIELDS * 8;
+const _: () = assert!(BODY_BYTES_MAX >= 8 + 8 + 2 + 1 + 1 + 4 + BOOK_LEVELS_PER_MSG * 16);
 
 impl ServerMsg {
     /// A `Rejected` for `code`.
@@ -424,6 +512,7 @@ impl ServerMsg {
             ServerMsg::BalancesEnd { .. } => BALANCES_END,
             ServerMsg::BookLevels { .. } => BOOK_LEVELS,
             ServerMsg::BookEnd { .. } => BOOK_END,
+            ServerMsg::Stats { .. } => STATS,
         }
     }
 
@@ -469,7 +558,8 @@ impl ServerMsg {
             | ServerMsg::Balance { seq, .. }
             | ServerMsg::BalancesEnd { seq, .. }
             | ServerMsg::BookLevels { seq, .. }
-            | ServerMsg::BookEnd { seq, .. } => Some(seq),
+            | ServerMsg::BookEnd { seq, .. }
+            | ServerMsg::Stats { seq, .. } => Some(seq),
         }
     }
 
@@ -753,6 +843,14 @@ impl ServerMsg {
                     .u32(ask_levels)
                     .u32(0);
             }
+            ServerMsg::Stats {
+                request_id, stats, ..
+            } => {
+                w.u64(request_id);
+                for v in stats.to_array() {
+                    w.u64(v);
+                }
+            }
         }
         let len = w.pos();
         put_header(buf, self.msg_type(), len - HEADER_BYTES);
@@ -1003,6 +1101,18 @@ impl ServerMsg {
                 };
                 let _ = r.u32();
                 m
+            }
+            STATS => {
+                let request_id = r.u64();
+                let mut a = [0u64; GATEWAY_STATS_FIELDS];
+                for v in &mut a {
+                    *v = r.u64();
+                }
+                ServerMsg::Stats {
+                    seq,
+                    request_id,
+                    stats: GatewayStats::from_array(a),
+                }
             }
             _ => return Err(RejectCode::UnknownMessageType),
         };

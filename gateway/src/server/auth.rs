@@ -1,5 +1,17 @@
-//! Logins: credentials from the config, constant-time comparison, and per-peer throttling of
-//! repeated failures.
+//! Logins: credentials from the config, constant-time comparison, and throttling of repeated
+//! failures — per account and per source address, independently.
+//!
+//! - Each configured account has a failure tally (a fixed table, one entry per account, so it
+//!   cannot be flushed). Failures against it from any address count; a success for it clears
+//!   it (its owner proved the password). Unknown login names count against the address only.
+//! - Each source address has a failure tally in a fixed table of `addrs_tracked` entries. A
+//!   success never clears it: a valid account of one's own buys no guesses at others. An entry
+//!   is reused only once it has expired (not blocked, no failure for [`FORGET_AFTER`]); when
+//!   no entry is free, every untracked address shares one overflow tally, so failures from
+//!   many addresses cannot push a tracked one out — they throttle the overflow instead.
+//! - A tally allows `failures_free` failures; the one that reaches it starts a back-off of
+//!   `backoff_first`, doubling per further failure up to `backoff_max`. During a back-off every
+//!   attempt (right password or not) is refused with `LOGIN_THROTTLED` and not counted.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -24,28 +36,101 @@ struct Entry {
     role: Role,
 }
 
-/// The most peers whose failures are remembered at once (the oldest is forgotten first).
-pub const PEERS_TRACKED_MAX: usize = 256;
-/// Failures allowed before a peer is slowed down.
-pub const FAILURES_FREE: u32 = 3;
-/// The first back-off after the free failures; it doubles per further failure.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-/// The longest back-off.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A tally with no failure for this long (and not blocked) is forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// Throttling limits (from the gateway config section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures allowed before the back-off starts.
+    pub failures_free: u32,
+    /// The first back-off; it doubles per further failure.
+    pub backoff_first: Duration,
+    /// The longest back-off.
+    pub backoff_max: Duration,
+    /// Source addresses tracked individually.
+    pub addrs_tracked: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> ThrottleConfig {
+        ThrottleConfig {
+            failures_free: 3,
+            backoff_first: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            addrs_tracked: 1024,
+        }
+    }
+}
+
+/// Failures of one account or one address.
 #[derive(Clone, Copy, Debug)]
-struct Peer {
-    ip: IpAddr,
+struct Tally {
     failures: u32,
     blocked_until: Instant,
     last: Instant,
 }
 
-/// The credential table and the failure tracker.
+impl Tally {
+    fn new(now: Instant) -> Tally {
+        Tally {
+            failures: 0,
+            blocked_until: now,
+            last: now,
+        }
+    }
+
+    fn blocked(&self, now: Instant) -> bool {
+        now < self.blocked_until
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.failures == 0
+            || (!self.blocked(now) && now.saturating_duration_since(self.last) >= FORGET_AFTER)
+    }
+
+    fn fail(&mut self, now: Instant, cfg: &ThrottleConfig) {
+        if self.expired(now) {
+            *self = Tally::new(now);
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.last = now;
+        if self.failures >= cfg.failures_free {
+            let shift = (self.failures - cfg.failures_free).min(20);
+            let backoff = cfg
+                .backoff_first
+                .saturating_mul(1 << shift)
+                .min(cfg.backoff_max);
+            self.blocked_until = now + backoff;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Addr {
+    ip: IpAddr,
+    tally: Tally,
+}
+
+/// Which tally an address's failures go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AddrSlot {
+    /// Its own entry (found, or free to take).
+    Entry(usize),
+    /// The table is full of live entries: the shared overflow tally.
+    Overflow,
+}
+
+/// The credential table and the failure trackers.
 #[derive(Debug)]
 pub struct Auth {
     entries: Vec<Entry>,
-    peers: Vec<Peer>,
+    /// One tally per entry.
+    accounts: Box<[Tally]>,
+    /// Fixed size; `None` is a never-used entry.
+    addrs: Box<[Option<Addr>]>,
+    overflow: Tally,
+    cfg: ThrottleConfig,
 }
 
 /// The outcome of a login attempt.
@@ -55,7 +140,7 @@ pub enum LoginCheck {
     Ok(usize, Role),
     /// Unknown login or wrong password.
     Bad,
-    /// The peer is in back-off after repeated failures.
+    /// The address or the account is in back-off after repeated failures.
     Throttled,
 }
 
@@ -65,8 +150,8 @@ fn ct_eq(a: &Name32, b: &Name32) -> bool {
 
 impl Auth {
     /// From the config's `[[gateway.accounts]]`.
-    pub fn new(accounts: &[GatewayAccount]) -> Auth {
-        let entries = accounts
+    pub fn new(accounts: &[GatewayAccount], cfg: ThrottleConfig) -> Auth {
+        let entries: Vec<Entry> = accounts
             .iter()
             .filter_map(|a| {
                 let role = match (a.user, a.operator) {
@@ -81,9 +166,41 @@ impl Auth {
                 })
             })
             .collect();
+        let now = Instant::now();
         Auth {
+            accounts: vec![Tally::new(now); entries.len()].into_boxed_slice(),
             entries,
-            peers: Vec::with_capacity(PEERS_TRACKED_MAX),
+            addrs: vec![None; cfg.addrs_tracked.max(1)].into_boxed_slice(),
+            overflow: Tally::new(now),
+            cfg,
+        }
+    }
+
+    /// The roles of the accounts, in index order.
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        self.entries.iter().map(|e| e.role)
+    }
+
+    /// The tally slot for `ip`: its entry, else a free or expired entry, else the overflow.
+    fn addr_slot(&self, ip: IpAddr, now: Instant) -> AddrSlot {
+        let mut free = None;
+        for (i, a) in self.addrs.iter().enumerate() {
+            match a {
+                Some(a) if a.ip == ip => return AddrSlot::Entry(i),
+                Some(a) if free.is_none() && a.tally.expired(now) => free = Some(i),
+                None if free.is_none() => free = Some(i),
+                _ => {}
+            }
+        }
+        free.map_or(AddrSlot::Overflow, AddrSlot::Entry)
+    }
+
+    fn addr_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        match self.addr_slot(ip, now) {
+            AddrSlot::Entry(i) => self.addrs[i]
+                .as_ref()
+                .is_some_and(|a| a.ip == ip && a.tally.blocked(now)),
+            AddrSlot::Overflow => self.overflow.blocked(now),
         }
     }
 
@@ -95,58 +212,49 @@ impl Auth {
         password: &Name32,
         now: Instant,
     ) -> LoginCheck {
-        if let Some(p) = self.peers.iter().find(|p| p.ip == ip) {
-            if now < p.blocked_until {
-                return LoginCheck::Throttled;
-            }
-        }
         // Compare against every entry so timing does not reveal which logins exist.
+        let mut named = None;
         let mut found = None;
         for (i, e) in self.entries.iter().enumerate() {
-            let ok = ct_eq(&e.login, login) & ct_eq(&e.password, password);
+            let login_ok = ct_eq(&e.login, login);
+            let ok = login_ok & ct_eq(&e.password, password);
+            if login_ok && named.is_none() {
+                named = Some(i);
+            }
             if ok && found.is_none() {
                 found = Some((i, e.role));
             }
         }
-        match found {
-            Some((i, role)) => {
-                self.peers.retain(|p| p.ip != ip);
-                LoginCheck::Ok(i, role)
-            }
-            None => {
-                self.fail(ip, now);
-                LoginCheck::Bad
-            }
+        let account_blocked = named.is_some_and(|i| self.accounts[i].blocked(now));
+        if account_blocked || self.addr_blocked(ip, now) {
+            return LoginCheck::Throttled;
         }
-    }
-
-    fn fail(&mut self, ip: IpAddr, now: Instant) {
-        let idx = match self.peers.iter().position(|p| p.ip == ip) {
-            Some(i) => i,
-            None => {
-                if self.peers.len() == PEERS_TRACKED_MAX {
-                    let oldest = (0..self.peers.len())
-                        .min_by_key(|&i| self.peers[i].last)
-                        .unwrap_or(0);
-                    self.peers.swap_remove(oldest);
-                }
-                self.peers.push(Peer {
+        if let Some((i, role)) = found {
+            // The account's owner proved the password; the address keeps its record.
+            self.accounts[i] = Tally::new(now);
+            return LoginCheck::Ok(i, role);
+        }
+        if let Some(i) = named {
+            self.accounts[i].fail(now, &self.cfg);
+        }
+        match self.addr_slot(ip, now) {
+            AddrSlot::Entry(i) => {
+                let a = self.addrs[i].get_or_insert(Addr {
                     ip,
-                    failures: 0,
-                    blocked_until: now,
-                    last: now,
+                    tally: Tally::new(now),
                 });
-                self.peers.len() - 1
+                if a.ip != ip {
+                    // An expired entry of another address, reused.
+                    *a = Addr {
+                        ip,
+                        tally: Tally::new(now),
+                    };
+                }
+                a.tally.fail(now, &self.cfg);
             }
-        };
-        let p = &mut self.peers[idx];
-        p.failures += 1;
-        p.last = now;
-        if p.failures > FAILURES_FREE {
-            let shift = (p.failures - FAILURES_FREE - 1).min(16);
-            let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
-            p.blocked_until = now + backoff;
+            AddrSlot::Overflow => self.overflow.fail(now, &self.cfg),
         }
+        LoginCheck::Bad
     }
 }
 
@@ -154,34 +262,159 @@ impl Auth {
 mod tests {
     use super::*;
 
-    #[test]
-    fn good_bad_and_throttled() {
-        let acct = GatewayAccount {
-            login: "a".into(),
-            password: "pw".into(),
-            user: Some(1),
+    fn acct(login: &str, user: u32) -> GatewayAccount {
+        GatewayAccount {
+            login: login.into(),
+            password: format!("{login}-pw"),
+            user: Some(user),
             operator: None,
-        };
-        let mut auth = Auth::new(&[acct]);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        }
+    }
+
+    fn auth(addrs_tracked: usize) -> Auth {
+        Auth::new(
+            &[acct("alice", 1), acct("bob", 2)],
+            ThrottleConfig {
+                addrs_tracked,
+                ..ThrottleConfig::default()
+            },
+        )
+    }
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::from((0x0a00_0000u32 + n).to_be_bytes())
+    }
+
+    fn good(a: &mut Auth, from: IpAddr, who: &str, t: Instant) -> LoginCheck {
+        a.check(from, &name32(who), &name32(&format!("{who}-pw")), t)
+    }
+
+    fn bad(a: &mut Auth, from: IpAddr, who: &str, t: Instant) -> LoginCheck {
+        a.check(from, &name32(who), &name32("guess"), t)
+    }
+
+    #[test]
+    fn three_free_failures_then_throttled_then_doubling() {
+        let mut a = auth(16);
         let t = Instant::now();
         assert_eq!(
-            auth.check(ip, &name32("a"), &name32("pw"), t),
+            good(&mut a, ip(1), "alice", t),
             LoginCheck::Ok(0, Role::User(1))
         );
-        for _ in 0..=FAILURES_FREE {
-            assert_eq!(
-                auth.check(ip, &name32("a"), &name32("no"), t),
-                LoginCheck::Bad
-            );
+        for _ in 0..3 {
+            assert_eq!(bad(&mut a, ip(1), "alice", t), LoginCheck::Bad);
         }
+        // Exactly three free failures: the fourth attempt, even a right one, is refused.
+        assert_eq!(good(&mut a, ip(1), "alice", t), LoginCheck::Throttled);
+        let first = ThrottleConfig::default().backoff_first;
         assert_eq!(
-            auth.check(ip, &name32("a"), &name32("pw"), t),
+            good(&mut a, ip(1), "alice", t + first - Duration::from_millis(1)),
+            LoginCheck::Throttled
+        );
+        // After the back-off a failure doubles it.
+        let t2 = t + first;
+        assert_eq!(bad(&mut a, ip(1), "alice", t2), LoginCheck::Bad);
+        assert_eq!(
+            good(&mut a, ip(1), "alice", t2 + first),
             LoginCheck::Throttled
         );
         assert_eq!(
-            auth.check(ip, &name32("a"), &name32("pw"), t + BACKOFF_MAX),
+            good(&mut a, ip(1), "alice", t2 + 2 * first),
             LoginCheck::Ok(0, Role::User(1))
         );
+    }
+
+    #[test]
+    fn a_success_does_not_clear_the_address_for_other_accounts() {
+        let mut a = auth(16);
+        let t = Instant::now();
+        // The attacker owns bob and guesses alice, logging in as bob in between.
+        for _ in 0..2 {
+            assert_eq!(bad(&mut a, ip(1), "alice", t), LoginCheck::Bad);
+            assert_eq!(
+                good(&mut a, ip(1), "bob", t),
+                LoginCheck::Ok(1, Role::User(2))
+            );
+        }
+        assert_eq!(bad(&mut a, ip(1), "alice", t), LoginCheck::Bad);
+        // Three failures from this address: throttled, for bob too.
+        assert_eq!(good(&mut a, ip(1), "bob", t), LoginCheck::Throttled);
+        assert_eq!(bad(&mut a, ip(1), "carol", t), LoginCheck::Throttled);
+    }
+
+    #[test]
+    fn failures_against_one_account_from_many_addresses_throttle_the_account() {
+        let mut a = auth(16);
+        let t = Instant::now();
+        for n in 0..3 {
+            assert_eq!(bad(&mut a, ip(n), "alice", t), LoginCheck::Bad);
+        }
+        // A fresh address cannot go on guessing alice …
+        assert_eq!(bad(&mut a, ip(50), "alice", t), LoginCheck::Throttled);
+        // … but may log in as someone else, and that address is not throttled.
+        assert_eq!(
+            good(&mut a, ip(50), "bob", t),
+            LoginCheck::Ok(1, Role::User(2))
+        );
+        // Once the back-off has passed, alice's right password clears her tally.
+        let later = t + ThrottleConfig::default().backoff_first;
+        assert_eq!(
+            good(&mut a, ip(51), "alice", later),
+            LoginCheck::Ok(0, Role::User(1))
+        );
+        assert_eq!(bad(&mut a, ip(52), "alice", later), LoginCheck::Bad);
+    }
+
+    #[test]
+    fn unknown_logins_count_against_the_address_only() {
+        let mut a = auth(16);
+        let t = Instant::now();
+        for i in 0..3 {
+            assert_eq!(
+                bad(&mut a, ip(1), &format!("nobody{i}"), t),
+                LoginCheck::Bad
+            );
+        }
+        assert_eq!(good(&mut a, ip(1), "alice", t), LoginCheck::Throttled);
+        assert_eq!(
+            good(&mut a, ip(2), "alice", t),
+            LoginCheck::Ok(0, Role::User(1))
+        );
+    }
+
+    #[test]
+    fn the_address_table_cannot_be_flushed() {
+        let mut a = auth(8);
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(bad(&mut a, ip(0), "nobody", t), LoginCheck::Bad);
+        }
+        assert_eq!(good(&mut a, ip(0), "alice", t), LoginCheck::Throttled);
+        // Failures from a thousand other addresses: the table is full after 7 of them.
+        let mut results = Vec::new();
+        for n in 1..=1000 {
+            results.push(bad(&mut a, ip(n), "nobody", t));
+        }
+        // The tracked address is still throttled: nothing evicted it.
+        assert_eq!(good(&mut a, ip(0), "alice", t), LoginCheck::Throttled);
+        // The first 7 filled the table with one failure each; the rest shared the overflow
+        // tally, which throttled them after its three free failures.
+        assert!(results[..7 + 3].iter().all(|r| *r == LoginCheck::Bad));
+        assert!(results[7 + 3..].iter().all(|r| *r == LoginCheck::Throttled));
+        // A tracked address with one failure is not throttled.
+        assert_eq!(
+            good(&mut a, ip(1), "alice", t),
+            LoginCheck::Ok(0, Role::User(1))
+        );
+        // An untracked address meets the throttled overflow …
+        assert_eq!(good(&mut a, ip(5000), "alice", t), LoginCheck::Throttled);
+        // … until entries expire and can be reused.
+        let later = t + FORGET_AFTER + Duration::from_secs(31);
+        assert_eq!(
+            good(&mut a, ip(5000), "alice", later),
+            LoginCheck::Ok(0, Role::User(1))
+        );
+        assert_eq!(bad(&mut a, ip(5000), "nobody", later), LoginCheck::Bad);
+        assert!(a.addrs.iter().flatten().any(|e| e.ip == ip(5000)));
     }
 }

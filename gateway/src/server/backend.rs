@@ -42,6 +42,13 @@ pub trait Backend {
     fn failed(&self) -> bool {
         false
     }
+    /// The most commands this backend can hold in flight (submitted, `Done` not yet drained),
+    /// if it knows: the server checks at start that its table of in-flight commands
+    /// (`ServerConfig::in_flight_max`) is no smaller. (Whatever the answer, the server never
+    /// has more in flight than that table holds.)
+    fn in_flight_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The engine on the gateway thread: commands are processed as they are submitted and their
@@ -96,6 +103,12 @@ impl Backend for EngineBackend {
         });
         outputs.push_back((seq, BackendOutput::Done));
         Ok(seq)
+    }
+
+    fn in_flight_hint(&self) -> Option<usize> {
+        // Every command leaves at least its `Done` in the queue, which takes no command once
+        // it holds `outputs_max` outputs.
+        Some(self.outputs_max)
     }
 
     fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {

@@ -11,6 +11,14 @@
 //! [`FRAMES_PER_TURN`] frames per connection per loop turn, so one busy client cannot starve
 //! the others; a connection with unread input stays on the ready list. Nothing in the loop
 //! allocates after start-up except the in-process backend's output queue on mass cancels.
+//!
+//! Hostile clients (docs/protocol.md, "Limits"): connections that have not logged in live in a
+//! budget of their own (`prelogin_max`, at most `prelogin_per_addr_max` per source address,
+//! `login_timeout` to log in), so they can never take one of the `conns_max` slots of logged-in
+//! sessions; a login may only displace a detached session of its own account; failed logins are
+//! throttled per account and per address (`auth.rs`); every table is a fixed size whose bound is
+//! checked against the others at [`start`]; counters are readable while running
+//! ([`ServerHandle::stats`], and the operator-only `Stats` message).
 
 mod auth;
 pub mod backend;
@@ -27,18 +35,19 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use ringbook_engine::config::GatewayAccount;
+use ringbook_engine::config::{GatewayAccount, GatewayConfig};
 use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 
-pub use auth::Role;
 use auth::{Auth, LoginCheck};
+pub use auth::{Role, ThrottleConfig};
 pub use backend::{Backend, BackendOutput, EngineBackend};
 pub use pipeline_backend::PipelineBackend;
-use session::{Conn, Session, Stalled};
+use session::{Closing, Conn, Session, Stalled};
 
 use crate::protocol::client::msg_type as cmt;
+use crate::protocol::server::GatewayStats;
 use crate::protocol::server::BOOK_LEVELS_PER_MSG;
-use crate::protocol::{split_frame, ClientMsg, OrderInfo, ServerMsg, FRAME_BYTES_MAX};
+use crate::protocol::{name32_str, split_frame, ClientMsg, OrderInfo, ServerMsg, FRAME_BYTES_MAX};
 
 /// Frames decoded from one connection per loop turn before the loop moves on.
 pub const FRAMES_PER_TURN: usize = 256;
@@ -48,6 +57,13 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const CONN_TOKEN_BASE: usize = 2;
 const TICK: Duration = Duration::from_millis(20);
+/// After a failed `accept` (e.g. out of file descriptors) the listener is left alone this long,
+/// doubling per further failure up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(20);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// At most one log line per this interval and kind; the rest are counted and reported with the
+/// next line.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Sequenced frames one order command in flight is assumed to produce for its own session when
 /// weighing a session's outbound backlog (an order's `Accepted` plus fills or a cancel).
 const FRAMES_PER_COMMAND: u64 = 3;
@@ -73,11 +89,25 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Logins (from the config's `[[gateway.accounts]]`).
     pub accounts: Vec<GatewayAccount>,
-    /// Connections at once; more are refused with `SERVER_FULL`.
+    /// Logged-in connections at once; a login beyond is refused with `SERVER_FULL`.
     pub conns_max: usize,
-    /// Sessions remembered at once (attached or awaiting reconnect); the longest-detached is
-    /// forgotten first.
+    /// Connections that have not logged in yet, at once (a budget apart from `conns_max`):
+    /// when it is full a new connection displaces the oldest of them.
+    pub prelogin_max: usize,
+    /// Not-yet-logged-in connections one source address may hold; more are refused at once.
+    pub prelogin_per_addr_max: usize,
+    /// Sessions remembered at once (attached or awaiting reconnect).
     pub sessions_max: usize,
+    /// Sessions one account may hold. A login that needs a new session when its account is at
+    /// this limit, or when the table is full, displaces that account's longest-detached
+    /// session, never another account's; with none detached it is refused (`SERVER_FULL`).
+    pub sessions_per_account_max: usize,
+    /// Commands in flight (submitted, outputs not all routed) at once: the size of the table
+    /// that routes their replies (a power of two). At the limit reading pauses, as when the
+    /// engine's ring is full.
+    pub in_flight_max: usize,
+    /// Failed-login throttling.
+    pub throttle: ThrottleConfig,
     /// Sequenced frames each session keeps for retransmission (also how far a slow reader
     /// may fall behind before it is disconnected).
     pub retransmit_msgs: usize,
@@ -110,18 +140,124 @@ impl ServerConfig {
             listen,
             accounts,
             conns_max: 64,
+            prelogin_max: 16,
+            prelogin_per_addr_max: 4,
             sessions_max: 128,
+            sessions_per_account_max: 16,
+            in_flight_max: 1 << 16,
+            throttle: ThrottleConfig::default(),
             retransmit_msgs: 4096,
             in_bytes: 16 << 10,
             out_bytes: 256 << 10,
             heartbeat_default: Duration::from_secs(1),
             heartbeat_timeouts: 3,
-            login_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(2),
             msgs_per_sec_max: 2_000_000,
             slow_consumer_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
             currencies: 16,
         }
+    }
+
+    /// Defaults for `listen`, then the accounts and limits of the config's gateway section.
+    pub fn from_config(listen: SocketAddr, gw: &GatewayConfig) -> ServerConfig {
+        let mut c = ServerConfig::new(listen, gw.accounts.clone());
+        c.conns_max = gw.conns_max;
+        c.prelogin_max = gw.prelogin_max;
+        c.prelogin_per_addr_max = gw.prelogin_per_addr_max;
+        c.login_timeout = Duration::from_millis(gw.login_timeout_ms);
+        c.sessions_max = gw.sessions_max;
+        c.sessions_per_account_max = gw.sessions_per_account_max;
+        c.throttle = ThrottleConfig {
+            failures_free: gw.login_failures_free,
+            backoff_first: Duration::from_millis(gw.login_backoff_first_ms),
+            backoff_max: Duration::from_millis(gw.login_backoff_max_ms),
+            addrs_tracked: gw.login_addrs_tracked,
+        };
+        c
+    }
+
+    /// Checks every relation the server's fixed tables rely on; the message names the fields.
+    pub fn check(&self, in_flight_hint: Option<usize>) -> Result<(), String> {
+        let need = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
+        need(self.conns_max >= 1, "conns_max must be at least 1".into())?;
+        need(
+            self.prelogin_max >= 1,
+            "prelogin_max must be at least 1".into(),
+        )?;
+        need(
+            (1..=self.prelogin_max).contains(&self.prelogin_per_addr_max),
+            format!(
+                "prelogin_per_addr_max = {} must be in 1..=prelogin_max ({})",
+                self.prelogin_per_addr_max, self.prelogin_max
+            ),
+        )?;
+        need(
+            self.sessions_max >= self.conns_max,
+            format!(
+                "sessions_max = {} must be at least conns_max = {} (every logged-in connection \
+                 holds a session)",
+                self.sessions_max, self.conns_max
+            ),
+        )?;
+        need(
+            (1..=self.sessions_max).contains(&self.sessions_per_account_max),
+            format!(
+                "sessions_per_account_max = {} must be in 1..=sessions_max ({})",
+                self.sessions_per_account_max, self.sessions_max
+            ),
+        )?;
+        need(
+            self.in_flight_max.is_power_of_two() && self.in_flight_max <= 1 << 24,
+            format!(
+                "in_flight_max = {} must be a power of two, at most 2^24",
+                self.in_flight_max
+            ),
+        )?;
+        if let Some(hint) = in_flight_hint {
+            need(
+                self.in_flight_max >= hint,
+                format!(
+                    "in_flight_max = {} is below the {hint} commands the engine can hold in \
+                     flight",
+                    self.in_flight_max
+                ),
+            )?;
+        }
+        let largest_reply = (OPEN_ORDERS_REPLY_MAX as usize + 1).max(self.currencies + 1);
+        need(
+            self.retransmit_msgs >= 2 * largest_reply,
+            format!(
+                "retransmit_msgs = {} must be at least twice the largest reply ({largest_reply} \
+                 frames): a session pauses at half its ring",
+                self.retransmit_msgs
+            ),
+        )?;
+        need(
+            self.in_bytes >= FRAME_BYTES_MAX && self.out_bytes >= 2 * FRAME_BYTES_MAX,
+            format!(
+                "in_bytes must hold a frame ({FRAME_BYTES_MAX}) and out_bytes two (in_bytes = \
+                 {}, out_bytes = {})",
+                self.in_bytes, self.out_bytes
+            ),
+        )?;
+        need(
+            !self.login_timeout.is_zero() && self.heartbeat_timeouts >= 1,
+            "login_timeout and heartbeat_timeouts must be above zero".into(),
+        )?;
+        need(
+            self.msgs_per_sec_max >= 1,
+            "msgs_per_sec_max must be at least 1".into(),
+        )?;
+        need(
+            self.throttle.failures_free >= 1
+                && self.throttle.addrs_tracked >= 1
+                && self.throttle.backoff_first <= self.throttle.backoff_max,
+            "login_failures_free and login_addrs_tracked must be at least 1, and \
+             login_backoff_first_ms at most login_backoff_max_ms"
+                .into(),
+        )?;
+        Ok(())
     }
 }
 
@@ -132,6 +268,8 @@ pub enum ServerError {
     Bind(SocketAddr, io::Error),
     /// Creating the poller or waker, or spawning the thread.
     Io(io::Error),
+    /// The limits do not fit together (see [`ServerConfig::check`]).
+    Config(String),
     /// The server thread panicked.
     Panicked,
 }
@@ -144,6 +282,7 @@ impl std::fmt::Display for ServerError {
                 "cannot listen on {a}: {e} (is another server running on this port?)"
             ),
             ServerError::Io(e) => write!(f, "server I/O: {e}"),
+            ServerError::Config(m) => write!(f, "invalid gateway config: {m}"),
             ServerError::Panicked => write!(f, "the server thread panicked"),
         }
     }
@@ -151,17 +290,31 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// Counters a monitor reads while the server runs (relaxed: each is an independent tally).
+/// Counters a monitor reads while the server runs (relaxed: each is an independent tally), and
+/// three gauges. An operator session reads the same through the `Stats` message.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Connections refused at accept: their source address already held
+    /// `prelogin_per_addr_max` connections that had not logged in.
+    pub connections_refused: AtomicU64,
+    /// Not-yet-logged-in connections closed to make room for a newer one (the pre-login budget
+    /// was full).
+    pub prelogin_displaced: AtomicU64,
+    /// Failed `accept` calls (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
     /// Successful logins.
     pub logins: AtomicU64,
     /// Failed logins (bad credentials).
     pub login_failures: AtomicU64,
-    /// Logins refused while the peer was in back-off.
+    /// Logins refused while the account or the address was in back-off.
     pub logins_throttled: AtomicU64,
+    /// Logins refused with `SERVER_FULL` (no logged-in slot, or no session to be had without
+    /// displacing another account's).
+    pub server_full: AtomicU64,
+    /// Detached sessions forgotten to make room for a new session of the same account.
+    pub sessions_displaced: AtomicU64,
     /// Frames received.
     pub frames_in: AtomicU64,
     /// Frames sent (sequenced ones counted once, when sequenced).
@@ -183,11 +336,147 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     /// Cancel-on-disconnect mass cancels issued.
     pub cancel_on_disconnect: AtomicU64,
+    /// Gauge: connections open that have not logged in.
+    pub conns_prelogin: AtomicU64,
+    /// Gauge: logged-in connections.
+    pub conns_logged_in: AtomicU64,
+    /// Gauge: sessions held (attached or detached).
+    pub sessions_in_use: AtomicU64,
 }
 
 impl Stats {
     fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn set(c: &AtomicU64, v: usize) {
+        c.store(v as u64, Ordering::Relaxed);
+    }
+
+    /// Every counter and gauge, as the `Stats` message carries them.
+    pub fn snapshot(&self) -> GatewayStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        GatewayStats {
+            connections: g(&self.connections),
+            connections_refused: g(&self.connections_refused),
+            prelogin_displaced: g(&self.prelogin_displaced),
+            accept_errors: g(&self.accept_errors),
+            logins: g(&self.logins),
+            login_failures: g(&self.login_failures),
+            logins_throttled: g(&self.logins_throttled),
+            server_full: g(&self.server_full),
+            sessions_displaced: g(&self.sessions_displaced),
+            frames_in: g(&self.frames_in),
+            msgs_out: g(&self.msgs_out),
+            commands: g(&self.commands),
+            backpressure: g(&self.backpressure),
+            gateway_rejects: g(&self.gateway_rejects),
+            protocol_disconnects: g(&self.protocol_disconnects),
+            slow_consumers: g(&self.slow_consumers),
+            outbound_pauses: g(&self.outbound_pauses),
+            timeouts: g(&self.timeouts),
+            cancel_on_disconnect: g(&self.cancel_on_disconnect),
+            conns_prelogin: g(&self.conns_prelogin),
+            conns_logged_in: g(&self.conns_logged_in),
+            sessions_in_use: g(&self.sessions_in_use),
+        }
+    }
+}
+
+/// One kind of log line, at most one per [`LOG_INTERVAL`]; the lines in between are counted
+/// and the count is reported with the next line that is printed.
+#[derive(Debug, Default)]
+struct RateLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLog {
+    /// `Some(lines suppressed since the last one)` if a line may be printed now.
+    fn ready(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|l| now.saturating_duration_since(l) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// The rate-limited log lines, one limiter per kind.
+#[derive(Debug, Default)]
+struct Logs {
+    login_failed: RateLog,
+    login_throttled: RateLog,
+    server_full: RateLog,
+    refused: RateLog,
+    displaced: RateLog,
+    accept: RateLog,
+}
+
+/// ` (N similar suppressed)` when N > 0.
+struct Suppressed(u64);
+
+impl std::fmt::Display for Suppressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 > 0 {
+            write!(f, " ({} similar suppressed)", self.0)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Cancel-on-disconnect mass cancels waiting for room in the engine, one per user at most (a
+/// later mass cancel covers everything an earlier one would have), so a fixed ring of one entry
+/// per configured user never overflows.
+#[derive(Debug)]
+struct CodQueue {
+    users: Box<[u32]>,
+    head: usize,
+    len: usize,
+}
+
+impl CodQueue {
+    fn new(capacity: usize) -> CodQueue {
+        CodQueue {
+            users: vec![0; capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn contains(&self, user: u32) -> bool {
+        (0..self.len).any(|i| self.users[(self.head + i) % self.users.len()] == user)
+    }
+
+    /// Queues `user` unless already queued; false if the ring is full (which the sizing rules
+    /// out: one entry per configured user).
+    fn push(&mut self, user: u32) -> bool {
+        if self.contains(user) {
+            return true;
+        }
+        if self.len == self.users.len() {
+            return false;
+        }
+        let i = (self.head + self.len) % self.users.len();
+        self.users[i] = user;
+        self.len += 1;
+        true
+    }
+
+    fn front(&self) -> Option<u32> {
+        (self.len > 0).then(|| self.users[self.head])
+    }
+
+    fn pop(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) % self.users.len();
+            self.len -= 1;
+        }
     }
 }
 
@@ -230,13 +519,39 @@ impl<B> ServerHandle<B> {
     }
 }
 
+/// A listening socket bound before [`start_on`]: a caller that binds first fails on a busy
+/// port before it opens anything else (`ringbook serve` binds before it opens the journal).
+#[derive(Debug)]
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// Binds `addr` ([`ServerError::Bind`] if it cannot).
+    pub fn bind(addr: SocketAddr) -> Result<Listener, ServerError> {
+        TcpListener::bind(addr)
+            .map(Listener)
+            .map_err(|e| ServerError::Bind(addr, e))
+    }
+}
+
 /// Binds `config.listen` and starts the loop on its own thread.
 pub fn start<B: Backend + Send + 'static>(
     config: ServerConfig,
+    backend: B,
+) -> Result<ServerHandle<B>, ServerError> {
+    start_on(Listener::bind(config.listen)?, config, backend)
+}
+
+/// Starts the loop on its own thread, accepting on `listener` (bound already; `config.listen`
+/// is not used).
+pub fn start_on<B: Backend + Send + 'static>(
+    listener: Listener,
+    config: ServerConfig,
     mut backend: B,
 ) -> Result<ServerHandle<B>, ServerError> {
-    let mut listener =
-        TcpListener::bind(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
+    config
+        .check(backend.in_flight_hint())
+        .map_err(ServerError::Config)?;
+    let mut listener = listener.0;
     let addr = listener.local_addr().map_err(ServerError::Io)?;
     let poll = Poll::new().map_err(ServerError::Io)?;
     poll.registry()
@@ -247,21 +562,40 @@ pub fn start<B: Backend + Send + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
+    // Slots for logged-in connections plus the separate pre-login budget: pre-login
+    // connections never exceed theirs, so `conns_max` slots are always left for logins.
+    let slots = config.conns_max + config.prelogin_max;
+    let auth = Auth::new(&config.accounts, config.throttle);
+    let mut users: Vec<u32> = auth
+        .roles()
+        .filter_map(|r| match r {
+            Role::User(u) => Some(u),
+            Role::Operator(_) => None,
+        })
+        .collect();
+    users.sort_unstable();
+    users.dedup();
     let core = Core {
-        conns: (0..config.conns_max)
+        conns: (0..slots)
             .map(|_| Conn::new(config.in_bytes, config.out_bytes, now))
             .collect(),
         sessions: (0..config.sessions_max)
             .map(|_| Session::new(config.retransmit_msgs, now))
             .collect(),
-        auth: Auth::new(&config.accounts),
-        pending: vec![Pending::default(); PENDING_MAX].into_boxed_slice(),
+        auth,
+        pending: vec![Pending::default(); config.in_flight_max].into_boxed_slice(),
+        in_flight: 0,
         book_levels: BookLevelsAcc::default(),
-        ready: Vec::with_capacity(config.conns_max),
-        ready_work: Vec::with_capacity(config.conns_max),
-        dirty: Vec::with_capacity(config.conns_max),
-        dirty_work: Vec::with_capacity(config.conns_max),
-        deferred: Vec::with_capacity(config.conns_max),
+        ready: Vec::with_capacity(slots),
+        ready_work: Vec::with_capacity(slots),
+        dirty: Vec::with_capacity(slots),
+        dirty_work: Vec::with_capacity(slots),
+        cod: CodQueue::new(users.len()),
+        prelogin: 0,
+        logged_in: 0,
+        accept_backoff: Duration::ZERO,
+        accept_resume: None,
+        logs: Logs::default(),
         outputs: Vec::with_capacity(1 << 16),
         stats: stats.clone(),
         config,
@@ -284,8 +618,6 @@ pub fn start<B: Backend + Send + 'static>(
     })
 }
 
-/// In-flight commands remembered for routing their replies (indexed by sequence number).
-const PENDING_MAX: usize = 1 << 16;
 const NO_SESSION: u32 = u32::MAX;
 
 /// Book levels of one side waiting to fill a `BookLevels` message.
@@ -301,6 +633,9 @@ struct BookLevelsAcc {
 struct Pending {
     seq: u64,
     session: u32,
+    /// The session slot's generation when the command was sent: a reply for a slot since
+    /// given to another session goes nowhere.
+    gen: u32,
     msg_type: u16,
     /// A query's request id, echoed in its replies (0 for commands).
     request_id: u64,
@@ -312,7 +647,10 @@ struct Core<B> {
     conns: Vec<Conn>,
     sessions: Vec<Session>,
     auth: Auth,
+    /// In-flight commands, indexed by sequence number modulo its (power-of-two) length; at
+    /// most that many are in flight at once (`in_flight`), so no entry is overwritten early.
     pending: Box<[Pending]>,
+    in_flight: usize,
     /// Levels of the book query being answered, gathered into `BookLevels` messages (one
     /// command's events are contiguous in the output, so one accumulator serves every session).
     book_levels: BookLevelsAcc,
@@ -320,7 +658,14 @@ struct Core<B> {
     ready_work: Vec<usize>,
     dirty: Vec<usize>,
     dirty_work: Vec<usize>,
-    deferred: Vec<Command>,
+    cod: CodQueue,
+    /// Open connections that have not logged in, and logged-in ones.
+    prelogin: usize,
+    logged_in: usize,
+    /// After a failed accept: the current back-off and when to try again.
+    accept_backoff: Duration,
+    accept_resume: Option<Instant>,
+    logs: Logs,
     outputs: Vec<(Seq, BackendOutput)>,
     stats: Arc<Stats>,
     config: ServerConfig,
@@ -336,7 +681,7 @@ impl<B: Backend> Core<B> {
         let mut last_timers = Instant::now();
         let mut stopping: Option<Instant> = None;
         loop {
-            let timeout = if !self.ready.is_empty() || !self.deferred.is_empty() {
+            let timeout = if !self.ready.is_empty() || self.cod.len > 0 {
                 Duration::ZERO
             } else {
                 TICK
@@ -349,7 +694,7 @@ impl<B: Backend> Core<B> {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(Instant::now()),
                     WAKER => {}
                     Token(t) => {
                         let c = t - CONN_TOKEN_BASE;
@@ -362,6 +707,15 @@ impl<B: Backend> Core<B> {
                             }
                         }
                     }
+                }
+            }
+            if let Some(t) = self.accept_resume {
+                let now = Instant::now();
+                if now >= t {
+                    // Retry a listener left alone after a failed accept: connections that
+                    // queued meanwhile raised no new readiness event.
+                    self.accept_resume = None;
+                    self.accept(now);
                 }
             }
             if stopping.is_none() {
@@ -436,19 +790,64 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, now: Instant) {
+        if self.accept_resume.is_some() {
+            return;
+        }
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    self.accept_backoff = Duration::ZERO;
                     Stats::inc(&self.stats.connections);
                     let _ = stream.set_nodelay(true);
+                    let ip = source_key(peer.ip());
+                    let from_ip = self
+                        .conns
+                        .iter()
+                        .filter(|c| c.stream.is_some() && c.session.is_none() && c.peer == ip)
+                        .count();
+                    if from_ip >= self.config.prelogin_per_addr_max {
+                        Stats::inc(&self.stats.connections_refused);
+                        if let Some(n) = self.logs.refused.ready(now) {
+                            eprintln!(
+                                "gateway: refused a connection from {ip}: it already has {from_ip} \
+                                 connections that have not logged in (prelogin_per_addr_max){}",
+                                Suppressed(n)
+                            );
+                        }
+                        refuse(&mut stream, RejectCode::ServerFull);
+                        continue;
+                    }
+                    if self.prelogin >= self.config.prelogin_max {
+                        // The pre-login budget is full: the oldest connection that has not
+                        // logged in gives way (a real client logs in with its first frame).
+                        let oldest = (0..self.conns.len())
+                            .filter(|&i| {
+                                self.conns[i].stream.is_some() && self.conns[i].session.is_none()
+                            })
+                            .min_by_key(|&i| self.conns[i].opened);
+                        if let Some(o) = oldest {
+                            Stats::inc(&self.stats.prelogin_displaced);
+                            if let Some(n) = self.logs.displaced.ready(now) {
+                                eprintln!(
+                                    "gateway: pre-login budget full ({} connections): closed \
+                                     the oldest, from {}, for a new one from {ip}{}",
+                                    self.config.prelogin_max,
+                                    self.conns[o].peer,
+                                    Suppressed(n)
+                                );
+                            }
+                            self.close(o, Some(RejectCode::ServerFull));
+                        }
+                    }
                     let Some(c) = self.conns.iter().position(|c| c.stream.is_none()) else {
-                        let mut f = [0u8; FRAME_BYTES_MAX];
-                        let n = ServerMsg::disconnect(Some(RejectCode::ServerFull)).encode(&mut f);
-                        let _ = stream.write(&f[..n]);
+                        // Unreachable by the sizing (`conns_max + prelogin_max` slots, at most
+                        // `conns_max` logged in, fewer than `prelogin_max` not): refuse safely.
+                        Stats::inc(&self.stats.connections_refused);
+                        refuse(&mut stream, RejectCode::ServerFull);
                         continue;
                     };
                     if self
@@ -466,7 +865,7 @@ impl<B: Backend> Core<B> {
                     let now = Instant::now();
                     let conn = &mut self.conns[c];
                     conn.stream = Some(stream);
-                    conn.peer = peer.ip();
+                    conn.peer = ip;
                     conn.in_len = 0;
                     conn.out_start = 0;
                     conn.out_end = 0;
@@ -484,13 +883,37 @@ impl<B: Backend> Core<B> {
                     conn.closing = None;
                     conn.paused = false;
                     conn.last_drain = now;
+                    self.prelogin += 1;
+                    self.gauges();
                     self.mark_ready(c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) => {
+                    // Typically EMFILE / ENFILE: out of descriptors. The connection stays in
+                    // the kernel's queue; leave the listener alone for a while (doubling), then
+                    // try again — edge-triggered readiness will not say so by itself.
+                    Stats::inc(&self.stats.accept_errors);
+                    self.accept_backoff =
+                        (self.accept_backoff * 2).clamp(ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX);
+                    self.accept_resume = Some(now + self.accept_backoff);
+                    if let Some(n) = self.logs.accept.ready(now) {
+                        eprintln!(
+                            "gateway: accept failed: {e}; retrying in {} ms{}",
+                            self.accept_backoff.as_millis(),
+                            Suppressed(n)
+                        );
+                    }
+                    return;
+                }
             }
         }
+    }
+
+    /// Publishes the connection and session gauges.
+    fn gauges(&self) {
+        Stats::set(&self.stats.conns_prelogin, self.prelogin);
+        Stats::set(&self.stats.conns_logged_in, self.logged_in);
     }
 
     /// Reads and handles up to FRAMES_PER_TURN frames; re-marks the connection ready if more
@@ -506,7 +929,7 @@ impl<B: Backend> Core<B> {
                 return;
             }
             self.conns[c].paused = false;
-            match self.backend.try_submit(st.cmd) {
+            match self.try_submit(st.cmd) {
                 Ok(seq) => {
                     self.conns[c].stalled = None;
                     Stats::inc(&self.stats.commands);
@@ -564,8 +987,11 @@ impl<B: Backend> Core<B> {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        // The stream cannot be resynchronised. The frames before this one were
+                        // valid: their replies are delivered first (`close_after_replies`).
                         Stats::inc(&self.stats.protocol_disconnects);
-                        self.close(c, Some(e.code()));
+                        self.compact_in(c, consumed);
+                        self.close_after_replies(c, e.code());
                         return;
                     }
                 }
@@ -680,18 +1106,9 @@ impl<B: Backend> Core<B> {
                 if let Err(code) = allowed {
                     return self.gateway_reject(c, msg_type, code, coid);
                 }
-                if let Command::NewOrder(o) = cmd {
-                    let sess = &mut self.sessions[s];
-                    if o.client_order_id.0 <= sess.coid_hwm {
-                        return self.gateway_reject(
-                            c,
-                            msg_type,
-                            RejectCode::ClientOrderIdNotIncreasing,
-                            coid,
-                        );
-                    }
-                    sess.coid_hwm = o.client_order_id.0;
-                }
+                // Client order ids are checked by the engine, per user, in sequence and across
+                // restarts (DUPLICATE_CLIENT_ORDER_ID; docs/protocol.md, "Idempotency"): no
+                // per-session check here that a restart or a new session would forget.
                 self.submit(c, s, cmd, msg_type, 0);
             }
             ClientMsg::OrderStatus {
@@ -737,6 +1154,21 @@ impl<B: Backend> Core<B> {
                 };
                 self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
+            ClientMsg::Stats { request_id } => {
+                // Server-wide activity (volumes, failed logins) is the operators' business.
+                if !matches!(role, Role::Operator(_)) {
+                    return self.gateway_reject(c, msg_type, RejectCode::OperatorOnly, 0);
+                }
+                let stats = self.stats.snapshot();
+                self.emit(
+                    s,
+                    ServerMsg::Stats {
+                        seq: 0,
+                        request_id,
+                        stats,
+                    },
+                );
+            }
         }
     }
 
@@ -755,13 +1187,22 @@ impl<B: Backend> Core<B> {
             self.conns[c].stalled = Some(stalled);
             return;
         }
-        match self.backend.try_submit(cmd) {
+        match self.try_submit(cmd) {
             Ok(seq) => {
                 Stats::inc(&self.stats.commands);
                 self.note_pending(seq, Some(s), &cmd, msg_type, request_id);
             }
             Err(_) => self.conns[c].stalled = Some(stalled),
         }
+    }
+
+    /// The backend's `try_submit`, unless the in-flight table is full (then the command is
+    /// handed back, as by a full ring).
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, backend::SubmitError> {
+        if self.in_flight >= self.pending.len() {
+            return Err(backend::SubmitError::Full(cmd));
+        }
+        self.backend.try_submit(cmd)
     }
 
     fn login(&mut self, c: usize, l: &crate::protocol::client::Login) {
@@ -776,17 +1217,30 @@ impl<B: Backend> Core<B> {
             core.conns[c].push_out(&frame[..n]);
             core.close_after_flush(c, code);
         };
-        let (account, role) = match self
-            .auth
-            .check(self.conns[c].peer, &l.login, &l.password, now)
-        {
+        let peer = self.conns[c].peer;
+        let (account, role) = match self.auth.check(peer, &l.login, &l.password, now) {
             LoginCheck::Ok(a, r) => (a, r),
             LoginCheck::Bad => {
                 Stats::inc(&self.stats.login_failures);
+                if let Some(n) = self.logs.login_failed.ready(now) {
+                    eprintln!(
+                        "gateway: login failed: {:?} from {peer} (BAD_CREDENTIALS){}",
+                        name32_str(&l.login),
+                        Suppressed(n)
+                    );
+                }
                 return reject(self, RejectCode::BadCredentials);
             }
             LoginCheck::Throttled => {
                 Stats::inc(&self.stats.logins_throttled);
+                if let Some(n) = self.logs.login_throttled.ready(now) {
+                    eprintln!(
+                        "gateway: login throttled: {:?} from {peer} (LOGIN_THROTTLED: repeated \
+                         failures for this account or address){}",
+                        name32_str(&l.login),
+                        Suppressed(n)
+                    );
+                }
                 return reject(self, RejectCode::LoginThrottled);
             }
         };
@@ -794,25 +1248,66 @@ impl<B: Backend> Core<B> {
             .sessions
             .iter()
             .position(|s| s.in_use && s.account == account && s.session_id == l.session_id);
-        let s = match existing {
-            Some(s) if self.sessions[s].conn.is_some() => {
-                return reject(self, RejectCode::AlreadyLoggedIn)
+        let full = |core: &mut Self, why: &str| {
+            Stats::inc(&core.stats.server_full);
+            if let Some(n) = core.logs.server_full.ready(now) {
+                eprintln!(
+                    "gateway: login refused: {:?} session {} from {peer} (SERVER_FULL: {why}){}",
+                    name32_str(&l.login),
+                    l.session_id,
+                    Suppressed(n)
+                );
             }
+            reject(core, RejectCode::ServerFull)
+        };
+        if existing.is_some_and(|s| self.sessions[s].conn.is_some()) {
+            return reject(self, RejectCode::AlreadyLoggedIn);
+        }
+        if self.logged_in >= self.config.conns_max {
+            return full(self, "every logged-in connection slot is taken");
+        }
+        let s = match existing {
             Some(s) => s,
             None => {
-                let free = self.sessions.iter().position(|s| !s.in_use).or_else(|| {
-                    (0..self.sessions.len())
-                        .filter(|&i| self.sessions[i].conn.is_none())
-                        .min_by_key(|&i| self.sessions[i].detached_at)
-                });
-                let Some(s) = free else {
-                    return reject(self, RejectCode::ServerFull);
+                // A new session: a free slot if the account is below its share, else the
+                // account's own longest-detached session. Never another account's: their
+                // sequence numbers and retransmission rings are theirs until they return.
+                let own = (0..self.sessions.len())
+                    .filter(|&i| self.sessions[i].in_use && self.sessions[i].account == account);
+                let held = own.clone().count();
+                let own_detached = own
+                    .filter(|&i| self.sessions[i].conn.is_none())
+                    .min_by_key(|&i| self.sessions[i].detached_at);
+                let free = if held < self.config.sessions_per_account_max {
+                    self.sessions.iter().position(|s| !s.in_use)
+                } else {
+                    None
                 };
+                let Some(s) = free.or(own_detached) else {
+                    return full(
+                        self,
+                        if held >= self.config.sessions_per_account_max {
+                            "the account holds sessions_per_account_max sessions, none detached"
+                        } else {
+                            "the session table is full and the account has no detached session"
+                        },
+                    );
+                };
+                if self.sessions[s].in_use {
+                    Stats::inc(&self.stats.sessions_displaced);
+                }
                 self.sessions[s].reset(account, l.session_id, role);
+                Stats::set(
+                    &self.stats.sessions_in_use,
+                    self.sessions.iter().filter(|s| s.in_use).count(),
+                );
                 s
             }
         };
         Stats::inc(&self.stats.logins);
+        self.prelogin -= 1;
+        self.logged_in += 1;
+        self.gauges();
         let sess = &mut self.sessions[s];
         sess.conn = Some(c);
         let heartbeat = if l.heartbeat_ms == 0 {
@@ -870,13 +1365,24 @@ impl<B: Backend> Core<B> {
         request_id: u64,
     ) {
         let frames = frames_expected(cmd, self.config.currencies);
-        if let Some(s) = session {
-            self.sessions[s].in_flight += frames;
-        }
-        let slot = &mut self.pending[(seq.0 as usize) % PENDING_MAX];
+        let gen = match session {
+            Some(s) => {
+                self.sessions[s].in_flight += frames;
+                self.sessions[s].gen
+            }
+            None => 0,
+        };
+        self.in_flight += 1;
+        let mask = self.pending.len() - 1;
+        let slot = &mut self.pending[(seq.0 as usize) & mask];
+        debug_assert!(
+            slot.seq == 0,
+            "an in-flight entry overwritten before its Done"
+        );
         *slot = Pending {
             seq: seq.0,
             session: session.map_or(NO_SESSION, |s| s as u32),
+            gen,
             msg_type,
             request_id,
             frames: frames as u32,
@@ -928,24 +1434,42 @@ impl<B: Backend> Core<B> {
 
     /// A command is fully processed: it no longer counts in its session's backlog.
     fn done(&mut self, seq: Seq) {
-        let p = self.pending[(seq.0 as usize) % PENDING_MAX];
-        if p.seq != seq.0 || p.session == NO_SESSION {
+        let i = (seq.0 as usize) & (self.pending.len() - 1);
+        let p = self.pending[i];
+        if p.seq != seq.0 {
             return;
         }
-        let sess = &mut self.sessions[p.session as usize];
+        // Free the entry (a sequence number 0 is never issued).
+        self.pending[i].seq = 0;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(s) = self.origin(&p) else {
+            return;
+        };
+        let sess = &mut self.sessions[s];
         sess.in_flight = sess.in_flight.saturating_sub(u64::from(p.frames));
         if let Some(c) = sess.conn {
-            if self.conns[c].paused {
+            if self.conns[c].paused || self.conns[c].closing.is_some() {
                 self.mark_dirty(c);
             }
         }
     }
 
+    /// The session an in-flight entry's replies go to: none if it had none, or if its slot has
+    /// since been given to another session (a newer generation).
+    fn origin(&self, p: &Pending) -> Option<usize> {
+        let s = p.session as usize;
+        (p.session != NO_SESSION && self.sessions[s].gen == p.gen).then_some(s)
+    }
+
     /// Sends one event to the sessions it concerns: every session of each user it names, and
     /// the session that submitted the command (operators see their own actions' results).
     fn route(&mut self, seq: Seq, e: &Event) {
-        let p = self.pending[(seq.0 as usize) % PENDING_MAX];
-        let origin = (p.seq == seq.0 && p.session != NO_SESSION).then_some(p.session as usize);
+        let p = self.pending[(seq.0 as usize) & (self.pending.len() - 1)];
+        let origin = if p.seq == seq.0 {
+            self.origin(&p)
+        } else {
+            None
+        };
         let ref_type = if p.seq == seq.0 { p.msg_type } else { 0 };
         let request_id = if p.seq == seq.0 { p.request_id } else { 0 };
         match *e {
@@ -1361,6 +1885,48 @@ impl<B: Backend> Core<B> {
             return;
         }
         loop {
+            self.pump_and_write(c);
+            if self.conns[c].stream.is_none() {
+                return;
+            }
+            let Some(cl) = self.conns[c].closing else {
+                break;
+            };
+            if cl.notice {
+                // Closing after a protocol error: first every reply to the valid frames
+                // before it (the session's commands in flight), then the reason.
+                let conn = &self.conns[c];
+                let waiting = conn.session.is_some_and(|s| {
+                    let sess = &self.sessions[s];
+                    sess.in_flight > 0 || conn.sent_upto < sess.last_seq
+                });
+                if waiting || conn.pending_out() {
+                    return;
+                }
+                let n = ServerMsg::disconnect(cl.code).encode(&mut self.frame);
+                let frame = self.frame;
+                let conn = &mut self.conns[c];
+                conn.push_out(&frame[..n]);
+                if let Some(cl) = conn.closing.as_mut() {
+                    cl.notice = false;
+                }
+                continue;
+            }
+            if !self.conns[c].pending_out() {
+                self.finish_close(c, cl.code);
+            }
+            return;
+        }
+        // Resume reading once the backlog is down to a quarter of the ring (hysteresis).
+        if self.conns[c].paused && self.backlog(c) <= self.config.retransmit_msgs as u64 / 4 {
+            self.mark_ready(c);
+        }
+    }
+
+    /// Moves the session's frames into the connection's buffer and writes what the socket
+    /// takes (closing the connection if the socket fails or the reader fell out of the ring).
+    fn pump_and_write(&mut self, c: usize) {
+        loop {
             // Pump sequenced frames the connection has not been given yet.
             if let Some(s) = self.conns[c].session {
                 let sess = &self.sessions[s];
@@ -1397,20 +1963,30 @@ impl<B: Backend> Core<B> {
                 Err(_) => return self.close(c, None),
             }
         }
-        if let Some(code) = self.conns[c].closing {
-            if !self.conns[c].pending_out() {
-                self.finish_close(c, code);
-            }
-            return;
-        }
-        // Resume reading once the backlog is down to a quarter of the ring (hysteresis).
-        if self.conns[c].paused && self.backlog(c) <= self.config.retransmit_msgs as u64 / 4 {
-            self.mark_ready(c);
-        }
     }
 
+    /// Stops reading; closes once what is queued (a login refusal) is written.
     fn close_after_flush(&mut self, c: usize, code: RejectCode) {
-        self.conns[c].closing = Some(Some(code));
+        self.conns[c].closing = Some(Closing {
+            code: Some(code),
+            notice: false,
+            since: Instant::now(),
+        });
+        self.mark_dirty(c);
+    }
+
+    /// Stops reading; once the session's commands in flight are answered and every frame is
+    /// written, sends `Disconnect(code)` and closes. Before login there is nothing to wait
+    /// for: it closes at once.
+    fn close_after_replies(&mut self, c: usize, code: RejectCode) {
+        if self.conns[c].session.is_none() {
+            return self.close(c, Some(code));
+        }
+        self.conns[c].closing = Some(Closing {
+            code: Some(code),
+            notice: true,
+            since: Instant::now(),
+        });
         self.mark_dirty(c);
     }
 
@@ -1442,30 +2018,39 @@ impl<B: Backend> Core<B> {
         drop(stream);
         conn.closing = None;
         conn.stalled = None;
+        conn.paused = false;
         conn.in_len = 0;
         conn.out_start = 0;
         conn.out_end = 0;
         let cod = conn.cancel_on_disconnect && !conn.logged_out;
-        if let Some(s) = conn.session.take() {
-            let sess = &mut self.sessions[s];
-            sess.conn = None;
-            sess.detached_at = Instant::now();
-            if let (true, Some(user)) = (cod, sess.user()) {
-                Stats::inc(&self.stats.cancel_on_disconnect);
-                self.deferred.push(Command::MassCancel {
-                    user: UserId(user),
-                    symbol: None,
-                });
+        match conn.session.take() {
+            Some(s) => {
+                self.logged_in -= 1;
+                let sess = &mut self.sessions[s];
+                sess.conn = None;
+                sess.detached_at = Instant::now();
+                if let (true, Some(user)) = (cod, sess.user()) {
+                    Stats::inc(&self.stats.cancel_on_disconnect);
+                    let queued = self.cod.push(user);
+                    debug_assert!(queued, "the cancel-on-disconnect queue holds every user");
+                }
             }
+            None => self.prelogin -= 1,
         }
+        self.gauges();
     }
 
     /// Cancel-on-disconnect mass cancels wait here while the engine is full.
     fn retry_deferred(&mut self) {
-        while let Some(&cmd) = self.deferred.first() {
-            match self.backend.try_submit(cmd) {
+        while let Some(user) = self.cod.front() {
+            let cmd = Command::MassCancel {
+                user: UserId(user),
+                symbol: None,
+                on_disconnect: true,
+            };
+            match self.try_submit(cmd) {
                 Ok(seq) => {
-                    self.deferred.remove(0);
+                    self.cod.pop();
                     self.note_pending(seq, None, &cmd, cmt::MASS_CANCEL, 0);
                 }
                 Err(_) => {
@@ -1481,6 +2066,14 @@ impl<B: Backend> Core<B> {
         for c in 0..self.conns.len() {
             let conn = &self.conns[c];
             if conn.stream.is_none() {
+                continue;
+            }
+            if let Some(cl) = conn.closing {
+                // Not read any more: it ends when its last frames are written, or now if that
+                // takes longer than the drain timeout.
+                if now.duration_since(cl.since) > self.config.drain_timeout {
+                    self.finish_close(c, cl.code);
+                }
                 continue;
             }
             if conn.session.is_none() {
@@ -1524,6 +2117,28 @@ impl<B: Backend> Core<B> {
     }
 }
 
+/// The source a connection is counted under (pre-login cap, login throttling): its IPv4
+/// address, or the /64 prefix of an IPv6 address (one host usually holds a whole /64).
+fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Tells a connection that gets no slot why (best effort; it is dropped right after).
+fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
+    let mut f = [0u8; FRAME_BYTES_MAX];
+    let n = ServerMsg::disconnect(Some(code)).encode(&mut f);
+    let _ = stream.write(&f[..n]);
+}
+
 fn query_denied(role: Role) -> RejectCode {
     match role {
         Role::User(_) => RejectCode::NotYourAccount,
@@ -1536,4 +2151,47 @@ fn emit_into(sess: &mut Session, msg: ServerMsg) {
     let (seq, slot) = sess.next_slot();
     let n = msg.with_seq(seq).encode(slot);
     sess.commit(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_ipv4_addresses_or_ipv6_slash_64s() {
+        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("127.0.0.2"), "127.0.0.2");
+        assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+    }
+
+    #[test]
+    fn the_cancel_on_disconnect_ring_keeps_one_entry_per_user() {
+        let mut q = CodQueue::new(2);
+        assert!(q.push(7) && q.push(7) && q.push(9));
+        assert_eq!(q.len, 2);
+        assert!(!q.push(11), "full: a third user does not fit");
+        assert_eq!(q.front(), Some(7));
+        q.pop();
+        assert!(q.push(7));
+        assert_eq!(q.front(), Some(9));
+        q.pop();
+        assert_eq!(q.front(), Some(7));
+        q.pop();
+        assert_eq!(q.front(), None);
+    }
+
+    #[test]
+    fn log_lines_are_rate_limited_with_a_suppressed_count() {
+        let mut l = RateLog::default();
+        let t = Instant::now();
+        assert_eq!(l.ready(t), Some(0));
+        assert_eq!(l.ready(t + Duration::from_millis(10)), None);
+        assert_eq!(l.ready(t + Duration::from_millis(999)), None);
+        assert_eq!(l.ready(t + LOG_INTERVAL), Some(2));
+        assert_eq!(l.ready(t + LOG_INTERVAL * 3), Some(0));
+        assert_eq!(Suppressed(2).to_string(), " (2 similar suppressed)");
+        assert_eq!(Suppressed(0).to_string(), "");
+    }
 }

@@ -184,4 +184,11 @@ impl Backend for PipelineBackend {
     fn failed(&self) -> bool {
         self.pipeline.has_failed()
     }
+
+    fn in_flight_hint(&self) -> Option<usize> {
+        // Inline: every command leaves at least its `Done` in the local queue, which takes no
+        // command once it holds `OUTPUTS_MAX`. Threaded: bounded by the ring and the output
+        // channel, which the server does not see; its own table bounds it.
+        self.local.as_ref().map(|_| OUTPUTS_MAX)
+    }
 }

@@ -23,12 +23,14 @@ use crate::protocol::FRAME_BYTES_MAX;
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) in_use: bool,
+    /// Bumped each time the slot is given to another session: an in-flight command remembers
+    /// the generation it was sent under, and its late replies go nowhere once it changed.
+    pub(crate) gen: u32,
     pub(crate) account: usize,
     pub(crate) session_id: u32,
     pub(crate) role: Role,
     pub(crate) conn: Option<usize>,
     pub(crate) last_seq: u64,
-    pub(crate) coid_hwm: u64,
     /// Frames the commands submitted for this session (whose `Done` has not been routed yet)
     /// are expected to produce for it: see `frames_expected`.
     pub(crate) in_flight: u64,
@@ -41,12 +43,12 @@ impl Session {
     pub(crate) fn new(retransmit_msgs: usize, now: Instant) -> Session {
         Session {
             in_use: false,
+            gen: 0,
             account: 0,
             session_id: 0,
             role: Role::User(0),
             conn: None,
             last_seq: 0,
-            coid_hwm: 0,
             in_flight: 0,
             detached_at: now,
             frames: vec![[0u8; FRAME_BYTES_MAX]; retransmit_msgs].into_boxed_slice(),
@@ -56,12 +58,12 @@ impl Session {
 
     pub(crate) fn reset(&mut self, account: usize, session_id: u32, role: Role) {
         self.in_use = true;
+        self.gen = self.gen.wrapping_add(1);
         self.account = account;
         self.session_id = session_id;
         self.role = role;
         self.conn = None;
         self.last_seq = 0;
-        self.coid_hwm = 0;
         self.in_flight = 0;
     }
 
@@ -111,6 +113,19 @@ pub(crate) struct Stalled {
     pub(crate) request_id: u64,
 }
 
+/// A connection on its way out: reading has stopped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Closing {
+    /// The reason (`None`: logout or a plain close).
+    pub(crate) code: Option<RejectCode>,
+    /// Send a `Disconnect` with `code` once every command the connection's session has in
+    /// flight is answered and its frames are written (a protocol error after valid frames);
+    /// false when the last frame is already queued (a login refusal).
+    pub(crate) notice: bool,
+    /// When closing began (a close that cannot finish within the drain timeout is forced).
+    pub(crate) since: Instant,
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -132,7 +147,7 @@ pub(crate) struct Conn {
     pub(crate) stalled: Option<Stalled>,
     pub(crate) cancel_on_disconnect: bool,
     pub(crate) logged_out: bool,
-    pub(crate) closing: Option<Option<RejectCode>>,
+    pub(crate) closing: Option<Closing>,
     pub(crate) in_ready: bool,
     pub(crate) in_dirty: bool,
     /// Reading paused because the session's outbound backlog is above the high-water mark.

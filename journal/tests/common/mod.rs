@@ -120,3 +120,33 @@ pub fn frame_checksums(file: &[u8], offset: usize) -> (u32, u32) {
     let computed = crc32c::crc32c(&file[offset + 8..offset + len]);
     (stored, computed)
 }
+
+/// Every file of `dir` by name, with its bytes: to prove a refused open changed nothing.
+pub fn dir_bytes(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `dir` holds exactly the files of `before`, byte for byte (the writer's lock
+/// file, empty, may have been added).
+pub fn assert_unchanged(dir: &Path, before: &std::collections::BTreeMap<String, Vec<u8>>) {
+    let mut after = dir_bytes(dir);
+    if !before.contains_key(ringbook_journal::LOCK_FILE_NAME) {
+        after.remove(ringbook_journal::LOCK_FILE_NAME);
+    }
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (name, content) in before {
+        assert!(after[name] == *content, "{name} changed");
+    }
+}

@@ -1,0 +1,148 @@
+//! What `ringbook backtest` does, minus argument parsing (tools/src/bots.rs).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ringbook_engine::Config;
+
+use super::sweep::{self, SweepSpec};
+use super::{plot, ParamsFile, Run, Source};
+use crate::strategy::Fixed;
+
+/// `ringbook backtest` options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Strategy name.
+    pub strategy: String,
+    /// Params file.
+    pub params: PathBuf,
+    /// Data file.
+    pub data: PathBuf,
+    /// Engine config (default: the embedded one).
+    pub config: Option<PathBuf>,
+    /// Report path (default `backtest-STRATEGY.json`); the plot goes beside it as `.svg`.
+    pub out: Option<PathBuf>,
+    /// `KEY=FROM..TO:STEP`.
+    pub sweep: Option<String>,
+    /// Ranking metric.
+    pub rank: String,
+    /// Training share of the time span.
+    pub train: String,
+    /// Proposal path (default `proposal-STRATEGY.json`).
+    pub proposal: Option<PathBuf>,
+    /// Sweep threads (default: the available cores).
+    pub threads: Option<usize>,
+}
+
+/// The plot's path beside a report: same name, `.svg`.
+pub fn svg_path(report: &Path) -> PathBuf {
+    report.with_extension("svg")
+}
+
+/// Runs the backtest (or sweep); returns the lines to print.
+pub fn backtest(o: &Options) -> Result<String, String> {
+    let (params, table) = ParamsFile::load(&o.params)?;
+    let config = match &o.config {
+        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => Config::default(),
+    };
+    let run = Run {
+        strategy: o.strategy.clone(),
+        params,
+        source: Source::from_path(&o.data)?,
+        config,
+        window: None,
+    };
+    if let Some(spec) = &o.sweep {
+        let spec = SweepSpec::parse(spec)?;
+        let threads = o
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let train = Fixed::parse(&o.train).map_err(|e| format!("--train: {e}"))?;
+        let started = Instant::now();
+        let p = sweep::sweep(&run, &table, &spec, &o.rank, train, threads)?;
+        let path = o
+            .proposal
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("proposal-{}.json", o.strategy)));
+        p.save(&path)?;
+        let mut s = format!(
+            "{} values of {} ranked by {} (train: first {} of the data, test: the rest), {} threads, {:.1} s\n",
+            spec.values.len(),
+            spec.key,
+            o.rank,
+            p.train_share,
+            threads,
+            started.elapsed().as_secs_f64()
+        );
+        s += &format!(
+            "{:>10} {:>12} {:>12} {:>12} {:>12}\n",
+            spec.key, "train", "test", "train pnl", "test pnl"
+        );
+        for r in &p.ranking {
+            s += &format!(
+                "{:>10} {:>12.4} {:>12.4} {:>12} {:>12}\n",
+                r.value, r.train.metric, r.test.metric, r.train.pnl, r.test.pnl
+            );
+        }
+        s += &format!(
+            "proposal {} = {} written to {} (pending: `ringbook bots approve {}` to use it)\n",
+            spec.key,
+            p.proposed_value,
+            path.display(),
+            path.display()
+        );
+        return Ok(s);
+    }
+    let started = Instant::now();
+    let report = super::run(&run)?;
+    let secs = started.elapsed().as_secs_f64();
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("backtest-{}.json", o.strategy)));
+    std::fs::write(&out, report.json())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let svg = svg_path(&out);
+    std::fs::write(&svg, plot::svg(&report)?)
+        .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    eprintln!(
+        "ringbook backtest: {} engine commands in {:.3} s ({:.0} commands/s)",
+        report.engine_commands,
+        secs,
+        report.engine_commands as f64 / secs.max(1e-9)
+    );
+    Ok(format!(
+        "{} on {} ({} candles): pnl {} ({:+.4}%), max drawdown {:.4}%, sharpe {:.3}, win rate {:.3} over {} round trips, {} fills, fees {}, exposure {:.3}, reconciled {}\nreport {}\nplot {}\n",
+        report.strategy,
+        report.data,
+        report.candles,
+        report.pnl,
+        report.ret * 100.0,
+        report.max_drawdown * 100.0,
+        report.sharpe,
+        report.win_rate,
+        report.round_trips,
+        report.trades,
+        report.fees,
+        report.exposure_time,
+        report.reconciled,
+        out.display(),
+        svg.display()
+    ))
+}
+
+/// `ringbook bots approve PROPOSAL`.
+pub fn approve(path: &Path) -> Result<String, String> {
+    let mut p = sweep::Proposal::load(path)?;
+    p.approve();
+    p.save(path)?;
+    Ok(format!(
+        "approved {}: {} {} = {} (digest {})\n",
+        path.display(),
+        p.strategy,
+        p.key,
+        p.proposed_value,
+        p.approved_digest.as_deref().unwrap_or("")
+    ))
+}

@@ -1,0 +1,352 @@
+//! Parameter sweeps with a walk-forward split, and the proposals they write.
+//!
+//! `--sweep k=0.3..0.7:0.1` runs the strategy once per value (0.3, 0.4, … 0.7, inclusive) on
+//! the *training* part of the data (the first `train` share of its time span) and once on the
+//! *test* part (the rest: the book is built by the flow from the start, the strategy trades
+//! only inside its window and is flattened at its end). Values are ranked by the chosen metric
+//! on the training part; the test figures beside them show whether the winner holds up out
+//! of sample (a large gap is over-fitting). Runs go in parallel on the available cores; the
+//! results do not depend on the order they finish in.
+//!
+//! The proposal is the params file with the best value applied, and `"status": "pending"`.
+//! `ringbook bots approve PROPOSAL` sets `"status": "approved"` and records a digest of the
+//! proposed parameters; `ringbook bots` uses a proposal only when it is approved and the digest
+//! still matches (an edited proposal needs approving again).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{report::METRICS, time_span, Report, Run};
+use crate::strategy::Fixed;
+
+/// A parsed `KEY=FROM..TO:STEP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepSpec {
+    /// The strategy parameter.
+    pub key: String,
+    /// The values, in order.
+    pub values: Vec<Fixed>,
+}
+
+/// Most values one sweep may run.
+const VALUES_MAX: usize = 1_000;
+
+impl SweepSpec {
+    /// Parses `k=0.3..0.7:0.1` (the end included when the steps reach it exactly).
+    pub fn parse(text: &str) -> Result<SweepSpec, String> {
+        let bad = |why: &str| {
+            format!("--sweep {text:?}: {why} (expected KEY=FROM..TO:STEP, e.g. k=0.3..0.7:0.1)")
+        };
+        let (key, range) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let (range, step) = range.split_once(':').ok_or_else(|| bad("no ':STEP'"))?;
+        let (from, to) = range.split_once("..").ok_or_else(|| bad("no 'FROM..TO'"))?;
+        let (from, to, step) = (
+            Fixed::parse(from).map_err(|e| bad(&e))?,
+            Fixed::parse(to).map_err(|e| bad(&e))?,
+            Fixed::parse(step).map_err(|e| bad(&e))?,
+        );
+        if key.trim().is_empty() || matches!(key.trim(), "risk" | "backtest") {
+            return Err(bad("KEY must name a strategy parameter"));
+        }
+        if step.0 <= 0 || to < from {
+            return Err(bad("need STEP > 0 and FROM <= TO"));
+        }
+        let n = ((to.0 - from.0) / step.0 + 1) as usize;
+        if n > VALUES_MAX {
+            return Err(bad(&format!("{n} values; at most {VALUES_MAX}")));
+        }
+        let values = (0..n as i64).map(|i| Fixed(from.0 + i * step.0)).collect();
+        Ok(SweepSpec {
+            key: key.trim().to_string(),
+            values,
+        })
+    }
+}
+
+/// The figures of one run in a sweep.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Figures {
+    /// The ranking metric.
+    pub metric: f64,
+    /// PnL.
+    pub pnl: i64,
+    /// Return.
+    #[serde(rename = "return")]
+    pub ret: f64,
+    /// Max drawdown (fraction).
+    pub max_drawdown: f64,
+    /// Sharpe.
+    pub sharpe: f64,
+    /// Fills.
+    pub trades: u64,
+}
+
+impl Figures {
+    fn of(r: &Report, metric: &str) -> Figures {
+        Figures {
+            metric: r.metric(metric).unwrap_or(0.0),
+            pnl: r.pnl,
+            ret: r.ret,
+            max_drawdown: r.max_drawdown,
+            sharpe: r.sharpe,
+            trades: r.trades,
+        }
+    }
+}
+
+/// One value's results.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    /// The value (decimal text).
+    pub value: String,
+    /// In sample.
+    pub train: Figures,
+    /// Out of sample.
+    pub test: Figures,
+}
+
+/// A proposal file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Proposal {
+    /// `pending` or `approved`.
+    pub status: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// The data the sweep ran on.
+    pub data: String,
+    /// The parameter swept.
+    pub key: String,
+    /// The ranking metric.
+    pub metric: String,
+    /// Share of the time span used for training.
+    pub train_share: String,
+    /// The train/test boundary (ms).
+    pub split_ms: u64,
+    /// Rows, best first by the training metric.
+    pub ranking: Vec<Row>,
+    /// The proposed value.
+    pub proposed_value: String,
+    /// The full params file (TOML) with the proposed value applied.
+    pub params: String,
+    /// The digest of `params` recorded at approval.
+    pub approved_digest: Option<String>,
+}
+
+/// FNV-1a 64 of a text, as hex: the digest an approval pins.
+pub fn digest(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Runs a sweep and builds the proposal. `params` is the params file as a table.
+pub fn sweep(
+    base: &Run,
+    params: &toml::Table,
+    spec: &SweepSpec,
+    metric: &str,
+    train: Fixed,
+    threads: usize,
+) -> Result<Proposal, String> {
+    if !METRICS.contains(&metric) {
+        return Err(format!(
+            "unknown metric {metric:?} (known: {})",
+            METRICS.join(", ")
+        ));
+    }
+    if train.0 <= 0 || train.0 >= Fixed::SCALE {
+        return Err(format!("--train must be between 0 and 1 (got {train})"));
+    }
+    if !params.contains_key(&spec.key) {
+        return Err(format!(
+            "the params file has no strategy parameter {:?} to sweep",
+            spec.key
+        ));
+    }
+    let (t0, t1) = time_span(&base.source)?;
+    let split = t0 + ((t1 - t0) as i128 * train.0 as i128 / Fixed::SCALE as i128) as u64;
+    let runs: Vec<(Run, toml::Table)> = spec
+        .values
+        .iter()
+        .map(|v| {
+            let mut t = params.clone();
+            let value = match params.get(&spec.key) {
+                Some(toml::Value::Integer(_)) if v.0 % Fixed::SCALE == 0 => {
+                    toml::Value::Integer(v.0 / Fixed::SCALE)
+                }
+                Some(toml::Value::Integer(_)) => {
+                    return Err(format!(
+                        "{} is an integer parameter; {v} is not a whole number",
+                        spec.key
+                    ))
+                }
+                _ => toml::Value::String(v.to_string()),
+            };
+            t.insert(spec.key.clone(), value);
+            let mut r = base.clone();
+            r.params = super::ParamsFile::from_table(t.clone())?;
+            Ok((r, t))
+        })
+        .collect::<Result<_, String>>()?;
+    // Jobs: (value index, train?) — each a full backtest.
+    let jobs: Vec<(usize, bool)> = (0..runs.len())
+        .flat_map(|i| [(i, true), (i, false)])
+        .collect();
+    let threads = threads.clamp(1, jobs.len());
+    let mut results: Vec<Option<Result<Report, String>>> = vec![None; jobs.len()];
+    std::thread::scope(|s| {
+        let chunks: Vec<_> = results
+            .chunks_mut(jobs.len().div_ceil(threads))
+            .zip(jobs.chunks(jobs.len().div_ceil(threads)))
+            .collect();
+        for (slots, js) in chunks {
+            let runs = &runs;
+            s.spawn(move || {
+                for (slot, &(i, is_train)) in slots.iter_mut().zip(js) {
+                    let mut r = runs[i].0.clone();
+                    r.window = Some(if is_train {
+                        (t0, split)
+                    } else {
+                        (split, u64::MAX)
+                    });
+                    *slot = Some(super::run(&r));
+                }
+            });
+        }
+    });
+    let mut rows = Vec::new();
+    for (i, pair) in results.chunks(2).enumerate() {
+        let get = |x: &Option<Result<Report, String>>| -> Result<Figures, String> {
+            match x {
+                Some(Ok(r)) => Ok(Figures::of(r, metric)),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("a sweep job did not run".into()),
+            }
+        };
+        rows.push((
+            i,
+            Row {
+                value: spec.values[i].to_string(),
+                train: get(&pair[0])?,
+                test: get(&pair[1])?,
+            },
+        ));
+    }
+    // Best first; ties keep the value order (stable sort).
+    rows.sort_by(|a, b| b.1.train.metric.total_cmp(&a.1.train.metric));
+    let best = rows[0].0;
+    let params_text = toml::to_string(&runs[best].1).map_err(|e| e.to_string())?;
+    Ok(Proposal {
+        status: "pending".into(),
+        strategy: base.strategy.clone(),
+        data: match &base.source {
+            super::Source::Lobster(p) | super::Source::Candles(p) | super::Source::Journal(p) => {
+                p.display().to_string()
+            }
+        },
+        key: spec.key.clone(),
+        metric: metric.to_string(),
+        train_share: train.to_string(),
+        split_ms: split,
+        proposed_value: spec.values[best].to_string(),
+        ranking: rows.into_iter().map(|r| r.1).collect(),
+        params: params_text,
+        approved_digest: None,
+    })
+}
+
+impl Proposal {
+    /// Reads a proposal file.
+    pub fn load(path: &Path) -> Result<Proposal, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a proposal: {e}", path.display()))
+    }
+
+    /// Writes it (pretty JSON).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let mut s = serde_json::to_string_pretty(self).expect("plain data");
+        s.push('\n');
+        std::fs::write(path, s).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Marks it approved, pinning the parameters' digest.
+    pub fn approve(&mut self) {
+        self.status = "approved".into();
+        self.approved_digest = Some(digest(&self.params));
+    }
+
+    /// The parameters, if a person approved exactly these; otherwise why not.
+    pub fn approved_params(&self) -> Result<toml::Table, String> {
+        if self.status != "approved" {
+            return Err(format!(
+                "the proposal is {:?}, not approved: a person must run `ringbook bots approve` on it first",
+                self.status
+            ));
+        }
+        if self.approved_digest.as_deref() != Some(digest(&self.params).as_str()) {
+            return Err(
+                "the proposal's parameters changed after it was approved: approve it again".into(),
+            );
+        }
+        toml::from_str(&self.params).map_err(|e| format!("the proposal's params: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_specs() {
+        let s = SweepSpec::parse("k=0.3..0.7:0.1").unwrap();
+        assert_eq!(s.key, "k");
+        assert_eq!(
+            s.values,
+            vec![
+                Fixed(3_000),
+                Fixed(4_000),
+                Fixed(5_000),
+                Fixed(6_000),
+                Fixed(7_000)
+            ]
+        );
+        assert_eq!(SweepSpec::parse("levels=4..10:3").unwrap().values.len(), 3);
+        for bad in [
+            "k",
+            "k=0.3..0.7",
+            "k=0.7..0.3:0.1",
+            "k=0.3..0.7:0",
+            "risk=1..2:1",
+            "k=a..b:c",
+        ] {
+            assert!(SweepSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn approval_pins_the_parameters() {
+        let mut p = Proposal {
+            status: "pending".into(),
+            strategy: "grid".into(),
+            data: "x".into(),
+            key: "k".into(),
+            metric: "sharpe".into(),
+            train_share: "0.7".into(),
+            split_ms: 0,
+            ranking: vec![],
+            proposed_value: "0.5".into(),
+            params: "k = \"0.5\"\n".into(),
+            approved_digest: None,
+        };
+        assert!(p.approved_params().unwrap_err().contains("not approved"));
+        p.approve();
+        assert_eq!(p.approved_params().unwrap()["k"].as_str(), Some("0.5"));
+        p.params = "k = \"0.9\"\n".into();
+        assert!(p.approved_params().unwrap_err().contains("changed"));
+    }
+}
