@@ -1,5 +1,5 @@
 //! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
-//!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|sleep]
+//!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|phased|sleep]
 //!       [--output-wait yield|…] [--inline-output] [--snapshot-every N]
 //!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--json]`
 //!
@@ -151,6 +151,7 @@ fn wait_strategy(name: &str) -> Result<WaitStrategy, String> {
         "busy-spin" => WaitStrategy::BusySpin,
         "busy-spin-hint" => WaitStrategy::BusySpinHint,
         "yield" => WaitStrategy::Yield,
+        "phased" => WaitStrategy::Phased,
         "sleep" => WaitStrategy::Sleep(Duration::from_micros(50)),
         other => return Err(format!("unknown wait strategy {other:?}")),
     })
@@ -287,7 +288,7 @@ fn run(args: &Args) -> Result<(), String> {
     // consecutive, so the first timed command is the one after the last deposit.
     let mut last_deposit = Seq(0);
     for d in &deposits {
-        last_deposit = pipeline.submit(*d);
+        last_deposit = pipeline.submit(*d).expect("the pipeline failed");
     }
     first_timed_seq.store(last_deposit.0 + 1, Ordering::Release);
     while deposits_done.load(Ordering::Acquire) < deposits.len() as u64 {
@@ -312,7 +313,7 @@ fn run(args: &Args) -> Result<(), String> {
             None => t0.elapsed().as_nanos() as u64,
         };
         intended[i].store(intended_ns, Ordering::Release);
-        let seq = pipeline.submit(*cmd);
+        let seq = pipeline.submit(*cmd).expect("the pipeline failed");
         debug_assert_eq!(seq.0, last_deposit.0 + 1 + i as u64);
     }
     // Every command done, then stop counting: shutdown's own frees are not the hot path.

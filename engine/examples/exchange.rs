@@ -16,10 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on_output(|out| if let OutputKind::Event(event) = &out.kind { println!("#{} {event:?}", out.seq) })
         .start()?;
     println!("recovered: {:?}", exchange.recovery());
-    exchange.submit(Command::Deposit { user: UserId(1), currency: btc, amount: 10_000_000_000 });
-    exchange.submit(Command::Deposit { user: UserId(2), currency: krw, amount: 10_000_000 });
-    exchange.submit(Command::NewOrder(NewOrder::limit(UserId(1), btc_krw, ClientOrderId(1), Side::Sell, Price(15_000), Qty(5))));
-    exchange.submit(Command::NewOrder(NewOrder::limit(UserId(2), btc_krw, ClientOrderId(1), Side::Buy, Price(15_100), Qty(3))));
+    exchange.submit(Command::Deposit { user: UserId(1), currency: btc, amount: 10_000_000_000 })?;
+    exchange.submit(Command::Deposit { user: UserId(2), currency: krw, amount: 10_000_000 })?;
+    exchange.submit(Command::NewOrder(NewOrder::limit(UserId(1), btc_krw, ClientOrderId(1), Side::Sell, Price(15_000), Qty(5))))?;
+    exchange.submit(Command::NewOrder(NewOrder::limit(UserId(2), btc_krw, ClientOrderId(1), Side::Buy, Price(15_100), Qty(3))))?;
     let report = exchange.shutdown()?; // drains, syncs the journal, joins every thread
     println!("{} commands, state {}", report.commands, report.state_hash);
     Ok(())

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{collector, config, reference, stamp, stream, submit};
-use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
+use ringbook_engine::pipeline::{Layout, Pipeline, SubmitError, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
 /// Opens the gate when dropped, so a failing assertion fails the test instead of leaving the
@@ -50,7 +50,8 @@ fn stalled(layout: Layout, transport: Transport) {
                 assert_eq!(seq, Seq(next as u64 + 1));
                 next += 1;
             }
-            Err(back) => break back,
+            Err(SubmitError::Full(back)) => break back,
+            Err(e) => panic!("{layout} {transport}: {e}"),
         }
     };
     assert_eq!(

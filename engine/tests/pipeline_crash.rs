@@ -56,16 +56,18 @@ fn crash_child() {
         .unwrap();
     for user in 0..USERS {
         for currency in 0..config.currencies.len() {
-            pipeline.submit(Command::Deposit {
-                user: UserId(user as u32),
-                currency: CurrencyId(currency as u16),
-                amount: 1 << 50,
-            });
+            pipeline
+                .submit(Command::Deposit {
+                    user: UserId(user as u32),
+                    currency: CurrencyId(currency as u16),
+                    amount: 1 << 50,
+                })
+                .unwrap();
         }
     }
     let mut workload = Workload::new(99);
     loop {
-        pipeline.submit(workload.command());
+        pipeline.submit(workload.command()).unwrap();
     }
 }
 

@@ -159,7 +159,7 @@ fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
     let cmds = stream(5, 3_000);
     let (mut p, collected) = start(dir.path(), Layout::Fused, 0);
     for c in &cmds {
-        p.submit(*c);
+        p.submit(*c).unwrap();
     }
     // Every command processed, then the snapshot: it covers all 3 000 (bounded wait).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -178,7 +178,7 @@ fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     p.request_snapshot();
-    p.submit(cmds[0]);
+    p.submit(cmds[0]).unwrap();
     let run1 = p.shutdown().unwrap();
     let snap = run1
         .snapshots

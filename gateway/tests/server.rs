@@ -13,6 +13,7 @@ use std::time::Duration;
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_gateway::server::backend::SubmitError;
 use ringbook_gateway::server::{
     self, Backend, BackendOutput, EngineBackend, ServerConfig, ServerError, ServerHandle,
 };
@@ -667,7 +668,7 @@ struct Gated {
 }
 
 impl Backend for Gated {
-    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
         self.inner.try_submit(cmd)
     }
     fn drain(&mut self, max: usize, f: &mut dyn FnMut(Seq, BackendOutput)) -> usize {

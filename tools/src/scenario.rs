@@ -481,7 +481,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Backend for Threaded {
     fn run(&mut self, cmd: Command, ts_ns: u64) -> Result<(), Fatal> {
-        self.submitted = self.pipeline.submit_at(cmd, ts_ns).0;
+        self.submitted = self
+            .pipeline
+            .submit_at(cmd, ts_ns)
+            .map_err(|e| format!("command {}: {e}", self.submitted + 1))?
+            .0;
         self.check()
     }
 

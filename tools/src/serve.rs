@@ -4,8 +4,14 @@
 //! cargo run --release -p ringbook-tools -- serve            # 127.0.0.1:7700, ./journal-data
 //! ```
 //!
-//! Starts the pipeline (recovering from the journal directory), then the mio gateway; runs until
-//! SIGINT or SIGTERM, then stops accepting, drains, flushes the journal and exits 0.
+//! Starts the pipeline (recovering from the journal directory, logging the recovered state
+//! hash), then the mio gateway; runs until SIGINT or SIGTERM, then stops accepting, drains,
+//! flushes the journal and exits 0. If a pipeline thread (a stage or the output thread) dies,
+//! the gateway stops, the cause is logged and the process exits 3; a restart recovers from the
+//! journal.
+//!
+//! Without `--layout`, the layout and wait strategy are chosen from the number of cores and
+//! the durability policy ([`default_shape`]) and the choice is logged.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +20,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use ringbook_engine::pipeline::{Layout, WaitStrategy};
-use ringbook_engine::{Config, Pipeline};
+use ringbook_engine::pipeline::{FaultPoint, Layout, WaitStrategy};
+use ringbook_engine::{Config, Pipeline, PipelineBuilder, Seq};
 use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
-use ringbook_journal::JournalConfig;
+use ringbook_journal::{Durability, JournalConfig, SyncMethod};
+
+/// Exit status when the server stopped because a pipeline thread or the gateway died.
+pub const EXIT_FAILED: u8 = 3;
+
+/// Commands between snapshots unless `--snapshot-every` says otherwise.
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 1_000_000;
 
 /// Arguments of `ringbook serve`.
 #[derive(Debug, ClapArgs)]
@@ -34,12 +46,14 @@ pub struct Args {
     listen: SocketAddr,
     /// Pipeline thread layout: fused, j|rms, split, or inline (no pipeline thread: the gateway
     /// thread journals and processes each command itself — no hand-off, no wake-up; the
-    /// lowest latency when there are fewer cores than threads).
-    #[arg(long, default_value = "fused")]
-    layout: Layout,
-    /// Pipeline wait strategy: busy-spin, busy-spin-hint, yield, sleep.
-    #[arg(long, default_value = "yield")]
-    wait: WaitStrategy,
+    /// lowest latency when there are fewer cores than threads). Default: inline below 4 cores
+    /// with `--durability none`, fused otherwise (logged at start).
+    #[arg(long)]
+    layout: Option<Layout>,
+    /// Pipeline wait strategy: phased (spin, yield, then park until the next command: idle
+    /// costs nothing), busy-spin, busy-spin-hint, yield, sleep:<µs>. Default: phased.
+    #[arg(long)]
+    wait: Option<WaitStrategy>,
     /// How the pipeline's output thread waits (default: the same as `--wait`). Ignored with
     /// `--inline-output`.
     #[arg(long)]
@@ -60,24 +74,241 @@ pub struct Args {
     /// for demos and tests).
     #[arg(long)]
     in_process: bool,
+    /// When the journal is forced to disk before a command is acknowledged: none (the page
+    /// cache: survives a crash of the process, not a power loss), batch (one msync per ring
+    /// batch), record (one msync per command). `batch:fdatasync` / `record:fdatasync` sync
+    /// with fdatasync instead. Costs in docs/operations.md.
+    #[arg(long, default_value = "none", value_parser = parse_durability)]
+    durability: Durability,
+    /// Commands between snapshots (0: never). A restart replays only the journal after the
+    /// newest snapshot.
+    #[arg(long, default_value_t = SNAPSHOT_EVERY_DEFAULT)]
+    snapshot_every: u64,
+    /// Keep only the newest K snapshots, and remove the journal segments that only older ones
+    /// needed (default: keep everything).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    keep_snapshots: Option<u64>,
+    /// FAULT INJECTION, for tests of failure handling only: `business@N` or `output@N` makes
+    /// that pipeline stage panic at command N, as a bug would.
+    #[arg(long, hide = true, value_name = "POINT@SEQ", value_parser = parse_fault)]
+    inject_panic: Option<(FaultPoint, Seq)>,
     /// Also run demo bots against this server (a market maker and two takers on BTC-KRW, as
     /// the default config's alice, bob and carol, funded by ops1; docs/strategies.md).
     #[arg(long)]
     demo: bool,
 }
 
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    let (level, method) = s.split_once(':').unwrap_or((s, "msync"));
+    let method = match method {
+        "msync" => SyncMethod::Msync,
+        "fdatasync" => SyncMethod::Fdatasync,
+        m => {
+            return Err(format!(
+                "unknown sync method {m:?}: expected msync or fdatasync"
+            ))
+        }
+    };
+    match level {
+        "none" if s == "none" => Ok(Durability::None),
+        "batch" => Ok(Durability::Batch(method)),
+        "record" => Ok(Durability::Record(method)),
+        _ => Err(format!(
+            "unknown durability {s:?}: expected none, batch or record (batch:fdatasync, \
+             record:fdatasync)"
+        )),
+    }
+}
+
+fn parse_fault(s: &str) -> Result<(FaultPoint, Seq), String> {
+    let (point, seq) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected POINT@SEQ, e.g. business@100"))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a command sequence"))?;
+    if seq == 0 {
+        return Err("command sequences start at 1".into());
+    }
+    Ok((point.parse()?, Seq(seq)))
+}
+
+/// What `serve` runs when `--layout` is not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The pipeline layout.
+    pub layout: Layout,
+    /// How its threads wait (unless `--wait` says otherwise).
+    pub wait: WaitStrategy,
+    /// Whether the output handler runs on the stage thread (no output thread).
+    pub inline_output: bool,
+    /// Why, for the start-up log.
+    pub why: &'static str,
+}
+
+/// The shape for a machine with `cores` cores and this durability policy.
+///
+/// Below 4 cores the gateway thread, a pipeline thread and an output thread cannot each have a
+/// core: every hand-off then waits for the scheduler, so the inline layout (journal and engine
+/// on the gateway thread) has the lowest latency, and an idle server runs only the gateway's
+/// 20 ms timer. Except under a durability policy: inline syncs the journal once per command on
+/// the event loop, where the fused thread syncs once per batch of up to 256 (measured in
+/// docs/benchmarks.md), so then it is `fused`, its handler inline (one thread fewer). From 4
+/// cores the fused pipeline takes the journal and engine off the gateway thread, with an output
+/// thread. Threads wait `phased`: idle, they park instead of spinning.
+pub fn default_shape(cores: usize, durability: Durability) -> Shape {
+    match (cores < 4, durability == Durability::None) {
+        (true, true) => Shape {
+            layout: Layout::Inline,
+            wait: WaitStrategy::Phased,
+            inline_output: false,
+            why: "fewer than 4 cores: no pipeline thread",
+        },
+        (true, false) => Shape {
+            layout: Layout::Fused,
+            wait: WaitStrategy::Phased,
+            inline_output: true,
+            why: "fewer than 4 cores and a durability policy: one pipeline thread, one sync per \
+                  batch",
+        },
+        (false, _) => Shape {
+            layout: Layout::Fused,
+            wait: WaitStrategy::Phased,
+            inline_output: false,
+            why: "4 cores or more: the gateway, the pipeline and its output thread a core each",
+        },
+    }
+}
+
 /// Runs the server until a signal.
 pub fn run(args: Args) -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Stop::Start(e)) => {
             eprintln!("ringbook serve: {e}");
             ExitCode::from(2)
+        }
+        Err(Stop::Failed(e)) => {
+            eprintln!("ringbook serve: FATAL: {e}; exiting (a restart recovers from the journal)");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
-fn serve(args: Args) -> Result<(), String> {
+/// Why `serve` ended without a clean shutdown.
+#[derive(Debug)]
+enum Stop {
+    /// It could not start (bad configuration, busy port, unusable journal): exit 2.
+    Start(String),
+    /// It was running and a pipeline thread or the gateway died: exit [`EXIT_FAILED`].
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Start(e)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(e: &str) -> Stop {
+        Stop::Start(e.to_string())
+    }
+}
+
+/// The pipeline as the flags configure it, and a line for the log saying how.
+fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = default_shape(cores, args.durability);
+    let layout = args.layout.unwrap_or(auto.layout);
+    let wait = args.wait.unwrap_or(auto.wait);
+    let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
+    let mut builder = Pipeline::builder(config)
+        .layout(layout)
+        .wait(wait)
+        .inline_output(inline_output)
+        .snapshot_every(args.snapshot_every)
+        .journal(
+            &args.journal,
+            JournalConfig {
+                durability: args.durability,
+                ..journal_config(args)
+            },
+        );
+    if let Some(w) = args.output_wait {
+        builder = builder.output_wait(w);
+    }
+    if let Some(n) = args.ring_size {
+        builder = builder.ring_size(n);
+    }
+    if let Some(k) = args.keep_snapshots {
+        builder = builder.keep_snapshots(k as usize);
+    }
+    if let Some((point, seq)) = args.inject_panic {
+        eprintln!(
+            "ringbook serve: FAULT INJECTION: the {point:?} stage will panic at command {seq}"
+        );
+        builder = builder.inject_panic(point, seq);
+    }
+    if layout == Layout::Inline
+        && (args.wait.is_some()
+            || args.output_wait.is_some()
+            || args.inline_output
+            || args.ring_size.is_some())
+    {
+        eprintln!(
+            "ringbook serve: warning: --wait, --output-wait, --inline-output and --ring-size \
+             configure pipeline threads; the inline layout has none and ignores them"
+        );
+    }
+    let chosen = if args.layout.is_some() {
+        "given".to_string()
+    } else {
+        format!("chosen for {cores} cores: {}", auto.why)
+    };
+    let shape = if layout == Layout::Inline {
+        format!("layout inline ({chosen}; no pipeline thread)")
+    } else {
+        format!(
+            "layout {layout} ({chosen}), wait {}, output {}",
+            wait_name(wait),
+            if inline_output {
+                "inline".to_string()
+            } else {
+                format!(
+                    "thread, wait {}",
+                    wait_name(args.output_wait.unwrap_or(wait))
+                )
+            }
+        )
+    };
+    let durability = match args.durability {
+        Durability::None => "none".to_string(),
+        Durability::Batch(m) => format!("batch ({m:?})"),
+        Durability::Record(m) => format!("record ({m:?})"),
+    };
+    let snapshots = match (args.snapshot_every, args.keep_snapshots) {
+        (0, _) => "snapshots off".to_string(),
+        (n, None) => format!("a snapshot every {n} commands, all kept"),
+        (n, Some(k)) => format!("a snapshot every {n} commands, newest {k} kept"),
+    };
+    (
+        builder,
+        format!("{shape}, durability {durability}, {snapshots}"),
+    )
+}
+
+fn wait_name(w: WaitStrategy) -> String {
+    match w {
+        WaitStrategy::BusySpin => "busy-spin".into(),
+        WaitStrategy::BusySpinHint => "busy-spin-hint".into(),
+        WaitStrategy::Yield => "yield".into(),
+        WaitStrategy::Phased => "phased".into(),
+        WaitStrategy::Sleep(d) => format!("sleep:{}", d.as_micros()),
+    }
+}
+
+fn serve(args: Args) -> Result<(), Stop> {
     let config = match &args.config {
         Some(p) => Config::load(p).map_err(|e| e.to_string())?,
         None => Config::default(),
@@ -101,8 +332,10 @@ fn serve(args: Args) -> Result<(), String> {
         if args.demo {
             ringbook_strategy::live::demo(handle.local_addr(), config.clone());
         }
-        wait_for_signal();
-        let backend = handle.shutdown().map_err(|e| e.to_string())?;
+        wait_for_signal(|| handle.is_finished());
+        let backend = handle
+            .shutdown()
+            .map_err(|e| Stop::Failed(format!("gateway: {e}")))?;
         eprintln!(
             "ringbook serve: stopped; state hash {}",
             backend.engine().state_hash()
@@ -119,50 +352,44 @@ fn serve(args: Args) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
-    let mut builder = Pipeline::builder(&config)
-        .layout(args.layout)
-        .wait(args.wait)
-        .inline_output(args.inline_output)
-        .journal(&args.journal, journal_config(&args));
-    if let Some(w) = args.output_wait {
-        builder = builder.output_wait(w);
-    }
-    if let Some(n) = args.ring_size {
-        builder = builder.ring_size(n);
-    }
+    let (builder, shape) = pipeline_builder(&args, &config);
     let backend =
         PipelineBackend::start(builder).map_err(|e| format!("starting the pipeline: {e}"))?;
-    let rec = backend.pipeline().recovery();
+    let pipeline = backend.pipeline();
+    let rec = pipeline.recovery();
     eprintln!(
-        "ringbook serve: journal {} recovered: {} records replayed, next sequence {}",
+        "ringbook serve: journal {} recovered: {} records replayed{}, next sequence {}, state \
+         hash {}",
         args.journal.display(),
         rec.replayed,
-        rec.next_seq
+        rec.snapshot_seq
+            .map_or(String::new(), |s| format!(" after the snapshot at {s}")),
+        rec.next_seq,
+        pipeline.recovered_state_hash()
     );
     log_recovery(rec);
     let handle = match server::start_on(listener, sc, backend) {
         Ok(h) => h,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string().into()),
     };
     eprintln!(
-        "ringbook serve: listening on {} (layout {}, wait {:?}, output {}, journal {})",
+        "ringbook serve: listening on {} ({shape}, journal {})",
         handle.local_addr(),
-        args.layout,
-        args.wait,
-        if args.inline_output || args.layout == Layout::Inline {
-            "inline".to_string()
-        } else {
-            format!("thread, wait {:?}", args.output_wait.unwrap_or(args.wait))
-        },
         args.journal.display()
     );
     if args.demo {
         ringbook_strategy::live::demo(handle.local_addr(), config.clone());
     }
-    wait_for_signal();
-    eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    let failed = wait_for_signal(|| handle.is_finished());
+    if failed {
+        eprintln!("ringbook serve: the gateway stopped by itself; collecting the cause");
+    } else {
+        eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    }
     let stats = handle.stats().clone();
-    let backend = handle.shutdown().map_err(|e| e.to_string())?;
+    let backend = handle
+        .shutdown()
+        .map_err(|e| Stop::Failed(format!("gateway: {e}")))?;
     eprintln!(
         "ringbook serve: gateway stopped: {} connections, {} commands, {} back-pressure pauses, \
          {} outbound-backlog pauses, {} loop wake-ups from the pipeline; disconnects: {} slow \
@@ -178,7 +405,13 @@ fn serve(args: Args) -> Result<(), String> {
     );
     let report = backend
         .shutdown()
-        .map_err(|e| format!("pipeline shutdown: {e}"))?;
+        .map_err(|e| Stop::Failed(format!("pipeline: {e}")))?;
+    if failed {
+        // The gateway stops by itself only when the pipeline failed, which `shutdown` reports.
+        return Err(Stop::Failed(
+            "the gateway stopped, yet the pipeline reports no failure".into(),
+        ));
+    }
     eprintln!(
         "ringbook serve: stopped after {} commands; state hash {}",
         report.commands, report.state_hash
@@ -223,8 +456,67 @@ fn log_recovery(rec: &ringbook_engine::pipeline::RecoveryInfo) {
     }
 }
 
-fn wait_for_signal() {
-    while !signal::received() {
+/// Waits for SIGINT/SIGTERM, or for the server to stop by itself (`finished`: the backend
+/// failed); returns whether it was the latter.
+fn wait_for_signal(finished: impl Fn() -> bool) -> bool {
+    loop {
+        if signal::received() {
+            return false;
+        }
+        if finished() {
+            return true;
+        }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_shape_follows_cores_and_durability() {
+        let batch = Durability::Batch(SyncMethod::Msync);
+        for cores in [1, 2, 3] {
+            assert_eq!(
+                default_shape(cores, Durability::None).layout,
+                Layout::Inline
+            );
+            let s = default_shape(cores, batch);
+            assert_eq!((s.layout, s.inline_output), (Layout::Fused, true));
+        }
+        for cores in [4, 16] {
+            for d in [Durability::None, batch] {
+                let s = default_shape(cores, d);
+                assert_eq!((s.layout, s.inline_output), (Layout::Fused, false));
+            }
+        }
+        // Every default parks when idle.
+        assert_eq!(
+            default_shape(2, Durability::None).wait,
+            WaitStrategy::Phased
+        );
+        assert_eq!(default_shape(8, batch).wait, WaitStrategy::Phased);
+    }
+
+    #[test]
+    fn durability_and_faults_parse() {
+        assert_eq!(parse_durability("none"), Ok(Durability::None));
+        assert_eq!(
+            parse_durability("batch"),
+            Ok(Durability::Batch(SyncMethod::Msync))
+        );
+        assert_eq!(
+            parse_durability("record:fdatasync"),
+            Ok(Durability::Record(SyncMethod::Fdatasync))
+        );
+        assert!(parse_durability("none:msync").is_err());
+        assert!(parse_durability("always").is_err());
+        assert_eq!(
+            parse_fault("business@7"),
+            Ok((FaultPoint::Business, Seq(7)))
+        );
+        assert!(parse_fault("output@0").is_err());
+        assert!(parse_fault("matching@3").is_err());
     }
 }

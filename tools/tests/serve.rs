@@ -395,7 +395,17 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
     let journal = dir.path().join("journal");
     // A 2-slot inbound ring and a pipeline that sleeps 1 ms whenever it finds it empty: the
     // gateway fills the ring long before the pipeline drains it.
-    let srv = Server::start(&journal, &["--ring-size", "2", "--wait", "sleep:1000"]);
+    let srv = Server::start(
+        &journal,
+        &[
+            "--layout",
+            "fused",
+            "--ring-size",
+            "2",
+            "--wait",
+            "sleep:1000",
+        ],
+    );
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     for user in [1, 2] {
@@ -482,7 +492,7 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
 
 #[test]
 fn queries_through_the_journaled_pipeline_see_every_command_before_them() {
-    queries_see_every_command_before_them(&[]);
+    queries_see_every_command_before_them(&["--layout", "fused"]);
 }
 
 #[test]

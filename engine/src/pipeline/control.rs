@@ -1,10 +1,30 @@
 //! State every pipeline thread shares: the failure flag, the start-up count, the snapshot
-//! request, and S's done-sequence that paces R in the split layout.
+//! request, S's done-sequence that paces R in the split layout, and each thread's [`Bell`]
+//! (how a parked thread of [`WaitStrategy::Phased`](super::WaitStrategy) is woken).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
+
+use super::bell::Bell;
+
+/// Which thread a [`Bell`] wakes: the consumer of each queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BellId {
+    /// The inbound ring's first consumer (J, or the fused thread); rung by `submit`.
+    Inbound,
+    /// The business thread after J (`J|RMS`'s RMS, split's R).
+    Business,
+    /// Split's M.
+    Match,
+    /// Split's S (the M → S ring's consumer).
+    Settle,
+    /// The outbound thread.
+    Out,
+}
+
+const BELLS: usize = 5;
 
 /// The message a thread panics with when it stops because another one failed.
 pub(crate) const CASCADE_MESSAGE: &str = "stopped: another pipeline thread failed";
@@ -24,6 +44,14 @@ struct Inner {
     /// for the next command. Alone on its cache line: S writes it once per command and R reads
     /// it in a loop.
     s_done: CachePadded<AtomicI64>,
+    /// One per consumer thread, indexed by [`BellId`].
+    bells: [Bell; BELLS],
+    /// Whether the threads park (only [`WaitStrategy::Phased`](super::WaitStrategy) does):
+    /// otherwise nobody rings, and publishing costs no fence.
+    parking: bool,
+    /// Set by the snapshot writer after it pruned old snapshots: the journal stage prunes
+    /// the segments before this sequence at its next batch boundary (0: nothing to do).
+    prune_before: CachePadded<AtomicU64>,
 }
 
 /// A handle on the shared control state (cheap to clone).
@@ -31,13 +59,62 @@ struct Inner {
 pub(crate) struct Control(Arc<Inner>);
 
 impl Control {
-    pub(crate) fn new(s_done: i64) -> Control {
+    pub(crate) fn new(s_done: i64, parking: bool) -> Control {
         Control(Arc::new(Inner {
             failed: AtomicBool::new(false),
             ready: AtomicUsize::new(0),
             snapshot_requested: AtomicBool::new(false),
             s_done: CachePadded::new(AtomicI64::new(s_done)),
+            bells: Default::default(),
+            parking,
+            prune_before: CachePadded::new(AtomicU64::new(0)),
         }))
+    }
+
+    /// The bell of thread `id`.
+    #[inline]
+    pub(crate) fn bell(&self, id: BellId) -> &Bell {
+        &self.0.bells[id as usize]
+    }
+
+    /// After publishing to the queue that thread `id` consumes: wakes it if it is parked
+    /// (nothing but a branch unless the threads park).
+    #[inline]
+    pub(crate) fn ring(&self, id: BellId) {
+        if self.0.parking {
+            self.bell(id).ring();
+        }
+    }
+
+    /// Wakes every parked thread (shutdown, failure): each then looks at its queue and at
+    /// the failure flag.
+    pub(crate) fn ring_all(&self) {
+        for bell in &self.0.bells {
+            bell.wake();
+        }
+    }
+
+    /// Times any pipeline thread parked.
+    pub(crate) fn parks(&self) -> u64 {
+        self.0.bells.iter().map(Bell::parks).sum()
+    }
+
+    /// Asks the journal stage to prune the segments before `seq` (snapshot writer).
+    pub(crate) fn request_prune(&self, before: u64) {
+        self.0.prune_before.store(before, Ordering::Relaxed);
+    }
+
+    /// Takes a pending prune request (journal stage, once per batch): one plain load when
+    /// there is none.
+    #[inline]
+    pub(crate) fn take_prune(&self) -> Option<u64> {
+        if self.0.prune_before.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.0.prune_before.swap(0, Ordering::Relaxed) {
+            0 => None,
+            before => Some(before),
+        }
     }
 
     /// Panics (stopping this thread) if another pipeline thread failed. `Relaxed`: the flag
@@ -57,6 +134,7 @@ impl Control {
     /// A downstream queue's consumer is gone, which only happens when it panicked.
     pub(crate) fn fail_downstream(&self) -> ! {
         self.0.failed.store(true, Ordering::Relaxed);
+        self.ring_all();
         panic!("{CASCADE_MESSAGE}");
     }
 
@@ -95,14 +173,17 @@ impl Control {
     }
 }
 
-/// Marks the pipeline failed if its thread unwinds.
+/// Marks the pipeline failed if its thread unwinds, and in any case wakes every parked
+/// thread as its thread ends (a finished stage closes its consumers' input; a failed one
+/// must stop them).
 #[derive(Debug)]
 pub(crate) struct PanicGuard(pub(crate) Control);
 
 impl Drop for PanicGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0 .0.failed.store(true, Ordering::Relaxed);
+            self.0 .0.failed.store(true, Ordering::SeqCst);
         }
+        self.0.ring_all();
     }
 }

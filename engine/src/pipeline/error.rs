@@ -86,3 +86,50 @@ impl From<JournalError> for PipelineError {
         PipelineError::Journal(e)
     }
 }
+
+/// Why [`crate::Pipeline::try_submit`] (or [`crate::Pipeline::submit`]) handed a command back,
+/// unnumbered and unjournaled — like `crossbeam_channel::TrySendError`, the command travels
+/// in the error so nothing is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The inbound ring is full: try again once the pipeline has caught up (back-pressure).
+    /// `submit` waits this out and never returns it.
+    Full(crate::command::Command),
+    /// A pipeline thread has died (a stage or the output thread panicked): the pipeline will
+    /// never take another command. Stop, call [`crate::Pipeline::shutdown`] to learn why
+    /// ([`PipelineError::StagePanicked`]), and restart: recovery from the journal gets every
+    /// journaled command back.
+    Failed(crate::command::Command),
+}
+
+impl SubmitError {
+    /// The command handed back.
+    pub fn into_inner(self) -> crate::command::Command {
+        match self {
+            SubmitError::Full(cmd) | SubmitError::Failed(cmd) => cmd,
+        }
+    }
+
+    /// Whether the ring was only full (retrying may succeed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, SubmitError::Full(_))
+    }
+
+    /// Whether the pipeline has failed (retrying never succeeds).
+    pub fn is_failed(&self) -> bool {
+        matches!(self, SubmitError::Failed(_))
+    }
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Full(_) => f.write_str("the pipeline's inbound ring is full"),
+            SubmitError::Failed(_) => f.write_str(
+                "the pipeline has failed (a thread died): shut it down to see why, and restart",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}

@@ -11,7 +11,7 @@ use super::output::Output;
 use super::queue::Outbox;
 use super::slot::InSlot;
 use super::snapshots::Snapshots;
-use super::stages::{process_one, BusinessEnd, JournalStage};
+use super::stages::{injected_panic, process_one, BusinessEnd, JournalStage};
 use super::Handler;
 use crate::command::Command;
 use crate::engine::Engine;
@@ -24,6 +24,8 @@ pub(crate) struct InlineCore {
     pub(crate) snapshots: Snapshots,
     pub(crate) handler: Handler,
     pub(crate) end: BusinessEnd,
+    /// Fault injection: the outputs' consumer "panics" at this command's `Done` (0: never).
+    pub(crate) output_panic_at: u64,
 }
 
 /// Any `FnMut(&Output)` as the stages' outbox.
@@ -58,5 +60,8 @@ impl InlineCore {
             &mut self.end,
             &slot,
         );
+        if self.output_panic_at == seq.0 {
+            injected_panic("output", seq);
+        }
     }
 }

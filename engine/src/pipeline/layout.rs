@@ -142,6 +142,11 @@ pub enum WaitStrategy {
     /// Sleep this long between looks: frees the core; adds up to the duration (plus timer
     /// slack) to latency.
     Sleep(Duration),
+    /// Spin briefly, then yield, then park until the next command arrives (`pipeline/bell.rs`):
+    /// under load it behaves like [`WaitStrategy::Yield`]; idle, its threads sleep and cost
+    /// nothing. The price is a wake-up (a futex call by the publisher, then the scheduler's
+    /// latency) for the first command after more than half a millisecond of silence.
+    Phased,
 }
 
 impl WaitStrategy {
@@ -150,13 +155,14 @@ impl WaitStrategy {
         matches!(self, WaitStrategy::BusySpin | WaitStrategy::BusySpinHint)
     }
 
-    /// One idle step.
+    /// One idle step (for `Phased`, outside a thread's input wait, where it never parks: a
+    /// yield).
     #[inline]
     pub(crate) fn idle(self) {
         match self {
             WaitStrategy::BusySpin => {}
             WaitStrategy::BusySpinHint => std::hint::spin_loop(),
-            WaitStrategy::Yield => std::thread::yield_now(),
+            WaitStrategy::Yield | WaitStrategy::Phased => std::thread::yield_now(),
             WaitStrategy::Sleep(d) => std::thread::sleep(d),
         }
     }
@@ -170,8 +176,8 @@ impl fmt::Display for ParseWaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown wait strategy {:?}: expected \"busy-spin\", \"busy-spin-hint\", \"yield\" \
-             or \"sleep:<microseconds>\"",
+            "unknown wait strategy {:?}: expected \"busy-spin\", \"busy-spin-hint\", \"yield\", \
+             \"phased\" or \"sleep:<microseconds>\"",
             self.0
         )
     }
@@ -188,6 +194,7 @@ impl FromStr for WaitStrategy {
             "busy-spin" | "busyspin" | "spin" => Ok(WaitStrategy::BusySpin),
             "busy-spin-hint" | "busyspinhint" | "spin-hint" => Ok(WaitStrategy::BusySpinHint),
             "yield" => Ok(WaitStrategy::Yield),
+            "phased" | "park" => Ok(WaitStrategy::Phased),
             _ => lower
                 .strip_prefix("sleep:")
                 .and_then(|us| us.trim_end_matches("us").parse::<u64>().ok())
@@ -257,6 +264,7 @@ mod tests {
         assert_eq!("busy-spin".parse(), Ok(WaitStrategy::BusySpin));
         assert_eq!("busy-spin-hint".parse(), Ok(WaitStrategy::BusySpinHint));
         assert_eq!("yield".parse(), Ok(WaitStrategy::Yield));
+        assert_eq!("phased".parse(), Ok(WaitStrategy::Phased));
         assert_eq!(
             "sleep:50".parse(),
             Ok(WaitStrategy::Sleep(Duration::from_micros(50)))

@@ -26,7 +26,7 @@
 //!     .on_output(|out| if let OutputKind::Event(e) = &out.kind { println!("{} {e:?}", out.seq) })
 //!     .start()?;
 //! let btc = config.currency_id("BTC").unwrap();
-//! pipeline.submit(Command::Deposit { user: UserId(1), currency: btc, amount: 10 });
+//! pipeline.submit(Command::Deposit { user: UserId(1), currency: btc, amount: 10 })?;
 //! let report = pipeline.shutdown()?;
 //! println!("state {}", report.state_hash);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -39,6 +39,7 @@
 //! thread), `recovery.rs` (also [`replay_journal`], the read-only replay),
 //! `snapshots.rs`, `output.rs`, `error.rs`; this file wires them, in order.
 
+mod bell;
 mod control;
 mod error;
 mod inline;
@@ -63,14 +64,15 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use disruptor::{build_single_producer, BusySpin, Producer, SingleConsumerBarrier, SingleProducer};
 use ringbook_journal::JournalConfig;
 
-pub use error::PipelineError;
+pub use bell::{PARK_GUARD, SPIN_STEPS, YIELD_FOR};
+pub use error::{PipelineError, SubmitError};
 pub use layout::{Layout, ParseLayoutError, ParseWaitError, Transport, WaitStrategy};
 pub use output::{Output, OutputKind};
 pub use queue::BATCH_MAX;
 pub use recovery::{replay_journal, RecoveryInfo, ReplayInfo, RECORD_TYPE_COMMAND_V1};
 pub use snapshots::SnapshotStats;
 
-use control::{Control, PanicGuard, CASCADE_MESSAGE};
+use control::{BellId, Control, PanicGuard, CASCADE_MESSAGE};
 use inline::InlineCore;
 use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
 use shared::SharedEngine;
@@ -108,7 +110,35 @@ pub struct PipelineBuilder {
     risk: RiskMode,
     journal: Option<(PathBuf, JournalConfig)>,
     snapshot_every: u64,
+    keep_snapshots: Option<usize>,
+    fault: Option<(FaultPoint, Seq)>,
     handler: Option<Handler>,
+}
+
+/// Where [`PipelineBuilder::inject_panic`] makes the pipeline fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// The business stage (the thread running risk: `JRMS`, `RMS` or `R`; in the inline
+    /// layout, the caller's thread), before it processes the command. The command is already
+    /// journaled, so a restart replays it.
+    Business,
+    /// The output handler, when it receives the command's `Done` (the outbound thread; the
+    /// last stage's thread with `inline_output`; the caller's thread in the inline layout).
+    Output,
+}
+
+impl std::str::FromStr for FaultPoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FaultPoint, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "business" | "stage" => Ok(FaultPoint::Business),
+            "output" => Ok(FaultPoint::Output),
+            _ => Err(format!(
+                "unknown fault point {s:?}: expected \"business\" or \"output\""
+            )),
+        }
+    }
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -125,6 +155,8 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("risk", &self.risk)
             .field("journal", &self.journal)
             .field("snapshot_every", &self.snapshot_every)
+            .field("keep_snapshots", &self.keep_snapshots)
+            .field("fault", &self.fault)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +242,27 @@ impl PipelineBuilder {
         self
     }
 
+    /// After each snapshot it writes, keep only the newest `k` snapshot files (at least 1) and
+    /// prune the journal segments that only older snapshots needed (every record up to the
+    /// oldest kept snapshot; the segment being written is never removed). Default: keep every
+    /// snapshot and every segment. The segments are removed by the journal stage at its next
+    /// batch boundary (the writer holds the journal's lock): a pause there, once per snapshot.
+    pub fn keep_snapshots(mut self, k: usize) -> Self {
+        self.keep_snapshots = Some(k.max(1));
+        self
+    }
+
+    /// **Fault injection, for tests of failure handling only:** makes the pipeline's `point`
+    /// panic at command `seq`, as a bug would. The pipeline then fails as it would for a real
+    /// panic: every thread stops, [`Pipeline::try_submit`] returns [`SubmitError::Failed`],
+    /// and [`Pipeline::shutdown`] returns [`PipelineError::StagePanicked`] naming the thread
+    /// and this message. Costs one comparison per command where it is checked; never set it in
+    /// production.
+    pub fn inject_panic(mut self, point: FaultPoint, seq: Seq) -> Self {
+        self.fault = Some((point, seq));
+        self
+    }
+
     /// The handler every [`Output`] goes to, in order, on the outbound thread.
     pub fn on_output<F: FnMut(&Output) + Send + 'static>(mut self, handler: F) -> Self {
         self.handler = Some(Box::new(handler));
@@ -262,7 +315,11 @@ impl PipelineBuilder {
                 },
             ),
         };
-        let control = Control::new(recovery.next_seq.0 as i64 - 1);
+        let recovered_state_hash = engine.state_hash();
+        let parking = !inline_layout
+            && (self.wait == WaitStrategy::Phased
+                || (!self.inline_output && output_wait == WaitStrategy::Phased));
+        let control = Control::new(recovery.next_seq.0 as i64 - 1, parking);
 
         // 2. Snapshots: a background writer, when there is a directory to write to.
         let (snapshots, snapshot_thread) = match &self.journal {
@@ -270,6 +327,7 @@ impl PipelineBuilder {
                 let (s, t) = Snapshots::start(
                     dir.clone(),
                     self.snapshot_every,
+                    self.keep_snapshots,
                     SNAPSHOT_BUFFER_BYTES_INITIAL,
                     control.clone(),
                 )
@@ -280,14 +338,34 @@ impl PipelineBuilder {
         };
 
         // 3. The inline layout: the caller's thread is the pipeline.
-        let handler = self.handler.unwrap_or_else(|| Box::new(|_: &Output| {}));
+        let mut handler = self.handler.unwrap_or_else(|| Box::new(|_: &Output| {}));
+        let (business_panic_at, output_panic_at) = match self.fault {
+            Some((FaultPoint::Business, seq)) => (seq.0, 0),
+            Some((FaultPoint::Output, seq)) => (0, seq.0),
+            None => (0, 0),
+        };
+        if output_panic_at != 0 && !inline_layout {
+            // Fault injection only: the handler, wrapped, panics at the named command's Done.
+            let mut inner = handler;
+            handler = Box::new(move |out: &Output| {
+                if out.seq.0 == output_panic_at && out.kind == OutputKind::Done {
+                    stages::injected_panic("output", out.seq);
+                }
+                inner(out)
+            });
+        }
+        let journal = JournalStage {
+            writer,
+            control: control.clone(),
+        };
         if inline_layout {
             let core = InlineCore {
-                journal: JournalStage { writer },
+                journal,
                 engine,
                 snapshots,
                 handler,
-                end: BusinessEnd::default(),
+                end: BusinessEnd::new(business_panic_at),
+                output_panic_at,
             };
             return Ok(Pipeline {
                 layout: self.layout,
@@ -298,6 +376,7 @@ impl PipelineBuilder {
                 shared: None,
                 snapshot_thread,
                 recovery,
+                recovered_state_hash,
                 wait: self.wait,
             });
         }
@@ -310,12 +389,13 @@ impl PipelineBuilder {
         };
         let parts = Parts {
             engine,
-            journal: JournalStage { writer },
+            journal,
             snapshots,
             handler,
             wait: self.wait,
             output_wait,
             inline_output: self.inline_output,
+            business_panic_at,
         };
         let (submitter, shared) = match self.transport {
             Transport::Disruptor => wire_disruptor(
@@ -342,6 +422,7 @@ impl PipelineBuilder {
             shared,
             snapshot_thread,
             recovery,
+            recovered_state_hash,
             wait: self.wait,
         };
 
@@ -434,6 +515,8 @@ struct Parts {
     wait: WaitStrategy,
     output_wait: WaitStrategy,
     inline_output: bool,
+    /// Fault injection: the business stage panics at this command (0: never).
+    business_panic_at: u64,
 }
 
 struct Spawner {
@@ -443,11 +526,13 @@ struct Spawner {
 }
 
 impl Spawner {
-    /// Starts a pipeline thread: pinned (if configured), marked failed if it panics, counted
-    /// ready before it runs `body`.
+    /// Starts a pipeline thread: pinned (if configured), its bell registered, marked failed
+    /// if it panics (and every parked thread woken when it ends), counted ready before it runs
+    /// `body`.
     fn spawn(
         &mut self,
         name: &'static str,
+        bell: BellId,
         body: impl FnOnce() -> ThreadEnd + Send + 'static,
     ) -> Result<(), PipelineError> {
         let control = self.control.clone();
@@ -459,6 +544,7 @@ impl Spawner {
                 if let Some(core) = pin {
                     core_affinity::set_for_current(core);
                 }
+                control.bell(bell).register();
                 control.mark_ready();
                 body()
             })
@@ -507,7 +593,9 @@ where
         wait,
         output_wait,
         inline_output,
+        business_panic_at,
     } = parts;
+    let end = BusinessEnd::new(business_panic_at);
     let (out_queue, out_rx) = out;
     // 0. Outputs go to the outbound thread, or straight to the handler on S's thread.
     let (out_tx, handler) = if inline_output {
@@ -522,9 +610,9 @@ where
         // 1. One thread: J over the batch, end_batch, then R·M·S over it.
         Layout::Fused => {
             let c1 = c.clone();
-            spawner.spawn("JRMS", move || {
+            spawner.spawn("JRMS", BellId::Inbound, move || {
                 let (end, closed) =
-                    stages::run_fused(j, journal, engine, out_tx, snapshots, wait, c1);
+                    stages::run_fused(j, journal, engine, out_tx, snapshots, end, wait, c1);
                 ThreadEnd::Fused(end, closed)
             })?;
         }
@@ -532,12 +620,14 @@ where
         Layout::JournalThenBusiness => {
             let r = r.expect("J|RMS has a business inbox");
             let c1 = c.clone();
-            spawner.spawn("J", move || {
+            spawner.spawn("J", BellId::Inbound, move || {
                 ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
             })?;
             let c2 = c.clone();
-            spawner.spawn("RMS", move || {
-                ThreadEnd::Business(stages::run_business(r, engine, out_tx, snapshots, wait, c2))
+            spawner.spawn("RMS", BellId::Business, move || {
+                ThreadEnd::Business(stages::run_business(
+                    r, engine, out_tx, snapshots, end, wait, c2,
+                ))
             })?;
         }
         // 1. J, 2. R, 3. M, 4. S, each on its own thread.
@@ -547,20 +637,20 @@ where
             let engine = Arc::new(SharedEngine::new(engine));
             shared = Some(Arc::clone(&engine));
             let c1 = c.clone();
-            spawner.spawn("J", move || {
+            spawner.spawn("J", BellId::Inbound, move || {
                 ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
             })?;
             let (c2, e2) = (c.clone(), Arc::clone(&engine));
-            spawner.spawn("R", move || {
-                ThreadEnd::Business(stages::run_risk(r, e2, snapshots, wait, c2))
+            spawner.spawn("R", BellId::Business, move || {
+                ThreadEnd::Business(stages::run_risk(r, e2, snapshots, end, wait, c2))
             })?;
             let (c3, e3) = (c.clone(), Arc::clone(&engine));
-            spawner.spawn("M", move || {
+            spawner.spawn("M", BellId::Match, move || {
                 stages::run_match(m, e3, ms_tx, wait, c3);
                 ThreadEnd::Nothing
             })?;
             let (c4, e4) = (c.clone(), engine);
-            spawner.spawn("S", move || {
+            spawner.spawn("S", BellId::Settle, move || {
                 stages::run_settle(ms_rx, e4, out_tx, wait, c4);
                 ThreadEnd::Nothing
             })?;
@@ -568,7 +658,7 @@ where
     }
     // 5. The outbound thread: the embedder's handler (unless it runs inline).
     if let Some(handler) = handler {
-        spawner.spawn("out", move || {
+        spawner.spawn("out", BellId::Out, move || {
             stages::run_outbound(out_rx, handler, output_wait, c);
             ThreadEnd::Nothing
         })?;
@@ -587,7 +677,7 @@ fn wire_disruptor(
     let (out_poller, b) =
         build_single_producer(outbound_slots, Output::default, BusySpin).new_event_poller();
     let out = (
-        RingOutbox::new(b.build(), wait, control.clone()),
+        RingOutbox::new(b.build(), BellId::Out, wait, control.clone()),
         RingInbox::new(out_poller),
     );
     let inbound = build_single_producer(ring_slots, InSlot::default, BusySpin);
@@ -628,7 +718,7 @@ fn wire_disruptor(
             let (s, ms) = build_single_producer(outbound_slots, SettleMsg::default, BusySpin)
                 .new_event_poller();
             let ms = (
-                RingOutbox::new(ms.build(), wait, control.clone()),
+                RingOutbox::new(ms.build(), BellId::Settle, wait, control.clone()),
                 RingInbox::new(s),
             );
             let shared = spawn_layout(
@@ -657,7 +747,7 @@ fn wire_crossbeam(
     let (wait, control) = (parts.wait, spawner.control.clone());
     let (out_tx, out_rx) = bounded::<Output>(outbound_slots);
     let out = (
-        ChannelOutbox::new(out_tx, wait, control.clone()),
+        ChannelOutbox::new(out_tx, BellId::Out, wait, control.clone()),
         ChannelInbox::new(out_rx, None, parts.output_wait, control.clone()),
     );
     let (submit, j_rx) = bounded::<InSlot>(ring_slots);
@@ -679,7 +769,7 @@ fn wire_crossbeam(
                 spawner,
                 parts,
                 layout,
-                ChannelInbox::new(j_rx, Some(jr_tx), wait, control.clone()),
+                ChannelInbox::new(j_rx, Some((jr_tx, BellId::Business)), wait, control.clone()),
                 Some(ChannelInbox::new(jr_rx, None, wait, control.clone())),
                 None::<ChannelInbox<InSlot>>,
                 None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
@@ -694,11 +784,16 @@ fn wire_crossbeam(
                 spawner,
                 parts,
                 layout,
-                ChannelInbox::new(j_rx, Some(jr_tx), wait, control.clone()),
-                Some(ChannelInbox::new(jr_rx, Some(rm_tx), wait, control.clone())),
+                ChannelInbox::new(j_rx, Some((jr_tx, BellId::Business)), wait, control.clone()),
+                Some(ChannelInbox::new(
+                    jr_rx,
+                    Some((rm_tx, BellId::Match)),
+                    wait,
+                    control.clone(),
+                )),
                 Some(ChannelInbox::new(rm_rx, None, wait, control.clone())),
                 Some((
-                    ChannelOutbox::new(ms_tx, wait, control.clone()),
+                    ChannelOutbox::new(ms_tx, BellId::Settle, wait, control.clone()),
                     ChannelInbox::new(ms_rx, None, wait, control.clone()),
                 )),
                 out,
@@ -733,6 +828,7 @@ pub struct Pipeline {
     shared: Option<Arc<SharedEngine>>,
     snapshot_thread: Option<SnapshotThread>,
     recovery: RecoveryInfo,
+    recovered_state_hash: StateHash,
     wait: WaitStrategy,
 }
 
@@ -770,41 +866,44 @@ impl Pipeline {
             risk: RiskMode::On,
             journal: None,
             snapshot_every: 0,
+            keep_snapshots: None,
+            fault: None,
             handler: None,
         }
     }
 
     /// Submits a command, waiting while the inbound ring is full; returns its sequence.
     ///
-    /// # Panics
-    ///
-    /// If a pipeline thread has failed (the pipeline can never take the command).
-    pub fn submit(&mut self, cmd: Command) -> Seq {
+    /// Fails only with [`SubmitError::Failed`] (the command handed back): a pipeline thread
+    /// has died and the pipeline will never take the command. [`Pipeline::shutdown`] then
+    /// says which thread and why.
+    pub fn submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
         let mut cmd = cmd;
         loop {
             match self.try_submit(cmd) {
-                Ok(seq) => return seq,
-                Err(back) => {
+                Ok(seq) => return Ok(seq),
+                Err(SubmitError::Full(back)) => {
                     cmd = back;
-                    if self.control.failed() {
-                        panic!("the pipeline has failed; shut it down to see why");
-                    }
                     if self.wait.is_busy_spin() {
                         std::hint::spin_loop();
                     } else {
                         self.wait.idle();
                     }
                 }
+                Err(failed) => return Err(failed),
             }
         }
     }
 
     /// Submits a command if the inbound ring has room; otherwise hands it back (nothing is
-    /// dropped, nothing is numbered).
+    /// dropped, nothing is numbered): [`SubmitError::Full`] when the ring is full (retry
+    /// later), [`SubmitError::Failed`] when a pipeline thread has died (never retry: shut
+    /// down and restart).
     ///
     /// In the [`Layout::Inline`] layout the command is journaled and processed before this
-    /// returns, and the handler has seen all its outputs; it never hands a command back.
-    pub fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+    /// returns, and the handler has seen all its outputs; it never hands a command back as
+    /// `Full` (a stage's panic there unwinds through the caller).
+    pub fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
         self.submit_to(cmd, None, None)
     }
 
@@ -816,7 +915,7 @@ impl Pipeline {
         &mut self,
         cmd: Command,
         sink: &mut dyn FnMut(&Output),
-    ) -> Result<Seq, Command> {
+    ) -> Result<Seq, SubmitError> {
         self.submit_to(cmd, Some(sink), None)
     }
 
@@ -824,34 +923,39 @@ impl Pipeline {
     /// wall clock's: the command's engine time (docs/matching.md, "Engine time"), journaled with
     /// it. For callers whose time is part of their input — a script's `clock` lines, a replayed
     /// feed, a test — so that a run is reproducible; a stamp earlier than the engine's time is
-    /// processed at the engine's time.
-    ///
-    /// # Panics
-    ///
-    /// As [`Pipeline::submit`].
-    pub fn submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Seq {
+    /// processed at the engine's time. Fails as [`Pipeline::submit`] does.
+    pub fn submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Result<Seq, SubmitError> {
         let mut cmd = cmd;
         loop {
             match self.try_submit_at(cmd, timestamp_ns) {
-                Ok(seq) => return seq,
-                Err(back) => {
+                Ok(seq) => return Ok(seq),
+                Err(SubmitError::Full(back)) => {
                     cmd = back;
-                    if self.control.failed() {
-                        panic!("the pipeline has failed; shut it down to see why");
-                    }
                     if self.wait.is_busy_spin() {
                         std::hint::spin_loop();
                     } else {
                         self.wait.idle();
                     }
                 }
+                Err(failed) => return Err(failed),
             }
         }
     }
 
     /// [`Pipeline::try_submit`] with the caller's timestamp (see [`Pipeline::submit_at`]).
-    pub fn try_submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Result<Seq, Command> {
+    pub fn try_submit_at(
+        &mut self,
+        cmd: Command,
+        timestamp_ns: u64,
+    ) -> Result<Seq, SubmitError> {
         self.submit_to(cmd, None, Some(timestamp_ns))
+    }
+
+    /// Whether a pipeline thread has died (a stage or the output thread panicked): every
+    /// submit now fails, and [`Pipeline::shutdown`] reports the cause. A relaxed load: for an
+    /// embedder's loop to look at while it has nothing to submit.
+    pub fn has_failed(&self) -> bool {
+        self.control.failed()
     }
 
     fn submit_to(
@@ -859,35 +963,61 @@ impl Pipeline {
         cmd: Command,
         sink: Option<&mut dyn FnMut(&Output)>,
         stamp: Option<u64>,
-    ) -> Result<Seq, Command> {
+    ) -> Result<Seq, SubmitError> {
+        // A dead pipeline would take commands until its ring filled and answer none: refuse
+        // at once. One relaxed load of a flag written only on failure.
+        if self.control.failed() {
+            return Err(SubmitError::Failed(cmd));
+        }
         let seq = Seq(self.next_seq);
         let timestamp_ns = stamp.unwrap_or_else(now_ns);
         match self.submitter.as_mut() {
             Some(Submitter::Inline(core)) => core.process(seq, timestamp_ns, cmd, sink),
             Some(Submitter::Ring(p)) => {
-                p.try_publish(|slot| {
+                if p.try_publish(|slot| {
                     slot.seq = seq;
                     slot.timestamp_ns = timestamp_ns;
                     slot.cmd = cmd;
                 })
-                .map_err(|_| cmd)?;
+                .is_err()
+                {
+                    return Err(self.refused(cmd));
+                }
+                self.control.ring(BellId::Inbound);
             }
             Some(Submitter::Channel(tx)) => {
-                tx.try_send(InSlot::new(seq, timestamp_ns, cmd))
-                    .map_err(|e| match e {
-                        TrySendError::Full(s) | TrySendError::Disconnected(s) => s.cmd,
-                    })?;
+                match tx.try_send(InSlot::new(seq, timestamp_ns, cmd)) {
+                    Ok(()) => self.control.ring(BellId::Inbound),
+                    Err(TrySendError::Full(s)) => return Err(self.refused(s.cmd)),
+                    Err(TrySendError::Disconnected(s)) => return Err(SubmitError::Failed(s.cmd)),
+                }
             }
-            None => return Err(cmd),
+            None => return Err(SubmitError::Failed(cmd)),
         }
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// The ring refused `cmd`: full, unless the pipeline failed since the check above.
+    #[cold]
+    fn refused(&self, cmd: Command) -> SubmitError {
+        if self.control.failed() {
+            SubmitError::Failed(cmd)
+        } else {
+            SubmitError::Full(cmd)
+        }
     }
 
     /// Asks for a snapshot at the next command boundary of the business thread (needs a
     /// journal directory; otherwise ignored).
     pub fn request_snapshot(&mut self) {
         self.control.request_snapshot();
+    }
+
+    /// Times its threads have parked so far (only [`WaitStrategy::Phased`] parks: after an
+    /// idle spell of [`YIELD_FOR`]); for monitoring and tests.
+    pub fn parks(&self) -> u64 {
+        self.control.parks()
     }
 
     /// The thread layout it runs.
@@ -898,6 +1028,13 @@ impl Pipeline {
     /// What start-up recovery did.
     pub fn recovery(&self) -> &RecoveryInfo {
         &self.recovery
+    }
+
+    /// The engine's `state_hash()` right after recovery, before any new command: compare it
+    /// with the hash the previous run reported at shutdown (or with `ringbook journal replay`)
+    /// to check that a restart rebuilt the same state.
+    pub fn recovered_state_hash(&self) -> StateHash {
+        self.recovered_state_hash
     }
 
     /// The sequence the next submitted command gets.
@@ -917,7 +1054,13 @@ impl Pipeline {
         let mut journal_closed = Ok(());
         // The inline layout's stages are here, on this thread: nothing to drain or join.
         // Otherwise dropping the producer lets each stage drain and stop, in pipeline order.
-        if let Some(Submitter::Inline(core)) = self.submitter.take() {
+        let inline = match self.submitter.take() {
+            Some(Submitter::Inline(core)) => Some(core),
+            _ => None, // the producer is dropped here: the stages drain and stop
+        };
+        // Every parked thread looks again: its input may be closed now.
+        self.control.ring_all();
+        if let Some(core) = inline {
             let core = *core;
             journal_closed = core.journal.close();
             business = Some(BusinessEnd {

@@ -15,7 +15,7 @@ use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use disruptor::{EventPoller, Polling, Producer, SingleConsumerBarrier, SingleProducerBarrier};
 
-use super::control::Control;
+use super::control::{BellId, Control};
 use super::layout::WaitStrategy;
 
 /// The most items one `poll` hands a stage (and so the largest journal batch between syncs).
@@ -84,7 +84,8 @@ ring_inbox!(SingleConsumerBarrier);
 #[derive(Debug)]
 pub(crate) struct ChannelInbox<T> {
     rx: Receiver<T>,
-    next: Option<Sender<T>>,
+    /// The next stage's channel and the bell of the thread that reads it.
+    next: Option<(Sender<T>, BellId)>,
     /// Boxed: a batch of commands is tens of KiB, too much to move around on a stack.
     staged: Box<ArrayVec<T, BATCH_MAX>>,
     wait: WaitStrategy,
@@ -94,7 +95,7 @@ pub(crate) struct ChannelInbox<T> {
 impl<T> ChannelInbox<T> {
     pub(crate) fn new(
         rx: Receiver<T>,
-        next: Option<Sender<T>>,
+        next: Option<(Sender<T>, BellId)>,
         wait: WaitStrategy,
         control: Control,
     ) -> Self {
@@ -134,9 +135,9 @@ impl<T> Inbox<T> for ChannelInbox<T> {
         let r = f(&batch);
         drop(batch);
         match &self.next {
-            Some(next) => {
+            Some((next, bell)) => {
                 for item in self.staged.drain(..) {
-                    send_waiting(next, item, self.wait, &self.control);
+                    send_waiting(next, *bell, item, self.wait, &self.control);
                 }
             }
             None => self.staged.clear(),
@@ -145,14 +146,23 @@ impl<T> Inbox<T> for ChannelInbox<T> {
     }
 }
 
-/// Sends on a bounded channel, waiting out a full one with `wait`.
+/// Sends on a bounded channel, waiting out a full one with `wait`; `consumer` is the bell of
+/// the thread that reads it, rung before waiting (it may have parked before the channel
+/// filled: the publisher rings only once per batch).
 #[inline]
-pub(crate) fn send_waiting<T>(tx: &Sender<T>, mut item: T, wait: WaitStrategy, control: &Control) {
+pub(crate) fn send_waiting<T>(
+    tx: &Sender<T>,
+    consumer: BellId,
+    mut item: T,
+    wait: WaitStrategy,
+    control: &Control,
+) {
     loop {
         match tx.try_send(item) {
             Ok(()) => return,
             Err(TrySendError::Full(back)) => {
                 item = back;
+                control.ring(consumer);
                 control.check();
                 wait.idle();
             }
@@ -171,6 +181,8 @@ pub(crate) trait Outbox<T: Copy> {
 /// A disruptor producer as an outbox.
 pub(crate) struct RingOutbox<P> {
     producer: P,
+    /// The bell of the thread that consumes this ring.
+    consumer: BellId,
     wait: WaitStrategy,
     control: Control,
 }
@@ -182,9 +194,10 @@ impl<P> std::fmt::Debug for RingOutbox<P> {
 }
 
 impl<P> RingOutbox<P> {
-    pub(crate) fn new(producer: P, wait: WaitStrategy, control: Control) -> Self {
+    pub(crate) fn new(producer: P, consumer: BellId, wait: WaitStrategy, control: Control) -> Self {
         RingOutbox {
             producer,
+            consumer,
             wait,
             control,
         }
@@ -195,6 +208,8 @@ impl<T: Copy, P: Producer<T>> Outbox<T> for RingOutbox<P> {
     #[inline]
     fn push(&mut self, item: T) {
         while self.producer.try_publish(|slot| *slot = item).is_err() {
+            // Full: the consumer may have parked before it filled (rings come per batch).
+            self.control.ring(self.consumer);
             self.control.check();
             self.wait.idle();
         }
@@ -205,20 +220,32 @@ impl<T: Copy, P: Producer<T>> Outbox<T> for RingOutbox<P> {
 #[derive(Debug)]
 pub(crate) struct ChannelOutbox<T> {
     tx: Sender<T>,
+    /// The bell of the thread that reads the channel.
+    consumer: BellId,
     wait: WaitStrategy,
     control: Control,
 }
 
 impl<T> ChannelOutbox<T> {
-    pub(crate) fn new(tx: Sender<T>, wait: WaitStrategy, control: Control) -> Self {
-        ChannelOutbox { tx, wait, control }
+    pub(crate) fn new(
+        tx: Sender<T>,
+        consumer: BellId,
+        wait: WaitStrategy,
+        control: Control,
+    ) -> Self {
+        ChannelOutbox {
+            tx,
+            consumer,
+            wait,
+            control,
+        }
     }
 }
 
 impl<T: Copy> Outbox<T> for ChannelOutbox<T> {
     #[inline]
     fn push(&mut self, item: T) {
-        send_waiting(&self.tx, item, self.wait, &self.control);
+        send_waiting(&self.tx, self.consumer, item, self.wait, &self.control);
     }
 }
 

@@ -39,6 +39,8 @@ pub struct SnapshotStats {
     pub last_seq: Option<Seq>,
     /// Failed writes, and the last failure.
     pub errors: u64,
+    /// Old snapshot files removed ([`crate::PipelineBuilder::keep_snapshots`]).
+    pub pruned: u64,
     /// The last failure's message.
     pub last_error: Option<String>,
 }
@@ -53,6 +55,7 @@ struct Job {
 struct WriteStats {
     written: u64,
     errors: u64,
+    pruned: u64,
     last_error: Option<String>,
     last_seq: Option<Seq>,
 }
@@ -103,15 +106,19 @@ impl Snapshots {
     }
 
     /// Snapshots into `dir`, every `every` commands (0: only on request), with a first buffer
-    /// of `capacity` bytes; starts the writer thread.
+    /// of `capacity` bytes; starts the writer thread. With `keep: Some(k)`, after each write
+    /// the writer removes all but the newest `k` snapshots and asks the journal stage to prune
+    /// the segments only the removed ones needed.
     pub(crate) fn start(
         dir: PathBuf,
         every: u64,
+        keep: Option<usize>,
         capacity: usize,
         control: Control,
     ) -> std::io::Result<(Snapshots, SnapshotThread)> {
         let (to_writer, jobs) = bounded::<Job>(1);
         let (give_back, back) = bounded::<Vec<u8>>(1);
+        let prune_control = control.clone();
         let handle = std::thread::Builder::new()
             .name("ringbook-snapshot".into())
             .spawn(move || {
@@ -132,6 +139,9 @@ impl Snapshots {
                         Ok(meta) => {
                             stats.written += 1;
                             stats.last_seq = Some(Seq(meta.sequence));
+                            if let Some(k) = keep {
+                                prune_snapshots(&dir, k, &prune_control, &mut stats);
+                            }
                         }
                         Err(e) => {
                             stats.errors += 1;
@@ -212,6 +222,36 @@ impl Snapshots {
     }
 }
 
+/// Removes all but the newest `keep` snapshot files in `dir`, then asks the journal stage to
+/// prune the segments before the oldest one kept (a restart may still fall back to any kept
+/// snapshot). Runs on the writer thread, off the pipeline.
+fn prune_snapshots(dir: &std::path::Path, keep: usize, control: &Control, stats: &mut WriteStats) {
+    let snapshots = match ringbook_journal::list(dir) {
+        Ok(listing) => listing.snapshots,
+        Err(e) => {
+            stats.errors += 1;
+            stats.last_error = Some(format!("listing snapshots to prune: {e}"));
+            return;
+        }
+    };
+    if snapshots.len() <= keep {
+        return;
+    }
+    let (old, kept) = snapshots.split_at(snapshots.len() - keep);
+    for (_, path) in old {
+        match std::fs::remove_file(path) {
+            Ok(()) => stats.pruned += 1,
+            Err(e) => {
+                stats.errors += 1;
+                stats.last_error = Some(format!("removing {}: {e}", path.display()));
+            }
+        }
+    }
+    if let Some((oldest_kept, _)) = kept.first() {
+        control.request_prune(oldest_kept.saturating_add(1));
+    }
+}
+
 impl SnapshotThread {
     /// Waits for the writer to finish what it was given and folds its figures into `stats`.
     pub(crate) fn join(self, stats: &mut SnapshotStats) {
@@ -219,6 +259,7 @@ impl SnapshotThread {
             Ok(w) => {
                 stats.written = w.written;
                 stats.errors = w.errors;
+                stats.pruned = w.pruned;
                 stats.last_error = w.last_error;
                 stats.last_seq = w.last_seq;
             }

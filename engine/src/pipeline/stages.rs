@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use ringbook_journal::Writer;
 
-use super::control::Control;
+use super::bell::Idler;
+use super::control::{BellId, Control};
 use super::layout::WaitStrategy;
 use super::output::{Output, OutputKind};
 use super::queue::{Inbox, Outbox, Polled, BATCH_MAX};
@@ -68,12 +69,42 @@ pub(crate) struct BusinessEnd {
     pub(crate) snapshots: Option<Snapshots>,
     pub(crate) processed: u64,
     pub(crate) last_seq: Option<Seq>,
+    /// Fault injection ([`crate::pipeline::PipelineBuilder::inject_panic`]): the business
+    /// stage panics on reaching this command (0: never).
+    pub(crate) panic_at: u64,
+}
+
+impl BusinessEnd {
+    /// A business thread's start: nothing processed, the fault (if any) armed.
+    pub(crate) fn new(panic_at: u64) -> BusinessEnd {
+        BusinessEnd {
+            panic_at,
+            ..BusinessEnd::default()
+        }
+    }
+
+    /// Fault injection: panics if this is the command the builder named.
+    #[inline]
+    fn fault(&self, seq: Seq) {
+        if self.panic_at == seq.0 {
+            injected_panic("business", seq);
+        }
+    }
+}
+
+/// The injected failure ([`crate::pipeline::PipelineBuilder::inject_panic`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn injected_panic(stage: &str, seq: Seq) -> ! {
+    panic!("fault injection: the {stage} stage panics at command {seq}")
 }
 
 /// J: every command, encoded, into the journal; then the batch's sync (`end_batch`).
 #[derive(Debug)]
 pub(crate) struct JournalStage {
     pub(crate) writer: Option<Writer>,
+    /// Where the snapshot writer asks for segment pruning (`--keep-snapshots`).
+    pub(crate) control: Control,
 }
 
 impl JournalStage {
@@ -103,6 +134,9 @@ impl JournalStage {
                 batch[batch.len() - 1].seq
             );
         }
+        if let Some(before) = self.control.take_prune() {
+            prune(writer, before);
+        }
     }
 
     /// Closes the journal (a final sync under a durability policy).
@@ -114,22 +148,42 @@ impl JournalStage {
     }
 }
 
+/// Removes the journal segments the snapshot writer no longer needs (rare: once per pruned
+/// snapshot; a pause of this thread for a directory listing and a few unlinks). A failure is
+/// reported and left for the operator: it loses nothing.
+#[cold]
+#[inline(never)]
+fn prune(writer: &Writer, before: u64) {
+    if let Err(e) = writer.prune(before, false) {
+        eprintln!("ringbook pipeline: pruning journal segments before {before} failed: {e}");
+    }
+}
+
 /// Polls `inbox` until it closes, calling `f` per batch of at most `limit` and idling with
-/// `wait` (checking for a failed sibling) while it is empty.
+/// `wait` (checking for a failed sibling) while it is empty. `me` is this thread's bell (it
+/// parks on it under [`WaitStrategy::Phased`]); `next` the bell of the thread that consumes
+/// what a batch releases, rung after each batch.
 #[inline]
 fn drain<T, I: Inbox<T>>(
     inbox: &mut I,
     limit: usize,
     wait: WaitStrategy,
     control: &Control,
+    (me, next): (BellId, Option<BellId>),
     mut f: impl FnMut(&[&T]),
 ) {
+    let mut idle = Idler::new(wait, Some(control.bell(me)));
     loop {
         match inbox.poll(limit, &mut f) {
-            Polled::Items(()) => {}
+            Polled::Items(()) => {
+                idle.busy();
+                if let Some(next) = next {
+                    control.ring(next);
+                }
+            }
             Polled::Empty => {
                 control.check();
-                wait.idle();
+                idle.idle();
             }
             Polled::Closed => return,
         }
@@ -143,9 +197,14 @@ pub(crate) fn run_journal<I: Inbox<InSlot>>(
     wait: WaitStrategy,
     control: Control,
 ) -> Result<(), String> {
-    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
-        journal.journal(batch)
-    });
+    drain(
+        &mut inbox,
+        BATCH_MAX,
+        wait,
+        &control,
+        (BellId::Inbound, Some(BellId::Business)),
+        |batch| journal.journal(batch),
+    );
     journal.close()
 }
 
@@ -160,6 +219,7 @@ pub(crate) fn process_one<O: Outbox<Output>>(
     slot: &InSlot,
 ) {
     let seq = slot.seq;
+    end.fault(seq);
     engine.process_at(slot.timestamp_ns, &slot.cmd, &mut OutSink { out, seq });
     out.push(Output {
         seq,
@@ -171,22 +231,30 @@ pub(crate) fn process_one<O: Outbox<Output>>(
 }
 
 /// The fused layout's one thread: J over the whole batch, `end_batch`, then R·M·S over it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
     mut inbox: I,
     mut journal: JournalStage,
     mut engine: Engine,
     mut out: O,
     mut snapshots: Snapshots,
+    mut end: BusinessEnd,
     wait: WaitStrategy,
     control: Control,
 ) -> (BusinessEnd, Result<(), String>) {
-    let mut end = BusinessEnd::default();
-    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
-        journal.journal(batch);
-        for slot in batch {
-            process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
-        }
-    });
+    drain(
+        &mut inbox,
+        BATCH_MAX,
+        wait,
+        &control,
+        (BellId::Inbound, Some(BellId::Out)),
+        |batch| {
+            journal.journal(batch);
+            for slot in batch {
+                process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
+            }
+        },
+    );
     end.engine = Some(engine);
     end.snapshots = Some(snapshots);
     (end, journal.close())
@@ -198,15 +266,22 @@ pub(crate) fn run_business<I: Inbox<InSlot>, O: Outbox<Output>>(
     mut engine: Engine,
     mut out: O,
     mut snapshots: Snapshots,
+    mut end: BusinessEnd,
     wait: WaitStrategy,
     control: Control,
 ) -> BusinessEnd {
-    let mut end = BusinessEnd::default();
-    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
-        for slot in batch {
-            process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
-        }
-    });
+    drain(
+        &mut inbox,
+        BATCH_MAX,
+        wait,
+        &control,
+        (BellId::Business, Some(BellId::Out)),
+        |batch| {
+            for slot in batch {
+                process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
+            }
+        },
+    );
     end.engine = Some(engine);
     end.snapshots = Some(snapshots);
     end
@@ -219,34 +294,45 @@ pub(crate) fn run_risk<I: Inbox<InSlot>>(
     mut inbox: I,
     shared: Arc<SharedEngine>,
     mut snapshots: Snapshots,
+    mut end: BusinessEnd,
     wait: WaitStrategy,
     control: Control,
 ) -> BusinessEnd {
-    let mut end = BusinessEnd::default();
     let mut last_timestamp_ns = 0;
-    drain(&mut inbox, 1, wait, &control, |batch| {
-        let slot = batch[0];
-        let previous = slot.seq.0 as i64 - 1;
-        while control.s_done() < previous {
-            control.check();
-            wait.idle();
-        }
-        if let Some(last) = end.last_seq {
-            debug_assert_eq!(last.0 as i64, previous);
-            // SAFETY: `s_done ≥ seq − 1` was loaded (Acquire) above and command `seq` is not
-            // released yet: M and S are idle (shared.rs), nothing writes the engine.
-            let engine = unsafe { shared.engine() };
-            snapshots.at_boundary(engine, last, last_timestamp_ns);
-        }
-        // SAFETY: as above, and only until this closure returns (the slot's release).
-        let (risk, specs, accounts, matcher) = unsafe { shared.risk_parts() };
-        // SAFETY: R holds the slot (J released it, R has not), see `InSlot::risk_mut`.
-        let decision = unsafe { slot.risk_mut() };
-        decision.plan = risk_stage(risk, specs, accounts, matcher, &slot.cmd, &mut *decision);
-        end.processed += 1;
-        end.last_seq = Some(slot.seq);
-        last_timestamp_ns = slot.timestamp_ns;
-    });
+    drain(
+        &mut inbox,
+        1,
+        wait,
+        &control,
+        (BellId::Business, Some(BellId::Match)),
+        |batch| {
+            let slot = batch[0];
+            let previous = slot.seq.0 as i64 - 1;
+            // S is working on the previous command: this wait ends by its progress, so it spins
+            // and yields but never parks.
+            let mut idle = Idler::new(wait, None);
+            while control.s_done() < previous {
+                control.check();
+                idle.idle();
+            }
+            if let Some(last) = end.last_seq {
+                debug_assert_eq!(last.0 as i64, previous);
+                // SAFETY: `s_done ≥ seq − 1` was loaded (Acquire) above and command `seq` is not
+                // released yet: M and S are idle (shared.rs), nothing writes the engine.
+                let engine = unsafe { shared.engine() };
+                snapshots.at_boundary(engine, last, last_timestamp_ns);
+            }
+            end.fault(slot.seq);
+            // SAFETY: as above, and only until this closure returns (the slot's release).
+            let (risk, specs, accounts, matcher) = unsafe { shared.risk_parts() };
+            // SAFETY: R holds the slot (J released it, R has not), see `InSlot::risk_mut`.
+            let decision = unsafe { slot.risk_mut() };
+            decision.plan = risk_stage(risk, specs, accounts, matcher, &slot.cmd, &mut *decision);
+            end.processed += 1;
+            end.last_seq = Some(slot.seq);
+            last_timestamp_ns = slot.timestamp_ns;
+        },
+    );
     end.snapshots = Some(snapshots);
     end
 }
@@ -260,40 +346,47 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
     wait: WaitStrategy,
     control: Control,
 ) {
-    drain(&mut inbox, 1, wait, &control, |batch| {
-        let slot = batch[0];
-        let seq = slot.seq;
-        // SAFETY: R released this slot before M's poller could see it (cursor Release →
-        // Acquire), and the producer will not reuse it before M releases it.
-        let decision = unsafe { slot.risk() };
-        let plan = decision.plan;
-        out.push(SettleMsg {
-            seq,
-            kind: SettleKind::Begin(plan),
-        });
-        for event in &decision.events {
+    drain(
+        &mut inbox,
+        1,
+        wait,
+        &control,
+        (BellId::Match, Some(BellId::Settle)),
+        |batch| {
+            let slot = batch[0];
+            let seq = slot.seq;
+            // SAFETY: R released this slot before M's poller could see it (cursor Release →
+            // Acquire), and the producer will not reuse it before M releases it.
+            let decision = unsafe { slot.risk() };
+            let plan = decision.plan;
             out.push(SettleMsg {
                 seq,
-                kind: SettleKind::Event(*event),
+                kind: SettleKind::Begin(plan),
             });
-        }
-        // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
-        // only the accounts meanwhile and R waits for S (shared.rs).
-        let matcher = unsafe { shared.matcher() };
-        // Engine time moves with every command, whatever R decided (`Engine::process_at`).
-        matcher.advance(slot.timestamp_ns);
-        // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
-        match_stage(
-            matcher,
-            &slot.cmd,
-            plan,
-            &mut SettleSink { out: &mut out, seq },
-        );
-        out.push(SettleMsg {
-            seq,
-            kind: SettleKind::Done,
-        });
-    });
+            for event in &decision.events {
+                out.push(SettleMsg {
+                    seq,
+                    kind: SettleKind::Event(*event),
+                });
+            }
+            // SAFETY: M holds command `seq` between R's release and its `Done` to S; S touches
+            // only the accounts meanwhile and R waits for S (shared.rs).
+            let matcher = unsafe { shared.matcher() };
+            // Engine time moves with every command, whatever R decided (`Engine::process_at`).
+            matcher.advance(slot.timestamp_ns);
+            // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
+            match_stage(
+                matcher,
+                &slot.cmd,
+                plan,
+                &mut SettleSink { out: &mut out, seq },
+            );
+            out.push(SettleMsg {
+                seq,
+                kind: SettleKind::Done,
+            });
+        },
+    );
 }
 
 /// The next message on S's input, waiting for it; `None` once M is gone and all is drained.
@@ -303,12 +396,16 @@ fn next_settle<I: Inbox<SettleMsg>>(
     wait: WaitStrategy,
     control: &Control,
 ) -> Option<SettleMsg> {
+    let mut idle = Idler::new(wait, Some(control.bell(BellId::Settle)));
     loop {
         match inbox.poll(1, |batch| *batch[0]) {
-            Polled::Items(msg) => return Some(msg),
+            Polled::Items(msg) => {
+                idle.busy();
+                return Some(msg);
+            }
             Polled::Empty => {
                 control.check();
-                wait.idle();
+                idle.idle();
             }
             Polled::Closed => return None,
         }
@@ -378,6 +475,7 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
             kind: OutputKind::Done,
         });
         control.set_s_done(seq.0);
+        control.ring(BellId::Out);
     }
 }
 
@@ -388,9 +486,16 @@ pub(crate) fn run_outbound<I: Inbox<Output>>(
     wait: WaitStrategy,
     control: Control,
 ) {
-    drain(&mut inbox, BATCH_MAX, wait, &control, |batch| {
-        for output in batch {
-            handler(output);
-        }
-    });
+    drain(
+        &mut inbox,
+        BATCH_MAX,
+        wait,
+        &control,
+        (BellId::Out, None),
+        |batch| {
+            for output in batch {
+                handler(output);
+            }
+        },
+    );
 }

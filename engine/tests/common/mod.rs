@@ -278,7 +278,9 @@ pub fn stamp(seq: u64) -> u64 {
 /// Submits `cmd` stamped with [`stamp`] of the sequence it gets.
 pub fn submit(pipeline: &mut Pipeline, cmd: Command) -> Seq {
     let seq = pipeline.next_seq();
-    pipeline.submit_at(cmd, stamp(seq.0))
+    pipeline
+        .submit_at(cmd, stamp(seq.0))
+        .expect("the pipeline is running")
 }
 
 /// The single-threaded reference: outputs as the pipeline would produce them, each command

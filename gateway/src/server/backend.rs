@@ -2,13 +2,16 @@
 //!
 //! [`EngineBackend`] runs the engine in-process on the gateway thread (single-threaded: tests,
 //! small deployments). A threaded pipeline backend implements the same trait: `try_submit`
-//! hands a command back when its ring is full (back-pressure), and outputs arrive later, in
-//! sequence order, through [`Backend::drain`]. Queries are commands too
+//! hands a command back when its ring is full (back-pressure, [`SubmitError::Full`]) or when
+//! the pipeline has died ([`SubmitError::Failed`]: the server then stops, see
+//! [`Backend::failed`]), and outputs arrive later, in sequence order, through
+//! [`Backend::drain`]. Queries are commands too
 //! ([`ringbook_engine::Command::Query`]): sequenced, and answered by events in the output
 //! stream, so every backend answers them from a state consistent with what it has sent.
 
 use std::collections::VecDeque;
 
+pub use ringbook_engine::pipeline::SubmitError;
 use ringbook_engine::{Command, Config, ConfigError, Engine, Event, Seq};
 
 /// One item of a command's output: an event, or the end of the command's events.
@@ -22,8 +25,10 @@ pub enum BackendOutput {
 
 /// The engine as the server sees it.
 pub trait Backend {
-    /// Sequences `cmd`, or hands it back when the engine cannot take it now (a full ring).
-    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command>;
+    /// Sequences `cmd`, or hands it back: [`SubmitError::Full`] when the engine cannot take it
+    /// now (a full ring: retry later), [`SubmitError::Failed`] when it never will (the engine
+    /// has died: the server stops).
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError>;
     /// Hands up to `max` of the outputs available so far to `f`, in sequence order; returns
     /// how many it handed (fewer than `max`: none is left for now). The bound lets the caller
     /// keep its buffers at a fixed size.
@@ -31,6 +36,12 @@ pub trait Backend {
     /// Called once, with the server's waker, before the loop starts; asynchronous backends
     /// wake the loop with it when outputs arrive.
     fn set_waker(&mut self, _waker: std::sync::Arc<mio::Waker>) {}
+    /// Whether the engine has died for good (a pipeline thread panicked): the server loop looks
+    /// at it every turn and stops (closing every connection) when it says so, so that the
+    /// process can exit and be restarted instead of accepting orders nobody will answer.
+    fn failed(&self) -> bool {
+        false
+    }
     /// The most commands this backend can hold in flight (submitted, `Done` not yet drained),
     /// if it knows: the server checks at start that its table of in-flight commands
     /// (`ServerConfig::in_flight_max`) is no smaller. (Whatever the answer, the server never
@@ -87,9 +98,9 @@ fn wall_clock_ns() -> u64 {
 }
 
 impl Backend for EngineBackend {
-    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
         if self.outputs.len() >= self.outputs_max {
-            return Err(cmd);
+            return Err(SubmitError::Full(cmd));
         }
         let seq = Seq(self.next_seq);
         self.next_seq += 1;

@@ -501,6 +501,12 @@ impl<B> ServerHandle<B> {
         &self.stats
     }
 
+    /// Whether the server loop has ended by itself (the backend failed, or the loop
+    /// panicked): [`ServerHandle::shutdown`] then returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Graceful shutdown: stop accepting, stop reading, deliver outputs of commands already
     /// submitted, flush, tell every client `SHUTTING_DOWN`, close. Returns the backend (so the
     /// caller can shut a pipeline down and flush its journal).
@@ -733,6 +739,17 @@ impl<B: Backend> Core<B> {
             if now.duration_since(last_timers) >= TICK {
                 last_timers = now;
                 self.timers(now);
+            }
+            if self.backend.failed() {
+                // The engine died: nothing submitted will be answered. Tell every client and
+                // stop, so that the process exits and can be restarted (it recovers).
+                eprintln!("gateway: the engine failed (a pipeline thread died): stopping");
+                for c in 0..self.conns.len() {
+                    if self.conns[c].stream.is_some() {
+                        self.close(c, Some(RejectCode::ShuttingDown));
+                    }
+                }
+                break;
             }
             if stop.load(Ordering::Acquire) || signal::received() {
                 let started = *stopping.get_or_insert_with(|| {
@@ -1181,9 +1198,9 @@ impl<B: Backend> Core<B> {
 
     /// The backend's `try_submit`, unless the in-flight table is full (then the command is
     /// handed back, as by a full ring).
-    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, backend::SubmitError> {
         if self.in_flight >= self.pending.len() {
-            return Err(cmd);
+            return Err(backend::SubmitError::Full(cmd));
         }
         self.backend.try_submit(cmd)
     }

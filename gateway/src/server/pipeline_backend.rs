@@ -21,7 +21,7 @@ use mio::Waker;
 use ringbook_engine::pipeline::{Layout, Output, OutputKind, ShutdownReport};
 use ringbook_engine::{Command, Pipeline, PipelineBuilder, PipelineError, Seq};
 
-use super::backend::{Backend, BackendOutput};
+use super::backend::{Backend, BackendOutput, SubmitError};
 
 /// Outputs buffered between the pipeline's output thread and the server loop; when full, the
 /// output thread waits, which fills the pipeline's rings, which makes `try_submit` hand
@@ -139,10 +139,10 @@ impl PipelineBackend {
 }
 
 impl Backend for PipelineBackend {
-    fn try_submit(&mut self, cmd: Command) -> Result<Seq, Command> {
+    fn try_submit(&mut self, cmd: Command) -> Result<Seq, SubmitError> {
         match self.local.as_mut() {
             // Inline: processed now, on this thread; its outputs wait here for `drain`.
-            Some(local) if local.len() >= OUTPUTS_MAX => Err(cmd),
+            Some(local) if local.len() >= OUTPUTS_MAX => Err(SubmitError::Full(cmd)),
             Some(local) => self
                 .pipeline
                 .try_submit_with(cmd, &mut |out: &Output| local.push_back(*out)),
@@ -179,6 +179,10 @@ impl Backend for PipelineBackend {
 
     fn set_waker(&mut self, waker: Arc<Waker>) {
         let _ = self.waker.set(waker);
+    }
+
+    fn failed(&self) -> bool {
+        self.pipeline.has_failed()
     }
 
     fn in_flight_hint(&self) -> Option<usize> {
