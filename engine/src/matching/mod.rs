@@ -49,11 +49,9 @@ struct UserList {
 struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
-    /// By order id: entry `id mod order_id_modulus` holds the slot of the last order admitted
-    /// with an id of that entry (`NIL`: none yet). Order ids are chosen so that no two live
-    /// orders share an entry (docs/matching.md, "Order ids"), so the entry's order is the only
-    /// one it can name; whether it is still live is read from the slot (a freed slot has no
-    /// open quantity, a reused one another id), so retiring an order writes nothing here.
+    /// By order id: entry `id mod order_id_modulus` holds the slot of the live order with that id
+    /// (`NIL` if none). Order ids are chosen so that no two live orders share an entry
+    /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
     by_id: Vec<u32>,
     users: Vec<UserList>,
 }
@@ -69,35 +67,22 @@ impl OrderStore {
     #[inline]
     fn slot_of(&self, id: OrderId) -> Option<u32> {
         let slot = self.by_id[self.id_entry(id)];
-        (slot != NIL && self.pool[slot].id == id && self.pool[slot].leaves > 0).then_some(slot)
-    }
-
-    /// True if a live order's id falls on `by_id` entry `entry`. Between commands (and when a
-    /// new order is admitted, before anything else of its command) a slot holds a live order
-    /// exactly when its open quantity is above zero: `OrderPool::free` zeroes it.
-    #[inline]
-    fn entry_taken(&self, entry: usize) -> bool {
-        let slot = self.by_id[entry];
-        slot != NIL && {
-            let o = &self.pool[slot];
-            o.leaves > 0 && self.id_entry(o.id) == entry
-        }
+        (slot != NIL && self.pool[slot].id == id).then_some(slot)
     }
 
     /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
     /// links it. The pool has room (checked by the caller).
-    #[inline]
     fn admit(&mut self, order: Order) -> u32 {
-        debug_assert!(
-            !self.entry_taken(self.id_entry(order.id)),
-            "order id {} has a live twin",
-            order.id
-        );
         let slot = self
             .pool
             .alloc(order)
             .expect("the caller checked the pool has room");
         let entry = self.id_entry(order.id);
+        debug_assert_eq!(
+            self.by_id[entry], NIL,
+            "order id {} has a live twin",
+            order.id
+        );
         self.by_id[entry] = slot;
         self.index.insert(order.user, order.client_order_id, slot);
         let list = &mut self.users[order.user.0 as usize];
@@ -114,12 +99,13 @@ impl OrderStore {
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).
-    #[inline]
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next) = {
+        let (user, coid, prev, next, id) = {
             let o = &self.pool[slot];
-            (o.user, o.client_order_id, o.user_prev, o.user_next)
+            (o.user, o.client_order_id, o.user_prev, o.user_next, o.id)
         };
+        let entry = self.id_entry(id);
+        self.by_id[entry] = NIL;
         self.index.remove(user, coid, &self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
@@ -374,7 +360,7 @@ impl Matcher {
         // order per wrap). The pool has room, so some entry is free.
         let cap = self.store.by_id.len() as u32;
         let (mut id, mut entry) = (self.next_order_id, self.next_entry);
-        while self.store.entry_taken(entry as usize) {
+        while self.store.by_id[entry as usize] != NIL {
             id += 1;
             entry = if entry + 1 == cap { 0 } else { entry + 1 };
         }
@@ -1164,7 +1150,10 @@ impl Matcher {
             assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
             // Validated: the orders fit in the pool and no two ids share a `by_id` entry.
             let order = orders[i as usize].1;
-            assert!(!m.store.entry_taken(m.store.id_entry(order.id)));
+            assert!(
+                m.store.slot_of(order.id).is_none()
+                    && m.store.by_id[m.store.id_entry(order.id)] == NIL
+            );
             slots[i as usize] = m.store.admit(order);
         }
         for (&(section, o), &slot) in orders.iter().zip(&slots) {
