@@ -72,6 +72,7 @@ impl OrderStore {
 
     /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
     /// links it. The pool has room (checked by the caller).
+    #[inline]
     fn admit(&mut self, order: Order) -> u32 {
         let slot = self
             .pool
@@ -99,6 +100,7 @@ impl OrderStore {
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).
+    #[inline]
     fn retire(&mut self, slot: u32) {
         let (user, coid, prev, next, id) = {
             let o = &self.pool[slot];
@@ -516,9 +518,9 @@ impl Matcher {
 
     /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
     /// `symbol`: the id table's entry `id mod order_id_modulus` holds its slot, so this is an
-    /// array index and a comparison. An id that names no live order (never issued, or its order is gone) is
-    /// `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order on another
-    /// symbol is `UNKNOWN_ORDER`.
+    /// array index and a comparison. An id that names no live order (never issued, or its order
+    /// is gone) is `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order
+    /// on another symbol is `UNKNOWN_ORDER`.
     fn find_by_id(
         &self,
         user: UserId,
