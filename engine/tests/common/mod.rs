@@ -139,7 +139,11 @@ impl Workload {
             let by_id = r.below(4) == 0;
             let (owner, home, order_id) = self.accepted[r.below(ACCEPTED as u64) as usize];
             let (id_user, id_symbol, order_id) = if order_id.0 == 0 {
-                (user, symbol, OrderId(self.next_coid.saturating_sub(r.below(64))))
+                (
+                    user,
+                    symbol,
+                    OrderId(self.next_coid.saturating_sub(r.below(64))),
+                )
             } else if r.below(8) == 0 {
                 (UserId((owner.0 + 1) % USERS as u32), home, order_id)
             } else {
@@ -291,11 +295,13 @@ pub fn reference(
         engine.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
             out.push(Output {
                 seq,
+                ts: stamp(seq.0),
                 kind: OutputKind::Event(*e),
             })
         });
         out.push(Output {
             seq,
+            ts: stamp(seq.0),
             kind: OutputKind::Done,
         });
     }

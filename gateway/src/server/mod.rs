@@ -941,6 +941,7 @@ impl<B: Backend> Core<B> {
                 order_type,
                 price,
                 qty,
+                ..
             } => {
                 self.send_to_user(
                     user.0,
