@@ -72,7 +72,7 @@ pub struct GatewayConfig {
     pub accounts: Vec<GatewayAccount>,
 }
 
-/// One gateway login: exactly one of `user` or `operator`.
+/// One gateway login: exactly one of `user`, `operator` or `market_data = true`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayAccount {
@@ -86,6 +86,10 @@ pub struct GatewayAccount {
     /// The operator id this login acts as (must be listed in `accounts.operators`).
     #[serde(default)]
     pub operator: Option<u32>,
+    /// A market-data login: it may subscribe to public market data (and ask for book
+    /// snapshots) and nothing else; it sees no private data.
+    #[serde(default)]
+    pub market_data: bool,
 }
 
 impl fmt::Debug for GatewayAccount {
@@ -95,6 +99,7 @@ impl fmt::Debug for GatewayAccount {
             .field("login", &self.login)
             .field("user", &self.user)
             .field("operator", &self.operator)
+            .field("market_data", &self.market_data)
             .finish_non_exhaustive()
     }
 }
@@ -296,10 +301,11 @@ impl Config {
                     a.login
                 ));
             }
-            match (a.user, a.operator) {
-                (Some(u), None) if u < cap.users_max => {}
-                (None, Some(op)) if self.accounts.operators.contains(&op) => {}
-                _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max) or operator (listed in accounts.operators)", a.login)),
+            match (a.user, a.operator, a.market_data) {
+                (Some(u), None, false) if u < cap.users_max => {}
+                (None, Some(op), false) if self.accounts.operators.contains(&op) => {}
+                (None, None, true) => {}
+                _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max), operator (listed in accounts.operators) or market_data = true", a.login)),
             }
         }
         let md = &self.market_data;

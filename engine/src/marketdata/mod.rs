@@ -723,6 +723,25 @@ impl MarketData {
         s.md_seq
     }
 
+    /// One level now: `(visible qty, orders)`, `(0, 0)` if empty or outside the band.
+    pub fn level(&self, symbol: SymbolId, side: Side, price: Price) -> (Qty, u32) {
+        let s = &self.symbols[symbol.0 as usize];
+        let l = match side {
+            Side::Buy => &s.bids,
+            Side::Sell => &s.asks,
+        };
+        match usize::try_from(price.0 - s.price_min) {
+            Ok(i) if i < l.qty.len() => (Qty(l.qty[i]), l.count[i]),
+            _ => (Qty(0), 0),
+        }
+    }
+
+    /// The symbol's price band: `(price_min, levels)`; level `i` is price `price_min + i`.
+    pub fn band(&self, symbol: SymbolId) -> (i64, usize) {
+        let s = &self.symbols[symbol.0 as usize];
+        (s.price_min, s.bids.qty.len())
+    }
+
     /// Best bid `(price, visible qty)` (L1).
     pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
         self.symbols[symbol.0 as usize].best(Side::Buy)

@@ -15,6 +15,8 @@ pub enum Role {
     User(u32),
     /// Acts as this operator id.
     Operator(u32),
+    /// Market data only: subscriptions and book snapshots, no commands, no private data.
+    MarketData,
 }
 
 #[derive(Clone, Debug)]
@@ -69,9 +71,10 @@ impl Auth {
         let entries = accounts
             .iter()
             .filter_map(|a| {
-                let role = match (a.user, a.operator) {
-                    (Some(u), None) => Role::User(u),
-                    (None, Some(o)) => Role::Operator(o),
+                let role = match (a.user, a.operator, a.market_data) {
+                    (Some(u), None, false) => Role::User(u),
+                    (None, Some(o), false) => Role::Operator(o),
+                    (None, None, true) => Role::MarketData,
                     _ => return None,
                 };
                 Some(Entry {
@@ -161,6 +164,7 @@ mod tests {
             password: "pw".into(),
             user: Some(1),
             operator: None,
+            market_data: false,
         };
         let mut auth = Auth::new(&[acct]);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();

@@ -14,6 +14,7 @@
 
 mod auth;
 pub mod backend;
+mod marketdata;
 mod pipeline_backend;
 mod session;
 pub mod signal;
@@ -33,10 +34,13 @@ use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 pub use auth::Role;
 use auth::{Auth, LoginCheck};
 pub use backend::{Backend, BackendOutput, EngineBackend};
+pub use marketdata::{CANDLE_HISTORY_SENT, TICKER_INTERVAL};
 pub use pipeline_backend::PipelineBackend;
+use ringbook_engine::marketdata::MarketData;
 use session::{Conn, Session, Stalled};
 
 use crate::protocol::client::msg_type as cmt;
+use crate::protocol::marketdata::{self as mdp, MdRequest};
 use crate::protocol::server::BOOK_LEVELS_PER_MSG;
 use crate::protocol::{split_frame, ClientMsg, OrderInfo, ServerMsg, FRAME_BYTES_MAX};
 
@@ -183,6 +187,12 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     /// Cancel-on-disconnect mass cancels issued.
     pub cancel_on_disconnect: AtomicU64,
+    /// Market data: depth updates sent to a subscriber as they happened.
+    pub md_depth_updates: AtomicU64,
+    /// Market data: conflated depth messages sent (subscription snapshots included).
+    pub md_conflated: AtomicU64,
+    /// Market data: trades a subscriber missed because its buffer had no room.
+    pub md_trades_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -224,10 +234,23 @@ impl<B> ServerHandle<B> {
     }
 }
 
-/// Binds `config.listen` and starts the loop on its own thread.
+/// Binds `config.listen` and starts the loop on its own thread, without market data (a
+/// subscription is refused with `UNKNOWN_SYMBOL`).
 pub fn start<B: Backend + Send + 'static>(
     config: ServerConfig,
+    backend: B,
+) -> Result<ServerHandle<B>, ServerError> {
+    start_with_market_data(config, backend, None)
+}
+
+/// Like [`start`], publishing market data built by `md` from the backend's events
+/// (docs/market-data.md, "Publication"). `md` must reflect the state the backend starts from:
+/// `MarketData::new` for an empty engine, or one rebuilt from the journal
+/// (`replay_journal_outputs`) or seeded from a recovered engine (`MarketData::from_engine`).
+pub fn start_with_market_data<B: Backend + Send + 'static>(
+    config: ServerConfig,
     mut backend: B,
+    md: Option<MarketData>,
 ) -> Result<ServerHandle<B>, ServerError> {
     let mut listener =
         TcpListener::bind(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
@@ -257,6 +280,7 @@ pub fn start<B: Backend + Send + 'static>(
         dirty_work: Vec::with_capacity(config.conns_max),
         deferred: Vec::with_capacity(config.conns_max),
         outputs: Vec::with_capacity(1 << 16),
+        md: md.map(|md| marketdata::Publisher::new(md, config.conns_max, now, stats.clone())),
         stats: stats.clone(),
         config,
         backend,
@@ -316,6 +340,8 @@ struct Core<B> {
     dirty_work: Vec<usize>,
     deferred: Vec<Command>,
     outputs: Vec<(Seq, BackendOutput)>,
+    /// Market-data publication (docs/market-data.md), when enabled.
+    md: Option<marketdata::Publisher>,
     stats: Arc<Stats>,
     config: ServerConfig,
     backend: B,
@@ -374,6 +400,9 @@ impl<B: Backend> Core<B> {
                 self.ready_work.clear();
             }
             self.route_outputs();
+            if let Some(p) = self.md.as_mut() {
+                p.pump(Instant::now(), &mut self.conns, &mut self.dirty);
+            }
             self.flush_dirty();
             let now = Instant::now();
             if now.duration_since(last_timers) >= TICK {
@@ -467,6 +496,9 @@ impl<B: Backend> Core<B> {
                     conn.closing = None;
                     conn.paused = false;
                     conn.last_drain = now;
+                    if let Some(p) = self.md.as_mut() {
+                        p.reset_conn(c);
+                    }
                     self.mark_ready(c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -516,7 +548,11 @@ impl<B: Backend> Core<B> {
                 let split = split_frame(&conn.inbuf[consumed..conn.in_len]);
                 match split {
                     Ok(Some((h, body))) => {
-                        let decoded = ClientMsg::decode(h.msg_type, h.version, body);
+                        let decoded = if mdp::is_client_type(h.msg_type) {
+                            MdRequest::decode(h.msg_type, h.version, body).map(Incoming::Md)
+                        } else {
+                            ClientMsg::decode(h.msg_type, h.version, body).map(Incoming::Msg)
+                        };
                         consumed += h.frame_len;
                         frames += 1;
                         self.conns[c].last_recv = Instant::now();
@@ -527,7 +563,8 @@ impl<B: Backend> Core<B> {
                             return;
                         }
                         match decoded {
-                            Ok(msg) => self.handle(c, msg),
+                            Ok(Incoming::Msg(msg)) => self.handle(c, msg),
+                            Ok(Incoming::Md(req)) => self.handle_md(c, h.msg_type, &req),
                             Err(code) => self.gateway_reject(c, h.msg_type, code, 0),
                         }
                         if self.conns[c].stream.is_none() || self.conns[c].closing.is_some() {
@@ -651,7 +688,13 @@ impl<B: Backend> Core<B> {
                         Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. },
                         Role::User(_),
                     ) => Err(RejectCode::OperatorOnly),
-                    (_, Role::Operator(_)) => Err(RejectCode::UserOnly),
+                    (
+                        Command::Deposit { .. }
+                        | Command::ApproveWithdrawal { .. }
+                        | Command::RejectWithdrawal { .. },
+                        Role::MarketData,
+                    ) => Err(RejectCode::OperatorOnly),
+                    (_, Role::Operator(_) | Role::MarketData) => Err(RejectCode::UserOnly),
                     (_, Role::User(u)) => {
                         if cmd.user() == Some(UserId(u)) {
                             Ok(())
@@ -720,6 +763,23 @@ impl<B: Backend> Core<B> {
                 };
                 self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
+        }
+    }
+
+    /// A market-data subscribe or unsubscribe: any logged-in session may ask (the data is
+    /// public); refused with `UNKNOWN_SYMBOL` for a symbol not configured, or when the server
+    /// publishes no market data.
+    fn handle_md(&mut self, c: usize, msg_type: u16, req: &MdRequest) {
+        if self.conns[c].session.is_none() {
+            Stats::inc(&self.stats.gateway_rejects);
+            return self.close(c, Some(RejectCode::NotLoggedIn));
+        }
+        let result = match self.md.as_mut() {
+            Some(p) => p.request(c, req, &mut self.conns, &mut self.dirty),
+            None => Err(RejectCode::UnknownSymbol),
+        };
+        if let Err(code) = result {
+            self.gateway_reject(c, msg_type, code, 0);
         }
     }
 
@@ -815,6 +875,7 @@ impl<B: Backend> Core<B> {
         let (role_n, id) = match role {
             Role::User(u) => (0, u),
             Role::Operator(o) => (1, o),
+            Role::MarketData => (2, 0),
         };
         let msg = ServerMsg::LoginAccepted {
             session_id: l.session_id,
@@ -872,6 +933,7 @@ impl<B: Backend> Core<B> {
             Some(s) => {
                 let user = match self.sessions[s].role {
                     Role::User(u) | Role::Operator(u) => u,
+                    Role::MarketData => 0,
                 };
                 self.emit(s, ServerMsg::rejected(0, user, msg_type, code, coid));
             }
@@ -897,8 +959,18 @@ impl<B: Backend> Core<B> {
             let n = self.backend.drain(room, &mut |seq, o| outs.push((seq, o)));
             for &(seq, o) in &outs {
                 match o {
-                    BackendOutput::Event(e) => self.route(seq, &e),
-                    BackendOutput::Done => self.done(seq),
+                    BackendOutput::Event(e) => {
+                        self.route(seq, &e);
+                        if let Some(p) = self.md.as_mut() {
+                            p.on_event(&e, &mut self.conns, &mut self.dirty);
+                        }
+                    }
+                    BackendOutput::Done(ts) => {
+                        self.done(seq);
+                        if let Some(p) = self.md.as_mut() {
+                            p.on_done(ts, &mut self.conns, &mut self.dirty);
+                        }
+                    }
                 }
             }
             outs.clear();
@@ -1433,6 +1505,10 @@ impl<B: Backend> Core<B> {
         conn.out_start = 0;
         conn.out_end = 0;
         let cod = conn.cancel_on_disconnect && !conn.logged_out;
+        if let Some(p) = self.md.as_mut() {
+            p.reset_conn(c);
+        }
+        let conn = &mut self.conns[c];
         if let Some(s) = conn.session.take() {
             let sess = &mut self.sessions[s];
             sess.conn = None;
@@ -1511,10 +1587,16 @@ impl<B: Backend> Core<B> {
     }
 }
 
+/// A decoded client frame: a session or order message, or a market-data request.
+enum Incoming {
+    Msg(ClientMsg),
+    Md(MdRequest),
+}
+
 fn query_denied(role: Role) -> RejectCode {
     match role {
         Role::User(_) => RejectCode::NotYourAccount,
-        Role::Operator(_) => RejectCode::UserOnly,
+        Role::Operator(_) | Role::MarketData => RejectCode::UserOnly,
     }
 }
 
