@@ -6,16 +6,25 @@
 //!
 //! Starts the pipeline (recovering from the journal directory), then the mio gateway; runs until
 //! SIGINT or SIGTERM, then stops accepting, drains, flushes the journal and exits 0.
+//!
+//! The gateway publishes market data (docs/market-data.md) unless `--no-market-data`: before
+//! the pipeline starts, the market data is rebuilt by replaying the journal from its first
+//! record (read-only), so `md_seq`, candles, tape and ticker continue where they were; if the
+//! first records were pruned, the book is seeded from the recovered state instead (`md_seq`
+//! restarts at 0, history empty).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use ringbook_engine::pipeline::{Layout, WaitStrategy};
-use ringbook_engine::{Config, Pipeline};
+use ringbook_engine::marketdata::MarketData;
+use ringbook_engine::pipeline::{
+    replay_journal, replay_journal_outputs, Layout, OutputKind, WaitStrategy,
+};
+use ringbook_engine::{Config, Pipeline, RiskMode};
 use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
 use ringbook_journal::JournalConfig;
 
@@ -56,6 +65,44 @@ pub struct Args {
     /// for demos and tests).
     #[arg(long)]
     in_process: bool,
+    /// Publish no market data (subscriptions are refused) and skip rebuilding it at start.
+    #[arg(long)]
+    no_market_data: bool,
+}
+
+/// The market-data builder for a server starting on journal `dir`: rebuilt from every record,
+/// or (when the first records were pruned) seeded from the state a snapshot-based replay
+/// recovers.
+fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, String> {
+    let listing = ringbook_journal::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if listing.segments.is_empty() && listing.snapshots.is_empty() {
+        return Ok(MarketData::new(config));
+    }
+    let mut md = MarketData::new(config);
+    let first = JournalConfig::default().first_sequence;
+    let full = replay_journal_outputs(
+        config,
+        RiskMode::On,
+        dir,
+        first,
+        None,
+        &mut |o| match o.kind {
+            OutputKind::Event(ref e) => md.apply(e, &mut |_| {}),
+            OutputKind::Done => md.end_command(o.ts, &mut |_| {}),
+        },
+    );
+    match full {
+        Ok(_) => Ok(md),
+        Err(e) => {
+            eprintln!(
+                "ringbook serve: market data: the journal does not replay from its start ({e}); \
+                 seeding the book from the recovered state, history empty"
+            );
+            let (engine, _) = replay_journal(config, RiskMode::On, dir, first, None)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(MarketData::from_engine(&engine))
+        }
+    }
 }
 
 /// Runs the server until a signal.
@@ -82,7 +129,8 @@ fn serve(args: Args) -> Result<(), String> {
     sc.currencies = config.currencies.len();
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
-        let handle = server::start(sc, backend).map_err(|e| e.to_string())?;
+        let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));
+        let handle = server::start_with_market_data(sc, backend, md).map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
@@ -105,6 +153,11 @@ fn serve(args: Args) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
+    let md = if args.no_market_data {
+        None
+    } else {
+        Some(market_data_from_journal(&config, &args.journal)?)
+    };
     let mut builder = Pipeline::builder(&config)
         .layout(args.layout)
         .wait(args.wait)
@@ -125,7 +178,7 @@ fn serve(args: Args) -> Result<(), String> {
         rec.replayed,
         rec.next_seq
     );
-    let handle = match server::start(sc, backend) {
+    let handle = match server::start_with_market_data(sc, backend, md) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string()),
     };
