@@ -4,12 +4,11 @@
 //! the pipeline's threads, the journal's pre-toucher and this test's own threads) while two
 //! traders and an operator, on raw `TcpStream`s with pre-allocated buffers and the crate's
 //! encoders, drive the real server on a loopback port: resting orders, crossing orders that
-//! trade, amends, cancels, mass cancels, queries and heartbeats. The window's end is
-//! deterministic: the server publishes market data, and a `market_data` login subscribed to
-//! every channel of the traded symbol (depth, trades, ticker, 1m candles) reads it on its own
-//! thread throughout (it must see every trade, or the publisher must have counted it dropped).
-//! The window's end is deterministic: every batch ends with a barrier command (a cancel of an order that does not
-//! exist), and the window closes once each trader has read its barrier's reject, which the
+//! trade, amends, cancels, mass cancels, queries and heartbeats. The server publishes market
+//! data, and a `market_data` login subscribed to every channel of the traded symbol (depth,
+//! trades, ticker, 1m candles) reads it on its own thread throughout (it must see every trade,
+//! or the publisher must have counted it dropped). The window's end is deterministic: every
+//! batch ends with a barrier command (a cancel of an order that does not exist), and the window closes once each trader has read its barrier's reject, which the
 //! engine's sequencing puts after every output of the commands before it.
 //!
 //! Three backends: the threaded pipeline (fused layout, inline output, `Yield` waits for small
