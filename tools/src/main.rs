@@ -7,11 +7,13 @@
 //!
 //! - `serve` — the gateway server in front of the journaled pipeline.
 //! - `loadgen` — the TCP load harness (loopback only).
+//! - `md` — a running server's market data for one symbol, live in the terminal or as JSON.
 #![forbid(unsafe_code)]
 
 mod journal;
 mod loadgen;
 mod lobster;
+mod md;
 mod printer;
 mod scenario;
 mod serve;
@@ -43,6 +45,8 @@ enum Cmd {
     Serve(serve::Args),
     /// Drive a server over TCP at a set rate and report latency percentiles.
     Loadgen(loadgen::Args),
+    /// Show a running server's market data for one symbol (live book, trades, ticker).
+    Md(md::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +56,6 @@ fn main() -> ExitCode {
         Cmd::Journal(args) => journal::run(args),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::Md(args) => md::run(args),
     }
 }

@@ -723,6 +723,37 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
     feed.until(
         |m| matches!(m, ServerMsg::Rejected { code, .. } if *code == RejectCode::UserOnly.code()),
     );
+    // `ringbook md --json`: acknowledgements, the snapshot, the ticker; the book it rebuilt.
+    let out = Proc::new(BIN)
+        .args([
+            "md",
+            "--addr",
+            &addr.to_string(),
+            "--symbol",
+            "BTC-KRW",
+            "--json",
+        ])
+        .args(["--max-messages", "5"])
+        .output()
+        .expect("run ringbook md");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            r#"{"event":"md_book","symbol":"BTC-KRW","md_seq":3,"bids":[],"asks":[[15000,6,1],[16000,3,1]]}"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#""snapshot":true,"end":true"#), "{text}");
+    assert!(
+        text.contains(r#"{"event":"md_ticker","symbol":"BTC-KRW""#)
+            && text.contains(r#""vwap":"15000.00000000""#),
+        "{text}"
+    );
     drop((ops, alice, bob, feed));
     let (status, _, _) = srv.terminate();
     assert!(status.success());
