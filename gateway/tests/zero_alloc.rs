@@ -538,7 +538,6 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     let traces = std::mem::take(&mut *TRACES.lock().unwrap());
     let window = alice.sent + bob.sent - sent_before;
     let stats = handle.stats();
-    let md_before = feed.tally.md_msgs.load(Ordering::Relaxed);
 
     for p in [&alice, &bob, &ops, &feed] {
         let t = &p.tally;
@@ -571,7 +570,13 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     );
 
     // The feed saw the trades (every one, unless its reader fell behind and some were
-    // dropped) and depth updates throughout.
+    // dropped) and depth updates throughout. Market data is written at most every
+    // MD_FLUSH_INTERVAL, so the last of it may still be on its way.
+    feed.wait_for(|t| {
+        t.md_trades.load(Ordering::Acquire) + stats.md_trades_dropped.load(Ordering::Relaxed)
+            >= trades
+    });
+    let md_before = feed.tally.md_msgs.load(Ordering::Relaxed);
     let md_trades = feed.tally.md_trades.load(Ordering::Relaxed)
         + stats.md_trades_dropped.load(Ordering::Relaxed);
     assert_eq!(md_trades, trades, "{label}: market-data trades");

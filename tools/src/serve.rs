@@ -68,6 +68,9 @@ pub struct Args {
     /// Publish no market data (subscriptions are refused) and skip rebuilding it at start.
     #[arg(long)]
     no_market_data: bool,
+    /// Connections at once (each has its buffers allocated at start).
+    #[arg(long, default_value_t = 64)]
+    conns_max: usize,
 }
 
 /// The market-data builder for a server starting on journal `dir`: rebuilt from every record,
@@ -127,6 +130,11 @@ fn serve(args: Args) -> Result<(), String> {
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut sc = ServerConfig::new(args.listen, config.gateway.accounts.clone());
     sc.currencies = config.currencies.len();
+    if args.conns_max == 0 || args.conns_max > 4096 {
+        return Err("--conns-max must be 1..=4096".into());
+    }
+    sc.conns_max = args.conns_max;
+    sc.sessions_max = sc.sessions_max.max(args.conns_max + 16);
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
         let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));

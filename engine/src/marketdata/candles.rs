@@ -280,8 +280,15 @@ impl<T: Copy + Default> Ring<T> {
     #[inline]
     pub(crate) fn push(&mut self, item: T) {
         self.buf[self.next] = item;
-        self.next = (self.next + 1) % self.buf.len();
-        self.len = (self.len + 1).min(self.buf.len());
+        // A compare, not a division: the capacity is only known at run time.
+        self.next = if self.next + 1 == self.buf.len() {
+            0
+        } else {
+            self.next + 1
+        };
+        if self.len < self.buf.len() {
+            self.len += 1;
+        }
     }
 
     /// The newest item.
@@ -290,7 +297,11 @@ impl<T: Copy + Default> Ring<T> {
         if self.len == 0 {
             return None;
         }
-        let i = (self.next + self.buf.len() - 1) % self.buf.len();
+        let i = if self.next == 0 {
+            self.buf.len() - 1
+        } else {
+            self.next - 1
+        };
         Some(&mut self.buf[i])
     }
 

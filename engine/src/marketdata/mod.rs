@@ -141,22 +141,29 @@ impl MdOrder {
     }
 }
 
-/// One side's levels.
+/// One price level of the mirror (16 bytes: one cache line holds four).
+#[derive(Clone, Copy, Debug, Default)]
+struct Level {
+    /// Visible quantity.
+    qty: u64,
+    /// Resting orders.
+    count: u32,
+    /// Touched by the current command (listed in `SymbolMd::dirty`).
+    dirty: bool,
+}
+
+/// One side's levels, indexed by `price − price_min`.
 #[derive(Debug)]
 struct Levels {
-    qty: Vec<u64>,
-    count: Vec<u32>,
+    lv: Vec<Level>,
     occupied: LevelBitmap,
-    dirty: Vec<bool>,
 }
 
 impl Levels {
     fn new(n: usize) -> Levels {
         Levels {
-            qty: vec![0; n],
-            count: vec![0; n],
+            lv: vec![Level::default(); n],
             occupied: LevelBitmap::new(n),
-            dirty: vec![false; n],
         }
     }
 }
@@ -210,13 +217,13 @@ impl SymbolMd {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        if !levels.dirty[idx] {
-            levels.dirty[idx] = true;
+        if !levels.lv[idx].dirty {
+            levels.lv[idx].dirty = true;
             self.dirty.push(Dirty {
                 side,
                 idx: idx as u32,
-                qty: levels.qty[idx],
-                count: levels.count[idx],
+                qty: levels.lv[idx].qty,
+                count: levels.lv[idx].count,
             });
         }
         match side {
@@ -233,9 +240,9 @@ impl SymbolMd {
         } else {
             self.side(side)
         };
-        l.qty[idx] += visible;
-        l.count[idx] += 1;
-        if l.count[idx] == 1 {
+        l.lv[idx].qty += visible;
+        l.lv[idx].count += 1;
+        if l.lv[idx].count == 1 {
             l.occupied.set(idx);
         }
     }
@@ -244,10 +251,10 @@ impl SymbolMd {
     fn leave(&mut self, side: Side, price: Price, visible: u64) {
         let idx = self.idx(price);
         let l = self.touch(side, idx);
-        l.qty[idx] -= visible;
-        l.count[idx] -= 1;
-        if l.count[idx] == 0 {
-            debug_assert_eq!(l.qty[idx], 0);
+        l.lv[idx].qty -= visible;
+        l.lv[idx].count -= 1;
+        if l.lv[idx].count == 0 {
+            debug_assert_eq!(l.lv[idx].qty, 0);
             l.occupied.clear(idx);
         }
     }
@@ -257,7 +264,7 @@ impl SymbolMd {
         if from != to {
             let idx = self.idx(price);
             let l = self.touch(side, idx);
-            l.qty[idx] = l.qty[idx] - from + to;
+            l.lv[idx].qty = l.lv[idx].qty - from + to;
         }
     }
 
@@ -266,7 +273,7 @@ impl SymbolMd {
             Side::Buy => (&self.bids, self.bids.occupied.last()),
             Side::Sell => (&self.asks, self.asks.occupied.first()),
         };
-        i.map(|i| (Price(self.price_min + i as i64), Qty(l.qty[i])))
+        i.map(|i| (Price(self.price_min + i as i64), Qty(l.lv[i].qty)))
     }
 
     /// Levels of one side best first, at most `max`.
@@ -284,11 +291,11 @@ impl SymbolMd {
             if n == max {
                 return;
             }
-            f(Price(self.price_min + i as i64), Qty(l.qty[i]), l.count[i]);
+            f(Price(self.price_min + i as i64), Qty(l.lv[i].qty), l.lv[i].count);
             n += 1;
             cur = match side {
                 Side::Buy if i > 0 => l.occupied.next_at_or_below(i - 1),
-                Side::Sell if i + 1 < l.qty.len() => l.occupied.next_at_or_above(i + 1),
+                Side::Sell if i + 1 < l.lv.len() => l.occupied.next_at_or_above(i + 1),
                 _ => None,
             };
         }
@@ -626,13 +633,13 @@ impl MarketData {
                     Side::Sell => &mut s.asks,
                 };
                 let i = d.idx as usize;
-                l.dirty[i] = false;
-                if l.qty[i] != d.qty || l.count[i] != d.count {
+                l.lv[i].dirty = false;
+                if l.lv[i].qty != d.qty || l.lv[i].count != d.count {
                     self.changes.push(LevelChange {
                         side: d.side,
                         price: Price(s.price_min + i as i64),
-                        qty: Qty(l.qty[i]),
-                        count: l.count[i],
+                        qty: Qty(l.lv[i].qty),
+                        count: l.lv[i].count,
                     });
                 }
             }
@@ -731,7 +738,7 @@ impl MarketData {
             Side::Sell => &s.asks,
         };
         match usize::try_from(price.0 - s.price_min) {
-            Ok(i) if i < l.qty.len() => (Qty(l.qty[i]), l.count[i]),
+            Ok(i) if i < l.lv.len() => (Qty(l.lv[i].qty), l.lv[i].count),
             _ => (Qty(0), 0),
         }
     }
@@ -739,7 +746,7 @@ impl MarketData {
     /// The symbol's price band: `(price_min, levels)`; level `i` is price `price_min + i`.
     pub fn band(&self, symbol: SymbolId) -> (i64, usize) {
         let s = &self.symbols[symbol.0 as usize];
-        (s.price_min, s.bids.qty.len())
+        (s.price_min, s.bids.lv.len())
     }
 
     /// Best bid `(price, visible qty)` (L1).

@@ -12,6 +12,7 @@
 //! empty book with every occupied level marked. Nothing here waits, nothing is queued without
 //! bound, and nothing allocates after start-up.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,16 @@ use crate::protocol::marketdata::{
 };
 use crate::protocol::FRAME_BYTES_MAX;
 
+/// Market data given to a connection is written at most this often (the updates of the
+/// meantime go out in one write).
+pub const MD_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
 /// Tickers and candles go out at most this often per subscription while they change.
 pub const TICKER_INTERVAL: Duration = Duration::from_millis(100);
 /// Candles sent when a candle subscription starts (the latest ones of the interval).
 pub const CANDLE_HISTORY_SENT: usize = 100;
+/// Depth frames of one update encoded once for all its subscribers (larger updates are encoded
+/// per subscriber).
+const ENCODED_FRAMES_MAX: usize = 8;
 
 /// One connection's subscriptions to one symbol.
 #[derive(Clone, Copy, Debug, Default)]
@@ -70,9 +77,21 @@ pub(crate) struct Publisher {
     /// Connections owed depth, and whether each is listed.
     pending: Vec<usize>,
     in_pending: Vec<bool>,
+    /// Connections given market data since the last flush, and whether each is listed.
+    md_dirty: Vec<usize>,
+    in_md_dirty: Vec<bool>,
+    last_flush: Instant,
     frame: [u8; FRAME_BYTES_MAX],
     last_tick: Instant,
     stats: Arc<Stats>,
+}
+
+/// Lists connection `c` once.
+fn mark(list: &mut Vec<usize>, listed: &mut [bool], c: usize) {
+    if !listed[c] {
+        listed[c] = true;
+        list.push(c);
+    }
 }
 
 /// Marks connection `c` for writing.
@@ -119,6 +138,9 @@ impl Publisher {
             owed,
             pending: Vec::with_capacity(conns),
             in_pending: vec![false; conns],
+            md_dirty: Vec::with_capacity(conns),
+            in_md_dirty: vec![false; conns],
+            last_flush: now,
             frame: [0u8; FRAME_BYTES_MAX],
             last_tick: now,
             stats,
@@ -146,7 +168,7 @@ impl Publisher {
     }
 
     /// One event of the command being routed.
-    pub(crate) fn on_event(&mut self, e: &Event, conns: &mut [Conn], dirty: &mut Vec<usize>) {
+    pub(crate) fn on_event(&mut self, e: &Event, conns: &mut [Conn]) {
         let Publisher {
             md,
             symbols,
@@ -154,19 +176,31 @@ impl Publisher {
             owed,
             pending,
             in_pending,
+            md_dirty,
+            in_md_dirty,
             frame,
             stats,
             ..
         } = self;
         md.apply(e, &mut |m| {
             publish(
-                m, *symbols, subs, owed, pending, in_pending, frame, stats, conns, dirty,
+                m,
+                *symbols,
+                subs,
+                owed,
+                pending,
+                in_pending,
+                frame,
+                stats,
+                conns,
+                md_dirty,
+                in_md_dirty,
             )
         });
     }
 
     /// The end of a command stamped `ts`.
-    pub(crate) fn on_done(&mut self, ts: u64, conns: &mut [Conn], dirty: &mut Vec<usize>) {
+    pub(crate) fn on_done(&mut self, ts: u64, conns: &mut [Conn]) {
         let Publisher {
             md,
             symbols,
@@ -174,13 +208,25 @@ impl Publisher {
             owed,
             pending,
             in_pending,
+            md_dirty,
+            in_md_dirty,
             frame,
             stats,
             ..
         } = self;
         md.end_command(ts, &mut |m| {
             publish(
-                m, *symbols, subs, owed, pending, in_pending, frame, stats, conns, dirty,
+                m,
+                *symbols,
+                subs,
+                owed,
+                pending,
+                in_pending,
+                frame,
+                stats,
+                conns,
+                md_dirty,
+                in_md_dirty,
             )
         });
     }
@@ -262,18 +308,38 @@ impl Publisher {
         }
         mark_dirty(conns, dirty, c);
         // Snapshot, history and ticker now if there is room.
-        self.send_owed(c, conns, dirty);
-        self.send_due(c, s, None, conns, dirty);
+        self.send_owed(c, conns);
+        self.send_due(c, s, None, conns);
         Ok(())
     }
 
+    fn mark_md(list: &mut Vec<usize>, listed: &mut [bool], c: usize) {
+        mark(list, listed, c);
+    }
+
+    /// Whether the loop should come back within [`MD_FLUSH_INTERVAL`] (market data waits to be
+    /// written, or is owed).
+    pub(crate) fn wants_turn(&self) -> bool {
+        !self.md_dirty.is_empty() || !self.pending.is_empty()
+    }
+
     /// Once per loop turn: depth owed to connections that now have room; tickers and changed
-    /// candles at most every [`TICKER_INTERVAL`].
+    /// candles at most every [`TICKER_INTERVAL`]; and every [`MD_FLUSH_INTERVAL`], the
+    /// connections given market data since the last time are marked for writing (so a burst of
+    /// updates costs each subscriber one write, not one per loop turn).
     pub(crate) fn pump(&mut self, now: Instant, conns: &mut [Conn], dirty: &mut Vec<usize>) {
+        if !self.md_dirty.is_empty() && now.duration_since(self.last_flush) >= MD_FLUSH_INTERVAL {
+            for &c in &self.md_dirty {
+                self.in_md_dirty[c] = false;
+                mark_dirty(conns, dirty, c);
+            }
+            self.md_dirty.clear();
+            self.last_flush = now;
+        }
         let mut i = 0;
         while i < self.pending.len() {
             let c = self.pending[i];
-            if self.send_owed(c, conns, dirty) {
+            if self.send_owed(c, conns) {
                 self.in_pending[c] = false;
                 self.pending.swap_remove(i);
             } else {
@@ -290,7 +356,7 @@ impl Publisher {
                 let sub = self.subs[c * self.symbols + s];
                 if sub.ticker_due || sub.candles_due != 0 || sub.candle_history_due != 0 {
                     let t = *ticker.get_or_insert_with(|| self.md.ticker(SymbolId(s as u16)));
-                    self.send_due(c, s, Some(t), conns, dirty);
+                    self.send_due(c, s, Some(t), conns);
                 }
             }
         }
@@ -298,7 +364,7 @@ impl Publisher {
 
     /// Sends what connection `c` is owed of depth, as far as its room allows; true when it is
     /// owed nothing more.
-    fn send_owed(&mut self, c: usize, conns: &mut [Conn], dirty: &mut Vec<usize>) -> bool {
+    fn send_owed(&mut self, c: usize, conns: &mut [Conn]) -> bool {
         let mut done = true;
         for s in 0..self.symbols {
             let k = c * self.symbols + s;
@@ -309,18 +375,12 @@ impl Publisher {
                 Self::clear_owed(&mut self.owed[k]);
                 continue;
             }
-            done &= self.send_owed_symbol(c, s, conns, dirty);
+            done &= self.send_owed_symbol(c, s, conns);
         }
         done
     }
 
-    fn send_owed_symbol(
-        &mut self,
-        c: usize,
-        s: usize,
-        conns: &mut [Conn],
-        dirty: &mut Vec<usize>,
-    ) -> bool {
+    fn send_owed_symbol(&mut self, c: usize, s: usize, conns: &mut [Conn]) -> bool {
         let symbol = SymbolId(s as u16);
         let (price_min, _) = self.md.band(symbol);
         let k = c * self.symbols + s;
@@ -371,7 +431,7 @@ impl Publisher {
             if !conns[c].push_out(&self.frame[..n]) {
                 return false;
             }
-            mark_dirty(conns, dirty, c);
+            Self::mark_md(&mut self.md_dirty, &mut self.in_md_dirty, c);
             for &(si, i) in &taken[..usize::from(frame.count)] {
                 o.marked[si].clear(i);
             }
@@ -392,7 +452,6 @@ impl Publisher {
         s: usize,
         ticker: Option<ringbook_engine::marketdata::Ticker>,
         conns: &mut [Conn],
-        dirty: &mut Vec<usize>,
     ) {
         let k = c * self.symbols + s;
         let symbol = SymbolId(s as u16);
@@ -401,7 +460,7 @@ impl Publisher {
             let n = MdMsg::Ticker { symbol, ticker: t }.encode(&mut self.frame);
             if conns[c].push_out(&self.frame[..n]) {
                 self.subs[k].ticker_due = false;
-                mark_dirty(conns, dirty, c);
+                Self::mark_md(&mut self.md_dirty, &mut self.in_md_dirty, c);
             }
         }
         for interval in Interval::ALL {
@@ -431,7 +490,7 @@ impl Publisher {
                     });
                 self.subs[k].candle_history_due &= !bit;
                 self.subs[k].candles_due &= !bit;
-                mark_dirty(conns, dirty, c);
+                Self::mark_md(&mut self.md_dirty, &mut self.in_md_dirty, c);
             } else if self.subs[k].candles_due & bit != 0 && room(conns, c) >= FRAME_BYTES_MAX {
                 let mut latest = None;
                 self.md.candles(symbol, interval, 1, |x| latest = Some(*x));
@@ -444,7 +503,7 @@ impl Publisher {
                     }
                     .encode(&mut self.frame);
                     if conns[c].push_out(&self.frame[..n]) {
-                        mark_dirty(conns, dirty, c);
+                        Self::mark_md(&mut self.md_dirty, &mut self.in_md_dirty, c);
                     }
                 }
                 self.subs[k].candles_due &= !bit;
@@ -465,7 +524,8 @@ fn publish(
     frame: &mut [u8; FRAME_BYTES_MAX],
     stats: &Stats,
     conns: &mut [Conn],
-    dirty: &mut Vec<usize>,
+    md_dirty: &mut Vec<usize>,
+    in_md_dirty: &mut [bool],
 ) {
     match m {
         MdMessage::Trade(t) => {
@@ -476,7 +536,7 @@ fn publish(
                     continue;
                 }
                 if room(conns, c) >= n && conns[c].push_out(&frame[..n]) {
-                    mark_dirty(conns, dirty, c);
+                    mark(md_dirty, in_md_dirty, c);
                 } else {
                     Stats::inc(&stats.md_trades_dropped);
                 }
@@ -485,6 +545,39 @@ fn publish(
         MdMessage::Depth(d) => {
             let s = d.symbol.0 as usize;
             let frames = d.changes.len().div_ceil(DEPTH_LEVELS_PER_FRAME).max(1);
+            // The update's frames, encoded once for every subscriber (an update too large for
+            // the scratch, a mass cancel's, is encoded per subscriber instead).
+            let mut encoded = [0u8; ENCODED_FRAMES_MAX * FRAME_BYTES_MAX];
+            let mut encoded_len = 0;
+            let encode = |out: &mut [u8]| {
+                let mut len = 0;
+                for (i, chunk) in d
+                    .changes
+                    .chunks(DEPTH_LEVELS_PER_FRAME)
+                    .chain(d.changes.is_empty().then_some(&[][..]))
+                    .enumerate()
+                {
+                    let mut f = DepthFrame {
+                        symbol: d.symbol,
+                        flags: if i + 1 == frames { DEPTH_END } else { 0 },
+                        first: d.md_seq,
+                        last: d.md_seq,
+                        ts: d.ts,
+                        count: chunk.len() as u8,
+                        levels: [LevelChange::default(); DEPTH_LEVELS_PER_FRAME],
+                    };
+                    f.levels[..chunk.len()].copy_from_slice(chunk);
+                    let mut one = [0u8; FRAME_BYTES_MAX];
+                    let n = MdMsg::Depth(f).encode(&mut one);
+                    out[len..len + n].copy_from_slice(&one[..n]);
+                    len += n;
+                }
+                len
+            };
+            if frames <= ENCODED_FRAMES_MAX {
+                encoded_len = encode(&mut encoded);
+            }
+            let mut sent = 0u64;
             for c in 0..conns.len() {
                 let k = c * symbols + s;
                 let sub = &mut subs[k];
@@ -497,27 +590,28 @@ fn publish(
                 }
                 let o = &mut owed[k];
                 if !o.active && room(conns, c) >= frames * FRAME_BYTES_MAX {
-                    for (i, chunk) in d
-                        .changes
-                        .chunks(DEPTH_LEVELS_PER_FRAME)
-                        .chain(d.changes.is_empty().then_some(&[][..]))
-                        .enumerate()
-                    {
-                        let mut f = DepthFrame {
-                            symbol: d.symbol,
-                            flags: if i + 1 == frames { DEPTH_END } else { 0 },
-                            first: d.md_seq,
-                            last: d.md_seq,
-                            ts: d.ts,
-                            count: chunk.len() as u8,
-                            levels: [LevelChange::default(); DEPTH_LEVELS_PER_FRAME],
-                        };
-                        f.levels[..chunk.len()].copy_from_slice(chunk);
-                        let n = MdMsg::Depth(f).encode(frame);
-                        conns[c].push_out(&frame[..n]);
+                    if encoded_len > 0 {
+                        conns[c].push_out(&encoded[..encoded_len]);
+                    } else {
+                        // Frame by frame through the one-frame scratch.
+                        let mut big = [0u8; FRAME_BYTES_MAX];
+                        for (i, chunk) in d.changes.chunks(DEPTH_LEVELS_PER_FRAME).enumerate() {
+                            let mut f = DepthFrame {
+                                symbol: d.symbol,
+                                flags: if i + 1 == frames { DEPTH_END } else { 0 },
+                                first: d.md_seq,
+                                last: d.md_seq,
+                                ts: d.ts,
+                                count: chunk.len() as u8,
+                                levels: [LevelChange::default(); DEPTH_LEVELS_PER_FRAME],
+                            };
+                            f.levels[..chunk.len()].copy_from_slice(chunk);
+                            let n = MdMsg::Depth(f).encode(&mut big);
+                            conns[c].push_out(&big[..n]);
+                        }
                     }
-                    Stats::inc(&stats.md_depth_updates);
-                    mark_dirty(conns, dirty, c);
+                    sent += 1;
+                    mark(md_dirty, in_md_dirty, c);
                     continue;
                 }
                 // Conflate: remember which levels changed; their state goes out later.
@@ -533,6 +627,9 @@ fn publish(
                     in_pending[c] = true;
                     pending.push(c);
                 }
+            }
+            if sent > 0 {
+                stats.md_depth_updates.fetch_add(sent, Ordering::Relaxed);
             }
         }
     }
@@ -723,9 +820,9 @@ mod tests {
                 if let Event::Accepted { order_id, .. } = e {
                     live.push(*order_id);
                 }
-                p.on_event(e, &mut conns, &mut dirty);
+                p.on_event(e, &mut conns);
             }
-            p.on_done(ts, &mut conns, &mut dirty);
+            p.on_done(ts, &mut conns);
             p.pump(Instant::now(), &mut conns, &mut dirty);
             if i == 1_500 {
                 p.request(2, &req(Channel::Depth, true), &mut conns, &mut dirty)

@@ -34,7 +34,7 @@ use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 pub use auth::Role;
 use auth::{Auth, LoginCheck};
 pub use backend::{Backend, BackendOutput, EngineBackend};
-pub use marketdata::{CANDLE_HISTORY_SENT, TICKER_INTERVAL};
+pub use marketdata::{CANDLE_HISTORY_SENT, MD_FLUSH_INTERVAL, TICKER_INTERVAL};
 pub use pipeline_backend::PipelineBackend;
 use ringbook_engine::marketdata::MarketData;
 use session::{Conn, Session, Stalled};
@@ -358,6 +358,8 @@ impl<B: Backend> Core<B> {
         loop {
             let timeout = if !self.ready.is_empty() || !self.deferred.is_empty() {
                 Duration::ZERO
+            } else if self.md.as_ref().is_some_and(|p| p.wants_turn()) {
+                marketdata::MD_FLUSH_INTERVAL
             } else {
                 TICK
             };
@@ -962,13 +964,13 @@ impl<B: Backend> Core<B> {
                     BackendOutput::Event(e) => {
                         self.route(seq, &e);
                         if let Some(p) = self.md.as_mut() {
-                            p.on_event(&e, &mut self.conns, &mut self.dirty);
+                            p.on_event(&e, &mut self.conns);
                         }
                     }
                     BackendOutput::Done(ts) => {
                         self.done(seq);
                         if let Some(p) = self.md.as_mut() {
-                            p.on_done(ts, &mut self.conns, &mut self.dirty);
+                            p.on_done(ts, &mut self.conns);
                         }
                     }
                 }
