@@ -114,7 +114,11 @@ fn md_subscribers(
         while !stop.load(Ordering::Relaxed) {
             let mut any = false;
             for (c, ok) in clients.iter_mut().zip(alive.iter_mut()) {
-                while *ok {
+                // At most a few hundred messages per client per pass, so every client is read
+                // (and heartbeats go out) however busy the feed is.
+                let mut budget = 256;
+                while *ok && budget > 0 {
+                    budget -= 1;
                     match c.recv_any() {
                         Ok(Received::MarketData(m)) => {
                             any = true;
