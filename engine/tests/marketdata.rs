@@ -9,6 +9,7 @@
 //!   visible quantity and the number of resting orders), as does the builder's own depth, L1
 //!   included;
 //! - every update's `md_seq` is the previous + 1 and its trades carry it.
+//!
 //! At the end the tape, every interval's candles and the 24h ticker equal references computed
 //! here from the engine's trade list with plain arithmetic; the time stamps jump by
 //! microseconds to hours (sometimes backwards), so candles and the window roll.
