@@ -884,6 +884,10 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 > 0
         );
+        // Tickers and candles go out on the ticker interval's clock: a turn one interval later
+        // sends the changed ones (whatever the speed of this run).
+        p.pump(Instant::now() + 2 * TICKER_INTERVAL, &mut conns, &mut dirty);
+        drain(&mut conns[0], &mut seen[0]);
         assert!(seen[0].tickers > 0 && seen[0].candles > 0 && seen[0].acks == 4);
     }
 }
