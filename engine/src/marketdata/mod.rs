@@ -291,7 +291,11 @@ impl SymbolMd {
             if n == max {
                 return;
             }
-            f(Price(self.price_min + i as i64), Qty(l.lv[i].qty), l.lv[i].count);
+            f(
+                Price(self.price_min + i as i64),
+                Qty(l.lv[i].qty),
+                l.lv[i].count,
+            );
             n += 1;
             cur = match side {
                 Side::Buy if i > 0 => l.occupied.next_at_or_below(i - 1),
