@@ -1,7 +1,7 @@
 //! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
 //!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|phased|sleep]
 //!       [--output-wait yield|…] [--inline-output] [--snapshot-every N]
-//!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--json]`
+//!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--market-data] [--json]`
 //!
 //! The in-process pipeline's latency, measured the way the LMAX people do: one producer offers
 //! the mixed workload (64 users, every configured symbol, risk on, journal on with durability
@@ -15,6 +15,10 @@
 //! baseline. `--max` offers commands as fast as the pipeline takes them and reports saturation
 //! throughput. A counting global allocator counts heap operations on every thread between the
 //! start and the end of the timed run (`allocations_after_start`).
+//!
+//! `--market-data` makes the output handler also feed every event and `Done` to a market-data
+//! builder (docs/market-data.md), as a consumer of the stream would: its cost lands on the
+//! output thread (or, with `--inline-output`, on the last stage's thread).
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::process::ExitCode;
@@ -84,6 +88,7 @@ struct Args {
     journal: bool,
     inline_output: bool,
     snapshot_every: u64,
+    market_data: bool,
     json: bool,
 }
 
@@ -99,6 +104,7 @@ fn parse() -> Result<Args, String> {
         journal: true,
         inline_output: false,
         snapshot_every: 0,
+        market_data: false,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -136,6 +142,7 @@ fn parse() -> Result<Args, String> {
                     .map_err(|e| format!("--snapshot-every: {e}"))?
             }
             "--json" => a.json = true,
+            "--market-data" => a.market_data = true,
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -225,13 +232,28 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let deposits_done = Arc::new(AtomicU64::new(0));
     let timed_done = Arc::new(AtomicU64::new(0));
+    let md_messages = Arc::new(AtomicU64::new(0));
+    let mut md = args
+        .market_data
+        .then(|| ringbook_engine::marketdata::MarketData::new(&config));
     let handler = {
+        let md_messages = Arc::clone(&md_messages);
+        let mut md_count = 0u64;
         let intended = Arc::clone(&intended);
         let first = Arc::clone(&first_timed_seq);
         let t0_cell = Arc::clone(&t0_cell);
         let deposits_done = Arc::clone(&deposits_done);
         let timed_done = Arc::clone(&timed_done);
         move |out: &ringbook_engine::pipeline::Output| {
+            if let Some(md) = md.as_mut() {
+                match out.kind {
+                    OutputKind::Event(ref e) => md.apply(e, &mut |_| md_count += 1),
+                    OutputKind::Done => {
+                        md.end_command(out.ts, &mut |_| md_count += 1);
+                        md_messages.store(md_count, Ordering::Relaxed);
+                    }
+                }
+            }
             if !matches!(out.kind, OutputKind::Done) {
                 return;
             }
@@ -335,9 +357,11 @@ fn run(args: &Args) -> Result<(), String> {
     let q = |p: f64| h.value_at_quantile(p);
     if args.json {
         println!(
-            r#"{{"layout":"{}","transport":"{}","offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"snapshots_taken":{},"snapshot_pause_ns_max":{},"snapshot_bytes":{},"state_hash":"{}"}}"#,
+            r#"{{"layout":"{}","transport":"{}","market_data":{},"market_data_messages":{},"offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"snapshots_taken":{},"snapshot_pause_ns_max":{},"snapshot_bytes":{},"state_hash":"{}"}}"#,
             args.layout,
             args.transport,
+            args.market_data,
+            md_messages.load(Ordering::Relaxed),
             q(0.5),
             q(0.99),
             q(0.999),
@@ -380,6 +404,12 @@ fn run(args: &Args) -> Result<(), String> {
             "heap operations after start (all threads): {allocations}; state hash {}",
             report.state_hash
         );
+        if args.market_data {
+            println!(
+                "market data built on the output thread: {} messages",
+                md_messages.load(Ordering::Relaxed)
+            );
+        }
         if report.snapshots.taken > 0 {
             println!(
                 "snapshots: {} taken, {} written, longest pause {} ns, last {} bytes",

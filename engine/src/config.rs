@@ -153,7 +153,7 @@ impl Default for GatewayConfig {
     }
 }
 
-/// One gateway login: exactly one of `user` or `operator`.
+/// One gateway login: exactly one of `user`, `operator` or `market_data = true`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayAccount {
@@ -167,6 +167,10 @@ pub struct GatewayAccount {
     /// The operator id this login acts as (must be listed in `accounts.operators`).
     #[serde(default)]
     pub operator: Option<u32>,
+    /// A market-data login: it may subscribe to public market data (and ask for book
+    /// snapshots) and nothing else; it sees no private data.
+    #[serde(default)]
+    pub market_data: bool,
 }
 
 impl fmt::Debug for GatewayAccount {
@@ -176,6 +180,7 @@ impl fmt::Debug for GatewayAccount {
             .field("login", &self.login)
             .field("user", &self.user)
             .field("operator", &self.operator)
+            .field("market_data", &self.market_data)
             .finish_non_exhaustive()
     }
 }
@@ -280,7 +285,33 @@ pub struct Config {
     /// Gateway logins (optional).
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// Market-data sizes (optional; defaults in the embedded config).
+    #[serde(default)]
+    pub market_data: MarketDataConfig,
 }
+
+/// Sizes of the market-data builder ([`crate::marketdata`], docs/market-data.md): everything it
+/// keeps is allocated from these at start-up.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketDataConfig {
+    /// Trades kept per symbol in the trade tape (a ring: the last `tape_len` trades).
+    pub tape_len: u32,
+    /// Candles kept per symbol and interval (a ring: the latest `candles_history`).
+    pub candles_history: u32,
+}
+
+impl Default for MarketDataConfig {
+    fn default() -> MarketDataConfig {
+        MarketDataConfig {
+            tape_len: 1000,
+            candles_history: 1000,
+        }
+    }
+}
+
+/// The most trades a tape, or candles an interval's history, may keep.
+pub const MARKET_DATA_RING_MAX: u32 = 1 << 20;
 
 /// A configuration that cannot be used; the message names the offending entry and field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -379,11 +410,25 @@ impl Config {
                     a.login
                 ));
             }
-            match (a.user, a.operator) {
-                (Some(u), None) if u < cap.users_max => {}
-                (None, Some(op)) if self.accounts.operators.contains(&op) => {}
-                _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max) or operator (listed in accounts.operators)", a.login)),
+            match (a.user, a.operator, a.market_data) {
+                (Some(u), None, false) if u < cap.users_max => {}
+                (None, Some(op), false) if self.accounts.operators.contains(&op) => {}
+                (None, None, true) => {}
+                _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max), operator (listed in accounts.operators) or market_data = true", a.login)),
             }
+        }
+        let md = &self.market_data;
+        if md.tape_len == 0 || md.tape_len > MARKET_DATA_RING_MAX {
+            return bad(format!(
+                "market_data.tape_len = {} must be in 1..={MARKET_DATA_RING_MAX}",
+                md.tape_len
+            ));
+        }
+        if md.candles_history == 0 || md.candles_history > MARKET_DATA_RING_MAX {
+            return bad(format!(
+                "market_data.candles_history = {} must be in 1..={MARKET_DATA_RING_MAX}",
+                md.candles_history
+            ));
         }
         if self.currencies.is_empty() || self.currencies.len() > CURRENCIES_MAX {
             return bad(format!("there must be 1..={CURRENCIES_MAX} currencies"));
@@ -603,6 +648,9 @@ mod tests {
             err(with(|c| c.symbols[0].max_order_qty = u64::MAX / 1000)).contains("max_order_qty")
         );
         assert!(err(with(|c| c.capacity.withdrawals_max = u32::MAX)).contains("withdrawals_max"));
+        assert!(err(with(|c| c.market_data.tape_len = 0)).contains("market_data.tape_len"));
+        assert!(err(with(|c| c.market_data.candles_history = 1 << 21))
+            .contains("market_data.candles_history"));
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum Event {
         price: Price,
         /// Quantity.
         qty: Qty,
+        /// Iceberg display size (0: not an iceberg, the whole open quantity is shown). The
+        /// market-data builder needs it to know what the order shows once it rests.
+        display_qty: Qty,
     },
     /// A command was refused; nothing changed (FIX ExecType=Rejected / CancelReject).
     Rejected {

@@ -52,6 +52,8 @@
 //!   thread, with risk on (default) or off.
 //! - [`pipeline`]: the same stages on threads joined by disruptor rings (J → R → M → S), with
 //!   the journal, recovery and snapshots — see docs/embedding.md and the `exchange` example.
+//! - [`marketdata`]: the market-data builder, a projection of the event stream (L2 depth with
+//!   `md_seq` updates, trade tape, candles, 24h tickers), run by whoever consumes events.
 //! - [`codec`]: the command encoding the journal stores; [`snapshot`]: engine state to bytes
 //!   and back.
 //!
@@ -75,6 +77,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod hash;
+pub mod marketdata;
 pub mod matching;
 pub mod pipeline;
 pub mod risk;

@@ -67,10 +67,11 @@ newtype!(
 );
 
 /// Which side of the book an order is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Side {
-    /// Buys base with quote; rests on the bid side.
+    /// Buys base with quote; rests on the bid side (the default, for zeroed buffers).
+    #[default]
     Buy = 0,
     /// Sells base for quote; rests on the ask side.
     Sell = 1,

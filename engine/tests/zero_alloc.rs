@@ -203,3 +203,67 @@ fn the_counter_sees_allocations() {
     COUNTING.with(|c| c.set(false));
     assert!(allocations() >= before + 2);
 }
+
+#[test]
+fn the_market_data_builder_allocates_nothing() {
+    use ringbook_engine::marketdata::{MarketData, MdMessage};
+    let mut config = Config::default();
+    config.capacity.orders_max = 50_000;
+    config.capacity.users_max = USERS as u32;
+    let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+    let mut md = MarketData::new(&config);
+    let (mut trades, mut updates, mut levels) = (0u64, 0u64, 0u64);
+    let mut workload = Workload::new(0xfeed);
+    let mut clock = 0u64;
+    let mut run = |n: u64, engine: &mut Engine, md: &mut MarketData, workload: &mut Workload| {
+        for _ in 0..n {
+            clock += 1;
+            let cmd = workload.command();
+            let accepted = std::cell::Cell::new(None);
+            let mut out = |m: MdMessage<'_>| match m {
+                MdMessage::Trade(_) => trades += 1,
+                MdMessage::Depth(d) => {
+                    updates += 1;
+                    levels += d.changes.len() as u64;
+                }
+            };
+            // Engine time moves a second per command: candles of every interval roll, the
+            // 24h window wraps its ring (a million seconds is eleven days).
+            let ts = 1_704_067_200_000_000_000 + clock * 1_000_000_000;
+            engine.process_at(ts, &cmd, &mut |e: &Event| {
+                if let Event::Accepted { .. } = e {
+                    accepted.set(Some(*e));
+                }
+                md.apply(e, &mut out);
+            });
+            md.end_command(ts, &mut out);
+            if let Some(e) = accepted.take() {
+                workload.observe(&e);
+            }
+        }
+    };
+    run(50_000, &mut engine, &mut md, &mut workload);
+    COUNTING.with(|c| c.set(true));
+    run(1_000_000, &mut engine, &mut md, &mut workload);
+    // Queries off the builder allocate nothing either.
+    let mut seen = 0u64;
+    for s in 0..3u16 {
+        let symbol = SymbolId(s);
+        md.snapshot(symbol, usize::MAX, |_| seen += 1);
+        md.tape(symbol, usize::MAX, |_| seen += 1);
+        md.candles(
+            symbol,
+            ringbook_engine::marketdata::Interval::M1,
+            100,
+            |_| seen += 1,
+        );
+        seen += md.ticker(symbol).trades;
+    }
+    COUNTING.with(|c| c.set(false));
+    let allocations = allocations();
+    assert!(seen > 0);
+    assert!(trades > 100_000, "too few trades: {trades}");
+    assert!(updates > 400_000, "too few updates: {updates}");
+    assert!(levels > updates, "too few level changes: {levels}");
+    assert_eq!(allocations, 0, "the builder allocated {allocations} times");
+}

@@ -4,9 +4,11 @@
 //! the pipeline's threads, the journal's pre-toucher and this test's own threads) while two
 //! traders and an operator, on raw `TcpStream`s with pre-allocated buffers and the crate's
 //! encoders, drive the real server on a loopback port: resting orders, crossing orders that
-//! trade, amends, cancels, mass cancels, queries and heartbeats. The window's end is
-//! deterministic: every batch ends with a barrier command (a cancel of an order that does not
-//! exist), and the window closes once each trader has read its barrier's reject, which the
+//! trade, amends, cancels, mass cancels, queries and heartbeats. The server publishes market
+//! data, and a `market_data` login subscribed to every channel of the traded symbol (depth,
+//! trades, ticker, 1m candles) reads it on its own thread throughout (it must see every trade,
+//! or the publisher must have counted it dropped). The window's end is deterministic: every
+//! batch ends with a barrier command (a cancel of an order that does not exist), and the window closes once each trader has read its barrier's reject, which the
 //! engine's sequencing puts after every output of the commands before it.
 //!
 //! Three backends: the threaded pipeline (fused layout, inline output, `Yield` waits for small
@@ -32,10 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ringbook_engine::marketdata::{Interval, MarketData};
 use ringbook_engine::pipeline::{Layout, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_engine::Pipeline;
 use ringbook_gateway::protocol::client::Login;
+use ringbook_gateway::protocol::marketdata::{self as mdp, Channel, MdMsg, MdRequest};
 use ringbook_gateway::protocol::{name32, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_gateway::server::{self, Backend, EngineBackend, PipelineBackend, ServerConfig};
 use ringbook_journal::JournalConfig;
@@ -165,6 +169,9 @@ struct Tally {
     last_seq: AtomicU64,
     disconnect_code: AtomicU64,
     undecodable: AtomicU64,
+    /// Market-data messages (depth frames, trades, tickers, candles, acknowledgements).
+    md_msgs: AtomicU64,
+    md_trades: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -214,10 +221,24 @@ fn read_loop(mut stream: TcpStream, tally: Arc<Tally>) {
         loop {
             match split_frame(&buf[start..end]) {
                 Ok(Some((h, body))) => {
-                    match ServerMsg::decode(h.msg_type, h.version, body) {
-                        Ok(m) => tally.note(&m),
-                        Err(_) => {
-                            tally.undecodable.fetch_add(1, Ordering::Relaxed);
+                    if mdp::is_server_type(h.msg_type) {
+                        match MdMsg::decode(h.msg_type, h.version, body) {
+                            Ok(m) => {
+                                if let MdMsg::Trade(_) = m {
+                                    tally.md_trades.fetch_add(1, Ordering::Relaxed);
+                                }
+                                tally.md_msgs.fetch_add(1, Ordering::Release);
+                            }
+                            Err(_) => {
+                                tally.undecodable.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    } else {
+                        match ServerMsg::decode(h.msg_type, h.version, body) {
+                            Ok(m) => tally.note(&m),
+                            Err(_) => {
+                                tally.undecodable.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     start += h.frame_len;
@@ -300,6 +321,32 @@ impl Peer {
         self.batch[self.batch_len..self.batch_len + n].copy_from_slice(&frame[..n]);
         self.batch_len += n;
         self.sent += 1;
+    }
+
+    /// Subscribes to every channel of the traded symbol (1m candles).
+    fn subscribe_all(&mut self) {
+        for (i, channel) in [
+            Channel::Depth,
+            Channel::Trades,
+            Channel::Ticker,
+            Channel::Candles,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut frame = [0u8; FRAME_BYTES_MAX];
+            let n = MdRequest {
+                request_id: i as u64 + 1,
+                symbol: SYMBOL,
+                channel,
+                interval: Interval::M1,
+                subscribe: true,
+            }
+            .encode(&mut frame);
+            self.batch[self.batch_len..self.batch_len + n].copy_from_slice(&frame[..n]);
+            self.batch_len += n;
+        }
+        self.flush();
     }
 
     fn flush(&mut self) {
@@ -446,8 +493,13 @@ fn allocations_after_start<B: Backend + Send + 'static>(
         "127.0.0.1:0".parse().unwrap(),
         config.gateway.accounts.clone(),
     );
-    let handle = server::start(sc, backend).unwrap();
+    // With market data: a feed subscribed to every channel of the traded symbol.
+    let handle =
+        server::start_with_market_data(sc, backend, Some(MarketData::new(config))).unwrap();
     let addr = handle.local_addr();
+    let mut feed = Peer::login(addr, "feed", 0);
+    feed.subscribe_all();
+    feed.wait_for(|t| t.md_msgs.load(Ordering::Acquire) >= 4);
     let mut ops = Peer::login(addr, "ops1", 0);
     let mut alice = Peer::login(addr, "alice", 1);
     let mut bob = Peer::login(addr, "bob", 2);
@@ -506,7 +558,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     let window = alice.sent + bob.sent - sent_before;
     let stats = handle.stats();
 
-    for p in [&alice, &bob, &ops] {
+    for p in [&alice, &bob, &ops, &feed] {
         let t = &p.tally;
         assert_eq!(
             t.rejects.load(Ordering::Relaxed),
@@ -536,8 +588,23 @@ fn allocations_after_start<B: Backend + Send + 'static>(
         stats.outbound_pauses.load(Ordering::Relaxed),
     );
 
+    // The feed saw the trades (every one, unless its reader fell behind and some were
+    // dropped) and depth updates throughout. Market data is written at most every
+    // MD_FLUSH_INTERVAL, so the last of it may still be on its way.
+    feed.wait_for(|t| {
+        t.md_trades.load(Ordering::Acquire) + stats.md_trades_dropped.load(Ordering::Relaxed)
+            >= trades
+    });
+    let md_before = feed.tally.md_msgs.load(Ordering::Relaxed);
+    let md_trades = feed.tally.md_trades.load(Ordering::Relaxed)
+        + stats.md_trades_dropped.load(Ordering::Relaxed);
+    assert_eq!(md_trades, trades, "{label}: market-data trades");
+    assert!(
+        md_before > 2 * trades,
+        "{label}: the feed saw {md_before} market-data messages"
+    );
     let backend = handle.shutdown().unwrap();
-    for p in [&mut alice, &mut bob, &mut ops] {
+    for p in [&mut alice, &mut bob, &mut ops, &mut feed] {
         p.reader.take().unwrap().join().unwrap();
     }
     (allocations, frees, traces, backend)

@@ -7,7 +7,7 @@
 //! ringbook journal stats DIR [--json]
 //! ringbook journal prune DIR --before SEQ [--dry-run]
 //! ringbook journal truncate DIR --to SEQ [--dry-run]
-//! ringbook journal replay DIR [--config FILE] [--no-risk] [--to SEQ] [--json]
+//! ringbook journal replay DIR [--config FILE] [--no-risk] [--to SEQ] [--json] [--market-data]
 //! ```
 //!
 //! - `dump` prints every record in sequence order: one line each, human-readable (payload shown
@@ -53,7 +53,9 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ringbook_engine::pipeline::{replay_journal, PipelineError};
+use ringbook_engine::pipeline::{
+    replay_journal, replay_journal_outputs, Output, OutputKind, PipelineError,
+};
 use ringbook_engine::prelude::{Config, RiskMode, Seq};
 use ringbook_journal::{
     inspect, prune, truncate, Inspection, JournalConfig, JournalError, Reader, SegmentState,
@@ -121,6 +123,12 @@ struct ReplayArgs {
     /// Print what was used as a leading JSON line (`"event":"replay"`) instead of on stderr.
     #[arg(long)]
     json: bool,
+    /// Rebuild the market data from the journal's first record (snapshots are not used) and
+    /// print it as `ringbook scenario --market-data --final` does: the `md_trade` and
+    /// `md_depth` lines as the commands replay, then (after the `--json` line) the
+    /// `md_candle` and `md_ticker` lines before the final state.
+    #[arg(long)]
+    market_data: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -675,13 +683,30 @@ fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     } else {
         RiskMode::On
     };
-    let (engine, info) = match replay_journal(
-        &config,
-        risk,
-        &args.dir,
-        JournalConfig::default().first_sequence,
-        args.to.map(Seq),
-    ) {
+    let mut printer = Printer::new(out, &config);
+    let replayed = if args.market_data {
+        printer = printer.with_market_data(&config);
+        replay_journal_outputs(
+            &config,
+            risk,
+            &args.dir,
+            JournalConfig::default().first_sequence,
+            args.to.map(Seq),
+            &mut |o: &Output| match o.kind {
+                OutputKind::Event(ref e) => printer.market_data_event(e),
+                OutputKind::Done => printer.command_done(o.ts),
+            },
+        )
+    } else {
+        replay_journal(
+            &config,
+            risk,
+            &args.dir,
+            JournalConfig::default().first_sequence,
+            args.to.map(Seq),
+        )
+    };
+    let (engine, info) = match replayed {
         Ok(r) => r,
         Err(PipelineError::Journal(e @ JournalError::Corrupt(_))) => {
             eprintln!("ringbook journal: replay stopped: {e} (see ringbook journal verify)");
@@ -691,13 +716,12 @@ fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     };
     let opt = |s: Option<Seq>| s.map_or("null".to_string(), |s| s.0.to_string());
     if args.json {
-        writeln!(
-            out,
-            r#"{{"event":"replay","snapshot_seq":{},"replayed":{},"last_seq":{}}}"#,
+        printer.raw(&format!(
+            "{{\"event\":\"replay\",\"snapshot_seq\":{},\"replayed\":{},\"last_seq\":{}}}\n",
             opt(info.snapshot_seq),
             info.replayed,
             opt(info.last_seq)
-        )?;
+        ));
     } else {
         let mut note = format!(
             "replay: snapshot {}, {} record(s) replayed, last sequence {}",
@@ -726,7 +750,6 @@ fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
         }
         eprintln!("{note}");
     }
-    let mut printer = Printer::new(out, &config);
     printer.final_state(&engine);
     printer.flush()?;
     Ok(0)

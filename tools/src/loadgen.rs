@@ -17,6 +17,10 @@
 //! across runs against the same server (docs/protocol.md, "Idempotency"); with more connections
 //! than the four demo users, connections share users and their interleaved ids are refused as
 //! duplicates.
+//!
+//! `--md-subscribers N` also keeps N market-data sessions (the `feed` login) subscribed to depth
+//! and trades of both symbols for the whole run, read by one thread that polls their sockets
+//! (the server needs `--conns-max` above N + connections + 1).
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -67,6 +71,100 @@ pub struct Args {
     /// spinning: on a 2-core machine a spinning sender takes a whole core from the server.
     #[arg(long)]
     sender_yield: bool,
+    /// Market-data subscribers (depth and trades of both symbols) kept open during the run.
+    #[arg(long, default_value_t = 0)]
+    md_subscribers: usize,
+}
+
+/// The most market-data subscribers.
+pub const MD_SUBSCRIBERS_MAX: usize = 1024;
+
+/// What the market-data subscribers saw.
+#[derive(Default)]
+struct MdOutcome {
+    messages: u64,
+    conflated: u64,
+    errors: u64,
+}
+
+/// Logs in `n` market-data sessions, subscribes each to depth and trades of symbols 0 and 1,
+/// and reads them all from one thread (non-blocking sockets, polled in turn; heartbeats every
+/// half second) until `stop`.
+fn md_subscribers(
+    addr: SocketAddr,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<MdOutcome>, String> {
+    use ringbook_client::protocol::marketdata::{Channel, MdMsg};
+    use ringbook_client::Received;
+    use ringbook_engine::marketdata::Interval;
+    let base = (std::process::id() % 1_000_000) * 100 + 50_000_000;
+    let mut clients = Vec::with_capacity(n);
+    for k in 0..n {
+        let mut c = Client::connect(addr).map_err(|e| format!("md subscriber {k}: {e}"))?;
+        c.login("feed", "feed-demo", base + k as u32, false)
+            .map_err(|e| format!("md subscriber {k}: {e}"))?;
+        for symbol in [SymbolId(0), SymbolId(1)] {
+            for ch in [Channel::Depth, Channel::Trades] {
+                c.subscribe(1, symbol, ch, Interval::M1)
+                    .map_err(|e| format!("md subscriber {k}: {e}"))?;
+            }
+        }
+        c.stream()
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
+        clients.push(c);
+    }
+    Ok(std::thread::spawn(move || {
+        let mut out = MdOutcome::default();
+        let mut alive = vec![true; clients.len()];
+        let mut last_beat = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut any = false;
+            for (c, ok) in clients.iter_mut().zip(alive.iter_mut()) {
+                // At most a few hundred messages per client per pass, so every client is read
+                // (and heartbeats go out) however busy the feed is.
+                let mut budget = 256;
+                while *ok && budget > 0 {
+                    budget -= 1;
+                    match c.recv_any() {
+                        Ok(Received::MarketData(m)) => {
+                            any = true;
+                            out.messages += 1;
+                            if let MdMsg::Depth(f) = m {
+                                if f.first < f.last {
+                                    out.conflated += 1;
+                                }
+                            }
+                        }
+                        Ok(Received::Session(_)) => any = true,
+                        Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            break
+                        }
+                        Err(_) => {
+                            out.errors += 1;
+                            *ok = false;
+                        }
+                    }
+                }
+            }
+            if last_beat.elapsed() > Duration::from_millis(500) {
+                last_beat = Instant::now();
+                for (c, ok) in clients.iter_mut().zip(&alive) {
+                    if *ok {
+                        let _ = c.heartbeat();
+                    }
+                }
+            }
+            if !any {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for c in &mut clients {
+            let _ = c.logout();
+        }
+        out
+    }))
 }
 
 #[derive(Default)]
@@ -114,9 +212,27 @@ fn load(args: Args) -> Result<(), String> {
     } else {
         None
     };
+    if args.md_subscribers > MD_SUBSCRIBERS_MAX {
+        return Err(format!("--md-subscribers must be 0..={MD_SUBSCRIBERS_MAX}"));
+    }
     prepare(args.addr).map_err(|e| format!("preparing accounts on {}: {e}", args.addr))?;
+    let md_stop = Arc::new(AtomicBool::new(false));
+    let md = if args.md_subscribers > 0 {
+        Some(md_subscribers(
+            args.addr,
+            args.md_subscribers,
+            md_stop.clone(),
+        )?)
+    } else {
+        None
+    };
     let out = run_orders(&args)?;
-    report(&args, &out, echo.as_ref());
+    md_stop.store(true, Ordering::Relaxed);
+    let md = match md {
+        Some(t) => Some(t.join().map_err(|_| "the market-data reader panicked")?),
+        None => None,
+    };
+    report(&args, &out, echo.as_ref(), md.as_ref());
     Ok(())
 }
 
@@ -580,7 +696,7 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>) {
+fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>, md: Option<&MdOutcome>) {
     let h = out.accepted.as_ref().expect("histogram");
     let t = out.trade.as_ref().expect("histogram");
     let offered = if args.max { 0 } else { args.rate };
@@ -592,6 +708,12 @@ fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>) {
             us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.value_at_quantile(0.9999)), us(h.max()),
             out.errors, h.len(), us(t.value_at_quantile(0.5)), us(t.value_at_quantile(0.99)),
         );
+        if let Some(m) = md {
+            s += &format!(
+                ",\"md_subscribers\":{},\"md_messages\":{},\"md_conflated\":{},\"md_errors\":{}",
+                args.md_subscribers, m.messages, m.conflated, m.errors
+            );
+        }
         if let Some(e) = echo {
             s += &format!(
                 ",\"echo_p50_us\":{:.2},\"echo_p99_us\":{:.2},\"echo_p999_us\":{:.2}",
@@ -634,6 +756,12 @@ fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>) {
     };
     row("order → accepted", h);
     row("order → trade", t);
+    if let Some(m) = md {
+        println!(
+            "market data: {} subscribers, {} messages read, {} conflated depth messages, {} errors",
+            args.md_subscribers, m.messages, m.conflated, m.errors
+        );
+    }
     if let Some(e) = echo {
         row("tcp echo baseline", e);
         if e.value_at_quantile(0.99) > 0 {

@@ -100,10 +100,17 @@
 //! - `visible_executions` / `executions_filling_named_order`: type 4 messages, and those whose
 //!   incoming order filled exactly the named order.
 //! - `hidden_executions`: type 5 messages; `state_hash`: the engine's final state digest.
+//! - `md_mismatches` / `md_top5_mismatches`: the market-data check. Every event of every command
+//!   also feeds a market-data builder (docs/market-data.md), and a subscriber's book starts
+//!   from its snapshot and applies every depth update; after each message that book's best
+//!   `N` levels must equal ringbook's own depth (`md_mismatches`: messages where they differ)
+//!   and, like ringbook's, LOBSTER's levels in view (`md_top5_mismatches`, the same rule as
+//!   `top5_mismatches`). A gap in the updates' `md_seq` is an anomaly.
 //!
 //! The first few top-5 mismatches (message line, file levels beside ringbook's), failed
-//! executions and anomalies go to stderr. Exit status: 0 if there is no top-5 mismatch and every
-//! visible execution filled the named order, 1 otherwise, 2 for unreadable or invalid input.
+//! executions and anomalies go to stderr. Exit status: 0 if there is no top-5 mismatch (ringbook's
+//! or the market-data book's), the market-data book always equals ringbook's, and every visible
+//! execution filled the named order; 1 otherwise; 2 for unreadable or invalid input.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -112,6 +119,7 @@ use std::process::ExitCode;
 
 use ringbook_engine::book::{BookSection, OrderView};
 use ringbook_engine::config::ClientOrderIdRule;
+use ringbook_engine::marketdata::{L2Book, MarketData, MdMessage};
 use ringbook_engine::prelude::*;
 
 /// Arguments of `ringbook lobster`.
@@ -502,6 +510,10 @@ struct Replay {
     /// The previous orderbook line: what was in view before the current message.
     view: Levels,
     events: Vec<Event>,
+    /// The market-data builder fed with every event, and a subscriber's book kept from its
+    /// depth updates.
+    md: MarketData,
+    md_book: L2Book,
     stats: Report,
 }
 
@@ -516,6 +528,10 @@ struct Report {
     visible_executions: u64,
     executions_filling_named_order: u64,
     hidden_executions: u64,
+    /// Messages after which the market-data subscriber's book differed from ringbook's depth.
+    md_mismatches: u64,
+    /// Messages after which the market-data book differed from LOBSTER's levels in view.
+    md_top5_mismatches: u64,
     halts: u64,
     starting_levels: u64,
     unseen_added: u64,
@@ -534,7 +550,10 @@ struct Report {
 impl Report {
     /// The verdict behind the exit status.
     fn ok(&self) -> bool {
-        self.top5_mismatches == 0 && self.executions_filling_named_order == self.visible_executions
+        self.top5_mismatches == 0
+            && self.md_top5_mismatches == 0
+            && self.md_mismatches == 0
+            && self.executions_filling_named_order == self.visible_executions
     }
 
     fn anomaly(&mut self, msg: String) {
@@ -549,13 +568,16 @@ impl Report {
         format!(
             "{{\"messages\":{},\"top5_mismatches\":{},\"top10_mismatches\":{},\
              \"visible_executions\":{},\"executions_filling_named_order\":{},\
-             \"hidden_executions\":{},\"state_hash\":\"{}\"}}",
+             \"hidden_executions\":{},\"md_mismatches\":{},\"md_top5_mismatches\":{},\
+             \"state_hash\":\"{}\"}}",
             self.messages,
             self.top5_mismatches,
             self.top10_mismatches,
             self.visible_executions,
             self.executions_filling_named_order,
             self.hidden_executions,
+            self.md_mismatches,
+            self.md_top5_mismatches,
             self.state_hash
         )
     }
@@ -585,6 +607,15 @@ impl Report {
             (
                 "hidden executions".into(),
                 self.hidden_executions.to_string(),
+            ),
+            (
+                "market-data book".into(),
+                format!(
+                    "{} mismatches with ringbook's, {} top-{} with the file",
+                    self.md_mismatches,
+                    self.md_top5_mismatches,
+                    self.levels.min(5)
+                ),
             ),
             ("trading halts".into(), self.halts.to_string()),
             (
@@ -627,7 +658,10 @@ impl Replay {
             .ok_or_else(|| InputError(format!("the default config has no {SYMBOL}")))?;
         let engine =
             Engine::with_risk(&config, RiskMode::Off).map_err(|e| InputError(e.to_string()))?;
+        let md = MarketData::new(&config);
         Ok(Replay {
+            md,
+            md_book: L2Book::default(),
             engine,
             symbol,
             depth,
@@ -659,6 +693,14 @@ impl Replay {
         self.events.clear();
         let events = &mut self.events;
         self.engine.process(&cmd, &mut |e: &Event| events.push(*e));
+        let (book, stats) = (&mut self.md_book, &mut self.stats);
+        self.md.command(0, &self.events, &mut |m| {
+            if let MdMessage::Depth(d) = m {
+                if let Err(e) = book.apply(d.md_seq, d.md_seq, d.changes) {
+                    stats.anomaly(format!("market data: {e}"));
+                }
+            }
+        });
         for e in &self.events {
             if let Event::Rejected { code, .. } = e {
                 self.stats.rejects += 1;
@@ -893,6 +935,22 @@ impl Replay {
         book
     }
 
+    /// The market-data subscriber's top `depth` levels.
+    fn md_predicted(&self) -> Levels {
+        let mut book = Levels::default();
+        for side in [Side::Buy, Side::Sell] {
+            let levels = book.side_mut(side);
+            levels.extend(
+                self.md_book
+                    .levels(side)
+                    .into_iter()
+                    .take(self.depth)
+                    .map(|(p, q, _)| (p.0, q.0)),
+            );
+        }
+        book
+    }
+
     /// The deepest price in view on a side of the previous line, or `None` if that line showed
     /// the whole side.
     fn edge(&self, side: Side) -> Option<i64> {
@@ -1062,7 +1120,14 @@ fn replay(args: &Args) -> Result<Report, InputError> {
     for (m, (book_line, expected)) in messages.iter().zip(&books) {
         replay.apply(m);
         let ours = replay.predicted();
+        let md = replay.md_predicted();
         replay.stats.messages += 1;
+        if md != ours {
+            replay.stats.md_mismatches += 1;
+        }
+        if !replay.view_eq(expected, &md, top) {
+            replay.stats.md_top5_mismatches += 1;
+        }
         if !expected.top_eq(&ours, depth) {
             replay.stats.top10_mismatches += 1;
         }

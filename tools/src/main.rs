@@ -8,12 +8,14 @@
 //! - `serve` — the gateway server in front of the journaled pipeline.
 //! - `loadgen` — the TCP load harness (loopback only).
 //! - `backtest`, `bots` — strategies on the real engine and against a server (tools/strategy).
+//! - `md` — a running server's market data for one symbol, live in the terminal or as JSON.
 #![forbid(unsafe_code)]
 
 mod bots;
 mod journal;
 mod loadgen;
 mod lobster;
+mod md;
 mod printer;
 mod scenario;
 mod serve;
@@ -49,6 +51,8 @@ enum Cmd {
     Backtest(bots::BacktestArgs),
     /// Run strategy bots against a server, or approve a sweep's proposal.
     Bots(bots::BotsArgs),
+    /// Show a running server's market data for one symbol (live book, trades, ticker).
+    Md(md::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +64,6 @@ fn main() -> ExitCode {
         Cmd::Loadgen(args) => loadgen::run(args),
         Cmd::Backtest(args) => bots::backtest(args),
         Cmd::Bots(args) => bots::bots(args),
+        Cmd::Md(args) => md::run(args),
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use ringbook_engine::book::OrderView;
+use ringbook_engine::marketdata::{Candle, Interval, MarketData, MdMessage, Ticker};
 use ringbook_engine::prelude::*;
 
 /// Formats events as JSON lines into a buffered writer, keeping the first write error.
@@ -17,6 +18,8 @@ pub(crate) struct Printer<W: Write> {
     codes: Vec<String>,
     line: String,
     error: Option<io::Error>,
+    /// With `--market-data`: the builder fed with every event, its messages printed.
+    md: Option<Box<MarketData>>,
 }
 
 impl<W: Write> Printer<W> {
@@ -35,7 +38,77 @@ impl<W: Write> Printer<W> {
                 .collect(),
             line: String::with_capacity(512),
             error: None,
+            md: None,
         }
+    }
+
+    /// Also prints market data: every event feeds a builder, whose trades and depth updates
+    /// are printed as they come (`md_trade` right after its `trade`, `md_depth` after the
+    /// command's events); `final_state` then starts with every candle and the tickers.
+    pub(crate) fn with_market_data(mut self, config: &Config) -> Printer<W> {
+        self.md = Some(Box::new(MarketData::new(config)));
+        self
+    }
+
+    /// The end of a command stamped `ts_ns`: its market-data depth updates (with
+    /// `--market-data`; nothing otherwise).
+    pub(crate) fn command_done(&mut self, ts_ns: u64) {
+        if let Some(mut md) = self.md.take() {
+            md.end_command(ts_ns, &mut |m| self.md_message(m));
+            self.md = Some(md);
+        }
+    }
+
+    /// Feeds an event to the market-data builder without printing the event itself.
+    pub(crate) fn market_data_event(&mut self, e: &Event) {
+        if let Some(mut md) = self.md.take() {
+            md.apply(e, &mut |m| self.md_message(m));
+            self.md = Some(md);
+        }
+    }
+
+    /// Writes `text` as it is.
+    pub(crate) fn raw(&mut self, text: &str) {
+        self.write(text);
+    }
+
+    fn md_message(&mut self, m: MdMessage<'_>) {
+        let mut l = std::mem::take(&mut self.line);
+        l.clear();
+        let name = match m {
+            MdMessage::Trade(t) => t.symbol,
+            MdMessage::Depth(d) => d.symbol,
+        };
+        md_line(&mut l, &self.symbol(name), m);
+        l.push('\n');
+        self.write(&l);
+        self.line = l;
+    }
+
+    /// With `--market-data`: every symbol's candles (interval by interval, oldest first), then
+    /// every symbol's 24h ticker.
+    fn market_data_final(&mut self) {
+        let Some(md) = self.md.take() else { return };
+        let mut l = std::mem::take(&mut self.line);
+        for s in 0..md.symbols() {
+            let id = SymbolId(s as u16);
+            for interval in Interval::ALL {
+                md.candles(id, interval, usize::MAX, |c| {
+                    l.clear();
+                    candle_line(&mut l, &self.names[s], interval, c, md.tick_size(id));
+                    l.push('\n');
+                    self.write(&l);
+                });
+            }
+        }
+        for s in 0..md.symbols() {
+            l.clear();
+            ticker_line(&mut l, &self.names[s], &md.ticker(SymbolId(s as u16)));
+            l.push('\n');
+            self.write(&l);
+        }
+        self.line = l;
+        self.md = Some(md);
     }
 
     /// The symbol's name as a JSON string (its id as a string if it is not configured, which
@@ -57,6 +130,11 @@ impl<W: Write> Printer<W> {
     }
 
     pub(crate) fn event(&mut self, e: &Event) {
+        self.event_line(e);
+        self.market_data_event(e);
+    }
+
+    fn event_line(&mut self, e: &Event) {
         let mut l = std::mem::take(&mut self.line);
         l.clear();
         // Writing to a String cannot fail.
@@ -70,6 +148,7 @@ impl<W: Write> Printer<W> {
                 order_type,
                 price,
                 qty,
+                ..
             } => write!(
                 l,
                 r#"{{"event":"accepted","user":{user},"symbol":{},"client_order_id":{client_order_id},"order_id":{order_id},"side":"{}","type":"{}","price":{price},"qty":{qty}}}"#,
@@ -307,6 +386,7 @@ impl<W: Write> Printer<W> {
     /// The `--final` lines: every book; with risk on every open account's balances and the
     /// collected fees; then the state hash.
     pub(crate) fn final_state(&mut self, engine: &Engine) {
+        self.market_data_final();
         let mut l = std::mem::take(&mut self.line);
         for s in 0..self.names.len() {
             let id = SymbolId(s as u16);
@@ -381,6 +461,86 @@ impl<W: Write> Printer<W> {
         }
         self.out.flush()
     }
+}
+
+/// A market-data message as one JSON object (no newline); `symbol` is the symbol's name as a
+/// JSON string.
+pub(crate) fn md_line(l: &mut String, symbol: &str, m: MdMessage<'_>) {
+    // Writing to a String cannot fail.
+    let _ = match m {
+        MdMessage::Trade(t) => write!(
+            l,
+            r#"{{"event":"md_trade","symbol":{symbol},"trade_id":{},"ts":{},"price":{},"qty":{},"taker_side":"{}","md_seq":{}}}"#,
+            t.trade_id,
+            t.ts,
+            t.price,
+            t.qty,
+            t.taker_side.name(),
+            t.md_seq,
+        ),
+        MdMessage::Depth(d) => {
+            let _ = write!(
+                l,
+                r#"{{"event":"md_depth","symbol":{symbol},"md_seq":{},"ts":{}"#,
+                d.md_seq, d.ts
+            );
+            for (key, side) in [(r#","bids":["#, Side::Buy), (r#"],"asks":["#, Side::Sell)] {
+                l.push_str(key);
+                let mut first = true;
+                for c in d.changes.iter().filter(|c| c.side == side) {
+                    let comma = if first { "" } else { "," };
+                    first = false;
+                    let _ = write!(l, "{comma}[{},{},{}]", c.price, c.qty, c.count);
+                }
+            }
+            write!(l, r#"],"trades":{}}}"#, d.trades)
+        }
+    };
+}
+
+/// A candle as one JSON object (no newline).
+pub(crate) fn candle_line(l: &mut String, symbol: &str, interval: Interval, c: &Candle, tick: u64) {
+    let _ = write!(
+        l,
+        r#"{{"event":"md_candle","symbol":{symbol},"interval":"{}","open_time":{},"open":{},"high":{},"low":{},"close":{},"volume":{},"quote_volume":{},"trades":{}}}"#,
+        interval.name(),
+        c.open_time,
+        c.open,
+        c.high,
+        c.low,
+        c.close,
+        c.volume,
+        c.quote_volume(tick),
+        c.trades,
+    );
+}
+
+/// A 24h ticker as one JSON object (no newline): prices are integers or `null` (no trade),
+/// `change_pct` and `vwap` decimal strings (`vwap` `null` without volume).
+pub(crate) fn ticker_line(l: &mut String, symbol: &str, t: &Ticker) {
+    let price = |p: Option<Price>| p.map_or_else(|| "null".to_string(), |p| p.to_string());
+    let level = |b: Option<(Price, Qty)>| {
+        b.map_or_else(|| "null".to_string(), |(p, q)| format!("[{p},{q}]"))
+    };
+    let _ = write!(
+        l,
+        r#"{{"event":"md_ticker","symbol":{symbol},"open_time":{},"close_time":{},"open":{},"high":{},"low":{},"last":{},"change":{},"change_pct":"{}","volume":{},"quote_volume":{},"vwap":{},"trades":{},"best_bid":{},"best_ask":{}}}"#,
+        t.open_time,
+        t.close_time,
+        price(t.open),
+        price(t.high),
+        price(t.low),
+        price(t.last),
+        t.change(),
+        t.change_pct(),
+        t.volume,
+        t.quote_volume,
+        t.vwap()
+            .map_or_else(|| "null".to_string(), |v| format!("\"{v}\"")),
+        t.trades,
+        level(t.best_bid),
+        level(t.best_ask),
+    );
 }
 
 /// `s` as a JSON string literal.

@@ -3,9 +3,10 @@
 //! are docs/matching.md, the account, lock and settlement rules docs/risk.md).
 //!
 //! ```text
-//! ringbook scenario [--config FILE] [--final] [--no-risk] SCRIPT    # SCRIPT may be `-` (stdin)
+//! ringbook scenario [--config FILE] [--final] [--no-risk] [--market-data] SCRIPT    # SCRIPT may be `-` (stdin)
 //! ringbook scenario --pipeline [--layout fused|J|RMS|split] [--transport disruptor|crossbeam]
-//!                   [--journal DIR [--snapshot-every N]] [--config FILE] [--final] [--no-risk] SCRIPT
+//!                   [--journal DIR [--snapshot-every N]] [--config FILE] [--final] [--no-risk]
+//!                   [--market-data] SCRIPT
 //! ```
 //!
 //! # Script
@@ -97,6 +98,23 @@
 //! account commands it is not a line error, the engine answers it), `query_book` of a symbol id
 //! not configured (`UNKNOWN_SYMBOL`, user 0).
 //!
+//! With `--market-data` the market data built from the events (docs/market-data.md) comes too:
+//!
+//! ```text
+//! {"event":"md_trade","symbol":"S","trade_id":I,"ts":T,"price":P,"qty":Q,"taker_side":"BUY","md_seq":N}   # right after its trade
+//! {"event":"md_depth","symbol":"S","md_seq":N,"ts":T,"bids":[[P,Q,COUNT],…],"asks":[…],"trades":K}      # after the command's events
+//! ```
+//!
+//! `md_depth` lists the levels the command changed (best first per side; Q and COUNT 0: the
+//! level is gone) and closes update N, whose K trades came before it. With `--final`, before
+//! the book lines: every kept candle, symbol by symbol, interval by interval (1m … 1w), oldest
+//! first, `{"event":"md_candle","symbol":"S","interval":"1m","open_time":T,"open":P,"high":P,
+//! "low":P,"close":P,"volume":V,"quote_volume":QV,"trades":N}`, then each symbol's
+//! `{"event":"md_ticker","symbol":"S","open_time":T,"close_time":T,"open":P,"high":P,"low":P,
+//! "last":P,"change":C,"change_pct":"D","volume":V,"quote_volume":QV,"vwap":"D","trades":N,
+//! "best_bid":[P,Q],"best_ask":[P,Q]}` (`null` for a price without trades, a missing side or a
+//! VWAP without volume).
+//!
 //! A deposit and each withdrawal step end with a `balance_update` of the account they changed.
 //! Trading does not print balances (docs/risk.md: they follow from `trade` and `cancelled`);
 //! `--final` does.
@@ -163,6 +181,11 @@ pub struct Args {
     /// the output is the same, byte for byte.
     #[arg(long)]
     pub pipeline: bool,
+    /// Also print the market data built from the events (docs/market-data.md): `md_trade`
+    /// after each trade, `md_depth` (the changed levels) after each command that changed the
+    /// visible book; with --final also every `md_candle` and each symbol's `md_ticker`.
+    #[arg(long)]
+    pub market_data: bool,
     /// The pipeline's thread layout: fused (= JRMS), J|RMS, or split (= J|R|M|S).
     #[arg(
         long,
@@ -255,9 +278,13 @@ fn run_inner(args: &Args) -> Result<u64, Fatal> {
             args.final_state,
         )?
     } else {
+        let mut out = Printer::new(BufWriter::new(io::stdout().lock()), &config);
+        if args.market_data {
+            out = out.with_market_data(&config);
+        }
         let backend = Direct {
             engine: Engine::with_risk(&config, risk).map_err(|e| e.to_string())?,
-            out: Printer::new(BufWriter::new(io::stdout().lock()), &config),
+            out,
         };
         run_script(
             backend,
@@ -401,6 +428,7 @@ impl<W: Write> Backend for Direct<W> {
         let out = &mut self.out;
         self.engine
             .process_at(ts_ns, &cmd, &mut |e: &Event| out.event(e));
+        out.command_done(ts_ns);
         self.out
             .take_error()
             .map_or(Ok(()), |e| Err(output_error(e)))
@@ -431,10 +459,11 @@ struct Threaded {
 
 impl Threaded {
     fn start(args: &Args, config: &Config, risk: RiskMode) -> Result<Threaded, Fatal> {
-        let out = Arc::new(Mutex::new(Printer::new(
-            BufWriter::new(io::stdout()),
-            config,
-        )));
+        let mut printer = Printer::new(BufWriter::new(io::stdout()), config);
+        if args.market_data {
+            printer = printer.with_market_data(config);
+        }
+        let out = Arc::new(Mutex::new(printer));
         let done = Arc::new(AtomicU64::new(0));
         let (handler_out, handler_done) = (Arc::clone(&out), Arc::clone(&done));
         let mut builder = Pipeline::builder(config)
@@ -445,7 +474,10 @@ impl Threaded {
             .risk(risk)
             .on_output(move |o: &Output| match &o.kind {
                 OutputKind::Event(e) => lock(&handler_out).event(e),
-                OutputKind::Done => handler_done.store(o.seq.0, Ordering::Release),
+                OutputKind::Done => {
+                    lock(&handler_out).command_done(o.ts);
+                    handler_done.store(o.seq.0, Ordering::Release)
+                }
             });
         if let Some(dir) = &args.journal {
             builder = builder

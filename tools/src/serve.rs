@@ -12,16 +12,25 @@
 //!
 //! Without `--layout`, the layout and wait strategy are chosen from the number of cores and
 //! the durability policy ([`default_shape`]) and the choice is logged.
+//!
+//! The gateway publishes market data (docs/market-data.md) unless `--no-market-data`: before
+//! the pipeline starts, the market data is rebuilt by replaying the journal from its first
+//! record (read-only), so `md_seq`, candles, tape and ticker continue where they were; if the
+//! first records were pruned, the book is seeded from the recovered state instead (`md_seq`
+//! restarts at 0, history empty).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use ringbook_engine::pipeline::{FaultPoint, Layout, WaitStrategy};
-use ringbook_engine::{Config, Pipeline, PipelineBuilder, Seq};
+use ringbook_engine::marketdata::MarketData;
+use ringbook_engine::pipeline::{
+    replay_journal, replay_journal_outputs, FaultPoint, Layout, OutputKind, WaitStrategy,
+};
+use ringbook_engine::{Config, Pipeline, PipelineBuilder, RiskMode, Seq};
 use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
 use ringbook_journal::{Durability, JournalConfig, SyncMethod};
 
@@ -96,6 +105,13 @@ pub struct Args {
     /// the default config's alice, bob and carol, funded by ops1; docs/strategies.md).
     #[arg(long)]
     demo: bool,
+    /// Publish no market data (subscriptions are refused) and skip rebuilding it at start.
+    #[arg(long)]
+    no_market_data: bool,
+    /// Connections at once (each has its buffers allocated at start); default: the config's
+    /// `[gateway] conns_max`.
+    #[arg(long)]
+    conns_max: Option<usize>,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -177,6 +193,41 @@ pub fn default_shape(cores: usize, durability: Durability) -> Shape {
             inline_output: false,
             why: "4 cores or more: the gateway, the pipeline and its output thread a core each",
         },
+    }
+}
+
+/// The market-data builder for a server starting on journal `dir`: rebuilt from every record,
+/// or (when the first records were pruned) seeded from the state a snapshot-based replay
+/// recovers.
+fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, String> {
+    let listing = ringbook_journal::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if listing.segments.is_empty() && listing.snapshots.is_empty() {
+        return Ok(MarketData::new(config));
+    }
+    let mut md = MarketData::new(config);
+    let first = JournalConfig::default().first_sequence;
+    let full = replay_journal_outputs(
+        config,
+        RiskMode::On,
+        dir,
+        first,
+        None,
+        &mut |o| match o.kind {
+            OutputKind::Event(ref e) => md.apply(e, &mut |_| {}),
+            OutputKind::Done => md.end_command(o.ts, &mut |_| {}),
+        },
+    );
+    match full {
+        Ok(_) => Ok(md),
+        Err(e) => {
+            eprintln!(
+                "ringbook serve: market data: the journal does not replay from its start ({e}); \
+                 seeding the book from the recovered state, history empty"
+            );
+            let (engine, _) = replay_journal(config, RiskMode::On, dir, first, None)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(MarketData::from_engine(&engine))
+        }
     }
 }
 
@@ -319,12 +370,20 @@ fn serve(args: Args) -> Result<(), Stop> {
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
     sc.currencies = config.currencies.len();
+    if let Some(n) = args.conns_max {
+        if n == 0 || n > 4096 {
+            return Err("--conns-max must be 1..=4096".into());
+        }
+        sc.conns_max = n;
+        sc.sessions_max = sc.sessions_max.max(n + 16);
+    }
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
     let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
-        let handle = server::start_on(listener, sc, backend).map_err(|e| e.to_string())?;
+        let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));
+        let handle = server::start_on(listener, sc, backend, md).map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
@@ -352,6 +411,11 @@ fn serve(args: Args) -> Result<(), Stop> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
+    let md = if args.no_market_data {
+        None
+    } else {
+        Some(market_data_from_journal(&config, &args.journal)?)
+    };
     let (builder, shape) = pipeline_builder(&args, &config);
     let backend =
         PipelineBackend::start(builder).map_err(|e| format!("starting the pipeline: {e}"))?;
@@ -368,7 +432,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         pipeline.recovered_state_hash()
     );
     log_recovery(rec);
-    let handle = match server::start_on(listener, sc, backend) {
+    let handle = match server::start_on(listener, sc, backend, md) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string().into()),
     };

@@ -94,6 +94,10 @@ fn the_sample_replays_exactly() {
         "{json}"
     );
     assert_eq!(number(&json, "hidden_executions"), 61, "{json}");
+    // The book a market-data subscriber rebuilds from the depth updates is ringbook's book
+    // after every message, so it matches LOBSTER's as well.
+    assert_eq!(number(&json, "md_mismatches"), 0, "{json}");
+    assert_eq!(number(&json, "md_top5_mismatches"), 0, "{json}");
     assert!(json.contains("\"state_hash\":\""), "{json}");
     assert_eq!(code, Some(0), "{json}");
 
@@ -134,6 +138,8 @@ fn a_tampered_orderbook_line_is_a_mismatch() {
     let json = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(number(&json, "top5_mismatches"), 1, "{json}");
+    assert_eq!(number(&json, "md_top5_mismatches"), 1, "{json}");
+    assert_eq!(number(&json, "md_mismatches"), 0, "{json}");
     assert_eq!(out.status.code(), Some(1), "{json}");
     assert!(
         stderr.contains("message line 500"),

@@ -667,3 +667,79 @@ fn field(line: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+// ---------------------------------------------------------------- market data
+
+/// The generated script with its clock jumps stretched 50 000 times (500 s per command so
+/// far instead of 10 ms), so candles of every interval roll and the 24h window moves.
+fn stretched_clock(script: &str) -> String {
+    let base = 1_700_000_000_000u64;
+    script
+        .lines()
+        .map(|l| match l.strip_prefix("clock,") {
+            Some(ms) => {
+                let ms: u64 = ms.parse().unwrap();
+                format!("clock,{}\n", base + (ms - base) * 50_000)
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// The market-data lines and the `--final` lines of a scenario's output.
+fn md_and_final(text: &str) -> String {
+    let md: String = text
+        .lines()
+        .filter(|l| l.starts_with(r#"{"event":"md_"#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("{md}{}", final_lines(text))
+}
+
+#[test]
+fn market_data_is_the_same_through_the_pipeline_and_the_journal_replay() {
+    let script = stretched_clock(&generate(0x5eed_0010, 2000, true));
+    let direct = ringbook(&["scenario", "--final", "--market-data", "-"], &script);
+    assert_eq!(direct.status, 0, "{}", direct.stderr);
+    for what in [
+        r#"{"event":"md_depth""#,
+        r#"{"event":"md_trade""#,
+        r#""interval":"1w""#,
+        r#"{"event":"md_ticker""#,
+        r#""vwap":""#,
+    ] {
+        assert!(direct.stdout.contains(what), "no {what}");
+    }
+    // Market data only adds lines.
+    let plain = ringbook(&["scenario", "--final", "-"], &script);
+    let without: String = direct
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"event":"md_"#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without, plain.stdout);
+    // Every layout and transport prints the same bytes.
+    assert_pipeline_matches(&script, &["--market-data"]);
+    assert_pipeline_matches(&script, &["--market-data", "--no-risk"]);
+
+    // Journaled (with snapshots, which the market-data replay does not need), then replayed.
+    let dir = tempdir();
+    let run = journaled_run(
+        &script,
+        dir.path(),
+        &["--market-data", "--snapshot-every", "300"],
+    );
+    assert_eq!(run.stdout, direct.stdout);
+    let replayed = replay(dir.path(), &["--market-data"]);
+    assert_eq!(replayed.status, 0, "{}", replayed.stderr);
+    assert_eq!(replayed.stdout, md_and_final(&direct.stdout));
+    // Up to a sequence: the market data of the first commands.
+    for to in [1usize, 777] {
+        let prefix = first_commands(&script, to);
+        let expected = ringbook(&["scenario", "--final", "--market-data", "-"], &prefix);
+        let replayed = replay(dir.path(), &["--market-data", "--to", &to.to_string()]);
+        assert_eq!(replayed.status, 0, "--to {to}: {}", replayed.stderr);
+        assert_eq!(replayed.stdout, md_and_final(&expected.stdout), "--to {to}");
+    }
+}

@@ -654,3 +654,128 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
     assert_eq!(replay_hash(&journal), hash);
     drop((ops, alice, bob));
 }
+
+/// Subscribes `feed` to depth and the 1m candles of symbol 0; returns the book once the
+/// snapshot is complete, with the candles seen by then (the history follows the snapshot).
+fn md_snapshot(
+    feed: &mut Client,
+) -> (
+    ringbook_client::DepthBook,
+    u64,
+    Vec<ringbook_engine::marketdata::Candle>,
+) {
+    use ringbook_client::protocol::marketdata::{Channel, MdMsg, CANDLE_END};
+    use ringbook_client::Received;
+    use ringbook_engine::marketdata::Interval;
+    feed.subscribe(1, SymbolId(0), Channel::Candles, Interval::M1)
+        .unwrap();
+    feed.subscribe(2, SymbolId(0), Channel::Depth, Interval::M1)
+        .unwrap();
+    let mut book = ringbook_client::DepthBook::new();
+    let mut candles = Vec::new();
+    let (mut seq, mut history_done) = (None, false);
+    let deadline = Instant::now() + WAIT;
+    while seq.is_none() || !history_done {
+        assert!(Instant::now() < deadline, "no snapshot");
+        match feed.recv_any_timeout(Duration::from_millis(200)).unwrap() {
+            Some(Received::MarketData(MdMsg::Depth(f))) => {
+                if let Some(s) = book.apply(&f).unwrap() {
+                    seq = Some(s);
+                }
+            }
+            Some(Received::MarketData(MdMsg::Candle { flags, candle, .. })) => {
+                candles.push(candle);
+                history_done |= flags & CANDLE_END != 0;
+            }
+            _ => {}
+        }
+    }
+    (book, seq.unwrap(), candles)
+}
+
+#[test]
+fn market_data_is_rebuilt_from_the_journal_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let srv = Server::start(&journal, &[]);
+    let addr = srv.addr;
+    let mut ops = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    for (user, currency, amount) in [(1, 2u16, 1_000_000), (2, 0u16, 10_000_000)] {
+        ops.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into(),
+        );
+        ops.until(|m| matches!(m, ServerMsg::Deposited { user: u, .. } if *u == user));
+    }
+    for (coid, price, qty) in [(1, 15_000, 10), (2, 16_000, 3)] {
+        alice.send(&order(1, coid, Side::Sell, price, qty));
+        alice.until(|m| matches!(m, ServerMsg::Accepted { client_order_id: c, .. } if *c == coid));
+    }
+    bob.send(&order(2, 1, Side::Buy, 15_000, 4));
+    bob.until(|m| matches!(m, ServerMsg::Fill { qty: 4, .. }));
+    let mut feed = login(addr, "feed", 1);
+    let (book, seq, candles) = md_snapshot(&mut feed.c);
+    let asks = vec![(Price(15_000), Qty(6), 1), (Price(16_000), Qty(3), 1)];
+    assert_eq!(book.book().unwrap().levels(Side::Sell), asks);
+    assert!(book.book().unwrap().levels(Side::Buy).is_empty());
+    // Two orders rested, one trade: three updates.
+    assert_eq!(seq, 3);
+    assert_eq!(candles.len(), 1);
+    assert_eq!((candles[0].volume, candles[0].trades), (4, 1));
+    // The market-data login places nothing.
+    feed.send(&order(1, 9, Side::Buy, 15_000, 1));
+    feed.until(
+        |m| matches!(m, ServerMsg::Rejected { code, .. } if *code == RejectCode::UserOnly.code()),
+    );
+    // `ringbook md --json`: acknowledgements, the snapshot, the ticker; the book it rebuilt.
+    let out = Proc::new(BIN)
+        .args([
+            "md",
+            "--addr",
+            &addr.to_string(),
+            "--symbol",
+            "BTC-KRW",
+            "--json",
+        ])
+        .args(["--max-messages", "5"])
+        .output()
+        .expect("run ringbook md");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            r#"{"event":"md_book","symbol":"BTC-KRW","md_seq":3,"bids":[],"asks":[[15000,6,1],[16000,3,1]]}"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#""snapshot":true,"end":true"#), "{text}");
+    assert!(
+        text.contains(r#"{"event":"md_ticker","symbol":"BTC-KRW""#)
+            && text.contains(r#""vwap":"15000.00000000""#),
+        "{text}"
+    );
+    drop((ops, alice, bob, feed));
+    let (status, _, _) = srv.terminate();
+    assert!(status.success());
+
+    // Restarted on the same journal: the same book at the same md_seq, the same candle.
+    let srv = Server::start(&journal, &[]);
+    let mut feed = login(srv.addr, "feed", 1);
+    let (book2, seq2, candles2) = md_snapshot(&mut feed.c);
+    assert_eq!(book2.book().unwrap().levels(Side::Sell), asks);
+    assert_eq!(seq2, seq);
+    assert_eq!(candles2, candles);
+    drop(feed);
+    let (status, _, _) = srv.terminate();
+    assert!(status.success());
+}

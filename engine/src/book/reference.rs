@@ -572,6 +572,7 @@ impl ReferenceBook {
             order_type: o.order_type,
             price: o.price,
             qty: o.qty,
+            display_qty: o.display_qty,
         });
         let order = RefOrder {
             id,

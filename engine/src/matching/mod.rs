@@ -423,6 +423,7 @@ impl Matcher {
             order_type: o.order_type,
             price: o.price,
             qty: o.qty,
+            display_qty: o.display_qty,
         });
         let book = &mut self.books[o.symbol.0 as usize];
         if o.order_type.is_stop() && !stop_reached(book.last_price, o.side, o.stop_price) {

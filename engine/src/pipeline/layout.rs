@@ -52,7 +52,7 @@ pub enum Layout {
     ///     .try_submit_with(deposit, &mut |out: &Output| outputs.push(*out))
     ///     .expect("the inline layout never hands a command back");
     /// // Journaled and processed before try_submit_with returned: its events, then Done.
-    /// assert_eq!(outputs.last(), Some(&Output { seq, kind: OutputKind::Done }));
+    /// assert_eq!(outputs.last(), Some(&Output { seq, ts: outputs[0].ts, kind: OutputKind::Done }));
     /// let report = exchange.shutdown()?; // closes the journal; there is no thread to join
     /// assert_eq!(report.commands, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -69,7 +69,9 @@ pub use error::{PipelineError, SubmitError};
 pub use layout::{Layout, ParseLayoutError, ParseWaitError, Transport, WaitStrategy};
 pub use output::{Output, OutputKind};
 pub use queue::BATCH_MAX;
-pub use recovery::{replay_journal, RecoveryInfo, ReplayInfo, RECORD_TYPE_COMMAND_V1};
+pub use recovery::{
+    replay_journal, replay_journal_outputs, RecoveryInfo, ReplayInfo, RECORD_TYPE_COMMAND_V1,
+};
 pub use snapshots::SnapshotStats;
 
 use control::{BellId, Control, PanicGuard, CASCADE_MESSAGE};

@@ -8,6 +8,10 @@ use crate::types::Seq;
 pub struct Output {
     /// The command this belongs to.
     pub seq: Seq,
+    /// The command's time stamp (Unix nanoseconds, as journaled); engine time is the latest
+    /// stamp so far (docs/matching.md, "Engine time"). Consumers that stamp their own output,
+    /// such as the market-data builder, take it from here.
+    pub ts: u64,
     /// An event of that command, or the end of its events.
     pub kind: OutputKind,
 }
@@ -25,6 +29,7 @@ impl Default for Output {
     fn default() -> Output {
         Output {
             seq: Seq(0),
+            ts: 0,
             kind: OutputKind::Done,
         }
     }

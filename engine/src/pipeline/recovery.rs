@@ -22,6 +22,7 @@ use ringbook_journal::{
 };
 
 use super::error::PipelineError;
+use super::output::{Output, OutputKind};
 use crate::codec::{self, COMMAND_FORMAT_VERSION};
 use crate::config::Config;
 use crate::engine::{Engine, RiskMode};
@@ -90,7 +91,13 @@ pub(crate) fn recover(
             Reader::open(dir)?,
         ),
     };
-    info.replayed = apply(&mut engine, &mut reader, &mut expected, u64::MAX)?;
+    info.replayed = apply(
+        &mut engine,
+        &mut reader,
+        &mut expected,
+        u64::MAX,
+        &mut |_| {},
+    )?;
     if expected != writer.next_sequence() {
         return Err(PipelineError::Replay(format!(
             "replay ended before sequence {expected} but the journal continues at {}",
@@ -126,8 +133,8 @@ fn apply(
     reader: &mut Reader,
     expected: &mut u64,
     to: u64,
+    on_output: &mut dyn FnMut(&Output),
 ) -> Result<u64, PipelineError> {
-    let mut ignore = |_: &Event| {};
     let mut applied = 0;
     while *expected <= to {
         let Some(record) = reader.next()? else {
@@ -148,7 +155,19 @@ fn apply(
         let cmd = codec::decode(record.payload).map_err(|e| {
             PipelineError::Replay(format!("record {} does not decode: {e}", record.sequence))
         })?;
-        engine.process_at(record.timestamp_ns, &cmd, &mut ignore);
+        let (seq, ts) = (Seq(record.sequence), record.timestamp_ns);
+        engine.process_at(ts, &cmd, &mut |e: &Event| {
+            on_output(&Output {
+                seq,
+                ts,
+                kind: OutputKind::Event(*e),
+            })
+        });
+        on_output(&Output {
+            seq,
+            ts,
+            kind: OutputKind::Done,
+        });
         *expected += 1;
         applied += 1;
     }
@@ -241,7 +260,43 @@ pub fn replay_journal(
         }
     };
     // 3. The records after it, up to the limit.
-    info.replayed = apply(&mut engine, &mut reader, &mut expected, limit)?;
+    info.replayed = apply(&mut engine, &mut reader, &mut expected, limit, &mut |_| {})?;
+    finish(info, reader, expected, first_sequence, to).map(|info| (engine, info))
+}
+
+/// Like [`replay_journal`], but from the journal's first record whatever snapshots exist, and
+/// every event and `Done` of every replayed command goes to `on_output` exactly as the pipeline
+/// produced it (with its sequence and time stamp): what a consumer of the event stream, such as
+/// the market-data builder, needs to rebuild its projection. Fails like [`replay_journal`], and
+/// when the first records were pruned.
+pub fn replay_journal_outputs(
+    config: &Config,
+    risk: RiskMode,
+    dir: &Path,
+    first_sequence: u64,
+    to: Option<Seq>,
+    on_output: &mut dyn FnMut(&Output),
+) -> Result<(Engine, ReplayInfo), PipelineError> {
+    let limit = to.map_or(u64::MAX, |s| s.0);
+    let info = ReplayInfo::default();
+    let mut reader = Reader::open_from(dir, first_sequence.max(1))?;
+    let mut engine = Engine::with_risk(config, risk).map_err(PipelineError::Config)?;
+    let mut expected = first_sequence;
+    let info = ReplayInfo {
+        replayed: apply(&mut engine, &mut reader, &mut expected, limit, on_output)?,
+        ..info
+    };
+    finish(info, reader, expected, first_sequence, to).map(|info| (engine, info))
+}
+
+/// Where a replay ended, checked against `to`.
+fn finish(
+    mut info: ReplayInfo,
+    reader: Reader,
+    expected: u64,
+    first_sequence: u64,
+    to: Option<Seq>,
+) -> Result<ReplayInfo, PipelineError> {
     let reached = expected - 1;
     info.last_seq = (expected > first_sequence).then_some(Seq(reached));
     if let Some(to) = to {
@@ -259,5 +314,5 @@ pub fn replay_journal(
         info.journal_last_seq = info.last_seq;
         info.tail = reader.tail().cloned();
     }
-    Ok((engine, info))
+    Ok(info)
 }

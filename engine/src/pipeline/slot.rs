@@ -111,8 +111,9 @@ impl InSlot {
 /// What M hands S for one command, in order: `Begin`, the events, `Done`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SettleKind {
-    /// A command starts: R's plan says whether (and how) to settle.
-    Begin(Plan),
+    /// A command starts: R's plan says whether (and how) to settle, and the command's time
+    /// stamp (for the outputs' `ts`).
+    Begin(Plan, u64),
     /// One event of the command.
     Event(Event),
     /// The command's events are complete.

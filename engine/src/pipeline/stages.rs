@@ -33,6 +33,7 @@ use crate::types::Seq;
 struct OutSink<'a, O> {
     out: &'a mut O,
     seq: Seq,
+    ts: u64,
 }
 
 impl<O: Outbox<Output>> EventSink for OutSink<'_, O> {
@@ -40,6 +41,7 @@ impl<O: Outbox<Output>> EventSink for OutSink<'_, O> {
     fn on_event(&mut self, event: &Event) {
         self.out.push(Output {
             seq: self.seq,
+            ts: self.ts,
             kind: OutputKind::Event(*event),
         });
     }
@@ -218,11 +220,12 @@ pub(crate) fn process_one<O: Outbox<Output>>(
     end: &mut BusinessEnd,
     slot: &InSlot,
 ) {
-    let seq = slot.seq;
+    let (seq, ts) = (slot.seq, slot.timestamp_ns);
     end.fault(seq);
-    engine.process_at(slot.timestamp_ns, &slot.cmd, &mut OutSink { out, seq });
+    engine.process_at(ts, &slot.cmd, &mut OutSink { out, seq, ts });
     out.push(Output {
         seq,
+        ts,
         kind: OutputKind::Done,
     });
     end.processed += 1;
@@ -361,7 +364,7 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
             let plan = decision.plan;
             out.push(SettleMsg {
                 seq,
-                kind: SettleKind::Begin(plan),
+                kind: SettleKind::Begin(plan, slot.timestamp_ns),
             });
             for event in &decision.events {
                 out.push(SettleMsg {
@@ -428,7 +431,7 @@ fn forward_command<I: Inbox<SettleMsg>, S: EventSink>(
         match msg.kind {
             SettleKind::Event(event) => sink.on_event(&event),
             SettleKind::Done => return,
-            SettleKind::Begin(_) => panic!("command {} began inside {seq}", msg.seq),
+            SettleKind::Begin(..) => panic!("command {} began inside {seq}", msg.seq),
         }
     }
 }
@@ -443,14 +446,18 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
     control: Control,
 ) {
     while let Some(first) = next_settle(&mut inbox, wait, &control) {
-        let SettleKind::Begin(plan) = first.kind else {
+        let SettleKind::Begin(plan, ts) = first.kind else {
             panic!(
                 "S expected the start of command {}, got {first:?}",
                 first.seq
             );
         };
         let seq = first.seq;
-        let mut sink = OutSink { out: &mut out, seq };
+        let mut sink = OutSink {
+            out: &mut out,
+            seq,
+            ts,
+        };
         match plan {
             Plan::Settle { .. } => {
                 // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R
@@ -472,6 +479,7 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
         }
         out.push(Output {
             seq,
+            ts,
             kind: OutputKind::Done,
         });
         control.set_s_done(seq.0);

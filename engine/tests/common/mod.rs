@@ -298,11 +298,13 @@ pub fn reference(
         engine.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
             out.push(Output {
                 seq,
+                ts: stamp(seq.0),
                 kind: OutputKind::Event(*e),
             })
         });
         out.push(Output {
             seq,
+            ts: stamp(seq.0),
             kind: OutputKind::Done,
         });
     }

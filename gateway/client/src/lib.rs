@@ -41,7 +41,10 @@ pub use ringbook_gateway::protocol;
 
 use protocol::client::Login;
 pub use protocol::server::GatewayStats;
+use protocol::marketdata::{self as md, Channel, DepthFrame, MdMsg, MdRequest};
 use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_engine::marketdata::{ApplyError, Interval, L2Book, LevelChange};
+use ringbook_engine::SymbolId;
 
 const READ_BUF_BYTES: usize = 64 << 10;
 
@@ -90,7 +93,7 @@ impl From<io::Error> for ClientError {
 /// What the server said when it accepted a login.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginInfo {
-    /// 0 user, 1 operator.
+    /// 0 user, 1 operator, 2 market data.
     pub role: u8,
     /// The user or operator id.
     pub id: u32,
@@ -286,12 +289,68 @@ impl Client {
         &self.stream
     }
 
-    /// Receives the next message, blocking. Heartbeats are returned too; duplicates of
-    /// sequenced messages already returned (after a reconnect) are skipped. A `Disconnect`
-    /// becomes [`ClientError::Disconnected`].
+    /// Receives the next session message, blocking. Heartbeats are returned too; duplicates of
+    /// sequenced messages already returned (after a reconnect) are skipped; market-data
+    /// messages are skipped (use [`Client::recv_any`] to see them). A `Disconnect` becomes
+    /// [`ClientError::Disconnected`].
     pub fn recv(&mut self) -> Result<ServerMsg, ClientError> {
         loop {
+            if let Received::Session(msg) = self.recv_any()? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// Subscribes to one channel of one symbol (`interval` only matters for candles); the
+    /// server acknowledges with [`MdMsg::Subscribed`], then sends the snapshot and updates.
+    pub fn subscribe(
+        &mut self,
+        request_id: u64,
+        symbol: SymbolId,
+        channel: Channel,
+        interval: Interval,
+    ) -> Result<(), ClientError> {
+        self.md_request(MdRequest {
+            request_id,
+            symbol,
+            channel,
+            interval,
+            subscribe: true,
+        })
+    }
+
+    /// Unsubscribes from one channel of one symbol.
+    pub fn unsubscribe(
+        &mut self,
+        request_id: u64,
+        symbol: SymbolId,
+        channel: Channel,
+        interval: Interval,
+    ) -> Result<(), ClientError> {
+        self.md_request(MdRequest {
+            request_id,
+            symbol,
+            channel,
+            interval,
+            subscribe: false,
+        })
+    }
+
+    fn md_request(&mut self, req: MdRequest) -> Result<(), ClientError> {
+        let n = req.encode(&mut self.frame);
+        self.stream.write_all(&self.frame[..n])?;
+        Ok(())
+    }
+
+    /// Receives the next message of either kind, blocking: a session message (as
+    /// [`Client::recv`] would return it) or a market-data message.
+    pub fn recv_any(&mut self) -> Result<Received, ClientError> {
+        loop {
             if let Some(msg) = self.try_decode()? {
+                let msg = match msg {
+                    Received::MarketData(m) => return Ok(Received::MarketData(m)),
+                    Received::Session(msg) => msg,
+                };
                 let seq = msg.seq();
                 if seq != 0 {
                     if seq <= self.last_seq {
@@ -305,7 +364,7 @@ impl Client {
                         name32_str(&name).to_string(),
                     ));
                 }
-                return Ok(msg);
+                return Ok(Received::Session(msg));
             }
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -325,30 +384,106 @@ impl Client {
         self.stream.set_read_timeout(Some(timeout))?;
         let r = self.recv();
         self.stream.set_read_timeout(None)?;
-        match r {
-            Ok(m) => Ok(Some(m)),
-            Err(ClientError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        timed_out_is_none(r)
     }
 
-    fn try_decode(&mut self) -> Result<Option<ServerMsg>, ClientError> {
+    /// Like [`Client::recv_any`], but `Ok(None)` when nothing arrives within `timeout`.
+    pub fn recv_any_timeout(&mut self, timeout: Duration) -> Result<Option<Received>, ClientError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        let r = self.recv_any();
+        self.stream.set_read_timeout(None)?;
+        timed_out_is_none(r)
+    }
+
+    fn try_decode(&mut self) -> Result<Option<Received>, ClientError> {
         match split_frame(&self.buf[self.start..self.end]) {
             Ok(Some((h, body))) => {
-                let msg = ServerMsg::decode(h.msg_type, h.version, body)
-                    .map_err(ClientError::Protocol)?;
+                let msg = if md::is_server_type(h.msg_type) {
+                    Received::MarketData(
+                        MdMsg::decode(h.msg_type, h.version, body)
+                            .map_err(ClientError::Protocol)?,
+                    )
+                } else {
+                    Received::Session(
+                        ServerMsg::decode(h.msg_type, h.version, body)
+                            .map_err(ClientError::Protocol)?,
+                    )
+                };
                 self.start += h.frame_len;
                 Ok(Some(msg))
             }
             Ok(None) => Ok(None),
             Err(e) => Err(ClientError::Protocol(e.code())),
         }
+    }
+}
+
+/// A read timeout becomes `Ok(None)`.
+fn timed_out_is_none<T>(r: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+    match r {
+        Ok(m) => Ok(Some(m)),
+        Err(ClientError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A message from [`Client::recv_any`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Received {
+    /// A session message (sequenced or session control).
+    Session(ServerMsg),
+    /// A market-data message (unsequenced).
+    MarketData(MdMsg),
+}
+
+/// A subscriber's copy of one symbol's depth, fed with the `MdDepth` frames of a depth
+/// subscription: a snapshot (frames flagged `DEPTH_SNAPSHOT`) starts it, updates and
+/// conflated updates move it on; a message takes effect at its `DEPTH_END` frame.
+#[derive(Clone, Debug, Default)]
+pub struct DepthBook {
+    book: Option<L2Book>,
+    partial: Vec<LevelChange>,
+    partial_snapshot: bool,
+}
+
+impl DepthBook {
+    /// Nothing yet: waiting for a snapshot.
+    pub fn new() -> DepthBook {
+        DepthBook::default()
+    }
+
+    /// Applies one frame. `Ok(Some(md_seq))` when a message completed and the book is now at
+    /// `md_seq`; `Ok(None)` mid-message (or before the first snapshot); a gap is an error
+    /// (resubscribe: the next snapshot starts the book afresh).
+    pub fn apply(&mut self, f: &DepthFrame) -> Result<Option<u64>, ApplyError> {
+        let snapshot = f.flags & md::DEPTH_SNAPSHOT != 0;
+        if self.partial.is_empty() {
+            self.partial_snapshot = snapshot;
+        }
+        self.partial.extend_from_slice(f.levels());
+        if f.flags & md::DEPTH_END == 0 {
+            return Ok(None);
+        }
+        let levels = std::mem::take(&mut self.partial);
+        if self.partial_snapshot {
+            self.book = Some(L2Book::from_snapshot(f.last, &levels));
+            return Ok(Some(f.last));
+        }
+        match self.book.as_mut() {
+            None => Ok(None),
+            Some(b) => b.apply(f.first, f.last, &levels).map(|_| Some(b.md_seq())),
+        }
+    }
+
+    /// The book, once a snapshot arrived.
+    pub fn book(&self) -> Option<&L2Book> {
+        self.book.as_ref()
     }
 }

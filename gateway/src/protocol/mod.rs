@@ -13,6 +13,7 @@
 //! arbitrary bytes); each failure maps to a stable 1xxx [`RejectCode`].
 
 pub mod client;
+pub mod marketdata;
 pub mod server;
 mod wire;
 

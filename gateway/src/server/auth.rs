@@ -27,6 +27,8 @@ pub enum Role {
     User(u32),
     /// Acts as this operator id.
     Operator(u32),
+    /// Market data only: subscriptions and book snapshots, no commands, no private data.
+    MarketData,
 }
 
 #[derive(Clone, Debug)]
@@ -154,9 +156,10 @@ impl Auth {
         let entries: Vec<Entry> = accounts
             .iter()
             .filter_map(|a| {
-                let role = match (a.user, a.operator) {
-                    (Some(u), None) => Role::User(u),
-                    (None, Some(o)) => Role::Operator(o),
+                let role = match (a.user, a.operator, a.market_data) {
+                    (Some(u), None, false) => Role::User(u),
+                    (None, Some(o), false) => Role::Operator(o),
+                    (None, None, true) => Role::MarketData,
                     _ => return None,
                 };
                 Some(Entry {
@@ -268,6 +271,7 @@ mod tests {
             password: format!("{login}-pw"),
             user: Some(user),
             operator: None,
+            market_data: false,
         }
     }
 

@@ -19,8 +19,9 @@ use ringbook_engine::{Command, Config, ConfigError, Engine, Event, Seq};
 pub enum BackendOutput {
     /// An event of the command.
     Event(Event),
-    /// The command is fully processed (and journaled, for journaled backends).
-    Done,
+    /// The command is fully processed (and journaled, for journaled backends); its time stamp
+    /// (Unix nanoseconds, what the engine's time moved to), for the market-data builder.
+    Done(u64),
 }
 
 /// The engine as the server sees it.
@@ -106,11 +107,11 @@ impl Backend for EngineBackend {
         self.next_seq += 1;
         let outputs = &mut self.outputs;
         // Engine time is the wall clock's at submission, as the pipeline stamps it.
-        self.engine
-            .process_at(wall_clock_ns(), &cmd, &mut |e: &Event| {
-                outputs.push_back((seq, BackendOutput::Event(*e)))
-            });
-        outputs.push_back((seq, BackendOutput::Done));
+        let ts = wall_clock_ns();
+        self.engine.process_at(ts, &cmd, &mut |e: &Event| {
+            outputs.push_back((seq, BackendOutput::Event(*e)))
+        });
+        outputs.push_back((seq, BackendOutput::Done(ts)));
         Ok(seq)
     }
 

@@ -22,6 +22,7 @@
 
 mod auth;
 pub mod backend;
+mod marketdata;
 mod pipeline_backend;
 mod session;
 pub mod signal;
@@ -41,10 +42,13 @@ use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 use auth::{Auth, LoginCheck};
 pub use auth::{Role, ThrottleConfig};
 pub use backend::{Backend, BackendOutput, EngineBackend};
+pub use marketdata::{CANDLE_HISTORY_SENT, MD_FLUSH_INTERVAL, TICKER_INTERVAL};
 pub use pipeline_backend::PipelineBackend;
+use ringbook_engine::marketdata::MarketData;
 use session::{Closing, Conn, Session, Stalled};
 
 use crate::protocol::client::msg_type as cmt;
+use crate::protocol::marketdata::{self as mdp, MdRequest};
 use crate::protocol::server::GatewayStats;
 use crate::protocol::server::BOOK_LEVELS_PER_MSG;
 use crate::protocol::{name32_str, split_frame, ClientMsg, OrderInfo, ServerMsg, FRAME_BYTES_MAX};
@@ -342,6 +346,12 @@ pub struct Stats {
     pub conns_logged_in: AtomicU64,
     /// Gauge: sessions held (attached or detached).
     pub sessions_in_use: AtomicU64,
+    /// Market data: depth updates sent to a subscriber as they happened.
+    pub md_depth_updates: AtomicU64,
+    /// Market data: conflated depth messages sent (subscription snapshots included).
+    pub md_conflated: AtomicU64,
+    /// Market data: trades a subscriber missed because its buffer had no room.
+    pub md_trades_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -533,20 +543,35 @@ impl Listener {
     }
 }
 
-/// Binds `config.listen` and starts the loop on its own thread.
+/// Binds `config.listen` and starts the loop on its own thread, without market data (a
+/// subscription is refused with `UNKNOWN_SYMBOL`).
 pub fn start<B: Backend + Send + 'static>(
     config: ServerConfig,
     backend: B,
 ) -> Result<ServerHandle<B>, ServerError> {
-    start_on(Listener::bind(config.listen)?, config, backend)
+    start_on(Listener::bind(config.listen)?, config, backend, None)
+}
+
+/// Like [`start`], publishing market data built by `md` from the backend's events
+/// (docs/market-data.md, "Publication"). `md` must reflect the state the backend starts from:
+/// `MarketData::new` for an empty engine, or one rebuilt from the journal
+/// (`replay_journal_outputs`) or seeded from a recovered engine (`MarketData::from_engine`).
+pub fn start_with_market_data<B: Backend + Send + 'static>(
+    config: ServerConfig,
+    backend: B,
+    md: Option<MarketData>,
+) -> Result<ServerHandle<B>, ServerError> {
+    start_on(Listener::bind(config.listen)?, config, backend, md)
 }
 
 /// Starts the loop on its own thread, accepting on `listener` (bound already; `config.listen`
-/// is not used).
+/// is not used), publishing market data built by `md` when there is one (see
+/// [`start_with_market_data`]).
 pub fn start_on<B: Backend + Send + 'static>(
     listener: Listener,
     config: ServerConfig,
     mut backend: B,
+    md: Option<MarketData>,
 ) -> Result<ServerHandle<B>, ServerError> {
     config
         .check(backend.in_flight_hint())
@@ -570,7 +595,7 @@ pub fn start_on<B: Backend + Send + 'static>(
         .roles()
         .filter_map(|r| match r {
             Role::User(u) => Some(u),
-            Role::Operator(_) => None,
+            Role::Operator(_) | Role::MarketData => None,
         })
         .collect();
     users.sort_unstable();
@@ -597,6 +622,7 @@ pub fn start_on<B: Backend + Send + 'static>(
         accept_resume: None,
         logs: Logs::default(),
         outputs: Vec::with_capacity(1 << 16),
+        md: md.map(|md| marketdata::Publisher::new(md, config.conns_max, now, stats.clone())),
         stats: stats.clone(),
         config,
         backend,
@@ -667,6 +693,8 @@ struct Core<B> {
     accept_resume: Option<Instant>,
     logs: Logs,
     outputs: Vec<(Seq, BackendOutput)>,
+    /// Market-data publication (docs/market-data.md), when enabled.
+    md: Option<marketdata::Publisher>,
     stats: Arc<Stats>,
     config: ServerConfig,
     backend: B,
@@ -683,6 +711,8 @@ impl<B: Backend> Core<B> {
         loop {
             let timeout = if !self.ready.is_empty() || self.cod.len > 0 {
                 Duration::ZERO
+            } else if self.md.as_ref().is_some_and(|p| p.wants_turn()) {
+                marketdata::MD_FLUSH_INTERVAL
             } else {
                 TICK
             };
@@ -734,6 +764,9 @@ impl<B: Backend> Core<B> {
                 self.ready_work.clear();
             }
             self.route_outputs();
+            if let Some(p) = self.md.as_mut() {
+                p.pump(Instant::now(), &mut self.conns, &mut self.dirty);
+            }
             self.flush_dirty();
             let now = Instant::now();
             if now.duration_since(last_timers) >= TICK {
@@ -885,6 +918,9 @@ impl<B: Backend> Core<B> {
                     conn.last_drain = now;
                     self.prelogin += 1;
                     self.gauges();
+                    if let Some(p) = self.md.as_mut() {
+                        p.reset_conn(c);
+                    }
                     self.mark_ready(c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -956,7 +992,11 @@ impl<B: Backend> Core<B> {
                 let split = split_frame(&conn.inbuf[consumed..conn.in_len]);
                 match split {
                     Ok(Some((h, body))) => {
-                        let decoded = ClientMsg::decode(h.msg_type, h.version, body);
+                        let decoded = if mdp::is_client_type(h.msg_type) {
+                            MdRequest::decode(h.msg_type, h.version, body).map(Incoming::Md)
+                        } else {
+                            ClientMsg::decode(h.msg_type, h.version, body).map(Incoming::Msg)
+                        };
                         consumed += h.frame_len;
                         frames += 1;
                         self.conns[c].last_recv = Instant::now();
@@ -967,7 +1007,8 @@ impl<B: Backend> Core<B> {
                             return;
                         }
                         match decoded {
-                            Ok(msg) => self.handle(c, msg),
+                            Ok(Incoming::Msg(msg)) => self.handle(c, msg),
+                            Ok(Incoming::Md(req)) => self.handle_md(c, h.msg_type, &req),
                             Err(code) => self.gateway_reject(c, h.msg_type, code, 0),
                         }
                         if self.conns[c].stream.is_none() || self.conns[c].closing.is_some() {
@@ -1094,7 +1135,13 @@ impl<B: Backend> Core<B> {
                         Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. },
                         Role::User(_),
                     ) => Err(RejectCode::OperatorOnly),
-                    (_, Role::Operator(_)) => Err(RejectCode::UserOnly),
+                    (
+                        Command::Deposit { .. }
+                        | Command::ApproveWithdrawal { .. }
+                        | Command::RejectWithdrawal { .. },
+                        Role::MarketData,
+                    ) => Err(RejectCode::OperatorOnly),
+                    (_, Role::Operator(_) | Role::MarketData) => Err(RejectCode::UserOnly),
                     (_, Role::User(u)) => {
                         if cmd.user() == Some(UserId(u)) {
                             Ok(())
@@ -1169,6 +1216,23 @@ impl<B: Backend> Core<B> {
                     },
                 );
             }
+        }
+    }
+
+    /// A market-data subscribe or unsubscribe: any logged-in session may ask (the data is
+    /// public); refused with `UNKNOWN_SYMBOL` for a symbol not configured, or when the server
+    /// publishes no market data.
+    fn handle_md(&mut self, c: usize, msg_type: u16, req: &MdRequest) {
+        if self.conns[c].session.is_none() {
+            Stats::inc(&self.stats.gateway_rejects);
+            return self.close(c, Some(RejectCode::NotLoggedIn));
+        }
+        let result = match self.md.as_mut() {
+            Some(p) => p.request(c, req, &mut self.conns, &mut self.dirty),
+            None => Err(RejectCode::UnknownSymbol),
+        };
+        if let Err(code) = result {
+            self.gateway_reject(c, msg_type, code, 0);
         }
     }
 
@@ -1327,6 +1391,7 @@ impl<B: Backend> Core<B> {
         let (role_n, id) = match role {
             Role::User(u) => (0, u),
             Role::Operator(o) => (1, o),
+            Role::MarketData => (2, 0),
         };
         let msg = ServerMsg::LoginAccepted {
             session_id: l.session_id,
@@ -1395,6 +1460,7 @@ impl<B: Backend> Core<B> {
             Some(s) => {
                 let user = match self.sessions[s].role {
                     Role::User(u) | Role::Operator(u) => u,
+                    Role::MarketData => 0,
                 };
                 self.emit(s, ServerMsg::rejected(0, user, msg_type, code, coid));
             }
@@ -1420,8 +1486,18 @@ impl<B: Backend> Core<B> {
             let n = self.backend.drain(room, &mut |seq, o| outs.push((seq, o)));
             for &(seq, o) in &outs {
                 match o {
-                    BackendOutput::Event(e) => self.route(seq, &e),
-                    BackendOutput::Done => self.done(seq),
+                    BackendOutput::Event(e) => {
+                        self.route(seq, &e);
+                        if let Some(p) = self.md.as_mut() {
+                            p.on_event(&e, &mut self.conns);
+                        }
+                    }
+                    BackendOutput::Done(ts) => {
+                        self.done(seq);
+                        if let Some(p) = self.md.as_mut() {
+                            p.on_done(ts, &mut self.conns);
+                        }
+                    }
                 }
             }
             outs.clear();
@@ -1482,6 +1558,7 @@ impl<B: Backend> Core<B> {
                 order_type,
                 price,
                 qty,
+                ..
             } => {
                 self.send_to_user(
                     user.0,
@@ -2026,6 +2103,10 @@ impl<B: Backend> Core<B> {
         conn.out_start = 0;
         conn.out_end = 0;
         let cod = conn.cancel_on_disconnect && !conn.logged_out;
+        if let Some(p) = self.md.as_mut() {
+            p.reset_conn(c);
+        }
+        let conn = &mut self.conns[c];
         match conn.session.take() {
             Some(s) => {
                 self.logged_in -= 1;
@@ -2142,10 +2223,16 @@ fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
     let _ = stream.write(&f[..n]);
 }
 
+/// A decoded client frame: a session or order message, or a market-data request.
+enum Incoming {
+    Msg(ClientMsg),
+    Md(MdRequest),
+}
+
 fn query_denied(role: Role) -> RejectCode {
     match role {
         Role::User(_) => RejectCode::NotYourAccount,
-        Role::Operator(_) => RejectCode::UserOnly,
+        Role::Operator(_) | Role::MarketData => RejectCode::UserOnly,
     }
 }
 

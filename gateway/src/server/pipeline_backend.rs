@@ -155,7 +155,7 @@ impl Backend for PipelineBackend {
         let mut hand = |out: Output| {
             let o = match out.kind {
                 OutputKind::Event(e) => BackendOutput::Event(e),
-                OutputKind::Done => BackendOutput::Done,
+                OutputKind::Done => BackendOutput::Done(out.ts),
             };
             f(out.seq, o);
         };

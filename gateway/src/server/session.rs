@@ -70,7 +70,7 @@ impl Session {
     pub(crate) fn user(&self) -> Option<u32> {
         match self.role {
             Role::User(u) => Some(u),
-            Role::Operator(_) => None,
+            Role::Operator(_) | Role::MarketData => None,
         }
     }
 

@@ -1,0 +1,835 @@
+//! Market data: a deterministic projection of the engine's event stream (docs/market-data.md).
+//!
+//! [`MarketData`] consumes the events the engine produced for a command, in order, and then
+//! [`MarketData::end_command`]; it never runs inside the risk, matching or settlement stages, so
+//! it cannot slow them: whoever consumes events runs it (the scenario runner's printer, the
+//! gateway thread, a journal replay, another thread with its own copy of the stream). Per symbol
+//! it keeps:
+//!
+//! - a mirror of the **visible book**: per price level the visible quantity and the number of
+//!   resting orders (an iceberg shows its current peak only; untriggered stops show nothing),
+//!   in arrays indexed by `price − price_min` like the engine's, with an occupancy bitmap for
+//!   the best level; and per live order (indexed by its pool slot, `order_id mod orders_max`)
+//!   what it shows;
+//! - a per-symbol `md_seq`, +1 per update message;
+//! - the **trade tape** (the last `tape_len` trades), **candles** for every [`Interval`]
+//!   (the latest `candles_history` each) and a 1440-minute ring for the **24h ticker**.
+//!
+//! Everything is allocated in [`MarketData::new`]; applying events allocates nothing.
+//!
+//! # Messages
+//!
+//! While a command's events are applied, every trade is handed out at once as a
+//! [`MdMessage::Trade`] stamped with the `md_seq` of the update it belongs to; at
+//! [`MarketData::end_command`] each symbol the command touched gets one
+//! [`MdMessage::Depth`] with that `md_seq`, the command's time and every level whose visible
+//! quantity or order count changed (absolute values; quantity 0 = the level is gone). A command
+//! that changed nothing visible and traded nothing sends nothing and takes no `md_seq`.
+//!
+//! # What the projection needs from the events
+//!
+//! Nothing but the events: `Accepted` (with its `display_qty`) creates the order as the active
+//! (taking) order, or as an invisible stop; `Triggered` and a re-pricing or growing `Amended`
+//! make an order active; the active order rests with its peak shown when the next one becomes
+//! active or the command ends, unless it was filled or cancelled (every order that does not
+//! rest ends with a `Cancelled`). Maker fills and self-trade decrements take from the peak; an
+//! exhausted iceberg peak is refilled from its reserve like the engine does.
+
+mod book;
+mod candles;
+
+pub use book::{ApplyError, L2Book};
+pub use candles::{Candle, Decimal, Interval, Ticker, VWAP_PLACES};
+
+use crate::book::bitmap::LevelBitmap;
+use crate::book::BookSection;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::event::{Event, Trade};
+use crate::types::{OrderId, Price, Qty, Side, SymbolId, TradeId};
+use candles::{Ring, MINUTE_NS, WINDOW_MINUTES};
+
+/// One changed price level: its new visible quantity and order count (0 and 0: gone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelChange {
+    /// Bid (`Buy`) or ask (`Sell`).
+    pub side: Side,
+    /// The level's price.
+    pub price: Price,
+    /// Visible quantity now at the level.
+    pub qty: Qty,
+    /// Resting orders now at the level.
+    pub count: u32,
+}
+
+/// A public trade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MdTrade {
+    /// The symbol.
+    pub symbol: SymbolId,
+    /// The update message this trade belongs to.
+    pub md_seq: u64,
+    /// The trade's id (per symbol, dense from 1).
+    pub trade_id: TradeId,
+    /// Engine time of the trade, Unix nanoseconds.
+    pub ts: u64,
+    /// Trade price.
+    pub price: Price,
+    /// Traded quantity.
+    pub qty: Qty,
+    /// The side of the incoming (taking) order.
+    pub taker_side: Side,
+}
+
+/// The closing part of one command's update for one symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthUpdate<'a> {
+    /// The symbol.
+    pub symbol: SymbolId,
+    /// This update's sequence number (the previous update's + 1; the first is 1).
+    pub md_seq: u64,
+    /// Engine time of the command.
+    pub ts: u64,
+    /// How many [`MdMessage::Trade`]s with this `md_seq` came before.
+    pub trades: u32,
+    /// Levels that changed: bids best first, then asks best first.
+    pub changes: &'a [LevelChange],
+}
+
+/// What the builder hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MdMessage<'a> {
+    /// A trade, as it happens.
+    Trade(&'a MdTrade),
+    /// The end of a command's update for a symbol: its changed levels.
+    Depth(&'a DepthUpdate<'a>),
+}
+
+/// What the mirror knows about a live order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    #[default]
+    Free,
+    /// An untriggered stop: not shown.
+    Stop,
+    /// The command's active (taking) order: not shown yet.
+    Active,
+    /// On the book, showing `visible`.
+    Resting,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct MdOrder {
+    id: u64,
+    price: Price,
+    leaves: u64,
+    visible: u64,
+    display: u64,
+    symbol: SymbolId,
+    side: Side,
+    state: State,
+}
+
+impl MdOrder {
+    /// What the order shows when it (re)joins a level: the engine's `Order::peak`.
+    fn peak(&self) -> u64 {
+        if self.display == 0 {
+            self.leaves
+        } else {
+            self.display.min(self.leaves)
+        }
+    }
+}
+
+/// One price level of the mirror (16 bytes: one cache line holds four).
+#[derive(Clone, Copy, Debug, Default)]
+struct Level {
+    /// Visible quantity.
+    qty: u64,
+    /// Resting orders.
+    count: u32,
+    /// Touched by the current command (listed in `SymbolMd::dirty`).
+    dirty: bool,
+}
+
+/// One side's levels, indexed by `price − price_min`.
+#[derive(Debug)]
+struct Levels {
+    lv: Vec<Level>,
+    occupied: LevelBitmap,
+}
+
+impl Levels {
+    fn new(n: usize) -> Levels {
+        Levels {
+            lv: vec![Level::default(); n],
+            occupied: LevelBitmap::new(n),
+        }
+    }
+}
+
+/// A level touched by the current command, with its values before it.
+#[derive(Clone, Copy, Debug)]
+struct Dirty {
+    side: Side,
+    idx: u32,
+    qty: u64,
+    count: u32,
+}
+
+#[derive(Debug)]
+struct SymbolMd {
+    price_min: i64,
+    tick_size: u64,
+    bids: Levels,
+    asks: Levels,
+    dirty: Vec<Dirty>,
+    md_seq: u64,
+    /// Trades handed out in the current command.
+    pending_trades: u32,
+    touched: bool,
+    last_price: Option<Price>,
+    tape: Ring<MdTrade>,
+    candles: Vec<Ring<Candle>>,
+    /// Per-minute buckets, indexed by `minute mod 1440` (a bucket is current when its
+    /// `open_time` is its minute's).
+    minutes: Vec<Candle>,
+}
+
+impl SymbolMd {
+    #[inline]
+    fn idx(&self, price: Price) -> usize {
+        (price.0 - self.price_min) as usize
+    }
+
+    #[inline]
+    fn side(&mut self, side: Side) -> &mut Levels {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    /// Marks a level as changed by this command (remembering its values before) and returns it.
+    #[inline]
+    fn touch(&mut self, side: Side, idx: usize) -> &mut Levels {
+        let levels = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        if !levels.lv[idx].dirty {
+            levels.lv[idx].dirty = true;
+            self.dirty.push(Dirty {
+                side,
+                idx: idx as u32,
+                qty: levels.lv[idx].qty,
+                count: levels.lv[idx].count,
+            });
+        }
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    /// An order joins a level showing `visible`.
+    fn join(&mut self, side: Side, price: Price, visible: u64, mark: bool) {
+        let idx = self.idx(price);
+        let l = if mark {
+            self.touch(side, idx)
+        } else {
+            self.side(side)
+        };
+        l.lv[idx].qty += visible;
+        l.lv[idx].count += 1;
+        if l.lv[idx].count == 1 {
+            l.occupied.set(idx);
+        }
+    }
+
+    /// An order showing `visible` leaves a level.
+    fn leave(&mut self, side: Side, price: Price, visible: u64) {
+        let idx = self.idx(price);
+        let l = self.touch(side, idx);
+        l.lv[idx].qty -= visible;
+        l.lv[idx].count -= 1;
+        if l.lv[idx].count == 0 {
+            debug_assert_eq!(l.lv[idx].qty, 0);
+            l.occupied.clear(idx);
+        }
+    }
+
+    /// A resting order's shown quantity goes from `from` to `to`.
+    fn reshow(&mut self, side: Side, price: Price, from: u64, to: u64) {
+        if from != to {
+            let idx = self.idx(price);
+            let l = self.touch(side, idx);
+            l.lv[idx].qty = l.lv[idx].qty - from + to;
+        }
+    }
+
+    fn best(&self, side: Side) -> Option<(Price, Qty)> {
+        let (l, i) = match side {
+            Side::Buy => (&self.bids, self.bids.occupied.last()),
+            Side::Sell => (&self.asks, self.asks.occupied.first()),
+        };
+        i.map(|i| (Price(self.price_min + i as i64), Qty(l.lv[i].qty)))
+    }
+
+    /// Levels of one side best first, at most `max`.
+    fn each_level(&self, side: Side, max: usize, mut f: impl FnMut(Price, Qty, u32)) {
+        let l = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        let mut cur = match side {
+            Side::Buy => l.occupied.last(),
+            Side::Sell => l.occupied.first(),
+        };
+        let mut n = 0;
+        while let Some(i) = cur {
+            if n == max {
+                return;
+            }
+            f(
+                Price(self.price_min + i as i64),
+                Qty(l.lv[i].qty),
+                l.lv[i].count,
+            );
+            n += 1;
+            cur = match side {
+                Side::Buy if i > 0 => l.occupied.next_at_or_below(i - 1),
+                Side::Sell if i + 1 < l.lv.len() => l.occupied.next_at_or_above(i + 1),
+                _ => None,
+            };
+        }
+    }
+}
+
+/// The market-data builder for every configured symbol (see the module documentation).
+#[derive(Debug)]
+pub struct MarketData {
+    symbols: Vec<SymbolMd>,
+    orders: Vec<MdOrder>,
+    /// The active order's slot.
+    active: Option<usize>,
+    /// Symbols touched by the current command.
+    touched: Vec<u16>,
+    /// Scratch for one update's changed levels.
+    changes: Vec<LevelChange>,
+    /// Engine time: the latest command time seen.
+    now_ns: u64,
+}
+
+impl MarketData {
+    /// An empty builder for a validated config: every array, ring and scratch buffer is
+    /// allocated here, sized from the config (symbols' price bands, `capacity.orders_max`,
+    /// `[market_data]`).
+    pub fn new(config: &Config) -> MarketData {
+        let md = &config.market_data;
+        let symbols: Vec<SymbolMd> = config
+            .symbols
+            .iter()
+            .map(|s| {
+                let n = s.price_levels() as usize;
+                SymbolMd {
+                    price_min: s.price_min,
+                    tick_size: s.tick_size,
+                    bids: Levels::new(n),
+                    asks: Levels::new(n),
+                    dirty: Vec::with_capacity(2 * n),
+                    md_seq: 0,
+                    pending_trades: 0,
+                    touched: false,
+                    last_price: None,
+                    tape: Ring::new(md.tape_len as usize),
+                    candles: Interval::ALL
+                        .iter()
+                        .map(|_| Ring::new(md.candles_history as usize))
+                        .collect(),
+                    minutes: vec![Candle::default(); WINDOW_MINUTES],
+                }
+            })
+            .collect();
+        let changes_max = symbols
+            .iter()
+            .map(|s| s.dirty.capacity())
+            .max()
+            .unwrap_or(0);
+        MarketData {
+            touched: Vec::with_capacity(symbols.len()),
+            symbols,
+            orders: vec![MdOrder::default(); config.capacity.orders_max as usize],
+            active: None,
+            changes: Vec::with_capacity(changes_max),
+            now_ns: 0,
+        }
+    }
+
+    /// A builder that starts from an engine's current state (after recovery from a snapshot):
+    /// the visible book, the last trade prices and engine time. `md_seq` starts at 0; the tape,
+    /// candles and ticker start empty (a replay of the whole journal rebuilds them instead).
+    pub fn from_engine(engine: &Engine) -> MarketData {
+        let mut md = MarketData::new(engine.config());
+        md.now_ns = engine.now_ns();
+        for s in 0..md.symbols.len() {
+            let symbol = SymbolId(s as u16);
+            md.symbols[s].last_price = engine.matcher().last_trade_price(symbol);
+            engine.for_each_order(symbol, |section, v| {
+                let slot = md.slot(v.order_id);
+                let state = match section {
+                    BookSection::Bids | BookSection::Asks => State::Resting,
+                    BookSection::BuyStops | BookSection::SellStops => State::Stop,
+                };
+                md.orders[slot] = MdOrder {
+                    id: v.order_id.0,
+                    price: v.price,
+                    leaves: v.leaves_qty.0,
+                    visible: v.visible_qty.0,
+                    display: v.display_qty.0,
+                    symbol,
+                    side: v.side,
+                    state,
+                };
+                if state == State::Resting {
+                    md.symbols[s].join(v.side, v.price, v.visible_qty.0, false);
+                }
+            });
+        }
+        md
+    }
+
+    #[inline]
+    fn slot(&self, id: OrderId) -> usize {
+        (id.0 % self.orders.len() as u64) as usize
+    }
+
+    /// The live order with this id, if the mirror knows it.
+    #[inline]
+    fn known(&self, id: OrderId) -> Option<usize> {
+        let slot = self.slot(id);
+        let o = &self.orders[slot];
+        (o.state != State::Free && o.id == id.0).then_some(slot)
+    }
+
+    fn touch_symbol(&mut self, symbol: SymbolId) {
+        let s = &mut self.symbols[symbol.0 as usize];
+        if !s.touched {
+            s.touched = true;
+            self.touched.push(symbol.0);
+        }
+    }
+
+    /// The active order rests (showing its peak) if anything is left of it.
+    fn settle_active(&mut self) {
+        let Some(slot) = self.active.take() else {
+            return;
+        };
+        let o = &mut self.orders[slot];
+        if o.state != State::Active {
+            return;
+        }
+        if o.leaves == 0 {
+            o.state = State::Free;
+            return;
+        }
+        o.state = State::Resting;
+        o.visible = o.peak();
+        let (symbol, side, price, visible) = (o.symbol, o.side, o.price, o.visible);
+        self.symbols[symbol.0 as usize].join(side, price, visible, true);
+        self.touch_symbol(symbol);
+    }
+
+    fn activate(&mut self, slot: usize) {
+        self.settle_active();
+        self.orders[slot].state = State::Active;
+        self.active = Some(slot);
+    }
+
+    /// A resting order now has `leaves` open and showed `visible` less `taken`: shrink its
+    /// peak, refill an exhausted iceberg peak, or take it off the book when nothing is left.
+    fn reduce_resting(&mut self, slot: usize, taken: u64, leaves: u64) {
+        let o = &mut self.orders[slot];
+        let (symbol, side, price, before) = (o.symbol, o.side, o.price, o.visible);
+        o.leaves = leaves;
+        let s = &mut self.symbols[symbol.0 as usize];
+        if leaves == 0 {
+            o.state = State::Free;
+            s.leave(side, price, before);
+        } else {
+            o.visible = before.saturating_sub(taken).min(leaves);
+            if o.visible == 0 {
+                o.visible = o.peak();
+            }
+            s.reshow(side, price, before, o.visible);
+        }
+        self.touch_symbol(symbol);
+    }
+
+    fn trade<F: FnMut(MdMessage<'_>)>(&mut self, t: &Trade, out: &mut F) {
+        if let Some(m) = self.known(t.maker.order_id) {
+            if self.orders[m].state == State::Active {
+                // Cannot happen with the engine's event order; be safe: it was resting.
+                self.settle_active();
+            }
+            if self.orders[m].state == State::Resting {
+                self.reduce_resting(m, t.qty.0, t.maker.leaves_qty.0);
+            } else {
+                self.orders[m].leaves = t.maker.leaves_qty.0;
+            }
+        }
+        if let Some(k) = self.known(t.taker.order_id) {
+            self.orders[k].leaves = t.taker.leaves_qty.0;
+            if t.taker.leaves_qty.0 == 0 && self.orders[k].state == State::Active {
+                self.orders[k].state = State::Free;
+            }
+        }
+        self.touch_symbol(t.symbol);
+        let s = &mut self.symbols[t.symbol.0 as usize];
+        s.pending_trades += 1;
+        s.last_price = Some(t.price);
+        let m = MdTrade {
+            symbol: t.symbol,
+            md_seq: s.md_seq + 1,
+            trade_id: t.trade_id,
+            ts: t.ts,
+            price: t.price,
+            qty: t.qty,
+            taker_side: t.taker_side,
+        };
+        s.tape.push(m);
+        for (i, interval) in Interval::ALL.into_iter().enumerate() {
+            let open = interval.open_time(t.ts);
+            let ring = &mut s.candles[i];
+            match ring.last_mut() {
+                Some(c) if c.open_time >= open => c.add(t.price, t.qty),
+                _ => ring.push(Candle::first(open, t.price, t.qty)),
+            }
+        }
+        let minute = t.ts / MINUTE_NS;
+        let bucket = &mut s.minutes[(minute % WINDOW_MINUTES as u64) as usize];
+        let open = minute * MINUTE_NS;
+        if bucket.trades > 0 && bucket.open_time >= open {
+            bucket.add(t.price, t.qty);
+        } else {
+            *bucket = Candle::first(open, t.price, t.qty);
+        }
+        out(MdMessage::Trade(&m));
+    }
+
+    /// Applies one event of the current command; trades are handed to `out` at once.
+    pub fn apply<F: FnMut(MdMessage<'_>)>(&mut self, event: &Event, out: &mut F) {
+        match *event {
+            Event::Accepted {
+                symbol,
+                order_id,
+                side,
+                order_type,
+                price,
+                qty,
+                display_qty,
+                ..
+            } => {
+                if symbol.0 as usize >= self.symbols.len() {
+                    return;
+                }
+                let slot = self.slot(order_id);
+                self.orders[slot] = MdOrder {
+                    id: order_id.0,
+                    price,
+                    leaves: qty.0,
+                    visible: 0,
+                    display: display_qty.0,
+                    symbol,
+                    side,
+                    state: State::Stop,
+                };
+                if !order_type.is_stop() {
+                    self.activate(slot);
+                }
+            }
+            Event::Triggered { order_id, .. } => {
+                if let Some(slot) = self.known(order_id) {
+                    self.activate(slot);
+                }
+            }
+            Event::Trade(ref t) => self.trade(t, out),
+            Event::Cancelled {
+                order_id,
+                qty,
+                leaves_qty,
+                ..
+            } => {
+                let Some(slot) = self.known(order_id) else {
+                    return;
+                };
+                match self.orders[slot].state {
+                    State::Resting => self.reduce_resting(slot, qty.0, leaves_qty.0),
+                    State::Active | State::Stop => {
+                        let o = &mut self.orders[slot];
+                        o.leaves = leaves_qty.0;
+                        if o.leaves == 0 {
+                            o.state = State::Free;
+                            if self.active == Some(slot) {
+                                self.active = None;
+                            }
+                        }
+                    }
+                    State::Free => {}
+                }
+            }
+            Event::Amended {
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
+                let Some(slot) = self.known(order_id) else {
+                    return;
+                };
+                let o = self.orders[slot];
+                match o.state {
+                    State::Stop | State::Active => {
+                        let o = &mut self.orders[slot];
+                        o.price = price;
+                        o.leaves = qty.0;
+                    }
+                    State::Resting if price == o.price && qty.0 <= o.leaves => {
+                        // Reduced in place: keeps its place; shows at most the new quantity.
+                        let visible = o.visible.min(qty.0);
+                        self.orders[slot].leaves = qty.0;
+                        self.orders[slot].visible = visible;
+                        self.symbols[o.symbol.0 as usize]
+                            .reshow(o.side, o.price, o.visible, visible);
+                        self.touch_symbol(o.symbol);
+                    }
+                    State::Resting => {
+                        // Re-priced or grown: leaves its level and becomes active.
+                        self.symbols[o.symbol.0 as usize].leave(o.side, o.price, o.visible);
+                        self.touch_symbol(o.symbol);
+                        let m = &mut self.orders[slot];
+                        m.price = price;
+                        m.leaves = qty.0;
+                        m.visible = 0;
+                        self.activate(slot);
+                    }
+                    State::Free => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the current command, stamped `ts_ns` (engine time is the latest stamp so far):
+    /// the active order rests if anything is left of it, and each symbol the command touched
+    /// gets its [`MdMessage::Depth`] if any level changed or it traded.
+    pub fn end_command<F: FnMut(MdMessage<'_>)>(&mut self, ts_ns: u64, out: &mut F) {
+        self.settle_active();
+        self.now_ns = self.now_ns.max(ts_ns);
+        for k in 0..self.touched.len() {
+            let symbol = self.touched[k];
+            let s = &mut self.symbols[symbol as usize];
+            s.touched = false;
+            self.changes.clear();
+            for d in &s.dirty {
+                let l = match d.side {
+                    Side::Buy => &mut s.bids,
+                    Side::Sell => &mut s.asks,
+                };
+                let i = d.idx as usize;
+                l.lv[i].dirty = false;
+                if l.lv[i].qty != d.qty || l.lv[i].count != d.count {
+                    self.changes.push(LevelChange {
+                        side: d.side,
+                        price: Price(s.price_min + i as i64),
+                        qty: Qty(l.lv[i].qty),
+                        count: l.lv[i].count,
+                    });
+                }
+            }
+            s.dirty.clear();
+            // Bids best (highest) first, then asks best (lowest) first.
+            self.changes.sort_unstable_by_key(|c| match c.side {
+                Side::Buy => (0, -c.price.0),
+                Side::Sell => (1, c.price.0),
+            });
+            let trades = s.pending_trades;
+            s.pending_trades = 0;
+            if trades == 0 && self.changes.is_empty() {
+                continue;
+            }
+            s.md_seq += 1;
+            out(MdMessage::Depth(&DepthUpdate {
+                symbol: SymbolId(symbol),
+                md_seq: s.md_seq,
+                ts: self.now_ns,
+                trades,
+                changes: &self.changes,
+            }));
+        }
+        self.touched.clear();
+    }
+
+    /// Applies a whole command: its events, then [`MarketData::end_command`].
+    pub fn command<'e, F: FnMut(MdMessage<'_>)>(
+        &mut self,
+        ts_ns: u64,
+        events: impl IntoIterator<Item = &'e Event>,
+        out: &mut F,
+    ) {
+        for e in events {
+            self.apply(e, out);
+        }
+        self.end_command(ts_ns, out);
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    /// Number of symbols.
+    pub fn symbols(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// Engine time as the builder has seen it (the latest command's).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// The symbol's latest `md_seq` (0 before its first update). Panics on an unknown symbol.
+    pub fn md_seq(&self, symbol: SymbolId) -> u64 {
+        self.symbols[symbol.0 as usize].md_seq
+    }
+
+    /// Levels of one side, best first, at most `levels_max`: `(price, visible qty, orders)`.
+    pub fn depth(
+        &self,
+        symbol: SymbolId,
+        side: Side,
+        levels_max: usize,
+        f: impl FnMut(Price, Qty, u32),
+    ) {
+        self.symbols[symbol.0 as usize].each_level(side, levels_max, f);
+    }
+
+    /// A depth snapshot: every level (at most `levels_max` per side) as a [`LevelChange`],
+    /// bids best first then asks best first; returns the `md_seq` it is current at, so a
+    /// subscriber applies the updates after it.
+    pub fn snapshot(
+        &self,
+        symbol: SymbolId,
+        levels_max: usize,
+        mut f: impl FnMut(LevelChange),
+    ) -> u64 {
+        let s = &self.symbols[symbol.0 as usize];
+        for side in [Side::Buy, Side::Sell] {
+            s.each_level(side, levels_max, |price, qty, count| {
+                f(LevelChange {
+                    side,
+                    price,
+                    qty,
+                    count,
+                })
+            });
+        }
+        s.md_seq
+    }
+
+    /// One level now: `(visible qty, orders)`, `(0, 0)` if empty or outside the band.
+    pub fn level(&self, symbol: SymbolId, side: Side, price: Price) -> (Qty, u32) {
+        let s = &self.symbols[symbol.0 as usize];
+        let l = match side {
+            Side::Buy => &s.bids,
+            Side::Sell => &s.asks,
+        };
+        match usize::try_from(price.0 - s.price_min) {
+            Ok(i) if i < l.lv.len() => (Qty(l.lv[i].qty), l.lv[i].count),
+            _ => (Qty(0), 0),
+        }
+    }
+
+    /// The symbol's price band: `(price_min, levels)`; level `i` is price `price_min + i`.
+    pub fn band(&self, symbol: SymbolId) -> (i64, usize) {
+        let s = &self.symbols[symbol.0 as usize];
+        (s.price_min, s.bids.lv.len())
+    }
+
+    /// Best bid `(price, visible qty)` (L1).
+    pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        self.symbols[symbol.0 as usize].best(Side::Buy)
+    }
+
+    /// Best ask `(price, visible qty)` (L1).
+    pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
+        self.symbols[symbol.0 as usize].best(Side::Sell)
+    }
+
+    /// The symbol's last trade price.
+    pub fn last_price(&self, symbol: SymbolId) -> Option<Price> {
+        self.symbols[symbol.0 as usize].last_price
+    }
+
+    /// The latest `limit` trades of the tape (at most `tape_len`), oldest first.
+    pub fn tape(&self, symbol: SymbolId, limit: usize, f: impl FnMut(&MdTrade)) {
+        self.symbols[symbol.0 as usize]
+            .tape
+            .for_each_latest(limit, f);
+    }
+
+    /// The latest `limit` candles of an interval (at most `candles_history`), oldest first.
+    /// The last one may still be open (more trades in its interval may follow).
+    pub fn candles(
+        &self,
+        symbol: SymbolId,
+        interval: Interval,
+        limit: usize,
+        f: impl FnMut(&Candle),
+    ) {
+        self.symbols[symbol.0 as usize].candles[interval as usize].for_each_latest(limit, f);
+    }
+
+    /// Candles kept for an interval now.
+    pub fn candle_count(&self, symbol: SymbolId, interval: Interval) -> usize {
+        self.symbols[symbol.0 as usize].candles[interval as usize].len()
+    }
+
+    /// The symbol's tick size (quote volume = notional ticks × tick size).
+    pub fn tick_size(&self, symbol: SymbolId) -> u64 {
+        self.symbols[symbol.0 as usize].tick_size
+    }
+
+    /// The 24h rolling ticker at the builder's engine time (see [`Ticker`] for the window).
+    pub fn ticker(&self, symbol: SymbolId) -> Ticker {
+        let s = &self.symbols[symbol.0 as usize];
+        let now = self.now_ns;
+        let this_minute = now / MINUTE_NS * MINUTE_NS;
+        let open_time = this_minute.saturating_sub((WINDOW_MINUTES as u64 - 1) * MINUTE_NS);
+        let mut t = Ticker {
+            open_time,
+            close_time: now,
+            last: s.last_price,
+            best_bid: s.best(Side::Buy),
+            best_ask: s.best(Side::Sell),
+            ..Ticker::default()
+        };
+        let (mut first, mut latest) = (u64::MAX, 0u64);
+        for b in &s.minutes {
+            if b.trades == 0 || b.open_time < open_time || b.open_time > now {
+                continue;
+            }
+            if b.open_time < first {
+                first = b.open_time;
+                t.open = Some(b.open);
+            }
+            if b.open_time >= latest {
+                latest = b.open_time;
+            }
+            t.high = Some(t.high.map_or(b.high, |h| h.max(b.high)));
+            t.low = Some(t.low.map_or(b.low, |l| l.min(b.low)));
+            t.volume = t.volume.saturating_add(b.volume);
+            t.notional_ticks += b.notional_ticks;
+            t.trades += b.trades;
+        }
+        t.quote_volume = t.notional_ticks * u128::from(s.tick_size);
+        t
+    }
+}

@@ -1,0 +1,371 @@
+//! The market-data builder against the engine and against independent references.
+//!
+//! Mixed command streams (the shared generator: every order type and instruction, STP modes,
+//! stops and cascades, icebergs, amends by client and engine id, mass cancels, rejects,
+//! deposits, withdrawals, queries) run through the engine with risk on and off; the builder
+//! consumes the events. After every command:
+//! - a subscriber that took the snapshot at the start and applied every update, and one that
+//!   joined mid-stream from a snapshot, both hold exactly the engine's visible book (per level:
+//!   visible quantity and the number of resting orders), as does the builder's own depth, L1
+//!   included;
+//! - every update's `md_seq` is the previous + 1 and its trades carry it.
+//!
+//! At the end the tape, every interval's candles and the 24h ticker equal references computed
+//! here from the engine's trade list with plain arithmetic; the time stamps jump by
+//! microseconds to hours (sometimes backwards), so candles and the window roll.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use ringbook_engine::book::BookSection;
+use ringbook_engine::marketdata::{
+    Candle, DepthUpdate, Interval, L2Book, LevelChange, MarketData, MdMessage, MdTrade,
+};
+use ringbook_engine::prelude::*;
+
+type Levels = Vec<(Price, Qty, u32)>;
+
+/// The engine's visible book of one side, best first, from its live orders.
+fn engine_side(engine: &Engine, symbol: SymbolId, side: Side) -> Levels {
+    let mut by_price: BTreeMap<i64, (u64, u32)> = BTreeMap::new();
+    let want = match side {
+        Side::Buy => BookSection::Bids,
+        Side::Sell => BookSection::Asks,
+    };
+    engine.for_each_order(symbol, |section, o| {
+        if section == want {
+            let e = by_price.entry(o.price.0).or_default();
+            e.0 += o.visible_qty.0;
+            e.1 += 1;
+        }
+    });
+    let mut v: Levels = by_price
+        .into_iter()
+        .map(|(p, (q, n))| (Price(p), Qty(q), n))
+        .collect();
+    if side == Side::Buy {
+        v.reverse();
+    }
+    // The engine's own depth query agrees on quantities.
+    let mut depth = Vec::new();
+    engine.depth(symbol, side, usize::MAX, |p, q| depth.push((p, q)));
+    assert_eq!(
+        depth,
+        v.iter().map(|&(p, q, _)| (p, q)).collect::<Vec<_>>(),
+        "engine depth vs its orders"
+    );
+    v
+}
+
+fn builder_side(md: &MarketData, symbol: SymbolId, side: Side) -> Levels {
+    let mut v = Vec::new();
+    md.depth(symbol, side, usize::MAX, |p, q, n| v.push((p, q, n)));
+    v
+}
+
+fn snapshot(md: &MarketData, symbol: SymbolId) -> L2Book {
+    let mut levels = Vec::new();
+    let seq = md.snapshot(symbol, usize::MAX, |c| levels.push(c));
+    L2Book::from_snapshot(seq, &levels)
+}
+
+/// Owned copy of a message, for checking after the builder call.
+#[derive(Clone, Debug)]
+enum Msg {
+    Trade(MdTrade),
+    Depth {
+        symbol: SymbolId,
+        md_seq: u64,
+        ts: u64,
+        trades: u32,
+        changes: Vec<LevelChange>,
+    },
+}
+
+fn own(m: MdMessage<'_>) -> Msg {
+    match m {
+        MdMessage::Trade(t) => Msg::Trade(*t),
+        MdMessage::Depth(&DepthUpdate {
+            symbol,
+            md_seq,
+            ts,
+            trades,
+            changes,
+        }) => Msg::Depth {
+            symbol,
+            md_seq,
+            ts,
+            trades,
+            changes: changes.to_vec(),
+        },
+    }
+}
+
+/// Stamps that jump by 1 µs, 7 s, 61 s, 17 min or 5 h, and now and then go back 3 s (the
+/// engine then keeps its time).
+fn stamps(seed: u64, n: usize) -> Vec<u64> {
+    let mut x = seed | 1;
+    let mut t = 1_704_067_000_000_000_000u64; // 2023-12-31T23:56:40Z, a Sunday
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let s = 1_000_000_000u64;
+            t = match x % 100 {
+                0..=59 => t + 1_000,
+                60..=79 => t + 7 * s,
+                80..=91 => t + 61 * s,
+                92..=96 => t + 17 * 60 * s,
+                97 => t + 5 * 3600 * s,
+                _ => t.saturating_sub(3 * s),
+            };
+            t
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------- independent references
+
+const SEC: u64 = 1_000_000_000;
+
+/// Start of the candle holding `ts`, from calendar arithmetic: days since 1970-01-01 (a
+/// Thursday), weekday with Monday = 0, Monday's midnight (clipped at 0).
+fn reference_open(interval: &str, ts: u64) -> u64 {
+    let secs = ts / SEC;
+    let minute = |m: u64| secs / (60 * m) * (60 * m) * SEC;
+    match interval {
+        "1m" => minute(1),
+        "5m" => minute(5),
+        "15m" => minute(15),
+        "30m" => minute(30),
+        "1h" => minute(60),
+        "4h" => minute(240),
+        "1d" => minute(1440),
+        "1w" => {
+            let days = secs / 86_400;
+            let weekday = (days + 3) % 7; // 1970-01-01 was a Thursday (3)
+            days.saturating_sub(weekday) * 86_400 * SEC
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn reference_candles(trades: &[Trade], symbol: SymbolId, interval: &str) -> Vec<Candle> {
+    let mut out: Vec<Candle> = Vec::new();
+    for t in trades.iter().filter(|t| t.symbol == symbol) {
+        let open = reference_open(interval, t.ts);
+        let n = t.price.0 as u128 * u128::from(t.qty.0);
+        match out.last_mut() {
+            Some(c) if c.open_time == open => {
+                c.high = c.high.max(t.price);
+                c.low = c.low.min(t.price);
+                c.close = t.price;
+                c.volume += t.qty.0;
+                c.notional_ticks += n;
+                c.trades += 1;
+            }
+            _ => out.push(Candle {
+                open_time: open,
+                open: t.price,
+                high: t.price,
+                low: t.price,
+                close: t.price,
+                volume: t.qty.0,
+                notional_ticks: n,
+                trades: 1,
+            }),
+        }
+    }
+    out
+}
+
+/// Runs one stream; returns how many trades and updates it saw (for the busy checks).
+fn run(seed: u64, n: usize, risk: RiskMode) -> (usize, u64) {
+    let mut config = common::config();
+    config.market_data.tape_len = 16;
+    config.market_data.candles_history = 24;
+    let mut engine = Engine::with_risk(&config, risk).unwrap();
+    let mut md = MarketData::new(&config);
+    let symbols: Vec<SymbolId> = (0..config.symbols.len() as u16).map(SymbolId).collect();
+    let mut subscriber: Vec<L2Book> = symbols.iter().map(|&s| snapshot(&md, s)).collect();
+    let mut joiner: Vec<Option<L2Book>> = vec![None; symbols.len()];
+    let cmds = common::stream(seed, n);
+    let ts = stamps(seed, cmds.len());
+    let mut all_trades: Vec<Trade> = Vec::new();
+    let mut updates = 0u64;
+    let mut now = 0u64;
+    for (i, cmd) in cmds.iter().enumerate() {
+        let mut events = Vec::new();
+        engine.process_at(ts[i], cmd, &mut |e: &Event| events.push(*e));
+        now = now.max(ts[i]);
+        let mut msgs = Vec::new();
+        md.command(ts[i], &events, &mut |m| msgs.push(own(m)));
+        let trades: Vec<Trade> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trade(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        // The trades come out as they happened, each stamped with its update's md_seq.
+        let md_trades: Vec<MdTrade> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Trade(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(md_trades.len(), trades.len());
+        for (m, t) in md_trades.iter().zip(&trades) {
+            assert_eq!(
+                (m.symbol, m.trade_id, m.ts, m.price, m.qty, m.taker_side),
+                (t.symbol, t.trade_id, t.ts, t.price, t.qty, t.taker_side)
+            );
+            assert_eq!(m.md_seq, subscriber[t.symbol.0 as usize].md_seq() + 1);
+        }
+        all_trades.extend(&trades);
+        for m in &msgs {
+            if let Msg::Depth {
+                symbol,
+                md_seq,
+                ts: at,
+                trades: nt,
+                changes,
+            } = m
+            {
+                updates += 1;
+                let s = symbol.0 as usize;
+                assert_eq!(*md_seq, subscriber[s].md_seq() + 1, "md_seq is dense");
+                assert_eq!(*at, now, "stamped with engine time");
+                assert_eq!(
+                    *nt as usize,
+                    md_trades.iter().filter(|t| t.symbol == *symbol).count()
+                );
+                assert!(!changes.is_empty() || *nt > 0, "an empty update");
+                assert_eq!(subscriber[s].apply(*md_seq, *md_seq, changes), Ok(true));
+                if let Some(j) = &mut joiner[s] {
+                    assert_eq!(j.apply(*md_seq, *md_seq, changes), Ok(true));
+                }
+            }
+        }
+        if i == cmds.len() / 3 {
+            for &s in &symbols {
+                joiner[s.0 as usize] = Some(snapshot(&md, s));
+            }
+        }
+        for &s in &symbols {
+            for side in [Side::Buy, Side::Sell] {
+                let want = engine_side(&engine, s, side);
+                assert_eq!(builder_side(&md, s, side), want, "builder, cmd {i} {cmd:?}");
+                assert_eq!(
+                    subscriber[s.0 as usize].levels(side),
+                    want,
+                    "subscriber, cmd {i} {cmd:?}"
+                );
+                if let Some(j) = &joiner[s.0 as usize] {
+                    assert_eq!(j.levels(side), want, "mid-stream joiner, cmd {i}");
+                }
+            }
+            assert_eq!(md.best_bid(s), engine.best_bid(s));
+            assert_eq!(md.best_ask(s), engine.best_ask(s));
+        }
+    }
+    // Tape, candles, ticker against the trade list.
+    for &s in &symbols {
+        let mine: Vec<&Trade> = all_trades.iter().filter(|t| t.symbol == s).collect();
+        let mut tape = Vec::new();
+        md.tape(s, usize::MAX, |t| tape.push(*t));
+        let want: Vec<(TradeId, Price, Qty)> = mine
+            .iter()
+            .rev()
+            .take(16)
+            .rev()
+            .map(|t| (t.trade_id, t.price, t.qty))
+            .collect();
+        assert_eq!(
+            tape.iter()
+                .map(|t| (t.trade_id, t.price, t.qty))
+                .collect::<Vec<_>>(),
+            want
+        );
+        for interval in Interval::ALL {
+            let all = reference_candles(&all_trades, s, interval.name());
+            let want = &all[all.len().saturating_sub(24)..];
+            let mut got = Vec::new();
+            md.candles(s, interval, usize::MAX, |c| got.push(*c));
+            assert_eq!(got, want, "{} candles of symbol {s}", interval.name());
+            let mut last3 = Vec::new();
+            md.candles(s, interval, 3, |c| last3.push(*c));
+            assert_eq!(last3, want[want.len().saturating_sub(3)..]);
+        }
+        // The 24h window: the 1440 minutes ending with the current one.
+        let start = (now / (60 * SEC) - 1439) * 60 * SEC;
+        let window: Vec<&&Trade> = mine.iter().filter(|t| t.ts >= start).collect();
+        let t = md.ticker(s);
+        assert_eq!((t.open_time, t.close_time), (start, now));
+        assert_eq!(t.trades, window.len() as u64);
+        assert_eq!(t.open, window.first().map(|t| t.price));
+        assert_eq!(t.last, mine.last().map(|t| t.price));
+        assert_eq!(t.high, window.iter().map(|t| t.price).max());
+        assert_eq!(t.low, window.iter().map(|t| t.price).min());
+        let volume: u64 = window.iter().map(|t| t.qty.0).sum();
+        let notional: u128 = window
+            .iter()
+            .map(|t| t.price.0 as u128 * u128::from(t.qty.0))
+            .sum();
+        assert_eq!(t.volume, volume);
+        assert_eq!(
+            t.quote_volume,
+            notional * u128::from(config.symbols[s.0 as usize].tick_size)
+        );
+        if volume > 0 {
+            // VWAP to 8 places, truncated: compare against long division done differently.
+            let scaled = notional * 100_000_000 / u128::from(volume);
+            let text = format!("{}.{:08}", scaled / 100_000_000, scaled % 100_000_000);
+            assert_eq!(t.vwap().unwrap().to_string(), text);
+            let open = window[0].price.0;
+            let change = mine.last().unwrap().price.0 - open;
+            assert_eq!(t.change(), change);
+            let bp = i128::from(change) * 10_000 / i128::from(open);
+            let pct = format!(
+                "{}{}.{:02}",
+                if bp < 0 { "-" } else { "" },
+                bp.abs() / 100,
+                bp.abs() % 100
+            );
+            assert_eq!(t.change_pct().to_string(), pct);
+        } else {
+            assert!(t.vwap().is_none());
+        }
+        assert_eq!(t.best_bid, engine.best_bid(s));
+        assert_eq!(t.best_ask, engine.best_ask(s));
+    }
+    // A builder started from the engine's state holds the same book.
+    let seeded = MarketData::from_engine(&engine);
+    for &s in &symbols {
+        for side in [Side::Buy, Side::Sell] {
+            assert_eq!(builder_side(&seeded, s, side), builder_side(&md, s, side));
+        }
+    }
+    (all_trades.len(), updates)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn subscribers_hold_the_engines_visible_book(seed in any::<u64>(), risk_on in any::<bool>()) {
+        let risk = if risk_on { RiskMode::On } else { RiskMode::Off };
+        run(seed, 1_500, risk);
+    }
+}
+
+#[test]
+fn a_long_stream_is_busy_and_exact() {
+    let (trades, updates) = run(0x5eed, 6_000, RiskMode::On);
+    assert!(trades > 1_000, "too few trades: {trades}");
+    assert!(updates > 1_500, "too few updates: {updates}");
+}

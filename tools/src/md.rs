@@ -1,0 +1,329 @@
+//! `ringbook md`: subscribe to a running server's market data for one symbol and show it.
+//!
+//! ```text
+//! ringbook md --addr 127.0.0.1:7700 --symbol BTC-KRW            # live book, tape, ticker
+//! ringbook md --addr 127.0.0.1:7700 --symbol BTC-KRW --json     # one JSON object per message
+//! ```
+//!
+//! Logs in (default: the demo market-data login `feed`), subscribes to depth, trades and the
+//! ticker of the symbol, and keeps the book with the client library's `DepthBook` (snapshot,
+//! updates, conflated updates; a gap resubscribes). The terminal view is redrawn in place at
+//! most every 100 ms: the best `--levels` asks and bids with their order counts, the last
+//! trades, and the 24h ticker. With `--json`, each market-data message is printed as it
+//! arrives:
+//!
+//! ```text
+//! {"event":"md_depth","symbol":"S","first":F,"md_seq":L,"ts":T,"snapshot":false,"end":true,"bids":[[P,Q,COUNT],…],"asks":[…]}
+//! {"event":"md_trade","symbol":"S","trade_id":I,"ts":T,"price":P,"qty":Q,"taker_side":"BUY","md_seq":N}
+//! {"event":"md_ticker","symbol":"S",…}                        # as in `ringbook scenario --market-data`
+//! {"event":"md_book","symbol":"S","md_seq":N,"bids":[[P,Q,COUNT],…],"asks":[…]}   # after each complete depth message
+//! ```
+//!
+//! `--max-messages N` stops after N market-data messages (scripts, tests). Exit status 0 when
+//! stopped that way or by the server closing, 2 when it cannot connect or log in.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args as ClapArgs;
+use ringbook_client::protocol::marketdata::{
+    Channel, DepthFrame, MdMsg, DEPTH_END, DEPTH_SNAPSHOT,
+};
+use ringbook_client::{Client, ClientError, DepthBook, Received};
+use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
+use ringbook_engine::{Config, Side, SymbolId};
+
+use crate::printer::{json_string, md_line, ticker_line};
+
+/// Arguments of `ringbook md`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: SocketAddr,
+    /// The symbol, by name (from the config) or id.
+    #[arg(long)]
+    symbol: String,
+    /// Engine configuration, to resolve the symbol's name (the embedded default if absent).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Login name.
+    #[arg(long, default_value = "feed")]
+    login: String,
+    /// Password.
+    #[arg(long, default_value = "feed-demo")]
+    password: String,
+    /// One JSON object per message instead of the terminal view.
+    #[arg(long)]
+    json: bool,
+    /// Levels per side in the terminal view.
+    #[arg(long, default_value_t = 10)]
+    levels: usize,
+    /// Stop after this many market-data messages.
+    #[arg(long, value_name = "N")]
+    max_messages: Option<u64>,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> ExitCode {
+    match view(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringbook md: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What the view keeps.
+struct State {
+    name: String,
+    json_name: String,
+    depth: DepthBook,
+    md_seq: u64,
+    tape: VecDeque<MdTrade>,
+    ticker: Option<Ticker>,
+    resubscribes: u64,
+}
+
+fn view(args: &Args) -> Result<(), String> {
+    let config = match &args.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let symbol = match config.symbol_id(&args.symbol) {
+        Some(s) => s,
+        None => SymbolId(
+            args.symbol
+                .parse()
+                .map_err(|_| format!("unknown symbol {:?}", args.symbol))?,
+        ),
+    };
+    let name = config
+        .symbol(symbol)
+        .map_or_else(|| symbol.0.to_string(), |s| s.name.clone());
+    let mut client =
+        Client::connect(args.addr).map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
+    let session = std::process::id();
+    client
+        .login(&args.login, &args.password, session, false)
+        .map_err(|e| format!("login as {}: {e}", args.login))?;
+    for (i, ch) in [Channel::Depth, Channel::Trades, Channel::Ticker]
+        .into_iter()
+        .enumerate()
+    {
+        client
+            .subscribe(i as u64 + 1, symbol, ch, Interval::M1)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut st = State {
+        json_name: json_string(&name),
+        name,
+        depth: DepthBook::new(),
+        md_seq: 0,
+        tape: VecDeque::with_capacity(16),
+        ticker: None,
+        resubscribes: 0,
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let (mut messages, mut last_beat, mut last_draw) = (0u64, Instant::now(), Instant::now());
+    let mut line = String::new();
+    loop {
+        if last_beat.elapsed() >= Duration::from_millis(300) {
+            client.heartbeat().map_err(|e| e.to_string())?;
+            last_beat = Instant::now();
+        }
+        let msg = match client.recv_any_timeout(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(ClientError::Disconnected(code, name)) => {
+                return Err(format!("the server closed the session: {code} {name}"))
+            }
+            Err(ClientError::Closed) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(Received::MarketData(m)) = msg {
+            messages += 1;
+            line.clear();
+            let complete = st.take(&m, &mut client, symbol, args.json.then_some(&mut line))?;
+            if args.json {
+                if complete {
+                    book_line(&mut line, &st);
+                }
+                out.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+                out.flush().map_err(|e| e.to_string())?;
+            }
+            if args.max_messages.is_some_and(|n| messages >= n) {
+                if !args.json {
+                    draw(&mut out, &st, args.levels).map_err(|e| e.to_string())?;
+                }
+                return Ok(());
+            }
+        }
+        if !args.json && last_draw.elapsed() >= Duration::from_millis(100) {
+            draw(&mut out, &st, args.levels).map_err(|e| e.to_string())?;
+            last_draw = Instant::now();
+        }
+    }
+}
+
+impl State {
+    /// Applies one message (printing it as JSON into `json` if given); true when a depth
+    /// message completed.
+    fn take(
+        &mut self,
+        m: &MdMsg,
+        client: &mut Client,
+        symbol: SymbolId,
+        json: Option<&mut String>,
+    ) -> Result<bool, String> {
+        match m {
+            MdMsg::Depth(f) => {
+                if let Some(l) = json {
+                    depth_line(l, &self.json_name, f);
+                }
+                match self.depth.apply(f) {
+                    Ok(Some(seq)) => {
+                        self.md_seq = seq;
+                        Ok(true)
+                    }
+                    Ok(None) => Ok(false),
+                    Err(e) => {
+                        // A gap: start again from a fresh snapshot.
+                        eprintln!("ringbook md: {e}; resubscribing");
+                        self.resubscribes += 1;
+                        self.depth = DepthBook::new();
+                        client
+                            .subscribe(
+                                100 + self.resubscribes,
+                                symbol,
+                                Channel::Depth,
+                                Interval::M1,
+                            )
+                            .map_err(|e| e.to_string())?;
+                        Ok(false)
+                    }
+                }
+            }
+            MdMsg::Trade(t) => {
+                if let Some(l) = json {
+                    md_line(l, &self.json_name, MdMessage::Trade(t));
+                    l.push('\n');
+                }
+                if self.tape.len() == 15 {
+                    self.tape.pop_front();
+                }
+                self.tape.push_back(*t);
+                Ok(false)
+            }
+            MdMsg::Ticker { ticker, .. } => {
+                if let Some(l) = json {
+                    ticker_line(l, &self.json_name, ticker);
+                    l.push('\n');
+                }
+                self.ticker = Some(*ticker);
+                Ok(false)
+            }
+            MdMsg::Candle { .. } | MdMsg::Subscribed { .. } => Ok(false),
+        }
+    }
+}
+
+fn levels_json(l: &mut String, levels: impl Iterator<Item = (i64, u64, u32)>) {
+    let mut first = true;
+    for (p, q, n) in levels {
+        let comma = if first { "" } else { "," };
+        first = false;
+        let _ = write!(l, "{comma}[{p},{q},{n}]");
+    }
+}
+
+fn depth_line(l: &mut String, name: &str, f: &DepthFrame) {
+    let _ = write!(
+        l,
+        r#"{{"event":"md_depth","symbol":{name},"first":{},"md_seq":{},"ts":{},"snapshot":{},"end":{},"bids":["#,
+        f.first,
+        f.last,
+        f.ts,
+        f.flags & DEPTH_SNAPSHOT != 0,
+        f.flags & DEPTH_END != 0,
+    );
+    for (key, side) in [("", Side::Buy), (r#"],"asks":["#, Side::Sell)] {
+        l.push_str(key);
+        levels_json(
+            l,
+            f.levels()
+                .iter()
+                .filter(|c| c.side == side)
+                .map(|c| (c.price.0, c.qty.0, c.count)),
+        );
+    }
+    l.push_str("]}\n");
+}
+
+fn book_line(l: &mut String, st: &State) {
+    let Some(b) = st.depth.book() else { return };
+    let _ = write!(
+        l,
+        r#"{{"event":"md_book","symbol":{},"md_seq":{},"bids":["#,
+        st.json_name,
+        b.md_seq()
+    );
+    for (key, side) in [("", Side::Buy), (r#"],"asks":["#, Side::Sell)] {
+        l.push_str(key);
+        levels_json(l, b.levels(side).into_iter().map(|(p, q, n)| (p.0, q.0, n)));
+    }
+    l.push_str("]}\n");
+}
+
+/// Redraws the terminal view in place.
+fn draw(out: &mut impl Write, st: &State, levels: usize) -> io::Result<()> {
+    let mut s = String::new();
+    s.push_str("\x1b[H\x1b[2J");
+    let _ = writeln!(s, "{}  md_seq {}", st.name, st.md_seq);
+    let (bids, asks) = st.depth.book().map_or((Vec::new(), Vec::new()), |b| {
+        (b.levels(Side::Buy), b.levels(Side::Sell))
+    });
+    let _ = writeln!(s, "{:>12} {:>14} {:>7}", "price", "qty", "orders");
+    for (p, q, n) in asks.iter().take(levels).rev() {
+        let _ = writeln!(s, "\x1b[31m{:>12} {:>14} {:>7}\x1b[0m", p.0, q.0, n);
+    }
+    let _ = writeln!(s, "{:->35}", "");
+    for (p, q, n) in bids.iter().take(levels) {
+        let _ = writeln!(s, "\x1b[32m{:>12} {:>14} {:>7}\x1b[0m", p.0, q.0, n);
+    }
+    let _ = writeln!(s, "\ntrades (newest first)");
+    for t in st.tape.iter().rev() {
+        let _ = writeln!(
+            s,
+            "  #{:<8} {:>12} x {:<10} {}",
+            t.trade_id.0,
+            t.price.0,
+            t.qty.0,
+            t.taker_side.name()
+        );
+    }
+    if let Some(t) = &st.ticker {
+        let p = |x: Option<ringbook_engine::Price>| x.map_or("-".to_string(), |p| p.0.to_string());
+        let _ = writeln!(
+            s,
+            "\n24h  open {}  high {}  low {}  last {}  change {} ({}%)  volume {}  vwap {}  trades {}",
+            p(t.open),
+            p(t.high),
+            p(t.low),
+            p(t.last),
+            t.change(),
+            t.change_pct(),
+            t.volume,
+            t.vwap().map_or("-".to_string(), |v| v.to_string()),
+            t.trades
+        );
+    }
+    out.write_all(s.as_bytes())?;
+    out.flush()
+}
