@@ -4,8 +4,9 @@
 //! cargo run --release -p ringbook-tools -- serve            # 127.0.0.1:7700, ./journal-data
 //! ```
 //!
-//! Starts the pipeline (recovering from the journal directory), then the mio gateway; runs until
-//! SIGINT or SIGTERM, then stops accepting, drains, flushes the journal and exits 0.
+//! Starts the pipeline (recovering from the journal directory), then the mio gateway, then the
+//! web edge (HTTP/WebSocket on 127.0.0.1:8080 unless `--no-http`); runs until SIGINT or
+//! SIGTERM, then stops the web edge, stops accepting, drains, flushes the journal and exits 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 use ringbook_engine::pipeline::{Layout, WaitStrategy};
 use ringbook_engine::{Config, Pipeline};
-use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
+use ringbook_gateway::server::{
+    self, signal, EngineBackend, PipelineBackend, ServerConfig, Stats, WebBridge,
+};
 use ringbook_journal::JournalConfig;
 
 /// Arguments of `ringbook serve`.
@@ -60,6 +63,69 @@ pub struct Args {
     /// for demos and tests).
     #[arg(long)]
     in_process: bool,
+    /// Address of the web edge (REST, WebSocket, /metrics; docs/http-api.md).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Do not start the web edge.
+    #[arg(long)]
+    no_http: bool,
+    /// Tokio worker threads of the web edge (never the engine's or the gateway's threads).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    http_threads: usize,
+}
+
+/// The web edge's listener and bridge, set up before the gateway starts.
+struct WebPrep {
+    listener: std::net::TcpListener,
+    bridge: std::sync::Arc<WebBridge>,
+}
+
+/// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
+/// bridge the gateway loop will serve.
+fn web_prep(args: &Args, config: &Config, sc: &mut ServerConfig) -> Result<Option<WebPrep>, String> {
+    if args.no_http {
+        return Ok(None);
+    }
+    let listener = std::net::TcpListener::bind(args.http).map_err(|e| {
+        format!(
+            "cannot listen for HTTP on {}: {e} (another server on this port? --http ADDR or \
+             --no-http)",
+            args.http
+        )
+    })?;
+    let bridge = WebBridge::new(config.web.requests_max, config.web.events_max);
+    sc.web = Some(bridge.clone());
+    Ok(Some(WebPrep { listener, bridge }))
+}
+
+/// Starts the web edge on its own runtime threads, once the gateway loop runs.
+fn web_start(
+    prep: Option<WebPrep>,
+    args: &Args,
+    config: &Config,
+    stats: &std::sync::Arc<Stats>,
+) -> Result<Option<ringbook_web::WebHandle>, String> {
+    let Some(p) = prep else {
+        return Ok(None);
+    };
+    let web = ringbook_web::start(ringbook_web::WebOptions {
+        listener: p.listener,
+        config: config.clone(),
+        bridge: p.bridge,
+        gateway_stats: stats.clone(),
+        threads: args.http_threads,
+    })?;
+    eprintln!(
+        "ringbook serve: web edge on http://{} ({} threads; token secret {})",
+        web.local_addr(),
+        args.http_threads.max(1),
+        if web.generated_secret {
+            "generated at start"
+        } else {
+            "from [web] jwt_secret"
+        }
+    );
+    Ok(Some(web))
 }
 
 /// Runs the server until a signal.
@@ -87,6 +153,7 @@ fn serve(args: Args) -> Result<(), String> {
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
     let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
+    let web_prep = web_prep(&args, &config, &mut sc)?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
         let handle = server::start_on(listener, sc, backend).map_err(|e| e.to_string())?;
@@ -94,7 +161,11 @@ fn serve(args: Args) -> Result<(), String> {
             "ringbook serve: listening on {} (in-process engine, no journal)",
             handle.local_addr()
         );
+        let web = web_start(web_prep, &args, &config, handle.stats())?;
         wait_for_signal();
+        if let Some(w) = web {
+            w.shutdown();
+        }
         let backend = handle.shutdown().map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: stopped; state hash {}",
@@ -149,8 +220,12 @@ fn serve(args: Args) -> Result<(), String> {
         },
         args.journal.display()
     );
+    let web = web_start(web_prep, &args, &config, handle.stats())?;
     wait_for_signal();
     eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    if let Some(w) = web {
+        w.shutdown();
+    }
     let stats = handle.stats().clone();
     let backend = handle.shutdown().map_err(|e| e.to_string())?;
     eprintln!(
