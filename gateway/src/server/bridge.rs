@@ -193,7 +193,9 @@ impl WebBridge {
 
     // ------------------------------------------------------------------ loop side
 
-    pub(crate) fn attach(&self, waker: Arc<Waker>) {
+    /// Gives the bridge the loop's waker and marks it ready (the server does this at start;
+    /// public for tests that stand in for the loop).
+    pub fn attach(&self, waker: Arc<Waker>) {
         let _ = self.waker.set(waker);
         self.ready.store(true, Ordering::Release);
     }

@@ -308,3 +308,132 @@ impl Edge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbook_engine::{ClientOrderId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId};
+
+    fn accepted(user: u32) -> Event {
+        Event::Accepted {
+            user: UserId(user),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(1),
+            order_id: OrderId(1),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            price: Price(10),
+            qty: Qty(1),
+        }
+    }
+
+    fn conn(edge: &Edge, id: u64, user: u32, cap: usize) -> (Arc<WsConn>, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let c = Arc::new(WsConn {
+            id,
+            user,
+            channels: AtomicU8::new(CH_ORDERS),
+            tx,
+            overflowed: AtomicBool::new(false),
+            kill: Notify::new(),
+            balances_dirty: Notify::new(),
+        });
+        edge.ws_register(c.clone());
+        (c, rx)
+    }
+
+    #[test]
+    fn a_full_private_queue_closes_that_connection_only() {
+        let edge = Edge::new(WebBridge::new(4, 4), Config::default(), 4);
+        let (slow, mut slow_rx) = conn(&edge, 1, 1, 1);
+        let (other, mut other_rx) = conn(&edge, 2, 1, 8);
+        let ev = WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(accepted(1)),
+        };
+        edge.dispatch(ev);
+        assert!(!slow.overflowed.load(Ordering::Relaxed));
+        edge.dispatch(ev);
+        edge.dispatch(ev);
+        assert!(slow.overflowed.load(Ordering::Relaxed), "the second message did not fit");
+        assert_eq!(edge.metrics.ws_overflows.load(Ordering::Relaxed), 1, "counted once");
+        // The other connection of the same user got all three; the slow one its first.
+        for _ in 0..3 {
+            let m = other_rx.try_recv().unwrap();
+            assert!(m.contains("\"accepted\""), "{m}");
+        }
+        assert!(slow_rx.try_recv().is_ok() && slow_rx.try_recv().is_err());
+        // Another user's event reaches neither.
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(accepted(2)),
+        });
+        assert!(other_rx.try_recv().is_err());
+        edge.ws_unregister(1, 1);
+        edge.ws_unregister(1, 2);
+        edge.ws_unregister(1, 2);
+        assert!(edge.ws.read().unwrap().is_empty());
+        drop(other);
+    }
+
+    #[test]
+    fn a_request_gathers_its_events_until_done() {
+        let edge = Edge::new(WebBridge::new(4, 4), Config::default(), 4);
+        let (tx, mut rx) = oneshot::channel();
+        edge.lock_pending().insert(
+            7,
+            PendingDbg(Pending {
+                events: Vec::new(),
+                tx,
+            }),
+        );
+        edge.dispatch(WebOutput {
+            request: 7,
+            kind: WebOutKind::Event(accepted(1)),
+        });
+        assert!(rx.try_recv().is_err(), "not before its Done");
+        edge.dispatch(WebOutput {
+            request: 7,
+            kind: WebOutKind::Done(42),
+        });
+        match rx.try_recv().unwrap() {
+            Outcome::Done { events, seq } => assert_eq!((events, seq), (vec![accepted(1)], 42)),
+            o => panic!("{o:?}"),
+        }
+        assert!(edge.lock_pending().is_empty());
+    }
+
+    #[test]
+    fn busy_and_not_ready_are_refused_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let bridge = WebBridge::new(8, 8);
+        let edge = Edge::new(bridge.clone(), Config::default(), 1);
+        let op = WebOp::Command {
+            role: Role::User(1),
+            cmd: Command::Query(ringbook_engine::Query::Balances { user: UserId(1) }),
+        };
+        rt.block_on(async {
+            // No gateway loop yet.
+            let e = edge.call(op).await.unwrap_err();
+            assert_eq!(e.reason, "NOT_READY");
+            let poll = mio::Poll::new().unwrap();
+            let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+            bridge.attach(waker);
+            // One request in flight (nobody answers it) takes the only permit.
+            let first = edge.call(op);
+            tokio::pin!(first);
+            tokio::select! {
+                biased;
+                _ = &mut first => panic!("answered without a gateway loop"),
+                _ = tokio::task::yield_now() => {}
+            }
+            assert_eq!(bridge.inbound_len(), 1);
+            let e = edge.call(op).await.unwrap_err();
+            assert_eq!((e.status.as_u16(), e.reason, e.retry_after), (503, "WEB_BUSY", Some(1)));
+            assert_eq!(edge.metrics.busy.load(Ordering::Relaxed), 1);
+        });
+    }
+}
