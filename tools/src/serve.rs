@@ -82,10 +82,15 @@ struct WebPrep {
 
 /// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
 /// bridge the gateway loop will serve.
-fn web_prep(args: &Args, config: &Config, sc: &mut ServerConfig) -> Result<Option<WebPrep>, String> {
+fn web_prep(
+    args: &Args,
+    config: &Config,
+    sc: &mut ServerConfig,
+) -> Result<Option<WebPrep>, String> {
     if args.no_http {
         return Ok(None);
     }
+    ringbook_web::check_config(&config.web)?;
     let listener = std::net::TcpListener::bind(args.http).map_err(|e| {
         format!(
             "cannot listen for HTTP on {}: {e} (another server on this port? --http ADDR or \

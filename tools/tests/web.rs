@@ -120,13 +120,21 @@ impl Server {
             .expect("run kill");
         assert!(ok.success());
         let line = self.wait_line("state hash ");
-        let hash = line.rsplit("state hash ").next().unwrap().trim().to_string();
+        let hash = line
+            .rsplit("state hash ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
         let deadline = Instant::now() + WAIT;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         (status, hash)
@@ -177,13 +185,15 @@ async fn login(c: &reqwest::Client, s: &Server, who: &str) -> String {
     v["token"].as_str().unwrap().to_string()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(s: &Server) -> Ws {
     let url = s.url("/ws").replacen("http://", "ws://", 1);
-    tokio_tungstenite::connect_async(url).await.expect("ws connect").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect")
+        .0
 }
 
 async fn ws_send(ws: &mut Ws, v: Value) {
@@ -219,7 +229,10 @@ fn balance(v: &Value, currency: &str) -> (u64, u64) {
         .iter()
         .find(|b| b["currency"] == currency)
         .unwrap_or_else(|| panic!("no {currency} in {v}"));
-    (b["available"].as_u64().unwrap(), b["locked"].as_u64().unwrap())
+    (
+        b["available"].as_u64().unwrap(),
+        b["locked"].as_u64().unwrap(),
+    )
 }
 
 #[test]
@@ -237,10 +250,23 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         assert_eq!(st, 200);
         let (st, v) = call(c.get(s.url("/api/v1/symbols"))).await;
         assert_eq!(st, 200);
-        let btc = v.as_array().unwrap().iter().find(|x| x["name"] == "BTC-KRW").unwrap().clone();
-        assert_eq!((btc["base_scale"].as_u64(), btc["quote_scale"].as_u64()), (Some(8), Some(0)));
+        let btc = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "BTC-KRW")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (btc["base_scale"].as_u64(), btc["quote_scale"].as_u64()),
+            (Some(8), Some(0))
+        );
         let (_, v) = call(c.get(s.url("/api/v1/currencies"))).await;
-        assert!(v.as_array().unwrap().iter().any(|x| x["code"] == "BTC" && x["scale"] == 8));
+        assert!(v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["code"] == "BTC" && x["scale"] == 8));
 
         let ops1 = login(&c, &s, "ops1").await;
         let ops2 = login(&c, &s, "ops2").await;
@@ -263,7 +289,10 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         ws_until(&mut ws, |v| v["op"] == "pong").await;
         ws_send(&mut ws, json!({"op": "auth", "token": alice})).await;
         let v = ws_until(&mut ws, |v| v["op"] == "auth").await;
-        assert_eq!((v["ok"].as_bool(), v["user"].as_u64()), (Some(true), Some(1)));
+        assert_eq!(
+            (v["ok"].as_bool(), v["user"].as_u64()),
+            (Some(true), Some(1))
+        );
         for ch in ["orders", "fills", "balances"] {
             ws_send(&mut ws, json!({"op": "subscribe", "channel": ch})).await;
             ws_until(&mut ws, |v| v["op"] == "subscribe" && v["channel"] == ch).await;
@@ -272,19 +301,38 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         assert_eq!(balance(&snap["data"], "KRW"), (10_000_000, 0));
 
         // Bob sells 3 lots at 15000; alice buys 2: they trade at 15000.
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!({
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&bob)
+                .json(&json!({
             "symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "type": "LIMIT",
-            "tif": "GTC", "price": 15000, "qty": 3}))).await;
+            "tif": "GTC", "price": 15000, "qty": 3})),
+        )
+        .await;
         assert_eq!(st, 201, "{v}");
         assert_eq!(v["status"], "NEW");
         let bob_order = v["order_id"].as_u64().unwrap();
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!({
-            "symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 2}))).await;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!({
+            "symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 2})),
+        )
+        .await;
         assert_eq!(st, 201, "{v}");
-        assert_eq!((v["status"].as_str(), v["filled_qty"].as_u64()), (Some("FILLED"), Some(2)));
+        assert_eq!(
+            (v["status"].as_str(), v["filled_qty"].as_u64()),
+            (Some("FILLED"), Some(2))
+        );
         let fill = &v["fills"][0];
-        assert_eq!((fill["price"].as_i64(), fill["qty"].as_u64(), fill["role"].as_str()),
-            (Some(15000), Some(2), Some("TAKER")));
+        assert_eq!(
+            (
+                fill["price"].as_i64(),
+                fill["qty"].as_u64(),
+                fill["role"].as_str()
+            ),
+            (Some(15000), Some(2), Some("TAKER"))
+        );
         let fee = fill["fee"].as_u64().unwrap();
 
         // Over WebSocket: alice's accepted order, her fill, and a fresh balance snapshot (the
@@ -301,30 +349,57 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
             }
         }
         let (acc, f, snap) = (acc.unwrap(), f.unwrap(), snap.unwrap());
-        assert_eq!((acc["data"]["event"].as_str(), acc["data"]["client_order_id"].as_u64()),
-            (Some("accepted"), Some(1)));
-        assert_eq!((f["data"]["qty"].as_u64(), f["data"]["role"].as_str(), f["data"]["side"].as_str()),
-            (Some(2), Some("TAKER"), Some("BUY")));
+        assert_eq!(
+            (
+                acc["data"]["event"].as_str(),
+                acc["data"]["client_order_id"].as_u64()
+            ),
+            (Some("accepted"), Some(1))
+        );
+        assert_eq!(
+            (
+                f["data"]["qty"].as_u64(),
+                f["data"]["role"].as_str(),
+                f["data"]["side"].as_str()
+            ),
+            (Some(2), Some("TAKER"), Some("BUY"))
+        );
         assert_eq!(balance(&snap["data"], "KRW"), (after_trade, 0));
 
         // The binary session of bob saw the web orders' events: his acceptance and his fill.
         let deadline = Instant::now() + WAIT;
         let (mut accepted, mut filled) = (false, false);
         while !(accepted && filled) {
-            assert!(Instant::now() < deadline, "bob's binary session missed web events");
+            assert!(
+                Instant::now() < deadline,
+                "bob's binary session missed web events"
+            );
             match bin.recv_timeout(WAIT).unwrap() {
-                Some(ServerMsg::Accepted { order_id, .. }) if order_id == bob_order => accepted = true,
-                Some(ServerMsg::Fill { qty: 2, role: 0, .. }) => filled = true,
+                Some(ServerMsg::Accepted { order_id, .. }) if order_id == bob_order => {
+                    accepted = true
+                }
+                Some(ServerMsg::Fill {
+                    qty: 2, role: 0, ..
+                }) => filled = true,
                 Some(_) => {}
                 None => panic!("binary session: nothing"),
             }
         }
         // And the binary gateway still takes commands: a query of bob's open orders.
-        bin.send(&ClientMsg::OpenOrders { request_id: 9, user: ringbook_engine::UserId(2) }).unwrap();
+        bin.send(&ClientMsg::OpenOrders {
+            request_id: 9,
+            user: ringbook_engine::UserId(2),
+        })
+        .unwrap();
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline);
-            if let Some(ServerMsg::OpenOrdersEnd { request_id: 9, count, .. }) = bin.recv_timeout(WAIT).unwrap() {
+            if let Some(ServerMsg::OpenOrdersEnd {
+                request_id: 9,
+                count,
+                ..
+            }) = bin.recv_timeout(WAIT).unwrap()
+            {
                 assert_eq!(count, 1);
                 break;
             }
@@ -336,7 +411,11 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         assert_eq!(v["asks"], json!([[15000, 1]]));
         assert_eq!(v["bids"], json!([]));
         assert!(v["seq"].as_u64().unwrap() > 0);
-        let (st, v) = call(c.get(s.url("/api/v1/orders/open?symbol=BTC-KRW")).bearer_auth(&bob)).await;
+        let (st, v) = call(
+            c.get(s.url("/api/v1/orders/open?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
         assert_eq!(st, 200);
         assert_eq!(v["orders"][0]["leaves_qty"].as_u64(), Some(1));
         assert_eq!(v["orders"][0]["status"], "PARTIALLY_FILLED");
@@ -344,41 +423,94 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         assert_eq!((st, v["filled_qty"].as_u64()), (200, Some(2)));
 
         // Amend, then cancel by client order id.
-        let (st, v) = call(c.patch(s.url("/api/v1/orders/client/7")).bearer_auth(&bob)
-            .json(&json!({"symbol": "BTC-KRW", "price": 15200, "qty": 1}))).await;
+        let (st, v) = call(
+            c.patch(s.url("/api/v1/orders/client/7"))
+                .bearer_auth(&bob)
+                .json(&json!({"symbol": "BTC-KRW", "price": 15200, "qty": 1})),
+        )
+        .await;
         assert_eq!((st, v["status"].as_str()), (200, Some("AMENDED")), "{v}");
-        let (st, v) = call(c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW")).bearer_auth(&bob)).await;
+        let (st, v) = call(
+            c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
-        assert_eq!((v["status"].as_str(), v["order_id"].as_u64(), v["cancelled_qty"].as_u64()),
-            (Some("CANCELLED"), Some(bob_order), Some(1)));
-        let (st, v) = call(c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW")).bearer_auth(&bob)).await;
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["order_id"].as_u64(),
+                v["cancelled_qty"].as_u64()
+            ),
+            (Some("CANCELLED"), Some(bob_order), Some(1))
+        );
+        let (st, v) = call(
+            c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
         assert_eq!((st, v["reason"].as_str()), (404, Some("UNKNOWN_ORDER")));
         // Mass cancel with nothing open.
         let (st, v) = call(c.delete(s.url("/api/v1/orders")).bearer_auth(&bob)).await;
         assert_eq!((st, v["cancelled"].as_u64()), (200, Some(0)));
 
         // Alice withdraws 1,000,000 KRW: locked until two operators approve.
-        let (st, v) = call(c.post(s.url("/api/v1/withdrawals")).bearer_auth(&alice)
-            .json(&json!({"currency": "KRW", "amount": 1_000_000}))).await;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/withdrawals"))
+                .bearer_auth(&alice)
+                .json(&json!({"currency": "KRW", "amount": 1_000_000})),
+        )
+        .await;
         assert_eq!(st, 201, "{v}");
         let wid = v["withdrawal_id"].as_u64().unwrap();
         let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
         assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 1_000_000));
-        let (st, v) = call(c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve"))).bearer_auth(&ops1)).await;
-        assert_eq!((st, v["status"].as_str(), v["approvals"].as_u64()), (200, Some("PENDING"), Some(1)), "{v}");
-        let (st, v) = call(c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve"))).bearer_auth(&ops1)).await;
-        assert_eq!((st, v["reason"].as_str()), (409, Some("DUPLICATE_APPROVAL")), "{v}");
-        let (st, v) = call(c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve"))).bearer_auth(&ops2)).await;
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops1),
+        )
+        .await;
+        assert_eq!(
+            (st, v["status"].as_str(), v["approvals"].as_u64()),
+            (200, Some("PENDING"), Some(1)),
+            "{v}"
+        );
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops1),
+        )
+        .await;
+        assert_eq!(
+            (st, v["reason"].as_str()),
+            (409, Some("DUPLICATE_APPROVAL")),
+            "{v}"
+        );
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops2),
+        )
+        .await;
         assert_eq!((st, v["status"].as_str()), (200, Some("COMPLETED")), "{v}");
         let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
         assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 0));
         // The WebSocket saw the completion on the balances channel.
-        ws_until(&mut ws, |v| v["channel"] == "balances" && v["data"]["event"] == "withdrawal_completed").await;
+        ws_until(&mut ws, |v| {
+            v["channel"] == "balances" && v["data"]["event"] == "withdrawal_completed"
+        })
+        .await;
         // A withdrawal rejected by an operator unlocks.
-        let (_, v) = call(c.post(s.url("/api/v1/withdrawals")).bearer_auth(&alice)
-            .json(&json!({"currency": "KRW", "amount": 5}))).await;
+        let (_, v) = call(
+            c.post(s.url("/api/v1/withdrawals"))
+                .bearer_auth(&alice)
+                .json(&json!({"currency": "KRW", "amount": 5})),
+        )
+        .await;
         let wid = v["withdrawal_id"].as_u64().unwrap();
-        let (st, v) = call(c.post(s.url(&format!("/api/v1/withdrawals/{wid}/reject"))).bearer_auth(&ops2)).await;
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/reject")))
+                .bearer_auth(&ops2),
+        )
+        .await;
         assert_eq!((st, v["status"].as_str()), (200, Some("REJECTED")));
         let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
         assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 0));
@@ -389,8 +521,13 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
     let (status, hash) = s.terminate();
     assert!(status.success());
     // Every web command was journaled: a replay reaches the same state.
-    let out = Proc::new(BIN).args(["journal", "replay"]).arg(&journal).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = Proc::new(BIN)
+        .args(["journal", "replay"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&hash), "replay {text} vs shutdown {hash}");
 }
 
@@ -531,12 +668,23 @@ fn rate_limits_answer_429_per_account_and_leave_others_alone() {
         let mut statuses = Vec::new();
         let mut retry_after = None;
         for _ in 0..50 {
-            let r = c.get(s.url("/api/v1/orders/open")).bearer_auth(&alice).send().await.unwrap();
+            let r = c
+                .get(s.url("/api/v1/orders/open"))
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap();
             statuses.push(r.status().as_u16());
             if r.status().as_u16() == 429 {
-                retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
                 let v: Value = r.json().await.unwrap();
-                assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(4004), Some("RATE_LIMITED")));
+                assert_eq!(
+                    (v["code"].as_u64(), v["reason"].as_str()),
+                    (Some(4004), Some("RATE_LIMITED"))
+                );
                 break;
             }
         }
@@ -548,14 +696,22 @@ fn rate_limits_answer_429_per_account_and_leave_others_alone() {
         let (st, _) = call(c.get(s.url("/api/v1/orders/open")).bearer_auth(&bob)).await;
         assert_eq!(st, 200);
         // Counted in the metrics.
-        let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = c
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let m = metrics(&text);
         assert!(value(&m, "ringbook_rate_limited_total", &[("scope", "account")]) >= 1.0);
     });
 }
 
 fn metrics(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
 }
 
 fn value(m: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -581,7 +737,10 @@ fn csv_endpoints_and_metrics() {
         let alice = login(&c, &s, "alice").await;
         let bob = login(&c, &s, "bob").await;
         let post = |path: &str, tok: &str, body: &str| {
-            c.post(s.url(path)).bearer_auth(tok).header("content-type", "text/csv").body(body.to_string())
+            c.post(s.url(path))
+                .bearer_auth(tok)
+                .header("content-type", "text/csv")
+                .body(body.to_string())
         };
         let text = |r: reqwest::Response| async move {
             let st = r.status().as_u16();
@@ -591,8 +750,17 @@ fn csv_endpoints_and_metrics() {
         // line is allowed.
         let (st, t) = text(post("/deposit", &ops1, "1,0,5000000").send().await.unwrap()).await;
         assert_eq!(st, 200, "{t}");
-        assert_eq!(t, "userId,currencyId,amount,available,locked\n1,0,5000000,5000000,0\n");
-        let (st, _) = text(post("/deposit", &ops1, "userId,currencyId,amount\n2,2,100000").send().await.unwrap()).await;
+        assert_eq!(
+            t,
+            "userId,currencyId,amount,available,locked\n1,0,5000000,5000000,0\n"
+        );
+        let (st, _) = text(
+            post("/deposit", &ops1, "userId,currencyId,amount\n2,2,100000")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 200);
         // Bob sells 2 lots of BTC-KRW (symbol 0) at 14000; alice buys 1.
         let (st, t) = text(post("/order", &bob, "2,0,14000,2,2").send().await.unwrap()).await;
@@ -600,16 +768,41 @@ fn csv_endpoints_and_metrics() {
         let line = t.lines().nth(1).unwrap().to_string();
         let bob_order: u64 = line.split(',').next().unwrap().parse().unwrap();
         assert!(line.ends_with(",NEW,0,2"), "{t}");
-        let (st, t) = text(post("/order", &alice, "1,0,14000,1,1").send().await.unwrap()).await;
+        let (st, t) = text(
+            post("/order", &alice, "1,0,14000,1,1")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 200, "{t}");
         assert!(t.lines().nth(1).unwrap().ends_with(",FILLED,1,0"), "{t}");
-        let (st, t) = text(c.get(s.url("/orderbook?symbolId=0")).bearer_auth(&alice).send().await.unwrap()).await;
+        let (st, t) = text(
+            c.get(s.url("/orderbook?symbolId=0"))
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((st, t.as_str()), (200, "side,price,qty\n2,14000,1\n"));
         // Alice cannot cancel bob's order, nor act as bob.
-        let (st, t) = text(post("/cancel", &alice, &format!("2,{bob_order},0")).send().await.unwrap()).await;
+        let (st, t) = text(
+            post("/cancel", &alice, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 403, "{t}");
         assert!(t.contains("NOT_YOUR_ACCOUNT"));
-        let (st, t) = text(post("/order", &alice, "2,0,14000,1,2").send().await.unwrap()).await;
+        let (st, t) = text(
+            post("/order", &alice, "2,0,14000,1,2")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 403, "{t}");
         // A user may not deposit; malformed lines are 400.
         let (st, _) = text(post("/deposit", &alice, "1,0,5").send().await.unwrap()).await;
@@ -620,9 +813,27 @@ fn csv_endpoints_and_metrics() {
         let (st, _) = text(post("/order", &bob, "2,0,14000,1,3").send().await.unwrap()).await;
         assert_eq!(st, 400);
         // Bob cancels his remaining lot by the order id /order returned.
-        let (st, t) = text(post("/cancel", &bob, &format!("2,{bob_order},0")).send().await.unwrap()).await;
-        assert_eq!((st, t), (200, format!("orderId,status,cancelledQty\n{bob_order},CANCELLED,1\n")));
-        let (st, t) = text(post("/cancel", &bob, &format!("2,{bob_order},0")).send().await.unwrap()).await;
+        let (st, t) = text(
+            post("/cancel", &bob, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (st, t),
+            (
+                200,
+                format!("orderId,status,cancelledQty\n{bob_order},CANCELLED,1\n")
+            )
+        );
+        let (st, t) = text(
+            post("/cancel", &bob, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(st, 404, "{t}");
         // Unauthenticated CSV calls are refused like the rest.
         let (st, _) = text(c.get(s.url("/orderbook?symbolId=0")).send().await.unwrap()).await;
@@ -630,7 +841,10 @@ fn csv_endpoints_and_metrics() {
 
         // /metrics parses as Prometheus text and carries the gateway's and the edge's counters.
         let r = c.get(s.url("/metrics")).send().await.unwrap();
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
         let m = metrics(&r.text().await.unwrap());
         assert!(value(&m, "ringbook_gateway_logins_total", &[]) >= 3.0);
         // Two deposits, two orders, two cancels (the second one the engine's UNKNOWN_ORDER) and
@@ -640,27 +854,123 @@ fn csv_endpoints_and_metrics() {
         assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 7.0);
         assert_eq!(value(&m, "ringbook_web_bridge_rejected_total", &[]), 3.0);
         assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 7.0);
-        assert_eq!(value(&m, "ringbook_http_requests_total", &[("route", "/order"), ("status", "200")]), 2.0);
-        assert_eq!(value(&m, "ringbook_http_requests_total", &[("route", "/order"), ("status", "403")]), 1.0);
-        assert_eq!(value(&m, "ringbook_http_requests_total", &[("route", "/orderbook"), ("status", "401")]), 1.0);
-        assert_eq!(value(&m, "ringbook_web_logins_total", &[("result", "ok")]), 3.0);
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/order"), ("status", "200")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/order"), ("status", "403")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/orderbook"), ("status", "401")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&m, "ringbook_web_logins_total", &[("result", "ok")]),
+            3.0
+        );
         assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
-        let ack = m.samples.iter().find(|s| s.metric == "ringbook_web_order_ack_seconds").expect("ack summary");
+        let ack = m
+            .samples
+            .iter()
+            .find(|s| s.metric == "ringbook_web_order_ack_seconds")
+            .expect("ack summary");
         match &ack.value {
-            prometheus_parse::Value::Summary(q) => assert!(q.iter().any(|q| q.quantile == 0.99 && q.count > 0.0)),
+            prometheus_parse::Value::Summary(q) => {
+                assert!(q.iter().any(|q| q.quantile == 0.99 && q.count > 0.0))
+            }
             other => panic!("ack latency is not a summary: {other:?}"),
         }
         // Labels are bounded: no user or address appears in any label.
         for smp in &m.samples {
             for (k, _) in smp.labels.iter() {
-                assert!(["route", "status", "scope", "result", "quantile"].contains(&k.as_str()), "{k}");
+                assert!(
+                    ["route", "status", "scope", "result", "quantile"].contains(&k.as_str()),
+                    "{k}"
+                );
             }
         }
         // The OpenAPI document names every route.
         let (st, d) = call(c.get(s.url("/api/openapi.json"))).await;
         assert_eq!(st, 200);
-        for p in ["/api/v1/orders", "/deposit", "/order", "/cancel", "/orderbook", "/ws", "/api/v1/auth/login"] {
+        for p in [
+            "/api/v1/orders",
+            "/deposit",
+            "/order",
+            "/cancel",
+            "/orderbook",
+            "/ws",
+            "/api/v1/auth/login",
+        ] {
             assert!(d["paths"].get(p).is_some(), "{p}");
         }
     });
+}
+
+#[test]
+fn a_busy_http_port_or_a_short_secret_fails_the_start_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let journal = dir.path().join("journal");
+    let out = Proc::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            &addr,
+            "--journal",
+        ])
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen for HTTP on") && err.contains("--no-http"),
+        "{err}"
+    );
+    assert!(
+        !journal.exists(),
+        "nothing is created when the HTTP port is busy"
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[web]\njwt_secret = \"short\"\n{DEFAULT_CONFIG}"),
+    )
+    .unwrap();
+    let out = Proc::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt_secret must be at least 32 bytes"));
+    assert!(!journal.exists());
 }

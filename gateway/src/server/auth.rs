@@ -44,7 +44,8 @@ pub fn authorize(cmd: &Command, role: Role) -> Result<(), RejectCode> {
         (Command::Deposit { .. }, Role::Operator(_)) => Ok(()),
         (Command::Deposit { .. }, Role::User(_)) => Err(RejectCode::OperatorOnly),
         (
-            Command::ApproveWithdrawal { operator, .. } | Command::RejectWithdrawal { operator, .. },
+            Command::ApproveWithdrawal { operator, .. }
+            | Command::RejectWithdrawal { operator, .. },
             Role::Operator(op),
         ) => {
             if operator.0 == op {
@@ -53,10 +54,9 @@ pub fn authorize(cmd: &Command, role: Role) -> Result<(), RejectCode> {
                 Err(RejectCode::NotYourAccount)
             }
         }
-        (
-            Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. },
-            Role::User(_),
-        ) => Err(RejectCode::OperatorOnly),
+        (Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. }, Role::User(_)) => {
+            Err(RejectCode::OperatorOnly)
+        }
         (_, Role::Operator(_)) => Err(RejectCode::UserOnly),
         (_, Role::User(u)) => {
             if cmd.user() == Some(UserId(u)) {
@@ -306,7 +306,12 @@ mod tests {
 
     #[test]
     fn authorize_users_act_for_themselves_operators_for_operator_actions() {
-        let (u1, u2, op7, op8) = (Role::User(1), Role::User(2), Role::Operator(7), Role::Operator(8));
+        let (u1, u2, op7, op8) = (
+            Role::User(1),
+            Role::User(2),
+            Role::Operator(7),
+            Role::Operator(8),
+        );
         let order = Command::NewOrder(NewOrder::limit(
             UserId(1),
             SymbolId(0),

@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(b.room(), 2);
         assert!(b.push(out(1)) && b.push(out(2)));
         assert_eq!(b.room(), 0);
-        assert!(!b.push(out(3)), "a full outbound queue refuses, it never overwrites");
+        assert!(
+            !b.push(out(3)),
+            "a full outbound queue refuses, it never overwrites"
+        );
         assert_eq!(b.pop_output().map(|o| o.request), Some(1));
         assert_eq!(b.room(), 1);
     }

@@ -133,7 +133,10 @@ async fn edge_layer(
         if let Some(tok) = bearer {
             match st.tokens.verify(tok).and_then(|c| match c.role() {
                 Some(r) => Ok(Authed(c, r)),
-                None => Err(ApiError::web(WebCode::Unauthorized, "the token names no role")),
+                None => Err(ApiError::web(
+                    WebCode::Unauthorized,
+                    "the token names no role",
+                )),
             }) {
                 Ok(a) => {
                     if let Err(l) = st.limits.account(a.0.acct, now) {
@@ -179,7 +182,11 @@ fn route_name(path: &str) -> &'static str {
         "/ws",
         "unmatched",
     ];
-    ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other")
+    ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn limited(st: &AppState, l: Limited) -> ApiError {
@@ -187,11 +194,13 @@ fn limited(st: &AppState, l: Limited) -> ApiError {
     match l {
         Limited::Account(secs) => {
             m.inc(&m.rate_limited_account);
-            ApiError::web(WebCode::RateLimited, "this account's request rate limit").retry_after(secs)
+            ApiError::web(WebCode::RateLimited, "this account's request rate limit")
+                .retry_after(secs)
         }
         Limited::Address(secs) => {
             m.inc(&m.rate_limited_address);
-            ApiError::web(WebCode::RateLimited, "this address's request rate limit").retry_after(secs)
+            ApiError::web(WebCode::RateLimited, "this address's request rate limit")
+                .retry_after(secs)
         }
     }
 }
@@ -237,7 +246,10 @@ async fn ready(State(st): State<Shared>) -> Response {
 async fn metrics(State(st): State<Shared>) -> Response {
     let text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -245,7 +257,12 @@ async fn metrics(State(st): State<Shared>) -> Response {
 
 async fn symbols(State(st): State<Shared>) -> Json<Value> {
     let c = &st.edge.config;
-    let scale = |code: &str| c.currencies.iter().find(|x| x.code == code).map(|x| x.scale);
+    let scale = |code: &str| {
+        c.currencies
+            .iter()
+            .find(|x| x.code == code)
+            .map(|x| x.scale)
+    };
     let list: Vec<Value> = c
         .symbols
         .iter()
@@ -294,7 +311,10 @@ pub(crate) async fn book(
     // read a book).
     let (events, seq) = st
         .edge
-        .command(Role::User(0), Command::Query(EngineQuery::Book { symbol, depth }))
+        .command(
+            Role::User(0),
+            Command::Query(EngineQuery::Book { symbol, depth }),
+        )
         .await?;
     j::first_reject(&events)?;
     let (mut bids, mut asks) = (Vec::new(), Vec::new());
@@ -318,7 +338,9 @@ async fn orderbook(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let sid = j::symbol(&st.edge.config, &Named::Name(symbol))?;
-    let depth = q_u64(&q, "depth")?.map_or(BOOK_DEPTH_DEFAULT, |d| d.min(u64::from(BOOK_DEPTH_MAX)) as u32);
+    let depth = q_u64(&q, "depth")?.map_or(BOOK_DEPTH_DEFAULT, |d| {
+        d.min(u64::from(BOOK_DEPTH_MAX)) as u32
+    });
     let (bids, asks, seq) = book(&st, sid, depth).await?;
     Ok(Json(json!({
         "symbol": j::sym(&st.edge.config, sid),
@@ -345,8 +367,11 @@ async fn login(
 ) -> Result<Json<Value>, ApiError> {
     let l: LoginBody = body(&b)?;
     let max = ringbook_engine::config::GATEWAY_CREDENTIAL_BYTES_MAX;
-    if l.login.is_empty() || l.login.len() > max || l.password.is_empty() || l.password.len() > max {
-        return Err(ApiError::bad(format!("login and password must be 1..={max} bytes")));
+    if l.login.is_empty() || l.login.len() > max || l.password.is_empty() || l.password.len() > max
+    {
+        return Err(ApiError::bad(format!(
+            "login and password must be 1..={max} bytes"
+        )));
     }
     let m = &st.edge.metrics;
     let op = WebOp::Login {
@@ -362,11 +387,16 @@ async fn login(
                 Role::User(u) => ("user", u),
                 Role::Operator(o) => ("operator", o),
             };
-            Ok(Json(json!({"token": token, "expires_at": expires_at, "role": role_name, "id": id})))
+            Ok(Json(
+                json!({"token": token, "expires_at": expires_at, "role": role_name, "id": id}),
+            ))
         }
         Outcome::Login(LoginCheck::Bad) => {
             m.inc(&m.logins_failed);
-            Err(ApiError::reject(RejectCode::BadCredentials, "unknown login or wrong password"))
+            Err(ApiError::reject(
+                RejectCode::BadCredentials,
+                "unknown login or wrong password",
+            ))
         }
         Outcome::Login(LoginCheck::Throttled) => {
             m.inc(&m.logins_throttled);
@@ -463,7 +493,12 @@ impl OrderBody {
 }
 
 /// The reply to a new order: its id and status, and the fills it caused.
-pub(crate) fn order_reply(st: &AppState, o: &NewOrder, events: &[Event], seq: u64) -> Result<Value, ApiError> {
+pub(crate) fn order_reply(
+    st: &AppState,
+    o: &NewOrder,
+    events: &[Event],
+    seq: u64,
+) -> Result<Value, ApiError> {
     j::first_reject(events)?;
     let mine = |u: UserId, c: ClientOrderId| u == o.user && c == o.client_order_id;
     let mut order_id = None;
@@ -546,7 +581,10 @@ async fn new_order(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Resp
 }
 
 fn events_json(st: &AppState, events: &[Event]) -> Vec<Value> {
-    events.iter().map(|e| j::event(&st.edge.config, e)).collect()
+    events
+        .iter()
+        .map(|e| j::event(&st.edge.config, e))
+        .collect()
 }
 
 fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
@@ -554,7 +592,10 @@ fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad(format!("{what} {s:?}: expected a number")))
 }
 
-fn need_symbol(st: &AppState, q: &HashMap<String, String>) -> Result<ringbook_engine::SymbolId, ApiError> {
+fn need_symbol(
+    st: &AppState,
+    q: &HashMap<String, String>,
+) -> Result<ringbook_engine::SymbolId, ApiError> {
     let s = q
         .get("symbol")
         .ok_or_else(|| ApiError::bad("query parameter symbol is required"))?;
@@ -580,7 +621,10 @@ async fn cancel_order(
     let mut out = json!({"client_order_id": coid, "status": "CANCELLED", "seq": seq});
     for e in &events {
         if let Event::Cancelled {
-            order_id, qty, reason, ..
+            order_id,
+            qty,
+            reason,
+            ..
         } = *e
         {
             out["order_id"] = json!(order_id.0);
@@ -665,7 +709,9 @@ async fn open_orders(
         Some(s) => Some(j::symbol(&st.edge.config, &Named::Name(s.clone()))?),
         None => None,
     };
-    let limit = q_u64(&q, "limit")?.map_or(OPEN_ORDERS_MAX, |l| l.min(u64::from(OPEN_ORDERS_MAX)) as u32);
+    let limit = q_u64(&q, "limit")?.map_or(OPEN_ORDERS_MAX, |l| {
+        l.min(u64::from(OPEN_ORDERS_MAX)) as u32
+    });
     let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
     let (events, seq) = st
         .edge
@@ -683,7 +729,9 @@ async fn open_orders(
             _ => {}
         }
     }
-    Ok(Json(json!({"orders": orders, "total_open": total, "seq": seq})))
+    Ok(Json(
+        json!({"orders": orders, "total_open": total, "seq": seq}),
+    ))
 }
 
 async fn order_status(
@@ -716,7 +764,10 @@ async fn order_status(
             };
         }
     }
-    Err(ApiError::reject(RejectCode::UnknownOrder, "no order status in the reply"))
+    Err(ApiError::reject(
+        RejectCode::UnknownOrder,
+        "no order status in the reply",
+    ))
 }
 
 async fn balances(
@@ -730,7 +781,11 @@ async fn balances(
 }
 
 /// A user's balances, through the sequenced path.
-pub(crate) async fn balances_of(st: &AppState, role: Role, user: UserId) -> Result<(Vec<Value>, u64), ApiError> {
+pub(crate) async fn balances_of(
+    st: &AppState,
+    role: Role,
+    user: UserId,
+) -> Result<(Vec<Value>, u64), ApiError> {
     let (events, seq) = st
         .edge
         .command(role, Command::Query(EngineQuery::Balances { user }))
@@ -808,7 +863,11 @@ async fn deposit(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Json<V
     Ok(Json(out))
 }
 
-async fn approve(State(st): State<Shared>, a: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn approve(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "withdrawal id")?;
     let cmd = Command::ApproveWithdrawal {
         operator: operator_of(&a),
@@ -820,14 +879,20 @@ async fn approve(State(st): State<Shared>, a: Authed, Path(id): Path<String>) ->
         Event::WithdrawalApproved { approvals, .. } => Some(*approvals),
         _ => None,
     });
-    let completed = events.iter().any(|e| matches!(e, Event::WithdrawalCompleted { .. }));
+    let completed = events
+        .iter()
+        .any(|e| matches!(e, Event::WithdrawalCompleted { .. }));
     Ok(Json(json!({
         "withdrawal_id": id, "approvals": approvals,
         "status": if completed { "COMPLETED" } else { "PENDING" }, "seq": seq,
     })))
 }
 
-async fn reject(State(st): State<Shared>, a: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn reject(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "withdrawal id")?;
     let cmd = Command::RejectWithdrawal {
         operator: operator_of(&a),
@@ -835,7 +900,9 @@ async fn reject(State(st): State<Shared>, a: Authed, Path(id): Path<String>) -> 
     };
     let (events, seq) = st.edge.command(a.1, cmd).await?;
     j::first_reject(&events)?;
-    Ok(Json(json!({"withdrawal_id": id, "status": "REJECTED", "seq": seq})))
+    Ok(Json(
+        json!({"withdrawal_id": id, "status": "REJECTED", "seq": seq}),
+    ))
 }
 
 /// The next client order id for an order the web edge names itself (CSV `/order`).

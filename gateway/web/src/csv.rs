@@ -45,9 +45,9 @@ fn fields<const N: usize>(b: &Bytes, names: &str) -> Result<[u64; N], ApiError> 
     }
     let mut out = [0u64; N];
     for (i, p) in parts.iter().enumerate() {
-        out[i] = p
-            .parse()
-            .map_err(|_| ApiError::bad(format!("field {} {p:?} is not a number ({names})", i + 1)))?;
+        out[i] = p.parse().map_err(|_| {
+            ApiError::bad(format!("field {} {p:?} is not a number ({names})", i + 1))
+        })?;
     }
     Ok(out)
 }
@@ -61,10 +61,19 @@ fn id16(v: u64, what: &str, code: RejectCode) -> Result<u16, ApiError> {
 }
 
 fn id32(v: u64, what: &str) -> Result<u32, ApiError> {
-    u32::try_from(v).map_err(|_| ApiError::reject(RejectCode::UnknownUser, format!("{what} {v} does not exist")))
+    u32::try_from(v).map_err(|_| {
+        ApiError::reject(
+            RejectCode::UnknownUser,
+            format!("{what} {v} does not exist"),
+        )
+    })
 }
 
-pub(crate) async fn deposit(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn deposit(
+    State(st): State<Shared>,
+    a: Authed,
+    b: Bytes,
+) -> Result<Response, ApiError> {
     let [user, currency, amount] = fields::<3>(&b, "userId,currencyId,amount")?;
     let currency = id16(currency, "currency", RejectCode::UnknownCurrency)?;
     let cmd = Command::Deposit {
@@ -88,12 +97,20 @@ pub(crate) async fn deposit(State(st): State<Shared>, a: Authed, b: Bytes) -> Re
     )))
 }
 
-pub(crate) async fn order(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn order(
+    State(st): State<Shared>,
+    a: Authed,
+    b: Bytes,
+) -> Result<Response, ApiError> {
     let [user, symbol, price, qty, side] = fields::<5>(&b, "userId,symbolId,price,qty,side")?;
     let side = match side {
         1 => Side::Buy,
         2 => Side::Sell,
-        s => return Err(ApiError::bad(format!("side {s}: expected 1 (buy) or 2 (sell)"))),
+        s => {
+            return Err(ApiError::bad(format!(
+                "side {s}: expected 1 (buy) or 2 (sell)"
+            )))
+        }
     };
     let symbol = id16(symbol, "symbol", RejectCode::UnknownSymbol)?;
     let price = i64::try_from(price)
@@ -125,7 +142,11 @@ pub(crate) async fn order(State(st): State<Shared>, a: Authed, b: Bytes) -> Resu
     )))
 }
 
-pub(crate) async fn cancel(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn cancel(
+    State(st): State<Shared>,
+    a: Authed,
+    b: Bytes,
+) -> Result<Response, ApiError> {
     let [user, order_id, symbol] = fields::<3>(&b, "userId,orderId,symbolId")?;
     let user = id32(user, "user")?;
     let symbol = id16(symbol, "symbol", RejectCode::UnknownSymbol)?;
@@ -155,7 +176,9 @@ pub(crate) async fn cancel(State(st): State<Shared>, a: Authed, b: Bytes) -> Res
             _ => None,
         })
         .unwrap_or(0);
-    Ok(csv(format!("orderId,status,cancelledQty\n{order_id},CANCELLED,{qty}\n")))
+    Ok(csv(format!(
+        "orderId,status,cancelledQty\n{order_id},CANCELLED,{qty}\n"
+    )))
 }
 
 pub(crate) async fn orderbook(

@@ -115,7 +115,9 @@ impl Edge {
     /// Sends `op` through the gateway loop and waits for its outcome.
     pub async fn call(&self, op: WebOp) -> Result<Outcome, ApiError> {
         if !self.bridge.ready() {
-            return Err(ApiError::web(WebCode::NotReady, "the gateway is not running").retry_after(1));
+            return Err(
+                ApiError::web(WebCode::NotReady, "the gateway is not running").retry_after(1),
+            );
         }
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.inc(&self.metrics.busy);
@@ -137,7 +139,9 @@ impl Edge {
         if self.bridge.submit(WebRequest { id, op }).is_err() {
             self.lock_pending().remove(&id);
             self.metrics.inc(&self.metrics.busy);
-            return Err(ApiError::web(WebCode::Busy, "the queue into the gateway is full").retry_after(1));
+            return Err(
+                ApiError::web(WebCode::Busy, "the queue into the gateway is full").retry_after(1),
+            );
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(o)) => Ok(o),
@@ -278,7 +282,11 @@ impl Edge {
                 };
                 if let Some(conns) = m.get(&user) {
                     let msg: Arc<str> = json::ws_private(&self.config, e, channel).into();
-                    let ch = if channel == "balances" { CH_BALANCES } else { CH_ORDERS };
+                    let ch = if channel == "balances" {
+                        CH_BALANCES
+                    } else {
+                        CH_ORDERS
+                    };
                     // Order events change locks; deposits and withdrawals change balances.
                     self.send_all(conns, ch, &msg, true);
                 }
@@ -327,7 +335,12 @@ mod tests {
         }
     }
 
-    fn conn(edge: &Edge, id: u64, user: u32, cap: usize) -> (Arc<WsConn>, mpsc::Receiver<Arc<str>>) {
+    fn conn(
+        edge: &Edge,
+        id: u64,
+        user: u32,
+        cap: usize,
+    ) -> (Arc<WsConn>, mpsc::Receiver<Arc<str>>) {
         let (tx, rx) = mpsc::channel(cap);
         let c = Arc::new(WsConn {
             id,
@@ -355,8 +368,15 @@ mod tests {
         assert!(!slow.overflowed.load(Ordering::Relaxed));
         edge.dispatch(ev);
         edge.dispatch(ev);
-        assert!(slow.overflowed.load(Ordering::Relaxed), "the second message did not fit");
-        assert_eq!(edge.metrics.ws_overflows.load(Ordering::Relaxed), 1, "counted once");
+        assert!(
+            slow.overflowed.load(Ordering::Relaxed),
+            "the second message did not fit"
+        );
+        assert_eq!(
+            edge.metrics.ws_overflows.load(Ordering::Relaxed),
+            1,
+            "counted once"
+        );
         // The other connection of the same user got all three; the slow one its first.
         for _ in 0..3 {
             let m = other_rx.try_recv().unwrap();
@@ -432,7 +452,10 @@ mod tests {
             }
             assert_eq!(bridge.inbound_len(), 1);
             let e = edge.call(op).await.unwrap_err();
-            assert_eq!((e.status.as_u16(), e.reason, e.retry_after), (503, "WEB_BUSY", Some(1)));
+            assert_eq!(
+                (e.status.as_u16(), e.reason, e.retry_after),
+                (503, "WEB_BUSY", Some(1))
+            );
             assert_eq!(edge.metrics.busy.load(Ordering::Relaxed), 1);
         });
     }

@@ -98,9 +98,17 @@ pub fn reject_status(code: RejectCode) -> StatusCode {
         DuplicateClientOrderId | DuplicateApproval | ClientOrderIdNotIncreasing => {
             StatusCode::CONFLICT
         }
-        MalformedFrame | FrameTooLarge | UnknownMessageType | UnsupportedVersion
-        | InvalidField | NotLoggedIn | AlreadyLoggedIn | HeartbeatTimeout | SlowConsumer
-        | Flood | RetransmitUnavailable => StatusCode::BAD_REQUEST,
+        MalformedFrame
+        | FrameTooLarge
+        | UnknownMessageType
+        | UnsupportedVersion
+        | InvalidField
+        | NotLoggedIn
+        | AlreadyLoggedIn
+        | HeartbeatTimeout
+        | SlowConsumer
+        | Flood
+        | RetransmitUnavailable => StatusCode::BAD_REQUEST,
         // Business rejects of a well-formed request: funds, amounts, prices, quantities.
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
@@ -187,7 +195,9 @@ mod tests {
         for w in WebCode::ALL.windows(2) {
             assert!((w[0] as u16) < (w[1] as u16));
         }
-        assert!(WebCode::ALL.iter().all(|c| (4001..5000).contains(&(*c as u16))));
+        assert!(WebCode::ALL
+            .iter()
+            .all(|c| (4001..5000).contains(&(*c as u16))));
         for c in RejectCode::ALL {
             assert!(c.code() < 4000, "engine codes stay below the web range");
         }
@@ -195,8 +205,14 @@ mod tests {
 
     #[test]
     fn statuses_fit_the_codes() {
-        assert_eq!(reject_status(RejectCode::NotYourAccount), StatusCode::FORBIDDEN);
-        assert_eq!(reject_status(RejectCode::UnknownSymbol), StatusCode::NOT_FOUND);
+        assert_eq!(
+            reject_status(RejectCode::NotYourAccount),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            reject_status(RejectCode::UnknownSymbol),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(
             reject_status(RejectCode::InsufficientFunds),
             StatusCode::UNPROCESSABLE_ENTITY

@@ -3,8 +3,7 @@
 
 use ringbook_engine::book::OrderView;
 use ringbook_engine::{
-    Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce,
-    Trade,
+    Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce, Trade,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -123,7 +122,11 @@ pub fn parse_tif(s: &str) -> Result<TimeInForce, ApiError> {
                 format!("time in force {s}: this engine has GTC, IOC and FOK"),
             ))
         }
-        _ => return Err(ApiError::bad(format!("tif {s:?}: expected GTC, IOC or FOK"))),
+        _ => {
+            return Err(ApiError::bad(format!(
+                "tif {s:?}: expected GTC, IOC or FOK"
+            )))
+        }
     })
 }
 
@@ -400,14 +403,23 @@ mod tests {
     #[test]
     fn names_and_ids_resolve_and_unknowns_are_the_engine_codes() {
         let c = Config::default();
-        assert_eq!(symbol(&c, &Named::Name("ETH-KRW".into())).unwrap(), SymbolId(1));
+        assert_eq!(
+            symbol(&c, &Named::Name("ETH-KRW".into())).unwrap(),
+            SymbolId(1)
+        );
         assert_eq!(symbol(&c, &Named::Id(2)).unwrap(), SymbolId(2));
         assert_eq!(symbol(&c, &Named::Name("0".into())).unwrap(), SymbolId(0));
         let e = symbol(&c, &Named::Name("DOGE-KRW".into())).unwrap_err();
         assert_eq!((e.code, e.reason), (3001, "UNKNOWN_SYMBOL"));
         assert_eq!(symbol(&c, &Named::Id(99)).unwrap_err().code, 3001);
-        assert_eq!(currency(&c, &Named::Name("BTC".into())).unwrap(), CurrencyId(2));
-        assert_eq!(currency(&c, &Named::Name("XYZ".into())).unwrap_err().code, 2004);
+        assert_eq!(
+            currency(&c, &Named::Name("BTC".into())).unwrap(),
+            CurrencyId(2)
+        );
+        assert_eq!(
+            currency(&c, &Named::Name("XYZ".into())).unwrap_err().code,
+            2004
+        );
         assert_eq!(parse_tif("GTD").unwrap_err().reason, "UNSUPPORTED");
         assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);

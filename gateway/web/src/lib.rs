@@ -130,17 +130,12 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// Starts the web edge on its own tokio runtime.
-pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
-    let wc = opts.config.web.clone();
-    let (secret, generated_secret) = match &wc.jwt_secret {
-        Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
-        Some(_) => return Err("[web] jwt_secret must be at least 32 bytes".into()),
-        None => (
-            token::random_secret().map_err(|e| format!("generating a token secret: {e}"))?,
-            true,
-        ),
-    };
+/// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1); the
+/// message names the key. `ringbook serve` calls it before it starts anything.
+pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), String> {
+    if wc.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err("[web] jwt_secret must be at least 32 bytes".into());
+    }
     let positive = [
         ("token_ttl_secs", wc.token_ttl_secs as usize),
         ("account_rps", wc.account_rps as usize),
@@ -158,6 +153,20 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
             return Err(format!("[web] {k} must be at least 1"));
         }
     }
+    Ok(())
+}
+
+/// Starts the web edge on its own tokio runtime.
+pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
+    let wc = opts.config.web.clone();
+    check_config(&wc)?;
+    let (secret, generated_secret) = match &wc.jwt_secret {
+        Some(s) => (s.as_bytes().to_vec(), false),
+        None => (
+            token::random_secret().map_err(|e| format!("generating a token secret: {e}"))?,
+            true,
+        ),
+    };
     let addr = opts
         .listener
         .local_addr()
@@ -228,4 +237,32 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         dispatcher: Some(dispatcher),
         generated_secret,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_settings_are_checked_by_key() {
+        let mut wc = ringbook_engine::config::WebConfig::default();
+        assert_eq!(check_config(&wc), Ok(()));
+        wc.jwt_secret = Some("short".into());
+        assert!(check_config(&wc).unwrap_err().contains("jwt_secret"));
+        wc.jwt_secret = Some("x".repeat(32));
+        wc.ws_queue_max = 0;
+        assert!(check_config(&wc).unwrap_err().contains("ws_queue_max"));
+    }
+
+    #[test]
+    fn the_csv_order_table_forgets_the_oldest_beyond_its_bound() {
+        let mut t = CsvOrders::default();
+        for i in 0..CSV_ORDERS_MAX as u64 + 2 {
+            t.insert(i + 1, (1, 0, i));
+        }
+        assert_eq!(t.get(1), None);
+        assert_eq!(t.get(2), None);
+        assert_eq!(t.get(3), Some((1, 0, 2)));
+        assert_eq!(t.map.len(), CSV_ORDERS_MAX);
+    }
 }

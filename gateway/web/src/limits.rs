@@ -95,12 +95,19 @@ pub struct Limits {
 
 impl Limits {
     /// Tables for `accounts` accounts and `addrs_tracked` addresses.
-    pub fn new(accounts: usize, account_rate: Rate, addr_rate: Rate, addrs_tracked: usize) -> Limits {
+    pub fn new(
+        accounts: usize,
+        account_rate: Rate,
+        addr_rate: Rate,
+        addrs_tracked: usize,
+    ) -> Limits {
         let now = Instant::now();
         Limits {
             account_rate,
             addr_rate,
-            accounts: (0..accounts).map(|_| Mutex::new(Bucket::full(account_rate, now))).collect(),
+            accounts: (0..accounts)
+                .map(|_| Mutex::new(Bucket::full(account_rate, now)))
+                .collect(),
             addrs: Mutex::new(Addrs {
                 map: HashMap::with_capacity(addrs_tracked.max(1)),
                 overflow: Bucket::full(addr_rate, now),
@@ -116,7 +123,11 @@ impl Limits {
         if !a.map.contains_key(&ip) {
             if a.map.len() >= self.addrs_tracked {
                 // Forget one idle (full) bucket, if any; else share the overflow bucket.
-                let idle = a.map.iter().find(|(_, b)| b.is_full(rate, now)).map(|(k, _)| *k);
+                let idle = a
+                    .map
+                    .iter()
+                    .find(|(_, b)| b.is_full(rate, now))
+                    .map(|(k, _)| *k);
                 match idle {
                     Some(k) => {
                         a.map.remove(&k);
@@ -156,7 +167,18 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
-        let l = Limits::new(2, Rate { per_sec: 10, burst: 3 }, Rate { per_sec: 1000, burst: 1000 }, 4);
+        let l = Limits::new(
+            2,
+            Rate {
+                per_sec: 10,
+                burst: 3,
+            },
+            Rate {
+                per_sec: 1000,
+                burst: 1000,
+            },
+            4,
+        );
         let t = Instant::now();
         for _ in 0..3 {
             assert_eq!(l.account(0, t), Ok(()));
@@ -171,7 +193,18 @@ mod tests {
 
     #[test]
     fn new_addresses_cannot_evict_busy_ones() {
-        let l = Limits::new(0, Rate { per_sec: 1, burst: 1 }, Rate { per_sec: 1, burst: 2 }, 2);
+        let l = Limits::new(
+            0,
+            Rate {
+                per_sec: 1,
+                burst: 1,
+            },
+            Rate {
+                per_sec: 1,
+                burst: 2,
+            },
+            2,
+        );
         let t = Instant::now();
         assert_eq!(l.address(ip(1), t), Ok(()));
         assert_eq!(l.address(ip(2), t), Ok(()));

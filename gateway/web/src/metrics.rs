@@ -96,69 +96,194 @@ impl Metrics {
         const GAUGES: [&str; 3] = ["conns_prelogin", "conns_logged_in", "sessions_in_use"];
         for (name, v) in g.named() {
             if GAUGES.contains(&name) {
-                metric(&mut o, &format!("ringbook_gateway_{name}"), "gauge",
-                    "gateway gauge (binary protocol)", v);
+                metric(
+                    &mut o,
+                    &format!("ringbook_gateway_{name}"),
+                    "gauge",
+                    "gateway gauge (binary protocol)",
+                    v,
+                );
             } else {
-                metric(&mut o, &format!("ringbook_gateway_{name}_total"), "counter",
-                    "gateway counter (binary protocol and web edge logins/commands)", v);
+                metric(
+                    &mut o,
+                    &format!("ringbook_gateway_{name}_total"),
+                    "counter",
+                    "gateway counter (binary protocol and web edge logins/commands)",
+                    v,
+                );
             }
         }
         let b = &bridge.stats;
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        metric(&mut o, "ringbook_journal_acked_sequence", "gauge",
-            "highest sequence number acknowledged (journaled) through the gateway", l(&b.last_done_seq));
-        metric(&mut o, "ringbook_web_bridge_requests_total", "counter",
-            "web requests taken by the gateway loop", l(&b.requests));
-        metric(&mut o, "ringbook_web_bridge_commands_total", "counter",
-            "web commands sequenced", l(&b.commands));
-        metric(&mut o, "ringbook_web_bridge_rejected_total", "counter",
-            "web commands refused by authorization", l(&b.rejected));
-        metric(&mut o, "ringbook_web_bridge_backpressure_total", "counter",
-            "times the engine ring was full for a web command", l(&b.backpressure));
-        metric(&mut o, "ringbook_web_bridge_outbound_full_total", "counter",
-            "times the gateway loop waited for room in the web output queue", l(&b.outbound_full));
-        metric(&mut o, "ringbook_web_bridge_inbound_queue", "gauge",
-            "web requests queued for the gateway loop", bridge.inbound_len() as u64);
-        metric(&mut o, "ringbook_web_bridge_outbound_queue", "gauge",
-            "outputs queued for the web dispatcher", bridge.outbound_len() as u64);
-        metric(&mut o, "ringbook_web_ready", "gauge",
-            "1 while the gateway loop takes web requests", bridge.ready() as u64);
-        let _ = writeln!(o, "# HELP ringbook_http_requests_total HTTP requests by route template and status");
+        metric(
+            &mut o,
+            "ringbook_journal_acked_sequence",
+            "gauge",
+            "highest sequence number acknowledged (journaled) through the gateway",
+            l(&b.last_done_seq),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_requests_total",
+            "counter",
+            "web requests taken by the gateway loop",
+            l(&b.requests),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_commands_total",
+            "counter",
+            "web commands sequenced",
+            l(&b.commands),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_rejected_total",
+            "counter",
+            "web commands refused by authorization",
+            l(&b.rejected),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_backpressure_total",
+            "counter",
+            "times the engine ring was full for a web command",
+            l(&b.backpressure),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_outbound_full_total",
+            "counter",
+            "times the gateway loop waited for room in the web output queue",
+            l(&b.outbound_full),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_inbound_queue",
+            "gauge",
+            "web requests queued for the gateway loop",
+            bridge.inbound_len() as u64,
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bridge_outbound_queue",
+            "gauge",
+            "outputs queued for the web dispatcher",
+            bridge.outbound_len() as u64,
+        );
+        metric(
+            &mut o,
+            "ringbook_web_ready",
+            "gauge",
+            "1 while the gateway loop takes web requests",
+            bridge.ready() as u64,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP ringbook_http_requests_total HTTP requests by route template and status"
+        );
         let _ = writeln!(o, "# TYPE ringbook_http_requests_total counter");
         if let Ok(m) = self.http.lock() {
             for ((route, status), n) in m.iter() {
-                let _ = writeln!(o, "ringbook_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    o,
+                    "ringbook_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(o, "# HELP ringbook_rate_limited_total requests refused by a rate limit, by scope");
+        let _ = writeln!(
+            o,
+            "# HELP ringbook_rate_limited_total requests refused by a rate limit, by scope"
+        );
         let _ = writeln!(o, "# TYPE ringbook_rate_limited_total counter");
-        let _ = writeln!(o, "ringbook_rate_limited_total{{scope=\"account\"}} {}", l(&self.rate_limited_account));
-        let _ = writeln!(o, "ringbook_rate_limited_total{{scope=\"address\"}} {}", l(&self.rate_limited_address));
+        let _ = writeln!(
+            o,
+            "ringbook_rate_limited_total{{scope=\"account\"}} {}",
+            l(&self.rate_limited_account)
+        );
+        let _ = writeln!(
+            o,
+            "ringbook_rate_limited_total{{scope=\"address\"}} {}",
+            l(&self.rate_limited_address)
+        );
         let _ = writeln!(o, "# HELP ringbook_web_logins_total web logins by result");
         let _ = writeln!(o, "# TYPE ringbook_web_logins_total counter");
-        let _ = writeln!(o, "ringbook_web_logins_total{{result=\"ok\"}} {}", l(&self.logins_ok));
-        let _ = writeln!(o, "ringbook_web_logins_total{{result=\"failed\"}} {}", l(&self.logins_failed));
-        let _ = writeln!(o, "ringbook_web_logins_total{{result=\"throttled\"}} {}", l(&self.logins_throttled));
-        metric(&mut o, "ringbook_web_busy_total", "counter",
-            "requests refused with WEB_BUSY (queue into the gateway full)", l(&self.busy));
-        metric(&mut o, "ringbook_web_timeouts_total", "counter",
-            "requests that got no answer from the gateway loop in time", l(&self.timeouts));
-        metric(&mut o, "ringbook_web_bad_tokens_total", "counter",
-            "bearer tokens that did not verify or had expired", l(&self.bad_tokens));
-        metric(&mut o, "ringbook_ws_connections", "gauge",
-            "open WebSocket connections", l(&self.ws_connections));
-        metric(&mut o, "ringbook_ws_overflow_disconnects_total", "counter",
-            "WebSocket connections closed because their private backlog overflowed", l(&self.ws_overflows));
-        metric(&mut o, "ringbook_ws_messages_total", "counter",
-            "messages queued to WebSocket connections", l(&self.ws_messages));
+        let _ = writeln!(
+            o,
+            "ringbook_web_logins_total{{result=\"ok\"}} {}",
+            l(&self.logins_ok)
+        );
+        let _ = writeln!(
+            o,
+            "ringbook_web_logins_total{{result=\"failed\"}} {}",
+            l(&self.logins_failed)
+        );
+        let _ = writeln!(
+            o,
+            "ringbook_web_logins_total{{result=\"throttled\"}} {}",
+            l(&self.logins_throttled)
+        );
+        metric(
+            &mut o,
+            "ringbook_web_busy_total",
+            "counter",
+            "requests refused with WEB_BUSY (queue into the gateway full)",
+            l(&self.busy),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_timeouts_total",
+            "counter",
+            "requests that got no answer from the gateway loop in time",
+            l(&self.timeouts),
+        );
+        metric(
+            &mut o,
+            "ringbook_web_bad_tokens_total",
+            "counter",
+            "bearer tokens that did not verify or had expired",
+            l(&self.bad_tokens),
+        );
+        metric(
+            &mut o,
+            "ringbook_ws_connections",
+            "gauge",
+            "open WebSocket connections",
+            l(&self.ws_connections),
+        );
+        metric(
+            &mut o,
+            "ringbook_ws_overflow_disconnects_total",
+            "counter",
+            "WebSocket connections closed because their private backlog overflowed",
+            l(&self.ws_overflows),
+        );
+        metric(
+            &mut o,
+            "ringbook_ws_messages_total",
+            "counter",
+            "messages queued to WebSocket connections",
+            l(&self.ws_messages),
+        );
         if let Ok(h) = self.order_ack_us.lock() {
             let _ = writeln!(o, "# HELP ringbook_web_order_ack_seconds web order submit to journaled acknowledgement");
             let _ = writeln!(o, "# TYPE ringbook_web_order_ack_seconds summary");
             for q in [0.5, 0.9, 0.99, 0.999] {
-                let v = if h.is_empty() { 0 } else { h.value_at_quantile(q) };
-                let _ = writeln!(o, "ringbook_web_order_ack_seconds{{quantile=\"{q}\"}} {}", v as f64 / 1e6);
+                let v = if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(q)
+                };
+                let _ = writeln!(
+                    o,
+                    "ringbook_web_order_ack_seconds{{quantile=\"{q}\"}} {}",
+                    v as f64 / 1e6
+                );
             }
-            let sum: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+            let sum: f64 = h
+                .iter_recorded()
+                .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+                .sum();
             let _ = writeln!(o, "ringbook_web_order_ack_seconds_sum {}", sum / 1e6);
             let _ = writeln!(o, "ringbook_web_order_ack_seconds_count {}", h.len());
         }

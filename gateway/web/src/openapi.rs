@@ -16,7 +16,11 @@ fn op(summary: &str, auth: bool, params: Value, body: Option<&str>, ok: &str) ->
         o["security"] = json!([{"bearer": []}]);
     }
     if let Some(b) = body {
-        let ct = if b == "csv" { "text/csv" } else { "application/json" };
+        let ct = if b == "csv" {
+            "text/csv"
+        } else {
+            "application/json"
+        };
         let schema = if b == "csv" {
             json!({"type": "string"})
         } else {
@@ -121,8 +125,13 @@ mod tests {
         let d = super::document();
         let paths = d["paths"].as_object().unwrap();
         for p in [
-            "/api/v1/orders", "/api/v1/orderbook/{symbol}", "/deposit", "/ws", "/metrics",
-            "/api/v1/withdrawals/{id}/approve", "/api/v1/orders/client/{client_order_id}",
+            "/api/v1/orders",
+            "/api/v1/orderbook/{symbol}",
+            "/deposit",
+            "/ws",
+            "/metrics",
+            "/api/v1/withdrawals/{id}/approve",
+            "/api/v1/orders/client/{client_order_id}",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

@@ -106,14 +106,18 @@ impl Tokens {
             Ok(d) => {
                 // `exp` is checked by the library; checked again without leeway, to the second.
                 if d.claims.exp <= now_secs() {
-                    return Err(ApiError::web(WebCode::TokenExpired, "the token has expired"));
+                    return Err(ApiError::web(
+                        WebCode::TokenExpired,
+                        "the token has expired",
+                    ));
                 }
                 Ok(d.claims)
             }
             Err(e) => match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    Err(ApiError::web(WebCode::TokenExpired, "the token has expired"))
-                }
+                ErrorKind::ExpiredSignature => Err(ApiError::web(
+                    WebCode::TokenExpired,
+                    "the token has expired",
+                )),
                 _ => Err(ApiError::web(
                     WebCode::Unauthorized,
                     "the token does not verify",
@@ -140,7 +144,10 @@ mod tests {
         let t = Tokens::new(b"0123456789abcdef0123456789abcdef", 60);
         let (tok, exp) = t.issue("alice", 0, Role::User(1)).unwrap();
         let c = t.verify(&tok).unwrap();
-        assert_eq!((c.sub.as_str(), c.role(), c.exp), ("alice", Some(Role::User(1)), exp));
+        assert_eq!(
+            (c.sub.as_str(), c.role(), c.exp),
+            ("alice", Some(Role::User(1)), exp)
+        );
         let other = Tokens::new(b"another secret, also 32 bytes lon", 60);
         assert_eq!(other.verify(&tok).unwrap_err().reason, "UNAUTHORIZED");
         assert_eq!(t.verify("not.a.token").unwrap_err().reason, "UNAUTHORIZED");
@@ -157,7 +164,9 @@ mod tests {
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
         parts[0] = none_header;
         assert_eq!(
-            t.verify(&format!("{}.{}.", parts[0], parts[1])).unwrap_err().reason,
+            t.verify(&format!("{}.{}.", parts[0], parts[1]))
+                .unwrap_err()
+                .reason,
             "UNAUTHORIZED"
         );
     }

@@ -41,9 +41,12 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let open = st.edge.metrics.ws_connections.load(Ordering::Relaxed) as usize;
     if open >= st.ws_conns_max {
-        return ApiError::web(WebCode::TooManyConnections, "too many WebSocket connections")
-            .retry_after(1)
-            .into_response();
+        return ApiError::web(
+            WebCode::TooManyConnections,
+            "too many WebSocket connections",
+        )
+        .retry_after(1)
+        .into_response();
     }
     ws.max_message_size(16 << 10)
         .on_upgrade(move |socket| run(st, socket))
@@ -149,8 +152,10 @@ async fn run(st: Shared, socket: WebSocket) {
 
 async fn balances_msg(st: &Shared, user: u32) -> String {
     match balances_of(st, Role::User(user), UserId(user)).await {
-        Ok((v, seq)) => json!({"channel": "balances", "data": {"user": user, "balances": v, "seq": seq}})
-            .to_string(),
+        Ok((v, seq)) => {
+            json!({"channel": "balances", "data": {"user": user, "balances": v, "seq": seq}})
+                .to_string()
+        }
         Err(e) => err(e.code, e.reason, &e.message),
     }
 }
@@ -199,7 +204,10 @@ async fn handle(
             });
             st.edge.ws_register(c.clone());
             *conn = Some(c);
-            Some(json!({"op": "auth", "ok": true, "user": user, "expires_at": claims.exp}).to_string())
+            Some(
+                json!({"op": "auth", "ok": true, "user": user, "expires_at": claims.exp})
+                    .to_string(),
+            )
         }
         "subscribe" | "unsubscribe" => {
             let ch = v["channel"].as_str().unwrap_or("");
@@ -216,7 +224,10 @@ async fn handle(
                 _ => return Some(web_err(WebCode::BadRequest, "unknown channel")),
             };
             let Some(c) = conn.as_ref() else {
-                return Some(web_err(WebCode::Unauthorized, "private channels need {\"op\":\"auth\"} first"));
+                return Some(web_err(
+                    WebCode::Unauthorized,
+                    "private channels need {\"op\":\"auth\"} first",
+                ));
             };
             if op == "subscribe" {
                 c.channels.fetch_or(bit, Ordering::AcqRel);
@@ -229,6 +240,9 @@ async fn handle(
             }
             Some(json!({"op": op, "channel": ch, "ok": true}).to_string())
         }
-        _ => Some(web_err(WebCode::BadRequest, "unknown op (auth, subscribe, unsubscribe, ping)")),
+        _ => Some(web_err(
+            WebCode::BadRequest,
+            "unknown op (auth, subscribe, unsubscribe, ping)",
+        )),
     }
 }
