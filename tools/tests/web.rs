@@ -650,6 +650,28 @@ fn every_error_path_has_its_code_and_status() {
         ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
         let v = ws_until(&mut ws, |v| v["op"] == "error").await;
         assert_eq!(v["reason"], "UNSUPPORTED");
+        // A connection authenticated with a token is closed when the token expires.
+        let short = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
+            "iat": now(), "exp": now() + 2}));
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": short})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "auth" || v["op"] == "error").await;
+        if v["op"] == "auth" {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match tokio::time::timeout_at(deadline, ws.next()).await.expect("closed at expiry") {
+                    Some(Ok(Message::Close(Some(f)))) => {
+                        assert_eq!((u16::from(f.code), f.reason.as_str()), (1008, "TOKEN_EXPIRED"));
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("no close frame: {other:?}"),
+                }
+            }
+        } else {
+            // Only on a machine so slow that the token expired before it was checked.
+            assert_eq!(v["reason"], "TOKEN_EXPIRED");
+        }
     });
 }
 
@@ -883,6 +905,36 @@ fn csv_endpoints_and_metrics() {
             3.0
         );
         assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
+        for (code, reason, n) in [
+            ("1010", "NOT_YOUR_ACCOUNT", 2.0),
+            ("1011", "OPERATOR_ONLY", 1.0),
+            ("4001", "BAD_REQUEST", 2.0),
+            ("3010", "UNKNOWN_ORDER", 1.0),
+            ("4002", "UNAUTHORIZED", 1.0),
+        ] {
+            assert_eq!(
+                value(
+                    &m,
+                    "ringbook_web_errors_total",
+                    &[("code", code), ("reason", reason)]
+                ),
+                n,
+                "{reason}"
+            );
+        }
+        // Counted as sent, refused or not: the refused ones are counted as errors above.
+        for (kind, n) in [
+            ("new_order", 3.0),
+            ("deposit", 3.0),
+            ("cancel", 3.0),
+            ("query_book", 1.0),
+        ] {
+            assert_eq!(
+                value(&m, "ringbook_web_commands_total", &[("kind", kind)]),
+                n,
+                "{kind}"
+            );
+        }
         let ack = m
             .samples
             .iter()
@@ -898,7 +950,8 @@ fn csv_endpoints_and_metrics() {
         for smp in &m.samples {
             for (k, _) in smp.labels.iter() {
                 assert!(
-                    ["route", "status", "scope", "result", "quantile"].contains(&k.as_str()),
+                    ["route", "status", "scope", "result", "quantile", "code", "reason", "kind"]
+                        .contains(&k.as_str()),
                     "{k}"
                 );
             }

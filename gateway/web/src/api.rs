@@ -153,6 +153,9 @@ async fn edge_layer(
         next.run(req).await
     };
     st.edge.metrics.http(route, resp.status().as_u16());
+    if let Some(e) = resp.extensions().get::<crate::error::ErrorCode>() {
+        st.edge.metrics.error(e.0, e.1);
+    }
     resp
 }
 

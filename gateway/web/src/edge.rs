@@ -46,6 +46,25 @@ struct Pending {
     tx: oneshot::Sender<Outcome>,
 }
 
+/// A command's kind, as a metric label.
+pub fn command_kind(cmd: &Command) -> &'static str {
+    use ringbook_engine::Query;
+    match cmd {
+        Command::NewOrder(_) => "new_order",
+        Command::Cancel { .. } => "cancel",
+        Command::Amend { .. } => "amend",
+        Command::MassCancel { .. } => "mass_cancel",
+        Command::Deposit { .. } => "deposit",
+        Command::Withdraw { .. } => "withdraw",
+        Command::ApproveWithdrawal { .. } => "approve_withdrawal",
+        Command::RejectWithdrawal { .. } => "reject_withdrawal",
+        Command::Query(Query::Order { .. }) => "query_order",
+        Command::Query(Query::OpenOrders { .. }) => "query_open_orders",
+        Command::Query(Query::Balances { .. }) => "query_balances",
+        Command::Query(Query::Book { .. }) => "query_book",
+    }
+}
+
 /// Private channel bits.
 pub const CH_ORDERS: u8 = 1;
 /// Fills.
@@ -159,6 +178,7 @@ impl Edge {
     /// Sends a command for `role`; its events and sequence number, or the gateway's refusal.
     pub async fn command(&self, role: Role, cmd: Command) -> Result<(Vec<Event>, u64), ApiError> {
         let t0 = Instant::now();
+        self.metrics.command(command_kind(&cmd));
         match self.call(WebOp::Command { role, cmd }).await? {
             Outcome::Done { events, seq } => {
                 if matches!(cmd, Command::NewOrder(_)) {

@@ -169,9 +169,14 @@ impl ApiError {
     }
 }
 
+/// Set on error responses, so the metrics layer can count them by code.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode(pub u16, pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, axum::Json(self.body())).into_response();
+        r.extensions_mut().insert(ErrorCode(self.code, self.reason));
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);

@@ -17,6 +17,10 @@ use ringbook_gateway::server::{Stats, WebBridge};
 pub struct Metrics {
     /// (route template, status) → requests. Bounded by routes × statuses.
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// (code, name) → error replies. Bounded by the published codes.
+    errors: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    /// Command kind → web commands sent to the gateway. Bounded by the command kinds.
+    commands: Mutex<BTreeMap<&'static str, u64>>,
     /// Requests refused by the per-account limit.
     pub rate_limited_account: AtomicU64,
     /// Requests refused by the per-address limit.
@@ -47,6 +51,8 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             http: Mutex::new(BTreeMap::new()),
+            errors: Mutex::new(BTreeMap::new()),
+            commands: Mutex::new(BTreeMap::new()),
             rate_limited_account: AtomicU64::new(0),
             rate_limited_address: AtomicU64::new(0),
             logins_ok: AtomicU64::new(0),
@@ -74,6 +80,20 @@ impl Metrics {
     pub fn http(&self, route: &'static str, status: u16) {
         if let Ok(mut m) = self.http.lock() {
             *m.entry((route, status)).or_insert(0) += 1;
+        }
+    }
+
+    /// One error reply with this code.
+    pub fn error(&self, code: u16, reason: &'static str) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry((code, reason)).or_insert(0) += 1;
+        }
+    }
+
+    /// One web command of this kind.
+    pub fn command(&self, kind: &'static str) {
+        if let Ok(mut m) = self.commands.lock() {
+            *m.entry(kind).or_insert(0) += 1;
         }
     }
 
@@ -189,6 +209,26 @@ impl Metrics {
                     o,
                     "ringbook_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
                 );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ringbook_web_errors_total error replies by stable code and name"
+        );
+        let _ = writeln!(o, "# TYPE ringbook_web_errors_total counter");
+        if let Ok(m) = self.errors.lock() {
+            for ((code, reason), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "ringbook_web_errors_total{{code=\"{code}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP ringbook_web_commands_total web commands and queries sent to the gateway, by kind");
+        let _ = writeln!(o, "# TYPE ringbook_web_commands_total counter");
+        if let Ok(m) = self.commands.lock() {
+            for (kind, n) in m.iter() {
+                let _ = writeln!(o, "ringbook_web_commands_total{{kind=\"{kind}\"}} {n}");
             }
         }
         let _ = writeln!(

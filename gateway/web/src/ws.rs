@@ -72,6 +72,13 @@ async fn kill_wait(c: &Option<Arc<WsConn>>) {
     }
 }
 
+async fn expiry_wait(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn dirty_wait(c: &Option<Arc<WsConn>>) {
     match c {
         Some(c) if c.channels.load(Ordering::Relaxed) & CH_BALANCES != 0 => {
@@ -87,6 +94,8 @@ async fn run(st: Shared, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(st.ws_queue_max);
     let mut conn: Option<Arc<WsConn>> = None;
+    // When the authenticating token expires, the connection ends (log in again, reconnect).
+    let mut expires: Option<tokio::time::Instant> = None;
     let mut shutdown = st.shutdown.clone();
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
@@ -108,7 +117,7 @@ async fn run(st: Shared, socket: WebSocket) {
                     }
                     _ => continue,
                 };
-                let reply = handle(&st, &text, &mut conn, &tx).await;
+                let reply = handle(&st, &text, &mut conn, &tx, &mut expires).await;
                 if let Some(r) = reply {
                     if sink.send(Message::Text(r.into())).await.is_err() {
                         break;
@@ -138,6 +147,10 @@ async fn run(st: Shared, socket: WebSocket) {
                     }
                 }
             }
+            _ = expiry_wait(expires) => {
+                let _ = sink.send(close(CLOSE_POLICY, "TOKEN_EXPIRED")).await;
+                break;
+            }
             _ = shutdown.changed() => {
                 let _ = sink.send(close(CLOSE_AWAY, "SHUTTING_DOWN")).await;
                 break;
@@ -165,6 +178,7 @@ async fn handle(
     text: &str,
     conn: &mut Option<Arc<WsConn>>,
     tx: &mpsc::Sender<Arc<str>>,
+    expires: &mut Option<tokio::time::Instant>,
 ) -> Option<String> {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return Some(web_err(WebCode::BadRequest, "not JSON"));
@@ -204,6 +218,8 @@ async fn handle(
             });
             st.edge.ws_register(c.clone());
             *conn = Some(c);
+            let left = claims.exp.saturating_sub(crate::token::now_secs());
+            *expires = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(left));
             Some(
                 json!({"op": "auth", "ok": true, "user": user, "expires_at": claims.exp})
                     .to_string(),
