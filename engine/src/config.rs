@@ -555,6 +555,24 @@ mod tests {
     }
 
     #[test]
+    fn the_web_section_is_optional_typed_and_never_prints_its_secret() {
+        assert_eq!(Config::default().web, WebConfig::default());
+        let text = format!(
+            "[web]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\ntoken_ttl_secs = 60\n\
+             addr_rps = 7\n{DEFAULT_CONFIG_TOML}"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        assert_eq!((c.web.token_ttl_secs, c.web.addr_rps), (60, 7));
+        assert_eq!(c.web.account_rps, WebConfig::default().account_rps);
+        assert!(!format!("{:?}", c.web).contains("0123456789abcdef"));
+        let bad = format!("[web]\nno_such_key = 1\n{DEFAULT_CONFIG_TOML}");
+        assert!(matches!(
+            Config::from_toml_str(&bad),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
     fn gateway_limits_default_and_parse_before_or_after_the_accounts() {
         let d = Config::default();
         assert_eq!(
