@@ -717,6 +717,23 @@ fn rate_limits_answer_429_per_account_and_leave_others_alone() {
         // Bob's bucket is his own.
         let (st, _) = call(c.get(s.url("/api/v1/orders/open")).bearer_auth(&bob)).await;
         assert_eq!(st, 200);
+        // WebSocket messages count against the account too: carol's pings after her burst.
+        let carol = login(&c, &s, "carol").await;
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": carol})).await;
+        ws_until(&mut ws, |v| v["op"] == "auth").await;
+        let mut pongs = 0;
+        loop {
+            assert!(pongs < 50, "no rate limit on WebSocket messages");
+            ws_send(&mut ws, json!({"op": "ping"})).await;
+            let v = ws_until(&mut ws, |v| v["op"] == "pong" || v["op"] == "error").await;
+            if v["op"] == "error" {
+                assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(4004), Some("RATE_LIMITED")));
+                break;
+            }
+            pongs += 1;
+        }
+        assert!(pongs >= 3, "the burst passes first ({pongs})");
         // Counted in the metrics.
         let text = c
             .get(s.url("/metrics"))

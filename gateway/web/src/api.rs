@@ -192,7 +192,7 @@ fn route_name(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn limited(st: &AppState, l: Limited) -> ApiError {
+pub(crate) fn limited(st: &AppState, l: Limited) -> ApiError {
     let m = &st.edge.metrics;
     match l {
         Limited::Account(secs) => {

@@ -79,6 +79,8 @@ pub struct WsConn {
     pub id: u64,
     /// The user it belongs to.
     pub user: u32,
+    /// The account (token `acct`) whose rate limit its messages count against.
+    pub acct: usize,
     /// Subscribed private channels (`CH_*` bits).
     pub channels: AtomicU8,
     /// Messages for the connection (bounded).
@@ -365,6 +367,7 @@ mod tests {
         let c = Arc::new(WsConn {
             id,
             user,
+            acct: 0,
             channels: AtomicU8::new(CH_ORDERS),
             tx,
             overflowed: AtomicBool::new(false),

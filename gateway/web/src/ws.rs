@@ -36,7 +36,7 @@ const CLOSE_AWAY: u16 = 1001;
 
 pub(crate) async fn upgrade(
     State(st): State<Shared>,
-    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let open = st.edge.metrics.ws_connections.load(Ordering::Relaxed) as usize;
@@ -49,7 +49,7 @@ pub(crate) async fn upgrade(
         .into_response();
     }
     ws.max_message_size(16 << 10)
-        .on_upgrade(move |socket| run(st, socket))
+        .on_upgrade(move |socket| run(st, socket, peer.ip()))
 }
 
 fn err(code: u16, reason: &str, message: &str) -> String {
@@ -88,7 +88,7 @@ async fn dirty_wait(c: &Option<Arc<WsConn>>) {
     }
 }
 
-async fn run(st: Shared, socket: WebSocket) {
+async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
     let m = &st.edge.metrics;
     m.ws_connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
@@ -117,6 +117,19 @@ async fn run(st: Shared, socket: WebSocket) {
                     }
                     _ => continue,
                 };
+                // Every message counts against the address's (and, once authenticated, the
+                // account's) rate limit, as an HTTP request does.
+                let now = std::time::Instant::now();
+                let limited = st.limits.address(ip, now).err().or_else(|| {
+                    conn.as_ref().and_then(|c| st.limits.account(c.acct, now).err())
+                });
+                if let Some(l) = limited {
+                    let e = crate::api::limited(&st, l);
+                    if sink.send(Message::Text(err(e.code, e.reason, &e.message).into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let reply = handle(&st, &text, &mut conn, &tx, &mut expires).await;
                 if let Some(r) = reply {
                     if sink.send(Message::Text(r.into())).await.is_err() {
@@ -210,6 +223,7 @@ async fn handle(
             let c = Arc::new(WsConn {
                 id: st.ws_next.fetch_add(1, Ordering::Relaxed),
                 user,
+                acct: claims.acct,
                 channels: AtomicU8::new(0),
                 tx: tx.clone(),
                 overflowed: AtomicBool::new(false),
