@@ -116,6 +116,8 @@ pub struct WebBridge {
     /// Authenticated WebSocket connections: with none, the loop sends no broadcast events.
     listeners: AtomicU64,
     ready: AtomicBool,
+    /// The web edge has stopped: the loop takes no more requests and pushes nothing more.
+    closed: AtomicBool,
     /// Counters.
     pub stats: BridgeStats,
 }
@@ -132,6 +134,7 @@ impl WebBridge {
             out_blocked: AtomicBool::new(false),
             listeners: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             stats: BridgeStats::default(),
         })
     }
@@ -176,6 +179,21 @@ impl WebBridge {
         }
     }
 
+    /// The web edge has stopped (its dispatcher reads no more): the loop stops taking requests
+    /// and pushing outputs, so it never waits for room that will not come.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+        if let Some(w) = self.waker.get() {
+            let _ = w.wake();
+        }
+    }
+
+    /// Whether [`WebBridge::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Whether the gateway loop is running and taking requests.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -201,7 +219,8 @@ impl WebBridge {
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.ready
+            .store(ready && !self.is_closed(), Ordering::Release);
     }
 
     /// Before draining the inbound queue: later requests must wake the loop again.
@@ -215,11 +234,15 @@ impl WebBridge {
     }
 
     pub(crate) fn has_requests(&self) -> bool {
-        !self.inbound.is_empty()
+        !self.inbound.is_empty() && !self.is_closed()
     }
 
-    /// Free outbound slots (only the loop pushes, so this is a lower bound until it does).
+    /// Free outbound slots (only the loop pushes, so this is a lower bound until it does);
+    /// unbounded once closed (nothing is pushed any more).
     pub(crate) fn room(&self) -> usize {
+        if self.is_closed() {
+            return usize::MAX;
+        }
         self.outbound.capacity() - self.outbound.len()
     }
 
@@ -235,11 +258,15 @@ impl WebBridge {
     }
 
     pub(crate) fn has_listeners(&self) -> bool {
-        self.listeners.load(Ordering::Relaxed) > 0
+        self.listeners.load(Ordering::Relaxed) > 0 && !self.is_closed()
     }
 
-    /// Pushes an output; the caller has checked `room`. False only if it had not.
+    /// Pushes an output; the caller has checked `room`. False only if it had not, or once the
+    /// bridge is closed (dropped: nobody reads).
     pub(crate) fn push(&self, out: WebOutput) -> bool {
+        if self.is_closed() {
+            return false;
+        }
         let ok = self.outbound.push(out).is_ok();
         if ok {
             self.stats.outputs.fetch_add(1, Ordering::Relaxed);
@@ -313,6 +340,34 @@ mod tests {
         );
         assert_eq!(b.pop_output().map(|o| o.request), Some(1));
         assert_eq!(b.room(), 1);
+    }
+
+    #[test]
+    fn a_closed_bridge_takes_and_pushes_nothing() {
+        let b = WebBridge::new(2, 1);
+        b.listeners_add(1);
+        assert!(b.push(out(1)));
+        assert_eq!(b.room(), 0);
+        b.close();
+        assert!(b.is_closed() && !b.ready() && !b.has_listeners());
+        assert_eq!(
+            b.room(),
+            usize::MAX,
+            "the loop never waits for a closed edge"
+        );
+        assert!(!b.push(out(2)));
+        assert!(b
+            .submit(WebRequest {
+                id: 1,
+                op: WebOp::Command {
+                    role: Role::User(1),
+                    cmd: Command::Query(ringbook_engine::Query::Balances {
+                        user: ringbook_engine::UserId(1)
+                    }),
+                },
+            })
+            .is_ok());
+        assert!(!b.has_requests());
     }
 
     #[test]

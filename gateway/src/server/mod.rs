@@ -1213,6 +1213,9 @@ impl<B: Backend> Core<B> {
     /// sequenced through the same backend. Every reply goes out on the bridge.
     fn service_web(&mut self) {
         let Some(web) = self.web.clone() else { return };
+        if web.is_closed() {
+            return;
+        }
         web.rearm();
         if let Some((id, cmd)) = self.web_stalled {
             match self.try_submit(cmd) {

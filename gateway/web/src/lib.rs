@@ -80,6 +80,8 @@ impl WebHandle {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
+        // Nobody will read the bridge any more: the gateway loop must not wait for it.
+        self.edge.bridge.close();
         self.edge.stop();
         if let Some(t) = self.dispatcher.take() {
             t.thread().unpark();
