@@ -288,6 +288,78 @@ pub struct Config {
     /// Market-data sizes (optional; defaults in the embedded config).
     #[serde(default)]
     pub market_data: MarketDataConfig,
+    /// The web edge (HTTP/WebSocket) limits (optional; only `ringbook serve` reads it).
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The web edge's token, queue and rate-limit settings (`[web]`; every key optional). See
+/// docs/http-api.md and docs/operations.md.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// HS256 secret for the tokens (at least 32 bytes); a random one per start when absent
+    /// (tokens then die with the process).
+    pub jwt_secret: Option<String>,
+    /// Token lifetime in seconds.
+    pub token_ttl_secs: u64,
+    /// Requests per second one account may make (token bucket refill).
+    pub account_rps: u32,
+    /// Burst one account may make (bucket size).
+    pub account_burst: u32,
+    /// Requests per second one source address may make.
+    pub addr_rps: u32,
+    /// Burst one source address may make.
+    pub addr_burst: u32,
+    /// Source addresses with a bucket of their own; beyond, new addresses share one bucket.
+    pub addrs_tracked: usize,
+    /// Web requests in flight to the gateway at once (the bounded queue into its loop); more
+    /// are refused with 503 `WEB_BUSY`.
+    pub requests_max: usize,
+    /// Events buffered from the gateway loop to the web edge's dispatcher.
+    pub events_max: usize,
+    /// WebSocket connections at once.
+    pub ws_conns_max: usize,
+    /// Messages queued for one WebSocket connection; a private backlog beyond it closes the
+    /// connection (`SLOW_CONSUMER`).
+    pub ws_queue_max: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            jwt_secret: None,
+            token_ttl_secs: 900,
+            account_rps: 2_000,
+            account_burst: 4_000,
+            addr_rps: 5_000,
+            addr_burst: 10_000,
+            addrs_tracked: 4_096,
+            requests_max: 4_096,
+            events_max: 1 << 16,
+            ws_conns_max: 1_024,
+            ws_queue_max: 1_024,
+        }
+    }
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        f.debug_struct("WebConfig")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "…"))
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("account_rps", &self.account_rps)
+            .field("account_burst", &self.account_burst)
+            .field("addr_rps", &self.addr_rps)
+            .field("addr_burst", &self.addr_burst)
+            .field("addrs_tracked", &self.addrs_tracked)
+            .field("requests_max", &self.requests_max)
+            .field("events_max", &self.events_max)
+            .field("ws_conns_max", &self.ws_conns_max)
+            .field("ws_queue_max", &self.ws_queue_max)
+            .finish()
+    }
 }
 
 /// Sizes of the market-data builder ([`crate::marketdata`], docs/market-data.md): everything it
@@ -587,6 +659,24 @@ mod tests {
         assert!(matches!(
             Config::from_toml_str(&bad),
             Err(ConfigError::Parse(m)) if m.contains("sometimes") || m.contains("unknown variant")
+        ));
+    }
+
+    #[test]
+    fn the_web_section_is_optional_typed_and_never_prints_its_secret() {
+        assert_eq!(Config::default().web, WebConfig::default());
+        let text = format!(
+            "[web]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\ntoken_ttl_secs = 60\n\
+             addr_rps = 7\n{DEFAULT_CONFIG_TOML}"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        assert_eq!((c.web.token_ttl_secs, c.web.addr_rps), (60, 7));
+        assert_eq!(c.web.account_rps, WebConfig::default().account_rps);
+        assert!(!format!("{:?}", c.web).contains("0123456789abcdef"));
+        let bad = format!("[web]\nno_such_key = 1\n{DEFAULT_CONFIG_TOML}");
+        assert!(matches!(
+            Config::from_toml_str(&bad),
+            Err(ConfigError::Parse(_))
         ));
     }
 

@@ -9,7 +9,9 @@
 //!
 //! Unit tests sit beside the code; `tests/codec_props.rs` feeds arbitrary bytes to both
 //! decoders and round-trips every message; `tests/server.rs` starts the real server on a free
-//! loopback port and drives it with good and hostile clients at once.
+//! loopback port and drives it with good and hostile clients at once; `tests/web_bridge.rs`
+//! stands in for the web edge on [`server::WebBridge`] (shared login throttling, shared
+//! authorization, in-order sequencing and exactly-once replies with a full ring).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

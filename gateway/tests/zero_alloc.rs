@@ -11,6 +11,12 @@
 //! batch ends with a barrier command (a cancel of an order that does not exist), and the window closes once each trader has read its barrier's reject, which the
 //! engine's sequencing puts after every output of the commands before it.
 //!
+//! The web edge's path through the loop is counted too: a stand-in for the web edge (a thread
+//! that only pushes pre-built requests onto the [`WebBridge`] and pops its outputs, as the web
+//! edge's dispatcher does) places and cancels orders for a third user and asks for balances
+//! and books all through the window, and is an authenticated WebSocket listener, so every
+//! user-facing event of the traders is pushed to it as well.
+//!
 //! Three backends: the threaded pipeline (fused layout, inline output, `Yield` waits for small
 //! machines, a small inbound ring so bursts meet back-pressure, journal in a temporary
 //! directory with the production defaults), the pipeline in the `inline` layout (journal and
@@ -41,7 +47,10 @@ use ringbook_engine::Pipeline;
 use ringbook_gateway::protocol::client::Login;
 use ringbook_gateway::protocol::marketdata::{self as mdp, Channel, MdMsg, MdRequest};
 use ringbook_gateway::protocol::{name32, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
-use ringbook_gateway::server::{self, Backend, EngineBackend, PipelineBackend, ServerConfig};
+use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebRequest};
+use ringbook_gateway::server::{
+    self, Backend, EngineBackend, PipelineBackend, Role, ServerConfig, WebBridge,
+};
 use ringbook_journal::JournalConfig;
 
 // ---------------------------------------------------------------------------------------------
@@ -482,6 +491,104 @@ fn round(alice: &mut Peer, bob: &mut Peer, n: u64) {
     bob.barrier();
 }
 
+/// What the web stand-in has seen.
+#[derive(Debug, Default)]
+struct WebTally {
+    dones: AtomicU64,
+    outputs: AtomicU64,
+    /// Gateway refusals and engine rejects: the workload has none.
+    rejects: AtomicU64,
+}
+
+/// The web edge's stand-in: carol (user 3) gets BTC from an operator, then rests a far sell,
+/// cancels it, and asks for her balances and the book, over and over, each batch waited for;
+/// every output is popped (it is also a WebSocket listener). Pushes and pops only.
+fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally>) {
+    let carol = UserId(3);
+    let mut id = 0u64;
+    let mut coid = 0u64;
+    let mut deposit = Some(WebOp::Command {
+        role: Role::Operator(1),
+        cmd: Command::Deposit {
+            user: carol,
+            currency: CurrencyId(2),
+            amount: 1 << 50,
+        },
+    });
+    while !stop.load(Ordering::Acquire) {
+        coid += 1;
+        let order = NewOrder::limit(
+            carol,
+            SYMBOL,
+            ClientOrderId(coid),
+            Side::Sell,
+            Price(P + 5_000),
+            Qty(1),
+        );
+        let batch = [
+            deposit.take(),
+            Some(WebOp::Command {
+                role: Role::User(3),
+                cmd: Command::NewOrder(order),
+            }),
+            Some(WebOp::Command {
+                role: Role::User(3),
+                cmd: Command::Cancel {
+                    user: carol,
+                    symbol: SYMBOL,
+                    client_order_id: ClientOrderId(coid),
+                },
+            }),
+            Some(WebOp::Command {
+                role: Role::User(3),
+                cmd: Command::Query(Query::Balances { user: carol }),
+            }),
+            Some(WebOp::Command {
+                role: Role::User(3),
+                cmd: Command::Query(Query::Book {
+                    symbol: SYMBOL,
+                    depth: 10,
+                }),
+            }),
+        ];
+        let mut need = 0;
+        for op in batch.into_iter().flatten() {
+            id += 1;
+            let mut req = WebRequest { id, op };
+            while let Err(back) = bridge.submit(req) {
+                req = back;
+                std::thread::yield_now();
+            }
+            need += 1;
+        }
+        while need > 0 && !stop.load(Ordering::Acquire) {
+            match bridge.pop_output() {
+                Some(o) => {
+                    tally.outputs.fetch_add(1, Ordering::Relaxed);
+                    match o.kind {
+                        WebOutKind::Done(_) => {
+                            need -= 1;
+                            tally.dones.fetch_add(1, Ordering::Release);
+                        }
+                        WebOutKind::Rejected(_)
+                        | WebOutKind::Event(Event::Rejected { .. })
+                        | WebOutKind::Event(Event::OperatorRejected { .. }) => {
+                            if o.request != 0 {
+                                tally.rejects.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if matches!(o.kind, WebOutKind::Rejected(_)) {
+                                need -= 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                None => std::thread::park_timeout(Duration::from_millis(1)),
+            }
+        }
+    }
+}
+
 /// Logs in, funds, warms up, then counts heap operations over `WINDOW_MSGS` messages.
 /// Returns `(allocations, frees, traces, backend)`.
 fn allocations_after_start<B: Backend + Send + 'static>(
@@ -489,13 +596,27 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     config: &Config,
     backend: B,
 ) -> (u64, u64, Vec<String>, B) {
-    let sc = ServerConfig::new(
+    let mut sc = ServerConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         config.gateway.accounts.clone(),
     );
+    // Small queues, so the loop also meets a full web output queue and waits for room.
+    let bridge = WebBridge::new(64, 256);
+    sc.web = Some(bridge.clone());
     // With market data: a feed subscribed to every channel of the traded symbol.
     let handle =
         server::start_with_market_data(sc, backend, Some(MarketData::new(config))).unwrap();
+    let web_stop = Arc::new(AtomicBool::new(false));
+    let web_tally = Arc::new(WebTally::default());
+    bridge.listeners_add(1);
+    let web_thread = {
+        let (b, s, t) = (bridge.clone(), web_stop.clone(), web_tally.clone());
+        std::thread::Builder::new()
+            .name("web-stand-in".into())
+            .spawn(move || web_driver(b, s, t))
+            .unwrap()
+    };
+    bridge.set_consumer(web_thread.thread().clone());
     let addr = handle.local_addr();
     let mut feed = Peer::login(addr, "feed", 0);
     feed.subscribe_all();
@@ -538,6 +659,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
 
     // The window.
     let sent_before = alice.sent + bob.sent;
+    let web_dones_before = web_tally.dones.load(Ordering::Acquire);
     TRACED.store(0, Ordering::SeqCst);
     ALLOCATIONS.store(0, Ordering::SeqCst);
     FREES.store(0, Ordering::SeqCst);
@@ -551,6 +673,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     // Bob's last orders filled alice's: her barrier comes after those fills.
     alice.barrier();
     ops.wait_for(|t| t.stats.load(Ordering::Acquire) >= asked);
+    let web_dones = web_tally.dones.load(Ordering::Acquire) - web_dones_before;
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
     let frees = FREES.swap(0, Ordering::SeqCst);
@@ -602,6 +725,24 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     assert!(
         md_before > 2 * trades,
         "{label}: the feed saw {md_before} market-data messages"
+    );
+    web_stop.store(true, Ordering::Release);
+    web_thread.thread().unpark();
+    web_thread.join().unwrap();
+    assert!(
+        web_dones > 0,
+        "{label}: no web command completed in the window"
+    );
+    assert_eq!(
+        web_tally.rejects.load(Ordering::Relaxed),
+        0,
+        "{label}: web rejects: {web_tally:?}"
+    );
+    eprintln!(
+        "{label}: {web_dones} web commands and queries in the window, {} web outputs in all, \
+         {} waits for web output room",
+        web_tally.outputs.load(Ordering::Relaxed),
+        bridge.stats.outbound_full.load(Ordering::Relaxed)
     );
     let backend = handle.shutdown().unwrap();
     for p in [&mut alice, &mut bob, &mut ops, &mut feed] {

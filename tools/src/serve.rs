@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Starts the pipeline (recovering from the journal directory, logging the recovered state
-//! hash), then the mio gateway; runs until SIGINT or SIGTERM, then stops accepting, drains,
+//! hash), then the mio gateway, then the web edge (HTTP/WebSocket on 127.0.0.1:8080 unless
+//! `--no-http`); runs until SIGINT or SIGTERM, then stops the web edge, stops accepting, drains,
 //! flushes the journal and exits 0. If a pipeline thread (a stage or the output thread) dies,
 //! the gateway stops, the cause is logged and the process exits 3; a restart recovers from the
 //! journal.
@@ -31,7 +32,9 @@ use ringbook_engine::pipeline::{
     replay_journal, replay_journal_outputs, FaultPoint, Layout, OutputKind, WaitStrategy,
 };
 use ringbook_engine::{Config, Pipeline, PipelineBuilder, RiskMode, Seq};
-use ringbook_gateway::server::{self, signal, EngineBackend, PipelineBackend, ServerConfig};
+use ringbook_gateway::server::{
+    self, signal, EngineBackend, PipelineBackend, ServerConfig, Stats, WebBridge,
+};
 use ringbook_journal::{Durability, JournalConfig, SyncMethod};
 
 /// Exit status when the server stopped because a pipeline thread or the gateway died.
@@ -112,6 +115,15 @@ pub struct Args {
     /// `[gateway] conns_max`.
     #[arg(long)]
     conns_max: Option<usize>,
+    /// Address of the web edge (REST, WebSocket, /metrics; docs/http-api.md).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Do not start the web edge.
+    #[arg(long)]
+    no_http: bool,
+    /// Tokio worker threads of the web edge (never the engine's or the gateway's threads).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    http_threads: usize,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -229,6 +241,66 @@ fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, S
             Ok(MarketData::from_engine(&engine))
         }
     }
+
+}
+
+/// The web edge's listener and bridge, set up before the gateway starts.
+struct WebPrep {
+    listener: std::net::TcpListener,
+    bridge: std::sync::Arc<WebBridge>,
+}
+
+/// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
+/// bridge the gateway loop will serve.
+fn web_prep(
+    args: &Args,
+    config: &Config,
+    sc: &mut ServerConfig,
+) -> Result<Option<WebPrep>, String> {
+    if args.no_http {
+        return Ok(None);
+    }
+    ringbook_web::check_config(&config.web)?;
+    let listener = std::net::TcpListener::bind(args.http).map_err(|e| {
+        format!(
+            "cannot listen for HTTP on {}: {e} (another server on this port? --http ADDR or \
+             --no-http)",
+            args.http
+        )
+    })?;
+    let bridge = WebBridge::new(config.web.requests_max, config.web.events_max);
+    sc.web = Some(bridge.clone());
+    Ok(Some(WebPrep { listener, bridge }))
+}
+
+/// Starts the web edge on its own runtime threads, once the gateway loop runs.
+fn web_start(
+    prep: Option<WebPrep>,
+    args: &Args,
+    config: &Config,
+    stats: &std::sync::Arc<Stats>,
+) -> Result<Option<ringbook_web::WebHandle>, String> {
+    let Some(p) = prep else {
+        return Ok(None);
+    };
+    let web = ringbook_web::start(ringbook_web::WebOptions {
+        listener: p.listener,
+        config: config.clone(),
+        bridge: p.bridge,
+        gateway_stats: stats.clone(),
+        threads: args.http_threads,
+    })?;
+    eprintln!(
+        "ringbook serve: web edge on http://{} ({} threads; token secret {})",
+        web.local_addr(),
+        args.http_threads.max(1),
+        if web.generated_secret {
+            "generated at start"
+        } else {
+            "from [web] jwt_secret"
+        }
+    );
+    Ok(Some(web))
 }
 
 /// Runs the server until a signal.
@@ -380,6 +452,7 @@ fn serve(args: Args) -> Result<(), Stop> {
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
     let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
+    let web_prep = web_prep(&args, &config, &mut sc)?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
         let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));
@@ -391,7 +464,11 @@ fn serve(args: Args) -> Result<(), Stop> {
         if args.demo {
             ringbook_strategy::live::demo(handle.local_addr(), config.clone());
         }
+        let web = web_start(web_prep, &args, &config, handle.stats())?;
         wait_for_signal(|| handle.is_finished());
+        if let Some(w) = web {
+            w.shutdown();
+        }
         let backend = handle
             .shutdown()
             .map_err(|e| Stop::Failed(format!("gateway: {e}")))?;
@@ -444,11 +521,15 @@ fn serve(args: Args) -> Result<(), Stop> {
     if args.demo {
         ringbook_strategy::live::demo(handle.local_addr(), config.clone());
     }
+    let web = web_start(web_prep, &args, &config, handle.stats())?;
     let failed = wait_for_signal(|| handle.is_finished());
     if failed {
         eprintln!("ringbook serve: the gateway stopped by itself; collecting the cause");
     } else {
         eprintln!("ringbook serve: shutting down (draining, flushing the journal)");
+    }
+    if let Some(w) = web {
+        w.shutdown();
     }
     let stats = handle.stats().clone();
     let backend = handle

@@ -64,6 +64,8 @@ impl Server {
             journal.display().to_string(),
             "--listen".into(),
             "127.0.0.1:0".into(),
+            // The binary gateway alone (tests here count its descriptors); never port 8080.
+            "--no-http".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = match ulimit {

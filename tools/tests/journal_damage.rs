@@ -45,6 +45,8 @@ fn spawn(journal: &Path, listen: &str) -> Server {
         .arg("--journal")
         .arg(journal)
         .args(["--listen", listen])
+        // No web edge: parallel tests must never contend for port 8080.
+        .arg("--no-http")
         .args(["--journal-segment-bytes", SEGMENT_BYTES])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -45,6 +45,9 @@ impl Server {
             .arg("--journal")
             .arg(journal)
             .args(["--listen", "127.0.0.1:0"])
+            // The web edge runs beside the gateway, on a free port (never 8080: tests run in
+            // parallel).
+            .args(["--http", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

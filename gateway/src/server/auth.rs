@@ -12,11 +12,15 @@
 //! - A tally allows `failures_free` failures; the one that reaches it starts a back-off of
 //!   `backoff_first`, doubling per further failure up to `backoff_max`. During a back-off every
 //!   attempt (right password or not) is refused with `LOGIN_THROTTLED` and not counted.
+//!
+//! [`authorize`] is the one rule of who may send which command, used by the binary sessions
+//! and the web edge alike.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ringbook_engine::config::GatewayAccount;
+use ringbook_engine::{Command, Query, RejectCode, UserId};
 
 use crate::protocol::{name32, Name32};
 
@@ -29,6 +33,47 @@ pub enum Role {
     Operator(u32),
     /// Market data only: subscriptions and book snapshots, no commands, no private data.
     MarketData,
+}
+
+/// May `role` send `cmd`? A user acts only for its own account (orders, cancels, withdrawals,
+/// its own queries); an operator only deposits and approves or rejects withdrawals in its own
+/// name; a market-data login sends no command; anyone may read a book. The binary gateway and the web edge both call this: one rule,
+/// one place.
+pub fn authorize(cmd: &Command, role: Role) -> Result<(), RejectCode> {
+    match (cmd, role) {
+        // Public data: any logged-in role may ask. The engine rejects an unknown symbol.
+        (Command::Query(Query::Book { .. }), _) => Ok(()),
+        (Command::Deposit { .. }, Role::Operator(_)) => Ok(()),
+        (Command::Deposit { .. }, Role::User(_)) => Err(RejectCode::OperatorOnly),
+        (
+            Command::ApproveWithdrawal { operator, .. }
+            | Command::RejectWithdrawal { operator, .. },
+            Role::Operator(op),
+        ) => {
+            if operator.0 == op {
+                Ok(())
+            } else {
+                Err(RejectCode::NotYourAccount)
+            }
+        }
+        (
+            Command::Deposit { .. }
+            | Command::ApproveWithdrawal { .. }
+            | Command::RejectWithdrawal { .. },
+            Role::MarketData,
+        ) => Err(RejectCode::OperatorOnly),
+        (Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. }, Role::User(_)) => {
+            Err(RejectCode::OperatorOnly)
+        }
+        (_, Role::Operator(_) | Role::MarketData) => Err(RejectCode::UserOnly),
+        (_, Role::User(u)) => {
+            if cmd.user() == Some(UserId(u)) {
+                Ok(())
+            } else {
+                Err(RejectCode::NotYourAccount)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -264,6 +309,65 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringbook_engine::{
+        ClientOrderId, CurrencyId, NewOrder, OperatorId, Price, Qty, Side, SymbolId, WithdrawalId,
+    };
+
+    #[test]
+    fn authorize_users_act_for_themselves_operators_for_operator_actions() {
+        let (u1, u2, op7, op8) = (
+            Role::User(1),
+            Role::User(2),
+            Role::Operator(7),
+            Role::Operator(8),
+        );
+        let order = Command::NewOrder(NewOrder::limit(
+            UserId(1),
+            SymbolId(0),
+            ClientOrderId(1),
+            Side::Buy,
+            Price(10),
+            Qty(1),
+        ));
+        let deposit = Command::Deposit {
+            user: UserId(1),
+            currency: CurrencyId(0),
+            amount: 5,
+        };
+        let approve = Command::ApproveWithdrawal {
+            operator: OperatorId(7),
+            withdrawal_id: WithdrawalId(1),
+        };
+        let reject = Command::RejectWithdrawal {
+            operator: OperatorId(7),
+            withdrawal_id: WithdrawalId(1),
+        };
+        let book = Command::Query(Query::Book {
+            symbol: SymbolId(0),
+            depth: 5,
+        });
+        let balances = Command::Query(Query::Balances { user: UserId(1) });
+        use RejectCode::*;
+        let cases: [(&Command, Role, Result<(), RejectCode>); 14] = [
+            (&order, u1, Ok(())),
+            (&order, u2, Err(NotYourAccount)),
+            (&order, op7, Err(UserOnly)),
+            (&deposit, op7, Ok(())),
+            (&deposit, u1, Err(OperatorOnly)),
+            (&approve, op7, Ok(())),
+            (&approve, op8, Err(NotYourAccount)),
+            (&approve, u1, Err(OperatorOnly)),
+            (&reject, op8, Err(NotYourAccount)),
+            (&book, u2, Ok(())),
+            (&book, op8, Ok(())),
+            (&balances, u1, Ok(())),
+            (&balances, u2, Err(NotYourAccount)),
+            (&balances, op7, Err(UserOnly)),
+        ];
+        for (cmd, role, want) in cases {
+            assert_eq!(authorize(cmd, role), want, "{cmd:?} as {role:?}");
+        }
+    }
 
     fn acct(login: &str, user: u32) -> GatewayAccount {
         GatewayAccount {

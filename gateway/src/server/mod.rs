@@ -23,6 +23,7 @@
 mod auth;
 pub mod backend;
 mod marketdata;
+pub mod bridge;
 mod pipeline_backend;
 mod session;
 pub mod signal;
@@ -39,10 +40,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use ringbook_engine::config::{GatewayAccount, GatewayConfig};
 use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 
-use auth::{Auth, LoginCheck};
-pub use auth::{Role, ThrottleConfig};
+use auth::Auth;
+pub use auth::{authorize, LoginCheck, Role, ThrottleConfig};
 pub use backend::{Backend, BackendOutput, EngineBackend};
 pub use marketdata::{CANDLE_HISTORY_SENT, MD_FLUSH_INTERVAL, TICKER_INTERVAL};
+pub use bridge::WebBridge;
+use bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
 pub use pipeline_backend::PipelineBackend;
 use ringbook_engine::marketdata::MarketData;
 use session::{Closing, Conn, Session, Stalled};
@@ -135,6 +138,8 @@ pub struct ServerConfig {
     /// Currencies in the engine's configuration: a balances reply is one message per
     /// currency plus an end, which the server counts in a session's backlog before it asks.
     pub currencies: usize,
+    /// The web edge's queues into and out of the loop (`None`: no web edge).
+    pub web: Option<Arc<WebBridge>>,
 }
 
 impl ServerConfig {
@@ -160,6 +165,7 @@ impl ServerConfig {
             slow_consumer_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
             currencies: 16,
+            web: None,
         }
     }
 
@@ -584,6 +590,9 @@ pub fn start_on<B: Backend + Send + 'static>(
         .map_err(ServerError::Io)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
     backend.set_waker(waker.clone());
+    if let Some(web) = &config.web {
+        web.attach(waker.clone());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
@@ -623,6 +632,9 @@ pub fn start_on<B: Backend + Send + 'static>(
         logs: Logs::default(),
         outputs: Vec::with_capacity(1 << 16),
         md: md.map(|md| marketdata::Publisher::new(md, config.conns_max, now, stats.clone())),
+        web: config.web.clone(),
+        web_stalled: None,
+        web_pushed: false,
         stats: stats.clone(),
         config,
         backend,
@@ -645,6 +657,10 @@ pub fn start_on<B: Backend + Send + 'static>(
 }
 
 const NO_SESSION: u32 = u32::MAX;
+/// The in-flight entry of a web request's command: `request_id` is the web request's id.
+const WEB_SESSION: u32 = u32::MAX - 1;
+/// Web requests taken from the bridge per loop turn (fairness with the sockets).
+const WEB_PER_TURN: usize = 256;
 
 /// Book levels of one side waiting to fill a `BookLevels` message.
 #[derive(Clone, Copy, Debug, Default)]
@@ -695,6 +711,13 @@ struct Core<B> {
     outputs: Vec<(Seq, BackendOutput)>,
     /// Market-data publication (docs/market-data.md), when enabled.
     md: Option<marketdata::Publisher>,
+    /// The web edge's queues, if it runs.
+    web: Option<Arc<WebBridge>>,
+    /// A web command the engine could not take yet (its ring was full): retried first, and no
+    /// further web request is taken meanwhile (order is kept).
+    web_stalled: Option<(u64, Command)>,
+    /// This turn pushed web outputs: unpark the dispatcher.
+    web_pushed: bool,
     stats: Arc<Stats>,
     config: ServerConfig,
     backend: B,
@@ -709,7 +732,11 @@ impl<B: Backend> Core<B> {
         let mut last_timers = Instant::now();
         let mut stopping: Option<Instant> = None;
         loop {
-            let timeout = if !self.ready.is_empty() || self.cod.len > 0 {
+            let timeout = if !self.ready.is_empty()
+                || self.cod.len > 0
+                || self.web_stalled.is_some()
+                || self.web.as_ref().is_some_and(|w| w.has_requests())
+            {
                 Duration::ZERO
             } else if self.md.as_ref().is_some_and(|p| p.wants_turn()) {
                 marketdata::MD_FLUSH_INTERVAL
@@ -762,10 +789,16 @@ impl<B: Backend> Core<B> {
                     self.service_read(c);
                 }
                 self.ready_work.clear();
+                self.service_web();
             }
             self.route_outputs();
             if let Some(p) = self.md.as_mut() {
                 p.pump(Instant::now(), &mut self.conns, &mut self.dirty);
+            }
+            if std::mem::take(&mut self.web_pushed) {
+                if let Some(web) = &self.web {
+                    web.notify();
+                }
             }
             self.flush_dirty();
             let now = Instant::now();
@@ -786,6 +819,9 @@ impl<B: Backend> Core<B> {
             }
             if stop.load(Ordering::Acquire) || signal::received() {
                 let started = *stopping.get_or_insert_with(|| {
+                    if let Some(web) = &self.web {
+                        web.set_ready(false);
+                    }
                     if let Some(mut l) = self.listener.take() {
                         let _ = self.poll.registry().deregister(&mut l);
                     }
@@ -1117,39 +1153,7 @@ impl<B: Backend> Core<B> {
                     } => client_order_id.0,
                     _ => 0,
                 };
-                let allowed = match (cmd, role) {
-                    (Command::Deposit { .. }, Role::User(_)) => Err(RejectCode::OperatorOnly),
-                    (Command::Deposit { .. }, Role::Operator(_)) => Ok(()),
-                    (
-                        Command::ApproveWithdrawal { operator, .. }
-                        | Command::RejectWithdrawal { operator, .. },
-                        Role::Operator(op),
-                    ) => {
-                        if operator.0 == op {
-                            Ok(())
-                        } else {
-                            Err(RejectCode::NotYourAccount)
-                        }
-                    }
-                    (
-                        Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. },
-                        Role::User(_),
-                    ) => Err(RejectCode::OperatorOnly),
-                    (
-                        Command::Deposit { .. }
-                        | Command::ApproveWithdrawal { .. }
-                        | Command::RejectWithdrawal { .. },
-                        Role::MarketData,
-                    ) => Err(RejectCode::OperatorOnly),
-                    (_, Role::Operator(_) | Role::MarketData) => Err(RejectCode::UserOnly),
-                    (_, Role::User(u)) => {
-                        if cmd.user() == Some(UserId(u)) {
-                            Ok(())
-                        } else {
-                            Err(RejectCode::NotYourAccount)
-                        }
-                    }
-                };
+                let allowed = authorize(&cmd, role);
                 if let Err(code) = allowed {
                     return self.gateway_reject(c, msg_type, code, coid);
                 }
@@ -1163,30 +1167,30 @@ impl<B: Backend> Core<B> {
                 user,
                 client_order_id,
             } => {
-                if role != Role::User(user.0) {
-                    return self.gateway_reject(c, msg_type, query_denied(role), client_order_id.0);
-                }
                 let q = Query::Order {
                     user,
                     client_order_id,
                 };
+                if let Err(code) = authorize(&Command::Query(q), role) {
+                    return self.gateway_reject(c, msg_type, code, client_order_id.0);
+                }
                 self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::OpenOrders { request_id, user } => {
-                if role != Role::User(user.0) {
-                    return self.gateway_reject(c, msg_type, query_denied(role), 0);
-                }
                 let q = Query::OpenOrders {
                     user,
                     limit: OPEN_ORDERS_REPLY_MAX,
                 };
+                if let Err(code) = authorize(&Command::Query(q), role) {
+                    return self.gateway_reject(c, msg_type, code, 0);
+                }
                 self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::Balances { request_id, user } => {
-                if role != Role::User(user.0) {
-                    return self.gateway_reject(c, msg_type, query_denied(role), 0);
-                }
                 let q = Query::Balances { user };
+                if let Err(code) = authorize(&Command::Query(q), role) {
+                    return self.gateway_reject(c, msg_type, code, 0);
+                }
                 self.submit(c, s, Command::Query(q), msg_type, request_id);
             }
             ClientMsg::BookSnapshot {
@@ -1194,7 +1198,8 @@ impl<B: Backend> Core<B> {
                 symbol,
                 depth,
             } => {
-                // Public data: any session may ask. The engine rejects an unknown symbol.
+                // Public data: any session may ask (`authorize`). The engine rejects an unknown
+                // symbol.
                 let q = Query::Book {
                     symbol,
                     depth: u32::from(depth),
@@ -1267,6 +1272,97 @@ impl<B: Backend> Core<B> {
             return Err(backend::SubmitError::Full(cmd));
         }
         self.backend.try_submit(cmd)
+    }
+
+    /// Takes web requests from the bridge: logins are checked against the same accounts and
+    /// throttling tables as binary logins; commands are authorized by the same rule and
+    /// sequenced through the same backend. Every reply goes out on the bridge.
+    fn service_web(&mut self) {
+        let Some(web) = self.web.clone() else { return };
+        if web.is_closed() {
+            return;
+        }
+        web.rearm();
+        if let Some((id, cmd)) = self.web_stalled {
+            match self.try_submit(cmd) {
+                Ok(seq) => {
+                    self.web_stalled = None;
+                    self.web_submitted(&web, id, seq);
+                }
+                Err(_) => return,
+            }
+        }
+        let mut taken = 0;
+        // Room for the one output a refused login or command needs.
+        while taken < WEB_PER_TURN && web.room() > 0 {
+            let Some(WebRequest { id, op }) = web.pop_request() else {
+                break;
+            };
+            taken += 1;
+            web.stats.requests.fetch_add(1, Ordering::Relaxed);
+            match op {
+                WebOp::Login {
+                    ip,
+                    login,
+                    password,
+                } => {
+                    let now = Instant::now();
+                    let check = self.auth.check(source_key(ip), &login, &password, now);
+                    match check {
+                        LoginCheck::Ok(..) => Stats::inc(&self.stats.logins),
+                        LoginCheck::Bad => Stats::inc(&self.stats.login_failures),
+                        LoginCheck::Throttled => Stats::inc(&self.stats.logins_throttled),
+                    }
+                    web.push(WebOutput {
+                        request: id,
+                        kind: WebOutKind::Login(check),
+                    });
+                    self.web_pushed = true;
+                }
+                WebOp::Command { role, cmd } => {
+                    if let Err(code) = authorize(&cmd, role) {
+                        web.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        Stats::inc(&self.stats.gateway_rejects);
+                        web.push(WebOutput {
+                            request: id,
+                            kind: WebOutKind::Rejected(code),
+                        });
+                        self.web_pushed = true;
+                        continue;
+                    }
+                    match self.try_submit(cmd) {
+                        Ok(seq) => self.web_submitted(&web, id, seq),
+                        Err(_) => {
+                            // The ring is full: keep it, and take no later web request first.
+                            web.stats.backpressure.fetch_add(1, Ordering::Relaxed);
+                            Stats::inc(&self.stats.backpressure);
+                            self.web_stalled = Some((id, cmd));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn web_submitted(&mut self, web: &WebBridge, id: u64, seq: Seq) {
+        Stats::inc(&self.stats.commands);
+        web.stats.commands.fetch_add(1, Ordering::Relaxed);
+        self.in_flight += 1;
+        let mask = self.pending.len() - 1;
+        let slot = &mut self.pending[(seq.0 as usize) & mask];
+        debug_assert!(
+            slot.seq == 0,
+            "an in-flight entry overwritten before its Done"
+        );
+        *slot = Pending {
+            seq: seq.0,
+            session: WEB_SESSION,
+            gen: 0,
+            msg_type: 0,
+            request_id: id,
+            frames: 0,
+        };
     }
 
     fn login(&mut self, c: usize, l: &crate::protocol::client::Login) {
@@ -1482,7 +1578,16 @@ impl<B: Backend> Core<B> {
         let mut outs = std::mem::take(&mut self.outputs);
         // In rounds of at most the buffer's capacity, so it never grows.
         loop {
-            let room = outs.capacity();
+            // Each output becomes at most one web output: drain no more than the web queue
+            // can take, so nothing is ever dropped on the way to the web edge.
+            let web_room = self.web.as_ref().map_or(usize::MAX, |w| w.room());
+            if web_room == 0 {
+                if let Some(w) = &self.web {
+                    w.block();
+                }
+                break;
+            }
+            let room = outs.capacity().min(web_room);
             let n = self.backend.drain(room, &mut |seq, o| outs.push((seq, o)));
             for &(seq, o) in &outs {
                 match o {
@@ -1518,6 +1623,16 @@ impl<B: Backend> Core<B> {
         // Free the entry (a sequence number 0 is never issued).
         self.pending[i].seq = 0;
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(web) = &self.web {
+            web.stats.last_done_seq.store(seq.0, Ordering::Relaxed);
+            if p.session == WEB_SESSION {
+                web.push(WebOutput {
+                    request: p.request_id,
+                    kind: WebOutKind::Done(seq.0),
+                });
+                self.web_pushed = true;
+            }
+        }
         let Some(s) = self.origin(&p) else {
             return;
         };
@@ -1534,7 +1649,7 @@ impl<B: Backend> Core<B> {
     /// since been given to another session (a newer generation).
     fn origin(&self, p: &Pending) -> Option<usize> {
         let s = p.session as usize;
-        (p.session != NO_SESSION && self.sessions[s].gen == p.gen).then_some(s)
+        (s < self.sessions.len() && self.sessions[s].gen == p.gen).then_some(s)
     }
 
     /// Sends one event to the sessions it concerns: every session of each user it names, and
@@ -1548,6 +1663,28 @@ impl<B: Backend> Core<B> {
         };
         let ref_type = if p.seq == seq.0 { p.msg_type } else { 0 };
         let request_id = if p.seq == seq.0 { p.request_id } else { 0 };
+        if let Some(web) = &self.web {
+            // A web request's events go to it; user-facing events go to the WebSocket
+            // listeners (if any). One output either way.
+            let request = if p.seq == seq.0 && p.session == WEB_SESSION {
+                p.request_id
+            } else {
+                0
+            };
+            if request != 0 || (web.has_listeners() && bridge::is_user_event(e)) {
+                web.push(WebOutput {
+                    request,
+                    kind: WebOutKind::Event(*e),
+                });
+                self.web_pushed = true;
+            }
+            if request != 0 {
+                // Nothing else to route: no binary session asked.
+                if !bridge::is_user_event(e) {
+                    return;
+                }
+            }
+        }
         match *e {
             Event::Accepted {
                 user,
@@ -2227,13 +2364,6 @@ fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
 enum Incoming {
     Msg(ClientMsg),
     Md(MdRequest),
-}
-
-fn query_denied(role: Role) -> RejectCode {
-    match role {
-        Role::User(_) => RejectCode::NotYourAccount,
-        Role::Operator(_) | Role::MarketData => RejectCode::UserOnly,
-    }
 }
 
 /// Encodes `msg` with the session's next sequence number into its retransmission ring.

@@ -1,0 +1,916 @@
+//! The REST API: routes, the rate-limit and token middleware, and the handlers.
+//!
+//! Every handler that changes or reads engine state builds an engine [`Command`] and sends it
+//! through [`Edge::command`] (the gateway loop authorizes and sequences it); the reply is built
+//! from the command's events. Adding an instruction is a field in [`OrderBody`] and a line in
+//! [`OrderBody::to_command`]; adding a route is one handler of the same shape.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ringbook_engine::{
+    ClientOrderId, Command, Event, NewOrder, OperatorId, Price, Qty, Query as EngineQuery,
+    RejectCode, TimeInForce, UserId, WithdrawalId,
+};
+use ringbook_gateway::protocol::name32;
+use ringbook_gateway::server::bridge::WebOp;
+use ringbook_gateway::server::{LoginCheck, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::edge::Outcome;
+use crate::error::{ApiError, WebCode};
+use crate::json::{self as j, Named};
+use crate::limits::Limited;
+use crate::token::Claims;
+use crate::AppState;
+
+pub(crate) type Shared = Arc<AppState>;
+
+/// Request bodies above this are refused (413).
+pub const BODY_BYTES_MAX: usize = 64 << 10;
+/// Book depth when `depth` is not given, and the most levels per side one request may ask.
+pub const BOOK_DEPTH_DEFAULT: u32 = 20;
+/// The most levels per side.
+pub const BOOK_DEPTH_MAX: u32 = 1000;
+/// The most open orders one request returns.
+pub const OPEN_ORDERS_MAX: u32 = 1000;
+
+pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(crate::openapi::openapi))
+        .route("/api/v1/symbols", get(symbols))
+        .route("/api/v1/currencies", get(currencies))
+        .route("/api/v1/orderbook/{symbol}", get(orderbook))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/orders", post(new_order).delete(mass_cancel))
+        .route("/api/v1/orders/open", get(open_orders))
+        .route(
+            "/api/v1/orders/client/{client_order_id}",
+            get(order_status).delete(cancel_order).patch(amend_order),
+        )
+        .route("/api/v1/balances", get(balances))
+        .route("/api/v1/withdrawals", post(withdraw))
+        .route("/api/v1/withdrawals/{id}/approve", post(approve))
+        .route("/api/v1/withdrawals/{id}/reject", post(reject))
+        .route("/api/v1/deposits", post(deposit))
+        .route("/deposit", post(crate::csv::deposit))
+        .route("/order", post(crate::csv::order))
+        .route("/cancel", post(crate::csv::cancel))
+        .route("/orderbook", get(crate::csv::orderbook))
+        .route("/ws", get(crate::ws::upgrade))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), edge_layer))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
+        .with_state(state)
+}
+
+/// The verified token of a request (set by [`edge_layer`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Authed(pub Claims, pub Role);
+
+/// Why a request has no verified token.
+#[derive(Clone, Debug)]
+struct AuthFailure(ApiError);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Authed, ApiError> {
+        if let Some(a) = parts.extensions.get::<Authed>() {
+            return Ok(a.clone());
+        }
+        if let Some(f) = parts.extensions.get::<AuthFailure>() {
+            return Err(f.0.clone());
+        }
+        Err(ApiError::web(
+            WebCode::Unauthorized,
+            "this endpoint needs `Authorization: Bearer <token>` (POST /api/v1/auth/login)",
+        ))
+    }
+}
+
+/// Per-address limit, token verification and per-account limit, then the request's metric.
+async fn edge_layer(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let route: &'static str = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| route_name(m.as_str()));
+    let monitoring = matches!(route, "/health" | "/ready" | "/metrics");
+    let now = Instant::now();
+    let resp = 'r: {
+        if !monitoring {
+            if let Err(l) = st.limits.address(peer.ip(), now) {
+                break 'r limited(&st, l).into_response();
+            }
+        }
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(tok) = bearer {
+            match st.tokens.verify(tok).and_then(|c| match c.role() {
+                Some(r) => Ok(Authed(c, r)),
+                None => Err(ApiError::web(
+                    WebCode::Unauthorized,
+                    "the token names no role",
+                )),
+            }) {
+                Ok(a) => {
+                    if let Err(l) = st.limits.account(a.0.acct, now) {
+                        break 'r limited(&st, l).into_response();
+                    }
+                    req.extensions_mut().insert(a);
+                }
+                Err(e) => {
+                    st.edge.metrics.inc(&st.edge.metrics.bad_tokens);
+                    req.extensions_mut().insert(AuthFailure(e));
+                }
+            }
+        }
+        next.run(req).await
+    };
+    st.edge.metrics.http(route, resp.status().as_u16());
+    if let Some(e) = resp.extensions().get::<crate::error::ErrorCode>() {
+        st.edge.metrics.error(e.0, e.1);
+    }
+    resp
+}
+
+/// The route template as a `'static` label (bounded: only the router's own templates).
+fn route_name(path: &str) -> &'static str {
+    const ROUTES: [&str; 22] = [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/v1/symbols",
+        "/api/v1/currencies",
+        "/api/v1/orderbook/{symbol}",
+        "/api/v1/auth/login",
+        "/api/v1/orders",
+        "/api/v1/orders/open",
+        "/api/v1/orders/client/{client_order_id}",
+        "/api/v1/balances",
+        "/api/v1/withdrawals",
+        "/api/v1/withdrawals/{id}/approve",
+        "/api/v1/withdrawals/{id}/reject",
+        "/api/v1/deposits",
+        "/deposit",
+        "/order",
+        "/cancel",
+        "/orderbook",
+        "/ws",
+        "unmatched",
+    ];
+    ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+pub(crate) fn limited(st: &AppState, l: Limited) -> ApiError {
+    let m = &st.edge.metrics;
+    match l {
+        Limited::Account(secs) => {
+            m.inc(&m.rate_limited_account);
+            ApiError::web(WebCode::RateLimited, "this account's request rate limit")
+                .retry_after(secs)
+        }
+        Limited::Address(secs) => {
+            m.inc(&m.rate_limited_address);
+            ApiError::web(WebCode::RateLimited, "this address's request rate limit")
+                .retry_after(secs)
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::web(WebCode::NotFound, "no such route (see /api/openapi.json)")
+}
+
+/// Parses a JSON body with a clear 400 on any error.
+pub(crate) fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError::bad(format!("body: {e}")))
+}
+
+fn user_of(a: &Authed, asked: Option<u32>) -> UserId {
+    // A user acts for itself unless it names another (which authorization then refuses); an
+    // operator has no user of its own (user endpoints refuse it with USER_ONLY).
+    UserId(asked.unwrap_or(match a.1 {
+        Role::User(u) => u,
+        Role::Operator(_) | Role::MarketData => 0,
+    }))
+}
+
+fn operator_of(a: &Authed) -> OperatorId {
+    OperatorId(match a.1 {
+        Role::Operator(o) | Role::User(o) => o,
+        Role::MarketData => u32::MAX,
+    })
+}
+
+// ---------------------------------------------------------------------------------- public
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "up"}))
+}
+
+async fn ready(State(st): State<Shared>) -> Response {
+    if st.edge.bridge.ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::web(WebCode::NotReady, "the gateway loop is not running").into_response()
+    }
+}
+
+async fn metrics(State(st): State<Shared>) -> Response {
+    let text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn symbols(State(st): State<Shared>) -> Json<Value> {
+    let c = &st.edge.config;
+    let scale = |code: &str| {
+        c.currencies
+            .iter()
+            .find(|x| x.code == code)
+            .map(|x| x.scale)
+    };
+    let list: Vec<Value> = c
+        .symbols
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "base": s.base, "quote": s.quote,
+                "base_scale": scale(&s.base), "quote_scale": scale(&s.quote),
+                "lot_size": s.lot_size, "tick_size": s.tick_size,
+                "price_min": s.price_min, "price_max": s.price_max,
+                "maker_fee_bps": s.maker_fee_bps, "taker_fee_bps": s.taker_fee_bps,
+                "max_order_qty": s.max_order_qty,
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+async fn currencies(State(st): State<Shared>) -> Json<Value> {
+    let list: Vec<Value> = st
+        .edge
+        .config
+        .currencies
+        .iter()
+        .map(|c| json!({"id": c.id, "code": c.code, "scale": c.scale}))
+        .collect();
+    Json(json!(list))
+}
+
+fn q_u64(q: &HashMap<String, String>, k: &str) -> Result<Option<u64>, ApiError> {
+    q.get(k)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad(format!("query parameter {k}={v:?}: expected a number")))
+        })
+        .transpose()
+}
+
+/// The sequenced book query shared by the JSON and CSV order book endpoints: bids and asks,
+/// best first, and the query's sequence number.
+pub(crate) async fn book(
+    st: &AppState,
+    symbol: ringbook_engine::SymbolId,
+    depth: u32,
+) -> Result<(Vec<(i64, u64)>, Vec<(i64, u64)>, u64), ApiError> {
+    // Public data: the query is made as no one in particular (authorization lets any role
+    // read a book).
+    let (events, seq) = st
+        .edge
+        .command(
+            Role::User(0),
+            Command::Query(EngineQuery::Book { symbol, depth }),
+        )
+        .await?;
+    j::first_reject(&events)?;
+    let (mut bids, mut asks) = (Vec::new(), Vec::new());
+    for e in &events {
+        if let Event::BookLevel {
+            side, price, qty, ..
+        } = *e
+        {
+            match side {
+                ringbook_engine::Side::Buy => bids.push((price.0, qty.0)),
+                ringbook_engine::Side::Sell => asks.push((price.0, qty.0)),
+            }
+        }
+    }
+    Ok((bids, asks, seq))
+}
+
+async fn orderbook(
+    State(st): State<Shared>,
+    Path(symbol): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let sid = j::symbol(&st.edge.config, &Named::Name(symbol))?;
+    let depth = q_u64(&q, "depth")?.map_or(BOOK_DEPTH_DEFAULT, |d| {
+        d.min(u64::from(BOOK_DEPTH_MAX)) as u32
+    });
+    let (bids, asks, seq) = book(&st, sid, depth).await?;
+    Ok(Json(json!({
+        "symbol": j::sym(&st.edge.config, sid),
+        "seq": seq,
+        "md_seq": Value::Null,
+        "bids": bids.iter().map(|(p, q)| json!([p, q])).collect::<Vec<_>>(),
+        "asks": asks.iter().map(|(p, q)| json!([p, q])).collect::<Vec<_>>(),
+    })))
+}
+
+// ---------------------------------------------------------------------------------- login
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let l: LoginBody = body(&b)?;
+    let max = ringbook_engine::config::GATEWAY_CREDENTIAL_BYTES_MAX;
+    if l.login.is_empty() || l.login.len() > max || l.password.is_empty() || l.password.len() > max
+    {
+        return Err(ApiError::bad(format!(
+            "login and password must be 1..={max} bytes"
+        )));
+    }
+    let m = &st.edge.metrics;
+    let op = WebOp::Login {
+        ip: peer.ip(),
+        login: name32(&l.login),
+        password: name32(&l.password),
+    };
+    match st.edge.call(op).await? {
+        Outcome::Login(LoginCheck::Ok(acct, role)) => {
+            m.inc(&m.logins_ok);
+            let (token, expires_at) = st.tokens.issue(&l.login, acct, role)?;
+            let (role_name, id) = match role {
+                Role::User(u) => ("user", u),
+                Role::Operator(o) => ("operator", o),
+                Role::MarketData => ("market_data", 0),
+            };
+            Ok(Json(
+                json!({"token": token, "expires_at": expires_at, "role": role_name, "id": id}),
+            ))
+        }
+        Outcome::Login(LoginCheck::Bad) => {
+            m.inc(&m.logins_failed);
+            Err(ApiError::reject(
+                RejectCode::BadCredentials,
+                "unknown login or wrong password",
+            ))
+        }
+        Outcome::Login(LoginCheck::Throttled) => {
+            m.inc(&m.logins_throttled);
+            Err(ApiError::reject(
+                RejectCode::LoginThrottled,
+                "too many failed logins for this account or address; try again later",
+            )
+            .retry_after(1))
+        }
+        _ => Err(ApiError::bad("unexpected reply to a login")),
+    }
+}
+
+// ---------------------------------------------------------------------------------- orders
+
+/// `POST /api/v1/orders`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrderBody {
+    #[serde(default)]
+    user: Option<u32>,
+    symbol: Named,
+    client_order_id: u64,
+    side: String,
+    #[serde(rename = "type", default = "limit")]
+    order_type: String,
+    #[serde(default)]
+    tif: Option<String>,
+    #[serde(default)]
+    price: Option<i64>,
+    qty: u64,
+    #[serde(default)]
+    stop_price: Option<i64>,
+    #[serde(default)]
+    display_qty: Option<u64>,
+    #[serde(default)]
+    post_only: Option<bool>,
+    #[serde(default)]
+    stp: Option<String>,
+    /// Market buy by quote amount: not in this engine yet.
+    #[serde(default)]
+    budget: Option<u64>,
+    /// GTD expiry (unix ms): not in this engine yet.
+    #[serde(default)]
+    expire: Option<u64>,
+}
+
+fn limit() -> String {
+    "LIMIT".into()
+}
+
+impl OrderBody {
+    fn to_command(&self, st: &AppState, user: UserId) -> Result<NewOrder, ApiError> {
+        if self.budget.is_some() || self.expire.is_some() {
+            return Err(ApiError::web(
+                WebCode::Unsupported,
+                "budget market buys and GTD expiry are not in this engine version",
+            ));
+        }
+        let order_type = j::parse_type(&self.order_type)?;
+        let tif = match &self.tif {
+            Some(t) => j::parse_tif(t)?,
+            None if order_type.is_market() => TimeInForce::Ioc,
+            None => TimeInForce::Gtc,
+        };
+        let price = self.price.ok_or_else(|| {
+            ApiError::bad("price is required (for MARKET and STOP_MARKET: the protection price)")
+        })?;
+        let stop_price = self.stop_price.unwrap_or(0);
+        if order_type.is_stop() && self.stop_price.is_none() {
+            return Err(ApiError::reject(
+                RejectCode::InvalidStopPrice,
+                "stop orders need stop_price",
+            ));
+        }
+        Ok(NewOrder {
+            user,
+            symbol: j::symbol(&st.edge.config, &self.symbol)?,
+            client_order_id: ClientOrderId(self.client_order_id),
+            side: j::parse_side(&self.side)?,
+            order_type,
+            tif,
+            price: Price(price),
+            qty: Qty(self.qty),
+            stop_price: Price(stop_price),
+            display_qty: Qty(self.display_qty.unwrap_or(0)),
+            post_only: self.post_only.unwrap_or(false),
+            stp: match &self.stp {
+                Some(s) => j::parse_stp(s)?,
+                None => ringbook_engine::StpMode::None,
+            },
+        })
+    }
+}
+
+/// The reply to a new order: its id and status, and the fills it caused.
+pub(crate) fn order_reply(
+    st: &AppState,
+    o: &NewOrder,
+    events: &[Event],
+    seq: u64,
+) -> Result<Value, ApiError> {
+    j::first_reject(events)?;
+    let mine = |u: UserId, c: ClientOrderId| u == o.user && c == o.client_order_id;
+    let mut order_id = None;
+    let (mut filled, mut cancelled, mut reason, mut triggered) = (0u64, false, None, false);
+    let mut fills = Vec::new();
+    for e in events {
+        match *e {
+            Event::Accepted {
+                user,
+                client_order_id,
+                order_id: id,
+                ..
+            } if mine(user, client_order_id) => order_id = Some(id.0),
+            Event::Trade(t) => {
+                if mine(t.taker.user, t.taker.client_order_id) {
+                    filled += t.qty.0;
+                    fills.push(j::fill(&st.edge.config, &t, false));
+                } else if mine(t.maker.user, t.maker.client_order_id) {
+                    filled += t.qty.0;
+                    fills.push(j::fill(&st.edge.config, &t, true));
+                }
+            }
+            Event::Cancelled {
+                user,
+                client_order_id,
+                leaves_qty,
+                reason: r,
+                ..
+            } if mine(user, client_order_id) && leaves_qty.0 == 0 => {
+                cancelled = true;
+                reason = Some(r);
+            }
+            Event::Triggered {
+                user,
+                client_order_id,
+                ..
+            } if mine(user, client_order_id) => triggered = true,
+            _ => {}
+        }
+    }
+    let status = if filled >= o.qty.0 {
+        "FILLED"
+    } else if cancelled {
+        if reason == Some(ringbook_engine::CancelReason::Expired) {
+            "EXPIRED"
+        } else {
+            "CANCELLED"
+        }
+    } else if filled > 0 {
+        "PARTIALLY_FILLED"
+    } else {
+        "NEW"
+    };
+    Ok(json!({
+        "order_id": order_id,
+        "user": o.user.0,
+        "client_order_id": o.client_order_id.0,
+        "symbol": j::sym(&st.edge.config, o.symbol),
+        "side": o.side.name(),
+        "type": o.order_type.name(),
+        "tif": o.tif.name(),
+        "price": o.price.0,
+        "qty": o.qty.0,
+        "status": status,
+        "filled_qty": filled,
+        "leaves_qty": if cancelled { 0 } else { o.qty.0 - filled.min(o.qty.0) },
+        "cancel_reason": reason.map(|r| r.name()),
+        "triggered": o.order_type.is_stop().then_some(triggered),
+        "fills": fills,
+        "seq": seq,
+    }))
+}
+
+async fn new_order(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Response, ApiError> {
+    let ob: OrderBody = body(&b)?;
+    let o = ob.to_command(&st, user_of(&a, ob.user))?;
+    let (events, seq) = st.edge.command(a.1, Command::NewOrder(o)).await?;
+    let v = order_reply(&st, &o, &events, seq)?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+fn events_json(st: &AppState, events: &[Event]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| j::event(&st.edge.config, e))
+        .collect()
+}
+
+fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
+    s.parse::<u64>()
+        .map_err(|_| ApiError::bad(format!("{what} {s:?}: expected a number")))
+}
+
+fn need_symbol(
+    st: &AppState,
+    q: &HashMap<String, String>,
+) -> Result<ringbook_engine::SymbolId, ApiError> {
+    let s = q
+        .get("symbol")
+        .ok_or_else(|| ApiError::bad("query parameter symbol is required"))?;
+    j::symbol(&st.edge.config, &Named::Name(s.clone()))
+}
+
+async fn cancel_order(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(coid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let coid = parse_id(&coid, "client order id")?;
+    let symbol = need_symbol(&st, &q)?;
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    let cmd = Command::Cancel {
+        user,
+        symbol,
+        client_order_id: ClientOrderId(coid),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let mut out = json!({"client_order_id": coid, "status": "CANCELLED", "seq": seq});
+    for e in &events {
+        if let Event::Cancelled {
+            order_id,
+            qty,
+            reason,
+            ..
+        } = *e
+        {
+            out["order_id"] = json!(order_id.0);
+            out["cancelled_qty"] = json!(qty.0);
+            out["reason"] = json!(reason.name());
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendBody {
+    #[serde(default)]
+    user: Option<u32>,
+    symbol: Named,
+    price: i64,
+    qty: u64,
+}
+
+async fn amend_order(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(coid): Path<String>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let coid = parse_id(&coid, "client order id")?;
+    let ab: AmendBody = body(&b)?;
+    let cmd = Command::Amend {
+        user: user_of(&a, ab.user),
+        symbol: j::symbol(&st.edge.config, &ab.symbol)?,
+        client_order_id: ClientOrderId(coid),
+        price: Price(ab.price),
+        qty: Qty(ab.qty),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let status = if events.iter().any(|e| matches!(e, Event::Amended { .. })) {
+        "AMENDED"
+    } else if events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { leaves_qty, .. } if leaves_qty.0 == 0))
+    {
+        "CANCELLED"
+    } else {
+        "UNCHANGED"
+    };
+    Ok(Json(json!({
+        "client_order_id": coid, "status": status, "seq": seq, "events": events_json(&st, &events),
+    })))
+}
+
+async fn mass_cancel(
+    State(st): State<Shared>,
+    a: Authed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = match q.get("symbol") {
+        Some(s) => Some(j::symbol(&st.edge.config, &Named::Name(s.clone()))?),
+        None => None,
+    };
+    let cmd = Command::MassCancel {
+        user: user_of(&a, q_u64(&q, "user")?.map(|u| u as u32)),
+        symbol,
+        on_disconnect: false,
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let count = events.iter().find_map(|e| match e {
+        Event::MassCancelled { count, .. } => Some(*count),
+        _ => None,
+    });
+    Ok(Json(json!({"cancelled": count.unwrap_or(0), "seq": seq})))
+}
+
+async fn open_orders(
+    State(st): State<Shared>,
+    a: Authed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = match q.get("symbol") {
+        Some(s) => Some(j::symbol(&st.edge.config, &Named::Name(s.clone()))?),
+        None => None,
+    };
+    let limit = q_u64(&q, "limit")?.map_or(OPEN_ORDERS_MAX, |l| {
+        l.min(u64::from(OPEN_ORDERS_MAX)) as u32
+    });
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    let (events, seq) = st
+        .edge
+        .command(a.1, Command::Query(EngineQuery::OpenOrders { user, limit }))
+        .await?;
+    j::first_reject(&events)?;
+    let mut orders = Vec::new();
+    let mut total = 0;
+    for e in &events {
+        match e {
+            Event::OpenOrder(v) if symbol.is_none_or(|s| s == v.symbol) => {
+                orders.push(j::order_view(&st.edge.config, v))
+            }
+            Event::OpenOrdersEnd { count, .. } => total = *count,
+            _ => {}
+        }
+    }
+    Ok(Json(
+        json!({"orders": orders, "total_open": total, "seq": seq}),
+    ))
+}
+
+async fn order_status(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(coid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let coid = parse_id(&coid, "client order id")?;
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    let (events, _) = st
+        .edge
+        .command(
+            a.1,
+            Command::Query(EngineQuery::Order {
+                user,
+                client_order_id: ClientOrderId(coid),
+            }),
+        )
+        .await?;
+    j::first_reject(&events)?;
+    for e in &events {
+        if let Event::OrderStatus { order, .. } = e {
+            return match order {
+                Some(v) => Ok(Json(j::order_view(&st.edge.config, v))),
+                None => Err(ApiError::reject(
+                    RejectCode::UnknownOrder,
+                    "no live order with this client order id (finished orders are not kept)",
+                )),
+            };
+        }
+    }
+    Err(ApiError::reject(
+        RejectCode::UnknownOrder,
+        "no order status in the reply",
+    ))
+}
+
+async fn balances(
+    State(st): State<Shared>,
+    a: Authed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    let (v, seq) = balances_of(&st, a.1, user).await?;
+    Ok(Json(json!({"user": user.0, "balances": v, "seq": seq})))
+}
+
+/// A user's balances, through the sequenced path.
+pub(crate) async fn balances_of(
+    st: &AppState,
+    role: Role,
+    user: UserId,
+) -> Result<(Vec<Value>, u64), ApiError> {
+    let (events, seq) = st
+        .edge
+        .command(role, Command::Query(EngineQuery::Balances { user }))
+        .await?;
+    j::first_reject(&events)?;
+    let v = events
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Balance {
+                currency,
+                available,
+                locked,
+                ..
+            } => Some(json!({"currency": j::cur(&st.edge.config, currency), "available": available, "locked": locked})),
+            _ => None,
+        })
+        .collect();
+    Ok((v, seq))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FundsBody {
+    #[serde(default)]
+    user: Option<u32>,
+    currency: Named,
+    amount: u64,
+}
+
+async fn withdraw(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Response, ApiError> {
+    let fb: FundsBody = body(&b)?;
+    let cmd = Command::Withdraw {
+        user: user_of(&a, fb.user),
+        currency: j::currency(&st.edge.config, &fb.currency)?,
+        amount: fb.amount,
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let id = events.iter().find_map(|e| match e {
+        Event::WithdrawalRequested { withdrawal_id, .. } => Some(withdrawal_id.0),
+        _ => None,
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"withdrawal_id": id, "status": "PENDING", "seq": seq, "events": events_json(&st, &events)})),
+    )
+        .into_response())
+}
+
+async fn deposit(State(st): State<Shared>, a: Authed, b: Bytes) -> Result<Json<Value>, ApiError> {
+    let fb: FundsBody = body(&b)?;
+    let user = fb
+        .user
+        .ok_or_else(|| ApiError::bad("user is required (the account to credit)"))?;
+    let cmd = Command::Deposit {
+        user: UserId(user),
+        currency: j::currency(&st.edge.config, &fb.currency)?,
+        amount: fb.amount,
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let mut out = json!({"user": user, "currency": j::cur(&st.edge.config, match cmd {
+        Command::Deposit { currency, .. } => currency,
+        _ => ringbook_engine::CurrencyId(0),
+    }), "amount": fb.amount, "seq": seq});
+    for e in &events {
+        if let Event::BalanceUpdate {
+            available, locked, ..
+        } = *e
+        {
+            out["available"] = json!(available);
+            out["locked"] = json!(locked);
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn approve(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "withdrawal id")?;
+    let cmd = Command::ApproveWithdrawal {
+        operator: operator_of(&a),
+        withdrawal_id: WithdrawalId(id),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let approvals = events.iter().find_map(|e| match e {
+        Event::WithdrawalApproved { approvals, .. } => Some(*approvals),
+        _ => None,
+    });
+    let completed = events
+        .iter()
+        .any(|e| matches!(e, Event::WithdrawalCompleted { .. }));
+    Ok(Json(json!({
+        "withdrawal_id": id, "approvals": approvals,
+        "status": if completed { "COMPLETED" } else { "PENDING" }, "seq": seq,
+    })))
+}
+
+async fn reject(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "withdrawal id")?;
+    let cmd = Command::RejectWithdrawal {
+        operator: operator_of(&a),
+        withdrawal_id: WithdrawalId(id),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    Ok(Json(
+        json!({"withdrawal_id": id, "status": "REJECTED", "seq": seq}),
+    ))
+}
+
+/// The next client order id for an order the web edge names itself (CSV `/order`).
+pub(crate) fn next_csv_coid(st: &AppState) -> u64 {
+    st.csv_coid.fetch_add(1, Ordering::Relaxed)
+}

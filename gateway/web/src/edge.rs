@@ -1,0 +1,488 @@
+//! The web side of the bridge: requests in flight and their replies, the dispatcher thread,
+//! and the registry of authenticated WebSocket connections.
+//!
+//! A request takes a permit (at most `requests_max` in flight; none left: `503 WEB_BUSY`),
+//! registers a oneshot under a fresh id, and goes onto the bridge's inbound queue. The
+//! dispatcher thread drains the outbound queue: events of a request are gathered under its
+//! id until its `Done`, which completes the oneshot; user-facing events are also turned into
+//! JSON once and queued (bounded, never waiting) to the owner's WebSocket connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ringbook_engine::{Command, Config, Event, RejectCode};
+use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
+use ringbook_gateway::server::{LoginCheck, Role, WebBridge};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+use crate::error::{ApiError, WebCode};
+use crate::json;
+use crate::metrics::Metrics;
+
+/// How long a request waits for the gateway loop's answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a request got back.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The command was sequenced and processed (journaled): its events and sequence number.
+    Done {
+        /// Every event of the command, in order.
+        events: Vec<Event>,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Refused before sequencing (authorization).
+    Rejected(RejectCode),
+    /// A login's outcome.
+    Login(LoginCheck),
+}
+
+struct Pending {
+    events: Vec<Event>,
+    tx: oneshot::Sender<Outcome>,
+}
+
+/// A command's kind, as a metric label.
+pub fn command_kind(cmd: &Command) -> &'static str {
+    use ringbook_engine::Query;
+    match cmd {
+        Command::NewOrder(_) => "new_order",
+        Command::Cancel { .. } => "cancel",
+        Command::Amend { .. } => "amend",
+        Command::CancelOrder { .. } => "cancel_order",
+        Command::AmendOrder { .. } => "amend_order",
+        Command::MassCancel { .. } => "mass_cancel",
+        Command::Deposit { .. } => "deposit",
+        Command::Withdraw { .. } => "withdraw",
+        Command::ApproveWithdrawal { .. } => "approve_withdrawal",
+        Command::RejectWithdrawal { .. } => "reject_withdrawal",
+        Command::Query(Query::Order { .. }) => "query_order",
+        Command::Query(Query::OpenOrders { .. }) => "query_open_orders",
+        Command::Query(Query::Balances { .. }) => "query_balances",
+        Command::Query(Query::Book { .. }) => "query_book",
+    }
+}
+
+/// Private channel bits.
+pub const CH_ORDERS: u8 = 1;
+/// Fills.
+pub const CH_FILLS: u8 = 2;
+/// Balances.
+pub const CH_BALANCES: u8 = 4;
+
+/// An authenticated WebSocket connection as the dispatcher sees it.
+#[derive(Debug)]
+pub struct WsConn {
+    /// Unique id.
+    pub id: u64,
+    /// The user it belongs to.
+    pub user: u32,
+    /// The account (token `acct`) whose rate limit its messages count against.
+    pub acct: usize,
+    /// Subscribed private channels (`CH_*` bits).
+    pub channels: AtomicU8,
+    /// Messages for the connection (bounded).
+    pub tx: mpsc::Sender<Arc<str>>,
+    /// Set when its backlog overflowed; the connection closes with `SLOW_CONSUMER`.
+    pub overflowed: AtomicBool,
+    /// Wakes the connection's task: overflow.
+    pub kill: Notify,
+    /// Wakes the connection's task: its balances changed (fills, cancels, deposits…).
+    pub balances_dirty: Notify,
+}
+
+/// The shared state of the web edge.
+#[derive(Debug)]
+pub struct Edge {
+    /// The queues into and out of the gateway loop.
+    pub bridge: Arc<WebBridge>,
+    pending: Mutex<HashMap<u64, PendingDbg>>,
+    next_id: AtomicU64,
+    permits: Arc<Semaphore>,
+    /// The web edge's counters.
+    pub metrics: Metrics,
+    /// The engine configuration (symbols, currencies).
+    pub config: Config,
+    ws: RwLock<HashMap<u32, Vec<Arc<WsConn>>>>,
+    stop: AtomicBool,
+}
+
+/// `Pending` with a `Debug` that shows only the count.
+struct PendingDbg(Pending);
+
+impl std::fmt::Debug for PendingDbg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({} events)", self.0.events.len())
+    }
+}
+
+impl Edge {
+    /// A new edge over `bridge`; `requests_max` requests in flight at once.
+    pub fn new(bridge: Arc<WebBridge>, config: Config, requests_max: usize) -> Edge {
+        Edge {
+            bridge,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            permits: Arc::new(Semaphore::new(requests_max.max(1))),
+            metrics: Metrics::default(),
+            config,
+            ws: RwLock::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends `op` through the gateway loop and waits for its outcome.
+    pub async fn call(&self, op: WebOp) -> Result<Outcome, ApiError> {
+        if !self.bridge.ready() {
+            return Err(
+                ApiError::web(WebCode::NotReady, "the gateway is not running").retry_after(1),
+            );
+        }
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.inc(&self.metrics.busy);
+            return Err(ApiError::web(
+                WebCode::Busy,
+                "too many web requests in flight (the queue into the gateway is full)",
+            )
+            .retry_after(1));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(
+            id,
+            PendingDbg(Pending {
+                events: Vec::new(),
+                tx,
+            }),
+        );
+        if self.bridge.submit(WebRequest { id, op }).is_err() {
+            self.lock_pending().remove(&id);
+            self.metrics.inc(&self.metrics.busy);
+            return Err(
+                ApiError::web(WebCode::Busy, "the queue into the gateway is full").retry_after(1),
+            );
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(o)) => Ok(o),
+            _ => {
+                self.lock_pending().remove(&id);
+                self.metrics.inc(&self.metrics.timeouts);
+                Err(ApiError::web(
+                    WebCode::Timeout,
+                    "no answer from the gateway in time; the command may have been sequenced",
+                ))
+            }
+        }
+    }
+
+    /// Sends a command for `role`; its events and sequence number, or the gateway's refusal.
+    pub async fn command(&self, role: Role, cmd: Command) -> Result<(Vec<Event>, u64), ApiError> {
+        let t0 = Instant::now();
+        self.metrics.command(command_kind(&cmd));
+        match self.call(WebOp::Command { role, cmd }).await? {
+            Outcome::Done { events, seq } => {
+                if matches!(cmd, Command::NewOrder(_)) {
+                    self.metrics.order_ack(t0.elapsed());
+                }
+                Ok((events, seq))
+            }
+            Outcome::Rejected(code) => Err(ApiError::reject(code, json::reject_text(code))),
+            Outcome::Login(_) => Err(ApiError::web(WebCode::BadRequest, "unexpected login reply")),
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PendingDbg>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an authenticated WebSocket connection.
+    pub fn ws_register(&self, conn: Arc<WsConn>) {
+        let mut m = self.ws.write().unwrap_or_else(|p| p.into_inner());
+        m.entry(conn.user).or_default().push(conn);
+        self.bridge.listeners_add(1);
+    }
+
+    /// Removes a connection (idempotent).
+    pub fn ws_unregister(&self, user: u32, id: u64) {
+        let mut m = self.ws.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = m.get_mut(&user) {
+            let before = v.len();
+            v.retain(|c| c.id != id);
+            if v.len() < before {
+                self.bridge.listeners_add(-1);
+            }
+            if v.is_empty() {
+                m.remove(&user);
+            }
+        }
+    }
+
+    /// Starts the dispatcher thread.
+    pub fn start_dispatcher(self: &Arc<Edge>) -> std::io::Result<JoinHandle<()>> {
+        let edge = self.clone();
+        let t = std::thread::Builder::new()
+            .name("ringbook-web-dispatch".into())
+            .spawn(move || edge.dispatch_loop())?;
+        self.bridge.set_consumer(t.thread().clone());
+        Ok(t)
+    }
+
+    /// Stops the dispatcher.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    fn dispatch_loop(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            let mut any = false;
+            while let Some(out) = self.bridge.pop_output() {
+                any = true;
+                self.dispatch(out);
+            }
+            if !any {
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn dispatch(&self, out: WebOutput) {
+        if out.request != 0 {
+            let mut p = self.lock_pending();
+            match out.kind {
+                WebOutKind::Event(e) => {
+                    if let Some(entry) = p.get_mut(&out.request) {
+                        entry.0.events.push(e);
+                    }
+                }
+                WebOutKind::Done(seq) => {
+                    if let Some(entry) = p.remove(&out.request) {
+                        let _ = entry.0.tx.send(Outcome::Done {
+                            events: entry.0.events,
+                            seq,
+                        });
+                    }
+                }
+                WebOutKind::Rejected(code) => {
+                    if let Some(entry) = p.remove(&out.request) {
+                        let _ = entry.0.tx.send(Outcome::Rejected(code));
+                    }
+                }
+                WebOutKind::Login(check) => {
+                    if let Some(entry) = p.remove(&out.request) {
+                        let _ = entry.0.tx.send(Outcome::Login(check));
+                    }
+                }
+            }
+        }
+        if let WebOutKind::Event(e) = out.kind {
+            if ringbook_gateway::server::bridge::is_user_event(&e) {
+                self.route_private(&e);
+            }
+        }
+    }
+
+    /// Queues a user-facing event to its owners' WebSocket connections.
+    fn route_private(&self, e: &Event) {
+        let m = self.ws.read().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return;
+        }
+        match e {
+            Event::Trade(t) => {
+                for (fill, maker) in [(&t.maker, true), (&t.taker, false)] {
+                    if let Some(conns) = m.get(&fill.user.0) {
+                        let msg: Arc<str> = json::ws_fill(&self.config, t, maker).into();
+                        self.send_all(conns, CH_FILLS, &msg, true);
+                    }
+                }
+            }
+            _ => {
+                let Some((user, channel)) = json::private_target(e) else {
+                    return;
+                };
+                if let Some(conns) = m.get(&user) {
+                    let msg: Arc<str> = json::ws_private(&self.config, e, channel).into();
+                    let ch = if channel == "balances" {
+                        CH_BALANCES
+                    } else {
+                        CH_ORDERS
+                    };
+                    // Order events change locks; deposits and withdrawals change balances.
+                    self.send_all(conns, ch, &msg, true);
+                }
+            }
+        }
+    }
+
+    fn send_all(&self, conns: &[Arc<WsConn>], ch: u8, msg: &Arc<str>, balances_change: bool) {
+        for c in conns {
+            let subs = c.channels.load(Ordering::Relaxed);
+            if balances_change && subs & CH_BALANCES != 0 {
+                c.balances_dirty.notify_one();
+            }
+            if subs & ch == 0 || c.overflowed.load(Ordering::Relaxed) {
+                continue;
+            }
+            match c.tx.try_send(msg.clone()) {
+                Ok(()) => self.metrics.inc(&self.metrics.ws_messages),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !c.overflowed.swap(true, Ordering::AcqRel) {
+                        self.metrics.inc(&self.metrics.ws_overflows);
+                        c.kill.notify_one();
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbook_engine::{ClientOrderId, OrderId, OrderType, Price, Qty, Side, SymbolId, UserId};
+
+    fn accepted(user: u32) -> Event {
+        Event::Accepted {
+            user: UserId(user),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(1),
+            order_id: OrderId(1),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            price: Price(10),
+            qty: Qty(1),
+            display_qty: Qty(0),
+        }
+    }
+
+    fn conn(
+        edge: &Edge,
+        id: u64,
+        user: u32,
+        cap: usize,
+    ) -> (Arc<WsConn>, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let c = Arc::new(WsConn {
+            id,
+            user,
+            acct: 0,
+            channels: AtomicU8::new(CH_ORDERS),
+            tx,
+            overflowed: AtomicBool::new(false),
+            kill: Notify::new(),
+            balances_dirty: Notify::new(),
+        });
+        edge.ws_register(c.clone());
+        (c, rx)
+    }
+
+    #[test]
+    fn a_full_private_queue_closes_that_connection_only() {
+        let edge = Edge::new(WebBridge::new(4, 4), Config::default(), 4);
+        let (slow, mut slow_rx) = conn(&edge, 1, 1, 1);
+        let (other, mut other_rx) = conn(&edge, 2, 1, 8);
+        let ev = WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(accepted(1)),
+        };
+        edge.dispatch(ev);
+        assert!(!slow.overflowed.load(Ordering::Relaxed));
+        edge.dispatch(ev);
+        edge.dispatch(ev);
+        assert!(
+            slow.overflowed.load(Ordering::Relaxed),
+            "the second message did not fit"
+        );
+        assert_eq!(
+            edge.metrics.ws_overflows.load(Ordering::Relaxed),
+            1,
+            "counted once"
+        );
+        // The other connection of the same user got all three; the slow one its first.
+        for _ in 0..3 {
+            let m = other_rx.try_recv().unwrap();
+            assert!(m.contains("\"accepted\""), "{m}");
+        }
+        assert!(slow_rx.try_recv().is_ok() && slow_rx.try_recv().is_err());
+        // Another user's event reaches neither.
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(accepted(2)),
+        });
+        assert!(other_rx.try_recv().is_err());
+        edge.ws_unregister(1, 1);
+        edge.ws_unregister(1, 2);
+        edge.ws_unregister(1, 2);
+        assert!(edge.ws.read().unwrap().is_empty());
+        drop(other);
+    }
+
+    #[test]
+    fn a_request_gathers_its_events_until_done() {
+        let edge = Edge::new(WebBridge::new(4, 4), Config::default(), 4);
+        let (tx, mut rx) = oneshot::channel();
+        edge.lock_pending().insert(
+            7,
+            PendingDbg(Pending {
+                events: Vec::new(),
+                tx,
+            }),
+        );
+        edge.dispatch(WebOutput {
+            request: 7,
+            kind: WebOutKind::Event(accepted(1)),
+        });
+        assert!(rx.try_recv().is_err(), "not before its Done");
+        edge.dispatch(WebOutput {
+            request: 7,
+            kind: WebOutKind::Done(42),
+        });
+        match rx.try_recv().unwrap() {
+            Outcome::Done { events, seq } => assert_eq!((events, seq), (vec![accepted(1)], 42)),
+            o => panic!("{o:?}"),
+        }
+        assert!(edge.lock_pending().is_empty());
+    }
+
+    #[test]
+    fn busy_and_not_ready_are_refused_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let bridge = WebBridge::new(8, 8);
+        let edge = Edge::new(bridge.clone(), Config::default(), 1);
+        let op = WebOp::Command {
+            role: Role::User(1),
+            cmd: Command::Query(ringbook_engine::Query::Balances { user: UserId(1) }),
+        };
+        rt.block_on(async {
+            // No gateway loop yet.
+            let e = edge.call(op).await.unwrap_err();
+            assert_eq!(e.reason, "NOT_READY");
+            let poll = mio::Poll::new().unwrap();
+            let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+            bridge.attach(waker);
+            // One request in flight (nobody answers it) takes the only permit.
+            let first = edge.call(op);
+            tokio::pin!(first);
+            tokio::select! {
+                biased;
+                _ = &mut first => panic!("answered without a gateway loop"),
+                _ = tokio::task::yield_now() => {}
+            }
+            assert_eq!(bridge.inbound_len(), 1);
+            let e = edge.call(op).await.unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.reason, e.retry_after),
+                (503, "WEB_BUSY", Some(1))
+            );
+            assert_eq!(edge.metrics.busy.load(Ordering::Relaxed), 1);
+        });
+    }
+}

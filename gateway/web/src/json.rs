@@ -1,0 +1,431 @@
+//! JSON shapes of engine events and views (the scenario runner's field names), and parsing of
+//! names and ids in requests.
+
+use ringbook_engine::book::OrderView;
+use ringbook_engine::{
+    Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce, Trade,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+
+/// A symbol or currency given by name or by id.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Named {
+    /// By id.
+    Id(u64),
+    /// By name.
+    Name(String),
+}
+
+/// The symbol a request names (by name or id): `UNKNOWN_SYMBOL` if none.
+pub fn symbol(config: &Config, n: &Named) -> Result<SymbolId, ApiError> {
+    let id = match n {
+        Named::Id(i) => u16::try_from(*i)
+            .ok()
+            .filter(|i| (*i as usize) < config.symbols.len())
+            .map(SymbolId),
+        Named::Name(s) => config.symbol_id(s).or_else(|| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|i| (*i as usize) < config.symbols.len())
+                .map(SymbolId)
+        }),
+    };
+    id.ok_or_else(|| {
+        ApiError::reject(
+            RejectCode::UnknownSymbol,
+            format!("unknown symbol {}", named_str(n)),
+        )
+    })
+}
+
+/// The currency a request names: `UNKNOWN_CURRENCY` if none.
+pub fn currency(config: &Config, n: &Named) -> Result<CurrencyId, ApiError> {
+    let id = match n {
+        Named::Id(i) => u16::try_from(*i)
+            .ok()
+            .filter(|i| (*i as usize) < config.currencies.len())
+            .map(CurrencyId),
+        Named::Name(s) => config.currency_id(s).or_else(|| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|i| (*i as usize) < config.currencies.len())
+                .map(CurrencyId)
+        }),
+    };
+    id.ok_or_else(|| {
+        ApiError::reject(
+            RejectCode::UnknownCurrency,
+            format!("unknown currency {}", named_str(n)),
+        )
+    })
+}
+
+fn named_str(n: &Named) -> String {
+    match n {
+        Named::Id(i) => i.to_string(),
+        Named::Name(s) => format!("{s:?}"),
+    }
+}
+
+/// The symbol's name (or its id as text).
+pub fn sym(config: &Config, id: SymbolId) -> String {
+    config
+        .symbol(id)
+        .map_or_else(|| id.0.to_string(), |s| s.name.clone())
+}
+
+/// The currency's code (or its id as text).
+pub fn cur(config: &Config, id: CurrencyId) -> String {
+    config
+        .currencies
+        .get(id.0 as usize)
+        .map_or_else(|| id.0.to_string(), |c| c.code.clone())
+}
+
+/// `BUY` / `SELL`.
+pub fn parse_side(s: &str) -> Result<Side, ApiError> {
+    match s {
+        "BUY" | "buy" => Ok(Side::Buy),
+        "SELL" | "sell" => Ok(Side::Sell),
+        _ => Err(ApiError::bad(format!("side {s:?}: expected BUY or SELL"))),
+    }
+}
+
+/// `LIMIT` / `MARKET` / `STOP_LIMIT` / `STOP_MARKET`.
+pub fn parse_type(s: &str) -> Result<OrderType, ApiError> {
+    Ok(match s {
+        "LIMIT" => OrderType::Limit,
+        "MARKET" => OrderType::Market,
+        "STOP_LIMIT" => OrderType::StopLimit,
+        "STOP_MARKET" => OrderType::StopMarket,
+        _ => {
+            return Err(ApiError::bad(format!(
+                "type {s:?}: expected LIMIT, MARKET, STOP_LIMIT or STOP_MARKET"
+            )))
+        }
+    })
+}
+
+/// `GTC` / `IOC` / `FOK` (`GTD` and `DAY`: not in this engine).
+pub fn parse_tif(s: &str) -> Result<TimeInForce, ApiError> {
+    Ok(match s {
+        "GTC" => TimeInForce::Gtc,
+        "IOC" => TimeInForce::Ioc,
+        "FOK" => TimeInForce::Fok,
+        "GTD" | "DAY" => {
+            return Err(ApiError::web(
+                crate::error::WebCode::Unsupported,
+                format!("time in force {s}: this engine has GTC, IOC and FOK"),
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad(format!(
+                "tif {s:?}: expected GTC, IOC or FOK"
+            )))
+        }
+    })
+}
+
+/// Self-trade prevention mode names.
+pub fn parse_stp(s: &str) -> Result<StpMode, ApiError> {
+    Ok(match s {
+        "NONE" => StpMode::None,
+        "CANCEL_NEWEST" => StpMode::CancelNewest,
+        "CANCEL_OLDEST" => StpMode::CancelOldest,
+        "CANCEL_BOTH" => StpMode::CancelBoth,
+        "DECREMENT" => StpMode::Decrement,
+        _ => {
+            return Err(ApiError::bad(format!(
+                "stp {s:?}: expected NONE, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH or DECREMENT"
+            )))
+        }
+    })
+}
+
+/// A reject's message.
+pub fn reject_text(code: RejectCode) -> String {
+    format!("rejected by the engine or gateway: {}", code.name())
+}
+
+/// An order as it stands.
+pub fn order_view(config: &Config, v: &OrderView) -> Value {
+    json!({
+        "order_id": v.order_id.0,
+        "user": v.user.0,
+        "client_order_id": v.client_order_id.0,
+        "symbol": sym(config, v.symbol),
+        "side": v.side.name(),
+        "type": v.order_type.name(),
+        "tif": v.tif.name(),
+        "price": v.price.0,
+        "stop_price": v.stop_price.0,
+        "qty": v.leaves_qty.0 + v.filled_qty.0,
+        "leaves_qty": v.leaves_qty.0,
+        "visible_qty": v.visible_qty.0,
+        "filled_qty": v.filled_qty.0,
+        "display_qty": v.display_qty.0,
+        "post_only": v.post_only,
+        "stp": v.stp.name(),
+        "status": if v.filled_qty.0 > 0 { "PARTIALLY_FILLED" } else { "NEW" },
+    })
+}
+
+/// A trade, as the scenario runner prints it.
+pub fn trade(config: &Config, t: &Trade) -> Value {
+    json!({
+        "symbol": sym(config, t.symbol),
+        "trade_id": t.trade_id.0,
+        "ts": t.ts,
+        "price": t.price.0,
+        "qty": t.qty.0,
+        "taker_side": t.taker_side.name(),
+        "maker_user": t.maker.user.0,
+        "maker_client_order_id": t.maker.client_order_id.0,
+        "maker_order_id": t.maker.order_id.0,
+        "taker_user": t.taker.user.0,
+        "taker_client_order_id": t.taker.client_order_id.0,
+        "taker_order_id": t.taker.order_id.0,
+        "maker_fee": t.maker.fee,
+        "taker_fee": t.taker.fee,
+    })
+}
+
+/// One side's fill of a trade (for that side's owner).
+pub fn fill(config: &Config, t: &Trade, maker: bool) -> Value {
+    let (f, side) = if maker {
+        (&t.maker, t.taker_side.opposite())
+    } else {
+        (&t.taker, t.taker_side)
+    };
+    json!({
+        "symbol": sym(config, t.symbol),
+        "user": f.user.0,
+        "order_id": f.order_id.0,
+        "client_order_id": f.client_order_id.0,
+        "side": side.name(),
+        "role": if maker { "MAKER" } else { "TAKER" },
+        "price": t.price.0,
+        "qty": t.qty.0,
+        "fee": f.fee,
+        "leaves_qty": f.leaves_qty.0,
+        "cum_qty": f.cum_qty.0,
+    })
+}
+
+/// A fill as a WebSocket message on the `fills` channel.
+pub fn ws_fill(config: &Config, t: &Trade, maker: bool) -> String {
+    json!({"channel": "fills", "data": fill(config, t, maker)}).to_string()
+}
+
+/// The owner and private channel of a user-facing event (trades are handled per side).
+pub fn private_target(e: &Event) -> Option<(u32, &'static str)> {
+    Some(match *e {
+        Event::Accepted { user, .. }
+        | Event::Cancelled { user, .. }
+        | Event::Amended { user, .. }
+        | Event::Triggered { user, .. }
+        | Event::MassCancelled { user, .. } => (user.0, "orders"),
+        Event::Deposited { user, .. }
+        | Event::WithdrawalRequested { user, .. }
+        | Event::WithdrawalApproved { user, .. }
+        | Event::WithdrawalCompleted { user, .. }
+        | Event::WithdrawalRejected { user, .. }
+        | Event::BalanceUpdate { user, .. } => (user.0, "balances"),
+        _ => return None,
+    })
+}
+
+/// A user-facing event as a WebSocket message.
+pub fn ws_private(config: &Config, e: &Event, channel: &str) -> String {
+    json!({"channel": channel, "data": event(config, e)}).to_string()
+}
+
+/// Any event, with an `event` name and the scenario runner's field names.
+pub fn event(config: &Config, e: &Event) -> Value {
+    match *e {
+        Event::Accepted {
+            user,
+            symbol,
+            client_order_id,
+            order_id,
+            side,
+            order_type,
+            price,
+            qty,
+            display_qty,
+        } => json!({"event": "accepted", "user": user.0, "symbol": sym(config, symbol),
+            "client_order_id": client_order_id.0, "order_id": order_id.0, "side": side.name(),
+            "type": order_type.name(), "price": price.0, "qty": qty.0,
+            "display_qty": display_qty.0}),
+        Event::Rejected {
+            user,
+            client_order_id,
+            code,
+        } => json!({"event": "rejected", "user": user.0, "client_order_id": client_order_id.0,
+            "code": code.code(), "reason": code.name()}),
+        Event::Trade(t) => {
+            let mut v = trade(config, &t);
+            v["event"] = json!("trade");
+            v
+        }
+        Event::Cancelled {
+            user,
+            symbol,
+            client_order_id,
+            order_id,
+            side,
+            price,
+            qty,
+            leaves_qty,
+            reason,
+        } => json!({"event": "cancelled", "user": user.0, "symbol": sym(config, symbol),
+            "client_order_id": client_order_id.0, "order_id": order_id.0, "side": side.name(),
+            "price": price.0, "qty": qty.0, "leaves_qty": leaves_qty.0, "reason": reason.name()}),
+        Event::Amended {
+            user,
+            symbol,
+            client_order_id,
+            order_id,
+            price,
+            qty,
+        } => json!({"event": "amended", "user": user.0, "symbol": sym(config, symbol),
+            "client_order_id": client_order_id.0, "order_id": order_id.0, "price": price.0,
+            "qty": qty.0}),
+        Event::Triggered {
+            user,
+            symbol,
+            client_order_id,
+            order_id,
+        } => json!({"event": "triggered", "user": user.0, "symbol": sym(config, symbol),
+            "client_order_id": client_order_id.0, "order_id": order_id.0}),
+        Event::MassCancelled {
+            user,
+            symbol,
+            count,
+        } => json!({"event": "mass_cancelled", "user": user.0,
+            "symbol": symbol.map(|s| sym(config, s)), "count": count}),
+        Event::Deposited {
+            user,
+            currency,
+            amount,
+        } => json!({"event": "deposited", "user": user.0, "currency": cur(config, currency),
+            "amount": amount}),
+        Event::WithdrawalRequested {
+            withdrawal_id,
+            user,
+            currency,
+            amount,
+        } => json!({"event": "withdrawal_requested", "withdrawal_id": withdrawal_id.0,
+            "user": user.0, "currency": cur(config, currency), "amount": amount}),
+        Event::WithdrawalApproved {
+            withdrawal_id,
+            operator,
+            user,
+            approvals,
+        } => json!({"event": "withdrawal_approved", "withdrawal_id": withdrawal_id.0,
+            "operator": operator.0, "user": user.0, "approvals": approvals}),
+        Event::WithdrawalCompleted {
+            withdrawal_id,
+            user,
+            currency,
+            amount,
+        } => json!({"event": "withdrawal_completed", "withdrawal_id": withdrawal_id.0,
+            "user": user.0, "currency": cur(config, currency), "amount": amount}),
+        Event::WithdrawalRejected {
+            withdrawal_id,
+            operator,
+            user,
+        } => json!({"event": "withdrawal_rejected", "withdrawal_id": withdrawal_id.0,
+            "operator": operator.0, "user": user.0}),
+        Event::OperatorRejected {
+            operator,
+            withdrawal_id,
+            code,
+        } => json!({"event": "operator_rejected", "operator": operator.0,
+            "withdrawal_id": withdrawal_id.0, "code": code.code(), "reason": code.name()}),
+        Event::BalanceUpdate {
+            user,
+            currency,
+            available,
+            locked,
+        } => json!({"event": "balance", "user": user.0, "currency": cur(config, currency),
+            "available": available, "locked": locked}),
+        Event::OrderStatus { order, .. } => {
+            json!({"event": "order_status", "order": order.map(|v| order_view(config, &v))})
+        }
+        Event::OpenOrder(v) => order_view(config, &v),
+        Event::OpenOrdersEnd { user, count } => {
+            json!({"event": "open_orders_end", "user": user.0, "count": count})
+        }
+        Event::Balance {
+            user,
+            currency,
+            available,
+            locked,
+        } => json!({"event": "balance", "user": user.0, "currency": cur(config, currency),
+            "available": available, "locked": locked}),
+        Event::BalancesEnd { user, count } => {
+            json!({"event": "balances_end", "user": user.0, "count": count})
+        }
+        Event::BookLevel {
+            symbol,
+            side,
+            price,
+            qty,
+        } => json!({"event": "book_level", "symbol": sym(config, symbol), "side": side.name(),
+            "price": price.0, "qty": qty.0}),
+        Event::BookEnd {
+            symbol,
+            bid_levels,
+            ask_levels,
+        } => json!({"event": "book_end", "symbol": sym(config, symbol),
+            "bid_levels": bid_levels, "ask_levels": ask_levels}),
+    }
+}
+
+/// The first engine reject among a command's events, as an error.
+pub fn first_reject(events: &[Event]) -> Result<(), ApiError> {
+    for e in events {
+        match *e {
+            Event::Rejected { code, .. } | Event::OperatorRejected { code, .. } => {
+                return Err(ApiError::reject(code, reject_text(code)))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_resolve_and_unknowns_are_the_engine_codes() {
+        let c = Config::default();
+        assert_eq!(
+            symbol(&c, &Named::Name("ETH-KRW".into())).unwrap(),
+            SymbolId(1)
+        );
+        assert_eq!(symbol(&c, &Named::Id(2)).unwrap(), SymbolId(2));
+        assert_eq!(symbol(&c, &Named::Name("0".into())).unwrap(), SymbolId(0));
+        let e = symbol(&c, &Named::Name("DOGE-KRW".into())).unwrap_err();
+        assert_eq!((e.code, e.reason), (3001, "UNKNOWN_SYMBOL"));
+        assert_eq!(symbol(&c, &Named::Id(99)).unwrap_err().code, 3001);
+        assert_eq!(
+            currency(&c, &Named::Name("BTC".into())).unwrap(),
+            CurrencyId(2)
+        );
+        assert_eq!(
+            currency(&c, &Named::Name("XYZ".into())).unwrap_err().code,
+            2004
+        );
+        assert_eq!(parse_tif("GTD").unwrap_err().reason, "UNSUPPORTED");
+        assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
+        assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);
+    }
+}

@@ -1,0 +1,270 @@
+//! # ringbook-web
+//!
+//! ringbook's web edge (docs/http-api.md): REST and WebSocket in front of the same sequenced,
+//! journaled path as the binary gateway's sessions, with JWT logins for the gateway's accounts,
+//! per-account and per-address rate limits, and Prometheus metrics.
+//!
+//! ```text
+//! axum handlers (tokio runtime, own threads) ─▶ Edge::call ─▶ WebBridge inbound queue
+//!     ─▶ gateway mio loop: authorize() + Backend::try_submit (sequenced, journaled)
+//!     ─▶ WebBridge outbound queue ─▶ dispatcher thread ─▶ the request's oneshot
+//!                                                     └▶ the user's WebSocket connections
+//! ```
+//!
+//! The web edge never runs on the engine's or the gateway's threads, and never talks to the
+//! engine except through the gateway loop: every HTTP or WebSocket command is sequenced and
+//! journaled exactly once, like a binary session's. See docs/architecture.md, "The web edge".
+
+mod api;
+mod csv;
+pub mod edge;
+pub mod error;
+pub mod json;
+pub mod limits;
+pub mod metrics;
+mod openapi;
+pub mod token;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ringbook_engine::Config;
+use ringbook_gateway::server::{Stats, WebBridge};
+use tokio::sync::watch;
+
+use crate::edge::Edge;
+use crate::limits::{Limits, Rate};
+use crate::token::Tokens;
+
+/// What the web edge needs to start.
+#[derive(Debug)]
+pub struct WebOptions {
+    /// A bound listener (bound early, so a busy port fails before anything else starts).
+    pub listener: std::net::TcpListener,
+    /// The engine configuration (symbols, currencies, accounts, `[web]`).
+    pub config: Config,
+    /// The bridge the gateway loop serves (the same one given to its `ServerConfig::web`).
+    pub bridge: Arc<WebBridge>,
+    /// The gateway's live counters (for `/metrics`).
+    pub gateway_stats: Arc<Stats>,
+    /// Tokio worker threads.
+    pub threads: usize,
+}
+
+/// The running web edge.
+#[derive(Debug)]
+pub struct WebHandle {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: watch::Sender<bool>,
+    edge: Arc<Edge>,
+    dispatcher: Option<JoinHandle<()>>,
+    /// Whether the JWT secret was generated at start (not from the config).
+    pub generated_secret: bool,
+}
+
+impl WebHandle {
+    /// The address it serves.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes WebSocket connections, waits briefly for requests in flight,
+    /// and stops the dispatcher.
+    pub fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        // Nobody will read the bridge any more: the gateway loop must not wait for it.
+        self.edge.bridge.close();
+        self.edge.stop();
+        if let Some(t) = self.dispatcher.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bounded table of engine order id → (user, symbol, client order id) for orders placed through
+/// the seed's CSV `/order`, so its `/cancel` can name them by order id.
+#[derive(Debug, Default)]
+pub(crate) struct CsvOrders {
+    map: std::collections::HashMap<u64, (u32, u16, u64)>,
+    order: std::collections::VecDeque<u64>,
+}
+
+/// Orders the CSV table remembers (the oldest is forgotten first).
+pub(crate) const CSV_ORDERS_MAX: usize = 1 << 16;
+
+impl CsvOrders {
+    pub(crate) fn insert(&mut self, order_id: u64, v: (u32, u16, u64)) {
+        if self.order.len() >= CSV_ORDERS_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(order_id, v);
+        self.order.push_back(order_id);
+    }
+
+    pub(crate) fn get(&self, order_id: u64) -> Option<(u32, u16, u64)> {
+        self.map.get(&order_id).copied()
+    }
+}
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) edge: Arc<Edge>,
+    pub(crate) tokens: Tokens,
+    pub(crate) limits: Limits,
+    pub(crate) gateway_stats: Arc<Stats>,
+    pub(crate) csv_orders: Mutex<CsvOrders>,
+    pub(crate) csv_coid: AtomicU64,
+    pub(crate) ws_next: AtomicU64,
+    pub(crate) ws_conns_max: usize,
+    pub(crate) ws_queue_max: usize,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1); the
+/// message names the key. `ringbook serve` calls it before it starts anything.
+pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), String> {
+    if wc.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err("[web] jwt_secret must be at least 32 bytes".into());
+    }
+    let positive = [
+        ("token_ttl_secs", wc.token_ttl_secs as usize),
+        ("account_rps", wc.account_rps as usize),
+        ("account_burst", wc.account_burst as usize),
+        ("addr_rps", wc.addr_rps as usize),
+        ("addr_burst", wc.addr_burst as usize),
+        ("addrs_tracked", wc.addrs_tracked),
+        ("requests_max", wc.requests_max),
+        ("events_max", wc.events_max),
+        ("ws_conns_max", wc.ws_conns_max),
+        ("ws_queue_max", wc.ws_queue_max),
+    ];
+    for (k, v) in positive {
+        if v == 0 {
+            return Err(format!("[web] {k} must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the web edge on its own tokio runtime.
+pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
+    let wc = opts.config.web.clone();
+    check_config(&wc)?;
+    let (secret, generated_secret) = match &wc.jwt_secret {
+        Some(s) => (s.as_bytes().to_vec(), false),
+        None => (
+            token::random_secret().map_err(|e| format!("generating a token secret: {e}"))?,
+            true,
+        ),
+    };
+    let addr = opts
+        .listener
+        .local_addr()
+        .map_err(|e| format!("web listener: {e}"))?;
+    opts.listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("web listener: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.max(1))
+        .thread_name("ringbook-web")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("starting the web runtime: {e}"))?;
+    let edge = Arc::new(Edge::new(opts.bridge, opts.config.clone(), wc.requests_max));
+    let dispatcher = edge
+        .start_dispatcher()
+        .map_err(|e| format!("starting the web dispatcher: {e}"))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let csv_base = (1u64 << 63) | (token::now_secs() << 24);
+    let state = Arc::new(AppState {
+        edge: edge.clone(),
+        tokens: Tokens::new(&secret, wc.token_ttl_secs),
+        limits: Limits::new(
+            opts.config.gateway.accounts.len(),
+            Rate {
+                per_sec: u64::from(wc.account_rps),
+                burst: u64::from(wc.account_burst),
+            },
+            Rate {
+                per_sec: u64::from(wc.addr_rps),
+                burst: u64::from(wc.addr_burst),
+            },
+            wc.addrs_tracked,
+        ),
+        gateway_stats: opts.gateway_stats,
+        csv_orders: Mutex::new(CsvOrders::default()),
+        csv_coid: AtomicU64::new(csv_base),
+        ws_next: AtomicU64::new(1),
+        ws_conns_max: wc.ws_conns_max,
+        ws_queue_max: wc.ws_queue_max,
+        shutdown: shutdown_rx.clone(),
+    });
+    let app = api::router(state, wc.requests_max.saturating_mul(4).max(64));
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(opts.listener)
+            .map_err(|e| format!("web listener: {e}"))?
+    };
+    let mut stop = shutdown_rx;
+    runtime.spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            eprintln!("ringbook web: server error: {e}");
+        }
+    });
+    Ok(WebHandle {
+        addr,
+        runtime: Some(runtime),
+        shutdown: shutdown_tx,
+        edge,
+        dispatcher: Some(dispatcher),
+        generated_secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_settings_are_checked_by_key() {
+        let mut wc = ringbook_engine::config::WebConfig::default();
+        assert_eq!(check_config(&wc), Ok(()));
+        wc.jwt_secret = Some("short".into());
+        assert!(check_config(&wc).unwrap_err().contains("jwt_secret"));
+        wc.jwt_secret = Some("x".repeat(32));
+        wc.ws_queue_max = 0;
+        assert!(check_config(&wc).unwrap_err().contains("ws_queue_max"));
+    }
+
+    #[test]
+    fn the_csv_order_table_forgets_the_oldest_beyond_its_bound() {
+        let mut t = CsvOrders::default();
+        for i in 0..CSV_ORDERS_MAX as u64 + 2 {
+            t.insert(i + 1, (1, 0, i));
+        }
+        assert_eq!(t.get(1), None);
+        assert_eq!(t.get(2), None);
+        assert_eq!(t.get(3), Some((1, 0, 2)));
+        assert_eq!(t.map.len(), CSV_ORDERS_MAX);
+    }
+}

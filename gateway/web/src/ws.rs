@@ -1,0 +1,278 @@
+//! `GET /ws`: JSON messages over a WebSocket.
+//!
+//! Client → server: `{"op":"auth","token":…}`, `{"op":"subscribe","channel":C}`,
+//! `{"op":"unsubscribe","channel":C}`, `{"op":"ping"}`. Private channels (after `auth`, users
+//! only): `orders` (accepted, cancelled, amended, triggered, mass cancelled), `fills` (each fill
+//! of the user's orders), `balances` (a snapshot on subscribe and after anything that changes
+//! the user's balances or locks, plus deposit and withdrawal events). Public channels (`depth`,
+//! `trades`, `kline:*`, `ticker`) come with the market-data builder: subscribing to them is
+//! refused with `UNSUPPORTED` until then (the seam: [`public_channel`]).
+//!
+//! Each connection has a bounded queue (`ws_queue_max` messages); the dispatcher never waits on
+//! it. When a private message does not fit, the connection is closed with code 1008 and reason
+//! `SLOW_CONSUMER` (a gap in private data is never silent).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use ringbook_engine::UserId;
+use ringbook_gateway::server::Role;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use crate::api::{balances_of, Shared};
+use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
+use crate::error::{ApiError, WebCode};
+
+/// Close code for a policy violation (RFC 6455).
+const CLOSE_POLICY: u16 = 1008;
+/// Close code when the server goes away.
+const CLOSE_AWAY: u16 = 1001;
+
+pub(crate) async fn upgrade(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let open = st.edge.metrics.ws_connections.load(Ordering::Relaxed) as usize;
+    if open >= st.ws_conns_max {
+        return ApiError::web(
+            WebCode::TooManyConnections,
+            "too many WebSocket connections",
+        )
+        .retry_after(1)
+        .into_response();
+    }
+    ws.max_message_size(16 << 10)
+        .on_upgrade(move |socket| run(st, socket, peer.ip()))
+}
+
+fn err(code: u16, reason: &str, message: &str) -> String {
+    json!({"op": "error", "code": code, "reason": reason, "message": message}).to_string()
+}
+
+fn web_err(code: WebCode, message: &str) -> String {
+    err(code as u16, code.name(), message)
+}
+
+/// Which public channel a name is, if any (`depth`, `trades`, `ticker`, `kline:<interval>`).
+fn public_channel(c: &str) -> bool {
+    matches!(c, "depth" | "trades" | "ticker") || c.starts_with("kline:")
+}
+
+async fn kill_wait(c: &Option<Arc<WsConn>>) {
+    match c {
+        Some(c) => c.kill.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn expiry_wait(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn dirty_wait(c: &Option<Arc<WsConn>>) {
+    match c {
+        Some(c) if c.channels.load(Ordering::Relaxed) & CH_BALANCES != 0 => {
+            c.balances_dirty.notified().await
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
+    let m = &st.edge.metrics;
+    m.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Arc<str>>(st.ws_queue_max);
+    let mut conn: Option<Arc<WsConn>> = None;
+    // When the authenticating token expires, the connection ends (log in again, reconnect).
+    let mut expires: Option<tokio::time::Instant> = None;
+    let mut shutdown = st.shutdown.clone();
+    let close = |code: u16, reason: &str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                let text = match msg {
+                    Message::Text(t) => t.to_string(),
+                    Message::Close(_) => break,
+                    // Pings are answered by the library; binary frames are not spoken here.
+                    Message::Binary(_) => {
+                        let _ = sink.send(Message::Text(web_err(WebCode::BadRequest, "send JSON text frames").into())).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                // Every message counts against the address's (and, once authenticated, the
+                // account's) rate limit, as an HTTP request does.
+                let now = std::time::Instant::now();
+                let limited = st.limits.address(ip, now).err().or_else(|| {
+                    conn.as_ref().and_then(|c| st.limits.account(c.acct, now).err())
+                });
+                if let Some(l) = limited {
+                    let e = crate::api::limited(&st, l);
+                    if sink.send(Message::Text(err(e.code, e.reason, &e.message).into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                let reply = handle(&st, &text, &mut conn, &tx, &mut expires).await;
+                if let Some(r) = reply {
+                    if sink.send(Message::Text(r.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                if conn.as_ref().is_some_and(|c| c.overflowed.load(Ordering::Acquire)) {
+                    let _ = sink.send(close(CLOSE_POLICY, "SLOW_CONSUMER: private backlog overflowed")).await;
+                    break;
+                }
+                if sink.send(Message::Text(out.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = kill_wait(&conn) => {
+                let _ = sink.send(close(CLOSE_POLICY, "SLOW_CONSUMER: private backlog overflowed")).await;
+                break;
+            }
+            _ = dirty_wait(&conn) => {
+                // Balances changed: one fresh snapshot, read through the sequenced path.
+                if let Some(c) = &conn {
+                    let msg = balances_msg(&st, c.user).await;
+                    if sink.send(Message::Text(msg.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = expiry_wait(expires) => {
+                let _ = sink.send(close(CLOSE_POLICY, "TOKEN_EXPIRED")).await;
+                break;
+            }
+            _ = shutdown.changed() => {
+                let _ = sink.send(close(CLOSE_AWAY, "SHUTTING_DOWN")).await;
+                break;
+            }
+        }
+    }
+    if let Some(c) = conn.take() {
+        st.edge.ws_unregister(c.user, c.id);
+    }
+    m.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn balances_msg(st: &Shared, user: u32) -> String {
+    match balances_of(st, Role::User(user), UserId(user)).await {
+        Ok((v, seq)) => {
+            json!({"channel": "balances", "data": {"user": user, "balances": v, "seq": seq}})
+                .to_string()
+        }
+        Err(e) => err(e.code, e.reason, &e.message),
+    }
+}
+
+async fn handle(
+    st: &Shared,
+    text: &str,
+    conn: &mut Option<Arc<WsConn>>,
+    tx: &mpsc::Sender<Arc<str>>,
+    expires: &mut Option<tokio::time::Instant>,
+) -> Option<String> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Some(web_err(WebCode::BadRequest, "not JSON"));
+    };
+    let op = v["op"].as_str().unwrap_or("");
+    match op {
+        "ping" => Some(json!({"op": "pong", "ts": crate::token::now_secs()}).to_string()),
+        "auth" => {
+            if conn.is_some() {
+                return Some(web_err(WebCode::BadRequest, "already authenticated"));
+            }
+            let Some(tok) = v["token"].as_str() else {
+                return Some(web_err(WebCode::BadRequest, "auth needs a token"));
+            };
+            let claims = match st.tokens.verify(tok) {
+                Ok(c) => c,
+                Err(e) => {
+                    st.edge.metrics.inc(&st.edge.metrics.bad_tokens);
+                    return Some(err(e.code, e.reason, &e.message));
+                }
+            };
+            let Some(Role::User(user)) = claims.role() else {
+                return Some(err(
+                    ringbook_engine::RejectCode::UserOnly.code(),
+                    "USER_ONLY",
+                    "private channels belong to user accounts",
+                ));
+            };
+            let c = Arc::new(WsConn {
+                id: st.ws_next.fetch_add(1, Ordering::Relaxed),
+                user,
+                acct: claims.acct,
+                channels: AtomicU8::new(0),
+                tx: tx.clone(),
+                overflowed: AtomicBool::new(false),
+                kill: Notify::new(),
+                balances_dirty: Notify::new(),
+            });
+            st.edge.ws_register(c.clone());
+            *conn = Some(c);
+            let left = claims.exp.saturating_sub(crate::token::now_secs());
+            *expires = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(left));
+            Some(
+                json!({"op": "auth", "ok": true, "user": user, "expires_at": claims.exp})
+                    .to_string(),
+            )
+        }
+        "subscribe" | "unsubscribe" => {
+            let ch = v["channel"].as_str().unwrap_or("");
+            let bit = match ch {
+                "orders" => CH_ORDERS,
+                "fills" => CH_FILLS,
+                "balances" => CH_BALANCES,
+                c if public_channel(c) => {
+                    return Some(web_err(
+                        WebCode::Unsupported,
+                        "public market-data channels are not served by this version",
+                    ))
+                }
+                _ => return Some(web_err(WebCode::BadRequest, "unknown channel")),
+            };
+            let Some(c) = conn.as_ref() else {
+                return Some(web_err(
+                    WebCode::Unauthorized,
+                    "private channels need {\"op\":\"auth\"} first",
+                ));
+            };
+            if op == "subscribe" {
+                c.channels.fetch_or(bit, Ordering::AcqRel);
+                if bit == CH_BALANCES {
+                    // The first snapshot.
+                    c.balances_dirty.notify_one();
+                }
+            } else {
+                c.channels.fetch_and(!bit, Ordering::AcqRel);
+            }
+            Some(json!({"op": op, "channel": ch, "ok": true}).to_string())
+        }
+        _ => Some(web_err(
+            WebCode::BadRequest,
+            "unknown op (auth, subscribe, unsubscribe, ping)",
+        )),
+    }
+}

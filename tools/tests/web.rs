@@ -1,0 +1,1046 @@
+//! The web edge end to end: the real `ringbook serve` (journaled pipeline) on free loopback
+//! ports, driven by a real HTTP client (reqwest), a real WebSocket client (tokio-tungstenite)
+//! and the binary client beside them.
+//!
+//! `cargo test -p ringbook-tools --test web`
+//!
+//! - the full flow: operator deposits → logins → orders that trade → fills and balances over
+//!   WebSocket → cancel → withdrawal with two approvals; the binary gateway serves a session
+//!   of the same user at the same time and sees the web order's events; the journal replays to
+//!   the shutdown state hash (the web commands were journaled);
+//! - every error path: bad JSON, unknown symbol, missing / bad / expired token, acting for
+//!   another user, operator-only and user-only actions, unknown route, unsupported
+//!   instructions, insufficient funds;
+//! - 429 with `Retry-After` from the per-account limit, which leaves other accounts alone;
+//! - the seed's CSV endpoints;
+//! - `/metrics` parsed by a Prometheus text parser.
+//!
+//! Every wait is bounded; nothing passes or fails on wall-clock speed.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command as Proc, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use ringbook_client::protocol::{ClientMsg, ServerMsg};
+use ringbook_client::Client;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+const DEFAULT_CONFIG: &str = include_str!("../../engine/src/default_config.toml");
+const SECRET: &str = "web-test-secret-0123456789abcdef0123456789";
+
+/// A `ringbook serve` child with its web edge.
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+    gateway: SocketAddr,
+    http: String,
+    journal: std::path::PathBuf,
+}
+
+impl Server {
+    /// `web` is extra lines of the `[web]` table.
+    fn start(dir: &Path, web: &str) -> Server {
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[web]\njwt_secret = \"{SECRET}\"\n{web}\n{DEFAULT_CONFIG}"),
+        )
+        .unwrap();
+        let journal = dir.join("journal");
+        let mut child = Proc::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--journal")
+            .arg(&journal)
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringbook serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            child,
+            lines,
+            log: Vec::new(),
+            gateway: "127.0.0.1:1".parse().unwrap(),
+            http: String::new(),
+            journal,
+        };
+        let line = s.wait_line("listening on ");
+        s.gateway = after(&line, "listening on ").parse().unwrap();
+        let line = s.wait_line("web edge on http://");
+        s.http = format!("http://{}", after(&line, "web edge on http://"));
+        s
+    }
+
+    fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    /// SIGTERM; the exit status and the state hash it logged.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let ok = Proc::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        let line = self.wait_line("state hash ");
+        let hash = line
+            .rsplit("state hash ")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, hash)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn after(line: &str, needle: &str) -> String {
+    line.split(needle)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("an address in the log line")
+        .to_string()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+/// A response's status and JSON body (`Null` if not JSON).
+async fn call(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = rb.send().await.expect("HTTP request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn login(c: &reqwest::Client, s: &Server, who: &str) -> String {
+    let (st, v) = call(
+        c.post(s.url("/api/v1/auth/login"))
+            .json(&json!({"login": who, "password": format!("{who}-demo")})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(s: &Server) -> Ws {
+    let url = s.url("/ws").replacen("http://", "ws://", 1);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect")
+        .0
+}
+
+async fn ws_send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text message matching `f` (others skipped; bounded).
+async fn ws_until(ws: &mut Ws, mut f: impl FnMut(&Value) -> bool) -> Value {
+    let mut skipped = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no matching WebSocket message; skipped {skipped:#?}"));
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if f(&v) {
+                    return v;
+                }
+                skipped.push(v);
+            }
+            Some(Ok(_)) => {}
+            other => panic!("WebSocket ended: {other:?}; skipped {skipped:#?}"),
+        }
+    }
+}
+
+fn balance(v: &Value, currency: &str) -> (u64, u64) {
+    let b = v["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["currency"] == currency)
+        .unwrap_or_else(|| panic!("no {currency} in {v}"));
+    (
+        b["available"].as_u64().unwrap(),
+        b["locked"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    // Bob also trades over the binary protocol, in a session of his own.
+    let mut bin = Client::connect(s.gateway).unwrap();
+    bin.login("bob", "bob-demo", 1, false).unwrap();
+    rt().block_on(async {
+        let c = http();
+        let (st, v) = call(c.get(s.url("/health"))).await;
+        assert_eq!((st, &v["status"]), (200, &json!("up")));
+        let (st, _) = call(c.get(s.url("/ready"))).await;
+        assert_eq!(st, 200);
+        let (st, v) = call(c.get(s.url("/api/v1/symbols"))).await;
+        assert_eq!(st, 200);
+        let btc = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "BTC-KRW")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (btc["base_scale"].as_u64(), btc["quote_scale"].as_u64()),
+            (Some(8), Some(0))
+        );
+        let (_, v) = call(c.get(s.url("/api/v1/currencies"))).await;
+        assert!(v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["code"] == "BTC" && x["scale"] == 8));
+
+        let ops1 = login(&c, &s, "ops1").await;
+        let ops2 = login(&c, &s, "ops2").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        // Operator deposits.
+        for (user, cur, amount) in [(1, "KRW", 10_000_000u64), (2, "BTC", 1_000_000)] {
+            let (st, v) = call(
+                c.post(s.url("/api/v1/deposits"))
+                    .bearer_auth(&ops1)
+                    .json(&json!({"user": user, "currency": cur, "amount": amount})),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+            assert_eq!(v["available"].as_u64(), Some(amount));
+        }
+        // Alice listens on WebSocket: orders, fills, balances.
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "ping"})).await;
+        ws_until(&mut ws, |v| v["op"] == "pong").await;
+        ws_send(&mut ws, json!({"op": "auth", "token": alice})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "auth").await;
+        assert_eq!(
+            (v["ok"].as_bool(), v["user"].as_u64()),
+            (Some(true), Some(1))
+        );
+        for ch in ["orders", "fills", "balances"] {
+            ws_send(&mut ws, json!({"op": "subscribe", "channel": ch})).await;
+            ws_until(&mut ws, |v| v["op"] == "subscribe" && v["channel"] == ch).await;
+        }
+        let snap = ws_until(&mut ws, |v| v["channel"] == "balances").await;
+        assert_eq!(balance(&snap["data"], "KRW"), (10_000_000, 0));
+
+        // Bob sells 3 lots at 15000; alice buys 2: they trade at 15000.
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&bob)
+                .json(&json!({
+            "symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "type": "LIMIT",
+            "tif": "GTC", "price": 15000, "qty": 3})),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["status"], "NEW");
+        let bob_order = v["order_id"].as_u64().unwrap();
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!({
+            "symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 2})),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(
+            (v["status"].as_str(), v["filled_qty"].as_u64()),
+            (Some("FILLED"), Some(2))
+        );
+        let fill = &v["fills"][0];
+        assert_eq!(
+            (
+                fill["price"].as_i64(),
+                fill["qty"].as_u64(),
+                fill["role"].as_str()
+            ),
+            (Some(15000), Some(2), Some("TAKER"))
+        );
+        let fee = fill["fee"].as_u64().unwrap();
+
+        // Over WebSocket: alice's accepted order, her fill, and a fresh balance snapshot (the
+        // channels are independent streams: their relative order is not fixed).
+        let after_trade = 10_000_000 - 2 * 15000 - fee;
+        let (mut acc, mut f, mut snap) = (None, None, None);
+        while acc.is_none() || f.is_none() || snap.is_none() {
+            let v = ws_until(&mut ws, |v| v["channel"].is_string()).await;
+            match v["channel"].as_str().unwrap() {
+                "orders" => acc = Some(v),
+                "fills" => f = Some(v),
+                "balances" if balance(&v["data"], "BTC").0 == 20_000 => snap = Some(v),
+                _ => {}
+            }
+        }
+        let (acc, f, snap) = (acc.unwrap(), f.unwrap(), snap.unwrap());
+        assert_eq!(
+            (
+                acc["data"]["event"].as_str(),
+                acc["data"]["client_order_id"].as_u64()
+            ),
+            (Some("accepted"), Some(1))
+        );
+        assert_eq!(
+            (
+                f["data"]["qty"].as_u64(),
+                f["data"]["role"].as_str(),
+                f["data"]["side"].as_str()
+            ),
+            (Some(2), Some("TAKER"), Some("BUY"))
+        );
+        assert_eq!(balance(&snap["data"], "KRW"), (after_trade, 0));
+
+        // The binary session of bob saw the web orders' events: his acceptance and his fill.
+        let deadline = Instant::now() + WAIT;
+        let (mut accepted, mut filled) = (false, false);
+        while !(accepted && filled) {
+            assert!(
+                Instant::now() < deadline,
+                "bob's binary session missed web events"
+            );
+            match bin.recv_timeout(WAIT).unwrap() {
+                Some(ServerMsg::Accepted { order_id, .. }) if order_id == bob_order => {
+                    accepted = true
+                }
+                Some(ServerMsg::Fill {
+                    qty: 2, role: 0, ..
+                }) => filled = true,
+                Some(_) => {}
+                None => panic!("binary session: nothing"),
+            }
+        }
+        // And the binary gateway still takes commands: a query of bob's open orders.
+        bin.send(&ClientMsg::OpenOrders {
+            request_id: 9,
+            user: ringbook_engine::UserId(2),
+        })
+        .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline);
+            if let Some(ServerMsg::OpenOrdersEnd {
+                request_id: 9,
+                count,
+                ..
+            }) = bin.recv_timeout(WAIT).unwrap()
+            {
+                assert_eq!(count, 1);
+                break;
+            }
+        }
+
+        // Book and open orders: bob's remaining lot.
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=5"))).await;
+        assert_eq!(st, 200);
+        assert_eq!(v["asks"], json!([[15000, 1]]));
+        assert_eq!(v["bids"], json!([]));
+        assert!(v["seq"].as_u64().unwrap() > 0);
+        let (st, v) = call(
+            c.get(s.url("/api/v1/orders/open?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(v["orders"][0]["leaves_qty"].as_u64(), Some(1));
+        assert_eq!(v["orders"][0]["status"], "PARTIALLY_FILLED");
+        let (st, v) = call(c.get(s.url("/api/v1/orders/client/7")).bearer_auth(&bob)).await;
+        assert_eq!((st, v["filled_qty"].as_u64()), (200, Some(2)));
+
+        // Amend, then cancel by client order id.
+        let (st, v) = call(
+            c.patch(s.url("/api/v1/orders/client/7"))
+                .bearer_auth(&bob)
+                .json(&json!({"symbol": "BTC-KRW", "price": 15200, "qty": 1})),
+        )
+        .await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("AMENDED")), "{v}");
+        let (st, v) = call(
+            c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["order_id"].as_u64(),
+                v["cancelled_qty"].as_u64()
+            ),
+            (Some("CANCELLED"), Some(bob_order), Some(1))
+        );
+        let (st, v) = call(
+            c.delete(s.url("/api/v1/orders/client/7?symbol=BTC-KRW"))
+                .bearer_auth(&bob),
+        )
+        .await;
+        assert_eq!((st, v["reason"].as_str()), (404, Some("UNKNOWN_ORDER")));
+        // Mass cancel with nothing open.
+        let (st, v) = call(c.delete(s.url("/api/v1/orders")).bearer_auth(&bob)).await;
+        assert_eq!((st, v["cancelled"].as_u64()), (200, Some(0)));
+
+        // Alice withdraws 1,000,000 KRW: locked until two operators approve.
+        let (st, v) = call(
+            c.post(s.url("/api/v1/withdrawals"))
+                .bearer_auth(&alice)
+                .json(&json!({"currency": "KRW", "amount": 1_000_000})),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        let wid = v["withdrawal_id"].as_u64().unwrap();
+        let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 1_000_000));
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops1),
+        )
+        .await;
+        assert_eq!(
+            (st, v["status"].as_str(), v["approvals"].as_u64()),
+            (200, Some("PENDING"), Some(1)),
+            "{v}"
+        );
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops1),
+        )
+        .await;
+        assert_eq!(
+            (st, v["reason"].as_str()),
+            (409, Some("DUPLICATE_APPROVAL")),
+            "{v}"
+        );
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/approve")))
+                .bearer_auth(&ops2),
+        )
+        .await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("COMPLETED")), "{v}");
+        let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 0));
+        // The WebSocket saw the completion on the balances channel.
+        ws_until(&mut ws, |v| {
+            v["channel"] == "balances" && v["data"]["event"] == "withdrawal_completed"
+        })
+        .await;
+        // A withdrawal rejected by an operator unlocks.
+        let (_, v) = call(
+            c.post(s.url("/api/v1/withdrawals"))
+                .bearer_auth(&alice)
+                .json(&json!({"currency": "KRW", "amount": 5})),
+        )
+        .await;
+        let wid = v["withdrawal_id"].as_u64().unwrap();
+        let (st, v) = call(
+            c.post(s.url(&format!("/api/v1/withdrawals/{wid}/reject")))
+                .bearer_auth(&ops2),
+        )
+        .await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("REJECTED")));
+        let (_, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        assert_eq!(balance(&v, "KRW"), (after_trade - 1_000_000, 0));
+        let _ = ws.close(None).await;
+    });
+    drop(bin);
+    let journal = s.journal.clone();
+    let (status, hash) = s.terminate();
+    assert!(status.success());
+    // Every web command was journaled: a replay reaches the same state.
+    let out = Proc::new(BIN)
+        .args(["journal", "replay"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&hash), "replay {text} vs shutdown {hash}");
+}
+
+fn craft(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn every_error_path_has_its_code_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let alice = login(&c, &s, "alice").await;
+        let ops1 = login(&c, &s, "ops1").await;
+        let expect = |st: u16, v: &Value, want_st: u16, code: u64, reason: &str| {
+            assert_eq!((st, v["code"].as_u64(), v["reason"].as_str()), (want_st, Some(code), Some(reason)), "{v}");
+            assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        };
+        let order = json!({"symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15000, "qty": 1});
+        // Bad JSON, a wrong field, a bad enum value.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).body("{\"symbol\":")).await;
+        expect(st, &v, 400, 4001, "BAD_REQUEST");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!({"nonsense": 1}))).await;
+        expect(st, &v, 400, 4001, "BAD_REQUEST");
+        let mut o = order.clone();
+        o["side"] = json!("UP");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
+        expect(st, &v, 400, 4001, "BAD_REQUEST");
+        // Unknown symbol, in a body and in a path.
+        let mut o = order.clone();
+        o["symbol"] = json!("DOGE-KRW");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
+        expect(st, &v, 404, 3001, "UNKNOWN_SYMBOL");
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/DOGE-KRW"))).await;
+        expect(st, &v, 404, 3001, "UNKNOWN_SYMBOL");
+        // No token, a bad token, a token signed with another key, an expired token.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).json(&order)).await;
+        expect(st, &v, 401, 4002, "UNAUTHORIZED");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth("garbage").json(&order)).await;
+        expect(st, &v, 401, 4002, "UNAUTHORIZED");
+        let forged = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": "alice", "role": "user", "id": 1, "acct": 0, "iat": now(), "exp": now() + 60}),
+            &jsonwebtoken::EncodingKey::from_secret(b"not the server's secret, 32 bytes+"),
+        ).unwrap();
+        let (st, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&forged)).await;
+        expect(st, &v, 401, 4002, "UNAUTHORIZED");
+        let expired = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
+            "iat": now() - 120, "exp": now() - 60}));
+        let (st, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&expired)).await;
+        expect(st, &v, 401, 4003, "TOKEN_EXPIRED");
+        // A valid token of the right secret still works (the crafted shape is the real one).
+        let fresh = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0, "iat": now(), "exp": now() + 60}));
+        let (st, v) = call(c.get(s.url("/api/v1/orders/open")).bearer_auth(&fresh)).await;
+        assert_eq!(st, 200, "{v}");
+        // Acting for another user: an order, a balance query, a cancel.
+        let mut o = order.clone();
+        o["user"] = json!(2);
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
+        expect(st, &v, 403, 1010, "NOT_YOUR_ACCOUNT");
+        let (st, v) = call(c.get(s.url("/api/v1/balances?user=2")).bearer_auth(&alice)).await;
+        expect(st, &v, 403, 1010, "NOT_YOUR_ACCOUNT");
+        let (st, v) = call(c.delete(s.url("/api/v1/orders/client/1?symbol=BTC-KRW&user=3")).bearer_auth(&alice)).await;
+        expect(st, &v, 403, 1010, "NOT_YOUR_ACCOUNT");
+        // A user may not deposit; an operator may not trade.
+        let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&alice)
+            .json(&json!({"user": 1, "currency": "KRW", "amount": 5}))).await;
+        expect(st, &v, 403, 1011, "OPERATOR_ONLY");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&ops1).json(&order)).await;
+        expect(st, &v, 403, 1012, "USER_ONLY");
+        let (st, v) = call(c.post(s.url("/api/v1/withdrawals/1/approve")).bearer_auth(&alice)).await;
+        expect(st, &v, 403, 1011, "OPERATOR_ONLY");
+        // Engine rejects: no account yet (no deposit), then insufficient funds.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&order)).await;
+        expect(st, &v, 404, 2001, "UNKNOWN_USER");
+        let (st, _) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops1)
+            .json(&json!({"user": 1, "currency": "KRW", "amount": 100}))).await;
+        assert_eq!(st, 200);
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&order)).await;
+        expect(st, &v, 422, 2002, "INSUFFICIENT_FUNDS");
+        let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops1)
+            .json(&json!({"user": 1, "currency": "XYZ", "amount": 100}))).await;
+        expect(st, &v, 404, 2004, "UNKNOWN_CURRENCY");
+        // Instructions this engine does not have.
+        let mut o = order.clone();
+        o["tif"] = json!("GTD");
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
+        expect(st, &v, 501, 4007, "UNSUPPORTED");
+        // Bad credentials; unknown route; a bad path id.
+        let (st, v) = call(c.post(s.url("/api/v1/auth/login")).json(&json!({"login": "alice", "password": "nope"}))).await;
+        expect(st, &v, 401, 1008, "BAD_CREDENTIALS");
+        let (st, v) = call(c.get(s.url("/api/v1/nothing"))).await;
+        expect(st, &v, 404, 4006, "NOT_FOUND");
+        let (st, v) = call(c.get(s.url("/api/v1/orders/client/abc")).bearer_auth(&alice)).await;
+        expect(st, &v, 400, 4001, "BAD_REQUEST");
+        // WebSocket: a bad token, an operator's token, public channels not served yet.
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "subscribe", "channel": "orders"})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "UNAUTHORIZED");
+        ws_send(&mut ws, json!({"op": "auth", "token": expired})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "TOKEN_EXPIRED");
+        ws_send(&mut ws, json!({"op": "auth", "token": ops1})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "USER_ONLY");
+        ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "UNSUPPORTED");
+        // A connection authenticated with a token is closed when the token expires.
+        let short = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
+            "iat": now(), "exp": now() + 2}));
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": short})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "auth" || v["op"] == "error").await;
+        if v["op"] == "auth" {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match tokio::time::timeout_at(deadline, ws.next()).await.expect("closed at expiry") {
+                    Some(Ok(Message::Close(Some(f)))) => {
+                        assert_eq!((u16::from(f.code), f.reason.as_str()), (1008, "TOKEN_EXPIRED"));
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("no close frame: {other:?}"),
+                }
+            }
+        } else {
+            // Only on a machine so slow that the token expired before it was checked.
+            assert_eq!(v["reason"], "TOKEN_EXPIRED");
+        }
+    });
+}
+
+#[test]
+fn rate_limits_answer_429_per_account_and_leave_others_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three requests per account, refilled at one per second; addresses are generous.
+    let s = Server::start(dir.path(), "account_rps = 1\naccount_burst = 3");
+    rt().block_on(async {
+        let c = http();
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        // Requests until the first 429 (bounded): the burst of three always passes (the bucket
+        // starts full), and with a refill of one per second a refusal must come long before 50
+        // requests, whatever the machine's speed.
+        let mut statuses = Vec::new();
+        let mut retry_after = None;
+        for _ in 0..50 {
+            let r = c
+                .get(s.url("/api/v1/orders/open"))
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            if r.status().as_u16() == 429 {
+                retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(
+                    (v["code"].as_u64(), v["reason"].as_str()),
+                    (Some(4004), Some("RATE_LIMITED"))
+                );
+                break;
+            }
+        }
+        assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!(secs >= 1);
+        // Bob's bucket is his own.
+        let (st, _) = call(c.get(s.url("/api/v1/orders/open")).bearer_auth(&bob)).await;
+        assert_eq!(st, 200);
+        // WebSocket messages count against the account too: carol's pings after her burst.
+        let carol = login(&c, &s, "carol").await;
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": carol})).await;
+        ws_until(&mut ws, |v| v["op"] == "auth").await;
+        let mut pongs = 0;
+        loop {
+            assert!(pongs < 50, "no rate limit on WebSocket messages");
+            ws_send(&mut ws, json!({"op": "ping"})).await;
+            let v = ws_until(&mut ws, |v| v["op"] == "pong" || v["op"] == "error").await;
+            if v["op"] == "error" {
+                assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(4004), Some("RATE_LIMITED")));
+                break;
+            }
+            pongs += 1;
+        }
+        assert!(pongs >= 3, "the burst passes first ({pongs})");
+        // Counted in the metrics.
+        let text = c
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let m = metrics(&text);
+        assert!(value(&m, "ringbook_rate_limited_total", &[("scope", "account")]) >= 1.0);
+    });
+}
+
+fn metrics(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
+}
+
+fn value(m: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+#[test]
+fn csv_endpoints_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let ops1 = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        let post = |path: &str, tok: &str, body: &str| {
+            c.post(s.url(path))
+                .bearer_auth(tok)
+                .header("content-type", "text/csv")
+                .body(body.to_string())
+        };
+        let text = |r: reqwest::Response| async move {
+            let st = r.status().as_u16();
+            (st, r.text().await.unwrap())
+        };
+        // Deposits (operator): KRW (currency 0) for alice, BTC (currency 2) for bob; a header
+        // line is allowed.
+        let (st, t) = text(post("/deposit", &ops1, "1,0,5000000").send().await.unwrap()).await;
+        assert_eq!(st, 200, "{t}");
+        assert_eq!(
+            t,
+            "userId,currencyId,amount,available,locked\n1,0,5000000,5000000,0\n"
+        );
+        let (st, _) = text(
+            post("/deposit", &ops1, "userId,currencyId,amount\n2,2,100000")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200);
+        // Bob sells 2 lots of BTC-KRW (symbol 0) at 14000; alice buys 1.
+        let (st, t) = text(post("/order", &bob, "2,0,14000,2,2").send().await.unwrap()).await;
+        assert_eq!(st, 200, "{t}");
+        let line = t.lines().nth(1).unwrap().to_string();
+        let bob_order: u64 = line.split(',').next().unwrap().parse().unwrap();
+        assert!(line.ends_with(",NEW,0,2"), "{t}");
+        let (st, t) = text(
+            post("/order", &alice, "1,0,14000,1,1")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "{t}");
+        assert!(t.lines().nth(1).unwrap().ends_with(",FILLED,1,0"), "{t}");
+        let (st, t) = text(
+            c.get(s.url("/orderbook?symbolId=0"))
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((st, t.as_str()), (200, "side,price,qty\n2,14000,1\n"));
+        // Alice cannot cancel bob's order, nor act as bob.
+        let (st, t) = text(
+            post("/cancel", &alice, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 403, "{t}");
+        assert!(t.contains("NOT_YOUR_ACCOUNT"));
+        let (st, t) = text(
+            post("/order", &alice, "2,0,14000,1,2")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 403, "{t}");
+        // A user may not deposit; malformed lines are 400.
+        let (st, _) = text(post("/deposit", &alice, "1,0,5").send().await.unwrap()).await;
+        assert_eq!(st, 403);
+        let (st, t) = text(post("/order", &bob, "2,0,14000").send().await.unwrap()).await;
+        assert_eq!(st, 400, "{t}");
+        assert!(t.contains("BAD_REQUEST"));
+        let (st, _) = text(post("/order", &bob, "2,0,14000,1,3").send().await.unwrap()).await;
+        assert_eq!(st, 400);
+        // Bob cancels his remaining lot by the order id /order returned.
+        let (st, t) = text(
+            post("/cancel", &bob, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (st, t),
+            (
+                200,
+                format!("orderId,status,cancelledQty\n{bob_order},CANCELLED,1\n")
+            )
+        );
+        let (st, t) = text(
+            post("/cancel", &bob, &format!("2,{bob_order},0"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 404, "{t}");
+        // Unauthenticated CSV calls are refused like the rest.
+        let (st, _) = text(c.get(s.url("/orderbook?symbolId=0")).send().await.unwrap()).await;
+        assert_eq!(st, 401);
+
+        // /metrics parses as Prometheus text and carries the gateway's and the edge's counters.
+        let r = c.get(s.url("/metrics")).send().await.unwrap();
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let m = metrics(&r.text().await.unwrap());
+        assert!(value(&m, "ringbook_gateway_logins_total", &[]) >= 3.0);
+        // Two deposits, two orders, two cancels (the second one the engine's UNKNOWN_ORDER) and
+        // one book query; the requests refused by authorization or as bad CSV were never
+        // sequenced.
+        assert_eq!(value(&m, "ringbook_gateway_commands_total", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_web_bridge_rejected_total", &[]), 3.0);
+        assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 7.0);
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/order"), ("status", "200")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/order"), ("status", "403")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "ringbook_http_requests_total",
+                &[("route", "/orderbook"), ("status", "401")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&m, "ringbook_web_logins_total", &[("result", "ok")]),
+            3.0
+        );
+        assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
+        for (code, reason, n) in [
+            ("1010", "NOT_YOUR_ACCOUNT", 2.0),
+            ("1011", "OPERATOR_ONLY", 1.0),
+            ("4001", "BAD_REQUEST", 2.0),
+            ("3010", "UNKNOWN_ORDER", 1.0),
+            ("4002", "UNAUTHORIZED", 1.0),
+        ] {
+            assert_eq!(
+                value(
+                    &m,
+                    "ringbook_web_errors_total",
+                    &[("code", code), ("reason", reason)]
+                ),
+                n,
+                "{reason}"
+            );
+        }
+        // Counted as sent, refused or not: the refused ones are counted as errors above.
+        for (kind, n) in [
+            ("new_order", 3.0),
+            ("deposit", 3.0),
+            ("cancel", 3.0),
+            ("query_book", 1.0),
+        ] {
+            assert_eq!(
+                value(&m, "ringbook_web_commands_total", &[("kind", kind)]),
+                n,
+                "{kind}"
+            );
+        }
+        let ack = m
+            .samples
+            .iter()
+            .find(|s| s.metric == "ringbook_web_order_ack_seconds")
+            .expect("ack summary");
+        match &ack.value {
+            prometheus_parse::Value::Summary(q) => {
+                assert!(q.iter().any(|q| q.quantile == 0.99 && q.count > 0.0))
+            }
+            other => panic!("ack latency is not a summary: {other:?}"),
+        }
+        // Labels are bounded: no user or address appears in any label.
+        for smp in &m.samples {
+            for (k, _) in smp.labels.iter() {
+                assert!(
+                    ["route", "status", "scope", "result", "quantile", "code", "reason", "kind"]
+                        .contains(&k.as_str()),
+                    "{k}"
+                );
+            }
+        }
+        // The OpenAPI document names every route.
+        let (st, d) = call(c.get(s.url("/api/openapi.json"))).await;
+        assert_eq!(st, 200);
+        for p in [
+            "/api/v1/orders",
+            "/deposit",
+            "/order",
+            "/cancel",
+            "/orderbook",
+            "/ws",
+            "/api/v1/auth/login",
+        ] {
+            assert!(d["paths"].get(p).is_some(), "{p}");
+        }
+    });
+}
+
+#[test]
+fn a_busy_http_port_or_a_short_secret_fails_the_start_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let journal = dir.path().join("journal");
+    let out = Proc::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            &addr,
+            "--journal",
+        ])
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen for HTTP on") && err.contains("--no-http"),
+        "{err}"
+    );
+    assert!(
+        !journal.exists(),
+        "nothing is created when the HTTP port is busy"
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[web]\njwt_secret = \"short\"\n{DEFAULT_CONFIG}"),
+    )
+    .unwrap();
+    let out = Proc::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt_secret must be at least 32 bytes"));
+    assert!(!journal.exists());
+}
