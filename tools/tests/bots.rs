@@ -33,7 +33,7 @@ impl Server {
 
     fn start_with(extra: &[&str]) -> Server {
         let mut child = Proc::new(BIN)
-            .args(["serve", "--in-process", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--no-http", "--in-process", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -35,7 +35,7 @@ struct Server {
 impl Server {
     fn start(journal: &Path, extra: &[&str]) -> Server {
         let mut child = Proc::new(BIN)
-            .arg("serve")
+            .args(["serve", "--no-http"])
             .arg("--journal")
             .arg(journal)
             .args(["--listen", "127.0.0.1:0"])

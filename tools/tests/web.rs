@@ -619,7 +619,13 @@ fn every_error_path_has_its_code_and_status() {
         let (st, _) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops1)
             .json(&json!({"user": 1, "currency": "KRW", "amount": 100}))).await;
         assert_eq!(st, 200);
+        // The reject consumed client order id 1 (docs/protocol.md, "Idempotency"): resending it
+        // is a duplicate whatever changed since; the next id meets the funds check.
         let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&order)).await;
+        expect(st, &v, 409, 3009, "DUPLICATE_CLIENT_ORDER_ID");
+        let mut o = order.clone();
+        o["client_order_id"] = json!(2);
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
         expect(st, &v, 422, 2002, "INSUFFICIENT_FUNDS");
         let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops1)
             .json(&json!({"user": 1, "currency": "XYZ", "amount": 100}))).await;

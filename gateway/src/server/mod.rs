@@ -631,7 +631,7 @@ pub fn start_on<B: Backend + Send + 'static>(
         accept_resume: None,
         logs: Logs::default(),
         outputs: Vec::with_capacity(1 << 16),
-        md: md.map(|md| marketdata::Publisher::new(md, config.conns_max, now, stats.clone())),
+        md: md.map(|md| marketdata::Publisher::new(md, slots, now, stats.clone())),
         web: config.web.clone(),
         web_stalled: None,
         web_pushed: false,
