@@ -7,75 +7,28 @@
 //!
 //! Every wait is bounded; nothing passes or fails on wall-clock speed.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command as Proc, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::Client;
 use ringbook_engine::SymbolId;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+mod support;
+use support::{Server, BIN};
 
-struct Server {
-    child: Child,
-    _lines: Receiver<String>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        let mut child = Proc::new(BIN)
-            .args(["serve", "--no-http", "--in-process", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringbook serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = loop {
-            let l = lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("serve logs its address");
-            if l.contains("listening on ") {
-                break l;
-            }
-        };
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap();
-        Server {
-            child,
-            _lines: lines,
-            addr: addr.parse().unwrap(),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ringbook serve --in-process` on a free port (no web edge), with `extra` flags, listening.
+fn start_with(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "serve",
+        "--no-http",
+        "--in-process",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 const RISK: &str =
@@ -126,7 +79,7 @@ fn run_bots(addr: &str, config: &Path, steps: &str) -> std::process::Output {
 
 #[test]
 fn bots_trade_and_reconcile_with_the_server() {
-    let server = Server::start();
+    let server = start_with(&[]);
     let dir = tempfile::tempdir().unwrap();
     let grid = format!(
         "[[bot]]\nname = \"grid\"\nstrategy = \"grid\"\nlogin = \"carol\"\npassword = \"carol-demo\"\ncash = 100000000\nreference = 50000\nparams = {{ low = 49980, high = 50020, levels = 9, qty = 3 }}\n{RISK}"
@@ -245,7 +198,7 @@ fn an_unapproved_proposal_is_never_applied() {
         .output()
         .unwrap();
     assert!(a.status.success());
-    let server = Server::start();
+    let server = start_with(&[]);
     let out = run_bots(&server.addr.to_string(), &cfg, "3");
     assert!(
         out.status.success(),
@@ -257,7 +210,7 @@ fn an_unapproved_proposal_is_never_applied() {
 
 #[test]
 fn serve_demo_runs_a_maker_and_takers() {
-    let server = Server::start_with(&["--demo"]);
+    let server = start_with(&["--demo"]);
     let mut c = Client::connect(server.addr).unwrap();
     c.login("dave", "dave-demo", 1, false).unwrap();
     // The maker's two-sided quote appears on BTC-KRW, and moves as the takers trade with it

@@ -20,14 +20,12 @@
 //! binding before connecting. Every wait is bounded; the one timing assertion is the issue's
 //! 100 ms login bound, measured generously (the median of five logins).
 
-use std::io::{BufRead, BufReader};
 use std::mem::size_of;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::path::Path;
-use std::process::{Child, Command as Proc, Stdio};
+use std::process::Command as Proc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,116 +34,46 @@ use ringbook_client::protocol::{name32, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+mod support;
+use support::{Server, BIN, WAIT};
+
 const DEFAULT_CONFIG: &str = include_str!("../../engine/src/default_config.toml");
 
-/// A `ringbook serve` child process and its stderr, line by line.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// Starts `serve` with the default config plus `gateway` keys (TOML lines for the
-    /// `[gateway]` table), a journal in `dir`, and `extra` flags; `ulimit` sets the child's
-    /// descriptor limit through the shell.
-    fn start(dir: &Path, gateway: &str, extra: &[&str], ulimit: Option<u32>) -> Server {
-        let config = dir.join("config.toml");
-        std::fs::write(&config, format!("[gateway]\n{gateway}\n{DEFAULT_CONFIG}")).unwrap();
-        let journal = dir.join("journal");
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--journal".into(),
-            journal.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            // The binary gateway alone (tests here count its descriptors); never port 8080.
-            "--no-http".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut cmd = match ulimit {
-            None => {
-                let mut c = Proc::new(BIN);
-                c.args(&args);
-                c
-            }
-            Some(n) => {
-                let mut c = Proc::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(BIN)
-                    .args(&args);
-                c
-            }
-        };
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringbook serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-        };
-        let line = s.wait_line("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("address in the log line");
-        s.addr = addr.parse().expect("a socket address");
-        s
-    }
-
-    /// The next stderr line containing `needle` (bounded wait).
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.log.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
-            }
+/// Starts `serve` with the default config plus `gateway` keys (TOML lines for the `[gateway]`
+/// table), a journal in `dir`, and `extra` flags; `ulimit` sets the child's descriptor limit
+/// through the shell.
+fn start(dir: &Path, gateway: &str, extra: &[&str], ulimit: Option<u32>) -> Server {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, format!("[gateway]\n{gateway}\n{DEFAULT_CONFIG}")).unwrap();
+    let journal = dir.join("journal");
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--journal".into(),
+        journal.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        // The binary gateway alone (tests here count its descriptors); never port 8080.
+        "--no-http".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cmd = match ulimit {
+        None => {
+            let mut c = Proc::new(BIN);
+            c.args(&args);
+            c
         }
-    }
-
-    /// Every line logged so far (without waiting).
-    fn log_now(&mut self) -> &[String] {
-        while let Ok(l) = self.lines.try_recv() {
-            self.log.push(l);
+        Some(n) => {
+            let mut c = Proc::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN)
+                .args(&args);
+            c
         }
-        &self.log
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    };
+    Server::spawn_command(cmd).listening()
 }
 
 /// Raises this process's descriptor limit to its hard limit (the attacks hold ~1 000 sockets).
@@ -282,7 +210,7 @@ fn squatting_connections_cannot_starve_logins() {
         "the attack needs ~1 100 descriptors in the test process; the limit is {fds}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut srv = Server::start(dir.path(), "", &[], None);
+    let mut srv = start(dir.path(), "", &[], None);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     deposit(&mut ops, 2, 2, 1_000_000); // bob: BTC to sell
@@ -399,7 +327,7 @@ fn squatting_connections_cannot_starve_logins() {
 #[test]
 fn one_account_cannot_evict_another_accounts_session() {
     let dir = tempfile::tempdir().unwrap();
-    let _srv = Server::start(dir.path(), "", &[], None);
+    let _srv = start(dir.path(), "", &[], None);
     let addr = _srv.addr;
     let mut ops = login(addr, "ops1", 1);
     deposit(&mut ops, 3, 0, 1_000_000_000); // carol buys
@@ -489,7 +417,7 @@ fn login_guessing_is_throttled_per_account_and_per_address() {
     let dir = tempfile::tempdir().unwrap();
     // A long back-off, so nothing here depends on how fast the test runs; a small address
     // table, to show it cannot be flushed.
-    let mut srv = Server::start(
+    let mut srv = start(
         dir.path(),
         "login_backoff_first_ms = 600000\nlogin_backoff_max_ms = 600000\nlogin_addrs_tracked = 8",
         &[],
@@ -568,7 +496,7 @@ fn login_guessing_is_throttled_per_account_and_per_address() {
 fn accepting_resumes_when_descriptors_free_up() {
     let dir = tempfile::tempdir().unwrap();
     // The in-process engine (no journal files to open), 40 descriptors in all.
-    let mut srv = Server::start(dir.path(), "", &["--in-process"], Some(40));
+    let mut srv = start(dir.path(), "", &["--in-process"], Some(40));
     let addr = srv.addr;
     let accounts = ["alice", "bob", "carol", "dave", "ops1", "ops2"];
     let mut held = Vec::new();
@@ -626,7 +554,7 @@ fn accepting_resumes_when_descriptors_free_up() {
 #[test]
 fn a_malformed_frame_does_not_swallow_the_replies_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), "", &[], None);
+    let srv = start(dir.path(), "", &[], None);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     deposit(&mut ops, 1, 0, 1_000_000_000);
@@ -660,7 +588,7 @@ fn a_malformed_frame_does_not_swallow_the_replies_before_it() {
 #[test]
 fn cancel_on_disconnect_reports_reason_disconnect() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), "", &[], None);
+    let srv = start(dir.path(), "", &[], None);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     deposit(&mut ops, 4, 0, 1_000_000);

@@ -20,101 +20,33 @@
 //! Every wait is bounded (a timeout that only fails a broken run); nothing passes or fails on
 //! wall-clock speed. The servers listen on 127.0.0.1 only.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command as Proc, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::process::{Command as Proc, Stdio};
 
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::Client;
 use ringbook_engine::prelude::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+mod support;
+use support::{Server, BIN, WAIT};
+
 const KRW: u16 = 0;
 const BTC: u16 = 2;
 const DUPLICATE: u16 = 3009;
 
-/// A `ringbook serve` child process and its stderr, line by line.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(journal: &Path) -> Server {
-        let mut child = Proc::new(BIN)
-            .args(["serve", "--no-http"])
-            .arg("--journal")
-            .arg(journal)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringbook serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-        };
-        let line = s.wait_line("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("address in the log line");
-        s.addr = addr.parse().expect("a socket address");
-        s
-    }
-
-    /// The first stderr line so far, or next, containing `needle` (bounded wait).
-    fn wait_line(&mut self, needle: &str) -> String {
-        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.log.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
-            }
-        }
-    }
-
-    /// SIGKILL: no shutdown, no final flush beyond what the journal already wrote.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL ringbook serve");
-        self.child.wait().expect("reap ringbook serve");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ringbook serve` on a free port with journal `journal` and no web edge, up and listening.
+fn start(journal: &Path) -> Server {
+    let journal = journal.to_str().expect("a UTF-8 path");
+    Server::start(&[
+        "serve",
+        "--no-http",
+        "--journal",
+        journal,
+        "--listen",
+        "127.0.0.1:0",
+    ])
 }
 
 /// A logged-in client.
@@ -281,7 +213,7 @@ fn a_resend_after_sigkill_and_restart_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
 
-    let srv = Server::start(&journal);
+    let srv = start(&journal);
     let mut ops = Conn::login(srv.addr, "ops1", 1);
     let mut alice = Conn::login(srv.addr, "alice", 1);
     let mut bob = Conn::login(srv.addr, "bob", 1);
@@ -306,8 +238,8 @@ fn a_resend_after_sigkill_and_restart_is_a_duplicate() {
 
     // SIGKILL, then a restart on the same journal: every session is gone.
     srv.kill();
-    let mut srv = Server::start(&journal);
-    let recovered = srv.wait_line("recovered:");
+    let mut srv = start(&journal);
+    let recovered = srv.wait_line_seen("recovered:");
     assert!(recovered.contains("next sequence"), "{recovered}");
     let mut bob = Conn::login(srv.addr, "bob", 1);
     let mut alice = Conn::login(srv.addr, "alice", 2);
@@ -383,8 +315,8 @@ fn a_resend_after_recovery_from_a_snapshot_is_a_duplicate() {
     assert_eq!(newest, 4, "the snapshot after the IOC");
 
     // serve recovers from that snapshot: the fill is not replayed, so bob's mark comes from it.
-    let mut srv = Server::start(&journal);
-    let recovered = srv.wait_line("recovered:");
+    let mut srv = start(&journal);
+    let recovered = srv.wait_line_seen("recovered:");
     assert!(recovered.contains("0 records replayed"), "{recovered}");
     let mut bob = Conn::login(srv.addr, "bob", 1);
     let mut alice = Conn::login(srv.addr, "alice", 1);
@@ -407,7 +339,7 @@ fn a_resend_after_recovery_from_a_snapshot_is_a_duplicate() {
 fn a_resend_after_another_user_floods_the_session_table_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let srv = Server::start(&journal);
+    let srv = start(&journal);
     let mut ops = Conn::login(srv.addr, "ops1", 1);
     for (user, currency, amount) in [(1, BTC, 1_000_000), (2, KRW, 10_000_000)] {
         ops.send(

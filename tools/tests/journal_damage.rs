@@ -16,133 +16,46 @@
 //! Every wait is bounded; nothing passes or fails on wall-clock speed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Proc, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::process::{Command as Proc, Output};
 
 use ringbook_client::protocol::ServerMsg;
 use ringbook_client::Client;
 use ringbook_engine::prelude::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+mod support;
+use support::{Server, BIN, WAIT};
+
 /// 128 KiB segments: a few thousand deposits fill several.
 const SEGMENT_BYTES: &str = "131072";
 
-/// A `ringbook serve` child process and its stderr, line by line.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-}
-
+/// `ringbook serve` on journal `journal`, listening on `listen`, small segments, no web edge
+/// (parallel tests must never contend for port 8080); not waited for.
 fn spawn(journal: &Path, listen: &str) -> Server {
-    let mut child = Proc::new(BIN)
-        .arg("serve")
-        .arg("--journal")
-        .arg(journal)
-        .args(["--listen", listen])
-        // No web edge: parallel tests must never contend for port 8080.
-        .arg("--no-http")
-        .args(["--journal-segment-bytes", SEGMENT_BYTES])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringbook serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Server {
-        child,
-        lines,
-        log: Vec::new(),
-    }
+    let journal = journal.to_str().expect("a UTF-8 path");
+    Server::spawn(&[
+        "serve",
+        "--journal",
+        journal,
+        "--listen",
+        listen,
+        "--no-http",
+        "--journal-segment-bytes",
+        SEGMENT_BYTES,
+    ])
 }
 
-impl Server {
-    /// Starts a server that must come up; returns it and its address.
-    fn start(journal: &Path) -> (Server, SocketAddr) {
-        let mut s = spawn(journal, "127.0.0.1:0");
-        let line = s.wait_line("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("address in the log line")
-            .parse()
-            .expect("a socket address");
-        (s, addr)
-    }
-
-    /// The next stderr line containing `needle` (bounded wait).
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.log.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
-            }
-        }
-    }
-
-    /// Waits for the process to exit by itself (bounded); its status and whole log.
-    fn exit(mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit: {:#?}",
-                self.log
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.log.push(l);
-        }
-        (status, self.log.clone())
-    }
-
-    /// SIGTERM, then the exit status and log.
-    fn terminate(self) -> (ExitStatus, Vec<String>) {
-        let ok = Proc::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
-        self.exit()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a server that must come up; returns it and its address.
+fn start(journal: &Path) -> (Server, SocketAddr) {
+    let s = spawn(journal, "127.0.0.1:0").listening();
+    let addr = s.addr;
+    (s, addr)
 }
 
 /// `count` deposits through a server on `journal`, each acknowledged, then a clean stop.
 fn fill(journal: &Path, count: u64) {
-    let (srv, addr) = Server::start(journal);
+    let (srv, addr) = start(journal);
     let mut ops = Client::connect(addr).unwrap();
     ops.login("ops1", "ops1-demo", 1, false).unwrap();
     let mut sent = 0u64;
@@ -238,7 +151,7 @@ fn layout(dir: &Path) -> Layout {
 /// changes no file. Returns that line.
 fn refused_start(journal: &Path, file: &Path, what: &str) -> String {
     let before = dir_bytes(journal);
-    let (status, log) = spawn(journal, "127.0.0.1:0").exit();
+    let (status, log) = spawn(journal, "127.0.0.1:0").exit_within(WAIT);
     assert!(
         !status.success(),
         "serve started on a damaged journal: {log:#?}"
@@ -289,7 +202,7 @@ fn truncate_then_start(journal: &Path, to: u64, removed: &[&Path]) {
     assert!(stdout.contains("sound:"), "{stdout}");
     let out = journal_cmd(&["verify"], journal);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    let (srv, _) = Server::start(journal);
+    let (srv, _) = start(journal);
     let rec = srv
         .log
         .iter()
@@ -369,7 +282,7 @@ fn a_torn_final_record_is_cut_and_every_cut_and_skipped_snapshot_is_logged() {
     // And a damaged snapshot (recovery skips it: no valid snapshot, replay from the start).
     let snap = ringbook_journal::snapshot_path(&journal, 100);
     std::fs::write(&snap, b"not a snapshot").unwrap();
-    let (srv, _) = Server::start(&journal);
+    let (srv, _) = start(&journal);
     let (status, log) = srv.terminate();
     assert!(status.success(), "{log:#?}");
     let cut = log
@@ -403,7 +316,7 @@ fn a_busy_port_fails_the_start_and_creates_no_journal() {
     let journal = dir.path().join("journal");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let (status, log) = spawn(&journal, &addr).exit();
+    let (status, log) = spawn(&journal, &addr).exit_within(WAIT);
     assert!(!status.success(), "{log:#?}");
     assert!(
         log.iter().any(|l| l.contains("cannot listen on")),
@@ -435,7 +348,7 @@ fn a_journal_whose_every_segment_is_deleted_refuses_start_until_emptied_explicit
     let out = journal_cmd(&["truncate", "--to", "0"], &journal);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("the journal is empty"));
-    let (srv, _) = Server::start(&journal);
+    let (srv, _) = start(&journal);
     assert!(
         srv.log
             .iter()

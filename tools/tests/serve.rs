@@ -16,124 +16,33 @@
 //! Every wait is bounded (a timeout that only fails a broken run); nothing passes or fails on
 //! wall-clock speed.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command as Proc, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command as Proc, ExitStatus};
 use std::time::{Duration, Instant};
 
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::Client;
 use ringbook_engine::prelude::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+mod support;
+use support::{state_hash, Server, BIN, WAIT};
 
-/// A `ringbook serve` child process and its stderr, line by line.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    addr: SocketAddr,
+/// `ringbook serve` on a free port with journal `journal`, its web edge on another free port
+/// (never 8080: tests run in parallel), up and listening.
+fn start(journal: &Path, extra: &[&str]) -> Server {
+    let journal = journal.to_str().expect("a UTF-8 path");
+    let mut args = vec!["serve", "--journal", journal, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&["--http", "127.0.0.1:0"]);
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
-impl Server {
-    fn start(journal: &Path, extra: &[&str]) -> Server {
-        let mut child = Proc::new(BIN)
-            .arg("serve")
-            .arg("--journal")
-            .arg(journal)
-            .args(["--listen", "127.0.0.1:0"])
-            // The web edge runs beside the gateway, on a free port (never 8080: tests run in
-            // parallel).
-            .args(["--http", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringbook serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-        };
-        let line = s.wait_line("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("address in the log line");
-        s.addr = addr.parse().expect("a socket address");
-        s
-    }
-
-    /// The next stderr line containing `needle` (bounded wait).
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.log.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit status and the state hash it logged.
-    fn terminate(mut self) -> (ExitStatus, String, Vec<String>) {
-        let ok = Proc::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
-        let line = self.wait_line("state hash ");
-        let hash = line
-            .rsplit("state hash ")
-            .next()
-            .unwrap()
-            .trim()
-            .to_string();
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.log.push(l);
-        }
-        (status, hash, self.log.clone())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM, then the exit status, the state hash logged at shutdown, and the whole log.
+fn terminate(srv: Server) -> (ExitStatus, String, Vec<String>) {
+    let (status, log) = srv.terminate();
+    (status, state_hash(&log), log)
 }
 
 /// A logged-in client.
@@ -217,7 +126,7 @@ fn restart_recovers_books_and_balances_from_the_journal() {
     let (krw, btc) = (0u16, 2u16);
 
     // Run 1: deposits, a resting sell partly filled, another resting sell.
-    let srv = Server::start(&journal, &[]);
+    let srv = start(&journal, &[]);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     let mut alice = login(addr, "alice", 1);
@@ -280,7 +189,7 @@ fn restart_recovers_books_and_balances_from_the_journal() {
     }) else {
         unreachable!()
     };
-    let (status, hash1, log) = srv.terminate();
+    let (status, hash1, log) = terminate(srv);
     assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
     assert!(
         log.iter().any(|l| l.contains("shutting down")),
@@ -294,7 +203,7 @@ fn restart_recovers_books_and_balances_from_the_journal() {
     drop((ops, alice, bob));
 
     // Run 2: same journal; the book and balances carry on.
-    let srv = Server::start(&journal, &[]);
+    let srv = start(&journal, &[]);
     let rec = srv
         .log
         .iter()
@@ -385,7 +294,7 @@ fn restart_recovers_books_and_balances_from_the_journal() {
             );
         }
     }
-    let (status, hash2, log) = srv.terminate();
+    let (status, hash2, log) = terminate(srv);
     assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
     assert_ne!(hash2, hash1);
     assert_eq!(replay_hash(&journal), hash2);
@@ -398,7 +307,7 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
     let journal = dir.path().join("journal");
     // A 2-slot inbound ring and a pipeline that sleeps 1 ms whenever it finds it empty: the
     // gateway fills the ring long before the pipeline drains it.
-    let srv = Server::start(
+    let srv = start(
         &journal,
         &[
             "--layout",
@@ -478,7 +387,7 @@ fn a_full_ring_pauses_reading_loses_nothing_and_others_carry_on() {
         matches!(last, ServerMsg::Accepted { client_order_id, .. } if client_order_id == N + 1),
         "{last:?}"
     );
-    let (status, _, log) = srv.terminate();
+    let (status, _, log) = terminate(srv);
     assert!(status.success(), "{log:#?}");
     let line = log
         .iter()
@@ -508,7 +417,7 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
     let btc = 2u16;
-    let srv = Server::start(&journal, flags);
+    let srv = start(&journal, flags);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     let mut alice = login(addr, "alice", 1);
@@ -652,7 +561,7 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
     );
 
     // Queries are journaled like any command and change nothing: replay gives the same hash.
-    let (status, hash, log) = srv.terminate();
+    let (status, hash, log) = terminate(srv);
     assert!(status.success(), "serve exited {status:?}; log: {log:#?}");
     assert_eq!(replay_hash(&journal), hash);
     drop((ops, alice, bob));
@@ -700,7 +609,7 @@ fn md_snapshot(
 fn market_data_is_rebuilt_from_the_journal_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let srv = Server::start(&journal, &[]);
+    let srv = start(&journal, &[]);
     let addr = srv.addr;
     let mut ops = login(addr, "ops1", 1);
     let mut alice = login(addr, "alice", 1);
@@ -768,17 +677,17 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
         "{text}"
     );
     drop((ops, alice, bob, feed));
-    let (status, _, _) = srv.terminate();
+    let (status, _, _) = terminate(srv);
     assert!(status.success());
 
     // Restarted on the same journal: the same book at the same md_seq, the same candle.
-    let srv = Server::start(&journal, &[]);
+    let srv = start(&journal, &[]);
     let mut feed = login(srv.addr, "feed", 1);
     let (book2, seq2, candles2) = md_snapshot(&mut feed.c);
     assert_eq!(book2.book().unwrap().levels(Side::Sell), asks);
     assert_eq!(seq2, seq);
     assert_eq!(candles2, candles);
     drop(feed);
-    let (status, _, _) = srv.terminate();
+    let (status, _, _) = terminate(srv);
     assert!(status.success());
 }

@@ -1,0 +1,219 @@
+//! What the tests that drive the real `ringbook` binary share: a `ringbook serve` child process
+//! with its stderr read line by line on a thread, bounded waits for a log line, for the exit, and
+//! SIGTERM/SIGKILL. Each test file includes it with `mod support;`; a file uses only part of it.
+//!
+//! Every wait is bounded (a timeout that only fails a broken run); nothing passes or fails on
+//! wall-clock speed.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// The bound on every wait for the server (a log line, an exit).
+pub const WAIT: Duration = Duration::from_secs(20);
+/// The `ringbook` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringbook");
+
+/// A `ringbook` child process and everything it wrote to stderr so far.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    lines: Receiver<String>,
+    /// Every stderr line read so far, in order.
+    pub log: Vec<String>,
+    /// The gateway's address, once [`Server::listening`] read it from the log.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// `ringbook ARGS…` with stdin and stdout closed and stderr read line by line; does not
+    /// wait for anything.
+    pub fn spawn(args: &[&str]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        Server::spawn_command(cmd)
+    }
+
+    /// `cmd` (a `ringbook` command line, or a wrapper that runs one) with stderr piped.
+    pub fn spawn_command(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringbook");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            log: Vec::new(),
+            addr: "127.0.0.1:1".parse().expect("an address"),
+        }
+    }
+
+    /// `ringbook ARGS…`, then waits for the gateway's "listening on ADDR" line.
+    pub fn start(args: &[&str]) -> Server {
+        Server::spawn(args).listening()
+    }
+
+    /// Waits for the gateway's "listening on ADDR" line and keeps ADDR.
+    pub fn listening(mut self) -> Server {
+        let line = self.wait_line("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("address in the log line");
+        self.addr = addr.parse().expect("a socket address");
+        self
+    }
+
+    /// The next stderr line containing `needle` (bounded wait).
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
+            }
+        }
+    }
+
+    /// Every line logged so far (without waiting).
+    pub fn log_now(&mut self) -> &[String] {
+        while let Ok(l) = self.lines.try_recv() {
+            self.log.push(l);
+        }
+        &self.log
+    }
+
+    /// Waits (at most `bound`) for the process to exit by itself: its status and everything
+    /// it logged.
+    pub fn exit_within(mut self, bound: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + bound;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            self.log_now();
+            assert!(
+                Instant::now() < deadline,
+                "ringbook still runs after {bound:?}; log: {:#?}",
+                self.log
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closes when the process is gone: the reader thread ends the channel.
+        while let Ok(l) = self.lines.recv_timeout(WAIT) {
+            self.log.push(l);
+        }
+        (status, std::mem::take(&mut self.log))
+    }
+
+    /// SIGTERM (a clean shutdown logs the state hash), then the exit status and the log.
+    pub fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal("-TERM");
+        self.wait_line("state hash ");
+        self.exit_within(WAIT)
+    }
+
+    /// SIGKILL: no shutdown at all, as a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn signal(&mut self, which: &str) {
+        let ok = Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The hash of the last line in `log` that names a state hash ("… state hash HEX").
+pub fn state_hash(log: &[String]) -> String {
+    let line = log
+        .iter()
+        .rev()
+        .find(|l| l.contains("state hash "))
+        .unwrap_or_else(|| panic!("no state hash in the log: {log:#?}"));
+    hash_in(line)
+}
+
+/// The hash that follows "state hash " in `line` (up to the next space or comma).
+pub fn hash_in(line: &str) -> String {
+    line.rsplit("state hash ")
+        .next()
+        .and_then(|r| r.split([' ', ',']).next())
+        .expect("a hash after 'state hash '")
+        .trim()
+        .to_string()
+}
+
+impl Server {
+    /// A line already logged (at start-up, say) or the next one containing `needle`.
+    pub fn wait_line_seen(&mut self, needle: &str) -> String {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        self.wait_line(needle)
+    }
+}
+
+/// A binary-protocol session as operator `ops1` (demo password).
+pub fn ops(addr: SocketAddr) -> ringbook_client::Client {
+    let mut c = ringbook_client::Client::connect(addr).expect("connect");
+    c.login("ops1", "ops1-demo", 1, false)
+        .expect("ops1 logs in");
+    c
+}
+
+/// Sends a deposit of `amount` of currency 0 for `user` and waits for its acknowledgement.
+pub fn deposit(c: &mut ringbook_client::Client, user: u32, amount: u64) {
+    use ringbook_client::protocol::ServerMsg;
+    use ringbook_engine::prelude::*;
+    c.send(
+        &Command::Deposit {
+            user: UserId(user),
+            currency: CurrencyId(0),
+            amount,
+        }
+        .into(),
+    )
+    .expect("send");
+    for _ in 0..1000 {
+        match c.recv_timeout(WAIT) {
+            Ok(Some(ServerMsg::Deposited { user: u, .. })) if u == user => return,
+            Ok(Some(_)) => {}
+            other => panic!("no Deposited for user {user}: {other:?}"),
+        }
+    }
+    panic!("no Deposited for user {user} in 1000 messages");
+}
