@@ -169,38 +169,21 @@ impl Publisher {
 
     /// One event of the command being routed.
     pub(crate) fn on_event(&mut self, e: &Event, conns: &mut [Conn]) {
-        let Publisher {
-            md,
-            symbols,
-            subs,
-            owed,
-            pending,
-            in_pending,
-            md_dirty,
-            in_md_dirty,
-            frame,
-            stats,
-            ..
-        } = self;
-        md.apply(e, &mut |m| {
-            publish(
-                m,
-                *symbols,
-                subs,
-                owed,
-                pending,
-                in_pending,
-                frame,
-                stats,
-                conns,
-                md_dirty,
-                in_md_dirty,
-            )
-        });
+        self.feed(conns, |md, mut out| md.apply(e, &mut out));
     }
 
     /// The end of a command stamped `ts`.
     pub(crate) fn on_done(&mut self, ts: u64, conns: &mut [Conn]) {
+        self.feed(conns, |md, mut out| md.end_command(ts, &mut out));
+    }
+
+    /// Runs one step of the builder, fanning every market-data message it produces out to the
+    /// subscribers (one indirect call per message: this is the gateway thread, not the engine's).
+    fn feed(
+        &mut self,
+        conns: &mut [Conn],
+        step: impl FnOnce(&mut MarketData, &mut dyn FnMut(MdMessage<'_>)),
+    ) {
         let Publisher {
             md,
             symbols,
@@ -214,7 +197,7 @@ impl Publisher {
             stats,
             ..
         } = self;
-        md.end_command(ts, &mut |m| {
+        step(md, &mut |m| {
             publish(
                 m,
                 *symbols,
