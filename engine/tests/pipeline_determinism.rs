@@ -170,7 +170,7 @@ fn phased_wait_matches_the_engine_across_idle_spells() {
             for chunk in cmds.chunks(1_000) {
                 let parks = pipeline.parks();
                 for cmd in chunk {
-                    pipeline.submit(*cmd).unwrap();
+                    submit(&mut pipeline, *cmd);
                 }
                 // Idle until some thread has parked again (bounded by a count, not a speed).
                 for _ in 0..2_000 {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, reference, stream};
+use common::{config, reference, stream, submit};
 use ringbook_engine::pipeline::{Layout, Pipeline, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_journal::{Durability, JournalConfig, Pretouch};
@@ -38,7 +38,7 @@ fn old_snapshots_and_segments_go_and_a_restart_still_recovers() {
         // in the split layout R takes a boundary's snapshot when the next command arrives.)
         let mut awaited = None;
         for (i, cmd) in cmds.iter().enumerate() {
-            p.submit(*cmd).unwrap();
+            submit(&mut p, *cmd);
             let seq = i as u64 + 1;
             if seq.is_multiple_of(1_000) {
                 awaited = Some(seq);
