@@ -316,6 +316,9 @@ impl ReferenceBook {
     /// consumes its client order id and finishes as REJECTED.
     pub fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
         self.note_client_order_id(o);
+        if code == RejectCode::DuplicateClientOrderId {
+            return; // the id names an earlier order, whose entry stays visible
+        }
         self.remember(
             o.user,
             FinishedOrder {
@@ -407,9 +410,9 @@ impl ReferenceBook {
                 } if leaves_qty.0 == 0 => {
                     self.finish(order_id, OrderStatus::cancelled(reason), now);
                 }
-                Event::Rejected { code, .. } => {
+                Event::Rejected { code, .. } if code != RejectCode::DuplicateClientOrderId => {
                     if let Command::NewOrder(ref o) = *cmd {
-                        let mut f = FinishedOrder {
+                        let f = FinishedOrder {
                             client_order_id: o.client_order_id,
                             order_id: OrderId(0),
                             symbol: o.symbol,
@@ -421,7 +424,6 @@ impl ReferenceBook {
                             filled_notional: 0,
                             ts: now,
                         };
-                        f.ts = now;
                         self.remember(o.user, f);
                     }
                 }

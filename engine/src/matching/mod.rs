@@ -383,10 +383,15 @@ impl Matcher {
     }
 
     /// Records a new order either stage rejected with `code`: it consumes its client order id
-    /// ([`Matcher::note_client_order_id`]) and finishes as REJECTED in its owner's window.
+    /// ([`Matcher::note_client_order_id`]) and finishes as REJECTED in its owner's window —
+    /// except a `DUPLICATE_CLIENT_ORDER_ID`, whose id names an earlier order: a resend must not
+    /// hide what became of the original (docs/matching.md, "Order status").
     #[inline]
     pub fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
         self.note_client_order_id(o);
+        if code == RejectCode::DuplicateClientOrderId {
+            return;
+        }
         self.store.finished.push(
             o.user,
             FinishedOrder {
