@@ -258,12 +258,31 @@ pub enum ClientOrderIdRule {
 }
 
 /// Engine rules (the `[engine]` section; optional).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// `"increasing"` (default) or `"unique_live"`.
     #[serde(default)]
     pub client_order_ids: ClientOrderIdRule,
+    /// Finished orders remembered per user for status queries (0 ..= 64, default 16; 0: none).
+    #[serde(default = "default_finished_orders_per_user")]
+    pub finished_orders_per_user: u32,
+}
+
+/// The most finished orders a user's status window may hold.
+pub const FINISHED_ORDERS_PER_USER_MAX: u32 = 64;
+
+fn default_finished_orders_per_user() -> u32 {
+    16
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            client_order_ids: ClientOrderIdRule::default(),
+            finished_orders_per_user: default_finished_orders_per_user(),
+        }
+    }
 }
 
 /// The whole configuration.
@@ -443,6 +462,12 @@ impl Config {
             return bad(format!(
                 "capacity.users_max = {} must be in 1..={USERS_MAX}",
                 cap.users_max
+            ));
+        }
+        if self.engine.finished_orders_per_user > FINISHED_ORDERS_PER_USER_MAX {
+            return bad(format!(
+                "engine.finished_orders_per_user = {} must be at most {FINISHED_ORDERS_PER_USER_MAX}",
+                self.engine.finished_orders_per_user
             ));
         }
         if cap.withdrawals_max > WITHDRAWALS_MAX {
@@ -629,10 +654,38 @@ mod tests {
     }
 
     #[test]
+    fn finished_orders_per_user_defaults_to_16_and_is_bounded() {
+        let without = DEFAULT_CONFIG_TOML.replace("finished_orders_per_user = 16", "");
+        assert_ne!(without, DEFAULT_CONFIG_TOML);
+        let c = Config::from_toml_str(&without).unwrap();
+        assert_eq!(c.engine.finished_orders_per_user, 16);
+        let none = DEFAULT_CONFIG_TOML.replace(
+            "finished_orders_per_user = 16",
+            "finished_orders_per_user = 0",
+        );
+        assert_eq!(
+            Config::from_toml_str(&none)
+                .unwrap()
+                .engine
+                .finished_orders_per_user,
+            0
+        );
+        let big = DEFAULT_CONFIG_TOML.replace(
+            "finished_orders_per_user = 16",
+            "finished_orders_per_user = 65",
+        );
+        assert!(matches!(
+            Config::from_toml_str(&big).and_then(|c| c.validate().map(|()| c)),
+            Err(ConfigError::Invalid(m)) if m.contains("finished_orders_per_user")
+        ));
+    }
+
+    #[test]
     fn client_order_id_rule_parses_and_defaults_to_increasing() {
         let without = DEFAULT_CONFIG_TOML
             .replace("[engine]", "")
-            .replace("client_order_ids = \"increasing\"", "");
+            .replace("client_order_ids = \"increasing\"", "")
+            .replace("finished_orders_per_user = 16", "");
         assert_ne!(without, DEFAULT_CONFIG_TOML);
         assert_eq!(
             Config::from_toml_str(&without)

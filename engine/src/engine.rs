@@ -131,7 +131,7 @@ impl Engine {
             sink,
         );
         match plan {
-            Plan::Done => match_stage(&mut self.matcher, cmd, plan, sink),
+            Plan::Done | Plan::Rejected(_) => match_stage(&mut self.matcher, cmd, plan, sink),
             Plan::Book => match_stage(&mut self.matcher, cmd, plan, sink),
             Plan::Balances(user) => balances_reply(&self.accounts, user, sink),
             Plan::Settle { .. } => {
@@ -271,6 +271,10 @@ pub(crate) enum Plan {
     /// to do.
     #[default]
     Done,
+    /// R rejected a new order with this code (and emitted the reject): M records it
+    /// (client order id consumed, REJECTED in the owner's window of finished orders); S has
+    /// nothing to do.
+    Rejected(RejectCode),
     /// M alone, no settlement: every command with risk off, and queries about the book.
     Book,
     /// A balances query R has checked: S, which owns the accounts once R is done with a
@@ -506,7 +510,7 @@ fn new_order<S: EventSink + ?Sized>(
         },
         Err(code) => {
             sink.on_event(&reject(o.user, o.client_order_id, code));
-            Plan::Done
+            Plan::Rejected(code)
         }
     }
 }
@@ -562,8 +566,9 @@ fn amend<S: EventSink + ?Sized>(
 }
 
 /// M: matches one command R passed on ([`Plan::Book`] or [`Plan::Settle`]); for a new order
-/// R rejected ([`Plan::Done`]) it only records the order's client order id, which the reject
-/// consumed (docs/protocol.md, "Idempotency"). Touches only the matcher.
+/// R rejected ([`Plan::Rejected`]) it only records it: the client order id the reject
+/// consumed (docs/protocol.md, "Idempotency") and the REJECTED entry of the owner's window
+/// (docs/matching.md, "Order status"). Touches only the matcher.
 #[inline]
 pub(crate) fn match_stage<S: EventSink + ?Sized>(
     matcher: &mut Matcher,
@@ -572,8 +577,8 @@ pub(crate) fn match_stage<S: EventSink + ?Sized>(
     sink: &mut S,
 ) {
     match (plan, cmd) {
-        (Plan::Done, Command::NewOrder(o)) => matcher.note_client_order_id(o),
-        (Plan::Done | Plan::Balances(_), _) => {}
+        (Plan::Rejected(code), Command::NewOrder(o)) => matcher.note_rejected(o, code),
+        (Plan::Done | Plan::Rejected(_) | Plan::Balances(_), _) => {}
         (Plan::Settle { place: true, .. }, Command::NewOrder(o)) => {
             matcher.place_validated(o, sink)
         }

@@ -7,6 +7,7 @@ use crate::book::OrderView;
 use crate::codes::{CancelReason, RejectCode};
 #[cfg(doc)]
 use crate::command::Query;
+use crate::matching::FinishedOrder;
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, SymbolId, TradeId,
     UserId, WithdrawalId,
@@ -220,15 +221,23 @@ pub enum Event {
     },
 
     // ------------------------------------------------ replies to `Command::Query`
-    /// Reply to [`Query::Order`]: the live order, or `None` when the user has no live order
-    /// with that client order id (never placed, filled, cancelled or rejected).
+    /// Reply to [`Query::Order`]: the live order (status NEW or PARTIALLY_FILLED), or else the
+    /// newest finished order with that client order id in the user's window of recently
+    /// finished orders (FILLED, CANCELLED, EXPIRED, REJECTED), or neither when the engine
+    /// knows no such order (never placed, or finished longer ago than the window reaches:
+    /// docs/matching.md, "Order status").
     OrderStatus {
         /// The user asked about.
         user: UserId,
         /// The client order id asked about.
         client_order_id: ClientOrderId,
-        /// The order as it stands.
+        /// The live order as it stands.
         order: Option<OrderView>,
+        /// The finished order, when it is not live.
+        finished: Option<FinishedOrder>,
+        /// The notional the order has filled (quote minimal units; 0 when unknown): with the
+        /// filled quantity, the exact average price.
+        filled_notional: u64,
     },
     /// One live order, in reply to [`Query::OpenOrders`].
     OpenOrder(OrderView),

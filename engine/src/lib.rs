@@ -91,6 +91,7 @@ pub use config::{Config, ConfigError};
 pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
+pub use matching::{FinishedOrder, OrderStatus};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineError};
 pub use types::*;
 
@@ -102,6 +103,7 @@ pub mod prelude {
     pub use crate::engine::{Engine, RiskMode};
     pub use crate::event::{Event, EventSink, Fill, Trade};
     pub use crate::hash::StateHash;
+    pub use crate::matching::{FinishedOrder, OrderStatus};
     pub use crate::risk::accounts::Balance;
     pub use crate::types::*;
 }

@@ -58,12 +58,12 @@ use crate::codec::{order_type_from_u8, side_from_u8, stp_from_u8, tif_from_u8};
 use crate::config::{ClientOrderIdRule, Config};
 use crate::engine::{Engine, RiskMode};
 use crate::hash::{StateHash, StateHasher};
-use crate::matching::Matcher;
+use crate::matching::{FinishedOrder, Matcher, OrderStatus};
 use crate::risk::accounts::{Accounts, Balance, PendingWithdrawal};
 use crate::risk::RiskSpec;
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderId, Price, Side, SymbolId, TimeInForce, UserId,
-    WithdrawalId,
+    ClientOrderId, CurrencyId, OperatorId, OrderId, Price, Qty, Side, SymbolId, TimeInForce,
+    UserId, WithdrawalId,
 };
 
 /// The first eight bytes of every snapshot.
@@ -73,7 +73,7 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RINGSNAP";
 /// Version 3 (engine time, per-symbol trade ids and client-order-id high-water marks, with the
 /// client-order-id rule in the configuration fingerprint) is the only one read: versions 1
 /// and 2 are refused (recovery replays the journal instead).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
 /// Bytes of the header: magic, version, risk mode, reserved byte, config fingerprint, state
 /// hash.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
@@ -81,6 +81,10 @@ pub const SNAPSHOT_HEADER_BYTES: usize = 28;
 pub const ORDER_RECORD_BYTES: usize = 76;
 /// Bytes of one client-order-id high-water mark record (user u32, mark u64).
 pub const COID_MARK_RECORD_BYTES: usize = 12;
+/// Bytes of one live order's filled-notional record (order id, notional).
+pub const NOTIONAL_RECORD_BYTES: usize = 16;
+/// Bytes of one finished order's record in a user's window.
+pub const FINISHED_RECORD_BYTES: usize = 55;
 /// Bytes of one pending withdrawal's record.
 pub const WITHDRAWAL_RECORD_BYTES: usize = 31;
 
@@ -237,6 +241,7 @@ pub fn config_fingerprint(config: &Config) -> u64 {
         ClientOrderIdRule::Increasing => 1,
         ClientOrderIdRule::UniqueLive => 2,
     });
+    h.u64(u64::from(config.engine.finished_orders_per_user));
     h.u64(config.accounts.operators.len() as u64);
     for &op in &config.accounts.operators {
         h.u64(u64::from(op));
@@ -298,6 +303,22 @@ fn write_order(out: &mut Vec<u8>, section: BookSection, v: &OrderView) {
     out.extend_from_slice(&v.filled_qty.0.to_le_bytes());
     out.extend_from_slice(&v.display_qty.0.to_le_bytes());
     debug_assert_eq!(out.len() - start, ORDER_RECORD_BYTES);
+}
+
+fn write_finished(out: &mut Vec<u8>, f: &FinishedOrder) {
+    let start = out.len();
+    out.extend_from_slice(&f.client_order_id.0.to_le_bytes());
+    out.extend_from_slice(&f.order_id.0.to_le_bytes());
+    out.extend_from_slice(&f.symbol.0.to_le_bytes());
+    out.push(f.side as u8);
+    out.push(f.order_type as u8);
+    out.push(f.status.code());
+    out.extend_from_slice(&f.status.detail().to_le_bytes());
+    out.extend_from_slice(&f.price.0.to_le_bytes());
+    out.extend_from_slice(&f.filled_qty.0.to_le_bytes());
+    out.extend_from_slice(&f.filled_notional.to_le_bytes());
+    out.extend_from_slice(&f.ts.to_le_bytes());
+    debug_assert_eq!(out.len() - start, FINISHED_RECORD_BYTES);
 }
 
 impl Engine {
@@ -381,6 +402,37 @@ impl Engine {
             marks += 1;
         });
         put_u32_at(out, marks_at, marks);
+
+        // Live orders' filled notionals (the non-zero ones), in order id order.
+        let mut filled: Vec<(u64, u64)> = Vec::new();
+        for s in 0..matcher.symbols() {
+            matcher.for_each_order(SymbolId(s as u16), |_, v| {
+                let n = matcher.filled_notional_of(v.order_id);
+                if n != 0 {
+                    filled.push((v.order_id.0, n));
+                }
+            });
+        }
+        filled.sort_unstable();
+        out.extend_from_slice(&(filled.len() as u32).to_le_bytes());
+        for (id, n) in filled {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+
+        // Windows of finished orders: each user that has one, in user id order, oldest first.
+        let windows_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut windows = 0u32;
+        matcher.for_each_finished_window(|user, entries| {
+            out.extend_from_slice(&user.0.to_le_bytes());
+            out.push(entries.len() as u8);
+            for f in entries {
+                write_finished(out, f);
+            }
+            windows += 1;
+        });
+        put_u32_at(out, windows_at, windows);
 
         // Accounts.
         let currencies = accounts.currencies();
@@ -467,6 +519,8 @@ impl Engine {
             &book.orders,
             &book.acceptance,
             &book.coid_high,
+            &book.notionals,
+            &book.finished,
         );
         let engine = Engine::from_parts(config, risk, restored, matcher);
         let hash = engine.state_hash();
@@ -588,6 +642,10 @@ struct MatchingPart {
     acceptance: Vec<u32>,
     /// Client-order-id high-water marks, in ascending user order, none zero.
     coid_high: Vec<(UserId, u64)>,
+    /// Live orders' filled notionals (non-zero), by order id.
+    notionals: Vec<(OrderId, u64)>,
+    /// Windows of finished orders, in ascending user order, each oldest first.
+    finished: Vec<(UserId, Vec<FinishedOrder>)>,
 }
 
 fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, SnapshotError> {
@@ -762,6 +820,81 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
             "a live order's client order id is above its user's mark",
         )?;
     }
+
+    const N: &str = "filled notionals";
+    let count_n = r.u32(N)?;
+    count_at_most(N, u64::from(count_n), orders.len() as u64)?;
+    r.need(u64::from(count_n), NOTIONAL_RECORD_BYTES, N)?;
+    let mut notionals: Vec<(OrderId, u64)> = Vec::with_capacity(count_n as usize);
+    for _ in 0..count_n {
+        let id = r.u64(N)?;
+        let n = r.u64(N)?;
+        ensure(
+            notionals.last().is_none_or(|&(last, _)| last.0 < id),
+            "filled notionals are not in ascending order id order",
+        )?;
+        ensure(
+            orders.iter().any(|(_, o)| o.id.0 == id),
+            "a filled notional names an order that is not live",
+        )?;
+        ensure(n != 0, "a filled notional is zero")?;
+        notionals.push((OrderId(id), n));
+    }
+
+    const F: &str = "finished-order windows";
+    let per_user = config.engine.finished_orders_per_user;
+    let windows = r.u32(F)?;
+    count_at_most(F, u64::from(windows), u64::from(cap.users_max))?;
+    let mut finished: Vec<(UserId, Vec<FinishedOrder>)> = Vec::with_capacity(windows as usize);
+    for _ in 0..windows {
+        let user = r.u32(F)?;
+        ensure(
+            user < cap.users_max,
+            "a finished-order window names an unknown user",
+        )?;
+        ensure(
+            finished.last().is_none_or(|(u, _)| u.0 < user),
+            "finished-order windows are not in ascending user order",
+        )?;
+        let n = r.u8(F)?;
+        ensure(
+            n >= 1 && u32::from(n) <= per_user,
+            "a finished-order window is empty or larger than finished_orders_per_user",
+        )?;
+        r.need(u64::from(n), FINISHED_RECORD_BYTES, F)?;
+        let mut entries = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let client_order_id = ClientOrderId(r.u64(F)?);
+            let order_id = OrderId(r.u64(F)?);
+            let symbol = SymbolId(r.u16(F)?);
+            let (Some(side), Some(order_type)) =
+                (side_from_u8(r.u8(F)?), order_type_from_u8(r.u8(F)?))
+            else {
+                return invalid("a finished order's side or type byte has no meaning");
+            };
+            let code = r.u8(F)?;
+            let detail = r.u16(F)?;
+            let status = match OrderStatus::from_code(code, detail) {
+                Some(OrderStatus::New | OrderStatus::PartiallyFilled) | None => {
+                    return invalid("a finished order's status is not a finished status")
+                }
+                Some(status) => status,
+            };
+            entries.push(FinishedOrder {
+                client_order_id,
+                order_id,
+                symbol,
+                side,
+                order_type,
+                status,
+                price: Price(r.i64(F)?),
+                filled_qty: Qty(r.u64(F)?),
+                filled_notional: r.u64(F)?,
+                ts: r.u64(F)?,
+            });
+        }
+        finished.push((UserId(user), entries));
+    }
     Ok(MatchingPart {
         next_order_id,
         now_ns,
@@ -770,6 +903,8 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         orders,
         acceptance,
         coid_high,
+        notionals,
+        finished,
     })
 }
 
@@ -1246,9 +1381,9 @@ mod tests {
             }
         );
         let mut bad = bytes.clone();
-        for version in [1u8, 2, 4] {
-            // Versions 1 and 2 lacked engine time, trade ids or the client-order-id marks:
-            // they are not read (replay instead).
+        for version in [1u8, 2, 3, 5] {
+            // Versions 1 to 3 lacked engine time, trade ids, the client-order-id marks or the
+            // finished-order windows: they are not read (replay instead).
             bad[8] = version;
             assert!(matches!(
                 Engine::from_snapshot(&config, RiskMode::On, &bad),

@@ -640,6 +640,9 @@ enum Step {
     AmendById(IdTarget, NewPrice, NewQty),
     /// Order status of a target.
     OrderStatus(Target),
+    /// Order status of one of a user's recent client order ids (its highest minus this):
+    /// mostly finished orders, answered from the user's window (or too old for it).
+    RecentStatus(UserId, u64),
     /// Open orders of a user, at most this many.
     OpenOrders(UserId, u32),
     /// Depth of a symbol (ids past the configured ones included).
@@ -771,6 +774,12 @@ impl Step {
                     client_order_id,
                 })
             }
+            Step::RecentStatus(user, back) => Command::Query(Query::Order {
+                user,
+                client_order_id: ClientOrderId(
+                    pair.fast.client_order_id_high(user).saturating_sub(back),
+                ),
+            }),
             Step::OpenOrders(user, limit) => Command::Query(Query::OpenOrders { user, limit }),
             Step::Book(symbol, depth) => Command::Query(Query::Book { symbol, depth }),
         }
@@ -801,6 +810,7 @@ fn increasing_id(
 fn query() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => target().prop_map(Step::OrderStatus),
+        3 => (user(), 0u64..12).prop_map(|(u, back)| Step::RecentStatus(u, back)),
         1 => (user(), prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])
             .prop_map(|(u, limit)| Step::OpenOrders(u, limit)),
         1 => (prop_oneof![20 => 0..SYMBOLS, 1 => Just(SYMBOLS)], prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])
@@ -975,8 +985,13 @@ fn classify(cmd: &Command, events: &[Event], hit: &mut impl FnMut(String)) {
             Event::MassCancelled { count, symbol, .. } if count > 0 => {
                 hit(format!("mass cancel (symbol given: {})", symbol.is_some()));
             }
-            Event::OrderStatus { order, .. } => {
-                hit(format!("order status (found: {})", order.is_some()))
+            Event::OrderStatus {
+                order, finished, ..
+            } => {
+                hit(format!("order status (found: {})", order.is_some()));
+                if let Some(f) = finished {
+                    hit(format!("finished order status {}", f.status.name()));
+                }
             }
             Event::OpenOrdersEnd { count, .. } => {
                 let limit = match cmd {
@@ -1181,6 +1196,9 @@ fn generator_covers_every_path() {
         "mass cancel (symbol given: false)",
         "order status (found: true)",
         "order status (found: false)",
+        "finished order status FILLED",
+        "finished order status CANCELLED",
+        "finished order status REJECTED",
         "open orders (over limit: true)",
         "open orders (over limit: false)",
         "book with both sides",

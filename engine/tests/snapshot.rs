@@ -581,7 +581,8 @@ fn locks_must_match_orders() {
     );
     let bytes = snapshot(&engine);
     // Accounts section: currencies u16, open count u32, then user u32, available u64, locked u64.
-    let user_row = FIRST_ORDER + 4 /* no user lists */ + 4 /* no client order id marks */ + 2 + 4;
+    let user_row = FIRST_ORDER + 4 /* no user lists */ + 4 /* no client order id marks */
+        + 4 /* no filled notionals */ + 4 /* no finished-order windows */ + 2 + 4;
     assert_eq!(&bytes[user_row..user_row + 4], &1u32.to_le_bytes());
     let mut b = bytes.clone();
     b[user_row + 4..user_row + 12].copy_from_slice(&99u64.to_le_bytes());
@@ -776,16 +777,37 @@ fn a_live_order_above_its_users_mark_is_refused() {
 }
 
 #[test]
-fn version_1_and_2_snapshots_are_refused() {
-    for old in [1u16, 2] {
+fn version_1_to_3_snapshots_are_refused() {
+    for old in [1u16, 2, 3] {
         let (config, _, mut bytes) = busy_snapshot(3);
         bytes[8..10].copy_from_slice(&old.to_le_bytes());
         assert_eq!(
             Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap_err(),
             SnapshotError::UnsupportedVersion {
                 found: old,
-                supported: 3
+                supported: 4
             }
         );
     }
+}
+
+#[test]
+fn finished_orders_survive_a_snapshot() {
+    let (config, engine, bytes) = busy_snapshot(5);
+    let restored = Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap();
+    let (mut finished, mut live_filled) = (0, 0);
+    for user in 0..config.capacity.users_max {
+        let user = UserId(user);
+        for coid in 0..=engine.matcher().client_order_id_high(user) {
+            let before = engine.matcher().order_status(user, ClientOrderId(coid));
+            assert_eq!(
+                before,
+                restored.matcher().order_status(user, ClientOrderId(coid))
+            );
+            finished += usize::from(before.1.is_some());
+            live_filled += usize::from(before.0.is_some() && before.2 != 0);
+        }
+    }
+    assert!(finished > 0, "the run finished no order");
+    assert!(live_filled > 0, "no live order had filled anything");
 }

@@ -72,6 +72,8 @@ struct Tally {
     triggers: u64,
     /// Cancels and amends by engine order id that found their order.
     by_id_done: u64,
+    /// Status queries answered from a user's window of finished orders.
+    finished_status: u64,
 }
 
 /// Warms an engine up, then counts heap operations over a million mixed commands.
@@ -103,6 +105,9 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
                 by_id.set(false);
             }
             Event::Accepted { .. } => accepted.set(Some(*e)),
+            Event::OrderStatus {
+                finished: Some(_), ..
+            } => tally.finished_status += 1,
             _ => {}
         }
     };
@@ -148,6 +153,17 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
                     engine.process_at(i * 1_000, &old, &mut sink);
                 }
             }
+            // And a status query for the previous new order, mostly finished by now: a scan
+            // of its owner's window.
+            if i % 20 == 0 {
+                if let Some(Command::NewOrder(old)) = last_new {
+                    let query = Command::Query(Query::Order {
+                        user: old.user,
+                        client_order_id: old.client_order_id,
+                    });
+                    engine.process_at(i * 1_000, &query, &mut sink);
+                }
+            }
             last_new = Some(cmd);
         }
     }
@@ -174,6 +190,11 @@ fn assert_busy(engine: &Engine, tally: &Tally) {
         tally.by_id_done > 1_000,
         "too few cancels and amends by order id found their order: {}",
         tally.by_id_done
+    );
+    assert!(
+        tally.finished_status > 1_000,
+        "too few status queries found a finished order: {}",
+        tally.finished_status
     );
     assert!(engine.matcher().live_orders() > 100, "book drained");
 }

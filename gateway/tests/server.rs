@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
-use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX};
+use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX, PROTOCOL_VERSION};
 use ringbook_gateway::server::backend::SubmitError;
 use ringbook_gateway::server::{
     self, Backend, BackendOutput, EngineBackend, ServerConfig, ServerError, ServerHandle,
@@ -513,12 +513,16 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
 
     // 2. Unknown type and malformed body after login: rejected, session carries on.
     let mut weird = login(addr, "bob", 1);
-    weird.send_raw(&[4, 0, 0, 0, 0x99, 0x99, 2, 0]).unwrap();
+    weird
+        .send_raw(&[4, 0, 0, 0, 0x99, 0x99, PROTOCOL_VERSION as u8, 0])
+        .unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1003, .. }
     ));
-    weird.send_raw(&[5, 0, 0, 0, 10, 0, 2, 0, 7]).unwrap();
+    weird
+        .send_raw(&[5, 0, 0, 0, 10, 0, PROTOCOL_VERSION as u8, 0, 7])
+        .unwrap();
     assert!(matches!(
         until(&mut weird, |m| matches!(m, ServerMsg::Rejected { .. })),
         ServerMsg::Rejected { code: 1001, .. }

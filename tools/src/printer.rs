@@ -304,13 +304,57 @@ impl<W: Write> Printer<W> {
                 user,
                 client_order_id,
                 order: None,
+                finished: None,
+                ..
             } => write!(
                 l,
                 r#"{{"event":"order_status","user":{user},"client_order_id":{client_order_id},"found":false}}"#,
             ),
-            Event::OrderStatus { order: Some(o), .. } => {
-                l.push_str(r#"{"event":"order_status","found":true,"#);
+            Event::OrderStatus {
+                order: Some(o),
+                filled_notional,
+                ..
+            } => {
+                let status = OrderStatus::of_live(o.filled_qty);
+                let _ = write!(
+                    l,
+                    r#"{{"event":"order_status","found":true,"status":"{}","filled_notional":{filled_notional},"#,
+                    status.name()
+                );
                 self.order_fields(&mut l, &o)
+            }
+            Event::OrderStatus {
+                user,
+                finished: Some(f),
+                ..
+            } => {
+                let _ = write!(
+                    l,
+                    r#"{{"event":"order_status","found":true,"status":"{}","#,
+                    f.status.name()
+                );
+                match f.status {
+                    OrderStatus::Cancelled(reason) => {
+                        let _ = write!(l, r#""reason":"{}","#, reason.name());
+                    }
+                    OrderStatus::Rejected(code) => {
+                        let _ = write!(l, r#""code":{},"reason":"{}","#, code.code(), code.name());
+                    }
+                    _ => {}
+                }
+                write!(
+                    l,
+                    r#""user":{user},"symbol":{},"client_order_id":{},"order_id":{},"side":"{}","type":"{}","price":{},"filled_qty":{},"filled_notional":{},"ts":{}}}"#,
+                    self.symbol(f.symbol),
+                    f.client_order_id,
+                    f.order_id,
+                    f.side.name(),
+                    f.order_type.name(),
+                    f.price,
+                    f.filled_qty,
+                    f.filled_notional,
+                    f.ts,
+                )
             }
             Event::OpenOrder(o) => {
                 l.push_str(r#"{"event":"open_order","#);

@@ -28,7 +28,7 @@
 //! mass_cancel,<user>[,<symbol>]
 //! cancel_order,<user>,<symbol>,<order_id>        # by the engine's order id (accepted's order_id)
 //! amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>
-//! query_order,<user>,<client_order_id>           # one live order: order_status
+//! query_order,<user>,<client_order_id>           # one order, live or recently finished: order_status
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
@@ -81,11 +81,16 @@
 //! {"event":"withdrawal_rejected","withdrawal_id":W,"operator":O,"user":U}
 //! {"event":"rejected","operator":O,"withdrawal_id":W,"code":N,"reason":"NAME"}   # an approve / reject_withdrawal refused
 //! {"event":"balance_update","user":U,"currency":"K","available":A,"locked":L}
-//! {"event":"order_status","user":U,"client_order_id":C,"found":false}             # no such live order
-//! {"event":"order_status","found":true,"user":U,"symbol":"S","client_order_id":C,"order_id":O,
-//!  "side":"BUY","type":"LIMIT","tif":"GTC","price":P,"stop_price":SP,"leaves_qty":L,"visible_qty":V,
-//!  "filled_qty":F,"display_qty":D,"post_only":false,"stp":"NONE"}
-//! {"event":"open_order", …the order fields of order_status…}                      # acceptance order
+//! {"event":"order_status","user":U,"client_order_id":C,"found":false}             # neither live nor in the window
+//! {"event":"order_status","found":true,"status":"NEW","filled_notional":N,"user":U,"symbol":"S",
+//!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","tif":"GTC","price":P,
+//!  "stop_price":SP,"leaves_qty":L,"visible_qty":V,"filled_qty":F,"display_qty":D,"post_only":false,
+//!  "stp":"NONE"}                                                                  # live: NEW or PARTIALLY_FILLED
+//! {"event":"order_status","found":true,"status":"CANCELLED","reason":"USER","user":U,"symbol":"S",
+//!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"filled_qty":F,
+//!  "filled_notional":N,"ts":T}                                                     # finished (docs/matching.md, "Order status"):
+//!                                   # FILLED and EXPIRED have no "reason"; REJECTED has "code":N,"reason":"NAME" and order id 0
+//! {"event":"open_order", …the order fields of a live order_status…}              # acceptance order
 //! {"event":"open_orders_end","user":U,"count":N}                                   # N: live in all
 //! {"event":"balance","user":U,"currency":"K","available":A,"locked":L}             # currency order
 //! {"event":"balances_end","user":U,"count":N}

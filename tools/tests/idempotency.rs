@@ -114,6 +114,31 @@ impl Conn {
             .collect()
     }
 
+    /// `(status, detail, filled, filled notional)` of an order the engine knows, live or
+    /// recently finished.
+    fn order_status(&mut self, user: u32, coid: u64) -> Option<(u8, u16, u64, u64)> {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.send(&ClientMsg::OrderStatus {
+            request_id,
+            user: UserId(user),
+            client_order_id: ClientOrderId(coid),
+        });
+        let (m, _) = self.until(
+            |m| matches!(m, ServerMsg::OrderStatus { request_id: r, .. } if *r == request_id),
+        );
+        match m {
+            ServerMsg::OrderStatus {
+                found: 1,
+                detail,
+                order,
+                filled_notional,
+                ..
+            } => Some((order.status, detail, order.filled_qty, filled_notional)),
+            _ => None,
+        }
+    }
+
     /// `(leaves, filled)` of a live order, if it is live.
     fn live_order(&mut self, user: u32, coid: u64) -> Option<(u64, u64)> {
         let request_id = self.next_request;
@@ -127,9 +152,10 @@ impl Conn {
             |m| matches!(m, ServerMsg::OrderStatus { request_id: r, .. } if *r == request_id),
         );
         match m {
+            // Status 0 NEW, 1 PARTIALLY_FILLED: live; the others are finished orders.
             ServerMsg::OrderStatus {
                 found: 1, order, ..
-            } => Some((order.leaves_qty, order.filled_qty)),
+            } if order.status <= 1 => Some((order.leaves_qty, order.filled_qty)),
             _ => None,
         }
     }
@@ -252,6 +278,11 @@ fn a_resend_after_sigkill_and_restart_is_a_duplicate() {
     assert!(is_duplicate(&lower, 5), "{lower:#?}");
     assert_eq!(bob.balances(2), bob_before);
     assert_eq!(alice.live_order(1, 1), Some((6, 4)));
+    // Bob learns what became of the order the resend named: FILLED (status 2), 4 lots at
+    // 15 000 KRW — the duplicates did not hide it.
+    assert_eq!(bob.order_status(2, 7), Some((2, 0, 4, 60_000)));
+    // Id 5 was never an order: the engine knows none.
+    assert_eq!(bob.order_status(2, 5), None);
 
     // From another session of bob as well.
     let mut bob2 = Conn::login(srv.addr, "bob", 2);

@@ -799,17 +799,24 @@ fn fnv1a(words: &[u64]) -> String {
     format!("{h:016x}")
 }
 
+/// The state-hash words of empty books under the default config: next order id 1, engine time
+/// 0; per symbol (3) its id, last trade price 0, last trade id 0, no orders, count 0; the
+/// client-order-id marks' tag and no marks; the finished-order windows' tag and no windows.
+fn empty_book_words() -> Vec<u64> {
+    let mut words = vec![1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xc01d_0000];
+    words.push(0xf1_0000);
+    words
+}
+
 #[test]
 fn final_of_an_empty_run_is_empty_books_and_the_empty_state_hash() {
     let mut out = book_only_final("# nothing\n");
     let hash = take_hash(&mut out);
     assert_lines(&out, &final_books(&[], &[]));
     // Next order id 1, engine time 0; per symbol (3): its id, last trade price 0, last trade
-    // id 0, no orders, count 0; then the client-order-id marks' tag and no marks.
-    assert_eq!(
-        hash,
-        fnv1a(&[1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xc01d_0000])
-    );
+    // id 0, no orders, count 0; then the client-order-id marks' tag and no marks, and the
+    // finished-order windows' tag and no windows.
+    assert_eq!(hash, fnv1a(&empty_book_words()));
     assert_eq!(
         hash,
         Engine::with_risk(&Config::default(), ringbook_engine::RiskMode::Off)
@@ -890,8 +897,10 @@ fn equal_states_reached_differently_hash_equal() {
         "order,9,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
          cancel,9,BTC-KRW,5\n",
     );
+    // The finished order each leaves in user 9's window is the same too: client order id 5,
+    // order 1, cancelled by its owner at the second command.
     let mut b = book_only_final(
-        "order,9,ETH-KRW,5,SELL,LIMIT,IOC,100,1\n\
+        "order,9,BTC-KRW,5,BUY,LIMIT,GTC,100,1\n\
          mass_cancel,9\n",
     );
     assert_eq!(take_hash(&mut a), take_hash(&mut b));
@@ -1810,7 +1819,7 @@ fn final_of_an_empty_run_with_risk_on_adds_fees_and_hashes_the_accounts() {
     assert_lines(&out, &expected);
     // The books' words (and the client-order-id marks' tag, no marks), then per currency (5)
     // fees 0 and supply 0, then the next withdrawal id.
-    let mut words = vec![1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0xc01d_0000];
+    let mut words = empty_book_words();
     words.extend([0; 10]);
     words.push(1);
     assert_eq!(hash, fnv1a(&words));
@@ -1966,8 +1975,17 @@ impl O {
     }
 }
 
-fn order_found(o: &O) -> String {
-    format!(r#"{{"event":"order_status","found":true,{}"#, o.fields())
+/// A live order's status line; `notional`: what it has filled, in quote minimal units.
+fn order_found(o: &O, notional: u64) -> String {
+    let status = if o.filled == 0 {
+        "NEW"
+    } else {
+        "PARTIALLY_FILLED"
+    };
+    format!(
+        r#"{{"event":"order_status","found":true,"status":"{status}","filled_notional":{notional},{}"#,
+        o.fields()
+    )
 }
 
 fn order_not_found(user: u32, coid: u64) -> String {
@@ -2035,7 +2053,8 @@ fn query_script_replies() -> Vec<String> {
     let second = O::limit(1, BTC, 2, 2, "SELL", 15010, 3);
     let eth = O::limit(1, "ETH-KRW", 3, 3, "SELL", 3000, 4);
     let mut lines = vec![
-        order_found(&iceberg),
+        // 1 lot at 15 000 (tick 1 KRW): 15 000 KRW filled.
+        order_found(&iceberg, 15_000),
         order_not_found(1, 9),
         open_order(&iceberg),
         open_order(&second),
@@ -2196,7 +2215,7 @@ fn with_no_risk_a_balances_query_is_refused_by_the_engine() {
             rejected(1, 0, 2010, "ACCOUNTS_DISABLED"),
             // A limit of 0 sends no order, only the count.
             open_orders_end(1, 1),
-            order_found(&o),
+            order_found(&o, 0),
         ],
     );
 }
@@ -2438,4 +2457,42 @@ fn an_order_id_skips_one_a_live_order_shares_modulo_the_pool() {
             gone(1, 5, 1, "USER", 6),
         ],
     );
+}
+
+#[test]
+fn query_order_reports_finished_orders_with_status_filled_quantity_and_notional() {
+    let out = risk_on(
+        "deposit,1,BTC,100000\n\
+         deposit,2,KRW,1000000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         order,2,BTC-KRW,2,BUY,LIMIT,GTC,15000,1000000\n\
+         query_order,2,1\n\
+         cancel,2,BTC-KRW,1\n\
+         query_order,1,1\n\
+         query_order,2,1\n\
+         query_order,2,2\n\
+         query_order,2,3\n",
+    );
+    let status: Vec<&String> = out.iter().filter(|l| l.contains("order_status")).collect();
+    // Engine time: 0 for the first command, 1 µs more for each that is not a query.
+    let expected = [
+        // Live, 2 of 3 filled at 15 000 (tick 1 KRW): 30 000 KRW.
+        order_found(
+            &O {
+                leaves: 1,
+                visible: 1,
+                filled: 2,
+                ..O::limit(2, BTC, 1, 2, "BUY", 15100, 3)
+            },
+            30_000,
+        ),
+        // The maker filled completely at the trade (the fourth command).
+        r#"{"event":"order_status","found":true,"status":"FILLED","user":1,"symbol":"BTC-KRW","client_order_id":1,"order_id":1,"side":"SELL","type":"LIMIT","price":15000,"filled_qty":2,"filled_notional":30000,"ts":3000}"#.to_string(),
+        r#"{"event":"order_status","found":true,"status":"CANCELLED","reason":"USER","user":2,"symbol":"BTC-KRW","client_order_id":1,"order_id":2,"side":"BUY","type":"LIMIT","price":15100,"filled_qty":2,"filled_notional":30000,"ts":5000}"#.to_string(),
+        // Refused by the risk stage: never got an order id.
+        r#"{"event":"order_status","found":true,"status":"REJECTED","code":2002,"reason":"INSUFFICIENT_FUNDS","user":2,"symbol":"BTC-KRW","client_order_id":2,"order_id":0,"side":"BUY","type":"LIMIT","price":15000,"filled_qty":0,"filled_notional":0,"ts":4000}"#.to_string(),
+        order_not_found(2, 3),
+    ];
+    assert_eq!(status, expected.iter().collect::<Vec<_>>());
 }

@@ -20,7 +20,7 @@ use crate::command::{Command, NewOrder, Query};
 use crate::config::{ClientOrderIdRule, Config, SymbolConfig};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
-use crate::matching::OrderRef;
+use crate::matching::{trade_notional, FinishedOrder, OrderRef, OrderStatus};
 use crate::types::{
     ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId,
     UserId,
@@ -260,6 +260,26 @@ pub struct ReferenceBook {
     coid_high: BTreeMap<UserId, u64>,
     /// Engine time: the largest command timestamp seen.
     now_ns: u64,
+    /// Finished orders remembered per user.
+    finished_per_user: usize,
+    /// Each user's finished orders, oldest first, at most `finished_per_user`.
+    finished: BTreeMap<UserId, VecDeque<FinishedOrder>>,
+    /// What the event stream has told about each order not yet finished: its identity (from
+    /// `Accepted`), last price (from `Amended`), filled quantity and notional (from `Trade`s).
+    known: BTreeMap<OrderId, Known>,
+}
+
+/// An order as [`ReferenceBook::observe`] follows it through the events.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    user: UserId,
+    client_order_id: ClientOrderId,
+    symbol: SymbolId,
+    side: Side,
+    order_type: OrderType,
+    price: Price,
+    filled: u64,
+    notional: u64,
 }
 
 impl ReferenceBook {
@@ -286,7 +306,153 @@ impl ReferenceBook {
             coid_rule: config.engine.client_order_ids,
             coid_high: BTreeMap::new(),
             now_ns: 0,
+            finished_per_user: config.engine.finished_orders_per_user as usize,
+            finished: BTreeMap::new(),
+            known: BTreeMap::new(),
         }
+    }
+
+    /// Records a new order rejected with `code` (by this model or the risk stage's): it
+    /// consumes its client order id and finishes as REJECTED.
+    pub fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
+        self.note_client_order_id(o);
+        if code == RejectCode::DuplicateClientOrderId {
+            return; // the id names an earlier order, whose entry stays visible
+        }
+        self.remember(
+            o.user,
+            FinishedOrder {
+                client_order_id: o.client_order_id,
+                order_id: OrderId(0),
+                symbol: o.symbol,
+                side: o.side,
+                order_type: o.order_type,
+                status: OrderStatus::Rejected(code),
+                price: o.price,
+                filled_qty: Qty(0),
+                filled_notional: 0,
+                ts: self.now_ns,
+            },
+        );
+    }
+
+    /// Appends to `user`'s window of finished orders, dropping the oldest beyond its size.
+    fn remember(&mut self, user: UserId, f: FinishedOrder) {
+        if user.0 >= self.users_max || self.finished_per_user == 0 {
+            return;
+        }
+        let ring = self.finished.entry(user).or_default();
+        ring.push_back(f);
+        if ring.len() > self.finished_per_user {
+            ring.pop_front();
+        }
+    }
+
+    /// Follows one command's events (docs/matching.md, "Order status"): an order finishes with
+    /// the event that takes its open quantity to zero — a trade (maker, then taker) or a
+    /// `Cancelled` — and a new order with its `Rejected`.
+    fn observe(&mut self, cmd: &Command, events: &[Event]) {
+        let now = self.now_ns;
+        for e in events {
+            match *e {
+                Event::Accepted {
+                    user,
+                    symbol,
+                    client_order_id,
+                    order_id,
+                    side,
+                    order_type,
+                    price,
+                    ..
+                } => {
+                    self.known.insert(
+                        order_id,
+                        Known {
+                            user,
+                            client_order_id,
+                            symbol,
+                            side,
+                            order_type,
+                            price,
+                            filled: 0,
+                            notional: 0,
+                        },
+                    );
+                }
+                Event::Amended {
+                    order_id, price, ..
+                } => {
+                    self.known
+                        .get_mut(&order_id)
+                        .expect("amended a known order")
+                        .price = price;
+                }
+                Event::Trade(t) => {
+                    let tick = self.symbols[t.symbol.0 as usize].spec.tick_size;
+                    let n = trade_notional(t.price, t.qty.0, tick);
+                    for fill in [t.maker, t.taker] {
+                        let k = self
+                            .known
+                            .get_mut(&fill.order_id)
+                            .expect("a known order trades");
+                        k.filled += t.qty.0;
+                        k.notional = k.notional.saturating_add(n);
+                        if fill.leaves_qty.0 == 0 {
+                            self.finish(fill.order_id, OrderStatus::Filled, now);
+                        }
+                    }
+                }
+                Event::Cancelled {
+                    order_id,
+                    leaves_qty,
+                    reason,
+                    ..
+                } if leaves_qty.0 == 0 => {
+                    self.finish(order_id, OrderStatus::cancelled(reason), now);
+                }
+                Event::Rejected { code, .. } if code != RejectCode::DuplicateClientOrderId => {
+                    if let Command::NewOrder(ref o) = *cmd {
+                        let f = FinishedOrder {
+                            client_order_id: o.client_order_id,
+                            order_id: OrderId(0),
+                            symbol: o.symbol,
+                            side: o.side,
+                            order_type: o.order_type,
+                            status: OrderStatus::Rejected(code),
+                            price: o.price,
+                            filled_qty: Qty(0),
+                            filled_notional: 0,
+                            ts: now,
+                        };
+                        self.remember(o.user, f);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves a known order to its owner's window with `status`.
+    fn finish(&mut self, order_id: OrderId, status: OrderStatus, ts: u64) {
+        let k = self
+            .known
+            .remove(&order_id)
+            .expect("a known order finishes");
+        self.remember(
+            k.user,
+            FinishedOrder {
+                client_order_id: k.client_order_id,
+                order_id,
+                symbol: k.symbol,
+                side: k.side,
+                order_type: k.order_type,
+                status,
+                price: k.price,
+                filled_qty: Qty(k.filled),
+                filled_notional: k.notional,
+                ts,
+            },
+        );
     }
 
     /// Records that `o` (a new order of a known user, accepted or rejected by any stage) used
@@ -375,6 +541,7 @@ impl ReferenceBook {
             | Command::RejectWithdrawal { .. } => {}
             Command::Query(ref q) => self.answer(q, &mut events),
         }
+        self.observe(cmd, &events);
         for e in &events {
             sink.on_event(e);
         }
@@ -1023,11 +1190,30 @@ impl ReferenceBook {
             Query::Order {
                 user,
                 client_order_id,
-            } => events.push(Event::OrderStatus {
-                user,
-                client_order_id,
-                order: self.order(user, client_order_id),
-            }),
+            } => {
+                let order = self.order(user, client_order_id);
+                let finished = match order {
+                    Some(_) => None,
+                    None => self.finished.get(&user).and_then(|ring| {
+                        ring.iter()
+                            .rev()
+                            .find(|f| f.client_order_id == client_order_id)
+                            .copied()
+                    }),
+                };
+                let filled_notional = match (order, finished) {
+                    (Some(o), _) => self.known.get(&o.order_id).map_or(0, |k| k.notional),
+                    (None, Some(f)) => f.filled_notional,
+                    (None, None) => 0,
+                };
+                events.push(Event::OrderStatus {
+                    user,
+                    client_order_id,
+                    order,
+                    finished,
+                    filled_notional,
+                })
+            }
             Query::OpenOrders { user, limit } => {
                 // Acceptance order is order-id order: ids are handed out as orders are accepted.
                 let mut mine: Vec<OrderView> = self
@@ -1171,6 +1357,7 @@ impl ReferenceBook {
                 h.u64(0x5ec7_1000 + section as u64);
                 for (_, o, visible) in in_section {
                     o.view(*visible).hash_into(h);
+                    h.u64(self.known.get(&o.id).map_or(0, |k| k.notional));
                 }
             }
             h.u64(orders.len() as u64);
@@ -1179,6 +1366,17 @@ impl ReferenceBook {
         for (user, high) in &self.coid_high {
             h.u64(u64::from(user.0));
             h.u64(*high);
+        }
+        h.u64(0xf1_0000);
+        for (user, ring) in &self.finished {
+            if ring.is_empty() {
+                continue;
+            }
+            h.u64(u64::from(user.0));
+            for f in ring {
+                f.hash_into(h);
+            }
+            h.u64(ring.len() as u64);
         }
     }
 

@@ -20,6 +20,11 @@ use crate::types::{
     ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
 };
 
+pub mod finished;
+
+use finished::FinishedWindow;
+pub use finished::{FinishedOrder, OrderStatus};
+
 /// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
 /// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
 /// the size of the table that finds an order by id; a power of two, so that the modulo is a
@@ -54,6 +59,10 @@ struct OrderStore {
     /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
     by_id: Vec<u32>,
     users: Vec<UserList>,
+    /// Per pool slot: the notional the order in it has filled (quote minimal units).
+    notional: Vec<u64>,
+    /// Each user's recently finished orders (docs/matching.md, "Order status").
+    finished: FinishedWindow,
 }
 
 impl OrderStore {
@@ -85,6 +94,7 @@ impl OrderStore {
             order.id
         );
         self.by_id[entry] = slot;
+        self.notional[slot as usize] = 0;
         self.index.insert(order.user, order.client_order_id, slot);
         let list = &mut self.users[order.user.0 as usize];
         let tail = list.tail;
@@ -121,6 +131,28 @@ impl OrderStore {
             self.pool[next].user_prev = prev;
         }
         self.pool.free(slot);
+    }
+
+    /// Records that the order in `slot` finished with `status` at engine time `ts` (at the
+    /// event that took its open quantity to zero: docs/matching.md, "Order status").
+    #[inline]
+    fn finish(&mut self, slot: u32, status: OrderStatus, ts: u64) {
+        let o = &self.pool[slot];
+        self.finished.push(
+            o.user,
+            FinishedOrder {
+                client_order_id: o.client_order_id,
+                order_id: o.id,
+                symbol: o.symbol,
+                side: o.side,
+                order_type: o.order_type,
+                status,
+                price: o.price,
+                filled_qty: Qty(o.filled),
+                filled_notional: self.notional[slot as usize],
+                ts,
+            },
+        );
     }
 }
 
@@ -206,6 +238,11 @@ impl Matcher {
                     };
                     cap.users_max as usize
                 ],
+                notional: vec![0; cap.orders_max as usize],
+                finished: FinishedWindow::new(
+                    cap.users_max as usize,
+                    config.engine.finished_orders_per_user as usize,
+                ),
             },
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,
@@ -339,10 +376,37 @@ impl Matcher {
         match self.validate(o) {
             Ok(()) => self.place_validated(o, sink),
             Err(code) => {
-                self.note_client_order_id(o);
+                self.note_rejected(o, code);
                 sink.on_event(&reject(o.user, o.client_order_id, code))
             }
         }
+    }
+
+    /// Records a new order either stage rejected with `code`: it consumes its client order id
+    /// ([`Matcher::note_client_order_id`]) and finishes as REJECTED in its owner's window —
+    /// except a `DUPLICATE_CLIENT_ORDER_ID`, whose id names an earlier order: a resend must not
+    /// hide what became of the original (docs/matching.md, "Order status").
+    #[inline]
+    pub fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
+        self.note_client_order_id(o);
+        if code == RejectCode::DuplicateClientOrderId {
+            return;
+        }
+        self.store.finished.push(
+            o.user,
+            FinishedOrder {
+                client_order_id: o.client_order_id,
+                order_id: OrderId(0),
+                symbol: o.symbol,
+                side: o.side,
+                order_type: o.order_type,
+                status: OrderStatus::Rejected(code),
+                price: o.price,
+                filled_qty: Qty(0),
+                filled_notional: 0,
+                ts: self.now_ns,
+            },
+        );
     }
 
     /// Raises the user's client-order-id high-water mark to `o`'s id: every sequenced new order
@@ -391,6 +455,7 @@ impl Matcher {
             ..OrderPool::blank()
         };
         if self.store.pool.live() == self.store.pool.capacity() {
+            self.note_rejected(o, RejectCode::OrderPoolFull);
             sink.on_event(&reject(
                 o.user,
                 o.client_order_id,
@@ -451,6 +516,8 @@ impl Matcher {
                 o.leaves,
                 CancelReason::PostOnly,
             ));
+            let status = OrderStatus::Cancelled(CancelReason::PostOnly);
+            self.store.finish(slot, status, self.now_ns);
             self.store.retire(slot);
             return;
         }
@@ -460,10 +527,13 @@ impl Matcher {
                 o.leaves,
                 CancelReason::Fok,
             ));
+            let status = OrderStatus::Cancelled(CancelReason::Fok);
+            self.store.finish(slot, status, self.now_ns);
             self.store.retire(slot);
             return;
         }
         match_incoming(book, &mut self.store, slot, self.now_ns, sink);
+        let now = self.now_ns;
         let o = &mut self.store.pool[slot];
         if o.leaves == 0 {
             self.store.retire(slot);
@@ -475,6 +545,8 @@ impl Matcher {
             let left = o.leaves;
             o.leaves = 0;
             sink.on_event(&cancelled(o, left, CancelReason::Ioc));
+            self.store
+                .finish(slot, OrderStatus::Cancelled(CancelReason::Ioc), now);
             self.store.retire(slot);
         }
     }
@@ -595,6 +667,8 @@ impl Matcher {
         let left = o.leaves;
         o.leaves = 0;
         sink.on_event(&cancelled(o, left, reason));
+        self.store
+            .finish(slot, OrderStatus::cancelled(reason), self.now_ns);
         self.store.retire(slot);
     }
 
@@ -772,11 +846,16 @@ impl Matcher {
             Query::Order {
                 user,
                 client_order_id,
-            } => sink.on_event(&Event::OrderStatus {
-                user,
-                client_order_id,
-                order: self.order(user, client_order_id),
-            }),
+            } => {
+                let (order, finished, filled_notional) = self.order_status(user, client_order_id);
+                sink.on_event(&Event::OrderStatus {
+                    user,
+                    client_order_id,
+                    order,
+                    finished,
+                    filled_notional,
+                })
+            }
             Query::OpenOrders { user, limit } => {
                 let mut count = 0u32;
                 self.for_each_user_order(user, |o| {
@@ -827,6 +906,27 @@ impl Matcher {
             .index
             .get(user, coid, &self.store.pool)
             .map(|slot| view(&self.store.pool[slot]))
+    }
+
+    /// What a status query for `user`'s client order id `coid` answers: the live order, or
+    /// else the newest finished order with that id in the user's window, with the notional
+    /// the order filled (0 when neither: never placed, or out of the window).
+    pub fn order_status(
+        &self,
+        user: UserId,
+        coid: ClientOrderId,
+    ) -> (Option<OrderView>, Option<FinishedOrder>, u64) {
+        if user.0 as usize >= self.store.users.len() {
+            return (None, None, 0);
+        }
+        if let Some(slot) = self.store.index.get(user, coid, &self.store.pool) {
+            let notional = self.store.notional[slot as usize];
+            return (Some(view(&self.store.pool[slot])), None, notional);
+        }
+        match self.store.finished.find(user, coid) {
+            Some(f) => (None, Some(f), f.filled_notional),
+            None => (None, None, 0),
+        }
     }
 
     /// The live order with engine id `order_id`, whoever owns it: the id table's entry
@@ -935,6 +1035,7 @@ impl Matcher {
                     last_section = Some(section);
                 }
                 v.hash_into(h);
+                h.u64(self.filled_notional_of(v.order_id));
                 count += 1;
             });
             h.u64(count);
@@ -947,6 +1048,14 @@ impl Matcher {
                 h.u64(high);
             }
         }
+        self.store.finished.hash_into(h);
+    }
+
+    /// The notional the live order `order_id` has filled (0 if it is not live).
+    pub fn filled_notional_of(&self, order_id: OrderId) -> u64 {
+        self.store
+            .slot_of(order_id)
+            .map_or(0, |slot| self.store.notional[slot as usize])
     }
 
     /// The digest of the whole matching state.
@@ -1051,6 +1160,11 @@ fn match_incoming<S: EventSink + ?Sized>(
             if stp == StpMode::None || store.pool[m].user != user {
                 take(levels, &mut store.pool, idx, m, qty);
                 store.pool[m].filled += qty;
+                // Saturating, like the reference model (docs/matching.md, "Order status").
+                let traded = trade_notional(level_price, qty, spec.tick_size);
+                let n = &mut store.notional;
+                n[m as usize] = n[m as usize].saturating_add(traded);
+                n[slot as usize] = n[slot as usize].saturating_add(traded);
                 let t = &mut store.pool[slot];
                 t.leaves -= qty;
                 t.filled += qty;
@@ -1084,6 +1198,12 @@ fn match_incoming<S: EventSink + ?Sized>(
                     taker: taker_fill,
                 }));
                 book.last_price = Some(level_price);
+                if store.pool[m].leaves == 0 {
+                    store.finish(m, OrderStatus::Filled, now_ns);
+                }
+                if store.pool[slot].leaves == 0 {
+                    store.finish(slot, OrderStatus::Filled, now_ns);
+                }
                 next = settle_maker(levels, store, idx, m, next);
             } else {
                 // Self-trade prevention; the taker's mode decides (docs/matching.md).
@@ -1093,13 +1213,21 @@ fn match_incoming<S: EventSink + ?Sized>(
                         let left = store.pool[m].leaves;
                         store.pool[m].leaves = 0;
                         sink.on_event(&cancelled(&store.pool[m], left, CancelReason::SelfTrade));
+                        store.finish(m, OrderStatus::Cancelled(CancelReason::SelfTrade), now_ns);
                         store.retire(m);
                     }
                     StpMode::Decrement => {
                         take(levels, &mut store.pool, idx, m, qty);
                         sink.on_event(&cancelled(&store.pool[m], qty, CancelReason::SelfTrade));
+                        let stp = OrderStatus::Cancelled(CancelReason::SelfTrade);
+                        if store.pool[m].leaves == 0 {
+                            store.finish(m, stp, now_ns);
+                        }
                         store.pool[slot].leaves -= qty;
                         sink.on_event(&cancelled(&store.pool[slot], qty, CancelReason::SelfTrade));
+                        if store.pool[slot].leaves == 0 {
+                            store.finish(slot, stp, now_ns);
+                        }
                         next = settle_maker(levels, store, idx, m, next);
                     }
                     StpMode::CancelNewest | StpMode::None => {}
@@ -1108,6 +1236,11 @@ fn match_incoming<S: EventSink + ?Sized>(
                     let left = store.pool[slot].leaves;
                     store.pool[slot].leaves = 0;
                     sink.on_event(&cancelled(&store.pool[slot], left, CancelReason::SelfTrade));
+                    store.finish(
+                        slot,
+                        OrderStatus::Cancelled(CancelReason::SelfTrade),
+                        now_ns,
+                    );
                     return;
                 }
             }
@@ -1117,6 +1250,14 @@ fn match_incoming<S: EventSink + ?Sized>(
             m = next;
         }
     }
+}
+
+/// The notional of one trade in quote minimal units (price × qty × tick size), saturating.
+#[inline]
+pub fn trade_notional(price: Price, qty: u64, tick_size: u64) -> u64 {
+    (price.0 as u64)
+        .saturating_mul(qty)
+        .saturating_mul(tick_size)
 }
 
 /// Takes `qty` off a resting order's visible and open quantity, in place.
@@ -1184,6 +1325,17 @@ impl Matcher {
         }
     }
 
+    /// Snapshot support ([`crate::snapshot`]): each user's window of finished orders, in user
+    /// id order, oldest first, for the users that have one.
+    pub(crate) fn for_each_finished_window(&self, mut f: impl FnMut(UserId, &[FinishedOrder])) {
+        let mut entries = Vec::with_capacity(self.store.finished.per_user());
+        for user in self.store.finished.users() {
+            entries.clear();
+            entries.extend(self.store.finished.oldest_first(user).copied());
+            f(user, &entries);
+        }
+    }
+
     /// Snapshot support ([`crate::snapshot`]): rebuilds the matching state of `config` from
     /// parts that `crate::snapshot` has validated. `orders` are the live orders in canonical
     /// book order (symbol, section, level best first, FIFO within a level) with their links
@@ -1206,6 +1358,8 @@ impl Matcher {
         orders: &[(BookSection, Order)],
         acceptance: &[u32],
         coid_high: &[(UserId, u64)],
+        notionals: &[(OrderId, u64)],
+        finished: &[(UserId, Vec<FinishedOrder>)],
     ) -> Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
@@ -1229,6 +1383,15 @@ impl Matcher {
                     && m.store.by_id[m.store.id_entry(order.id)] == NIL
             );
             slots[i as usize] = m.store.admit(order);
+        }
+        for &(id, n) in notionals {
+            let slot = m.store.slot_of(id).expect("validated: a live order");
+            m.store.notional[slot as usize] = n;
+        }
+        for (user, entries) in finished {
+            for f in entries {
+                m.store.finished.push(*user, *f);
+            }
         }
         for (&(section, o), &slot) in orders.iter().zip(&slots) {
             let book = &mut m.books[o.symbol.0 as usize];

@@ -377,7 +377,8 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
             let matcher = unsafe { shared.matcher() };
             // Engine time moves with every command, whatever R decided (`Engine::process_at`).
             matcher.advance(slot.timestamp_ns);
-            // Also for `Plan::Done`: a new order R rejected still consumes its client order id.
+            // Also for `Plan::Rejected`: a new order R rejected still consumes its client order
+            // id and finishes as REJECTED in its owner's window.
             match_stage(
                 matcher,
                 &slot.cmd,
@@ -473,7 +474,7 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
                 balances_reply(accounts, user, &mut sink);
                 forward_command(&mut inbox, seq, &mut sink, wait, &control);
             }
-            Plan::Done | Plan::Book => {
+            Plan::Done | Plan::Rejected(_) | Plan::Book => {
                 forward_command(&mut inbox, seq, &mut sink, wait, &control);
             }
         }

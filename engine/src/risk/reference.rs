@@ -345,7 +345,7 @@ impl ReferenceEngine {
         let (currency, amount) = match checked {
             Ok(lock) => lock,
             Err(code) => {
-                self.book.note_client_order_id(o);
+                self.book.note_rejected(o, code);
                 return events.push(reject(code));
             }
         };

@@ -24,7 +24,7 @@ use ringbook_engine::RejectCode;
 
 /// The schema version this crate speaks; a frame with another version is rejected. Version 2
 /// added the trade identity (trade id, engine time, contra order id) to `Fill`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The size of the `length` prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Prefix, type and version.

@@ -3,7 +3,7 @@
 //! unsequenced session-control ones (login replies, heartbeats, disconnect).
 
 use ringbook_engine::book::OrderView;
-use ringbook_engine::RejectCode;
+use ringbook_engine::{FinishedOrder, OrderStatus, RejectCode};
 
 use super::wire::{Rd, Wr};
 use super::{name32, put_header, Name32, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
@@ -163,7 +163,8 @@ pub struct OrderInfo {
     pub flags: u8,
     /// Self-trade prevention mode.
     pub stp: u8,
-    /// Order status: 0 NEW, 1 PARTIALLY_FILLED (only live orders are reported).
+    /// Order status: 0 NEW, 1 PARTIALLY_FILLED, 2 FILLED, 3 CANCELLED, 4 REJECTED, 5 EXPIRED
+    /// (the finished ones only in an OrderStatus reply).
     pub status: u8,
     /// Client order id.
     pub client_order_id: u64,
@@ -186,6 +187,11 @@ pub struct OrderInfo {
 /// The size of an [`OrderInfo`] on the wire.
 pub const ORDER_INFO_BYTES: usize = 4 + 2 + 6 + 8 * 8;
 
+/// The wire byte of an order status (`OrderInfo::status`): the engine's status number less one.
+pub fn status_byte(s: OrderStatus) -> u8 {
+    s.code() - 1
+}
+
 impl OrderInfo {
     /// From the engine's view of a live order.
     pub fn from_view(o: &OrderView) -> OrderInfo {
@@ -206,6 +212,23 @@ impl OrderInfo {
             visible_qty: o.visible_qty.0,
             filled_qty: o.filled_qty.0,
             display_qty: o.display_qty.0,
+        }
+    }
+
+    /// From a finished order of `user` (its time in force, flags, STP mode and stop price are
+    /// not kept: 0; nothing open or shown).
+    pub fn from_finished(user: u32, f: &FinishedOrder) -> OrderInfo {
+        OrderInfo {
+            user,
+            symbol: f.symbol.0,
+            side: f.side as u8,
+            order_type: f.order_type as u8,
+            status: status_byte(f.status),
+            client_order_id: f.client_order_id.0,
+            order_id: f.order_id.0,
+            price: f.price.0,
+            filled_qty: f.filled_qty.0,
+            ..OrderInfo::default()
         }
     }
 
@@ -398,13 +421,20 @@ pub enum ServerMsg {
         code: u16,
         name: Name32,
     },
-    /// `found` 0: the user has no live order with this client order id (filled, cancelled or
-    /// never placed); `order` is then all zeros.
+    /// `found` 0: the engine knows no order of the user with this client order id (never
+    /// placed, or finished longer ago than the user's window of finished orders); everything
+    /// else is then zero. Otherwise `order.status` is the order's status (live or finished),
+    /// `detail` the cancel reason (CANCELLED) or reject code (REJECTED), `filled_notional`
+    /// what it filled in quote minimal units, `finished_ts` the engine time it finished (0
+    /// while live).
     OrderStatus {
         seq: u64,
         request_id: u64,
         found: u8,
+        detail: u16,
         order: OrderInfo,
+        filled_notional: u64,
+        finished_ts: u64,
     },
     OpenOrder {
         seq: u64,
@@ -794,11 +824,15 @@ impl ServerMsg {
             ServerMsg::OrderStatus {
                 request_id,
                 found,
+                detail,
                 order,
+                filled_notional,
+                finished_ts,
                 ..
             } => {
-                w.u64(request_id).u8(found).u8(0).u16(0).u32(0);
+                w.u64(request_id).u8(found).u8(0).u16(detail).u32(0);
                 order.put(&mut w);
+                w.u64(filled_notional).u64(finished_ts);
             }
             ServerMsg::OpenOrder {
                 request_id, order, ..
@@ -1047,12 +1081,15 @@ impl ServerMsg {
                 }
             }
             ORDER_STATUS => {
-                let (request_id, found, _, _, _) = (r.u64(), r.u8(), r.u8(), r.u16(), r.u32());
+                let (request_id, found, _, detail, _) = (r.u64(), r.u8(), r.u8(), r.u16(), r.u32());
                 ServerMsg::OrderStatus {
                     seq,
                     request_id,
                     found,
+                    detail,
                     order: OrderInfo::get(&mut r),
+                    filled_notional: r.u64(),
+                    finished_ts: r.u64(),
                 }
             }
             OPEN_ORDER => ServerMsg::OpenOrder {

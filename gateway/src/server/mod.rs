@@ -22,8 +22,8 @@
 
 mod auth;
 pub mod backend;
-mod marketdata;
 pub mod bridge;
+mod marketdata;
 mod pipeline_backend;
 mod session;
 pub mod signal;
@@ -43,9 +43,9 @@ use ringbook_engine::{Command, Event, Query, RejectCode, Seq, UserId};
 use auth::Auth;
 pub use auth::{authorize, LoginCheck, Role, ThrottleConfig};
 pub use backend::{Backend, BackendOutput, EngineBackend};
-pub use marketdata::{CANDLE_HISTORY_SENT, MD_FLUSH_INTERVAL, TICKER_INTERVAL};
 pub use bridge::WebBridge;
 use bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
+pub use marketdata::{CANDLE_HISTORY_SENT, MD_FLUSH_INTERVAL, TICKER_INTERVAL};
 pub use pipeline_backend::PipelineBackend;
 use ringbook_engine::marketdata::MarketData;
 use session::{Closing, Conn, Session, Stalled};
@@ -1960,15 +1960,36 @@ impl<B: Backend> Core<B> {
                 );
             }
             // Query replies: to the asking session only, with its request id.
-            Event::OrderStatus { order, .. } => self.reply(
-                origin,
-                ServerMsg::OrderStatus {
-                    seq: 0,
-                    request_id,
-                    found: order.is_some() as u8,
-                    order: order.map(|v| OrderInfo::from_view(&v)).unwrap_or_default(),
-                },
-            ),
+            Event::OrderStatus {
+                user,
+                order,
+                finished,
+                filled_notional,
+                ..
+            } => {
+                let (found, detail, info, finished_ts) = match (order, finished) {
+                    (Some(v), _) => (1, 0, OrderInfo::from_view(&v), 0),
+                    (None, Some(f)) => (
+                        1,
+                        f.status.detail(),
+                        OrderInfo::from_finished(user.0, &f),
+                        f.ts,
+                    ),
+                    (None, None) => (0, 0, OrderInfo::default(), 0),
+                };
+                self.reply(
+                    origin,
+                    ServerMsg::OrderStatus {
+                        seq: 0,
+                        request_id,
+                        found,
+                        detail,
+                        order: info,
+                        filled_notional,
+                        finished_ts,
+                    },
+                )
+            }
             Event::OpenOrder(v) => self.reply(
                 origin,
                 ServerMsg::OpenOrder {
