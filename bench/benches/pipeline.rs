@@ -28,7 +28,7 @@
 //! the latencies and in the JSON (`hiccup_p99_ns`, … for the run; `hiccup_alone_*` alone), with
 //! the issue-17 targets p99 ≤ hiccup p99 + 2 µs and p99.9 ≤ hiccup p99.9 + 10 µs checked against
 //! the `during` figures. `--hiccup-duty F` busy-loops only F of the time (1 ms windows);
-//! `--hiccup-core N` pins the meter.
+//! `--hiccup-core N` pins the meter. The alone phase is always continuous (duty 1).
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::process::ExitCode;
@@ -265,7 +265,11 @@ fn run(args: &Args) -> Result<(), String> {
     hiccup_config.validate()?;
     let hiccup_alone = if matches!(args.hiccup.as_str(), "both" | "alone") {
         Some(hiccup::measure_alone(
-            hiccup_config,
+            // Alone, nothing of ours competes: always continuous.
+            HiccupConfig {
+                duty: 1.0,
+                ..hiccup_config
+            },
             Duration::from_secs_f64(args.seconds.min(1.0)),
         )?)
     } else {

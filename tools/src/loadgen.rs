@@ -27,7 +27,8 @@
 //! for up to 1 s before the orders, `during` for the order run (it then competes for a core
 //! with the server and the senders), `both` (the default) or `off`. Its percentiles are printed
 //! beside the latencies and in the JSON (`hiccup_p99_ns`, …; `hiccup_alone_*` for the alone
-//! figures).
+//! figures). `--hiccup-duty F` busy-loops only F of the time during the run (the alone phase is
+//! always continuous).
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -263,7 +264,11 @@ fn load(args: Args) -> Result<(), String> {
     let mut hiccups = Hiccups::default();
     if matches!(args.hiccup.as_str(), "both" | "alone") {
         hiccups.alone = Some(hiccup::measure_alone(
-            hiccup_config,
+            // Alone, nothing of ours competes: always continuous.
+            HiccupConfig {
+                duty: 1.0,
+                ..hiccup_config
+            },
             Duration::from_secs(1),
         )?);
     }
