@@ -257,7 +257,7 @@ pub fn run_loop(
     let mut i = 0u32;
     loop {
         i = i.wrapping_add(1);
-        if i % 64 == 0 && stop() {
+        if i.is_multiple_of(64) && stop() {
             return;
         }
         let now = clock();
