@@ -2,14 +2,19 @@
 //!
 //! ```text
 //! cargo bench -p ringbook-bench --bench book -- [--json] [--ops N] [--warmup N] [--rounds N]
-//!     [--seed N] [--pool N] [--hugepages] [--only ringbook|matchcore|lobster]
+//!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--only ringbook|matchcore|lobster]
 //! cargo bench -p ringbook-bench --bench book -- --resting 1000000 [--json]
 //! ```
 //!
 //! `--json` prints exactly one JSON object on stdout (the report goes to stderr), starting with
 //! `ringbook_ops_per_sec`, `matchcore_ops_per_sec`, `lobster_ops_per_sec`, `ringbook_p99_ns`.
-//! `--pool` sets ringbook's order pool (default: the default config's 262 144); `--hugepages` is
-//! an experiment (see the `hugepages` module); `--only` runs one engine, for profiling (no ratios,
+//! `--pool` sets ringbook's order pool (default: the default config's 262 144, or the workload's
+//! peak live orders + 1024 if more); `live` names that minimum. A list (`--pool
+//! live,262144,1048576`) or `--pool-sweep` (262 144 / 1 048 576 / 4 194 304) runs ringbook once per
+//! size on the same workload in the same run, interleaved with the peers round by round, and
+//! reports each size's throughput and its ratio to the smallest size (text, and `pool_sweep` in
+//! the JSON; the top-level `ringbook_*` keys are then the smallest size's). `--hugepages` is an
+//! experiment (see the `hugepages` module); `--only` runs one engine, for profiling (no ratios,
 //! no JSON). Results and caveats: docs/benchmarks.md.
 //!
 //! Mixed mode: generates the workload ([`ringbook_bench::generate`]: a warm-up of `--warmup`
@@ -124,13 +129,44 @@ struct Args {
     only: Option<String>,
     /// Experiment: madvise(MADV_HUGEPAGE) on big allocations.
     hugepages: bool,
-    /// ringbook's order pool size (default: the default config's 262 144, or more if the
-    /// workload needs it).
-    pool: Option<u32>,
+    /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
+    /// config's 262 144, or more if the workload needs it).
+    pools: Vec<Pool>,
+}
+
+/// One requested pool size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    /// The least the workload needs: its peak live orders + 1024.
+    Live,
+    /// Exactly this many slots.
+    Size(u32),
+}
+
+/// `--pool-sweep`: the sizes issue 17 names (the default config's, 4x, 16x).
+const POOL_SWEEP: [u32; 3] = [262_144, 1_048_576, 4_194_304];
+
+fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
+    v.split(',')
+        .map(|t| {
+            let t = t.trim();
+            if t == "live" {
+                return Ok(Pool::Live);
+            }
+            match t.replace('_', "").parse::<u32>() {
+                Ok(n) if n > 0 && n < u32::MAX => Ok(Pool::Size(n)),
+                _ => Err(format!(
+                    "--pool: {t:?} is not a pool size (1..{} or `live`)",
+                    u32::MAX
+                )),
+            }
+        })
+        .collect()
 }
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
-                     [--pool N] [--hugepages] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
+                     [--pool N[,N...]|live] [--pool-sweep] [--hugepages] \
+                     [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = WorkloadSpec::default();
@@ -142,7 +178,7 @@ fn parse_args() -> Result<Args, String> {
         seed: None,
         resting: None,
         only: None,
-        pool: None,
+        pools: Vec::new(),
         hugepages: false,
     };
     let mut it = std::env::args().skip(1);
@@ -161,7 +197,11 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => args.rounds = (number("--rounds")? as usize).max(1),
             "--seed" => args.seed = Some(number("--seed")?),
             "--resting" => args.resting = Some(number("--resting")?),
-            "--pool" => args.pool = Some(number("--pool")? as u32),
+            "--pool" => {
+                let v = it.next().ok_or("--pool needs a value")?;
+                args.pools.extend(parse_pools(&v)?);
+            }
+            "--pool-sweep" => args.pools.extend(POOL_SWEEP.map(Pool::Size)),
             "--only" => {
                 let name = it.next().ok_or("--only needs an engine name")?;
                 if !["ringbook", "matchcore", "lobster"].contains(&name.as_str()) {
@@ -211,6 +251,8 @@ fn median(v: &[Duration]) -> Duration {
 
 struct EngineResult {
     name: &'static str,
+    /// ringbook's pool size for this result (None for the peers).
+    pool: Option<u32>,
     /// Throughput passes, one per round.
     runs: Vec<Duration>,
     latency: Option<Latency>,
@@ -357,42 +399,88 @@ fn mixed(args: &Args) -> Result<(), String> {
             .unwrap_or_else(|_| "unknown".into())
     ));
 
-    let pool = args.pool.unwrap_or_else(|| ringbook_pool_for(&w));
+    let live_pool = ringbook_pool_for(&w);
+    let mut pools: Vec<u32> = args
+        .pools
+        .iter()
+        .map(|p| match p {
+            Pool::Live => (s.peak_live as u64 + 1024).min(u64::from(u32::MAX - 1)) as u32,
+            Pool::Size(n) => *n,
+        })
+        .collect();
+    if pools.is_empty() {
+        pools.push(live_pool);
+    }
+    pools.sort_unstable();
+    pools.dedup();
+    if pools[0] as usize <= s.peak_live {
+        return Err(format!(
+            "--pool {} is below the workload's peak of {} live orders (use `live` for the least \
+             that fits)",
+            pools[0], s.peak_live
+        ));
+    }
+    for &pool in &pools {
+        say(format!(
+            "ringbook: order pool {pool} slots (index {} entries), band 1..=100000 ticks",
+            (pool as usize * 2).next_power_of_two(),
+        ));
+    }
     say(format!(
-        "ringbook: order pool {pool} slots (index {} entries), band 1..=100000 ticks; matchcore: \
-         id map for {} ids; lobster: arena of {} orders",
-        (pool as usize * 2).next_power_of_two(),
+        "matchcore: id map for {} ids; lobster: arena of {} orders",
         s.max_id + 1,
         s.max_id + 1
     ));
-    let make_ringbook = |_: &Workload| RingbookBook::with_capacity(pool);
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     let slot = |name: &'static str| {
         wanted(name).then(|| EngineResult {
             name,
+            pool: None,
             runs: Vec::new(),
             latency: None,
             anon_huge_kib: None,
         })
     };
-    let mut rb = slot(RingbookBook::NAME);
+    let mut rbs: Vec<EngineResult> = if wanted(RingbookBook::NAME) {
+        pools
+            .iter()
+            .map(|&p| EngineResult {
+                pool: Some(p),
+                ..slot(RingbookBook::NAME).expect("wanted")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut mc = slot(MatchcoreBook::NAME);
     let mut lb = slot(LobsterBook::NAME);
 
-    // Throughput: engines interleaved, starting engine rotated per round, so slow drift in the
-    // machine's load spreads over all three.
+    // Throughput: engines (and ringbook's pool sizes) interleaved, starting one rotated per
+    // round, so slow drift in the machine's load spreads over all of them.
+    let entrants = rbs.len() + 2;
     for round in 0..args.rounds {
-        for k in 0..3 {
-            match ((round + k) % 3, &mut rb, &mut mc, &mut lb) {
-                (0, Some(r), _, _) => throughput_round(&w, &make_ringbook, r)?,
-                (1, _, Some(r), _) => throughput_round(&w, &make_matchcore, r)?,
-                (2, _, _, Some(r)) => throughput_round(&w, &make_lobster, r)?,
-                _ => {}
+        for k in 0..entrants {
+            match (round + k) % entrants {
+                i if i < rbs.len() => {
+                    let pool = pools[i];
+                    throughput_round(&w, &|_| RingbookBook::with_capacity(pool), &mut rbs[i])?
+                }
+                i if i == rbs.len() => {
+                    if let Some(r) = &mut mc {
+                        throughput_round(&w, &make_matchcore, r)?
+                    }
+                }
+                _ => {
+                    if let Some(r) = &mut lb {
+                        throughput_round(&w, &make_lobster, r)?
+                    }
+                }
             }
         }
     }
-    if let Some(r) = &mut rb {
-        latency_pass(&w, &make_ringbook, overhead_ns, r)?;
+    for (i, r) in rbs.iter_mut().enumerate() {
+        let pool = pools[i];
+        latency_pass(&w, &|_| RingbookBook::with_capacity(pool), overhead_ns, r)?;
     }
     if let Some(r) = &mut mc {
         latency_pass(&w, &make_matchcore, overhead_ns, r)?;
@@ -400,7 +488,11 @@ fn mixed(args: &Args) -> Result<(), String> {
     if let Some(r) = &mut lb {
         latency_pass(&w, &make_lobster, overhead_ns, r)?;
     }
-    let engines: Vec<&EngineResult> = [&rb, &mc, &lb].into_iter().flatten().collect();
+    let engines: Vec<&EngineResult> = rbs.iter().chain([&mc, &lb].into_iter().flatten()).collect();
+    let label = |e: &EngineResult| match e.pool {
+        Some(p) if pools.len() > 1 => format!("{}@{p}", e.name),
+        _ => e.name.to_string(),
+    };
     if args.hugepages {
         for e in &engines {
             say(format!(
@@ -414,7 +506,7 @@ fn mixed(args: &Args) -> Result<(), String> {
 
     let n = w.ops.len();
     say(format!(
-        "\n{:<10} {:>14} {:>14} {:>8} {:>8} {:>8} {:>10} {:>12}",
+        "\n{:<17} {:>14} {:>14} {:>8} {:>8} {:>8} {:>10} {:>12}",
         "engine",
         "ops/s (median)",
         "ops/s (best)",
@@ -426,8 +518,8 @@ fn mixed(args: &Args) -> Result<(), String> {
     ));
     for e in &engines {
         say(format!(
-            "{:<10} {:>14.0} {:>14.0} {:>8} {:>8} {:>8} {:>10} {:>12}",
-            e.name,
+            "{:<17} {:>14.0} {:>14.0} {:>8} {:>8} {:>8} {:>10} {:>12}",
+            label(e),
             e.ops_per_sec(n),
             e.best_ops_per_sec(n),
             e.q(0.5),
@@ -449,8 +541,8 @@ fn mixed(args: &Args) -> Result<(), String> {
             .map(|d| format!("{:.2}", n as f64 / d.as_secs_f64() / 1e6))
             .collect();
         say(format!(
-            "  {:<10} rounds, M ops/s: {}",
-            e.name,
+            "  {:<17} rounds, M ops/s: {}",
+            label(e),
             each.join(" ")
         ));
     }
@@ -470,12 +562,58 @@ fn mixed(args: &Args) -> Result<(), String> {
                 )
             })
             .collect();
-        say(format!("  {:<10} {}", e.name, cells.join("   ")));
+        say(format!("  {:<17} {}", label(e), cells.join("   ")));
     }
-    let (Some(rb), Some(mc), Some(lb)) = (&rb, &mc, &lb) else {
+    let (Some(rb), Some(mc), Some(lb)) = (rbs.first(), &mc, &lb) else {
         say("(--only: no ratios)".to_string());
         return Ok(());
     };
+    // The pool sweep: each size against the smallest and against matchcore, same run.
+    let mut sweep_json = Vec::new();
+    if rbs.len() > 1 {
+        say(format!(
+            "\npool sweep (same workload, same run, medians; peak live orders {}):",
+            s.peak_live
+        ));
+        say(format!(
+            "  {:>10} {:>14} {:>12} {:>14} {:>8}",
+            "pool", "ops/s", "vs smallest", "vs matchcore", "p99 ns"
+        ));
+        for e in &rbs {
+            let ops = e.ops_per_sec(n);
+            let to_smallest = ops / rb.ops_per_sec(n);
+            let to_mc = ops / mc.ops_per_sec(n);
+            say(format!(
+                "  {:>10} {:>14.0} {:>11.3}x {:>13.2}x {:>8}",
+                e.pool.unwrap_or(0),
+                ops,
+                to_smallest,
+                to_mc,
+                e.q(0.99)
+            ));
+            sweep_json.push(format!(
+                "{{\"pool\":{},\"ops_per_sec\":{ops:.0},\"ratio_to_smallest\":{to_smallest:.3},\
+                 \"vs_matchcore\":{to_mc:.3},\"p50_ns\":{},\"p99_ns\":{}}}",
+                e.pool.unwrap_or(0),
+                e.q(0.5),
+                e.q(0.99)
+            ));
+        }
+        let worst = rbs
+            .iter()
+            .map(|e| e.ops_per_sec(n) / rb.ops_per_sec(n))
+            .fold(f64::INFINITY, f64::min);
+        let worst_mc = rbs
+            .iter()
+            .map(|e| e.ops_per_sec(n) / mc.ops_per_sec(n))
+            .fold(f64::INFINITY, f64::min);
+        say(format!(
+            "targets: every size within 10% of the smallest: {} (worst {worst:.3}x); >= 2x \
+             matchcore at every size: {} (worst {worst_mc:.2}x)",
+            met(worst >= 0.9),
+            met(worst_mc >= 2.0)
+        ));
+    }
     let r_mc = rb.ops_per_sec(n) / mc.ops_per_sec(n);
     let r_lb = rb.ops_per_sec(n) / lb.ops_per_sec(n);
     say(format!(
@@ -497,7 +635,8 @@ fn mixed(args: &Args) -> Result<(), String> {
              \"ringbook_p50_ns\":{},\"ringbook_p999_ns\":{},\"ringbook_max_ns\":{},\
              \"matchcore_p99_ns\":{},\"lobster_p99_ns\":{},\
              \"ringbook_vs_matchcore\":{:.3},\"ringbook_vs_lobster\":{:.3},\
-             \"timer_overhead_ns\":{},\"ops\":{},\"warmup\":{},\"rounds\":{},\"volume\":{}}}",
+             \"timer_overhead_ns\":{},\"ops\":{},\"warmup\":{},\"rounds\":{},\"volume\":{},\
+             \"ringbook_pool\":{},\"peak_live\":{}{}}}",
             rb.ops_per_sec(n),
             mc.ops_per_sec(n),
             lb.ops_per_sec(n),
@@ -513,7 +652,14 @@ fn mixed(args: &Args) -> Result<(), String> {
             n,
             spec.resting,
             args.rounds,
-            w.volume
+            w.volume,
+            rb.pool.unwrap_or(0),
+            s.peak_live,
+            if sweep_json.is_empty() {
+                String::new()
+            } else {
+                format!(",\"pool_sweep\":[{}]", sweep_json.join(","))
+            }
         );
     }
     Ok(())

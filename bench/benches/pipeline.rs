@@ -1,7 +1,8 @@
 //! Run: `cargo bench -p ringbook-bench --bench pipeline -- [--rate N | --max] [--seconds S]
 //!       [--layout fused|split|J|RMS] [--wait busy-spin|busy-spin-hint|yield|phased|sleep]
 //!       [--output-wait yield|…] [--inline-output] [--snapshot-every N]
-//!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--market-data] [--json]`
+//!       [--transport disruptor|crossbeam] [--cores 0,1,..] [--no-journal] [--market-data]
+//!       [--hiccup both|during|alone|off] [--hiccup-duty F] [--hiccup-core N] [--json]`
 //!
 //! The in-process pipeline's latency, measured the way the LMAX people do: one producer offers
 //! the mixed workload (64 users, every configured symbol, risk on, journal on with durability
@@ -19,6 +20,15 @@
 //! `--market-data` makes the output handler also feed every event and `Done` to a market-data
 //! builder (docs/market-data.md), as a consumer of the stream would: its cost lands on the
 //! output thread (or, with `--inline-output`, on the last stage's thread).
+//!
+//! A hiccup meter (`ringbook_bench::hiccup`: a thread busy-reading the clock, sampled at the
+//! offered interval) gives the machine's own latency floor in the same run: `alone` meters for
+//! up to 1 s before the pipeline starts, `during` for the whole timed run (competing for a core
+//! with the pipeline's threads), `both` (the default) does both. Its figures are printed beside
+//! the latencies and in the JSON (`hiccup_p99_ns`, … for the run; `hiccup_alone_*` alone), with
+//! the issue-17 targets p99 ≤ hiccup p99 + 2 µs and p99.9 ≤ hiccup p99.9 + 10 µs checked against
+//! the `during` figures. `--hiccup-duty F` busy-loops only F of the time (1 ms windows);
+//! `--hiccup-core N` pins the meter. The alone phase is always continuous (duty 1).
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::process::ExitCode;
@@ -27,6 +37,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use ringbook_bench::hiccup::{self, HiccupConfig, HiccupThread};
 use ringbook_bench::pipeline_workload;
 use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
@@ -90,6 +101,9 @@ struct Args {
     snapshot_every: u64,
     market_data: bool,
     json: bool,
+    hiccup: String,
+    hiccup_duty: f64,
+    hiccup_core: Option<usize>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -106,6 +120,9 @@ fn parse() -> Result<Args, String> {
         snapshot_every: 0,
         market_data: false,
         json: false,
+        hiccup: "both".into(),
+        hiccup_duty: 1.0,
+        hiccup_core: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -143,12 +160,36 @@ fn parse() -> Result<Args, String> {
             }
             "--json" => a.json = true,
             "--market-data" => a.market_data = true,
+            "--hiccup" => {
+                a.hiccup = value("--hiccup")?;
+                if !["both", "during", "alone", "off"].contains(&a.hiccup.as_str()) {
+                    return Err(format!(
+                        "--hiccup: {:?} is not one of both, during, alone, off",
+                        a.hiccup
+                    ));
+                }
+            }
+            "--hiccup-duty" => {
+                a.hiccup_duty = value("--hiccup-duty")?
+                    .parse()
+                    .map_err(|e| format!("--hiccup-duty: {e}"))?
+            }
+            "--hiccup-core" => {
+                a.hiccup_core = Some(
+                    value("--hiccup-core")?
+                        .parse()
+                        .map_err(|e| format!("--hiccup-core: {e}"))?,
+                )
+            }
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if a.rate == Some(0) || a.seconds <= 0.0 || a.seconds > 60.0 {
         return Err("--rate must be positive and --seconds in (0, 60]".into());
+    }
+    if !(a.hiccup_duty > 0.0 && a.hiccup_duty <= 1.0) {
+        return Err("--hiccup-duty must be in (0, 1]".into());
     }
     Ok(a)
 }
@@ -211,6 +252,28 @@ fn run(args: &Args) -> Result<(), String> {
     let n = match args.rate {
         Some(rate) => (rate as f64 * args.seconds) as usize,
         None => (5_000_000.0 * args.seconds) as usize,
+    };
+    // The machine's floor: the hiccup meter sampled at the offered interval (1 µs under --max).
+    let hiccup_config = HiccupConfig {
+        duty: args.hiccup_duty,
+        core: args.hiccup_core,
+        ..HiccupConfig::new(
+            args.rate
+                .map_or(1_000, |r| (1e9 / r as f64).max(1.0) as u64),
+        )
+    };
+    hiccup_config.validate()?;
+    let hiccup_alone = if matches!(args.hiccup.as_str(), "both" | "alone") {
+        Some(hiccup::measure_alone(
+            // Alone, nothing of ours competes: always continuous.
+            HiccupConfig {
+                duty: 1.0,
+                ..hiccup_config
+            },
+            Duration::from_secs_f64(args.seconds.min(1.0)),
+        )?)
+    } else {
+        None
     };
     let deposits = pipeline_workload::deposits(&config);
     let commands = pipeline_workload::commands(&config, n, 0x9199_e11e);
@@ -317,7 +380,12 @@ fn run(args: &Args) -> Result<(), String> {
         std::thread::yield_now();
     }
 
-    // Timed.
+    // Timed. The meter's thread and histogram are allocated before counting starts.
+    let meter = if matches!(args.hiccup.as_str(), "both" | "during") {
+        Some(HiccupThread::start(hiccup_config)?)
+    } else {
+        None
+    };
     let t0 = Instant::now();
     let _ = t0_cell.set(t0);
     ALLOCATIONS.store(0, Ordering::Relaxed);
@@ -344,6 +412,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     COUNTING.store(false, Ordering::Relaxed);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let hiccup_during = meter.map(HiccupThread::stop).transpose()?;
     let report = pipeline.shutdown().map_err(|e| e.to_string())?;
     let rec = from_output
         .recv_timeout(Duration::from_secs(10))
@@ -355,9 +424,24 @@ fn run(args: &Args) -> Result<(), String> {
     let offered = args.rate.map_or(0.0, |r| r as f64);
     let achieved = rec.done as f64 / (rec.last_done_ns as f64 / 1e9);
     let q = |p: f64| h.value_at_quantile(p);
+    // Issue 17's targets against the floor measured during the run.
+    let floor_targets =
+        hiccup_during.map(|f| (q(0.99) <= f.p99_ns + 2_000, q(0.999) <= f.p999_ns + 10_000));
     if args.json {
+        let mut hiccup_json = String::new();
+        if let Some(f) = &hiccup_during {
+            hiccup_json += &format!(",{}", f.json_fields("hiccup"));
+        }
+        if let Some(f) = &hiccup_alone {
+            hiccup_json += &format!(",{}", f.json_fields("hiccup_alone"));
+        }
+        if let Some((p99, p999)) = floor_targets {
+            hiccup_json += &format!(
+                r#","p99_within_hiccup_p99_plus_2us":{p99},"p999_within_hiccup_p999_plus_10us":{p999}"#
+            );
+        }
         println!(
-            r#"{{"layout":"{}","transport":"{}","market_data":{},"market_data_messages":{},"offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"snapshots_taken":{},"snapshot_pause_ns_max":{},"snapshot_bytes":{},"state_hash":"{}"}}"#,
+            r#"{{"layout":"{}","transport":"{}","market_data":{},"market_data_messages":{},"offered_per_sec":{offered:.0},"achieved_per_sec":{achieved:.0},"p50_ns":{},"p99_ns":{},"p999_ns":{},"p9999_ns":{},"max_ns":{},"allocations_after_start":{allocations},"commands":{n},"wait":"{}","journal":{},"inline_output":{},"snapshots_taken":{},"snapshot_pause_ns_max":{},"snapshot_bytes":{},"state_hash":"{}"{hiccup_json}}}"#,
             args.layout,
             args.transport,
             args.market_data,
@@ -400,6 +484,20 @@ fn run(args: &Args) -> Result<(), String> {
             q(0.9999),
             h.max()
         );
+        if let Some(f) = &hiccup_alone {
+            println!("hiccup meter alone, before the run (ns):  {}", f.line());
+        }
+        if let Some(f) = &hiccup_during {
+            println!("hiccup meter during the run (ns):         {}", f.line());
+        }
+        if let Some((p99, p999)) = floor_targets {
+            let met = |ok: bool| if ok { "met" } else { "MISSED" };
+            println!(
+                "targets against the floor: p99 <= hiccup p99 + 2 µs: {}; p99.9 <= hiccup p99.9 + 10 µs: {}",
+                met(p99),
+                met(p999)
+            );
+        }
         println!(
             "heap operations after start (all threads): {allocations}; state hash {}",
             report.state_hash

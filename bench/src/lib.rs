@@ -13,10 +13,14 @@
 //!   runs for every engine; [`mem_status`] reads resident memory for the 1M-resting-order check.
 //!
 //! - [`pipeline_workload`] is the command stream of the `pipeline` latency harness.
+//! - [`hiccup`] is the hiccup meter the `pipeline` harness and `ringbook loadgen` run beside
+//!   their measurements (the machine's own latency floor, measured in the same run).
 //!
-//! Nothing here depends on a peer crate, and no production crate depends on this one.
+//! Nothing here depends on a peer crate; the only other crate that uses this one is the
+//! `ringbook` CLI, for the hiccup meter in `loadgen`.
 #![forbid(unsafe_code)]
 
+pub mod hiccup;
 pub mod pipeline_workload;
 
 use std::collections::{BTreeMap, VecDeque};

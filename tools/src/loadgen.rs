@@ -21,6 +21,14 @@
 //! `--md-subscribers N` also keeps N market-data sessions (the `feed` login) subscribed to depth
 //! and trades of both symbols for the whole run, read by one thread that polls their sockets
 //! (the server needs `--conns-max` above N + connections + 1).
+//!
+//! A hiccup meter (`ringbook_bench::hiccup`: a thread busy-reading the clock, sampled at the
+//! offered interval) measures this machine's own latency floor in the same run: `--hiccup alone`
+//! for up to 1 s before the orders, `during` for the order run (it then competes for a core
+//! with the server and the senders), `both` (the default) or `off`. Its percentiles are printed
+//! beside the latencies and in the JSON (`hiccup_p99_ns`, …; `hiccup_alone_*` for the alone
+//! figures). `--hiccup-duty F` busy-loops only F of the time during the run (the alone phase is
+//! always continuous).
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
+use ringbook_bench::hiccup::{self, HiccupConfig, HiccupStats, HiccupThread};
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;
@@ -74,6 +83,22 @@ pub struct Args {
     /// Market-data subscribers (depth and trades of both symbols) kept open during the run.
     #[arg(long, default_value_t = 0)]
     md_subscribers: usize,
+    /// Hiccup meter (the machine's floor): alone before the run, during it, both, or off.
+    #[arg(long, default_value = "both", value_parser = ["both", "during", "alone", "off"])]
+    hiccup: String,
+    /// Fraction of the time the hiccup meter busy-loops, in (0, 1] (1 ms windows).
+    #[arg(long, default_value_t = 1.0)]
+    hiccup_duty: f64,
+    /// Pin the hiccup meter to this core.
+    #[arg(long)]
+    hiccup_core: Option<usize>,
+}
+
+/// The hiccup meter's figures of one run.
+#[derive(Debug, Default)]
+struct Hiccups {
+    alone: Option<HiccupStats>,
+    during: Option<HiccupStats>,
 }
 
 /// The most market-data subscribers.
@@ -226,13 +251,41 @@ fn load(args: Args) -> Result<(), String> {
     } else {
         None
     };
-    let out = run_orders(&args)?;
+    let hiccup_config = HiccupConfig {
+        duty: args.hiccup_duty,
+        core: args.hiccup_core,
+        ..HiccupConfig::new(if args.max {
+            1_000
+        } else {
+            (1e9 / args.rate as f64).max(1.0) as u64
+        })
+    };
+    hiccup_config.validate()?;
+    let mut hiccups = Hiccups::default();
+    if matches!(args.hiccup.as_str(), "both" | "alone") {
+        hiccups.alone = Some(hiccup::measure_alone(
+            // Alone, nothing of ours competes: always continuous.
+            HiccupConfig {
+                duty: 1.0,
+                ..hiccup_config
+            },
+            Duration::from_secs(1),
+        )?);
+    }
+    let meter = if matches!(args.hiccup.as_str(), "both" | "during") {
+        Some(HiccupThread::start(hiccup_config)?)
+    } else {
+        None
+    };
+    let out = run_orders(&args);
+    hiccups.during = meter.map(HiccupThread::stop).transpose()?;
+    let out = out?;
     md_stop.store(true, Ordering::Relaxed);
     let md = match md {
         Some(t) => Some(t.join().map_err(|_| "the market-data reader panicked")?),
         None => None,
     };
-    report(&args, &out, echo.as_ref(), md.as_ref());
+    report(&args, &out, echo.as_ref(), md.as_ref(), &hiccups);
     Ok(())
 }
 
@@ -696,7 +749,13 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>, md: Option<&MdOutcome>) {
+fn report(
+    args: &Args,
+    out: &Outcome,
+    echo: Option<&Histogram<u64>>,
+    md: Option<&MdOutcome>,
+    hiccups: &Hiccups,
+) {
     let h = out.accepted.as_ref().expect("histogram");
     let t = out.trade.as_ref().expect("histogram");
     let offered = if args.max { 0 } else { args.rate };
@@ -721,6 +780,12 @@ fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>, md: Option<
                 us(e.value_at_quantile(0.99)),
                 us(e.value_at_quantile(0.999))
             );
+        }
+        if let Some(f) = &hiccups.during {
+            s += &format!(",{}", f.json_fields("hiccup"));
+        }
+        if let Some(f) = &hiccups.alone {
+            s += &format!(",{}", f.json_fields("hiccup_alone"));
         }
         println!("{s}}}");
         return;
@@ -756,6 +821,35 @@ fn report(args: &Args, out: &Outcome, echo: Option<&Histogram<u64>>, md: Option<
     };
     row("order → accepted", h);
     row("order → trade", t);
+    let floor_row = |name: &str, f: &HiccupStats| {
+        println!(
+            "{:<22}{:>10.1}{:>10.1}{:>10.1}{:>10.1}{:>10.1}{:>12}",
+            name,
+            us(f.p50_ns),
+            us(f.p99_ns),
+            us(f.p999_ns),
+            us(f.p9999_ns),
+            us(f.max_ns),
+            f.samples
+        );
+    };
+    if let Some(f) = &hiccups.alone {
+        floor_row("hiccup meter, alone", f);
+    }
+    if let Some(f) = &hiccups.during {
+        floor_row("hiccup meter, during", f);
+    }
+    for (when, f) in [("alone", &hiccups.alone), ("during", &hiccups.during)] {
+        if let Some(f) = f {
+            println!(
+                "hiccup meter {when}: {} stalls > 10 µs ({:.0}/s), {} > 1 ms in {:.2} s",
+                f.stalls_over_10us,
+                f.stalls_over_10us_per_s(),
+                f.stalls_over_1ms,
+                f.metered_ns as f64 / 1e9
+            );
+        }
+    }
     if let Some(m) = md {
         println!(
             "market data: {} subscribers, {} messages read, {} conflated depth messages, {} errors",
