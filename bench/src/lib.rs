@@ -16,8 +16,9 @@
 //! - [`hiccup`] is the hiccup meter the `pipeline` harness and `ringbook loadgen` run beside
 //!   their measurements (the machine's own latency floor, measured in the same run).
 //!
-//! Nothing here depends on a peer crate; the only other crate that uses this one is the
-//! `ringbook` CLI, for the hiccup meter in `loadgen`.
+//! Nothing here depends on a peer crate, and no other crate depends on this one (production
+//! crates never depend on bench): the `ringbook` CLI compiles `hiccup.rs` in as a module of its
+//! own for `loadgen`'s meter.
 #![forbid(unsafe_code)]
 
 pub mod hiccup;

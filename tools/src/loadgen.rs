@@ -22,7 +22,7 @@
 //! and trades of both symbols for the whole run, read by one thread that polls their sockets
 //! (the server needs `--conns-max` above N + connections + 1).
 //!
-//! A hiccup meter (`ringbook_bench::hiccup`: a thread busy-reading the clock, sampled at the
+//! A hiccup meter (bench/src/hiccup.rs, compiled in as `crate::hiccup`: a thread busy-reading the clock, sampled at the
 //! offered interval) measures this machine's own latency floor in the same run: `--hiccup alone`
 //! for up to 1 s before the orders, `during` for the order run (it then competes for a core
 //! with the server and the senders), `both` (the default) or `off`. Its percentiles are printed
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
-use ringbook_bench::hiccup::{self, HiccupConfig, HiccupStats, HiccupThread};
+use crate::hiccup::{self, HiccupConfig, HiccupStats, HiccupThread};
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;

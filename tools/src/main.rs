@@ -12,6 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod bots;
+/// The hiccup meter, shared with the bench harnesses as source (production crates never depend
+/// on `ringbook-bench`).
+#[path = "../../bench/src/hiccup.rs"]
+#[allow(dead_code)] // the bench harnesses use parts that loadgen does not
+mod hiccup;
 mod journal;
 mod loadgen;
 mod lobster;
