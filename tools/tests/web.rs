@@ -408,9 +408,10 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         // Book and open orders: bob's remaining lot.
         let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=5"))).await;
         assert_eq!(st, 200);
-        assert_eq!(v["asks"], json!([[15000, 1]]));
+        assert_eq!(v["asks"], json!([[15000, 1, 1]]));
         assert_eq!(v["bids"], json!([]));
         assert!(v["seq"].as_u64().unwrap() > 0);
+        assert!(v["md_seq"].as_u64().unwrap() > 0);
         let (st, v) = call(
             c.get(s.url("/api/v1/orders/open?symbol=BTC-KRW"))
                 .bearer_auth(&bob),
@@ -529,6 +530,221 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&hash), "replay {text} vs shutdown {hash}");
+}
+
+/// Orders named by engine order id: status, amend and cancel through the engine's
+/// `AmendOrder` / `CancelOrder`, with and without the symbol; another user's order is
+/// `NOT_YOUR_ORDER`, a finished or unknown one `UNKNOWN_ORDER`.
+#[test]
+fn orders_by_engine_order_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 10_000_000), (2, "BTC", 1_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "price": 15000, "qty": 3}))).await;
+        assert_eq!(st, 201, "{v}");
+        let id = v["order_id"].as_u64().unwrap();
+        let url = s.url(&format!("/api/v1/orders/{id}"));
+        let expect = |st: u16, v: &Value, want: (u16, u64, &str)| {
+            assert_eq!((st, v["code"].as_u64(), v["reason"].as_str()), (want.0, Some(want.1), Some(want.2)), "{v}");
+        };
+
+        // Status by id: the owner sees it; another user's view has no such live order.
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["leaves_qty"].as_u64(), v["price"].as_i64()),
+            (Some(id), Some(7), Some(3), Some(15000)));
+        let (st, v) = call(c.get(&url).bearer_auth(&alice)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+
+        // Amend by id, without the symbol (looked up) and with it.
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15200, "qty": 2}))).await;
+        assert_eq!((st, v["status"].as_str(), v["order_id"].as_u64()), (200, Some("AMENDED"), Some(id)), "{v}");
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!((st, v["price"].as_i64(), v["leaves_qty"].as_u64()), (200, Some(15200), Some(2)), "{v}");
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob)
+            .json(&json!({"symbol": "BTC-KRW", "price": 15100, "qty": 2}))).await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("AMENDED")), "{v}");
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["asks"][0][0], &v["asks"][0][1]), (200, &json!(15100), &json!(2)), "{v}");
+
+        // Another user may neither amend nor cancel it, with or without the symbol.
+        let (st, v) = call(c.patch(&url).bearer_auth(&alice).json(&json!({"price": 1, "qty": 1}))).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        let (st, v) = call(c.delete(&url).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        // Nor name another user in the query.
+        let (st, v) = call(c.delete(format!("{url}?user=2")).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 1010, "NOT_YOUR_ACCOUNT"));
+
+        // A partial fill shows in the status by id; then the owner cancels the rest by id.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 1}))).await;
+        assert_eq!((st, v["status"].as_str()), (201, Some("FILLED")), "{v}");
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!((st, v["filled_qty"].as_u64(), v["leaves_qty"].as_u64(), v["status"].as_str()),
+            (200, Some(1), Some(1), Some("PARTIALLY_FILLED")), "{v}");
+        let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((v["status"].as_str(), v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["cancelled_qty"].as_u64(), v["reason"].as_str()),
+            (Some("CANCELLED"), Some(id), Some(7), Some(1), Some("USER")), "{v}");
+        // Stale now: cancel, amend and status are UNKNOWN_ORDER; so is an id never issued.
+        let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000, "qty": 1}))).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.delete(s.url("/api/v1/orders/999999")).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        // Bad ids and bodies; the book is empty again.
+        let (st, v) = call(c.delete(s.url("/api/v1/orders/abc")).bearer_auth(&bob)).await;
+        expect(st, &v, (400, 4001, "BAD_REQUEST"));
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000}))).await;
+        expect(st, &v, (400, 4001, "BAD_REQUEST"));
+        let (st, v) = call(c.delete(&url)).await;
+        expect(st, &v, (401, 4002, "UNAUTHORIZED"));
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["asks"], &v["bids"]), (200, &json!([]), &json!([])), "{v}");
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+}
+
+/// The public market data, without the volatile fields (`seq` counts commands since start;
+/// a ticker's `close_time` is the engine time of the latest command, queries included).
+async fn public_md(c: &reqwest::Client, s: &Server) -> Value {
+    let mut out = json!({});
+    for (k, path) in [
+        ("book", "/api/v1/orderbook/BTC-KRW?depth=5"),
+        ("trades", "/api/v1/trades/BTC-KRW?limit=10"),
+        ("m1", "/api/v1/klines/BTC-KRW?interval=1m&limit=10"),
+        ("w1", "/api/v1/klines/BTC-KRW?interval=1w"),
+        ("ticker", "/api/v1/ticker/24hr?symbol=BTC-KRW"),
+    ] {
+        let (st, mut v) = call(c.get(s.url(path))).await;
+        assert_eq!(st, 200, "{path}: {v}");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("seq");
+            o.remove("close_time");
+            o.remove("open_time");
+        }
+        out[k] = v;
+    }
+    out
+}
+
+/// Public market data from the web edge's own builder: the book with `md_seq` and order counts
+/// (equal to the engine's sequenced book), the trade tape, candles and the ticker; after a
+/// restart, rebuilt from the journal, the same answers.
+#[test]
+fn public_market_data_from_the_builder_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    let before = rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 10_000_000), (2, "BTC", 1_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        // Empty book: md_seq 0, no trades, no candles.
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["md_seq"], &v["bids"], &v["asks"]), (200, &json!(0), &json!([]), &json!([])), "{v}");
+        let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW"))).await;
+        assert_eq!((st, v), (200, json!([])));
+        let order = |who: &str, coid: u64, side: &str, price: i64, qty: u64| {
+            c.post(s.url("/api/v1/orders")).bearer_auth(who).json(&json!(
+                {"symbol": "BTC-KRW", "client_order_id": coid, "side": side, "price": price, "qty": qty}))
+        };
+        for (coid, price, qty) in [(1, 15000, 3), (2, 15100, 2), (3, 15100, 1)] {
+            let (st, v) = call(order(&bob, coid, "SELL", price, qty)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let (st, v) = call(order(&alice, 1, "BUY", 15100, 4)).await;
+        assert_eq!((st, v["status"].as_str()), (201, Some("FILLED")), "{v}");
+        let (st, v) = call(order(&alice, 2, "BUY", 14900, 1)).await;
+        assert_eq!(st, 201, "{v}");
+
+        // The book: [price, visible qty, orders], md_seq one update per command that changed it.
+        let (st, book) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=5"))).await;
+        assert_eq!(st, 200, "{book}");
+        assert_eq!((&book["bids"], &book["asks"]), (&json!([[14900, 1, 1]]), &json!([[15100, 2, 2]])), "{book}");
+        assert_eq!(book["md_seq"], json!(5), "{book}");
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1"))).await;
+        assert_eq!((st, &v["asks"]), (200, &json!([[15100, 2, 2]])));
+        // … the engine's own book, read through the sequenced path (the CSV endpoint), agrees.
+        let r = c.get(s.url("/orderbook?symbolId=0")).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "side,price,qty\n1,14900,1\n2,15100,2\n");
+
+        // The tape: oldest first, one command's two trades.
+        let (st, t) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=10"))).await;
+        assert_eq!(st, 200, "{t}");
+        let t = t.as_array().unwrap().clone();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!((&t[0]["price"], &t[0]["qty"], &t[0]["taker_side"]), (&json!(15000), &json!(3), &json!("BUY")));
+        assert_eq!((&t[1]["price"], &t[1]["qty"]), (&json!(15100), &json!(1)));
+        assert_eq!(t[1]["trade_id"].as_u64(), t[0]["trade_id"].as_u64().map(|i| i + 1));
+        assert!(t[0]["ts"].as_u64().unwrap() > 0 && t[0]["ts"] == t[1]["ts"]);
+        let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1"))).await;
+        assert_eq!((st, v.as_array().map(|a| a.len()), &v[0]["trade_id"]), (200, Some(1), &t[1]["trade_id"]));
+
+        // Candles: both trades in one (one command, one time stamp), for every interval.
+        for iv in ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"] {
+            let (st, k) = call(c.get(s.url(&format!("/api/v1/klines/BTC-KRW?interval={iv}")))).await;
+            assert_eq!(st, 200, "{k}");
+            assert_eq!(k.as_array().unwrap().len(), 1, "{iv}: {k}");
+            let k = &k[0];
+            assert_eq!((&k["open"], &k["high"], &k["low"], &k["close"], &k["volume"], &k["trades"]),
+                (&json!(15000), &json!(15100), &json!(15000), &json!(15100), &json!(4), &json!(2)), "{iv}: {k}");
+            assert_eq!(k["quote_volume"], json!(15000 * 3 + 15100), "tick size 1: {k}");
+            assert!(k["open_time"].as_u64().unwrap() <= t[0]["ts"].as_u64().unwrap());
+        }
+        let (st, v) = call(c.get(s.url("/api/v1/klines/BTC-KRW?interval=2m"))).await;
+        assert_eq!((st, v["reason"].as_str()), (400, Some("BAD_REQUEST")), "{v}");
+
+        // The ticker, for one symbol and for all.
+        let (st, tk) = call(c.get(s.url("/api/v1/ticker/24hr?symbol=BTC-KRW"))).await;
+        assert_eq!(st, 200, "{tk}");
+        assert_eq!((&tk["open"], &tk["high"], &tk["low"], &tk["last"], &tk["change"], &tk["volume"], &tk["trades"]),
+            (&json!(15000), &json!(15100), &json!(15000), &json!(15100), &json!(100), &json!(4), &json!(2)), "{tk}");
+        assert_eq!((&tk["best_bid"], &tk["best_ask"], &tk["change_pct"]), (&json!([14900, 1]), &json!([15100, 2]), &json!("0.66")), "{tk}");
+        let (st, all) = call(c.get(s.url("/api/v1/ticker/24hr"))).await;
+        assert_eq!(st, 200, "{all}");
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), DEFAULT_CONFIG.matches("[[symbols]]").count(), "{all:?}");
+        assert!(all.iter().any(|x| x["symbol"] == "BTC-KRW" && x["trades"] == 2));
+        // Unknown symbols are 404 everywhere.
+        for path in ["/api/v1/trades/DOGE-KRW", "/api/v1/klines/DOGE-KRW", "/api/v1/ticker/24hr?symbol=DOGE-KRW"] {
+            let (st, v) = call(c.get(s.url(path))).await;
+            assert_eq!((st, v["reason"].as_str()), (404, Some("UNKNOWN_SYMBOL")), "{path}: {v}");
+        }
+        public_md(&c, &s).await
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    // Restarted on the same journal: the builder is rebuilt from it, answers unchanged.
+    let s = Server::start(dir.path(), "");
+    let after = rt().block_on(async { public_md(&http(), &s).await });
+    assert_eq!(before, after);
+    let (status, _) = s.terminate();
+    assert!(status.success());
 }
 
 fn craft(claims: Value) -> String {

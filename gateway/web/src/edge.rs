@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ringbook_engine::marketdata::{MarketData, MdMessage};
 use ringbook_engine::{Command, Config, Event, RejectCode};
 use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
 use ringbook_gateway::server::{LoginCheck, Role, WebBridge};
@@ -95,9 +96,22 @@ pub struct WsConn {
     pub balances_dirty: Notify,
 }
 
+/// The web edge's own market-data builder and what it has seen.
+#[derive(Debug)]
+pub struct WebMd {
+    /// The builder: fed every engine event and every command's end, in sequence order.
+    pub md: MarketData,
+    /// The sequence number of the last command it has seen end since start (0: none yet).
+    pub seq: u64,
+}
+
 /// The shared state of the web edge.
 #[derive(Debug)]
 pub struct Edge {
+    /// The web edge's market-data builder (`None`: serve runs without market data). Written
+    /// by the dispatcher thread only, read by public GETs and WebSocket subscriptions; the
+    /// gateway loop never touches the lock.
+    pub md: Option<RwLock<WebMd>>,
     /// The queues into and out of the gateway loop.
     pub bridge: Arc<WebBridge>,
     pending: Mutex<HashMap<u64, PendingDbg>>,
@@ -124,6 +138,7 @@ impl Edge {
     /// A new edge over `bridge`; `requests_max` requests in flight at once.
     pub fn new(bridge: Arc<WebBridge>, config: Config, requests_max: usize) -> Edge {
         Edge {
+            md: None,
             bridge,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -133,6 +148,22 @@ impl Edge {
             ws: RwLock::new(HashMap::new()),
             stop: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps a market-data builder on the web side, seeded like the gateway's (from the
+    /// journal), and asks the gateway loop for every output to feed it. Before the gateway
+    /// starts, so that nothing is missed.
+    pub fn with_market_data(mut self, md: MarketData) -> Edge {
+        self.bridge.enable_market_data();
+        self.md = Some(RwLock::new(WebMd { md, seq: 0 }));
+        self
+    }
+
+    /// The market-data builder, read-locked (`None`: no market data).
+    pub fn md_read(&self) -> Option<std::sync::RwLockReadGuard<'_, WebMd>> {
+        self.md
+            .as_ref()
+            .map(|m| m.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Sends `op` through the gateway loop and waits for its outcome.
@@ -250,6 +281,20 @@ impl Edge {
     }
 
     fn dispatch(&self, out: WebOutput) {
+        if let Some(md) = &self.md {
+            match out.kind {
+                WebOutKind::Event(e) => {
+                    let mut g = md.write().unwrap_or_else(|p| p.into_inner());
+                    g.md.apply(&e, &mut |m| self.publish(m));
+                }
+                WebOutKind::Ended { seq, ts } => {
+                    let mut g = md.write().unwrap_or_else(|p| p.into_inner());
+                    g.md.end_command(ts, &mut |m| self.publish(m));
+                    g.seq = seq;
+                }
+                _ => {}
+            }
+        }
         if out.request != 0 {
             let mut p = self.lock_pending();
             match out.kind {
@@ -258,7 +303,7 @@ impl Edge {
                         entry.0.events.push(e);
                     }
                 }
-                WebOutKind::Done(seq) => {
+                WebOutKind::Done(seq) | WebOutKind::Ended { seq, .. } => {
                     if let Some(entry) = p.remove(&out.request) {
                         let _ = entry.0.tx.send(Outcome::Done {
                             events: entry.0.events,
@@ -284,6 +329,10 @@ impl Edge {
             }
         }
     }
+
+    /// A market-data message from the builder (under its write lock), for the public
+    /// WebSocket channels.
+    fn publish(&self, _m: MdMessage<'_>) {}
 
     /// Queues a user-facing event to its owners' WebSocket connections.
     fn route_private(&self, e: &Event) {

@@ -100,6 +100,10 @@ pub fn document() -> Value {
                 "get": op("a live order's status by client order id", true, json!([path_param("client_order_id", "integer")]), None, "200"),
                 "delete": op("cancel by client order id", true, json!([path_param("client_order_id", "integer"), query_param("symbol", "string", true)]), None, "200"),
                 "patch": op("amend by client order id (price and new open quantity)", true, json!([path_param("client_order_id", "integer")]), Some("Amend"), "200")},
+            "/api/v1/orders/{order_id}": {
+                "get": op("a live order's status by engine order id (the open-orders query filtered by id)", true, json!([path_param("order_id", "integer")]), None, "200"),
+                "delete": op("cancel by engine order id (engine CancelOrder); symbol optional", true, json!([path_param("order_id", "integer"), query_param("symbol", "string", false)]), None, "200"),
+                "patch": op("amend by engine order id (engine AmendOrder): {price, qty, symbol?}", true, json!([path_param("order_id", "integer")]), Some("Amend"), "200")},
             "/api/v1/balances": {"get": op("the user's balances: {user, balances:[{currency, available, locked}], seq}", true, none.clone(), None, "200")},
             "/api/v1/withdrawals": {"post": op("request a withdrawal (locked until two operators approve): {withdrawal_id, status}", true, none.clone(), Some("Funds"), "201")},
             "/api/v1/withdrawals/{id}/approve": {"post": op("operator approval (two distinct operators complete it)", true, json!([path_param("id", "integer")]), None, "200")},
@@ -132,6 +136,7 @@ mod tests {
             "/metrics",
             "/api/v1/withdrawals/{id}/approve",
             "/api/v1/orders/client/{client_order_id}",
+            "/api/v1/orders/{order_id}",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
