@@ -747,6 +747,220 @@ fn public_market_data_from_the_builder_survives_a_restart() {
     assert!(status.success());
 }
 
+/// A WebSocket `depth` client's book: a snapshot, then updates; updates at or below the latest
+/// snapshot's `md_seq` are skipped, the rest must be contiguous.
+#[derive(Default)]
+struct WsBook {
+    md_seq: u64,
+    bids: std::collections::BTreeMap<i64, (u64, u64)>,
+    asks: std::collections::BTreeMap<i64, (u64, u64)>,
+    snapshots: u32,
+}
+
+impl WsBook {
+    fn levels(side: &mut std::collections::BTreeMap<i64, (u64, u64)>, v: &Value, replace: bool) {
+        if replace {
+            side.clear();
+        }
+        for l in v.as_array().unwrap() {
+            let (p, q, n) = (l[0].as_i64().unwrap(), l[1].as_u64().unwrap(), l[2].as_u64().unwrap());
+            if q == 0 {
+                assert_eq!(n, 0, "{l}");
+                side.remove(&p);
+            } else {
+                side.insert(p, (q, n));
+            }
+        }
+    }
+
+    fn on(&mut self, v: &Value) {
+        let seq = v["md_seq"].as_u64().unwrap();
+        match v["type"].as_str() {
+            Some("snapshot") => {
+                self.snapshots += 1;
+                self.md_seq = seq;
+                Self::levels(&mut self.bids, &v["bids"], true);
+                Self::levels(&mut self.asks, &v["asks"], true);
+            }
+            Some("update") if seq <= self.md_seq => {}
+            Some("update") => {
+                assert_eq!(seq, self.md_seq + 1, "a gap in depth updates: {v}");
+                self.md_seq = seq;
+                Self::levels(&mut self.bids, &v["bids"], false);
+                Self::levels(&mut self.asks, &v["asks"], false);
+            }
+            _ => panic!("{v}"),
+        }
+    }
+
+    /// As `GET /api/v1/orderbook` shows it.
+    fn json(&self) -> (Value, Value) {
+        let f = |(p, (q, n)): (&i64, &(u64, u64))| json!([p, q, n]);
+        (
+            Value::Array(self.bids.iter().rev().map(f).collect()),
+            Value::Array(self.asks.iter().map(f).collect()),
+        )
+    }
+}
+
+/// Public WebSocket channels: after a burst of orders, a depth subscriber's book (snapshot +
+/// ordered updates) equals `GET /api/v1/orderbook` at the same `md_seq`, for a client that reads
+/// as it goes and for one that reads only at the end (tiny queues: conflated to fresh snapshots
+/// rather than growing); trades arrive in order without gaps; kline and ticker channels answer;
+/// bad subscriptions are refused.
+#[test]
+fn websocket_public_channels_converge_with_the_rest_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "ws_queue_max = 4");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 1_000_000_000), (2, "BTC", 100_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        // A resting order before anyone subscribes: it must be in the snapshot.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "SELL", "price": 15100, "qty": 5}))).await;
+        assert_eq!(st, 201, "{v}");
+
+        // Refusals: no symbol, unknown symbol, unknown interval, a second identical subscription.
+        let mut fast = ws_connect(&s).await;
+        for (msg, reason) in [
+            (json!({"op": "subscribe", "channel": "depth"}), "BAD_REQUEST"),
+            (json!({"op": "subscribe", "channel": "depth", "symbol": "DOGE-KRW"}), "UNKNOWN_SYMBOL"),
+            (json!({"op": "subscribe", "channel": "kline:2m", "symbol": "BTC-KRW"}), "BAD_REQUEST"),
+        ] {
+            ws_send(&mut fast, msg.clone()).await;
+            let v = ws_until(&mut fast, |v| v["op"] == "error").await;
+            assert_eq!(v["reason"], reason, "{msg}: {v}");
+        }
+        let mut book = WsBook::default();
+        ws_send(&mut fast, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut fast, |v| v["op"] == "subscribe").await;
+        assert_eq!((&v["ok"], &v["channel"], &v["symbol"]), (&json!(true), &json!("depth"), &json!("BTC-KRW")), "{v}");
+        let snap = ws_until(&mut fast, |v| v["channel"] == "depth" && v["type"].is_string()).await;
+        assert_eq!((&snap["type"], &snap["md_seq"], &snap["asks"]), (&json!("snapshot"), &v["md_seq"], &json!([[15100, 5, 1]])), "{snap}");
+        book.on(&snap);
+        ws_send(&mut fast, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut fast, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "BAD_REQUEST", "{v}");
+
+        // The slow client subscribes to everything and reads nothing until the end.
+        let mut slow = ws_connect(&s).await;
+        for ch in ["depth", "trades", "ticker", "kline:1m"] {
+            ws_send(&mut slow, json!({"op": "subscribe", "channel": ch, "symbol": "BTC-KRW"})).await;
+        }
+        let mut tape = ws_connect(&s).await;
+        ws_send(&mut tape, json!({"op": "subscribe", "channel": "trades", "symbol": "BTC-KRW"})).await;
+        let snap = ws_until(&mut tape, |v| v["channel"] == "trades" && v["type"].is_string()).await;
+        assert_eq!((&snap["type"], &snap["trades"]), (&json!("snapshot"), &json!([])), "{snap}");
+
+        // The burst: crossing and resting orders from two users; the fast client reads along.
+        let mut trades_rest = 0u64;
+        for i in 0..120u64 {
+            let (who, side, price) = if i % 2 == 0 {
+                (&bob, "SELL", 15000 + (i % 7) as i64)
+            } else {
+                (&alice, "BUY", 14998 + (i % 9) as i64)
+            };
+            let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(who).json(&json!(
+                {"symbol": "BTC-KRW", "client_order_id": i + 2, "side": side, "price": price, "qty": 1 + i % 3}))).await;
+            assert_eq!(st, 201, "{v}");
+            trades_rest += v["fills"].as_array().unwrap().len() as u64;
+            if i % 3 == 0 {
+                // Drain what has arrived so far, without waiting.
+                while let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_millis(1), fast.next()).await
+                {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["channel"] == "depth" && v["type"].is_string() {
+                        book.on(&v);
+                    }
+                }
+            }
+        }
+        assert!(trades_rest > 0, "the burst traded");
+        let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
+        assert_eq!(st, 200, "{rest}");
+        let target = rest["md_seq"].as_u64().unwrap();
+        assert!(target > 100, "{rest}");
+        for (name, ws) in [("fast", &mut fast), ("slow", &mut slow)] {
+            let mut b = if name == "fast" { std::mem::take(&mut book) } else { WsBook::default() };
+            let mut trades_seen = Vec::new();
+            while b.md_seq < target {
+                let v = ws_until(ws, |v| v["type"].is_string()).await;
+                match v["channel"].as_str() {
+                    Some("depth") => b.on(&v),
+                    Some("trades") if v["type"] == "update" => trades_seen.push(v["data"]["trade_id"].as_u64().unwrap()),
+                    Some("ticker" | "kline:1m") => assert!(v["md_seq"].as_u64().is_some(), "{v}"),
+                    _ => {}
+                }
+            }
+            assert_eq!(b.md_seq, target, "{name}");
+            assert_eq!(b.json(), (rest["bids"].clone(), rest["asks"].clone()), "{name}: the WebSocket book differs from GET /orderbook");
+            assert!(b.snapshots >= 1, "{name}");
+        }
+        // The tape client (default reading pace, ends in time): every trade once, in order,
+        // trade ids contiguous, unless it was conflated to a fresh tape snapshot.
+        let mut ids = Vec::new();
+        let mut last_ticker = None;
+        ws_send(&mut tape, json!({"op": "subscribe", "channel": "ticker", "symbol": "BTC-KRW"})).await;
+        while last_ticker.is_none() || (ids.len() as u64) < trades_rest {
+            let v = ws_until(&mut tape, |v| v["type"].is_string()).await;
+            match (v["channel"].as_str(), v["type"].as_str()) {
+                (Some("trades"), Some("update")) => ids.push(v["data"]["trade_id"].as_u64().unwrap()),
+                (Some("trades"), Some("snapshot")) => {
+                    ids = v["trades"].as_array().unwrap().iter().map(|t| t["trade_id"].as_u64().unwrap()).collect();
+                    assert!(!ids.is_empty());
+                    // A conflated tape resumes after the snapshot's trades; count from its first.
+                    let first = ids[0];
+                    ids.retain(|&i| i >= first);
+                    if ids.last().copied() == Some(trades_rest) { break; }
+                }
+                (Some("ticker"), _) => last_ticker = Some(v),
+                _ => {}
+            }
+            if ids.last().copied() == Some(trades_rest) && last_ticker.is_some() { break; }
+        }
+        for w in ids.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "trade ids contiguous: {ids:?}");
+        }
+        assert_eq!(ids.last().copied(), Some(trades_rest), "the last trade arrived");
+        let tk = last_ticker.unwrap();
+        assert_eq!(tk["data"]["trades"], json!(trades_rest), "{tk}");
+        // Unsubscribe answers; the connection still works.
+        ws_send(&mut tape, json!({"op": "unsubscribe", "channel": "trades", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut tape, |v| v["op"] == "unsubscribe").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        // Metrics: trades, subscriptions (fast 1, slow 4, tape 1), messages; conflations are
+        // reported (how many depends on the machine's pace, so not asserted).
+        let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = metrics(&text);
+        assert_eq!(value(&m, "ringbook_trades_total", &[]), trades_rest as f64);
+        assert_eq!(value(&m, "ringbook_md_ws_subscriptions", &[]), 6.0);
+        assert!(value(&m, "ringbook_md_ws_messages_total", &[]) > 100.0);
+        assert!(value(&m, "ringbook_journal_acked_sequence", &[]) > 120.0);
+        eprintln!("conflations: {}", value(&m, "ringbook_md_ws_conflations_total", &[]));
+        drop(slow);
+        // A closed connection's subscriptions go with it.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            if value(&metrics(&text), "ringbook_md_ws_subscriptions", &[]) == 2.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "subscriptions of a closed connection remain");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+}
+
 fn craft(claims: Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -869,9 +1083,10 @@ fn every_error_path_has_its_code_and_status() {
         ws_send(&mut ws, json!({"op": "auth", "token": ops1})).await;
         let v = ws_until(&mut ws, |v| v["op"] == "error").await;
         assert_eq!(v["reason"], "USER_ONLY");
+        // Public channels need no authentication.
         ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
-        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
-        assert_eq!(v["reason"], "UNSUPPORTED");
+        let v = ws_until(&mut ws, |v| v["op"] == "subscribe" || v["op"] == "error").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
         // A connection authenticated with a token is closed when the token expires.
         let short = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
             "iat": now(), "exp": now() + 2}));

@@ -259,7 +259,10 @@ async fn ready(State(st): State<Shared>) -> Response {
 }
 
 async fn metrics(State(st): State<Shared>) -> Response {
-    let text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    let mut text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    if st.edge.md.is_some() {
+        crate::public::render_metrics(&mut text, &st.edge);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ringbook_engine::marketdata::{MarketData, MdMessage};
+use ringbook_engine::marketdata::MarketData;
 use ringbook_engine::{Command, Config, Event, RejectCode};
 use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
 use ringbook_gateway::server::{LoginCheck, Role, WebBridge};
@@ -112,6 +112,10 @@ pub struct Edge {
     /// by the dispatcher thread only, read by public GETs and WebSocket subscriptions; the
     /// gateway loop never touches the lock.
     pub md: Option<RwLock<WebMd>>,
+    /// Public WebSocket subscriptions, fed from `md` by the dispatcher.
+    pub(crate) subs: crate::public::Subs,
+    /// Trades the market-data builder has seen since start.
+    pub trades: AtomicU64,
     /// The queues into and out of the gateway loop.
     pub bridge: Arc<WebBridge>,
     pending: Mutex<HashMap<u64, PendingDbg>>,
@@ -139,6 +143,8 @@ impl Edge {
     pub fn new(bridge: Arc<WebBridge>, config: Config, requests_max: usize) -> Edge {
         Edge {
             md: None,
+            subs: crate::public::Subs::default(),
+            trades: AtomicU64::new(0),
             bridge,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -282,17 +288,35 @@ impl Edge {
 
     fn dispatch(&self, out: WebOutput) {
         if let Some(md) = &self.md {
+            // The builder learns every output; what it produces fans out to public WebSocket
+            // subscribers (only collected while there are any), under the same write lock so a
+            // subscription's snapshot never falls between an update's apply and its publish.
+            let mut produced = crate::public::Produced::default();
+            let live = self.subs.any();
+            let mut g = md.write().unwrap_or_else(|p| p.into_inner());
             match out.kind {
                 WebOutKind::Event(e) => {
-                    let mut g = md.write().unwrap_or_else(|p| p.into_inner());
-                    g.md.apply(&e, &mut |m| self.publish(m));
+                    if matches!(e, Event::Trade(_)) {
+                        self.trades.fetch_add(1, Ordering::Relaxed);
+                    }
+                    g.md.apply(&e, &mut |m| {
+                        if live {
+                            produced.take(m)
+                        }
+                    })
                 }
                 WebOutKind::Ended { seq, ts } => {
-                    let mut g = md.write().unwrap_or_else(|p| p.into_inner());
-                    g.md.end_command(ts, &mut |m| self.publish(m));
+                    g.md.end_command(ts, &mut |m| {
+                        if live {
+                            produced.take(m)
+                        }
+                    });
                     g.seq = seq;
                 }
                 _ => {}
+            }
+            if !produced.is_empty() {
+                self.subs.publish(&self.config, &g, &produced);
             }
         }
         if out.request != 0 {
@@ -329,10 +353,6 @@ impl Edge {
             }
         }
     }
-
-    /// A market-data message from the builder (under its write lock), for the public
-    /// WebSocket channels.
-    fn publish(&self, _m: MdMessage<'_>) {}
 
     /// Queues a user-facing event to its owners' WebSocket connections.
     fn route_private(&self, e: &Event) {
