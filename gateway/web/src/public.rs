@@ -265,6 +265,11 @@ pub struct Subs {
     pub messages: std::sync::atomic::AtomicU64,
 }
 
+/// Queue slots public messages leave free for private ones.
+fn reserve<T>(tx: &tokio::sync::mpsc::Sender<T>) -> usize {
+    tx.max_capacity() / 4
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -346,7 +351,7 @@ impl Subs {
             return Err("too many public subscriptions on this connection");
         }
         let snap: std::sync::Arc<str> = snapshot(config, &g, sub.symbol, sub.channel).into();
-        if sub.tx.try_send(snap).is_err() {
+        if sub.tx.capacity() <= reserve(&sub.tx) || sub.tx.try_send(snap).is_err() {
             // No room even for the snapshot: the connection's task sends one when it can.
             sub.stale.store(true, Ordering::Release);
             sub.resync.notify_one();
@@ -400,6 +405,14 @@ impl Subs {
             let mut built: Option<std::sync::Arc<str>> = None;
             for s in list.iter().filter(|s| s.symbol == sid && s.channel == ch) {
                 if s.stale.load(Ordering::Acquire) {
+                    continue;
+                }
+                // The last quarter of the queue is left to private messages, so public data
+                // never makes a private message overflow (which would close the connection).
+                if s.tx.capacity() <= reserve(&s.tx) {
+                    s.stale.store(true, Ordering::Release);
+                    self.conflations.fetch_add(1, Ordering::Relaxed);
+                    s.resync.notify_one();
                     continue;
                 }
                 let m = built.get_or_insert_with(|| msg().into()).clone();
