@@ -649,7 +649,7 @@ async fn public_md(c: &reqwest::Client, s: &Server) -> Value {
 
 /// Public market data from the web edge's own builder: the book with `md_seq` and order counts
 /// (equal to the engine's sequenced book), the trade tape, candles and the ticker; after a
-/// restart, rebuilt from the journal, the same answers.
+/// restart, rebuilt from the journal, the same answers, equal to the binary feed's depth.
 #[test]
 fn public_market_data_from_the_builder_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -743,6 +743,34 @@ fn public_market_data_from_the_builder_survives_a_restart() {
     let s = Server::start(dir.path(), "");
     let after = rt().block_on(async { public_md(&http(), &s).await });
     assert_eq!(before, after);
+    // … and equal to the binary market-data feed's depth snapshot (the gateway's own builder).
+    {
+        use ringbook_client::protocol::marketdata::{Channel, MdMsg};
+        use ringbook_client::Received;
+        let mut feed = Client::connect(s.gateway).unwrap();
+        feed.login("feed", "feed-demo", 1, false).unwrap();
+        feed.subscribe(1, ringbook_engine::SymbolId(0), Channel::Depth, ringbook_engine::marketdata::Interval::M1)
+            .unwrap();
+        let mut book = ringbook_client::DepthBook::new();
+        let deadline = Instant::now() + WAIT;
+        let md_seq = loop {
+            assert!(Instant::now() < deadline, "no binary depth snapshot");
+            if let Some(Received::MarketData(MdMsg::Depth(f))) =
+                feed.recv_any_timeout(Duration::from_millis(200)).unwrap()
+            {
+                if let Some(seq) = book.apply(&f).unwrap() {
+                    break seq;
+                }
+            }
+        };
+        let b = book.book().unwrap();
+        let side = |s: ringbook_engine::Side| {
+            Value::Array(b.levels(s).into_iter().map(|(p, q, n)| json!([p.0, q.0, n])).collect())
+        };
+        assert_eq!(json!(md_seq), after["book"]["md_seq"]);
+        assert_eq!(side(ringbook_engine::Side::Buy), after["book"]["bids"]);
+        assert_eq!(side(ringbook_engine::Side::Sell), after["book"]["asks"]);
+    }
     let (status, _) = s.terminate();
     assert!(status.success());
 }
