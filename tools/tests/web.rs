@@ -12,6 +12,11 @@
 //!   another user, operator-only and user-only actions, unknown route, unsupported
 //!   instructions, insufficient funds;
 //! - 429 with `Retry-After` from the per-account limit, which leaves other accounts alone;
+//! - orders named by engine order id (status, amend, cancel; `NOT_YOUR_ORDER`, `UNKNOWN_ORDER`);
+//! - public market data from the web edge's own builder (book with `md_seq` and order counts,
+//!   trades, klines, ticker), unchanged across a restart and equal to the binary feed's depth;
+//! - public WebSocket channels: a depth subscriber's book (snapshot + ordered updates, conflated
+//!   when slow) equals `GET /api/v1/orderbook` after a burst; trades in order without gaps;
 //! - the seed's CSV endpoints;
 //! - `/metrics` parsed by a Prometheus text parser.
 //!
