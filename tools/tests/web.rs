@@ -917,8 +917,26 @@ fn websocket_public_channels_converge_with_the_rest_book() {
             }
         }
         assert!(trades_rest > 0, "the burst traded");
+        // A binary session's order reaches the web edge's builder too (every output crosses
+        // the bridge, whatever its origin).
+        let mut bin = Client::connect(s.gateway).unwrap();
+        bin.login("bob", "bob-demo", 1, false).unwrap();
+        bin.send(&ClientMsg::Command(ringbook_engine::Command::NewOrder(ringbook_engine::NewOrder::limit(
+            ringbook_engine::UserId(2), ringbook_engine::SymbolId(0), ringbook_engine::ClientOrderId(1000),
+            ringbook_engine::Side::Sell, ringbook_engine::Price(15300), ringbook_engine::Qty(2),
+        )))).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no binary ack");
+            if let Some(ServerMsg::Accepted { client_order_id, .. }) = bin.recv_timeout(WAIT).unwrap() {
+                if client_order_id == 1000 {
+                    break;
+                }
+            }
+        }
         let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
         assert_eq!(st, 200, "{rest}");
+        assert!(rest["asks"].as_array().unwrap().contains(&json!([15300, 2, 1])), "{rest}");
         let target = rest["md_seq"].as_u64().unwrap();
         assert!(target > 100, "{rest}");
         for (name, ws) in [("fast", &mut fast), ("slow", &mut slow)] {
