@@ -934,9 +934,18 @@ fn websocket_public_channels_converge_with_the_rest_book() {
                 }
             }
         }
-        let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
-        assert_eq!(st, 200, "{rest}");
-        assert!(rest["asks"].as_array().unwrap().contains(&json!([15300, 2, 1])), "{rest}");
+        // The binary ack and the web edge's builder are on different threads: the order shows
+        // in the web book a moment later at most (bounded wait).
+        let deadline = Instant::now() + WAIT;
+        let rest = loop {
+            let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
+            assert_eq!(st, 200, "{rest}");
+            if rest["asks"].as_array().unwrap().contains(&json!([15300, 2, 1])) {
+                break rest;
+            }
+            assert!(Instant::now() < deadline, "the binary order never reached the web book: {rest}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         let target = rest["md_seq"].as_u64().unwrap();
         assert!(target > 100, "{rest}");
         for (name, ws) in [("fast", &mut fast), ("slow", &mut slow)] {
