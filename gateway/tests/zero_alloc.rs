@@ -566,7 +566,9 @@ fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally
                 Some(o) => {
                     tally.outputs.fetch_add(1, Ordering::Relaxed);
                     match o.kind {
-                        WebOutKind::Done(_) => {
+                        // `Ended` (the market-data feed is on) also ends binary sessions'
+                        // commands: only a web request's counts.
+                        WebOutKind::Done(_) | WebOutKind::Ended { .. } if o.request != 0 => {
                             need -= 1;
                             tally.dones.fetch_add(1, Ordering::Release);
                         }
@@ -603,6 +605,8 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     // Small queues, so the loop also meets a full web output queue and waits for room.
     let bridge = WebBridge::new(64, 256);
     sc.web = Some(bridge.clone());
+    // The web edge's market-data feed on: every output of every command crosses the bridge.
+    bridge.enable_market_data();
     // With market data: a feed subscribed to every channel of the traded symbol.
     let handle =
         server::start_with_market_data(sc, backend, Some(MarketData::new(config))).unwrap();

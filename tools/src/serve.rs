@@ -211,12 +211,23 @@ pub fn default_shape(cores: usize, durability: Durability) -> Shape {
 /// The market-data builder for a server starting on journal `dir`: rebuilt from every record,
 /// or (when the first records were pruned) seeded from the state a snapshot-based replay
 /// recovers.
-fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, String> {
+///
+/// With `web`, a second, identical builder for the web edge (fed from the same replay), so its
+/// REST and WebSocket market data equal the binary feed's.
+fn market_data_from_journal(
+    config: &Config,
+    dir: &Path,
+    web: bool,
+) -> Result<(MarketData, Option<MarketData>), String> {
     let listing = ringbook_journal::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if listing.segments.is_empty() && listing.snapshots.is_empty() {
-        return Ok(MarketData::new(config));
+        return Ok((
+            MarketData::new(config),
+            web.then(|| MarketData::new(config)),
+        ));
     }
     let mut md = MarketData::new(config);
+    let mut web_md = web.then(|| MarketData::new(config));
     let first = JournalConfig::default().first_sequence;
     let full = replay_journal_outputs(
         config,
@@ -225,12 +236,22 @@ fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, S
         first,
         None,
         &mut |o| match o.kind {
-            OutputKind::Event(ref e) => md.apply(e, &mut |_| {}),
-            OutputKind::Done => md.end_command(o.ts, &mut |_| {}),
+            OutputKind::Event(ref e) => {
+                md.apply(e, &mut |_| {});
+                if let Some(w) = web_md.as_mut() {
+                    w.apply(e, &mut |_| {});
+                }
+            }
+            OutputKind::Done => {
+                md.end_command(o.ts, &mut |_| {});
+                if let Some(w) = web_md.as_mut() {
+                    w.end_command(o.ts, &mut |_| {});
+                }
+            }
         },
     );
     match full {
-        Ok(_) => Ok(md),
+        Ok(_) => Ok((md, web_md)),
         Err(e) => {
             eprintln!(
                 "ringbook serve: market data: the journal does not replay from its start ({e}); \
@@ -238,16 +259,31 @@ fn market_data_from_journal(config: &Config, dir: &Path) -> Result<MarketData, S
             );
             let (engine, _) = replay_journal(config, RiskMode::On, dir, first, None)
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
-            Ok(MarketData::from_engine(&engine))
+            Ok((
+                MarketData::from_engine(&engine),
+                web.then(|| MarketData::from_engine(&engine)),
+            ))
         }
     }
-
 }
 
 /// The web edge's listener and bridge, set up before the gateway starts.
 struct WebPrep {
     listener: std::net::TcpListener,
     bridge: std::sync::Arc<WebBridge>,
+    /// The web edge's own market-data builder (none with `--no-market-data`).
+    md: Option<MarketData>,
+}
+
+impl WebPrep {
+    /// Gives the web edge its builder, seeded like the gateway's, and turns the bridge's
+    /// market-data feed on before the gateway starts, so that the builder misses no command.
+    fn market_data(&mut self, md: Option<MarketData>) {
+        if let Some(md) = md {
+            self.bridge.enable_market_data();
+            self.md = Some(md);
+        }
+    }
 }
 
 /// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
@@ -270,7 +306,11 @@ fn web_prep(
     })?;
     let bridge = WebBridge::new(config.web.requests_max, config.web.events_max);
     sc.web = Some(bridge.clone());
-    Ok(Some(WebPrep { listener, bridge }))
+    Ok(Some(WebPrep {
+        listener,
+        bridge,
+        md: None,
+    }))
 }
 
 /// Starts the web edge on its own runtime threads, once the gateway loop runs.
@@ -289,6 +329,7 @@ fn web_start(
         bridge: p.bridge,
         gateway_stats: stats.clone(),
         threads: args.http_threads,
+        market_data: p.md,
     })?;
     eprintln!(
         "ringbook serve: web edge on http://{} ({} threads; token secret {})",
@@ -452,10 +493,15 @@ fn serve(args: Args) -> Result<(), Stop> {
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
     let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;
-    let web_prep = web_prep(&args, &config, &mut sc)?;
+    let mut web_prep = web_prep(&args, &config, &mut sc)?;
     if args.in_process {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
         let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));
+        if let Some(p) = web_prep.as_mut() {
+            p.market_data(
+                (!args.no_market_data).then(|| MarketData::from_engine(backend.engine())),
+            );
+        }
         let handle = server::start_on(listener, sc, backend, md).map_err(|e| e.to_string())?;
         eprintln!(
             "ringbook serve: listening on {} (in-process engine, no journal)",
@@ -491,7 +537,11 @@ fn serve(args: Args) -> Result<(), Stop> {
     let md = if args.no_market_data {
         None
     } else {
-        Some(market_data_from_journal(&config, &args.journal)?)
+        let (md, web_md) = market_data_from_journal(&config, &args.journal, web_prep.is_some())?;
+        if let Some(p) = web_prep.as_mut() {
+            p.market_data(web_md);
+        }
+        Some(md)
     };
     let (builder, shape) = pipeline_builder(&args, &config);
     let backend =

@@ -12,6 +12,11 @@
 //!   another user, operator-only and user-only actions, unknown route, unsupported
 //!   instructions, insufficient funds;
 //! - 429 with `Retry-After` from the per-account limit, which leaves other accounts alone;
+//! - orders named by engine order id (status, amend, cancel; `NOT_YOUR_ORDER`, `UNKNOWN_ORDER`);
+//! - public market data from the web edge's own builder (book with `md_seq` and order counts,
+//!   trades, klines, ticker), unchanged across a restart and equal to the binary feed's depth;
+//! - public WebSocket channels: a depth subscriber's book (snapshot + ordered updates, conflated
+//!   when slow) equals `GET /api/v1/orderbook` after a burst; trades in order without gaps;
 //! - the seed's CSV endpoints;
 //! - `/metrics` parsed by a Prometheus text parser.
 //!
@@ -408,9 +413,10 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         // Book and open orders: bob's remaining lot.
         let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=5"))).await;
         assert_eq!(st, 200);
-        assert_eq!(v["asks"], json!([[15000, 1]]));
+        assert_eq!(v["asks"], json!([[15000, 1, 1]]));
         assert_eq!(v["bids"], json!([]));
         assert!(v["seq"].as_u64().unwrap() > 0);
+        assert!(v["md_seq"].as_u64().unwrap() > 0);
         let (st, v) = call(
             c.get(s.url("/api/v1/orders/open?symbol=BTC-KRW"))
                 .bearer_auth(&bob),
@@ -529,6 +535,490 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&hash), "replay {text} vs shutdown {hash}");
+}
+
+/// Orders named by engine order id: status, amend and cancel through the engine's
+/// `AmendOrder` / `CancelOrder`, with and without the symbol; another user's order is
+/// `NOT_YOUR_ORDER`, a finished or unknown one `UNKNOWN_ORDER`.
+#[test]
+fn orders_by_engine_order_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 10_000_000), (2, "BTC", 1_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "price": 15000, "qty": 3}))).await;
+        assert_eq!(st, 201, "{v}");
+        let id = v["order_id"].as_u64().unwrap();
+        let url = s.url(&format!("/api/v1/orders/{id}"));
+        let expect = |st: u16, v: &Value, want: (u16, u64, &str)| {
+            assert_eq!((st, v["code"].as_u64(), v["reason"].as_str()), (want.0, Some(want.1), Some(want.2)), "{v}");
+        };
+
+        // Status by id: the owner sees it; another user's view has no such live order.
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["leaves_qty"].as_u64(), v["price"].as_i64()),
+            (Some(id), Some(7), Some(3), Some(15000)));
+        let (st, v) = call(c.get(&url).bearer_auth(&alice)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+
+        // Amend by id, without the symbol (looked up) and with it.
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15200, "qty": 2}))).await;
+        assert_eq!((st, v["status"].as_str(), v["order_id"].as_u64()), (200, Some("AMENDED"), Some(id)), "{v}");
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!((st, v["price"].as_i64(), v["leaves_qty"].as_u64()), (200, Some(15200), Some(2)), "{v}");
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob)
+            .json(&json!({"symbol": "BTC-KRW", "price": 15100, "qty": 2}))).await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("AMENDED")), "{v}");
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["asks"][0][0], &v["asks"][0][1]), (200, &json!(15100), &json!(2)), "{v}");
+
+        // Another user may neither amend nor cancel it, with or without the symbol.
+        let (st, v) = call(c.patch(&url).bearer_auth(&alice).json(&json!({"price": 1, "qty": 1}))).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        let (st, v) = call(c.delete(&url).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
+        // Nor name another user in the query.
+        let (st, v) = call(c.delete(format!("{url}?user=2")).bearer_auth(&alice)).await;
+        expect(st, &v, (403, 1010, "NOT_YOUR_ACCOUNT"));
+
+        // A partial fill shows in the status by id; then the owner cancels the rest by id.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 1}))).await;
+        assert_eq!((st, v["status"].as_str()), (201, Some("FILLED")), "{v}");
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!((st, v["filled_qty"].as_u64(), v["leaves_qty"].as_u64(), v["status"].as_str()),
+            (200, Some(1), Some(1), Some("PARTIALLY_FILLED")), "{v}");
+        let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((v["status"].as_str(), v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["cancelled_qty"].as_u64(), v["reason"].as_str()),
+            (Some("CANCELLED"), Some(id), Some(7), Some(1), Some("USER")), "{v}");
+        // Stale now: cancel, amend and status are UNKNOWN_ORDER; so is an id never issued.
+        let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000, "qty": 1}))).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        let (st, v) = call(c.delete(s.url("/api/v1/orders/999999")).bearer_auth(&bob)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        // Bad ids and bodies; the book is empty again.
+        let (st, v) = call(c.delete(s.url("/api/v1/orders/abc")).bearer_auth(&bob)).await;
+        expect(st, &v, (400, 4001, "BAD_REQUEST"));
+        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000}))).await;
+        expect(st, &v, (400, 4001, "BAD_REQUEST"));
+        let (st, v) = call(c.delete(&url)).await;
+        expect(st, &v, (401, 4002, "UNAUTHORIZED"));
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["asks"], &v["bids"]), (200, &json!([]), &json!([])), "{v}");
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+}
+
+/// The public market data, without the volatile fields (`seq` counts commands since start;
+/// a ticker's `close_time` is the engine time of the latest command, queries included).
+async fn public_md(c: &reqwest::Client, s: &Server) -> Value {
+    let mut out = json!({});
+    for (k, path) in [
+        ("book", "/api/v1/orderbook/BTC-KRW?depth=5"),
+        ("trades", "/api/v1/trades/BTC-KRW?limit=10"),
+        ("m1", "/api/v1/klines/BTC-KRW?interval=1m&limit=10"),
+        ("w1", "/api/v1/klines/BTC-KRW?interval=1w"),
+        ("ticker", "/api/v1/ticker/24hr?symbol=BTC-KRW"),
+    ] {
+        let (st, mut v) = call(c.get(s.url(path))).await;
+        assert_eq!(st, 200, "{path}: {v}");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("seq");
+            o.remove("close_time");
+            o.remove("open_time");
+        }
+        out[k] = v;
+    }
+    out
+}
+
+/// Public market data from the web edge's own builder: the book with `md_seq` and order counts
+/// (equal to the engine's sequenced book), the trade tape, candles and the ticker; after a
+/// restart, rebuilt from the journal, the same answers, equal to the binary feed's depth.
+#[test]
+fn public_market_data_from_the_builder_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    let before = rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 10_000_000), (2, "BTC", 1_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        // Empty book: md_seq 0, no trades, no candles.
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
+        assert_eq!((st, &v["md_seq"], &v["bids"], &v["asks"]), (200, &json!(0), &json!([]), &json!([])), "{v}");
+        let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW"))).await;
+        assert_eq!((st, v), (200, json!([])));
+        let order = |who: &str, coid: u64, side: &str, price: i64, qty: u64| {
+            c.post(s.url("/api/v1/orders")).bearer_auth(who).json(&json!(
+                {"symbol": "BTC-KRW", "client_order_id": coid, "side": side, "price": price, "qty": qty}))
+        };
+        for (coid, price, qty) in [(1, 15000, 3), (2, 15100, 2), (3, 15100, 1)] {
+            let (st, v) = call(order(&bob, coid, "SELL", price, qty)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let (st, v) = call(order(&alice, 1, "BUY", 15100, 4)).await;
+        assert_eq!((st, v["status"].as_str()), (201, Some("FILLED")), "{v}");
+        let (st, v) = call(order(&alice, 2, "BUY", 14900, 1)).await;
+        assert_eq!(st, 201, "{v}");
+
+        // The book: [price, visible qty, orders], md_seq one update per command that changed it.
+        let (st, book) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=5"))).await;
+        assert_eq!(st, 200, "{book}");
+        assert_eq!((&book["bids"], &book["asks"]), (&json!([[14900, 1, 1]]), &json!([[15100, 2, 2]])), "{book}");
+        assert_eq!(book["md_seq"], json!(5), "{book}");
+        let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1"))).await;
+        assert_eq!((st, &v["asks"]), (200, &json!([[15100, 2, 2]])));
+        // … the engine's own book, read through the sequenced path (the CSV endpoint), agrees.
+        let r = c.get(s.url("/orderbook?symbolId=0")).bearer_auth(&alice).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "side,price,qty\n1,14900,1\n2,15100,2\n");
+
+        // The tape: oldest first, one command's two trades.
+        let (st, t) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=10"))).await;
+        assert_eq!(st, 200, "{t}");
+        let t = t.as_array().unwrap().clone();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!((&t[0]["price"], &t[0]["qty"], &t[0]["taker_side"]), (&json!(15000), &json!(3), &json!("BUY")));
+        assert_eq!((&t[1]["price"], &t[1]["qty"]), (&json!(15100), &json!(1)));
+        assert_eq!(t[1]["trade_id"].as_u64(), t[0]["trade_id"].as_u64().map(|i| i + 1));
+        assert!(t[0]["ts"].as_u64().unwrap() > 0 && t[0]["ts"] == t[1]["ts"]);
+        let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1"))).await;
+        assert_eq!((st, v.as_array().map(|a| a.len()), &v[0]["trade_id"]), (200, Some(1), &t[1]["trade_id"]));
+
+        // Candles: both trades in one (one command, one time stamp), for every interval.
+        for iv in ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"] {
+            let (st, k) = call(c.get(s.url(&format!("/api/v1/klines/BTC-KRW?interval={iv}")))).await;
+            assert_eq!(st, 200, "{k}");
+            assert_eq!(k.as_array().unwrap().len(), 1, "{iv}: {k}");
+            let k = &k[0];
+            assert_eq!((&k["open"], &k["high"], &k["low"], &k["close"], &k["volume"], &k["trades"]),
+                (&json!(15000), &json!(15100), &json!(15000), &json!(15100), &json!(4), &json!(2)), "{iv}: {k}");
+            assert_eq!(k["quote_volume"], json!(15000 * 3 + 15100), "tick size 1: {k}");
+            assert!(k["open_time"].as_u64().unwrap() <= t[0]["ts"].as_u64().unwrap());
+        }
+        let (st, v) = call(c.get(s.url("/api/v1/klines/BTC-KRW?interval=2m"))).await;
+        assert_eq!((st, v["reason"].as_str()), (400, Some("BAD_REQUEST")), "{v}");
+
+        // The ticker, for one symbol and for all.
+        let (st, tk) = call(c.get(s.url("/api/v1/ticker/24hr?symbol=BTC-KRW"))).await;
+        assert_eq!(st, 200, "{tk}");
+        assert_eq!((&tk["open"], &tk["high"], &tk["low"], &tk["last"], &tk["change"], &tk["volume"], &tk["trades"]),
+            (&json!(15000), &json!(15100), &json!(15000), &json!(15100), &json!(100), &json!(4), &json!(2)), "{tk}");
+        assert_eq!((&tk["best_bid"], &tk["best_ask"], &tk["change_pct"]), (&json!([14900, 1]), &json!([15100, 2]), &json!("0.66")), "{tk}");
+        let (st, all) = call(c.get(s.url("/api/v1/ticker/24hr"))).await;
+        assert_eq!(st, 200, "{all}");
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), DEFAULT_CONFIG.matches("[[symbols]]").count(), "{all:?}");
+        assert!(all.iter().any(|x| x["symbol"] == "BTC-KRW" && x["trades"] == 2));
+        // Unknown symbols are 404 everywhere.
+        for path in ["/api/v1/trades/DOGE-KRW", "/api/v1/klines/DOGE-KRW", "/api/v1/ticker/24hr?symbol=DOGE-KRW"] {
+            let (st, v) = call(c.get(s.url(path))).await;
+            assert_eq!((st, v["reason"].as_str()), (404, Some("UNKNOWN_SYMBOL")), "{path}: {v}");
+        }
+        public_md(&c, &s).await
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    // Restarted on the same journal: the builder is rebuilt from it, answers unchanged.
+    let s = Server::start(dir.path(), "");
+    let after = rt().block_on(async { public_md(&http(), &s).await });
+    assert_eq!(before, after);
+    // … and equal to the binary market-data feed's depth snapshot (the gateway's own builder).
+    {
+        use ringbook_client::protocol::marketdata::{Channel, MdMsg};
+        use ringbook_client::Received;
+        let mut feed = Client::connect(s.gateway).unwrap();
+        feed.login("feed", "feed-demo", 1, false).unwrap();
+        feed.subscribe(1, ringbook_engine::SymbolId(0), Channel::Depth, ringbook_engine::marketdata::Interval::M1)
+            .unwrap();
+        let mut book = ringbook_client::DepthBook::new();
+        let deadline = Instant::now() + WAIT;
+        let md_seq = loop {
+            assert!(Instant::now() < deadline, "no binary depth snapshot");
+            if let Some(Received::MarketData(MdMsg::Depth(f))) =
+                feed.recv_any_timeout(Duration::from_millis(200)).unwrap()
+            {
+                if let Some(seq) = book.apply(&f).unwrap() {
+                    break seq;
+                }
+            }
+        };
+        let b = book.book().unwrap();
+        let side = |s: ringbook_engine::Side| {
+            Value::Array(b.levels(s).into_iter().map(|(p, q, n)| json!([p.0, q.0, n])).collect())
+        };
+        assert_eq!(json!(md_seq), after["book"]["md_seq"]);
+        assert_eq!(side(ringbook_engine::Side::Buy), after["book"]["bids"]);
+        assert_eq!(side(ringbook_engine::Side::Sell), after["book"]["asks"]);
+    }
+    let (status, _) = s.terminate();
+    assert!(status.success());
+}
+
+/// A WebSocket `depth` client's book: a snapshot, then updates; updates at or below the latest
+/// snapshot's `md_seq` are skipped, the rest must be contiguous.
+#[derive(Default)]
+struct WsBook {
+    md_seq: u64,
+    bids: std::collections::BTreeMap<i64, (u64, u64)>,
+    asks: std::collections::BTreeMap<i64, (u64, u64)>,
+    snapshots: u32,
+}
+
+impl WsBook {
+    fn levels(side: &mut std::collections::BTreeMap<i64, (u64, u64)>, v: &Value, replace: bool) {
+        if replace {
+            side.clear();
+        }
+        for l in v.as_array().unwrap() {
+            let (p, q, n) = (l[0].as_i64().unwrap(), l[1].as_u64().unwrap(), l[2].as_u64().unwrap());
+            if q == 0 {
+                assert_eq!(n, 0, "{l}");
+                side.remove(&p);
+            } else {
+                side.insert(p, (q, n));
+            }
+        }
+    }
+
+    fn on(&mut self, v: &Value) {
+        let seq = v["md_seq"].as_u64().unwrap();
+        match v["type"].as_str() {
+            Some("snapshot") => {
+                self.snapshots += 1;
+                self.md_seq = seq;
+                Self::levels(&mut self.bids, &v["bids"], true);
+                Self::levels(&mut self.asks, &v["asks"], true);
+            }
+            Some("update") if seq <= self.md_seq => {}
+            Some("update") => {
+                assert_eq!(seq, self.md_seq + 1, "a gap in depth updates: {v}");
+                self.md_seq = seq;
+                Self::levels(&mut self.bids, &v["bids"], false);
+                Self::levels(&mut self.asks, &v["asks"], false);
+            }
+            _ => panic!("{v}"),
+        }
+    }
+
+    /// As `GET /api/v1/orderbook` shows it.
+    fn json(&self) -> (Value, Value) {
+        let f = |(p, (q, n)): (&i64, &(u64, u64))| json!([p, q, n]);
+        (
+            Value::Array(self.bids.iter().rev().map(f).collect()),
+            Value::Array(self.asks.iter().map(f).collect()),
+        )
+    }
+}
+
+/// Public WebSocket channels: after a burst of orders, a depth subscriber's book (snapshot +
+/// ordered updates) equals `GET /api/v1/orderbook` at the same `md_seq`, for a client that reads
+/// as it goes and for one that reads only at the end (tiny queues: conflated to fresh snapshots
+/// rather than growing); trades arrive in order without gaps; kline and ticker channels answer;
+/// bad subscriptions are refused.
+#[test]
+fn websocket_public_channels_converge_with_the_rest_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "ws_queue_max = 4");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let bob = login(&c, &s, "bob").await;
+        for (user, cur, amount) in [(1, "KRW", 1_000_000_000), (2, "BTC", 100_000_000)] {
+            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
+                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        // A resting order before anyone subscribes: it must be in the snapshot.
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "SELL", "price": 15100, "qty": 5}))).await;
+        assert_eq!(st, 201, "{v}");
+
+        // Refusals: no symbol, unknown symbol, unknown interval, a second identical subscription.
+        let mut fast = ws_connect(&s).await;
+        for (msg, reason) in [
+            (json!({"op": "subscribe", "channel": "depth"}), "BAD_REQUEST"),
+            (json!({"op": "subscribe", "channel": "depth", "symbol": "DOGE-KRW"}), "UNKNOWN_SYMBOL"),
+            (json!({"op": "subscribe", "channel": "kline:2m", "symbol": "BTC-KRW"}), "BAD_REQUEST"),
+        ] {
+            ws_send(&mut fast, msg.clone()).await;
+            let v = ws_until(&mut fast, |v| v["op"] == "error").await;
+            assert_eq!(v["reason"], reason, "{msg}: {v}");
+        }
+        let mut book = WsBook::default();
+        ws_send(&mut fast, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut fast, |v| v["op"] == "subscribe").await;
+        assert_eq!((&v["ok"], &v["channel"], &v["symbol"]), (&json!(true), &json!("depth"), &json!("BTC-KRW")), "{v}");
+        let snap = ws_until(&mut fast, |v| v["channel"] == "depth" && v["type"].is_string()).await;
+        assert_eq!((&snap["type"], &snap["md_seq"], &snap["asks"]), (&json!("snapshot"), &v["md_seq"], &json!([[15100, 5, 1]])), "{snap}");
+        book.on(&snap);
+        ws_send(&mut fast, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut fast, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "BAD_REQUEST", "{v}");
+
+        // The slow client subscribes to everything and reads nothing until the end.
+        let mut slow = ws_connect(&s).await;
+        for ch in ["depth", "trades", "ticker", "kline:1m"] {
+            ws_send(&mut slow, json!({"op": "subscribe", "channel": ch, "symbol": "BTC-KRW"})).await;
+        }
+        let mut tape = ws_connect(&s).await;
+        ws_send(&mut tape, json!({"op": "subscribe", "channel": "trades", "symbol": "BTC-KRW"})).await;
+        let snap = ws_until(&mut tape, |v| v["channel"] == "trades" && v["type"].is_string()).await;
+        assert_eq!((&snap["type"], &snap["trades"]), (&json!("snapshot"), &json!([])), "{snap}");
+
+        // The burst: crossing and resting orders from two users; the fast client reads along.
+        let mut trades_rest = 0u64;
+        for i in 0..120u64 {
+            let (who, side, price) = if i % 2 == 0 {
+                (&bob, "SELL", 15000 + (i % 7) as i64)
+            } else {
+                (&alice, "BUY", 14998 + (i % 9) as i64)
+            };
+            let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(who).json(&json!(
+                {"symbol": "BTC-KRW", "client_order_id": i + 2, "side": side, "price": price, "qty": 1 + i % 3}))).await;
+            assert_eq!(st, 201, "{v}");
+            trades_rest += v["fills"].as_array().unwrap().len() as u64;
+            if i % 3 == 0 {
+                // Drain what has arrived so far, without waiting.
+                while let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_millis(1), fast.next()).await
+                {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["channel"] == "depth" && v["type"].is_string() {
+                        book.on(&v);
+                    }
+                }
+            }
+        }
+        assert!(trades_rest > 0, "the burst traded");
+        // A binary session's order reaches the web edge's builder too (every output crosses
+        // the bridge, whatever its origin).
+        let mut bin = Client::connect(s.gateway).unwrap();
+        bin.login("bob", "bob-demo", 1, false).unwrap();
+        bin.send(&ClientMsg::Command(ringbook_engine::Command::NewOrder(ringbook_engine::NewOrder::limit(
+            ringbook_engine::UserId(2), ringbook_engine::SymbolId(0), ringbook_engine::ClientOrderId(1000),
+            ringbook_engine::Side::Sell, ringbook_engine::Price(15300), ringbook_engine::Qty(2),
+        )))).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no binary ack");
+            if let Some(ServerMsg::Accepted { client_order_id, .. }) = bin.recv_timeout(WAIT).unwrap() {
+                if client_order_id == 1000 {
+                    break;
+                }
+            }
+        }
+        // The binary ack and the web edge's builder are on different threads: the order shows
+        // in the web book a moment later at most (bounded wait).
+        let deadline = Instant::now() + WAIT;
+        let rest = loop {
+            let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
+            assert_eq!(st, 200, "{rest}");
+            if rest["asks"].as_array().unwrap().contains(&json!([15300, 2, 1])) {
+                break rest;
+            }
+            assert!(Instant::now() < deadline, "the binary order never reached the web book: {rest}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let target = rest["md_seq"].as_u64().unwrap();
+        assert!(target > 100, "{rest}");
+        for (name, ws) in [("fast", &mut fast), ("slow", &mut slow)] {
+            let mut b = if name == "fast" { std::mem::take(&mut book) } else { WsBook::default() };
+            let mut trades_seen = Vec::new();
+            while b.md_seq < target {
+                let v = ws_until(ws, |v| v["type"].is_string()).await;
+                match v["channel"].as_str() {
+                    Some("depth") => b.on(&v),
+                    Some("trades") if v["type"] == "update" => trades_seen.push(v["data"]["trade_id"].as_u64().unwrap()),
+                    Some("ticker" | "kline:1m") => assert!(v["md_seq"].as_u64().is_some(), "{v}"),
+                    _ => {}
+                }
+            }
+            assert_eq!(b.md_seq, target, "{name}");
+            assert_eq!(b.json(), (rest["bids"].clone(), rest["asks"].clone()), "{name}: the WebSocket book differs from GET /orderbook");
+            assert!(b.snapshots >= 1, "{name}");
+        }
+        // The tape client (default reading pace, ends in time): every trade once, in order,
+        // trade ids contiguous, unless it was conflated to a fresh tape snapshot.
+        let mut ids = Vec::new();
+        let mut last_ticker = None;
+        ws_send(&mut tape, json!({"op": "subscribe", "channel": "ticker", "symbol": "BTC-KRW"})).await;
+        while last_ticker.is_none() || (ids.len() as u64) < trades_rest {
+            let v = ws_until(&mut tape, |v| v["type"].is_string()).await;
+            match (v["channel"].as_str(), v["type"].as_str()) {
+                (Some("trades"), Some("update")) => ids.push(v["data"]["trade_id"].as_u64().unwrap()),
+                (Some("trades"), Some("snapshot")) => {
+                    ids = v["trades"].as_array().unwrap().iter().map(|t| t["trade_id"].as_u64().unwrap()).collect();
+                    assert!(!ids.is_empty());
+                    // A conflated tape resumes after the snapshot's trades; count from its first.
+                    let first = ids[0];
+                    ids.retain(|&i| i >= first);
+                    if ids.last().copied() == Some(trades_rest) { break; }
+                }
+                (Some("ticker"), _) => last_ticker = Some(v),
+                _ => {}
+            }
+            if ids.last().copied() == Some(trades_rest) && last_ticker.is_some() { break; }
+        }
+        for w in ids.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "trade ids contiguous: {ids:?}");
+        }
+        assert_eq!(ids.last().copied(), Some(trades_rest), "the last trade arrived");
+        let tk = last_ticker.unwrap();
+        assert_eq!(tk["data"]["trades"], json!(trades_rest), "{tk}");
+        // Unsubscribe answers; the connection still works.
+        ws_send(&mut tape, json!({"op": "unsubscribe", "channel": "trades", "symbol": "BTC-KRW"})).await;
+        let v = ws_until(&mut tape, |v| v["op"] == "unsubscribe").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        // Metrics: trades, subscriptions (fast 1, slow 4, tape 1), messages; conflations are
+        // reported (how many depends on the machine's pace, so not asserted).
+        let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let m = metrics(&text);
+        assert_eq!(value(&m, "ringbook_trades_total", &[]), trades_rest as f64);
+        assert_eq!(value(&m, "ringbook_md_ws_subscriptions", &[]), 6.0);
+        assert!(value(&m, "ringbook_md_ws_messages_total", &[]) > 100.0);
+        assert!(value(&m, "ringbook_journal_acked_sequence", &[]) > 120.0);
+        eprintln!("conflations: {}", value(&m, "ringbook_md_ws_conflations_total", &[]));
+        drop(slow);
+        // A closed connection's subscriptions go with it.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            if value(&metrics(&text), "ringbook_md_ws_subscriptions", &[]) == 2.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "subscriptions of a closed connection remain");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
 }
 
 fn craft(claims: Value) -> String {
@@ -653,9 +1143,10 @@ fn every_error_path_has_its_code_and_status() {
         ws_send(&mut ws, json!({"op": "auth", "token": ops1})).await;
         let v = ws_until(&mut ws, |v| v["op"] == "error").await;
         assert_eq!(v["reason"], "USER_ONLY");
+        // Public channels need no authentication.
         ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
-        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
-        assert_eq!(v["reason"], "UNSUPPORTED");
+        let v = ws_until(&mut ws, |v| v["op"] == "subscribe" || v["op"] == "error").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
         // A connection authenticated with a token is closed when the token expires.
         let short = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
             "iat": now(), "exp": now() + 2}));

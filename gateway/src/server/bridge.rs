@@ -67,6 +67,16 @@ pub enum WebOutKind {
     Event(Event),
     /// The request's command is fully processed and journaled; its sequence number.
     Done(u64),
+    /// Sent instead of [`WebOutKind::Done`] while the web edge's market-data feed is on
+    /// ([`WebBridge::enable_market_data`]): a command, from any origin, is fully processed
+    /// (journaled); its sequence number and time stamp (Unix nanoseconds, for the web edge's own
+    /// market-data builder). With `request != 0` it also completes that web request.
+    Ended {
+        /// The command's sequence number.
+        seq: u64,
+        /// What the engine's time moved to (`BackendOutput::Done`'s).
+        ts: u64,
+    },
     /// The gateway refused the request's command before sequencing it (authorization).
     Rejected(RejectCode),
     /// The outcome of a login request.
@@ -115,6 +125,9 @@ pub struct WebBridge {
     out_blocked: AtomicBool,
     /// Authenticated WebSocket connections: with none, the loop sends no broadcast events.
     listeners: AtomicU64,
+    /// The web edge keeps its own market-data builder: the loop sends it every event and an
+    /// `Ended` for every command, whatever its origin.
+    md_feed: AtomicBool,
     ready: AtomicBool,
     /// The web edge has stopped: the loop takes no more requests and pushes nothing more.
     closed: AtomicBool,
@@ -133,6 +146,7 @@ impl WebBridge {
             consumer: OnceLock::new(),
             out_blocked: AtomicBool::new(false),
             listeners: AtomicU64::new(0),
+            md_feed: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stats: BridgeStats::default(),
@@ -177,6 +191,20 @@ impl WebBridge {
             self.listeners
                 .fetch_sub(delta.unsigned_abs(), Ordering::AcqRel);
         }
+    }
+
+    /// Asks the loop for every output (each event, and an [`WebOutKind::Ended`] with the time
+    /// stamp for each command, in sequence order), to feed the web edge's own market-data
+    /// builder. Call before the gateway starts, so the builder (seeded from the journal) misses
+    /// nothing. The outbound queue still never drops: the loop drains its backend only as far
+    /// as the queue has room.
+    pub fn enable_market_data(&self) {
+        self.md_feed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`WebBridge::enable_market_data`] was called.
+    pub fn market_data_enabled(&self) -> bool {
+        self.md_feed.load(Ordering::Relaxed)
     }
 
     /// The web edge has stopped (its dispatcher reads no more): the loop stops taking requests
@@ -255,6 +283,11 @@ impl WebBridge {
                 let _ = w.wake();
             }
         }
+    }
+
+    /// Every output goes to the web edge (its market-data feed is on and it still reads).
+    pub(crate) fn md_feed(&self) -> bool {
+        self.md_feed.load(Ordering::Relaxed) && !self.is_closed()
     }
 
     pub(crate) fn has_listeners(&self) -> bool {

@@ -1598,7 +1598,7 @@ impl<B: Backend> Core<B> {
                         }
                     }
                     BackendOutput::Done(ts) => {
-                        self.done(seq);
+                        self.done(seq, ts);
                         if let Some(p) = self.md.as_mut() {
                             p.on_done(ts, &mut self.conns);
                         }
@@ -1613,26 +1613,43 @@ impl<B: Backend> Core<B> {
         self.outputs = outs;
     }
 
-    /// A command is fully processed: it no longer counts in its session's backlog.
-    fn done(&mut self, seq: Seq) {
+    /// A command is fully processed (`ts`: its time stamp): it no longer counts in its
+    /// session's backlog.
+    fn done(&mut self, seq: Seq, ts: u64) {
         let i = (seq.0 as usize) & (self.pending.len() - 1);
         let p = self.pending[i];
-        if p.seq != seq.0 {
+        let known = p.seq == seq.0;
+        if let Some(web) = &self.web {
+            let request = if known && p.session == WEB_SESSION {
+                p.request_id
+            } else {
+                0
+            };
+            if web.md_feed() {
+                // The web edge's market-data builder sees every command's end (one output per
+                // backend output, as `route_outputs` reserved room for).
+                web.push(WebOutput {
+                    request,
+                    kind: WebOutKind::Ended { seq: seq.0, ts },
+                });
+                self.web_pushed = true;
+            } else if request != 0 {
+                web.push(WebOutput {
+                    request,
+                    kind: WebOutKind::Done(seq.0),
+                });
+                self.web_pushed = true;
+            }
+            if known {
+                web.stats.last_done_seq.store(seq.0, Ordering::Relaxed);
+            }
+        }
+        if !known {
             return;
         }
         // Free the entry (a sequence number 0 is never issued).
         self.pending[i].seq = 0;
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(web) = &self.web {
-            web.stats.last_done_seq.store(seq.0, Ordering::Relaxed);
-            if p.session == WEB_SESSION {
-                web.push(WebOutput {
-                    request: p.request_id,
-                    kind: WebOutKind::Done(seq.0),
-                });
-                self.web_pushed = true;
-            }
-        }
         let Some(s) = self.origin(&p) else {
             return;
         };
@@ -1665,13 +1682,14 @@ impl<B: Backend> Core<B> {
         let request_id = if p.seq == seq.0 { p.request_id } else { 0 };
         if let Some(web) = &self.web {
             // A web request's events go to it; user-facing events go to the WebSocket
-            // listeners (if any). One output either way.
+            // listeners (if any); every event goes to the web edge's market-data builder when
+            // its feed is on. One output either way.
             let request = if p.seq == seq.0 && p.session == WEB_SESSION {
                 p.request_id
             } else {
                 0
             };
-            if request != 0 || (web.has_listeners() && bridge::is_user_event(e)) {
+            if request != 0 || web.md_feed() || (web.has_listeners() && bridge::is_user_event(e)) {
                 web.push(WebOutput {
                     request,
                     kind: WebOutKind::Event(*e),

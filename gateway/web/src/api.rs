@@ -56,12 +56,19 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/api/v1/symbols", get(symbols))
         .route("/api/v1/currencies", get(currencies))
         .route("/api/v1/orderbook/{symbol}", get(orderbook))
+        .route("/api/v1/trades/{symbol}", get(crate::public::trades))
+        .route("/api/v1/klines/{symbol}", get(crate::public::klines))
+        .route("/api/v1/ticker/24hr", get(crate::public::ticker))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/orders", post(new_order).delete(mass_cancel))
         .route("/api/v1/orders/open", get(open_orders))
         .route(
             "/api/v1/orders/client/{client_order_id}",
             get(order_status).delete(cancel_order).patch(amend_order),
+        )
+        .route(
+            "/api/v1/orders/{order_id}",
+            get(order_by_id).delete(cancel_by_id).patch(amend_by_id),
         )
         .route("/api/v1/balances", get(balances))
         .route("/api/v1/withdrawals", post(withdraw))
@@ -161,7 +168,7 @@ async fn edge_layer(
 
 /// The route template as a `'static` label (bounded: only the router's own templates).
 fn route_name(path: &str) -> &'static str {
-    const ROUTES: [&str; 22] = [
+    const ROUTES: [&str; 26] = [
         "/health",
         "/ready",
         "/metrics",
@@ -169,10 +176,14 @@ fn route_name(path: &str) -> &'static str {
         "/api/v1/symbols",
         "/api/v1/currencies",
         "/api/v1/orderbook/{symbol}",
+        "/api/v1/trades/{symbol}",
+        "/api/v1/klines/{symbol}",
+        "/api/v1/ticker/24hr",
         "/api/v1/auth/login",
         "/api/v1/orders",
         "/api/v1/orders/open",
         "/api/v1/orders/client/{client_order_id}",
+        "/api/v1/orders/{order_id}",
         "/api/v1/balances",
         "/api/v1/withdrawals",
         "/api/v1/withdrawals/{id}/approve",
@@ -248,7 +259,10 @@ async fn ready(State(st): State<Shared>) -> Response {
 }
 
 async fn metrics(State(st): State<Shared>) -> Response {
-    let text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    let mut text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    if st.edge.md.is_some() {
+        crate::public::render_metrics(&mut text, &st.edge);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -295,7 +309,7 @@ async fn currencies(State(st): State<Shared>) -> Json<Value> {
     Json(json!(list))
 }
 
-fn q_u64(q: &HashMap<String, String>, k: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn q_u64(q: &HashMap<String, String>, k: &str) -> Result<Option<u64>, ApiError> {
     q.get(k)
         .map(|v| {
             v.parse::<u64>()
@@ -345,6 +359,15 @@ async fn orderbook(
     let depth = q_u64(&q, "depth")?.map_or(BOOK_DEPTH_DEFAULT, |d| {
         d.min(u64::from(BOOK_DEPTH_MAX)) as u32
     });
+    if let Some(md) = st.edge.md_read() {
+        // From the web edge's market-data builder: the same book the binary feed publishes.
+        return Ok(Json(crate::public::book_json(
+            &st.edge.config,
+            &md,
+            sid,
+            depth as usize,
+        )));
+    }
     let (bids, asks, seq) = book(&st, sid, depth).await?;
     Ok(Json(json!({
         "symbol": j::sym(&st.edge.config, sid),
@@ -667,16 +690,7 @@ async fn amend_order(
     };
     let (events, seq) = st.edge.command(a.1, cmd).await?;
     j::first_reject(&events)?;
-    let status = if events.iter().any(|e| matches!(e, Event::Amended { .. })) {
-        "AMENDED"
-    } else if events
-        .iter()
-        .any(|e| matches!(e, Event::Cancelled { leaves_qty, .. } if leaves_qty.0 == 0))
-    {
-        "CANCELLED"
-    } else {
-        "UNCHANGED"
-    };
+    let status = amend_status(&events);
     Ok(Json(json!({
         "client_order_id": coid, "status": status, "seq": seq, "events": events_json(&st, &events),
     })))
@@ -773,6 +787,166 @@ async fn order_status(
         RejectCode::UnknownOrder,
         "no order status in the reply",
     ))
+}
+
+/// The user's live order with this engine order id, read with the sequenced open-orders query
+/// (the engine's `Query::Order` names orders by client order id): `None` when it is not live
+/// (finished, never existed, or another user's: a user's query never sees other users'
+/// orders). The query returns every live order of the user, so its cost grows with them.
+async fn live_order(
+    st: &AppState,
+    role: Role,
+    user: UserId,
+    order_id: u64,
+) -> Result<(Option<ringbook_engine::book::OrderView>, u64), ApiError> {
+    let (events, seq) = st
+        .edge
+        .command(
+            role,
+            Command::Query(EngineQuery::OpenOrders {
+                user,
+                limit: u32::MAX,
+            }),
+        )
+        .await?;
+    j::first_reject(&events)?;
+    let found = events.iter().find_map(|e| match e {
+        Event::OpenOrder(v) if v.order_id.0 == order_id => Some(*v),
+        _ => None,
+    });
+    Ok((found, seq))
+}
+
+/// The symbol of an order named by engine id: the `symbol` given (query or body), or else the
+/// one the user's live order has (one extra sequenced query).
+async fn symbol_of_order(
+    st: &AppState,
+    a: &Authed,
+    user: UserId,
+    order_id: u64,
+    given: Option<ringbook_engine::SymbolId>,
+) -> Result<ringbook_engine::SymbolId, ApiError> {
+    if let Some(s) = given {
+        return Ok(s);
+    }
+    match live_order(st, a.1, user, order_id).await? {
+        (Some(v), _) => Ok(v.symbol),
+        // Not one of the user's live orders: the command still goes to the engine, which
+        // answers `NOT_YOUR_ORDER` for another user's live order and `UNKNOWN_ORDER` for an id
+        // that names no live order, whatever the symbol (its id table is checked first).
+        (None, _) => Ok(ringbook_engine::SymbolId(0)),
+    }
+}
+
+async fn order_by_id(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "order id")?;
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    match live_order(&st, a.1, user, id).await? {
+        (Some(v), seq) => {
+            let mut out = j::order_view(&st.edge.config, &v);
+            out["seq"] = json!(seq);
+            Ok(Json(out))
+        }
+        (None, _) => Err(ApiError::reject(
+            RejectCode::UnknownOrder,
+            "no live order of yours with this order id (finished orders are not kept)",
+        )),
+    }
+}
+
+async fn cancel_by_id(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "order id")?;
+    let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
+    let given = match q.get("symbol") {
+        Some(s) => Some(j::symbol(&st.edge.config, &Named::Name(s.clone()))?),
+        None => None,
+    };
+    let symbol = symbol_of_order(&st, &a, user, id, given).await?;
+    let cmd = Command::CancelOrder {
+        user,
+        symbol,
+        order_id: ringbook_engine::OrderId(id),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    let mut out = json!({"order_id": id, "status": "CANCELLED", "seq": seq});
+    for e in &events {
+        if let Event::Cancelled {
+            client_order_id,
+            qty,
+            reason,
+            ..
+        } = *e
+        {
+            out["client_order_id"] = json!(client_order_id.0);
+            out["cancelled_qty"] = json!(qty.0);
+            out["reason"] = json!(reason.name());
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendByIdBody {
+    #[serde(default)]
+    user: Option<u32>,
+    #[serde(default)]
+    symbol: Option<Named>,
+    price: i64,
+    qty: u64,
+}
+
+async fn amend_by_id(
+    State(st): State<Shared>,
+    a: Authed,
+    Path(id): Path<String>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "order id")?;
+    let ab: AmendByIdBody = body(&b)?;
+    let user = user_of(&a, ab.user);
+    let given = match &ab.symbol {
+        Some(s) => Some(j::symbol(&st.edge.config, s)?),
+        None => None,
+    };
+    let symbol = symbol_of_order(&st, &a, user, id, given).await?;
+    let cmd = Command::AmendOrder {
+        user,
+        symbol,
+        order_id: ringbook_engine::OrderId(id),
+        price: Price(ab.price),
+        qty: Qty(ab.qty),
+    };
+    let (events, seq) = st.edge.command(a.1, cmd).await?;
+    j::first_reject(&events)?;
+    Ok(Json(json!({
+        "order_id": id, "status": amend_status(&events), "seq": seq,
+        "events": events_json(&st, &events),
+    })))
+}
+
+fn amend_status(events: &[Event]) -> &'static str {
+    if events.iter().any(|e| matches!(e, Event::Amended { .. })) {
+        "AMENDED"
+    } else if events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { leaves_qty, .. } if leaves_qty.0 == 0))
+    {
+        "CANCELLED"
+    } else {
+        "UNCHANGED"
+    }
 }
 
 async fn balances(

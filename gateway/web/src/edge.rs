@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ringbook_engine::marketdata::MarketData;
 use ringbook_engine::{Command, Config, Event, RejectCode};
 use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
 use ringbook_gateway::server::{LoginCheck, Role, WebBridge};
@@ -95,9 +96,26 @@ pub struct WsConn {
     pub balances_dirty: Notify,
 }
 
+/// The web edge's own market-data builder and what it has seen.
+#[derive(Debug)]
+pub struct WebMd {
+    /// The builder: fed every engine event and every command's end, in sequence order.
+    pub md: MarketData,
+    /// The sequence number of the last command it has seen end since start (0: none yet).
+    pub seq: u64,
+}
+
 /// The shared state of the web edge.
 #[derive(Debug)]
 pub struct Edge {
+    /// The web edge's market-data builder (`None`: serve runs without market data). Written
+    /// by the dispatcher thread only, read by public GETs and WebSocket subscriptions; the
+    /// gateway loop never touches the lock.
+    pub md: Option<RwLock<WebMd>>,
+    /// Public WebSocket subscriptions, fed from `md` by the dispatcher.
+    pub(crate) subs: crate::public::Subs,
+    /// Trades the market-data builder has seen since start.
+    pub trades: AtomicU64,
     /// The queues into and out of the gateway loop.
     pub bridge: Arc<WebBridge>,
     pending: Mutex<HashMap<u64, PendingDbg>>,
@@ -124,6 +142,9 @@ impl Edge {
     /// A new edge over `bridge`; `requests_max` requests in flight at once.
     pub fn new(bridge: Arc<WebBridge>, config: Config, requests_max: usize) -> Edge {
         Edge {
+            md: None,
+            subs: crate::public::Subs::default(),
+            trades: AtomicU64::new(0),
             bridge,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -133,6 +154,22 @@ impl Edge {
             ws: RwLock::new(HashMap::new()),
             stop: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps a market-data builder on the web side, seeded like the gateway's (from the
+    /// journal), and asks the gateway loop for every output to feed it. Before the gateway
+    /// starts, so that nothing is missed.
+    pub fn with_market_data(mut self, md: MarketData) -> Edge {
+        self.bridge.enable_market_data();
+        self.md = Some(RwLock::new(WebMd { md, seq: 0 }));
+        self
+    }
+
+    /// The market-data builder, read-locked (`None`: no market data).
+    pub fn md_read(&self) -> Option<std::sync::RwLockReadGuard<'_, WebMd>> {
+        self.md
+            .as_ref()
+            .map(|m| m.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Sends `op` through the gateway loop and waits for its outcome.
@@ -250,6 +287,38 @@ impl Edge {
     }
 
     fn dispatch(&self, out: WebOutput) {
+        if let Some(md) = &self.md {
+            // The builder learns every output; what it produces fans out to public WebSocket
+            // subscribers (only collected while there are any), under the same write lock so a
+            // subscription's snapshot never falls between an update's apply and its publish.
+            let mut produced = crate::public::Produced::default();
+            let live = self.subs.any();
+            let mut g = md.write().unwrap_or_else(|p| p.into_inner());
+            match out.kind {
+                WebOutKind::Event(e) => {
+                    if matches!(e, Event::Trade(_)) {
+                        self.trades.fetch_add(1, Ordering::Relaxed);
+                    }
+                    g.md.apply(&e, &mut |m| {
+                        if live {
+                            produced.take(m)
+                        }
+                    })
+                }
+                WebOutKind::Ended { seq, ts } => {
+                    g.md.end_command(ts, &mut |m| {
+                        if live {
+                            produced.take(m)
+                        }
+                    });
+                    g.seq = seq;
+                }
+                _ => {}
+            }
+            if !produced.is_empty() {
+                self.subs.publish(&self.config, &g, &produced);
+            }
+        }
         if out.request != 0 {
             let mut p = self.lock_pending();
             match out.kind {
@@ -258,7 +327,7 @@ impl Edge {
                         entry.0.events.push(e);
                     }
                 }
-                WebOutKind::Done(seq) => {
+                WebOutKind::Done(seq) | WebOutKind::Ended { seq, .. } => {
                     if let Some(entry) = p.remove(&out.request) {
                         let _ = entry.0.tx.send(Outcome::Done {
                             events: entry.0.events,

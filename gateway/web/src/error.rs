@@ -88,7 +88,9 @@ pub fn reject_status(code: RejectCode) -> StatusCode {
     match code {
         BadCredentials => StatusCode::UNAUTHORIZED,
         LoginThrottled => StatusCode::TOO_MANY_REQUESTS,
-        NotYourAccount | OperatorOnly | UserOnly | NotAnOperator => StatusCode::FORBIDDEN,
+        NotYourAccount | NotYourOrder | OperatorOnly | UserOnly | NotAnOperator => {
+            StatusCode::FORBIDDEN
+        }
         ServerFull | ShuttingDown | OrderPoolFull | WithdrawalPoolFull => {
             StatusCode::SERVICE_UNAVAILABLE
         }

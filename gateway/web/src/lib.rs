@@ -23,6 +23,7 @@ pub mod json;
 pub mod limits;
 pub mod metrics;
 mod openapi;
+mod public;
 pub mod token;
 mod ws;
 
@@ -53,6 +54,10 @@ pub struct WebOptions {
     pub gateway_stats: Arc<Stats>,
     /// Tokio worker threads.
     pub threads: usize,
+    /// The web edge's own market-data builder, seeded exactly as the gateway's publisher
+    /// (`None`: no public market data beyond the sequenced book query). Its bridge feed must
+    /// have been turned on before the gateway started ([`WebBridge::enable_market_data`]).
+    pub market_data: Option<ringbook_engine::marketdata::MarketData>,
 }
 
 /// The running web edge.
@@ -183,7 +188,11 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("starting the web runtime: {e}"))?;
-    let edge = Arc::new(Edge::new(opts.bridge, opts.config.clone(), wc.requests_max));
+    let mut edge = Edge::new(opts.bridge, opts.config.clone(), wc.requests_max);
+    if let Some(md) = opts.market_data {
+        edge = edge.with_market_data(md);
+    }
+    let edge = Arc::new(edge);
     let dispatcher = edge
         .start_dispatcher()
         .map_err(|e| format!("starting the web dispatcher: {e}"))?;

@@ -88,8 +88,14 @@ pub fn document() -> Value {
             "/api/openapi.json": {"get": op("this document", false, none.clone(), None, "200")},
             "/api/v1/symbols": {"get": op("symbols with their currencies' scales, tick and lot sizes, price bands, fees", false, none.clone(), None, "200")},
             "/api/v1/currencies": {"get": op("currencies with their scales", false, none.clone(), None, "200")},
-            "/api/v1/orderbook/{symbol}": {"get": op("level-2 book (sequenced query): {symbol, seq, md_seq (null until the market-data builder), bids, asks}", false,
+            "/api/v1/orderbook/{symbol}": {"get": op("level-2 book from the market-data builder: {symbol, md_seq, seq, bids:[[price, qty, orders]], asks}", false,
                 json!([path_param("symbol", "string"), query_param("depth", "integer", false)]), None, "200")},
+            "/api/v1/trades/{symbol}": {"get": op("the trade tape, oldest first: [{trade_id, ts, price, qty, taker_side, md_seq}]", false,
+                json!([path_param("symbol", "string"), query_param("limit", "integer", false)]), None, "200")},
+            "/api/v1/klines/{symbol}": {"get": op("candles, oldest first: [{open_time, close_time, open, high, low, close, volume, quote_volume, trades}]", false,
+                json!([path_param("symbol", "string"), query_param("interval", "string", false), query_param("limit", "integer", false)]), None, "200")},
+            "/api/v1/ticker/24hr": {"get": op("24-hour rolling ticker of one symbol, or of every symbol (an array)", false,
+                json!([query_param("symbol", "string", false)]), None, "200")},
             "/api/v1/auth/login": {"post": op("log in with a gateway account: {token, expires_at, role, id}", false, none.clone(), Some("Login"), "200")},
             "/api/v1/orders": {
                 "post": op("new order: {order_id, status, filled_qty, leaves_qty, fills, seq}", true, none.clone(), Some("Order"), "201"),
@@ -100,6 +106,10 @@ pub fn document() -> Value {
                 "get": op("a live order's status by client order id", true, json!([path_param("client_order_id", "integer")]), None, "200"),
                 "delete": op("cancel by client order id", true, json!([path_param("client_order_id", "integer"), query_param("symbol", "string", true)]), None, "200"),
                 "patch": op("amend by client order id (price and new open quantity)", true, json!([path_param("client_order_id", "integer")]), Some("Amend"), "200")},
+            "/api/v1/orders/{order_id}": {
+                "get": op("a live order's status by engine order id (the open-orders query filtered by id)", true, json!([path_param("order_id", "integer")]), None, "200"),
+                "delete": op("cancel by engine order id (engine CancelOrder); symbol optional", true, json!([path_param("order_id", "integer"), query_param("symbol", "string", false)]), None, "200"),
+                "patch": op("amend by engine order id (engine AmendOrder): {price, qty, symbol?}", true, json!([path_param("order_id", "integer")]), Some("Amend"), "200")},
             "/api/v1/balances": {"get": op("the user's balances: {user, balances:[{currency, available, locked}], seq}", true, none.clone(), None, "200")},
             "/api/v1/withdrawals": {"post": op("request a withdrawal (locked until two operators approve): {withdrawal_id, status}", true, none.clone(), Some("Funds"), "201")},
             "/api/v1/withdrawals/{id}/approve": {"post": op("operator approval (two distinct operators complete it)", true, json!([path_param("id", "integer")]), None, "200")},
@@ -109,7 +119,7 @@ pub fn document() -> Value {
             "/order": {"post": op("CSV: userId,symbolId,price,qty,side (1 buy, 2 sell); a GTC limit order", true, none.clone(), Some("csv"), "200")},
             "/cancel": {"post": op("CSV: userId,orderId,symbolId (an order placed through /order)", true, none.clone(), Some("csv"), "200")},
             "/orderbook": {"get": op("CSV book: side,price,qty", true, json!([query_param("symbolId", "integer", true)]), None, "200")},
-            "/ws": {"get": op("WebSocket: {op:auth,token}, {op:subscribe,channel:orders|fills|balances}, {op:ping}", false, none, None, "101")}
+            "/ws": {"get": op("WebSocket: {op:auth,token}, {op:subscribe,channel:orders|fills|balances}, {op:subscribe,channel:depth|trades|kline:1m|ticker,symbol}, {op:ping}", false, none, None, "101")}
         }
     })
 }
@@ -132,6 +142,10 @@ mod tests {
             "/metrics",
             "/api/v1/withdrawals/{id}/approve",
             "/api/v1/orders/client/{client_order_id}",
+            "/api/v1/orders/{order_id}",
+            "/api/v1/trades/{symbol}",
+            "/api/v1/klines/{symbol}",
+            "/api/v1/ticker/24hr",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

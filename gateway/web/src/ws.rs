@@ -5,12 +5,15 @@
 //! only): `orders` (accepted, cancelled, amended, triggered, mass cancelled), `fills` (each fill
 //! of the user's orders), `balances` (a snapshot on subscribe and after anything that changes
 //! the user's balances or locks, plus deposit and withdrawal events). Public channels (`depth`,
-//! `trades`, `kline:*`, `ticker`) come with the market-data builder: subscribing to them is
-//! refused with `UNSUPPORTED` until then (the seam: [`public_channel`]).
+//! `trades`, `kline:<interval>`, `ticker`, each with a `symbol`; no auth needed) come from the
+//! web edge's market-data builder: a snapshot with `md_seq`, then ordered updates
+//! ([`crate::public::Subs`]).
 //!
 //! Each connection has a bounded queue (`ws_queue_max` messages); the dispatcher never waits on
 //! it. When a private message does not fit, the connection is closed with code 1008 and reason
-//! `SLOW_CONSUMER` (a gap in private data is never silent).
+//! `SLOW_CONSUMER` (a gap in private data is never silent). When a public update does not fit,
+//! that subscription is conflated: its updates stop until the connection has sent a fresh
+//! snapshot (the client skips queued updates with `md_seq` at or below the snapshot's).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -28,6 +31,8 @@ use tokio::sync::{mpsc, Notify};
 use crate::api::{balances_of, Shared};
 use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
 use crate::error::{ApiError, WebCode};
+use crate::json::{self as j, Named};
+use crate::public::{Channel, PubSub};
 
 /// Close code for a policy violation (RFC 6455).
 const CLOSE_POLICY: u16 = 1008;
@@ -94,6 +99,9 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(st.ws_queue_max);
     let mut conn: Option<Arc<WsConn>> = None;
+    // Public subscriptions: this connection's id in the registry, and its resync signal.
+    let pub_id = st.ws_next.fetch_add(1, Ordering::Relaxed);
+    let resync = Arc::new(Notify::new());
     // When the authenticating token expires, the connection ends (log in again, reconnect).
     let mut expires: Option<tokio::time::Instant> = None;
     let mut shutdown = st.shutdown.clone();
@@ -130,7 +138,8 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
                     }
                     continue;
                 }
-                let reply = handle(&st, &text, &mut conn, &tx, &mut expires).await;
+                let public = (pub_id, &resync);
+                let reply = handle(&st, &text, &mut conn, &tx, &mut expires, public).await;
                 if let Some(r) = reply {
                     if sink.send(Message::Text(r.into())).await.is_err() {
                         break;
@@ -145,6 +154,22 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
                 }
                 if sink.send(Message::Text(out.to_string().into())).await.is_err() {
                     break;
+                }
+            }
+            _ = resync.notified() => {
+                // Conflated public subscriptions: a fresh snapshot each, sent now.
+                if let Some(md) = &st.edge.md {
+                    let snaps = st.edge.subs.resync(&st.edge.config, md, pub_id);
+                    let mut ok = true;
+                    for m in snaps {
+                        if sink.send(Message::Text(m.into())).await.is_err() {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    if !ok {
+                        break;
+                    }
                 }
             }
             _ = kill_wait(&conn) => {
@@ -170,10 +195,61 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
             }
         }
     }
+    st.edge.subs.unsubscribe(pub_id, None);
     if let Some(c) = conn.take() {
         st.edge.ws_unregister(c.user, c.id);
     }
     m.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Subscribes to or unsubscribes from a public channel; the reply.
+fn public(
+    st: &Shared,
+    v: &Value,
+    op: &str,
+    name: &str,
+    tx: &mpsc::Sender<Arc<str>>,
+    pub_id: u64,
+    resync: &Arc<Notify>,
+) -> String {
+    let Some(channel) = Channel::parse(name) else {
+        return web_err(
+            WebCode::BadRequest,
+            "unknown kline interval (1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)",
+        );
+    };
+    let Some(md) = &st.edge.md else {
+        return web_err(
+            WebCode::Unsupported,
+            "this server runs without market data (--no-market-data)",
+        );
+    };
+    let Some(sym) = v["symbol"].as_str() else {
+        return web_err(WebCode::BadRequest, "public channels need a symbol");
+    };
+    let symbol = match j::symbol(&st.edge.config, &Named::Name(sym.to_string())) {
+        Ok(s) => s,
+        Err(e) => return err(e.code, e.reason, &e.message),
+    };
+    if op == "unsubscribe" {
+        let ok = st.edge.subs.unsubscribe(pub_id, Some((symbol, channel)));
+        return json!({"op": op, "channel": name, "symbol": sym, "ok": ok}).to_string();
+    }
+    let sub = PubSub {
+        conn: pub_id,
+        symbol,
+        channel,
+        tx: tx.clone(),
+        stale: AtomicBool::new(false),
+        resync: resync.clone(),
+    };
+    match st.edge.subs.subscribe(&st.edge.config, md, sub) {
+        Ok(md_seq) => {
+            json!({"op": op, "channel": name, "symbol": sym, "ok": true, "md_seq": md_seq})
+                .to_string()
+        }
+        Err(m) => web_err(WebCode::BadRequest, m),
+    }
 }
 
 async fn balances_msg(st: &Shared, user: u32) -> String {
@@ -192,6 +268,7 @@ async fn handle(
     conn: &mut Option<Arc<WsConn>>,
     tx: &mpsc::Sender<Arc<str>>,
     expires: &mut Option<tokio::time::Instant>,
+    (pub_id, resync): (u64, &Arc<Notify>),
 ) -> Option<String> {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return Some(web_err(WebCode::BadRequest, "not JSON"));
@@ -246,10 +323,7 @@ async fn handle(
                 "fills" => CH_FILLS,
                 "balances" => CH_BALANCES,
                 c if public_channel(c) => {
-                    return Some(web_err(
-                        WebCode::Unsupported,
-                        "public market-data channels are not served by this version",
-                    ))
+                    return Some(public(st, &v, op, c, tx, pub_id, resync));
                 }
                 _ => return Some(web_err(WebCode::BadRequest, "unknown channel")),
             };
