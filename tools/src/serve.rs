@@ -431,7 +431,7 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
         format!("chosen for {cores} cores: {}", auto.why)
     };
     let shape = if layout == Layout::Inline {
-        format!("layout inline ({chosen}; no pipeline thread)")
+        format!("layout inline ({chosen})")
     } else {
         format!(
             "layout {layout} ({chosen}), wait {}, output {}",
