@@ -456,6 +456,22 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
         )
         .await;
         assert_eq!((st, v["reason"].as_str()), (404, Some("UNKNOWN_ORDER")));
+        // The cancelled order is finished, and its status is still known (the engine's window of
+        // recently finished orders): CANCELLED by the user, with what it had filled.
+        let (st, v) = call(c.get(s.url("/api/v1/orders/client/7")).bearer_auth(&bob)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["reason"].as_str(),
+                v["order_id"].as_u64(),
+                v["leaves_qty"].as_u64()
+            ),
+            (Some("CANCELLED"), Some("USER"), Some(bob_order), Some(0)),
+            "{v}"
+        );
+        assert!(v["filled_qty"].as_u64().is_some_and(|q| q > 0), "{v}");
+        assert!(v["filled_notional"].as_u64().is_some_and(|n| n > 0), "{v}");
         // Mass cancel with nothing open.
         let (st, v) = call(c.delete(s.url("/api/v1/orders")).bearer_auth(&bob)).await;
         assert_eq!((st, v["cancelled"].as_u64()), (200, Some(0)));

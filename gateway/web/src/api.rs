@@ -773,12 +773,20 @@ async fn order_status(
         .await?;
     j::first_reject(&events)?;
     for e in &events {
-        if let Event::OrderStatus { order, .. } = e {
-            return match order {
-                Some(v) => Ok(Json(j::order_view(&st.edge.config, v))),
-                None => Err(ApiError::reject(
+        if let Event::OrderStatus {
+            user,
+            order,
+            finished,
+            ..
+        } = e
+        {
+            return match (order, finished) {
+                (Some(v), _) => Ok(Json(j::order_view(&st.edge.config, v))),
+                (None, Some(f)) => Ok(Json(j::finished_order(&st.edge.config, *user, f))),
+                (None, None) => Err(ApiError::reject(
                     RejectCode::UnknownOrder,
-                    "no live order with this client order id (finished orders are not kept)",
+                    "no live order with this client order id, and none among the user's \
+                     recently finished orders",
                 )),
             };
         }

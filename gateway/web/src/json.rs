@@ -2,6 +2,7 @@
 //! names and ids in requests.
 
 use ringbook_engine::book::OrderView;
+use ringbook_engine::{FinishedOrder, OrderStatus, UserId};
 use ringbook_engine::{
     Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce, Trade,
 };
@@ -152,6 +153,33 @@ pub fn reject_text(code: RejectCode) -> String {
 }
 
 /// An order as it stands.
+/// A finished order the engine still knows (its per-user window, docs/matching.md "Order
+/// status"): status with its cancel reason or reject code, and the filled quantity and notional
+/// (quote minimal units), from which the average price follows exactly.
+pub fn finished_order(config: &Config, user: UserId, f: &FinishedOrder) -> Value {
+    let (reason, code) = match f.status {
+        OrderStatus::Cancelled(r) => (Some(r.name()), None),
+        OrderStatus::Rejected(c) => (Some(c.name()), Some(c.code())),
+        _ => (None, None),
+    };
+    json!({
+        "order_id": f.order_id.0,
+        "user": user.0,
+        "client_order_id": f.client_order_id.0,
+        "symbol": sym(config, f.symbol),
+        "side": f.side.name(),
+        "type": f.order_type.name(),
+        "price": f.price.0,
+        "leaves_qty": 0,
+        "filled_qty": f.filled_qty.0,
+        "filled_notional": f.filled_notional,
+        "status": f.status.name(),
+        "reason": reason,
+        "code": code,
+        "finished_ts": f.ts,
+    })
+}
+
 pub fn order_view(config: &Config, v: &OrderView) -> Value {
     json!({
         "order_id": v.order_id.0,
@@ -354,9 +382,14 @@ pub fn event(config: &Config, e: &Event) -> Value {
             locked,
         } => json!({"event": "balance", "user": user.0, "currency": cur(config, currency),
             "available": available, "locked": locked}),
-        Event::OrderStatus { order, .. } => {
-            json!({"event": "order_status", "order": order.map(|v| order_view(config, &v))})
-        }
+        Event::OrderStatus {
+            user,
+            order,
+            finished,
+            ..
+        } => json!({"event": "order_status",
+            "order": order.map(|v| order_view(config, &v))
+                .or_else(|| finished.map(|f| finished_order(config, user, &f)))}),
         Event::OpenOrder(v) => order_view(config, &v),
         Event::OpenOrdersEnd { user, count } => {
             json!({"event": "open_orders_end", "user": user.0, "count": count})
