@@ -133,9 +133,16 @@ impl Control {
 
     /// A downstream queue's consumer is gone, which only happens when it panicked.
     pub(crate) fn fail_downstream(&self) -> ! {
+        self.mark_failed();
+        panic!("{CASCADE_MESSAGE}");
+    }
+
+    /// Records that a pipeline thread is gone (the submitter found the inbound channel's
+    /// consumer dropped, possibly before the dying thread's own guard set the flag), so that
+    /// `has_failed` agrees with the `Failed` just returned.
+    pub(crate) fn mark_failed(&self) {
         self.0.failed.store(true, Ordering::Relaxed);
         self.ring_all();
-        panic!("{CASCADE_MESSAGE}");
     }
 
     pub(crate) fn mark_ready(&self) {

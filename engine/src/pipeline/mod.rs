@@ -991,7 +991,11 @@ impl Pipeline {
                 match tx.try_send(InSlot::new(seq, timestamp_ns, cmd)) {
                     Ok(()) => self.control.ring(BellId::Inbound),
                     Err(TrySendError::Full(s)) => return Err(self.refused(s.cmd)),
-                    Err(TrySendError::Disconnected(s)) => return Err(SubmitError::Failed(s.cmd)),
+                    Err(TrySendError::Disconnected(s)) => {
+                        // The consumer is gone: it died (its guard may not have said so yet).
+                        self.control.mark_failed();
+                        return Err(SubmitError::Failed(s.cmd));
+                    }
                 }
             }
             None => return Err(SubmitError::Failed(cmd)),
