@@ -540,7 +540,11 @@ fn rule_breaking_snapshots_are_refused() {
     // Symbol 0 has traded: a last trade id of 0 contradicts its last price; another id is
     // consistent but not the state the hash was taken of.
     let trade_id = SNAPSHOT_HEADER_BYTES + 8 + 8 + 2 + 8;
-    assert_ne!(&bytes[trade_id..trade_id + 8], &0u64.to_le_bytes(), "symbol 0 traded");
+    assert_ne!(
+        &bytes[trade_id..trade_id + 8],
+        &0u64.to_le_bytes(),
+        "symbol 0 traded"
+    );
     assert!(matches!(
         invalid(&|b| b[trade_id..trade_id + 8].copy_from_slice(&0u64.to_le_bytes())),
         SnapshotError::Invalid { .. }

@@ -37,9 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::hiccup::{self, HiccupConfig, HiccupStats, HiccupThread};
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
-use crate::hiccup::{self, HiccupConfig, HiccupStats, HiccupThread};
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::{Client, ClientError};
 use ringbook_engine::prelude::*;

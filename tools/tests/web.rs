@@ -566,66 +566,143 @@ fn orders_by_engine_order_id() {
         let alice = login(&c, &s, "alice").await;
         let bob = login(&c, &s, "bob").await;
         for (user, cur, amount) in [(1, "KRW", 10_000_000), (2, "BTC", 1_000_000)] {
-            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
-                .json(&json!({"user": user, "currency": cur, "amount": amount}))).await;
+            let (st, v) = call(
+                c.post(s.url("/api/v1/deposits"))
+                    .bearer_auth(&ops)
+                    .json(&json!({"user": user, "currency": cur, "amount": amount})),
+            )
+            .await;
             assert_eq!(st, 200, "{v}");
         }
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
-            {"symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "price": 15000, "qty": 3}))).await;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&bob)
+                .json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 7, "side": "SELL", "price": 15000, "qty": 3})),
+        )
+        .await;
         assert_eq!(st, 201, "{v}");
         let id = v["order_id"].as_u64().unwrap();
         let url = s.url(&format!("/api/v1/orders/{id}"));
         let expect = |st: u16, v: &Value, want: (u16, u64, &str)| {
-            assert_eq!((st, v["code"].as_u64(), v["reason"].as_str()), (want.0, Some(want.1), Some(want.2)), "{v}");
+            assert_eq!(
+                (st, v["code"].as_u64(), v["reason"].as_str()),
+                (want.0, Some(want.1), Some(want.2)),
+                "{v}"
+            );
         };
 
         // Status by id: the owner sees it; another user's view has no such live order.
         let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
         assert_eq!(st, 200, "{v}");
-        assert_eq!((v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["leaves_qty"].as_u64(), v["price"].as_i64()),
-            (Some(id), Some(7), Some(3), Some(15000)));
+        assert_eq!(
+            (
+                v["order_id"].as_u64(),
+                v["client_order_id"].as_u64(),
+                v["leaves_qty"].as_u64(),
+                v["price"].as_i64()
+            ),
+            (Some(id), Some(7), Some(3), Some(15000))
+        );
         let (st, v) = call(c.get(&url).bearer_auth(&alice)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
 
         // Amend by id, without the symbol (looked up) and with it.
-        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15200, "qty": 2}))).await;
-        assert_eq!((st, v["status"].as_str(), v["order_id"].as_u64()), (200, Some("AMENDED"), Some(id)), "{v}");
+        let (st, v) = call(
+            c.patch(&url)
+                .bearer_auth(&bob)
+                .json(&json!({"price": 15200, "qty": 2})),
+        )
+        .await;
+        assert_eq!(
+            (st, v["status"].as_str(), v["order_id"].as_u64()),
+            (200, Some("AMENDED"), Some(id)),
+            "{v}"
+        );
         let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
-        assert_eq!((st, v["price"].as_i64(), v["leaves_qty"].as_u64()), (200, Some(15200), Some(2)), "{v}");
-        let (st, v) = call(c.patch(&url).bearer_auth(&bob)
-            .json(&json!({"symbol": "BTC-KRW", "price": 15100, "qty": 2}))).await;
+        assert_eq!(
+            (st, v["price"].as_i64(), v["leaves_qty"].as_u64()),
+            (200, Some(15200), Some(2)),
+            "{v}"
+        );
+        let (st, v) = call(
+            c.patch(&url)
+                .bearer_auth(&bob)
+                .json(&json!({"symbol": "BTC-KRW", "price": 15100, "qty": 2})),
+        )
+        .await;
         assert_eq!((st, v["status"].as_str()), (200, Some("AMENDED")), "{v}");
         let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
-        assert_eq!((st, &v["asks"][0][0], &v["asks"][0][1]), (200, &json!(15100), &json!(2)), "{v}");
+        assert_eq!(
+            (st, &v["asks"][0][0], &v["asks"][0][1]),
+            (200, &json!(15100), &json!(2)),
+            "{v}"
+        );
 
         // Another user may neither amend nor cancel it, with or without the symbol.
-        let (st, v) = call(c.patch(&url).bearer_auth(&alice).json(&json!({"price": 1, "qty": 1}))).await;
+        let (st, v) = call(
+            c.patch(&url)
+                .bearer_auth(&alice)
+                .json(&json!({"price": 1, "qty": 1})),
+        )
+        .await;
         expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
         let (st, v) = call(c.delete(&url).bearer_auth(&alice)).await;
         expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
-        let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&alice)).await;
+        let (st, v) = call(
+            c.delete(format!("{url}?symbol=BTC-KRW"))
+                .bearer_auth(&alice),
+        )
+        .await;
         expect(st, &v, (403, 3014, "NOT_YOUR_ORDER"));
         // Nor name another user in the query.
         let (st, v) = call(c.delete(format!("{url}?user=2")).bearer_auth(&alice)).await;
         expect(st, &v, (403, 1010, "NOT_YOUR_ACCOUNT"));
 
         // A partial fill shows in the status by id; then the owner cancels the rest by id.
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!(
-            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 1}))).await;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 1, "side": "BUY", "price": 15100, "qty": 1})),
+        )
+        .await;
         assert_eq!((st, v["status"].as_str()), (201, Some("FILLED")), "{v}");
         let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
-        assert_eq!((st, v["filled_qty"].as_u64(), v["leaves_qty"].as_u64(), v["status"].as_str()),
-            (200, Some(1), Some(1), Some("PARTIALLY_FILLED")), "{v}");
+        assert_eq!(
+            (
+                st,
+                v["filled_qty"].as_u64(),
+                v["leaves_qty"].as_u64(),
+                v["status"].as_str()
+            ),
+            (200, Some(1), Some(1), Some("PARTIALLY_FILLED")),
+            "{v}"
+        );
         let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
         assert_eq!(st, 200, "{v}");
-        assert_eq!((v["status"].as_str(), v["order_id"].as_u64(), v["client_order_id"].as_u64(), v["cancelled_qty"].as_u64(), v["reason"].as_str()),
-            (Some("CANCELLED"), Some(id), Some(7), Some(1), Some("USER")), "{v}");
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["order_id"].as_u64(),
+                v["client_order_id"].as_u64(),
+                v["cancelled_qty"].as_u64(),
+                v["reason"].as_str()
+            ),
+            (Some("CANCELLED"), Some(id), Some(7), Some(1), Some("USER")),
+            "{v}"
+        );
         // Stale now: cancel, amend and status are UNKNOWN_ORDER; so is an id never issued.
         let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
         let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
-        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000, "qty": 1}))).await;
+        let (st, v) = call(
+            c.patch(&url)
+                .bearer_auth(&bob)
+                .json(&json!({"price": 15000, "qty": 1})),
+        )
+        .await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
         let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
@@ -634,12 +711,21 @@ fn orders_by_engine_order_id() {
         // Bad ids and bodies; the book is empty again.
         let (st, v) = call(c.delete(s.url("/api/v1/orders/abc")).bearer_auth(&bob)).await;
         expect(st, &v, (400, 4001, "BAD_REQUEST"));
-        let (st, v) = call(c.patch(&url).bearer_auth(&bob).json(&json!({"price": 15000}))).await;
+        let (st, v) = call(
+            c.patch(&url)
+                .bearer_auth(&bob)
+                .json(&json!({"price": 15000})),
+        )
+        .await;
         expect(st, &v, (400, 4001, "BAD_REQUEST"));
         let (st, v) = call(c.delete(&url)).await;
         expect(st, &v, (401, 4002, "UNAUTHORIZED"));
         let (st, v) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW"))).await;
-        assert_eq!((st, &v["asks"], &v["bids"]), (200, &json!([]), &json!([])), "{v}");
+        assert_eq!(
+            (st, &v["asks"], &v["bids"]),
+            (200, &json!([]), &json!([])),
+            "{v}"
+        );
     });
     let (status, _) = s.terminate();
     assert!(status.success());
@@ -770,8 +856,13 @@ fn public_market_data_from_the_builder_survives_a_restart() {
         use ringbook_client::Received;
         let mut feed = Client::connect(s.gateway).unwrap();
         feed.login("feed", "feed-demo", 1, false).unwrap();
-        feed.subscribe(1, ringbook_engine::SymbolId(0), Channel::Depth, ringbook_engine::marketdata::Interval::M1)
-            .unwrap();
+        feed.subscribe(
+            1,
+            ringbook_engine::SymbolId(0),
+            Channel::Depth,
+            ringbook_engine::marketdata::Interval::M1,
+        )
+        .unwrap();
         let mut book = ringbook_client::DepthBook::new();
         let deadline = Instant::now() + WAIT;
         let md_seq = loop {
@@ -786,7 +877,12 @@ fn public_market_data_from_the_builder_survives_a_restart() {
         };
         let b = book.book().unwrap();
         let side = |s: ringbook_engine::Side| {
-            Value::Array(b.levels(s).into_iter().map(|(p, q, n)| json!([p.0, q.0, n])).collect())
+            Value::Array(
+                b.levels(s)
+                    .into_iter()
+                    .map(|(p, q, n)| json!([p.0, q.0, n]))
+                    .collect(),
+            )
         };
         assert_eq!(json!(md_seq), after["book"]["md_seq"]);
         assert_eq!(side(ringbook_engine::Side::Buy), after["book"]["bids"]);
@@ -812,7 +908,11 @@ impl WsBook {
             side.clear();
         }
         for l in v.as_array().unwrap() {
-            let (p, q, n) = (l[0].as_i64().unwrap(), l[1].as_u64().unwrap(), l[2].as_u64().unwrap());
+            let (p, q, n) = (
+                l[0].as_i64().unwrap(),
+                l[1].as_u64().unwrap(),
+                l[2].as_u64().unwrap(),
+            );
             if q == 0 {
                 assert_eq!(n, 0, "{l}");
                 side.remove(&p);
@@ -1241,7 +1341,10 @@ fn rate_limits_answer_429_per_account_and_leave_others_alone() {
             ws_send(&mut ws, json!({"op": "ping"})).await;
             let v = ws_until(&mut ws, |v| v["op"] == "pong" || v["op"] == "error").await;
             if v["op"] == "error" {
-                assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(4004), Some("RATE_LIMITED")));
+                assert_eq!(
+                    (v["code"].as_u64(), v["reason"].as_str()),
+                    (Some(4004), Some("RATE_LIMITED"))
+                );
                 break;
             }
             pongs += 1;

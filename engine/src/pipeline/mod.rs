@@ -945,11 +945,7 @@ impl Pipeline {
     }
 
     /// [`Pipeline::try_submit`] with the caller's timestamp (see [`Pipeline::submit_at`]).
-    pub fn try_submit_at(
-        &mut self,
-        cmd: Command,
-        timestamp_ns: u64,
-    ) -> Result<Seq, SubmitError> {
+    pub fn try_submit_at(&mut self, cmd: Command, timestamp_ns: u64) -> Result<Seq, SubmitError> {
         self.submit_to(cmd, None, Some(timestamp_ns))
     }
 

@@ -40,8 +40,8 @@ pub use ringbook_engine as engine;
 pub use ringbook_gateway::protocol;
 
 use protocol::client::Login;
-pub use protocol::server::GatewayStats;
 use protocol::marketdata::{self as md, Channel, DepthFrame, MdMsg, MdRequest};
+pub use protocol::server::GatewayStats;
 use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_engine::marketdata::{ApplyError, Interval, L2Book, LevelChange};
 use ringbook_engine::SymbolId;

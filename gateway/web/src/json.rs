@@ -2,10 +2,10 @@
 //! names and ids in requests.
 
 use ringbook_engine::book::OrderView;
-use ringbook_engine::{FinishedOrder, OrderStatus, UserId};
 use ringbook_engine::{
     Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce, Trade,
 };
+use ringbook_engine::{FinishedOrder, OrderStatus, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

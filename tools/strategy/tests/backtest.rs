@@ -76,7 +76,10 @@ fn lobster_grid_backtest_is_byte_identical_and_reconciles() {
         "the grid traded against the recorded flow"
     );
     assert!(r["flow"]["commands"].as_u64().unwrap() > 900);
-    assert_eq!(r["flow"]["skipped"], 0, "every recorded message applied (ids: unique_live)");
+    assert_eq!(
+        r["flow"]["skipped"], 0,
+        "every recorded message applied (ids: unique_live)"
+    );
     assert!(
         r["fees"].as_u64().unwrap() > 0,
         "fees from the config were charged"
