@@ -92,7 +92,7 @@ pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
 pub use matching::{FinishedOrder, OrderStatus};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineError};
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, PipelineGauges};
 pub use types::*;
 
 /// Everything an embedder usually needs, in one import.

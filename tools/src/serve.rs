@@ -319,6 +319,7 @@ fn web_start(
     args: &Args,
     config: &Config,
     stats: &std::sync::Arc<Stats>,
+    pipeline: Option<ringbook_engine::PipelineGauges>,
 ) -> Result<Option<ringbook_web::WebHandle>, String> {
     let Some(p) = prep else {
         return Ok(None);
@@ -328,6 +329,7 @@ fn web_start(
         config: config.clone(),
         bridge: p.bridge,
         gateway_stats: stats.clone(),
+        pipeline,
         threads: args.http_threads,
         market_data: p.md,
     })?;
@@ -510,7 +512,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         if args.demo {
             ringbook_strategy::live::demo(handle.local_addr(), config.clone());
         }
-        let web = web_start(web_prep, &args, &config, handle.stats())?;
+        let web = web_start(web_prep, &args, &config, handle.stats(), None)?;
         wait_for_signal(|| handle.is_finished());
         if let Some(w) = web {
             w.shutdown();
@@ -559,6 +561,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         pipeline.recovered_state_hash()
     );
     log_recovery(rec);
+    let gauges = pipeline.gauges();
     let handle = match server::start_on(listener, sc, backend, md) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string().into()),
@@ -571,7 +574,7 @@ fn serve(args: Args) -> Result<(), Stop> {
     if args.demo {
         ringbook_strategy::live::demo(handle.local_addr(), config.clone());
     }
-    let web = web_start(web_prep, &args, &config, handle.stats())?;
+    let web = web_start(web_prep, &args, &config, handle.stats(), Some(gauges))?;
     let failed = wait_for_signal(|| handle.is_finished());
     if failed {
         eprintln!("ringbook serve: the gateway stopped by itself; collecting the cause");

@@ -67,6 +67,8 @@ impl Server {
             .arg("--journal")
             .arg(&journal)
             .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            // A snapshot every 5 commands, for the pipeline metrics.
+            .args(["--snapshot-every", "5"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1509,6 +1511,11 @@ fn csv_endpoints_and_metrics() {
         assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 7.0);
         assert_eq!(value(&m, "ringbook_web_bridge_rejected_total", &[]), 3.0);
         assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 7.0);
+        // The pipeline's gauges: every sequenced command is journaled and came back.
+        assert_eq!(value(&m, "ringbook_pipeline_submitted_sequence", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_pipeline_in_flight_commands", &[]), 0.0);
+        assert_eq!(value(&m, "ringbook_journal_records_total", &[]), 7.0);
+        assert!(value(&m, "ringbook_journal_written_bytes_total", &[]) > 7.0 * 16.0);
         assert_eq!(
             value(
                 &m,
@@ -1538,6 +1545,21 @@ fn csv_endpoints_and_metrics() {
             3.0
         );
         assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
+        // The snapshot taken after command 5 (`--snapshot-every 5`) is written by a background
+        // thread: wait for it, bounded.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            let m = metrics(&text);
+            if m.samples.iter().any(|x| x.metric == "ringbook_snapshot_last_sequence") {
+                assert_eq!(value(&m, "ringbook_snapshot_last_sequence", &[]), 5.0);
+                assert!(value(&m, "ringbook_snapshot_last_timestamp_seconds", &[]) > 1.7e9);
+                assert!(value(&m, "ringbook_snapshot_age_seconds", &[]) >= 0.0);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no snapshot metric in {text}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         for (code, reason, n) in [
             ("1010", "NOT_YOUR_ACCOUNT", 2.0),
             ("1011", "OPERATOR_ONLY", 1.0),

@@ -52,6 +52,25 @@ struct Inner {
     /// Set by the snapshot writer after it pruned old snapshots: the journal stage prunes
     /// the segments before this sequence at its next batch boundary (0: nothing to do).
     prune_before: CachePadded<AtomicU64>,
+    /// What an operator watches ([`PipelineGauges`](super::PipelineGauges)): each cell has one
+    /// writer thread and is stored `Relaxed` (a monitoring read needs no ordering).
+    gauges: GaugeCells,
+}
+
+/// Monitoring figures, each written by one thread: the submitter, the journal stage, the
+/// snapshot writer. Off the hot path's shared lines (the submitter's cell is its own line).
+#[derive(Debug, Default)]
+struct GaugeCells {
+    /// The last sequence handed out by `submit` (0: none yet).
+    submitted: CachePadded<AtomicU64>,
+    /// Journal frame bytes appended since the pipeline started (headers and padding included).
+    journal_bytes: AtomicU64,
+    /// Journal records appended since the pipeline started.
+    journal_records: AtomicU64,
+    /// The sequence the newest snapshot covers (0: none).
+    snapshot_seq: AtomicU64,
+    /// That snapshot's engine time, Unix ns (0: none).
+    snapshot_ts_ns: AtomicU64,
 }
 
 /// A handle on the shared control state (cheap to clone).
@@ -68,7 +87,45 @@ impl Control {
             bells: Default::default(),
             parking,
             prune_before: CachePadded::new(AtomicU64::new(0)),
+            gauges: GaugeCells::default(),
         }))
+    }
+
+    /// The submitter handed out `seq`.
+    #[inline]
+    pub(crate) fn note_submitted(&self, seq: u64) {
+        self.0.gauges.submitted.store(seq, Ordering::Relaxed);
+    }
+
+    /// The journal stage's running totals after a batch.
+    #[inline]
+    pub(crate) fn note_journal(&self, records: u64, bytes: u64) {
+        self.0.gauges.journal_records.store(records, Ordering::Relaxed);
+        self.0.gauges.journal_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// A snapshot covering `seq`, taken at engine time `ts_ns`, is on disk.
+    pub(crate) fn note_snapshot(&self, seq: u64, ts_ns: u64) {
+        self.0.gauges.snapshot_ts_ns.store(ts_ns, Ordering::Relaxed);
+        self.0.gauges.snapshot_seq.store(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn submitted(&self) -> u64 {
+        self.0.gauges.submitted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn journal_totals(&self) -> (u64, u64) {
+        let g = &self.0.gauges;
+        (
+            g.journal_records.load(Ordering::Relaxed),
+            g.journal_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<(u64, u64)> {
+        let g = &self.0.gauges;
+        let seq = g.snapshot_seq.load(Ordering::Relaxed);
+        (seq != 0).then(|| (seq, g.snapshot_ts_ns.load(Ordering::Relaxed)))
     }
 
     /// The bell of thread `id`.

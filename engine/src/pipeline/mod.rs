@@ -75,6 +75,34 @@ pub use recovery::{
 pub use snapshots::SnapshotStats;
 
 use control::{BellId, Control, PanicGuard, CASCADE_MESSAGE};
+
+/// What an operator watches in a running pipeline, from any thread ([`Pipeline::gauges`]).
+/// Every read is a relaxed load of a figure one pipeline thread keeps: cheap, and never
+/// delays the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineGauges {
+    control: Control,
+}
+
+impl PipelineGauges {
+    /// The last sequence number handed out to a submitted command (the recovered last one
+    /// before any).
+    pub fn submitted_seq(&self) -> Seq {
+        Seq(self.control.submitted())
+    }
+
+    /// Journal records and frame bytes (headers and padding included) appended since the
+    /// pipeline started; zero without a journal.
+    pub fn journal_written(&self) -> (u64, u64) {
+        self.control.journal_totals()
+    }
+
+    /// The newest snapshot on disk: the sequence it covers and its engine time (Unix ns) —
+    /// the one recovery started from until this run writes one. `None`: no snapshot.
+    pub fn last_snapshot(&self) -> Option<(Seq, u64)> {
+        self.control.snapshot().map(|(s, ts)| (Seq(s), ts))
+    }
+}
 use inline::InlineCore;
 use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
 use shared::SharedEngine;
@@ -322,6 +350,10 @@ impl PipelineBuilder {
             && (self.wait == WaitStrategy::Phased
                 || (!self.inline_output && output_wait == WaitStrategy::Phased));
         let control = Control::new(recovery.next_seq.0 as i64 - 1, parking);
+        control.note_submitted(recovery.next_seq.0.saturating_sub(1));
+        if let (Some(seq), Some(ts)) = (recovery.snapshot_seq, recovery.snapshot_timestamp_ns) {
+            control.note_snapshot(seq.0, ts);
+        }
 
         // 2. Snapshots: a background writer, when there is a directory to write to.
         let (snapshots, snapshot_thread) = match &self.journal {
@@ -996,6 +1028,7 @@ impl Pipeline {
             }
             None => return Err(SubmitError::Failed(cmd)),
         }
+        self.control.note_submitted(seq.0);
         self.next_seq += 1;
         Ok(seq)
     }
@@ -1042,6 +1075,14 @@ impl Pipeline {
     /// The sequence the next submitted command gets.
     pub fn next_seq(&self) -> Seq {
         Seq(self.next_seq)
+    }
+
+    /// A handle on the pipeline's monitoring figures, readable from any thread (e.g. a
+    /// metrics endpoint) while the pipeline runs.
+    pub fn gauges(&self) -> PipelineGauges {
+        PipelineGauges {
+            control: self.control.clone(),
+        }
     }
 
     /// Drains every submitted command, syncs and closes the journal, joins every thread, and

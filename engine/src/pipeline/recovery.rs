@@ -42,6 +42,8 @@ const _: () = assert!(
 pub struct RecoveryInfo {
     /// The sequence covered by the snapshot recovery started from, if any.
     pub snapshot_seq: Option<Seq>,
+    /// That snapshot's timestamp (the engine time of the last command it covers), Unix ns.
+    pub snapshot_timestamp_ns: Option<u64>,
     /// Newer snapshots skipped because they were damaged.
     pub damaged_snapshots: usize,
     /// Journal records replayed after the snapshot.
@@ -82,6 +84,7 @@ pub(crate) fn recover(
         Some(snapshot) => {
             let engine = restore(config, risk, &snapshot)?;
             info.snapshot_seq = Some(Seq(snapshot.meta.sequence));
+            info.snapshot_timestamp_ns = Some(snapshot.meta.timestamp_ns);
             let from = snapshot.meta.sequence + 1;
             (engine, from, Reader::open_from(dir, from)?)
         }

@@ -139,6 +139,7 @@ impl Snapshots {
                         Ok(meta) => {
                             stats.written += 1;
                             stats.last_seq = Some(Seq(meta.sequence));
+                            prune_control.note_snapshot(meta.sequence, meta.timestamp_ns);
                             if let Some(k) = keep {
                                 prune_snapshots(&dir, k, &prune_control, &mut stats);
                             }

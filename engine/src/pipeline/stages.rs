@@ -136,6 +136,8 @@ impl JournalStage {
                 batch[batch.len() - 1].seq
             );
         }
+        let totals = writer.stats();
+        self.control.note_journal(totals.records, totals.bytes);
         if let Some(before) = self.control.take_prune() {
             prune(writer, before);
         }

@@ -260,6 +260,9 @@ async fn ready(State(st): State<Shared>) -> Response {
 
 async fn metrics(State(st): State<Shared>) -> Response {
     let mut text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    if let Some(g) = &st.pipeline {
+        crate::metrics::render_pipeline(&mut text, g, &st.edge.bridge);
+    }
     if st.edge.md.is_some() {
         crate::public::render_metrics(&mut text, &st.edge);
     }

@@ -52,6 +52,9 @@ pub struct WebOptions {
     pub bridge: Arc<WebBridge>,
     /// The gateway's live counters (for `/metrics`).
     pub gateway_stats: Arc<Stats>,
+    /// The pipeline's figures for `/metrics` (in-flight commands, journal bytes, snapshot
+    /// age); `None` where no pipeline runs behind the gateway.
+    pub pipeline: Option<ringbook_engine::PipelineGauges>,
     /// Tokio worker threads.
     pub threads: usize,
     /// The web edge's own market-data builder, seeded exactly as the gateway's publisher
@@ -129,6 +132,7 @@ pub(crate) struct AppState {
     pub(crate) tokens: Tokens,
     pub(crate) limits: Limits,
     pub(crate) gateway_stats: Arc<Stats>,
+    pub(crate) pipeline: Option<ringbook_engine::PipelineGauges>,
     pub(crate) csv_orders: Mutex<CsvOrders>,
     pub(crate) csv_coid: AtomicU64,
     pub(crate) ws_next: AtomicU64,
@@ -214,6 +218,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
             wc.addrs_tracked,
         ),
         gateway_stats: opts.gateway_stats,
+        pipeline: opts.pipeline,
         csv_orders: Mutex::new(CsvOrders::default()),
         csv_coid: AtomicU64::new(csv_base),
         ws_next: AtomicU64::new(1),

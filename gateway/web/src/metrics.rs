@@ -331,6 +331,61 @@ impl Metrics {
     }
 }
 
+/// The pipeline's figures: commands in flight (sequenced, their end not yet back at the
+/// gateway: what the rings and the output channel hold), journal records and bytes written
+/// since start, and the newest snapshot's sequence, engine time and age.
+pub(crate) fn render_pipeline(o: &mut String, g: &ringbook_engine::PipelineGauges, bridge: &WebBridge) {
+    let submitted = g.submitted_seq().0;
+    let done = bridge.stats.last_done_seq.load(Ordering::Relaxed);
+    metric(
+        o,
+        "ringbook_pipeline_submitted_sequence",
+        "gauge",
+        "last sequence number handed to a submitted command",
+        submitted,
+    );
+    metric(
+        o,
+        "ringbook_pipeline_in_flight_commands",
+        "gauge",
+        "commands sequenced whose processing has not yet come back to the gateway (ring occupancy)",
+        submitted.saturating_sub(done),
+    );
+    let (records, bytes) = g.journal_written();
+    metric(
+        o,
+        "ringbook_journal_records_total",
+        "counter",
+        "journal records appended since start",
+        records,
+    );
+    metric(
+        o,
+        "ringbook_journal_written_bytes_total",
+        "counter",
+        "journal bytes appended since start (frame headers and padding included)",
+        bytes,
+    );
+    if let Some((seq, ts_ns)) = g.last_snapshot() {
+        metric(
+            o,
+            "ringbook_snapshot_last_sequence",
+            "gauge",
+            "sequence the newest snapshot on disk covers",
+            seq.0,
+        );
+        let _ = writeln!(o, "# HELP ringbook_snapshot_last_timestamp_seconds engine time of the newest snapshot (Unix seconds)");
+        let _ = writeln!(o, "# TYPE ringbook_snapshot_last_timestamp_seconds gauge");
+        let _ = writeln!(o, "ringbook_snapshot_last_timestamp_seconds {:.3}", ts_ns as f64 / 1e9);
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let _ = writeln!(o, "# HELP ringbook_snapshot_age_seconds seconds since the newest snapshot's engine time");
+        let _ = writeln!(o, "# TYPE ringbook_snapshot_age_seconds gauge");
+        let _ = writeln!(o, "ringbook_snapshot_age_seconds {:.3}", now_ns.saturating_sub(ts_ns) as f64 / 1e9);
+    }
+}
+
 fn metric(o: &mut String, name: &str, kind: &str, help: &str, v: u64) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} {kind}");
