@@ -92,6 +92,26 @@ pub struct Args {
     /// Pin the hiccup meter to this core.
     #[arg(long)]
     hiccup_core: Option<usize>,
+    /// Load the web edge's REST API at this URL (`http://127.0.0.1:8080`) instead of the
+    /// binary gateway: orders through `POST /api/v1/orders` (src/webload.rs).
+    #[arg(long, value_name = "URL", conflicts_with = "ws")]
+    http: Option<String>,
+    /// WebSocket fan-out on the web edge at this URL: `--subscribers` to depth and trades
+    /// while REST buyers trade (src/webload.rs).
+    #[arg(long, value_name = "URL")]
+    ws: Option<String>,
+    /// WebSocket subscribers (`--ws`).
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Stop after this many trades (`--ws`; otherwise after `--seconds`).
+    #[arg(long)]
+    trades: Option<u64>,
+    /// The symbol the web modes trade and watch.
+    #[arg(long, default_value = "BTC-KRW")]
+    symbol: String,
+    /// The server's process id: `--ws` reports its peak and current resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 /// The hiccup meter's figures of one run.
@@ -217,6 +237,9 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn load(args: Args) -> Result<(), String> {
+    if let Some(url) = args.http.as_deref().or(args.ws.as_deref()) {
+        return web_load(&args, url);
+    }
     if !args.addr.ip().is_loopback() {
         return Err(format!(
             "{} is not a loopback address: loadgen only targets this machine",
@@ -287,6 +310,33 @@ fn load(args: Args) -> Result<(), String> {
     };
     report(&args, &out, echo.as_ref(), md.as_ref(), &hiccups);
     Ok(())
+}
+
+/// `--http` / `--ws`: the web edge (src/webload.rs).
+fn web_load(args: &Args, url: &str) -> Result<(), String> {
+    if args.seconds == 0 || args.seconds > SECONDS_MAX {
+        return Err(format!("--seconds must be 1..={SECONDS_MAX}"));
+    }
+    if !args.max && (args.rate == 0 || args.rate > 1_000_000) {
+        return Err("--rate must be 1..=1000000 for the web modes".into());
+    }
+    let w = crate::webload::WebLoad {
+        base: crate::webload::loopback_base(url)?,
+        connections: args.connections,
+        rate: args.rate.max(1),
+        max: args.max,
+        seconds: args.seconds,
+        symbol: args.symbol.clone(),
+        subscribers: args.subscribers,
+        trades: args.trades,
+        server_pid: args.server_pid,
+        json: args.json,
+    };
+    if args.http.is_some() {
+        crate::webload::run_http(&w)
+    } else {
+        crate::webload::run_ws(&w)
+    }
 }
 
 /// Deposits ample funds for the demo users and cancels their leftovers.

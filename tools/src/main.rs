@@ -24,6 +24,7 @@ mod md;
 mod printer;
 mod scenario;
 mod serve;
+mod webload;
 
 use std::process::ExitCode;
 
