@@ -31,6 +31,18 @@ pub fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(segment_file_name(index))
 }
 
+/// Rewrites `path` to the path of segment `index` in `dir`, reusing its buffer: no heap
+/// allocation once the buffer has held one such path (every segment path in a directory has
+/// the same length).
+pub(crate) fn set_segment_path(path: &mut PathBuf, dir: &Path, index: u64) {
+    let mut name = [0u8; crate::format::SEGMENT_FILE_NAME_LEN];
+    let name = crate::format::segment_file_name_into(index, &mut name);
+    let os = path.as_mut_os_string();
+    os.clear();
+    os.push(dir.as_os_str());
+    path.push(name);
+}
+
 /// The path of the snapshot covering `sequence` in `dir`.
 pub fn snapshot_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(snapshot_file_name(sequence))

@@ -304,7 +304,24 @@ pub fn decode_frame(frame: &[u8]) -> Result<FrameHeader, FrameError> {
 /// The file name of segment `index`: `segment-` and 20 decimal digits, `.rbj`. Names sort in
 /// index order.
 pub fn segment_file_name(index: u64) -> String {
-    format!("segment-{index:020}.rbj")
+    let mut buf = [0u8; SEGMENT_FILE_NAME_LEN];
+    segment_file_name_into(index, &mut buf).to_string()
+}
+
+/// Length of every segment file name.
+pub const SEGMENT_FILE_NAME_LEN: usize = 32;
+
+/// [`segment_file_name`] written into `buf`, without allocating (a segment roll names its
+/// next file this way).
+pub fn segment_file_name_into(index: u64, buf: &mut [u8; SEGMENT_FILE_NAME_LEN]) -> &str {
+    buf[..8].copy_from_slice(b"segment-");
+    let mut v = index;
+    for d in buf[8..28].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf[28..].copy_from_slice(b".rbj");
+    std::str::from_utf8(buf).expect("ASCII")
 }
 
 /// The index in a segment file name, if it is one.
@@ -431,6 +448,9 @@ mod tests {
     #[test]
     fn file_names_round_trip() {
         assert_eq!(segment_file_name(3), "segment-00000000000000000003.rbj");
+        for i in [0, 1, 9, 10, 12_345, u64::MAX / 7, u64::MAX] {
+            assert_eq!(segment_file_name(i), format!("segment-{i:020}.rbj"));
+        }
         assert_eq!(
             parse_segment_file_name(&segment_file_name(u64::MAX)),
             Some(u64::MAX)

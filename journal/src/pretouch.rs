@@ -228,13 +228,16 @@ fn helper_loop(
 ) -> Result<(), JournalError> {
     let mut touched_until = 0usize; // of `current`; the writer's open has faulted its window.
     let mut next: Option<(Arc<Segment>, usize)> = None; // our reference, and how far touched.
+    // The segment the writer left, kept to be recycled as the next one (its allocation and path
+    // buffer reused: no heap allocation per roll).
+    let mut spare: Option<Arc<Segment>> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let (index, offset) = unpack_position(shared.position.0.load(Ordering::Relaxed));
-        // The writer moved on: the segment it left has its last reference here; dropping it
-        // unmaps it on this thread.
+        // The writer moved on: the segment it left has its last reference here; it is unmapped
+        // on this thread when it is recycled below.
         if let Some((n, n_touched)) = next.take() {
             if n.index & INDEX_MASK == index {
-                current = n;
+                spare = Some(std::mem::replace(&mut current, n));
                 touched_until = n_touched;
             } else {
                 next = Some((n, n_touched));
@@ -250,15 +253,31 @@ fn helper_loop(
             }
         }
         if next.is_none() {
-            let segment = Segment::create(
-                &plan.dir,
-                current.index + 1,
-                plan.segment_len_bytes,
-                plan.durable,
-            )?;
+            let index = current.index + 1;
+            // Recycle the left segment when this is its last reference (the writer dropped its
+            // own before publishing the position that moved us on); otherwise a new one.
+            let recycled = spare
+                .take()
+                .and_then(|mut s| Arc::get_mut(&mut s).is_some().then_some(s));
+            let segment = match recycled {
+                Some(mut s) => {
+                    Arc::get_mut(&mut s).expect("checked unique").recreate(
+                        &plan.dir,
+                        index,
+                        plan.segment_len_bytes,
+                        plan.durable,
+                    )?;
+                    s
+                }
+                None => Arc::new(Segment::create(
+                    &plan.dir,
+                    index,
+                    plan.segment_len_bytes,
+                    plan.durable,
+                )?),
+            };
             let window = (SEGMENT_HEADER_LEN + plan.ahead_bytes).min(segment.len());
             prefault_fresh(&segment, window)?;
-            let segment = Arc::new(segment);
             // Release: everything done to prepare the segment happens-before the writer's
             // Acquire swap that takes it.
             let raw = Arc::into_raw(Arc::clone(&segment)).cast_mut();

@@ -36,27 +36,32 @@ impl Segment {
         durable: bool,
     ) -> Result<Segment, JournalError> {
         let path = dir::segment_path(dir, index);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| JournalError::io("create segment", &path, e))?;
-        file.set_len(len_bytes)
-            .map_err(|e| JournalError::io("size segment", &path, e))?;
-        if durable {
-            file.sync_all()
-                .map_err(|e| JournalError::io("fsync segment", &path, e))?;
-            dir::sync_dir(dir)?;
-        }
-        let map = Mapping::read_write(&file).map_err(|e| JournalError::io("map", &path, e))?;
-        assert_eq!(map.len() as u64, len_bytes);
+        let (file, map) = create_file(dir, &path, len_bytes, durable)?;
         Ok(Segment {
             index,
             path,
             file,
             map,
         })
+    }
+
+    /// Turns this segment object, which no one else holds, into a newly created segment
+    /// `index`: the old file is closed and unmapped, and the path buffer is reused, so no heap
+    /// allocation happens (the pre-toucher recycles the segment the writer left this way, and a
+    /// roll costs system calls only).
+    pub(crate) fn recreate(
+        &mut self,
+        dir: &Path,
+        index: u64,
+        len_bytes: u64,
+        durable: bool,
+    ) -> Result<(), JournalError> {
+        dir::set_segment_path(&mut self.path, dir, index);
+        let (file, map) = create_file(dir, &self.path, len_bytes, durable)?;
+        self.index = index;
+        self.map = map; // unmaps the old segment
+        self.file = file; // closes it
+        Ok(())
     }
 
     /// Maps an existing segment read-write (recovery, under the directory lock).
@@ -147,6 +152,32 @@ impl ReadSegment {
             None => Err(HeaderError::Unwritten),
         }
     }
+}
+
+/// Creates the file at `path` (new, `len_bytes` long, sparse; synced with its directory entry
+/// with `durable`) and maps it read-write.
+fn create_file(
+    dir: &Path,
+    path: &Path,
+    len_bytes: u64,
+    durable: bool,
+) -> Result<(File, Mapping), JournalError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| JournalError::io("create segment", path, e))?;
+    file.set_len(len_bytes)
+        .map_err(|e| JournalError::io("size segment", path, e))?;
+    if durable {
+        file.sync_all()
+            .map_err(|e| JournalError::io("fsync segment", path, e))?;
+        dir::sync_dir(dir)?;
+    }
+    let map = Mapping::read_write(&file).map_err(|e| JournalError::io("map", path, e))?;
+    assert_eq!(map.len() as u64, len_bytes);
+    Ok((file, map))
 }
 
 fn too_big() -> std::io::Error {
