@@ -92,6 +92,13 @@ pub struct Args {
     /// Pin the hiccup meter to this core.
     #[arg(long)]
     hiccup_core: Option<usize>,
+    /// Drive each connection from one busy thread: send what is due, poll the socket for
+    /// replies (non-blocking), never sleep or hand off — against `serve --busy-poll`, the
+    /// lowest round trip this machine can show. The echo baseline (`--echo-baseline`) then
+    /// busy-polls too, on both ends. One spinning thread per connection: keep connections
+    /// within the cores left beside the server.
+    #[arg(long)]
+    busy_poll: bool,
     /// Load the web edge's REST API at this URL (`http://127.0.0.1:8080`) instead of the
     /// binary gateway: orders through `POST /api/v1/orders` (src/webload.rs).
     #[arg(long, value_name = "URL", conflicts_with = "ws")]
@@ -255,7 +262,9 @@ fn load(args: Args) -> Result<(), String> {
     if !args.max && (args.rate == 0 || args.rate > 10_000_000) {
         return Err("--rate must be 1..=10000000".into());
     }
-    let echo = if args.echo_baseline {
+    let echo = if args.echo_baseline && args.busy_poll {
+        Some(run_echo_busy(&args)?)
+    } else if args.echo_baseline {
         Some(run_echo(&args)?)
     } else {
         None
@@ -300,7 +309,11 @@ fn load(args: Args) -> Result<(), String> {
     } else {
         None
     };
-    let out = run_orders(&args);
+    let out = if args.busy_poll {
+        run_orders_busy(&args)
+    } else {
+        run_orders(&args)
+    };
     hiccups.during = meter.map(HiccupThread::stop).transpose()?;
     let out = out?;
     md_stop.store(true, Ordering::Relaxed);
@@ -687,6 +700,310 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
     Ok(total)
 }
 
+/// `--busy-poll`: each connection is one thread that sends what is due and polls its
+/// non-blocking socket for replies, spinning — no sender thread, no blocking read, no hand-off.
+fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
+    let per_conn_rate = if args.max {
+        0
+    } else {
+        (args.rate / args.connections as u64).max(1)
+    };
+    let per_conn_orders = if args.max {
+        ORDERS_PER_CONN_MAX
+    } else {
+        (per_conn_rate * args.seconds).min(ORDERS_PER_CONN_MAX)
+    };
+    let session_base = (std::process::id() % 1_000_000) * 100 + 10;
+    let coid_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut threads = Vec::new();
+    for c in 0..args.connections {
+        let (login, user) = DEMO_USERS[c % DEMO_USERS.len()];
+        let (addr, max, seconds) = (args.addr, args.max, args.seconds);
+        threads.push(std::thread::spawn(move || -> Result<Outcome, String> {
+            let mut client = Client::connect(addr).map_err(|e| e.to_string())?;
+            client
+                .login(login, &format!("{login}-demo"), session_base + c as u32, false)
+                .map_err(|e| e.to_string())?;
+            client
+                .stream()
+                .set_nonblocking(true)
+                .map_err(|e| e.to_string())?;
+            let mut writer = client.stream().try_clone().map_err(|e| e.to_string())?;
+            let slots = (per_conn_orders.min(50_000_000) + 1) as usize;
+            let mut intended = vec![0u64; slots];
+            let mut traded = vec![false; slots];
+            let mut out = Outcome {
+                accepted: Some(hist()),
+                trade: Some(hist()),
+                ..Outcome::default()
+            };
+            let mut pending: Vec<u8> = Vec::with_capacity(64 * 256);
+            let mut written = 0usize;
+            let mut i = 0u64;
+            let end = start + Duration::from_secs(seconds);
+            let mut last_write = Instant::now();
+            let mut finished_sending: Option<Instant> = None;
+            loop {
+                let now = Instant::now();
+                // 1. Send: everything due by now, appended to what the socket did not take yet.
+                if finished_sending.is_none() {
+                    if written == pending.len() {
+                        pending.clear();
+                        written = 0;
+                    }
+                    if now.duration_since(last_write) > Duration::from_millis(500) {
+                        Client::encode_into(&ClientMsg::Heartbeat, &mut pending);
+                    }
+                    while i < per_conn_orders && now < end && pending.len() < 64 * 200 {
+                        let due = if max {
+                            now
+                        } else {
+                            start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
+                        };
+                        if due > now {
+                            break;
+                        }
+                        let (msg, _) = order_for(i, user, coid_base + i + 1);
+                        intended[(i + 1) as usize] = due.duration_since(start).as_nanos() as u64 + 1;
+                        Client::encode_into(&msg, &mut pending);
+                        i += 1;
+                    }
+                    if i >= per_conn_orders || now >= end {
+                        finished_sending = Some(now);
+                    }
+                }
+                while written < pending.len() {
+                    match writer.write(&pending[written..]) {
+                        Ok(n) => {
+                            written += n;
+                            last_write = now;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(format!("connection {c} ({login}): {e}")),
+                    }
+                }
+                // 2. Poll for replies until the socket has nothing more.
+                loop {
+                    match client.recv() {
+                        Ok(m) => {
+                            out.received += 1;
+                            let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
+                            match m {
+                                ServerMsg::Accepted {
+                                    client_order_id, ..
+                                } => {
+                                    if let Some(&t) = intended
+                                        .get(client_order_id.wrapping_sub(coid_base) as usize)
+                                        .filter(|&&t| t > 0)
+                                    {
+                                        let _ = out
+                                            .accepted
+                                            .as_mut()
+                                            .unwrap()
+                                            .record(now_ns.saturating_sub(t - 1).max(1));
+                                    }
+                                }
+                                ServerMsg::Fill {
+                                    role: 1,
+                                    client_order_id,
+                                    ..
+                                } => {
+                                    let k = client_order_id.wrapping_sub(coid_base) as usize;
+                                    if k < traded.len() && !traded[k] && intended[k] > 0 {
+                                        traded[k] = true;
+                                        let _ = out
+                                            .trade
+                                            .as_mut()
+                                            .unwrap()
+                                            .record(now_ns.saturating_sub(intended[k] - 1).max(1));
+                                    }
+                                }
+                                ServerMsg::Rejected { code, .. }
+                                    if code != RejectCode::UnknownOrder.code() =>
+                                {
+                                    out.errors += 1
+                                }
+                                _ => {}
+                            }
+                        }
+                        Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            break
+                        }
+                        Err(e) => {
+                            eprintln!("ringbook loadgen: connection {c} ({login}) lost: {e}");
+                            out.errors += 1;
+                            out.sent = i;
+                            return Ok(out);
+                        }
+                    }
+                }
+                // 3. Done when every new order is acknowledged, or 30 s after the last send.
+                if let Some(t) = finished_sending {
+                    if written == pending.len()
+                        && out.accepted.as_ref().unwrap().len() >= expected_new_orders(i)
+                    {
+                        break;
+                    }
+                    if t.elapsed() > Duration::from_secs(30) {
+                        out.errors += 1;
+                        break;
+                    }
+                }
+                std::hint::spin_loop();
+            }
+            out.sent = i;
+            let _ = client.stream().set_nonblocking(false);
+            let _ = client.logout();
+            Ok(out)
+        }));
+    }
+    let mut total = Outcome {
+        accepted: Some(hist()),
+        trade: Some(hist()),
+        ..Outcome::default()
+    };
+    for t in threads {
+        let o = t
+            .join()
+            .map_err(|_| "a connection thread panicked".to_string())??;
+        total.accepted.as_mut().unwrap().add(o.accepted.as_ref().unwrap()).ok();
+        total.trade.as_mut().unwrap().add(o.trade.as_ref().unwrap()).ok();
+        total.sent += o.sent;
+        total.received += o.received;
+        total.errors += o.errors;
+    }
+    Ok(total)
+}
+
+/// The echo baseline with `--busy-poll`: both ends spin on non-blocking sockets, each
+/// connection's client is one thread that sends when due and reads what has come back.
+fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let conns = args.connections;
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(conns) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_nodelay(true);
+            let _ = s.set_nonblocking(true);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let mut off = 0;
+                            while off < n {
+                                match s.write(&buf[off..n]) {
+                                    Ok(k) => off += k,
+                                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                        std::hint::spin_loop()
+                                    }
+                                    Err(_) => return,
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::hint::spin_loop()
+                        }
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+    });
+    let per_conn_rate = if args.max {
+        0
+    } else {
+        (args.rate / conns as u64).max(1)
+    };
+    let (seconds, max) = (args.seconds.min(10), args.max);
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut threads = Vec::new();
+    for _ in 0..conns {
+        threads.push(std::thread::spawn(
+            move || -> Result<Histogram<u64>, String> {
+                let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let total = if max { u64::MAX } else { per_conn_rate * seconds };
+                let end = start + Duration::from_secs(seconds);
+                let (mut i, mut received) = (0u64, 0u64);
+                let mut out: Vec<u8> = Vec::with_capacity(16 * 256);
+                let mut written = 0usize;
+                let mut inbuf = [0u8; 4096];
+                let mut have = 0usize;
+                let mut h = hist();
+                let mut sending = true;
+                while sending || received < i {
+                    let now = Instant::now();
+                    if written == out.len() {
+                        out.clear();
+                        written = 0;
+                    }
+                    while sending && out.len() < 16 * 200 {
+                        if i >= total || now >= end {
+                            sending = false;
+                            break;
+                        }
+                        let due = if max {
+                            now
+                        } else {
+                            start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
+                        };
+                        if due > now {
+                            break;
+                        }
+                        out.extend_from_slice(
+                            &(due.duration_since(start).as_nanos() as u64).to_le_bytes(),
+                        );
+                        out.extend_from_slice(&i.to_le_bytes());
+                        i += 1;
+                    }
+                    while written < out.len() {
+                        match s.write(&out[written..]) {
+                            Ok(n) => written += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    match s.read(&mut inbuf[have..]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            have += n;
+                            let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
+                            let whole = have / 16 * 16;
+                            for m in inbuf[..whole].chunks_exact(16) {
+                                let t = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+                                let _ = h.record(now_ns.saturating_sub(t).max(1));
+                                received += 1;
+                            }
+                            inbuf.copy_within(whole..have, 0);
+                            have -= whole;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                    if !sending && now.duration_since(end) > Duration::from_secs(10) {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                Ok(h)
+            },
+        ));
+    }
+    let mut total = hist();
+    for t in threads {
+        let h = t.join().map_err(|_| "echo thread panicked".to_string())??;
+        total.add(&h).ok();
+    }
+    Ok(total)
+}
+
 fn expected_new_orders(sent: u64) -> u64 {
     (0..10)
         .filter(|k| *k < 7)
@@ -817,6 +1134,7 @@ fn report(
             us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.99)), us(h.value_at_quantile(0.999)), us(h.value_at_quantile(0.9999)), us(h.max()),
             out.errors, h.len(), us(t.value_at_quantile(0.5)), us(t.value_at_quantile(0.99)),
         );
+        s += &format!(",\"sent\":{},\"busy_poll\":{}", out.sent, args.busy_poll);
         if let Some(m) = md {
             s += &format!(
                 ",\"md_subscribers\":{},\"md_messages\":{},\"md_conflated\":{},\"md_errors\":{}",
@@ -825,7 +1143,8 @@ fn report(
         }
         if let Some(e) = echo {
             s += &format!(
-                ",\"echo_p50_us\":{:.2},\"echo_p99_us\":{:.2},\"echo_p999_us\":{:.2}",
+                ",\"echo_count\":{},\"echo_p50_us\":{:.2},\"echo_p99_us\":{:.2},\"echo_p999_us\":{:.2}",
+                e.len(),
                 us(e.value_at_quantile(0.5)),
                 us(e.value_at_quantile(0.99)),
                 us(e.value_at_quantile(0.999))

@@ -124,6 +124,12 @@ pub struct Args {
     /// Tokio worker threads of the web edge (never the engine's or the gateway's threads).
     #[arg(long, value_name = "N", default_value_t = 2)]
     http_threads: usize,
+    /// The gateway loop never sleeps in the kernel: it polls its sockets with a zero timeout
+    /// in a loop, keeping one core busy even when idle (lowest round trip; measure with
+    /// `loadgen --busy-poll`). Counted with the pipeline's busy-spinning threads against the
+    /// cores.
+    #[arg(long)]
+    busy_poll: bool,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -383,6 +389,32 @@ impl From<&str> for Stop {
 }
 
 /// The pipeline as the flags configure it, and a line for the log saying how.
+/// `--busy-poll` keeps one core for the gateway loop: the pipeline's busy-spinning threads must
+/// fit in the others (never more spinning threads than cores). The inline layout has no
+/// pipeline thread: the loop is the only spinner.
+fn check_busy_poll(args: &Args) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = default_shape(cores, args.durability);
+    let layout = args.layout.unwrap_or(auto.layout);
+    if layout == Layout::Inline {
+        return Ok(());
+    }
+    let wait = args.wait.unwrap_or(auto.wait);
+    let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
+    let output_wait = if inline_output {
+        WaitStrategy::Yield
+    } else {
+        args.output_wait.unwrap_or(wait)
+    };
+    ringbook_engine::pipeline::check_spinning(layout, wait, output_wait, cores.saturating_sub(1))
+        .map_err(|e| {
+            format!(
+                "--busy-poll keeps one of the {cores} cores busy for the gateway loop, which \
+                 leaves too few for this layout: {e} (use --layout inline, or a --wait that parks)"
+            )
+        })
+}
+
 fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let auto = default_shape(cores, args.durability);
@@ -485,6 +517,7 @@ fn serve(args: Args) -> Result<(), Stop> {
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
     sc.currencies = config.currencies.len();
+    sc.busy_poll = args.busy_poll;
     if let Some(n) = args.conns_max {
         if n == 0 || n > 4096 {
             return Err("--conns-max must be 1..=4096".into());
@@ -545,6 +578,9 @@ fn serve(args: Args) -> Result<(), Stop> {
         }
         Some(md)
     };
+    if args.busy_poll {
+        check_busy_poll(&args)?;
+    }
     let (builder, shape) = pipeline_builder(&args, &config);
     let backend =
         PipelineBackend::start(builder).map_err(|e| format!("starting the pipeline: {e}"))?;

@@ -140,6 +140,11 @@ pub struct ServerConfig {
     pub currencies: usize,
     /// The web edge's queues into and out of the loop (`None`: no web edge).
     pub web: Option<Arc<WebBridge>>,
+    /// Never sleep in the kernel: poll the sockets with a zero timeout, turn after turn. The
+    /// loop's thread then keeps one core busy all the time, idle or not — for the lowest
+    /// round-trip latency where a core can be given to it (`serve --busy-poll`). Off by
+    /// default: an idle server costs nothing.
+    pub busy_poll: bool,
 }
 
 impl ServerConfig {
@@ -166,6 +171,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(2),
             currencies: 16,
             web: None,
+            busy_poll: false,
         }
     }
 
@@ -732,7 +738,8 @@ impl<B: Backend> Core<B> {
         let mut last_timers = Instant::now();
         let mut stopping: Option<Instant> = None;
         loop {
-            let timeout = if !self.ready.is_empty()
+            let timeout = if self.config.busy_poll
+                || !self.ready.is_empty()
                 || self.cod.len > 0
                 || self.web_stalled.is_some()
                 || self.web.as_ref().is_some_and(|w| w.has_requests())
