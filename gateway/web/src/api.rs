@@ -133,7 +133,8 @@ async fn edge_layer(
             }
         }
         // The Upbit API signs each request with its own JWT scheme (crate::upbit::auth).
-        let upbit = req.uri().path().starts_with("/v1/") || req.uri().path() == "/websocket/v1";
+        let upbit =
+            req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/websocket/v1");
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)

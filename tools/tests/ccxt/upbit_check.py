@@ -11,6 +11,7 @@ import hmac
 import base64
 import json
 import sys
+import time
 import uuid
 import urllib.request
 import urllib.error
@@ -188,6 +189,15 @@ except ImportError:
 if ccxtpro is None or not hasattr(ccxtpro, 'upbit'):
     print('skip ccxt.pro: not installed')
 else:
+    async def until(what, fn, bound=20.0):
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            v = fn()
+            if v:
+                return v
+            await asyncio.sleep(0.05)
+        raise AssertionError(f'{what}: not within {bound} s')
+
     async def ws():
         a = ex('alice', cls=ccxtpro.upbit)
         b = ex('bob', cls=ccxtpro.upbit)
@@ -196,18 +206,15 @@ else:
             await b.load_markets()
             book = await asyncio.wait_for(a.watch_order_book('BTC/KRW'), 20)
             check('watch_order_book: snapshot', book['bids'][0] == [94000000, 0.001], book['bids'][:3])
-            watch = asyncio.ensure_future(a.watch_trades('BTC/KRW'))
-            await asyncio.sleep(0.5)
-            await b.create_order('BTC/KRW', 'limit', 'sell', 0.001, 94000000)
-            tr = await asyncio.wait_for(watch, 20)
-            # A trade snapshot may come first; wait for the new one.
-            while not any(x['price'] == 94000000 and x['side'] == 'sell' and x['amount'] == 0.001 and x['timestamp'] for x in tr[-1:]):
-                tr = await asyncio.wait_for(a.watch_trades('BTC/KRW'), 20)
-            check('watch_trades: the new trade', tr[-1]['price'] == 94000000, tr[-1])
-            book = await asyncio.wait_for(a.watch_order_book('BTC/KRW'), 20)
-            while book['bids'] and book['bids'][0][0] == 94000000:
-                book = await asyncio.wait_for(a.watch_order_book('BTC/KRW'), 20)
-            check('watch_order_book: the update (bid consumed)', not book['bids'] or book['bids'][0][0] != 94000000, book['bids'][:3])
+            # The trade snapshot (the latest trade) resolves the first watch.
+            tr = await asyncio.wait_for(a.watch_trades('BTC/KRW'), 20)
+            check('watch_trades: the snapshot is the latest trade', tr[-1]['price'] == 94000000 and tr[-1]['amount'] == 0.002, tr[-1])
+            await a.create_order('BTC/KRW', 'limit', 'sell', 0.001, 94000000)
+            # Messages keep arriving into ccxt's caches; wait (bounded) for the new trade there.
+            tr = await until('watch_trades: the new trade', lambda: [x for x in a.trades.get('BTC/KRW', []) if x['amount'] == 0.001])
+            check('watch_trades: the new trade', tr[-1]['price'] == 94000000 and tr[-1]['side'] == 'sell', tr[-1])
+            book = await until('watch_order_book: the update', lambda: (lambda ob: ob if ob is not None and (not ob['bids'] or ob['bids'][0][0] != 94000000) else None)(a.orderbooks.get('BTC/KRW')))
+            check('watch_order_book: the update (bid consumed)', True)
             bals = asyncio.ensure_future(b.watch_balance())
             myo = asyncio.ensure_future(b.watch_orders('BTC/KRW'))
             await asyncio.sleep(0.5)

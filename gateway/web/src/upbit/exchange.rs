@@ -301,7 +301,7 @@ fn budget_order(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<NewOrder, Upbit
 }
 
 /// The JSON of an order (Upbit's fields). `trades`: include the fills.
-fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value {
+pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value {
     let scales = m.scales;
     let qscale = u32::from(up.config().currencies[m.quote_cur.0 as usize].scale);
     let s = &up.config().symbols[m.sid.0 as usize];

@@ -260,6 +260,7 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
         .route("/v1/withdraw", get(exchange::get_withdraw))
         .route("/v1/withdraws", get(exchange::list_withdraws))
         .route("/websocket/v1", get(ws::upgrade))
+        .route("/websocket/v1/private", get(ws::upgrade))
         .route("/v1/{*rest}", get(not_found).post(not_found).delete(not_found))
         .with_state(up)
 }

@@ -176,7 +176,7 @@ fn days(md: &WebMd, m: &Market) -> (Option<Candle>, Option<Candle>) {
     (cur, prev)
 }
 
-fn ticker_json(up: &Upbit, md: &WebMd, m: &Market) -> Value {
+pub(crate) fn ticker_json(up: &Upbit, md: &WebMd, m: &Market) -> Value {
     let t = md.md.ticker(m.sid);
     let now_ms = md.md.now_ns() / NS_PER_MS;
     let (today, prev) = days(md, m);
