@@ -120,6 +120,30 @@ by_ident = bob.privateGetOrder({'identifier': 'bob-sell-1'})
 check('GET /v1/order by identifier', by_ident['uuid'] == sell['id'] and by_ident['state'] == 'cancel' and by_ident['paid_fee'] == '190', by_ident)
 raises('fetch_order of an unknown uuid', lambda: bob.fetch_order('00000000-0000-4000-8000-00000000ffff'), ccxt.OrderNotFound)
 
+# More of the API through ccxt's implicit methods (the raw Upbit endpoints).
+all_t = alice.publicGetTickerAll({'quote_currencies': 'KRW'})
+check('GET /v1/ticker/all', sorted(x['market'] for x in all_t) == ['KRW-BTC', 'KRW-ETH'], all_t)
+for period in ('weeks', 'months'):
+    cs = alice.publicGetCandlesTimeframe({'timeframe': period, 'market': 'KRW-BTC', 'count': 5})
+    check(f'GET /v1/candles/{period}', len(cs) == 1 and cs[0]['trade_price'] == 94000000 and 'first_day_of_period' in cs[0], cs)
+cs = alice.publicGetCandlesTimeframeUnit({'timeframe': 'minutes', 'unit': 240, 'market': 'KRW-BTC'})
+check('GET /v1/candles/minutes/240', len(cs) == 1 and cs[0]['unit'] == 240, cs)
+raises('GET /v1/candles/minutes/2: refused', lambda: alice.publicGetCandlesTimeframeUnit({'timeframe': 'minutes', 'unit': 2, 'market': 'KRW-BTC'}), ccxt.ExchangeError, 'validation_error')
+ticks = alice.publicGetTradesTicks({'market': 'KRW-BTC', 'count': 1})
+older = alice.publicGetTradesTicks({'market': 'KRW-BTC', 'cursor': ticks[0]['sequential_id']})
+check('GET /v1/trades/ticks: newest first, cursor pages older', ticks[0]['sequential_id'] == 2 and [x['sequential_id'] for x in older] == [1], (ticks, older))
+chance = bob.privateGetOrdersChance({'market': 'KRW-BTC'})
+check('GET /v1/orders/chance', chance['ask_account']['currency'] == 'BTC' and chance['market']['bid']['price_unit'] == '10000', chance)
+uu = bob.privateGetOrdersUuids({'uuids[]': sell['id']})
+check('GET /v1/orders/uuids', [x['uuid'] for x in uu] == [sell['id']] and uu[0]['state'] == 'cancel', uu)
+extra = [bob.create_order('BTC/KRW', 'limit', 'sell', 0.001, p)['id'] for p in (97000000, 98000000)]
+batch = bob.privateDeleteOrdersOpen({'pairs': 'KRW-BTC', 'order_by': 'desc', 'count': 2})
+check('DELETE /v1/orders/open: the newest two', batch['success']['count'] == 2 and {x['uuid'] for x in batch['success']['orders']} == set(extra), batch)
+wc = bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.5', 'address': 'bc1-test'})
+check('POST /v1/withdraws/coin', wc['state'] == 'WAITING' and wc['amount'] == '0.5' and wc['currency'] == 'BTC', wc)
+check('the withdrawn amount is held', bob.fetch_balance()['BTC']['free'] <= 0.5)
+raises('a withdrawal finer than the minimal unit', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.000000001', 'address': 'x'}), ccxt.ExchangeError, 'invalid_amount')
+
 # Errors, as ccxt maps Upbit's.
 raises('unknown access key', lambda: ex('nobody').fetch_balance(), ccxt.AuthenticationError, 'invalid_access_key')
 raises('bad signature', lambda: ex('alice', secret='not-alice-secret').fetch_balance(), ccxt.AuthenticationError, 'jwt_verification')
