@@ -127,3 +127,116 @@ fn ccxt_upbit_driver_trades_on_ringbook() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A signed Upbit request without parameters (no query hash needed), nonce `nonce`.
+fn upbit_token(access: &str, secret: &str, nonce: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"access_key": access, "nonce": nonce}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Permissions, the per-account rate limit with `Remaining-Req`, replays and Upbit's error shape,
+/// on a server whose config makes carol's key read-only and the account limit tiny.
+#[test]
+fn permissions_rate_limits_and_replays() {
+    let dir = std::env::temp_dir().join(format!("ringbook-upbit-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let default = include_str!("../../engine/src/default_config.toml");
+    let carol = "account = \"carol\"\npermissions = [\"read\", \"trade\", \"withdraw\"]";
+    assert!(default.contains(carol), "the default config's carol key");
+    let config = format!(
+        "[web]\naccount_rps = 1\naccount_burst = 2\n{}",
+        default.replace(carol, "account = \"carol\"\npermissions = [\"read\"]")
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let journal = dir.join("journal");
+    let mut s = Server::start(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let url = http_url(&mut s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(support::WAIT)
+            .build()
+            .unwrap();
+        let send = |method: reqwest::Method, path: &str, tok: Option<String>| {
+            let mut rb = c.request(method, format!("{url}{path}"));
+            if let Some(t) = tok {
+                rb = rb.bearer_auth(t);
+            }
+            async move {
+                let r = rb.send().await.expect("HTTP request");
+                let status = r.status().as_u16();
+                let remaining = r
+                    .headers()
+                    .get("remaining-req")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let v: Value = r.json().await.expect("JSON");
+                (status, v, remaining)
+            }
+        };
+        let carol = |n: &str| Some(upbit_token("carol-access-demo", "carol-secret-demo", n));
+        // No token at all.
+        let (st, v, _) = send(reqwest::Method::GET, "/v1/accounts", None).await;
+        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("jwt_verification")), "{v}");
+        // Read: allowed, one of the two requests of the burst left.
+        let (st, v, rem) = send(reqwest::Method::GET, "/v1/accounts", carol("n-1")).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v, json!([]), "carol has no balances");
+        assert_eq!(rem.as_deref(), Some("group=default; min=1; sec=1"));
+        // The same token again: a replay.
+        let (st, v, _) = send(reqwest::Method::GET, "/v1/accounts", carol("n-1")).await;
+        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("nonce_used")), "{v}");
+        // Trade with a read-only key: out_of_scope (ccxt: PermissionDenied).
+        let (st, v, _) = send(reqwest::Method::DELETE, "/v1/orders/open", carol("n-2")).await;
+        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("out_of_scope")), "{v}");
+        // Spend the rest of the burst (it refills at one request a second, so a bounded run
+        // of requests reaches the limit however slowly they go): 429 with nothing remaining.
+        let mut limited = None;
+        for i in 0..50 {
+            let (st, v, rem) =
+                send(reqwest::Method::GET, "/v1/accounts", carol(&format!("n-burst-{i}"))).await;
+            if st == 429 {
+                limited = Some((v, rem));
+                break;
+            }
+            assert_eq!(st, 200, "{v}");
+        }
+        let (v, rem) = limited.expect("the account's limit answers 429");
+        assert_eq!(
+            (v["error"]["name"].as_str(), rem.as_deref()),
+            (Some("too_many_requests"), Some("group=default; min=0; sec=0")),
+            "{v}"
+        );
+        // Another account is not affected; an unknown route under /v1 answers in Upbit's shape.
+        let alice = Some(upbit_token("alice-access-demo", "alice-secret-demo", "a-1"));
+        let (st, _, _) = send(reqwest::Method::GET, "/v1/accounts", alice).await;
+        assert_eq!(st, 200);
+        let (st, v, rem) = send(reqwest::Method::GET, "/v1/status/wallet", None).await;
+        assert_eq!((st, v["error"]["name"].as_str()), (404, Some("not_found")), "{v}");
+        assert!(rem.is_none());
+        let (st, _, rem) = send(reqwest::Method::GET, "/v1/market/all", None).await;
+        assert_eq!(st, 200);
+        assert!(rem.unwrap().starts_with("group=market; "));
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
