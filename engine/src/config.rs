@@ -555,7 +555,10 @@ impl Config {
                 || k.access_key.len() > 128
                 || !k.access_key.bytes().all(|b| b.is_ascii_graphic())
             {
-                return bad(format!("gateway.api_keys[{i}]: access_key {:?} must be 1..=128 printable ASCII bytes", k.access_key));
+                return bad(format!(
+                    "gateway.api_keys[{i}]: access_key {:?} must be 1..=128 printable ASCII bytes",
+                    k.access_key
+                ));
             }
             if self.gateway.api_keys[..i]
                 .iter()
@@ -806,6 +809,37 @@ mod tests {
             Config::from_toml_str(&bad),
             Err(ConfigError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn api_keys_are_validated_and_their_secrets_never_printed() {
+        let d = Config::default();
+        assert_eq!(d.gateway.api_keys.len(), 4);
+        assert_eq!(d.gateway.api_keys[0].access_key, "alice-access-demo");
+        let dbg = format!("{:?}", d.gateway.api_keys);
+        assert!(
+            dbg.contains("bob-access-demo") && !dbg.contains("secret-demo"),
+            "{dbg}"
+        );
+        let with = |key: &str| format!("{DEFAULT_CONFIG_TOML}\n[[gateway.api_keys]]\n{key}\n");
+        let ok = with("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = [\"read\"]");
+        assert_eq!(
+            Config::from_toml_str(&ok).unwrap().gateway.api_keys.len(),
+            5
+        );
+        for (bad, why) in [
+            ("access_key = \"alice-access-demo\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = []", "twice"),
+            ("access_key = \"k\"\nsecret_key = \"short\"\naccount = \"dave\"\npermissions = []", "secret_key"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"nobody\"\npermissions = []", "user login"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"ops1\"\npermissions = []", "user login"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = [\"admin\"]", "permission"),
+            ("access_key = \"\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = []", "access_key"),
+        ] {
+            match Config::from_toml_str(&with(bad)) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

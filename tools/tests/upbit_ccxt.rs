@@ -195,7 +195,11 @@ fn permissions_rate_limits_and_replays() {
         let carol = |n: &str| Some(upbit_token("carol-access-demo", "carol-secret-demo", n));
         // No token at all.
         let (st, v, _) = send(reqwest::Method::GET, "/v1/accounts", None).await;
-        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("jwt_verification")), "{v}");
+        assert_eq!(
+            (st, v["error"]["name"].as_str()),
+            (401, Some("jwt_verification")),
+            "{v}"
+        );
         // Read: allowed, one of the two requests of the burst left.
         let (st, v, rem) = send(reqwest::Method::GET, "/v1/accounts", carol("n-1")).await;
         assert_eq!(st, 200, "{v}");
@@ -203,16 +207,28 @@ fn permissions_rate_limits_and_replays() {
         assert_eq!(rem.as_deref(), Some("group=default; min=1; sec=1"));
         // The same token again: a replay.
         let (st, v, _) = send(reqwest::Method::GET, "/v1/accounts", carol("n-1")).await;
-        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("nonce_used")), "{v}");
+        assert_eq!(
+            (st, v["error"]["name"].as_str()),
+            (401, Some("nonce_used")),
+            "{v}"
+        );
         // Trade with a read-only key: out_of_scope (ccxt: PermissionDenied).
         let (st, v, _) = send(reqwest::Method::DELETE, "/v1/orders/open", carol("n-2")).await;
-        assert_eq!((st, v["error"]["name"].as_str()), (401, Some("out_of_scope")), "{v}");
+        assert_eq!(
+            (st, v["error"]["name"].as_str()),
+            (401, Some("out_of_scope")),
+            "{v}"
+        );
         // Spend the rest of the burst (it refills at one request a second, so a bounded run
         // of requests reaches the limit however slowly they go): 429 with nothing remaining.
         let mut limited = None;
         for i in 0..50 {
-            let (st, v, rem) =
-                send(reqwest::Method::GET, "/v1/accounts", carol(&format!("n-burst-{i}"))).await;
+            let (st, v, rem) = send(
+                reqwest::Method::GET,
+                "/v1/accounts",
+                carol(&format!("n-burst-{i}")),
+            )
+            .await;
             if st == 429 {
                 limited = Some((v, rem));
                 break;
@@ -222,7 +238,10 @@ fn permissions_rate_limits_and_replays() {
         let (v, rem) = limited.expect("the account's limit answers 429");
         assert_eq!(
             (v["error"]["name"].as_str(), rem.as_deref()),
-            (Some("too_many_requests"), Some("group=default; min=0; sec=0")),
+            (
+                Some("too_many_requests"),
+                Some("group=default; min=0; sec=0")
+            ),
             "{v}"
         );
         // Another account is not affected; an unknown route under /v1 answers in Upbit's shape.
@@ -230,7 +249,11 @@ fn permissions_rate_limits_and_replays() {
         let (st, _, _) = send(reqwest::Method::GET, "/v1/accounts", alice).await;
         assert_eq!(st, 200);
         let (st, v, rem) = send(reqwest::Method::GET, "/v1/status/wallet", None).await;
-        assert_eq!((st, v["error"]["name"].as_str()), (404, Some("not_found")), "{v}");
+        assert_eq!(
+            (st, v["error"]["name"].as_str()),
+            (404, Some("not_found")),
+            "{v}"
+        );
         assert!(rem.is_none());
         let (st, _, rem) = send(reqwest::Method::GET, "/v1/market/all", None).await;
         assert_eq!(st, 200);

@@ -299,7 +299,11 @@ pub fn sha512_hex(s: &str) -> String {
 }
 
 /// The candidate strings a client may have hashed for this request.
-fn hashed_forms(method: &Method, uri: &Uri, body: &[u8]) -> Result<(Vec<String>, Params), UpbitError> {
+fn hashed_forms(
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Vec<String>, Params), UpbitError> {
     if *method == Method::POST && !body.iter().all(u8::is_ascii_whitespace) {
         let p = body_params(body)?;
         return Ok((vec![render(&p)], p));
@@ -336,29 +340,46 @@ pub fn check<'a>(
     need: Perm,
     now: Instant,
 ) -> Result<(&'a Key, Params), UpbitError> {
-    let unauthorized = |name: &'static str, m: &str| UpbitError::new(StatusCode::UNAUTHORIZED, name, m);
+    let unauthorized =
+        |name: &'static str, m: &str| UpbitError::new(StatusCode::UNAUTHORIZED, name, m);
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| unauthorized("jwt_verification", "Authorization: Bearer <JWT> is missing"))?;
+        .ok_or_else(|| {
+            unauthorized("jwt_verification", "Authorization: Bearer <JWT> is missing")
+        })?;
     // Read the claims to find the key, then verify with its secret.
     let mut insecure = Validation::new(Algorithm::HS256);
     insecure.insecure_disable_signature_validation();
     insecure.required_spec_claims.clear();
     insecure.validate_exp = false;
     let claims = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(b""), &insecure)
-        .map_err(|_| unauthorized("jwt_verification", "the JWT does not parse (Jwt 토큰 검증에 실패했습니다)"))?
+        .map_err(|_| {
+            unauthorized(
+                "jwt_verification",
+                "the JWT does not parse (Jwt 토큰 검증에 실패했습니다)",
+            )
+        })?
         .claims;
-    let key = keys
-        .find(&claims.access_key)
-        .ok_or_else(|| unauthorized("invalid_access_key", "unknown access key (잘못된 엑세스 키입니다)"))?;
+    let key = keys.find(&claims.access_key).ok_or_else(|| {
+        unauthorized(
+            "invalid_access_key",
+            "unknown access key (잘못된 엑세스 키입니다)",
+        )
+    })?;
     let mut v = Validation::new(Algorithm::HS256);
     v.required_spec_claims.clear();
     v.validate_exp = false;
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret), &v)
-        .map_err(|_| unauthorized("jwt_verification", "the JWT's signature does not verify (Jwt 토큰 검증에 실패했습니다)"))?;
+    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret), &v).map_err(
+        |_| {
+            unauthorized(
+                "jwt_verification",
+                "the JWT's signature does not verify (Jwt 토큰 검증에 실패했습니다)",
+            )
+        },
+    )?;
     let nonce = match &claims.nonce {
         Value::String(s) if !s.is_empty() => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -394,7 +415,10 @@ pub fn check<'a>(
         }
     }
     if !keys.fresh(key, &nonce, now)? {
-        return Err(unauthorized("nonce_used", "this nonce was used already (replay)"));
+        return Err(unauthorized(
+            "nonce_used",
+            "this nonce was used already (replay)",
+        ));
     }
     if !key.may(need) {
         return Err(unauthorized(
@@ -485,29 +509,57 @@ mod tests {
                     body.push('}');
                     (Method::POST, "/v1/orders".parse::<Uri>().unwrap(), body)
                 }
-                None => (Method::GET, "/v1/accounts".parse::<Uri>().unwrap(), String::new()),
+                None => (
+                    Method::GET,
+                    "/v1/accounts".parse::<Uri>().unwrap(),
+                    String::new(),
+                ),
             };
-            let (key, params) =
-                check(&keys, &method, &uri, &req(tok), body.as_bytes(), Perm::Read, now).unwrap();
+            let (key, params) = check(
+                &keys,
+                &method,
+                &uri,
+                &req(tok),
+                body.as_bytes(),
+                Perm::Read,
+                now,
+            )
+            .unwrap();
             assert_eq!(key.access, *access);
             if let Some(q) = query {
                 assert_eq!(render(&params), *q);
                 // … and as a GET query string.
                 let uri: Uri = format!("/v1/orders/chance?{q}").parse().unwrap();
-                let e = check(&keys, &Method::GET, &uri, &req(tok), b"", Perm::Read, now)
-                    .unwrap_err();
+                let e =
+                    check(&keys, &Method::GET, &uri, &req(tok), b"", Perm::Read, now).unwrap_err();
                 assert_eq!(e.name, "nonce_used", "the same token again is a replay");
             }
             // Replayed: refused.
-            let e = check(&keys, &method, &uri, &req(tok), body.as_bytes(), Perm::Read, now)
-                .unwrap_err();
+            let e = check(
+                &keys,
+                &method,
+                &uri,
+                &req(tok),
+                body.as_bytes(),
+                Perm::Read,
+                now,
+            )
+            .unwrap_err();
             assert_eq!((e.status.as_u16(), e.name), (401, "nonce_used"));
             // One signature byte changed: refused as a bad signature.
             let mut bad = tok.to_string();
             let last = bad.pop().unwrap();
             bad.push(if last == 'A' { 'B' } else { 'A' });
-            let e = check(&keys, &method, &uri, &req(&bad), body.as_bytes(), Perm::Read, now)
-                .unwrap_err();
+            let e = check(
+                &keys,
+                &method,
+                &uri,
+                &req(&bad),
+                body.as_bytes(),
+                Perm::Read,
+                now,
+            )
+            .unwrap_err();
             assert_eq!(e.name, "jwt_verification");
         }
         // The POST vector's token with other parameters: the query hash does not match.
@@ -526,8 +578,20 @@ mod tests {
         assert_eq!((e.status.as_u16(), e.name), (401, "invalid_query_payload"));
         // Unknown access key.
         let mut h = HeaderMap::new();
-        h.insert(axum::http::header::AUTHORIZATION, "Bearer x.y.z".parse().unwrap());
-        let e = check(&fresh, &Method::GET, &"/v1/accounts".parse::<Uri>().unwrap(), &h, b"", Perm::Read, now).unwrap_err();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            "Bearer x.y.z".parse().unwrap(),
+        );
+        let e = check(
+            &fresh,
+            &Method::GET,
+            &"/v1/accounts".parse::<Uri>().unwrap(),
+            &h,
+            b"",
+            Perm::Read,
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.name, "jwt_verification");
     }
 
@@ -543,16 +607,31 @@ mod tests {
         let now = Instant::now();
         let (_, tok, _, _, _) = JWT_VECTORS[1];
         // bob's key has every permission; alice's (changed above) may only read.
-        assert!(check(&keys, &Method::GET, &"/v1/accounts".parse::<Uri>().unwrap(), &req(tok), b"", Perm::Withdraw, now).is_ok());
+        assert!(check(
+            &keys,
+            &Method::GET,
+            &"/v1/accounts".parse::<Uri>().unwrap(),
+            &req(tok),
+            b"",
+            Perm::Withdraw,
+            now
+        )
+        .is_ok());
         let alice = keys.find("alice-access-demo").unwrap();
         assert!(alice.may(Perm::Read) && !alice.may(Perm::Trade) && !alice.may(Perm::Withdraw));
         // The nonce table: a nonce is forgotten only after the window.
-        assert_eq!(keys.fresh(alice, "n1", now).unwrap(), true);
-        assert_eq!(keys.fresh(alice, "n1", now + Duration::from_secs(1)).unwrap(), false);
-        assert_eq!(keys.fresh(alice, "n1", now + NONCE_WINDOW + Duration::from_secs(1)).unwrap(), true);
+        assert!(keys.fresh(alice, "n1", now).unwrap());
+        assert!(!keys
+            .fresh(alice, "n1", now + Duration::from_secs(1))
+            .unwrap());
+        assert!(keys
+            .fresh(alice, "n1", now + NONCE_WINDOW + Duration::from_secs(1))
+            .unwrap());
         // Another key's identical nonce is another entry.
         let bob = keys.find("bob-access-demo").unwrap();
-        assert_eq!(keys.fresh(bob, "n1", now + NONCE_WINDOW + Duration::from_secs(1)).unwrap(), true);
+        assert!(keys
+            .fresh(bob, "n1", now + NONCE_WINDOW + Duration::from_secs(1))
+            .unwrap());
     }
 
     #[test]
@@ -574,7 +653,10 @@ mod tests {
         let q = query_params("market=KRW-BTC&uuids%5B%5D=a&uuids[]=b&x=a%20b+c");
         assert_eq!(q.all("uuids"), vec!["a", "b"]);
         assert_eq!(q.get("x"), Some("a b c"));
-        assert_eq!(percent_decode("uuids%5B%5D=a&x=a%20b+c"), "uuids[]=a&x=a b+c");
+        assert_eq!(
+            percent_decode("uuids%5B%5D=a&x=a%20b+c"),
+            "uuids[]=a&x=a b+c"
+        );
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 }

@@ -88,7 +88,7 @@ pub fn parse(s: &str) -> Result<Dec, DecError> {
 }
 
 fn normalize(mut x: Dec) -> Dec {
-    while x.d > 0 && x.m % 10 == 0 {
+    while x.d > 0 && x.m.is_multiple_of(10) {
         x.m /= 10;
         x.d -= 1;
     }
@@ -140,7 +140,9 @@ pub fn ratio_str(num: u128, den: u128) -> Option<String> {
         return None;
     }
     let k = twos.max(fives);
-    let mul = 2u128.checked_pow(k - twos)?.checked_mul(5u128.checked_pow(k - fives)?)?;
+    let mul = 2u128
+        .checked_pow(k - twos)?
+        .checked_mul(5u128.checked_pow(k - fives)?)?;
     let digits = num.checked_mul(mul)?;
     Some(fmt(Dec { m: digits, d: k }))
 }
@@ -266,7 +268,9 @@ mod tests {
         assert_eq!(s.volume_str(15000), "1.5");
         assert_eq!(s.volume_str(0), "0");
         assert!(s.displayable());
-        for bad in ["", ".", "1.", ".5", "-1", "+1", "1,0", "0x10", "1e", "abc", " 1"] {
+        for bad in [
+            "", ".", "1.", ".5", "-1", "+1", "1,0", "0x10", "1e", "abc", " 1",
+        ] {
             assert_eq!(parse(bad), Err(DecError::Syntax), "{bad:?}");
         }
         assert_eq!(units("1000", 0), Ok(1000));

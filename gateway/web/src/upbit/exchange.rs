@@ -106,17 +106,25 @@ impl Ctx<'_> {
     /// The user's balances: (currency, available, locked).
     async fn balances(&self) -> Result<Vec<(u16, u64, u64)>, UpbitError> {
         let events = match self
-            .command(Command::Query(EngineQuery::Balances { user: self.user() }), true)
+            .command(
+                Command::Query(EngineQuery::Balances { user: self.user() }),
+                true,
+            )
             .await
         {
             Ok(e) => e,
             Err(e) if e.name == "insufficient_funds_bid" => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        if events
-            .iter()
-            .any(|e| matches!(e, Event::Rejected { code: RejectCode::UnknownUser, .. }))
-        {
+        if events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Rejected {
+                    code: RejectCode::UnknownUser,
+                    ..
+                }
+            )
+        }) {
             return Ok(Vec::new());
         }
         first_reject(&events, true)?;
@@ -156,7 +164,10 @@ impl Ctx<'_> {
     }
 
     /// The engine's status of a user's order by client order id: live view or finished record.
-    async fn status(&self, coid: u64) -> Result<(Option<OrderView>, Option<FinishedOrder>), UpbitError> {
+    async fn status(
+        &self,
+        coid: u64,
+    ) -> Result<(Option<OrderView>, Option<FinishedOrder>), UpbitError> {
         let events = self
             .command(
                 Command::Query(EngineQuery::Order {
@@ -167,7 +178,10 @@ impl Ctx<'_> {
             )
             .await?;
         for e in &events {
-            if let Event::OrderStatus { order, finished, .. } = e {
+            if let Event::OrderStatus {
+                order, finished, ..
+            } = e
+            {
                 return Ok((*order, *finished));
             }
         }
@@ -235,10 +249,7 @@ pub(crate) async fn chance(
         .map_err(|e| c.err(e))?;
     let b = c.balances().await.map_err(|e| c.err(e))?;
     let acct = |cur: u16| {
-        let (av, lo) = b
-            .iter()
-            .find(|x| x.0 == cur)
-            .map_or((0, 0), |x| (x.1, x.2));
+        let (av, lo) = b.iter().find(|x| x.0 == cur).map_or((0, 0), |x| (x.1, x.2));
         account_json(&up, cur, av, lo)
     };
     let (maker, taker) = c.fee_bps(m);
@@ -269,7 +280,12 @@ pub(crate) async fn chance(
     Ok(ok(&c.a, StatusCode::OK, v))
 }
 
-fn dec_err(e: DecError, what: &str, bid: bool, invalid: (&'static str, &'static str)) -> UpbitError {
+fn dec_err(
+    e: DecError,
+    what: &str,
+    bid: bool,
+    invalid: (&'static str, &'static str),
+) -> UpbitError {
     match e {
         DecError::Syntax => UpbitError::validation(format!("{what}: not a decimal number")),
         DecError::TooLarge => UpbitError::new(StatusCode::BAD_REQUEST, "volume_too_large", format!("{what}: too large")),
@@ -288,11 +304,23 @@ fn dec_err(e: DecError, what: &str, bid: bool, invalid: (&'static str, &'static 
 /// `budget: amount` (protection price `price_max`, IOC) and return `Ok`.
 fn budget_order(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<NewOrder, UpbitError> {
     let units = units(amount, c.scale(m.quote_cur)).map_err(|e| {
-        dec_err(e, "price (the amount to spend)", true, ("invalid_funds", "invalid_funds"))
+        dec_err(
+            e,
+            "price (the amount to spend)",
+            true,
+            ("invalid_funds", "invalid_funds"),
+        )
     })?;
     if units == 0 || u64::try_from(units).is_err() {
-        return Err(UpbitError::new(StatusCode::BAD_REQUEST, "invalid_funds", "price (the amount to spend) must be positive and fit 64 bits of minimal units"));
+        return Err(UpbitError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_funds",
+            "price (the amount to spend) must be positive and fit 64 bits of minimal units",
+        ));
     }
+    // budget: replace this error with the order once `NewOrder::budget` is merged, e.g.
+    // `Ok(NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, price: Price(price_max),
+    // qty: Qty(max_order_qty), budget: units as u64, .. })`.
     Err(UpbitError::new(
         StatusCode::BAD_REQUEST,
         "unsupported_ord_type",
@@ -305,7 +333,11 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
     let scales = m.scales;
     let qscale = u32::from(up.config().currencies[m.quote_cur.0 as usize].scale);
     let s = &up.config().symbols[m.sid.0 as usize];
-    let remaining = if r.state == OState::Wait { r.volume.saturating_sub(r.executed) } else { 0 };
+    let remaining = if r.state == OState::Wait {
+        r.volume.saturating_sub(r.executed)
+    } else {
+        0
+    };
     let funds: u128 = r.trades.iter().map(|t| t.funds).sum();
     let bid = r.side == Side::Buy;
     let fee_of = |lots: u64| {
@@ -314,7 +346,11 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
                 .div_ceil(10_000)
         })
     };
-    let notional = |lots: u64| r.price.map_or(0u128, |p| p as u128 * u128::from(lots) * u128::from(s.tick_size));
+    let notional = |lots: u64| {
+        r.price.map_or(0u128, |p| {
+            p as u128 * u128::from(lots) * u128::from(s.tick_size)
+        })
+    };
     let locked = if r.state != OState::Wait {
         "0".to_string()
     } else if bid {
@@ -357,7 +393,8 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
                         "created_at": iso(t.ts / 1_000_000),
                         "side": if bid { "bid" } else { "ask" },
                     });
-                    x[if bid { "bid_fee" } else { "ask_fee" }] = json!(units_str(u128::from(t.fee), qscale));
+                    x[if bid { "bid_fee" } else { "ask_fee" }] =
+                        json!(units_str(u128::from(t.fee), qscale));
                     x
                 })
                 .collect(),
@@ -374,7 +411,11 @@ fn rec_of_view(v: &OrderView) -> Rec {
         user: v.user.0,
         sid: v.symbol,
         side: v.side,
-        ord_type: if v.order_type == OrderType::Market { "market" } else { "limit" },
+        ord_type: if v.order_type == OrderType::Market {
+            "market"
+        } else {
+            "limit"
+        },
         tif: match (v.tif, v.post_only) {
             (_, true) => Some("post_only"),
             (TimeInForce::Ioc, _) => Some("ioc"),
@@ -439,18 +480,28 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         Some("ioc") => Some("ioc"),
         Some("fok") => Some("fok"),
         Some("post_only") => Some("post_only"),
-        Some(t) => return Err(UpbitError::validation(format!("time_in_force {t:?}: expected ioc, fok or post_only"))),
+        Some(t) => {
+            return Err(UpbitError::validation(format!(
+                "time_in_force {t:?}: expected ioc, fok or post_only"
+            )))
+        }
     };
     let stp = match p.get("smp_type").filter(|t| !t.is_empty()) {
         None => StpMode::None,
         Some("cancel_maker") => StpMode::CancelOldest,
         Some("cancel_taker") => StpMode::CancelNewest,
         Some("reduce") => StpMode::Decrement,
-        Some(t) => return Err(UpbitError::validation(format!("smp_type {t:?}: expected cancel_maker, cancel_taker or reduce"))),
+        Some(t) => {
+            return Err(UpbitError::validation(format!(
+                "smp_type {t:?}: expected cancel_maker, cancel_taker or reduce"
+            )))
+        }
     };
     let identifier = match p.get("identifier").filter(|i| !i.is_empty()) {
         Some(i) if i.len() > IDENTIFIER_BYTES_MAX => {
-            return Err(UpbitError::validation(format!("identifier: at most {IDENTIFIER_BYTES_MAX} bytes")))
+            return Err(UpbitError::validation(format!(
+                "identifier: at most {IDENTIFIER_BYTES_MAX} bytes"
+            )))
         }
         Some(i) => Some(i.to_string()),
         None => None,
@@ -460,10 +511,20 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
     let volume_err = ("invalid_volume_bid", "invalid_volume_ask");
     let (order_type, price, qty) = match ord_type {
         "limit" => {
-            let price = m.scales.ticks(p.need("price")?).map_err(|e| dec_err(e, "price", bid, price_err))?;
-            let qty = m.scales.lots(p.need("volume")?).map_err(|e| dec_err(e, "volume", bid, volume_err))?;
+            let price = m
+                .scales
+                .ticks(p.need("price")?)
+                .map_err(|e| dec_err(e, "price", bid, price_err))?;
+            let qty = m
+                .scales
+                .lots(p.need("volume")?)
+                .map_err(|e| dec_err(e, "volume", bid, volume_err))?;
             if price <= 0 {
-                return Err(UpbitError::new(StatusCode::BAD_REQUEST, price_err.0, "price must be positive"));
+                return Err(UpbitError::new(
+                    StatusCode::BAD_REQUEST,
+                    price_err.0,
+                    "price must be positive",
+                ));
             }
             (OrderType::Limit, price, qty)
         }
@@ -474,13 +535,18 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             if p.get("price").is_some_and(|x| !x.is_empty()) {
                 return Err(UpbitError::validation("ord_type=market takes no price"));
             }
-            let qty = m.scales.lots(p.need("volume")?).map_err(|e| dec_err(e, "volume", bid, volume_err))?;
+            let qty = m
+                .scales
+                .lots(p.need("volume")?)
+                .map_err(|e| dec_err(e, "volume", bid, volume_err))?;
             // The protection price of a market sell: the band's lowest.
             (OrderType::Market, s.price_min, qty)
         }
         "price" => {
             if !bid {
-                return Err(UpbitError::validation("ord_type=price is a buy by amount (side=bid)"));
+                return Err(UpbitError::validation(
+                    "ord_type=price is a buy by amount (side=bid)",
+                ));
             }
             if p.get("volume").is_some_and(|x| !x.is_empty()) {
                 return Err(UpbitError::validation("ord_type=price takes no volume"));
@@ -488,17 +554,33 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             let o = budget_order(c, m, p.need("price")?)?;
             (o.order_type, o.price.0, o.qty.0)
         }
-        "best" => return Err(UpbitError::validation("ord_type=best is not offered (docs/upbit-api.md)")),
-        t => return Err(UpbitError::validation(format!("ord_type {t:?}: expected limit, price or market"))),
+        "best" => {
+            return Err(UpbitError::validation(
+                "ord_type=best is not offered (docs/upbit-api.md)",
+            ))
+        }
+        t => {
+            return Err(UpbitError::validation(format!(
+                "ord_type {t:?}: expected limit, price or market"
+            )))
+        }
     };
     if qty == 0 {
-        return Err(UpbitError::new(StatusCode::BAD_REQUEST, volume_err.0, "volume must be positive"));
+        return Err(UpbitError::new(
+            StatusCode::BAD_REQUEST,
+            volume_err.0,
+            "volume must be positive",
+        ));
     }
     if tif == Some("post_only") && order_type != OrderType::Limit {
-        return Err(UpbitError::validation("time_in_force=post_only is for limit orders"));
+        return Err(UpbitError::validation(
+            "time_in_force=post_only is for limit orders",
+        ));
     }
     if tif == Some("post_only") && stp != StpMode::None {
-        return Err(UpbitError::validation("post_only and smp_type cannot be combined"));
+        return Err(UpbitError::validation(
+            "post_only and smp_type cannot be combined",
+        ));
     }
     let engine_tif = match tif {
         Some("ioc") => TimeInForce::Ioc,
@@ -510,7 +592,9 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
     let _turn = c.up.order_locks[c.a.key.acct].lock().await;
     if let Some(i) = &identifier {
         if c.up.st.edge.upbit_orders.identifier_used(c.a.key.user, i) {
-            return Err(UpbitError::validation(format!("identifier {i:?} was used already")));
+            return Err(UpbitError::validation(format!(
+                "identifier {i:?} was used already"
+            )));
         }
     }
     let coid = crate::api::next_csv_coid(&c.up.st);
@@ -534,7 +618,11 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         user: c.a.key.user,
         sid: m.sid,
         side,
-        ord_type: if order_type == OrderType::Market { "market" } else { "limit" },
+        ord_type: if order_type == OrderType::Market {
+            "market"
+        } else {
+            "limit"
+        },
         tif,
         price: (order_type == OrderType::Limit).then_some(price),
         volume: qty,
@@ -559,22 +647,42 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         return Err(e);
     }
     let Some(order_id) = events.iter().find_map(|e| match *e {
-        Event::Accepted { client_order_id, order_id, .. } if client_order_id.0 == coid => Some(order_id.0),
+        Event::Accepted {
+            client_order_id,
+            order_id,
+            ..
+        } if client_order_id.0 == coid => Some(order_id.0),
         _ => None,
     }) else {
         tracker.abandon(c.a.key.user, coid);
-        return Err(UpbitError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the engine neither accepted nor rejected the order"));
+        return Err(UpbitError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the engine neither accepted nor rejected the order",
+        ));
     };
     // The dispatcher applied every event of the command before its reply arrived.
     let r = tracker.get(order_id).ok_or_else(|| {
-        UpbitError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the accepted order is not in the table")
+        UpbitError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the accepted order is not in the table",
+        )
     })?;
-    Ok(ok(&c.a, StatusCode::CREATED, order_json(c.up, m, &r, false)))
+    Ok(ok(
+        &c.a,
+        StatusCode::CREATED,
+        order_json(c.up, m, &r, false),
+    ))
 }
 
 /// The order a request names by `uuid` or `identifier`: its record, brought up to the engine's
 /// state. `None`: no such order of this user.
-async fn find(c: &Ctx<'_>, uuid: Option<&str>, identifier: Option<&str>) -> Result<Option<Rec>, UpbitError> {
+async fn find(
+    c: &Ctx<'_>,
+    uuid: Option<&str>,
+    identifier: Option<&str>,
+) -> Result<Option<Rec>, UpbitError> {
     let tracker = &c.up.st.edge.upbit_orders;
     let id = match (uuid, identifier) {
         (Some(u), _) => match orders::order_id(u) {
@@ -614,7 +722,9 @@ pub(crate) async fn get_order(
         .await
         .map_err(|e| c.err(e))?
         .ok_or_else(|| c.err(UpbitError::order_not_found()))?;
-    let m = up.market_of(r.sid).ok_or_else(|| c.err(UpbitError::order_not_found()))?;
+    let m = up
+        .market_of(r.sid)
+        .ok_or_else(|| c.err(UpbitError::order_not_found()))?;
     Ok(ok(&c.a, StatusCode::OK, order_json(&up, m, &r, true)))
 }
 
@@ -636,7 +746,9 @@ pub(crate) async fn cancel_order(
         return Err(c.err(UpbitError::order_not_found()));
     }
     let r = cancel_one(&c, r).await.map_err(|e| c.err(e))?;
-    let m = up.market_of(r.sid).ok_or_else(|| c.err(UpbitError::order_not_found()))?;
+    let m = up
+        .market_of(r.sid)
+        .ok_or_else(|| c.err(UpbitError::order_not_found()))?;
     Ok(ok(&c.a, StatusCode::OK, order_json(&up, m, &r, false)))
 }
 
@@ -655,10 +767,15 @@ async fn cancel_one(c: &Ctx<'_>, mut r: Rec) -> Result<Rec, UpbitError> {
     if events.iter().any(|e| matches!(e, Event::Cancelled { .. })) {
         r.state = OState::Cancel;
     }
-    Ok(c.up.st.edge.upbit_orders.get(r.order_id).map_or(r.clone(), |mut t| {
-        t.state = r.state;
-        t
-    }))
+    Ok(c.up
+        .st
+        .edge
+        .upbit_orders
+        .get(r.order_id)
+        .map_or(r.clone(), |mut t| {
+            t.state = r.state;
+            t
+        }))
 }
 
 fn want_states(p: &auth::Params, default: &[&'static str]) -> Result<Vec<String>, UpbitError> {
@@ -700,7 +817,12 @@ pub(crate) async fn open_orders(
             return Err(UpbitError::validation("state: wait or watch"));
         }
         let limit = limit(&p, OPEN_MAX, OPEN_MAX)?;
-        let page = p.get("page").map_or(Ok(1), |x| x.parse::<usize>().ok().filter(|x| *x >= 1).ok_or_else(|| UpbitError::validation("page must be at least 1")))?;
+        let page = p.get("page").map_or(Ok(1), |x| {
+            x.parse::<usize>()
+                .ok()
+                .filter(|x| *x >= 1)
+                .ok_or_else(|| UpbitError::validation("page must be at least 1"))
+        })?;
         let asc = p.get("order_by") == Some("asc");
         if !states.iter().any(|s| s == "wait") {
             return Ok(Vec::new());
@@ -790,7 +912,9 @@ pub(crate) async fn orders_by_uuids(
         let uuids = p.all("uuids");
         let idents = p.all("identifiers");
         if uuids.is_empty() == idents.is_empty() {
-            return Err(UpbitError::validation("give uuids[] or identifiers[] (one of them)"));
+            return Err(UpbitError::validation(
+                "give uuids[] or identifiers[] (one of them)",
+            ));
         }
         if uuids.len() + idents.len() > 100 {
             return Err(UpbitError::validation("at most 100 orders"));
@@ -842,11 +966,22 @@ pub(crate) async fn cancel_open(
         let pairs = list("pairs")?;
         let excluded = list("excluded_pairs")?;
         if pairs.is_some() && (excluded.is_some() || p.get("quote_currencies").is_some()) {
-            return Err(UpbitError::validation("pairs cannot be combined with excluded_pairs or quote_currencies"));
+            return Err(UpbitError::validation(
+                "pairs cannot be combined with excluded_pairs or quote_currencies",
+            ));
         }
-        let quotes: Option<Vec<&str>> = p.get("quote_currencies").filter(|s| !s.is_empty()).map(|s| s.split(',').collect());
+        let quotes: Option<Vec<&str>> = p
+            .get("quote_currencies")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(',').collect());
         let count = match p.get("count") {
-            Some(n) => n.parse::<usize>().ok().filter(|n| (1..=BATCH_CANCEL_MAX).contains(n)).ok_or_else(|| UpbitError::validation(format!("count must be 1..={BATCH_CANCEL_MAX}")))?,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=BATCH_CANCEL_MAX).contains(n))
+                .ok_or_else(|| {
+                    UpbitError::validation(format!("count must be 1..={BATCH_CANCEL_MAX}"))
+                })?,
             None => BATCH_CANCEL_MAX,
         };
         let mut open = c.open().await?;
@@ -855,16 +990,32 @@ pub(crate) async fn cancel_open(
             open.reverse();
         }
         let keep = |v: &OrderView| {
-            let Some(m) = up.market_of(v.symbol) else { return false };
-            pairs.as_ref().is_none_or(|ps| ps.iter().any(|x| x.sid == m.sid))
-                && excluded.as_ref().is_none_or(|ps| !ps.iter().any(|x| x.sid == m.sid))
-                && quotes.as_ref().is_none_or(|qs| qs.contains(&m.quote.as_str()))
+            let Some(m) = up.market_of(v.symbol) else {
+                return false;
+            };
+            pairs
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|x| x.sid == m.sid))
+                && excluded
+                    .as_ref()
+                    .is_none_or(|ps| !ps.iter().any(|x| x.sid == m.sid))
+                && quotes
+                    .as_ref()
+                    .is_none_or(|qs| qs.contains(&m.quote.as_str()))
         };
         let (mut done, mut failed) = (Vec::new(), Vec::new());
         for v in open.iter().filter(|v| keep(v)).take(count) {
-            let m = up.market_of(v.symbol).map_or(String::new(), |m| m.code.clone());
-            let ident = up.st.edge.upbit_orders.get(v.order_id.0).and_then(|r| r.identifier);
-            let entry = json!({"uuid": orders::uuid(v.order_id.0), "market": m, "identifier": ident});
+            let m = up
+                .market_of(v.symbol)
+                .map_or(String::new(), |m| m.code.clone());
+            let ident = up
+                .st
+                .edge
+                .upbit_orders
+                .get(v.order_id.0)
+                .and_then(|r| r.identifier);
+            let entry =
+                json!({"uuid": orders::uuid(v.order_id.0), "market": m, "identifier": ident});
             match cancel_one(&c, rec_of_view(v)).await {
                 Ok(_) => done.push(entry),
                 Err(_) => failed.push(entry),
@@ -898,29 +1049,73 @@ fn withdrawal_json(up: &Upbit, w: &WRec) -> Value {
     })
 }
 
-async fn withdraw(c: &Ctx<'_>, currency: &str, address: Option<String>, net_type: Option<String>) -> Result<Value, UpbitError> {
+async fn withdraw(
+    c: &Ctx<'_>,
+    currency: &str,
+    address: Option<String>,
+    net_type: Option<String>,
+) -> Result<Value, UpbitError> {
     let p = &c.a.params;
     let cur = c.up.config().currency_id(currency).ok_or_else(|| {
-        UpbitError::new(StatusCode::NOT_FOUND, "currency_not_found", format!("unknown currency {currency:?}"))
+        UpbitError::new(
+            StatusCode::NOT_FOUND,
+            "currency_not_found",
+            format!("unknown currency {currency:?}"),
+        )
     })?;
     let amount = units(p.need("amount")?, c.scale(cur)).map_err(|e| match e {
-        DecError::NotMultiple => UpbitError::new(StatusCode::BAD_REQUEST, "invalid_amount", "amount is finer than the currency's minimal unit"),
+        DecError::NotMultiple => UpbitError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+            "amount is finer than the currency's minimal unit",
+        ),
         _ => UpbitError::validation("amount: a positive decimal number"),
     })?;
-    let amount = u64::try_from(amount).ok().filter(|a| *a > 0).ok_or_else(|| UpbitError::new(StatusCode::BAD_REQUEST, "invalid_amount", "amount must be positive and fit 64 bits of minimal units"))?;
-    let events = c.command(Command::Withdraw { user: c.user(), currency: cur, amount }, false).await?;
+    let amount = u64::try_from(amount)
+        .ok()
+        .filter(|a| *a > 0)
+        .ok_or_else(|| {
+            UpbitError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_amount",
+                "amount must be positive and fit 64 bits of minimal units",
+            )
+        })?;
+    let events = c
+        .command(
+            Command::Withdraw {
+                user: c.user(),
+                currency: cur,
+                amount,
+            },
+            false,
+        )
+        .await?;
     for e in &events {
         if let Event::Rejected { code, .. } = *e {
             return Err(match code {
-                RejectCode::InsufficientFunds | RejectCode::UnknownUser => UpbitError::new(StatusCode::BAD_REQUEST, "insufficient_funds_withdraw", "the available balance is below the amount"),
+                RejectCode::InsufficientFunds | RejectCode::UnknownUser => UpbitError::new(
+                    StatusCode::BAD_REQUEST,
+                    "insufficient_funds_withdraw",
+                    "the available balance is below the amount",
+                ),
                 c => UpbitError::reject(c, false),
             });
         }
     }
-    let id = events.iter().find_map(|e| match *e {
-        Event::WithdrawalRequested { withdrawal_id, .. } => Some(withdrawal_id.0),
-        _ => None,
-    }).ok_or_else(|| UpbitError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no withdrawal requested event"))?;
+    let id = events
+        .iter()
+        .find_map(|e| match *e {
+            Event::WithdrawalRequested { withdrawal_id, .. } => Some(withdrawal_id.0),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            UpbitError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no withdrawal requested event",
+            )
+        })?;
     let w = WRec {
         id,
         user: c.a.key.user,
@@ -946,7 +1141,9 @@ pub(crate) async fn withdraw_krw(
     body: Bytes,
 ) -> Result<Response, UpbitError> {
     let c = ctx(&up, &method, &uri, &headers, &body, Perm::Withdraw).await?;
-    let v = withdraw(&c, "KRW", None, None).await.map_err(|e| c.err(e))?;
+    let v = withdraw(&c, "KRW", None, None)
+        .await
+        .map_err(|e| c.err(e))?;
     Ok(ok(&c.a, StatusCode::CREATED, v))
 }
 
@@ -979,7 +1176,13 @@ pub(crate) async fn get_withdraw(
     body: Bytes,
 ) -> Result<Response, UpbitError> {
     let c = ctx(&up, &method, &uri, &headers, &body, Perm::Read).await?;
-    let not_found = || c.err(UpbitError::new(StatusCode::NOT_FOUND, "withdraw_not_found", "withdrawal not found"));
+    let not_found = || {
+        c.err(UpbitError::new(
+            StatusCode::NOT_FOUND,
+            "withdraw_not_found",
+            "withdrawal not found",
+        ))
+    };
     let uuid = c.a.params.need("uuid").map_err(|e| c.err(e))?;
     let w = orders::withdrawal_id(uuid)
         .and_then(|id| up.st.edge.upbit_orders.get_withdrawal(id))
@@ -1006,8 +1209,14 @@ pub(crate) async fn list_withdraws(
         .upbit_orders
         .withdrawals(c.a.key.user)
         .iter()
-        .filter(|w| p.get("currency").is_none_or(|cur| up.config().currencies[w.currency as usize].code == cur))
-        .filter(|w| p.get("state").is_none_or(|s| s.eq_ignore_ascii_case(w.state.name())))
+        .filter(|w| {
+            p.get("currency")
+                .is_none_or(|cur| up.config().currencies[w.currency as usize].code == cur)
+        })
+        .filter(|w| {
+            p.get("state")
+                .is_none_or(|s| s.eq_ignore_ascii_case(w.state.name()))
+        })
         .filter(|w| uuids.is_empty() || uuids.contains(&orders::withdrawal_uuid(w.id).as_str()))
         .take(lim)
         .map(|w| withdrawal_json(&up, w))

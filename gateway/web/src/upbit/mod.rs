@@ -240,7 +240,10 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
         .route("/v1/ticker/all", get(quotation::ticker_all))
         .route("/v1/orderbook", get(quotation::orderbook))
         .route("/v1/trades/ticks", get(quotation::trades))
-        .route("/v1/candles/minutes/{unit}", get(quotation::candles_minutes))
+        .route(
+            "/v1/candles/minutes/{unit}",
+            get(quotation::candles_minutes),
+        )
         .route("/v1/candles/{period}", get(quotation::candles_period))
         .route("/v1/accounts", get(exchange::accounts))
         .route("/v1/orders/chance", get(exchange::chance))
@@ -261,7 +264,10 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
         .route("/v1/withdraws", get(exchange::list_withdraws))
         .route("/websocket/v1", get(ws::upgrade))
         .route("/websocket/v1/private", get(ws::upgrade))
-        .route("/v1/{*rest}", get(not_found).post(not_found).delete(not_found))
+        .route(
+            "/v1/{*rest}",
+            get(not_found).post(not_found).delete(not_found),
+        )
         .with_state(up)
 }
 
@@ -272,4 +278,3 @@ async fn not_found() -> UpbitError {
         "this Upbit endpoint is not offered by ringbook (docs/upbit-api.md)",
     )
 }
-

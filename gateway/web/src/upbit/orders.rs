@@ -50,7 +50,12 @@ pub fn order_id(uuid: &str) -> Option<u64> {
     }
     let hi = u64::from_str_radix(&uuid[..8], 16).ok()?;
     let lo = u64::from_str_radix(&uuid[24..], 16).ok()?;
-    if lo > 0xffff_ffff || !uuid[..8].bytes().chain(uuid[24..].bytes()).all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if lo > 0xffff_ffff
+        || !uuid[..8]
+            .bytes()
+            .chain(uuid[24..].bytes())
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return None;
     }
     Some(hi << 32 | lo)
@@ -233,8 +238,7 @@ impl Tracker {
     pub fn identifier_used(&self, user: u32, identifier: &str) -> bool {
         let g = self.lock();
         g.idents.contains_key(&(user, identifier.to_string()))
-            || g
-                .pending
+            || g.pending
                 .values()
                 .any(|r| r.user == user && r.identifier.as_deref() == Some(identifier))
     }

@@ -90,7 +90,10 @@ pub(crate) fn parse_time(s: &str) -> Option<u64> {
         let o = &s[19..];
         let sign = if o.starts_with('-') { -1 } else { 1 };
         let (h, m) = o[1..].split_once(':')?;
-        (&s[..19], sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
+        (
+            &s[..19],
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+        )
     } else {
         (s, 0)
     };
@@ -99,7 +102,14 @@ pub(crate) fn parse_time(s: &str) -> Option<u64> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| main.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -142,7 +152,10 @@ pub(crate) async fn market_all(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Q,
 ) -> Response {
-    let details = q.get("isDetails").or(q.get("is_details")).is_some_and(|v| v == "true");
+    let details = q
+        .get("isDetails")
+        .or(q.get("is_details"))
+        .is_some_and(|v| v == "true");
     let list: Vec<Value> = up
         .markets
         .iter()
@@ -158,7 +171,10 @@ pub(crate) async fn market_all(
     reply(&up, peer, Value::Array(list))
 }
 
-fn markets_param<'a>(up: &'a Upbit, q: &HashMap<String, String>) -> Result<Vec<&'a Market>, UpbitError> {
+fn markets_param<'a>(
+    up: &'a Upbit,
+    q: &HashMap<String, String>,
+) -> Result<Vec<&'a Market>, UpbitError> {
     let s = q
         .get("markets")
         .filter(|s| !s.is_empty())
@@ -188,12 +204,21 @@ pub(crate) fn ticker_json(up: &Upbit, md: &WebMd, m: &Market) -> Value {
     let pc = prev_close.map_or(0, |p| p.0);
     let change = last_p - pc;
     let rate = if pc > 0 {
-        ratio_str(change.unsigned_abs() as u128 * 100_000_000 / pc as u128, 100_000_000)
-            .unwrap_or_else(|| "0".into())
+        ratio_str(
+            change.unsigned_abs() as u128 * 100_000_000 / pc as u128,
+            100_000_000,
+        )
+        .unwrap_or_else(|| "0".into())
     } else {
         "0".into()
     };
-    let signed = |s: &str| if change < 0 { format!("-{s}") } else { s.to_string() };
+    let signed = |s: &str| {
+        if change < 0 {
+            format!("-{s}")
+        } else {
+            s.to_string()
+        }
+    };
     let change_price = price(m, change.abs());
     let trade_ts_ms = tape_last.map_or(0, |x| x.ts / NS_PER_MS);
     let mut w52 = Vec::new();
@@ -263,7 +288,11 @@ pub(crate) async fn ticker_all(
     let v: Vec<Value> = up
         .markets
         .iter()
-        .filter(|m| quotes.as_ref().is_none_or(|qs| qs.contains(&m.quote.as_str())))
+        .filter(|m| {
+            quotes
+                .as_ref()
+                .is_none_or(|qs| qs.contains(&m.quote.as_str()))
+        })
         .map(|m| ticker_json(&up, &md, m))
         .collect();
     drop(md);
@@ -319,7 +348,9 @@ pub(crate) async fn orderbook(
         None => BOOK_LEVELS,
     };
     if q.get("level").is_some_and(|l| l != "0") {
-        return Err(UpbitError::validation("level: only 0 (no price grouping) is offered"));
+        return Err(UpbitError::validation(
+            "level: only 0 (no price grouping) is offered",
+        ));
     }
     let md = up.st.edge.md_read().ok_or_else(no_md)?;
     let v: Vec<Value> = ms.iter().map(|m| orderbook_json(&md, m, count)).collect();
@@ -328,7 +359,11 @@ pub(crate) async fn orderbook(
 }
 
 /// A trade in Upbit's shape (REST `trades/ticks`).
-pub(crate) fn trade_json(m: &Market, t: &ringbook_engine::marketdata::MdTrade, prev_close: i64) -> Value {
+pub(crate) fn trade_json(
+    m: &Market,
+    t: &ringbook_engine::marketdata::MdTrade,
+    prev_close: i64,
+) -> Value {
     let secs = (t.ts / 1_000_000_000) as i64;
     let dt = datetime(secs, 0);
     json!({
@@ -370,7 +405,10 @@ pub(crate) async fn trades(
     let cursor = q
         .get("cursor")
         .filter(|c| !c.is_empty())
-        .map(|c| c.parse::<u64>().map_err(|_| UpbitError::validation("cursor: expected a sequential_id")))
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| UpbitError::validation("cursor: expected a sequential_id"))
+        })
         .transpose()?;
     if q.get("daysAgo").is_some_and(|d| d != "0") {
         return Err(UpbitError::validation("daysAgo: only today's tape is kept"));
@@ -381,7 +419,9 @@ pub(crate) async fn trades(
             let b = t.replace(':', "");
             let ok = b.len() == 6 && b.bytes().all(|c| c.is_ascii_digit());
             if !ok {
-                return Err(UpbitError::validation("to: expected HHmmss or HH:mm:ss (UTC)"));
+                return Err(UpbitError::validation(
+                    "to: expected HHmmss or HH:mm:ss (UTC)",
+                ));
             }
             let secs = b[0..2].parse::<u64>().unwrap_or(0) * 3600
                 + b[2..4].parse::<u64>().unwrap_or(0) * 60
@@ -419,7 +459,11 @@ fn count(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usiz
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Period {
     /// `unit` minutes from a source interval grouped `k` at a time.
-    Minutes { unit: u32, src: Interval, k: u64 },
+    Minutes {
+        unit: u32,
+        src: Interval,
+        k: u64,
+    },
     Days,
     Weeks,
     Months,
@@ -517,9 +561,16 @@ async fn candles(
                     o["prev_closing_price"] = price(m, prev);
                     o["change_price"] = num(&if ch < 0 { format!("-{s}") } else { s });
                     o["change_rate"] = num(&if prev > 0 {
-                        let r = ratio_str(ch.unsigned_abs() as u128 * 100_000_000 / prev as u128, 100_000_000)
-                            .unwrap_or_else(|| "0".into());
-                        if ch < 0 { format!("-{r}") } else { r }
+                        let r = ratio_str(
+                            ch.unsigned_abs() as u128 * 100_000_000 / prev as u128,
+                            100_000_000,
+                        )
+                        .unwrap_or_else(|| "0".into());
+                        if ch < 0 {
+                            format!("-{r}")
+                        } else {
+                            r
+                        }
                     } else {
                         "0".into()
                     });
@@ -544,14 +595,46 @@ pub(crate) async fn candles_minutes(
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let p = match unit.as_str() {
-        "1" => Period::Minutes { unit: 1, src: Interval::M1, k: 1 },
-        "3" => Period::Minutes { unit: 3, src: Interval::M1, k: 3 },
-        "5" => Period::Minutes { unit: 5, src: Interval::M5, k: 1 },
-        "10" => Period::Minutes { unit: 10, src: Interval::M5, k: 2 },
-        "15" => Period::Minutes { unit: 15, src: Interval::M15, k: 1 },
-        "30" => Period::Minutes { unit: 30, src: Interval::M30, k: 1 },
-        "60" => Period::Minutes { unit: 60, src: Interval::H1, k: 1 },
-        "240" => Period::Minutes { unit: 240, src: Interval::H4, k: 1 },
+        "1" => Period::Minutes {
+            unit: 1,
+            src: Interval::M1,
+            k: 1,
+        },
+        "3" => Period::Minutes {
+            unit: 3,
+            src: Interval::M1,
+            k: 3,
+        },
+        "5" => Period::Minutes {
+            unit: 5,
+            src: Interval::M5,
+            k: 1,
+        },
+        "10" => Period::Minutes {
+            unit: 10,
+            src: Interval::M5,
+            k: 2,
+        },
+        "15" => Period::Minutes {
+            unit: 15,
+            src: Interval::M15,
+            k: 1,
+        },
+        "30" => Period::Minutes {
+            unit: 30,
+            src: Interval::M30,
+            k: 1,
+        },
+        "60" => Period::Minutes {
+            unit: 60,
+            src: Interval::H1,
+            k: 1,
+        },
+        "240" => Period::Minutes {
+            unit: 240,
+            src: Interval::H4,
+            k: 1,
+        },
         _ => {
             return Err(UpbitError::validation(
                 "unit must be one of 1, 3, 5, 10, 15, 30, 60, 240",
@@ -572,13 +655,11 @@ pub(crate) async fn candles_period(
         "days" => Period::Days,
         "weeks" => Period::Weeks,
         "months" => Period::Months,
-        _ => {
-            return Err(UpbitError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "candles: minutes/{unit}, days, weeks or months (seconds and years are not offered)",
-            ))
-        }
+        _ => return Err(UpbitError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "candles: minutes/{unit}, days, weeks or months (seconds and years are not offered)",
+        )),
     };
     candles(up, peer, q, p).await
 }

@@ -155,8 +155,15 @@ fn parse_request(up: &Upbit, text: &str, authed: bool) -> Result<Subscription, S
             ));
         }
         let mut codes = Vec::new();
-        for c in x.get("codes").and_then(Value::as_array).into_iter().flatten() {
-            let c = c.as_str().ok_or_else(|| ws_err("INVALID_PARAM", "codes: strings"))?;
+        for c in x
+            .get("codes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let c = c
+                .as_str()
+                .ok_or_else(|| ws_err("INVALID_PARAM", "codes: strings"))?;
             let (code, depth) = match c.split_once('.') {
                 Some((m, n)) if ty == Ty::Orderbook => (
                     m,
@@ -198,25 +205,69 @@ fn parse_request(up: &Upbit, text: &str, authed: bool) -> Result<Subscription, S
 /// Upbit's SIMPLE abbreviations.
 fn abbreviate(k: &str) -> &str {
     const M: &[(&str, &str)] = &[
-        ("type", "ty"), ("code", "cd"), ("timestamp", "tms"), ("stream_type", "st"),
-        ("opening_price", "op"), ("high_price", "hp"), ("low_price", "lp"), ("trade_price", "tp"),
-        ("prev_closing_price", "pcp"), ("change", "c"), ("change_price", "cp"),
-        ("signed_change_price", "scp"), ("change_rate", "cr"), ("signed_change_rate", "scr"),
-        ("trade_volume", "tv"), ("acc_trade_volume", "atv"), ("acc_trade_volume_24h", "atv24h"),
-        ("acc_trade_price", "atp"), ("acc_trade_price_24h", "atp24h"), ("trade_date", "tdt"),
-        ("trade_time", "ttm"), ("trade_timestamp", "ttms"), ("ask_bid", "ab"),
-        ("highest_52_week_price", "h52wp"), ("highest_52_week_date", "h52wdt"),
-        ("lowest_52_week_price", "l52wp"), ("lowest_52_week_date", "l52wdt"),
-        ("market_state", "ms"), ("market_warning", "mw"), ("sequential_id", "sid"),
-        ("total_ask_size", "tas"), ("total_bid_size", "tbs"), ("orderbook_units", "obu"),
-        ("ask_price", "ap"), ("bid_price", "bp"), ("ask_size", "as"), ("bid_size", "bs"),
-        ("level", "lv"), ("uuid", "uid"), ("order_type", "ot"), ("state", "s"),
-        ("trade_uuid", "tuid"), ("price", "p"), ("avg_price", "ap"), ("volume", "v"),
-        ("remaining_volume", "rv"), ("executed_volume", "ev"), ("trades_count", "tc"),
-        ("reserved_fee", "rsf"), ("remaining_fee", "rmf"), ("paid_fee", "pf"), ("locked", "l"),
-        ("executed_funds", "ef"), ("trade_fee", "tf"), ("is_maker", "im"), ("identifier", "id"),
-        ("time_in_force", "tif"), ("order_timestamp", "otms"), ("asset_uuid", "astuid"),
-        ("assets", "ast"), ("currency", "cu"), ("balance", "b"), ("asset_timestamp", "asttms"),
+        ("type", "ty"),
+        ("code", "cd"),
+        ("timestamp", "tms"),
+        ("stream_type", "st"),
+        ("opening_price", "op"),
+        ("high_price", "hp"),
+        ("low_price", "lp"),
+        ("trade_price", "tp"),
+        ("prev_closing_price", "pcp"),
+        ("change", "c"),
+        ("change_price", "cp"),
+        ("signed_change_price", "scp"),
+        ("change_rate", "cr"),
+        ("signed_change_rate", "scr"),
+        ("trade_volume", "tv"),
+        ("acc_trade_volume", "atv"),
+        ("acc_trade_volume_24h", "atv24h"),
+        ("acc_trade_price", "atp"),
+        ("acc_trade_price_24h", "atp24h"),
+        ("trade_date", "tdt"),
+        ("trade_time", "ttm"),
+        ("trade_timestamp", "ttms"),
+        ("ask_bid", "ab"),
+        ("highest_52_week_price", "h52wp"),
+        ("highest_52_week_date", "h52wdt"),
+        ("lowest_52_week_price", "l52wp"),
+        ("lowest_52_week_date", "l52wdt"),
+        ("market_state", "ms"),
+        ("market_warning", "mw"),
+        ("sequential_id", "sid"),
+        ("total_ask_size", "tas"),
+        ("total_bid_size", "tbs"),
+        ("orderbook_units", "obu"),
+        ("ask_price", "ap"),
+        ("bid_price", "bp"),
+        ("ask_size", "as"),
+        ("bid_size", "bs"),
+        ("level", "lv"),
+        ("uuid", "uid"),
+        ("order_type", "ot"),
+        ("state", "s"),
+        ("trade_uuid", "tuid"),
+        ("price", "p"),
+        ("avg_price", "ap"),
+        ("volume", "v"),
+        ("remaining_volume", "rv"),
+        ("executed_volume", "ev"),
+        ("trades_count", "tc"),
+        ("reserved_fee", "rsf"),
+        ("remaining_fee", "rmf"),
+        ("paid_fee", "pf"),
+        ("locked", "l"),
+        ("executed_funds", "ef"),
+        ("trade_fee", "tf"),
+        ("is_maker", "im"),
+        ("identifier", "id"),
+        ("time_in_force", "tif"),
+        ("order_timestamp", "otms"),
+        ("asset_uuid", "astuid"),
+        ("assets", "ast"),
+        ("currency", "cu"),
+        ("balance", "b"),
+        ("asset_timestamp", "asttms"),
     ];
     M.iter().find(|(a, _)| *a == k).map_or(k, |(_, b)| b)
 }
@@ -268,7 +319,13 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
     let channel = v["channel"].as_str().unwrap_or("");
     let snapshot = v["type"] == "snapshot";
     let mut out = Vec::new();
-    let public_ok = |s: &Sub| if snapshot { !s.only_realtime } else { !s.only_snapshot };
+    let public_ok = |s: &Sub| {
+        if snapshot {
+            !s.only_realtime
+        } else {
+            !s.only_snapshot
+        }
+    };
     match channel {
         "depth" | "ticker" | "trades" => {
             let Some(m) = v["symbol"].as_str().and_then(|n| market_named(up, n)) else {
@@ -313,7 +370,12 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
                 _ => {
                     let pc = prev_close(&md, m);
                     let trades: Vec<Value> = if snapshot {
-                        v["trades"].as_array().and_then(|a| a.last()).cloned().into_iter().collect()
+                        v["trades"]
+                            .as_array()
+                            .and_then(|a| a.last())
+                            .cloned()
+                            .into_iter()
+                            .collect()
                     } else {
                         vec![v["data"].clone()]
                     };
@@ -357,7 +419,9 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
         }
         "orders" | "fills" => {
             let d = &v["data"];
-            let Some(order_id) = d["order_id"].as_u64() else { return out };
+            let Some(order_id) = d["order_id"].as_u64() else {
+                return out;
+            };
             let Some(m) = d["symbol"].as_str().and_then(|n| market_named(up, n)) else {
                 return out;
             };
@@ -395,14 +459,21 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
                 let cum = d["cum_qty"].as_u64().unwrap_or(0);
                 // The fill this message reports: the one that brought the order to `cum_qty`.
                 let mut sum = 0u64;
-                let fill = r.trades.iter().find(|t| {
-                    sum += t.qty;
-                    sum == cum
-                }).copied();
+                let fill = r
+                    .trades
+                    .iter()
+                    .find(|t| {
+                        sum += t.qty;
+                        sum == cum
+                    })
+                    .copied();
                 let mut o = base("trade");
                 if let Some(f) = fill {
                     let qscale = u32::from(up.config().currencies[m.quote_cur.0 as usize].scale);
-                    o["trade_uuid"] = json!(format!("{:08x}-0000-4000-9000-{:012x}", m.sid.0, f.trade_id));
+                    o["trade_uuid"] = json!(format!(
+                        "{:08x}-0000-4000-9000-{:012x}",
+                        m.sid.0, f.trade_id
+                    ));
                     o["price"] = json!(m.scales.price_str(f.price));
                     o["volume"] = json!(m.scales.volume_str(f.qty));
                     o["trade_fee"] = json!(units_str(u128::from(f.fee), qscale));
