@@ -271,7 +271,7 @@ pub(crate) async fn chance(
             "bid_types": ["limit", "ioc", "fok", "post_only"],
             "ask_types": ["limit", "market", "ioc", "fok", "post_only"],
             "bid": {"currency": m.quote, "price_unit": m.scales.price_str(1), "min_total": min_total},
-            "ask": {"currency": m.quote, "price_unit": m.scales.price_str(1), "min_total": min_total},
+            "ask": {"currency": m.base, "price_unit": m.scales.price_str(1), "min_total": min_total},
             "max_total": max_total, "state": "active",
         },
         "bid_account": acct(m.quote_cur.0),
@@ -589,7 +589,10 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         _ => TimeInForce::Gtc,
     };
     // One user's orders are numbered and submitted one at a time (increasing client order ids).
-    let _turn = c.up.order_locks[c.a.key.acct].lock().await;
+    let _turn = match c.up.order_locks.get(&c.a.key.user) {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     if let Some(i) = &identifier {
         if c.up.st.edge.upbit_orders.identifier_used(c.a.key.user, i) {
             return Err(UpbitError::validation(format!(
@@ -598,19 +601,20 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         }
     }
     let coid = crate::api::next_csv_coid(&c.up.st);
+    // Built on `NewOrder::limit` so fields the engine adds later take their defaults there.
     let o = NewOrder {
-        user: c.user(),
-        symbol: m.sid,
-        client_order_id: ClientOrderId(coid),
-        side,
         order_type,
         tif: engine_tif,
-        price: Price(price),
-        qty: Qty(qty),
-        stop_price: Price(0),
-        display_qty: Qty(0),
         post_only: tif == Some("post_only"),
         stp,
+        ..NewOrder::limit(
+            c.user(),
+            m.sid,
+            ClientOrderId(coid),
+            side,
+            Price(price),
+            Qty(qty),
+        )
     };
     let tracker = &c.up.st.edge.upbit_orders;
     tracker.submit(Rec {

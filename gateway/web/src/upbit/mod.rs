@@ -77,9 +77,10 @@ pub(crate) struct Upbit {
     pub keys: auth::Keys,
     pub markets: Vec<Market>,
     by_code: HashMap<String, usize>,
-    /// One lock per gateway account: a user's new orders are numbered and submitted one at a
-    /// time, so the client order ids the web edge assigns reach the engine in increasing order.
-    pub order_locks: Vec<tokio::sync::Mutex<()>>,
+    /// One lock per user with an API key: a user's new orders are numbered and submitted one
+    /// at a time, so the client order ids the web edge assigns reach the engine in increasing
+    /// order (whichever of the user's keys or logins they come through).
+    pub order_locks: HashMap<u32, tokio::sync::Mutex<()>>,
 }
 
 impl Upbit {
@@ -92,8 +93,12 @@ impl Upbit {
             .map(|(i, m)| (m.code.clone(), i))
             .collect();
         let keys = auth::Keys::new(config);
-        let order_locks = (0..config.gateway.accounts.len())
-            .map(|_| tokio::sync::Mutex::new(()))
+        let order_locks = config
+            .gateway
+            .accounts
+            .iter()
+            .filter_map(|a| a.user)
+            .map(|u| (u, tokio::sync::Mutex::new(())))
             .collect();
         Upbit {
             st,

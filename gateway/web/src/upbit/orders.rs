@@ -401,6 +401,133 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringbook_engine::{
+        CancelReason, ClientOrderId, Config, OrderId, OrderType, Price, Qty, TradeId, UserId,
+    };
+
+    fn rec(user: u32, coid: u64, identifier: Option<&str>) -> Rec {
+        Rec {
+            order_id: 0,
+            user,
+            sid: SymbolId(0),
+            side: Side::Sell,
+            ord_type: "limit",
+            tif: None,
+            price: Some(9500),
+            volume: 100,
+            coid,
+            identifier: identifier.map(str::to_string),
+            created_ms: 1,
+            state: State::Wait,
+            executed: 0,
+            fee: 0,
+            trades: Vec::new(),
+            trades_count: 0,
+        }
+    }
+
+    fn accepted(user: u32, coid: u64, id: u64) -> Event {
+        Event::Accepted {
+            user: UserId(user),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(coid),
+            order_id: OrderId(id),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            price: Price(9500),
+            qty: Qty(100),
+            display_qty: Qty(0),
+        }
+    }
+
+    fn fill(user: u32, id: u64, leaves: u64, cum: u64, fee: u64) -> ringbook_engine::Fill {
+        ringbook_engine::Fill {
+            user: UserId(user),
+            client_order_id: ClientOrderId(0),
+            order_id: OrderId(id),
+            limit_price: Price(9500),
+            leaves_qty: Qty(leaves),
+            cum_qty: Qty(cum),
+            fee,
+        }
+    }
+
+    fn trade(n: u64, qty: u64, maker: ringbook_engine::Fill) -> Event {
+        Event::Trade(ringbook_engine::Trade {
+            symbol: SymbolId(0),
+            trade_id: TradeId(n),
+            ts: n * 1_000_000,
+            price: Price(9500),
+            qty: Qty(qty),
+            taker_side: Side::Buy,
+            maker,
+            taker: fill(9, 999, 0, qty, 1),
+        })
+    }
+
+    #[test]
+    fn an_order_learns_its_id_fills_fees_and_end_from_the_events() {
+        let t = Tracker::new(&Config::default());
+        t.submit(rec(1, 10, Some("mine")));
+        assert!(t.identifier_used(1, "mine"), "in flight counts");
+        assert!(!t.identifier_used(2, "mine"), "identifiers are per user");
+        t.on_event(&accepted(1, 10, 5));
+        assert_eq!(t.by_identifier(1, "mine"), Some(5));
+        t.on_event(&trade(1, 40, fill(1, 5, 60, 40, 190)));
+        let r = t.get(5).unwrap();
+        assert_eq!(
+            (r.state, r.executed, r.fee, r.trades_count),
+            (State::Wait, 40, 190, 1)
+        );
+        // Notional: 9500 ticks × 40 lots × tick size 1.
+        assert_eq!(r.trades[0].funds, 380_000);
+        assert!(r.trades[0].maker);
+        t.on_event(&trade(2, 60, fill(1, 5, 0, 100, 285)));
+        let r = t.get(5).unwrap();
+        assert_eq!(
+            (r.state, r.executed, r.fee, r.trades.len()),
+            (State::Done, 100, 475, 2)
+        );
+        // Another order, cancelled; one that was never accepted is forgotten.
+        t.submit(rec(1, 11, None));
+        t.on_event(&accepted(1, 11, 6));
+        t.on_event(&Event::Cancelled {
+            user: UserId(1),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(11),
+            order_id: OrderId(6),
+            side: Side::Sell,
+            price: Price(9500),
+            qty: Qty(100),
+            leaves_qty: Qty(0),
+            reason: CancelReason::User,
+        });
+        assert_eq!(t.get(6).unwrap().state, State::Cancel);
+        t.submit(rec(1, 12, Some("lost")));
+        t.abandon(1, 12);
+        assert!(!t.identifier_used(1, "lost"));
+        let done = t.finished(1, 10, |_| true);
+        assert_eq!(
+            done.iter().map(|r| r.order_id).collect::<Vec<_>>(),
+            vec![6, 5]
+        );
+        assert!(t.finished(2, 10, |_| true).is_empty());
+    }
+
+    #[test]
+    fn the_table_forgets_the_oldest_order_and_its_identifier() {
+        let t = Tracker::new(&Config::default());
+        for i in 0..ORDERS_MAX as u64 + 1 {
+            let ident = format!("id-{i}");
+            t.submit(rec(1, i + 1, Some(&ident)));
+            t.on_event(&accepted(1, i + 1, i + 1));
+        }
+        assert!(t.get(1).is_none(), "the oldest is forgotten");
+        assert!(!t.identifier_used(1, "id-0"), "with its identifier");
+        assert_eq!(t.by_identifier(1, "id-1"), Some(2));
+        assert_eq!(t.lock().by_id.len(), ORDERS_MAX);
+        assert_eq!(t.lock().idents.len(), ORDERS_MAX);
+    }
 
     #[test]
     fn uuids_round_trip_and_foreign_ones_name_nothing() {
