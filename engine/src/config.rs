@@ -102,6 +102,10 @@ pub struct GatewayConfig {
     /// Source addresses whose failed logins are tracked individually.
     #[serde(default = "gw_login_addrs_tracked")]
     pub login_addrs_tracked: usize,
+    /// API key pairs for the web edge's Upbit-compatible Open API (docs/upbit-api.md): each
+    /// acts for one user login of `accounts`.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
 }
 
 fn gw_conns_max() -> usize {
@@ -149,9 +153,41 @@ impl Default for GatewayConfig {
             login_backoff_first_ms: gw_login_backoff_first_ms(),
             login_backoff_max_ms: gw_login_backoff_max_ms(),
             login_addrs_tracked: gw_login_addrs_tracked(),
+            api_keys: Vec::new(),
         }
     }
 }
+
+/// One API key pair (`[[gateway.api_keys]]`): an access key, its secret (the HS256 key the
+/// client signs its JWTs with), the gateway login it acts for (a user login) and what it may do.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The public half, sent in every request's JWT (`access_key`).
+    pub access_key: String,
+    /// The signing secret; never logged or printed.
+    pub secret_key: String,
+    /// The login (of `gateway.accounts`, a user login) the key acts for.
+    pub account: String,
+    /// Any of `read`, `trade`, `withdraw`.
+    pub permissions: Vec<String>,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        f.debug_struct("ApiKey")
+            .field("access_key", &self.access_key)
+            .field("account", &self.account)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The permissions an API key may hold.
+pub const API_KEY_PERMISSIONS: [&str; 3] = ["read", "trade", "withdraw"];
+/// The shortest and longest API key secret, in bytes.
+pub const API_SECRET_BYTES: std::ops::RangeInclusive<usize> = 8..=256;
 
 /// One gateway login: exactly one of `user`, `operator` or `market_data = true`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -514,6 +550,48 @@ impl Config {
                 _ => return bad(format!("gateway.accounts[{i}] ({:?}): set exactly one of user (below capacity.users_max), operator (listed in accounts.operators) or market_data = true", a.login)),
             }
         }
+        for (i, k) in self.gateway.api_keys.iter().enumerate() {
+            if k.access_key.is_empty()
+                || k.access_key.len() > 128
+                || !k.access_key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return bad(format!(
+                    "gateway.api_keys[{i}]: access_key {:?} must be 1..=128 printable ASCII bytes",
+                    k.access_key
+                ));
+            }
+            if self.gateway.api_keys[..i]
+                .iter()
+                .any(|o| o.access_key == k.access_key)
+            {
+                return bad(format!(
+                    "gateway.api_keys: access_key {:?} is defined twice",
+                    k.access_key
+                ));
+            }
+            if !API_SECRET_BYTES.contains(&k.secret_key.len()) {
+                return bad(format!(
+                    "gateway.api_keys[{i}] ({:?}): secret_key must be {}..={} bytes",
+                    k.access_key,
+                    API_SECRET_BYTES.start(),
+                    API_SECRET_BYTES.end()
+                ));
+            }
+            match self.gateway.accounts.iter().find(|a| a.login == k.account) {
+                Some(a) if a.user.is_some() => {}
+                _ => return bad(format!("gateway.api_keys[{i}] ({:?}): account {:?} must be a user login of gateway.accounts", k.access_key, k.account)),
+            }
+            if let Some(p) = k
+                .permissions
+                .iter()
+                .find(|p| !API_KEY_PERMISSIONS.contains(&p.as_str()))
+            {
+                return bad(format!(
+                    "gateway.api_keys[{i}] ({:?}): permission {p:?} is not one of read, trade, withdraw",
+                    k.access_key
+                ));
+            }
+        }
         let md = &self.market_data;
         if md.tape_len == 0 || md.tape_len > MARKET_DATA_RING_MAX {
             return bad(format!(
@@ -734,11 +812,43 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_are_validated_and_their_secrets_never_printed() {
+        let d = Config::default();
+        assert_eq!(d.gateway.api_keys.len(), 4);
+        assert_eq!(d.gateway.api_keys[0].access_key, "alice-access-demo");
+        let dbg = format!("{:?}", d.gateway.api_keys);
+        assert!(
+            dbg.contains("bob-access-demo") && !dbg.contains("secret-demo"),
+            "{dbg}"
+        );
+        let with = |key: &str| format!("{DEFAULT_CONFIG_TOML}\n[[gateway.api_keys]]\n{key}\n");
+        let ok = with("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = [\"read\"]");
+        assert_eq!(
+            Config::from_toml_str(&ok).unwrap().gateway.api_keys.len(),
+            5
+        );
+        for (bad, why) in [
+            ("access_key = \"alice-access-demo\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = []", "twice"),
+            ("access_key = \"k\"\nsecret_key = \"short\"\naccount = \"dave\"\npermissions = []", "secret_key"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"nobody\"\npermissions = []", "user login"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"ops1\"\npermissions = []", "user login"),
+            ("access_key = \"k\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = [\"admin\"]", "permission"),
+            ("access_key = \"\"\nsecret_key = \"12345678\"\naccount = \"dave\"\npermissions = []", "access_key"),
+        ] {
+            match Config::from_toml_str(&with(bad)) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn gateway_limits_default_and_parse_before_or_after_the_accounts() {
         let d = Config::default();
         assert_eq!(
             GatewayConfig {
                 accounts: d.gateway.accounts.clone(),
+                api_keys: d.gateway.api_keys.clone(),
                 ..GatewayConfig::default()
             },
             d.gateway

@@ -80,6 +80,7 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/cancel", post(crate::csv::cancel))
         .route("/orderbook", get(crate::csv::orderbook))
         .route("/ws", get(crate::ws::upgrade))
+        .merge(crate::upbit::router(state.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), edge_layer))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -131,12 +132,16 @@ async fn edge_layer(
                 break 'r limited(&st, l).into_response();
             }
         }
+        // The Upbit API signs each request with its own JWT scheme (crate::upbit::auth).
+        let upbit =
+            req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/websocket/v1");
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .map(str::trim)
+            .filter(|_| !upbit);
         if let Some(tok) = bearer {
             match st.tokens.verify(tok).and_then(|c| match c.role() {
                 Some(r) => Ok(Authed(c, r)),

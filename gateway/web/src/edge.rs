@@ -127,6 +127,8 @@ pub struct Edge {
     pub config: Config,
     ws: RwLock<HashMap<u32, Vec<Arc<WsConn>>>>,
     stop: AtomicBool,
+    /// Orders placed through the Upbit API (their fills, from every event dispatched).
+    pub(crate) upbit_orders: crate::upbit::orders::Tracker,
 }
 
 /// `Pending` with a `Debug` that shows only the count.
@@ -150,6 +152,7 @@ impl Edge {
             next_id: AtomicU64::new(1),
             permits: Arc::new(Semaphore::new(requests_max.max(1))),
             metrics: Metrics::default(),
+            upbit_orders: crate::upbit::orders::Tracker::new(&config),
             config,
             ws: RwLock::new(HashMap::new()),
             stop: AtomicBool::new(false),
@@ -348,6 +351,7 @@ impl Edge {
             }
         }
         if let WebOutKind::Event(e) = out.kind {
+            self.upbit_orders.on_event(&e);
             if ringbook_gateway::server::bridge::is_user_event(&e) {
                 self.route_private(&e);
             }

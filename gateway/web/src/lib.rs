@@ -25,6 +25,7 @@ pub mod metrics;
 mod openapi;
 mod public;
 pub mod token;
+pub mod upbit;
 mod ws;
 
 use std::net::SocketAddr;

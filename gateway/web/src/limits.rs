@@ -61,6 +61,13 @@ impl Bucket {
         Err(us.div_ceil(MICRO).max(1))
     }
 
+    /// Whole tokens left at `now` (nothing taken).
+    fn left(&self, rate: Rate, now: Instant) -> u64 {
+        let mut b = *self;
+        b.refill(rate, now);
+        b.tokens / MICRO
+    }
+
     fn is_full(&self, rate: Rate, now: Instant) -> bool {
         let mut b = *self;
         b.refill(rate, now);
@@ -141,6 +148,25 @@ impl Limits {
             Some(b) => b.take(rate, now).map_err(Limited::Address),
             None => Ok(()),
         }
+    }
+
+    /// Requests account `acct` may still make at once (its bucket's whole tokens), for
+    /// Upbit's `Remaining-Req` header.
+    pub fn account_left(&self, acct: usize, now: Instant) -> u64 {
+        self.accounts.get(acct).map_or(0, |b| {
+            b.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .left(self.account_rate, now)
+        })
+    }
+
+    /// Requests `ip` may still make at once (its bucket's, or the shared overflow bucket's).
+    pub fn address_left(&self, ip: IpAddr, now: Instant) -> u64 {
+        let a = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
+        a.map
+            .get(&ip)
+            .unwrap_or(&a.overflow)
+            .left(self.addr_rate, now)
     }
 
     /// One request by account `acct` (an index from a verified token).

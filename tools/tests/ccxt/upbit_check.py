@@ -1,0 +1,255 @@
+"""ccxt's Upbit driver, unchanged, against a ringbook server (tools/tests/upbit_ccxt.rs runs it).
+
+Usage: python upbit_check.py BASE_URL
+The server runs the embedded default config: alice and bob have been funded by the test
+(alice 10,000,000 KRW; bob 1 BTC and 1,000,000 KRW), carol has nothing. Prints one line per check; exits non-zero
+on the first failure (an AssertionError or an unexpected exception with its traceback).
+"""
+import asyncio
+import hashlib
+import hmac
+import base64
+import json
+import sys
+import time
+import uuid
+import urllib.request
+import urllib.error
+
+import ccxt
+
+URL = sys.argv[1]
+D = __import__('decimal').Decimal
+
+
+def ex(name, secret=None, cls=ccxt.upbit):
+    e = cls({
+        'apiKey': name + '-access-demo',
+        'secret': secret if secret is not None else name + '-secret-demo',
+        'enableRateLimit': False,
+        'timeout': 20000,
+    })
+    e.urls['api'] = {'public': URL, 'private': URL, 'ws': URL.replace('http://', 'ws://') + '/websocket/v1'}
+    return e
+
+
+def check(what, cond, detail=''):
+    if not cond:
+        raise AssertionError(f'{what}: {detail}')
+    print('ok', what)
+
+
+def raises(what, fn, exc, name=None):
+    try:
+        fn()
+    except exc as e:
+        if name is not None and name not in str(e):
+            raise AssertionError(f'{what}: {type(e).__name__} without {name!r}: {e}')
+        print('ok', what, '->', type(e).__name__)
+        return e
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(f'{what}: expected {exc.__name__}, got {type(e).__name__}: {e}')
+    raise AssertionError(f'{what}: no error')
+
+
+alice, bob, carol = ex('alice'), ex('bob'), ex('carol')
+
+# Quotation.
+markets = alice.load_markets()
+check('load_markets lists BTC/KRW and ETH/KRW', 'BTC/KRW' in markets and 'ETH/KRW' in markets, list(markets))
+check('market ids are QUOTE-BASE', markets['BTC/KRW']['id'] == 'KRW-BTC')
+for e in (bob, carol):
+    e.load_markets()
+
+bal = alice.fetch_balance()
+check('fetch_balance: alice has 10,000,000 KRW', bal['KRW']['free'] == 10000000 and bal['KRW']['used'] == 0, bal['KRW'])
+check('Remaining-Req header', 'group=' in (alice.last_response_headers or {}).get('Remaining-Req', ''), alice.last_response_headers)
+check('fetch_balance: bob has 1 BTC', bob.fetch_balance()['BTC']['free'] == 1.0)
+
+# bob rests a sell; alice buys part of it: they trade.
+sell = bob.create_order('BTC/KRW', 'limit', 'sell', 0.01, 95000000, {'clientOrderId': 'bob-sell-1'})
+check('limit sell rests (open)', sell['status'] == 'open' and sell['clientOrderId'] == 'bob-sell-1', sell)
+raises('identifier reuse is refused', lambda: bob.create_order('BTC/KRW', 'limit', 'sell', 0.01, 96000000, {'clientOrderId': 'bob-sell-1'}), ccxt.ExchangeError, 'identifier')
+bob_bid = bob.create_order('BTC/KRW', 'limit', 'buy', 0.003, 94000000)
+ob = alice.fetch_order_book('BTC/KRW')
+check('order book: best ask and bid', ob['asks'][0] == [95000000, 0.01] and ob['bids'][0] == [94000000, 0.003], ob)
+
+buy = alice.create_order('BTC/KRW', 'limit', 'buy', 0.004, 95000000)
+check('limit buy that crosses is done at once', buy['status'] == 'closed' and buy['filled'] == 0.004, buy)
+# 0.004 BTC × 95,000,000 = 380,000 KRW; taker 10 bps = 380 KRW, maker 5 bps = 190 KRW.
+check('taker fee paid', float(buy['fee']['cost']) == 380 and buy['fee']['currency'] == 'KRW', buy['fee'])
+
+o = bob.fetch_order(sell['id'])
+check('fetch_order: the maker is partly filled', o['status'] == 'open' and o['filled'] == 0.004 and o['remaining'] == 0.006, o)
+check('fetch_order: trades and maker fee', len(o['trades']) == 1 and float(o['fee']['cost']) == 190 and o['trades'][0]['price'] == 95000000, o)
+o2 = alice.fetch_order(buy['id'])
+check('fetch_order: the taker is done', o2['status'] == 'closed' and o2['cost'] == 380000 and o2['average'] == 95000000, o2)
+
+trades = alice.fetch_trades('BTC/KRW')
+check('fetch_trades', len(trades) == 1 and trades[0]['price'] == 95000000 and trades[0]['amount'] == 0.004 and trades[0]['side'] == 'buy', trades)
+t = alice.fetch_ticker('BTC/KRW')
+check('fetch_ticker', t['last'] == 95000000 and t['baseVolume'] == 0.004 and t['quoteVolume'] == 380000, t)
+for tf in ('1m', '1d'):
+    c = alice.fetch_ohlcv('BTC/KRW', tf)
+    check(f'fetch_ohlcv {tf}', len(c) == 1 and c[0][1:] == [95000000, 95000000, 95000000, 95000000, 0.004], c)
+c3 = alice.fetch_ohlcv('BTC/KRW', '3m')
+check('fetch_ohlcv 3m (grouped 1m candles)', len(c3) == 1 and c3[0][5] == 0.004 and c3[0][0] % 180000 == 0, c3)
+
+# Market sell by volume: alice sells 0.002 into bob's bid.
+ms = alice.create_order('BTC/KRW', 'market', 'sell', 0.002)
+check('market sell fills against the best bid', ms['status'] == 'closed' and ms['filled'] == 0.002, ms)
+check('market sell: its fill at the bid', alice.fetch_order(ms['id'])['average'] == 94000000)
+
+# Market buy by quote amount.
+try:
+    mb = alice.create_order('BTC/KRW', 'market', 'buy', None, None, {'cost': 95000})
+    check('market buy by cost', mb['status'] in ('closed', 'canceled') and mb['filled'] > 0, mb)
+except ccxt.ExchangeError as e:
+    check('market buy by cost: not in this engine build (clear Upbit error)', 'unsupported_ord_type' in str(e), e)
+
+opens = bob.fetch_open_orders('BTC/KRW')
+check('fetch_open_orders', sorted(x['remaining'] for x in opens) == [0.001, 0.006], opens)
+cancelled = bob.cancel_order(sell['id'])
+check('cancel_order', cancelled['status'] == 'canceled' and cancelled['filled'] == 0.004, cancelled)
+raises('cancel again: OrderNotFound', lambda: bob.cancel_order(sell['id']), ccxt.OrderNotFound)
+closed = alice.fetch_closed_orders('BTC/KRW')
+check('fetch_closed_orders (done)', {x['id'] for x in closed} == {buy['id'], ms['id']}, closed)
+canceled = bob.fetch_canceled_orders('BTC/KRW')
+check('fetch_canceled_orders', [x['id'] for x in canceled] == [sell['id']], canceled)
+by_ident = bob.privateGetOrder({'identifier': 'bob-sell-1'})
+check('GET /v1/order by identifier', by_ident['uuid'] == sell['id'] and by_ident['state'] == 'cancel' and by_ident['paid_fee'] == '190', by_ident)
+raises('fetch_order of an unknown uuid', lambda: bob.fetch_order('00000000-0000-4000-8000-00000000ffff'), ccxt.OrderNotFound)
+
+# More of the API through ccxt's implicit methods (the raw Upbit endpoints).
+all_t = alice.publicGetTickerAll({'quote_currencies': 'KRW'})
+check('GET /v1/ticker/all', sorted(x['market'] for x in all_t) == ['KRW-BTC', 'KRW-ETH'], all_t)
+for period in ('weeks', 'months'):
+    cs = alice.publicGetCandlesTimeframe({'timeframe': period, 'market': 'KRW-BTC', 'count': 5})
+    check(f'GET /v1/candles/{period}', len(cs) == 1 and cs[0]['trade_price'] == 94000000 and 'first_day_of_period' in cs[0], cs)
+cs = alice.publicGetCandlesTimeframeUnit({'timeframe': 'minutes', 'unit': 240, 'market': 'KRW-BTC'})
+check('GET /v1/candles/minutes/240', len(cs) == 1 and cs[0]['unit'] == 240, cs)
+raises('GET /v1/candles/minutes/2: refused', lambda: alice.publicGetCandlesTimeframeUnit({'timeframe': 'minutes', 'unit': 2, 'market': 'KRW-BTC'}), ccxt.ExchangeError, 'validation_error')
+ticks = alice.publicGetTradesTicks({'market': 'KRW-BTC', 'count': 1})
+older = alice.publicGetTradesTicks({'market': 'KRW-BTC', 'cursor': ticks[0]['sequential_id']})
+check('GET /v1/trades/ticks: newest first, cursor pages older', ticks[0]['sequential_id'] == 2 and [x['sequential_id'] for x in older] == [1], (ticks, older))
+chance = bob.privateGetOrdersChance({'market': 'KRW-BTC'})
+check('GET /v1/orders/chance', chance['ask_account']['currency'] == 'BTC' and chance['market']['bid']['price_unit'] == '10000', chance)
+uu = bob.privateGetOrdersUuids({'uuids[]': sell['id']})
+check('GET /v1/orders/uuids', [x['uuid'] for x in uu] == [sell['id']] and uu[0]['state'] == 'cancel', uu)
+extra = [bob.create_order('BTC/KRW', 'limit', 'sell', 0.001, p)['id'] for p in (97000000, 98000000)]
+batch = bob.privateDeleteOrdersOpen({'pairs': 'KRW-BTC', 'order_by': 'desc', 'count': 2})
+check('DELETE /v1/orders/open: the newest two', batch['success']['count'] == 2 and {x['uuid'] for x in batch['success']['orders']} == set(extra), batch)
+wc = bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.5', 'address': 'bc1-test'})
+check('POST /v1/withdraws/coin', wc['state'] == 'WAITING' and wc['amount'] == '0.5' and wc['currency'] == 'BTC', wc)
+check('the withdrawn amount is held', bob.fetch_balance()['BTC']['free'] <= 0.5)
+raises('a withdrawal finer than the minimal unit', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.000000001', 'address': 'x'}), ccxt.ExchangeError, 'invalid_amount')
+
+# Errors, as ccxt maps Upbit's.
+raises('unknown access key', lambda: ex('nobody').fetch_balance(), ccxt.AuthenticationError, 'invalid_access_key')
+raises('bad signature', lambda: ex('alice', secret='not-alice-secret').fetch_balance(), ccxt.AuthenticationError, 'jwt_verification')
+fixed = ex('alice')
+fixed.uuid = lambda: 'the-same-nonce-' + str(id(fixed))
+fixed.fetch_balance()
+raises('reused nonce', lambda: fixed.fetch_balance(), ccxt.ExchangeError, 'nonce_used')
+raises('insufficient funds', lambda: carol.create_order('BTC/KRW', 'limit', 'buy', 0.01, 95000000), ccxt.InsufficientFunds, 'insufficient_funds_bid')
+raises('insufficient funds (ask)', lambda: carol.create_order('BTC/KRW', 'limit', 'sell', 0.01, 95000000), ccxt.InsufficientFunds, 'insufficient_funds_ask')
+raises('price off the tick', lambda: alice.create_order('BTC/KRW', 'limit', 'buy', 0.01, 95005000), ccxt.ExchangeError, 'invalid_price_bid')
+raises('volume off the lot', lambda: alice.create_order('BTC/KRW', 'limit', 'buy', 0.00015, 95000000), ccxt.ExchangeError, 'invalid_volume_bid')
+raises('side missing', lambda: alice.privatePostOrders({'market': 'KRW-BTC', 'side': 'up', 'volume': '1', 'price': '1', 'ord_type': 'limit'}), ccxt.InvalidOrder)
+
+
+def raw(method, path, query, token_query=None):
+    """A hand-signed request (Python's hmac/hashlib only): the token hashes token_query."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).decode().rstrip('=')
+    claims = {'access_key': 'alice-access-demo', 'nonce': str(uuid.uuid4())}
+    tq = query if token_query is None else token_query
+    if tq:
+        claims['query_hash'] = hashlib.sha512(tq.encode()).hexdigest()
+        claims['query_hash_alg'] = 'SHA512'
+    head = b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode()) + '.' + b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(b'alice-secret-demo', head.encode(), hashlib.sha256).digest())
+    req = urllib.request.Request(URL + path + ('?' + query if query else ''), method=method,
+                                 headers={'Authorization': 'Bearer ' + head + '.' + sig})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+st, body = raw('GET', '/v1/orders/chance', 'market=KRW-BTC')
+check('hand-signed request', st == 200 and body['market']['id'] == 'KRW-BTC' and body['bid_fee'] == '0.001', body)
+st, body = raw('GET', '/v1/orders/chance', 'market=KRW-ETH', token_query='market=KRW-BTC')
+check('query hash of other parameters: invalid_query_payload', st == 401 and body['error']['name'] == 'invalid_query_payload', body)
+
+# Withdrawals: requested through the Upbit API, released by two operators (/api/v1).
+w = alice.withdraw('KRW', 10000, None)
+check('withdraw KRW: waiting for approvals', w['info']['state'] == 'WAITING' and w['amount'] == 10000, w)
+check('fetch_withdrawal', alice.fetch_withdrawal(w['id'])['info']['state'] == 'WAITING')
+
+
+def ops_call(login, path, body=None):
+    data = json.dumps(body).encode() if body is not None else b''
+    req = urllib.request.Request(URL + path, data=data, method='POST', headers={'Content-Type': 'application/json'})
+    if login is not None:
+        req.add_header('Authorization', 'Bearer ' + login)
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.loads(r.read())
+
+
+wid = int(w['id'].split('-')[-1], 16)
+for op in ('ops1', 'ops2'):
+    tok = ops_call(None, '/api/v1/auth/login', {'login': op, 'password': op + '-demo'})['token']
+    ops_call(tok, f'/api/v1/withdrawals/{wid}/approve')
+check('withdrawal done after two approvals', alice.fetch_withdrawal(w['id'])['info']['state'] == 'DONE')
+check('fetch_withdrawals', [x['id'] for x in alice.fetch_withdrawals('KRW')] == [w['id']])
+
+# WebSocket through ccxt.pro, when the installed ccxt has it.
+try:
+    import ccxt.pro as ccxtpro
+except ImportError:
+    ccxtpro = None
+if ccxtpro is None or not hasattr(ccxtpro, 'upbit'):
+    print('skip ccxt.pro: not installed')
+else:
+    async def until(what, fn, bound=20.0):
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            v = fn()
+            if v:
+                return v
+            await asyncio.sleep(0.05)
+        raise AssertionError(f'{what}: not within {bound} s')
+
+    async def ws():
+        a = ex('alice', cls=ccxtpro.upbit)
+        b = ex('bob', cls=ccxtpro.upbit)
+        try:
+            await a.load_markets()
+            await b.load_markets()
+            book = await asyncio.wait_for(a.watch_order_book('BTC/KRW'), 20)
+            check('watch_order_book: snapshot', book['bids'][0] == [94000000, 0.001], book['bids'][:3])
+            # The trade snapshot (the latest trade) resolves the first watch.
+            tr = await asyncio.wait_for(a.watch_trades('BTC/KRW'), 20)
+            check('watch_trades: the snapshot is the latest trade', tr[-1]['price'] == 94000000 and tr[-1]['amount'] == 0.002, tr[-1])
+            await a.create_order('BTC/KRW', 'limit', 'sell', 0.001, 94000000)
+            # Messages keep arriving into ccxt's caches; wait (bounded) for the new trade there.
+            tr = await until('watch_trades: the new trade', lambda: [x for x in a.trades.get('BTC/KRW', []) if x['amount'] == 0.001])
+            check('watch_trades: the new trade', tr[-1]['price'] == 94000000 and tr[-1]['side'] == 'sell', tr[-1])
+            book = await until('watch_order_book: the update', lambda: (lambda ob: ob if ob is not None and (not ob['bids'] or ob['bids'][0][0] != 94000000) else None)(a.orderbooks.get('BTC/KRW')))
+            check('watch_order_book: the update (bid consumed)', True)
+            bals = asyncio.ensure_future(b.watch_balance())
+            myo = asyncio.ensure_future(b.watch_orders('BTC/KRW'))
+            await asyncio.sleep(0.5)
+            placed = await b.create_order('BTC/KRW', 'limit', 'sell', 0.002, 99000000)
+            orders = await asyncio.wait_for(myo, 20)
+            check('watch_orders (myOrder)', any(x['id'] == placed['id'] and x['status'] == 'open' for x in orders), orders)
+            bal = await asyncio.wait_for(bals, 20)
+            check('watch_balance (myAsset)', 'BTC' in bal and bal['BTC']['used'] > 0, bal.get('BTC'))
+        finally:
+            await a.close()
+            await b.close()
+    asyncio.run(ws())
+
+print('ALL OK')
