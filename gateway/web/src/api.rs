@@ -80,6 +80,7 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/cancel", post(crate::csv::cancel))
         .route("/orderbook", get(crate::csv::orderbook))
         .route("/ws", get(crate::ws::upgrade))
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), edge_layer))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

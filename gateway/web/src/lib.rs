@@ -25,6 +25,7 @@ pub mod metrics;
 mod openapi;
 mod public;
 pub mod token;
+mod ui;
 mod ws;
 
 use std::net::SocketAddr;
