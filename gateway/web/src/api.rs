@@ -72,6 +72,10 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         )
         .route("/api/v1/balances", get(balances))
         .route("/api/v1/withdrawals", post(withdraw))
+        .route(
+            "/api/v1/withdrawals/pending",
+            get(crate::withdrawals::pending),
+        )
         .route("/api/v1/withdrawals/{id}/approve", post(approve))
         .route("/api/v1/withdrawals/{id}/reject", post(reject))
         .route("/api/v1/deposits", post(deposit))

@@ -26,6 +26,7 @@ mod openapi;
 mod public;
 pub mod token;
 mod ui;
+pub mod withdrawals;
 mod ws;
 
 use std::net::SocketAddr;

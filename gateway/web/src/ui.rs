@@ -167,7 +167,10 @@ async fn index(headers: HeaderMap) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
@@ -289,7 +292,10 @@ mod tests {
             assert_eq!(r.status(), 404);
             let v: serde_json::Value = serde_json::from_slice(&body_of(r).await).unwrap();
             assert_eq!(v["reason"], "NOT_FOUND");
-            assert_eq!(get_with("/assets/..%2Fsrc%2Flib.rs", None).await.status(), 404);
+            assert_eq!(
+                get_with("/assets/..%2Fsrc%2Flib.rs", None).await.status(),
+                404
+            );
         });
     }
 
