@@ -37,6 +37,8 @@
     openOrders: [],
     history: new Map(), // client order id (string) → entry
     balances: [],
+    resyncs: 0, // fresh snapshots asked for after a gap
+    connects: 0, // WebSocket connections opened
   };
   // For tests and the curious: the page's state, read-only by convention.
   window.ringbook = { state: S };
@@ -223,6 +225,7 @@
 
   // A gap or an inconsistency: drop the channel's state and ask for a fresh snapshot.
   function resync(channel) {
+    S.resyncs++;
     if (channel === 'depth') S.book.live = false;
     if (channel === 'trades') S.tradesLive = false;
     wsSend({ op: 'unsubscribe', channel: channel, symbol: S.sym.name });
@@ -237,6 +240,7 @@
     ws.onopen = function () {
       if (S.ws !== ws) return;
       S.retry = 0;
+      S.connects++;
       setConn('connected');
       if (S.token && S.role === 'user') wsSend({ op: 'auth', token: S.token });
       subscribePublic();
@@ -741,6 +745,8 @@
   async function submitOrder(ev) {
     ev.preventDefault();
     const out = $('order-result');
+    out.textContent = '';
+    delete out.dataset.status;
     const body = validateForm(true);
     if (!body) {
       showResult(out, false, 'Check the highlighted fields.');
@@ -763,6 +769,8 @@
     } catch (e) {
       showResult(out, false, e.message);
       out.dataset.status = 'ERROR';
+      // Refused by the web edge itself (4xxx: never reached the engine): no order to follow.
+      if (!e.data || e.data.code >= 4000n) S.history.delete(coid);
     } finally {
       btn.disabled = false;
       touch(coid);
@@ -845,8 +853,16 @@
     }
   }
 
-  function renderOrders() {
+  let ordersShown = null;
+  function renderOrders(force) {
     const body = $('open-orders');
+    // Unchanged: leave the DOM alone (a click or an edit in progress keeps its element).
+    const sig = N.toJson(S.openOrders);
+    if (force !== true && sig === ordersShown) return;
+    ordersShown = sig;
+    // An amend being typed survives a refresh while its order is live.
+    const editing = body.querySelector('td.actions.editing');
+    const editingId = editing ? editing.parentElement.dataset.orderId : null;
     body.textContent = '';
     for (const o of S.openOrders) {
       const u = unitsOf(o.symbol);
@@ -855,7 +871,7 @@
       const priceText = o.type === 'STOP_LIMIT' || o.type === 'STOP_MARKET'
         ? u.price.format(o.price, true) + ' (stop ' + u.price.format(o.stop_price, true) + ')'
         : u.price.format(o.price, true);
-      const actions = el('td', { class: 'actions' }, [
+      const actions = editingId === o.order_id.toString() ? editing : el('td', { class: 'actions' }, [
         el('button', { type: 'button', text: 'Amend', 'data-testid': 'amend', 'aria-label': 'Amend order ' + o.order_id, onclick: () => startAmend(tr, o) }),
         el('button', { type: 'button', text: 'Cancel', 'data-testid': 'cancel', 'aria-label': 'Cancel order ' + o.order_id, onclick: () => cancelOrder(o) }),
       ]);
@@ -889,13 +905,15 @@
     const u = unitsOf(o.symbol);
     const cell = tr.querySelector('td.actions');
     cell.textContent = '';
+    cell.classList.add('editing');
     const pid = 'amend-price-' + o.order_id;
     const qid = 'amend-qty-' + o.order_id;
     const price = el('input', { id: pid, inputmode: 'decimal', value: u.price.format(o.price, false), 'data-testid': 'amend-price' });
     const qty = el('input', { id: qid, inputmode: 'decimal', value: u.qty.format(o.leaves_qty), 'data-testid': 'amend-qty' });
     const err = el('span', { class: 'field-error', role: 'alert' });
     const save = el('button', { type: 'button', text: 'Save', 'data-testid': 'amend-save' });
-    const back = el('button', { type: 'button', text: 'Back', onclick: renderOrders });
+    const stopEdit = () => { cell.classList.remove('editing'); renderOrders(true); };
+    const back = el('button', { type: 'button', text: 'Back', onclick: stopEdit });
     const submit = async () => {
       const p = u.price.parse(price.value);
       const q = u.qty.parse(qty.value);
@@ -907,6 +925,8 @@
       try {
         const r = await api('PATCH', '/api/v1/orders/' + o.order_id, { symbol: o.symbol, price: p.units, qty: q.units });
         showResult($('orders-result'), true, 'Order ' + o.order_id + ' ' + r.status);
+        cell.classList.remove('editing');
+        renderOrders(true);
         refreshOrders();
       } catch (e) {
         err.textContent = e.message;
@@ -917,7 +937,7 @@
     for (const i of [price, qty]) {
       i.addEventListener('keydown', (e) => {
         if (e.key === 'Enter') submit();
-        if (e.key === 'Escape') renderOrders();
+        if (e.key === 'Escape') stopEdit();
       });
     }
     cell.append(

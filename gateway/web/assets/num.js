@@ -85,7 +85,7 @@
       const top = d.digits * this.den;
       const bottom = pow10(d.scale) * this.num;
       if (top % bottom !== 0n) {
-        return { ok: false, error: 'not a multiple of ' + this.format(1n) };
+        return { ok: false, error: 'not a multiple of ' + this.format(1n, true) };
       }
       return { ok: true, units: top / bottom };
     }
