@@ -94,6 +94,19 @@ impl Rest {
         v
     }
 
+    /// A GET's status and JSON body, whatever the status.
+    async fn get_any(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON reply"))
+    }
+
     async fn login(&self, login: &str) -> String {
         let v = self
             .call(
@@ -859,4 +872,64 @@ fn the_page_converts_exactly_between_wire_integers_and_decimals() {
         );
         c.close().await.unwrap();
     });
+}
+
+#[test]
+fn pending_withdrawals_are_listed_for_operators_only_and_survive_a_restart() {
+    // The operator panel's data (no browser needed): GET /api/v1/withdrawals/pending.
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, base) = serve(dir.path());
+    let rest = Rest {
+        http: reqwest::Client::new(),
+        base,
+    };
+    let id = rt.block_on(async {
+        fund(&rest).await;
+        let alice = rest.login("alice").await;
+        let ops1 = rest.login("ops1").await;
+        let w = rest
+            .call("POST", "/api/v1/withdrawals", Some(&alice), json!({"currency": "KRW", "amount": 1000}))
+            .await;
+        let id = w["withdrawal_id"].as_u64().unwrap();
+        let (status, v) = rest.get_any("/api/v1/withdrawals/pending", &alice).await;
+        assert_eq!((status, &v["reason"]), (403, &json!("OPERATOR_ONLY")), "{v}");
+        rest.call("POST", &format!("/api/v1/withdrawals/{id}/approve"), Some(&ops1), json!({}))
+            .await;
+        let v = rest.call("GET", "/api/v1/withdrawals/pending", Some(&ops1), Value::Null).await;
+        assert_eq!(
+            v["withdrawals"],
+            json!([{"withdrawal_id": id, "user": 1, "currency": "KRW", "amount": 1000, "approved_by": [900]}])
+        );
+        id
+    });
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log:#?}");
+
+    // After a restart the list comes from the journal's replay.
+    let (server, base) = serve(dir.path());
+    let rest = Rest {
+        http: reqwest::Client::new(),
+        base,
+    };
+    rt.block_on(async {
+        let ops1 = rest.login("ops1").await;
+        let ops2 = rest.login("ops2").await;
+        let v = rest.call("GET", "/api/v1/withdrawals/pending", Some(&ops1), Value::Null).await;
+        assert_eq!(
+            v["withdrawals"],
+            json!([{"withdrawal_id": id, "user": 1, "currency": "KRW", "amount": 1000, "approved_by": [900]}])
+        );
+        let done = rest
+            .call("POST", &format!("/api/v1/withdrawals/{id}/approve"), Some(&ops2), json!({}))
+            .await;
+        assert_eq!(done["status"], "COMPLETED");
+        let v = rest.call("GET", "/api/v1/withdrawals/pending", Some(&ops1), Value::Null).await;
+        assert_eq!(v["withdrawals"], json!([]));
+    });
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log:#?}");
 }

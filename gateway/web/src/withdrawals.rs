@@ -4,10 +4,10 @@
 //! The table is fed by the dispatcher from the gateway loop's output, in sequence order, with
 //! every engine event whatever its origin (binary or web) — which the loop sends only while the
 //! web edge's market-data feed is on; without it (`serve --no-market-data`) the route answers
-//! `501 UNSUPPORTED`. It is not rebuilt from the journal at start: a withdrawal requested
-//! before the server's last start is not listed (approve or reject it by id; the engine knows
-//! it). It holds no more entries than the engine lets be pending (`[capacity]
-//! withdrawals_max`): a completed or rejected withdrawal leaves it.
+//! `501 UNSUPPORTED`. At start, `ringbook serve` seeds it with the journal's replay, the same
+//! one that seeds the web edge's market data (or, when the journal's first records were
+//! pruned, from the recovered engine state). It holds no more entries than the engine lets be
+//! pending (`[capacity] withdrawals_max`): a completed or rejected withdrawal leaves it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -51,6 +51,27 @@ impl PendingWithdrawals {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Pending>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A table holding what `engine` has pending (a server starting from a snapshot of state
+    /// rather than the whole journal).
+    pub fn from_engine(config: &Config, engine: &ringbook_engine::Engine) -> PendingWithdrawals {
+        let t = PendingWithdrawals::new(config);
+        {
+            let mut m = t.lock();
+            for w in engine.accounts().pending_withdrawals() {
+                m.insert(
+                    w.id.0,
+                    Pending {
+                        user: w.user.0,
+                        currency: w.currency,
+                        amount: w.amount,
+                        approved_by: w.first_approval.map(|o| o.0),
+                    },
+                );
+            }
+        }
+        t
     }
 
     /// Learns one engine event (others are ignored).
