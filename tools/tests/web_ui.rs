@@ -169,8 +169,7 @@ async fn until(c: &Client, what: &str, expr: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     let script = format!("return ({expr});");
     loop {
-        let last;
-        match c.execute(&script, vec![]).await {
+        let last = match c.execute(&script, vec![]).await {
             Ok(v) => {
                 let truthy = match &v {
                     Value::Null => false,
@@ -182,10 +181,10 @@ async fn until(c: &Client, what: &str, expr: &str) -> Value {
                 if truthy {
                     return v;
                 }
-                last = v;
+                v
             }
-            Err(e) => last = json!(format!("script error: {e}")),
-        }
+            Err(e) => json!(format!("script error: {e}")),
+        };
         if Instant::now() >= deadline {
             let page = c
                 .execute("return document.querySelector('main').innerText", vec![])

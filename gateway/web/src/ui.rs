@@ -222,7 +222,7 @@ mod tests {
             .to_vec()
     }
 
-    fn h<'a>(r: &'a Response, k: header::HeaderName) -> &'a str {
+    fn h(r: &Response, k: header::HeaderName) -> &str {
         r.headers().get(k).unwrap().to_str().unwrap()
     }
 
