@@ -547,6 +547,83 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
             budget.starts_with("UNSUPPORTED (4007): ") || budget.contains(": order "),
             "{budget}"
         );
+        // GTD: a limit buy expiring in 2100 (the date picker's value set as a person would
+        // pick it), far below the market so it cannot trade.
+        css(&alice, "#o-type")
+            .await
+            .select_by_value("LIMIT")
+            .await
+            .unwrap();
+        css(&alice, "#o-tif")
+            .await
+            .select_by_value("GTD")
+            .await
+            .unwrap();
+        until(
+            &alice,
+            "expiry field",
+            "!document.getElementById('expire-row').hidden",
+        )
+        .await;
+        js(&alice, "const e = document.getElementById('o-expire'); e.value = '2100-01-01T00:00:00'; e.dispatchEvent(new Event('input', {bubbles: true})); return true").await;
+        fill(&alice, "#o-price", "100000000").await;
+        fill(&alice, "#o-qty", "0.0001").await;
+        click(&alice, "#o-submit").await;
+        let gtd = until(&alice, "GTD answer", "document.getElementById('order-result').dataset.status && document.getElementById('order-result').textContent").await;
+        let gtd = gtd.as_str().unwrap().to_string();
+        assert!(
+            gtd.starts_with("UNSUPPORTED (4007): ") || gtd.starts_with("NEW: order "),
+            "{gtd}"
+        );
+        if gtd.starts_with("NEW") {
+            // An engine that knows GTD: the order rests; take it away again.
+            click(&alice, "#open-orders button[data-testid=cancel]").await;
+            until(
+                &alice,
+                "no open orders",
+                "document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === 0",
+            )
+            .await;
+        }
+
+        // A stop-limit sell: untriggered, it is among the open orders with its stop price;
+        // cancelled from the panel, it is CANCELLED in the history.
+        css(&alice, "#o-tif")
+            .await
+            .select_by_value("GTC")
+            .await
+            .unwrap();
+        css(&alice, "#o-type")
+            .await
+            .select_by_value("STOP_LIMIT")
+            .await
+            .unwrap();
+        click(&alice, "label[for=side-sell]").await;
+        until(
+            &alice,
+            "stop field",
+            "!document.getElementById('stop-row').hidden",
+        )
+        .await;
+        fill(&alice, "#o-stop", "140000000").await;
+        fill(&alice, "#o-price", "139000000").await;
+        fill(&alice, "#o-qty", "0.0001").await;
+        click(&alice, "#o-submit").await;
+        until(
+            &alice,
+            "the stop order rests",
+            "document.getElementById('order-result').dataset.status === 'NEW'",
+        )
+        .await;
+        until(&alice, "the stop order in the panel", "(() => { const r = document.querySelector('#open-orders tr[data-testid=open-order]'); return r && r.textContent.includes('STOP_LIMIT GTC') && r.querySelector('.price').textContent === '139,000,000 (stop 140,000,000)'; })()").await;
+        until(
+            &alice,
+            "its lot locked",
+            &format!("{}?.[1] === '0.00010000'", balance_expr("BTC")),
+        )
+        .await;
+        click(&alice, "#open-orders button[data-testid=cancel]").await;
+        until(&alice, "the stop order cancelled", "document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === 0 && !!document.querySelector('#history tr[data-status=CANCELLED]')").await;
 
         // Alice asks to withdraw 1,000 KRW; ops1's page lists it and approves it.
         fill(&alice, "#w-amount", "1000").await;
