@@ -204,6 +204,12 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.expect(script)
 }
 
+/// Fails if the page logged an uncaught error or a Content-Security-Policy violation.
+async fn no_problems(c: &Client) {
+    let p = js(c, "return ringbook.problems").await;
+    assert_eq!(p, json!([]), "the page reported problems");
+}
+
 async fn css(c: &Client, sel: &str) -> fantoccini::elements::Element {
     c.find(Locator::Css(sel))
         .await
@@ -692,6 +698,7 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
         screenshot(&alice, "trading-390x844.png").await;
 
         for c in [alice, bob, ops] {
+            no_problems(&c).await;
             c.close().await.unwrap();
         }
     });
@@ -866,6 +873,7 @@ fn the_chart_gains_a_candle_in_a_new_minute_and_the_book_recovers_from_gaps_and_
             "the page overflows sideways by {overflow} px at 390×844"
         );
         screenshot(&c, "market-390x844.png").await;
+        no_problems(&c).await;
         c.close().await.unwrap();
     });
 }
@@ -946,6 +954,7 @@ fn the_page_converts_exactly_between_wire_integers_and_decimals() {
                 "45,000"
             ])
         );
+        no_problems(&c).await;
         c.close().await.unwrap();
     });
 }

@@ -40,8 +40,13 @@
     resyncs: 0, // fresh snapshots asked for after a gap
     connects: 0, // WebSocket connections opened
   };
-  // For tests and the curious: the page's state, read-only by convention.
-  window.ringbook = { state: S };
+  // For tests and the curious: the page's state, read-only by convention, and what went wrong
+  // (uncaught errors, Content-Security-Policy violations: the browser tests expect none).
+  const problems = [];
+  window.ringbook = { state: S, problems: problems };
+  window.addEventListener('error', (e) => problems.push('error: ' + e.message));
+  window.addEventListener('unhandledrejection', (e) => problems.push('rejection: ' + (e.reason && e.reason.message ? e.reason.message : String(e.reason))));
+  document.addEventListener('securitypolicyviolation', (e) => problems.push('CSP: ' + e.violatedDirective + ' ' + e.blockedURI));
 
   // ------------------------------------------------------------------------------ HTTP
 
