@@ -491,6 +491,45 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
         for c in [&alice, &bob] {
             until(c, "the book follows the amend", "!document.querySelector('#asks tr[data-price=\"15000\"]') && document.querySelector('#asks tr[data-price=\"15100\"]')?.dataset.qty === '2'").await;
         }
+        // Alice buys 0.0001 at market (by quantity; no protection price typed: the band's
+        // edge): it takes bob's amended ask.
+        css(&alice, "#o-type")
+            .await
+            .select_by_value("MARKET")
+            .await
+            .unwrap();
+        until(&alice, "market form", "document.getElementById('o-price-name').textContent.startsWith('Protection price') && document.getElementById('o-tif').value === 'IOC'").await;
+        fill(&alice, "#o-price", "").await;
+        fill(&alice, "#o-qty", "0.0001").await;
+        click(&alice, "#o-submit").await;
+        until(
+            &alice,
+            "the market buy fills",
+            "document.getElementById('order-result').dataset.status === 'FILLED'",
+        )
+        .await;
+        for c in [&alice, &bob] {
+            until(c, "the second trade", "(() => { const r = document.querySelector('#tape tr[data-testid=trade]'); return r && r.textContent.includes('151,000,000') && r.textContent.includes('0.0001') && document.querySelectorAll('#tape tr[data-testid=trade]').length === 2; })()").await;
+            until(
+                c,
+                "the ask shrank again",
+                "document.querySelector('#asks tr[data-price=\"15100\"]')?.dataset.qty === '1'",
+            )
+            .await;
+        }
+        until(&bob, "bob's second fill", "(() => { const r = document.querySelector('#open-orders tr[data-testid=open-order]'); return r && r.querySelector('.filled').textContent === '0.0003' && r.querySelector('.open').textContent === '0.0001'; })()").await;
+        until(
+            &alice,
+            "alice's BTC after the market buy",
+            &format!("{}?.[0] === '0.00030000'", balance_expr("BTC")),
+        )
+        .await;
+        css(&alice, "#o-type")
+            .await
+            .select_by_value("LIMIT")
+            .await
+            .unwrap();
+
         // ... and cancels it: gone from the book and the panel, CANCELLED (USER) in history.
         click(&bob, "#open-orders button[data-testid=cancel]").await;
         until(
@@ -499,7 +538,7 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
             "document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === 0",
         )
         .await;
-        until(&bob, "bob's history", "(() => { const r = document.querySelector('#history tr[data-status=CANCELLED]'); return r && r.textContent.includes('USER') && r.querySelector('.filled').textContent === '0.0002'; })()").await;
+        until(&bob, "bob's history", "(() => { const r = document.querySelector('#history tr[data-status=CANCELLED]'); return r && r.textContent.includes('USER') && r.querySelector('.filled').textContent === '0.0003'; })()").await;
         for c in [&alice, &bob] {
             until(c, "the book is empty", "document.querySelectorAll('#asks tr, #bids tr').length === 0 && document.getElementById('spread').textContent === 'Empty book'").await;
         }
