@@ -450,7 +450,7 @@
       // inline style sheet, which the page's Content-Security-Policy does not allow.
       layout: { background: { color: '#161c23' }, textColor: '#8b98a7', attributionLogo: false },
       grid: { vertLines: { color: '#1f2832' }, horzLines: { color: '#1f2832' } },
-      timeScale: { timeVisible: true, secondsVisible: false },
+      timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 4, barSpacing: 10 },
       rightPriceScale: { borderColor: '#26303b' },
     });
     series = chart.addCandlestickSeries({ upColor: '#26a69a', downColor: '#ef5350', wickUpColor: '#26a69a', wickDownColor: '#ef5350', borderVisible: false });
