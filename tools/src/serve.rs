@@ -36,6 +36,7 @@ use ringbook_gateway::server::{
     self, signal, EngineBackend, PipelineBackend, ServerConfig, Stats, WebBridge,
 };
 use ringbook_journal::{Durability, JournalConfig, SyncMethod};
+use ringbook_web::withdrawals::PendingWithdrawals;
 
 /// Exit status when the server stopped because a pipeline thread or the gateway died.
 pub const EXIT_FAILED: u8 = 3;
@@ -219,21 +220,23 @@ pub fn default_shape(cores: usize, durability: Durability) -> Shape {
 /// recovers.
 ///
 /// With `web`, a second, identical builder for the web edge (fed from the same replay), so its
-/// REST and WebSocket market data equal the binary feed's.
+/// REST and WebSocket market data equal the binary feed's, and the withdrawals pending at the
+/// end of the replay (operators' list on the web edge).
 fn market_data_from_journal(
     config: &Config,
     dir: &Path,
     web: bool,
-) -> Result<(MarketData, Option<MarketData>), String> {
+) -> Result<(MarketData, Option<WebSeed>), String> {
     let listing = ringbook_journal::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if listing.segments.is_empty() && listing.snapshots.is_empty() {
         return Ok((
             MarketData::new(config),
-            web.then(|| MarketData::new(config)),
+            web.then(|| (MarketData::new(config), PendingWithdrawals::new(config))),
         ));
     }
     let mut md = MarketData::new(config);
     let mut web_md = web.then(|| MarketData::new(config));
+    let withdrawals = PendingWithdrawals::new(config);
     let first = JournalConfig::default().first_sequence;
     let full = replay_journal_outputs(
         config,
@@ -246,6 +249,7 @@ fn market_data_from_journal(
                 md.apply(e, &mut |_| {});
                 if let Some(w) = web_md.as_mut() {
                     w.apply(e, &mut |_| {});
+                    withdrawals.apply(e);
                 }
             }
             OutputKind::Done => {
@@ -257,7 +261,7 @@ fn market_data_from_journal(
         },
     );
     match full {
-        Ok(_) => Ok((md, web_md)),
+        Ok(_) => Ok((md, web_md.map(|w| (w, withdrawals)))),
         Err(e) => {
             eprintln!(
                 "ringbook serve: market data: the journal does not replay from its start ({e}); \
@@ -267,7 +271,12 @@ fn market_data_from_journal(
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             Ok((
                 MarketData::from_engine(&engine),
-                web.then(|| MarketData::from_engine(&engine)),
+                web.then(|| {
+                    (
+                        MarketData::from_engine(&engine),
+                        PendingWithdrawals::from_engine(config, &engine),
+                    )
+                }),
             ))
         }
     }
@@ -279,7 +288,13 @@ struct WebPrep {
     bridge: std::sync::Arc<WebBridge>,
     /// The web edge's own market-data builder (none with `--no-market-data`).
     md: Option<MarketData>,
+    /// The withdrawals pending at start (from the same replay as `md`).
+    withdrawals: Option<PendingWithdrawals>,
 }
+
+/// What the journal's replay gives the web edge: its market-data builder and the pending
+/// withdrawals.
+type WebSeed = (MarketData, PendingWithdrawals);
 
 impl WebPrep {
     /// Gives the web edge its builder, seeded like the gateway's, and turns the bridge's
@@ -288,6 +303,14 @@ impl WebPrep {
         if let Some(md) = md {
             self.bridge.enable_market_data();
             self.md = Some(md);
+        }
+    }
+
+    /// As [`WebPrep::market_data`], with the withdrawals pending at start.
+    fn seed(&mut self, seed: Option<WebSeed>) {
+        if let Some((md, w)) = seed {
+            self.market_data(Some(md));
+            self.withdrawals = Some(w);
         }
     }
 }
@@ -316,6 +339,7 @@ fn web_prep(
         listener,
         bridge,
         md: None,
+        withdrawals: None,
     }))
 }
 
@@ -338,6 +362,7 @@ fn web_start(
         pipeline,
         threads: args.http_threads,
         market_data: p.md,
+        withdrawals: p.withdrawals,
     })?;
     eprintln!(
         "ringbook serve: web edge on http://{} ({} threads; token secret {})",
@@ -574,7 +599,7 @@ fn serve(args: Args) -> Result<(), Stop> {
     } else {
         let (md, web_md) = market_data_from_journal(&config, &args.journal, web_prep.is_some())?;
         if let Some(p) = web_prep.as_mut() {
-            p.market_data(web_md);
+            p.seed(web_md);
         }
         Some(md)
     };

@@ -72,6 +72,10 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         )
         .route("/api/v1/balances", get(balances))
         .route("/api/v1/withdrawals", post(withdraw))
+        .route(
+            "/api/v1/withdrawals/pending",
+            get(crate::withdrawals::pending),
+        )
         .route("/api/v1/withdrawals/{id}/approve", post(approve))
         .route("/api/v1/withdrawals/{id}/reject", post(reject))
         .route("/api/v1/deposits", post(deposit))
@@ -81,6 +85,7 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/orderbook", get(crate::csv::orderbook))
         .route("/ws", get(crate::ws::upgrade))
         .merge(crate::upbit::router(state.clone()))
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), edge_layer))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

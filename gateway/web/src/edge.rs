@@ -116,6 +116,8 @@ pub struct Edge {
     pub(crate) subs: crate::public::Subs,
     /// Trades the market-data builder has seen since start.
     pub trades: AtomicU64,
+    /// Withdrawals awaiting approval, as seen in the gateway loop's output (operators' list).
+    pub withdrawals: crate::withdrawals::PendingWithdrawals,
     /// The queues into and out of the gateway loop.
     pub bridge: Arc<WebBridge>,
     pending: Mutex<HashMap<u64, PendingDbg>>,
@@ -147,6 +149,7 @@ impl Edge {
             md: None,
             subs: crate::public::Subs::default(),
             trades: AtomicU64::new(0),
+            withdrawals: crate::withdrawals::PendingWithdrawals::new(&config),
             bridge,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -352,6 +355,7 @@ impl Edge {
         }
         if let WebOutKind::Event(e) = out.kind {
             self.upbit_orders.on_event(&e);
+            self.withdrawals.apply(&e);
             if ringbook_gateway::server::bridge::is_user_event(&e) {
                 self.route_private(&e);
             }

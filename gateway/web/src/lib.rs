@@ -26,6 +26,8 @@ mod openapi;
 mod public;
 pub mod token;
 pub mod upbit;
+mod ui;
+pub mod withdrawals;
 mod ws;
 
 use std::net::SocketAddr;
@@ -62,6 +64,9 @@ pub struct WebOptions {
     /// (`None`: no public market data beyond the sequenced book query). Its bridge feed must
     /// have been turned on before the gateway started ([`WebBridge::enable_market_data`]).
     pub market_data: Option<ringbook_engine::marketdata::MarketData>,
+    /// The withdrawals pending at start, for operators' list (`None`: none; the journal's
+    /// replay fills it, like `market_data`).
+    pub withdrawals: Option<withdrawals::PendingWithdrawals>,
 }
 
 /// The running web edge.
@@ -194,6 +199,9 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         .build()
         .map_err(|e| format!("starting the web runtime: {e}"))?;
     let mut edge = Edge::new(opts.bridge, opts.config.clone(), wc.requests_max);
+    if let Some(w) = opts.withdrawals {
+        edge.withdrawals = w;
+    }
     if let Some(md) = opts.market_data {
         edge = edge.with_market_data(md);
     }
