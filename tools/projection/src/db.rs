@@ -127,9 +127,7 @@ pub fn drop_all(client: &mut Client) -> Result<(), ProjectionError> {
 /// is the configuration's (a journal must be projected with the config it was written with).
 pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), ProjectionError> {
     let mut tx = client.transaction()?;
-    let stored: i64 = tx
-        .query_one("SELECT count(*) FROM currencies", &[])?
-        .get(0);
+    let stored: i64 = tx.query_one("SELECT count(*) FROM currencies", &[])?.get(0);
     if stored == 0 {
         for c in &config.currencies {
             tx.execute(
@@ -211,8 +209,7 @@ pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), Projec
 }
 
 fn big(v: u64) -> Result<i64, ProjectionError> {
-    i64::try_from(v)
-        .map_err(|_| ProjectionError::Data(format!("{v} does not fit a BIGINT")))
+    i64::try_from(v).map_err(|_| ProjectionError::Data(format!("{v} does not fit a BIGINT")))
 }
 
 fn opt_big(v: Option<u64>) -> Result<Option<i64>, ProjectionError> {
@@ -444,11 +441,7 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
         let w = tx.copy_in("COPY accounts (user_id, opened_seq, opened_ts) FROM STDIN BINARY")?;
         let mut w = BinaryCopyInWriter::new(w, &[T::INT8, T::INT8, T::INT8]);
         for a in &batch.accounts {
-            w.write(&[
-                &i64::from(a.user),
-                &big(a.opened_seq)?,
-                &big(a.opened_ts)?,
-            ])?;
+            w.write(&[&i64::from(a.user), &big(a.opened_seq)?, &big(a.opened_ts)?])?;
         }
         w.finish()?;
     }
@@ -562,7 +555,9 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
             "CREATE TEMP TABLE IF NOT EXISTS stage_orders
                  (LIKE orders INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
         )?;
-        let w = tx.copy_in(&format!("COPY stage_orders ({ORDER_COLUMNS}) FROM STDIN BINARY"))?;
+        let w = tx.copy_in(&format!(
+            "COPY stage_orders ({ORDER_COLUMNS}) FROM STDIN BINARY"
+        ))?;
         let mut w = BinaryCopyInWriter::new(
             w,
             &[

@@ -285,7 +285,15 @@ pub fn run(
         let record = tailer.poll()?;
         let Some(record) = record else {
             if !batch.is_empty() {
-                flush(&mut client, opts, &mut batch, stop, progress, &mut summary, log)?;
+                flush(
+                    &mut client,
+                    opts,
+                    &mut batch,
+                    stop,
+                    progress,
+                    &mut summary,
+                    log,
+                )?;
             }
             if !caught_up_logged {
                 log(&format!("caught up at sequence {}", summary.last_seq));
@@ -324,9 +332,8 @@ pub fn run(
                 record.record_type
             )));
         }
-        let cmd = codec::decode(record.payload).map_err(|e| {
-            ProjectionError::Journal(format!("record {seq} does not decode: {e}"))
-        })?;
+        let cmd = codec::decode(record.payload)
+            .map_err(|e| ProjectionError::Journal(format!("record {seq} does not decode: {e}")))?;
         let ts = record.timestamp_ns;
         events.clear();
         engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
@@ -336,7 +343,15 @@ pub fn run(
         mapper.apply(seq, ts, &cmd, &events, &mut batch)?;
         progress.read_seq.store(seq, Ordering::Relaxed);
         if batch.commands >= opts.batch_commands || batch_started.elapsed() >= opts.batch_age {
-            flush(&mut client, opts, &mut batch, stop, progress, &mut summary, log)?;
+            flush(
+                &mut client,
+                opts,
+                &mut batch,
+                stop,
+                progress,
+                &mut summary,
+                log,
+            )?;
         }
     }
 }

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ringbook_engine::marketdata::Interval;
 use ringbook_engine::risk::RiskSpec;
 use ringbook_engine::{
-    CancelReason, Command, Config, CurrencyId, Event, NewOrder, OrderType, Price, Qty, Side,
-    Trade, UserId,
+    CancelReason, Command, Config, CurrencyId, Event, NewOrder, OrderType, Price, Qty, Side, Trade,
+    UserId,
 };
 
 use crate::ProjectionError;
@@ -235,10 +235,7 @@ impl Mapper {
             .filter_map(|o| o.order_id.map(|id| (id, o)))
             .collect();
         self.balances = balances.into_iter().collect();
-        self.pending = pending
-            .into_iter()
-            .map(|w| (w.withdrawal_id, w))
-            .collect();
+        self.pending = pending.into_iter().map(|w| (w.withdrawal_id, w)).collect();
         self.accounts = accounts.into_iter().collect();
     }
 
@@ -657,13 +654,11 @@ impl Mapper {
             .buy_unit_lock(buyer.limit_price)
             .and_then(|u| u.checked_mul(t.qty.0))
             .ok_or_else(|| ProjectionError::Data(format!("record {seq}: lock overflow")))?;
-        let unused = released
-            .checked_sub(notional + buyer.fee)
-            .ok_or_else(|| {
-                ProjectionError::Data(format!(
-                    "record {seq}: a buy's lock does not cover its fill"
-                ))
-            })?;
+        let unused = released.checked_sub(notional + buyer.fee).ok_or_else(|| {
+            ProjectionError::Data(format!(
+                "record {seq}: a buy's lock does not cover its fill"
+            ))
+        })?;
         let refs = |order: u64| Refs {
             symbol: Some(t.symbol.0),
             order_id: Some(order),

@@ -69,10 +69,14 @@ pub fn verify(opts: &Options) -> Result<Verification, ProjectionError> {
         .map(|r| r.get(0))
         .collect();
     for u in engine_users.difference(&pg_users) {
-        diff.push(format!("account {u}: open in the engine, missing in PostgreSQL"));
+        diff.push(format!(
+            "account {u}: open in the engine, missing in PostgreSQL"
+        ));
     }
     for u in pg_users.difference(&engine_users) {
-        diff.push(format!("account {u}: in PostgreSQL, not open in the engine"));
+        diff.push(format!(
+            "account {u}: in PostgreSQL, not open in the engine"
+        ));
     }
     v.checked.push(format!("{} accounts", engine_users.len()));
 
@@ -245,7 +249,11 @@ pub fn verify(opts: &Options) -> Result<Verification, ProjectionError> {
             ),
         );
     }
-    let ids: BTreeSet<i64> = engine_orders.keys().chain(pg_orders.keys()).copied().collect();
+    let ids: BTreeSet<i64> = engine_orders
+        .keys()
+        .chain(pg_orders.keys())
+        .copied()
+        .collect();
     for id in &ids {
         match (engine_orders.get(id), pg_orders.get(id)) {
             (Some(e), Some(p)) if e == p => {}
@@ -262,7 +270,8 @@ pub fn verify(opts: &Options) -> Result<Verification, ProjectionError> {
             (None, None) => {}
         }
     }
-    v.checked.push(format!("{} open orders", engine_orders.len()));
+    v.checked
+        .push(format!("{} open orders", engine_orders.len()));
 
     // Pending withdrawals.
     let engine_w: BTreeMap<i64, (i64, i16, i64, i16)> = accounts
