@@ -23,7 +23,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
@@ -124,6 +125,11 @@ pub struct Args {
     /// Tokio worker threads of the web edge (never the engine's or the gateway's threads).
     #[arg(long, value_name = "N", default_value_t = 2)]
     http_threads: usize,
+    /// Project the journal into this PostgreSQL database as it is written, on a thread of its
+    /// own (docs/persistence.md): it reads the journal files, never the engine's threads, so a
+    /// slow or unreachable database makes the projection lag, never trading.
+    #[arg(long, value_name = "URL", conflicts_with = "in_process")]
+    postgres: Option<String>,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -559,6 +565,12 @@ fn serve(args: Args) -> Result<(), Stop> {
         pipeline.recovered_state_hash()
     );
     log_recovery(rec);
+    // The journal exists and is recovered: the projection follows it from here.
+    let projection = args
+        .postgres
+        .as_deref()
+        .map(|url| ProjectionThread::start(url, &config, &args.journal, journal_config(&args)))
+        .transpose()?;
     let handle = match server::start_on(listener, sc, backend, md) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string().into()),
@@ -601,6 +613,9 @@ fn serve(args: Args) -> Result<(), Stop> {
     let report = backend
         .shutdown()
         .map_err(|e| Stop::Failed(format!("pipeline: {e}")))?;
+    if let Some(p) = projection {
+        p.stop();
+    }
     if failed {
         // The gateway stops by itself only when the pipeline failed, which `shutdown` reports.
         return Err(Stop::Failed(
@@ -612,6 +627,57 @@ fn serve(args: Args) -> Result<(), Stop> {
         report.commands, report.state_hash
     );
     Ok(())
+}
+
+/// `serve --postgres`: the projection (ringbook-projection) on a thread of its own.
+struct ProjectionThread {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ProjectionThread {
+    fn start(
+        url: &str,
+        config: &Config,
+        journal: &Path,
+        jc: JournalConfig,
+    ) -> Result<ProjectionThread, String> {
+        let mut opts = ringbook_projection::Options::new(journal, url, config.clone());
+        opts.first_sequence = jc.first_sequence;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("projection".into())
+                .spawn(move || {
+                    let progress = ringbook_projection::Progress::default();
+                    let result = ringbook_projection::run(&opts, &stop, &progress, &mut |line| {
+                        eprintln!("ringbook serve: projection: {line}")
+                    });
+                    match result {
+                        Ok(s) => eprintln!(
+                            "ringbook serve: projection stopped at sequence {} ({} commands \
+                             projected by this run)",
+                            s.last_seq, s.commands
+                        ),
+                        Err(e) => eprintln!(
+                            "ringbook serve: projection STOPPED: {e}; trading goes on, the \
+                             projection lags until `ringbook project` (or a restart) resumes it"
+                        ),
+                    }
+                })
+                .map_err(|e| format!("starting the projection thread: {e}"))?
+        };
+        eprintln!("ringbook serve: projecting the journal into PostgreSQL on its own thread");
+        Ok(ProjectionThread { stop, thread })
+    }
+
+    /// After the journal's last record is written: lets the projection catch up with it (unless
+    /// PostgreSQL is unreachable) and waits for the thread.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 fn journal_config(args: &Args) -> JournalConfig {

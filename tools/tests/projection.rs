@@ -660,3 +660,159 @@ fn a_following_projector_survives_postgres_stopping_and_catches_up() {
     let fresh = table_hashes(&mut Client::connect(&cluster.url("fresh"), NoTls).unwrap());
     assert_eq!(table_hashes(&mut c), fresh);
 }
+
+// ------------------------------------------------------------------ serve --postgres
+
+/// Sends `msgs` and waits until the server has answered `answers` of them (any reply).
+fn send_all(c: &mut ringbook_client::Client, msgs: &[ringbook_client::protocol::ClientMsg]) {
+    for m in msgs {
+        c.send(m).expect("send");
+    }
+    let mut answered = 0;
+    while answered < msgs.len() {
+        match c.recv_timeout(support::WAIT) {
+            Ok(Some(_)) => answered += 1,
+            other => panic!(
+                "waiting for replies ({answered} of {}): {other:?}",
+                msgs.len()
+            ),
+        }
+    }
+}
+
+fn trade_flow(addr: std::net::SocketAddr, rounds: u64) {
+    use ringbook_engine::prelude::*;
+    let mut ops = support::ops(addr);
+    let deposits: Vec<_> = [(1u32, 2u16, 100_000_000u64), (2, 0, 10_000_000_000)]
+        .iter()
+        .map(|&(user, currency, amount)| {
+            Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into()
+        })
+        .collect();
+    send_all(&mut ops, &deposits);
+    let mut alice = ringbook_client::Client::connect(addr).unwrap();
+    alice.login("alice", "alice-demo", 1, false).unwrap();
+    let mut bob = ringbook_client::Client::connect(addr).unwrap();
+    bob.login("bob", "bob-demo", 1, false).unwrap();
+    for i in 0..rounds {
+        let sell = NewOrder::limit(
+            UserId(1),
+            SymbolId(0),
+            ClientOrderId(i + 1),
+            Side::Sell,
+            Price(15_000 + (i % 7) as i64),
+            Qty(3),
+        );
+        send_all(&mut alice, &[Command::NewOrder(sell).into()]);
+        let buy = NewOrder::limit(
+            UserId(2),
+            SymbolId(0),
+            ClientOrderId(i + 1),
+            Side::Buy,
+            Price(15_010),
+            Qty(2 + i % 3),
+        );
+        bob.send(&Command::NewOrder(buy).into()).unwrap();
+        // Bob's accepted, its trades: wait for the order's first reply only; the rest queue.
+        loop {
+            match bob.recv_timeout(support::WAIT) {
+                Ok(Some(_)) => break,
+                other => panic!("bob: {other:?}"),
+            }
+        }
+    }
+}
+
+fn journal_last_seq(dir: &Path) -> u64 {
+    let out = Command::new(BIN)
+        .args(["journal", "replay", "--json"])
+        .arg(dir)
+        .output()
+        .expect("run journal replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let first = stdout.lines().next().expect("a replay line");
+    first
+        .split(r#""last_seq":"#)
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no last_seq in {first}"))
+}
+
+#[test]
+fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "serve");
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    let journal = dir.to_str().unwrap();
+    let args = [
+        "serve",
+        "--journal",
+        journal,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-http",
+    ];
+    let mut with_pg = args.to_vec();
+    with_pg.extend(["--postgres", &db.url]);
+    let mut srv = Server::start(&with_pg);
+    srv.wait_line_seen("projecting the journal into PostgreSQL");
+    trade_flow(srv.addr, 200);
+    // The projection follows while the server runs.
+    let mut c = db.client();
+    let deadline = Instant::now() + support::WAIT;
+    // (The tables appear once the projection thread has migrated the database.)
+    let projected = |c: &mut Client| {
+        c.query_one("SELECT last_seq FROM projection_state", &[])
+            .map_or(0, |r| r.get::<_, i64>(0))
+    };
+    while projected(&mut c) < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the projection does not follow: {:#?}",
+            srv.log_now()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, log) = srv.terminate();
+    assert!(status.success(), "{log:#?}");
+    // A clean stop leaves it caught up with the journal's last record, and equal to the engine.
+    assert_eq!(last_seq(&mut c) as u64, journal_last_seq(&dir));
+    verify_clean(&dir, &db.url);
+    let trades: i64 = c
+        .query_one("SELECT count(*) FROM trades", &[])
+        .unwrap()
+        .get(0);
+    assert!(trades >= 200, "{trades}");
+
+    // PostgreSQL unreachable (nothing listens on the port): the server trades all the same, the
+    // projection lags and says so; the next run catches up.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("postgres://ringbook@127.0.0.1:{port}/nowhere");
+    let mut down = args.to_vec();
+    down.extend(["--postgres", &nowhere]);
+    let mut srv = Server::start(&down);
+    srv.wait_line_seen("cannot reach PostgreSQL");
+    trade_flow(srv.addr, 50);
+    let (status, log) = srv.terminate();
+    assert!(status.success(), "{log:#?}");
+    assert!(journal_last_seq(&dir) > last_seq(&mut c) as u64);
+    ok(&project(&dir, &db.url, &["--once"]));
+    assert_eq!(last_seq(&mut c) as u64, journal_last_seq(&dir));
+    verify_clean(&dir, &db.url);
+}

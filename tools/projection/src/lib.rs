@@ -56,7 +56,10 @@ impl fmt::Display for ProjectionError {
             }
             ProjectionError::Db(e) => match e.as_db_error() {
                 Some(d) => write!(f, "PostgreSQL: {} ({})", d.message(), d.code().code()),
-                None => write!(f, "PostgreSQL: {e}"),
+                None => match std::error::Error::source(e) {
+                    Some(cause) => write!(f, "PostgreSQL: {e}: {cause}"),
+                    None => write!(f, "PostgreSQL: {e}"),
+                },
             },
         }
     }
