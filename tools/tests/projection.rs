@@ -816,3 +816,33 @@ fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
     assert_eq!(last_seq(&mut c) as u64, journal_last_seq(&dir));
     verify_clean(&dir, &db.url);
 }
+
+/// Projection throughput from a recorded journal (docs/benchmarks.md, "Projection"): not a
+/// pass/fail test. Run it against a release build:
+///
+/// ```sh
+/// RINGBOOK_PROJECTION_BENCH_COMMANDS=300000 cargo test --release -p ringbook-tools \
+///     --test projection -- --ignored --nocapture projection_throughput
+/// ```
+#[test]
+#[ignore = "a measurement, run by hand (docs/benchmarks.md)"]
+fn projection_throughput() {
+    let admin = admin_url();
+    let commands: usize = std::env::var("RINGBOOK_PROJECTION_BENCH_COMMANDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    journal(&dir, &script(42, commands, 0));
+    for batch in ["20000", "5000"] {
+        let db = TestDb::new(&admin, "bench");
+        let text = ok(&project(&dir, &db.url, &["--once", "--batch", batch]));
+        let line = text
+            .lines()
+            .find(|l| l.contains("commands/s"))
+            .expect("a summary line");
+        println!("--batch {batch}: {line}");
+        verify_clean(&dir, &db.url);
+    }
+}
