@@ -874,3 +874,181 @@ pub fn side_from_name(s: &str) -> Option<Side> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbook_engine::prelude::*;
+
+    /// xorshift64*: deterministic commands without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+
+    fn command(r: &mut Rng, coid: &mut [u64], withdrawals: u64) -> Command {
+        let user = UserId(1 + r.below(5) as u32);
+        let symbol = SymbolId(r.below(3) as u16);
+        let mid = [15_000, 2_000, 19_000][symbol.0 as usize];
+        let side = if r.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let price = Price(mid - 20 + r.below(41) as i64);
+        match r.below(20) {
+            0 => Command::Deposit {
+                user,
+                currency: CurrencyId(r.below(5) as u16),
+                amount: 1 + r.below(10_000_000),
+            },
+            1 => Command::Withdraw {
+                user,
+                currency: CurrencyId(r.below(5) as u16),
+                amount: 1 + r.below(10_000),
+            },
+            2 => Command::ApproveWithdrawal {
+                operator: OperatorId(900 + r.below(3) as u32),
+                withdrawal_id: WithdrawalId(1 + r.below(withdrawals.max(1))),
+            },
+            3 => Command::RejectWithdrawal {
+                operator: OperatorId(900 + r.below(3) as u32),
+                withdrawal_id: WithdrawalId(1 + r.below(withdrawals.max(1))),
+            },
+            4..=6 => Command::Cancel {
+                user,
+                symbol,
+                client_order_id: ClientOrderId(coid[user.0 as usize].saturating_sub(r.below(6))),
+            },
+            7 | 8 => Command::Amend {
+                user,
+                symbol,
+                client_order_id: ClientOrderId(coid[user.0 as usize].saturating_sub(r.below(6))),
+                price,
+                qty: Qty(r.below(15)),
+            },
+            9 => Command::MassCancel {
+                user,
+                symbol: None,
+                on_disconnect: false,
+            },
+            _ => {
+                coid[user.0 as usize] += 1;
+                let c = ClientOrderId(coid[user.0 as usize]);
+                let qty = Qty(1 + r.below(12));
+                let mut o = NewOrder::limit(user, symbol, c, side, price, qty);
+                match r.below(8) {
+                    0 => {
+                        o = NewOrder::market(
+                            user,
+                            symbol,
+                            c,
+                            side,
+                            Price(if side == Side::Buy {
+                                mid + 50
+                            } else {
+                                mid - 50
+                            }),
+                            qty,
+                        )
+                    }
+                    1 => o.tif = TimeInForce::Ioc,
+                    2 => o.tif = TimeInForce::Fok,
+                    3 => o.post_only = true,
+                    4 => o.stp = StpMode::Decrement,
+                    5 => {
+                        o.order_type = OrderType::StopLimit;
+                        o.stop_price = Price(if side == Side::Buy { mid + 3 } else { mid - 3 });
+                    }
+                    6 => o.display_qty = Qty(2),
+                    _ => {}
+                }
+                Command::NewOrder(o)
+            }
+        }
+    }
+
+    /// After every command, the ledger's balances are the engine's, for every user and
+    /// currency, and the live orders are the engine's.
+    #[test]
+    fn the_ledger_moves_funds_exactly_as_the_engine() {
+        let config = Config::default();
+        for seed in 1..=4u64 {
+            let mut mapper = Mapper::new(&config);
+            let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut coid = vec![0u64; 8];
+            let mut events = Vec::new();
+            let mut batch = Batch::default();
+            let mut withdrawals = 0;
+            // Every user funded in every currency.
+            let mut engine2 = Engine::new(&config).unwrap();
+            let mut seq = 0;
+            for u in 1..=5u32 {
+                for c in 0..5u16 {
+                    let cmd = Command::Deposit {
+                        user: UserId(u),
+                        currency: CurrencyId(c),
+                        amount: 1_000_000_000,
+                    };
+                    seq += 1;
+                    engine2.process_at(seq, &cmd, &mut |e: &Event| events.push(*e));
+                    mapper.apply(seq, seq, &cmd, &events, &mut batch).unwrap();
+                    events.clear();
+                }
+            }
+            let mut engine = engine2;
+            for _ in 0..3_000 {
+                let cmd = command(&mut r, &mut coid, withdrawals);
+                seq += 1;
+                engine.process_at(seq * 1000, &cmd, &mut |e: &Event| events.push(*e));
+                withdrawals += events
+                    .iter()
+                    .filter(|e| matches!(e, Event::WithdrawalRequested { .. }))
+                    .count() as u64;
+                mapper
+                    .apply(seq, seq * 1000, &cmd, &events, &mut batch)
+                    .unwrap_or_else(|e| panic!("seed {seed} seq {seq} {cmd:?}: {e}"));
+                events.clear();
+                for u in 1..=5u32 {
+                    for c in 0..5u16 {
+                        let e = engine.balance(UserId(u), CurrencyId(c));
+                        let m = mapper.balances.get(&(u, c)).copied().unwrap_or_default();
+                        assert_eq!(
+                            (e.available as i64, e.locked as i64),
+                            (m.available, m.locked),
+                            "seed {seed} after {seq} {cmd:?}: user {u} currency {c}"
+                        );
+                    }
+                }
+                let mut live = 0;
+                for s in 0..3u16 {
+                    engine.for_each_order(SymbolId(s), |_, o| {
+                        live += 1;
+                        let m = mapper.live.get(&o.order_id.0).expect("live in the mapper");
+                        assert_eq!(
+                            (m.leaves_qty, m.filled_qty, m.price),
+                            (o.leaves_qty.0, o.filled_qty.0, o.price.0)
+                        );
+                    });
+                }
+                assert_eq!(live, mapper.live_orders(), "seed {seed} after {seq}");
+            }
+            // Every entry balances.
+            let mut sums: HashMap<(u64, u32), i64> = HashMap::new();
+            for l in &batch.ledger {
+                *sums.entry((l.seq, l.entry)).or_default() += l.amount;
+            }
+            assert!(sums.values().all(|&s| s == 0));
+            assert!(
+                batch.trades.len() > 100,
+                "seed {seed}: {} trades",
+                batch.trades.len()
+            );
+        }
+    }
+}
