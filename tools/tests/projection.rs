@@ -227,9 +227,14 @@ fn commands_in(script: &str) -> u64 {
 /// Journals `script` with the real pipeline into `dir` (appending to what it holds); returns the
 /// scenario's stdout.
 fn journal(dir: &Path, script: &str) -> String {
+    journal_with(BIN, dir, script)
+}
+
+/// [`journal`] with the `ringbook` binary `bin`.
+fn journal_with(bin: &str, dir: &Path, script: &str) -> String {
     let file = dir.with_extension("script");
     std::fs::write(&file, script).expect("write the script");
-    let out = Command::new(BIN)
+    let out = Command::new(bin)
         .args(["scenario", "--pipeline", "--journal"])
         .arg(dir)
         .arg(&file)
@@ -245,7 +250,12 @@ fn journal(dir: &Path, script: &str) -> String {
 }
 
 fn project(dir: &Path, url: &str, extra: &[&str]) -> Output {
-    Command::new(BIN)
+    project_with(BIN, dir, url, extra)
+}
+
+/// [`project`] with the `ringbook` binary `bin`.
+fn project_with(bin: &str, dir: &Path, url: &str, extra: &[&str]) -> Output {
+    Command::new(bin)
         .args(["project", "--journal"])
         .arg(dir)
         .args(["--postgres", url])
@@ -821,9 +831,13 @@ fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
 /// pass/fail test. Run it against a release build:
 ///
 /// ```sh
-/// RINGBOOK_PROJECTION_BENCH_COMMANDS=300000 cargo test --release -p ringbook-tools \
-///     --test projection -- --ignored --nocapture projection_throughput
+/// cargo build --release -p ringbook-tools --bin ringbook
+/// RINGBOOK_PROJECTION_BENCH_BIN=target/release/ringbook RINGBOOK_PROJECTION_BENCH_COMMANDS=300000 \
+///     cargo test -p ringbook-tools --test projection -- --ignored --nocapture projection_throughput
 /// ```
+///
+/// (The test itself only generates the script; the journal is written and projected by
+/// `RINGBOOK_PROJECTION_BENCH_BIN`, the binary under test otherwise.)
 #[test]
 #[ignore = "a measurement, run by hand (docs/benchmarks.md)"]
 fn projection_throughput() {
@@ -832,12 +846,30 @@ fn projection_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let bin = std::env::var("RINGBOOK_PROJECTION_BENCH_BIN").unwrap_or_else(|_| BIN.to_string());
+    // RINGBOOK_PROJECTION_BENCH_JOURNAL=DIR: record the journal there once and reuse it.
     let tmp = tempdir();
-    let dir = tmp.path().join("journal");
-    journal(&dir, &script(42, commands, 0));
+    let dir = std::env::var("RINGBOOK_PROJECTION_BENCH_JOURNAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| tmp.path().join("journal"));
+    if !dir.exists() {
+        let started = Instant::now();
+        let s = script(42, commands, 0);
+        journal_with(&bin, &dir, &s);
+        println!(
+            "journaled {} commands in {:?}",
+            commands_in(&s),
+            started.elapsed()
+        );
+    }
     for batch in ["20000", "5000"] {
         let db = TestDb::new(&admin, "bench");
-        let text = ok(&project(&dir, &db.url, &["--once", "--batch", batch]));
+        let text = ok(&project_with(
+            &bin,
+            &dir,
+            &db.url,
+            &["--once", "--batch", batch],
+        ));
         let line = text
             .lines()
             .find(|l| l.contains("commands/s"))

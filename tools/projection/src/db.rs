@@ -551,86 +551,33 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
         w.finish()?;
     }
     if !batch.orders.is_empty() {
-        tx.batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS stage_orders
-                 (LIKE orders INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-        )?;
-        let w = tx.copy_in(&format!(
-            "COPY stage_orders ({ORDER_COLUMNS}) FROM STDIN BINARY"
-        ))?;
-        let mut w = BinaryCopyInWriter::new(
-            w,
-            &[
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::INT2,
-                T::NUMERIC,
-                T::TEXT,
-                T::TEXT,
-                T::TEXT,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::BOOL,
-                T::TEXT,
-                T::TEXT,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::INT4,
-                T::TEXT,
-                T::TEXT,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-            ],
-        );
-        for o in batch.orders.values() {
-            w.write(&[
-                &big(o.seq)?,
-                &opt_big(o.order_id)?,
-                &i64::from(o.user),
-                &(o.symbol as i16),
-                &U64Numeric(o.client_order_id),
-                &o.side,
-                &o.order_type,
-                &o.tif,
-                &o.price,
-                &o.stop_price,
-                &big(o.qty)?,
-                &big(o.display_qty)?,
-                &o.post_only,
-                &o.stp,
-                &o.status,
-                &big(o.leaves_qty)?,
-                &big(o.filled_qty)?,
-                &big(o.filled_notional)?,
-                &big(o.fees)?,
-                &o.reject_code.map(i32::from),
-                &o.reject_name,
-                &o.cancel_reason,
-                &opt_big(o.triggered_ts)?,
-                &big(o.created_ts)?,
-                &big(o.updated_ts)?,
-                &big(o.updated_seq)?,
-            ])?;
+        // Orders placed in this batch cannot be in the table yet (it stands right before the
+        // batch): straight in. Orders placed earlier replace their stored version.
+        let (new, old): (Vec<&OrderRow>, Vec<&OrderRow>) = batch
+            .orders
+            .values()
+            .partition(|o| o.seq >= batch.first_seq);
+        if !new.is_empty() {
+            copy_orders(tx, "orders", &new)?;
         }
-        w.finish()?;
-        let updates = ORDER_COLUMNS
-            .split(',')
-            .map(str::trim)
-            .filter(|c| *c != "seq")
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        tx.batch_execute(&format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM stage_orders
-             ON CONFLICT (seq) DO UPDATE SET {updates}"
-        ))?;
+        if !old.is_empty() {
+            tx.batch_execute(
+                "CREATE TEMP TABLE IF NOT EXISTS stage_orders
+                     (LIKE orders INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            )?;
+            copy_orders(tx, "stage_orders", &old)?;
+            let updates = ORDER_COLUMNS
+                .split(',')
+                .map(str::trim)
+                .filter(|c| *c != "seq")
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tx.batch_execute(&format!(
+                "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM stage_orders
+                 ON CONFLICT (seq) DO UPDATE SET {updates}"
+            ))?;
+        }
     }
     if !batch.balances.is_empty() {
         tx.batch_execute(
@@ -659,30 +606,49 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
         )?;
     }
     if !batch.withdrawals.is_empty() {
-        let stmt = tx.prepare(
-            "INSERT INTO withdrawals VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_withdrawals
+                 (LIKE withdrawals) ON COMMIT DELETE ROWS",
+        )?;
+        let w = tx.copy_in("COPY stage_withdrawals FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT8,
+                T::INT8,
+                T::INT2,
+                T::INT8,
+                T::TEXT,
+                T::INT2,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for r in batch.withdrawals.values() {
+            w.write(&[
+                &big(r.withdrawal_id)?,
+                &i64::from(r.user),
+                &(r.currency as i16),
+                &big(r.amount)?,
+                &r.status,
+                &i16::from(r.approvals),
+                &r.rejected_by.map(i64::from),
+                &big(r.requested_seq)?,
+                &big(r.requested_ts)?,
+                &opt_big(r.finished_seq)?,
+                &opt_big(r.finished_ts)?,
+            ])?;
+        }
+        w.finish()?;
+        tx.batch_execute(
+            "INSERT INTO withdrawals SELECT * FROM stage_withdrawals
              ON CONFLICT (withdrawal_id) DO UPDATE SET status = EXCLUDED.status,
                  approvals = EXCLUDED.approvals, rejected_by = EXCLUDED.rejected_by,
                  finished_seq = EXCLUDED.finished_seq, finished_ts = EXCLUDED.finished_ts",
         )?;
-        for w in batch.withdrawals.values() {
-            tx.execute(
-                &stmt,
-                &[
-                    &big(w.withdrawal_id)?,
-                    &i64::from(w.user),
-                    &(w.currency as i16),
-                    &big(w.amount)?,
-                    &w.status,
-                    &i16::from(w.approvals),
-                    &w.rejected_by.map(i64::from),
-                    &big(w.requested_seq)?,
-                    &big(w.requested_ts)?,
-                    &opt_big(w.finished_seq)?,
-                    &opt_big(w.finished_ts)?,
-                ],
-            )?;
-        }
     }
     if !batch.candles.is_empty() {
         tx.batch_execute(
@@ -741,6 +707,79 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
                  last_trade_id = EXCLUDED.last_trade_id",
         )?;
     }
+    Ok(())
+}
+
+/// Binary COPY of order rows into `table` (`orders` or its staging table).
+fn copy_orders(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    orders: &[&OrderRow],
+) -> Result<(), ProjectionError> {
+    use Type as T;
+    let w = tx.copy_in(&format!("COPY {table} ({ORDER_COLUMNS}) FROM STDIN BINARY"))?;
+    let mut w = BinaryCopyInWriter::new(
+        w,
+        &[
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT2,
+            T::NUMERIC,
+            T::TEXT,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::BOOL,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT4,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+        ],
+    );
+    for o in orders {
+        w.write(&[
+            &big(o.seq)?,
+            &opt_big(o.order_id)?,
+            &i64::from(o.user),
+            &(o.symbol as i16),
+            &U64Numeric(o.client_order_id),
+            &o.side,
+            &o.order_type,
+            &o.tif,
+            &o.price,
+            &o.stop_price,
+            &big(o.qty)?,
+            &big(o.display_qty)?,
+            &o.post_only,
+            &o.stp,
+            &o.status,
+            &big(o.leaves_qty)?,
+            &big(o.filled_qty)?,
+            &big(o.filled_notional)?,
+            &big(o.fees)?,
+            &o.reject_code.map(i32::from),
+            &o.reject_name,
+            &o.cancel_reason,
+            &opt_big(o.triggered_ts)?,
+            &big(o.created_ts)?,
+            &big(o.updated_ts)?,
+            &big(o.updated_seq)?,
+        ])?;
+    }
+    w.finish()?;
     Ok(())
 }
 
