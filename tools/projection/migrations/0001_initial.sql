@@ -91,27 +91,41 @@ CREATE INDEX trades_maker_user ON trades (maker_user_id, seq);
 CREATE INDEX trades_taker_user ON trades (taker_user_id, seq);
 
 -- The double-entry ledger. An entry is (seq, entry): one movement caused by the command at
--- journal sequence `seq`; its legs sum to zero in their currency. Accounts: a user's
--- `available` and `locked` funds, the exchange's `fees` revenue and `external` (the world
--- outside the exchange: deposits come from it, withdrawals go to it). So per currency the legs
--- of user and fee accounts sum to deposits minus withdrawals, and `external` to its negation.
+-- journal sequence `seq`, of `amount` (> 0) in one currency from one account to another — its
+-- two legs: the `from` account falls by the amount, the `to` account rises by it, so every
+-- entry balances by construction. Accounts: a user's `available` and `locked` funds, the
+-- exchange's `fees` revenue and `external` (the world outside the exchange: deposits come from
+-- it, withdrawals go to it). So per currency the user and fee accounts hold deposits minus
+-- withdrawals, and `external` its negation. `ledger_legs` shows each entry as its two signed
+-- legs.
 CREATE TABLE ledger (
     seq            BIGINT NOT NULL,
     entry          INTEGER NOT NULL,
-    leg            SMALLINT NOT NULL,
     ts             BIGINT NOT NULL,
     kind           TEXT NOT NULL,   -- deposit | lock | unlock | trade | fee | withdrawal
     currency_id    SMALLINT NOT NULL,
-    account        TEXT NOT NULL,   -- available | locked | fees | external
-    user_id        BIGINT,          -- NULL for fees and external
-    amount         BIGINT NOT NULL, -- signed: + credits the account, - debits it
+    from_account   TEXT NOT NULL,   -- available | locked | fees | external
+    from_user_id   BIGINT,          -- NULL for fees and external
+    to_account     TEXT NOT NULL,
+    to_user_id     BIGINT,
+    amount         BIGINT NOT NULL CHECK (amount > 0),
     symbol_id      SMALLINT,
     order_id       BIGINT,
     trade_id       BIGINT,
     withdrawal_id  BIGINT,
-    PRIMARY KEY (seq, entry, leg)
+    PRIMARY KEY (seq, entry)
 );
-CREATE INDEX ledger_user ON ledger (user_id, currency_id, seq) WHERE user_id IS NOT NULL;
+CREATE INDEX ledger_from_user ON ledger (from_user_id, currency_id, seq) WHERE from_user_id IS NOT NULL;
+CREATE INDEX ledger_to_user ON ledger (to_user_id, currency_id, seq) WHERE to_user_id IS NOT NULL;
+
+CREATE VIEW ledger_legs AS
+    SELECT seq, entry, 1::smallint AS leg, ts, kind, currency_id, from_account AS account,
+           from_user_id AS user_id, -amount AS amount, symbol_id, order_id, trade_id, withdrawal_id
+      FROM ledger
+    UNION ALL
+    SELECT seq, entry, 2::smallint AS leg, ts, kind, currency_id, to_account AS account,
+           to_user_id AS user_id, amount, symbol_id, order_id, trade_id, withdrawal_id
+      FROM ledger;
 
 -- Current balances, maintained from the ledger (the sum of each user account's legs).
 CREATE TABLE balances (

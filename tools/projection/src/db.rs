@@ -493,18 +493,20 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
     }
     if !batch.ledger.is_empty() {
         let w = tx.copy_in(
-            "COPY ledger (seq, entry, leg, ts, kind, currency_id, account, user_id, amount,
-                          symbol_id, order_id, trade_id, withdrawal_id) FROM STDIN BINARY",
+            "COPY ledger (seq, entry, ts, kind, currency_id, from_account, from_user_id,
+                          to_account, to_user_id, amount, symbol_id, order_id, trade_id,
+                          withdrawal_id) FROM STDIN BINARY",
         )?;
         let mut w = BinaryCopyInWriter::new(
             w,
             &[
                 T::INT8,
                 T::INT4,
-                T::INT2,
                 T::INT8,
                 T::TEXT,
                 T::INT2,
+                T::TEXT,
+                T::INT8,
                 T::TEXT,
                 T::INT8,
                 T::INT8,
@@ -518,12 +520,13 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
             w.write(&[
                 &big(l.seq)?,
                 &(l.entry as i32),
-                &(l.leg as i16),
                 &big(l.ts)?,
                 &l.kind,
                 &(l.currency as i16),
-                &l.account,
-                &l.user.map(i64::from),
+                &l.from_account,
+                &l.from_user.map(i64::from),
+                &l.to_account,
+                &l.to_user.map(i64::from),
                 &l.amount,
                 &l.symbol.map(|s| s as i16),
                 &opt_big(l.order_id)?,

@@ -64,17 +64,18 @@ pub struct TradeRow {
     pub notional: u64,
 }
 
-/// One leg of `ledger`.
+/// One entry of `ledger`: `amount` moves from one account to another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerRow {
     pub seq: u64,
     pub entry: u32,
-    pub leg: u16,
     pub ts: u64,
     pub kind: &'static str,
     pub currency: u16,
-    pub account: &'static str,
-    pub user: Option<u32>,
+    pub from_account: &'static str,
+    pub from_user: Option<u32>,
+    pub to_account: &'static str,
+    pub to_user: Option<u32>,
     pub amount: i64,
     pub symbol: Option<u16>,
     pub order_id: Option<u64>,
@@ -774,7 +775,8 @@ impl Mapper {
         self.entry2(cx, batch, kind, currency, legs, refs)
     }
 
-    /// An entry of two legs; they must balance.
+    /// An entry of two legs, the debited one first: `amount` moves from the first account to
+    /// the second.
     fn entry2(
         &mut self,
         cx: &mut Cx,
@@ -784,12 +786,12 @@ impl Mapper {
         legs: [(&'static str, Option<UserId>, i64); 2],
         refs: Refs,
     ) -> Result<(), ProjectionError> {
-        debug_assert_eq!(legs[0].2 + legs[1].2, 0, "an entry balances");
-        if legs[0].2 == 0 {
+        debug_assert!(legs[0].2 == -legs[1].2 && legs[1].2 >= 0, "from, then to");
+        if legs[1].2 == 0 {
             return Ok(());
         }
         cx.entry += 1;
-        for (i, (account, user, a)) in legs.into_iter().enumerate() {
+        for (account, user, a) in legs {
             if let Some(u) = user {
                 let b = self.balances.entry((u.0, currency.0)).or_default();
                 match account {
@@ -805,22 +807,24 @@ impl Mapper {
                 b.updated_seq = cx.seq;
                 batch.balances.insert((u.0, currency.0), *b);
             }
-            batch.ledger.push(LedgerRow {
-                seq: cx.seq,
-                entry: cx.entry,
-                leg: i as u16 + 1,
-                ts: cx.ts,
-                kind,
-                currency: currency.0,
-                account,
-                user: user.map(|u| u.0),
-                amount: a,
-                symbol: refs.symbol,
-                order_id: refs.order_id,
-                trade_id: refs.trade_id,
-                withdrawal_id: refs.withdrawal_id,
-            });
         }
+        let [(from_account, from_user, _), (to_account, to_user, amount)] = legs;
+        batch.ledger.push(LedgerRow {
+            seq: cx.seq,
+            entry: cx.entry,
+            ts: cx.ts,
+            kind,
+            currency: currency.0,
+            from_account,
+            from_user: from_user.map(|u| u.0),
+            to_account,
+            to_user: to_user.map(|u| u.0),
+            amount,
+            symbol: refs.symbol,
+            order_id: refs.order_id,
+            trade_id: refs.trade_id,
+            withdrawal_id: refs.withdrawal_id,
+        });
         Ok(())
     }
 }
@@ -1038,12 +1042,15 @@ mod tests {
                 }
                 assert_eq!(live, mapper.live_orders(), "seed {seed} after {seq}");
             }
-            // Every entry balances.
-            let mut sums: HashMap<(u64, u32), i64> = HashMap::new();
+            // Every entry moves a positive amount between two different accounts.
             for l in &batch.ledger {
-                *sums.entry((l.seq, l.entry)).or_default() += l.amount;
+                assert!(l.amount > 0, "{l:?}");
+                assert_ne!(
+                    (l.from_account, l.from_user),
+                    (l.to_account, l.to_user),
+                    "{l:?}"
+                );
             }
-            assert!(sums.values().all(|&s| s == 0));
             assert!(
                 batch.trades.len() > 100,
                 "seed {seed}: {} trades",
