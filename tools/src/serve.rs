@@ -565,7 +565,11 @@ fn serve(args: Args) -> Result<(), Stop> {
         pipeline.recovered_state_hash()
     );
     log_recovery(rec);
-    // The journal exists and is recovered: the projection follows it from here.
+    // The journal exists and is recovered: the projection follows it from here (and the web
+    // edge answers history queries from it).
+    if let Some(url) = &args.postgres {
+        ringbook_web::enable_history(url);
+    }
     let projection = args
         .postgres
         .as_deref()

@@ -869,3 +869,213 @@ fn projection_throughput() {
         verify_clean(&dir, &db.url);
     }
 }
+
+// ------------------------------------------------------------------ history over HTTP
+
+/// GET `path` with `token`: status and JSON body.
+async fn get_json(
+    c: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut rq = c.get(url);
+    if let Some(t) = token {
+        rq = rq.bearer_auth(t);
+    }
+    let r = rq.send().await.expect("an HTTP answer");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("a JSON body"))
+}
+
+/// Every page of a history endpoint, following `next_cursor` (the page size `limit`).
+async fn pages(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    key: &str,
+    limit: usize,
+) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{base}{path}{sep}limit={limit}");
+        if let Some(cur) = &cursor {
+            url += &format!("&cursor={cur}");
+        }
+        let (st, v) = get_json(c, url, Some(token)).await;
+        assert_eq!(st, 200, "{v}");
+        let items = v[key].as_array().expect("a page").clone();
+        assert!(items.len() <= limit);
+        all.extend(items);
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => return all,
+        }
+    }
+    panic!("no end of pages");
+}
+
+#[test]
+fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "hist");
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    let mut srv = Server::start(&[
+        "serve",
+        "--journal",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--postgres",
+        &db.url,
+    ]);
+    let line = srv.wait_line_seen("web edge on http://");
+    let base = format!(
+        "http://{}",
+        line.split("web edge on http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    trade_flow(srv.addr, 60);
+    // 2 deposits and 120 orders: wait until the projection has them.
+    let mut c = db.client();
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let n = c
+            .query_one("SELECT last_seq FROM projection_state", &[])
+            .map_or(0, |r| r.get::<_, i64>(0));
+        if n >= 122 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not projected: {:#?}",
+            srv.log_now()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": "bob", "password": "bob-demo"}))
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        let bob = v["token"].as_str().expect("a token").to_string();
+
+        // Orders: newest first, every one once, across pages of 7.
+        let orders = pages(&http, &base, "/api/v1/history/orders", &bob, "orders", 7).await;
+        let seqs: Vec<i64> = orders.iter().map(|o| o["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs.len(), 60);
+        assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+        assert!(orders
+            .iter()
+            .all(|o| o["side"] == "BUY" && o["symbol"] == "BTC-KRW"));
+        // Filtered by time: the first ten orders' creation times.
+        let mut ts: Vec<i64> = orders
+            .iter()
+            .map(|o| o["created_ts"].as_i64().unwrap())
+            .collect();
+        ts.sort();
+        let path = format!("/api/v1/history/orders?from={}&to={}", ts[0], ts[10]);
+        let early = pages(&http, &base, &path, &bob, "orders", 4).await;
+        assert_eq!(early.len(), 10);
+
+        // Trades: each once, as many as the table holds for bob.
+        let trades = pages(&http, &base, "/api/v1/history/trades", &bob, "trades", 9).await;
+        let want: i64 = c
+            .query_one(
+                "SELECT count(*) FROM trades WHERE maker_user_id = 2 OR taker_user_id = 2",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(want > 0);
+        assert_eq!(trades.len() as i64, want);
+        let mut keys: Vec<(i64, i64)> = trades
+            .iter()
+            .map(|t| (t["seq"].as_i64().unwrap(), t["trade_id"].as_i64().unwrap()))
+            .collect();
+        keys.dedup();
+        assert_eq!(keys.len(), trades.len());
+        assert!(trades
+            .iter()
+            .all(|t| t["side"] == "BUY" && t["liquidity"] == "TAKER"));
+
+        // The KRW statement sums to the balance.
+        let legs = pages(
+            &http,
+            &base,
+            "/api/v1/history/ledger?currency=KRW",
+            &bob,
+            "entries",
+            13,
+        )
+        .await;
+        let sum = |account: &str| -> i64 {
+            legs.iter()
+                .filter(|l| l["account"] == account)
+                .map(|l| l["amount"].as_i64().unwrap())
+                .sum()
+        };
+        let (available, locked): (i64, i64) = {
+            let r = c
+                .query_one(
+                    "SELECT available, locked FROM balances WHERE user_id = 2 AND currency_id = 0",
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!((sum("available"), sum("locked")), (available, locked));
+        assert!(legs.iter().any(|l| l["kind"] == "deposit"));
+        assert!(legs.iter().any(|l| l["kind"] == "trade"));
+
+        // Candles, public: every trade is in the 1m candles.
+        let (st, v) = get_json(
+            &http,
+            format!("{base}/api/v1/history/klines/BTC-KRW?interval=1m"),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let total: i64 = c
+            .query_one("SELECT count(*) FROM trades", &[])
+            .unwrap()
+            .get(0);
+        let in_candles: i64 = v["klines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["trades"].as_i64().unwrap())
+            .sum();
+        assert_eq!(in_candles, total);
+
+        // Bad input: a clear error.
+        let (st, v) = get_json(
+            &http,
+            format!("{base}/api/v1/history/orders?cursor=x-y"),
+            Some(&bob),
+        )
+        .await;
+        assert_eq!((st, v["code"].as_u64()), (400, Some(4001)), "{v}");
+        let (st, v) = get_json(&http, format!("{base}/api/v1/history/orders"), None).await;
+        assert_eq!(st, 401, "{v}");
+    });
+    let (status, log) = srv.terminate();
+    assert!(status.success(), "{log:#?}");
+}
