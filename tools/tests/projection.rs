@@ -709,7 +709,7 @@ fn trade_flow(addr: std::net::SocketAddr, rounds: u64) {
             Price(15_000 + (i % 7) as i64),
             Qty(3),
         );
-        send_all(&mut alice, &[Command::NewOrder(sell).into()]);
+        place(&mut alice, sell);
         let buy = NewOrder::limit(
             UserId(2),
             SymbolId(0),
@@ -718,15 +718,28 @@ fn trade_flow(addr: std::net::SocketAddr, rounds: u64) {
             Price(15_010),
             Qty(2 + i % 3),
         );
-        bob.send(&Command::NewOrder(buy).into()).unwrap();
-        // Bob's accepted, its trades: wait for the order's first reply only; the rest queue.
-        loop {
-            match bob.recv_timeout(support::WAIT) {
-                Ok(Some(_)) => break,
-                other => panic!("bob: {other:?}"),
-            }
+        place(&mut bob, buy);
+    }
+}
+
+/// Sends a new order and reads (so nothing backs up) until its acceptance or rejection.
+fn place(c: &mut ringbook_client::Client, o: ringbook_engine::NewOrder) {
+    use ringbook_client::protocol::ServerMsg;
+    c.send(&ringbook_engine::Command::NewOrder(o).into())
+        .expect("send");
+    for _ in 0..100_000 {
+        match c.recv_timeout(support::WAIT) {
+            Ok(Some(ServerMsg::Accepted {
+                client_order_id, ..
+            }))
+            | Ok(Some(ServerMsg::Rejected {
+                client_order_id, ..
+            })) if client_order_id == o.client_order_id.0 => return,
+            Ok(Some(_)) => {}
+            other => panic!("waiting for order {}: {other:?}", o.client_order_id.0),
         }
     }
+    panic!("no answer to order {}", o.client_order_id.0);
 }
 
 fn journal_last_seq(dir: &Path) -> u64 {
@@ -962,6 +975,27 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // What the tables hold (the server is idle now), read before the HTTP client's runtime runs.
+    let want: i64 = c
+        .query_one(
+            "SELECT count(*) FROM trades WHERE maker_user_id = 2 OR taker_user_id = 2",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (available, locked): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT available, locked FROM balances WHERE user_id = 2 AND currency_id = 0",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let total: i64 = c
+        .query_one("SELECT count(*) FROM trades", &[])
+        .unwrap()
+        .get(0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -997,13 +1031,6 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
 
         // Trades: each once, as many as the table holds for bob.
         let trades = pages(&http, &base, "/api/v1/history/trades", &bob, "trades", 9).await;
-        let want: i64 = c
-            .query_one(
-                "SELECT count(*) FROM trades WHERE maker_user_id = 2 OR taker_user_id = 2",
-                &[],
-            )
-            .unwrap()
-            .get(0);
         assert!(want > 0);
         assert_eq!(trades.len() as i64, want);
         let mut keys: Vec<(i64, i64)> = trades
@@ -1032,15 +1059,6 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
                 .map(|l| l["amount"].as_i64().unwrap())
                 .sum()
         };
-        let (available, locked): (i64, i64) = {
-            let r = c
-                .query_one(
-                    "SELECT available, locked FROM balances WHERE user_id = 2 AND currency_id = 0",
-                    &[],
-                )
-                .unwrap();
-            (r.get(0), r.get(1))
-        };
         assert_eq!((sum("available"), sum("locked")), (available, locked));
         assert!(legs.iter().any(|l| l["kind"] == "deposit"));
         assert!(legs.iter().any(|l| l["kind"] == "trade"));
@@ -1053,10 +1071,6 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         )
         .await;
         assert_eq!(st, 200, "{v}");
-        let total: i64 = c
-            .query_one("SELECT count(*) FROM trades", &[])
-            .unwrap()
-            .get(0);
         let in_candles: i64 = v["klines"]
             .as_array()
             .unwrap()
