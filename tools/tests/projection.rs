@@ -232,11 +232,17 @@ fn journal(dir: &Path, script: &str) -> String {
 
 /// [`journal`] with the `ringbook` binary `bin`.
 fn journal_with(bin: &str, dir: &Path, script: &str) -> String {
+    journal_args(bin, dir, script, &[])
+}
+
+/// [`journal_with`] with more `scenario` arguments (`--snapshot-every N`).
+fn journal_args(bin: &str, dir: &Path, script: &str, extra: &[&str]) -> String {
     let file = dir.with_extension("script");
     std::fs::write(&file, script).expect("write the script");
     let out = Command::new(bin)
         .args(["scenario", "--pipeline", "--journal"])
         .arg(dir)
+        .args(extra)
         .arg(&file)
         .output()
         .expect("run ringbook scenario");
@@ -423,7 +429,13 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
     let db = TestDb::new(&admin, "kill");
     let tmp = tempdir();
     let dir = tmp.path().join("journal");
-    journal(&dir, &script(7, 6_000, 0));
+    // With snapshots: the resumed projector rebuilds its engine from one plus the tail.
+    journal_args(
+        BIN,
+        &dir,
+        &script(7, 6_000, 0),
+        &["--snapshot-every", "1500"],
+    );
     // Hold every transaction open for a while after its rows are written; SIGKILL the process
     // inside the third one.
     let mut p = Server::spawn(&[
@@ -454,6 +466,10 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
     // Resume: exactly the rest, once.
     let text = ok(&project(&dir, &db.url, &["--once", "--batch", "1000"]));
     assert!(text.contains("resuming after sequence 2000"), "{text}");
+    assert!(
+        text.contains("engine rebuilt from the snapshot at "),
+        "{text}"
+    );
     verify_clean(&dir, &db.url);
     ledger_balances(&mut c);
     let resumed = table_hashes(&mut c);
