@@ -636,6 +636,7 @@ fn serve(args: Args) -> Result<(), Stop> {
 /// `serve --postgres`: the projection (ringbook-projection) on a thread of its own.
 struct ProjectionThread {
     stop: Arc<AtomicBool>,
+    progress: Arc<ringbook_projection::Progress>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -649,12 +650,13 @@ impl ProjectionThread {
         let mut opts = ringbook_projection::Options::new(journal, url, config.clone());
         opts.first_sequence = jc.first_sequence;
         let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(ringbook_projection::Progress::default());
         let thread = {
             let stop = Arc::clone(&stop);
+            let progress = Arc::clone(&progress);
             std::thread::Builder::new()
                 .name("projection".into())
                 .spawn(move || {
-                    let progress = ringbook_projection::Progress::default();
                     let result = ringbook_projection::run(&opts, &stop, &progress, &mut |line| {
                         eprintln!("ringbook serve: projection: {line}")
                     });
@@ -673,7 +675,11 @@ impl ProjectionThread {
                 .map_err(|e| format!("starting the projection thread: {e}"))?
         };
         eprintln!("ringbook serve: projecting the journal into PostgreSQL on its own thread");
-        Ok(ProjectionThread { stop, thread })
+        Ok(ProjectionThread {
+            stop,
+            progress,
+            thread,
+        })
     }
 
     /// After the journal's last record is written: lets the projection catch up with it (unless
@@ -681,6 +687,15 @@ impl ProjectionThread {
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
+        if let Some((p50, p99, max, n)) = self.progress.lag_summary() {
+            eprintln!(
+                "ringbook serve: projection lag (a batch's oldest command, stamped → committed): \
+                 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {n} transactions",
+                p50 as f64 / 1e6,
+                p99 as f64 / 1e6,
+                max as f64 / 1e6
+            );
+        }
     }
 }
 

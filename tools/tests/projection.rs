@@ -817,6 +817,10 @@ fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
     }
     let (status, log) = srv.terminate();
     assert!(status.success(), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("projection lag (a batch's oldest command")),
+        "{log:#?}"
+    );
     // A clean stop leaves it caught up with the journal's last record, and equal to the engine.
     assert_eq!(last_seq(&mut c) as u64, journal_last_seq(&dir));
     verify_clean(&dir, &db.url);

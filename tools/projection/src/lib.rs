@@ -164,6 +164,23 @@ pub struct Progress {
     pub rows: AtomicU64,
     /// Failed attempts to reach or write to PostgreSQL.
     pub db_errors: AtomicU64,
+    /// Following: per committed batch, wall time of the commit minus the engine time of the
+    /// batch's first command (ns) — the lag of the batch's oldest command, when engine time is
+    /// the wall clock (as `serve` stamps it).
+    pub lag_ns: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Progress {
+    /// The lag samples' 50th and 99th percentile and maximum, and their count.
+    pub fn lag_summary(&self) -> Option<(u64, u64, u64, usize)> {
+        let mut v = self.lag_ns.lock().ok()?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99), v[v.len() - 1], v.len()))
+    }
 }
 
 /// What a [`run`] did.
@@ -422,6 +439,14 @@ fn flush(
         .committed_ts
         .store(batch.last_ts, Ordering::Relaxed);
     progress.batches.fetch_add(1, Ordering::Relaxed);
+    if !opts.once {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        if let Ok(mut lag) = progress.lag_ns.lock() {
+            lag.push(now.saturating_sub(batch.first_ts));
+        }
+    }
     progress
         .commands
         .fetch_add(batch.commands, Ordering::Relaxed);

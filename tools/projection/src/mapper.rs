@@ -146,6 +146,8 @@ pub struct Batch {
     /// The first and last journal sequence it covers (0 when empty).
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Engine time of the first and last command.
+    pub first_ts: u64,
     pub last_ts: u64,
     pub commands: u64,
     pub accounts: Vec<AccountRow>,
@@ -256,6 +258,7 @@ impl Mapper {
     ) -> Result<(), ProjectionError> {
         if batch.commands == 0 {
             batch.first_seq = seq;
+            batch.first_ts = ts;
         }
         batch.last_seq = seq;
         batch.last_ts = ts;
