@@ -246,43 +246,24 @@ pub fn run(
     progress: &Progress,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, ProjectionError> {
-    let mut client = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
-    if opts.rebuild {
-        db::drop_all(&mut client)?;
-        log("dropped every projection table (--rebuild)");
-    }
-    db::migrate(&mut client)?;
-    db::reference_data(&mut client, &opts.config)?;
-    let (resumed_at, _) = db::projected(&mut client)?;
-    let mut mapper = Mapper::new(&opts.config);
-    let mut engine = if resumed_at == 0 {
-        Engine::with_risk(&opts.config, RiskMode::On)
-            .map_err(|e| ProjectionError::Usage(format!("configuration: {e}")))?
-    } else {
-        let r = db::load_resumed(&mut client)?;
-        mapper.restore(r.live, r.balances, r.pending, r.accounts);
-        let (engine, info) = replay_journal(
-            &opts.config,
-            RiskMode::On,
-            &opts.journal,
-            opts.first_sequence,
-            Some(Seq(resumed_at)),
-        )
-        .map_err(|e| {
-            ProjectionError::Journal(format!(
-                "rebuilding the engine to the projected sequence {resumed_at}: {e}"
-            ))
-        })?;
-        log(&format!(
-            "resuming after sequence {resumed_at} (engine rebuilt from {}{} records, nothing \
-             written)",
-            info.snapshot_seq
-                .map_or("the journal's start: ".to_string(), |s| format!(
-                    "the snapshot at {s} + "
-                )),
-            info.replayed
-        ));
-        engine
+    // Starting (connect, migrate, load, rebuild the engine) is retried like writing when
+    // PostgreSQL fails transiently while following.
+    let mut wait = Duration::from_millis(50);
+    let mut failures = 0u64;
+    let (mut client, mut mapper, mut engine, resumed_at) = loop {
+        match start(opts, stop, progress, log) {
+            Ok(started) => break started,
+            Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
+                progress.db_errors.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
+                if failures == 1 {
+                    log(&format!("starting failed ({e}); retrying"));
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
     };
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let mut tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
@@ -378,6 +359,55 @@ pub fn run(
             )?;
         }
     }
+}
+
+/// Connects, migrates, checks the reference data, and rebuilds the engine and the mapper's
+/// state at the projected sequence (nothing written but the migrations).
+fn start(
+    opts: &Options,
+    stop: &AtomicBool,
+    progress: &Progress,
+    log: &mut dyn FnMut(&str),
+) -> Result<(postgres::Client, Mapper, Engine, u64), ProjectionError> {
+    let mut client = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
+    if opts.rebuild {
+        db::drop_all(&mut client)?;
+        log("dropped every projection table (--rebuild)");
+    }
+    db::migrate(&mut client)?;
+    db::reference_data(&mut client, &opts.config)?;
+    let (resumed_at, _) = db::projected(&mut client)?;
+    let mut mapper = Mapper::new(&opts.config);
+    let engine = if resumed_at == 0 {
+        Engine::with_risk(&opts.config, RiskMode::On)
+            .map_err(|e| ProjectionError::Usage(format!("configuration: {e}")))?
+    } else {
+        let r = db::load_resumed(&mut client)?;
+        mapper.restore(r.live, r.balances, r.pending, r.accounts);
+        let (engine, info) = replay_journal(
+            &opts.config,
+            RiskMode::On,
+            &opts.journal,
+            opts.first_sequence,
+            Some(Seq(resumed_at)),
+        )
+        .map_err(|e| {
+            ProjectionError::Journal(format!(
+                "rebuilding the engine to the projected sequence {resumed_at}: {e}"
+            ))
+        })?;
+        log(&format!(
+            "resuming after sequence {resumed_at} (engine rebuilt from {}{} records, nothing \
+             written)",
+            info.snapshot_seq
+                .map_or("the journal's start: ".to_string(), |s| format!(
+                    "the snapshot at {s} + "
+                )),
+            info.replayed
+        ));
+        engine
+    };
+    Ok((client, mapper, engine, resumed_at))
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
