@@ -97,7 +97,10 @@ CREATE INDEX trades_taker_user ON trades (taker_user_id, seq);
 -- exchange's `fees` revenue and `external` (the world outside the exchange: deposits come from
 -- it, withdrawals go to it). So per currency the user and fee accounts hold deposits minus
 -- withdrawals, and `external` its negation. `ledger_legs` shows each entry as its two signed
--- legs.
+-- legs, up to the projected sequence: the ledger is written on a connection of its own and its
+-- transaction commits just before the batch's main one, so for a moment (or after a crash
+-- between the two, until the projector restarts) `ledger` may hold entries past
+-- projection_state.last_seq. Read the ledger through `ledger_legs`, or filter on last_seq.
 CREATE TABLE ledger (
     seq            BIGINT NOT NULL,
     entry          INTEGER NOT NULL,
@@ -117,15 +120,6 @@ CREATE TABLE ledger (
 );
 CREATE INDEX ledger_from_user ON ledger (from_user_id, currency_id, seq) WHERE from_user_id IS NOT NULL;
 CREATE INDEX ledger_to_user ON ledger (to_user_id, currency_id, seq) WHERE to_user_id IS NOT NULL;
-
-CREATE VIEW ledger_legs AS
-    SELECT seq, entry, 1::smallint AS leg, ts, kind, currency_id, from_account AS account,
-           from_user_id AS user_id, -amount AS amount, symbol_id, order_id, trade_id, withdrawal_id
-      FROM ledger
-    UNION ALL
-    SELECT seq, entry, 2::smallint AS leg, ts, kind, currency_id, to_account AS account,
-           to_user_id AS user_id, amount, symbol_id, order_id, trade_id, withdrawal_id
-      FROM ledger;
 
 -- Current balances, maintained from the ledger (the sum of each user account's legs).
 CREATE TABLE balances (
@@ -178,7 +172,8 @@ CREATE TABLE candles (
 );
 
 -- Where the projection stands: the last journal sequence whose rows are in the tables, written
--- in the same transaction as those rows.
+-- in the same transaction as those rows (the ledger's, in a transaction of its own that commits
+-- just before, are read up to it: ledger_legs).
 CREATE TABLE projection_state (
     id          SMALLINT PRIMARY KEY CHECK (id = 1),
     last_seq    BIGINT NOT NULL,   -- 0: nothing projected yet
@@ -187,3 +182,12 @@ CREATE TABLE projection_state (
     updated_at  TIMESTAMPTZ NOT NULL
 );
 INSERT INTO projection_state VALUES (1, 0, 0, 0, now());
+
+CREATE VIEW ledger_legs AS
+    SELECT seq, entry, 1::smallint AS leg, ts, kind, currency_id, from_account AS account,
+           from_user_id AS user_id, -amount AS amount, symbol_id, order_id, trade_id, withdrawal_id
+      FROM ledger WHERE seq <= (SELECT last_seq FROM projection_state WHERE id = 1)
+    UNION ALL
+    SELECT seq, entry, 2::smallint AS leg, ts, kind, currency_id, to_account AS account,
+           to_user_id AS user_id, amount, symbol_id, order_id, trade_id, withdrawal_id
+      FROM ledger WHERE seq <= (SELECT last_seq FROM projection_state WHERE id = 1);

@@ -29,6 +29,49 @@ pub fn connect(url: &str) -> Result<Client, ProjectionError> {
         .map_err(ProjectionError::Db)
 }
 
+/// The projector's two connections: `main` writes every table but the ledger and the
+/// projection state; `ledger` writes the ledger at the same time, in its own transaction, which
+/// commits before `main`'s (docs/persistence.md, "Exactly once").
+pub struct Conns {
+    /// Everything but the ledger, and the projection state.
+    pub main: Client,
+    /// The ledger.
+    pub ledger: Client,
+}
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Conns {
+    /// Opens both.
+    pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
+        Ok(Conns {
+            main: connect(url)?,
+            ledger: connect(url)?,
+        })
+    }
+
+    /// Whether either connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.main.is_closed() || self.ledger.is_closed()
+    }
+}
+
+/// Removes ledger entries beyond the projected sequence: the ledger's transaction of a batch
+/// commits just before the batch's main transaction, so a crash between the two leaves them;
+/// the batch is projected again. (Readers never see them: `ledger_legs` stops at `last_seq`.)
+pub fn trim_ledger(client: &mut Client) -> Result<u64, ProjectionError> {
+    Ok(client.execute(
+        "DELETE FROM ledger WHERE seq > (SELECT last_seq FROM projection_state WHERE id = 1)",
+        &[],
+    )?)
+}
+
 /// A `u64` as `NUMERIC(20, 0)` (client order ids use the whole `u64` range).
 #[derive(Clone, Copy, Debug)]
 pub struct U64Numeric(pub u64);
@@ -383,11 +426,12 @@ pub struct Faults {
 /// The state row is locked first and must stand right before the batch (or at its end: then
 /// the batch is already there).
 pub fn write_batch(
-    client: &mut Client,
+    conns: &mut Conns,
     batch: &Batch,
     faults: Faults,
 ) -> Result<Written, ProjectionError> {
-    let mut tx = client.transaction()?;
+    let Conns { main, ledger } = conns;
+    let mut tx = main.transaction()?;
     let (last, _) = {
         let row = tx.query_one(
             "SELECT last_seq, last_ts FROM projection_state WHERE id = 1 FOR UPDATE",
@@ -405,7 +449,19 @@ pub fn write_batch(
             batch.first_seq
         )));
     }
-    copy_rows(&mut tx, batch)?;
+    // The ledger on its own connection, at the same time as the other tables: its transaction
+    // commits first, then the main one (with the sequence) — or, if anything failed, neither
+    // is committed here.
+    std::thread::scope(|scope| {
+        let ledger_rows = scope.spawn(|| write_ledger(ledger, batch));
+        let main_rows = copy_rows(&mut tx, batch);
+        let ledger_rows = ledger_rows.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the ledger writer panicked".to_string(),
+            ))
+        });
+        main_rows.and(ledger_rows)
+    })?;
     if let Some(hold) = faults.hold_batch {
         eprintln!(
             "ringbook project: holding batch {}..={} open (fault injection)",
@@ -433,6 +489,65 @@ fn is_start(tx: &mut Transaction<'_>) -> Result<bool, ProjectionError> {
         .query_one("SELECT commands FROM projection_state WHERE id = 1", &[])?
         .get(0);
     Ok(commands == 0)
+}
+
+/// The batch's ledger entries in a transaction of their own on `client`, committed on return.
+/// Entries from an earlier attempt at this batch that committed (the main transaction then
+/// failed) are replaced.
+fn write_ledger(client: &mut Client, batch: &Batch) -> Result<(), ProjectionError> {
+    use Type as T;
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "DELETE FROM ledger WHERE seq >= $1",
+        &[&big(batch.first_seq)?],
+    )?;
+    if !batch.ledger.is_empty() {
+        let w = tx.copy_in(
+            "COPY ledger (seq, entry, ts, kind, currency_id, from_account, from_user_id,
+                          to_account, to_user_id, amount, symbol_id, order_id, trade_id,
+                          withdrawal_id) FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT8,
+                T::INT4,
+                T::INT8,
+                T::TEXT,
+                T::INT2,
+                T::TEXT,
+                T::INT8,
+                T::TEXT,
+                T::INT8,
+                T::INT8,
+                T::INT2,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for l in &batch.ledger {
+            w.write(&[
+                &big(l.seq)?,
+                &(l.entry as i32),
+                &big(l.ts)?,
+                &l.kind,
+                &(l.currency as i16),
+                &l.from_account,
+                &l.from_user.map(i64::from),
+                &l.to_account,
+                &l.to_user.map(i64::from),
+                &l.amount,
+                &l.symbol.map(|s| s as i16),
+                &opt_big(l.order_id)?,
+                &opt_big(l.trade_id)?,
+                &opt_big(l.withdrawal_id)?,
+            ])?;
+        }
+        w.finish()?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
@@ -487,51 +602,6 @@ fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionEr
                 &big(t.taker.order_id.0)?,
                 &i64::from(t.taker.user.0),
                 &big(t.taker.fee)?,
-            ])?;
-        }
-        w.finish()?;
-    }
-    if !batch.ledger.is_empty() {
-        let w = tx.copy_in(
-            "COPY ledger (seq, entry, ts, kind, currency_id, from_account, from_user_id,
-                          to_account, to_user_id, amount, symbol_id, order_id, trade_id,
-                          withdrawal_id) FROM STDIN BINARY",
-        )?;
-        let mut w = BinaryCopyInWriter::new(
-            w,
-            &[
-                T::INT8,
-                T::INT4,
-                T::INT8,
-                T::TEXT,
-                T::INT2,
-                T::TEXT,
-                T::INT8,
-                T::TEXT,
-                T::INT8,
-                T::INT8,
-                T::INT2,
-                T::INT8,
-                T::INT8,
-                T::INT8,
-            ],
-        );
-        for l in &batch.ledger {
-            w.write(&[
-                &big(l.seq)?,
-                &(l.entry as i32),
-                &big(l.ts)?,
-                &l.kind,
-                &(l.currency as i16),
-                &l.from_account,
-                &l.from_user.map(i64::from),
-                &l.to_account,
-                &l.to_user.map(i64::from),
-                &l.amount,
-                &l.symbol.map(|s| s as i16),
-                &opt_big(l.order_id)?,
-                &opt_big(l.trade_id)?,
-                &opt_big(l.withdrawal_id)?,
             ])?;
         }
         w.finish()?;

@@ -206,11 +206,11 @@ fn connect_retrying(
     once_fail: bool,
     progress: &Progress,
     log: &mut dyn FnMut(&str),
-) -> Result<postgres::Client, ProjectionError> {
+) -> Result<db::Conns, ProjectionError> {
     let mut wait = Duration::from_millis(50);
     let mut logged = false;
     loop {
-        match db::connect(url) {
+        match db::Conns::connect(url) {
             Ok(c) => {
                 if logged {
                     log("PostgreSQL reachable again; projecting");
@@ -250,7 +250,7 @@ pub fn run(
     // PostgreSQL fails transiently while following.
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u64;
-    let (mut client, mut mapper, mut engine, resumed_at) = loop {
+    let (mut conns, mut mapper, mut engine, resumed_at) = loop {
         match start(opts, stop, progress, log) {
             Ok(started) => break started,
             Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
@@ -287,7 +287,7 @@ pub fn run(
         let Some(record) = record else {
             if !batch.is_empty() {
                 flush(
-                    &mut client,
+                    &mut conns,
                     opts,
                     &mut batch,
                     stop,
@@ -349,7 +349,7 @@ pub fn run(
         let aged = !opts.once && batch_started.elapsed() >= opts.batch_age;
         if batch.commands >= opts.batch_commands || aged {
             flush(
-                &mut client,
+                &mut conns,
                 opts,
                 &mut batch,
                 stop,
@@ -368,21 +368,23 @@ fn start(
     stop: &AtomicBool,
     progress: &Progress,
     log: &mut dyn FnMut(&str),
-) -> Result<(postgres::Client, Mapper, Engine, u64), ProjectionError> {
-    let mut client = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
+) -> Result<(db::Conns, Mapper, Engine, u64), ProjectionError> {
+    let mut conns = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
+    let client = &mut conns.main;
     if opts.rebuild {
-        db::drop_all(&mut client)?;
+        db::drop_all(client)?;
         log("dropped every projection table (--rebuild)");
     }
-    db::migrate(&mut client)?;
-    db::reference_data(&mut client, &opts.config)?;
-    let (resumed_at, _) = db::projected(&mut client)?;
+    db::migrate(client)?;
+    db::reference_data(client, &opts.config)?;
+    db::trim_ledger(client)?;
+    let (resumed_at, _) = db::projected(client)?;
     let mut mapper = Mapper::new(&opts.config);
     let engine = if resumed_at == 0 {
         Engine::with_risk(&opts.config, RiskMode::On)
             .map_err(|e| ProjectionError::Usage(format!("configuration: {e}")))?
     } else {
-        let r = db::load_resumed(&mut client)?;
+        let r = db::load_resumed(client)?;
         mapper.restore(r.live, r.balances, r.pending, r.accounts);
         let (engine, info) = replay_journal(
             &opts.config,
@@ -407,13 +409,13 @@ fn start(
         ));
         engine
     };
-    Ok((client, mapper, engine, resumed_at))
+    Ok((conns, mapper, engine, resumed_at))
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
 /// committed — or, once `stop` is set, giving up (the next run resumes).
 fn flush(
-    client: &mut postgres::Client,
+    conns: &mut db::Conns,
     opts: &Options,
     batch: &mut Batch,
     stop: &AtomicBool,
@@ -425,10 +427,10 @@ fn flush(
     let mut failed = false;
     loop {
         let attempt = (|| {
-            if client.is_closed() {
-                *client = db::connect(&opts.postgres)?;
+            if conns.is_closed() {
+                *conns = db::Conns::connect(&opts.postgres)?;
             }
-            db::write_batch(client, batch, opts.faults)
+            db::write_batch(conns, batch, opts.faults)
         })();
         match attempt {
             Ok(_) => break,
@@ -444,8 +446,8 @@ fn flush(
                 }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(2));
-                if let Ok(c) = db::connect(&opts.postgres) {
-                    *client = c;
+                if let Ok(c) = db::Conns::connect(&opts.postgres) {
+                    *conns = c;
                 }
             }
             Err(e) => return Err(e),
