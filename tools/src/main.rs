@@ -9,6 +9,7 @@
 //! - `loadgen` — the TCP load harness (loopback only).
 //! - `backtest`, `bots` — strategies on the real engine and against a server (tools/strategy).
 //! - `md` — a running server's market data for one symbol, live in the terminal or as JSON.
+//! - `project` — the PostgreSQL projection of a journal (docs/persistence.md).
 #![forbid(unsafe_code)]
 
 mod bots;
@@ -22,6 +23,7 @@ mod loadgen;
 mod lobster;
 mod md;
 mod printer;
+mod project;
 mod scenario;
 mod serve;
 mod webload;
@@ -59,6 +61,8 @@ enum Cmd {
     Bots(bots::BotsArgs),
     /// Show a running server's market data for one symbol (live book, trades, ticker).
     Md(md::Args),
+    /// Project a journal into PostgreSQL (tables, ledger, history), or verify the projection.
+    Project(project::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,5 +75,6 @@ fn main() -> ExitCode {
         Cmd::Backtest(args) => bots::backtest(args),
         Cmd::Bots(args) => bots::bots(args),
         Cmd::Md(args) => md::run(args),
+        Cmd::Project(args) => project::run(args),
     }
 }

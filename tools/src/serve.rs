@@ -23,7 +23,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
@@ -131,6 +132,11 @@ pub struct Args {
     /// cores.
     #[arg(long)]
     busy_poll: bool,
+    /// Project the journal into this PostgreSQL database as it is written, on a thread of its
+    /// own (docs/persistence.md): it reads the journal files, never the engine's threads, so a
+    /// slow or unreachable database makes the projection lag, never trading.
+    #[arg(long, value_name = "URL", conflicts_with = "in_process")]
+    postgres: Option<String>,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -623,6 +629,16 @@ fn serve(args: Args) -> Result<(), Stop> {
     );
     log_recovery(rec);
     let gauges = pipeline.gauges();
+    // The journal exists and is recovered: the projection follows it from here (and the web
+    // edge answers history queries from it).
+    if let Some(url) = &args.postgres {
+        ringbook_web::enable_history(url);
+    }
+    let projection = args
+        .postgres
+        .as_deref()
+        .map(|url| ProjectionThread::start(url, &config, &args.journal, journal_config(&args)))
+        .transpose()?;
     let handle = match server::start_on(listener, sc, backend, md) {
         Ok(h) => h,
         Err(e) => return Err(e.to_string().into()),
@@ -665,6 +681,9 @@ fn serve(args: Args) -> Result<(), Stop> {
     let report = backend
         .shutdown()
         .map_err(|e| Stop::Failed(format!("pipeline: {e}")))?;
+    if let Some(p) = projection {
+        p.stop();
+    }
     if failed {
         // The gateway stops by itself only when the pipeline failed, which `shutdown` reports.
         return Err(Stop::Failed(
@@ -676,6 +695,72 @@ fn serve(args: Args) -> Result<(), Stop> {
         report.commands, report.state_hash
     );
     Ok(())
+}
+
+/// `serve --postgres`: the projection (ringbook-projection) on a thread of its own.
+struct ProjectionThread {
+    stop: Arc<AtomicBool>,
+    progress: Arc<ringbook_projection::Progress>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ProjectionThread {
+    fn start(
+        url: &str,
+        config: &Config,
+        journal: &Path,
+        jc: JournalConfig,
+    ) -> Result<ProjectionThread, String> {
+        let mut opts = ringbook_projection::Options::new(journal, url, config.clone());
+        opts.first_sequence = jc.first_sequence;
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(ringbook_projection::Progress::default());
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let progress = Arc::clone(&progress);
+            std::thread::Builder::new()
+                .name("projection".into())
+                .spawn(move || {
+                    let result = ringbook_projection::run(&opts, &stop, &progress, &mut |line| {
+                        eprintln!("ringbook serve: projection: {line}")
+                    });
+                    match result {
+                        Ok(s) => eprintln!(
+                            "ringbook serve: projection stopped at sequence {} ({} commands \
+                             projected by this run)",
+                            s.last_seq, s.commands
+                        ),
+                        Err(e) => eprintln!(
+                            "ringbook serve: projection STOPPED: {e}; trading goes on, the \
+                             projection lags until `ringbook project` (or a restart) resumes it"
+                        ),
+                    }
+                })
+                .map_err(|e| format!("starting the projection thread: {e}"))?
+        };
+        eprintln!("ringbook serve: projecting the journal into PostgreSQL on its own thread");
+        Ok(ProjectionThread {
+            stop,
+            progress,
+            thread,
+        })
+    }
+
+    /// After the journal's last record is written: lets the projection catch up with it (unless
+    /// PostgreSQL is unreachable) and waits for the thread.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        if let Some((p50, p99, max, n)) = self.progress.lag_summary() {
+            eprintln!(
+                "ringbook serve: projection lag (a batch's oldest command, stamped → committed): \
+                 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {n} transactions",
+                p50 as f64 / 1e6,
+                p99 as f64 / 1e6,
+                max as f64 / 1e6
+            );
+        }
+    }
 }
 
 fn journal_config(args: &Args) -> JournalConfig {

@@ -19,6 +19,7 @@ mod api;
 mod csv;
 pub mod edge;
 pub mod error;
+mod history;
 pub mod json;
 pub mod limits;
 pub mod metrics;
@@ -41,6 +42,7 @@ use ringbook_gateway::server::{Stats, WebBridge};
 use tokio::sync::watch;
 
 use crate::edge::Edge;
+pub use crate::history::enable_history;
 use crate::limits::{Limits, Rate};
 use crate::token::Tokens;
 

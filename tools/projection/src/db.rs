@@ -1,0 +1,862 @@
+//! PostgreSQL: connecting, migrating, loading a resumed projection's state, and writing a
+//! batch in one transaction with the projection state.
+
+use std::error::Error;
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::{Client, NoTls, Transaction};
+use ringbook_engine::marketdata::Interval;
+use ringbook_engine::Config;
+
+use crate::mapper::{BalanceRow, Batch, OrderRow, WithdrawalRow, LIVE_STATUSES};
+use crate::schema::{MIGRATIONS, TABLES};
+use crate::ProjectionError;
+
+/// Connects, with a connect timeout of 10 s unless the URL sets one.
+pub fn connect(url: &str) -> Result<Client, ProjectionError> {
+    let mut config = postgres::Config::from_str(url)
+        .map_err(|e| ProjectionError::Usage(format!("--postgres {url:?}: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.keepalives_idle(Duration::from_secs(30));
+    config
+        .application_name("ringbook-projection")
+        .connect(NoTls)
+        .map_err(ProjectionError::Db)
+}
+
+/// The projector's two connections: `main` writes every table but the ledger and the
+/// projection state; `ledger` writes the ledger at the same time, in its own transaction, which
+/// commits before `main`'s (docs/persistence.md, "Exactly once").
+pub struct Conns {
+    /// Everything but the ledger, and the projection state.
+    pub main: Client,
+    /// The ledger.
+    pub ledger: Client,
+}
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Conns {
+    /// Opens both.
+    pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
+        Ok(Conns {
+            main: connect(url)?,
+            ledger: connect(url)?,
+        })
+    }
+
+    /// Whether either connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.main.is_closed() || self.ledger.is_closed()
+    }
+}
+
+/// Removes ledger entries beyond the projected sequence: the ledger's transaction of a batch
+/// commits just before the batch's main transaction, so a crash between the two leaves them;
+/// the batch is projected again. (Readers never see them: `ledger_legs` stops at `last_seq`.)
+pub fn trim_ledger(client: &mut Client) -> Result<u64, ProjectionError> {
+    Ok(client.execute(
+        "DELETE FROM ledger WHERE seq > (SELECT last_seq FROM projection_state WHERE id = 1)",
+        &[],
+    )?)
+}
+
+/// A `u64` as `NUMERIC(20, 0)` (client order ids use the whole `u64` range).
+#[derive(Clone, Copy, Debug)]
+pub struct U64Numeric(pub u64);
+
+impl ToSql for U64Numeric {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        // NUMERIC's binary form: digit count, weight, sign, display scale, then base-10000
+        // digits, most significant first, trailing zero digits left out.
+        let mut digits = [0i16; 5];
+        let mut n = 0;
+        let mut v = self.0;
+        while v > 0 {
+            digits[n] = (v % 10_000) as i16;
+            v /= 10_000;
+            n += 1;
+        }
+        digits[..n].reverse();
+        let weight = if n == 0 { 0 } else { n as i16 - 1 };
+        let mut len = n;
+        while len > 0 && digits[len - 1] == 0 {
+            len -= 1;
+        }
+        out.extend_from_slice(&(len as i16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        for d in &digits[..len] {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+
+    to_sql_checked!();
+}
+
+/// Applies every migration the database lacks, in one transaction, under an advisory lock
+/// (two projectors starting at once migrate once). Refuses a database whose schema is newer
+/// than this build knows.
+pub fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7236841001);
+         CREATE TABLE IF NOT EXISTS ringbook_schema_migrations (
+             version     INTEGER PRIMARY KEY,
+             name        TEXT NOT NULL,
+             applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+         );",
+    )?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM ringbook_schema_migrations",
+            &[],
+        )?
+        .get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(ProjectionError::Usage(format!(
+            "the database's projection schema is at version {current}, newer than this ringbook \
+             knows ({known}): use a newer ringbook or --rebuild"
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(m.sql).map_err(|e| {
+            ProjectionError::Usage(format!("migration {} ({}): {e}", m.version, m.name))
+        })?;
+        tx.execute(
+            "INSERT INTO ringbook_schema_migrations (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Drops every projection table (and the migration record), in one transaction.
+pub fn drop_all(client: &mut Client) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(7236841001)")?;
+    for t in TABLES.iter().rev() {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {t} CASCADE"))?;
+    }
+    tx.batch_execute("DROP TABLE IF EXISTS ringbook_schema_migrations")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes the reference data of an empty projection, or checks that the stored reference data
+/// is the configuration's (a journal must be projected with the config it was written with).
+pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    let stored: i64 = tx.query_one("SELECT count(*) FROM currencies", &[])?.get(0);
+    if stored == 0 {
+        for c in &config.currencies {
+            tx.execute(
+                "INSERT INTO currencies VALUES ($1, $2, $3)",
+                &[&(c.id as i16), &c.code, &i16::from(c.scale)],
+            )?;
+        }
+        for s in &config.symbols {
+            let base = config.currency_id(&s.base).map_or(0, |c| c.0) as i16;
+            let quote = config.currency_id(&s.quote).map_or(0, |c| c.0) as i16;
+            tx.execute(
+                "INSERT INTO symbols VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &(s.id as i16),
+                    &s.name,
+                    &base,
+                    &quote,
+                    &big(s.lot_size)?,
+                    &big(s.tick_size)?,
+                    &s.price_min,
+                    &s.price_max,
+                    &(s.maker_fee_bps as i32),
+                    &(s.taker_fee_bps as i32),
+                    &big(s.max_order_qty)?,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        return Ok(());
+    }
+    let mut differences = Vec::new();
+    let rows = tx.query(
+        "SELECT currency_id, code, scale FROM currencies ORDER BY currency_id",
+        &[],
+    )?;
+    let want: Vec<(i16, String, i16)> = config
+        .currencies
+        .iter()
+        .map(|c| (c.id as i16, c.code.clone(), i16::from(c.scale)))
+        .collect();
+    let have: Vec<(i16, String, i16)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    if want != have {
+        differences.push(format!("currencies: stored {have:?}, config {want:?}"));
+    }
+    let rows = tx.query(
+        "SELECT symbol_id, name, lot_size, tick_size FROM symbols ORDER BY symbol_id",
+        &[],
+    )?;
+    let have: Vec<(i16, String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let want: Vec<(i16, String, i64, i64)> = config
+        .symbols
+        .iter()
+        .map(|s| {
+            (
+                s.id as i16,
+                s.name.clone(),
+                s.lot_size as i64,
+                s.tick_size as i64,
+            )
+        })
+        .collect();
+    if want != have {
+        differences.push(format!("symbols: stored {have:?}, config {want:?}"));
+    }
+    if !differences.is_empty() {
+        return Err(ProjectionError::Usage(format!(
+            "the database holds a projection made with another configuration ({}); use the \
+             journal's --config, or --rebuild",
+            differences.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+fn big(v: u64) -> Result<i64, ProjectionError> {
+    i64::try_from(v).map_err(|_| ProjectionError::Data(format!("{v} does not fit a BIGINT")))
+}
+
+fn opt_big(v: Option<u64>) -> Result<Option<i64>, ProjectionError> {
+    v.map(big).transpose()
+}
+
+/// The projection state: the last projected sequence (0: none) and its time.
+pub fn projected(client: &mut Client) -> Result<(u64, u64), ProjectionError> {
+    let row = client.query_one(
+        "SELECT last_seq, last_ts FROM projection_state WHERE id = 1",
+        &[],
+    )?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+}
+
+/// What a resumed mapper carries: live orders, balances, pending withdrawals, open accounts.
+#[derive(Debug)]
+pub struct Resumed {
+    pub live: Vec<OrderRow>,
+    pub balances: Vec<((u32, u16), BalanceRow)>,
+    pub pending: Vec<WithdrawalRow>,
+    pub accounts: Vec<u32>,
+}
+
+fn static_name(s: &str, names: &[&'static str]) -> Result<&'static str, ProjectionError> {
+    names
+        .iter()
+        .copied()
+        .find(|n| *n == s)
+        .ok_or_else(|| ProjectionError::Data(format!("unexpected stored value {s:?}")))
+}
+
+const SIDES: [&str; 2] = ["BUY", "SELL"];
+const TYPES: [&str; 4] = ["LIMIT", "MARKET", "STOP_LIMIT", "STOP_MARKET"];
+const TIFS: [&str; 3] = ["GTC", "IOC", "FOK"];
+const STPS: [&str; 5] = [
+    "NONE",
+    "CANCEL_NEWEST",
+    "CANCEL_OLDEST",
+    "CANCEL_BOTH",
+    "DECREMENT",
+];
+const REASONS: [&str; 7] = [
+    "USER",
+    "IOC",
+    "FOK",
+    "STP",
+    "POST_ONLY",
+    "EXPIRED",
+    "DISCONNECT",
+];
+
+/// Loads what a resumed mapper needs.
+pub fn load_resumed(client: &mut Client) -> Result<Resumed, ProjectionError> {
+    let mut live = Vec::new();
+    for r in client.query(
+        "SELECT seq, order_id, user_id, symbol_id, client_order_id::text, side, order_type, tif,
+                price, stop_price, qty, display_qty, post_only, stp, status, leaves_qty,
+                filled_qty, filled_notional, fees, cancel_reason, triggered_ts, created_ts,
+                updated_ts, updated_seq
+           FROM orders WHERE status IN ('NEW', 'PARTIALLY_FILLED') ORDER BY seq",
+        &[],
+    )? {
+        let side = static_name(r.get(5), &SIDES)?;
+        let coid: &str = r.get(4);
+        live.push(OrderRow {
+            seq: r.get::<_, i64>(0) as u64,
+            order_id: r.get::<_, Option<i64>>(1).map(|v| v as u64),
+            user: r.get::<_, i64>(2) as u32,
+            symbol: r.get::<_, i16>(3) as u16,
+            client_order_id: coid
+                .parse()
+                .map_err(|_| ProjectionError::Data(format!("client order id {coid:?}")))?,
+            side,
+            order_type: static_name(r.get(6), &TYPES)?,
+            tif: static_name(r.get(7), &TIFS)?,
+            price: r.get(8),
+            stop_price: r.get(9),
+            qty: r.get::<_, i64>(10) as u64,
+            display_qty: r.get::<_, i64>(11) as u64,
+            post_only: r.get(12),
+            stp: static_name(r.get(13), &STPS)?,
+            status: static_name(r.get(14), &LIVE_STATUSES)?,
+            leaves_qty: r.get::<_, i64>(15) as u64,
+            filled_qty: r.get::<_, i64>(16) as u64,
+            filled_notional: r.get::<_, i64>(17) as u64,
+            fees: r.get::<_, i64>(18) as u64,
+            reject_code: None,
+            reject_name: None,
+            cancel_reason: r
+                .get::<_, Option<&str>>(19)
+                .map(|s| static_name(s, &REASONS))
+                .transpose()?,
+            triggered_ts: r.get::<_, Option<i64>>(20).map(|v| v as u64),
+            created_ts: r.get::<_, i64>(21) as u64,
+            updated_ts: r.get::<_, i64>(22) as u64,
+            updated_seq: r.get::<_, i64>(23) as u64,
+            side_enum: crate::mapper::side_from_name(side).expect("checked"),
+        });
+    }
+    let balances = client
+        .query(
+            "SELECT user_id, currency_id, available, locked, updated_seq FROM balances",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            (
+                (r.get::<_, i64>(0) as u32, r.get::<_, i16>(1) as u16),
+                BalanceRow {
+                    available: r.get(2),
+                    locked: r.get(3),
+                    updated_seq: r.get::<_, i64>(4) as u64,
+                },
+            )
+        })
+        .collect();
+    let mut pending = Vec::new();
+    for r in client.query(
+        "SELECT withdrawal_id, user_id, currency_id, amount, approvals, requested_seq,
+                requested_ts
+           FROM withdrawals WHERE status = 'PENDING'",
+        &[],
+    )? {
+        pending.push(WithdrawalRow {
+            withdrawal_id: r.get::<_, i64>(0) as u64,
+            user: r.get::<_, i64>(1) as u32,
+            currency: r.get::<_, i16>(2) as u16,
+            amount: r.get::<_, i64>(3) as u64,
+            status: "PENDING",
+            approvals: r.get::<_, i16>(4) as u8,
+            rejected_by: None,
+            requested_seq: r.get::<_, i64>(5) as u64,
+            requested_ts: r.get::<_, i64>(6) as u64,
+            finished_seq: None,
+            finished_ts: None,
+        });
+    }
+    let accounts = client
+        .query("SELECT user_id FROM accounts", &[])?
+        .iter()
+        .map(|r| r.get::<_, i64>(0) as u32)
+        .collect();
+    Ok(Resumed {
+        live,
+        balances,
+        pending,
+        accounts,
+    })
+}
+
+/// What [`write_batch`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The batch's rows and its last sequence were committed.
+    Committed,
+    /// The projection state already stood at the batch's last sequence: an earlier attempt
+    /// committed it and the acknowledgement was lost. Nothing was written.
+    AlreadyThere,
+}
+
+/// Hooks for tests of crash handling: hold the transaction open before committing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Sleep this long inside each batch's transaction, after its rows and before the commit,
+    /// announcing it on stderr.
+    pub hold_batch: Option<Duration>,
+}
+
+/// Writes `batch` and moves the projection state to its last sequence, in one transaction.
+/// The state row is locked first and must stand right before the batch (or at its end: then
+/// the batch is already there).
+pub fn write_batch(
+    conns: &mut Conns,
+    batch: &Batch,
+    faults: Faults,
+) -> Result<Written, ProjectionError> {
+    let Conns { main, ledger } = conns;
+    let mut tx = main.transaction()?;
+    let (last, _) = {
+        let row = tx.query_one(
+            "SELECT last_seq, last_ts FROM projection_state WHERE id = 1 FOR UPDATE",
+            &[],
+        )?;
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1))
+    };
+    if last == batch.last_seq {
+        return Ok(Written::AlreadyThere);
+    }
+    if last + 1 != batch.first_seq && !(last == 0 && batch.first_seq > 0 && is_start(&mut tx)?) {
+        return Err(ProjectionError::Data(format!(
+            "the projection state stands at sequence {last}, but this batch starts at {}: \
+             another projector is writing to this database, or it was changed by hand",
+            batch.first_seq
+        )));
+    }
+    // The ledger on its own connection, at the same time as the other tables: its transaction
+    // commits first, then the main one (with the sequence) — or, if anything failed, neither
+    // is committed here.
+    std::thread::scope(|scope| {
+        let ledger_rows = scope.spawn(|| write_ledger(ledger, batch));
+        let main_rows = copy_rows(&mut tx, batch);
+        let ledger_rows = ledger_rows.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the ledger writer panicked".to_string(),
+            ))
+        });
+        main_rows.and(ledger_rows)
+    })?;
+    if let Some(hold) = faults.hold_batch {
+        eprintln!(
+            "ringbook project: holding batch {}..={} open (fault injection)",
+            batch.first_seq, batch.last_seq
+        );
+        std::thread::sleep(hold);
+    }
+    tx.execute(
+        "UPDATE projection_state SET last_seq = $1, last_ts = $2, commands = commands + $3,
+                updated_at = now() WHERE id = 1",
+        &[
+            &big(batch.last_seq)?,
+            &big(batch.last_ts)?,
+            &big(batch.commands)?,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Written::Committed)
+}
+
+/// A projection at sequence 0 (nothing yet) may start at the journal's first sequence, whatever
+/// it is; `true` when nothing has been projected at all.
+fn is_start(tx: &mut Transaction<'_>) -> Result<bool, ProjectionError> {
+    let commands: i64 = tx
+        .query_one("SELECT commands FROM projection_state WHERE id = 1", &[])?
+        .get(0);
+    Ok(commands == 0)
+}
+
+/// The batch's ledger entries in a transaction of their own on `client`, committed on return.
+/// Entries from an earlier attempt at this batch that committed (the main transaction then
+/// failed) are replaced.
+fn write_ledger(client: &mut Client, batch: &Batch) -> Result<(), ProjectionError> {
+    use Type as T;
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "DELETE FROM ledger WHERE seq >= $1",
+        &[&big(batch.first_seq)?],
+    )?;
+    if !batch.ledger.is_empty() {
+        let w = tx.copy_in(
+            "COPY ledger (seq, entry, ts, kind, currency_id, from_account, from_user_id,
+                          to_account, to_user_id, amount, symbol_id, order_id, trade_id,
+                          withdrawal_id) FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT8,
+                T::INT4,
+                T::INT8,
+                T::TEXT,
+                T::INT2,
+                T::TEXT,
+                T::INT8,
+                T::TEXT,
+                T::INT8,
+                T::INT8,
+                T::INT2,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for l in &batch.ledger {
+            w.write(&[
+                &big(l.seq)?,
+                &(l.entry as i32),
+                &big(l.ts)?,
+                &l.kind,
+                &(l.currency as i16),
+                &l.from_account,
+                &l.from_user.map(i64::from),
+                &l.to_account,
+                &l.to_user.map(i64::from),
+                &l.amount,
+                &l.symbol.map(|s| s as i16),
+                &opt_big(l.order_id)?,
+                &opt_big(l.trade_id)?,
+                &opt_big(l.withdrawal_id)?,
+            ])?;
+        }
+        w.finish()?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn copy_rows(tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), ProjectionError> {
+    use Type as T;
+    if !batch.accounts.is_empty() {
+        let w = tx.copy_in("COPY accounts (user_id, opened_seq, opened_ts) FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(w, &[T::INT8, T::INT8, T::INT8]);
+        for a in &batch.accounts {
+            w.write(&[&i64::from(a.user), &big(a.opened_seq)?, &big(a.opened_ts)?])?;
+        }
+        w.finish()?;
+    }
+    if !batch.trades.is_empty() {
+        let w = tx.copy_in(
+            "COPY trades (symbol_id, trade_id, seq, ts, price, qty, notional, aggressor_side,
+                          maker_order_id, maker_user_id, maker_fee, taker_order_id,
+                          taker_user_id, taker_fee) FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT2,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::TEXT,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for r in &batch.trades {
+            let t = &r.trade;
+            w.write(&[
+                &(t.symbol.0 as i16),
+                &big(t.trade_id.0)?,
+                &big(r.seq)?,
+                &big(t.ts)?,
+                &t.price.0,
+                &big(t.qty.0)?,
+                &big(r.notional)?,
+                &t.taker_side.name(),
+                &big(t.maker.order_id.0)?,
+                &i64::from(t.maker.user.0),
+                &big(t.maker.fee)?,
+                &big(t.taker.order_id.0)?,
+                &i64::from(t.taker.user.0),
+                &big(t.taker.fee)?,
+            ])?;
+        }
+        w.finish()?;
+    }
+    if !batch.approvals.is_empty() {
+        let w = tx.copy_in(
+            "COPY withdrawal_approvals (withdrawal_id, operator_id, approvals, seq, ts)
+             FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(w, &[T::INT8, T::INT8, T::INT2, T::INT8, T::INT8]);
+        for a in &batch.approvals {
+            w.write(&[
+                &big(a.withdrawal_id)?,
+                &i64::from(a.operator),
+                &i16::from(a.approvals),
+                &big(a.seq)?,
+                &big(a.ts)?,
+            ])?;
+        }
+        w.finish()?;
+    }
+    if !batch.orders.is_empty() {
+        // Orders placed in this batch cannot be in the table yet (it stands right before the
+        // batch): straight in. Orders placed earlier replace their stored version.
+        let (new, old): (Vec<&OrderRow>, Vec<&OrderRow>) = batch
+            .orders
+            .values()
+            .partition(|o| o.seq >= batch.first_seq);
+        if !new.is_empty() {
+            copy_orders(tx, "orders", &new)?;
+        }
+        if !old.is_empty() {
+            tx.batch_execute(
+                "CREATE TEMP TABLE IF NOT EXISTS stage_orders
+                     (LIKE orders INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            )?;
+            copy_orders(tx, "stage_orders", &old)?;
+            let updates = ORDER_COLUMNS
+                .split(',')
+                .map(str::trim)
+                .filter(|c| *c != "seq")
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tx.batch_execute(&format!(
+                "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM stage_orders
+                 ON CONFLICT (seq) DO UPDATE SET {updates}"
+            ))?;
+        }
+    }
+    if !batch.balances.is_empty() {
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_balances
+                 (LIKE balances) ON COMMIT DELETE ROWS",
+        )?;
+        let w = tx.copy_in(
+            "COPY stage_balances (user_id, currency_id, available, locked, updated_seq)
+             FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(w, &[T::INT8, T::INT2, T::INT8, T::INT8, T::INT8]);
+        for (&(user, currency), b) in &batch.balances {
+            w.write(&[
+                &i64::from(user),
+                &(currency as i16),
+                &b.available,
+                &b.locked,
+                &big(b.updated_seq)?,
+            ])?;
+        }
+        w.finish()?;
+        tx.batch_execute(
+            "INSERT INTO balances SELECT * FROM stage_balances
+             ON CONFLICT (user_id, currency_id) DO UPDATE SET available = EXCLUDED.available,
+                 locked = EXCLUDED.locked, updated_seq = EXCLUDED.updated_seq",
+        )?;
+    }
+    if !batch.withdrawals.is_empty() {
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_withdrawals
+                 (LIKE withdrawals) ON COMMIT DELETE ROWS",
+        )?;
+        let w = tx.copy_in("COPY stage_withdrawals FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT8,
+                T::INT8,
+                T::INT2,
+                T::INT8,
+                T::TEXT,
+                T::INT2,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for r in batch.withdrawals.values() {
+            w.write(&[
+                &big(r.withdrawal_id)?,
+                &i64::from(r.user),
+                &(r.currency as i16),
+                &big(r.amount)?,
+                &r.status,
+                &i16::from(r.approvals),
+                &r.rejected_by.map(i64::from),
+                &big(r.requested_seq)?,
+                &big(r.requested_ts)?,
+                &opt_big(r.finished_seq)?,
+                &opt_big(r.finished_ts)?,
+            ])?;
+        }
+        w.finish()?;
+        tx.batch_execute(
+            "INSERT INTO withdrawals SELECT * FROM stage_withdrawals
+             ON CONFLICT (withdrawal_id) DO UPDATE SET status = EXCLUDED.status,
+                 approvals = EXCLUDED.approvals, rejected_by = EXCLUDED.rejected_by,
+                 finished_seq = EXCLUDED.finished_seq, finished_ts = EXCLUDED.finished_ts",
+        )?;
+    }
+    if !batch.candles.is_empty() {
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage_candles
+                 (LIKE candles) ON COMMIT DELETE ROWS",
+        )?;
+        let w = tx.copy_in(
+            "COPY stage_candles (symbol_id, interval, open_time, open, high, low, close, volume,
+                                 quote_volume, trades, first_trade_id, last_trade_id)
+             FROM STDIN BINARY",
+        )?;
+        let mut w = BinaryCopyInWriter::new(
+            w,
+            &[
+                T::INT2,
+                T::TEXT,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+                T::INT8,
+            ],
+        );
+        for (&(symbol, interval, open_time), c) in &batch.candles {
+            let name = Interval::from_code(interval).map_or("?", Interval::name);
+            w.write(&[
+                &(symbol as i16),
+                &name,
+                &big(open_time)?,
+                &c.open,
+                &c.high,
+                &c.low,
+                &c.close,
+                &big(c.volume)?,
+                &big(c.quote_volume)?,
+                &big(c.trades)?,
+                &big(c.first_trade_id)?,
+                &big(c.last_trade_id)?,
+            ])?;
+        }
+        w.finish()?;
+        tx.batch_execute(
+            "INSERT INTO candles SELECT * FROM stage_candles
+             ON CONFLICT (symbol_id, interval, open_time) DO UPDATE SET
+                 high = GREATEST(candles.high, EXCLUDED.high),
+                 low = LEAST(candles.low, EXCLUDED.low),
+                 close = EXCLUDED.close,
+                 volume = candles.volume + EXCLUDED.volume,
+                 quote_volume = candles.quote_volume + EXCLUDED.quote_volume,
+                 trades = candles.trades + EXCLUDED.trades,
+                 last_trade_id = EXCLUDED.last_trade_id",
+        )?;
+    }
+    Ok(())
+}
+
+/// Binary COPY of order rows into `table` (`orders` or its staging table).
+fn copy_orders(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    orders: &[&OrderRow],
+) -> Result<(), ProjectionError> {
+    use Type as T;
+    let w = tx.copy_in(&format!("COPY {table} ({ORDER_COLUMNS}) FROM STDIN BINARY"))?;
+    let mut w = BinaryCopyInWriter::new(
+        w,
+        &[
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT2,
+            T::NUMERIC,
+            T::TEXT,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::BOOL,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT4,
+            T::TEXT,
+            T::TEXT,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+            T::INT8,
+        ],
+    );
+    for o in orders {
+        w.write(&[
+            &big(o.seq)?,
+            &opt_big(o.order_id)?,
+            &i64::from(o.user),
+            &(o.symbol as i16),
+            &U64Numeric(o.client_order_id),
+            &o.side,
+            &o.order_type,
+            &o.tif,
+            &o.price,
+            &o.stop_price,
+            &big(o.qty)?,
+            &big(o.display_qty)?,
+            &o.post_only,
+            &o.stp,
+            &o.status,
+            &big(o.leaves_qty)?,
+            &big(o.filled_qty)?,
+            &big(o.filled_notional)?,
+            &big(o.fees)?,
+            &o.reject_code.map(i32::from),
+            &o.reject_name,
+            &o.cancel_reason,
+            &opt_big(o.triggered_ts)?,
+            &big(o.created_ts)?,
+            &big(o.updated_ts)?,
+            &big(o.updated_seq)?,
+        ])?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+const ORDER_COLUMNS: &str = "seq, order_id, user_id, symbol_id, client_order_id, side, \
+     order_type, tif, price, stop_price, qty, display_qty, post_only, stp, status, leaves_qty, \
+     filled_qty, filled_notional, fees, reject_code, reject_name, cancel_reason, triggered_ts, \
+     created_ts, updated_ts, updated_seq";
