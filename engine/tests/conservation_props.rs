@@ -123,6 +123,9 @@ price_max = 130
 maker_fee_bps = 3
 taker_fee_bps = 11
 max_order_qty = 1000000000
+
+[schedule]
+day_end_utc = "00:01"
 "#;
 
 /// The test configuration under the `unique_live` client-order-id rule, which the generator's
@@ -203,6 +206,8 @@ struct Harness {
     /// How far each command's stamp is past the engine's time (0 keeps the time still, so a
     /// test can show with the state hash that a reject changed nothing else).
     time_step: u64,
+    /// Added once to the next command's stamp (a `Tick` step's jump past the session end).
+    jump: u64,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -239,6 +244,7 @@ impl Harness {
             pending: BTreeMap::new(),
             finished: Vec::new(),
             time_step: 1_000,
+            jump: 0,
         }
     }
 
@@ -261,8 +267,9 @@ impl Harness {
         let before = self.engine.state_hash();
         // Each command `time_step` after the engine's time, except a query: engine time is
         // part of the state, and the check below is that a query changes nothing else.
-        let ts =
-            self.engine.now_ns() + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step;
+        let ts = self.engine.now_ns()
+            + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step
+            + std::mem::take(&mut self.jump);
         let engine = &mut self.engine;
         catch_unwind(AssertUnwindSafe(|| {
             engine.process_at(ts, cmd, &mut |e: &Event| fast.push(*e))
@@ -644,6 +651,8 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 },
                 post_only: gtc_limit && post_only_roll && tif_roll % 2 == 0,
                 stp,
+                budget: 0,
+                expire_at: 0,
             };
             match brk {
                 Break::Nothing => {}
@@ -793,6 +802,8 @@ enum Step {
     RejectWithdrawal(WithdrawalPick, OperatorPick),
     /// A read-only query (answered in sequence; must change nothing).
     Query(QueryStep),
+    /// Time alone, this many minutes past the next stamp (0: just the next stamp).
+    Tick(u64),
 }
 
 /// Which query a [`Step::Query`] asks.
@@ -893,7 +904,15 @@ impl Step {
             Step::AmendById(t, price, qty, foreign) => {
                 by_id(Step::Amend(t, price, qty).resolve(h), foreign)
             }
-            Step::New(o) => Command::NewOrder(increasing_id(o, h)),
+            Step::New(mut o) => {
+                // The generator's expiry is a number of steps from now (see `lifecycle`); the
+                // first, 1, lies just before the next command's stamp: EXPIRY_IN_PAST.
+                if o.expire_at != 0 && o.expire_at < 1 << 20 {
+                    o.expire_at = (h.engine.now_ns() + o.expire_at * 1_000).saturating_sub(1_500);
+                }
+                Command::NewOrder(increasing_id(o, h))
+            }
+            Step::Tick(_) => Command::Tick,
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
                 Command::Cancel {
@@ -1117,9 +1136,95 @@ fn operator_pick() -> impl Strategy<Value = OperatorPick> {
     ]
 }
 
+/// What a new order's time in force and budget become (see [`lifecycle`]).
+#[derive(Clone, Copy, Debug)]
+enum Life {
+    /// As generated.
+    Plain,
+    /// A market buy with this quote budget, capped at the generated quantity or not at all.
+    Budget(u64, bool),
+    /// GTD, expiring this many steps ahead (1: already past).
+    Gtd(u64),
+    /// DAY: expires at the session end (00:01 UTC), which `Tick` steps jump past.
+    Day,
+    /// Broken: a budget on a sell, on a limit, or on a FOK market buy.
+    BadBudget(u8),
+    /// Broken: GTD without an expiry, an expiry on GTC.
+    BadExpiry(u8),
+}
+
+fn lifecycle() -> impl Strategy<Value = Life> {
+    prop_oneof![
+        160 => Just(Life::Plain),
+        8 => (
+            prop_oneof![4 => 1u64..20_000, 1 => 1u64..u64::MAX / 2],
+            any::<bool>()
+        )
+            .prop_map(|(b, cap)| Life::Budget(b, cap)),
+        8 => prop_oneof![1 => 1u64..4, 2 => 4u64..400, 3 => 400u64..100_000].prop_map(Life::Gtd),
+        2 => Just(Life::Day),
+        1 => (0u8..3).prop_map(Life::BadBudget),
+        1 => (0u8..2).prop_map(Life::BadExpiry),
+    ]
+}
+
+/// A generated order with its [`Life`] applied.
+fn new_order_with_life() -> impl Strategy<Value = NewOrder> {
+    (new_order(), lifecycle()).prop_map(|(mut o, life)| {
+        match life {
+            Life::Plain => {}
+            Life::Budget(budget, capped) => {
+                o.side = Side::Buy;
+                o.order_type = OrderType::Market;
+                o.tif = TimeInForce::Ioc;
+                o.stop_price = Price(0);
+                o.post_only = false;
+                o.display_qty = Qty(0);
+                o.budget = budget;
+                if !capped {
+                    o.qty = Qty(0);
+                }
+            }
+            Life::Gtd(steps) => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Gtd;
+                    o.expire_at = steps;
+                }
+            }
+            Life::Day => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Day;
+                }
+            }
+            Life::BadBudget(k) => {
+                o.budget = 1 + o.qty.0.wrapping_mul(1_000);
+                match k {
+                    0 => o.side = Side::Sell,
+                    1 => o.order_type = OrderType::Limit,
+                    _ => {
+                        o.order_type = OrderType::Market;
+                        o.side = Side::Buy;
+                        o.tif = TimeInForce::Fok;
+                    }
+                }
+            }
+            Life::BadExpiry(k) => {
+                if k == 0 {
+                    o.tif = TimeInForce::Gtd;
+                } else {
+                    o.tif = TimeInForce::Gtc;
+                    o.expire_at = 5;
+                }
+            }
+        }
+        o
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        30 => new_order().prop_map(Step::New),
+        30 => new_order_with_life().prop_map(Step::New),
+        1 => prop_oneof![9 => Just(0u64), 1 => 1u64..3_000].prop_map(Step::Tick),
         8 => amend(),
         3 => target().prop_map(Step::Cancel),
         1 => (target(), prop::bool::weighted(0.2)).prop_map(|(t, f)| Step::CancelById(t, f)),
@@ -1189,6 +1294,9 @@ fn run(rule: ClientOrderIdRule, steps: &[Step]) -> Result<(), String> {
     let mut h = Harness::with_config(config_with(rule));
     let mut done = Vec::new();
     for step in steps {
+        if let Step::Tick(minutes) = *step {
+            h.jump = minutes * 60_000_000_000;
+        }
         let cmd = step.resolve(&h);
         if let Err(diff) = h.step(&cmd) {
             return Err(format!(
@@ -1270,6 +1378,7 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::Query(Query::OpenOrders { .. }) => "query open orders",
         Command::Query(Query::Balances { .. }) => "query balances",
         Command::Query(Query::Book { .. }) => "query book",
+        Command::Tick => "tick",
     };
     if matches!(
         cmd,
@@ -1555,6 +1664,7 @@ fn unit_lock_of_symbol_0_is_3p_plus_1() {
             display_qty: Qty(0),
             post_only: false,
             stp: StpMode::None,
+            expire_at: 0,
         };
         assert_eq!(h.engine.order_lock(&v), (QQQ, 3 * p as u64 + 1));
     }

@@ -284,7 +284,8 @@ fn the_market_data_builder_allocates_nothing() {
     let allocations = allocations();
     assert!(seen > 0);
     assert!(trades > 100_000, "too few trades: {trades}");
-    assert!(updates > 400_000, "too few updates: {updates}");
+    // The workload's budget orders and ticks change no depth: a little fewer than there are commands.
+    assert!(updates > 250_000, "too few updates: {updates}");
     assert!(levels > updates, "too few level changes: {levels}");
     assert_eq!(allocations, 0, "the builder allocated {allocations} times");
 }

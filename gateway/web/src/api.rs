@@ -455,7 +455,9 @@ pub(crate) struct OrderBody {
     tif: Option<String>,
     #[serde(default)]
     price: Option<i64>,
-    qty: u64,
+    /// Lots; may be left out of a budget order (then only `max_order_qty` caps it).
+    #[serde(default)]
+    qty: Option<u64>,
     #[serde(default)]
     stop_price: Option<i64>,
     #[serde(default)]
@@ -464,10 +466,10 @@ pub(crate) struct OrderBody {
     post_only: Option<bool>,
     #[serde(default)]
     stp: Option<String>,
-    /// Market buy by quote amount: not in this engine yet.
+    /// Market buy by quote amount (quote minimal units, taker fee included).
     #[serde(default)]
     budget: Option<u64>,
-    /// GTD expiry (unix ms): not in this engine yet.
+    /// GTD expiry, Unix milliseconds.
     #[serde(default)]
     expire: Option<u64>,
 }
@@ -478,12 +480,30 @@ fn limit() -> String {
 
 impl OrderBody {
     fn to_command(&self, st: &AppState, user: UserId) -> Result<NewOrder, ApiError> {
-        if self.budget.is_some() || self.expire.is_some() {
-            return Err(ApiError::web(
-                WebCode::Unsupported,
-                "budget market buys and GTD expiry are not in this engine version",
+        // Zero is the engine's "no budget": a budget of zero said out loud is refused here.
+        if self.budget == Some(0) {
+            return Err(ApiError::reject(
+                RejectCode::InvalidBudget,
+                "budget must be at least 1 (quote minimal units)",
             ));
         }
+        let qty = match (self.qty, self.budget) {
+            (Some(q), _) => q,
+            (None, Some(_)) => 0,
+            (None, None) => return Err(ApiError::bad("qty is required (except with budget)")),
+        };
+        let expire_at = match self.expire {
+            None => 0,
+            Some(0) => {
+                return Err(ApiError::reject(
+                    RejectCode::InvalidExpiry,
+                    "expire must be a Unix time in milliseconds",
+                ))
+            }
+            Some(ms) => ms.checked_mul(1_000_000).ok_or_else(|| {
+                ApiError::reject(RejectCode::InvalidExpiry, "expire is past the 64-bit range")
+            })?,
+        };
         let order_type = j::parse_type(&self.order_type)?;
         let tif = match &self.tif {
             Some(t) => j::parse_tif(t)?,
@@ -508,7 +528,7 @@ impl OrderBody {
             order_type,
             tif,
             price: Price(price),
-            qty: Qty(self.qty),
+            qty: Qty(qty),
             stop_price: Price(stop_price),
             display_qty: Qty(self.display_qty.unwrap_or(0)),
             post_only: self.post_only.unwrap_or(false),
@@ -516,6 +536,8 @@ impl OrderBody {
                 Some(s) => j::parse_stp(s)?,
                 None => ringbook_engine::StpMode::None,
             },
+            budget: self.budget.unwrap_or(0),
+            expire_at,
         })
     }
 }

@@ -111,21 +111,17 @@ pub fn parse_type(s: &str) -> Result<OrderType, ApiError> {
     })
 }
 
-/// `GTC` / `IOC` / `FOK` (`GTD` and `DAY`: not in this engine).
+/// `GTC` / `IOC` / `FOK` / `GTD` / `DAY`.
 pub fn parse_tif(s: &str) -> Result<TimeInForce, ApiError> {
     Ok(match s {
         "GTC" => TimeInForce::Gtc,
         "IOC" => TimeInForce::Ioc,
         "FOK" => TimeInForce::Fok,
-        "GTD" | "DAY" => {
-            return Err(ApiError::web(
-                crate::error::WebCode::Unsupported,
-                format!("time in force {s}: this engine has GTC, IOC and FOK"),
-            ))
-        }
+        "GTD" => TimeInForce::Gtd,
+        "DAY" => TimeInForce::Day,
         _ => {
             return Err(ApiError::bad(format!(
-                "tif {s:?}: expected GTC, IOC or FOK"
+                "tif {s:?}: expected GTC, IOC, FOK, GTD or DAY"
             )))
         }
     })
