@@ -2206,3 +2206,160 @@ fn a_resent_order_never_moves_money_twice() {
         .iter()
         .any(|e| matches!(e, Event::Trade(_))));
 }
+
+// ------------------------------------------------------------------------------- budgets, expiry
+
+#[test]
+fn a_budget_buy_spends_its_budget_fee_included_and_refunds_the_rest() {
+    let mut h = Harness::new();
+    // Lots of 5 AAA.
+    h.deposit(1, AAA, 25);
+    h.deposit(2, QQQ, 2000);
+    h.order(lim(1, 1, Side::Sell, 105, 2));
+    h.order(lim(1, 2, Side::Sell, 106, 3));
+    let buy = NewOrder::market_budget(UserId(2), S0, ClientOrderId(1), Price(125), 1000);
+    // A budget beyond the balance: refused before anything is locked.
+    let refused = h.order(NewOrder {
+        budget: 2001,
+        ..buy
+    });
+    assert!(matches!(
+        refused[..],
+        [Event::Rejected {
+            code: RejectCode::InsufficientFunds,
+            ..
+        }]
+    ));
+    assert_eq!(h.bal(2, QQQ), (2000, 0));
+    let events = h.order(NewOrder {
+        client_order_id: ClientOrderId(2),
+        ..buy
+    });
+    // 2 lots at 105: 630 + ceil(0.441) = 631, 369 left; 1 lot at 106: 318 + 1 = 319, 50 left;
+    // a second lot at 106 would cost 637 for both: the order stops and its cap is cancelled.
+    let trades: Vec<(i64, u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => Some((t.price.0, t.qty.0, t.taker.fee)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trades, [(105, 2, 1), (106, 1, 1)]);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Cancelled {
+            reason: CancelReason::Ioc,
+            leaves_qty: Qty(0),
+            ..
+        })
+    ));
+    // Paid 950 exactly; the 50 not spent are back; nothing stays locked.
+    assert_eq!(h.bal(2, QQQ), (1050, 0));
+    assert_eq!(h.bal(2, AAA), (15, 0));
+    // A lot cap stops it first: 1 lot of the 2 left at 106, 1 000 budget, 319 spent.
+    h.order(NewOrder {
+        client_order_id: ClientOrderId(3),
+        qty: Qty(1),
+        ..buy
+    });
+    assert_eq!(h.bal(2, QQQ), (1050 - 319, 0));
+    assert_eq!(h.bal(2, AAA), (20, 0));
+}
+
+#[test]
+fn expiry_runs_in_time_then_id_order_and_refunds_the_locks() {
+    let mut h = Harness::new();
+    h.deposit(2, QQQ, 10_000);
+    let now = h.engine.now_ns();
+    // Order ids 1, 2, 3: the second expires first, then the first and third (same time) by id.
+    for (coid, price, at) in [(1, 101, now + 50_000), (2, 102, now + 30_000), (3, 103, now + 50_000)]
+    {
+        let o = NewOrder::limit_gtd(
+            UserId(2),
+            S0,
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(price),
+            Qty(2),
+            at,
+        );
+        assert!(matches!(h.order(o)[..], [Event::Accepted { .. }]));
+    }
+    // Past or missing expiry: refused.
+    let past = NewOrder::limit_gtd(UserId(2), S0, ClientOrderId(4), Side::Buy, Price(100), Qty(1), now);
+    assert!(matches!(
+        h.order(past)[..],
+        [Event::Rejected {
+            code: RejectCode::ExpiryInPast,
+            ..
+        }]
+    ));
+    let locked = h.bal(2, QQQ).1;
+    assert!(locked > 0);
+    // A tick past all three: expired before anything else, in (time, id) order.
+    h.jump = 100_000;
+    let events = h.cmd(Command::Tick);
+    let expired: Vec<(u64, CancelReason)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cancelled {
+                client_order_id,
+                reason,
+                ..
+            } => Some((client_order_id.0, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        expired,
+        [
+            (2, CancelReason::Expired),
+            (1, CancelReason::Expired),
+            (3, CancelReason::Expired)
+        ]
+    );
+    assert_eq!(h.bal(2, QQQ), (10_000, 0));
+    let (_, finished, _) = h.engine.matcher().order_status(UserId(2), ClientOrderId(2));
+    assert_eq!(finished.map(|f| f.status), Some(OrderStatus::Expired));
+}
+
+#[test]
+fn day_orders_expire_at_the_session_end() {
+    // The test config's session ends at 00:01 UTC: 60 s after the epoch the tests start near.
+    let mut h = Harness::new();
+    h.deposit(1, AAA, 50);
+    let day = NewOrder {
+        tif: TimeInForce::Day,
+        ..lim(1, 1, Side::Sell, 120, 4)
+    };
+    assert!(matches!(h.order(day)[..], [Event::Accepted { .. }]));
+    assert_eq!(
+        h.engine.order(UserId(1), ClientOrderId(1)).map(|v| v.expire_at),
+        Some(60_000_000_000)
+    );
+    // Just before the session end: still live.
+    h.jump = 60_000_000_000 - h.engine.now_ns() - 2 * h.time_step;
+    h.cmd(Command::Tick);
+    assert_eq!(h.bal(1, AAA), (30, 20));
+    // At it: expired, the 4 lots (20 AAA) back.
+    let events = h.cmd(Command::Tick);
+    assert_eq!(h.engine.now_ns(), 60_000_000_000);
+    assert!(matches!(
+        events[..],
+        [Event::Cancelled {
+            reason: CancelReason::Expired,
+            ..
+        }]
+    ));
+    assert_eq!(h.bal(1, AAA), (50, 0));
+    // A DAY order placed after it waits for the next day's end.
+    let next = NewOrder {
+        tif: TimeInForce::Day,
+        ..lim(1, 2, Side::Sell, 120, 1)
+    };
+    h.order(next);
+    assert_eq!(
+        h.engine.order(UserId(1), ClientOrderId(2)).map(|v| v.expire_at),
+        Some(60_000_000_000 + 86_400_000_000_000)
+    );
+}

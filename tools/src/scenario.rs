@@ -20,9 +20,11 @@
 //! withdraw,<user>,<currency>,<amount>            # locks the amount; prints its withdrawal id
 //! approve,<operator>,<withdrawal_id>             # two distinct operators release it
 //! reject_withdrawal,<operator>,<withdrawal_id>   # one operator refuses it: the amount is unlocked
-//! order,<user>,<symbol>,<client_order_id>,<BUY|SELL>,<LIMIT|MARKET|STOP_LIMIT|STOP_MARKET>,<GTC|IOC|FOK>,<price>,<qty>[,key=value…]
+//! order,<user>,<symbol>,<client_order_id>,<BUY|SELL>,<LIMIT|MARKET|STOP_LIMIT|STOP_MARKET>,<GTC|IOC|FOK|GTD|DAY>,<price>,<qty>[,key=value…]
 //!     # keys: post_only=1|0, stp=CANCEL_NEWEST|CANCEL_OLDEST|CANCEL_BOTH|DECREMENT|NONE,
 //!     #       display=<qty> (iceberg), stop=<trigger price>; MARKET / STOP_MARKET: price = protection
+//!     #       budget=<quote minimal units> (a MARKET BUY by quote amount, fee included; qty 0: no cap)
+//!     #       expire=<unix_ms> (GTD: the expiry time; DAY expires at [schedule] day_end_utc)
 //! cancel,<user>,<symbol>,<client_order_id>
 //! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
 //! mass_cancel,<user>[,<symbol>]
@@ -32,7 +34,7 @@
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
-//! clock,<unix_ms>                                # engine time of the commands that follow
+//! clock,<unix_ms>                                # engine time from here on; a tick (expiries run)
 //! ```
 //!
 //! Every command is stamped with a time, its engine time (docs/matching.md, "Engine time"):
@@ -40,7 +42,9 @@
 //! script's output never depends on when it runs. `clock,<unix_ms>` moves the stamp of the
 //! commands after it to that time (or leaves it where it is if the script is already past it)
 //! and they go on 1 µs apart; a value earlier than the previous `clock` line's is a line error.
-//! A `clock` line is not a command. A query takes no script time: it is stamped with the previous
+//! A `clock` line is also a command, a tick (`Command::Tick`: time alone, journaled), stamped
+//! with the time it sets, which the command after it shares: the orders whose expiry that time
+//! reaches expire on it (docs/matching.md, "Expiry"). A query takes no script time: it is stamped with the previous
 //! command's time, so the state a script ends in (engine time included) is that of the same
 //! script without its queries.
 //!

@@ -554,14 +554,20 @@ pub(crate) fn order_reply(
     let mut order_id = None;
     let (mut filled, mut cancelled, mut reason, mut triggered) = (0u64, false, None, false);
     let mut fills = Vec::new();
+    let mut qty = o.qty.0;
     for e in events {
         match *e {
             Event::Accepted {
                 user,
                 client_order_id,
                 order_id: id,
+                qty: accepted,
                 ..
-            } if mine(user, client_order_id) => order_id = Some(id.0),
+            } if mine(user, client_order_id) => {
+                order_id = Some(id.0);
+                // A budget order without a lot cap is accepted with the symbol's largest.
+                qty = accepted.0;
+            }
             Event::Trade(t) => {
                 if mine(t.taker.user, t.taker.client_order_id) {
                     filled += t.qty.0;
@@ -589,7 +595,7 @@ pub(crate) fn order_reply(
             _ => {}
         }
     }
-    let status = if filled >= o.qty.0 {
+    let status = if filled >= qty {
         "FILLED"
     } else if cancelled {
         if reason == Some(ringbook_engine::CancelReason::Expired) {
@@ -611,10 +617,12 @@ pub(crate) fn order_reply(
         "type": o.order_type.name(),
         "tif": o.tif.name(),
         "price": o.price.0,
-        "qty": o.qty.0,
+        "qty": qty,
+        "budget": (o.budget != 0).then_some(o.budget),
+        "expire": (o.expire_at != 0).then_some(o.expire_at / 1_000_000),
         "status": status,
         "filled_qty": filled,
-        "leaves_qty": if cancelled { 0 } else { o.qty.0 - filled.min(o.qty.0) },
+        "leaves_qty": if cancelled { 0 } else { qty - filled.min(qty) },
         "cancel_reason": reason.map(|r| r.name()),
         "triggered": o.order_type.is_stop().then_some(triggered),
         "fills": fills,
