@@ -70,6 +70,14 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         self.budget.as_mut().filter(|b| b.order_id == order_id)
     }
 
+    /// A `Cancelled` of the budget order: its lock is its budget, not `qty × unit_lock`; what
+    /// is left of it goes back once the order is done (a decrement leaves it live).
+    fn budget_cancelled(&mut self, leaves: u64) {
+        if leaves == 0 {
+            self.refund_budget();
+        }
+    }
+
     /// The budget order finished: what it did not spend goes back.
     fn refund_budget(&mut self) {
         if let Some(b) = self.budget.take() {
@@ -140,12 +148,7 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
                 order_id,
                 leaves_qty,
                 ..
-            } if self.budget_of(order_id).is_some() => {
-                // A budget order's lock is its budget, not `qty × unit_lock`.
-                if leaves_qty.0 == 0 {
-                    self.refund_budget();
-                }
-            }
+            } if self.budget_of(order_id).is_some() => self.budget_cancelled(leaves_qty.0),
             Event::Cancelled {
                 user,
                 symbol,

@@ -2272,8 +2272,11 @@ fn expiry_runs_in_time_then_id_order_and_refunds_the_locks() {
     h.deposit(2, QQQ, 10_000);
     let now = h.engine.now_ns();
     // Order ids 1, 2, 3: the second expires first, then the first and third (same time) by id.
-    for (coid, price, at) in [(1, 101, now + 50_000), (2, 102, now + 30_000), (3, 103, now + 50_000)]
-    {
+    for (coid, price, at) in [
+        (1, 101, now + 50_000),
+        (2, 102, now + 30_000),
+        (3, 103, now + 50_000),
+    ] {
         let o = NewOrder::limit_gtd(
             UserId(2),
             S0,
@@ -2286,7 +2289,15 @@ fn expiry_runs_in_time_then_id_order_and_refunds_the_locks() {
         assert!(matches!(h.order(o)[..], [Event::Accepted { .. }]));
     }
     // Past or missing expiry: refused.
-    let past = NewOrder::limit_gtd(UserId(2), S0, ClientOrderId(4), Side::Buy, Price(100), Qty(1), now);
+    let past = NewOrder::limit_gtd(
+        UserId(2),
+        S0,
+        ClientOrderId(4),
+        Side::Buy,
+        Price(100),
+        Qty(1),
+        now,
+    );
     assert!(matches!(
         h.order(past)[..],
         [Event::Rejected {
@@ -2334,7 +2345,9 @@ fn day_orders_expire_at_the_session_end() {
     };
     assert!(matches!(h.order(day)[..], [Event::Accepted { .. }]));
     assert_eq!(
-        h.engine.order(UserId(1), ClientOrderId(1)).map(|v| v.expire_at),
+        h.engine
+            .order(UserId(1), ClientOrderId(1))
+            .map(|v| v.expire_at),
         Some(60_000_000_000)
     );
     // Just before the session end: still live.
@@ -2359,7 +2372,9 @@ fn day_orders_expire_at_the_session_end() {
     };
     h.order(next);
     assert_eq!(
-        h.engine.order(UserId(1), ClientOrderId(2)).map(|v| v.expire_at),
+        h.engine
+            .order(UserId(1), ClientOrderId(2))
+            .map(|v| v.expire_at),
         Some(60_000_000_000 + 86_400_000_000_000)
     );
 }

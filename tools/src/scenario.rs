@@ -90,6 +90,7 @@
 //!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","tif":"GTC","price":P,
 //!  "stop_price":SP,"leaves_qty":L,"visible_qty":V,"filled_qty":F,"display_qty":D,"post_only":false,
 //!  "stp":"NONE"}                                                                  # live: NEW or PARTIALLY_FILLED
+//!                                   # a live GTD or DAY order ends with ,"expire_at":T (Unix nanoseconds)
 //! {"event":"order_status","found":true,"status":"CANCELLED","reason":"USER","user":U,"symbol":"S",
 //!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"filled_qty":F,
 //!  "filled_notional":N,"ts":T}                                                     # finished (docs/matching.md, "Order status"):

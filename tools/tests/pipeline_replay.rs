@@ -308,12 +308,7 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
 /// a command too (a tick: time alone, journaled like any other).
 fn first_commands(script: &str, n: usize) -> String {
     let mut out = String::new();
-    let mut commands = 0;
-    for line in script.lines().filter(|l| !l.starts_with('#')) {
-        if commands == n {
-            break;
-        }
-        commands += 1;
+    for line in script.lines().filter(|l| !l.starts_with('#')).take(n) {
         out.push_str(line);
         out.push('\n');
     }
@@ -407,8 +402,12 @@ fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
     // Budget buys that traded: an accepted market buy with the cap of max_order_qty (1 000 000
     // lots on BTC-KRW and ETH-KRW) and a trade of it.
     assert!(
-        direct.stdout.contains(r#""side":"BUY","type":"MARKET","price":15030,"qty":1000000"#)
-            || direct.stdout.contains(r#""side":"BUY","type":"MARKET","price":3030,"qty":1000000"#),
+        direct
+            .stdout
+            .contains(r#""side":"BUY","type":"MARKET","price":15030,"qty":1000000"#)
+            || direct
+                .stdout
+                .contains(r#""side":"BUY","type":"MARKET","price":3030,"qty":1000000"#),
         "no uncapped budget buy"
     );
     assert_pipeline_matches(&script, &[]);

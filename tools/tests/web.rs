@@ -736,10 +736,14 @@ fn orders_by_engine_order_id() {
         )))
         .await;
         assert_eq!(st, 201, "{v}");
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!(
-            {"symbol": "BTC-KRW", "client_order_id": 9, "side": "BUY", "type": "MARKET",
-             "price": 15100, "budget": 40000}
-        )))
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!(
+                    {"symbol": "BTC-KRW", "client_order_id": 9, "side": "BUY", "type": "MARKET",
+                     "price": 15100, "budget": 40000}
+                )),
+        )
         .await;
         assert_eq!(st, 201, "{v}");
         assert_eq!(
