@@ -1508,6 +1508,9 @@ fn generator_covers_every_path() {
         let steps = strategy.new_tree(&mut runner).expect("generate").current();
         let mut h = Harness::new();
         for step in &steps {
+            if let Step::Tick(minutes) = *step {
+                h.jump = minutes * 60_000_000_000;
+            }
             let cmd = step.resolve(&h);
             let before = match cmd {
                 Command::Amend {
@@ -1520,6 +1523,30 @@ fn generator_covers_every_path() {
             let events = h.cmd(cmd);
             let mut hit = |k: String| *seen.entry(k).or_default() += 1;
             classify(&h, &cmd, &events, &mut hit);
+            if let Command::NewOrder(o) = cmd {
+                let traded = events.iter().any(|e| matches!(e, Event::Trade(t) if t.taker.user == o.user && t.taker.client_order_id == o.client_order_id));
+                if o.budget != 0 && traded {
+                    hit("budget order traded".into());
+                }
+            }
+            if events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Cancelled {
+                        reason: CancelReason::Expired,
+                        ..
+                    }
+                )
+            }) {
+                hit(format!(
+                    "expired on {}",
+                    if matches!(cmd, Command::Tick) {
+                        "a tick"
+                    } else {
+                        "another command"
+                    }
+                ));
+            }
             if let (Command::Amend { qty, price, .. }, Some(v), Some(Event::Amended { .. })) =
                 (cmd, before, events.first())
             {
@@ -1601,6 +1628,13 @@ fn generator_covers_every_path() {
         "amend: lock down",
         "amend: lock same",
         "amend to zero",
+        "order: INVALID_BUDGET",
+        "order: INVALID_EXPIRY",
+        "order: EXPIRY_IN_PAST",
+        "budget order traded",
+        "cancel EXPIRED",
+        "expired on a tick",
+        "expired on another command",
     ];
     for k in expected {
         let n = seen.get(k).copied().unwrap_or(0);
