@@ -453,7 +453,9 @@ mod tests {
             currency(&c, &Named::Name("XYZ".into())).unwrap_err().code,
             2004
         );
-        assert_eq!(parse_tif("GTD").unwrap_err().reason, "UNSUPPORTED");
+        assert_eq!(parse_tif("GTD").unwrap(), TimeInForce::Gtd);
+        assert_eq!(parse_tif("DAY").unwrap(), TimeInForce::Day);
+        assert_eq!(parse_tif("GTT").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);
     }
