@@ -246,7 +246,12 @@ pub fn config_fingerprint(config: &Config) -> u64 {
     });
     h.u64(u64::from(config.engine.finished_orders_per_user));
     // The session end decides when DAY orders placed after a restore expire.
-    h.u64(config.schedule.day_end_offset_ns().map_or(u64::MAX, |ns| ns));
+    h.u64(
+        config
+            .schedule
+            .day_end_offset_ns()
+            .map_or(u64::MAX, |ns| ns),
+    );
     h.u64(config.accounts.operators.len() as u64);
     for &op in &config.accounts.operators {
         h.u64(u64::from(op));
