@@ -67,9 +67,19 @@ pub const KIND_QUERY_BOOK: u8 = 12;
 pub const KIND_CANCEL_ORDER: u8 = 13;
 /// Kind byte of [`Command::AmendOrder`] (added as [`KIND_CANCEL_ORDER`] was).
 pub const KIND_AMEND_ORDER: u8 = 14;
+/// Kind byte of a [`Command::NewOrder`] with a quote budget or an expiry time (either
+/// non-zero): the new-order layout followed by `budget` and `expire_at` (added as
+/// [`KIND_CANCEL_ORDER`] was). A new order with neither is always [`KIND_NEW_ORDER`].
+pub const KIND_NEW_ORDER_EXT: u8 = 15;
+/// Kind byte of [`Command::Tick`] (added as [`KIND_CANCEL_ORDER`] was).
+pub const KIND_TICK: u8 = 16;
 
 /// Encoded length of a new order.
 pub const NEW_ORDER_BYTES: usize = 52;
+/// Encoded length of a new order with a budget or an expiry ([`KIND_NEW_ORDER_EXT`]).
+pub const NEW_ORDER_EXT_BYTES: usize = NEW_ORDER_BYTES + 16;
+/// Encoded length of a tick: the kind byte alone.
+pub const TICK_BYTES: usize = 1;
 /// Encoded length of a cancel.
 pub const CANCEL_BYTES: usize = 15;
 /// Encoded length of an amend.
@@ -82,7 +92,7 @@ pub const FUNDS_BYTES: usize = 15;
 pub const OPERATOR_BYTES: usize = 13;
 
 /// The longest encoding of any command: the size of [`encode`]'s buffer.
-pub const COMMAND_BYTES_MAX: usize = NEW_ORDER_BYTES;
+pub const COMMAND_BYTES_MAX: usize = NEW_ORDER_EXT_BYTES;
 /// Encoded length of [`Query::Order`].
 pub const QUERY_ORDER_BYTES: usize = 13;
 /// Encoded length of [`Query::OpenOrders`].
@@ -193,7 +203,9 @@ impl std::error::Error for DecodeError {}
 #[inline]
 pub fn encoded_len(cmd: &Command) -> usize {
     match cmd {
-        Command::NewOrder(_) => NEW_ORDER_BYTES,
+        Command::NewOrder(o) if o.budget == 0 && o.expire_at == 0 => NEW_ORDER_BYTES,
+        Command::NewOrder(_) => NEW_ORDER_EXT_BYTES,
+        Command::Tick => TICK_BYTES,
         Command::Cancel { .. } | Command::CancelOrder { .. } => CANCEL_BYTES,
         Command::Amend { .. } | Command::AmendOrder { .. } => AMEND_BYTES,
         Command::MassCancel { .. } => MASS_CANCEL_BYTES,
@@ -246,7 +258,12 @@ pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
     let mut w = Writer { buf, at: 0 };
     match *cmd {
         Command::NewOrder(ref o) => {
-            w.u8(KIND_NEW_ORDER);
+            let ext = o.budget != 0 || o.expire_at != 0;
+            w.u8(if ext {
+                KIND_NEW_ORDER_EXT
+            } else {
+                KIND_NEW_ORDER
+            });
             w.u8(o.side as u8);
             w.u8(o.order_type as u8);
             w.u8(o.tif as u8);
@@ -259,7 +276,12 @@ pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
             w.u64(o.qty.0);
             w.i64(o.stop_price.0);
             w.u64(o.display_qty.0);
+            if ext {
+                w.u64(o.budget);
+                w.u64(o.expire_at);
+            }
         }
+        Command::Tick => w.u8(KIND_TICK),
         Command::Cancel {
             user,
             symbol,
@@ -444,6 +466,8 @@ pub fn tif_from_u8(v: u8) -> Option<TimeInForce> {
         0 => Some(TimeInForce::Gtc),
         1 => Some(TimeInForce::Ioc),
         2 => Some(TimeInForce::Fok),
+        3 => Some(TimeInForce::Gtd),
+        4 => Some(TimeInForce::Day),
         _ => None,
     }
 }
@@ -472,6 +496,8 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     };
     let len = match kind {
         KIND_NEW_ORDER => NEW_ORDER_BYTES,
+        KIND_NEW_ORDER_EXT => NEW_ORDER_EXT_BYTES,
+        KIND_TICK => TICK_BYTES,
         KIND_CANCEL => CANCEL_BYTES,
         KIND_AMEND | KIND_AMEND_ORDER => AMEND_BYTES,
         KIND_CANCEL_ORDER => CANCEL_BYTES,
@@ -500,7 +526,8 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     }
     let mut r = Reader { bytes, at: 1 };
     let cmd = match kind {
-        KIND_NEW_ORDER => {
+        KIND_TICK => Command::Tick,
+        KIND_NEW_ORDER | KIND_NEW_ORDER_EXT => {
             let side = enum_field("side", r.u8(), side_from_u8)?;
             let order_type = enum_field("order_type", r.u8(), order_type_from_u8)?;
             let tif = enum_field("tif", r.u8(), tif_from_u8)?;
@@ -509,7 +536,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
             if flags & !FLAG_POST_ONLY != 0 {
                 return Err(DecodeError::BadFlags { value: flags });
             }
-            Command::NewOrder(NewOrder {
+            let mut o = NewOrder {
                 side,
                 order_type,
                 tif,
@@ -522,7 +549,20 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
                 qty: Qty(r.u64()),
                 stop_price: Price(r.i64()),
                 display_qty: Qty(r.u64()),
-            })
+                budget: 0,
+                expire_at: 0,
+            };
+            if kind == KIND_NEW_ORDER_EXT {
+                o.budget = r.u64();
+                o.expire_at = r.u64();
+                if o.budget == 0 && o.expire_at == 0 {
+                    // Such an order is encoded as KIND_NEW_ORDER: one command, one encoding.
+                    return Err(DecodeError::NonCanonical {
+                        field: "budget and expire_at",
+                    });
+                }
+            }
+            Command::NewOrder(o)
         }
         KIND_CANCEL => Command::Cancel {
             symbol: SymbolId(r.u16()),
@@ -661,6 +701,52 @@ mod tests {
     }
 
     #[test]
+    fn budget_and_expiry_orders_and_ticks_round_trip_with_known_bytes() {
+        let budget =
+            NewOrder::market_budget(UserId(7), SymbolId(2), ClientOrderId(9), Price(100), 0x0102);
+        let bytes = round_trip(Command::NewOrder(budget));
+        assert_eq!(bytes.len(), NEW_ORDER_EXT_BYTES);
+        assert_eq!(bytes[0], KIND_NEW_ORDER_EXT);
+        assert_eq!(&bytes[52..60], &0x0102u64.to_le_bytes());
+        assert_eq!(&bytes[60..68], &0u64.to_le_bytes());
+        let gtd = NewOrder::limit_gtd(
+            UserId(7),
+            SymbolId(2),
+            ClientOrderId(10),
+            Side::Buy,
+            Price(100),
+            Qty(1),
+            1_700_000_000_000_000_000,
+        );
+        let bytes = round_trip(Command::NewOrder(gtd));
+        assert_eq!(bytes[3], TimeInForce::Gtd as u8);
+        assert_eq!(&bytes[60..68], &1_700_000_000_000_000_000u64.to_le_bytes());
+        // The extended kind with neither field is not the one encoding of any command.
+        let mut plain = bytes.clone();
+        plain[52..68].fill(0);
+        assert_eq!(
+            decode(&plain),
+            Err(DecodeError::NonCanonical {
+                field: "budget and expire_at"
+            })
+        );
+        // Without budget and expiry a new order keeps the old kind and length.
+        let mut day = gtd;
+        day.tif = TimeInForce::Day;
+        day.expire_at = 0;
+        assert_eq!(round_trip(Command::NewOrder(day)).len(), NEW_ORDER_BYTES);
+        assert_eq!(round_trip(Command::Tick), vec![KIND_TICK]);
+        assert_eq!(
+            decode(&[KIND_TICK, 0]),
+            Err(DecodeError::TrailingBytes {
+                kind: KIND_TICK,
+                expected: 1,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
     fn mass_cancel_with_and_without_symbol() {
         let none = round_trip(Command::MassCancel {
             user: UserId(3),
@@ -786,7 +872,7 @@ mod tests {
         for (at, field, value) in [
             (1, "side", 2),
             (2, "order_type", 4),
-            (3, "tif", 3),
+            (3, "tif", 5),
             (4, "stp", 5),
         ] {
             let mut bad = order.clone();

@@ -105,11 +105,20 @@ pub enum RejectCode {
     /// A cancel or amend by engine order id names a live order of another user; nothing is
     /// done to it (or said about it).
     NotYourOrder = 3014,
+    /// A quote budget (`budget`) on an order that is not a market buy with time in force IOC,
+    /// or (at the edges, where it can be told apart from "no budget") a budget of zero.
+    InvalidBudget = 3015,
+    /// An expiry time on an order whose time in force is not GTD, or a GTD order without one.
+    InvalidExpiry = 3016,
+    /// A GTD order whose expiry time is at or before the engine time of its command.
+    ExpiryInPast = 3017,
+    /// A DAY order, but no session end is configured (`[schedule] day_end_utc`).
+    NoSessionEnd = 3018,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 43] = [
+    pub const ALL: [RejectCode; 47] = [
         RejectCode::MalformedFrame,
         RejectCode::FrameTooLarge,
         RejectCode::UnknownMessageType,
@@ -153,6 +162,10 @@ impl RejectCode {
         RejectCode::PostOnlyWouldTake,
         RejectCode::NotionalOverflow,
         RejectCode::NotYourOrder,
+        RejectCode::InvalidBudget,
+        RejectCode::InvalidExpiry,
+        RejectCode::ExpiryInPast,
+        RejectCode::NoSessionEnd,
     ];
 
     /// The stable numeric code.
@@ -207,6 +220,10 @@ impl RejectCode {
             RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
             RejectCode::NotionalOverflow => "NOTIONAL_OVERFLOW",
             RejectCode::NotYourOrder => "NOT_YOUR_ORDER",
+            RejectCode::InvalidBudget => "INVALID_BUDGET",
+            RejectCode::InvalidExpiry => "INVALID_EXPIRY",
+            RejectCode::ExpiryInPast => "EXPIRY_IN_PAST",
+            RejectCode::NoSessionEnd => "NO_SESSION_END",
         }
     }
 
@@ -230,7 +247,7 @@ pub enum CancelReason {
     SelfTrade = 4,
     /// A post-only order that would have taken liquidity.
     PostOnly = 5,
-    /// Expired (time-based expiry; reserved for later issues).
+    /// Expired: a GTD or DAY order reached its expiry time (docs/matching.md, "Expiry").
     Expired = 6,
     /// The owner's session disconnected with cancel-on-disconnect set.
     Disconnect = 7,

@@ -33,6 +33,14 @@ pub struct NewOrder {
     pub post_only: bool,
     /// Self-trade prevention mode (this order's mode applies when it is the taker).
     pub stp: StpMode,
+    /// Quote budget of a market buy, in the quote currency's minimal units, taker fee
+    /// included (Upbit's `ord_type=price`); 0: not a budget order. A budget order buys until
+    /// the next lot would take its spend past the budget; `qty` caps it in lots (0: only
+    /// `max_order_qty` does). docs/matching.md, "Budget orders"; docs/risk.md for its lock.
+    pub budget: u64,
+    /// Expiry time of a GTD order, Unix nanoseconds; 0 for every other time in force (DAY
+    /// orders take theirs from the configured session end). docs/matching.md, "Expiry".
+    pub expire_at: u64,
 }
 
 impl NewOrder {
@@ -58,6 +66,8 @@ impl NewOrder {
             display_qty: Qty(0),
             post_only: false,
             stp: StpMode::None,
+            budget: 0,
+            expire_at: 0,
         }
     }
 
@@ -74,6 +84,38 @@ impl NewOrder {
             order_type: OrderType::Market,
             tif: TimeInForce::Ioc,
             ..NewOrder::limit(user, symbol, client_order_id, side, protection, qty)
+        }
+    }
+
+    /// A market buy for at most `budget` quote minimal units, taker fee included, up to
+    /// `protection` price (docs/matching.md, "Budget orders"); no lot cap but `max_order_qty`.
+    pub fn market_budget(
+        user: UserId,
+        symbol: SymbolId,
+        client_order_id: ClientOrderId,
+        protection: Price,
+        budget: u64,
+    ) -> NewOrder {
+        NewOrder {
+            budget,
+            ..NewOrder::market(user, symbol, client_order_id, Side::Buy, protection, Qty(0))
+        }
+    }
+
+    /// A limit order good till `expire_at` (Unix nanoseconds).
+    pub fn limit_gtd(
+        user: UserId,
+        symbol: SymbolId,
+        client_order_id: ClientOrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        expire_at: u64,
+    ) -> NewOrder {
+        NewOrder {
+            tif: TimeInForce::Gtd,
+            expire_at,
+            ..NewOrder::limit(user, symbol, client_order_id, side, price, qty)
         }
     }
 }
@@ -172,6 +214,9 @@ pub enum Command {
     /// A read-only question about the state. It is sequenced like any other command, so its
     /// answer reflects exactly the commands before it; it changes nothing.
     Query(Query),
+    /// Nothing but time: the command's stamp moves engine time, and the orders whose expiry it
+    /// reaches expire (docs/matching.md, "Expiry"). A script's `clock` line is one.
+    Tick,
 }
 
 /// What a [`Command::Query`] asks. Each is answered by the stage that owns the state it reads
@@ -234,7 +279,9 @@ impl Command {
             | Command::MassCancel { user, .. }
             | Command::Deposit { user, .. }
             | Command::Withdraw { user, .. } => Some(user),
-            Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => None,
+            Command::ApproveWithdrawal { .. }
+            | Command::RejectWithdrawal { .. }
+            | Command::Tick => None,
             Command::Query(q) => q.user(),
         }
     }

@@ -346,6 +346,46 @@ pub struct Config {
     /// The web edge (HTTP/WebSocket) limits (optional; only `ringbook serve` reads it).
     #[serde(default)]
     pub web: WebConfig,
+    /// The trading session (optional): when DAY orders expire.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// The trading session (`[schedule]`; optional). docs/matching.md, "Expiry".
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The daily session end, `"HH:MM"` in UTC: DAY orders expire at the first such time after
+    /// their command's engine time. Absent: DAY orders are rejected (`NO_SESSION_END`).
+    #[serde(default)]
+    pub day_end_utc: Option<String>,
+}
+
+/// Nanoseconds in a day.
+pub const DAY_NS: u64 = 86_400_000_000_000;
+
+impl ScheduleConfig {
+    /// The session end as an offset from midnight UTC, nanoseconds (`None`: not configured).
+    /// Validated by [`Config::validate`]: a config that passed it has a well-formed time.
+    pub fn day_end_offset_ns(&self) -> Option<u64> {
+        self.day_end_utc
+            .as_deref()
+            .map(|t| parse_hh_mm(t).expect("validated config"))
+    }
+}
+
+/// `"HH:MM"` (00:00 ..= 23:59) as nanoseconds after midnight.
+fn parse_hh_mm(text: &str) -> Result<u64, String> {
+    let bad = || format!("schedule.day_end_utc = {text:?} must be \"HH:MM\" (00:00 to 23:59)");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok((h * 60 + m) * 60_000_000_000)
 }
 
 /// The web edge's token, queue and rate-limit settings (`[web]`; every key optional). See
@@ -487,6 +527,11 @@ impl Config {
     /// Checks every rule in docs/configuration.md.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(t) = self.schedule.day_end_utc.as_deref() {
+            if let Err(m) = parse_hh_mm(t) {
+                return bad(m);
+            }
+        }
         let cap = &self.capacity;
         if cap.orders_max == 0 || cap.orders_max > ORDERS_MAX {
             return bad(format!(
@@ -729,6 +774,27 @@ mod tests {
         assert_eq!(c.symbol_id("AAPL-USD"), Some(SymbolId(2)));
         assert_eq!(c.currency_id("BTC"), Some(CurrencyId(2)));
         assert_eq!(c.engine.client_order_ids, ClientOrderIdRule::Increasing);
+    }
+
+    #[test]
+    fn schedule_day_end_is_optional_and_checked() {
+        assert_eq!(Config::default().schedule.day_end_offset_ns(), None);
+        let with = |t: &str| {
+            Config::from_toml_str(&format!(
+                "{DEFAULT_CONFIG_TOML}\n[schedule]\nday_end_utc = \"{t}\"\n"
+            ))
+        };
+        assert_eq!(
+            with("15:30").unwrap().schedule.day_end_offset_ns(),
+            Some((15 * 60 + 30) * 60_000_000_000)
+        );
+        assert_eq!(with("00:00").unwrap().schedule.day_end_offset_ns(), Some(0));
+        for bad in ["24:00", "12:60", "1:30", "12-30", "ab:cd", ""] {
+            assert!(
+                matches!(with(bad), Err(ConfigError::Invalid(m)) if m.contains("day_end_utc")),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -127,17 +127,19 @@ impl Engine {
             &self.specs,
             &mut self.accounts,
             &self.matcher,
+            self.matcher.now_ns(),
             cmd,
             sink,
         );
-        match plan {
-            Plan::Done | Plan::Rejected(_) => match_stage(&mut self.matcher, cmd, plan, sink),
-            Plan::Book => match_stage(&mut self.matcher, cmd, plan, sink),
-            Plan::Balances(user) => balances_reply(&self.accounts, user, sink),
-            Plan::Settle { .. } => {
-                let mut settle = settlement(&mut self.accounts, &self.specs, plan, sink);
-                match_stage(&mut self.matcher, cmd, plan, &mut settle);
-            }
+        if self.risk == RiskMode::Off {
+            return match_stage(&mut self.matcher, cmd, plan, sink);
+        }
+        // With risk on S settles whatever M emits, whatever the plan: M expires due orders
+        // (docs/matching.md, "Expiry") before any command, and their locks come back.
+        let mut settle = settlement(&mut self.accounts, &self.specs, plan, sink);
+        match_stage(&mut self.matcher, cmd, plan, &mut settle);
+        if let Plan::Balances(user) = plan {
+            balances_reply(&self.accounts, user, sink);
         }
     }
 
@@ -285,6 +287,9 @@ pub(crate) enum Plan {
     Settle {
         /// A new order that passed R: M places it without validating it again.
         place: bool,
+        /// The new order is a budget order (docs/risk.md, "Budget orders"): `undo` is its
+        /// budget, which S spends trade by trade and refunds the rest of when it finishes.
+        budget: bool,
         /// R's lock for the command, returned if M rejects it.
         undo: Option<(UserId, CurrencyId, u64)>,
         /// An amend's lock decrease, refunded when M confirms the amend.
@@ -304,6 +309,7 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
     specs: &[RiskSpec],
     accounts: &mut Accounts,
     matcher: &Matcher,
+    now_ns: u64,
     cmd: &Command,
     sink: &mut S,
 ) -> Plan {
@@ -334,7 +340,8 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
         return Plan::Done;
     }
     match *cmd {
-        Command::NewOrder(ref o) => new_order(specs, accounts, matcher, o, sink),
+        Command::NewOrder(ref o) => new_order(specs, accounts, matcher, now_ns, o, sink),
+        Command::Tick => Plan::Done,
         Command::Amend {
             user,
             symbol,
@@ -383,6 +390,7 @@ pub(crate) fn risk_stage<S: EventSink + ?Sized>(
         | Command::CancelOrder { .. }
         | Command::MassCancel { .. } => Plan::Settle {
             place: false,
+            budget: false,
             undo: None,
             refund: None,
         },
@@ -486,16 +494,22 @@ fn new_order<S: EventSink + ?Sized>(
     specs: &[RiskSpec],
     accounts: &mut Accounts,
     matcher: &Matcher,
+    now_ns: u64,
     o: &NewOrder,
     sink: &mut S,
 ) -> Plan {
     let lock = matcher
-        .validate(o)
+        .validate_at(o, now_ns)
         .and_then(|()| accounts.check_user(o.user))
         .and_then(|()| {
-            specs[o.symbol.0 as usize]
-                .lock(o.side, o.price, o.qty)
-                .ok_or(RejectCode::NotionalOverflow)
+            let spec = &specs[o.symbol.0 as usize];
+            if o.budget != 0 {
+                // A budget order locks its budget (docs/risk.md, "Budget orders").
+                Ok((spec.quote, o.budget))
+            } else {
+                spec.lock(o.side, o.price, o.qty)
+                    .ok_or(RejectCode::NotionalOverflow)
+            }
         })
         .and_then(|(currency, amount)| {
             accounts
@@ -505,6 +519,7 @@ fn new_order<S: EventSink + ?Sized>(
     match lock {
         Ok((currency, amount)) => Plan::Settle {
             place: true,
+            budget: o.budget != 0,
             undo: Some((o.user, currency, amount)),
             refund: None,
         },
@@ -553,12 +568,14 @@ fn amend<S: EventSink + ?Sized>(
         }
         Plan::Settle {
             place: false,
+            budget: false,
             undo: Some((user, currency, new.1 - old.1)),
             refund: None,
         }
     } else {
         Plan::Settle {
             place: false,
+            budget: false,
             undo: None,
             refund: Some((user, currency, old.1 - new.1)),
         }
@@ -576,6 +593,8 @@ pub(crate) fn match_stage<S: EventSink + ?Sized>(
     plan: Plan,
     sink: &mut S,
 ) {
+    // Expiries first: every command's engine time may reach some (docs/matching.md, "Expiry").
+    matcher.expire_due(sink);
     match (plan, cmd) {
         (Plan::Rejected(code), Command::NewOrder(o)) => matcher.note_rejected(o, code),
         (Plan::Done | Plan::Rejected(_) | Plan::Balances(_), _) => {}
@@ -620,9 +639,19 @@ pub(crate) fn settlement<'a, S: EventSink + ?Sized>(
     sink: &'a mut S,
 ) -> Settlement<'a, S> {
     let mut settle = Settlement::new(accounts, specs, sink);
-    if let Plan::Settle { undo, refund, .. } = plan {
+    if let Plan::Settle {
+        undo,
+        refund,
+        budget,
+        ..
+    } = plan
+    {
         if let Some((user, currency, amount)) = undo {
-            settle.undo_on_reject(user, currency, amount);
+            if budget {
+                settle.spend_budget(user, currency, amount);
+            } else {
+                settle.undo_on_reject(user, currency, amount);
+            }
         }
         if let Some((user, currency, amount)) = refund {
             settle.refund_on_amend(user, currency, amount);

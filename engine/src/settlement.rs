@@ -7,7 +7,18 @@
 use crate::event::{Event, EventSink, Trade};
 use crate::risk::accounts::Accounts;
 use crate::risk::RiskSpec;
-use crate::types::{CurrencyId, Side, UserId};
+use crate::types::{CurrencyId, OrderId, Side, UserId};
+
+/// A budget order's lock while it executes (docs/risk.md, "Budget orders").
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    user: UserId,
+    currency: CurrencyId,
+    /// What is still locked of the budget.
+    left: u64,
+    /// The order's id, from its `Accepted` (0 before).
+    order_id: OrderId,
+}
 
 /// Applies one command's matching events to the accounts, then forwards them.
 #[derive(Debug)]
@@ -19,6 +30,8 @@ pub struct Settlement<'a, S: EventSink + ?Sized> {
     undo: Option<(UserId, CurrencyId, u64)>,
     /// An amend's lock decrease, refunded when matching confirms the amend.
     refund: Option<(UserId, CurrencyId, u64)>,
+    /// The budget order this command places, if it is one.
+    budget: Option<Budget>,
 }
 
 impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
@@ -34,6 +47,41 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
             sink,
             undo: None,
             refund: None,
+            budget: None,
+        }
+    }
+
+    /// R locked `amount` as the budget of the budget order this command places: each of its
+    /// trades spends its notional and taker fee from it, and what is left comes back when the
+    /// order finishes (or all of it, if matching rejects the order).
+    pub fn spend_budget(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+        self.undo = Some((user, currency, amount));
+        self.budget = Some(Budget {
+            user,
+            currency,
+            left: amount,
+            order_id: OrderId(0),
+        });
+    }
+
+    /// The budget of `order_id` if it is this command's budget order.
+    #[inline]
+    fn budget_of(&mut self, order_id: OrderId) -> Option<&mut Budget> {
+        self.budget.as_mut().filter(|b| b.order_id == order_id)
+    }
+
+    /// A `Cancelled` of the budget order: its lock is its budget, not `qty × unit_lock`; what
+    /// is left of it goes back once the order is done (a decrement leaves it live).
+    fn budget_cancelled(&mut self, leaves: u64) {
+        if leaves == 0 {
+            self.refund_budget();
+        }
+    }
+
+    /// The budget order finished: what it did not spend goes back.
+    fn refund_budget(&mut self) {
+        if let Some(b) = self.budget.take() {
+            self.accounts.unlock(b.user, b.currency, b.left);
         }
     }
 
@@ -56,10 +104,22 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         // Fits: at most the buyer's lock for these lots, which fitted when it was taken.
         let notional = t.price.0 as u64 * t.qty.0 * spec.tick_size;
         let base = t.qty.0 * spec.lot_size;
-        let released = spec
-            .buy_unit_lock(buyer.limit_price)
-            .expect("locked when placed")
-            * t.qty.0;
+        let released = match self.budget_of(t.taker.order_id) {
+            // A budget order pays exactly what it spends out of its budget.
+            Some(b) => {
+                let spent = notional + buyer.fee;
+                b.left = b
+                    .left
+                    .checked_sub(spent)
+                    .expect("a budget order never spends past its budget");
+                spent
+            }
+            None => {
+                spec.buy_unit_lock(buyer.limit_price)
+                    .expect("locked when placed")
+                    * t.qty.0
+            }
+        };
         let unused = released
             .checked_sub(notional + buyer.fee)
             .expect("a buy's lock covers every fill at or below its limit, fee included");
@@ -73,6 +133,9 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         a.spend_locked(seller.user, spec.base, base);
         a.credit(seller.user, spec.quote, proceeds);
         a.collect_fee(spec.quote, buyer.fee + seller.fee);
+        if t.taker.leaves_qty.0 == 0 && self.budget_of(t.taker.order_id).is_some() {
+            self.refund_budget();
+        }
     }
 }
 
@@ -81,6 +144,11 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
     fn on_event(&mut self, event: &Event) {
         match *event {
             Event::Trade(ref t) => self.trade(t),
+            Event::Cancelled {
+                order_id,
+                leaves_qty,
+                ..
+            } if self.budget_of(order_id).is_some() => self.budget_cancelled(leaves_qty.0),
             Event::Cancelled {
                 user,
                 symbol,
@@ -94,7 +162,12 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
                     .expect("locked when placed");
                 self.accounts.unlock(user, currency, amount);
             }
-            Event::Accepted { .. } => self.undo = None,
+            Event::Accepted { order_id, .. } => {
+                self.undo = None;
+                if let Some(b) = self.budget.as_mut().filter(|b| b.order_id.0 == 0) {
+                    b.order_id = order_id;
+                }
+            }
             Event::Amended { .. } => {
                 self.undo = None;
                 if let Some((user, currency, amount)) = self.refund.take() {
@@ -104,6 +177,7 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
             Event::Rejected { .. } => {
                 if let Some((user, currency, amount)) = self.undo.take() {
                     self.accounts.unlock(user, currency, amount);
+                    self.budget = None;
                 }
             }
             _ => {}

@@ -62,8 +62,8 @@ use crate::matching::{FinishedOrder, Matcher, OrderStatus};
 use crate::risk::accounts::{Accounts, Balance, PendingWithdrawal};
 use crate::risk::RiskSpec;
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderId, Price, Qty, Side, SymbolId, TimeInForce,
-    UserId, WithdrawalId,
+    ClientOrderId, CurrencyId, OperatorId, OrderId, Price, Qty, Side, SymbolId, UserId,
+    WithdrawalId,
 };
 
 /// The first eight bytes of every snapshot.
@@ -73,7 +73,8 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RINGSNAP";
 /// Version 3 (engine time, per-symbol trade ids and client-order-id high-water marks, with the
 /// client-order-id rule in the configuration fingerprint) is the only one read: versions 1
 /// and 2 are refused (recovery replays the journal instead).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
+/// Version 5 adds the expiry times of live GTD and DAY orders; older versions are refused.
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 5;
 /// Bytes of the header: magic, version, risk mode, reserved byte, config fingerprint, state
 /// hash.
 pub const SNAPSHOT_HEADER_BYTES: usize = 28;
@@ -83,6 +84,8 @@ pub const ORDER_RECORD_BYTES: usize = 76;
 pub const COID_MARK_RECORD_BYTES: usize = 12;
 /// Bytes of one live order's filled-notional record (order id, notional).
 pub const NOTIONAL_RECORD_BYTES: usize = 16;
+/// Bytes of one live order's expiry record (order id, expiry time).
+pub const EXPIRY_RECORD_BYTES: usize = 16;
 /// Bytes of one finished order's record in a user's window.
 pub const FINISHED_RECORD_BYTES: usize = 55;
 /// Bytes of one pending withdrawal's record.
@@ -242,6 +245,13 @@ pub fn config_fingerprint(config: &Config) -> u64 {
         ClientOrderIdRule::UniqueLive => 2,
     });
     h.u64(u64::from(config.engine.finished_orders_per_user));
+    // The session end decides when DAY orders placed after a restore expire.
+    h.u64(
+        config
+            .schedule
+            .day_end_offset_ns()
+            .map_or(u64::MAX, |ns| ns),
+    );
     h.u64(config.accounts.operators.len() as u64);
     for &op in &config.accounts.operators {
         h.u64(u64::from(op));
@@ -420,6 +430,22 @@ impl Engine {
             out.extend_from_slice(&n.to_le_bytes());
         }
 
+        // Live GTD and DAY orders' expiry times, in order id order.
+        let mut expiries: Vec<(u64, u64)> = Vec::new();
+        for s in 0..matcher.symbols() {
+            matcher.for_each_order(SymbolId(s as u16), |_, v| {
+                if v.tif.expires() {
+                    expiries.push((v.order_id.0, v.expire_at));
+                }
+            });
+        }
+        expiries.sort_unstable();
+        out.extend_from_slice(&(expiries.len() as u32).to_le_bytes());
+        for (id, at) in expiries {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+
         // Windows of finished orders: each user that has one, in user id order, oldest first.
         let windows_at = out.len();
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -520,6 +546,7 @@ impl Engine {
             &book.acceptance,
             &book.coid_high,
             &book.notionals,
+            &book.expiries,
             &book.finished,
         );
         let engine = Engine::from_parts(config, risk, restored, matcher);
@@ -644,6 +671,8 @@ struct MatchingPart {
     coid_high: Vec<(UserId, u64)>,
     /// Live orders' filled notionals (non-zero), by order id.
     notionals: Vec<(OrderId, u64)>,
+    /// Live GTD and DAY orders' expiry times, by order id.
+    expiries: Vec<(OrderId, u64)>,
     /// Windows of finished orders, in ascending user order, each oldest first.
     finished: Vec<(UserId, Vec<FinishedOrder>)>,
 }
@@ -841,6 +870,30 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         notionals.push((OrderId(id), n));
     }
 
+    const E: &str = "expiry times";
+    let count_e = r.u32(E)?;
+    let expiring = orders.iter().filter(|(_, o)| o.tif.expires()).count();
+    ensure(
+        count_e as usize == expiring,
+        "expiry records do not match the live GTD and DAY orders",
+    )?;
+    r.need(u64::from(count_e), EXPIRY_RECORD_BYTES, E)?;
+    let mut expiries: Vec<(OrderId, u64)> = Vec::with_capacity(count_e as usize);
+    for _ in 0..count_e {
+        let id = r.u64(E)?;
+        let at = r.u64(E)?;
+        ensure(
+            expiries.last().is_none_or(|&(last, _)| last.0 < id),
+            "expiry records are not in ascending order id order",
+        )?;
+        ensure(
+            orders.iter().any(|(_, o)| o.id.0 == id && o.tif.expires()),
+            "an expiry record names no live GTD or DAY order",
+        )?;
+        ensure(at > now_ns, "a live order's expiry time has passed")?;
+        expiries.push((OrderId(id), at));
+    }
+
     const F: &str = "finished-order windows";
     let per_user = config.engine.finished_orders_per_user;
     let windows = r.u32(F)?;
@@ -904,6 +957,7 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
         acceptance,
         coid_high,
         notionals,
+        expiries,
         finished,
     })
 }
@@ -980,12 +1034,12 @@ fn read_order(
         "order quantity above the symbol's max_order_qty",
     )?;
     ensure(
-        !post_only || (!order_type.is_market() && tif == TimeInForce::Gtc),
-        "post-only order that is not a GTC limit",
+        !post_only || (!order_type.is_market() && tif.rests()),
+        "post-only order that is not a resting limit",
     )?;
     ensure(
-        display == 0 || (!order_type.is_market() && tif == TimeInForce::Gtc),
-        "iceberg that is not a GTC limit",
+        display == 0 || (!order_type.is_market() && tif.rests()),
+        "iceberg that is not a resting limit",
     )?;
     ensure(
         checked_notional(price, crate::types::Qty(leaves), spec.tick_size).is_some(),
@@ -1005,8 +1059,8 @@ fn read_order(
         ensure(!reached, "waiting stop whose trigger price was reached")?;
     } else {
         ensure(
-            tif == TimeInForce::Gtc && !order_type.is_market(),
-            "resting order that is not a GTC limit",
+            tif.rests() && !order_type.is_market(),
+            "resting order that is not a GTC, GTD or DAY limit",
         )?;
         ensure(
             visible > 0
@@ -1381,7 +1435,7 @@ mod tests {
             }
         );
         let mut bad = bytes.clone();
-        for version in [1u8, 2, 3, 5] {
+        for version in [1u8, 2, 3, 4, 6] {
             // Versions 1 to 3 lacked engine time, trade ids, the client-order-id marks or the
             // finished-order windows: they are not read (replay instead).
             bad[8] = version;

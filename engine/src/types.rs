@@ -144,6 +144,11 @@ pub enum TimeInForce {
     Ioc = 1,
     /// Fill or kill: fills completely at once, or is cancelled without trading.
     Fok = 2,
+    /// Good till date: like GTC, but a resting (or waiting stop) remainder expires at the
+    /// order's `expire_at` (docs/matching.md, "Expiry").
+    Gtd = 3,
+    /// Day: like GTD, expiring at the next configured session end (`[schedule] day_end_utc`).
+    Day = 4,
 }
 
 impl TimeInForce {
@@ -153,7 +158,21 @@ impl TimeInForce {
             TimeInForce::Gtc => "GTC",
             TimeInForce::Ioc => "IOC",
             TimeInForce::Fok => "FOK",
+            TimeInForce::Gtd => "GTD",
+            TimeInForce::Day => "DAY",
         }
+    }
+
+    /// True for the time in force values whose remainder rests: GTC, GTD and DAY.
+    #[inline]
+    pub fn rests(self) -> bool {
+        matches!(self, TimeInForce::Gtc | TimeInForce::Gtd | TimeInForce::Day)
+    }
+
+    /// True for GTD and DAY: the order expires (docs/matching.md, "Expiry").
+    #[inline]
+    pub fn expires(self) -> bool {
+        matches!(self, TimeInForce::Gtd | TimeInForce::Day)
     }
 }
 

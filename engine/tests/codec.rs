@@ -30,6 +30,8 @@ fn tif() -> impl Strategy<Value = TimeInForce> {
         Just(TimeInForce::Gtc),
         Just(TimeInForce::Ioc),
         Just(TimeInForce::Fok),
+        Just(TimeInForce::Gtd),
+        Just(TimeInForce::Day),
     ]
 }
 
@@ -61,11 +63,14 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
             any::<bool>(),
             stp(),
         ),
+        // Budget and expiry: mostly neither (the plain kind), any value otherwise.
+        prop_oneof![2 => Just((0u64, 0u64)), 1 => (any::<u64>(), any::<u64>())],
     )
         .prop_map(
             |(
                 (user, symbol, coid, side, order_type, tif),
                 (price, qty, stop, display, post_only, stp),
+                (budget, expire_at),
             )| NewOrder {
                 user: UserId(user),
                 symbol: SymbolId(symbol),
@@ -79,6 +84,8 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 display_qty: Qty(display),
                 post_only,
                 stp,
+                budget,
+                expire_at,
             },
         )
 }
@@ -163,6 +170,7 @@ fn command() -> impl Strategy<Value = Command> {
             symbol: SymbolId(s),
             depth,
         })),
+        Just(Command::Tick),
     ]
 }
 
@@ -305,9 +313,18 @@ fn every_kind_has_its_own_byte_and_length() {
             qty: Qty(1),
         },
     ];
+    let mut cmds = cmds.to_vec();
+    cmds.push(Command::NewOrder(NewOrder::market_budget(
+        UserId(1),
+        SymbolId(0),
+        ClientOrderId(2),
+        Price(10),
+        1_000,
+    )));
+    cmds.push(Command::Tick);
     let kinds: Vec<u8> = cmds.iter().map(|c| encoded(c)[0]).collect();
-    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7, 8, 13, 14]);
+    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16]);
     let lens: Vec<usize> = cmds.iter().map(|c| encoded(c).len()).collect();
-    assert_eq!(lens, [52, 15, 31, 8, 15, 15, 13, 13, 15, 31]);
+    assert_eq!(lens, [52, 15, 31, 8, 15, 15, 13, 13, 15, 31, 68, 1]);
     assert_eq!(lens.iter().max(), Some(&COMMAND_BYTES_MAX));
 }

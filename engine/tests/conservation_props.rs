@@ -123,6 +123,9 @@ price_max = 130
 maker_fee_bps = 3
 taker_fee_bps = 11
 max_order_qty = 1000000000
+
+[schedule]
+day_end_utc = "00:01"
 "#;
 
 /// The test configuration under the `unique_live` client-order-id rule, which the generator's
@@ -203,6 +206,8 @@ struct Harness {
     /// How far each command's stamp is past the engine's time (0 keeps the time still, so a
     /// test can show with the state hash that a reject changed nothing else).
     time_step: u64,
+    /// Added once to the next command's stamp (a `Tick` step's jump past the session end).
+    jump: u64,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -239,6 +244,7 @@ impl Harness {
             pending: BTreeMap::new(),
             finished: Vec::new(),
             time_step: 1_000,
+            jump: 0,
         }
     }
 
@@ -261,8 +267,9 @@ impl Harness {
         let before = self.engine.state_hash();
         // Each command `time_step` after the engine's time, except a query: engine time is
         // part of the state, and the check below is that a query changes nothing else.
-        let ts =
-            self.engine.now_ns() + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step;
+        let ts = self.engine.now_ns()
+            + u64::from(!matches!(cmd, Command::Query(_))) * self.time_step
+            + std::mem::take(&mut self.jump);
         let engine = &mut self.engine;
         catch_unwind(AssertUnwindSafe(|| {
             engine.process_at(ts, cmd, &mut |e: &Event| fast.push(*e))
@@ -644,6 +651,8 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 },
                 post_only: gtc_limit && post_only_roll && tif_roll % 2 == 0,
                 stp,
+                budget: 0,
+                expire_at: 0,
             };
             match brk {
                 Break::Nothing => {}
@@ -793,6 +802,8 @@ enum Step {
     RejectWithdrawal(WithdrawalPick, OperatorPick),
     /// A read-only query (answered in sequence; must change nothing).
     Query(QueryStep),
+    /// Time alone, this many minutes past the next stamp (0: just the next stamp).
+    Tick(u64),
 }
 
 /// Which query a [`Step::Query`] asks.
@@ -893,7 +904,15 @@ impl Step {
             Step::AmendById(t, price, qty, foreign) => {
                 by_id(Step::Amend(t, price, qty).resolve(h), foreign)
             }
-            Step::New(o) => Command::NewOrder(increasing_id(o, h)),
+            Step::New(mut o) => {
+                // The generator's expiry is a number of steps from now (see `lifecycle`); the
+                // first, 1, lies just before the next command's stamp: EXPIRY_IN_PAST.
+                if o.expire_at != 0 && o.expire_at < 1 << 20 {
+                    o.expire_at = (h.engine.now_ns() + o.expire_at * 1_000).saturating_sub(1_500);
+                }
+                Command::NewOrder(increasing_id(o, h))
+            }
+            Step::Tick(_) => Command::Tick,
             Step::Cancel(t) => {
                 let (user, symbol, client_order_id) = target(t);
                 Command::Cancel {
@@ -1117,9 +1136,95 @@ fn operator_pick() -> impl Strategy<Value = OperatorPick> {
     ]
 }
 
+/// What a new order's time in force and budget become (see [`lifecycle`]).
+#[derive(Clone, Copy, Debug)]
+enum Life {
+    /// As generated.
+    Plain,
+    /// A market buy with this quote budget, capped at the generated quantity or not at all.
+    Budget(u64, bool),
+    /// GTD, expiring this many steps ahead (1: already past).
+    Gtd(u64),
+    /// DAY: expires at the session end (00:01 UTC), which `Tick` steps jump past.
+    Day,
+    /// Broken: a budget on a sell, on a limit, or on a FOK market buy.
+    BadBudget(u8),
+    /// Broken: GTD without an expiry, an expiry on GTC.
+    BadExpiry(u8),
+}
+
+fn lifecycle() -> impl Strategy<Value = Life> {
+    prop_oneof![
+        160 => Just(Life::Plain),
+        8 => (
+            prop_oneof![4 => 1u64..20_000, 1 => 1u64..u64::MAX / 2],
+            any::<bool>()
+        )
+            .prop_map(|(b, cap)| Life::Budget(b, cap)),
+        8 => prop_oneof![1 => 1u64..4, 2 => 4u64..400, 3 => 400u64..100_000].prop_map(Life::Gtd),
+        2 => Just(Life::Day),
+        1 => (0u8..3).prop_map(Life::BadBudget),
+        1 => (0u8..2).prop_map(Life::BadExpiry),
+    ]
+}
+
+/// A generated order with its [`Life`] applied.
+fn new_order_with_life() -> impl Strategy<Value = NewOrder> {
+    (new_order(), lifecycle()).prop_map(|(mut o, life)| {
+        match life {
+            Life::Plain => {}
+            Life::Budget(budget, capped) => {
+                o.side = Side::Buy;
+                o.order_type = OrderType::Market;
+                o.tif = TimeInForce::Ioc;
+                o.stop_price = Price(0);
+                o.post_only = false;
+                o.display_qty = Qty(0);
+                o.budget = budget;
+                if !capped {
+                    o.qty = Qty(0);
+                }
+            }
+            Life::Gtd(steps) => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Gtd;
+                    o.expire_at = steps;
+                }
+            }
+            Life::Day => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Day;
+                }
+            }
+            Life::BadBudget(k) => {
+                o.budget = 1 + o.qty.0.wrapping_mul(1_000);
+                match k {
+                    0 => o.side = Side::Sell,
+                    1 => o.order_type = OrderType::Limit,
+                    _ => {
+                        o.order_type = OrderType::Market;
+                        o.side = Side::Buy;
+                        o.tif = TimeInForce::Fok;
+                    }
+                }
+            }
+            Life::BadExpiry(k) => {
+                if k == 0 {
+                    o.tif = TimeInForce::Gtd;
+                } else {
+                    o.tif = TimeInForce::Gtc;
+                    o.expire_at = 5;
+                }
+            }
+        }
+        o
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        30 => new_order().prop_map(Step::New),
+        30 => new_order_with_life().prop_map(Step::New),
+        1 => prop_oneof![9 => Just(0u64), 1 => 1u64..3_000].prop_map(Step::Tick),
         8 => amend(),
         3 => target().prop_map(Step::Cancel),
         1 => (target(), prop::bool::weighted(0.2)).prop_map(|(t, f)| Step::CancelById(t, f)),
@@ -1189,6 +1294,9 @@ fn run(rule: ClientOrderIdRule, steps: &[Step]) -> Result<(), String> {
     let mut h = Harness::with_config(config_with(rule));
     let mut done = Vec::new();
     for step in steps {
+        if let Step::Tick(minutes) = *step {
+            h.jump = minutes * 60_000_000_000;
+        }
         let cmd = step.resolve(&h);
         if let Err(diff) = h.step(&cmd) {
             return Err(format!(
@@ -1270,6 +1378,7 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::Query(Query::OpenOrders { .. }) => "query open orders",
         Command::Query(Query::Balances { .. }) => "query balances",
         Command::Query(Query::Book { .. }) => "query book",
+        Command::Tick => "tick",
     };
     if matches!(
         cmd,
@@ -1399,6 +1508,9 @@ fn generator_covers_every_path() {
         let steps = strategy.new_tree(&mut runner).expect("generate").current();
         let mut h = Harness::new();
         for step in &steps {
+            if let Step::Tick(minutes) = *step {
+                h.jump = minutes * 60_000_000_000;
+            }
             let cmd = step.resolve(&h);
             let before = match cmd {
                 Command::Amend {
@@ -1411,6 +1523,30 @@ fn generator_covers_every_path() {
             let events = h.cmd(cmd);
             let mut hit = |k: String| *seen.entry(k).or_default() += 1;
             classify(&h, &cmd, &events, &mut hit);
+            if let Command::NewOrder(o) = cmd {
+                let traded = events.iter().any(|e| matches!(e, Event::Trade(t) if t.taker.user == o.user && t.taker.client_order_id == o.client_order_id));
+                if o.budget != 0 && traded {
+                    hit("budget order traded".into());
+                }
+            }
+            if events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Cancelled {
+                        reason: CancelReason::Expired,
+                        ..
+                    }
+                )
+            }) {
+                hit(format!(
+                    "expired on {}",
+                    if matches!(cmd, Command::Tick) {
+                        "a tick"
+                    } else {
+                        "another command"
+                    }
+                ));
+            }
             if let (Command::Amend { qty, price, .. }, Some(v), Some(Event::Amended { .. })) =
                 (cmd, before, events.first())
             {
@@ -1492,6 +1628,13 @@ fn generator_covers_every_path() {
         "amend: lock down",
         "amend: lock same",
         "amend to zero",
+        "order: INVALID_BUDGET",
+        "order: INVALID_EXPIRY",
+        "order: EXPIRY_IN_PAST",
+        "budget order traded",
+        "cancel EXPIRED",
+        "expired on a tick",
+        "expired on another command",
     ];
     for k in expected {
         let n = seen.get(k).copied().unwrap_or(0);
@@ -1555,6 +1698,7 @@ fn unit_lock_of_symbol_0_is_3p_plus_1() {
             display_qty: Qty(0),
             post_only: false,
             stp: StpMode::None,
+            expire_at: 0,
         };
         assert_eq!(h.engine.order_lock(&v), (QQQ, 3 * p as u64 + 1));
     }
@@ -2095,4 +2239,176 @@ fn a_resent_order_never_moves_money_twice() {
         })
         .iter()
         .any(|e| matches!(e, Event::Trade(_))));
+}
+
+// ------------------------------------------------------------------------------- budgets, expiry
+
+#[test]
+fn a_budget_buy_spends_its_budget_fee_included_and_refunds_the_rest() {
+    let mut h = Harness::new();
+    // Lots of 5 AAA.
+    h.deposit(1, AAA, 25);
+    h.deposit(2, QQQ, 2000);
+    h.order(lim(1, 1, Side::Sell, 105, 2));
+    h.order(lim(1, 2, Side::Sell, 106, 3));
+    let buy = NewOrder::market_budget(UserId(2), S0, ClientOrderId(1), Price(125), 1000);
+    // A budget beyond the balance: refused before anything is locked.
+    let refused = h.order(NewOrder {
+        budget: 2001,
+        ..buy
+    });
+    assert!(matches!(
+        refused[..],
+        [Event::Rejected {
+            code: RejectCode::InsufficientFunds,
+            ..
+        }]
+    ));
+    assert_eq!(h.bal(2, QQQ), (2000, 0));
+    let events = h.order(NewOrder {
+        client_order_id: ClientOrderId(2),
+        ..buy
+    });
+    // 2 lots at 105: 630 + ceil(0.441) = 631, 369 left; 1 lot at 106: 318 + 1 = 319, 50 left;
+    // a second lot at 106 would cost 637 for both: the order stops and its cap is cancelled.
+    let trades: Vec<(i64, u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => Some((t.price.0, t.qty.0, t.taker.fee)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trades, [(105, 2, 1), (106, 1, 1)]);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Cancelled {
+            reason: CancelReason::Ioc,
+            leaves_qty: Qty(0),
+            ..
+        })
+    ));
+    // Paid 950 exactly; the 50 not spent are back; nothing stays locked.
+    assert_eq!(h.bal(2, QQQ), (1050, 0));
+    assert_eq!(h.bal(2, AAA), (15, 0));
+    // A lot cap stops it first: 1 lot of the 2 left at 106, 1 000 budget, 319 spent.
+    h.order(NewOrder {
+        client_order_id: ClientOrderId(3),
+        qty: Qty(1),
+        ..buy
+    });
+    assert_eq!(h.bal(2, QQQ), (1050 - 319, 0));
+    assert_eq!(h.bal(2, AAA), (20, 0));
+}
+
+#[test]
+fn expiry_runs_in_time_then_id_order_and_refunds_the_locks() {
+    let mut h = Harness::new();
+    h.deposit(2, QQQ, 10_000);
+    let now = h.engine.now_ns();
+    // Order ids 1, 2, 3: the second expires first, then the first and third (same time) by id.
+    for (coid, price, at) in [
+        (1, 101, now + 50_000),
+        (2, 102, now + 30_000),
+        (3, 103, now + 50_000),
+    ] {
+        let o = NewOrder::limit_gtd(
+            UserId(2),
+            S0,
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(price),
+            Qty(2),
+            at,
+        );
+        assert!(matches!(h.order(o)[..], [Event::Accepted { .. }]));
+    }
+    // Past or missing expiry: refused.
+    let past = NewOrder::limit_gtd(
+        UserId(2),
+        S0,
+        ClientOrderId(4),
+        Side::Buy,
+        Price(100),
+        Qty(1),
+        now,
+    );
+    assert!(matches!(
+        h.order(past)[..],
+        [Event::Rejected {
+            code: RejectCode::ExpiryInPast,
+            ..
+        }]
+    ));
+    let locked = h.bal(2, QQQ).1;
+    assert!(locked > 0);
+    // A tick past all three: expired before anything else, in (time, id) order.
+    h.jump = 100_000;
+    let events = h.cmd(Command::Tick);
+    let expired: Vec<(u64, CancelReason)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cancelled {
+                client_order_id,
+                reason,
+                ..
+            } => Some((client_order_id.0, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        expired,
+        [
+            (2, CancelReason::Expired),
+            (1, CancelReason::Expired),
+            (3, CancelReason::Expired)
+        ]
+    );
+    assert_eq!(h.bal(2, QQQ), (10_000, 0));
+    let (_, finished, _) = h.engine.matcher().order_status(UserId(2), ClientOrderId(2));
+    assert_eq!(finished.map(|f| f.status), Some(OrderStatus::Expired));
+}
+
+#[test]
+fn day_orders_expire_at_the_session_end() {
+    // The test config's session ends at 00:01 UTC: 60 s after the epoch the tests start near.
+    let mut h = Harness::new();
+    h.deposit(1, AAA, 50);
+    let day = NewOrder {
+        tif: TimeInForce::Day,
+        ..lim(1, 1, Side::Sell, 120, 4)
+    };
+    assert!(matches!(h.order(day)[..], [Event::Accepted { .. }]));
+    assert_eq!(
+        h.engine
+            .order(UserId(1), ClientOrderId(1))
+            .map(|v| v.expire_at),
+        Some(60_000_000_000)
+    );
+    // Just before the session end: still live.
+    h.jump = 60_000_000_000 - h.engine.now_ns() - 2 * h.time_step;
+    h.cmd(Command::Tick);
+    assert_eq!(h.bal(1, AAA), (30, 20));
+    // At it: expired, the 4 lots (20 AAA) back.
+    let events = h.cmd(Command::Tick);
+    assert_eq!(h.engine.now_ns(), 60_000_000_000);
+    assert!(matches!(
+        events[..],
+        [Event::Cancelled {
+            reason: CancelReason::Expired,
+            ..
+        }]
+    ));
+    assert_eq!(h.bal(1, AAA), (50, 0));
+    // A DAY order placed after it waits for the next day's end.
+    let next = NewOrder {
+        tif: TimeInForce::Day,
+        ..lim(1, 2, Side::Sell, 120, 1)
+    };
+    h.order(next);
+    assert_eq!(
+        h.engine
+            .order(UserId(1), ClientOrderId(2))
+            .map(|v| v.expire_at),
+        Some(60_000_000_000 + 86_400_000_000_000)
+    );
 }

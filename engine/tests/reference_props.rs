@@ -88,6 +88,9 @@ price_max = 130
 maker_fee_bps = 3
 taker_fee_bps = 11
 max_order_qty = 1000
+
+[schedule]
+day_end_utc = "00:01"
 "#;
 
 /// The test configuration under the `unique_live` client-order-id rule, which the generator's
@@ -128,6 +131,11 @@ struct Pair {
     /// Commands stepped so far: each is stamped 1 µs after the last, every fifth 3 µs early
     /// (which both must process at their current time).
     steps: u64,
+    /// Time added to every stamp by the `Tick` steps so far (they jump whole minutes, past
+    /// the session end DAY orders expire at).
+    jump: u64,
+    /// The time in force of every order accepted so far (for coverage).
+    tifs: std::collections::BTreeMap<OrderId, TimeInForce>,
 }
 
 /// Everything observable about one symbol's state, from either implementation.
@@ -179,6 +187,8 @@ impl Pair {
             fast: Matcher::new(&c),
             reference: ReferenceBook::new(&c),
             steps: 0,
+            jump: 0,
+            tifs: std::collections::BTreeMap::new(),
         }
     }
 
@@ -186,7 +196,7 @@ impl Pair {
     fn step(&mut self, cmd: &Command) -> Result<Vec<Event>, String> {
         let (mut fast, mut reference) = (Vec::new(), Vec::new());
         self.steps += 1;
-        let ts = 1_000_000 + self.steps * 1_000
+        let ts = self.jump + 1_000_000 + self.steps * 1_000
             - if self.steps.is_multiple_of(5) {
                 3_000
             } else {
@@ -195,6 +205,7 @@ impl Pair {
         let mut next_ids: Vec<u64> = (0..SYMBOLS)
             .map(|s| self.fast.last_trade_id(SymbolId(s)).0 + 1)
             .collect();
+        let before = self.fast.now_ns();
         self.fast.advance(ts);
         self.fast.process(cmd, &mut |e: &Event| fast.push(*e));
         self.reference
@@ -204,10 +215,17 @@ impl Pair {
                 "events differ\n fast:      {fast:#?}\n reference: {reference:#?}"
             ));
         }
+        if let Command::NewOrder(o) = cmd {
+            for e in &fast {
+                if let Event::Accepted { order_id, .. } = e {
+                    self.tifs.insert(*order_id, o.tif);
+                }
+            }
+        }
         // Trade identity (docs/matching.md): per-symbol ids dense from 1, stamped with the
         // engine time, which is the latest stamp so far.
         let now = self.fast.now_ns();
-        if now != ts.max(1_000_000 + (self.steps - 1) * 1_000) {
+        if now != ts.max(before) {
             return Err(format!("engine time {now} after a command stamped {ts}"));
         }
         for e in &fast {
@@ -302,6 +320,12 @@ impl Pair {
 
     fn order(&mut self, o: NewOrder) -> Vec<Event> {
         self.cmd(Command::NewOrder(o))
+    }
+
+    /// The time in force of an order the pair has accepted (remembered from `Accepted`... of
+    /// the fast book's finished window: the order is gone by the time this is asked).
+    fn reference_tif(&self, order_id: OrderId) -> Option<TimeInForce> {
+        self.tifs.get(&order_id).copied()
     }
 
     fn view(&self, user: u32, coid: u64) -> Option<OrderView> {
@@ -469,6 +493,8 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 },
                 post_only: gtc_limit && post_only_roll && tif_roll % 2 == 0,
                 stp,
+                budget: 0,
+                expire_at: 0,
             };
             match brk {
                 Break::Nothing => {}
@@ -647,6 +673,8 @@ enum Step {
     OpenOrders(UserId, u32),
     /// Depth of a symbol (ids past the configured ones included).
     Book(SymbolId, u32),
+    /// Time alone, jumping this many minutes ahead (0: just the next stamp).
+    Tick(u64),
 }
 
 impl Step {
@@ -718,11 +746,19 @@ impl Step {
             (price, Qty(qty))
         };
         match *self {
-            Step::New(o) => Command::NewOrder(increasing_id(
-                o,
-                |u| pair.fast.client_order_id_high(u),
-                pair.fast.client_order_id_rule(),
-            )),
+            Step::Tick(_) => Command::Tick,
+            Step::New(mut o) => {
+                // The generator's expiry is a number of steps from now (see `lifecycle`); the
+                // first, 1, lies just before the next command's stamp: EXPIRY_IN_PAST.
+                if o.expire_at != 0 && o.expire_at < 1 << 20 {
+                    o.expire_at = (pair.fast.now_ns() + o.expire_at * 1_000).saturating_sub(1_500);
+                }
+                Command::NewOrder(increasing_id(
+                    o,
+                    |u| pair.fast.client_order_id_high(u),
+                    pair.fast.client_order_id_rule(),
+                ))
+            }
             Step::CancelById(t) => {
                 let (user, symbol, order_id) = by_id(t);
                 Command::CancelOrder {
@@ -891,9 +927,97 @@ fn amend() -> impl Strategy<Value = Step> {
     (target(), price, qty).prop_map(|(t, p, q)| Step::Amend(t, p, q))
 }
 
+/// What a new order's time in force and budget become (see [`lifecycle`]).
+#[derive(Clone, Copy, Debug)]
+enum Life {
+    /// As generated.
+    Plain,
+    /// A market buy with this quote budget, capped at the generated quantity or not at all.
+    Budget(u64, bool),
+    /// GTD, expiring this many steps ahead (1: already past).
+    Gtd(u64),
+    /// DAY: expires at the session end (00:01 UTC), which `Tick` steps jump past.
+    Day,
+    /// Broken: a budget on a sell, on a limit, or on a FOK market buy.
+    BadBudget(u8),
+    /// Broken: GTD without an expiry, an expiry on GTC, a market GTD.
+    BadExpiry(u8),
+}
+
+fn lifecycle() -> impl Strategy<Value = Life> {
+    prop_oneof![
+        160 => Just(Life::Plain),
+        6 => (prop_oneof![3 => 1u64..3_000, 1 => any::<u64>()], any::<bool>())
+            .prop_map(|(b, cap)| Life::Budget(b.max(1), cap)),
+        8 => prop_oneof![1 => 1u64..4, 2 => 4u64..400, 3 => 400u64..100_000].prop_map(Life::Gtd),
+        2 => Just(Life::Day),
+        1 => (0u8..3).prop_map(Life::BadBudget),
+        1 => (0u8..3).prop_map(Life::BadExpiry),
+    ]
+}
+
+/// A generated order with its [`Life`] applied.
+fn new_order_with_life() -> impl Strategy<Value = NewOrder> {
+    (new_order(), lifecycle()).prop_map(|(mut o, life)| {
+        match life {
+            Life::Plain => {}
+            Life::Budget(budget, capped) => {
+                o.side = Side::Buy;
+                o.order_type = OrderType::Market;
+                o.tif = TimeInForce::Ioc;
+                o.stop_price = Price(0);
+                o.post_only = false;
+                o.display_qty = Qty(0);
+                o.budget = budget;
+                if !capped {
+                    o.qty = Qty(0);
+                }
+            }
+            Life::Gtd(steps) => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Gtd;
+                    o.expire_at = steps;
+                }
+            }
+            Life::Day => {
+                if o.order_type != OrderType::Market {
+                    o.tif = TimeInForce::Day;
+                }
+            }
+            Life::BadBudget(k) => {
+                o.budget = 1 + o.qty.0.wrapping_mul(1_000);
+                match k {
+                    0 => o.side = Side::Sell,
+                    1 => o.order_type = OrderType::Limit,
+                    _ => {
+                        o.order_type = OrderType::Market;
+                        o.side = Side::Buy;
+                        o.tif = TimeInForce::Fok;
+                    }
+                }
+            }
+            Life::BadExpiry(k) => match k {
+                0 => o.tif = TimeInForce::Gtd,
+                1 => {
+                    o.tif = TimeInForce::Gtc;
+                    o.expire_at = 5;
+                }
+                _ => {
+                    o.order_type = OrderType::Market;
+                    o.stop_price = Price(0);
+                    o.tif = TimeInForce::Gtd;
+                    o.expire_at = 5;
+                }
+            },
+        }
+        o
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        30 => new_order().prop_map(Step::New),
+        30 => new_order_with_life().prop_map(Step::New),
+        1 => prop_oneof![9 => Just(0u64), 1 => 1u64..3_000].prop_map(Step::Tick),
         8 => amend(),
         2 => target().prop_map(Step::Cancel),
         1 => (user(), prop::option::of(address()), any::<bool>())
@@ -913,6 +1037,9 @@ fn run(rule: ClientOrderIdRule, steps: &[Step]) -> Result<(), String> {
     let mut pair = Pair::with(rule);
     let mut done = Vec::new();
     for step in steps {
+        if let Step::Tick(minutes) = *step {
+            pair.jump += minutes * 60_000_000_000;
+        }
         let cmd = step.resolve(&pair);
         if let Err(diff) = pair.step(&cmd) {
             return Err(format!(
@@ -1091,10 +1218,13 @@ fn generator_covers_every_path() {
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
     let mut hit = |k: String| *seen.entry(k).or_default() += 1;
     let mut live_max = 0;
-    for _ in 0..120 {
+    for _ in 0..180 {
         let steps = strategy.new_tree(&mut runner).expect("generate").current();
         let mut pair = Pair::new();
         for step in &steps {
+            if let Step::Tick(minutes) = *step {
+                pair.jump += minutes * 60_000_000_000;
+            }
             let cmd = &step.resolve(&pair);
             if let Command::Amend {
                 user,
@@ -1134,6 +1264,35 @@ fn generator_covers_every_path() {
                 hit("order id skipped a busy slot".into());
             }
             classify(cmd, &events, &mut hit);
+            if let Command::NewOrder(o) = cmd {
+                let mine = |e: &&Event| matches!(e, Event::Trade(t) if t.taker.user == o.user && t.taker.client_order_id == o.client_order_id);
+                if o.budget != 0 && events.iter().any(|e| mine(&e)) {
+                    hit("budget order traded".into());
+                    // Stopped with lots left at an acceptable price: the budget ran out.
+                    let left = events.iter().any(|e| {
+                        matches!(e, Event::Cancelled { reason: CancelReason::Ioc, client_order_id, .. } if *client_order_id == o.client_order_id)
+                    });
+                    let ask = pair.fast.best_ask(o.symbol);
+                    if left && ask.is_some_and(|(p, _)| p <= o.price) {
+                        hit("budget order stopped by its budget".into());
+                    }
+                }
+            }
+            for e in &events {
+                if let Event::Cancelled {
+                    reason: CancelReason::Expired,
+                    order_id,
+                    ..
+                } = e
+                {
+                    if matches!(cmd, Command::Tick) {
+                        hit("expired by a tick".into());
+                    }
+                    if pair.reference_tif(*order_id) == Some(TimeInForce::Day) {
+                        hit("DAY order expired".into());
+                    }
+                }
+            }
             live_max = live_max.max(pair.fast.live_orders());
         }
     }
@@ -1155,6 +1314,9 @@ fn generator_covers_every_path() {
         RejectCode::PostOnlyWouldTake,
         RejectCode::NotionalOverflow,
         RejectCode::NotYourOrder,
+        RejectCode::InvalidBudget,
+        RejectCode::InvalidExpiry,
+        RejectCode::ExpiryInPast,
     ]
     .iter()
     .map(|c| format!("reject {}", c.name()))
@@ -1165,6 +1327,7 @@ fn generator_covers_every_path() {
         CancelReason::Fok,
         CancelReason::SelfTrade,
         CancelReason::PostOnly,
+        CancelReason::Expired,
     ] {
         expected.push(format!("cancel {}", reason.name()));
     }
@@ -1199,6 +1362,7 @@ fn generator_covers_every_path() {
         "finished order status FILLED",
         "finished order status CANCELLED",
         "finished order status REJECTED",
+        "budget order traded",
         "open orders (over limit: true)",
         "open orders (over limit: false)",
         "book with both sides",
@@ -1215,6 +1379,16 @@ fn generator_covers_every_path() {
     for k in expected {
         let n = seen.get(&k).copied().unwrap_or(0);
         assert!(n >= 10, "{k:?} seen only {n} times in the sample");
+    }
+    // Rarer paths of budgets and expiry: seen at all.
+    for k in [
+        "finished order status EXPIRED",
+        "budget order stopped by its budget",
+        "expired by a tick",
+        "DAY order expired",
+    ] {
+        let n = seen.get(k).copied().unwrap_or(0);
+        assert!(n >= 1, "{k:?} never seen in the sample");
     }
 }
 
@@ -1950,6 +2124,9 @@ fn generator_covers_the_increasing_rule() {
         let steps = strategy.new_tree(&mut runner).expect("generate").current();
         let mut pair = Pair::with(ClientOrderIdRule::Increasing);
         for step in &steps {
+            if let Step::Tick(minutes) = *step {
+                pair.jump += minutes * 60_000_000_000;
+            }
             let cmd = step.resolve(&pair);
             let events = pair.cmd(cmd);
             classify(&cmd, &events, &mut hit);

@@ -204,6 +204,24 @@ fn stream(seed: u64, len: usize) -> Vec<Command> {
                     }
                     9 | 10 => o.price = aggressive,
                     11 => o.price = Price(if r.chance(50) { lo - 1 } else { hi + 1 }),
+                    12 => {
+                        // Good till a time near the stream's (commands are 1 µs apart): some
+                        // expire within the stream, some are already past (rejected).
+                        o.tif = TimeInForce::Gtd;
+                        o.expire_at = (cmds.len() as u64 + r.below(300)).saturating_sub(5) * 1_000;
+                    }
+                    13 => {
+                        o = NewOrder::market_budget(
+                            user,
+                            symbol,
+                            coid,
+                            Price(mid + 8),
+                            1 + r.below(2_000_000),
+                        );
+                        if r.chance(30) {
+                            o.qty = Qty(1 + r.below(12));
+                        }
+                    }
                     _ => {}
                 }
                 o.stp = match r.below(8) {
@@ -253,6 +271,7 @@ fn stream(seed: u64, len: usize) -> Vec<Command> {
                 operator: OperatorId(OPERATORS[0] - 1 + r.below(4) as u32),
                 withdrawal_id: WithdrawalId(1 + r.below(withdrawals + 1)),
             },
+            98 => Command::Tick,
             _ => Command::RejectWithdrawal {
                 operator: OperatorId(OPERATORS[r.below(3) as usize]),
                 withdrawal_id: WithdrawalId(1 + r.below(withdrawals + 1)),
@@ -586,7 +605,8 @@ fn locks_must_match_orders() {
     let bytes = snapshot(&engine);
     // Accounts section: currencies u16, open count u32, then user u32, available u64, locked u64.
     let user_row = FIRST_ORDER + 4 /* no user lists */ + 4 /* no client order id marks */
-        + 4 /* no filled notionals */ + 4 /* no finished-order windows */ + 2 + 4;
+        + 4 /* no filled notionals */ + 4 /* no expiry times */
+        + 4 /* no finished-order windows */ + 2 + 4;
     assert_eq!(&bytes[user_row..user_row + 4], &1u32.to_le_bytes());
     let mut b = bytes.clone();
     b[user_row + 4..user_row + 12].copy_from_slice(&99u64.to_le_bytes());
@@ -781,15 +801,15 @@ fn a_live_order_above_its_users_mark_is_refused() {
 }
 
 #[test]
-fn version_1_to_3_snapshots_are_refused() {
-    for old in [1u16, 2, 3] {
+fn version_1_to_4_snapshots_are_refused() {
+    for old in [1u16, 2, 3, 4] {
         let (config, _, mut bytes) = busy_snapshot(3);
         bytes[8..10].copy_from_slice(&old.to_le_bytes());
         assert_eq!(
             Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap_err(),
             SnapshotError::UnsupportedVersion {
                 found: old,
-                supported: 4
+                supported: 5
             }
         );
     }
@@ -797,7 +817,7 @@ fn version_1_to_3_snapshots_are_refused() {
 
 #[test]
 fn finished_orders_survive_a_snapshot() {
-    let (config, engine, bytes) = busy_snapshot(5);
+    let (config, engine, bytes) = busy_snapshot(6);
     let restored = Engine::from_snapshot(&config, RiskMode::On, &bytes).unwrap();
     let (mut finished, mut live_filled) = (0, 0);
     for user in 0..config.capacity.users_max {

@@ -74,6 +74,10 @@ struct Tally {
     by_id_done: u64,
     /// Status queries answered from a user's window of finished orders.
     finished_status: u64,
+    /// GTD orders that expired.
+    expired: u64,
+    /// Budget buys placed (each locks its budget, spends it per fill, refunds the rest).
+    budget_orders: u64,
 }
 
 /// Warms an engine up, then counts heap operations over a million mixed commands.
@@ -99,6 +103,10 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
                 tally.duplicates += 1
             }
             Event::Rejected { .. } => tally.rejects += 1,
+            Event::Cancelled {
+                reason: CancelReason::Expired,
+                ..
+            } => tally.expired += 1,
             Event::Triggered { .. } => tally.triggers += 1,
             Event::Cancelled { .. } | Event::Amended { .. } if by_id.get() => {
                 tally.by_id_done += 1;
@@ -134,8 +142,15 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
 
     COUNTING.with(|c| c.set(true));
     let mut last_new = None;
+    let budget_orders = std::cell::Cell::new(0u64);
     for i in 0..1_000_000u64 {
         let cmd = workload.command();
+        if matches!(cmd, Command::NewOrder(o) if o.budget != 0) {
+            budget_orders.set(budget_orders.get() + 1);
+        }
+        // The workload's stamps (common::stamp): 1 µs a command from 1 s, so the GTD orders
+        // it places expire within the run.
+        let i = 1_000_000 + i;
         by_id.set(matches!(
             cmd,
             Command::CancelOrder { .. } | Command::AmendOrder { .. }
@@ -169,6 +184,7 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
     }
     COUNTING.with(|c| c.set(false));
     let allocations = allocations();
+    tally.budget_orders = budget_orders.get();
     (engine, tally, allocations)
 }
 
@@ -195,6 +211,12 @@ fn assert_busy(engine: &Engine, tally: &Tally) {
         tally.finished_status > 1_000,
         "too few status queries found a finished order: {}",
         tally.finished_status
+    );
+    assert!(tally.expired > 1_000, "too few expiries: {}", tally.expired);
+    assert!(
+        tally.budget_orders > 1_000,
+        "too few budget buys: {}",
+        tally.budget_orders
     );
     assert!(engine.matcher().live_orders() > 100, "book drained");
 }
@@ -284,7 +306,8 @@ fn the_market_data_builder_allocates_nothing() {
     let allocations = allocations();
     assert!(seen > 0);
     assert!(trades > 100_000, "too few trades: {trades}");
-    assert!(updates > 400_000, "too few updates: {updates}");
+    // The workload's budget orders and ticks change no depth: a little fewer than there are commands.
+    assert!(updates > 250_000, "too few updates: {updates}");
     assert!(levels > updates, "too few level changes: {levels}");
     assert_eq!(allocations, 0, "the builder allocated {allocations} times");
 }

@@ -37,7 +37,7 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
             any::<i64>(),
             any::<u64>(),
         ),
-        (0u8..2, 0u8..4, 0u8..3, 0u8..5, any::<bool>(), 0u8..10),
+        (0u8..2, 0u8..4, 0u8..5, 0u8..5, any::<bool>(), 0u8..10),
     )
         .prop_map(
             |((user, sym, coid, price, qty, stop, disp), (side, ot, tif, stp, po, kind))| {
@@ -59,6 +59,9 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
                         stop_price: Price(stop),
                         display_qty: Qty(disp),
                         post_only: po,
+                        // Budget and expiry travel whole (the engine judges them).
+                        budget: if po { qty ^ stop as u64 } else { 0 },
+                        expire_at: if po { disp ^ coid } else { 0 },
                     }),
                     1 => Command::Cancel {
                         user,

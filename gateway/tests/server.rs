@@ -985,3 +985,99 @@ fn cancel_and_amend_by_engine_order_id() {
     );
     h.shutdown().unwrap();
 }
+
+#[test]
+fn budget_buys_and_gtd_orders_over_the_binary_protocol() {
+    let (h, addr) = start(|_| {});
+    let mut ops1 = login(addr, "ops1", 1);
+    let mut alice = login(addr, "alice", 1);
+    let mut bob = login(addr, "bob", 1);
+    for (user, currency, amount) in [(1, 2, 100_000), (2, 0, 100_000)] {
+        ops1.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into(),
+        )
+        .unwrap();
+        until(&mut ops1, |m| matches!(m, ServerMsg::Deposited { .. }));
+    }
+    alice.send(&order(1, 1, Side::Sell, 15_000, 5)).unwrap();
+    until(&mut alice, |m| matches!(m, ServerMsg::Accepted { .. }));
+    // 40 000 KRW at 15 000 + ceil(15) a lot buys 2 lots (30 030); the rest of the order is
+    // cancelled (reason 2, IOC).
+    let budget = NewOrder::market_budget(
+        UserId(2),
+        SymbolId(0),
+        ClientOrderId(1),
+        Price(15_100),
+        40_000,
+    );
+    bob.send(&Command::NewOrder(budget).into()).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Fill { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Fill {
+                qty: 2,
+                price: 15_000,
+                fee: 30,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                reason: 2,
+                leaves_qty: 0,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    // GTD: an expiry in the past is refused (EXPIRY_IN_PAST), one far ahead rests.
+    let gtd = |coid: u64, expire_at: u64| -> ClientMsg {
+        Command::NewOrder(NewOrder::limit_gtd(
+            UserId(2),
+            SymbolId(0),
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(14_000),
+            Qty(1),
+            expire_at,
+        ))
+        .into()
+    };
+    bob.send(&gtd(2, 1)).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 3017,
+                client_order_id: 2,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    bob.send(&gtd(3, u64::MAX)).unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Accepted { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 3,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    h.shutdown().unwrap();
+}

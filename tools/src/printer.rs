@@ -424,7 +424,13 @@ impl<W: Write> Printer<W> {
             o.display_qty,
             o.post_only,
             o.stp.name(),
-        )
+        )?;
+        if o.tif.expires() {
+            // GTD and DAY orders: when they expire (Unix nanoseconds), before the closing brace.
+            l.pop();
+            write!(l, r#","expire_at":{}}}"#, o.expire_at)?;
+        }
+        Ok(())
     }
 
     /// The `--final` lines: every book; with risk on every open account's balances and the

@@ -20,9 +20,11 @@
 //! withdraw,<user>,<currency>,<amount>            # locks the amount; prints its withdrawal id
 //! approve,<operator>,<withdrawal_id>             # two distinct operators release it
 //! reject_withdrawal,<operator>,<withdrawal_id>   # one operator refuses it: the amount is unlocked
-//! order,<user>,<symbol>,<client_order_id>,<BUY|SELL>,<LIMIT|MARKET|STOP_LIMIT|STOP_MARKET>,<GTC|IOC|FOK>,<price>,<qty>[,key=value…]
+//! order,<user>,<symbol>,<client_order_id>,<BUY|SELL>,<LIMIT|MARKET|STOP_LIMIT|STOP_MARKET>,<GTC|IOC|FOK|GTD|DAY>,<price>,<qty>[,key=value…]
 //!     # keys: post_only=1|0, stp=CANCEL_NEWEST|CANCEL_OLDEST|CANCEL_BOTH|DECREMENT|NONE,
 //!     #       display=<qty> (iceberg), stop=<trigger price>; MARKET / STOP_MARKET: price = protection
+//!     #       budget=<quote minimal units> (a MARKET BUY by quote amount, fee included; qty 0: no cap)
+//!     #       expire=<unix_ms> (GTD: the expiry time; DAY expires at [schedule] day_end_utc)
 //! cancel,<user>,<symbol>,<client_order_id>
 //! amend,<user>,<symbol>,<client_order_id>,<new_price>,<new_qty>     # new_qty = new open quantity
 //! mass_cancel,<user>[,<symbol>]
@@ -32,7 +34,7 @@
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
-//! clock,<unix_ms>                                # engine time of the commands that follow
+//! clock,<unix_ms>                                # engine time from here on; a tick (expiries run)
 //! ```
 //!
 //! Every command is stamped with a time, its engine time (docs/matching.md, "Engine time"):
@@ -40,7 +42,9 @@
 //! script's output never depends on when it runs. `clock,<unix_ms>` moves the stamp of the
 //! commands after it to that time (or leaves it where it is if the script is already past it)
 //! and they go on 1 µs apart; a value earlier than the previous `clock` line's is a line error.
-//! A `clock` line is not a command. A query takes no script time: it is stamped with the previous
+//! A `clock` line is also a command, a tick (`Command::Tick`: time alone, journaled), stamped
+//! with the time it sets, which the command after it shares: the orders whose expiry that time
+//! reaches expire on it (docs/matching.md, "Expiry"). A query takes no script time: it is stamped with the previous
 //! command's time, so the state a script ends in (engine time included) is that of the same
 //! script without its queries.
 //!
@@ -86,6 +90,7 @@
 //!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","tif":"GTC","price":P,
 //!  "stop_price":SP,"leaves_qty":L,"visible_qty":V,"filled_qty":F,"display_qty":D,"post_only":false,
 //!  "stp":"NONE"}                                                                  # live: NEW or PARTIALLY_FILLED
+//!                                   # a live GTD or DAY order ends with ,"expire_at":T (Unix nanoseconds)
 //! {"event":"order_status","found":true,"status":"CANCELLED","reason":"USER","user":U,"symbol":"S",
 //!  "client_order_id":C,"order_id":O,"side":"BUY","type":"LIMIT","price":P,"filled_qty":F,
 //!  "filled_notional":N,"ts":T}                                                     # finished (docs/matching.md, "Order status"):
@@ -339,16 +344,17 @@ fn run_script(
             Err(_) => Err("not valid UTF-8".to_string()),
         };
         match parsed.and_then(|line| match line {
-            Some(Line::Clock(ms)) => clock.set(ms).map(|()| None),
+            // A clock line is a tick: time alone, sequenced, so expiries happen on it.
+            Some(Line::Clock(ms)) => clock.set(ms).map(|()| Some(Command::Tick)),
             Some(Line::Command(cmd)) => Ok(Some(cmd)),
             None => Ok(None),
         }) {
             Ok(None) => {}
             Ok(Some(cmd)) => {
-                let ts = if matches!(cmd, Command::Query(_)) {
-                    clock.query_stamp()
-                } else {
-                    clock.stamp()
+                let ts = match cmd {
+                    Command::Query(_) => clock.query_stamp(),
+                    Command::Tick => clock.tick_stamp(),
+                    _ => clock.stamp(),
                 };
                 backend.run(cmd, ts)?
             }
@@ -402,6 +408,13 @@ impl ScriptClock {
         self.last_ns = ts;
         self.next_ns = self.next_ns.saturating_add(1_000);
         ts
+    }
+
+    /// The stamp of a `clock` line's tick: the time the line set (the next command's too);
+    /// the clock does not move on.
+    fn tick_stamp(&mut self) -> u64 {
+        self.last_ns = self.next_ns;
+        self.next_ns
     }
 
     /// The stamp of a query: the previous command's; the clock does not move.
@@ -726,6 +739,9 @@ fn expect_fields(fields: &[&str], min: usize, max: usize, usage: &str) -> Result
     }
 }
 
+/// The option keys of an `order` line.
+const ORDER_KEYS: &str = "post_only, stp, display, stop, budget, expire";
+
 fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
     expect_fields(fields, 9, usize::MAX, ORDER_USAGE)?;
     let mut order = NewOrder {
@@ -754,6 +770,8 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
                 ("GTC", TimeInForce::Gtc),
                 ("IOC", TimeInForce::Ioc),
                 ("FOK", TimeInForce::Fok),
+                ("GTD", TimeInForce::Gtd),
+                ("DAY", TimeInForce::Day),
             ],
         )?,
         price: price("price", fields[7])?,
@@ -762,21 +780,21 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
         display_qty: Qty(0),
         post_only: false,
         stp: StpMode::None,
+        budget: 0,
+        expire_at: 0,
     };
     let mut seen: Vec<&str> = Vec::new();
     for option in &fields[9..] {
         let Some((key, value)) = option.split_once('=') else {
             return Err(format!(
-                "option {option:?} is not key=value (keys: post_only, stp, display, stop)"
+                "option {option:?} is not key=value (keys: {ORDER_KEYS})"
             ));
         };
         let (key, value) = (key.trim(), value.trim());
-        let key = ["post_only", "stp", "display", "stop"]
+        let key = ["post_only", "stp", "display", "stop", "budget", "expire"]
             .into_iter()
             .find(|k| k.eq_ignore_ascii_case(key))
-            .ok_or_else(|| {
-                format!("unknown option {key:?} (keys: post_only, stp, display, stop)")
-            })?;
+            .ok_or_else(|| format!("unknown option {key:?} (keys: {ORDER_KEYS})"))?;
         if seen.contains(&key) {
             return Err(format!("option {key} given twice"));
         }
@@ -799,6 +817,22 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
                 )?;
             }
             "display" => order.display_qty = qty("display", value)?,
+            "budget" => {
+                // 0 is the engine's "no budget": written out, it is a mistake.
+                order.budget = number("budget", value, 1, u64::MAX)?;
+                if order.budget == 0 {
+                    return Err("budget must be at least 1 (quote minimal units)".into());
+                }
+            }
+            "expire" => {
+                let ms: u64 = number("expire (unix_ms)", value, 1, u64::MAX)?;
+                if ms == 0 {
+                    return Err("expire must be a Unix time in milliseconds, not 0".into());
+                }
+                order.expire_at = ms.checked_mul(1_000_000).ok_or_else(|| {
+                    format!("expire {ms} ms is too late: nanoseconds overflow 64 bits")
+                })?;
+            }
             _ => order.stop_price = price("stop", value)?,
         }
     }
@@ -943,6 +977,43 @@ mod tests {
         // A query is stamped with the previous command's time and moves nothing.
         assert_eq!((c.query_stamp(), c.query_stamp()), (5_004_000, 5_004_000));
         assert_eq!(c.stamp(), 5_005_000);
+        // A clock line's tick is stamped with the time it sets, which the next command gets
+        // too; a query after it has the tick's time.
+        c.set(9).unwrap();
+        assert_eq!(c.tick_stamp(), 9_000_000);
+        assert_eq!(c.query_stamp(), 9_000_000);
+        assert_eq!(c.stamp(), 9_000_000);
+    }
+
+    #[test]
+    fn budget_and_expiry_options() {
+        let order = |l: &str| match parse(l) {
+            Ok(Some(Command::NewOrder(o))) => Ok(o),
+            other => Err(format!("{other:?}")),
+        };
+        let o = order("order,2,BTC-KRW,3,BUY,MARKET,IOC,15100,0,budget=100000").unwrap();
+        assert_eq!((o.budget, o.qty, o.expire_at), (100_000, Qty(0), 0));
+        let o = order("order,2,BTC-KRW,4,SELL,LIMIT,gtd,15100,2,Expire=1733400120000").unwrap();
+        assert_eq!(
+            (o.tif, o.expire_at),
+            (TimeInForce::Gtd, 1_733_400_120_000_000_000)
+        );
+        assert_eq!(
+            order("order,2,BTC-KRW,5,BUY,LIMIT,DAY,15100,2")
+                .unwrap()
+                .tif,
+            TimeInForce::Day
+        );
+        let err = |l: &str| parse(l).unwrap_err();
+        assert!(err("order,2,BTC-KRW,3,BUY,MARKET,IOC,1,0,budget=0").contains("at least 1"));
+        assert!(err("order,2,BTC-KRW,3,BUY,MARKET,IOC,1,0,budget=-5").contains("budget"));
+        assert!(err("order,2,BTC-KRW,3,BUY,LIMIT,GTD,1,1,expire=0").contains("not 0"));
+        assert!(
+            err("order,2,BTC-KRW,3,BUY,LIMIT,GTD,1,1,expire=18446744073709551")
+                .contains("overflow")
+        );
+        assert!(err("order,2,BTC-KRW,3,BUY,LIMIT,GTC,1,1,budget=1,budget=2").contains("twice"));
+        assert!(err("order,2,BTC-KRW,3,BUY,LIMIT,GTC,1,1,ttl=5").contains("budget, expire"));
     }
 
     #[test]
@@ -978,6 +1049,8 @@ mod tests {
                 display_qty: Qty(5),
                 post_only: true,
                 stp: StpMode::Decrement,
+                budget: 0,
+                expire_at: 0,
             }
         );
     }

@@ -154,19 +154,30 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
         }
         if roll < 2 {
             // Engine time jumps (10 ms per command so far, from November 2023): trades carry it.
+            // A clock line is a command (a tick): GTD orders it reaches expire on it.
             let _ = writeln!(s, "clock,{}", 1_700_000_000_000u64 + n as u64 * 10);
+            n += 1;
             continue;
         }
         let line = if roll < 45 {
             coid[user as usize][sym] += 1;
             let side = rng.pick(&["BUY", "SELL"]);
-            let tif = rng.pick(&["GTC", "GTC", "GTC", "IOC", "FOK"]);
+            let tif = rng.pick(&["GTC", "GTC", "GTC", "IOC", "FOK", "GTD", "GTD", "DAY"]);
             let mut l = format!(
                 "order,{user},{name},{},{side},LIMIT,{tif},{},{}",
                 coid[user as usize][sym],
                 price(&mut rng),
                 1 + rng.below(40)
             );
+            if tif == "GTD" {
+                // On the clock lines' scale: most expire at a later clock line, some were past
+                // already (EXPIRY_IN_PAST), and before the first clock line none is near.
+                let _ = write!(
+                    l,
+                    ",expire={}",
+                    1_700_000_000_000u64 + (n as u64 + rng.below(400)).saturating_sub(40) * 10
+                );
+            }
             match rng.below(8) {
                 0 => l.push_str(",post_only=1"),
                 1 => {
@@ -184,11 +195,21 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
             coid[user as usize][sym] += 1;
             let side = rng.pick(&["BUY", "SELL"]);
             let protection = if side == "BUY" { mid + 30 } else { mid - 30 };
-            format!(
-                "order,{user},{name},{},{side},MARKET,IOC,{protection},{}",
-                coid[user as usize][sym],
-                1 + rng.below(30)
-            )
+            if side == "BUY" && rng.below(2) == 0 {
+                // A market buy by quote amount: about 0 to 20 lots' worth, capped or not.
+                format!(
+                    "order,{user},{name},{},BUY,MARKET,IOC,{protection},{},budget={}",
+                    coid[user as usize][sym],
+                    rng.below(2) * (1 + rng.below(30)),
+                    1 + rng.below(20 * mid as u64)
+                )
+            } else {
+                format!(
+                    "order,{user},{name},{},{side},MARKET,IOC,{protection},{}",
+                    coid[user as usize][sym],
+                    1 + rng.below(30)
+                )
+            }
         } else if roll < 60 {
             coid[user as usize][sym] += 1;
             let side = rng.pick(&["BUY", "SELL"]);
@@ -283,18 +304,11 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
     s
 }
 
-/// The first `n` command lines of a generated script (its comments dropped), with the `clock`
-/// lines among them (a clock line sets the time of the commands after it; it is not one).
+/// The first `n` command lines of a generated script (its comments dropped); a `clock` line is
+/// a command too (a tick: time alone, journaled like any other).
 fn first_commands(script: &str, n: usize) -> String {
     let mut out = String::new();
-    let mut commands = 0;
-    for line in script.lines().filter(|l| !l.starts_with('#')) {
-        if commands == n {
-            break;
-        }
-        if !line.starts_with("clock,") {
-            commands += 1;
-        }
+    for line in script.lines().filter(|l| !l.starts_with('#')).take(n) {
         out.push_str(line);
         out.push('\n');
     }
@@ -376,9 +390,26 @@ fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
         r#""reason":"UNKNOWN_SYMBOL""#,
         r#""reason":"UNKNOWN_USER""#,
         r#""reason":"NOT_YOUR_ORDER""#,
+        // GTD orders expiring (on clock lines and on other commands) and refused; DAY refused
+        // (the default config has no session end); budget buys refused for funds.
+        r#""reason":"EXPIRED""#,
+        r#""status":"EXPIRED""#,
+        r#""reason":"EXPIRY_IN_PAST""#,
+        r#""reason":"NO_SESSION_END""#,
     ] {
         assert!(direct.stdout.contains(reply), "no {reply}");
     }
+    // Budget buys that traded: an accepted market buy with the cap of max_order_qty (1 000 000
+    // lots on BTC-KRW and ETH-KRW) and a trade of it.
+    assert!(
+        direct
+            .stdout
+            .contains(r#""side":"BUY","type":"MARKET","price":15030,"qty":1000000"#)
+            || direct
+                .stdout
+                .contains(r#""side":"BUY","type":"MARKET","price":3030,"qty":1000000"#),
+        "no uncapped budget buy"
+    );
     assert_pipeline_matches(&script, &[]);
 }
 

@@ -930,6 +930,9 @@ fn the_demo_script_runs_as_documented() {
             r#""trade_id":3,"ts":1733400060000000000"#,
             r#""trade_id":4,"ts":1733400060000000000"#,
             r#""trade_id":5,"ts":1733400060000000000"#,
+            // The budget buy: the third command after the 12:02 clock line (whose tick and the
+            // GTD order after it share its time).
+            r#""trade_id":6,"ts":1733400120000002000"#,
         ]
     );
     let mut out = clean(run);
@@ -999,15 +1002,29 @@ fn the_demo_script_runs_as_documented() {
         balance_update(5, "KRW", 893, 4_000),
         withdrawal_rejected(2, 902, 5),
         balance_update(5, "KRW", 4_893, 0),
+        // 12:02. Bob's GTD bid: unit_lock(14980) = 14995; × 2 = 29 990 of his 109 940.
+        acc(2, 3, 11, "BUY", 14980, 2),
+        // Alice's last 4 lots (40 000 sat).
+        acc(1, 4, 12, "SELL", 15030, 4),
+        // Bob's budget buy: accepted with the symbol's max_order_qty as its cap; 31 000 KRW
+        // locked. Two lots cost 30 060 + ceil(30.06) = 30 091; a third would take it to 45 136.
+        accepted(2, BTC, 4, 13, "BUY", "MARKET", 15100, 1_000_000),
+        trade(BTC, 15030, 2, "BUY", F(1, 4, 12, 2, 16), F(2, 4, 13, 999_998, 31)),
+        // The rest of the cap is cancelled; the 909 KRW not spent come back.
+        gone(2, 4, 999_998, "IOC", 13),
+        // 12:05: the tick expires the GTD bid (29 990 back); its status is EXPIRED.
+        gone(2, 3, 2, "EXPIRED", 11),
+        r#"{"event":"order_status","found":true,"status":"EXPIRED","user":2,"symbol":"BTC-KRW","client_order_id":3,"order_id":11,"side":"BUY","type":"LIMIT","price":14980,"filled_qty":0,"filled_notional":0,"ts":1733400300000000000}"#.to_string(),
     ]);
-    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[]));
+    expected.extend(final_books(&[(15020, 3), (14995, 6)], &[(15030, 2)]));
     expected.extend(final_accounts(
         &[
             // Proceeds 75 050 + 6 × 15 020 − maker fees (38 + 16 + 8 + 8 + 16 = 86) = 165 084;
-            // 45 108 of it locked by the resting bid. 11 of 15 lots sold, 4 refunded.
-            (1, &[("KRW", 119_976, 45_108), ("BTC", 40_000, 0)]),
-            // 200 000 − 90 060 locked by the amended bid.
-            (2, &[("KRW", 109_940, 90_060)]),
+            // 45 108 of it locked by the resting bid; then 2 × 15 030 − 16 = 30 044 more from
+            // Bob. 13 of 15 lots sold, 2 still offered (20 000 sat locked).
+            (1, &[("KRW", 150_020, 45_108), ("BTC", 0, 20_000)]),
+            // 200 000 − 30 091 for 2 lots; 90 060 locked by the amended bid.
+            (2, &[("KRW", 79_849, 90_060), ("BTC", 20_000, 0)]),
             // Paid 45 060 + 16 + 31 for 3 lots.
             (3, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
             // Paid 75 050 + 76; his 50 000 sat withdrawn.
@@ -1015,8 +1032,8 @@ fn the_demo_script_runs_as_documented() {
             (5, &[("KRW", 4_893, 0), ("BTC", 30_000, 0)]),
             (6, &[("BTC", 200_000, 0)]),
         ],
-        // Maker 86 + taker 76 + 31 + 16 + 16 + 31 = 256.
-        &[("KRW", 256)],
+        // Maker 86 + taker 76 + 31 + 16 + 16 + 31 = 256; then 16 + 31 of the budget buy.
+        &[("KRW", 303)],
     ));
     assert_lines(&out, &expected);
     // Deposits 410 000 KRW; 350 000 sat less the 50 000 withdrawn.

@@ -728,6 +728,39 @@ fn orders_by_engine_order_id() {
             (200, &json!([]), &json!([])),
             "{v}"
         );
+
+        // A market buy by quote amount: bob offers 3 at 15 000 (15 015 a lot with alice's
+        // 10 bps taker fee); 40 000 KRW pays for 2 lots (30 030), the remainder is cancelled
+        // and the 9 970 not spent comes back at once.
+        let (_, before) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&bob).json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 8, "side": "SELL", "price": 15000, "qty": 3}
+        )))
+        .await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!(
+                    {"symbol": "BTC-KRW", "client_order_id": 9, "side": "BUY", "type": "MARKET",
+                     "price": 15100, "budget": 40000}
+                )),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(
+            (
+                v["status"].as_str(),
+                v["filled_qty"].as_u64(),
+                v["cancel_reason"].as_str(),
+                v["budget"].as_u64()
+            ),
+            (Some("CANCELLED"), Some(2), Some("IOC"), Some(40000)),
+            "{v}"
+        );
+        let (_, after) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        let (krw0, locked0) = balance(&before, "KRW");
+        assert_eq!(balance(&after, "KRW"), (krw0 - 30_030, locked0), "{after}");
     });
     let (status, _) = s.terminate();
     assert!(status.success());
@@ -1238,11 +1271,6 @@ fn every_error_path_has_its_code_and_status() {
         let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops1)
             .json(&json!({"user": 1, "currency": "XYZ", "amount": 100}))).await;
         expect(st, &v, 404, 2004, "UNKNOWN_CURRENCY");
-        // Instructions this engine does not have.
-        let mut o = order.clone();
-        o["tif"] = json!("GTD");
-        let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
-        expect(st, &v, 501, 4007, "UNSUPPORTED");
         // Bad credentials; unknown route; a bad path id.
         let (st, v) = call(c.post(s.url("/api/v1/auth/login")).json(&json!({"login": "alice", "password": "nope"}))).await;
         expect(st, &v, 401, 1008, "BAD_CREDENTIALS");
@@ -1286,6 +1314,30 @@ fn every_error_path_has_its_code_and_status() {
         } else {
             // Only on a machine so slow that the token expired before it was checked.
             assert_eq!(v["reason"], "TOKEN_EXPIRED");
+        }
+        // Budgets and expiry (last: their engine rejects raise alice's client-order-id mark):
+        // each refusal with its own code, from the edge (a budget of 0,
+        // which the engine reads as "none") or from the engine.
+        for (i, (extra, code, reason)) in [
+            (json!({"type": "MARKET", "budget": 0}), 3015, "INVALID_BUDGET"),
+            (json!({"budget": 5000}), 3015, "INVALID_BUDGET"),
+            (json!({"type": "MARKET", "side": "SELL", "budget": 5000}), 3015, "INVALID_BUDGET"),
+            (json!({"tif": "GTD"}), 3016, "INVALID_EXPIRY"),
+            (json!({"tif": "GTC", "expire": now() * 1000 + 60_000}), 3016, "INVALID_EXPIRY"),
+            (json!({"tif": "GTD", "expire": 1}), 3017, "EXPIRY_IN_PAST"),
+            (json!({"tif": "DAY"}), 3018, "NO_SESSION_END"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // Each with a fresh client order id: an engine reject consumes its id.
+            let mut o = order.clone();
+            o["client_order_id"] = json!(100 + i);
+            for (k, v) in extra.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
+            expect(st, &v, 422, code, reason);
         }
     });
 }

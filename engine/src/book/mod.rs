@@ -77,6 +77,8 @@ pub struct OrderView {
     pub post_only: bool,
     /// Self-trade prevention mode.
     pub stp: StpMode,
+    /// Expiry time of a GTD or DAY order, Unix nanoseconds (0 for the others).
+    pub expire_at: u64,
 }
 
 impl OrderView {
@@ -97,6 +99,11 @@ impl OrderView {
         h.u64(self.display_qty.0);
         h.u64(u64::from(self.post_only));
         h.u64(self.stp as u64);
+        // Only orders that expire have an expiry (their time in force, hashed above, says so),
+        // so the digest of every other order is what it was before expiry existed.
+        if self.tif.expires() {
+            h.u64(self.expire_at);
+        }
     }
 }
 

@@ -50,6 +50,8 @@ struct RefOrder {
     display: u64,
     post_only: bool,
     stp: StpMode,
+    /// Expiry time of a GTD or DAY order (0 for the others).
+    expire_at: u64,
 }
 
 impl RefOrder {
@@ -79,6 +81,7 @@ impl RefOrder {
             display_qty: Qty(self.display),
             post_only: self.post_only,
             stp: self.stp,
+            expire_at: self.expire_at,
         }
     }
 
@@ -264,6 +267,8 @@ pub struct ReferenceBook {
     finished_per_user: usize,
     /// Each user's finished orders, oldest first, at most `finished_per_user`.
     finished: BTreeMap<UserId, VecDeque<FinishedOrder>>,
+    /// The session end, nanoseconds after midnight UTC (DAY orders); `None`: not configured.
+    day_end_ns: Option<u64>,
     /// What the event stream has told about each order not yet finished: its identity (from
     /// `Accepted`), last price (from `Amended`), filled quantity and notional (from `Trade`s).
     known: BTreeMap<OrderId, Known>,
@@ -308,6 +313,7 @@ impl ReferenceBook {
             now_ns: 0,
             finished_per_user: config.engine.finished_orders_per_user as usize,
             finished: BTreeMap::new(),
+            day_end_ns: config.schedule.day_end_offset_ns(),
             known: BTreeMap::new(),
         }
     }
@@ -486,35 +492,76 @@ impl ReferenceBook {
         self.process(cmd, sink);
     }
 
-    /// Applies one command, reporting every consequence to `sink` in order.
+    /// Applies one command, reporting every consequence to `sink` in order: first the orders
+    /// engine time has expired, then the command.
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
+        // The expiries finish their orders before the command runs (a status query of one
+        // sees it EXPIRED).
         let mut events = Vec::new();
+        self.expire(&mut events);
+        self.observe(&Command::Tick, &events);
+        let mut own = Vec::new();
+        self.apply(cmd, &mut own);
+        self.observe(cmd, &own);
+        events.extend(own);
+        for e in &events {
+            sink.on_event(e);
+        }
+    }
+
+    /// What [`ReferenceBook::process`] of `cmd` would emit for the command itself, on a copy
+    /// and without the expiries engine time has reached: what the risk stage sees when it
+    /// checks a command, before matching expires anything (docs/matching.md, "Expiry").
+    pub fn dry_run(&self, cmd: &Command) -> Vec<Event> {
+        let mut copy = self.clone();
+        let mut events = Vec::new();
+        copy.apply(cmd, &mut events);
+        events
+    }
+
+    /// "Expiry": every live GTD or DAY order whose expiry time engine time has reached is
+    /// cancelled with reason `EXPIRED`, soonest expiry first, then lowest order id.
+    fn expire(&mut self, events: &mut Vec<Event>) {
+        let now = self.now_ns;
+        let mut due: Vec<(u64, OrderId)> = self
+            .live()
+            .into_iter()
+            .filter(|(o, _)| o.expire_at != 0 && o.expire_at <= now)
+            .map(|(o, _)| (o.expire_at, o.id))
+            .collect();
+        due.sort();
+        for (_, id) in due {
+            let (o, place) = self
+                .live()
+                .into_iter()
+                .find(|(o, _)| o.id == id)
+                .expect("a due order is live");
+            self.cancel_live(&o, place, CancelReason::Expired, events);
+        }
+    }
+
+    /// The command alone (no expiry first).
+    fn apply(&mut self, cmd: &Command, events: &mut Vec<Event>) {
         match *cmd {
-            Command::NewOrder(ref o) => self.new_order(o, &mut events),
+            Command::Tick => {}
+            Command::NewOrder(ref o) => self.new_order(o, events),
             Command::Cancel {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), &mut events),
+            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), events),
             Command::CancelOrder {
                 user,
                 symbol,
                 order_id,
-            } => self.cancel(user, symbol, OrderRef::Engine(order_id), &mut events),
+            } => self.cancel(user, symbol, OrderRef::Engine(order_id), events),
             Command::AmendOrder {
                 user,
                 symbol,
                 order_id,
                 price,
                 qty,
-            } => self.amend(
-                user,
-                symbol,
-                OrderRef::Engine(order_id),
-                price,
-                qty,
-                &mut events,
-            ),
+            } => self.amend(user, symbol, OrderRef::Engine(order_id), price, qty, events),
             Command::Amend {
                 user,
                 symbol,
@@ -527,23 +574,19 @@ impl ReferenceBook {
                 OrderRef::Client(client_order_id),
                 price,
                 qty,
-                &mut events,
+                events,
             ),
             Command::MassCancel {
                 user,
                 symbol,
                 on_disconnect,
-            } => self.mass_cancel(user, symbol, on_disconnect, &mut events),
+            } => self.mass_cancel(user, symbol, on_disconnect, events),
             // Account commands are the risk stage's; the book alone ignores them.
             Command::Deposit { .. }
             | Command::Withdraw { .. }
             | Command::ApproveWithdrawal { .. }
             | Command::RejectWithdrawal { .. } => {}
-            Command::Query(ref q) => self.answer(q, &mut events),
-        }
-        self.observe(cmd, &events);
-        for e in &events {
-            sink.on_event(e);
+            Command::Query(ref q) => self.answer(q, events),
         }
     }
 
@@ -660,8 +703,16 @@ impl ReferenceBook {
             return Err(RejectCode::UnknownSymbol);
         };
         let spec = &sym.spec;
-        // 4
-        if o.qty.0 == 0 {
+        // 4a: a budget only on a market buy, IOC
+        if o.budget != 0
+            && (o.side != Side::Buy
+                || o.order_type != OrderType::Market
+                || o.tif != TimeInForce::Ioc)
+        {
+            return Err(RejectCode::InvalidBudget);
+        }
+        // 4: a budget order may leave its lot cap out
+        if o.qty.0 == 0 && o.budget == 0 {
             return Err(RejectCode::InvalidQuantity);
         }
         // 5
@@ -687,14 +738,30 @@ impl ReferenceBook {
         if o.post_only && is_market {
             return Err(RejectCode::InvalidPostOnly);
         }
-        // 9
-        if o.post_only && o.tif != TimeInForce::Gtc {
+        // 9: post-only rests; a market order never does, so it cannot wait to expire
+        let rests = matches!(
+            o.tif,
+            TimeInForce::Gtc | TimeInForce::Gtd | TimeInForce::Day
+        );
+        let expires = matches!(o.tif, TimeInForce::Gtd | TimeInForce::Day);
+        if (o.post_only && !rests) || (o.order_type == OrderType::Market && expires) {
             return Err(RejectCode::InvalidTimeInForce);
+        }
+        // 9a: an expiry time exactly on GTD orders, in the future
+        if (o.tif == TimeInForce::Gtd) != (o.expire_at != 0) {
+            return Err(RejectCode::InvalidExpiry);
+        }
+        if o.tif == TimeInForce::Gtd && o.expire_at <= self.now_ns {
+            return Err(RejectCode::ExpiryInPast);
+        }
+        // 9b: DAY needs a session end
+        if o.tif == TimeInForce::Day && self.day_end_ns.is_none() {
+            return Err(RejectCode::NoSessionEnd);
         }
         // 10
         if o.display_qty.0 != 0 {
             let limit_type = matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
-            if o.display_qty > o.qty || !limit_type || o.tif != TimeInForce::Gtc {
+            if o.display_qty > o.qty || !limit_type || !rests {
                 return Err(RejectCode::InvalidDisplayQty);
             }
         }
@@ -730,6 +797,27 @@ impl ReferenceBook {
         }
         let id = OrderId(id);
         self.next_order_id = id.0 + 1;
+        // A budget order without a lot cap: the symbol's largest order caps it.
+        let qty = if o.qty.0 == 0 {
+            self.symbols[o.symbol.0 as usize].spec.max_order_qty
+        } else {
+            o.qty.0
+        };
+        // DAY: the first session end strictly after now.
+        let expire_at = match o.tif {
+            TimeInForce::Gtd => o.expire_at,
+            TimeInForce::Day => {
+                let end = self.day_end_ns.expect("validated");
+                let day = crate::config::DAY_NS;
+                let today = (self.now_ns / day) * day + end;
+                if today > self.now_ns {
+                    today
+                } else {
+                    today + day
+                }
+            }
+            _ => 0,
+        };
         events.push(Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -738,7 +826,7 @@ impl ReferenceBook {
             side: o.side,
             order_type: o.order_type,
             price: o.price,
-            qty: o.qty,
+            qty: Qty(qty),
             display_qty: o.display_qty,
         });
         let order = RefOrder {
@@ -751,20 +839,21 @@ impl ReferenceBook {
             tif: o.tif,
             price: o.price,
             stop_price: o.stop_price,
-            leaves: o.qty.0,
+            leaves: qty,
             visible: 0,
             filled: 0,
             display: o.display_qty.0,
             post_only: o.post_only,
             stp: o.stp,
+            expire_at,
         };
         match o.order_type {
-            OrderType::Limit | OrderType::Market => self.execute(order, events),
+            OrderType::Limit | OrderType::Market => self.execute(order, o.budget, events),
             OrderType::StopLimit | OrderType::StopMarket => {
                 let last = self.symbols[o.symbol.0 as usize].last_price;
                 if reaches(last, o.side, o.stop_price) {
                     events.push(order.triggered());
-                    self.execute(order, events);
+                    self.execute(order, 0, events);
                 } else {
                     self.park_stop(order);
                 }
@@ -785,7 +874,8 @@ impl ReferenceBook {
     // ------------------------------------------------------------------ execution
 
     /// "Execution of an active order": post-only, FOK, match, remainder.
-    fn execute(&mut self, mut o: RefOrder, events: &mut Vec<Event>) {
+    /// `budget`: a new budget order's quote budget (0: none).
+    fn execute(&mut self, mut o: RefOrder, budget: u64, events: &mut Vec<Event>) {
         let sym = &mut self.symbols[o.symbol.0 as usize];
         let opposite = o.side.opposite();
 
@@ -811,7 +901,7 @@ impl ReferenceBook {
         }
 
         // 3. Match.
-        Self::match_order(sym, &mut o, self.now_ns, events);
+        Self::match_order(sym, &mut o, self.now_ns, budget, events);
         debug_assert!(
             !fok || o.leaves == 0,
             "a feasible FOK order must fill completely"
@@ -821,8 +911,10 @@ impl ReferenceBook {
         }
 
         // 4. Remainder.
-        let rests = o.tif == TimeInForce::Gtc
-            && matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
+        let rests = matches!(
+            o.tif,
+            TimeInForce::Gtc | TimeInForce::Gtd | TimeInForce::Day
+        ) && matches!(o.order_type, OrderType::Limit | OrderType::StopLimit);
         if rests {
             o.visible = o.peak();
             sym.side_mut(o.side)
@@ -863,8 +955,18 @@ impl ReferenceBook {
     /// the best opposite level is acceptable. Always works on the oldest order of the best
     /// level: every maker the walk passes is either done, moved to the back (iceberg refill)
     /// or cancelled, except where matching stops.
-    fn match_order(sym: &mut RefSymbol, t: &mut RefOrder, now_ns: u64, events: &mut Vec<Event>) {
+    ///
+    /// A budget order (`budget` non-zero) takes at each fill only the lots its budget still
+    /// pays for, taker fee included, and stops at the first fill it cannot pay a lot of.
+    fn match_order(
+        sym: &mut RefSymbol,
+        t: &mut RefOrder,
+        now_ns: u64,
+        budget: u64,
+        events: &mut Vec<Event>,
+    ) {
         let opposite = t.side.opposite();
+        let mut budget_left = u128::from(budget);
         while t.leaves > 0 {
             let Some(price) = sym.best(opposite) else {
                 break;
@@ -882,11 +984,37 @@ impl ReferenceBook {
                 .get_mut(&price)
                 .expect("best level exists");
             let mut m = level.pop_front().expect("levels are never empty");
-            let q = t.leaves.min(m.visible);
+            let mut q = t.leaves.min(m.visible);
             let mut stop = false;
             let mut keep_at_front = false;
+            let trades = t.stp == StpMode::None || m.user != t.user;
+            if trades && budget != 0 {
+                // The most lots the budget still pays for at this price, counted up one by one.
+                let cost = |lots: u64| {
+                    let n = u128::from(price.0 as u64) * u128::from(lots) * u128::from(tick);
+                    n + (n * u128::from(taker_bps)).div_ceil(10_000)
+                };
+                // Bounded: `q` is at most the order's open quantity; a binary search keeps the
+                // model quick for large caps while staying obviously right.
+                let (mut lo, mut hi) = (0u64, q);
+                while lo < hi {
+                    let mid = lo + (hi - lo).div_ceil(2);
+                    if cost(mid) <= budget_left {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                if lo == 0 {
+                    // Not one lot more fits: here, or at any worse price.
+                    level.push_front(m);
+                    break;
+                }
+                q = lo;
+                budget_left -= cost(q);
+            }
 
-            if t.stp == StpMode::None || m.user != t.user {
+            if trades {
                 m.visible -= q;
                 m.leaves -= q;
                 m.filled += q;
@@ -998,7 +1126,7 @@ impl ReferenceBook {
                 .expect("the stop is waiting");
             stops.remove(pos);
             events.push(order.triggered());
-            self.execute(order, events);
+            self.execute(order, 0, events);
         }
     }
 
@@ -1130,7 +1258,7 @@ impl ReferenceBook {
                 o.price = price;
                 o.leaves = qty.0;
                 events.push(amended);
-                self.execute(o, events);
+                self.execute(o, 0, events);
             }
         }
     }

@@ -17,11 +17,14 @@ use crate::config::{ClientOrderIdRule, Config};
 use crate::event::{Event, EventSink, Fill, Trade};
 use crate::hash::{StateHash, StateHasher};
 use crate::types::{
-    ClientOrderId, OrderId, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId, UserId,
+    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, TradeId,
+    UserId,
 };
 
+mod expiry;
 pub mod finished;
 
+use expiry::ExpiryQueue;
 use finished::FinishedWindow;
 pub use finished::{FinishedOrder, OrderStatus};
 
@@ -63,6 +66,8 @@ struct OrderStore {
     notional: Vec<u64>,
     /// Each user's recently finished orders (docs/matching.md, "Order status").
     finished: FinishedWindow,
+    /// The live GTD and DAY orders, soonest expiry first (docs/matching.md, "Expiry").
+    expiry: ExpiryQueue,
 }
 
 impl OrderStore {
@@ -79,10 +84,23 @@ impl OrderStore {
         (slot != NIL && self.pool[slot].id == id).then_some(slot)
     }
 
-    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
-    /// links it. The pool has room (checked by the caller).
+    /// A read-only copy of the live order in `slot`.
     #[inline]
-    fn admit(&mut self, order: Order) -> u32 {
+    fn view(&self, slot: u32) -> OrderView {
+        let o = &self.pool[slot];
+        let expire_at = if o.tif.expires() {
+            self.expiry.expiry_of(slot)
+        } else {
+            0
+        };
+        view(o, expire_at)
+    }
+
+    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
+    /// links it; a GTD or DAY order (`expire_at` non-zero) joins the expiry queue. The pool has
+    /// room (checked by the caller).
+    #[inline]
+    fn admit(&mut self, order: Order, expire_at: u64) -> u32 {
         let slot = self
             .pool
             .alloc(order)
@@ -96,6 +114,9 @@ impl OrderStore {
         self.by_id[entry] = slot;
         self.notional[slot as usize] = 0;
         self.index.insert(order.user, order.client_order_id, slot);
+        if expire_at != 0 {
+            self.expiry.insert(slot, order.id.0, expire_at);
+        }
         let list = &mut self.users[order.user.0 as usize];
         let tail = list.tail;
         self.pool[slot].user_prev = tail;
@@ -112,10 +133,20 @@ impl OrderStore {
     /// Forgets an order that is no longer live (already unlinked from any level).
     #[inline]
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next, id) = {
+        let (user, coid, prev, next, id, tif) = {
             let o = &self.pool[slot];
-            (o.user, o.client_order_id, o.user_prev, o.user_next, o.id)
+            (
+                o.user,
+                o.client_order_id,
+                o.user_prev,
+                o.user_next,
+                o.id,
+                o.tif,
+            )
         };
+        if tif.expires() {
+            self.expiry.remove(slot);
+        }
         let entry = self.id_entry(id);
         self.by_id[entry] = NIL;
         self.index.remove(user, coid, &self.pool);
@@ -174,6 +205,9 @@ pub struct Matcher {
     next_entry: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
+    /// The session end as nanoseconds after midnight UTC (`[schedule] day_end_utc`), when DAY
+    /// orders expire; `None`: DAY orders are rejected.
+    day_end_ns: Option<u64>,
 }
 
 #[inline]
@@ -200,8 +234,9 @@ fn reject(user: UserId, client_order_id: ClientOrderId, code: RejectCode) -> Eve
     }
 }
 
-fn view(o: &Order) -> OrderView {
+fn view(o: &Order, expire_at: u64) -> OrderView {
     OrderView {
+        expire_at,
         order_id: o.id,
         user: o.user,
         client_order_id: o.client_order_id,
@@ -243,12 +278,14 @@ impl Matcher {
                     cap.users_max as usize,
                     config.engine.finished_orders_per_user as usize,
                 ),
+                expiry: ExpiryQueue::new(cap.orders_max),
             },
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,
             coid_high: vec![0; cap.users_max as usize],
             next_entry: 1,
             now_ns: 0,
+            day_end_ns: config.schedule.day_end_offset_ns(),
         }
     }
 
@@ -268,9 +305,57 @@ impl Matcher {
         self.now_ns
     }
 
-    /// Applies one command, reporting every consequence to `sink` in order.
+    /// The soonest expiry time of a live order (`u64::MAX`: none expires).
+    #[inline]
+    pub fn next_expiry_ns(&self) -> u64 {
+        self.store.expiry.next_ns()
+    }
+
+    /// Expires every live order whose expiry time engine time has reached, soonest first
+    /// (then lowest order id), each with a `Cancelled` of reason `EXPIRED`
+    /// (docs/matching.md, "Expiry"). When nothing is due this is one comparison.
+    #[inline]
+    pub fn expire_due<S: EventSink + ?Sized>(&mut self, sink: &mut S) {
+        if self.now_ns >= self.store.expiry.next_ns() {
+            self.expire_slow(sink);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire_slow<S: EventSink + ?Sized>(&mut self, sink: &mut S) {
+        while self.now_ns >= self.store.expiry.next_ns() {
+            let slot = self.store.expiry.first().expect("a due order is queued");
+            self.cancel_live(slot, CancelReason::Expired, sink);
+        }
+    }
+
+    /// The expiry time a new order gets at engine time `now`: its own for GTD, the first
+    /// session end after `now` for DAY, 0 for the others. `None`: a DAY order with no session
+    /// end configured.
+    #[inline]
+    fn expiry_at(&self, o: &NewOrder, now: u64) -> Option<u64> {
+        match o.tif {
+            TimeInForce::Gtd => Some(o.expire_at),
+            TimeInForce::Day => self.day_end_ns.map(|end| {
+                let midnight = now - now % crate::config::DAY_NS;
+                let at = midnight.saturating_add(end);
+                if at > now {
+                    at
+                } else {
+                    at.saturating_add(crate::config::DAY_NS)
+                }
+            }),
+            _ => Some(0),
+        }
+    }
+
+    /// Applies one command, reporting every consequence to `sink` in order: first the
+    /// expiries engine time has reached ([`Matcher::expire_due`]), then the command.
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
+        self.expire_due(sink);
         match *cmd {
+            Command::Tick => {}
             Command::NewOrder(ref o) => self.new_order(o, sink),
             Command::Cancel {
                 user,
@@ -322,6 +407,12 @@ impl Matcher {
     /// The matching stage's validation of a new order (docs/matching.md), without side effects:
     /// the risk stage runs it first so an order's reject code never depends on balances.
     pub fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
+        self.validate_at(o, self.now_ns)
+    }
+
+    /// [`Matcher::validate`] at engine time `now_ns` (the risk stage of the split pipeline
+    /// validates before the matching stage has moved engine time to the command's stamp).
+    pub fn validate_at(&self, o: &NewOrder, now_ns: u64) -> Result<(), RejectCode> {
         if o.user.0 as usize >= self.store.users.len() {
             return Err(RejectCode::UnknownUser);
         }
@@ -333,7 +424,14 @@ impl Matcher {
         let Some(book) = self.books.get(o.symbol.0 as usize) else {
             return Err(RejectCode::UnknownSymbol);
         };
-        if o.qty.0 == 0 {
+        if o.budget != 0
+            && (o.side != Side::Buy
+                || o.order_type != OrderType::Market
+                || o.tif != TimeInForce::Ioc)
+        {
+            return Err(RejectCode::InvalidBudget);
+        }
+        if o.qty.0 == 0 && o.budget == 0 {
             return Err(RejectCode::InvalidQuantity);
         }
         if o.qty.0 > book.spec.max_order_qty {
@@ -350,11 +448,21 @@ impl Matcher {
         if o.post_only && o.order_type.is_market() {
             return Err(RejectCode::InvalidPostOnly);
         }
-        if o.post_only && o.tif != TimeInForce::Gtc {
+        if (o.post_only && !o.tif.rests()) || (o.order_type == OrderType::Market && o.tif.expires())
+        {
             return Err(RejectCode::InvalidTimeInForce);
         }
+        if (o.tif == TimeInForce::Gtd) != (o.expire_at != 0) {
+            return Err(RejectCode::InvalidExpiry);
+        }
+        if o.tif == TimeInForce::Gtd && o.expire_at <= now_ns {
+            return Err(RejectCode::ExpiryInPast);
+        }
+        if o.tif == TimeInForce::Day && self.day_end_ns.is_none() {
+            return Err(RejectCode::NoSessionEnd);
+        }
         if o.display_qty.0 != 0
-            && (o.display_qty > o.qty || o.order_type.is_market() || o.tif != TimeInForce::Gtc)
+            && (o.display_qty > o.qty || o.order_type.is_market() || !o.tif.rests())
         {
             return Err(RejectCode::InvalidDisplayQty);
         }
@@ -435,9 +543,16 @@ impl Matcher {
     pub fn place_validated<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
         debug_assert_eq!(self.validate(o), Ok(()));
         self.note_client_order_id(o);
+        // A budget order without a lot cap is capped by the symbol's largest order.
+        let qty = if o.qty.0 == 0 {
+            self.books[o.symbol.0 as usize].spec.max_order_qty
+        } else {
+            o.qty.0
+        };
+        let expire_at = self.expiry_at(o, self.now_ns).expect("validated");
         let order = Order {
-            leaves: o.qty.0,
-            visible: o.qty.0,
+            leaves: qty,
+            visible: qty,
             user: o.user,
             stp: o.stp,
             side: o.side,
@@ -476,7 +591,7 @@ impl Matcher {
             id: OrderId(id),
             ..order
         };
-        let slot = self.store.admit(order);
+        let slot = self.store.admit(order, expire_at);
         self.next_order_id = id + 1;
         self.next_entry = if entry + 1 == cap { 0 } else { entry + 1 };
         sink.on_event(&Event::Accepted {
@@ -487,7 +602,7 @@ impl Matcher {
             side: o.side,
             order_type: o.order_type,
             price: o.price,
-            qty: o.qty,
+            qty: Qty(qty),
             display_qty: o.display_qty,
         });
         let book = &mut self.books[o.symbol.0 as usize];
@@ -501,13 +616,13 @@ impl Matcher {
         if o.order_type.is_stop() {
             sink.on_event(&triggered(&self.store.pool[slot]));
         }
-        self.execute(slot, sink);
+        self.execute(slot, o.budget, sink);
         self.fire_stops(o.symbol, sink);
     }
 
     /// Runs an active order (new, triggered or re-priced) as a taker, then rests or cancels
-    /// what is left.
-    fn execute<S: EventSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
+    /// what is left. `budget`: a new budget order's quote budget (0: none).
+    fn execute<S: EventSink + ?Sized>(&mut self, slot: u32, budget: u64, sink: &mut S) {
         let o = self.store.pool[slot];
         let book = &mut self.books[o.symbol.0 as usize];
         if o.post_only && book.crosses(o.side, o.price) {
@@ -532,12 +647,12 @@ impl Matcher {
             self.store.retire(slot);
             return;
         }
-        match_incoming(book, &mut self.store, slot, self.now_ns, sink);
+        match_incoming(book, &mut self.store, slot, self.now_ns, budget, sink);
         let now = self.now_ns;
         let o = &mut self.store.pool[slot];
         if o.leaves == 0 {
             self.store.retire(slot);
-        } else if o.tif == TimeInForce::Gtc && !o.order_type.is_market() {
+        } else if o.tif.rests() && !o.order_type.is_market() {
             o.visible = o.peak();
             let (side, idx) = (o.side, book.idx(o.price));
             book.own(side).push_back(&mut self.store.pool, idx, slot);
@@ -569,7 +684,7 @@ impl Matcher {
             let o = &mut self.store.pool[slot];
             o.in_stop_book = false;
             sink.on_event(&triggered(o));
-            self.execute(slot, sink);
+            self.execute(slot, 0, sink);
         }
     }
 
@@ -745,7 +860,7 @@ impl Matcher {
         pool[slot].leaves = qty.0;
         pool[slot].visible = qty.0;
         sink.on_event(&amended);
-        self.execute(slot, sink);
+        self.execute(slot, 0, sink);
         self.fire_stops(symbol, sink);
     }
 
@@ -760,7 +875,7 @@ impl Matcher {
         qty: Qty,
     ) -> Result<OrderView, RejectCode> {
         self.check_amend_slot(user, symbol, target, price, qty)
-            .map(|slot| view(&self.store.pool[slot]))
+            .map(|slot| self.store.view(slot))
     }
 
     /// The client order id a reject of a cancel or amend naming `target` carries (see
@@ -905,7 +1020,7 @@ impl Matcher {
         self.store
             .index
             .get(user, coid, &self.store.pool)
-            .map(|slot| view(&self.store.pool[slot]))
+            .map(|slot| self.store.view(slot))
     }
 
     /// What a status query for `user`'s client order id `coid` answers: the live order, or
@@ -921,7 +1036,7 @@ impl Matcher {
         }
         if let Some(slot) = self.store.index.get(user, coid, &self.store.pool) {
             let notional = self.store.notional[slot as usize];
-            return (Some(view(&self.store.pool[slot])), None, notional);
+            return (Some(self.store.view(slot)), None, notional);
         }
         match self.store.finished.find(user, coid) {
             Some(f) => (None, Some(f), f.filled_notional),
@@ -935,7 +1050,7 @@ impl Matcher {
     pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
         self.store
             .slot_of(order_id)
-            .map(|slot| view(&self.store.pool[slot]))
+            .map(|slot| self.store.view(slot))
     }
 
     /// Every live order of a symbol, section by section in canonical order (bids best first,
@@ -953,7 +1068,7 @@ impl Matcher {
             for (_, level) in levels.iter() {
                 let mut slot = level.head;
                 while slot != NIL {
-                    f(section, &view(&self.store.pool[slot]));
+                    f(section, &self.store.view(slot));
                     slot = self.store.pool[slot].next;
                 }
             }
@@ -1139,9 +1254,12 @@ fn match_incoming<S: EventSink + ?Sized>(
     store: &mut OrderStore,
     slot: u32,
     now_ns: u64,
+    budget: u64,
     sink: &mut S,
 ) {
     let taker = store.pool[slot];
+    // A budget order's quote left to spend, taker fees included (docs/matching.md).
+    let mut budget_left = budget;
     let (side, limit, user, stp) = (taker.side, taker.price, taker.user, taker.stp);
     let spec = book.spec;
     let levels = match side {
@@ -1156,8 +1274,21 @@ fn match_incoming<S: EventSink + ?Sized>(
         let mut m = levels.level(idx).head;
         while m != NIL {
             let mut next = store.pool[m].next;
-            let qty = store.pool[slot].leaves.min(store.pool[m].visible);
+            let mut qty = store.pool[slot].leaves.min(store.pool[m].visible);
+            // The budget pays for fewer lots than this fill would take: after it, not one
+            // more lot fits the budget, here or at any worse price.
+            let mut spent = false;
             if stp == StpMode::None || store.pool[m].user != user {
+                if budget != 0 {
+                    let fits = affordable(level_price, budget_left, &spec);
+                    if fits == 0 {
+                        return;
+                    }
+                    spent = fits < qty;
+                    qty = qty.min(fits);
+                    budget_left -= trade_notional(level_price, qty, spec.tick_size)
+                        + fee(level_price, qty, spec.tick_size, spec.taker_fee_bps);
+                }
                 take(levels, &mut store.pool, idx, m, qty);
                 store.pool[m].filled += qty;
                 // Saturating, like the reference model (docs/matching.md, "Order status").
@@ -1205,6 +1336,9 @@ fn match_incoming<S: EventSink + ?Sized>(
                     store.finish(slot, OrderStatus::Filled, now_ns);
                 }
                 next = settle_maker(levels, store, idx, m, next);
+                if spent {
+                    return;
+                }
             } else {
                 // Self-trade prevention; the taker's mode decides (docs/matching.md).
                 match stp {
@@ -1250,6 +1384,30 @@ fn match_incoming<S: EventSink + ?Sized>(
             m = next;
         }
     }
+}
+
+/// The most lots at `price` a budget of `budget` quote units pays for, taker fee included:
+/// the largest `q` with `price × q × tick + ceil(price × q × tick × taker_bps / 10 000) ≤
+/// budget` (docs/matching.md, "Budget orders"). Only budget orders pay for the division.
+#[inline]
+pub fn affordable(price: Price, budget: u64, spec: &crate::book::array::SymbolSpec) -> u64 {
+    let unit = u128::from(price.0 as u64) * u128::from(spec.tick_size);
+    if unit == 0 {
+        return 0;
+    }
+    let cost = |q: u128| {
+        let n = unit * q;
+        n + (n * u128::from(spec.taker_fee_bps)).div_ceil(10_000)
+    };
+    // cost(q) ≥ unit × q × (10 000 + bps) / 10 000, so no q above `bound` fits; and
+    // cost(bound − 1) ≤ budget, as the fee's rounding adds at most 1 ≤ unit.
+    let bound = u128::from(budget) * 10_000 / (unit * (10_000 + u128::from(spec.taker_fee_bps)));
+    let q = if cost(bound) <= u128::from(budget) {
+        bound
+    } else {
+        bound - 1
+    };
+    u64::try_from(q).unwrap_or(u64::MAX)
 }
 
 /// The notional of one trade in quote minimal units (price × qty × tick size), saturating.
@@ -1310,7 +1468,7 @@ impl Matcher {
         };
         let mut slot = list.head;
         while slot != NIL {
-            f(&view(&self.store.pool[slot]));
+            f(&self.store.view(slot));
             slot = self.store.pool[slot].user_next;
         }
     }
@@ -1344,7 +1502,8 @@ impl Matcher {
     /// client-order-id index and the user lists; pushing in `orders` order rebuilds every
     /// level FIFO, level sum, occupancy bitmap and cached best level.
     ///
-    /// `coid_high` lists the users' client-order-id high-water marks.
+    /// `coid_high` lists the users' client-order-id high-water marks; `expiries` the expiry
+    /// time of every live GTD and DAY order.
     ///
     /// Panics if the parts break the rules `crate::snapshot` checks (more orders than the
     /// pool, a symbol, price or user out of range, `acceptance` not a permutation).
@@ -1359,6 +1518,7 @@ impl Matcher {
         acceptance: &[u32],
         coid_high: &[(UserId, u64)],
         notionals: &[(OrderId, u64)],
+        expiries: &[(OrderId, u64)],
         finished: &[(UserId, Vec<FinishedOrder>)],
     ) -> Matcher {
         assert_eq!(acceptance.len(), orders.len());
@@ -1382,11 +1542,16 @@ impl Matcher {
                 m.store.slot_of(order.id).is_none()
                     && m.store.by_id[m.store.id_entry(order.id)] == NIL
             );
-            slots[i as usize] = m.store.admit(order);
+            slots[i as usize] = m.store.admit(order, 0);
         }
         for &(id, n) in notionals {
             let slot = m.store.slot_of(id).expect("validated: a live order");
             m.store.notional[slot as usize] = n;
+        }
+        for &(id, at) in expiries {
+            let slot = m.store.slot_of(id).expect("validated: a live order");
+            assert!(m.store.pool[slot].tif.expires() && at != 0);
+            m.store.expiry.insert(slot, id.0, at);
         }
         for (user, entries) in finished {
             for f in entries {

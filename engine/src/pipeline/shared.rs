@@ -5,7 +5,7 @@
 //!
 //! | stage | reads | writes |
 //! |---|---|---|
-//! | R | `matcher` (validation, amend checks), `specs` | `accounts` (locks, account commands) |
+//! | R | `matcher` (validation, amend checks; at the command's stamp), `specs` | `accounts` (locks, account commands) |
 //! | M | the slot's R decision | `matcher` |
 //! | S | `specs` | `accounts` |
 //!
@@ -92,6 +92,13 @@ impl SharedEngine {
     pub(crate) unsafe fn matcher(&self) -> &mut Matcher {
         // SAFETY: see above: M is the only one touching `matcher` now.
         unsafe { &mut *std::ptr::addr_of_mut!((*self.engine).matcher) }
+    }
+
+    /// The risk mode (never written after start).
+    #[inline]
+    pub(crate) fn risk(&self) -> RiskMode {
+        // SAFETY: `risk` is written only when the engine is built, before any stage starts.
+        unsafe { (*self.engine).risk }
     }
 
     /// S's view: the specs and the accounts.

@@ -25,7 +25,7 @@ use super::shared::SharedEngine;
 use super::slot::{InSlot, SettleKind, SettleMsg};
 use super::snapshots::Snapshots;
 use crate::codec::{self, COMMAND_BYTES_MAX};
-use crate::engine::{balances_reply, match_stage, risk_stage, settlement, Engine, Plan};
+use crate::engine::{balances_reply, match_stage, risk_stage, settlement, Engine, Plan, RiskMode};
 use crate::event::{Event, EventSink};
 use crate::types::Seq;
 
@@ -332,7 +332,17 @@ pub(crate) fn run_risk<I: Inbox<InSlot>>(
             let (risk, specs, accounts, matcher) = unsafe { shared.risk_parts() };
             // SAFETY: R holds the slot (J released it, R has not), see `InSlot::risk_mut`.
             let decision = unsafe { slot.risk_mut() };
-            decision.plan = risk_stage(risk, specs, accounts, matcher, &slot.cmd, &mut *decision);
+            // M moves engine time to the stamp only after R: R validates at the stamp itself.
+            let now_ns = matcher.now_ns().max(slot.timestamp_ns);
+            decision.plan = risk_stage(
+                risk,
+                specs,
+                accounts,
+                matcher,
+                now_ns,
+                &slot.cmd,
+                &mut *decision,
+            );
             end.processed += 1;
             end.last_seq = Some(slot.seq);
             last_timestamp_ns = slot.timestamp_ns;
@@ -461,23 +471,19 @@ pub(crate) fn run_settle<I: Inbox<SettleMsg>, O: Outbox<Output>>(
             seq,
             ts,
         };
-        match plan {
-            Plan::Settle { .. } => {
-                // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R
-                // waits for `s_done ≥ seq` (stored below, after this borrow ends), M touches
-                // only the matcher (shared.rs).
-                let (specs, accounts) = unsafe { shared.settle_parts() };
-                let mut settle = settlement(accounts, specs, plan, &mut sink);
-                forward_command(&mut inbox, seq, &mut settle, wait, &control);
-            }
-            Plan::Balances(user) => {
-                // SAFETY: as for `Settle`: S alone touches the accounts until `s_done ≥ seq`.
-                let (_, accounts) = unsafe { shared.settle_parts() };
+        if shared.risk() == RiskMode::Off {
+            forward_command(&mut inbox, seq, &mut sink, wait, &control);
+        } else {
+            // Whatever the plan, S settles what M emits: M expires due orders before any
+            // command (docs/matching.md, "Expiry"), as `Engine::process` does.
+            // SAFETY: from `Begin(seq)` to `Done(seq)` S alone touches the accounts: R
+            // waits for `s_done ≥ seq` (stored below, after this borrow ends), M touches
+            // only the matcher (shared.rs).
+            let (specs, accounts) = unsafe { shared.settle_parts() };
+            let mut settle = settlement(accounts, specs, plan, &mut sink);
+            forward_command(&mut inbox, seq, &mut settle, wait, &control);
+            if let Plan::Balances(user) = plan {
                 balances_reply(accounts, user, &mut sink);
-                forward_command(&mut inbox, seq, &mut sink, wait, &control);
-            }
-            Plan::Done | Plan::Rejected(_) | Plan::Book => {
-                forward_command(&mut inbox, seq, &mut sink, wait, &control);
             }
         }
         out.push(Output {

@@ -131,6 +131,14 @@ pub struct ReferenceEngine {
     new_order_lock: Option<(UserId, CurrencyId, i128)>,
     /// The lock decrease of the amend being processed: refunded when the amend takes effect.
     amend_refund: Option<(UserId, CurrencyId, i128)>,
+    /// The lock increase of the amend being processed: returned if matching rejects the amend
+    /// (its order expired before it: docs/matching.md, "Expiry").
+    amend_lock: Option<(UserId, CurrencyId, i128)>,
+    /// The budget order being processed: its id once accepted, and what is left of its budget.
+    budget: Option<(OrderId, UserId, CurrencyId, i128)>,
+    /// Whether the command being processed has been through matching (which expires due
+    /// orders first); if not, the expiries run after R's own events.
+    matched: bool,
 }
 
 impl ReferenceEngine {
@@ -161,6 +169,9 @@ impl ReferenceEngine {
             orders: BTreeMap::new(),
             new_order_lock: None,
             amend_refund: None,
+            amend_lock: None,
+            budget: None,
+            matched: false,
         }
     }
 
@@ -175,7 +186,9 @@ impl ReferenceEngine {
     /// model's own invariants (conservation, and locks equal to what can still be spent).
     pub fn process<S: EventSink + ?Sized>(&mut self, cmd: &Command, sink: &mut S) {
         let mut events = Vec::new();
+        self.matched = false;
         match *cmd {
+            Command::Tick => self.matching(cmd, &mut events),
             Command::NewOrder(ref o) => self.new_order(cmd, o, &mut events),
             Command::Amend {
                 user,
@@ -228,8 +241,19 @@ impl ReferenceEngine {
                 operator,
                 withdrawal_id,
             } => self.reject_withdrawal(operator, withdrawal_id, &mut events),
-            Command::Query(Query::Balances { user }) => self.balances_reply(user, &mut events),
+            Command::Query(Query::Balances { user }) => {
+                // Answered after the expiries (their refunds show), an unknown account's
+                // reject before them (R's own answer).
+                if self.is_open(user) {
+                    self.matching(&Command::Tick, &mut events);
+                }
+                self.balances_reply(user, &mut events);
+            }
             Command::Query(_) => self.matching(cmd, &mut events),
+        }
+        if !self.matched {
+            // R answered the command itself: matching still expires what is due.
+            self.matching(&Command::Tick, &mut events);
         }
         for e in &events {
             sink.on_event(e);
@@ -296,28 +320,31 @@ impl ReferenceEngine {
 
     /// Runs a command through the book and settles its events.
     fn matching(&mut self, cmd: &Command, events: &mut Vec<Event>) {
+        self.matched = true;
         let mut out = Vec::new();
         self.book.process(cmd, &mut |e: &Event| out.push(*e));
         for e in &out {
             self.settle(e);
         }
         assert!(
-            self.new_order_lock.is_none() && self.amend_refund.is_none(),
+            self.new_order_lock.is_none()
+                && self.amend_refund.is_none()
+                && self.amend_lock.is_none()
+                && self.budget.is_none(),
             "a lock change was left unresolved by {cmd:?}"
         );
         events.extend(out);
     }
 
     /// What matching alone would answer first, without changing anything: its reject, if any.
+    /// R checks a command before matching expires what engine time has reached, so the dry
+    /// run does not expire anything either.
     fn dry_run_reject(&self, cmd: &Command) -> Option<Event> {
-        let mut book = self.book.clone();
-        let mut first = None;
-        book.process(cmd, &mut |e: &Event| {
-            if first.is_none() {
-                first = Some(*e);
-            }
-        });
-        first.filter(|e| matches!(e, Event::Rejected { .. }))
+        self.book
+            .dry_run(cmd)
+            .first()
+            .copied()
+            .filter(|e| matches!(e, Event::Rejected { .. }))
     }
 
     /// The code of [`ReferenceEngine::dry_run_reject`].
@@ -345,12 +372,18 @@ impl ReferenceEngine {
         let (currency, amount) = match checked {
             Ok(lock) => lock,
             Err(code) => {
+                // Matching still runs: it expires what is due, then records the reject.
+                events.push(reject(code));
+                self.matching(&Command::Tick, events);
                 self.book.note_rejected(o, code);
-                return events.push(reject(code));
+                return;
             }
         };
         self.change(user, currency, -amount, amount);
         self.new_order_lock = Some((user, currency, amount));
+        if o.budget != 0 {
+            self.budget = Some((OrderId(0), user, currency, amount));
+        }
         self.matching(cmd, events);
     }
 
@@ -359,6 +392,15 @@ impl ReferenceEngine {
     fn funds_check(&self, o: &NewOrder) -> Result<(CurrencyId, i128), RejectCode> {
         if !self.is_open(o.user) {
             return Err(RejectCode::UnknownUser);
+        }
+        if o.budget != 0 {
+            // docs/risk.md, "Budget orders": the lock is the budget.
+            let quote = self.markets[o.symbol.0 as usize].quote;
+            let budget = i128::from(o.budget);
+            if self.get(o.user, quote).0 < budget {
+                return Err(RejectCode::InsufficientFunds);
+            }
+            return Ok((quote, budget));
         }
         let Some((currency, amount)) =
             self.markets[o.symbol.0 as usize].lock(o.side, o.price, o.qty.0)
@@ -407,6 +449,7 @@ impl ReferenceEngine {
                 return events.push(reject(RejectCode::InsufficientFunds));
             }
             self.change(user, currency, old - new, new - old);
+            self.amend_lock = Some((user, currency, new - old));
         } else {
             self.amend_refund = Some((user, currency, old - new));
         }
@@ -427,8 +470,14 @@ impl ReferenceEngine {
             } => {
                 // R locked exactly this order's lock before matching accepted it.
                 let locked = self.new_order_lock.take().expect("R locked the new order");
-                let expected = self.markets[symbol.0 as usize].lock(side, price, qty.0);
-                assert_eq!(Some((locked.1, locked.2)), expected);
+                if let Some(b) = self.budget.as_mut() {
+                    // A budget order locked its budget.
+                    assert_eq!((b.1, b.2, b.3), locked);
+                    b.0 = order_id;
+                } else {
+                    let expected = self.markets[symbol.0 as usize].lock(side, price, qty.0);
+                    assert_eq!(Some((locked.1, locked.2)), expected);
+                }
                 assert_eq!(locked.0, user);
                 let held = Held {
                     user,
@@ -443,7 +492,14 @@ impl ReferenceEngine {
                 // Matching refused an order R had already paid for: the lock goes back.
                 if let Some((user, currency, amount)) = self.new_order_lock.take() {
                     self.change(user, currency, amount, -amount);
+                    self.budget = None;
                 }
+                // An amend whose order expired first: its extra lock goes back, and there is
+                // no decrease to refund.
+                if let Some((user, currency, amount)) = self.amend_lock.take() {
+                    self.change(user, currency, amount, -amount);
+                }
+                self.amend_refund = None;
             }
             Event::Trade(ref t) => self.trade(t),
             Event::Cancelled {
@@ -457,6 +513,15 @@ impl ReferenceEngine {
             } => {
                 let held = self.reduce(order_id, qty.0, leaves_qty.0);
                 assert_eq!((held.user, held.side, held.price), (user, side, price));
+                if self.budget.is_some_and(|b| b.0 == order_id) {
+                    // A budget order's lock is what is left of its budget, all of it
+                    // returned when the order ends.
+                    if leaves_qty.0 == 0 {
+                        let (_, user, currency, left) = self.budget.take().expect("checked");
+                        self.change(user, currency, left, -left);
+                    }
+                    return;
+                }
                 let (currency, amount) = self.markets[held.symbol.0 as usize]
                     .lock(side, price, qty.0)
                     .expect("part of a lock");
@@ -471,6 +536,7 @@ impl ReferenceEngine {
                 let held = self.orders.get_mut(&order_id).expect("a live order");
                 held.price = price;
                 held.open = qty.0;
+                self.amend_lock = None;
                 if let Some((user, currency, amount)) = self.amend_refund.take() {
                     self.change(user, currency, amount, -amount);
                 }
@@ -514,7 +580,12 @@ impl ReferenceEngine {
             Side::Buy => ((taker, taker_fee), (maker, maker_fee)),
             Side::Sell => ((maker, maker_fee), (taker, taker_fee)),
         };
-        let released = i128::from(q) * m.unit_lock(buyer.price);
+        let budget = self.budget.filter(|b| b.0 == t.taker.order_id);
+        let released = match budget {
+            // A budget order pays its notional and fee out of its budget, nothing more.
+            Some(_) => notional + fee_b,
+            None => i128::from(q) * m.unit_lock(buyer.price),
+        };
         let unused = released - notional - fee_b;
         assert!(unused >= 0, "a buy's lock covers the fill: {t:?}");
         let base = i128::from(q) * m.lot_size;
@@ -523,6 +594,15 @@ impl ReferenceEngine {
         self.change(seller.user, m.base, 0, -base);
         self.change(seller.user, m.quote, notional - fee_s, 0);
         *self.fees.entry(m.quote).or_insert(0) += fee_b + fee_s;
+        if let Some((id, user, currency, left)) = budget {
+            let left = left - released;
+            assert!(left >= 0, "a budget order spent past its budget: {t:?}");
+            self.budget = Some((id, user, currency, left));
+            if t.taker.leaves_qty.0 == 0 {
+                self.budget = None;
+                self.change(user, currency, left, -left);
+            }
+        }
     }
 
     // ------------------------------------------------------------------ deposits, withdrawals

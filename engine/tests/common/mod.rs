@@ -40,6 +40,8 @@ pub struct Workload {
     accepted: Vec<(UserId, SymbolId, OrderId)>,
     accepted_next: usize,
     mids: [i64; SYMBOLS as usize],
+    /// Commands generated so far.
+    generated: u64,
 }
 
 impl Workload {
@@ -51,6 +53,7 @@ impl Workload {
             accepted: vec![(UserId(0), SymbolId(0), OrderId(0)); ACCEPTED],
             accepted_next: 0,
             mids: [15_000, 5_000, 19_000],
+            generated: 0,
         }
     }
 
@@ -70,6 +73,7 @@ impl Workload {
     }
 
     pub fn command(&mut self) -> Command {
+        self.generated += 1;
         let r = &mut self.rng;
         let user = UserId(r.below(USERS) as u32);
         let symbol = SymbolId(r.below(SYMBOLS) as u16);
@@ -120,6 +124,29 @@ impl Workload {
                 }
                 7 => o.price = Price(aggressive),
                 8 => o.qty = Qty(0), // a reject
+                9 => {
+                    // Good till a time around the stream's stamps ([`stamp`]: 1 µs a
+                    // command): most expire within a few hundred commands, a few are past.
+                    o.tif = TimeInForce::Gtd;
+                    o.expire_at = 1_000_000_000 + (self.generated + r.below(600)) * 1_000;
+                }
+                10 => {
+                    // DAY: the session ends at midnight, far after the stamps: they rest.
+                    o.tif = TimeInForce::Day;
+                }
+                11 => {
+                    // A market buy for a quote budget, capped in lots or not.
+                    o = NewOrder::market_budget(
+                        user,
+                        symbol,
+                        coid,
+                        Price(*mid + 60),
+                        1 + r.below(600_000),
+                    );
+                    if r.below(3) == 0 {
+                        o.qty = qty;
+                    }
+                }
                 _ => {}
             }
             o.stp = match r.below(6) {
@@ -174,6 +201,7 @@ impl Workload {
                     price: Price(*mid - toward(r.below(15) as i64)),
                     qty: Qty(r.below(40)),
                 },
+                99 => Command::Tick,
                 _ => Command::MassCancel {
                     user,
                     symbol: (r.below(2) == 0).then_some(symbol),
@@ -189,6 +217,7 @@ pub fn config() -> Config {
     let mut config = Config::default();
     config.capacity.orders_max = 50_000;
     config.capacity.users_max = 16;
+    config.schedule.day_end_utc = Some("00:00".into());
     config
 }
 

@@ -171,6 +171,9 @@ impl ClientMsg {
                 Command::ApproveWithdrawal { .. } => APPROVE_WITHDRAWAL,
                 Command::RejectWithdrawal { .. } => REJECT_WITHDRAWAL,
                 Command::Query(q) => ClientMsg::query(0, *q).msg_type(),
+                // Time alone is the sequencer's to send, not a client's: a client's tick goes
+                // out as the message that carries nothing but the client's presence.
+                Command::Tick => HEARTBEAT,
             },
             ClientMsg::OrderStatus { .. } => ORDER_STATUS,
             ClientMsg::OpenOrders { .. } => OPEN_ORDERS,
@@ -194,7 +197,7 @@ impl ClientMsg {
                     .u8(0)
                     .u16(0);
             }
-            ClientMsg::Logout | ClientMsg::Heartbeat => {}
+            ClientMsg::Logout | ClientMsg::Heartbeat | ClientMsg::Command(Command::Tick) => {}
             ClientMsg::Command(Command::Query(q)) => return ClientMsg::query(0, q).encode(buf),
             ClientMsg::Command(c) => match c {
                 Command::NewOrder(o) => {
@@ -210,7 +213,9 @@ impl ClientMsg {
                         .i64(o.price.0)
                         .u64(o.qty.0)
                         .i64(o.stop_price.0)
-                        .u64(o.display_qty.0);
+                        .u64(o.display_qty.0)
+                        .u64(o.budget)
+                        .u64(o.expire_at);
                 }
                 Command::Cancel {
                     user,
@@ -283,7 +288,9 @@ impl ClientMsg {
                 } => {
                     w.u32(operator.0).u32(0).u64(withdrawal_id.0);
                 }
-                Command::Query(_) => unreachable!("encoded as a query message above"),
+                Command::Query(_) | Command::Tick => {
+                    unreachable!("encoded as a query or heartbeat message above")
+                }
             },
             ClientMsg::OrderStatus {
                 request_id,
@@ -323,7 +330,7 @@ impl ClientMsg {
         let expected = match msg_type {
             LOGIN => LOGIN_BODY_BYTES,
             LOGOUT | HEARTBEAT => 0,
-            NEW_ORDER => 52,
+            NEW_ORDER => 68,
             CANCEL | CANCEL_ORDER => 16,
             AMEND | AMEND_ORDER => 32,
             MASS_CANCEL => 8,
@@ -386,6 +393,8 @@ impl ClientMsg {
                     qty: Qty(r.u64()),
                     stop_price: Price(r.i64()),
                     display_qty: Qty(r.u64()),
+                    budget: r.u64(),
+                    expire_at: r.u64(),
                 }))
             }
             CANCEL_ORDER | AMEND_ORDER => {

@@ -472,7 +472,9 @@ pub(crate) struct OrderBody {
     tif: Option<String>,
     #[serde(default)]
     price: Option<i64>,
-    qty: u64,
+    /// Lots; may be left out of a budget order (then only `max_order_qty` caps it).
+    #[serde(default)]
+    qty: Option<u64>,
     #[serde(default)]
     stop_price: Option<i64>,
     #[serde(default)]
@@ -481,10 +483,10 @@ pub(crate) struct OrderBody {
     post_only: Option<bool>,
     #[serde(default)]
     stp: Option<String>,
-    /// Market buy by quote amount: not in this engine yet.
+    /// Market buy by quote amount (quote minimal units, taker fee included).
     #[serde(default)]
     budget: Option<u64>,
-    /// GTD expiry (unix ms): not in this engine yet.
+    /// GTD expiry, Unix milliseconds.
     #[serde(default)]
     expire: Option<u64>,
 }
@@ -495,12 +497,30 @@ fn limit() -> String {
 
 impl OrderBody {
     fn to_command(&self, st: &AppState, user: UserId) -> Result<NewOrder, ApiError> {
-        if self.budget.is_some() || self.expire.is_some() {
-            return Err(ApiError::web(
-                WebCode::Unsupported,
-                "budget market buys and GTD expiry are not in this engine version",
+        // Zero is the engine's "no budget": a budget of zero said out loud is refused here.
+        if self.budget == Some(0) {
+            return Err(ApiError::reject(
+                RejectCode::InvalidBudget,
+                "budget must be at least 1 (quote minimal units)",
             ));
         }
+        let qty = match (self.qty, self.budget) {
+            (Some(q), _) => q,
+            (None, Some(_)) => 0,
+            (None, None) => return Err(ApiError::bad("qty is required (except with budget)")),
+        };
+        let expire_at = match self.expire {
+            None => 0,
+            Some(0) => {
+                return Err(ApiError::reject(
+                    RejectCode::InvalidExpiry,
+                    "expire must be a Unix time in milliseconds",
+                ))
+            }
+            Some(ms) => ms.checked_mul(1_000_000).ok_or_else(|| {
+                ApiError::reject(RejectCode::InvalidExpiry, "expire is past the 64-bit range")
+            })?,
+        };
         let order_type = j::parse_type(&self.order_type)?;
         let tif = match &self.tif {
             Some(t) => j::parse_tif(t)?,
@@ -525,7 +545,7 @@ impl OrderBody {
             order_type,
             tif,
             price: Price(price),
-            qty: Qty(self.qty),
+            qty: Qty(qty),
             stop_price: Price(stop_price),
             display_qty: Qty(self.display_qty.unwrap_or(0)),
             post_only: self.post_only.unwrap_or(false),
@@ -533,6 +553,8 @@ impl OrderBody {
                 Some(s) => j::parse_stp(s)?,
                 None => ringbook_engine::StpMode::None,
             },
+            budget: self.budget.unwrap_or(0),
+            expire_at,
         })
     }
 }
@@ -549,14 +571,20 @@ pub(crate) fn order_reply(
     let mut order_id = None;
     let (mut filled, mut cancelled, mut reason, mut triggered) = (0u64, false, None, false);
     let mut fills = Vec::new();
+    let mut qty = o.qty.0;
     for e in events {
         match *e {
             Event::Accepted {
                 user,
                 client_order_id,
                 order_id: id,
+                qty: accepted,
                 ..
-            } if mine(user, client_order_id) => order_id = Some(id.0),
+            } if mine(user, client_order_id) => {
+                order_id = Some(id.0);
+                // A budget order without a lot cap is accepted with the symbol's largest.
+                qty = accepted.0;
+            }
             Event::Trade(t) => {
                 if mine(t.taker.user, t.taker.client_order_id) {
                     filled += t.qty.0;
@@ -584,7 +612,7 @@ pub(crate) fn order_reply(
             _ => {}
         }
     }
-    let status = if filled >= o.qty.0 {
+    let status = if filled >= qty {
         "FILLED"
     } else if cancelled {
         if reason == Some(ringbook_engine::CancelReason::Expired) {
@@ -606,10 +634,12 @@ pub(crate) fn order_reply(
         "type": o.order_type.name(),
         "tif": o.tif.name(),
         "price": o.price.0,
-        "qty": o.qty.0,
+        "qty": qty,
+        "budget": (o.budget != 0).then_some(o.budget),
+        "expire": (o.expire_at != 0).then_some(o.expire_at / 1_000_000),
         "status": status,
         "filled_qty": filled,
-        "leaves_qty": if cancelled { 0 } else { o.qty.0 - filled.min(o.qty.0) },
+        "leaves_qty": if cancelled { 0 } else { qty - filled.min(qty) },
         "cancel_reason": reason.map(|r| r.name()),
         "triggered": o.order_type.is_stop().then_some(triggered),
         "fills": fills,

@@ -65,6 +65,7 @@ pub fn command_kind(cmd: &Command) -> &'static str {
         Command::Query(Query::OpenOrders { .. }) => "query_open_orders",
         Command::Query(Query::Balances { .. }) => "query_balances",
         Command::Query(Query::Book { .. }) => "query_book",
+        Command::Tick => "tick",
     }
 }
 

@@ -111,21 +111,17 @@ pub fn parse_type(s: &str) -> Result<OrderType, ApiError> {
     })
 }
 
-/// `GTC` / `IOC` / `FOK` (`GTD` and `DAY`: not in this engine).
+/// `GTC` / `IOC` / `FOK` / `GTD` / `DAY`.
 pub fn parse_tif(s: &str) -> Result<TimeInForce, ApiError> {
     Ok(match s {
         "GTC" => TimeInForce::Gtc,
         "IOC" => TimeInForce::Ioc,
         "FOK" => TimeInForce::Fok,
-        "GTD" | "DAY" => {
-            return Err(ApiError::web(
-                crate::error::WebCode::Unsupported,
-                format!("time in force {s}: this engine has GTC, IOC and FOK"),
-            ))
-        }
+        "GTD" => TimeInForce::Gtd,
+        "DAY" => TimeInForce::Day,
         _ => {
             return Err(ApiError::bad(format!(
-                "tif {s:?}: expected GTC, IOC or FOK"
+                "tif {s:?}: expected GTC, IOC, FOK, GTD or DAY"
             )))
         }
     })
@@ -457,7 +453,9 @@ mod tests {
             currency(&c, &Named::Name("XYZ".into())).unwrap_err().code,
             2004
         );
-        assert_eq!(parse_tif("GTD").unwrap_err().reason, "UNSUPPORTED");
+        assert_eq!(parse_tif("GTD").unwrap(), TimeInForce::Gtd);
+        assert_eq!(parse_tif("DAY").unwrap(), TimeInForce::Day);
+        assert_eq!(parse_tif("GTT").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);
     }

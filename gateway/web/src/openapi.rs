@@ -58,21 +58,21 @@ pub fn document() -> Value {
                     "code": int("stable numeric code"), "reason": s("stable name"), "message": s("for people")}},
                 "Login": {"type": "object", "required": ["login", "password"], "properties": {
                     "login": s("gateway account login"), "password": s("its password")}},
-                "Order": {"type": "object", "required": ["symbol", "client_order_id", "side", "qty"], "properties": {
+                "Order": {"type": "object", "required": ["symbol", "client_order_id", "side"], "properties": {
                     "user": int("defaults to the token's user"),
                     "symbol": s("name or id"),
                     "client_order_id": int("the owner's id for the order (unique among its live orders)"),
                     "side": {"type": "string", "enum": ["BUY", "SELL"]},
                     "type": {"type": "string", "enum": ["LIMIT", "MARKET", "STOP_LIMIT", "STOP_MARKET"], "default": "LIMIT"},
-                    "tif": {"type": "string", "enum": ["GTC", "IOC", "FOK"], "description": "default GTC (IOC for market types); GTD and DAY answer UNSUPPORTED in this version"},
+                    "tif": {"type": "string", "enum": ["GTC", "IOC", "FOK", "GTD", "DAY"], "description": "default GTC (IOC for market types); GTD needs expire; DAY expires at the configured session end ([schedule] day_end_utc)"},
                     "price": int("limit price in ticks; for MARKET and STOP_MARKET the protection price"),
-                    "qty": int("lots"),
+                    "qty": int("lots; required except with budget (then a cap in lots, absent: none)"),
                     "stop_price": int("trigger price of stop orders"),
                     "display_qty": int("iceberg display quantity"),
                     "post_only": {"type": "boolean"},
                     "stp": {"type": "string", "enum": ["NONE", "CANCEL_NEWEST", "CANCEL_OLDEST", "CANCEL_BOTH", "DECREMENT"]},
-                    "budget": int("market buy by quote amount (UNSUPPORTED in this version)"),
-                    "expire": int("GTD expiry, unix ms (UNSUPPORTED in this version)")}},
+                    "budget": int("market buy by quote amount: quote minimal units, taker fee included (type MARKET, side BUY, tif IOC; at least 1)"),
+                    "expire": int("GTD expiry, Unix milliseconds (tif GTD only; after the engine time)")}},
                 "Amend": {"type": "object", "required": ["symbol", "price", "qty"], "properties": {
                     "user": int("defaults to the token's user"), "symbol": s("name or id"),
                     "price": int("new price"), "qty": int("new open quantity (0 cancels)")}},
