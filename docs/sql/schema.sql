@@ -195,3 +195,9 @@ CREATE VIEW ledger_legs AS
     SELECT seq, entry, 2::smallint AS leg, ts, kind, currency_id, to_account AS account,
            to_user_id AS user_id, amount, symbol_id, order_id, trade_id, withdrawal_id
       FROM ledger WHERE seq <= (SELECT last_seq FROM projection_state WHERE id = 1);
+
+-- migration 2: budget and expiry
+-- Budget market buys and expiring orders (issue 11): what an order was placed with.
+ALTER TABLE orders
+    ADD COLUMN budget    BIGINT,                  -- a market buy's quote budget, quote minimal units (NULL: not a budget order)
+    ADD COLUMN expire_at BIGINT;                  -- a GTD or DAY order's expiry, Unix ns (NULL: none); tif is now GTC | IOC | FOK | GTD | DAY

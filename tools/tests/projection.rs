@@ -105,8 +105,9 @@ impl Rng {
 
 /// A script of `commands` commands exercising every command and order kind of the default
 /// config: deposits, withdrawals (approved, rejected), limit/market/stop orders with every TIF,
-/// post-only, icebergs, self-trade prevention, cancels, amends, mass cancels, queries, and clock
-/// jumps across candle boundaries. `coid_base` keeps client order ids increasing across scripts
+/// post-only, icebergs, self-trade prevention, budget market buys, GTD orders that expire and DAY
+/// orders (refused: no session end here), cancels, amends, mass cancels, queries, and clock
+/// ticks across candle boundaries. `coid_base` keeps client order ids increasing across scripts
 /// journaled one after the other.
 fn script(seed: u64, commands: usize, coid_base: u64) -> String {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -169,6 +170,17 @@ fn script(seed: u64, commands: usize, coid_base: u64) -> String {
                     "order,{u},{sym},{c},{side},LIMIT,GTC,{price},{}",
                     qty * 1_000_000
                 ), // too big: rejected
+                9 => format!(
+                    "order,{u},{sym},{c},BUY,MARKET,IOC,{},0,budget={}",
+                    mid + 60,
+                    1 + r.below(mid as u64 * 30)
+                ),
+                10 => format!(
+                    "order,{u},{sym},{c},{side},LIMIT,GTD,{price},{qty},expire={}",
+                    ms + 1 + r.below(120_000)
+                ),
+                // No session end in this config: NO_SESSION_END.
+                11 => format!("order,{u},{sym},{c},{side},LIMIT,DAY,{price},{qty}"),
                 _ => format!("order,{u},{sym},{c},{side},LIMIT,GTC,{price},{qty}"),
             };
             s += &line;
@@ -219,9 +231,9 @@ fn script(seed: u64, commands: usize, coid_base: u64) -> String {
     s
 }
 
-/// The commands a script journals (every line but `clock` lines).
+/// The commands a script journals: every line (a `clock` line is a tick).
 fn commands_in(script: &str) -> u64 {
-    script.lines().filter(|l| !l.starts_with("clock")).count() as u64
+    script.lines().filter(|l| !l.trim().is_empty()).count() as u64
 }
 
 /// Journals `script` with the real pipeline into `dir` (appending to what it holds); returns the
@@ -388,6 +400,25 @@ fn generated_scripts_project_equal_to_the_engine_and_tampering_is_found() {
             .get(0);
         assert!(rejected > 0, "seed {seed}: some orders are rejected");
         assert_eq!(orders - rejected, accepted as i64, "seed {seed}");
+        // Budget buys that traded, GTD orders that expired, DAY orders refused (no session end).
+        for (what, sql) in [
+            (
+                "a budget buy that traded",
+                "SELECT count(*) FROM orders WHERE budget IS NOT NULL AND filled_qty > 0",
+            ),
+            (
+                "an expired GTD order",
+                "SELECT count(*) FROM orders WHERE status = 'EXPIRED' AND tif = 'GTD' \
+                 AND cancel_reason = 'EXPIRED' AND expire_at IS NOT NULL",
+            ),
+            (
+                "a refused DAY order",
+                "SELECT count(*) FROM orders WHERE tif = 'DAY' AND reject_name = 'NO_SESSION_END'",
+            ),
+        ] {
+            let n: i64 = c.query_one(sql, &[]).unwrap().get(0);
+            assert!(n > 0, "seed {seed}: no {what}");
+        }
         for status in ["FILLED", "CANCELLED", "NEW", "PARTIALLY_FILLED"] {
             let n: i64 = c
                 .query_one("SELECT count(*) FROM orders WHERE status = $1", &[&status])

@@ -287,7 +287,7 @@ fn static_name(s: &str, names: &[&'static str]) -> Result<&'static str, Projecti
 
 const SIDES: [&str; 2] = ["BUY", "SELL"];
 const TYPES: [&str; 4] = ["LIMIT", "MARKET", "STOP_LIMIT", "STOP_MARKET"];
-const TIFS: [&str; 3] = ["GTC", "IOC", "FOK"];
+const TIFS: [&str; 5] = ["GTC", "IOC", "FOK", "GTD", "DAY"];
 const STPS: [&str; 5] = [
     "NONE",
     "CANCEL_NEWEST",
@@ -312,7 +312,7 @@ pub fn load_resumed(client: &mut Client) -> Result<Resumed, ProjectionError> {
         "SELECT seq, order_id, user_id, symbol_id, client_order_id::text, side, order_type, tif,
                 price, stop_price, qty, display_qty, post_only, stp, status, leaves_qty,
                 filled_qty, filled_notional, fees, cancel_reason, triggered_ts, created_ts,
-                updated_ts, updated_seq
+                updated_ts, updated_seq, budget, expire_at
            FROM orders WHERE status IN ('NEW', 'PARTIALLY_FILLED') ORDER BY seq",
         &[],
     )? {
@@ -350,6 +350,8 @@ pub fn load_resumed(client: &mut Client) -> Result<Resumed, ProjectionError> {
             created_ts: r.get::<_, i64>(21) as u64,
             updated_ts: r.get::<_, i64>(22) as u64,
             updated_seq: r.get::<_, i64>(23) as u64,
+            budget: r.get::<_, Option<i64>>(24).map(|v| v as u64),
+            expire_at: r.get::<_, Option<i64>>(25).map(|v| v as u64),
             side_enum: crate::mapper::side_from_name(side).expect("checked"),
         });
     }
@@ -820,6 +822,8 @@ fn copy_orders(
             T::INT8,
             T::INT8,
             T::INT8,
+            T::INT8,
+            T::INT8,
         ],
     );
     for o in orders {
@@ -850,6 +854,8 @@ fn copy_orders(
             &big(o.created_ts)?,
             &big(o.updated_ts)?,
             &big(o.updated_seq)?,
+            &opt_big(o.budget)?,
+            &opt_big(o.expire_at)?,
         ])?;
     }
     w.finish()?;
@@ -859,4 +865,4 @@ fn copy_orders(
 const ORDER_COLUMNS: &str = "seq, order_id, user_id, symbol_id, client_order_id, side, \
      order_type, tif, price, stop_price, qty, display_qty, post_only, stp, status, leaves_qty, \
      filled_qty, filled_notional, fees, reject_code, reject_name, cancel_reason, triggered_ts, \
-     created_ts, updated_ts, updated_seq";
+     created_ts, updated_ts, updated_seq, budget, expire_at";

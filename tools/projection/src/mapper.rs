@@ -52,6 +52,10 @@ pub struct OrderRow {
     pub created_ts: u64,
     pub updated_ts: u64,
     pub updated_seq: u64,
+    /// A market buy's quote budget in minimal units (`None`: not a budget order).
+    pub budget: Option<u64>,
+    /// A GTD or DAY order's expiry, Unix ns (`None`: none).
+    pub expire_at: Option<u64>,
     /// The side as the engine's type, for lock arithmetic (not stored).
     pub side_enum: Side,
 }
@@ -195,6 +199,18 @@ struct Cx {
     seq: u64,
     ts: u64,
     entry: u32,
+    /// The budget market buy this command placed, while it executes: its lock is the budget,
+    /// not `qty × unit lock` (engine/src/settlement.rs, docs/risk.md "Budget orders").
+    budget: Option<BudgetLock>,
+}
+
+/// What is still locked of a budget order's budget.
+#[derive(Clone, Copy, Debug)]
+struct BudgetLock {
+    order_id: u64,
+    user: u32,
+    currency: u16,
+    left: u64,
 }
 
 fn amount(v: u64) -> Result<i64, ProjectionError> {
@@ -263,7 +279,12 @@ impl Mapper {
         batch.last_seq = seq;
         batch.last_ts = ts;
         batch.commands += 1;
-        let mut cx = Cx { seq, ts, entry: 0 };
+        let mut cx = Cx {
+            seq,
+            ts,
+            entry: 0,
+            budget: None,
+        };
         let new_order = match cmd {
             Command::NewOrder(o) => Some(o),
             _ => None,
@@ -295,7 +316,28 @@ impl Mapper {
                     row.qty = qty.0;
                     row.leaves_qty = qty.0;
                     row.display_qty = display_qty.0;
-                    let (currency, locked) = self.lock_of(o.symbol.0, side, price, qty, seq)?;
+                    let (currency, locked) = if o.budget > 0 {
+                        // A budget buy locks its budget, in the quote currency.
+                        let quote = self
+                            .specs
+                            .get(usize::from(o.symbol.0))
+                            .ok_or_else(|| {
+                                ProjectionError::Data(format!(
+                                    "record {seq}: unknown symbol {}",
+                                    o.symbol.0
+                                ))
+                            })?
+                            .quote;
+                        cx.budget = Some(BudgetLock {
+                            order_id: order_id.0,
+                            user: o.user.0,
+                            currency: quote.0,
+                            left: o.budget,
+                        });
+                        (quote, o.budget)
+                    } else {
+                        self.lock_of(o.symbol.0, side, price, qty, seq)?
+                    };
                     self.entry(
                         &mut cx,
                         batch,
@@ -333,23 +375,38 @@ impl Mapper {
                     reason,
                     ..
                 } => {
-                    let (currency, unlocked) = self.lock_of(symbol.0, side, price, qty, seq)?;
-                    self.entry(
-                        &mut cx,
-                        batch,
-                        "unlock",
-                        currency,
-                        &[
-                            ("locked", -amount(unlocked)?),
-                            ("available", amount(unlocked)?),
-                        ],
-                        user.0,
-                        Refs {
-                            symbol: Some(symbol.0),
-                            order_id: Some(order_id.0),
-                            ..Refs::default()
-                        },
-                    )?;
+                    let (currency, unlocked) = match cx.budget {
+                        // The budget order: what is left of its budget comes back when it
+                        // ends (a decrement that leaves it live releases nothing).
+                        Some(b) if b.order_id == order_id.0 => {
+                            if leaves_qty.0 == 0 {
+                                cx.budget = None;
+                            }
+                            (
+                                CurrencyId(b.currency),
+                                if leaves_qty.0 == 0 { b.left } else { 0 },
+                            )
+                        }
+                        _ => self.lock_of(symbol.0, side, price, qty, seq)?,
+                    };
+                    if unlocked > 0 {
+                        self.entry(
+                            &mut cx,
+                            batch,
+                            "unlock",
+                            currency,
+                            &[
+                                ("locked", -amount(unlocked)?),
+                                ("available", amount(unlocked)?),
+                            ],
+                            user.0,
+                            Refs {
+                                symbol: Some(symbol.0),
+                                order_id: Some(order_id.0),
+                                ..Refs::default()
+                            },
+                        )?;
+                    }
                     let row = self.live_order(order_id.0, seq)?;
                     row.leaves_qty = leaves_qty.0;
                     row.cancel_reason = Some(reason_name(reason));
@@ -654,10 +711,26 @@ impl Mapper {
             Side::Sell => (&t.maker, &t.taker),
         };
         let base = t.qty.0 * spec.lot_size;
-        let released = spec
-            .buy_unit_lock(buyer.limit_price)
-            .and_then(|u| u.checked_mul(t.qty.0))
-            .ok_or_else(|| ProjectionError::Data(format!("record {seq}: lock overflow")))?;
+        let budget = cx
+            .budget
+            .as_mut()
+            .filter(|b| b.order_id == t.taker.order_id.0);
+        let released = match budget {
+            // A budget order pays exactly what it spends out of its budget.
+            Some(b) => {
+                let spent = notional + buyer.fee;
+                b.left = b.left.checked_sub(spent).ok_or_else(|| {
+                    ProjectionError::Data(format!(
+                        "record {seq}: a budget order spent past its budget"
+                    ))
+                })?;
+                spent
+            }
+            None => spec
+                .buy_unit_lock(buyer.limit_price)
+                .and_then(|u| u.checked_mul(t.qty.0))
+                .ok_or_else(|| ProjectionError::Data(format!("record {seq}: lock overflow")))?,
+        };
         let unused = released.checked_sub(notional + buyer.fee).ok_or_else(|| {
             ProjectionError::Data(format!(
                 "record {seq}: a buy's lock does not cover its fill"
@@ -733,6 +806,27 @@ impl Mapper {
                 ],
                 refs(buyer.order_id.0),
             )?;
+        }
+        // A budget order that filled its cap is done: the rest of its budget comes back.
+        if let Some(b) = cx
+            .budget
+            .filter(|b| b.order_id == t.taker.order_id.0 && t.taker.leaves_qty.0 == 0)
+        {
+            cx.budget = None;
+            if b.left > 0 {
+                let l = amount(b.left)?;
+                self.entry2(
+                    cx,
+                    batch,
+                    "unlock",
+                    CurrencyId(b.currency),
+                    [
+                        ("locked", Some(UserId(b.user)), -l),
+                        ("available", Some(UserId(b.user)), l),
+                    ],
+                    refs(b.order_id),
+                )?;
+            }
         }
         // Candles of every interval.
         for interval in Interval::ALL {
@@ -869,6 +963,8 @@ fn order_row(seq: u64, ts: u64, o: &NewOrder, status: &'static str) -> OrderRow 
         created_ts: ts,
         updated_ts: ts,
         updated_seq: seq,
+        budget: (o.budget > 0).then_some(o.budget),
+        expire_at: (o.expire_at > 0).then_some(o.expire_at),
         side_enum: o.side,
     }
 }
@@ -949,7 +1045,7 @@ mod tests {
                 let c = ClientOrderId(coid[user.0 as usize]);
                 let qty = Qty(1 + r.below(12));
                 let mut o = NewOrder::limit(user, symbol, c, side, price, qty);
-                match r.below(8) {
+                match r.below(9) {
                     0 => {
                         o = NewOrder::market(
                             user,
@@ -973,6 +1069,15 @@ mod tests {
                         o.stop_price = Price(if side == Side::Buy { mid + 3 } else { mid - 3 });
                     }
                     6 => o.display_qty = Qty(2),
+                    7 => {
+                        o = NewOrder::market_budget(
+                            user,
+                            symbol,
+                            c,
+                            Price(mid + 50),
+                            1 + r.below(mid as u64 * 20),
+                        )
+                    }
                     _ => {}
                 }
                 Command::NewOrder(o)

@@ -13,11 +13,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "budget and expiry",
+        sql: include_str!("../migrations/0002_budget_expiry.sql"),
+    },
+];
 
 /// The tables the projection owns, in creation order (dropped in reverse by `--rebuild`).
 pub const TABLES: &[&str] = &[
