@@ -100,12 +100,6 @@ ms = alice.create_order('BTC/KRW', 'market', 'sell', 0.002)
 check('market sell fills against the best bid', ms['status'] == 'closed' and ms['filled'] == 0.002, ms)
 check('market sell: its fill at the bid', alice.fetch_order(ms['id'])['average'] == 94000000)
 
-# Market buy by quote amount.
-try:
-    mb = alice.create_order('BTC/KRW', 'market', 'buy', None, None, {'cost': 95000})
-    check('market buy by cost', mb['status'] in ('closed', 'canceled') and mb['filled'] > 0, mb)
-except ccxt.ExchangeError as e:
-    check('market buy by cost: not in this engine build (clear Upbit error)', 'unsupported_ord_type' in str(e), e)
 
 opens = bob.fetch_open_orders('BTC/KRW')
 check('fetch_open_orders', sorted(x['remaining'] for x in opens) == [0.001, 0.006], opens)
@@ -205,6 +199,17 @@ for op in ('ops1', 'ops2'):
 check('withdrawal done after two approvals', alice.fetch_withdrawal(w['id'])['info']['state'] == 'DONE')
 check('fetch_withdrawals', [x['id'] for x in alice.fetch_withdrawals('KRW')] == [w['id']])
 
+# Market buy by quote amount (ord_type=price: the engine's budget buy). Against bob's ask of
+# 0.002 at 96,000,000 KRW/BTC (9,600 KRW a lot), 95,000 KRW with the 0.1 % taker fee buys 9
+# lots (86,400 + 87 fee); a tenth would cost 96,096.
+ask = bob.create_order('BTC/KRW', 'limit', 'sell', 0.002, 96000000)
+mb = alice.create_order('BTC/KRW', 'market', 'buy', None, None, {'cost': 95000})
+mbo = alice.fetch_order(mb['id'])
+check('market buy by cost: the lots the budget pays for, fee included',
+      mbo['filled'] == 0.0009 and mbo['cost'] == 86400 and mbo['status'] in ('closed', 'canceled'), mbo)
+check('market buy by cost: the ask keeps the rest', bob.fetch_order(ask['id'])['remaining'] == 0.0011)
+bob.cancel_order(ask['id'])
+
 # WebSocket through ccxt.pro, when the installed ccxt has it.
 try:
     import ccxt.pro as ccxtpro
@@ -232,7 +237,7 @@ else:
             check('watch_order_book: snapshot', book['bids'][0] == [94000000, 0.001], book['bids'][:3])
             # The trade snapshot (the latest trade) resolves the first watch.
             tr = await asyncio.wait_for(a.watch_trades('BTC/KRW'), 20)
-            check('watch_trades: the snapshot is the latest trade', tr[-1]['price'] == 94000000 and tr[-1]['amount'] == 0.002, tr[-1])
+            check('watch_trades: the snapshot is the latest trade (the budget buy)', tr[-1]['price'] == 96000000 and tr[-1]['amount'] == 0.0009, tr[-1])
             await a.create_order('BTC/KRW', 'limit', 'sell', 0.001, 94000000)
             # Messages keep arriving into ccxt's caches; wait (bounded) for the new trade there.
             tr = await until('watch_trades: the new trade', lambda: [x for x in a.trades.get('BTC/KRW', []) if x['amount'] == 0.001])

@@ -297,12 +297,10 @@ fn dec_err(
     }
 }
 
-/// `ord_type=price`: a market buy spending `price` of the quote currency.
-///
-/// budget: the engine's budget market buy (`NewOrder::budget`, quote minimal units) is being
-/// added; until it is merged this answers a clear error. Wiring it: build a market buy with
-/// `budget: amount` (protection price `price_max`, IOC) and return `Ok`.
-fn budget_order(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<NewOrder, UpbitError> {
+/// `ord_type=price`: a market buy spending `price` of the quote currency — the engine's budget
+/// market buy (`NewOrder::budget`, quote minimal units, taker fee included; what it does not
+/// spend is refunded). Returns the budget in minimal units, converted exactly.
+fn budget_units(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<u64, UpbitError> {
     let units = units(amount, c.scale(m.quote_cur)).map_err(|e| {
         dec_err(
             e,
@@ -318,14 +316,7 @@ fn budget_order(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<NewOrder, Upbit
             "price (the amount to spend) must be positive and fit 64 bits of minimal units",
         ));
     }
-    // budget: replace this error with the order once `NewOrder::budget` is merged, e.g.
-    // `Ok(NewOrder { order_type: OrderType::Market, tif: TimeInForce::Ioc, price: Price(price_max),
-    // qty: Qty(max_order_qty), budget: units as u64, .. })`.
-    Err(UpbitError::new(
-        StatusCode::BAD_REQUEST,
-        "unsupported_ord_type",
-        "ord_type=price (market buy by quote amount) needs the engine's budget market buy, not in this build; use a limit order with time_in_force=ioc",
-    ))
+    Ok(units as u64)
 }
 
 /// The JSON of an order (Upbit's fields). `trades`: include the fills.
@@ -509,7 +500,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
     let s = &c.up.config().symbols[m.sid.0 as usize];
     let price_err = ("invalid_price_bid", "invalid_price_ask");
     let volume_err = ("invalid_volume_bid", "invalid_volume_ask");
-    let (order_type, price, qty) = match ord_type {
+    let (order_type, price, qty, budget) = match ord_type {
         "limit" => {
             let price = m
                 .scales
@@ -526,7 +517,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
                     "price must be positive",
                 ));
             }
-            (OrderType::Limit, price, qty)
+            (OrderType::Limit, price, qty, 0)
         }
         "market" => {
             if bid {
@@ -540,7 +531,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
                 .lots(p.need("volume")?)
                 .map_err(|e| dec_err(e, "volume", bid, volume_err))?;
             // The protection price of a market sell: the band's lowest.
-            (OrderType::Market, s.price_min, qty)
+            (OrderType::Market, s.price_min, qty, 0)
         }
         "price" => {
             if !bid {
@@ -551,8 +542,10 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             if p.get("volume").is_some_and(|x| !x.is_empty()) {
                 return Err(UpbitError::validation("ord_type=price takes no volume"));
             }
-            let o = budget_order(c, m, p.need("price")?)?;
-            (o.order_type, o.price.0, o.qty.0)
+            let budget = budget_units(c, m, p.need("price")?)?;
+            // No price limit (the band's highest) and no quantity cap beyond the symbol's
+            // maximum: the budget alone bounds it.
+            (OrderType::Market, s.price_max, 0, budget)
         }
         "best" => {
             return Err(UpbitError::validation(
@@ -565,7 +558,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             )))
         }
     };
-    if qty == 0 {
+    if qty == 0 && budget == 0 {
         return Err(UpbitError::new(
             StatusCode::BAD_REQUEST,
             volume_err.0,
@@ -607,6 +600,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         tif: engine_tif,
         post_only: tif == Some("post_only"),
         stp,
+        budget,
         ..NewOrder::limit(
             c.user(),
             m.sid,
@@ -622,7 +616,9 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         user: c.a.key.user,
         sid: m.sid,
         side,
-        ord_type: if order_type == OrderType::Market {
+        ord_type: if budget > 0 {
+            "price"
+        } else if order_type == OrderType::Market {
             "market"
         } else {
             "limit"
