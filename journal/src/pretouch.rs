@@ -228,8 +228,8 @@ fn helper_loop(
 ) -> Result<(), JournalError> {
     let mut touched_until = 0usize; // of `current`; the writer's open has faulted its window.
     let mut next: Option<(Arc<Segment>, usize)> = None; // our reference, and how far touched.
-    // The segment the writer left, kept to be recycled as the next one (its allocation and path
-    // buffer reused: no heap allocation per roll).
+                                                        // The segment the writer left, kept to be recycled as the next one (its allocation and path
+                                                        // buffer reused: no heap allocation per roll).
     let mut spare: Option<Arc<Segment>> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let (index, offset) = unpack_position(shared.position.0.load(Ordering::Relaxed));

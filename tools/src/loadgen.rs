@@ -725,7 +725,12 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
         threads.push(std::thread::spawn(move || -> Result<Outcome, String> {
             let mut client = Client::connect(addr).map_err(|e| e.to_string())?;
             client
-                .login(login, &format!("{login}-demo"), session_base + c as u32, false)
+                .login(
+                    login,
+                    &format!("{login}-demo"),
+                    session_base + c as u32,
+                    false,
+                )
                 .map_err(|e| e.to_string())?;
             client
                 .stream()
@@ -767,7 +772,8 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
                             break;
                         }
                         let (msg, _) = order_for(i, user, coid_base + i + 1);
-                        intended[(i + 1) as usize] = due.duration_since(start).as_nanos() as u64 + 1;
+                        intended[(i + 1) as usize] =
+                            due.duration_since(start).as_nanos() as u64 + 1;
                         Client::encode_into(&msg, &mut pending);
                         i += 1;
                     }
@@ -814,11 +820,10 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
                                     let k = client_order_id.wrapping_sub(coid_base) as usize;
                                     if k < traded.len() && !traded[k] && intended[k] > 0 {
                                         traded[k] = true;
-                                        let _ = out
-                                            .trade
-                                            .as_mut()
-                                            .unwrap()
-                                            .record(now_ns.saturating_sub(intended[k] - 1).max(1));
+                                        let _ =
+                                            out.trade.as_mut().unwrap().record(
+                                                now_ns.saturating_sub(intended[k] - 1).max(1),
+                                            );
                                     }
                                 }
                                 ServerMsg::Rejected { code, .. }
@@ -869,8 +874,18 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
         let o = t
             .join()
             .map_err(|_| "a connection thread panicked".to_string())??;
-        total.accepted.as_mut().unwrap().add(o.accepted.as_ref().unwrap()).ok();
-        total.trade.as_mut().unwrap().add(o.trade.as_ref().unwrap()).ok();
+        total
+            .accepted
+            .as_mut()
+            .unwrap()
+            .add(o.accepted.as_ref().unwrap())
+            .ok();
+        total
+            .trade
+            .as_mut()
+            .unwrap()
+            .add(o.trade.as_ref().unwrap())
+            .ok();
         total.sent += o.sent;
         total.received += o.received;
         total.errors += o.errors;
@@ -929,7 +944,11 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                 let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
                 s.set_nodelay(true).map_err(|e| e.to_string())?;
                 s.set_nonblocking(true).map_err(|e| e.to_string())?;
-                let total = if max { u64::MAX } else { per_conn_rate * seconds };
+                let total = if max {
+                    u64::MAX
+                } else {
+                    per_conn_rate * seconds
+                };
                 let end = start + Duration::from_secs(seconds);
                 let (mut i, mut received) = (0u64, 0u64);
                 let mut out: Vec<u8> = Vec::with_capacity(16 * 256);

@@ -154,7 +154,9 @@ async fn fund(c: &reqwest::Client, base: &str) -> Result<(), String> {
         .filter_map(|c| c["code"].as_str().map(str::to_string))
         .collect();
     if names.is_empty() {
-        return Err(format!("GET /api/v1/currencies: no currency codes in {currencies}"));
+        return Err(format!(
+            "GET /api/v1/currencies: no currency codes in {currencies}"
+        ));
     }
     for &(_, user) in &USERS {
         for name in &names {
@@ -234,62 +236,64 @@ pub fn run_http(w: &WebLoad) -> Result<(), String> {
     let mut threads = Vec::new();
     for k in 0..w.connections {
         let w = w.clone();
-        threads.push(std::thread::spawn(move || -> Result<HttpOutcome, String> {
-            let rt = runtime(1)?;
-            let (who, _) = USERS[k];
-            let c = http_client()?;
-            let token = rt.block_on(login(&c, &w.base, who))?;
-            let url = format!("{}/api/v1/orders", w.base);
-            // Client order ids above the clock: they keep increasing across runs.
-            let coid0 = now_ns();
-            let mut out = HttpOutcome {
-                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
-                    .map_err(|e| e.to_string())?,
-                ok: 0,
-                limited: 0,
-                errors: 0,
-                first_error: None,
-            };
-            for i in 0..per_conn {
-                let (side, tif) = if w.connections == 1 || k % 2 == 1 {
-                    ("BUY", "IOC")
-                } else {
-                    ("SELL", "GTC")
+        threads.push(std::thread::spawn(
+            move || -> Result<HttpOutcome, String> {
+                let rt = runtime(1)?;
+                let (who, _) = USERS[k];
+                let c = http_client()?;
+                let token = rt.block_on(login(&c, &w.base, who))?;
+                let url = format!("{}/api/v1/orders", w.base);
+                // Client order ids above the clock: they keep increasing across runs.
+                let coid0 = now_ns();
+                let mut out = HttpOutcome {
+                    hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
+                        .map_err(|e| e.to_string())?,
+                    ok: 0,
+                    limited: 0,
+                    errors: 0,
+                    first_error: None,
                 };
-                let body = json!({"symbol": w.symbol, "client_order_id": coid0 + i,
+                for i in 0..per_conn {
+                    let (side, tif) = if w.connections == 1 || k % 2 == 1 {
+                        ("BUY", "IOC")
+                    } else {
+                        ("SELL", "GTC")
+                    };
+                    let body = json!({"symbol": w.symbol, "client_order_id": coid0 + i,
                     "side": side, "type": "LIMIT", "tif": tif, "price": 15000, "qty": 1});
-                let due = start + Duration::from_nanos(i * interval_ns);
-                let sent = if w.max {
-                    Instant::now()
-                } else {
-                    wait_until(due);
-                    due
-                };
-                let r = rt.block_on(async {
-                    let r = c.post(&url).bearer_auth(&token).json(&body).send().await?;
-                    let status = r.status();
-                    let text = r.text().await?;
-                    Ok::<_, reqwest::Error>((status, text))
-                });
-                let elapsed = sent.elapsed().as_nanos() as u64;
-                match r {
-                    Ok((s, _)) if s.is_success() => {
-                        out.ok += 1;
-                        let _ = out.hist.record(elapsed.max(1));
-                    }
-                    Ok((s, _)) if s.as_u16() == 429 => out.limited += 1,
-                    Ok((s, text)) => {
-                        out.errors += 1;
-                        out.first_error.get_or_insert(format!("{s} {text}"));
-                    }
-                    Err(e) => {
-                        out.errors += 1;
-                        out.first_error.get_or_insert(e.to_string());
+                    let due = start + Duration::from_nanos(i * interval_ns);
+                    let sent = if w.max {
+                        Instant::now()
+                    } else {
+                        wait_until(due);
+                        due
+                    };
+                    let r = rt.block_on(async {
+                        let r = c.post(&url).bearer_auth(&token).json(&body).send().await?;
+                        let status = r.status();
+                        let text = r.text().await?;
+                        Ok::<_, reqwest::Error>((status, text))
+                    });
+                    let elapsed = sent.elapsed().as_nanos() as u64;
+                    match r {
+                        Ok((s, _)) if s.is_success() => {
+                            out.ok += 1;
+                            let _ = out.hist.record(elapsed.max(1));
+                        }
+                        Ok((s, _)) if s.as_u16() == 429 => out.limited += 1,
+                        Ok((s, text)) => {
+                            out.errors += 1;
+                            out.first_error.get_or_insert(format!("{s} {text}"));
+                        }
+                        Err(e) => {
+                            out.errors += 1;
+                            out.first_error.get_or_insert(e.to_string());
+                        }
                     }
                 }
-            }
-            Ok(out)
-        }));
+                Ok(out)
+            },
+        ));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).unwrap();
     let (mut ok, mut limited, mut errors, mut first_error) = (0, 0, 0, None);
@@ -396,7 +400,9 @@ fn on_message(o: &mut SubOutcome, last_trade: &mut Option<u64>, v: &Value) -> Re
     match (v["channel"].as_str(), v["type"].as_str()) {
         (Some("depth"), Some("snapshot")) => {
             o.snapshots += 1;
-            o.depth_seq = v["md_seq"].as_u64().ok_or("depth snapshot without md_seq")?;
+            o.depth_seq = v["md_seq"]
+                .as_u64()
+                .ok_or("depth snapshot without md_seq")?;
             o.bids = levels(&v["bids"]);
             o.asks = levels(&v["asks"]);
         }

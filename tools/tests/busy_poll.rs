@@ -75,7 +75,8 @@ fn busy_poll_refuses_a_layout_whose_spinners_do_not_fit() {
         let (status, log) = s.exit_within(WAIT);
         assert!(!status.success());
         assert!(
-            log.iter().any(|l| l.contains("--busy-poll keeps one of the")),
+            log.iter()
+                .any(|l| l.contains("--busy-poll keeps one of the")),
             "{log:#?}"
         );
         assert!(!journal.join("journal.created").exists() || cores >= 5);

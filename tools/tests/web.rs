@@ -1601,15 +1601,28 @@ fn csv_endpoints_and_metrics() {
         // thread: wait for it, bounded.
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            let text = c
+                .get(s.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let m = metrics(&text);
-            if m.samples.iter().any(|x| x.metric == "ringbook_snapshot_last_sequence") {
+            if m.samples
+                .iter()
+                .any(|x| x.metric == "ringbook_snapshot_last_sequence")
+            {
                 assert_eq!(value(&m, "ringbook_snapshot_last_sequence", &[]), 5.0);
                 assert!(value(&m, "ringbook_snapshot_last_timestamp_seconds", &[]) > 1.7e9);
                 assert!(value(&m, "ringbook_snapshot_age_seconds", &[]) >= 0.0);
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "no snapshot metric in {text}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot metric in {text}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         for (code, reason, n) in [

@@ -147,7 +147,10 @@ fn a_thousand_websocket_subscribers_see_every_update_without_gaps() {
     // conflation.
     if r["resnapshots"] == 0 {
         assert_eq!(r["trade_updates"], subscribers * trades, "{r}");
-        assert!(r["depth_updates"].as_u64().unwrap() >= subscribers * trades, "{r}");
+        assert!(
+            r["depth_updates"].as_u64().unwrap() >= subscribers * trades,
+            "{r}"
+        );
     }
     // Bounded memory: far below what unbounded per-connection queues of 600k messages would
     // take, with the engine's preallocated pools (a few hundred MiB) included.

@@ -100,7 +100,10 @@ impl Control {
     /// The journal stage's running totals after a batch.
     #[inline]
     pub(crate) fn note_journal(&self, records: u64, bytes: u64) {
-        self.0.gauges.journal_records.store(records, Ordering::Relaxed);
+        self.0
+            .gauges
+            .journal_records
+            .store(records, Ordering::Relaxed);
         self.0.gauges.journal_bytes.store(bytes, Ordering::Relaxed);
     }
 

@@ -82,7 +82,10 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/api/v1/history/orders", get(crate::history::orders))
         .route("/api/v1/history/trades", get(crate::history::trades))
         .route("/api/v1/history/ledger", get(crate::history::ledger))
-        .route("/api/v1/history/klines/{symbol}", get(crate::history::klines))
+        .route(
+            "/api/v1/history/klines/{symbol}",
+            get(crate::history::klines),
+        )
         .route("/deposit", post(crate::csv::deposit))
         .route("/order", post(crate::csv::order))
         .route("/cancel", post(crate::csv::cancel))

@@ -26,8 +26,8 @@ pub mod metrics;
 mod openapi;
 mod public;
 pub mod token;
-pub mod upbit;
 mod ui;
+pub mod upbit;
 pub mod withdrawals;
 mod ws;
 

@@ -334,7 +334,11 @@ impl Metrics {
 /// The pipeline's figures: commands in flight (sequenced, their end not yet back at the
 /// gateway: what the rings and the output channel hold), journal records and bytes written
 /// since start, and the newest snapshot's sequence, engine time and age.
-pub(crate) fn render_pipeline(o: &mut String, g: &ringbook_engine::PipelineGauges, bridge: &WebBridge) {
+pub(crate) fn render_pipeline(
+    o: &mut String,
+    g: &ringbook_engine::PipelineGauges,
+    bridge: &WebBridge,
+) {
     let submitted = g.submitted_seq().0;
     let done = bridge.stats.last_done_seq.load(Ordering::Relaxed);
     metric(
@@ -376,13 +380,24 @@ pub(crate) fn render_pipeline(o: &mut String, g: &ringbook_engine::PipelineGauge
         );
         let _ = writeln!(o, "# HELP ringbook_snapshot_last_timestamp_seconds engine time of the newest snapshot (Unix seconds)");
         let _ = writeln!(o, "# TYPE ringbook_snapshot_last_timestamp_seconds gauge");
-        let _ = writeln!(o, "ringbook_snapshot_last_timestamp_seconds {:.3}", ts_ns as f64 / 1e9);
+        let _ = writeln!(
+            o,
+            "ringbook_snapshot_last_timestamp_seconds {:.3}",
+            ts_ns as f64 / 1e9
+        );
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let _ = writeln!(o, "# HELP ringbook_snapshot_age_seconds seconds since the newest snapshot's engine time");
+        let _ = writeln!(
+            o,
+            "# HELP ringbook_snapshot_age_seconds seconds since the newest snapshot's engine time"
+        );
         let _ = writeln!(o, "# TYPE ringbook_snapshot_age_seconds gauge");
-        let _ = writeln!(o, "ringbook_snapshot_age_seconds {:.3}", now_ns.saturating_sub(ts_ns) as f64 / 1e9);
+        let _ = writeln!(
+            o,
+            "ringbook_snapshot_age_seconds {:.3}",
+            now_ns.saturating_sub(ts_ns) as f64 / 1e9
+        );
     }
 }
 
