@@ -228,6 +228,56 @@ struct Outcome {
     errors: u64,
 }
 
+impl Outcome {
+    /// Counts one reply of the order mix, received `now_ns` after the start: an acknowledgement
+    /// records its order's latency from its intended send time (`intended(k)`: 1 + ns, 0 for
+    /// none; `k` is the client order id less `coid_base`), a taker's first fill its trade
+    /// latency, a reject an error (cancels of orders that already traded are expected in the
+    /// mix). Returns whether it acknowledged one of this run's orders.
+    fn reply(
+        &mut self,
+        m: &ServerMsg,
+        now_ns: u64,
+        coid_base: u64,
+        intended: impl Fn(usize) -> u64,
+        traded: &mut [bool],
+    ) -> bool {
+        self.received += 1;
+        match *m {
+            ServerMsg::Accepted {
+                client_order_id, ..
+            } => {
+                let t = intended(client_order_id.wrapping_sub(coid_base) as usize);
+                if t > 0 {
+                    let h = self.accepted.as_mut().expect("histogram");
+                    let _ = h.record(now_ns.saturating_sub(t - 1).max(1));
+                    return true;
+                }
+            }
+            ServerMsg::Fill {
+                role: 1,
+                client_order_id,
+                ..
+            } => {
+                let k = client_order_id.wrapping_sub(coid_base) as usize;
+                if k < traded.len() && !traded[k] {
+                    traded[k] = true;
+                    let t = intended(k);
+                    if t > 0 {
+                        let h = self.trade.as_mut().expect("histogram");
+                        let _ = h.record(now_ns.saturating_sub(t - 1).max(1));
+                    }
+                }
+            }
+            ServerMsg::Rejected { code, .. } if code != RejectCode::UnknownOrder.code() => {
+                self.errors += 1
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
@@ -568,50 +618,11 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                     200
                 })) {
                     Ok(Some(m)) => {
-                        out.received += 1;
                         let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
-                        match m {
-                            ServerMsg::Accepted {
-                                client_order_id, ..
-                            } => {
-                                if let Some(t) = intended
-                                    .get(client_order_id.wrapping_sub(coid_base) as usize)
-                                    .map(|a| a.load(Ordering::Relaxed))
-                                    .filter(|&t| t > 0)
-                                {
-                                    let _ = out
-                                        .accepted
-                                        .as_mut()
-                                        .unwrap()
-                                        .record(now_ns.saturating_sub(t - 1).max(1));
-                                    progress.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            ServerMsg::Fill {
-                                role: 1,
-                                client_order_id,
-                                ..
-                            } => {
-                                let k = client_order_id.wrapping_sub(coid_base) as usize;
-                                if k < traded.len() && !traded[k] {
-                                    traded[k] = true;
-                                    let t = intended[k].load(Ordering::Relaxed);
-                                    if t > 0 {
-                                        let _ = out
-                                            .trade
-                                            .as_mut()
-                                            .unwrap()
-                                            .record(now_ns.saturating_sub(t - 1).max(1));
-                                    }
-                                }
-                            }
-                            // Cancels of orders that already traded are expected in the mix.
-                            ServerMsg::Rejected { code, .. }
-                                if code != RejectCode::UnknownOrder.code() =>
-                            {
-                                out.errors += 1
-                            }
-                            _ => {}
+                        let at =
+                            |k: usize| intended.get(k).map_or(0, |a| a.load(Ordering::Relaxed));
+                        if out.reply(&m, now_ns, coid_base, at, &mut traded) {
+                            progress.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Ok(None) => {
@@ -795,44 +806,9 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
                 loop {
                     match client.recv() {
                         Ok(m) => {
-                            out.received += 1;
                             let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
-                            match m {
-                                ServerMsg::Accepted {
-                                    client_order_id, ..
-                                } => {
-                                    if let Some(&t) = intended
-                                        .get(client_order_id.wrapping_sub(coid_base) as usize)
-                                        .filter(|&&t| t > 0)
-                                    {
-                                        let _ = out
-                                            .accepted
-                                            .as_mut()
-                                            .unwrap()
-                                            .record(now_ns.saturating_sub(t - 1).max(1));
-                                    }
-                                }
-                                ServerMsg::Fill {
-                                    role: 1,
-                                    client_order_id,
-                                    ..
-                                } => {
-                                    let k = client_order_id.wrapping_sub(coid_base) as usize;
-                                    if k < traded.len() && !traded[k] && intended[k] > 0 {
-                                        traded[k] = true;
-                                        let _ =
-                                            out.trade.as_mut().unwrap().record(
-                                                now_ns.saturating_sub(intended[k] - 1).max(1),
-                                            );
-                                    }
-                                }
-                                ServerMsg::Rejected { code, .. }
-                                    if code != RejectCode::UnknownOrder.code() =>
-                                {
-                                    out.errors += 1
-                                }
-                                _ => {}
-                            }
+                            let at = |k: usize| intended.get(k).copied().unwrap_or(0);
+                            out.reply(&m, now_ns, coid_base, at, &mut traded);
                         }
                         Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             break
