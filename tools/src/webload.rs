@@ -234,12 +234,11 @@ pub fn run_http(w: &WebLoad) -> Result<(), String> {
     let interval_ns = (1e9 * w.connections as f64 / w.rate as f64) as u64;
     let start = Instant::now() + Duration::from_millis(200);
     let mut threads = Vec::new();
-    for k in 0..w.connections {
+    for (k, &(who, _)) in USERS.iter().enumerate().take(w.connections) {
         let w = w.clone();
         threads.push(std::thread::spawn(
             move || -> Result<HttpOutcome, String> {
                 let rt = runtime(1)?;
-                let (who, _) = USERS[k];
                 let c = http_client()?;
                 let token = rt.block_on(login(&c, &w.base, who))?;
                 let url = format!("{}/api/v1/orders", w.base);
