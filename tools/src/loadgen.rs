@@ -683,32 +683,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut total = Outcome {
-        accepted: Some(hist()),
-        trade: Some(hist()),
-        ..Outcome::default()
-    };
-    for t in threads {
-        let o = t
-            .join()
-            .map_err(|_| "a connection thread panicked".to_string())??;
-        total
-            .accepted
-            .as_mut()
-            .unwrap()
-            .add(o.accepted.as_ref().unwrap())
-            .ok();
-        total
-            .trade
-            .as_mut()
-            .unwrap()
-            .add(o.trade.as_ref().unwrap())
-            .ok();
-        total.sent += o.sent;
-        total.received += o.received;
-        total.errors += o.errors;
-    }
-    Ok(total)
+    join_outcomes(threads)
 }
 
 /// `--busy-poll`: each connection is one thread that sends what is due and polls its
@@ -841,32 +816,7 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
             Ok(out)
         }));
     }
-    let mut total = Outcome {
-        accepted: Some(hist()),
-        trade: Some(hist()),
-        ..Outcome::default()
-    };
-    for t in threads {
-        let o = t
-            .join()
-            .map_err(|_| "a connection thread panicked".to_string())??;
-        total
-            .accepted
-            .as_mut()
-            .unwrap()
-            .add(o.accepted.as_ref().unwrap())
-            .ok();
-        total
-            .trade
-            .as_mut()
-            .unwrap()
-            .add(o.trade.as_ref().unwrap())
-            .ok();
-        total.sent += o.sent;
-        total.received += o.received;
-        total.errors += o.errors;
-    }
-    Ok(total)
+    join_outcomes(threads)
 }
 
 /// The echo baseline with `--busy-poll`: both ends spin on non-blocking sockets, each
@@ -995,6 +945,33 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
     for t in threads {
         let h = t.join().map_err(|_| "echo thread panicked".to_string())??;
         total.add(&h).ok();
+    }
+    Ok(total)
+}
+
+/// Joins the connection threads and sums what they saw.
+fn join_outcomes(
+    threads: Vec<std::thread::JoinHandle<Result<Outcome, String>>>,
+) -> Result<Outcome, String> {
+    let mut total = Outcome {
+        accepted: Some(hist()),
+        trade: Some(hist()),
+        ..Outcome::default()
+    };
+    for t in threads {
+        let o = t
+            .join()
+            .map_err(|_| "a connection thread panicked".to_string())??;
+        let add = |into: &mut Option<Histogram<u64>>, from: &Option<Histogram<u64>>| {
+            if let (Some(i), Some(f)) = (into.as_mut(), from.as_ref()) {
+                let _ = i.add(f);
+            }
+        };
+        add(&mut total.accepted, &o.accepted);
+        add(&mut total.trade, &o.trade);
+        total.sent += o.sent;
+        total.received += o.received;
+        total.errors += o.errors;
     }
     Ok(total)
 }
