@@ -226,6 +226,8 @@ struct Outcome {
     sent: u64,
     received: u64,
     errors: u64,
+    /// When the last acknowledgement arrived, in ns after the start.
+    last_ack_ns: u64,
 }
 
 impl Outcome {
@@ -251,6 +253,7 @@ impl Outcome {
                 if t > 0 {
                     let h = self.accepted.as_mut().expect("histogram");
                     let _ = h.record(now_ns.saturating_sub(t - 1).max(1));
+                    self.last_ack_ns = self.last_ack_ns.max(now_ns);
                     return true;
                 }
             }
@@ -276,6 +279,14 @@ impl Outcome {
         }
         false
     }
+}
+
+/// When a connection stops sending. A paced run is bounded by its count: every message due
+/// within `--seconds` goes out even when the sender fell behind the clock (stopping at the clock
+/// would drop the backlog and hide its latency, and make the count depend on scheduling). Only
+/// `--max`, which has no count, stops at the clock.
+fn send_deadline(start: Instant, seconds: u64, max: bool) -> Option<Instant> {
+    max.then(|| start + Duration::from_secs(seconds))
 }
 
 fn hist() -> Histogram<u64> {
@@ -551,12 +562,12 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                 );
                 std::thread::spawn(move || {
                     let mut buf = Vec::with_capacity(64 * 256);
-                    let end = start + Duration::from_secs(seconds);
+                    let end = send_deadline(start, seconds, max);
                     let mut i = 0u64;
                     let mut last_write = Instant::now();
                     while i < per_conn_orders && !stop.load(Ordering::Relaxed) {
                         let now = Instant::now();
-                        if now >= end {
+                        if end.is_some_and(|e| now >= e) {
                             break;
                         }
                         buf.clear();
@@ -734,7 +745,7 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
             let mut pending: Vec<u8> = Vec::with_capacity(64 * 256);
             let mut written = 0usize;
             let mut i = 0u64;
-            let end = start + Duration::from_secs(seconds);
+            let end = send_deadline(start, seconds, max);
             let mut last_write = Instant::now();
             let mut finished_sending: Option<Instant> = None;
             loop {
@@ -748,7 +759,8 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
                     if now.duration_since(last_write) > Duration::from_millis(500) {
                         Client::encode_into(&ClientMsg::Heartbeat, &mut pending);
                     }
-                    while i < per_conn_orders && now < end && pending.len() < 64 * 200 {
+                    let past_end = end.is_some_and(|e| now >= e);
+                    while i < per_conn_orders && !past_end && pending.len() < 64 * 200 {
                         let due = if max {
                             now
                         } else {
@@ -763,7 +775,7 @@ fn run_orders_busy(args: &Args) -> Result<Outcome, String> {
                         Client::encode_into(&msg, &mut pending);
                         i += 1;
                     }
-                    if i >= per_conn_orders || now >= end {
+                    if i >= per_conn_orders || past_end {
                         finished_sending = Some(now);
                     }
                 }
@@ -875,7 +887,7 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                 } else {
                     per_conn_rate * seconds
                 };
-                let end = start + Duration::from_secs(seconds);
+                let end = send_deadline(start, seconds, max);
                 let (mut i, mut received) = (0u64, 0u64);
                 let mut out: Vec<u8> = Vec::with_capacity(16 * 256);
                 let mut written = 0usize;
@@ -883,6 +895,7 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                 let mut have = 0usize;
                 let mut h = hist();
                 let mut sending = true;
+                let mut finished_sending = Instant::now();
                 while sending || received < i {
                     let now = Instant::now();
                     if written == out.len() {
@@ -890,8 +903,9 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                         written = 0;
                     }
                     while sending && out.len() < 16 * 200 {
-                        if i >= total || now >= end {
+                        if i >= total || end.is_some_and(|e| now >= e) {
                             sending = false;
+                            finished_sending = now;
                             break;
                         }
                         let due = if max {
@@ -932,7 +946,7 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e.to_string()),
                     }
-                    if !sending && now.duration_since(end) > Duration::from_secs(10) {
+                    if !sending && now.duration_since(finished_sending) > Duration::from_secs(10) {
                         break;
                     }
                     std::hint::spin_loop();
@@ -972,6 +986,7 @@ fn join_outcomes(
         total.sent += o.sent;
         total.received += o.received;
         total.errors += o.errors;
+        total.last_ack_ns = total.last_ack_ns.max(o.last_ack_ns);
     }
     Ok(total)
 }
@@ -1025,12 +1040,12 @@ fn run_echo(args: &Args) -> Result<Histogram<u64>, String> {
                     per_conn_rate * seconds
                 };
                 let sender = std::thread::spawn(move || {
-                    let end = start + Duration::from_secs(seconds);
+                    let end = send_deadline(start, seconds, max);
                     let mut i = 0u64;
                     let mut buf = Vec::with_capacity(16 * 256);
                     while i < total {
                         let now = Instant::now();
-                        if now >= end {
+                        if end.is_some_and(|e| now >= e) {
                             break;
                         }
                         buf.clear();
@@ -1098,7 +1113,10 @@ fn report(
     let h = out.accepted.as_ref().expect("histogram");
     let t = out.trade.as_ref().expect("histogram");
     let offered = if args.max { 0 } else { args.rate };
-    let achieved = h.len() as f64 / args.seconds as f64 * 10.0 / 7.0;
+    // Acknowledged orders over the run's span: `--seconds`, or longer when the server fell
+    // behind and the last acknowledgement came later (a paced run sends its whole count).
+    let span_s = (args.seconds as f64).max(out.last_ack_ns as f64 / 1e9);
+    let achieved = h.len() as f64 / span_s * 10.0 / 7.0;
     if args.json {
         let mut s = format!(
             "{{\"connections\":{},\"offered_per_sec\":{},\"achieved_per_sec\":{:.0},\"p50_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\"p9999_us\":{:.2},\"max_us\":{:.2},\"errors\":{},\"orders_acked\":{},\"trade_p50_us\":{:.2},\"trade_p99_us\":{:.2}",
