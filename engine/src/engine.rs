@@ -161,6 +161,13 @@ impl Engine {
         self.matcher.now_ns()
     }
 
+    /// The soonest expiry time of a live GTD or DAY order, Unix nanoseconds (`u64::MAX`: none
+    /// expires). The first command stamped at or after it expires that order
+    /// (docs/matching.md, "Expiry"); a server with no traffic sends a `Tick` then.
+    pub fn next_expiry_ns(&self) -> u64 {
+        self.matcher.next_expiry_ns()
+    }
+
     /// The configuration the engine was built from.
     pub fn config(&self) -> &Config {
         &self.config

@@ -1081,3 +1081,58 @@ fn budget_buys_and_gtd_orders_over_the_binary_protocol() {
     );
     h.shutdown().unwrap();
 }
+
+#[test]
+fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
+    let (h, addr) = start(|_| {});
+    let mut ops1 = login(addr, "ops1", 1);
+    let mut bob = login(addr, "bob", 1);
+    ops1.send(
+        &Command::Deposit {
+            user: UserId(2),
+            currency: CurrencyId(0),
+            amount: 100_000,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops1, |m| matches!(m, ServerMsg::Deposited { .. }));
+    let wall_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    assert_eq!(h.stats().clock_ticks.load(Ordering::Relaxed), 0);
+    let expire_at = wall_ns() + 300_000_000;
+    bob.send(
+        &Command::NewOrder(NewOrder::limit_gtd(
+            UserId(2),
+            SymbolId(0),
+            ClientOrderId(1),
+            Side::Buy,
+            Price(14_000),
+            Qty(1),
+            expire_at,
+        ))
+        .into(),
+    )
+    .unwrap();
+    until(&mut bob, |m| matches!(m, ServerMsg::Accepted { .. }));
+    // Nobody sends anything more: only the server's tick brings engine time to the expiry.
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::Cancelled { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                reason: 6,
+                client_order_id: 1,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    assert!(wall_ns() >= expire_at);
+    assert!(h.stats().clock_ticks.load(Ordering::Relaxed) >= 1);
+    h.shutdown().unwrap();
+}

@@ -691,3 +691,85 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
     let (status, _, _) = terminate(srv);
     assert!(status.success());
 }
+
+/// Unix nanoseconds now.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Bob (funded once) places a GTD buy that expires `after` from now; returns its client id.
+fn gtd_buy(bob: &mut Conn, coid: u64, after: Duration) -> u64 {
+    let expire_at = wall_ns() + after.as_nanos() as u64;
+    bob.send(
+        &Command::NewOrder(NewOrder::limit_gtd(
+            UserId(2),
+            SymbolId(0),
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(14_000),
+            Qty(1),
+            expire_at,
+        ))
+        .into(),
+    );
+    bob.until(
+        |m| matches!(m, ServerMsg::Accepted { client_order_id, .. } if *client_order_id == coid),
+    );
+    expire_at
+}
+
+/// Waits for the expiry of bob's order `coid` (no command of anyone's brings the time: only
+/// the server's clock tick can) and checks that it came no earlier than `expire_at`.
+fn expect_expired(bob: &mut Conn, coid: u64, expire_at: u64) {
+    let m = bob.until(
+        |m| matches!(m, ServerMsg::Cancelled { client_order_id, .. } if *client_order_id == coid),
+    );
+    let ServerMsg::Cancelled {
+        reason, leaves_qty, ..
+    } = m
+    else {
+        unreachable!()
+    };
+    assert_eq!((reason, leaves_qty), (6, 0), "{m:?}"); // EXPIRED
+    assert!(wall_ns() >= expire_at, "expired before its time: {m:?}");
+}
+
+#[test]
+fn an_idle_server_expires_gtd_orders_on_time_in_every_layout_and_after_a_restart() {
+    for layout in ["inline", "fused", "split"] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let srv = start(&journal, &["--layout", layout]);
+        let mut ops = login(srv.addr, "ops1", 1);
+        let mut bob = login(srv.addr, "bob", 1);
+        ops.send(
+            &Command::Deposit {
+                user: UserId(2),
+                currency: CurrencyId(0),
+                amount: 1_000_000,
+            }
+            .into(),
+        );
+        ops.until(|m| matches!(m, ServerMsg::Deposited { .. }));
+        // Expires while the server is idle.
+        let at = gtd_buy(&mut bob, 1, Duration::from_millis(300));
+        expect_expired(&mut bob, 1, at);
+        // Still live at shutdown: the restarted server recovers it and expires it on time.
+        let at = gtd_buy(&mut bob, 2, Duration::from_millis(1500));
+        drop((ops, bob));
+        let (status, hash, log) = terminate(srv);
+        assert!(status.success(), "{layout}: {log:#?}");
+        let srv = start(&journal, &["--layout", layout]);
+        let mut bob = login(srv.addr, "bob", 2);
+        expect_expired(&mut bob, 2, at);
+        drop(bob);
+        let (status, hash2, log) = terminate(srv);
+        assert!(status.success(), "{layout}: {log:#?}");
+        assert_ne!(hash, hash2, "{layout}: the expiry changed the state");
+        // The ticks were journaled: a replay expires the same orders at the same commands.
+        assert_eq!(replay_hash(&journal), hash2, "{layout}");
+    }
+}

@@ -71,6 +71,9 @@ struct GaugeCells {
     snapshot_seq: AtomicU64,
     /// That snapshot's engine time, Unix ns (0: none).
     snapshot_ts_ns: AtomicU64,
+    /// The engine's soonest order expiry, Unix ns, plus one (0: none expires), as the business
+    /// end last published it (once per batch, when it changed).
+    next_expiry_plus_one: AtomicU64,
 }
 
 /// A handle on the shared control state (cheap to clone).
@@ -89,6 +92,24 @@ impl Control {
             prune_before: CachePadded::new(AtomicU64::new(0)),
             gauges: GaugeCells::default(),
         }))
+    }
+
+    /// The engine's soonest order expiry changed to `ns` (`u64::MAX`: none).
+    #[inline]
+    pub(crate) fn note_next_expiry(&self, ns: u64) {
+        self.0
+            .gauges
+            .next_expiry_plus_one
+            .store(ns.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// The engine's soonest order expiry as last published (`u64::MAX`: none).
+    pub(crate) fn next_expiry(&self) -> u64 {
+        self.0
+            .gauges
+            .next_expiry_plus_one
+            .load(Ordering::Relaxed)
+            .wrapping_sub(1)
     }
 
     /// The submitter handed out `seq`.

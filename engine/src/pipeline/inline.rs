@@ -60,6 +60,9 @@ impl InlineCore {
             &mut self.end,
             &slot,
         );
+        self.end
+            .expiry
+            .publish(self.engine.next_expiry_ns(), &self.journal.control);
         if self.output_panic_at == seq.0 {
             injected_panic("output", seq);
         }

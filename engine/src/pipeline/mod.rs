@@ -102,6 +102,13 @@ impl PipelineGauges {
     pub fn last_snapshot(&self) -> Option<(Seq, u64)> {
         self.control.snapshot().map(|(s, ts)| (Seq(s), ts))
     }
+
+    /// The soonest expiry time of a live GTD or DAY order, Unix ns (`u64::MAX`: none), as of
+    /// the last batch the engine finished ([`Engine::next_expiry_ns`]). An idle server sends a
+    /// `Tick` once the wall clock passes it, so the order expires without waiting for traffic.
+    pub fn next_expiry_ns(&self) -> u64 {
+        self.control.next_expiry()
+    }
 }
 use inline::InlineCore;
 use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
@@ -351,6 +358,7 @@ impl PipelineBuilder {
                 || (!self.inline_output && output_wait == WaitStrategy::Phased));
         let control = Control::new(recovery.next_seq.0 as i64 - 1, parking);
         control.note_submitted(recovery.next_seq.0.saturating_sub(1));
+        control.note_next_expiry(engine.next_expiry_ns());
         if let (Some(seq), Some(ts)) = (recovery.snapshot_seq, recovery.snapshot_timestamp_ns) {
             control.note_snapshot(seq.0, ts);
         }
@@ -1075,6 +1083,12 @@ impl Pipeline {
     /// The sequence the next submitted command gets.
     pub fn next_seq(&self) -> Seq {
         Seq(self.next_seq)
+    }
+
+    /// The soonest expiry time of a live GTD or DAY order as of the last batch the engine
+    /// finished (see [`PipelineGauges::next_expiry_ns`]).
+    pub fn next_expiry_ns(&self) -> u64 {
+        self.control.next_expiry()
     }
 
     /// A handle on the pipeline's monitoring figures, readable from any thread (e.g. a

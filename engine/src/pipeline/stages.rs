@@ -74,6 +74,28 @@ pub(crate) struct BusinessEnd {
     /// Fault injection ([`crate::pipeline::PipelineBuilder::inject_panic`]): the business
     /// stage panics on reaching this command (0: never).
     pub(crate) panic_at: u64,
+    /// The soonest order expiry this thread last published.
+    pub(crate) expiry: ExpiryGauge,
+}
+
+/// Publishes the engine's soonest order expiry for the pipeline's owner (an idle server ticks
+/// the engine's clock when it passes: `PipelineGauges::next_expiry_ns`): one store per batch
+/// that changed it, none otherwise, so the shared line is not written per command.
+#[derive(Debug, Default)]
+pub(crate) struct ExpiryGauge {
+    /// The last value published, plus one (0: nothing published yet).
+    last_plus_one: u64,
+}
+
+impl ExpiryGauge {
+    #[inline]
+    pub(crate) fn publish(&mut self, next_ns: u64, control: &Control) {
+        let v = next_ns.wrapping_add(1);
+        if v != self.last_plus_one {
+            self.last_plus_one = v;
+            control.note_next_expiry(next_ns);
+        }
+    }
 }
 
 impl BusinessEnd {
@@ -258,6 +280,7 @@ pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
             for slot in batch {
                 process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
             }
+            end.expiry.publish(engine.next_expiry_ns(), &control);
         },
     );
     end.engine = Some(engine);
@@ -285,6 +308,7 @@ pub(crate) fn run_business<I: Inbox<InSlot>, O: Outbox<Output>>(
             for slot in batch {
                 process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
             }
+            end.expiry.publish(engine.next_expiry_ns(), &control);
         },
     );
     end.engine = Some(engine);
@@ -361,6 +385,7 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
     wait: WaitStrategy,
     control: Control,
 ) {
+    let mut expiry = ExpiryGauge::default();
     drain(
         &mut inbox,
         1,
@@ -397,6 +422,7 @@ pub(crate) fn run_match<I: Inbox<InSlot>, O: Outbox<SettleMsg>>(
                 plan,
                 &mut SettleSink { out: &mut out, seq },
             );
+            expiry.publish(matcher.next_expiry_ns(), &control);
             out.push(SettleMsg {
                 seq,
                 kind: SettleKind::Done,

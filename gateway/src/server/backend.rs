@@ -50,6 +50,12 @@ pub trait Backend {
     fn in_flight_hint(&self) -> Option<usize> {
         None
     }
+    /// The soonest expiry time of a live GTD or DAY order, Unix ns (`u64::MAX`: none). The
+    /// server sends the engine a `Tick` once its clock passes it, so an order expires on time
+    /// when no other command would bring the time (docs/matching.md, "Expiry").
+    fn next_expiry_ns(&self) -> u64 {
+        u64::MAX
+    }
 }
 
 /// The engine on the gateway thread: commands are processed as they are submitted and their
@@ -92,7 +98,7 @@ impl EngineBackend {
 }
 
 /// Unix nanoseconds now (0 if the clock is before 1970).
-fn wall_clock_ns() -> u64 {
+pub(crate) fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -113,6 +119,10 @@ impl Backend for EngineBackend {
         });
         outputs.push_back((seq, BackendOutput::Done(ts)));
         Ok(seq)
+    }
+
+    fn next_expiry_ns(&self) -> u64 {
+        self.engine.next_expiry_ns()
     }
 
     fn in_flight_hint(&self) -> Option<usize> {

@@ -364,6 +364,9 @@ pub struct Stats {
     pub md_conflated: AtomicU64,
     /// Market data: trades a subscriber missed because its buffer had no room.
     pub md_trades_dropped: AtomicU64,
+    /// `Tick` commands sent because a live GTD or DAY order's expiry had come and no command
+    /// brought the time (not in the `Stats` message; `/metrics` shows it).
+    pub clock_ticks: AtomicU64,
 }
 
 impl Stats {
@@ -641,6 +644,7 @@ pub fn start_on<B: Backend + Send + 'static>(
         web: config.web.clone(),
         web_stalled: None,
         web_pushed: false,
+        clock_tick: None,
         stats: stats.clone(),
         config,
         backend,
@@ -724,6 +728,8 @@ struct Core<B> {
     web_stalled: Option<(u64, Command)>,
     /// This turn pushed web outputs: unpark the dispatcher.
     web_pushed: bool,
+    /// The sequence of the engine-clock `Tick` in flight, if any (`tick_engine_clock`).
+    clock_tick: Option<u64>,
     stats: Arc<Stats>,
     config: ServerConfig,
     backend: B,
@@ -1623,6 +1629,9 @@ impl<B: Backend> Core<B> {
     /// A command is fully processed (`ts`: its time stamp): it no longer counts in its
     /// session's backlog.
     fn done(&mut self, seq: Seq, ts: u64) {
+        if self.clock_tick == Some(seq.0) {
+            self.clock_tick = None;
+        }
         let i = (seq.0 as usize) & (self.pending.len() - 1);
         let p = self.pending[i];
         let known = p.seq == seq.0;
@@ -2328,8 +2337,30 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    /// Heartbeats out, and timeouts for silent or never-logged-in connections.
+    /// The engine's clock while no command brings the time: once the wall clock passes the
+    /// soonest expiry of a live GTD or DAY order, a `Tick` (sequenced and journaled like any
+    /// command) moves engine time there, so the order expires now rather than at the next
+    /// command (docs/matching.md, "Expiry"). One at a time; none while nothing expires, so an
+    /// idle server without such orders journals nothing.
+    fn tick_engine_clock(&mut self) {
+        if self.clock_tick.is_some() {
+            return;
+        }
+        let due = self.backend.next_expiry_ns();
+        if due == u64::MAX || backend::wall_clock_ns() < due {
+            return;
+        }
+        if let Ok(seq) = self.try_submit(Command::Tick) {
+            Stats::inc(&self.stats.clock_ticks);
+            self.note_pending(seq, None, &Command::Tick, 0, 0);
+            self.clock_tick = Some(seq.0);
+        }
+    }
+
+    /// Heartbeats out, timeouts for silent or never-logged-in connections, and the engine's
+    /// clock.
     fn timers(&mut self, now: Instant) {
+        self.tick_engine_clock();
         for c in 0..self.conns.len() {
             let conn = &self.conns[c];
             if conn.stream.is_none() {

@@ -185,6 +185,10 @@ impl Backend for PipelineBackend {
         self.pipeline.has_failed()
     }
 
+    fn next_expiry_ns(&self) -> u64 {
+        self.pipeline.next_expiry_ns()
+    }
+
     fn in_flight_hint(&self) -> Option<usize> {
         // Inline: every command leaves at least its `Done` in the local queue, which takes no
         // command once it holds `OUTPUTS_MAX`. Threaded: bounded by the ring and the output

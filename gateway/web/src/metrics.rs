@@ -137,6 +137,13 @@ impl Metrics {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         metric(
             &mut o,
+            "ringbook_gateway_clock_ticks_total",
+            "counter",
+            "engine-clock ticks sent because a GTD or DAY order was due and no command brought the time",
+            l(&gateway.clock_ticks),
+        );
+        metric(
+            &mut o,
             "ringbook_journal_acked_sequence",
             "gauge",
             "highest sequence number acknowledged (journaled) through the gateway",
