@@ -1747,3 +1747,79 @@ fn a_busy_http_port_or_a_short_secret_fails_the_start_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("jwt_secret must be at least 32 bytes"));
     assert!(!journal.exists());
 }
+
+#[test]
+fn a_gtd_order_shows_its_expiry_and_expires_on_an_idle_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        let alice = login(&c, &s, "alice").await;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/deposits"))
+                .bearer_auth(&ops)
+                .json(&json!({"user": 1, "currency": "KRW", "amount": 1_000_000})),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let expire = now_ms() + 1000;
+        let (st, v) = call(
+            c.post(s.url("/api/v1/orders"))
+                .bearer_auth(&alice)
+                .json(&json!(
+            {"symbol": "BTC-KRW", "client_order_id": 5, "side": "BUY", "price": 14000, "qty": 1,
+             "tif": "GTD", "expire": expire})),
+        )
+        .await;
+        assert_eq!((st, v["status"].as_str()), (201, Some("NEW")), "{v}");
+        let id = v["order_id"].as_u64().unwrap();
+        let (st, v) = call(
+            c.get(s.url(&format!("/api/v1/orders/{id}")))
+                .bearer_auth(&alice),
+        )
+        .await;
+        assert_eq!(
+            (st, v["tif"].as_str(), v["expire"].as_u64()),
+            (200, Some("GTD"), Some(expire)),
+            "{v}"
+        );
+        // Nobody sends a command (the metrics endpoint is not one): the server's own clock
+        // tick is what expires the order.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = c
+                .get(s.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if value(&metrics(&text), "ringbook_gateway_clock_ticks_total", &[]) >= 1.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no clock tick");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(now_ms() >= expire);
+        let (st, v) = call(c.get(s.url("/api/v1/orders/client/5")).bearer_auth(&alice)).await;
+        assert_eq!(
+            (st, v["status"].as_str(), v["leaves_qty"].as_u64()),
+            (200, Some("EXPIRED"), Some(0)),
+            "{v}"
+        );
+        let (st, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
+        assert_eq!(
+            (st, balance(&v, "KRW")),
+            (200, (1_000_000, 0)),
+            "the lock is refunded: {v}"
+        );
+    });
+}

@@ -912,7 +912,7 @@ async fn order_by_id(
         }
         (None, _) => Err(ApiError::reject(
             RejectCode::UnknownOrder,
-            "no live order of yours with this order id (finished orders are not kept)",
+            "no live order of yours with this order id (a finished order's status: by client order id)",
         )),
     }
 }

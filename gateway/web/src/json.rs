@@ -194,6 +194,8 @@ pub fn order_view(config: &Config, v: &OrderView) -> Value {
         "display_qty": v.display_qty.0,
         "post_only": v.post_only,
         "stp": v.stp.name(),
+        // GTD and DAY: when it expires, Unix ms (as `expire` is given); null otherwise.
+        "expire": (v.expire_at != 0).then_some(v.expire_at / 1_000_000),
         "status": if v.filled_qty.0 > 0 { "PARTIALLY_FILLED" } else { "NEW" },
     })
 }
