@@ -156,7 +156,7 @@ proptest! {
             ServerMsg::Fill { seq, user: a, symbol: s, side: 0, role: 1, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b, trade_id: b ^ 3, ts: b.rotate_left(7), contra_order_id: 9 },
             ServerMsg::Cancelled { seq, user: a, symbol: s, side: 1, reason: 7, client_order_id: b, order_id: 1, price: p, qty: 2, leaves_qty: 0 },
             ServerMsg::BookLevels { seq, request_id: b, symbol: s, side: 1, count: 2, levels: [(p, b); 8] },
-            ServerMsg::OrderStatus { seq, request_id: b, found: 1, detail: s, order: OrderInfo { user: a, symbol: s, side: 1, status: 3, client_order_id: b, order_id: b ^ 5, price: p, filled_qty: b >> 3, ..OrderInfo::default() }, filled_notional: b ^ 11, finished_ts: b.rotate_left(3) },
+            ServerMsg::OrderStatus { seq, request_id: b, found: 1, detail: s, order: OrderInfo { user: a, symbol: s, side: 1, status: 3, client_order_id: b, order_id: b ^ 5, price: p, filled_qty: b >> 3, expire_at: b.rotate_left(7), ..OrderInfo::default() }, filled_notional: b ^ 11, finished_ts: b.rotate_left(3) },
             ServerMsg::WithdrawalApproved { seq, withdrawal_id: b, operator: a, user: a ^ 1, approvals: 2 },
             ServerMsg::LoginAccepted { session_id: a, role: 1, id: a, heartbeat_ms: 1000, last_seq: b },
             ServerMsg::disconnect(Some(RejectCode::SlowConsumer)),

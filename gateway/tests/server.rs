@@ -1119,6 +1119,20 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
     )
     .unwrap();
     until(&mut bob, |m| matches!(m, ServerMsg::Accepted { .. }));
+    // The open-orders query shows when it expires (protocol 5).
+    bob.send(
+        &Command::Query(Query::OpenOrders {
+            user: UserId(2),
+            limit: 10,
+        })
+        .into(),
+    )
+    .unwrap();
+    let m = until(&mut bob, |m| matches!(m, ServerMsg::OpenOrder { .. }));
+    let ServerMsg::OpenOrder { order, .. } = m else {
+        unreachable!()
+    };
+    assert_eq!((order.tif, order.expire_at), (3, expire_at), "{m:?}");
     // Nobody sends anything more: only the server's tick brings engine time to the expiry.
     let m = until(&mut bob, |m| matches!(m, ServerMsg::Cancelled { .. }));
     assert!(

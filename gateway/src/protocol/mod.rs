@@ -25,7 +25,7 @@ use ringbook_engine::RejectCode;
 /// The schema version this crate speaks; a frame with another version is rejected. Version 2
 /// added the trade identity (trade id, engine time, contra order id) to `Fill`; version 3 the
 /// finished-order status; version 4 the quote budget and expiry time of `NewOrder`.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The size of the `length` prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Prefix, type and version.

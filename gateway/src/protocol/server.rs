@@ -157,7 +157,7 @@ pub struct OrderInfo {
     pub side: u8,
     /// Order type (0 limit, 1 market, 2 stop-limit, 3 stop-market).
     pub order_type: u8,
-    /// Time in force (0 GTC, 1 IOC, 2 FOK).
+    /// Time in force (0 GTC, 1 IOC, 2 FOK, 3 GTD, 4 DAY).
     pub tif: u8,
     /// Bit 0: post-only.
     pub flags: u8,
@@ -182,10 +182,13 @@ pub struct OrderInfo {
     pub filled_qty: u64,
     /// Iceberg display quantity (0 if none).
     pub display_qty: u64,
+    /// GTD and DAY: the expiry time, Unix ns (0 for any other time in force, and for a finished
+    /// order).
+    pub expire_at: u64,
 }
 
 /// The size of an [`OrderInfo`] on the wire.
-pub const ORDER_INFO_BYTES: usize = 4 + 2 + 6 + 8 * 8;
+pub const ORDER_INFO_BYTES: usize = 4 + 2 + 6 + 8 * 9;
 
 /// The wire byte of an order status (`OrderInfo::status`): the engine's status number less one.
 pub fn status_byte(s: OrderStatus) -> u8 {
@@ -212,6 +215,7 @@ impl OrderInfo {
             visible_qty: o.visible_qty.0,
             filled_qty: o.filled_qty.0,
             display_qty: o.display_qty.0,
+            expire_at: o.expire_at,
         }
     }
 
@@ -248,7 +252,8 @@ impl OrderInfo {
             .u64(self.leaves_qty)
             .u64(self.visible_qty)
             .u64(self.filled_qty)
-            .u64(self.display_qty);
+            .u64(self.display_qty)
+            .u64(self.expire_at);
     }
 
     fn get(r: &mut Rd<'_>) -> OrderInfo {
@@ -269,6 +274,7 @@ impl OrderInfo {
             visible_qty: r.u64(),
             filled_qty: r.u64(),
             display_qty: r.u64(),
+            expire_at: r.u64(),
         }
     }
 }
