@@ -1149,8 +1149,7 @@ fn websocket_public_channels_converge_with_the_rest_book() {
         assert_eq!(v["ok"], json!(true), "{v}");
         // Metrics: trades, subscriptions (fast 1, slow 4, tape 1), messages; conflations are
         // reported (how many depends on the machine's pace, so not asserted).
-        let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        let m = metrics(&text);
+        let m = scrape(&c, &s).await;
         assert_eq!(value(&m, "ringbook_trades_total", &[]), trades_rest as f64);
         assert_eq!(value(&m, "ringbook_md_ws_subscriptions", &[]), 6.0);
         assert!(value(&m, "ringbook_md_ws_messages_total", &[]) > 100.0);
@@ -1158,15 +1157,10 @@ fn websocket_public_channels_converge_with_the_rest_book() {
         eprintln!("conflations: {}", value(&m, "ringbook_md_ws_conflations_total", &[]));
         drop(slow);
         // A closed connection's subscriptions go with it.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-            if value(&metrics(&text), "ringbook_md_ws_subscriptions", &[]) == 2.0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "subscriptions of a closed connection remain");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        scrape_until(&c, &s, "the closed connection's subscriptions gone", |m| {
+            value(m, "ringbook_md_ws_subscriptions", &[]) == 2.0
+        })
+        .await;
     });
     let (status, _) = s.terminate();
     assert!(status.success());
@@ -1405,17 +1399,40 @@ fn rate_limits_answer_429_per_account_and_leave_others_alone() {
         }
         assert!(pongs >= 3, "the burst passes first ({pongs})");
         // Counted in the metrics.
-        let text = c
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let m = metrics(&text);
+        let m = scrape(&c, &s).await;
         assert!(value(&m, "ringbook_rate_limited_total", &[("scope", "account")]) >= 1.0);
     });
+}
+
+/// `/metrics`, parsed.
+async fn scrape(c: &reqwest::Client, s: &Server) -> prometheus_parse::Scrape {
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics(&text)
+}
+
+/// Scrapes `/metrics` until `f` holds of it (bounded by `WAIT`), and returns that scrape.
+async fn scrape_until(
+    c: &reqwest::Client,
+    s: &Server,
+    what: &str,
+    f: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = scrape(c, s).await;
+        if f(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "metrics never showed {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn metrics(text: &str) -> prometheus_parse::Scrape {
@@ -1599,32 +1616,15 @@ fn csv_endpoints_and_metrics() {
         assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
         // The snapshot taken after command 5 (`--snapshot-every 5`) is written by a background
         // thread: wait for it, bounded.
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let text = c
-                .get(s.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let m = metrics(&text);
-            if m.samples
+        let snap = scrape_until(&c, &s, "the snapshot", |m| {
+            m.samples
                 .iter()
                 .any(|x| x.metric == "ringbook_snapshot_last_sequence")
-            {
-                assert_eq!(value(&m, "ringbook_snapshot_last_sequence", &[]), 5.0);
-                assert!(value(&m, "ringbook_snapshot_last_timestamp_seconds", &[]) > 1.7e9);
-                assert!(value(&m, "ringbook_snapshot_age_seconds", &[]) >= 0.0);
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no snapshot metric in {text}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        })
+        .await;
+        assert_eq!(value(&snap, "ringbook_snapshot_last_sequence", &[]), 5.0);
+        assert!(value(&snap, "ringbook_snapshot_last_timestamp_seconds", &[]) > 1.7e9);
+        assert!(value(&snap, "ringbook_snapshot_age_seconds", &[]) >= 0.0);
         for (code, reason, n) in [
             ("1010", "NOT_YOUR_ACCOUNT", 2.0),
             ("1011", "OPERATOR_ONLY", 1.0),
@@ -1792,22 +1792,10 @@ fn a_gtd_order_shows_its_expiry_and_expires_on_an_idle_server() {
         );
         // Nobody sends a command (the metrics endpoint is not one): the server's own clock
         // tick is what expires the order.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = c
-                .get(s.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if value(&metrics(&text), "ringbook_gateway_clock_ticks_total", &[]) >= 1.0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no clock tick");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        scrape_until(&c, &s, "a clock tick", |m| {
+            value(m, "ringbook_gateway_clock_ticks_total", &[]) >= 1.0
+        })
+        .await;
         assert!(now_ms() >= expire);
         let (st, v) = call(c.get(s.url("/api/v1/orders/client/5")).bearer_auth(&alice)).await;
         assert_eq!(
