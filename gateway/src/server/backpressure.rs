@@ -155,6 +155,20 @@ impl<B: Backend> Core<B> {
         self.backlog(c) > self.config.retransmit_msgs as u64 / 2
     }
 
+    /// Enters a submitted command in the in-flight table (binary sessions and web requests).
+    pub(super) fn hold_in_flight(&mut self, entry: Pending) {
+        self.in_flight += 1;
+        let mask = self.pending.len() - 1;
+        let slot = &mut self.pending[(entry.seq as usize) & mask];
+        debug_assert!(
+            slot.seq == 0,
+            "an in-flight entry overwritten before its Done"
+        );
+        *slot = entry;
+    }
+
+    /// Enters a binary session's (or cancel-on-disconnect's) command in the in-flight table,
+    /// counting its expected frames in the session's backlog.
     pub(super) fn note_pending(
         &mut self,
         seq: Seq,
@@ -171,21 +185,14 @@ impl<B: Backend> Core<B> {
             }
             None => 0,
         };
-        self.in_flight += 1;
-        let mask = self.pending.len() - 1;
-        let slot = &mut self.pending[(seq.0 as usize) & mask];
-        debug_assert!(
-            slot.seq == 0,
-            "an in-flight entry overwritten before its Done"
-        );
-        *slot = Pending {
+        self.hold_in_flight(Pending {
             seq: seq.0,
             session: session.map_or(NO_SESSION, |s| s as u32),
             gen,
             msg_type,
             request_id,
             frames: frames as u32,
-        };
+        });
     }
 
     /// Cancel-on-disconnect mass cancels wait here while the engine is full.

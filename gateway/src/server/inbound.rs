@@ -219,21 +219,14 @@ impl<B: Backend> Core<B> {
     pub(super) fn web_submitted(&mut self, web: &WebBridge, id: u64, seq: Seq) {
         Stats::inc(&self.stats.commands);
         web.stats.commands.fetch_add(1, Ordering::Relaxed);
-        self.in_flight += 1;
-        let mask = self.pending.len() - 1;
-        let slot = &mut self.pending[(seq.0 as usize) & mask];
-        debug_assert!(
-            slot.seq == 0,
-            "an in-flight entry overwritten before its Done"
-        );
-        *slot = Pending {
+        self.hold_in_flight(Pending {
             seq: seq.0,
             session: WEB_SESSION,
             gen: 0,
             msg_type: 0,
             request_id: id,
             frames: 0,
-        };
+        });
     }
 
     pub(super) fn login(&mut self, c: usize, l: &crate::protocol::client::Login) {
