@@ -470,9 +470,13 @@ pub fn start_on<B: Backend + Send + 'static>(
     })
 }
 
+/// The in-flight entry of a command no session sent (a cancel-on-disconnect).
 const NO_SESSION: u32 = u32::MAX;
 /// The in-flight entry of a web request's command: `request_id` is the web request's id.
 const WEB_SESSION: u32 = u32::MAX - 1;
+
+/// The loop's state: every table, sized at [`start_on`]. Its methods are spread by concern
+/// over this module's files (see the table at the top).
 struct Core<B> {
     conns: Vec<Conn>,
     sessions: Vec<Session>,
