@@ -247,6 +247,98 @@ fn full_flow_deposits_trades_balances_withdrawal() {
     );
 }
 
+/// The user a message is about, for the messages that name one.
+fn user_of(m: &ServerMsg) -> Option<u32> {
+    match *m {
+        ServerMsg::Accepted { user, .. }
+        | ServerMsg::Fill { user, .. }
+        | ServerMsg::Cancelled { user, .. }
+        | ServerMsg::Deposited { user, .. }
+        | ServerMsg::BalanceUpdate { user, .. } => Some(user),
+        _ => None,
+    }
+}
+
+/// Every message up to the first that matches `f` (at most 10 000).
+fn upto(c: &mut Client, mut f: impl FnMut(&ServerMsg) -> bool) -> Vec<ServerMsg> {
+    let mut got = Vec::new();
+    for _ in 0..10_000 {
+        let m = c.recv_timeout(WAIT).unwrap().expect("timed out waiting");
+        got.push(m);
+        if f(&m) {
+            return got;
+        }
+    }
+    panic!("no match in 10 000 messages");
+}
+
+#[test]
+fn every_session_of_a_user_gets_its_events_and_no_one_elses() {
+    // The user→sessions index: an event for a user reaches each of its sessions, attached or
+    // detached, and no session of another user; an operator's action also reaches the operator.
+    let (h, addr) = start(|_| {});
+    let mut a1 = login(addr, "alice", 1);
+    let mut a2 = login(addr, "alice", 2);
+    let mut a3 = login(addr, "alice", 3);
+    let mut bob = login(addr, "bob", 1);
+    let mut ops = login(addr, "ops1", 1);
+    // Session 3 goes away before anything happens: its events wait in its ring.
+    a3.stream().shutdown(std::net::Shutdown::Both).unwrap();
+    for (user, currency, amount) in [(1, 2, 100_000), (2, 0, 1_000_000)] {
+        ops.send(
+            &Command::Deposit {
+                user: UserId(user),
+                currency: CurrencyId(currency),
+                amount,
+            }
+            .into(),
+        )
+        .unwrap();
+    }
+    let seen = upto(&mut ops, |m| {
+        matches!(m, ServerMsg::Deposited { user: 2, .. })
+    });
+    assert!(seen
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Deposited { user: 1, .. })));
+    a1.send(&order(1, 1, Side::Sell, 15_000, 5)).unwrap();
+    until(&mut a1, |m| {
+        matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )
+    });
+    bob.send(&order(2, 1, Side::Buy, 15_000, 5)).unwrap();
+    let bobs = upto(&mut bob, |m| matches!(m, ServerMsg::Fill { .. }));
+    assert!(bobs.iter().filter_map(user_of).all(|u| u == 2), "{bobs:?}");
+    assert!(bobs
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Deposited { user: 2, .. })));
+    let maker_fill = |m: &ServerMsg| matches!(m, ServerMsg::Fill { role: 0, .. });
+    let got = upto(&mut a1, maker_fill);
+    assert!(got.iter().filter_map(user_of).all(|u| u == 1), "{got:?}");
+    a3.reconnect().unwrap();
+    for a in [&mut a2, &mut a3] {
+        // Sessions 2 and 3 sent nothing, yet see the deposit, session 1's order and its fill.
+        let got = upto(a, maker_fill);
+        assert!(got.iter().filter_map(user_of).all(|u| u == 1), "{got:?}");
+        assert!(got
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Deposited { user: 1, .. })));
+        assert!(got.iter().any(|m| matches!(
+            m,
+            ServerMsg::Accepted {
+                client_order_id: 1,
+                ..
+            }
+        )));
+    }
+    h.shutdown().unwrap();
+}
+
 #[test]
 fn a_session_acting_for_another_user_is_rejected() {
     let (h, addr) = start(|_| {});

@@ -7,7 +7,8 @@
 //! `length` counts the bytes after itself (type, version and body), so a frame is `4 + length`
 //! bytes, at most [`FRAME_BYTES_MAX`]. Every message has a fixed body length fixed by its type;
 //! no varints, no optional fields, padding must be zero. Client messages are in
-//! [`client`]; server messages (each with a per-session sequence number) in [`server`].
+//! [`client`]; server messages (each with a per-session sequence number) in [`server`]; what each
+//! engine event becomes on the wire, and for whom, in [`translate`].
 //!
 //! Decoding borrows the input, never allocates and never panics (a property test feeds it
 //! arbitrary bytes); each failure maps to a stable 1xxx [`RejectCode`].
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod marketdata;
 pub mod server;
+pub mod translate;
 mod wire;
 
 pub use client::ClientMsg;

@@ -76,6 +76,15 @@ pub fn authorize(cmd: &Command, role: Role) -> Result<(), RejectCode> {
     }
 }
 
+/// May `role` read the server-wide counters (the `Stats` message)?
+/// Server-wide activity (volumes, failed logins) is the operators' business.
+pub fn authorize_stats(role: Role) -> Result<(), RejectCode> {
+    match role {
+        Role::Operator(_) => Ok(()),
+        Role::User(_) | Role::MarketData => Err(RejectCode::OperatorOnly),
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     login: Name32,

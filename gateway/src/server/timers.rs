@@ -1,0 +1,90 @@
+//! The loop's periodic work (every `TICK`): the engine's clock while no command brings the
+//! time, heartbeats out, and the timeouts of silent, never-logged-in, stuck-closing and
+//! slow-consuming connections.
+
+use std::time::Instant;
+
+use ringbook_engine::{Command, RejectCode};
+
+use super::backend::{self, Backend};
+use super::{Core, Stats};
+use crate::protocol::ServerMsg;
+
+impl<B: Backend> Core<B> {
+    /// The engine's clock while no command brings the time: once the wall clock passes the
+    /// soonest expiry of a live GTD or DAY order, a `Tick` (sequenced and journaled like any
+    /// command) moves engine time there, so the order expires now rather than at the next
+    /// command (docs/matching.md, "Expiry"). One at a time; none while nothing expires, so an
+    /// idle server without such orders journals nothing.
+    fn tick_engine_clock(&mut self) {
+        if self.clock_tick.is_some() {
+            return;
+        }
+        let due = self.backend.next_expiry_ns();
+        if due == u64::MAX || backend::wall_clock_ns() < due {
+            return;
+        }
+        if let Ok(seq) = self.try_submit(Command::Tick) {
+            Stats::inc(&self.stats.clock_ticks);
+            self.note_pending(seq, None, &Command::Tick, 0, 0);
+            self.clock_tick = Some(seq.0);
+        }
+    }
+
+    /// The engine's clock, heartbeats out, and timeouts for silent or never-logged-in
+    /// connections.
+    pub(super) fn timers(&mut self, now: Instant) {
+        self.tick_engine_clock();
+        for c in 0..self.conns.len() {
+            let conn = &self.conns[c];
+            if conn.stream.is_none() {
+                continue;
+            }
+            if let Some(cl) = conn.closing {
+                // Not read any more: it ends when its last frames are written, or now if that
+                // takes longer than the drain timeout.
+                if now.duration_since(cl.since) > self.config.drain_timeout {
+                    self.finish_close(c, cl.code);
+                }
+                continue;
+            }
+            if conn.session.is_none() {
+                if now.duration_since(conn.opened) > self.config.login_timeout {
+                    Stats::inc(&self.stats.timeouts);
+                    self.close(c, Some(RejectCode::HeartbeatTimeout));
+                }
+                continue;
+            }
+            if conn.paused {
+                // We stopped reading it, so its silence is ours; what counts is whether it
+                // takes our output.
+                if conn.pending_out()
+                    && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
+                {
+                    Stats::inc(&self.stats.slow_consumers);
+                    self.close(c, Some(RejectCode::SlowConsumer));
+                }
+                continue;
+            }
+            if now.duration_since(conn.last_recv) > conn.heartbeat * self.config.heartbeat_timeouts
+            {
+                Stats::inc(&self.stats.timeouts);
+                self.close(c, Some(RejectCode::HeartbeatTimeout));
+                continue;
+            }
+            if now.duration_since(conn.last_send) >= conn.heartbeat {
+                let n = ServerMsg::Heartbeat.encode(&mut self.frame);
+                let frame = self.frame;
+                let conn = &mut self.conns[c];
+                conn.last_send = now;
+                if !conn.push_out(&frame[..n]) {
+                    Stats::inc(&self.stats.slow_consumers);
+                    self.close(c, Some(RejectCode::SlowConsumer));
+                    continue;
+                }
+                self.mark_dirty(c);
+            }
+        }
+        self.flush_dirty();
+    }
+}
