@@ -37,7 +37,10 @@
 //! `shared.rs` (the split layout's shared engine and its SAFETY argument), `stages.rs` (every
 //! thread's loop), `inline.rs` (the [`Layout::Inline`] layout: the stages on the caller's
 //! thread), `recovery.rs` (also [`replay_journal`], the read-only replay),
-//! `snapshots.rs`, `output.rs`, `error.rs`; this file wires them, in order.
+//! `snapshots.rs`, `output.rs`, `error.rs`, `topology.rs` (the shape decided once from the
+//! builder: inline, or which stage threads, outbound thread and pins, every start-up check)
+//! and `wiring.rs` (a threaded shape's queues built per transport, then its threads spawned).
+//! [`PipelineBuilder::start`] here runs the wiring steps, numbered once, in order.
 
 mod bell;
 mod control;
@@ -54,14 +57,15 @@ mod slot;
 mod snapshots;
 #[allow(unsafe_code)]
 mod stages;
+mod topology;
+mod wiring;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
-use disruptor::{build_single_producer, BusySpin, Producer, SingleConsumerBarrier, SingleProducer};
+use crossbeam_channel::TrySendError;
+use disruptor::Producer;
 use ringbook_journal::JournalConfig;
 
 pub use bell::{PARK_GUARD, SPIN_STEPS, YIELD_FOR};
@@ -74,7 +78,9 @@ pub use recovery::{
 };
 pub use snapshots::SnapshotStats;
 
-use control::{BellId, Control, PanicGuard, CASCADE_MESSAGE};
+pub use topology::check_spinning;
+
+use control::{BellId, Control, CASCADE_MESSAGE};
 
 /// What an operator watches in a running pipeline, from any thread ([`Pipeline::gauges`]).
 /// Every read is a relaxed load of a figure one pipeline thread keeps: cheap, and never
@@ -111,11 +117,12 @@ impl PipelineGauges {
     }
 }
 use inline::InlineCore;
-use queue::{ChannelInbox, ChannelOutbox, Inbox, Outbox, RingInbox, RingOutbox};
 use shared::SharedEngine;
-use slot::{InSlot, SettleMsg};
+use slot::InSlot;
 use snapshots::{SnapshotThread, Snapshots};
 use stages::{BusinessEnd, JournalStage};
+use topology::{Settings, Topology};
+use wiring::{Submitter, Thread, ThreadEnd};
 
 use crate::command::Command;
 use crate::config::Config;
@@ -309,34 +316,20 @@ impl PipelineBuilder {
     /// Checks the configuration, recovers from the journal (if any), starts every thread and
     /// returns once they are all running.
     pub fn start(self) -> Result<Pipeline, PipelineError> {
-        // 0. Checks that need no resources.
-        for (ring, slots) in [
-            ("inbound", self.ring_slots),
-            ("outbound", self.outbound_ring_slots),
-        ] {
-            if slots < 2 || !slots.is_power_of_two() {
-                return Err(PipelineError::RingSize { ring, slots });
-            }
-        }
-        let inline_layout = self.layout == Layout::Inline;
-        // The inline layout has no thread at all: its handler runs on the submitting thread.
-        let threads = if inline_layout {
-            0
-        } else {
-            self.layout.threads().len() + usize::from(!self.inline_output)
-        };
-        let cores_available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let output_wait = self.output_wait.unwrap_or(self.wait);
-        // An inline handler has no thread of its own to spin.
-        let counted_output_wait = if self.inline_output || inline_layout {
-            WaitStrategy::Yield
-        } else {
-            output_wait
-        };
-        check_spinning(self.layout, self.wait, counted_output_wait, cores_available)?;
-        let pins = pins(&self.cores, threads)?;
+        // The wiring, in order. 1. The topology: every check that needs no resources, and the
+        // shape (which threads, which queues) decided once.
+        let topology = Topology::plan(&Settings {
+            layout: self.layout,
+            wait: self.wait,
+            output_wait: self.output_wait,
+            inline_output: self.inline_output,
+            cores: &self.cores,
+            transport: self.transport,
+            ring_slots: self.ring_slots,
+            outbound_ring_slots: self.outbound_ring_slots,
+        })?;
 
-        // 1. Recovery: snapshot + journal tail, or a fresh engine.
+        // 2. Recovery: snapshot + journal tail, or a fresh engine.
         let (engine, writer, recovery) = match &self.journal {
             Some((dir, journal)) => {
                 let (engine, writer, info) =
@@ -353,9 +346,12 @@ impl PipelineBuilder {
             ),
         };
         let recovered_state_hash = engine.state_hash();
-        let parking = !inline_layout
-            && (self.wait == WaitStrategy::Phased
-                || (!self.inline_output && output_wait == WaitStrategy::Phased));
+
+        // 3. The threads' shared flags and bells, numbering from the recovered sequence.
+        let parking = match &topology {
+            Topology::Inline => false,
+            Topology::Threaded(plan) => plan.parks(),
+        };
         let control = Control::new(recovery.next_seq.0 as i64 - 1, parking);
         control.note_submitted(recovery.next_seq.0.saturating_sub(1));
         control.note_next_expiry(engine.next_expiry_ns());
@@ -363,7 +359,7 @@ impl PipelineBuilder {
             control.note_snapshot(seq.0, ts);
         }
 
-        // 2. Snapshots: a background writer, when there is a directory to write to.
+        // 4. Snapshots: a background writer, when there is a directory to write to.
         let (snapshots, snapshot_thread) = match &self.journal {
             Some((dir, _)) => {
                 let (s, t) = Snapshots::start(
@@ -379,15 +375,16 @@ impl PipelineBuilder {
             None => (Snapshots::disabled(control.clone()), None),
         };
 
-        // 3. The inline layout: the caller's thread is the pipeline.
+        // 5. The handler (armed with the injected output fault, if any) and the journal stage.
         let mut handler = self.handler.unwrap_or_else(|| Box::new(|_: &Output| {}));
         let (business_panic_at, output_panic_at) = match self.fault {
             Some((FaultPoint::Business, seq)) => (seq.0, 0),
             Some((FaultPoint::Output, seq)) => (0, seq.0),
             None => (0, 0),
         };
-        if output_panic_at != 0 && !inline_layout {
-            // Fault injection only: the handler, wrapped, panics at the named command's Done.
+        if output_panic_at != 0 && matches!(topology, Topology::Threaded(_)) {
+            // Fault injection only: the handler, wrapped, panics at the named command's Done
+            // (the inline layout's core checks it itself, after the command's last output).
             let mut inner = handler;
             handler = Box::new(move |out: &Output| {
                 if out.seq.0 == output_panic_at && out.kind == OutputKind::Done {
@@ -400,75 +397,51 @@ impl PipelineBuilder {
             writer,
             control: control.clone(),
         };
-        if inline_layout {
-            let core = InlineCore {
-                journal,
-                engine,
-                snapshots,
-                handler,
-                end: BusinessEnd::new(business_panic_at),
-                output_panic_at,
-            };
-            return Ok(Pipeline {
-                layout: self.layout,
-                submitter: Some(Submitter::Inline(Box::new(core))),
-                next_seq: recovery.next_seq.0,
-                control,
-                threads: Vec::new(),
-                shared: None,
-                snapshot_thread,
-                recovery,
-                recovered_state_hash,
-                wait: self.wait,
-            });
-        }
 
-        // 3. The queues and the threads.
-        let mut spawner = Spawner {
-            control: control.clone(),
-            pins: pins.into_iter(),
-            threads: Vec::with_capacity(threads),
-        };
-        let parts = Parts {
-            engine,
-            journal,
-            snapshots,
-            handler,
-            wait: self.wait,
-            output_wait,
-            inline_output: self.inline_output,
-            business_panic_at,
-        };
-        let (submitter, shared) = match self.transport {
-            Transport::Disruptor => wire_disruptor(
-                &mut spawner,
-                parts,
-                self.layout,
-                self.ring_slots,
-                self.outbound_ring_slots,
-            )?,
-            Transport::Crossbeam => wire_crossbeam(
-                &mut spawner,
-                parts,
-                self.layout,
-                self.ring_slots,
-                self.outbound_ring_slots,
-            )?,
+        // 6. The stages: on the caller's thread (inline), or on threads joined by queues.
+        let (started, threads) = match topology {
+            Topology::Inline => {
+                let core = InlineCore {
+                    journal,
+                    engine,
+                    snapshots,
+                    handler,
+                    end: BusinessEnd::new(business_panic_at),
+                    output_panic_at,
+                };
+                let started = wiring::Started {
+                    submitter: Submitter::Inline(Box::new(core)),
+                    threads: Vec::new(),
+                    shared: None,
+                };
+                (started, 0)
+            }
+            Topology::Threaded(plan) => {
+                let threads = plan.thread_count();
+                let parts = wiring::Parts {
+                    engine,
+                    journal,
+                    snapshots,
+                    handler,
+                    business_panic_at,
+                };
+                (wiring::start(plan, parts, &control)?, threads)
+            }
         };
         let mut pipeline = Pipeline {
             layout: self.layout,
-            submitter: Some(submitter),
+            submitter: Some(started.submitter),
             next_seq: recovery.next_seq.0,
             control: control.clone(),
-            threads: spawner.threads,
-            shared,
+            threads: started.threads,
+            shared: started.shared,
             snapshot_thread,
             recovery,
             recovered_state_hash,
             wait: self.wait,
         };
 
-        // 4. Wait until every thread runs (pinned, polling): nothing allocates after this.
+        // 7. Wait until every thread runs (pinned, polling): nothing allocates after this.
         while control.ready() < threads {
             if control.failed() {
                 return Err(pipeline
@@ -483,366 +456,6 @@ impl PipelineBuilder {
         }
         Ok(pipeline)
     }
-}
-
-/// Refuses a layout whose busy-spinning threads (every stage thread when the stage wait
-/// strategy spins, plus the outbound thread when its own strategy spins) outnumber the cores.
-pub fn check_spinning(
-    layout: Layout,
-    wait: WaitStrategy,
-    output_wait: WaitStrategy,
-    cores: usize,
-) -> Result<(), PipelineError> {
-    let stages = if wait.is_busy_spin() {
-        layout.threads().len()
-    } else {
-        0
-    };
-    let spinning = stages + usize::from(output_wait.is_busy_spin());
-    if spinning > cores {
-        return Err(PipelineError::TooManySpinningThreads {
-            spinning,
-            cores,
-            layout,
-        });
-    }
-    Ok(())
-}
-
-fn pins(
-    cores: &[usize],
-    threads: usize,
-) -> Result<Vec<Option<core_affinity::CoreId>>, PipelineError> {
-    if cores.is_empty() {
-        return Ok(vec![None; threads]);
-    }
-    if cores.len() != threads {
-        return Err(PipelineError::Cores(format!(
-            "{} cores given for {threads} threads (one per stage thread, then the outbound one)",
-            cores.len()
-        )));
-    }
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    cores
-        .iter()
-        .map(|&c| {
-            ids.iter()
-                .find(|id| id.id == c)
-                .map(|id| Some(*id))
-                .ok_or_else(|| {
-                    PipelineError::Cores(format!(
-                        "core {c} is not available (this process may use {:?})",
-                        ids.iter().map(|i| i.id).collect::<Vec<_>>()
-                    ))
-                })
-        })
-        .collect()
-}
-
-/// What a pipeline thread hands back when it ends.
-#[derive(Debug)]
-enum ThreadEnd {
-    Journal(Result<(), String>),
-    Business(BusinessEnd),
-    Fused(BusinessEnd, Result<(), String>),
-    Nothing,
-}
-
-/// Everything the threads take ownership of.
-struct Parts {
-    engine: Engine,
-    journal: JournalStage,
-    snapshots: Snapshots,
-    handler: Handler,
-    wait: WaitStrategy,
-    output_wait: WaitStrategy,
-    inline_output: bool,
-    /// Fault injection: the business stage panics at this command (0: never).
-    business_panic_at: u64,
-}
-
-struct Spawner {
-    control: Control,
-    pins: std::vec::IntoIter<Option<core_affinity::CoreId>>,
-    threads: Vec<(&'static str, JoinHandle<ThreadEnd>)>,
-}
-
-impl Spawner {
-    /// Starts a pipeline thread: pinned (if configured), its bell registered, marked failed
-    /// if it panics (and every parked thread woken when it ends), counted ready before it runs
-    /// `body`.
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        bell: BellId,
-        body: impl FnOnce() -> ThreadEnd + Send + 'static,
-    ) -> Result<(), PipelineError> {
-        let control = self.control.clone();
-        let pin = self.pins.next().flatten();
-        let handle = std::thread::Builder::new()
-            .name(format!("ringbook-{name}"))
-            .spawn(move || {
-                let _guard = PanicGuard(control.clone());
-                if let Some(core) = pin {
-                    core_affinity::set_for_current(core);
-                }
-                control.bell(bell).register();
-                control.mark_ready();
-                body()
-            })
-            .map_err(PipelineError::Spawn)?;
-        self.threads.push((name, handle));
-        Ok(())
-    }
-}
-
-/// The producer side of the inbound queue.
-enum Submitter {
-    Ring(SingleProducer<InSlot, SingleConsumerBarrier>),
-    Channel(Sender<InSlot>),
-    /// The `inline` layout: no queue, the stages themselves.
-    Inline(Box<InlineCore>),
-}
-
-/// Spawns the stage threads of `layout` over the given queues (the same code for both
-/// transports). `j`, `r`, `m` are the inbound queue as J, R and M see it (only those the
-/// layout uses), `ms` the M → S queue, `out` the outbound queue.
-#[allow(clippy::too_many_arguments)]
-fn spawn_layout<IJ, IR, IM, IS, IO, OM, OB>(
-    spawner: &mut Spawner,
-    parts: Parts,
-    layout: Layout,
-    j: IJ,
-    r: Option<IR>,
-    m: Option<IM>,
-    ms: Option<(OM, IS)>,
-    out: (OB, IO),
-) -> Result<Option<Arc<SharedEngine>>, PipelineError>
-where
-    IJ: Inbox<InSlot> + Send + 'static,
-    IR: Inbox<InSlot> + Send + 'static,
-    IM: Inbox<InSlot> + Send + 'static,
-    IS: Inbox<SettleMsg> + Send + 'static,
-    IO: Inbox<Output> + Send + 'static,
-    OM: Outbox<SettleMsg> + Send + 'static,
-    OB: Outbox<Output> + Send + 'static,
-{
-    let Parts {
-        engine,
-        journal,
-        snapshots,
-        handler,
-        wait,
-        output_wait,
-        inline_output,
-        business_panic_at,
-    } = parts;
-    let end = BusinessEnd::new(business_panic_at);
-    let (out_queue, out_rx) = out;
-    // 0. Outputs go to the outbound thread, or straight to the handler on S's thread.
-    let (out_tx, handler) = if inline_output {
-        (queue::OutputSink::Inline(handler), None)
-    } else {
-        (queue::OutputSink::Queue(out_queue), Some(handler))
-    };
-    let c = spawner.control.clone();
-    let mut shared = None;
-    match layout {
-        Layout::Inline => unreachable!("start() builds the inline layout without threads"),
-        // 1. One thread: J over the batch, end_batch, then R·M·S over it.
-        Layout::Fused => {
-            let c1 = c.clone();
-            spawner.spawn("JRMS", BellId::Inbound, move || {
-                let (end, closed) =
-                    stages::run_fused(j, journal, engine, out_tx, snapshots, end, wait, c1);
-                ThreadEnd::Fused(end, closed)
-            })?;
-        }
-        // 1. J, then 2. R·M·S on the business thread.
-        Layout::JournalThenBusiness => {
-            let r = r.expect("J|RMS has a business inbox");
-            let c1 = c.clone();
-            spawner.spawn("J", BellId::Inbound, move || {
-                ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
-            })?;
-            let c2 = c.clone();
-            spawner.spawn("RMS", BellId::Business, move || {
-                ThreadEnd::Business(stages::run_business(
-                    r, engine, out_tx, snapshots, end, wait, c2,
-                ))
-            })?;
-        }
-        // 1. J, 2. R, 3. M, 4. S, each on its own thread.
-        Layout::Split => {
-            let (r, m) = (r.expect("split has R"), m.expect("split has M"));
-            let (ms_tx, ms_rx) = ms.expect("split has an M → S queue");
-            let engine = Arc::new(SharedEngine::new(engine));
-            shared = Some(Arc::clone(&engine));
-            let c1 = c.clone();
-            spawner.spawn("J", BellId::Inbound, move || {
-                ThreadEnd::Journal(stages::run_journal(j, journal, wait, c1))
-            })?;
-            let (c2, e2) = (c.clone(), Arc::clone(&engine));
-            spawner.spawn("R", BellId::Business, move || {
-                ThreadEnd::Business(stages::run_risk(r, e2, snapshots, end, wait, c2))
-            })?;
-            let (c3, e3) = (c.clone(), Arc::clone(&engine));
-            spawner.spawn("M", BellId::Match, move || {
-                stages::run_match(m, e3, ms_tx, wait, c3);
-                ThreadEnd::Nothing
-            })?;
-            let (c4, e4) = (c.clone(), engine);
-            spawner.spawn("S", BellId::Settle, move || {
-                stages::run_settle(ms_rx, e4, out_tx, wait, c4);
-                ThreadEnd::Nothing
-            })?;
-        }
-    }
-    // 5. The outbound thread: the embedder's handler (unless it runs inline).
-    if let Some(handler) = handler {
-        spawner.spawn("out", BellId::Out, move || {
-            stages::run_outbound(out_rx, handler, output_wait, c);
-            ThreadEnd::Nothing
-        })?;
-    }
-    Ok(shared)
-}
-
-fn wire_disruptor(
-    spawner: &mut Spawner,
-    parts: Parts,
-    layout: Layout,
-    ring_slots: usize,
-    outbound_slots: usize,
-) -> Result<(Submitter, Option<Arc<SharedEngine>>), PipelineError> {
-    let (wait, control) = (parts.wait, spawner.control.clone());
-    let (out_poller, b) =
-        build_single_producer(outbound_slots, Output::default, BusySpin).new_event_poller();
-    let out = (
-        RingOutbox::new(b.build(), BellId::Out, wait, control.clone()),
-        RingInbox::new(out_poller),
-    );
-    let inbound = build_single_producer(ring_slots, InSlot::default, BusySpin);
-    let (j, b) = inbound.new_event_poller();
-    let j = RingInbox::new(j);
-    let (producer, shared) = match layout {
-        Layout::Inline => unreachable!("start() builds the inline layout without queues"),
-        Layout::Fused => {
-            let shared = spawn_layout(
-                spawner,
-                parts,
-                layout,
-                j,
-                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
-                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
-                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
-                out,
-            )?;
-            (b.build(), shared)
-        }
-        Layout::JournalThenBusiness => {
-            let (r, b) = b.and_then().new_event_poller();
-            let shared = spawn_layout(
-                spawner,
-                parts,
-                layout,
-                j,
-                Some(RingInbox::new(r)),
-                None::<RingInbox<InSlot, SingleConsumerBarrier>>,
-                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
-                out,
-            )?;
-            (b.build(), shared)
-        }
-        Layout::Split => {
-            let (r, b) = b.and_then().new_event_poller();
-            let (m, b) = b.and_then().new_event_poller();
-            let (s, ms) = build_single_producer(outbound_slots, SettleMsg::default, BusySpin)
-                .new_event_poller();
-            let ms = (
-                RingOutbox::new(ms.build(), BellId::Settle, wait, control.clone()),
-                RingInbox::new(s),
-            );
-            let shared = spawn_layout(
-                spawner,
-                parts,
-                layout,
-                j,
-                Some(RingInbox::new(r)),
-                Some(RingInbox::new(m)),
-                Some(ms),
-                out,
-            )?;
-            (b.build(), shared)
-        }
-    };
-    Ok((Submitter::Ring(producer), shared))
-}
-
-fn wire_crossbeam(
-    spawner: &mut Spawner,
-    parts: Parts,
-    layout: Layout,
-    ring_slots: usize,
-    outbound_slots: usize,
-) -> Result<(Submitter, Option<Arc<SharedEngine>>), PipelineError> {
-    let (wait, control) = (parts.wait, spawner.control.clone());
-    let (out_tx, out_rx) = bounded::<Output>(outbound_slots);
-    let out = (
-        ChannelOutbox::new(out_tx, BellId::Out, wait, control.clone()),
-        ChannelInbox::new(out_rx, None, parts.output_wait, control.clone()),
-    );
-    let (submit, j_rx) = bounded::<InSlot>(ring_slots);
-    let shared = match layout {
-        Layout::Inline => unreachable!("start() builds the inline layout without queues"),
-        Layout::Fused => spawn_layout(
-            spawner,
-            parts,
-            layout,
-            ChannelInbox::new(j_rx, None, wait, control.clone()),
-            None::<ChannelInbox<InSlot>>,
-            None::<ChannelInbox<InSlot>>,
-            None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
-            out,
-        )?,
-        Layout::JournalThenBusiness => {
-            let (jr_tx, jr_rx) = bounded::<InSlot>(ring_slots);
-            spawn_layout(
-                spawner,
-                parts,
-                layout,
-                ChannelInbox::new(j_rx, Some((jr_tx, BellId::Business)), wait, control.clone()),
-                Some(ChannelInbox::new(jr_rx, None, wait, control.clone())),
-                None::<ChannelInbox<InSlot>>,
-                None::<(ChannelOutbox<SettleMsg>, ChannelInbox<SettleMsg>)>,
-                out,
-            )?
-        }
-        Layout::Split => {
-            let (jr_tx, jr_rx) = bounded::<InSlot>(ring_slots);
-            let (rm_tx, rm_rx) = bounded::<InSlot>(ring_slots);
-            let (ms_tx, ms_rx) = bounded::<SettleMsg>(outbound_slots);
-            spawn_layout(
-                spawner,
-                parts,
-                layout,
-                ChannelInbox::new(j_rx, Some((jr_tx, BellId::Business)), wait, control.clone()),
-                Some(ChannelInbox::new(
-                    jr_rx,
-                    Some((rm_tx, BellId::Match)),
-                    wait,
-                    control.clone(),
-                )),
-                Some(ChannelInbox::new(rm_rx, None, wait, control.clone())),
-                Some((
-                    ChannelOutbox::new(ms_tx, BellId::Settle, wait, control.clone()),
-                    ChannelInbox::new(ms_rx, None, wait, control.clone()),
-                )),
-                out,
-            )?
-        }
-    };
-    Ok((Submitter::Channel(submit), shared))
 }
 
 /// What [`Pipeline::shutdown`] reports.
@@ -866,7 +479,7 @@ pub struct Pipeline {
     submitter: Option<Submitter>,
     next_seq: u64,
     control: Control,
-    threads: Vec<(&'static str, JoinHandle<ThreadEnd>)>,
+    threads: Vec<Thread>,
     shared: Option<Arc<SharedEngine>>,
     snapshot_thread: Option<SnapshotThread>,
     recovery: RecoveryInfo,
