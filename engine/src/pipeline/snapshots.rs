@@ -10,9 +10,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use ringbook_journal::SnapshotWriter;
 
 use super::control::Control;
@@ -119,11 +119,22 @@ impl Snapshots {
         let (to_writer, jobs) = bounded::<Job>(1);
         let (give_back, back) = bounded::<Vec<u8>>(1);
         let prune_control = control.clone();
+        let (started, is_started) = bounded::<()>(1);
         let handle = std::thread::Builder::new()
             .name("ringbook-snapshot".into())
             .spawn(move || {
                 let mut stats = WriteStats::default();
-                for job in jobs {
+                // Crossbeam allocates a thread's wait context the first time the thread blocks
+                // on a channel: block once now, before `start` returns, so that it never
+                // happens after the pipeline's zero-allocation point (a loaded machine may
+                // not run this thread until much later otherwise).
+                let first = match jobs.recv_timeout(Duration::from_millis(1)) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return stats,
+                };
+                let _ = started.send(());
+                for job in first.into_iter().chain(jobs.iter()) {
                     let written = SnapshotWriter::create(
                         &dir,
                         job.seq.0,
@@ -157,6 +168,8 @@ impl Snapshots {
                 }
                 stats
             })?;
+        // The thread has blocked once (above) or ended.
+        let _ = is_started.recv();
         Ok((
             Snapshots {
                 every,
