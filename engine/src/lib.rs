@@ -79,6 +79,7 @@ pub mod event;
 pub mod hash;
 pub mod marketdata;
 pub mod matching;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
 pub mod risk;
 pub mod settlement;
@@ -92,6 +93,7 @@ pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
 pub use matching::{FinishedOrder, OrderStatus};
+#[cfg(feature = "pipeline")]
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, PipelineGauges};
 pub use types::*;
 
