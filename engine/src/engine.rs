@@ -305,7 +305,8 @@ pub(crate) enum Plan {
 }
 
 /// The most events R emits for one command itself (a completed withdrawal: approved,
-/// completed, balance update).
+/// completed, balance update). Sizes the pipeline's R→M slot; unused without that feature.
+#[cfg_attr(not(feature = "pipeline"), allow(dead_code))]
 pub(crate) const RISK_EVENTS_MAX: usize = 3;
 
 /// R: validates, checks funds and locks them, and answers the commands it owns (account

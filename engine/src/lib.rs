@@ -68,6 +68,8 @@
 // Unsafe code is allowed only in the pipeline modules that need it (slot.rs, shared.rs, stages.rs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// Without the `pipeline` feature the crate docs still name it (and link it when it is on).
+#![cfg_attr(not(feature = "pipeline"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod book;
 pub mod codec;
@@ -79,6 +81,7 @@ pub mod event;
 pub mod hash;
 pub mod marketdata;
 pub mod matching;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
 pub mod risk;
 pub mod settlement;
@@ -92,6 +95,7 @@ pub use engine::{Engine, RiskMode};
 pub use event::{Event, EventSink, Fill, Trade};
 pub use hash::StateHash;
 pub use matching::{FinishedOrder, OrderStatus};
+#[cfg(feature = "pipeline")]
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, PipelineGauges};
 pub use types::*;
 

@@ -2,8 +2,10 @@
 //!
 //! ringbook's network face (docs/overview.md §5): a documented little-endian binary protocol
 //! ([`protocol`], docs/protocol.md) and a mio server in front of the engine ([`server`]). The
-//! blocking client library that the load harness and the tests use is its own crate,
-//! `ringbook-client` (`gateway/client/`), which re-exports [`protocol`].
+//! protocol is its own crate, `ringbook-protocol` (`gateway/protocol/`), re-exported here as
+//! [`protocol`], so that clients and the web edge can speak it without building the server. The
+//! blocking client library that the load harness and the tests use is `ringbook-client`
+//! (`gateway/client/`), which depends on the protocol crate, not on this one.
 //!
 //! ## Testing
 //!
@@ -15,5 +17,5 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod protocol;
+pub use ringbook_protocol as protocol;
 pub mod server;

@@ -8,9 +8,9 @@
 //! logs in again with it, so the server retransmits everything after it, and [`Client::recv`]
 //! drops any duplicate it sees.
 //!
-//! The wire codec is re-exported as [`protocol`] (from `ringbook-gateway`) and the engine's
-//! types as [`engine`] (from `ringbook-engine`), so this crate is the only dependency a client
-//! needs.
+//! The wire codec is re-exported as [`protocol`] (from `ringbook-protocol`) and the engine's
+//! types as [`engine`] (from `ringbook-engine`, built without its `pipeline` runtime), so this
+//! crate is the only dependency a client needs, and it does not build the server.
 //!
 //! ```no_run
 //! use ringbook_client::engine::prelude::*;
@@ -37,7 +37,7 @@ use std::time::Duration;
 use ringbook_engine::RejectCode;
 
 pub use ringbook_engine as engine;
-pub use ringbook_gateway::protocol;
+pub use ringbook_protocol as protocol;
 
 use protocol::client::Login;
 use protocol::marketdata::{self as md, Channel, DepthFrame, MdMsg, MdRequest};

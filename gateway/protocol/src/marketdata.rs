@@ -503,7 +503,7 @@ impl MdMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::split_frame;
+    use crate::split_frame;
 
     fn round_trip(m: MdMsg) {
         let mut buf = [0u8; FRAME_BYTES_MAX];

@@ -1,3 +1,5 @@
+//! # ringbook-protocol
+//!
 //! The wire protocol (docs/protocol.md): little-endian, length-prefixed frames.
 //!
 //! ```text
@@ -12,6 +14,13 @@
 //!
 //! Decoding borrows the input, never allocates and never panics (a property test feeds it
 //! arbitrary bytes); each failure maps to a stable 1xxx [`RejectCode`].
+//!
+//! This crate depends on the engine's vocabulary only (built without its `pipeline` runtime), so
+//! the client (`ringbook-client`), the server (`ringbook-gateway`, which re-exports it as
+//! `ringbook_gateway::protocol`) and the web edge share it without pulling the server or the
+//! journal. Its property tests live with the server, in `gateway/tests/codec_props.rs`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod marketdata;
