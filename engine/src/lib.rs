@@ -80,6 +80,7 @@ pub mod hash;
 pub mod marketdata;
 pub mod matching;
 pub mod pipeline;
+pub(crate) mod plan;
 pub mod risk;
 pub mod settlement;
 pub mod snapshot;

@@ -23,6 +23,7 @@ use crate::types::{
 
 mod expiry;
 pub mod finished;
+pub(crate) mod stage;
 
 use expiry::ExpiryQueue;
 use finished::FinishedWindow;

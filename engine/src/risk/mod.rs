@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod reference;
+pub(crate) mod stage;
 
 use crate::config::{Config, SymbolConfig};
 use crate::types::{CurrencyId, Price, Qty, Side};
