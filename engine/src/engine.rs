@@ -176,12 +176,13 @@ impl Engine {
             .expect("locked when placed")
     }
 
-    /// A live order by its owner's client order id.
+    /// A live order by its owner's client order id (`None`: no such live order, or an unknown
+    /// user).
     pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {
         self.matcher.order(user, coid)
     }
 
-    /// Level-2 depth `(price, visible qty)`, best first.
+    /// Level-2 depth `(price, visible qty)`, best first (nothing for an unknown symbol).
     pub fn depth(
         &self,
         symbol: SymbolId,
@@ -192,17 +193,17 @@ impl Engine {
         self.matcher.depth(symbol, side, levels_max, f)
     }
 
-    /// Every live order of a symbol in canonical order.
+    /// Every live order of a symbol in canonical order (none for an unknown symbol).
     pub fn for_each_order(&self, symbol: SymbolId, f: impl FnMut(BookSection, &OrderView)) {
         self.matcher.for_each_order(symbol, f)
     }
 
-    /// Best bid.
+    /// Best bid (`None`: no bids, or an unknown symbol).
     pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
         self.matcher.best_bid(symbol)
     }
 
-    /// Best ask.
+    /// Best ask (`None`: no asks, or an unknown symbol).
     pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
         self.matcher.best_ask(symbol)
     }

@@ -187,7 +187,7 @@ impl Matcher {
 
     /// Checks an amend to a non-zero quantity without applying it (docs/matching.md, "Amend"),
     /// returning the order as it is now. The risk stage calls this before locking more.
-    pub fn check_amend(
+    pub(crate) fn check_amend(
         &self,
         user: UserId,
         symbol: SymbolId,
@@ -201,7 +201,7 @@ impl Matcher {
 
     /// The client order id a reject of a cancel or amend naming `target` carries (see
     /// docs/matching.md, "Order ids"); the risk stage's rejects use it too.
-    pub fn reject_client_order_id(&self, user: UserId, target: OrderRef) -> ClientOrderId {
+    pub(crate) fn reject_client_order_id(&self, user: UserId, target: OrderRef) -> ClientOrderId {
         self.reject_coid(user, target)
     }
 

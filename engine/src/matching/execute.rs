@@ -249,7 +249,7 @@ fn match_incoming<S: EventSink + ?Sized>(
 /// the largest `q` with `price × q × tick + ceil(price × q × tick × taker_bps / 10 000) ≤
 /// budget` (docs/matching.md, "Budget orders"). Only budget orders pay for the division.
 #[inline]
-pub fn affordable(price: Price, budget: u64, spec: &crate::book::array::SymbolSpec) -> u64 {
+pub(crate) fn affordable(price: Price, budget: u64, spec: &crate::book::array::SymbolSpec) -> u64 {
     let unit = u128::from(price.0 as u64) * u128::from(spec.tick_size);
     if unit == 0 {
         return 0;
@@ -271,7 +271,7 @@ pub fn affordable(price: Price, budget: u64, spec: &crate::book::array::SymbolSp
 
 /// The notional of one trade in quote minimal units (price × qty × tick size), saturating.
 #[inline]
-pub fn trade_notional(price: Price, qty: u64, tick_size: u64) -> u64 {
+pub(crate) fn trade_notional(price: Price, qty: u64, tick_size: u64) -> u64 {
     (price.0 as u64)
         .saturating_mul(qty)
         .saturating_mul(tick_size)

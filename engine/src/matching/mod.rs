@@ -32,29 +32,30 @@ use crate::types::{ClientOrderId, OrderId, Qty, TimeInForce, UserId};
 mod cancel;
 mod execute;
 mod expiry;
-pub mod finished;
+mod finished;
 mod new_order;
 mod queries;
 mod restore;
 pub(crate) mod stage;
 mod stops;
 
-pub use execute::{affordable, trade_notional};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use execute::trade_notional;
 use expiry::ExpiryQueue;
 use finished::FinishedWindow;
-pub use finished::{FinishedOrder, OrderStatus};
+pub use finished::{status_of, FinishedOrder, OrderStatus};
 
 /// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
 /// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
 /// the size of the table that finds an order by id; a power of two, so that the modulo is a
 /// mask, not a division.
-pub fn order_id_modulus(orders_max: u32) -> u64 {
+pub(crate) fn order_id_modulus(orders_max: u32) -> u64 {
     u64::from(orders_max).next_power_of_two()
 }
 
 /// How a cancel or amend names its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrderRef {
+pub(crate) enum OrderRef {
     /// By the owner's client order id.
     Client(ClientOrderId),
     /// By the engine's order id.

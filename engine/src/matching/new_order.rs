@@ -15,13 +15,13 @@ use super::{reject, FinishedOrder, Matcher, OrderStatus};
 impl Matcher {
     /// The matching stage's validation of a new order (docs/matching.md), without side effects:
     /// the risk stage runs it first so an order's reject code never depends on balances.
-    pub fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
+    pub(crate) fn validate(&self, o: &NewOrder) -> Result<(), RejectCode> {
         self.validate_at(o, self.now_ns)
     }
 
     /// [`Matcher::validate`] at engine time `now_ns` (the risk stage of the split pipeline
     /// validates before the matching stage has moved engine time to the command's stamp).
-    pub fn validate_at(&self, o: &NewOrder, now_ns: u64) -> Result<(), RejectCode> {
+    pub(crate) fn validate_at(&self, o: &NewOrder, now_ns: u64) -> Result<(), RejectCode> {
         if o.user.0 as usize >= self.store.users.len() {
             return Err(RejectCode::UnknownUser);
         }
@@ -104,7 +104,7 @@ impl Matcher {
     /// except a `DUPLICATE_CLIENT_ORDER_ID`, whose id names an earlier order: a resend must not
     /// hide what became of the original (docs/matching.md, "Order status").
     #[inline]
-    pub fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
+    pub(crate) fn note_rejected(&mut self, o: &NewOrder, code: RejectCode) {
         self.note_client_order_id(o);
         if code == RejectCode::DuplicateClientOrderId {
             return;
@@ -130,7 +130,7 @@ impl Matcher {
     /// of a known user consumes its id, whether it is accepted or rejected (by either stage), so
     /// a resend can turn neither into an execution. A no-op for an unknown user id.
     #[inline]
-    pub fn note_client_order_id(&mut self, o: &NewOrder) {
+    pub(crate) fn note_client_order_id(&mut self, o: &NewOrder) {
         if let Some(high) = self.coid_high.get_mut(o.user.0 as usize) {
             *high = (*high).max(o.client_order_id.0);
         }
@@ -149,7 +149,7 @@ impl Matcher {
     /// Places an order that [`Matcher::validate`] accepted, with nothing changed since: the
     /// risk stage validates before it locks and then calls this, so the order is validated (and
     /// its client order id looked up) once.
-    pub fn place_validated<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
+    pub(crate) fn place_validated<S: EventSink + ?Sized>(&mut self, o: &NewOrder, sink: &mut S) {
         debug_assert_eq!(self.validate(o), Ok(()));
         self.note_client_order_id(o);
         // A budget order without a lot cap is capped by the symbol's largest order.

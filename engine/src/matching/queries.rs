@@ -115,9 +115,11 @@ impl Matcher {
 
     /// Every live order of a symbol, section by section in canonical order (bids best first,
     /// asks best first, buy stops in trigger order, sell stops in trigger order), FIFO within a
-    /// level.
+    /// level. An unknown symbol has none.
     pub fn for_each_order(&self, symbol: SymbolId, mut f: impl FnMut(BookSection, &OrderView)) {
-        let book = &self.books[symbol.0 as usize];
+        let Some(book) = self.books.get(symbol.0 as usize) else {
+            return;
+        };
         for section in BookSection::ALL {
             let levels = match section {
                 BookSection::Bids => &book.bids,
@@ -135,7 +137,8 @@ impl Matcher {
         }
     }
 
-    /// Level-2 depth of one side: `(price, visible qty)` best first, at most `levels_max`.
+    /// Level-2 depth of one side: `(price, visible qty)` best first, at most `levels_max`. An
+    /// unknown symbol has no levels (`f` is not called).
     pub fn depth(
         &self,
         symbol: SymbolId,
@@ -143,7 +146,9 @@ impl Matcher {
         levels_max: usize,
         mut f: impl FnMut(Price, Qty),
     ) {
-        let book = &self.books[symbol.0 as usize];
+        let Some(book) = self.books.get(symbol.0 as usize) else {
+            return;
+        };
         let levels: &SideLevels = match side {
             Side::Buy => &book.bids,
             Side::Sell => &book.asks,
@@ -153,30 +158,35 @@ impl Matcher {
         }
     }
 
-    /// Best bid `(price, visible qty)`.
+    /// Best bid `(price, visible qty)`; `None` for an empty side or an unknown symbol.
     pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
-        let book = &self.books[symbol.0 as usize];
+        let book = self.books.get(symbol.0 as usize)?;
         book.bids
             .best()
             .map(|i| (book.price(i), Qty(book.bids.level(i).visible)))
     }
 
-    /// Best ask `(price, visible qty)`.
+    /// Best ask `(price, visible qty)`; `None` for an empty side or an unknown symbol.
     pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
-        let book = &self.books[symbol.0 as usize];
+        let book = self.books.get(symbol.0 as usize)?;
         book.asks
             .best()
             .map(|i| (book.price(i), Qty(book.asks.level(i).visible)))
     }
 
-    /// Price of the symbol's last trade.
+    /// Price of the symbol's last trade (`None` before its first, or for an unknown symbol).
     pub fn last_trade_price(&self, symbol: SymbolId) -> Option<Price> {
-        self.books[symbol.0 as usize].last_price
+        self.books.get(symbol.0 as usize)?.last_price
     }
 
-    /// Id of the symbol's last trade (0 before its first): the next trade gets one more.
+    /// Id of the symbol's last trade (0 before its first, and for an unknown symbol): the next
+    /// trade gets one more.
     pub fn last_trade_id(&self, symbol: SymbolId) -> TradeId {
-        TradeId(self.books[symbol.0 as usize].last_trade_id)
+        TradeId(
+            self.books
+                .get(symbol.0 as usize)
+                .map_or(0, |b| b.last_trade_id),
+        )
     }
 
     /// Live orders across all symbols.
@@ -195,7 +205,7 @@ impl Matcher {
     }
 
     /// Feeds the matching state, canonically ordered, into `h` (see [`crate::hash`]).
-    pub fn hash_into(&self, h: &mut StateHasher) {
+    pub(crate) fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.next_order_id);
         h.u64(self.now_ns);
         for (s, book) in self.books.iter().enumerate() {
@@ -238,5 +248,31 @@ impl Matcher {
         let mut h = StateHasher::default();
         self.hash_into(&mut h);
         h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::matching::Matcher;
+    use crate::types::{ClientOrderId, Side, SymbolId, UserId};
+
+    /// One convention for lookups by an id the config does not know: they answer nothing
+    /// (`None`, no callback, 0) and never panic, like `order` for an unknown user.
+    #[test]
+    fn unknown_symbol_answers_nothing() {
+        let config = Config::default();
+        let m = Matcher::new(&config);
+        let unknown = SymbolId(config.symbols.len() as u16);
+        assert_eq!(m.best_bid(unknown), None);
+        assert_eq!(m.best_ask(unknown), None);
+        assert_eq!(m.last_trade_price(unknown), None);
+        assert_eq!(m.last_trade_id(unknown).0, 0);
+        let mut calls = 0;
+        m.depth(unknown, Side::Buy, 10, |_, _| calls += 1);
+        m.depth(unknown, Side::Sell, 10, |_, _| calls += 1);
+        m.for_each_order(unknown, |_, _| calls += 1);
+        assert_eq!(calls, 0);
+        assert_eq!(m.order(UserId(u32::MAX), ClientOrderId(1)), None);
     }
 }

@@ -15,6 +15,7 @@
 //! reason for rounding the fee per lot.
 
 pub mod accounts;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
 pub(crate) mod stage;
 
