@@ -1,13 +1,16 @@
 //! Order book data structures: the fast array-indexed book and the reference model.
 //!
-//! - [`array`](mod@array): per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
+//! - `array`: per symbol, four `levels::SideLevels` (bids, asks, buy stops, sell stops), each
 //!   a pre-allocated array of price levels indexed by `price − price_min`, with a
 //!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
-//! - [`pool`]: every live order in one pre-allocated slab, linked intrusively into its level's
+//! - `pool`: every live order in one pre-allocated slab, linked intrusively into its level's
 //!   FIFO and its owner's list.
-//! - [`index`]: `(user, client order id) → slot` for cancels and amends.
-//! - [`reference`](mod@reference): a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
-//!   used by property tests to hold the fast book honest.
+//! - `index`: `(user, client order id) → slot` for cancels and amends.
+//! - `reference` (with the `testing` feature): a deliberately simple model (BTreeMap +
+//!   VecDeque) with the same semantics, used by property tests to hold the fast book honest.
+//!
+//! Public: [`OrderView`], [`BookSection`], [`checked_notional`] and [`bitmap::LevelBitmap`]; the
+//! rest is the engine's own.
 
 pub(crate) mod array;
 pub mod bitmap;

@@ -3,8 +3,8 @@
 //! One [`Matcher`] owns the books of all symbols, the shared order pool, the client-order-id
 //! index and the per-user order lists. [`Matcher::process`] applies one command and reports what
 //! happened to an [`EventSink`]; it never allocates, locks or formats. The rules it implements
-//! are written down in docs/matching.md, and [`crate::book::reference`] implements the same rules
-//! the simple way so property tests can compare the two.
+//! are written down in docs/matching.md, and `book::reference` (the `testing` feature)
+//! implements the same rules the simple way so property tests can compare the two.
 //!
 //! This file holds the state (the order store, the [`Matcher`]), engine time and expiry, and
 //! [`Matcher::process`]'s dispatch; the command families live beside it:
