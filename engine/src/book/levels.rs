@@ -160,11 +160,6 @@ impl SideLevels {
             Some((idx, &self.levels[idx as usize]))
         })
     }
-
-    /// True if no level is occupied.
-    pub fn is_empty(&self) -> bool {
-        self.best == NIL
-    }
 }
 
 const _: () = assert!(std::mem::size_of::<Level>() == 24);

@@ -1,19 +1,29 @@
 //! Order book data structures: the fast array-indexed book and the reference model.
 //!
-//! - [`array`](mod@array): per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
+//! - `array`: per symbol, four `levels::SideLevels` (bids, asks, buy stops, sell stops), each
 //!   a pre-allocated array of price levels indexed by `price − price_min`, with a
 //!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
-//! - [`pool`]: every live order in one pre-allocated slab, linked intrusively into its level's
+//! - `pool`: every live order in one pre-allocated slab, linked intrusively into its level's
 //!   FIFO and its owner's list.
-//! - [`index`]: `(user, client order id) → slot` for cancels and amends.
-//! - [`reference`](mod@reference): a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
-//!   used by property tests to hold the fast book honest.
+//! - `index`: `(user, client order id) → slot` for cancels and amends.
+//! - `reference` (with the `testing` feature): a deliberately simple model (BTreeMap +
+//!   VecDeque) with the same semantics, used by property tests to hold the fast book honest.
+//!
+//! Public: [`OrderView`], [`BookSection`], [`checked_notional`] and [`bitmap::LevelBitmap`]; the
+//! rest is the engine's own.
 
-pub mod array;
+pub(crate) mod array;
 pub mod bitmap;
-pub mod index;
+pub(crate) mod index;
+#[cfg(feature = "testing")]
 pub mod levels;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod levels;
+#[cfg(feature = "testing")]
 pub mod pool;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod pool;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
 
 use crate::hash::StateHasher;
@@ -83,7 +93,7 @@ pub struct OrderView {
 
 impl OrderView {
     /// Feeds every field, in a fixed order, to the state hasher.
-    pub fn hash_into(&self, h: &mut StateHasher) {
+    pub(crate) fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.order_id.0);
         h.u64(u64::from(self.user.0));
         h.u64(self.client_order_id.0);
@@ -111,7 +121,7 @@ impl OrderView {
 /// collector's favour. Both implementations call this one function so fee rounding has a single
 /// definition.
 #[inline]
-pub fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
+pub(crate) fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
     // Fast path: when notional × bps fits in u64 the division by a constant compiles to a
     // multiply; the u128 path (a library call) is only for very large notionals.
     if let Some(scaled) = (price.0 as u64)

@@ -6,7 +6,7 @@
 //! orders (`user_prev`/`user_next`, for mass cancel).
 
 use crate::types::{
-    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, OrderType, Price, Side, StpMode, SymbolId, TimeInForce, UserId,
 };
 
 /// The null slot index.
@@ -89,12 +89,6 @@ impl Order {
         } else {
             self.display.min(self.leaves)
         }
-    }
-
-    /// The order's quantity as an event field.
-    #[inline]
-    pub fn leaves_qty(&self) -> Qty {
-        Qty(self.leaves)
     }
 }
 
