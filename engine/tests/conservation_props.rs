@@ -564,6 +564,17 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
         let (lo, hi) = MARKET.band(symbol);
         let w = MARKET.window(symbol);
         let (qty, price_off, stop_off) = (k.qty, k.price_off, k.stop_off);
+        // The same order moved to symbol 1's window, no iceberg: for the big ones.
+        let to_symbol_1 = |o: &mut NewOrder| {
+            o.symbol = SymbolId(1);
+            o.price = Price(MARKET.window(o.symbol) + price_off);
+            o.stop_price = if o.order_type.is_stop() {
+                Price(MARKET.window(o.symbol) + stop_off)
+            } else {
+                Price(0)
+            };
+            o.display_qty = Qty(0);
+        };
         match brk {
             Break::Nothing => {}
             Break::UnknownSymbol => o.symbol = SymbolId(SYMBOLS + u16::from(junk_bits % 3)),
@@ -588,14 +599,7 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 o.display_qty = Qty(qty + 1);
             }
             Break::Overflow => {
-                o.symbol = SymbolId(1);
-                o.price = Price(MARKET.window(o.symbol) + price_off);
-                o.stop_price = if o.order_type.is_stop() {
-                    Price(MARKET.window(o.symbol) + stop_off)
-                } else {
-                    Price(0)
-                };
-                o.display_qty = Qty(0);
+                to_symbol_1(&mut o);
                 o.qty = Qty(if junk_bits % 3 == 0 {
                     // Past the notional range at every price in the window.
                     200_000_000 + junk_qty % 800_000_000
@@ -608,14 +612,7 @@ fn new_order() -> impl Strategy<Value = NewOrder> {
                 }
             }
             Break::Big => {
-                o.symbol = SymbolId(1);
-                o.price = Price(MARKET.window(o.symbol) + price_off);
-                o.stop_price = if o.order_type.is_stop() {
-                    Price(MARKET.window(o.symbol) + stop_off)
-                } else {
-                    Price(0)
-                };
-                o.display_qty = Qty(0);
+                to_symbol_1(&mut o);
                 o.qty = Qty(1 + junk_qty % 10_000_000);
             }
         }

@@ -529,70 +529,58 @@ mod tests {
             )
         };
 
-        // Segment header.
+        // Segment header and frame header: every field where the tables say.
         states(format!("### Segment header ({SEGMENT_HEADER_LEN} bytes)"));
         states(format!("[ header {SEGMENT_HEADER_LEN} B ]"));
-        let what = "segment header";
-        let rows = spec_table("### Segment header");
-        assert_contiguous(what, &rows, SEGMENT_HEADER_LEN);
-        for (field, offset, size) in [
-            ("magic", H_MAGIC, SEGMENT_MAGIC.len()),
-            ("format version", H_VERSION, 2),
-            ("header length", H_HEADER_LEN, 2),
-            ("frame alignment", H_ALIGN, 4),
-            ("segment index", H_INDEX, 8),
-            ("first sequence", H_FIRST_SEQUENCE, 8),
-            ("segment length", H_SEGMENT_LEN, 8),
-            ("reserved", H_RESERVED, H_CHECKSUM - H_RESERVED),
-            ("header checksum", H_CHECKSUM, 4),
-        ] {
-            let (o, s, _) = row(what, &rows, field);
-            assert_eq!((o, s), (offset, size), "{what}: {field:?} (offset, size)");
-        }
-        let magic = std::str::from_utf8(&SEGMENT_MAGIC).unwrap();
-        assert!(row(what, &rows, "magic")
-            .2
-            .starts_with(&format!("`{magic}`")));
-        assert_eq!(
-            row(what, &rows, "format version").2,
-            FORMAT_VERSION.to_string()
-        );
-        assert_eq!(
-            row(what, &rows, "header length").2,
-            SEGMENT_HEADER_LEN.to_string()
-        );
-        assert_eq!(
-            row(what, &rows, "frame alignment").2,
-            FRAME_ALIGN.to_string()
-        );
-
-        // Frame header.
         states(format!("### Record frame ({FRAME_HEADER_LEN}-byte header"));
         states(format!(
             "Frames start at offset {SEGMENT_HEADER_LEN} and at multiples of {FRAME_ALIGN}"
         ));
-        let what = "frame header";
-        let rows = spec_table("### Record frame");
-        assert_contiguous(what, &rows, FRAME_HEADER_LEN);
-        for (field, offset, size) in [
-            ("frame length", F_LENGTH, 4),
-            ("checksum", F_CHECKSUM, 4),
-            ("sequence", F_SEQUENCE, 8),
-            ("timestamp (ns)", F_TIMESTAMP, 8),
-            ("record type", F_TYPE, 2),
-            ("flags", F_FLAGS, 2),
-            ("payload length", F_PAYLOAD_LEN, 4),
-        ] {
-            let (o, s, _) = row(what, &rows, field);
-            assert_eq!((o, s), (offset, size), "{what}: {field:?} (offset, size)");
-        }
-        assert_eq!(FLAG_END_OF_SEGMENT, 1 << 0);
-        assert!(row(what, &rows, "flags")
-            .2
-            .starts_with("bit 0: end of segment"));
         states(format!(
             "A {FRAME_HEADER_LEN}-byte frame with flag bit 0 set"
         ));
+        let (header, frame) = ("segment header", "frame header");
+        let header_rows = spec_table("### Segment header");
+        let frame_rows = spec_table("### Record frame");
+        assert_contiguous(header, &header_rows, SEGMENT_HEADER_LEN);
+        assert_contiguous(frame, &frame_rows, FRAME_HEADER_LEN);
+        for (what, field, offset, size) in [
+            (header, "magic", H_MAGIC, SEGMENT_MAGIC.len()),
+            (header, "format version", H_VERSION, 2),
+            (header, "header length", H_HEADER_LEN, 2),
+            (header, "frame alignment", H_ALIGN, 4),
+            (header, "segment index", H_INDEX, 8),
+            (header, "first sequence", H_FIRST_SEQUENCE, 8),
+            (header, "segment length", H_SEGMENT_LEN, 8),
+            (header, "reserved", H_RESERVED, H_CHECKSUM - H_RESERVED),
+            (header, "header checksum", H_CHECKSUM, 4),
+            (frame, "frame length", F_LENGTH, 4),
+            (frame, "checksum", F_CHECKSUM, 4),
+            (frame, "sequence", F_SEQUENCE, 8),
+            (frame, "timestamp (ns)", F_TIMESTAMP, 8),
+            (frame, "record type", F_TYPE, 2),
+            (frame, "flags", F_FLAGS, 2),
+            (frame, "payload length", F_PAYLOAD_LEN, 4),
+        ] {
+            let rows = if what == header {
+                &header_rows
+            } else {
+                &frame_rows
+            };
+            let (o, s, _) = row(what, rows, field);
+            assert_eq!((o, s), (offset, size), "{what}: {field:?} (offset, size)");
+        }
+        // The values the header table states.
+        let magic = std::str::from_utf8(&SEGMENT_MAGIC).unwrap();
+        let value = |field: &str| row(header, &header_rows, field).2.to_string();
+        assert!(value("magic").starts_with(&format!("`{magic}`")));
+        assert_eq!(value("format version"), FORMAT_VERSION.to_string());
+        assert_eq!(value("header length"), SEGMENT_HEADER_LEN.to_string());
+        assert_eq!(value("frame alignment"), FRAME_ALIGN.to_string());
+        assert_eq!(FLAG_END_OF_SEGMENT, 1 << 0);
+        assert!(row(frame, &frame_rows, "flags")
+            .2
+            .starts_with("bit 0: end of segment"));
 
         // Snapshot container.
         let what = "snapshot header";

@@ -1,7 +1,7 @@
 //! SplitMix64 with modulo ranges: the fixed-seed generator of the engine tests' deterministic
 //! command streams (the zero-allocation workload, the snapshot streams). It never allocates,
-//! so it may run inside a counted window. (The benches keep their own `SplitMix64`, whose
-//! ranges are multiply-shift: a different stream.)
+//! so it may run inside a counted window. (The benches' `SplitMix64` draws from it with
+//! multiply-shift ranges: other values from the same seed.)
 
 /// SplitMix64 from a seed.
 #[derive(Clone, Debug)]
@@ -16,6 +16,7 @@ impl Rng {
     /// The next 64 random bits.
     // Not an `Iterator`: the stream never ends and callers want plain `u64`s.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
