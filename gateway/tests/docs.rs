@@ -4,18 +4,7 @@
 //! `login_failures_free`, see `auth.rs`'s `three_free_failures_then_throttled_then_doubling`).
 
 use ringbook_engine::prelude::Config;
-
-/// `text` with every run of white space one space (sentences wrap anywhere).
-fn flat(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn assert_says(name: &str, doc: &str, phrase: &str) {
-    assert!(
-        doc.contains(phrase),
-        "docs/{name} does not say {phrase:?}: update it to match the code"
-    );
-}
+use ringbook_testkit::docs::Doc;
 
 /// 1st, 2nd, 3rd, 4th, …
 fn ordinal(n: u32) -> String {
@@ -41,34 +30,30 @@ fn the_docs_state_the_default_login_throttling() {
         "docs/protocol.md states the maximum in seconds"
     );
 
-    let name = "protocol.md";
-    let doc = flat(include_str!("../../docs/protocol.md"));
-    assert_says(
-        name,
-        &doc,
-        &format!(
-            "each tally allows **{free} failures** (`login_failures_free`); the {} starts a \
+    let doc = Doc::new("docs/protocol.md", include_str!("../../docs/protocol.md"));
+    doc.assert_says(&format!(
+        "each tally allows **{free} failures** (`login_failures_free`); the {} starts a \
              back-off of {first_ms} ms (`login_backoff_first_ms`), doubling per further failure \
              up to {} s (`login_backoff_max_ms`)",
-            ordinal(free),
-            max_ms / 1000
-        ),
-    );
-    assert_says(
-        name,
-        &doc,
-        &format!("`login_addrs_tracked` ({}) entries", gw.login_addrs_tracked),
-    );
+        ordinal(free),
+        max_ms / 1000
+    ));
+    doc.assert_says(&format!(
+        "`login_addrs_tracked` ({}) entries",
+        gw.login_addrs_tracked
+    ));
 
-    let name = "operations.md";
-    let doc = flat(include_str!("../../docs/operations.md"));
+    let doc = Doc::new(
+        "docs/operations.md",
+        include_str!("../../docs/operations.md"),
+    );
     for line in [
         format!("login_failures_free = {free} "),
         format!("login_backoff_first_ms = {first_ms} "),
         format!("login_backoff_max_ms = {max_ms} "),
         format!("login_addrs_tracked = {} ", gw.login_addrs_tracked),
     ] {
-        assert_says(name, &doc, &line);
+        doc.assert_says(&line);
     }
 }
 

@@ -521,13 +521,8 @@ mod tests {
     /// says the same.
     #[test]
     fn the_layout_is_the_one_docs_journal_format_md_states() {
-        let flat = SPEC.split_whitespace().collect::<Vec<_>>().join(" ");
-        let states = |phrase: String| {
-            assert!(
-                flat.contains(&phrase),
-                "docs/journal-format.md does not say {phrase:?}"
-            )
-        };
+        let doc = ringbook_testkit::docs::Doc::new("docs/journal-format.md", SPEC);
+        let states = |phrase: String| doc.assert_says(&phrase);
 
         // Segment header and frame header: every field where the tables say.
         states(format!("### Segment header ({SEGMENT_HEADER_LEN} bytes)"));

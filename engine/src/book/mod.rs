@@ -142,18 +142,7 @@ mod doc_tests {
     use super::levels::LEVEL_BYTES;
     use super::pool::ORDER_BYTES;
     use crate::config::Config;
-
-    /// `text` with every run of white space one space (sentences wrap anywhere).
-    fn flat(text: &str) -> String {
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
-
-    fn assert_says(name: &str, doc: &str, phrase: &str) {
-        assert!(
-            doc.contains(phrase),
-            "docs/{name} does not say {phrase:?}: update it to match the code"
-        );
-    }
+    use ringbook_testkit::docs::Doc;
 
     /// Megabytes (10^6), rounded.
     fn mb(bytes: usize) -> usize {
@@ -164,44 +153,28 @@ mod doc_tests {
     /// the per-item sizes, and the default config's totals computed from them.
     #[test]
     fn memory_sizes_are_the_ones_the_docs_state() {
-        let name = "architecture.md";
-        let doc = flat(include_str!("../../../docs/architecture.md"));
-        assert_says(name, &doc, &format!("of {ORDER_BYTES}-byte slots"));
-        assert_says(
-            name,
-            &doc,
-            &format!("`orders_max × {ORDER_BYTES} B` for the pool"),
+        let doc = Doc::new(
+            "docs/architecture.md",
+            include_str!("../../../docs/architecture.md"),
         );
-        assert_says(
-            name,
-            &doc,
-            &format!(
-                "`2 × orders_max × {ENTRY_BYTES} B` (rounded to a power of two) for the index"
-            ),
-        );
-        assert_says(
-            name,
-            &doc,
-            &format!("`4 × band × {LEVEL_BYTES} B` plus bitmaps"),
-        );
+        doc.assert_says(&format!("of {ORDER_BYTES}-byte slots"));
+        doc.assert_says(&format!("`orders_max × {ORDER_BYTES} B` for the pool"));
+        doc.assert_says(&format!(
+            "`2 × orders_max × {ENTRY_BYTES} B` (rounded to a power of two) for the index"
+        ));
+        doc.assert_says(&format!("`4 × band × {LEVEL_BYTES} B` plus bitmaps"));
 
-        let name = "configuration.md";
-        let doc = flat(include_str!("../../../docs/configuration.md"));
-        assert_says(
-            name,
-            &doc,
-            &format!("| order pool | `orders_max × {ORDER_BYTES} B` |"),
+        let doc = Doc::new(
+            "docs/configuration.md",
+            include_str!("../../../docs/configuration.md"),
         );
-        assert_says(
-            name,
-            &doc,
-            &format!("| client-order-id index | `next_pow2(2 × orders_max) × {ENTRY_BYTES} B` |"),
-        );
-        assert_says(
-            name,
-            &doc,
-            &format!("`4 sides × (price_max − price_min + 1) × {LEVEL_BYTES} B`"),
-        );
+        doc.assert_says(&format!("| order pool | `orders_max × {ORDER_BYTES} B` |"));
+        doc.assert_says(&format!(
+            "| client-order-id index | `next_pow2(2 × orders_max) × {ENTRY_BYTES} B` |"
+        ));
+        doc.assert_says(&format!(
+            "`4 sides × (price_max − price_min + 1) × {LEVEL_BYTES} B`"
+        ));
         // The default config's figures.
         let config = Config::default();
         let orders = config.capacity.orders_max as usize;
@@ -217,33 +190,24 @@ mod doc_tests {
             .iter()
             .map(|s| 4 * (s.price_max - s.price_min + 1) as usize * LEVEL_BYTES)
             .sum();
-        assert_says(
-            name,
-            &doc,
-            &format!(
-                "({} MB pool, {} MiB index, {} MB levels)",
-                mb(pool),
-                index >> 20,
-                mb(levels)
-            ),
-        );
+        doc.assert_says(&format!(
+            "({} MB pool, {} MiB index, {} MB levels)",
+            mb(pool),
+            index >> 20,
+            mb(levels)
+        ));
         // The total adds the bitmaps (~1/64 of the levels) and the user lists.
         let total = pool + index + levels + levels / 64 + config.capacity.users_max as usize * 8;
-        assert_says(
-            name,
-            &doc,
-            &format!("The default config comes to about {} MB", mb(total)),
-        );
+        doc.assert_says(&format!(
+            "The default config comes to about {} MB",
+            mb(total)
+        ));
         // A million live orders.
         let orders = 1 << 20;
-        assert_says(
-            name,
-            &doc,
-            &format!(
-                "`orders_max = {orders}`: ~{} MB pool + {} MB index",
-                mb(orders * ORDER_BYTES),
-                mb((2 * orders).next_power_of_two() * ENTRY_BYTES)
-            ),
-        );
+        doc.assert_says(&format!(
+            "`orders_max = {orders}`: ~{} MB pool + {} MB index",
+            mb(orders * ORDER_BYTES),
+            mb((2 * orders).next_power_of_two() * ENTRY_BYTES)
+        ));
     }
 }

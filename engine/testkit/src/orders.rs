@@ -189,7 +189,7 @@ impl Knobs {
             } else {
                 Qty(0)
             },
-            post_only: gtc_limit && self.post_only_roll && self.tif_roll % 2 == 0,
+            post_only: gtc_limit && self.post_only_roll && self.tif_roll.is_multiple_of(2),
             stp: self.stp,
             budget: 0,
             expire_at: 0,
