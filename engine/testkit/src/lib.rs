@@ -1,4 +1,5 @@
-//! Test support shared by ringbook's crates (a dev-dependency only; never shipped).
+//! Test support shared by ringbook's crates: their tests and the benches use it; nothing shipped
+//! depends on it (`publish = false`).
 //!
 //! - [`alloc`]: the counting global allocator behind every zero-allocation test and the
 //!   pipeline bench's `allocations_after_start`.
