@@ -145,3 +145,79 @@ pub fn checked_notional(price: Price, qty: Qty, tick_size: u64) -> Option<i64> {
         .checked_mul(i128::from(tick_size))?;
     i64::try_from(n).ok()
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::index::ENTRY_BYTES;
+    use super::levels::LEVEL_BYTES;
+    use super::pool::ORDER_BYTES;
+    use crate::config::Config;
+    use ringbook_testkit::docs::Doc;
+
+    /// Megabytes (10^6), rounded.
+    fn mb(bytes: usize) -> usize {
+        (bytes + 500_000) / 1_000_000
+    }
+
+    /// The memory sizes docs/architecture.md and docs/configuration.md state are the code's:
+    /// the per-item sizes, and the default config's totals computed from them.
+    #[test]
+    fn memory_sizes_are_the_ones_the_docs_state() {
+        let doc = Doc::new(
+            "docs/architecture.md",
+            include_str!("../../../docs/architecture.md"),
+        );
+        doc.assert_says(&format!("of {ORDER_BYTES}-byte slots"));
+        doc.assert_says(&format!("`orders_max × {ORDER_BYTES} B` for the pool"));
+        doc.assert_says(&format!(
+            "`2 × orders_max × {ENTRY_BYTES} B` (rounded to a power of two) for the index"
+        ));
+        doc.assert_says(&format!("`4 × band × {LEVEL_BYTES} B` plus bitmaps"));
+
+        let doc = Doc::new(
+            "docs/configuration.md",
+            include_str!("../../../docs/configuration.md"),
+        );
+        doc.assert_says(&format!("| order pool | `orders_max × {ORDER_BYTES} B` |"));
+        doc.assert_says(&format!(
+            "| client-order-id index | `next_pow2(2 × orders_max) × {ENTRY_BYTES} B` |"
+        ));
+        doc.assert_says(&format!(
+            "`4 sides × (price_max − price_min + 1) × {LEVEL_BYTES} B`"
+        ));
+        // The default config's figures.
+        let config = Config::default();
+        let orders = config.capacity.orders_max as usize;
+        let pool = orders * ORDER_BYTES;
+        let index = (2 * orders).next_power_of_two() * ENTRY_BYTES;
+        assert_eq!(
+            index % (1 << 20),
+            0,
+            "the default index is a whole number of MiB"
+        );
+        let levels: usize = config
+            .symbols
+            .iter()
+            .map(|s| 4 * (s.price_max - s.price_min + 1) as usize * LEVEL_BYTES)
+            .sum();
+        doc.assert_says(&format!(
+            "({} MB pool, {} MiB index, {} MB levels)",
+            mb(pool),
+            index >> 20,
+            mb(levels)
+        ));
+        // The total adds the bitmaps (~1/64 of the levels) and the user lists.
+        let total = pool + index + levels + levels / 64 + config.capacity.users_max as usize * 8;
+        doc.assert_says(&format!(
+            "The default config comes to about {} MB",
+            mb(total)
+        ));
+        // A million live orders.
+        let orders = 1 << 20;
+        doc.assert_says(&format!(
+            "`orders_max = {orders}`: ~{} MB pool + {} MB index",
+            mb(orders * ORDER_BYTES),
+            mb((2 * orders).next_power_of_two() * ENTRY_BYTES)
+        ));
+    }
+}

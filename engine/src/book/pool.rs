@@ -175,8 +175,11 @@ impl std::ops::IndexMut<u32> for OrderPool {
     }
 }
 
-// The pool's memory budget (docs/configuration.md) assumes this size; keep hot fields together.
-const _: () = assert!(std::mem::size_of::<Order>() == 96);
+/// Bytes of a pool slot: the pool's memory budget, as docs/architecture.md and
+/// docs/configuration.md state it (the test `memory_sizes_are_the_ones_the_docs_state` in
+/// `book/mod.rs` holds the documents to it). Keep hot fields together.
+pub(crate) const ORDER_BYTES: usize = 96;
+const _: () = assert!(std::mem::size_of::<Order>() == ORDER_BYTES);
 
 #[cfg(test)]
 mod tests {
