@@ -16,6 +16,10 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use ringbook_journal::SnapshotWriter;
 
 use super::control::Control;
+
+/// How long the snapshot thread waits on its (empty) job channel once at start (see
+/// `Snapshots::start`); `start` waits for it.
+const WARM_UP_WAIT: Duration = Duration::from_millis(50);
 use crate::engine::Engine;
 use crate::snapshot::SNAPSHOT_FORMAT_VERSION;
 use crate::types::Seq;
@@ -124,11 +128,13 @@ impl Snapshots {
             .name("ringbook-snapshot".into())
             .spawn(move || {
                 let mut stats = WriteStats::default();
-                // Crossbeam allocates a thread's wait context the first time the thread blocks
-                // on a channel: block once now, before `start` returns, so that it never
-                // happens after the pipeline's zero-allocation point (a loaded machine may
-                // not run this thread until much later otherwise).
-                let first = match jobs.recv_timeout(Duration::from_millis(1)) {
+                // Crossbeam allocates a thread's wait context (and its waiter entry) the first
+                // time the thread blocks on a channel: block once now, before `start` returns,
+                // so that it never happens after the pipeline's zero-allocation point (a loaded
+                // machine may not run this thread until much later otherwise). The timeout is
+                // long enough that crossbeam's spin-then-yield phase, slow under load, ends
+                // before it and the wait really blocks.
+                let first = match jobs.recv_timeout(WARM_UP_WAIT) {
                     Ok(job) => Some(job),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return stats,
