@@ -1200,7 +1200,10 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
             .as_nanos() as u64
     };
     assert_eq!(h.stats().clock_ticks.load(Ordering::Relaxed), 0);
-    let expire_at = wall_ns() + 300_000_000;
+    // 3 s ahead: an order whose expiry passed before the engine sequenced it would be refused
+    // (EXPIRY_IN_PAST), and the open-orders query below must see it still resting, even when
+    // a loaded CI box stalls this test for a while.
+    let expire_at = wall_ns() + 3_000_000_000;
     bob.send(
         &Command::NewOrder(NewOrder::limit_gtd(
             UserId(2),

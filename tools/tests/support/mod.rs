@@ -187,11 +187,11 @@ impl Server {
     }
 }
 
-/// A binary-protocol session as operator `ops1` (demo password).
+/// A binary-protocol session as operator `ops1` (demo password), with the longest heartbeat
+/// interval (see [`login_patient`]).
 pub fn ops(addr: SocketAddr) -> ringbook_client::Client {
     let mut c = ringbook_client::Client::connect(addr).expect("connect");
-    c.login("ops1", "ops1-demo", 1, false)
-        .expect("ops1 logs in");
+    login_patient(&mut c, "ops1", 1);
     c
 }
 
