@@ -30,9 +30,8 @@
 //! the `during` figures. `--hiccup-duty F` busy-loops only F of the time (1 ms windows);
 //! `--hiccup-core N` pins the meter. The alone phase is always continuous (duty 1).
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -41,50 +40,13 @@ use ringbook_bench::hiccup::{self, HiccupConfig, HiccupThread};
 use ringbook_bench::pipeline_workload;
 use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
+use ringbook_testkit::alloc::CountingAlloc;
 
 // ------------------------------------------------------------------ counting allocator
 
-struct CountingAlloc;
-
-/// Heap operations on any thread while `COUNTING` is set. Relaxed: a statistic read after the
-/// measured run has been joined.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-#[inline]
-fn note() {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is passed to the system allocator unchanged; counting has no effect on the
-// memory returned.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        note();
-        // SAFETY: our caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
-        note();
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Heap operations on every thread between the start and the end of the timed run.
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 // ------------------------------------------------------------------------------ options
 
@@ -386,10 +348,10 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         None
     };
+    // Counting starts (four stores) before the clock does, so it costs no command its time.
+    ALLOC.start();
     let t0 = Instant::now();
     let _ = t0_cell.set(t0);
-    ALLOCATIONS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
     let interval_ns = args.rate.map(|r| 1e9 / r as f64);
     for (i, cmd) in commands.iter().enumerate() {
         let intended_ns = match interval_ns {
@@ -410,8 +372,7 @@ fn run(args: &Args) -> Result<(), String> {
     while timed_done.load(Ordering::Acquire) < n as u64 {
         std::hint::spin_loop();
     }
-    COUNTING.store(false, Ordering::Relaxed);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = ALLOC.stop().total();
     let hiccup_during = meter.map(HiccupThread::stop).transpose()?;
     let report = pipeline.shutdown().map_err(|e| e.to_string())?;
     let rec = from_output

@@ -32,28 +32,26 @@ use hdrhistogram::Histogram;
 use ringbook_engine::prelude::{
     ClientOrderId, Command, Config, Engine, Event, NewOrder, Price, Qty, SymbolId, UserId,
 };
+use ringbook_testkit::rng::Rng;
 
 // ------------------------------------------------------------------------------------- PRNG
 
 /// SplitMix64: a tiny, fast, well-mixed 64-bit generator; fixed seed, so every run and every
-/// engine sees the same operations.
+/// engine sees the same operations. The stream is the tests' ([`ringbook_testkit::rng::Rng`]);
+/// ranges here are multiply-shift, not modulo.
 #[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+pub struct SplitMix64(Rng);
 
 impl SplitMix64 {
     /// A generator starting from `seed`.
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
+        SplitMix64(Rng::new(seed))
     }
 
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next()
     }
 
     /// Uniform in `0 .. n` (`n > 0`), by multiply-shift (bias below 2^-32 for our ranges).

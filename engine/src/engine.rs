@@ -4,26 +4,28 @@
 //! Command ─▶ R: risk (validate, check funds, lock) ─▶ M: matching ─▶ S: settlement ─▶ EventSink
 //! ```
 //!
-//! R is [`crate::risk`]; M is [`Matcher`]; S is [`crate::settlement`], which consumes M's events
-//! as they are produced (moving funds on trades, refunding locks on cancels) and passes them on.
+//! R is `risk::stage` (`risk/stage.rs`); M is `matching::stage` over the [`Matcher`]; S is
+//! [`crate::settlement`], which consumes M's events as they are produced (moving funds on
+//! trades, refunding locks on cancels) and passes them on. R hands M and S a `Plan`
+//! (`plan.rs`). This file only composes the three.
 //! Every way of running ringbook — embedded, threaded, replayed — goes through these stage
 //! types, which is what makes their outputs identical. With [`RiskMode::Off`] R and S are
 //! skipped and account commands are rejected (`ACCOUNTS_DISABLED`): the book alone, for
 //! simulators and backtests.
 
 use crate::book::{BookSection, OrderView};
-use crate::codes::RejectCode;
-use crate::command::{Command, NewOrder, Query};
+use crate::command::Command;
 use crate::config::{Config, ConfigError};
-use crate::event::{Event, EventSink};
+use crate::event::EventSink;
 use crate::hash::{StateHash, StateHasher};
-use crate::matching::{Matcher, OrderRef};
-use crate::risk::accounts::{Accounts, Approval, Balance};
+use crate::matching::stage::match_stage;
+use crate::matching::Matcher;
+use crate::plan::Plan;
+use crate::risk::accounts::{Accounts, Balance};
+use crate::risk::stage::risk_stage;
 use crate::risk::RiskSpec;
-use crate::settlement::Settlement;
-use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, Price, Qty, Side, SymbolId, UserId, WithdrawalId,
-};
+use crate::settlement::{balances_reply, settlement};
+use crate::types::{ClientOrderId, CurrencyId, OperatorId, Price, Qty, Side, SymbolId, UserId};
 
 /// Whether the risk and settlement stages run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -63,25 +65,6 @@ pub struct Engine {
     pub(crate) specs: Vec<RiskSpec>,
     pub(crate) accounts: Accounts,
     pub(crate) matcher: Matcher,
-}
-
-#[inline]
-fn reject(user: UserId, client_order_id: ClientOrderId, code: RejectCode) -> Event {
-    Event::Rejected {
-        user,
-        client_order_id,
-        code,
-    }
-}
-
-#[inline]
-fn balance_update(user: UserId, currency: CurrencyId, b: Balance) -> Event {
-    Event::BalanceUpdate {
-        user,
-        currency,
-        available: b.available,
-        locked: b.locked,
-    }
 }
 
 impl Engine {
@@ -200,12 +183,13 @@ impl Engine {
             .expect("locked when placed")
     }
 
-    /// A live order by its owner's client order id.
+    /// A live order by its owner's client order id (`None`: no such live order, or an unknown
+    /// user).
     pub fn order(&self, user: UserId, coid: ClientOrderId) -> Option<OrderView> {
         self.matcher.order(user, coid)
     }
 
-    /// Level-2 depth `(price, visible qty)`, best first.
+    /// Level-2 depth `(price, visible qty)`, best first (nothing for an unknown symbol).
     pub fn depth(
         &self,
         symbol: SymbolId,
@@ -216,17 +200,17 @@ impl Engine {
         self.matcher.depth(symbol, side, levels_max, f)
     }
 
-    /// Every live order of a symbol in canonical order.
+    /// Every live order of a symbol in canonical order (none for an unknown symbol).
     pub fn for_each_order(&self, symbol: SymbolId, f: impl FnMut(BookSection, &OrderView)) {
         self.matcher.for_each_order(symbol, f)
     }
 
-    /// Best bid.
+    /// Best bid (`None`: no bids, or an unknown symbol).
     pub fn best_bid(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
         self.matcher.best_bid(symbol)
     }
 
-    /// Best ask.
+    /// Best ask (`None`: no asks, or an unknown symbol).
     pub fn best_ask(&self, symbol: SymbolId) -> Option<(Price, Qty)> {
         self.matcher.best_ask(symbol)
     }
@@ -240,15 +224,6 @@ impl Engine {
             self.accounts.hash_into(&mut h);
         }
         h.finish()
-    }
-}
-
-#[inline]
-fn operator_reject(operator: OperatorId, withdrawal_id: WithdrawalId, code: RejectCode) -> Event {
-    Event::OperatorRejected {
-        operator,
-        withdrawal_id,
-        code,
     }
 }
 
@@ -269,401 +244,4 @@ impl Engine {
             matcher,
         }
     }
-}
-
-// ------------------------------------------------------------- the stages
-
-/// What R decided about a command, for M and S: the hand-off between the stages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Plan {
-    /// R answered the command itself (an account command, or a reject): M and S have nothing
-    /// to do.
-    #[default]
-    Done,
-    /// R rejected a new order with this code (and emitted the reject): M records it
-    /// (client order id consumed, REJECTED in the owner's window of finished orders); S has
-    /// nothing to do.
-    Rejected(RejectCode),
-    /// M alone, no settlement: every command with risk off, and queries about the book.
-    Book,
-    /// A balances query R has checked: S, which owns the accounts once R is done with a
-    /// command, answers it (R's own answers are bounded by [`RISK_EVENTS_MAX`]; a reply has one
-    /// event per currency). M has nothing to do.
-    Balances(UserId),
-    /// M matches and S settles M's events.
-    Settle {
-        /// A new order that passed R: M places it without validating it again.
-        place: bool,
-        /// The new order is a budget order (docs/risk.md, "Budget orders"): `undo` is its
-        /// budget, which S spends trade by trade and refunds the rest of when it finishes.
-        budget: bool,
-        /// R's lock for the command, returned if M rejects it.
-        undo: Option<(UserId, CurrencyId, u64)>,
-        /// An amend's lock decrease, refunded when M confirms the amend.
-        refund: Option<(UserId, CurrencyId, u64)>,
-    },
-}
-
-/// The most events R emits for one command itself (a completed withdrawal: approved,
-/// completed, balance update). Sizes the pipeline's R→M slot; unused without that feature.
-#[cfg_attr(not(feature = "pipeline"), allow(dead_code))]
-pub(crate) const RISK_EVENTS_MAX: usize = 3;
-
-/// R: validates, checks funds and locks them, and answers the commands it owns (account
-/// commands, rejects) by emitting their events (at most [`RISK_EVENTS_MAX`]) into `sink`.
-/// Reads the matcher (validation, amend checks) and writes the accounts.
-pub(crate) fn risk_stage<S: EventSink + ?Sized>(
-    risk: RiskMode,
-    specs: &[RiskSpec],
-    accounts: &mut Accounts,
-    matcher: &Matcher,
-    now_ns: u64,
-    cmd: &Command,
-    sink: &mut S,
-) -> Plan {
-    if risk == RiskMode::Off {
-        match cmd {
-            Command::Deposit { user, .. } | Command::Withdraw { user, .. } => sink.on_event(
-                &reject(*user, ClientOrderId(0), RejectCode::AccountsDisabled),
-            ),
-            Command::ApproveWithdrawal {
-                operator,
-                withdrawal_id,
-            }
-            | Command::RejectWithdrawal {
-                operator,
-                withdrawal_id,
-            } => sink.on_event(&Event::OperatorRejected {
-                operator: *operator,
-                withdrawal_id: *withdrawal_id,
-                code: RejectCode::AccountsDisabled,
-            }),
-            Command::Query(Query::Balances { user }) => sink.on_event(&reject(
-                *user,
-                ClientOrderId(0),
-                RejectCode::AccountsDisabled,
-            )),
-            _ => return Plan::Book,
-        }
-        return Plan::Done;
-    }
-    match *cmd {
-        Command::NewOrder(ref o) => new_order(specs, accounts, matcher, now_ns, o, sink),
-        Command::Tick => Plan::Done,
-        Command::Amend {
-            user,
-            symbol,
-            client_order_id,
-            price,
-            qty,
-        } if qty.0 != 0 => amend(
-            specs,
-            accounts,
-            matcher,
-            user,
-            symbol,
-            OrderRef::Client(client_order_id),
-            price,
-            qty,
-            sink,
-        ),
-        Command::AmendOrder {
-            user,
-            symbol,
-            order_id,
-            price,
-            qty,
-        } if qty.0 != 0 => amend(
-            specs,
-            accounts,
-            matcher,
-            user,
-            symbol,
-            OrderRef::Engine(order_id),
-            price,
-            qty,
-            sink,
-        ),
-        Command::Query(Query::Balances { user }) => match accounts.check_user(user) {
-            Ok(()) => Plan::Balances(user),
-            Err(code) => {
-                sink.on_event(&reject(user, ClientOrderId(0), code));
-                Plan::Done
-            }
-        },
-        Command::Query(_) => Plan::Book,
-        Command::Amend { .. }
-        | Command::Cancel { .. }
-        | Command::AmendOrder { .. }
-        | Command::CancelOrder { .. }
-        | Command::MassCancel { .. } => Plan::Settle {
-            place: false,
-            budget: false,
-            undo: None,
-            refund: None,
-        },
-        Command::Deposit {
-            user,
-            currency,
-            amount,
-        } => {
-            match accounts.deposit(user, currency, amount) {
-                Ok(b) => {
-                    sink.on_event(&Event::Deposited {
-                        user,
-                        currency,
-                        amount,
-                    });
-                    sink.on_event(&balance_update(user, currency, b));
-                }
-                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
-            }
-            Plan::Done
-        }
-        Command::Withdraw {
-            user,
-            currency,
-            amount,
-        } => {
-            match accounts.request_withdrawal(user, currency, amount) {
-                Ok((w, b)) => {
-                    sink.on_event(&Event::WithdrawalRequested {
-                        withdrawal_id: w.id,
-                        user,
-                        currency,
-                        amount,
-                    });
-                    sink.on_event(&balance_update(user, currency, b));
-                }
-                Err(code) => sink.on_event(&reject(user, ClientOrderId(0), code)),
-            }
-            Plan::Done
-        }
-        Command::ApproveWithdrawal {
-            operator,
-            withdrawal_id,
-        } => {
-            match accounts.approve_withdrawal(operator, withdrawal_id) {
-                Ok(Approval::First(w)) => sink.on_event(&Event::WithdrawalApproved {
-                    withdrawal_id,
-                    operator,
-                    user: w.user,
-                    approvals: 1,
-                }),
-                Ok(Approval::Completed(w)) => {
-                    sink.on_event(&Event::WithdrawalApproved {
-                        withdrawal_id,
-                        operator,
-                        user: w.user,
-                        approvals: 2,
-                    });
-                    sink.on_event(&Event::WithdrawalCompleted {
-                        withdrawal_id,
-                        user: w.user,
-                        currency: w.currency,
-                        amount: w.amount,
-                    });
-                    sink.on_event(&balance_update(
-                        w.user,
-                        w.currency,
-                        accounts.balance(w.user, w.currency),
-                    ));
-                }
-                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
-            }
-            Plan::Done
-        }
-        Command::RejectWithdrawal {
-            operator,
-            withdrawal_id,
-        } => {
-            match accounts.reject_withdrawal(operator, withdrawal_id) {
-                Ok(w) => {
-                    sink.on_event(&Event::WithdrawalRejected {
-                        withdrawal_id,
-                        operator,
-                        user: w.user,
-                    });
-                    sink.on_event(&balance_update(
-                        w.user,
-                        w.currency,
-                        accounts.balance(w.user, w.currency),
-                    ));
-                }
-                Err(code) => sink.on_event(&operator_reject(operator, withdrawal_id, code)),
-            }
-            Plan::Done
-        }
-    }
-}
-
-/// R for a new order: validate, then lock what it can spend; M and S follow.
-fn new_order<S: EventSink + ?Sized>(
-    specs: &[RiskSpec],
-    accounts: &mut Accounts,
-    matcher: &Matcher,
-    now_ns: u64,
-    o: &NewOrder,
-    sink: &mut S,
-) -> Plan {
-    let lock = matcher
-        .validate_at(o, now_ns)
-        .and_then(|()| accounts.check_user(o.user))
-        .and_then(|()| {
-            let spec = &specs[o.symbol.0 as usize];
-            if o.budget != 0 {
-                // A budget order locks its budget (docs/risk.md, "Budget orders").
-                Ok((spec.quote, o.budget))
-            } else {
-                spec.lock(o.side, o.price, o.qty)
-                    .ok_or(RejectCode::NotionalOverflow)
-            }
-        })
-        .and_then(|(currency, amount)| {
-            accounts
-                .lock(o.user, currency, amount)
-                .map(|()| (currency, amount))
-        });
-    match lock {
-        Ok((currency, amount)) => Plan::Settle {
-            place: true,
-            budget: o.budget != 0,
-            undo: Some((o.user, currency, amount)),
-            refund: None,
-        },
-        Err(code) => {
-            sink.on_event(&reject(o.user, o.client_order_id, code));
-            Plan::Rejected(code)
-        }
-    }
-}
-
-/// R for an amend to a non-zero quantity: lock more first if the new order needs it; a
-/// decrease is refunded when M confirms the amend.
-#[allow(clippy::too_many_arguments)]
-fn amend<S: EventSink + ?Sized>(
-    specs: &[RiskSpec],
-    accounts: &mut Accounts,
-    matcher: &Matcher,
-    user: UserId,
-    symbol: SymbolId,
-    target: OrderRef,
-    price: Price,
-    qty: Qty,
-    sink: &mut S,
-) -> Plan {
-    let coid = matcher.reject_client_order_id(user, target);
-    let current = match matcher.check_amend(user, symbol, target, price, qty) {
-        Ok(current) => current,
-        Err(code) => {
-            sink.on_event(&reject(user, coid, code));
-            return Plan::Done;
-        }
-    };
-    let spec = &specs[symbol.0 as usize];
-    let old = spec
-        .lock(current.side, current.price, current.leaves_qty)
-        .expect("locked when placed");
-    let Some(new) = spec.lock(current.side, price, qty) else {
-        sink.on_event(&reject(user, coid, RejectCode::NotionalOverflow));
-        return Plan::Done;
-    };
-    let currency = old.0;
-    if new.1 > old.1 {
-        if let Err(code) = accounts.lock(user, currency, new.1 - old.1) {
-            sink.on_event(&reject(user, coid, code));
-            return Plan::Done;
-        }
-        Plan::Settle {
-            place: false,
-            budget: false,
-            undo: Some((user, currency, new.1 - old.1)),
-            refund: None,
-        }
-    } else {
-        Plan::Settle {
-            place: false,
-            budget: false,
-            undo: None,
-            refund: Some((user, currency, old.1 - new.1)),
-        }
-    }
-}
-
-/// M: matches one command R passed on ([`Plan::Book`] or [`Plan::Settle`]); for a new order
-/// R rejected ([`Plan::Rejected`]) it only records it: the client order id the reject
-/// consumed (docs/protocol.md, "Idempotency") and the REJECTED entry of the owner's window
-/// (docs/matching.md, "Order status"). Touches only the matcher.
-#[inline]
-pub(crate) fn match_stage<S: EventSink + ?Sized>(
-    matcher: &mut Matcher,
-    cmd: &Command,
-    plan: Plan,
-    sink: &mut S,
-) {
-    // Expiries first: every command's engine time may reach some (docs/matching.md, "Expiry").
-    matcher.expire_due(sink);
-    match (plan, cmd) {
-        (Plan::Rejected(code), Command::NewOrder(o)) => matcher.note_rejected(o, code),
-        (Plan::Done | Plan::Rejected(_) | Plan::Balances(_), _) => {}
-        (Plan::Settle { place: true, .. }, Command::NewOrder(o)) => {
-            matcher.place_validated(o, sink)
-        }
-        _ => matcher.process(cmd, sink),
-    }
-}
-
-/// S's answer to a balances query R passed on ([`Plan::Balances`]): one `Balance` event per
-/// configured currency, in currency order, then `BalancesEnd`. Reads only the accounts.
-pub(crate) fn balances_reply<S: EventSink + ?Sized>(
-    accounts: &Accounts,
-    user: UserId,
-    sink: &mut S,
-) {
-    let currencies = accounts.currencies();
-    for c in 0..currencies {
-        let currency = CurrencyId(c as u16);
-        let b = accounts.balance(user, currency);
-        sink.on_event(&Event::Balance {
-            user,
-            currency,
-            available: b.available,
-            locked: b.locked,
-        });
-    }
-    sink.on_event(&Event::BalancesEnd {
-        user,
-        count: currencies as u32,
-    });
-}
-
-/// S: the settlement adapter for one command's M events under `plan` (R's undo or refund
-/// armed). Touches only the accounts.
-#[inline]
-pub(crate) fn settlement<'a, S: EventSink + ?Sized>(
-    accounts: &'a mut Accounts,
-    specs: &'a [RiskSpec],
-    plan: Plan,
-    sink: &'a mut S,
-) -> Settlement<'a, S> {
-    let mut settle = Settlement::new(accounts, specs, sink);
-    if let Plan::Settle {
-        undo,
-        refund,
-        budget,
-        ..
-    } = plan
-    {
-        if let Some((user, currency, amount)) = undo {
-            if budget {
-                settle.spend_budget(user, currency, amount);
-            } else {
-                settle.undo_on_reject(user, currency, amount);
-            }
-        }
-        if let Some((user, currency, amount)) = refund {
-            settle.refund_on_amend(user, currency, amount);
-        }
-    }
-    settle
 }

@@ -46,10 +46,10 @@
 //! - [`types`], [`command`], [`event`], [`codes`]: the vocabulary (newtypes, one command type,
 //!   one event type, stable reject codes).
 //! - [`config`]: reference data and capacities, validated at start-up.
-//! - [`book`]: the array-indexed book (levels, bitmap, pool, index) and the reference model.
-//! - [`risk`]: accounts, pre-trade checks and locks (R); [`matching`]: the matching stage (M);
-//!   [`settlement`]: fund movements and refunds (S); [`engine`]: the stages composed on one
-//!   thread, with risk on (default) or off.
+//! - [`Engine`]: the stages composed on one thread, with risk on (default) or off
+//!   ([`RiskMode`]); its queries return [`book::OrderView`]s, and [`Engine::matcher`] and
+//!   [`Engine::accounts`] give read-only access to the matching state ([`matching::Matcher`])
+//!   and the balances ([`risk::accounts::Accounts`]).
 //! - [`pipeline`]: the same stages on threads joined by disruptor rings (J → R → M → S), with
 //!   the journal, recovery and snapshots — see docs/embedding.md and the `exchange` example.
 //! - [`marketdata`]: the market-data builder, a projection of the event stream (L2 depth with
@@ -57,14 +57,21 @@
 //! - [`codec`]: the command encoding the journal stores; [`snapshot`]: engine state to bytes
 //!   and back.
 //!
+//! Inside, the stages are `risk/stage.rs` (R), `matching/` (M) and `settlement.rs` (S), handing
+//! over a `Plan` (`plan.rs`); `engine.rs` composes them (docs/architecture.md has the map).
+//! What an embedder may call is listed in docs/embedding.md, "Public API"; the rest is
+//! crate-private, so no caller can break the book's or the accounts' invariants.
+//!
 //! After [`Engine::new`], processing a command never touches the heap: every pool, array and
 //! index is sized from the config up front, and a full pool is a clean `ORDER_POOL_FULL` reject.
 //!
 //! ## Testing
 //!
 //! Unit tests sit beside the code; `tests/` holds scenario tests, the property tests that hold
-//! the fast book equal to [`book::reference`], and the counting-allocator test that proves the
-//! zero-allocation claim. The matching rules are in docs/matching.md.
+//! the fast book equal to the reference models (`book::reference`, `risk::reference`: compiled
+//! only with the `testing` feature, which the engine's own tests and the benches enable), and
+//! the counting-allocator test that proves the zero-allocation claim. The matching rules are in
+//! docs/matching.md.
 // Unsafe code is allowed only in the pipeline modules that need it (slot.rs, shared.rs, stages.rs).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -76,15 +83,16 @@ pub mod codec;
 pub mod codes;
 pub mod command;
 pub mod config;
-pub mod engine;
+mod engine;
 pub mod event;
-pub mod hash;
+mod hash;
 pub mod marketdata;
 pub mod matching;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+mod plan;
 pub mod risk;
-pub mod settlement;
+mod settlement;
 pub mod snapshot;
 pub mod types;
 

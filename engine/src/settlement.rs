@@ -3,8 +3,12 @@
 //! S sits behind the matching stage as an [`EventSink`] adapter: it sees each event as matching
 //! produces it, applies its effect on the accounts, and passes it on unchanged. Its rules are in
 //! docs/risk.md; the lock arithmetic is [`RiskSpec`]'s, the same R used to lock.
+//!
+//! `settlement()` arms the adapter with R's `Plan` for one command; `balances_reply` is S's
+//! answer to a balances query.
 
 use crate::event::{Event, EventSink, Trade};
+use crate::plan::Plan;
 use crate::risk::accounts::Accounts;
 use crate::risk::RiskSpec;
 use crate::types::{CurrencyId, OrderId, Side, UserId};
@@ -184,4 +188,61 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
         }
         self.sink.on_event(event);
     }
+}
+
+// ------------------------------------------------------------- the stage
+
+/// S's answer to a balances query R passed on ([`Plan::Balances`]): one `Balance` event per
+/// configured currency, in currency order, then `BalancesEnd`. Reads only the accounts.
+pub(crate) fn balances_reply<S: EventSink + ?Sized>(
+    accounts: &Accounts,
+    user: UserId,
+    sink: &mut S,
+) {
+    let currencies = accounts.currencies();
+    for c in 0..currencies {
+        let currency = CurrencyId(c as u16);
+        let b = accounts.balance(user, currency);
+        sink.on_event(&Event::Balance {
+            user,
+            currency,
+            available: b.available,
+            locked: b.locked,
+        });
+    }
+    sink.on_event(&Event::BalancesEnd {
+        user,
+        count: currencies as u32,
+    });
+}
+
+/// S: the settlement adapter for one command's M events under `plan` (R's undo or refund
+/// armed). Touches only the accounts.
+#[inline]
+pub(crate) fn settlement<'a, S: EventSink + ?Sized>(
+    accounts: &'a mut Accounts,
+    specs: &'a [RiskSpec],
+    plan: Plan,
+    sink: &'a mut S,
+) -> Settlement<'a, S> {
+    let mut settle = Settlement::new(accounts, specs, sink);
+    if let Plan::Settle {
+        undo,
+        refund,
+        budget,
+        ..
+    } = plan
+    {
+        if let Some((user, currency, amount)) = undo {
+            if budget {
+                settle.spend_budget(user, currency, amount);
+            } else {
+                settle.undo_on_reject(user, currency, amount);
+            }
+        }
+        if let Some((user, currency, amount)) = refund {
+            settle.refund_on_amend(user, currency, amount);
+        }
+    }
+    settle
 }

@@ -43,6 +43,7 @@ use ringbook_engine::book::{checked_notional, BookSection, OrderView};
 use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::prelude::*;
 use ringbook_engine::risk::reference::ReferenceEngine;
+use ringbook_testkit::orders::{self, Market};
 
 // ------------------------------------------------------------------------------- configuration
 
@@ -155,16 +156,13 @@ fn config_with(rule: ClientOrderIdRule) -> Config {
     c
 }
 
-fn band(symbol: SymbolId) -> (i64, i64) {
-    BANDS.get(symbol.0 as usize).copied().unwrap_or(BANDS[0])
-}
-
-fn window(symbol: SymbolId) -> i64 {
-    WINDOWS
-        .get(symbol.0 as usize)
-        .copied()
-        .unwrap_or(WINDOWS[0])
-}
+/// The generators' market: the symbols, client order ids, bands and windows above.
+const MARKET: Market = Market {
+    symbols: SYMBOLS,
+    coids: COIDS,
+    bands: &BANDS,
+    windows: &WINDOWS,
+};
 
 // ------------------------------------------------------------------------------- the harness
 
@@ -519,42 +517,11 @@ fn user() -> impl Strategy<Value = UserId> {
     .prop_map(UserId)
 }
 
-fn coid() -> impl Strategy<Value = ClientOrderId> {
-    (1..=COIDS).prop_map(ClientOrderId)
-}
-
-/// Mostly the symbol a client order id "lives" on (odd ids on symbol 1); sometimes the other.
-fn home(coid: ClientOrderId, roll: u8) -> SymbolId {
-    let home = (coid.0 % u64::from(SYMBOLS)) as u16;
-    SymbolId(if roll < 6 { home } else { (home + 1) % SYMBOLS })
-}
-
 fn address() -> impl Strategy<Value = (UserId, SymbolId, ClientOrderId)> {
     let symbol = prop_oneof![40 => Just(None), 1 => Just(Some(SymbolId(SYMBOLS)))];
-    (user(), coid(), 0u8..8, symbol)
-        .prop_map(|(user, coid, roll, symbol)| (user, symbol.unwrap_or(home(coid, roll)), coid))
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
-}
-
-fn stp() -> impl Strategy<Value = StpMode> {
-    prop_oneof![
-        8 => Just(StpMode::None),
-        2 => Just(StpMode::CancelNewest),
-        2 => Just(StpMode::CancelOldest),
-        2 => Just(StpMode::CancelBoth),
-        2 => Just(StpMode::Decrement),
-    ]
-}
-
-fn offset() -> impl Strategy<Value = i64> {
-    prop_oneof![3 => 8i64..22, 1 => 3i64..27]
-}
-
-fn small_qty() -> impl Strategy<Value = u64> {
-    prop_oneof![6 => 1u64..=6, 1 => 7u64..=15]
+    (user(), MARKET.coid(), 0u8..8, symbol).prop_map(|(user, coid, roll, symbol)| {
+        (user, symbol.unwrap_or(MARKET.home(coid, roll)), coid)
+    })
 }
 
 /// One way to break a new order (most orders are left alone).
@@ -589,129 +556,68 @@ fn breakage() -> impl Strategy<Value = Break> {
     ]
 }
 
-#[allow(clippy::type_complexity)]
 fn new_order() -> impl Strategy<Value = NewOrder> {
-    let ids = (user(), 0u8..8, coid(), side());
-    let kind = (0u8..16, 0u8..10, any::<bool>(), 0u8..8, stp());
-    let numbers = (offset(), small_qty(), offset(), 1u64..=4);
     let junk = (any::<u8>(), any::<u64>());
-    (ids, kind, numbers, breakage(), junk).prop_map(
-        |(
-            (user, symbol_roll, coid, side),
-            (type_roll, tif_roll, post_only_roll, display_roll, stp),
-            (price_off, qty, stop_off, display),
-            brk,
-            (junk_bits, junk_qty),
-        )| {
-            let symbol = home(coid, symbol_roll);
-            let (lo, hi) = band(symbol);
-            let w = window(symbol);
-            let order_type = match type_roll {
-                0..=7 => OrderType::Limit,
-                8..=10 => OrderType::Market,
-                11..=13 => OrderType::StopLimit,
-                _ => OrderType::StopMarket,
-            };
-            let limit_like = matches!(order_type, OrderType::Limit | OrderType::StopLimit);
-            let tif = if limit_like {
-                match tif_roll {
-                    0..=5 => TimeInForce::Gtc,
-                    6..=7 => TimeInForce::Ioc,
-                    _ => TimeInForce::Fok,
-                }
+    (MARKET.knobs(user()), breakage(), junk).prop_map(|(k, brk, (junk_bits, junk_qty))| {
+        let mut o = k.order(&MARKET);
+        let symbol = o.symbol;
+        let (lo, hi) = MARKET.band(symbol);
+        let w = MARKET.window(symbol);
+        let (qty, price_off, stop_off) = (k.qty, k.price_off, k.stop_off);
+        // The same order moved to symbol 1's window, no iceberg: for the big ones.
+        let to_symbol_1 = |o: &mut NewOrder| {
+            o.symbol = SymbolId(1);
+            o.price = Price(MARKET.window(o.symbol) + price_off);
+            o.stop_price = if o.order_type.is_stop() {
+                Price(MARKET.window(o.symbol) + stop_off)
             } else {
-                match tif_roll {
-                    0..=6 => TimeInForce::Ioc,
-                    7..=8 => TimeInForce::Fok,
-                    _ => TimeInForce::Gtc,
-                }
+                Price(0)
             };
-            let gtc_limit = limit_like && tif == TimeInForce::Gtc;
-            let mut o = NewOrder {
-                user,
-                symbol,
-                client_order_id: coid,
-                side,
-                order_type,
-                tif,
-                price: Price(match (side, gtc_limit) {
-                    (Side::Buy, true) | (Side::Sell, false) => w + price_off - 3,
-                    (Side::Sell, true) | (Side::Buy, false) => w + price_off + 3,
-                }),
-                qty: Qty(qty),
-                stop_price: if order_type.is_stop() {
-                    Price(w + stop_off)
+            o.display_qty = Qty(0);
+        };
+        match brk {
+            Break::Nothing => {}
+            Break::UnknownSymbol => o.symbol = SymbolId(SYMBOLS + u16::from(junk_bits % 3)),
+            Break::ZeroQty => o.qty = Qty(0),
+            Break::QtyTooLarge => o.qty = Qty(MAX_QTY[symbol.0 as usize] + 1),
+            Break::PriceOutOfBand => {
+                o.price = Price(if junk_bits % 2 == 0 { lo - 1 } else { hi + 1 })
+            }
+            Break::StopPriceOnNonStop => {
+                o.order_type = OrderType::Limit;
+                o.stop_price = Price(w + stop_off);
+            }
+            Break::PostOnlyMarket => {
+                o.order_type = OrderType::Market;
+                o.stop_price = Price(0);
+                o.post_only = true;
+            }
+            Break::DisplayTooLarge => {
+                o.tif = TimeInForce::Gtc;
+                o.order_type = OrderType::Limit;
+                o.stop_price = Price(0);
+                o.display_qty = Qty(qty + 1);
+            }
+            Break::Overflow => {
+                to_symbol_1(&mut o);
+                o.qty = Qty(if junk_bits % 3 == 0 {
+                    // Past the notional range at every price in the window.
+                    200_000_000 + junk_qty % 800_000_000
                 } else {
-                    Price(0)
-                },
-                display_qty: if gtc_limit && display_roll < 2 {
-                    Qty(display.min(qty))
-                } else {
-                    Qty(0)
-                },
-                post_only: gtc_limit && post_only_roll && tif_roll % 2 == 0,
-                stp,
-                budget: 0,
-                expire_at: 0,
-            };
-            match brk {
-                Break::Nothing => {}
-                Break::UnknownSymbol => o.symbol = SymbolId(SYMBOLS + u16::from(junk_bits % 3)),
-                Break::ZeroQty => o.qty = Qty(0),
-                Break::QtyTooLarge => o.qty = Qty(MAX_QTY[symbol.0 as usize] + 1),
-                Break::PriceOutOfBand => {
-                    o.price = Price(if junk_bits % 2 == 0 { lo - 1 } else { hi + 1 })
-                }
-                Break::StopPriceOnNonStop => {
-                    o.order_type = OrderType::Limit;
-                    o.stop_price = Price(w + stop_off);
-                }
-                Break::PostOnlyMarket => {
-                    o.order_type = OrderType::Market;
-                    o.stop_price = Price(0);
-                    o.post_only = true;
-                }
-                Break::DisplayTooLarge => {
-                    o.tif = TimeInForce::Gtc;
-                    o.order_type = OrderType::Limit;
-                    o.stop_price = Price(0);
-                    o.display_qty = Qty(qty + 1);
-                }
-                Break::Overflow => {
-                    o.symbol = SymbolId(1);
-                    o.price = Price(window(o.symbol) + price_off);
-                    o.stop_price = if o.order_type.is_stop() {
-                        Price(window(o.symbol) + stop_off)
-                    } else {
-                        Price(0)
-                    };
-                    o.display_qty = Qty(0);
-                    o.qty = Qty(if junk_bits % 3 == 0 {
-                        // Past the notional range at every price in the window.
-                        200_000_000 + junk_qty % 800_000_000
-                    } else {
-                        // Sells overflow the lock, buys fit (and need a whale).
-                        SYM1_LOCK_OVERFLOW + junk_qty % (SYM1_NOTIONAL_FITS - SYM1_LOCK_OVERFLOW)
-                    });
-                    if junk_bits % 3 == 1 {
-                        o.side = Side::Sell;
-                    }
-                }
-                Break::Big => {
-                    o.symbol = SymbolId(1);
-                    o.price = Price(window(o.symbol) + price_off);
-                    o.stop_price = if o.order_type.is_stop() {
-                        Price(window(o.symbol) + stop_off)
-                    } else {
-                        Price(0)
-                    };
-                    o.display_qty = Qty(0);
-                    o.qty = Qty(1 + junk_qty % 10_000_000);
+                    // Sells overflow the lock, buys fit (and need a whale).
+                    SYM1_LOCK_OVERFLOW + junk_qty % (SYM1_NOTIONAL_FITS - SYM1_LOCK_OVERFLOW)
+                });
+                if junk_bits % 3 == 1 {
+                    o.side = Side::Sell;
                 }
             }
-            o
-        },
-    )
+            Break::Big => {
+                to_symbol_1(&mut o);
+                o.qty = Qty(1 + junk_qty % 10_000_000);
+            }
+        }
+        o
+    })
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -910,7 +816,12 @@ impl Step {
                 if o.expire_at != 0 && o.expire_at < 1 << 20 {
                     o.expire_at = (h.engine.now_ns() + o.expire_at * 1_000).saturating_sub(1_500);
                 }
-                Command::NewOrder(increasing_id(o, h))
+                let matcher = h.engine.matcher();
+                Command::NewOrder(orders::increasing_id(
+                    o,
+                    |u| matcher.client_order_id_high(u),
+                    matcher.client_order_id_rule(),
+                ))
             }
             Step::Tick(_) => Command::Tick,
             Step::Cancel(t) => {
@@ -924,11 +835,11 @@ impl Step {
             Step::Amend(t, price, qty) => {
                 let (user, symbol, client_order_id) = target(t);
                 let live = h.engine.order(user, client_order_id);
-                let (lo, hi) = band(symbol);
+                let (lo, hi) = MARKET.band(symbol);
                 let price = match (price, live) {
                     (NewPrice::OutOfBand, _) => Price(if lo % 2 == 0 { lo - 1 } else { hi + 1 }),
-                    (NewPrice::Offset(off), _) => Price(window(symbol) + off),
-                    (_, None) => Price(window(symbol) + 15),
+                    (NewPrice::Offset(off), _) => Price(MARKET.window(symbol) + off),
+                    (_, None) => Price(MARKET.window(symbol) + 15),
                     (NewPrice::Keep, Some(v)) => v.price,
                     (NewPrice::Across, Some(v)) => {
                         let best = match v.side {
@@ -1053,7 +964,7 @@ fn target() -> impl Strategy<Value = Target> {
 
 fn amend() -> impl Strategy<Value = Step> {
     let price = prop_oneof![
-        30 => offset().prop_map(NewPrice::Offset),
+        30 => orders::offset().prop_map(NewPrice::Offset),
         2 => Just(NewPrice::OutOfBand),
         20 => Just(NewPrice::Keep),
         10 => Just(NewPrice::Across),
@@ -1136,89 +1047,11 @@ fn operator_pick() -> impl Strategy<Value = OperatorPick> {
     ]
 }
 
-/// What a new order's time in force and budget become (see [`lifecycle`]).
-#[derive(Clone, Copy, Debug)]
-enum Life {
-    /// As generated.
-    Plain,
-    /// A market buy with this quote budget, capped at the generated quantity or not at all.
-    Budget(u64, bool),
-    /// GTD, expiring this many steps ahead (1: already past).
-    Gtd(u64),
-    /// DAY: expires at the session end (00:01 UTC), which `Tick` steps jump past.
-    Day,
-    /// Broken: a budget on a sell, on a limit, or on a FOK market buy.
-    BadBudget(u8),
-    /// Broken: GTD without an expiry, an expiry on GTC.
-    BadExpiry(u8),
-}
-
-fn lifecycle() -> impl Strategy<Value = Life> {
-    prop_oneof![
-        160 => Just(Life::Plain),
-        8 => (
-            prop_oneof![4 => 1u64..20_000, 1 => 1u64..u64::MAX / 2],
-            any::<bool>()
-        )
-            .prop_map(|(b, cap)| Life::Budget(b, cap)),
-        8 => prop_oneof![1 => 1u64..4, 2 => 4u64..400, 3 => 400u64..100_000].prop_map(Life::Gtd),
-        2 => Just(Life::Day),
-        1 => (0u8..3).prop_map(Life::BadBudget),
-        1 => (0u8..2).prop_map(Life::BadExpiry),
-    ]
-}
-
-/// A generated order with its [`Life`] applied.
+/// A generated order with its [`Life`](orders::Life) applied: budgets mostly below 20 000,
+/// sometimes huge; the two broken expiries of a limit order.
 fn new_order_with_life() -> impl Strategy<Value = NewOrder> {
-    (new_order(), lifecycle()).prop_map(|(mut o, life)| {
-        match life {
-            Life::Plain => {}
-            Life::Budget(budget, capped) => {
-                o.side = Side::Buy;
-                o.order_type = OrderType::Market;
-                o.tif = TimeInForce::Ioc;
-                o.stop_price = Price(0);
-                o.post_only = false;
-                o.display_qty = Qty(0);
-                o.budget = budget;
-                if !capped {
-                    o.qty = Qty(0);
-                }
-            }
-            Life::Gtd(steps) => {
-                if o.order_type != OrderType::Market {
-                    o.tif = TimeInForce::Gtd;
-                    o.expire_at = steps;
-                }
-            }
-            Life::Day => {
-                if o.order_type != OrderType::Market {
-                    o.tif = TimeInForce::Day;
-                }
-            }
-            Life::BadBudget(k) => {
-                o.budget = 1 + o.qty.0.wrapping_mul(1_000);
-                match k {
-                    0 => o.side = Side::Sell,
-                    1 => o.order_type = OrderType::Limit,
-                    _ => {
-                        o.order_type = OrderType::Market;
-                        o.side = Side::Buy;
-                        o.tif = TimeInForce::Fok;
-                    }
-                }
-            }
-            Life::BadExpiry(k) => {
-                if k == 0 {
-                    o.tif = TimeInForce::Gtd;
-                } else {
-                    o.tif = TimeInForce::Gtc;
-                    o.expire_at = 5;
-                }
-            }
-        }
-        o
-    })
+    let budgets = prop_oneof![4 => 1u64..20_000, 1 => 1u64..u64::MAX / 2];
+    orders::with_life(new_order(), orders::lifecycle(8, budgets, 2))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1268,24 +1101,6 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         p.extend(s);
         p
     })
-}
-
-/// Under the `increasing` rule, turns the generator's small client order id `c` into a fresh
-/// id above the user's high-water mark (`high + c`), except for about one order in ten, which
-/// is resent with an id at or just below the mark: the duplicate the rule must refuse (after a
-/// fill, a cancel or a reject alike). Under `unique_live` the order is left alone.
-fn increasing_id(mut o: NewOrder, h: &Harness) -> NewOrder {
-    let matcher = h.engine.matcher();
-    if matcher.client_order_id_rule() == ClientOrderIdRule::Increasing {
-        let (c, high) = (o.client_order_id.0, matcher.client_order_id_high(o.user));
-        let resend = (o.price.0.unsigned_abs() + o.qty.0.wrapping_mul(7)).is_multiple_of(10);
-        o.client_order_id = ClientOrderId(if resend {
-            high.saturating_sub(c % 3)
-        } else {
-            high + c
-        });
-    }
-    o
 }
 
 /// Runs a stream through a fresh harness, checking after every command. The error names the

@@ -6,72 +6,20 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{config, Workload, USERS};
 use ringbook_engine::pipeline::{Layout, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_journal::{Durability, JournalConfig, Pretouch};
+use ringbook_testkit::alloc::{on_main_thread, CountingAlloc};
 
-struct CountingAlloc;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    if COUNTING.load(Ordering::Relaxed) && !on_harness_thread() {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// The test harness's own thread (the process's main thread: libtest runs each test on a thread
-// of its own) is not part of the pipeline; it allocates to print progress — for one, its "has
-// been running for over 60 seconds" warning on a slow, shared box. Linux: the main thread's id
-// is the process id.
-#[cfg(target_os = "linux")]
-fn on_harness_thread() -> bool {
-    extern "C" {
-        fn gettid() -> i32;
-    }
-    // SAFETY: `gettid` takes nothing, cannot fail and touches no memory of ours.
-    let tid = unsafe { gettid() };
-    tid as u32 == std::process::id()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn on_harness_thread() -> bool {
-    false
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Every thread but the test harness's own (the process's main thread: libtest runs each test
+/// on a thread of its own), which is not part of the pipeline and allocates to print progress —
+/// for one, its "has been running for over 60 seconds" warning on a slow, shared box.
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc::new().ignoring_main_thread();
 
 const COMMANDS: u64 = 100_000;
 /// Fewer with the phased wait: its idle spells are what it adds.
@@ -120,7 +68,7 @@ fn allocations_after_start(layout: Layout, wait: WaitStrategy) -> u64 {
         }
     }
 
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOC.start();
     let commands = if wait == WaitStrategy::Phased {
         COMMANDS_PHASED
     } else {
@@ -143,8 +91,7 @@ fn allocations_after_start(layout: Layout, wait: WaitStrategy) -> u64 {
     while done.load(Ordering::Acquire) < submitted {
         std::thread::yield_now();
     }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
+    let allocations = ALLOC.stop().total();
 
     let report = pipeline.shutdown().unwrap();
     assert_eq!(report.commands, submitted);
@@ -159,19 +106,15 @@ fn allocations_after_start(layout: Layout, wait: WaitStrategy) -> u64 {
 fn the_running_pipeline_allocates_nothing_on_any_thread() {
     // The submitting thread (this one) is counted: it is not the exempt harness thread.
     assert!(
-        !on_harness_thread(),
+        !on_main_thread(),
         "the test runs on the harness's main thread"
     );
     // The counter works, on another thread too.
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOC.start();
     std::thread::scope(|s| {
         s.spawn(|| drop(std::hint::black_box(Box::new(7u64))));
     });
-    COUNTING.store(false, Ordering::SeqCst);
-    assert!(
-        ALLOCATIONS.swap(0, Ordering::SeqCst) >= 1,
-        "the counter counts nothing"
-    );
+    assert!(ALLOC.stop().total() >= 1, "the counter counts nothing");
 
     for wait in [WaitStrategy::Yield, WaitStrategy::Phased] {
         for layout in [Layout::Fused, Layout::JournalThenBusiness, Layout::Split] {

@@ -23,6 +23,7 @@ use ringbook_engine::book::{BookSection, OrderView};
 use ringbook_engine::config::ClientOrderIdRule;
 use ringbook_engine::matching::Matcher;
 use ringbook_engine::prelude::*;
+use ringbook_testkit::orders::{self, Market};
 
 // ------------------------------------------------------------------------------- configuration
 
@@ -111,16 +112,13 @@ fn config_with(rule: ClientOrderIdRule) -> Config {
     c
 }
 
-fn band(symbol: SymbolId) -> (i64, i64) {
-    BANDS.get(symbol.0 as usize).copied().unwrap_or(BANDS[0])
-}
-
-fn window(symbol: SymbolId) -> i64 {
-    WINDOWS
-        .get(symbol.0 as usize)
-        .copied()
-        .unwrap_or(WINDOWS[0])
-}
+/// The generators' market: the symbols, client order ids, bands and windows above.
+const MARKET: Market = Market {
+    symbols: SYMBOLS,
+    coids: COIDS,
+    bands: &BANDS,
+    windows: &WINDOWS,
+};
 
 // ------------------------------------------------------------------------------- the pair
 
@@ -339,47 +337,13 @@ fn user() -> impl Strategy<Value = UserId> {
     prop_oneof![40 => 0..USERS, 1 => USERS..USERS + 3].prop_map(UserId)
 }
 
-fn coid() -> impl Strategy<Value = ClientOrderId> {
-    (1..=COIDS).prop_map(ClientOrderId)
-}
-
-/// Mostly the symbol a client order id "lives" on (odd ids on symbol 1), so cancels and amends
-/// usually name the right symbol; sometimes the other one.
-fn home(coid: ClientOrderId, roll: u8) -> SymbolId {
-    let home = (coid.0 % u64::from(SYMBOLS)) as u16;
-    SymbolId(if roll < 6 { home } else { (home + 1) % SYMBOLS })
-}
-
 /// `(user, symbol, client order id)` naming an existing order (if it is live), a wrong symbol,
 /// or an unknown one.
 fn address() -> impl Strategy<Value = (UserId, SymbolId, ClientOrderId)> {
     let symbol = prop_oneof![40 => Just(None), 1 => Just(Some(SymbolId(SYMBOLS))), 1 => Just(Some(SymbolId(u16::MAX)))];
-    (user(), coid(), 0u8..8, symbol)
-        .prop_map(|(user, coid, roll, symbol)| (user, symbol.unwrap_or(home(coid, roll)), coid))
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
-}
-
-fn stp() -> impl Strategy<Value = StpMode> {
-    prop_oneof![
-        8 => Just(StpMode::None),
-        2 => Just(StpMode::CancelNewest),
-        2 => Just(StpMode::CancelOldest),
-        2 => Just(StpMode::CancelBoth),
-        2 => Just(StpMode::Decrement),
-    ]
-}
-
-/// A price offset into the band: mostly the middle, where the action is.
-fn offset() -> impl Strategy<Value = i64> {
-    prop_oneof![3 => 8i64..22, 1 => 3i64..27]
-}
-
-/// An ordinary quantity.
-fn small_qty() -> impl Strategy<Value = u64> {
-    prop_oneof![6 => 1u64..=6, 1 => 7u64..=15]
+    (user(), MARKET.coid(), 0u8..8, symbol).prop_map(|(user, coid, roll, symbol)| {
+        (user, symbol.unwrap_or(MARKET.home(coid, roll)), coid)
+    })
 }
 
 /// One way to break a new order (most orders are left alone).
@@ -429,73 +393,15 @@ fn breakage() -> impl Strategy<Value = Break> {
 }
 
 /// Knobs of a new order, turned into a consistent order and then (maybe) broken.
-#[allow(clippy::type_complexity)]
 fn new_order() -> impl Strategy<Value = NewOrder> {
-    let ids = (user(), 0u8..8, coid(), side());
-    let kind = (0u8..16, 0u8..10, any::<bool>(), 0u8..8, stp());
-    let numbers = (offset(), small_qty(), offset(), 1u64..=4);
     let junk = (any::<u8>(), any::<u64>(), -5i64..140, 0u64..30);
-    (ids, kind, numbers, breakage(), junk).prop_map(
-        |(
-            (user, symbol_roll, coid, side),
-            (type_roll, tif_roll, post_only_roll, display_roll, stp),
-            (price_off, qty, stop_off, display),
-            brk,
-            (junk_bits, junk_qty, junk_price, junk_display),
-        )| {
-            let symbol = home(coid, symbol_roll);
-            let (lo, hi) = band(symbol);
-            let w = window(symbol);
-            let order_type = match type_roll {
-                0..=7 => OrderType::Limit,
-                8..=10 => OrderType::Market,
-                11..=13 => OrderType::StopLimit,
-                _ => OrderType::StopMarket,
-            };
-            let limit_like = matches!(order_type, OrderType::Limit | OrderType::StopLimit);
-            let tif = if limit_like {
-                match tif_roll {
-                    0..=5 => TimeInForce::Gtc,
-                    6..=7 => TimeInForce::Ioc,
-                    _ => TimeInForce::Fok,
-                }
-            } else {
-                match tif_roll {
-                    0..=6 => TimeInForce::Ioc,
-                    7..=8 => TimeInForce::Fok,
-                    _ => TimeInForce::Gtc, // market orders never rest, whatever the TIF
-                }
-            };
-            let gtc_limit = limit_like && tif == TimeInForce::Gtc;
-            let mut o = NewOrder {
-                user,
-                symbol,
-                client_order_id: coid,
-                side,
-                order_type,
-                tif,
-                // Resting orders bid a little lower than they ask, so books build up and the
-                // pool fills; orders that cannot rest lean the other way, so they mostly trade.
-                price: Price(match (side, gtc_limit) {
-                    (Side::Buy, true) | (Side::Sell, false) => w + price_off - 3,
-                    (Side::Sell, true) | (Side::Buy, false) => w + price_off + 3,
-                }),
-                qty: Qty(qty),
-                stop_price: if order_type.is_stop() {
-                    Price(w + stop_off)
-                } else {
-                    Price(0)
-                },
-                display_qty: if gtc_limit && display_roll < 2 {
-                    Qty(display.min(qty))
-                } else {
-                    Qty(0)
-                },
-                post_only: gtc_limit && post_only_roll && tif_roll % 2 == 0,
-                stp,
-                budget: 0,
-                expire_at: 0,
-            };
+    (MARKET.knobs(user()), breakage(), junk).prop_map(
+        |(k, brk, (junk_bits, junk_qty, junk_price, junk_display))| {
+            let mut o = k.order(&MARKET);
+            let symbol = o.symbol;
+            let (lo, hi) = MARKET.band(symbol);
+            let w = MARKET.window(symbol);
+            let (qty, stop_off) = (k.qty, k.stop_off);
             match brk {
                 Break::Nothing => {}
                 Break::UnknownUser => o.user = UserId(USERS + u32::from(junk_bits % 3)),
@@ -725,10 +631,12 @@ impl Step {
             }
         };
         let amended = |live: Option<OrderView>, symbol: SymbolId, price: NewPrice, qty: NewQty| {
-            let (lo, hi) = band(symbol);
+            let (lo, hi) = MARKET.band(symbol);
             let price = match (price, live) {
                 (NewPrice::OutOfBand(above), _) => Price(if above { hi + 1 } else { lo - 1 }),
-                (NewPrice::Offset(_), _) | (_, None) => Price(window(symbol) + off_of(price)),
+                (NewPrice::Offset(_), _) | (_, None) => {
+                    Price(MARKET.window(symbol) + off_of(price))
+                }
                 (NewPrice::Keep, Some(v)) => v.price,
                 (NewPrice::Across, Some(v)) => {
                     let best = match v.side {
@@ -753,7 +661,7 @@ impl Step {
                 if o.expire_at != 0 && o.expire_at < 1 << 20 {
                     o.expire_at = (pair.fast.now_ns() + o.expire_at * 1_000).saturating_sub(1_500);
                 }
-                Command::NewOrder(increasing_id(
+                Command::NewOrder(orders::increasing_id(
                     o,
                     |u| pair.fast.client_order_id_high(u),
                     pair.fast.client_order_id_rule(),
@@ -822,27 +730,6 @@ impl Step {
     }
 }
 
-/// Under the `increasing` rule, turns the generator's small client order id `c` into a fresh
-/// id above the user's high-water mark (`high + c`), except for about one order in ten, which
-/// is resent with an id at or just below the mark (`high`, `high − 1`, `high − 2`): the
-/// duplicate the rule must refuse. Under `unique_live` the order is left alone.
-fn increasing_id(
-    mut o: NewOrder,
-    high: impl Fn(UserId) -> u64,
-    rule: ClientOrderIdRule,
-) -> NewOrder {
-    if rule == ClientOrderIdRule::Increasing {
-        let (c, high) = (o.client_order_id.0, high(o.user));
-        let resend = (o.price.0.unsigned_abs() + o.qty.0.wrapping_mul(7)).is_multiple_of(10);
-        o.client_order_id = ClientOrderId(if resend {
-            high.saturating_sub(c % 3)
-        } else {
-            high + c
-        });
-    }
-    o
-}
-
 fn query() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => target().prop_map(Step::OrderStatus),
@@ -871,7 +758,7 @@ fn target() -> impl Strategy<Value = Target> {
 
 fn new_price() -> impl Strategy<Value = NewPrice> {
     prop_oneof![
-        30 => offset().prop_map(NewPrice::Offset),
+        30 => orders::offset().prop_map(NewPrice::Offset),
         2 => any::<bool>().prop_map(NewPrice::OutOfBand),
         20 => Just(NewPrice::Keep),
         10 => Just(NewPrice::Across),
@@ -909,7 +796,7 @@ fn by_id() -> impl Strategy<Value = Step> {
 
 fn amend() -> impl Strategy<Value = Step> {
     let price = prop_oneof![
-        30 => offset().prop_map(NewPrice::Offset),
+        30 => orders::offset().prop_map(NewPrice::Offset),
         2 => any::<bool>().prop_map(NewPrice::OutOfBand),
         20 => Just(NewPrice::Keep),
         10 => Just(NewPrice::Across),
@@ -927,91 +814,11 @@ fn amend() -> impl Strategy<Value = Step> {
     (target(), price, qty).prop_map(|(t, p, q)| Step::Amend(t, p, q))
 }
 
-/// What a new order's time in force and budget become (see [`lifecycle`]).
-#[derive(Clone, Copy, Debug)]
-enum Life {
-    /// As generated.
-    Plain,
-    /// A market buy with this quote budget, capped at the generated quantity or not at all.
-    Budget(u64, bool),
-    /// GTD, expiring this many steps ahead (1: already past).
-    Gtd(u64),
-    /// DAY: expires at the session end (00:01 UTC), which `Tick` steps jump past.
-    Day,
-    /// Broken: a budget on a sell, on a limit, or on a FOK market buy.
-    BadBudget(u8),
-    /// Broken: GTD without an expiry, an expiry on GTC, a market GTD.
-    BadExpiry(u8),
-}
-
-fn lifecycle() -> impl Strategy<Value = Life> {
-    prop_oneof![
-        160 => Just(Life::Plain),
-        6 => (prop_oneof![3 => 1u64..3_000, 1 => any::<u64>()], any::<bool>())
-            .prop_map(|(b, cap)| Life::Budget(b.max(1), cap)),
-        8 => prop_oneof![1 => 1u64..4, 2 => 4u64..400, 3 => 400u64..100_000].prop_map(Life::Gtd),
-        2 => Just(Life::Day),
-        1 => (0u8..3).prop_map(Life::BadBudget),
-        1 => (0u8..3).prop_map(Life::BadExpiry),
-    ]
-}
-
-/// A generated order with its [`Life`] applied.
+/// A generated order with its [`Life`](orders::Life) applied: budgets of 1 to 3 000 or anything at all, and
+/// every broken expiry (a market GTD included).
 fn new_order_with_life() -> impl Strategy<Value = NewOrder> {
-    (new_order(), lifecycle()).prop_map(|(mut o, life)| {
-        match life {
-            Life::Plain => {}
-            Life::Budget(budget, capped) => {
-                o.side = Side::Buy;
-                o.order_type = OrderType::Market;
-                o.tif = TimeInForce::Ioc;
-                o.stop_price = Price(0);
-                o.post_only = false;
-                o.display_qty = Qty(0);
-                o.budget = budget;
-                if !capped {
-                    o.qty = Qty(0);
-                }
-            }
-            Life::Gtd(steps) => {
-                if o.order_type != OrderType::Market {
-                    o.tif = TimeInForce::Gtd;
-                    o.expire_at = steps;
-                }
-            }
-            Life::Day => {
-                if o.order_type != OrderType::Market {
-                    o.tif = TimeInForce::Day;
-                }
-            }
-            Life::BadBudget(k) => {
-                o.budget = 1 + o.qty.0.wrapping_mul(1_000);
-                match k {
-                    0 => o.side = Side::Sell,
-                    1 => o.order_type = OrderType::Limit,
-                    _ => {
-                        o.order_type = OrderType::Market;
-                        o.side = Side::Buy;
-                        o.tif = TimeInForce::Fok;
-                    }
-                }
-            }
-            Life::BadExpiry(k) => match k {
-                0 => o.tif = TimeInForce::Gtd,
-                1 => {
-                    o.tif = TimeInForce::Gtc;
-                    o.expire_at = 5;
-                }
-                _ => {
-                    o.order_type = OrderType::Market;
-                    o.stop_price = Price(0);
-                    o.tif = TimeInForce::Gtd;
-                    o.expire_at = 5;
-                }
-            },
-        }
-        o
-    })
+    let budgets = prop_oneof![3 => 1u64..3_000, 1 => any::<u64>()].prop_map(|b| b.max(1));
+    orders::with_life(new_order(), orders::lifecycle(6, budgets, 3))
 }
 
 fn step() -> impl Strategy<Value = Step> {

@@ -24,6 +24,7 @@ use ringbook_engine::prelude::*;
 use ringbook_engine::snapshot::{
     config_fingerprint, read_header, SnapshotError, ORDER_RECORD_BYTES, SNAPSHOT_HEADER_BYTES,
 };
+use ringbook_testkit::rng::Rng;
 
 const USERS: u32 = 5;
 const COIDS: u64 = 12;
@@ -114,28 +115,9 @@ fn adapt(cmd: &Command, engine: &Engine) -> Command {
 
 // ------------------------------------------------------------------------------- generator
 
-/// SplitMix64, as in zero_alloc.rs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// A mixed command stream around a moving mid price per symbol; a funding prelude first.
 fn stream(seed: u64, len: usize) -> Vec<Command> {
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     let mut cmds = Vec::with_capacity(len + 16);
     for user in 0..USERS {
         for currency in 0..3u16 {

@@ -6,58 +6,11 @@
 //! under test while counting is switched on are
 //! counted, per thread, so the test harness's own threads cannot disturb the figure.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use ringbook_engine::prelude::*;
-
-struct CountingAlloc;
-
-thread_local! {
-    /// Whether this thread is being measured.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// Heap operations this thread made while measured.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the thread-locals may already be gone while a thread shuts down.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use ringbook_testkit::alloc::CountingAlloc;
 
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 mod common;
 
@@ -140,7 +93,7 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
         }
     }
 
-    COUNTING.with(|c| c.set(true));
+    ALLOC.start_this_thread();
     let mut last_new = None;
     let budget_orders = std::cell::Cell::new(0u64);
     for i in 0..1_000_000u64 {
@@ -182,8 +135,7 @@ fn a_million_commands(risk: RiskMode) -> (Engine, Tally, u64) {
             last_new = Some(cmd);
         }
     }
-    COUNTING.with(|c| c.set(false));
-    let allocations = allocations();
+    let allocations = ALLOC.stop_this_thread().total();
     tally.budget_orders = budget_orders.get();
     (engine, tally, allocations)
 }
@@ -239,12 +191,11 @@ fn a_million_mixed_commands_allocate_nothing_with_risk_off() {
 #[test]
 fn the_counter_sees_allocations() {
     // Guards against a counter that cannot fail.
-    let before = allocations();
-    COUNTING.with(|c| c.set(true));
-    let v: Vec<u64> = std::hint::black_box(Vec::with_capacity(16));
-    drop(v);
-    COUNTING.with(|c| c.set(false));
-    assert!(allocations() >= before + 2);
+    let ((), counts) = ALLOC.count_this_thread(|| {
+        let v: Vec<u64> = std::hint::black_box(Vec::with_capacity(16));
+        drop(v);
+    });
+    assert!(counts.allocs >= 1 && counts.frees >= 1, "{counts:?}");
 }
 
 #[test]
@@ -286,7 +237,7 @@ fn the_market_data_builder_allocates_nothing() {
         }
     };
     run(50_000, &mut engine, &mut md, &mut workload);
-    COUNTING.with(|c| c.set(true));
+    ALLOC.start_this_thread();
     run(1_000_000, &mut engine, &mut md, &mut workload);
     // Queries off the builder allocate nothing either.
     let mut seen = 0u64;
@@ -302,8 +253,7 @@ fn the_market_data_builder_allocates_nothing() {
         );
         seen += md.ticker(symbol).trades;
     }
-    COUNTING.with(|c| c.set(false));
-    let allocations = allocations();
+    let allocations = ALLOC.stop_this_thread().total();
     assert!(seen > 0);
     assert!(trades > 100_000, "too few trades: {trades}");
     // The workload's budget orders and ticks change no depth: a little fewer than there are commands.

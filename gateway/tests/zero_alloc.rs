@@ -30,13 +30,10 @@
 //! `RINGBOOK_ALLOC_TRACE=1 cargo test -p ringbook-gateway --test zero_alloc -- --nocapture`
 //! prints a backtrace of the first few counted operations.
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::backtrace::Backtrace;
-use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,90 +49,13 @@ use ringbook_gateway::server::{
     self, Backend, EngineBackend, PipelineBackend, Role, ServerConfig, WebBridge,
 };
 use ringbook_journal::JournalConfig;
+use ringbook_testkit::alloc::CountingAlloc;
 
 // ---------------------------------------------------------------------------------------------
-// The counting allocator.
-
-struct CountingAlloc;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-/// `alloc`, `alloc_zeroed` and `realloc` calls while counting.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// `dealloc` calls while counting.
-static FREES: AtomicU64 = AtomicU64::new(0);
-/// Whether to capture backtraces (`RINGBOOK_ALLOC_TRACE=1`, read before counting starts).
-static TRACE: AtomicBool = AtomicBool::new(false);
-/// Counted operations considered for tracing so far.
-static TRACED: AtomicUsize = AtomicUsize::new(0);
-/// At most this many backtraces per window.
-const TRACE_MAX: usize = 12;
-static TRACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-thread_local! {
-    /// Set while this thread captures a backtrace: its own allocations are neither counted
-    /// nor traced (no recursion).
-    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note(counter: &AtomicU64, what: &'static str, bytes: usize) {
-    if !COUNTING.load(Ordering::Relaxed) {
-        return;
-    }
-    // `try_with`: the thread-local may be gone while a thread shuts down.
-    if IN_TRACE.try_with(Cell::get).unwrap_or(false) {
-        return;
-    }
-    counter.fetch_add(1, Ordering::Relaxed);
-    if TRACE.load(Ordering::Relaxed) && TRACED.fetch_add(1, Ordering::Relaxed) < TRACE_MAX {
-        trace(what, bytes);
-    }
-}
-
-#[cold]
-fn trace(what: &'static str, bytes: usize) {
-    if IN_TRACE.try_with(|g| g.replace(true)).unwrap_or(true) {
-        return;
-    }
-    let thread = std::thread::current();
-    let text = format!(
-        "{what} of {bytes} bytes on thread {:?}:\n{}",
-        thread.name().unwrap_or("?"),
-        Backtrace::force_capture()
-    );
-    TRACES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(text);
-    let _ = IN_TRACE.try_with(|g| g.set(false));
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        note(&ALLOCATIONS, "alloc", layout.size());
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
-        note(&FREES, "dealloc", layout.size());
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: AllocLayout) -> *mut u8 {
-        note(&ALLOCATIONS, "alloc_zeroed", layout.size());
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        note(&ALLOCATIONS, "realloc", new_size);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+// The counting allocator: every thread, allocations and frees apart, backtraces on request.
 
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 // ---------------------------------------------------------------------------------------------
 // Raw protocol clients.
@@ -420,7 +340,7 @@ impl Peer {
                 || t.login_rejected.load(Ordering::Relaxed) > 0
                 || start.elapsed() > HANG
             {
-                COUNTING.store(false, Ordering::SeqCst);
+                ALLOC.stop();
                 panic!("{}: stuck or disconnected: {t:?}", self.name);
             }
             std::thread::yield_now();
@@ -664,10 +584,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     // The window.
     let sent_before = alice.sent + bob.sent;
     let web_dones_before = web_tally.dones.load(Ordering::Acquire);
-    TRACED.store(0, Ordering::SeqCst);
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    FREES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOC.start();
     let mut asked = 0;
     while alice.sent + bob.sent - sent_before < WINDOW_MSGS {
         round(&mut alice, &mut bob, rounds);
@@ -678,10 +595,9 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     alice.barrier();
     ops.wait_for(|t| t.stats.load(Ordering::Acquire) >= asked);
     let web_dones = web_tally.dones.load(Ordering::Acquire) - web_dones_before;
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
-    let frees = FREES.swap(0, Ordering::SeqCst);
-    let traces = std::mem::take(&mut *TRACES.lock().unwrap());
+    let counts = ALLOC.stop();
+    let (allocations, frees) = (counts.allocs, counts.frees);
+    let traces = ALLOC.take_traces();
     let window = alice.sent + bob.sent - sent_before;
     let stats = handle.stats();
 
@@ -757,22 +673,15 @@ fn allocations_after_start<B: Backend + Send + 'static>(
 
 #[test]
 fn the_server_allocates_nothing_per_message_on_any_thread() {
-    TRACE.store(
-        std::env::var_os("RINGBOOK_ALLOC_TRACE").is_some_and(|v| v == "1"),
-        Ordering::SeqCst,
-    );
+    ALLOC.set_tracing(std::env::var_os("RINGBOOK_ALLOC_TRACE").is_some_and(|v| v == "1"));
     // The counter works, on another thread too. (`join`, not a scope: a scoped thread may
     // still be freeing its closure after the scope returns, and count in the first window.)
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOC.start();
     std::thread::spawn(|| drop(std::hint::black_box(Box::new(7u64))))
         .join()
         .unwrap();
-    COUNTING.store(false, Ordering::SeqCst);
-    assert!(
-        ALLOCATIONS.swap(0, Ordering::SeqCst) >= 1,
-        "the counter counts nothing"
-    );
-    TRACES.lock().unwrap().clear();
+    assert!(ALLOC.stop().allocs >= 1, "the counter counts nothing");
+    ALLOC.take_traces();
 
     let config = Config::default();
     let dir = tempfile::tempdir().unwrap();

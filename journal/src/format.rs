@@ -462,4 +462,141 @@ mod tests {
             None
         );
     }
+
+    /// docs/journal-format.md, the layout's specification.
+    const SPEC: &str = include_str!("../../docs/journal-format.md");
+
+    /// A spec table row: offset, size, field, the remaining cells.
+    type Row = (usize, usize, String, String);
+
+    /// The rows of the first table after the heading starting with `heading`, those whose
+    /// offset and size are numbers (not `32 + n`, `n`).
+    fn spec_table(heading: &str) -> Vec<Row> {
+        let at = SPEC
+            .lines()
+            .position(|l| l.starts_with(heading))
+            .unwrap_or_else(|| panic!("docs/journal-format.md has no heading {heading:?}"));
+        SPEC.lines()
+            .skip(at + 1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                let offset = cells.first()?.parse().ok()?;
+                let size = cells.get(1)?.parse().ok()?;
+                Some((
+                    offset,
+                    size,
+                    cells.get(2)?.to_string(),
+                    cells[3..].join("|"),
+                ))
+            })
+            .collect()
+    }
+
+    /// The rows cover `0..len` back to back.
+    fn assert_contiguous(what: &str, rows: &[Row], len: usize) {
+        let mut end = 0;
+        for (offset, size, field, _) in rows {
+            assert_eq!(
+                *offset, end,
+                "{what}: {field:?} starts at {offset}, not {end}"
+            );
+            end += size;
+        }
+        assert_eq!(end, len, "{what}: the table covers {end} bytes, not {len}");
+    }
+
+    /// The row of `field`: its offset and size, and the rest of its cells.
+    fn row<'a>(what: &str, rows: &'a [Row], field: &str) -> (usize, usize, &'a str) {
+        let (offset, size, _, rest) = rows
+            .iter()
+            .find(|r| r.2 == field)
+            .unwrap_or_else(|| panic!("{what}: no row {field:?} in docs/journal-format.md"));
+        (*offset, *size, rest.as_str())
+    }
+
+    /// The sizes, offsets and values docs/journal-format.md states are the ones this module
+    /// (and `snapshot.rs`, `JournalConfig`) use: change one and this fails until the document
+    /// says the same.
+    #[test]
+    fn the_layout_is_the_one_docs_journal_format_md_states() {
+        let doc = ringbook_testkit::docs::Doc::new("docs/journal-format.md", SPEC);
+        let states = |phrase: String| doc.assert_says(&phrase);
+
+        // Segment header and frame header: every field where the tables say.
+        states(format!("### Segment header ({SEGMENT_HEADER_LEN} bytes)"));
+        states(format!("[ header {SEGMENT_HEADER_LEN} B ]"));
+        states(format!("### Record frame ({FRAME_HEADER_LEN}-byte header"));
+        states(format!(
+            "Frames start at offset {SEGMENT_HEADER_LEN} and at multiples of {FRAME_ALIGN}"
+        ));
+        states(format!(
+            "A {FRAME_HEADER_LEN}-byte frame with flag bit 0 set"
+        ));
+        let (header, frame) = ("segment header", "frame header");
+        let header_rows = spec_table("### Segment header");
+        let frame_rows = spec_table("### Record frame");
+        assert_contiguous(header, &header_rows, SEGMENT_HEADER_LEN);
+        assert_contiguous(frame, &frame_rows, FRAME_HEADER_LEN);
+        for (what, field, offset, size) in [
+            (header, "magic", H_MAGIC, SEGMENT_MAGIC.len()),
+            (header, "format version", H_VERSION, 2),
+            (header, "header length", H_HEADER_LEN, 2),
+            (header, "frame alignment", H_ALIGN, 4),
+            (header, "segment index", H_INDEX, 8),
+            (header, "first sequence", H_FIRST_SEQUENCE, 8),
+            (header, "segment length", H_SEGMENT_LEN, 8),
+            (header, "reserved", H_RESERVED, H_CHECKSUM - H_RESERVED),
+            (header, "header checksum", H_CHECKSUM, 4),
+            (frame, "frame length", F_LENGTH, 4),
+            (frame, "checksum", F_CHECKSUM, 4),
+            (frame, "sequence", F_SEQUENCE, 8),
+            (frame, "timestamp (ns)", F_TIMESTAMP, 8),
+            (frame, "record type", F_TYPE, 2),
+            (frame, "flags", F_FLAGS, 2),
+            (frame, "payload length", F_PAYLOAD_LEN, 4),
+        ] {
+            let rows = if what == header {
+                &header_rows
+            } else {
+                &frame_rows
+            };
+            let (o, s, _) = row(what, rows, field);
+            assert_eq!((o, s), (offset, size), "{what}: {field:?} (offset, size)");
+        }
+        // The values the header table states.
+        let magic = std::str::from_utf8(&SEGMENT_MAGIC).unwrap();
+        let value = |field: &str| row(header, &header_rows, field).2.to_string();
+        assert!(value("magic").starts_with(&format!("`{magic}`")));
+        assert_eq!(value("format version"), FORMAT_VERSION.to_string());
+        assert_eq!(value("header length"), SEGMENT_HEADER_LEN.to_string());
+        assert_eq!(value("frame alignment"), FRAME_ALIGN.to_string());
+        assert_eq!(FLAG_END_OF_SEGMENT, 1 << 0);
+        assert!(row(frame, &frame_rows, "flags")
+            .2
+            .starts_with("bit 0: end of segment"));
+
+        // Snapshot container.
+        let what = "snapshot header";
+        let rows = spec_table("## Snapshot files");
+        let header_len = crate::snapshot::SNAPSHOT_HEADER_LEN;
+        assert_contiguous(what, &rows, header_len);
+        let magic = std::str::from_utf8(&crate::snapshot::SNAPSHOT_MAGIC).unwrap();
+        for field in [
+            format!("magic `{magic}`"),
+            format!("container version ({})", crate::snapshot::SNAPSHOT_VERSION),
+            format!("header length ({header_len})"),
+        ] {
+            row(what, &rows, &field);
+        }
+
+        // Segment files.
+        let default_len = crate::JournalConfig::default().segment_len_bytes;
+        assert_eq!(default_len % (1 << 20), 0);
+        states(format!(
+            "a multiple of {PAGE_SIZE}, default {} MiB",
+            default_len >> 20
+        ));
+    }
 }

@@ -6,65 +6,18 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use common::*;
 use ringbook_journal::{Durability, SyncMethod, Writer};
+use ringbook_testkit::alloc::CountingAlloc;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Allocations on any thread while [`COUNT_ALL`] is set.
-static ALLOCATIONS_ALL: AtomicU64 = AtomicU64::new(0);
-static COUNT_ALL: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNT_ALL.load(Ordering::Relaxed) {
-        ALLOCATIONS_ALL.fetch_add(1, Ordering::Relaxed);
-    }
-    if COUNTING.with(|c| c.get()) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// The tests below look at allocations (`alloc`, `alloc_zeroed`, `realloc`), not at frees.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
+/// Runs `f`, counting the allocations the calling thread makes.
 fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    let result = f();
-    COUNTING.with(|c| c.set(false));
-    (result, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    let (result, counts) = ALLOC.count_this_thread(f);
+    (result, counts.allocs)
 }
 
 #[test]
@@ -116,26 +69,23 @@ fn rolls_allocate_nothing_on_any_thread() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         let rolls_before = writer.stats().rolls;
-        ALLOCATIONS_ALL.store(0, Ordering::Relaxed);
-        COUNT_ALL.store(true, Ordering::Relaxed);
+        ALLOC.start();
         append(&mut writer, 20_000);
         // Let the helper finish preparing the segment after the last roll inside the window.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        COUNT_ALL.store(false, Ordering::Relaxed);
+        let allocations = ALLOC.stop().allocs;
         let rolls = writer.stats().rolls - rolls_before;
         assert!(rolls > 20, "the run must cross segments ({rolls} rolls)");
         assert_eq!(
-            ALLOCATIONS_ALL.load(Ordering::Relaxed),
-            0,
+            allocations, 0,
             "{durability:?}: {rolls} rolls allocated on some thread"
         );
         // The counter works on any thread.
-        COUNT_ALL.store(true, Ordering::Relaxed);
+        ALLOC.start();
         std::thread::spawn(|| std::hint::black_box(vec![1u8; 10]))
             .join()
             .unwrap();
-        COUNT_ALL.store(false, Ordering::Relaxed);
-        assert!(ALLOCATIONS_ALL.load(Ordering::Relaxed) >= 1);
+        assert!(ALLOC.stop().allocs >= 1);
         drop(writer);
     }
 }

@@ -26,7 +26,10 @@ struct Entry {
 
 const EMPTY: Entry = Entry { tag: 0, slot: NIL };
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 8);
+/// Bytes of an index entry, as docs/architecture.md and docs/configuration.md state (the test
+/// `memory_sizes_are_the_ones_the_docs_state` in `book/mod.rs` holds the documents to it).
+pub(crate) const ENTRY_BYTES: usize = 8;
+const _: () = assert!(std::mem::size_of::<Entry>() == ENTRY_BYTES);
 // Homes come from the 32-bit tag, so the table may have at most 2^32 buckets.
 const _: () = assert!((crate::config::ORDERS_MAX as u64) * 2 <= 1 << 32);
 

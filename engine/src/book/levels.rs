@@ -160,11 +160,9 @@ impl SideLevels {
             Some((idx, &self.levels[idx as usize]))
         })
     }
-
-    /// True if no level is occupied.
-    pub fn is_empty(&self) -> bool {
-        self.best == NIL
-    }
 }
 
-const _: () = assert!(std::mem::size_of::<Level>() == 24);
+/// Bytes of a price level, as docs/architecture.md and docs/configuration.md state (the test
+/// `memory_sizes_are_the_ones_the_docs_state` in `book/mod.rs` holds the documents to it).
+pub(crate) const LEVEL_BYTES: usize = 24;
+const _: () = assert!(std::mem::size_of::<Level>() == LEVEL_BYTES);

@@ -1,19 +1,29 @@
 //! Order book data structures: the fast array-indexed book and the reference model.
 //!
-//! - [`array`](mod@array): per symbol, four [`levels::SideLevels`] (bids, asks, buy stops, sell stops), each
+//! - `array`: per symbol, four `levels::SideLevels` (bids, asks, buy stops, sell stops), each
 //!   a pre-allocated array of price levels indexed by `price − price_min`, with a
 //!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
-//! - [`pool`]: every live order in one pre-allocated slab, linked intrusively into its level's
+//! - `pool`: every live order in one pre-allocated slab, linked intrusively into its level's
 //!   FIFO and its owner's list.
-//! - [`index`]: `(user, client order id) → slot` for cancels and amends.
-//! - [`reference`](mod@reference): a deliberately simple model (BTreeMap + VecDeque) with the same semantics,
-//!   used by property tests to hold the fast book honest.
+//! - `index`: `(user, client order id) → slot` for cancels and amends.
+//! - `reference` (with the `testing` feature): a deliberately simple model (BTreeMap +
+//!   VecDeque) with the same semantics, used by property tests to hold the fast book honest.
+//!
+//! Public: [`OrderView`], [`BookSection`], [`checked_notional`] and [`bitmap::LevelBitmap`]; the
+//! rest is the engine's own.
 
-pub mod array;
+pub(crate) mod array;
 pub mod bitmap;
-pub mod index;
+pub(crate) mod index;
+#[cfg(feature = "testing")]
 pub mod levels;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod levels;
+#[cfg(feature = "testing")]
 pub mod pool;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod pool;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
 
 use crate::hash::StateHasher;
@@ -83,7 +93,7 @@ pub struct OrderView {
 
 impl OrderView {
     /// Feeds every field, in a fixed order, to the state hasher.
-    pub fn hash_into(&self, h: &mut StateHasher) {
+    pub(crate) fn hash_into(&self, h: &mut StateHasher) {
         h.u64(self.order_id.0);
         h.u64(u64::from(self.user.0));
         h.u64(self.client_order_id.0);
@@ -111,7 +121,7 @@ impl OrderView {
 /// collector's favour. Both implementations call this one function so fee rounding has a single
 /// definition.
 #[inline]
-pub fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
+pub(crate) fn fee(price: Price, qty: u64, tick_size: u64, bps: u32) -> u64 {
     // Fast path: when notional × bps fits in u64 the division by a constant compiles to a
     // multiply; the u128 path (a library call) is only for very large notionals.
     if let Some(scaled) = (price.0 as u64)
@@ -134,4 +144,80 @@ pub fn checked_notional(price: Price, qty: Qty, tick_size: u64) -> Option<i64> {
         .checked_mul(i128::from(qty.0))?
         .checked_mul(i128::from(tick_size))?;
     i64::try_from(n).ok()
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::index::ENTRY_BYTES;
+    use super::levels::LEVEL_BYTES;
+    use super::pool::ORDER_BYTES;
+    use crate::config::Config;
+    use ringbook_testkit::docs::Doc;
+
+    /// Megabytes (10^6), rounded.
+    fn mb(bytes: usize) -> usize {
+        (bytes + 500_000) / 1_000_000
+    }
+
+    /// The memory sizes docs/architecture.md and docs/configuration.md state are the code's:
+    /// the per-item sizes, and the default config's totals computed from them.
+    #[test]
+    fn memory_sizes_are_the_ones_the_docs_state() {
+        let doc = Doc::new(
+            "docs/architecture.md",
+            include_str!("../../../docs/architecture.md"),
+        );
+        doc.assert_says(&format!("of {ORDER_BYTES}-byte slots"));
+        doc.assert_says(&format!("`orders_max × {ORDER_BYTES} B` for the pool"));
+        doc.assert_says(&format!(
+            "`2 × orders_max × {ENTRY_BYTES} B` (rounded to a power of two) for the index"
+        ));
+        doc.assert_says(&format!("`4 × band × {LEVEL_BYTES} B` plus bitmaps"));
+
+        let doc = Doc::new(
+            "docs/configuration.md",
+            include_str!("../../../docs/configuration.md"),
+        );
+        doc.assert_says(&format!("| order pool | `orders_max × {ORDER_BYTES} B` |"));
+        doc.assert_says(&format!(
+            "| client-order-id index | `next_pow2(2 × orders_max) × {ENTRY_BYTES} B` |"
+        ));
+        doc.assert_says(&format!(
+            "`4 sides × (price_max − price_min + 1) × {LEVEL_BYTES} B`"
+        ));
+        // The default config's figures.
+        let config = Config::default();
+        let orders = config.capacity.orders_max as usize;
+        let pool = orders * ORDER_BYTES;
+        let index = (2 * orders).next_power_of_two() * ENTRY_BYTES;
+        assert_eq!(
+            index % (1 << 20),
+            0,
+            "the default index is a whole number of MiB"
+        );
+        let levels: usize = config
+            .symbols
+            .iter()
+            .map(|s| 4 * (s.price_max - s.price_min + 1) as usize * LEVEL_BYTES)
+            .sum();
+        doc.assert_says(&format!(
+            "({} MB pool, {} MiB index, {} MB levels)",
+            mb(pool),
+            index >> 20,
+            mb(levels)
+        ));
+        // The total adds the bitmaps (~1/64 of the levels) and the user lists.
+        let total = pool + index + levels + levels / 64 + config.capacity.users_max as usize * 8;
+        doc.assert_says(&format!(
+            "The default config comes to about {} MB",
+            mb(total)
+        ));
+        // A million live orders.
+        let orders = 1 << 20;
+        doc.assert_says(&format!(
+            "`orders_max = {orders}`: ~{} MB pool + {} MB index",
+            mb(orders * ORDER_BYTES),
+            mb((2 * orders).next_power_of_two() * ENTRY_BYTES)
+        ));
+    }
 }

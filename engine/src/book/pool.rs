@@ -6,7 +6,7 @@
 //! orders (`user_prev`/`user_next`, for mass cancel).
 
 use crate::types::{
-    ClientOrderId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId, TimeInForce, UserId,
+    ClientOrderId, OrderId, OrderType, Price, Side, StpMode, SymbolId, TimeInForce, UserId,
 };
 
 /// The null slot index.
@@ -89,12 +89,6 @@ impl Order {
         } else {
             self.display.min(self.leaves)
         }
-    }
-
-    /// The order's quantity as an event field.
-    #[inline]
-    pub fn leaves_qty(&self) -> Qty {
-        Qty(self.leaves)
     }
 }
 
@@ -181,8 +175,11 @@ impl std::ops::IndexMut<u32> for OrderPool {
     }
 }
 
-// The pool's memory budget (docs/configuration.md) assumes this size; keep hot fields together.
-const _: () = assert!(std::mem::size_of::<Order>() == 96);
+/// Bytes of a pool slot: the pool's memory budget, as docs/architecture.md and
+/// docs/configuration.md state it (the test `memory_sizes_are_the_ones_the_docs_state` in
+/// `book/mod.rs` holds the documents to it). Keep hot fields together.
+pub(crate) const ORDER_BYTES: usize = 96;
+const _: () = assert!(std::mem::size_of::<Order>() == ORDER_BYTES);
 
 #[cfg(test)]
 mod tests {

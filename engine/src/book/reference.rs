@@ -1,7 +1,7 @@
 //! The reference model: the whole matching engine written the obvious way.
 //!
 //! [`ReferenceBook`] implements docs/matching.md independently of the fast engine
-//! ([`crate::matching::Matcher`] over [`crate::book::array`]), with ordinary collections and
+//! ([`crate::matching::Matcher`] over `book::array`), with ordinary collections and
 //! plain loops: per symbol a `BTreeMap<Price, VecDeque<RefOrder>>` for each resting side and a
 //! `Vec` of waiting stops with a sequence number for their time priority. Finding an order scans
 //! every book; counting live orders counts them. Nothing is cached, so there is no cached state

@@ -13,8 +13,9 @@ use std::cell::UnsafeCell;
 use arrayvec::ArrayVec;
 
 use crate::command::Command;
-use crate::engine::{Plan, RISK_EVENTS_MAX};
 use crate::event::{Event, EventSink};
+use crate::plan::Plan;
+use crate::risk::stage::RISK_EVENTS_MAX;
 use crate::types::{Seq, UserId};
 
 /// R's decision for one command: the plan for M and S, and the events R answered with itself.

@@ -7,7 +7,8 @@
 //! - [`run_risk`], [`run_match`], [`run_settle`] — R, M and S on their own threads (`split`).
 //! - [`run_outbound`] — the embedder's handler.
 //!
-//! R, M and S are `crate::engine`'s [`risk_stage`], [`match_stage`] and [`settlement`], the
+//! R, M and S are [`risk_stage`] (`crate::risk::stage`), [`match_stage`]
+//! (`crate::matching::stage`) and [`settlement`] (`crate::settlement`), the
 //! very functions `Engine::process` composes, so every layout computes what the
 //! single-threaded engine computes.
 
@@ -25,8 +26,12 @@ use super::shared::SharedEngine;
 use super::slot::{InSlot, SettleKind, SettleMsg};
 use super::snapshots::Snapshots;
 use crate::codec::{self, COMMAND_BYTES_MAX};
-use crate::engine::{balances_reply, match_stage, risk_stage, settlement, Engine, Plan, RiskMode};
+use crate::engine::{Engine, RiskMode};
 use crate::event::{Event, EventSink};
+use crate::matching::stage::match_stage;
+use crate::plan::Plan;
+use crate::risk::stage::risk_stage;
+use crate::settlement::{balances_reply, settlement};
 use crate::types::Seq;
 
 /// Events of command `seq` onto the outbound queue.

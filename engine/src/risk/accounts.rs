@@ -39,7 +39,7 @@ pub struct PendingWithdrawal {
 
 /// What an approval did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Approval {
+pub(crate) enum Approval {
     /// The first of two approvals was recorded.
     First(PendingWithdrawal),
     /// The second approval: the funds have left the system.
@@ -73,7 +73,7 @@ pub struct Accounts {
 impl Accounts {
     /// Empty accounts for `users_max` users and `currencies` currencies, with room for
     /// `withdrawals_max` pending withdrawals approved by `operators`.
-    pub fn new(
+    pub(crate) fn new(
         users_max: u32,
         currencies: usize,
         withdrawals_max: u32,
@@ -98,7 +98,7 @@ impl Accounts {
 
     /// Checks that `user` has an open account.
     #[inline]
-    pub fn check_user(&self, user: UserId) -> Result<(), RejectCode> {
+    pub(crate) fn check_user(&self, user: UserId) -> Result<(), RejectCode> {
         match self.opened.get(user.0 as usize) {
             Some(true) => Ok(()),
             _ => Err(RejectCode::UnknownUser),
@@ -107,7 +107,7 @@ impl Accounts {
 
     /// Checks that `currency` is configured.
     #[inline]
-    pub fn check_currency(&self, currency: CurrencyId) -> Result<(), RejectCode> {
+    pub(crate) fn check_currency(&self, currency: CurrencyId) -> Result<(), RejectCode> {
         if (currency.0 as usize) < self.currencies {
             Ok(())
         } else {
@@ -130,14 +130,14 @@ impl Accounts {
         self.opened.get(user.0 as usize).copied().unwrap_or(false)
     }
 
-    /// Fees collected in `currency`.
+    /// Fees collected in `currency` (0 for an unknown currency).
     pub fn fees(&self, currency: CurrencyId) -> u64 {
-        self.fees[currency.0 as usize]
+        self.fees.get(currency.0 as usize).copied().unwrap_or(0)
     }
 
-    /// Deposits minus completed withdrawals of `currency`.
+    /// Deposits minus completed withdrawals of `currency` (0 for an unknown currency).
     pub fn supply(&self, currency: CurrencyId) -> u64 {
-        self.supply[currency.0 as usize]
+        self.supply.get(currency.0 as usize).copied().unwrap_or(0)
     }
 
     /// Number of currencies.
@@ -167,7 +167,7 @@ impl Accounts {
     // ------------------------------------------------------------ deposits and withdrawals
 
     /// Credits `amount` to `user`, opening the account if needed.
-    pub fn deposit(
+    pub(crate) fn deposit(
         &mut self,
         user: UserId,
         currency: CurrencyId,
@@ -193,7 +193,7 @@ impl Accounts {
     }
 
     /// Locks `amount` of `user`'s available funds for a withdrawal awaiting approval.
-    pub fn request_withdrawal(
+    pub(crate) fn request_withdrawal(
         &mut self,
         user: UserId,
         currency: CurrencyId,
@@ -235,7 +235,7 @@ impl Accounts {
 
     /// Records an operator's approval; the second distinct operator completes the withdrawal
     /// and the amount leaves the system.
-    pub fn approve_withdrawal(
+    pub(crate) fn approve_withdrawal(
         &mut self,
         operator: OperatorId,
         id: WithdrawalId,
@@ -260,7 +260,7 @@ impl Accounts {
     }
 
     /// An operator refuses a withdrawal: its amount is unlocked.
-    pub fn reject_withdrawal(
+    pub(crate) fn reject_withdrawal(
         &mut self,
         operator: OperatorId,
         id: WithdrawalId,
@@ -275,7 +275,7 @@ impl Accounts {
 
     /// Moves `amount` from available to locked, or `INSUFFICIENT_FUNDS`.
     #[inline]
-    pub fn lock(
+    pub(crate) fn lock(
         &mut self,
         user: UserId,
         currency: CurrencyId,
@@ -293,7 +293,7 @@ impl Accounts {
 
     /// Moves `amount` from locked back to available.
     #[inline]
-    pub fn unlock(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+    pub(crate) fn unlock(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
         let i = self.slot(user, currency);
         let b = &mut self.balances[i];
         assert!(
@@ -306,7 +306,7 @@ impl Accounts {
 
     /// Consumes `amount` of `user`'s locked funds (they are paid away by settlement).
     #[inline]
-    pub fn spend_locked(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+    pub(crate) fn spend_locked(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
         let i = self.slot(user, currency);
         let b = &mut self.balances[i];
         assert!(
@@ -318,21 +318,21 @@ impl Accounts {
 
     /// Credits settlement proceeds to `user`'s available funds.
     #[inline]
-    pub fn credit(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
+    pub(crate) fn credit(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
         let i = self.slot(user, currency);
         self.balances[i].available += amount;
     }
 
     /// Credits a fee to the fee account.
     #[inline]
-    pub fn collect_fee(&mut self, currency: CurrencyId, amount: u64) {
+    pub(crate) fn collect_fee(&mut self, currency: CurrencyId, amount: u64) {
         self.fees[currency.0 as usize] += amount;
     }
 
     /// Feeds the accounts, canonically ordered, into `h`: per open user (id order) every
     /// currency's available and locked; per currency fees and supply; the next withdrawal id and
     /// every pending withdrawal in slot order.
-    pub fn hash_into(&self, h: &mut StateHasher) {
+    pub(crate) fn hash_into(&self, h: &mut StateHasher) {
         for user in self.open_users() {
             h.u64(u64::from(user.0));
             for c in 0..self.currencies {
@@ -426,6 +426,17 @@ mod tests {
 
     fn accounts() -> Accounts {
         Accounts::new(4, 2, 2, &OPS)
+    }
+
+    /// Queries by an unknown id answer zero, never panic (the engine's lookup convention).
+    #[test]
+    fn unknown_ids_answer_zero() {
+        let mut a = accounts();
+        a.deposit(UserId(1), KRW, 100).unwrap();
+        assert_eq!(a.supply(KRW), 100);
+        assert_eq!((a.fees(CurrencyId(2)), a.supply(CurrencyId(2))), (0, 0));
+        assert_eq!(a.balance(UserId(9), KRW), Balance::default());
+        assert!(!a.is_open(UserId(9)));
     }
 
     #[test]

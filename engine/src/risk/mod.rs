@@ -15,7 +15,9 @@
 //! reason for rounding the fee per lot.
 
 pub mod accounts;
+#[cfg(any(test, feature = "testing"))]
 pub mod reference;
+pub(crate) mod stage;
 
 use crate::config::{Config, SymbolConfig};
 use crate::types::{CurrencyId, Price, Qty, Side};

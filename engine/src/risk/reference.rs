@@ -2,7 +2,7 @@
 //! balances, locks, settlement, fees and withdrawals written the obvious way.
 //!
 //! [`ReferenceEngine`] implements docs/risk.md independently of the fast engine
-//! ([`crate::engine::Engine`], [`crate::settlement`], [`crate::risk::accounts`]): balances live in
+//! ([`crate::Engine`], `settlement`, [`crate::risk::accounts`]): balances live in
 //! a `BTreeMap<(UserId, CurrencyId), (available, locked)>` of `i128`s, pending withdrawals in a
 //! `Vec`, and every amount is computed in `i128` from the document's formulas, with an assertion
 //! after every change that nothing went negative or past `u64`. It also keeps its own record of

@@ -8,22 +8,7 @@ use std::sync::{Arc, Mutex};
 use ringbook_engine::pipeline::{Output, OutputKind};
 use ringbook_engine::prelude::*;
 use ringbook_engine::Pipeline;
-
-/// SplitMix64: a fixed-seed generator that itself never allocates.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use ringbook_testkit::rng::Rng;
 
 pub const USERS: u64 = 8;
 const SYMBOLS: u64 = 3;
@@ -47,7 +32,7 @@ pub struct Workload {
 impl Workload {
     pub fn new(seed: u64) -> Workload {
         Workload {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             next_coid: 1,
             tracked: vec![(UserId(0), SymbolId(0), ClientOrderId(0)); TRACKED],
             accepted: vec![(UserId(0), SymbolId(0), OrderId(0)); ACCEPTED],
