@@ -26,6 +26,9 @@ fn start(edit: impl FnOnce(&mut ServerConfig)) -> (ServerHandle<EngineBackend>, 
         "127.0.0.1:0".parse().unwrap(),
         config.gateway.accounts.clone(),
     );
+    // A session silent for three heartbeat intervals is ended; the default (1 s) would let a
+    // loaded CI box that stalls a test for 3 s cut off a client the test uses again later.
+    sc.heartbeat_default = Duration::from_secs(60);
     edit(&mut sc);
     let h = server::start(sc, EngineBackend::new(&config).unwrap()).unwrap();
     let addr = h.local_addr();
@@ -788,6 +791,7 @@ fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
     );
     // One session per account: alice's second session takes her first one's slot.
     sc.sessions_per_account_max = 1;
+    sc.heartbeat_default = Duration::from_secs(60); // as in `start`
     let backend = Gated {
         inner: EngineBackend::new(&config).unwrap(),
         hold: hold.clone(),
@@ -820,7 +824,7 @@ fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
     let mut second = Client::connect(addr).unwrap();
     // Wait until the server has seen the first connection go (bounded).
     let mut info = None;
-    for _ in 0..500 {
+    for _ in 0..2_000 {
         match second.login("alice", "alice-demo", 2, false) {
             Ok(i) => {
                 info = Some(i);
@@ -1196,7 +1200,10 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
             .as_nanos() as u64
     };
     assert_eq!(h.stats().clock_ticks.load(Ordering::Relaxed), 0);
-    let expire_at = wall_ns() + 300_000_000;
+    // 3 s ahead: an order whose expiry passed before the engine sequenced it would be refused
+    // (EXPIRY_IN_PAST), and the open-orders query below must see it still resting, even when
+    // a loaded CI box stalls this test for a while.
+    let expire_at = wall_ns() + 3_000_000_000;
     bob.send(
         &Command::NewOrder(NewOrder::limit_gtd(
             UserId(2),

@@ -35,6 +35,9 @@ fn start(
         config.gateway.accounts.clone(),
     );
     sc.web = Some(bridge.clone());
+    // A session silent for three heartbeat intervals is ended; with the default (1 s) a loaded
+    // CI box could cut off bob's binary session, which only reads at the end of a test.
+    sc.heartbeat_default = Duration::from_secs(60);
     // A tiny inbound ring: a burst of web commands must meet a full ring.
     let builder = Pipeline::builder(&config)
         .layout(Layout::Fused)

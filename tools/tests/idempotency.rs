@@ -64,9 +64,7 @@ impl Conn {
     /// message numbered up to it is a retransmission.
     fn login_info(addr: SocketAddr, who: &str, session: u32) -> (Conn, u64) {
         let mut c = Client::connect(addr).unwrap();
-        let info = c
-            .login(who, &format!("{who}-demo"), session, false)
-            .unwrap();
+        let info = support::login_patient(&mut c, who, session);
         (Conn { c, next_request: 1 }, info.last_seq)
     }
 

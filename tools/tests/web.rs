@@ -248,7 +248,7 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
     let s = Server::start(dir.path(), "");
     // Bob also trades over the binary protocol, in a session of his own.
     let mut bin = Client::connect(s.gateway).unwrap();
-    bin.login("bob", "bob-demo", 1, false).unwrap();
+    login_patient(&mut bin, "bob");
     rt().block_on(async {
         let c = http();
         let (st, v) = call(c.get(s.url("/health"))).await;
@@ -890,7 +890,7 @@ fn public_market_data_from_the_builder_survives_a_restart() {
         use ringbook_client::protocol::marketdata::{Channel, MdMsg};
         use ringbook_client::Received;
         let mut feed = Client::connect(s.gateway).unwrap();
-        feed.login("feed", "feed-demo", 1, false).unwrap();
+        login_patient(&mut feed, "feed");
         feed.subscribe(
             1,
             ringbook_engine::SymbolId(0),
@@ -1071,7 +1071,7 @@ fn websocket_public_channels_converge_with_the_rest_book() {
         // A binary session's order reaches the web edge's builder too (every output crosses
         // the bridge, whatever its origin).
         let mut bin = Client::connect(s.gateway).unwrap();
-        bin.login("bob", "bob-demo", 1, false).unwrap();
+        login_patient(&mut bin, "bob");
         bin.send(&ClientMsg::Command(ringbook_engine::Command::NewOrder(ringbook_engine::NewOrder::limit(
             ringbook_engine::UserId(2), ringbook_engine::SymbolId(0), ringbook_engine::ClientOrderId(1000),
             ringbook_engine::Side::Sell, ringbook_engine::Price(15300), ringbook_engine::Qty(2),
@@ -1173,6 +1173,21 @@ fn craft(claims: Value) -> String {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
+}
+
+/// Logs a binary session in (session 1, demo password) with the longest heartbeat interval
+/// (60 s): the server ends a session silent for three intervals, and with the default (1 s) a
+/// loaded CI box could cut off a session that only reads later in the test.
+fn login_patient(c: &mut Client, who: &str) {
+    c.login_with(ringbook_client::protocol::client::Login {
+        login: ringbook_client::protocol::name32(who),
+        password: ringbook_client::protocol::name32(&format!("{who}-demo")),
+        session_id: 1,
+        last_seen_seq: 0,
+        heartbeat_ms: 60_000,
+        cancel_on_disconnect: false,
+    })
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
 }
 
 fn now() -> u64 {
@@ -1769,7 +1784,9 @@ fn a_gtd_order_shows_its_expiry_and_expires_on_an_idle_server() {
                 .unwrap()
                 .as_millis() as u64
         };
-        let expire = now_ms() + 1000;
+        // 3 s ahead: an order whose expiry passed before the engine sequenced it would be
+        // refused (EXPIRY_IN_PAST), even when a loaded CI box stalls this test for a while.
+        let expire = now_ms() + 3000;
         let (st, v) = call(
             c.post(s.url("/api/v1/orders"))
                 .bearer_auth(&alice)

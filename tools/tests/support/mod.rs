@@ -187,11 +187,11 @@ impl Server {
     }
 }
 
-/// A binary-protocol session as operator `ops1` (demo password).
+/// A binary-protocol session as operator `ops1` (demo password), with the longest heartbeat
+/// interval (see [`login_patient`]).
 pub fn ops(addr: SocketAddr) -> ringbook_client::Client {
     let mut c = ringbook_client::Client::connect(addr).expect("connect");
-    c.login("ops1", "ops1-demo", 1, false)
-        .expect("ops1 logs in");
+    login_patient(&mut c, "ops1", 1);
     c
 }
 
@@ -216,4 +216,25 @@ pub fn deposit(c: &mut ringbook_client::Client, user: u32, amount: u64) {
         }
     }
     panic!("no Deposited for user {user} in 1000 messages");
+}
+
+/// Logs `c` in as `who` (password `WHO-demo`) with the longest heartbeat interval (60 s). The
+/// server ends a session silent for three intervals; with the default (1 s) a loaded CI box
+/// stalling a test for 3 s would cut off a client that the test uses again later.
+pub fn login_patient(
+    c: &mut ringbook_client::Client,
+    who: &str,
+    session: u32,
+) -> ringbook_client::LoginInfo {
+    use ringbook_client::protocol::client::Login;
+    use ringbook_client::protocol::name32;
+    c.login_with(Login {
+        login: name32(who),
+        password: name32(&format!("{who}-demo")),
+        session_id: session,
+        last_seen_seq: 0,
+        heartbeat_ms: 60_000,
+        cancel_on_disconnect: false,
+    })
+    .unwrap_or_else(|e| panic!("{who} session {session}: {e}"))
 }
