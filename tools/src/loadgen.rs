@@ -289,6 +289,31 @@ fn send_deadline(start: Instant, seconds: u64, max: bool) -> Option<Instant> {
     max.then(|| start + Duration::from_secs(seconds))
 }
 
+/// Appends to `buf` the echo messages due by `now`, from message `i` on (at most 200 in the
+/// buffer, `total` in all): each its intended send time in ns after `start`, then its index.
+/// `per_conn_rate` 0 is `--max`: every message is due at once. Returns the next index.
+fn due_echoes(
+    buf: &mut Vec<u8>,
+    mut i: u64,
+    total: u64,
+    now: Instant,
+    start: Instant,
+    per_conn_rate: u64,
+) -> u64 {
+    while i < total && buf.len() < 16 * 200 {
+        let due = (i * 1_000_000_000)
+            .checked_div(per_conn_rate)
+            .map_or(now, |ns| start + Duration::from_nanos(ns));
+        if due > now {
+            break;
+        }
+        buf.extend_from_slice(&(due.duration_since(start).as_nanos() as u64).to_le_bytes());
+        buf.extend_from_slice(&i.to_le_bytes());
+        i += 1;
+    }
+    i
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
@@ -902,25 +927,13 @@ fn run_echo_busy(args: &Args) -> Result<Histogram<u64>, String> {
                         out.clear();
                         written = 0;
                     }
-                    while sending && out.len() < 16 * 200 {
+                    if sending {
                         if i >= total || end.is_some_and(|e| now >= e) {
                             sending = false;
                             finished_sending = now;
-                            break;
-                        }
-                        let due = if max {
-                            now
                         } else {
-                            start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
-                        };
-                        if due > now {
-                            break;
+                            i = due_echoes(&mut out, i, total, now, start, per_conn_rate);
                         }
-                        out.extend_from_slice(
-                            &(due.duration_since(start).as_nanos() as u64).to_le_bytes(),
-                        );
-                        out.extend_from_slice(&i.to_le_bytes());
-                        i += 1;
                     }
                     while written < out.len() {
                         match s.write(&out[written..]) {
@@ -1049,21 +1062,7 @@ fn run_echo(args: &Args) -> Result<Histogram<u64>, String> {
                             break;
                         }
                         buf.clear();
-                        while i < total && buf.len() < 16 * 200 {
-                            let due = if max {
-                                now
-                            } else {
-                                start + Duration::from_nanos(i * 1_000_000_000 / per_conn_rate)
-                            };
-                            if due > now {
-                                break;
-                            }
-                            buf.extend_from_slice(
-                                &(due.duration_since(start).as_nanos() as u64).to_le_bytes(),
-                            );
-                            buf.extend_from_slice(&i.to_le_bytes());
-                            i += 1;
-                        }
+                        i = due_echoes(&mut buf, i, total, now, start, per_conn_rate);
                         if buf.is_empty() {
                             if sender_yield {
                                 std::thread::yield_now();
