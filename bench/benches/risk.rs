@@ -1,4 +1,4 @@
-//! Run: `cargo bench -p ringbook-bench --bench risk -- [--json] [--rounds N] [--ops N]`
+//! Run: `cargo bench -p ringbook-bench --bench risk -- [--json] [--rounds N] [--ops N] [--only off|on]`
 //!
 //! The cost of the risk and settlement stages: the mixed order-book workload of the `book`
 //! harness (passive limits near the touch, cancels of live orders, market orders) through
@@ -19,6 +19,8 @@ use ringbook_engine::RiskMode;
 fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 7usize;
+    // `--only off|on`: time one mode alone (for profilers); no comparison is printed.
+    let mut only: Option<usize> = None;
     let mut spec = WorkloadSpec::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -26,10 +28,20 @@ fn main() -> ExitCode {
             "--json" => json = true,
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--ops" => spec.ops = args.next().and_then(|v| v.parse().ok()).unwrap_or(spec.ops),
+            "--only" => {
+                only = match args.next().as_deref() {
+                    Some("off") => Some(0),
+                    Some("on") => Some(1),
+                    other => {
+                        eprintln!("risk: --only takes off or on, not {other:?}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "--bench" => {}
             other => {
                 eprintln!(
-                    "risk: unknown argument {other:?}; usage: risk [--json] [--rounds N] [--ops N]"
+                    "risk: unknown argument {other:?}; usage: risk [--json] [--rounds N] [--ops N] [--only off|on]"
                 );
                 return ExitCode::from(2);
             }
@@ -41,6 +53,9 @@ fn main() -> ExitCode {
     for round in 0..rounds {
         for k in 0..2 {
             let mode = (round + k) % 2;
+            if only.is_some_and(|m| m != mode) {
+                continue;
+            }
             let risk = if mode == 0 {
                 RiskMode::Off
             } else {
@@ -65,6 +80,15 @@ fn main() -> ExitCode {
             }
             ns_per_op[mode].push(elapsed.as_nanos() as f64 / w.ops.len() as f64);
         }
+    }
+    if let Some(m) = only {
+        let v = &ns_per_op[m];
+        println!(
+            "risk {}: {:?} ns/op",
+            if m == 0 { "off" } else { "on" },
+            v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>()
+        );
+        return ExitCode::SUCCESS;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);

@@ -9,7 +9,7 @@
 
 use crate::event::{Event, EventSink, Trade};
 use crate::plan::Plan;
-use crate::risk::accounts::Accounts;
+use crate::risk::accounts::{Accounts, TradeMoves};
 use crate::risk::RiskSpec;
 use crate::types::{CurrencyId, OrderId, Side, UserId};
 
@@ -68,14 +68,16 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         });
     }
 
-    /// The budget of `order_id` if it is this command's budget order.
-    #[inline]
-    fn budget_of(&mut self, order_id: OrderId) -> Option<&mut Budget> {
-        self.budget.as_mut().filter(|b| b.order_id == order_id)
+    /// Whether `order_id` is this command's budget order.
+    #[inline(always)]
+    fn is_budget(&self, order_id: OrderId) -> bool {
+        self.budget.is_some_and(|b| b.order_id == order_id)
     }
 
     /// A `Cancelled` of the budget order: its lock is its budget, not `qty × unit_lock`; what
     /// is left of it goes back once the order is done (a decrement leaves it live).
+    #[cold]
+    #[inline(never)]
     fn budget_cancelled(&mut self, leaves: u64) {
         if leaves == 0 {
             self.refund_budget();
@@ -83,10 +85,42 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
     }
 
     /// The budget order finished: what it did not spend goes back.
+    #[cold]
+    #[inline(never)]
     fn refund_budget(&mut self) {
         if let Some(b) = self.budget.take() {
             self.accounts.unlock(b.user, b.currency, b.left);
         }
+    }
+
+    /// The budget order's `Accepted`: its trades are known by this id from now on.
+    #[cold]
+    #[inline(never)]
+    fn budget_accepted(&mut self, order_id: OrderId) {
+        if let Some(b) = self.budget.as_mut().filter(|b| b.order_id.0 == 0) {
+            b.order_id = order_id;
+        }
+    }
+
+    /// A trade of the budget order spends `spent` (notional and taker fee) out of its budget;
+    /// the budget's lock releases exactly that.
+    #[cold]
+    #[inline(never)]
+    fn budget_spend(&mut self, spent: u64) -> u64 {
+        let b = self.budget.as_mut().expect("a budget order's trade");
+        b.left = b
+            .left
+            .checked_sub(spent)
+            .expect("a budget order never spends past its budget");
+        spent
+    }
+
+    /// Matching rejected the command: R's lock comes back.
+    #[cold]
+    #[inline(never)]
+    fn undo(&mut self, (user, currency, amount): (UserId, CurrencyId, u64)) {
+        self.accounts.unlock(user, currency, amount);
+        self.budget = None;
     }
 
     /// R locked `amount` for this command: give it back if matching rejects the command.
@@ -99,6 +133,7 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         self.refund = Some((user, currency, amount));
     }
 
+    #[inline(always)]
     fn trade(&mut self, t: &Trade) {
         let spec = &self.specs[t.symbol.0 as usize];
         let (buyer, seller) = match t.taker_side {
@@ -108,43 +143,41 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
         // Fits: at most the buyer's lock for these lots, which fitted when it was taken.
         let notional = t.price.0 as u64 * t.qty.0 * spec.tick_size;
         let base = t.qty.0 * spec.lot_size;
-        let released = match self.budget_of(t.taker.order_id) {
+        let cost = notional + buyer.fee;
+        let budget = self.is_budget(t.taker.order_id);
+        let released = if budget {
             // A budget order pays exactly what it spends out of its budget.
-            Some(b) => {
-                let spent = notional + buyer.fee;
-                b.left = b
-                    .left
-                    .checked_sub(spent)
-                    .expect("a budget order never spends past its budget");
-                spent
-            }
-            None => {
-                spec.buy_unit_lock(buyer.limit_price)
-                    .expect("locked when placed")
-                    * t.qty.0
-            }
+            self.budget_spend(cost)
+        } else {
+            spec.buy_unit_lock(buyer.limit_price)
+                .expect("locked when placed")
+                * t.qty.0
         };
-        let unused = released
-            .checked_sub(notional + buyer.fee)
-            .expect("a buy's lock covers every fill at or below its limit, fee included");
-        let proceeds = notional
-            .checked_sub(seller.fee)
-            .expect("a fee never exceeds the notional");
-        let a = &mut *self.accounts;
-        a.spend_locked(buyer.user, spec.quote, released);
-        a.credit(buyer.user, spec.quote, unused);
-        a.credit(buyer.user, spec.base, base);
-        a.spend_locked(seller.user, spec.base, base);
-        a.credit(seller.user, spec.quote, proceeds);
-        a.collect_fee(spec.quote, buyer.fee + seller.fee);
-        if t.taker.leaves_qty.0 == 0 && self.budget_of(t.taker.order_id).is_some() {
+        self.accounts.settle_trade(&TradeMoves {
+            quote: spec.quote,
+            base: spec.base,
+            buyer: buyer.user,
+            seller: seller.user,
+            released,
+            unused: released
+                .checked_sub(cost)
+                .expect("a buy's lock covers every fill at or below its limit, fee included"),
+            base_amount: base,
+            proceeds: notional
+                .checked_sub(seller.fee)
+                .expect("a fee never exceeds the notional"),
+            fees: buyer.fee + seller.fee,
+        });
+        if budget && t.taker.leaves_qty.0 == 0 {
             self.refund_budget();
         }
     }
 }
 
 impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
-    #[inline]
+    // Always inlined: at each of matching's emission sites the event's variant is known, so
+    // the match folds to that variant's arm and only the fields S and the sink read are built.
+    #[inline(always)]
     fn on_event(&mut self, event: &Event) {
         match *event {
             Event::Trade(ref t) => self.trade(t),
@@ -152,7 +185,7 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
                 order_id,
                 leaves_qty,
                 ..
-            } if self.budget_of(order_id).is_some() => self.budget_cancelled(leaves_qty.0),
+            } if self.is_budget(order_id) => self.budget_cancelled(leaves_qty.0),
             Event::Cancelled {
                 user,
                 symbol,
@@ -168,8 +201,8 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
             }
             Event::Accepted { order_id, .. } => {
                 self.undo = None;
-                if let Some(b) = self.budget.as_mut().filter(|b| b.order_id.0 == 0) {
-                    b.order_id = order_id;
+                if self.budget.is_some() {
+                    self.budget_accepted(order_id);
                 }
             }
             Event::Amended { .. } => {
@@ -179,9 +212,8 @@ impl<S: EventSink + ?Sized> EventSink for Settlement<'_, S> {
                 }
             }
             Event::Rejected { .. } => {
-                if let Some((user, currency, amount)) = self.undo.take() {
-                    self.accounts.unlock(user, currency, amount);
-                    self.budget = None;
+                if let Some(undo) = self.undo.take() {
+                    self.undo(undo);
                 }
             }
             _ => {}

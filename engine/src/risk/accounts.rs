@@ -46,6 +46,31 @@ pub(crate) enum Approval {
     Completed(PendingWithdrawal),
 }
 
+/// One trade's movements of funds, for [`Accounts::settle_trade`] (docs/risk.md, "Settlement
+/// (S)"). Every amount is part of a lock or of the supply, so none overflows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TradeMoves {
+    /// The symbol's quote currency (the buyer pays, the seller is paid, fees are collected).
+    pub quote: CurrencyId,
+    /// The symbol's base currency (the seller delivers, the buyer receives).
+    pub base: CurrencyId,
+    /// The buying user.
+    pub buyer: UserId,
+    /// The selling user.
+    pub seller: UserId,
+    /// What the buyer's quote lock releases for these lots.
+    pub released: u64,
+    /// The part of `released` the buyer did not pay (price improvement, maker rate, rounding):
+    /// back to available.
+    pub unused: u64,
+    /// Base units delivered: out of the seller's base lock, into the buyer's available.
+    pub base_amount: u64,
+    /// The notional less the seller's fee: into the seller's available quote.
+    pub proceeds: u64,
+    /// Both fees: into the fee account.
+    pub fees: u64,
+}
+
 /// A broken accounting invariant (only ever reported by checks, never expected).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvariantViolation(pub String);
@@ -304,29 +329,37 @@ impl Accounts {
         b.available += amount;
     }
 
-    /// Consumes `amount` of `user`'s locked funds (they are paid away by settlement).
-    #[inline]
-    pub(crate) fn spend_locked(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
-        let i = self.slot(user, currency);
-        let b = &mut self.balances[i];
+    /// Applies one trade's movements of funds (docs/risk.md, "Settlement (S)"): the buyer's
+    /// quote lock releases `released` of which `unused` goes back to available, the base moves
+    /// from the seller's lock to the buyer's available, the seller is credited `proceeds` and
+    /// the fee account `fees`. Each party's row of balances is looked up once.
+    #[inline(always)]
+    pub(crate) fn settle_trade(&mut self, m: &TradeMoves) {
+        let (q, b, n) = (m.quote.0 as usize, m.base.0 as usize, self.currencies);
+        let first = m.buyer.0 as usize * n;
+        let buyer = &mut self.balances[first..first + n];
+        let quote = &mut buyer[q];
         assert!(
-            b.locked >= amount,
-            "spending more than is locked: user {user} currency {currency}"
+            quote.locked >= m.released,
+            "spending more than is locked: user {} currency {}",
+            m.buyer,
+            m.quote
         );
-        b.locked -= amount;
-    }
-
-    /// Credits settlement proceeds to `user`'s available funds.
-    #[inline]
-    pub(crate) fn credit(&mut self, user: UserId, currency: CurrencyId, amount: u64) {
-        let i = self.slot(user, currency);
-        self.balances[i].available += amount;
-    }
-
-    /// Credits a fee to the fee account.
-    #[inline]
-    pub(crate) fn collect_fee(&mut self, currency: CurrencyId, amount: u64) {
-        self.fees[currency.0 as usize] += amount;
+        quote.locked -= m.released;
+        quote.available += m.unused;
+        buyer[b].available += m.base_amount;
+        let first = m.seller.0 as usize * n;
+        let seller = &mut self.balances[first..first + n];
+        let base = &mut seller[b];
+        assert!(
+            base.locked >= m.base_amount,
+            "spending more than is locked: user {} currency {}",
+            m.seller,
+            m.base
+        );
+        base.locked -= m.base_amount;
+        seller[q].available += m.proceeds;
+        self.fees[q] += m.fees;
     }
 
     /// Feeds the accounts, canonically ordered, into `h`: per open user (id order) every
