@@ -153,7 +153,7 @@ impl<'a, S: EventSink + ?Sized> Settlement<'a, S> {
                 .expect("locked when placed")
                 * t.qty.0
         };
-        self.accounts.settle_trade(&TradeMoves {
+        self.accounts.settle_trade(TradeMoves {
             quote: spec.quote,
             base: spec.base,
             buyer: buyer.user,
