@@ -26,7 +26,6 @@ pub mod client;
 pub mod marketdata;
 pub mod server;
 pub mod translate;
-mod wire;
 
 pub use client::ClientMsg;
 pub use server::{OrderInfo, ServerMsg};
