@@ -38,7 +38,7 @@
 //! assert_eq!(read(&[7, 0, 0, 0, 0, 0, 2]), Err(FieldError::BadEnum { field: "side", value: 2 }));
 //! ```
 
-use crate::codes::RejectCode;
+use crate::codes::{CancelReason, RejectCode};
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId,
     TimeInForce, TradeId, UserId, WithdrawalId,
@@ -371,20 +371,10 @@ impl Field for bool {
     }
 }
 
-/// Declares the one byte table of a `#[repr(u8)]` enum: `to_u8`, `from_u8` (`None` for a byte
-/// with no meaning) and its [`Field`] encoding (an unknown byte is [`FieldError::BadEnum`]).
+/// The order enums on the wire: one byte, the `#[repr(u8)]` discriminant (their tables are in
+/// `types.rs` and `codes.rs`); an unknown byte is [`FieldError::BadEnum`].
 macro_rules! enum_field {
-    ($($t:ident { $($v:ident),* $(,)? })*) => {$(
-        impl $t {
-            /// The value with this byte (its `#[repr(u8)]` discriminant), if any.
-            #[inline]
-            pub const fn from_u8(v: u8) -> Option<$t> {
-                $(if v == $t::$v as u8 {
-                    return Some($t::$v);
-                })*
-                None
-            }
-        }
+    ($($t:ident),*) => {$(
         impl Field for $t {
             const BYTES: usize = 1;
             #[inline]
@@ -399,12 +389,7 @@ macro_rules! enum_field {
         }
     )*};
 }
-enum_field! {
-    Side { Buy, Sell }
-    OrderType { Limit, Market, StopLimit, StopMarket }
-    TimeInForce { Gtc, Ioc, Fok, Gtd, Day }
-    StpMode { None, CancelNewest, CancelOldest, CancelBoth, Decrement }
-}
+enum_field!(Side, OrderType, TimeInForce, StpMode, CancelReason);
 
 /// Writes a layout list (see the [module docs](crate::le)) with a [`LeWriter`]: each
 /// `name: Type` writes the local `name` as a `Type`, each `[pad N]` or `[skip N]` writes N zero

@@ -2,7 +2,7 @@
 //! (docs/protocol.md, "Client messages").
 
 use ringbook_engine::le::{LeReader, LeWriter};
-use ringbook_engine::{le_get, le_put, le_size};
+use ringbook_engine::le_size;
 use ringbook_engine::{
     ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, OrderId, OrderType, Price, Qty,
     Query, RejectCode, Side, StpMode, SymbolId, TimeInForce, UserId, WithdrawalId,
@@ -153,14 +153,7 @@ impl ClientMsg {
 
     /// The message type number.
     pub fn msg_type(&self) -> u16 {
-        match *self {
-            ClientMsg::Command(Command::Query(q)) => ClientMsg::query(0, q).msg_type(),
-            // Time alone is the sequencer's to send, not a client's: a client's tick goes
-            // out as the message that carries nothing but the client's presence.
-            ClientMsg::Command(Command::Tick) => msg_type::HEARTBEAT,
-            ClientMsg::Command(Command::MassCancel { .. }) => msg_type::MASS_CANCEL,
-            _ => self.table_msg_type(),
-        }
+        self.table_msg_type()
     }
 
     /// Encodes the whole frame into `buf`; returns its length. Never allocates.
@@ -190,7 +183,11 @@ impl ClientMsg {
         if version != PROTOCOL_VERSION {
             return Err(RejectCode::UnsupportedVersion);
         }
-        let Some(expected) = body_len(msg_type) else {
+        let expected = match msg_type {
+            msg_type::MASS_CANCEL => Some(MASS_CANCEL_BODY_BYTES),
+            t => table_body_len(t),
+        };
+        let Some(expected) = expected else {
             return Err(RejectCode::UnknownMessageType);
         };
         if body.len() != expected {
@@ -225,69 +222,22 @@ impl ClientMsg {
     }
 }
 
-/// The wire layout of every client message: its type number, its shape (used both as the
-/// `match` pattern that encodes and as the expression that decodes) and its body fields in
-/// byte order (see `ringbook_engine::le`). From this one table come the type numbers, the body
-/// lengths, encoding and decoding. The exceptions are written by hand in [`ClientMsg`]: a
-/// query command (sent as its query message), a tick (a heartbeat) and a mass cancel (whose
-/// optional symbol is a flag and a value).
-macro_rules! client_layouts {
-    ($( $ty:ident: ($($shape:tt)+) [$($layout:tt)*]; )*) => {
-        /// The body length of message type `ty`, if it is a client message type.
-        fn body_len(ty: u16) -> Option<usize> {
-            match ty {
-                $(msg_type::$ty => Some(le_size!($($layout)*)),)*
-                msg_type::MASS_CANCEL => Some(MASS_CANCEL_BODY_BYTES),
-                _ => None,
-            }
-        }
-
-        $(
-            #[allow(unused_comparisons)]
-            const _: () = assert!(le_size!($($layout)*) <= BODY_BYTES_MAX);
-        )*
-
-        impl ClientMsg {
-            #[allow(unused_variables)]
-            fn table_msg_type(&self) -> u16 {
-                match *self {
-                    $($($shape)+ => msg_type::$ty,)*
-                    ClientMsg::Command(
-                        Command::Query(_) | Command::Tick | Command::MassCancel { .. },
-                    ) => msg_type::HEARTBEAT,
-                }
-            }
-
-            fn put_table(&self, w: &mut LeWriter<'_>) {
-                match *self {
-                    $($($shape)+ => {
-                        le_put!(w; $($layout)*);
-                    })*
-                    ClientMsg::Command(
-                        Command::Query(_) | Command::Tick | Command::MassCancel { .. },
-                    ) => {}
-                }
-            }
-        }
-
-        /// Reads a body of type `ty` (one the table has; its length already checked).
-        fn get_table(ty: u16, r: &mut LeReader<'_>) -> Result<ClientMsg, RejectCode> {
-            Ok(match ty {
-                $(msg_type::$ty => {
-                    le_get!(r; $($layout)*);
-                    $($shape)+
-                })*
-                _ => return Err(RejectCode::UnknownMessageType),
-            })
-        }
-    };
-}
-
 /// Body length of a mass cancel: user, has-symbol flag, one zero byte, symbol.
 const MASS_CANCEL_BODY_BYTES: usize =
     le_size!(user: UserId, has_symbol: bool, [pad 1], symbol: SymbolId);
 
-client_layouts! {
+// The wire layout of every client message (see `layout.rs`). Written by hand in `ClientMsg`: a
+// query command (sent as its query message), a tick (a heartbeat) and a mass cancel (whose
+// optional symbol is a flag and a value).
+wire_layouts! {
+    ClientMsg;
+    [by hand:
+        ClientMsg::Command(Command::Query(q)) => ClientMsg::query(0, q).msg_type(),
+        // Time alone is the sequencer's to send, not a client's: a client's tick goes out as
+        // the message that carries nothing but the client's presence.
+        ClientMsg::Command(Command::Tick) => msg_type::HEARTBEAT,
+        ClientMsg::Command(Command::MassCancel { .. }) => msg_type::MASS_CANCEL,
+    ];
     LOGIN: (ClientMsg::Login(Login { login, password, session_id, last_seen_seq, heartbeat_ms,
         cancel_on_disconnect }))
         [login: Name32, password: Name32, session_id: u32, last_seen_seq: u64,

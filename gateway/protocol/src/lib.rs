@@ -22,6 +22,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod layout;
+
 pub mod client;
 pub mod marketdata;
 pub mod server;

@@ -7,8 +7,8 @@
 use ringbook_engine::marketdata::{Candle, Interval, LevelChange, MdTrade, Ticker};
 use ringbook_engine::{Price, Qty, RejectCode, Side, SymbolId, TradeId};
 
-use ringbook_engine::le::{LeReader, LeWriter};
 use super::{put_header, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
+use ringbook_engine::le::{LeReader, LeWriter};
 
 /// Message type numbers of the market-data messages.
 pub mod msg_type {

@@ -599,47 +599,11 @@ impl ServerMsg {
     }
 }
 
-/// The wire layout of every server message: its type number, its shape (used both as the
-/// `match` pattern that encodes and as the expression that decodes) and its body fields in
-/// byte order (see `ringbook_engine::le`). Every body starts with the sequence number; the
-/// unsequenced messages send it as zero (`[skip 8]`). Padding is written as zero and not
-/// checked on reading (`[skip N]`). From this one table come the type numbers, encoding and
-/// decoding.
-macro_rules! server_layouts {
-    ($( $ty:ident: ($($shape:tt)+) [$($layout:tt)*]; )*) => {
-        $(const _: () = assert!(le_size!($($layout)*) <= BODY_BYTES_MAX);)*
-
-        impl ServerMsg {
-            #[allow(unused_variables)]
-            fn table_msg_type(&self) -> u16 {
-                match *self {
-                    $($($shape)+ => msg_type::$ty,)*
-                }
-            }
-
-            fn put_table(&self, w: &mut LeWriter<'_>) {
-                match *self {
-                    $($($shape)+ => {
-                        le_put!(w; $($layout)*);
-                    })*
-                }
-            }
-        }
-
-        /// Reads a body of type `ty`.
-        fn get_table(ty: u16, r: &mut LeReader<'_>) -> Result<ServerMsg, RejectCode> {
-            Ok(match ty {
-                $(msg_type::$ty => {
-                    le_get!(r; $($layout)*);
-                    $($shape)+
-                })*
-                _ => return Err(RejectCode::UnknownMessageType),
-            })
-        }
-    };
-}
-
-server_layouts! {
+// The wire layout of every server message (see `layout.rs`). Every body starts with the
+// sequence number; the unsequenced messages send it as zero (`[skip 8]`). Padding is written as
+// zero and not checked on reading (`[skip N]`): the client's reader is lenient.
+wire_layouts! {
+    ServerMsg;
     LOGIN_ACCEPTED: (ServerMsg::LoginAccepted { session_id, role, id, heartbeat_ms, last_seq })
         [[skip 8], session_id: u32, role: u8, [skip 3], id: u32, heartbeat_ms: u32,
         last_seq: u64];
