@@ -367,11 +367,6 @@ impl MdMsg {
         if body.len() != expected {
             return Err(RejectCode::MalformedFrame);
         }
-        let side = |v: u8| match v {
-            0 => Ok(Side::Buy),
-            1 => Ok(Side::Sell),
-            _ => Err(bad),
-        };
         let mut r = LeReader::new(body);
         let msg = match t {
             msg_type::MD_SUBSCRIBED => {
@@ -409,7 +404,7 @@ impl MdMsg {
                     levels: [LevelChange::default(); DEPTH_LEVELS_PER_FRAME],
                 };
                 for l in d.levels.iter_mut().take(usize::from(count)) {
-                    let s = side(r.u8())?;
+                    let s = r.get::<Side>("side")?;
                     if r.u8() != 0 || r.u16() != 0 {
                         return Err(bad);
                     }
@@ -425,7 +420,7 @@ impl MdMsg {
             }
             msg_type::MD_TRADE => {
                 let symbol = SymbolId(r.u16());
-                let taker_side = side(r.u8())?;
+                let taker_side = r.get::<Side>("side")?;
                 if r.u8() != 0 || r.u32() != 0 {
                     return Err(bad);
                 }
