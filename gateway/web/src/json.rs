@@ -447,7 +447,10 @@ mod tests {
         assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);
         assert_eq!(parse_side("sell").unwrap(), Side::Sell);
-        assert_eq!(parse_side("Sell").unwrap_err().message, "side \"Sell\": expected BUY or SELL");
+        assert_eq!(
+            parse_side("Sell").unwrap_err().message,
+            "side \"Sell\": expected BUY or SELL"
+        );
         assert_eq!(
             parse_stp("X").unwrap_err().message,
             "stp \"X\": expected NONE, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH or DECREMENT"
