@@ -480,6 +480,54 @@ mod tests {
         );
     }
 
+    fn table_is_consistent<T: crate::types::Vocab + PartialEq + std::fmt::Debug>(
+        byte: fn(T) -> u8,
+        from_u8: fn(u8) -> Option<T>,
+        from_name: fn(&str) -> Option<T>,
+    ) {
+        for pair in T::ALL.windows(2) {
+            assert!(
+                byte(pair[0]) < byte(pair[1]),
+                "{:?} before {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        for &v in T::ALL {
+            assert_eq!(from_u8(byte(v)), Some(v));
+            assert_eq!(from_name(v.name()), Some(v));
+            assert_eq!(from_name(&v.name().to_ascii_lowercase()), None);
+        }
+        let known = (0..=u8::MAX).filter(|&b| from_u8(b).is_some()).count();
+        assert_eq!(known, T::ALL.len());
+    }
+
+    #[test]
+    fn every_vocabulary_table_is_in_byte_order_and_round_trips_bytes_and_names() {
+        table_is_consistent(|v: Side| v as u8, Side::from_u8, Side::from_name);
+        table_is_consistent(
+            |v: OrderType| v as u8,
+            OrderType::from_u8,
+            OrderType::from_name,
+        );
+        table_is_consistent(
+            |v: TimeInForce| v as u8,
+            TimeInForce::from_u8,
+            TimeInForce::from_name,
+        );
+        table_is_consistent(|v: StpMode| v as u8, StpMode::from_u8, StpMode::from_name);
+        table_is_consistent(
+            |v: CancelReason| v as u8,
+            CancelReason::from_u8,
+            CancelReason::from_name,
+        );
+        assert_eq!(TimeInForce::from_name("DAY"), Some(TimeInForce::Day));
+        assert_eq!(
+            CancelReason::from_name("STP"),
+            Some(CancelReason::SelfTrade)
+        );
+    }
+
     #[test]
     fn reads_past_the_end_are_zero_and_not_exact_and_writes_past_the_end_are_dropped() {
         let mut r = LeReader::new(&[1, 2, 3]);

@@ -120,7 +120,12 @@ macro_rules! vocab {
 pub(crate) use vocab;
 
 vocab!(Side { Buy = "BUY", Sell = "SELL" });
-vocab!(OrderType { Limit = "LIMIT", Market = "MARKET", StopLimit = "STOP_LIMIT", StopMarket = "STOP_MARKET" });
+vocab!(OrderType {
+    Limit = "LIMIT",
+    Market = "MARKET",
+    StopLimit = "STOP_LIMIT",
+    StopMarket = "STOP_MARKET",
+});
 vocab!(TimeInForce { Gtc = "GTC", Ioc = "IOC", Fok = "FOK", Gtd = "GTD", Day = "DAY" });
 vocab!(StpMode {
     None = "NONE",
