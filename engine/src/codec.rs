@@ -29,10 +29,12 @@
 use std::fmt;
 
 use crate::command::{Command, NewOrder, Query};
+use crate::le::{FieldError, LeReader, LeWriter};
 use crate::types::{
     ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId,
     TimeInForce, UserId, WithdrawalId,
 };
+use crate::{le_get, le_put, le_size};
 
 /// The version of the byte layout below; bump it (and keep a decoder for the old one) whenever
 /// any layout changes.
@@ -74,43 +76,131 @@ pub const KIND_NEW_ORDER_EXT: u8 = 15;
 /// Kind byte of [`Command::Tick`] (added as [`KIND_CANCEL_ORDER`] was).
 pub const KIND_TICK: u8 = 16;
 
-/// Encoded length of a new order.
-pub const NEW_ORDER_BYTES: usize = 52;
-/// Encoded length of a new order with a budget or an expiry ([`KIND_NEW_ORDER_EXT`]).
-pub const NEW_ORDER_EXT_BYTES: usize = NEW_ORDER_BYTES + 16;
-/// Encoded length of a tick: the kind byte alone.
-pub const TICK_BYTES: usize = 1;
-/// Encoded length of a cancel.
-pub const CANCEL_BYTES: usize = 15;
-/// Encoded length of an amend.
-pub const AMEND_BYTES: usize = 31;
-/// Encoded length of a mass cancel.
-pub const MASS_CANCEL_BYTES: usize = 8;
-/// Encoded length of a deposit or a withdrawal request.
-pub const FUNDS_BYTES: usize = 15;
-/// Encoded length of a withdrawal approval or rejection.
-pub const OPERATOR_BYTES: usize = 13;
+/// The journal layout of every command: its kind byte, the name of its encoded length, the
+/// command's shape (used both as the `match` pattern that encodes and as the expression that
+/// decodes) and its fields in byte order after the kind byte (see [`crate::le`]). From this one
+/// table come [`encode`], [`decode`], [`encoded_len`] and the `*_BYTES` constants. A mass cancel
+/// (whose flags byte packs an `Option` and a flag) is written by hand below the table.
+macro_rules! journal_layouts {
+    ($( $kind:ident => $(#[$doc:meta])* $size:ident: ($($shape:tt)+) [$($layout:tt)*]; )*) => {
+        $(
+            $(#[$doc])*
+            pub const $size: usize = 1 + le_size!($($layout)*);
+            const _: () = assert!($size <= COMMAND_BYTES_MAX);
+        )*
+
+        /// The encoded length of `cmd`.
+        #[inline]
+        #[allow(unused_variables)]
+        pub fn encoded_len(cmd: &Command) -> usize {
+            match *cmd {
+                $($($shape)+ => $size,)*
+                Command::MassCancel { .. } => MASS_CANCEL_BYTES,
+            }
+        }
+
+        /// The fixed length of the command with kind byte `kind`, if there is one.
+        #[inline]
+        fn kind_len(kind: u8) -> Option<usize> {
+            match kind {
+                $($kind => Some($size),)*
+                KIND_MASS_CANCEL => Some(MASS_CANCEL_BYTES),
+                _ => None,
+            }
+        }
+
+        /// Writes `cmd`, kind byte first.
+        #[inline]
+        fn put(cmd: &Command, w: &mut LeWriter<'_>) {
+            match *cmd {
+                $($($shape)+ => {
+                    w.u8($kind);
+                    le_put!(w; $($layout)*);
+                })*
+                Command::MassCancel {
+                    user,
+                    symbol,
+                    on_disconnect,
+                } => put_mass_cancel(w, user, symbol, on_disconnect),
+            }
+        }
+
+        /// Reads the fields after the kind byte `kind` (already known to be a kind).
+        #[inline]
+        fn get(kind: u8, r: &mut LeReader<'_>) -> Result<Command, DecodeError> {
+            Ok(match kind {
+                $($kind => {
+                    le_get!(r; $($layout)*);
+                    $($shape)+
+                })*
+                KIND_MASS_CANCEL => get_mass_cancel(r)?,
+                _ => return Err(DecodeError::UnknownKind(kind)),
+            })
+        }
+    };
+}
+
+journal_layouts! {
+    KIND_NEW_ORDER => /// Encoded length of a new order.
+    NEW_ORDER_BYTES: (Command::NewOrder(NewOrder { side, order_type, tif, stp, post_only, symbol,
+        user, client_order_id, price, qty, stop_price, display_qty, budget: 0, expire_at: 0 }))
+        [side: Side, order_type: OrderType, tif: TimeInForce, stp: StpMode, post_only: bool,
+        symbol: SymbolId, user: UserId, client_order_id: ClientOrderId, price: Price, qty: Qty,
+        stop_price: Price, display_qty: Qty];
+    KIND_NEW_ORDER_EXT => /// Encoded length of a new order with a budget or an expiry
+    /// ([`KIND_NEW_ORDER_EXT`]).
+    NEW_ORDER_EXT_BYTES: (Command::NewOrder(NewOrder { side, order_type, tif, stp, post_only,
+        symbol, user, client_order_id, price, qty, stop_price, display_qty, budget, expire_at }))
+        [side: Side, order_type: OrderType, tif: TimeInForce, stp: StpMode, post_only: bool,
+        symbol: SymbolId, user: UserId, client_order_id: ClientOrderId, price: Price, qty: Qty,
+        stop_price: Price, display_qty: Qty, budget: u64, expire_at: u64];
+    KIND_TICK => /// Encoded length of a tick: the kind byte alone.
+    TICK_BYTES: (Command::Tick) [];
+    KIND_CANCEL => /// Encoded length of a cancel.
+    CANCEL_BYTES: (Command::Cancel { user, symbol, client_order_id })
+        [symbol: SymbolId, user: UserId, client_order_id: ClientOrderId];
+    KIND_AMEND => /// Encoded length of an amend.
+    AMEND_BYTES: (Command::Amend { user, symbol, client_order_id, price, qty })
+        [symbol: SymbolId, user: UserId, client_order_id: ClientOrderId, price: Price, qty: Qty];
+    KIND_CANCEL_ORDER => /// Encoded length of a cancel by order id.
+    CANCEL_ORDER_BYTES: (Command::CancelOrder { user, symbol, order_id })
+        [symbol: SymbolId, user: UserId, order_id: OrderId];
+    KIND_AMEND_ORDER => /// Encoded length of an amend by order id.
+    AMEND_ORDER_BYTES: (Command::AmendOrder { user, symbol, order_id, price, qty })
+        [symbol: SymbolId, user: UserId, order_id: OrderId, price: Price, qty: Qty];
+    KIND_DEPOSIT => /// Encoded length of a deposit.
+    FUNDS_BYTES: (Command::Deposit { user, currency, amount })
+        [currency: CurrencyId, user: UserId, amount: u64];
+    KIND_WITHDRAW => /// Encoded length of a withdrawal request.
+    WITHDRAW_BYTES: (Command::Withdraw { user, currency, amount })
+        [currency: CurrencyId, user: UserId, amount: u64];
+    KIND_APPROVE_WITHDRAWAL => /// Encoded length of a withdrawal approval.
+    OPERATOR_BYTES: (Command::ApproveWithdrawal { operator, withdrawal_id })
+        [operator: OperatorId, withdrawal_id: WithdrawalId];
+    KIND_REJECT_WITHDRAWAL => /// Encoded length of a withdrawal rejection.
+    REJECT_WITHDRAWAL_BYTES: (Command::RejectWithdrawal { operator, withdrawal_id })
+        [operator: OperatorId, withdrawal_id: WithdrawalId];
+    KIND_QUERY_ORDER => /// Encoded length of [`Query::Order`].
+    QUERY_ORDER_BYTES: (Command::Query(Query::Order { user, client_order_id }))
+        [user: UserId, client_order_id: ClientOrderId];
+    KIND_QUERY_OPEN_ORDERS => /// Encoded length of [`Query::OpenOrders`].
+    QUERY_OPEN_ORDERS_BYTES: (Command::Query(Query::OpenOrders { user, limit }))
+        [user: UserId, limit: u32];
+    KIND_QUERY_BALANCES => /// Encoded length of [`Query::Balances`].
+    QUERY_BALANCES_BYTES: (Command::Query(Query::Balances { user })) [user: UserId];
+    KIND_QUERY_BOOK => /// Encoded length of [`Query::Book`].
+    QUERY_BOOK_BYTES: (Command::Query(Query::Book { symbol, depth }))
+        [symbol: SymbolId, depth: u32];
+}
+
+/// Encoded length of a mass cancel: kind, flags, symbol, user.
+pub const MASS_CANCEL_BYTES: usize = 1 + le_size!(flags: u8, symbol: SymbolId, user: UserId);
 
 /// The longest encoding of any command: the size of [`encode`]'s buffer.
-pub const COMMAND_BYTES_MAX: usize = NEW_ORDER_EXT_BYTES;
-/// Encoded length of [`Query::Order`].
-pub const QUERY_ORDER_BYTES: usize = 13;
-/// Encoded length of [`Query::OpenOrders`].
-pub const QUERY_OPEN_ORDERS_BYTES: usize = 9;
-/// Encoded length of [`Query::Balances`].
-pub const QUERY_BALANCES_BYTES: usize = 5;
-/// Encoded length of [`Query::Book`].
-pub const QUERY_BOOK_BYTES: usize = 7;
-
-const _: () = assert!(CANCEL_BYTES <= COMMAND_BYTES_MAX);
-const _: () = assert!(AMEND_BYTES <= COMMAND_BYTES_MAX);
+pub const COMMAND_BYTES_MAX: usize = 68;
+const _: () = assert!(COMMAND_BYTES_MAX == NEW_ORDER_EXT_BYTES);
 const _: () = assert!(MASS_CANCEL_BYTES <= COMMAND_BYTES_MAX);
-const _: () = assert!(FUNDS_BYTES <= COMMAND_BYTES_MAX);
-const _: () = assert!(OPERATOR_BYTES <= COMMAND_BYTES_MAX);
-const _: () = assert!(QUERY_ORDER_BYTES <= COMMAND_BYTES_MAX);
 
-/// New-order flag bit: post-only.
-const FLAG_POST_ONLY: u8 = 1;
 /// Mass-cancel flag bit: the command names one symbol.
 const FLAG_HAS_SYMBOL: u8 = 1;
 /// Mass-cancel flag bit: issued for a cancel-on-disconnect session that ended.
@@ -199,294 +289,76 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The encoded length of `cmd`.
+impl From<FieldError> for DecodeError {
+    fn from(e: FieldError) -> DecodeError {
+        match e {
+            FieldError::BadEnum { field, value } => DecodeError::BadEnum { field, value },
+            FieldError::BadFlags { value } => DecodeError::BadFlags { value },
+            FieldError::NonZero { field } => DecodeError::NonCanonical { field },
+        }
+    }
+}
+
 #[inline]
-pub fn encoded_len(cmd: &Command) -> usize {
-    match cmd {
-        Command::NewOrder(o) if o.budget == 0 && o.expire_at == 0 => NEW_ORDER_BYTES,
-        Command::NewOrder(_) => NEW_ORDER_EXT_BYTES,
-        Command::Tick => TICK_BYTES,
-        Command::Cancel { .. } | Command::CancelOrder { .. } => CANCEL_BYTES,
-        Command::Amend { .. } | Command::AmendOrder { .. } => AMEND_BYTES,
-        Command::MassCancel { .. } => MASS_CANCEL_BYTES,
-        Command::Deposit { .. } | Command::Withdraw { .. } => FUNDS_BYTES,
-        Command::ApproveWithdrawal { .. } | Command::RejectWithdrawal { .. } => OPERATOR_BYTES,
-        Command::Query(Query::Order { .. }) => QUERY_ORDER_BYTES,
-        Command::Query(Query::OpenOrders { .. }) => QUERY_OPEN_ORDERS_BYTES,
-        Command::Query(Query::Balances { .. }) => QUERY_BALANCES_BYTES,
-        Command::Query(Query::Book { .. }) => QUERY_BOOK_BYTES,
-    }
+fn put_mass_cancel(
+    w: &mut LeWriter<'_>,
+    user: UserId,
+    symbol: Option<SymbolId>,
+    on_disconnect: bool,
+) {
+    let flags = if symbol.is_some() { FLAG_HAS_SYMBOL } else { 0 }
+        | if on_disconnect { FLAG_ON_DISCONNECT } else { 0 };
+    w.u8(KIND_MASS_CANCEL)
+        .u8(flags)
+        .put(symbol.unwrap_or(SymbolId(0)))
+        .put(user);
 }
 
-/// Sequential little-endian writes into a fixed buffer.
-struct Writer<'a> {
-    buf: &'a mut [u8; COMMAND_BYTES_MAX],
-    at: usize,
-}
-
-impl Writer<'_> {
-    #[inline]
-    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
-        self.buf[self.at..self.at + N].copy_from_slice(&bytes);
-        self.at += N;
+#[inline]
+fn get_mass_cancel(r: &mut LeReader<'_>) -> Result<Command, DecodeError> {
+    let flags = r.u8();
+    if flags & !(FLAG_HAS_SYMBOL | FLAG_ON_DISCONNECT) != 0 {
+        return Err(DecodeError::BadFlags { value: flags });
     }
-    #[inline]
-    fn u8(&mut self, v: u8) {
-        self.put([v]);
+    let symbol = r.u16();
+    if flags & FLAG_HAS_SYMBOL == 0 && symbol != 0 {
+        return Err(DecodeError::NonCanonical { field: "symbol" });
     }
-    #[inline]
-    fn u16(&mut self, v: u16) {
-        self.put(v.to_le_bytes());
-    }
-    #[inline]
-    fn u32(&mut self, v: u32) {
-        self.put(v.to_le_bytes());
-    }
-    #[inline]
-    fn u64(&mut self, v: u64) {
-        self.put(v.to_le_bytes());
-    }
-    #[inline]
-    fn i64(&mut self, v: i64) {
-        self.put(v.to_le_bytes());
-    }
+    Ok(Command::MassCancel {
+        symbol: (flags & FLAG_HAS_SYMBOL != 0).then_some(SymbolId(symbol)),
+        user: UserId(r.u32()),
+        on_disconnect: flags & FLAG_ON_DISCONNECT != 0,
+    })
 }
 
 /// Writes `cmd` into `buf` and returns its length (see [`encoded_len`]); the rest of `buf` is
 /// left as it was. Never allocates, never fails.
-pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
-    let mut w = Writer { buf, at: 0 };
-    match *cmd {
-        Command::NewOrder(ref o) => {
-            let ext = o.budget != 0 || o.expire_at != 0;
-            w.u8(if ext {
-                KIND_NEW_ORDER_EXT
-            } else {
-                KIND_NEW_ORDER
-            });
-            w.u8(o.side as u8);
-            w.u8(o.order_type as u8);
-            w.u8(o.tif as u8);
-            w.u8(o.stp as u8);
-            w.u8(if o.post_only { FLAG_POST_ONLY } else { 0 });
-            w.u16(o.symbol.0);
-            w.u32(o.user.0);
-            w.u64(o.client_order_id.0);
-            w.i64(o.price.0);
-            w.u64(o.qty.0);
-            w.i64(o.stop_price.0);
-            w.u64(o.display_qty.0);
-            if ext {
-                w.u64(o.budget);
-                w.u64(o.expire_at);
-            }
-        }
-        Command::Tick => w.u8(KIND_TICK),
-        Command::Cancel {
-            user,
-            symbol,
-            client_order_id,
-        } => {
-            w.u8(KIND_CANCEL);
-            w.u16(symbol.0);
-            w.u32(user.0);
-            w.u64(client_order_id.0);
-        }
-        Command::Amend {
-            user,
-            symbol,
-            client_order_id,
-            price,
-            qty,
-        } => {
-            w.u8(KIND_AMEND);
-            w.u16(symbol.0);
-            w.u32(user.0);
-            w.u64(client_order_id.0);
-            w.i64(price.0);
-            w.u64(qty.0);
-        }
-        Command::CancelOrder {
-            user,
-            symbol,
-            order_id,
-        } => {
-            w.u8(KIND_CANCEL_ORDER);
-            w.u16(symbol.0);
-            w.u32(user.0);
-            w.u64(order_id.0);
-        }
-        Command::AmendOrder {
-            user,
-            symbol,
-            order_id,
-            price,
-            qty,
-        } => {
-            w.u8(KIND_AMEND_ORDER);
-            w.u16(symbol.0);
-            w.u32(user.0);
-            w.u64(order_id.0);
-            w.i64(price.0);
-            w.u64(qty.0);
-        }
-        Command::MassCancel {
-            user,
-            symbol,
-            on_disconnect,
-        } => {
-            w.u8(KIND_MASS_CANCEL);
-            w.u8(if symbol.is_some() { FLAG_HAS_SYMBOL } else { 0 }
-                | if on_disconnect { FLAG_ON_DISCONNECT } else { 0 });
-            w.u16(symbol.map_or(0, |s| s.0));
-            w.u32(user.0);
-        }
-        Command::Deposit {
-            user,
-            currency,
-            amount,
-        }
-        | Command::Withdraw {
-            user,
-            currency,
-            amount,
-        } => {
-            w.u8(if matches!(cmd, Command::Deposit { .. }) {
-                KIND_DEPOSIT
-            } else {
-                KIND_WITHDRAW
-            });
-            w.u16(currency.0);
-            w.u32(user.0);
-            w.u64(amount);
-        }
-        Command::ApproveWithdrawal {
-            operator,
-            withdrawal_id,
-        }
-        | Command::RejectWithdrawal {
-            operator,
-            withdrawal_id,
-        } => {
-            w.u8(if matches!(cmd, Command::ApproveWithdrawal { .. }) {
-                KIND_APPROVE_WITHDRAWAL
-            } else {
-                KIND_REJECT_WITHDRAWAL
-            });
-            w.u32(operator.0);
-            w.u64(withdrawal_id.0);
-        }
-        Command::Query(Query::Order {
-            user,
-            client_order_id,
-        }) => {
-            w.u8(KIND_QUERY_ORDER);
-            w.u32(user.0);
-            w.u64(client_order_id.0);
-        }
-        Command::Query(Query::OpenOrders { user, limit }) => {
-            w.u8(KIND_QUERY_OPEN_ORDERS);
-            w.u32(user.0);
-            w.u32(limit);
-        }
-        Command::Query(Query::Balances { user }) => {
-            w.u8(KIND_QUERY_BALANCES);
-            w.u32(user.0);
-        }
-        Command::Query(Query::Book { symbol, depth }) => {
-            w.u8(KIND_QUERY_BOOK);
-            w.u16(symbol.0);
-            w.u32(depth);
-        }
-    }
-    debug_assert_eq!(w.at, encoded_len(cmd));
-    w.at
-}
-
-/// Sequential little-endian reads from a slice whose length was checked up front.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    #[inline]
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        // In bounds: `decode` checked the whole length for the kind before reading.
-        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
-        self.at += N;
-        out
-    }
-    #[inline]
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-    #[inline]
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.take())
-    }
-    #[inline]
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-    #[inline]
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
-    }
-    #[inline]
-    fn i64(&mut self) -> i64 {
-        i64::from_le_bytes(self.take())
-    }
-}
-
-/// A [`Side`] from its byte (`0` buy, `1` sell).
-pub fn side_from_u8(v: u8) -> Option<Side> {
-    match v {
-        0 => Some(Side::Buy),
-        1 => Some(Side::Sell),
-        _ => None,
-    }
-}
-
-/// An [`OrderType`] from its byte (its `#[repr(u8)]` value).
-pub fn order_type_from_u8(v: u8) -> Option<OrderType> {
-    match v {
-        0 => Some(OrderType::Limit),
-        1 => Some(OrderType::Market),
-        2 => Some(OrderType::StopLimit),
-        3 => Some(OrderType::StopMarket),
-        _ => None,
-    }
-}
-
-/// A [`TimeInForce`] from its byte (its `#[repr(u8)]` value).
-pub fn tif_from_u8(v: u8) -> Option<TimeInForce> {
-    match v {
-        0 => Some(TimeInForce::Gtc),
-        1 => Some(TimeInForce::Ioc),
-        2 => Some(TimeInForce::Fok),
-        3 => Some(TimeInForce::Gtd),
-        4 => Some(TimeInForce::Day),
-        _ => None,
-    }
-}
-
-/// An [`StpMode`] from its byte (its `#[repr(u8)]` value).
-pub fn stp_from_u8(v: u8) -> Option<StpMode> {
-    match v {
-        0 => Some(StpMode::None),
-        1 => Some(StpMode::CancelNewest),
-        2 => Some(StpMode::CancelOldest),
-        3 => Some(StpMode::CancelBoth),
-        4 => Some(StpMode::Decrement),
-        _ => None,
-    }
-}
-
 #[inline]
-fn enum_field<T>(field: &'static str, value: u8, f: fn(u8) -> Option<T>) -> Result<T, DecodeError> {
-    f(value).ok_or(DecodeError::BadEnum { field, value })
+pub fn encode(cmd: &Command, buf: &mut [u8; COMMAND_BYTES_MAX]) -> usize {
+    let mut w = LeWriter::new(buf, 0);
+    put(cmd, &mut w);
+    debug_assert_eq!(w.at(), encoded_len(cmd));
+    w.at()
+}
+
+/// A [`Side`] from its byte (`0` buy, `1` sell): [`Side::from_u8`].
+pub fn side_from_u8(v: u8) -> Option<Side> {
+    Side::from_u8(v)
+}
+
+/// An [`OrderType`] from its byte (its `#[repr(u8)]` value): [`OrderType::from_u8`].
+pub fn order_type_from_u8(v: u8) -> Option<OrderType> {
+    OrderType::from_u8(v)
+}
+
+/// A [`TimeInForce`] from its byte (its `#[repr(u8)]` value): [`TimeInForce::from_u8`].
+pub fn tif_from_u8(v: u8) -> Option<TimeInForce> {
+    TimeInForce::from_u8(v)
+}
+
+/// An [`StpMode`] from its byte (its `#[repr(u8)]` value): [`StpMode::from_u8`].
+pub fn stp_from_u8(v: u8) -> Option<StpMode> {
+    StpMode::from_u8(v)
 }
 
 /// Reads one command from exactly `bytes` (one whole record payload).
@@ -494,21 +366,8 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     let Some(&kind) = bytes.first() else {
         return Err(DecodeError::Empty);
     };
-    let len = match kind {
-        KIND_NEW_ORDER => NEW_ORDER_BYTES,
-        KIND_NEW_ORDER_EXT => NEW_ORDER_EXT_BYTES,
-        KIND_TICK => TICK_BYTES,
-        KIND_CANCEL => CANCEL_BYTES,
-        KIND_AMEND | KIND_AMEND_ORDER => AMEND_BYTES,
-        KIND_CANCEL_ORDER => CANCEL_BYTES,
-        KIND_MASS_CANCEL => MASS_CANCEL_BYTES,
-        KIND_DEPOSIT | KIND_WITHDRAW => FUNDS_BYTES,
-        KIND_APPROVE_WITHDRAWAL | KIND_REJECT_WITHDRAWAL => OPERATOR_BYTES,
-        KIND_QUERY_ORDER => QUERY_ORDER_BYTES,
-        KIND_QUERY_OPEN_ORDERS => QUERY_OPEN_ORDERS_BYTES,
-        KIND_QUERY_BALANCES => QUERY_BALANCES_BYTES,
-        KIND_QUERY_BOOK => QUERY_BOOK_BYTES,
-        _ => return Err(DecodeError::UnknownKind(kind)),
+    let Some(len) = kind_len(kind) else {
+        return Err(DecodeError::UnknownKind(kind));
     };
     if bytes.len() < len {
         return Err(DecodeError::Truncated {
@@ -524,135 +383,22 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
             got: bytes.len(),
         });
     }
-    let mut r = Reader { bytes, at: 1 };
-    let cmd = match kind {
-        KIND_TICK => Command::Tick,
-        KIND_NEW_ORDER | KIND_NEW_ORDER_EXT => {
-            let side = enum_field("side", r.u8(), side_from_u8)?;
-            let order_type = enum_field("order_type", r.u8(), order_type_from_u8)?;
-            let tif = enum_field("tif", r.u8(), tif_from_u8)?;
-            let stp = enum_field("stp", r.u8(), stp_from_u8)?;
-            let flags = r.u8();
-            if flags & !FLAG_POST_ONLY != 0 {
-                return Err(DecodeError::BadFlags { value: flags });
-            }
-            let mut o = NewOrder {
-                side,
-                order_type,
-                tif,
-                stp,
-                post_only: flags & FLAG_POST_ONLY != 0,
-                symbol: SymbolId(r.u16()),
-                user: UserId(r.u32()),
-                client_order_id: ClientOrderId(r.u64()),
-                price: Price(r.i64()),
-                qty: Qty(r.u64()),
-                stop_price: Price(r.i64()),
-                display_qty: Qty(r.u64()),
-                budget: 0,
-                expire_at: 0,
-            };
-            if kind == KIND_NEW_ORDER_EXT {
-                o.budget = r.u64();
-                o.expire_at = r.u64();
-                if o.budget == 0 && o.expire_at == 0 {
-                    // Such an order is encoded as KIND_NEW_ORDER: one command, one encoding.
-                    return Err(DecodeError::NonCanonical {
-                        field: "budget and expire_at",
-                    });
-                }
-            }
-            Command::NewOrder(o)
+    let mut r = LeReader::at_offset(bytes, 1);
+    let cmd = get(kind, &mut r)?;
+    if let Command::NewOrder(NewOrder {
+        budget: 0,
+        expire_at: 0,
+        ..
+    }) = cmd
+    {
+        if kind == KIND_NEW_ORDER_EXT {
+            // Such an order is encoded as KIND_NEW_ORDER: one command, one encoding.
+            return Err(DecodeError::NonCanonical {
+                field: "budget and expire_at",
+            });
         }
-        KIND_CANCEL => Command::Cancel {
-            symbol: SymbolId(r.u16()),
-            user: UserId(r.u32()),
-            client_order_id: ClientOrderId(r.u64()),
-        },
-        KIND_AMEND => Command::Amend {
-            symbol: SymbolId(r.u16()),
-            user: UserId(r.u32()),
-            client_order_id: ClientOrderId(r.u64()),
-            price: Price(r.i64()),
-            qty: Qty(r.u64()),
-        },
-        KIND_CANCEL_ORDER => Command::CancelOrder {
-            symbol: SymbolId(r.u16()),
-            user: UserId(r.u32()),
-            order_id: OrderId(r.u64()),
-        },
-        KIND_AMEND_ORDER => Command::AmendOrder {
-            symbol: SymbolId(r.u16()),
-            user: UserId(r.u32()),
-            order_id: OrderId(r.u64()),
-            price: Price(r.i64()),
-            qty: Qty(r.u64()),
-        },
-        KIND_MASS_CANCEL => {
-            let flags = r.u8();
-            if flags & !(FLAG_HAS_SYMBOL | FLAG_ON_DISCONNECT) != 0 {
-                return Err(DecodeError::BadFlags { value: flags });
-            }
-            let symbol = r.u16();
-            if flags & FLAG_HAS_SYMBOL == 0 && symbol != 0 {
-                return Err(DecodeError::NonCanonical { field: "symbol" });
-            }
-            Command::MassCancel {
-                symbol: (flags & FLAG_HAS_SYMBOL != 0).then_some(SymbolId(symbol)),
-                user: UserId(r.u32()),
-                on_disconnect: flags & FLAG_ON_DISCONNECT != 0,
-            }
-        }
-        KIND_DEPOSIT | KIND_WITHDRAW => {
-            let currency = CurrencyId(r.u16());
-            let user = UserId(r.u32());
-            let amount = r.u64();
-            if kind == KIND_DEPOSIT {
-                Command::Deposit {
-                    user,
-                    currency,
-                    amount,
-                }
-            } else {
-                Command::Withdraw {
-                    user,
-                    currency,
-                    amount,
-                }
-            }
-        }
-        KIND_QUERY_ORDER => Command::Query(Query::Order {
-            user: UserId(r.u32()),
-            client_order_id: ClientOrderId(r.u64()),
-        }),
-        KIND_QUERY_OPEN_ORDERS => Command::Query(Query::OpenOrders {
-            user: UserId(r.u32()),
-            limit: r.u32(),
-        }),
-        KIND_QUERY_BALANCES => Command::Query(Query::Balances {
-            user: UserId(r.u32()),
-        }),
-        KIND_QUERY_BOOK => Command::Query(Query::Book {
-            symbol: SymbolId(r.u16()),
-            depth: r.u32(),
-        }),
-        _ => {
-            let operator = OperatorId(r.u32());
-            let withdrawal_id = WithdrawalId(r.u64());
-            if kind == KIND_APPROVE_WITHDRAWAL {
-                Command::ApproveWithdrawal {
-                    operator,
-                    withdrawal_id,
-                }
-            } else {
-                Command::RejectWithdrawal {
-                    operator,
-                    withdrawal_id,
-                }
-            }
-        }
-    };
-    debug_assert_eq!(r.at, len);
+    }
+    debug_assert!(r.exact());
     Ok(cmd)
 }
 

@@ -253,20 +253,15 @@ pub enum CancelReason {
     Disconnect = 7,
 }
 
-impl CancelReason {
-    /// The stable name, as printed by the scenario runner.
-    pub fn name(self) -> &'static str {
-        match self {
-            CancelReason::User => "USER",
-            CancelReason::Ioc => "IOC",
-            CancelReason::Fok => "FOK",
-            CancelReason::SelfTrade => "STP",
-            CancelReason::PostOnly => "POST_ONLY",
-            CancelReason::Expired => "EXPIRED",
-            CancelReason::Disconnect => "DISCONNECT",
-        }
-    }
-}
+crate::types::vocab!(CancelReason {
+    User = "USER",
+    Ioc = "IOC",
+    Fok = "FOK",
+    SelfTrade = "STP",
+    PostOnly = "POST_ONLY",
+    Expired = "EXPIRED",
+    Disconnect = "DISCONNECT",
+});
 
 #[cfg(test)]
 mod tests {

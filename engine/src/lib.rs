@@ -86,6 +86,7 @@ pub mod config;
 mod engine;
 pub mod event;
 mod hash;
+pub mod le;
 pub mod marketdata;
 pub mod matching;
 #[cfg(feature = "pipeline")]

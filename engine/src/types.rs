@@ -66,6 +66,75 @@ newtype!(
     Seq(u64)
 );
 
+/// An enum of the shared vocabulary: every value with its one byte (the `#[repr(u8)]`
+/// discriminant, used by the journal and the wire) and its one name (used by scenario scripts,
+/// the JSON outputs and the web edge's requests).
+pub trait Vocab: Copy + 'static {
+    /// Every value, in byte order.
+    const ALL: &'static [Self];
+    /// The value's name.
+    fn name(self) -> &'static str;
+}
+
+/// Declares the one table of a `#[repr(u8)]` vocabulary enum: each variant with its name.
+/// Gives `name`, `from_name`, `from_u8`, `ALL` and the [`Vocab`] impl.
+macro_rules! vocab {
+    ($t:ident { $($v:ident = $name:literal),* $(,)? }) => {
+        impl $t {
+            /// Every value, in byte order.
+            pub const ALL: [$t; [$($t::$v),*].len()] = [$($t::$v),*];
+
+            /// The name used in scripts and JSON.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)*
+                }
+            }
+
+            /// The value with this name (exactly as [`Self::name`] writes it), if any.
+            pub fn from_name(name: &str) -> Option<$t> {
+                match name {
+                    $($name => Some($t::$v),)*
+                    _ => None,
+                }
+            }
+
+            /// The value with this byte (its `#[repr(u8)]` discriminant), if any.
+            #[inline]
+            pub const fn from_u8(v: u8) -> Option<$t> {
+                $(if v == $t::$v as u8 {
+                    return Some($t::$v);
+                })*
+                None
+            }
+        }
+
+        impl $crate::types::Vocab for $t {
+            const ALL: &'static [$t] = &$t::ALL;
+            fn name(self) -> &'static str {
+                $t::name(self)
+            }
+        }
+    };
+}
+pub(crate) use vocab;
+
+vocab!(Side { Buy = "BUY", Sell = "SELL" });
+vocab!(OrderType {
+    Limit = "LIMIT",
+    Market = "MARKET",
+    StopLimit = "STOP_LIMIT",
+    StopMarket = "STOP_MARKET",
+});
+vocab!(TimeInForce { Gtc = "GTC", Ioc = "IOC", Fok = "FOK", Gtd = "GTD", Day = "DAY" });
+vocab!(StpMode {
+    None = "NONE",
+    CancelNewest = "CANCEL_NEWEST",
+    CancelOldest = "CANCEL_OLDEST",
+    CancelBoth = "CANCEL_BOTH",
+    Decrement = "DECREMENT",
+});
+
 /// Which side of the book an order is on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -86,14 +155,6 @@ impl Side {
             Side::Sell => Side::Buy,
         }
     }
-
-    /// The name used in scripts and JSON (`BUY` / `SELL`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Buy => "BUY",
-            Side::Sell => "SELL",
-        }
-    }
 }
 
 /// How an order's price is interpreted and when it becomes active.
@@ -111,16 +172,6 @@ pub enum OrderType {
 }
 
 impl OrderType {
-    /// The name used in scripts and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            OrderType::Limit => "LIMIT",
-            OrderType::Market => "MARKET",
-            OrderType::StopLimit => "STOP_LIMIT",
-            OrderType::StopMarket => "STOP_MARKET",
-        }
-    }
-
     /// True for the two stop types.
     #[inline]
     pub fn is_stop(self) -> bool {
@@ -152,17 +203,6 @@ pub enum TimeInForce {
 }
 
 impl TimeInForce {
-    /// The name used in scripts and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            TimeInForce::Gtc => "GTC",
-            TimeInForce::Ioc => "IOC",
-            TimeInForce::Fok => "FOK",
-            TimeInForce::Gtd => "GTD",
-            TimeInForce::Day => "DAY",
-        }
-    }
-
     /// True for the time in force values whose remainder rests: GTC, GTD and DAY.
     #[inline]
     pub fn rests(self) -> bool {
@@ -194,15 +234,4 @@ pub enum StpMode {
     Decrement = 4,
 }
 
-impl StpMode {
-    /// The name used in scripts and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            StpMode::None => "NONE",
-            StpMode::CancelNewest => "CANCEL_NEWEST",
-            StpMode::CancelOldest => "CANCEL_OLDEST",
-            StpMode::CancelBoth => "CANCEL_BOTH",
-            StpMode::Decrement => "DECREMENT",
-        }
-    }
-}
+impl StpMode {}

@@ -168,6 +168,7 @@ use std::sync::{Arc, Mutex};
 
 use ringbook_engine::pipeline::{Layout, Output, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
+use ringbook_engine::Vocab;
 use ringbook_journal::JournalConfig;
 
 use crate::printer::Printer;
@@ -748,32 +749,9 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
         user: user(fields[1])?,
         symbol: symbol(fields[2], config)?,
         client_order_id: client_order_id(fields[3])?,
-        side: word(
-            "side",
-            fields[4],
-            &[("BUY", Side::Buy), ("SELL", Side::Sell)],
-        )?,
-        order_type: word(
-            "type",
-            fields[5],
-            &[
-                ("LIMIT", OrderType::Limit),
-                ("MARKET", OrderType::Market),
-                ("STOP_LIMIT", OrderType::StopLimit),
-                ("STOP_MARKET", OrderType::StopMarket),
-            ],
-        )?,
-        tif: word(
-            "time in force",
-            fields[6],
-            &[
-                ("GTC", TimeInForce::Gtc),
-                ("IOC", TimeInForce::Ioc),
-                ("FOK", TimeInForce::Fok),
-                ("GTD", TimeInForce::Gtd),
-                ("DAY", TimeInForce::Day),
-            ],
-        )?,
+        side: vocab_word("side", fields[4])?,
+        order_type: vocab_word("type", fields[5])?,
+        tif: vocab_word("time in force", fields[6])?,
         price: price("price", fields[7])?,
         qty: qty("qty", fields[8])?,
         stop_price: Price(0),
@@ -804,17 +782,7 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
                 order.post_only = word("post_only", value, &[("1", true), ("0", false)])?;
             }
             "stp" => {
-                order.stp = word(
-                    "stp",
-                    value,
-                    &[
-                        ("CANCEL_NEWEST", StpMode::CancelNewest),
-                        ("CANCEL_OLDEST", StpMode::CancelOldest),
-                        ("CANCEL_BOTH", StpMode::CancelBoth),
-                        ("DECREMENT", StpMode::Decrement),
-                        ("NONE", StpMode::None),
-                    ],
-                )?;
+                order.stp = vocab_word("stp", value)?;
             }
             "display" => order.display_qty = qty("display", value)?,
             "budget" => {
@@ -840,6 +808,12 @@ fn parse_order(fields: &[&str], config: &Config) -> Result<Command, String> {
 }
 
 /// One of a fixed set of words, case-insensitively.
+/// A value of a vocabulary enum by its engine name (any case), from the engine's one table.
+fn vocab_word<T: Vocab>(what: &str, text: &str) -> Result<T, String> {
+    let choices: Vec<(&str, T)> = T::ALL.iter().map(|&v| (v.name(), v)).collect();
+    word(what, text, &choices)
+}
+
 fn word<T: Copy>(what: &str, text: &str, choices: &[(&str, T)]) -> Result<T, String> {
     if let Some(&(_, v)) = choices.iter().find(|(w, _)| w.eq_ignore_ascii_case(text)) {
         return Ok(v);

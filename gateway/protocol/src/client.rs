@@ -1,13 +1,13 @@
 //! Client → server messages: what each is, its type number and its fixed body layout
 //! (docs/protocol.md, "Client messages").
 
-use ringbook_engine::codec::{order_type_from_u8, side_from_u8, stp_from_u8, tif_from_u8};
+use ringbook_engine::le::{LeReader, LeWriter};
+use ringbook_engine::le_size;
 use ringbook_engine::{
-    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, OrderId, Price, Qty, Query,
-    RejectCode, SymbolId, UserId, WithdrawalId,
+    ClientOrderId, Command, CurrencyId, NewOrder, OperatorId, OrderId, OrderType, Price, Qty,
+    Query, RejectCode, Side, StpMode, SymbolId, TimeInForce, UserId, WithdrawalId,
 };
 
-use super::wire::{Rd, Wr};
 use super::{put_header, Name32, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
 
 /// Message type numbers (client → server).
@@ -50,9 +50,8 @@ pub mod msg_type {
     pub const STATS: u16 = 40;
 }
 
-/// The largest client body.
-pub const BODY_BYTES_MAX: usize = LOGIN_BODY_BYTES;
-const LOGIN_BODY_BYTES: usize = 84;
+/// The largest client body (a login's): every layout in the table below is checked against it.
+pub const BODY_BYTES_MAX: usize = 84;
 
 /// Login: the first message of every connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,167 +153,25 @@ impl ClientMsg {
 
     /// The message type number.
     pub fn msg_type(&self) -> u16 {
-        use msg_type::*;
-        match self {
-            ClientMsg::Login(_) => LOGIN,
-            ClientMsg::Logout => LOGOUT,
-            ClientMsg::Heartbeat => HEARTBEAT,
-            ClientMsg::Command(c) => match c {
-                Command::NewOrder(_) => NEW_ORDER,
-                Command::Cancel { .. } => CANCEL,
-                Command::Amend { .. } => AMEND,
-                Command::MassCancel { .. } => MASS_CANCEL,
-                Command::CancelOrder { .. } => CANCEL_ORDER,
-                Command::AmendOrder { .. } => AMEND_ORDER,
-                Command::Deposit { .. } => DEPOSIT,
-                Command::Withdraw { .. } => WITHDRAW,
-                Command::ApproveWithdrawal { .. } => APPROVE_WITHDRAWAL,
-                Command::RejectWithdrawal { .. } => REJECT_WITHDRAWAL,
-                Command::Query(q) => ClientMsg::query(0, *q).msg_type(),
-                // Time alone is the sequencer's to send, not a client's: a client's tick goes
-                // out as the message that carries nothing but the client's presence.
-                Command::Tick => HEARTBEAT,
-            },
-            ClientMsg::OrderStatus { .. } => ORDER_STATUS,
-            ClientMsg::OpenOrders { .. } => OPEN_ORDERS,
-            ClientMsg::Balances { .. } => BALANCES,
-            ClientMsg::BookSnapshot { .. } => BOOK_SNAPSHOT,
-            ClientMsg::Stats { .. } => STATS,
-        }
+        self.table_msg_type()
     }
 
     /// Encodes the whole frame into `buf`; returns its length. Never allocates.
     pub fn encode(&self, buf: &mut [u8; FRAME_BYTES_MAX]) -> usize {
-        let mut w = Wr::new(&mut buf[..], HEADER_BYTES);
+        let mut w = LeWriter::new(&mut buf[..], HEADER_BYTES);
         match *self {
-            ClientMsg::Login(l) => {
-                w.name(&l.login)
-                    .name(&l.password)
-                    .u32(l.session_id)
-                    .u64(l.last_seen_seq)
-                    .u32(l.heartbeat_ms)
-                    .u8(l.cancel_on_disconnect as u8)
-                    .u8(0)
-                    .u16(0);
-            }
-            ClientMsg::Logout | ClientMsg::Heartbeat | ClientMsg::Command(Command::Tick) => {}
             ClientMsg::Command(Command::Query(q)) => return ClientMsg::query(0, q).encode(buf),
-            ClientMsg::Command(c) => match c {
-                Command::NewOrder(o) => {
-                    w.u32(o.user.0)
-                        .u16(o.symbol.0)
-                        .u8(o.side as u8)
-                        .u8(o.order_type as u8)
-                        .u8(o.tif as u8)
-                        .u8(o.stp as u8)
-                        .u8(o.post_only as u8)
-                        .u8(0)
-                        .u64(o.client_order_id.0)
-                        .i64(o.price.0)
-                        .u64(o.qty.0)
-                        .i64(o.stop_price.0)
-                        .u64(o.display_qty.0)
-                        .u64(o.budget)
-                        .u64(o.expire_at);
-                }
-                Command::Cancel {
-                    user,
-                    symbol,
-                    client_order_id,
-                } => {
-                    w.u32(user.0).u16(symbol.0).u16(0).u64(client_order_id.0);
-                }
-                Command::Amend {
-                    user,
-                    symbol,
-                    client_order_id,
-                    price,
-                    qty,
-                } => {
-                    w.u32(user.0)
-                        .u16(symbol.0)
-                        .u16(0)
-                        .u64(client_order_id.0)
-                        .i64(price.0)
-                        .u64(qty.0);
-                }
-                Command::CancelOrder {
-                    user,
-                    symbol,
-                    order_id,
-                } => {
-                    w.u32(user.0).u16(symbol.0).u16(0).u64(order_id.0);
-                }
-                Command::AmendOrder {
-                    user,
-                    symbol,
-                    order_id,
-                    price,
-                    qty,
-                } => {
-                    w.u32(user.0)
-                        .u16(symbol.0)
-                        .u16(0)
-                        .u64(order_id.0)
-                        .i64(price.0)
-                        .u64(qty.0);
-                }
-                // `on_disconnect` is the gateway's own: a client cannot send it.
-                Command::MassCancel { user, symbol, .. } => {
-                    w.u32(user.0)
-                        .u8(symbol.is_some() as u8)
-                        .u8(0)
-                        .u16(symbol.map_or(0, |s| s.0));
-                }
-                Command::Deposit {
-                    user,
-                    currency,
-                    amount,
-                }
-                | Command::Withdraw {
-                    user,
-                    currency,
-                    amount,
-                } => {
-                    w.u32(user.0).u16(currency.0).u16(0).u64(amount);
-                }
-                Command::ApproveWithdrawal {
-                    operator,
-                    withdrawal_id,
-                }
-                | Command::RejectWithdrawal {
-                    operator,
-                    withdrawal_id,
-                } => {
-                    w.u32(operator.0).u32(0).u64(withdrawal_id.0);
-                }
-                Command::Query(_) | Command::Tick => {
-                    unreachable!("encoded as a query or heartbeat message above")
-                }
-            },
-            ClientMsg::OrderStatus {
-                request_id,
-                user,
-                client_order_id,
-            } => {
-                w.u64(request_id).u32(user.0).u32(0).u64(client_order_id.0);
+            ClientMsg::Command(Command::Tick) => {}
+            // `on_disconnect` is the gateway's own: a client cannot send it.
+            ClientMsg::Command(Command::MassCancel { user, symbol, .. }) => {
+                w.put(user)
+                    .put(symbol.is_some())
+                    .zeros(1)
+                    .put(symbol.unwrap_or(SymbolId(0)));
             }
-            ClientMsg::OpenOrders { request_id, user }
-            | ClientMsg::Balances { request_id, user } => {
-                w.u64(request_id).u32(user.0).u32(0);
-            }
-            ClientMsg::BookSnapshot {
-                request_id,
-                symbol,
-                depth,
-            } => {
-                w.u64(request_id).u16(symbol.0).u16(depth).u32(0);
-            }
-            ClientMsg::Stats { request_id } => {
-                w.u64(request_id);
-            }
+            _ => self.put_table(&mut w),
         }
-        let len = w.pos();
+        let len = w.at();
         put_header(buf, self.msg_type(), len - HEADER_BYTES);
         len
     }
@@ -323,226 +180,103 @@ impl ClientMsg {
     /// values, flags, zero padding), not meaning (the engine checks symbols, prices, funds).
     /// Never allocates, never panics.
     pub fn decode(msg_type: u16, version: u16, body: &[u8]) -> Result<ClientMsg, RejectCode> {
-        use msg_type::*;
         if version != PROTOCOL_VERSION {
             return Err(RejectCode::UnsupportedVersion);
         }
         let expected = match msg_type {
-            LOGIN => LOGIN_BODY_BYTES,
-            LOGOUT | HEARTBEAT => 0,
-            NEW_ORDER => 68,
-            CANCEL | CANCEL_ORDER => 16,
-            AMEND | AMEND_ORDER => 32,
-            MASS_CANCEL => 8,
-            ORDER_STATUS => 24,
-            OPEN_ORDERS | BALANCES => 16,
-            BOOK_SNAPSHOT => 16,
-            DEPOSIT | WITHDRAW => 16,
-            APPROVE_WITHDRAWAL | REJECT_WITHDRAWAL => 16,
-            STATS => 8,
-            _ => return Err(RejectCode::UnknownMessageType),
+            msg_type::MASS_CANCEL => Some(MASS_CANCEL_BODY_BYTES),
+            t => table_body_len(t),
+        };
+        let Some(expected) = expected else {
+            return Err(RejectCode::UnknownMessageType);
         };
         if body.len() != expected {
             return Err(RejectCode::MalformedFrame);
         }
-        let mut r = Rd::new(body);
-        let bad = RejectCode::InvalidField;
-        let msg = match msg_type {
-            LOGIN => {
-                let login = r.name();
-                let password = r.name();
-                let session_id = r.u32();
-                let last_seen_seq = r.u64();
-                let heartbeat_ms = r.u32();
-                let flags = r.u8();
-                if flags > 1 || r.u8() != 0 || r.u16() != 0 {
-                    return Err(bad);
-                }
-                ClientMsg::Login(Login {
-                    login,
-                    password,
-                    session_id,
-                    last_seen_seq,
-                    heartbeat_ms,
-                    cancel_on_disconnect: flags == 1,
-                })
+        let mut r = LeReader::new(body);
+        let msg = if msg_type == msg_type::MASS_CANCEL {
+            let user = r.get::<UserId>("user")?;
+            let has_symbol = r.get::<bool>("flags")?;
+            r.zeros(1)?;
+            let symbol = r.u16();
+            if !has_symbol && symbol != 0 {
+                return Err(RejectCode::InvalidField);
             }
-            LOGOUT => ClientMsg::Logout,
-            HEARTBEAT => ClientMsg::Heartbeat,
-            NEW_ORDER => {
-                let user = UserId(r.u32());
-                let symbol = SymbolId(r.u16());
-                let side = side_from_u8(r.u8()).ok_or(bad)?;
-                let order_type = order_type_from_u8(r.u8()).ok_or(bad)?;
-                let tif = tif_from_u8(r.u8()).ok_or(bad)?;
-                let stp = stp_from_u8(r.u8()).ok_or(bad)?;
-                let flags = r.u8();
-                if flags > 1 || r.u8() != 0 {
-                    return Err(bad);
-                }
-                ClientMsg::Command(Command::NewOrder(NewOrder {
-                    user,
-                    symbol,
-                    side,
-                    order_type,
-                    tif,
-                    stp,
-                    post_only: flags == 1,
-                    client_order_id: ClientOrderId(r.u64()),
-                    price: Price(r.i64()),
-                    qty: Qty(r.u64()),
-                    stop_price: Price(r.i64()),
-                    display_qty: Qty(r.u64()),
-                    budget: r.u64(),
-                    expire_at: r.u64(),
-                }))
-            }
-            CANCEL_ORDER | AMEND_ORDER => {
-                let user = UserId(r.u32());
-                let symbol = SymbolId(r.u16());
-                if r.u16() != 0 {
-                    return Err(bad);
-                }
-                let order_id = OrderId(r.u64());
-                if msg_type == CANCEL_ORDER {
-                    ClientMsg::Command(Command::CancelOrder {
-                        user,
-                        symbol,
-                        order_id,
-                    })
-                } else {
-                    ClientMsg::Command(Command::AmendOrder {
-                        user,
-                        symbol,
-                        order_id,
-                        price: Price(r.i64()),
-                        qty: Qty(r.u64()),
-                    })
-                }
-            }
-            CANCEL | AMEND => {
-                let user = UserId(r.u32());
-                let symbol = SymbolId(r.u16());
-                if r.u16() != 0 {
-                    return Err(bad);
-                }
-                let client_order_id = ClientOrderId(r.u64());
-                if msg_type == CANCEL {
-                    ClientMsg::Command(Command::Cancel {
-                        user,
-                        symbol,
-                        client_order_id,
-                    })
-                } else {
-                    ClientMsg::Command(Command::Amend {
-                        user,
-                        symbol,
-                        client_order_id,
-                        price: Price(r.i64()),
-                        qty: Qty(r.u64()),
-                    })
-                }
-            }
-            MASS_CANCEL => {
-                let user = UserId(r.u32());
-                let flags = r.u8();
-                let pad = r.u8();
-                let symbol = r.u16();
-                if flags > 1 || pad != 0 || (flags == 0 && symbol != 0) {
-                    return Err(bad);
-                }
-                ClientMsg::Command(Command::MassCancel {
-                    user,
-                    symbol: (flags == 1).then_some(SymbolId(symbol)),
-                    on_disconnect: false,
-                })
-            }
-            ORDER_STATUS => {
-                let request_id = r.u64();
-                let user = UserId(r.u32());
-                if r.u32() != 0 {
-                    return Err(bad);
-                }
-                ClientMsg::OrderStatus {
-                    request_id,
-                    user,
-                    client_order_id: ClientOrderId(r.u64()),
-                }
-            }
-            OPEN_ORDERS | BALANCES => {
-                let request_id = r.u64();
-                let user = UserId(r.u32());
-                if r.u32() != 0 {
-                    return Err(bad);
-                }
-                if msg_type == OPEN_ORDERS {
-                    ClientMsg::OpenOrders { request_id, user }
-                } else {
-                    ClientMsg::Balances { request_id, user }
-                }
-            }
-            BOOK_SNAPSHOT => {
-                let request_id = r.u64();
-                let symbol = SymbolId(r.u16());
-                let depth = r.u16();
-                if r.u32() != 0 || depth == 0 || depth > BOOK_DEPTH_MAX {
-                    return Err(bad);
-                }
-                ClientMsg::BookSnapshot {
-                    request_id,
-                    symbol,
-                    depth,
-                }
-            }
-            STATS => ClientMsg::Stats {
-                request_id: r.u64(),
-            },
-            DEPOSIT | WITHDRAW => {
-                let user = UserId(r.u32());
-                let currency = CurrencyId(r.u16());
-                if r.u16() != 0 {
-                    return Err(bad);
-                }
-                let amount = r.u64();
-                ClientMsg::Command(if msg_type == DEPOSIT {
-                    Command::Deposit {
-                        user,
-                        currency,
-                        amount,
-                    }
-                } else {
-                    Command::Withdraw {
-                        user,
-                        currency,
-                        amount,
-                    }
-                })
-            }
-            _ => {
-                // APPROVE_WITHDRAWAL | REJECT_WITHDRAWAL (the length table admitted no other).
-                let operator = OperatorId(r.u32());
-                if r.u32() != 0 {
-                    return Err(bad);
-                }
-                let withdrawal_id = WithdrawalId(r.u64());
-                ClientMsg::Command(if msg_type == APPROVE_WITHDRAWAL {
-                    Command::ApproveWithdrawal {
-                        operator,
-                        withdrawal_id,
-                    }
-                } else {
-                    Command::RejectWithdrawal {
-                        operator,
-                        withdrawal_id,
-                    }
-                })
-            }
+            ClientMsg::Command(Command::MassCancel {
+                user,
+                symbol: has_symbol.then_some(SymbolId(symbol)),
+                on_disconnect: false,
+            })
+        } else {
+            get_table(msg_type, &mut r)?
         };
+        if let ClientMsg::BookSnapshot { depth, .. } = msg {
+            if depth == 0 || depth > BOOK_DEPTH_MAX {
+                return Err(RejectCode::InvalidField);
+            }
+        }
         if !r.exact() {
             return Err(RejectCode::MalformedFrame);
         }
         Ok(msg)
     }
+}
+
+/// Body length of a mass cancel: user, has-symbol flag, one zero byte, symbol.
+const MASS_CANCEL_BODY_BYTES: usize =
+    le_size!(user: UserId, has_symbol: bool, [pad 1], symbol: SymbolId);
+
+// The wire layout of every client message (see `layout.rs`). Written by hand in `ClientMsg`: a
+// query command (sent as its query message), a tick (a heartbeat) and a mass cancel (whose
+// optional symbol is a flag and a value).
+wire_layouts! {
+    ClientMsg;
+    [by hand:
+        ClientMsg::Command(Command::Query(q)) => ClientMsg::query(0, q).msg_type(),
+        // Time alone is the sequencer's to send, not a client's: a client's tick goes out as
+        // the message that carries nothing but the client's presence.
+        ClientMsg::Command(Command::Tick) => msg_type::HEARTBEAT,
+        ClientMsg::Command(Command::MassCancel { .. }) => msg_type::MASS_CANCEL,
+    ];
+    LOGIN: (ClientMsg::Login(Login { login, password, session_id, last_seen_seq, heartbeat_ms,
+        cancel_on_disconnect }))
+        [login: Name32, password: Name32, session_id: u32, last_seen_seq: u64,
+        heartbeat_ms: u32, cancel_on_disconnect: bool, [pad 3]];
+    LOGOUT: (ClientMsg::Logout) [];
+    HEARTBEAT: (ClientMsg::Heartbeat) [];
+    NEW_ORDER: (ClientMsg::Command(Command::NewOrder(NewOrder { user, symbol, side, order_type,
+        tif, stp, post_only, client_order_id, price, qty, stop_price, display_qty, budget,
+        expire_at })))
+        [user: UserId, symbol: SymbolId, side: Side, order_type: OrderType, tif: TimeInForce,
+        stp: StpMode, post_only: bool, [pad 1], client_order_id: ClientOrderId, price: Price,
+        qty: Qty, stop_price: Price, display_qty: Qty, budget: u64, expire_at: u64];
+    CANCEL: (ClientMsg::Command(Command::Cancel { user, symbol, client_order_id }))
+        [user: UserId, symbol: SymbolId, [pad 2], client_order_id: ClientOrderId];
+    AMEND: (ClientMsg::Command(Command::Amend { user, symbol, client_order_id, price, qty }))
+        [user: UserId, symbol: SymbolId, [pad 2], client_order_id: ClientOrderId, price: Price,
+        qty: Qty];
+    CANCEL_ORDER: (ClientMsg::Command(Command::CancelOrder { user, symbol, order_id }))
+        [user: UserId, symbol: SymbolId, [pad 2], order_id: OrderId];
+    AMEND_ORDER: (ClientMsg::Command(Command::AmendOrder { user, symbol, order_id, price, qty }))
+        [user: UserId, symbol: SymbolId, [pad 2], order_id: OrderId, price: Price, qty: Qty];
+    DEPOSIT: (ClientMsg::Command(Command::Deposit { user, currency, amount }))
+        [user: UserId, currency: CurrencyId, [pad 2], amount: u64];
+    WITHDRAW: (ClientMsg::Command(Command::Withdraw { user, currency, amount }))
+        [user: UserId, currency: CurrencyId, [pad 2], amount: u64];
+    APPROVE_WITHDRAWAL: (ClientMsg::Command(Command::ApproveWithdrawal { operator,
+        withdrawal_id }))
+        [operator: OperatorId, [pad 4], withdrawal_id: WithdrawalId];
+    REJECT_WITHDRAWAL: (ClientMsg::Command(Command::RejectWithdrawal { operator,
+        withdrawal_id }))
+        [operator: OperatorId, [pad 4], withdrawal_id: WithdrawalId];
+    ORDER_STATUS: (ClientMsg::OrderStatus { request_id, user, client_order_id })
+        [request_id: u64, user: UserId, [pad 4], client_order_id: ClientOrderId];
+    OPEN_ORDERS: (ClientMsg::OpenOrders { request_id, user })
+        [request_id: u64, user: UserId, [pad 4]];
+    BALANCES: (ClientMsg::Balances { request_id, user }) [request_id: u64, user: UserId, [pad 4]];
+    BOOK_SNAPSHOT: (ClientMsg::BookSnapshot { request_id, symbol, depth })
+        [request_id: u64, symbol: SymbolId, depth: u16, [pad 4]];
+    STATS: (ClientMsg::Stats { request_id }) [request_id: u64];
 }
 
 impl From<Command> for ClientMsg {

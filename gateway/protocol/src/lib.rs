@@ -22,11 +22,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod layout;
+
 pub mod client;
 pub mod marketdata;
 pub mod server;
 pub mod translate;
-mod wire;
 
 pub use client::ClientMsg;
 pub use server::{OrderInfo, ServerMsg};

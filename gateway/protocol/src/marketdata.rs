@@ -7,8 +7,8 @@
 use ringbook_engine::marketdata::{Candle, Interval, LevelChange, MdTrade, Ticker};
 use ringbook_engine::{Price, Qty, RejectCode, Side, SymbolId, TradeId};
 
-use super::wire::{Rd, Wr};
 use super::{put_header, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
+use ringbook_engine::le::{LeReader, LeWriter};
 
 /// Message type numbers of the market-data messages.
 pub mod msg_type {
@@ -104,7 +104,7 @@ const REQUEST_BODY_BYTES: usize = 16;
 impl MdRequest {
     /// Encodes the whole frame into `buf`; returns its length.
     pub fn encode(&self, buf: &mut [u8; FRAME_BYTES_MAX]) -> usize {
-        let mut w = Wr::new(&mut buf[..], HEADER_BYTES);
+        let mut w = LeWriter::new(&mut buf[..], HEADER_BYTES);
         let interval = if self.channel == Channel::Candles {
             self.interval as u8
         } else {
@@ -115,7 +115,7 @@ impl MdRequest {
             .u8(self.channel as u8)
             .u8(interval)
             .u32(0);
-        let len = w.pos();
+        let len = w.at();
         let t = if self.subscribe {
             msg_type::MD_SUBSCRIBE
         } else {
@@ -136,7 +136,7 @@ impl MdRequest {
         if body.len() != REQUEST_BODY_BYTES {
             return Err(RejectCode::MalformedFrame);
         }
-        let mut r = Rd::new(body);
+        let mut r = LeReader::new(body);
         let request_id = r.u64();
         let symbol = SymbolId(r.u16());
         let channel = Channel::from_u8(r.u8()).ok_or(RejectCode::InvalidField)?;
@@ -234,11 +234,11 @@ fn price_opt(v: i64) -> Option<Price> {
     (v != 0).then_some(Price(v))
 }
 
-fn u128_parts(w: &mut Wr<'_>, v: u128) {
+fn u128_parts(w: &mut LeWriter<'_>, v: u128) {
     w.u64(v as u64).u64((v >> 64) as u64);
 }
 
-fn read_u128(r: &mut Rd<'_>) -> u128 {
+fn read_u128(r: &mut LeReader<'_>) -> u128 {
     let lo = r.u64();
     let hi = r.u64();
     u128::from(lo) | (u128::from(hi) << 64)
@@ -258,7 +258,7 @@ impl MdMsg {
 
     /// Encodes the whole frame into `buf`; returns its length. Never allocates.
     pub fn encode(&self, buf: &mut [u8; FRAME_BYTES_MAX]) -> usize {
-        let mut w = Wr::new(&mut buf[..], HEADER_BYTES);
+        let mut w = LeWriter::new(&mut buf[..], HEADER_BYTES);
         match *self {
             MdMsg::Subscribed {
                 request_id,
@@ -339,7 +339,7 @@ impl MdMsg {
                 u128_parts(&mut w, c.notional_ticks);
             }
         }
-        let len = w.pos();
+        let len = w.at();
         put_header(buf, self.msg_type(), len - HEADER_BYTES);
         len
     }
@@ -367,12 +367,7 @@ impl MdMsg {
         if body.len() != expected {
             return Err(RejectCode::MalformedFrame);
         }
-        let side = |v: u8| match v {
-            0 => Ok(Side::Buy),
-            1 => Ok(Side::Sell),
-            _ => Err(bad),
-        };
-        let mut r = Rd::new(body);
+        let mut r = LeReader::new(body);
         let msg = match t {
             msg_type::MD_SUBSCRIBED => {
                 let request_id = r.u64();
@@ -409,7 +404,7 @@ impl MdMsg {
                     levels: [LevelChange::default(); DEPTH_LEVELS_PER_FRAME],
                 };
                 for l in d.levels.iter_mut().take(usize::from(count)) {
-                    let s = side(r.u8())?;
+                    let s = r.get::<Side>("side")?;
                     if r.u8() != 0 || r.u16() != 0 {
                         return Err(bad);
                     }
@@ -425,7 +420,7 @@ impl MdMsg {
             }
             msg_type::MD_TRADE => {
                 let symbol = SymbolId(r.u16());
-                let taker_side = side(r.u8())?;
+                let taker_side = r.get::<Side>("side")?;
                 if r.u8() != 0 || r.u32() != 0 {
                     return Err(bad);
                 }

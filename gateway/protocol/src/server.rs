@@ -5,8 +5,9 @@
 use ringbook_engine::book::OrderView;
 use ringbook_engine::{FinishedOrder, OrderStatus, RejectCode};
 
-use super::wire::{Rd, Wr};
 use super::{name32, put_header, Name32, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
+use ringbook_engine::le::{Field, FieldError, LeReader, LeWriter};
+use ringbook_engine::{le_get, le_put, le_size};
 
 /// Message type numbers (server → client).
 pub mod msg_type {
@@ -235,47 +236,39 @@ impl OrderInfo {
             ..OrderInfo::default()
         }
     }
+}
 
-    fn put(&self, w: &mut Wr<'_>) {
-        w.u32(self.user)
-            .u16(self.symbol)
-            .u8(self.side)
-            .u8(self.order_type)
-            .u8(self.tif)
-            .u8(self.flags)
-            .u8(self.stp)
-            .u8(self.status)
-            .u64(self.client_order_id)
-            .u64(self.order_id)
-            .i64(self.price)
-            .i64(self.stop_price)
-            .u64(self.leaves_qty)
-            .u64(self.visible_qty)
-            .u64(self.filled_qty)
-            .u64(self.display_qty)
-            .u64(self.expire_at);
-    }
+/// An [`OrderInfo`] on the wire: its fields in this order ([`ORDER_INFO_BYTES`]).
+macro_rules! order_info_layout {
+    ($($f:ident: $t:ty),* $(,)?) => {
+        const _: () = assert!(le_size!($($f: $t),*) == ORDER_INFO_BYTES);
 
-    fn get(r: &mut Rd<'_>) -> OrderInfo {
-        OrderInfo {
-            user: r.u32(),
-            symbol: r.u16(),
-            side: r.u8(),
-            order_type: r.u8(),
-            tif: r.u8(),
-            flags: r.u8(),
-            stp: r.u8(),
-            status: r.u8(),
-            client_order_id: r.u64(),
-            order_id: r.u64(),
-            price: r.i64(),
-            stop_price: r.i64(),
-            leaves_qty: r.u64(),
-            visible_qty: r.u64(),
-            filled_qty: r.u64(),
-            display_qty: r.u64(),
-            expire_at: r.u64(),
+        impl Field for OrderInfo {
+            const BYTES: usize = ORDER_INFO_BYTES;
+            fn put(self, w: &mut LeWriter<'_>) {
+                let OrderInfo { $($f),* } = self;
+                le_put!(w; $($f: $t),*);
+            }
+            fn get(r: &mut LeReader<'_>, _: &'static str) -> Result<Self, FieldError> {
+                le_get!(r; $($f: $t),*);
+                Ok(OrderInfo { $($f),* })
+            }
         }
+    };
+}
+
+order_info_layout!(user: u32, symbol: u16, side: u8, order_type: u8, tif: u8, flags: u8, stp: u8,
+    status: u8, client_order_id: u64, order_id: u64, price: i64, stop_price: i64,
+    leaves_qty: u64, visible_qty: u64, filled_qty: u64, display_qty: u64, expire_at: u64);
+
+/// The gateway's counters on the wire: each a `u64`, in field order.
+impl Field for GatewayStats {
+    const BYTES: usize = GATEWAY_STATS_FIELDS * 8;
+    fn put(self, w: &mut LeWriter<'_>) {
+        w.put(self.to_array());
+    }
+    fn get(r: &mut LeReader<'_>, field: &'static str) -> Result<Self, FieldError> {
+        r.get(field).map(GatewayStats::from_array)
     }
 }
 
@@ -527,35 +520,7 @@ impl ServerMsg {
 
     /// The message type number.
     pub fn msg_type(&self) -> u16 {
-        use msg_type::*;
-        match self {
-            ServerMsg::LoginAccepted { .. } => LOGIN_ACCEPTED,
-            ServerMsg::LoginRejected { .. } => LOGIN_REJECTED,
-            ServerMsg::Heartbeat => HEARTBEAT,
-            ServerMsg::Disconnect { .. } => DISCONNECT,
-            ServerMsg::Accepted { .. } => ACCEPTED,
-            ServerMsg::Rejected { .. } => REJECTED,
-            ServerMsg::Fill { .. } => FILL,
-            ServerMsg::Cancelled { .. } => CANCELLED,
-            ServerMsg::Amended { .. } => AMENDED,
-            ServerMsg::Triggered { .. } => TRIGGERED,
-            ServerMsg::MassCancelled { .. } => MASS_CANCELLED,
-            ServerMsg::BalanceUpdate { .. } => BALANCE_UPDATE,
-            ServerMsg::Deposited { .. } => DEPOSITED,
-            ServerMsg::WithdrawalRequested { .. } => WITHDRAWAL_REQUESTED,
-            ServerMsg::WithdrawalApproved { .. } => WITHDRAWAL_APPROVED,
-            ServerMsg::WithdrawalCompleted { .. } => WITHDRAWAL_COMPLETED,
-            ServerMsg::WithdrawalRejected { .. } => WITHDRAWAL_REJECTED,
-            ServerMsg::OperatorRejected { .. } => OPERATOR_REJECTED,
-            ServerMsg::OrderStatus { .. } => ORDER_STATUS,
-            ServerMsg::OpenOrder { .. } => OPEN_ORDER,
-            ServerMsg::OpenOrdersEnd { .. } => OPEN_ORDERS_END,
-            ServerMsg::Balance { .. } => BALANCE,
-            ServerMsg::BalancesEnd { .. } => BALANCES_END,
-            ServerMsg::BookLevels { .. } => BOOK_LEVELS,
-            ServerMsg::BookEnd { .. } => BOOK_END,
-            ServerMsg::Stats { .. } => STATS,
-        }
+        self.table_msg_type()
     }
 
     /// The session sequence number (0 for unsequenced messages).
@@ -607,304 +572,9 @@ impl ServerMsg {
 
     /// Encodes the whole frame into `buf`; returns its length. Never allocates.
     pub fn encode(&self, buf: &mut [u8; FRAME_BYTES_MAX]) -> usize {
-        let mut w = Wr::new(&mut buf[..], HEADER_BYTES);
-        w.u64(self.seq());
-        match *self {
-            ServerMsg::LoginAccepted {
-                session_id,
-                role,
-                id,
-                heartbeat_ms,
-                last_seq,
-            } => {
-                w.u32(session_id)
-                    .u8(role)
-                    .u8(0)
-                    .u16(0)
-                    .u32(id)
-                    .u32(heartbeat_ms)
-                    .u64(last_seq);
-            }
-            ServerMsg::LoginRejected { code, name } | ServerMsg::Disconnect { code, name } => {
-                w.u16(code).name(&name);
-            }
-            ServerMsg::Heartbeat => {}
-            ServerMsg::Accepted {
-                user,
-                symbol,
-                side,
-                order_type,
-                client_order_id,
-                order_id,
-                price,
-                qty,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(symbol)
-                    .u8(side)
-                    .u8(order_type)
-                    .u64(client_order_id)
-                    .u64(order_id)
-                    .i64(price)
-                    .u64(qty);
-            }
-            ServerMsg::Rejected {
-                user,
-                ref_msg_type,
-                code,
-                client_order_id,
-                name,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(ref_msg_type)
-                    .u16(code)
-                    .u64(client_order_id)
-                    .name(&name);
-            }
-            ServerMsg::Fill {
-                user,
-                symbol,
-                side,
-                role,
-                client_order_id,
-                order_id,
-                price,
-                qty,
-                leaves_qty,
-                cum_qty,
-                fee,
-                trade_id,
-                ts,
-                contra_order_id,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(symbol)
-                    .u8(side)
-                    .u8(role)
-                    .u64(client_order_id)
-                    .u64(order_id)
-                    .i64(price)
-                    .u64(qty)
-                    .u64(leaves_qty)
-                    .u64(cum_qty)
-                    .u64(fee)
-                    .u64(trade_id)
-                    .u64(ts)
-                    .u64(contra_order_id);
-            }
-            ServerMsg::Cancelled {
-                user,
-                symbol,
-                side,
-                reason,
-                client_order_id,
-                order_id,
-                price,
-                qty,
-                leaves_qty,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(symbol)
-                    .u8(side)
-                    .u8(reason)
-                    .u64(client_order_id)
-                    .u64(order_id)
-                    .i64(price)
-                    .u64(qty)
-                    .u64(leaves_qty);
-            }
-            ServerMsg::Amended {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-                price,
-                qty,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(symbol)
-                    .u16(0)
-                    .u64(client_order_id)
-                    .u64(order_id)
-                    .i64(price)
-                    .u64(qty);
-            }
-            ServerMsg::Triggered {
-                user,
-                symbol,
-                client_order_id,
-                order_id,
-                ..
-            } => {
-                w.u32(user)
-                    .u16(symbol)
-                    .u16(0)
-                    .u64(client_order_id)
-                    .u64(order_id);
-            }
-            ServerMsg::MassCancelled {
-                user,
-                symbol,
-                count,
-                ..
-            } => {
-                w.u32(user).u16(symbol).u16(0).u32(count);
-            }
-            ServerMsg::BalanceUpdate {
-                user,
-                currency,
-                available,
-                locked,
-                ..
-            } => {
-                w.u32(user).u16(currency).u16(0).u64(available).u64(locked);
-            }
-            ServerMsg::Deposited {
-                user,
-                currency,
-                amount,
-                ..
-            } => {
-                w.u32(user).u16(currency).u16(0).u64(amount);
-            }
-            ServerMsg::WithdrawalRequested {
-                withdrawal_id,
-                user,
-                currency,
-                amount,
-                ..
-            }
-            | ServerMsg::WithdrawalCompleted {
-                withdrawal_id,
-                user,
-                currency,
-                amount,
-                ..
-            } => {
-                w.u64(withdrawal_id)
-                    .u32(user)
-                    .u16(currency)
-                    .u16(0)
-                    .u64(amount);
-            }
-            ServerMsg::WithdrawalApproved {
-                withdrawal_id,
-                operator,
-                user,
-                approvals,
-                ..
-            } => {
-                w.u64(withdrawal_id)
-                    .u32(operator)
-                    .u32(user)
-                    .u8(approvals)
-                    .u8(0)
-                    .u16(0);
-            }
-            ServerMsg::WithdrawalRejected {
-                withdrawal_id,
-                operator,
-                user,
-                ..
-            } => {
-                w.u64(withdrawal_id).u32(operator).u32(user);
-            }
-            ServerMsg::OperatorRejected {
-                withdrawal_id,
-                operator,
-                code,
-                name,
-                ..
-            } => {
-                w.u64(withdrawal_id)
-                    .u32(operator)
-                    .u16(code)
-                    .u16(0)
-                    .name(&name);
-            }
-            ServerMsg::OrderStatus {
-                request_id,
-                found,
-                detail,
-                order,
-                filled_notional,
-                finished_ts,
-                ..
-            } => {
-                w.u64(request_id).u8(found).u8(0).u16(detail).u32(0);
-                order.put(&mut w);
-                w.u64(filled_notional).u64(finished_ts);
-            }
-            ServerMsg::OpenOrder {
-                request_id, order, ..
-            } => {
-                w.u64(request_id);
-                order.put(&mut w);
-            }
-            ServerMsg::OpenOrdersEnd {
-                request_id, count, ..
-            }
-            | ServerMsg::BalancesEnd {
-                request_id, count, ..
-            } => {
-                w.u64(request_id).u32(count).u32(0);
-            }
-            ServerMsg::Balance {
-                request_id,
-                currency,
-                available,
-                locked,
-                ..
-            } => {
-                w.u64(request_id)
-                    .u16(currency)
-                    .u16(0)
-                    .u32(0)
-                    .u64(available)
-                    .u64(locked);
-            }
-            ServerMsg::BookLevels {
-                request_id,
-                symbol,
-                side,
-                count,
-                levels,
-                ..
-            } => {
-                w.u64(request_id).u16(symbol).u8(side).u8(count).u32(0);
-                for (p, q) in levels {
-                    w.i64(p).u64(q);
-                }
-            }
-            ServerMsg::BookEnd {
-                request_id,
-                symbol,
-                bid_levels,
-                ask_levels,
-                ..
-            } => {
-                w.u64(request_id)
-                    .u16(symbol)
-                    .u16(0)
-                    .u32(bid_levels)
-                    .u32(ask_levels)
-                    .u32(0);
-            }
-            ServerMsg::Stats {
-                request_id, stats, ..
-            } => {
-                w.u64(request_id);
-                for v in stats.to_array() {
-                    w.u64(v);
-                }
-            }
-        }
-        let len = w.pos();
+        let mut w = LeWriter::new(&mut buf[..], HEADER_BYTES);
+        self.put_table(&mut w);
+        let len = w.at();
         put_header(buf, self.msg_type(), len - HEADER_BYTES);
         len
     }
@@ -912,271 +582,92 @@ impl ServerMsg {
     /// Decodes one body (the client side). Checks lengths, versions and types; never
     /// allocates, never panics.
     pub fn decode(msg_type: u16, version: u16, body: &[u8]) -> Result<ServerMsg, RejectCode> {
-        use msg_type::*;
         if version != PROTOCOL_VERSION {
             return Err(RejectCode::UnsupportedVersion);
         }
-        let mut r = Rd::new(body);
-        let seq = r.u64();
-        let msg = match msg_type {
-            LOGIN_ACCEPTED => {
-                let session_id = r.u32();
-                let role = r.u8();
-                let _ = (r.u8(), r.u16());
-                ServerMsg::LoginAccepted {
-                    session_id,
-                    role,
-                    id: r.u32(),
-                    heartbeat_ms: r.u32(),
-                    last_seq: r.u64(),
-                }
+        let mut r = LeReader::new(body);
+        let msg = get_table(msg_type, &mut r)?;
+        if let ServerMsg::BookLevels { count, .. } = msg {
+            if usize::from(count) > BOOK_LEVELS_PER_MSG {
+                return Err(RejectCode::InvalidField);
             }
-            LOGIN_REJECTED => ServerMsg::LoginRejected {
-                code: r.u16(),
-                name: r.name(),
-            },
-            DISCONNECT => ServerMsg::Disconnect {
-                code: r.u16(),
-                name: r.name(),
-            },
-            HEARTBEAT => ServerMsg::Heartbeat,
-            ACCEPTED => ServerMsg::Accepted {
-                seq,
-                user: r.u32(),
-                symbol: r.u16(),
-                side: r.u8(),
-                order_type: r.u8(),
-                client_order_id: r.u64(),
-                order_id: r.u64(),
-                price: r.i64(),
-                qty: r.u64(),
-            },
-            REJECTED => ServerMsg::Rejected {
-                seq,
-                user: r.u32(),
-                ref_msg_type: r.u16(),
-                code: r.u16(),
-                client_order_id: r.u64(),
-                name: r.name(),
-            },
-            FILL => ServerMsg::Fill {
-                seq,
-                user: r.u32(),
-                symbol: r.u16(),
-                side: r.u8(),
-                role: r.u8(),
-                client_order_id: r.u64(),
-                order_id: r.u64(),
-                price: r.i64(),
-                qty: r.u64(),
-                leaves_qty: r.u64(),
-                cum_qty: r.u64(),
-                fee: r.u64(),
-                trade_id: r.u64(),
-                ts: r.u64(),
-                contra_order_id: r.u64(),
-            },
-            CANCELLED => ServerMsg::Cancelled {
-                seq,
-                user: r.u32(),
-                symbol: r.u16(),
-                side: r.u8(),
-                reason: r.u8(),
-                client_order_id: r.u64(),
-                order_id: r.u64(),
-                price: r.i64(),
-                qty: r.u64(),
-                leaves_qty: r.u64(),
-            },
-            AMENDED => {
-                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
-                ServerMsg::Amended {
-                    seq,
-                    user,
-                    symbol,
-                    client_order_id: r.u64(),
-                    order_id: r.u64(),
-                    price: r.i64(),
-                    qty: r.u64(),
-                }
-            }
-            TRIGGERED => {
-                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
-                ServerMsg::Triggered {
-                    seq,
-                    user,
-                    symbol,
-                    client_order_id: r.u64(),
-                    order_id: r.u64(),
-                }
-            }
-            MASS_CANCELLED => {
-                let (user, symbol, _) = (r.u32(), r.u16(), r.u16());
-                ServerMsg::MassCancelled {
-                    seq,
-                    user,
-                    symbol,
-                    count: r.u32(),
-                }
-            }
-            BALANCE_UPDATE => {
-                let (user, currency, _) = (r.u32(), r.u16(), r.u16());
-                ServerMsg::BalanceUpdate {
-                    seq,
-                    user,
-                    currency,
-                    available: r.u64(),
-                    locked: r.u64(),
-                }
-            }
-            DEPOSITED => {
-                let (user, currency, _) = (r.u32(), r.u16(), r.u16());
-                ServerMsg::Deposited {
-                    seq,
-                    user,
-                    currency,
-                    amount: r.u64(),
-                }
-            }
-            WITHDRAWAL_REQUESTED | WITHDRAWAL_COMPLETED => {
-                let (withdrawal_id, user, currency, _) = (r.u64(), r.u32(), r.u16(), r.u16());
-                let amount = r.u64();
-                if msg_type == WITHDRAWAL_REQUESTED {
-                    ServerMsg::WithdrawalRequested {
-                        seq,
-                        withdrawal_id,
-                        user,
-                        currency,
-                        amount,
-                    }
-                } else {
-                    ServerMsg::WithdrawalCompleted {
-                        seq,
-                        withdrawal_id,
-                        user,
-                        currency,
-                        amount,
-                    }
-                }
-            }
-            WITHDRAWAL_APPROVED => {
-                let m = ServerMsg::WithdrawalApproved {
-                    seq,
-                    withdrawal_id: r.u64(),
-                    operator: r.u32(),
-                    user: r.u32(),
-                    approvals: r.u8(),
-                };
-                let _ = (r.u8(), r.u16());
-                m
-            }
-            WITHDRAWAL_REJECTED => ServerMsg::WithdrawalRejected {
-                seq,
-                withdrawal_id: r.u64(),
-                operator: r.u32(),
-                user: r.u32(),
-            },
-            OPERATOR_REJECTED => {
-                let (withdrawal_id, operator, code, _) = (r.u64(), r.u32(), r.u16(), r.u16());
-                ServerMsg::OperatorRejected {
-                    seq,
-                    withdrawal_id,
-                    operator,
-                    code,
-                    name: r.name(),
-                }
-            }
-            ORDER_STATUS => {
-                let (request_id, found, _, detail, _) = (r.u64(), r.u8(), r.u8(), r.u16(), r.u32());
-                ServerMsg::OrderStatus {
-                    seq,
-                    request_id,
-                    found,
-                    detail,
-                    order: OrderInfo::get(&mut r),
-                    filled_notional: r.u64(),
-                    finished_ts: r.u64(),
-                }
-            }
-            OPEN_ORDER => ServerMsg::OpenOrder {
-                seq,
-                request_id: r.u64(),
-                order: OrderInfo::get(&mut r),
-            },
-            OPEN_ORDERS_END | BALANCES_END => {
-                let (request_id, count, _) = (r.u64(), r.u32(), r.u32());
-                if msg_type == OPEN_ORDERS_END {
-                    ServerMsg::OpenOrdersEnd {
-                        seq,
-                        request_id,
-                        count,
-                    }
-                } else {
-                    ServerMsg::BalancesEnd {
-                        seq,
-                        request_id,
-                        count,
-                    }
-                }
-            }
-            BALANCE => {
-                let (request_id, currency, _, _) = (r.u64(), r.u16(), r.u16(), r.u32());
-                ServerMsg::Balance {
-                    seq,
-                    request_id,
-                    currency,
-                    available: r.u64(),
-                    locked: r.u64(),
-                }
-            }
-            BOOK_LEVELS => {
-                let (request_id, symbol, side, count, _) =
-                    (r.u64(), r.u16(), r.u8(), r.u8(), r.u32());
-                let mut levels = [(0i64, 0u64); BOOK_LEVELS_PER_MSG];
-                for l in &mut levels {
-                    *l = (r.i64(), r.u64());
-                }
-                if usize::from(count) > BOOK_LEVELS_PER_MSG {
-                    return Err(RejectCode::InvalidField);
-                }
-                ServerMsg::BookLevels {
-                    seq,
-                    request_id,
-                    symbol,
-                    side,
-                    count,
-                    levels,
-                }
-            }
-            BOOK_END => {
-                let (request_id, symbol, _) = (r.u64(), r.u16(), r.u16());
-                let m = ServerMsg::BookEnd {
-                    seq,
-                    request_id,
-                    symbol,
-                    bid_levels: r.u32(),
-                    ask_levels: r.u32(),
-                };
-                let _ = r.u32();
-                m
-            }
-            STATS => {
-                let request_id = r.u64();
-                let mut a = [0u64; GATEWAY_STATS_FIELDS];
-                for v in &mut a {
-                    *v = r.u64();
-                }
-                ServerMsg::Stats {
-                    seq,
-                    request_id,
-                    stats: GatewayStats::from_array(a),
-                }
-            }
-            _ => return Err(RejectCode::UnknownMessageType),
-        };
+        }
         if !r.exact() {
             return Err(RejectCode::MalformedFrame);
         }
         Ok(msg)
     }
+}
+
+// The wire layout of every server message (see `layout.rs`). Every body starts with the
+// sequence number; the unsequenced messages send it as zero (`[skip 8]`). Padding is written as
+// zero and not checked on reading (`[skip N]`): the client's reader is lenient.
+wire_layouts! {
+    ServerMsg;
+    LOGIN_ACCEPTED: (ServerMsg::LoginAccepted { session_id, role, id, heartbeat_ms, last_seq })
+        [[skip 8], session_id: u32, role: u8, [skip 3], id: u32, heartbeat_ms: u32,
+        last_seq: u64];
+    LOGIN_REJECTED: (ServerMsg::LoginRejected { code, name }) [[skip 8], code: u16, name: Name32];
+    HEARTBEAT: (ServerMsg::Heartbeat) [[skip 8]];
+    DISCONNECT: (ServerMsg::Disconnect { code, name }) [[skip 8], code: u16, name: Name32];
+    ACCEPTED: (ServerMsg::Accepted { seq, user, symbol, side, order_type, client_order_id,
+        order_id, price, qty })
+        [seq: u64, user: u32, symbol: u16, side: u8, order_type: u8, client_order_id: u64,
+        order_id: u64, price: i64, qty: u64];
+    REJECTED: (ServerMsg::Rejected { seq, user, ref_msg_type, code, client_order_id, name })
+        [seq: u64, user: u32, ref_msg_type: u16, code: u16, client_order_id: u64,
+        name: Name32];
+    FILL: (ServerMsg::Fill { seq, user, symbol, side, role, client_order_id, order_id, price,
+        qty, leaves_qty, cum_qty, fee, trade_id, ts, contra_order_id })
+        [seq: u64, user: u32, symbol: u16, side: u8, role: u8, client_order_id: u64,
+        order_id: u64, price: i64, qty: u64, leaves_qty: u64, cum_qty: u64, fee: u64,
+        trade_id: u64, ts: u64, contra_order_id: u64];
+    CANCELLED: (ServerMsg::Cancelled { seq, user, symbol, side, reason, client_order_id,
+        order_id, price, qty, leaves_qty })
+        [seq: u64, user: u32, symbol: u16, side: u8, reason: u8, client_order_id: u64,
+        order_id: u64, price: i64, qty: u64, leaves_qty: u64];
+    AMENDED: (ServerMsg::Amended { seq, user, symbol, client_order_id, order_id, price, qty })
+        [seq: u64, user: u32, symbol: u16, [skip 2], client_order_id: u64, order_id: u64,
+        price: i64, qty: u64];
+    TRIGGERED: (ServerMsg::Triggered { seq, user, symbol, client_order_id, order_id })
+        [seq: u64, user: u32, symbol: u16, [skip 2], client_order_id: u64, order_id: u64];
+    MASS_CANCELLED: (ServerMsg::MassCancelled { seq, user, symbol, count })
+        [seq: u64, user: u32, symbol: u16, [skip 2], count: u32];
+    BALANCE_UPDATE: (ServerMsg::BalanceUpdate { seq, user, currency, available, locked })
+        [seq: u64, user: u32, currency: u16, [skip 2], available: u64, locked: u64];
+    DEPOSITED: (ServerMsg::Deposited { seq, user, currency, amount })
+        [seq: u64, user: u32, currency: u16, [skip 2], amount: u64];
+    WITHDRAWAL_REQUESTED: (ServerMsg::WithdrawalRequested { seq, withdrawal_id, user, currency,
+        amount })
+        [seq: u64, withdrawal_id: u64, user: u32, currency: u16, [skip 2], amount: u64];
+    WITHDRAWAL_APPROVED: (ServerMsg::WithdrawalApproved { seq, withdrawal_id, operator, user,
+        approvals })
+        [seq: u64, withdrawal_id: u64, operator: u32, user: u32, approvals: u8, [skip 3]];
+    WITHDRAWAL_COMPLETED: (ServerMsg::WithdrawalCompleted { seq, withdrawal_id, user, currency,
+        amount })
+        [seq: u64, withdrawal_id: u64, user: u32, currency: u16, [skip 2], amount: u64];
+    WITHDRAWAL_REJECTED: (ServerMsg::WithdrawalRejected { seq, withdrawal_id, operator, user })
+        [seq: u64, withdrawal_id: u64, operator: u32, user: u32];
+    OPERATOR_REJECTED: (ServerMsg::OperatorRejected { seq, withdrawal_id, operator, code, name })
+        [seq: u64, withdrawal_id: u64, operator: u32, code: u16, [skip 2], name: Name32];
+    ORDER_STATUS: (ServerMsg::OrderStatus { seq, request_id, found, detail, order,
+        filled_notional, finished_ts })
+        [seq: u64, request_id: u64, found: u8, [skip 1], detail: u16, [skip 4],
+        order: OrderInfo, filled_notional: u64, finished_ts: u64];
+    OPEN_ORDER: (ServerMsg::OpenOrder { seq, request_id, order })
+        [seq: u64, request_id: u64, order: OrderInfo];
+    OPEN_ORDERS_END: (ServerMsg::OpenOrdersEnd { seq, request_id, count })
+        [seq: u64, request_id: u64, count: u32, [skip 4]];
+    BALANCE: (ServerMsg::Balance { seq, request_id, currency, available, locked })
+        [seq: u64, request_id: u64, currency: u16, [skip 6], available: u64, locked: u64];
+    BALANCES_END: (ServerMsg::BalancesEnd { seq, request_id, count })
+        [seq: u64, request_id: u64, count: u32, [skip 4]];
+    BOOK_LEVELS: (ServerMsg::BookLevels { seq, request_id, symbol, side, count, levels })
+        [seq: u64, request_id: u64, symbol: u16, side: u8, count: u8, [skip 4],
+        levels: [(i64, u64); BOOK_LEVELS_PER_MSG]];
+    BOOK_END: (ServerMsg::BookEnd { seq, request_id, symbol, bid_levels, ask_levels })
+        [seq: u64, request_id: u64, symbol: u16, [skip 2], bid_levels: u32, ask_levels: u32,
+        [skip 4]];
+    STATS: (ServerMsg::Stats { seq, request_id, stats })
+        [seq: u64, request_id: u64, stats: GatewayStats];
 }

@@ -4,6 +4,7 @@
 use ringbook_engine::book::OrderView;
 use ringbook_engine::{
     Config, CurrencyId, Event, OrderType, RejectCode, Side, StpMode, SymbolId, TimeInForce, Trade,
+    Vocab,
 };
 use ringbook_engine::{FinishedOrder, OrderStatus, UserId};
 use serde::Deserialize;
@@ -87,60 +88,45 @@ pub fn cur(config: &Config, id: CurrencyId) -> String {
         .map_or_else(|| id.0.to_string(), |c| c.code.clone())
 }
 
-/// `BUY` / `SELL`.
-pub fn parse_side(s: &str) -> Result<Side, ApiError> {
-    match s {
-        "BUY" | "buy" => Ok(Side::Buy),
-        "SELL" | "sell" => Ok(Side::Sell),
-        _ => Err(ApiError::bad(format!("side {s:?}: expected BUY or SELL"))),
+/// The value of a vocabulary enum named `s` (its engine name, e.g. `GTC`), or a bad request
+/// that lists the names in the engine's one table ([`Vocab::ALL`]).
+fn parse_name<T: Vocab>(what: &str, s: &str, also_lowercase: bool) -> Result<T, ApiError> {
+    let lower = also_lowercase && s.bytes().all(|b| b.is_ascii_lowercase());
+    if let Some(v) = T::ALL
+        .iter()
+        .copied()
+        .find(|v| v.name() == s || (lower && v.name().eq_ignore_ascii_case(s)))
+    {
+        return Ok(v);
     }
+    let mut expected = String::new();
+    for (i, v) in T::ALL.iter().enumerate() {
+        if i > 0 {
+            expected.push_str(if i + 1 == T::ALL.len() { " or " } else { ", " });
+        }
+        expected.push_str(v.name());
+    }
+    Err(ApiError::bad(format!("{what} {s:?}: expected {expected}")))
+}
+
+/// `BUY` / `SELL` (or `buy` / `sell`).
+pub fn parse_side(s: &str) -> Result<Side, ApiError> {
+    parse_name("side", s, true)
 }
 
 /// `LIMIT` / `MARKET` / `STOP_LIMIT` / `STOP_MARKET`.
 pub fn parse_type(s: &str) -> Result<OrderType, ApiError> {
-    Ok(match s {
-        "LIMIT" => OrderType::Limit,
-        "MARKET" => OrderType::Market,
-        "STOP_LIMIT" => OrderType::StopLimit,
-        "STOP_MARKET" => OrderType::StopMarket,
-        _ => {
-            return Err(ApiError::bad(format!(
-                "type {s:?}: expected LIMIT, MARKET, STOP_LIMIT or STOP_MARKET"
-            )))
-        }
-    })
+    parse_name("type", s, false)
 }
 
 /// `GTC` / `IOC` / `FOK` / `GTD` / `DAY`.
 pub fn parse_tif(s: &str) -> Result<TimeInForce, ApiError> {
-    Ok(match s {
-        "GTC" => TimeInForce::Gtc,
-        "IOC" => TimeInForce::Ioc,
-        "FOK" => TimeInForce::Fok,
-        "GTD" => TimeInForce::Gtd,
-        "DAY" => TimeInForce::Day,
-        _ => {
-            return Err(ApiError::bad(format!(
-                "tif {s:?}: expected GTC, IOC, FOK, GTD or DAY"
-            )))
-        }
-    })
+    parse_name("tif", s, false)
 }
 
 /// Self-trade prevention mode names.
 pub fn parse_stp(s: &str) -> Result<StpMode, ApiError> {
-    Ok(match s {
-        "NONE" => StpMode::None,
-        "CANCEL_NEWEST" => StpMode::CancelNewest,
-        "CANCEL_OLDEST" => StpMode::CancelOldest,
-        "CANCEL_BOTH" => StpMode::CancelBoth,
-        "DECREMENT" => StpMode::Decrement,
-        _ => {
-            return Err(ApiError::bad(format!(
-                "stp {s:?}: expected NONE, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH or DECREMENT"
-            )))
-        }
-    })
+    parse_name("stp", s, false)
 }
 
 /// A reject's message.
@@ -460,5 +446,18 @@ mod tests {
         assert_eq!(parse_tif("GTT").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_side("UP").unwrap_err().reason, "BAD_REQUEST");
         assert_eq!(parse_stp("DECREMENT").unwrap(), StpMode::Decrement);
+        assert_eq!(parse_side("sell").unwrap(), Side::Sell);
+        assert_eq!(
+            parse_side("Sell").unwrap_err().message,
+            "side \"Sell\": expected BUY or SELL"
+        );
+        assert_eq!(
+            parse_stp("X").unwrap_err().message,
+            "stp \"X\": expected NONE, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH or DECREMENT"
+        );
+        assert_eq!(
+            parse_type("limit").unwrap_err().message,
+            "type \"limit\": expected LIMIT, MARKET, STOP_LIMIT or STOP_MARKET"
+        );
     }
 }
