@@ -40,8 +40,8 @@
 
 use crate::codes::{CancelReason, RejectCode};
 use crate::types::{
-    ClientOrderId, CurrencyId, OperatorId, OrderId, OrderType, Price, Qty, Side, StpMode, SymbolId,
-    TimeInForce, TradeId, UserId, WithdrawalId,
+    ClientOrderId, CurrencyId, Liquidity, OperatorId, OrderId, OrderType, Price, Qty, Side,
+    StpMode, SymbolId, TimeInForce, TradeId, UserId, WithdrawalId,
 };
 
 /// Why a field's bytes are not a value of its type. Each format turns it into its own error
@@ -389,7 +389,14 @@ macro_rules! enum_field {
         }
     )*};
 }
-enum_field!(Side, OrderType, TimeInForce, StpMode, CancelReason);
+enum_field!(
+    Side,
+    OrderType,
+    TimeInForce,
+    StpMode,
+    CancelReason,
+    Liquidity
+);
 
 /// Writes a layout list (see the [module docs](crate::le)) with a [`LeWriter`]: each
 /// `name: Type` writes the local `name` as a `Type`, each `[pad N]` or `[skip N]` writes N zero
@@ -516,6 +523,11 @@ mod tests {
             TimeInForce::from_name,
         );
         table_is_consistent(|v: StpMode| v as u8, StpMode::from_u8, StpMode::from_name);
+        table_is_consistent(
+            |v: Liquidity| v as u8,
+            Liquidity::from_u8,
+            Liquidity::from_name,
+        );
         table_is_consistent(
             |v: CancelReason| v as u8,
             CancelReason::from_u8,

@@ -127,6 +127,7 @@ vocab!(OrderType {
     StopMarket = "STOP_MARKET",
 });
 vocab!(TimeInForce { Gtc = "GTC", Ioc = "IOC", Fok = "FOK", Gtd = "GTD", Day = "DAY" });
+vocab!(Liquidity { Maker = "MAKER", Taker = "TAKER" });
 vocab!(StpMode {
     None = "NONE",
     CancelNewest = "CANCEL_NEWEST",
@@ -157,11 +158,25 @@ impl Side {
     }
 }
 
+/// Which part an order played in a trade: the resting order (maker) or the incoming one
+/// (taker, the aggressor).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Liquidity {
+    /// The resting order (the default, for zeroed buffers).
+    #[default]
+    Maker = 0,
+    /// The incoming order.
+    Taker = 1,
+}
+
 /// How an order's price is interpreted and when it becomes active.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum OrderType {
-    /// Trades at its limit price or better; a GTC remainder rests.
+    /// Trades at its limit price or better; a GTC remainder rests (the default, for zeroed
+    /// buffers).
+    #[default]
     Limit = 0,
     /// Trades immediately at any price up to its protection price; never rests.
     Market = 1,
@@ -186,10 +201,11 @@ impl OrderType {
 }
 
 /// Time in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum TimeInForce {
-    /// Good till cancelled: a limit remainder rests.
+    /// Good till cancelled: a limit remainder rests (the default, for zeroed buffers).
+    #[default]
     Gtc = 0,
     /// Immediate or cancel: the remainder is cancelled.
     Ioc = 1,

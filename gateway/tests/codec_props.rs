@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::client::Login;
-use ringbook_gateway::protocol::server::{GatewayStats, OrderInfo};
+use ringbook_gateway::protocol::server::{GatewayStats, OrderInfo, Role};
 use ringbook_gateway::protocol::{
     split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX, PROTOCOL_VERSION,
 };
@@ -151,14 +151,15 @@ proptest! {
     #[test]
     fn server_messages_round_trip(seq in 1u64.., a in any::<u32>(), b in any::<u64>(), p in any::<i64>(), s in any::<u16>()) {
         let msgs = [
-            ServerMsg::Accepted { seq, user: a, symbol: s, side: 1, order_type: 2, client_order_id: b, order_id: b ^ 7, price: p, qty: b },
+            ServerMsg::Accepted { seq, user: a, symbol: s, side: Side::Sell, order_type: OrderType::StopLimit, client_order_id: b, order_id: b ^ 7, price: p, qty: b },
             ServerMsg::rejected(seq, a, 10, RejectCode::NotYourAccount, b),
-            ServerMsg::Fill { seq, user: a, symbol: s, side: 0, role: 1, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b, trade_id: b ^ 3, ts: b.rotate_left(7), contra_order_id: 9 },
-            ServerMsg::Cancelled { seq, user: a, symbol: s, side: 1, reason: 7, client_order_id: b, order_id: 1, price: p, qty: 2, leaves_qty: 0 },
-            ServerMsg::BookLevels { seq, request_id: b, symbol: s, side: 1, count: 2, levels: [(p, b); 8] },
-            ServerMsg::OrderStatus { seq, request_id: b, found: 1, detail: s, order: OrderInfo { user: a, symbol: s, side: 1, status: 3, client_order_id: b, order_id: b ^ 5, price: p, filled_qty: b >> 3, expire_at: b.rotate_left(7), ..OrderInfo::default() }, filled_notional: b ^ 11, finished_ts: b.rotate_left(3) },
+            ServerMsg::Fill { seq, user: a, symbol: s, side: Side::Buy, role: Liquidity::Taker, client_order_id: b, order_id: 3, price: p, qty: 4, leaves_qty: 5, cum_qty: 6, fee: b, trade_id: b ^ 3, ts: b.rotate_left(7), contra_order_id: 9 },
+            ServerMsg::Cancelled { seq, user: a, symbol: s, side: Side::Sell, reason: CancelReason::Disconnect, client_order_id: b, order_id: 1, price: p, qty: 2, leaves_qty: 0 },
+            ServerMsg::BookLevels { seq, request_id: b, symbol: s, side: Side::Sell, count: 2, levels: [(p, b); 8] },
+            ServerMsg::OrderStatus { seq, request_id: b, found: true, detail: s, order: OrderInfo { user: a, symbol: s, side: Side::Sell, status: 3, client_order_id: b, order_id: b ^ 5, price: p, filled_qty: b >> 3, expire_at: b.rotate_left(7), ..OrderInfo::default() }, filled_notional: b ^ 11, finished_ts: b.rotate_left(3) },
             ServerMsg::WithdrawalApproved { seq, withdrawal_id: b, operator: a, user: a ^ 1, approvals: 2 },
-            ServerMsg::LoginAccepted { session_id: a, role: 1, id: a, heartbeat_ms: 1000, last_seq: b },
+            ServerMsg::LoginAccepted { session_id: a, role: Role::Operator(a), heartbeat_ms: 1000, last_seq: b },
+            ServerMsg::LoginAccepted { session_id: a, role: Role::MarketData, heartbeat_ms: 1000, last_seq: b },
             ServerMsg::disconnect(Some(RejectCode::SlowConsumer)),
             ServerMsg::Stats { seq, request_id: b, stats: GatewayStats::from_array(std::array::from_fn(|i| b.wrapping_add(i as u64))) },
         ];

@@ -124,7 +124,7 @@ fn full_flow_deposits_trades_balances_withdrawal() {
         matches!(
             fill,
             ServerMsg::Fill {
-                role: 1,
+                role: Liquidity::Taker,
                 qty: 5,
                 price: 15_000,
                 leaves_qty: 0,
@@ -138,7 +138,7 @@ fn full_flow_deposits_trades_balances_withdrawal() {
         matches!(
             m,
             ServerMsg::Fill {
-                role: 0,
+                role: Liquidity::Maker,
                 qty: 5,
                 fee: 38,
                 ..
@@ -320,7 +320,15 @@ fn every_session_of_a_user_gets_its_events_and_no_one_elses() {
     assert!(bobs
         .iter()
         .any(|m| matches!(m, ServerMsg::Deposited { user: 2, .. })));
-    let maker_fill = |m: &ServerMsg| matches!(m, ServerMsg::Fill { role: 0, .. });
+    let maker_fill = |m: &ServerMsg| {
+        matches!(
+            m,
+            ServerMsg::Fill {
+                role: Liquidity::Maker,
+                ..
+            }
+        )
+    };
     let got = upto(&mut a1, maker_fill);
     assert!(got.iter().filter_map(user_of).all(|u| u == 1), "{got:?}");
     a3.reconnect().unwrap();
@@ -504,7 +512,7 @@ fn cancel_on_disconnect_cancels_the_users_orders() {
             m,
             ServerMsg::Cancelled {
                 client_order_id: 1,
-                reason: 7,
+                reason: CancelReason::Disconnect,
                 ..
             }
         ),
@@ -528,7 +536,7 @@ fn cancel_on_disconnect_cancels_the_users_orders() {
             m,
             ServerMsg::Cancelled {
                 client_order_id: 2,
-                reason: 1,
+                reason: CancelReason::User,
                 ..
             }
         ),
@@ -547,7 +555,16 @@ fn cancel_on_disconnect_cancels_the_users_orders() {
     )
     .unwrap();
     let m = until(&mut d2, |m| matches!(m, ServerMsg::Cancelled { .. }));
-    assert!(matches!(m, ServerMsg::Cancelled { reason: 1, .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Cancelled {
+                reason: CancelReason::User,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     assert_eq!(h.stats().cancel_on_disconnect.load(Ordering::Relaxed), 1);
     h.shutdown().unwrap();
 }
@@ -1130,7 +1147,7 @@ fn budget_buys_and_gtd_orders_over_the_binary_protocol() {
         matches!(
             m,
             ServerMsg::Cancelled {
-                reason: 2,
+                reason: CancelReason::Ioc,
                 leaves_qty: 0,
                 ..
             }
@@ -1231,14 +1248,18 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
     let ServerMsg::OpenOrder { order, .. } = m else {
         unreachable!()
     };
-    assert_eq!((order.tif, order.expire_at), (3, expire_at), "{m:?}");
+    assert_eq!(
+        (order.tif, order.expire_at),
+        (TimeInForce::Gtd, expire_at),
+        "{m:?}"
+    );
     // Nobody sends anything more: only the server's tick brings engine time to the expiry.
     let m = until(&mut bob, |m| matches!(m, ServerMsg::Cancelled { .. }));
     assert!(
         matches!(
             m,
             ServerMsg::Cancelled {
-                reason: 6,
+                reason: CancelReason::Expired,
                 client_order_id: 1,
                 ..
             }

@@ -8,7 +8,7 @@
 use ringbook_engine::codec::{self, COMMAND_BYTES_MAX};
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::client::Login;
-use ringbook_gateway::protocol::server::{GatewayStats, OrderInfo};
+use ringbook_gateway::protocol::server::{GatewayStats, OrderInfo, Role};
 use ringbook_gateway::protocol::{name32, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wire_bytes.txt");
@@ -141,11 +141,11 @@ fn server_messages() -> Vec<ServerMsg> {
     let order = OrderInfo {
         user: 0x81,
         symbol: 0x82,
-        side: 1,
-        order_type: 2,
-        tif: 3,
+        side: Side::Sell,
+        order_type: OrderType::StopLimit,
+        tif: TimeInForce::Gtd,
         flags: 1,
-        stp: 4,
+        stp: StpMode::Decrement,
         status: 2,
         client_order_id: 0x83,
         order_id: 0x84,
@@ -161,8 +161,7 @@ fn server_messages() -> Vec<ServerMsg> {
     vec![
         ServerMsg::LoginAccepted {
             session_id: 0x91,
-            role: 1,
-            id: 0x92,
+            role: Role::Operator(0x92),
             heartbeat_ms: 0x93,
             last_seq: 0x94,
         },
@@ -177,8 +176,8 @@ fn server_messages() -> Vec<ServerMsg> {
             seq,
             user: 0xa1,
             symbol: 0xa2,
-            side: 1,
-            order_type: 3,
+            side: Side::Sell,
+            order_type: OrderType::StopMarket,
             client_order_id: 0xa3,
             order_id: 0xa4,
             price: -0xa5,
@@ -189,8 +188,8 @@ fn server_messages() -> Vec<ServerMsg> {
             seq,
             user: 0xc1,
             symbol: 0xc2,
-            side: 1,
-            role: 1,
+            side: Side::Sell,
+            role: Liquidity::Taker,
             client_order_id: 0xc3,
             order_id: 0xc4,
             price: -0xc5,
@@ -206,8 +205,8 @@ fn server_messages() -> Vec<ServerMsg> {
             seq,
             user: 0xd1,
             symbol: 0xd2,
-            side: 1,
-            reason: 7,
+            side: Side::Sell,
+            reason: CancelReason::Disconnect,
             client_order_id: 0xd3,
             order_id: 0xd4,
             price: -0xd5,
@@ -286,7 +285,7 @@ fn server_messages() -> Vec<ServerMsg> {
         ServerMsg::OrderStatus {
             seq,
             request_id: 0x181,
-            found: 1,
+            found: true,
             detail: 0x182,
             order,
             filled_notional: 0x183,
@@ -318,7 +317,7 @@ fn server_messages() -> Vec<ServerMsg> {
             seq,
             request_id: 0x1d1,
             symbol: 0x1d2,
-            side: 1,
+            side: Side::Sell,
             count: 3,
             levels: std::array::from_fn(|i| (-(i as i64) - 1, 0x1d3 + i as u64)),
         },

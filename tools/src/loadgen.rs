@@ -258,7 +258,7 @@ impl Outcome {
                 }
             }
             ServerMsg::Fill {
-                role: 1,
+                role: Liquidity::Taker,
                 client_order_id,
                 ..
             } => {

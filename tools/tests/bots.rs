@@ -240,7 +240,7 @@ fn serve_demo_runs_a_maker_and_takers() {
                     levels,
                     ..
                 } if request_id == request && count > 0 => {
-                    if side == 0 {
+                    if side == ringbook_engine::Side::Buy {
                         bid = Some(levels[0].0);
                     } else {
                         ask = Some(levels[0].0);

@@ -260,7 +260,7 @@ fn squatting_connections_cannot_starve_logins() {
             .login("alice", "alice-demo", session, false)
             .expect("a login during the attack");
         times.push(t.elapsed());
-        assert_eq!(info.id, 1);
+        assert_eq!(info.role, ringbook_client::Role::User(1));
         let coid = round as u64 + 1;
         place(&mut bob, 2, coid, Side::Sell, 20_000);
         carol.send(&limit(3, coid, Side::Buy, 20_000, 1)).unwrap();
@@ -612,7 +612,7 @@ fn cancel_on_disconnect_reports_reason_disconnect() {
             m,
             ServerMsg::Cancelled {
                 client_order_id: 1,
-                reason: 7,
+                reason: CancelReason::Disconnect,
                 ..
             }
         ),

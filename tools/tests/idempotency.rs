@@ -127,7 +127,7 @@ impl Conn {
         );
         match m {
             ServerMsg::OrderStatus {
-                found: 1,
+                found: true,
                 detail,
                 order,
                 filled_notional,
@@ -152,7 +152,7 @@ impl Conn {
         match m {
             // Status 0 NEW, 1 PARTIALLY_FILLED: live; the others are finished orders.
             ServerMsg::OrderStatus {
-                found: 1, order, ..
+                found: true, order, ..
             } if order.status <= 1 => Some((order.leaves_qty, order.filled_qty)),
             _ => None,
         }
@@ -197,7 +197,7 @@ fn outcome_after(conn: &mut Conn, msg: &ClientMsg, coid: u64, after: u64) -> Vec
                 } => client_order_id == coid,
                 ServerMsg::Fill {
                     client_order_id,
-                    role: 1,
+                    role: Liquidity::Taker,
                     leaves_qty: 0,
                     ..
                 } => client_order_id == coid,
@@ -226,7 +226,11 @@ fn is_duplicate(msgs: &[ServerMsg], coid: u64) -> bool {
 fn fills(msgs: &[ServerMsg]) -> u64 {
     msgs.iter()
         .map(|m| match *m {
-            ServerMsg::Fill { role: 1, qty, .. } => qty,
+            ServerMsg::Fill {
+                role: Liquidity::Taker,
+                qty,
+                ..
+            } => qty,
             _ => 0,
         })
         .sum()

@@ -478,7 +478,7 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
     });
     let [ServerMsg::OrderStatus {
         request_id: 1,
-        found: 1,
+        found: true,
         order: two,
         ..
     }, ServerMsg::OpenOrder {
@@ -495,7 +495,7 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
         ..
     }, ref balances @ .., ServerMsg::BookLevels {
         request_id: 4,
-        side: 1,
+        side: Side::Sell,
         count: 2,
         levels,
         ..
@@ -506,7 +506,7 @@ fn queries_see_every_command_before_them(flags: &[&str]) {
         ..
     }, ServerMsg::OrderStatus {
         request_id: 5,
-        found: 0,
+        found: false,
         ..
     }] = replies[..]
     else {
@@ -732,7 +732,7 @@ fn expect_expired(bob: &mut Conn, coid: u64, expire_at: u64) {
     else {
         unreachable!()
     };
-    assert_eq!((reason, leaves_qty), (6, 0), "{m:?}"); // EXPIRED
+    assert_eq!((reason, leaves_qty), (CancelReason::Expired, 0), "{m:?}");
     assert!(wall_ns() >= expire_at, "expired before its time: {m:?}");
 }
 

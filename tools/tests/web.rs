@@ -386,7 +386,9 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
                     accepted = true
                 }
                 Some(ServerMsg::Fill {
-                    qty: 2, role: 0, ..
+                    qty: 2,
+                    role: ringbook_engine::Liquidity::Maker,
+                    ..
                 }) => filled = true,
                 Some(_) => {}
                 None => panic!("binary session: nothing"),

@@ -42,6 +42,7 @@ pub use ringbook_protocol as protocol;
 use protocol::client::Login;
 use protocol::marketdata::{self as md, Channel, DepthFrame, MdMsg, MdRequest};
 pub use protocol::server::GatewayStats;
+pub use protocol::Role;
 use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_engine::marketdata::{ApplyError, Interval, L2Book, LevelChange};
 use ringbook_engine::SymbolId;
@@ -93,10 +94,8 @@ impl From<io::Error> for ClientError {
 /// What the server said when it accepted a login.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginInfo {
-    /// 0 user, 1 operator, 2 market data.
-    pub role: u8,
-    /// The user or operator id.
-    pub id: u32,
+    /// Who the session acts as (user or operator, with its id, or market data).
+    pub role: Role,
     /// Heartbeat interval in force.
     pub heartbeat_ms: u32,
     /// The session's highest sequence number at login; retransmitted messages follow.
@@ -182,14 +181,12 @@ impl Client {
             match self.recv()? {
                 ServerMsg::LoginAccepted {
                     role,
-                    id,
                     heartbeat_ms,
                     last_seq,
                     ..
                 } => {
                     return Ok(LoginInfo {
                         role,
-                        id,
                         heartbeat_ms,
                         last_seq,
                     })

@@ -31,7 +31,7 @@ pub mod server;
 pub mod translate;
 
 pub use client::ClientMsg;
-pub use server::{OrderInfo, ServerMsg};
+pub use server::{OrderInfo, Role, ServerMsg};
 
 use ringbook_engine::RejectCode;
 

@@ -3,7 +3,10 @@
 //! unsequenced session-control ones (login replies, heartbeats, disconnect).
 
 use ringbook_engine::book::OrderView;
-use ringbook_engine::{FinishedOrder, OrderStatus, RejectCode};
+use ringbook_engine::{
+    CancelReason, FinishedOrder, Liquidity, OrderStatus, OrderType, RejectCode, Side, StpMode,
+    TimeInForce,
+};
 
 use super::{name32, put_header, Name32, FRAME_BYTES_MAX, HEADER_BYTES, PROTOCOL_VERSION};
 use ringbook_engine::le::{Field, FieldError, LeReader, LeWriter};
@@ -154,16 +157,16 @@ pub struct OrderInfo {
     pub user: u32,
     /// Symbol.
     pub symbol: u16,
-    /// Side (0 buy, 1 sell).
-    pub side: u8,
-    /// Order type (0 limit, 1 market, 2 stop-limit, 3 stop-market).
-    pub order_type: u8,
-    /// Time in force (0 GTC, 1 IOC, 2 FOK, 3 GTD, 4 DAY).
-    pub tif: u8,
+    /// Side (byte 0 buy, 1 sell).
+    pub side: Side,
+    /// Order type (byte 0 limit, 1 market, 2 stop-limit, 3 stop-market).
+    pub order_type: OrderType,
+    /// Time in force (byte 0 GTC, 1 IOC, 2 FOK, 3 GTD, 4 DAY).
+    pub tif: TimeInForce,
     /// Bit 0: post-only.
     pub flags: u8,
     /// Self-trade prevention mode.
-    pub stp: u8,
+    pub stp: StpMode,
     /// Order status: 0 NEW, 1 PARTIALLY_FILLED, 2 FILLED, 3 CANCELLED, 4 REJECTED, 5 EXPIRED
     /// (the finished ones only in an OrderStatus reply).
     pub status: u8,
@@ -202,11 +205,11 @@ impl OrderInfo {
         OrderInfo {
             user: o.user.0,
             symbol: o.symbol.0,
-            side: o.side as u8,
-            order_type: o.order_type as u8,
-            tif: o.tif as u8,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
             flags: o.post_only as u8,
-            stp: o.stp as u8,
+            stp: o.stp,
             status: u8::from(o.filled_qty.0 > 0),
             client_order_id: o.client_order_id.0,
             order_id: o.order_id.0,
@@ -226,8 +229,8 @@ impl OrderInfo {
         OrderInfo {
             user,
             symbol: f.symbol.0,
-            side: f.side as u8,
-            order_type: f.order_type as u8,
+            side: f.side,
+            order_type: f.order_type,
             status: status_byte(f.status),
             client_order_id: f.client_order_id.0,
             order_id: f.order_id.0,
@@ -257,7 +260,8 @@ macro_rules! order_info_layout {
     };
 }
 
-order_info_layout!(user: u32, symbol: u16, side: u8, order_type: u8, tif: u8, flags: u8, stp: u8,
+order_info_layout!(user: u32, symbol: u16, side: Side, order_type: OrderType, tif: TimeInForce,
+    flags: u8, stp: StpMode,
     status: u8, client_order_id: u64, order_id: u64, price: i64, stop_price: i64,
     leaves_qty: u64, visible_qty: u64, filled_qty: u64, display_qty: u64, expire_at: u64);
 
@@ -272,17 +276,51 @@ impl Field for GatewayStats {
     }
 }
 
+/// Who a login acts as (`LoginAccepted`; the server's authorization uses the same type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Trades for this user id.
+    User(u32),
+    /// Acts as this operator id.
+    Operator(u32),
+    /// Market data only: subscriptions and book snapshots, no commands, no private data.
+    MarketData,
+}
+
+/// A [`Role`] on the wire, 8 bytes: the kind (`u8`: 0 user, 1 operator, 2 market data), 3
+/// padding bytes (written as zero, not checked), the user or operator id (`u32`, 0 for market
+/// data). An unknown kind is [`FieldError::BadEnum`].
+impl Field for Role {
+    const BYTES: usize = 8;
+    fn put(self, w: &mut LeWriter<'_>) {
+        let (kind, id) = match self {
+            Role::User(u) => (0u8, u),
+            Role::Operator(o) => (1, o),
+            Role::MarketData => (2, 0),
+        };
+        le_put!(w; kind: u8, [skip 3], id: u32);
+    }
+    fn get(r: &mut LeReader<'_>, field: &'static str) -> Result<Self, FieldError> {
+        le_get!(r; kind: u8, [skip 3], id: u32);
+        match kind {
+            0 => Ok(Role::User(id)),
+            1 => Ok(Role::Operator(id)),
+            2 => Ok(Role::MarketData),
+            value => Err(FieldError::BadEnum { field, value }),
+        }
+    }
+}
+
 /// Everything the server sends. Field meanings follow the engine's `Event` of the same name;
 /// ids are raw integers. `name` fields are the code's stable name, NUL-padded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum ServerMsg {
-    /// `role` 0 user, 1 operator; `id` the user or operator id; `last_seq` the highest sequence
-    /// number the session has sent so far (retransmitted messages, if any, follow this one).
+    /// `role` who the session acts as; `last_seq` the highest sequence number the session has
+    /// sent so far (retransmitted messages, if any, follow this one).
     LoginAccepted {
         session_id: u32,
-        role: u8,
-        id: u32,
+        role: Role,
         heartbeat_ms: u32,
         last_seq: u64,
     },
@@ -300,8 +338,8 @@ pub enum ServerMsg {
         seq: u64,
         user: u32,
         symbol: u16,
-        side: u8,
-        order_type: u8,
+        side: Side,
+        order_type: OrderType,
         client_order_id: u64,
         order_id: u64,
         price: i64,
@@ -316,16 +354,16 @@ pub enum ServerMsg {
         client_order_id: u64,
         name: Name32,
     },
-    /// `role` 0 maker, 1 taker; `side` the order's own side (so the taker's side is `side`
-    /// when `role` is 1, the other side when it is 0). `trade_id` is per symbol, dense from 1;
+    /// `role` maker or taker (byte 0, 1); `side` the order's own side (so the taker's side is
+    /// `side` when `role` is taker, the other side when it is maker). `trade_id` is per symbol, dense from 1;
     /// `ts` the engine time of the trade (Unix nanoseconds); `contra_order_id` the engine order
     /// id of the other side's order (the maker's for the taker, the taker's for the maker).
     Fill {
         seq: u64,
         user: u32,
         symbol: u16,
-        side: u8,
-        role: u8,
+        side: Side,
+        role: Liquidity,
         client_order_id: u64,
         order_id: u64,
         price: i64,
@@ -337,13 +375,13 @@ pub enum ServerMsg {
         ts: u64,
         contra_order_id: u64,
     },
-    /// `reason`: the engine's `CancelReason` number.
+    /// `reason`: the engine's `CancelReason` (its number on the wire).
     Cancelled {
         seq: u64,
         user: u32,
         symbol: u16,
-        side: u8,
-        reason: u8,
+        side: Side,
+        reason: CancelReason,
         client_order_id: u64,
         order_id: u64,
         price: i64,
@@ -420,7 +458,7 @@ pub enum ServerMsg {
         code: u16,
         name: Name32,
     },
-    /// `found` 0: the engine knows no order of the user with this client order id (never
+    /// `found` false (byte 0): the engine knows no order of the user with this client order id (never
     /// placed, or finished longer ago than the user's window of finished orders); everything
     /// else is then zero. Otherwise `order.status` is the order's status (live or finished),
     /// `detail` the cancel reason (CANCELLED) or reject code (REJECTED), `filled_notional`
@@ -429,7 +467,7 @@ pub enum ServerMsg {
     OrderStatus {
         seq: u64,
         request_id: u64,
-        found: u8,
+        found: bool,
         detail: u16,
         order: OrderInfo,
         filled_notional: u64,
@@ -462,7 +500,7 @@ pub enum ServerMsg {
         seq: u64,
         request_id: u64,
         symbol: u16,
-        side: u8,
+        side: Side,
         count: u8,
         levels: [(i64, u64); BOOK_LEVELS_PER_MSG],
     },
@@ -604,27 +642,26 @@ impl ServerMsg {
 // zero and not checked on reading (`[skip N]`): the client's reader is lenient.
 wire_layouts! {
     ServerMsg;
-    LOGIN_ACCEPTED: (ServerMsg::LoginAccepted { session_id, role, id, heartbeat_ms, last_seq })
-        [[skip 8], session_id: u32, role: u8, [skip 3], id: u32, heartbeat_ms: u32,
-        last_seq: u64];
+    LOGIN_ACCEPTED: (ServerMsg::LoginAccepted { session_id, role, heartbeat_ms, last_seq })
+        [[skip 8], session_id: u32, role: Role, heartbeat_ms: u32, last_seq: u64];
     LOGIN_REJECTED: (ServerMsg::LoginRejected { code, name }) [[skip 8], code: u16, name: Name32];
     HEARTBEAT: (ServerMsg::Heartbeat) [[skip 8]];
     DISCONNECT: (ServerMsg::Disconnect { code, name }) [[skip 8], code: u16, name: Name32];
     ACCEPTED: (ServerMsg::Accepted { seq, user, symbol, side, order_type, client_order_id,
         order_id, price, qty })
-        [seq: u64, user: u32, symbol: u16, side: u8, order_type: u8, client_order_id: u64,
+        [seq: u64, user: u32, symbol: u16, side: Side, order_type: OrderType, client_order_id: u64,
         order_id: u64, price: i64, qty: u64];
     REJECTED: (ServerMsg::Rejected { seq, user, ref_msg_type, code, client_order_id, name })
         [seq: u64, user: u32, ref_msg_type: u16, code: u16, client_order_id: u64,
         name: Name32];
     FILL: (ServerMsg::Fill { seq, user, symbol, side, role, client_order_id, order_id, price,
         qty, leaves_qty, cum_qty, fee, trade_id, ts, contra_order_id })
-        [seq: u64, user: u32, symbol: u16, side: u8, role: u8, client_order_id: u64,
+        [seq: u64, user: u32, symbol: u16, side: Side, role: Liquidity, client_order_id: u64,
         order_id: u64, price: i64, qty: u64, leaves_qty: u64, cum_qty: u64, fee: u64,
         trade_id: u64, ts: u64, contra_order_id: u64];
     CANCELLED: (ServerMsg::Cancelled { seq, user, symbol, side, reason, client_order_id,
         order_id, price, qty, leaves_qty })
-        [seq: u64, user: u32, symbol: u16, side: u8, reason: u8, client_order_id: u64,
+        [seq: u64, user: u32, symbol: u16, side: Side, reason: CancelReason, client_order_id: u64,
         order_id: u64, price: i64, qty: u64, leaves_qty: u64];
     AMENDED: (ServerMsg::Amended { seq, user, symbol, client_order_id, order_id, price, qty })
         [seq: u64, user: u32, symbol: u16, [skip 2], client_order_id: u64, order_id: u64,
@@ -652,7 +689,7 @@ wire_layouts! {
         [seq: u64, withdrawal_id: u64, operator: u32, code: u16, [skip 2], name: Name32];
     ORDER_STATUS: (ServerMsg::OrderStatus { seq, request_id, found, detail, order,
         filled_notional, finished_ts })
-        [seq: u64, request_id: u64, found: u8, [skip 1], detail: u16, [skip 4],
+        [seq: u64, request_id: u64, found: bool, [skip 1], detail: u16, [skip 4],
         order: OrderInfo, filled_notional: u64, finished_ts: u64];
     OPEN_ORDER: (ServerMsg::OpenOrder { seq, request_id, order })
         [seq: u64, request_id: u64, order: OrderInfo];
@@ -663,7 +700,7 @@ wire_layouts! {
     BALANCES_END: (ServerMsg::BalancesEnd { seq, request_id, count })
         [seq: u64, request_id: u64, count: u32, [skip 4]];
     BOOK_LEVELS: (ServerMsg::BookLevels { seq, request_id, symbol, side, count, levels })
-        [seq: u64, request_id: u64, symbol: u16, side: u8, count: u8, [skip 4],
+        [seq: u64, request_id: u64, symbol: u16, side: Side, count: u8, [skip 4],
         levels: [(i64, u64); BOOK_LEVELS_PER_MSG]];
     BOOK_END: (ServerMsg::BookEnd { seq, request_id, symbol, bid_levels, ask_levels })
         [seq: u64, request_id: u64, symbol: u16, [skip 2], bid_levels: u32, ask_levels: u32,

@@ -7,7 +7,7 @@
 //! two messages ([`Wire`], a fixed-capacity array).
 
 use arrayvec::ArrayVec;
-use ringbook_engine::Event;
+use ringbook_engine::{Event, Liquidity, Side};
 
 use super::server::BOOK_LEVELS_PER_MSG;
 use super::{name32, OrderInfo, ServerMsg};
@@ -44,7 +44,7 @@ pub type Wire = ArrayVec<(Audience, ServerMsg), 2>;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BookLevelsAcc {
     symbol: u16,
-    side: u8,
+    side: Side,
     count: usize,
     levels: [(i64, u64); BOOK_LEVELS_PER_MSG],
 }
@@ -88,8 +88,8 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
                 seq: 0,
                 user: user.0,
                 symbol: symbol.0,
-                side: side as u8,
-                order_type: order_type as u8,
+                side,
+                order_type,
                 client_order_id: client_order_id.0,
                 order_id: order_id.0,
                 price: price.0,
@@ -106,8 +106,13 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
         ),
         Event::Trade(t) => {
             for (fill, role, side, contra) in [
-                (t.maker, 0u8, t.taker_side.opposite(), t.taker.order_id),
-                (t.taker, 1u8, t.taker_side, t.maker.order_id),
+                (
+                    t.maker,
+                    Liquidity::Maker,
+                    t.taker_side.opposite(),
+                    t.taker.order_id,
+                ),
+                (t.taker, Liquidity::Taker, t.taker_side, t.maker.order_id),
             ] {
                 one(
                     Audience::User(fill.user.0),
@@ -115,7 +120,7 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
                         seq: 0,
                         user: fill.user.0,
                         symbol: t.symbol.0,
-                        side: side as u8,
+                        side,
                         role,
                         client_order_id: fill.client_order_id.0,
                         order_id: fill.order_id.0,
@@ -147,8 +152,8 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
                 seq: 0,
                 user: user.0,
                 symbol: symbol.0,
-                side: side as u8,
-                reason: reason as u8,
+                side,
+                reason,
                 client_order_id: client_order_id.0,
                 order_id: order_id.0,
                 price: price.0,
@@ -312,14 +317,14 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
             ..
         } => {
             let (found, detail, info, finished_ts) = match (order, finished) {
-                (Some(v), _) => (1, 0, OrderInfo::from_view(&v), 0),
+                (Some(v), _) => (true, 0, OrderInfo::from_view(&v), 0),
                 (None, Some(f)) => (
-                    1,
+                    true,
                     f.status.detail(),
                     OrderInfo::from_finished(user.0, &f),
                     f.ts,
                 ),
-                (None, None) => (0, 0, OrderInfo::default(), 0),
+                (None, None) => (false, 0, OrderInfo::default(), 0),
             };
             one(
                 Audience::Origin,
@@ -379,13 +384,13 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
             price,
             qty,
         } => {
-            if book.count > 0 && (book.side != side as u8 || book.count == BOOK_LEVELS_PER_MSG) {
+            if book.count > 0 && (book.side != side || book.count == BOOK_LEVELS_PER_MSG) {
                 if let Some(m) = book.take(request_id) {
                     one(Audience::Origin, m);
                 }
             }
             book.symbol = symbol.0;
-            book.side = side as u8;
+            book.side = side;
             book.levels[book.count] = (price.0, qty.0);
             book.count += 1;
         }
@@ -495,7 +500,7 @@ mod tests {
                         ..
                     } => {
                         assert_eq!(request_id, 42);
-                        (side, count)
+                        (side as u8, count)
                     }
                     ServerMsg::BookEnd { request_id, .. } => {
                         assert_eq!(request_id, 42);

@@ -24,16 +24,9 @@ use ringbook_engine::{Command, Query, RejectCode, UserId};
 
 use crate::protocol::{name32, Name32};
 
-/// Who a login acts as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Trades for this user id.
-    User(u32),
-    /// Acts as this operator id.
-    Operator(u32),
-    /// Market data only: subscriptions and book snapshots, no commands, no private data.
-    MarketData,
-}
+/// Who a login acts as: the protocol's [`Role`](crate::protocol::Role), which `LoginAccepted`
+/// carries.
+pub use crate::protocol::Role;
 
 /// May `role` send `cmd`? A user acts only for its own account (orders, cancels, withdrawals,
 /// its own queries); an operator only deposits and approves or rejects withdrawals in its own

@@ -349,15 +349,9 @@ impl<B: Backend> Core<B> {
             .last_seen_seq
             .min(sess.last_seq)
             .max(sess.oldest_seq() - 1);
-        let (role_n, id) = match role {
-            Role::User(u) => (0, u),
-            Role::Operator(o) => (1, o),
-            Role::MarketData => (2, 0),
-        };
         let msg = ServerMsg::LoginAccepted {
             session_id: l.session_id,
-            role: role_n,
-            id,
+            role,
             heartbeat_ms: heartbeat.as_millis() as u32,
             last_seq: sess.last_seq,
         };

@@ -43,7 +43,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
-use ringbook_client::{Client, ClientError};
+use ringbook_client::{Client, ClientError, Role};
 use ringbook_engine::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -342,13 +342,13 @@ pub fn run(
         let info = c
             .login(&b.login, &b.password, 100 + i as u32, true)
             .map_err(client_err(&format!("bot {} login", b.name)))?;
-        if info.role != 0 {
+        let Role::User(user) = info.role else {
             return Err(format!(
-                "bot {}: {} is an operator login, not a user",
-                b.name, b.login
+                "bot {}: {} is not a user login ({:?})",
+                b.name, b.login, info.role
             ));
-        }
-        clients.push((c, UserId(info.id), info.last_seq));
+        };
+        clients.push((c, UserId(user), info.last_seq));
     }
     // 2. Fund.
     if let Some(f) = &cfg.funding {
@@ -356,7 +356,7 @@ pub fn run(
         let info = ops
             .login(&f.login, &f.password, 99, false)
             .map_err(client_err("funding login"))?;
-        if info.role != 1 {
+        if !matches!(info.role, Role::Operator(_)) {
             return Err(format!("funding login {} is not an operator", f.login));
         }
         for (b, (_, user, _)) in cfg.bots.iter().zip(&clients) {
@@ -577,7 +577,7 @@ impl Live {
                         levels,
                         ..
                     } if request_id == request && count > 0 => {
-                        if side == 0 {
+                        if side == Side::Buy {
                             bid = Some(levels[0].0);
                         } else {
                             ask = Some(levels[0].0);
