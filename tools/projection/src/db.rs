@@ -12,7 +12,7 @@ use ringbook_engine::marketdata::Interval;
 use ringbook_engine::Config;
 
 use crate::mapper::{BalanceRow, Batch, OrderRow, WithdrawalRow, LIVE_STATUSES};
-use crate::schema::{MIGRATIONS, TABLES};
+use crate::schema::{MIGRATIONS, SECONDARY_INDEXES, TABLES};
 use crate::ProjectionError;
 
 /// Connects, with a connect timeout of 10 s unless the URL sets one.
@@ -48,12 +48,19 @@ impl std::fmt::Debug for Conns {
 }
 
 impl Conns {
-    /// Opens both.
+    /// Opens both, each with `synchronous_commit = off` for its own session. That keeps exactly
+    /// once: a commit the server acknowledged but lost in a crash loses its whole transaction —
+    /// the batch's rows together with the projection state that names them — and WAL is replayed
+    /// as a prefix, so the ledger's transaction (committed before the main one) is never lost
+    /// while the main one survives. The restart reads the older sequence and projects the batch
+    /// again (docs/persistence.md, "Exactly once").
     pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
-        Ok(Conns {
-            main: connect(url)?,
-            ledger: connect(url)?,
-        })
+        let mut main = connect(url)?;
+        let mut ledger = connect(url)?;
+        for c in [&mut main, &mut ledger] {
+            c.batch_execute("SET synchronous_commit = off")?;
+        }
+        Ok(Conns { main, ledger })
     }
 
     /// Whether either connection is closed.
@@ -70,6 +77,50 @@ pub fn trim_ledger(client: &mut Client) -> Result<u64, ProjectionError> {
         "DELETE FROM ledger WHERE seq > (SELECT last_seq FROM projection_state WHERE id = 1)",
         &[],
     )?)
+}
+
+/// Drops the secondary (history) indexes before a bulk load, in one transaction; the tables'
+/// contents are untouched. [`ensure_secondary_indexes`] builds them again.
+pub fn drop_secondary_indexes(client: &mut Client) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    for (_, name, _) in SECONDARY_INDEXES {
+        tx.batch_execute(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Creates every secondary index that is missing (after a bulk load, or a bulk load that
+/// crashed), the migration's own statements — the ledger's on the ledger connection while the
+/// others build on the main one. Returns how many were created (0: all there, nothing done).
+pub fn ensure_secondary_indexes(conns: &mut Conns) -> Result<usize, ProjectionError> {
+    fn create(client: &mut Client, ledger: bool) -> Result<usize, ProjectionError> {
+        let mut created = 0;
+        for (table, name, sql) in SECONDARY_INDEXES {
+            if (*table == "ledger") != ledger {
+                continue;
+            }
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[name])?
+                .get(0);
+            if !exists {
+                client.batch_execute(&format!("SET maintenance_work_mem = '128MB'; {sql}"))?;
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+    let Conns { main, ledger } = conns;
+    std::thread::scope(|scope| {
+        let l = scope.spawn(|| create(ledger, true));
+        let m = create(main, false);
+        let l = l.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the index builder panicked".to_string(),
+            ))
+        });
+        Ok(m? + l?)
+    })
 }
 
 /// A `u64` as `NUMERIC(20, 0)` (client order ids use the whole `u64` range).

@@ -123,15 +123,13 @@ pub struct Options {
     pub rebuild: bool,
     /// Commands per batch at most.
     pub batch_commands: u64,
-    /// Following (not `once`), a batch is written once its first command is this old, even if
-    /// not full.
-    pub batch_age: Duration,
     /// Crash-test hooks.
     pub faults: Faults,
 }
 
 impl Options {
-    /// Options with the defaults: 20 000 commands or 100 ms per batch.
+    /// Options with the defaults: 20 000 commands per batch at most (following, a batch is
+    /// handed to the writer as soon as it is free, whatever its size).
     pub fn new(journal: impl Into<PathBuf>, postgres: impl Into<String>, config: Config) -> Self {
         Options {
             journal: journal.into(),
@@ -141,7 +139,6 @@ impl Options {
             once: false,
             rebuild: false,
             batch_commands: 20_000,
-            batch_age: Duration::from_millis(100),
             faults: Faults::default(),
         }
     }
@@ -240,6 +237,14 @@ fn connect_retrying(
 /// journal's end is projected; otherwise it follows the journal until `stop` is set, then
 /// projects what the journal holds and returns. PostgreSQL failures are retried (the
 /// projection lags and catches up); everything else ends the run.
+///
+/// Two threads: a mapper (journal, engine, rows: [`map_journal`]) builds batch N+1 while this
+/// thread writes batch N; they meet at a rendezvous channel, so the mapper is at most one batch
+/// ahead. `--once` cuts batches by count alone (deterministic boundaries, which the crash tests
+/// rely on); following, a batch is also handed over as soon as the writer is free (group
+/// commit: the batch is whatever arrived while the previous one was written), or when full.
+/// `--once` into an empty projection is a bulk load: the secondary indexes are dropped first
+/// and built once at the end (the same statements as the migration's, so the same tables).
 pub fn run(
     opts: &Options,
     stop: &AtomicBool,
@@ -250,7 +255,7 @@ pub fn run(
     // PostgreSQL fails transiently while following.
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u64;
-    let (mut conns, mut mapper, mut engine, resumed_at) = loop {
+    let (mut conns, mapper, engine, resumed_at) = loop {
         match start(opts, stop, progress, log) {
             Ok(started) => break started,
             Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
@@ -265,15 +270,103 @@ pub fn run(
             Err(e) => return Err(e),
         }
     };
+    let bulk = opts.once && resumed_at == 0;
+    if bulk {
+        db::drop_secondary_indexes(&mut conns.main)?;
+        log("bulk load into an empty projection: the history indexes are built at the end");
+    } else {
+        // A bulk load that did not finish left them out: build them now.
+        let created = db::ensure_secondary_indexes(&mut conns)?;
+        if created > 0 {
+            log(&format!("built {created} missing history index(es)"));
+        }
+    }
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
-    let mut tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
+    let tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
     let mut summary = Summary {
         resumed_at,
         last_seq: resumed_at,
         ..Summary::default()
     };
+    let abort = AtomicBool::new(false);
+    let abort_ref = &abort;
+    let (to_writer, from_mapper) = std::sync::mpsc::sync_channel::<ToWriter>(0);
+    let written = std::thread::scope(|scope| {
+        let mapping = std::thread::Builder::new()
+            .name("projection-map".into())
+            .spawn_scoped(scope, move || {
+                map_journal(
+                    opts, engine, mapper, tailer, resumed_at, stop, abort_ref, progress, to_writer,
+                )
+            })
+            .map_err(|e| ProjectionError::Usage(format!("starting the mapper thread: {e}")))?;
+        let mut result = Ok(());
+        for msg in &from_mapper {
+            match msg {
+                ToWriter::Batch(mut batch) => {
+                    if let Err(e) = flush(
+                        &mut conns,
+                        opts,
+                        &mut batch,
+                        stop,
+                        progress,
+                        &mut summary,
+                        log,
+                    ) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                ToWriter::CaughtUp => log(&format!("caught up at sequence {}", summary.last_seq)),
+            }
+        }
+        // The writer failed: stop the mapper (a blocked hand-over fails once the receiver is
+        // gone) and report the writer's error; otherwise the mapper's.
+        abort.store(true, Ordering::Relaxed);
+        drop(from_mapper);
+        let mapped = mapping.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the mapper thread panicked".to_string(),
+            ))
+        });
+        result.and(mapped)
+    });
+    written?;
+    if bulk {
+        let started = Instant::now();
+        let created = db::ensure_secondary_indexes(&mut conns)?;
+        log(&format!(
+            "built the {created} history index(es) in {:.3} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(summary)
+}
+
+/// What the mapper hands the writer.
+enum ToWriter {
+    /// Write this batch.
+    Batch(Batch),
+    /// Every record the journal held has been handed over: say so once it is written.
+    CaughtUp,
+}
+
+/// The mapper: reads the journal from `resumed_at + 1`, runs the engine, maps the events into
+/// batches and hands them to the writer. Returns when the journal's end is handed over and
+/// `once` or `stop`, or when the writer is gone (`abort`, or the channel closed).
+#[allow(clippy::too_many_arguments)]
+fn map_journal(
+    opts: &Options,
+    mut engine: Engine,
+    mut mapper: Mapper,
+    mut tailer: Tailer,
+    resumed_at: u64,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+    progress: &Progress,
+    to_writer: std::sync::mpsc::SyncSender<ToWriter>,
+) -> Result<(), ProjectionError> {
     let mut batch = Batch::default();
-    let mut batch_started = Instant::now();
     let mut events: Vec<Event> = Vec::with_capacity(256);
     let mut expected = if resumed_at == 0 {
         None
@@ -281,34 +374,31 @@ pub fn run(
         Some(resumed_at + 1)
     };
     let mut idle = Duration::from_micros(200);
-    let mut caught_up_logged = false;
+    let mut caught_up_sent = false;
     loop {
+        if abort.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let record = tailer.poll()?;
         let Some(record) = record else {
-            if !batch.is_empty() {
-                flush(
-                    &mut conns,
-                    opts,
-                    &mut batch,
-                    stop,
-                    progress,
-                    &mut summary,
-                    log,
-                )?;
+            if !batch.is_empty() && to_writer.send(ToWriter::Batch(take(&mut batch))).is_err() {
+                return Ok(());
             }
-            if !caught_up_logged {
-                log(&format!("caught up at sequence {}", summary.last_seq));
-                caught_up_logged = true;
+            if !caught_up_sent {
+                if to_writer.send(ToWriter::CaughtUp).is_err() {
+                    return Ok(());
+                }
+                caught_up_sent = true;
             }
             if opts.once || stop.load(Ordering::Relaxed) {
-                return Ok(summary);
+                return Ok(());
             }
             std::thread::sleep(idle);
             idle = (idle * 2).min(Duration::from_millis(10));
             continue;
         };
         idle = Duration::from_micros(200);
-        caught_up_logged = false;
+        caught_up_sent = false;
         let seq = record.sequence;
         match expected {
             Some(e) if e != seq => {
@@ -338,27 +428,26 @@ pub fn run(
         let ts = record.timestamp_ns;
         events.clear();
         engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
-        if batch.is_empty() {
-            batch_started = Instant::now();
-        }
         mapper.apply(seq, ts, &cmd, &events, &mut batch)?;
         progress.read_seq.store(seq, Ordering::Relaxed);
-        // Following, a batch is also written once it is `batch_age` old (the lag stays low
-        // under a steady stream); `--once` cuts batches by count alone (deterministic
-        // boundaries, which the crash tests rely on).
-        let aged = !opts.once && batch_started.elapsed() >= opts.batch_age;
-        if batch.commands >= opts.batch_commands || aged {
-            flush(
-                &mut conns,
-                opts,
-                &mut batch,
-                stop,
-                progress,
-                &mut summary,
-                log,
-            )?;
+        if batch.commands >= opts.batch_commands {
+            if to_writer.send(ToWriter::Batch(take(&mut batch))).is_err() {
+                return Ok(());
+            }
+        } else if !opts.once {
+            // Following: hand the batch over the moment the writer is free (it takes it only
+            // while waiting), otherwise keep adding to it.
+            match to_writer.try_send(ToWriter::Batch(take(&mut batch))) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(ToWriter::Batch(b))) => batch = b,
+                Err(_) => return Ok(()),
+            }
         }
     }
+}
+
+fn take(batch: &mut Batch) -> Batch {
+    std::mem::take(batch)
 }
 
 /// Connects, migrates, checks the reference data, and rebuilds the engine and the mapper's
