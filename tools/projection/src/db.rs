@@ -48,19 +48,12 @@ impl std::fmt::Debug for Conns {
 }
 
 impl Conns {
-    /// Opens both, each with `synchronous_commit = off` for its own session. That keeps exactly
-    /// once: a commit the server acknowledged but lost in a crash loses its whole transaction —
-    /// the batch's rows together with the projection state that names them — and WAL is replayed
-    /// as a prefix, so the ledger's transaction (committed before the main one) is never lost
-    /// while the main one survives. The restart reads the older sequence and projects the batch
-    /// again (docs/persistence.md, "Exactly once").
+    /// Opens both.
     pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
-        let mut main = connect(url)?;
-        let mut ledger = connect(url)?;
-        for c in [&mut main, &mut ledger] {
-            c.batch_execute("SET synchronous_commit = off")?;
-        }
-        Ok(Conns { main, ledger })
+        Ok(Conns {
+            main: connect(url)?,
+            ledger: connect(url)?,
+        })
     }
 
     /// Whether either connection is closed.
