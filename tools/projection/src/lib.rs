@@ -164,19 +164,87 @@ pub struct Progress {
     /// Following: per committed batch, wall time of the commit minus the engine time of the
     /// batch's first command (ns) — the lag of the batch's oldest command, when engine time is
     /// the wall clock (as `serve` stamps it).
-    pub lag_ns: std::sync::Mutex<Vec<u64>>,
+    pub lag_ns: std::sync::Mutex<LagHistogram>,
+}
+
+/// Lag samples in a fixed histogram (a following projector may commit hundreds of times a
+/// second for days: no sample is kept). Buckets: exact below 16 ns, then 16 per power of two
+/// (a quantile is reported as its bucket's upper bound: at most 1/16 above the true value);
+/// the maximum is exact.
+#[derive(Clone, Debug, Default)]
+pub struct LagHistogram {
+    counts: Vec<u64>,
+    n: u64,
+    max: u64,
+}
+
+impl LagHistogram {
+    const SUB: u32 = 4;
+
+    fn bucket(v: u64) -> usize {
+        if v < 1 << Self::SUB {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros();
+        let m = (v >> (e - Self::SUB)) & ((1 << Self::SUB) - 1);
+        (((e - Self::SUB + 1) << Self::SUB) as u64 + m) as usize
+    }
+
+    /// The largest value in bucket `b`.
+    fn upper(b: usize) -> u64 {
+        let b = b as u64;
+        if b < 1 << Self::SUB {
+            return b;
+        }
+        let e = (b >> Self::SUB) as u32 + Self::SUB - 1;
+        let m = b & ((1 << Self::SUB) - 1);
+        let low = (1u64 << e) | (m << (e - Self::SUB));
+        low.saturating_add((1u64 << (e - Self::SUB)) - 1)
+    }
+
+    /// Adds one sample.
+    pub fn record(&mut self, v: u64) {
+        let b = Self::bucket(v);
+        if self.counts.len() <= b {
+            self.counts.resize(b + 1, 0);
+        }
+        self.counts[b] += 1;
+        self.n += 1;
+        self.max = self.max.max(v);
+    }
+
+    /// The `q` quantile (0..=1), at most the maximum; `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let rank = ((self.n - 1) as f64 * q).round() as u64;
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Some(Self::upper(b).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// No sample yet.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
 }
 
 impl Progress {
     /// The lag samples' 50th and 99th percentile and maximum, and their count.
     pub fn lag_summary(&self) -> Option<(u64, u64, u64, usize)> {
-        let mut v = self.lag_ns.lock().ok()?.clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.99), v[v.len() - 1], v.len()))
+        let h = self.lag_ns.lock().ok()?;
+        Some((h.quantile(0.5)?, h.quantile(0.99)?, h.max, h.len() as usize))
     }
 }
 
@@ -568,7 +636,7 @@ fn flush(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         if let Ok(mut lag) = progress.lag_ns.lock() {
-            lag.push(now.saturating_sub(batch.first_ts));
+            lag.record(now.saturating_sub(batch.first_ts));
         }
     }
     progress
@@ -577,4 +645,37 @@ fn flush(
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     *batch = Batch::default();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LagHistogram;
+
+    #[test]
+    fn the_lag_histogram_brackets_every_quantile_within_a_sixteenth() {
+        for b in 0..=LagHistogram::bucket(u64::MAX) {
+            let up = LagHistogram::upper(b);
+            assert_eq!(LagHistogram::bucket(up), b, "bucket {b}");
+            if up < u64::MAX {
+                assert_eq!(LagHistogram::bucket(up + 1), b + 1, "bucket {b}");
+            }
+        }
+        let mut h = LagHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        // 1..=100 000 ms in ns: p50 = 50 000 ms, p99 = 99 000 ms (rank rounding aside).
+        for v in 1..=100_000u64 {
+            h.record(v * 1_000_000);
+        }
+        assert_eq!(h.len(), 100_000);
+        let p50 = h.quantile(0.5).unwrap();
+        let p99 = h.quantile(0.99).unwrap();
+        let true50 = 50_001 * 1_000_000;
+        let true99 = 99_000 * 1_000_000;
+        assert!(p50 >= true50 && p50 <= true50 + true50 / 16, "{p50}");
+        assert!(p99 >= true99 && p99 <= true99 + true99 / 16, "{p99}");
+        assert_eq!(h.quantile(1.0), Some(100_000 * 1_000_000));
+        let mut one = LagHistogram::default();
+        one.record(7);
+        assert_eq!(one.quantile(0.99), Some(7));
+    }
 }
