@@ -323,7 +323,7 @@ pub fn run(
     // PostgreSQL fails transiently while following.
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u64;
-    let (mut conns, mapper, engine, resumed_at) = loop {
+    let (mut conns, mapper, engine, resumed_at, bulk) = loop {
         match start(opts, stop, progress, log) {
             Ok(started) => break started,
             Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
@@ -338,17 +338,6 @@ pub fn run(
             Err(e) => return Err(e),
         }
     };
-    let bulk = opts.once && resumed_at == 0;
-    if bulk {
-        db::drop_secondary_indexes(&mut conns.main)?;
-        log("bulk load into an empty projection: the history indexes are built at the end");
-    } else {
-        // A bulk load that did not finish left them out: build them now.
-        let created = db::ensure_secondary_indexes(&mut conns)?;
-        if created > 0 {
-            log(&format!("built {created} missing history index(es)"));
-        }
-    }
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
     let mut summary = Summary {
@@ -522,13 +511,15 @@ fn take(batch: &mut Batch) -> Batch {
 }
 
 /// Connects, migrates, checks the reference data, and rebuilds the engine and the mapper's
-/// state at the projected sequence (nothing written but the migrations).
+/// state at the projected sequence (nothing written but the migrations and the history
+/// indexes: dropped for a bulk load — `--once` into an empty projection, the last value `true`
+/// — otherwise built where a bulk load that did not finish left them out).
 fn start(
     opts: &Options,
     stop: &AtomicBool,
     progress: &Progress,
     log: &mut dyn FnMut(&str),
-) -> Result<(db::Conns, Mapper, Engine, u64), ProjectionError> {
+) -> Result<(db::Conns, Mapper, Engine, u64, bool), ProjectionError> {
     let mut conns = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
     let client = &mut conns.main;
     if opts.rebuild {
@@ -569,7 +560,17 @@ fn start(
         ));
         engine
     };
-    Ok((conns, mapper, engine, resumed_at))
+    let bulk = opts.once && resumed_at == 0;
+    if bulk {
+        db::drop_secondary_indexes(&mut conns.main)?;
+        log("bulk load into an empty projection: the history indexes are built at the end");
+    } else {
+        let created = db::ensure_secondary_indexes(&mut conns)?;
+        if created > 0 {
+            log(&format!("built {created} missing history index(es)"));
+        }
+    }
+    Ok((conns, mapper, engine, resumed_at, bulk))
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
