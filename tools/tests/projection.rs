@@ -329,6 +329,38 @@ fn table_hashes(c: &mut Client) -> Vec<(String, String)> {
     v
 }
 
+/// Every index of the public schema: (table, name, definition).
+fn index_defs(c: &mut Client) -> Vec<(String, String, String)> {
+    c.query(
+        "SELECT tablename::text, indexname::text, indexdef FROM pg_indexes
+          WHERE schemaname = 'public' ORDER BY 1, 2",
+        &[],
+    )
+    .expect("list the indexes")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The indexes of a database migrated by the migrations' own SQL, run by hand: what every
+/// projection must end with, however it was loaded (a bulk load drops and rebuilds some).
+fn migrated_index_defs(admin: &str) -> Vec<(String, String, String)> {
+    let db = TestDb::new(admin, "idx");
+    let mut c = db.client();
+    c.batch_execute(include_str!("../projection/migrations/0001_initial.sql"))
+        .expect("migration 1");
+    c.batch_execute(include_str!(
+        "../projection/migrations/0002_budget_expiry.sql"
+    ))
+    .expect("migration 2");
+    c.batch_execute(
+        "CREATE TABLE ringbook_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT \
+         NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .expect("the migrations table");
+    index_defs(&mut c)
+}
+
 fn last_seq(c: &mut Client) -> i64 {
     c.query_one("SELECT last_seq FROM projection_state", &[])
         .expect("projection state")
@@ -489,6 +521,12 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
     let mut c = db.client();
     // The third batch's rows were written but never committed: the tables stand at 2000.
     assert_eq!(last_seq(&mut c), 2000);
+    // A bulk load (--once into an empty projection) builds its history indexes at the end:
+    // killed before it, they are missing now, and the next run builds them.
+    let want = migrated_index_defs(&admin);
+    let have = index_defs(&mut c);
+    assert!(have.len() < want.len(), "{have:?}");
+    assert!(have.iter().all(|i| want.contains(i)), "{have:?}");
     for table in ["trades", "orders", "ledger_legs"] {
         let max: Option<i64> = c
             .query_one(&format!("SELECT max(seq) FROM {table}"), &[])
@@ -512,18 +550,49 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
         text.contains("engine rebuilt from the snapshot at "),
         "{text}"
     );
+    assert!(text.contains("built 6 missing history index(es)"), "{text}");
+    assert_eq!(index_defs(&mut c), want);
     verify_clean(&dir, &db.url);
     ledger_balances(&mut c);
     let resumed = table_hashes(&mut c);
     // A projection in one go (a rebuild) gives the same tables, row for row.
     let text = ok(&project(&dir, &db.url, &["--once", "--rebuild"]));
     assert!(text.contains("dropped every projection table"), "{text}");
+    assert!(text.contains("built the 6 history index(es)"), "{text}");
     let rebuilt = table_hashes(&mut c);
     assert_eq!(resumed, rebuilt);
-    // And so does a fresh database projected in different batch sizes.
+    assert_eq!(index_defs(&mut c), want);
+    // And so does a fresh database projected in different batch sizes (many batches: the
+    // mapper builds the next one while the writer writes this one).
     let other = TestDb::new(&admin, "kill2");
     ok(&project(&dir, &other.url, &["--once", "--batch", "37"]));
-    assert_eq!(table_hashes(&mut other.client()), rebuilt);
+    let mut oc = other.client();
+    assert_eq!(table_hashes(&mut oc), rebuilt);
+    assert_eq!(index_defs(&mut oc), want);
+    // And a following projector (no bulk load: the indexes stay), stopped once caught up.
+    let third = TestDb::new(&admin, "kill3");
+    let mut p = Server::spawn(&[
+        "project",
+        "--journal",
+        dir.to_str().unwrap(),
+        "--postgres",
+        &third.url,
+        "--batch",
+        "500",
+    ]);
+    let end = last_seq(&mut c);
+    p.wait_line(&format!("caught up at sequence {end}"));
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, log) = p.exit_within(Duration::from_secs(20));
+    assert!(status.success(), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("history index")), "{log:#?}");
+    let mut tc = third.client();
+    assert_eq!(table_hashes(&mut tc), rebuilt);
+    assert_eq!(index_defs(&mut tc), want);
 }
 
 // ------------------------------------------------------------------ a private PostgreSQL

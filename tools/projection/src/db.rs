@@ -12,7 +12,7 @@ use ringbook_engine::marketdata::Interval;
 use ringbook_engine::Config;
 
 use crate::mapper::{BalanceRow, Batch, OrderRow, WithdrawalRow, LIVE_STATUSES};
-use crate::schema::{MIGRATIONS, TABLES};
+use crate::schema::{MIGRATIONS, SECONDARY_INDEXES, TABLES};
 use crate::ProjectionError;
 
 /// Connects, with a connect timeout of 10 s unless the URL sets one.
@@ -70,6 +70,48 @@ pub fn trim_ledger(client: &mut Client) -> Result<u64, ProjectionError> {
         "DELETE FROM ledger WHERE seq > (SELECT last_seq FROM projection_state WHERE id = 1)",
         &[],
     )?)
+}
+
+/// Drops the secondary (history) indexes before a bulk load, in one transaction; the tables'
+/// contents are untouched. [`ensure_secondary_indexes`] builds them again.
+pub fn drop_secondary_indexes(client: &mut Client) -> Result<(), ProjectionError> {
+    let mut tx = client.transaction()?;
+    for (_, name, _) in SECONDARY_INDEXES {
+        tx.batch_execute(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Creates every secondary index that is missing (after a bulk load, or a bulk load that
+/// crashed), the migration's own statements, on both connections at once: every other index of
+/// [`SECONDARY_INDEXES`] on each (so each builds one of the ledger's two big ones). Returns how
+/// many were created (0: all there, nothing done).
+pub fn ensure_secondary_indexes(conns: &mut Conns) -> Result<usize, ProjectionError> {
+    fn create(client: &mut Client, half: usize) -> Result<usize, ProjectionError> {
+        let mut created = 0;
+        for (_, name, sql) in SECONDARY_INDEXES.iter().skip(half).step_by(2) {
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[name])?
+                .get(0);
+            if !exists {
+                client.batch_execute(&format!("SET maintenance_work_mem = '128MB'; {sql}"))?;
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+    let Conns { main, ledger } = conns;
+    std::thread::scope(|scope| {
+        let l = scope.spawn(|| create(ledger, 1));
+        let m = create(main, 0);
+        let l = l.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the index builder panicked".to_string(),
+            ))
+        });
+        Ok(m? + l?)
+    })
 }
 
 /// A `u64` as `NUMERIC(20, 0)` (client order ids use the whole `u64` range).

@@ -123,15 +123,13 @@ pub struct Options {
     pub rebuild: bool,
     /// Commands per batch at most.
     pub batch_commands: u64,
-    /// Following (not `once`), a batch is written once its first command is this old, even if
-    /// not full.
-    pub batch_age: Duration,
     /// Crash-test hooks.
     pub faults: Faults,
 }
 
 impl Options {
-    /// Options with the defaults: 20 000 commands or 100 ms per batch.
+    /// Options with the defaults: 20 000 commands per batch at most (following, a batch is
+    /// handed to the writer as soon as it is free, whatever its size).
     pub fn new(journal: impl Into<PathBuf>, postgres: impl Into<String>, config: Config) -> Self {
         Options {
             journal: journal.into(),
@@ -141,7 +139,6 @@ impl Options {
             once: false,
             rebuild: false,
             batch_commands: 20_000,
-            batch_age: Duration::from_millis(100),
             faults: Faults::default(),
         }
     }
@@ -167,19 +164,87 @@ pub struct Progress {
     /// Following: per committed batch, wall time of the commit minus the engine time of the
     /// batch's first command (ns) — the lag of the batch's oldest command, when engine time is
     /// the wall clock (as `serve` stamps it).
-    pub lag_ns: std::sync::Mutex<Vec<u64>>,
+    pub lag_ns: std::sync::Mutex<LagHistogram>,
+}
+
+/// Lag samples in a fixed histogram (a following projector may commit hundreds of times a
+/// second for days: no sample is kept). Buckets: exact below 16 ns, then 16 per power of two
+/// (a quantile is reported as its bucket's upper bound: at most 1/16 above the true value);
+/// the maximum is exact.
+#[derive(Clone, Debug, Default)]
+pub struct LagHistogram {
+    counts: Vec<u64>,
+    n: u64,
+    max: u64,
+}
+
+impl LagHistogram {
+    const SUB: u32 = 4;
+
+    fn bucket(v: u64) -> usize {
+        if v < 1 << Self::SUB {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros();
+        let m = (v >> (e - Self::SUB)) & ((1 << Self::SUB) - 1);
+        (((e - Self::SUB + 1) << Self::SUB) as u64 + m) as usize
+    }
+
+    /// The largest value in bucket `b`.
+    fn upper(b: usize) -> u64 {
+        let b = b as u64;
+        if b < 1 << Self::SUB {
+            return b;
+        }
+        let e = (b >> Self::SUB) as u32 + Self::SUB - 1;
+        let m = b & ((1 << Self::SUB) - 1);
+        let low = (1u64 << e) | (m << (e - Self::SUB));
+        low.saturating_add((1u64 << (e - Self::SUB)) - 1)
+    }
+
+    /// Adds one sample.
+    pub fn record(&mut self, v: u64) {
+        let b = Self::bucket(v);
+        if self.counts.len() <= b {
+            self.counts.resize(b + 1, 0);
+        }
+        self.counts[b] += 1;
+        self.n += 1;
+        self.max = self.max.max(v);
+    }
+
+    /// The `q` quantile (0..=1), at most the maximum; `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let rank = ((self.n - 1) as f64 * q).round() as u64;
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Some(Self::upper(b).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// No sample yet.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
 }
 
 impl Progress {
     /// The lag samples' 50th and 99th percentile and maximum, and their count.
     pub fn lag_summary(&self) -> Option<(u64, u64, u64, usize)> {
-        let mut v = self.lag_ns.lock().ok()?.clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.99), v[v.len() - 1], v.len()))
+        let h = self.lag_ns.lock().ok()?;
+        Some((h.quantile(0.5)?, h.quantile(0.99)?, h.max, h.len() as usize))
     }
 }
 
@@ -240,6 +305,14 @@ fn connect_retrying(
 /// journal's end is projected; otherwise it follows the journal until `stop` is set, then
 /// projects what the journal holds and returns. PostgreSQL failures are retried (the
 /// projection lags and catches up); everything else ends the run.
+///
+/// Two threads: a mapper (journal, engine, rows: [`map_journal`]) builds batch N+1 while this
+/// thread writes batch N; they meet at a rendezvous channel, so the mapper is at most one batch
+/// ahead. `--once` cuts batches by count alone (deterministic boundaries, which the crash tests
+/// rely on); following, a batch is also handed over as soon as the writer is free (group
+/// commit: the batch is whatever arrived while the previous one was written), or when full.
+/// `--once` into an empty projection is a bulk load: the secondary indexes are dropped first
+/// and built once at the end (the same statements as the migration's, so the same tables).
 pub fn run(
     opts: &Options,
     stop: &AtomicBool,
@@ -250,7 +323,7 @@ pub fn run(
     // PostgreSQL fails transiently while following.
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u64;
-    let (mut conns, mut mapper, mut engine, resumed_at) = loop {
+    let (mut conns, mapper, engine, resumed_at, bulk) = loop {
         match start(opts, stop, progress, log) {
             Ok(started) => break started,
             Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
@@ -266,14 +339,94 @@ pub fn run(
         }
     };
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
-    let mut tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
+    let tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
     let mut summary = Summary {
         resumed_at,
         last_seq: resumed_at,
         ..Summary::default()
     };
+    let abort = AtomicBool::new(false);
+    let abort_ref = &abort;
+    let (to_writer, from_mapper) = std::sync::mpsc::sync_channel::<ToWriter>(0);
+    let written = std::thread::scope(|scope| {
+        let mapping = std::thread::Builder::new()
+            .name("projection-map".into())
+            .spawn_scoped(scope, move || {
+                map_journal(
+                    opts, engine, mapper, tailer, resumed_at, stop, abort_ref, progress, to_writer,
+                )
+            })
+            .map_err(|e| ProjectionError::Usage(format!("starting the mapper thread: {e}")))?;
+        let mut result = Ok(());
+        for msg in &from_mapper {
+            match msg {
+                ToWriter::Batch(mut batch) => {
+                    if let Err(e) = flush(
+                        &mut conns,
+                        opts,
+                        &mut batch,
+                        stop,
+                        progress,
+                        &mut summary,
+                        log,
+                    ) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                ToWriter::CaughtUp => log(&format!("caught up at sequence {}", summary.last_seq)),
+            }
+        }
+        // The writer failed: stop the mapper (a blocked hand-over fails once the receiver is
+        // gone) and report the writer's error; otherwise the mapper's.
+        abort.store(true, Ordering::Relaxed);
+        drop(from_mapper);
+        let mapped = mapping.join().unwrap_or_else(|_| {
+            Err(ProjectionError::Data(
+                "the mapper thread panicked".to_string(),
+            ))
+        });
+        result.and(mapped)
+    });
+    written?;
+    if bulk {
+        let started = Instant::now();
+        let created = db::ensure_secondary_indexes(&mut conns)?;
+        log(&format!(
+            "built the {created} history index(es) in {:.3} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(summary)
+}
+
+/// What the mapper hands the writer. (Not boxed: a following mapper offers its batch after
+/// every record and takes it back when the writer is busy — moving it is cheaper than boxing it
+/// each time.)
+#[allow(clippy::large_enum_variant)]
+enum ToWriter {
+    /// Write this batch.
+    Batch(Batch),
+    /// Every record the journal held has been handed over: say so once it is written.
+    CaughtUp,
+}
+
+/// The mapper: reads the journal from `resumed_at + 1`, runs the engine, maps the events into
+/// batches and hands them to the writer. Returns when the journal's end is handed over and
+/// `once` or `stop`, or when the writer is gone (`abort`, or the channel closed).
+#[allow(clippy::too_many_arguments)]
+fn map_journal(
+    opts: &Options,
+    mut engine: Engine,
+    mut mapper: Mapper,
+    mut tailer: Tailer,
+    resumed_at: u64,
+    stop: &AtomicBool,
+    abort: &AtomicBool,
+    progress: &Progress,
+    to_writer: std::sync::mpsc::SyncSender<ToWriter>,
+) -> Result<(), ProjectionError> {
     let mut batch = Batch::default();
-    let mut batch_started = Instant::now();
     let mut events: Vec<Event> = Vec::with_capacity(256);
     let mut expected = if resumed_at == 0 {
         None
@@ -281,34 +434,31 @@ pub fn run(
         Some(resumed_at + 1)
     };
     let mut idle = Duration::from_micros(200);
-    let mut caught_up_logged = false;
+    let mut caught_up_sent = false;
     loop {
+        if abort.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let record = tailer.poll()?;
         let Some(record) = record else {
-            if !batch.is_empty() {
-                flush(
-                    &mut conns,
-                    opts,
-                    &mut batch,
-                    stop,
-                    progress,
-                    &mut summary,
-                    log,
-                )?;
+            if !batch.is_empty() && to_writer.send(ToWriter::Batch(take(&mut batch))).is_err() {
+                return Ok(());
             }
-            if !caught_up_logged {
-                log(&format!("caught up at sequence {}", summary.last_seq));
-                caught_up_logged = true;
+            if !caught_up_sent {
+                if to_writer.send(ToWriter::CaughtUp).is_err() {
+                    return Ok(());
+                }
+                caught_up_sent = true;
             }
             if opts.once || stop.load(Ordering::Relaxed) {
-                return Ok(summary);
+                return Ok(());
             }
             std::thread::sleep(idle);
             idle = (idle * 2).min(Duration::from_millis(10));
             continue;
         };
         idle = Duration::from_micros(200);
-        caught_up_logged = false;
+        caught_up_sent = false;
         let seq = record.sequence;
         match expected {
             Some(e) if e != seq => {
@@ -338,37 +488,38 @@ pub fn run(
         let ts = record.timestamp_ns;
         events.clear();
         engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
-        if batch.is_empty() {
-            batch_started = Instant::now();
-        }
         mapper.apply(seq, ts, &cmd, &events, &mut batch)?;
         progress.read_seq.store(seq, Ordering::Relaxed);
-        // Following, a batch is also written once it is `batch_age` old (the lag stays low
-        // under a steady stream); `--once` cuts batches by count alone (deterministic
-        // boundaries, which the crash tests rely on).
-        let aged = !opts.once && batch_started.elapsed() >= opts.batch_age;
-        if batch.commands >= opts.batch_commands || aged {
-            flush(
-                &mut conns,
-                opts,
-                &mut batch,
-                stop,
-                progress,
-                &mut summary,
-                log,
-            )?;
+        if batch.commands >= opts.batch_commands {
+            if to_writer.send(ToWriter::Batch(take(&mut batch))).is_err() {
+                return Ok(());
+            }
+        } else if !opts.once {
+            // Following: hand the batch over the moment the writer is free (it takes it only
+            // while waiting), otherwise keep adding to it.
+            match to_writer.try_send(ToWriter::Batch(take(&mut batch))) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(ToWriter::Batch(b))) => batch = b,
+                Err(_) => return Ok(()),
+            }
         }
     }
 }
 
+fn take(batch: &mut Batch) -> Batch {
+    std::mem::take(batch)
+}
+
 /// Connects, migrates, checks the reference data, and rebuilds the engine and the mapper's
-/// state at the projected sequence (nothing written but the migrations).
+/// state at the projected sequence (nothing written but the migrations and the history
+/// indexes: dropped for a bulk load — `--once` into an empty projection, the last value `true`
+/// — otherwise built where a bulk load that did not finish left them out).
 fn start(
     opts: &Options,
     stop: &AtomicBool,
     progress: &Progress,
     log: &mut dyn FnMut(&str),
-) -> Result<(db::Conns, Mapper, Engine, u64), ProjectionError> {
+) -> Result<(db::Conns, Mapper, Engine, u64, bool), ProjectionError> {
     let mut conns = connect_retrying(&opts.postgres, stop, opts.once, progress, log)?;
     let client = &mut conns.main;
     if opts.rebuild {
@@ -409,7 +560,17 @@ fn start(
         ));
         engine
     };
-    Ok((conns, mapper, engine, resumed_at))
+    let bulk = opts.once && resumed_at == 0;
+    if bulk {
+        db::drop_secondary_indexes(&mut conns.main)?;
+        log("bulk load into an empty projection: the history indexes are built at the end");
+    } else {
+        let created = db::ensure_secondary_indexes(&mut conns)?;
+        if created > 0 {
+            log(&format!("built {created} missing history index(es)"));
+        }
+    }
+    Ok((conns, mapper, engine, resumed_at, bulk))
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
@@ -476,7 +637,7 @@ fn flush(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         if let Ok(mut lag) = progress.lag_ns.lock() {
-            lag.push(now.saturating_sub(batch.first_ts));
+            lag.record(now.saturating_sub(batch.first_ts));
         }
     }
     progress
@@ -485,4 +646,37 @@ fn flush(
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     *batch = Batch::default();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LagHistogram;
+
+    #[test]
+    fn the_lag_histogram_brackets_every_quantile_within_a_sixteenth() {
+        for b in 0..=LagHistogram::bucket(u64::MAX) {
+            let up = LagHistogram::upper(b);
+            assert_eq!(LagHistogram::bucket(up), b, "bucket {b}");
+            if up < u64::MAX {
+                assert_eq!(LagHistogram::bucket(up + 1), b + 1, "bucket {b}");
+            }
+        }
+        let mut h = LagHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        // 1..=100 000 ms in ns: p50 = 50 000 ms, p99 = 99 000 ms (rank rounding aside).
+        for v in 1..=100_000u64 {
+            h.record(v * 1_000_000);
+        }
+        assert_eq!(h.len(), 100_000);
+        let p50 = h.quantile(0.5).unwrap();
+        let p99 = h.quantile(0.99).unwrap();
+        let true50 = 50_001 * 1_000_000;
+        let true99 = 99_000 * 1_000_000;
+        assert!(p50 >= true50 && p50 <= true50 + true50 / 16, "{p50}");
+        assert!(p99 >= true99 && p99 <= true99 + true99 / 16, "{p99}");
+        assert_eq!(h.quantile(1.0), Some(100_000 * 1_000_000));
+        let mut one = LagHistogram::default();
+        one.record(7);
+        assert_eq!(one.quantile(0.99), Some(7));
+    }
 }

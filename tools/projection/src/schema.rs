@@ -41,6 +41,45 @@ pub const TABLES: &[&str] = &[
     "projection_state",
 ];
 
+/// The secondary (history) indexes of migration 1, exactly as it creates them: what a bulk load
+/// (`--once` into an empty projection) drops first and builds once at the end, sorted, instead
+/// of maintaining them row by row ([`crate::db::drop_secondary_indexes`],
+/// [`crate::db::ensure_secondary_indexes`]). Primary keys and unique constraints stay: the
+/// upserts and the ledger's retry delete use them. `(table, statement)`; a test holds every
+/// statement verbatim in the migrations.
+pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
+    (
+        "orders",
+        "orders_user_history",
+        "CREATE INDEX orders_user_history ON orders (user_id, symbol_id, seq)",
+    ),
+    (
+        "orders",
+        "orders_live",
+        "CREATE INDEX orders_live ON orders (user_id) WHERE status IN ('NEW', 'PARTIALLY_FILLED')",
+    ),
+    (
+        "trades",
+        "trades_maker_user",
+        "CREATE INDEX trades_maker_user ON trades (maker_user_id, seq)",
+    ),
+    (
+        "trades",
+        "trades_taker_user",
+        "CREATE INDEX trades_taker_user ON trades (taker_user_id, seq)",
+    ),
+    (
+        "ledger",
+        "ledger_from_user",
+        "CREATE INDEX ledger_from_user ON ledger (from_user_id, currency_id, seq) WHERE from_user_id IS NOT NULL",
+    ),
+    (
+        "ledger",
+        "ledger_to_user",
+        "CREATE INDEX ledger_to_user ON ledger (to_user_id, currency_id, seq) WHERE to_user_id IS NOT NULL",
+    ),
+];
+
 /// The whole schema as docs/sql/schema.sql shows it: every migration in order.
 pub fn schema_sql() -> String {
     let mut s = String::from(
@@ -67,6 +106,18 @@ mod tests {
             schema_sql(),
             "docs/sql/schema.sql is stale: regenerate it from the migrations"
         );
+    }
+
+    #[test]
+    fn the_secondary_indexes_are_the_migrations_own() {
+        let all = schema_sql();
+        for (table, name, sql) in SECONDARY_INDEXES {
+            assert!(all.contains(&format!("{sql};")), "{sql}");
+            assert!(sql.starts_with(&format!("CREATE INDEX {name} ON {table} (")));
+        }
+        // And no other secondary index exists that a bulk load would leave alone unknowingly.
+        let created = all.matches("CREATE INDEX ").count();
+        assert_eq!(created, SECONDARY_INDEXES.len());
     }
 
     #[test]
