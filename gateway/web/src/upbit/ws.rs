@@ -610,14 +610,19 @@ async fn run(up: Arc<Upbit>, socket: WebSocket, ip: std::net::IpAddr, key: Optio
                                             _ => continue,
                                         };
                                         for (i, _) in &s.codes {
-                                            let _ = st.edge.subs.subscribe(&st.edge.config, md, PubSub {
+                                            // On a current copy of the gateway's builder (a
+                                            // sync first if the feed was off).
+                                            let r = st.edge.subs.subscribe_fresh(&st.edge, md, || PubSub {
                                                 conn: conn_id,
                                                 symbol: up.markets[*i].sid,
                                                 channel: ch,
                                                 tx: tx.clone(),
                                                 stale: AtomicBool::new(false),
                                                 resync: resync.clone(),
-                                            });
+                                            }).await;
+                                            if let Err(e) = r {
+                                                send.push(ws_err("SERVER_BUSY", &e.message));
+                                            }
                                         }
                                     }
                                 } else if sub.subs.iter().any(|s| !matches!(s.ty, Ty::MyOrder | Ty::MyAsset)) {
