@@ -55,8 +55,8 @@ fn start_md(
         .inline_output(true)
         .ring_size(16)
         .journal(dir, JournalConfig::default());
-    let h = server::start_with_market_data(sc, PipelineBackend::start(builder).unwrap(), md)
-        .unwrap();
+    let h =
+        server::start_with_market_data(sc, PipelineBackend::start(builder).unwrap(), md).unwrap();
     let addr = h.local_addr();
     (h, addr)
 }
@@ -410,7 +410,11 @@ fn an_idle_web_edge_gets_nothing_and_a_sync_hands_over_an_exact_copy() {
     }
     let out = collect(&bridge, funding.len());
     assert!(out.iter().all(|o| o.request != 0), "{out:?}");
-    assert!(!out.iter().any(|o| matches!(o.kind, WebOutKind::Rejected(_))), "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o.kind, WebOutKind::Rejected(_))),
+        "{out:?}"
+    );
     assert_eq!(bridge.stats.forwarded.load(Relaxed), 0);
 
     let mut alice = Client::connect(addr).unwrap();
@@ -420,7 +424,11 @@ fn an_idle_web_edge_gets_nothing_and_a_sync_hands_over_an_exact_copy() {
     let mut coid = 0;
     // Idle: 200 trades on the binary protocol, nothing crosses.
     binary_trades(&mut alice, &mut bob, &mut coid, 200, 14_000);
-    assert_eq!(bridge.stats.forwarded.load(Relaxed), 0, "an idle edge got outputs");
+    assert_eq!(
+        bridge.stats.forwarded.load(Relaxed),
+        0,
+        "an idle edge got outputs"
+    );
     assert!(bridge.pop_output().is_none());
 
     // Alice watched (a WebSocket session): her events cross, bob's alone do not.
@@ -441,7 +449,10 @@ fn an_idle_web_edge_gets_nothing_and_a_sync_hands_over_an_exact_copy() {
         };
         assert!(alices, "{e:?}");
     }
-    assert!(crossed >= 41, "alice's 21 accepts and 20 trades, got {crossed}");
+    assert!(
+        crossed >= 41,
+        "alice's 21 accepts and 20 trades, got {crossed}"
+    );
     assert_eq!(bridge.stats.forwarded.load(Relaxed), crossed);
     bridge.watch_add(1, -1);
 

@@ -325,7 +325,12 @@ fn web_prep(
     })?;
     // Per-user watching: a user event crosses only for a user the web edge wants (a live
     // WebSocket session, an open Upbit-API order).
-    let users: Vec<u32> = config.gateway.accounts.iter().filter_map(|a| a.user).collect();
+    let users: Vec<u32> = config
+        .gateway
+        .accounts
+        .iter()
+        .filter_map(|a| a.user)
+        .collect();
     let bridge = WebBridge::with_users(config.web.requests_max, config.web.events_max, &users);
     sc.web = Some(bridge.clone());
     Ok(Some(WebPrep {

@@ -1925,8 +1925,12 @@ fn an_idle_web_edge_forwards_nothing_and_serves_the_gateways_market_data_on_dema
         let c = http();
         let ops = login(&c, &s, "ops1").await;
         for (user, cur) in [(1, "KRW"), (2, "BTC")] {
-            let (st, v) = call(c.post(s.url("/api/v1/deposits")).bearer_auth(&ops)
-                .json(&json!({"user": user, "currency": cur, "amount": 1u64 << 40}))).await;
+            let (st, v) = call(
+                c.post(s.url("/api/v1/deposits"))
+                    .bearer_auth(&ops)
+                    .json(&json!({"user": user, "currency": cur, "amount": 1u64 << 40})),
+            )
+            .await;
             assert_eq!(st, 200, "{v}");
         }
         let mut alice = Client::connect(s.gateway).unwrap();
@@ -1936,47 +1940,95 @@ fn an_idle_web_edge_forwards_nothing_and_serves_the_gateways_market_data_on_dema
         let mut coid = 0;
         binary_burst(&mut alice, &mut bob, &mut coid, 100, 14_000);
         let m = scrape(&c, &s).await;
-        assert_eq!(value(&m, "ringbook_web_bridge_forwarded_total", &[]), 0.0, "an idle edge got outputs");
+        assert_eq!(
+            value(&m, "ringbook_web_bridge_forwarded_total", &[]),
+            0.0,
+            "an idle edge got outputs"
+        );
         assert_eq!(value(&m, "ringbook_md_web_syncs_total", &[]), 0.0);
         assert_eq!(value(&m, "ringbook_md_web_feed", &[]), 0.0);
-        assert_eq!(value(&m, "ringbook_trades_total", &[]), 100.0, "trades counted by the gateway");
+        assert_eq!(
+            value(&m, "ringbook_trades_total", &[]),
+            100.0,
+            "trades counted by the gateway"
+        );
 
         // The first read syncs once; it equals the binary feed's snapshot.
         let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
         assert_eq!(st, 200, "{rest}");
         let (md_seq, bids, asks) = binary_depth(&s);
-        assert_eq!((json!(md_seq), bids, asks), (rest["md_seq"].clone(), rest["bids"].clone(), rest["asks"].clone()));
+        assert_eq!(
+            (json!(md_seq), bids, asks),
+            (
+                rest["md_seq"].clone(),
+                rest["bids"].clone(),
+                rest["asks"].clone()
+            )
+        );
         assert!(md_seq > 0, "{rest}");
         let (st, tape) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1000"))).await;
         assert_eq!(st, 200, "{tape}");
-        assert_eq!(tape.as_array().unwrap().len(), 100, "the tape from before the sync");
+        assert_eq!(
+            tape.as_array().unwrap().len(),
+            100,
+            "the tape from before the sync"
+        );
         let m = scrape(&c, &s).await;
-        assert_eq!(value(&m, "ringbook_md_web_syncs_total", &[]), 1.0, "one sync for both reads");
+        assert_eq!(
+            value(&m, "ringbook_md_web_syncs_total", &[]),
+            1.0,
+            "one sync for both reads"
+        );
         assert_eq!(value(&m, "ringbook_md_web_feed", &[]), 1.0);
 
         // A WebSocket subscriber joining mid-stream: snapshot, then contiguous updates, which
         // converge with the REST book after more binary trading.
         let mut ws = ws_connect(&s).await;
-        ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
+        ws_send(
+            &mut ws,
+            json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"}),
+        )
+        .await;
         let v = ws_until(&mut ws, |v| v["op"] == "subscribe").await;
         assert_eq!(v["ok"], json!(true), "{v}");
         let mut book = WsBook::default();
-        let snap = ws_until(&mut ws, |v| v["channel"] == "depth" && v["type"].is_string()).await;
+        let snap = ws_until(&mut ws, |v| {
+            v["channel"] == "depth" && v["type"].is_string()
+        })
+        .await;
         assert_eq!(snap["type"], "snapshot", "{snap}");
         book.on(&snap);
         binary_burst(&mut alice, &mut bob, &mut coid, 60, 14_001);
         let (md_seq, bids, asks) = binary_depth(&s);
         while book.md_seq < md_seq {
-            let v = ws_until(&mut ws, |v| v["channel"] == "depth" && v["type"].is_string()).await;
+            let v = ws_until(&mut ws, |v| {
+                v["channel"] == "depth" && v["type"].is_string()
+            })
+            .await;
             book.on(&v);
         }
         assert_eq!(book.md_seq, md_seq);
-        assert_eq!(book.json(), (bids.clone(), asks.clone()), "WebSocket book vs the binary feed's");
+        assert_eq!(
+            book.json(),
+            (bids.clone(), asks.clone()),
+            "WebSocket book vs the binary feed's"
+        );
         let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
         assert_eq!(st, 200, "{rest}");
-        assert_eq!((rest["md_seq"].clone(), rest["bids"].clone(), rest["asks"].clone()), (json!(md_seq), bids, asks));
+        assert_eq!(
+            (
+                rest["md_seq"].clone(),
+                rest["bids"].clone(),
+                rest["asks"].clone()
+            ),
+            (json!(md_seq), bids, asks)
+        );
         let m = scrape(&c, &s).await;
-        assert_eq!(value(&m, "ringbook_md_web_syncs_total", &[]), 1.0, "the feed stayed on");
+        assert_eq!(
+            value(&m, "ringbook_md_web_syncs_total", &[]),
+            1.0,
+            "the feed stayed on"
+        );
         assert!(value(&m, "ringbook_web_bridge_forwarded_total", &[]) > 0.0);
     });
     let (status, _) = s.terminate();

@@ -212,7 +212,9 @@ impl Edge {
 
     /// The market-data copy, read-locked and current (synced with the gateway's builder first
     /// if it was not); `Ok(None)`: no market data.
-    pub async fn md_fresh(&self) -> Result<Option<std::sync::RwLockReadGuard<'_, WebMd>>, ApiError> {
+    pub async fn md_fresh(
+        &self,
+    ) -> Result<Option<std::sync::RwLockReadGuard<'_, WebMd>>, ApiError> {
         let Some(lock) = &self.md else {
             return Ok(None);
         };
@@ -269,8 +271,7 @@ impl Edge {
             return;
         }
         let now = self.epoch.elapsed().as_millis() as u64;
-        if now.saturating_sub(self.md_need.load(Ordering::Relaxed)) < MD_LINGER.as_millis() as u64
-        {
+        if now.saturating_sub(self.md_need.load(Ordering::Relaxed)) < MD_LINGER.as_millis() as u64 {
             return;
         }
         let mut g = lock.write().unwrap_or_else(|p| p.into_inner());

@@ -419,7 +419,10 @@ impl Tracker {
                     return;
                 }
                 let mut ended = [None; 2];
-                for (k, (f, maker)) in [(&t.maker, true), (&t.taker, false)].into_iter().enumerate() {
+                for (k, (f, maker)) in [(&t.maker, true), (&t.taker, false)]
+                    .into_iter()
+                    .enumerate()
+                {
                     if let Some(r) = g.by_id.get_mut(&f.order_id.0) {
                         let funds = t.price.0 as u128 * u128::from(t.qty.0) * tick;
                         r.executed = f.cum_qty.0;
