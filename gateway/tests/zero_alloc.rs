@@ -441,7 +441,7 @@ fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally
     while !stop.load(Ordering::Acquire) {
         coid += 1;
         batches += 1;
-        let sync = (batches % 16 == 0).then_some(WebOp::MdSync);
+        let sync = batches.is_multiple_of(16).then_some(WebOp::MdSync);
         let order = NewOrder::limit(
             carol,
             SYMBOL,

@@ -423,13 +423,11 @@ impl Edge {
                     });
                     g.seq = seq;
                 }
-                WebOutKind::MdSynced(seq) => {
-                    // The slot holds the gateway's builder as of this point of the stream.
-                    if self.bridge.md_swap(&mut g.md) {
-                        g.seq = seq;
-                        g.live = true;
-                        self.md_live.store(true, Ordering::Release);
-                    }
+                // The slot holds the gateway's builder as of this point of the stream.
+                WebOutKind::MdSynced(seq) if self.bridge.md_swap(&mut g.md) => {
+                    g.seq = seq;
+                    g.live = true;
+                    self.md_live.store(true, Ordering::Release);
                 }
                 _ => {}
             }
