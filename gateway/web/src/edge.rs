@@ -134,6 +134,8 @@ pub struct Edge {
     md_live: AtomicBool,
     /// When a REST market-data read last needed the copy (milliseconds since `epoch`).
     md_need: AtomicU64,
+    /// [`MD_LINGER`] (shorter in tests).
+    md_linger_ms: u64,
     /// One sync at a time (readers that find the copy stale wait for the same one).
     md_sync_lock: tokio::sync::Mutex<()>,
     epoch: Instant,
@@ -172,6 +174,7 @@ impl Edge {
             md: None,
             md_live: AtomicBool::new(false),
             md_need: AtomicU64::new(0),
+            md_linger_ms: MD_LINGER.as_millis() as u64,
             md_sync_lock: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
             subs: crate::public::Subs::default(),
@@ -271,7 +274,7 @@ impl Edge {
             return;
         }
         let now = self.epoch.elapsed().as_millis() as u64;
-        if now.saturating_sub(self.md_need.load(Ordering::Relaxed)) < MD_LINGER.as_millis() as u64 {
+        if now.saturating_sub(self.md_need.load(Ordering::Relaxed)) < self.md_linger_ms {
             return;
         }
         let mut g = lock.write().unwrap_or_else(|p| p.into_inner());
@@ -386,7 +389,14 @@ impl Edge {
         self.stop.store(true, Ordering::Release);
     }
 
+    /// Pops and dispatches; when the queue is empty, sleeps until the gateway loop unparks it
+    /// (it pushed outputs) or [`Edge::stop`]'s caller does. While the market-data copy is live
+    /// it wakes every 50 ms as well, to turn the feed off after [`MD_LINGER`]; otherwise an
+    /// idle web edge's dispatcher is never woken.
     fn dispatch_loop(&self) {
+        // Registered before the first park, so no unpark can miss it (`start_dispatcher`
+        // registers the same thread; the first registration wins).
+        self.bridge.set_consumer(std::thread::current());
         while !self.stop.load(Ordering::Acquire) {
             let mut any = false;
             while let Some(out) = self.bridge.pop_output() {
@@ -395,7 +405,11 @@ impl Edge {
             }
             if !any {
                 self.md_linger();
-                std::thread::park_timeout(Duration::from_millis(50));
+                if self.md_live.load(Ordering::Acquire) {
+                    std::thread::park_timeout(Duration::from_millis(50));
+                } else {
+                    std::thread::park();
+                }
             }
         }
     }
@@ -609,6 +623,92 @@ mod tests {
         edge.ws_unregister(1, 2);
         assert!(edge.ws.read().unwrap().is_empty());
         drop(other);
+    }
+
+    #[test]
+    fn a_synced_copy_is_fed_until_nobody_reads_then_the_feed_goes_off() {
+        use ringbook_engine::marketdata::MarketData;
+        let config = Config::default();
+        let bridge = WebBridge::new(4, 4);
+        let mut edge = Edge::new(bridge.clone(), config.clone(), 4).with_market_data();
+        edge.md_linger_ms = 0;
+        assert!(
+            !edge.md_live() && !bridge.market_data_enabled(),
+            "off at start"
+        );
+        // What the loop does at an MdSync: copy its builder (one with alice's bid) into the
+        // slot and turn the feed on; then the dispatcher takes the copy at MdSynced.
+        let mut gw = MarketData::new(&config);
+        gw.command(1, &[accepted(1)], &mut |_| {});
+        assert_eq!(gw.md_seq(SymbolId(0)), 1);
+        let mut slot = MarketData::new(&config);
+        slot.copy_from(&gw);
+        assert!(bridge.md_swap(&mut slot));
+        bridge.enable_market_data();
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::MdSynced(7),
+        });
+        assert!(edge.md_live());
+        {
+            let g = edge.md_read().unwrap();
+            assert_eq!((g.live, g.seq, g.md.md_seq(SymbolId(0))), (true, 7, 1));
+        }
+        let sub = |conn| {
+            let (tx, rx) = mpsc::channel(8);
+            let s = crate::public::PubSub {
+                conn,
+                symbol: SymbolId(0),
+                channel: crate::public::Channel::Depth,
+                tx,
+                stale: AtomicBool::new(false),
+                resync: Arc::new(Notify::new()),
+            };
+            (s, rx)
+        };
+        // A public subscription holds the feed on, however long nobody reads over REST.
+        let (s1, _rx1) = sub(1);
+        let md = edge.md.as_ref().unwrap();
+        assert_eq!(edge.subs.subscribe(&config, md, s1), Ok(1));
+        edge.md_linger();
+        assert!(edge.md_live() && bridge.market_data_enabled());
+        // Fed: the next command's events and end reach the copy.
+        let mut second = accepted(1);
+        if let Event::Accepted {
+            order_id, price, ..
+        } = &mut second
+        {
+            *order_id = OrderId(2);
+            *price = Price(11);
+        }
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(second),
+        });
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Ended { seq: 8, ts: 2 },
+        });
+        assert_eq!(edge.md_read().unwrap().md.md_seq(SymbolId(0)), 2);
+        // Unsubscribed and past the linger: the feed goes off, the copy is stale and learns
+        // nothing more.
+        assert!(edge.subs.unsubscribe(1, None));
+        edge.md_linger();
+        assert!(!edge.md_live() && !bridge.market_data_enabled());
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Ended { seq: 9, ts: 3 },
+        });
+        {
+            let g = edge.md_read().unwrap();
+            assert_eq!((g.live, g.seq), (false, 8));
+        }
+        // A subscription on a stale copy is refused (the caller syncs first).
+        let (s2, _rx2) = sub(2);
+        assert_eq!(
+            edge.subs.subscribe(&config, md, s2),
+            Err(crate::public::NOT_LIVE)
+        );
     }
 
     #[test]
