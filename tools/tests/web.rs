@@ -793,9 +793,10 @@ async fn public_md(c: &reqwest::Client, s: &Server) -> Value {
     out
 }
 
-/// Public market data from the web edge's own builder: the book with `md_seq` and order counts
-/// (equal to the engine's sequenced book), the trade tape, candles and the ticker; after a
-/// restart, rebuilt from the journal, the same answers, equal to the binary feed's depth.
+/// Public market data from the web edge's copy of the gateway's builder: the book with `md_seq`
+/// and order counts (equal to the engine's sequenced book), the trade tape, candles and the
+/// ticker; after a restart (the gateway's builder rebuilt from the journal) the same answers,
+/// equal to the binary feed's depth.
 #[test]
 fn public_market_data_from_the_builder_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -82,10 +82,11 @@ pub enum WebOutKind {
     Event(Event),
     /// The request's command is fully processed and journaled; its sequence number.
     Done(u64),
-    /// Sent instead of [`WebOutKind::Done`] while the web edge's market-data feed is on
-    /// ([`WebBridge::enable_market_data`]): a command, from any origin, is fully processed
-    /// (journaled); its sequence number and time stamp (Unix nanoseconds, for the web edge's own
-    /// market-data builder). With `request != 0` it also completes that web request.
+    /// Sent instead of [`WebOutKind::Done`] while the web edge's market-data feed is on (after
+    /// a [`WebOp::MdSync`], or [`WebBridge::enable_market_data`]): a command, from any origin,
+    /// is fully processed (journaled); its sequence number and time stamp (Unix nanoseconds, for
+    /// the web edge's copy of the market-data builder). With `request != 0` it also completes
+    /// that web request.
     Ended {
         /// The command's sequence number.
         seq: u64,

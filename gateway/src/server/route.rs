@@ -83,7 +83,7 @@ impl<B: Backend> Core<B> {
                 0
             };
             if web.md_feed() {
-                // The web edge's market-data builder sees every command's end (one output per
+                // The web edge's market-data copy sees every command's end (one output per
                 // backend output, as `route_outputs` reserved room for).
                 web.push(WebOutput {
                     request,

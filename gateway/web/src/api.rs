@@ -380,7 +380,7 @@ async fn orderbook(
         d.min(u64::from(BOOK_DEPTH_MAX)) as u32
     });
     if let Some(md) = st.edge.md_fresh().await? {
-        // From the web edge's market-data builder: the same book the binary feed publishes.
+        // From the web edge's copy of the gateway's builder: the book the binary feed publishes.
         return Ok(Json(crate::public::book_json(
             &st.edge.config,
             &md,

@@ -6,7 +6,8 @@
 //! of the user's orders), `balances` (a snapshot on subscribe and after anything that changes
 //! the user's balances or locks, plus deposit and withdrawal events). Public channels (`depth`,
 //! `trades`, `kline:<interval>`, `ticker`, each with a `symbol`; no auth needed) come from the
-//! web edge's market-data builder: a snapshot with `md_seq`, then ordered updates
+//! web edge's copy of the gateway's market-data builder (synced when the first subscription
+//! needs it; docs/architecture.md): a snapshot with `md_seq`, then ordered updates
 //! ([`crate::public::Subs`]).
 //!
 //! Each connection has a bounded queue (`ws_queue_max` messages); the dispatcher never waits on

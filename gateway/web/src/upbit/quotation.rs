@@ -1,5 +1,6 @@
 //! Upbit's quotation API (public, no key): markets, tickers, order books, the trade tape and
-//! candles, all answered from the web edge's market-data builder (the same state as the binary
+//! candles, all answered from the web edge's copy of the gateway's market-data builder (synced
+//! on demand; the same state as the binary
 //! feed and `/api/v1/*`). Prices and volumes are exact decimal conversions of ticks and lots,
 //! written as JSON numbers as Upbit does (integers stay integers).
 

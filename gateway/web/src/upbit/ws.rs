@@ -7,7 +7,7 @@
 //! and `myAsset` need the upgrade request signed as a REST request is (`Authorization: Bearer`
 //! JWT with a fresh nonce; a key with `read`).
 //!
-//! Public data comes from the web edge's market-data builder through the same subscriptions as
+//! Public data comes from the web edge's market-data copy through the same subscriptions as
 //! `/ws` ([`crate::public::Subs`]): a `SNAPSHOT` first, then `REALTIME` messages — `trade` for
 //! every trade, `orderbook` (the top levels, as Upbit sends them: whole) and `ticker` after every
 //! change. A subscriber too slow for its queue is conflated to a fresh snapshot, as on `/ws`.
