@@ -437,6 +437,13 @@ fn a_copy_taken_mid_command_and_fed_the_rest_equals_the_original() {
         }
     }
     assert!(copied, "no command with two events after the first third");
+    // For docs/architecture.md: what one copy of a default-config builder takes (printed only).
+    let default = Config::default();
+    let big = MarketData::new(&default);
+    let mut into = MarketData::new(&default);
+    let t = std::time::Instant::now();
+    into.copy_from(&big);
+    eprintln!("copy_from, default config: {:?}", t.elapsed());
     assert!(compared > 100, "too few messages compared: {compared}");
     for &s in &symbols {
         assert_eq!(view(&copy, s), view(&md, s), "symbol {s:?}");
