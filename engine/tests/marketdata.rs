@@ -383,3 +383,83 @@ fn a_long_stream_is_busy_and_exact() {
     assert!(trades > 1_000, "too few trades: {trades}");
     assert!(updates > 1_500, "too few updates: {updates}");
 }
+
+/// Everything a reader can see of one symbol, as text (for equality checks).
+fn view(md: &MarketData, s: SymbolId) -> String {
+    let mut out = format!(
+        "md_seq {} now {} bids {:?} asks {:?} ticker {:?}",
+        md.md_seq(s),
+        md.now_ns(),
+        builder_side(md, s, Side::Buy),
+        builder_side(md, s, Side::Sell),
+        md.ticker(s)
+    );
+    md.tape(s, usize::MAX, |t| out.push_str(&format!(" {t:?}")));
+    for i in Interval::ALL {
+        md.candles(s, i, usize::MAX, |c| out.push_str(&format!(" {c:?}")));
+    }
+    out
+}
+
+/// `copy_from` (how the gateway hands its builder to the web edge) taken in the middle of a
+/// command, into a builder that had seen another stream: fed the rest of the outputs, the copy
+/// produces exactly the original's messages and ends in exactly its state.
+#[test]
+fn a_copy_taken_mid_command_and_fed_the_rest_equals_the_original() {
+    let mut config = common::config();
+    config.market_data.tape_len = 16;
+    config.market_data.candles_history = 24;
+    let symbols: Vec<SymbolId> = (0..config.symbols.len() as u16).map(SymbolId).collect();
+    // The copy's target first learns a different stream: its stale state must all be replaced.
+    let mut copy = MarketData::new(&config);
+    {
+        let mut other = Engine::with_risk(&config, RiskMode::Off).unwrap();
+        let cmds = common::stream(7, 400);
+        let ts = stamps(7, cmds.len());
+        for (i, cmd) in cmds.iter().enumerate() {
+            let mut events = Vec::new();
+            other.process_at(ts[i], cmd, &mut |e: &Event| events.push(*e));
+            copy.command(ts[i], &events, &mut |_| {});
+        }
+    }
+    let mut engine = Engine::with_risk(&config, RiskMode::On).unwrap();
+    let mut md = MarketData::new(&config);
+    let cmds = common::stream(0xc0b1, 1_200);
+    let ts = stamps(0xc0b1, cmds.len());
+    let mut copied = false;
+    let mut compared = 0usize;
+    for (i, cmd) in cmds.iter().enumerate() {
+        let mut events = Vec::new();
+        engine.process_at(ts[i], cmd, &mut |e: &Event| events.push(*e));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (k, e) in events.iter().enumerate() {
+            // Copy once, after the first event of a command that has at least two.
+            if !copied && i >= cmds.len() / 3 && events.len() >= 2 && k == 1 {
+                copy.copy_from(&md);
+                copied = true;
+            }
+            md.apply(e, &mut |m| a.push(format!("{:?}", own(m))));
+            if copied {
+                copy.apply(e, &mut |m| b.push(format!("{:?}", own(m))));
+            }
+        }
+        md.end_command(ts[i], &mut |m| a.push(format!("{:?}", own(m))));
+        if copied {
+            copy.end_command(ts[i], &mut |m| b.push(format!("{:?}", own(m))));
+            assert_eq!(a, b, "command {i}: the copy produced other messages");
+            compared += b.len();
+        }
+    }
+    assert!(copied, "no command with two events after the first third");
+    // For docs/architecture.md: what one copy of a default-config builder takes (printed only).
+    let default = Config::default();
+    let big = MarketData::new(&default);
+    let mut into = MarketData::new(&default);
+    let t = std::time::Instant::now();
+    into.copy_from(&big);
+    eprintln!("copy_from, default config: {:?}", t.elapsed());
+    assert!(compared > 100, "too few messages compared: {compared}");
+    for &s in &symbols {
+        assert_eq!(view(&copy, s), view(&md, s), "symbol {s:?}");
+    }
+}

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringbook_client::{Client, ClientError};
-use ringbook_engine::pipeline::{Layout, WaitStrategy};
+use ringbook_engine::marketdata::{Interval, MarketData, MdMessage};
+use ringbook_engine::pipeline::{replay_journal_outputs, Layout, OutputKind, WaitStrategy};
 use ringbook_engine::prelude::*;
 use ringbook_engine::Pipeline;
-use ringbook_gateway::protocol::{name32, ServerMsg};
+use ringbook_gateway::protocol::{name32, ClientMsg, ServerMsg};
 use ringbook_gateway::server::bridge::{WebOp, WebOutKind, WebOutput, WebRequest};
 use ringbook_gateway::server::{
     self, LoginCheck, PipelineBackend, Role, ServerConfig, ServerHandle, WebBridge,
@@ -28,6 +29,15 @@ const WAIT: Duration = Duration::from_secs(20);
 fn start(
     dir: &std::path::Path,
     bridge: &Arc<WebBridge>,
+) -> (ServerHandle<PipelineBackend>, SocketAddr) {
+    start_md(dir, bridge, None)
+}
+
+/// [`start`], publishing market data built by `md`.
+fn start_md(
+    dir: &std::path::Path,
+    bridge: &Arc<WebBridge>,
+    md: Option<MarketData>,
 ) -> (ServerHandle<PipelineBackend>, SocketAddr) {
     let config = Config::default();
     let mut sc = ServerConfig::new(
@@ -45,7 +55,8 @@ fn start(
         .inline_output(true)
         .ring_size(16)
         .journal(dir, JournalConfig::default());
-    let h = server::start(sc, PipelineBackend::start(builder).unwrap()).unwrap();
+    let h =
+        server::start_with_market_data(sc, PipelineBackend::start(builder).unwrap(), md).unwrap();
     let addr = h.local_addr();
     (h, addr)
 }
@@ -66,7 +77,11 @@ fn collect(bridge: &WebBridge, n: usize) -> Vec<WebOutput> {
                 if o.request != 0
                     && matches!(
                         o.kind,
-                        WebOutKind::Done(_) | WebOutKind::Rejected(_) | WebOutKind::Login(_)
+                        WebOutKind::Done(_)
+                            | WebOutKind::Ended { .. }
+                            | WebOutKind::Rejected(_)
+                            | WebOutKind::Login(_)
+                            | WebOutKind::MdSynced(_)
                     )
                 {
                     ended += 1;
@@ -307,4 +322,204 @@ fn web_commands_are_authorized_sequenced_in_order_and_answered_exactly_once() {
     let report = backend.shutdown().unwrap();
     // Two deposits and 1 200 orders journaled; the refused requests never were.
     assert_eq!(report.commands, 2 + 2 * n);
+}
+
+/// Everything a reader can see of one symbol's market data, as text.
+fn md_view(md: &MarketData, s: SymbolId) -> String {
+    let mut out = format!("md_seq {} now {}", md.md_seq(s), md.now_ns());
+    for side in [Side::Buy, Side::Sell] {
+        md.depth(s, side, usize::MAX, |p, q, n| {
+            out.push_str(&format!(" {side:?}:{}x{}/{n}", p.0, q.0))
+        });
+    }
+    out.push_str(&format!(" {:?}", md.ticker(s)));
+    md.tape(s, usize::MAX, |t| out.push_str(&format!(" {t:?}")));
+    for i in Interval::ALL {
+        md.candles(s, i, usize::MAX, |c| out.push_str(&format!(" {c:?}")));
+    }
+    out
+}
+
+/// Sends `n` crossing pairs on the binary protocol (bob sells, alice buys), plus one resting
+/// bid of alice's at `rest` (so the book changes too), and waits until alice has all her fills.
+fn binary_trades(alice: &mut Client, bob: &mut Client, coid: &mut u64, n: u64, rest: i64) {
+    let order = |user: u32, coid: u64, side: Side, price: i64| {
+        ClientMsg::Command(Command::NewOrder(NewOrder::limit(
+            UserId(user),
+            SymbolId(0),
+            ClientOrderId(coid),
+            side,
+            Price(price),
+            Qty(1),
+        )))
+    };
+    for _ in 0..n {
+        *coid += 1;
+        bob.send(&order(2, *coid, Side::Sell, 15_000)).unwrap();
+        alice.send(&order(1, *coid, Side::Buy, 15_000)).unwrap();
+    }
+    *coid += 1;
+    alice.send(&order(1, *coid, Side::Buy, rest)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let (mut fills, mut rested) = (0, false);
+    while fills < n || !rested {
+        assert!(Instant::now() < deadline, "alice saw {fills} of {n} fills");
+        match alice.recv_timeout(WAIT).unwrap() {
+            Some(ServerMsg::Fill { user: 1, .. }) => fills += 1,
+            Some(ServerMsg::Accepted {
+                client_order_id, ..
+            }) if client_order_id == *coid => rested = true,
+            Some(_) => {}
+            None => panic!("alice: nothing"),
+        }
+    }
+}
+
+/// Issue #13, "the web edge costs nothing while idle": with no watched user and the feed off,
+/// binary trading sends the web side nothing at all (counted, not timed); a watched user's
+/// events cross and nobody else's; a sync hands over a copy of the gateway's builder taken
+/// mid-stream which, fed what crosses after it, ends equal to the journal's replay, with every
+/// depth update's `md_seq` contiguous from the copy's.
+#[test]
+fn an_idle_web_edge_gets_nothing_and_a_sync_hands_over_an_exact_copy() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let bridge = WebBridge::with_users(64, 1 << 16, &[1, 2]);
+    bridge.set_md_slot(MarketData::new(&config));
+    let (h, addr) = start_md(dir.path(), &bridge, Some(MarketData::new(&config)));
+    // Funds through the web (its own requests: answered, not forwarded).
+    let ops = Role::Operator(900);
+    let funding: Vec<(u32, u16)> = [1u32, 2]
+        .into_iter()
+        .flat_map(|u| (0..config.currencies.len() as u16).map(move |c| (u, c)))
+        .collect();
+    for (id, &(user, currency)) in funding.iter().enumerate() {
+        submit(
+            &bridge,
+            id as u64 + 1,
+            WebOp::Command {
+                role: ops,
+                cmd: Command::Deposit {
+                    user: UserId(user),
+                    currency: CurrencyId(currency),
+                    amount: 1 << 40,
+                },
+            },
+        );
+    }
+    let out = collect(&bridge, funding.len());
+    assert!(out.iter().all(|o| o.request != 0), "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o.kind, WebOutKind::Rejected(_))),
+        "{out:?}"
+    );
+    assert_eq!(bridge.stats.forwarded.load(Relaxed), 0);
+
+    let mut alice = Client::connect(addr).unwrap();
+    alice.login("alice", "alice-demo", 1, false).unwrap();
+    let mut bob = Client::connect(addr).unwrap();
+    bob.login("bob", "bob-demo", 1, false).unwrap();
+    let mut coid = 0;
+    // Idle: 200 trades on the binary protocol, nothing crosses.
+    binary_trades(&mut alice, &mut bob, &mut coid, 200, 14_000);
+    assert_eq!(
+        bridge.stats.forwarded.load(Relaxed),
+        0,
+        "an idle edge got outputs"
+    );
+    assert!(bridge.pop_output().is_none());
+
+    // Alice watched (a WebSocket session): her events cross, bob's alone do not.
+    bridge.watch_add(1, 1);
+    binary_trades(&mut alice, &mut bob, &mut coid, 20, 14_001);
+    let mut crossed = 0;
+    while let Some(o) = bridge.pop_output() {
+        crossed += 1;
+        let WebOutKind::Event(e) = o.kind else {
+            panic!("not an event: {o:?}");
+        };
+        let alices = match e {
+            Event::Trade(t) => t.maker.user.0 == 1 || t.taker.user.0 == 1,
+            Event::Accepted { user, .. }
+            | Event::Cancelled { user, .. }
+            | Event::BalanceUpdate { user, .. } => user.0 == 1,
+            e => panic!("unexpected {e:?}"),
+        };
+        assert!(alices, "{e:?}");
+    }
+    assert!(
+        crossed >= 41,
+        "alice's 21 accepts and 20 trades, got {crossed}"
+    );
+    assert_eq!(bridge.stats.forwarded.load(Relaxed), crossed);
+    bridge.watch_add(1, -1);
+
+    // A sync mid-stream: the copy, fed every output after it, equals the replay at the end.
+    submit(&bridge, 50, WebOp::MdSync);
+    let out = collect(&bridge, 1);
+    let WebOutKind::MdSynced(_) = out.last().unwrap().kind else {
+        panic!("{out:?}");
+    };
+    assert!(bridge.market_data_enabled(), "the feed is on after a sync");
+    let mut copy = MarketData::new(&config);
+    assert!(bridge.md_swap(&mut copy));
+    let mut md_seq = copy.md_seq(SymbolId(0));
+    let mut check = |m: MdMessage<'_>| {
+        if let MdMessage::Depth(d) = m {
+            assert_eq!(d.md_seq, md_seq + 1, "contiguous from the copy's md_seq");
+            md_seq = d.md_seq;
+        }
+    };
+    binary_trades(&mut alice, &mut bob, &mut coid, 50, 14_002);
+    let deadline = Instant::now() + WAIT;
+    let mut last_seq = 0;
+    // Until the feed has carried the end of the last command so far (one per deposit, two
+    // per pair and one resting bid per batch).
+    let commands = (funding.len() + 401 + 41 + 101) as u64;
+    while last_seq < commands {
+        assert!(Instant::now() < deadline, "the feed stalled");
+        match bridge.pop_output() {
+            Some(WebOutput {
+                kind: WebOutKind::Event(e),
+                ..
+            }) => copy.apply(&e, &mut check),
+            Some(WebOutput {
+                kind: WebOutKind::Ended { seq, ts },
+                ..
+            }) => {
+                copy.end_command(ts, &mut check);
+                last_seq = seq;
+            }
+            Some(o) => panic!("{o:?}"),
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert!(md_seq > 50, "updates seen: md_seq {md_seq}");
+    assert_eq!(bridge.stats.md_syncs.load(Relaxed), 1);
+    // Off again: nothing more crosses.
+    bridge.md_off();
+    let forwarded = bridge.stats.forwarded.load(Relaxed);
+    binary_trades(&mut alice, &mut bob, &mut coid, 10, 14_003);
+    assert_eq!(bridge.stats.forwarded.load(Relaxed), forwarded);
+
+    drop((alice, bob));
+    let backend = h.shutdown().unwrap();
+    backend.shutdown().unwrap();
+    // The copy stopped at the last output it was fed; replay the journal as far.
+    let mut replayed = MarketData::new(&config);
+    replay_journal_outputs(
+        &config,
+        RiskMode::On,
+        dir.path(),
+        1,
+        Some(Seq(last_seq)),
+        &mut |o| match o.kind {
+            OutputKind::Event(ref e) => replayed.apply(e, &mut |_| {}),
+            OutputKind::Done => replayed.end_command(o.ts, &mut |_| {}),
+        },
+    )
+    .unwrap();
+    assert_eq!(md_view(&copy, SymbolId(0)), md_view(&replayed, SymbolId(0)));
 }

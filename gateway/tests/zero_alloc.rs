@@ -422,7 +422,9 @@ struct WebTally {
 
 /// The web edge's stand-in: carol (user 3) gets BTC from an operator, then rests a far sell,
 /// cancels it, and asks for her balances and the book, over and over, each batch waited for;
-/// every output is popped (it is also a WebSocket listener). Pushes and pops only.
+/// every output is popped (it is also a WebSocket listener); every 16th batch also asks for a
+/// copy of the gateway's market-data builder (`MdSync`, copied into the bridge's preallocated
+/// slot). Pushes and pops only.
 fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally>) {
     let carol = UserId(3);
     let mut id = 0u64;
@@ -435,8 +437,11 @@ fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally
             amount: 1 << 50,
         },
     });
+    let mut batches = 0u64;
     while !stop.load(Ordering::Acquire) {
         coid += 1;
+        batches += 1;
+        let sync = batches.is_multiple_of(16).then_some(WebOp::MdSync);
         let order = NewOrder::limit(
             carol,
             SYMBOL,
@@ -447,6 +452,7 @@ fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally
         );
         let batch = [
             deposit.take(),
+            sync,
             Some(WebOp::Command {
                 role: Role::User(3),
                 cmd: Command::NewOrder(order),
@@ -488,7 +494,11 @@ fn web_driver(bridge: Arc<WebBridge>, stop: Arc<AtomicBool>, tally: Arc<WebTally
                     match o.kind {
                         // `Ended` (the market-data feed is on) also ends binary sessions'
                         // commands: only a web request's counts.
-                        WebOutKind::Done(_) | WebOutKind::Ended { .. } if o.request != 0 => {
+                        WebOutKind::Done(_)
+                        | WebOutKind::Ended { .. }
+                        | WebOutKind::MdSynced(_)
+                            if o.request != 0 =>
+                        {
                             need -= 1;
                             tally.dones.fetch_add(1, Ordering::Release);
                         }
@@ -527,6 +537,8 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     sc.web = Some(bridge.clone());
     // The web edge's market-data feed on: every output of every command crosses the bridge.
     bridge.enable_market_data();
+    // Where an `MdSync` copies the gateway's builder (allocated here, before the window).
+    bridge.set_md_slot(MarketData::new(config));
     // With market data: a feed subscribed to every channel of the traded symbol.
     let handle =
         server::start_with_market_data(sc, backend, Some(MarketData::new(config))).unwrap();
@@ -584,6 +596,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     // The window.
     let sent_before = alice.sent + bob.sent;
     let web_dones_before = web_tally.dones.load(Ordering::Acquire);
+    let syncs_before = bridge.stats.md_syncs.load(Ordering::Acquire);
     ALLOC.start();
     let mut asked = 0;
     while alice.sent + bob.sent - sent_before < WINDOW_MSGS {
@@ -596,6 +609,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     ops.wait_for(|t| t.stats.load(Ordering::Acquire) >= asked);
     let web_dones = web_tally.dones.load(Ordering::Acquire) - web_dones_before;
     let counts = ALLOC.stop();
+    let syncs = bridge.stats.md_syncs.load(Ordering::Acquire) - syncs_before;
     let (allocations, frees) = (counts.allocs, counts.frees);
     let traces = ALLOC.take_traces();
     let window = alice.sent + bob.sent - sent_before;
@@ -659,8 +673,8 @@ fn allocations_after_start<B: Backend + Send + 'static>(
         "{label}: web rejects: {web_tally:?}"
     );
     eprintln!(
-        "{label}: {web_dones} web commands and queries in the window, {} web outputs in all, \
-         {} waits for web output room",
+        "{label}: {web_dones} web commands and queries ({syncs} market-data syncs) in the \
+         window, {} web outputs in all, {} waits for web output room",
         web_tally.outputs.load(Ordering::Relaxed),
         bridge.stats.outbound_full.load(Ordering::Relaxed)
     );

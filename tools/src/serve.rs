@@ -225,9 +225,9 @@ pub fn default_shape(cores: usize, durability: Durability) -> Shape {
 /// or (when the first records were pruned) seeded from the state a snapshot-based replay
 /// recovers.
 ///
-/// With `web`, a second, identical builder for the web edge (fed from the same replay), so its
-/// REST and WebSocket market data equal the binary feed's, and the withdrawals pending at the
-/// end of the replay (operators' list on the web edge).
+/// With `web`, the withdrawals pending at the end of the replay (operators' list on the web
+/// edge). The web edge's market data needs no replay of its own: it copies this builder from
+/// the gateway when a reader needs it.
 fn market_data_from_journal(
     config: &Config,
     dir: &Path,
@@ -237,11 +237,10 @@ fn market_data_from_journal(
     if listing.segments.is_empty() && listing.snapshots.is_empty() {
         return Ok((
             MarketData::new(config),
-            web.then(|| (MarketData::new(config), PendingWithdrawals::new(config))),
+            web.then(|| PendingWithdrawals::new(config)),
         ));
     }
     let mut md = MarketData::new(config);
-    let mut web_md = web.then(|| MarketData::new(config));
     let withdrawals = PendingWithdrawals::new(config);
     let first = JournalConfig::default().first_sequence;
     let full = replay_journal_outputs(
@@ -253,21 +252,15 @@ fn market_data_from_journal(
         &mut |o| match o.kind {
             OutputKind::Event(ref e) => {
                 md.apply(e, &mut |_| {});
-                if let Some(w) = web_md.as_mut() {
-                    w.apply(e, &mut |_| {});
+                if web {
                     withdrawals.apply(e);
                 }
             }
-            OutputKind::Done => {
-                md.end_command(o.ts, &mut |_| {});
-                if let Some(w) = web_md.as_mut() {
-                    w.end_command(o.ts, &mut |_| {});
-                }
-            }
+            OutputKind::Done => md.end_command(o.ts, &mut |_| {}),
         },
     );
     match full {
-        Ok(_) => Ok((md, web_md.map(|w| (w, withdrawals)))),
+        Ok(_) => Ok((md, web.then_some(withdrawals))),
         Err(e) => {
             eprintln!(
                 "ringbook serve: market data: the journal does not replay from its start ({e}); \
@@ -277,12 +270,7 @@ fn market_data_from_journal(
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             Ok((
                 MarketData::from_engine(&engine),
-                web.then(|| {
-                    (
-                        MarketData::from_engine(&engine),
-                        PendingWithdrawals::from_engine(config, &engine),
-                    )
-                }),
+                web.then(|| PendingWithdrawals::from_engine(config, &engine)),
             ))
         }
     }
@@ -292,30 +280,26 @@ fn market_data_from_journal(
 struct WebPrep {
     listener: std::net::TcpListener,
     bridge: std::sync::Arc<WebBridge>,
-    /// The web edge's own market-data builder (none with `--no-market-data`).
-    md: Option<MarketData>,
-    /// The withdrawals pending at start (from the same replay as `md`).
+    /// The web edge serves market data (copies of the gateway's builder; not with
+    /// `--no-market-data`).
+    md: bool,
+    /// The withdrawals pending at start (from the gateway builder's replay).
     withdrawals: Option<PendingWithdrawals>,
 }
 
-/// What the journal's replay gives the web edge: its market-data builder and the pending
-/// withdrawals.
-type WebSeed = (MarketData, PendingWithdrawals);
+/// What the journal's replay gives the web edge: the pending withdrawals.
+type WebSeed = PendingWithdrawals;
 
 impl WebPrep {
-    /// Gives the web edge its builder, seeded like the gateway's, and turns the bridge's
-    /// market-data feed on before the gateway starts, so that the builder misses no command.
-    fn market_data(&mut self, md: Option<MarketData>) {
-        if let Some(md) = md {
-            self.bridge.enable_market_data();
-            self.md = Some(md);
-        }
+    /// The web edge serves market data, copied from the gateway's builder when needed.
+    fn market_data(&mut self, on: bool) {
+        self.md = on;
     }
 
     /// As [`WebPrep::market_data`], with the withdrawals pending at start.
     fn seed(&mut self, seed: Option<WebSeed>) {
-        if let Some((md, w)) = seed {
-            self.market_data(Some(md));
+        if let Some(w) = seed {
+            self.market_data(true);
             self.withdrawals = Some(w);
         }
     }
@@ -339,12 +323,20 @@ fn web_prep(
             args.http
         )
     })?;
-    let bridge = WebBridge::new(config.web.requests_max, config.web.events_max);
+    // Per-user watching: a user event crosses only for a user the web edge wants (a live
+    // WebSocket session, an open Upbit-API order).
+    let users: Vec<u32> = config
+        .gateway
+        .accounts
+        .iter()
+        .filter_map(|a| a.user)
+        .collect();
+    let bridge = WebBridge::with_users(config.web.requests_max, config.web.events_max, &users);
     sc.web = Some(bridge.clone());
     Ok(Some(WebPrep {
         listener,
         bridge,
-        md: None,
+        md: false,
         withdrawals: None,
     }))
 }
@@ -564,9 +556,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         let backend = EngineBackend::new(&config).map_err(|e| e.to_string())?;
         let md = (!args.no_market_data).then(|| MarketData::from_engine(backend.engine()));
         if let Some(p) = web_prep.as_mut() {
-            p.market_data(
-                (!args.no_market_data).then(|| MarketData::from_engine(backend.engine())),
-            );
+            p.market_data(!args.no_market_data);
         }
         let handle = server::start_on(listener, sc, backend, md).map_err(|e| e.to_string())?;
         eprintln!(

@@ -13,8 +13,12 @@
 //!   instructions, insufficient funds;
 //! - 429 with `Retry-After` from the per-account limit, which leaves other accounts alone;
 //! - orders named by engine order id (status, amend, cancel; `NOT_YOUR_ORDER`, `UNKNOWN_ORDER`);
-//! - public market data from the web edge's own builder (book with `md_seq` and order counts,
-//!   trades, klines, ticker), unchanged across a restart and equal to the binary feed's depth;
+//! - public market data from the web edge's copy of the gateway's builder (book with `md_seq`
+//!   and order counts, trades, klines, ticker), unchanged across a restart and equal to the
+//!   binary feed's depth;
+//! - an idle web edge gets nothing from the gateway loop (a counter stays 0 under binary
+//!   trading); the first read syncs a copy that equals the binary feed's snapshot, and a
+//!   WebSocket subscriber joining mid-stream converges with it;
 //! - public WebSocket channels: a depth subscriber's book (snapshot + ordered updates, conflated
 //!   when slow) equals `GET /api/v1/orderbook` after a burst; trades in order without gaps;
 //! - the seed's CSV endpoints;
@@ -791,9 +795,10 @@ async fn public_md(c: &reqwest::Client, s: &Server) -> Value {
     out
 }
 
-/// Public market data from the web edge's own builder: the book with `md_seq` and order counts
-/// (equal to the engine's sequenced book), the trade tape, candles and the ticker; after a
-/// restart, rebuilt from the journal, the same answers, equal to the binary feed's depth.
+/// Public market data from the web edge's copy of the gateway's builder: the book with `md_seq`
+/// and order counts (equal to the engine's sequenced book), the trade tape, candles and the
+/// ticker; after a restart (the gateway's builder rebuilt from the journal) the same answers,
+/// equal to the binary feed's depth.
 #[test]
 fn public_market_data_from_the_builder_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -1070,8 +1075,8 @@ fn websocket_public_channels_converge_with_the_rest_book() {
             }
         }
         assert!(trades_rest > 0, "the burst traded");
-        // A binary session's order reaches the web edge's builder too (every output crosses
-        // the bridge, whatever its origin).
+        // A binary session's order reaches the web edge's copy too (while subscriptions hold
+        // the market-data feed on, every output crosses the bridge, whatever its origin).
         let mut bin = Client::connect(s.gateway).unwrap();
         login_patient(&mut bin, "bob");
         bin.send(&ClientMsg::Command(ringbook_engine::Command::NewOrder(ringbook_engine::NewOrder::limit(
@@ -1829,4 +1834,206 @@ fn a_gtd_order_shows_its_expiry_and_expires_on_an_idle_server() {
             "the lock is refunded: {v}"
         );
     });
+}
+
+/// The binary market-data feed's depth snapshot of BTC-KRW: `(md_seq, bids, asks)` as the REST
+/// book writes them.
+fn binary_depth(s: &Server) -> (u64, Value, Value) {
+    use ringbook_client::protocol::marketdata::{Channel, MdMsg};
+    use ringbook_client::Received;
+    let mut feed = Client::connect(s.gateway).unwrap();
+    login_patient(&mut feed, "feed");
+    feed.subscribe(
+        1,
+        ringbook_engine::SymbolId(0),
+        Channel::Depth,
+        ringbook_engine::marketdata::Interval::M1,
+    )
+    .unwrap();
+    let mut book = ringbook_client::DepthBook::new();
+    let deadline = Instant::now() + WAIT;
+    let md_seq = loop {
+        assert!(Instant::now() < deadline, "no binary depth snapshot");
+        if let Some(Received::MarketData(MdMsg::Depth(f))) =
+            feed.recv_any_timeout(Duration::from_millis(200)).unwrap()
+        {
+            if let Some(seq) = book.apply(&f).unwrap() {
+                break seq;
+            }
+        }
+    };
+    let b = book.book().unwrap();
+    let side = |s: ringbook_engine::Side| {
+        Value::Array(
+            b.levels(s)
+                .into_iter()
+                .map(|(p, q, n)| json!([p.0, q.0, n]))
+                .collect(),
+        )
+    };
+    (
+        md_seq,
+        side(ringbook_engine::Side::Buy),
+        side(ringbook_engine::Side::Sell),
+    )
+}
+
+/// `n` crossing pairs (bob sells, alice buys) and one resting bid of alice's at `rest`, on the
+/// binary protocol; returns once alice's session has seen every fill and the bid accepted.
+fn binary_burst(alice: &mut Client, bob: &mut Client, coid: &mut u64, n: u64, rest: i64) {
+    use ringbook_engine::{ClientOrderId, Command, NewOrder, Price, Qty, Side, SymbolId, UserId};
+    let order = |user: u32, coid: u64, side: Side, price: i64| {
+        ClientMsg::Command(Command::NewOrder(NewOrder::limit(
+            UserId(user),
+            SymbolId(0),
+            ClientOrderId(coid),
+            side,
+            Price(price),
+            Qty(1),
+        )))
+    };
+    for _ in 0..n {
+        *coid += 1;
+        bob.send(&order(2, *coid, Side::Sell, 15_000)).unwrap();
+        alice.send(&order(1, *coid, Side::Buy, 15_000)).unwrap();
+    }
+    *coid += 1;
+    alice.send(&order(1, *coid, Side::Buy, rest)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let (mut fills, mut rested) = (0, false);
+    while fills < n || !rested {
+        assert!(Instant::now() < deadline, "alice saw {fills} of {n} fills");
+        match alice.recv_timeout(WAIT).unwrap() {
+            Some(ServerMsg::Fill { user: 1, .. }) => fills += 1,
+            Some(ServerMsg::Accepted {
+                client_order_id, ..
+            }) if client_order_id == *coid => rested = true,
+            Some(_) => {}
+            None => panic!("alice: nothing"),
+        }
+    }
+}
+
+/// Issue #13, an idle web edge costs the binary path nothing: binary trading with no
+/// WebSocket client and no market-data reader sends the web edge no output at all
+/// (`ringbook_web_bridge_forwarded_total` stays 0 — counted, not timed). The first REST read
+/// then takes one copy of the gateway's builder and answers exactly the binary feed's
+/// snapshot; a WebSocket subscriber joining mid-stream gets a snapshot and contiguous updates
+/// that converge with the REST book.
+#[test]
+fn an_idle_web_edge_forwards_nothing_and_serves_the_gateways_market_data_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), "");
+    rt().block_on(async {
+        let c = http();
+        let ops = login(&c, &s, "ops1").await;
+        for (user, cur) in [(1, "KRW"), (2, "BTC")] {
+            let (st, v) = call(
+                c.post(s.url("/api/v1/deposits"))
+                    .bearer_auth(&ops)
+                    .json(&json!({"user": user, "currency": cur, "amount": 1u64 << 40})),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+        }
+        let mut alice = Client::connect(s.gateway).unwrap();
+        login_patient(&mut alice, "alice");
+        let mut bob = Client::connect(s.gateway).unwrap();
+        login_patient(&mut bob, "bob");
+        let mut coid = 0;
+        binary_burst(&mut alice, &mut bob, &mut coid, 100, 14_000);
+        let m = scrape(&c, &s).await;
+        assert_eq!(
+            value(&m, "ringbook_web_bridge_forwarded_total", &[]),
+            0.0,
+            "an idle edge got outputs"
+        );
+        assert_eq!(value(&m, "ringbook_md_web_syncs_total", &[]), 0.0);
+        assert_eq!(value(&m, "ringbook_md_web_feed", &[]), 0.0);
+        assert_eq!(
+            value(&m, "ringbook_trades_total", &[]),
+            100.0,
+            "trades counted by the gateway"
+        );
+
+        // The first read syncs once; it equals the binary feed's snapshot.
+        let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
+        assert_eq!(st, 200, "{rest}");
+        let (md_seq, bids, asks) = binary_depth(&s);
+        assert_eq!(
+            (json!(md_seq), bids, asks),
+            (
+                rest["md_seq"].clone(),
+                rest["bids"].clone(),
+                rest["asks"].clone()
+            )
+        );
+        assert!(md_seq > 0, "{rest}");
+        let (st, tape) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1000"))).await;
+        assert_eq!(st, 200, "{tape}");
+        assert_eq!(
+            tape.as_array().unwrap().len(),
+            100,
+            "the tape from before the sync"
+        );
+        let m = scrape(&c, &s).await;
+        assert_eq!(
+            value(&m, "ringbook_md_web_syncs_total", &[]),
+            1.0,
+            "one sync for both reads"
+        );
+        assert_eq!(value(&m, "ringbook_md_web_feed", &[]), 1.0);
+
+        // A WebSocket subscriber joining mid-stream: snapshot, then contiguous updates, which
+        // converge with the REST book after more binary trading.
+        let mut ws = ws_connect(&s).await;
+        ws_send(
+            &mut ws,
+            json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"}),
+        )
+        .await;
+        let v = ws_until(&mut ws, |v| v["op"] == "subscribe").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        let mut book = WsBook::default();
+        let snap = ws_until(&mut ws, |v| {
+            v["channel"] == "depth" && v["type"].is_string()
+        })
+        .await;
+        assert_eq!(snap["type"], "snapshot", "{snap}");
+        book.on(&snap);
+        binary_burst(&mut alice, &mut bob, &mut coid, 60, 14_001);
+        let (md_seq, bids, asks) = binary_depth(&s);
+        while book.md_seq < md_seq {
+            let v = ws_until(&mut ws, |v| {
+                v["channel"] == "depth" && v["type"].is_string()
+            })
+            .await;
+            book.on(&v);
+        }
+        assert_eq!(book.md_seq, md_seq);
+        assert_eq!(
+            book.json(),
+            (bids.clone(), asks.clone()),
+            "WebSocket book vs the binary feed's"
+        );
+        let (st, rest) = call(c.get(s.url("/api/v1/orderbook/BTC-KRW?depth=1000"))).await;
+        assert_eq!(st, 200, "{rest}");
+        assert_eq!(
+            (
+                rest["md_seq"].clone(),
+                rest["bids"].clone(),
+                rest["asks"].clone()
+            ),
+            (json!(md_seq), bids, asks)
+        );
+        let m = scrape(&c, &s).await;
+        assert_eq!(
+            value(&m, "ringbook_md_web_syncs_total", &[]),
+            1.0,
+            "the feed stayed on"
+        );
+        assert!(value(&m, "ringbook_web_bridge_forwarded_total", &[]) > 0.0);
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
 }

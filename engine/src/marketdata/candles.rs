@@ -309,6 +309,13 @@ impl<T: Copy + Default> Ring<T> {
         self.len
     }
 
+    /// Copies `src` (same capacity) without allocating.
+    pub(crate) fn copy_from(&mut self, src: &Ring<T>) {
+        self.buf.copy_from_slice(&src.buf);
+        self.next = src.next;
+        self.len = src.len;
+    }
+
     /// The newest `limit` items (all if fewer), oldest first.
     pub(crate) fn for_each_latest(&self, limit: usize, mut f: impl FnMut(&T)) {
         let n = self.len.min(limit);

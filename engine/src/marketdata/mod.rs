@@ -306,6 +306,50 @@ impl SymbolMd {
     }
 }
 
+impl Levels {
+    /// Copies `src` (same length) without allocating.
+    fn copy_from(&mut self, src: &Levels) {
+        self.lv.copy_from_slice(&src.lv);
+        while let Some(i) = self.occupied.first() {
+            self.occupied.clear(i);
+        }
+        let mut cur = src.occupied.first();
+        while let Some(i) = cur {
+            self.occupied.set(i);
+            cur = if i + 1 < src.lv.len() {
+                src.occupied.next_at_or_above(i + 1)
+            } else {
+                None
+            };
+        }
+    }
+}
+
+impl SymbolMd {
+    /// Copies `src` (same band and capacities) without allocating.
+    fn copy_from(&mut self, src: &SymbolMd) {
+        assert_eq!(
+            (self.price_min, self.bids.lv.len(), self.candles.len()),
+            (src.price_min, src.bids.lv.len(), src.candles.len()),
+            "copy_from between builders of different configurations"
+        );
+        self.tick_size = src.tick_size;
+        self.bids.copy_from(&src.bids);
+        self.asks.copy_from(&src.asks);
+        self.dirty.clear();
+        self.dirty.extend_from_slice(&src.dirty);
+        self.md_seq = src.md_seq;
+        self.pending_trades = src.pending_trades;
+        self.touched = src.touched;
+        self.last_price = src.last_price;
+        self.tape.copy_from(&src.tape);
+        for (d, s) in self.candles.iter_mut().zip(&src.candles) {
+            d.copy_from(s);
+        }
+        self.minutes.copy_from_slice(&src.minutes);
+    }
+}
+
 /// The market-data builder for every configured symbol (see the module documentation).
 #[derive(Debug)]
 pub struct MarketData {
@@ -402,6 +446,30 @@ impl MarketData {
             });
         }
         md
+    }
+
+    /// Makes this builder an exact copy of `src` (same config: the same symbols, bands and
+    /// capacities), without allocating: every array is copied into the one already here. Used
+    /// to hand the gateway's builder to the web edge at one point of the output stream, so that
+    /// the web edge's copy, fed the outputs after that point, stays equal to it.
+    ///
+    /// Panics if the two were made for different configurations (other sizes).
+    pub fn copy_from(&mut self, src: &MarketData) {
+        assert_eq!(
+            (self.symbols.len(), self.orders.len()),
+            (src.symbols.len(), src.orders.len()),
+            "copy_from between builders of different configurations"
+        );
+        for (d, s) in self.symbols.iter_mut().zip(&src.symbols) {
+            d.copy_from(s);
+        }
+        self.orders.copy_from_slice(&src.orders);
+        self.active = src.active;
+        self.touched.clear();
+        self.touched.extend_from_slice(&src.touched);
+        self.changes.clear();
+        self.changes.extend_from_slice(&src.changes);
+        self.now_ns = src.now_ns;
     }
 
     #[inline]

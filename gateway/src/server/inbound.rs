@@ -190,6 +190,19 @@ impl<B: Backend> Core<B> {
                     });
                     self.web_pushed = true;
                 }
+                WebOp::MdSync => {
+                    // The copy is of the builder after every output routed so far, and the
+                    // feed is on for every output routed after this reply: the web edge's copy,
+                    // fed those, stays equal to the gateway's builder.
+                    let synced = self.md.as_ref().is_some_and(|p| web.md_sync_from(p.md()));
+                    let kind = if synced {
+                        WebOutKind::MdSynced(web.stats.last_done_seq.load(Ordering::Relaxed))
+                    } else {
+                        WebOutKind::Rejected(RejectCode::UnknownSymbol)
+                    };
+                    web.push(WebOutput { request: id, kind });
+                    self.web_pushed = true;
+                }
                 WebOp::Command { role, cmd } => {
                     if let Err(code) = authorize(&cmd, role) {
                         web.stats.rejected.fetch_add(1, Ordering::Relaxed);

@@ -147,6 +147,11 @@ impl Publisher {
         }
     }
 
+    /// The builder (the web edge copies it at a [`super::bridge::WebOp::MdSync`]).
+    pub(crate) fn md(&self) -> &MarketData {
+        &self.md
+    }
+
     /// A connection opened or closed: it has no subscriptions and is owed nothing.
     pub(crate) fn reset_conn(&mut self, c: usize) {
         for s in 0..self.symbols {

@@ -43,6 +43,9 @@ impl<B: Backend> Core<B> {
             for &(seq, o) in &outs {
                 match o {
                     BackendOutput::Event(e) => {
+                        if matches!(e, Event::Trade(_)) {
+                            Stats::inc(&self.stats.trades);
+                        }
                         self.route(seq, &e);
                         if let Some(p) = self.md.as_mut() {
                             p.on_event(&e, &mut self.conns);
@@ -80,7 +83,7 @@ impl<B: Backend> Core<B> {
                 0
             };
             if web.md_feed() {
-                // The web edge's market-data builder sees every command's end (one output per
+                // The web edge's market-data copy sees every command's end (one output per
                 // backend output, as `route_outputs` reserved room for).
                 web.push(WebOutput {
                     request,
@@ -133,15 +136,15 @@ impl<B: Backend> Core<B> {
             None
         };
         if let Some(web) = &self.web {
-            // A web request's events go to it; user-facing events go to the WebSocket
-            // listeners (if any); every event goes to the web edge's market-data builder when
-            // its feed is on. One output either way.
+            // A web request's events go to it; every event goes to the web edge while its
+            // market-data feed is on; otherwise only events it asked for (a watched user's,
+            // withdrawals). One output either way, none at all for an idle web edge.
             let request = if p.seq == seq.0 && p.session == WEB_SESSION {
                 p.request_id
             } else {
                 0
             };
-            if request != 0 || web.md_feed() || (web.has_listeners() && bridge::is_user_event(e)) {
+            if request != 0 || web.md_feed() || web.wants(e) {
                 web.push(WebOutput {
                     request,
                     kind: WebOutKind::Event(*e),

@@ -69,6 +69,9 @@ pub struct Stats {
     pub md_conflated: AtomicU64,
     /// Market data: trades a subscriber missed because its buffer had no room.
     pub md_trades_dropped: AtomicU64,
+    /// Trades routed (every origin; not in the `Stats` message; `/metrics` shows it as
+    /// `ringbook_trades_total`).
+    pub trades: AtomicU64,
     /// `Tick` commands sent because a live GTD or DAY order's expiry had come and no command
     /// brought the time (not in the `Stats` message; `/metrics` shows it).
     pub clock_ticks: AtomicU64,

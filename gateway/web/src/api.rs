@@ -281,7 +281,7 @@ async fn metrics(State(st): State<Shared>) -> Response {
         crate::metrics::render_pipeline(&mut text, g, &st.edge.bridge);
     }
     if st.edge.md.is_some() {
-        crate::public::render_metrics(&mut text, &st.edge);
+        crate::public::render_metrics(&mut text, &st.edge, &st.gateway_stats);
     }
     (
         [(
@@ -379,8 +379,8 @@ async fn orderbook(
     let depth = q_u64(&q, "depth")?.map_or(BOOK_DEPTH_DEFAULT, |d| {
         d.min(u64::from(BOOK_DEPTH_MAX)) as u32
     });
-    if let Some(md) = st.edge.md_read() {
-        // From the web edge's market-data builder: the same book the binary feed publishes.
+    if let Some(md) = st.edge.md_fresh().await? {
+        // From the web edge's copy of the gateway's builder: the book the binary feed publishes.
         return Ok(Json(crate::public::book_json(
             &st.edge.config,
             &md,

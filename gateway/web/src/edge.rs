@@ -6,6 +6,15 @@
 //! dispatcher thread drains the outbound queue: events of a request are gathered under its
 //! id until its `Done`, which completes the oneshot; user-facing events are also turned into
 //! JSON once and queued (bounded, never waiting) to the owner's WebSocket connections.
+//!
+//! Market data: the web edge keeps no builder of its own while nobody needs one. The first
+//! reader (a REST market-data GET, a public WebSocket subscription) asks the gateway loop for a
+//! copy of *its* builder ([`WebOp::MdSync`]); the loop copies it at one point of its output
+//! stream and forwards every output after that point, which the dispatcher applies to the copy,
+//! so the copy stays equal to the gateway's builder (the one the binary feed publishes). When
+//! no public WebSocket subscription is left and no REST read came for [`MD_LINGER`], the
+//! dispatcher turns the feed off again ([`WebBridge::md_off`]) and forgets the copy; the next
+//! reader syncs anew. An idle web edge thus costs the gateway loop nothing per output.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -25,6 +34,10 @@ use crate::metrics::Metrics;
 
 /// How long a request waits for the gateway loop's answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the market-data feed stays on after the last REST market-data read while no public
+/// WebSocket subscription holds it (a client polling the book more often than this costs one
+/// sync, not one per read).
+pub const MD_LINGER: Duration = Duration::from_secs(10);
 
 /// What a request got back.
 #[derive(Debug)]
@@ -97,26 +110,37 @@ pub struct WsConn {
     pub balances_dirty: Notify,
 }
 
-/// The web edge's own market-data builder and what it has seen.
+/// The web edge's copy of the gateway's market-data builder and what it has seen.
 #[derive(Debug)]
 pub struct WebMd {
-    /// The builder: fed every engine event and every command's end, in sequence order.
+    /// The copy: taken from the gateway's builder at a sync, then fed every engine event and
+    /// every command's end after that point, in sequence order.
     pub md: MarketData,
-    /// The sequence number of the last command it has seen end since start (0: none yet).
+    /// The sequence number of the last command it has seen end (at the sync, or since).
     pub seq: u64,
+    /// The copy is current: synced, and the feed is on. False at start and after the feed was
+    /// turned off (the contents are then stale and nobody reads them).
+    pub live: bool,
 }
 
 /// The shared state of the web edge.
 #[derive(Debug)]
 pub struct Edge {
-    /// The web edge's market-data builder (`None`: serve runs without market data). Written
-    /// by the dispatcher thread only, read by public GETs and WebSocket subscriptions; the
-    /// gateway loop never touches the lock.
+    /// The web edge's copy of the gateway's market-data builder (`None`: serve runs without
+    /// market data). Written by the dispatcher thread only, read by public GETs and WebSocket
+    /// subscriptions; the gateway loop never touches the lock.
     pub md: Option<RwLock<WebMd>>,
+    /// `md`'s `live`, readable without the lock.
+    md_live: AtomicBool,
+    /// When a REST market-data read last needed the copy (milliseconds since `epoch`).
+    md_need: AtomicU64,
+    /// [`MD_LINGER`] (shorter in tests).
+    md_linger_ms: u64,
+    /// One sync at a time (readers that find the copy stale wait for the same one).
+    md_sync_lock: tokio::sync::Mutex<()>,
+    epoch: Instant,
     /// Public WebSocket subscriptions, fed from `md` by the dispatcher.
     pub(crate) subs: crate::public::Subs,
-    /// Trades the market-data builder has seen since start.
-    pub trades: AtomicU64,
     /// Withdrawals awaiting approval, as seen in the gateway loop's output (operators' list).
     pub withdrawals: crate::withdrawals::PendingWithdrawals,
     /// The queues into and out of the gateway loop.
@@ -148,35 +172,118 @@ impl Edge {
     pub fn new(bridge: Arc<WebBridge>, config: Config, requests_max: usize) -> Edge {
         Edge {
             md: None,
+            md_live: AtomicBool::new(false),
+            md_need: AtomicU64::new(0),
+            md_linger_ms: MD_LINGER.as_millis() as u64,
+            md_sync_lock: tokio::sync::Mutex::new(()),
+            epoch: Instant::now(),
             subs: crate::public::Subs::default(),
-            trades: AtomicU64::new(0),
             withdrawals: crate::withdrawals::PendingWithdrawals::new(&config),
-            bridge,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             permits: Arc::new(Semaphore::new(requests_max.max(1))),
             metrics: Metrics::default(),
-            upbit_orders: crate::upbit::orders::Tracker::new(&config),
+            upbit_orders: crate::upbit::orders::Tracker::new(&config).watching(bridge.clone()),
+            bridge,
             config,
             ws: RwLock::new(HashMap::new()),
             stop: AtomicBool::new(false),
         }
     }
 
-    /// Keeps a market-data builder on the web side, seeded like the gateway's (from the
-    /// journal), and asks the gateway loop for every output to feed it. Before the gateway
-    /// starts, so that nothing is missed.
-    pub fn with_market_data(mut self, md: MarketData) -> Edge {
-        self.bridge.enable_market_data();
-        self.md = Some(RwLock::new(WebMd { md, seq: 0 }));
+    /// Serves market data from copies of the gateway's builder: `md` and a second builder
+    /// given to the bridge's slot are made here for `config` (so a sync allocates nothing on
+    /// the gateway loop). The feed stays off until a reader asks.
+    pub fn with_market_data(mut self) -> Edge {
+        self.bridge.set_md_slot(MarketData::new(&self.config));
+        self.md = Some(RwLock::new(WebMd {
+            md: MarketData::new(&self.config),
+            seq: 0,
+            live: false,
+        }));
         self
     }
 
-    /// The market-data builder, read-locked (`None`: no market data).
+    /// The market-data copy, read-locked as it is (`None`: no market data). Current only while
+    /// something holds the feed on (a public WebSocket subscription); REST reads use
+    /// [`Edge::md_fresh`].
     pub fn md_read(&self) -> Option<std::sync::RwLockReadGuard<'_, WebMd>> {
         self.md
             .as_ref()
             .map(|m| m.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The market-data copy, read-locked and current (synced with the gateway's builder first
+    /// if it was not); `Ok(None)`: no market data.
+    pub async fn md_fresh(
+        &self,
+    ) -> Result<Option<std::sync::RwLockReadGuard<'_, WebMd>>, ApiError> {
+        let Some(lock) = &self.md else {
+            return Ok(None);
+        };
+        self.md_touch();
+        for _ in 0..3 {
+            if self.md_live.load(Ordering::Acquire) {
+                let g = lock.read().unwrap_or_else(|p| p.into_inner());
+                if g.live {
+                    return Ok(Some(g));
+                }
+            }
+            self.md_sync().await?;
+        }
+        Err(ApiError::web(WebCode::NotReady, "market data is resynchronising").retry_after(1))
+    }
+
+    /// Makes the copy current (a sync if it is not) and keeps the feed on for [`MD_LINGER`].
+    pub async fn md_ensure(&self) -> Result<(), ApiError> {
+        self.md_fresh().await.map(|_| ())
+    }
+
+    fn md_touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.md_need.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Whether the copy is current (synced and fed).
+    pub fn md_live(&self) -> bool {
+        self.md_live.load(Ordering::Acquire)
+    }
+
+    /// Asks the gateway loop for a copy of its builder; returns once the dispatcher has taken
+    /// it (the copy is live).
+    async fn md_sync(&self) -> Result<(), ApiError> {
+        let _one = self.md_sync_lock.lock().await;
+        if self.md_live.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.call(WebOp::MdSync).await? {
+            Outcome::Done { .. } => Ok(()),
+            Outcome::Rejected(code) => Err(ApiError::reject(code, json::reject_text(code))),
+            Outcome::Login(_) => Err(ApiError::web(WebCode::BadRequest, "unexpected login reply")),
+        }
+    }
+
+    /// The dispatcher, now and then: with no public WebSocket subscription and no REST read
+    /// for [`MD_LINGER`], turns the feed off and marks the copy stale. Under the write lock, so
+    /// no subscription registers (they do under the read lock, on a live copy) meanwhile, and
+    /// the feed is off before the copy reads stale (a reader that then syncs turns it on again
+    /// after this).
+    fn md_linger(&self) {
+        let Some(lock) = &self.md else { return };
+        if !self.md_live.load(Ordering::Acquire) || self.subs.any() {
+            return;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now.saturating_sub(self.md_need.load(Ordering::Relaxed)) < self.md_linger_ms {
+            return;
+        }
+        let mut g = lock.write().unwrap_or_else(|p| p.into_inner());
+        if self.subs.any() {
+            return;
+        }
+        self.bridge.md_off();
+        g.live = false;
+        self.md_live.store(false, Ordering::Release);
     }
 
     /// Sends `op` through the gateway loop and waits for its outcome.
@@ -246,6 +353,7 @@ impl Edge {
     /// Registers an authenticated WebSocket connection.
     pub fn ws_register(&self, conn: Arc<WsConn>) {
         let mut m = self.ws.write().unwrap_or_else(|p| p.into_inner());
+        self.bridge.watch_add(conn.user, 1);
         m.entry(conn.user).or_default().push(conn);
         self.bridge.listeners_add(1);
     }
@@ -258,6 +366,7 @@ impl Edge {
             v.retain(|c| c.id != id);
             if v.len() < before {
                 self.bridge.listeners_add(-1);
+                self.bridge.watch_add(user, -1);
             }
             if v.is_empty() {
                 m.remove(&user);
@@ -280,7 +389,14 @@ impl Edge {
         self.stop.store(true, Ordering::Release);
     }
 
+    /// Pops and dispatches; when the queue is empty, sleeps until the gateway loop unparks it
+    /// (it pushed outputs) or [`Edge::stop`]'s caller does. While the market-data copy is live
+    /// it wakes every 50 ms as well, to turn the feed off after [`MD_LINGER`]; otherwise an
+    /// idle web edge's dispatcher is never woken.
     fn dispatch_loop(&self) {
+        // Registered before the first park, so no unpark can miss it (`start_dispatcher`
+        // registers the same thread; the first registration wins).
+        self.bridge.set_consumer(std::thread::current());
         while !self.stop.load(Ordering::Acquire) {
             let mut any = false;
             while let Some(out) = self.bridge.pop_output() {
@@ -288,7 +404,12 @@ impl Edge {
                 self.dispatch(out);
             }
             if !any {
-                std::thread::park_timeout(Duration::from_millis(50));
+                self.md_linger();
+                if self.md_live.load(Ordering::Acquire) {
+                    std::thread::park_timeout(Duration::from_millis(50));
+                } else {
+                    std::thread::park();
+                }
             }
         }
     }
@@ -302,23 +423,25 @@ impl Edge {
             let live = self.subs.any();
             let mut g = md.write().unwrap_or_else(|p| p.into_inner());
             match out.kind {
-                WebOutKind::Event(e) => {
-                    if matches!(e, Event::Trade(_)) {
-                        self.trades.fetch_add(1, Ordering::Relaxed);
+                // A stale copy learns nothing (outputs queued before the feed went off).
+                WebOutKind::Event(e) if g.live => g.md.apply(&e, &mut |m| {
+                    if live {
+                        produced.take(m)
                     }
-                    g.md.apply(&e, &mut |m| {
-                        if live {
-                            produced.take(m)
-                        }
-                    })
-                }
-                WebOutKind::Ended { seq, ts } => {
+                }),
+                WebOutKind::Ended { seq, ts } if g.live => {
                     g.md.end_command(ts, &mut |m| {
                         if live {
                             produced.take(m)
                         }
                     });
                     g.seq = seq;
+                }
+                // The slot holds the gateway's builder as of this point of the stream.
+                WebOutKind::MdSynced(seq) if self.bridge.md_swap(&mut g.md) => {
+                    g.seq = seq;
+                    g.live = true;
+                    self.md_live.store(true, Ordering::Release);
                 }
                 _ => {}
             }
@@ -334,7 +457,9 @@ impl Edge {
                         entry.0.events.push(e);
                     }
                 }
-                WebOutKind::Done(seq) | WebOutKind::Ended { seq, .. } => {
+                WebOutKind::Done(seq)
+                | WebOutKind::Ended { seq, .. }
+                | WebOutKind::MdSynced(seq) => {
                     if let Some(entry) = p.remove(&out.request) {
                         let _ = entry.0.tx.send(Outcome::Done {
                             events: entry.0.events,
@@ -498,6 +623,92 @@ mod tests {
         edge.ws_unregister(1, 2);
         assert!(edge.ws.read().unwrap().is_empty());
         drop(other);
+    }
+
+    #[test]
+    fn a_synced_copy_is_fed_until_nobody_reads_then_the_feed_goes_off() {
+        use ringbook_engine::marketdata::MarketData;
+        let config = Config::default();
+        let bridge = WebBridge::new(4, 4);
+        let mut edge = Edge::new(bridge.clone(), config.clone(), 4).with_market_data();
+        edge.md_linger_ms = 0;
+        assert!(
+            !edge.md_live() && !bridge.market_data_enabled(),
+            "off at start"
+        );
+        // What the loop does at an MdSync: copy its builder (one with alice's bid) into the
+        // slot and turn the feed on; then the dispatcher takes the copy at MdSynced.
+        let mut gw = MarketData::new(&config);
+        gw.command(1, &[accepted(1)], &mut |_| {});
+        assert_eq!(gw.md_seq(SymbolId(0)), 1);
+        let mut slot = MarketData::new(&config);
+        slot.copy_from(&gw);
+        assert!(bridge.md_swap(&mut slot));
+        bridge.enable_market_data();
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::MdSynced(7),
+        });
+        assert!(edge.md_live());
+        {
+            let g = edge.md_read().unwrap();
+            assert_eq!((g.live, g.seq, g.md.md_seq(SymbolId(0))), (true, 7, 1));
+        }
+        let sub = |conn| {
+            let (tx, rx) = mpsc::channel(8);
+            let s = crate::public::PubSub {
+                conn,
+                symbol: SymbolId(0),
+                channel: crate::public::Channel::Depth,
+                tx,
+                stale: AtomicBool::new(false),
+                resync: Arc::new(Notify::new()),
+            };
+            (s, rx)
+        };
+        // A public subscription holds the feed on, however long nobody reads over REST.
+        let (s1, _rx1) = sub(1);
+        let md = edge.md.as_ref().unwrap();
+        assert_eq!(edge.subs.subscribe(&config, md, s1), Ok(1));
+        edge.md_linger();
+        assert!(edge.md_live() && bridge.market_data_enabled());
+        // Fed: the next command's events and end reach the copy.
+        let mut second = accepted(1);
+        if let Event::Accepted {
+            order_id, price, ..
+        } = &mut second
+        {
+            *order_id = OrderId(2);
+            *price = Price(11);
+        }
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Event(second),
+        });
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Ended { seq: 8, ts: 2 },
+        });
+        assert_eq!(edge.md_read().unwrap().md.md_seq(SymbolId(0)), 2);
+        // Unsubscribed and past the linger: the feed goes off, the copy is stale and learns
+        // nothing more.
+        assert!(edge.subs.unsubscribe(1, None));
+        edge.md_linger();
+        assert!(!edge.md_live() && !bridge.market_data_enabled());
+        edge.dispatch(WebOutput {
+            request: 0,
+            kind: WebOutKind::Ended { seq: 9, ts: 3 },
+        });
+        {
+            let g = edge.md_read().unwrap();
+            assert_eq!((g.live, g.seq), (false, 8));
+        }
+        // A subscription on a stale copy is refused (the caller syncs first).
+        let (s2, _rx2) = sub(2);
+        assert_eq!(
+            edge.subs.subscribe(&config, md, s2),
+            Err(crate::public::NOT_LIVE)
+        );
     }
 
     #[test]

@@ -62,10 +62,11 @@ pub struct WebOptions {
     pub pipeline: Option<ringbook_engine::PipelineGauges>,
     /// Tokio worker threads.
     pub threads: usize,
-    /// The web edge's own market-data builder, seeded exactly as the gateway's publisher
-    /// (`None`: no public market data beyond the sequenced book query). Its bridge feed must
-    /// have been turned on before the gateway started ([`WebBridge::enable_market_data`]).
-    pub market_data: Option<ringbook_engine::marketdata::MarketData>,
+    /// Serve public market data (the gateway publishes it: `ringbook serve` without
+    /// `--no-market-data`): from copies of the gateway's builder, taken through the bridge when
+    /// a reader needs one ([`ringbook_gateway::server::bridge::WebOp::MdSync`]). False: no
+    /// public market data beyond the sequenced book query.
+    pub market_data: bool,
     /// The withdrawals pending at start, for operators' list (`None`: none; the journal's
     /// replay fills it, like `market_data`).
     pub withdrawals: Option<withdrawals::PendingWithdrawals>,
@@ -204,8 +205,8 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
     if let Some(w) = opts.withdrawals {
         edge.withdrawals = w;
     }
-    if let Some(md) = opts.market_data {
-        edge = edge.with_market_data(md);
+    if opts.market_data {
+        edge = edge.with_market_data();
     }
     let edge = Arc::new(edge);
     let dispatcher = edge

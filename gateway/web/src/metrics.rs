@@ -179,6 +179,14 @@ impl Metrics {
         );
         metric(
             &mut o,
+            "ringbook_web_bridge_forwarded_total",
+            "counter",
+            "outputs the gateway loop sent the web edge that answer no web request (market-data \
+             feed, watched users' events, withdrawals); 0 while the web edge is idle",
+            l(&b.forwarded),
+        );
+        metric(
+            &mut o,
             "ringbook_web_bridge_outbound_full_total",
             "counter",
             "times the gateway loop waited for room in the web output queue",

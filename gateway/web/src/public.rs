@@ -1,11 +1,12 @@
-//! Public market data over REST, answered from the web edge's own market-data builder
-//! ([`crate::edge::WebMd`]): the order book with `md_seq` and order counts, the trade tape,
-//! candles and the 24-hour ticker. The builder is fed every engine event in sequence order by
-//! the dispatcher thread and was seeded from the journal exactly as the gateway's publisher, so
-//! these answers equal the binary market-data feed's.
+//! Public market data over REST, answered from the web edge's copy of the gateway's
+//! market-data builder ([`crate::edge::WebMd`]): the order book with `md_seq` and order counts,
+//! the trade tape, candles and the 24-hour ticker. The copy is taken from the gateway's builder
+//! at one point of its output stream and then fed every output after it in sequence order by
+//! the dispatcher thread, so these answers equal the binary market-data feed's.
 //!
-//! Reads take the builder's read lock for the time it takes to copy the answer out; no request
-//! goes through the gateway loop.
+//! A read finds the copy current (the feed is on), or first asks the gateway loop for a fresh
+//! copy (one request through the bridge; [`crate::edge::Edge::md_fresh`]); it then takes the
+//! copy's read lock for the time it takes to copy the answer out.
 
 use std::collections::HashMap;
 
@@ -61,7 +62,7 @@ pub(crate) async fn trades(
     let config = &st.edge.config;
     let sid = j::symbol(config, &Named::Name(symbol))?;
     let limit = limit(&q, config.market_data.tape_len)?;
-    let md = st.edge.md_read().ok_or_else(no_md)?;
+    let md = st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let mut out = Vec::new();
     md.md.tape(sid, limit, |t| {
         out.push(json!({
@@ -92,7 +93,7 @@ pub(crate) async fn klines(
         ))
     })?;
     let limit = limit(&q, config.market_data.candles_history)?;
-    let md = st.edge.md_read().ok_or_else(no_md)?;
+    let md = st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let tick = md.md.tick_size(sid);
     let mut out = Vec::new();
     md.md.candles(sid, interval, limit, |c| {
@@ -145,7 +146,7 @@ pub(crate) async fn ticker(
         Some(s) => Some(j::symbol(config, &Named::Name(s.clone()))?),
         None => None,
     };
-    let md = st.edge.md_read().ok_or_else(no_md)?;
+    let md = st.edge.md_fresh().await?.ok_or_else(no_md)?;
     Ok(Json(match one {
         Some(sid) => ticker_json(config, sid, &md.md.ticker(sid)),
         None => Value::Array(
@@ -160,6 +161,10 @@ pub(crate) async fn ticker(
 }
 
 // ------------------------------------------------------------------ public WebSocket channels
+
+/// [`Subs::subscribe`]'s answer when the market-data copy is not current (the caller makes it
+/// current, [`crate::edge::Edge::md_ensure`], and tries again).
+pub(crate) const NOT_LIVE: &str = "market data is resynchronising";
 
 /// The most public subscriptions one WebSocket connection may hold.
 pub const SUBS_PER_CONN_MAX: usize = 32;
@@ -339,6 +344,10 @@ impl Subs {
         use std::sync::atomic::Ordering;
         let sid = sub.symbol;
         let g = md.read().unwrap_or_else(|p| p.into_inner());
+        if !g.live {
+            // The feed went off since the caller made the copy current: it syncs again.
+            return Err(NOT_LIVE);
+        }
         let mut list = lock(&self.list);
         let mine = list.iter().filter(|s| s.conn == sub.conn).count();
         if list
@@ -359,6 +368,25 @@ impl Subs {
         list.push(std::sync::Arc::new(sub));
         self.count.store(list.len(), Ordering::Relaxed);
         Ok(g.md.md_seq(sid))
+    }
+
+    /// [`Subs::subscribe`] on a current copy: makes it current first ([`Edge::md_ensure`]),
+    /// and again if the feed went off in between. The outer error: the copy could not be made
+    /// current (gateway busy or stopping); the inner one: the subscription was refused.
+    pub(crate) async fn subscribe_fresh(
+        &self,
+        edge: &crate::edge::Edge,
+        md: &std::sync::RwLock<WebMd>,
+        make: impl Fn() -> PubSub,
+    ) -> Result<Result<u64, &'static str>, ApiError> {
+        for _ in 0..3 {
+            edge.md_ensure().await?;
+            match self.subscribe(&edge.config, md, make()) {
+                Err(NOT_LIVE) => continue,
+                r => return Ok(r),
+            }
+        }
+        Err(ApiError::web(WebCode::NotReady, NOT_LIVE).retry_after(1))
     }
 
     /// Removes one subscription (`Some`) or all of a connection's (`None`).
@@ -473,16 +501,33 @@ impl Subs {
 }
 
 /// The web edge's market-data metrics (Prometheus text), appended to `/metrics`.
-pub(crate) fn render_metrics(o: &mut String, edge: &crate::edge::Edge) {
+pub(crate) fn render_metrics(
+    o: &mut String,
+    edge: &crate::edge::Edge,
+    gateway: &ringbook_gateway::server::Stats,
+) {
     use std::fmt::Write;
     use std::sync::atomic::Ordering;
     let subs = &edge.subs;
-    let rows: [(&str, &str, &str, u64); 4] = [
+    let b = &edge.bridge.stats;
+    let rows: [(&str, &str, &str, u64); 6] = [
         (
             "ringbook_trades_total",
             "counter",
-            "trades seen by the web edge's market-data builder since start",
-            edge.trades.load(Ordering::Relaxed),
+            "trades the gateway routed since start (every origin)",
+            gateway.trades.load(Ordering::Relaxed),
+        ),
+        (
+            "ringbook_md_web_syncs_total",
+            "counter",
+            "copies of the gateway's market-data builder taken for the web edge",
+            b.md_syncs.load(Ordering::Relaxed),
+        ),
+        (
+            "ringbook_md_web_feed",
+            "gauge",
+            "1 while the gateway forwards every output to the web edge's market-data copy",
+            edge.bridge.market_data_enabled() as u64,
         ),
         (
             "ringbook_md_ws_subscriptions",

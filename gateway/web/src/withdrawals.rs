@@ -1,12 +1,12 @@
 //! `GET /api/v1/withdrawals/pending` (operators): the withdrawals awaiting approval, as the web
 //! edge has seen them requested, approved, completed and rejected.
 //!
-//! The table is fed by the dispatcher from the gateway loop's output, in sequence order, with
-//! every engine event whatever its origin (binary or web) — which the loop sends only while the
-//! web edge's market-data feed is on; without it (`serve --no-market-data`) the route answers
-//! `501 UNSUPPORTED`. At start, `ringbook serve` seeds it with the journal's replay, the same
-//! one that seeds the web edge's market data (or, when the journal's first records were
-//! pruned, from the recovered engine state). It holds no more entries than the engine lets be
+//! The table is fed by the dispatcher from the gateway loop's output, in sequence order: the
+//! loop forwards every withdrawal event to the web edge whatever its origin (binary or web),
+//! feed on or off. At start, `ringbook serve` seeds it with the journal's replay, the same one
+//! that rebuilds the gateway's market data (or, when the journal's first records were pruned,
+//! from the recovered engine state) — only together with market data: with
+//! `serve --no-market-data` the route answers `501 UNSUPPORTED`. It holds no more entries than the engine lets be
 //! pending (`[capacity] withdrawals_max`): a completed or rejected withdrawal leaves it.
 
 use std::collections::BTreeMap;
@@ -139,7 +139,7 @@ pub(crate) async fn pending(State(st): State<Shared>, a: Authed) -> Result<Json<
             "only operators see pending withdrawals",
         ));
     }
-    if !st.edge.bridge.market_data_enabled() {
+    if st.edge.md.is_none() {
         return Err(ApiError::web(
             WebCode::Unsupported,
             "the pending-withdrawal list needs the market-data feed (serve without \

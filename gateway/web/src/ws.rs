@@ -6,7 +6,8 @@
 //! of the user's orders), `balances` (a snapshot on subscribe and after anything that changes
 //! the user's balances or locks, plus deposit and withdrawal events). Public channels (`depth`,
 //! `trades`, `kline:<interval>`, `ticker`, each with a `symbol`; no auth needed) come from the
-//! web edge's market-data builder: a snapshot with `md_seq`, then ordered updates
+//! web edge's copy of the gateway's market-data builder (synced when the first subscription
+//! needs it; docs/architecture.md): a snapshot with `md_seq`, then ordered updates
 //! ([`crate::public::Subs`]).
 //!
 //! Each connection has a bounded queue (`ws_queue_max` messages); the dispatcher never waits on
@@ -203,7 +204,7 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
 }
 
 /// Subscribes to or unsubscribes from a public channel; the reply.
-fn public(
+async fn public(
     st: &Shared,
     v: &Value,
     op: &str,
@@ -235,7 +236,7 @@ fn public(
         let ok = st.edge.subs.unsubscribe(pub_id, Some((symbol, channel)));
         return json!({"op": op, "channel": name, "symbol": sym, "ok": ok}).to_string();
     }
-    let sub = PubSub {
+    let sub = || PubSub {
         conn: pub_id,
         symbol,
         channel,
@@ -243,12 +244,14 @@ fn public(
         stale: AtomicBool::new(false),
         resync: resync.clone(),
     };
-    match st.edge.subs.subscribe(&st.edge.config, md, sub) {
-        Ok(md_seq) => {
+    // The copy of the gateway's builder is made current first (a sync if the feed was off).
+    match st.edge.subs.subscribe_fresh(&st.edge, md, sub).await {
+        Ok(Ok(md_seq)) => {
             json!({"op": op, "channel": name, "symbol": sym, "ok": true, "md_seq": md_seq})
                 .to_string()
         }
-        Err(m) => web_err(WebCode::BadRequest, m),
+        Ok(Err(m)) => web_err(WebCode::BadRequest, m),
+        Err(e) => err(e.code, e.reason, &e.message),
     }
 }
 
@@ -323,7 +326,7 @@ async fn handle(
                 "fills" => CH_FILLS,
                 "balances" => CH_BALANCES,
                 c if public_channel(c) => {
-                    return Some(public(st, &v, op, c, tx, pub_id, resync));
+                    return Some(public(st, &v, op, c, tx, pub_id, resync).await);
                 }
                 _ => return Some(web_err(WebCode::BadRequest, "unknown channel")),
             };

@@ -19,14 +19,17 @@
 //! server started; after a restart, earlier identifiers and fills are forgotten (orders stay
 //! reachable by uuid, with the engine's own status).
 //!
-//! Fills reach the table from the dispatcher ([`Tracker::on_event`]), which sees every engine
-//! event while the web edge keeps its market-data builder (the default); run without market
-//! data and a resting order's later fills are known only through the engine's status query.
+//! Fills reach the table from the dispatcher ([`Tracker::on_event`]): while a user has an order
+//! here that is still open (submitted, or accepted and neither filled nor cancelled), the table
+//! *watches* that user on the bridge ([`WebBridge::watch_add`]), so the gateway loop forwards
+//! the user's events (a resting order's later fills come from other users' commands) even when
+//! nothing else on the web edge wants them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ringbook_engine::{Event, Side, SymbolId};
+use ringbook_gateway::server::WebBridge;
 
 /// Orders remembered at once.
 pub const ORDERS_MAX: usize = 1 << 16;
@@ -211,6 +214,8 @@ struct Inner {
     pending: HashMap<(u32, u64), Rec>,
     fifo: VecDeque<u64>,
     idents: HashMap<(u32, String), u64>,
+    /// Per user: orders still open (pending or `Wait`); the user is watched while above 0.
+    open: HashMap<u32, u32>,
 }
 
 /// The table (shared by the handlers and the dispatcher).
@@ -219,6 +224,8 @@ pub struct Tracker {
     inner: Mutex<Inner>,
     /// Each symbol's tick size (a fill's notional is price × qty × tick).
     ticks: Vec<u64>,
+    /// Where open orders' users are watched (`None`: nowhere, e.g. unit tests).
+    bridge: Option<Arc<WebBridge>>,
 }
 
 impl Tracker {
@@ -227,7 +234,43 @@ impl Tracker {
         Tracker {
             inner: Mutex::default(),
             ticks: config.symbols.iter().map(|s| s.tick_size).collect(),
+            bridge: None,
         }
+    }
+
+    /// Watches the users of open orders on `bridge`.
+    pub fn watching(mut self, bridge: Arc<WebBridge>) -> Tracker {
+        self.bridge = Some(bridge);
+        self
+    }
+
+    fn opened(&self, g: &mut Inner, user: u32) {
+        let n = g.open.entry(user).or_default();
+        *n += 1;
+        if *n == 1 {
+            if let Some(b) = &self.bridge {
+                b.watch_add(user, 1);
+            }
+        }
+    }
+
+    fn closed(&self, g: &mut Inner, user: u32) {
+        let Some(n) = g.open.get_mut(&user) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            g.open.remove(&user);
+            if let Some(b) = &self.bridge {
+                b.watch_add(user, -1);
+            }
+        }
+    }
+
+    /// Users with open orders here (each watched on the bridge).
+    #[cfg(test)]
+    pub fn watched_users(&self) -> usize {
+        self.lock().open.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -245,12 +288,19 @@ impl Tracker {
 
     /// Registers an order about to be submitted (before its events can arrive).
     pub fn submit(&self, rec: Rec) {
-        self.lock().pending.insert((rec.user, rec.coid), rec);
+        let mut g = self.lock();
+        let user = rec.user;
+        if g.pending.insert((rec.user, rec.coid), rec).is_none() {
+            self.opened(&mut g, user);
+        }
     }
 
     /// Forgets a submitted order that was not accepted.
     pub fn abandon(&self, user: u32, coid: u64) {
-        self.lock().pending.remove(&(user, coid));
+        let mut g = self.lock();
+        if g.pending.remove(&(user, coid)).is_some() {
+            self.closed(&mut g, user);
+        }
     }
 
     /// An order by engine id.
@@ -339,9 +389,16 @@ impl Tracker {
                 let mut g = self.lock();
                 if let Some(mut r) = g.pending.remove(&(user.0, client_order_id.0)) {
                     r.order_id = order_id.0;
+                    if r.state != State::Wait {
+                        // Not open any more (it cannot be, before its acceptance).
+                        self.closed(&mut g, user.0);
+                    }
                     if g.fifo.len() >= ORDERS_MAX {
                         if let Some(old) = g.fifo.pop_front() {
                             if let Some(o) = g.by_id.remove(&old) {
+                                if o.state == State::Wait {
+                                    self.closed(&mut g, o.user);
+                                }
                                 if let Some(i) = o.identifier {
                                     g.idents.remove(&(o.user, i));
                                 }
@@ -361,7 +418,11 @@ impl Tracker {
                 if g.by_id.is_empty() {
                     return;
                 }
-                for (f, maker) in [(&t.maker, true), (&t.taker, false)] {
+                let mut ended = [None; 2];
+                for (k, (f, maker)) in [(&t.maker, true), (&t.taker, false)]
+                    .into_iter()
+                    .enumerate()
+                {
                     if let Some(r) = g.by_id.get_mut(&f.order_id.0) {
                         let funds = t.price.0 as u128 * u128::from(t.qty.0) * tick;
                         r.executed = f.cum_qty.0;
@@ -379,9 +440,15 @@ impl Tracker {
                             });
                         }
                         if f.leaves_qty.0 == 0 {
+                            if r.state == State::Wait {
+                                ended[k] = Some(r.user);
+                            }
                             r.state = State::Done;
                         }
                     }
+                }
+                for user in ended.into_iter().flatten() {
+                    self.closed(&mut g, user);
                 }
             }
             Event::Cancelled {
@@ -389,8 +456,14 @@ impl Tracker {
                 leaves_qty,
                 ..
             } if leaves_qty.0 == 0 => {
-                if let Some(r) = self.lock().by_id.get_mut(&order_id.0) {
+                let mut g = self.lock();
+                if let Some(r) = g.by_id.get_mut(&order_id.0) {
+                    let was_open = r.state == State::Wait;
+                    let user = r.user;
                     r.state = State::Cancel;
+                    if was_open {
+                        self.closed(&mut g, user);
+                    }
                 }
             }
             _ => {}
@@ -468,7 +541,9 @@ mod tests {
     #[test]
     fn an_order_learns_its_id_fills_fees_and_end_from_the_events() {
         let t = Tracker::new(&Config::default());
+        assert_eq!(t.watched_users(), 0);
         t.submit(rec(1, 10, Some("mine")));
+        assert_eq!(t.watched_users(), 1, "a submitted order's user is watched");
         assert!(t.identifier_used(1, "mine"), "in flight counts");
         assert!(!t.identifier_used(2, "mine"), "identifiers are per user");
         t.on_event(&accepted(1, 10, 5));
@@ -488,9 +563,11 @@ mod tests {
             (r.state, r.executed, r.fee, r.trades.len()),
             (State::Done, 100, 475, 2)
         );
+        assert_eq!(t.watched_users(), 0, "filled: no longer watched");
         // Another order, cancelled; one that was never accepted is forgotten.
         t.submit(rec(1, 11, None));
         t.on_event(&accepted(1, 11, 6));
+        assert_eq!(t.watched_users(), 1);
         t.on_event(&Event::Cancelled {
             user: UserId(1),
             symbol: SymbolId(0),
@@ -503,9 +580,11 @@ mod tests {
             reason: CancelReason::User,
         });
         assert_eq!(t.get(6).unwrap().state, State::Cancel);
+        assert_eq!(t.watched_users(), 0, "cancelled: no longer watched");
         t.submit(rec(1, 12, Some("lost")));
         t.abandon(1, 12);
         assert!(!t.identifier_used(1, "lost"));
+        assert_eq!(t.watched_users(), 0, "abandoned: no longer watched");
         let done = t.finished(1, 10, |_| true);
         assert_eq!(
             done.iter().map(|r| r.order_id).collect::<Vec<_>>(),
@@ -524,6 +603,11 @@ mod tests {
         }
         assert!(t.get(1).is_none(), "the oldest is forgotten");
         assert!(!t.identifier_used(1, "id-0"), "with its identifier");
+        assert_eq!(
+            t.inner.lock().unwrap().open.get(&1),
+            Some(&(ORDERS_MAX as u32)),
+            "a forgotten open order no longer counts"
+        );
         assert_eq!(t.by_identifier(1, "id-1"), Some(2));
         assert_eq!(t.lock().by_id.len(), ORDERS_MAX);
         assert_eq!(t.lock().idents.len(), ORDERS_MAX);

@@ -1,5 +1,6 @@
 //! Upbit's quotation API (public, no key): markets, tickers, order books, the trade tape and
-//! candles, all answered from the web edge's market-data builder (the same state as the binary
+//! candles, all answered from the web edge's copy of the gateway's market-data builder (synced
+//! on demand; the same state as the binary
 //! feed and `/api/v1/*`). Prices and volumes are exact decimal conversions of ticks and lots,
 //! written as JSON numbers as Upbit does (integers stay integers).
 
@@ -268,7 +269,7 @@ pub(crate) async fn ticker(
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let ms = markets_param(&up, &q)?;
-    let md = up.st.edge.md_read().ok_or_else(no_md)?;
+    let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let v: Vec<Value> = ms.iter().map(|m| ticker_json(&up, &md, m)).collect();
     drop(md);
     Ok(reply(&up, peer, Value::Array(v)))
@@ -284,7 +285,7 @@ pub(crate) async fn ticker_all(
         .get("quote_currencies")
         .filter(|s| !s.is_empty())
         .map(|s| s.split(',').map(str::trim).collect());
-    let md = up.st.edge.md_read().ok_or_else(no_md)?;
+    let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let v: Vec<Value> = up
         .markets
         .iter()
@@ -352,7 +353,7 @@ pub(crate) async fn orderbook(
             "level: only 0 (no price grouping) is offered",
         ));
     }
-    let md = up.st.edge.md_read().ok_or_else(no_md)?;
+    let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let v: Vec<Value> = ms.iter().map(|m| orderbook_json(&md, m, count)).collect();
     drop(md);
     Ok(reply(&up, peer, Value::Array(v)))
@@ -413,7 +414,7 @@ pub(crate) async fn trades(
     if q.get("daysAgo").is_some_and(|d| d != "0") {
         return Err(UpbitError::validation("daysAgo: only today's tape is kept"));
     }
-    let md = up.st.edge.md_read().ok_or_else(no_md)?;
+    let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let to_ns = match q.get("to").filter(|s| !s.is_empty()) {
         Some(t) => {
             let b = t.replace(':', "");
@@ -529,7 +530,7 @@ async fn candles(
         })?),
         None => None,
     };
-    let md = up.st.edge.md_read().ok_or_else(no_md)?;
+    let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let cs = period_candles(&md, m, p, to);
     let tick = md.md.tick_size(m.sid);
     let n = cs.len();

@@ -7,7 +7,7 @@
 //! and `myAsset` need the upgrade request signed as a REST request is (`Authorization: Bearer`
 //! JWT with a fresh nonce; a key with `read`).
 //!
-//! Public data comes from the web edge's market-data builder through the same subscriptions as
+//! Public data comes from the web edge's market-data copy through the same subscriptions as
 //! `/ws` ([`crate::public::Subs`]): a `SNAPSHOT` first, then `REALTIME` messages — `trade` for
 //! every trade, `orderbook` (the top levels, as Upbit sends them: whole) and `ticker` after every
 //! change. A subscriber too slow for its queue is conflated to a fresh snapshot, as on `/ws`.
@@ -610,14 +610,19 @@ async fn run(up: Arc<Upbit>, socket: WebSocket, ip: std::net::IpAddr, key: Optio
                                             _ => continue,
                                         };
                                         for (i, _) in &s.codes {
-                                            let _ = st.edge.subs.subscribe(&st.edge.config, md, PubSub {
+                                            // On a current copy of the gateway's builder (a
+                                            // sync first if the feed was off).
+                                            let r = st.edge.subs.subscribe_fresh(&st.edge, md, || PubSub {
                                                 conn: conn_id,
                                                 symbol: up.markets[*i].sid,
                                                 channel: ch,
                                                 tx: tx.clone(),
                                                 stale: AtomicBool::new(false),
                                                 resync: resync.clone(),
-                                            });
+                                            }).await;
+                                            if let Err(e) = r {
+                                                send.push(ws_err("SERVER_BUSY", &e.message));
+                                            }
                                         }
                                     }
                                 } else if sub.subs.iter().any(|s| !matches!(s.ty, Ty::MyOrder | Ty::MyAsset)) {
