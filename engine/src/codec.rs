@@ -75,6 +75,8 @@ pub const KIND_AMEND_ORDER: u8 = 14;
 pub const KIND_NEW_ORDER_EXT: u8 = 15;
 /// Kind byte of [`Command::Tick`] (added as [`KIND_CANCEL_ORDER`] was).
 pub const KIND_TICK: u8 = 16;
+/// Kind byte of [`Query::OrderById`] (added as [`KIND_CANCEL_ORDER`] was).
+pub const KIND_QUERY_ORDER_BY_ID: u8 = 17;
 
 /// The journal layout of every command: its kind byte, the name of its encoded length, the
 /// command's shape (used both as the `match` pattern that encodes and as the expression that
@@ -183,6 +185,9 @@ journal_layouts! {
     KIND_QUERY_ORDER => /// Encoded length of [`Query::Order`].
     QUERY_ORDER_BYTES: (Command::Query(Query::Order { user, client_order_id }))
         [user: UserId, client_order_id: ClientOrderId];
+    KIND_QUERY_ORDER_BY_ID => /// Encoded length of [`Query::OrderById`].
+    QUERY_ORDER_BY_ID_BYTES: (Command::Query(Query::OrderById { user, order_id }))
+        [user: UserId, order_id: OrderId];
     KIND_QUERY_OPEN_ORDERS => /// Encoded length of [`Query::OpenOrders`].
     QUERY_OPEN_ORDERS_BYTES: (Command::Query(Query::OpenOrders { user, limit }))
         [user: UserId, limit: u32];

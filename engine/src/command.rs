@@ -221,7 +221,7 @@ pub enum Command {
 
 /// What a [`Command::Query`] asks. Each is answered by the stage that owns the state it reads
 /// (the book by M, balances by S), as events that end with an `…End` event or, for
-/// [`Query::Order`], one [`crate::Event::OrderStatus`]. See docs/matching.md, "Queries".
+/// [`Query::Order`] and [`Query::OrderById`], one [`crate::Event::OrderStatus`]. See docs/matching.md, "Queries".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Query {
     /// One live order by its owner's client order id: one `OrderStatus` event.
@@ -230,6 +230,15 @@ pub enum Query {
         user: UserId,
         /// The owner's id for the order.
         client_order_id: ClientOrderId,
+    },
+    /// One order by its engine order id, live or among the owner's recently finished ones:
+    /// one `OrderStatus` event (another user's order is not found: a user's queries see only
+    /// its own orders).
+    OrderById {
+        /// The owner.
+        user: UserId,
+        /// The engine's id for the order.
+        order_id: OrderId,
     },
     /// The user's live orders (all symbols, in acceptance order), at most `limit` of them as
     /// `OpenOrder` events, then `OpenOrdersEnd` with how many are live in all.
@@ -260,6 +269,7 @@ impl Query {
     pub fn user(&self) -> Option<UserId> {
         match *self {
             Query::Order { user, .. }
+            | Query::OrderById { user, .. }
             | Query::OpenOrders { user, .. }
             | Query::Balances { user } => Some(user),
             Query::Book { .. } => None,

@@ -161,6 +161,10 @@ fn command() -> impl Strategy<Value = Command> {
             user: UserId(u),
             client_order_id: ClientOrderId(c),
         })),
+        (any::<u32>(), any::<u64>()).prop_map(|(u, o)| Command::Query(Query::OrderById {
+            user: UserId(u),
+            order_id: OrderId(o),
+        })),
         (any::<u32>(), any::<u32>()).prop_map(|(u, limit)| Command::Query(Query::OpenOrders {
             user: UserId(u),
             limit,

@@ -1190,6 +1190,7 @@ fn classify(h: &Harness, cmd: &Command, events: &[Event], hit: &mut impl FnMut(S
         Command::ApproveWithdrawal { .. } => "approve",
         Command::RejectWithdrawal { .. } => "reject withdrawal",
         Command::Query(Query::Order { .. }) => "query order",
+        Command::Query(Query::OrderById { .. }) => "query order by id",
         Command::Query(Query::OpenOrders { .. }) => "query open orders",
         Command::Query(Query::Balances { .. }) => "query balances",
         Command::Query(Query::Book { .. }) => "query book",

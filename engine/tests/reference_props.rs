@@ -575,6 +575,9 @@ enum Step {
     /// Order status of one of a user's recent client order ids (its highest minus this):
     /// mostly finished orders, answered from the user's window (or too old for it).
     RecentStatus(UserId, u64),
+    /// Status by engine order id, `back` ids before the next one: live or finished, the
+    /// user's own or another's.
+    StatusById(UserId, u64),
     /// Open orders of a user, at most this many.
     OpenOrders(UserId, u32),
     /// Depth of a symbol (ids past the configured ones included).
@@ -724,6 +727,10 @@ impl Step {
                     pair.fast.client_order_id_high(user).saturating_sub(back),
                 ),
             }),
+            Step::StatusById(user, back) => Command::Query(Query::OrderById {
+                user,
+                order_id: OrderId(pair.fast.next_order_id().0.saturating_sub(back)),
+            }),
             Step::OpenOrders(user, limit) => Command::Query(Query::OpenOrders { user, limit }),
             Step::Book(symbol, depth) => Command::Query(Query::Book { symbol, depth }),
         }
@@ -734,6 +741,7 @@ fn query() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => target().prop_map(Step::OrderStatus),
         3 => (user(), 0u64..12).prop_map(|(u, back)| Step::RecentStatus(u, back)),
+        3 => (user(), 0u64..24).prop_map(|(u, back)| Step::StatusById(u, back)),
         1 => (user(), prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])
             .prop_map(|(u, limit)| Step::OpenOrders(u, limit)),
         1 => (prop_oneof![20 => 0..SYMBOLS, 1 => Just(SYMBOLS)], prop_oneof![3 => 0u32..4, 1 => Just(u32::MAX)])

@@ -31,6 +31,7 @@
 //! cancel_order,<user>,<symbol>,<order_id>        # by the engine's order id (accepted's order_id)
 //! amend_order,<user>,<symbol>,<order_id>,<new_price>,<new_qty>
 //! query_order,<user>,<client_order_id>           # one order, live or recently finished: order_status
+//! query_order_id,<user>,<order_id>               # the same by the engine's order id
 //! query_open_orders,<user>[,<limit>]             # live orders, at most <limit> (default: all)
 //! query_balances,<user>                          # every currency of an open account
 //! query_book,<symbol>[,<depth>]                  # levels per side, at most <depth> (default: all)
@@ -678,6 +679,12 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Line
             user: user(fields[1])?,
             client_order_id: client_order_id(fields[2])?,
         })
+    } else if is("query_order_id") {
+        expect_fields(&fields, 3, 3, QUERY_ORDER_ID_USAGE)?;
+        Command::Query(Query::OrderById {
+            user: user(fields[1])?,
+            order_id: order_id(fields[2])?,
+        })
     } else if is("query_open_orders") {
         expect_fields(&fields, 2, 3, QUERY_OPEN_ORDERS_USAGE)?;
         Command::Query(Query::OpenOrders {
@@ -705,7 +712,8 @@ fn parse_line(line: &str, config: &Config, risk: RiskMode) -> Result<Option<Line
         return Err(format!(
             "unknown command {word:?} (expected order, cancel, amend, cancel_order, \
              amend_order, mass_cancel, deposit, withdraw, approve, reject_withdrawal, \
-             query_order, query_open_orders, query_balances, query_book or clock)"
+             query_order, query_order_id, query_open_orders, query_balances, query_book or \
+             clock)"
         ));
     };
     Ok(Some(Line::Command(cmd)))
@@ -723,6 +731,7 @@ const WITHDRAW_USAGE: &str = "withdraw,<user>,<currency>,<amount>";
 const APPROVE_USAGE: &str = "approve,<operator>,<withdrawal_id>";
 const REJECT_WITHDRAWAL_USAGE: &str = "reject_withdrawal,<operator>,<withdrawal_id>";
 const QUERY_ORDER_USAGE: &str = "query_order,<user>,<client_order_id>";
+const QUERY_ORDER_ID_USAGE: &str = "query_order_id,<user>,<order_id>";
 const QUERY_OPEN_ORDERS_USAGE: &str = "query_open_orders,<user>[,<limit>]";
 const QUERY_BALANCES_USAGE: &str = "query_balances,<user>";
 const QUERY_BOOK_USAGE: &str = "query_book,<symbol>[,<depth>]";
@@ -1134,6 +1143,13 @@ mod tests {
             Query::Order {
                 user: UserId(3),
                 client_order_id: ClientOrderId(u64::MAX),
+            }
+        );
+        assert_eq!(
+            q("query_order_id,3,42"),
+            Query::OrderById {
+                user: UserId(3),
+                order_id: OrderId(42),
             }
         );
         assert_eq!(

@@ -1342,6 +1342,42 @@ impl ReferenceBook {
                     filled_notional,
                 })
             }
+            Query::OrderById { user, order_id } => {
+                // The user's live order with this id, else its newest finished one; id 0 (a
+                // rejected order's) names nothing, and another user's order is not found.
+                let live = self
+                    .live()
+                    .into_iter()
+                    .find(|(o, _)| o.id == order_id && order_id.0 != 0);
+                let (order, finished) = match live {
+                    Some((o, _)) if o.user == user => (self.order(o.user, o.client_order_id), None),
+                    Some(_) => (None, None),
+                    None if order_id.0 == 0 => (None, None),
+                    None => (
+                        None,
+                        self.finished.get(&user).and_then(|ring| {
+                            ring.iter().rev().find(|f| f.order_id == order_id).copied()
+                        }),
+                    ),
+                };
+                let filled_notional = match (order, finished) {
+                    (Some(o), _) => self.known.get(&o.order_id).map_or(0, |k| k.notional),
+                    (None, Some(f)) => f.filled_notional,
+                    (None, None) => 0,
+                };
+                let client_order_id = match (order, finished) {
+                    (Some(o), _) => o.client_order_id,
+                    (None, Some(f)) => f.client_order_id,
+                    (None, None) => ClientOrderId(0),
+                };
+                events.push(Event::OrderStatus {
+                    user,
+                    client_order_id,
+                    order,
+                    finished,
+                    filled_notional,
+                })
+            }
             Query::OpenOrders { user, limit } => {
                 // Acceptance order is order-id order: ids are handed out as orders are accepted.
                 let mut mine: Vec<OrderView> = self

@@ -244,6 +244,14 @@ impl FinishedWindow {
             .copied()
     }
 
+    /// `user`'s finished order with this engine order id (ids are never reused).
+    #[inline]
+    pub(crate) fn find_by_id(&self, user: UserId, order_id: OrderId) -> Option<FinishedOrder> {
+        self.newest_first(user)
+            .find(|f| f.order_id == order_id)
+            .copied()
+    }
+
     /// `user`'s finished orders, oldest first.
     pub(crate) fn oldest_first(&self, user: UserId) -> impl Iterator<Item = &FinishedOrder> {
         let n = self.per_user;

@@ -31,6 +31,21 @@ impl Matcher {
                     filled_notional,
                 })
             }
+            Query::OrderById { user, order_id } => {
+                let (order, finished, filled_notional) = self.order_status_by_id(user, order_id);
+                let client_order_id = match (order, finished) {
+                    (Some(o), _) => o.client_order_id,
+                    (None, Some(f)) => f.client_order_id,
+                    (None, None) => ClientOrderId(0),
+                };
+                sink.on_event(&Event::OrderStatus {
+                    user,
+                    client_order_id,
+                    order,
+                    finished,
+                    filled_notional,
+                })
+            }
             Query::OpenOrders { user, limit } => {
                 let mut count = 0u32;
                 self.for_each_user_order(user, |o| {
@@ -99,6 +114,31 @@ impl Matcher {
             return (Some(self.store.view(slot)), None, notional);
         }
         match self.store.finished.find(user, coid) {
+            Some(f) => (None, Some(f), f.filled_notional),
+            None => (None, None, 0),
+        }
+    }
+
+    /// [`Matcher::order_status`] by engine order id: `user`'s live order with this id, or else
+    /// its newest finished order with it (a scan of the user's window); another user's order
+    /// is neither.
+    pub fn order_status_by_id(
+        &self,
+        user: UserId,
+        order_id: OrderId,
+    ) -> (Option<OrderView>, Option<FinishedOrder>, u64) {
+        // Id 0 names no order (a rejected new order's window entry carries it).
+        if user.0 as usize >= self.store.users.len() || order_id.0 == 0 {
+            return (None, None, 0);
+        }
+        if let Some(slot) = self.store.slot_of(order_id) {
+            if self.store.pool[slot].user == user {
+                let notional = self.store.notional[slot as usize];
+                return (Some(self.store.view(slot)), None, notional);
+            }
+            return (None, None, 0);
+        }
+        match self.store.finished.find_by_id(user, order_id) {
             Some(f) => (None, Some(f), f.filled_notional),
             None => (None, None, 0),
         }

@@ -249,16 +249,20 @@ pub fn stream(seed: u64, n: usize) -> Vec<Command> {
         if i % 41 == 20 {
             // A query now and then: answered in sequence, by M (book) or S (balances).
             let user = UserId((i % USERS as usize) as u32);
-            cmds.push(Command::Query(match (i / 41) % 4 {
+            cmds.push(Command::Query(match (i / 41) % 5 {
                 0 => Query::Balances { user },
                 1 => Query::OpenOrders { user, limit: 8 },
                 2 => Query::Book {
                     symbol: SymbolId((i % SYMBOLS as usize) as u16),
                     depth: 5,
                 },
-                _ => Query::Order {
+                3 => Query::Order {
                     user,
                     client_order_id: ClientOrderId(i as u64 / 2),
+                },
+                _ => Query::OrderById {
+                    user,
+                    order_id: OrderId(i as u64 / 3),
                 },
             }));
         }

@@ -38,6 +38,8 @@ pub mod msg_type {
     pub const BALANCES: u16 = 22;
     /// Book snapshot query.
     pub const BOOK_SNAPSHOT: u16 = 23;
+    /// Order status query by engine order id.
+    pub const ORDER_STATUS_BY_ID: u16 = 24;
     /// Deposit (operator sessions only).
     pub const DEPOSIT: u16 = 30;
     /// Withdrawal request (user sessions only).
@@ -95,6 +97,15 @@ pub enum ClientMsg {
         /// The order.
         client_order_id: ClientOrderId,
     },
+    /// Status of one of the user's orders by engine order id (live or recently finished).
+    OrderStatusById {
+        /// Echoed in the reply.
+        request_id: u64,
+        /// Must be the session's user.
+        user: UserId,
+        /// The order.
+        order_id: OrderId,
+    },
     /// The user's live orders.
     OpenOrders {
         /// Echoed in the reply.
@@ -140,6 +151,11 @@ impl ClientMsg {
                 request_id,
                 user,
                 client_order_id,
+            },
+            Query::OrderById { user, order_id } => ClientMsg::OrderStatusById {
+                request_id,
+                user,
+                order_id,
             },
             Query::OpenOrders { user, .. } => ClientMsg::OpenOrders { request_id, user },
             Query::Balances { user } => ClientMsg::Balances { request_id, user },
@@ -271,6 +287,8 @@ wire_layouts! {
         [operator: OperatorId, [pad 4], withdrawal_id: WithdrawalId];
     ORDER_STATUS: (ClientMsg::OrderStatus { request_id, user, client_order_id })
         [request_id: u64, user: UserId, [pad 4], client_order_id: ClientOrderId];
+    ORDER_STATUS_BY_ID: (ClientMsg::OrderStatusById { request_id, user, order_id })
+        [request_id: u64, user: UserId, [pad 4], order_id: OrderId];
     OPEN_ORDERS: (ClientMsg::OpenOrders { request_id, user })
         [request_id: u64, user: UserId, [pad 4]];
     BALANCES: (ClientMsg::Balances { request_id, user }) [request_id: u64, user: UserId, [pad 4]];

@@ -37,8 +37,9 @@ use ringbook_engine::RejectCode;
 
 /// The schema version this crate speaks; a frame with another version is rejected. Version 2
 /// added the trade identity (trade id, engine time, contra order id) to `Fill`; version 3 the
-/// finished-order status; version 4 the quote budget and expiry time of `NewOrder`.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// finished-order status; version 4 the quote budget and expiry time of `NewOrder`; version 5
+/// the expiry time in `OrderInfo`; version 6 the order-status query by engine order id.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The size of the `length` prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Prefix, type and version.

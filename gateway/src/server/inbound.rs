@@ -59,6 +59,14 @@ impl<B: Backend> Core<B> {
                 };
                 self.authorize_and_submit(c, s, Command::Query(q), msg_type, request_id);
             }
+            ClientMsg::OrderStatusById {
+                request_id,
+                user,
+                order_id,
+            } => {
+                let q = Query::OrderById { user, order_id };
+                self.authorize_and_submit(c, s, Command::Query(q), msg_type, request_id);
+            }
             ClientMsg::OpenOrders { request_id, user } => {
                 let q = Query::OpenOrders {
                     user,

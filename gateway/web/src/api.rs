@@ -811,65 +811,69 @@ async fn order_status(
 ) -> Result<Json<Value>, ApiError> {
     let coid = parse_id(&coid, "client order id")?;
     let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
-    let (events, _) = st
-        .edge
-        .command(
-            a.1,
-            Command::Query(EngineQuery::Order {
-                user,
-                client_order_id: ClientOrderId(coid),
-            }),
-        )
-        .await?;
+    let query = EngineQuery::Order {
+        user,
+        client_order_id: ClientOrderId(coid),
+    };
+    match status_of(&st, a.1, query).await? {
+        (Some(out), _) => Ok(Json(out)),
+        (None, _) => Err(ApiError::reject(
+            RejectCode::UnknownOrder,
+            "no live order with this client order id, and none among the user's recently \
+             finished orders",
+        )),
+    }
+}
+
+/// One sequenced order-status query (by client order id or by engine order id) and its
+/// answer as JSON: the live order, or the recently finished one, or `None`; with the query's
+/// sequence number.
+async fn status_of(
+    st: &AppState,
+    role: Role,
+    query: EngineQuery,
+) -> Result<(Option<Value>, u64), ApiError> {
+    let (events, seq) = st.edge.command(role, Command::Query(query)).await?;
     j::first_reject(&events)?;
-    for e in &events {
-        if let Event::OrderStatus {
+    let status = events.iter().find_map(|e| match e {
+        Event::OrderStatus {
             user,
             order,
             finished,
             ..
-        } = e
-        {
-            return match (order, finished) {
-                (Some(v), _) => Ok(Json(j::order_view(&st.edge.config, v))),
-                (None, Some(f)) => Ok(Json(j::finished_order(&st.edge.config, *user, f))),
-                (None, None) => Err(ApiError::reject(
-                    RejectCode::UnknownOrder,
-                    "no live order with this client order id, and none among the user's \
-                     recently finished orders",
-                )),
-            };
-        }
+        } => Some(match (order, finished) {
+            (Some(v), _) => Some(j::order_view(&st.edge.config, v)),
+            (None, Some(f)) => Some(j::finished_order(&st.edge.config, *user, f)),
+            (None, None) => None,
+        }),
+        _ => None,
+    });
+    match status {
+        Some(found) => Ok((found, seq)),
+        None => Err(ApiError::reject(
+            RejectCode::UnknownOrder,
+            "no order status in the reply",
+        )),
     }
-    Err(ApiError::reject(
-        RejectCode::UnknownOrder,
-        "no order status in the reply",
-    ))
 }
 
-/// The user's live order with this engine order id, read with the sequenced open-orders query
-/// (the engine's `Query::Order` names orders by client order id): `None` when it is not live
-/// (finished, never existed, or another user's: a user's query never sees other users'
-/// orders). The query returns every live order of the user, so its cost grows with them.
+/// The user's live order with this engine order id (one sequenced `Query::OrderById`, an
+/// array index in the engine): `None` when it is not live (finished, never existed, or
+/// another user's: a user's query never sees other users' orders).
 async fn live_order(
     st: &AppState,
     role: Role,
     user: UserId,
     order_id: u64,
 ) -> Result<(Option<ringbook_engine::book::OrderView>, u64), ApiError> {
-    let (events, seq) = st
-        .edge
-        .command(
-            role,
-            Command::Query(EngineQuery::OpenOrders {
-                user,
-                limit: u32::MAX,
-            }),
-        )
-        .await?;
+    let query = Command::Query(EngineQuery::OrderById {
+        user,
+        order_id: ringbook_engine::OrderId(order_id),
+    });
+    let (events, seq) = st.edge.command(role, query).await?;
     j::first_reject(&events)?;
     let found = events.iter().find_map(|e| match e {
-        Event::OpenOrder(v) if v.order_id.0 == order_id => Some(*v),
+        Event::OrderStatus { order, .. } => *order,
         _ => None,
     });
     Ok((found, seq))
@@ -904,15 +908,18 @@ async fn order_by_id(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "order id")?;
     let user = user_of(&a, q_u64(&q, "user")?.map(|u| u as u32));
-    match live_order(&st, a.1, user, id).await? {
-        (Some(v), seq) => {
-            let mut out = j::order_view(&st.edge.config, &v);
+    let query = EngineQuery::OrderById {
+        user,
+        order_id: ringbook_engine::OrderId(id),
+    };
+    match status_of(&st, a.1, query).await? {
+        (Some(mut out), seq) => {
             out["seq"] = json!(seq);
             Ok(Json(out))
         }
         (None, _) => Err(ApiError::reject(
             RejectCode::UnknownOrder,
-            "no live order of yours with this order id (a finished order's status: by client order id)",
+            "no order of yours with this order id, live or among your recently finished orders",
         )),
     }
 }

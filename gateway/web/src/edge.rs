@@ -75,6 +75,7 @@ pub fn command_kind(cmd: &Command) -> &'static str {
         Command::ApproveWithdrawal { .. } => "approve_withdrawal",
         Command::RejectWithdrawal { .. } => "reject_withdrawal",
         Command::Query(Query::Order { .. }) => "query_order",
+        Command::Query(Query::OrderById { .. }) => "query_order_by_id",
         Command::Query(Query::OpenOrders { .. }) => "query_open_orders",
         Command::Query(Query::Balances { .. }) => "query_balances",
         Command::Query(Query::Book { .. }) => "query_book",
