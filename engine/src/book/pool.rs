@@ -55,6 +55,9 @@ pub struct Order {
     pub user_prev: u32,
     /// Next order of the same user.
     pub user_next: u32,
+    /// Next order in the client-order-id index's bucket chain (`book::index`); it fills what
+    /// was padding, so the slot stays 96 bytes.
+    pub index_next: u32,
 }
 
 impl Order {
@@ -79,6 +82,7 @@ impl Order {
         stop_price: Price(0),
         user_prev: NIL,
         user_next: NIL,
+        index_next: NIL,
     };
 
     /// The visible quantity an iceberg shows after a refill (or any order when it rests).

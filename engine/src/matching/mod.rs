@@ -130,7 +130,7 @@ impl OrderStore {
         );
         self.by_id[entry] = slot;
         self.notional[slot as usize] = 0;
-        self.index.insert(order.user, order.client_order_id, slot);
+        self.index.insert(slot, &mut self.pool);
         if expire_at != 0 {
             self.expiry.insert(slot, order.id.0, expire_at);
         }
@@ -150,23 +150,16 @@ impl OrderStore {
     /// Forgets an order that is no longer live (already unlinked from any level).
     #[inline]
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next, id, tif) = {
+        let (user, prev, next, id, tif) = {
             let o = &self.pool[slot];
-            (
-                o.user,
-                o.client_order_id,
-                o.user_prev,
-                o.user_next,
-                o.id,
-                o.tif,
-            )
+            (o.user, o.user_prev, o.user_next, o.id, o.tif)
         };
         if tif.expires() {
             self.expiry.remove(slot);
         }
         let entry = self.id_entry(id);
         self.by_id[entry] = NIL;
-        self.index.remove(user, coid, &self.pool);
+        self.index.remove(slot, &mut self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
             list.head = next;

@@ -78,11 +78,23 @@ impl Matcher {
         if checked_notional(o.price, o.qty, book.spec.tick_size).is_none() {
             return Err(RejectCode::NotionalOverflow);
         }
-        if self
-            .store
-            .index
-            .get(o.user, o.client_order_id, &self.store.pool)
-            .is_some()
+        // Under `Increasing` the high-water mark (checked first) already excludes every live
+        // order of the user — each was at or below the mark when it was placed — so only
+        // `UniqueLive` needs the index here.
+        debug_assert!(
+            self.coid_rule == ClientOrderIdRule::UniqueLive
+                || self
+                    .store
+                    .index
+                    .get(o.user, o.client_order_id, &self.store.pool)
+                    .is_none()
+        );
+        if self.coid_rule == ClientOrderIdRule::UniqueLive
+            && self
+                .store
+                .index
+                .get(o.user, o.client_order_id, &self.store.pool)
+                .is_some()
         {
             return Err(RejectCode::DuplicateClientOrderId);
         }
