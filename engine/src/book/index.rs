@@ -27,6 +27,7 @@ use crate::types::{ClientOrderId, UserId};
 /// Bytes of a bucket head, as docs/architecture.md and docs/configuration.md state (the test
 /// `memory_sizes_are_the_ones_the_docs_state` in `book/mod.rs` holds the documents to it).
 pub(crate) const HEAD_BYTES: usize = 4;
+const _: () = assert!(std::mem::size_of::<u32>() == HEAD_BYTES);
 
 /// The fewest buckets in use (`2^MIN_LEVEL`).
 const MIN_LEVEL: u32 = 4;
@@ -63,12 +64,19 @@ fn key_of(pool: &OrderPool, slot: u32) -> (UserId, ClientOrderId) {
 
 impl ClientOrderIndex {
     /// Room for `orders_max` keys at a load factor of at most one half.
+    #[cfg(test)]
     pub fn new(orders_max: u32) -> ClientOrderIndex {
+        ClientOrderIndex::with_huge_pages(orders_max, false)
+    }
+
+    /// [`ClientOrderIndex::new`], backed by transparent huge pages where the OS offers them and
+    /// `huge` asks for it (`book::huge`).
+    pub fn with_huge_pages(orders_max: u32, huge: bool) -> ClientOrderIndex {
         let size = (orders_max as usize * 2)
             .next_power_of_two()
             .max(1 << MIN_LEVEL);
         ClientOrderIndex {
-            heads: vec![NIL; size],
+            heads: crate::book::huge::filled_vec(size, NIL, huge),
             level: MIN_LEVEL,
             split: 0,
             len: 0,
@@ -208,12 +216,18 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    fn order(user: UserId, coid: ClientOrderId) -> crate::book::pool::Order {
-        crate::book::pool::Order {
+    /// Puts an order with this key into the pool under the next id whose slot is free.
+    fn place(pool: &mut OrderPool, next_id: &mut u64, user: UserId, coid: ClientOrderId) -> u32 {
+        while !pool.is_free(pool.slot_of(crate::types::OrderId(*next_id))) {
+            *next_id += 1;
+        }
+        *next_id += 1;
+        pool.put(crate::book::pool::Order {
+            id: crate::types::OrderId(*next_id - 1),
             user,
             client_order_id: coid,
             ..OrderPool::blank()
-        }
+        })
     }
 
     proptest! {
@@ -222,11 +236,12 @@ mod tests {
             let mut pool = OrderPool::new(32);
             let mut idx = ClientOrderIndex::new(32);
             let mut model: HashMap<(u32, u64), u32> = HashMap::new();
+            let mut next_id = 1;
             for (op, user, coid) in ops {
                 let (u, c) = (UserId(user), ClientOrderId(coid));
                 match op {
                     0 if !model.contains_key(&(user, coid)) && model.len() < 32 => {
-                        let slot = pool.alloc(order(u, c)).unwrap();
+                        let slot = place(&mut pool, &mut next_id, u, c);
                         idx.insert(slot, &mut pool);
                         model.insert((user, coid), slot);
                     }
@@ -255,9 +270,10 @@ mod tests {
         let mut idx = ClientOrderIndex::new(N);
         let key = |k: u32| (UserId(k % 7), ClientOrderId(u64::from(k) * 16));
         let mut slots = Vec::new();
+        let mut next_id = 1;
         for k in 0..N {
             let (u, c) = key(k);
-            let s = pool.alloc(order(u, c)).unwrap();
+            let s = place(&mut pool, &mut next_id, u, c);
             idx.insert(s, &mut pool);
             slots.push(s);
             assert!(idx.in_use() >= 2 * (k as usize + 1) || idx.in_use() == idx.heads.len());

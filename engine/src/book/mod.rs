@@ -15,6 +15,7 @@
 
 pub(crate) mod array;
 pub mod bitmap;
+pub(crate) mod huge;
 pub(crate) mod index;
 #[cfg(feature = "testing")]
 pub mod levels;
@@ -169,7 +170,9 @@ mod doc_tests {
             include_str!("../../../docs/architecture.md"),
         );
         doc.assert_says(&format!("of {ORDER_BYTES}-byte slots"));
-        doc.assert_says(&format!("`orders_max × {ORDER_BYTES} B` for the pool"));
+        doc.assert_says(&format!(
+            "`next_pow2(orders_max) × {ORDER_BYTES} B` for the pool"
+        ));
         doc.assert_says(&format!(
             "`2 × orders_max × {HEAD_BYTES} B` (rounded to a power of two) for the index"
         ));
@@ -179,7 +182,9 @@ mod doc_tests {
             "docs/configuration.md",
             include_str!("../../../docs/configuration.md"),
         );
-        doc.assert_says(&format!("| order pool | `orders_max × {ORDER_BYTES} B` |"));
+        doc.assert_says(&format!(
+            "| order pool | `next_pow2(orders_max) × {ORDER_BYTES} B` |"
+        ));
         doc.assert_says(&format!(
             "| client-order-id index | `next_pow2(2 × orders_max) × {HEAD_BYTES} B` |"
         ));
@@ -189,7 +194,7 @@ mod doc_tests {
         // The default config's figures.
         let config = Config::default();
         let orders = config.capacity.orders_max as usize;
-        let pool = orders * ORDER_BYTES;
+        let pool = orders.next_power_of_two() * ORDER_BYTES;
         let index = (2 * orders).next_power_of_two() * HEAD_BYTES;
         assert_eq!(
             index % (1 << 20),

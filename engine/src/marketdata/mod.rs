@@ -9,7 +9,8 @@
 //! - a mirror of the **visible book**: per price level the visible quantity and the number of
 //!   resting orders (an iceberg shows its current peak only; untriggered stops show nothing),
 //!   in arrays indexed by `price − price_min` like the engine's, with an occupancy bitmap for
-//!   the best level; and per live order (indexed by its pool slot, `order_id mod orders_max`)
+//!   the best level; and per live order (indexed by its pool slot, `order_id mod M` with `M`
+//!   the order-id modulus, docs/matching.md "Order ids")
 //!   what it shows;
 //! - a per-symbol `md_seq`, +1 per update message;
 //! - the **trade tape** (the last `tape_len` trades), **candles** for every [`Interval`]
@@ -359,7 +360,10 @@ impl MarketData {
         MarketData {
             touched: Vec::with_capacity(symbols.len()),
             symbols,
-            orders: vec![MdOrder::default(); config.capacity.orders_max as usize],
+            orders: vec![
+                MdOrder::default();
+                crate::matching::order_id_modulus(config.capacity.orders_max) as usize
+            ],
             active: None,
             changes: Vec::with_capacity(changes_max),
             now_ns: 0,
@@ -401,7 +405,8 @@ impl MarketData {
 
     #[inline]
     fn slot(&self, id: OrderId) -> usize {
-        (id.0 % self.orders.len() as u64) as usize
+        // The engine's slot: no two live orders share it (docs/matching.md, "Order ids").
+        (id.0 & (self.orders.len() as u64 - 1)) as usize
     }
 
     /// The live order with this id, if the mirror knows it.

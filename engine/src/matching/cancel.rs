@@ -26,8 +26,8 @@ impl Matcher {
     }
 
     /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
-    /// `symbol`: the id table's entry `id mod order_id_modulus` holds its slot, so this is an
-    /// array index and a comparison. An id that names no live order (never issued, or its order
+    /// `symbol`: the id names its pool slot (`id mod order_id_modulus`), so this is an array
+    /// index and a comparison. An id that names no live order (never issued, or its order
     /// is gone) is `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order
     /// on another symbol is `UNKNOWN_ORDER`.
     fn find_by_id(

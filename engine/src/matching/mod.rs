@@ -47,8 +47,8 @@ pub use finished::{status_of, FinishedOrder, OrderStatus};
 
 /// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
 /// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
-/// the size of the table that finds an order by id; a power of two, so that the modulo is a
-/// mask, not a division.
+/// the number of pool slots: an order lives in slot `id mod` it. A power of two, so that the
+/// modulo is a mask, not a division.
 pub(crate) fn order_id_modulus(orders_max: u32) -> u64 {
     u64::from(orders_max).next_power_of_two()
 }
@@ -69,15 +69,12 @@ struct UserList {
     tail: u32,
 }
 
-/// Live orders: the pool plus the three ways to find an order (client id, engine id, owner).
+/// Live orders: the pool (where an order's id names its slot) plus the two other ways to find
+/// an order (client id, owner).
 #[derive(Debug)]
 struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
-    /// By order id: entry `id mod order_id_modulus` holds the slot of the live order with that id
-    /// (`NIL` if none). Order ids are chosen so that no two live orders share an entry
-    /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
-    by_id: Vec<u32>,
     users: Vec<UserList>,
     /// Per pool slot: the notional the order in it has filled (quote minimal units).
     notional: Vec<u64>,
@@ -88,17 +85,12 @@ struct OrderStore {
 }
 
 impl OrderStore {
-    /// The `by_id` entry of an order id.
-    #[inline]
-    fn id_entry(&self, id: OrderId) -> usize {
-        (id.0 & (self.by_id.len() as u64 - 1)) as usize
-    }
-
-    /// The slot of the live order with id `id`.
+    /// The slot of the live order with id `id`: slot `id mod order_id_modulus`, if the order
+    /// there has this id (docs/matching.md, "Order ids"). One index and one comparison.
     #[inline]
     fn slot_of(&self, id: OrderId) -> Option<u32> {
-        let slot = self.by_id[self.id_entry(id)];
-        (slot != NIL && self.pool[slot].id == id).then_some(slot)
+        let slot = self.pool.slot_of(id);
+        (id.0 != 0 && self.pool[slot].id == id).then_some(slot)
     }
 
     /// A read-only copy of the live order in `slot`.
@@ -113,22 +105,12 @@ impl OrderStore {
         view(o, expire_at)
     }
 
-    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
-    /// links it; a GTD or DAY order (`expire_at` non-zero) joins the expiry queue. The pool has
-    /// room (checked by the caller).
+    /// Puts a new live order into the slot its id names (free: the id was chosen so), indexes
+    /// and links it; a GTD or DAY order (`expire_at` non-zero) joins the expiry queue. The pool
+    /// has room (checked by the caller).
     #[inline]
     fn admit(&mut self, order: Order, expire_at: u64) -> u32 {
-        let slot = self
-            .pool
-            .alloc(order)
-            .expect("the caller checked the pool has room");
-        let entry = self.id_entry(order.id);
-        debug_assert_eq!(
-            self.by_id[entry], NIL,
-            "order id {} has a live twin",
-            order.id
-        );
-        self.by_id[entry] = slot;
+        let slot = self.pool.put(order);
         self.notional[slot as usize] = 0;
         self.index.insert(slot, &mut self.pool);
         if expire_at != 0 {
@@ -150,15 +132,13 @@ impl OrderStore {
     /// Forgets an order that is no longer live (already unlinked from any level).
     #[inline]
     fn retire(&mut self, slot: u32) {
-        let (user, prev, next, id, tif) = {
+        let (user, prev, next, tif) = {
             let o = &self.pool[slot];
-            (o.user, o.user_prev, o.user_next, o.id, o.tif)
+            (o.user, o.user_prev, o.user_next, o.tif)
         };
         if tif.expires() {
             self.expiry.remove(slot);
         }
-        let entry = self.id_entry(id);
-        self.by_id[entry] = NIL;
         self.index.remove(slot, &mut self.pool);
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
@@ -202,8 +182,8 @@ impl OrderStore {
 pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
-    /// The lowest id the next order may get (it gets the first id from here whose `by_id`
-    /// entry is free: docs/matching.md, "Order ids").
+    /// The lowest id the next order may get (it gets the first id from here whose pool slot is
+    /// free: docs/matching.md, "Order ids").
     next_order_id: u64,
     /// The client-order-id rule (`[engine] client_order_ids`).
     coid_rule: ClientOrderIdRule,
@@ -211,7 +191,7 @@ pub struct Matcher {
     /// far, whatever its outcome (0: none). Kept under both rules; `Increasing` refuses a new
     /// order at or below it (docs/protocol.md, "Idempotency").
     coid_high: Vec<u64>,
-    /// `next_order_id mod order_id_modulus` (its `by_id` entry).
+    /// `next_order_id mod order_id_modulus` (its pool slot).
     next_entry: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
@@ -270,12 +250,12 @@ impl Matcher {
     /// here, none later.
     pub fn new(config: &Config) -> Matcher {
         let cap = &config.capacity;
+        let slots = order_id_modulus(cap.orders_max) as usize;
         Matcher {
             books: config.symbols.iter().map(ArrayBook::new).collect(),
             store: OrderStore {
-                pool: OrderPool::new(cap.orders_max),
-                index: ClientOrderIndex::new(cap.orders_max),
-                by_id: vec![NIL; order_id_modulus(cap.orders_max) as usize],
+                pool: OrderPool::with_huge_pages(cap.orders_max, cap.huge_pages),
+                index: ClientOrderIndex::with_huge_pages(cap.orders_max, cap.huge_pages),
                 users: vec![
                     UserList {
                         head: NIL,
@@ -283,12 +263,12 @@ impl Matcher {
                     };
                     cap.users_max as usize
                 ],
-                notional: vec![0; cap.orders_max as usize],
+                notional: crate::book::huge::filled_vec(slots, 0, cap.huge_pages),
                 finished: FinishedWindow::new(
                     cap.users_max as usize,
                     config.engine.finished_orders_per_user as usize,
                 ),
-                expiry: ExpiryQueue::new(cap.orders_max),
+                expiry: ExpiryQueue::new(slots as u32),
             },
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,

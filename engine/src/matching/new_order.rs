@@ -2,7 +2,7 @@
 //! order's client order id, and placing an order that passed (docs/matching.md).
 
 use crate::book::checked_notional;
-use crate::book::pool::{Order, OrderPool, NIL};
+use crate::book::pool::{Order, OrderPool};
 use crate::codes::RejectCode;
 use crate::command::NewOrder;
 use crate::config::ClientOrderIdRule;
@@ -199,14 +199,14 @@ impl Matcher {
             ));
             return;
         }
-        // The first id from `next_order_id` on whose `by_id` entry is free: the next one unless
-        // a live order is `order_id_modulus` or more ids older (then skipped, once per such
-        // order per wrap). The pool has room, so some entry is free.
-        let cap = self.store.by_id.len() as u32;
+        // The first id from `next_order_id` on whose pool slot is free: the next one unless a
+        // live order is `order_id_modulus` or more ids older (then skipped, once per such order
+        // per wrap). The pool has room, so some slot is free.
+        let mask = self.store.pool.slots() - 1;
         let (mut id, mut entry) = (self.next_order_id, self.next_entry);
-        while self.store.by_id[entry as usize] != NIL {
+        while !self.store.pool.is_free(entry) {
             id += 1;
-            entry = if entry + 1 == cap { 0 } else { entry + 1 };
+            entry = (entry + 1) & mask;
         }
         let order = Order {
             id: OrderId(id),
@@ -214,7 +214,7 @@ impl Matcher {
         };
         let slot = self.store.admit(order, expire_at);
         self.next_order_id = id + 1;
-        self.next_entry = if entry + 1 == cap { 0 } else { entry + 1 };
+        self.next_entry = (entry + 1) & mask;
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,

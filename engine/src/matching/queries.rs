@@ -104,9 +104,8 @@ impl Matcher {
         }
     }
 
-    /// The live order with engine id `order_id`, whoever owns it: the id table's entry
-    /// `order_id mod order_id_modulus` holds its slot, so this is an array index and a
-    /// comparison.
+    /// The live order with engine id `order_id`, whoever owns it: the id names its pool slot
+    /// (`order_id mod order_id_modulus`), so this is an array index and a comparison.
     pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
         self.store
             .slot_of(order_id)
