@@ -16,6 +16,9 @@
 //!   a lookup touches is about `2 × live orders × 4 B`: with 100 000 live orders about 800 KB,
 //!   in cache, whether the pool holds 262 144 orders or 4 194 304 (docs/benchmarks.md).
 //!
+//! The matcher indexes only users who name orders by client order id (`matching::OrderStore`,
+//! `indexed`); the others' orders never enter the table.
+//!
 //! Bucket addressing: with `n = 2^level + split`, a key whose hash is `h` lives in bucket
 //! `h mod 2^level`, or `h mod 2^(level+1)` if that is below `split` (already split). The hash is
 //! a fixed multiply-xorshift mix, and the index's shape depends only on the sequence of inserts

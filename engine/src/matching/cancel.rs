@@ -19,7 +19,7 @@ impl Matcher {
         if symbol.0 as usize >= self.books.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        match self.store.index.get(user, coid, &self.store.pool) {
+        match self.store.by_client_id(user, coid) {
             Some(slot) if self.store.pool[slot].symbol == symbol => Ok(slot),
             _ => Err(RejectCode::UnknownOrder),
         }

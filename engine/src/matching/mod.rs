@@ -24,7 +24,7 @@ use crate::book::index::ClientOrderIndex;
 use crate::book::pool::{Order, OrderPool, NIL};
 use crate::book::OrderView;
 use crate::codes::{CancelReason, RejectCode};
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::{ClientOrderIdRule, Config};
 use crate::event::{Event, EventSink};
 use crate::types::{ClientOrderId, OrderId, Qty, TimeInForce, UserId};
@@ -76,6 +76,11 @@ struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
     users: Vec<UserList>,
+    /// Per user: whether the client-order-id index holds this user's live orders. Only a user
+    /// who has named an order by client order id (cancel, amend, status query) is indexed — from
+    /// then on — so a client that keeps the engine's order ids never pays for the index; under
+    /// `unique_live` every user is, for the duplicate check (docs/architecture.md).
+    indexed: Vec<bool>,
     /// Per pool slot: the notional the order in it has filled (quote minimal units).
     notional: Vec<u64>,
     /// Each user's recently finished orders (docs/matching.md, "Order status").
@@ -91,6 +96,46 @@ impl OrderStore {
     fn slot_of(&self, id: OrderId) -> Option<u32> {
         let slot = self.pool.slot_of(id);
         (id.0 != 0 && self.pool[slot].id == id).then_some(slot)
+    }
+
+    /// The slot of the live order of `user` (in range) with client order id `coid`: from the
+    /// index once the user is indexed, else by walking the user's live orders, newest first
+    /// (only until the matching stage processes the user's first command that names an order
+    /// by client order id: [`OrderStore::index_user`]).
+    #[inline]
+    fn by_client_id(&self, user: UserId, coid: ClientOrderId) -> Option<u32> {
+        if self.indexed[user.0 as usize] {
+            return self.index.get(user, coid, &self.pool);
+        }
+        let mut slot = self.users[user.0 as usize].tail;
+        while slot != NIL {
+            let o = &self.pool[slot];
+            if o.client_order_id == coid {
+                return Some(slot);
+            }
+            slot = o.user_prev;
+        }
+        None
+    }
+
+    /// Makes sure the client-order-id index holds `user`'s live orders, now and from now on:
+    /// the first time, it indexes the user's live orders (one walk of their list).
+    #[inline]
+    fn index_user(&mut self, user: UserId) {
+        if self.indexed.get(user.0 as usize) == Some(&false) {
+            self.index_user_now(user);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn index_user_now(&mut self, user: UserId) {
+        self.indexed[user.0 as usize] = true;
+        let mut slot = self.users[user.0 as usize].head;
+        while slot != NIL {
+            self.index.insert(slot, &mut self.pool);
+            slot = self.pool[slot].user_next;
+        }
     }
 
     /// A read-only copy of the live order in `slot`.
@@ -112,7 +157,9 @@ impl OrderStore {
     fn admit(&mut self, order: Order, expire_at: u64) -> u32 {
         let slot = self.pool.put(order);
         self.notional[slot as usize] = 0;
-        self.index.insert(slot, &mut self.pool);
+        if self.indexed[order.user.0 as usize] {
+            self.index.insert(slot, &mut self.pool);
+        }
         if expire_at != 0 {
             self.expiry.insert(slot, order.id.0, expire_at);
         }
@@ -139,7 +186,9 @@ impl OrderStore {
         if tif.expires() {
             self.expiry.remove(slot);
         }
-        self.index.remove(slot, &mut self.pool);
+        if self.indexed[user.0 as usize] {
+            self.index.remove(slot, &mut self.pool);
+        }
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
             list.head = next;
@@ -263,6 +312,10 @@ impl Matcher {
                     };
                     cap.users_max as usize
                 ],
+                indexed: vec![
+                    config.engine.client_order_ids == ClientOrderIdRule::UniqueLive;
+                    cap.users_max as usize
+                ],
                 notional: crate::book::huge::filled_vec(slots, 0, cap.huge_pages),
                 finished: FinishedWindow::new(
                     cap.users_max as usize,
@@ -351,21 +404,27 @@ impl Matcher {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), sink),
+            } => {
+                self.store.index_user(user);
+                self.cancel(user, symbol, OrderRef::Client(client_order_id), sink)
+            }
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(
-                user,
-                symbol,
-                OrderRef::Client(client_order_id),
-                price,
-                qty,
-                sink,
-            ),
+            } => {
+                self.store.index_user(user);
+                self.amend(
+                    user,
+                    symbol,
+                    OrderRef::Client(client_order_id),
+                    price,
+                    qty,
+                    sink,
+                )
+            }
             Command::CancelOrder {
                 user,
                 symbol,
@@ -388,7 +447,99 @@ impl Matcher {
             | Command::Withdraw { .. }
             | Command::ApproveWithdrawal { .. }
             | Command::RejectWithdrawal { .. } => {}
-            Command::Query(ref q) => self.answer(q, sink),
+            Command::Query(ref q) => {
+                if let Query::Order { user, .. } = *q {
+                    self.store.index_user(user);
+                }
+                self.answer(q, sink)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Price, Side, SymbolId};
+
+    fn place(m: &mut Matcher, user: UserId, coid: u64, price: i64) -> OrderId {
+        let mut id = None;
+        let o = NewOrder::limit(
+            user,
+            SymbolId(0),
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(price),
+            Qty(1),
+        );
+        m.process(&Command::NewOrder(o), &mut |e: &Event| {
+            if let Event::Accepted { order_id, .. } = e {
+                id = Some(*order_id);
+            }
+        });
+        id.expect("accepted")
+    }
+
+    fn cancelled(m: &mut Matcher, cmd: Command) -> Option<OrderId> {
+        let mut id = None;
+        m.process(&cmd, &mut |e: &Event| {
+            if let Event::Cancelled { order_id, .. } = e {
+                id = Some(*order_id);
+            }
+        });
+        id
+    }
+
+    /// Under `increasing` ids a user enters the client-order-id index at their first command
+    /// naming an order by client order id, with every live order they have; lookups before
+    /// (by walking their orders) and after (by the index) find the same orders, and orders
+    /// placed and retired on either side of that moment leave the index consistent.
+    #[test]
+    fn a_user_is_indexed_at_their_first_client_id_command() {
+        let config = Config::default();
+        let mut m = Matcher::new(&config);
+        let price = config.symbols[0].price_min;
+        let (u, v) = (UserId(3), UserId(4));
+        let a = place(&mut m, u, 1, price);
+        let b = place(&mut m, u, 2, price);
+        let c = place(&mut m, u, 3, price);
+        place(&mut m, v, 1, price);
+        assert!(!m.store.indexed[3] && !m.store.indexed[4]);
+        // Found by walking, before any index.
+        assert_eq!(m.order(u, ClientOrderId(2)).unwrap().order_id, b);
+        assert_eq!(m.order(u, ClientOrderId(9)), None);
+        // Retired while not indexed.
+        let cancel_a = Command::CancelOrder {
+            user: u,
+            symbol: SymbolId(0),
+            order_id: a,
+        };
+        assert_eq!(cancelled(&mut m, cancel_a), Some(a));
+        // The first cancel by client order id indexes the user (and only that user).
+        let by_coid = |coid| Command::Cancel {
+            user: u,
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(coid),
+        };
+        assert_eq!(cancelled(&mut m, by_coid(2)), Some(b));
+        assert!(m.store.indexed[3] && !m.store.indexed[4]);
+        let d = place(&mut m, u, 4, price);
+        assert_eq!(
+            m.store.index.get(u, ClientOrderId(3), &m.store.pool),
+            Some(m.store.pool.slot_of(c))
+        );
+        assert_eq!(
+            m.store.index.get(u, ClientOrderId(4), &m.store.pool),
+            Some(m.store.pool.slot_of(d))
+        );
+        assert_eq!(cancelled(&mut m, by_coid(1)), None, "already cancelled");
+        assert_eq!(cancelled(&mut m, by_coid(4)), Some(d));
+        assert_eq!(cancelled(&mut m, by_coid(3)), Some(c));
+        assert_eq!(m.store.index.get(u, ClientOrderId(3), &m.store.pool), None);
+        assert_eq!(m.live_orders(), 1);
+        // Under `unique_live` everyone is indexed from the start.
+        let mut config = Config::default();
+        config.engine.client_order_ids = ClientOrderIdRule::UniqueLive;
+        assert!(Matcher::new(&config).store.indexed.iter().all(|&i| i));
     }
 }

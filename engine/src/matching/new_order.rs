@@ -80,21 +80,13 @@ impl Matcher {
         }
         // Under `Increasing` the high-water mark (checked first) already excludes every live
         // order of the user — each was at or below the mark when it was placed — so only
-        // `UniqueLive` needs the index here.
+        // `UniqueLive` (under which every user is indexed) looks the id up.
         debug_assert!(
             self.coid_rule == ClientOrderIdRule::UniqueLive
-                || self
-                    .store
-                    .index
-                    .get(o.user, o.client_order_id, &self.store.pool)
-                    .is_none()
+                || self.store.by_client_id(o.user, o.client_order_id).is_none()
         );
         if self.coid_rule == ClientOrderIdRule::UniqueLive
-            && self
-                .store
-                .index
-                .get(o.user, o.client_order_id, &self.store.pool)
-                .is_some()
+            && self.store.by_client_id(o.user, o.client_order_id).is_some()
         {
             return Err(RejectCode::DuplicateClientOrderId);
         }

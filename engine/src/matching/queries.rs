@@ -78,8 +78,7 @@ impl Matcher {
             return None;
         }
         self.store
-            .index
-            .get(user, coid, &self.store.pool)
+            .by_client_id(user, coid)
             .map(|slot| self.store.view(slot))
     }
 
@@ -94,7 +93,7 @@ impl Matcher {
         if user.0 as usize >= self.store.users.len() {
             return (None, None, 0);
         }
-        if let Some(slot) = self.store.index.get(user, coid, &self.store.pool) {
+        if let Some(slot) = self.store.by_client_id(user, coid) {
             let notional = self.store.notional[slot as usize];
             return (Some(self.store.view(slot)), None, notional);
         }
