@@ -111,6 +111,7 @@ pub struct OrderPool {
 impl OrderPool {
     /// A pool with room for `capacity` live orders, in `next_pow2(capacity)` slots. Every slot
     /// is written (and so faulted in) here, not on the hot path.
+    #[cfg(any(test, feature = "testing"))]
     pub fn new(capacity: u32) -> OrderPool {
         OrderPool::with_huge_pages(capacity, false)
     }
