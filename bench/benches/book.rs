@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo bench -p ringbook-bench --bench book -- [--json] [--ops N] [--warmup N] [--rounds N]
-//!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--only ringbook|matchcore|lobster]
+//!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--no-thp]
+//!     [--only ringbook|matchcore|lobster]
 //! cargo bench -p ringbook-bench --bench book -- --resting 1000000 [--json]
 //! ```
 //!
@@ -13,9 +14,11 @@
 //! live,262144,1048576`) or `--pool-sweep` (262 144 / 1 048 576 / 4 194 304) runs ringbook once per
 //! size on the same workload in the same run, interleaved with the peers round by round, and
 //! reports each size's throughput and its ratio to the smallest size (text, and `pool_sweep` in
-//! the JSON; the top-level `ringbook_*` keys are then the smallest size's). `--hugepages` is an
-//! experiment (see the `hugepages` module); `--only` runs one engine, for profiling (no ratios,
-//! no JSON). Results and caveats: docs/benchmarks.md.
+//! the JSON; the top-level `ringbook_*` keys are then the smallest size's). ringbook asks for
+//! transparent huge pages for its pool and index itself (`[capacity] huge_pages`, default on);
+//! `--no-thp` runs it with that off. `--hugepages` is an older experiment that asks for them on
+//! every large allocation of all three engines (see the `hugepages` module); `--only` runs one
+//! engine, for profiling (no ratios, no JSON). Results and caveats: docs/benchmarks.md.
 //!
 //! Mixed mode: generates the workload ([`ringbook_bench::generate`]: a warm-up of `--warmup`
 //! resting orders, then `--ops` timed adds / cancels / market orders), and for ringbook,
@@ -129,6 +132,8 @@ struct Args {
     only: Option<String>,
     /// Experiment: madvise(MADV_HUGEPAGE) on big allocations.
     hugepages: bool,
+    /// ringbook with `[capacity] huge_pages = false`.
+    no_thp: bool,
     /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
     /// config's 262 144, or more if the workload needs it).
     pools: Vec<Pool>,
@@ -165,7 +170,7 @@ fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
 }
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
-                     [--pool N[,N...]|live] [--pool-sweep] [--hugepages] \
+                     [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] \
                      [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
@@ -180,6 +185,7 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         pools: Vec::new(),
         hugepages: false,
+        no_thp: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -192,6 +198,7 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--json" => args.json = true,
             "--hugepages" => args.hugepages = true,
+            "--no-thp" => args.no_thp = true,
             "--ops" => args.ops = number("--ops")? as usize,
             "--warmup" => args.warmup = number("--warmup")? as usize,
             "--rounds" => args.rounds = (number("--rounds")? as usize).max(1),
@@ -322,13 +329,19 @@ fn latency_pass<A: BookAdapter>(
     out: &mut EngineResult,
 ) -> Result<(), String> {
     let mut book = prepared(w, make)?;
-    if hugepages::ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
-        out.anon_huge_kib = hugepages::anon_huge_kib();
-    }
+    out.anon_huge_kib = hugepages::anon_huge_kib();
     let lat = time_latency(&mut book, &w.ops, overhead_ns);
     check(&book, "latency", lat.volume, w)?;
     out.latency = Some(lat);
     Ok(())
+}
+
+/// ringbook with an order pool of `pool`, its map from workload ids sized up front like
+/// matchcore's.
+fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool) -> RingbookBook {
+    let mut config = RingbookBook::config(pool, 100_000);
+    config.capacity.huge_pages = huge_pages;
+    RingbookBook::new(&config).with_ids(w.stats.max_id)
 }
 
 fn make_matchcore(w: &Workload) -> MatchcoreBook {
@@ -422,8 +435,15 @@ fn mixed(args: &Args) -> Result<(), String> {
     }
     for &pool in &pools {
         say(format!(
-            "ringbook: order pool {pool} slots (index {} entries), band 1..=100000 ticks",
+            "ringbook: order pool for {pool} orders ({} slots; index up to {} buckets, ~2 per \
+             live order in use), band 1..=100000 ticks, huge pages {}; cancels by engine order id",
+            pool.next_power_of_two(),
             (pool as usize * 2).next_power_of_two(),
+            if args.no_thp {
+                "off (--no-thp)"
+            } else {
+                "requested (madvise)"
+            }
         ));
     }
     say(format!(
@@ -455,6 +475,7 @@ fn mixed(args: &Args) -> Result<(), String> {
     let mut mc = slot(MatchcoreBook::NAME);
     let mut lb = slot(LobsterBook::NAME);
 
+    let thp = !args.no_thp;
     // Throughput: engines (and ringbook's pool sizes) interleaved, starting one rotated per
     // round, so slow drift in the machine's load spreads over all of them.
     let entrants = rbs.len() + 2;
@@ -463,7 +484,7 @@ fn mixed(args: &Args) -> Result<(), String> {
             match (round + k) % entrants {
                 i if i < rbs.len() => {
                     let pool = pools[i];
-                    throughput_round(&w, &|_| RingbookBook::with_capacity(pool), &mut rbs[i])?
+                    throughput_round(&w, &|w| make_ringbook(w, pool, thp), &mut rbs[i])?
                 }
                 i if i == rbs.len() => {
                     if let Some(r) = &mut mc {
@@ -480,7 +501,7 @@ fn mixed(args: &Args) -> Result<(), String> {
     }
     for (i, r) in rbs.iter_mut().enumerate() {
         let pool = pools[i];
-        latency_pass(&w, &|_| RingbookBook::with_capacity(pool), overhead_ns, r)?;
+        latency_pass(&w, &|w| make_ringbook(w, pool, thp), overhead_ns, r)?;
     }
     if let Some(r) = &mut mc {
         latency_pass(&w, &make_matchcore, overhead_ns, r)?;
@@ -493,15 +514,17 @@ fn mixed(args: &Args) -> Result<(), String> {
         Some(p) if pools.len() > 1 => format!("{}@{p}", e.name),
         _ => e.name.to_string(),
     };
-    if args.hugepages {
-        for e in &engines {
-            say(format!(
-                "--hugepages: MADV_HUGEPAGE on allocations >= 2 MiB; AnonHugePages with {}'s \
-                 book live: {} KiB",
-                e.name,
-                e.anon_huge_kib.map_or("?".into(), |k| k.to_string())
-            ));
-        }
+    for e in &engines {
+        say(format!(
+            "AnonHugePages with {}'s book live: {} KiB{}",
+            label(e),
+            e.anon_huge_kib.map_or("?".into(), |k| k.to_string()),
+            if args.hugepages {
+                " (--hugepages: MADV_HUGEPAGE on every allocation >= 2 MiB)"
+            } else {
+                ""
+            }
+        ));
     }
 
     let n = w.ops.len();

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use ringbook_engine::prelude::{
-    ClientOrderId, Command, Config, Engine, Event, NewOrder, Price, Qty, SymbolId, UserId,
+    ClientOrderId, Command, Config, Engine, Event, NewOrder, OrderId, Price, Qty, SymbolId, UserId,
 };
 use ringbook_testkit::rng::Rng;
 
@@ -573,9 +573,13 @@ pub trait BookAdapter {
 
 /// ringbook's adapter: one symbol of an [`Engine`] with the risk and settlement stages off
 /// (`RiskMode::Off`: the book alone, as the peers are). Orders belong to `1000` users by id
-/// (`user = id % 1000`, client order id = id); market orders come from a separate user with
-/// the protection price at the band edge, so they behave as unlimited market orders. The event
-/// sink is a closure summing trade quantities: no allocation per operation.
+/// (`user = id % 1000`, client order id = id, so each user's ids increase); market orders come
+/// from a separate user (client order ids 1, 2, 3, …) with the protection price at the band
+/// edge, so they behave as unlimited market orders. A cancel names its order by the engine's
+/// order id, the handle a venue client keeps from the `Accepted` event (`CancelOrder`: an
+/// array index, no hash), which the adapter maps from the workload's id exactly as the matchcore
+/// adapter maps it to matchcore's id. The event sink is a closure summing trade quantities: no
+/// allocation per operation.
 #[derive(Debug)]
 pub struct RingbookBook {
     engine: Engine,
@@ -583,6 +587,10 @@ pub struct RingbookBook {
     price_min: i64,
     price_max: i64,
     errors: u64,
+    /// Workload id → the engine's order id (from its `Accepted` event).
+    ids: Vec<u64>,
+    /// The market-order user's last client order id.
+    taker_coid: u64,
 }
 
 /// Users the adapter spreads orders over.
@@ -596,10 +604,13 @@ impl RingbookBook {
         let mut config = Config::default();
         config.capacity.orders_max = orders_max;
         config.capacity.users_max = config.capacity.users_max.max(RINGBOOK_USERS as u32 + 1);
-        // The peers' workload ids become client order ids and every market order reuses id 0,
-        // so the adapter runs under the `unique_live` client-order-id rule (the check costs the
-        // same one comparison under either rule).
-        config.engine.client_order_ids = ringbook_engine::config::ClientOrderIdRule::UniqueLive;
+        // The workload's ids become client order ids, increasing per user, and the market-order
+        // user numbers its orders 1, 2, 3, …: the default `increasing` client-order-id rule
+        // holds, as it does for a venue's clients.
+        debug_assert_eq!(
+            config.engine.client_order_ids,
+            ringbook_engine::config::ClientOrderIdRule::Increasing
+        );
         let s = &mut config.symbols[0];
         s.price_min = 1;
         s.price_max = price_max;
@@ -640,7 +651,16 @@ impl RingbookBook {
             price_min: s.price_min,
             price_max: s.price_max,
             errors: 0,
+            ids: Vec::new(),
+            taker_coid: 0,
         }
+    }
+
+    /// Sizes the map from workload ids to engine order ids for ids up to `max_id` up front (as
+    /// the matchcore adapter's is), so that no timed operation grows it.
+    pub fn with_ids(mut self, max_id: u64) -> RingbookBook {
+        self.ids = vec![0; max_id as usize + 1];
+        self
     }
 
     /// An engine whose pool holds `orders_max` orders and whose band is `1 ..= 100_000`.
@@ -667,34 +687,39 @@ impl BookAdapter for RingbookBook {
 
     #[inline]
     fn apply(&mut self, op: &Op) -> u64 {
+        let mut added = 0;
         let cmd = match *op {
             Op::Add {
                 id,
                 side,
                 price,
                 qty,
-            } => Command::NewOrder(NewOrder::limit(
-                UserId((id % RINGBOOK_USERS) as u32),
-                self.symbol,
-                ClientOrderId(id),
-                Self::side(side),
-                Price(price),
-                Qty(qty),
-            )),
-            Op::Cancel { id } => Command::Cancel {
+            } => {
+                added = id;
+                Command::NewOrder(NewOrder::limit(
+                    UserId((id % RINGBOOK_USERS) as u32),
+                    self.symbol,
+                    ClientOrderId(id),
+                    Self::side(side),
+                    Price(price),
+                    Qty(qty),
+                ))
+            }
+            Op::Cancel { id } => Command::CancelOrder {
                 user: UserId((id % RINGBOOK_USERS) as u32),
                 symbol: self.symbol,
-                client_order_id: ClientOrderId(id),
+                order_id: OrderId(self.ids.get(id as usize).copied().unwrap_or(0)),
             },
             Op::Market { side, qty } => {
                 let protection = match side {
                     Side::Buy => self.price_max,
                     Side::Sell => self.price_min,
                 };
+                self.taker_coid += 1;
                 Command::NewOrder(NewOrder::market(
                     TAKER,
                     self.symbol,
-                    ClientOrderId(0),
+                    ClientOrderId(self.taker_coid),
                     Self::side(side),
                     Price(protection),
                     Qty(qty),
@@ -702,12 +727,20 @@ impl BookAdapter for RingbookBook {
             }
         };
         let mut volume = 0;
+        let mut order_id = 0;
         let errors = &mut self.errors;
         self.engine.process(&cmd, &mut |e: &Event| match e {
             Event::Trade(t) => volume += t.qty.0,
+            Event::Accepted { order_id: id, .. } => order_id = id.0,
             Event::Rejected { .. } => *errors += 1,
             _ => {}
         });
+        if added != 0 {
+            if added as usize >= self.ids.len() {
+                self.ids.resize((added as usize + 1).next_power_of_two(), 0);
+            }
+            self.ids[added as usize] = order_id;
+        }
         volume
     }
 

@@ -47,6 +47,14 @@ pub struct Capacity {
     /// Withdrawals awaiting approval at once; more are rejected with `WITHDRAWAL_POOL_FULL`.
     #[serde(default = "default_withdrawals_max")]
     pub withdrawals_max: u32,
+    /// Ask the OS for transparent huge pages for the order pool and the client-order-id index
+    /// (`madvise`, Linux; ignored where not offered). Only speed depends on it.
+    #[serde(default = "default_huge_pages")]
+    pub huge_pages: bool,
+}
+
+fn default_huge_pages() -> bool {
+    true
 }
 
 fn default_withdrawals_max() -> u32 {

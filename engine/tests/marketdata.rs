@@ -463,3 +463,54 @@ fn a_copy_taken_mid_command_and_fed_the_rest_equals_the_original() {
         assert_eq!(view(&copy, s), view(&md, s), "symbol {s:?}");
     }
 }
+
+/// With `orders_max` not a power of two, two live orders can have ids equal modulo
+/// `orders_max` (ids are only kept apart modulo its next power of two: docs/matching.md, "Order
+/// ids"); the builder's mirror of the orders must still keep them apart.
+#[test]
+fn orders_whose_ids_agree_modulo_orders_max_stay_apart() {
+    let mut config = Config::default();
+    config.capacity.orders_max = 3;
+    let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+    let mut md = MarketData::new(&config);
+    let symbol = SymbolId(0);
+    let p = config.symbols[0].price_min;
+    let user = UserId(1);
+    let step = |engine: &mut Engine, md: &mut MarketData, cmd: Command| {
+        let mut events = Vec::new();
+        engine.process(&cmd, &mut |e: &Event| events.push(*e));
+        md.command(0, &events, &mut |_| {});
+        events
+    };
+    let buy = |coid: u64, price: i64| {
+        Command::NewOrder(NewOrder::limit(
+            user,
+            symbol,
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(price),
+            Qty(1),
+        ))
+    };
+    let cancel = |coid: u64| Command::Cancel {
+        user,
+        symbol,
+        client_order_id: ClientOrderId(coid),
+    };
+    for coid in 1..=3 {
+        step(&mut engine, &mut md, buy(coid, p + coid as i64));
+    }
+    step(&mut engine, &mut md, cancel(2));
+    let events = step(&mut engine, &mut md, buy(4, p + 4));
+    // Order 4 takes slot 0 of 4; 4 and 1 agree modulo orders_max = 3.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Accepted { order_id, .. } if order_id.0 == 4)));
+    step(&mut engine, &mut md, cancel(1));
+    assert_eq!(md.level(symbol, Side::Buy, Price(p + 1)), (Qty(0), 0));
+    assert_eq!(md.level(symbol, Side::Buy, Price(p + 4)), (Qty(1), 1));
+    assert_eq!(
+        builder_side(&md, symbol, Side::Buy),
+        engine_side(&engine, symbol, Side::Buy)
+    );
+}

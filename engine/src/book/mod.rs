@@ -5,7 +5,8 @@
 //!   [`bitmap::LevelBitmap`] so the next non-empty level is found without scanning the band.
 //! - `pool`: every live order in one pre-allocated slab, linked intrusively into its level's
 //!   FIFO and its owner's list.
-//! - `index`: `(user, client order id) → slot` for cancels and amends.
+//! - `index`: `(user, client order id) → slot` for cancels and amends, chained through the
+//!   pool, its buckets in use following the live orders (linear hashing).
 //! - `reference` (with the `testing` feature): a deliberately simple model (BTreeMap +
 //!   VecDeque) with the same semantics, used by property tests to hold the fast book honest.
 //!
@@ -14,6 +15,7 @@
 
 pub(crate) mod array;
 pub mod bitmap;
+pub(crate) mod huge;
 pub(crate) mod index;
 #[cfg(feature = "testing")]
 pub mod levels;
@@ -148,7 +150,7 @@ pub fn checked_notional(price: Price, qty: Qty, tick_size: u64) -> Option<i64> {
 
 #[cfg(test)]
 mod doc_tests {
-    use super::index::ENTRY_BYTES;
+    use super::index::HEAD_BYTES;
     use super::levels::LEVEL_BYTES;
     use super::pool::ORDER_BYTES;
     use crate::config::Config;
@@ -168,9 +170,11 @@ mod doc_tests {
             include_str!("../../../docs/architecture.md"),
         );
         doc.assert_says(&format!("of {ORDER_BYTES}-byte slots"));
-        doc.assert_says(&format!("`orders_max × {ORDER_BYTES} B` for the pool"));
         doc.assert_says(&format!(
-            "`2 × orders_max × {ENTRY_BYTES} B` (rounded to a power of two) for the index"
+            "`next_pow2(orders_max) × {ORDER_BYTES} B` for the pool"
+        ));
+        doc.assert_says(&format!(
+            "`2 × orders_max × {HEAD_BYTES} B` (rounded to a power of two) for the index"
         ));
         doc.assert_says(&format!("`4 × band × {LEVEL_BYTES} B` plus bitmaps"));
 
@@ -178,9 +182,11 @@ mod doc_tests {
             "docs/configuration.md",
             include_str!("../../../docs/configuration.md"),
         );
-        doc.assert_says(&format!("| order pool | `orders_max × {ORDER_BYTES} B` |"));
         doc.assert_says(&format!(
-            "| client-order-id index | `next_pow2(2 × orders_max) × {ENTRY_BYTES} B` |"
+            "| order pool | `next_pow2(orders_max) × {ORDER_BYTES} B` |"
+        ));
+        doc.assert_says(&format!(
+            "| client-order-id index | `next_pow2(2 × orders_max) × {HEAD_BYTES} B` |"
         ));
         doc.assert_says(&format!(
             "`4 sides × (price_max − price_min + 1) × {LEVEL_BYTES} B`"
@@ -188,8 +194,8 @@ mod doc_tests {
         // The default config's figures.
         let config = Config::default();
         let orders = config.capacity.orders_max as usize;
-        let pool = orders * ORDER_BYTES;
-        let index = (2 * orders).next_power_of_two() * ENTRY_BYTES;
+        let pool = orders.next_power_of_two() * ORDER_BYTES;
+        let index = (2 * orders).next_power_of_two() * HEAD_BYTES;
         assert_eq!(
             index % (1 << 20),
             0,
@@ -217,7 +223,7 @@ mod doc_tests {
         doc.assert_says(&format!(
             "`orders_max = {orders}`: ~{} MB pool + {} MB index",
             mb(orders * ORDER_BYTES),
-            mb((2 * orders).next_power_of_two() * ENTRY_BYTES)
+            mb((2 * orders).next_power_of_two() * HEAD_BYTES)
         ));
     }
 }

@@ -1,9 +1,11 @@
 //! The order pool: every live order in one pre-allocated array, addressed by `u32` slot.
 //!
-//! Free slots form a singly-linked free list through `next`, so allocation and release are O(1)
-//! and never touch the heap after construction. Live orders are threaded on two intrusive
-//! doubly-linked lists: their price level's FIFO (`prev`/`next`) and their owner's list of live
-//! orders (`user_prev`/`user_next`, for mass cancel).
+//! The pool has `next_pow2(orders_max)` slots and an order's id names its slot: slot
+//! `id mod slots` (docs/matching.md, "Order ids": no two live orders share it). So finding an
+//! order by id is one index, a free slot is one whose id is 0, and placing or freeing an order
+//! is O(1) without a free list; nothing touches the heap after construction. Live orders are
+//! threaded on two intrusive doubly-linked lists: their price level's FIFO (`prev`/`next`) and
+//! their owner's list of live orders (`user_prev`/`user_next`, for mass cancel).
 
 use crate::types::{
     ClientOrderId, OrderId, OrderType, Price, Side, StpMode, SymbolId, TimeInForce, UserId,
@@ -17,7 +19,7 @@ pub const NIL: u32 = u32::MAX;
 pub struct Order {
     /// Previous order in the level FIFO (or `NIL`).
     pub prev: u32,
-    /// Next order in the level FIFO, or the next free slot while free (or `NIL`).
+    /// Next order in the level FIFO (or `NIL`).
     pub next: u32,
     /// Open quantity: visible plus hidden.
     pub leaves: u64,
@@ -41,7 +43,7 @@ pub struct Order {
     pub in_stop_book: bool,
     /// Limit or protection price.
     pub price: Price,
-    /// Engine id.
+    /// Engine id; 0 while the slot is free.
     pub id: OrderId,
     /// The owner's id.
     pub client_order_id: ClientOrderId,
@@ -55,6 +57,9 @@ pub struct Order {
     pub user_prev: u32,
     /// Next order of the same user.
     pub user_next: u32,
+    /// Next order in the client-order-id index's bucket chain (`book::index`); it fills what
+    /// was padding, so the slot stays 96 bytes.
+    pub index_next: u32,
 }
 
 impl Order {
@@ -79,6 +84,7 @@ impl Order {
         stop_price: Price(0),
         user_prev: NIL,
         user_next: NIL,
+        index_next: NIL,
     };
 
     /// The visible quantity an iceberg shows after a refill (or any order when it rests).
@@ -92,55 +98,68 @@ impl Order {
     }
 }
 
-/// A fixed-capacity slab of orders.
+/// A fixed-capacity slab of orders, each in the slot its id names.
 #[derive(Debug)]
 pub struct OrderPool {
     slots: Vec<Order>,
-    free_head: u32,
+    /// `slots.len() - 1`: a slot count is a power of two.
+    mask: u64,
     live: u32,
+    capacity: u32,
 }
 
 impl OrderPool {
-    /// A pool with room for `capacity` live orders. Every slot is written (and so faulted in)
-    /// here, not on the hot path.
+    /// A pool with room for `capacity` live orders, in `next_pow2(capacity)` slots. Every slot
+    /// is written (and so faulted in) here, not on the hot path.
+    #[cfg(any(test, feature = "testing"))]
     pub fn new(capacity: u32) -> OrderPool {
-        let mut slots = vec![Order::EMPTY; capacity as usize];
-        for (i, slot) in slots.iter_mut().enumerate() {
-            slot.next = if i + 1 < capacity as usize {
-                i as u32 + 1
-            } else {
-                NIL
-            };
-        }
+        OrderPool::with_huge_pages(capacity, false)
+    }
+
+    /// [`OrderPool::new`], backed by transparent huge pages where the OS offers them and `huge`
+    /// asks for it (`book::huge`).
+    pub fn with_huge_pages(capacity: u32, huge: bool) -> OrderPool {
+        let n = (capacity as usize).next_power_of_two();
         OrderPool {
-            slots,
-            free_head: if capacity > 0 { 0 } else { NIL },
+            slots: crate::book::huge::filled_vec(n, Order::EMPTY, huge),
+            mask: n as u64 - 1,
             live: 0,
+            capacity,
         }
     }
 
-    /// Takes a free slot, or `None` when the pool is full.
+    /// The slot an order id names: `id mod slots`.
     #[inline]
-    pub fn alloc(&mut self, order: Order) -> Option<u32> {
-        let slot = self.free_head;
-        if slot == NIL {
-            return None;
-        }
-        self.free_head = self.slots[slot as usize].next;
+    pub fn slot_of(&self, id: OrderId) -> u32 {
+        (id.0 & self.mask) as u32
+    }
+
+    /// Whether `slot` holds no live order.
+    #[inline]
+    pub fn is_free(&self, slot: u32) -> bool {
+        self.slots[slot as usize].id.0 == 0
+    }
+
+    /// Puts `order` (id non-zero) into its slot, which is free; the pool has room (checked by
+    /// the caller against [`OrderPool::capacity`]).
+    #[inline]
+    pub fn put(&mut self, order: Order) -> u32 {
+        debug_assert!(order.id.0 != 0 && self.live < self.capacity);
+        let slot = self.slot_of(order.id);
+        debug_assert!(self.is_free(slot), "order id {} has a live twin", order.id);
         self.slots[slot as usize] = order;
         self.live += 1;
-        Some(slot)
+        slot
     }
 
-    /// Returns a slot to the free list.
+    /// Frees a slot.
     #[inline]
     pub fn free(&mut self, slot: u32) {
         debug_assert!(self.live > 0);
         let o = &mut self.slots[slot as usize];
+        o.id = OrderId(0);
         o.leaves = 0;
         o.visible = 0;
-        o.next = self.free_head;
-        self.free_head = slot;
         self.live -= 1;
     }
 
@@ -149,8 +168,13 @@ impl OrderPool {
         self.live
     }
 
-    /// Capacity.
+    /// The most live orders (`orders_max`).
     pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Slots: `capacity` rounded up to a power of two.
+    pub fn slots(&self) -> u32 {
         self.slots.len() as u32
     }
 
@@ -185,17 +209,28 @@ const _: () = assert!(std::mem::size_of::<Order>() == ORDER_BYTES);
 mod tests {
     use super::*;
 
+    fn with_id(id: u64) -> Order {
+        Order {
+            id: OrderId(id),
+            ..OrderPool::blank()
+        }
+    }
+
     #[test]
-    fn alloc_until_full_then_reuse() {
+    fn an_id_names_its_slot() {
         let mut pool = OrderPool::new(3);
-        let a = pool.alloc(OrderPool::blank()).unwrap();
-        let b = pool.alloc(OrderPool::blank()).unwrap();
-        let c = pool.alloc(OrderPool::blank()).unwrap();
-        assert_eq!(pool.alloc(OrderPool::blank()), None);
+        assert_eq!((pool.capacity(), pool.slots()), (3, 4));
+        assert!((0..4).all(|s| pool.is_free(s)));
+        assert_eq!(pool.put(with_id(1)), 1);
+        assert_eq!(pool.put(with_id(6)), 2);
+        assert_eq!(pool.put(with_id(8)), 0);
         assert_eq!(pool.live(), 3);
-        pool.free(b);
-        assert_eq!(pool.alloc(OrderPool::blank()), Some(b));
-        assert!(a != c);
-        assert_eq!(OrderPool::new(0).alloc(OrderPool::blank()), None);
+        assert!(!pool.is_free(2) && pool.is_free(3));
+        pool.free(2);
+        assert!(pool.is_free(2));
+        assert_eq!(pool[2].id, OrderId(0));
+        assert_eq!(pool.put(with_id(10)), 2);
+        assert_eq!(pool.slot_of(OrderId(13)), 1);
+        assert_eq!(OrderPool::new(0).slots(), 1);
     }
 }

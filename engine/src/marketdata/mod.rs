@@ -474,6 +474,7 @@ impl MarketData {
 
     #[inline]
     fn slot(&self, id: OrderId) -> usize {
+        // The engine's slot: no two live orders share it (docs/matching.md, "Order ids").
         (id.0 & (self.orders.len() as u64 - 1)) as usize
     }
 

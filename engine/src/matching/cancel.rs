@@ -19,15 +19,15 @@ impl Matcher {
         if symbol.0 as usize >= self.books.len() {
             return Err(RejectCode::UnknownSymbol);
         }
-        match self.store.index.get(user, coid, &self.store.pool) {
+        match self.store.by_client_id(user, coid) {
             Some(slot) if self.store.pool[slot].symbol == symbol => Ok(slot),
             _ => Err(RejectCode::UnknownOrder),
         }
     }
 
     /// Finds the live order with engine id `order_id` for a cancel or amend by `user` on
-    /// `symbol`: the id table's entry `id mod order_id_modulus` holds its slot, so this is an
-    /// array index and a comparison. An id that names no live order (never issued, or its order
+    /// `symbol`: the id names its pool slot (`id mod order_id_modulus`), so this is an array
+    /// index and a comparison. An id that names no live order (never issued, or its order
     /// is gone) is `UNKNOWN_ORDER`; another user's order is `NOT_YOUR_ORDER`; the user's order
     /// on another symbol is `UNKNOWN_ORDER`.
     fn find_by_id(

@@ -24,7 +24,7 @@ use crate::book::index::ClientOrderIndex;
 use crate::book::pool::{Order, OrderPool, NIL};
 use crate::book::OrderView;
 use crate::codes::{CancelReason, RejectCode};
-use crate::command::{Command, NewOrder};
+use crate::command::{Command, NewOrder, Query};
 use crate::config::{ClientOrderIdRule, Config};
 use crate::event::{Event, EventSink};
 use crate::types::{ClientOrderId, OrderId, Qty, TimeInForce, UserId};
@@ -47,8 +47,8 @@ pub use finished::{status_of, FinishedOrder, OrderStatus};
 
 /// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
 /// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
-/// the size of the table that finds an order by id; a power of two, so that the modulo is a
-/// mask, not a division.
+/// the number of pool slots: an order lives in slot `id mod` it. A power of two, so that the
+/// modulo is a mask, not a division.
 pub(crate) fn order_id_modulus(orders_max: u32) -> u64 {
     u64::from(orders_max).next_power_of_two()
 }
@@ -69,16 +69,18 @@ struct UserList {
     tail: u32,
 }
 
-/// Live orders: the pool plus the three ways to find an order (client id, engine id, owner).
+/// Live orders: the pool (where an order's id names its slot) plus the two other ways to find
+/// an order (client id, owner).
 #[derive(Debug)]
 struct OrderStore {
     pool: OrderPool,
     index: ClientOrderIndex,
-    /// By order id: entry `id mod order_id_modulus` holds the slot of the live order with that id
-    /// (`NIL` if none). Order ids are chosen so that no two live orders share an entry
-    /// (docs/matching.md, "Order ids"), so a lookup is one index and one comparison.
-    by_id: Vec<u32>,
     users: Vec<UserList>,
+    /// Per user: whether the client-order-id index holds this user's live orders. Only a user
+    /// who has named an order by client order id (cancel, amend, status query) is indexed — from
+    /// then on — so a client that keeps the engine's order ids never pays for the index; under
+    /// `unique_live` every user is, for the duplicate check (docs/architecture.md).
+    indexed: Vec<bool>,
     /// Per pool slot: the notional the order in it has filled (quote minimal units).
     notional: Vec<u64>,
     /// Each user's recently finished orders (docs/matching.md, "Order status").
@@ -88,17 +90,52 @@ struct OrderStore {
 }
 
 impl OrderStore {
-    /// The `by_id` entry of an order id.
-    #[inline]
-    fn id_entry(&self, id: OrderId) -> usize {
-        (id.0 & (self.by_id.len() as u64 - 1)) as usize
-    }
-
-    /// The slot of the live order with id `id`.
+    /// The slot of the live order with id `id`: slot `id mod order_id_modulus`, if the order
+    /// there has this id (docs/matching.md, "Order ids"). One index and one comparison.
     #[inline]
     fn slot_of(&self, id: OrderId) -> Option<u32> {
-        let slot = self.by_id[self.id_entry(id)];
-        (slot != NIL && self.pool[slot].id == id).then_some(slot)
+        let slot = self.pool.slot_of(id);
+        (id.0 != 0 && self.pool[slot].id == id).then_some(slot)
+    }
+
+    /// The slot of the live order of `user` (in range) with client order id `coid`: from the
+    /// index once the user is indexed, else by walking the user's live orders, newest first
+    /// (only until the matching stage processes the user's first command that names an order
+    /// by client order id: [`OrderStore::index_user`]).
+    #[inline]
+    fn by_client_id(&self, user: UserId, coid: ClientOrderId) -> Option<u32> {
+        if self.indexed[user.0 as usize] {
+            return self.index.get(user, coid, &self.pool);
+        }
+        let mut slot = self.users[user.0 as usize].tail;
+        while slot != NIL {
+            let o = &self.pool[slot];
+            if o.client_order_id == coid {
+                return Some(slot);
+            }
+            slot = o.user_prev;
+        }
+        None
+    }
+
+    /// Makes sure the client-order-id index holds `user`'s live orders, now and from now on:
+    /// the first time, it indexes the user's live orders (one walk of their list).
+    #[inline]
+    fn index_user(&mut self, user: UserId) {
+        if self.indexed.get(user.0 as usize) == Some(&false) {
+            self.index_user_now(user);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn index_user_now(&mut self, user: UserId) {
+        self.indexed[user.0 as usize] = true;
+        let mut slot = self.users[user.0 as usize].head;
+        while slot != NIL {
+            self.index.insert(slot, &mut self.pool);
+            slot = self.pool[slot].user_next;
+        }
     }
 
     /// A read-only copy of the live order in `slot`.
@@ -113,24 +150,16 @@ impl OrderStore {
         view(o, expire_at)
     }
 
-    /// Puts a new live order (whose id's `by_id` entry is free) into a free slot, indexes and
-    /// links it; a GTD or DAY order (`expire_at` non-zero) joins the expiry queue. The pool has
-    /// room (checked by the caller).
+    /// Puts a new live order into the slot its id names (free: the id was chosen so), indexes
+    /// and links it; a GTD or DAY order (`expire_at` non-zero) joins the expiry queue. The pool
+    /// has room (checked by the caller).
     #[inline]
     fn admit(&mut self, order: Order, expire_at: u64) -> u32 {
-        let slot = self
-            .pool
-            .alloc(order)
-            .expect("the caller checked the pool has room");
-        let entry = self.id_entry(order.id);
-        debug_assert_eq!(
-            self.by_id[entry], NIL,
-            "order id {} has a live twin",
-            order.id
-        );
-        self.by_id[entry] = slot;
+        let slot = self.pool.put(order);
         self.notional[slot as usize] = 0;
-        self.index.insert(order.user, order.client_order_id, slot);
+        if self.indexed[order.user.0 as usize] {
+            self.index.insert(slot, &mut self.pool);
+        }
         if expire_at != 0 {
             self.expiry.insert(slot, order.id.0, expire_at);
         }
@@ -150,23 +179,16 @@ impl OrderStore {
     /// Forgets an order that is no longer live (already unlinked from any level).
     #[inline]
     fn retire(&mut self, slot: u32) {
-        let (user, coid, prev, next, id, tif) = {
+        let (user, prev, next, tif) = {
             let o = &self.pool[slot];
-            (
-                o.user,
-                o.client_order_id,
-                o.user_prev,
-                o.user_next,
-                o.id,
-                o.tif,
-            )
+            (o.user, o.user_prev, o.user_next, o.tif)
         };
         if tif.expires() {
             self.expiry.remove(slot);
         }
-        let entry = self.id_entry(id);
-        self.by_id[entry] = NIL;
-        self.index.remove(user, coid, &self.pool);
+        if self.indexed[user.0 as usize] {
+            self.index.remove(slot, &mut self.pool);
+        }
         let list = &mut self.users[user.0 as usize];
         if prev == NIL {
             list.head = next;
@@ -209,8 +231,8 @@ impl OrderStore {
 pub struct Matcher {
     books: Vec<ArrayBook>,
     store: OrderStore,
-    /// The lowest id the next order may get (it gets the first id from here whose `by_id`
-    /// entry is free: docs/matching.md, "Order ids").
+    /// The lowest id the next order may get (it gets the first id from here whose pool slot is
+    /// free: docs/matching.md, "Order ids").
     next_order_id: u64,
     /// The client-order-id rule (`[engine] client_order_ids`).
     coid_rule: ClientOrderIdRule,
@@ -218,7 +240,7 @@ pub struct Matcher {
     /// far, whatever its outcome (0: none). Kept under both rules; `Increasing` refuses a new
     /// order at or below it (docs/protocol.md, "Idempotency").
     coid_high: Vec<u64>,
-    /// `next_order_id mod order_id_modulus` (its `by_id` entry).
+    /// `next_order_id mod order_id_modulus` (its pool slot).
     next_entry: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
@@ -277,12 +299,12 @@ impl Matcher {
     /// here, none later.
     pub fn new(config: &Config) -> Matcher {
         let cap = &config.capacity;
+        let slots = order_id_modulus(cap.orders_max) as usize;
         Matcher {
             books: config.symbols.iter().map(ArrayBook::new).collect(),
             store: OrderStore {
-                pool: OrderPool::new(cap.orders_max),
-                index: ClientOrderIndex::new(cap.orders_max),
-                by_id: vec![NIL; order_id_modulus(cap.orders_max) as usize],
+                pool: OrderPool::with_huge_pages(cap.orders_max, cap.huge_pages),
+                index: ClientOrderIndex::with_huge_pages(cap.orders_max, cap.huge_pages),
                 users: vec![
                     UserList {
                         head: NIL,
@@ -290,12 +312,16 @@ impl Matcher {
                     };
                     cap.users_max as usize
                 ],
-                notional: vec![0; cap.orders_max as usize],
+                indexed: vec![
+                    config.engine.client_order_ids == ClientOrderIdRule::UniqueLive;
+                    cap.users_max as usize
+                ],
+                notional: crate::book::huge::filled_vec(slots, 0, cap.huge_pages),
                 finished: FinishedWindow::new(
                     cap.users_max as usize,
                     config.engine.finished_orders_per_user as usize,
                 ),
-                expiry: ExpiryQueue::new(cap.orders_max),
+                expiry: ExpiryQueue::new(slots as u32),
             },
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,
@@ -378,21 +404,27 @@ impl Matcher {
                 user,
                 symbol,
                 client_order_id,
-            } => self.cancel(user, symbol, OrderRef::Client(client_order_id), sink),
+            } => {
+                self.store.index_user(user);
+                self.cancel(user, symbol, OrderRef::Client(client_order_id), sink)
+            }
             Command::Amend {
                 user,
                 symbol,
                 client_order_id,
                 price,
                 qty,
-            } => self.amend(
-                user,
-                symbol,
-                OrderRef::Client(client_order_id),
-                price,
-                qty,
-                sink,
-            ),
+            } => {
+                self.store.index_user(user);
+                self.amend(
+                    user,
+                    symbol,
+                    OrderRef::Client(client_order_id),
+                    price,
+                    qty,
+                    sink,
+                )
+            }
             Command::CancelOrder {
                 user,
                 symbol,
@@ -415,7 +447,99 @@ impl Matcher {
             | Command::Withdraw { .. }
             | Command::ApproveWithdrawal { .. }
             | Command::RejectWithdrawal { .. } => {}
-            Command::Query(ref q) => self.answer(q, sink),
+            Command::Query(ref q) => {
+                if let Query::Order { user, .. } = *q {
+                    self.store.index_user(user);
+                }
+                self.answer(q, sink)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Price, Side, SymbolId};
+
+    fn place(m: &mut Matcher, user: UserId, coid: u64, price: i64) -> OrderId {
+        let mut id = None;
+        let o = NewOrder::limit(
+            user,
+            SymbolId(0),
+            ClientOrderId(coid),
+            Side::Buy,
+            Price(price),
+            Qty(1),
+        );
+        m.process(&Command::NewOrder(o), &mut |e: &Event| {
+            if let Event::Accepted { order_id, .. } = e {
+                id = Some(*order_id);
+            }
+        });
+        id.expect("accepted")
+    }
+
+    fn cancelled(m: &mut Matcher, cmd: Command) -> Option<OrderId> {
+        let mut id = None;
+        m.process(&cmd, &mut |e: &Event| {
+            if let Event::Cancelled { order_id, .. } = e {
+                id = Some(*order_id);
+            }
+        });
+        id
+    }
+
+    /// Under `increasing` ids a user enters the client-order-id index at their first command
+    /// naming an order by client order id, with every live order they have; lookups before
+    /// (by walking their orders) and after (by the index) find the same orders, and orders
+    /// placed and retired on either side of that moment leave the index consistent.
+    #[test]
+    fn a_user_is_indexed_at_their_first_client_id_command() {
+        let config = Config::default();
+        let mut m = Matcher::new(&config);
+        let price = config.symbols[0].price_min;
+        let (u, v) = (UserId(3), UserId(4));
+        let a = place(&mut m, u, 1, price);
+        let b = place(&mut m, u, 2, price);
+        let c = place(&mut m, u, 3, price);
+        place(&mut m, v, 1, price);
+        assert!(!m.store.indexed[3] && !m.store.indexed[4]);
+        // Found by walking, before any index.
+        assert_eq!(m.order(u, ClientOrderId(2)).unwrap().order_id, b);
+        assert_eq!(m.order(u, ClientOrderId(9)), None);
+        // Retired while not indexed.
+        let cancel_a = Command::CancelOrder {
+            user: u,
+            symbol: SymbolId(0),
+            order_id: a,
+        };
+        assert_eq!(cancelled(&mut m, cancel_a), Some(a));
+        // The first cancel by client order id indexes the user (and only that user).
+        let by_coid = |coid| Command::Cancel {
+            user: u,
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(coid),
+        };
+        assert_eq!(cancelled(&mut m, by_coid(2)), Some(b));
+        assert!(m.store.indexed[3] && !m.store.indexed[4]);
+        let d = place(&mut m, u, 4, price);
+        assert_eq!(
+            m.store.index.get(u, ClientOrderId(3), &m.store.pool),
+            Some(m.store.pool.slot_of(c))
+        );
+        assert_eq!(
+            m.store.index.get(u, ClientOrderId(4), &m.store.pool),
+            Some(m.store.pool.slot_of(d))
+        );
+        assert_eq!(cancelled(&mut m, by_coid(1)), None, "already cancelled");
+        assert_eq!(cancelled(&mut m, by_coid(4)), Some(d));
+        assert_eq!(cancelled(&mut m, by_coid(3)), Some(c));
+        assert_eq!(m.store.index.get(u, ClientOrderId(3), &m.store.pool), None);
+        assert_eq!(m.live_orders(), 1);
+        // Under `unique_live` everyone is indexed from the start.
+        let mut config = Config::default();
+        config.engine.client_order_ids = ClientOrderIdRule::UniqueLive;
+        assert!(Matcher::new(&config).store.indexed.iter().all(|&i| i));
     }
 }

@@ -2,7 +2,7 @@
 //! order's client order id, and placing an order that passed (docs/matching.md).
 
 use crate::book::checked_notional;
-use crate::book::pool::{Order, OrderPool, NIL};
+use crate::book::pool::{Order, OrderPool};
 use crate::codes::RejectCode;
 use crate::command::NewOrder;
 use crate::config::ClientOrderIdRule;
@@ -78,11 +78,15 @@ impl Matcher {
         if checked_notional(o.price, o.qty, book.spec.tick_size).is_none() {
             return Err(RejectCode::NotionalOverflow);
         }
-        if self
-            .store
-            .index
-            .get(o.user, o.client_order_id, &self.store.pool)
-            .is_some()
+        // Under `Increasing` the high-water mark (checked first) already excludes every live
+        // order of the user — each was at or below the mark when it was placed — so only
+        // `UniqueLive` (under which every user is indexed) looks the id up.
+        debug_assert!(
+            self.coid_rule == ClientOrderIdRule::UniqueLive
+                || self.store.by_client_id(o.user, o.client_order_id).is_none()
+        );
+        if self.coid_rule == ClientOrderIdRule::UniqueLive
+            && self.store.by_client_id(o.user, o.client_order_id).is_some()
         {
             return Err(RejectCode::DuplicateClientOrderId);
         }
@@ -187,14 +191,14 @@ impl Matcher {
             ));
             return;
         }
-        // The first id from `next_order_id` on whose `by_id` entry is free: the next one unless
-        // a live order is `order_id_modulus` or more ids older (then skipped, once per such
-        // order per wrap). The pool has room, so some entry is free.
-        let cap = self.store.by_id.len() as u32;
+        // The first id from `next_order_id` on whose pool slot is free: the next one unless a
+        // live order is `order_id_modulus` or more ids older (then skipped, once per such order
+        // per wrap). The pool has room, so some slot is free.
+        let mask = self.store.pool.slots() - 1;
         let (mut id, mut entry) = (self.next_order_id, self.next_entry);
-        while self.store.by_id[entry as usize] != NIL {
+        while !self.store.pool.is_free(entry) {
             id += 1;
-            entry = if entry + 1 == cap { 0 } else { entry + 1 };
+            entry = (entry + 1) & mask;
         }
         let order = Order {
             id: OrderId(id),
@@ -202,7 +206,7 @@ impl Matcher {
         };
         let slot = self.store.admit(order, expire_at);
         self.next_order_id = id + 1;
-        self.next_entry = if entry + 1 == cap { 0 } else { entry + 1 };
+        self.next_entry = (entry + 1) & mask;
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,

@@ -93,8 +93,7 @@ impl Matcher {
             return None;
         }
         self.store
-            .index
-            .get(user, coid, &self.store.pool)
+            .by_client_id(user, coid)
             .map(|slot| self.store.view(slot))
     }
 
@@ -109,7 +108,7 @@ impl Matcher {
         if user.0 as usize >= self.store.users.len() {
             return (None, None, 0);
         }
-        if let Some(slot) = self.store.index.get(user, coid, &self.store.pool) {
+        if let Some(slot) = self.store.by_client_id(user, coid) {
             let notional = self.store.notional[slot as usize];
             return (Some(self.store.view(slot)), None, notional);
         }
@@ -144,9 +143,8 @@ impl Matcher {
         }
     }
 
-    /// The live order with engine id `order_id`, whoever owns it: the id table's entry
-    /// `order_id mod order_id_modulus` holds its slot, so this is an array index and a
-    /// comparison.
+    /// The live order with engine id `order_id`, whoever owns it: the id names its pool slot
+    /// (`order_id mod order_id_modulus`), so this is an array index and a comparison.
     pub fn order_by_id(&self, order_id: OrderId) -> Option<OrderView> {
         self.store
             .slot_of(order_id)

@@ -85,12 +85,9 @@ impl Matcher {
         let mut slots = vec![NIL; orders.len()];
         for &i in acceptance {
             assert_eq!(slots[i as usize], NIL, "acceptance lists an order twice");
-            // Validated: the orders fit in the pool and no two ids share a `by_id` entry.
+            // Validated: the orders fit in the pool and no two ids share a slot.
             let order = orders[i as usize].1;
-            assert!(
-                m.store.slot_of(order.id).is_none()
-                    && m.store.by_id[m.store.id_entry(order.id)] == NIL
-            );
+            assert!(order.id.0 != 0 && m.store.pool.is_free(m.store.pool.slot_of(order.id)));
             slots[i as usize] = m.store.admit(order, 0);
         }
         for &(id, n) in notionals {
