@@ -563,7 +563,8 @@ fn full_flow_rest_websocket_and_the_binary_gateway_beside_it() {
 
 /// Orders named by engine order id: status, amend and cancel through the engine's
 /// `AmendOrder` / `CancelOrder`, with and without the symbol; another user's order is
-/// `NOT_YOUR_ORDER`, a finished or unknown one `UNKNOWN_ORDER`.
+/// `NOT_YOUR_ORDER`, a finished or unknown one `UNKNOWN_ORDER` to amend and cancel; a
+/// finished one's status stays readable by its owner.
 #[test]
 fn orders_by_engine_order_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -700,7 +701,25 @@ fn orders_by_engine_order_id() {
             (Some("CANCELLED"), Some(id), Some(7), Some(1), Some("USER")),
             "{v}"
         );
-        // Stale now: cancel, amend and status are UNKNOWN_ORDER; so is an id never issued.
+        // Finished: its status by id is still there for the owner (the engine's window of
+        // recently finished orders), and still nobody else's.
+        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        assert_eq!(
+            (
+                st,
+                v["order_id"].as_u64(),
+                v["client_order_id"].as_u64(),
+                v["status"].as_str(),
+                v["reason"].as_str(),
+                v["filled_qty"].as_u64()
+            ),
+            (200, Some(id), Some(7), Some("CANCELLED"), Some("USER"), Some(1)),
+            "{v}"
+        );
+        assert!(v["seq"].as_u64().is_some(), "{v}");
+        let (st, v) = call(c.get(&url).bearer_auth(&alice)).await;
+        expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
+        // Stale now: cancel and amend are UNKNOWN_ORDER; so is an id never issued.
         let (st, v) = call(c.delete(format!("{url}?symbol=BTC-KRW")).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
         let (st, v) = call(c.delete(&url).bearer_auth(&bob)).await;
@@ -712,7 +731,7 @@ fn orders_by_engine_order_id() {
         )
         .await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
-        let (st, v) = call(c.get(&url).bearer_auth(&bob)).await;
+        let (st, v) = call(c.get(s.url("/api/v1/orders/999999")).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));
         let (st, v) = call(c.delete(s.url("/api/v1/orders/999999")).bearer_auth(&bob)).await;
         expect(st, &v, (404, 3010, "UNKNOWN_ORDER"));

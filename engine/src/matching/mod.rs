@@ -490,6 +490,67 @@ mod tests {
         id
     }
 
+    /// What a `Query::OrderById` answers: `(client order id, live?, finished status)`.
+    fn status_by_id(m: &mut Matcher, user: UserId, id: u64) -> (u64, bool, Option<OrderStatus>) {
+        let mut out = None;
+        let q = Command::Query(Query::OrderById {
+            user,
+            order_id: OrderId(id),
+        });
+        m.process(&q, &mut |e: &Event| {
+            if let Event::OrderStatus {
+                client_order_id,
+                order,
+                finished,
+                ..
+            } = e
+            {
+                out = Some((
+                    client_order_id.0,
+                    order.is_some(),
+                    finished.map(|f| f.status),
+                ));
+            }
+        });
+        out.expect("one OrderStatus")
+    }
+
+    /// An order's status by engine id: live, then finished (from the owner's window); never
+    /// another user's; id 0 (what a rejected order's window entry carries) names nothing.
+    #[test]
+    fn status_by_engine_id_covers_live_and_finished_orders_of_the_owner_only() {
+        let config = Config::default();
+        let mut m = Matcher::new(&config);
+        let price = config.symbols[0].price_min;
+        let (u, v) = (UserId(3), UserId(4));
+        let a = place(&mut m, u, 7, price);
+        assert_eq!(status_by_id(&mut m, u, a.0), (7, true, None));
+        assert_eq!(status_by_id(&mut m, v, a.0), (0, false, None));
+        let cancel = Command::CancelOrder {
+            user: u,
+            symbol: SymbolId(0),
+            order_id: a,
+        };
+        assert_eq!(cancelled(&mut m, cancel), Some(a));
+        assert_eq!(
+            status_by_id(&mut m, u, a.0),
+            (7, false, Some(OrderStatus::Cancelled(CancelReason::User)))
+        );
+        assert_eq!(status_by_id(&mut m, v, a.0), (0, false, None));
+        // A rejected order (quantity 0) finishes with id 0 in the window: not found by id 0.
+        let bad = NewOrder::limit(
+            u,
+            SymbolId(0),
+            ClientOrderId(8),
+            Side::Buy,
+            Price(price),
+            Qty(0),
+        );
+        m.process(&Command::NewOrder(bad), &mut |_: &Event| {});
+        assert_eq!(status_by_id(&mut m, u, 0), (0, false, None));
+        assert_eq!(status_by_id(&mut m, u, a.0 + 100), (0, false, None));
+    }
+
     /// Under `increasing` ids a user enters the client-order-id index at their first command
     /// naming an order by client order id, with every live order they have; lookups before
     /// (by walking their orders) and after (by the index) find the same orders, and orders

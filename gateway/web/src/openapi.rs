@@ -103,11 +103,11 @@ pub fn document() -> Value {
             "/api/v1/orders/open": {"get": op("the user's live orders: {orders, total_open, seq}", true,
                 json!([query_param("symbol", "string", false), query_param("limit", "integer", false)]), None, "200")},
             "/api/v1/orders/client/{client_order_id}": {
-                "get": op("a live order's status by client order id", true, json!([path_param("client_order_id", "integer")]), None, "200"),
+                "get": op("an order's status by client order id: live, or recently finished (FILLED, CANCELLED, EXPIRED, REJECTED)", true, json!([path_param("client_order_id", "integer")]), None, "200"),
                 "delete": op("cancel by client order id", true, json!([path_param("client_order_id", "integer"), query_param("symbol", "string", true)]), None, "200"),
                 "patch": op("amend by client order id (price and new open quantity)", true, json!([path_param("client_order_id", "integer")]), Some("Amend"), "200")},
             "/api/v1/orders/{order_id}": {
-                "get": op("a live order's status by engine order id (the open-orders query filtered by id)", true, json!([path_param("order_id", "integer")]), None, "200"),
+                "get": op("an order's status by engine order id: live, or recently finished; another user's is 404", true, json!([path_param("order_id", "integer")]), None, "200"),
                 "delete": op("cancel by engine order id (engine CancelOrder); symbol optional", true, json!([path_param("order_id", "integer"), query_param("symbol", "string", false)]), None, "200"),
                 "patch": op("amend by engine order id (engine AmendOrder): {price, qty, symbol?}", true, json!([path_param("order_id", "integer")]), Some("Amend"), "200")},
             "/api/v1/balances": {"get": op("the user's balances: {user, balances:[{currency, available, locked}], seq}", true, none.clone(), None, "200")},
