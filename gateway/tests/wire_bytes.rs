@@ -88,6 +88,10 @@ fn commands() -> Vec<Command> {
             user,
             client_order_id: coid,
         }),
+        Command::Query(Query::OrderById {
+            user,
+            order_id: OrderId(0x6162_6364),
+        }),
         Command::Query(Query::OpenOrders {
             user,
             limit: 0x1_0203,
@@ -118,6 +122,11 @@ fn client_messages() -> Vec<ClientMsg> {
             request_id: 0x71,
             user: UserId(0x72),
             client_order_id: ClientOrderId(0x73),
+        },
+        ClientMsg::OrderStatusById {
+            request_id: 0x74,
+            user: UserId(0x75),
+            order_id: OrderId(0x76),
         },
         ClientMsg::OpenOrders {
             request_id: 0x74,
