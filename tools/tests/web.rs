@@ -713,7 +713,14 @@ fn orders_by_engine_order_id() {
                 v["reason"].as_str(),
                 v["filled_qty"].as_u64()
             ),
-            (200, Some(id), Some(7), Some("CANCELLED"), Some("USER"), Some(1)),
+            (
+                200,
+                Some(id),
+                Some(7),
+                Some("CANCELLED"),
+                Some("USER"),
+                Some(1)
+            ),
             "{v}"
         );
         assert!(v["seq"].as_u64().is_some(), "{v}");
