@@ -1329,18 +1329,7 @@ impl ReferenceBook {
                             .copied()
                     }),
                 };
-                let filled_notional = match (order, finished) {
-                    (Some(o), _) => self.known.get(&o.order_id).map_or(0, |k| k.notional),
-                    (None, Some(f)) => f.filled_notional,
-                    (None, None) => 0,
-                };
-                events.push(Event::OrderStatus {
-                    user,
-                    client_order_id,
-                    order,
-                    finished,
-                    filled_notional,
-                })
+                events.push(self.status_reply(user, Some(client_order_id), order, finished));
             }
             Query::OrderById { user, order_id } => {
                 // The user's live order with this id, else its newest finished one; id 0 (a
@@ -1360,23 +1349,7 @@ impl ReferenceBook {
                         }),
                     ),
                 };
-                let filled_notional = match (order, finished) {
-                    (Some(o), _) => self.known.get(&o.order_id).map_or(0, |k| k.notional),
-                    (None, Some(f)) => f.filled_notional,
-                    (None, None) => 0,
-                };
-                let client_order_id = match (order, finished) {
-                    (Some(o), _) => o.client_order_id,
-                    (None, Some(f)) => f.client_order_id,
-                    (None, None) => ClientOrderId(0),
-                };
-                events.push(Event::OrderStatus {
-                    user,
-                    client_order_id,
-                    order,
-                    finished,
-                    filled_notional,
-                })
+                events.push(self.status_reply(user, None, order, finished));
             }
             Query::OpenOrders { user, limit } => {
                 // Acceptance order is order-id order: ids are handed out as orders are accepted.
@@ -1423,6 +1396,32 @@ impl ReferenceBook {
                 });
             }
             Query::Balances { .. } => {}
+        }
+    }
+
+    /// A status query's reply: the filled notional of whichever was found, and the client
+    /// order id asked about, or (by engine id, `None`) the found order's, 0 if none.
+    fn status_reply(
+        &self,
+        user: UserId,
+        asked: Option<ClientOrderId>,
+        order: Option<OrderView>,
+        finished: Option<FinishedOrder>,
+    ) -> Event {
+        let (filled_notional, found) = match (order, finished) {
+            (Some(o), _) => (
+                self.known.get(&o.order_id).map_or(0, |k| k.notional),
+                o.client_order_id,
+            ),
+            (None, Some(f)) => (f.filled_notional, f.client_order_id),
+            (None, None) => (0, ClientOrderId(0)),
+        };
+        Event::OrderStatus {
+            user,
+            client_order_id: asked.unwrap_or(found),
+            order,
+            finished,
+            filled_notional,
         }
     }
 

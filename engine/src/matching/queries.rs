@@ -12,6 +12,27 @@ use crate::types::{ClientOrderId, OrderId, Price, Qty, Side, SymbolId, TradeId, 
 
 use super::{reject, FinishedOrder, Matcher};
 
+/// The `OrderStatus` reply of a status query: `(live order, finished order, filled notional)`
+/// as [`Matcher::order_status`] answers; the client order id asked about, or for a query by
+/// engine id (`None`) the found order's (0 when none).
+pub(crate) fn status_event(
+    user: UserId,
+    client_order_id: Option<ClientOrderId>,
+    (order, finished, filled_notional): (Option<OrderView>, Option<FinishedOrder>, u64),
+) -> Event {
+    let client_order_id = client_order_id
+        .or(order.map(|o| o.client_order_id))
+        .or(finished.map(|f| f.client_order_id))
+        .unwrap_or(ClientOrderId(0));
+    Event::OrderStatus {
+        user,
+        client_order_id,
+        order,
+        finished,
+        filled_notional,
+    }
+}
+
 impl Matcher {
     /// Answers a query about the book (order status, open orders, depth) with its reply events.
     /// Balances belong to the accounts: with risk on the engine's settlement stage answers
@@ -21,31 +42,16 @@ impl Matcher {
             Query::Order {
                 user,
                 client_order_id,
-            } => {
-                let (order, finished, filled_notional) = self.order_status(user, client_order_id);
-                sink.on_event(&Event::OrderStatus {
-                    user,
-                    client_order_id,
-                    order,
-                    finished,
-                    filled_notional,
-                })
-            }
-            Query::OrderById { user, order_id } => {
-                let (order, finished, filled_notional) = self.order_status_by_id(user, order_id);
-                let client_order_id = match (order, finished) {
-                    (Some(o), _) => o.client_order_id,
-                    (None, Some(f)) => f.client_order_id,
-                    (None, None) => ClientOrderId(0),
-                };
-                sink.on_event(&Event::OrderStatus {
-                    user,
-                    client_order_id,
-                    order,
-                    finished,
-                    filled_notional,
-                })
-            }
+            } => sink.on_event(&status_event(
+                user,
+                Some(client_order_id),
+                self.order_status(user, client_order_id),
+            )),
+            Query::OrderById { user, order_id } => sink.on_event(&status_event(
+                user,
+                None,
+                self.order_status_by_id(user, order_id),
+            )),
             Query::OpenOrders { user, limit } => {
                 let mut count = 0u32;
                 self.for_each_user_order(user, |o| {
