@@ -2513,3 +2513,44 @@ fn query_order_reports_finished_orders_with_status_filled_quantity_and_notional(
     ];
     assert_eq!(status, expected.iter().collect::<Vec<_>>());
 }
+
+/// `query_order_id` through the real binary: the same answer as `query_order` by client order
+/// id, live and after the order finished; another user's order id, an id never issued and id 0
+/// (what a rejected order carries) are not found.
+#[test]
+fn query_order_id_answers_like_query_order_for_the_owner_only() {
+    let out = risk_on(
+        "deposit,1,BTC,100000\n\
+         deposit,2,KRW,1000000\n\
+         order,1,BTC-KRW,1,SELL,LIMIT,GTC,15000,2\n\
+         order,2,BTC-KRW,1,BUY,LIMIT,GTC,15100,3\n\
+         order,2,BTC-KRW,2,BUY,LIMIT,GTC,15000,1000000\n\
+         query_order,2,1\n\
+         query_order_id,2,2\n\
+         cancel,2,BTC-KRW,1\n\
+         query_order,2,1\n\
+         query_order_id,2,2\n\
+         query_order,1,1\n\
+         query_order_id,1,1\n\
+         query_order_id,1,2\n\
+         query_order_id,2,99\n\
+         query_order_id,2,0\n",
+    );
+    let status: Vec<&String> = out.iter().filter(|l| l.contains("order_status")).collect();
+    assert_eq!(status.len(), 9, "{out:#?}");
+    // Live, finished (cancelled by its owner), and the other user's finished maker: by client
+    // order id and by engine order id alike.
+    assert_eq!(status[0], status[1]);
+    assert_eq!(status[2], status[3]);
+    assert!(
+        status[3].contains(r#""status":"CANCELLED""#),
+        "{}",
+        status[3]
+    );
+    assert_eq!(status[4], status[5]);
+    assert!(status[5].contains(r#""status":"FILLED""#), "{}", status[5]);
+    // User 1 asking about user 2's order; an id never issued; id 0.
+    assert_eq!(*status[6], order_not_found(1, 0));
+    assert_eq!(*status[7], order_not_found(2, 0));
+    assert_eq!(*status[8], order_not_found(2, 0));
+}
