@@ -16,11 +16,14 @@ impl Matcher {
     /// Runs an active order (new, triggered or re-priced) as a taker, then rests or cancels
     /// what is left. `budget`: a new budget order's quote budget (0: none).
     pub(super) fn execute<S: EventSink + ?Sized>(&mut self, slot: u32, budget: u64, sink: &mut S) {
-        let o = self.store.pool[slot];
+        // Fields, not a copy of the order: the slot was written a moment ago, and a whole-order
+        // copy reads it back in wider pieces than it was written, which stalls on the stores.
+        let o = &self.store.pool[slot];
+        let (post_only, fok) = (o.post_only, o.tif == TimeInForce::Fok);
         let book = &mut self.books[o.symbol.0 as usize];
-        if o.post_only && book.crosses(o.side, o.price) {
+        if post_only && book.crosses(o.side, o.price) {
             sink.on_event(&cancelled(
-                &Order { leaves: 0, ..o },
+                &Order { leaves: 0, ..*o },
                 o.leaves,
                 CancelReason::PostOnly,
             ));
@@ -29,9 +32,9 @@ impl Matcher {
             self.store.retire(slot);
             return;
         }
-        if o.tif == TimeInForce::Fok && !fok_feasible(book, &self.store.pool, &o) {
+        if fok && !fok_feasible(book, &self.store.pool, o) {
             sink.on_event(&cancelled(
-                &Order { leaves: 0, ..o },
+                &Order { leaves: 0, ..*o },
                 o.leaves,
                 CancelReason::Fok,
             ));
@@ -116,10 +119,11 @@ fn match_incoming<S: EventSink + ?Sized>(
     budget: u64,
     sink: &mut S,
 ) {
-    let taker = store.pool[slot];
+    let taker = &store.pool[slot];
+    let (side, limit, user, stp) = (taker.side, taker.price, taker.user, taker.stp);
+    let (symbol, taker_coid, taker_id) = (taker.symbol, taker.client_order_id, taker.id);
     // A budget order's quote left to spend, taker fees included (docs/matching.md).
     let mut budget_left = budget;
-    let (side, limit, user, stp) = (taker.side, taker.price, taker.user, taker.stp);
     let spec = book.spec;
     let levels = match side {
         Side::Buy => &mut book.asks,
@@ -160,9 +164,9 @@ fn match_incoming<S: EventSink + ?Sized>(
                 t.filled += qty;
                 let taker_fill = Fill {
                     user,
-                    client_order_id: taker.client_order_id,
-                    order_id: taker.id,
-                    limit_price: taker.price,
+                    client_order_id: taker_coid,
+                    order_id: taker_id,
+                    limit_price: limit,
                     leaves_qty: Qty(t.leaves),
                     cum_qty: Qty(t.filled),
                     fee: fee(level_price, qty, spec.tick_size, spec.taker_fee_bps),
@@ -170,7 +174,7 @@ fn match_incoming<S: EventSink + ?Sized>(
                 let mk = &store.pool[m];
                 book.last_trade_id += 1;
                 sink.on_event(&Event::Trade(Trade {
-                    symbol: taker.symbol,
+                    symbol,
                     trade_id: TradeId(book.last_trade_id),
                     ts: now_ns,
                     price: level_price,
