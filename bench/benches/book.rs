@@ -134,6 +134,9 @@ struct Args {
     hugepages: bool,
     /// ringbook with `[capacity] huge_pages = false`.
     no_thp: bool,
+    /// ringbook's `[engine] finished_orders_per_user` (default: the config's); 0 turns the
+    /// finished-order window off, to measure what it costs.
+    finished: Option<u32>,
     /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
     /// config's 262 144, or more if the workload needs it).
     pools: Vec<Pool>,
@@ -170,7 +173,7 @@ fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
 }
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
-                     [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] \
+                     [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] [--finished N] \
                      [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
@@ -186,6 +189,7 @@ fn parse_args() -> Result<Args, String> {
         pools: Vec::new(),
         hugepages: false,
         no_thp: false,
+        finished: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -199,6 +203,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => args.json = true,
             "--hugepages" => args.hugepages = true,
             "--no-thp" => args.no_thp = true,
+            "--finished" => args.finished = Some(number("--finished")? as u32),
             "--ops" => args.ops = number("--ops")? as usize,
             "--warmup" => args.warmup = number("--warmup")? as usize,
             "--rounds" => args.rounds = (number("--rounds")? as usize).max(1),
@@ -337,10 +342,13 @@ fn latency_pass<A: BookAdapter>(
 }
 
 /// ringbook with an order pool of `pool`, its map from workload ids sized up front like
-/// matchcore's.
-fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool) -> RingbookBook {
+/// matchcore's; `finished`: the finished-order window per user, if not the config's.
+fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool, finished: Option<u32>) -> RingbookBook {
     let mut config = RingbookBook::config(pool, 100_000);
     config.capacity.huge_pages = huge_pages;
+    if let Some(n) = finished {
+        config.engine.finished_orders_per_user = n;
+    }
     RingbookBook::new(&config).with_ids(w.stats.max_id)
 }
 
@@ -436,14 +444,24 @@ fn mixed(args: &Args) -> Result<(), String> {
     for &pool in &pools {
         say(format!(
             "ringbook: order pool for {pool} orders ({} slots; index up to {} buckets, ~2 per \
-             live order in use), band 1..=100000 ticks, huge pages {}; cancels by engine order id",
+             live order in use), band 1..=100000 ticks, huge pages {}, finished-order window {} \
+             per user; cancels by engine order id",
             pool.next_power_of_two(),
             (pool as usize * 2).next_power_of_two(),
             if args.no_thp {
                 "off (--no-thp)"
             } else {
                 "requested (madvise)"
-            }
+            },
+            args.finished.map_or_else(
+                || format!(
+                    "{} (the config's)",
+                    RingbookBook::config(pool, 100_000)
+                        .engine
+                        .finished_orders_per_user
+                ),
+                |n| format!("{n} (--finished)")
+            )
         ));
     }
     say(format!(
@@ -484,7 +502,11 @@ fn mixed(args: &Args) -> Result<(), String> {
             match (round + k) % entrants {
                 i if i < rbs.len() => {
                     let pool = pools[i];
-                    throughput_round(&w, &|w| make_ringbook(w, pool, thp), &mut rbs[i])?
+                    throughput_round(
+                        &w,
+                        &|w| make_ringbook(w, pool, thp, args.finished),
+                        &mut rbs[i],
+                    )?
                 }
                 i if i == rbs.len() => {
                     if let Some(r) = &mut mc {
@@ -501,7 +523,12 @@ fn mixed(args: &Args) -> Result<(), String> {
     }
     for (i, r) in rbs.iter_mut().enumerate() {
         let pool = pools[i];
-        latency_pass(&w, &|w| make_ringbook(w, pool, thp), overhead_ns, r)?;
+        latency_pass(
+            &w,
+            &|w| make_ringbook(w, pool, thp, args.finished),
+            overhead_ns,
+            r,
+        )?;
     }
     if let Some(r) = &mut mc {
         latency_pass(&w, &make_matchcore, overhead_ns, r)?;
