@@ -106,6 +106,11 @@ pub struct OrderPool {
     mask: u64,
     live: u32,
     capacity: u32,
+    /// One bit per slot, set while the slot is free — except slot 0, whose bit is never set
+    /// (it comes last in placement order: [`OrderPool::placement_slot`]).
+    free: Vec<u64>,
+    /// One bit per word of `free`, set while that word has a bit set.
+    free_words: Vec<u64>,
 }
 
 impl OrderPool {
@@ -120,12 +125,64 @@ impl OrderPool {
     /// asks for it (`book::huge`).
     pub fn with_huge_pages(capacity: u32, huge: bool) -> OrderPool {
         let n = (capacity as usize).next_power_of_two();
+        let words = n.div_ceil(64);
+        let mut free = vec![u64::MAX; words];
+        if n < 64 {
+            free[0] = (1u64 << n) - 1;
+        }
+        free[0] &= !1;
+        let mut free_words = vec![0u64; words.div_ceil(64)];
+        for (w, bits) in free.iter().enumerate() {
+            if *bits != 0 {
+                free_words[w / 64] |= 1 << (w % 64);
+            }
+        }
         OrderPool {
             slots: crate::book::huge::filled_vec(n, Order::EMPTY, huge),
             mask: n as u64 - 1,
             live: 0,
             capacity,
+            free,
+            free_words,
         }
+    }
+
+    /// The slot the next new order goes to (docs/matching.md, "Order ids"): the lowest free
+    /// slot, counting slot 0 last (slots 1, 2, …, then 0), so that new orders reuse the slots
+    /// of finished ones and the pool's working set follows the live orders, not the capacity.
+    /// Two bit scans: the words of the free-slot bitmap that have a free slot, then the word.
+    /// `None` only when every slot is taken.
+    #[inline]
+    pub fn placement_slot(&self) -> Option<u32> {
+        for (i, &words) in self.free_words.iter().enumerate() {
+            if words != 0 {
+                let w = i * 64 + words.trailing_zeros() as usize;
+                return Some((w * 64 + self.free[w].trailing_zeros() as usize) as u32);
+            }
+        }
+        self.is_free(0).then_some(0)
+    }
+
+    #[inline]
+    fn mark_taken(&mut self, slot: u32) {
+        if slot == 0 {
+            return;
+        }
+        let w = slot as usize / 64;
+        self.free[w] &= !(1u64 << (slot % 64));
+        if self.free[w] == 0 {
+            self.free_words[w / 64] &= !(1u64 << (w % 64));
+        }
+    }
+
+    #[inline]
+    fn mark_free(&mut self, slot: u32) {
+        if slot == 0 {
+            return;
+        }
+        let w = slot as usize / 64;
+        self.free[w] |= 1u64 << (slot % 64);
+        self.free_words[w / 64] |= 1u64 << (w % 64);
     }
 
     /// The slot an order id names: `id mod slots`.
@@ -149,6 +206,7 @@ impl OrderPool {
         debug_assert!(self.is_free(slot), "order id {} has a live twin", order.id);
         self.slots[slot as usize] = order;
         self.live += 1;
+        self.mark_taken(slot);
         slot
     }
 
@@ -161,6 +219,7 @@ impl OrderPool {
         o.leaves = 0;
         o.visible = 0;
         self.live -= 1;
+        self.mark_free(slot);
     }
 
     /// Live orders.
