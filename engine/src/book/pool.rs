@@ -2,8 +2,9 @@
 //!
 //! The pool has `next_pow2(orders_max)` slots and an order's id names its slot: slot
 //! `id mod slots` (docs/matching.md, "Order ids": no two live orders share it). So finding an
-//! order by id is one index, a free slot is one whose id is 0, and placing or freeing an order
-//! is O(1) without a free list; nothing touches the heap after construction. Live orders are
+//! order by id is one index, and a free slot is one whose id is 0. A bitmap of free slots
+//! gives the lowest free one, where the next order goes, in two bit scans; freeing is O(1);
+//! nothing touches the heap after construction. Live orders are
 //! threaded on two intrusive doubly-linked lists: their price level's FIFO (`prev`/`next`) and
 //! their owner's list of live orders (`user_prev`/`user_next`, for mass cancel).
 
@@ -291,5 +292,35 @@ mod tests {
         assert_eq!(pool.put(with_id(10)), 2);
         assert_eq!(pool.slot_of(OrderId(13)), 1);
         assert_eq!(OrderPool::new(0).slots(), 1);
+    }
+
+    #[test]
+    fn new_orders_go_to_the_lowest_free_slot_slot_0_last() {
+        // 256 slots: more than one word of the free-slot bitmap.
+        let mut pool = OrderPool::new(256);
+        let place = |pool: &mut OrderPool, id_base: u64| {
+            let slot = pool.placement_slot().expect("room");
+            pool.put(with_id(id_base * 256 + u64::from(slot)))
+        };
+        for expect in 1..=255 {
+            assert_eq!(place(&mut pool, 1), expect);
+        }
+        assert_eq!(place(&mut pool, 1), 0, "slot 0 comes last");
+        assert_eq!(pool.placement_slot(), None, "every slot taken");
+        for s in [200, 70, 3, 0] {
+            pool.free(s);
+        }
+        // Lowest first, across words; slot 0 only when nothing else is free.
+        for expect in [3, 70, 200, 0] {
+            assert_eq!(place(&mut pool, 2), expect);
+        }
+        pool.free(64);
+        pool.free(0);
+        assert_eq!(pool.placement_slot(), Some(64));
+        // A pool smaller than one bitmap word never offers a slot it does not have.
+        let mut small = OrderPool::new(4);
+        let got: Vec<u32> = (0..4).map(|i| place(&mut small, i + 1)).collect();
+        assert_eq!(got, [1, 2, 3, 0]);
+        assert_eq!(small.placement_slot(), None);
     }
 }
