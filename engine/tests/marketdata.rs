@@ -502,12 +502,13 @@ fn orders_whose_ids_agree_modulo_orders_max_stay_apart() {
     }
     step(&mut engine, &mut md, cancel(2));
     let events = step(&mut engine, &mut md, buy(4, p + 4));
-    // Order 4 takes slot 0 of 4; 4 and 1 agree modulo orders_max = 3.
+    // Ids 1, 2, 3 took slots 1, 2, 3 of 4; the fourth order takes the freed slot 2, as id 6
+    // (the first id from 4 on that names slot 2). 6 and 3 agree modulo orders_max = 3.
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Accepted { order_id, .. } if order_id.0 == 4)));
-    step(&mut engine, &mut md, cancel(1));
-    assert_eq!(md.level(symbol, Side::Buy, Price(p + 1)), (Qty(0), 0));
+        .any(|e| matches!(e, Event::Accepted { order_id, .. } if order_id.0 == 6)));
+    step(&mut engine, &mut md, cancel(3));
+    assert_eq!(md.level(symbol, Side::Buy, Price(p + 3)), (Qty(0), 0));
     assert_eq!(md.level(symbol, Side::Buy, Price(p + 4)), (Qty(1), 1));
     assert_eq!(
         builder_side(&md, symbol, Side::Buy),

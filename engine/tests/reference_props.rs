@@ -1384,20 +1384,20 @@ fn stp_decrement_refills_an_iceberg_maker_to_the_back() {
     // Decrement that exhausts the maker removes it; the taker continues to the next level.
     let events = p.order(NewOrder {
         stp: StpMode::Decrement,
-        ..lim(1, 3, Side::Buy, 106, 4) // #4
+        ..lim(1, 3, Side::Buy, 106, 4) // #34: the lowest free slot is 2 (#2 filled), so the first id from 4 naming it
     });
     assert_eq!(
         brief(&events),
         [
-            "accepted #4",
+            "accepted #34",
             "cancelled #1 STP qty 2 leaves 1",
-            "cancelled #4 STP qty 2 leaves 2",
+            "cancelled #34 STP qty 2 leaves 2",
             "cancelled #1 STP qty 1 leaves 0",
-            "cancelled #4 STP qty 1 leaves 1",
+            "cancelled #34 STP qty 1 leaves 1",
         ]
     );
     assert_eq!(section(&p, S0, BookSection::Asks), []);
-    assert_eq!(section(&p, S0, BookSection::Bids), [(4, 1, 1)]);
+    assert_eq!(section(&p, S0, BookSection::Bids), [(34, 1, 1)]);
 }
 
 #[test]
@@ -1434,13 +1434,13 @@ fn stops_trigger_in_price_order_and_cascade() {
     assert_eq!(section(&p, S0, BookSection::SellStops), [(6, 1, 1)]);
 
     // A stop whose trigger is already reached on arrival triggers at once.
-    let events = p.order(stop(2, 2, Side::Buy, 105, 110, 1)); // #8
+    let events = p.order(stop(2, 2, Side::Buy, 105, 110, 1)); // #33: slot 1 (#1 filled) is the lowest free
     assert_eq!(
         brief(&events),
         [
-            "accepted #8",
-            "triggered #8",
-            "trade 108x1 maker #3 leaves 0 taker #8 leaves 0",
+            "accepted #33",
+            "triggered #33",
+            "trade 108x1 maker #3 leaves 0 taker #33 leaves 0",
         ]
     );
 }
@@ -1662,7 +1662,7 @@ fn mass_cancel_goes_in_order_id_order() {
     // Client order ids of cancelled orders are free again.
     assert_eq!(
         brief(&p.order(lim(1, 1, Side::Buy, 104, 1))),
-        ["accepted #6"]
+        ["accepted #33"]
     );
     assert_eq!(
         brief(&p.cmd(Command::MassCancel {
@@ -1704,8 +1704,8 @@ fn market_orders_never_rest_and_honour_fok() {
         ]
     );
     assert_eq!(
-        brief(&p.order(market(2, TimeInForce::Fok, 110, 3))), // #4
-        ["accepted #4", "cancelled #4 FOK qty 3 leaves 0"]
+        brief(&p.order(market(2, TimeInForce::Fok, 110, 3))), // #33: slot 1 (#1 filled)
+        ["accepted #33", "cancelled #33 FOK qty 3 leaves 0"]
     );
     assert_eq!(section(&p, S0, BookSection::Bids), []);
     assert_eq!(section(&p, S0, BookSection::Asks), [(2, 2, 2)]);
@@ -1843,7 +1843,8 @@ fn validation_first_failing_rule_wins() {
         brief(&p.order(lim(2, 999, Side::Buy, 101, 1))),
         ["rejected ORDER_POOL_FULL"]
     );
-    // A rejected order does not use an order id.
+    // A rejected order does not use an order id: the next order takes the freed slot 1 with
+    // the first id from `capacity + 1` on that names it.
     p.cmd(Command::Cancel {
         user: UserId(1),
         symbol: S0,
@@ -1851,7 +1852,7 @@ fn validation_first_failing_rule_wins() {
     });
     assert_eq!(
         brief(&p.order(lim(2, 999, Side::Buy, 101, 1))),
-        [format!("accepted #{}", capacity + 1)]
+        [format!("accepted #{}", capacity.next_power_of_two() + 1)]
     );
 }
 
@@ -1903,7 +1904,7 @@ fn increasing_ids_refuse_every_resend_and_every_id_at_or_below_the_mark() {
     // Marks are per user: user 3 may use any id above its own (none yet).
     assert_eq!(
         brief(&p.order(lim(3, 1, Side::Buy, 104, 1))),
-        ["accepted #4"]
+        ["accepted #34"]
     );
     // The next id above the mark trades normally.
     let events = p.order(NewOrder {
@@ -1934,12 +1935,12 @@ fn unique_live_ids_may_be_reused_once_finished() {
     });
     assert_eq!(
         brief(&p.order(lim(1, 5, Side::Sell, 106, 1))),
-        ["accepted #2"]
+        ["accepted #33"]
     );
     // Lower ids are fine too; the mark is still kept (and hashed) under this rule.
     assert_eq!(
         brief(&p.order(lim(1, 2, Side::Sell, 107, 1))),
-        ["accepted #3"]
+        ["accepted #34"]
     );
     assert_eq!(p.fast.client_order_id_high(UserId(1)), 5);
 }

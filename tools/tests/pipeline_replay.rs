@@ -232,9 +232,9 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
         } else if roll < 72 {
             let last = coid[user as usize][sym];
             if rng.below(3) == 0 {
-                // By engine order id: a guess among the ids issued so far (at most one per
-                // command), so the user's own order, another user's or a gone one.
-                format!("cancel_order,{user},{name},{}", 1 + rng.below(n as u64 + 1))
+                // By engine order id: a guess (`order_id_guess`), so the user's own order,
+                // another user's or a gone one.
+                format!("cancel_order,{user},{name},{}", order_id_guess(&mut rng, n))
             } else {
                 format!("cancel,{user},{name},{}", rng.below(last + 2))
             }
@@ -243,7 +243,7 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
             if rng.below(3) == 0 {
                 format!(
                     "amend_order,{user},{name},{},{},{}",
-                    1 + rng.below(n as u64 + 1),
+                    order_id_guess(&mut rng, n),
                     price(&mut rng),
                     rng.below(40)
                 )
@@ -306,6 +306,77 @@ fn generate(seed: u64, commands: usize, accounts: bool) -> String {
 
 /// The first `n` command lines of a generated script (its comments dropped); a `clock` line is
 /// a command too (a tick: time alone, journaled like any other).
+/// A guess at an engine order id after `n` commands, for `cancel_order` and `amend_order`
+/// lines. An id names the pool slot its order sits in (the lowest free one when it was placed:
+/// docs/matching.md, "Order ids"), so ids are `k × 262 144 + slot` at the default pool, with
+/// small slots while few orders live, and `k` growing as slots are reused. Half the guesses are
+/// among the first 32 ids (orders placed before any slot was reused: long-lived ones among
+/// them, so often another user's live order), the other half `k × 262 144 + slot` with a small
+/// slot and `k` up to the commands so far (now and then a live order, mostly a gone or
+/// never-issued one).
+fn order_id_guess(rng: &mut Rng, n: usize) -> u64 {
+    if rng.below(2) == 0 {
+        1 + rng.below(32)
+    } else {
+        rng.below(n as u64 / 4 + 1) * 262_144 + rng.below(48)
+    }
+}
+
+/// `script` followed by cancels by engine order id of up to three orders still live at its
+/// end, each first by another user (NOT_YOUR_ORDER) and then by its owner, and a status query
+/// of the last order that expired. The generator's
+/// own guesses (`order_id_guess`) rarely name a live order, because ids jump as slots are
+/// reused; the live orders' ids are learnt from one run of the script with every user's open
+/// orders queried at its end (queries change nothing, and lines appended after the script
+/// cannot change what it did).
+fn with_cancels_of_live_orders_by_id(script: &str) -> String {
+    let mut probe = script.to_owned();
+    for user in 0..USERS {
+        let _ = writeln!(probe, "query_open_orders,{user}");
+    }
+    let run = ringbook(&["scenario", "-"], &probe);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let tail: Vec<&str> = run
+        .stdout
+        .lines()
+        .rev()
+        .take_while(|l| !l.contains(r#""event":"accepted""#))
+        .collect();
+    let mut out = script.to_owned();
+    let mut picked = 0;
+    for line in tail
+        .iter()
+        .rev()
+        .filter(|l| l.starts_with(r#"{"event":"open_order","#))
+    {
+        if picked == 3 {
+            break;
+        }
+        let (user, id) = (field(line, "user"), field(line, "order_id"));
+        let symbol = line
+            .split(r#""symbol":""#)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("an open order names its symbol");
+        let other = (user + 1) % USERS;
+        let _ = writeln!(out, "cancel_order,{other},{symbol},{id}");
+        let _ = writeln!(out, "cancel_order,{user},{symbol},{id}");
+        picked += 1;
+    }
+    assert!(picked > 0, "no order was live at the end of the script");
+    // And the status of the last order that expired (its owner's window still holds it unless
+    // the owner finished many orders since).
+    if let Some(line) =
+        run.stdout.lines().rev().find(|l| {
+            l.starts_with(r#"{"event":"cancelled","#) && l.contains(r#""reason":"EXPIRED""#)
+        })
+    {
+        let (user, coid) = (field(line, "user"), field(line, "client_order_id"));
+        let _ = writeln!(out, "query_order,{user},{coid}");
+    }
+    out
+}
+
 fn first_commands(script: &str, n: usize) -> String {
     let mut out = String::new();
     for line in script.lines().filter(|l| !l.starts_with('#')).take(n) {
@@ -362,7 +433,7 @@ fn pipeline_equals_single_threaded_on_the_demo() {
 
 #[test]
 fn pipeline_equals_single_threaded_on_generated_scripts_risk_on() {
-    let script = generate(0x5eed_0001, 3000, true);
+    let script = with_cancels_of_live_orders_by_id(&generate(0x5eed_0001, 3000, true));
     let direct = ringbook(&["scenario", "--final", "-"], &script);
     assert_eq!(direct.status, 0, "{}", direct.stderr);
     // The script exercises what it should.

@@ -447,14 +447,14 @@ fn every_event_line_has_the_documented_bytes() {
         r#"{"event":"trade","symbol":"BTC-KRW","price":15000,"qty":3,"maker_user":1,"maker_client_order_id":1,"taker_user":2,"taker_client_order_id":1,"maker_fee":23,"taker_fee":45,"maker_order_id":1,"taker_order_id":2,"taker_side":"BUY","maker_leaves":2,"taker_leaves":0}"#,
         r#"{"event":"amended","user":1,"client_order_id":1,"price":15001,"qty":2,"symbol":"BTC-KRW","order_id":1}"#,
         // Last trade 15000 already reaches the buy stop at 15000: triggered on acceptance.
-        r#"{"event":"accepted","user":3,"symbol":"BTC-KRW","client_order_id":1,"order_id":3,"side":"BUY","type":"STOP_LIMIT","price":15001,"qty":1}"#,
-        r#"{"event":"triggered","user":3,"client_order_id":1,"symbol":"BTC-KRW","order_id":3}"#,
+        r#"{"event":"accepted","user":3,"symbol":"BTC-KRW","client_order_id":1,"order_id":262146,"side":"BUY","type":"STOP_LIMIT","price":15001,"qty":1}"#,
+        r#"{"event":"triggered","user":3,"client_order_id":1,"symbol":"BTC-KRW","order_id":262146}"#,
         // 15001 × 1: maker ceil(7.5005) = 8, taker ceil(15.001) = 16.
-        r#"{"event":"trade","symbol":"BTC-KRW","price":15001,"qty":1,"maker_user":1,"maker_client_order_id":1,"taker_user":3,"taker_client_order_id":1,"maker_fee":8,"taker_fee":16,"maker_order_id":1,"taker_order_id":3,"taker_side":"BUY","maker_leaves":1,"taker_leaves":0}"#,
+        r#"{"event":"trade","symbol":"BTC-KRW","price":15001,"qty":1,"maker_user":1,"maker_client_order_id":1,"taker_user":3,"taker_client_order_id":1,"maker_fee":8,"taker_fee":16,"maker_order_id":1,"taker_order_id":262146,"taker_side":"BUY","maker_leaves":1,"taker_leaves":0}"#,
         r#"{"event":"rejected","user":9,"client_order_id":1,"code":3010,"reason":"UNKNOWN_ORDER"}"#,
-        r#"{"event":"accepted","user":1,"symbol":"ETH-KRW","client_order_id":2,"order_id":4,"side":"BUY","type":"LIMIT","price":700,"qty":4}"#,
+        r#"{"event":"accepted","user":1,"symbol":"ETH-KRW","client_order_id":2,"order_id":524290,"side":"BUY","type":"LIMIT","price":700,"qty":4}"#,
         r#"{"event":"cancelled","user":1,"client_order_id":1,"qty":1,"reason":"USER","symbol":"BTC-KRW","order_id":1,"leaves":0}"#,
-        r#"{"event":"cancelled","user":1,"client_order_id":2,"qty":4,"reason":"USER","symbol":"ETH-KRW","order_id":4,"leaves":0}"#,
+        r#"{"event":"cancelled","user":1,"client_order_id":2,"qty":4,"reason":"USER","symbol":"ETH-KRW","order_id":524290,"leaves":0}"#,
         r#"{"event":"mass_cancelled","user":1,"symbol":null,"count":2}"#,
         r#"{"event":"book","symbol":"BTC-KRW","bids":[],"asks":[]}"#,
         r#"{"event":"book","symbol":"ETH-KRW","bids":[],"asks":[]}"#,
@@ -479,11 +479,18 @@ fn a_cross_trades_at_the_makers_price_with_fees() {
         acc(2, 1, 2, "BUY", 15100, 3),
         // 15000 × 3 = 45000: maker ceil(22.5) = 23, taker 45. At the maker's 15000, not 15100.
         trade(BTC, 15000, 3, "BUY", F(1, 1, 1, 2, 23), F(2, 1, 2, 0, 45)),
-        acc(3, 1, 3, "BUY", 14000, 1),
-        accepted(4, BTC, 1, 4, "SELL", "MARKET", 13000, 2),
+        acc(3, 1, 262146, "BUY", 14000, 1),
+        accepted(4, BTC, 1, 262147, "SELL", "MARKET", 13000, 2),
         // 14000 × 1: maker exactly 7, taker 14; a market order never rests: 1 left, cancelled.
-        trade(BTC, 14000, 1, "SELL", F(3, 1, 3, 0, 7), F(4, 1, 4, 1, 14)),
-        gone(4, 1, 1, "IOC", 4),
+        trade(
+            BTC,
+            14000,
+            1,
+            "SELL",
+            F(3, 1, 262146, 0, 7),
+            F(4, 1, 262147, 1, 14),
+        ),
+        gone(4, 1, 1, "IOC", 262147),
     ];
     expected.extend(final_books(&[], &[(15000, 2)]));
     assert_lines(&out, &expected);
@@ -523,11 +530,25 @@ fn fok_is_killed_whole_or_filled_whole() {
         acc(1, 2, 2, "SELL", 15001, 2),
         acc(2, 1, 3, "BUY", 15002, 5),
         gone(2, 1, 5, "FOK", 3),
-        acc(2, 2, 4, "BUY", 15001, 4),
+        acc(2, 2, 262147, "BUY", 15001, 4),
         // 15000 × 2 = 30000: 15 / 30.
-        trade(BTC, 15000, 2, "BUY", F(1, 1, 1, 0, 15), F(2, 2, 4, 2, 30)),
+        trade(
+            BTC,
+            15000,
+            2,
+            "BUY",
+            F(1, 1, 1, 0, 15),
+            F(2, 2, 262147, 2, 30),
+        ),
         // 15001 × 2 = 30002: maker ceil(15.001) = 16, taker ceil(30.002) = 31.
-        trade(BTC, 15001, 2, "BUY", F(1, 2, 2, 0, 16), F(2, 2, 4, 0, 31)),
+        trade(
+            BTC,
+            15001,
+            2,
+            "BUY",
+            F(1, 2, 2, 0, 16),
+            F(2, 2, 262147, 0, 31),
+        ),
     ];
     expected.extend(final_books(&[], &[]));
     assert_lines(&out, &expected);
@@ -547,8 +568,8 @@ fn post_only_that_would_take_is_cancelled_and_one_that_would_not_rests() {
         acc(1, 1, 1, "SELL", 15000, 1),
         acc(2, 1, 2, "BUY", 15000, 1),
         gone(2, 1, 1, "POST_ONLY", 2),
-        acc(2, 2, 3, "BUY", 14999, 1),
-        acc(2, 3, 4, "BUY", 14998, 1),
+        acc(2, 2, 262146, "BUY", 14999, 1),
+        acc(2, 3, 262147, "BUY", 14998, 1),
     ];
     expected.extend(final_books(&[(14999, 1), (14998, 1)], &[(15000, 1)]));
     assert_lines(&out, &expected);
@@ -575,10 +596,10 @@ fn stops_wait_for_the_last_trade_price_then_trigger() {
         triggered(2, 1, 3),
         // 15100 × 3 = 45300: maker ceil(22.65) = 23, taker ceil(45.3) = 46.
         trade(BTC, 15100, 3, "BUY", F(1, 2, 2, 2, 23), F(2, 1, 3, 0, 46)),
-        accepted(4, BTC, 1, 5, "SELL", "STOP_MARKET", 14000, 1),
-        triggered(4, 1, 5),
+        accepted(4, BTC, 1, 262145, "SELL", "STOP_MARKET", 14000, 1),
+        triggered(4, 1, 262145),
         // No bids at all: the market remainder is cancelled.
-        gone(4, 1, 1, "IOC", 5),
+        gone(4, 1, 1, "IOC", 262145),
     ];
     expected.extend(final_books(&[], &[(15100, 2)]));
     assert_lines(&out, &expected);
@@ -630,19 +651,26 @@ fn self_trade_prevention_modes() {
         acc(1, 2, 2, "BUY", 15000, 2),
         gone(1, 2, 2, "STP", 2),
         // DECREMENT by min(2, 5) = 2: the maker keeps 3 (a partial cancel), the taker is done.
-        acc(1, 3, 3, "BUY", 15000, 2),
+        acc(1, 3, 262146, "BUY", 15000, 2),
         cancelled(1, 1, 2, "STP", BTC, 1, 3),
-        gone(1, 3, 2, "STP", 3),
+        gone(1, 3, 2, "STP", 262146),
         // CANCEL_BOTH: the maker's 3, then the taker's 1.
-        acc(1, 4, 4, "BUY", 15000, 1),
+        acc(1, 4, 524290, "BUY", 15000, 1),
         gone(1, 1, 3, "STP", 1),
-        gone(1, 4, 1, "STP", 4),
+        gone(1, 4, 1, "STP", 524290),
         // CANCEL_OLDEST: user 1's own ask goes, user 2's trades, the rest of the bid rests.
-        acc(1, 5, 5, "SELL", 15000, 2),
-        acc(2, 1, 6, "SELL", 15000, 1),
-        acc(1, 6, 7, "BUY", 15000, 2),
-        gone(1, 5, 2, "STP", 5),
-        trade(BTC, 15000, 1, "BUY", F(2, 1, 6, 0, 8), F(1, 6, 7, 1, 15)),
+        acc(1, 5, 786433, "SELL", 15000, 2),
+        acc(2, 1, 786434, "SELL", 15000, 1),
+        acc(1, 6, 786435, "BUY", 15000, 2),
+        gone(1, 5, 2, "STP", 786433),
+        trade(
+            BTC,
+            15000,
+            1,
+            "BUY",
+            F(2, 1, 786434, 0, 8),
+            F(1, 6, 786435, 1, 15),
+        ),
     ];
     expected.extend(final_books(&[(15000, 1)], &[]));
     assert_lines(&out, &expected);
@@ -673,13 +701,27 @@ fn amend_keeps_or_loses_priority_and_may_trade() {
         // Order 1 is still first. 15000 × 1: 8 / 15.
         trade(BTC, 15000, 1, "BUY", F(1, 1, 1, 2, 8), F(3, 1, 3, 0, 15)),
         amended(1, 1, 15000, 4, 1),
-        acc(3, 2, 4, "BUY", 15000, 1),
+        acc(3, 2, 262147, "BUY", 15000, 1),
         // Now order 2 is first.
-        trade(BTC, 15000, 1, "BUY", F(2, 1, 2, 4, 8), F(3, 2, 4, 0, 15)),
-        acc(4, 1, 5, "BUY", 14900, 2),
+        trade(
+            BTC,
+            15000,
+            1,
+            "BUY",
+            F(2, 1, 2, 4, 8),
+            F(3, 2, 262147, 0, 15),
+        ),
+        acc(4, 1, 524291, "BUY", 14900, 2),
         amended(2, 1, 14900, 4, 2),
         // 14900 × 2 = 29800: maker 14.9 → 15, taker 29.8 → 30; the amended order is the taker.
-        trade(BTC, 14900, 2, "SELL", F(4, 1, 5, 0, 15), F(2, 1, 2, 2, 30)),
+        trade(
+            BTC,
+            14900,
+            2,
+            "SELL",
+            F(4, 1, 524291, 0, 15),
+            F(2, 1, 2, 2, 30),
+        ),
         rejected(2, 1, 3004, "PRICE_OUT_OF_BAND"),
         rejected(2, 9, 3010, "UNKNOWN_ORDER"),
         gone(1, 1, 4, "USER", 1),
@@ -956,39 +998,39 @@ fn the_demo_script_runs_as_documented() {
         acc(2, 2, 4, "BUY", 15010, 4),
         gone(2, 2, 4, "POST_ONLY", 4),
         // Carol: unit_lock(15100) = 15100 + ceil(15.1) = 15116; × 3 = 45 348 ≤ 50 000.
-        accepted(3, BTC, 1, 5, "BUY", "STOP_MARKET", 15100, 3),
+        accepted(3, BTC, 1, 262148, "BUY", "STOP_MARKET", 15100, 3),
         // Dave: unit_lock(15015) = 15015 + ceil(15.015) = 15031; × 7 = 105 217 ≤ 110 000.
-        acc(4, 1, 6, "BUY", 15015, 7),
+        acc(4, 1, 262149, "BUY", 15015, 7),
         // 15010 × 5 = 75050: maker ceil(37.525) = 38, taker ceil(75.05) = 76.
-        trade(BTC, 15010, 5, "BUY", F(1, 1, 1, 0, 38), F(4, 1, 6, 2, 76)),
+        trade(BTC, 15010, 5, "BUY", F(1, 1, 1, 0, 38), F(4, 1, 262149, 2, 76)),
         // 2 × 15031 = 30 062 back; of the 75 155 released, 75 155 − 75 050 − 76 = 29 back too.
-        gone(4, 1, 2, "IOC", 6),
+        gone(4, 1, 2, "IOC", 262149),
         rejected(4, 1, 3010, "UNKNOWN_ORDER"),
         // Erin: unit_lock(15050) = 15050 + ceil(15.05) = 15066; × 3 = 45 198 ≤ 50 000.
-        accepted(5, BTC, 1, 7, "BUY", "MARKET", 15050, 3),
+        accepted(5, BTC, 1, 524289, "BUY", "MARKET", 15050, 3),
         // 15020 × 2 = 30040: ceil(15.02) = 16, ceil(30.04) = 31; × 1: ceil(7.51) = 8, 15.02 → 16.
-        trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 8, 16), F(5, 1, 7, 1, 31)),
-        trade(BTC, 15020, 1, "BUY", F(1, 2, 2, 7, 8), F(5, 1, 7, 0, 16)),
-        triggered(3, 1, 5),
+        trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 8, 16), F(5, 1, 524289, 1, 31)),
+        trade(BTC, 15020, 1, "BUY", F(1, 2, 2, 7, 8), F(5, 1, 524289, 0, 16)),
+        triggered(3, 1, 262148),
         // The refilled peak has 1 left, then refills again.
-        trade(BTC, 15020, 1, "BUY", F(1, 2, 2, 6, 8), F(3, 1, 5, 2, 16)),
-        trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 4, 16), F(3, 1, 5, 0, 31)),
+        trade(BTC, 15020, 1, "BUY", F(1, 2, 2, 6, 8), F(3, 1, 262148, 2, 16)),
+        trade(BTC, 15020, 2, "BUY", F(1, 2, 2, 4, 16), F(3, 1, 262148, 0, 31)),
         // unit_lock(14995) = 14995 + ceil(14.995) = 15010; × 6 = 90 060: 29 980 refunded.
         amended(2, 1, 14995, 6, 3),
         // Frank locks 100 000 sat, refunded by the FOK kill; then 200 000 for the offer.
-        acc(6, 1, 8, "SELL", 14990, 10),
-        gone(6, 1, 10, "FOK", 8),
-        acc(6, 2, 9, "SELL", 15100, 20),
+        acc(6, 1, 786433, "SELL", 14990, 10),
+        gone(6, 1, 10, "FOK", 786433),
+        acc(6, 2, 1048577, "SELL", 15100, 20),
         // Alice: unit_lock(15020) = 15020 + ceil(15.02) = 15036; × 3 = 45 108 out of her
         // proceeds; the iceberg's 4 open lots (40 000 sat) come back.
-        acc(1, 3, 10, "BUY", 15020, 3),
+        acc(1, 3, 1048580, "BUY", 15020, 3),
         gone(1, 2, 4, "STP", 2),
         // Dave: 110 000 − 75 050 − 76 = 34 874 < 3 × 15116 = 45 348. No order id is used.
         rejected(4, 2, 2002, "INSUFFICIENT_FUNDS"),
         // By order id: Bob may not touch Frank's offer (client order id 0: nothing told);
         // Frank cancels it and his 200 000 sat are unlocked.
         rejected(2, 0, 3014, "NOT_YOUR_ORDER"),
-        gone(6, 2, 20, "USER", 9),
+        gone(6, 2, 20, "USER", 1048577),
         // Dave's 50 000 sat: locked, one approval, a duplicate, the second operator releases it.
         withdrawal_requested(1, 4, "BTC", 50_000),
         balance_update(4, "BTC", 0, 50_000),
@@ -1003,18 +1045,18 @@ fn the_demo_script_runs_as_documented() {
         withdrawal_rejected(2, 902, 5),
         balance_update(5, "KRW", 4_893, 0),
         // 12:02. Bob's GTD bid: unit_lock(14980) = 14995; × 2 = 29 990 of his 109 940.
-        acc(2, 3, 11, "BUY", 14980, 2),
+        acc(2, 3, 1310721, "BUY", 14980, 2),
         // Alice's last 4 lots (40 000 sat).
-        acc(1, 4, 12, "SELL", 15030, 4),
+        acc(1, 4, 1310722, "SELL", 15030, 4),
         // Bob's budget buy: accepted with the symbol's max_order_qty as its cap; 31 000 KRW
         // locked. Two lots cost 30 060 + ceil(30.06) = 30 091; a third would take it to 45 136.
-        accepted(2, BTC, 4, 13, "BUY", "MARKET", 15100, 1_000_000),
-        trade(BTC, 15030, 2, "BUY", F(1, 4, 12, 2, 16), F(2, 4, 13, 999_998, 31)),
+        accepted(2, BTC, 4, 1310725, "BUY", "MARKET", 15100, 1_000_000),
+        trade(BTC, 15030, 2, "BUY", F(1, 4, 1310722, 2, 16), F(2, 4, 1310725, 999_998, 31)),
         // The rest of the cap is cancelled; the 909 KRW not spent come back.
-        gone(2, 4, 999_998, "IOC", 13),
+        gone(2, 4, 999_998, "IOC", 1310725),
         // 12:05: the tick expires the GTD bid (29 990 back); its status is EXPIRED.
-        gone(2, 3, 2, "EXPIRED", 11),
-        r#"{"event":"order_status","found":true,"status":"EXPIRED","user":2,"symbol":"BTC-KRW","client_order_id":3,"order_id":11,"side":"BUY","type":"LIMIT","price":14980,"filled_qty":0,"filled_notional":0,"ts":1733400300000000000}"#.to_string(),
+        gone(2, 3, 2, "EXPIRED", 1310721),
+        r#"{"event":"order_status","found":true,"status":"EXPIRED","user":2,"symbol":"BTC-KRW","client_order_id":3,"order_id":1310721,"side":"BUY","type":"LIMIT","price":14980,"filled_qty":0,"filled_notional":0,"ts":1733400300000000000}"#.to_string(),
     ]);
     expected.extend(final_books(&[(15020, 3), (14995, 6)], &[(15030, 2)]));
     expected.extend(final_accounts(
@@ -1249,9 +1291,9 @@ max_order_qty = 100
             accepted(2, xyz, 1, 2, "BUY", "LIMIT", 1000, 3),
             // notional 999 × 3 × 5 = 14985: maker ceil(10.4895) = 11, taker ceil(19.4805) = 20.
             trade(xyz, 999, 3, "BUY", F(1, 1, 1, 2, 11), F(2, 1, 2, 0, 20)),
-            accepted(3, xyz, 1, 3, "BUY", "LIMIT", 999, 1),
+            accepted(3, xyz, 1, 18, "BUY", "LIMIT", 999, 1),
             // 999 × 1 × 5 = 4995: maker ceil(3.4965) = 4, taker ceil(6.4935) = 7.
-            trade(xyz, 999, 1, "BUY", F(1, 1, 1, 1, 4), F(3, 1, 3, 0, 7)),
+            trade(xyz, 999, 1, "BUY", F(1, 1, 1, 1, 4), F(3, 1, 18, 0, 7)),
             rejected(4, 1, 2001, "UNKNOWN_USER"),
             book(xyz, &[], &[(999, 1)]),
         ],
@@ -1384,11 +1426,18 @@ fn a_trade_settles_to_the_unit_with_fees_and_money_is_conserved() {
         // Alice's 2 resting lots: 20 000 sat back.
         gone(1, 1, 2, "USER", 1),
         // Bob locks 2 × unit_lock(15000) = 2 × 15015 = 30 030.
-        acc(2, 2, 3, "BUY", 15000, 2),
+        acc(2, 2, 262145, "BUY", 15000, 2),
         // Alice locks 20 000 sat and takes Bob's bid at his 15000: notional 30 000, Bob's maker
         // fee 15, Alice's taker fee 30. Bob gets 30 030 − 30 000 − 15 = 15 back.
-        acc(1, 2, 4, "SELL", 14990, 2),
-        trade(BTC, 15000, 2, "SELL", F(2, 2, 3, 0, 15), F(1, 2, 4, 0, 30)),
+        acc(1, 2, 262146, "SELL", 14990, 2),
+        trade(
+            BTC,
+            15000,
+            2,
+            "SELL",
+            F(2, 2, 262145, 0, 15),
+            F(1, 2, 262146, 0, 30),
+        ),
     ]);
     expected.extend(final_books(&[], &[]));
     expected.extend(final_accounts(
@@ -1647,8 +1696,8 @@ fn ioc_and_market_remainders_are_refunded() {
         gone(2, 1, 3, "IOC", 2),
         // 2 × unit_lock(15500) = 2 × (15500 + ceil(15.5)) = 31 032 locked, then all back: no
         // asks left.
-        accepted(2, BTC, 2, 3, "BUY", "MARKET", 15500, 2),
-        gone(2, 2, 2, "IOC", 3),
+        accepted(2, BTC, 2, 262145, "BUY", "MARKET", 15500, 2),
+        gone(2, 2, 2, "IOC", 262145),
         // 100 000 − 30 000 − 30 = 69 970: every unused unit came back.
         withdrawal_requested(1, 2, "KRW", 69_970),
         balance_update(2, "KRW", 0, 69_970),
@@ -2329,19 +2378,26 @@ fn trade_ids_and_engine_time() {
             1_000,
             trade(BTC, 15000, 1, "BUY", F(1, 1, 1, 4, 8), F(2, 1, 2, 0, 15)),
         ),
-        accepted(1, "ETH-KRW", 2, 3, "SELL", "LIMIT", 3000, 2),
-        accepted(2, "ETH-KRW", 2, 4, "BUY", "LIMIT", 3000, 1),
+        accepted(1, "ETH-KRW", 2, 262146, "SELL", "LIMIT", 3000, 2),
+        accepted(2, "ETH-KRW", 2, 262147, "BUY", "LIMIT", 3000, 1),
         // The ETH-KRW trade: its identity is checked below (its fees are not this test's
         // subject).
         String::new(),
         book_end(BTC, 0, 0),
-        acc(3, 1, 5, "BUY", 15000, 2),
+        acc(3, 1, 524291, "BUY", 15000, 2),
         trade_at(
             2,
             t0 + 2_000,
-            trade(BTC, 15000, 2, "BUY", F(1, 1, 1, 2, 15), F(3, 1, 5, 0, 30)),
+            trade(
+                BTC,
+                15000,
+                2,
+                "BUY",
+                F(1, 1, 1, 2, 15),
+                F(3, 1, 524291, 0, 30),
+            ),
         ),
-        accepted(4, "ETH-KRW", 1, 6, "BUY", "LIMIT", 3000, 1),
+        accepted(4, "ETH-KRW", 1, 786435, "BUY", "LIMIT", 3000, 1),
         String::new(),
     ];
     for extra in [
@@ -2420,10 +2476,11 @@ fn cancel_and_amend_by_engine_order_id() {
 }
 
 #[test]
-fn an_order_id_skips_one_a_live_order_shares_modulo_the_pool() {
-    // A pool of 4 (order-id modulus 4): no two live orders have ids equal modulo 4. Order 1
-    // stays live, so the order that would get id 5 gets id 6.
-    let dir = temp_dir("skip");
+fn an_order_takes_the_lowest_free_slot_and_the_first_id_that_names_it() {
+    // A pool of 4 slots (order-id modulus 4): an order goes to the lowest free slot, slot 0
+    // counting last, and gets the first id from the next one on that names that slot (is equal
+    // to it modulo 4). So no two live orders have ids equal modulo 4, and ids increase.
+    let dir = temp_dir("lowest-free-slot");
     let config = dir.join("small.toml");
     let toml = std::fs::read_to_string(manifest_dir().join("../engine/src/default_config.toml"))
         .expect("the default config")
@@ -2459,11 +2516,13 @@ fn an_order_id_skips_one_a_live_order_shares_modulo_the_pool() {
             acc(1, 1, 1, "BUY", 100, 1),
             acc(1, 2, 2, "BUY", 100, 1),
             acc(1, 3, 3, "BUY", 100, 1),
+            // Slots 1, 2, 3 taken: slot 0, and 4 names it.
             acc(1, 4, 4, "BUY", 100, 1),
             gone(1, 2, 1, "USER", 2),
             gone(1, 3, 1, "USER", 3),
             gone(1, 4, 1, "USER", 4),
-            // Id 5 ≡ 1 (mod 4), and order 1 is live: skipped.
+            // Slots 2, 3 and 0 are free: slot 2, and the first id from 5 that names it is 6
+            // (5 names slot 1, where order 1 still lives). Then slot 3 (id 7), then slot 0 (8).
             acc(1, 5, 6, "BUY", 100, 1),
             acc(1, 6, 7, "BUY", 100, 1),
             acc(1, 7, 8, "BUY", 100, 1),

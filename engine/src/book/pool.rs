@@ -2,8 +2,9 @@
 //!
 //! The pool has `next_pow2(orders_max)` slots and an order's id names its slot: slot
 //! `id mod slots` (docs/matching.md, "Order ids": no two live orders share it). So finding an
-//! order by id is one index, a free slot is one whose id is 0, and placing or freeing an order
-//! is O(1) without a free list; nothing touches the heap after construction. Live orders are
+//! order by id is one index, and a free slot is one whose id is 0. A bitmap of free slots
+//! gives the lowest free one, where the next order goes, in two bit scans; freeing is O(1);
+//! nothing touches the heap after construction. Live orders are
 //! threaded on two intrusive doubly-linked lists: their price level's FIFO (`prev`/`next`) and
 //! their owner's list of live orders (`user_prev`/`user_next`, for mass cancel).
 
@@ -106,6 +107,11 @@ pub struct OrderPool {
     mask: u64,
     live: u32,
     capacity: u32,
+    /// One bit per slot, set while the slot is free — except slot 0, whose bit is never set
+    /// (it comes last in placement order: [`OrderPool::placement_slot`]).
+    free: Vec<u64>,
+    /// One bit per word of `free`, set while that word has a bit set.
+    free_words: Vec<u64>,
 }
 
 impl OrderPool {
@@ -120,12 +126,64 @@ impl OrderPool {
     /// asks for it (`book::huge`).
     pub fn with_huge_pages(capacity: u32, huge: bool) -> OrderPool {
         let n = (capacity as usize).next_power_of_two();
+        let words = n.div_ceil(64);
+        let mut free = vec![u64::MAX; words];
+        if n < 64 {
+            free[0] = (1u64 << n) - 1;
+        }
+        free[0] &= !1;
+        let mut free_words = vec![0u64; words.div_ceil(64)];
+        for (w, bits) in free.iter().enumerate() {
+            if *bits != 0 {
+                free_words[w / 64] |= 1 << (w % 64);
+            }
+        }
         OrderPool {
             slots: crate::book::huge::filled_vec(n, Order::EMPTY, huge),
             mask: n as u64 - 1,
             live: 0,
             capacity,
+            free,
+            free_words,
         }
+    }
+
+    /// The slot the next new order goes to (docs/matching.md, "Order ids"): the lowest free
+    /// slot, counting slot 0 last (slots 1, 2, …, then 0), so that new orders reuse the slots
+    /// of finished ones and the pool's working set follows the live orders, not the capacity.
+    /// Two bit scans: the words of the free-slot bitmap that have a free slot, then the word.
+    /// `None` only when every slot is taken.
+    #[inline]
+    pub fn placement_slot(&self) -> Option<u32> {
+        for (i, &words) in self.free_words.iter().enumerate() {
+            if words != 0 {
+                let w = i * 64 + words.trailing_zeros() as usize;
+                return Some((w * 64 + self.free[w].trailing_zeros() as usize) as u32);
+            }
+        }
+        self.is_free(0).then_some(0)
+    }
+
+    #[inline]
+    fn mark_taken(&mut self, slot: u32) {
+        if slot == 0 {
+            return;
+        }
+        let w = slot as usize / 64;
+        self.free[w] &= !(1u64 << (slot % 64));
+        if self.free[w] == 0 {
+            self.free_words[w / 64] &= !(1u64 << (w % 64));
+        }
+    }
+
+    #[inline]
+    fn mark_free(&mut self, slot: u32) {
+        if slot == 0 {
+            return;
+        }
+        let w = slot as usize / 64;
+        self.free[w] |= 1u64 << (slot % 64);
+        self.free_words[w / 64] |= 1u64 << (w % 64);
     }
 
     /// The slot an order id names: `id mod slots`.
@@ -149,6 +207,7 @@ impl OrderPool {
         debug_assert!(self.is_free(slot), "order id {} has a live twin", order.id);
         self.slots[slot as usize] = order;
         self.live += 1;
+        self.mark_taken(slot);
         slot
     }
 
@@ -161,6 +220,7 @@ impl OrderPool {
         o.leaves = 0;
         o.visible = 0;
         self.live -= 1;
+        self.mark_free(slot);
     }
 
     /// Live orders.
@@ -232,5 +292,35 @@ mod tests {
         assert_eq!(pool.put(with_id(10)), 2);
         assert_eq!(pool.slot_of(OrderId(13)), 1);
         assert_eq!(OrderPool::new(0).slots(), 1);
+    }
+
+    #[test]
+    fn new_orders_go_to_the_lowest_free_slot_slot_0_last() {
+        // 256 slots: more than one word of the free-slot bitmap.
+        let mut pool = OrderPool::new(256);
+        let place = |pool: &mut OrderPool, id_base: u64| {
+            let slot = pool.placement_slot().expect("room");
+            pool.put(with_id(id_base * 256 + u64::from(slot)))
+        };
+        for expect in 1..=255 {
+            assert_eq!(place(&mut pool, 1), expect);
+        }
+        assert_eq!(place(&mut pool, 1), 0, "slot 0 comes last");
+        assert_eq!(pool.placement_slot(), None, "every slot taken");
+        for s in [200, 70, 3, 0] {
+            pool.free(s);
+        }
+        // Lowest first, across words; slot 0 only when nothing else is free.
+        for expect in [3, 70, 200, 0] {
+            assert_eq!(place(&mut pool, 2), expect);
+        }
+        pool.free(64);
+        pool.free(0);
+        assert_eq!(pool.placement_slot(), Some(64));
+        // A pool smaller than one bitmap word never offers a slot it does not have.
+        let mut small = OrderPool::new(4);
+        let got: Vec<u32> = (0..4).map(|i| place(&mut small, i + 1)).collect();
+        assert_eq!(got, [1, 2, 3, 0]);
+        assert_eq!(small.placement_slot(), None);
     }
 }

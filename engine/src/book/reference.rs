@@ -787,15 +787,18 @@ impl ReferenceBook {
             events.push(reject(o.user, o.client_order_id, code));
             return;
         }
-        // Order ids (docs/matching.md): the first id from `next_order_id` on that is not
-        // congruent, modulo `orders_max` rounded up to a power of two, to the id of a live order.
+        // Order ids (docs/matching.md): the order takes the lowest slot no live order's id
+        // names (ids name slots modulo `orders_max` rounded up to a power of two), counting
+        // slot 0 last, and gets the first id from `next_order_id` on that names that slot.
         let modulus = u64::from(self.orders_max).next_power_of_two();
-        let taken: Vec<u64> = self.live().iter().map(|(o, _)| o.id.0 % modulus).collect();
-        let mut id = self.next_order_id;
-        while taken.contains(&(id % modulus)) {
-            id += 1;
-        }
-        let id = OrderId(id);
+        let taken: std::collections::BTreeSet<u64> =
+            self.live().iter().map(|(o, _)| o.id.0 % modulus).collect();
+        let slot = (1..modulus)
+            .chain([0])
+            .find(|s| !taken.contains(s))
+            .expect("validated: the pool has room");
+        let next = self.next_order_id;
+        let id = OrderId(next + (slot + modulus - next % modulus) % modulus);
         self.next_order_id = id.0 + 1;
         // A budget order without a lot cap: the symbol's largest order caps it.
         let qty = if o.qty.0 == 0 {

@@ -240,8 +240,6 @@ pub struct Matcher {
     /// far, whatever its outcome (0: none). Kept under both rules; `Increasing` refuses a new
     /// order at or below it (docs/protocol.md, "Idempotency").
     coid_high: Vec<u64>,
-    /// `next_order_id mod order_id_modulus` (its pool slot).
-    next_entry: u32,
     /// Engine time (Unix nanoseconds): the latest command timestamp seen; never goes back.
     now_ns: u64,
     /// The session end as nanoseconds after midnight UTC (`[schedule] day_end_utc`), when DAY
@@ -326,7 +324,6 @@ impl Matcher {
             next_order_id: 1,
             coid_rule: config.engine.client_order_ids,
             coid_high: vec![0; cap.users_max as usize],
-            next_entry: 1,
             now_ns: 0,
             day_end_ns: config.schedule.day_end_offset_ns(),
         }

@@ -191,22 +191,16 @@ impl Matcher {
             ));
             return;
         }
-        // The first id from `next_order_id` on whose pool slot is free: the next one unless a
-        // live order is `order_id_modulus` or more ids older (then skipped, once per such order
-        // per wrap). The pool has room, so some slot is free.
-        let mask = self.store.pool.slots() - 1;
-        let (mut id, mut entry) = (self.next_order_id, self.next_entry);
-        while !self.store.pool.is_free(entry) {
-            id += 1;
-            entry = (entry + 1) & mask;
-        }
+        // The order goes to the lowest free slot (slot 0 last) and gets the first id from
+        // `next_order_id` on that names it (docs/matching.md, "Order ids"). The pool has room.
+        let slot = self.store.pool.placement_slot().expect("the pool has room");
+        let id = next_id_for_slot(self.next_order_id, slot, self.store.pool.slots());
         let order = Order {
             id: OrderId(id),
             ..order
         };
         let slot = self.store.admit(order, expire_at);
         self.next_order_id = id + 1;
-        self.next_entry = (entry + 1) & mask;
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,
@@ -232,4 +226,12 @@ impl Matcher {
         self.execute(slot, o.budget, sink);
         self.fire_stops(o.symbol, sink);
     }
+}
+
+/// The first id at or above `from` that names `slot` of a pool of `slots` (a power of two): the
+/// id congruent to `slot` modulo `slots`.
+#[inline]
+pub(crate) fn next_id_for_slot(from: u64, slot: u32, slots: u32) -> u64 {
+    let mask = u64::from(slots) - 1;
+    from + (u64::from(slot).wrapping_sub(from) & mask)
 }

@@ -6,7 +6,7 @@ use crate::book::{BookSection, OrderView};
 use crate::config::Config;
 use crate::types::{OrderId, Price, UserId};
 
-use super::{order_id_modulus, FinishedOrder, Matcher};
+use super::{FinishedOrder, Matcher};
 
 impl Matcher {
     /// Snapshot support ([`crate::snapshot`]): each live order of `user` in acceptance order,
@@ -73,7 +73,6 @@ impl Matcher {
         assert_eq!(acceptance.len(), orders.len());
         let mut m = Matcher::new(config);
         m.next_order_id = next_order_id;
-        m.next_entry = (next_order_id % order_id_modulus(config.capacity.orders_max)) as u32;
         m.now_ns = now_ns;
         for &(user, high) in coid_high {
             m.coid_high[user.0 as usize] = high;
