@@ -2,8 +2,8 @@
 //!
 //! The pool has `next_pow2(orders_max)` slots and an order's id names its slot: slot
 //! `id mod slots` (docs/matching.md, "Order ids": no two live orders share it). So finding an
-//! order by id is one index, and a free slot is one whose id is 0. A bitmap of free slots
-//! gives the lowest free one, where the next order goes, in two bit scans; freeing is O(1);
+//! order by id is one index, and a free slot is one whose id is 0. A two-level bitmap of free
+//! slots gives the lowest free one, where the next order goes; freeing is O(1);
 //! nothing touches the heap after construction. Live orders are
 //! threaded on two intrusive doubly-linked lists: their price level's FIFO (`prev`/`next`) and
 //! their owner's list of live orders (`user_prev`/`user_next`, for mass cancel).
@@ -151,7 +151,8 @@ impl OrderPool {
     /// The slot the next new order goes to (docs/matching.md, "Order ids"): the lowest free
     /// slot, counting slot 0 last (slots 1, 2, …, then 0), so that new orders reuse the slots
     /// of finished ones and the pool's working set follows the live orders, not the capacity.
-    /// Two bit scans: the words of the free-slot bitmap that have a free slot, then the word.
+    /// The summary words are scanned up to the first with a bit set (one word per 4 096 slots:
+    /// the first, while fewer than 4 096 orders are live), then two bit scans find the slot.
     /// `None` only when every slot is taken.
     #[inline]
     pub fn placement_slot(&self) -> Option<u32> {
