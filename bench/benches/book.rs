@@ -137,6 +137,9 @@ struct Args {
     /// ringbook's `[engine] finished_orders_per_user` (default: the config's); 0 turns the
     /// finished-order window off, to measure what it costs.
     finished: Option<u32>,
+    /// ringbook's cancels name orders by client order id (the engine's index maps them), as
+    /// before issue 11, instead of by engine order id (the client's map does).
+    cancel_by_coid: bool,
     /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
     /// config's 262 144, or more if the workload needs it).
     pools: Vec<Pool>,
@@ -174,7 +177,7 @@ fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
                      [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] [--finished N] \
-                     [--only ringbook|matchcore|lobster] | book --resting N [--json]";
+                     [--cancel-by-coid] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = WorkloadSpec::default();
@@ -190,6 +193,7 @@ fn parse_args() -> Result<Args, String> {
         hugepages: false,
         no_thp: false,
         finished: None,
+        cancel_by_coid: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -203,6 +207,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => args.json = true,
             "--hugepages" => args.hugepages = true,
             "--no-thp" => args.no_thp = true,
+            "--cancel-by-coid" => args.cancel_by_coid = true,
             "--finished" => args.finished = Some(number("--finished")? as u32),
             "--ops" => args.ops = number("--ops")? as usize,
             "--warmup" => args.warmup = number("--warmup")? as usize,
@@ -342,14 +347,20 @@ fn latency_pass<A: BookAdapter>(
 }
 
 /// ringbook with an order pool of `pool`, its map from workload ids sized up front like
-/// matchcore's; `finished`: the finished-order window per user, if not the config's.
-fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool, finished: Option<u32>) -> RingbookBook {
+/// matchcore's (or, under `--cancel-by-coid`, none); `--finished`: the finished-order window
+/// per user, if not the config's.
+fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool, args: &Args) -> RingbookBook {
     let mut config = RingbookBook::config(pool, 100_000);
     config.capacity.huge_pages = huge_pages;
-    if let Some(n) = finished {
+    if let Some(n) = args.finished {
         config.engine.finished_orders_per_user = n;
     }
-    RingbookBook::new(&config).with_ids(w.stats.max_id)
+    let book = RingbookBook::new(&config);
+    if args.cancel_by_coid {
+        book.cancelling_by_client_order_id()
+    } else {
+        book.with_ids(w.stats.max_id)
+    }
 }
 
 fn make_matchcore(w: &Workload) -> MatchcoreBook {
@@ -445,7 +456,7 @@ fn mixed(args: &Args) -> Result<(), String> {
         say(format!(
             "ringbook: order pool for {pool} orders ({} slots; index up to {} buckets, ~2 per \
              live order in use), band 1..=100000 ticks, huge pages {}, finished-order window {} \
-             per user; cancels by engine order id",
+             per user; cancels by {}",
             pool.next_power_of_two(),
             (pool as usize * 2).next_power_of_two(),
             if args.no_thp {
@@ -461,7 +472,12 @@ fn mixed(args: &Args) -> Result<(), String> {
                         .finished_orders_per_user
                 ),
                 |n| format!("{n} (--finished)")
-            )
+            ),
+            if args.cancel_by_coid {
+                "client order id (--cancel-by-coid: the engine's index maps it)"
+            } else {
+                "engine order id (the adapter's map from workload ids)"
+            }
         ));
     }
     say(format!(
@@ -502,11 +518,7 @@ fn mixed(args: &Args) -> Result<(), String> {
             match (round + k) % entrants {
                 i if i < rbs.len() => {
                     let pool = pools[i];
-                    throughput_round(
-                        &w,
-                        &|w| make_ringbook(w, pool, thp, args.finished),
-                        &mut rbs[i],
-                    )?
+                    throughput_round(&w, &|w| make_ringbook(w, pool, thp, args), &mut rbs[i])?
                 }
                 i if i == rbs.len() => {
                     if let Some(r) = &mut mc {
@@ -523,12 +535,7 @@ fn mixed(args: &Args) -> Result<(), String> {
     }
     for (i, r) in rbs.iter_mut().enumerate() {
         let pool = pools[i];
-        latency_pass(
-            &w,
-            &|w| make_ringbook(w, pool, thp, args.finished),
-            overhead_ns,
-            r,
-        )?;
+        latency_pass(&w, &|w| make_ringbook(w, pool, thp, args), overhead_ns, r)?;
     }
     if let Some(r) = &mut mc {
         latency_pass(&w, &make_matchcore, overhead_ns, r)?;

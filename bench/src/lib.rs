@@ -589,6 +589,10 @@ pub struct RingbookBook {
     errors: u64,
     /// Workload id → the engine's order id (from its `Accepted` event).
     ids: Vec<u64>,
+    /// Cancel by client order id (the workload id) instead of by engine order id: the
+    /// client keeps no map, and the engine looks the id up in its client-order-id index, as
+    /// every cancel did before issue 11 ([`RingbookBook::cancelling_by_client_order_id`]).
+    cancel_by_client_order_id: bool,
     /// The market-order user's last client order id.
     taker_coid: u64,
 }
@@ -652,6 +656,7 @@ impl RingbookBook {
             price_max: s.price_max,
             errors: 0,
             ids: Vec::new(),
+            cancel_by_client_order_id: false,
             taker_coid: 0,
         }
     }
@@ -660,6 +665,14 @@ impl RingbookBook {
     /// the matchcore adapter's is), so that no timed operation grows it.
     pub fn with_ids(mut self, max_id: u64) -> RingbookBook {
         self.ids = vec![0; max_id as usize + 1];
+        self
+    }
+
+    /// Cancels name their order by client order id (`Command::Cancel`), the way the adapter
+    /// cancelled before engine order ids existed: the engine, not the client, maps the id to
+    /// the order. For comparing with builds from before issue 11 on equal terms.
+    pub fn cancelling_by_client_order_id(mut self) -> RingbookBook {
+        self.cancel_by_client_order_id = true;
         self
     }
 
@@ -705,6 +718,11 @@ impl BookAdapter for RingbookBook {
                     Qty(qty),
                 ))
             }
+            Op::Cancel { id } if self.cancel_by_client_order_id => Command::Cancel {
+                user: UserId((id % RINGBOOK_USERS) as u32),
+                symbol: self.symbol,
+                client_order_id: ClientOrderId(id),
+            },
             Op::Cancel { id } => Command::CancelOrder {
                 user: UserId((id % RINGBOOK_USERS) as u32),
                 symbol: self.symbol,
@@ -735,7 +753,7 @@ impl BookAdapter for RingbookBook {
             Event::Rejected { .. } => *errors += 1,
             _ => {}
         });
-        if added != 0 {
+        if added != 0 && !self.cancel_by_client_order_id {
             if added as usize >= self.ids.len() {
                 self.ids.resize((added as usize + 1).next_power_of_two(), 0);
             }

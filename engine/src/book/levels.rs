@@ -89,8 +89,24 @@ impl SideLevels {
     /// Appends `slot` at the back of level `idx`.
     #[inline]
     pub fn push_back(&mut self, pool: &mut OrderPool, idx: u32, slot: u32) {
-        let visible = pool[slot].visible;
-        let leaves = pool[slot].leaves;
+        let (visible, leaves) = (pool[slot].visible, pool[slot].leaves);
+        self.push_back_sized(pool, idx, slot, visible, leaves);
+    }
+
+    /// [`SideLevels::push_back`] for a caller that has just written the order's `visible` and
+    /// `leaves` and passes them on: read back from the slot, the two fields become one 16-byte
+    /// load over two 8-byte stores still in the store buffer, which cannot be forwarded and
+    /// waits for them to reach the cache (a store-forwarding stall).
+    #[inline]
+    pub fn push_back_sized(
+        &mut self,
+        pool: &mut OrderPool,
+        idx: u32,
+        slot: u32,
+        visible: u64,
+        leaves: u64,
+    ) {
+        debug_assert_eq!((visible, leaves), (pool[slot].visible, pool[slot].leaves));
         let level = &mut self.levels[idx as usize];
         let tail = level.tail;
         pool[slot].prev = tail;

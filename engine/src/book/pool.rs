@@ -203,13 +203,24 @@ impl OrderPool {
     /// the caller against [`OrderPool::capacity`]).
     #[inline]
     pub fn put(&mut self, order: Order) -> u32 {
-        debug_assert!(order.id.0 != 0 && self.live < self.capacity);
+        debug_assert!(order.id.0 != 0);
         let slot = self.slot_of(order.id);
-        debug_assert!(self.is_free(slot), "order id {} has a live twin", order.id);
-        self.slots[slot as usize] = order;
+        *self.claim(slot) = order;
+        slot
+    }
+
+    /// Takes free `slot` for a new order and hands it to the caller, who writes the whole
+    /// order into it, with an id that names `slot`. The pool has room (checked by the caller
+    /// against [`OrderPool::capacity`]). Writing the order in place, rather than building it
+    /// elsewhere and copying it in, keeps a copy from reading back in wide pieces what was
+    /// just written in narrow ones (a store-forwarding stall on the hot add path).
+    #[inline]
+    pub fn claim(&mut self, slot: u32) -> &mut Order {
+        debug_assert!(self.live < self.capacity);
+        debug_assert!(self.is_free(slot), "slot {slot} holds a live order");
         self.live += 1;
         self.mark_taken(slot);
-        slot
+        &mut self.slots[slot as usize]
     }
 
     /// Frees a slot.

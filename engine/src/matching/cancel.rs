@@ -156,7 +156,7 @@ impl Matcher {
                 stops.remove(pool, idx, slot);
                 pool[slot].leaves = qty.0;
                 pool[slot].visible = qty.0;
-                stops.push_back(pool, idx, slot);
+                stops.push_back_sized(pool, idx, slot, qty.0, qty.0);
             } else {
                 stops.reduce(idx, o.leaves - qty.0, o.leaves - qty.0);
                 pool[slot].leaves = qty.0;

@@ -49,9 +49,11 @@ impl Matcher {
         if o.leaves == 0 {
             self.store.retire(slot);
         } else if o.tif.rests() && !o.order_type.is_market() {
-            o.visible = o.peak();
+            let (visible, leaves) = (o.peak(), o.leaves);
+            o.visible = visible;
             let (side, idx) = (o.side, book.idx(o.price));
-            book.own(side).push_back(&mut self.store.pool, idx, slot);
+            book.own(side)
+                .push_back_sized(&mut self.store.pool, idx, slot, visible, leaves);
         } else {
             let left = o.leaves;
             o.leaves = 0;
@@ -312,7 +314,7 @@ fn settle_maker(
     // Iceberg refill: a new peak joins the back of the level and loses time priority.
     let peak = store.pool[m].peak();
     store.pool[m].visible = peak;
-    levels.push_back(&mut store.pool, idx, m);
+    levels.push_back_sized(&mut store.pool, idx, m, peak, leaves);
     if next == NIL {
         m
     } else {

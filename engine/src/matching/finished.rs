@@ -185,12 +185,87 @@ impl FinishedOrder {
     }
 }
 
+/// One ring entry: a [`FinishedOrder`] packed into eight words, exactly one cache line.
+///
+/// Words: client order id, order id, price, filled quantity, filled notional, engine time,
+/// then symbol | side << 32 | order type << 40 | status code << 48, and the status detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+impl Line {
+    #[inline]
+    fn pack(f: &FinishedOrder) -> Line {
+        Line([
+            f.client_order_id.0,
+            f.order_id.0,
+            f.price.0 as u64,
+            f.filled_qty.0,
+            f.filled_notional,
+            f.ts,
+            u64::from(f.symbol.0)
+                | (f.side as u64) << 32
+                | (f.order_type as u64) << 40
+                | (u64::from(f.status.code())) << 48,
+            u64::from(f.status.detail()),
+        ])
+    }
+
+    /// The entry back. Only [`Line::pack`] writes lines, so every byte decodes.
+    #[inline]
+    fn unpack(&self) -> FinishedOrder {
+        let w = &self.0;
+        let tags = w[6];
+        FinishedOrder {
+            client_order_id: ClientOrderId(w[0]),
+            order_id: OrderId(w[1]),
+            symbol: SymbolId(tags as u16),
+            side: Side::from_u8((tags >> 32) as u8).expect("packed by Line::pack"),
+            order_type: OrderType::from_u8((tags >> 40) as u8).expect("packed by Line::pack"),
+            status: OrderStatus::from_code((tags >> 48) as u8, w[7] as u16)
+                .expect("packed by Line::pack"),
+            price: Price(w[2] as i64),
+            filled_qty: Qty(w[3]),
+            filled_notional: w[4],
+            ts: w[5],
+        }
+    }
+
+    /// Overwrites `self` with `line` by streaming (non-temporal) stores on x86-64: the ring
+    /// is written at every finish and read only by status queries and snapshots, so its lines
+    /// go straight to memory instead of displacing the book's working set from the caches,
+    /// and a store never waits for the line to be fetched first (docs/matching.md, "Order
+    /// status"). This thread's later loads see the stores; another thread reads the rings
+    /// only after a hand-off that orders them (a locked instruction or `mfence`, as every
+    /// std channel, lock and thread join has).
+    #[inline]
+    fn stream(&mut self, line: Line) {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        // SAFETY: `self` is a live, exclusively borrowed, 64-byte-aligned `Line`, so each of
+        // the four 16-byte stores writes aligned memory inside it; `line` is a local of the
+        // same size read by unaligned loads. SSE2 is part of the x86-64 baseline.
+        unsafe {
+            use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            let dst = (self as *mut Line).cast::<__m128i>();
+            let src = (&line as *const Line).cast::<__m128i>();
+            for k in 0..4 {
+                _mm_stream_si128(dst.add(k), _mm_loadu_si128(src.add(k)));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            *self = line;
+        }
+    }
+}
+
 /// Every user's ring of recently finished orders: one flat array of `users × per_user`
-/// entries plus a length and a write position per user, all allocated at start.
+/// one-line entries plus a length and a write position per user, all allocated at start.
 #[derive(Debug)]
 pub(crate) struct FinishedWindow {
     per_user: usize,
-    entries: Vec<FinishedOrder>,
+    entries: Vec<Line>,
     /// Per user: (entries held, index of the next write).
     heads: Vec<(u8, u8)>,
 }
@@ -201,7 +276,7 @@ impl FinishedWindow {
         assert!(per_user <= u8::MAX as usize);
         FinishedWindow {
             per_user,
-            entries: vec![FinishedOrder::BLANK; users * per_user],
+            entries: vec![Line::pack(&FinishedOrder::BLANK); users * per_user],
             heads: vec![(0, 0); users],
         }
     }
@@ -223,13 +298,13 @@ impl FinishedWindow {
             return;
         }
         let (len, next) = *head;
-        self.entries[user.0 as usize * n + next as usize] = f;
+        self.entries[user.0 as usize * n + next as usize].stream(Line::pack(&f));
         let next = if next as usize + 1 == n { 0 } else { next + 1 };
         *head = ((len as usize + 1).min(n) as u8, next);
     }
 
-    /// `user`'s finished orders, newest first.
-    pub(crate) fn newest_first(&self, user: UserId) -> impl Iterator<Item = &FinishedOrder> {
+    /// `user`'s ring entries, newest first.
+    fn lines_newest_first(&self, user: UserId) -> impl Iterator<Item = &Line> {
         let n = self.per_user;
         let (len, next) = self.heads.get(user.0 as usize).copied().unwrap_or((0, 0));
         let base = user.0 as usize * n;
@@ -239,27 +314,27 @@ impl FinishedWindow {
     /// `user`'s newest finished order with this client order id.
     #[inline]
     pub(crate) fn find(&self, user: UserId, coid: ClientOrderId) -> Option<FinishedOrder> {
-        self.newest_first(user)
-            .find(|f| f.client_order_id == coid)
-            .copied()
+        self.lines_newest_first(user)
+            .find(|l| l.0[0] == coid.0)
+            .map(Line::unpack)
     }
 
     /// `user`'s finished order with this engine order id (ids are never reused).
     #[inline]
     pub(crate) fn find_by_id(&self, user: UserId, order_id: OrderId) -> Option<FinishedOrder> {
-        self.newest_first(user)
-            .find(|f| f.order_id == order_id)
-            .copied()
+        self.lines_newest_first(user)
+            .find(|l| l.0[1] == order_id.0)
+            .map(Line::unpack)
     }
 
     /// `user`'s finished orders, oldest first.
-    pub(crate) fn oldest_first(&self, user: UserId) -> impl Iterator<Item = &FinishedOrder> {
+    pub(crate) fn oldest_first(&self, user: UserId) -> impl Iterator<Item = FinishedOrder> + '_ {
         let n = self.per_user;
         let (len, next) = self.heads.get(user.0 as usize).copied().unwrap_or((0, 0));
         let base = user.0 as usize * n;
         (1..=len as usize)
             .rev()
-            .map(move |k| &self.entries[base + (next as usize + n - k) % n])
+            .map(move |k| self.entries[base + (next as usize + n - k) % n].unpack())
     }
 
     /// Each user that has finished orders, in user id order.
@@ -329,6 +404,40 @@ mod tests {
         none.push(u, entry(1, OrderStatus::Filled));
         assert_eq!(none.find(u, ClientOrderId(1)), None);
         assert_eq!(none.users().count(), 0);
+    }
+
+    #[test]
+    fn a_ring_line_packs_every_field_and_unpacks_it_unchanged() {
+        let statuses = [
+            OrderStatus::New,
+            OrderStatus::PartiallyFilled,
+            OrderStatus::Filled,
+            OrderStatus::Cancelled(CancelReason::Disconnect),
+            OrderStatus::Expired,
+            OrderStatus::Rejected(RejectCode::OrderPoolFull),
+        ];
+        for (k, status) in statuses.into_iter().enumerate() {
+            let f = FinishedOrder {
+                client_order_id: ClientOrderId(u64::MAX - k as u64),
+                order_id: OrderId((1 << 53) + k as u64),
+                symbol: SymbolId(u16::MAX - k as u16),
+                side: if k % 2 == 0 { Side::Buy } else { Side::Sell },
+                order_type: OrderType::ALL[k % OrderType::ALL.len()],
+                status,
+                price: Price(if k % 2 == 0 { i64::MAX } else { -7 }),
+                filled_qty: Qty(u64::MAX),
+                filled_notional: u64::MAX - 1,
+                ts: 1_767_225_600_000_000_000 + k as u64,
+            };
+            let line = Line::pack(&f);
+            assert_eq!(std::mem::size_of_val(&line), 64);
+            assert_eq!(line.unpack(), f);
+            // Written by streaming stores, read back by this thread.
+            let mut w = FinishedWindow::new(2, 3);
+            w.push(UserId(1), f);
+            assert_eq!(w.oldest_first(UserId(1)).collect::<Vec<_>>(), [f]);
+            assert_eq!(w.find_by_id(UserId(1), f.order_id), Some(f));
+        }
     }
 
     #[test]

@@ -156,14 +156,22 @@ impl OrderStore {
     #[inline]
     fn admit(&mut self, order: Order, expire_at: u64) -> u32 {
         let slot = self.pool.put(order);
+        self.link_admitted(slot, order.user, order.id, expire_at);
+        slot
+    }
+
+    /// The rest of [`OrderStore::admit`] for an order of `user` with `id` already written
+    /// into `slot` ([`OrderPool::claim`]): indexes and links it.
+    #[inline]
+    fn link_admitted(&mut self, slot: u32, user: UserId, id: OrderId, expire_at: u64) {
         self.notional[slot as usize] = 0;
-        if self.indexed[order.user.0 as usize] {
+        if self.indexed[user.0 as usize] {
             self.index.insert(slot, &mut self.pool);
         }
         if expire_at != 0 {
-            self.expiry.insert(slot, order.id.0, expire_at);
+            self.expiry.insert(slot, id.0, expire_at);
         }
-        let list = &mut self.users[order.user.0 as usize];
+        let list = &mut self.users[user.0 as usize];
         let tail = list.tail;
         self.pool[slot].user_prev = tail;
         self.pool[slot].user_next = NIL;
@@ -173,7 +181,6 @@ impl OrderStore {
             self.pool[tail].user_next = slot;
         }
         list.tail = slot;
-        slot
     }
 
     /// Forgets an order that is no longer live (already unlinked from any level).

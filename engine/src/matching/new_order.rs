@@ -163,25 +163,6 @@ impl Matcher {
             o.qty.0
         };
         let expire_at = self.expiry_at(o, self.now_ns).expect("validated");
-        let order = Order {
-            leaves: qty,
-            visible: qty,
-            user: o.user,
-            stp: o.stp,
-            side: o.side,
-            order_type: o.order_type,
-            tif: o.tif,
-            symbol: o.symbol,
-            post_only: o.post_only,
-            in_stop_book: false,
-            price: o.price,
-            id: OrderId(0),
-            client_order_id: o.client_order_id,
-            filled: 0,
-            display: o.display_qty.0,
-            stop_price: o.stop_price,
-            ..OrderPool::blank()
-        };
         if self.store.pool.live() == self.store.pool.capacity() {
             self.note_rejected(o, RejectCode::OrderPoolFull);
             sink.on_event(&reject(
@@ -194,18 +175,37 @@ impl Matcher {
         // The order goes to the lowest free slot (slot 0 last) and gets the first id from
         // `next_order_id` on that names it (docs/matching.md, "Order ids"). The pool has room.
         let slot = self.store.pool.placement_slot().expect("the pool has room");
-        let id = next_id_for_slot(self.next_order_id, slot, self.store.pool.slots());
-        let order = Order {
-            id: OrderId(id),
-            ..order
+        let id = OrderId(next_id_for_slot(
+            self.next_order_id,
+            slot,
+            self.store.pool.slots(),
+        ));
+        *self.store.pool.claim(slot) = Order {
+            leaves: qty,
+            visible: qty,
+            user: o.user,
+            stp: o.stp,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
+            symbol: o.symbol,
+            post_only: o.post_only,
+            in_stop_book: false,
+            price: o.price,
+            id,
+            client_order_id: o.client_order_id,
+            filled: 0,
+            display: o.display_qty.0,
+            stop_price: o.stop_price,
+            ..OrderPool::blank()
         };
-        let slot = self.store.admit(order, expire_at);
-        self.next_order_id = id + 1;
+        self.store.link_admitted(slot, o.user, id, expire_at);
+        self.next_order_id = id.0 + 1;
         sink.on_event(&Event::Accepted {
             user: o.user,
             symbol: o.symbol,
             client_order_id: o.client_order_id,
-            order_id: order.id,
+            order_id: id,
             side: o.side,
             order_type: o.order_type,
             price: o.price,
@@ -217,7 +217,7 @@ impl Matcher {
             let idx = book.idx(o.stop_price);
             self.store.pool[slot].in_stop_book = true;
             book.stops(o.side)
-                .push_back(&mut self.store.pool, idx, slot);
+                .push_back_sized(&mut self.store.pool, idx, slot, qty, qty);
             return;
         }
         if o.order_type.is_stop() {

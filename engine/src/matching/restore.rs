@@ -38,7 +38,7 @@ impl Matcher {
         let mut entries = Vec::with_capacity(self.store.finished.per_user());
         for user in self.store.finished.users() {
             entries.clear();
-            entries.extend(self.store.finished.oldest_first(user).copied());
+            entries.extend(self.store.finished.oldest_first(user));
             f(user, &entries);
         }
     }
