@@ -194,7 +194,7 @@ impl FinishedOrder {
 struct Line([u64; 8]);
 
 impl Line {
-    #[inline]
+    #[inline(always)]
     fn pack(f: &FinishedOrder) -> Line {
         Line([
             f.client_order_id.0,
@@ -238,7 +238,7 @@ impl Line {
     /// status"). This thread's later loads see the stores; another thread reads the rings
     /// only after a hand-off that orders them (a locked instruction or `mfence`, as every
     /// std channel, lock and thread join has).
-    #[inline]
+    #[inline(always)]
     fn stream(&mut self, line: Line) {
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
@@ -288,7 +288,7 @@ impl FinishedWindow {
 
     /// Remembers `f` as `user`'s newest finished order (dropping the oldest if the ring is
     /// full). A no-op for a user id out of range or a window of size 0.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, user: UserId, f: FinishedOrder) {
         let n = self.per_user;
         let Some(head) = self.heads.get_mut(user.0 as usize) else {
