@@ -164,6 +164,8 @@ impl OrderStore {
     /// into `slot` ([`OrderPool::claim`]): indexes and links it.
     #[inline]
     fn link_admitted(&mut self, slot: u32, user: UserId, id: OrderId, expire_at: u64) {
+        debug_assert!(self.pool.slot_of(id) == slot && self.pool[slot].id == id);
+        debug_assert_eq!(self.pool[slot].user, user);
         self.notional[slot as usize] = 0;
         if self.indexed[user.0 as usize] {
             self.index.insert(slot, &mut self.pool);
