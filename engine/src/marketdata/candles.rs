@@ -128,6 +128,18 @@ impl Candle {
         }
     }
 
+    /// Adds the trades of `later`, a candle of trades that came after this one's: the same
+    /// result as adding each of them in turn.
+    #[inline]
+    pub(crate) fn merge(&mut self, later: &Candle) {
+        self.high = self.high.max(later.high);
+        self.low = self.low.min(later.low);
+        self.close = later.close;
+        self.volume = self.volume.saturating_add(later.volume);
+        self.notional_ticks += later.notional_ticks;
+        self.trades += later.trades;
+    }
+
     /// Adds a later trade.
     #[inline]
     pub(crate) fn add(&mut self, price: Price, qty: Qty) {
@@ -293,6 +305,20 @@ impl<T: Copy + Default> Ring<T> {
 
     /// The newest item.
     #[inline]
+    pub(crate) fn last(&self) -> Option<&T> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = if self.next == 0 {
+            self.buf.len() - 1
+        } else {
+            self.next - 1
+        };
+        Some(&self.buf[i])
+    }
+
+    /// The newest item, to change.
+    #[inline]
     pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
         if self.len == 0 {
             return None;
@@ -307,6 +333,10 @@ impl<T: Copy + Default> Ring<T> {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
     }
 
     /// Copies `src` (same capacity) without allocating.
