@@ -303,32 +303,26 @@ impl<T: Copy + Default> Ring<T> {
         }
     }
 
+    /// Where the newest item is, if any.
+    #[inline]
+    fn last_index(&self) -> Option<usize> {
+        match (self.len, self.next) {
+            (0, _) => None,
+            (_, 0) => Some(self.buf.len() - 1),
+            (_, next) => Some(next - 1),
+        }
+    }
+
     /// The newest item.
     #[inline]
     pub(crate) fn last(&self) -> Option<&T> {
-        if self.len == 0 {
-            return None;
-        }
-        let i = if self.next == 0 {
-            self.buf.len() - 1
-        } else {
-            self.next - 1
-        };
-        Some(&self.buf[i])
+        self.last_index().map(|i| &self.buf[i])
     }
 
     /// The newest item, to change.
     #[inline]
     pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
-        if self.len == 0 {
-            return None;
-        }
-        let i = if self.next == 0 {
-            self.buf.len() - 1
-        } else {
-            self.next - 1
-        };
-        Some(&mut self.buf[i])
+        self.last_index().map(|i| &mut self.buf[i])
     }
 
     pub(crate) fn len(&self) -> usize {
