@@ -122,10 +122,18 @@ pub enum Event {
         client_order_id: ClientOrderId,
         /// The engine's id for the order.
         order_id: OrderId,
+        /// The order's side.
+        side: Side,
         /// The new price.
         price: Price,
         /// The new open quantity.
         qty: Qty,
+        /// The price before the amend. With `side` and `prev_qty` it tells the market-data
+        /// builder which level the order leaves and how much it showed there, so the builder
+        /// needs no per-order copy of price and open quantity (docs/market-data.md).
+        prev_price: Price,
+        /// The open quantity before the amend.
+        prev_qty: Qty,
     },
     /// A stop order's trigger was reached; it now enters the book as a limit or market order.
     Triggered {

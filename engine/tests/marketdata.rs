@@ -7,7 +7,8 @@
 //! - a subscriber that took the snapshot at the start and applied every update, and one that
 //!   joined mid-stream from a snapshot, both hold exactly the engine's visible book (per level:
 //!   visible quantity and the number of resting orders), as does the builder's own depth, L1
-//!   included;
+//!   included, and that of a builder seeded mid-stream from the engine's state
+//!   (`MarketData::from_engine`) and fed the events after it;
 //! - every update's `md_seq` is the previous + 1 and its trades carry it.
 //!
 //! At the end the tape, every interval's candles and the 24h ticker equal references computed
@@ -193,6 +194,9 @@ fn run(seed: u64, n: usize, risk: RiskMode, orders_max: u32) -> (usize, u64) {
     let symbols: Vec<SymbolId> = (0..config.symbols.len() as u16).map(SymbolId).collect();
     let mut subscriber: Vec<L2Book> = symbols.iter().map(|&s| snapshot(&md, s)).collect();
     let mut joiner: Vec<Option<L2Book>> = vec![None; symbols.len()];
+    // A builder seeded from the engine's state mid-stream (as after recovery from a snapshot),
+    // then fed the events after that point.
+    let mut seeded: Option<MarketData> = None;
     let cmds = common::stream(seed, n);
     let ts = stamps(seed, cmds.len());
     let mut all_trades: Vec<Trade> = Vec::new();
@@ -204,6 +208,9 @@ fn run(seed: u64, n: usize, risk: RiskMode, orders_max: u32) -> (usize, u64) {
         now = now.max(ts[i]);
         let mut msgs = Vec::new();
         md.command(ts[i], &events, &mut |m| msgs.push(own(m)));
+        if let Some(seeded) = &mut seeded {
+            seeded.command(ts[i], &events, &mut |_| {});
+        }
         let trades: Vec<Trade> = events
             .iter()
             .filter_map(|e| match e {
@@ -256,6 +263,7 @@ fn run(seed: u64, n: usize, risk: RiskMode, orders_max: u32) -> (usize, u64) {
             for &s in &symbols {
                 joiner[s.0 as usize] = Some(snapshot(&md, s));
             }
+            seeded = Some(MarketData::from_engine(&engine));
         }
         for &s in &symbols {
             for side in [Side::Buy, Side::Sell] {
@@ -268,6 +276,13 @@ fn run(seed: u64, n: usize, risk: RiskMode, orders_max: u32) -> (usize, u64) {
                 );
                 if let Some(j) = &joiner[s.0 as usize] {
                     assert_eq!(j.levels(side), want, "mid-stream joiner, cmd {i}");
+                }
+                if let Some(seeded) = &seeded {
+                    assert_eq!(
+                        builder_side(seeded, s, side),
+                        want,
+                        "seeded builder, cmd {i}"
+                    );
                 }
             }
             assert_eq!(md.best_bid(s), engine.best_bid(s));

@@ -210,6 +210,7 @@ impl<W: Write> Printer<W> {
                 order_id,
                 price,
                 qty,
+                ..
             } => write!(
                 l,
                 r#"{{"event":"amended","user":{user},"client_order_id":{client_order_id},"price":{price},"qty":{qty},"symbol":{},"order_id":{order_id}}}"#,

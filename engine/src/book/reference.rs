@@ -1227,8 +1227,11 @@ impl ReferenceBook {
             symbol,
             client_order_id: coid,
             order_id: o.id,
+            side: o.side,
             price,
             qty,
+            prev_price: o.price,
+            prev_qty: Qty(o.leaves),
         };
         let sym = &mut self.symbols[symbol.0 as usize];
         match place {

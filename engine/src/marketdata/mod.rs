@@ -9,8 +9,12 @@
 //! - a mirror of the **visible book**: per price level the visible quantity and the number of
 //!   resting orders (an iceberg shows its current peak only; untriggered stops show nothing),
 //!   in arrays indexed by `price − price_min` like the engine's, with an occupancy bitmap for
-//!   the best level; and per live order (indexed by `order_id mod next_pow2(orders_max)`, the
-//!   engine's order-id modulus, under which no two live orders collide) what it shows;
+//!   the best level; and, for the orders the events alone do not describe — untriggered stops
+//!   (not shown) and resting icebergs (showing less than their open quantity) — a record
+//!   indexed by `order_id mod next_pow2(orders_max)` (the engine's order-id modulus, under
+//!   which no two live orders collide), flagged in a bitset of one bit per slot. A plain
+//!   resting order needs nothing per order: it shows its whole open quantity, and every event
+//!   that changes it says where it rests;
 //! - a per-symbol `md_seq`, +1 per update message;
 //! - the **trade tape** (the last `tape_len` trades), **candles** for every [`Interval`]
 //!   (the latest `candles_history` each) and a 1440-minute ring for the **24h ticker**.
@@ -33,7 +37,9 @@
 //! make an order active; the active order rests with its peak shown when the next one becomes
 //! active or the command ends, unless it was filled or cancelled (every order that does not
 //! rest ends with a `Cancelled`). Maker fills and self-trade decrements take from the peak; an
-//! exhausted iceberg peak is refilled from its reserve like the engine does.
+//! exhausted iceberg peak is refilled from its reserve like the engine does. A maker rests at
+//! the trade price on the taker's opposite side; `Cancelled` carries the order's side and
+//! price, and `Amended` its side and its price and open quantity before the amend.
 
 mod book;
 mod candles;
@@ -105,29 +111,26 @@ pub enum MdMessage<'a> {
     Depth(&'a DepthUpdate<'a>),
 }
 
-/// What the mirror knows about a live order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum State {
-    #[default]
-    Free,
-    /// An untriggered stop: not shown.
-    Stop,
-    /// The command's active (taking) order: not shown yet.
-    Active,
-    /// On the book, showing `visible`.
-    Resting,
-}
-
+/// A full order record: the active order, and the stops and icebergs of `records`.
+///
+/// `repr(C)`, in an order where no two fields that sit side by side in an `Accepted` event
+/// (order id, price, quantity, display quantity) sit side by side in the same order here:
+/// otherwise the compiler copies such a pair with one 16-byte load, which cannot be forwarded
+/// from the two 8-byte stores with which the engine has just written the event — a
+/// store-forwarding stall on every new order (found with `perf annotate` of the
+/// `market_data` bench).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 struct MdOrder {
-    id: u64,
     price: Price,
-    leaves: u64,
     visible: u64,
+    leaves: u64,
+    id: u64,
     display: u64,
     symbol: SymbolId,
     side: Side,
-    state: State,
+    /// An untriggered stop (in `records`): not shown.
+    stop: bool,
 }
 
 impl MdOrder {
@@ -396,9 +399,15 @@ impl SymbolMd {
 #[derive(Debug)]
 pub struct MarketData {
     symbols: Vec<SymbolMd>,
-    orders: Vec<MdOrder>,
-    /// The active order's slot.
-    active: Option<usize>,
+    /// Records, by slot, of the untriggered stops and resting icebergs; an entry is current
+    /// while its bit in `held` is set (other entries are stale and never read).
+    records: Vec<MdOrder>,
+    /// One bit per slot: `records[slot]` is current. 128 KiB for 2^20 slots, where the
+    /// records are 48 MiB: a fill or cancel of a plain order reads one bit of it.
+    held: Vec<u64>,
+    /// The command's active (taking) order: accepted, triggered or re-priced in this command,
+    /// and not resting yet.
+    active: Option<MdOrder>,
     /// Symbols touched by the current command.
     touched: Vec<u16>,
     /// Scratch for one update's changed levels.
@@ -442,15 +451,15 @@ impl MarketData {
             .map(|s| s.dirty.capacity())
             .max()
             .unwrap_or(0);
+        // One entry per order-id residue: the engine never has two live orders whose ids are
+        // equal modulo this (docs/matching.md, "Order ids"), so `id & mask` is a slot.
+        let slots = crate::matching::order_id_modulus(config.capacity.orders_max) as usize;
         MarketData {
             touched: Vec::with_capacity(symbols.len()),
             symbols,
-            // One entry per order-id residue: the engine never has two live orders whose ids
-            // are equal modulo this (docs/matching.md, "Order ids"), so `id & mask` is a slot.
-            orders: vec![
-                MdOrder::default();
-                crate::matching::order_id_modulus(config.capacity.orders_max) as usize
-            ],
+            // Zeroed, so the pages of slots that never hold a stop or an iceberg stay untouched.
+            records: vec![MdOrder::default(); slots],
+            held: vec![0; slots.div_ceil(64)],
             active: None,
             changes: Vec::with_capacity(changes_max),
             now_ns: 0,
@@ -467,12 +476,8 @@ impl MarketData {
             let symbol = SymbolId(s as u16);
             md.symbols[s].last_price = engine.matcher().last_trade_price(symbol);
             engine.for_each_order(symbol, |section, v| {
-                let slot = md.slot(v.order_id);
-                let state = match section {
-                    BookSection::Bids | BookSection::Asks => State::Resting,
-                    BookSection::BuyStops | BookSection::SellStops => State::Stop,
-                };
-                md.orders[slot] = MdOrder {
+                let stop = matches!(section, BookSection::BuyStops | BookSection::SellStops);
+                let o = MdOrder {
                     id: v.order_id.0,
                     price: v.price,
                     leaves: v.leaves_qty.0,
@@ -480,9 +485,12 @@ impl MarketData {
                     display: v.display_qty.0,
                     symbol,
                     side: v.side,
-                    state,
+                    stop,
                 };
-                if state == State::Resting {
+                if stop || o.display != 0 {
+                    md.hold(o);
+                }
+                if !stop {
                     md.symbols[s].join(v.side, v.price, v.visible_qty.0, false);
                 }
             });
@@ -498,14 +506,23 @@ impl MarketData {
     /// Panics if the two were made for different configurations (other sizes).
     pub fn copy_from(&mut self, src: &MarketData) {
         assert_eq!(
-            (self.symbols.len(), self.orders.len()),
-            (src.symbols.len(), src.orders.len()),
+            (self.symbols.len(), self.records.len()),
+            (src.symbols.len(), src.records.len()),
             "copy_from between builders of different configurations"
         );
         for (d, s) in self.symbols.iter_mut().zip(&src.symbols) {
             d.copy_from(s);
         }
-        self.orders.copy_from_slice(&src.orders);
+        self.held.copy_from_slice(&src.held);
+        // Only the records whose bit is set are ever read.
+        for (k, &word) in self.held.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let slot = k * 64 + bits.trailing_zeros() as usize;
+                self.records[slot] = src.records[slot];
+                bits &= bits - 1;
+            }
+        }
         self.active = src.active;
         self.touched.clear();
         self.touched.extend_from_slice(&src.touched);
@@ -517,15 +534,29 @@ impl MarketData {
     #[inline]
     fn slot(&self, id: OrderId) -> usize {
         // The engine's slot: no two live orders share it (docs/matching.md, "Order ids").
-        (id.0 & (self.orders.len() as u64 - 1)) as usize
+        (id.0 & (self.records.len() as u64 - 1)) as usize
     }
 
-    /// The live order with this id, if the mirror knows it.
+    /// The slot of the stop or resting iceberg with this id, if the mirror holds its record.
     #[inline]
-    fn known(&self, id: OrderId) -> Option<usize> {
+    fn record_of(&self, id: OrderId) -> Option<usize> {
         let slot = self.slot(id);
-        let o = &self.orders[slot];
-        (o.state != State::Free && o.id == id.0).then_some(slot)
+        (self.held[slot / 64] & (1 << (slot % 64)) != 0 && self.records[slot].id == id.0)
+            .then_some(slot)
+    }
+
+    /// Keeps the record of a stop or a resting iceberg.
+    #[inline]
+    fn hold(&mut self, o: MdOrder) {
+        let slot = self.slot(OrderId(o.id));
+        self.records[slot] = o;
+        self.held[slot / 64] |= 1 << (slot % 64);
+    }
+
+    /// Drops a record: its order left, or became active.
+    #[inline]
+    fn release(&mut self, slot: usize) {
+        self.held[slot / 64] &= !(1 << (slot % 64));
     }
 
     fn touch_symbol(&mut self, symbol: SymbolId) {
@@ -538,68 +569,83 @@ impl MarketData {
 
     /// The active order rests (showing its peak) if anything is left of it.
     fn settle_active(&mut self) {
-        let Some(slot) = self.active.take() else {
+        let Some(mut o) = self.active.take() else {
             return;
         };
-        let o = &mut self.orders[slot];
-        if o.state != State::Active {
-            return;
-        }
         if o.leaves == 0 {
-            o.state = State::Free;
             return;
         }
-        o.state = State::Resting;
         o.visible = o.peak();
-        let (symbol, side, price, visible) = (o.symbol, o.side, o.price, o.visible);
-        self.symbols[symbol.0 as usize].join(side, price, visible, true);
-        self.touch_symbol(symbol);
+        if o.display != 0 {
+            self.hold(o);
+        }
+        self.symbols[o.symbol.0 as usize].join(o.side, o.price, o.visible, true);
+        self.touch_symbol(o.symbol);
     }
 
-    fn activate(&mut self, slot: usize) {
+    fn activate(&mut self, o: MdOrder) {
         self.settle_active();
-        self.orders[slot].state = State::Active;
-        self.active = Some(slot);
+        self.active = Some(o);
     }
 
-    /// A resting order now has `leaves` open and showed `visible` less `taken`: shrink its
-    /// peak, refill an exhausted iceberg peak, or take it off the book when nothing is left.
-    fn reduce_resting(&mut self, slot: usize, taken: u64, leaves: u64) {
-        let o = &mut self.orders[slot];
-        let (symbol, side, price, before) = (o.symbol, o.side, o.price, o.visible);
-        o.leaves = leaves;
-        let s = &mut self.symbols[symbol.0 as usize];
-        if leaves == 0 {
-            o.state = State::Free;
-            s.leave(side, price, before);
-        } else {
-            o.visible = before.saturating_sub(taken).min(leaves);
-            if o.visible == 0 {
-                o.visible = o.peak();
+    /// If `id` is the active order: it has `leaves` open now (gone at 0). Returns whether it was.
+    #[inline]
+    fn reduce_active(&mut self, id: OrderId, leaves: u64) -> bool {
+        match self.active.as_mut() {
+            Some(a) if a.id == id.0 => {
+                a.leaves = leaves;
+                if leaves == 0 {
+                    self.active = None;
+                }
+                true
             }
-            s.reshow(side, price, before, o.visible);
+            _ => false,
+        }
+    }
+
+    /// A resting order showed `taken` less than it did and has `leaves` open: shrink what it
+    /// shows, refill an exhausted iceberg peak, or take it off the book when nothing is left.
+    /// `record`: its slot if it is an iceberg; a plain order showed its whole open quantity at
+    /// `side`/`price`.
+    fn reduce_resting(
+        &mut self,
+        record: Option<usize>,
+        (symbol, side, price): (SymbolId, Side, Price),
+        taken: u64,
+        leaves: u64,
+    ) {
+        let s = &mut self.symbols[symbol.0 as usize];
+        match record {
+            None if leaves == 0 => s.leave(side, price, taken),
+            None => s.reshow(side, price, taken, 0),
+            Some(slot) => {
+                let o = &mut self.records[slot];
+                debug_assert!(!o.stop && (o.side, o.price) == (side, price));
+                let before = o.visible;
+                o.leaves = leaves;
+                if leaves == 0 {
+                    s.leave(side, price, before);
+                    self.release(slot);
+                } else {
+                    o.visible = before.saturating_sub(taken).min(leaves);
+                    if o.visible == 0 {
+                        o.visible = o.peak();
+                    }
+                    s.reshow(side, price, before, o.visible);
+                }
+            }
         }
         self.touch_symbol(symbol);
     }
 
     fn trade<F: FnMut(MdMessage<'_>)>(&mut self, t: &Trade, out: &mut F) {
-        if let Some(m) = self.known(t.maker.order_id) {
-            if self.orders[m].state == State::Active {
-                // Cannot happen with the engine's event order; be safe: it was resting.
-                self.settle_active();
-            }
-            if self.orders[m].state == State::Resting {
-                self.reduce_resting(m, t.qty.0, t.maker.leaves_qty.0);
-            } else {
-                self.orders[m].leaves = t.maker.leaves_qty.0;
-            }
-        }
-        if let Some(k) = self.known(t.taker.order_id) {
-            self.orders[k].leaves = t.taker.leaves_qty.0;
-            if t.taker.leaves_qty.0 == 0 && self.orders[k].state == State::Active {
-                self.orders[k].state = State::Free;
-            }
-        }
+        // The maker rests (the engine's event order: the active order is always the taker)
+        // at the trade price, on the taker's opposite side.
+        debug_assert!(self.active.is_none_or(|a| a.id != t.maker.order_id.0));
+        let record = self.record_of(t.maker.order_id);
+        let at = (t.symbol, t.taker_side.opposite(), t.price);
+        self.reduce_resting(record, at, t.qty.0, t.maker.leaves_qty.0);
+        self.reduce_active(t.taker.order_id, t.taker.leaves_qty.0);
         self.touch_symbol(t.symbol);
         let s = &mut self.symbols[t.symbol.0 as usize];
         s.pending_trades += 1;
@@ -655,8 +701,7 @@ impl MarketData {
                 if symbol.0 as usize >= self.symbols.len() {
                     return;
                 }
-                let slot = self.slot(order_id);
-                self.orders[slot] = MdOrder {
+                let o = MdOrder {
                     id: order_id.0,
                     price,
                     leaves: qty.0,
@@ -664,78 +709,101 @@ impl MarketData {
                     display: display_qty.0,
                     symbol,
                     side,
-                    state: State::Stop,
+                    stop: order_type.is_stop(),
                 };
-                if !order_type.is_stop() {
-                    self.activate(slot);
+                if o.stop {
+                    self.hold(o);
+                } else {
+                    self.activate(o);
                 }
             }
             Event::Triggered { order_id, .. } => {
-                if let Some(slot) = self.known(order_id) {
-                    self.activate(slot);
+                if let Some(slot) = self.record_of(order_id) {
+                    debug_assert!(self.records[slot].stop);
+                    self.release(slot);
+                    let o = MdOrder {
+                        stop: false,
+                        ..self.records[slot]
+                    };
+                    self.activate(o);
                 }
             }
             Event::Trade(ref t) => self.trade(t, out),
             Event::Cancelled {
+                symbol,
                 order_id,
+                side,
+                price,
                 qty,
                 leaves_qty,
                 ..
             } => {
-                let Some(slot) = self.known(order_id) else {
+                if self.reduce_active(order_id, leaves_qty.0) {
                     return;
-                };
-                match self.orders[slot].state {
-                    State::Resting => self.reduce_resting(slot, qty.0, leaves_qty.0),
-                    State::Active | State::Stop => {
-                        let o = &mut self.orders[slot];
-                        o.leaves = leaves_qty.0;
-                        if o.leaves == 0 {
-                            o.state = State::Free;
-                            if self.active == Some(slot) {
-                                self.active = None;
-                            }
+                }
+                let record = self.record_of(order_id);
+                match record {
+                    Some(slot) if self.records[slot].stop => {
+                        self.records[slot].leaves = leaves_qty.0;
+                        if leaves_qty.0 == 0 {
+                            self.release(slot);
                         }
                     }
-                    State::Free => {}
+                    _ => self.reduce_resting(record, (symbol, side, price), qty.0, leaves_qty.0),
                 }
             }
             Event::Amended {
+                symbol,
                 order_id,
+                side,
                 price,
                 qty,
+                prev_price,
+                prev_qty,
                 ..
             } => {
-                let Some(slot) = self.known(order_id) else {
+                if let Some(a) = self.active.as_mut().filter(|a| a.id == order_id.0) {
+                    a.price = price;
+                    a.leaves = qty.0;
                     return;
-                };
-                let o = self.orders[slot];
-                match o.state {
-                    State::Stop | State::Active => {
-                        let o = &mut self.orders[slot];
-                        o.price = price;
+                }
+                let record = self.record_of(order_id);
+                if let Some(slot) = record.filter(|&slot| self.records[slot].stop) {
+                    let o = &mut self.records[slot];
+                    o.price = price;
+                    o.leaves = qty.0;
+                    return;
+                }
+                // Resting: a plain order showed its whole open quantity.
+                let shown = record.map_or(prev_qty.0, |slot| self.records[slot].visible);
+                if price == prev_price && qty.0 <= prev_qty.0 {
+                    // Reduced in place: keeps its place; shows at most the new quantity.
+                    let visible = shown.min(qty.0);
+                    if let Some(slot) = record {
+                        let o = &mut self.records[slot];
                         o.leaves = qty.0;
+                        o.visible = visible;
                     }
-                    State::Resting if price == o.price && qty.0 <= o.leaves => {
-                        // Reduced in place: keeps its place; shows at most the new quantity.
-                        let visible = o.visible.min(qty.0);
-                        self.orders[slot].leaves = qty.0;
-                        self.orders[slot].visible = visible;
-                        self.symbols[o.symbol.0 as usize]
-                            .reshow(o.side, o.price, o.visible, visible);
-                        self.touch_symbol(o.symbol);
+                    self.symbols[symbol.0 as usize].reshow(side, price, shown, visible);
+                    self.touch_symbol(symbol);
+                } else {
+                    // Re-priced or grown: leaves its level and becomes active.
+                    self.symbols[symbol.0 as usize].leave(side, prev_price, shown);
+                    self.touch_symbol(symbol);
+                    let display = record.map_or(0, |slot| self.records[slot].display);
+                    if let Some(slot) = record {
+                        self.release(slot);
                     }
-                    State::Resting => {
-                        // Re-priced or grown: leaves its level and becomes active.
-                        self.symbols[o.symbol.0 as usize].leave(o.side, o.price, o.visible);
-                        self.touch_symbol(o.symbol);
-                        let m = &mut self.orders[slot];
-                        m.price = price;
-                        m.leaves = qty.0;
-                        m.visible = 0;
-                        self.activate(slot);
-                    }
-                    State::Free => {}
+                    self.activate(MdOrder {
+                        id: order_id.0,
+                        price,
+                        leaves: qty.0,
+                        visible: 0,
+                        display,
+                        symbol,
+                        side,
+                        stop: false,
+                    });
                 }
             }
             _ => {}

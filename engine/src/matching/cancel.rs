@@ -144,8 +144,11 @@ impl Matcher {
             symbol,
             client_order_id: o.client_order_id,
             order_id: o.id,
+            side: o.side,
             price,
             qty,
+            prev_price: o.price,
+            prev_qty: Qty(o.leaves),
         };
         let pool = &mut self.store.pool;
         if o.in_stop_book {

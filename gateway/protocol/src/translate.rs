@@ -168,6 +168,7 @@ pub fn translate(e: &Event, cause: Cause, book: &mut BookLevelsAcc) -> Wire {
             order_id,
             price,
             qty,
+            ..
         } => one(
             Audience::User(user.0),
             ServerMsg::Amended {

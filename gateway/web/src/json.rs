@@ -304,6 +304,7 @@ pub fn event(config: &Config, e: &Event) -> Value {
             order_id,
             price,
             qty,
+            ..
         } => json!({"event": "amended", "user": user.0, "symbol": sym(config, symbol),
             "client_order_id": client_order_id.0, "order_id": order_id.0, "price": price.0,
             "qty": qty.0}),
