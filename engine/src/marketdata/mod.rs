@@ -292,12 +292,16 @@ impl SymbolMd {
         }
     }
 
-    /// An order showing `visible` leaves a level.
+    /// An order showing `visible` leaves a level. (Saturating: a plain order is not tracked
+    /// per order, so a stream that names an order this builder never saw — a builder started
+    /// with `new` beside an engine that already had orders, instead of `from_engine` — must
+    /// not wrap a level around; such a builder's depth is wrong either way.)
     fn leave(&mut self, side: Side, price: Price, visible: u64) {
         let idx = self.idx(price);
         let l = self.touch(side, idx);
-        l.lv[idx].qty -= visible;
-        l.lv[idx].count -= 1;
+        debug_assert!(l.lv[idx].qty >= visible && l.lv[idx].count > 0);
+        l.lv[idx].qty = l.lv[idx].qty.saturating_sub(visible);
+        l.lv[idx].count = l.lv[idx].count.saturating_sub(1);
         if l.lv[idx].count == 0 {
             debug_assert_eq!(l.lv[idx].qty, 0);
             l.occupied.clear(idx);
@@ -309,7 +313,8 @@ impl SymbolMd {
         if from != to {
             let idx = self.idx(price);
             let l = self.touch(side, idx);
-            l.lv[idx].qty = l.lv[idx].qty - from + to;
+            debug_assert!(l.lv[idx].qty >= from);
+            l.lv[idx].qty = l.lv[idx].qty.saturating_sub(from) + to;
         }
     }
 
