@@ -530,3 +530,36 @@ fn orders_whose_ids_agree_modulo_orders_max_stay_apart() {
         engine_side(&engine, symbol, Side::Buy)
     );
 }
+
+/// A builder made for a config with fewer symbols than the engine's (an embedder who wants
+/// one market only) ignores the other symbols' events — it used to panic on some of them —
+/// and still holds its own symbols' books exactly.
+#[test]
+fn a_builder_with_fewer_symbols_ignores_the_others() {
+    let config = common::config();
+    assert!(
+        config.symbols.len() > 1,
+        "the shared config has several symbols"
+    );
+    let mut one = config.clone();
+    one.symbols.truncate(1);
+    let mut engine = Engine::with_risk(&config, RiskMode::On).unwrap();
+    let mut md = MarketData::new(&one);
+    let cmds = common::stream(7, 3_000);
+    let ts = stamps(7, cmds.len());
+    let mut others = 0usize;
+    for (i, cmd) in cmds.iter().enumerate() {
+        let mut events = Vec::new();
+        engine.process_at(ts[i], cmd, &mut |e: &Event| events.push(*e));
+        others += events
+            .iter()
+            .filter(|e| matches!(e, Event::Trade(t) if t.symbol.0 > 0))
+            .count();
+        md.command(ts[i], &events, &mut |_| {});
+        for side in [Side::Buy, Side::Sell] {
+            let want = engine_side(&engine, SymbolId(0), side);
+            assert_eq!(builder_side(&md, SymbolId(0), side), want, "cmd {i}");
+        }
+    }
+    assert!(others > 0, "the stream traded in another symbol");
+}

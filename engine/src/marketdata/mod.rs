@@ -558,6 +558,13 @@ impl MarketData {
         self.held[slot / 64] |= 1 << (slot % 64);
     }
 
+    /// Whether the builder has this symbol (a builder made for a config with fewer symbols
+    /// than the engine's ignores the others' events instead of panicking).
+    #[inline]
+    fn knows_symbol(&self, symbol: SymbolId) -> bool {
+        (symbol.0 as usize) < self.symbols.len()
+    }
+
     /// Drops a record: its order left, or became active.
     #[inline]
     fn release(&mut self, slot: usize) {
@@ -644,6 +651,9 @@ impl MarketData {
     }
 
     fn trade<F: FnMut(MdMessage<'_>)>(&mut self, t: &Trade, out: &mut F) {
+        if !self.knows_symbol(t.symbol) {
+            return;
+        }
         // The maker rests (the engine's event order: the active order is always the taker)
         // at the trade price, on the taker's opposite side.
         debug_assert!(self.active.is_none_or(|a| a.id != t.maker.order_id.0));
@@ -703,7 +713,7 @@ impl MarketData {
                 display_qty,
                 ..
             } => {
-                if symbol.0 as usize >= self.symbols.len() {
+                if !self.knows_symbol(symbol) {
                     return;
                 }
                 let o = MdOrder {
@@ -743,7 +753,7 @@ impl MarketData {
                 leaves_qty,
                 ..
             } => {
-                if self.reduce_active(order_id, leaves_qty.0) {
+                if self.reduce_active(order_id, leaves_qty.0) || !self.knows_symbol(symbol) {
                     return;
                 }
                 let record = self.record_of(order_id);
@@ -767,9 +777,14 @@ impl MarketData {
                 prev_qty,
                 ..
             } => {
+                // An amend is the first event of its command: nothing is active yet.
+                debug_assert!(self.active.is_none_or(|a| a.id != order_id.0));
                 if let Some(a) = self.active.as_mut().filter(|a| a.id == order_id.0) {
                     a.price = price;
                     a.leaves = qty.0;
+                    return;
+                }
+                if !self.knows_symbol(symbol) {
                     return;
                 }
                 let record = self.record_of(order_id);
