@@ -253,6 +253,15 @@ fn run(seed: u64, n: usize, risk: RiskMode, orders_max: u32) -> (usize, u64) {
                     md_trades.iter().filter(|t| t.symbol == *symbol).count()
                 );
                 assert!(!changes.is_empty() || *nt > 0, "an empty update");
+                // Each level at most once, bids best (highest) first, then asks best first.
+                let key = |c: &LevelChange| match c.side {
+                    Side::Buy => (0, -c.price.0),
+                    Side::Sell => (1, c.price.0),
+                };
+                assert!(
+                    changes.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+                    "levels repeated or out of order: {changes:?}"
+                );
                 assert_eq!(subscriber[s].apply(*md_seq, *md_seq, changes), Ok(true));
                 if let Some(j) = &mut joiner[s] {
                     assert_eq!(j.apply(*md_seq, *md_seq, changes), Ok(true));

@@ -17,7 +17,8 @@
 //!   that changes it says where it rests;
 //! - a per-symbol `md_seq`, +1 per update message;
 //! - the **trade tape** (the last `tape_len` trades), **candles** for every [`Interval`]
-//!   (the latest `candles_history` each) and a 1440-minute ring for the **24h ticker**.
+//!   (the latest `candles_history` each; the 1m ring keeps at least 1440, the **24h
+//!   ticker**'s window, which is summed from it on request).
 //!
 //! Everything is allocated in [`MarketData::new`]; applying events allocates nothing.
 //!
@@ -172,7 +173,7 @@ impl Levels {
 }
 
 /// A level touched by the current command, with its values before it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Dirty {
     side: Side,
     idx: u32,
@@ -184,19 +185,27 @@ struct Dirty {
 struct SymbolMd {
     price_min: i64,
     tick_size: u64,
-    bids: Levels,
-    asks: Levels,
+    /// Bids and asks, indexed by `Side as usize`: picking a side is an index, not a branch
+    /// (the side of the next level touched is as random as the order flow).
+    sides: [Levels; 2],
+    /// The levels touched by the current command: `dirty[..dirty_len]`. The vector has a
+    /// slot for every level of both sides and one more, so [`SymbolMd::touch`] writes an entry
+    /// unconditionally and counts it only if the level was clean — no branch on whether a
+    /// command touches a level twice.
     dirty: Vec<Dirty>,
+    dirty_len: usize,
     md_seq: u64,
     /// Trades handed out in the current command.
     pending_trades: u32,
     touched: bool,
     last_price: Option<Price>,
     tape: Ring<MdTrade>,
+    /// One ring per interval. The 1m ring holds at least the 1440 minutes of the 24h ticker's
+    /// window (queries still see at most `history` of it): the ticker is summed from it, so a
+    /// trade updates one candle.
     candles: Vec<Ring<Candle>>,
-    /// Per-minute buckets, indexed by `minute mod 1440` (a bucket is current when its
-    /// `open_time` is its minute's).
-    minutes: Vec<Candle>,
+    /// Candles a query sees per interval (`market_data.candles_history`).
+    history: usize,
 }
 
 impl SymbolMd {
@@ -249,32 +258,23 @@ impl SymbolMd {
 
     #[inline]
     fn side(&mut self, side: Side) -> &mut Levels {
-        match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        }
+        &mut self.sides[side as usize]
     }
 
     /// Marks a level as changed by this command (remembering its values before) and returns it.
     #[inline]
     fn touch(&mut self, side: Side, idx: usize) -> &mut Levels {
-        let levels = match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
+        let lv = &mut self.sides[side as usize].lv[idx];
+        let fresh = !lv.dirty;
+        lv.dirty = true;
+        self.dirty[self.dirty_len] = Dirty {
+            side,
+            idx: idx as u32,
+            qty: lv.qty,
+            count: lv.count,
         };
-        if !levels.lv[idx].dirty {
-            levels.lv[idx].dirty = true;
-            self.dirty.push(Dirty {
-                side,
-                idx: idx as u32,
-                qty: levels.lv[idx].qty,
-                count: levels.lv[idx].count,
-            });
-        }
-        match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        }
+        self.dirty_len += usize::from(fresh);
+        &mut self.sides[side as usize]
     }
 
     /// An order joins a level showing `visible`.
@@ -296,6 +296,7 @@ impl SymbolMd {
     /// per order, so a stream that names an order this builder never saw — a builder started
     /// with `new` beside an engine that already had orders, instead of `from_engine` — must
     /// not wrap a level around; such a builder's depth is wrong either way.)
+    #[inline]
     fn leave(&mut self, side: Side, price: Price, visible: u64) {
         let idx = self.idx(price);
         let l = self.touch(side, idx);
@@ -308,7 +309,24 @@ impl SymbolMd {
         }
     }
 
+    /// A plain resting order (showing its whole open quantity) shows `taken` less, and leaves
+    /// its level if `gone`. One path for both, without a branch on which.
+    #[inline]
+    fn take(&mut self, side: Side, price: Price, taken: u64, gone: bool) {
+        let idx = self.idx(price);
+        let l = self.touch(side, idx);
+        let lv = &mut l.lv[idx];
+        debug_assert!(lv.qty >= taken && lv.count >= u32::from(gone));
+        lv.qty = lv.qty.saturating_sub(taken);
+        lv.count = lv.count.saturating_sub(u32::from(gone));
+        if lv.count == 0 {
+            debug_assert_eq!(lv.qty, 0);
+            l.occupied.clear(idx);
+        }
+    }
+
     /// A resting order's shown quantity goes from `from` to `to`.
+    #[inline]
     fn reshow(&mut self, side: Side, price: Price, from: u64, to: u64) {
         if from != to {
             let idx = self.idx(price);
@@ -319,19 +337,17 @@ impl SymbolMd {
     }
 
     fn best(&self, side: Side) -> Option<(Price, Qty)> {
-        let (l, i) = match side {
-            Side::Buy => (&self.bids, self.bids.occupied.last()),
-            Side::Sell => (&self.asks, self.asks.occupied.first()),
+        let l = &self.sides[side as usize];
+        let i = match side {
+            Side::Buy => l.occupied.last(),
+            Side::Sell => l.occupied.first(),
         };
         i.map(|i| (Price(self.price_min + i as i64), Qty(l.lv[i].qty)))
     }
 
     /// Levels of one side best first, at most `max`.
     fn each_level(&self, side: Side, max: usize, mut f: impl FnMut(Price, Qty, u32)) {
-        let l = match side {
-            Side::Buy => &self.bids,
-            Side::Sell => &self.asks,
-        };
+        let l = &self.sides[side as usize];
         let mut cur = match side {
             Side::Buy => l.occupied.last(),
             Side::Sell => l.occupied.first(),
@@ -379,15 +395,16 @@ impl SymbolMd {
     /// Copies `src` (same band and capacities) without allocating.
     fn copy_from(&mut self, src: &SymbolMd) {
         assert_eq!(
-            (self.price_min, self.bids.lv.len(), self.candles.len()),
-            (src.price_min, src.bids.lv.len(), src.candles.len()),
+            (self.price_min, self.sides[0].lv.len(), self.candles.len()),
+            (src.price_min, src.sides[0].lv.len(), src.candles.len()),
             "copy_from between builders of different configurations"
         );
         self.tick_size = src.tick_size;
-        self.bids.copy_from(&src.bids);
-        self.asks.copy_from(&src.asks);
-        self.dirty.clear();
-        self.dirty.extend_from_slice(&src.dirty);
+        for (d, s) in self.sides.iter_mut().zip(&src.sides) {
+            d.copy_from(s);
+        }
+        self.dirty.copy_from_slice(&src.dirty);
+        self.dirty_len = src.dirty_len;
         self.md_seq = src.md_seq;
         self.pending_trades = src.pending_trades;
         self.touched = src.touched;
@@ -396,7 +413,6 @@ impl SymbolMd {
         for (d, s) in self.candles.iter_mut().zip(&src.candles) {
             d.copy_from(s);
         }
-        self.minutes.copy_from_slice(&src.minutes);
     }
 }
 
@@ -411,8 +427,10 @@ pub struct MarketData {
     /// records are 48 MiB: a fill or cancel of a plain order reads one bit of it.
     held: Vec<u64>,
     /// The command's active (taking) order: accepted, triggered or re-priced in this command,
-    /// and not resting yet.
-    active: Option<MdOrder>,
+    /// and not resting yet. None while its `leaves` is 0 (no order is accepted with nothing
+    /// open, and one with nothing left will not rest): a plain struct, not an `Option`, so
+    /// settling it or making another order active copies no tag-and-payload around.
+    active: MdOrder,
     /// Symbols touched by the current command.
     touched: Vec<u16>,
     /// Scratch for one update's changed levels.
@@ -435,9 +453,9 @@ impl MarketData {
                 SymbolMd {
                     price_min: s.price_min,
                     tick_size: s.tick_size,
-                    bids: Levels::new(n),
-                    asks: Levels::new(n),
-                    dirty: Vec::with_capacity(2 * n),
+                    sides: [Levels::new(n), Levels::new(n)],
+                    dirty: vec![Dirty::default(); 2 * n + 1],
+                    dirty_len: 0,
                     md_seq: 0,
                     pending_trades: 0,
                     touched: false,
@@ -445,17 +463,19 @@ impl MarketData {
                     tape: Ring::new(md.tape_len as usize),
                     candles: Interval::ALL
                         .iter()
-                        .map(|_| Ring::new(md.candles_history as usize))
+                        .map(|&i| {
+                            let history = md.candles_history as usize;
+                            Ring::new(match i {
+                                Interval::M1 => history.max(WINDOW_MINUTES),
+                                _ => history,
+                            })
+                        })
                         .collect(),
-                    minutes: vec![Candle::default(); WINDOW_MINUTES],
+                    history: md.candles_history as usize,
                 }
             })
             .collect();
-        let changes_max = symbols
-            .iter()
-            .map(|s| s.dirty.capacity())
-            .max()
-            .unwrap_or(0);
+        let changes_max = symbols.iter().map(|s| s.dirty.len()).max().unwrap_or(0);
         // One entry per order-id residue: the engine never has two live orders whose ids are
         // equal modulo this (docs/matching.md, "Order ids"), so `id & mask` is a slot.
         let slots = crate::matching::order_id_modulus(config.capacity.orders_max) as usize;
@@ -465,7 +485,7 @@ impl MarketData {
             // Zeroed, so the pages of slots that never hold a stop or an iceberg stay untouched.
             records: vec![MdOrder::default(); slots],
             held: vec![0; slots.div_ceil(64)],
-            active: None,
+            active: MdOrder::default(),
             changes: Vec::with_capacity(changes_max),
             now_ns: 0,
         }
@@ -579,14 +599,19 @@ impl MarketData {
         }
     }
 
-    /// The active order rests (showing its peak) if anything is left of it.
+    /// The active order rests (showing its peak) if anything is left of it. Inline: most
+    /// calls find no active order (a cancel's command, or the first order of a command).
+    #[inline(always)]
     fn settle_active(&mut self) {
-        let Some(mut o) = self.active.take() else {
-            return;
-        };
-        if o.leaves == 0 {
-            return;
+        if self.active.leaves != 0 {
+            let o = self.active;
+            self.active.leaves = 0;
+            self.rest(o);
         }
+    }
+
+    /// `o`, with something left, rests.
+    fn rest(&mut self, mut o: MdOrder) {
         o.visible = o.peak();
         if o.display != 0 {
             self.hold(o);
@@ -597,28 +622,30 @@ impl MarketData {
 
     fn activate(&mut self, o: MdOrder) {
         self.settle_active();
-        self.active = Some(o);
+        self.active = o;
+    }
+
+    /// Whether the order with this id is the active one.
+    #[inline]
+    fn is_active(&self, id: OrderId) -> bool {
+        self.active.leaves != 0 && self.active.id == id.0
     }
 
     /// If `id` is the active order: it has `leaves` open now (gone at 0). Returns whether it was.
     #[inline]
     fn reduce_active(&mut self, id: OrderId, leaves: u64) -> bool {
-        match self.active.as_mut() {
-            Some(a) if a.id == id.0 => {
-                a.leaves = leaves;
-                if leaves == 0 {
-                    self.active = None;
-                }
-                true
-            }
-            _ => false,
+        let active = self.is_active(id);
+        if active {
+            self.active.leaves = leaves;
         }
+        active
     }
 
     /// A resting order showed `taken` less than it did and has `leaves` open: shrink what it
     /// shows, refill an exhausted iceberg peak, or take it off the book when nothing is left.
     /// `record`: its slot if it is an iceberg; a plain order showed its whole open quantity at
     /// `side`/`price`.
+    #[inline]
     fn reduce_resting(
         &mut self,
         record: Option<usize>,
@@ -628,8 +655,7 @@ impl MarketData {
     ) {
         let s = &mut self.symbols[symbol.0 as usize];
         match record {
-            None if leaves == 0 => s.leave(side, price, taken),
-            None => s.reshow(side, price, taken, 0),
+            None => s.take(side, price, taken, leaves == 0),
             Some(slot) => {
                 let o = &mut self.records[slot];
                 debug_assert!(!o.stop && (o.side, o.price) == (side, price));
@@ -656,7 +682,7 @@ impl MarketData {
         }
         // The maker rests (the engine's event order: the active order is always the taker)
         // at the trade price, on the taker's opposite side.
-        debug_assert!(self.active.is_none_or(|a| a.id != t.maker.order_id.0));
+        debug_assert!(!self.is_active(t.maker.order_id));
         let record = self.record_of(t.maker.order_id);
         let at = (t.symbol, t.taker_side.opposite(), t.price);
         self.reduce_resting(record, at, t.qty.0, t.maker.leaves_qty.0);
@@ -676,8 +702,9 @@ impl MarketData {
         };
         s.tape.push(m);
         // A trade updates the 1m candle only. The longer intervals take each minute's candle
-        // whole when the next minute opens (`SymbolMd::fold_minute`), and a query adds the
-        // open minute's (`MarketData::candles`): 2 candle updates per trade instead of 9.
+        // whole when the next minute opens (`SymbolMd::fold_minute`), a query adds the open
+        // minute's (`MarketData::candles`), and the ticker sums the 1m ring: 1 candle update
+        // per trade instead of 9.
         let open = Interval::M1.open_time(t.ts);
         let minutes = &mut s.candles[Interval::M1 as usize];
         match minutes.last_mut() {
@@ -688,14 +715,6 @@ impl MarketData {
                 }
                 s.candles[Interval::M1 as usize].push(Candle::first(open, t.price, t.qty));
             }
-        }
-        let minute = t.ts / MINUTE_NS;
-        let bucket = &mut s.minutes[(minute % WINDOW_MINUTES as u64) as usize];
-        let open = minute * MINUTE_NS;
-        if bucket.trades > 0 && bucket.open_time >= open {
-            bucket.add(t.price, t.qty);
-        } else {
-            *bucket = Candle::first(open, t.price, t.qty);
         }
         out(MdMessage::Trade(&m));
     }
@@ -778,10 +797,10 @@ impl MarketData {
                 ..
             } => {
                 // An amend is the first event of its command: nothing is active yet.
-                debug_assert!(self.active.is_none_or(|a| a.id != order_id.0));
-                if let Some(a) = self.active.as_mut().filter(|a| a.id == order_id.0) {
-                    a.price = price;
-                    a.leaves = qty.0;
+                debug_assert!(!self.is_active(order_id));
+                if self.is_active(order_id) {
+                    self.active.price = price;
+                    self.active.leaves = qty.0;
                     return;
                 }
                 if !self.knows_symbol(symbol) {
@@ -841,11 +860,8 @@ impl MarketData {
             let s = &mut self.symbols[symbol as usize];
             s.touched = false;
             self.changes.clear();
-            for d in &s.dirty {
-                let l = match d.side {
-                    Side::Buy => &mut s.bids,
-                    Side::Sell => &mut s.asks,
-                };
+            for d in &s.dirty[..s.dirty_len] {
+                let l = &mut s.sides[d.side as usize];
                 let i = d.idx as usize;
                 l.lv[i].dirty = false;
                 if l.lv[i].qty != d.qty || l.lv[i].count != d.count {
@@ -857,7 +873,7 @@ impl MarketData {
                     });
                 }
             }
-            s.dirty.clear();
+            s.dirty_len = 0;
             // Bids best (highest) first, then asks best (lowest) first.
             self.changes.sort_unstable_by_key(|c| match c.side {
                 Side::Buy => (0, -c.price.0),
@@ -865,7 +881,9 @@ impl MarketData {
             });
             let trades = s.pending_trades;
             s.pending_trades = 0;
-            if trades == 0 && self.changes.is_empty() {
+            // One test, not two: whether a command traded is as random as the order flow, while
+            // an update with neither trades nor changed levels is rare.
+            if (trades as usize | self.changes.len()) == 0 {
                 continue;
             }
             s.md_seq += 1;
@@ -947,10 +965,7 @@ impl MarketData {
     /// One level now: `(visible qty, orders)`, `(0, 0)` if empty or outside the band.
     pub fn level(&self, symbol: SymbolId, side: Side, price: Price) -> (Qty, u32) {
         let s = &self.symbols[symbol.0 as usize];
-        let l = match side {
-            Side::Buy => &s.bids,
-            Side::Sell => &s.asks,
-        };
+        let l = &s.sides[side as usize];
         match usize::try_from(price.0 - s.price_min) {
             Ok(i) if i < l.lv.len() => (Qty(l.lv[i].qty), l.lv[i].count),
             _ => (Qty(0), 0),
@@ -960,7 +975,7 @@ impl MarketData {
     /// The symbol's price band: `(price_min, levels)`; level `i` is price `price_min + i`.
     pub fn band(&self, symbol: SymbolId) -> (i64, usize) {
         let s = &self.symbols[symbol.0 as usize];
-        (s.price_min, s.bids.lv.len())
+        (s.price_min, s.sides[0].lv.len())
     }
 
     /// Best bid `(price, visible qty)` (L1).
@@ -997,7 +1012,7 @@ impl MarketData {
         let s = &self.symbols[symbol.0 as usize];
         let ring = &s.candles[interval as usize];
         match s.open_candle(interval) {
-            None => ring.for_each_latest(limit, f),
+            None => ring.for_each_latest(limit.min(s.history), f),
             Some((open, false)) => {
                 // The ring's newest candle, with the open minute merged in, stands for it.
                 let n = ring.len().min(limit);
@@ -1024,7 +1039,7 @@ impl MarketData {
         let ring = &s.candles[interval as usize];
         match s.open_candle(interval) {
             Some((_, true)) => (ring.len() + 1).min(ring.capacity()),
-            _ => ring.len(),
+            _ => ring.len().min(s.history),
         }
     }
 
@@ -1047,24 +1062,21 @@ impl MarketData {
             best_ask: s.best(Side::Sell),
             ..Ticker::default()
         };
-        let (mut first, mut latest) = (u64::MAX, 0u64);
-        for b in &s.minutes {
-            if b.trades == 0 || b.open_time < open_time || b.open_time > now {
-                continue;
+        // The 1m ring holds every minute with trades among the window's 1440 (it keeps at
+        // least 1440 candles, one per minute that traded), oldest first.
+        s.candles[Interval::M1 as usize].for_each_latest(WINDOW_MINUTES, |b| {
+            if b.open_time < open_time || b.open_time > now {
+                return;
             }
-            if b.open_time < first {
-                first = b.open_time;
+            if t.open.is_none() {
                 t.open = Some(b.open);
-            }
-            if b.open_time >= latest {
-                latest = b.open_time;
             }
             t.high = Some(t.high.map_or(b.high, |h| h.max(b.high)));
             t.low = Some(t.low.map_or(b.low, |l| l.min(b.low)));
             t.volume = t.volume.saturating_add(b.volume);
             t.notional_ticks += b.notional_ticks;
             t.trades += b.trades;
-        }
+        });
         t.quote_volume = t.notional_ticks * u128::from(s.tick_size);
         t
     }
