@@ -335,4 +335,89 @@ mod tests {
         assert_eq!(got, [1, 2, 3, 0]);
         assert_eq!(small.placement_slot(), None);
     }
+
+    /// Takes and frees over a pool of several summary words (16 384 slots: four words of
+    /// 4 096), against the definition: the lowest free slot, slot 0 last. Phases fill the pool
+    /// past whole summary words (the lowest free slot moves up), free a slot far below it (it
+    /// must be placed next), and mix takes and random frees.
+    #[test]
+    fn placement_follows_the_lowest_free_slot_across_summary_words() {
+        let mut pool = OrderPool::new(16_384);
+        let n = pool.slots();
+        let lowest = |pool: &OrderPool| {
+            (1..n)
+                .find(|&s| pool.is_free(s))
+                .or_else(|| pool.is_free(0).then_some(0))
+        };
+        let mut live: Vec<u32> = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |bound: u64| {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (rng >> 33) % bound
+        };
+        let mut id = 0u64;
+        let mut take = |pool: &mut OrderPool, live: &mut Vec<u32>| {
+            let slot = pool.placement_slot().expect("room");
+            assert_eq!(Some(slot), lowest(pool));
+            id += 1;
+            pool.put(with_id(id * u64::from(n) + u64::from(slot)));
+            live.push(slot);
+        };
+        for round in 0..3 {
+            // Fill up to 10 000 live: the start passes two full summary words.
+            while live.len() < 10_000 {
+                take(&mut pool, &mut live);
+            }
+            // Free one low slot (in the first summary word): it must be placed next.
+            let k = live
+                .iter()
+                .position(|&s| s < 4_096 && s != 0)
+                .expect("a low slot");
+            let low = live.swap_remove(k);
+            pool.free(low);
+            assert_eq!(pool.placement_slot(), Some(low), "round {round}");
+            take(&mut pool, &mut live);
+            // Mixed: random frees and takes, drifting down to 2 000 live.
+            while live.len() > 2_000 {
+                if next(100) < 35 {
+                    take(&mut pool, &mut live);
+                } else {
+                    let k = next(live.len() as u64) as usize;
+                    pool.free(live.swap_remove(k));
+                    assert_eq!(pool.placement_slot(), lowest(&pool), "round {round}");
+                }
+            }
+        }
+        // Every slot, then slot 0 last.
+        while live.len() < n as usize {
+            take(&mut pool, &mut live);
+        }
+        assert_eq!(pool.placement_slot(), None);
+    }
+
+    /// Past 262 144 slots (a whole word of summary words): placement goes on in order, and a slot
+    /// freed far below comes first again.
+    #[test]
+    fn placement_crosses_top_level_words() {
+        let mut pool = OrderPool::new(600_000);
+        assert_eq!(pool.slots(), 1 << 20);
+        let n = u64::from(pool.slots());
+        let mut id = 0u64;
+        let mut place = |pool: &mut OrderPool| {
+            let slot = pool.placement_slot().expect("room");
+            id += 1;
+            pool.put(with_id(id * n + u64::from(slot)))
+        };
+        for expect in 1..=300_000 {
+            assert_eq!(place(&mut pool), expect);
+        }
+        for s in [270_000, 100, 299_999] {
+            pool.free(s);
+        }
+        for expect in [100, 270_000, 299_999, 300_001] {
+            assert_eq!(place(&mut pool), expect);
+        }
+    }
 }
