@@ -400,7 +400,7 @@ mod tests {
     /// Past 262 144 slots (a whole word of summary words): placement goes on in order, and a slot
     /// freed far below comes first again.
     #[test]
-    fn placement_crosses_top_level_words() {
+    fn placement_goes_on_past_262_144_slots() {
         let mut pool = OrderPool::new(600_000);
         assert_eq!(pool.slots(), 1 << 20);
         let n = u64::from(pool.slots());
