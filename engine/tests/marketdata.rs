@@ -572,3 +572,79 @@ fn a_builder_with_fewer_symbols_ignores_the_others() {
     }
     assert!(others > 0, "the stream traded in another symbol");
 }
+
+/// The 24h ticker read between the events of a command (the web edge reads between outputs)
+/// when every minute of the window traded: the command's trade, stamped with its time, opens a
+/// 1m candle after the builder's engine time (which moves at `end_command`). The sum must skip
+/// that candle and still see all 1440 minutes of the window — the 1m ring keeps one candle more
+/// than the window for it.
+#[test]
+fn a_ticker_read_mid_command_sees_the_whole_window() {
+    let mut config = common::config();
+    config.market_data.candles_history = 24;
+    let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+    let mut md = MarketData::new(&config);
+    let symbol = SymbolId(0);
+    let p = config.symbols[0].price_min + 100;
+    let order = |user: u32, coid: u64, side: Side, price: i64| {
+        Command::NewOrder(NewOrder::limit(
+            UserId(user),
+            symbol,
+            ClientOrderId(coid),
+            side,
+            Price(price),
+            Qty(1 + coid % 3),
+        ))
+    };
+    let mut trades: Vec<Trade> = Vec::new();
+    let mut run = |engine: &mut Engine, md: &mut MarketData, ts: u64, cmd: Command| {
+        let mut events = Vec::new();
+        engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
+        md.command(ts, &events, &mut |_| {});
+        for e in &events {
+            if let Event::Trade(t) = e {
+                trades.push(*t);
+            }
+        }
+    };
+    // A crossing pair every 20 s for 5 000 pairs: every minute of more than a day trades.
+    let start = 1_767_225_600 * SEC;
+    let mut ts = start;
+    for k in 0..5_000u64 {
+        ts = start + k * 20 * SEC;
+        let price = p + (k % 7) as i64;
+        run(&mut engine, &mut md, ts, order(1, k + 1, Side::Sell, price));
+        run(&mut engine, &mut md, ts, order(2, k + 1, Side::Buy, price));
+    }
+    // A resting sell, then, 150 s later, a buy that takes it: read the ticker after its trade.
+    run(&mut engine, &mut md, ts, order(1, 9_001, Side::Sell, p + 3));
+    assert_eq!(trades.len(), 5_000);
+    let now = ts;
+    let mut events = Vec::new();
+    engine.process_at(
+        now + 150 * SEC,
+        &order(2, 9_001, Side::Buy, p + 3),
+        &mut |e: &Event| events.push(*e),
+    );
+    let mut checked = false;
+    for e in &events {
+        md.apply(e, &mut |_| {});
+        if matches!(e, Event::Trade(_)) {
+            let window_open = (now / (60 * SEC) - 1439) * 60 * SEC;
+            let in_window: Vec<&Trade> = trades
+                .iter()
+                .filter(|t| t.ts >= window_open && t.ts / (60 * SEC) <= now / (60 * SEC))
+                .collect();
+            let t = md.ticker(symbol);
+            assert_eq!(t.close_time, now, "engine time moves at end_command");
+            assert_eq!(t.trades, in_window.len() as u64);
+            assert_eq!(t.volume, in_window.iter().map(|t| t.qty.0).sum::<u64>());
+            assert_eq!(t.open, in_window.first().map(|t| t.price));
+            assert_eq!(t.high, in_window.iter().map(|t| t.price).max());
+            assert_eq!(t.low, in_window.iter().map(|t| t.price).min());
+            checked = true;
+        }
+    }
+    assert!(checked, "the buy did not trade");
+    md.end_command(now + 150 * SEC, &mut |_| {});
+}

@@ -17,7 +17,7 @@
 //!   that changes it says where it rests;
 //! - a per-symbol `md_seq`, +1 per update message;
 //! - the **trade tape** (the last `tape_len` trades), **candles** for every [`Interval`]
-//!   (the latest `candles_history` each; the 1m ring keeps at least 1440, the **24h
+//!   (the latest `candles_history` each; the 1m ring keeps at least 1441, the **24h
 //!   ticker**'s window, which is summed from it on request).
 //!
 //! Everything is allocated in [`MarketData::new`]; applying events allocates nothing.
@@ -55,6 +55,13 @@ use crate::engine::Engine;
 use crate::event::{Event, Trade};
 use crate::types::{OrderId, Price, Qty, Side, SymbolId, TradeId};
 use candles::{Ring, MINUTE_NS, WINDOW_MINUTES};
+
+/// 1m candles kept at least, for the 24h ticker: the window's 1440 minutes, and one more for a
+/// minute after the builder's engine time. A ticker read between the events of a command
+/// (the web edge's lock is taken per output) can see the command's trades, stamped with its
+/// time, before `end_command` moves engine time there; all of a command's trades share one
+/// stamp, so there is at most one such minute.
+const TICKER_MINUTES: usize = WINDOW_MINUTES + 1;
 
 /// One changed price level: its new visible quantity and order count (0 and 0: gone).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -201,7 +208,7 @@ struct SymbolMd {
     last_price: Option<Price>,
     tape: Ring<MdTrade>,
     /// One ring per interval. The 1m ring holds at least the 1440 minutes of the 24h ticker's
-    /// window (queries still see at most `history` of it): the ticker is summed from it, so a
+    /// window and one more (`TICKER_MINUTES`; queries still see at most `history` of it): the ticker is summed from it, so a
     /// trade updates one candle.
     candles: Vec<Ring<Candle>>,
     /// Candles a query sees per interval (`market_data.candles_history`).
@@ -466,7 +473,7 @@ impl MarketData {
                         .map(|&i| {
                             let history = md.candles_history as usize;
                             Ring::new(match i {
-                                Interval::M1 => history.max(WINDOW_MINUTES),
+                                Interval::M1 => history.max(TICKER_MINUTES),
                                 _ => history,
                             })
                         })
@@ -1063,8 +1070,9 @@ impl MarketData {
             ..Ticker::default()
         };
         // The 1m ring holds every minute with trades among the window's 1440 (it keeps at
-        // least 1440 candles, one per minute that traded), oldest first.
-        s.candles[Interval::M1 as usize].for_each_latest(WINDOW_MINUTES, |b| {
+        // least 1441 candles, one per minute that traded, and at most one of them is after
+        // `now`: see `TICKER_MINUTES`), oldest first.
+        s.candles[Interval::M1 as usize].for_each_latest(TICKER_MINUTES, |b| {
             if b.open_time < open_time || b.open_time > now {
                 return;
             }
