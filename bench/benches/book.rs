@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench -p ringbook-bench --bench book -- [--json] [--ops N] [--warmup N] [--rounds N]
-//!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--no-thp]
+//!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--no-thp] [--prefetch]
 //!     [--only ringbook|matchcore|lobster]
 //! cargo bench -p ringbook-bench --bench book -- --resting 1000000 [--json]
 //! ```
@@ -17,8 +17,11 @@
 //! the JSON; the top-level `ringbook_*` keys are then the smallest size's). ringbook asks for
 //! transparent huge pages for its pool and index itself (`[capacity] huge_pages`, default on);
 //! `--no-thp` runs it with that off. `--hugepages` is an older experiment that asks for them on
-//! every large allocation of all three engines (see the `hugepages` module); `--only` runs one
-//! engine, for profiling (no ratios, no JSON). Results and caveats: docs/benchmarks.md.
+//! every large allocation of all three engines (see the `hugepages` module); `--prefetch` tells
+//! ringbook the next operation before each one (`Engine::prefetch`, as the pipeline does within
+//! a batch; the peers take one operation at a time and have no such hint, so this is the
+//! batch-aware path, not the like-for-like one); `--only` runs one engine, for profiling (no
+//! ratios, no JSON). Results and caveats: docs/benchmarks.md.
 //!
 //! Mixed mode: generates the workload ([`ringbook_bench::generate`]: a warm-up of `--warmup`
 //! resting orders, then `--ops` timed adds / cancels / market orders), and for ringbook,
@@ -140,6 +143,8 @@ struct Args {
     /// ringbook's cancels name orders by client order id (the engine's index maps them), as
     /// before issue 11, instead of by engine order id (the client's map does).
     cancel_by_coid: bool,
+    /// ringbook is told the next operation before each (`RingbookBook::prefetching`).
+    prefetch: bool,
     /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
     /// config's 262 144, or more if the workload needs it).
     pools: Vec<Pool>,
@@ -177,7 +182,7 @@ fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
                      [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] [--finished N] \
-                     [--cancel-by-coid] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
+                     [--cancel-by-coid] [--prefetch] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = WorkloadSpec::default();
@@ -194,6 +199,7 @@ fn parse_args() -> Result<Args, String> {
         no_thp: false,
         finished: None,
         cancel_by_coid: false,
+        prefetch: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -208,6 +214,7 @@ fn parse_args() -> Result<Args, String> {
             "--hugepages" => args.hugepages = true,
             "--no-thp" => args.no_thp = true,
             "--cancel-by-coid" => args.cancel_by_coid = true,
+            "--prefetch" => args.prefetch = true,
             "--finished" => args.finished = Some(number("--finished")? as u32),
             "--ops" => args.ops = number("--ops")? as usize,
             "--warmup" => args.warmup = number("--warmup")? as usize,
@@ -355,7 +362,10 @@ fn make_ringbook(w: &Workload, pool: u32, huge_pages: bool, args: &Args) -> Ring
     if let Some(n) = args.finished {
         config.engine.finished_orders_per_user = n;
     }
-    let book = RingbookBook::new(&config);
+    let mut book = RingbookBook::new(&config);
+    if args.prefetch {
+        book = book.prefetching();
+    }
     if args.cancel_by_coid {
         book.cancelling_by_client_order_id()
     } else {
@@ -456,7 +466,7 @@ fn mixed(args: &Args) -> Result<(), String> {
         say(format!(
             "ringbook: order pool for {pool} orders ({} slots; index up to {} buckets, ~2 per \
              live order in use), band 1..=100000 ticks, huge pages {}, finished-order window {} \
-             per user; cancels by {}",
+             per user; cancels by {}; next operation told in advance: {}",
             pool.next_power_of_two(),
             (pool as usize * 2).next_power_of_two(),
             if args.no_thp {
@@ -477,6 +487,11 @@ fn mixed(args: &Args) -> Result<(), String> {
                 "client order id (--cancel-by-coid: the engine's index maps it)"
             } else {
                 "engine order id (the adapter's map from workload ids)"
+            },
+            if args.prefetch {
+                "yes (--prefetch: Engine::prefetch)"
+            } else {
+                "no"
             }
         ));
     }
@@ -693,7 +708,7 @@ fn mixed(args: &Args) -> Result<(), String> {
              \"matchcore_p99_ns\":{},\"lobster_p99_ns\":{},\
              \"ringbook_vs_matchcore\":{:.3},\"ringbook_vs_lobster\":{:.3},\
              \"timer_overhead_ns\":{},\"ops\":{},\"warmup\":{},\"rounds\":{},\"volume\":{},\
-             \"ringbook_pool\":{},\"peak_live\":{}{}}}",
+             \"ringbook_pool\":{},\"peak_live\":{},\"prefetch\":{}{}}}",
             rb.ops_per_sec(n),
             mc.ops_per_sec(n),
             lb.ops_per_sec(n),
@@ -712,6 +727,7 @@ fn mixed(args: &Args) -> Result<(), String> {
             w.volume,
             rb.pool.unwrap_or(0),
             s.peak_live,
+            args.prefetch,
             if sweep_json.is_empty() {
                 String::new()
             } else {

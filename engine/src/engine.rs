@@ -96,6 +96,17 @@ impl Engine {
         })
     }
 
+    /// A hint for the command after the one about to be processed: starts loading the cache
+    /// lines `cmd` will need first (the order a cancel or amend by engine order id names), so
+    /// that the miss overlaps the current command's work instead of stalling the next. It
+    /// reads nothing the results depend on and changes no state: calling it or not, for any
+    /// command, leaves every event and `state_hash()` as they were. The pipeline calls it for
+    /// the next command of each batch (docs/embedding.md, "Prefetching the next command").
+    #[inline]
+    pub fn prefetch(&self, cmd: &Command) {
+        self.matcher.prefetch(cmd);
+    }
+
     /// Applies one command at the current engine time ([`Engine::now_ns`]; see
     /// [`Engine::process_at`] to stamp it); every consequence goes to `sink`, in order.
     ///

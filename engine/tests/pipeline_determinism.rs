@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{collector, config, reference, stream, submit};
-use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
+use common::{collector, config, reference, stamp, stream, submit};
+use ringbook_engine::pipeline::{Layout, Output, OutputKind, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
 fn run(layout: Layout, transport: Transport, risk: RiskMode, cmds: &[Command]) {
@@ -214,5 +214,77 @@ fn an_idle_parked_pipeline_shuts_down() {
         assert!(pipeline.parks() > 0, "{layout}: nothing parked");
         let report = pipeline.shutdown().unwrap();
         assert_eq!(report.commands, 0);
+    }
+}
+
+/// `Engine::prefetch` is a hint: an engine told every next command (as the pipeline's batch
+/// loop tells it), and also commands naming ids, users and slots that exist nowhere, gives
+/// exactly the events and `state_hash` of one told nothing.
+#[test]
+fn prefetching_changes_no_event_and_no_state() {
+    let config = config();
+    let cmds = stream(0x9e7c4, 20_000);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::CancelOrder { .. } | Command::AmendOrder { .. }))
+            && cmds
+                .iter()
+                .any(|c| matches!(c, Command::Cancel { .. } | Command::Amend { .. })),
+        "the stream names orders both ways"
+    );
+    let hostile = [
+        Command::CancelOrder {
+            user: UserId(u32::MAX),
+            symbol: SymbolId(u16::MAX),
+            order_id: OrderId(u64::MAX),
+        },
+        Command::AmendOrder {
+            user: UserId(0),
+            symbol: SymbolId(0),
+            order_id: OrderId(0),
+            price: Price(1),
+            qty: Qty(1),
+        },
+        Command::Cancel {
+            user: UserId(u32::MAX),
+            symbol: SymbolId(0),
+            client_order_id: ClientOrderId(u64::MAX),
+        },
+        Command::NewOrder(NewOrder::limit(
+            UserId(u32::MAX),
+            SymbolId(u16::MAX),
+            ClientOrderId(1),
+            Side::Buy,
+            Price(i64::MAX),
+            Qty(u64::MAX),
+        )),
+    ];
+    for risk in [RiskMode::On, RiskMode::Off] {
+        let (expected, plain) = reference(&config, risk, 1, &cmds);
+        let mut told = Engine::with_risk(&config, risk).unwrap();
+        let mut got = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            if let Some(next) = cmds.get(i + 1) {
+                told.prefetch(next);
+            }
+            for h in &hostile {
+                told.prefetch(h);
+            }
+            let seq = Seq(1 + i as u64);
+            told.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
+                got.push(Output {
+                    seq,
+                    ts: stamp(seq.0),
+                    kind: OutputKind::Event(*e),
+                })
+            });
+            got.push(Output {
+                seq,
+                ts: stamp(seq.0),
+                kind: OutputKind::Done,
+            });
+        }
+        assert!(got == expected, "{risk:?}: the events differ");
+        assert_eq!(told.state_hash(), plain.state_hash(), "{risk:?}");
     }
 }

@@ -262,6 +262,24 @@ pub(crate) fn process_one<O: Outbox<Output>>(
     snapshots.at_boundary(engine, seq, slot.timestamp_ns);
 }
 
+/// [`process_one`] over a batch, each command's order slot prefetched while the one before it
+/// is processed ([`Engine::prefetch`]): a cancel of a cold order then finds it in cache.
+#[inline]
+fn process_batch<O: Outbox<Output>>(
+    engine: &mut Engine,
+    out: &mut O,
+    snapshots: &mut Snapshots,
+    end: &mut BusinessEnd,
+    batch: &[&InSlot],
+) {
+    for (i, slot) in batch.iter().enumerate() {
+        if let Some(next) = batch.get(i + 1) {
+            engine.prefetch(&next.cmd);
+        }
+        process_one(engine, out, snapshots, end, slot);
+    }
+}
+
 /// The fused layout's one thread: J over the whole batch, `end_batch`, then R·M·S over it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
@@ -282,9 +300,7 @@ pub(crate) fn run_fused<I: Inbox<InSlot>, O: Outbox<Output>>(
         (BellId::Inbound, Some(BellId::Out)),
         |batch| {
             journal.journal(batch);
-            for slot in batch {
-                process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
-            }
+            process_batch(&mut engine, &mut out, &mut snapshots, &mut end, batch);
             end.expiry.publish(engine.next_expiry_ns(), &control);
         },
     );
@@ -310,9 +326,7 @@ pub(crate) fn run_business<I: Inbox<InSlot>, O: Outbox<Output>>(
         &control,
         (BellId::Business, Some(BellId::Out)),
         |batch| {
-            for slot in batch {
-                process_one(&mut engine, &mut out, &mut snapshots, &mut end, slot);
-            }
+            process_batch(&mut engine, &mut out, &mut snapshots, &mut end, batch);
             end.expiry.publish(engine.next_expiry_ns(), &control);
         },
     );
