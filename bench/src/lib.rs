@@ -963,6 +963,30 @@ mod tests {
         );
     }
 
+    /// The timed passes, with ringbook told each next operation (`--prefetch`), trade the
+    /// model's volume and end in the state of a book told nothing.
+    #[test]
+    fn prefetching_ringbook_agrees_with_the_model() {
+        let w = generate(&small());
+        let pool = ringbook_pool_for(&w);
+        let mut told = RingbookBook::with_capacity(pool)
+            .with_ids(w.stats.max_id)
+            .prefetching();
+        let mut plain = RingbookBook::with_capacity(pool).with_ids(w.stats.max_id);
+        for book in [&mut told, &mut plain] {
+            assert_eq!(time_throughput(book, &w.warmup).1, 0);
+            assert_eq!(time_throughput(book, &w.ops).1, w.volume);
+            assert_eq!(book.errors(), 0);
+        }
+        assert_eq!(told.engine().state_hash(), plain.engine().state_hash());
+        let mut told = RingbookBook::with_capacity(pool)
+            .with_ids(w.stats.max_id)
+            .prefetching();
+        apply_all(&mut told, &w.warmup);
+        assert_eq!(time_latency(&mut told, &w.ops, 0).volume, w.volume);
+        assert_eq!(told.errors(), 0);
+    }
+
     #[test]
     fn resting_orders_never_cross() {
         let mut book = RingbookBook::with_capacity(10_000);
