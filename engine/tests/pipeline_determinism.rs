@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{collector, config, reference, stamp, stream, submit};
-use ringbook_engine::pipeline::{Layout, Output, OutputKind, Pipeline, Transport, WaitStrategy};
+use common::{collector, config, process_stamped, reference, stream, submit};
+use ringbook_engine::pipeline::{Layout, Pipeline, Transport, WaitStrategy};
 use ringbook_engine::prelude::*;
 
 fn run(layout: Layout, transport: Transport, risk: RiskMode, cmds: &[Command]) {
@@ -270,19 +270,7 @@ fn prefetching_changes_no_event_and_no_state() {
             for h in &hostile {
                 told.prefetch(h);
             }
-            let seq = Seq(1 + i as u64);
-            told.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
-                got.push(Output {
-                    seq,
-                    ts: stamp(seq.0),
-                    kind: OutputKind::Event(*e),
-                })
-            });
-            got.push(Output {
-                seq,
-                ts: stamp(seq.0),
-                kind: OutputKind::Done,
-            });
+            process_stamped(&mut told, Seq(1 + i as u64), cmd, &mut got);
         }
         assert!(got == expected, "{risk:?}: the events differ");
         assert_eq!(told.state_hash(), plain.state_hash(), "{risk:?}");

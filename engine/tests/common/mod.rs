@@ -312,19 +312,25 @@ pub fn reference(
     let mut engine = Engine::with_risk(config, risk).unwrap();
     let mut out = Vec::new();
     for (i, cmd) in cmds.iter().enumerate() {
-        let seq = Seq(first_seq + i as u64);
-        engine.process_at(stamp(seq.0), cmd, &mut |e: &Event| {
-            out.push(Output {
-                seq,
-                ts: stamp(seq.0),
-                kind: OutputKind::Event(*e),
-            })
-        });
-        out.push(Output {
-            seq,
-            ts: stamp(seq.0),
-            kind: OutputKind::Done,
-        });
+        process_stamped(&mut engine, Seq(first_seq + i as u64), cmd, &mut out);
     }
     (out, engine)
+}
+
+/// Processes `cmd` as command `seq`, stamped with [`stamp`], and appends its outputs to `out`
+/// as the pipeline would produce them (its events, then `Done`).
+pub fn process_stamped(engine: &mut Engine, seq: Seq, cmd: &Command, out: &mut Vec<Output>) {
+    let ts = stamp(seq.0);
+    engine.process_at(ts, cmd, &mut |e: &Event| {
+        out.push(Output {
+            seq,
+            ts,
+            kind: OutputKind::Event(*e),
+        })
+    });
+    out.push(Output {
+        seq,
+        ts,
+        kind: OutputKind::Done,
+    });
 }
