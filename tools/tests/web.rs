@@ -1586,6 +1586,28 @@ fn csv_endpoints_and_metrics() {
         assert!(t.contains("BAD_REQUEST"));
         let (st, _) = text(post("/order", &bob, "2,0,14000,1,3").send().await.unwrap()).await;
         assert_eq!(st, 400);
+        // A body of two data lines is refused whole: nothing is credited, not even the first.
+        let (st, t) = text(
+            post("/deposit", &ops1, "2,1,7\n2,1,7")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 400, "{t}");
+        assert!(t.contains("more than one data line"), "{t}");
+        let (st, t) = text(post("/deposit", &ops1, "2,1,1").send().await.unwrap()).await;
+        assert_eq!(
+            (st, t.as_str()),
+            (
+                200,
+                "userId,currencyId,amount,available,locked\n2,1,1,1,0\n"
+            )
+        );
+        // A bad value is named, not taken for a header.
+        let (st, t) = text(post("/deposit", &ops1, "2,1,-5").send().await.unwrap()).await;
+        assert_eq!(st, 400, "{t}");
+        assert!(t.contains("field 3"), "{t}");
         // Bob cancels his remaining lot by the order id /order returned.
         let (st, t) = text(
             post("/cancel", &bob, &format!("2,{bob_order},0"))
@@ -1621,18 +1643,18 @@ fn csv_endpoints_and_metrics() {
             .starts_with("text/plain"));
         let m = metrics(&r.text().await.unwrap());
         assert!(value(&m, "ringbook_gateway_logins_total", &[]) >= 3.0);
-        // Two deposits, two orders, two cancels (the second one the engine's UNKNOWN_ORDER) and
-        // one book query; the requests refused by authorization or as bad CSV were never
+        // Three deposits, two orders, two cancels (the second one the engine's UNKNOWN_ORDER)
+        // and one book query; the requests refused by authorization or as bad CSV were never
         // sequenced.
-        assert_eq!(value(&m, "ringbook_gateway_commands_total", &[]), 7.0);
-        assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_gateway_commands_total", &[]), 8.0);
+        assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 8.0);
         assert_eq!(value(&m, "ringbook_web_bridge_rejected_total", &[]), 3.0);
-        assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 8.0);
         // The pipeline's gauges: every sequenced command is journaled and came back.
-        assert_eq!(value(&m, "ringbook_pipeline_submitted_sequence", &[]), 7.0);
+        assert_eq!(value(&m, "ringbook_pipeline_submitted_sequence", &[]), 8.0);
         assert_eq!(value(&m, "ringbook_pipeline_in_flight_commands", &[]), 0.0);
-        assert_eq!(value(&m, "ringbook_journal_records_total", &[]), 7.0);
-        assert!(value(&m, "ringbook_journal_written_bytes_total", &[]) > 7.0 * 16.0);
+        assert_eq!(value(&m, "ringbook_journal_records_total", &[]), 8.0);
+        assert!(value(&m, "ringbook_journal_written_bytes_total", &[]) > 8.0 * 16.0);
         assert_eq!(
             value(
                 &m,
@@ -1676,7 +1698,7 @@ fn csv_endpoints_and_metrics() {
         for (code, reason, n) in [
             ("1010", "NOT_YOUR_ACCOUNT", 2.0),
             ("1011", "OPERATOR_ONLY", 1.0),
-            ("4001", "BAD_REQUEST", 2.0),
+            ("4001", "BAD_REQUEST", 4.0),
             ("3010", "UNKNOWN_ORDER", 1.0),
             ("4002", "UNAUTHORIZED", 1.0),
         ] {
@@ -1693,7 +1715,7 @@ fn csv_endpoints_and_metrics() {
         // Counted as sent, refused or not: the refused ones are counted as errors above.
         for (kind, n) in [
             ("new_order", 3.0),
-            ("deposit", 3.0),
+            ("deposit", 4.0),
             ("cancel", 3.0),
             ("query_book", 1.0),
         ] {

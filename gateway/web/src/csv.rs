@@ -4,8 +4,8 @@
 //!
 //! They are authenticated like the rest (bearer token) and go through the same sequenced path
 //! and the same authorization: a user acts only for itself, deposits need an operator. Bodies
-//! are one CSV line (a header line of non-numeric fields may come first); replies are CSV with
-//! a header line; errors are the usual JSON error.
+//! are one CSV data line (a header line of names may come first; a second data line refuses the
+//! body whole); replies are CSV with a header line; errors are the usual JSON error.
 
 use std::collections::HashMap;
 
@@ -22,19 +22,30 @@ use crate::api::{book, next_csv_coid, order_reply, Authed, Shared};
 use crate::error::ApiError;
 use crate::json as j;
 
-/// The numeric fields of the body's data line (after an optional header line).
+/// The numeric fields of the body's one data line, after an optional header line. A header
+/// line names its fields (each starts with a letter); any other line is the data line, so a
+/// malformed value is reported as that, never mistaken for a header. A body of more than one
+/// data line is refused whole: each request carries one command, and a line the endpoint
+/// would not act on must not be answered with 200.
 fn fields<const N: usize>(b: &Bytes, names: &str) -> Result<[u64; N], ApiError> {
     let text = std::str::from_utf8(b).map_err(|_| ApiError::bad("body is not UTF-8"))?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut line = lines
         .next()
         .ok_or_else(|| ApiError::bad(format!("empty body: expected {names}")))?;
-    let numeric = |l: &str| l.split(',').all(|f| f.trim().parse::<u64>().is_ok());
-    if !numeric(line) {
-        // A header line.
+    let header = |l: &str| {
+        l.split(',')
+            .all(|f| f.trim().starts_with(|c: char| c.is_ascii_alphabetic()))
+    };
+    if header(line) {
         line = lines
             .next()
             .ok_or_else(|| ApiError::bad(format!("no data line: expected {names}")))?;
+    }
+    if lines.next().is_some() {
+        return Err(ApiError::bad(format!(
+            "more than one data line: a request carries one {names} line"
+        )));
     }
     let parts: Vec<&str> = line.split(',').map(str::trim).collect();
     if parts.len() != N {
@@ -46,7 +57,11 @@ fn fields<const N: usize>(b: &Bytes, names: &str) -> Result<[u64; N], ApiError> 
     let mut out = [0u64; N];
     for (i, p) in parts.iter().enumerate() {
         out[i] = p.parse().map_err(|_| {
-            ApiError::bad(format!("field {} {p:?} is not a number ({names})", i + 1))
+            ApiError::bad(format!(
+                "field {} {p:?} is not a whole number from 0 to {} ({names})",
+                i + 1,
+                u64::MAX
+            ))
         })?;
     }
     Ok(out)
@@ -199,4 +214,53 @@ pub(crate) async fn orderbook(
         out.push_str(&format!("2,{p},{q}\n"));
     }
     Ok(csv(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<[u64; 3], String> {
+        fields::<3>(&Bytes::from(body.to_string()), "userId,currencyId,amount")
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn one_data_line_with_or_without_a_header() {
+        assert_eq!(parse("1,0,7"), Ok([1, 0, 7]));
+        assert_eq!(parse(" 1, 0 ,7 \n\n"), Ok([1, 0, 7]));
+        assert_eq!(
+            parse("userId,currencyId,amount\n2,2,100000"),
+            Ok([2, 2, 100_000])
+        );
+    }
+
+    #[test]
+    fn a_second_data_line_refuses_the_whole_body() {
+        for body in [
+            "1,0,7\n2,0,7",
+            "userId,currencyId,amount\n1,0,7\n2,0,7",
+            "1,0,7\nx",
+        ] {
+            let e = parse(body).unwrap_err();
+            assert!(e.contains("more than one data line"), "{body:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_not_taken_for_a_header() {
+        for (body, field) in [
+            ("1,0,-5", "field 3 \\\"-5\\\""),
+            ("1,0,18446744073709551616", "field 3"),
+            ("1,x,5", "field 2"),
+            ("1,0,1.5", "field 3"),
+        ] {
+            let e = parse(body).unwrap_err();
+            assert!(e.contains(field), "{body:?}: {e}");
+        }
+        // A line of names only is a header, and then the data line is missing.
+        assert!(parse("a,b,c").unwrap_err().contains("no data line"));
+        assert!(parse("").unwrap_err().contains("empty body"));
+        assert!(parse("1,0").unwrap_err().contains("expected 3 fields"));
+    }
 }
