@@ -136,6 +136,9 @@ check('DELETE /v1/orders/open: the newest two', batch['success']['count'] == 2 a
 wc = bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.5', 'address': 'bc1-test'})
 check('POST /v1/withdraws/coin', wc['state'] == 'WAITING' and wc['amount'] == '0.5' and wc['currency'] == 'BTC', wc)
 check('the withdrawn amount is held', bob.fetch_balance()['BTC']['free'] <= 0.5)
+held = bob.fetch_balance()['BTC']['free']
+raises('a withdrawal address over 256 bytes', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.1', 'address': 'x' * 257}), ccxt.ExchangeError, 'validation_error')
+check('a refused withdrawal holds nothing', bob.fetch_balance()['BTC']['free'] == held)
 raises('a withdrawal finer than the minimal unit', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.000000001', 'address': 'x'}), ccxt.ExchangeError, 'invalid_amount')
 
 # Errors, as ccxt maps Upbit's.

@@ -1049,12 +1049,23 @@ fn withdrawal_json(up: &Upbit, w: &WRec) -> Value {
     })
 }
 
+/// The longest withdrawal `address` or `net_type` kept (bytes): longer than any chain's
+/// address, short enough that the withdrawal records (`upbit_orders`) stay small.
+const WITHDRAW_TEXT_MAX: usize = 256;
+
 async fn withdraw(
     c: &Ctx<'_>,
     currency: &str,
     address: Option<String>,
     net_type: Option<String>,
 ) -> Result<Value, UpbitError> {
+    for (name, v) in [("address", &address), ("net_type", &net_type)] {
+        if v.as_ref().is_some_and(|v| v.len() > WITHDRAW_TEXT_MAX) {
+            return Err(UpbitError::validation(format!(
+                "{name}: at most {WITHDRAW_TEXT_MAX} bytes"
+            )));
+        }
+    }
     let p = &c.a.params;
     let cur = c.up.config().currency_id(currency).ok_or_else(|| {
         UpbitError::new(
