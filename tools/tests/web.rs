@@ -1320,6 +1320,15 @@ fn every_error_path_has_its_code_and_status() {
         expect(st, &v, 404, 4006, "NOT_FOUND");
         let (st, v) = call(c.get(s.url("/api/v1/orders/client/abc")).bearer_auth(&alice)).await;
         expect(st, &v, 400, 4001, "BAD_REQUEST");
+        // What the router answers itself is JSON too, its status kept: a method the path does
+        // not take, a body over 64 KiB; under /v1/ in Upbit's shape.
+        let (st, v) = call(c.put(s.url("/api/v1/orders")).bearer_auth(&alice).json(&json!({}))).await;
+        expect(st, &v, 405, 4001, "BAD_REQUEST");
+        let big = format!("{{\"login\":\"{}\"}}", "x".repeat(70_000));
+        let (st, v) = call(c.post(s.url("/api/v1/auth/login")).header("content-type", "application/json").body(big)).await;
+        expect(st, &v, 413, 4001, "BAD_REQUEST");
+        let (st, v) = call(c.delete(s.url("/v1/market/all"))).await;
+        assert_eq!((st, v["error"]["name"].as_str()), (405, Some("method_not_allowed")), "{v}");
         // WebSocket: a bad token, an operator's token, public channels not served yet.
         let mut ws = ws_connect(&s).await;
         ws_send(&mut ws, json!({"op": "subscribe", "channel": "orders"})).await;

@@ -138,15 +138,16 @@ async fn edge_layer(
         .map_or("unmatched", |m| route_name(m.as_str()));
     let monitoring = matches!(route, "/health" | "/ready" | "/metrics");
     let now = Instant::now();
+    // The Upbit API signs each request with its own JWT scheme (crate::upbit::auth), and has
+    // its own error shape.
+    let upbit =
+        req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/websocket/v1");
     let resp = 'r: {
         if !monitoring {
             if let Err(l) = st.limits.address(peer.ip(), now) {
                 break 'r limited(&st, l).into_response();
             }
         }
-        // The Upbit API signs each request with its own JWT scheme (crate::upbit::auth).
-        let upbit =
-            req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/websocket/v1");
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -176,11 +177,60 @@ async fn edge_layer(
         }
         next.run(req).await
     };
+    let resp = json_error(resp, upbit).await;
     st.edge.metrics.http(route, resp.status().as_u16());
     if let Some(e) = resp.extensions().get::<crate::error::ErrorCode>() {
         st.edge.metrics.error(e.0, e.1);
     }
     resp
+}
+
+/// Errors the router and its extractors answer themselves come as plain text or with no body:
+/// 405 for a method a path does not take, 413 for a body over [`BODY_BYTES_MAX`], a refused
+/// WebSocket upgrade. They get the JSON error shape here, with their status kept: the API's
+/// (`BAD_REQUEST`, 4001) or, under `/v1/` and `/websocket/v1`, Upbit's
+/// (`method_not_allowed`, `request_too_large`, else `validation_error`).
+async fn json_error(resp: Response, upbit: bool) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this path does not take that method".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over {BODY_BYTES_MAX} bytes"),
+        _ if !text.is_empty() => text,
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut r = if upbit {
+        let name = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            _ => "validation_error",
+        };
+        crate::upbit::UpbitError::new(status, name, message).into_response()
+    } else {
+        ApiError {
+            status,
+            ..ApiError::bad(message)
+        }
+        .into_response()
+    };
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            r.headers_mut().insert(k, v.clone());
+        }
+    }
+    r
 }
 
 /// The route template as a `'static` label (bounded: only the router's own templates).
