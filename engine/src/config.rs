@@ -421,6 +421,14 @@ pub struct WebConfig {
     pub requests_max: usize,
     /// Events buffered from the gateway loop to the web edge's dispatcher.
     pub events_max: usize,
+    /// HTTP connections open at once (WebSocket connections included); more are answered
+    /// 503 `TOO_MANY_CONNECTIONS` and closed.
+    pub conns_max: usize,
+    /// HTTP connections open at once from one source address (WebSocket included).
+    pub conns_per_addr: usize,
+    /// Milliseconds a connection has to send a request's whole header, counted from its opening
+    /// or its previous response; a slower or idle connection is closed.
+    pub header_timeout_ms: u64,
     /// WebSocket connections at once.
     pub ws_conns_max: usize,
     /// Messages queued for one WebSocket connection; a private backlog beyond it closes the
@@ -440,6 +448,9 @@ impl Default for WebConfig {
             addrs_tracked: 4_096,
             requests_max: 4_096,
             events_max: 1 << 16,
+            conns_max: 8_192,
+            conns_per_addr: 256,
+            header_timeout_ms: 15_000,
             ws_conns_max: 1_024,
             ws_queue_max: 1_024,
         }
@@ -459,6 +470,9 @@ impl fmt::Debug for WebConfig {
             .field("addrs_tracked", &self.addrs_tracked)
             .field("requests_max", &self.requests_max)
             .field("events_max", &self.events_max)
+            .field("conns_max", &self.conns_max)
+            .field("conns_per_addr", &self.conns_per_addr)
+            .field("header_timeout_ms", &self.header_timeout_ms)
             .field("ws_conns_max", &self.ws_conns_max)
             .field("ws_queue_max", &self.ws_queue_max)
             .finish()

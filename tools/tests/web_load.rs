@@ -11,47 +11,14 @@ use std::process::Command;
 use serde_json::Value;
 use support::Server;
 
-/// The embedded configuration with the web rate limits out of the load's way.
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    let base = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../engine/src/default_config.toml"
-    ))
-    .unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "[web]\naddr_rps = 10000000\naddr_burst = 10000000\naccount_rps = 10000000\n\
-             account_burst = 10000000\n{base}"
-        ),
-    )
-    .unwrap();
-    path
-}
-
+/// `ringbook serve` on the embedded configuration with the web rate limits and the
+/// per-address connection cap out of the load's way (every subscriber comes from 127.0.0.1).
 fn serve(dir: &std::path::Path) -> (Server, String) {
-    let config = config(dir);
-    let journal = dir.join("journal");
-    let mut s = Server::start(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    let line = s.wait_line_seen("web edge on http://");
-    let url = line
-        .split("web edge on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("the web edge's address")
-        .to_string();
-    (s, url)
+    support::serve_web(
+        dir,
+        "addr_rps = 10000000\naddr_burst = 10000000\naccount_rps = 10000000\n\
+         account_burst = 10000000\nconns_per_addr = 4096",
+    )
 }
 
 fn loadgen(args: &[&str]) -> Value {

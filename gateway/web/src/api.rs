@@ -327,6 +327,7 @@ async fn ready(State(st): State<Shared>) -> Response {
 
 async fn metrics(State(st): State<Shared>) -> Response {
     let mut text = st.edge.metrics.render(&st.gateway_stats, &st.edge.bridge);
+    st.conns.render(&mut text);
     if let Some(g) = &st.pipeline {
         crate::metrics::render_pipeline(&mut text, g, &st.edge.bridge);
     }

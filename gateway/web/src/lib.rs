@@ -16,6 +16,7 @@
 //! journaled exactly once, like a binary session's. See docs/architecture.md, "The web edge".
 
 mod api;
+mod conns;
 mod csv;
 pub mod edge;
 pub mod error;
@@ -145,6 +146,8 @@ pub(crate) struct AppState {
     pub(crate) csv_orders: Mutex<CsvOrders>,
     pub(crate) csv_coid: AtomicU64,
     pub(crate) ws_next: AtomicU64,
+    /// Open HTTP connections, against `conns_max` and `conns_per_addr`.
+    pub(crate) conns: Arc<conns::Conns>,
     pub(crate) ws_conns_max: usize,
     pub(crate) ws_queue_max: usize,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -165,6 +168,9 @@ pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), Strin
         ("addrs_tracked", wc.addrs_tracked),
         ("requests_max", wc.requests_max),
         ("events_max", wc.events_max),
+        ("conns_max", wc.conns_max),
+        ("conns_per_addr", wc.conns_per_addr),
+        ("header_timeout_ms", wc.header_timeout_ms as usize),
         ("ws_conns_max", wc.ws_conns_max),
         ("ws_queue_max", wc.ws_queue_max),
     ];
@@ -213,6 +219,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         .start_dispatcher()
         .map_err(|e| format!("starting the web dispatcher: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let conns = conns::Conns::new(wc.conns_max, wc.conns_per_addr);
     let csv_base = (1u64 << 63) | (token::now_secs() << 24);
     let state = Arc::new(AppState {
         edge: edge.clone(),
@@ -234,6 +241,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         csv_orders: Mutex::new(CsvOrders::default()),
         csv_coid: AtomicU64::new(csv_base),
         ws_next: AtomicU64::new(1),
+        conns: conns.clone(),
         ws_conns_max: wc.ws_conns_max,
         ws_queue_max: wc.ws_queue_max,
         shutdown: shutdown_rx.clone(),
@@ -244,19 +252,13 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         tokio::net::TcpListener::from_std(opts.listener)
             .map_err(|e| format!("web listener: {e}"))?
     };
-    let mut stop = shutdown_rx;
-    runtime.spawn(async move {
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            eprintln!("ringbook web: server error: {e}");
-        }
-    });
+    runtime.spawn(conns::serve(
+        listener,
+        app,
+        conns,
+        Duration::from_millis(wc.header_timeout_ms),
+        shutdown_rx,
+    ));
     Ok(WebHandle {
         addr,
         runtime: Some(runtime),

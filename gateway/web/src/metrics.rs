@@ -416,7 +416,7 @@ pub(crate) fn render_pipeline(
     }
 }
 
-fn metric(o: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+pub(crate) fn metric(o: &mut String, name: &str, kind: &str, help: &str, v: u64) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} {kind}");
     let _ = writeln!(o, "{name} {v}");

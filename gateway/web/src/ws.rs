@@ -40,22 +40,77 @@ const CLOSE_POLICY: u16 = 1008;
 /// Close code when the server goes away.
 const CLOSE_AWAY: u16 = 1001;
 
+/// A place among the `ws_conns_max` WebSocket connections (both APIs together). It is taken
+/// before the upgrade, so upgrades racing each other cannot overshoot the cap, and given back
+/// when the connection ends, however it ends (or when the upgrade never completes).
+#[derive(Debug)]
+pub(crate) struct WsSlot(Arc<crate::edge::Edge>);
+
+impl WsSlot {
+    /// A place, or `None` when every one is taken.
+    pub(crate) fn take(edge: &Arc<crate::edge::Edge>, max: usize) -> Option<WsSlot> {
+        edge.metrics
+            .ws_connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max as u64).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WsSlot(edge.clone()))
+    }
+}
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .ws_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a read from a WebSocket that did not give a message deserves, sent where the socket
+/// still takes it: the peer's close is answered (the library queued the reply; closing flushes
+/// it); a message over the size limit is closed with 1009 `MESSAGE_TOO_BIG`, a text frame that
+/// is not UTF-8 with 1007 `INVALID_UTF8`, a protocol violation with 1002 `PROTOCOL_ERROR`; a
+/// connection already gone gets nothing.
+pub(crate) async fn end_read<S>(sink: &mut S, read: Option<&axum::Error>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    use tungstenite::error::Error as WsError;
+    let Some(e) = read else {
+        let _ = sink.close().await;
+        return;
+    };
+    let cause = std::error::Error::source(e).and_then(|c| c.downcast_ref::<WsError>());
+    let (code, reason) = match cause {
+        Some(WsError::Capacity(_)) => (1009, "MESSAGE_TOO_BIG: messages are at most 16384 bytes"),
+        Some(WsError::Utf8(_)) => (1007, "INVALID_UTF8: a text message must be UTF-8"),
+        Some(WsError::Protocol(_)) => (1002, "PROTOCOL_ERROR"),
+        _ => return,
+    };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
 pub(crate) async fn upgrade(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let open = st.edge.metrics.ws_connections.load(Ordering::Relaxed) as usize;
-    if open >= st.ws_conns_max {
+    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max) else {
         return ApiError::web(
             WebCode::TooManyConnections,
             "too many WebSocket connections",
         )
         .retry_after(1)
         .into_response();
-    }
+    };
     ws.max_message_size(16 << 10)
-        .on_upgrade(move |socket| run(st, socket, peer.ip()))
+        .on_upgrade(move |socket| run(st, socket, peer.ip(), slot))
 }
 
 fn err(code: u16, reason: &str, message: &str) -> String {
@@ -94,9 +149,7 @@ async fn dirty_wait(c: &Option<Arc<WsConn>>) {
     }
 }
 
-async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
-    let m = &st.edge.metrics;
-    m.ws_connections.fetch_add(1, Ordering::Relaxed);
+async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr, _slot: WsSlot) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(st.ws_queue_max);
     let mut conn: Option<Arc<WsConn>> = None;
@@ -115,10 +168,20 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
     loop {
         tokio::select! {
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        end_read(&mut sink, Some(&e)).await;
+                        break;
+                    }
+                    None => break,
+                };
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        end_read(&mut sink, None).await;
+                        break;
+                    }
                     // Pings are answered by the library; binary frames are not spoken here.
                     Message::Binary(_) => {
                         let _ = sink.send(Message::Text(web_err(WebCode::BadRequest, "send JSON text frames").into())).await;
@@ -200,7 +263,6 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr) {
     if let Some(c) = conn.take() {
         st.edge.ws_unregister(c.user, c.id);
     }
-    m.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Subscribes to or unsubscribes from a public channel; the reply.

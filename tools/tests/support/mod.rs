@@ -187,6 +187,39 @@ impl Server {
     }
 }
 
+/// `ringbook serve` on loopback ports (gateway and web edge) with a journal in `dir` and the
+/// embedded configuration, its `[web]` table starting with the lines `web`; the server and the
+/// web edge's URL (`http://127.0.0.1:PORT`).
+pub fn serve_web(dir: &std::path::Path, web: &str) -> (Server, String) {
+    let config = dir.join("config.toml");
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/src/default_config.toml"
+    ))
+    .unwrap();
+    std::fs::write(&config, format!("[web]\n{web}\n{base}")).unwrap();
+    let journal = dir.join("journal");
+    let mut s = Server::start(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let line = s.wait_line_seen("web edge on http://");
+    let url = line
+        .split("web edge on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the web edge's address")
+        .to_string();
+    (s, url)
+}
+
 /// A binary-protocol session as operator `ops1` (demo password), with the longest heartbeat
 /// interval (see [`login_patient`]).
 pub fn ops(addr: SocketAddr) -> ringbook_client::Client {

@@ -37,6 +37,7 @@ use super::quotation::{orderbook_json, prev_close};
 use super::{orders, Market, Upbit, UpbitError};
 use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
 use crate::public::{Channel, PubSub};
+use crate::ws::{end_read, WsSlot};
 
 /// Order book units in a WebSocket `orderbook` message unless the code asks (`KRW-BTC.5`).
 pub const WS_BOOK_LEVELS: usize = 15;
@@ -84,15 +85,14 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let st = &up.st;
-    let open = st.edge.metrics.ws_connections.load(Ordering::Relaxed) as usize;
-    if open >= st.ws_conns_max {
+    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max) else {
         return UpbitError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
             "too many WebSocket connections",
         )
         .into_response();
-    }
+    };
     let private = uri.path().ends_with("/private");
     let key = if headers.contains_key(axum::http::header::AUTHORIZATION) || private {
         match auth::check(
@@ -111,7 +111,7 @@ pub(crate) async fn upgrade(
         None
     };
     ws.max_message_size(16 << 10)
-        .on_upgrade(move |socket| run(up, socket, peer.ip(), key))
+        .on_upgrade(move |socket| run(up, socket, peer.ip(), key, slot))
 }
 
 fn parse_request(up: &Upbit, text: &str, authed: bool) -> Result<Subscription, String> {
@@ -557,10 +557,14 @@ async fn dirty_wait(c: &Option<Arc<WsConn>>) {
     }
 }
 
-async fn run(up: Arc<Upbit>, socket: WebSocket, ip: std::net::IpAddr, key: Option<(u32, usize)>) {
+async fn run(
+    up: Arc<Upbit>,
+    socket: WebSocket,
+    ip: std::net::IpAddr,
+    key: Option<(u32, usize)>,
+    _slot: WsSlot,
+) {
     let st = up.st.clone();
-    let m = &st.edge.metrics;
-    m.ws_connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(st.ws_queue_max);
     let conn_id = st.ws_next.fetch_add(1, Ordering::Relaxed);
@@ -578,11 +582,21 @@ async fn run(up: Arc<Upbit>, socket: WebSocket, ip: std::net::IpAddr, key: Optio
         let mut send: Vec<String> = Vec::new();
         tokio::select! {
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        end_read(&mut sink, Some(&e)).await;
+                        break;
+                    }
+                    None => break,
+                };
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        end_read(&mut sink, None).await;
+                        break;
+                    }
                     _ => continue,
                 };
                 if text.trim() == "PING" {
@@ -701,7 +715,6 @@ async fn run(up: Arc<Upbit>, socket: WebSocket, ip: std::net::IpAddr, key: Optio
     if let Some(c) = private.take() {
         st.edge.ws_unregister(c.user, c.id);
     }
-    m.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -1,0 +1,259 @@
+//! The web edge's own accept loop: which TCP connections it takes, and how long a connection
+//! may take to send a request's header.
+//!
+//! - **At most `conns_max` connections at once, and at most `conns_per_addr` from one source
+//!   address** (WebSocket connections included: they are HTTP connections that were upgraded).
+//!   A connection beyond either is answered at once, before anything is read from it, with a
+//!   `503 TOO_MANY_CONNECTIONS` in the API's error shape and `Connection: close`, and closed.
+//!   So one address cannot take every slot (or every WebSocket slot) from the others.
+//! - **A request's header must arrive within `header_timeout_ms`** of the connection opening or
+//!   of the previous response (hyper's header read timeout); a connection that sends it slower,
+//!   or sits idle between requests longer, is closed. A connection trickling a header byte by
+//!   byte (slowloris) is held for that long at most.
+//!
+//! The counts are kept by a guard that lives as long as the connection's task, so a connection
+//! is counted until its socket is dropped, however it ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::error::{ApiError, WebCode};
+
+/// Open connections, in total and per source address.
+#[derive(Debug)]
+pub(crate) struct Conns {
+    max: usize,
+    per_addr: usize,
+    open: AtomicUsize,
+    by_addr: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections refused by either cap (for `/metrics`).
+    pub(crate) refused: AtomicU64,
+}
+
+/// Which cap refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `conns_max` connections are open.
+    Total,
+    /// `conns_per_addr` connections from this address are open.
+    Address,
+}
+
+/// One admitted connection; dropping it gives its place back.
+#[derive(Debug)]
+pub(crate) struct ConnGuard {
+    conns: Arc<Conns>,
+    ip: IpAddr,
+}
+
+impl Conns {
+    pub(crate) fn new(max: usize, per_addr: usize) -> Arc<Conns> {
+        Arc::new(Conns {
+            max,
+            per_addr,
+            open: AtomicUsize::new(0),
+            by_addr: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// `/metrics` lines: connections open, and refused by a cap.
+    pub(crate) fn render(&self, o: &mut String) {
+        crate::metrics::metric(
+            o,
+            "ringbook_web_connections",
+            "gauge",
+            "open HTTP connections to the web edge (WebSocket included)",
+            self.open() as u64,
+        );
+        crate::metrics::metric(
+            o,
+            "ringbook_web_connections_refused_total",
+            "counter",
+            "connections answered 503 TOO_MANY_CONNECTIONS (conns_max or conns_per_addr)",
+            self.refused.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Takes a place for a connection from `ip`, or says which cap is reached. The table holds
+    /// only addresses with a connection open, so it is bounded by `conns_max`.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
+        let mut by_addr = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        if self.open.load(Ordering::Relaxed) >= self.max {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Total);
+        }
+        let n = by_addr.entry(ip).or_insert(0);
+        if *n >= self.per_addr {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Address);
+        }
+        *n += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnGuard {
+            conns: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut by_addr = self.conns.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_addr.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_addr.remove(&self.ip);
+            }
+        }
+        self.conns.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The whole answer to a connection beyond a cap: written before anything is read.
+fn refusal(why: Refused) -> Vec<u8> {
+    let message = match why {
+        Refused::Total => "too many connections to the web edge",
+        Refused::Address => "too many connections from this address",
+    };
+    let body = ApiError::web(WebCode::TooManyConnections, message)
+        .body()
+        .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Serves `app` on `listener` until `stop` turns true: then it stops accepting, asks every
+/// connection to finish its request in flight and close, and returns when they have.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    conns: Arc<Conns>,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let answers = [refusal(Refused::Total), refusal(Refused::Address)];
+    // Every connection task holds a receiver; when all are gone, every connection has ended.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors or memory (or a connection reset before it was taken):
+                // wait a little rather than spin on the error.
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) {
+                    eprintln!("ringbook web: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        let guard = match conns.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                // A fresh socket's send buffer is empty: the short answer fits without waiting.
+                let answer = &answers[(why == Refused::Address) as usize];
+                let _ = tcp.try_write(answer);
+                drop(tcp);
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = app
+            .clone()
+            .map_request(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let svc = TowerToHyperService::new(svc);
+        let mut stop = stop.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _done = done;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_per_address_and_in_total_and_free_on_drop() {
+        let c = Conns::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = c.admit(a).unwrap();
+        let a2 = c.admit(a).unwrap();
+        assert_eq!(c.admit(a).unwrap_err(), Refused::Address);
+        let b1 = c.admit(b).unwrap();
+        assert_eq!(c.admit(b).unwrap_err(), Refused::Total);
+        assert_eq!(c.open(), 3);
+        assert_eq!(c.refused.load(Ordering::Relaxed), 2);
+        drop(a1);
+        assert_eq!(c.open(), 2);
+        let a3 = c.admit(a).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(c.open(), 0);
+        assert!(
+            c.by_addr.lock().unwrap().is_empty(),
+            "no address is kept without a connection"
+        );
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_json_503() {
+        let r = String::from_utf8(refusal(Refused::Address)).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(head.contains("connection: close"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["code"], 4010);
+        assert_eq!(v["reason"], "TOO_MANY_CONNECTIONS");
+    }
+}

@@ -1,0 +1,261 @@
+//! Hostile clients at the web edge, through the real `ringbook serve`: connections that never
+//! finish their header (slowloris) or sit idle are closed after `header_timeout_ms`; one source
+//! address cannot hold more than `conns_per_addr` connections (the next is answered 503
+//! `TOO_MANY_CONNECTIONS` and closed, other addresses are served, and a freed place is taken
+//! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
+//! are each answered with the close frame they deserve, on both WebSocket APIs.
+//!
+//! Every wait is bounded by [`support::WAIT`]; a timeout only fails a broken server, and nothing
+//! passes or fails on wall-clock speed.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+
+use futures_util::{SinkExt, StreamExt};
+use support::WAIT;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all local).
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0))
+        .unwrap();
+    tokio::time::timeout(WAIT, s.connect(to))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Reads until the server closes (EOF or reset); what it sent before.
+async fn read_to_close(c: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(WAIT, c.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept the connection open; it sent {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One keep-alive `GET path` on `c`; the status line's code.
+async fn get(c: &mut TcpStream, path: &str) -> u16 {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer is whole once the header and `content-length` bytes of body are in.
+    loop {
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        if n == 0 {
+            return 0;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "header_timeout_ms = 200");
+    let to = addr(&url);
+    rt().block_on(async {
+        // A connection that sends nothing.
+        let mut idle = connect_from("127.0.0.1", to).await;
+        assert_eq!(read_to_close(&mut idle).await, "");
+
+        // A connection that trickles a header that never ends, a byte every 20 ms.
+        let mut slow = connect_from("127.0.0.1", to).await;
+        slow.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut sent = 0u32;
+        loop {
+            tokio::select! {
+                r = slow.read(&mut buf) => {
+                    assert!(matches!(r, Ok(0) | Err(_)), "no answer to half a header: {r:?}");
+                    break;
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                    if slow.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                _ = tokio::time::sleep_until(deadline) => panic!("a trickled header was held open"),
+            }
+        }
+        assert!(sent < 10_000);
+
+        // A connection that asks at once is served, and then closed once idle.
+        let mut ok = connect_from("127.0.0.1", to).await;
+        assert_eq!(get(&mut ok, "/health").await, 200);
+        assert_eq!(read_to_close(&mut ok).await, "");
+    });
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    // Idle connections stay (the header timeout is out of the way).
+    let (_s, url) =
+        support::serve_web(dir.path(), "conns_per_addr = 3\nheader_timeout_ms = 600000");
+    let to = addr(&url);
+    rt().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut c = connect_from("127.0.0.2", to).await;
+            assert_eq!(get(&mut c, "/health").await, 200);
+            held.push(c);
+        }
+        // The fourth from that address is answered before it says anything, and closed.
+        let mut extra = connect_from("127.0.0.2", to).await;
+        let answer = read_to_close(&mut extra).await;
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["code"], 4010);
+        assert_eq!(body["reason"], "TOO_MANY_CONNECTIONS");
+
+        // Another address is served meanwhile; the held connections still are.
+        let mut other = connect_from("127.0.0.3", to).await;
+        assert_eq!(get(&mut other, "/health").await, 200);
+        assert_eq!(get(&mut held[0], "/health").await, 200);
+
+        // A place given back is taken again (once the server has seen the close).
+        drop(held.pop());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut c = connect_from("127.0.0.2", to).await;
+            if get(&mut c, "/health").await == 200 {
+                held.push(c);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the freed place never came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // Counted in /metrics.
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let m = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let v = |name: &str| {
+            m.samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                    _ => panic!("{name} is not a number"),
+                })
+                .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        };
+        assert!(v("ringbook_web_connections_refused_total") >= 1.0);
+        // The three held, the other address's, and the scrape's own.
+        assert!(v("ringbook_web_connections") >= 5.0);
+    });
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn ws(url: &str, path: &str) -> Ws {
+    let url = format!("{}{path}", url.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect")
+        .0
+}
+
+/// The close frame's code the server ends with (text messages before it skipped).
+async fn close_code(ws: &mut Ws) -> u16 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a close frame in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn websocket_misuse_gets_its_close_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "");
+    rt().block_on(async {
+        for path in ["/ws", "/websocket/v1"] {
+            // A message over 16 KiB: 1009.
+            let mut c = ws(&url, path).await;
+            c.send(Message::Text("x".repeat(20 << 10).into()))
+                .await
+                .unwrap();
+            assert_eq!(close_code(&mut c).await, 1009, "{path}");
+
+            // A text frame that is not UTF-8: 1007.
+            let mut c = ws(&url, path).await;
+            let frame =
+                Frame::message(vec![b'[', 0xff, 0xfe, b']'], OpCode::Data(Data::Text), true);
+            c.send(Message::Frame(frame)).await.unwrap();
+            assert_eq!(close_code(&mut c).await, 1007, "{path}");
+
+            // The client closes: the server answers with its own close frame.
+            let mut c = ws(&url, path).await;
+            c.close(None).await.unwrap();
+            assert_eq!(close_code(&mut c).await, 1005, "{path}");
+        }
+    });
+}
