@@ -789,6 +789,15 @@ fn want_states(p: &auth::Params, default: &[&'static str]) -> Result<Vec<String>
     Ok(v)
 }
 
+/// `order_by`: `asc` (true), `desc` or absent (false); anything else is a validation error.
+fn ascending(p: &auth::Params) -> Result<bool, UpbitError> {
+    match p.get("order_by") {
+        None | Some("desc") => Ok(false),
+        Some("asc") => Ok(true),
+        Some(_) => Err(UpbitError::validation("order_by: asc or desc")),
+    }
+}
+
 fn limit(p: &auth::Params, default: usize, max: usize) -> Result<usize, UpbitError> {
     match p.get("limit") {
         Some(l) => l
@@ -823,7 +832,7 @@ pub(crate) async fn open_orders(
                 .filter(|x| *x >= 1)
                 .ok_or_else(|| UpbitError::validation("page must be at least 1"))
         })?;
-        let asc = p.get("order_by") == Some("asc");
+        let asc = ascending(&p)?;
         if !states.iter().any(|s| s == "wait") {
             return Ok(Vec::new());
         }
@@ -880,6 +889,7 @@ pub(crate) async fn closed_orders(
             return Err(UpbitError::validation("state: done or cancel"));
         }
         let limit = limit(&p, 100, CLOSED_MAX)?;
+        let asc = ascending(&p)?;
         let (from, to) = (time_param(&p, "start_time")?, time_param(&p, "end_time")?);
         let mut v = up.st.edge.upbit_orders.finished(c.a.key.user, limit, |r| {
             market.is_none_or(|m| m.sid == r.sid)
@@ -887,7 +897,7 @@ pub(crate) async fn closed_orders(
                 && from.is_none_or(|f| r.created_ms >= f)
                 && to.is_none_or(|t| r.created_ms <= t)
         });
-        if p.get("order_by") == Some("asc") {
+        if asc {
             v.reverse();
         }
         Ok(v.iter()
@@ -920,6 +930,7 @@ pub(crate) async fn orders_by_uuids(
             return Err(UpbitError::validation("at most 100 orders"));
         }
         let market = p.get("market").map(|m| up.market(m)).transpose()?;
+        let asc = ascending(&p)?;
         let mut out = Vec::new();
         for u in &uuids {
             if let Some(r) = find(&c, Some(u), None).await? {
@@ -933,7 +944,7 @@ pub(crate) async fn orders_by_uuids(
         }
         out.retain(|r| market.is_none_or(|m| m.sid == r.sid));
         out.sort_by_key(|r| std::cmp::Reverse(r.order_id));
-        if p.get("order_by") == Some("asc") {
+        if asc {
             out.reverse();
         }
         Ok(out
@@ -984,9 +995,10 @@ pub(crate) async fn cancel_open(
                 })?,
             None => BATCH_CANCEL_MAX,
         };
+        let asc = ascending(&p)?;
         let mut open = c.open().await?;
         open.sort_by_key(|v| v.order_id.0);
-        if p.get("order_by") != Some("asc") {
+        if !asc {
             open.reverse();
         }
         let keep = |v: &OrderView| {
@@ -1202,6 +1214,21 @@ pub(crate) async fn get_withdraw(
     Ok(ok(&c.a, StatusCode::OK, withdrawal_json(&up, &w)))
 }
 
+/// Withdrawal states a list may filter by (any case): Upbit's, of which this server's records
+/// are only ever `WAITING` (awaiting approval), `DONE` and `REJECTED`; the others match none.
+const WITHDRAW_STATES: [&str; 10] = [
+    "WAITING",
+    "SUBMITTING",
+    "SUBMITTED",
+    "ALMOST_ACCEPTED",
+    "ACCEPTED",
+    "PROCESSING",
+    "DONE",
+    "REJECTED",
+    "CANCELED",
+    "FAILED",
+];
+
 /// `GET /v1/withdraws[?currency=…][&state=…][&limit=N]`.
 pub(crate) async fn list_withdraws(
     State(up): State<Arc<Upbit>>,
@@ -1213,6 +1240,12 @@ pub(crate) async fn list_withdraws(
     let c = ctx(&up, &method, &uri, &headers, &body, Perm::Read).await?;
     let p = c.a.params.clone();
     let lim = limit(&p, 100, 100).map_err(|e| c.err(e))?;
+    if let Some(s) = p.get("state") {
+        if !WITHDRAW_STATES.iter().any(|k| k.eq_ignore_ascii_case(s)) {
+            let e = UpbitError::validation(format!("state: one of {}", WITHDRAW_STATES.join(", ")));
+            return Err(c.err(e));
+        }
+    }
     let uuids = p.all("uuids");
     let v: Vec<Value> = up
         .st

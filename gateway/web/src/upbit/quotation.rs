@@ -83,6 +83,32 @@ const KST: i64 = 9 * 3600;
 
 /// Parses `to`: `YYYY-MM-DDTHH:MM:SS` or with a space, optional `Z` or `±HH:MM` (no offset:
 /// UTC). Unix nanoseconds.
+/// `HHmmss` or `HH:mm:ss`, a time of day: its seconds since midnight.
+fn parse_hms(t: &str) -> Option<u64> {
+    let b = t.as_bytes();
+    let digits = match b.len() {
+        6 => t.to_string(),
+        8 if b[2] == b':' && b[5] == b':' => t.replace(':', ""),
+        _ => return None,
+    };
+    if !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].parse::<u64>().ok();
+    let (h, m, s) = (n(0..2)?, n(2..4)?, n(4..6)?);
+    (h <= 23 && m <= 59 && s <= 59).then_some(h * 3600 + m * 60 + s)
+}
+
+/// Days in month `m` (1–12) of year `y`.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 pub(crate) fn parse_time(s: &str) -> Option<u64> {
     let s = s.trim();
     let (main, offset) = if let Some(x) = s.strip_suffix('Z') {
@@ -111,7 +137,12 @@ pub(crate) fn parse_time(s: &str) -> Option<u64> {
         n(14..16)?,
         n(17..19)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    if !(1..=12).contains(&mo)
+        || !(1..=days_in_month(y, mo)).contains(&d)
+        || h > 23
+        || mi > 59
+        || se > 60
+    {
         return None;
     }
     let secs = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + se - offset;
@@ -417,16 +448,11 @@ pub(crate) async fn trades(
     let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let to_ns = match q.get("to").filter(|s| !s.is_empty()) {
         Some(t) => {
-            let b = t.replace(':', "");
-            let ok = b.len() == 6 && b.bytes().all(|c| c.is_ascii_digit());
-            if !ok {
-                return Err(UpbitError::validation(
-                    "to: expected HHmmss or HH:mm:ss (UTC)",
-                ));
-            }
-            let secs = b[0..2].parse::<u64>().unwrap_or(0) * 3600
-                + b[2..4].parse::<u64>().unwrap_or(0) * 60
-                + b[4..6].parse::<u64>().unwrap_or(0);
+            let secs = parse_hms(t).ok_or_else(|| {
+                UpbitError::validation(
+                    "to: expected HHmmss or HH:mm:ss (UTC), 00:00:00 to 23:59:59",
+                )
+            })?;
             Some(Interval::D1.open_time(md.md.now_ns()) + secs * 1_000_000_000)
         }
         None => None,
@@ -688,6 +714,22 @@ mod tests {
         assert_eq!(parse_time("2018-11-22T22:55:24+09:00"), Some(ns));
         assert_eq!(parse_time("2018-11-22T13:55"), None);
         assert_eq!(parse_time("2018-13-22T13:55:24"), None);
+        assert_eq!(
+            parse_time("2018-02-31T13:55:24"),
+            None,
+            "no 31st of February"
+        );
+        assert_eq!(parse_time("2023-02-29T00:00:00"), None);
+        assert!(parse_time("2024-02-29T00:00:00").is_some(), "a leap day");
+        assert_eq!(parse_time("2018-11-22T24:00:00"), None);
+        assert_eq!(parse_hms("13:55:24"), Some(13 * 3600 + 55 * 60 + 24));
+        assert_eq!(parse_hms("135524"), parse_hms("13:55:24"));
+        assert_eq!(parse_hms("23:59:59"), Some(86_399));
+        for bad in [
+            "25:00:00", "12:60:00", "12:00:60", "1:2:3", "12:0000", "ab:cd:ef", "1355240", "",
+        ] {
+            assert_eq!(parse_hms(bad), None, "{bad}");
+        }
         assert_eq!(num("95000000"), json!(95000000u64));
         assert_eq!(num("0.0001"), json!(0.0001));
         assert_eq!(num("-5"), json!(-5));
