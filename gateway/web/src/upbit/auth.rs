@@ -8,9 +8,12 @@
 //! clients hash it; the undecoded form is accepted too); for POST it is the JSON body's
 //! parameters rendered as `key=value&…` in body order.
 //!
-//! Replay memory is bounded: at most [`NONCES_MAX`] nonces are remembered, each for
-//! [`NONCE_WINDOW`]; when the table is full of nonces younger than the window, requests are
-//! refused (`too_many_requests`) rather than forgetting one early. Upbit's JWT carries no time,
+//! Replay memory is bounded: each nonce is remembered for [`NONCE_WINDOW`], at most
+//! [`NONCES_PER_KEY`] per API key and [`NONCES_MAX`] in all; a key whose share is full of
+//! nonces younger than the window has its requests refused (`too_many_requests`) rather than
+//! a nonce forgotten early, and other keys are not touched by it (the whole table fills only
+//! when [`NONCES_MAX`] / [`NONCES_PER_KEY`] keys are each at their share). A request the key
+//! has no permission for is refused before its nonce is recorded. Upbit's JWT carries no time,
 //! so a token captured in transit can be replayed once its nonce has left the window: serve
 //! the API over TLS (a proxy in front), as with any bearer credential.
 
@@ -29,8 +32,11 @@ use super::{Upbit, UpbitError};
 
 /// How long a nonce is remembered.
 pub const NONCE_WINDOW: Duration = Duration::from_secs(600);
-/// The most nonces remembered at once.
-pub const NONCES_MAX: usize = 1 << 17;
+/// The most nonces remembered at once for one API key (~55 signed requests a second, sustained
+/// over the window).
+pub const NONCES_PER_KEY: usize = 1 << 15;
+/// The most nonces remembered at once in all (~100 bytes each).
+pub const NONCES_MAX: usize = 1 << 20;
 
 /// What an API key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub enum Perm {
 
 /// One API key, resolved against the gateway's accounts.
 pub struct Key {
+    /// Its place in the table of keys (its nonce count's index).
+    idx: usize,
     /// The access key.
     pub access: String,
     secret: Vec<u8>,
@@ -81,7 +89,10 @@ impl Key {
 #[derive(Debug, Default)]
 struct Nonces {
     seen: HashSet<[u8; 32]>,
-    order: VecDeque<([u8; 32], Instant)>,
+    /// Oldest first: the digest, when it was seen, the key's index.
+    order: VecDeque<([u8; 32], Instant, usize)>,
+    /// Nonces remembered per key.
+    per_key: Vec<usize>,
 }
 
 /// Every API key, and the nonces seen.
@@ -94,7 +105,7 @@ pub struct Keys {
 impl Keys {
     /// The keys of `[[gateway.api_keys]]` (validated with the config: each names a user login).
     pub fn new(config: &Config) -> Keys {
-        let keys = config
+        let keys: Vec<Key> = config
             .gateway
             .api_keys
             .iter()
@@ -107,6 +118,7 @@ impl Keys {
                 let user = config.gateway.accounts[acct].user?;
                 let has = |p: &str| k.permissions.iter().any(|x| x == p);
                 Some(Key {
+                    idx: 0,
                     access: k.access_key.clone(),
                     secret: k.secret_key.as_bytes().to_vec(),
                     user,
@@ -116,10 +128,16 @@ impl Keys {
                     withdraw: has("withdraw"),
                 })
             })
+            .enumerate()
+            .map(|(idx, k)| Key { idx, ..k })
             .collect();
+        let nonces = Nonces {
+            per_key: vec![0; keys.len()],
+            ..Nonces::default()
+        };
         Keys {
             keys,
-            nonces: Mutex::new(Nonces::default()),
+            nonces: Mutex::new(nonces),
         }
     }
 
@@ -127,8 +145,8 @@ impl Keys {
         self.keys.iter().find(|k| k.access == access)
     }
 
-    /// Remembers `(key, nonce)`; false if it was seen within the window. Errors when the table
-    /// is full of live nonces.
+    /// Remembers `(key, nonce)`; false if it was seen within the window. Errors when the key's
+    /// share, or the whole table, is full of live nonces.
     fn fresh(&self, key: &Key, nonce: &str, now: Instant) -> Result<bool, UpbitError> {
         let id = {
             let d = ring::digest::digest(
@@ -140,25 +158,34 @@ impl Keys {
             a
         };
         let mut n = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((old, at)) = n.order.front().copied() {
+        while let Some((old, at, k)) = n.order.front().copied() {
             if now.saturating_duration_since(at) < NONCE_WINDOW {
                 break;
             }
             n.order.pop_front();
             n.seen.remove(&old);
+            n.per_key[k] -= 1;
         }
         if n.seen.contains(&id) {
             return Ok(false);
         }
+        let full =
+            |m: String| UpbitError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", &m);
+        if n.per_key[key.idx] >= NONCES_PER_KEY {
+            return Err(full(format!(
+                "this API key signed {NONCES_PER_KEY} requests within the last {} s (each nonce \
+                 is remembered that long); retry shortly",
+                NONCE_WINDOW.as_secs()
+            )));
+        }
         if n.order.len() >= NONCES_MAX {
-            return Err(UpbitError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "too many signed requests within the nonce window; retry shortly",
+            return Err(full(
+                "too many signed requests within the nonce window; retry shortly".into(),
             ));
         }
         n.seen.insert(id);
-        n.order.push_back((id, now));
+        n.order.push_back((id, now, key.idx));
+        n.per_key[key.idx] += 1;
         Ok(true)
     }
 }
@@ -414,16 +441,16 @@ pub fn check<'a>(
             }
         }
     }
-    if !keys.fresh(key, &nonce, now)? {
-        return Err(unauthorized(
-            "nonce_used",
-            "this nonce was used already (replay)",
-        ));
-    }
     if !key.may(need) {
         return Err(unauthorized(
             "out_of_scope",
             "this API key lacks the permission for this request (권한이 부족합니다)",
+        ));
+    }
+    if !keys.fresh(key, &nonce, now)? {
+        return Err(unauthorized(
+            "nonce_used",
+            "this nonce was used already (replay)",
         ));
     }
     Ok((key, params))
@@ -632,6 +659,51 @@ mod tests {
         assert!(keys
             .fresh(bob, "n1", now + NONCE_WINDOW + Duration::from_secs(1))
             .unwrap());
+    }
+
+    #[test]
+    fn one_key_filling_its_nonce_share_leaves_the_others_alone() {
+        let keys = keys();
+        let alice = keys.find("alice-access-demo").unwrap();
+        let bob = keys.find("bob-access-demo").unwrap();
+        let now = Instant::now();
+        // alice's first nonce is a second older than the rest of her share.
+        assert!(keys
+            .fresh(alice, "first", now - Duration::from_secs(1))
+            .unwrap());
+        for i in 1..NONCES_PER_KEY {
+            assert!(keys.fresh(alice, &i.to_string(), now).unwrap());
+        }
+        let e = keys.fresh(alice, "one more", now).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.name), (429, "too_many_requests"));
+        // A replay is still told apart from a full share.
+        assert!(!keys.fresh(alice, "1", now).unwrap());
+        // bob is not touched.
+        assert!(keys.fresh(bob, "one more", now).unwrap());
+        // The oldest of alice's leaves the window first, and gives its place back.
+        let later = now - Duration::from_secs(1) + NONCE_WINDOW;
+        assert!(keys.fresh(alice, "one more", later).unwrap());
+        assert!(keys.fresh(alice, "and another", later).is_err());
+    }
+
+    #[test]
+    fn a_request_without_the_permission_spends_no_nonce() {
+        let mut c = Config::default();
+        let (_, tok, access, _, _) = JWT_VECTORS[1];
+        assert_eq!(access, "bob-access-demo");
+        let k = c
+            .gateway
+            .api_keys
+            .iter_mut()
+            .find(|k| k.access_key == access);
+        k.unwrap().permissions = vec!["read".into()];
+        let keys = Keys::new(&c);
+        let now = Instant::now();
+        let uri = "/v1/accounts".parse::<Uri>().unwrap();
+        let e = check(&keys, &Method::GET, &uri, &req(tok), b"", Perm::Trade, now).unwrap_err();
+        assert_eq!(e.name, "out_of_scope");
+        // The same token, for what the key may do, is not a replay.
+        assert!(check(&keys, &Method::GET, &uri, &req(tok), b"", Perm::Read, now).is_ok());
     }
 
     #[test]
