@@ -71,6 +71,8 @@ pub enum RejectCode {
     AmountOverflow = 2009,
     /// Account commands on an engine running with risk off.
     AccountsDisabled = 2010,
+    /// The user has `capacity.withdrawals_per_user` withdrawals awaiting approval already.
+    WithdrawalLimit = 2011,
 
     // ---- 3xxx: order validation and matching ----
     /// The symbol id is not in the configuration.
@@ -118,7 +120,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and exhaustive tests).
-    pub const ALL: [RejectCode; 47] = [
+    pub const ALL: [RejectCode; 48] = [
         RejectCode::MalformedFrame,
         RejectCode::FrameTooLarge,
         RejectCode::UnknownMessageType,
@@ -148,6 +150,7 @@ impl RejectCode {
         RejectCode::WithdrawalPoolFull,
         RejectCode::AmountOverflow,
         RejectCode::AccountsDisabled,
+        RejectCode::WithdrawalLimit,
         RejectCode::UnknownSymbol,
         RejectCode::InvalidQuantity,
         RejectCode::QuantityTooLarge,
@@ -206,6 +209,7 @@ impl RejectCode {
             RejectCode::WithdrawalPoolFull => "WITHDRAWAL_POOL_FULL",
             RejectCode::AmountOverflow => "AMOUNT_OVERFLOW",
             RejectCode::AccountsDisabled => "ACCOUNTS_DISABLED",
+            RejectCode::WithdrawalLimit => "WITHDRAWAL_LIMIT",
             RejectCode::UnknownSymbol => "UNKNOWN_SYMBOL",
             RejectCode::InvalidQuantity => "INVALID_QUANTITY",
             RejectCode::QuantityTooLarge => "QUANTITY_TOO_LARGE",

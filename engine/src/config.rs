@@ -47,6 +47,11 @@ pub struct Capacity {
     /// Withdrawals awaiting approval at once; more are rejected with `WITHDRAWAL_POOL_FULL`.
     #[serde(default = "default_withdrawals_max")]
     pub withdrawals_max: u32,
+    /// Withdrawals one user may have awaiting approval at once (at least 1; above
+    /// `withdrawals_max` it is `withdrawals_max`); more are rejected with `WITHDRAWAL_LIMIT`.
+    /// So one user cannot fill the pool and stall everyone else's withdrawals.
+    #[serde(default = "default_withdrawals_per_user")]
+    pub withdrawals_per_user: u32,
     /// Ask the OS for transparent huge pages for the order pool and the client-order-id index
     /// (`madvise`, Linux; ignored where not offered). Only speed depends on it.
     #[serde(default = "default_huge_pages")]
@@ -59,6 +64,10 @@ fn default_huge_pages() -> bool {
 
 fn default_withdrawals_max() -> u32 {
     1024
+}
+
+fn default_withdrawals_per_user() -> u32 {
+    16
 }
 
 /// Who may approve withdrawals.
@@ -573,6 +582,9 @@ impl Config {
                 self.engine.finished_orders_per_user
             ));
         }
+        if cap.withdrawals_per_user == 0 {
+            return bad("capacity.withdrawals_per_user must be at least 1".into());
+        }
         if cap.withdrawals_max > WITHDRAWALS_MAX {
             return bad(format!(
                 "capacity.withdrawals_max = {} must be at most {WITHDRAWALS_MAX}",
@@ -989,6 +1001,7 @@ mod tests {
             err(with(|c| c.symbols[0].max_order_qty = u64::MAX / 1000)).contains("max_order_qty")
         );
         assert!(err(with(|c| c.capacity.withdrawals_max = u32::MAX)).contains("withdrawals_max"));
+        assert!(err(with(|c| c.capacity.withdrawals_per_user = 0)).contains("withdrawals_per_user"));
         assert!(err(with(|c| c.market_data.tape_len = 0)).contains("market_data.tape_len"));
         assert!(err(with(|c| c.market_data.candles_history = 1 << 21))
             .contains("market_data.candles_history"));

@@ -89,7 +89,10 @@ impl Engine {
             accounts: Accounts::new(
                 config.capacity.users_max,
                 config.currencies.len(),
-                config.capacity.withdrawals_max,
+                (
+                    config.capacity.withdrawals_max,
+                    config.capacity.withdrawals_per_user,
+                ),
                 &operators,
             ),
             matcher: Matcher::new(config),

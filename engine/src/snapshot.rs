@@ -235,11 +235,12 @@ pub fn config_fingerprint(config: &Config) -> u64 {
             h.u64(u64::from(b));
         }
     };
-    h.u64(0x5249_4e47_4346_4732); // "RINGCFG2": the fingerprint's own version
+    h.u64(0x5249_4e47_4346_4733); // "RINGCFG3": the fingerprint's own version
     let cap = &config.capacity;
     h.u64(u64::from(cap.orders_max));
     h.u64(u64::from(cap.users_max));
     h.u64(u64::from(cap.withdrawals_max));
+    h.u64(u64::from(cap.withdrawals_per_user));
     h.u64(match config.engine.client_order_ids {
         ClientOrderIdRule::Increasing => 1,
         ClientOrderIdRule::UniqueLive => 2,
@@ -1292,7 +1293,7 @@ fn restore_accounts(config: &Config, part: &AccountsPart) -> Accounts {
     let mut a = Accounts::new(
         cap.users_max,
         config.currencies.len(),
-        cap.withdrawals_max,
+        (cap.withdrawals_max, cap.withdrawals_per_user),
         &operators,
     );
     for (user, balances) in &part.users {

@@ -80,6 +80,7 @@ const CONFIG: &str = r#"
 orders_max = 12
 users_max = 5
 withdrawals_max = 3
+withdrawals_per_user = 2
 
 [accounts]
 operators = [900, 901, 902]
@@ -1415,6 +1416,7 @@ fn generator_covers_every_path() {
         "withdraw: UNKNOWN_CURRENCY",
         "withdraw: INVALID_AMOUNT",
         "withdraw: WITHDRAWAL_POOL_FULL",
+        "withdraw: WITHDRAWAL_LIMIT",
         "approve: NOT_AN_OPERATOR",
         "approve: DUPLICATE_APPROVAL",
         "approve: UNKNOWN_WITHDRAWAL",
@@ -1840,7 +1842,10 @@ fn deposits_at_the_supply_limit() {
 
 #[test]
 fn withdrawals_need_two_distinct_operators_and_reuse_the_lowest_slot() {
-    let mut h = Harness::new();
+    // One user may hold the whole pool here.
+    let mut config = config();
+    config.capacity.withdrawals_per_user = 3;
+    let mut h = Harness::with_config(config);
     h.deposit(1, QQQ, 1000);
     let withdraw = |h: &mut Harness, user, amount| {
         h.cmd(Command::Withdraw {
@@ -1882,9 +1887,10 @@ fn withdrawals_need_two_distinct_operators_and_reuse_the_lowest_slot() {
         ));
     }
     assert_eq!(h.bal(1, QQQ), (400, 600));
+    // User 1 holds every slot, which is also its own limit: the limit is what it is told.
     assert_eq!(
         rejected(&withdraw(&mut h, 1, 1)),
-        Some(RejectCode::WithdrawalPoolFull)
+        Some(RejectCode::WithdrawalLimit)
     );
     // A user cannot approve; the same operator twice does not count.
     assert_eq!(
@@ -1952,6 +1958,12 @@ fn withdrawals_need_two_distinct_operators_and_reuse_the_lowest_slot() {
         .collect();
     assert_eq!(ids, [4, 5, 3]);
     assert_eq!(h.bal(1, QQQ), (0, 900));
+    // Another user, under its own limit, finds the pool full.
+    h.deposit(2, QQQ, 10);
+    assert_eq!(
+        rejected(&withdraw(&mut h, 2, 1)),
+        Some(RejectCode::WithdrawalPoolFull)
+    );
 }
 
 /// docs/risk.md's worked example, on the default configuration.

@@ -92,16 +92,19 @@ pub struct Accounts {
     supply: Vec<u64>,
     operators: Vec<OperatorId>,
     withdrawals: Vec<Option<PendingWithdrawal>>,
+    /// Pending withdrawals one user may have at once.
+    withdrawals_per_user: u32,
     next_withdrawal_id: u64,
 }
 
 impl Accounts {
     /// Empty accounts for `users_max` users and `currencies` currencies, with room for
-    /// `withdrawals_max` pending withdrawals approved by `operators`.
+    /// `withdrawals_max` pending withdrawals (`per_user` of them for one user) approved by
+    /// `operators`.
     pub(crate) fn new(
         users_max: u32,
         currencies: usize,
-        withdrawals_max: u32,
+        (withdrawals_max, per_user): (u32, u32),
         operators: &[OperatorId],
     ) -> Accounts {
         Accounts {
@@ -112,6 +115,7 @@ impl Accounts {
             supply: vec![0; currencies],
             operators: operators.to_vec(),
             withdrawals: vec![None; withdrawals_max as usize],
+            withdrawals_per_user: per_user,
             next_withdrawal_id: 1,
         }
     }
@@ -228,6 +232,11 @@ impl Accounts {
         self.check_currency(currency)?;
         if amount == 0 {
             return Err(RejectCode::InvalidAmount);
+        }
+        // Bounded by withdrawals_max; a withdrawal request, not the order path.
+        let pending = self.withdrawals.iter().flatten();
+        if pending.filter(|w| w.user == user).count() >= self.withdrawals_per_user as usize {
+            return Err(RejectCode::WithdrawalLimit);
         }
         let free = self
             .withdrawals
@@ -459,7 +468,7 @@ mod tests {
     const OPS: [OperatorId; 3] = [OperatorId(900), OperatorId(901), OperatorId(902)];
 
     fn accounts() -> Accounts {
-        Accounts::new(4, 2, 2, &OPS)
+        Accounts::new(4, 2, (2, 2), &OPS)
     }
 
     /// Queries by an unknown id answer zero, never panic (the engine's lookup convention).
@@ -555,7 +564,14 @@ mod tests {
         let (_w2, _) = a.request_withdrawal(UserId(1), KRW, 10).unwrap();
         assert_eq!(
             a.request_withdrawal(UserId(1), KRW, 10).unwrap_err(),
-            RejectCode::WithdrawalPoolFull
+            RejectCode::WithdrawalLimit,
+            "user 1 holds its two"
+        );
+        a.deposit(UserId(2), KRW, 100).unwrap();
+        assert_eq!(
+            a.request_withdrawal(UserId(2), KRW, 10).unwrap_err(),
+            RejectCode::WithdrawalPoolFull,
+            "user 2 has none, but the pool is full"
         );
         assert_eq!(a.reject_withdrawal(OPS[2], w1.id).unwrap().amount, 10);
         assert_eq!(

@@ -116,6 +116,7 @@ pub struct ReferenceEngine {
     users_max: u32,
     operators: Vec<OperatorId>,
     withdrawals_max: usize,
+    withdrawals_per_user: usize,
     /// Users whose account a deposit has opened.
     opened: Vec<UserId>,
     /// `(available, locked)`; a missing entry is `(0, 0)`.
@@ -160,6 +161,7 @@ impl ReferenceEngine {
                 .map(|&o| OperatorId(o))
                 .collect(),
             withdrawals_max: config.capacity.withdrawals_max as usize,
+            withdrawals_per_user: config.capacity.withdrawals_per_user as usize,
             opened: Vec::new(),
             balances: BTreeMap::new(),
             fees: BTreeMap::new(),
@@ -662,6 +664,10 @@ impl ReferenceEngine {
             Some(RejectCode::UnknownCurrency)
         } else if amount == 0 {
             Some(RejectCode::InvalidAmount)
+        } else if self.withdrawals.iter().filter(|w| w.user == user).count()
+            >= self.withdrawals_per_user
+        {
+            Some(RejectCode::WithdrawalLimit)
         } else if slot.is_none() {
             Some(RejectCode::WithdrawalPoolFull)
         } else if self.get(user, currency).0 < i128::from(amount) {

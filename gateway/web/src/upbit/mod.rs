@@ -193,6 +193,7 @@ impl UpbitError {
                 (StatusCode::UNAUTHORIZED, "out_of_scope")
             }
             NotionalOverflow | AmountOverflow => (StatusCode::BAD_REQUEST, "invalid_funds"),
+            WithdrawalLimit => (StatusCode::BAD_REQUEST, "withdraw_limit"),
             _ => (StatusCode::BAD_REQUEST, "create_order_error"),
         };
         UpbitError::new(
