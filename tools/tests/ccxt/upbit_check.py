@@ -147,6 +147,30 @@ raises('a withdrawal address over 256 bytes', lambda: bob.privatePostWithdrawsCo
 check('a refused withdrawal holds nothing', bob.fetch_balance()['BTC']['free'] == held)
 raises('a withdrawal finer than the minimal unit', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.000000001', 'address': 'x'}), ccxt.ExchangeError, 'invalid_amount')
 
+
+
+def rest(path, body, token=None, csv=False):
+    """The REST API (JSON) or the seed's CSV endpoints, with urllib."""
+    data = body.encode() if csv else json.dumps(body).encode()
+    headers = {'Content-Type': 'text/csv' if csv else 'application/json'}
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    req = urllib.request.Request(URL + path, data=data, method='POST', headers=headers)
+    with urllib.request.urlopen(req, timeout=20) as r:
+        text = r.read().decode()
+    return text if csv else json.loads(text)
+
+
+# An order placed another way than this API has no creation time here: null, not 1970.
+alice_tok = rest('/api/v1/auth/login', {'login': 'alice', 'password': 'alice-demo'})['token']
+csv_reply = rest('/order', '1,0,9000,10,1', alice_tok, csv=True)  # user 1, BTC-KRW, 90,000,000 KRW, 0.001 BTC, buy
+csv_id = csv_reply.splitlines()[1].split(',')[0]
+open_now = alice.privateGetOrdersOpen({'market': 'KRW-BTC'})
+by_csv = [x for x in open_now if x['price'] == '90000000']
+check('an order placed through the CSV API: created_at null', len(by_csv) == 1 and by_csv[0]['created_at'] is None, open_now)
+check('orders placed through this API keep their created_at', all(x['created_at'] for x in open_now if x['price'] != '90000000'), open_now)
+rest('/cancel', f'1,{csv_id},0', alice_tok, csv=True)
+
 # Errors, as ccxt maps Upbit's.
 raises('unknown access key', lambda: ex('nobody').fetch_balance(), ccxt.AuthenticationError, 'invalid_access_key')
 raises('bad signature', lambda: ex('alice', secret='not-alice-secret').fetch_balance(), ccxt.AuthenticationError, 'jwt_verification')

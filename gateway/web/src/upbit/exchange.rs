@@ -356,7 +356,9 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
         "price": r.price.and_then(|p| scales.price_str(p)),
         "state": r.state.name(),
         "market": m.code,
-        "created_at": iso(r.created_ms),
+        // An order placed another way (the binary gateway, the REST or CSV API) has no
+        // creation time here: null, not 1970.
+        "created_at": (r.created_ms != 0).then(|| iso(r.created_ms)),
         "volume": scales.volume_str(r.volume),
         "remaining_volume": scales.volume_str(remaining),
         "reserved_fee": units_str(if bid { fee_of(r.volume) } else { 0 }, qscale),

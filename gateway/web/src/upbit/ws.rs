@@ -444,7 +444,7 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
                 o["ask_bid"] = json!(ask_bid.as_str().map(str::to_uppercase));
                 o["order_type"] = ot;
                 o["state"] = json!(state);
-                o["order_timestamp"] = json!(r.created_ms);
+                o["order_timestamp"] = json!((r.created_ms != 0).then_some(r.created_ms));
                 o["timestamp"] = json!(now);
                 o
             };
