@@ -438,6 +438,9 @@ pub struct WebConfig {
     /// Milliseconds a connection has to send a request's whole header, counted from its opening
     /// or its previous response; a slower or idle connection is closed.
     pub header_timeout_ms: u64,
+    /// Milliseconds a request's body has to arrive whole, counted from its header; a slower one
+    /// is answered 408 `BODY_TIMEOUT` and its connection closed.
+    pub body_timeout_ms: u64,
     /// WebSocket connections at once.
     pub ws_conns_max: usize,
     /// Messages queued for one WebSocket connection; a private backlog beyond it closes the
@@ -460,6 +463,7 @@ impl Default for WebConfig {
             conns_max: 8_192,
             conns_per_addr: 256,
             header_timeout_ms: 15_000,
+            body_timeout_ms: 15_000,
             ws_conns_max: 1_024,
             ws_queue_max: 1_024,
         }
@@ -482,6 +486,7 @@ impl fmt::Debug for WebConfig {
             .field("conns_max", &self.conns_max)
             .field("conns_per_addr", &self.conns_per_addr)
             .field("header_timeout_ms", &self.header_timeout_ms)
+            .field("body_timeout_ms", &self.body_timeout_ms)
             .field("ws_conns_max", &self.ws_conns_max)
             .field("ws_queue_max", &self.ws_queue_max)
             .finish()

@@ -1,5 +1,6 @@
 //! Hostile clients at the web edge, through the real `ringbook serve`: connections that never
-//! finish their header (slowloris) or sit idle are closed after `header_timeout_ms`; one source
+//! finish their header (slowloris) or sit idle are closed after `header_timeout_ms`, a body
+//! that does not arrive whole within `body_timeout_ms` is answered 408 (both APIs); one source
 //! address cannot hold more than `conns_per_addr` connections (the next is answered 503
 //! `TOO_MANY_CONNECTIONS` and closed, other addresses are served, and a freed place is taken
 //! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
@@ -131,6 +132,40 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
         let mut ok = connect_from("127.0.0.1", to).await;
         assert_eq!(get(&mut ok, "/health").await, 200);
         assert_eq!(read_to_close(&mut ok).await, "");
+    });
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "body_timeout_ms = 200");
+    let to = addr(&url);
+    rt().block_on(async {
+        for (path, name) in [
+            ("/api/v1/auth/login", "BODY_TIMEOUT"),
+            ("/v1/orders", "request_timeout"),
+        ] {
+            let mut c = connect_from("127.0.0.1", to).await;
+            // A header announcing 100 bytes, then 10 of them, then nothing.
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n\
+                 content-length: 100\r\n\r\n{{\"login\":"
+            );
+            c.write_all(head.as_bytes()).await.unwrap();
+            let answer = read_to_close(&mut c).await;
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{path}: {answer}");
+            assert!(answer.contains(name), "{path}: {answer}");
+        }
+        // A body that comes whole is served as ever.
+        let login = r#"{"login":"alice","password":"alice-demo"}"#;
+        let r = reqwest::Client::new()
+            .post(format!("{url}/api/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(login)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
     });
 }
 

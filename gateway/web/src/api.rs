@@ -175,7 +175,38 @@ async fn edge_layer(
                 }
             }
         }
-        next.run(req).await
+        // A body must arrive whole in time (a slow POST holds no handler for long).
+        let mut late = None;
+        if !http_body::Body::is_end_stream(req.body()) {
+            let (parts, body) = req.into_parts();
+            let (body, fired) = crate::conns::BodyDeadline::wrap(body, st.body_timeout);
+            late = Some(fired);
+            req = Request::from_parts(parts, body);
+        }
+        let resp = next.run(req).await;
+        if late.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+            let message = format!(
+                "the request body did not arrive whole within {} ms",
+                st.body_timeout.as_millis()
+            );
+            let mut r = if upbit {
+                crate::upbit::UpbitError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    message,
+                )
+                .into_response()
+            } else {
+                ApiError::web(WebCode::BodyTimeout, &message).into_response()
+            };
+            // The rest of the body is not waited for.
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            break 'r r;
+        }
+        resp
     };
     let resp = json_error(resp, upbit).await;
     st.edge.metrics.http(route, resp.status().as_u16());

@@ -11,6 +11,10 @@
 //!   or sits idle between requests longer, is closed. A connection trickling a header byte by
 //!   byte (slowloris) is held for that long at most.
 //!
+//! - **A request's body must arrive whole within `body_timeout_ms`** of its header
+//!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
+//!   connection closed.
+//!
 //! The counts are kept by a guard that lives as long as the connection's task, so a connection
 //! is counted until its socket is dropped, however it ends.
 
@@ -30,6 +34,63 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, WebCode};
+
+/// A request body that fails once its deadline passes before its end, and says so in `fired`
+/// (the edge then answers 408 `BODY_TIMEOUT`, whatever the handler made of the failed read).
+pub(crate) struct BodyDeadline {
+    inner: axum::body::Body,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BodyDeadline {
+    /// `body`, to be read whole within `limit` from now; and the flag that tells it was not.
+    pub(crate) fn wrap(
+        body: axum::body::Body,
+        limit: Duration,
+    ) -> (axum::body::Body, Arc<std::sync::atomic::AtomicBool>) {
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = BodyDeadline {
+            inner: body,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            fired: fired.clone(),
+        };
+        (axum::body::Body::new(d), fired)
+    }
+}
+
+impl http_body::Body for BodyDeadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Poll::Ready(f) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(f);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.fired.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(axum::Error::new(
+                    "the request body did not arrive whole within body_timeout_ms",
+                ))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Open connections, in total and per source address.
 #[derive(Debug)]

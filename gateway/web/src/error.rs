@@ -31,13 +31,16 @@ pub enum WebCode {
     /// No answer from the gateway loop in time; the command may or may not have been
     /// sequenced (check open orders / order status).
     Timeout = 4009,
-    /// Too many WebSocket connections.
+    /// Too many connections: WebSocket connections (`ws_conns_max`), or HTTP connections in
+    /// all (`conns_max`) or from one address (`conns_per_addr`).
     TooManyConnections = 4010,
+    /// The request's body did not arrive whole within `body_timeout_ms` of its header.
+    BodyTimeout = 4011,
 }
 
 impl WebCode {
     /// Every code, in numeric order.
-    pub const ALL: [WebCode; 10] = [
+    pub const ALL: [WebCode; 11] = [
         WebCode::BadRequest,
         WebCode::Unauthorized,
         WebCode::TokenExpired,
@@ -48,6 +51,7 @@ impl WebCode {
         WebCode::NotReady,
         WebCode::Timeout,
         WebCode::TooManyConnections,
+        WebCode::BodyTimeout,
     ];
 
     /// The stable name.
@@ -63,6 +67,7 @@ impl WebCode {
             WebCode::NotReady => "NOT_READY",
             WebCode::Timeout => "TIMEOUT",
             WebCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            WebCode::BodyTimeout => "BODY_TIMEOUT",
         }
     }
 
@@ -78,6 +83,7 @@ impl WebCode {
             WebCode::NotFound => StatusCode::NOT_FOUND,
             WebCode::Unsupported => StatusCode::NOT_IMPLEMENTED,
             WebCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            WebCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

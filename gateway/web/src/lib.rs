@@ -148,6 +148,8 @@ pub(crate) struct AppState {
     pub(crate) ws_next: AtomicU64,
     /// Open HTTP connections, against `conns_max` and `conns_per_addr`.
     pub(crate) conns: Arc<conns::Conns>,
+    /// How long a request's body may take to arrive whole.
+    pub(crate) body_timeout: Duration,
     pub(crate) ws_conns_max: usize,
     pub(crate) ws_queue_max: usize,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -171,6 +173,7 @@ pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), Strin
         ("conns_max", wc.conns_max),
         ("conns_per_addr", wc.conns_per_addr),
         ("header_timeout_ms", wc.header_timeout_ms as usize),
+        ("body_timeout_ms", wc.body_timeout_ms as usize),
         ("ws_conns_max", wc.ws_conns_max),
         ("ws_queue_max", wc.ws_queue_max),
     ];
@@ -242,6 +245,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         csv_coid: AtomicU64::new(csv_base),
         ws_next: AtomicU64::new(1),
         conns: conns.clone(),
+        body_timeout: Duration::from_millis(wc.body_timeout_ms),
         ws_conns_max: wc.ws_conns_max,
         ws_queue_max: wc.ws_queue_max,
         shutdown: shutdown_rx.clone(),
