@@ -59,11 +59,13 @@ async fn read_to_close(c: &mut TcpStream) -> String {
     }
 }
 
-/// One keep-alive `GET path` on `c`; the status line's code.
+/// One keep-alive `GET path` on `c`; the status line's code, or 0 when the connection ended
+/// (or was reset) before a whole answer.
 async fn get(c: &mut TcpStream, path: &str) -> u16 {
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let ask = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    if c.write_all(ask.as_bytes()).await.is_err() {
+        return 0;
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     // The answer is whole once the header and `content-length` bytes of body are in.
@@ -71,7 +73,7 @@ async fn get(c: &mut TcpStream, path: &str) -> u16 {
         let n = tokio::time::timeout(WAIT, c.read(&mut buf))
             .await
             .expect("an answer in time")
-            .unwrap();
+            .unwrap_or(0);
         if n == 0 {
             return 0;
         }
@@ -238,6 +240,34 @@ fn one_address_cannot_take_every_connection() {
         assert!(v("ringbook_web_connections_refused_total") >= 1.0);
         // The three held, the other address's, and the scrape's own.
         assert!(v("ringbook_web_connections") >= 5.0);
+
+        // Upgraded connections keep their places: three WebSockets from one address (both
+        // APIs), and that address's next connection is refused.
+        let mut sockets = Vec::new();
+        for path in ["/ws", "/websocket/v1", "/ws"] {
+            let tcp = connect_from("127.0.0.4", to).await;
+            let ws_url = format!("{}{path}", url.replacen("http://", "ws://", 1));
+            let (ws, _) = tokio_tungstenite::client_async(ws_url, tcp)
+                .await
+                .expect("upgrade");
+            sockets.push(ws);
+        }
+        let mut extra = connect_from("127.0.0.4", to).await;
+        let answer = read_to_close(&mut extra).await;
+        assert!(answer.contains("TOO_MANY_CONNECTIONS"), "{answer}");
+        // A WebSocket closed gives its place back.
+        let mut first = sockets.remove(0);
+        first.close(None).await.unwrap();
+        while let Some(Ok(_)) = first.next().await {}
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut c = connect_from("127.0.0.4", to).await;
+            if get(&mut c, "/health").await == 200 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the WebSocket's place never came back");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     });
 }
 

@@ -15,8 +15,9 @@
 //!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
 //!   connection closed.
 //!
-//! The counts are kept by a guard that lives as long as the connection's task, so a connection
-//! is counted until its socket is dropped, however it ends.
+//! A connection's place is a shared guard ([`ConnPlace`]) held by its task and put in each of
+//! its requests; a WebSocket upgrade moves a copy into the WebSocket's task. So a connection
+//! is counted until its socket is dropped, however it ends, upgraded or not.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -111,6 +112,11 @@ pub(crate) enum Refused {
     /// `conns_per_addr` connections from this address are open.
     Address,
 }
+
+/// A connection's place, shared by its task, its requests and (after an upgrade) its
+/// WebSocket; the last copy dropped gives it back.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnPlace(#[allow(dead_code)] Arc<ConnGuard>);
 
 /// One admitted connection; dropping it gives its place back.
 #[derive(Debug)]
@@ -248,17 +254,20 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let place = ConnPlace(Arc::new(guard));
+        let for_requests = place.clone();
         let svc = app
             .clone()
             .map_request(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(for_requests.clone());
                 req
             });
         let svc = TowerToHyperService::new(svc);
         let mut stop = stop.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            let _guard = guard;
+            let _place = place;
             let _done = done;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -42,20 +42,26 @@ const CLOSE_AWAY: u16 = 1001;
 
 /// A place among the `ws_conns_max` WebSocket connections (both APIs together). It is taken
 /// before the upgrade, so upgrades racing each other cannot overshoot the cap, and given back
-/// when the connection ends, however it ends (or when the upgrade never completes).
+/// when the connection ends, however it ends (or when the upgrade never completes). It also
+/// keeps the upgraded connection's place among the HTTP connections (`conns_max`,
+/// `conns_per_addr`: [`crate::conns`]).
 #[derive(Debug)]
-pub(crate) struct WsSlot(Arc<crate::edge::Edge>);
+pub(crate) struct WsSlot(Arc<crate::edge::Edge>, Option<crate::conns::ConnPlace>);
 
 impl WsSlot {
     /// A place, or `None` when every one is taken.
-    pub(crate) fn take(edge: &Arc<crate::edge::Edge>, max: usize) -> Option<WsSlot> {
+    pub(crate) fn take(
+        edge: &Arc<crate::edge::Edge>,
+        max: usize,
+        conn: Option<crate::conns::ConnPlace>,
+    ) -> Option<WsSlot> {
         edge.metrics
             .ws_connections
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < max as u64).then_some(n + 1)
             })
             .ok()
-            .map(|_| WsSlot(edge.clone()))
+            .map(|_| WsSlot(edge.clone(), conn))
     }
 }
 
@@ -99,9 +105,10 @@ where
 pub(crate) async fn upgrade(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    place: Option<axum::Extension<crate::conns::ConnPlace>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max) else {
+    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max, place.map(|p| p.0)) else {
         return ApiError::web(
             WebCode::TooManyConnections,
             "too many WebSocket connections",

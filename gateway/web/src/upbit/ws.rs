@@ -82,10 +82,11 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
+    place: Option<axum::Extension<crate::conns::ConnPlace>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let st = &up.st;
-    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max) else {
+    let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max, place.map(|p| p.0)) else {
         return UpbitError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
