@@ -441,6 +441,9 @@ pub struct WebConfig {
     /// Milliseconds a request's body has to arrive whole, counted from its header; a slower one
     /// is answered 408 `BODY_TIMEOUT` and its connection closed.
     pub body_timeout_ms: u64,
+    /// Milliseconds a connection may take nothing of what it is sent (a client that does not
+    /// read its answers, a WebSocket subscriber that stopped reading) before it is closed.
+    pub send_timeout_ms: u64,
     /// WebSocket connections at once.
     pub ws_conns_max: usize,
     /// Messages queued for one WebSocket connection; a private backlog beyond it closes the
@@ -464,6 +467,7 @@ impl Default for WebConfig {
             conns_per_addr: 256,
             header_timeout_ms: 15_000,
             body_timeout_ms: 15_000,
+            send_timeout_ms: 30_000,
             ws_conns_max: 1_024,
             ws_queue_max: 1_024,
         }
@@ -487,6 +491,7 @@ impl fmt::Debug for WebConfig {
             .field("conns_per_addr", &self.conns_per_addr)
             .field("header_timeout_ms", &self.header_timeout_ms)
             .field("body_timeout_ms", &self.body_timeout_ms)
+            .field("send_timeout_ms", &self.send_timeout_ms)
             .field("ws_conns_max", &self.ws_conns_max)
             .field("ws_queue_max", &self.ws_queue_max)
             .finish()

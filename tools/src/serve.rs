@@ -341,6 +341,26 @@ fn web_prep(
     }))
 }
 
+/// Raises the open-files limit to its hard limit and, where the web edge's `conns_max` would
+/// still not fit beside the gateway's connections and the server's own files (journal,
+/// snapshots, threads' pipes: 256 kept), lowers it to what fits and says so: a full web edge
+/// then answers 503 `TOO_MANY_CONNECTIONS` instead of failing to accept.
+fn fit_open_files(config: &mut Config, sc: &ServerConfig, web: bool) {
+    let Some(files) = server::limits::raise_open_files() else {
+        return;
+    };
+    let fits = (files as usize).saturating_sub(sc.conns_max + 256).max(1);
+    if web && config.web.conns_max > fits {
+        eprintln!(
+            "ringbook serve: [web] conns_max lowered from {} to {fits}: this process may open {files} \
+             files (ulimit -n), and the gateway keeps {} of them for its connections",
+            config.web.conns_max, sc.conns_max
+        );
+        config.web.conns_max = fits;
+        config.web.conns_per_addr = config.web.conns_per_addr.min(fits);
+    }
+}
+
 /// Starts the web edge on its own runtime threads, once the gateway loop runs.
 fn web_start(
     prep: Option<WebPrep>,
@@ -530,7 +550,7 @@ fn wait_name(w: WaitStrategy) -> String {
 }
 
 fn serve(args: Args) -> Result<(), Stop> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(p) => Config::load(p).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
@@ -548,6 +568,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         sc.conns_max = n;
         sc.sessions_max = sc.sessions_max.max(n + 16);
     }
+    fit_open_files(&mut config, &sc, !args.no_http);
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
     let listener = server::Listener::bind(args.listen).map_err(|e| e.to_string())?;

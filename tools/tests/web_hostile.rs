@@ -1,10 +1,13 @@
 //! Hostile clients at the web edge, through the real `ringbook serve`: connections that never
 //! finish their header (slowloris) or sit idle are closed after `header_timeout_ms`, a body
-//! that does not arrive whole within `body_timeout_ms` is answered 408 (both APIs); one source
+//! that does not arrive whole within `body_timeout_ms` is answered 408 (both APIs), one that
+//! announces more than the limit 413 at once, and a client that never reads what it asked for
+//! is closed after `send_timeout_ms`; one source
 //! address cannot hold more than `conns_per_addr` connections (the next is answered 503
 //! `TOO_MANY_CONNECTIONS` and closed, other addresses are served, and a freed place is taken
 //! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
-//! are each answered with the close frame they deserve, on both WebSocket APIs.
+//! are each answered with the close frame they deserve, on both WebSocket APIs (a frame that
+//! announces more than the limit as soon as its header is in).
 //!
 //! Every wait is bounded by [`support::WAIT`]; a timeout only fails a broken server, and nothing
 //! passes or fails on wall-clock speed.
@@ -171,6 +174,58 @@ fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed
     });
 }
 
+/// `ringbook_web_connections` now, read from an address of its own.
+async fn open_connections(to: SocketAddr) -> u64 {
+    let mut c = connect_from("127.0.0.9", to).await;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_to_close(&mut c).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ringbook_web_connections "))
+        .expect("ringbook_web_connections in /metrics")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_is_closed_and_an_oversized_body_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "send_timeout_ms = 300");
+    let to = addr(&url);
+    rt().block_on(async {
+        // Pipelined requests whose answers (~18 KB each) are never read: the socket fills up.
+        let s = TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+        let mut c = s.connect(to).await.unwrap();
+        let ask = "GET /api/openapi.json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
+        c.write_all(ask.as_bytes()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // Only the scrape's own connection is left once the server gave up on the reader.
+        while open_connections(to).await > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a client that never reads was kept"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(c);
+
+        // A body announced over 64 KiB: 413 before any of it is sent.
+        let mut c = connect_from("127.0.0.1", to).await;
+        c.write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n\
+              content-length: 10000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let answer = read_to_close(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    });
+}
+
 #[test]
 fn one_address_cannot_take_every_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -265,7 +320,10 @@ fn one_address_cannot_take_every_connection() {
             if get(&mut c, "/health").await == 200 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the WebSocket's place never came back");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the WebSocket's place never came back"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     });
@@ -309,6 +367,23 @@ fn websocket_misuse_gets_its_close_frame() {
                 .await
                 .unwrap();
             assert_eq!(close_code(&mut c).await, 1009, "{path}");
+
+            // A frame that announces 16 MB: 1009 from its header, without the payload.
+            let mut c = ws(&url, path).await;
+            // A final text frame (0x81); masked, with 127: a 64-bit length follows.
+            let mut header = vec![0x81, 0x80 | 127];
+            header.extend_from_slice(&16_000_000u64.to_be_bytes());
+            header.extend_from_slice(&[1, 2, 3, 4]); // the mask
+            let tcp = match c.get_mut() {
+                tokio_tungstenite::MaybeTlsStream::Plain(t) => t,
+                _ => unreachable!("plain ws://"),
+            };
+            tcp.write_all(&header).await.unwrap();
+            assert_eq!(
+                close_code(&mut c).await,
+                1009,
+                "{path}: a 16 MB frame announced"
+            );
 
             // A text frame that is not UTF-8: 1007.
             let mut c = ws(&url, path).await;

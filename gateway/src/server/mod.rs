@@ -42,6 +42,7 @@ pub mod backend;
 mod backpressure;
 pub mod bridge;
 mod inbound;
+pub mod limits;
 mod marketdata;
 mod pipeline_backend;
 mod route;

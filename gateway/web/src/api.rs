@@ -175,6 +175,20 @@ async fn edge_layer(
                 }
             }
         }
+        // A body announced over the limit is refused before any of it is read.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+            let mut r = StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            break 'r r;
+        }
         // A body must arrive whole in time (a slow POST holds no handler for long).
         let mut late = None;
         if !http_body::Body::is_end_stream(req.body()) {

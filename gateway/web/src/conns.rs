@@ -11,6 +11,10 @@
 //!   or sits idle between requests longer, is closed. A connection trickling a header byte by
 //!   byte (slowloris) is held for that long at most.
 //!
+//! - **A connection that takes nothing of what it is sent for `send_timeout_ms`** (a client
+//!   that pipelines requests and never reads the answers, a WebSocket subscriber that stopped
+//!   reading) is closed ([`SendDeadline`]).
+//! - A request's header is at most [`HEADER_BYTES_MAX`] (431 beyond).
 //! - **A request's body must arrive whole within `body_timeout_ms`** of its header
 //!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
 //!   connection closed.
@@ -35,6 +39,110 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, WebCode};
+
+/// The most a request's header may take in the read buffer.
+pub(crate) const HEADER_BYTES_MAX: usize = 32 << 10;
+
+/// A connection's socket whose writes fail once they have made no progress for `limit`: the
+/// clock starts when a write (or flush) first finds the socket full and stops at the next one
+/// that goes through. Reads pass through untouched.
+pub(crate) struct SendDeadline<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> SendDeadline<T> {
+    pub(crate) fn new(io: T, limit: Duration) -> SendDeadline<T> {
+        SendDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write found no room: whether the deadline has passed (then the error to give).
+    fn stalled(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        use std::future::Future;
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing of what it was sent within send_timeout_ms",
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SendDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+/// A write's outcome through the deadline: progress resets it, no room starts or checks it.
+macro_rules! through_deadline {
+    ($self:ident, $cx:ident, $op:expr) => {
+        match $op {
+            std::task::Poll::Ready(r) => {
+                $self.stalled = None;
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => $self.stalled($cx).map(Err),
+        }
+    };
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        through_deadline!(me, cx, std::pin::Pin::new(&mut me.io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        through_deadline!(
+            me,
+            cx,
+            std::pin::Pin::new(&mut me.io).poll_write_vectored(cx, bufs)
+        )
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = &mut *self;
+        through_deadline!(me, cx, std::pin::Pin::new(&mut me.io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// A request body that fails once its deadline passes before its end, and says so in `fired`
 /// (the edge then answers 408 `BODY_TIMEOUT`, whatever the handler made of the failed read).
@@ -116,7 +224,9 @@ pub(crate) enum Refused {
 /// A connection's place, shared by its task, its requests and (after an upgrade) its
 /// WebSocket; the last copy dropped gives it back.
 #[derive(Clone, Debug)]
-pub(crate) struct ConnPlace(#[allow(dead_code)] Arc<ConnGuard>);
+pub(crate) struct ConnPlace {
+    _guard: Arc<ConnGuard>,
+}
 
 /// One admitted connection; dropping it gives its place back.
 #[derive(Debug)]
@@ -211,13 +321,22 @@ fn refusal(why: Refused) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The connection-level time limits (`[web]`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// `header_timeout_ms`.
+    pub(crate) header: Duration,
+    /// `send_timeout_ms`.
+    pub(crate) send: Duration,
+}
+
 /// Serves `app` on `listener` until `stop` turns true: then it stops accepting, asks every
 /// connection to finish its request in flight and close, and returns when they have.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     conns: Arc<Conns>,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
 ) {
     let answers = [refusal(Refused::Total), refusal(Refused::Address)];
@@ -254,7 +373,9 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let place = ConnPlace(Arc::new(guard));
+        let place = ConnPlace {
+            _guard: Arc::new(guard),
+        };
         let for_requests = place.clone();
         let svc = app
             .clone()
@@ -269,10 +390,12 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _place = place;
             let _done = done;
+            let io = TokioIo::new(SendDeadline::new(tcp, timeouts.send));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), svc)
+                .header_read_timeout(timeouts.header)
+                .max_buf_size(HEADER_BYTES_MAX)
+                .serve_connection(io, svc)
                 .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             tokio::select! {

@@ -78,6 +78,8 @@ pub struct WebOptions {
 pub struct WebHandle {
     addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The accept loop: done when every HTTP connection has ended.
+    serving: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     edge: Arc<Edge>,
     dispatcher: Option<JoinHandle<()>>,
@@ -91,12 +93,27 @@ impl WebHandle {
         self.addr
     }
 
-    /// Stops accepting, closes WebSocket connections, waits briefly for requests in flight,
-    /// and stops the dispatcher.
+    /// Stops accepting, lets requests in flight finish and WebSocket connections send their
+    /// close frame (1001 `SHUTTING_DOWN`), waiting at most [`SHUTDOWN_GRACE`] for them, and
+    /// stops the dispatcher. The gateway loop must still run meanwhile (it answers them).
     pub fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
+            let serving = self.serving.take();
+            let edge = self.edge.clone();
+            rt.block_on(async move {
+                let ended = async {
+                    if let Some(s) = serving {
+                        let _ = s.await;
+                    }
+                    let ws = &edge.metrics.ws_connections;
+                    while ws.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, ended).await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
         }
         // Nobody will read the bridge any more: the gateway loop must not wait for it.
         self.edge.bridge.close();
@@ -107,6 +124,9 @@ impl WebHandle {
         }
     }
 }
+
+/// How long [`WebHandle::shutdown`] waits for requests in flight and WebSocket close frames.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Bounded table of engine order id → (user, symbol, client order id) for orders placed through
 /// the seed's CSV `/order`, so its `/cancel` can name them by order id.
@@ -174,6 +194,7 @@ pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), Strin
         ("conns_per_addr", wc.conns_per_addr),
         ("header_timeout_ms", wc.header_timeout_ms as usize),
         ("body_timeout_ms", wc.body_timeout_ms as usize),
+        ("send_timeout_ms", wc.send_timeout_ms as usize),
         ("ws_conns_max", wc.ws_conns_max),
         ("ws_queue_max", wc.ws_queue_max),
     ];
@@ -256,16 +277,15 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         tokio::net::TcpListener::from_std(opts.listener)
             .map_err(|e| format!("web listener: {e}"))?
     };
-    runtime.spawn(conns::serve(
-        listener,
-        app,
-        conns,
-        Duration::from_millis(wc.header_timeout_ms),
-        shutdown_rx,
-    ));
+    let timeouts = conns::Timeouts {
+        header: Duration::from_millis(wc.header_timeout_ms),
+        send: Duration::from_millis(wc.send_timeout_ms),
+    };
+    let serving = runtime.spawn(conns::serve(listener, app, conns, timeouts, shutdown_rx));
     Ok(WebHandle {
         addr,
         runtime: Some(runtime),
+        serving: Some(serving),
         shutdown: shutdown_tx,
         edge,
         dispatcher: Some(dispatcher),

@@ -40,13 +40,34 @@ const CLOSE_POLICY: u16 = 1008;
 /// Close code when the server goes away.
 const CLOSE_AWAY: u16 = 1001;
 
+/// The largest message, and the largest frame, a client may send (a frame that announces more
+/// is refused from its header: nothing more of it is read).
+const MESSAGE_MAX: usize = 16 << 10;
+/// What the library buffers for writing before it flushes.
+const WRITE_BUFFER: usize = 128 << 10;
+/// What it may buffer at most when the client does not read (pongs to a ping flood included);
+/// past it, a write fails and the connection ends.
+const WRITE_BUFFER_MAX: usize = 1 << 20;
+
+/// The bounds every WebSocket upgrade gets, on both APIs: memory per connection stays
+/// bounded whatever the client sends or fails to read.
+pub(crate) fn bounded(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MESSAGE_MAX)
+        .max_frame_size(MESSAGE_MAX)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER_MAX)
+}
+
 /// A place among the `ws_conns_max` WebSocket connections (both APIs together). It is taken
 /// before the upgrade, so upgrades racing each other cannot overshoot the cap, and given back
 /// when the connection ends, however it ends (or when the upgrade never completes). It also
 /// keeps the upgraded connection's place among the HTTP connections (`conns_max`,
 /// `conns_per_addr`: [`crate::conns`]).
 #[derive(Debug)]
-pub(crate) struct WsSlot(Arc<crate::edge::Edge>, Option<crate::conns::ConnPlace>);
+pub(crate) struct WsSlot {
+    edge: Arc<crate::edge::Edge>,
+    _conn: Option<crate::conns::ConnPlace>,
+}
 
 impl WsSlot {
     /// A place, or `None` when every one is taken.
@@ -61,13 +82,16 @@ impl WsSlot {
                 (n < max as u64).then_some(n + 1)
             })
             .ok()
-            .map(|_| WsSlot(edge.clone(), conn))
+            .map(|_| WsSlot {
+                edge: edge.clone(),
+                _conn: conn,
+            })
     }
 }
 
 impl Drop for WsSlot {
     fn drop(&mut self) {
-        self.0
+        self.edge
             .metrics
             .ws_connections
             .fetch_sub(1, Ordering::Relaxed);
@@ -116,8 +140,7 @@ pub(crate) async fn upgrade(
         .retry_after(1)
         .into_response();
     };
-    ws.max_message_size(16 << 10)
-        .on_upgrade(move |socket| run(st, socket, peer.ip(), slot))
+    bounded(ws).on_upgrade(move |socket| run(st, socket, peer.ip(), slot))
 }
 
 fn err(code: u16, reason: &str, message: &str) -> String {

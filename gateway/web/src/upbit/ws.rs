@@ -37,7 +37,7 @@ use super::quotation::{orderbook_json, prev_close};
 use super::{orders, Market, Upbit, UpbitError};
 use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
 use crate::public::{Channel, PubSub};
-use crate::ws::{end_read, WsSlot};
+use crate::ws::{bounded, end_read, WsSlot};
 
 /// Order book units in a WebSocket `orderbook` message unless the code asks (`KRW-BTC.5`).
 pub const WS_BOOK_LEVELS: usize = 15;
@@ -111,8 +111,7 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    ws.max_message_size(16 << 10)
-        .on_upgrade(move |socket| run(up, socket, peer.ip(), key, slot))
+    bounded(ws).on_upgrade(move |socket| run(up, socket, peer.ip(), key, slot))
 }
 
 fn parse_request(up: &Upbit, text: &str, authed: bool) -> Result<Subscription, String> {
