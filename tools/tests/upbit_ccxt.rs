@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::Server;
 
 fn python() -> String {
     std::env::var("RINGBOOK_TEST_PYTHON").unwrap_or_else(|_| {
@@ -23,15 +22,6 @@ fn python() -> String {
              sets it."
         )
     })
-}
-
-fn http_url(s: &mut Server) -> String {
-    let line = s.wait_line_seen("web edge on http://");
-    let rest = line.split("web edge on http://").nth(1).expect("address");
-    format!(
-        "http://{}",
-        rest.split_whitespace().next().expect("an address")
-    )
 }
 
 async fn post(c: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
@@ -52,17 +42,7 @@ fn ccxt_upbit_driver_trades_on_ringbook() {
     let dir = std::env::temp_dir().join(format!("ringbook-upbit-ccxt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let journal = dir.join("journal");
-    let mut s = Server::start(&[
-        "serve",
-        "--journal",
-        journal.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    let url = http_url(&mut s);
+    let (mut s, url) = support::serve_web(&dir, "", &[]);
     // Fund alice (10,000,000 KRW) and bob (1 BTC) as operator ops1.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,21 +132,7 @@ fn permissions_rate_limits_and_replays() {
         "[web]\naccount_rps = 1\naccount_burst = 2\n{}",
         default.replace(carol, "account = \"carol\"\npermissions = [\"read\"]")
     );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let journal = dir.join("journal");
-    let mut s = Server::start(&[
-        "serve",
-        "--config",
-        path.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    let url = http_url(&mut s);
+    let (s, url) = support::serve_config(&dir, &config, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

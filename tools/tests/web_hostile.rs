@@ -101,7 +101,7 @@ async fn get(c: &mut TcpStream, path: &str) -> u16 {
 #[test]
 fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "header_timeout_ms = 200");
+    let (_s, url) = support::serve_web(dir.path(), "header_timeout_ms = 200", &[]);
     let to = addr(&url);
     rt().block_on(async {
         // A connection that sends nothing.
@@ -143,7 +143,7 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
 #[test]
 fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "body_timeout_ms = 200");
+    let (_s, url) = support::serve_web(dir.path(), "body_timeout_ms = 200", &[]);
     let to = addr(&url);
     rt().block_on(async {
         for (path, name) in [
@@ -192,7 +192,7 @@ async fn open_connections(to: SocketAddr) -> u64 {
 #[test]
 fn a_client_that_never_reads_is_closed_and_an_oversized_body_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "send_timeout_ms = 300");
+    let (_s, url) = support::serve_web(dir.path(), "send_timeout_ms = 300", &[]);
     let to = addr(&url);
     rt().block_on(async {
         // Pipelined requests whose answers (~18 KB each) are never read: the socket fills up.
@@ -230,8 +230,11 @@ fn a_client_that_never_reads_is_closed_and_an_oversized_body_refused_at_once() {
 fn one_address_cannot_take_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     // Idle connections stay (the header timeout is out of the way).
-    let (_s, url) =
-        support::serve_web(dir.path(), "conns_per_addr = 3\nheader_timeout_ms = 600000");
+    let (_s, url) = support::serve_web(
+        dir.path(),
+        "conns_per_addr = 3\nheader_timeout_ms = 600000",
+        &[],
+    );
     let to = addr(&url);
     rt().block_on(async {
         let mut held = Vec::new();
@@ -358,7 +361,7 @@ async fn close_code(ws: &mut Ws) -> u16 {
 #[test]
 fn websocket_misuse_gets_its_close_frame() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "");
+    let (_s, url) = support::serve_web(dir.path(), "", &[]);
     rt().block_on(async {
         for path in ["/ws", "/websocket/v1"] {
             // A message over 16 KiB: 1009.

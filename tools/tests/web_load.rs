@@ -18,6 +18,7 @@ fn serve(dir: &std::path::Path) -> (Server, String) {
         dir,
         "addr_rps = 10000000\naddr_burst = 10000000\naccount_rps = 10000000\n\
          account_burst = 10000000\nconns_per_addr = 4096",
+        &[],
     )
 }
 

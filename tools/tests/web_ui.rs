@@ -47,27 +47,7 @@ fn env_or_fail(name: &str) -> String {
 
 /// `ringbook serve` on free loopback ports; the web edge's base URL.
 fn serve(dir: &std::path::Path) -> (Server, String) {
-    let journal = dir.join("journal");
-    let mut s = Server::spawn(&[
-        "serve",
-        "--journal",
-        journal.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--journal-segment-bytes",
-        "4194304",
-    ])
-    .listening();
-    let line = s.wait_line_seen("web edge on http://");
-    let addr = line
-        .split("web edge on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("the web edge's address")
-        .to_string();
-    (s, format!("http://{addr}"))
+    support::serve_web(dir, "", &["--journal-segment-bytes", "4194304"])
 }
 
 /// A REST client for set-up steps (deposits, orders the page does not place).

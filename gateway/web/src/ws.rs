@@ -98,12 +98,29 @@ impl Drop for WsSlot {
     }
 }
 
-/// What a read from a WebSocket that did not give a message deserves, sent where the socket
-/// still takes it: the peer's close is answered (the library queued the reply; closing flushes
-/// it); a message over the size limit is closed with 1009 `MESSAGE_TOO_BIG`, a text frame that
-/// is not UTF-8 with 1007 `INVALID_UTF8`, a protocol violation with 1002 `PROTOCOL_ERROR`; a
-/// connection already gone gets nothing.
-pub(crate) async fn end_read<S>(sink: &mut S, read: Option<&axum::Error>)
+/// A read from the client as a message to act on, or `None` when the connection ends; then
+/// what the read deserves is sent where the socket still takes it: the peer's close is
+/// answered (the library queued the reply; closing flushes it); a message over the size limit
+/// is closed with 1009 `MESSAGE_TOO_BIG`, a text frame that is not UTF-8 with 1007
+/// `INVALID_UTF8`, a protocol violation with 1002 `PROTOCOL_ERROR`; a connection already gone
+/// gets nothing.
+pub(crate) async fn received<S>(
+    read: Option<Result<Message, axum::Error>>,
+    sink: &mut S,
+) -> Option<Message>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    match read {
+        Some(Ok(Message::Close(_))) => end_read(sink, None).await,
+        Some(Ok(msg)) => return Some(msg),
+        Some(Err(e)) => end_read(sink, Some(&e)).await,
+        None => {}
+    }
+    None
+}
+
+async fn end_read<S>(sink: &mut S, read: Option<&axum::Error>)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
@@ -198,20 +215,9 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr, _slot: WsSlot)
     loop {
         tokio::select! {
             msg = stream.next() => {
-                let msg = match msg {
-                    Some(Ok(msg)) => msg,
-                    Some(Err(e)) => {
-                        end_read(&mut sink, Some(&e)).await;
-                        break;
-                    }
-                    None => break,
-                };
+                let Some(msg) = received(msg, &mut sink).await else { break };
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
-                    Message::Close(_) => {
-                        end_read(&mut sink, None).await;
-                        break;
-                    }
                     // Pings are answered by the library; binary frames are not spoken here.
                     Message::Binary(_) => {
                         let _ = sink.send(Message::Text(web_err(WebCode::BadRequest, "send JSON text frames").into())).await;

@@ -187,29 +187,37 @@ impl Server {
     }
 }
 
-/// `ringbook serve` on loopback ports (gateway and web edge) with a journal in `dir` and the
-/// embedded configuration, its `[web]` table starting with the lines `web`; the server and the
-/// web edge's URL (`http://127.0.0.1:PORT`).
-pub fn serve_web(dir: &std::path::Path, web: &str) -> (Server, String) {
-    let config = dir.join("config.toml");
+/// `ringbook serve` on loopback ports (gateway and web edge) with a journal in `dir`, the
+/// embedded configuration with its `[web]` table starting with the lines `web`, and `extra`
+/// arguments; the server and the web edge's URL (`http://127.0.0.1:PORT`).
+pub fn serve_web(dir: &std::path::Path, web: &str, extra: &[&str]) -> (Server, String) {
     let base = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../engine/src/default_config.toml"
     ))
     .unwrap();
-    std::fs::write(&config, format!("[web]\n{web}\n{base}")).unwrap();
+    serve_config(dir, &format!("[web]\n{web}\n{base}"), extra)
+}
+
+/// [`serve_web`] on the configuration `config` (the whole file). The server has read the
+/// gateway's address ([`Server::listening`]).
+pub fn serve_config(dir: &std::path::Path, config: &str, extra: &[&str]) -> (Server, String) {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
     let journal = dir.join("journal");
-    let mut s = Server::start(&[
+    let mut args = vec![
         "serve",
         "--config",
-        config.to_str().unwrap(),
+        path.to_str().unwrap(),
         "--journal",
         journal.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--http",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut s = Server::start(&args);
     let line = s.wait_line_seen("web edge on http://");
     let url = line
         .split("web edge on ")

@@ -37,7 +37,7 @@ use super::quotation::{orderbook_json, prev_close};
 use super::{orders, Market, Upbit, UpbitError};
 use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
 use crate::public::{Channel, PubSub};
-use crate::ws::{bounded, end_read, WsSlot};
+use crate::ws::{bounded, received, WsSlot};
 
 /// Order book units in a WebSocket `orderbook` message unless the code asks (`KRW-BTC.5`).
 pub const WS_BOOK_LEVELS: usize = 15;
@@ -582,21 +582,10 @@ async fn run(
         let mut send: Vec<String> = Vec::new();
         tokio::select! {
             msg = stream.next() => {
-                let msg = match msg {
-                    Some(Ok(msg)) => msg,
-                    Some(Err(e)) => {
-                        end_read(&mut sink, Some(&e)).await;
-                        break;
-                    }
-                    None => break,
-                };
+                let Some(msg) = received(msg, &mut sink).await else { break };
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Message::Close(_) => {
-                        end_read(&mut sink, None).await;
-                        break;
-                    }
                     _ => continue,
                 };
                 if text.trim() == "PING" {
