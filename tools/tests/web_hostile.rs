@@ -7,7 +7,8 @@
 //! `TOO_MANY_CONNECTIONS` and closed, other addresses are served, and a freed place is taken
 //! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
 //! are each answered with the close frame they deserve, on both WebSocket APIs (a frame that
-//! announces more than the limit as soon as its header is in).
+//! announces more than the limit as soon as its header is in), and a ping flood meets the
+//! address's rate limit (1008) instead of piling up pongs.
 //!
 //! Every wait is bounded by [`support::WAIT`]; a timeout only fails a broken server, and nothing
 //! passes or fails on wall-clock speed.
@@ -192,7 +193,12 @@ async fn open_connections(to: SocketAddr) -> u64 {
 #[test]
 fn a_client_that_never_reads_is_closed_and_an_oversized_body_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "send_timeout_ms = 300", &[]);
+    // The header timeout is out of the way: only the send deadline may close the reader.
+    let (_s, url) = support::serve_web(
+        dir.path(),
+        "send_timeout_ms = 300\nheader_timeout_ms = 600000",
+        &[],
+    );
     let to = addr(&url);
     rt().block_on(async {
         // Pipelined requests whose answers (~18 KB each) are never read: the socket fills up.
@@ -399,6 +405,25 @@ fn websocket_misuse_gets_its_close_frame() {
             let mut c = ws(&url, path).await;
             c.close(None).await.unwrap();
             assert_eq!(close_code(&mut c).await, 1005, "{path}");
+        }
+    });
+}
+
+#[test]
+fn a_ping_flood_meets_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "addr_rps = 1\naddr_burst = 50", &[]);
+    rt().block_on(async {
+        for path in ["/ws", "/websocket/v1"] {
+            let mut c = ws(&url, path).await;
+            for _ in 0..200 {
+                if c.send(Message::Ping(vec![0u8; 125].into())).await.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(close_code(&mut c).await, 1008, "{path}");
+            // Let the bucket refill for the next path's upgrade request.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
     });
 }

@@ -94,6 +94,9 @@ pub struct Accounts {
     withdrawals: Vec<Option<PendingWithdrawal>>,
     /// Pending withdrawals one user may have at once.
     withdrawals_per_user: u32,
+    /// Pending withdrawals per user (derived from `withdrawals`: kept on request, completion
+    /// and rejection, rebuilt on restore), so the limit is one load, not a scan of the pool.
+    pending_per_user: Vec<u32>,
     next_withdrawal_id: u64,
 }
 
@@ -116,6 +119,7 @@ impl Accounts {
             operators: operators.to_vec(),
             withdrawals: vec![None; withdrawals_max as usize],
             withdrawals_per_user: per_user,
+            pending_per_user: vec![0; users_max as usize],
             next_withdrawal_id: 1,
         }
     }
@@ -233,9 +237,7 @@ impl Accounts {
         if amount == 0 {
             return Err(RejectCode::InvalidAmount);
         }
-        // Bounded by withdrawals_max; a withdrawal request, not the order path.
-        let pending = self.withdrawals.iter().flatten();
-        if pending.filter(|w| w.user == user).count() >= self.withdrawals_per_user as usize {
+        if self.pending_per_user[user.0 as usize] >= self.withdrawals_per_user {
             return Err(RejectCode::WithdrawalLimit);
         }
         let free = self
@@ -253,6 +255,7 @@ impl Accounts {
         };
         self.next_withdrawal_id += 1;
         self.withdrawals[free] = Some(pending);
+        self.pending_per_user[user.0 as usize] += 1;
         Ok((pending, self.balance(user, currency)))
     }
 
@@ -285,6 +288,7 @@ impl Accounts {
             Some(first) if first == operator => Err(RejectCode::DuplicateApproval),
             Some(_) => {
                 self.withdrawals[slot] = None;
+                self.pending_per_user[w.user.0 as usize] -= 1;
                 let i = self.slot(w.user, w.currency);
                 self.balances[i].locked -= w.amount;
                 self.supply[w.currency.0 as usize] -= w.amount;
@@ -301,6 +305,7 @@ impl Accounts {
     ) -> Result<PendingWithdrawal, RejectCode> {
         let slot = self.find_withdrawal(operator, id)?;
         let w = self.withdrawals[slot].take().expect("found above");
+        self.pending_per_user[w.user.0 as usize] -= 1;
         self.unlock(w.user, w.currency, w.amount);
         Ok(w)
     }
@@ -451,7 +456,10 @@ impl Accounts {
 
     /// Snapshot support: puts a pending withdrawal back in its slot.
     pub(crate) fn restore_withdrawal(&mut self, slot: usize, w: PendingWithdrawal) {
-        self.withdrawals[slot] = Some(w);
+        if let Some(old) = self.withdrawals[slot].replace(w) {
+            self.pending_per_user[old.user.0 as usize] -= 1;
+        }
+        self.pending_per_user[w.user.0 as usize] += 1;
     }
 
     /// Snapshot support: sets the id the next withdrawal request will get.

@@ -172,6 +172,8 @@ pub(crate) struct AppState {
     pub(crate) body_timeout: Duration,
     pub(crate) ws_conns_max: usize,
     pub(crate) ws_queue_max: usize,
+    /// What one WebSocket may have buffered for writing at most ([`ws::write_buffer_max`]).
+    pub(crate) ws_write_max: usize,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -269,6 +271,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         body_timeout: Duration::from_millis(wc.body_timeout_ms),
         ws_conns_max: wc.ws_conns_max,
         ws_queue_max: wc.ws_queue_max,
+        ws_write_max: ws::write_buffer_max(opts.config.capacity.orders_max),
         shutdown: shutdown_rx.clone(),
     });
     let app = api::router(state, wc.requests_max.saturating_mul(4).max(64));

@@ -45,17 +45,41 @@ const CLOSE_AWAY: u16 = 1001;
 const MESSAGE_MAX: usize = 16 << 10;
 /// What the library buffers for writing before it flushes.
 const WRITE_BUFFER: usize = 128 << 10;
-/// What it may buffer at most when the client does not read (pongs to a ping flood included);
-/// past it, a write fails and the connection ends.
-const WRITE_BUFFER_MAX: usize = 1 << 20;
+/// What the library may buffer at most for one connection: the largest message this server
+/// sends (a depth snapshot of every level, [`LEVEL_JSON_MAX`] bytes a level at most, one level
+/// per live order at most) on top of [`WRITE_BUFFER`]. Past it a write fails and the
+/// connection ends; a client that does not read meets the send deadline
+/// ([`crate::conns::SendDeadline`]) long before, and pings count against the address's rate
+/// limit, so a ping flood cannot fill it with pongs.
+pub(crate) fn write_buffer_max(orders_max: u32) -> usize {
+    WRITE_BUFFER + (64 << 10) + orders_max as usize * LEVEL_JSON_MAX
+}
+
+/// An upper bound on one depth level's JSON (`[price,qty,count],` with 64-bit values).
+const LEVEL_JSON_MAX: usize = 64;
 
 /// The bounds every WebSocket upgrade gets, on both APIs: memory per connection stays
 /// bounded whatever the client sends or fails to read.
-pub(crate) fn bounded(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+pub(crate) fn bounded(ws: WebSocketUpgrade, write_max: usize) -> WebSocketUpgrade {
     ws.max_message_size(MESSAGE_MAX)
         .max_frame_size(MESSAGE_MAX)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER_MAX)
+        .max_write_buffer_size(write_max)
+}
+
+/// A ping from the client counts against its address's rate limit like any message (the
+/// library answers it before this code sees it): false when the limit refuses it, and the
+/// connection is then closed with 1008 `RATE_LIMITED`.
+pub(crate) fn ping_allowed(st: &crate::AppState, ip: std::net::IpAddr) -> bool {
+    st.limits.address(ip, std::time::Instant::now()).is_ok()
+}
+
+/// The close frame for a refused ping.
+pub(crate) fn ping_refused() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CLOSE_POLICY,
+        reason: "RATE_LIMITED: pings count against the address's rate limit".into(),
+    }))
 }
 
 /// A place among the `ws_conns_max` WebSocket connections (both APIs together). It is taken
@@ -157,7 +181,7 @@ pub(crate) async fn upgrade(
         .retry_after(1)
         .into_response();
     };
-    bounded(ws).on_upgrade(move |socket| run(st, socket, peer.ip(), slot))
+    bounded(ws, st.ws_write_max).on_upgrade(move |socket| run(st, socket, peer.ip(), slot))
 }
 
 fn err(code: u16, reason: &str, message: &str) -> String {
@@ -222,6 +246,10 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr, _slot: WsSlot)
                     Message::Binary(_) => {
                         let _ = sink.send(Message::Text(web_err(WebCode::BadRequest, "send JSON text frames").into())).await;
                         continue;
+                    }
+                    Message::Ping(_) if !ping_allowed(&st, ip) => {
+                        let _ = sink.send(ping_refused()).await;
+                        break;
                     }
                     _ => continue,
                 };

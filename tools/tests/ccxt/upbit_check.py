@@ -165,11 +165,14 @@ def rest(path, body, token=None, csv=False):
 alice_tok = rest('/api/v1/auth/login', {'login': 'alice', 'password': 'alice-demo'})['token']
 csv_reply = rest('/order', '1,0,9000,10,1', alice_tok, csv=True)  # user 1, BTC-KRW, 90,000,000 KRW, 0.001 BTC, buy
 csv_id = csv_reply.splitlines()[1].split(',')[0]
+by_api = alice.create_order('BTC/KRW', 'limit', 'buy', 0.001, 91000000)
 open_now = alice.privateGetOrdersOpen({'market': 'KRW-BTC'})
 by_csv = [x for x in open_now if x['price'] == '90000000']
 check('an order placed through the CSV API: created_at null', len(by_csv) == 1 and by_csv[0]['created_at'] is None, open_now)
-check('orders placed through this API keep their created_at', all(x['created_at'] for x in open_now if x['price'] != '90000000'), open_now)
+mine = [x for x in open_now if x['uuid'] == by_api['id']]
+check('an order placed through this API keeps its created_at', len(mine) == 1 and mine[0]['created_at'], open_now)
 rest('/cancel', f'1,{csv_id},0', alice_tok, csv=True)
+alice.cancel_order(by_api['id'])
 
 # Errors, as ccxt maps Upbit's.
 raises('unknown access key', lambda: ex('nobody').fetch_balance(), ccxt.AuthenticationError, 'invalid_access_key')

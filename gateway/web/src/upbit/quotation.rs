@@ -81,21 +81,22 @@ pub(crate) fn iso(ms: u64) -> String {
 
 const KST: i64 = 9 * 3600;
 
-/// Parses `to`: `YYYY-MM-DDTHH:MM:SS` or with a space, optional `Z` or `±HH:MM` (no offset:
-/// UTC). Unix nanoseconds.
 /// `HHmmss` or `HH:mm:ss`, a time of day: its seconds since midnight.
 fn parse_hms(t: &str) -> Option<u64> {
     let b = t.as_bytes();
-    let digits = match b.len() {
-        6 => t.to_string(),
-        8 if b[2] == b':' && b[5] == b':' => t.replace(':', ""),
+    // Where the hours, minutes and seconds are.
+    let at: [usize; 3] = match b.len() {
+        6 => [0, 2, 4],
+        8 if b[2] == b':' && b[5] == b':' => [0, 3, 6],
         _ => return None,
     };
-    if !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| digits[r].parse::<u64>().ok();
-    let (h, m, s) = (n(0..2)?, n(2..4)?, n(4..6)?);
+    let n = |i: usize| -> Option<u64> {
+        let d = b.get(i..i + 2)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| u64::from(d[0] - b'0') * 10 + u64::from(d[1] - b'0'))
+    };
+    let (h, m, s) = (n(at[0])?, n(at[1])?, n(at[2])?);
     (h <= 23 && m <= 59 && s <= 59).then_some(h * 3600 + m * 60 + s)
 }
 
@@ -109,6 +110,8 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// Parses `to`: `YYYY-MM-DDTHH:MM:SS` or with a space, optional `Z` or `±HH:MM` (no offset:
+/// UTC). Unix nanoseconds.
 pub(crate) fn parse_time(s: &str) -> Option<u64> {
     let s = s.trim();
     let (main, offset) = if let Some(x) = s.strip_suffix('Z') {
@@ -727,6 +730,7 @@ mod tests {
         assert_eq!(parse_hms("23:59:59"), Some(86_399));
         for bad in [
             "25:00:00", "12:60:00", "12:00:60", "1:2:3", "12:0000", "ab:cd:ef", "1355240", "",
+            "12:3::56", "::::::::", "1:::::::", "+1:00:00", "12:00:0+", "１２",
         ] {
             assert_eq!(parse_hms(bad), None, "{bad}");
         }

@@ -37,7 +37,7 @@ use super::quotation::{orderbook_json, prev_close};
 use super::{orders, Market, Upbit, UpbitError};
 use crate::edge::{WsConn, CH_BALANCES, CH_FILLS, CH_ORDERS};
 use crate::public::{Channel, PubSub};
-use crate::ws::{bounded, received, WsSlot};
+use crate::ws::{bounded, ping_allowed, ping_refused, received, WsSlot};
 
 /// Order book units in a WebSocket `orderbook` message unless the code asks (`KRW-BTC.5`).
 pub const WS_BOOK_LEVELS: usize = 15;
@@ -111,7 +111,7 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    bounded(ws).on_upgrade(move |socket| run(up, socket, peer.ip(), key, slot))
+    bounded(ws, st.ws_write_max).on_upgrade(move |socket| run(up, socket, peer.ip(), key, slot))
 }
 
 fn parse_request(up: &Upbit, text: &str, authed: bool) -> Result<Subscription, String> {
@@ -586,6 +586,10 @@ async fn run(
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Message::Ping(_) if !ping_allowed(&st, ip) => {
+                        let _ = sink.send(ping_refused()).await;
+                        break;
+                    }
                     _ => continue,
                 };
                 if text.trim() == "PING" {
