@@ -76,24 +76,6 @@ fn start(dir: &Path, gateway: &str, extra: &[&str], ulimit: Option<u32>) -> Serv
     Server::spawn_command(cmd).listening()
 }
 
-/// Raises this process's descriptor limit to its hard limit (the attacks hold ~1 000 sockets).
-fn raise_fd_limit() -> libc::rlim_t {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        }
-    }
-    r.rlim_cur
-}
-
 fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain data; all zeros is valid.
     #[allow(unsafe_code)]
@@ -203,7 +185,8 @@ fn place(c: &mut Client, user: u32, coid: u64, side: Side, price: i64) {
 
 #[test]
 fn squatting_connections_cannot_starve_logins() {
-    let fds = raise_fd_limit();
+    // The attacks hold ~1 000 sockets: the descriptor limit raised to its hard limit.
+    let fds = ringbook_gateway::server::limits::raise_open_files().unwrap_or(0);
     // 1 000 squatters plus the clients and slack; the server side holds only a handful.
     assert!(
         fds >= 1_200,

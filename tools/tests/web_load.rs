@@ -38,25 +38,6 @@ fn loadgen(args: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// Raises this test process's open-file limit (inherited by the loadgen child: a thousand
-/// subscribers are a thousand sockets).
-fn raise_fd_limit() -> libc::rlim_t {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        }
-    }
-    r.rlim_cur
-}
-
 #[test]
 fn rest_orders_at_a_fixed_rate_are_all_accepted() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,8 +62,9 @@ fn rest_orders_at_a_fixed_rate_are_all_accepted() {
 
 #[test]
 fn a_thousand_websocket_subscribers_see_every_update_without_gaps() {
+    // Inherited by the loadgen child: a thousand subscribers are a thousand sockets.
     assert!(
-        raise_fd_limit() >= 2_500,
+        ringbook_gateway::server::limits::raise_open_files().unwrap_or(0) >= 2_500,
         "the open-file limit is too low for 1,000 WebSocket pairs"
     );
     let dir = tempfile::tempdir().unwrap();
