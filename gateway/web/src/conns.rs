@@ -340,7 +340,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let answers = [refusal(Refused::Total), refusal(Refused::Address)];
-    // Every connection task holds a receiver; when all are gone, every connection has ended.
+    // Every connection task holds a sender; when all are dropped, every connection has ended.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
