@@ -343,13 +343,16 @@ fn web_prep(
 
 /// Raises the open-files limit to its hard limit and, where the web edge's `conns_max` would
 /// still not fit beside the gateway's connections and the server's own files (journal,
-/// snapshots, threads' pipes: 256 kept), lowers it to what fits and says so: a full web edge
+/// snapshots, threads' pipes: 256 kept; and the web edge's lingering closes, 128 at most),
+/// lowers it to what fits and says so: a full web edge
 /// then answers 503 `TOO_MANY_CONNECTIONS` instead of failing to accept.
 fn fit_open_files(config: &mut Config, sc: &ServerConfig, web: bool) {
     let Some(files) = server::limits::raise_open_files() else {
         return;
     };
-    let fits = (files as usize).saturating_sub(sc.conns_max + 256).max(1);
+    let fits = (files as usize)
+        .saturating_sub(sc.conns_max + 256 + 128)
+        .max(1);
     if web && config.web.conns_max > fits {
         eprintln!(
             "ringbook serve: [web] conns_max lowered from {} to {fits}: this process may open {files} \

@@ -8,7 +8,9 @@
 //! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
 //! are each answered with the close frame they deserve, on both WebSocket APIs (a frame that
 //! announces more than the limit as soon as its header is in), and a ping flood meets the
-//! address's rate limit (1008) instead of piling up pongs.
+//! address's rate limit (1008) instead of piling up pongs. A client still sending when the
+//! server ends its connection (a body after its 413, a request after its 503, pings after the
+//! 1008) still reads its answer: the server closes gently, never with a reset.
 //!
 //! Every wait is bounded by [`support::WAIT`]; a timeout only fails a broken server, and nothing
 //! passes or fails on wall-clock speed.
@@ -412,9 +414,11 @@ fn websocket_misuse_gets_its_close_frame() {
 #[test]
 fn a_ping_flood_meets_the_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s, url) = support::serve_web(dir.path(), "addr_rps = 1\naddr_burst = 50", &[]);
+    let (_s, url) = support::serve_web(dir.path(), "addr_rps = 5\naddr_burst = 50", &[]);
     rt().block_on(async {
-        for path in ["/ws", "/websocket/v1"] {
+        // Several rounds: the close frame must arrive every time, though the client is still
+        // sending pings when the server closes (a reset would lose it: the server lingers).
+        for path in ["/ws", "/websocket/v1"].repeat(5) {
             let mut c = ws(&url, path).await;
             for _ in 0..200 {
                 if c.send(Message::Ping(vec![0u8; 125].into())).await.is_err() {
@@ -423,7 +427,71 @@ fn a_ping_flood_meets_the_rate_limit() {
             }
             assert_eq!(close_code(&mut c).await, 1008, "{path}");
             // Let the bucket refill for the next path's upgrade request.
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+    });
+}
+
+/// Writes `n` bytes to `c` in 16 KiB pieces (ignoring a write refused once the server has
+/// closed), then reads until the server closes: what it answered.
+async fn send_then_read(c: &mut TcpStream, n: usize) -> String {
+    let piece = vec![b'x'; 16 << 10];
+    let mut sent = 0;
+    while sent < n {
+        match tokio::time::timeout(WAIT, c.write_all(&piece)).await {
+            Ok(Ok(())) => sent += piece.len(),
+            _ => break,
+        }
+    }
+    read_to_close(c).await
+}
+
+#[test]
+fn a_refused_client_that_keeps_sending_still_reads_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(
+        dir.path(),
+        "conns_per_addr = 1\nheader_timeout_ms = 600000",
+        &[],
+    );
+    let to = addr(&url);
+    rt().block_on(async {
+        for round in 0..20 {
+            // A body announced over 64 KiB, sent anyway: its 413 is not lost to a reset.
+            let mut c = connect_from("127.0.0.6", to).await;
+            c.write_all(
+                b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n\
+                  content-length: 10000000\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let answer = send_then_read(&mut c, 256 << 10).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 413 "),
+                "round {round}: {answer:?}"
+            );
+            drop(c);
+
+            // A connection beyond the address's cap that sends its request anyway: its 503
+            // arrives whole.
+            // (An address of its own each round: the last round's place may still be held.)
+            let from = format!("127.0.1.{}", round + 1);
+            let mut held = connect_from(&from, to).await;
+            assert_eq!(get(&mut held, "/health").await, 200);
+            let mut extra = connect_from(&from, to).await;
+            extra
+                .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .unwrap();
+            let answer = send_then_read(&mut extra, 64 << 10).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 503 "),
+                "round {round}: {answer:?}"
+            );
+            assert!(
+                answer.contains("TOO_MANY_CONNECTIONS"),
+                "round {round}: {answer}"
+            );
         }
     });
 }

@@ -19,6 +19,10 @@
 //!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
 //!   connection closed.
 //!
+//! - **A connection the server ends is closed gently** ([`Gentle`], [`linger`]): shut down for
+//!   writing, then drained, so the client's unread bytes cannot turn the close into a reset
+//!   that loses the answer or close frame sent last.
+//!
 //! A connection's place is a shared guard ([`ConnPlace`]) held by its task and put in each of
 //! its requests; a WebSocket upgrade moves a copy into the WebSocket's task. So a connection
 //! is counted until its socket is dropped, however it ends, upgraded or not.
@@ -142,6 +146,147 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendDeadline<T>
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
+}
+
+/// How long a socket dropped before its client closed may keep draining what the client still
+/// sends, at most.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much a lingering socket reads and discards, at most.
+const LINGER_BYTES: usize = 1 << 20;
+/// How many sockets may linger at once; past it a socket is dropped at once. They hold
+/// descriptors beyond `conns_max` (serve's open-file headroom covers them).
+const LINGER_MAX: usize = 128;
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// A connection's TCP socket that closes gently: dropped while the client has not closed its
+/// side (the server ended the connection: a `Connection: close` answer, a WebSocket close
+/// frame, a timeout), it is not closed at once but shut down for writing and drained
+/// ([`linger`]). Closed at once, a socket with unread input, or one that input reaches
+/// afterwards (a client still sending its body or its pings), is reset by the kernel, and a
+/// reset can cost the client the answer or close frame it was sent last.
+pub(crate) struct Gentle {
+    tcp: Option<tokio::net::TcpStream>,
+    /// The client closed its side (a read found the end).
+    peer_closed: bool,
+}
+
+impl Gentle {
+    pub(crate) fn new(tcp: tokio::net::TcpStream) -> Gentle {
+        Gentle {
+            tcp: Some(tcp),
+            peer_closed: false,
+        }
+    }
+
+    fn tcp(&mut self) -> std::pin::Pin<&mut tokio::net::TcpStream> {
+        std::pin::Pin::new(self.tcp.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl Drop for Gentle {
+    fn drop(&mut self) {
+        if let Some(tcp) = self.tcp.take() {
+            if !self.peer_closed {
+                linger(tcp);
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Gentle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.tcp().poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            self.peer_closed = buf.remaining() > 0;
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Gentle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.tcp().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.tcp().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.tcp().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.tcp().poll_shutdown(cx)
+    }
+}
+
+/// Closes `tcp` gently (a lingering close, as web servers do): shut down for writing, so what
+/// was sent goes out followed by the end, then read and discard what the client still sends
+/// until it closes too, [`LINGER`] passes or [`LINGER_BYTES`] were read; only then is the
+/// socket closed. At most [`LINGER_MAX`] sockets linger at once (outside a runtime, or past
+/// that, `tcp` is closed at once).
+pub(crate) fn linger(tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if LINGERING
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < LINGER_MAX).then_some(n + 1)
+        })
+        .is_err()
+    {
+        return;
+    }
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let counted = Counted;
+    rt.spawn(async move {
+        let _counted = counted;
+        let mut tcp = tcp;
+        let _ = tokio::time::timeout(LINGER, async {
+            if tcp.shutdown().await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            let mut read = 0;
+            while read < LINGER_BYTES {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n,
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// A request body that fails once its deadline passes before its end, and says so in `fired`
@@ -368,7 +513,7 @@ pub(crate) async fn serve(
                 // A fresh socket's send buffer is empty: the short answer fits without waiting.
                 let answer = &answers[(why == Refused::Address) as usize];
                 let _ = tcp.try_write(answer);
-                drop(tcp);
+                linger(tcp);
                 continue;
             }
         };
@@ -390,7 +535,7 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _place = place;
             let _done = done;
-            let io = TokioIo::new(SendDeadline::new(tcp, timeouts.send));
+            let io = TokioIo::new(SendDeadline::new(Gentle::new(tcp), timeouts.send));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.header)
