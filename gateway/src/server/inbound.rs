@@ -11,7 +11,7 @@ use super::auth::{authorize, authorize_stats, LoginCheck, Role};
 use super::backend::Backend;
 use super::backpressure::Pending;
 use super::bridge::{WebBridge, WebOp, WebOutKind, WebOutput, WebRequest};
-use super::sockets::source_key;
+use super::limits::source_key;
 use super::stats::Suppressed;
 use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, WEB_SESSION};
 use crate::protocol::marketdata::MdRequest;

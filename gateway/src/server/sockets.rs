@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 use ringbook_engine::RejectCode;
 
 use super::backend::Backend;
+use super::limits::source_key;
 use super::session::Closing;
 use super::stats::Suppressed;
 use super::{
@@ -457,21 +458,6 @@ impl<B: Backend> Core<B> {
     }
 }
 
-/// The source a connection is counted under (pre-login cap, login throttling): its IPv4
-/// address, or the /64 prefix of an IPv6 address (one host usually holds a whole /64).
-pub(super) fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => std::net::IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
-            }
-        },
-        v4 => v4,
-    }
-}
-
 /// Tells a connection that gets no slot why (best effort; it is dropped right after).
 fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
     let mut f = [0u8; FRAME_BYTES_MAX];
@@ -483,18 +469,4 @@ fn refuse(stream: &mut mio::net::TcpStream, code: RejectCode) {
 enum Incoming {
     Msg(ClientMsg),
     Md(MdRequest),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sources_are_ipv4_addresses_or_ipv6_slash_64s() {
-        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
-        assert_eq!(k("127.0.0.2"), "127.0.0.2");
-        assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
-        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
-        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
-    }
 }

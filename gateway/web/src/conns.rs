@@ -38,6 +38,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use ringbook_gateway::server::limits::source_key;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -414,9 +415,11 @@ impl Conns {
         );
     }
 
-    /// Takes a place for a connection from `ip`, or says which cap is reached. The table holds
-    /// only addresses with a connection open, so it is bounded by `conns_max`.
+    /// Takes a place for a connection from `ip`, or says which cap is reached. Counted under
+    /// its source (an IPv6 address's /64: [`source_key`]). The table holds only sources with a
+    /// connection open, so it is bounded by `conns_max`.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
+        let ip = source_key(ip);
         let mut by_addr = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
         if self.open.load(Ordering::Relaxed) >= self.max {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -581,6 +584,23 @@ mod tests {
             c.by_addr.lock().unwrap().is_empty(),
             "no address is kept without a connection"
         );
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source() {
+        let c = Conns::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = c.admit(ip("2001:db8:0:1::1")).unwrap();
+        let _b = c.admit(ip("2001:db8:0:1:ffff::2")).unwrap();
+        assert_eq!(
+            c.admit(ip("2001:db8:0:1:1234:5678:9abc:def0")).unwrap_err(),
+            Refused::Address
+        );
+        let _other = c.admit(ip("2001:db8:0:2::1")).unwrap();
+        // An IPv4-mapped address is its IPv4 source.
+        let _v4 = c.admit(ip("10.0.0.9")).unwrap();
+        let _v4b = c.admit(ip("::ffff:10.0.0.9")).unwrap();
+        assert_eq!(c.admit(ip("10.0.0.9")).unwrap_err(), Refused::Address);
     }
 
     #[test]

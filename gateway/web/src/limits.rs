@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use ringbook_gateway::server::limits::source_key;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -123,8 +125,9 @@ impl Limits {
         }
     }
 
-    /// One request from `ip`.
+    /// One request from `ip` (counted under its source: an IPv6 address's /64).
     pub fn address(&self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
+        let ip = source_key(ip);
         let mut a = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
         let rate = self.addr_rate;
         if !a.map.contains_key(&ip) {
@@ -162,6 +165,7 @@ impl Limits {
 
     /// Requests `ip` may still make at once (its bucket's, or the shared overflow bucket's).
     pub fn address_left(&self, ip: IpAddr, now: Instant) -> u64 {
+        let ip = source_key(ip);
         let a = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
         a.map
             .get(&ip)
@@ -215,6 +219,29 @@ mod tests {
         // 100 ms later one token has come back.
         assert_eq!(l.account(0, t + Duration::from_millis(100)), Ok(()));
         assert!(l.account(0, t + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_shares_one_bucket() {
+        let l = Limits::new(
+            0,
+            Rate {
+                per_sec: 1,
+                burst: 1,
+            },
+            Rate {
+                per_sec: 1,
+                burst: 2,
+            },
+            4,
+        );
+        let t = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(l.address(ip("2001:db8::1"), t), Ok(()));
+        assert_eq!(l.address(ip("2001:db8::2:3"), t), Ok(()));
+        assert!(l.address(ip("2001:db8::ffff:1:2:3"), t).is_err());
+        assert_eq!(l.address_left(ip("2001:db8::7"), t), 0);
+        assert_eq!(l.address(ip("2001:db8:0:1::1"), t), Ok(()));
     }
 
     #[test]
