@@ -263,33 +263,36 @@ pub fn query_params(q: &str) -> Params {
     )
 }
 
+/// A JSON object's entries in body order.
+struct Ordered<T>(Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered<T>, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, x)) = m.next_entry::<String, T>()? {
+                    v.push((k, x));
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 /// A JSON body object's parameters, in body order, each value as its text (strings bare,
 /// numbers and booleans as written in JSON, `null` as empty).
 pub fn body_params(body: &[u8]) -> Result<Params, UpbitError> {
-    struct Ordered(Vec<(String, Value)>);
-    impl<'de> Deserialize<'de> for Ordered {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Ordered;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut m: A,
-                ) -> Result<Ordered, A::Error> {
-                    let mut v = Vec::new();
-                    while let Some((k, x)) = m.next_entry::<String, Value>()? {
-                        v.push((k, x));
-                    }
-                    Ok(Ordered(v))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    let o: Ordered = serde_json::from_slice(body)
+    let o: Ordered<Value> = serde_json::from_slice(body)
         .map_err(|e| UpbitError::validation(format!("body: expected a JSON object: {e}")))?;
     let mut out = Vec::new();
     for (k, v) in o.0 {
@@ -309,6 +312,36 @@ pub fn body_params(body: &[u8]) -> Result<Params, UpbitError> {
         }
     }
     Ok(Params(out))
+}
+
+/// A POST body's parameters with every value as the client wrote it: a number's own text
+/// (`1e-7`, `1.50`), where [`body_params`] has serde's rendering of the parsed number
+/// (`0.0000001`, `1.5`). A client hashes the string its own language renders from the value,
+/// which is what it wrote into the JSON too; so this is the form most clients hash, and the
+/// other is kept for those that normalise. `None` where the body is not a JSON object.
+fn body_params_as_written(body: &[u8]) -> Option<Params> {
+    use serde_json::value::RawValue;
+    fn text(raw: &RawValue) -> String {
+        let t = raw.get().trim();
+        match t.as_bytes().first() {
+            Some(b'"') => serde_json::from_str::<String>(t).unwrap_or_default(),
+            _ if t == "null" => String::new(),
+            _ => t.to_string(),
+        }
+    }
+    let o: Ordered<Box<RawValue>> = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::new();
+    for (k, v) in o.0 {
+        match serde_json::from_str::<Vec<Box<RawValue>>>(v.get()) {
+            Ok(items) => {
+                for x in items {
+                    out.push((format!("{}[]", k.trim_end_matches("[]")), text(&x)));
+                }
+            }
+            Err(_) => out.push((k, text(&v))),
+        }
+    }
+    Some(Params(out))
 }
 
 /// `k=v&…` as Upbit hashes a POST body's parameters.
@@ -333,7 +366,13 @@ fn hashed_forms(
 ) -> Result<(Vec<String>, Params), UpbitError> {
     if *method == Method::POST && !body.iter().all(u8::is_ascii_whitespace) {
         let p = body_params(body)?;
-        return Ok((vec![render(&p)], p));
+        let mut forms = vec![render(&p)];
+        if let Some(written) = body_params_as_written(body).map(|w| render(&w)) {
+            if written != forms[0] {
+                forms.push(written);
+            }
+        }
+        return Ok((forms, p));
     }
     let raw = uri.query().unwrap_or("");
     let p = query_params(raw);
@@ -492,6 +531,28 @@ mod tests {
     // (hashlib.sha512(s.encode()).hexdigest(); the JWT with base64.urlsafe_b64encode, json.dumps
     // and hmac.new(secret, header + "." + payload, hashlib.sha256)), pasted in as constants.
     include!("auth_vectors.rs");
+
+    #[test]
+    fn a_body_is_hashed_as_written_and_as_parsed() {
+        let uri: Uri = "/v1/orders".parse().unwrap();
+        let body =
+            br#"{"market":"KRW-BTC", "volume": 1e-7, "price":1.50,"states":["wait", 1e2],"x":null}"#;
+        let (forms, params) = hashed_forms(&Method::POST, &uri, body).unwrap();
+        assert_eq!(forms[0], render(&params));
+        assert_eq!(
+            forms[1],
+            "market=KRW-BTC&volume=1e-7&price=1.50&states[]=wait&states[]=1e2&x="
+        );
+        assert_eq!(forms.len(), 2);
+        // Strings only: one form.
+        let (forms, _) = hashed_forms(
+            &Method::POST,
+            &uri,
+            br#"{"market":"KRW-BTC","volume":"0.5"}"#,
+        )
+        .unwrap();
+        assert_eq!(forms, vec!["market=KRW-BTC&volume=0.5".to_string()]);
+    }
 
     #[test]
     fn sha512_matches_the_independent_vectors() {
