@@ -179,14 +179,19 @@ fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed
 
 /// `ringbook_web_connections` now, read from an address of its own.
 async fn open_connections(to: SocketAddr) -> u64 {
+    metric(to, "ringbook_web_connections").await
+}
+
+/// One value from `/metrics`, read over a raw connection.
+async fn metric(to: SocketAddr, name: &str) -> u64 {
     let mut c = connect_from("127.0.0.9", to).await;
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let text = read_to_close(&mut c).await;
     text.lines()
-        .find_map(|l| l.strip_prefix("ringbook_web_connections "))
-        .expect("ringbook_web_connections in /metrics")
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
         .trim()
         .parse()
         .unwrap()
@@ -216,6 +221,15 @@ fn a_client_that_never_reads_is_closed_and_an_oversized_body_refused_at_once() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "a client that never reads was kept"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // It neither reads nor closes: its lingering close ends in a reset, so the kernel is
+        // not left holding the answers it never took.
+        while metric(to, "ringbook_web_closes_abrupt_total").await < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline + WAIT,
+                "the reader's close never ended in a reset"
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

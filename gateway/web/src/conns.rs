@@ -150,14 +150,43 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendDeadline<T>
 }
 
 /// How long a socket dropped before its client closed may keep draining what the client still
-/// sends, at most.
+/// sends, at most; a client that has neither closed nor read what it was sent by then gets a
+/// reset (see [`linger`]).
 const LINGER: Duration = Duration::from_secs(1);
-/// How much a lingering socket reads and discards, at most.
-const LINGER_BYTES: usize = 1 << 20;
-/// How many sockets may linger at once; past it a socket is dropped at once. They hold
-/// descriptors beyond `conns_max` (serve's open-file headroom covers them).
-const LINGER_MAX: usize = 128;
-static LINGERING: AtomicUsize = AtomicUsize::new(0);
+/// How much a lingering socket reads and discards, at most (a client uploading faster still
+/// gets a reset).
+const LINGER_BYTES: usize = 4 << 20;
+/// How many connections the server ended may linger at once, and how many refused connections
+/// (503 before anything was read); past either, a socket is closed at once. Two pools, so a
+/// flood of refused connections cannot take the places of served connections' closes. They
+/// hold descriptors beyond `conns_max` (serve's open-file headroom covers them).
+const LINGER_CLOSES_MAX: usize = 128;
+const LINGER_REFUSALS_MAX: usize = 32;
+
+/// Which pool a lingering socket counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// A connection the server served and ended.
+    Close = 0,
+    /// A connection refused by a cap.
+    Refusal = 1,
+}
+
+/// Lingering sockets now, per [`Pool`], and closes that were abrupt after all.
+#[derive(Debug, Default)]
+pub(crate) struct Lingering {
+    now: [AtomicUsize; 2],
+    /// Closed with a reset: the pool was full, or the client neither closed nor stopped
+    /// sending within [`LINGER`] / [`LINGER_BYTES`].
+    abrupt: AtomicU64,
+}
+
+impl Lingering {
+    /// Sockets lingering now, both pools.
+    pub(crate) fn count(&self) -> usize {
+        self.now.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+}
 
 /// A connection's TCP socket that closes gently: dropped while the client has not closed its
 /// side (the server ended the connection: a `Connection: close` answer, a WebSocket close
@@ -167,14 +196,16 @@ static LINGERING: AtomicUsize = AtomicUsize::new(0);
 /// reset can cost the client the answer or close frame it was sent last.
 pub(crate) struct Gentle {
     tcp: Option<tokio::net::TcpStream>,
+    conns: Arc<Conns>,
     /// The client closed its side (a read found the end).
     peer_closed: bool,
 }
 
 impl Gentle {
-    pub(crate) fn new(tcp: tokio::net::TcpStream) -> Gentle {
+    pub(crate) fn new(tcp: tokio::net::TcpStream, conns: Arc<Conns>) -> Gentle {
         Gentle {
             tcp: Some(tcp),
+            conns,
             peer_closed: false,
         }
     }
@@ -188,7 +219,7 @@ impl Drop for Gentle {
     fn drop(&mut self) {
         if let Some(tcp) = self.tcp.take() {
             if !self.peer_closed {
-                linger(tcp);
+                linger(&self.conns, tcp, Pool::Close);
             }
         }
     }
@@ -202,8 +233,11 @@ impl tokio::io::AsyncRead for Gentle {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = self.tcp().poll_read(cx, buf);
-        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before {
-            self.peer_closed = buf.remaining() > 0;
+        if matches!(r, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
+            self.peer_closed = true;
         }
         r
     }
@@ -247,46 +281,61 @@ impl tokio::io::AsyncWrite for Gentle {
 
 /// Closes `tcp` gently (a lingering close, as web servers do): shut down for writing, so what
 /// was sent goes out followed by the end, then read and discard what the client still sends
-/// until it closes too, [`LINGER`] passes or [`LINGER_BYTES`] were read; only then is the
-/// socket closed. At most [`LINGER_MAX`] sockets linger at once (outside a runtime, or past
-/// that, `tcp` is closed at once).
-pub(crate) fn linger(tcp: tokio::net::TcpStream) {
+/// until it closes too; only then is the socket closed. A client that has not closed within
+/// [`LINGER`], or sent more than [`LINGER_BYTES`], gets a reset instead (`SO_LINGER` 0): it
+/// is not reading, and a plain close would leave the kernel holding what it was not sent, for
+/// as long as the client keeps its window shut. Each [`Pool`] lets only so many sockets
+/// linger at once; past that (or outside a runtime) `tcp` is closed at once.
+pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let max = match pool {
+        Pool::Close => LINGER_CLOSES_MAX,
+        Pool::Refusal => LINGER_REFUSALS_MAX,
+    };
+    let abrupt = || conns.lingering.abrupt.fetch_add(1, Ordering::Relaxed);
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        abrupt();
         return;
     };
-    if LINGERING
+    if conns.lingering.now[pool as usize]
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < LINGER_MAX).then_some(n + 1)
+            (n < max).then_some(n + 1)
         })
         .is_err()
     {
+        abrupt();
         return;
     }
-    struct Counted;
+    /// Gives the place back however the task ends (done, cancelled at shutdown).
+    struct Counted(Arc<Conns>, Pool);
     impl Drop for Counted {
         fn drop(&mut self) {
-            LINGERING.fetch_sub(1, Ordering::Relaxed);
+            self.0.lingering.now[self.1 as usize].fetch_sub(1, Ordering::Relaxed);
         }
     }
-    let counted = Counted;
+    let counted = Counted(conns.clone(), pool);
     rt.spawn(async move {
-        let _counted = counted;
+        let counted = counted;
         let mut tcp = tcp;
-        let _ = tokio::time::timeout(LINGER, async {
+        let ended = tokio::time::timeout(LINGER, async {
             if tcp.shutdown().await.is_err() {
-                return;
+                return true;
             }
             let mut buf = [0u8; 4096];
             let mut read = 0;
             while read < LINGER_BYTES {
                 match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return true,
                     Ok(n) => read += n,
                 }
             }
+            false
         })
         .await;
+        if ended != Ok(true) {
+            let _ = tcp.set_zero_linger();
+            counted.0.lingering.abrupt.fetch_add(1, Ordering::Relaxed);
+        }
     });
 }
 
@@ -356,6 +405,8 @@ pub(crate) struct Conns {
     by_addr: Mutex<HashMap<IpAddr, usize>>,
     /// Connections refused by either cap (for `/metrics`).
     pub(crate) refused: AtomicU64,
+    /// Sockets closing gently ([`linger`]).
+    pub(crate) lingering: Lingering,
 }
 
 /// Which cap refused a connection.
@@ -389,6 +440,7 @@ impl Conns {
             open: AtomicUsize::new(0),
             by_addr: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
+            lingering: Lingering::default(),
         })
     }
 
@@ -412,6 +464,21 @@ impl Conns {
             "counter",
             "connections answered 503 TOO_MANY_CONNECTIONS (conns_max or conns_per_addr)",
             self.refused.load(Ordering::Relaxed),
+        );
+        crate::metrics::metric(
+            o,
+            "ringbook_web_lingering",
+            "gauge",
+            "closed connections draining what their clients still send (a lingering close)",
+            self.lingering.count() as u64,
+        );
+        crate::metrics::metric(
+            o,
+            "ringbook_web_closes_abrupt_total",
+            "counter",
+            "connections the server ended with a reset: the linger pool was full, or the client \
+             neither closed nor stopped sending within 1 s",
+            self.lingering.abrupt.load(Ordering::Relaxed),
         );
     }
 
@@ -516,7 +583,7 @@ pub(crate) async fn serve(
                 // A fresh socket's send buffer is empty: the short answer fits without waiting.
                 let answer = &answers[(why == Refused::Address) as usize];
                 let _ = tcp.try_write(answer);
-                linger(tcp);
+                linger(&conns, tcp, Pool::Refusal);
                 continue;
             }
         };
@@ -535,10 +602,11 @@ pub(crate) async fn serve(
         let svc = TowerToHyperService::new(svc);
         let mut stop = stop.clone();
         let done = done_tx.clone();
+        let conns = conns.clone();
         tokio::spawn(async move {
             let _place = place;
             let _done = done;
-            let io = TokioIo::new(SendDeadline::new(Gentle::new(tcp), timeouts.send));
+            let io = TokioIo::new(SendDeadline::new(Gentle::new(tcp, conns), timeouts.send));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.header)

@@ -82,6 +82,8 @@ pub struct WebHandle {
     serving: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     edge: Arc<Edge>,
+    /// Connections, and the sockets lingering after them (shutdown waits for those too).
+    conns: Arc<conns::Conns>,
     dispatcher: Option<JoinHandle<()>>,
     /// Whether the JWT secret was generated at start (not from the config).
     pub generated_secret: bool,
@@ -93,14 +95,16 @@ impl WebHandle {
         self.addr
     }
 
-    /// Stops accepting, lets requests in flight finish and WebSocket connections send their
-    /// close frame (1001 `SHUTTING_DOWN`), waiting at most [`SHUTDOWN_GRACE`] for them, and
-    /// stops the dispatcher. The gateway loop must still run meanwhile (it answers them).
+    /// Stops accepting, lets requests in flight finish, WebSocket connections send their close
+    /// frame (1001 `SHUTTING_DOWN`) and lingering closes drain (`conns::linger`), waiting at
+    /// most [`SHUTDOWN_GRACE`] for them all, and stops the dispatcher. The gateway loop must
+    /// still run meanwhile (it answers them).
     pub fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(rt) = self.runtime.take() {
             let serving = self.serving.take();
             let edge = self.edge.clone();
+            let conns = self.conns.clone();
             rt.block_on(async move {
                 let ended = async {
                     if let Some(s) = serving {
@@ -108,6 +112,11 @@ impl WebHandle {
                     }
                     let ws = &edge.metrics.ws_connections;
                     while ws.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    // The closes, 1001 frames included, drain before the runtime goes (it
+                    // would cancel them, and a cancelled linger is a plain close).
+                    while conns.lingering.count() > 0 {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 };
@@ -304,13 +313,20 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         header: Duration::from_millis(wc.header_timeout_ms),
         send: Duration::from_millis(wc.send_timeout_ms),
     };
-    let serving = runtime.spawn(conns::serve(listener, app, conns, timeouts, shutdown_rx));
+    let serving = runtime.spawn(conns::serve(
+        listener,
+        app,
+        conns.clone(),
+        timeouts,
+        shutdown_rx,
+    ));
     Ok(WebHandle {
         addr,
         runtime: Some(runtime),
         serving: Some(serving),
         shutdown: shutdown_tx,
         edge,
+        conns,
         dispatcher: Some(dispatcher),
         generated_secret,
     })
@@ -326,13 +342,19 @@ mod tests {
         // std's backlog of 128 the 130th SYN is dropped and its connect times out.
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let to = l.local_addr().unwrap();
-        let held: Vec<std::net::TcpStream> = (0..400)
+        // The kernel caps the backlog at somaxconn (4096 since Linux 5.4, 128 before).
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let n = 400.min(cap);
+        let held: Vec<std::net::TcpStream> = (0..n)
             .map(|i| {
                 std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10))
                     .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
             })
             .collect();
-        assert_eq!(held.len(), 400);
+        assert_eq!(held.len(), n);
         // Address reuse is on, as with std's bind.
         let s = socket2::SockRef::from(&l);
         assert!(s.reuse_address().unwrap());
