@@ -316,7 +316,7 @@ fn web_prep(
         return Ok(None);
     }
     ringbook_web::check_config(&config.web)?;
-    let listener = ringbook_web::bind(args.http).map_err(|e| {
+    let listener = server::limits::listen(args.http).map_err(|e| {
         format!(
             "cannot listen for HTTP on {}: {e} (another server on this port? --http ADDR or \
              --no-http)",

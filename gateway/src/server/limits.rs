@@ -26,6 +26,27 @@ pub fn raise_open_files() -> Option<u64> {
     Some(r.rlim_cur)
 }
 
+/// Connections a listening socket holds before they are accepted ([`listen`]).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds a listening TCP socket on `addr` (address reuse on, as std's and mio's `bind`) with a
+/// backlog of [`LISTEN_BACKLOG`], not their 128: a burst of connections (clients reconnecting
+/// together after a restart, a load test opening hundreds at once) waits in the queue for the
+/// accept loop instead of having its SYNs dropped and retried a second or more later. The
+/// kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4). Blocking, as
+/// std's; the binary gateway and the web edge each make it non-blocking for their loop.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
+}
+
 /// The source a connection is counted under (the gateway's pre-login cap and login throttling,
 /// the web edge's connection caps and address rate limits): its IPv4 address, or the /64
 /// prefix of an IPv6 address (one host usually holds a whole /64, so per-address limits on
@@ -54,6 +75,29 @@ mod tests {
         assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
         assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+    }
+
+    #[test]
+    fn the_listening_socket_queues_more_than_std_would() {
+        // Nothing is accepted: each connection completes only while the queue has room. With
+        // a backlog of 128 the 130th SYN is dropped and its connect times out.
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = l.local_addr().unwrap();
+        // The kernel caps the backlog at somaxconn (4096 since Linux 5.4, 128 before).
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let n = 400.min(cap);
+        let held: Vec<std::net::TcpStream> = (0..n)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(held.len(), n);
+        // Address reuse is on, as with std's bind.
+        assert!(socket2::SockRef::from(&l).reuse_address().unwrap());
     }
 
     #[test]

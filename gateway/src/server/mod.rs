@@ -355,11 +355,14 @@ impl<B> ServerHandle<B> {
 pub struct Listener(TcpListener);
 
 impl Listener {
-    /// Binds `addr` ([`ServerError::Bind`] if it cannot).
+    /// Binds `addr` with a backlog of [`limits::LISTEN_BACKLOG`] ([`ServerError::Bind`] if it
+    /// cannot).
     pub fn bind(addr: SocketAddr) -> Result<Listener, ServerError> {
-        TcpListener::bind(addr)
-            .map(Listener)
-            .map_err(|e| ServerError::Bind(addr, e))
+        let bound = limits::listen(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(TcpListener::from_std(l))
+        });
+        bound.map(Listener).map_err(|e| ServerError::Bind(addr, e))
     }
 }
 

@@ -186,26 +186,6 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// Connections a listening socket holds before they are accepted ([`bind`]).
-pub const LISTEN_BACKLOG: i32 = 1024;
-
-/// Binds the web edge's listening socket (address reuse on, as std's `bind`) with a backlog of
-/// [`LISTEN_BACKLOG`], not std's 128: a burst of connections (clients reconnecting together
-/// after a restart, a load test opening hundreds at once) waits in the queue for the accept
-/// loop instead of having its SYNs dropped and retried a second or more later. The kernel caps
-/// it at `net.core.somaxconn` (4096 by default since Linux 5.4).
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let s = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    s.listen(LISTEN_BACKLOG)?;
-    Ok(s.into())
-}
-
 /// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1); the
 /// message names the key. `ringbook serve` calls it before it starts anything.
 pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), String> {
@@ -335,30 +315,6 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_listening_socket_queues_more_than_std_would() {
-        // Nothing is accepted: each connection completes only while the queue has room. With
-        // std's backlog of 128 the 130th SYN is dropped and its connect times out.
-        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let to = l.local_addr().unwrap();
-        // The kernel caps the backlog at somaxconn (4096 since Linux 5.4, 128 before).
-        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(4096);
-        let n = 400.min(cap);
-        let held: Vec<std::net::TcpStream> = (0..n)
-            .map(|i| {
-                std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10))
-                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
-            })
-            .collect();
-        assert_eq!(held.len(), n);
-        // Address reuse is on, as with std's bind.
-        let s = socket2::SockRef::from(&l);
-        assert!(s.reuse_address().unwrap());
-    }
 
     #[test]
     fn web_settings_are_checked_by_key() {
