@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ringbook_engine::Config;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{Upbit, UpbitError};
@@ -289,59 +290,52 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
     }
 }
 
-/// A JSON body object's parameters, in body order, each value as its text (strings bare,
-/// numbers and booleans as written in JSON, `null` as empty).
+/// A JSON body object's parameters, in body order, each value as its text: strings bare,
+/// numbers and booleans exactly as written (`1e-05` stays `1e-05`, `1.00000000000000001`
+/// keeps every digit, so the order's parser refuses what it would otherwise have to round),
+/// `null` as empty, an array as repeated `key[]` entries.
 pub fn body_params(body: &[u8]) -> Result<Params, UpbitError> {
-    let o: Ordered<Value> = serde_json::from_slice(body)
-        .map_err(|e| UpbitError::validation(format!("body: expected a JSON object: {e}")))?;
+    body_params_with(body, as_written)
+        .map_err(|e| UpbitError::validation(format!("body: expected a JSON object: {e}")))
+}
+
+/// The body's parameters with `text` rendering each value (each array item).
+fn body_params_with(
+    body: &[u8],
+    text: fn(&RawValue) -> Result<String, serde_json::Error>,
+) -> Result<Params, serde_json::Error> {
+    let o: Ordered<Box<RawValue>> = serde_json::from_slice(body)?;
     let mut out = Vec::new();
     for (k, v) in o.0 {
-        match v {
-            Value::String(s) => out.push((k, s)),
-            Value::Null => out.push((k, String::new())),
-            Value::Array(a) => {
-                for x in a {
-                    let s = match x {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    out.push((format!("{}[]", k.trim_end_matches("[]")), s));
-                }
+        if v.get().starts_with('[') {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(v.get())?;
+            for x in items {
+                out.push((format!("{}[]", k.trim_end_matches("[]")), text(&x)?));
             }
-            other => out.push((k, other.to_string())),
+        } else {
+            out.push((k, text(&v)?));
         }
     }
     Ok(Params(out))
 }
 
-/// A POST body's parameters with every value as the client wrote it: a number's own text
-/// (`1e-7`, `1.50`), where [`body_params`] has serde's rendering of the parsed number
-/// (`0.0000001`, `1.5`). A client hashes the string its own language renders from the value,
-/// which is what it wrote into the JSON too; so this is the form most clients hash, and the
-/// other is kept for those that normalise. `None` where the body is not a JSON object.
-fn body_params_as_written(body: &[u8]) -> Option<Params> {
-    use serde_json::value::RawValue;
-    fn text(raw: &RawValue) -> String {
-        let t = raw.get().trim();
-        match t.as_bytes().first() {
-            Some(b'"') => serde_json::from_str::<String>(t).unwrap_or_default(),
-            _ if t == "null" => String::new(),
-            _ => t.to_string(),
-        }
-    }
-    let o: Ordered<Box<RawValue>> = serde_json::from_slice(body).ok()?;
-    let mut out = Vec::new();
-    for (k, v) in o.0 {
-        match serde_json::from_str::<Vec<Box<RawValue>>>(v.get()) {
-            Ok(items) => {
-                for x in items {
-                    out.push((format!("{}[]", k.trim_end_matches("[]")), text(&x)));
-                }
-            }
-            Err(_) => out.push((k, text(&v))),
-        }
-    }
-    Some(Params(out))
+/// A value as the client wrote it (a string unescaped).
+fn as_written(raw: &RawValue) -> Result<String, serde_json::Error> {
+    let t = raw.get();
+    Ok(match t {
+        "null" => String::new(),
+        _ if t.starts_with('"') => serde_json::from_str::<String>(t)?,
+        _ => t.to_string(),
+    })
+}
+
+/// A value as serde renders it once parsed (`1.50` as `1.5`, `1e2` as `100.0`).
+fn as_parsed(raw: &RawValue) -> Result<String, serde_json::Error> {
+    Ok(match serde_json::from_str::<Value>(raw.get())? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 /// `k=v&…` as Upbit hashes a POST body's parameters.
@@ -365,11 +359,13 @@ fn hashed_forms(
     body: &[u8],
 ) -> Result<(Vec<String>, Params), UpbitError> {
     if *method == Method::POST && !body.iter().all(u8::is_ascii_whitespace) {
+        // Hashed as written (what a client renders from the value it put in the body), or
+        // as parsed (a client that normalises its numbers).
         let p = body_params(body)?;
         let mut forms = vec![render(&p)];
-        if let Some(written) = body_params_as_written(body).map(|w| render(&w)) {
-            if written != forms[0] {
-                forms.push(written);
+        if let Ok(parsed) = body_params_with(body, as_parsed).map(|q| render(&q)) {
+            if parsed != forms[0] {
+                forms.push(parsed);
             }
         }
         return Ok((forms, p));
@@ -538,12 +534,19 @@ mod tests {
         let body =
             br#"{"market":"KRW-BTC", "volume": 1e-7, "price":1.50,"states":["wait", 1e2],"x":null}"#;
         let (forms, params) = hashed_forms(&Method::POST, &uri, body).unwrap();
+        // The parameters the order sees are the written ones: nothing rounded on the way.
         assert_eq!(forms[0], render(&params));
         assert_eq!(
-            forms[1],
+            forms[0],
             "market=KRW-BTC&volume=1e-7&price=1.50&states[]=wait&states[]=1e2&x="
         );
+        assert_eq!(
+            forms[1],
+            "market=KRW-BTC&volume=1e-7&price=1.5&states[]=wait&states[]=100.0&x="
+        );
         assert_eq!(forms.len(), 2);
+        let p = body_params(br#"{"volume":1.00000000000000001}"#).unwrap();
+        assert_eq!(render(&p), "volume=1.00000000000000001");
         // Strings only: one form.
         let (forms, _) = hashed_forms(
             &Method::POST,
