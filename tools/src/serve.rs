@@ -343,7 +343,7 @@ fn web_prep(
 
 /// Raises the open-files limit to its hard limit and, where the web edge's `conns_max` would
 /// still not fit beside the gateway's connections and the server's own files (journal,
-/// snapshots, threads' pipes: 256 kept; and the web edge's lingering closes, 160 at most),
+/// snapshots, threads' pipes: 256 kept; and the web edge's lingering closes, `ringbook_web::LINGER_SOCKETS_MAX`),
 /// lowers it to what fits and says so: a full web edge
 /// then answers 503 `TOO_MANY_CONNECTIONS` instead of failing to accept.
 fn fit_open_files(config: &mut Config, sc: &ServerConfig, web: bool) {
@@ -351,7 +351,7 @@ fn fit_open_files(config: &mut Config, sc: &ServerConfig, web: bool) {
         return;
     };
     let fits = (files as usize)
-        .saturating_sub(sc.conns_max + 256 + 128)
+        .saturating_sub(sc.conns_max + 256 + ringbook_web::LINGER_SOCKETS_MAX)
         .max(1);
     if web && config.web.conns_max > fits {
         eprintln!(

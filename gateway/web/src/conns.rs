@@ -38,7 +38,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use ringbook_gateway::server::limits::source_key;
+use ringbook_gateway::server::limits::{source_key, unacknowledged};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -149,19 +149,21 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendDeadline<T>
     }
 }
 
-/// How long a socket dropped before its client closed may keep draining what the client still
-/// sends, at most; a client that has neither closed nor read what it was sent by then gets a
-/// reset (see [`linger`]).
-const LINGER: Duration = Duration::from_secs(1);
-/// How much a lingering socket reads and discards, at most (a client uploading faster still
-/// gets a reset).
+/// How often a lingering socket checks whether the client has taken what it was sent, and
+/// how long it waits at least for the client to close once it has.
+const LINGER_TICK: Duration = Duration::from_secs(1);
+/// How long a socket lingers at most, however slowly its client keeps reading.
+const LINGER_MAX: Duration = Duration::from_secs(60);
+/// How much a lingering socket reads and discards, at most.
 const LINGER_BYTES: usize = 4 << 20;
 /// How many connections the server ended may linger at once, and how many refused connections
 /// (503 before anything was read); past either, a socket is closed at once. Two pools, so a
 /// flood of refused connections cannot take the places of served connections' closes. They
-/// hold descriptors beyond `conns_max` (serve's open-file headroom covers them).
+/// hold descriptors beyond `conns_max` (serve's open-file headroom covers them:
+/// [`crate::LINGER_SOCKETS_MAX`]).
 const LINGER_CLOSES_MAX: usize = 128;
 const LINGER_REFUSALS_MAX: usize = 32;
+const _: () = assert!(LINGER_CLOSES_MAX + LINGER_REFUSALS_MAX == crate::LINGER_SOCKETS_MAX);
 
 /// Which pool a lingering socket counts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,13 +174,15 @@ pub(crate) enum Pool {
     Refusal = 1,
 }
 
-/// Lingering sockets now, per [`Pool`], and closes that were abrupt after all.
+/// Lingering sockets now, per [`Pool`], and how closes ended otherwise.
 #[derive(Debug, Default)]
 pub(crate) struct Lingering {
     now: [AtomicUsize; 2],
-    /// Closed with a reset: the pool was full, or the client neither closed nor stopped
-    /// sending within [`LINGER`] / [`LINGER_BYTES`].
-    abrupt: AtomicU64,
+    /// Closed with a reset: the client took nothing of what it was sent for `send_timeout_ms`
+    /// (or lingered [`LINGER_MAX`]).
+    reset: AtomicU64,
+    /// Closed at once, without lingering: the pool was full.
+    unlingered: AtomicU64,
 }
 
 impl Lingering {
@@ -281,20 +285,24 @@ impl tokio::io::AsyncWrite for Gentle {
 
 /// Closes `tcp` gently (a lingering close, as web servers do): shut down for writing, so what
 /// was sent goes out followed by the end, then read and discard what the client still sends
-/// until it closes too; only then is the socket closed. A client that has not closed within
-/// [`LINGER`], or sent more than [`LINGER_BYTES`], gets a reset instead (`SO_LINGER` 0): it
-/// is not reading, and a plain close would leave the kernel holding what it was not sent, for
-/// as long as the client keeps its window shut. Each [`Pool`] lets only so many sockets
-/// linger at once; past that (or outside a runtime) `tcp` is closed at once.
+/// until it closes too; only then is the socket closed. Every [`LINGER_TICK`] it looks at what
+/// the client has not acknowledged yet ([`unacknowledged`]): nothing left, it closes (the
+/// client has it all; a client that keeps an idle connection open is not waited for); still
+/// shrinking, it waits on (a slow reader gets its whole answer); unchanged for
+/// `send_timeout_ms` (or after [`LINGER_MAX`], or [`LINGER_BYTES`] read), it resets the
+/// connection (`SO_LINGER` 0): that client is not reading, and a plain close would leave the
+/// kernel holding what it never took for as long as it keeps its window shut. Each [`Pool`]
+/// lets only so many sockets linger at once; past that (or outside a runtime) `tcp` is closed
+/// at once.
 pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let max = match pool {
         Pool::Close => LINGER_CLOSES_MAX,
         Pool::Refusal => LINGER_REFUSALS_MAX,
     };
-    let abrupt = || conns.lingering.abrupt.fetch_add(1, Ordering::Relaxed);
+    let unlingered = || conns.lingering.unlingered.fetch_add(1, Ordering::Relaxed);
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        abrupt();
+        unlingered();
         return;
     };
     if conns.lingering.now[pool as usize]
@@ -303,7 +311,7 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool)
         })
         .is_err()
     {
-        abrupt();
+        unlingered();
         return;
     }
     /// Gives the place back however the task ends (done, cancelled at shutdown).
@@ -314,27 +322,51 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool)
         }
     }
     let counted = Counted(conns.clone(), pool);
+    let stall = conns.stall;
     rt.spawn(async move {
         let counted = counted;
         let mut tcp = tcp;
-        let ended = tokio::time::timeout(LINGER, async {
-            if tcp.shutdown().await.is_err() {
-                return true;
-            }
-            let mut buf = [0u8; 4096];
-            let mut read = 0;
-            while read < LINGER_BYTES {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => return true,
-                    Ok(n) => read += n,
+        if tcp.shutdown().await.is_err() {
+            return;
+        }
+        let start = tokio::time::Instant::now();
+        let mut check = start + LINGER_TICK.min(stall);
+        let mut left = unacknowledged(&tcp);
+        let mut moved = start;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut read = 0;
+        let reset = loop {
+            match tokio::time::timeout_at(check, tcp.read(&mut buf)).await {
+                // The client closed too (or the connection is gone).
+                Ok(Ok(0)) | Ok(Err(_)) => break false,
+                Ok(Ok(n)) => {
+                    read += n;
+                    if read < LINGER_BYTES {
+                        continue;
+                    }
                 }
+                Err(_) => {}
             }
-            false
-        })
-        .await;
-        if ended != Ok(true) {
+            let now = tokio::time::Instant::now();
+            check = now + LINGER_TICK.min(stall);
+            let q = unacknowledged(&tcp);
+            if matches!(q, None | Some(0)) {
+                break false;
+            }
+            if q < left {
+                left = q;
+                moved = now;
+            }
+            if now.duration_since(moved) >= stall
+                || now.duration_since(start) >= LINGER_MAX
+                || read >= LINGER_BYTES
+            {
+                break true;
+            }
+        };
+        if reset {
             let _ = tcp.set_zero_linger();
-            counted.0.lingering.abrupt.fetch_add(1, Ordering::Relaxed);
+            counted.0.lingering.reset.fetch_add(1, Ordering::Relaxed);
         }
     });
 }
@@ -407,6 +439,9 @@ pub(crate) struct Conns {
     pub(crate) refused: AtomicU64,
     /// Sockets closing gently ([`linger`]).
     pub(crate) lingering: Lingering,
+    /// How long a lingering socket's client may take nothing before it is reset
+    /// (`send_timeout_ms`).
+    stall: Duration,
 }
 
 /// Which cap refused a connection.
@@ -433,10 +468,11 @@ pub(crate) struct ConnGuard {
 }
 
 impl Conns {
-    pub(crate) fn new(max: usize, per_addr: usize) -> Arc<Conns> {
+    pub(crate) fn new(max: usize, per_addr: usize, stall: Duration) -> Arc<Conns> {
         Arc::new(Conns {
             max,
             per_addr,
+            stall,
             open: AtomicUsize::new(0),
             by_addr: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
@@ -474,11 +510,18 @@ impl Conns {
         );
         crate::metrics::metric(
             o,
-            "ringbook_web_closes_abrupt_total",
+            "ringbook_web_closes_reset_total",
             "counter",
-            "connections the server ended with a reset: the linger pool was full, or the client \
-             neither closed nor stopped sending within 1 s",
-            self.lingering.abrupt.load(Ordering::Relaxed),
+            "connections the server ended with a reset: their client took nothing of what it was \
+             sent for send_timeout_ms while the close lingered",
+            self.lingering.reset.load(Ordering::Relaxed),
+        );
+        crate::metrics::metric(
+            o,
+            "ringbook_web_closes_unlingered_total",
+            "counter",
+            "connections the server closed at once, the linger pool being full",
+            self.lingering.unlingered.load(Ordering::Relaxed),
         );
     }
 
@@ -633,7 +676,7 @@ mod tests {
 
     #[test]
     fn caps_count_per_address_and_in_total_and_free_on_drop() {
-        let c = Conns::new(3, 2);
+        let c = Conns::new(3, 2, Duration::from_secs(1));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = c.admit(a).unwrap();
@@ -656,7 +699,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_slash_64_is_one_source() {
-        let c = Conns::new(10, 2);
+        let c = Conns::new(10, 2, Duration::from_secs(1));
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let _a = c.admit(ip("2001:db8:0:1::1")).unwrap();
         let _b = c.admit(ip("2001:db8:0:1:ffff::2")).unwrap();
@@ -669,6 +712,61 @@ mod tests {
         let _v4 = c.admit(ip("10.0.0.9")).unwrap();
         let _v4b = c.admit(ip("::ffff:10.0.0.9")).unwrap();
         assert_eq!(c.admit(ip("10.0.0.9")).unwrap_err(), Refused::Address);
+    }
+
+    #[test]
+    fn a_slow_reader_gets_its_whole_answer_through_a_lingering_close() {
+        use std::io::Read;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // A client is reset only after taking nothing for this long: out of the way here.
+        let conns = Conns::new(4, 4, Duration::from_secs(20));
+        let (written, reader) = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let to = l.local_addr().unwrap();
+            // Reads 16 KiB every 100 ms: its answer takes several linger ticks to go out.
+            let reader = std::thread::spawn(move || {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                s.set_recv_buffer_size(64 << 10).unwrap();
+                s.connect(&to.into()).unwrap();
+                let mut c: std::net::TcpStream = s.into();
+                let mut buf = vec![0u8; 16 << 10];
+                let mut got = 0usize;
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    match c.read(&mut buf) {
+                        Ok(0) => return Ok(got),
+                        Ok(n) => got += n,
+                        Err(e) => return Err((got, e.kind())),
+                    }
+                }
+            });
+            let (s, _) = l.accept().await.unwrap();
+            socket2::SockRef::from(&s)
+                .set_send_buffer_size(256 << 10)
+                .unwrap();
+            // The answer: as much as the socket takes now.
+            let mut written = 0usize;
+            let chunk = vec![7u8; 64 << 10];
+            while let Ok(n) = s.try_write(&chunk) {
+                written += n;
+            }
+            assert!(written > 0);
+            linger(&conns, s, Pool::Close);
+            (written, reader)
+        });
+        let got = reader.join().unwrap();
+        assert_eq!(
+            got,
+            Ok(written),
+            "the whole answer, then the end (no reset)"
+        );
+        assert_eq!(conns.lingering.reset.load(Ordering::Relaxed), 0);
+        drop(rt);
     }
 
     #[test]

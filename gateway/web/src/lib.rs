@@ -186,6 +186,10 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
+/// Sockets the web edge may hold beyond `[web] conns_max` for lingering closes (served and
+/// refused connections: `conns.rs`); `ringbook serve` keeps descriptors for them.
+pub const LINGER_SOCKETS_MAX: usize = 160;
+
 /// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1); the
 /// message names the key. `ringbook serve` calls it before it starts anything.
 pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), String> {
@@ -254,7 +258,11 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         .start_dispatcher()
         .map_err(|e| format!("starting the web dispatcher: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let conns = conns::Conns::new(wc.conns_max, wc.conns_per_addr);
+    let conns = conns::Conns::new(
+        wc.conns_max,
+        wc.conns_per_addr,
+        Duration::from_millis(wc.send_timeout_ms),
+    );
     let csv_base = (1u64 << 63) | (token::now_secs() << 24);
     let state = Arc::new(AppState {
         edge: edge.clone(),
