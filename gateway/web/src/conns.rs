@@ -163,6 +163,10 @@ const LINGER_BYTES: usize = 4 << 20;
 /// [`crate::LINGER_SOCKETS_MAX`]).
 const LINGER_CLOSES_MAX: usize = 128;
 const LINGER_REFUSALS_MAX: usize = 32;
+/// How many of either pool's places one source (an IPv4 address, an IPv6 /64) may hold: a
+/// client that has the server close connection after connection and never closes its side
+/// cannot keep every place.
+const LINGER_PER_SOURCE: usize = 8;
 const _: () = assert!(LINGER_CLOSES_MAX + LINGER_REFUSALS_MAX == crate::LINGER_SOCKETS_MAX);
 
 /// Which pool a lingering socket counts in.
@@ -178,10 +182,12 @@ pub(crate) enum Pool {
 #[derive(Debug, Default)]
 pub(crate) struct Lingering {
     now: [AtomicUsize; 2],
+    /// Places held per source, only sources with one.
+    by_source: Mutex<HashMap<IpAddr, usize>>,
     /// Closed with a reset: the client took nothing of what it was sent for `send_timeout_ms`
     /// (or lingered [`LINGER_MAX`]).
     reset: AtomicU64,
-    /// Closed at once, without lingering: the pool was full.
+    /// Closed at once, without lingering: the pool, or the source's share of it, was full.
     unlingered: AtomicU64,
 }
 
@@ -201,15 +207,18 @@ impl Lingering {
 pub(crate) struct Gentle {
     tcp: Option<tokio::net::TcpStream>,
     conns: Arc<Conns>,
+    /// The client's source ([`source_key`]).
+    source: IpAddr,
     /// The client closed its side (a read found the end).
     peer_closed: bool,
 }
 
 impl Gentle {
-    pub(crate) fn new(tcp: tokio::net::TcpStream, conns: Arc<Conns>) -> Gentle {
+    pub(crate) fn new(tcp: tokio::net::TcpStream, conns: Arc<Conns>, source: IpAddr) -> Gentle {
         Gentle {
             tcp: Some(tcp),
             conns,
+            source,
             peer_closed: false,
         }
     }
@@ -223,7 +232,7 @@ impl Drop for Gentle {
     fn drop(&mut self) {
         if let Some(tcp) = self.tcp.take() {
             if !self.peer_closed {
-                linger(&self.conns, tcp, Pool::Close);
+                linger(&self.conns, tcp, Pool::Close, self.source);
             }
         }
     }
@@ -292,9 +301,9 @@ impl tokio::io::AsyncWrite for Gentle {
 /// `send_timeout_ms` (or after [`LINGER_MAX`], or [`LINGER_BYTES`] read), it resets the
 /// connection (`SO_LINGER` 0): that client is not reading, and a plain close would leave the
 /// kernel holding what it never took for as long as it keeps its window shut. Each [`Pool`]
-/// lets only so many sockets linger at once; past that (or outside a runtime) `tcp` is closed
-/// at once.
-pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool) {
+/// lets only so many sockets linger at once, [`LINGER_PER_SOURCE`] of them from `source`;
+/// past that (or outside a runtime) `tcp` is closed at once.
+pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool, source: IpAddr) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let max = match pool {
         Pool::Close => LINGER_CLOSES_MAX,
@@ -314,14 +323,40 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool)
         unlingered();
         return;
     }
-    /// Gives the place back however the task ends (done, cancelled at shutdown).
-    struct Counted(Arc<Conns>, Pool);
+    /// Gives the places back however the task ends (done, cancelled at shutdown, or never
+    /// started).
+    struct Counted(Arc<Conns>, Pool, Option<IpAddr>);
     impl Drop for Counted {
         fn drop(&mut self) {
-            self.0.lingering.now[self.1 as usize].fetch_sub(1, Ordering::Relaxed);
+            let l = &self.0.lingering;
+            if let Some(source) = self.2 {
+                let mut by = l.by_source.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = by.get_mut(&source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        by.remove(&source);
+                    }
+                }
+            }
+            l.now[self.1 as usize].fetch_sub(1, Ordering::Relaxed);
         }
     }
-    let counted = Counted(conns.clone(), pool);
+    let mut counted = Counted(conns.clone(), pool, None);
+    {
+        let mut by = conns
+            .lingering
+            .by_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = by.entry(source).or_insert(0);
+        if *n >= LINGER_PER_SOURCE {
+            drop(by);
+            unlingered();
+            return;
+        }
+        *n += 1;
+        counted.2 = Some(source);
+    }
     let stall = conns.stall;
     rt.spawn(async move {
         let counted = counted;
@@ -626,7 +661,7 @@ pub(crate) async fn serve(
                 // A fresh socket's send buffer is empty: the short answer fits without waiting.
                 let answer = &answers[(why == Refused::Address) as usize];
                 let _ = tcp.try_write(answer);
-                linger(&conns, tcp, Pool::Refusal);
+                linger(&conns, tcp, Pool::Refusal, source_key(peer.ip()));
                 continue;
             }
         };
@@ -649,7 +684,8 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _place = place;
             let _done = done;
-            let io = TokioIo::new(SendDeadline::new(Gentle::new(tcp, conns), timeouts.send));
+            let gentle = Gentle::new(tcp, conns, source_key(peer.ip()));
+            let io = TokioIo::new(SendDeadline::new(gentle, timeouts.send));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.header)
@@ -756,7 +792,7 @@ mod tests {
                 written += n;
             }
             assert!(written > 0);
-            linger(&conns, s, Pool::Close);
+            linger(&conns, s, Pool::Close, to.ip());
             (written, reader)
         });
         let got = reader.join().unwrap();
@@ -767,6 +803,48 @@ mod tests {
         );
         assert_eq!(conns.lingering.reset.load(Ordering::Relaxed), 0);
         drop(rt);
+    }
+
+    #[test]
+    fn one_source_holds_only_its_share_of_the_lingering_places() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conns = Conns::new(64, 64, Duration::from_secs(20));
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let to = l.local_addr().unwrap();
+            let mut clients = Vec::new();
+            let a: IpAddr = "10.0.0.1".parse().unwrap();
+            let b: IpAddr = "2001:db8::1".parse().unwrap();
+            for i in 0..LINGER_PER_SOURCE + 3 {
+                clients.push(std::net::TcpStream::connect(to).unwrap());
+                let (s, _) = l.accept().await.unwrap();
+                // Clients that never close: each socket lingers while it may.
+                linger(
+                    &conns,
+                    s,
+                    Pool::Close,
+                    if i <= LINGER_PER_SOURCE { a } else { b },
+                );
+            }
+            let lingering = &conns.lingering;
+            assert_eq!(lingering.count(), LINGER_PER_SOURCE + 2);
+            assert_eq!(lingering.unlingered.load(Ordering::Relaxed), 1);
+            assert_eq!(lingering.by_source.lock().unwrap()[&a], LINGER_PER_SOURCE);
+            // The clients close: every place comes back.
+            drop(clients);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while lingering.count() > 0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "places never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(lingering.by_source.lock().unwrap().is_empty());
+        });
     }
 
     #[test]
