@@ -221,9 +221,9 @@ mod tests {
         assert!(l.account(0, t + Duration::from_millis(100)).is_err());
     }
 
-    #[test]
-    fn an_ipv6_slash_64_shares_one_bucket() {
-        let l = Limits::new(
+    /// No accounts; addresses get 2 requests at once, then 1 a second; `tracked` buckets.
+    fn address_limits(tracked: usize) -> Limits {
+        Limits::new(
             0,
             Rate {
                 per_sec: 1,
@@ -233,8 +233,13 @@ mod tests {
                 per_sec: 1,
                 burst: 2,
             },
-            4,
-        );
+            tracked,
+        )
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_shares_one_bucket() {
+        let l = address_limits(4);
         let t = Instant::now();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(l.address(ip("2001:db8::1"), t), Ok(()));
@@ -246,18 +251,7 @@ mod tests {
 
     #[test]
     fn new_addresses_cannot_evict_busy_ones() {
-        let l = Limits::new(
-            0,
-            Rate {
-                per_sec: 1,
-                burst: 1,
-            },
-            Rate {
-                per_sec: 1,
-                burst: 2,
-            },
-            2,
-        );
+        let l = address_limits(2);
         let t = Instant::now();
         assert_eq!(l.address(ip(1), t), Ok(()));
         assert_eq!(l.address(ip(2), t), Ok(()));
