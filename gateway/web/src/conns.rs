@@ -154,6 +154,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendDeadline<T>
 const LINGER_TICK: Duration = Duration::from_secs(1);
 /// How long a socket lingers at most, however slowly its client keeps reading.
 const LINGER_MAX: Duration = Duration::from_secs(60);
+/// The least a lingering client may take nothing before it is reset (whatever
+/// `send_timeout_ms`, a round trip must fit), and what a refused one gets (its answer is a
+/// few hundred bytes).
+const LINGER_STALL_MIN: Duration = Duration::from_secs(2);
 /// How much a lingering socket reads and discards, at most.
 const LINGER_BYTES: usize = 4 << 20;
 /// How many connections the server ended may linger at once, and how many refused connections
@@ -185,7 +189,8 @@ pub(crate) struct Lingering {
     /// Places held per source, only sources with one.
     by_source: Mutex<HashMap<IpAddr, usize>>,
     /// Closed with a reset: the client took nothing of what it was sent for `send_timeout_ms`
-    /// (or lingered [`LINGER_MAX`]).
+    /// (at least [`LINGER_STALL_MIN`]), or still had some of it after [`LINGER_MAX`] or
+    /// [`LINGER_BYTES`] read.
     reset: AtomicU64,
     /// Closed at once, without lingering: the pool, or the source's share of it, was full.
     unlingered: AtomicU64,
@@ -231,7 +236,9 @@ impl Gentle {
 impl Drop for Gentle {
     fn drop(&mut self) {
         if let Some(tcp) = self.tcp.take() {
-            if !self.peer_closed {
+            // A client that closed its side has nothing more to send; it still lingers while
+            // it has not taken everything (a half-closed client that never reads is reset).
+            if !self.peer_closed || unacknowledged(&tcp).is_some_and(|q| q > 0) {
                 linger(&self.conns, tcp, Pool::Close, self.source);
             }
         }
@@ -294,15 +301,17 @@ impl tokio::io::AsyncWrite for Gentle {
 
 /// Closes `tcp` gently (a lingering close, as web servers do): shut down for writing, so what
 /// was sent goes out followed by the end, then read and discard what the client still sends
-/// until it closes too; only then is the socket closed. Every [`LINGER_TICK`] it looks at what
-/// the client has not acknowledged yet ([`unacknowledged`]): nothing left, it closes (the
-/// client has it all; a client that keeps an idle connection open is not waited for); still
+/// until it closes too. Every [`LINGER_TICK`] it looks at what the client has not acknowledged
+/// yet ([`unacknowledged`]): nothing left and nothing read since the last look, it closes (the
+/// client has it all; an idle client that keeps the connection open is not waited for); still
 /// shrinking, it waits on (a slow reader gets its whole answer); unchanged for
-/// `send_timeout_ms` (or after [`LINGER_MAX`], or [`LINGER_BYTES`] read), it resets the
-/// connection (`SO_LINGER` 0): that client is not reading, and a plain close would leave the
-/// kernel holding what it never took for as long as it keeps its window shut. Each [`Pool`]
-/// lets only so many sockets linger at once, [`LINGER_PER_SOURCE`] of them from `source`;
-/// past that (or outside a runtime) `tcp` is closed at once.
+/// `send_timeout_ms` (at least [`LINGER_STALL_MIN`]; a refused connection gets just that), it
+/// resets the connection (`SO_LINGER` 0): that client is not reading, and a plain close would
+/// leave the kernel holding what it never took for as long as the client keeps its window
+/// shut. A client that closed its side is watched the same way until it has taken
+/// everything. [`LINGER_MAX`] and [`LINGER_BYTES`] read bound it all. Each [`Pool`] lets only
+/// so many sockets linger at once, and one `source` only [`LINGER_PER_SOURCE`] of both
+/// together; past that (or outside a runtime) `tcp` is closed at once.
 pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool, source: IpAddr) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let max = match pool {
@@ -314,34 +323,26 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool,
         unlingered();
         return;
     };
-    if conns.lingering.now[pool as usize]
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .is_err()
-    {
-        unlingered();
-        return;
-    }
     /// Gives the places back however the task ends (done, cancelled at shutdown, or never
     /// started).
-    struct Counted(Arc<Conns>, Pool, Option<IpAddr>);
+    struct Counted(Arc<Conns>, Option<Pool>, IpAddr);
     impl Drop for Counted {
         fn drop(&mut self) {
             let l = &self.0.lingering;
-            if let Some(source) = self.2 {
-                let mut by = l.by_source.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(n) = by.get_mut(&source) {
-                    *n -= 1;
-                    if *n == 0 {
-                        by.remove(&source);
-                    }
+            let mut by = l.by_source.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = by.get_mut(&self.2) {
+                *n -= 1;
+                if *n == 0 {
+                    by.remove(&self.2);
                 }
             }
-            l.now[self.1 as usize].fetch_sub(1, Ordering::Relaxed);
+            drop(by);
+            if let Some(pool) = self.1 {
+                l.now[pool as usize].fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
-    let mut counted = Counted(conns.clone(), pool, None);
+    // The source's share first (both pools together), then the pool's place.
     {
         let mut by = conns
             .lingering
@@ -355,9 +356,22 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool,
             return;
         }
         *n += 1;
-        counted.2 = Some(source);
     }
-    let stall = conns.stall;
+    let mut counted = Counted(conns.clone(), None, source);
+    if conns.lingering.now[pool as usize]
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_err()
+    {
+        unlingered();
+        return;
+    }
+    counted.1 = Some(pool);
+    let stall = match pool {
+        Pool::Close => conns.stall.max(LINGER_STALL_MIN),
+        Pool::Refusal => LINGER_STALL_MIN,
+    };
     rt.spawn(async move {
         let counted = counted;
         let mut tcp = tcp;
@@ -365,38 +379,60 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool,
             return;
         }
         let start = tokio::time::Instant::now();
-        let mut check = start + LINGER_TICK.min(stall);
-        let mut left = unacknowledged(&tcp);
+        let mut check = start + LINGER_TICK;
+        let mut left = unacknowledged(&tcp).unwrap_or(usize::MAX);
         let mut moved = start;
         let mut buf = vec![0u8; 64 << 10];
         let mut read = 0;
+        // The client closed its side: nothing more to read, only to see it take the rest.
+        let mut eof = false;
+        // Bytes read from the client since the last look.
+        let mut fresh = 0;
         let reset = loop {
-            match tokio::time::timeout_at(check, tcp.read(&mut buf)).await {
-                // The client closed too (or the connection is gone).
-                Ok(Ok(0)) | Ok(Err(_)) => break false,
-                Ok(Ok(n)) => {
-                    read += n;
-                    if read < LINGER_BYTES {
-                        continue;
+            if eof {
+                tokio::time::sleep_until(check).await;
+            } else {
+                match tokio::time::timeout_at(check, tcp.read(&mut buf)).await {
+                    Ok(Ok(0)) => eof = true,
+                    // The connection is gone.
+                    Ok(Err(_)) => break false,
+                    Ok(Ok(n)) => {
+                        read += n;
+                        fresh += n;
+                        if read < LINGER_BYTES {
+                            continue;
+                        }
                     }
+                    Err(_) => {}
                 }
-                Err(_) => {}
+                if eof && tokio::time::Instant::now() < check {
+                    // Its close: done if it has taken everything, else watch it at the tick.
+                    if unacknowledged(&tcp).is_none_or(|q| q == 0) {
+                        break false;
+                    }
+                    continue;
+                }
             }
             let now = tokio::time::Instant::now();
-            check = now + LINGER_TICK.min(stall);
-            let q = unacknowledged(&tcp);
-            if matches!(q, None | Some(0)) {
+            check = now + LINGER_TICK;
+            let Some(q) = unacknowledged(&tcp) else {
+                break false;
+            };
+            // Everything taken, and the client has stopped sending (or closed): done. One
+            // still sending is drained on, so its bytes cannot turn the close into a reset.
+            if q == 0 && (fresh == 0 || eof) {
                 break false;
             }
+            fresh = 0;
             if q < left {
                 left = q;
                 moved = now;
             }
-            if now.duration_since(moved) >= stall
+            if (q > 0 && now.duration_since(moved) >= stall)
                 || now.duration_since(start) >= LINGER_MAX
                 || read >= LINGER_BYTES
             {
-                break true;
+                break q > 0;
             }
         };
         if reset {
@@ -555,7 +591,8 @@ impl Conns {
             o,
             "ringbook_web_closes_unlingered_total",
             "counter",
-            "connections the server closed at once, the linger pool being full",
+            "connections the server closed at once, the linger pool or the source's share of it \
+             being full",
             self.lingering.unlingered.load(Ordering::Relaxed),
         );
     }
@@ -816,12 +853,16 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let to = l.local_addr().unwrap();
             let mut clients = Vec::new();
+            let mut sockets = Vec::new();
+            for _ in 0..LINGER_PER_SOURCE + 3 {
+                clients.push(std::net::TcpStream::connect(to).unwrap());
+                sockets.push(l.accept().await.unwrap().0);
+            }
             let a: IpAddr = "10.0.0.1".parse().unwrap();
             let b: IpAddr = "2001:db8::1".parse().unwrap();
-            for i in 0..LINGER_PER_SOURCE + 3 {
-                clients.push(std::net::TcpStream::connect(to).unwrap());
-                let (s, _) = l.accept().await.unwrap();
-                // Clients that never close: each socket lingers while it may.
+            // All handed over before any linger task runs (nothing awaits in between): the
+            // places are counted as they are taken.
+            for (i, s) in sockets.into_iter().enumerate() {
                 linger(
                     &conns,
                     s,
@@ -833,7 +874,9 @@ mod tests {
             assert_eq!(lingering.count(), LINGER_PER_SOURCE + 2);
             assert_eq!(lingering.unlingered.load(Ordering::Relaxed), 1);
             assert_eq!(lingering.by_source.lock().unwrap()[&a], LINGER_PER_SOURCE);
-            // The clients close: every place comes back.
+            assert_eq!(lingering.by_source.lock().unwrap()[&b], 2);
+            // They end (their clients took everything: at the first look, or at their close);
+            // every place comes back.
             drop(clients);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while lingering.count() > 0 {
@@ -844,6 +887,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             assert!(lingering.by_source.lock().unwrap().is_empty());
+            assert_eq!(lingering.reset.load(Ordering::Relaxed), 0);
         });
     }
 
