@@ -173,6 +173,52 @@ const LINGER_REFUSALS_MAX: usize = 32;
 const LINGER_PER_SOURCE: usize = 8;
 const _: () = assert!(LINGER_CLOSES_MAX + LINGER_REFUSALS_MAX == crate::LINGER_SOCKETS_MAX);
 
+/// Places held per source (an IPv4 address, an IPv6 /64), each taken up to a cap; the table
+/// holds only sources that hold one.
+#[derive(Debug, Default)]
+pub(crate) struct PerSource(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerSource {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one of `source`'s places if it holds fewer than `max`.
+    fn take(&self, source: IpAddr, max: usize) -> bool {
+        let mut map = self.map();
+        let n = map.entry(source).or_insert(0);
+        let ok = *n < max;
+        *n += usize::from(ok);
+        if *n == 0 {
+            map.remove(&source);
+        }
+        ok
+    }
+
+    /// Gives one of `source`'s places back.
+    fn give(&self, source: IpAddr) {
+        let mut map = self.map();
+        if let Some(n) = map.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&source);
+            }
+        }
+    }
+
+    /// Places `source` holds.
+    #[cfg(test)]
+    fn held(&self, source: IpAddr) -> usize {
+        self.map().get(&source).copied().unwrap_or(0)
+    }
+
+    /// Sources holding a place.
+    #[cfg(test)]
+    fn sources(&self) -> usize {
+        self.map().len()
+    }
+}
+
 /// Which pool a lingering socket counts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pool {
@@ -186,8 +232,8 @@ pub(crate) enum Pool {
 #[derive(Debug, Default)]
 pub(crate) struct Lingering {
     now: [AtomicUsize; 2],
-    /// Places held per source, only sources with one.
-    by_source: Mutex<HashMap<IpAddr, usize>>,
+    /// Places held per source, both pools together.
+    by_source: PerSource,
     /// Closed with a reset: the client took nothing of what it was sent for `send_timeout_ms`
     /// (at least [`LINGER_STALL_MIN`]), or still had some of it after [`LINGER_MAX`] or
     /// [`LINGER_BYTES`] read.
@@ -329,33 +375,16 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool,
     impl Drop for Counted {
         fn drop(&mut self) {
             let l = &self.0.lingering;
-            let mut by = l.by_source.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = by.get_mut(&self.2) {
-                *n -= 1;
-                if *n == 0 {
-                    by.remove(&self.2);
-                }
-            }
-            drop(by);
+            l.by_source.give(self.2);
             if let Some(pool) = self.1 {
                 l.now[pool as usize].fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
     // The source's share first (both pools together), then the pool's place.
-    {
-        let mut by = conns
-            .lingering
-            .by_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let n = by.entry(source).or_insert(0);
-        if *n >= LINGER_PER_SOURCE {
-            drop(by);
-            unlingered();
-            return;
-        }
-        *n += 1;
+    if !conns.lingering.by_source.take(source, LINGER_PER_SOURCE) {
+        unlingered();
+        return;
     }
     let mut counted = Counted(conns.clone(), None, source);
     if conns.lingering.now[pool as usize]
@@ -505,7 +534,7 @@ pub(crate) struct Conns {
     max: usize,
     per_addr: usize,
     open: AtomicUsize,
-    by_addr: Mutex<HashMap<IpAddr, usize>>,
+    by_addr: PerSource,
     /// Connections refused by either cap (for `/metrics`).
     pub(crate) refused: AtomicU64,
     /// Sockets closing gently ([`linger`]).
@@ -545,7 +574,7 @@ impl Conns {
             per_addr,
             stall,
             open: AtomicUsize::new(0),
-            by_addr: Mutex::new(HashMap::new()),
+            by_addr: PerSource::default(),
             refused: AtomicU64::new(0),
             lingering: Lingering::default(),
         })
@@ -602,17 +631,15 @@ impl Conns {
     /// connection open, so it is bounded by `conns_max`.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
         let ip = source_key(ip);
-        let mut by_addr = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        // (One accept loop admits: the total cannot move between its check and its add.)
         if self.open.load(Ordering::Relaxed) >= self.max {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::Total);
         }
-        let n = by_addr.entry(ip).or_insert(0);
-        if *n >= self.per_addr {
+        if !self.by_addr.take(ip, self.per_addr) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::Address);
         }
-        *n += 1;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(ConnGuard {
             conns: self.clone(),
@@ -623,13 +650,7 @@ impl Conns {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut by_addr = self.conns.by_addr.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = by_addr.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                by_addr.remove(&self.ip);
-            }
-        }
+        self.conns.by_addr.give(self.ip);
         self.conns.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -765,7 +786,7 @@ mod tests {
         drop((a2, a3, b1));
         assert_eq!(c.open(), 0);
         assert!(
-            c.by_addr.lock().unwrap().is_empty(),
+            c.by_addr.sources() == 0,
             "no address is kept without a connection"
         );
     }
@@ -873,8 +894,8 @@ mod tests {
             let lingering = &conns.lingering;
             assert_eq!(lingering.count(), LINGER_PER_SOURCE + 2);
             assert_eq!(lingering.unlingered.load(Ordering::Relaxed), 1);
-            assert_eq!(lingering.by_source.lock().unwrap()[&a], LINGER_PER_SOURCE);
-            assert_eq!(lingering.by_source.lock().unwrap()[&b], 2);
+            assert_eq!(lingering.by_source.held(a), LINGER_PER_SOURCE);
+            assert_eq!(lingering.by_source.held(b), 2);
             // They end (their clients took everything: at the first look, or at their close);
             // every place comes back.
             drop(clients);
@@ -886,7 +907,7 @@ mod tests {
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(lingering.by_source.lock().unwrap().is_empty());
+            assert_eq!(lingering.by_source.sources(), 0);
             assert_eq!(lingering.reset.load(Ordering::Relaxed), 0);
         });
     }
