@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 
 /// A mapped segment file (read-write for the writer, read-only for readers).
 #[derive(Debug)]
@@ -152,6 +152,35 @@ impl Mapping {
         #[cfg(not(target_os = "linux"))]
         {
             self.raw.advise_range(Advice::WillNeed, offset, len)
+        }
+    }
+
+    /// Turns readahead off for faults in this mapping (`MADV_RANDOM`): a fault maps the one page
+    /// it needs. For a fresh segment, whose pages are holes: without it a single fault zero-fills
+    /// a whole readahead window (`read_ahead_kb`, 8 MiB on this machine's disk), 10–40 ms of
+    /// kernel time in one go on the pre-toucher (docs/benchmarks.md). Best effort: advice only.
+    pub(crate) fn no_readahead(&self) {
+        let _ = self.raw.advise(Advice::Random);
+    }
+
+    /// Drops this mapping's page-table entries for `offset..offset + len` (`MADV_DONTNEED`), so
+    /// that the pre-toucher can take a left segment's mapping down a piece at a time instead of
+    /// in one `munmap` of every page (1–9 ms for 64 MiB here, docs/benchmarks.md). The pages stay
+    /// in the page cache, dirty ones stay dirty (they are written back as before), and a later
+    /// access faults the same file bytes back in: nothing anyone can read changes.
+    pub(crate) fn release(&self, offset: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.check(offset, len, 1);
+        // SAFETY: every `Mapping` is a shared mapping of a file (`map_raw`, `map_raw_read_only`:
+        // MAP_SHARED). For a shared file mapping MADV_DONTNEED only unmaps the pages; the next
+        // access maps the page cache's same bytes again (it zero-fills only private anonymous or
+        // copy-on-write pages, which a `Mapping` never has). So no byte any reference into the
+        // mapping can observe changes.
+        unsafe {
+            self.raw
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len)
         }
     }
 

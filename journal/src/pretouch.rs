@@ -27,13 +27,23 @@
 //! - keeps the next segment ready: created at full length, mapped, its first window faulted in,
 //!   and handed over through a one-slot mailbox (an `AtomicPtr`, `Release` on the helper side,
 //!   `Acquire` on the writer's), and
-//! - unmaps segments the writer has left (it holds the last reference to them).
+//! - unmaps segments the writer has left (it holds the last reference to them), releasing their
+//!   pages from the mapping first.
 //!
-//! The helper sleeps between rounds (`park_timeout`): it never busy-spins, so it needs no core
-//! of its own and fits the fused layout of a 2-core box. If the writer reaches the end of a
-//! segment before the helper has the next one ready (only when a whole segment is written faster
-//! than one `poll_interval` plus a file creation), it wakes the helper and yields until the
-//! segment arrives: a counted stall, never a wrong result.
+//! **In steps.** All of that is done in steps ([`STEP_BYTES`], 64 KiB, faulted in;
+//! [`RELEASE_STEP_BYTES`], 2 MiB, released), in turns of at most [`STEP_BUDGET`] (100 µs), with
+//! a sleep (`park_timeout`) of `poll_interval` after every turn — or turns of
+//! [`URGENT_STEP_BUDGET`] (500 µs) and sleeps of [`URGENT_POLL_INTERVAL`] while the writer is
+//! close to what is not done yet (less than half the window ahead of it, or past the middle of
+//! its segment with no next one handed over). It never busy-spins and never holds a core for
+//! long, so it needs no core of its own and fits the fused layout of a 2-core box, where it runs
+//! by taking a core from a spinning stage: one 16 MiB `MADV_POPULATE_WRITE` of a fresh segment
+//! in one go took 18–33 ms here, and the stage it displaced waited that long
+//! (docs/benchmarks.md, "A pre-toucher that works in steps").
+//! Segments are mapped with readahead off, so a step faults what it names and no more.
+//!
+//! If the writer reaches the end of a segment before the helper has the next one ready, it wakes
+//! the helper and yields until the segment arrives: a counted stall, never a wrong result.
 
 use std::io;
 use std::path::PathBuf;
@@ -41,7 +51,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{AppendError, JournalError};
 use crate::format::SEGMENT_HEADER_LEN;
@@ -57,8 +67,28 @@ const _: () = assert!(crate::config::SEGMENT_LEN_BYTES_MAX <= 1 << OFFSET_BITS);
 /// The writer publishes its position when its offset crosses a multiple of this.
 pub(crate) const PUBLISH_GRANULE_BYTES: usize = 64 << 10;
 
-/// Faulting-in is done in pieces of this size so a stop request is seen promptly.
-const POPULATE_CHUNK_BYTES: usize = 4 << 20;
+/// The most the helper faults in in one step (~70 µs of page faults here).
+const STEP_BYTES: usize = 64 << 10;
+
+/// The most the helper releases of a left segment's mapping in one step. Larger than
+/// [`STEP_BYTES`]: dropping mapped pages costs a fraction of faulting them in, but every call
+/// interrupts the other cores running this process to flush their TLBs (an inter-processor
+/// interrupt, costly in a VM), so fewer calls are better.
+const RELEASE_STEP_BYTES: usize = 2 << 20;
+
+/// How long the helper works before it sleeps again. With [`URGENT_POLL_INTERVAL`] (plus the
+/// timer's slack) that keeps it to about half a core at most while the writer is close, and
+/// to about a third while it is not (with the default `poll_interval`).
+const STEP_BUDGET: Duration = Duration::from_micros(100);
+
+/// How long the helper works before it sleeps again while the writer is close to what is not
+/// done yet: longer turns, fewer of the context switches that each turn costs a spinning stage.
+const URGENT_STEP_BUDGET: Duration = Duration::from_micros(500);
+
+/// The sleep between budgets while the writer may soon need what is not done yet. A sleep, not
+/// `yield_now`: a yield gives the core back only if the scheduler picks another task, and it
+/// kept picking the helper (which had slept, so its claim was the larger) for ~18 ms at a time.
+const URGENT_POLL_INTERVAL: Duration = Duration::from_micros(20);
 
 /// Pads a value to its own pair of cache lines (prefetchers pull lines in pairs), so the
 /// writer's position word shares a line with nothing the helper writes.
@@ -204,7 +234,8 @@ impl Drop for ExitFlag<'_> {
 
 fn helper(plan: PretouchPlan, shared: Arc<Shared>, current: Arc<Segment>) {
     let _exit = ExitFlag(&shared.exited);
-    if let Err(e) = helper_loop(&plan, &shared, current) {
+    let mut next = None;
+    if let Err(e) = helper_loop(&plan, &shared, current, &mut next) {
         *shared.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
         shared.failed.store(true, Ordering::Release);
     }
@@ -213,81 +244,209 @@ fn helper(plan: PretouchPlan, shared: Arc<Shared>, current: Arc<Segment>) {
     let p = shared.next.swap(ptr::null_mut(), Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: as in `take_next`: the swap moved the slot's one reference to us.
-        let unused = unsafe { Arc::from_raw(p) };
-        let path = unused.path.clone();
-        drop(unused);
-        // Best effort: if it stays, the next open removes it as an unused segment.
-        let _ = std::fs::remove_file(path);
+        drop(unsafe { Arc::from_raw(p) });
     }
+    // The next segment, whether still being prepared or handed over and not taken (the writer
+    // took it only if it moved there; then its header is written and it is the writer's).
+    if let Some(n) = next {
+        if matches!(
+            n.segment.header(),
+            Err(crate::format::HeaderError::Unwritten)
+        ) {
+            let path = n.segment.path.clone();
+            drop(n);
+            // Best effort: if it stays, the next open removes it as an unused segment.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The next segment, while the helper prepares it and after it is handed over.
+struct Next {
+    segment: Arc<Segment>,
+    /// Faulted in from the start up to here.
+    touched: usize,
+    /// In the mailbox (or taken by the writer).
+    handed_over: bool,
 }
 
 fn helper_loop(
     plan: &PretouchPlan,
     shared: &Shared,
     mut current: Arc<Segment>,
+    next: &mut Option<Next>,
 ) -> Result<(), JournalError> {
-    let mut touched_until = 0usize; // of `current`; the writer's open has faulted its window.
-    let mut next: Option<(Arc<Segment>, usize)> = None; // our reference, and how far touched.
-                                                        // The segment the writer left, kept to be recycled as the next one (its allocation and path
-                                                        // buffer reused: no heap allocation per roll).
-    let mut spare: Option<Arc<Segment>> = None;
+    // How far `current` is faulted in (the writer's open has faulted its first window).
+    let mut touched_until = 0usize;
+    // The segment the writer left, and how far its mapping is released: it is released a step
+    // at a time, then recycled as the next one (its allocation and path buffer reused: no heap
+    // allocation per roll).
+    let mut spare: Option<(Arc<Segment>, usize)> = None;
     while !shared.stop.load(Ordering::Acquire) {
-        let (index, offset) = unpack_position(shared.position.0.load(Ordering::Relaxed));
-        // The writer moved on: the segment it left has its last reference here; it is unmapped
-        // on this thread when it is recycled below.
-        if let Some((n, n_touched)) = next.take() {
-            if n.index & INDEX_MASK == index {
-                spare = Some(std::mem::replace(&mut current, n));
-                touched_until = n_touched;
+        // Work in steps until the turn's budget is spent or nothing is left, then sleep: the
+        // helper never holds a core for more than about one budget at a time.
+        let started = Instant::now();
+        let urgent = loop {
+            let (index, offset) = unpack_position(shared.position.0.load(Ordering::Relaxed));
+            // The writer moved on to the segment we handed over: the one it left has its last
+            // reference here.
+            if next
+                .as_ref()
+                .is_some_and(|n| n.handed_over && n.segment.index & INDEX_MASK == index)
+            {
+                let n = next.take().expect("checked");
+                spare = Some((std::mem::replace(&mut current, n.segment), 0));
+                touched_until = n.touched;
+            }
+            // One step of each: the live window, and the next segment's preparation (the live
+            // window alone has work at almost every look and would starve the preparation).
+            let live = top_up(plan, (index, offset), &current, &mut touched_until)?;
+            let prep = prepare(plan, shared, (index, offset), &current, next, &mut spare)?;
+            let urgent = live.urgent || prep.urgent;
+            let budget = if urgent {
+                URGENT_STEP_BUDGET
             } else {
-                next = Some((n, n_touched));
+                STEP_BUDGET
+            };
+            if !(live.worked || prep.worked)
+                || started.elapsed() >= budget
+                || shared.stop.load(Ordering::Relaxed)
+            {
+                break urgent;
             }
+        };
+        thread::park_timeout(if urgent {
+            URGENT_POLL_INTERVAL
+        } else {
+            plan.poll_interval
+        });
+    }
+    Ok(())
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Step {
+    /// Something was done (there may be more).
+    worked: bool,
+    /// The writer may soon need what is not done yet: sleep only briefly.
+    urgent: bool,
+}
+
+/// Faults in at most [`STEP_BYTES`] more of the live window (`ahead_bytes` ahead of the
+/// writer). Urgent while less than half the window is left ahead of the writer.
+fn top_up(
+    plan: &PretouchPlan,
+    (index, offset): (u64, usize),
+    current: &Segment,
+    touched_until: &mut usize,
+) -> Result<Step, JournalError> {
+    if current.index & INDEX_MASK != index {
+        return Ok(Step::default());
+    }
+    let target = (offset + plan.ahead_bytes).min(current.len());
+    *touched_until = (*touched_until).max(offset);
+    let worked = *touched_until < target;
+    if worked {
+        let end = (*touched_until + STEP_BYTES).min(target);
+        populate(current, *touched_until, end)?;
+        *touched_until = end;
+    }
+    let half = (offset + plan.ahead_bytes / 2).min(current.len());
+    Ok(Step {
+        worked,
+        urgent: *touched_until < half,
+    })
+}
+
+/// Does one step of the next segment's preparation: release [`RELEASE_STEP_BYTES`] of the left
+/// segment's mapping, create (or recycle) the next one, fault in [`STEP_BYTES`] of its first
+/// window, or hand it over. Urgent while the writer is past the middle of its segment and the
+/// next is not handed over yet.
+fn prepare(
+    plan: &PretouchPlan,
+    shared: &Shared,
+    (index, offset): (u64, usize),
+    current: &Segment,
+    next: &mut Option<Next>,
+    spare: &mut Option<(Arc<Segment>, usize)>,
+) -> Result<Step, JournalError> {
+    if next.as_ref().is_some_and(|n| n.handed_over) {
+        return Ok(Step::default());
+    }
+    let urgent = current.index & INDEX_MASK == index && offset > current.len() / 2;
+    let done = Step {
+        worked: true,
+        urgent,
+    };
+    // The left segment's pages, released a step at a time before it is recycled.
+    if let Some((left, released)) = spare.as_mut() {
+        if *released < left.len() {
+            let end = (*released + RELEASE_STEP_BYTES).min(left.len());
+            release(left, *released, end)?;
+            *released = end;
+            return Ok(done);
         }
-        if current.index & INDEX_MASK == index {
-            let target = (offset + plan.ahead_bytes).min(current.len());
-            touched_until = touched_until.max(offset);
-            while touched_until < target && !shared.stop.load(Ordering::Relaxed) {
-                let end = (touched_until + POPULATE_CHUNK_BYTES).min(target);
-                populate(&current, touched_until, end)?;
-                touched_until = end;
-            }
-        }
-        if next.is_none() {
-            let index = current.index + 1;
-            // Recycle the left segment when this is its last reference (the writer dropped its
-            // own before publishing the position that moved us on); otherwise a new one.
-            let recycled = spare
-                .take()
-                .and_then(|mut s| Arc::get_mut(&mut s).is_some().then_some(s));
-            let segment = match recycled {
-                Some(mut s) => {
-                    Arc::get_mut(&mut s).expect("checked unique").recreate(
-                        &plan.dir,
-                        index,
-                        plan.segment_len_bytes,
-                        plan.durable,
-                    )?;
-                    s
-                }
-                None => Arc::new(Segment::create(
+    }
+    // The next segment: created (or the left one recycled), then its first window faulted in
+    // a step at a time, then handed over.
+    let Some(n) = next.as_mut() else {
+        let index = current.index + 1;
+        // Recycle the left segment when this is its last reference (the writer dropped its own
+        // before publishing the position that moved us on); otherwise a new one.
+        let recycled = spare
+            .take()
+            .and_then(|(mut s, _)| Arc::get_mut(&mut s).is_some().then_some(s));
+        let segment = match recycled {
+            Some(mut s) => {
+                Arc::get_mut(&mut s).expect("checked unique").recreate(
                     &plan.dir,
                     index,
                     plan.segment_len_bytes,
                     plan.durable,
-                )?),
-            };
-            let window = (SEGMENT_HEADER_LEN + plan.ahead_bytes).min(segment.len());
-            prefault_fresh(&segment, window)?;
-            // Release: everything done to prepare the segment happens-before the writer's
-            // Acquire swap that takes it.
-            let raw = Arc::into_raw(Arc::clone(&segment)).cast_mut();
-            let previous = shared.next.swap(raw, Ordering::Release);
-            assert!(previous.is_null(), "pre-toucher mailbox overwritten");
-            next = Some((segment, window));
-        }
-        thread::park_timeout(plan.poll_interval);
+                )?;
+                s
+            }
+            None => Arc::new(Segment::create(
+                &plan.dir,
+                index,
+                plan.segment_len_bytes,
+                plan.durable,
+            )?),
+        };
+        *next = Some(Next {
+            segment,
+            touched: 0,
+            handed_over: false,
+        });
+        return Ok(done);
+    };
+    let window = (SEGMENT_HEADER_LEN + plan.ahead_bytes).min(n.segment.len());
+    if n.touched < window {
+        let end = (n.touched + STEP_BYTES).min(window);
+        prefault_fresh(&n.segment, n.touched, end)?;
+        n.touched = end;
     }
-    Ok(())
+    if n.touched >= window {
+        // Release: everything done to prepare the segment happens-before the writer's Acquire
+        // swap that takes it.
+        let raw = Arc::into_raw(Arc::clone(&n.segment)).cast_mut();
+        let previous = shared.next.swap(raw, Ordering::Release);
+        assert!(previous.is_null(), "pre-toucher mailbox overwritten");
+        n.handed_over = true;
+    }
+    Ok(Step {
+        worked: true,
+        urgent: urgent && !n.handed_over,
+    })
+}
+
+/// Drops a left segment's mapping of `from..to` (its pages stay in the page cache).
+fn release(segment: &Segment, from: usize, to: usize) -> Result<(), JournalError> {
+    segment
+        .map
+        .release(from, to - from)
+        .map_err(|e| JournalError::io("release", &segment.path, e))
 }
 
 /// Faults in `from..to` of a segment the writer may be writing.
@@ -301,16 +460,157 @@ fn populate(segment: &Segment, from: usize, to: usize) -> Result<(), JournalErro
     }
 }
 
-/// Faults in `0..to` of a segment no one has seen yet.
-fn prefault_fresh(segment: &Segment, to: usize) -> Result<(), JournalError> {
-    match segment.map.populate_write(0, to) {
+/// Faults in `from..to` of a segment no one has seen yet.
+fn prefault_fresh(segment: &Segment, from: usize, to: usize) -> Result<(), JournalError> {
+    match segment.map.populate_write(from, to - from) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(22) => {
             // SAFETY: the segment was just created by this thread and not yet handed over: no
             // other thread of this process can reach it, and it is all zeros.
-            unsafe { segment.map.touch_pages_zero(0, to) };
+            unsafe { segment.map.touch_pages_zero(from, to - from) };
             Ok(())
         }
         Err(e) => Err(JournalError::io("pre-touch", &segment.path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEGMENT: u64 = 4 << 20;
+    const AHEAD: usize = 256 << 10;
+
+    fn plan(dir: &std::path::Path) -> PretouchPlan {
+        PretouchPlan {
+            dir: dir.to_path_buf(),
+            segment_len_bytes: SEGMENT,
+            ahead_bytes: AHEAD,
+            poll_interval: Duration::from_micros(200),
+            durable: false,
+        }
+    }
+
+    fn shared() -> Shared {
+        Shared {
+            position: CachePadded(AtomicU64::new(0)),
+            next: AtomicPtr::new(ptr::null_mut()),
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The left segment is released, the next created (recycling the left one's allocation),
+    /// its first window faulted in and the segment handed over, each call doing one bounded
+    /// step; urgent only once the writer is past the middle of its segment.
+    #[test]
+    fn the_next_segment_is_prepared_a_step_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let shared = shared();
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let left = Arc::new(Segment::create(dir.path(), 0, SEGMENT, false).unwrap());
+        left.map.populate_write(0, SEGMENT as usize).unwrap();
+        let left_ptr = Arc::as_ptr(&left);
+        let mut spare = Some((left, 0usize));
+        let mut next: Option<Next> = None;
+        let early = (1, SEGMENT_HEADER_LEN);
+        let (mut releases, mut creates, mut prefaults) = (0, 0, 0);
+        loop {
+            let before = (
+                spare.as_ref().map(|s| s.1),
+                next.as_ref().map(|n| n.touched),
+            );
+            let step = prepare(&plan, &shared, early, &current, &mut next, &mut spare).unwrap();
+            if !step.worked {
+                break;
+            }
+            assert!(!step.urgent, "the writer is early in its segment");
+            match (
+                before,
+                (
+                    spare.as_ref().map(|s| s.1),
+                    next.as_ref().map(|n| n.touched),
+                ),
+            ) {
+                ((Some(a), None), (Some(b), None)) => {
+                    assert!(b > a && b - a <= RELEASE_STEP_BYTES);
+                    releases += 1;
+                }
+                ((Some(a), None), (None, Some(0))) => {
+                    assert_eq!(a, SEGMENT as usize, "recycled only once released whole");
+                    creates += 1;
+                }
+                ((None, Some(a)), (None, Some(b))) => {
+                    assert!(b > a && b - a <= STEP_BYTES);
+                    prefaults += 1;
+                }
+                other => panic!("unexpected step {other:?}"),
+            }
+            let handed = !shared.next.load(Ordering::Acquire).is_null();
+            assert_eq!(handed, next.as_ref().is_some_and(|n| n.handed_over));
+            assert_eq!(
+                handed,
+                next.as_ref()
+                    .is_some_and(|n| n.touched >= SEGMENT_HEADER_LEN + AHEAD)
+            );
+        }
+        assert_eq!(releases, (SEGMENT as usize).div_ceil(RELEASE_STEP_BYTES));
+        assert_eq!(creates, 1);
+        assert_eq!(prefaults, (SEGMENT_HEADER_LEN + AHEAD).div_ceil(STEP_BYTES));
+        let raw = shared.next.swap(ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: the swap moved the mailbox's one reference to us.
+        let handed = unsafe { Arc::from_raw(raw) };
+        assert_eq!(handed.index, 2);
+        assert_eq!(
+            Arc::as_ptr(&handed),
+            left_ptr,
+            "the left segment is recycled"
+        );
+        assert!(matches!(
+            handed.header(),
+            Err(crate::format::HeaderError::Unwritten)
+        ));
+
+        // Past the middle with nothing handed over: urgent.
+        std::fs::remove_file(&handed.path).unwrap();
+        let mut spare = None;
+        let mut next = None;
+        let late = (1, SEGMENT as usize / 2 + 1);
+        let step = prepare(&plan, &shared, late, &current, &mut next, &mut spare).unwrap();
+        assert!(step.worked && step.urgent);
+    }
+
+    /// The live window grows by at most `STEP_BYTES` a call, urgently while less than half of
+    /// it is ahead of the writer.
+    #[test]
+    fn the_live_window_grows_a_step_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let offset = 4096;
+        let mut touched = 0;
+        let mut urgent = Vec::new();
+        loop {
+            let before = touched;
+            let step = top_up(&plan, (1, offset), &current, &mut touched).unwrap();
+            if !step.worked {
+                assert!(!step.urgent);
+                break;
+            }
+            assert!(touched - before.max(offset) <= STEP_BYTES);
+            urgent.push(step.urgent);
+        }
+        assert_eq!(touched, offset + AHEAD);
+        let steps = AHEAD / STEP_BYTES;
+        let urgent_steps = (AHEAD / 2).div_ceil(STEP_BYTES) - 1;
+        assert_eq!(urgent.len(), steps);
+        assert!(urgent[..urgent_steps].iter().all(|&u| u));
+        assert!(urgent[urgent_steps..].iter().all(|&u| !u));
+        // Another segment's position: nothing to do here.
+        let step = top_up(&plan, (2, offset), &current, &mut touched).unwrap();
+        assert!(!step.worked && !step.urgent);
     }
 }
