@@ -42,8 +42,13 @@
 //! (docs/benchmarks.md, "A pre-toucher that works in steps").
 //! Segments are mapped with readahead off, so a step faults what it names and no more.
 //!
-//! If the writer reaches the end of a segment before the helper has the next one ready, it wakes
-//! the helper and yields until the segment arrives: a counted stall, never a wrong result.
+//! One step is not bounded by size: with a durability policy, creating a segment syncs the file
+//! and the directory.
+//!
+//! If the writer reaches the end of a segment before the helper has the next one ready, it flags
+//! that it waits, wakes the helper and yields until the segment arrives: the helper hands it
+//! over as soon as it exists (the writer then takes the faults of its first window itself). A
+//! counted stall, never a wrong result.
 
 use std::io;
 use std::path::PathBuf;
@@ -76,13 +81,15 @@ const STEP_BYTES: usize = 64 << 10;
 /// interrupt, costly in a VM), so fewer calls are better.
 const RELEASE_STEP_BYTES: usize = 2 << 20;
 
-/// How long the helper works before it sleeps again. With [`URGENT_POLL_INTERVAL`] (plus the
-/// timer's slack) that keeps it to about half a core at most while the writer is close, and
-/// to about a third while it is not (with the default `poll_interval`).
+/// How long the helper works before it sleeps again while the writer is far from what is not
+/// done yet: with the default `poll_interval` (and the timer's slack), about a third of a core
+/// at most.
 const STEP_BUDGET: Duration = Duration::from_micros(100);
 
 /// How long the helper works before it sleeps again while the writer is close to what is not
 /// done yet: longer turns, fewer of the context switches that each turn costs a spinning stage.
+/// With [`URGENT_POLL_INTERVAL`] and the timer's slack that is most of a core (~85–90 %), for as
+/// long as the writer stays close.
 const URGENT_STEP_BUDGET: Duration = Duration::from_micros(500);
 
 /// The sleep between budgets while the writer may soon need what is not done yet. A sleep, not
@@ -102,6 +109,9 @@ struct Shared {
     position: CachePadded<AtomicU64>,
     /// The next segment, ready for the writer: `Arc::into_raw`, or null.
     next: AtomicPtr<Segment>,
+    /// Set by the writer while it waits for the next segment: the helper hands it over as soon
+    /// as it exists (the writer faults in the rest of its window itself).
+    waiting: AtomicBool,
     /// Set by the writer's `Drop`: the helper cleans up and exits.
     stop: AtomicBool,
     /// Set by the helper when it gives up (with `error` filled in first).
@@ -147,6 +157,7 @@ impl Pretoucher {
         let shared = Arc::new(Shared {
             position: CachePadded(AtomicU64::new(pack_position(current.index, offset))),
             next: AtomicPtr::new(ptr::null_mut()),
+            waiting: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             exited: AtomicBool::new(false),
@@ -183,6 +194,9 @@ impl Pretoucher {
             // its file, mapping and faulted-in pages are all visible to us.
             let p = self.shared.next.swap(ptr::null_mut(), Ordering::Acquire);
             if !p.is_null() {
+                if waited {
+                    self.shared.waiting.store(false, Ordering::Relaxed);
+                }
                 // SAFETY: `p` came from `Arc::into_raw` in the helper, and the swap moved that
                 // one reference to us (the slot is null now), so it is reclaimed exactly once.
                 return Ok(unsafe { Arc::from_raw(p) });
@@ -202,6 +216,7 @@ impl Pretoucher {
             if !waited {
                 waited = true;
                 *stalls += 1;
+                self.shared.waiting.store(true, Ordering::Relaxed);
                 if let Some(t) = &self.thread {
                     t.thread().unpark();
                 }
@@ -242,17 +257,21 @@ fn helper(plan: PretouchPlan, shared: Arc<Shared>, current: Arc<Segment>) {
     // Reclaim a prepared segment the writer never took, and remove its file: it holds nothing
     // (its header was never written), and a clean shutdown leaves no unused segment behind.
     let p = shared.next.swap(ptr::null_mut(), Ordering::Acquire);
-    if !p.is_null() {
+    let reclaimed = !p.is_null();
+    if reclaimed {
         // SAFETY: as in `take_next`: the swap moved the slot's one reference to us.
         drop(unsafe { Arc::from_raw(p) });
     }
-    // The next segment, whether still being prepared or handed over and not taken (the writer
-    // took it only if it moved there; then its header is written and it is the writer's).
+    discard_unused(next, reclaimed);
+}
+
+/// Removes the file of the next segment if the writer never took it: still being prepared, or
+/// handed over and found back in the mailbox (`reclaimed`). A segment the writer took is the
+/// writer's, header written or not (it takes it before sealing the old one and writes the
+/// header after): never removed here.
+fn discard_unused(next: Option<Next>, reclaimed: bool) {
     if let Some(n) = next {
-        if matches!(
-            n.segment.header(),
-            Err(crate::format::HeaderError::Unwritten)
-        ) {
+        if !n.handed_over || reclaimed {
             let path = n.segment.path.clone();
             drop(n);
             // Best effort: if it stays, the next open removes it as an unused segment.
@@ -344,7 +363,7 @@ fn top_up(
     if current.index & INDEX_MASK != index {
         return Ok(Step::default());
     }
-    let target = (offset + plan.ahead_bytes).min(current.len());
+    let target = offset.saturating_add(plan.ahead_bytes).min(current.len());
     *touched_until = (*touched_until).max(offset);
     let worked = *touched_until < target;
     if worked {
@@ -352,7 +371,9 @@ fn top_up(
         populate(current, *touched_until, end)?;
         *touched_until = end;
     }
-    let half = (offset + plan.ahead_bytes / 2).min(current.len());
+    let half = offset
+        .saturating_add(plan.ahead_bytes / 2)
+        .min(current.len());
     Ok(Step {
         worked,
         urgent: *touched_until < half,
@@ -374,7 +395,9 @@ fn prepare(
     if next.as_ref().is_some_and(|n| n.handed_over) {
         return Ok(Step::default());
     }
-    let urgent = current.index & INDEX_MASK == index && offset > current.len() / 2;
+    // The writer waits for it: hand it over as soon as it exists.
+    let hurry = shared.waiting.load(Ordering::Relaxed);
+    let urgent = hurry || (current.index & INDEX_MASK == index && offset > current.len() / 2);
     let done = Step {
         worked: true,
         urgent,
@@ -383,7 +406,7 @@ fn prepare(
     if let Some((left, released)) = spare.as_mut() {
         if *released < left.len() {
             let end = (*released + RELEASE_STEP_BYTES).min(left.len());
-            release(left, *released, end)?;
+            release(left, *released, end);
             *released = end;
             return Ok(done);
         }
@@ -421,13 +444,15 @@ fn prepare(
         });
         return Ok(done);
     };
-    let window = (SEGMENT_HEADER_LEN + plan.ahead_bytes).min(n.segment.len());
-    if n.touched < window {
+    let window = SEGMENT_HEADER_LEN
+        .saturating_add(plan.ahead_bytes)
+        .min(n.segment.len());
+    if n.touched < window && !hurry {
         let end = (n.touched + STEP_BYTES).min(window);
         prefault_fresh(&n.segment, n.touched, end)?;
         n.touched = end;
     }
-    if n.touched >= window {
+    if n.touched >= window || hurry {
         // Release: everything done to prepare the segment happens-before the writer's Acquire
         // swap that takes it.
         let raw = Arc::into_raw(Arc::clone(&n.segment)).cast_mut();
@@ -441,12 +466,11 @@ fn prepare(
     })
 }
 
-/// Drops a left segment's mapping of `from..to` (its pages stay in the page cache).
-fn release(segment: &Segment, from: usize, to: usize) -> Result<(), JournalError> {
-    segment
-        .map
-        .release(from, to - from)
-        .map_err(|e| JournalError::io("release", &segment.path, e))
+/// Drops a left segment's mapping of `from..to` (its pages stay in the page cache). Best
+/// effort: it only spares the final `munmap` its work, and `MADV_DONTNEED` refuses locked pages
+/// (`EINVAL` under `mlockall`), where the `munmap` then does it all.
+fn release(segment: &Segment, from: usize, to: usize) {
+    let _ = segment.map.release(from, to - from);
 }
 
 /// Faults in `from..to` of a segment the writer may be writing.
@@ -495,6 +519,7 @@ mod tests {
         Shared {
             position: CachePadded(AtomicU64::new(0)),
             next: AtomicPtr::new(ptr::null_mut()),
+            waiting: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             exited: AtomicBool::new(false),
@@ -581,6 +606,57 @@ mod tests {
         let late = (1, SEGMENT as usize / 2 + 1);
         let step = prepare(&plan, &shared, late, &current, &mut next, &mut spare).unwrap();
         assert!(step.worked && step.urgent);
+    }
+
+    /// A writer waiting for the next segment gets it as soon as it exists, its window not yet
+    /// faulted in (the writer takes those faults itself).
+    #[test]
+    fn a_waiting_writer_gets_the_next_segment_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let shared = shared();
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        shared.waiting.store(true, Ordering::Relaxed);
+        let (mut next, mut spare) = (None, None);
+        let at_end = (1, SEGMENT as usize - 64);
+        let created = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
+        assert!(created.worked && created.urgent);
+        assert!(shared.next.load(Ordering::Acquire).is_null());
+        let handed = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
+        assert!(handed.worked && !handed.urgent);
+        let n = next.as_ref().unwrap();
+        assert!(n.handed_over && n.touched == 0);
+        let raw = shared.next.swap(ptr::null_mut(), Ordering::Acquire);
+        assert!(!raw.is_null());
+        // SAFETY: the swap moved the mailbox's one reference to us.
+        drop(unsafe { Arc::from_raw(raw) });
+    }
+
+    /// At exit the helper removes the next segment's file only if the writer never took it: a
+    /// segment the writer took (handed over, not back in the mailbox) is the writer's even
+    /// before its header is written.
+    #[test]
+    fn only_a_segment_the_writer_never_took_is_removed_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        for (index, handed_over, reclaimed, removed) in [
+            (2, false, false, true),
+            (3, true, true, true),
+            (4, true, false, false),
+        ] {
+            let segment = Arc::new(Segment::create(dir.path(), index, SEGMENT, false).unwrap());
+            let path = segment.path.clone();
+            let next = Next {
+                segment,
+                touched: 0,
+                handed_over,
+            };
+            discard_unused(Some(next), reclaimed);
+            assert_eq!(
+                !path.exists(),
+                removed,
+                "{index}: {handed_over} {reclaimed}"
+            );
+        }
     }
 
     /// The live window grows by at most `STEP_BYTES` a call, urgently while less than half of

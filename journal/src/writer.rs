@@ -103,6 +103,9 @@ impl Writer {
         let lock = DirLock::acquire(&dir)?;
         let recovered = recovery::recover(&dir, &config)?;
         let segment = Arc::new(recovered.segment);
+        // Recovery has read it; from here on it is only written through this mapping (see
+        // `Mapping::no_readahead`).
+        segment.map.no_readahead();
         let offset = recovered.offset;
         assert!(offset >= SEGMENT_HEADER_LEN && offset + FRAME_HEADER_LEN <= segment.len());
         assert_eq!(
