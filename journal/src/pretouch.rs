@@ -31,9 +31,10 @@
 //!   pages from the mapping first.
 //!
 //! **In steps.** All of that is done in steps ([`STEP_BYTES`], 64 KiB, faulted in;
-//! [`RELEASE_STEP_BYTES`], 2 MiB, released), in turns of at most [`STEP_BUDGET`] (100 µs), with
-//! a sleep (`park_timeout`) of `poll_interval` after every turn — or turns of
-//! [`URGENT_STEP_BUDGET`] (500 µs) and sleeps of [`URGENT_POLL_INTERVAL`] while the writer is
+//! [`RELEASE_STEP_BYTES`], 2 MiB, released), in turns of [`STEP_BUDGET`] (100 µs, checked after
+//! each pass of a live-window step and a preparation step, so up to ~250 µs), with a sleep
+//! (`park_timeout`) of `poll_interval` after every turn — or turns of [`URGENT_STEP_BUDGET`]
+//! (500 µs) and sleeps of [`URGENT_POLL_INTERVAL`] while the writer is
 //! close to what is not done yet (less than half the window ahead of it, or past the middle of
 //! its segment with no next one handed over). It never busy-spins and never holds a core for
 //! long, so it needs no core of its own and fits the fused layout of a 2-core box, where it runs
@@ -46,8 +47,9 @@
 //! and the directory.
 //!
 //! If the writer reaches the end of a segment before the helper has the next one ready, it flags
-//! that it waits, wakes the helper and yields until the segment arrives: the helper hands it
-//! over as soon as it exists (the writer then takes the faults of its first window itself). A
+//! that it waits, wakes the helper and yields until the segment arrives: the helper skips what is
+//! left of releasing the old mapping and hands the next segment over in the step that creates it
+//! (the writer then takes the faults of its first window itself). A
 //! counted stall, never a wrong result.
 
 use std::io;
@@ -82,8 +84,8 @@ const STEP_BYTES: usize = 64 << 10;
 const RELEASE_STEP_BYTES: usize = 2 << 20;
 
 /// How long the helper works before it sleeps again while the writer is far from what is not
-/// done yet: with the default `poll_interval` (and the timer's slack), about a third of a core
-/// at most.
+/// done yet (checked after each pass, which may do two steps): with the default
+/// `poll_interval` and the timer's slack, a third to a half of a core at most.
 const STEP_BUDGET: Duration = Duration::from_micros(100);
 
 /// How long the helper works before it sleeps again while the writer is close to what is not
@@ -174,14 +176,16 @@ impl Pretoucher {
         })
     }
 
-    /// Publishes the writer's position. `Relaxed`: the helper only uses it as a hint of where
-    /// to fault pages in; nothing it reads depends on what the writer wrote before.
+    /// Publishes the writer's position. `Release`, paired with the helper's `Acquire` load: a
+    /// helper that sees the writer in a new segment also sees the writer's `waiting` cleared when
+    /// it took that segment (otherwise, on a weakly ordered CPU, it could hand the following
+    /// segment over in a hurry that is over). A plain store on x86, once every 64 KiB.
     #[inline]
     pub(crate) fn publish(&self, index: u64, offset: usize) {
         self.shared
             .position
             .0
-            .store(pack_position(index, offset), Ordering::Relaxed);
+            .store(pack_position(index, offset), Ordering::Release);
     }
 
     /// Takes the next segment, waiting (yielding) if the helper has not finished it. Returns an
@@ -306,7 +310,7 @@ fn helper_loop(
         // helper never holds a core for more than about one budget at a time.
         let started = Instant::now();
         let urgent = loop {
-            let (index, offset) = unpack_position(shared.position.0.load(Ordering::Relaxed));
+            let (index, offset) = unpack_position(shared.position.0.load(Ordering::Acquire));
             // The writer moved on to the segment we handed over: the one it left has its last
             // reference here.
             if next
@@ -402,9 +406,10 @@ fn prepare(
         worked: true,
         urgent,
     };
-    // The left segment's pages, released a step at a time before it is recycled.
+    // The left segment's pages, released a step at a time before it is recycled (not for a
+    // writer that waits: the recycling's `munmap` then drops what is left in one go).
     if let Some((left, released)) = spare.as_mut() {
-        if *released < left.len() {
+        if *released < left.len() && !hurry {
             let end = (*released + RELEASE_STEP_BYTES).min(left.len());
             release(left, *released, end);
             *released = end;
@@ -412,8 +417,8 @@ fn prepare(
         }
     }
     // The next segment: created (or the left one recycled), then its first window faulted in
-    // a step at a time, then handed over.
-    let Some(n) = next.as_mut() else {
+    // a step at a time, then handed over (for a writer that waits, in the step that creates it).
+    if next.is_none() {
         let index = current.index + 1;
         // Recycle the left segment when this is its last reference (the writer dropped its own
         // before publishing the position that moved us on); otherwise a new one.
@@ -442,8 +447,11 @@ fn prepare(
             touched: 0,
             handed_over: false,
         });
-        return Ok(done);
-    };
+        if !hurry {
+            return Ok(done);
+        }
+    }
+    let n = next.as_mut().expect("created above");
     let window = SEGMENT_HEADER_LEN
         .saturating_add(plan.ahead_bytes)
         .min(n.segment.len());
@@ -608,28 +616,39 @@ mod tests {
         assert!(step.worked && step.urgent);
     }
 
-    /// A writer waiting for the next segment gets it as soon as it exists, its window not yet
-    /// faulted in (the writer takes those faults itself).
+    /// A writer waiting for the next segment gets it in one step: what is left of releasing the
+    /// old mapping is skipped, and the recycled segment is handed over as it is created, its
+    /// window not faulted in (the writer takes those faults itself).
     #[test]
-    fn a_waiting_writer_gets_the_next_segment_at_once() {
+    fn a_waiting_writer_gets_the_next_segment_in_one_step() {
         let dir = tempfile::tempdir().unwrap();
         let plan = plan(dir.path());
         let shared = shared();
         let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let left = Arc::new(Segment::create(dir.path(), 0, SEGMENT, false).unwrap());
+        left.map.populate_write(0, SEGMENT as usize).unwrap();
+        let left_ptr = Arc::as_ptr(&left);
+        let mut spare = Some((left, 0usize));
+        let mut next = None;
         shared.waiting.store(true, Ordering::Relaxed);
-        let (mut next, mut spare) = (None, None);
         let at_end = (1, SEGMENT as usize - 64);
-        let created = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
-        assert!(created.worked && created.urgent);
-        assert!(shared.next.load(Ordering::Acquire).is_null());
-        let handed = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
-        assert!(handed.worked && !handed.urgent);
+        let step = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
+        assert!(step.worked && !step.urgent);
+        assert!(spare.is_none(), "recycled");
         let n = next.as_ref().unwrap();
         assert!(n.handed_over && n.touched == 0);
         let raw = shared.next.swap(ptr::null_mut(), Ordering::Acquire);
-        assert!(!raw.is_null());
+        assert_eq!(
+            raw.cast_const(),
+            left_ptr,
+            "the left segment, recycled, in the mailbox"
+        );
         // SAFETY: the swap moved the mailbox's one reference to us.
-        drop(unsafe { Arc::from_raw(raw) });
+        let handed = unsafe { Arc::from_raw(raw) };
+        assert_eq!(handed.index, 2);
+        // Nothing more to do until the writer moves there.
+        let step = prepare(&plan, &shared, at_end, &current, &mut next, &mut spare).unwrap();
+        assert!(!step.worked && !step.urgent);
     }
 
     /// At exit the helper removes the next segment's file only if the writer never took it: a
