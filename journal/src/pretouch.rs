@@ -535,17 +535,22 @@ mod tests {
         }
     }
 
+    /// The writer's segment 1, and the segment 0 it left (all of it faulted in, as written).
+    fn writer_in_segment_1_after_segment_0(dir: &std::path::Path) -> (Segment, Arc<Segment>) {
+        let current = Segment::create(dir, 1, SEGMENT, false).unwrap();
+        let left = Arc::new(Segment::create(dir, 0, SEGMENT, false).unwrap());
+        left.map.populate_write(0, SEGMENT as usize).unwrap();
+        (current, left)
+    }
+
     /// The left segment is released, the next created (recycling the left one's allocation),
     /// its first window faulted in and the segment handed over, each call doing one bounded
     /// step; urgent only once the writer is past the middle of its segment.
     #[test]
     fn the_next_segment_is_prepared_a_step_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = plan(dir.path());
-        let shared = shared();
-        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
-        let left = Arc::new(Segment::create(dir.path(), 0, SEGMENT, false).unwrap());
-        left.map.populate_write(0, SEGMENT as usize).unwrap();
+        let (plan, shared) = (plan(dir.path()), shared());
+        let (current, left) = writer_in_segment_1_after_segment_0(dir.path());
         let left_ptr = Arc::as_ptr(&left);
         let mut spare = Some((left, 0usize));
         let mut next: Option<Next> = None;
@@ -622,11 +627,8 @@ mod tests {
     #[test]
     fn a_waiting_writer_gets_the_next_segment_in_one_step() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = plan(dir.path());
-        let shared = shared();
-        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
-        let left = Arc::new(Segment::create(dir.path(), 0, SEGMENT, false).unwrap());
-        left.map.populate_write(0, SEGMENT as usize).unwrap();
+        let (plan, shared) = (plan(dir.path()), shared());
+        let (current, left) = writer_in_segment_1_after_segment_0(dir.path());
         let left_ptr = Arc::as_ptr(&left);
         let mut spare = Some((left, 0usize));
         let mut next = None;
