@@ -61,15 +61,17 @@ pub enum Pretouch {
     Ahead {
         /// How far ahead of the writer pages are kept faulted in.
         ahead_bytes: u64,
-        /// How often the helper looks at the writer's position. It sleeps in between: it never
-        /// busy-spins, so it costs no core of its own.
+        /// How often the helper looks at the writer's position while there is work: it sleeps
+        /// in between and never busy-spins, so it costs no core of its own. Looks that find
+        /// nothing to do back off, doubling the sleep up to 5 ms (or this, if longer).
         poll_interval: Duration,
     },
 }
 
 impl Pretouch {
-    /// 16 MiB ahead, checked every 200 µs (the helper works in 64 KiB steps of at most ~100 µs
-    /// a turn: docs/journal-format.md, "Pre-touching").
+    /// 16 MiB ahead, refilled once an eighth of it is used, checked every 200 µs while there is
+    /// work and up to every 5 ms when there is none (the helper works in 64 KiB steps of at
+    /// most ~100 µs a turn: docs/journal-format.md, "Pre-touching").
     pub const DEFAULT: Pretouch = Pretouch::Ahead {
         ahead_bytes: 16 << 20,
         poll_interval: Duration::from_micros(200),

@@ -18,10 +18,11 @@
 //!    [`Pretouch::Ahead::ahead_bytes`](crate::Pretouch) faulted in ahead of the writer's
 //!    position, whatever its pace.
 //!
-//! This module does (2), plus the next segment: one helper thread that every `poll_interval`
+//! This module does (2), plus the next segment: one helper thread that, at each look,
 //!
 //! - reads the writer's position (one `Relaxed`-cost atomic the writer updates every 64 KiB),
-//! - faults in the current segment up to `position + ahead_bytes` with `MADV_POPULATE_WRITE`,
+//! - once an eighth of the window is used, faults the current segment in up to
+//!   `position + ahead_bytes` again with `MADV_POPULATE_WRITE`,
 //!   which fills the page tables writable *without touching the bytes* — so it cannot race with
 //!   the writer's stores even where the ranges meet,
 //! - keeps the next segment ready: created at full length, mapped, its first window faulted in,
@@ -33,14 +34,20 @@
 //! **In steps.** All of that is done in steps ([`STEP_BYTES`], 64 KiB, faulted in;
 //! [`RELEASE_STEP_BYTES`], 2 MiB, released), in turns of [`STEP_BUDGET`] (100 µs, checked after
 //! each pass of a live-window step and a preparation step, so up to ~250 µs), with a sleep
-//! (`park_timeout`) of `poll_interval` after every turn — or turns of [`URGENT_STEP_BUDGET`]
-//! (500 µs) and sleeps of [`URGENT_POLL_INTERVAL`] while the writer is
+//! (`park_timeout`) of `poll_interval` after every turn that worked — or turns of
+//! [`URGENT_STEP_BUDGET`] (500 µs) and sleeps of [`URGENT_POLL_INTERVAL`] while the writer is
 //! close to what is not done yet (less than half the window ahead of it, or past the middle of
 //! its segment with no next one handed over). It never busy-spins and never holds a core for
 //! long, so it needs no core of its own and fits the fused layout of a 2-core box, where it runs
 //! by taking a core from a spinning stage: one 16 MiB `MADV_POPULATE_WRITE` of a fresh segment
 //! in one go took 18–33 ms here, and the stage it displaced waited that long
 //! (docs/benchmarks.md, "A pre-toucher that works in steps").
+//!
+//! **Few looks.** Every look is a wake-up, and on a 2-core box a context switch that a spinning
+//! stage pays for. A look that finds nothing to do doubles the sleep after it, up to
+//! [`IDLE_POLL_MAX`] (5 ms), and the live window is refilled only once an eighth of it is used,
+//! so the work comes in a few bursts per window. Looking every 200 µs whatever happened was
+//! ~3 500 wake-ups a second, in an idle server too (docs/benchmarks.md, "Fewer looks").
 //! Segments are mapped with readahead off, so a step faults what it names and no more.
 //!
 //! One step is not bounded by size: with a durability policy, creating a segment syncs the file
@@ -98,6 +105,13 @@ const URGENT_STEP_BUDGET: Duration = Duration::from_micros(500);
 /// `yield_now`: a yield gives the core back only if the scheduler picks another task, and it
 /// kept picking the helper (which had slept, so its claim was the larger) for ~18 ms at a time.
 const URGENT_POLL_INTERVAL: Duration = Duration::from_micros(20);
+
+/// The longest sleep of a helper with nothing to do. Each idle look costs a spinning stage a
+/// context switch on a 2-core box, so the sleep doubles from `poll_interval` up to this while
+/// looks find nothing; any work found sets it back. Safe at any writer pace that matters: a
+/// writer at 1 GB/s takes 5 MB of a 16 MiB window in one such sleep, and the helper refills at
+/// an eighth used.
+const IDLE_POLL_MAX: Duration = Duration::from_millis(5);
 
 /// Pads a value to its own pair of cache lines (prefetchers pull lines in pairs), so the
 /// writer's position word shares a line with nothing the helper writes.
@@ -300,7 +314,9 @@ fn helper_loop(
     next: &mut Option<Next>,
 ) -> Result<(), JournalError> {
     // How far `current` is faulted in (the writer's open has faulted its first window).
-    let mut touched_until = 0usize;
+    let mut live_window = LiveWindow::default();
+    // The sleep after a turn that found nothing to do.
+    let mut idle_sleep = plan.poll_interval;
     // The segment the writer left, and how far its mapping is released: it is released a step
     // at a time, then recycled as the next one (its allocation and path buffer reused: no heap
     // allocation per roll).
@@ -309,7 +325,7 @@ fn helper_loop(
         // Work in steps until the turn's budget is spent or nothing is left, then sleep: the
         // helper never holds a core for more than about one budget at a time.
         let started = Instant::now();
-        let urgent = loop {
+        let (urgent, worked) = loop {
             let (index, offset) = unpack_position(shared.position.0.load(Ordering::Acquire));
             // The writer moved on to the segment we handed over: the one it left has its last
             // reference here.
@@ -319,11 +335,14 @@ fn helper_loop(
             {
                 let n = next.take().expect("checked");
                 spare = Some((std::mem::replace(&mut current, n.segment), 0));
-                touched_until = n.touched;
+                live_window = LiveWindow {
+                    touched: n.touched,
+                    filling: false,
+                };
             }
             // One step of each: the live window, and the next segment's preparation (the live
             // window alone has work at almost every look and would starve the preparation).
-            let live = top_up(plan, (index, offset), &current, &mut touched_until)?;
+            let live = top_up(plan, (index, offset), &current, &mut live_window)?;
             let prep = prepare(plan, shared, (index, offset), &current, next, &mut spare)?;
             let urgent = live.urgent || prep.urgent;
             let budget = if urgent {
@@ -331,20 +350,42 @@ fn helper_loop(
             } else {
                 STEP_BUDGET
             };
-            if !(live.worked || prep.worked)
-                || started.elapsed() >= budget
-                || shared.stop.load(Ordering::Relaxed)
-            {
-                break urgent;
+            let worked = live.worked || prep.worked;
+            if !worked || started.elapsed() >= budget || shared.stop.load(Ordering::Relaxed) {
+                break (urgent, worked);
             }
         };
-        thread::park_timeout(if urgent {
+        let sleep = if urgent {
             URGENT_POLL_INTERVAL
-        } else {
+        } else if worked {
             plan.poll_interval
-        });
+        } else {
+            idle_sleep
+        };
+        idle_sleep = next_idle_sleep(plan.poll_interval, idle_sleep, worked || urgent);
+        thread::park_timeout(sleep);
     }
     Ok(())
+}
+
+/// The sleep after the next idle turn: `poll_interval` again once a turn worked, else twice the
+/// last one, up to [`IDLE_POLL_MAX`] (or `poll_interval` if that is longer).
+fn next_idle_sleep(poll_interval: Duration, last: Duration, worked: bool) -> Duration {
+    if worked {
+        poll_interval
+    } else {
+        (last * 2).min(IDLE_POLL_MAX.max(poll_interval))
+    }
+}
+
+/// How far the writer's segment is faulted in, and whether a refill is under way.
+#[derive(Clone, Copy, Debug, Default)]
+struct LiveWindow {
+    /// Faulted in from the start up to here.
+    touched: usize,
+    /// Refilling: set when an eighth of the window is used (or less than half is left, or the
+    /// window reaches the end of the segment), cleared when the window is full again.
+    filling: bool,
 }
 
 /// What one step did.
@@ -357,30 +398,43 @@ struct Step {
 }
 
 /// Faults in at most [`STEP_BYTES`] more of the live window (`ahead_bytes` ahead of the
-/// writer). Urgent while less than half the window is left ahead of the writer.
+/// writer) while it refills. A refill starts once an eighth of the window is used (at least
+/// one step), so that the helper works in a few bursts per window instead of one step per
+/// [`PUBLISH_GRANULE_BYTES`] of writing, each a wake-up that takes a core from a spinning stage.
+/// Urgent while less than half the window is left ahead of the writer.
 fn top_up(
     plan: &PretouchPlan,
     (index, offset): (u64, usize),
     current: &Segment,
-    touched_until: &mut usize,
+    window: &mut LiveWindow,
 ) -> Result<Step, JournalError> {
     if current.index & INDEX_MASK != index {
         return Ok(Step::default());
     }
     let target = offset.saturating_add(plan.ahead_bytes).min(current.len());
-    *touched_until = (*touched_until).max(offset);
-    let worked = *touched_until < target;
-    if worked {
-        let end = (*touched_until + STEP_BYTES).min(target);
-        populate(current, *touched_until, end)?;
-        *touched_until = end;
-    }
+    window.touched = window.touched.max(offset);
     let half = offset
         .saturating_add(plan.ahead_bytes / 2)
         .min(current.len());
+    let refill_at = (plan.ahead_bytes / 8).max(STEP_BYTES);
+    if target.saturating_sub(window.touched) >= refill_at
+        || window.touched < half
+        || target == current.len()
+    {
+        window.filling = true;
+    }
+    let worked = window.filling && window.touched < target;
+    if worked {
+        let end = (window.touched + STEP_BYTES).min(target);
+        populate(current, window.touched, end)?;
+        window.touched = end;
+    }
+    if window.touched >= target {
+        window.filling = false;
+    }
     Ok(Step {
         worked,
-        urgent: *touched_until < half,
+        urgent: window.touched < half,
     })
 }
 
@@ -680,6 +734,27 @@ mod tests {
         }
     }
 
+    /// Calls `top_up` until it finds nothing to do; returns whether each working call was
+    /// urgent, checking that each grew the window by at most `STEP_BYTES`.
+    fn top_up_until_idle(
+        plan: &PretouchPlan,
+        offset: usize,
+        current: &Segment,
+        window: &mut LiveWindow,
+    ) -> Vec<bool> {
+        let mut urgent = Vec::new();
+        loop {
+            let before = window.touched;
+            let step = top_up(plan, (1, offset), current, window).unwrap();
+            if !step.worked {
+                assert!(!step.urgent && !window.filling);
+                return urgent;
+            }
+            assert!(window.touched - before.max(offset) <= STEP_BYTES);
+            urgent.push(step.urgent);
+        }
+    }
+
     /// The live window grows by at most `STEP_BYTES` a call, urgently while less than half of
     /// it is ahead of the writer.
     #[test]
@@ -688,26 +763,67 @@ mod tests {
         let plan = plan(dir.path());
         let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
         let offset = 4096;
-        let mut touched = 0;
-        let mut urgent = Vec::new();
-        loop {
-            let before = touched;
-            let step = top_up(&plan, (1, offset), &current, &mut touched).unwrap();
-            if !step.worked {
-                assert!(!step.urgent);
-                break;
-            }
-            assert!(touched - before.max(offset) <= STEP_BYTES);
-            urgent.push(step.urgent);
-        }
-        assert_eq!(touched, offset + AHEAD);
+        let mut window = LiveWindow::default();
+        let urgent = top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(window.touched, offset + AHEAD);
         let steps = AHEAD / STEP_BYTES;
         let urgent_steps = (AHEAD / 2).div_ceil(STEP_BYTES) - 1;
         assert_eq!(urgent.len(), steps);
         assert!(urgent[..urgent_steps].iter().all(|&u| u));
         assert!(urgent[urgent_steps..].iter().all(|&u| !u));
         // Another segment's position: nothing to do here.
-        let step = top_up(&plan, (2, offset), &current, &mut touched).unwrap();
+        let step = top_up(&plan, (2, offset), &current, &mut window).unwrap();
         assert!(!step.worked && !step.urgent);
+    }
+
+    /// A full window is refilled only once an eighth of it (at least one step) is used, then
+    /// all the way; at the end of the segment, to the end whatever is left.
+    #[test]
+    fn the_live_window_is_refilled_once_an_eighth_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = PretouchPlan {
+            ahead_bytes: 1 << 20,
+            ..plan(dir.path())
+        };
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let mut window = LiveWindow::default();
+        let mut offset = 4096;
+        top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(window.touched, offset + (1 << 20));
+        // Less than an eighth used: nothing to do.
+        offset += (1 << 17) - 4096;
+        assert!(top_up_until_idle(&plan, offset, &current, &mut window).is_empty());
+        // An eighth: refilled to the full window, none of it urgent.
+        offset += 4096;
+        let urgent = top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(urgent, vec![false; (1 << 17) / STEP_BYTES]);
+        assert_eq!(window.touched, offset + (1 << 20));
+        // Near the end of the segment the window is cut there, and topped up to it.
+        offset = SEGMENT as usize - (1 << 20) + 8192;
+        top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(window.touched, SEGMENT as usize);
+        // A writer that ran past half of the window gets it refilled at once, urgently.
+        let mut window = LiveWindow::default();
+        let urgent = top_up_until_idle(&plan, 0, &current, &mut window);
+        assert!(urgent[0] && !urgent[urgent.len() - 1]);
+    }
+
+    /// Idle looks back off from `poll_interval` to `IDLE_POLL_MAX`; work sets them back.
+    #[test]
+    fn idle_looks_back_off_and_work_resets_them() {
+        let poll = Duration::from_micros(200);
+        let mut sleep = poll;
+        let mut seen = vec![sleep];
+        for _ in 0..8 {
+            sleep = next_idle_sleep(poll, sleep, false);
+            seen.push(sleep);
+        }
+        assert_eq!(seen[1], poll * 2);
+        assert_eq!(*seen.last().unwrap(), IDLE_POLL_MAX);
+        assert!(seen.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(next_idle_sleep(poll, IDLE_POLL_MAX, true), poll);
+        // A poll interval above the ceiling stays as configured.
+        let slow = Duration::from_millis(20);
+        assert_eq!(next_idle_sleep(slow, slow, false), slow);
     }
 }
