@@ -46,7 +46,8 @@
 //! **Few looks.** Every look is a wake-up, and on a 2-core box a context switch that a spinning
 //! stage pays for. A look that finds nothing to do doubles the sleep after it, up to
 //! [`IDLE_POLL_MAX`] (5 ms), and the live window is refilled only once an eighth of it is used,
-//! so the work comes in a few bursts per window. Looking every 200 µs whatever happened was
+//! so the work comes in a few bursts per window. The writer wakes the helper when it rolls, so
+//! the next segment's preparation starts at once. Looking every 200 µs whatever happened was
 //! ~3 500 wake-ups a second, in an idle server too (docs/benchmarks.md, "Fewer looks").
 //! Segments are mapped with readahead off, so a step faults what it names and no more.
 //!
@@ -202,6 +203,15 @@ impl Pretoucher {
             .store(pack_position(index, offset), Ordering::Release);
     }
 
+    /// Wakes the helper: the writer has just moved to the next segment, so the one it left can
+    /// be released and the following one prepared now rather than after an idle sleep (up to
+    /// [`IDLE_POLL_MAX`]). Once per segment, on the roll.
+    pub(crate) fn nudge(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
     /// Takes the next segment, waiting (yielding) if the helper has not finished it. Returns an
     /// error if the helper failed. The loop is bounded by the helper's liveness: it either
     /// delivers, or sets `failed`/`exited`.
@@ -325,7 +335,10 @@ fn helper_loop(
         // Work in steps until the turn's budget is spent or nothing is left, then sleep: the
         // helper never holds a core for more than about one budget at a time.
         let started = Instant::now();
-        let (urgent, worked) = loop {
+        // Whether any pass of this turn did something: such a turn is followed by the short
+        // sleep and resets the back-off, even if its last pass found nothing left.
+        let mut turn_worked = false;
+        let urgent = loop {
             let (index, offset) = unpack_position(shared.position.0.load(Ordering::Acquire));
             // The writer moved on to the segment we handed over: the one it left has its last
             // reference here.
@@ -351,18 +364,19 @@ fn helper_loop(
                 STEP_BUDGET
             };
             let worked = live.worked || prep.worked;
+            turn_worked |= worked;
             if !worked || started.elapsed() >= budget || shared.stop.load(Ordering::Relaxed) {
-                break (urgent, worked);
+                break urgent;
             }
         };
         let sleep = if urgent {
             URGENT_POLL_INTERVAL
-        } else if worked {
+        } else if turn_worked {
             plan.poll_interval
         } else {
             idle_sleep
         };
-        idle_sleep = next_idle_sleep(plan.poll_interval, idle_sleep, worked || urgent);
+        idle_sleep = next_idle_sleep(plan.poll_interval, idle_sleep, turn_worked || urgent);
         thread::park_timeout(sleep);
     }
     Ok(())
@@ -374,7 +388,7 @@ fn next_idle_sleep(poll_interval: Duration, last: Duration, worked: bool) -> Dur
     if worked {
         poll_interval
     } else {
-        (last * 2).min(IDLE_POLL_MAX.max(poll_interval))
+        last.saturating_mul(2).min(IDLE_POLL_MAX.max(poll_interval))
     }
 }
 
@@ -777,7 +791,7 @@ mod tests {
     }
 
     /// A full window is refilled only once an eighth of it (at least one step) is used, then
-    /// all the way; at the end of the segment, to the end whatever is left.
+    /// all the way.
     #[test]
     fn the_live_window_is_refilled_once_an_eighth_is_used() {
         let dir = tempfile::tempdir().unwrap();
@@ -798,14 +812,54 @@ mod tests {
         let urgent = top_up_until_idle(&plan, offset, &current, &mut window);
         assert_eq!(urgent, vec![false; (1 << 17) / STEP_BYTES]);
         assert_eq!(window.touched, offset + (1 << 20));
-        // Near the end of the segment the window is cut there, and topped up to it.
-        offset = SEGMENT as usize - (1 << 20) + 8192;
-        top_up_until_idle(&plan, offset, &current, &mut window);
-        assert_eq!(window.touched, SEGMENT as usize);
-        // A writer that ran past half of the window gets it refilled at once, urgently.
+    }
+
+    /// A window that reaches the end of the segment is topped up to the end whatever is left,
+    /// less than an eighth included.
+    #[test]
+    fn a_window_at_the_end_of_the_segment_is_topped_up_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = PretouchPlan {
+            ahead_bytes: 1 << 20,
+            ..plan(dir.path())
+        };
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let end = SEGMENT as usize;
+        let mut offset = end - (1 << 20) - 4096;
         let mut window = LiveWindow::default();
-        let urgent = top_up_until_idle(&plan, 0, &current, &mut window);
-        assert!(urgent[0] && !urgent[urgent.len() - 1]);
+        top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(window.touched, end - 4096);
+        // 4 KiB used, far less than an eighth, but the window now ends where the segment does.
+        offset += 4096;
+        assert_eq!(
+            top_up_until_idle(&plan, offset, &current, &mut window),
+            [false]
+        );
+        assert_eq!(window.touched, end);
+    }
+
+    /// A window smaller than eight steps refills once less than half of it is left ahead of
+    /// the writer, urgently, though less than its refill threshold (one step) is used.
+    #[test]
+    fn a_small_window_refills_at_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = PretouchPlan {
+            ahead_bytes: STEP_BYTES,
+            ..plan(dir.path())
+        };
+        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let mut offset = 4096;
+        let mut window = LiveWindow::default();
+        top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(window.touched, offset + STEP_BYTES);
+        // A quarter used: more than half left, nothing to do.
+        offset += STEP_BYTES / 4;
+        assert!(top_up_until_idle(&plan, offset, &current, &mut window).is_empty());
+        // Past half: refilled at once, in one step (after which the window is full again).
+        offset += STEP_BYTES / 4 + 4096;
+        let urgent = top_up_until_idle(&plan, offset, &current, &mut window);
+        assert_eq!(urgent, [false]);
+        assert_eq!(window.touched, offset + STEP_BYTES);
     }
 
     /// Idle looks back off from `poll_interval` to `IDLE_POLL_MAX`; work sets them back.

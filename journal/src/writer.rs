@@ -419,6 +419,7 @@ impl Writer {
         self.stats.rolls += 1;
         if let Some(p) = &self.pretoucher {
             p.publish(self.segment.index, self.offset);
+            p.nudge();
         }
         Ok(())
     }
