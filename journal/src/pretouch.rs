@@ -790,16 +790,21 @@ mod tests {
         assert!(!step.worked && !step.urgent);
     }
 
+    /// A plan with a live window of `ahead_bytes`, and the writer's segment 1.
+    fn window_of(dir: &std::path::Path, ahead_bytes: usize) -> (PretouchPlan, Segment) {
+        let plan = PretouchPlan {
+            ahead_bytes,
+            ..plan(dir)
+        };
+        (plan, Segment::create(dir, 1, SEGMENT, false).unwrap())
+    }
+
     /// A full window is refilled only once an eighth of it (at least one step) is used, then
     /// all the way.
     #[test]
     fn the_live_window_is_refilled_once_an_eighth_is_used() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = PretouchPlan {
-            ahead_bytes: 1 << 20,
-            ..plan(dir.path())
-        };
-        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let (plan, current) = window_of(dir.path(), 1 << 20);
         let mut window = LiveWindow::default();
         let mut offset = 4096;
         top_up_until_idle(&plan, offset, &current, &mut window);
@@ -819,11 +824,7 @@ mod tests {
     #[test]
     fn a_window_at_the_end_of_the_segment_is_topped_up_to_it() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = PretouchPlan {
-            ahead_bytes: 1 << 20,
-            ..plan(dir.path())
-        };
-        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let (plan, current) = window_of(dir.path(), 1 << 20);
         let end = SEGMENT as usize;
         let mut offset = end - (1 << 20) - 4096;
         let mut window = LiveWindow::default();
@@ -843,11 +844,7 @@ mod tests {
     #[test]
     fn a_small_window_refills_at_half() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = PretouchPlan {
-            ahead_bytes: STEP_BYTES,
-            ..plan(dir.path())
-        };
-        let current = Segment::create(dir.path(), 1, SEGMENT, false).unwrap();
+        let (plan, current) = window_of(dir.path(), STEP_BYTES);
         let mut offset = 4096;
         let mut window = LiveWindow::default();
         top_up_until_idle(&plan, offset, &current, &mut window);
