@@ -44,7 +44,7 @@
 //! (docs/benchmarks.md, "A pre-toucher that works in steps").
 //!
 //! **Few looks.** Every look is a wake-up, and on a 2-core box a context switch that a spinning
-//! stage pays for. A look that finds nothing to do doubles the sleep after it, up to
+//! stage pays for. A turn that finds nothing to do doubles the sleep after it, up to
 //! [`IDLE_POLL_MAX`] (5 ms), and the live window is refilled only once an eighth of it is used,
 //! so the work comes in a few bursts per window. The writer wakes the helper when it rolls, so
 //! the next segment's preparation starts at once. Looking every 200 µs whatever happened was
@@ -109,7 +109,7 @@ const URGENT_POLL_INTERVAL: Duration = Duration::from_micros(20);
 
 /// The longest sleep of a helper with nothing to do. Each idle look costs a spinning stage a
 /// context switch on a 2-core box, so the sleep doubles from `poll_interval` up to this while
-/// looks find nothing; any work found sets it back. Safe at any writer pace that matters: a
+/// turns find nothing; a turn with any work sets it back. Safe at any writer pace that matters: a
 /// writer at 1 GB/s takes 5 MB of a 16 MiB window in one such sleep, and the helper refills at
 /// an eighth used.
 const IDLE_POLL_MAX: Duration = Duration::from_millis(5);
@@ -369,17 +369,35 @@ fn helper_loop(
                 break urgent;
             }
         };
-        let sleep = if urgent {
-            URGENT_POLL_INTERVAL
-        } else if turn_worked {
-            plan.poll_interval
-        } else {
-            idle_sleep
-        };
-        idle_sleep = next_idle_sleep(plan.poll_interval, idle_sleep, turn_worked || urgent);
+        let sleep;
+        (sleep, idle_sleep) =
+            sleeps_after_turn(plan.poll_interval, idle_sleep, turn_worked, urgent);
         thread::park_timeout(sleep);
     }
     Ok(())
+}
+
+/// The sleep after a turn, and the one to take after the next idle turn: a turn that worked
+/// (in any of its passes) is followed by `poll_interval`, an urgent one by
+/// [`URGENT_POLL_INTERVAL`], and both set the back-off back; an idle turn sleeps `idle_sleep`
+/// and doubles it.
+fn sleeps_after_turn(
+    poll_interval: Duration,
+    idle_sleep: Duration,
+    turn_worked: bool,
+    urgent: bool,
+) -> (Duration, Duration) {
+    let sleep = if urgent {
+        URGENT_POLL_INTERVAL
+    } else if turn_worked {
+        poll_interval
+    } else {
+        idle_sleep
+    };
+    (
+        sleep,
+        next_idle_sleep(poll_interval, idle_sleep, turn_worked || urgent),
+    )
 }
 
 /// The sleep after the next idle turn: `poll_interval` again once a turn worked, else twice the
@@ -839,8 +857,8 @@ mod tests {
         assert_eq!(window.touched, end);
     }
 
-    /// A window smaller than eight steps refills once less than half of it is left ahead of
-    /// the writer, urgently, though less than its refill threshold (one step) is used.
+    /// A window smaller than two steps (here one) refills once less than half of it is left
+    /// ahead of the writer, though less than its refill threshold (one step) is used.
     #[test]
     fn a_small_window_refills_at_half() {
         let dir = tempfile::tempdir().unwrap();
@@ -876,5 +894,29 @@ mod tests {
         // A poll interval above the ceiling stays as configured.
         let slow = Duration::from_millis(20);
         assert_eq!(next_idle_sleep(slow, slow, false), slow);
+        assert_eq!(
+            next_idle_sleep(Duration::MAX, Duration::MAX, false),
+            Duration::MAX
+        );
+    }
+
+    /// After a turn: idle turns sleep their backed-off sleep and double it; a turn that worked
+    /// in any pass, or an urgent one, sleeps briefly and sets the back-off back.
+    #[test]
+    fn the_sleep_after_a_turn_follows_what_it_did() {
+        let poll = Duration::from_micros(200);
+        let backed_off = Duration::from_millis(2);
+        assert_eq!(
+            sleeps_after_turn(poll, backed_off, false, false),
+            (backed_off, backed_off * 2)
+        );
+        assert_eq!(
+            sleeps_after_turn(poll, backed_off, true, false),
+            (poll, poll)
+        );
+        assert_eq!(
+            sleeps_after_turn(poll, backed_off, true, true),
+            (URGENT_POLL_INTERVAL, poll)
+        );
     }
 }
