@@ -1316,6 +1316,9 @@ fn every_error_path_has_its_code_and_status() {
         // Bad credentials; unknown route; a bad path id.
         let (st, v) = call(c.post(s.url("/api/v1/auth/login")).json(&json!({"login": "alice", "password": "nope"}))).await;
         expect(st, &v, 401, 1008, "BAD_CREDENTIALS");
+        // A NUL would pad to the same fixed field as the login without it: refused.
+        let (st, v) = call(c.post(s.url("/api/v1/auth/login")).json(&json!({"login": "alice\u{0}", "password": "alice-demo"}))).await;
+        expect(st, &v, 400, 4001, "BAD_REQUEST");
         let (st, v) = call(c.get(s.url("/api/v1/nothing"))).await;
         expect(st, &v, 404, 4006, "NOT_FOUND");
         let (st, v) = call(c.get(s.url("/api/v1/orders/client/abc")).bearer_auth(&alice)).await;
@@ -1344,6 +1347,13 @@ fn every_error_path_has_its_code_and_status() {
         ws_send(&mut ws, json!({"op": "subscribe", "channel": "depth", "symbol": "BTC-KRW"})).await;
         let v = ws_until(&mut ws, |v| v["op"] == "subscribe" || v["op"] == "error").await;
         assert_eq!(v["ok"], json!(true), "{v}");
+        // By id too, as the REST paths take it; the reply names the symbol.
+        ws_send(&mut ws, json!({"op": "subscribe", "channel": "trades", "symbol": 0})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "subscribe" || v["op"] == "error").await;
+        assert_eq!((&v["ok"], &v["symbol"]), (&json!(true), &json!("BTC-KRW")), "{v}");
+        ws_send(&mut ws, json!({"op": "subscribe", "channel": "trades", "symbol": -1})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "BAD_REQUEST", "{v}");
         // A connection authenticated with a token is closed when the token expires.
         let short = craft(json!({"sub": "alice", "role": "user", "id": 1, "acct": 0,
             "iat": now(), "exp": now() + 2}));
@@ -1525,6 +1535,8 @@ fn csv_endpoints_and_metrics() {
                 .header("content-type", "text/csv")
                 .body(body.to_string())
         };
+        // The seed's CSV cancel: user 2 (bob), `order`, symbol 0.
+        let cancel = |tok: &str, order: u64| post("/cancel", tok, &format!("2,{order},0")).send();
         let text = |r: reqwest::Response| async move {
             let st = r.status().as_u16();
             (st, r.text().await.unwrap())
@@ -1570,13 +1582,7 @@ fn csv_endpoints_and_metrics() {
         .await;
         assert_eq!((st, t.as_str()), (200, "side,price,qty\n2,14000,1\n"));
         // Alice cannot cancel bob's order, nor act as bob.
-        let (st, t) = text(
-            post("/cancel", &alice, &format!("2,{bob_order},0"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, t) = text(cancel(&alice, bob_order).await.unwrap()).await;
         assert_eq!(st, 403, "{t}");
         assert!(t.contains("NOT_YOUR_ACCOUNT"));
         let (st, t) = text(
@@ -1618,13 +1624,7 @@ fn csv_endpoints_and_metrics() {
         assert_eq!(st, 400, "{t}");
         assert!(t.contains("field 3"), "{t}");
         // Bob cancels his remaining lot by the order id /order returned.
-        let (st, t) = text(
-            post("/cancel", &bob, &format!("2,{bob_order},0"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, t) = text(cancel(&bob, bob_order).await.unwrap()).await;
         assert_eq!(
             (st, t),
             (
@@ -1632,14 +1632,33 @@ fn csv_endpoints_and_metrics() {
                 format!("orderId,status,cancelledQty\n{bob_order},CANCELLED,1\n")
             )
         );
-        let (st, t) = text(
-            post("/cancel", &bob, &format!("2,{bob_order},0"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (st, t) = text(cancel(&bob, bob_order).await.unwrap()).await;
         assert_eq!(st, 404, "{t}");
+        // Any live order of the user, not only one /order placed (nor only one placed since the
+        // server started): /cancel names it by its engine order id.
+        let v: Value = c
+            .post(s.url("/api/v1/orders"))
+            .bearer_auth(&bob)
+            .json(
+                // Above the edge's CSV ids, which bob's earlier /order used (they keep growing).
+                &json!({"symbol": "BTC-KRW", "client_order_id": u64::MAX, "side": "SELL",
+                "price": 15000, "qty": 1}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rest_order = v["order_id"].as_u64().unwrap_or_else(|| panic!("{v}"));
+        let (st, t) = text(cancel(&bob, rest_order).await.unwrap()).await;
+        assert_eq!(
+            (st, t),
+            (
+                200,
+                format!("orderId,status,cancelledQty\n{rest_order},CANCELLED,1\n")
+            )
+        );
         // Unauthenticated CSV calls are refused like the rest.
         let (st, _) = text(c.get(s.url("/orderbook?symbolId=0")).send().await.unwrap()).await;
         assert_eq!(st, 401);
@@ -1652,18 +1671,18 @@ fn csv_endpoints_and_metrics() {
             .starts_with("text/plain"));
         let m = metrics(&r.text().await.unwrap());
         assert!(value(&m, "ringbook_gateway_logins_total", &[]) >= 3.0);
-        // Three deposits, two orders, two cancels (the second one the engine's UNKNOWN_ORDER)
-        // and one book query; the requests refused by authorization or as bad CSV were never
-        // sequenced.
-        assert_eq!(value(&m, "ringbook_gateway_commands_total", &[]), 8.0);
-        assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 8.0);
+        // Three deposits, two CSV orders and a REST one, three cancels (the second one the
+        // engine's UNKNOWN_ORDER) and one book query; the requests refused by authorization or
+        // as bad CSV were never sequenced.
+        assert_eq!(value(&m, "ringbook_gateway_commands_total", &[]), 10.0);
+        assert_eq!(value(&m, "ringbook_web_bridge_commands_total", &[]), 10.0);
         assert_eq!(value(&m, "ringbook_web_bridge_rejected_total", &[]), 3.0);
-        assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 8.0);
+        assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), 10.0);
         // The pipeline's gauges: every sequenced command is journaled and came back.
-        assert_eq!(value(&m, "ringbook_pipeline_submitted_sequence", &[]), 8.0);
+        assert_eq!(value(&m, "ringbook_pipeline_submitted_sequence", &[]), 10.0);
         assert_eq!(value(&m, "ringbook_pipeline_in_flight_commands", &[]), 0.0);
-        assert_eq!(value(&m, "ringbook_journal_records_total", &[]), 8.0);
-        assert!(value(&m, "ringbook_journal_written_bytes_total", &[]) > 8.0 * 16.0);
+        assert_eq!(value(&m, "ringbook_journal_records_total", &[]), 10.0);
+        assert!(value(&m, "ringbook_journal_written_bytes_total", &[]) > 10.0 * 16.0);
         assert_eq!(
             value(
                 &m,
@@ -1693,15 +1712,16 @@ fn csv_endpoints_and_metrics() {
             3.0
         );
         assert_eq!(value(&m, "ringbook_web_ready", &[]), 1.0);
-        // The snapshot taken after command 5 (`--snapshot-every 5`) is written by a background
-        // thread: wait for it, bounded.
+        // The snapshots taken after commands 5 and 10 (`--snapshot-every 5`) are written by a
+        // background thread: wait for the second, bounded.
         let snap = scrape_until(&c, &s, "the snapshot", |m| {
-            m.samples
-                .iter()
-                .any(|x| x.metric == "ringbook_snapshot_last_sequence")
+            m.samples.iter().any(|x| {
+                x.metric == "ringbook_snapshot_last_sequence"
+                    && matches!(x.value, prometheus_parse::Value::Gauge(v) if v == 10.0)
+            })
         })
         .await;
-        assert_eq!(value(&snap, "ringbook_snapshot_last_sequence", &[]), 5.0);
+        assert_eq!(value(&snap, "ringbook_snapshot_last_sequence", &[]), 10.0);
         assert!(value(&snap, "ringbook_snapshot_last_timestamp_seconds", &[]) > 1.7e9);
         assert!(value(&snap, "ringbook_snapshot_age_seconds", &[]) >= 0.0);
         for (code, reason, n) in [
@@ -1723,9 +1743,9 @@ fn csv_endpoints_and_metrics() {
         }
         // Counted as sent, refused or not: the refused ones are counted as errors above.
         for (kind, n) in [
-            ("new_order", 3.0),
+            ("new_order", 4.0),
             ("deposit", 4.0),
-            ("cancel", 3.0),
+            ("cancel_order", 4.0),
             ("query_book", 1.0),
         ] {
             assert_eq!(

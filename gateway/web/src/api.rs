@@ -510,10 +510,12 @@ async fn login(
 ) -> Result<Json<Value>, ApiError> {
     let l: LoginBody = body(&b)?;
     let max = ringbook_engine::config::GATEWAY_CREDENTIAL_BYTES_MAX;
-    if l.login.is_empty() || l.login.len() > max || l.password.is_empty() || l.password.len() > max
-    {
+    // No NUL: the gateway compares credentials as fixed fields padded with NULs, so `alice\0`
+    // would log in as `alice` and carry the NUL into its token's subject.
+    let bad = |s: &str| s.is_empty() || s.len() > max || s.contains('\0');
+    if bad(&l.login) || bad(&l.password) {
         return Err(ApiError::bad(format!(
-            "login and password must be 1..={max} bytes"
+            "login and password must be 1..={max} bytes, without NUL"
         )));
     }
     let m = &st.edge.metrics;

@@ -14,7 +14,8 @@
 //! - **A connection that takes nothing of what it is sent for `send_timeout_ms`** (a client
 //!   that pipelines requests and never reads the answers, a WebSocket subscriber that stopped
 //!   reading) is closed ([`SendDeadline`]).
-//! - A request's header is at most [`HEADER_BYTES_MAX`] (431 beyond).
+//! - A request's header must fit a read buffer of [`HEADER_BYTES_MAX`] (431 beyond; hyper's
+//!   limit lets up to ~48 KiB through, depending on how the bytes arrive).
 //! - **A request's body must arrive whole within `body_timeout_ms`** of its header
 //!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
 //!   connection closed.

@@ -143,12 +143,6 @@ pub(crate) async fn order(
     let (events, seq) = st.edge.command(a.1, Command::NewOrder(o)).await?;
     let v = order_reply(&st, &o, &events, seq)?;
     let order_id = v["order_id"].as_u64().unwrap_or(0);
-    if order_id != 0 {
-        st.csv_orders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(order_id, (user, symbol, coid));
-    }
     Ok(csv(format!(
         "orderId,status,filledQty,leavesQty\n{order_id},{},{},{}\n",
         v["status"].as_str().unwrap_or(""),
@@ -165,22 +159,13 @@ pub(crate) async fn cancel(
     let [user, order_id, symbol] = fields::<3>(&b, "userId,orderId,symbolId")?;
     let user = id32(user, "user")?;
     let symbol = id16(symbol, "symbol", RejectCode::UnknownSymbol)?;
-    let known = st
-        .csv_orders
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(order_id);
-    // The order must be one this edge placed through /order, for this user and symbol.
-    let Some((u, s, coid)) = known.filter(|(u, s, _)| *u == user && *s == symbol) else {
-        return Err(ApiError::reject(
-            RejectCode::UnknownOrder,
-            format!("order {order_id} is not a CSV order of user {user} on symbol {symbol}"),
-        ));
-    };
-    let cmd = Command::Cancel {
-        user: UserId(u),
-        symbol: SymbolId(s),
-        client_order_id: ClientOrderId(coid),
+    // By the engine's order id, as `/order` returned it: any live order of this user on this
+    // symbol (the engine refuses another's or a finished one: UNKNOWN_ORDER), however it was
+    // placed and whether or not this server has restarted since.
+    let cmd = Command::CancelOrder {
+        user: UserId(user),
+        symbol: SymbolId(symbol),
+        order_id: ringbook_engine::OrderId(order_id),
     };
     let (events, _) = st.edge.command(a.1, cmd).await?;
     j::first_reject(&events)?;

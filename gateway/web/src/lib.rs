@@ -34,7 +34,7 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -137,33 +137,6 @@ impl WebHandle {
 /// How long [`WebHandle::shutdown`] waits for requests in flight and WebSocket close frames.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Bounded table of engine order id → (user, symbol, client order id) for orders placed through
-/// the seed's CSV `/order`, so its `/cancel` can name them by order id.
-#[derive(Debug, Default)]
-pub(crate) struct CsvOrders {
-    map: std::collections::HashMap<u64, (u32, u16, u64)>,
-    order: std::collections::VecDeque<u64>,
-}
-
-/// Orders the CSV table remembers (the oldest is forgotten first).
-pub(crate) const CSV_ORDERS_MAX: usize = 1 << 16;
-
-impl CsvOrders {
-    pub(crate) fn insert(&mut self, order_id: u64, v: (u32, u16, u64)) {
-        if self.order.len() >= CSV_ORDERS_MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-        self.map.insert(order_id, v);
-        self.order.push_back(order_id);
-    }
-
-    pub(crate) fn get(&self, order_id: u64) -> Option<(u32, u16, u64)> {
-        self.map.get(&order_id).copied()
-    }
-}
-
 /// Shared by every handler.
 #[derive(Debug)]
 pub(crate) struct AppState {
@@ -172,7 +145,6 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) gateway_stats: Arc<Stats>,
     pub(crate) pipeline: Option<ringbook_engine::PipelineGauges>,
-    pub(crate) csv_orders: Mutex<CsvOrders>,
     pub(crate) csv_coid: AtomicU64,
     pub(crate) ws_next: AtomicU64,
     /// Open HTTP connections, against `conns_max` and `conns_per_addr`.
@@ -281,7 +253,6 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         ),
         gateway_stats: opts.gateway_stats,
         pipeline: opts.pipeline,
-        csv_orders: Mutex::new(CsvOrders::default()),
         csv_coid: AtomicU64::new(csv_base),
         ws_next: AtomicU64::new(1),
         conns: conns.clone(),
@@ -333,17 +304,5 @@ mod tests {
         wc.jwt_secret = Some("x".repeat(32));
         wc.ws_queue_max = 0;
         assert!(check_config(&wc).unwrap_err().contains("ws_queue_max"));
-    }
-
-    #[test]
-    fn the_csv_order_table_forgets_the_oldest_beyond_its_bound() {
-        let mut t = CsvOrders::default();
-        for i in 0..CSV_ORDERS_MAX as u64 + 2 {
-            t.insert(i + 1, (1, 0, i));
-        }
-        assert_eq!(t.get(1), None);
-        assert_eq!(t.get(2), None);
-        assert_eq!(t.get(3), Some((1, 0, 2)));
-        assert_eq!(t.map.len(), CSV_ORDERS_MAX);
     }
 }

@@ -351,13 +351,22 @@ async fn public(
             "this server runs without market data (--no-market-data)",
         );
     };
-    let Some(sym) = v["symbol"].as_str() else {
-        return web_err(WebCode::BadRequest, "public channels need a symbol");
+    // By name or by id, as the REST paths take it; replies name it.
+    let named = match &v["symbol"] {
+        Value::String(name) => Named::Name(name.clone()),
+        Value::Number(n) if n.as_u64().is_some() => Named::Id(n.as_u64().unwrap_or_default()),
+        _ => {
+            return web_err(
+                WebCode::BadRequest,
+                "public channels need a symbol: its name or its id",
+            )
+        }
     };
-    let symbol = match j::symbol(&st.edge.config, &Named::Name(sym.to_string())) {
+    let symbol = match j::symbol(&st.edge.config, &named) {
         Ok(s) => s,
         Err(e) => return err(e.code, e.reason, &e.message),
     };
+    let sym = j::sym(&st.edge.config, symbol);
     if op == "unsubscribe" {
         let ok = st.edge.subs.unsubscribe(pub_id, Some((symbol, channel)));
         return json!({"op": op, "channel": name, "symbol": sym, "ok": ok}).to_string();
