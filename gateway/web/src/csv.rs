@@ -160,8 +160,9 @@ pub(crate) async fn cancel(
     let user = id32(user, "user")?;
     let symbol = id16(symbol, "symbol", RejectCode::UnknownSymbol)?;
     // By the engine's order id, as `/order` returned it: any live order of this user on this
-    // symbol (the engine refuses another's or a finished one: UNKNOWN_ORDER), however it was
-    // placed and whether or not this server has restarted since.
+    // symbol, however it was placed and whether or not this server has restarted since (the
+    // engine refuses another user's live order, NOT_YOUR_ORDER, and an id that names no live
+    // order of this symbol, UNKNOWN_ORDER — as for REST's DELETE).
     let cmd = Command::CancelOrder {
         user: UserId(user),
         symbol: SymbolId(symbol),

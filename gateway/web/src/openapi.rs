@@ -126,7 +126,7 @@ pub fn document() -> Value {
                 json!([path_param("symbol", "string"), query_param("interval", "string", false), query_param("from", "integer", false), query_param("to", "integer", false), query_param("limit", "integer", false)]), None, "200")},
             "/deposit": {"post": op("CSV: userId,currencyId,amount (operator)", true, none.clone(), Some("csv"), "200")},
             "/order": {"post": op("CSV: userId,symbolId,price,qty,side (1 buy, 2 sell); a GTC limit order", true, none.clone(), Some("csv"), "200")},
-            "/cancel": {"post": op("CSV: userId,orderId,symbolId (an order placed through /order)", true, none.clone(), Some("csv"), "200")},
+            "/cancel": {"post": op("CSV: userId,orderId,symbolId (the engine order id of one of the user's live orders)", true, none.clone(), Some("csv"), "200")},
             "/orderbook": {"get": op("CSV book: side,price,qty", true, json!([query_param("symbolId", "integer", true)]), None, "200")},
             "/ws": {"get": op("WebSocket: {op:auth,token}, {op:subscribe,channel:orders|fills|balances}, {op:subscribe,channel:depth|trades|kline:1m|ticker,symbol}, {op:ping}", false, none, None, "101")}
         }
