@@ -139,6 +139,21 @@ struct Shared {
     error: Mutex<Option<JournalError>>,
 }
 
+impl Shared {
+    /// With the writer at the packed `position`, nothing handed over, nothing flagged.
+    fn new(position: u64) -> Shared {
+        Shared {
+            position: CachePadded(AtomicU64::new(position)),
+            next: AtomicPtr::new(ptr::null_mut()),
+            waiting: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            error: Mutex::new(None),
+        }
+    }
+}
+
 pub(crate) fn pack_position(index: u64, offset: usize) -> u64 {
     debug_assert!(offset as u64 <= OFFSET_MASK);
     ((index & INDEX_MASK) << OFFSET_BITS) | offset as u64
@@ -171,15 +186,7 @@ impl Pretoucher {
         current: Arc<Segment>,
         offset: usize,
     ) -> Result<Pretoucher, JournalError> {
-        let shared = Arc::new(Shared {
-            position: CachePadded(AtomicU64::new(pack_position(current.index, offset))),
-            next: AtomicPtr::new(ptr::null_mut()),
-            waiting: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            exited: AtomicBool::new(false),
-            error: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(pack_position(current.index, offset)));
         let helper_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("journal-pretouch".into())
@@ -610,23 +617,23 @@ mod tests {
     }
 
     fn shared() -> Shared {
-        Shared {
-            position: CachePadded(AtomicU64::new(0)),
-            next: AtomicPtr::new(ptr::null_mut()),
-            waiting: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            exited: AtomicBool::new(false),
-            error: Mutex::new(None),
-        }
+        Shared::new(0)
     }
 
-    /// The writer's segment 1, and the segment 0 it left (all of it faulted in, as written).
-    fn writer_in_segment_1_after_segment_0(dir: &std::path::Path) -> (Segment, Arc<Segment>) {
+    /// The helper's spare: a left segment and how much of its mapping is released.
+    type Spare = Option<(Arc<Segment>, usize)>;
+
+    /// The writer's segment 1, and the segment 0 it left (all of it faulted in, as written) as
+    /// the helper's spare, nothing released yet, with its address to recognise it once
+    /// recycled.
+    fn writer_in_segment_1_after_segment_0(
+        dir: &std::path::Path,
+    ) -> (Segment, Spare, *const Segment) {
         let current = Segment::create(dir, 1, SEGMENT, false).unwrap();
         let left = Arc::new(Segment::create(dir, 0, SEGMENT, false).unwrap());
         left.map.populate_write(0, SEGMENT as usize).unwrap();
-        (current, left)
+        let left_ptr = Arc::as_ptr(&left);
+        (current, Some((left, 0)), left_ptr)
     }
 
     /// The left segment is released, the next created (recycling the left one's allocation),
@@ -636,9 +643,7 @@ mod tests {
     fn the_next_segment_is_prepared_a_step_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let (plan, shared) = (plan(dir.path()), shared());
-        let (current, left) = writer_in_segment_1_after_segment_0(dir.path());
-        let left_ptr = Arc::as_ptr(&left);
-        let mut spare = Some((left, 0usize));
+        let (current, mut spare, left_ptr) = writer_in_segment_1_after_segment_0(dir.path());
         let mut next: Option<Next> = None;
         let early = (1, SEGMENT_HEADER_LEN);
         let (mut releases, mut creates, mut prefaults) = (0, 0, 0);
@@ -714,9 +719,7 @@ mod tests {
     fn a_waiting_writer_gets_the_next_segment_in_one_step() {
         let dir = tempfile::tempdir().unwrap();
         let (plan, shared) = (plan(dir.path()), shared());
-        let (current, left) = writer_in_segment_1_after_segment_0(dir.path());
-        let left_ptr = Arc::as_ptr(&left);
-        let mut spare = Some((left, 0usize));
+        let (current, mut spare, left_ptr) = writer_in_segment_1_after_segment_0(dir.path());
         let mut next = None;
         shared.waiting.store(true, Ordering::Relaxed);
         let at_end = (1, SEGMENT as usize - 64);
