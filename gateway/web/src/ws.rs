@@ -352,15 +352,15 @@ async fn public(
         );
     };
     // By name or by id, as the REST paths take it; replies name it.
-    let named = match &v["symbol"] {
-        Value::String(name) => Named::Name(name.clone()),
-        Value::Number(n) if n.as_u64().is_some() => Named::Id(n.as_u64().unwrap_or_default()),
-        _ => {
-            return web_err(
-                WebCode::BadRequest,
-                "public channels need a symbol: its name or its id",
-            )
-        }
+    let named = if let Some(name) = v["symbol"].as_str() {
+        Named::Name(name.to_string())
+    } else if let Some(id) = v["symbol"].as_u64() {
+        Named::Id(id)
+    } else {
+        return web_err(
+            WebCode::BadRequest,
+            "public channels need a symbol: its name or its id",
+        );
     };
     let symbol = match j::symbol(&st.edge.config, &named) {
         Ok(s) => s,
