@@ -54,6 +54,13 @@ struct Sub {
     candle_history_due: u8,
 }
 
+impl Sub {
+    /// Subscribed to anything of the symbol: the connection is among its watchers.
+    fn any(&self) -> bool {
+        self.depth || self.trades || self.ticker || self.candles != 0
+    }
+}
+
 /// Depth owed to one connection for one symbol: the levels changed since what it last got.
 #[derive(Debug)]
 struct Owed {
@@ -73,6 +80,11 @@ pub(crate) struct Publisher {
     md: MarketData,
     symbols: usize,
     subs: Vec<Sub>,
+    /// Per symbol, the connections subscribed to anything of it, each once: a message costs
+    /// its symbol's subscribers, not the configured connection count (`conns_max` up to 4096).
+    watchers: Vec<Vec<u32>>,
+    /// Where connection `c` sits in `watchers[s]` (index `c * symbols + s`), or [`UNWATCHED`].
+    watch_pos: Vec<u32>,
     owed: Vec<Owed>,
     /// Connections owed depth, and whether each is listed.
     pending: Vec<usize>,
@@ -85,6 +97,9 @@ pub(crate) struct Publisher {
     last_tick: Instant,
     stats: Arc<Stats>,
 }
+
+/// `Publisher::watch_pos` of a connection not subscribed to the symbol.
+const UNWATCHED: u32 = u32::MAX;
 
 /// Lists connection `c` once.
 fn mark(list: &mut Vec<usize>, listed: &mut [bool], c: usize) {
@@ -135,6 +150,8 @@ impl Publisher {
             md,
             symbols,
             subs: vec![Sub::default(); conns * symbols],
+            watchers: (0..symbols).map(|_| Vec::with_capacity(conns)).collect(),
+            watch_pos: vec![UNWATCHED; conns * symbols],
             owed,
             pending: Vec::with_capacity(conns),
             in_pending: vec![false; conns],
@@ -157,7 +174,33 @@ impl Publisher {
         for s in 0..self.symbols {
             self.subs[c * self.symbols + s] = Sub::default();
             Self::clear_owed(&mut self.owed[c * self.symbols + s]);
+            self.sync_watch(c, s);
         }
+    }
+
+    /// Lists connection `c` among symbol `s`'s watchers while it subscribes to anything of
+    /// it, and only then (O(1) both ways; the lists were sized for every connection at start).
+    fn sync_watch(&mut self, c: usize, s: usize) {
+        let k = c * self.symbols + s;
+        let listed = self.watch_pos[k] != UNWATCHED;
+        let list = &mut self.watchers[s];
+        if self.subs[k].any() && !listed {
+            self.watch_pos[k] = list.len() as u32;
+            list.push(c as u32);
+        } else if !self.subs[k].any() && listed {
+            let at = self.watch_pos[k] as usize;
+            list.swap_remove(at);
+            if let Some(&moved) = list.get(at) {
+                self.watch_pos[moved as usize * self.symbols + s] = at as u32;
+            }
+            self.watch_pos[k] = UNWATCHED;
+        }
+    }
+
+    /// The connections subscribed to anything of symbol `s`.
+    #[cfg(test)]
+    fn watchers(&self, s: usize) -> &[u32] {
+        &self.watchers[s]
     }
 
     fn clear_owed(o: &mut Owed) {
@@ -193,6 +236,7 @@ impl Publisher {
             md,
             symbols,
             subs,
+            watchers,
             owed,
             pending,
             in_pending,
@@ -207,6 +251,7 @@ impl Publisher {
                 m,
                 *symbols,
                 subs,
+                watchers,
                 owed,
                 pending,
                 in_pending,
@@ -277,6 +322,7 @@ impl Publisher {
                 sub.candles_due &= !bit;
             }
         }
+        self.sync_watch(c, s);
         let ack = MdMsg::Subscribed {
             request_id: req.request_id,
             symbol: req.symbol,
@@ -340,7 +386,8 @@ impl Publisher {
         self.last_tick = now;
         for s in 0..self.symbols {
             let mut ticker = None;
-            for c in 0..conns.len() {
+            for w in 0..self.watchers[s].len() {
+                let c = self.watchers[s][w] as usize;
                 let sub = self.subs[c * self.symbols + s];
                 if sub.ticker_due || sub.candles_due != 0 || sub.candle_history_due != 0 {
                     let t = *ticker.get_or_insert_with(|| self.md.ticker(SymbolId(s as u16)));
@@ -506,6 +553,7 @@ fn publish(
     m: MdMessage<'_>,
     symbols: usize,
     subs: &mut [Sub],
+    watchers: &[Vec<u32>],
     owed: &mut [Owed],
     pending: &mut Vec<usize>,
     in_pending: &mut [bool],
@@ -519,7 +567,8 @@ fn publish(
         MdMessage::Trade(t) => {
             let s = t.symbol.0 as usize;
             let n = MdMsg::Trade(*t).encode(frame);
-            for c in 0..conns.len() {
+            for &c in &watchers[s] {
+                let c = c as usize;
                 if !subs[c * symbols + s].trades {
                     continue;
                 }
@@ -566,7 +615,8 @@ fn publish(
                 encoded_len = encode(&mut encoded);
             }
             let mut sent = 0u64;
-            for c in 0..conns.len() {
+            for &c in &watchers[s] {
+                let c = c as usize;
                 let k = c * symbols + s;
                 let sub = &mut subs[k];
                 sub.ticker_due |= sub.ticker;
@@ -881,5 +931,98 @@ mod tests {
         p.pump(Instant::now() + 2 * TICKER_INTERVAL, &mut conns, &mut dirty);
         drain(&mut conns[0], &mut seen[0]);
         assert!(seen[0].tickers > 0 && seen[0].candles > 0 && seen[0].acks == 4);
+    }
+
+    /// The per-symbol watcher lists follow subscribe, unsubscribe and reset in any order, and
+    /// a trade reaches exactly the connections subscribed to its symbol's trades — whatever the
+    /// swaps the lists went through.
+    #[test]
+    fn watchers_are_exactly_the_subscribed_connections() {
+        let mut config = Config::default();
+        config.capacity.orders_max = 1024;
+        let n = 7;
+        let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut keep = Vec::new();
+        let mut conns: Vec<Conn> = (0..n).map(|_| conn(1 << 16, &mut keep)).collect();
+        let mut p = Publisher::new(MarketData::new(&config), n, Instant::now(), stats);
+        let symbols = p.symbols;
+        assert!(symbols >= 2, "the default config has two symbols");
+        let mut dirty = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |k: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % k
+        };
+        let channels = [
+            Channel::Depth,
+            Channel::Trades,
+            Channel::Ticker,
+            Channel::Candles,
+        ];
+        for step in 0..2_000 {
+            let c = rnd(n as u64) as usize;
+            if rnd(12) == 0 {
+                p.reset_conn(c);
+            } else {
+                let req = MdRequest {
+                    request_id: 1,
+                    symbol: SymbolId(rnd(symbols as u64) as u16),
+                    channel: channels[rnd(4) as usize],
+                    interval: Interval::ALL[rnd(Interval::ALL.len() as u64) as usize],
+                    subscribe: rnd(2) == 0,
+                };
+                p.request(c, &req, &mut conns, &mut dirty).unwrap();
+            }
+            for conn in &mut conns {
+                conn.out_start = conn.out_end;
+            }
+            for s in 0..symbols {
+                let mut listed: Vec<usize> = p.watchers(s).iter().map(|&c| c as usize).collect();
+                listed.sort_unstable();
+                let want: Vec<usize> = (0..n).filter(|&c| p.subs[c * symbols + s].any()).collect();
+                assert_eq!(listed, want, "symbol {s} after step {step}");
+                for (at, &c) in p.watchers(s).iter().enumerate() {
+                    assert_eq!(p.watch_pos[c as usize * symbols + s], at as u32);
+                }
+            }
+        }
+        // A trade on symbol 0 goes to its trade subscribers and nobody else.
+        let symbol = SymbolId(0);
+        let trading: Vec<bool> = (0..n).map(|c| p.subs[c * symbols].trades).collect();
+        for (i, side) in [Side::Sell, Side::Buy].into_iter().enumerate() {
+            let cmd = Command::NewOrder(NewOrder::limit(
+                UserId(i as u32),
+                symbol,
+                ClientOrderId(1),
+                side,
+                Price(15_000),
+                Qty(3),
+            ));
+            engine.process_at(1_700_000_000_000_000_000, &cmd, &mut |e: &Event| {
+                p.on_event(e, &mut conns)
+            });
+            p.on_done(1_700_000_000_000_000_000, &mut conns);
+        }
+        for c in 0..n {
+            // Everything before the trade was dropped after the last step.
+            let mut seen = Seen::default();
+            drain_all(&mut conns[c], &mut seen);
+            assert_eq!(seen.trades.len(), usize::from(trading[c]), "connection {c}");
+        }
+    }
+
+    /// Like [`drain`], for a subscriber that may have no snapshot yet: counts only trades.
+    fn drain_all(conn: &mut Conn, seen: &mut Seen) {
+        let mut at = conn.out_start;
+        while let Some((h, body)) = split_frame(&conn.out[at..conn.out_end]).unwrap() {
+            at += h.frame_len;
+            if let MdMsg::Trade(t) = MdMsg::decode(h.msg_type, h.version, body).unwrap() {
+                seen.trades.push(t.trade_id.0);
+            }
+        }
+        conn.out_start = at;
     }
 }
