@@ -20,7 +20,8 @@
 //!
 //! `--md-subscribers N` also keeps N market-data sessions (the `feed` login) subscribed to depth
 //! and trades of both symbols for the whole run, read by one thread that polls their sockets
-//! (the server needs `--conns-max` above N + connections + 1).
+//! (the server needs `--conns-max` above N + connections + 1, and, since they all log in as
+//! `feed`, `[gateway] sessions_per_account_max` of at least N: 16 by default).
 //!
 //! A hiccup meter (bench/src/hiccup.rs, compiled in as `crate::hiccup`: a thread busy-reading the clock, sampled at the
 //! offered interval) measures this machine's own latency floor in the same run: `--hiccup alone`
@@ -155,7 +156,17 @@ fn md_subscribers(
     for k in 0..n {
         let mut c = Client::connect(addr).map_err(|e| format!("md subscriber {k}: {e}"))?;
         c.login("feed", "feed-demo", base + k as u32, false)
-            .map_err(|e| format!("md subscriber {k}: {e}"))?;
+            .map_err(|e| match e {
+                ClientError::LoginRejected(code, _) if code == RejectCode::ServerFull as u16 => {
+                    format!(
+                        "md subscriber {k}: {e}: every subscriber logs in as `feed`, and the \
+                         server allows `[gateway] sessions_per_account_max` sessions per \
+                         account (16 by default): raise it (and `sessions_max`, `--conns-max`) \
+                         for {n} subscribers (docs/benchmarks.md, \"100 subscribers\")"
+                    )
+                }
+                e => format!("md subscriber {k}: {e}"),
+            })?;
         for symbol in [SymbolId(0), SymbolId(1)] {
             for ch in [Channel::Depth, Channel::Trades] {
                 c.subscribe(1, symbol, ch, Interval::M1)
