@@ -172,7 +172,7 @@ pub const SUBS_PER_CONN_MAX: usize = 32;
 pub const TRADES_SNAPSHOT: usize = 50;
 
 /// A public channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// Level-2 depth: a snapshot, then every change (`md_seq` contiguous).
     Depth,
@@ -259,10 +259,21 @@ impl Produced {
     }
 }
 
+/// The public subscriptions of every connection, indexed both ways: an update goes to its
+/// own (symbol, channel)'s subscribers without looking at anyone else's (up to
+/// `ws_conns_max` × [`SUBS_PER_CONN_MAX`] subscriptions in all, and a traded command sends on
+/// up to eleven channels), and a connection's own requests see only its subscriptions.
+#[derive(Debug, Default)]
+struct Index {
+    by_channel: HashMap<(SymbolId, Channel), Vec<std::sync::Arc<PubSub>>>,
+    by_conn: HashMap<u64, Vec<std::sync::Arc<PubSub>>>,
+    total: usize,
+}
+
 /// The public subscriptions of every connection.
 #[derive(Debug, Default)]
 pub struct Subs {
-    list: std::sync::Mutex<Vec<std::sync::Arc<PubSub>>>,
+    index: std::sync::Mutex<Index>,
     count: std::sync::atomic::AtomicUsize,
     /// Times a subscription was conflated (an update did not fit; a snapshot follows).
     pub conflations: std::sync::atomic::AtomicU64,
@@ -348,15 +359,18 @@ impl Subs {
             // The feed went off since the caller made the copy current: it syncs again.
             return Err(NOT_LIVE);
         }
-        let mut list = lock(&self.list);
-        let mine = list.iter().filter(|s| s.conn == sub.conn).count();
-        if list
+        let mut index = lock(&self.index);
+        let mine = index
+            .by_conn
+            .get(&sub.conn)
+            .map_or(&[][..], |v| v.as_slice());
+        if mine
             .iter()
-            .any(|s| s.conn == sub.conn && s.symbol == sub.symbol && s.channel == sub.channel)
+            .any(|s| s.symbol == sub.symbol && s.channel == sub.channel)
         {
             return Err("already subscribed");
         }
-        if mine >= SUBS_PER_CONN_MAX {
+        if mine.len() >= SUBS_PER_CONN_MAX {
             return Err("too many public subscriptions on this connection");
         }
         let snap: std::sync::Arc<str> = snapshot(config, &g, sub.symbol, sub.channel).into();
@@ -365,8 +379,15 @@ impl Subs {
             sub.stale.store(true, Ordering::Release);
             sub.resync.notify_one();
         }
-        list.push(std::sync::Arc::new(sub));
-        self.count.store(list.len(), Ordering::Relaxed);
+        let sub = std::sync::Arc::new(sub);
+        index
+            .by_channel
+            .entry((sub.symbol, sub.channel))
+            .or_default()
+            .push(sub.clone());
+        index.by_conn.entry(sub.conn).or_default().push(sub);
+        index.total += 1;
+        self.count.store(index.total, Ordering::Relaxed);
         Ok(g.md.md_seq(sid))
     }
 
@@ -391,14 +412,36 @@ impl Subs {
 
     /// Removes one subscription (`Some`) or all of a connection's (`None`).
     pub(crate) fn unsubscribe(&self, conn: u64, which: Option<(SymbolId, Channel)>) -> bool {
-        let mut list = lock(&self.list);
-        let before = list.len();
-        list.retain(|s| {
-            s.conn != conn || which.is_some_and(|(sym, ch)| s.symbol != sym || s.channel != ch)
+        let mut index = lock(&self.index);
+        let Index {
+            by_channel,
+            by_conn,
+            total,
+        } = &mut *index;
+        let Some(mine) = by_conn.get_mut(&conn) else {
+            return false;
+        };
+        let before = *total;
+        mine.retain(|s| {
+            let keep = which.is_some_and(|(sym, ch)| s.symbol != sym || s.channel != ch);
+            if !keep {
+                let key = (s.symbol, s.channel);
+                if let Some(subs) = by_channel.get_mut(&key) {
+                    subs.retain(|x| x.conn != conn);
+                    if subs.is_empty() {
+                        by_channel.remove(&key);
+                    }
+                }
+                *total -= 1;
+            }
+            keep
         });
+        if mine.is_empty() {
+            by_conn.remove(&conn);
+        }
         self.count
-            .store(list.len(), std::sync::atomic::Ordering::Relaxed);
-        list.len() < before
+            .store(*total, std::sync::atomic::Ordering::Relaxed);
+        *total < before
     }
 
     /// Fresh snapshots for a connection's stale subscriptions (clearing their flag), under the
@@ -411,9 +454,9 @@ impl Subs {
     ) -> Vec<String> {
         use std::sync::atomic::Ordering;
         let g = md.read().unwrap_or_else(|p| p.into_inner());
-        let list = lock(&self.list);
+        let index = lock(&self.index);
         let mut out = Vec::new();
-        for s in list.iter().filter(|s| s.conn == conn) {
+        for s in index.by_conn.get(&conn).into_iter().flatten() {
             if s.stale.swap(false, Ordering::AcqRel) {
                 out.push(snapshot(config, &g, s.symbol, s.channel));
             }
@@ -425,13 +468,13 @@ impl Subs {
     /// builder's write lock: `md` is the state after it).
     pub(crate) fn publish(&self, config: &Config, md: &WebMd, p: &Produced) {
         use std::sync::atomic::Ordering;
-        let list = lock(&self.list);
-        if list.is_empty() {
+        let index = lock(&self.index);
+        if index.total == 0 {
             return;
         }
         let send = |sid: SymbolId, ch: Channel, msg: &dyn Fn() -> String| {
             let mut built: Option<std::sync::Arc<str>> = None;
-            for s in list.iter().filter(|s| s.symbol == sid && s.channel == ch) {
+            for s in index.by_channel.get(&(sid, ch)).into_iter().flatten() {
                 if s.stale.load(Ordering::Acquire) {
                     continue;
                 }
@@ -550,5 +593,209 @@ pub(crate) fn render_metrics(
     ];
     for (name, kind, help, v) in rows {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, RwLock};
+
+    use ringbook_engine::marketdata::MarketData;
+    use ringbook_engine::prelude::*;
+    use tokio::sync::{mpsc, Notify};
+
+    use super::*;
+
+    fn sub(conn: u64, symbol: u16, channel: Channel) -> (PubSub, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(256);
+        let s = PubSub {
+            conn,
+            symbol: SymbolId(symbol),
+            channel,
+            tx,
+            stale: AtomicBool::new(false),
+            resync: Arc::new(Notify::new()),
+        };
+        (s, rx)
+    }
+
+    /// The (channel, symbol) of every message waiting in `rx`.
+    fn got(rx: &mut mpsc::Receiver<Arc<str>>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            let v: Value = serde_json::from_str(&m).unwrap();
+            out.push((
+                v["channel"].as_str().unwrap().to_string(),
+                v["symbol"].as_str().unwrap().to_string(),
+            ));
+        }
+        out
+    }
+
+    /// One crossing pair on symbol 0 (a trade and a depth update), fed to the copy and fanned
+    /// out.
+    fn trade_and_publish(
+        engine: &mut Engine,
+        config: &Config,
+        md: &RwLock<WebMd>,
+        subs: &Subs,
+        n: u64,
+    ) {
+        let mut g = md.write().unwrap();
+        let mut produced = Produced::default();
+        for (user, side) in [(1, Side::Sell), (2, Side::Buy)] {
+            let cmd = Command::NewOrder(NewOrder::limit(
+                UserId(user),
+                SymbolId(0),
+                ClientOrderId(n),
+                side,
+                Price(15_000),
+                Qty(1),
+            ));
+            let ts = 1_700_000_000_000_000_000 + n;
+            let mut events = Vec::new();
+            engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
+            for e in &events {
+                g.md.apply(e, &mut |m| produced.take(m));
+            }
+            g.md.end_command(ts, &mut |m| produced.take(m));
+        }
+        subs.publish(config, &g, &produced);
+    }
+
+    /// An update reaches the subscribers of its own symbol and channel and nobody else, through
+    /// subscribes and unsubscribes of one and of all of a connection's subscriptions.
+    #[test]
+    fn an_update_reaches_its_own_channels_subscribers_only() {
+        let config = Config::default();
+        let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+        let md = RwLock::new(WebMd {
+            md: MarketData::new(&config),
+            seq: 0,
+            live: true,
+        });
+        let subs = Subs::default();
+        let plan: [(u64, u16, Channel); 7] = [
+            (1, 0, Channel::Trades),
+            (1, 0, Channel::Depth),
+            (2, 0, Channel::Trades),
+            (2, 1, Channel::Trades),
+            (3, 1, Channel::Depth),
+            (3, 0, Channel::Kline(Interval::M1)),
+            (4, 0, Channel::Ticker),
+        ];
+        let mut rx: Vec<mpsc::Receiver<Arc<str>>> = Vec::new();
+        for &(conn, symbol, channel) in &plan {
+            let (s, r) = sub(conn, symbol, channel);
+            subs.subscribe(&config, &md, s).unwrap();
+            rx.push(r);
+        }
+        let dup = sub(1, 0, Channel::Trades).0;
+        assert_eq!(subs.subscribe(&config, &md, dup), Err("already subscribed"));
+        assert_eq!(subs.count.load(std::sync::atomic::Ordering::Relaxed), 7);
+        // Each subscription's snapshot, then nothing until an update.
+        for r in &mut rx {
+            assert_eq!(got(r).len(), 1);
+        }
+        let sym0 = j::sym(&config, SymbolId(0)).to_string();
+        let one = |ch: &str| vec![(ch.to_string(), sym0.clone())];
+        trade_and_publish(&mut engine, &config, &md, &subs, 1);
+        let seen: Vec<_> = rx.iter_mut().map(got).collect();
+        assert_eq!(seen[0], one("trades"));
+        assert!(!seen[1].is_empty() && seen[1].iter().all(|m| *m == one("depth")[0]));
+        assert_eq!(seen[2], one("trades"));
+        assert_eq!(seen[3], vec![], "symbol 1's trades");
+        assert_eq!(seen[4], vec![], "symbol 1's depth");
+        assert_eq!(seen[5], one("kline:1m"));
+        assert!(!seen[6].is_empty() && seen[6].iter().all(|m| *m == one("ticker")[0]));
+        // One unsubscribed; then all of connection 2's.
+        assert!(subs.unsubscribe(1, Some((SymbolId(0), Channel::Trades))));
+        assert!(!subs.unsubscribe(1, Some((SymbolId(0), Channel::Trades))));
+        assert!(subs.unsubscribe(2, None));
+        assert!(!subs.unsubscribe(2, None));
+        assert_eq!(subs.count.load(std::sync::atomic::Ordering::Relaxed), 4);
+        trade_and_publish(&mut engine, &config, &md, &subs, 2);
+        let seen: Vec<_> = rx.iter_mut().map(got).collect();
+        assert_eq!(seen[0], vec![], "unsubscribed");
+        assert!(!seen[1].is_empty(), "connection 1 keeps its depth");
+        assert_eq!(
+            (&seen[2], &seen[3]),
+            (&vec![], &vec![]),
+            "connection 2 left"
+        );
+        assert_eq!(seen[5], one("kline:1m"));
+        // A connection holds at most SUBS_PER_CONN_MAX subscriptions.
+        let mut keep = Vec::new();
+        let mut k = 0;
+        for symbol in 0..config.symbols.len() as u16 {
+            for channel in [Channel::Depth, Channel::Trades, Channel::Ticker]
+                .into_iter()
+                .chain(Interval::ALL.map(Channel::Kline))
+            {
+                let (s, r) = sub(9, symbol, channel);
+                let r2 = subs.subscribe(&config, &md, s);
+                assert_eq!(r2.is_ok(), k < SUBS_PER_CONN_MAX, "subscription {k}");
+                keep.push(r);
+                k += 1;
+            }
+        }
+        assert!(
+            k > SUBS_PER_CONN_MAX,
+            "the config has enough channels to test the cap"
+        );
+    }
+
+    /// A measurement, not a check (docs/benchmarks.md, "The web edge's public fan-out"):
+    /// `cargo test --release -p ringbook-web --lib fanout_cost -- --ignored --nocapture`.
+    /// 1000 connections hold every channel of the symbols that do not trade (22 each with the
+    /// default config), 10 hold symbol 0's depth and trades; prints the time per traded pair of
+    /// orders on symbol 0, builder and fan-out together.
+    #[test]
+    #[ignore]
+    fn fanout_cost() {
+        let config = Config::default();
+        let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+        let md = RwLock::new(WebMd {
+            md: MarketData::new(&config),
+            seq: 0,
+            live: true,
+        });
+        let subs = Subs::default();
+        let mut idle = Vec::new();
+        for conn in 0..1000u64 {
+            for symbol in 1..config.symbols.len() as u16 {
+                for channel in [Channel::Depth, Channel::Trades, Channel::Ticker]
+                    .into_iter()
+                    .chain(Interval::ALL.map(Channel::Kline))
+                {
+                    let (s, r) = sub(conn, symbol, channel);
+                    if subs.subscribe(&config, &md, s).is_ok() {
+                        idle.push(r);
+                    }
+                }
+            }
+        }
+        let mut watching = Vec::new();
+        for conn in 5000..5010u64 {
+            for channel in [Channel::Depth, Channel::Trades] {
+                let (s, r) = sub(conn, 0, channel);
+                subs.subscribe(&config, &md, s).unwrap();
+                watching.push(r);
+            }
+        }
+        let n = 2000;
+        let t0 = std::time::Instant::now();
+        for i in 1..=n {
+            trade_and_publish(&mut engine, &config, &md, &subs, i);
+            for r in &mut watching {
+                while r.try_recv().is_ok() {}
+            }
+        }
+        eprintln!(
+            "fan-out: {:.1} µs per traded pair, {} subscriptions",
+            t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+            subs.count.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }
