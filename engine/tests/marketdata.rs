@@ -488,6 +488,165 @@ fn a_copy_taken_mid_command_and_fed_the_rest_equals_the_original() {
     }
 }
 
+/// Each command's events and stamp for a stream run through a fresh engine (risk on).
+fn recorded(config: &Config, seed: u64, n: usize) -> Vec<(u64, Vec<Event>)> {
+    let mut engine = Engine::with_risk(config, RiskMode::On).unwrap();
+    let cmds = common::stream(seed, n);
+    let ts = stamps(seed, cmds.len());
+    cmds.iter()
+        .zip(ts)
+        .map(|(cmd, t)| {
+            let mut events = Vec::new();
+            engine.process_at(t, cmd, &mut |e: &Event| events.push(*e));
+            (t, events)
+        })
+        .collect()
+}
+
+/// `copy_from` copies only what either side holds (occupied and touched levels, ring items),
+/// so every kind of stale state in the target must still be replaced: a target caught in the
+/// middle of its own command (touched levels, an active order) and holding levels, tape and
+/// candles of another stream, a source caught in the middle of one; at many cut points, the
+/// copy then produces exactly the source's messages and ends in its state.
+#[test]
+fn a_copy_into_a_builder_caught_mid_command_replaces_all_of_it() {
+    let mut config = common::config();
+    config.market_data.tape_len = 16;
+    config.market_data.candles_history = 24;
+    let symbols: Vec<SymbolId> = (0..config.symbols.len() as u16).map(SymbolId).collect();
+    let x = recorded(&config, 0x5eed, 700);
+    let y = recorded(&config, 0xd1ff, 700);
+    let feed = |md: &mut MarketData, cmds: &[(u64, Vec<Event>)]| {
+        for (t, events) in cmds {
+            md.command(*t, events, &mut |_| {});
+        }
+    };
+    let mut cuts = 0;
+    for cut in (40..640).step_by(23) {
+        let (t, events) = &x[cut];
+        let half = events.len() / 2;
+        let mut src = MarketData::new(&config);
+        feed(&mut src, &x[..cut]);
+        for e in &events[..half] {
+            src.apply(e, &mut |_| {});
+        }
+        let mut dst = MarketData::new(&config);
+        feed(&mut dst, &y[..cut + 17]);
+        let (_, other) = &y[cut + 17];
+        for e in &other[..other.len().div_ceil(2)] {
+            dst.apply(e, &mut |_| {});
+        }
+        dst.copy_from(&src);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for e in &events[half..] {
+            src.apply(e, &mut |m| a.push(format!("{:?}", own(m))));
+            dst.apply(e, &mut |m| b.push(format!("{:?}", own(m))));
+        }
+        src.end_command(*t, &mut |m| a.push(format!("{:?}", own(m))));
+        dst.end_command(*t, &mut |m| b.push(format!("{:?}", own(m))));
+        for (t, events) in &x[cut + 1..cut + 60] {
+            src.command(*t, events, &mut |m| a.push(format!("{:?}", own(m))));
+            dst.command(*t, events, &mut |m| b.push(format!("{:?}", own(m))));
+        }
+        assert!(!a.is_empty());
+        assert_eq!(
+            a, b,
+            "cut at command {cut}: the copy produced other messages"
+        );
+        for &s in &symbols {
+            assert_eq!(view(&dst, s), view(&src, s), "cut {cut}, symbol {s:?}");
+        }
+        cuts += 1;
+    }
+    assert!(cuts > 20);
+}
+
+/// The two ways a level that is empty but touched (emptied by the command under way) could
+/// survive or be lost by a copy that looks only at occupied and touched levels: the target's
+/// own such level must be cleaned (else a later change there goes unreported), and the
+/// source's copied with its mark (else a second touch in the same command lists it twice).
+#[test]
+fn a_copy_carries_touched_empty_levels_exactly() {
+    let config = Config::default();
+    let symbol = SymbolId(0);
+    let price = Price(config.symbols[0].price_min + 500);
+    let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+    let mut run = |cmd: Command| {
+        let mut events = Vec::new();
+        engine.process(&cmd, &mut |e: &Event| events.push(*e));
+        events
+    };
+    let sell = |coid: u64, qty: u64| {
+        Command::NewOrder(NewOrder::limit(
+            UserId(1),
+            symbol,
+            ClientOrderId(coid),
+            Side::Sell,
+            price,
+            Qty(qty),
+        ))
+    };
+    let placed = run(sell(1, 5));
+    let Some(&Event::Accepted { order_id, .. }) = placed.first() else {
+        panic!("accepted first: {placed:?}")
+    };
+    let cancelled = run(Command::CancelOrder {
+        user: UserId(1),
+        symbol,
+        order_id,
+    });
+    let again = run(sell(2, 7));
+    let Some(&Event::Accepted { order_id, .. }) = again.first() else {
+        panic!("accepted first: {again:?}")
+    };
+    // Grown in place: leaves its level and rests there again, in one command.
+    let grown = run(Command::AmendOrder {
+        user: UserId(1),
+        symbol,
+        order_id,
+        price,
+        qty: Qty(9),
+    });
+    assert_eq!(grown.len(), 1, "one Amended: {grown:?}");
+    let msgs = |md: &mut MarketData, events: &[Event], out: &mut Vec<String>| {
+        for e in events {
+            md.apply(e, &mut |m| out.push(format!("{:?}", own(m))));
+        }
+        md.end_command(0, &mut |m| out.push(format!("{:?}", own(m))));
+    };
+    // 1. The target is mid-cancel (its level empty and touched); the source is past it.
+    let mut dst = MarketData::new(&config);
+    dst.command(0, &placed, &mut |_| {});
+    dst.apply(&cancelled[0], &mut |_| {});
+    let mut src = MarketData::new(&config);
+    src.command(0, &placed, &mut |_| {});
+    src.command(0, &cancelled, &mut |_| {});
+    dst.copy_from(&src);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    msgs(&mut src, &again, &mut a);
+    msgs(&mut dst, &again, &mut b);
+    assert_eq!(b, a, "the order joining the level the target had emptied");
+    assert!(a.iter().any(|m| m.contains("Qty(7)")), "{a:?}");
+    // 2. The source is mid-amend (the level empty and touched, the order about to rest there
+    // again); the target is fresh.
+    let mut src = MarketData::new(&config);
+    for events in [&placed, &cancelled, &again] {
+        src.command(0, events, &mut |_| {});
+    }
+    src.apply(&grown[0], &mut |_| {});
+    let mut dst = MarketData::new(&config);
+    dst.copy_from(&src);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    src.end_command(0, &mut |m| a.push(format!("{:?}", own(m))));
+    dst.end_command(0, &mut |m| b.push(format!("{:?}", own(m))));
+    assert_eq!(b, a, "the amended order resting again where it was");
+    assert_eq!(
+        a.iter().filter(|m| m.contains("Qty(9)")).count(),
+        1,
+        "{a:?}"
+    );
+}
+
 /// With `orders_max` not a power of two, two live orders can have ids equal modulo
 /// `orders_max` (ids are only kept apart modulo its next power of two: docs/matching.md, "Order
 /// ids"); the builder's mirror of the orders must still keep them apart.

@@ -333,11 +333,25 @@ impl<T: Copy + Default> Ring<T> {
         self.buf.len()
     }
 
-    /// Copies `src` (same capacity) without allocating.
+    /// Copies `src` (same capacity) without allocating: its items only (the other entries are
+    /// never read).
     pub(crate) fn copy_from(&mut self, src: &Ring<T>) {
-        self.buf.copy_from_slice(&src.buf);
-        self.next = src.next;
-        self.len = src.len;
+        assert_eq!(
+            self.buf.len(),
+            src.buf.len(),
+            "rings of different capacities"
+        );
+        // The items sit at `next - len .. next`, wrapping: at most two runs.
+        let (next, len) = (src.next, src.len);
+        if len <= next {
+            self.buf[next - len..next].copy_from_slice(&src.buf[next - len..next]);
+        } else {
+            let cap = src.buf.len();
+            self.buf[..next].copy_from_slice(&src.buf[..next]);
+            self.buf[cap - (len - next)..].copy_from_slice(&src.buf[cap - (len - next)..]);
+        }
+        self.next = next;
+        self.len = len;
     }
 
     /// The newest `limit` items (all if fewer), oldest first.

@@ -380,17 +380,13 @@ impl SymbolMd {
 }
 
 impl Levels {
-    /// Copies `src` (same length) without allocating.
-    fn copy_from(&mut self, src: &Levels) {
-        self.lv.copy_from_slice(&src.lv);
-        while let Some(i) = self.occupied.first() {
-            self.occupied.clear(i);
-        }
-        let mut cur = src.occupied.first();
+    /// Each occupied level's index, lowest first.
+    fn each_occupied(&self, mut f: impl FnMut(usize)) {
+        let mut cur = self.occupied.first();
         while let Some(i) = cur {
-            self.occupied.set(i);
-            cur = if i + 1 < src.lv.len() {
-                src.occupied.next_at_or_above(i + 1)
+            f(i);
+            cur = if i + 1 < self.lv.len() {
+                self.occupied.next_at_or_above(i + 1)
             } else {
                 None
             };
@@ -399,7 +395,11 @@ impl Levels {
 }
 
 impl SymbolMd {
-    /// Copies `src` (same band and capacities) without allocating.
+    /// Copies `src` (same band and capacities) without allocating, in time proportional to
+    /// the levels either side holds, not to the band (a band may have millions of levels; the
+    /// copy runs on the gateway thread). A level is not at its default (empty, clean) only
+    /// while it is occupied (`count > 0`) or touched by the current command (listed in
+    /// `dirty`), so clearing those of `self` and copying those of `src` copies everything.
     fn copy_from(&mut self, src: &SymbolMd) {
         assert_eq!(
             (self.price_min, self.sides[0].lv.len(), self.candles.len()),
@@ -407,10 +407,24 @@ impl SymbolMd {
             "copy_from between builders of different configurations"
         );
         self.tick_size = src.tick_size;
-        for (d, s) in self.sides.iter_mut().zip(&src.sides) {
-            d.copy_from(s);
+        for d in &self.dirty[..self.dirty_len] {
+            self.sides[d.side as usize].lv[d.idx as usize] = Level::default();
         }
-        self.dirty.copy_from_slice(&src.dirty);
+        for (d, s) in self.sides.iter_mut().zip(&src.sides) {
+            while let Some(i) = d.occupied.first() {
+                d.lv[i] = Level::default();
+                d.occupied.clear(i);
+            }
+            s.each_occupied(|i| {
+                d.lv[i] = s.lv[i];
+                d.occupied.set(i);
+            });
+        }
+        for e in &src.dirty[..src.dirty_len] {
+            let i = e.idx as usize;
+            self.sides[e.side as usize].lv[i] = src.sides[e.side as usize].lv[i];
+        }
+        self.dirty[..src.dirty_len].copy_from_slice(&src.dirty[..src.dirty_len]);
         self.dirty_len = src.dirty_len;
         self.md_seq = src.md_seq;
         self.pending_trades = src.pending_trades;
