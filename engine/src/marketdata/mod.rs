@@ -312,6 +312,9 @@ impl SymbolMd {
         l.lv[idx].count = l.lv[idx].count.saturating_sub(1);
         if l.lv[idx].count == 0 {
             debug_assert_eq!(l.lv[idx].qty, 0);
+            // Zero whatever the stream said: a level without orders is empty (what
+            // `copy_from` relies on).
+            l.lv[idx].qty = 0;
             l.occupied.clear(idx);
         }
     }
@@ -328,6 +331,7 @@ impl SymbolMd {
         lv.count = lv.count.saturating_sub(u32::from(gone));
         if lv.count == 0 {
             debug_assert_eq!(lv.qty, 0);
+            lv.qty = 0;
             l.occupied.clear(idx);
         }
     }
@@ -398,8 +402,9 @@ impl SymbolMd {
     /// Copies `src` (same band and capacities) without allocating, in time proportional to
     /// the levels either side holds, not to the band (a band may have millions of levels; the
     /// copy runs on the gateway thread). A level is not at its default (empty, clean) only
-    /// while it is occupied (`count > 0`) or touched by the current command (listed in
-    /// `dirty`), so clearing those of `self` and copying those of `src` copies everything.
+    /// while it is occupied (`count > 0`; a level whose last order leaves is zeroed, whatever
+    /// the stream said) or touched by the current command (listed in `dirty`), so clearing
+    /// those of `self` and copying those of `src` copies everything.
     fn copy_from(&mut self, src: &SymbolMd) {
         assert_eq!(
             (self.price_min, self.sides[0].lv.len(), self.candles.len()),
@@ -545,7 +550,8 @@ impl MarketData {
     }
 
     /// Makes this builder an exact copy of `src` (same config: the same symbols, bands and
-    /// capacities), without allocating: every array is copied into the one already here. Used
+    /// capacities), without allocating, in time proportional to what either builder holds
+    /// (occupied and touched levels, ring items, flagged records), not to its capacity. Used
     /// to hand the gateway's builder to the web edge at one point of the output stream, so that
     /// the web edge's copy, fed the outputs after that point, stays equal to it.
     ///
