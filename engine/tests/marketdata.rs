@@ -586,19 +586,19 @@ fn a_copy_carries_touched_empty_levels_exactly() {
             Qty(qty),
         ))
     };
-    let placed = run(sell(1, 5));
-    let Some(&Event::Accepted { order_id, .. }) = placed.first() else {
-        panic!("accepted first: {placed:?}")
+    let accepted = |events: &[Event]| match events.first() {
+        Some(&Event::Accepted { order_id, .. }) => order_id,
+        _ => panic!("accepted first: {events:?}"),
     };
+    let placed = run(sell(1, 5));
+    let order_id = accepted(&placed);
     let cancelled = run(Command::CancelOrder {
         user: UserId(1),
         symbol,
         order_id,
     });
     let again = run(sell(2, 7));
-    let Some(&Event::Accepted { order_id, .. }) = again.first() else {
-        panic!("accepted first: {again:?}")
-    };
+    let order_id = accepted(&again);
     // Grown in place: leaves its level and rests there again, in one command.
     let grown = run(Command::AmendOrder {
         user: UserId(1),

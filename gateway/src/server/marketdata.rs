@@ -699,6 +699,17 @@ mod tests {
         c
     }
 
+    /// A seeded xorshift generator: `rnd(n)` is in `0..n`.
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
     /// What one subscriber has seen.
     #[derive(Default)]
     struct Seen {
@@ -804,13 +815,7 @@ mod tests {
                     .unwrap();
             }
         }
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut live: Vec<OrderId> = Vec::new();
         for i in 0..3_000u64 {
             let user = UserId(rnd(4) as u32);
@@ -949,13 +954,7 @@ mod tests {
         let symbols = p.symbols;
         assert!(symbols >= 2, "the default config has two symbols");
         let mut dirty = Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = |k: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % k
-        };
+        let mut rnd = xorshift(0x2545_f491_4f6c_dd1d);
         let channels = [
             Channel::Depth,
             Channel::Trades,

@@ -633,6 +633,25 @@ mod tests {
         out
     }
 
+    /// The default config, an engine, a live market-data copy and no subscriptions.
+    fn setup() -> (Config, Engine, RwLock<WebMd>, Subs) {
+        let config = Config::default();
+        let engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
+        let md = RwLock::new(WebMd {
+            md: MarketData::new(&config),
+            seq: 0,
+            live: true,
+        });
+        (config, engine, md, Subs::default())
+    }
+
+    /// Every public channel of a symbol.
+    fn all_channels() -> impl Iterator<Item = Channel> {
+        [Channel::Depth, Channel::Trades, Channel::Ticker]
+            .into_iter()
+            .chain(Interval::ALL.map(Channel::Kline))
+    }
+
     /// One crossing pair on symbol 0 (a trade and a depth update), fed to the copy and fanned
     /// out.
     fn trade_and_publish(
@@ -668,14 +687,7 @@ mod tests {
     /// subscribes and unsubscribes of one and of all of a connection's subscriptions.
     #[test]
     fn an_update_reaches_its_own_channels_subscribers_only() {
-        let config = Config::default();
-        let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
-        let md = RwLock::new(WebMd {
-            md: MarketData::new(&config),
-            seq: 0,
-            live: true,
-        });
-        let subs = Subs::default();
+        let (config, mut engine, md, subs) = setup();
         let plan: [(u64, u16, Channel); 7] = [
             (1, 0, Channel::Trades),
             (1, 0, Channel::Depth),
@@ -729,10 +741,7 @@ mod tests {
         let mut keep = Vec::new();
         let mut k = 0;
         for symbol in 0..config.symbols.len() as u16 {
-            for channel in [Channel::Depth, Channel::Trades, Channel::Ticker]
-                .into_iter()
-                .chain(Interval::ALL.map(Channel::Kline))
-            {
+            for channel in all_channels() {
                 let (s, r) = sub(9, symbol, channel);
                 let r2 = subs.subscribe(&config, &md, s);
                 assert_eq!(r2.is_ok(), k < SUBS_PER_CONN_MAX, "subscription {k}");
@@ -754,21 +763,11 @@ mod tests {
     #[test]
     #[ignore]
     fn fanout_cost() {
-        let config = Config::default();
-        let mut engine = Engine::with_risk(&config, RiskMode::Off).unwrap();
-        let md = RwLock::new(WebMd {
-            md: MarketData::new(&config),
-            seq: 0,
-            live: true,
-        });
-        let subs = Subs::default();
+        let (config, mut engine, md, subs) = setup();
         let mut idle = Vec::new();
         for conn in 0..1000u64 {
             for symbol in 1..config.symbols.len() as u16 {
-                for channel in [Channel::Depth, Channel::Trades, Channel::Ticker]
-                    .into_iter()
-                    .chain(Interval::ALL.map(Channel::Kline))
-                {
+                for channel in all_channels() {
                     let (s, r) = sub(conn, symbol, channel);
                     if subs.subscribe(&config, &md, s).is_ok() {
                         idle.push(r);
