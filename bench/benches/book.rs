@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p ringbook-bench --bench book -- [--json] [--ops N] [--warmup N] [--rounds N]
 //!     [--seed N] [--pool N[,N...]] [--pool-sweep] [--hugepages] [--no-thp] [--prefetch]
-//!     [--only ringbook|matchcore|lobster]
+//!     [--resolved-ids] [--only ringbook|matchcore|lobster]
 //! cargo bench -p ringbook-bench --bench book -- --resting 1000000 [--json]
 //! ```
 //!
@@ -20,7 +20,11 @@
 //! every large allocation of all three engines (see the `hugepages` module); `--prefetch` tells
 //! ringbook the next operation before each one (`Engine::prefetch`, as the pipeline does within
 //! a batch; the peers take one operation at a time and have no such hint, so this is the
-//! batch-aware path, not the like-for-like one); `--only` runs one engine, for profiling (no
+//! batch-aware path, not the like-for-like one); `--resolved-ids` hands each engine cancels that
+//! already carry the id it gave the order, learned in an untimed pass of a fresh book (as the
+//! pipeline's business stage receives decoded commands), instead of having ringbook's and
+//! matchcore's adapters look it up in their maps from workload ids in the timed loop (a random
+//! read both paid alike; lobster takes the workload id and needs neither); `--only` runs one engine, for profiling (no
 //! ratios, no JSON). Results and caveats: docs/benchmarks.md.
 //!
 //! Mixed mode: generates the workload ([`ringbook_bench::generate`]: a warm-up of `--warmup`
@@ -119,8 +123,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use peers::{LobsterBook, MatchcoreBook};
 use ringbook_bench::{
-    apply_all, generate, mem_status, ringbook_pool_for, time_latency, time_throughput,
-    timer_overhead, BookAdapter, Latency, Op, RestingOrders, RingbookBook, Workload, WorkloadSpec,
+    apply_all, generate, mem_status, resolve_handles, ringbook_pool_for, time_latency,
+    time_throughput, timer_overhead, BookAdapter, Latency, Op, RestingOrders, RingbookBook,
+    Workload, WorkloadSpec,
 };
 
 #[derive(Debug)]
@@ -145,6 +150,8 @@ struct Args {
     cancel_by_coid: bool,
     /// ringbook is told the next operation before each (`RingbookBook::prefetching`).
     prefetch: bool,
+    /// Cancels carry the engine's own id, resolved before timing (`resolve_handles`).
+    resolved_ids: bool,
     /// ringbook's order pool sizes, one ringbook run per size (default: one, the default
     /// config's 262 144, or more if the workload needs it).
     pools: Vec<Pool>,
@@ -182,7 +189,7 @@ fn parse_pools(v: &str) -> Result<Vec<Pool>, String> {
 
 const USAGE: &str = "usage: book [--json] [--ops N] [--warmup N] [--rounds N] [--seed N] \
                      [--pool N[,N...]|live] [--pool-sweep] [--hugepages] [--no-thp] [--finished N] \
-                     [--cancel-by-coid] [--prefetch] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
+                     [--cancel-by-coid] [--prefetch] [--resolved-ids] [--only ringbook|matchcore|lobster] | book --resting N [--json]";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = WorkloadSpec::default();
@@ -200,6 +207,7 @@ fn parse_args() -> Result<Args, String> {
         finished: None,
         cancel_by_coid: false,
         prefetch: false,
+        resolved_ids: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -215,6 +223,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-thp" => args.no_thp = true,
             "--cancel-by-coid" => args.cancel_by_coid = true,
             "--prefetch" => args.prefetch = true,
+            "--resolved-ids" => args.resolved_ids = true,
             "--finished" => args.finished = Some(number("--finished")? as u32),
             "--ops" => args.ops = number("--ops")? as usize,
             "--warmup" => args.warmup = number("--warmup")? as usize,
@@ -326,13 +335,31 @@ fn check<A: BookAdapter>(book: &A, pass: &str, volume: u64, w: &Workload) -> Res
     Ok(())
 }
 
+/// The timed operations as engine `A` is handed them: the workload's own, or with
+/// `resolve` each cancel carrying the id a fresh book of `A` gave its order (learned in one
+/// untimed, checked pass: `resolve_handles`).
+fn ops_for<A: BookAdapter>(
+    w: &Workload,
+    make: &dyn Fn(&Workload) -> A,
+    resolve: bool,
+) -> Result<Vec<Op>, String> {
+    if !resolve {
+        return Ok(w.ops.clone());
+    }
+    let mut book = prepared(w, make)?;
+    let volume = apply_all(&mut book, &w.ops);
+    check(&book, "id resolution", volume, w)?;
+    Ok(resolve_handles(&book, &w.ops))
+}
+
 fn throughput_round<A: BookAdapter>(
     w: &Workload,
+    ops: &[Op],
     make: &dyn Fn(&Workload) -> A,
     out: &mut EngineResult,
 ) -> Result<(), String> {
     let mut book = prepared(w, make)?;
-    let (elapsed, volume) = time_throughput(&mut book, &w.ops);
+    let (elapsed, volume) = time_throughput(&mut book, ops);
     check(&book, "throughput", volume, w)?;
     out.runs.push(elapsed);
     drop(book);
@@ -341,13 +368,14 @@ fn throughput_round<A: BookAdapter>(
 
 fn latency_pass<A: BookAdapter>(
     w: &Workload,
+    ops: &[Op],
     make: &dyn Fn(&Workload) -> A,
     overhead_ns: u64,
     out: &mut EngineResult,
 ) -> Result<(), String> {
     let mut book = prepared(w, make)?;
     out.anon_huge_kib = hugepages::anon_huge_kib();
-    let lat = time_latency(&mut book, &w.ops, overhead_ns);
+    let lat = time_latency(&mut book, ops, overhead_ns);
     check(&book, "latency", lat.volume, w)?;
     out.latency = Some(lat);
     Ok(())
@@ -486,7 +514,11 @@ fn mixed(args: &Args) -> Result<(), String> {
             if args.cancel_by_coid {
                 "client order id (--cancel-by-coid: the engine's index maps it)"
             } else {
-                "engine order id (the adapter's map from workload ids)"
+                if args.resolved_ids {
+                    "engine order id (resolved before timing: --resolved-ids)"
+                } else {
+                    "engine order id (the adapter's map from workload ids)"
+                }
             },
             if args.prefetch {
                 "yes (--prefetch: Engine::prefetch)"
@@ -496,7 +528,12 @@ fn mixed(args: &Args) -> Result<(), String> {
         ));
     }
     say(format!(
-        "matchcore: id map for {} ids; lobster: arena of {} orders",
+        "matchcore: {} for {} ids; lobster: arena of {} orders",
+        if args.resolved_ids {
+            "cancels resolved before timing (--resolved-ids), id map"
+        } else {
+            "id map"
+        },
         s.max_id + 1,
         s.max_id + 1
     ));
@@ -525,6 +562,21 @@ fn mixed(args: &Args) -> Result<(), String> {
     let mut lb = slot(LobsterBook::NAME);
 
     let thp = !args.no_thp;
+    let rb_ops = pools
+        .iter()
+        .take(rbs.len())
+        .map(|&pool| {
+            ops_for(
+                &w,
+                &|w| make_ringbook(w, pool, thp, args),
+                args.resolved_ids,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mc_ops = match mc {
+        Some(_) => ops_for(&w, &make_matchcore, args.resolved_ids)?,
+        None => Vec::new(),
+    };
     // Throughput: engines (and ringbook's pool sizes) interleaved, starting one rotated per
     // round, so slow drift in the machine's load spreads over all of them.
     let entrants = rbs.len() + 2;
@@ -533,16 +585,17 @@ fn mixed(args: &Args) -> Result<(), String> {
             match (round + k) % entrants {
                 i if i < rbs.len() => {
                     let pool = pools[i];
-                    throughput_round(&w, &|w| make_ringbook(w, pool, thp, args), &mut rbs[i])?
+                    let make = |w: &Workload| make_ringbook(w, pool, thp, args);
+                    throughput_round(&w, &rb_ops[i], &make, &mut rbs[i])?
                 }
                 i if i == rbs.len() => {
                     if let Some(r) = &mut mc {
-                        throughput_round(&w, &make_matchcore, r)?
+                        throughput_round(&w, &mc_ops, &make_matchcore, r)?
                     }
                 }
                 _ => {
                     if let Some(r) = &mut lb {
-                        throughput_round(&w, &make_lobster, r)?
+                        throughput_round(&w, &w.ops, &make_lobster, r)?
                     }
                 }
             }
@@ -550,13 +603,14 @@ fn mixed(args: &Args) -> Result<(), String> {
     }
     for (i, r) in rbs.iter_mut().enumerate() {
         let pool = pools[i];
-        latency_pass(&w, &|w| make_ringbook(w, pool, thp, args), overhead_ns, r)?;
+        let make = |w: &Workload| make_ringbook(w, pool, thp, args);
+        latency_pass(&w, &rb_ops[i], &make, overhead_ns, r)?;
     }
     if let Some(r) = &mut mc {
-        latency_pass(&w, &make_matchcore, overhead_ns, r)?;
+        latency_pass(&w, &mc_ops, &make_matchcore, overhead_ns, r)?;
     }
     if let Some(r) = &mut lb {
-        latency_pass(&w, &make_lobster, overhead_ns, r)?;
+        latency_pass(&w, &w.ops, &make_lobster, overhead_ns, r)?;
     }
     let engines: Vec<&EngineResult> = rbs.iter().chain([&mc, &lb].into_iter().flatten()).collect();
     let label = |e: &EngineResult| match e.pool {
@@ -708,7 +762,7 @@ fn mixed(args: &Args) -> Result<(), String> {
              \"matchcore_p99_ns\":{},\"lobster_p99_ns\":{},\
              \"ringbook_vs_matchcore\":{:.3},\"ringbook_vs_lobster\":{:.3},\
              \"timer_overhead_ns\":{},\"ops\":{},\"warmup\":{},\"rounds\":{},\"volume\":{},\
-             \"ringbook_pool\":{},\"peak_live\":{},\"prefetch\":{}{}}}",
+             \"ringbook_pool\":{},\"peak_live\":{},\"prefetch\":{},\"resolved_ids\":{}{}}}",
             rb.ops_per_sec(n),
             mc.ops_per_sec(n),
             lb.ops_per_sec(n),
@@ -728,6 +782,7 @@ fn mixed(args: &Args) -> Result<(), String> {
             rb.pool.unwrap_or(0),
             s.peak_live,
             args.prefetch,
+            args.resolved_ids,
             if sweep_json.is_empty() {
                 String::new()
             } else {

@@ -128,7 +128,7 @@ fn cancel(c: &mut Criterion) {
     for i in (1..ids.len()).rev() {
         ids.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let cancels: Vec<Op> = ids.into_iter().map(|id| Op::Cancel { id }).collect();
+    let cancels: Vec<Op> = ids.into_iter().map(Op::cancel).collect();
     let mut g = configure(c, "cancel");
     g.bench_function("ringbook", |b| {
         let mut stream = Stream::new(&cancels, || fresh_ringbook(&w.warmup));

@@ -97,6 +97,10 @@ pub enum Op {
     Cancel {
         /// The order's id.
         id: u64,
+        /// The id the engine under test gave the order, when the stream was resolved for that
+        /// engine before timing ([`resolve_handles`]); [`UNRESOLVED`] otherwise, and the
+        /// adapter maps `id` to it in the timed loop.
+        handle: u64,
     },
     /// A market order: trades against the opposite side at any price, remainder cancelled.
     Market {
@@ -107,7 +111,18 @@ pub enum Op {
     },
 }
 
+/// [`Op::Cancel::handle`] of a stream not resolved for an engine.
+pub const UNRESOLVED: u64 = u64::MAX;
+
 impl Op {
+    /// A cancel of workload id `id`, not resolved for any engine.
+    pub fn cancel(id: u64) -> Op {
+        Op::Cancel {
+            id,
+            handle: UNRESOLVED,
+        }
+    }
+
     /// 0 for adds, 1 for cancels, 2 for market orders (for per-kind statistics).
     #[inline]
     pub fn kind(&self) -> usize {
@@ -458,7 +473,7 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
         } else if roll < spec.add_pct + spec.cancel_pct {
             let id = sim.live[sim.rng.below(sim.live.len() as u64) as usize];
             sim.cancel(id);
-            Op::Cancel { id }
+            Op::cancel(id)
         } else {
             let side = sim.random_side();
             let opposite = match side {
@@ -577,6 +592,33 @@ pub trait BookAdapter {
 
     /// Operations the engine refused or could not apply (must stay 0 on a valid workload).
     fn errors(&self) -> u64;
+
+    /// The id this engine gave the order added with workload id `id`, once its add has been
+    /// applied, for an adapter that maps workload ids to the engine's own in the timed loop
+    /// (`None`: it needs no map, or `id` was never added).
+    #[inline]
+    fn handle_of(&self, id: u64) -> Option<u64> {
+        let _ = id;
+        None
+    }
+}
+
+/// `ops` with every cancel's [`Op::Cancel::handle`] set to the id `book` gave its order:
+/// `book` is a fresh book of the engine under test that has applied the warm-up and `ops`
+/// (engines are deterministic, so a fresh book given the same stream gives the same ids).
+/// Timed on the result, the engine receives each cancel already naming its own id, as the
+/// pipeline's business stage receives decoded commands, and the harness's random read of its
+/// id map (a cache miss that both engines' adapters paid alike) leaves the timed loop.
+pub fn resolve_handles<A: BookAdapter>(book: &A, ops: &[Op]) -> Vec<Op> {
+    ops.iter()
+        .map(|op| match *op {
+            Op::Cancel { id, .. } => Op::Cancel {
+                id,
+                handle: book.handle_of(id).unwrap_or(UNRESOLVED),
+            },
+            other => other,
+        })
+        .collect()
 }
 
 /// ringbook's adapter: one symbol of an [`Engine`] with the risk and settlement stages off
@@ -613,6 +655,17 @@ pub const RINGBOOK_USERS: u64 = 1000;
 const TAKER: UserId = UserId(RINGBOOK_USERS as u32);
 
 impl RingbookBook {
+    /// The engine order id a cancel of workload id `id` names: its resolved `handle`, else the
+    /// adapter's map (0, an id no order has, for an id never added).
+    #[inline]
+    fn order_id(&self, id: u64, handle: u64) -> u64 {
+        if handle != UNRESOLVED {
+            handle
+        } else {
+            self.ids.get(id as usize).copied().unwrap_or(0)
+        }
+    }
+
     /// The default configuration's first symbol, with an order pool of `orders_max` and the
     /// price band widened to `1 ..= price_max`.
     pub fn config(orders_max: u32, price_max: i64) -> Config {
@@ -740,15 +793,15 @@ impl BookAdapter for RingbookBook {
                     Qty(qty),
                 ))
             }
-            Op::Cancel { id } if self.cancel_by_client_order_id => Command::Cancel {
+            Op::Cancel { id, .. } if self.cancel_by_client_order_id => Command::Cancel {
                 user: UserId((id % RINGBOOK_USERS) as u32),
                 symbol: self.symbol,
                 client_order_id: ClientOrderId(id),
             },
-            Op::Cancel { id } => Command::CancelOrder {
+            Op::Cancel { id, handle } => Command::CancelOrder {
                 user: UserId((id % RINGBOOK_USERS) as u32),
                 symbol: self.symbol,
-                order_id: OrderId(self.ids.get(id as usize).copied().unwrap_or(0)),
+                order_id: OrderId(self.order_id(id, handle)),
             },
             Op::Market { side, qty } => {
                 let protection = match side {
@@ -786,12 +839,12 @@ impl BookAdapter for RingbookBook {
 
     #[inline]
     fn prefetch(&mut self, next: &Op) {
-        if let Op::Cancel { id } = *next {
+        if let Op::Cancel { id, handle } = *next {
             if self.prefetch && !self.cancel_by_client_order_id {
                 self.engine.prefetch(&Command::CancelOrder {
                     user: UserId((id % RINGBOOK_USERS) as u32),
                     symbol: self.symbol,
-                    order_id: OrderId(self.ids.get(id as usize).copied().unwrap_or(0)),
+                    order_id: OrderId(self.order_id(id, handle)),
                 });
             }
         }
@@ -799,6 +852,16 @@ impl BookAdapter for RingbookBook {
 
     fn errors(&self) -> u64 {
         self.errors
+    }
+
+    fn handle_of(&self, id: u64) -> Option<u64> {
+        if self.cancel_by_client_order_id {
+            return None;
+        }
+        self.ids
+            .get(id as usize)
+            .copied()
+            .filter(|&order_id| order_id != 0)
     }
 }
 
@@ -985,6 +1048,50 @@ mod tests {
         apply_all(&mut told, &w.warmup);
         assert_eq!(time_latency(&mut told, &w.ops, 0).volume, w.volume);
         assert_eq!(told.errors(), 0);
+    }
+
+    /// A stream resolved for ringbook (`--resolved-ids`) names every cancelled order by the
+    /// id a fresh book gives it, so a fresh book timed on it trades the model's volume, refuses
+    /// nothing and ends in the state of a book that mapped the ids itself; a handle off by one
+    /// is refused, so the volume and error checks catch a stream resolved wrongly.
+    #[test]
+    fn a_stream_resolved_for_ringbook_cancels_the_same_orders() {
+        let w = generate(&small());
+        let pool = ringbook_pool_for(&w);
+        let fresh = || {
+            let mut book = RingbookBook::with_capacity(pool).with_ids(w.stats.max_id);
+            assert_eq!(apply_all(&mut book, &w.warmup), 0);
+            book
+        };
+        let mut mapped = fresh();
+        assert_eq!(apply_all(&mut mapped, &w.ops), w.volume);
+        let resolved = resolve_handles(&mapped, &w.ops);
+        let cancels = resolved
+            .iter()
+            .filter(|op| matches!(op, Op::Cancel { .. }))
+            .count();
+        assert!(cancels > 100, "the stream has cancels to resolve");
+        assert!(resolved
+            .iter()
+            .all(|op| !matches!(op, Op::Cancel { handle, .. } if *handle == UNRESOLVED)));
+        let mut timed = fresh();
+        assert_eq!(time_throughput(&mut timed, &resolved).1, w.volume);
+        assert_eq!(timed.errors(), 0);
+        assert_eq!(timed.engine().state_hash(), mapped.engine().state_hash());
+
+        let broken: Vec<Op> = resolved
+            .iter()
+            .map(|op| match *op {
+                Op::Cancel { id, handle } => Op::Cancel {
+                    id,
+                    handle: handle + 1,
+                },
+                other => other,
+            })
+            .collect();
+        let mut wrong = fresh();
+        apply_all(&mut wrong, &broken);
+        assert!(wrong.errors() > 0, "cancels of the wrong ids are refused");
     }
 
     #[test]

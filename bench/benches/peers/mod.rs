@@ -15,7 +15,7 @@
 //! All three are price-time FIFO books, so on the same operations they must trade the same
 //! volume; the `book` harness checks that.
 
-use ringbook_bench::{BookAdapter, Op, Side};
+use ringbook_bench::{BookAdapter, Op, Side, UNRESOLVED};
 
 /// matchcore 0.4 behind the [`BookAdapter`] interface.
 #[derive(Debug)]
@@ -88,8 +88,12 @@ impl BookAdapter for MatchcoreBook {
                     )),
                 })
             }
-            Op::Cancel { id } => CommandKind::Cancel(matchcore::CancelCmd {
-                order_id: matchcore::OrderId(self.ids[id as usize]),
+            Op::Cancel { id, handle } => CommandKind::Cancel(matchcore::CancelCmd {
+                order_id: matchcore::OrderId(if handle != UNRESOLVED {
+                    handle
+                } else {
+                    self.ids[id as usize]
+                }),
                 order_kind: matchcore::OrderKind::Limit,
             }),
             Op::Market { side, qty } => CommandKind::Submit(SubmitCmd {
@@ -114,6 +118,13 @@ impl BookAdapter for MatchcoreBook {
 
     fn errors(&self) -> u64 {
         self.errors
+    }
+
+    fn handle_of(&self, id: u64) -> Option<u64> {
+        self.ids
+            .get(id as usize)
+            .copied()
+            .filter(|&seq| seq != u64::MAX)
     }
 }
 
@@ -159,7 +170,7 @@ impl BookAdapter for LobsterBook {
                 qty,
                 price: price as u64,
             },
-            Op::Cancel { id } => OrderType::Cancel { id: u128::from(id) },
+            Op::Cancel { id, .. } => OrderType::Cancel { id: u128::from(id) },
             Op::Market { side, qty } => OrderType::Market {
                 id: u128::MAX,
                 side: Self::side(side),
