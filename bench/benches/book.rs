@@ -20,12 +20,12 @@
 //! every large allocation of all three engines (see the `hugepages` module); `--prefetch` tells
 //! ringbook the next operation before each one (`Engine::prefetch`, as the pipeline does within
 //! a batch; the peers take one operation at a time and have no such hint, so this is the
-//! batch-aware path, not the like-for-like one); `--resolved-ids` hands each engine cancels that
-//! already carry the id it gave the order, learned in an untimed pass of a fresh book (as the
-//! pipeline's business stage receives decoded commands), instead of having ringbook's and
-//! matchcore's adapters look it up in their maps from workload ids in the timed loop (a random
-//! read both paid alike; lobster takes the workload id and needs neither); `--only` runs one engine, for profiling (no
-//! ratios, no JSON). Results and caveats: docs/benchmarks.md.
+//! batch-aware path, not the like-for-like one); `--resolved-ids` hands ringbook and matchcore
+//! cancels that already carry the id each gave the order, learned in an untimed pass of a
+//! fresh book (as the pipeline's business stage receives decoded commands), instead of their
+//! adapters reading it from their maps of workload ids in the timed loop (a random read both
+//! paid alike; lobster's own id is the workload id, so it has no map to skip; not with
+//! `--cancel-by-coid`); `--only` runs one engine, for profiling (no ratios, no JSON). Results and caveats: docs/benchmarks.md.
 //!
 //! Mixed mode: generates the workload ([`ringbook_bench::generate`]: a warm-up of `--warmup`
 //! resting orders, then `--ops` timed adds / cancels / market orders), and for ringbook,
@@ -117,6 +117,7 @@ mod hugepages {
 #[global_allocator]
 static GLOBAL: hugepages::Alloc = hugepages::Alloc;
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -248,6 +249,11 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
+    if args.resolved_ids && args.cancel_by_coid {
+        // ringbook would cancel through its client-order-id index and matchcore by resolved
+        // ids: two different modes reported as one.
+        return Err("--resolved-ids and --cancel-by-coid do not go together".into());
+    }
     Ok(args)
 }
 
@@ -338,18 +344,18 @@ fn check<A: BookAdapter>(book: &A, pass: &str, volume: u64, w: &Workload) -> Res
 /// The timed operations as engine `A` is handed them: the workload's own, or with
 /// `resolve` each cancel carrying the id a fresh book of `A` gave its order (learned in one
 /// untimed, checked pass: `resolve_handles`).
-fn ops_for<A: BookAdapter>(
-    w: &Workload,
+fn ops_for<'w, A: BookAdapter>(
+    w: &'w Workload,
     make: &dyn Fn(&Workload) -> A,
     resolve: bool,
-) -> Result<Vec<Op>, String> {
+) -> Result<Cow<'w, [Op]>, String> {
     if !resolve {
-        return Ok(w.ops.clone());
+        return Ok(Cow::Borrowed(&w.ops));
     }
     let mut book = prepared(w, make)?;
     let volume = apply_all(&mut book, &w.ops);
     check(&book, "id resolution", volume, w)?;
-    Ok(resolve_handles(&book, &w.ops))
+    Ok(Cow::Owned(resolve_handles(&book, &w.ops)))
 }
 
 fn throughput_round<A: BookAdapter>(
@@ -513,12 +519,10 @@ fn mixed(args: &Args) -> Result<(), String> {
             ),
             if args.cancel_by_coid {
                 "client order id (--cancel-by-coid: the engine's index maps it)"
+            } else if args.resolved_ids {
+                "engine order id (resolved before timing: --resolved-ids)"
             } else {
-                if args.resolved_ids {
-                    "engine order id (resolved before timing: --resolved-ids)"
-                } else {
-                    "engine order id (the adapter's map from workload ids)"
-                }
+                "engine order id (the adapter's map from workload ids)"
             },
             if args.prefetch {
                 "yes (--prefetch: Engine::prefetch)"
@@ -575,7 +579,7 @@ fn mixed(args: &Args) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let mc_ops = match mc {
         Some(_) => ops_for(&w, &make_matchcore, args.resolved_ids)?,
-        None => Vec::new(),
+        None => Cow::Borrowed(&[][..]),
     };
     // Throughput: engines (and ringbook's pool sizes) interleaved, starting one rotated per
     // round, so slow drift in the machine's load spreads over all of them.

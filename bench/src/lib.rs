@@ -95,7 +95,7 @@ pub enum Op {
     },
     /// Cancel of an order that is live at this point of the stream.
     Cancel {
-        /// The order's id.
+        /// The workload id of the order (the `id` of its `Add`).
         id: u64,
         /// The id the engine under test gave the order, when the stream was resolved for that
         /// engine before timing ([`resolve_handles`]); [`UNRESOLVED`] otherwise, and the
@@ -627,8 +627,9 @@ pub fn resolve_handles<A: BookAdapter>(book: &A, ops: &[Op]) -> Vec<Op> {
 /// from a separate user (client order ids 1, 2, 3, …) with the protection price at the band
 /// edge, so they behave as unlimited market orders. A cancel names its order by the engine's
 /// order id, the handle a venue client keeps from the `Accepted` event (`CancelOrder`: an
-/// array index, no hash), which the adapter maps from the workload's id exactly as the matchcore
-/// adapter maps it to matchcore's id. The event sink is a closure summing trade quantities: no
+/// array index, no hash): the cancel's resolved `handle` where the stream was resolved for
+/// this engine ([`resolve_handles`]), else the adapter's map from workload ids, kept exactly as
+/// the matchcore adapter keeps its map to matchcore's ids. The event sink is a closure summing trade quantities: no
 /// allocation per operation.
 #[derive(Debug)]
 pub struct RingbookBook {
@@ -1053,7 +1054,9 @@ mod tests {
     /// A stream resolved for ringbook (`--resolved-ids`) names every cancelled order by the
     /// id a fresh book gives it, so a fresh book timed on it trades the model's volume, refuses
     /// nothing and ends in the state of a book that mapped the ids itself; a handle off by one
-    /// is refused, so the volume and error checks catch a stream resolved wrongly.
+    /// is refused, so the bench's refusal check catches a stream resolved wrongly (its volume
+    /// check need not: the wrong cancels take no liquidity), and so does a stream resolved for
+    /// another pool size (ids name slots modulo the pool).
     #[test]
     fn a_stream_resolved_for_ringbook_cancels_the_same_orders() {
         let w = generate(&small());
@@ -1092,6 +1095,14 @@ mod tests {
         let mut wrong = fresh();
         apply_all(&mut wrong, &broken);
         assert!(wrong.errors() > 0, "cancels of the wrong ids are refused");
+
+        let mut other_pool = RingbookBook::with_capacity(4 * pool).with_ids(w.stats.max_id);
+        assert_eq!(apply_all(&mut other_pool, &w.warmup), 0);
+        apply_all(&mut other_pool, &resolved);
+        assert!(
+            other_pool.errors() > 0,
+            "ids resolved for another pool are refused"
+        );
     }
 
     #[test]

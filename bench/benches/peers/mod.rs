@@ -5,7 +5,8 @@
 //! Semantics, as far as this workload is concerned (read from the peers' sources):
 //! - matchcore 0.4: `MarketOrder` (not market-to-limit) matches at any price and cancels its
 //!   remainder, like ringbook's market order with the protection price at the band edge. Order
-//!   ids are the command sequence numbers, so the adapter maps the workload's ids to them.
+//!   ids are the command sequence numbers, so the adapter maps the workload's ids to them (in
+//!   the timed loop, unless the stream was resolved for matchcore: `--resolved-ids`).
 //! - lobster 0.7: `OrderType::Market` matches at any price, remainder dropped. Fully filled makers
 //!   are drained from their level but stay in lobster's id map and arena (so the arena is sized
 //!   to every id the workload uses); cancels search the level's `Vec` linearly; empty levels stay
@@ -33,7 +34,7 @@ impl MatchcoreBook {
         MatchcoreBook {
             book: matchcore::OrderBook::new("BENCH"),
             next_seq: 0,
-            ids: vec![u64::MAX; max_id as usize + 1],
+            ids: vec![UNRESOLVED; max_id as usize + 1],
             errors: 0,
         }
     }
@@ -75,7 +76,7 @@ impl BookAdapter for MatchcoreBook {
                 qty,
             } => {
                 if id as usize >= self.ids.len() {
-                    self.ids.resize(id as usize + 1, u64::MAX);
+                    self.ids.resize(id as usize + 1, UNRESOLVED);
                 }
                 self.ids[id as usize] = meta.sequence_number.0;
                 CommandKind::Submit(SubmitCmd {
@@ -124,7 +125,7 @@ impl BookAdapter for MatchcoreBook {
         self.ids
             .get(id as usize)
             .copied()
-            .filter(|&seq| seq != u64::MAX)
+            .filter(|&seq| seq != UNRESOLVED)
     }
 }
 
