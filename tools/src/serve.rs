@@ -34,7 +34,7 @@ use ringbook_engine::pipeline::{
 };
 use ringbook_engine::{Config, Pipeline, PipelineBuilder, RiskMode, Seq};
 use ringbook_gateway::server::{
-    self, signal, EngineBackend, PipelineBackend, ServerConfig, Stats, WebBridge,
+    self, sched, signal, EngineBackend, PipelineBackend, ServerConfig, Stats, WebBridge,
 };
 use ringbook_journal::{Durability, JournalConfig, SyncMethod};
 use ringbook_web::withdrawals::PendingWithdrawals;
@@ -137,6 +137,21 @@ pub struct Args {
     /// slow or unreachable database makes the projection lag, never trading.
     #[arg(long, value_name = "URL", conflicts_with = "in_process")]
     postgres: Option<String>,
+    /// Scheduling class of the `--postgres` projection's threads. `idle` (Linux's SCHED_IDLE):
+    /// they run only on a core no other thread wants, and the gateway or a pipeline stage that
+    /// wakes takes the core from them at once, so while the machine is busy the projection
+    /// lags rather than order entry (docs/persistence.md). `normal`: an ordinary thread.
+    #[arg(long, value_enum, value_name = "CLASS", default_value = "idle")]
+    projection_sched: ProjectionSched,
+}
+
+/// `serve --projection-sched`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ProjectionSched {
+    /// SCHED_IDLE: only on an otherwise idle core.
+    Idle,
+    /// An ordinary thread, sharing the cores with the exchange's own.
+    Normal,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -371,6 +386,7 @@ fn web_start(
     config: &Config,
     stats: &std::sync::Arc<Stats>,
     pipeline: Option<ringbook_engine::PipelineGauges>,
+    projection: Option<ringbook_web::ProjectionProbe>,
 ) -> Result<Option<ringbook_web::WebHandle>, String> {
     let Some(p) = prep else {
         return Ok(None);
@@ -384,6 +400,7 @@ fn web_start(
         threads: args.http_threads,
         market_data: p.md,
         withdrawals: p.withdrawals,
+        projection,
     })?;
     eprintln!(
         "ringbook serve: web edge on http://{} ({} threads; token secret {})",
@@ -590,7 +607,7 @@ fn serve(args: Args) -> Result<(), Stop> {
         if args.demo {
             ringbook_strategy::live::demo(handle.local_addr(), config.clone());
         }
-        let web = web_start(web_prep, &args, &config, handle.stats(), None)?;
+        let web = web_start(web_prep, &args, &config, handle.stats(), None, None)?;
         wait_for_signal(|| handle.is_finished());
         if let Some(w) = web {
             w.shutdown();
@@ -651,7 +668,10 @@ fn serve(args: Args) -> Result<(), Stop> {
     let projection = args
         .postgres
         .as_deref()
-        .map(|url| ProjectionThread::start(url, &config, &args.journal, journal_config(&args)))
+        .map(|url| {
+            let idle = args.projection_sched == ProjectionSched::Idle;
+            ProjectionThread::start(url, &config, &args.journal, journal_config(&args), idle)
+        })
         .transpose()?;
     let handle = match server::start_on(listener, sc, backend, md) {
         Ok(h) => h,
@@ -665,7 +685,15 @@ fn serve(args: Args) -> Result<(), Stop> {
     if args.demo {
         ringbook_strategy::live::demo(handle.local_addr(), config.clone());
     }
-    let web = web_start(web_prep, &args, &config, handle.stats(), Some(gauges))?;
+    let probe = projection.as_ref().map(ProjectionThread::probe);
+    let web = web_start(
+        web_prep,
+        &args,
+        &config,
+        handle.stats(),
+        Some(gauges),
+        probe,
+    )?;
     let failed = wait_for_signal(|| handle.is_finished());
     if failed {
         eprintln!("ringbook serve: the gateway stopped by itself; collecting the cause");
@@ -724,6 +752,7 @@ impl ProjectionThread {
         config: &Config,
         journal: &Path,
         jc: JournalConfig,
+        idle: bool,
     ) -> Result<ProjectionThread, String> {
         let mut opts = ringbook_projection::Options::new(journal, url, config.clone());
         opts.first_sequence = jc.first_sequence;
@@ -735,6 +764,15 @@ impl ProjectionThread {
             std::thread::Builder::new()
                 .name("projection".into())
                 .spawn(move || {
+                    // Before the projection starts its own threads: they inherit the class.
+                    if idle {
+                        if let Err(e) = sched::run_this_thread_when_idle() {
+                            eprintln!(
+                                "ringbook serve: projection: could not move it to SCHED_IDLE \
+                                 ({e}); it runs as an ordinary thread"
+                            );
+                        }
+                    }
                     let result = ringbook_projection::run(&opts, &stop, &progress, &mut |line| {
                         eprintln!("ringbook serve: projection: {line}")
                     });
@@ -752,12 +790,28 @@ impl ProjectionThread {
                 })
                 .map_err(|e| format!("starting the projection thread: {e}"))?
         };
-        eprintln!("ringbook serve: projecting the journal into PostgreSQL on its own thread");
+        eprintln!(
+            "ringbook serve: projecting the journal into PostgreSQL on its own thread ({})",
+            if idle {
+                "SCHED_IDLE: only on otherwise idle cores"
+            } else {
+                "an ordinary thread: --projection-sched normal"
+            }
+        );
         Ok(ProjectionThread {
             stop,
             progress,
             thread,
         })
+    }
+
+    /// What `/metrics` reads of its progress.
+    fn probe(&self) -> ringbook_web::ProjectionProbe {
+        let progress = Arc::clone(&self.progress);
+        ringbook_web::ProjectionProbe(Arc::new(move || ringbook_web::ProjectionStatus {
+            committed_seq: progress.committed_seq.load(Ordering::Relaxed),
+            db_errors: progress.db_errors.load(Ordering::Relaxed),
+        }))
     }
 
     /// After the journal's last record is written: lets the projection catch up with it (unless

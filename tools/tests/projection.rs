@@ -890,6 +890,31 @@ fn journal_last_seq(dir: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no last_seq in {first}"))
 }
 
+/// Linux's scheduling policies, as `/proc/…/stat` reports them (field 41).
+const SCHED_OTHER: u32 = 0;
+const SCHED_IDLE: u32 = 5;
+
+/// Each thread of process `pid`: its name and scheduling policy.
+fn thread_classes(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc is mounted") {
+        let path = task.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let name = stat[open + 1..close].to_string();
+        let policy = stat[close + 2..]
+            .split(' ')
+            .nth(38)
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push((name, policy));
+    }
+    out
+}
+
 #[test]
 fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
     let admin = admin_url();
@@ -926,6 +951,19 @@ fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The projection's threads (the one serve starts and the mapper it starts) run only on
+    // otherwise idle cores; the exchange's own threads are ordinary ones.
+    let classes = thread_classes(srv.child.id());
+    let of = |name: &str| {
+        classes
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no thread {name:?} in {classes:?}"))
+            .1
+    };
+    assert_eq!(of("projection"), SCHED_IDLE, "{classes:?}");
+    assert_eq!(of("projection-map"), SCHED_IDLE, "{classes:?}");
+    assert_eq!(of("ringbook-gatewa"), SCHED_OTHER, "{classes:?}");
     let (status, log) = srv.terminate();
     assert!(status.success(), "{log:#?}");
     assert!(
@@ -1134,6 +1172,31 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
+        // /metrics follows the projection: once idle, it has committed the journal's
+        // acknowledged sequence and is 0 commands behind, with no database errors.
+        let deadline = Instant::now() + support::WAIT;
+        loop {
+            let scrape = http.get(format!("{base}/metrics")).send().await.unwrap();
+            let m = scrape.text().await.unwrap();
+            let value = |name: &str| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no {name} in {m}"))
+            };
+            let (committed, acked) = (
+                value("ringbook_projection_committed_sequence"),
+                value("ringbook_journal_acked_sequence"),
+            );
+            assert_eq!(value("ringbook_projection_db_errors_total"), 0);
+            if value("ringbook_projection_lag_commands") == 0 {
+                assert_eq!(committed, acked);
+                assert!(committed >= 122, "{m}");
+                break;
+            }
+            assert_eq!(value("ringbook_projection_lag_commands"), acked - committed);
+            assert!(Instant::now() < deadline, "the projection's lag stays: {m}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let r = http
             .post(format!("{base}/api/v1/auth/login"))
             .json(&serde_json::json!({"login": "bob", "password": "bob-demo"}))

@@ -46,6 +46,7 @@ pub mod limits;
 mod marketdata;
 mod pipeline_backend;
 mod route;
+pub mod sched;
 mod session;
 pub mod signal;
 mod sockets;

@@ -379,6 +379,9 @@ async fn metrics(State(st): State<Shared>) -> Response {
     if st.edge.md.is_some() {
         crate::public::render_metrics(&mut text, &st.edge, &st.gateway_stats);
     }
+    if let Some(p) = &st.projection {
+        crate::metrics::render_projection(&mut text, (p.0)(), &st.edge.bridge);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -71,6 +71,29 @@ pub struct WebOptions {
     /// The withdrawals pending at start, for operators' list (`None`: none; the journal's
     /// replay fills it, like `market_data`).
     pub withdrawals: Option<withdrawals::PendingWithdrawals>,
+    /// Where `/metrics` reads the `serve --postgres` projection's progress (`None`: no
+    /// projection runs in this process).
+    pub projection: Option<ProjectionProbe>,
+}
+
+/// What `/metrics` shows of a projection running beside the server: figures its thread keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    /// The last journal sequence committed to PostgreSQL (0: none yet).
+    pub committed_seq: u64,
+    /// Failed attempts to reach or write to PostgreSQL since start.
+    pub db_errors: u64,
+}
+
+/// Reads a [`ProjectionStatus`] (relaxed loads of the projection's own counters: reading never
+/// waits for it).
+#[derive(Clone)]
+pub struct ProjectionProbe(pub Arc<dyn Fn() -> ProjectionStatus + Send + Sync>);
+
+impl std::fmt::Debug for ProjectionProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ProjectionProbe").field(&(self.0)()).finish()
+    }
 }
 
 /// The running web edge.
@@ -145,6 +168,7 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) gateway_stats: Arc<Stats>,
     pub(crate) pipeline: Option<ringbook_engine::PipelineGauges>,
+    pub(crate) projection: Option<ProjectionProbe>,
     pub(crate) csv_coid: AtomicU64,
     pub(crate) ws_next: AtomicU64,
     /// Open HTTP connections, against `conns_max` and `conns_per_addr`.
@@ -253,6 +277,7 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
         ),
         gateway_stats: opts.gateway_stats,
         pipeline: opts.pipeline,
+        projection: opts.projection,
         csv_coid: AtomicU64::new(csv_base),
         ws_next: AtomicU64::new(1),
         conns: conns.clone(),

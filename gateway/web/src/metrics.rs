@@ -416,6 +416,33 @@ pub(crate) fn render_pipeline(
     }
 }
 
+/// The `serve --postgres` projection's figures: its committed sequence, how far it is behind
+/// the journal's acknowledged sequence (in commands), and its database errors.
+pub(crate) fn render_projection(o: &mut String, p: crate::ProjectionStatus, bridge: &WebBridge) {
+    let acked = bridge.stats.last_done_seq.load(Ordering::Relaxed);
+    metric(
+        o,
+        "ringbook_projection_committed_sequence",
+        "gauge",
+        "last journal sequence the PostgreSQL projection committed",
+        p.committed_seq,
+    );
+    metric(
+        o,
+        "ringbook_projection_lag_commands",
+        "gauge",
+        "acknowledged sequence minus the projection's committed sequence",
+        acked.saturating_sub(p.committed_seq),
+    );
+    metric(
+        o,
+        "ringbook_projection_db_errors_total",
+        "counter",
+        "failed attempts to reach or write to PostgreSQL",
+        p.db_errors,
+    );
+}
+
 pub(crate) fn metric(o: &mut String, name: &str, kind: &str, help: &str, v: u64) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} {kind}");

@@ -1,0 +1,66 @@
+//! Scheduling class of background threads: work that must never delay order entry (the
+//! PostgreSQL projection) asks the kernel to run it only when nothing else wants the core.
+
+/// Moves the calling thread to Linux's `SCHED_IDLE` class: it runs only on a core that no
+/// normal thread wants, and a normal thread that wakes (the gateway on a packet, a pipeline
+/// stage on its bell) takes the core from it at once instead of waiting for its time slice.
+/// Threads it starts afterwards inherit the class. Lowering a thread's class needs no
+/// privilege. Elsewhere than Linux: `Unsupported`, and the thread stays as it was.
+pub fn run_this_thread_when_idle() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads `param` (a valid, initialised struct on this
+        // stack frame) and changes only the scheduling class of the calling thread (pid 0);
+        // no memory owned by Rust is touched.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "SCHED_IDLE is Linux's",
+        ))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The policy the kernel reports for a thread, from /proc (field 41 of `stat`).
+    fn policy_of_this_thread() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc is mounted");
+        // The command name (field 2) may hold spaces; the fields after it start past ')'.
+        let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        after
+            .split(' ')
+            .nth(38)
+            .expect("field 41")
+            .parse()
+            .expect("a number")
+    }
+
+    #[test]
+    fn the_calling_thread_and_its_children_run_when_idle_and_no_other_thread_does() {
+        std::thread::spawn(|| {
+            assert_eq!(policy_of_this_thread(), libc::SCHED_OTHER as u32);
+            run_this_thread_when_idle().expect("lowering needs no privilege");
+            assert_eq!(policy_of_this_thread(), libc::SCHED_IDLE as u32);
+            let child = std::thread::spawn(policy_of_this_thread).join().unwrap();
+            assert_eq!(child, libc::SCHED_IDLE as u32, "inherited");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            policy_of_this_thread(),
+            libc::SCHED_OTHER as u32,
+            "only that thread"
+        );
+    }
+}
