@@ -138,10 +138,17 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "in_process")]
     postgres: Option<String>,
     /// Scheduling class of the `--postgres` projection's threads. `idle` (Linux's SCHED_IDLE):
-    /// they run only on a core no other thread wants, and the gateway or a pipeline stage that
-    /// wakes takes the core from them at once, so while the machine is busy the projection
-    /// lags rather than order entry (docs/persistence.md). `normal`: an ordinary thread.
-    #[arg(long, value_enum, value_name = "CLASS", default_value = "idle")]
+    /// beyond a sliver (~0.3 % of a core per competing thread) they get a core only when no
+    /// ordinary thread wants it, and the gateway or a pipeline stage that wakes takes it from
+    /// them at once, so while the machine is busy the projection lags rather than order entry
+    /// (docs/persistence.md). `normal`: ordinary threads.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "CLASS",
+        default_value = "idle",
+        requires = "postgres"
+    )]
     projection_sched: ProjectionSched,
 }
 
@@ -743,6 +750,8 @@ fn serve(args: Args) -> Result<(), Stop> {
 struct ProjectionThread {
     stop: Arc<AtomicBool>,
     progress: Arc<ringbook_projection::Progress>,
+    /// Cleared when the projection returns (stopped on an error, or at shutdown).
+    running: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -758,9 +767,11 @@ impl ProjectionThread {
         opts.first_sequence = jc.first_sequence;
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(ringbook_projection::Progress::default());
+        let running = Arc::new(AtomicBool::new(true));
         let thread = {
             let stop = Arc::clone(&stop);
             let progress = Arc::clone(&progress);
+            let running = Arc::clone(&running);
             std::thread::Builder::new()
                 .name("projection".into())
                 .spawn(move || {
@@ -776,6 +787,7 @@ impl ProjectionThread {
                     let result = ringbook_projection::run(&opts, &stop, &progress, &mut |line| {
                         eprintln!("ringbook serve: projection: {line}")
                     });
+                    running.store(false, Ordering::Relaxed);
                     match result {
                         Ok(s) => eprintln!(
                             "ringbook serve: projection stopped at sequence {} ({} commands \
@@ -793,7 +805,7 @@ impl ProjectionThread {
         eprintln!(
             "ringbook serve: projecting the journal into PostgreSQL on its own thread ({})",
             if idle {
-                "SCHED_IDLE: only on otherwise idle cores"
+                "asking for SCHED_IDLE: otherwise idle cores"
             } else {
                 "an ordinary thread: --projection-sched normal"
             }
@@ -801,16 +813,18 @@ impl ProjectionThread {
         Ok(ProjectionThread {
             stop,
             progress,
+            running,
             thread,
         })
     }
 
     /// What `/metrics` reads of its progress.
     fn probe(&self) -> ringbook_web::ProjectionProbe {
-        let progress = Arc::clone(&self.progress);
+        let (progress, running) = (Arc::clone(&self.progress), Arc::clone(&self.running));
         ringbook_web::ProjectionProbe(Arc::new(move || ringbook_web::ProjectionStatus {
             committed_seq: progress.committed_seq.load(Ordering::Relaxed),
             db_errors: progress.db_errors.load(Ordering::Relaxed),
+            running: running.load(Ordering::Relaxed),
         }))
     }
 
@@ -818,6 +832,14 @@ impl ProjectionThread {
     /// PostgreSQL is unreachable) and waits for the thread.
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        if self.running.load(Ordering::Relaxed) {
+            // It may have a backlog (SCHED_IDLE on a busy machine): say what is being waited for.
+            eprintln!(
+                "ringbook serve: waiting for the projection to catch up with the journal \
+                 (committed up to sequence {})",
+                self.progress.committed_seq.load(Ordering::Relaxed)
+            );
+        }
         let _ = self.thread.join();
         if let Some((p50, p99, max, n)) = self.progress.lag_summary() {
             eprintln!(

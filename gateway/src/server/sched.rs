@@ -1,9 +1,10 @@
 //! Scheduling class of background threads: work that must never delay order entry (the
 //! PostgreSQL projection) asks the kernel to run it only when nothing else wants the core.
 
-/// Moves the calling thread to Linux's `SCHED_IDLE` class: it runs only on a core that no
-/// normal thread wants, and a normal thread that wakes (the gateway on a packet, a pipeline
-/// stage on its bell) takes the core from it at once instead of waiting for its time slice.
+/// Moves the calling thread to Linux's `SCHED_IDLE` class: beyond a sliver (weight 3 against
+/// an ordinary thread's 1024) it gets a core only when no ordinary thread wants it, and an
+/// ordinary thread that wakes (the gateway on a packet, a pipeline stage on its bell) takes
+/// the core from it at once instead of waiting for its time slice.
 /// Threads it starts afterwards inherit the class. Lowering a thread's class needs no
 /// privilege. Elsewhere than Linux: `Unsupported`, and the thread stays as it was.
 pub fn run_this_thread_when_idle() -> std::io::Result<()> {

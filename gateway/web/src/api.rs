@@ -379,8 +379,8 @@ async fn metrics(State(st): State<Shared>) -> Response {
     if st.edge.md.is_some() {
         crate::public::render_metrics(&mut text, &st.edge, &st.gateway_stats);
     }
-    if let Some(p) = &st.projection {
-        crate::metrics::render_projection(&mut text, (p.0)(), &st.edge.bridge);
+    if let (Some(p), Some(g)) = (&st.projection, &st.pipeline) {
+        crate::metrics::render_projection(&mut text, (p.0)(), g);
     }
     (
         [(

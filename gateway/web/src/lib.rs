@@ -79,10 +79,13 @@ pub struct WebOptions {
 /// What `/metrics` shows of a projection running beside the server: figures its thread keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProjectionStatus {
-    /// The last journal sequence committed to PostgreSQL (0: none yet).
+    /// The last journal sequence committed to PostgreSQL (0 until the projection has read
+    /// it from its database).
     pub committed_seq: u64,
     /// Failed attempts to reach or write to PostgreSQL since start.
     pub db_errors: u64,
+    /// False once the projection has stopped (an error it does not retry; its log says which).
+    pub running: bool,
 }
 
 /// Reads a [`ProjectionStatus`] (relaxed loads of the projection's own counters: reading never

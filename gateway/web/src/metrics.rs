@@ -416,10 +416,22 @@ pub(crate) fn render_pipeline(
     }
 }
 
-/// The `serve --postgres` projection's figures: its committed sequence, how far it is behind
-/// the journal's acknowledged sequence (in commands), and its database errors.
-pub(crate) fn render_projection(o: &mut String, p: crate::ProjectionStatus, bridge: &WebBridge) {
-    let acked = bridge.stats.last_done_seq.load(Ordering::Relaxed);
+/// The `serve --postgres` projection's figures: whether it runs, its committed sequence, how
+/// far it is behind the pipeline's last sequence (in commands: the recovered one at start, so
+/// a projection still behind after a restart shows it before any traffic), and its database
+/// errors.
+pub(crate) fn render_projection(
+    o: &mut String,
+    p: crate::ProjectionStatus,
+    g: &ringbook_engine::PipelineGauges,
+) {
+    metric(
+        o,
+        "ringbook_projection_running",
+        "gauge",
+        "1 while the PostgreSQL projection runs, 0 once it stopped on an error",
+        u64::from(p.running),
+    );
     metric(
         o,
         "ringbook_projection_committed_sequence",
@@ -431,8 +443,8 @@ pub(crate) fn render_projection(o: &mut String, p: crate::ProjectionStatus, brid
         o,
         "ringbook_projection_lag_commands",
         "gauge",
-        "acknowledged sequence minus the projection's committed sequence",
-        acked.saturating_sub(p.committed_seq),
+        "the pipeline's last sequence minus the projection's committed sequence",
+        g.submitted_seq().0.saturating_sub(p.committed_seq),
     );
     metric(
         o,

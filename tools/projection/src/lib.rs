@@ -530,6 +530,8 @@ fn start(
     db::reference_data(client, &opts.config)?;
     db::trim_ledger(client)?;
     let (resumed_at, _) = db::projected(client)?;
+    // What the database holds is committed: say so now, not after the engine is rebuilt.
+    progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let mut mapper = Mapper::new(&opts.config);
     let engine = if resumed_at == 0 {
         Engine::with_risk(&opts.config, RiskMode::On)
