@@ -666,6 +666,16 @@ fn serve(args: Args) -> Result<(), Stop> {
         pipeline.recovered_state_hash()
     );
     log_recovery(rec);
+    if let Some(p) = &web_prep {
+        // Everything recovered was journaled and acknowledged before this run: the web edge's
+        // acknowledged sequence (`/metrics`, and the sequence its market-data copy is taken at)
+        // starts there, not at 0, so nothing reads as in flight after a restart.
+        let recovered = rec.next_seq.0.saturating_sub(1);
+        p.bridge
+            .stats
+            .last_done_seq
+            .store(recovered, Ordering::Relaxed);
+    }
     let gauges = pipeline.gauges();
     // The journal exists and is recovered: the projection follows it from here (and the web
     // edge answers history queries from it).

@@ -916,6 +916,13 @@ fn public_market_data_from_the_builder_survives_a_restart() {
     assert!(status.success());
     // Restarted on the same journal: the builder is rebuilt from it, answers unchanged.
     let s = Server::start(dir.path(), "");
+    // Before any command of this run, /metrics counts what was recovered as acknowledged:
+    // nothing in flight.
+    let m = rt().block_on(async { scrape(&http(), &s).await });
+    let recovered = value(&m, "ringbook_pipeline_submitted_sequence", &[]);
+    assert!(recovered > 0.0);
+    assert_eq!(value(&m, "ringbook_journal_acked_sequence", &[]), recovered);
+    assert_eq!(value(&m, "ringbook_pipeline_in_flight_commands", &[]), 0.0);
     let after = rt().block_on(async { public_md(&http(), &s).await });
     assert_eq!(before, after);
     // … and equal to the binary market-data feed's depth snapshot (the gateway's own builder).
