@@ -458,16 +458,14 @@ impl From<&str> for Stop {
     }
 }
 
-/// The pipeline as the flags configure it, and a line for the log saying how.
-/// `--busy-poll` keeps one core for the gateway loop: the pipeline's busy-spinning threads must
-/// fit in the others (never more spinning threads than cores). The inline layout has no
-/// pipeline thread: the loop is the only spinner.
-fn check_busy_poll(args: &Args) -> Result<(), String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// The pipeline's stage and output waits as the flags (or the shape chosen for the cores)
+/// configure them: `None` for the inline layout, which has no pipeline thread. The output's
+/// wait is one that parks when the output runs inline, on the business thread.
+fn pipeline_waits(args: &Args, cores: usize) -> Option<(Layout, WaitStrategy, WaitStrategy)> {
     let auto = default_shape(cores, args.durability);
     let layout = args.layout.unwrap_or(auto.layout);
     if layout == Layout::Inline {
-        return Ok(());
+        return None;
     }
     let wait = args.wait.unwrap_or(auto.wait);
     let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
@@ -476,6 +474,17 @@ fn check_busy_poll(args: &Args) -> Result<(), String> {
     } else {
         args.output_wait.unwrap_or(wait)
     };
+    Some((layout, wait, output_wait))
+}
+
+/// `--busy-poll` keeps one core for the gateway loop: the pipeline's busy-spinning threads must
+/// fit in the others (never more spinning threads than cores). The inline layout has no
+/// pipeline thread: the loop is the only spinner.
+fn check_busy_poll(args: &Args) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some((layout, wait, output_wait)) = pipeline_waits(args, cores) else {
+        return Ok(());
+    };
     ringbook_engine::pipeline::check_spinning(layout, wait, output_wait, cores.saturating_sub(1))
         .map_err(|e| {
             format!(
@@ -483,6 +492,31 @@ fn check_busy_poll(args: &Args) -> Result<(), String> {
                  leaves too few for this layout: {e} (use --layout inline, or a --wait that parks)"
             )
         })
+}
+
+/// The threads that never leave their core (the pipeline's busy-spinning stages and output,
+/// and the gateway loop under `--busy-poll`) and the cores there are.
+fn spinners_and_cores(args: &Args) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipeline = pipeline_waits(args, cores).map_or(0, |(layout, wait, output_wait)| {
+        ringbook_engine::pipeline::spinning_threads(layout, wait, output_wait)
+    });
+    (pipeline + usize::from(args.busy_poll), cores)
+}
+
+/// A warning when the projection runs in `SCHED_IDLE` on a machine its own spinners keep from
+/// ever being idle: it then gets only the idle class's sliver of a core and falls behind
+/// without bound (docs/persistence.md, "Lag").
+fn idle_projection_warning(spinners: usize, cores: usize) -> Option<String> {
+    (spinners >= cores).then(|| {
+        format!(
+            "ringbook serve: warning: the projection runs only on idle cores (--projection-sched \
+             idle), but {spinners} busy-spinning thread(s) (the pipeline's --wait/--output-wait \
+             and --busy-poll) keep all {cores} core(s) busy: it will get a sliver of a core and \
+             fall behind (watch ringbook_projection_lag_commands on /metrics); give it a core \
+             (a --wait that parks, fewer spinners) or use --projection-sched normal"
+        )
+    })
 }
 
 fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
@@ -681,6 +715,12 @@ fn serve(args: Args) -> Result<(), Stop> {
     // edge answers history queries from it).
     if let Some(url) = &args.postgres {
         ringbook_web::enable_history(url);
+    }
+    if args.postgres.is_some() && args.projection_sched == ProjectionSched::Idle {
+        let (spinners, cores) = spinners_and_cores(&args);
+        if let Some(w) = idle_projection_warning(spinners, cores) {
+            eprintln!("{w}");
+        }
     }
     let projection = args
         .postgres
@@ -941,6 +981,51 @@ mod tests {
             WaitStrategy::Phased
         );
         assert_eq!(default_shape(8, batch).wait, WaitStrategy::Phased);
+    }
+
+    fn serve_args(flags: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: Args,
+        }
+        let argv = std::iter::once("serve").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .expect("valid flags")
+            .serve
+    }
+
+    /// The spinners counted are the threads that never park: busy-spinning stages, a
+    /// busy-spinning output thread (not an inline output) and the busy-polled gateway loop.
+    #[test]
+    fn spinners_are_counted_as_the_flags_start_them_and_an_idle_projection_is_warned() {
+        let spinners = |flags: &[&str]| {
+            let a = serve_args(flags);
+            let cores = 8;
+            pipeline_waits(&a, cores).map_or(0, |(l, w, o)| {
+                ringbook_engine::pipeline::spinning_threads(l, w, o)
+            }) + usize::from(a.busy_poll)
+        };
+        assert_eq!(spinners(&[]), 0, "the defaults park");
+        assert_eq!(spinners(&["--busy-poll"]), 1);
+        assert_eq!(spinners(&["--layout", "inline", "--wait", "busy-spin"]), 0);
+        let fused = ["--layout", "fused", "--wait", "busy-spin"];
+        assert_eq!(spinners(&fused), 2, "stage and output thread");
+        assert_eq!(spinners(&[&fused[..], &["--inline-output"]].concat()), 1);
+        assert_eq!(
+            spinners(&[&fused[..], &["--output-wait", "phased", "--busy-poll"]].concat()),
+            2
+        );
+        assert_eq!(
+            spinners(&["--layout", "split", "--wait", "busy-spin-hint"]),
+            5
+        );
+        assert!(idle_projection_warning(1, 2).is_none());
+        assert!(idle_projection_warning(0, 1).is_none());
+        for (spinners, cores) in [(1, 1), (2, 2), (5, 4)] {
+            let w = idle_projection_warning(spinners, cores).expect("warned");
+            assert!(w.contains(&format!("keep all {cores} core")), "{w}");
+        }
     }
 
     #[test]

@@ -1024,6 +1024,67 @@ fn serve_runs_its_projection_on_idle_cores_only_unless_told_otherwise() {
     }
 }
 
+/// `serve` warns at start when the projection is to run on idle cores only but its own
+/// busy-spinning threads leave no core idle: here the server is confined to one core, on which
+/// the busy-polled gateway loop spins. With `--projection-sched normal`, or no spinner, it does
+/// not. (No database is needed: the warning comes before the projection connects.)
+#[test]
+fn serve_warns_when_its_spinners_leave_an_idle_class_projection_no_core() {
+    use std::os::unix::process::CommandExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("postgres://ringbook@127.0.0.1:{port}/nowhere");
+    const WARNING: &str = "warning: the projection runs only on idle cores";
+    for (extra, warned) in [
+        (&["--busy-poll"][..], true),
+        (&["--busy-poll", "--projection-sched", "normal"][..], false),
+        (&[][..], false),
+    ] {
+        let tmp = tempdir();
+        let dir = tmp.path().join("journal");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--journal", dir.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--no-http", "--layout", "inline"])
+            .args(["--postgres", &nowhere])
+            .args(extra);
+        // SAFETY: runs in the forked child before exec and makes only the two affinity system
+        // calls, on a cpu_set_t on its own stack (async-signal-safe; no allocation, no lock).
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+                if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let first = (0..libc::CPU_SETSIZE as usize)
+                    .find(|&c| libc::CPU_ISSET(c, &allowed))
+                    .expect("a CPU to run on");
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(first, &mut one);
+                if libc::sched_setaffinity(0, size, &one) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut srv = Server::spawn_command(cmd).listening();
+        // The warning, when there is one, is logged before the gateway's "listening on".
+        let seen = srv.log_now().iter().any(|l| l.contains(WARNING));
+        let (status, log) = srv.terminate();
+        assert!(status.success(), "{log:#?}");
+        assert_eq!(seen, warned, "{extra:?}: {log:#?}");
+        if warned {
+            let line = log.iter().find(|l| l.contains(WARNING)).unwrap();
+            assert!(line.contains("keep all 1 core(s) busy"), "{line}");
+            assert!(line.contains("ringbook_projection_lag_commands"), "{line}");
+        }
+    }
+}
+
 #[test]
 fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
     let admin = admin_url();

@@ -78,7 +78,7 @@ pub use recovery::{
 };
 pub use snapshots::SnapshotStats;
 
-pub use topology::check_spinning;
+pub use topology::{check_spinning, spinning_threads};
 
 use control::{BellId, Control, CASCADE_MESSAGE};
 

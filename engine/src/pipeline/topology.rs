@@ -151,20 +151,26 @@ impl Topology {
     }
 }
 
-/// Refuses a layout whose busy-spinning threads (every stage thread when the stage wait
-/// strategy spins, plus the outbound thread when its own strategy spins) outnumber the cores.
+/// The busy-spinning threads a layout starts: every stage thread when the stage wait strategy
+/// spins, plus the outbound thread when its own strategy spins (pass a strategy that parks as
+/// `output_wait` when the output runs inline, on the last stage's thread).
+pub fn spinning_threads(layout: Layout, wait: WaitStrategy, output_wait: WaitStrategy) -> usize {
+    let stages = if wait.is_busy_spin() {
+        layout.threads().len()
+    } else {
+        0
+    };
+    stages + usize::from(output_wait.is_busy_spin())
+}
+
+/// Refuses a layout whose busy-spinning threads ([`spinning_threads`]) outnumber the cores.
 pub fn check_spinning(
     layout: Layout,
     wait: WaitStrategy,
     output_wait: WaitStrategy,
     cores: usize,
 ) -> Result<(), PipelineError> {
-    let stages = if wait.is_busy_spin() {
-        layout.threads().len()
-    } else {
-        0
-    };
-    let spinning = stages + usize::from(output_wait.is_busy_spin());
+    let spinning = spinning_threads(layout, wait, output_wait);
     if spinning > cores {
         return Err(PipelineError::TooManySpinningThreads {
             spinning,
