@@ -47,8 +47,9 @@ pub fn uuid(order_id: u64) -> String {
 
 /// The engine order id a `uuid` names.
 pub fn order_id(uuid: &str) -> Option<u64> {
-    let b = uuid.as_bytes();
-    if b.len() != 36 || &uuid[8..24] != "-0000-4000-8000-" {
+    // `get`, not indexing: a 36-byte string from a client may have a multi-byte character
+    // across byte 8 or 24 (then it names nothing; indexing would panic).
+    if uuid.len() != 36 || uuid.get(8..24)? != "-0000-4000-8000-" {
         return None;
     }
     let hi = u64::from_str_radix(&uuid[..8], 16).ok()?;
@@ -625,5 +626,13 @@ mod tests {
         assert_eq!(order_id("00000000-0000-4000-8000-100000000001"), None);
         assert_eq!(order_id("0000000g-0000-4000-8000-000000000001"), None);
         assert_eq!(order_id("00000000-0000-4000-8000-00000000000A"), None);
+        // 36 bytes with a two-byte character across byte 8, or byte 24: nothing, no panic.
+        let across_8 = format!("1234567\u{e9}-0000-4000-8000-{}", "0".repeat(11));
+        let across_24 = format!("00000000-0000-4000-8000\u{e9}{}", "0".repeat(11));
+        for u in [across_8, across_24] {
+            assert_eq!(u.len(), 36, "{u}");
+            assert_eq!(order_id(&u), None, "{u}");
+            assert_eq!(withdrawal_id(&u), None, "{u}");
+        }
     }
 }
