@@ -1,8 +1,9 @@
 //! Hostile clients at the web edge, through the real `ringbook serve`: connections that never
 //! finish their header (slowloris) or sit idle are closed after `header_timeout_ms`, a body
 //! that does not arrive whole within `body_timeout_ms` is answered 408 (both APIs), one that
-//! announces more than the limit 413 at once, and a client that never reads what it asked for
-//! is closed after `send_timeout_ms`; one source
+//! announces more than the limit 413 at once, a request refused before its body is read (a
+//! forged token) leaves the keep-alive connection usable, and a client that never reads what
+//! it asked for is closed after `send_timeout_ms`; one source
 //! address cannot hold more than `conns_per_addr` connections (the next is answered 503
 //! `TOO_MANY_CONNECTIONS` and closed, other addresses are served, and a freed place is taken
 //! again); WebSocket messages over the size limit, text that is not UTF-8, and a client's close
@@ -72,6 +73,12 @@ async fn get(c: &mut TcpStream, path: &str) -> u16 {
     if c.write_all(ask.as_bytes()).await.is_err() {
         return 0;
     }
+    read_answer(c).await
+}
+
+/// Reads one whole answer on `c`: its status code, or 0 when the connection ended (or was
+/// reset) before a whole answer.
+async fn read_answer(c: &mut TcpStream) -> u16 {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     // The answer is whole once the header and `content-length` bytes of body are in.
@@ -174,6 +181,45 @@ fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
+    });
+}
+
+/// A request answered without its body being read (a 401 for a forged token, both APIs) leaves
+/// the keep-alive connection usable: the edge reads a body whole before any handler runs, so
+/// a body that comes after the header (its own TCP segment, as clients send larger bodies) is
+/// not left unread on the connection, which hyper would then close without saying so.
+#[test]
+fn a_request_refused_before_its_body_is_read_leaves_the_connection_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "", &[]);
+    let to = addr(&url);
+    rt().block_on(async {
+        let body = r#"{"symbol":"BTC-KRW","client_order_id":1,"side":"BUY","price":100,"qty":1}"#;
+        for path in ["/api/v1/orders", "/v1/orders"] {
+            let mut c = connect_from("127.0.0.1", to).await;
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer forged.token.here\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            c.write_all(head.as_bytes()).await.unwrap();
+            // The body after the header: once an answer came without it, or after a moment
+            // (the server waits for it; only a server that answers first is told apart here).
+            let mut early = [0u8; 1];
+            let peeked =
+                tokio::time::timeout(std::time::Duration::from_millis(200), c.peek(&mut early))
+                    .await
+                    .is_ok();
+            c.write_all(body.as_bytes()).await.unwrap();
+            let status = read_answer(&mut c).await;
+            assert_eq!(status, 401, "{path} (answered before the body: {peeked})");
+            // The same connection serves the next request.
+            assert_eq!(
+                get(&mut c, "/health").await,
+                200,
+                "{path}: the connection was closed"
+            );
+        }
     });
 }
 

@@ -189,38 +189,46 @@ async fn edge_layer(
             );
             break 'r r;
         }
-        // A body must arrive whole in time (a slow POST holds no handler for long).
-        let mut late = None;
+        // The body is read whole, within the limit and in time, before any handler runs: a
+        // handler that answers without reading it (a 401 for an expired token, say) leaves
+        // nothing unread on the connection, which stays usable; and a slow POST holds no
+        // handler for long.
         if !http_body::Body::is_end_stream(req.body()) {
             let (parts, body) = req.into_parts();
-            let (body, fired) = crate::conns::BodyDeadline::wrap(body, st.body_timeout);
-            late = Some(fired);
-            req = Request::from_parts(parts, body);
-        }
-        let resp = next.run(req).await;
-        if late.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
-            let message = format!(
-                "the request body did not arrive whole within {} ms",
-                st.body_timeout.as_millis()
-            );
-            let mut r = if upbit {
-                crate::upbit::UpbitError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    message,
-                )
-                .into_response()
-            } else {
-                ApiError::web(WebCode::BodyTimeout, &message).into_response()
+            let read = axum::body::to_bytes(body, BODY_BYTES_MAX);
+            let mut refused = match tokio::time::timeout(st.body_timeout, read).await {
+                Ok(Ok(bytes)) => {
+                    let whole = Request::from_parts(parts, axum::body::Body::from(bytes));
+                    break 'r next.run(whole).await;
+                }
+                // Over the limit without announcing it (a chunked body), or the client went
+                // away mid-body (then nobody reads the answer).
+                Ok(Err(_)) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                Err(_) => {
+                    let message = format!(
+                        "the request body did not arrive whole within {} ms",
+                        st.body_timeout.as_millis()
+                    );
+                    if upbit {
+                        crate::upbit::UpbitError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request_timeout",
+                            message,
+                        )
+                        .into_response()
+                    } else {
+                        ApiError::web(WebCode::BodyTimeout, &message).into_response()
+                    }
+                }
             };
             // The rest of the body is not waited for.
-            r.headers_mut().insert(
+            refused.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
             );
-            break 'r r;
+            break 'r refused;
         }
-        resp
+        next.run(req).await
     };
     let resp = json_error(resp, upbit).await;
     st.edge.metrics.http(route, resp.status().as_u16());

@@ -16,9 +16,9 @@
 //!   reading) is closed ([`SendDeadline`]).
 //! - A request's header must fit a read buffer of [`HEADER_BYTES_MAX`] (431 beyond; hyper's
 //!   limit lets up to ~48 KiB through, depending on how the bytes arrive).
-//! - **A request's body must arrive whole within `body_timeout_ms`** of its header
-//!   ([`BodyDeadline`]); a slower one (a slow POST) is answered 408 `BODY_TIMEOUT` and the
-//!   connection closed.
+//! - **A request's body must arrive whole within `body_timeout_ms`** of its header: the edge
+//!   reads it before any handler runs (`api::edge_layer`); a slower one (a slow POST) is
+//!   answered 408 `BODY_TIMEOUT` and the connection closed.
 //!
 //! - **A connection the server ends is closed gently** ([`Gentle`], [`linger`]): shut down for
 //!   writing, then drained, so the client's unread bytes cannot turn the close into a reset
@@ -470,63 +470,6 @@ pub(crate) fn linger(conns: &Arc<Conns>, tcp: tokio::net::TcpStream, pool: Pool,
             counted.0.lingering.reset.fetch_add(1, Ordering::Relaxed);
         }
     });
-}
-
-/// A request body that fails once its deadline passes before its end, and says so in `fired`
-/// (the edge then answers 408 `BODY_TIMEOUT`, whatever the handler made of the failed read).
-pub(crate) struct BodyDeadline {
-    inner: axum::body::Body,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    fired: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl BodyDeadline {
-    /// `body`, to be read whole within `limit` from now; and the flag that tells it was not.
-    pub(crate) fn wrap(
-        body: axum::body::Body,
-        limit: Duration,
-    ) -> (axum::body::Body, Arc<std::sync::atomic::AtomicBool>) {
-        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d = BodyDeadline {
-            inner: body,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-            fired: fired.clone(),
-        };
-        (axum::body::Body::new(d), fired)
-    }
-}
-
-impl http_body::Body for BodyDeadline {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        use std::future::Future;
-        use std::task::Poll;
-        if let Poll::Ready(f) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(f);
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.fired.store(true, Ordering::Relaxed);
-                Poll::Ready(Some(Err(axum::Error::new(
-                    "the request body did not arrive whole within body_timeout_ms",
-                ))))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// Open connections, in total and per source address.
