@@ -214,13 +214,15 @@ fn permissions_rate_limits_and_replays() {
         let alice = Some(upbit_token("alice-access-demo", "alice-secret-demo", "a-1"));
         let (st, _, _) = send(reqwest::Method::GET, "/v1/accounts", alice).await;
         assert_eq!(st, 200);
-        let (st, v, rem) = send(reqwest::Method::GET, "/v1/status/wallet", None).await;
-        assert_eq!(
-            (st, v["error"]["name"].as_str()),
-            (404, Some("not_found")),
-            "{v}"
-        );
-        assert!(rem.is_none());
+        for path in ["/v1/status/wallet", "/v1/", "/v1"] {
+            let (st, v, rem) = send(reqwest::Method::GET, path, None).await;
+            assert_eq!(
+                (st, v["error"]["name"].as_str()),
+                (404, Some("not_found")),
+                "{path}: {v}"
+            );
+            assert!(rem.is_none());
+        }
         let (st, _, rem) = send(reqwest::Method::GET, "/v1/market/all", None).await;
         assert_eq!(st, 200);
         assert!(rem.unwrap().starts_with("group=market; "));

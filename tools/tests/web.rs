@@ -1407,6 +1407,19 @@ fn every_error_path_has_its_code_and_status() {
             let (st, v) = call(c.post(s.url("/api/v1/orders")).bearer_auth(&alice).json(&o)).await;
             expect(st, &v, 422, code, reason);
         }
+        // History without a projection (no --postgres): 501 for every query, whatever its
+        // parameters (a malformed cursor is not the reason it cannot be served).
+        for path in [
+            "/api/v1/history/orders",
+            "/api/v1/history/orders?cursor=zzz",
+            "/api/v1/history/trades?cursor=1-2",
+            "/api/v1/history/ledger?limit=x",
+            "/api/v1/history/klines/BTC-KRW?interval=1m",
+            "/api/v1/history/klines/BTC-KRW?interval=7m",
+        ] {
+            let (st, v) = call(c.get(s.url(path)).bearer_auth(&alice)).await;
+            expect(st, &v, 501, 4007, "UNSUPPORTED");
+        }
     });
 }
 

@@ -45,13 +45,20 @@ pub fn enable_history(url: &str) {
     });
 }
 
-async fn client() -> Result<Arc<Client>, ApiError> {
-    let h = HISTORY.get().ok_or_else(|| {
+/// The projection history is served from, or the 501 every history query gets without one
+/// (asked first, so that a malformed parameter of a query that cannot be served anyway is not
+/// reported as the reason).
+fn history() -> Result<&'static History, ApiError> {
+    HISTORY.get().ok_or_else(|| {
         ApiError::web(
             WebCode::Unsupported,
             "no history here: the server runs without a projection (serve --postgres URL)",
         )
-    })?;
+    })
+}
+
+async fn client() -> Result<Arc<Client>, ApiError> {
+    let h = history()?;
     let mut slot = h.client.lock().await;
     if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
         return Ok(Arc::clone(c));
@@ -153,6 +160,7 @@ pub(crate) async fn orders(
     a: Authed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    history()?;
     let user = user(&a)?;
     let symbol = symbol_filter(&st, &q)?;
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
@@ -218,6 +226,7 @@ pub(crate) async fn trades(
     a: Authed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    history()?;
     let user = user(&a)?;
     let symbol = symbol_filter(&st, &q)?;
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
@@ -290,6 +299,7 @@ pub(crate) async fn ledger(
     a: Authed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    history()?;
     let user = user(&a)?;
     let currency = q
         .get("currency")
@@ -360,6 +370,7 @@ pub(crate) async fn klines(
     Path(symbol): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    history()?;
     let sym = j::symbol(&st.edge.config, &Named::Name(symbol))?.0 as i16;
     let interval = q.get("interval").map_or("1m", String::as_str);
     if !["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"].contains(&interval) {

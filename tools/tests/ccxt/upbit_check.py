@@ -228,6 +228,16 @@ check('query hash of other parameters: invalid_query_payload', st == 401 and bod
 st, body = raw('POST', '/v1/orders', None, body={'market': 'KRW-BTC', 'side': 'bid', 'volume': 1e-05,
                                                  'price': 95000000, 'ord_type': 'limit'})
 check('JSON numbers hashed as written', st == 400 and body['error']['name'] == 'invalid_volume_bid', (st, body))
+# A price with too many digits, or out of range either way, is a price error (its side's
+# invalid_price_*), not the volume's volume_too_large; a volume's is volume_too_large.
+for side, price, volume, name in [('bid', '1e-400', '1', 'invalid_price_bid'),
+                                  ('ask', '1e400', '1', 'invalid_price_ask'),
+                                  ('bid', '9' * 45, '1', 'invalid_price_bid'),
+                                  ('ask', '95000000', '9' * 45, 'volume_too_large')]:
+    st, body = raw('POST', '/v1/orders', None, body={'market': 'KRW-BTC', 'side': side, 'volume': volume,
+                                                     'price': price, 'ord_type': 'limit'})
+    check('out-of-range %s price %s volume %s: %s' % (side, price[:8], volume[:8], name),
+          st == 400 and body['error']['name'] == name, (st, body))
 
 # Withdrawals: requested through the Upbit API, released by two operators (/api/v1).
 w = alice.withdraw('KRW', 10000, None)

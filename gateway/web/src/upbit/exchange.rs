@@ -280,18 +280,20 @@ pub(crate) async fn chance(
     Ok(ok(&c.a, StatusCode::OK, v))
 }
 
-fn dec_err(
-    e: DecError,
-    what: &str,
-    bid: bool,
-    invalid: (&'static str, &'static str),
-) -> UpbitError {
+/// The error for a refused decimal: `invalid` names a value off the market's units, `too_large`
+/// one with too many digits or out of range (a price's is its `invalid_price_*`, a volume's
+/// `volume_too_large`).
+fn dec_err(e: DecError, what: &str, invalid: &'static str, too_large: &'static str) -> UpbitError {
     match e {
         DecError::Syntax => UpbitError::validation(format!("{what}: not a decimal number")),
-        DecError::TooLarge => UpbitError::new(StatusCode::BAD_REQUEST, "volume_too_large", format!("{what}: too large")),
+        DecError::TooLarge => UpbitError::new(
+            StatusCode::BAD_REQUEST,
+            too_large,
+            format!("{what}: too many digits, or a number too large or too small to convert"),
+        ),
         DecError::NotMultiple => UpbitError::new(
             StatusCode::BAD_REQUEST,
-            if bid { invalid.0 } else { invalid.1 },
+            invalid,
             format!("{what} is not a whole number of the market's units (ticks or lots); ringbook refuses, never rounds"),
         ),
     }
@@ -305,8 +307,8 @@ fn budget_units(c: &Ctx<'_>, m: &Market, amount: &str) -> Result<u64, UpbitError
         dec_err(
             e,
             "price (the amount to spend)",
-            true,
-            ("invalid_funds", "invalid_funds"),
+            "invalid_funds",
+            "invalid_funds",
         )
     })?;
     if units == 0 || u64::try_from(units).is_err() {
@@ -504,14 +506,14 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
     let volume_err = ("invalid_volume_bid", "invalid_volume_ask");
     let (order_type, price, qty, budget) = match ord_type {
         "limit" => {
-            let price = m
-                .scales
-                .ticks(p.need("price")?)
-                .map_err(|e| dec_err(e, "price", bid, price_err))?;
-            let qty = m
-                .scales
-                .lots(p.need("volume")?)
-                .map_err(|e| dec_err(e, "volume", bid, volume_err))?;
+            let price = m.scales.ticks(p.need("price")?).map_err(|e| {
+                let name = if bid { price_err.0 } else { price_err.1 };
+                dec_err(e, "price", name, name)
+            })?;
+            let qty = m.scales.lots(p.need("volume")?).map_err(|e| {
+                let name = if bid { volume_err.0 } else { volume_err.1 };
+                dec_err(e, "volume", name, "volume_too_large")
+            })?;
             if price <= 0 {
                 return Err(UpbitError::new(
                     StatusCode::BAD_REQUEST,
@@ -528,10 +530,10 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             if p.get("price").is_some_and(|x| !x.is_empty()) {
                 return Err(UpbitError::validation("ord_type=market takes no price"));
             }
-            let qty = m
-                .scales
-                .lots(p.need("volume")?)
-                .map_err(|e| dec_err(e, "volume", bid, volume_err))?;
+            let qty = m.scales.lots(p.need("volume")?).map_err(|e| {
+                let name = if bid { volume_err.0 } else { volume_err.1 };
+                dec_err(e, "volume", name, "volume_too_large")
+            })?;
             // The protection price of a market sell: the band's lowest.
             (OrderType::Market, s.price_min, qty, 0)
         }

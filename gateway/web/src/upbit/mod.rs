@@ -270,10 +270,13 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
         .route("/v1/withdraws", get(exchange::list_withdraws))
         .route("/websocket/v1", get(ws::upgrade))
         .route("/websocket/v1/private", get(ws::upgrade))
+        // Everything else under /v1 (the prefix itself too: `{*rest}` matches no empty rest).
         .route(
             "/v1/{*rest}",
             get(not_found).post(not_found).delete(not_found),
         )
+        .route("/v1/", get(not_found).post(not_found).delete(not_found))
+        .route("/v1", get(not_found).post(not_found).delete(not_found))
         .with_state(up)
 }
 

@@ -113,25 +113,42 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 /// Parses `to`: `YYYY-MM-DDTHH:MM:SS` or with a space, optional `Z` or `±HH:MM` (no offset:
 /// UTC). Unix nanoseconds.
 pub(crate) fn parse_time(s: &str) -> Option<u64> {
+    // Fields are fixed-width runs of ASCII digits: no sign, no space, no other digit.
+    fn digits(s: &str, r: std::ops::Range<usize>) -> Option<i64> {
+        let f = s.get(r)?;
+        f.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| f.parse().ok())?
+    }
     let s = s.trim();
     let (main, offset) = if let Some(x) = s.strip_suffix('Z') {
         (x, 0i64)
     } else if s.len() > 19 && (s.as_bytes()[19] == b'+' || s.as_bytes()[19] == b'-') {
+        // `±HH:MM`, a real offset: hours to 23, minutes to 59.
         let o = &s[19..];
         let sign = if o.starts_with('-') { -1 } else { 1 };
-        let (h, m) = o[1..].split_once(':')?;
-        (
-            &s[..19],
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
-        )
+        if o.len() != 6 || o.as_bytes()[3] != b':' {
+            return None;
+        }
+        let (h, m) = (digits(o, 1..3)?, digits(o, 4..6)?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        (&s[..19], sign * (h * 3600 + m * 60))
     } else {
         (s, 0)
     };
     let b = main.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| main.get(r)?.parse::<i64>().ok();
+    let n = |r: std::ops::Range<usize>| digits(main, r);
     let (y, mo, d, h, mi, se) = (
         n(0..4)?,
         n(5..7)?,
@@ -140,11 +157,12 @@ pub(crate) fn parse_time(s: &str) -> Option<u64> {
         n(14..16)?,
         n(17..19)?,
     );
+    // Unix time has no leap second: :60 is refused like any impossible time.
     if !(1..=12).contains(&mo)
         || !(1..=days_in_month(y, mo)).contains(&d)
         || h > 23
         || mi > 59
-        || se > 60
+        || se > 59
     {
         return None;
     }
@@ -716,6 +734,23 @@ mod tests {
         assert_eq!(parse_time("2018-11-22T13:55:24Z"), Some(ns));
         assert_eq!(parse_time("2018-11-22T22:55:24+09:00"), Some(ns));
         assert_eq!(parse_time("2018-11-22T13:55"), None);
+        // Offsets and times that do not exist, signs and spaces inside fields.
+        for bad in [
+            "2018-11-22T13:55:24+99:99",
+            "2018-11-22T13:55:24+24:00",
+            "2018-11-22T13:55:24+09:60",
+            "2018-11-22T13:55:24+9:00",
+            "2018-11-22T13:55:24+09:00:00",
+            "2018-11-22T13:55:24+999999999999999999:00",
+            "2018-11-22T23:59:60",
+            "+018-11-22T13:55:24",
+            "2018-+1-22T13:55:24",
+            "2018-11-22T13:+5:24",
+            "2018-11-22T13 55 24",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(parse_time("2018-11-22T04:25:24-09:30"), Some(ns));
         assert_eq!(parse_time("2018-13-22T13:55:24"), None);
         assert_eq!(
             parse_time("2018-02-31T13:55:24"),
