@@ -150,6 +150,42 @@ pub struct Args {
         requires = "postgres"
     )]
     projection_sched: ProjectionSched,
+    /// CPUs the `--postgres` projection's threads run on (e.g. `3`, `2,3`, `2-5`; as `taskset`
+    /// numbers them), to keep it off the cores order entry uses; with the class of
+    /// `--projection-sched`. Default: wherever the kernel puts them.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list, requires = "postgres")]
+    projection_cpus: Option<CpuList>,
+}
+
+/// A list of CPU numbers (`serve --projection-cpus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CpuList(Vec<usize>);
+
+/// `3`, `2,3`, `2-5`, `0,2-3`: CPU numbers, each below 1024 (the kernel's affinity set).
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let number = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&c| c < 1024)
+            .ok_or_else(|| format!("{t:?} is not a CPU number (0 to 1023)"))
+    };
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: a range runs low to high"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(CpuList(cpus))
 }
 
 /// `serve --projection-sched`.
@@ -727,7 +763,15 @@ fn serve(args: Args) -> Result<(), Stop> {
         .as_deref()
         .map(|url| {
             let idle = args.projection_sched == ProjectionSched::Idle;
-            ProjectionThread::start(url, &config, &args.journal, journal_config(&args), idle)
+            let cpus = args.projection_cpus.clone().map(|c| c.0);
+            ProjectionThread::start(
+                url,
+                &config,
+                &args.journal,
+                journal_config(&args),
+                idle,
+                cpus,
+            )
         })
         .transpose()?;
     let handle = match server::start_on(listener, sc, backend, md) {
@@ -812,12 +856,16 @@ impl ProjectionThread {
         journal: &Path,
         jc: JournalConfig,
         idle: bool,
+        cpus: Option<Vec<usize>>,
     ) -> Result<ProjectionThread, String> {
         let mut opts = ringbook_projection::Options::new(journal, url, config.clone());
         opts.first_sequence = jc.first_sequence;
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(ringbook_projection::Progress::default());
         let running = Arc::new(AtomicBool::new(true));
+        let on_cpus = cpus
+            .as_ref()
+            .map_or(String::new(), |c| format!(", on CPUs {c:?}"));
         let thread = {
             let stop = Arc::clone(&stop);
             let progress = Arc::clone(&progress);
@@ -825,7 +873,16 @@ impl ProjectionThread {
             std::thread::Builder::new()
                 .name("projection".into())
                 .spawn(move || {
-                    // Before the projection starts its own threads: they inherit the class.
+                    // Before the projection starts its own threads: they inherit the class
+                    // and the CPUs.
+                    if let Some(cpus) = &cpus {
+                        if let Err(e) = sched::run_this_thread_on(cpus) {
+                            eprintln!(
+                                "ringbook serve: projection: could not confine it to CPUs \
+                                 {cpus:?} ({e}); it runs wherever the kernel puts it"
+                            );
+                        }
+                    }
                     if idle {
                         if let Err(e) = sched::run_this_thread_when_idle() {
                             eprintln!(
@@ -853,12 +910,13 @@ impl ProjectionThread {
                 .map_err(|e| format!("starting the projection thread: {e}"))?
         };
         eprintln!(
-            "ringbook serve: projecting the journal into PostgreSQL on its own thread ({})",
+            "ringbook serve: projecting the journal into PostgreSQL on its own thread ({}{})",
             if idle {
                 "asking for SCHED_IDLE: otherwise idle cores"
             } else {
                 "an ordinary thread: --projection-sched normal"
-            }
+            },
+            on_cpus
         );
         Ok(ProjectionThread {
             stop,
@@ -1026,6 +1084,18 @@ mod tests {
             let w = idle_projection_warning(spinners, cores).expect("warned");
             assert!(w.contains(&format!("keep all {cores} core")), "{w}");
         }
+    }
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("3"), Ok(CpuList(vec![3])));
+        assert_eq!(parse_cpu_list("3,1,1"), Ok(CpuList(vec![1, 3])));
+        assert_eq!(parse_cpu_list("0,2-4"), Ok(CpuList(vec![0, 2, 3, 4])));
+        for bad in ["", "x", "-1", "4-2", "1024", "1,,2", "1-"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?}");
+        }
+        let a = serve_args(&["--postgres", "postgres://x/y", "--projection-cpus", "1"]);
+        assert_eq!(a.projection_cpus, Some(CpuList(vec![1])));
     }
 
     #[test]

@@ -980,12 +980,41 @@ fn classes_once_projecting(srv: &mut Server) -> Vec<(String, u32)> {
     }
 }
 
+/// The CPUs a thread of process `pid` named `name` may run on (`Cpus_allowed_list`).
+fn allowed_cpus(pid: u32, name: &str) -> String {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc is mounted") {
+        let path = task.unwrap().path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let status = std::fs::read_to_string(path.join("status")).unwrap();
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string();
+        }
+    }
+    panic!("no thread {name:?}");
+}
+
 /// `serve --postgres` runs the projection's threads (the one it starts and the mapper that one
 /// starts) only on otherwise idle cores (`SCHED_IDLE`), the exchange's own threads as ordinary
-/// ones; `--projection-sched normal` keeps the projection ordinary too.
+/// ones; `--projection-sched normal` keeps the projection ordinary too. With
+/// `--projection-cpus`, the projection's threads run on those CPUs only, the others anywhere.
 #[test]
 fn serve_runs_its_projection_on_idle_cores_only_unless_told_otherwise() {
     let admin = admin_url();
+    // The CPUs this process may use (the server's threads inherit them), and the first of
+    // them, which the projection is confined to.
+    let own = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let first = own.split([',', '-']).next().unwrap().to_string();
     for (db_name, extra, want) in [
         ("sched_idle", None, SCHED_IDLE),
         ("sched_normal", Some("normal"), SCHED_OTHER),
@@ -1005,6 +1034,8 @@ fn serve_runs_its_projection_on_idle_cores_only_unless_told_otherwise() {
         ];
         if let Some(class) = extra {
             args.extend(["--projection-sched", class]);
+        } else {
+            args.extend(["--projection-cpus", &first]);
         }
         let mut srv = Server::start(&args);
         srv.wait_line_seen("projecting the journal into PostgreSQL");
@@ -1019,6 +1050,11 @@ fn serve_runs_its_projection_on_idle_cores_only_unless_told_otherwise() {
         assert_eq!(of("projection"), want, "{extra:?}: {classes:?}");
         assert_eq!(of("projection-map"), want, "{extra:?}: {classes:?}");
         assert_eq!(of("ringbook-gatewa"), SCHED_OTHER, "{classes:?}");
+        let pid = srv.child.id();
+        let projection_cpus = if extra.is_none() { &first } else { &own };
+        assert_eq!(&allowed_cpus(pid, "projection"), projection_cpus);
+        assert_eq!(&allowed_cpus(pid, "projection-map"), projection_cpus);
+        assert_eq!(allowed_cpus(pid, "ringbook-gatewa"), own);
         let (status, log) = srv.terminate();
         assert!(status.success(), "{log:#?}");
     }
