@@ -161,14 +161,21 @@ pub struct Args {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct CpuList(Vec<usize>);
 
-/// `3`, `2,3`, `2-5`, `0,2-3`: CPU numbers, each below 1024 (the kernel's affinity set).
+/// `3`, `2,3`, `2-5`, `0,2-3`: CPU numbers, each below `CPU_SETSIZE` (1024: the kernel's
+/// affinity set).
 fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    const CPUS: usize = 1024; // glibc's CPU_SETSIZE
     let number = |t: &str| {
         t.trim()
             .parse::<usize>()
             .ok()
-            .filter(|&c| c < 1024)
-            .ok_or_else(|| format!("{t:?} is not a CPU number (0 to 1023)"))
+            .filter(|&c| c < CPUS)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?}: {t:?} is not a CPU number (0 to {}); a list is like 3, 2,3 or 2-5",
+                    CPUS - 1
+                )
+            })
     };
     let mut cpus = Vec::new();
     for part in s.split(',') {
@@ -530,14 +537,13 @@ fn check_busy_poll(args: &Args) -> Result<(), String> {
         })
 }
 
-/// The threads that never leave their core (the pipeline's busy-spinning stages and output,
-/// and the gateway loop under `--busy-poll`) and the cores there are.
-fn spinners_and_cores(args: &Args) -> (usize, usize) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// The threads that never leave their core on a machine with `cores` cores: the pipeline's
+/// busy-spinning stages and output, and the gateway loop under `--busy-poll`.
+fn spinners(args: &Args, cores: usize) -> usize {
     let pipeline = pipeline_waits(args, cores).map_or(0, |(layout, wait, output_wait)| {
         ringbook_engine::pipeline::spinning_threads(layout, wait, output_wait)
     });
-    (pipeline + usize::from(args.busy_poll), cores)
+    pipeline + usize::from(args.busy_poll)
 }
 
 /// A warning when the projection runs in `SCHED_IDLE` on a machine its own spinners keep from
@@ -752,9 +758,13 @@ fn serve(args: Args) -> Result<(), Stop> {
     if let Some(url) = &args.postgres {
         ringbook_web::enable_history(url);
     }
-    if args.postgres.is_some() && args.projection_sched == ProjectionSched::Idle {
-        let (spinners, cores) = spinners_and_cores(&args);
-        if let Some(w) = idle_projection_warning(spinners, cores) {
+    // (With `--projection-cpus` the operator chose where it runs.)
+    if args.postgres.is_some()
+        && args.projection_sched == ProjectionSched::Idle
+        && args.projection_cpus.is_none()
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(w) = idle_projection_warning(spinners(&args, cores), cores) {
             eprintln!("{w}");
         }
     }
@@ -863,9 +873,8 @@ impl ProjectionThread {
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(ringbook_projection::Progress::default());
         let running = Arc::new(AtomicBool::new(true));
-        let on_cpus = cpus
-            .as_ref()
-            .map_or(String::new(), |c| format!(", on CPUs {c:?}"));
+        let on_cpus = cpus.as_ref().map_or(String::new(), |c| format!(" {c:?}"));
+        let (placed_tx, placed) = std::sync::mpsc::channel();
         let thread = {
             let stop = Arc::clone(&stop);
             let progress = Arc::clone(&progress);
@@ -874,14 +883,16 @@ impl ProjectionThread {
                 .name("projection".into())
                 .spawn(move || {
                     // Before the projection starts its own threads: they inherit the class
-                    // and the CPUs.
-                    if let Some(cpus) = &cpus {
-                        if let Err(e) = sched::run_this_thread_on(cpus) {
-                            eprintln!(
-                                "ringbook serve: projection: could not confine it to CPUs \
-                                 {cpus:?} ({e}); it runs wherever the kernel puts it"
-                            );
-                        }
+                    // and the CPUs. Whether the CPUs took goes back to `start`, which refuses
+                    // to go on without them.
+                    let confined = cpus
+                        .as_ref()
+                        .map_or(Ok(()), |c| sched::run_this_thread_on(c));
+                    let failed = confined.is_err();
+                    let _ = placed_tx.send(confined);
+                    if failed {
+                        running.store(false, Ordering::Relaxed);
+                        return;
                     }
                     if idle {
                         if let Err(e) = sched::run_this_thread_when_idle() {
@@ -909,13 +920,21 @@ impl ProjectionThread {
                 })
                 .map_err(|e| format!("starting the projection thread: {e}"))?
         };
+        if let Ok(Err(e)) = placed.recv() {
+            let _ = thread.join();
+            return Err(format!(
+                "--projection-cpus: the projection cannot run on CPUs{on_cpus} ({e}; the CPUs \
+                 that exist and are online: /sys/devices/system/cpu/online)"
+            ));
+        }
         eprintln!(
-            "ringbook serve: projecting the journal into PostgreSQL on its own thread ({}{})",
+            "ringbook serve: projecting the journal into PostgreSQL on its own thread ({}{}{})",
             if idle {
                 "asking for SCHED_IDLE: otherwise idle cores"
             } else {
                 "an ordinary thread: --projection-sched normal"
             },
+            if on_cpus.is_empty() { "" } else { ", on CPUs" },
             on_cpus
         );
         Ok(ProjectionThread {
@@ -1057,13 +1076,7 @@ mod tests {
     /// busy-spinning output thread (not an inline output) and the busy-polled gateway loop.
     #[test]
     fn spinners_are_counted_as_the_flags_start_them_and_an_idle_projection_is_warned() {
-        let spinners = |flags: &[&str]| {
-            let a = serve_args(flags);
-            let cores = 8;
-            pipeline_waits(&a, cores).map_or(0, |(l, w, o)| {
-                ringbook_engine::pipeline::spinning_threads(l, w, o)
-            }) + usize::from(a.busy_poll)
-        };
+        let spinners = |flags: &[&str]| spinners(&serve_args(flags), 8);
         assert_eq!(spinners(&[]), 0, "the defaults park");
         assert_eq!(spinners(&["--busy-poll"]), 1);
         assert_eq!(spinners(&["--layout", "inline", "--wait", "busy-spin"]), 0);

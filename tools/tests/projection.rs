@@ -1096,9 +1096,11 @@ fn serve_warns_when_its_spinners_leave_an_idle_class_projection_no_core() {
                 if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                let first = (0..libc::CPU_SETSIZE as usize)
-                    .find(|&c| libc::CPU_ISSET(c, &allowed))
-                    .expect("a CPU to run on");
+                let Some(first) =
+                    (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &allowed))
+                else {
+                    return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+                };
                 let mut one: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(first, &mut one);
                 if libc::sched_setaffinity(0, size, &one) != 0 {
@@ -1113,12 +1115,39 @@ fn serve_warns_when_its_spinners_leave_an_idle_class_projection_no_core() {
         let (status, log) = srv.terminate();
         assert!(status.success(), "{log:#?}");
         assert_eq!(seen, warned, "{extra:?}: {log:#?}");
+        assert_eq!(
+            log.iter().any(|l| l.contains(WARNING)),
+            warned,
+            "{extra:?}: {log:#?}"
+        );
         if warned {
             let line = log.iter().find(|l| l.contains(WARNING)).unwrap();
             assert!(line.contains("keep all 1 core(s) busy"), "{line}");
             assert!(line.contains("ringbook_projection_lag_commands"), "{line}");
         }
     }
+    // A CPU the projection cannot run on (none is numbered 1023 here) is refused at start.
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    let srv = Server::spawn(&[
+        "serve",
+        "--journal",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-http",
+        "--postgres",
+        &nowhere,
+        "--projection-cpus",
+        "1023",
+    ]);
+    let (status, log) = srv.exit_within(support::WAIT);
+    assert!(!status.success(), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("the projection cannot run on CPUs [1023]")),
+        "{log:#?}"
+    );
 }
 
 #[test]

@@ -223,6 +223,51 @@ fn a_request_refused_before_its_body_is_read_leaves_the_connection_usable() {
     });
 }
 
+/// A chunked body (no `Content-Length`) is read up to the 64 KiB limit: one of exactly the
+/// limit is served (a 400 for what it says, on a connection that stays usable), one byte more
+/// is answered 413 and the connection closed, and broken chunk framing is a 400 (not a 413)
+/// with the connection closed.
+#[test]
+fn chunked_bodies_meet_the_limit_exactly_and_broken_framing_is_not_called_too_large() {
+    const LIMIT: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "", &[]);
+    let to = addr(&url);
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n\
+                transfer-encoding: chunked\r\n\r\n";
+    let chunked = |n: usize| format!("{head}{n:x}\r\n{}\r\n0\r\n\r\n", "x".repeat(n));
+    rt().block_on(async {
+        let mut c = connect_from("127.0.0.1", to).await;
+        c.write_all(chunked(LIMIT).as_bytes()).await.unwrap();
+        assert_eq!(
+            read_answer(&mut c).await,
+            400,
+            "not JSON, but not too large"
+        );
+        assert_eq!(
+            get(&mut c, "/health").await,
+            200,
+            "the connection stays usable"
+        );
+
+        let mut c = connect_from("127.0.0.1", to).await;
+        c.write_all(chunked(LIMIT + 1).as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+
+        let mut c = connect_from("127.0.0.1", to).await;
+        let broken = format!("{head}zz\r\nxx\r\n0\r\n\r\n");
+        c.write_all(broken.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains("could not be read"), "{answer}");
+    });
+}
+
 /// `ringbook_web_connections` now, read from an address of its own.
 async fn open_connections(to: SocketAddr) -> u64 {
     metric(to, "ringbook_web_connections").await

@@ -140,8 +140,8 @@ async fn edge_layer(
     let now = Instant::now();
     // The Upbit API signs each request with its own JWT scheme (crate::upbit::auth), and has
     // its own error shape.
-    let upbit =
-        req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/websocket/v1");
+    let path = req.uri().path();
+    let upbit = path == "/v1" || path.starts_with("/v1/") || path.starts_with("/websocket/v1");
     let resp = 'r: {
         if !monitoring {
             if let Err(l) = st.limits.address(peer.ip(), now) {
@@ -201,9 +201,17 @@ async fn edge_layer(
                     let whole = Request::from_parts(parts, axum::body::Body::from(bytes));
                     break 'r next.run(whole).await;
                 }
-                // Over the limit without announcing it (a chunked body), or the client went
-                // away mid-body (then nobody reads the answer).
-                Ok(Err(_)) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                // Over the limit without announcing it (a chunked body): 413.
+                Ok(Err(e)) if over_limit(&e) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                // Malformed chunked framing, or the client went away mid-body.
+                Ok(Err(e)) => {
+                    let message = format!("the request body could not be read: {e}");
+                    if upbit {
+                        crate::upbit::UpbitError::validation(message).into_response()
+                    } else {
+                        ApiError::bad(message).into_response()
+                    }
+                }
                 Err(_) => {
                     let message = format!(
                         "the request body did not arrive whole within {} ms",
@@ -236,6 +244,19 @@ async fn edge_layer(
         st.edge.metrics.error(e.0, e.1);
     }
     resp
+}
+
+/// Whether reading a body failed because it passed [`BODY_BYTES_MAX`] (not because it broke off
+/// or was malformed).
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Errors the router and its extractors answer themselves come as plain text or with no body:

@@ -233,10 +233,14 @@ check('JSON numbers hashed as written', st == 400 and body['error']['name'] == '
 for side, price, volume, name in [('bid', '1e-400', '1', 'invalid_price_bid'),
                                   ('ask', '1e400', '1', 'invalid_price_ask'),
                                   ('bid', '9' * 45, '1', 'invalid_price_bid'),
-                                  ('ask', '95000000', '9' * 45, 'volume_too_large')]:
+                                  ('ask', '95000000', '9' * 45, 'volume_too_large'),
+                                  # Not positive: the order's own side names it.
+                                  ('ask', '0', '1', 'invalid_price_ask'),
+                                  ('ask', '95000000', '0', 'invalid_volume_ask'),
+                                  ('bid', '95000000', '0', 'invalid_volume_bid')]:
     st, body = raw('POST', '/v1/orders', None, body={'market': 'KRW-BTC', 'side': side, 'volume': volume,
                                                      'price': price, 'ord_type': 'limit'})
-    check('out-of-range %s price %s volume %s: %s' % (side, price[:8], volume[:8], name),
+    check('refused %s price %s volume %s: %s' % (side, price[:8], volume[:8], name),
           st == 400 and body['error']['name'] == name, (st, body))
 
 # Withdrawals: requested through the Upbit API, released by two operators (/api/v1).

@@ -502,22 +502,31 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         None => None,
     };
     let s = &c.up.config().symbols[m.sid.0 as usize];
-    let price_err = ("invalid_price_bid", "invalid_price_ask");
-    let volume_err = ("invalid_volume_bid", "invalid_volume_ask");
+    // This side's names for a price and a volume off the market's units.
+    let price_err = if bid {
+        "invalid_price_bid"
+    } else {
+        "invalid_price_ask"
+    };
+    let volume_err = if bid {
+        "invalid_volume_bid"
+    } else {
+        "invalid_volume_ask"
+    };
     let (order_type, price, qty, budget) = match ord_type {
         "limit" => {
-            let price = m.scales.ticks(p.need("price")?).map_err(|e| {
-                let name = if bid { price_err.0 } else { price_err.1 };
-                dec_err(e, "price", name, name)
-            })?;
-            let qty = m.scales.lots(p.need("volume")?).map_err(|e| {
-                let name = if bid { volume_err.0 } else { volume_err.1 };
-                dec_err(e, "volume", name, "volume_too_large")
-            })?;
+            let price = m
+                .scales
+                .ticks(p.need("price")?)
+                .map_err(|e| dec_err(e, "price", price_err, price_err))?;
+            let qty = m
+                .scales
+                .lots(p.need("volume")?)
+                .map_err(|e| dec_err(e, "volume", volume_err, "volume_too_large"))?;
             if price <= 0 {
                 return Err(UpbitError::new(
                     StatusCode::BAD_REQUEST,
-                    price_err.0,
+                    price_err,
                     "price must be positive",
                 ));
             }
@@ -530,10 +539,10 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
             if p.get("price").is_some_and(|x| !x.is_empty()) {
                 return Err(UpbitError::validation("ord_type=market takes no price"));
             }
-            let qty = m.scales.lots(p.need("volume")?).map_err(|e| {
-                let name = if bid { volume_err.0 } else { volume_err.1 };
-                dec_err(e, "volume", name, "volume_too_large")
-            })?;
+            let qty = m
+                .scales
+                .lots(p.need("volume")?)
+                .map_err(|e| dec_err(e, "volume", volume_err, "volume_too_large"))?;
             // The protection price of a market sell: the band's lowest.
             (OrderType::Market, s.price_min, qty, 0)
         }
@@ -565,7 +574,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
     if qty == 0 && budget == 0 {
         return Err(UpbitError::new(
             StatusCode::BAD_REQUEST,
-            volume_err.0,
+            volume_err,
             "volume must be positive",
         ));
     }
