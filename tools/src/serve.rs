@@ -505,13 +505,10 @@ impl From<&str> for Stop {
 /// configure them: `None` for the inline layout, which has no pipeline thread. The output's
 /// wait is one that parks when the output runs inline, on the business thread.
 fn pipeline_waits(args: &Args, cores: usize) -> Option<(Layout, WaitStrategy, WaitStrategy)> {
-    let auto = default_shape(cores, args.durability);
-    let layout = args.layout.unwrap_or(auto.layout);
+    let (layout, wait, inline_output) = chosen_shape(args, cores);
     if layout == Layout::Inline {
         return None;
     }
-    let wait = args.wait.unwrap_or(auto.wait);
-    let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
     let output_wait = if inline_output {
         WaitStrategy::Yield
     } else {
@@ -561,12 +558,21 @@ fn idle_projection_warning(spinners: usize, cores: usize) -> Option<String> {
     })
 }
 
+/// The layout, stage wait and whether the output runs inline, as the flags give them or the
+/// shape chosen for `cores` fills them in.
+fn chosen_shape(args: &Args, cores: usize) -> (Layout, WaitStrategy, bool) {
+    let auto = default_shape(cores, args.durability);
+    (
+        args.layout.unwrap_or(auto.layout),
+        args.wait.unwrap_or(auto.wait),
+        args.inline_output || (args.layout.is_none() && auto.inline_output),
+    )
+}
+
 fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let auto = default_shape(cores, args.durability);
-    let layout = args.layout.unwrap_or(auto.layout);
-    let wait = args.wait.unwrap_or(auto.wait);
-    let inline_output = args.inline_output || (args.layout.is_none() && auto.inline_output);
+    let (layout, wait, inline_output) = chosen_shape(args, cores);
     let mut builder = Pipeline::builder(config)
         .layout(layout)
         .wait(wait)
