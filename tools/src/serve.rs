@@ -76,13 +76,13 @@ pub struct Args {
     /// thread fewer to schedule; the right choice on 2 cores).
     #[arg(long)]
     inline_output: bool,
-    /// Pipeline inbound ring size in commands (a power of two; default 16384). A small ring
-    /// makes back-pressure easy to see (tests).
-    #[arg(long)]
-    ring_size: Option<usize>,
-    /// Journal segment file size in bytes (a multiple of 4096, room for a 64 KiB record;
-    /// default 64 MiB). Small segments make tests roll segments quickly.
-    #[arg(long, value_name = "BYTES")]
+    /// Pipeline inbound ring size in commands (a power of two, at most 4 194 304; default
+    /// 16384). A small ring makes back-pressure easy to see (tests).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 22))]
+    ring_size: Option<u64>,
+    /// Journal segment file size in bytes (a multiple of 4096, room for a 64 KiB record, at
+    /// most 4 GiB; default 64 MiB). Small segments make tests roll segments quickly.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     journal_segment_bytes: Option<u64>,
     /// Run the engine on the gateway thread without a journal (nothing survives a restart;
     /// for demos and tests).
@@ -123,9 +123,10 @@ pub struct Args {
     /// Do not start the web edge.
     #[arg(long)]
     no_http: bool,
-    /// Tokio worker threads of the web edge (never the engine's or the gateway's threads).
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    http_threads: usize,
+    /// Tokio worker threads of the web edge (never the engine's or the gateway's threads;
+    /// 1 to 256).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    http_threads: u16,
     /// The gateway loop never sleeps in the kernel: it polls its sockets with a zero timeout
     /// in a loop, keeping one core busy even when idle (lowest round trip; measure with
     /// `loadgen --busy-poll`). Counted with the pipeline's busy-spinning threads against the
@@ -447,7 +448,7 @@ fn web_start(
         bridge: p.bridge,
         gateway_stats: stats.clone(),
         pipeline,
-        threads: args.http_threads,
+        threads: usize::from(args.http_threads),
         market_data: p.md,
         withdrawals: p.withdrawals,
         projection,
@@ -455,7 +456,7 @@ fn web_start(
     eprintln!(
         "ringbook serve: web edge on http://{} ({} threads; token secret {})",
         web.local_addr(),
-        args.http_threads.max(1),
+        usize::from(args.http_threads),
         if web.generated_secret {
             "generated at start"
         } else {
@@ -589,7 +590,7 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
         builder = builder.output_wait(w);
     }
     if let Some(n) = args.ring_size {
-        builder = builder.ring_size(n);
+        builder = builder.ring_size(n as usize);
     }
     if let Some(k) = args.keep_snapshots {
         builder = builder.keep_snapshots(k as usize);
@@ -1115,6 +1116,35 @@ mod tests {
         }
         let a = serve_args(&["--postgres", "postgres://x/y", "--projection-cpus", "1"]);
         assert_eq!(a.projection_cpus, Some(CpuList(vec![1])));
+    }
+
+    /// Sizes that would have the server try to allocate or spawn without bound are refused
+    /// by the argument parser, with the range in the message.
+    #[test]
+    fn sizes_on_the_command_line_are_bounded() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: Args,
+        }
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("serve").chain(flags.iter().copied());
+            <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.serve)
+        };
+        for bad in [
+            &["--http-threads", "0"][..],
+            &["--http-threads", "100000"],
+            &["--ring-size", "0"],
+            &["--ring-size", "1073741824"],
+            &["--journal-segment-bytes", "1099511627776"],
+        ] {
+            let e = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(e.to_string().contains("not in"), "{bad:?}: {e}");
+        }
+        let a = parse(&["--http-threads", "256", "--ring-size", "4194304"]).unwrap();
+        assert_eq!((a.http_threads, a.ring_size), (256, Some(1 << 22)));
     }
 
     #[test]
