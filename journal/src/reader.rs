@@ -165,6 +165,16 @@ impl Reader {
             position: RecordPosition::default(),
         };
         match locate(&reader.dir, from_sequence)? {
+            // No started segment, in a journal that had one (the marker is written after the
+            // first segment's header): its records are gone. Recovery refuses this too; reading
+            // it as an empty journal would report an empty exchange as the state.
+            None if dir::has_marker(&reader.dir) => {
+                return Err(JournalError::corrupt(
+                    dir::segment_path(&reader.dir, 0),
+                    0,
+                    CorruptionKind::NoSegments,
+                ))
+            }
             None => reader.tail = Some(TailState::Clean),
             Some((index, header)) => {
                 let (seg, header) = open_started(&reader.dir, index, Some(header.first_sequence))?

@@ -534,6 +534,24 @@ fn a_journal_whose_every_segment_is_gone_is_damage() {
         .segments
         .is_empty());
     assert!(!inspect(dir.path(), |_, _| {}, |_| {}).unwrap().is_sound());
+    // A reader (replay, a tailer) refuses it too, rather than reading an empty journal; and
+    // so when the only segment is there but empty (zero length: never started).
+    for zero_length in [false, true] {
+        if zero_length {
+            fs::write(ringbook_journal::segment_path(dir.path(), 0), b"").unwrap();
+        }
+        match ringbook_journal::Reader::open(dir.path()) {
+            Err(JournalError::Corrupt(c)) => assert_eq!(c.kind, CorruptionKind::NoSegments),
+            Err(e) => panic!("expected NoSegments, got {e}"),
+            Ok(_) => panic!("an empty reader over a journal whose records are gone"),
+        }
+    }
+    let kind = expect_corrupt(
+        Writer::open(dir.path(), config(false, Durability::None)),
+        &ringbook_journal::segment_path(dir.path(), 0),
+        0,
+    );
+    assert_eq!(kind, CorruptionKind::NoSegments);
 }
 
 #[test]
