@@ -121,7 +121,7 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Do not start the web edge.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "http")]
     no_http: bool,
     /// Tokio worker threads of the web edge (never the engine's or the gateway's threads;
     /// 1 to 256).
@@ -1143,6 +1143,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad:?} accepted"));
             assert!(e.to_string().contains("not in"), "{bad:?}: {e}");
         }
+        assert!(parse(&["--no-http", "--http", "127.0.0.1:1"]).is_err());
+        assert!(parse(&["--no-http"]).unwrap().no_http);
         let a = parse(&["--http-threads", "256", "--ring-size", "4194304"]).unwrap();
         assert_eq!((a.http_threads, a.ring_size), (256, Some(1 << 22)));
     }
