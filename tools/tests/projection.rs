@@ -980,6 +980,18 @@ fn classes_once_projecting(srv: &mut Server) -> Vec<(String, u32)> {
     }
 }
 
+/// `serve` on a journal in `dir`, a loopback port and no web edge, projecting into `url`.
+fn serve_projecting<'a>(dir: &'a Path, url: &'a str) -> Vec<&'a str> {
+    let dir = dir.to_str().unwrap();
+    let listen = ["--listen", "127.0.0.1:0", "--no-http"];
+    [
+        &["serve", "--journal", dir][..],
+        &listen,
+        &["--postgres", url],
+    ]
+    .concat()
+}
+
 /// The CPUs a thread of process `pid` named `name` may run on (`Cpus_allowed_list`).
 fn allowed_cpus(pid: u32, name: &str) -> String {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc is mounted") {
@@ -1022,16 +1034,7 @@ fn serve_runs_its_projection_on_idle_cores_only_unless_told_otherwise() {
         let db = TestDb::new(&admin, db_name);
         let tmp = tempdir();
         let dir = tmp.path().join("journal");
-        let mut args = vec![
-            "serve",
-            "--journal",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--no-http",
-            "--postgres",
-            &db.url,
-        ];
+        let mut args = serve_projecting(&dir, &db.url);
         if let Some(class) = extra {
             args.extend(["--projection-sched", class]);
         } else {
@@ -1129,18 +1132,9 @@ fn serve_warns_when_its_spinners_leave_an_idle_class_projection_no_core() {
     // A CPU the projection cannot run on (none is numbered 1023 here) is refused at start.
     let tmp = tempdir();
     let dir = tmp.path().join("journal");
-    let srv = Server::spawn(&[
-        "serve",
-        "--journal",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--no-http",
-        "--postgres",
-        &nowhere,
-        "--projection-cpus",
-        "1023",
-    ]);
+    let mut args = serve_projecting(&dir, &nowhere);
+    args.extend(["--projection-cpus", "1023"]);
+    let srv = Server::spawn(&args);
     let (status, log) = srv.exit_within(support::WAIT);
     assert!(!status.success(), "{log:#?}");
     assert!(
