@@ -151,8 +151,8 @@ pub enum CorruptionKind {
         /// The sequence after the journal's last complete record.
         next_sequence: u64,
     },
-    /// The journal was created (its marker file exists) but no segment file holds data: every
-    /// segment was removed.
+    /// The journal was created (its marker file exists) but no started segment is left: every
+    /// segment was removed (or those left never got a header).
     NoSegments,
 }
 
@@ -250,7 +250,8 @@ impl fmt::Display for CorruptionKind {
             ),
             CorruptionKind::NoSegments => write!(
                 f,
-                "the journal was created here but no segment file is left: every record is lost"
+                "the journal was created here but no started segment is left (the files are gone, \
+                 or none has a header): every record is lost"
             ),
         }
     }

@@ -49,7 +49,7 @@ use crate::config::JournalConfig;
 use crate::dir;
 use crate::error::{CorruptionKind, JournalError};
 use crate::format::{FrameError, HeaderError, SegmentHeader, SEGMENT_HEADER_LEN};
-use crate::scan::{last_non_zero_byte, scan_segment, SegmentEnd, SegmentScan};
+use crate::scan::{scan_segment, SegmentEnd, SegmentScan};
 use crate::segment::{ReadSegment, Segment};
 use crate::snapshot::{latest_valid, SnapshotDamage};
 
@@ -227,13 +227,7 @@ fn plan(dir: &Path, config: &JournalConfig) -> Result<Plan, JournalError> {
                 | HeaderError::BadChecksum { .. }
                 | HeaderError::BadField { .. },
             ) => {
-                let body_non_zero = match &seg.map {
-                    Some(map) if map.len() > SEGMENT_HEADER_LEN => {
-                        last_non_zero_byte(map, SEGMENT_HEADER_LEN, map.len())
-                    }
-                    _ => None,
-                };
-                if let Some(at) = body_non_zero {
+                if let Some(at) = seg.data_without_header() {
                     return Err(JournalError::corrupt(
                         path,
                         at as u64,

@@ -152,6 +152,23 @@ impl ReadSegment {
             None => Err(HeaderError::Unwritten),
         }
     }
+
+    /// For a segment whose header is not (validly) written: the offset of the last byte that
+    /// no crash of the writer can have left there, if any — so the file is damage, or not a
+    /// segment of ours, rather than an unused pre-allocated one. A segment file is created
+    /// empty and then sized to its full length in one call, before anything is written, so:
+    /// - a file at least a header long may hold a torn header (a crash while it was written),
+    ///   but nothing after it;
+    /// - a shorter, non-empty file holds nothing at all (a stray file given a segment's name).
+    pub(crate) fn data_without_header(&self) -> Option<usize> {
+        let map = self.map.as_ref()?;
+        let from = if map.len() < SEGMENT_HEADER_LEN {
+            0
+        } else {
+            SEGMENT_HEADER_LEN
+        };
+        crate::scan::last_non_zero_byte(map, from, map.len())
+    }
 }
 
 /// Creates the file at `path` (new, `len_bytes` long, sparse; synced with its directory entry

@@ -20,7 +20,7 @@ use crate::error::{CorruptionKind, JournalError};
 use crate::format::HeaderError;
 use crate::record::{Record, RecordPosition};
 use crate::recovery::short_segment;
-use crate::scan::{last_non_zero_byte, scan_segment, SegmentEnd};
+use crate::scan::{scan_segment, SegmentEnd};
 use crate::segment::ReadSegment;
 use crate::snapshot::{check_snapshot, SnapshotDamage, SnapshotMeta};
 
@@ -209,14 +209,7 @@ pub fn inspect(
         };
         match header {
             Err(HeaderError::Unwritten) => {
-                let body = seg
-                    .map
-                    .as_ref()
-                    .filter(|m| m.len() > crate::format::SEGMENT_HEADER_LEN)
-                    .and_then(|m| {
-                        last_non_zero_byte(m, crate::format::SEGMENT_HEADER_LEN, m.len())
-                    });
-                if let Some(at) = body {
+                if let Some(at) = seg.data_without_header() {
                     let kind = CorruptionKind::DataWithoutHeader;
                     out.problem(
                         Severity::Error,
@@ -450,7 +443,12 @@ fn check_snapshots(dir: &Path, out: &mut Inspection) {
         _ => {}
     }
     let started = out.segments.iter().any(|s| s.first_sequence.is_some());
-    if !started && dir::has_marker(dir) {
+    // A segment already reported as damaged is why none is started: said once, above.
+    let damaged = out
+        .segments
+        .iter()
+        .any(|s| s.state == SegmentState::Corrupt);
+    if !started && !damaged && dir::has_marker(dir) {
         out.problem(
             Severity::Error,
             &dir::segment_path(dir, 0),

@@ -555,6 +555,86 @@ fn a_journal_whose_every_segment_is_gone_is_damage() {
 }
 
 #[test]
+fn a_stray_file_named_like_a_segment_is_damage_not_an_unused_segment() {
+    // A writer creates a segment empty and sizes it in one call before writing anything, so a
+    // non-empty file shorter than a header was never a segment of ours. It used to read as an
+    // unused pre-allocated segment, and recovery deleted it (an operator's red-team pass: a
+    // 3-byte file, gone at the next start). Refused now, and left as it was; an empty file, or
+    // one sized but all zeros, is still an unused segment.
+    for (journal_had_records, stray) in [
+        (false, &b"abc"[..]),
+        (false, &[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 7][..]),
+        (true, &[1u8; 63][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let index = if journal_had_records {
+            write_journal(dir.path(), 50, config(false, Durability::None));
+            ringbook_journal::list(dir.path()).unwrap().segments.len() as u64
+        } else {
+            0
+        };
+        let path = ringbook_journal::segment_path(dir.path(), index);
+        fs::write(&path, stray).unwrap();
+        let mut before = dir_bytes(dir.path());
+        before.remove(ringbook_journal::LOCK_FILE_NAME);
+        let last_non_zero = stray.iter().rposition(|&b| b != 0).unwrap();
+        let kind = expect_corrupt(
+            Writer::open(dir.path(), config(false, Durability::None)),
+            &path,
+            last_non_zero,
+        );
+        assert_eq!(kind, CorruptionKind::DataWithoutHeader);
+        let mut after = dir_bytes(dir.path());
+        after.remove(ringbook_journal::LOCK_FILE_NAME);
+        let changed: Vec<_> = after
+            .keys()
+            .chain(before.keys())
+            .filter(|k| after.get(*k) != before.get(*k))
+            .collect();
+        assert!(changed.is_empty(), "a refused journal changed: {changed:?}");
+        // `verify` names that one problem, and no consequence of it as a second.
+        let report = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
+        let errors: Vec<_> = report
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, path);
+        assert_eq!(errors[0].offset, Some(last_non_zero as u64));
+    }
+    // The forms a crash leaves are still unused segments, removed when nothing follows.
+    for unused in [&[][..], &[0u8; 3][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ringbook_journal::segment_path(dir.path(), 0);
+        fs::write(&path, unused).unwrap();
+        let writer = Writer::open(dir.path(), config(false, Durability::None)).unwrap();
+        assert!(writer.recovery().created);
+        writer.close().unwrap();
+    }
+}
+
+#[test]
+fn a_journal_whose_only_segment_is_damaged_is_reported_once() {
+    // Marker present, the only segment's header not ours: `verify` names the header, and does
+    // not add that no segment file is left (the file is there).
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), 5, config(false, Durability::None));
+    let path = ringbook_journal::segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[..8].copy_from_slice(b"notours!");
+    fs::write(&path, &bytes).unwrap();
+    let report = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
+    let errors: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("BadMagic"), "{}", errors[0]);
+}
+
+#[test]
 fn a_snapshot_beyond_the_end_is_refused_before_anything_is_rewritten() {
     // A torn final record that recovery would cut, an unused segment it would remove, and a
     // snapshot covering more than the journal holds: the refusal comes first, and every file

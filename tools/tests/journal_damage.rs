@@ -339,8 +339,8 @@ fn a_journal_whose_every_segment_is_deleted_refuses_start_until_emptied_explicit
         std::fs::remove_file(p).unwrap();
     }
     let segment0 = ringbook_journal::segment_path(&journal, 0);
-    refused_start(&journal, &segment0, "no segment file is left");
-    verify_fails(&journal, &segment0, "no segment file is left");
+    refused_start(&journal, &segment0, "no started segment is left");
+    verify_fails(&journal, &segment0, "no started segment is left");
     // Only an empty journal can be accepted, and only by saying so.
     let out = journal_cmd(&["truncate", "--to", "5"], &journal);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
