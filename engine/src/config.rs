@@ -530,6 +530,9 @@ pub enum ConfigError {
     Parse(String),
     /// The values are inconsistent or out of range.
     Invalid(String),
+    /// The tables the values size need more memory than this process may take
+    /// ([`crate::memory::check`]).
+    Memory(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -538,6 +541,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Io(m) => write!(f, "cannot read config: {m}"),
             ConfigError::Parse(m) => write!(f, "config does not parse: {m}"),
             ConfigError::Invalid(m) => write!(f, "invalid config: {m}"),
+            ConfigError::Memory(m) => write!(f, "config does not fit in memory: {m}"),
         }
     }
 }

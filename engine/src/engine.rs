@@ -76,6 +76,9 @@ impl Engine {
     /// An engine with the given risk mode.
     pub fn with_risk(config: &Config, risk: RiskMode) -> Result<Engine, ConfigError> {
         config.validate()?;
+        // Refused here rather than aborted on in an allocation below (or killed while filling
+        // the tables): docs/configuration.md, "Memory".
+        crate::memory::check(config, &crate::memory::Copies::engine())?;
         let operators: Vec<OperatorId> = config
             .accounts
             .operators

@@ -89,6 +89,7 @@ mod hash;
 pub mod le;
 pub mod marketdata;
 pub mod matching;
+pub mod memory;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
 mod plan;

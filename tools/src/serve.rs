@@ -328,12 +328,14 @@ fn market_data_from_journal(
     match full {
         Ok(_) => Ok((md, web.then_some(withdrawals))),
         Err(e) => {
+            // (Said only once the recovered state is there: a journal that does not recover
+            // at all is refused with that error alone.)
+            let (engine, _) = replay_journal(config, RiskMode::On, dir, first, None)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             eprintln!(
                 "ringbook serve: market data: the journal does not replay from its start ({e}); \
                  seeding the book from the recovered state, history empty"
             );
-            let (engine, _) = replay_journal(config, RiskMode::On, dir, first, None)
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
             Ok((
                 MarketData::from_engine(&engine),
                 web.then(|| PendingWithdrawals::from_engine(config, &engine)),
@@ -373,6 +375,42 @@ impl WebPrep {
 
 /// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
 /// bridge the gateway loop will serve.
+/// Refuses a configuration whose tables do not fit in this machine's memory, before anything
+/// is allocated from it: the engine's (and the projection's engine's), the market-data
+/// builders' (the publisher's, and with the web edge, its copy and the slot it is refreshed
+/// through), and the gateway's buffers. Logs what they take.
+fn check_memory(args: &Args, config: &Config, sc: &ServerConfig) -> Result<(), String> {
+    use ringbook_engine::memory::{self, Bytes, Copies};
+    let copies = Copies {
+        engines: 1 + u64::from(args.postgres.is_some()),
+        market_data: match (args.no_market_data, args.no_http) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 3,
+        },
+        others: vec![(
+            sc.buffer_bytes(),
+            format!(
+                "the gateway's buffers ([gateway] conns_max = {} + prelogin_max = {} \
+                 connections, sessions_max = {} retransmission rings)",
+                sc.conns_max, sc.prelogin_max, sc.sessions_max
+            ),
+        )],
+    };
+    let f = memory::check(config, &copies).map_err(|e| e.to_string())?;
+    eprintln!(
+        "ringbook serve: tables and buffers take {} ({} engine(s) × {}, {} market-data \
+         builder(s) × {}, gateway buffers {})",
+        Bytes(copies.bytes(&f)),
+        copies.engines,
+        Bytes(f.engine()),
+        copies.market_data,
+        Bytes(f.market_data()),
+        Bytes(sc.buffer_bytes()),
+    );
+    Ok(())
+}
+
 fn web_prep(
     args: &Args,
     config: &Config,
@@ -672,12 +710,19 @@ fn serve(args: Args) -> Result<(), Stop> {
     sc.currencies = config.currencies.len();
     sc.busy_poll = args.busy_poll;
     if let Some(n) = args.conns_max {
-        if n == 0 || n > 4096 {
-            return Err("--conns-max must be 1..=4096".into());
+        if n == 0 || n > server::CONNS_MAX {
+            return Err(format!("--conns-max must be 1..={}", server::CONNS_MAX).into());
         }
         sc.conns_max = n;
         sc.sessions_max = sc.sessions_max.max(n + 16);
     }
+    // Every size is checked before anything is allocated from it or the journal is touched.
+    sc.check(None)
+        .map_err(|e| format!("invalid gateway config: {e}"))?;
+    if !args.no_http {
+        ringbook_web::check_config(&config.web)?;
+    }
+    check_memory(&args, &config, &sc)?;
     fit_open_files(&mut config, &sc, !args.no_http);
     // Bind before anything touches the journal directory: a start that fails on a busy port
     // leaves no journal file behind.
@@ -710,6 +755,9 @@ fn serve(args: Args) -> Result<(), Stop> {
             backend.engine().state_hash()
         );
         return Ok(());
+    }
+    if args.journal.exists() && !args.journal.is_dir() {
+        return Err(format!("journal {} is not a directory", args.journal.display()).into());
     }
     std::fs::create_dir_all(&args.journal)
         .map_err(|e| format!("journal directory {}: {e}", args.journal.display()))?;

@@ -162,6 +162,8 @@ fn refused_start(journal: &Path, file: &Path, what: &str) -> String {
         .unwrap_or_else(|| panic!("no line naming {} and {what:?}: {log:#?}", file.display()))
         .clone();
     assert!(!log.iter().any(|l| l.contains("listening on")), "{log:#?}");
+    // Nothing is said about seeding market data from a state that was never recovered.
+    assert!(!log.iter().any(|l| l.contains("seeding")), "{log:#?}");
     assert_eq!(dir_bytes(journal), before, "a refused start changed files");
     line
 }

@@ -45,6 +45,12 @@ pub struct ArrayBook {
 }
 
 impl ArrayBook {
+    /// The heap bytes [`ArrayBook::new`] allocates for the symbol's band: four sides (bids,
+    /// asks, and the two sides of stops), each a level per tick (`crate::memory`).
+    pub(crate) fn bytes_for(cfg: &SymbolConfig) -> u64 {
+        4 * SideLevels::bytes_for(cfg.price_levels() as usize)
+    }
+
     /// An empty book covering the symbol's band.
     pub fn new(cfg: &SymbolConfig) -> ArrayBook {
         let len = cfg.price_levels() as usize;

@@ -34,6 +34,20 @@ impl LevelBitmap {
         LevelBitmap { layers, len }
     }
 
+    /// The heap bytes [`LevelBitmap::new`] allocates for `len` indices (`crate::memory`).
+    pub(crate) fn bytes_for(len: usize) -> u64 {
+        let mut total = 0u64;
+        let mut bits = len.max(1);
+        loop {
+            let words = bits.div_ceil(WORD_BITS);
+            total += (words * std::mem::size_of::<u64>()) as u64;
+            if words == 1 {
+                return total;
+            }
+            bits = words;
+        }
+    }
+
     /// Number of indices covered.
     pub fn len(&self) -> usize {
         self.len

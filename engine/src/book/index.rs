@@ -72,12 +72,22 @@ impl ClientOrderIndex {
         ClientOrderIndex::with_huge_pages(orders_max, false)
     }
 
+    /// Bucket heads for `orders_max` keys.
+    fn buckets_for(orders_max: u32) -> usize {
+        (orders_max as usize * 2)
+            .next_power_of_two()
+            .max(1 << MIN_LEVEL)
+    }
+
+    /// The heap bytes an index for `orders_max` keys allocates (`crate::memory`).
+    pub(crate) fn bytes_for(orders_max: u32) -> u64 {
+        (ClientOrderIndex::buckets_for(orders_max) * std::mem::size_of_val(&NIL)) as u64
+    }
+
     /// [`ClientOrderIndex::new`], backed by transparent huge pages where the OS offers them and
     /// `huge` asks for it (`book::huge`).
     pub fn with_huge_pages(orders_max: u32, huge: bool) -> ClientOrderIndex {
-        let size = (orders_max as usize * 2)
-            .next_power_of_two()
-            .max(1 << MIN_LEVEL);
+        let size = ClientOrderIndex::buckets_for(orders_max);
         ClientOrderIndex {
             heads: crate::book::huge::filled_vec(size, NIL, huge),
             level: MIN_LEVEL,

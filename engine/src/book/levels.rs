@@ -48,6 +48,11 @@ pub struct SideLevels {
 }
 
 impl SideLevels {
+    /// The heap bytes [`SideLevels::new`] allocates for `len` levels (`crate::memory`).
+    pub(crate) fn bytes_for(len: usize) -> u64 {
+        (len * std::mem::size_of_val(&EMPTY_LEVEL)) as u64 + LevelBitmap::bytes_for(len)
+    }
+
     /// `len` empty levels.
     pub fn new(len: usize, priority: Priority) -> SideLevels {
         SideLevels {

@@ -122,6 +122,13 @@ impl OrderPool {
         OrderPool::with_huge_pages(capacity, false)
     }
 
+    /// The heap bytes a pool for `capacity` live orders allocates (`crate::memory`).
+    pub(crate) fn bytes_for(capacity: u32) -> u64 {
+        let n = (capacity as usize).next_power_of_two();
+        let words = n.div_ceil(64);
+        (n * std::mem::size_of::<Order>() + (words + words.div_ceil(64)) * 8) as u64
+    }
+
     /// [`OrderPool::new`], backed by transparent huge pages where the OS offers them and `huge`
     /// asks for it (`book::huge`).
     pub fn with_huge_pages(capacity: u32, huge: bool) -> OrderPool {

@@ -466,6 +466,40 @@ pub struct MarketData {
 }
 
 impl MarketData {
+    /// The heap bytes [`MarketData::new`] allocates for a validated config, as (per order
+    /// slot, per symbol) ([`crate::memory`]).
+    pub(crate) fn bytes_for(config: &Config) -> (u64, u64) {
+        use std::mem::size_of;
+        let md = &config.market_data;
+        let history = md.candles_history as usize;
+        let candles = Interval::ALL
+            .iter()
+            .map(|&i| match i {
+                Interval::M1 => history.max(TICKER_MINUTES),
+                _ => history,
+            })
+            .sum::<usize>()
+            * size_of::<Candle>();
+        let per_symbol = |n: usize| {
+            (2 * n * size_of::<Level>()
+                + (2 * n + 1) * size_of::<Dirty>()
+                + md.tape_len as usize * size_of::<MdTrade>()
+                + candles) as u64
+                + 2 * LevelBitmap::bytes_for(n)
+        };
+        let levels = |s: &crate::config::SymbolConfig| s.price_levels() as usize;
+        let changes_max = config.symbols.iter().map(|s| 2 * levels(s) + 1).max();
+        let slots = crate::matching::order_id_modulus(config.capacity.orders_max) as usize;
+        let orders = (slots * size_of::<MdOrder>() + slots.div_ceil(64) * size_of::<u64>()) as u64;
+        let symbols = config
+            .symbols
+            .iter()
+            .map(|s| per_symbol(levels(s)))
+            .sum::<u64>()
+            + (changes_max.unwrap_or(0) * size_of::<LevelChange>()) as u64;
+        (orders, symbols)
+    }
+
     /// An empty builder for a validated config: every array, ring and scratch buffer is
     /// allocated here, sized from the config (symbols' price bands, `capacity.orders_max`,
     /// `[market_data]`).

@@ -39,6 +39,11 @@ pub(crate) struct ExpiryQueue {
 }
 
 impl ExpiryQueue {
+    /// The heap bytes [`ExpiryQueue::new`] allocates (`crate::memory`).
+    pub(crate) fn bytes_for(slots: u32) -> u64 {
+        slots as u64 * (std::mem::size_of::<Entry>() + std::mem::size_of_val(&NIL)) as u64
+    }
+
     /// An empty queue for a pool of `slots` orders.
     pub(crate) fn new(slots: u32) -> ExpiryQueue {
         ExpiryQueue {

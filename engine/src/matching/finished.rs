@@ -271,6 +271,12 @@ pub(crate) struct FinishedWindow {
 }
 
 impl FinishedWindow {
+    /// The heap bytes [`FinishedWindow::new`] allocates (`crate::memory`).
+    pub(crate) fn bytes_for(users: usize, per_user: usize) -> u64 {
+        (users * per_user * std::mem::size_of::<Line>() + users * std::mem::size_of::<(u8, u8)>())
+            as u64
+    }
+
     /// Rings of `per_user` (at most 255) entries for `users` users.
     pub(crate) fn new(users: usize, per_user: usize) -> FinishedWindow {
         assert!(per_user <= u8::MAX as usize);

@@ -304,6 +304,25 @@ fn view(o: &Order, expire_at: u64) -> OrderView {
 }
 
 impl Matcher {
+    /// The heap bytes [`Matcher::new`] allocates for a validated config, as (per order slot,
+    /// per user, price levels) (`crate::memory`).
+    pub(crate) fn bytes_for(config: &Config) -> (u64, u64, u64) {
+        let cap = &config.capacity;
+        let slots = order_id_modulus(cap.orders_max);
+        let users = cap.users_max as usize;
+        let per_user = std::mem::size_of::<UserList>()
+            + std::mem::size_of::<bool>()
+            + std::mem::size_of::<u64>();
+        let orders = OrderPool::bytes_for(cap.orders_max)
+            + ClientOrderIndex::bytes_for(cap.orders_max)
+            + slots * std::mem::size_of::<u64>() as u64
+            + ExpiryQueue::bytes_for(slots as u32);
+        let users = (users * per_user) as u64
+            + FinishedWindow::bytes_for(users, config.engine.finished_orders_per_user as usize);
+        let levels = config.symbols.iter().map(ArrayBook::bytes_for).sum();
+        (orders, users, levels)
+    }
+
     /// Empty books for every symbol of a validated config; every pool and array is allocated
     /// here, none later.
     pub fn new(config: &Config) -> Matcher {

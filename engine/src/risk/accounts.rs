@@ -104,6 +104,16 @@ impl Accounts {
     /// Empty accounts for `users_max` users and `currencies` currencies, with room for
     /// `withdrawals_max` pending withdrawals (`per_user` of them for one user) approved by
     /// `operators`.
+    /// The heap bytes [`Accounts::new`] allocates (`crate::memory`).
+    pub(crate) fn bytes_for(users_max: u32, currencies: usize, withdrawals_max: u32) -> u64 {
+        let users = users_max as usize;
+        (users * (std::mem::size_of::<bool>() + std::mem::size_of::<u32>())
+            + users * currencies * std::mem::size_of::<Balance>()
+            + 2 * currencies * std::mem::size_of::<u64>()
+            + withdrawals_max as usize * std::mem::size_of::<Option<PendingWithdrawal>>())
+            as u64
+    }
+
     pub(crate) fn new(
         users_max: u32,
         currencies: usize,

@@ -152,6 +152,15 @@ pub struct ServerConfig {
     pub busy_poll: bool,
 }
 
+/// The most logged-in connections (`conns_max`), and the most not yet logged in
+/// (`prelogin_max`): each has its buffers allocated at start.
+pub const CONNS_MAX: usize = 4096;
+/// The most sessions remembered (`sessions_max`): each keeps a ring of `retransmit_msgs`
+/// frames.
+pub const SESSIONS_MAX: usize = 4 * CONNS_MAX;
+/// The most source addresses with a failed-login tally of their own (`login_addrs_tracked`).
+pub const LOGIN_ADDRS_TRACKED_MAX: usize = 1 << 20;
+
 impl ServerConfig {
     /// Defaults for `listen` with these accounts.
     pub fn new(listen: SocketAddr, accounts: Vec<GatewayAccount>) -> ServerConfig {
@@ -198,13 +207,45 @@ impl ServerConfig {
         c
     }
 
+    /// The bytes of the buffers the server allocates at start: input and output buffers for
+    /// each of `conns_max + prelogin_max` connection slots, and a retransmission ring per
+    /// session (docs/operations.md).
+    pub fn buffer_bytes(&self) -> u64 {
+        let conns = (self.conns_max as u64).saturating_add(self.prelogin_max as u64);
+        let conn = (self.in_bytes as u64).saturating_add(self.out_bytes as u64);
+        let session = (self.retransmit_msgs as u64).saturating_mul(FRAME_BYTES_MAX as u64 + 2);
+        conns
+            .saturating_mul(conn)
+            .saturating_add((self.sessions_max as u64).saturating_mul(session))
+    }
+
     /// Checks every relation the server's fixed tables rely on; the message names the fields.
     pub fn check(&self, in_flight_hint: Option<usize>) -> Result<(), String> {
         let need = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
-        need(self.conns_max >= 1, "conns_max must be at least 1".into())?;
         need(
-            self.prelogin_max >= 1,
-            "prelogin_max must be at least 1".into(),
+            (1..=CONNS_MAX).contains(&self.conns_max),
+            format!("conns_max = {} must be in 1..={CONNS_MAX}", self.conns_max),
+        )?;
+        need(
+            (1..=CONNS_MAX).contains(&self.prelogin_max),
+            format!(
+                "prelogin_max = {} must be in 1..={CONNS_MAX}",
+                self.prelogin_max
+            ),
+        )?;
+        need(
+            self.sessions_max <= SESSIONS_MAX,
+            format!(
+                "sessions_max = {} must be at most {SESSIONS_MAX}",
+                self.sessions_max
+            ),
+        )?;
+        need(
+            self.throttle.addrs_tracked <= LOGIN_ADDRS_TRACKED_MAX,
+            format!(
+                "login_addrs_tracked = {} must be at most {LOGIN_ADDRS_TRACKED_MAX}",
+                self.throttle.addrs_tracked
+            ),
         )?;
         need(
             (1..=self.prelogin_max).contains(&self.prelogin_per_addr_max),

@@ -189,32 +189,47 @@ pub(crate) struct AppState {
 /// refused connections: `conns.rs`); `ringbook serve` keeps descriptors for them.
 pub const LINGER_SOCKETS_MAX: usize = 160;
 
-/// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1); the
-/// message names the key. `ringbook serve` calls it before it starts anything.
+/// The most a `[web]` count may be (`requests_max`, `events_max`, `addrs_tracked`,
+/// `conns_max`, `conns_per_addr`, `ws_conns_max`, `ws_queue_max`): some of the queues and
+/// tables they size are allocated at start. (Rates and times are bounded by their types: the
+/// edge saturates them.)
+pub const WEB_COUNT_MAX: u64 = 1 << 20;
+
+/// Checks the `[web]` settings (a secret of at least 32 bytes, every limit at least 1, every
+/// count at most [`WEB_COUNT_MAX`]); the message names the key. `ringbook serve` calls it before
+/// it starts anything.
 pub fn check_config(wc: &ringbook_engine::config::WebConfig) -> Result<(), String> {
     if wc.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
         return Err("[web] jwt_secret must be at least 32 bytes".into());
     }
     let positive = [
-        ("token_ttl_secs", wc.token_ttl_secs as usize),
-        ("account_rps", wc.account_rps as usize),
-        ("account_burst", wc.account_burst as usize),
-        ("addr_rps", wc.addr_rps as usize),
-        ("addr_burst", wc.addr_burst as usize),
+        ("token_ttl_secs", wc.token_ttl_secs),
+        ("account_rps", u64::from(wc.account_rps)),
+        ("account_burst", u64::from(wc.account_burst)),
+        ("addr_rps", u64::from(wc.addr_rps)),
+        ("addr_burst", u64::from(wc.addr_burst)),
+        ("header_timeout_ms", wc.header_timeout_ms),
+        ("body_timeout_ms", wc.body_timeout_ms),
+        ("send_timeout_ms", wc.send_timeout_ms),
+    ];
+    let counts = [
         ("addrs_tracked", wc.addrs_tracked),
         ("requests_max", wc.requests_max),
         ("events_max", wc.events_max),
         ("conns_max", wc.conns_max),
         ("conns_per_addr", wc.conns_per_addr),
-        ("header_timeout_ms", wc.header_timeout_ms as usize),
-        ("body_timeout_ms", wc.body_timeout_ms as usize),
-        ("send_timeout_ms", wc.send_timeout_ms as usize),
         ("ws_conns_max", wc.ws_conns_max),
         ("ws_queue_max", wc.ws_queue_max),
-    ];
-    for (k, v) in positive {
+    ]
+    .map(|(k, v)| (k, v as u64));
+    for (k, v) in positive.into_iter().chain(counts) {
         if v == 0 {
             return Err(format!("[web] {k} must be at least 1"));
+        }
+    }
+    for (k, v) in counts {
+        if v > WEB_COUNT_MAX {
+            return Err(format!("[web] {k} = {v} must be at most {WEB_COUNT_MAX}"));
         }
     }
     Ok(())
