@@ -685,6 +685,10 @@ fn read_matching(r: &mut Reader<'_>, config: &Config) -> Result<MatchingPart, Sn
     let next_order_id = r.u64(M)?;
     ensure(next_order_id >= 1, "next order id is zero")?;
     let now_ns = r.u64(M)?;
+    ensure(
+        now_ns <= crate::matching::TIME_MAX_NS,
+        "engine time is past the latest engine time",
+    )?;
     let symbols = r.u16(M)? as usize;
     ensure(
         symbols == config.symbols.len(),

@@ -2613,3 +2613,62 @@ fn query_order_id_answers_like_query_order_for_the_owner_only() {
     assert_eq!(*status[7], order_not_found(2, 0));
     assert_eq!(*status[8], order_not_found(2, 0));
 }
+
+/// A script whose clock runs to the end of 64-bit time: engine time stops at `TIME_MAX_NS`
+/// (2^64 − 2 ns), a GTD order due then expires, orders trade at that time, and the journal it
+/// leaves replays to the same state. (An operator red-team pass: at `u64::MAX` — the expiry
+/// queue's "never" — the engine panicked, and the journaled command panicked every recovery.)
+#[test]
+fn a_clock_at_the_end_of_time_neither_panics_nor_poisons_the_journal() {
+    let last_ms = u64::MAX / 1_000_000; // the latest `clock` a script can give
+    let mut script = format!(
+        "deposit,1,KRW,100000000000\ndeposit,2,BTC,100000000000\nclock,{}\n\
+         order,1,BTC-KRW,1,BUY,LIMIT,GTD,99,1,expire={last_ms}\nclock,{last_ms}\n",
+        last_ms - 1
+    );
+    // One µs a command from there on: the clock passes u64::MAX within these.
+    for coid in 2..=600 {
+        script.push_str(&format!("order,1,BTC-KRW,{coid},BUY,LIMIT,GTC,100,1\n"));
+    }
+    script.push_str("order,2,BTC-KRW,1,SELL,LIMIT,GTC,100,3\n");
+    let run = ringbook(&["scenario", "--market-data", "--final", "-"], &script);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let lines = run.lines();
+    let expired = lines
+        .iter()
+        .find(|l| l.contains(r#""reason":"EXPIRED""#))
+        .expect("the GTD order expires");
+    assert!(expired.contains(r#""client_order_id":1"#), "{expired}");
+    let time_max = (u64::MAX - 1).to_string();
+    let trades: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"event":"trade""#))
+        .collect();
+    assert_eq!(trades.len(), 3, "{trades:?}");
+    assert!(trades
+        .iter()
+        .all(|t| t.contains(&format!(r#""ts":{time_max}"#))));
+    let hash = lines.last().unwrap().to_string();
+    assert!(hash.contains("state_hash"), "{hash}");
+    // Through the journaled pipeline, and replayed from its journal: the same state.
+    let dir = temp_dir("end-of-time");
+    let journal = dir.join("journal");
+    let journal = journal.to_str().unwrap();
+    let run = ringbook(
+        &[
+            "scenario",
+            "--pipeline",
+            "--final",
+            "--journal",
+            journal,
+            "-",
+        ],
+        &script,
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.lines().last().unwrap(), &hash);
+    let replay = ringbook(&["journal", "replay", journal], "");
+    assert_eq!(replay.status, 0, "{}", replay.stderr);
+    assert_eq!(replay.lines().last().unwrap(), &hash);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -49,6 +49,12 @@ pub use finished::{status_of, FinishedOrder, OrderStatus};
 /// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
 /// the number of pool slots: an order lives in slot `id mod` it. A power of two, so that the
 /// modulo is a mask, not a division.
+/// The latest engine time (Unix nanoseconds, in the year 2554): a later stamp counts as this.
+/// `u64::MAX` itself means "never" (the expiry queue's empty mark, a GTD order that never
+/// expires), so engine time never reaches it (a script clock or a caller's stamp of
+/// `u64::MAX` panicked the expiry check: an operator red-team pass).
+pub const TIME_MAX_NS: u64 = u64::MAX - 1;
+
 pub(crate) fn order_id_modulus(orders_max: u32) -> u64 {
     u64::from(orders_max).next_power_of_two()
 }
@@ -361,9 +367,11 @@ impl Matcher {
 
     /// Moves engine time to `ts_ns` (Unix nanoseconds), the timestamp of the command about to
     /// be processed; a timestamp earlier than the current time leaves it where it is, so time
-    /// never goes backwards (docs/matching.md, "Engine time").
+    /// never goes backwards, and one past [`TIME_MAX_NS`] counts as that (docs/matching.md,
+    /// "Engine time").
     #[inline]
     pub fn advance(&mut self, ts_ns: u64) {
+        let ts_ns = ts_ns.min(TIME_MAX_NS);
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
         }
@@ -527,6 +535,22 @@ mod tests {
             }
         });
         id
+    }
+
+    /// Engine time stops at `TIME_MAX_NS`: `u64::MAX` is the expiry queue's "never", and time
+    /// reaching it ran the expiry loop on an empty queue (a panic).
+    #[test]
+    fn engine_time_stops_short_of_never() {
+        let config = Config::default();
+        let mut m = Matcher::new(&config);
+        m.advance(u64::MAX);
+        assert_eq!(m.now_ns(), TIME_MAX_NS);
+        let price = config.symbols[0].price_min;
+        let id = place(&mut m, UserId(3), 1, price);
+        assert_eq!(m.next_expiry_ns(), u64::MAX, "a GTC order never expires");
+        m.advance(u64::MAX);
+        m.expire_due(&mut |e: &Event| panic!("nothing is due: {e:?}"));
+        assert_eq!(status_by_id(&mut m, UserId(3), id.0), (1, true, None));
     }
 
     /// What a `Query::OrderById` answers: `(client order id, live?, finished status)`.
