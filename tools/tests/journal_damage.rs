@@ -361,3 +361,52 @@ fn a_journal_whose_every_segment_is_deleted_refuses_start_until_emptied_explicit
     let (status, log) = srv.terminate();
     assert!(status.success(), "{log:#?}");
 }
+
+/// A snapshot that covers more than the journal holds (copied in from a longer journal, or the
+/// journal restored from an older backup): `journal replay` refuses it as recovery and
+/// `verify` do, instead of printing the snapshot's state as the journal's (red-team: it printed
+/// another journal's balances, exit 0).
+#[test]
+fn replay_refuses_a_snapshot_beyond_the_journals_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |journal: &Path, deposits: u32, extra: &[&str]| {
+        let script = dir.path().join("script");
+        let lines: String = (1..=deposits)
+            .map(|i| format!("deposit,1,KRW,{i}\n"))
+            .collect();
+        std::fs::write(&script, lines).unwrap();
+        let out = Proc::new(BIN)
+            .args(["scenario", "--pipeline", "--journal"])
+            .arg(journal)
+            .args(extra)
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let longer = dir.path().join("longer");
+    scenario(&longer, 12, &["--snapshot-every", "5"]);
+    let snapshot = ringbook_journal::snapshot_path(&longer, 5);
+    assert!(snapshot.exists());
+    let journal = dir.path().join("journal");
+    scenario(&journal, 3, &[]);
+    let copied = ringbook_journal::snapshot_path(&journal, 5);
+    std::fs::copy(&snapshot, &copied).unwrap();
+    let out = journal_cmd(&["replay"], &journal);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&copied.display().to_string())
+            && stderr.contains("snapshot covers up to sequence 5")
+            && stderr.contains("records 4..=5 are missing"),
+        "{stderr}"
+    );
+    assert!(
+        !text(&out.stdout).contains("state_hash"),
+        "a state was printed"
+    );
+    // Up to a sequence the journal holds, replay still answers (from sequence 1).
+    let out = journal_cmd(&["replay", "--to", "3"], &journal);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    verify_fails(&journal, &copied, "records 4..=5 are missing");
+}

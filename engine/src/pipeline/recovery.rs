@@ -228,7 +228,8 @@ pub fn replay_journal(
     let mut info = ReplayInfo::default();
     // 1. The newest snapshot at or below the limit whose checksums hold.
     let mut snapshot = None;
-    for (sequence, path) in ringbook_journal::list(dir)?.snapshots.iter().rev() {
+    let snapshots = ringbook_journal::list(dir)?.snapshots;
+    for (sequence, path) in snapshots.iter().rev() {
         if *sequence > limit {
             // Counted only if valid: a damaged one would not have been used either way.
             match read_snapshot(path) {
@@ -239,12 +240,14 @@ pub fn replay_journal(
         }
         match read_snapshot(path) {
             Ok(s) => {
-                snapshot = Some(s);
+                snapshot = Some((s, path));
                 break;
             }
             Err(_) => info.damaged_snapshots += 1,
         }
     }
+    let snapshot_path = snapshot.as_ref().map(|(_, p)| p.to_path_buf());
+    let snapshot = snapshot.map(|(s, _)| s);
     // 2. Restore it (or start empty) and open the journal after it.
     let (mut engine, mut expected, mut reader) = match snapshot {
         Some(snapshot) => {
@@ -264,6 +267,25 @@ pub fn replay_journal(
     };
     // 3. The records after it, up to the limit.
     info.replayed = apply(&mut engine, &mut reader, &mut expected, limit, &mut |_| {})?;
+    // 4. Read to its end, the journal must hold the snapshot's sequence: one that covers more
+    // than the journal holds means records were lost (recovery refuses it the same way), and
+    // the state it gives is not the journal's.
+    if let (Some(path), Some(snapshot_seq), None) = (snapshot_path, info.snapshot_seq, to) {
+        // (With no segment at all, a journal would start at its first sequence.)
+        let next_sequence = reader.next_sequence().max(first_sequence.max(1));
+        if next_sequence <= snapshot_seq.0 {
+            return Err(PipelineError::Journal(
+                ringbook_journal::JournalError::Corrupt(ringbook_journal::Corruption {
+                    path,
+                    offset: 0,
+                    kind: ringbook_journal::CorruptionKind::SnapshotBeyondEnd {
+                        snapshot_sequence: snapshot_seq.0,
+                        next_sequence,
+                    },
+                }),
+            ));
+        }
+    }
     finish(info, reader, expected, first_sequence, to).map(|info| (engine, info))
 }
 
