@@ -111,6 +111,8 @@ pub fn truncate(
     // The last intact sequence so far, for the error.
     let mut intact_through: Option<u64> = None;
     let mut stop: Option<JournalError> = None;
+    // The journal ended (clean, or a torn final record) before `to`.
+    let mut ended = false;
     for (i, (index, path)) in segments.iter().enumerate() {
         if i > 0 && *index != segments[i - 1].0 + 1 {
             stop = crate::recovery::check_contiguous(&segments[i - 1..=i]).err();
@@ -179,6 +181,16 @@ pub fn truncate(
             intact_through = Some(scan.next_sequence - 1);
         }
         let SegmentEnd::Sealed { next_sequence } = scan.end else {
+            let whole = seg.file_len == header.segment_len_bytes;
+            // Only the last started segment may end unsealed (those after it never started).
+            let last = segments[i + 1..].iter().all(|(index, path)| {
+                ReadSegment::open(path, *index)
+                    .is_ok_and(|s| s.header().is_err() && s.data_without_header().is_none())
+            });
+            if whole && last && matches!(scan.end, SegmentEnd::Clean | SegmentEnd::Torn { .. }) {
+                ended = true;
+                break;
+            }
             stop = Some(match scan.end {
                 SegmentEnd::Corrupt { offset, kind } => {
                     JournalError::corrupt(path, offset as u64, kind)
@@ -204,6 +216,15 @@ pub fn truncate(
     }
     let Some((target_pos, last_segment, cut, zero_to, dropped, short)) = target else {
         let through = intact_through.map_or("no record".to_string(), |s| format!("sequence {s}"));
+        if ended {
+            return Err(JournalError::Truncate {
+                to,
+                reason: format!(
+                    "record {to} is beyond the journal's end: its last record is {through}, and \
+                     nothing after it needs cutting"
+                ),
+            });
+        }
         let why = match stop {
             Some(e) => format!("; then: {e}"),
             None => String::new(),

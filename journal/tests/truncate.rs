@@ -206,3 +206,31 @@ fn a_journal_with_every_segment_gone_can_only_be_emptied() {
     assert_eq!(report.removed_snapshots.len(), 1);
     assert_accepted_through(dir.path(), 0);
 }
+
+/// `--to` past the end of a sound journal says so (it was reported as corruption: "no record
+/// where one must be", a red-team finding), changes nothing, and the end itself is a no-op.
+#[test]
+fn truncating_past_the_end_of_a_sound_journal_says_it_is_beyond_the_end() {
+    let (dir, records) = journal(2000);
+    let last = records.last().unwrap().sequence;
+    let before = dir_bytes(dir.path());
+    for to in [last + 1, last + 1000, u64::MAX] {
+        let e = truncate(dir.path(), to, false).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!(
+                "record {to} is beyond the journal's end: its last record is sequence {last}"
+            )),
+            "{shown}"
+        );
+        assert!(!shown.contains("corrupt"), "{shown}");
+    }
+    let mut after = dir_bytes(dir.path());
+    after.remove(ringbook_journal::LOCK_FILE_NAME);
+    let mut before = before;
+    before.remove(ringbook_journal::LOCK_FILE_NAME);
+    assert!(after == before, "a refused truncate changed files");
+    let report = truncate(dir.path(), last, false).unwrap();
+    assert_eq!(report.records_dropped_in_last, None);
+    assert_accepted_through(dir.path(), last);
+}

@@ -223,6 +223,23 @@ fn require_dir(dir: &Path) -> Result<(), Fatal> {
     }
 }
 
+/// A directory that holds a journal, or held one: a segment, a snapshot or the creation
+/// marker. Anything else is refused before it is read or locked (a lock file would be left
+/// in a directory that is not a journal; `verify` would call any directory a sound, empty one).
+fn require_journal(dir: &Path) -> Result<(), Fatal> {
+    require_dir(dir)?;
+    let listing = ringbook_journal::list(dir)?;
+    let marker = dir.join(ringbook_journal::CREATED_FILE_NAME).exists();
+    if listing.segments.is_empty() && listing.snapshots.is_empty() && !marker {
+        return Err(Fatal(format!(
+            "{}: no journal here (no segment, snapshot or {} file)",
+            dir.display(),
+            ringbook_journal::CREATED_FILE_NAME
+        )));
+    }
+    Ok(())
+}
+
 /// A byte-count progress bar on stderr, only when stderr is a terminal (hidden otherwise).
 fn progress_bar(total_bytes: u64, what: &str) -> ProgressBar {
     if !io::stderr().is_terminal() {
@@ -277,7 +294,7 @@ fn describe_tail(tail: Option<&TailState>) -> String {
 }
 
 fn dump(args: &DumpArgs, out: &mut dyn Write, out_is_terminal: bool) -> Result<u8, Fatal> {
-    require_dir(&args.dir)?;
+    require_journal(&args.dir)?;
     let (offsets, total) = segment_offsets(&args.dir)?;
     let mut reader = Reader::open_from(&args.dir, args.from)?;
     // A bar would tangle with records printed on the same terminal.
@@ -381,6 +398,7 @@ fn inspect_with_progress(
 }
 
 fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
+    require_journal(&args.dir)?;
     let inspection = inspect_with_progress(&args.dir, "verify", |_| {})?;
     for problem in &inspection.problems {
         writeln!(out, "{problem}")?;
@@ -530,7 +548,7 @@ fn stats(args: &StatsArgs, w: &mut dyn Write) -> Result<u8, Fatal> {
 }
 
 fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
-    require_dir(&args.dir)?;
+    require_journal(&args.dir)?;
     let report = match prune(&args.dir, args.before, args.dry_run) {
         Err(JournalError::Locked { path }) => {
             return Err(Fatal(format!(
@@ -573,7 +591,7 @@ fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
 }
 
 fn truncate_cmd(args: &TruncateArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
-    require_dir(&args.dir)?;
+    require_journal(&args.dir)?;
     let report = match truncate(&args.dir, args.to, args.dry_run) {
         Err(JournalError::Locked { path }) => {
             return Err(Fatal(format!(
@@ -975,7 +993,48 @@ mod tests {
             dry_run: false,
         };
         let err = truncate_cmd(&args, &mut Vec::new()).unwrap_err();
-        assert!(err.0.contains("intact through sequence 300"), "{err:?}");
+        assert!(
+            err.0
+                .contains("beyond the journal's end: its last record is sequence 300"),
+            "{err:?}"
+        );
+    }
+
+    /// A directory that holds no journal is refused by name — `verify` does not call it sound,
+    /// `truncate` and `prune` leave no lock file in it.
+    #[test]
+    fn a_directory_without_a_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = || dir.path().to_path_buf();
+        let errors = [
+            verify(&VerifyArgs { dir: d() }, &mut Vec::new()).unwrap_err(),
+            truncate_cmd(
+                &TruncateArgs {
+                    dir: d(),
+                    to: 0,
+                    dry_run: false,
+                },
+                &mut Vec::new(),
+            )
+            .unwrap_err(),
+            prune_cmd(
+                &PruneArgs {
+                    dir: d(),
+                    before: 5,
+                    dry_run: false,
+                },
+                &mut Vec::new(),
+            )
+            .unwrap_err(),
+        ];
+        for e in errors {
+            assert!(e.0.contains("no journal here"), "{e:?}");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "a file was left"
+        );
     }
 
     #[test]
