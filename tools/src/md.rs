@@ -34,6 +34,7 @@ use clap::Args as ClapArgs;
 use ringbook_client::protocol::marketdata::{
     Channel, DepthFrame, MdMsg, DEPTH_END, DEPTH_SNAPSHOT,
 };
+use ringbook_client::protocol::{name32_str, ServerMsg};
 use ringbook_client::{Client, ClientError, DepthBook, Received};
 use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
 use ringbook_engine::{Config, Side, SymbolId};
@@ -147,6 +148,15 @@ fn view(args: &Args) -> Result<(), String> {
             Err(ClientError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
+        // A refused subscription (an unknown symbol, no market data on this server) comes
+        // back as a session `Rejected`: said and stopped, not waited on forever.
+        if let Some(Received::Session(ServerMsg::Rejected { code, name, .. })) = &msg {
+            return Err(format!(
+                "the server refused the subscription to {}: {code} {}",
+                st.name,
+                name32_str(name)
+            ));
+        }
         if let Some(Received::MarketData(m)) = msg {
             messages += 1;
             line.clear();

@@ -675,6 +675,18 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
             && text.contains(r#""vwap":"15000.00000000""#),
         "{text}"
     );
+    // A symbol the server does not have: refused by the server, said, exit 2 (it waited
+    // forever: a red-team finding).
+    let out = Proc::new(BIN)
+        .args(["md", "--addr", &addr.to_string(), "--symbol", "7", "--json"])
+        .output()
+        .expect("run ringbook md");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refused the subscription to 7: 3001 UNKNOWN_SYMBOL"),
+        "{stderr}"
+    );
     drop((ops, alice, bob, feed));
     let (status, _, _) = terminate(srv);
     assert!(status.success());

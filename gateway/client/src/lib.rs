@@ -67,6 +67,9 @@ pub enum ClientError {
     /// The server refused a request this client waited for (e.g. [`Client::stats`]): code
     /// and name.
     Rejected(u16, String),
+    /// Nothing answered the login within the login timeout ([`Client::set_login_timeout`]):
+    /// the peer accepted the connection but is not (or no longer) a ringbook gateway.
+    NoLoginReply(Duration),
 }
 
 impl std::fmt::Display for ClientError {
@@ -75,10 +78,19 @@ impl std::fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "i/o: {e}"),
             ClientError::LoginRejected(c, n) => write!(f, "login rejected: {c} {n}"),
             ClientError::Disconnected(c, n) => write!(f, "disconnected by server: {c} {n}"),
-            ClientError::Protocol(c) => write!(f, "undecodable server message: {}", c.name()),
+            ClientError::Protocol(c) => write!(
+                f,
+                "undecodable server message: {} (is this a ringbook gateway's binary port?)",
+                c.name()
+            ),
             ClientError::Closed => write!(f, "connection closed"),
             ClientError::NeverLoggedIn => write!(f, "reconnect needs a previous login"),
             ClientError::Rejected(c, n) => write!(f, "request rejected: {c} {n}"),
+            ClientError::NoLoginReply(t) => write!(
+                f,
+                "no answer to the login within {} ms (is this a ringbook gateway's binary port?)",
+                t.as_millis()
+            ),
         }
     }
 }
@@ -112,8 +124,15 @@ pub struct Client {
     end: usize,
     last_seq: u64,
     login: Option<Login>,
+    /// How long a login waits for its answer.
+    login_timeout: Duration,
     frame: [u8; FRAME_BYTES_MAX],
 }
+
+/// How long a login waits for its answer unless told otherwise: far above a gateway's answer
+/// (microseconds; its own `login_timeout` for a silent client is 2 s), so only a peer that is
+/// not answering at all runs into it.
+pub const LOGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Client {
     /// Connects (TCP_NODELAY on).
@@ -128,6 +147,7 @@ impl Client {
             end: 0,
             last_seq: 0,
             login: None,
+            login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
         })
     }
@@ -144,6 +164,7 @@ impl Client {
             end: 0,
             last_seq: 0,
             login: None,
+            login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
         })
     }
@@ -175,10 +196,22 @@ impl Client {
         self.send_login(l)
     }
 
+    /// How long [`Client::login`] (and `login_with`, `reconnect`) waits for the server's answer
+    /// before failing with [`ClientError::NoLoginReply`] (default [`LOGIN_REPLY_TIMEOUT`]).
+    pub fn set_login_timeout(&mut self, timeout: Duration) {
+        self.login_timeout = timeout;
+    }
+
     fn send_login(&mut self, l: Login) -> Result<LoginInfo, ClientError> {
         self.send(&ClientMsg::Login(l))?;
+        let deadline = std::time::Instant::now() + self.login_timeout;
         loop {
-            match self.recv()? {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let msg = match self.recv_timeout(left.max(Duration::from_millis(1)))? {
+                Some(msg) => msg,
+                None => return Err(ClientError::NoLoginReply(self.login_timeout)),
+            };
+            match msg {
                 ServerMsg::LoginAccepted {
                     role,
                     heartbeat_ms,
@@ -197,6 +230,7 @@ impl Client {
                         name32_str(&name).to_string(),
                     ))
                 }
+                _ if left.is_zero() => return Err(ClientError::NoLoginReply(self.login_timeout)),
                 _ => continue,
             }
         }
@@ -482,5 +516,41 @@ impl DepthBook {
     /// The book, once a snapshot arrived.
     pub fn book(&self) -> Option<&L2Book> {
         self.book.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A peer that accepts and then says nothing: the login fails with `NoLoginReply` (the
+    /// tools built on this client hung forever on one: a red-team finding); one that answers
+    /// with something else (an HTTP server) fails as undecodable, naming the likely cause.
+    #[test]
+    fn a_login_to_a_peer_that_is_not_a_gateway_fails_instead_of_hanging() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (silent, _) = listener.accept().unwrap();
+            let (mut http, _) = listener.accept().unwrap();
+            http.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            (silent, http)
+        });
+        let mut c = Client::connect(addr).unwrap();
+        c.set_login_timeout(Duration::from_millis(200));
+        let e = c.login("alice", "alice-demo", 1, false).unwrap_err();
+        assert!(matches!(e, ClientError::NoLoginReply(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no answer to the login within 200 ms"),
+            "{e}"
+        );
+        let mut c = Client::connect(addr).unwrap();
+        let e = c.login("alice", "alice-demo", 1, false).unwrap_err();
+        assert!(matches!(e, ClientError::Protocol(_)), "{e}");
+        assert!(e.to_string().contains("ringbook gateway"), "{e}");
+        drop(peer.join().unwrap());
     }
 }
