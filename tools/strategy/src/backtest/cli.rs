@@ -39,8 +39,51 @@ pub fn svg_path(report: &Path) -> PathBuf {
     report.with_extension("svg")
 }
 
+/// Whether two paths name the same file (where both exist; otherwise, the same path).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Refuses outputs that would overwrite an input, or each other (a report named `*.svg` is
+/// its own plot's path): checked before anything is read or written, so nothing is lost.
+fn check_outputs(o: &Options, outputs: &[(&str, PathBuf)]) -> Result<(), String> {
+    let mut inputs = vec![("--params", o.params.clone()), ("--data", o.data.clone())];
+    inputs.extend(o.config.clone().map(|c| ("--config", c)));
+    for (i, (what, out)) in outputs.iter().enumerate() {
+        if let Some((input, _)) = inputs.iter().find(|(_, p)| same_file(p, out)) {
+            return Err(format!(
+                "{what} {} is the {input} file: it would be overwritten",
+                out.display()
+            ));
+        }
+        if let Some((other, _)) = outputs[..i].iter().find(|(_, p)| same_file(p, out)) {
+            return Err(format!(
+                "{what} {} is also {other}: one would overwrite the other",
+                out.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the backtest (or sweep); returns the lines to print.
 pub fn backtest(o: &Options) -> Result<String, String> {
+    let proposal = o
+        .proposal
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("proposal-{}.json", o.strategy)));
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("backtest-{}.json", o.strategy)));
+    if o.sweep.is_some() {
+        check_outputs(o, &[("--proposal", proposal.clone())])?;
+    } else {
+        check_outputs(o, &[("--out", out.clone()), ("the plot", svg_path(&out))])?;
+    }
     let (params, table) = ParamsFile::load(&o.params)?;
     let config = match &o.config {
         Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -61,10 +104,7 @@ pub fn backtest(o: &Options) -> Result<String, String> {
         let train = Fixed::parse(&o.train).map_err(|e| format!("--train: {e}"))?;
         let started = Instant::now();
         let p = sweep::sweep(&run, &table, &spec, &o.rank, train, threads)?;
-        let path = o
-            .proposal
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("proposal-{}.json", o.strategy)));
+        let path = proposal;
         p.save(&path)?;
         let mut s = format!(
             "{} values of {} ranked by {} (train: first {} of the data, test: the rest), {} threads, {:.1} s\n",
@@ -97,10 +137,6 @@ pub fn backtest(o: &Options) -> Result<String, String> {
     let started = Instant::now();
     let report = super::run(&run)?;
     let secs = started.elapsed().as_secs_f64();
-    let out = o
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("backtest-{}.json", o.strategy)));
     std::fs::write(&out, report.json())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let svg = svg_path(&out);
@@ -145,4 +181,58 @@ pub fn approve(path: &Path) -> Result<String, String> {
         p.proposed_value,
         p.approved_digest.as_deref().unwrap_or("")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--out` or `--proposal` naming an input, or a report named like its own plot, is
+    /// refused before anything is written (it overwrote the params or data file, or the report
+    /// with the plot: a red-team finding).
+    #[test]
+    fn outputs_that_would_overwrite_an_input_or_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = dir.path().join("p.toml");
+        let data = dir.path().join("candles.csv");
+        std::fs::write(&params, "kept").unwrap();
+        std::fs::write(&data, "kept").unwrap();
+        let o = |out: Option<PathBuf>, sweep: Option<&str>, proposal: Option<PathBuf>| Options {
+            strategy: "breakout".into(),
+            params: params.clone(),
+            data: data.clone(),
+            config: None,
+            out,
+            sweep: sweep.map(str::to_string),
+            rank: "sharpe".into(),
+            train: "0.7".into(),
+            proposal,
+            threads: None,
+        };
+        // Through another spelling of the same path, too.
+        let aliased = dir.path().join(".").join("candles.csv");
+        let cases = [
+            (o(Some(params.clone()), None, None), "is the --params file"),
+            (o(Some(aliased), None, None), "is the --data file"),
+            (
+                o(Some(dir.path().join("r.svg")), None, None),
+                "is also --out",
+            ),
+            (
+                o(None, Some("k=1..2:1"), Some(params.clone())),
+                "--proposal",
+            ),
+        ];
+        for (opts, says) in cases {
+            let e = backtest(&opts).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&params).unwrap(), "kept");
+        assert_eq!(std::fs::read_to_string(&data).unwrap(), "kept");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "a file was written"
+        );
+    }
 }
