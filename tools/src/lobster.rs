@@ -298,9 +298,29 @@ fn field<T: std::str::FromStr>(
     name: &str,
     text: &str,
 ) -> Result<T, InputError> {
-    text.trim()
-        .parse()
-        .map_err(|_| at(file, line, format!("{name} {text:?} is not a valid number")))
+    text.trim().parse().map_err(|_| {
+        let shown = clipped(text);
+        at(
+            file,
+            line,
+            format!("{name} {shown:?} is not a valid number"),
+        )
+    })
+}
+
+/// At most the first 40 characters of an input field, for an error message (a field of a
+/// malformed file can be megabytes long).
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// Fields in a CSV line, counted before any are collected (a line of a malformed file can hold
+/// millions).
+fn field_count(text: &str) -> usize {
+    text.bytes().filter(|&b| b == b',').count() + 1
 }
 
 /// Converts a LOBSTER price to cents, checking it is whole cents within the symbol's band.
@@ -358,23 +378,21 @@ fn parse_message(
     text: &str,
     band: (i64, i64),
 ) -> Result<Message, InputError> {
-    let f: Vec<&str> = text.split(',').collect();
-    if f.len() != 6 {
+    let found = field_count(text);
+    if found != 6 {
         return Err(at(
             file,
             line,
-            format!(
-                "expected 6 fields (time,type,order_id,size,price,direction), found {}",
-                f.len()
-            ),
+            format!("expected 6 fields (time,type,order_id,size,price,direction), found {found}"),
         ));
     }
+    let f: Vec<&str> = text.split(',').collect();
     let time: f64 = field(file, line, "time", f[0])?;
     if !time.is_finite() || time < 0.0 {
         return Err(at(
             file,
             line,
-            format!("time {:?} is not a valid time", f[0]),
+            format!("time {:?} is not a valid time", clipped(f[0])),
         ));
     }
     let kind: u8 = field(file, line, "type", f[1])?;
@@ -430,18 +448,18 @@ fn parse_book(
     n: usize,
     band: (i64, i64),
 ) -> Result<Levels, InputError> {
-    let f: Vec<&str> = text.split(',').collect();
-    if f.len() != 4 * n {
+    let found = field_count(text);
+    if found != 4 * n {
         return Err(at(
             file,
             line,
             format!(
-                "expected {} fields ({n} levels of ask price, ask size, bid price, bid size), found {}",
+                "expected {} fields ({n} levels of ask price, ask size, bid price, bid size), found {found}",
                 4 * n,
-                f.len()
             ),
         ));
     }
+    let f: Vec<&str> = text.split(',').collect();
     let mut book = Levels::default();
     for (side, offset, dummy, name) in [
         (Side::Sell, 0, DUMMY_ASK, "ask"),

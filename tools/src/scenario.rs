@@ -154,7 +154,8 @@
 //! and `ringbook journal replay DIR` later prints the same `--final` lines.
 //!
 //! A line that cannot be parsed (or is not supported in this mode) is reported on stderr as
-//! `line N: <reason>` and skipped; the run goes on and exits with status 1. A run that cannot
+//! `line N: <reason>` and skipped; the run goes on and exits with status 1. A line longer than
+//! 4096 bytes is refused so (`longer than 4096 bytes`), without being read into memory. A run that cannot
 //! start or finish (bad arguments, config, unreadable script, failed output) exits with status 2.
 //! Otherwise the status is 0. An engine reject is an event, not an error.
 
@@ -332,16 +333,28 @@ fn run_script(
     let mut clock = ScriptClock::default();
     loop {
         raw.clear();
-        match input.read_until(b'\n', &mut raw) {
-            Ok(0) => break,
-            Ok(_) => {}
+        // At most LINE_BYTES_MAX + 1 bytes are kept: a longer line is refused whole and the
+        // rest of it skipped, so one huge line costs no memory and no huge error message.
+        let read = io::Read::take(&mut *input, LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            .and_then(|n| {
+                let cut = raw.len() > LINE_BYTES_MAX && raw.last() != Some(&b'\n');
+                if cut {
+                    skip_line(input)?;
+                }
+                Ok((n, cut))
+            });
+        let too_long = match read {
+            Ok((0, _)) => break,
+            Ok((_, cut)) => cut,
             Err(e) => {
                 backend.sync()?;
                 return Err(format!("cannot read {script_name}: {e}").into());
             }
-        }
+        };
         line_no += 1;
         let parsed = match std::str::from_utf8(&raw) {
+            _ if too_long => Err(format!("longer than {LINE_BYTES_MAX} bytes")),
             Ok(text) => parse_line(text, config, risk),
             Err(_) => Err("not valid UTF-8".to_string()),
         };
@@ -370,6 +383,29 @@ fn run_script(
     }
     backend.finish(final_state)?;
     Ok(bad_lines)
+}
+
+/// The longest script line (a command is well under 200 bytes).
+const LINE_BYTES_MAX: usize = 4096;
+
+/// Skips the rest of a line: up to and including its newline, or to the end of the input.
+fn skip_line(input: &mut dyn BufRead) -> io::Result<()> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    }
 }
 
 /// The script's time: what each command is stamped with (engine time, docs/matching.md).

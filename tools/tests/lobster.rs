@@ -250,6 +250,29 @@ fn invalid_input_names_the_file_and_line() {
     let out = ringbook(&[&messages, &books], &["--levels", "5"]);
     assert_eq!(out.status.code(), Some(2));
 
+    // A line of a million commas, and a field of a megabyte: counted, not collected, and not
+    // quoted whole (a 120 MB line took 2 GB, and a bad field was echoed whole: red-team).
+    for (line, says) in [
+        (",".repeat(1 << 20), "found 1048577".to_string()),
+        (
+            format!("34200.1,1,{},8,998000,1", "9".repeat(1 << 20)),
+            format!("order id \"{}…\" is not a valid number", "9".repeat(40)),
+        ),
+    ] {
+        let messages = SMALL_MESSAGES.replacen("34200.4,1,102,8,998000,1", &line, 1);
+        let (m, b) = write_pair(&dir, &messages, SMALL_BOOKS);
+        let out = ringbook(&[&m, &b], &["--levels", "2"]);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            &stderr[..stderr.len().min(300)]
+        );
+        assert!(stderr.len() < 1000, "{} bytes on stderr", stderr.len());
+        assert!(stderr.contains(&says), "{stderr}");
+    }
+
     // A file that is not there.
     let out = ringbook(&[&dir.join("nope.csv"), &b], &[]);
     let stderr = String::from_utf8(out.stderr).unwrap();
