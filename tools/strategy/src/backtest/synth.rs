@@ -195,8 +195,10 @@ pub fn replay(sim: &mut Sim, path: &Path, s: &Settings) -> Result<FlowStats, Str
     let interval = csv_interval(path)?;
     let symbol = sim.symbol();
     let m = sim.bot.ledger.market;
+    let depth = s.depth_levels as i64;
     if let Some(c) = candles.iter().find(|c| {
-        c.low - s.depth_levels as i64 <= m.price_min || c.high + s.depth_levels as i64 > m.price_max
+        // Saturating: a price near i64::MAX wrapped past the check (a red-team finding).
+        c.low.saturating_sub(depth) <= m.price_min || c.high.saturating_add(depth) > m.price_max
     }) {
         return Err(format!(
             "{}: the candle at {} (low {}, high {}) with {} levels of depth leaves the symbol's price band {}..={}",
@@ -207,6 +209,21 @@ pub fn replay(sim: &mut Sim, path: &Path, s: &Settings) -> Result<FlowStats, Str
             s.depth_levels,
             m.price_min,
             m.price_max
+        ));
+    }
+    // The flow posts up to 1.5 × a candle's volume in one order (`Walker::depth`): every one
+    // must be an order the engine takes, or the run would quietly lose its flow.
+    if let Some(c) = candles
+        .iter()
+        .find(|c| c.volume.saturating_add(c.volume / 2) > m.max_order_qty)
+    {
+        return Err(format!(
+            "{}: the candle at {} has volume {}: its flow would post orders of up to 1.5 × that, \
+             above the symbol's max_order_qty {}",
+            path.display(),
+            c.open_time,
+            c.volume,
+            m.max_order_qty
         ));
     }
     let mut w = Walker {
