@@ -280,7 +280,10 @@ fn better(side: Side, a: i64, b: i64) -> bool {
 
 /// A LOBSTER price (dollars × 10 000) as dollars, with two to four decimals.
 fn dollars(raw: i64) -> String {
-    let mut s = format!("{}.{:04}", raw.div_euclid(10_000), raw.rem_euclid(10_000));
+    // Sign and magnitude apart: Euclidean parts print -585.32 as "-586.6800".
+    let sign = if raw < 0 { "-" } else { "" };
+    let abs = raw.unsigned_abs();
+    let mut s = format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000);
     while s.ends_with('0') && s.len() - s.find('.').unwrap_or(0) > 3 {
         s.pop();
     }
@@ -306,6 +309,15 @@ fn field<T: std::str::FromStr>(
             format!("{name} {shown:?} is not a valid number"),
         )
     })
+}
+
+#[cfg(test)]
+#[test]
+fn negative_prices_print_as_written() {
+    assert_eq!(dollars(-5_853_200), "-585.32");
+    assert_eq!(dollars(5_853_200), "585.32");
+    assert_eq!(dollars(-1), "-0.0001");
+    assert_eq!(dollars(i64::MIN), "-922337203685477.5808");
 }
 
 /// At most the first 40 characters of an input field, for an error message (a field of a

@@ -98,6 +98,9 @@ pub fn backtest(o: &Options) -> Result<String, String> {
     };
     if let Some(spec) = &o.sweep {
         let spec = SweepSpec::parse(spec)?;
+        if o.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
         let threads = o
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -52,10 +52,13 @@ impl SweepSpec {
         if step.0 <= 0 || to < from {
             return Err(bad("need STEP > 0 and FROM <= TO"));
         }
-        let n = ((to.0 - from.0) / step.0 + 1) as usize;
-        if n > VALUES_MAX {
+        // In i128: the span of two far-apart values overflows i64 (a red-team pass read a
+        // wrapped count).
+        let n = (i128::from(to.0) - i128::from(from.0)) / i128::from(step.0) + 1;
+        if n > VALUES_MAX as i128 {
             return Err(bad(&format!("{n} values; at most {VALUES_MAX}")));
         }
+        let n = n as usize;
         let values = (0..n as i64).map(|i| Fixed(from.0 + i * step.0)).collect();
         Ok(SweepSpec {
             key: key.trim().to_string(),
@@ -316,6 +319,8 @@ mod tests {
             ]
         );
         assert_eq!(SweepSpec::parse("levels=4..10:3").unwrap().values.len(), 3);
+        let e = SweepSpec::parse("k=-900000000000000..900000000000000:1").unwrap_err();
+        assert!(e.contains("1800000000000001 values; at most 1000"), "{e}");
         for bad in [
             "k",
             "k=0.3..0.7",
