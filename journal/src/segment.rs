@@ -66,6 +66,7 @@ impl Segment {
 
     /// Maps an existing segment read-write (recovery, under the directory lock).
     pub(crate) fn open_existing(path: &Path, index: u64) -> Result<Segment, JournalError> {
+        dir::require_regular(path).map_err(|e| JournalError::io("open segment", path, e))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -125,7 +126,9 @@ pub(crate) struct ReadSegment {
 
 impl ReadSegment {
     pub(crate) fn open(path: &Path, index: u64) -> Result<ReadSegment, JournalError> {
-        let file = File::open(path).map_err(|e| JournalError::io("open segment", path, e))?;
+        let file = dir::require_regular(path)
+            .and_then(|()| File::open(path))
+            .map_err(|e| JournalError::io("open segment", path, e))?;
         let file_len = file
             .metadata()
             .map_err(|e| JournalError::io("stat segment", path, e))?

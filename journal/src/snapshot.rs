@@ -327,7 +327,9 @@ pub fn write_snapshot(
 
 /// Reads and checks a snapshot file.
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotDamage> {
-    let bytes = fs::read(path).map_err(|e| SnapshotDamage::Unreadable(e.kind()))?;
+    let bytes = crate::dir::require_regular(path)
+        .and_then(|()| fs::read(path))
+        .map_err(|e| SnapshotDamage::Unreadable(e.kind()))?;
     let meta = decode_header(path, &bytes)?;
     let expected = SNAPSHOT_HEADER_LEN as u64 + meta.state_len_bytes;
     if bytes.len() as u64 != expected {
@@ -352,6 +354,7 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotDamage> {
 /// Checks a snapshot file without keeping its state (streams it through the checksum).
 pub fn check_snapshot(path: &Path) -> Result<SnapshotMeta, SnapshotDamage> {
     let unreadable = |e: io::Error| SnapshotDamage::Unreadable(e.kind());
+    crate::dir::require_regular(path).map_err(unreadable)?;
     let mut file = File::open(path).map_err(unreadable)?;
     let file_len = file.metadata().map_err(unreadable)?.len();
     let mut header = [0u8; SNAPSHOT_HEADER_LEN];
