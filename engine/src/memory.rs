@@ -3,7 +3,7 @@
 //! Everything the engine and the market-data builder keep is allocated when they are built,
 //! sized from the configuration (`[capacity]`, the symbols' price bands, `[market_data]`), and
 //! written there, so it is resident from the start. A configuration at the documented maxima
-//! needs tens of GiB (`capacity.orders_max = 2^28` alone is ~26 GiB for the engine): built on a
+//! needs tens of GiB (`capacity.orders_max = 2^28` alone is ~35 GiB for the engine): built on a
 //! machine without it, the allocation fails and the process aborts, or the kernel kills it as
 //! it fills the tables. [`check`] refuses such a configuration first, with one line that says what it needs,
 //! what is available and which setting takes the most.
@@ -107,7 +107,8 @@ pub fn available() -> Option<Available> {
             .and_then(|dir| {
                 let max = read(&format!("/sys/fs/cgroup{dir}/memory.max"))?;
                 let current = read(&format!("/sys/fs/cgroup{dir}/memory.current"))?;
-                cgroup_room(&max, &current)
+                let stat = read(&format!("/sys/fs/cgroup{dir}/memory.stat")).unwrap_or_default();
+                cgroup_room(&max, &current, &stat)
             }),
         "the cgroup's memory.max",
     );
@@ -263,11 +264,18 @@ fn cgroup_path(cgroup: &str) -> Option<String> {
     Some(path.trim_end_matches('/').to_string())
 }
 
-/// The room under a cgroup's `memory.max` (`max`: none) given its `memory.current`.
-fn cgroup_room(max: &str, current: &str) -> Option<u64> {
+/// The room under a cgroup's `memory.max` (`max`: none) given its `memory.current`, less the
+/// page cache it holds (`file` in `memory.stat`: the kernel reclaims it on demand — `serve`
+/// reads the whole journal before it builds its engine).
+fn cgroup_room(max: &str, current: &str, stat: &str) -> Option<u64> {
     let max: u64 = max.trim().parse().ok()?;
     let current: u64 = current.trim().parse().ok()?;
-    Some(max.saturating_sub(current))
+    let file: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("file "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    Some(max.saturating_sub(current.saturating_sub(file)))
 }
 
 /// The soft address-space limit from /proc/self/limits (`unlimited`: none).
@@ -302,8 +310,10 @@ mod tests {
         );
         assert_eq!(cgroup_path("0::/\n"), Some(String::new()));
         assert_eq!(cgroup_path("12:memory:/x\n"), None, "cgroup v1 is not read");
-        assert_eq!(cgroup_room("max\n", "100\n"), None);
-        assert_eq!(cgroup_room("1000\n", "300\n"), Some(700));
+        assert_eq!(cgroup_room("max\n", "100\n", ""), None);
+        assert_eq!(cgroup_room("1000\n", "300\n", ""), Some(700));
+        let stat = "anon 100\nfile 150\nkernel 50\n";
+        assert_eq!(cgroup_room("1000\n", "300\n", stat), Some(850));
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max data size             unlimited            unlimited            bytes     \n\
                       Max address space         4294967296           unlimited            bytes     \n";

@@ -217,12 +217,21 @@ pub fn truncate(
     let Some((target_pos, last_segment, cut, zero_to, dropped, short)) = target else {
         let through = intact_through.map_or("no record".to_string(), |s| format!("sequence {s}"));
         if ended {
+            let last = intact_through.unwrap_or(0);
+            let snapshot_beyond = listing.snapshots.iter().any(|(s, _)| *s > last);
             return Err(JournalError::Truncate {
                 to,
-                reason: format!(
-                    "record {to} is beyond the journal's end: its last record is {through}, and \
-                     nothing after it needs cutting"
-                ),
+                reason: match intact_through {
+                    Some(_) => format!(
+                        "record {to} is beyond the journal's end: its last record is {through}{}",
+                        if snapshot_beyond {
+                            format!(" (a snapshot covers more: --to {last} removes it)")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    None => format!("record {to} is beyond the journal's end: it holds no record"),
+                },
             });
         }
         let why = match stop {

@@ -373,8 +373,6 @@ impl WebPrep {
     }
 }
 
-/// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
-/// bridge the gateway loop will serve.
 /// Refuses a configuration whose tables do not fit in this machine's memory, before anything
 /// is allocated from it: the engine's (and the projection's engine's), the market-data
 /// builders' (the publisher's, and with the web edge, its copy and the slot it is refreshed
@@ -411,6 +409,8 @@ fn check_memory(args: &Args, config: &Config, sc: &ServerConfig) -> Result<(), S
     Ok(())
 }
 
+/// Binds the web edge's port (before the journal is touched, like the gateway's) and makes the
+/// bridge the gateway loop will serve.
 fn web_prep(
     args: &Args,
     config: &Config,

@@ -482,7 +482,7 @@ impl ReferenceBook {
 
     /// Moves engine time to `ts_ns` unless it is already later.
     pub fn advance(&mut self, ts_ns: u64) {
-        self.now_ns = self.now_ns.max(ts_ns);
+        self.now_ns = self.now_ns.max(ts_ns.min(crate::matching::TIME_MAX_NS));
     }
 
     /// [`ReferenceBook::process`] for a command stamped `ts_ns`: time first moves to the

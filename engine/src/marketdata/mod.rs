@@ -915,7 +915,8 @@ impl MarketData {
     /// gets its [`MdMessage::Depth`] if any level changed or it traded.
     pub fn end_command<F: FnMut(MdMessage<'_>)>(&mut self, ts_ns: u64, out: &mut F) {
         self.settle_active();
-        self.now_ns = self.now_ns.max(ts_ns);
+        // Clamped as engine time is (`matching::TIME_MAX_NS`).
+        self.now_ns = self.now_ns.max(ts_ns.min(crate::matching::TIME_MAX_NS));
         for k in 0..self.touched.len() {
             let symbol = self.touched[k];
             let s = &mut self.symbols[symbol as usize];

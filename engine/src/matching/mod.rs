@@ -45,16 +45,16 @@ use expiry::ExpiryQueue;
 use finished::FinishedWindow;
 pub use finished::{status_of, FinishedOrder, OrderStatus};
 
-/// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
-/// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
-/// the number of pool slots: an order lives in slot `id mod` it. A power of two, so that the
-/// modulo is a mask, not a division.
 /// The latest engine time (Unix nanoseconds, in the year 2554): a later stamp counts as this.
 /// `u64::MAX` itself means "never" (the expiry queue's empty mark, a GTD order that never
 /// expires), so engine time never reaches it (a script clock or a caller's stamp of
 /// `u64::MAX` panicked the expiry check: an operator red-team pass).
 pub const TIME_MAX_NS: u64 = u64::MAX - 1;
 
+/// The order-id modulus of a pool of `orders_max` orders: `orders_max` rounded up to a power of
+/// two. No two live orders have ids equal modulo it (docs/matching.md, "Order ids"), and it is
+/// the number of pool slots: an order lives in slot `id mod` it. A power of two, so that the
+/// modulo is a mask, not a division.
 pub(crate) fn order_id_modulus(orders_max: u32) -> u64 {
     u64::from(orders_max).next_power_of_two()
 }

@@ -101,9 +101,6 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Empty accounts for `users_max` users and `currencies` currencies, with room for
-    /// `withdrawals_max` pending withdrawals (`per_user` of them for one user) approved by
-    /// `operators`.
     /// The heap bytes [`Accounts::new`] allocates (`crate::memory`).
     pub(crate) fn bytes_for(users_max: u32, currencies: usize, withdrawals_max: u32) -> u64 {
         let users = users_max as usize;
@@ -114,6 +111,9 @@ impl Accounts {
             as u64
     }
 
+    /// Empty accounts for `users_max` users and `currencies` currencies, with room for
+    /// `withdrawals_max` pending withdrawals (`per_user` of them for one user) approved by
+    /// `operators`.
     pub(crate) fn new(
         users_max: u32,
         currencies: usize,
