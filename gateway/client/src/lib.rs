@@ -204,10 +204,20 @@ impl Client {
 
     fn send_login(&mut self, l: Login) -> Result<LoginInfo, ClientError> {
         self.send(&ClientMsg::Login(l))?;
+        // The login timeout governs the wait; the caller's read timeout is restored after.
+        let before = self.stream.read_timeout()?;
+        let answer = self.await_login();
+        self.stream.set_read_timeout(before)?;
+        answer
+    }
+
+    fn await_login(&mut self) -> Result<LoginInfo, ClientError> {
         let deadline = std::time::Instant::now() + self.login_timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let msg = match self.recv_timeout(left.max(Duration::from_millis(1)))? {
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            let msg = match timed_out_is_none(self.recv())? {
                 Some(msg) => msg,
                 None => return Err(ClientError::NoLoginReply(self.login_timeout)),
             };
@@ -540,8 +550,15 @@ mod tests {
         });
         let mut c = Client::connect(addr).unwrap();
         c.set_login_timeout(Duration::from_millis(200));
+        let mine = Some(Duration::from_secs(7));
+        c.set_read_timeout(mine).unwrap();
         let e = c.login("alice", "alice-demo", 1, false).unwrap_err();
         assert!(matches!(e, ClientError::NoLoginReply(_)), "{e}");
+        assert_eq!(
+            c.stream().read_timeout().unwrap(),
+            mine,
+            "the caller's timeout is kept"
+        );
         assert!(
             e.to_string()
                 .contains("no answer to the login within 200 ms"),
