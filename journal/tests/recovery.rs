@@ -170,6 +170,16 @@ fn garbage_after_the_last_record_is_cut() {
     assert_eq!(report.truncated.unwrap().offset as usize, end);
 }
 
+/// The errors `verify` (`inspect`) reports for the journal in `dir`.
+fn verify_errors(dir: &Path) -> Vec<ringbook_journal::Problem> {
+    let report = inspect(dir, |_, _| {}, |_| {}).unwrap();
+    report
+        .problems
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .collect()
+}
+
 fn expect_corrupt(
     result: Result<Writer, JournalError>,
     path: &Path,
@@ -303,12 +313,7 @@ fn a_bad_record_in_a_sealed_segment_is_a_hard_error_for_replay_and_verify() {
         }
         other => panic!("expected corruption, got {other:?}"),
     }
-    let inspection = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
-    let errors: Vec<_> = inspection
-        .problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .collect();
+    let errors = verify_errors(dir.path());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(
         (&errors[0].path, errors[0].offset),
@@ -575,8 +580,7 @@ fn a_stray_file_named_like_a_segment_is_damage_not_an_unused_segment() {
         };
         let path = ringbook_journal::segment_path(dir.path(), index);
         fs::write(&path, stray).unwrap();
-        let mut before = dir_bytes(dir.path());
-        before.remove(ringbook_journal::LOCK_FILE_NAME);
+        let before = dir_bytes(dir.path());
         let last_non_zero = stray.iter().rposition(|&b| b != 0).unwrap();
         let kind = expect_corrupt(
             Writer::open(dir.path(), config(false, Durability::None)),
@@ -584,21 +588,9 @@ fn a_stray_file_named_like_a_segment_is_damage_not_an_unused_segment() {
             last_non_zero,
         );
         assert_eq!(kind, CorruptionKind::DataWithoutHeader);
-        let mut after = dir_bytes(dir.path());
-        after.remove(ringbook_journal::LOCK_FILE_NAME);
-        let changed: Vec<_> = after
-            .keys()
-            .chain(before.keys())
-            .filter(|k| after.get(*k) != before.get(*k))
-            .collect();
-        assert!(changed.is_empty(), "a refused journal changed: {changed:?}");
+        assert_unchanged(dir.path(), &before);
         // `verify` names that one problem, and no consequence of it as a second.
-        let report = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
-        let errors: Vec<_> = report
-            .problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .collect();
+        let errors = verify_errors(dir.path());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, path);
         assert_eq!(errors[0].offset, Some(last_non_zero as u64));
@@ -624,12 +616,7 @@ fn a_journal_whose_only_segment_is_damaged_is_reported_once() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[..8].copy_from_slice(b"notours!");
     fs::write(&path, &bytes).unwrap();
-    let report = inspect(dir.path(), |_, _| {}, |_| {}).unwrap();
-    let errors: Vec<_> = report
-        .problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .collect();
+    let errors = verify_errors(dir.path());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].message.contains("BadMagic"), "{}", errors[0]);
 }
