@@ -19,7 +19,8 @@
 //! {"event":"md_book","symbol":"S","md_seq":N,"bids":[[P,Q,COUNT],…],"asks":[…]}   # after each complete depth message
 //! ```
 //!
-//! `--max-messages N` stops after N market-data messages (scripts, tests). Exit status 0 when
+//! `--max-messages N` stops after N market-data messages (depth frames, trades, tickers; the
+//! subscriptions' acknowledgements are not counted) for scripts and tests. Exit status 0 when
 //! stopped that way or by the server closing, 2 when it cannot connect or log in.
 
 use std::collections::VecDeque;
@@ -158,7 +159,8 @@ fn view(args: &Args) -> Result<(), String> {
             ));
         }
         if let Some(Received::MarketData(m)) = msg {
-            messages += 1;
+            // A subscription's acknowledgement prints nothing: it is not one of the N.
+            messages += u64::from(!matches!(m, MdMsg::Subscribed { .. }));
             line.clear();
             let complete = st.take(&m, &mut client, symbol, args.json.then_some(&mut line))?;
             if args.json {

@@ -333,20 +333,23 @@ fn run_script(
     let mut clock = ScriptClock::default();
     loop {
         raw.clear();
-        // At most LINE_BYTES_MAX + 1 bytes are kept: a longer line is refused whole and the
-        // rest of it skipped, so one huge line costs no memory and no huge error message.
-        let read = io::Read::take(&mut *input, LINE_BYTES_MAX as u64 + 1)
+        // At most LINE_BYTES_MAX bytes of text and a CRLF ending are kept: a longer line is
+        // refused whole and the rest of it skipped, so one huge line costs no memory and no
+        // huge error message. The limit is on the text, whichever line ending follows it.
+        let read = io::Read::take(&mut *input, LINE_BYTES_MAX as u64 + 2)
             .read_until(b'\n', &mut raw)
             .and_then(|n| {
-                let cut = raw.len() > LINE_BYTES_MAX && raw.last() != Some(&b'\n');
-                if cut {
+                if raw.len() == LINE_BYTES_MAX + 2 && raw.last() != Some(&b'\n') {
                     skip_line(input)?;
                 }
-                Ok((n, cut))
+                Ok(n)
             });
         let too_long = match read {
-            Ok((0, _)) => break,
-            Ok((_, cut)) => cut,
+            Ok(0) => break,
+            Ok(_) => {
+                let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
+                text.strip_suffix(b"\r").unwrap_or(text).len() > LINE_BYTES_MAX
+            }
             Err(e) => {
                 backend.sync()?;
                 return Err(format!("cannot read {script_name}: {e}").into());
@@ -385,7 +388,7 @@ fn run_script(
     Ok(bad_lines)
 }
 
-/// The longest script line (a command is well under 200 bytes).
+/// The longest script line, without its line ending (a command is well under 200 bytes).
 const LINE_BYTES_MAX: usize = 4096;
 
 /// Skips the rest of a line: up to and including its newline, or to the end of the input.

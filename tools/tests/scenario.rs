@@ -2675,12 +2675,16 @@ fn a_clock_at_the_end_of_time_neither_panics_nor_poisons_the_journal() {
 
 /// A line longer than 4 KiB is refused by number, without its text, and costs no memory (a
 /// 140 MB line took 2.4 GB and its text was echoed whole: a red-team finding); the lines
-/// around it run.
+/// around it run. The limit is on the text: a line of 4096 bytes is read whether it ends in LF
+/// or CRLF (the CR counted towards it), one of 4097 is refused either way.
 #[test]
 fn an_overlong_line_is_refused_without_echoing_it() {
+    // `deposit,1,KRW,7` padded with spaces to exactly 4096 bytes.
+    let padded = format!("{:<4096}", "deposit,1,KRW,7");
     let script = format!(
-        "deposit,1,KRW,5\n{}\n{}\ndeposit,1,KRW,7\n{}",
+        "deposit,1,KRW,5\n{}\n{}\n{padded}\r\n{padded}\n{}\r\n{}",
         ",".repeat(8 << 20),
+        "x".repeat(4097),
         "x".repeat(4097),
         "\0".repeat(1 << 20)
     );
@@ -2696,8 +2700,9 @@ fn an_overlong_line_is_refused_without_echoing_it() {
         [
             "line 2: longer than 4096 bytes",
             "line 3: longer than 4096 bytes",
-            "line 5: longer than 4096 bytes",
-            "ringbook scenario: 3 lines of standard input could not be run",
+            "line 6: longer than 4096 bytes",
+            "line 7: longer than 4096 bytes",
+            "ringbook scenario: 4 lines of standard input could not be run",
         ]
     );
     assert_eq!(
@@ -2705,6 +2710,6 @@ fn an_overlong_line_is_refused_without_echoing_it() {
             .iter()
             .filter(|l| l.contains(r#""event":"deposited""#))
             .count(),
-        2
+        3
     );
 }

@@ -644,7 +644,9 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
     feed.until(
         |m| matches!(m, ServerMsg::Rejected { code, .. } if *code == RejectCode::UserOnly.code()),
     );
-    // `ringbook md --json`: acknowledgements, the snapshot, the ticker; the book it rebuilt.
+    // `ringbook md --json`: the snapshot, the ticker; the book it rebuilt. The subscriptions'
+    // three acknowledgements print nothing and are not counted (they were, and
+    // `--max-messages 1` printed nothing at all).
     let out = Proc::new(BIN)
         .args([
             "md",
@@ -654,7 +656,7 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
             "BTC-KRW",
             "--json",
         ])
-        .args(["--max-messages", "5"])
+        .args(["--max-messages", "2"])
         .output()
         .expect("run ringbook md");
     assert!(
@@ -663,6 +665,8 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
+    // Depth, its book line, the ticker.
+    assert_eq!(text.lines().count(), 3, "{text}");
     assert!(
         text.contains(
             r#"{"event":"md_book","symbol":"BTC-KRW","md_seq":3,"bids":[],"asks":[[15000,6,1],[16000,3,1]]}"#

@@ -39,8 +39,13 @@ pub fn svg_path(report: &Path) -> PathBuf {
     report.with_extension("svg")
 }
 
-/// Whether two paths name the same file (where both exist; otherwise, the same path).
+/// Whether two paths name the same file: where both exist, the same device and inode (a hard
+/// link or a symbolic link to a file is that file); otherwise, the same path once resolved.
 fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
@@ -212,11 +217,14 @@ mod tests {
             proposal,
             threads: None,
         };
-        // Through another spelling of the same path, too.
+        // Through another spelling of the same path, and a hard link, too.
         let aliased = dir.path().join(".").join("candles.csv");
+        let linked = dir.path().join("linked.toml");
+        std::fs::hard_link(&params, &linked).unwrap();
         let cases = [
             (o(Some(params.clone()), None, None), "is the --params file"),
             (o(Some(aliased), None, None), "is the --data file"),
+            (o(Some(linked), None, None), "is the --params file"),
             (
                 o(Some(dir.path().join("r.svg")), None, None),
                 "is also --out",
@@ -234,7 +242,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&data).unwrap(), "kept");
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
-            2,
+            3,
             "a file was written"
         );
     }
