@@ -222,19 +222,19 @@ fn plan(dir: &Path, config: &JournalConfig) -> Result<Plan, JournalError> {
         let seg = ReadSegment::open(path, *index)?;
         match seg.header() {
             Ok(_) => break,
+            Err(_) if seg.unused() => started_count -= 1,
             Err(
                 HeaderError::Unwritten
                 | HeaderError::BadChecksum { .. }
                 | HeaderError::BadField { .. },
             ) => {
-                if let Some(at) = seg.data_without_header() {
-                    return Err(JournalError::corrupt(
-                        path,
-                        at as u64,
-                        CorruptionKind::DataWithoutHeader,
-                    ));
-                }
-                started_count -= 1;
+                // Not unused: something follows the header.
+                let at = seg.data_without_header().unwrap_or(0);
+                return Err(JournalError::corrupt(
+                    path,
+                    at as u64,
+                    CorruptionKind::DataWithoutHeader,
+                ));
             }
             Err(e) => {
                 return Err(JournalError::corrupt(path, 0, CorruptionKind::Header(e)));

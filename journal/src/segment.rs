@@ -172,6 +172,18 @@ impl ReadSegment {
         };
         crate::scan::last_non_zero_byte(map, from, map.len())
     }
+
+    /// Whether this is an unused segment, never started: its header is unwritten or torn (no
+    /// magic, or a bad checksum or fixed field) and nothing follows it. What recovery removes
+    /// (or starts) after the last started segment, and what `truncate` lets follow it.
+    pub(crate) fn unused(&self) -> bool {
+        matches!(
+            self.header(),
+            Err(HeaderError::Unwritten
+                | HeaderError::BadChecksum { .. }
+                | HeaderError::BadField { .. })
+        ) && self.data_without_header().is_none()
+    }
 }
 
 /// Creates the file at `path` (new, `len_bytes` long, sparse; synced with its directory entry

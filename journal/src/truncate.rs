@@ -183,10 +183,9 @@ pub fn truncate(
         let SegmentEnd::Sealed { next_sequence } = scan.end else {
             let whole = seg.file_len == header.segment_len_bytes;
             // Only the last started segment may end unsealed (those after it never started).
-            let last = segments[i + 1..].iter().all(|(index, path)| {
-                ReadSegment::open(path, *index)
-                    .is_ok_and(|s| s.header().is_err() && s.data_without_header().is_none())
-            });
+            let last = segments[i + 1..]
+                .iter()
+                .all(|(index, path)| ReadSegment::open(path, *index).is_ok_and(|s| s.unused()));
             if whole && last && matches!(scan.end, SegmentEnd::Clean | SegmentEnd::Torn { .. }) {
                 ended = true;
                 break;
