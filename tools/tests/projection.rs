@@ -595,6 +595,70 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
     assert_eq!(index_defs(&mut tc), want);
 }
 
+/// One projector per database: a second one is refused before it writes or deletes anything,
+/// while the first holds a batch open (it deleted the first one's committed ledger rows, and
+/// both exited 0: a red-team finding). The first is stopped (SIGSTOP) inside a batch, so the
+/// second runs while it certainly holds the database, whatever the timing.
+#[test]
+fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "second");
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    journal(&dir, &script(11, 3_000, 0));
+    let mut first = Server::spawn(&[
+        "project",
+        "--journal",
+        dir.to_str().unwrap(),
+        "--postgres",
+        &db.url,
+        "--once",
+        "--batch",
+        "1000",
+        "--hold-batch-ms",
+        "200",
+    ]);
+    first.wait_line("holding batch 1001..=");
+    let pid = first.child.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let mut c = db.client();
+    let ledger_before: i64 = c
+        .query_one("SELECT count(*) FROM ledger", &[])
+        .unwrap()
+        .get(0);
+    assert!(ledger_before > 0);
+    for extra in [&["--once"][..], &["--once", "--rebuild"][..]] {
+        let out = project(&dir, &db.url, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("another projector is writing to this database (PostgreSQL backend")
+                && stderr.contains("application \"ringbook-projection\""),
+            "{extra:?}: {stderr}"
+        );
+    }
+    // Nothing was deleted or dropped: the first projector's committed batch and its ledger
+    // rows (the held batch's too, committed on its own connection) are all there.
+    assert_eq!(last_seq(&mut c), 1000);
+    let ledger_after: i64 = c
+        .query_one("SELECT count(*) FROM ledger", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger_after, ledger_before);
+    signal("-CONT");
+    let (status, log) = first.exit_within(Duration::from_secs(120));
+    assert!(status.success(), "{log:#?}");
+    verify_clean(&dir, &db.url);
+    ledger_balances(&mut c);
+    // Once it is gone, the database is free again.
+    let text = ok(&project(&dir, &db.url, &["--once"]));
+    assert!(text.contains("projected 0 commands"), "{text}");
+}
+
 // ------------------------------------------------------------------ a private PostgreSQL
 
 /// A throwaway PostgreSQL cluster of this test's own (initdb, pg_ctl), so it can be stopped and

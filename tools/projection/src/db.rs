@@ -47,11 +47,26 @@ impl std::fmt::Debug for Conns {
     }
 }
 
+/// The key of the session-level advisory lock a projector's `main` connection holds for as
+/// long as it is open (`"ringbook"` in ASCII). Advisory locks belong to one database, so this
+/// is one projector per database: a second one is refused before it writes or deletes anything
+/// (without the lock, a starting projector's trim of the ledger could delete the ledger rows of
+/// a batch the running one had committed but not yet recorded: a red-team finding).
+const PROJECTOR_LOCK: i64 = 0x7269_6e67_626f_6f6b;
+
 impl Conns {
-    /// Opens both.
+    /// Opens both, taking the projector lock on `main` ([`ProjectionError::Busy`] if another
+    /// session holds it).
     pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
+        let mut main = connect(url)?;
+        let locked: bool = main
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&PROJECTOR_LOCK])?
+            .try_get(0)?;
+        if !locked {
+            return Err(ProjectionError::Busy(holder(&mut main)?));
+        }
         Ok(Conns {
-            main: connect(url)?,
+            main,
             ledger: connect(url)?,
         })
     }
@@ -60,6 +75,31 @@ impl Conns {
     pub fn is_closed(&self) -> bool {
         self.main.is_closed() || self.ledger.is_closed()
     }
+}
+
+/// Who holds the projector lock, in words.
+fn holder(client: &mut Client) -> Result<String, ProjectionError> {
+    let row = client.query_opt(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+                to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+        &[&PROJECTOR_LOCK],
+    )?;
+    let who = match row {
+        Some(r) => {
+            let (pid, app, host, since): (i32, String, String, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            format!(" (PostgreSQL backend {pid}, application {app:?} from {host}, connected since {since} UTC)")
+        }
+        None => String::new(),
+    };
+    Ok(format!(
+        "another projector is writing to this database{who}: one projector per database; \
+         stop it first (or project into another database)"
+    ))
 }
 
 /// Removes ledger entries beyond the projected sequence: the ledger's transaction of a batch

@@ -46,14 +46,18 @@ pub enum ProjectionError {
     /// A record or an event the projection cannot map (a bug, or a journal written with
     /// another configuration).
     Data(String),
+    /// Another projector holds this database (its lock, [`db::Conns::connect`]): transient, a
+    /// following projector waits for it to go.
+    Busy(String),
 }
 
 impl fmt::Display for ProjectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProjectionError::Usage(s) | ProjectionError::Journal(s) | ProjectionError::Data(s) => {
-                f.write_str(s)
-            }
+            ProjectionError::Usage(s)
+            | ProjectionError::Journal(s)
+            | ProjectionError::Data(s)
+            | ProjectionError::Busy(s) => f.write_str(s),
             ProjectionError::Db(e) => match e.as_db_error() {
                 Some(d) => write!(f, "PostgreSQL: {} ({})", d.message(), d.code().code()),
                 None => match std::error::Error::source(e) {
@@ -89,8 +93,10 @@ impl ProjectionError {
     /// Whether waiting and trying again may help: the server is unreachable, restarting, shut
     /// down, or the connection broke. A statement the server refused is not.
     pub fn is_transient(&self) -> bool {
-        let ProjectionError::Db(e) = self else {
-            return false;
+        let e = match self {
+            ProjectionError::Db(e) => e,
+            ProjectionError::Busy(_) => return true,
+            _ => return false,
         };
         match e.as_db_error() {
             None => true,
@@ -278,17 +284,23 @@ fn connect_retrying(
         match db::Conns::connect(url) {
             Ok(c) => {
                 if logged {
-                    log("PostgreSQL reachable again; projecting");
+                    log("PostgreSQL reachable and this database free again; projecting");
                 }
                 return Ok(c);
             }
             Err(e) if e.is_transient() && !once_fail && !stop.load(Ordering::Relaxed) => {
                 progress.db_errors.fetch_add(1, Ordering::Relaxed);
                 if !logged {
-                    log(&format!(
-                        "cannot reach PostgreSQL ({e}); retrying (the projection lags, trading \
-                         is unaffected)"
-                    ));
+                    log(&match e {
+                        ProjectionError::Busy(_) => format!(
+                            "{e}; waiting for it to stop (the projection lags, trading is \
+                             unaffected)"
+                        ),
+                        _ => format!(
+                            "cannot reach PostgreSQL ({e}); retrying (the projection lags, \
+                             trading is unaffected)"
+                        ),
+                    });
                     logged = true;
                 }
                 std::thread::sleep(wait);
