@@ -12,8 +12,19 @@
 //! with a zero header (created ahead by the pre-toucher): both read as "nothing yet". A frame
 //! whose length word is set but whose checksum fails is corruption, never skipped.
 //!
+//! A segment the tailer still needs can also be gone for good: pruned (oldest segments first)
+//! while the tailer lagged behind. When the segment to open next has no file but a later
+//! segment exists, the journal has moved past it, and `poll` fails with
+//! [`JournalError::Pruned`] naming the first sequence the tailer needs and the first one the
+//! journal still holds (a file missing between segments that remain is corruption,
+//! [`CorruptionKind::IndexGap`]). Records the tailer skips anyway (before its `from_sequence`)
+//! may go: it then moves on to the first segment left. A segment the tailer has already mapped
+//! stays readable to its end after its file is removed.
+//!
 //! Polling at a segment boundary before the next segment exists costs an `open` system call per
-//! poll; everywhere else a poll that finds nothing is one atomic load.
+//! poll, plus a `stat` and a directory listing on the first such poll and every 64th after it
+//! (to see whether the journal moved past the segment); everywhere else a poll that finds
+//! nothing is one atomic load.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +39,10 @@ use crate::segment::ReadSegment;
 /// Frames one `poll` may step over (records before `from_sequence`, segment ends) before it
 /// returns `Ok(None)` to bound its latency; the next poll continues.
 pub const POLL_STEPS_MAX: usize = 1 << 16;
+
+/// While the segment to open next does not exist, the tailer checks whether the journal moved
+/// past it (pruned) at the first poll that finds it missing and then at every this many.
+const MISSING_CHECK_EVERY: u32 = 64;
 
 struct Current {
     seg: ReadSegment,
@@ -51,6 +66,8 @@ pub struct Tailer {
     expected: Option<u64>,
     from_sequence: u64,
     position: RecordPosition,
+    /// Polls that found segment `next_index` not there (or not started) since one was opened.
+    waits: u32,
 }
 
 impl std::fmt::Debug for Tailer {
@@ -81,10 +98,13 @@ impl Tailer {
             expected,
             from_sequence,
             position: RecordPosition::default(),
+            waits: 0,
         })
     }
 
-    /// The next committed record, or `Ok(None)` if there is none yet.
+    /// The next committed record, or `Ok(None)` if there is none yet. Fails on corruption, and
+    /// with [`JournalError::Pruned`] when the journal no longer holds the next record it needs
+    /// (see the module docs); it then keeps failing at later polls.
     pub fn poll(&mut self) -> Result<Option<Record<'_>>, JournalError> {
         for _ in 0..POLL_STEPS_MAX {
             match self.step()? {
@@ -110,8 +130,9 @@ impl Tailer {
         if self.current.is_none() {
             let Some((seg, header)) = open_started(&self.dir, self.next_index, self.expected)?
             else {
-                return Ok(Step::Nothing);
+                return self.segment_not_there();
             };
+            self.waits = 0;
             self.expected.get_or_insert(header.first_sequence);
             self.current = Some(Current {
                 logical_len: usize::try_from(header.segment_len_bytes).unwrap_or(usize::MAX),
@@ -167,6 +188,76 @@ impl Tailer {
                 CorruptionKind::Frame(e),
             )),
         }
+    }
+
+    /// Segment `next_index` is not there or not started. Usually the writer has not rolled yet
+    /// ("nothing yet"); but if its file is missing and a later segment exists, the journal moved
+    /// past it (pruned). Checked at the first such poll and then every [`MISSING_CHECK_EVERY`]th,
+    /// so that waiting stays cheap.
+    #[cold]
+    fn segment_not_there(&mut self) -> Result<Step, JournalError> {
+        let tick = self.waits;
+        self.waits = self.waits.wrapping_add(1);
+        if !tick.is_multiple_of(MISSING_CHECK_EVERY) {
+            return Ok(Step::Nothing);
+        }
+        let result = self.check_moved_past();
+        if result.is_err() {
+            self.waits = 0; // the next poll checks again, and fails again
+        }
+        result
+    }
+
+    fn check_moved_past(&mut self) -> Result<Step, JournalError> {
+        let path = dir::segment_path(&self.dir, self.next_index);
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => return Ok(Step::Nothing), // created, header not written yet
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(JournalError::io("stat", path, e)),
+        }
+        let listing = dir::list(&self.dir)?;
+        if !listing.segments.iter().any(|s| s.0 > self.next_index) {
+            return Ok(Step::Nothing); // not created yet
+        }
+        // The journal moved past segment `next_index`. Pruning removes the oldest segments, so
+        // the first sequence the tailer needs is either in a segment still there or gone.
+        // `locate` reports a gap between the segments left (corruption) and a first segment
+        // that starts after `needed` (`Pruned`).
+        let needed = self
+            .expected
+            .map_or(self.from_sequence, |e| e.max(self.from_sequence));
+        let Some((index, header)) = locate(&self.dir, needed)? else {
+            return Ok(Step::Nothing); // no started segment left: nothing to read yet
+        };
+        if index <= self.next_index {
+            return Ok(Step::Nothing); // the file appeared meanwhile: look again next poll
+        }
+        let first = header.first_sequence;
+        if let Some(expected) = self.expected {
+            if first < expected {
+                return Err(JournalError::corrupt(
+                    dir::segment_path(&self.dir, index),
+                    0,
+                    CorruptionKind::FirstSequenceMismatch {
+                        expected,
+                        found: first,
+                    },
+                ));
+            }
+            // Records `expected..first` are gone; acceptable only if all precede
+            // `from_sequence` (`locate` checks this too, except for `needed == 0`).
+            if first > expected && first > self.from_sequence {
+                return Err(JournalError::Pruned {
+                    requested: needed,
+                    first_available: first,
+                });
+            }
+        }
+        // Only records the tailer skips were removed: go on from the segment holding `needed`.
+        self.next_index = index;
+        self.expected = Some(first);
+        self.waits = 0;
+        Ok(Step::Again)
     }
 
     /// Where the last record returned lies.
