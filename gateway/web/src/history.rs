@@ -23,9 +23,9 @@ use crate::api::{Authed, Shared};
 use crate::error::{ApiError, WebCode};
 use crate::json::{self as j, Named};
 
-/// Rows per page when `limit` is not given, and the most one request may ask.
+/// Rows per page when `limit` is not given.
 pub const HISTORY_LIMIT_DEFAULT: i64 = 100;
-/// The most rows per page.
+/// The most rows per page: a `limit` outside `1..=HISTORY_LIMIT_MAX` is `400 BAD_REQUEST`.
 pub const HISTORY_LIMIT_MAX: i64 = 1000;
 
 struct History {
@@ -120,22 +120,177 @@ fn int(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> 
         .transpose()
 }
 
+/// `limit`: absent, [`HISTORY_LIMIT_DEFAULT`]; otherwise 1 to [`HISTORY_LIMIT_MAX`], or 400
+/// (never silently clamped: a client asking for 0 or 5000 rows has a bug worth hearing about).
 fn limit(q: &HashMap<String, String>) -> Result<i64, ApiError> {
-    Ok(int(q, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l.clamp(1, HISTORY_LIMIT_MAX)))
-}
-
-/// A cursor: `n` integers joined by `-` (the last row's sort key); absent: from the newest.
-fn cursor(q: &HashMap<String, String>, n: usize) -> Result<Option<Vec<i64>>, ApiError> {
-    let Some(c) = q.get("cursor") else {
-        return Ok(None);
-    };
-    let parts: Result<Vec<i64>, _> = c.split('-').map(str::parse).collect();
-    match parts {
-        Ok(p) if p.len() == n => Ok(Some(p)),
-        _ => Err(ApiError::bad(format!(
-            "cursor: {c:?} is not a cursor this endpoint returned"
+    match int(q, "limit")? {
+        None => Ok(HISTORY_LIMIT_DEFAULT),
+        Some(l) if (1..=HISTORY_LIMIT_MAX).contains(&l) => Ok(l),
+        Some(l) => Err(ApiError::bad(format!(
+            "limit: {l} is out of range: 1 to {HISTORY_LIMIT_MAX}"
         ))),
     }
+}
+
+/// The paginated history endpoints, each with the tag that starts every cursor it issues.
+///
+/// A cursor is `<tag>-<part>-…`: the tag names the endpoint, the parts are the sort key of the
+/// last row of the page (the next page starts after it), each a canonical decimal (digits
+/// only, no sign, no leading zero) within the range of its column. An endpoint takes back only
+/// its own cursors, unchanged: another endpoint's (trades and ledger keys have the same shape)
+/// or one with a part out of range is `400 BAD_REQUEST`, never a page from somewhere else.
+/// Clients treat cursors as opaque; the format may change between versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    Orders,
+    Trades,
+    Ledger,
+}
+
+impl Feed {
+    const ALL: [Feed; 3] = [Feed::Orders, Feed::Trades, Feed::Ledger];
+
+    fn tag(self) -> &'static str {
+        match self {
+            Feed::Orders => "o",
+            Feed::Trades => "t",
+            Feed::Ledger => "l",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Feed::Orders => "/api/v1/history/orders",
+            Feed::Trades => "/api/v1/history/trades",
+            Feed::Ledger => "/api/v1/history/ledger",
+        }
+    }
+
+    /// `c` is not a cursor this endpoint issued.
+    fn foreign(self, c: &str) -> ApiError {
+        ApiError::bad(format!(
+            "cursor: {c:?} is not a cursor {} returned (pass its next_cursor back unchanged)",
+            self.path()
+        ))
+    }
+
+    /// The `N` parts of `c`, a cursor this endpoint issued, or why it is not one.
+    fn split<const N: usize>(self, c: &str) -> Result<[&str; N], ApiError> {
+        let mut parts = c.split('-');
+        let tag = parts.next().unwrap_or_default();
+        if tag != self.tag() {
+            return Err(match Feed::ALL.into_iter().find(|f| f.tag() == tag) {
+                Some(other) => ApiError::bad(format!(
+                    "cursor: {c:?} was returned by {}, not {}: a cursor pages only the \
+                     endpoint that returned it",
+                    other.path(),
+                    self.path()
+                )),
+                None => self.foreign(c),
+            });
+        }
+        <[&str; N]>::try_from(parts.collect::<Vec<_>>()).map_err(|_| self.foreign(c))
+    }
+
+    /// Part `name` of cursor `c`: `s`, a canonical decimal that fits `T` (the column's type:
+    /// a part past it is refused, never wrapped into another row's key).
+    fn part<T: std::str::FromStr>(self, c: &str, name: &str, s: &str) -> Result<T, ApiError> {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        if !canonical {
+            return Err(self.foreign(c));
+        }
+        s.parse().map_err(|_| {
+            ApiError::bad(format!(
+                "cursor: {c:?}: its {name} {s} is out of range (pass a next_cursor back unchanged)"
+            ))
+        })
+    }
+}
+
+/// Where a page of `/history/orders` ends: the last order's `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OrdersCursor {
+    seq: i64,
+}
+
+impl OrdersCursor {
+    fn parse(c: &str) -> Result<Self, ApiError> {
+        let f = Feed::Orders;
+        let [seq] = f.split(c)?;
+        Ok(OrdersCursor {
+            seq: f.part(c, "seq", seq)?,
+        })
+    }
+}
+
+impl std::fmt::Display for OrdersCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", Feed::Orders.tag(), self.seq)
+    }
+}
+
+/// Where a page of `/history/trades` ends: the last trade's `(seq, symbol_id, trade_id)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TradesCursor {
+    seq: i64,
+    symbol: i16,
+    trade_id: i64,
+}
+
+impl TradesCursor {
+    fn parse(c: &str) -> Result<Self, ApiError> {
+        let f = Feed::Trades;
+        let [seq, symbol, trade_id] = f.split(c)?;
+        Ok(TradesCursor {
+            seq: f.part(c, "seq", seq)?,
+            symbol: f.part(c, "symbol id", symbol)?,
+            trade_id: f.part(c, "trade id", trade_id)?,
+        })
+    }
+}
+
+impl std::fmt::Display for TradesCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = Feed::Trades.tag();
+        write!(f, "{t}-{}-{}-{}", self.seq, self.symbol, self.trade_id)
+    }
+}
+
+/// Where a page of `/history/ledger` ends: the last leg's `(seq, entry, leg)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LedgerCursor {
+    seq: i64,
+    entry: i32,
+    leg: i16,
+}
+
+impl LedgerCursor {
+    fn parse(c: &str) -> Result<Self, ApiError> {
+        let f = Feed::Ledger;
+        let [seq, entry, leg] = f.split(c)?;
+        Ok(LedgerCursor {
+            seq: f.part(c, "seq", seq)?,
+            entry: f.part(c, "entry", entry)?,
+            leg: f.part(c, "leg", leg)?,
+        })
+    }
+}
+
+impl std::fmt::Display for LedgerCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = Feed::Ledger.tag();
+        write!(f, "{t}-{}-{}-{}", self.seq, self.entry, self.leg)
+    }
+}
+
+/// `cursor`, parsed by the endpoint's `parse`; absent: from the newest.
+fn cursor<C>(
+    q: &HashMap<String, String>,
+    parse: fn(&str) -> Result<C, ApiError>,
+) -> Result<Option<C>, ApiError> {
+    q.get("cursor").map(|c| parse(c)).transpose()
 }
 
 fn symbol_filter(st: &Shared, q: &HashMap<String, String>) -> Result<Option<i16>, ApiError> {
@@ -164,7 +319,7 @@ pub(crate) async fn orders(
     let user = user(&a)?;
     let symbol = symbol_filter(&st, &q)?;
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
-    let after = cursor(&q, 1)?.map(|c| c[0]);
+    let after = cursor(&q, OrdersCursor::parse)?.map(|c| c.seq);
     let limit = limit(&q)?;
     let (rows, seq) = query(
         "SELECT seq, order_id, symbol_id, client_order_id::text, side, order_type, tif, price,
@@ -212,7 +367,10 @@ pub(crate) async fn orders(
         })
         .collect();
     let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.get::<_, i64>(0).to_string()))
+        .then(|| {
+            rows.last()
+                .map(|r| OrdersCursor { seq: r.get(0) }.to_string())
+        })
         .flatten();
     Ok(Json(
         json!({"orders": items, "next_cursor": next, "projected_seq": seq}),
@@ -230,11 +388,8 @@ pub(crate) async fn trades(
     let user = user(&a)?;
     let symbol = symbol_filter(&st, &q)?;
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
-    let c = cursor(&q, 3)?;
-    let (c_seq, c_sym, c_id) = match &c {
-        Some(c) => (Some(c[0]), Some(c[1] as i16), Some(c[2])),
-        None => (None, None, None),
-    };
+    let c = cursor(&q, TradesCursor::parse)?;
+    let (c_seq, c_sym, c_id) = (c.map(|c| c.seq), c.map(|c| c.symbol), c.map(|c| c.trade_id));
     let limit = limit(&q)?;
     let (rows, seq) = query(
         "SELECT seq, symbol_id, trade_id, ts, price, qty, notional, aggressor_side,
@@ -277,12 +432,12 @@ pub(crate) async fn trades(
     let next = (rows.len() as i64 == limit)
         .then(|| {
             rows.last().map(|r| {
-                format!(
-                    "{}-{}-{}",
-                    r.get::<_, i64>(0),
-                    r.get::<_, i16>(1),
-                    r.get::<_, i64>(2)
-                )
+                TradesCursor {
+                    seq: r.get(0),
+                    symbol: r.get(1),
+                    trade_id: r.get(2),
+                }
+                .to_string()
             })
         })
         .flatten();
@@ -306,11 +461,8 @@ pub(crate) async fn ledger(
         .map(|s| j::currency(&st.edge.config, &Named::Name(s.clone())).map(|c| c.0 as i16))
         .transpose()?;
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
-    let c = cursor(&q, 3)?;
-    let (c_seq, c_entry, c_leg) = match &c {
-        Some(c) => (Some(c[0]), Some(c[1] as i32), Some(c[2] as i16)),
-        None => (None, None, None),
-    };
+    let c = cursor(&q, LedgerCursor::parse)?;
+    let (c_seq, c_entry, c_leg) = (c.map(|c| c.seq), c.map(|c| c.entry), c.map(|c| c.leg));
     let limit = limit(&q)?;
     let (rows, seq) = query(
         "SELECT seq, entry, leg, ts, kind, currency_id, account, amount, symbol_id, order_id,
@@ -349,12 +501,12 @@ pub(crate) async fn ledger(
     let next = (rows.len() as i64 == limit)
         .then(|| {
             rows.last().map(|r| {
-                format!(
-                    "{}-{}-{}",
-                    r.get::<_, i64>(0),
-                    r.get::<_, i32>(1),
-                    r.get::<_, i16>(2)
-                )
+                LedgerCursor {
+                    seq: r.get(0),
+                    entry: r.get(1),
+                    leg: r.get(2),
+                }
+                .to_string()
             })
         })
         .flatten();
@@ -410,4 +562,212 @@ pub(crate) async fn klines(
     Ok(Json(
         json!({"klines": items, "next_from": next, "projected_seq": seq}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The 400 `r` must be, and its message.
+    fn bad<T: std::fmt::Debug>(r: Result<T, ApiError>) -> String {
+        let e = r.expect_err("a 400");
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.reason),
+            (400, 4001, "BAD_REQUEST"),
+            "{e:?}"
+        );
+        e.message
+    }
+
+    #[test]
+    fn limit_is_1_to_1000_and_anything_else_is_400() {
+        assert_eq!(limit(&q(&[])).unwrap(), HISTORY_LIMIT_DEFAULT);
+        assert_eq!(limit(&q(&[("limit", "1")])).unwrap(), 1);
+        assert_eq!(limit(&q(&[("limit", "1000")])).unwrap(), 1000);
+        // Out of range: refused, not clamped.
+        for l in [
+            "0",
+            "-1",
+            "1001",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            let m = bad(limit(&q(&[("limit", l)])));
+            assert_eq!(m, format!("limit: {l} is out of range: 1 to 1000"));
+        }
+        for l in ["", "x", "1.5", "99999999999999999999"] {
+            let m = bad(limit(&q(&[("limit", l)])));
+            assert!(m.contains("expected an integer"), "{m}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_through_their_own_endpoint() {
+        let o = OrdersCursor { seq: 9 };
+        assert_eq!(o.to_string(), "o-9");
+        assert_eq!(OrdersCursor::parse("o-9").unwrap(), o);
+        let t = TradesCursor {
+            seq: 9,
+            symbol: 0,
+            trade_id: 4,
+        };
+        assert_eq!(t.to_string(), "t-9-0-4");
+        assert_eq!(TradesCursor::parse("t-9-0-4").unwrap(), t);
+        let l = LedgerCursor {
+            seq: 3,
+            entry: 1,
+            leg: 2,
+        };
+        assert_eq!(l.to_string(), "l-3-1-2");
+        assert_eq!(LedgerCursor::parse("l-3-1-2").unwrap(), l);
+        // The extremes of every column's type.
+        for t in [
+            TradesCursor {
+                seq: 0,
+                symbol: 0,
+                trade_id: 0,
+            },
+            TradesCursor {
+                seq: i64::MAX,
+                symbol: i16::MAX,
+                trade_id: i64::MAX,
+            },
+        ] {
+            assert_eq!(TradesCursor::parse(&t.to_string()).unwrap(), t);
+        }
+        for l in [
+            LedgerCursor {
+                seq: 0,
+                entry: 0,
+                leg: 0,
+            },
+            LedgerCursor {
+                seq: i64::MAX,
+                entry: i32::MAX,
+                leg: i16::MAX,
+            },
+        ] {
+            assert_eq!(LedgerCursor::parse(&l.to_string()).unwrap(), l);
+        }
+        let o = OrdersCursor { seq: i64::MAX };
+        assert_eq!(OrdersCursor::parse(&o.to_string()).unwrap(), o);
+        // Absent: from the newest; present: parsed by the endpoint's parser.
+        assert_eq!(cursor(&q(&[]), OrdersCursor::parse).unwrap(), None);
+        assert_eq!(
+            cursor(&q(&[("cursor", "l-3-1-2")]), LedgerCursor::parse).unwrap(),
+            Some(l)
+        );
+    }
+
+    #[test]
+    fn a_part_out_of_its_columns_range_is_400_not_wrapped() {
+        // The red team's cursors (4294967297 as i32 == 1, 65538 as i16 == 2, 70000 as i16 ==
+        // 4464): each was a page somewhere else.
+        for (c, part) in [
+            ("l-4000-4294967297-2", "entry 4294967297"),
+            ("l-4000-2147483648-2", "entry 2147483648"),
+            ("l-4000-1-65538", "leg 65538"),
+            ("l-4000-1-32768", "leg 32768"),
+            ("l-9223372036854775808-1-2", "seq 9223372036854775808"),
+        ] {
+            let m = bad(LedgerCursor::parse(c));
+            assert!(m.contains(part) && m.contains("out of range"), "{c}: {m}");
+        }
+        for (c, part) in [
+            ("t-9-70000-4", "symbol id 70000"),
+            ("t-9-32768-4", "symbol id 32768"),
+            ("t-9-0-9223372036854775808", "trade id 9223372036854775808"),
+        ] {
+            let m = bad(TradesCursor::parse(c));
+            assert!(m.contains(part) && m.contains("out of range"), "{c}: {m}");
+        }
+        let m = bad(OrdersCursor::parse("o-99999999999999999999"));
+        assert!(m.contains("out of range"), "{m}");
+    }
+
+    #[test]
+    fn another_endpoints_cursor_is_400_naming_where_it_came_from() {
+        let m = bad(TradesCursor::parse("l-3-1-2"));
+        assert_eq!(
+            m,
+            "cursor: \"l-3-1-2\" was returned by /api/v1/history/ledger, not \
+             /api/v1/history/trades: a cursor pages only the endpoint that returned it"
+        );
+        assert!(bad(LedgerCursor::parse("t-9-0-4")).contains("returned by /api/v1/history/trades"));
+        assert!(bad(OrdersCursor::parse("t-9-0-4")).contains("returned by /api/v1/history/trades"));
+        assert!(bad(TradesCursor::parse("o-9")).contains("returned by /api/v1/history/orders"));
+        assert!(bad(LedgerCursor::parse("o-9")).contains("returned by /api/v1/history/orders"));
+        // Through the query, as the handlers take it.
+        let m = bad(cursor(&q(&[("cursor", "l-3-1-2")]), TradesCursor::parse));
+        assert!(m.contains("returned by /api/v1/history/ledger"), "{m}");
+    }
+
+    #[test]
+    fn anything_but_a_cursor_as_issued_is_400() {
+        let not_ours = |m: String, path: &str| {
+            assert_eq!(
+                m.split(" is not a cursor ").nth(1),
+                Some(&*format!(
+                    "{path} returned (pass its next_cursor back unchanged)"
+                )),
+                "{m}"
+            );
+        };
+        for c in [
+            // Untagged: the old format, which trades and ledger shared.
+            "9",
+            "3-1-2",
+            "4000-4294967297-2",
+            "9-70000-4", // no parts, or too few or many
+            "",
+            "o",
+            "o-",
+            "o-9-1",
+            "-9", // not decimal, signed, padded, spaced
+            "o-x",
+            "o-+9",
+            "o--9",
+            "o-09",
+            "o-9 ",
+            " o-9",
+            "o-1e3",
+            "O-9",
+            "x-y",
+        ] {
+            not_ours(bad(OrdersCursor::parse(c)), "/api/v1/history/orders");
+        }
+        for c in [
+            "3-1-2",
+            "9-70000-4",
+            "t-9-0",
+            "t-9-0-4-5",
+            "t-9--4",
+            "t-9-00-4",
+            "t-9-0-+4",
+            "t-9-0-4.0",
+            "T-9-0-4",
+            "tr-9-0-4",
+        ] {
+            not_ours(bad(TradesCursor::parse(c)), "/api/v1/history/trades");
+        }
+        for c in [
+            "3-1-2",
+            "4000-4294967297-2",
+            "4000-1-65538",
+            "l-3-1",
+            "l-3-1-2-0",
+            "l-3-01-2",
+            "l-3-1-",
+            "l-3-1-2\n",
+        ] {
+            not_ours(bad(LedgerCursor::parse(c)), "/api/v1/history/ledger");
+        }
+    }
 }
