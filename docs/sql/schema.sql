@@ -201,3 +201,9 @@ CREATE VIEW ledger_legs AS
 ALTER TABLE orders
     ADD COLUMN budget    BIGINT,                  -- a market buy's quote budget, quote minimal units (NULL: not a budget order)
     ADD COLUMN expire_at BIGINT;                  -- a GTD or DAY order's expiry, Unix ns (NULL: none); tif is now GTC | IOC | FOK | GTD | DAY
+
+-- migration 3: journal digest
+-- Which journal a projection is of (a database projected from one journal and resumed with
+-- another mixed the two without a word: a red-team finding).
+ALTER TABLE projection_state
+    ADD COLUMN last_digest BIGINT;                -- a 64-bit digest of journal record last_seq (sequence, type, stamp, payload); NULL: nothing projected since this column came

@@ -659,6 +659,87 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
     assert!(text.contains("projected 0 commands"), "{text}");
 }
 
+/// `ringbook project` expecting exit 2 with `says` on stderr.
+fn refused(dir: &Path, url: &str, extra: &[&str], says: &str) {
+    let out = project(dir, url, extra);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+    assert!(stderr.contains(says), "{extra:?}: {stderr}");
+}
+
+/// A database is a projection of one journal, made with one configuration: another journal, a
+/// configuration with other fees, and hand-edited state are refused with words that say so,
+/// and nothing is written (red-team findings: another journal was resumed silently, other fees
+/// wrote wrong rows until a balance disagreed, a retyped column panicked the projector, a
+/// negative `last_seq` deleted the whole ledger).
+#[test]
+fn a_projection_refuses_another_journal_other_fees_and_hand_edited_state() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "identity");
+    let tmp = tempdir();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    journal(&a, &script(21, 800, 0));
+    journal(&b, &script(22, 800, 0));
+    ok(&project(&a, &db.url, &["--once"]));
+    let mut c = db.client();
+    let hashes = table_hashes(&mut c);
+    // Another journal: refused by the digest of the projected record, and verify says so in
+    // one difference.
+    refused(
+        &b,
+        &db.url,
+        &["--once"],
+        "this database holds a projection of another journal: record",
+    );
+    let out = project(&b, &db.url, &["--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("DIFFERENCE: ").count(), 1, "{text}");
+    assert!(text.contains("projection of another journal"), "{text}");
+    // Other fees.
+    let fees = tmp.path().join("fees.toml");
+    let config = include_str!("../../engine/src/default_config.toml")
+        .replace("taker_fee_bps = 10\n", "taker_fee_bps = 20\n");
+    std::fs::write(&fees, config).unwrap();
+    refused(
+        &a,
+        &db.url,
+        &["--once", "--config", fees.to_str().unwrap()],
+        "the database holds a projection made with another configuration (symbol",
+    );
+    assert_eq!(table_hashes(&mut c), hashes);
+    // A column retyped by hand: the projector stops with an error (exit 2), not a panic's 101.
+    c.batch_execute("ALTER TABLE balances ALTER COLUMN locked TYPE numeric")
+        .unwrap();
+    refused(&a, &db.url, &["--once"], "the projection panicked (");
+    c.batch_execute("ALTER TABLE balances ALTER COLUMN locked TYPE bigint")
+        .unwrap();
+    // A negative or missing projection state: said, and the ledger left alone.
+    let ledger = |c: &mut Client| -> i64 {
+        c.query_one("SELECT count(*) FROM ledger", &[])
+            .unwrap()
+            .get(0)
+    };
+    let entries = ledger(&mut c);
+    let seq = last_seq(&mut c);
+    c.execute("UPDATE projection_state SET last_seq = -5", &[])
+        .unwrap();
+    refused(
+        &a,
+        &db.url,
+        &["--once"],
+        "projection_state holds last_seq -5",
+    );
+    assert_eq!(ledger(&mut c), entries);
+    c.execute("UPDATE projection_state SET last_seq = $1", &[&seq])
+        .unwrap();
+    assert_eq!(table_hashes(&mut c), hashes);
+    verify_clean(&a, &db.url);
+    c.execute("DELETE FROM projection_state", &[]).unwrap();
+    refused(&a, &db.url, &["--once"], "projection_state has no row");
+}
+
 // ------------------------------------------------------------------ a private PostgreSQL
 
 /// A throwaway PostgreSQL cluster of this test's own (initdb, pg_ctl), so it can be stopped and

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, GenericClient, NoTls, Transaction};
 use ringbook_engine::marketdata::Interval;
 use ringbook_engine::Config;
 
@@ -105,11 +105,9 @@ fn holder(client: &mut Client) -> Result<String, ProjectionError> {
 /// Removes ledger entries beyond the projected sequence: the ledger's transaction of a batch
 /// commits just before the batch's main transaction, so a crash between the two leaves them;
 /// the batch is projected again. (Readers never see them: `ledger_legs` stops at `last_seq`.)
-pub fn trim_ledger(client: &mut Client) -> Result<u64, ProjectionError> {
-    Ok(client.execute(
-        "DELETE FROM ledger WHERE seq > (SELECT last_seq FROM projection_state WHERE id = 1)",
-        &[],
-    )?)
+/// `last_seq` is the projected sequence, read (and checked: [`projected`]) first.
+pub fn trim_ledger(client: &mut Client, last_seq: u64) -> Result<u64, ProjectionError> {
+    Ok(client.execute("DELETE FROM ledger WHERE seq > $1", &[&big(last_seq)?])?)
 }
 
 /// Drops the secondary (history) indexes before a bulk load, in one transaction; the tables'
@@ -225,7 +223,12 @@ pub fn migrate(client: &mut Client) -> Result<(), ProjectionError> {
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         tx.batch_execute(m.sql).map_err(|e| {
-            ProjectionError::Usage(format!("migration {} ({}): {e}", m.version, m.name))
+            ProjectionError::Usage(format!(
+                "migration {} ({}): {}",
+                m.version,
+                m.name,
+                ProjectionError::Db(e)
+            ))
         })?;
         tx.execute(
             "INSERT INTO ringbook_schema_migrations (version, name) VALUES ($1, $2)",
@@ -260,23 +263,11 @@ pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), Projec
                 &[&(c.id as i16), &c.code, &i16::from(c.scale)],
             )?;
         }
-        for s in &config.symbols {
-            let base = config.currency_id(&s.base).map_or(0, |c| c.0) as i16;
-            let quote = config.currency_id(&s.quote).map_or(0, |c| c.0) as i16;
+        for s in symbol_rows(config)? {
             tx.execute(
                 "INSERT INTO symbols VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
-                    &(s.id as i16),
-                    &s.name,
-                    &base,
-                    &quote,
-                    &big(s.lot_size)?,
-                    &big(s.tick_size)?,
-                    &s.price_min,
-                    &s.price_max,
-                    &(s.maker_fee_bps as i32),
-                    &(s.taker_fee_bps as i32),
-                    &big(s.max_order_qty)?,
+                    &s.0, &s.1, &s.2, &s.3, &s.4, &s.5, &s.6, &s.7, &s.8, &s.9, &s.10,
                 ],
             )?;
         }
@@ -293,35 +284,52 @@ pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), Projec
         .iter()
         .map(|c| (c.id as i16, c.code.clone(), i16::from(c.scale)))
         .collect();
-    let have: Vec<(i16, String, i16)> = rows
+    let have = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<(i16, String, i16)>, postgres::Error>>()?;
     if want != have {
         differences.push(format!("currencies: stored {have:?}, config {want:?}"));
     }
+    // Every column: fees, the price band and the largest order change what a journal's
+    // commands do (a projection resumed with other fees wrote wrong rows until a balance
+    // disagreed: a red-team finding).
     let rows = tx.query(
-        "SELECT symbol_id, name, lot_size, tick_size FROM symbols ORDER BY symbol_id",
+        "SELECT symbol_id, name, base_currency_id, quote_currency_id, lot_size, tick_size,
+                price_min, price_max, maker_fee_bps, taker_fee_bps, max_order_qty
+         FROM symbols ORDER BY symbol_id",
         &[],
     )?;
-    let have: Vec<(i16, String, i64, i64)> = rows
+    let have = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    let want: Vec<(i16, String, i64, i64)> = config
-        .symbols
-        .iter()
-        .map(|s| {
-            (
-                s.id as i16,
-                s.name.clone(),
-                s.lot_size as i64,
-                s.tick_size as i64,
-            )
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                r.try_get(9)?,
+                r.try_get(10)?,
+            ))
         })
-        .collect();
-    if want != have {
-        differences.push(format!("symbols: stored {have:?}, config {want:?}"));
+        .collect::<Result<Vec<SymbolRow>, postgres::Error>>()?;
+    let want = symbol_rows(config)?;
+    for (h, w) in have.iter().zip(&want) {
+        if h != w {
+            differences.push(format!("symbol {}: stored {h:?}, config {w:?}", w.1));
+        }
+    }
+    if have.len() != want.len() {
+        differences.push(format!(
+            "{} symbols stored, {} configured",
+            have.len(),
+            want.len()
+        ));
     }
     if !differences.is_empty() {
         return Err(ProjectionError::Usage(format!(
@@ -333,6 +341,34 @@ pub fn reference_data(client: &mut Client, config: &Config) -> Result<(), Projec
     Ok(())
 }
 
+/// A `symbols` row: id, name, base and quote currency ids, lot and tick size, price band,
+/// maker and taker fee (bps), largest order quantity.
+type SymbolRow = (i16, String, i16, i16, i64, i64, i64, i64, i32, i32, i64);
+
+/// The configuration's `symbols` rows, as stored.
+fn symbol_rows(config: &Config) -> Result<Vec<SymbolRow>, ProjectionError> {
+    config
+        .symbols
+        .iter()
+        .map(|s| {
+            let currency = |code: &str| config.currency_id(code).map_or(0, |c| c.0) as i16;
+            Ok((
+                s.id as i16,
+                s.name.clone(),
+                currency(&s.base),
+                currency(&s.quote),
+                big(s.lot_size)?,
+                big(s.tick_size)?,
+                s.price_min,
+                s.price_max,
+                s.maker_fee_bps as i32,
+                s.taker_fee_bps as i32,
+                big(s.max_order_qty)?,
+            ))
+        })
+        .collect()
+}
+
 fn big(v: u64) -> Result<i64, ProjectionError> {
     i64::try_from(v).map_err(|_| ProjectionError::Data(format!("{v} does not fit a BIGINT")))
 }
@@ -342,12 +378,33 @@ fn opt_big(v: Option<u64>) -> Result<Option<i64>, ProjectionError> {
 }
 
 /// The projection state: the last projected sequence (0: none) and its time.
-pub fn projected(client: &mut Client) -> Result<(u64, u64), ProjectionError> {
-    let row = client.query_one(
-        "SELECT last_seq, last_ts FROM projection_state WHERE id = 1",
-        &[],
-    )?;
-    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+pub fn projected(client: &mut impl GenericClient) -> Result<(u64, u64), ProjectionError> {
+    let row = client
+        .query_opt(
+            "SELECT last_seq, last_ts FROM projection_state WHERE id = 1",
+            &[],
+        )?
+        .ok_or_else(|| {
+            ProjectionError::Data(
+                "projection_state has no row (id 1): the table was changed by hand; \
+                 `ringbook project --rebuild` rebuilds the projection"
+                    .to_string(),
+            )
+        })?;
+    let (seq, ts): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    match (u64::try_from(seq), u64::try_from(ts)) {
+        (Ok(seq), Ok(ts)) => Ok((seq, ts)),
+        _ => Err(ProjectionError::Data(format!(
+            "projection_state holds last_seq {seq}, last_ts {ts}: negative, so changed by hand; \
+             `ringbook project --rebuild` rebuilds the projection"
+        ))),
+    }
+}
+
+/// The digest of the last projected journal record (`None`: none stored).
+pub fn projected_digest(client: &mut impl GenericClient) -> Result<Option<u64>, ProjectionError> {
+    let row = client.query_one("SELECT last_digest FROM projection_state WHERE id = 1", &[])?;
+    Ok(row.try_get::<_, Option<i64>>(0)?.map(|d| d as u64))
 }
 
 /// What a resumed mapper carries: live orders, balances, pending withdrawals, open accounts.
@@ -555,11 +612,12 @@ pub fn write_batch(
     }
     tx.execute(
         "UPDATE projection_state SET last_seq = $1, last_ts = $2, commands = commands + $3,
-                updated_at = now() WHERE id = 1",
+                last_digest = $4, updated_at = now() WHERE id = 1",
         &[
             &big(batch.last_seq)?,
             &big(batch.last_ts)?,
             &big(batch.commands)?,
+            &(batch.last_digest as i64),
         ],
     )?;
     tx.commit()?;

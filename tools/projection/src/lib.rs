@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use ringbook_engine::codec;
 use ringbook_engine::pipeline::{replay_journal, PipelineError, RECORD_TYPE_COMMAND_V1};
 use ringbook_engine::{Config, Engine, Event, RiskMode, Seq};
-use ringbook_journal::{JournalError, Tailer};
+use ringbook_journal::{JournalError, Record, Tailer};
 
 pub use db::Faults;
 pub use verify::{verify, Verification};
@@ -325,7 +325,34 @@ fn connect_retrying(
 /// commit: the batch is whatever arrived while the previous one was written), or when full.
 /// `--once` into an empty projection is a bulk load: the secondary indexes are dropped first
 /// and built once at the end (the same statements as the migration's, so the same tables).
+///
+/// A panic inside (a bug, or a table changed by hand so that a stored value no longer has the
+/// type its column had) is caught and returned as [`ProjectionError::Data`], so a caller always
+/// learns that the projection stopped (`serve`'s `ringbook_projection_running` went on saying 1
+/// after one: a red-team finding).
 pub fn run(
+    opts: &Options,
+    stop: &AtomicBool,
+    progress: &Progress,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, ProjectionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_inner(opts, stop, progress, log)
+    }))
+    .unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(ProjectionError::Data(format!(
+            "the projection panicked ({what}): a bug, or a projection table changed by hand; \
+             `ringbook project --verify` compares it with the journal, `--rebuild` rebuilds it"
+        )))
+    })
+}
+
+fn run_inner(
     opts: &Options,
     stop: &AtomicBool,
     progress: &Progress,
@@ -501,6 +528,7 @@ fn map_journal(
         events.clear();
         engine.process_at(ts, &cmd, &mut |e: &Event| events.push(*e));
         mapper.apply(seq, ts, &cmd, &events, &mut batch)?;
+        batch.last_digest = record_digest(&record);
         progress.read_seq.store(seq, Ordering::Relaxed);
         if batch.commands >= opts.batch_commands {
             if to_writer.send(ToWriter::Batch(take(&mut batch))).is_err() {
@@ -516,6 +544,54 @@ fn map_journal(
             }
         }
     }
+}
+
+/// A 64-bit digest of a journal record — its sequence, type, stamp and payload, as 64-bit
+/// words, FNV-1a style — stored with the projected sequence (`projection_state.last_digest`),
+/// so that a projection resumed, or verified, against another journal is refused instead of
+/// mixing the two. An identity check, not a seal: the journal's CRC32C covers integrity.
+pub fn record_digest(record: &Record<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |w: u64| h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    mix(record.sequence);
+    mix(u64::from(record.record_type));
+    mix(record.timestamp_ns);
+    mix(record.payload.len() as u64);
+    let mut words = record.payload.chunks_exact(8);
+    for w in &mut words {
+        mix(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    mix(u64::from_le_bytes(tail));
+    h
+}
+
+/// Refuses a projection of another journal: record `seq` of this journal must have the digest
+/// the projection stored with it (`None`: stored before the digest existed, not checked). A
+/// record the journal no longer holds (pruned) is not checked here: rebuilding the engine to it
+/// reports that.
+fn check_journal_digest(
+    opts: &Options,
+    seq: u64,
+    stored: Option<u64>,
+) -> Result<(), ProjectionError> {
+    let (Some(stored), true) = (stored, seq > 0) else {
+        return Ok(());
+    };
+    let mut tailer = Tailer::open(&opts.journal, seq)?;
+    let Some(record) = tailer.poll()? else {
+        return Ok(());
+    };
+    if record.sequence == seq && record_digest(&record) != stored {
+        return Err(ProjectionError::Usage(format!(
+            "this database holds a projection of another journal: record {seq} of {} is not \
+             the record it projected as {seq}; project into another database, use this \
+             database's journal, or --rebuild",
+            opts.journal.display()
+        )));
+    }
+    Ok(())
 }
 
 fn take(batch: &mut Batch) -> Batch {
@@ -540,8 +616,9 @@ fn start(
     }
     db::migrate(client)?;
     db::reference_data(client, &opts.config)?;
-    db::trim_ledger(client)?;
     let (resumed_at, _) = db::projected(client)?;
+    check_journal_digest(opts, resumed_at, db::projected_digest(client)?)?;
+    db::trim_ledger(client, resumed_at)?;
     // What the database holds is committed: say so now, not after the engine is rebuilt.
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let mut mapper = Mapper::new(&opts.config);

@@ -153,6 +153,8 @@ pub struct Batch {
     /// Engine time of the first and last command.
     pub first_ts: u64,
     pub last_ts: u64,
+    /// The digest of the last command's journal record ([`crate::record_digest`]).
+    pub last_digest: u64,
     pub commands: u64,
     pub accounts: Vec<AccountRow>,
     pub orders: BTreeMap<u64, OrderRow>,

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "budget and expiry",
         sql: include_str!("../migrations/0002_budget_expiry.sql"),
     },
+    Migration {
+        version: 3,
+        name: "journal digest",
+        sql: include_str!("../migrations/0003_journal_digest.sql"),
+    },
 ];
 
 /// The tables the projection owns, in creation order (dropped in reverse by `--rebuild`).
