@@ -20,8 +20,10 @@
 //! ```
 //!
 //! `--max-messages N` stops after N market-data messages (depth frames, trades, tickers; the
-//! subscriptions' acknowledgements are not counted) for scripts and tests. Exit status 0 when
-//! stopped that way or by the server closing, 2 when it cannot connect or log in.
+//! subscriptions' acknowledgements are not counted) for scripts and tests. Exit status 0 only
+//! when stopped that way; 2 when it cannot connect or log in, when a subscription is refused,
+//! and when the server ends the session or the connection (a shutdown included). Each run logs
+//! in to a session of its own.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -82,6 +84,20 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// A session id of this run's own: a session `(login, id)` outlives its connection on the
+/// server, so a fixed id (this used the process id: 1 in every container) would resume an
+/// earlier run's session, replaying its messages — an earlier refusal included — or be refused
+/// as `ALREADY_LOGGED_IN` beside a run still going (a red-team finding). A new session
+/// displaces only the login's own longest-detached one (docs/protocol.md, "Sessions").
+fn fresh_session_id() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mixed =
+        (nanos as u64) ^ (nanos >> 64) as u64 ^ u64::from(std::process::id()).rotate_left(40);
+    (mixed ^ (mixed >> 32)) as u32
+}
+
 /// What the view keeps.
 struct State {
     name: String,
@@ -111,7 +127,7 @@ fn view(args: &Args) -> Result<(), String> {
         .map_or_else(|| symbol.0.to_string(), |s| s.name.clone());
     let mut client =
         Client::connect(args.addr).map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
-    let session = std::process::id();
+    let session = fresh_session_id();
     client
         .login(&args.login, &args.password, session, false)
         .map_err(|e| format!("login as {}: {e}", args.login))?;
@@ -146,7 +162,9 @@ fn view(args: &Args) -> Result<(), String> {
             Err(ClientError::Disconnected(code, name)) => {
                 return Err(format!("the server closed the session: {code} {name}"))
             }
-            Err(ClientError::Closed) => return Ok(()),
+            Err(ClientError::Closed) => {
+                return Err("the server closed the connection (without a Disconnect)".to_string())
+            }
             Err(e) => return Err(e.to_string()),
         };
         // A refused subscription (an unknown symbol, no market data on this server) comes
@@ -239,6 +257,15 @@ impl State {
                     l.push('\n');
                 }
                 self.ticker = Some(*ticker);
+                Ok(false)
+            }
+            MdMsg::Subscribed {
+                symbol: s,
+                channel: Channel::Depth,
+                ..
+            } if *s == symbol => {
+                // Ends a depth message in progress unfinished (a resubscribe after a gap).
+                self.depth.subscribed();
                 Ok(false)
             }
             MdMsg::Candle { .. } | MdMsg::Subscribed { .. } => Ok(false),

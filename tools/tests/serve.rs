@@ -691,9 +691,36 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
         stderr.contains("refused the subscription to 7: 3001 UNKNOWN_SYMBOL"),
         "{stderr}"
     );
+    // A `ringbook md` following when the server shuts down exits 2 with the reason (it
+    // exited 0 on a connection closed without a word: a red-team finding).
+    let mut follower = Proc::new(BIN)
+        .args([
+            "md",
+            "--addr",
+            &addr.to_string(),
+            "--symbol",
+            "BTC-KRW",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringbook md");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains(r#""snapshot":true"#), "{first}");
     drop((ops, alice, bob, feed));
     let (status, _, _) = terminate(srv);
     assert!(status.success());
+    let out = follower.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the server closed the session: ")
+            || stderr.contains("the server closed the connection"),
+        "{stderr}"
+    );
 
     // Restarted on the same journal: the same book at the same md_seq, the same candle.
     let srv = start(&journal, &[]);

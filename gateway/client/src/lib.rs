@@ -486,7 +486,9 @@ pub enum Received {
 
 /// A subscriber's copy of one symbol's depth, fed with the `MdDepth` frames of a depth
 /// subscription: a snapshot (frames flagged `DEPTH_SNAPSHOT`) starts it, updates and
-/// conflated updates move it on; a message takes effect at its `DEPTH_END` frame.
+/// conflated updates move it on; a message takes effect at its `DEPTH_END` frame. An
+/// `MdSubscribed` for the symbol's depth (a subscribe or an unsubscribe) ends any message in
+/// progress unfinished: pass it to [`DepthBook::subscribed`] so its frames are dropped.
 #[derive(Clone, Debug, Default)]
 pub struct DepthBook {
     book: Option<L2Book>,
@@ -527,12 +529,64 @@ impl DepthBook {
     pub fn book(&self) -> Option<&L2Book> {
         self.book.as_ref()
     }
+
+    /// An `MdSubscribed` for this symbol's depth arrived: the server sends no more frames of a
+    /// message it had begun (a snapshot cut short by a resubscribe, say), so they are dropped;
+    /// the book stays as it is until the next message (a new subscription's snapshot replaces
+    /// it). Kept, such frames would be merged into the next message, and a level gone since
+    /// would stay in the book (a red-team finding).
+    pub fn subscribed(&mut self) {
+        self.partial.clear();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringbook_engine::{Price, Qty, Side};
     use std::net::TcpListener;
+
+    fn depth_frame(flags: u8, first: u64, last: u64, levels: &[(i64, u64)]) -> DepthFrame {
+        let mut f = DepthFrame {
+            symbol: SymbolId(0),
+            flags,
+            first,
+            last,
+            ts: 0,
+            count: levels.len() as u8,
+            levels: Default::default(),
+        };
+        for (slot, &(price, qty)) in f.levels.iter_mut().zip(levels) {
+            *slot = LevelChange {
+                side: Side::Buy,
+                price: Price(price),
+                qty: Qty(qty),
+                count: 1,
+            };
+        }
+        f
+    }
+
+    /// A snapshot cut short by a resubscribe (its frames sent, its END never) and the next
+    /// subscription's snapshot: the book is the second snapshot alone, not the two merged.
+    #[test]
+    fn a_depth_message_ended_by_a_subscription_ack_is_dropped() {
+        let mut book = DepthBook::new();
+        let cut = depth_frame(md::DEPTH_SNAPSHOT, 0, 7, &[(7000, 1), (6900, 2)]);
+        assert_eq!(book.apply(&cut), Ok(None));
+        book.subscribed();
+        let fresh = depth_frame(md::DEPTH_SNAPSHOT | md::DEPTH_END, 0, 8, &[(6900, 2)]);
+        assert_eq!(book.apply(&fresh), Ok(Some(8)));
+        assert_eq!(
+            book.book().unwrap().levels(Side::Buy),
+            vec![(Price(6900), Qty(2), 1)]
+        );
+        // Without the acknowledgement's reset the cut frames would have been merged in.
+        let mut merged = DepthBook::new();
+        merged.apply(&cut).unwrap();
+        merged.apply(&fresh).unwrap();
+        assert_eq!(merged.book().unwrap().levels(Side::Buy).len(), 2);
+    }
 
     /// A peer that accepts and then says nothing: the login fails with `NoLoginReply` (the
     /// tools built on this client hung forever on one: a red-team finding); one that answers

@@ -162,8 +162,8 @@ pub struct DepthFrame {
     pub symbol: SymbolId,
     /// [`DEPTH_SNAPSHOT`], [`DEPTH_END`].
     pub flags: u8,
-    /// The first update the message covers (a snapshot: 1; an ordinary update: its `md_seq`;
-    /// a conflated one: the first it replaces).
+    /// The first update the message covers (a snapshot: 0, it starts from an empty book; an
+    /// ordinary update: its `md_seq`; a conflated one: the first it replaces).
     pub first: u64,
     /// The `md_seq` the receiver's book is at once the message's last frame is applied.
     pub last: u64,
