@@ -1537,6 +1537,17 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         .query_one("SELECT count(*) FROM trades", &[])
         .unwrap()
         .get(0);
+    // A trade row of bob's beyond the projected sequence, as a batch committing between a
+    // reply's two reads would leave it: the pages are bounded by the `projected_seq` they
+    // report, so it shows in none of them (read after the rows, the sequence could be behind
+    // them).
+    c.batch_execute(
+        "CREATE TEMP TABLE ahead AS
+           SELECT * FROM trades WHERE maker_user_id = 2 OR taker_user_id = 2 LIMIT 1;
+         UPDATE ahead SET seq = seq + 1000000, trade_id = trade_id + 1000000;
+         INSERT INTO trades SELECT * FROM ahead;",
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1640,14 +1651,20 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
             .sum();
         assert_eq!(in_candles, total);
 
-        // Bad input: a clear error.
-        let (st, v) = get_json(
-            &http,
-            format!("{base}/api/v1/history/orders?cursor=x-y"),
-            Some(&bob),
-        )
-        .await;
-        assert_eq!((st, v["code"].as_u64()), (400, Some(4001)), "{v}");
+        // Bad input: a clear error. A cursor of another endpoint, one whose part would wrap
+        // into another row's key, and a limit outside 1..=1000 are refused, not served (a
+        // red-team finding: all three were 200).
+        for bad in [
+            "orders?cursor=x-y",
+            "trades?cursor=l-3-1-2",
+            "ledger?cursor=l-4000-4294967297-2",
+            "trades?cursor=t-9-70000-4",
+            "orders?limit=0",
+            "ledger?limit=1001",
+        ] {
+            let (st, v) = get_json(&http, format!("{base}/api/v1/history/{bad}"), Some(&bob)).await;
+            assert_eq!((st, v["code"].as_u64()), (400, Some(4001)), "{bad}: {v}");
+        }
         let (st, v) = get_json(&http, format!("{base}/api/v1/history/orders"), None).await;
         assert_eq!(st, 401, "{v}");
     });

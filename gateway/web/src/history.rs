@@ -84,7 +84,17 @@ async fn client() -> Result<Arc<Client>, ApiError> {
     Ok(c)
 }
 
-async fn query(sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Vec<Row>, i64), ApiError> {
+/// Runs a history query and returns its rows with the projected sequence they are complete
+/// up to. `last_seq` is read first and, with `bounded`, passed as the query's last parameter
+/// (one past `params`), which the query uses as `seq <= $n`: rows committed after it (the
+/// projection goes on between the two statements) are left out, so a page never holds a row
+/// beyond the `projected_seq` it reports, nor lacks one at or before it. (Read after the rows,
+/// as it was, it could be ahead of them.)
+async fn query(
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    bounded: bool,
+) -> Result<(Vec<Row>, i64), ApiError> {
     let c = client().await?;
     let failed = |e: tokio_postgres::Error| {
         ApiError::web(
@@ -92,12 +102,17 @@ async fn query(sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Vec<Row>, i
             format!("the projection's database failed ({e}); retry later"),
         )
     };
-    let rows = c.query(sql, params).await.map_err(failed)?;
     let seq: i64 = c
-        .query_one("SELECT last_seq FROM projection_state", &[])
+        .query_one("SELECT last_seq FROM projection_state WHERE id = 1", &[])
         .await
         .map_err(failed)?
-        .get(0);
+        .try_get(0)
+        .map_err(failed)?;
+    let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
+    if bounded {
+        all.push(&seq);
+    }
+    let rows = c.query(sql, &all).await.map_err(failed)?;
     Ok((rows, seq))
 }
 
@@ -329,9 +344,10 @@ pub(crate) async fn orders(
            FROM orders
           WHERE user_id = $1 AND ($2::smallint IS NULL OR symbol_id = $2)
             AND ($3::bigint IS NULL OR created_ts >= $3) AND ($4::bigint IS NULL OR created_ts < $4)
-            AND ($5::bigint IS NULL OR seq < $5)
+            AND ($5::bigint IS NULL OR seq < $5) AND seq <= $7
           ORDER BY seq DESC LIMIT $6",
         &[&user, &symbol, &from, &to, &after, &limit],
+        true,
     )
     .await?;
     let items: Vec<Value> = rows
@@ -399,8 +415,10 @@ pub(crate) async fn trades(
             AND ($2::smallint IS NULL OR symbol_id = $2)
             AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4)
             AND ($5::bigint IS NULL OR (seq, symbol_id, trade_id) < ($5, $6::smallint, $7))
+            AND seq <= $9
           ORDER BY seq DESC, symbol_id DESC, trade_id DESC LIMIT $8",
         &[&user, &symbol, &from, &to, &c_seq, &c_sym, &c_id, &limit],
+        true,
     )
     .await?;
     let items: Vec<Value> = rows
@@ -471,10 +489,12 @@ pub(crate) async fn ledger(
           WHERE user_id = $1 AND ($2::smallint IS NULL OR currency_id = $2)
             AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4)
             AND ($5::bigint IS NULL OR (seq, entry, leg) < ($5, $6::integer, $7::smallint))
+            AND seq <= $9
           ORDER BY seq DESC, entry DESC, leg DESC LIMIT $8",
         &[
             &user, &currency, &from, &to, &c_seq, &c_entry, &c_leg, &limit,
         ],
+        true,
     )
     .await?;
     let config = &st.edge.config;
@@ -539,6 +559,7 @@ pub(crate) async fn klines(
             AND ($3::bigint IS NULL OR open_time >= $3) AND ($4::bigint IS NULL OR open_time < $4)
           ORDER BY open_time LIMIT $5",
         &[&sym, &interval, &from, &to, &limit],
+        false,
     )
     .await?;
     let items: Vec<Value> = rows
