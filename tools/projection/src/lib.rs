@@ -579,9 +579,16 @@ fn check_journal_digest(
     let (Some(stored), true) = (stored, seq > 0) else {
         return Ok(());
     };
-    let mut tailer = Tailer::open(&opts.journal, seq)?;
-    let Some(record) = tailer.poll()? else {
-        return Ok(());
+    // The record itself may be pruned (all of its segment at or below a snapshot) while the
+    // records after it are there: a projection at that snapshot resumes all the same.
+    let mut tailer = match Tailer::open(&opts.journal, seq) {
+        Err(JournalError::Pruned { .. }) => return Ok(()),
+        other => other?,
+    };
+    let record = match tailer.poll() {
+        Ok(Some(record)) => record,
+        Ok(None) | Err(JournalError::Pruned { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
     };
     if record.sequence == seq && record_digest(&record) != stored {
         return Err(ProjectionError::Usage(format!(
@@ -742,6 +749,50 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::LagHistogram;
+
+    /// The journal check of a resumed projection: a record held with another digest is another
+    /// journal; a record held with its digest passes; a record pruned (the projection at a
+    /// snapshot whose segments went) is not checked, so that projection still resumes.
+    #[test]
+    fn the_journal_digest_check_refuses_another_record_and_skips_a_pruned_one() {
+        use ringbook_journal::{Durability, JournalConfig, Pretouch, Writer};
+        let dir = tempfile::tempdir().unwrap();
+        let config = JournalConfig {
+            segment_len_bytes: 64 << 10,
+            payload_len_max_bytes: 4096,
+            durability: Durability::None,
+            pretouch: Pretouch::Off,
+            ..JournalConfig::default()
+        };
+        let mut writer = Writer::open(dir.path(), config).unwrap();
+        for seq in 1..=3000u64 {
+            writer
+                .append(seq, 1, seq * 1_000, &seq.to_le_bytes().repeat(8))
+                .unwrap();
+        }
+        let digest_of = |seq: u64| {
+            let mut t = super::Tailer::open(dir.path(), seq).unwrap();
+            let r = t.poll().unwrap().unwrap();
+            assert_eq!(r.sequence, seq);
+            super::record_digest(&r)
+        };
+        let held = digest_of(2900);
+        let opts = super::Options::new(dir.path(), "", ringbook_engine::Config::default());
+        assert!(super::check_journal_digest(&opts, 2900, Some(held)).is_ok());
+        assert!(super::check_journal_digest(&opts, 2900, None).is_ok());
+        let e = super::check_journal_digest(&opts, 2900, Some(held ^ 1)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("this database holds a projection of another journal: record 2900"),
+            "{e}"
+        );
+        assert_ne!(digest_of(2899), held);
+        ringbook_journal::write_snapshot(dir.path(), 2000, 0, 1, b"state").unwrap();
+        let report = writer.prune(u64::MAX, false).unwrap();
+        let first = report.first_sequence_after.unwrap();
+        assert!(first > 1000, "{report:?}");
+        assert!(super::check_journal_digest(&opts, first - 1, Some(12345)).is_ok());
+    }
 
     #[test]
     fn the_lag_histogram_brackets_every_quantile_within_a_sixteenth() {
