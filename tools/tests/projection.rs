@@ -659,6 +659,84 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
     assert!(text.contains("projected 0 commands"), "{text}");
 }
 
+/// A following projector whose ledger connection alone is terminated (a DBA's
+/// `pg_terminate_backend`, a pooler, a reset) reconnects and goes on: its old main connection,
+/// which holds the projector lock, is dropped before the new pair connects (it was dropped
+/// after, so the new pair never got the lock and the projector waited on itself for good: a
+/// red-team finding).
+#[test]
+fn a_projector_whose_ledger_connection_is_killed_reconnects_and_goes_on() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "ledgerkill");
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    journal(&dir, &script(31, 600, 0));
+    let mut c = db.client();
+    // 0 until the projector has migrated.
+    let committed = |c: &mut Client| {
+        c.query_one("SELECT last_seq FROM projection_state", &[])
+            .map_or(0, |r| r.get::<_, i64>(0))
+    };
+    let mut p = Server::spawn(&[
+        "project",
+        "--journal",
+        dir.to_str().unwrap(),
+        "--postgres",
+        &db.url,
+        "--batch",
+        "100",
+    ]);
+    let end = {
+        let deadline = Instant::now() + support::WAIT;
+        loop {
+            let n = committed(&mut c);
+            if n > 0
+                && p.log_now()
+                    .iter()
+                    .any(|l| l.contains("caught up at sequence"))
+            {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "{:#?}", p.log_now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The projector's backend that does not hold the lock: its ledger connection.
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
+              WHERE a.datname = current_database() AND a.application_name = 'ringbook-projection'
+                AND a.pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    // More commands: the next batch meets the dead connection, reconnects, and is written.
+    journal(&dir, &script(32, 300, 1_000_000));
+    let more = journal_last_seq(&dir) as i64;
+    assert!(more > end);
+    let deadline = Instant::now() + support::WAIT;
+    while committed(&mut c) < more {
+        assert!(Instant::now() < deadline, "{:#?}", p.log_now());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.wait_line("PostgreSQL back: sequences");
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, log) = p.exit_within(Duration::from_secs(20));
+    assert!(status.success(), "{log:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains("another projector")),
+        "{log:#?}"
+    );
+    verify_clean(&dir, &db.url);
+    ledger_balances(&mut c);
+}
+
 /// `ringbook project` expecting exit 2 with `says` on stderr.
 fn refused(dir: &Path, url: &str, extra: &[&str], says: &str) {
     let out = project(dir, url, extra);
@@ -713,6 +791,7 @@ fn a_projection_refuses_another_journal_other_fees_and_hand_edited_state() {
     c.batch_execute("ALTER TABLE balances ALTER COLUMN locked TYPE numeric")
         .unwrap();
     refused(&a, &db.url, &["--once"], "the projection panicked (");
+    refused(&a, &db.url, &["--verify"], "verify panicked (");
     c.batch_execute("ALTER TABLE balances ALTER COLUMN locked TYPE bigint")
         .unwrap();
     // A negative or missing projection state: said, and the ledger left alone.

@@ -584,9 +584,10 @@ pub fn write_batch(
         return Ok(Written::AlreadyThere);
     }
     if last + 1 != batch.first_seq && !(last == 0 && batch.first_seq > 0 && is_start(&mut tx)?) {
-        return Err(ProjectionError::Data(format!(
+        return Err(ProjectionError::StateMoved(format!(
             "the projection state stands at sequence {last}, but this batch starts at {}: \
-             another projector is writing to this database, or it was changed by hand",
+             another projector wrote to this database while this one was disconnected, or it \
+             was changed by hand",
             batch.first_seq
         )));
     }

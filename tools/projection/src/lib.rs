@@ -49,6 +49,10 @@ pub enum ProjectionError {
     /// Another projector holds this database (its lock, [`db::Conns::connect`]): transient, a
     /// following projector waits for it to go.
     Busy(String),
+    /// The projection state is not where this projector's next batch starts: it moved while
+    /// this projector was disconnected (another projector took the lock meanwhile) or by hand.
+    /// [`run`] starts again from the database's state.
+    StateMoved(String),
 }
 
 impl fmt::Display for ProjectionError {
@@ -57,7 +61,8 @@ impl fmt::Display for ProjectionError {
             ProjectionError::Usage(s)
             | ProjectionError::Journal(s)
             | ProjectionError::Data(s)
-            | ProjectionError::Busy(s) => f.write_str(s),
+            | ProjectionError::Busy(s)
+            | ProjectionError::StateMoved(s) => f.write_str(s),
             ProjectionError::Db(e) => match e.as_db_error() {
                 Some(d) => write!(f, "PostgreSQL: {} ({})", d.message(), d.code().code()),
                 None => match std::error::Error::source(e) {
@@ -330,23 +335,62 @@ fn connect_retrying(
 /// type its column had) is caught and returned as [`ProjectionError::Data`], so a caller always
 /// learns that the projection stopped (`serve`'s `ringbook_projection_running` went on saying 1
 /// after one: a red-team finding).
+///
+/// When the projection state moved under it ([`ProjectionError::StateMoved`]: another
+/// projector took the lock while this one was disconnected, and projected further), it starts
+/// again from the database's state, as at start — once per batch it then commits; a state that
+/// moves again before any commit is the error.
 pub fn run(
     opts: &Options,
     stop: &AtomicBool,
     progress: &Progress,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, ProjectionError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_inner(opts, stop, progress, log)
-    }))
-    .unwrap_or_else(|payload| {
-        let what = payload
+    caught("the projection", || {
+        let mut total: Option<Summary> = None;
+        loop {
+            let before = progress.batches.load(Ordering::Relaxed);
+            let result = run_inner(opts, stop, progress, log);
+            let progressed = progress.batches.load(Ordering::Relaxed) > before;
+            match result {
+                Err(ProjectionError::StateMoved(why)) if progressed || total.is_none() => {
+                    log(&format!(
+                        "{why}; starting again from the state the database holds"
+                    ));
+                    total.get_or_insert_with(Summary::default);
+                }
+                Ok(s) => {
+                    return Ok(match total {
+                        None => s,
+                        Some(t) => Summary {
+                            resumed_at: t.resumed_at,
+                            last_seq: s.last_seq,
+                            commands: t.commands + s.commands,
+                            rows: t.rows + s.rows,
+                            batches: t.batches + s.batches,
+                        },
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+/// Runs `f`, returning a panic inside as [`ProjectionError::Data`] naming `what` (a bug, or a
+/// table changed by hand: a stored value of another type than its column had).
+pub(crate) fn caught<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, ProjectionError>,
+) -> Result<T, ProjectionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_string());
         Err(ProjectionError::Data(format!(
-            "the projection panicked ({what}): a bug, or a projection table changed by hand; \
+            "{what} panicked ({message}): a bug, or a projection table changed by hand; \
              `ringbook project --verify` compares it with the journal, `--rebuild` rebuilds it"
         )))
     })
@@ -362,7 +406,7 @@ fn run_inner(
     // PostgreSQL fails transiently while following.
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u64;
-    let (mut conns, mapper, engine, resumed_at, bulk) = loop {
+    let (conns, mapper, engine, resumed_at, bulk) = loop {
         match start(opts, stop, progress, log) {
             Ok(started) => break started,
             Err(e) if e.is_transient() && !opts.once && !stop.load(Ordering::Relaxed) => {
@@ -377,8 +421,12 @@ fn run_inner(
             Err(e) => return Err(e),
         }
     };
+    let mut conns = Some(conns);
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
+    // "Caught up" is said once, and again after a failure was recovered from (said per idle
+    // moment, a lightly loaded server logged it hundreds of times a second).
+    let mut say_caught_up = true;
     let mut summary = Summary {
         resumed_at,
         last_seq: resumed_at,
@@ -400,7 +448,7 @@ fn run_inner(
         for msg in &from_mapper {
             match msg {
                 ToWriter::Batch(mut batch) => {
-                    if let Err(e) = flush(
+                    match flush(
                         &mut conns,
                         opts,
                         &mut batch,
@@ -409,11 +457,18 @@ fn run_inner(
                         &mut summary,
                         log,
                     ) {
-                        result = Err(e);
-                        break;
+                        Ok(recovered) => say_caught_up |= recovered,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
                 }
-                ToWriter::CaughtUp => log(&format!("caught up at sequence {}", summary.last_seq)),
+                ToWriter::CaughtUp => {
+                    if std::mem::take(&mut say_caught_up) {
+                        log(&format!("caught up at sequence {}", summary.last_seq));
+                    }
+                }
             }
         }
         // The writer failed: stop the mapper (a blocked hand-over fails once the receiver is
@@ -430,7 +485,11 @@ fn run_inner(
     written?;
     if bulk {
         let started = Instant::now();
-        let created = db::ensure_secondary_indexes(&mut conns)?;
+        let conns = match conns.as_mut() {
+            Some(c) if !c.is_closed() => c,
+            _ => reconnect(&mut conns, &opts.postgres)?,
+        };
+        let created = db::ensure_secondary_indexes(conns)?;
         log(&format!(
             "built the {created} history index(es) in {:.3} s",
             started.elapsed().as_secs_f64()
@@ -671,25 +730,39 @@ fn start(
     Ok((conns, mapper, engine, resumed_at, bulk))
 }
 
+/// Replaces the connections with a new pair, dropping the old ones first: the old main
+/// connection may still hold the projector lock, which the new one must take (replaced the
+/// other way round, a projector whose ledger connection alone broke locked itself out for
+/// good: a red-team finding). On failure `conns` is `None`.
+fn reconnect<'c>(
+    conns: &'c mut Option<db::Conns>,
+    url: &str,
+) -> Result<&'c mut db::Conns, ProjectionError> {
+    *conns = None;
+    Ok(conns.insert(db::Conns::connect(url)?))
+}
+
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
-/// committed — or, once `stop` is set, giving up (the next run resumes).
+/// committed — or, once `stop` is set, giving up (the next run resumes). Returns whether a
+/// failure was recovered from on the way.
 fn flush(
-    conns: &mut db::Conns,
+    conns: &mut Option<db::Conns>,
     opts: &Options,
     batch: &mut Batch,
     stop: &AtomicBool,
     progress: &Progress,
     summary: &mut Summary,
     log: &mut dyn FnMut(&str),
-) -> Result<(), ProjectionError> {
+) -> Result<bool, ProjectionError> {
     let mut wait = Duration::from_millis(50);
     let mut failed = false;
     loop {
         let attempt = (|| {
-            if conns.is_closed() {
-                *conns = db::Conns::connect(&opts.postgres)?;
-            }
-            db::write_batch(conns, batch, opts.faults)
+            let c = match conns.as_mut() {
+                Some(c) if !c.is_closed() => c,
+                _ => reconnect(conns, &opts.postgres)?,
+            };
+            db::write_batch(c, batch, opts.faults)
         })();
         match attempt {
             Ok(_) => break,
@@ -705,9 +778,8 @@ fn flush(
                 }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(2));
-                if let Ok(c) = db::Conns::connect(&opts.postgres) {
-                    *conns = c;
-                }
+                // A fresh pair for the next attempt (or none, tried again then).
+                let _ = reconnect(conns, &opts.postgres);
             }
             Err(e) => return Err(e),
         }
@@ -743,7 +815,7 @@ fn flush(
         .fetch_add(batch.commands, Ordering::Relaxed);
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     *batch = Batch::default();
-    Ok(())
+    Ok(failed)
 }
 
 #[cfg(test)]
