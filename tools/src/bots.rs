@@ -73,7 +73,9 @@ pub struct BotsArgs {
     /// Server address (`ringbook serve --listen`).
     #[arg(long)]
     addr: Option<std::net::SocketAddr>,
-    /// Bots configuration (TOML): symbol, interval, steps, funding, `[[bot]]` entries.
+    /// Bots configuration (TOML): symbol, interval, steps, funding, `[[bot]]` entries. Its
+    /// `engine_config` must be the server's engine configuration unless the server runs the
+    /// embedded default: the bots send the symbol's id from it (docs/strategies.md).
     #[arg(long)]
     config: Option<PathBuf>,
     /// One JSON object per line (status per step, then the outcomes) instead of the table.
@@ -86,7 +88,9 @@ pub struct BotsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum BotsAction {
-    /// Approve a sweep's proposal so that bots may use it.
+    /// Approve a sweep's proposal so that bots may use it: checks that it is pending (or
+    /// approved, to approve again), that its params build the strategy and hold the proposed
+    /// value, prints them, and rewrites the file atomically.
     Approve {
         /// The proposal file.
         proposal: PathBuf,

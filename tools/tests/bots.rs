@@ -188,16 +188,17 @@ fn an_unapproved_proposal_is_never_applied() {
         .unwrap();
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let text = std::fs::read_to_string(&pfile).unwrap();
-    std::fs::write(&pfile, text.replace("half_spread = 4", "half_spread = 1")).unwrap();
+    std::fs::write(&pfile, text.replace("qty = 5", "qty = 6")).unwrap();
     let out = run_bots("127.0.0.1:9", &cfg, "2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("changed after it was approved"));
-    // Approved as it stands: the bots run with it.
+    // Approved as it stands (the approval says the params changed): the bots run with it.
     let a = Proc::new(BIN)
         .args(["bots", "approve"])
         .arg(&pfile)
         .output()
         .unwrap();
     assert!(a.status.success());
+    assert!(String::from_utf8_lossy(&a.stdout).contains("re-approved"));
     let server = start_with(&[]);
     let out = run_bots(&server.addr.to_string(), &cfg, "3");
     assert!(
@@ -316,5 +317,241 @@ fn backtest_bad_input_is_a_clear_error() {
     assert!(
         !dir.path().join("r.json").exists(),
         "no report from a refused run"
+    );
+}
+
+/// One funded maker on alice, `interval` and `steps` as given, and `extra` after it.
+fn maker_config(interval: &str, steps: u64, extra: &str) -> String {
+    format!(
+        r#"symbol = "BTC-KRW"
+interval = "{interval}"
+steps = {steps}
+
+[funding]
+login = "ops1"
+password = "ops1-demo"
+
+[[bot]]
+name = "mm"
+strategy = "maker"
+login = "alice"
+password = "alice-demo"
+cash = 100000000
+base = 2000
+reference = 50000
+params = {{ half_spread = 3, qty = 10, skew = 0.05, max_inventory = 400 }}
+{RISK}
+{extra}"#
+    )
+}
+
+fn outcomes(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("reconciled").is_some())
+        .collect()
+}
+
+/// An interval longer than the server's heartbeat timeout (3 × 1 s): the bots heartbeat while
+/// they wait between steps. A red-team pass saw every such run cut off with
+/// HEARTBEAT_TIMEOUT. Two steps of 3 s must complete and reconcile.
+#[test]
+fn a_long_interval_keeps_the_session_alive() {
+    let server = start_with(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, maker_config("3s", 2, "")).unwrap();
+    let out = run_bots(&server.addr.to_string(), &cfg, "2");
+    assert!(
+        out.status.success(),
+        "bots failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let o = outcomes(&out.stdout);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0]["reconciled"], true, "{o:?}");
+}
+
+/// A bot on an account that never had a deposit: the engine refuses its balances query with
+/// UNKNOWN_USER, which the bot reports as such, naming the bot and the account (it waited and
+/// died of HEARTBEAT_TIMEOUT). The other bot still runs to its outcome, which is printed
+/// before the run exits non-zero.
+#[test]
+fn an_unopened_account_is_a_clear_error_and_the_others_finish() {
+    let server = start_with(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let dave = format!(
+        "[[bot]]\nname = \"idle\"\nstrategy = \"taker\"\nlogin = \"dave\"\npassword = \"dave-demo\"\nreference = 50000\nparams = {{ seed = 7, qty = 2, max_inventory = 200 }}\n{RISK}"
+    );
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, maker_config("40ms", 5, &dave)).unwrap();
+    let out = run_bots(&server.addr.to_string(), &cfg, "5");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bot idle: account dave is not open (no deposits)"),
+        "{err}"
+    );
+    assert!(!err.contains("HEARTBEAT_TIMEOUT"), "{err}");
+    let o = outcomes(&out.stdout);
+    assert_eq!(o.len(), 1, "the maker's outcome is printed: {o:?}");
+    assert_eq!(
+        (&o[0]["bot"], &o[0]["reconciled"]),
+        (&"mm".into(), &true.into())
+    );
+}
+
+/// The bots send the symbol's id from their own engine config; against a server whose
+/// symbol under that id has another price band, the first refusal that only a different
+/// symbol explains (PRICE_OUT_OF_BAND for a price inside our band) stops the bot with a
+/// message that says so and points at `engine_config` (it traded on silently).
+#[test]
+fn a_server_with_other_reference_data_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = ringbook_engine::config::DEFAULT_CONFIG_TOML;
+    let line = "price_max = 100000      # up to 1,000,000,000 KRW per BTC";
+    assert!(
+        default.contains(line),
+        "the default config changed: update this test"
+    );
+    let server_cfg = dir.path().join("server.toml");
+    std::fs::write(&server_cfg, default.replacen(line, "price_max = 50000", 1)).unwrap();
+    let server = start_with(&["--config", server_cfg.to_str().unwrap()]);
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, maker_config("40ms", 5, "")).unwrap();
+    let out = run_bots(&server.addr.to_string(), &cfg, "5");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bot mm: the server refused an order at 50003 as PRICE_OUT_OF_BAND")
+            && err.contains("set engine_config"),
+        "{err}"
+    );
+}
+
+fn approve(file: &Path) -> std::process::Output {
+    Proc::new(BIN)
+        .args(["bots", "approve"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+fn grid_proposal() -> serde_json::Value {
+    serde_json::json!({
+        "status": "pending",
+        "strategy": "grid",
+        "data": "candles.csv",
+        "key": "qty",
+        "metric": "pnl",
+        "train_share": "0.7",
+        "split_ms": 0,
+        "ranking": [],
+        "proposed_value": "3",
+        "params": "low = 49950\nhigh = 50050\nlevels = 3\nqty = 3\n\n[risk]\ncapital = 1\n\n[backtest]\ncash = 1\nsymbol = \"BTC-KRW\"\n",
+        "approved_digest": null
+    })
+}
+
+/// `bots approve` checks what it approves (a red-team pass approved a rejected proposal, one
+/// edited so that its params no longer say its proposed value, and params that do not build
+/// the strategy), shows the parameters, and says when a re-approval changes them. A refused
+/// approval leaves the file as it was.
+#[test]
+fn approve_checks_the_proposal_and_shows_the_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.json");
+    for (edit, want) in [
+        (("status", "\"rejected\""), "status is \"rejected\""),
+        (
+            (
+                "params",
+                "\"low = 49950\\nhigh = 50050\\nlevels = 9\\nqty = 300\\n\"",
+            ),
+            "qty = 300, but its proposed_value is 3",
+        ),
+        (("strategy", "\"nosuch\""), "unknown strategy"),
+        (("comment", "\"reviewed\""), "unknown field `comment`"),
+    ] {
+        let mut p = grid_proposal();
+        p[edit.0] = serde_json::from_str(edit.1).unwrap();
+        let text = serde_json::to_string_pretty(&p).unwrap();
+        std::fs::write(&f, &text).unwrap();
+        let out = approve(&f);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{edit:?}: {err}");
+        assert!(
+            err.contains(want) && err.contains("p.json"),
+            "{want:?} in {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            text,
+            "the file changed"
+        );
+    }
+    std::fs::write(&f, grid_proposal().to_string()).unwrap();
+    let out = approve(&f);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("parameters approved:\n  low = 49950\n"),
+        "{said}"
+    );
+    assert!(!said.contains("re-approved"), "{said}");
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, text.replace("high = 50050", "high = 50060")).unwrap();
+    let out = approve(&f);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        said.contains("re-approved: the parameters changed since the earlier approval"),
+        "{said}"
+    );
+    assert!(said.contains("high = 50060"), "{said}");
+}
+
+/// A write that fails (here: the file-size limit, as a full disk would) leaves the proposal
+/// as it was: `bots approve` writes a temporary file and renames it over (it truncated the
+/// proposal in place, and a red-team pass lost one on a full disk).
+#[test]
+fn a_failed_approval_write_keeps_the_proposal() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.json");
+    let mut p = grid_proposal();
+    p["data"] = "x".repeat(4000).into();
+    let text = serde_json::to_string_pretty(&p).unwrap();
+    std::fs::write(&f, &text).unwrap();
+    // 512-byte blocks in dash, 1024 in bash: either way far below the file.
+    let out = Proc::new("sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 1 || exit 99; exec \"$0\" bots approve \"$1\"",
+        ])
+        .arg(BIN)
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot write") && err.contains("p.json"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        text,
+        "the proposal was damaged"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "a temporary file was left"
     );
 }

@@ -65,6 +65,12 @@ fn d_day() -> String {
     "1d".into()
 }
 
+/// `x` as an `i64`, clamped to its range (an amount beyond it is shown as the bound, never
+/// wrapped into a wrong sign).
+pub fn saturate(x: i128) -> i64 {
+    x.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
 /// Something risk did, for the report and the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RiskEvent {
@@ -164,9 +170,11 @@ impl Bot {
         let m = &self.ledger.market;
         let p = &self.ledger.position;
         let mark = self.mark.unwrap_or(0) as i128;
-        (self.cash0 as i128
-            + p.cash
-            + (self.base0 as i128 + p.qty as i128) * mark * m.tick_size as i128) as i64
+        saturate(
+            self.cash0 as i128
+                + p.cash
+                + (self.base0 as i128 + p.qty as i128) * mark * m.tick_size as i128,
+        )
     }
 
     fn ctx(&self) -> Ctx {
@@ -177,7 +185,7 @@ impl Bot {
             position: p.qty,
             avg_price: p.avg_price(),
             equity: self.equity(),
-            cash: (self.cash0 as i128 + p.cash) as i64,
+            cash: saturate(self.cash0 as i128 + p.cash),
             best_bid: self.best.0,
             best_ask: self.best.1,
         }

@@ -18,6 +18,7 @@
 pub mod backtest;
 pub mod bot;
 pub mod candle;
+pub mod files;
 pub mod ledger;
 pub mod live;
 pub mod strategy;

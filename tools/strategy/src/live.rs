@@ -11,6 +11,11 @@
 //!
 //! # A run
 //!
+//! 0. Before anything connects, [`load`] checks everything it can: the interval and symbol,
+//!    no two bots with one name or one login, each `reference` inside the symbol's band,
+//!    funding amounts within 64 bits (per bot and per currency in total), each strategy's
+//!    parameters and risk limits (the bot is built as its thread will build it). Errors name
+//!    the file and the bot.
 //! 1. Every bot logs in (cancel-on-disconnect on) and learns its user id.
 //! 2. If `[funding]` names an operator login, it deposits each bot's `cash` (quote units) and
 //!    `base` (lots) first.
@@ -23,7 +28,24 @@
 //!    starting inventory plus the ledger's position (both with locks included).
 //!
 //! A status line per bot and step goes to the terminal as a table (or `--json` lines), then one
-//! outcome per bot. The exit status is 1 if any bot failed to reconcile.
+//! outcome per bot. The exit status is 1 if any bot failed to reconcile. A bot that fails (its
+//! account has no deposits, the server disconnects it…) is reported as it fails, the others
+//! run on and their outcomes are printed, and the run exits with status 2 naming every bot
+//! that failed.
+//!
+//! Every connection sends a heartbeat whenever it has sent nothing for a third of the
+//! session's heartbeat interval, while it waits between steps too (the server ends a session
+//! silent for three intervals).
+//!
+//! # Reference data
+//!
+//! The protocol has no reference-data query: the bots resolve `symbol` in *their* engine
+//! configuration (`engine_config`, else the embedded default) and send only its numeric id. So
+//! `engine_config` must be the server's own configuration whenever the server does not run the
+//! default. A mismatch the bots can see stops the bot with a message saying so: the server
+//! refuses the book query or an order as UNKNOWN_SYMBOL, shows a book level outside the
+//! configured band, or refuses as PRICE_OUT_OF_BAND an order priced inside it. A mismatch
+//! that changes nothing the bots can see (the same band, another lot size) goes unnoticed.
 //!
 //! Client order ids start from the wall clock in nanoseconds (as `ringbook loadgen`'s do),
 //! because the engine requires each user's ids to increase (its high-water mark,
@@ -33,7 +55,9 @@
 //! # Proposals
 //!
 //! A bot may take its parameters from a sweep's proposal (`proposal = "FILE"`); it is used only
-//! if a person approved it (`ringbook bots approve FILE`) and it was not edited afterwards.
+//! if a person approved it (`ringbook bots approve FILE`), it was not edited afterwards, and it
+//! was swept on the bots' symbol. Configs and proposals must be regular files (a FIFO is
+//! refused, not opened).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -42,6 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ringbook_client::protocol::client::msg_type;
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
 use ringbook_client::{Client, ClientError, Role};
 use ringbook_engine::prelude::*;
@@ -64,7 +89,9 @@ pub struct BotsConfig {
     /// Steps per bot (0: until the server closes the connection).
     pub steps: u64,
     /// Engine configuration the server runs (for the symbol's reference data); the embedded
-    /// default when omitted. A relative path is relative to this file.
+    /// default when omitted. A relative path is relative to this file. It must be the
+    /// server's: the bots send the symbol's numeric id from it, and the protocol cannot ask
+    /// the server what that id is.
     pub engine_config: Option<PathBuf>,
     /// An operator that funds the bots.
     pub funding: Option<Funding>,
@@ -177,6 +204,34 @@ pub struct Outcome {
 enum Report {
     Step(Status),
     Done(Outcome),
+    Failed(Failure),
+}
+
+/// A bot that stopped without an outcome, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    /// Bot name.
+    pub bot: String,
+    /// Why (the bot's name first).
+    pub error: String,
+}
+
+/// What [`run`] reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A bot's state after a step.
+    Step(&'a Status),
+    /// A bot failed; the others carry on.
+    Failed(&'a Failure),
+}
+
+/// The end of a run: each bot's outcome, or why it has none.
+#[derive(Clone, Debug, Default)]
+pub struct Ended {
+    /// The bots that finished, by name.
+    pub outcomes: Vec<Outcome>,
+    /// The bots that failed, by name.
+    pub failures: Vec<Failure>,
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -185,69 +240,200 @@ fn client_err(what: &str) -> impl Fn(ClientError) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// Loads the configuration and resolves each bot's parameters (proposals must be approved).
+/// What the bots' configuration resolves to against the engine configuration.
+#[derive(Clone, Debug)]
+struct Setup {
+    symbol: SymbolId,
+    sc: ringbook_engine::config::SymbolConfig,
+    base_ccy: CurrencyId,
+    quote_ccy: CurrencyId,
+    market: Market,
+    interval: Duration,
+}
+
+/// Everything about the configuration that can be checked without a server, so that a bad
+/// entry stops the run before anything connects or is deposited: the interval and symbol; no
+/// two bots with one name or one login (their client order ids, both from the clock, would
+/// collide); each bot's `reference` inside the symbol's band; its funding amounts (base lots
+/// × lot size) and the funding total per currency within 64 bits; its strategy and risk limits
+/// (the bot is built as its thread will build it).
+fn validate(cfg: &BotsConfig, engine: &Config, params: &[toml::Table]) -> Result<Setup, String> {
+    let interval = Duration::from_millis(parse_interval(&cfg.interval)?);
+    let symbol = engine.symbol_id(&cfg.symbol).ok_or_else(|| {
+        format!(
+            "no symbol {} in the engine config ({})",
+            cfg.symbol,
+            if cfg.engine_config.is_some() {
+                "engine_config"
+            } else {
+                "the embedded default: set engine_config to the server's"
+            }
+        )
+    })?;
+    let sc = engine.symbol(symbol).expect("configured").clone();
+    let (base_ccy, quote_ccy) = (
+        engine.currency_id(&sc.base).expect("validated"),
+        engine.currency_id(&sc.quote).expect("validated"),
+    );
+    let market = Market {
+        tick_size: sc.tick_size,
+        price_min: sc.price_min,
+        price_max: sc.price_max,
+        max_order_qty: sc.max_order_qty,
+    };
+    if cfg.bots.is_empty() {
+        return Err("no [[bot]]".into());
+    }
+    if params.len() != cfg.bots.len() {
+        return Err(format!(
+            "{} parameter sets for {} bots",
+            params.len(),
+            cfg.bots.len()
+        ));
+    }
+    let (mut names, mut logins) = (std::collections::BTreeSet::new(), BTreeMap::new());
+    let (mut cash_total, mut base_total) = (0u64, 0u64);
+    for (b, p) in cfg.bots.iter().zip(params) {
+        let fail = |e: String| format!("bot {}: {e}", b.name);
+        if !names.insert(b.name.as_str()) {
+            return Err(format!(
+                "two bots are named {:?}: names must differ",
+                b.name
+            ));
+        }
+        if let Some(other) = logins.insert(b.login.as_str(), b.name.as_str()) {
+            return Err(fail(format!(
+                "login {} is also bot {other}'s: each bot needs an account of its own (their client order ids would collide)",
+                b.login
+            )));
+        }
+        if !sc.in_band(Price(b.reference)) {
+            return Err(fail(format!(
+                "reference {} is outside {}'s price band {}..={}",
+                b.reference, cfg.symbol, sc.price_min, sc.price_max
+            )));
+        }
+        let base_units = b.base.checked_mul(sc.lot_size).ok_or_else(|| {
+            fail(format!(
+                "base {} lots × lot size {} overflows 64 bits of {}",
+                b.base, sc.lot_size, sc.base
+            ))
+        })?;
+        if cfg.funding.is_some() {
+            cash_total = cash_total.checked_add(b.cash).ok_or_else(|| {
+                fail(format!(
+                    "the bots' cash together overflows 64 bits of {}",
+                    sc.quote
+                ))
+            })?;
+            base_total = base_total.checked_add(base_units).ok_or_else(|| {
+                fail(format!(
+                    "the bots' base together overflows 64 bits of {}",
+                    sc.base
+                ))
+            })?;
+        }
+        let strategy = strategy::build(&b.strategy, p).map_err(fail)?;
+        Bot::new(
+            strategy,
+            b.risk.clone(),
+            market,
+            UserId(0),
+            symbol,
+            interval.as_millis() as u64,
+            0,
+            0,
+        )
+        .map_err(fail)?;
+    }
+    Ok(Setup {
+        symbol,
+        sc,
+        base_ccy,
+        quote_ccy,
+        market,
+        interval,
+    })
+}
+
+/// Loads the configuration and resolves each bot's parameters (proposals must be approved),
+/// and checks everything that can be checked before connecting ([`validate`]). Errors name
+/// the file and the bot.
 pub fn load(path: &Path) -> Result<(BotsConfig, Config, Vec<toml::Table>), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let c: BotsConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let at = |e: String| format!("{}: {e}", path.display());
+    let text = crate::files::read_regular(path)?;
+    let c: BotsConfig = toml::from_str(&text).map_err(|e| at(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let engine = match &c.engine_config {
-        Some(p) => Config::load(&dir.join(p)).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => {
+            let full = dir.join(p);
+            crate::files::read_regular(&full).map_err(|e| at(format!("engine_config: {e}")))?;
+            Config::load(&full).map_err(|e| at(format!("engine_config {}: {e}", p.display())))?
+        }
         None => Config::default(),
     };
-    if c.bots.is_empty() {
-        return Err(format!("{}: no [[bot]]", path.display()));
-    }
     let mut params = Vec::new();
     for b in &c.bots {
         let p = match (&b.params, &b.proposal) {
             (Some(p), None) => p.clone(),
             (None, Some(f)) => {
-                let prop = Proposal::load(&dir.join(f))?;
+                let in_prop = |e: String| at(format!("bot {}: {}: {e}", b.name, f.display()));
+                let prop = Proposal::load(&dir.join(f)).map_err(&in_prop)?;
                 if prop.strategy != b.strategy {
-                    return Err(format!(
-                        "bot {}: the proposal is for {}, not {}",
-                        b.name, prop.strategy, b.strategy
-                    ));
+                    return Err(in_prop(format!(
+                        "the proposal is for {}, not {}",
+                        prop.strategy, b.strategy
+                    )));
                 }
-                let mut t = prop
-                    .approved_params()
-                    .map_err(|e| format!("bot {}: {}: {e}", b.name, f.display()))?;
-                t.remove("risk");
-                t.remove("backtest");
-                t
+                prop.approved_params().map_err(&in_prop)?;
+                let swept = prop.symbol().map_err(&in_prop)?;
+                if swept != c.symbol {
+                    return Err(in_prop(format!(
+                        "the proposal was swept on {swept}, but the bots trade {}",
+                        c.symbol
+                    )));
+                }
+                prop.strategy_params().map_err(&in_prop)?
             }
             _ => {
-                return Err(format!(
+                return Err(at(format!(
                     "bot {}: give exactly one of params and proposal",
                     b.name
-                ))
+                )))
             }
         };
-        // Fail before connecting if the parameters are wrong.
-        strategy::build(&b.strategy, &p).map_err(|e| format!("bot {}: {e}", b.name))?;
         params.push(p);
     }
+    validate(&c, &engine, &params).map_err(at)?;
     Ok((c, engine, params))
 }
 
 /// `ringbook bots`: runs every bot; prints statuses and outcomes; `Ok(true)` if all reconcile.
+/// A bot that fails is reported as it fails; the others' outcomes are still printed, and the
+/// run ends in an error naming every bot that failed.
 pub fn main(addr: SocketAddr, path: &Path, steps: Option<u64>, json: bool) -> Result<bool, String> {
     let (mut cfg, engine, params) = load(path)?;
     if let Some(s) = steps {
         cfg.steps = s;
     }
     let mut table: BTreeMap<String, Status> = BTreeMap::new();
-    let outcomes = run(addr, &cfg, &engine, params, |s| {
-        if json {
-            println!("{}", serde_json::to_string(s).expect("plain data"));
-        } else {
+    let ended = run(addr, &cfg, &engine, params, |p| match p {
+        Progress::Step(s) if json => {
+            println!("{}", serde_json::to_string(s).expect("plain data"))
+        }
+        Progress::Step(s) => {
             table.insert(s.bot.clone(), s.clone());
             print_table(&table);
         }
+        Progress::Failed(f) => {
+            if json {
+                println!("{}", serde_json::to_string(f).expect("plain data"));
+            }
+            eprintln!("ringbook bots: {}", f.error);
+        }
     })?;
     let mut ok = true;
-    for o in &outcomes {
+    for o in &ended.outcomes {
         ok &= o.reconciled;
         if json {
             println!("{}", serde_json::to_string(o).expect("plain data"));
@@ -266,6 +452,16 @@ pub fn main(addr: SocketAddr, path: &Path, steps: Option<u64>, json: bool) -> Re
                 if o.reconciled { "reconciled" } else { "MISMATCH" }
             );
         }
+    }
+    if !ended.failures.is_empty() {
+        // Each failure was reported as it happened.
+        let names: Vec<&str> = ended.failures.iter().map(|f| f.bot.as_str()).collect();
+        return Err(format!(
+            "{} of {} bots failed: {}",
+            ended.failures.len(),
+            cfg.bots.len(),
+            names.join(", ")
+        ));
     }
     Ok(ok)
 }
@@ -311,70 +507,151 @@ fn print_table(t: &BTreeMap<String, Status>) {
     let _ = so.flush();
 }
 
-/// Runs the bots; `status` is called on the calling thread as statuses arrive.
+/// A connection with its heartbeats: whenever it has sent nothing for a third of the
+/// session's heartbeat interval, a `Heartbeat` goes out, during every wait too (the server
+/// ends a session silent for three intervals: a red-team pass saw every bot with an interval
+/// of 3 s or more cut off with HEARTBEAT_TIMEOUT). Retransmissions of an earlier run's
+/// messages (sequence number ≤ `replayed`) are skipped.
+struct Conn {
+    c: Client,
+    /// The session's last sequence number at login: messages up to it are retransmissions of
+    /// an earlier run's, not this run's.
+    replayed: u64,
+    beat: Duration,
+    last_sent: Instant,
+}
+
+impl Conn {
+    /// Connects and logs in.
+    fn open(
+        addr: SocketAddr,
+        login: &str,
+        password: &str,
+        session: u32,
+        cancel_on_disconnect: bool,
+    ) -> Result<(Conn, Role), ClientError> {
+        let mut c = Client::connect(addr)?;
+        let info = c.login(login, password, session, cancel_on_disconnect)?;
+        let hb = if info.heartbeat_ms == 0 {
+            1_000
+        } else {
+            info.heartbeat_ms
+        };
+        Ok((
+            Conn {
+                c,
+                replayed: info.last_seq,
+                beat: Duration::from_millis((hb / 3).max(1) as u64),
+                last_sent: Instant::now(),
+            },
+            info.role,
+        ))
+    }
+
+    fn send(&mut self, m: &ClientMsg) -> Result<(), ClientError> {
+        self.c.send(m)?;
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+
+    /// A heartbeat, if one is due.
+    fn keep_alive(&mut self) -> Result<(), ClientError> {
+        if self.last_sent.elapsed() >= self.beat {
+            self.send(&ClientMsg::Heartbeat)?;
+        }
+        Ok(())
+    }
+
+    /// The next message that is not a retransmission, or `None` when nothing arrives within
+    /// `timeout`; heartbeats go out meanwhile.
+    fn recv_within(&mut self, timeout: Duration) -> Result<Option<ServerMsg>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.keep_alive()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let until_beat = self.beat.saturating_sub(self.last_sent.elapsed());
+            let slice = left.min(until_beat).max(Duration::from_millis(1));
+            match self.c.recv_timeout(slice)? {
+                None => continue,
+                Some(m) if m.seq() != 0 && m.seq() <= self.replayed => continue,
+                Some(m) => return Ok(Some(m)),
+            }
+        }
+    }
+
+    fn recv(&mut self) -> Result<Option<ServerMsg>, ClientError> {
+        self.recv_within(WAIT)
+    }
+
+    fn logout(&mut self) {
+        let _ = self.c.logout();
+    }
+}
+
+/// Heartbeats for every connection that needs one (while others are being set up).
+fn keep_alive(conns: &mut [(Conn, UserId)]) -> Result<(), String> {
+    for (c, _) in conns {
+        c.keep_alive().map_err(client_err("heartbeat"))?;
+    }
+    Ok(())
+}
+
+/// Runs the bots; `progress` is called on the calling thread as statuses (and failures)
+/// arrive. An error is returned only for what stops every bot (the configuration, a login,
+/// the funding); a bot that fails later is one of [`Ended::failures`], and the others run on.
 pub fn run(
     addr: SocketAddr,
     cfg: &BotsConfig,
     engine: &Config,
     params: Vec<toml::Table>,
-    mut status: impl FnMut(&Status),
-) -> Result<Vec<Outcome>, String> {
-    let interval = Duration::from_millis(parse_interval(&cfg.interval)?);
-    let symbol = engine
-        .symbol_id(&cfg.symbol)
-        .ok_or_else(|| format!("no symbol {} in the engine config", cfg.symbol))?;
-    let sc = engine.symbol(symbol).expect("configured").clone();
-    let (base_ccy, quote_ccy) = (
-        engine.currency_id(&sc.base).expect("validated"),
-        engine.currency_id(&sc.quote).expect("validated"),
-    );
-    let market = Market {
-        tick_size: sc.tick_size,
-        price_min: sc.price_min,
-        price_max: sc.price_max,
-        max_order_qty: sc.max_order_qty,
-    };
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Ended, String> {
+    let setup = validate(cfg, engine, &params)?;
+    let sc = &setup.sc;
 
     // 1. Log in.
-    let mut clients = Vec::new();
+    let mut conns: Vec<(Conn, UserId)> = Vec::new();
     for (i, b) in cfg.bots.iter().enumerate() {
-        let mut c = Client::connect(addr).map_err(client_err("connect"))?;
-        let info = c
-            .login(&b.login, &b.password, 100 + i as u32, true)
+        let (c, role) = Conn::open(addr, &b.login, &b.password, 100 + i as u32, true)
             .map_err(client_err(&format!("bot {} login", b.name)))?;
-        let Role::User(user) = info.role else {
+        let Role::User(user) = role else {
             return Err(format!(
                 "bot {}: {} is not a user login ({:?})",
-                b.name, b.login, info.role
+                b.name, b.login, role
             ));
         };
-        clients.push((c, UserId(user), info.last_seq));
+        conns.push((c, UserId(user)));
+        keep_alive(&mut conns)?;
     }
-    // 2. Fund.
+    // 2. Fund (the amounts were checked by `validate`: only the server can refuse now).
     if let Some(f) = &cfg.funding {
-        let mut ops = Client::connect(addr).map_err(client_err("connect"))?;
-        let info = ops
-            .login(&f.login, &f.password, 99, false)
+        let (mut ops, role) = Conn::open(addr, &f.login, &f.password, 99, false)
             .map_err(client_err("funding login"))?;
-        if !matches!(info.role, Role::Operator(_)) {
+        if !matches!(role, Role::Operator(_)) {
             return Err(format!("funding login {} is not an operator", f.login));
         }
-        for (b, (_, user, _)) in cfg.bots.iter().zip(&clients) {
-            for (currency, amount) in [(quote_ccy, b.cash), (base_ccy, b.base * sc.lot_size)] {
+        for i in 0..cfg.bots.len() {
+            let (b, user) = (&cfg.bots[i], conns[i].1);
+            let base_units = b.base * sc.lot_size; // checked by `validate`
+            for (currency, amount) in [(setup.quote_ccy, b.cash), (setup.base_ccy, base_units)] {
                 if amount == 0 {
                     continue;
                 }
+                let what = format!("deposit for bot {}", b.name);
                 ops.send(
                     &Command::Deposit {
-                        user: *user,
+                        user,
                         currency,
                         amount,
                     }
                     .into(),
                 )
-                .map_err(client_err("deposit"))?;
+                .map_err(client_err(&what))?;
                 loop {
-                    match recv(&mut ops, info.last_seq).map_err(client_err("deposit"))? {
+                    match ops.recv().map_err(client_err(&what))? {
                         Some(ServerMsg::Deposited {
                             user: u,
                             currency: c,
@@ -382,57 +659,66 @@ pub fn run(
                         }) if u == user.0 && c == currency.0 => break,
                         Some(ServerMsg::Rejected { code, name, .. }) => {
                             return Err(format!(
-                                "deposit for {} refused: {code} {}",
-                                b.name,
+                                "{what} refused: {code} {}",
                                 ringbook_client::protocol::name32_str(&name)
                             ))
                         }
                         Some(_) => {}
-                        None => return Err(format!("no answer to the deposit for {}", b.name)),
+                        None => return Err(format!("no answer to the {what}")),
                     }
                 }
+                keep_alive(&mut conns)?;
             }
         }
-        let _ = ops.logout();
+        ops.logout();
     }
     // 3–5. Each bot on its own thread.
     let (tx, rx) = mpsc::channel();
-    let outcomes = std::thread::scope(|s| -> Result<Vec<Outcome>, String> {
-        let mut handles = Vec::new();
-        for ((b, p), (client, user, replayed)) in cfg.bots.iter().zip(params).zip(clients) {
+    let mut ended = Ended::default();
+    std::thread::scope(|s| {
+        for ((b, p), (conn, user)) in cfg.bots.iter().zip(params).zip(conns) {
             let tx = tx.clone();
             let ctx = Live {
                 cfg: b.clone(),
                 params: p,
-                market,
-                symbol,
+                market: setup.market,
+                symbol: setup.symbol,
+                symbol_name: cfg.symbol.clone(),
+                band: (sc.price_min, sc.price_max),
                 user,
-                quote_ccy,
-                base_ccy,
+                quote_ccy: setup.quote_ccy,
+                base_ccy: setup.base_ccy,
                 lot: sc.lot_size,
-                interval,
+                interval: setup.interval,
                 steps: cfg.steps,
-                replayed,
             };
-            handles.push(s.spawn(move || ctx.run(client, &tx)));
+            s.spawn(move || {
+                let name = ctx.cfg.name.clone();
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(conn, &tx)));
+                let error = match r {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e,
+                    Err(_) => format!("bot {name}: its thread panicked"),
+                };
+                let _ = tx.send(Report::Failed(Failure { bot: name, error }));
+            });
         }
         drop(tx);
-        let mut outcomes = Vec::new();
         for r in rx {
             match r {
-                Report::Step(st) => status(&st),
-                Report::Done(o) => outcomes.push(o),
+                Report::Step(st) => progress(Progress::Step(&st)),
+                Report::Done(o) => ended.outcomes.push(o),
+                Report::Failed(f) => {
+                    progress(Progress::Failed(&f));
+                    ended.failures.push(f);
+                }
             }
         }
-        for h in handles {
-            h.join()
-                .map_err(|_| "a bot thread panicked".to_string())??;
-        }
-        Ok(outcomes)
-    })?;
-    let mut outcomes = outcomes;
-    outcomes.sort_by(|a, b| a.bot.cmp(&b.bot));
-    Ok(outcomes)
+    });
+    ended.outcomes.sort_by(|a, b| a.bot.cmp(&b.bot));
+    ended.failures.sort_by(|a, b| a.bot.cmp(&b.bot));
+    Ok(ended)
 }
 
 /// One bot's run.
@@ -441,39 +727,15 @@ struct Live {
     params: toml::Table,
     market: Market,
     symbol: SymbolId,
+    symbol_name: String,
+    /// The symbol's price band in the bots' engine config.
+    band: (i64, i64),
     user: UserId,
     quote_ccy: CurrencyId,
     base_ccy: CurrencyId,
     lot: u64,
     interval: Duration,
     steps: u64,
-    /// The session's last sequence number at login: messages up to it are retransmissions of
-    /// an earlier run's, not this run's.
-    replayed: u64,
-}
-
-/// The next message that is not a retransmission (sequence number ≤ `replayed`), or `None`
-/// when nothing arrives within `timeout`.
-fn recv_within(
-    c: &mut Client,
-    replayed: u64,
-    timeout: Duration,
-) -> Result<Option<ServerMsg>, ClientError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        match c.recv_timeout(left)? {
-            Some(m) if m.seq() != 0 && m.seq() <= replayed => continue,
-            other => return Ok(other),
-        }
-    }
-}
-
-fn recv(c: &mut Client, replayed: u64) -> Result<Option<ServerMsg>, ClientError> {
-    recv_within(c, replayed, WAIT)
 }
 
 /// Server messages about the bot's own orders, as ledger updates.
@@ -520,15 +782,42 @@ fn update_of(m: &ServerMsg) -> Option<Update> {
     })
 }
 
+/// A bot's starting balances as the `i64`s its books hold: quote units and base lots,
+/// saturated at `i64::MAX` (equity above it shows as the bound, never wrapped negative;
+/// reconciliation uses the exact `u64`s).
+fn starting_point(cash: u64, base: u64, lot: u64) -> (i64, i64) {
+    (
+        crate::bot::saturate(cash as i128),
+        crate::bot::saturate((base / lot) as i128),
+    )
+}
+
 impl Live {
-    fn run(self, mut c: Client, tx: &mpsc::Sender<Report>) -> Result<(), String> {
+    fn fail(&self, e: impl std::fmt::Display) -> String {
+        format!("bot {}: {e}", self.cfg.name)
+    }
+
+    /// The server's symbol under our symbol's id is not the one configured here.
+    fn mismatch(&self, what: &str) -> String {
+        self.fail(format!(
+            "{what}, but {} (symbol id {}) has the price band {}..={} in the bots' engine config: \
+             the server's symbol {} is not the one configured here; the bots send symbol ids, so \
+             set engine_config to the server's engine configuration",
+            self.symbol_name, self.symbol.0, self.band.0, self.band.1, self.symbol.0
+        ))
+    }
+
+    fn in_band(&self, p: i64) -> bool {
+        p >= self.band.0 && p <= self.band.1
+    }
+
+    fn run(self, mut c: Conn, tx: &mpsc::Sender<Report>) -> Result<(), String> {
         let name = self.cfg.name.clone();
-        let err = |e: ClientError| format!("bot {name}: {e}");
         let mut request = 0u64;
-        let (cash0, base0) = self
-            .balances(&mut c, &mut request, &mut |_| {})
-            .map_err(err)?;
-        let strategy = strategy::build(&self.cfg.strategy, &self.params)?;
+        let (cash0, base0) = self.balances(&mut c, &mut request, &mut |_| {})?;
+        let strategy =
+            strategy::build(&self.cfg.strategy, &self.params).map_err(|e| self.fail(e))?;
+        let (cash_start, lots_start) = starting_point(cash0, base0, self.lot);
         let mut bot = Bot::new(
             strategy,
             self.cfg.risk.clone(),
@@ -536,9 +825,10 @@ impl Live {
             self.user,
             self.symbol,
             self.interval.as_millis() as u64,
-            cash0 as i64,
-            (base0 / self.lot) as i64,
-        )?;
+            cash_start,
+            lots_start,
+        )
+        .map_err(|e| self.fail(e))?;
         // The engine wants each user's client order ids to increase, across runs too: start
         // from the wall clock in nanoseconds, the convention `ringbook loadgen` follows, so
         // either may run after the other on the same accounts.
@@ -563,12 +853,13 @@ impl Live {
                 symbol: self.symbol,
                 depth: 1,
             })
-            .map_err(err)?;
+            .map_err(|e| self.fail(e))?;
             let (mut bid, mut ask) = (None, None);
             loop {
-                let m = recv(&mut c, self.replayed)
-                    .map_err(err)?
-                    .ok_or_else(|| format!("bot {name}: no book reply"))?;
+                let m = c
+                    .recv()
+                    .map_err(|e| self.fail(e))?
+                    .ok_or_else(|| self.fail("no book reply"))?;
                 match m {
                     ServerMsg::BookLevels {
                         request_id,
@@ -577,14 +868,31 @@ impl Live {
                         levels,
                         ..
                     } if request_id == request && count > 0 => {
+                        let p = levels[0].0;
+                        if !self.in_band(p) {
+                            return Err(
+                                self.mismatch(&format!("the server's book has a level at {p}"))
+                            );
+                        }
                         if side == Side::Buy {
-                            bid = Some(levels[0].0);
+                            bid = Some(p);
                         } else {
-                            ask = Some(levels[0].0);
+                            ask = Some(p);
                         }
                     }
                     ServerMsg::BookEnd { request_id, .. } if request_id == request => break,
-                    m => self.apply(&mut bot, &m, &mut c, &mut out).map_err(err)?,
+                    ServerMsg::Rejected {
+                        ref_msg_type: msg_type::BOOK_SNAPSHOT,
+                        code,
+                        name,
+                        ..
+                    } => {
+                        return Err(self.mismatch(&format!(
+                            "the server refused the book query: {code} {}",
+                            ringbook_client::protocol::name32_str(&name)
+                        )))
+                    }
+                    m => self.apply(&mut bot, &m, &mut c, &mut out)?,
                 }
             }
             let price = match (bid, ask) {
@@ -606,15 +914,15 @@ impl Live {
             };
             bot.set_top(bid, ask);
             bot.on_candle(ts, &candle, &mut out);
-            self.send(&mut c, &mut out).map_err(err)?;
-            // Wait out the interval, applying updates.
+            self.send(&mut c, &mut out)?;
+            // Wait out the interval, applying updates (heartbeats go out meanwhile).
             loop {
                 let left = self.interval.saturating_sub(step_start.elapsed());
                 if left.is_zero() {
                     break;
                 }
-                if let Some(m) = recv_within(&mut c, self.replayed, left).map_err(err)? {
-                    self.apply(&mut bot, &m, &mut c, &mut out).map_err(err)?;
+                if let Some(m) = c.recv_within(left).map_err(|e| self.fail(e))? {
+                    self.apply(&mut bot, &m, &mut c, &mut out)?;
                 }
             }
             let l = &bot.ledger;
@@ -627,9 +935,9 @@ impl Live {
                 position: p.qty,
                 avg_price: p.avg_price(),
                 equity: bot.equity(),
-                realised: p.realised as i64,
-                unrealised: p.unrealised(price, self.market.tick_size) as i64,
-                fees: p.fees as u64,
+                realised: crate::bot::saturate(p.realised),
+                unrealised: crate::bot::saturate(p.unrealised(price, self.market.tick_size)),
+                fees: u64::try_from(p.fees).unwrap_or(u64::MAX),
                 orders: l.working().count(),
                 fills: l.fills,
                 halted: bot.halted(),
@@ -645,11 +953,12 @@ impl Live {
             }
             .into(),
         )
-        .map_err(err)?;
+        .map_err(|e| self.fail(e))?;
         loop {
-            let m = recv(&mut c, self.replayed)
-                .map_err(err)?
-                .ok_or_else(|| format!("bot {name}: no mass-cancel reply"))?;
+            let m = c
+                .recv()
+                .map_err(|e| self.fail(e))?
+                .ok_or_else(|| self.fail("no mass-cancel reply"))?;
             if matches!(m, ServerMsg::MassCancelled { .. }) {
                 break;
             }
@@ -659,9 +968,7 @@ impl Live {
             }
         }
         let mut stray = Vec::new();
-        let (quote, base) = self
-            .balances(&mut c, &mut request, &mut |m| stray.push(m))
-            .map_err(err)?;
+        let (quote, base) = self.balances(&mut c, &mut request, &mut |m| stray.push(m))?;
         for m in stray {
             if let Some(u) = update_of(&m) {
                 bot.ledger.apply(&u);
@@ -670,7 +977,7 @@ impl Live {
         let p = &bot.ledger.position;
         let expected_quote = cash0 as i128 + p.cash;
         let expected_base = base0 as i128 + p.qty as i128 * self.lot as i128;
-        let _ = c.logout();
+        c.logout();
         let _ = tx.send(Report::Done(Outcome {
             bot: name.clone(),
             user: self.user.0,
@@ -693,13 +1000,36 @@ impl Live {
         Ok(())
     }
 
+    /// Applies a message about the bot's orders, and sends what the strategy answers. A
+    /// refusal that says the server's symbol is not ours (a price inside our band out of its
+    /// band, an unknown symbol) stops the bot.
     fn apply(
         &self,
         bot: &mut Bot,
         m: &ServerMsg,
-        c: &mut Client,
+        c: &mut Conn,
         out: &mut Vec<Command>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), String> {
+        if let ServerMsg::Rejected {
+            client_order_id,
+            code,
+            ..
+        } = *m
+        {
+            if code == RejectCode::UnknownSymbol.code() {
+                return Err(self.mismatch("the server refused an order as UNKNOWN_SYMBOL"));
+            }
+            if code == RejectCode::PriceOutOfBand.code() {
+                if let Some(o) = bot.ledger.order(client_order_id) {
+                    if self.in_band(o.price) {
+                        return Err(self.mismatch(&format!(
+                            "the server refused an order at {} as PRICE_OUT_OF_BAND",
+                            o.price
+                        )));
+                    }
+                }
+            }
+        }
         if let Some(u) = update_of(m) {
             bot.on_update(&u, out);
             self.send(c, out)?;
@@ -707,9 +1037,9 @@ impl Live {
         Ok(())
     }
 
-    fn send(&self, c: &mut Client, out: &mut Vec<Command>) -> Result<(), ClientError> {
+    fn send(&self, c: &mut Conn, out: &mut Vec<Command>) -> Result<(), String> {
         for cmd in out.drain(..) {
-            c.send(&cmd.into())?;
+            c.send(&cmd.into()).map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
@@ -717,19 +1047,20 @@ impl Live {
     /// The account's `(quote, base)` totals, available + locked; other messages go to `other`.
     fn balances(
         &self,
-        c: &mut Client,
+        c: &mut Conn,
         request: &mut u64,
         other: &mut dyn FnMut(ServerMsg),
-    ) -> Result<(u64, u64), ClientError> {
+    ) -> Result<(u64, u64), String> {
         *request += 1;
         c.send(&ClientMsg::Balances {
             request_id: *request,
             user: self.user,
-        })?;
+        })
+        .map_err(|e| self.fail(e))?;
         let (mut quote, mut base) = (0, 0);
         loop {
-            let Some(m) = recv(c, self.replayed)? else {
-                return Err(ClientError::Closed);
+            let Some(m) = c.recv().map_err(|e| self.fail(e))? else {
+                return Err(self.fail("no answer to the balances query"));
             };
             match m {
                 ServerMsg::Balance {
@@ -747,6 +1078,29 @@ impl Live {
                 }
                 ServerMsg::BalancesEnd { request_id, .. } if request_id == *request => {
                     return Ok((quote, base))
+                }
+                // The engine answers a balances query for an account that never had a deposit
+                // with UNKNOWN_USER (and no order id).
+                ServerMsg::Rejected {
+                    ref_msg_type,
+                    code,
+                    client_order_id: 0,
+                    name,
+                    ..
+                } if ref_msg_type == msg_type::BALANCES
+                    || code == RejectCode::UnknownUser.code() =>
+                {
+                    return Err(if code == RejectCode::UnknownUser.code() {
+                        self.fail(format!(
+                            "account {} is not open (no deposits): fund it, or add [funding] with cash or base for this bot",
+                            self.cfg.login
+                        ))
+                    } else {
+                        self.fail(format!(
+                            "the balances query was refused: {code} {}",
+                            ringbook_client::protocol::name32_str(&name)
+                        ))
+                    });
                 }
                 m => other(m),
             }
@@ -814,7 +1168,11 @@ pub fn demo(addr: SocketAddr, engine: Config) -> std::thread::JoinHandle<()> {
             .iter()
             .map(|b| b.params.clone().unwrap_or_default())
             .collect();
-        match run(addr, &cfg, &engine, params, |_| {}) {
+        match run(addr, &cfg, &engine, params, |p| {
+            if let Progress::Failed(f) = p {
+                eprintln!("ringbook serve: demo bot stopped: {}", f.error);
+            }
+        }) {
             Ok(_) => eprintln!("ringbook serve: demo bots finished"),
             Err(e) => eprintln!("ringbook serve: demo bots stopped: {e}"),
         }
@@ -824,6 +1182,195 @@ pub fn demo(addr: SocketAddr, engine: Config) -> std::thread::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOT: &str = "[[bot]]\nname = \"mm\"\nstrategy = \"maker\"\nlogin = \"alice\"\npassword = \"alice-demo\"\ncash = 1000\nbase = 10\nreference = 50000\nparams = { half_spread = 3, qty = 1, skew = 0.05, max_inventory = 40 }\n[bot.risk]\ncapital = 0\n";
+
+    /// A bots config: the header, `BOT` edited by `edit`, and `extra` after it.
+    fn cfg_text(edit: impl Fn(String) -> String, extra: &str) -> String {
+        format!(
+            "symbol = \"BTC-KRW\"\ninterval = \"200ms\"\nsteps = 1\n[funding]\nlogin = \"ops1\"\npassword = \"ops1-demo\"\n{}{extra}",
+            edit(BOT.to_string())
+        )
+    }
+
+    fn load_text(dir: &Path, text: &str) -> Result<(BotsConfig, Config, Vec<toml::Table>), String> {
+        let p = dir.join("bots.toml");
+        std::fs::write(&p, text).unwrap();
+        load(&p)
+    }
+
+    /// Everything a red-team pass found only after connecting and funding (or never) is
+    /// refused by `load`, naming the file and the bot.
+    #[test]
+    fn load_refuses_what_it_can_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = |login: &str, name: &str| {
+            BOT.replace("\"mm\"", &format!("{name:?}"))
+                .replace("\"alice\"", &format!("{login:?}"))
+        };
+        let cases: Vec<(String, &str)> = vec![
+            // Two bots on one account: their clock-based order ids collide.
+            (
+                cfg_text(|b| b, &other("alice", "mm2")),
+                "bot mm2: login alice is also bot mm's",
+            ),
+            (
+                cfg_text(|b| b, &other("bob", "mm")),
+                "two bots are named \"mm\"",
+            ),
+            // A bad risk day was found only inside the bot's thread, unnamed.
+            (
+                cfg_text(|b| b + "day = \"bogus\"\n", ""),
+                "bot mm: risk day: interval \"bogus\"",
+            ),
+            // Base lots × lot size wrapped silently.
+            (
+                cfg_text(|b| b.replace("base = 10", "base = 1844674407370956"), ""),
+                "bot mm: base 1844674407370956 lots × lot size 10000 overflows",
+            ),
+            (
+                cfg_text(|b| b, &(other("bob", "t") + &other("carol", "u")))
+                    .replace("cash = 1000", "cash = 9223372036854775807"),
+                "bot u: the bots' cash together overflows",
+            ),
+            // A reference price outside the band.
+            (
+                cfg_text(|b| b.replace("reference = 50000", "reference = 100001"), ""),
+                "bot mm: reference 100001 is outside BTC-KRW's price band 1..=100000",
+            ),
+            (
+                cfg_text(|b| b.replace("reference = 50000", "reference = -5"), ""),
+                "bot mm: reference -5 is outside",
+            ),
+            (
+                cfg_text(
+                    |b| b.replace("half_spread = 3", "half_spread = 3, speed = 1"),
+                    "",
+                ),
+                "bot mm: maker parameters: unknown field `speed`",
+            ),
+            (
+                cfg_text(|b| b, "").replace("BTC-KRW", "DOGE-KRW"),
+                "no symbol DOGE-KRW in the engine config",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = load_text(dir.path(), &text).unwrap_err();
+            assert!(e.contains(want), "expected {want:?} in {e:?}");
+            assert!(e.contains("bots.toml"), "the file is named: {e}");
+        }
+        // The unedited config loads.
+        load_text(dir.path(), &cfg_text(|b| b, &other("bob", "t"))).unwrap();
+    }
+
+    /// A proposal swept on another symbol is not applied to these bots.
+    #[test]
+    fn a_proposal_swept_on_another_symbol_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proposal {
+            status: "pending".into(),
+            strategy: "grid".into(),
+            data: "x.csv".into(),
+            key: "qty".into(),
+            metric: "sharpe".into(),
+            train_share: "0.7".into(),
+            split_ms: 0,
+            ranking: vec![],
+            proposed_value: "3".into(),
+            params: "low = 1900\nhigh = 2100\nlevels = 3\nqty = 3\n[risk]\ncapital = 1\n[backtest]\ncash = 1\nsymbol = \"ETH-KRW\"\n".into(),
+            approved_digest: None,
+        };
+        p.approve().unwrap();
+        p.save(&dir.path().join("p.json")).unwrap();
+        let text = cfg_text(
+            |b| {
+                b.replace("strategy = \"maker\"", "strategy = \"grid\"")
+                    .replace(
+                        "params = { half_spread = 3, qty = 1, skew = 0.05, max_inventory = 40 }",
+                        "proposal = \"p.json\"",
+                    )
+            },
+            "",
+        );
+        let e = load_text(dir.path(), &text).unwrap_err();
+        assert!(
+            e.contains(
+                "bot mm: p.json: the proposal was swept on ETH-KRW, but the bots trade BTC-KRW"
+            ),
+            "{e}"
+        );
+        // The same proposal swept on BTC-KRW is used.
+        p.params = p.params.replace("ETH-KRW", "BTC-KRW");
+        p.approve().unwrap();
+        p.save(&dir.path().join("p.json")).unwrap();
+        let (_, _, params) = load_text(dir.path(), &text).unwrap();
+        assert_eq!(params[0]["qty"].as_integer(), Some(3));
+        assert!(!params[0].contains_key("backtest") && !params[0].contains_key("risk"));
+    }
+
+    /// A bots config or engine_config that is a FIFO is refused, not opened (it blocked).
+    #[test]
+    fn a_fifo_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        if !std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+        {
+            eprintln!("mkfifo unavailable: skipped");
+            return;
+        }
+        let e = load(&fifo).unwrap_err();
+        assert!(e.contains("fifo.toml: not a regular file"), "{e}");
+        let text = cfg_text(|b| b, "")
+            .replace("steps = 1\n", "steps = 1\nengine_config = \"fifo.toml\"\n");
+        let e = load_text(dir.path(), &text).unwrap_err();
+        assert!(
+            e.contains("engine_config") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
+
+    /// Balances above `i64::MAX` saturate instead of wrapping into a negative equity.
+    #[test]
+    fn huge_balances_saturate() {
+        assert_eq!(
+            starting_point(10_000_000_000_000_000_000, 50, 10),
+            (i64::MAX, 5)
+        );
+        let (cash, lots) = starting_point(u64::MAX, u64::MAX, 1);
+        assert_eq!((cash, lots), (i64::MAX, i64::MAX));
+        let mut bot = Bot::new(
+            strategy::build(
+                "taker",
+                &toml::from_str("seed = 1\nqty = 1\nmax_inventory = 1").unwrap(),
+            )
+            .unwrap(),
+            RiskLimits {
+                capital: 0,
+                max_position: 0,
+                max_daily_loss: 0,
+                max_slippage_bps: 100,
+                day: "1d".into(),
+            },
+            Market {
+                tick_size: 1,
+                price_min: 1,
+                price_max: 100_000,
+                max_order_qty: 10,
+            },
+            UserId(1),
+            SymbolId(0),
+            1000,
+            cash,
+            10,
+        )
+        .unwrap();
+        bot.mark = Some(50_000);
+        assert_eq!(bot.equity(), i64::MAX);
+    }
 
     #[test]
     fn the_demo_config_is_valid() {

@@ -176,19 +176,40 @@ pub fn backtest(o: &Options) -> Result<String, String> {
     ))
 }
 
-/// `ringbook bots approve PROPOSAL`.
+/// `ringbook bots approve PROPOSAL`: checks the proposal ([`sweep::Proposal::approve`]),
+/// shows the parameters being approved, and rewrites the file atomically.
 pub fn approve(path: &Path) -> Result<String, String> {
     let mut p = sweep::Proposal::load(path)?;
-    p.approve();
+    let how = p
+        .approve()
+        .map_err(|e| format!("{}: not approved: {e}", path.display()))?;
     p.save(path)?;
-    Ok(format!(
+    let mut s = format!(
         "approved {}: {} {} = {} (digest {})\n",
         path.display(),
         p.strategy,
         p.key,
         p.proposed_value,
         p.approved_digest.as_deref().unwrap_or("")
-    ))
+    );
+    match how {
+        sweep::Approval::New => {}
+        sweep::Approval::Again => s += "it was already approved with these parameters\n",
+        sweep::Approval::Changed(old) => {
+            s += &format!(
+            "NOTE: re-approved: the parameters changed since the earlier approval (digest {old})\n"
+        )
+        }
+    }
+    s += "parameters approved:\n";
+    for line in p.params.lines() {
+        if !line.is_empty() {
+            s += "  ";
+            s += line;
+        }
+        s += "\n";
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

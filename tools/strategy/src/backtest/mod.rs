@@ -89,8 +89,7 @@ impl ParamsFile {
 
     /// Reads a params file.
     pub fn load(path: &Path) -> Result<(ParamsFile, toml::Table), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::files::read_regular(path)?;
         let t: toml::Table =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok((ParamsFile::from_table(t.clone())?, t))
@@ -135,6 +134,11 @@ impl Source {
             Source::Candles(_) | Source::Journal(_) => "BTC-KRW",
         }
     }
+}
+
+/// The symbol a backtest of `data` trades when `[backtest]` names none.
+pub(crate) fn default_symbol_of(data: &Path) -> &'static str {
+    Source::from_path(data).map_or("BTC-KRW", |s| s.default_symbol())
 }
 
 /// Everything a run needs.

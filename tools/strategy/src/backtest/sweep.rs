@@ -12,6 +12,15 @@
 //! `ringbook bots approve PROPOSAL` sets `"status": "approved"` and records a digest of the
 //! proposed parameters; `ringbook bots` uses a proposal only when it is approved and the digest
 //! still matches (an edited proposal needs approving again).
+//!
+//! Approval checks the proposal first ([`Proposal::approve`]): its status is `pending` (or
+//! `approved`, to approve again), its params parse and build the named strategy the way the
+//! bots build it, and `params[key]` is the `proposed_value`. A proposal with fields this
+//! version does not know is refused (they would be lost on the rewrite). The file is rewritten
+//! atomically ([`crate::files::write_atomic`]).
+//!
+//! The digest is an unkeyed FNV-1a of the params, kept in the same file: it catches accidental
+//! edits after approval, not forgery (anyone who can edit the file can recompute it).
 
 use std::path::Path;
 
@@ -109,8 +118,9 @@ pub struct Row {
     pub test: Figures,
 }
 
-/// A proposal file.
+/// A proposal file. Unknown fields are refused: a rewrite (approval) would drop them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Proposal {
     /// `pending` or `approved`.
     pub status: String,
@@ -262,25 +272,111 @@ pub fn sweep(
     })
 }
 
+/// What an approval did, for the person who ran it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Approval {
+    /// A pending proposal, now approved.
+    New,
+    /// Already approved with these very params: nothing changed.
+    Again,
+    /// Approved earlier with other params (digest then): these replace them.
+    Changed(String),
+}
+
 impl Proposal {
-    /// Reads a proposal file.
+    /// Reads a proposal file (a regular file; unknown fields are refused).
     pub fn load(path: &Path) -> Result<Proposal, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::files::read_regular(path)?;
         serde_json::from_str(&text).map_err(|e| format!("{}: not a proposal: {e}", path.display()))
     }
 
-    /// Writes it (pretty JSON).
+    /// Writes it (pretty JSON), atomically: a failed write leaves the old file.
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let mut s = serde_json::to_string_pretty(self).expect("plain data");
         s.push('\n');
-        std::fs::write(path, s).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::files::write_atomic(path, s.as_bytes())
     }
 
-    /// Marks it approved, pinning the parameters' digest.
-    pub fn approve(&mut self) {
+    /// The params as a table (all of them: the strategy's, `[risk]` and `[backtest]`).
+    pub fn params_table(&self) -> Result<toml::Table, String> {
+        toml::from_str(&self.params).map_err(|e| format!("the proposal's params: {e}"))
+    }
+
+    /// The strategy parameters the bots run with (the params minus `[risk]` and
+    /// `[backtest]`), checked by building the strategy from them, as the bots do.
+    pub fn strategy_params(&self) -> Result<toml::Table, String> {
+        let mut t = self.params_table()?;
+        t.remove("risk");
+        t.remove("backtest");
+        crate::strategy::build(&self.strategy, &t)
+            .map_err(|e| format!("the proposal's params do not build {}: {e}", self.strategy))?;
+        Ok(t)
+    }
+
+    /// The symbol the sweep ran on: `[backtest] symbol`, else the backtest's default for the
+    /// data (`AAPL-USD` for LOBSTER, `BTC-KRW` otherwise).
+    pub fn symbol(&self) -> Result<String, String> {
+        let t = self.params_table()?;
+        match t.get("backtest").and_then(|b| b.get("symbol")) {
+            Some(toml::Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(format!(
+                "the proposal's [backtest] symbol is not a string: {v}"
+            )),
+            None => Ok(super::default_symbol_of(Path::new(&self.data)).to_string()),
+        }
+    }
+
+    /// Checks what a person is asked to approve: the params build the strategy and hold the
+    /// proposed value under `key`. Returns the strategy parameters.
+    pub fn check(&self) -> Result<toml::Table, String> {
+        let t = self.strategy_params()?;
+        let v = t.get(&self.key).ok_or_else(|| {
+            format!(
+                "the proposal's params have no {:?}, the parameter it proposes",
+                self.key
+            )
+        })?;
+        let text = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => other.to_string(),
+        };
+        let same = match (Fixed::parse(&text), Fixed::parse(&self.proposed_value)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => text == self.proposed_value,
+        };
+        if !same {
+            return Err(format!(
+                "the proposal's params say {} = {text}, but its proposed_value is {}: it was edited; run the sweep again",
+                self.key, self.proposed_value
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Marks it approved, pinning the parameters' digest, after [`Proposal::check`]; only a
+    /// `pending` proposal, or an `approved` one (again), may be approved.
+    pub fn approve(&mut self) -> Result<Approval, String> {
+        let earlier = match self.status.as_str() {
+            "pending" => None,
+            "approved" => self.approved_digest.clone(),
+            other => {
+                return Err(format!(
+                    "the proposal's status is {other:?}: only a pending (or approved) proposal can be approved"
+                ))
+            }
+        };
+        self.check()?;
+        let d = digest(&self.params);
+        let how = match earlier {
+            None => Approval::New,
+            Some(e) if e == d => Approval::Again,
+            Some(e) => Approval::Changed(e),
+        };
         self.status = "approved".into();
-        self.approved_digest = Some(digest(&self.params));
+        self.approved_digest = Some(d);
+        Ok(how)
     }
 
     /// The parameters, if a person approved exactly these; otherwise why not.
@@ -296,7 +392,7 @@ impl Proposal {
                 "the proposal's parameters changed after it was approved: approve it again".into(),
             );
         }
-        toml::from_str(&self.params).map_err(|e| format!("the proposal's params: {e}"))
+        self.params_table()
     }
 }
 
@@ -333,25 +429,101 @@ mod tests {
         }
     }
 
-    #[test]
-    fn approval_pins_the_parameters() {
-        let mut p = Proposal {
+    fn grid_proposal() -> Proposal {
+        Proposal {
             status: "pending".into(),
             strategy: "grid".into(),
-            data: "x".into(),
-            key: "k".into(),
+            data: "x.csv".into(),
+            key: "qty".into(),
             metric: "sharpe".into(),
             train_share: "0.7".into(),
             split_ms: 0,
             ranking: vec![],
-            proposed_value: "0.5".into(),
-            params: "k = \"0.5\"\n".into(),
+            proposed_value: "3".into(),
+            params: "low = 49950\nhigh = 50050\nlevels = 3\nqty = 3\n\n[risk]\ncapital = 1\n\n[backtest]\ncash = 1\nsymbol = \"BTC-KRW\"\n".into(),
             approved_digest: None,
-        };
+        }
+    }
+
+    #[test]
+    fn approval_pins_the_parameters() {
+        let mut p = grid_proposal();
         assert!(p.approved_params().unwrap_err().contains("not approved"));
-        p.approve();
-        assert_eq!(p.approved_params().unwrap()["k"].as_str(), Some("0.5"));
-        p.params = "k = \"0.9\"\n".into();
+        assert_eq!(p.approve().unwrap(), Approval::New);
+        assert_eq!(p.approved_params().unwrap()["qty"].as_integer(), Some(3));
+        p.params = p.params.replace("high = 50050", "high = 50060");
         assert!(p.approved_params().unwrap_err().contains("changed"));
+        // Approving the edited params again says that they changed since.
+        let before = p.approved_digest.clone().unwrap();
+        assert_eq!(p.approve().unwrap(), Approval::Changed(before));
+        assert_eq!(p.approve().unwrap(), Approval::Again);
+    }
+
+    /// A red-team pass approved a rejected proposal, one whose params say something else than
+    /// its proposed value, and ones whose params do not parse or build: each is refused now,
+    /// and nothing is changed.
+    #[test]
+    fn approval_checks_the_proposal() {
+        type Edit = Box<dyn Fn(&mut Proposal)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|p| p.status = "rejected".into()), "\"rejected\""),
+            (
+                Box::new(|p| p.params = p.params.replace("qty = 3", "qty = 300")),
+                "qty = 300, but its proposed_value is 3",
+            ),
+            (
+                Box::new(|p| p.params = "this is = = not toml".into()),
+                "the proposal's params",
+            ),
+            (
+                Box::new(|p| p.strategy = "nosuch".into()),
+                "unknown strategy",
+            ),
+            (
+                Box::new(|p| p.params = p.params.replace("levels = 3", "levels = 1")),
+                "do not build grid",
+            ),
+            (
+                Box::new(|p| p.key = "spacing".into()),
+                "have no \"spacing\"",
+            ),
+        ];
+        for (edit, says) in cases {
+            let mut p = grid_proposal();
+            edit(&mut p);
+            let before = p.clone();
+            let e = p.approve().unwrap_err();
+            assert!(e.contains(says), "expected {says:?} in {e:?}");
+            assert_eq!(p, before, "a refused approval changed the proposal");
+        }
+        // Decimal proposed values compare as numbers.
+        let mut p = grid_proposal();
+        p.strategy = "maker".into();
+        p.key = "skew".into();
+        p.proposed_value = "0.5".into();
+        p.params = "half_spread = 3\nqty = 1\nskew = \"0.50\"\nmax_inventory = 10\n".into();
+        p.approve().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        let mut v = serde_json::to_value(grid_proposal()).unwrap();
+        v["comment"] = "reviewed by X".into();
+        std::fs::write(&f, v.to_string()).unwrap();
+        let e = Proposal::load(&f).unwrap_err();
+        assert!(e.contains("unknown field `comment`"), "{e}");
+    }
+
+    #[test]
+    fn the_swept_symbol() {
+        let mut p = grid_proposal();
+        assert_eq!(p.symbol().unwrap(), "BTC-KRW");
+        p.params = p.params.replace("BTC-KRW", "ETH-KRW");
+        assert_eq!(p.symbol().unwrap(), "ETH-KRW");
+        p.params = p.params.replace("symbol = \"ETH-KRW\"\n", "");
+        p.data = "AAPL_2012-06-21_34200000_57600000_message_10.csv".into();
+        assert_eq!(p.symbol().unwrap(), "AAPL-USD");
     }
 }
