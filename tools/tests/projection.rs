@@ -40,6 +40,21 @@ fn admin_url() -> String {
     })
 }
 
+/// A database of the test's own (named after `tag`), a temporary directory, and the journal
+/// directory in it (not created yet).
+fn fresh(tag: &str) -> (TestDb, tempfile::TempDir, PathBuf) {
+    let db = TestDb::new(&admin_url(), tag);
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    (db, tmp, dir)
+}
+
+/// The projected sequence, 0 until the projector has migrated (no table yet).
+fn committed(c: &mut Client) -> i64 {
+    c.query_one("SELECT last_seq FROM projection_state", &[])
+        .map_or(0, |r| r.get::<_, i64>(0))
+}
+
 /// A database of its own for one test, dropped at the end.
 struct TestDb {
     admin: String,
@@ -489,9 +504,7 @@ fn generated_scripts_project_equal_to_the_engine_and_tampering_is_found() {
 #[test]
 fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() {
     let admin = admin_url();
-    let db = TestDb::new(&admin, "kill");
-    let tmp = tempdir();
-    let dir = tmp.path().join("journal");
+    let (db, _tmp, dir) = fresh("kill");
     // With snapshots: the resumed projector rebuilds its engine from one plus the tail.
     journal_args(
         BIN,
@@ -601,10 +614,7 @@ fn a_projector_killed_mid_batch_resumes_exactly_once_and_rebuild_is_identical() 
 /// second runs while it certainly holds the database, whatever the timing.
 #[test]
 fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
-    let admin = admin_url();
-    let db = TestDb::new(&admin, "second");
-    let tmp = tempdir();
-    let dir = tmp.path().join("journal");
+    let (db, _tmp, dir) = fresh("second");
     journal(&dir, &script(11, 3_000, 0));
     let mut first = Server::spawn(&[
         "project",
@@ -666,17 +676,9 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
 /// red-team finding).
 #[test]
 fn a_projector_whose_ledger_connection_is_killed_reconnects_and_goes_on() {
-    let admin = admin_url();
-    let db = TestDb::new(&admin, "ledgerkill");
-    let tmp = tempdir();
-    let dir = tmp.path().join("journal");
+    let (db, _tmp, dir) = fresh("ledgerkill");
     journal(&dir, &script(31, 600, 0));
     let mut c = db.client();
-    // 0 until the projector has migrated.
-    let committed = |c: &mut Client| {
-        c.query_one("SELECT last_seq FROM projection_state", &[])
-            .map_or(0, |r| r.get::<_, i64>(0))
-    };
     let mut p = Server::spawn(&[
         "project",
         "--journal",
@@ -1370,10 +1372,7 @@ fn serve_warns_when_its_spinners_leave_an_idle_class_projection_no_core() {
 
 #[test]
 fn serve_projects_on_its_own_thread_and_trades_with_postgres_unreachable() {
-    let admin = admin_url();
-    let db = TestDb::new(&admin, "serve");
-    let tmp = tempdir();
-    let dir = tmp.path().join("journal");
+    let (db, _tmp, dir) = fresh("serve");
     let journal = dir.to_str().unwrap();
     let args = [
         "serve",
@@ -1559,10 +1558,7 @@ async fn pages(
 
 #[test]
 fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection() {
-    let admin = admin_url();
-    let db = TestDb::new(&admin, "hist");
-    let tmp = tempdir();
-    let dir = tmp.path().join("journal");
+    let (db, _tmp, dir) = fresh("hist");
     let mut srv = Server::start(&[
         "serve",
         "--journal",
@@ -1582,10 +1578,7 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
     let mut c = db.client();
     let deadline = Instant::now() + support::WAIT;
     loop {
-        let n = c
-            .query_one("SELECT last_seq FROM projection_state", &[])
-            .map_or(0, |r| r.get::<_, i64>(0));
-        if n >= 122 {
+        if committed(&mut c) >= 122 {
             break;
         }
         assert!(

@@ -1267,19 +1267,8 @@ mod tests {
     #[test]
     fn a_proposal_swept_on_another_symbol_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut p = Proposal {
-            status: "pending".into(),
-            strategy: "grid".into(),
-            data: "x.csv".into(),
-            key: "qty".into(),
-            metric: "sharpe".into(),
-            train_share: "0.7".into(),
-            split_ms: 0,
-            ranking: vec![],
-            proposed_value: "3".into(),
-            params: "low = 1900\nhigh = 2100\nlevels = 3\nqty = 3\n[risk]\ncapital = 1\n[backtest]\ncash = 1\nsymbol = \"ETH-KRW\"\n".into(),
-            approved_digest: None,
-        };
+        let mut p = crate::backtest::sweep::tests::grid_proposal();
+        p.params = "low = 1900\nhigh = 2100\nlevels = 3\nqty = 3\n[risk]\ncapital = 1\n[backtest]\ncash = 1\nsymbol = \"ETH-KRW\"\n".into();
         p.approve().unwrap();
         p.save(&dir.path().join("p.json")).unwrap();
         let text = cfg_text(

@@ -397,7 +397,7 @@ impl Proposal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -429,7 +429,8 @@ mod tests {
         }
     }
 
-    fn grid_proposal() -> Proposal {
+    /// A pending grid proposal on BTC-KRW (the live bots' tests use it too).
+    pub(crate) fn grid_proposal() -> Proposal {
         Proposal {
             status: "pending".into(),
             strategy: "grid".into(),
