@@ -113,7 +113,7 @@ pub use snapshot::{
     latest_valid, load_latest, read_snapshot, write_snapshot, LatestSnapshot, Snapshot,
     SnapshotMeta, SnapshotWriter,
 };
-pub use tailer::{Tailer, POLL_STEPS_MAX};
+pub use tailer::Tailer;
 pub use truncate::{truncate, RemovedSegment, TruncateReport};
 pub use verify::{inspect, Inspection, Problem, Progress, SegmentState, SegmentSummary, Severity};
 pub use writer::{Writer, WriterStats};

@@ -18,7 +18,7 @@
 //! [`JournalError::Pruned`] naming the first sequence the tailer needs and the first one the
 //! journal still holds (a file missing between segments that remain is corruption,
 //! [`CorruptionKind::IndexGap`]). Records the tailer skips anyway (before its `from_sequence`)
-//! may go: it then moves on to the first segment left. A segment the tailer has already mapped
+//! may go: it then moves on to the segment that holds its start. A segment the tailer has already mapped
 //! stays readable to its end after its file is removed.
 //!
 //! Polling at a segment boundary before the next segment exists costs an `open` system call per
@@ -35,10 +35,6 @@ use crate::reader::{locate, open_started};
 use crate::record::{Record, RecordPosition};
 use crate::scan::{accepted_frame, read_frame, record_of, FrameRead};
 use crate::segment::ReadSegment;
-
-/// Frames one `poll` may step over (records before `from_sequence`, segment ends) before it
-/// returns `Ok(None)` to bound its latency; the next poll continues.
-pub const POLL_STEPS_MAX: usize = 1 << 16;
 
 /// While the segment to open next does not exist, the tailer checks whether the journal moved
 /// past it (pruned) at the first poll that finds it missing and then at every this many.
@@ -105,8 +101,13 @@ impl Tailer {
     /// The next committed record, or `Ok(None)` if there is none yet. Fails on corruption, and
     /// with [`JournalError::Pruned`] when the journal no longer holds the next record it needs
     /// (see the module docs); it then keeps failing at later polls.
+    ///
+    /// `None` always means that: a poll steps over every record before `from_sequence` (at
+    /// most the rest of the segment that holds it, once) and every segment end in one go. (It
+    /// used to answer `None` after 65 536 such steps, which a caller could not tell from the
+    /// journal's end: a projection resumed deep in a segment took itself for caught up.)
     pub fn poll(&mut self) -> Result<Option<Record<'_>>, JournalError> {
-        for _ in 0..POLL_STEPS_MAX {
+        loop {
             match self.step()? {
                 Step::Yield { offset, header } => {
                     let cur = self.current.as_ref().expect("a segment is being read");
@@ -123,7 +124,6 @@ impl Tailer {
                 Step::Nothing => return Ok(None),
             }
         }
-        Ok(None)
     }
 
     fn step(&mut self) -> Result<Step, JournalError> {

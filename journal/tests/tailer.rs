@@ -350,3 +350,29 @@ fn a_tailer_reports_a_segment_removed_from_the_middle() {
         other => panic!("expected a gap, got {other:?}"),
     }
 }
+
+/// A tailer opened deep inside a segment (more than 65 536 records before its first one)
+/// answers that first record at its first poll: `None` means nothing more, never "still
+/// skipping" (it answered `None` after 65 536 skipped records, and a projection resumed there
+/// took itself for caught up and stopped: a review finding).
+#[test]
+fn a_tailer_opened_deep_in_a_segment_yields_its_first_record_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ringbook_journal::JournalConfig {
+        segment_len_bytes: 64 << 20,
+        ..config(false, Durability::None)
+    };
+    let mut writer = Writer::open(dir.path(), cfg).unwrap();
+    for seq in 1..=100_000u64 {
+        writer.append(seq, 1, seq, &seq.to_le_bytes()).unwrap();
+    }
+    drop(writer);
+    let mut tailer = Tailer::open(dir.path(), 90_000).unwrap();
+    assert_eq!(tailer.poll().unwrap().unwrap().sequence, 90_000);
+    assert_eq!(tailer.position().segment_index, 0);
+    let mut last = 90_000;
+    while let Some(r) = tailer.poll().unwrap() {
+        last = r.sequence;
+    }
+    assert_eq!(last, 100_000);
+}

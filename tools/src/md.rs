@@ -192,6 +192,9 @@ fn view(args: &Args) -> Result<(), String> {
                 if !args.json {
                     draw(&mut out, &st, args.levels).map_err(|e| e.to_string())?;
                 }
+                // Ends the session (its id is this run's own): not left detached to take a
+                // place among the login's sessions.
+                let _ = client.logout();
                 return Ok(());
             }
         }

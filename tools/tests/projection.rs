@@ -626,7 +626,7 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
         "--batch",
         "1000",
         "--hold-batch-ms",
-        "200",
+        "1000",
     ]);
     first.wait_line("holding batch 1001..=");
     let pid = first.child.id().to_string();
@@ -636,6 +636,9 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
     };
     signal("-STOP");
     let mut c = db.client();
+    // Whatever it had committed when it stopped (the first batch at least) stays.
+    let seq_before = last_seq(&mut c);
+    assert!(seq_before >= 1000, "{seq_before}");
     let ledger_before: i64 = c
         .query_one("SELECT count(*) FROM ledger", &[])
         .unwrap()
@@ -653,7 +656,7 @@ fn a_second_projector_on_the_same_database_is_refused_and_changes_nothing() {
     }
     // Nothing was deleted or dropped: the first projector's committed batch and its ledger
     // rows (the held batch's too, committed on its own connection) are all there.
-    assert_eq!(last_seq(&mut c), 1000);
+    assert_eq!(last_seq(&mut c), seq_before);
     let ledger_after: i64 = c
         .query_one("SELECT count(*) FROM ledger", &[])
         .unwrap()
@@ -796,6 +799,24 @@ fn a_projection_refuses_another_journal_other_fees_and_hand_edited_state() {
     refused(&a, &db.url, &["--verify"], "verify panicked (");
     c.batch_execute("ALTER TABLE balances ALTER COLUMN locked TYPE bigint")
         .unwrap();
+    // A value the client cannot read is not a connection failure: a following projector stops
+    // on it (exit 2) instead of retrying for ever with its running gauge at 1.
+    c.batch_execute("ALTER TABLE projection_state ALTER COLUMN last_ts TYPE text")
+        .unwrap();
+    let follower = Server::spawn(&[
+        "project",
+        "--journal",
+        a.to_str().unwrap(),
+        "--postgres",
+        &db.url,
+    ]);
+    let (status, log) = follower.exit_within(support::WAIT);
+    assert_eq!(status.code(), Some(2), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("retrying")), "{log:#?}");
+    c.batch_execute(
+        "ALTER TABLE projection_state ALTER COLUMN last_ts TYPE bigint USING last_ts::bigint",
+    )
+    .unwrap();
     // A negative or missing projection state: said, and the ledger left alone.
     let ledger = |c: &mut Client| -> i64 {
         c.query_one("SELECT count(*) FROM ledger", &[])

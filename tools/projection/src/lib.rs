@@ -104,7 +104,13 @@ impl ProjectionError {
             _ => return false,
         };
         match e.as_db_error() {
-            None => true,
+            // The connection broke, or never opened (an I/O error: refused, reset, timed
+            // out). Not a value the client could not read (a column retyped by hand), a NULL,
+            // or a row count: those are as fatal as the server refusing a statement.
+            None => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
             Some(d) => {
                 let code = d.code().code();
                 code.starts_with("08")
@@ -347,29 +353,35 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, ProjectionError> {
     caught("the projection", || {
-        let mut total: Option<Summary> = None;
+        let counted = |p: &Progress| {
+            (
+                p.commands.load(Ordering::Relaxed),
+                p.rows.load(Ordering::Relaxed),
+                p.batches.load(Ordering::Relaxed),
+            )
+        };
+        let at_start = counted(progress);
+        let mut restarted = false;
         loop {
             let before = progress.batches.load(Ordering::Relaxed);
             let result = run_inner(opts, stop, progress, log);
             let progressed = progress.batches.load(Ordering::Relaxed) > before;
             match result {
-                Err(ProjectionError::StateMoved(why)) if progressed || total.is_none() => {
+                Err(ProjectionError::StateMoved(why)) if progressed || !restarted => {
                     log(&format!(
                         "{why}; starting again from the state the database holds"
                     ));
-                    total.get_or_insert_with(Summary::default);
+                    restarted = true;
                 }
+                // The last attempt's start and end; what every attempt wrote.
                 Ok(s) => {
-                    return Ok(match total {
-                        None => s,
-                        Some(t) => Summary {
-                            resumed_at: t.resumed_at,
-                            last_seq: s.last_seq,
-                            commands: t.commands + s.commands,
-                            rows: t.rows + s.rows,
-                            batches: t.batches + s.batches,
-                        },
-                    })
+                    let now = counted(progress);
+                    return Ok(Summary {
+                        commands: now.0 - at_start.0,
+                        rows: now.1 - at_start.1,
+                        batches: now.2 - at_start.2,
+                        ..s
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -628,8 +640,11 @@ pub fn record_digest(record: &Record<'_>) -> u64 {
 
 /// Refuses a projection of another journal: record `seq` of this journal must have the digest
 /// the projection stored with it (`None`: stored before the digest existed, not checked). A
-/// record the journal no longer holds (pruned) is not checked here: rebuilding the engine to it
-/// reports that.
+/// record the journal no longer holds (pruned, its segment covered by a snapshot) or does not
+/// hold yet is not checked: a projection at that snapshot resumes from it, and a journal
+/// shorter than the projection fails when the engine is rebuilt to the projected sequence.
+/// Only record `seq` is compared: a journal rewritten after a truncation whose record `seq`
+/// came out byte for byte the same (the same command at the same stamp) is not told apart.
 fn check_journal_digest(
     opts: &Options,
     seq: u64,
@@ -766,7 +781,12 @@ fn flush(
         })();
         match attempt {
             Ok(_) => break,
-            Err(e) if e.is_transient() && !(stop.load(Ordering::Relaxed) && failed) => {
+            // `--once` does not wait for another projector that took the lock meanwhile.
+            Err(e)
+                if e.is_transient()
+                    && !(opts.once && matches!(e, ProjectionError::Busy(_)))
+                    && !(stop.load(Ordering::Relaxed) && failed) =>
+            {
                 progress.db_errors.fetch_add(1, Ordering::Relaxed);
                 if !failed {
                     log(&format!(

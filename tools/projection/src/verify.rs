@@ -42,18 +42,8 @@ pub fn verify(opts: &Options) -> Result<Verification, ProjectionError> {
 fn journal_end(opts: &Options, from: u64) -> Result<Option<u64>, ProjectionError> {
     let mut tailer = ringbook_journal::Tailer::open(&opts.journal, from)?;
     let mut last = None;
-    // A poll also answers None after `POLL_STEPS_MAX` records skipped on the way to `from`
-    // (at most a segment's worth: far fewer than 1024 such polls); at the end it answers None
-    // at once, every time.
-    let mut idle = 0;
-    while idle < 1024 {
-        match tailer.poll()? {
-            Some(r) => {
-                last = Some(r.sequence);
-                idle = 0;
-            }
-            None => idle += 1,
-        }
+    while let Some(r) = tailer.poll()? {
+        last = Some(r.sequence);
     }
     Ok(last)
 }
@@ -77,7 +67,7 @@ fn verify_inner(opts: &Options) -> Result<Verification, ProjectionError> {
     // The journal's end, for the report (the projection's lag): a journal that does not
     // read to its end says why instead of "none".
     match journal_end(opts, seq) {
-        Ok(end) => v.journal_last_seq = end.or((seq > 0).then_some(seq)),
+        Ok(end) => v.journal_last_seq = end,
         Err(e) => v.checked.push(format!(
             "the journal's end is unknown: it does not read to its end ({e})"
         )),

@@ -57,15 +57,22 @@ pub(crate) fn write_atomic_with(
     let name = target
         .file_name()
         .ok_or_else(|| format!("cannot write {}: no file name", path.display()))?;
+    // A name of this run's own (the process id alone repeats: 1 in every container, and a
+    // file left by a killed run would be in the way).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}-{nanos}", std::process::id()));
     let tmp = dir.join(tmp_name);
+    let mut created = false;
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)?;
+        created = true;
         if let Ok(m) = std::fs::metadata(&target) {
             f.set_permissions(m.permissions())?;
         }
@@ -80,7 +87,10 @@ pub(crate) fn write_atomic_with(
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        // Only what this run created (and did not rename) is removed.
+        if created {
+            let _ = std::fs::remove_file(&tmp);
+        }
         return Err(fail(e));
     }
     Ok(())
