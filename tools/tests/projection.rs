@@ -706,12 +706,13 @@ fn a_projector_whose_ledger_connection_is_killed_reconnects_and_goes_on() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    // The projector's backend that does not hold the lock: its ledger connection.
+    // The projector's ledger connection: the holder of the ledger's lock ("ringbooL").
     let killed: i64 = c
         .query_one(
-            "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
-              WHERE a.datname = current_database() AND a.application_name = 'ringbook-projection'
-                AND a.pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) = x'72696e67626f6f4c'::bigint",
             &[],
         )
         .unwrap()

@@ -37,6 +37,10 @@ pub struct Conns {
     pub main: Client,
     /// The ledger.
     pub ledger: Client,
+    /// The two connections' server processes (`pg_backend_pid`), main then ledger: after a
+    /// reconnect, a lock still held by one of them is this projector's own (a connection the
+    /// server has not yet seen die), which [`Conns::reconnect`] ends.
+    pids: [i32; 2],
 }
 
 impl std::fmt::Debug for Conns {
@@ -47,34 +51,79 @@ impl std::fmt::Debug for Conns {
     }
 }
 
-/// The key of the session-level advisory lock a projector's `main` connection holds for as
-/// long as it is open (`"ringbook"` in ASCII). Advisory locks belong to one database, so this
-/// is one projector per database: a second one is refused before it writes or deletes anything
-/// (without the lock, a starting projector's trim of the ledger could delete the ledger rows of
-/// a batch the running one had committed but not yet recorded: a red-team finding).
-const PROJECTOR_LOCK: i64 = 0x7269_6e67_626f_6f6b;
+/// The keys of the session-level advisory locks a projector's two connections hold for as
+/// long as they are open (`"ringbook"` and `"ringbooL"` in ASCII): `main` the first, `ledger`
+/// the second. Advisory locks belong to one database, so this is one projector per database:
+/// a second one is refused before it writes or deletes anything (without the lock, a starting
+/// projector's trim of the ledger could delete the ledger rows of a batch the running one had
+/// committed but not yet recorded: a red-team finding), and as long as either connection of
+/// the first lives (a ledger connection still committing after its main one died is fenced
+/// too).
+pub(crate) const PROJECTOR_LOCKS: [i64; 2] = [0x7269_6e67_626f_6f6b, 0x7269_6e67_626f_6f4c];
+
+/// Takes the projector lock `key` on `client`, or says who holds it.
+fn take_lock(client: &mut Client, key: i64) -> Result<i32, ProjectionError> {
+    let row = client.query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])?;
+    let (locked, pid): (bool, i32) = (row.try_get(0)?, row.try_get(1)?);
+    if !locked {
+        // Who holds it, where that can be read (another role's sessions may hide their
+        // details); refused either way.
+        let who = holder(client, key).unwrap_or_default();
+        return Err(ProjectionError::Busy(format!(
+            "another projector is writing to this database{who}: one projector per \
+             database; stop it first (or project into another database)"
+        )));
+    }
+    Ok(pid)
+}
 
 impl Conns {
-    /// Opens both, taking the projector lock on `main` ([`ProjectionError::Busy`] if another
-    /// session holds it).
+    /// Opens both, each taking its projector lock ([`ProjectionError::Busy`] if another
+    /// session holds one).
     pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
         let mut main = connect(url)?;
-        let locked: bool = main
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&PROJECTOR_LOCK])?
-            .try_get(0)?;
-        if !locked {
-            // Who holds it, where that can be read (another role's sessions may hide their
-            // details); refused either way.
-            let who = holder(&mut main).unwrap_or_default();
-            return Err(ProjectionError::Busy(format!(
-                "another projector is writing to this database{who}: one projector per \
-                 database; stop it first (or project into another database)"
-            )));
-        }
+        let main_pid = take_lock(&mut main, PROJECTOR_LOCKS[0])?;
+        let mut ledger = connect(url)?;
+        let ledger_pid = take_lock(&mut ledger, PROJECTOR_LOCKS[1])?;
         Ok(Conns {
             main,
-            ledger: connect(url)?,
+            ledger,
+            pids: [main_pid, ledger_pid],
         })
+    }
+
+    /// Opens a new pair in place of `old` (dropped first, so that its locks go with it). If a
+    /// lock is still held by one of `old`'s own server processes — a connection that died
+    /// without the server noticing yet (a half-open TCP connection lingers until the server's
+    /// keepalive gives up) — that process is ended (`pg_terminate_backend`, waiting up to 5 s)
+    /// and the connect tried once more: otherwise the projector would wait on itself.
+    pub fn reconnect(old: Option<Conns>, url: &str) -> Result<Conns, ProjectionError> {
+        let own = old.as_ref().map(|c| c.pids);
+        drop(old);
+        match Conns::connect(url) {
+            Err(ProjectionError::Busy(why)) => {
+                let Some(pids) = own else {
+                    return Err(ProjectionError::Busy(why));
+                };
+                let mut c = connect(url)?;
+                let ended: i64 = c
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(l.pid, 5000))
+                           FROM pg_locks l
+                          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                            AND l.pid = ANY($1)
+                            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)",
+                        &[&&pids[..], &&PROJECTOR_LOCKS[..]],
+                    )?
+                    .try_get(0)?;
+                if ended == 0 {
+                    return Err(ProjectionError::Busy(why));
+                }
+                drop(c);
+                Conns::connect(url)
+            }
+            other => other,
+        }
     }
 
     /// Whether either connection is closed.
@@ -83,8 +132,8 @@ impl Conns {
     }
 }
 
-/// Who holds the projector lock, in words (` (PostgreSQL backend …)`), or nothing.
-fn holder(client: &mut Client) -> Result<String, ProjectionError> {
+/// Who holds projector lock `key`, in words (` (PostgreSQL backend …)`), or nothing.
+fn holder(client: &mut Client, key: i64) -> Result<String, ProjectionError> {
     let row = client.query_opt(
         "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
                 coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '?')
@@ -92,7 +141,7 @@ fn holder(client: &mut Client) -> Result<String, ProjectionError> {
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
-        &[&PROJECTOR_LOCK],
+        &[&key],
     )?;
     Ok(match row {
         Some(r) => {
@@ -141,7 +190,7 @@ pub fn ensure_secondary_indexes(conns: &mut Conns) -> Result<usize, ProjectionEr
         }
         Ok(created)
     }
-    let Conns { main, ledger } = conns;
+    let Conns { main, ledger, .. } = conns;
     std::thread::scope(|scope| {
         let l = scope.spawn(|| create(ledger, 1));
         let m = create(main, 0);
@@ -580,7 +629,7 @@ pub fn write_batch(
     batch: &Batch,
     faults: Faults,
 ) -> Result<Written, ProjectionError> {
-    let Conns { main, ledger } = conns;
+    let Conns { main, ledger, .. } = conns;
     let mut tx = main.transaction()?;
     let (last, _) = {
         let row = tx.query_one(
@@ -1016,3 +1065,89 @@ const ORDER_COLUMNS: &str = "seq, order_id, user_id, symbol_id, client_order_id,
      order_type, tif, price, stop_price, qty, display_qty, post_only, stp, status, leaves_qty, \
      filled_qty, filled_notional, fees, reject_code, reject_name, cancel_reason, triggered_ts, \
      created_ts, updated_ts, updated_seq, budget, expire_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of its own on the test server (`RINGBOOK_TEST_POSTGRES`, set by
+    /// tools/ci/test.sh), dropped at the end.
+    struct Db {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Db {
+        fn new(tag: &str) -> Db {
+            let admin = std::env::var("RINGBOOK_TEST_POSTGRES").expect(
+                "RINGBOOK_TEST_POSTGRES is not set: run the tests through tools/ci/test.sh",
+            );
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let name = format!("unit_{tag}_{}_{nanos}", std::process::id());
+            connect(&admin)
+                .unwrap()
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            let base = admin.rsplit_once('/').unwrap().0;
+            let url = format!("{base}/{name}");
+            Db { admin, name, url }
+        }
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            if let Ok(mut c) = connect(&self.admin) {
+                let _ = c.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        }
+    }
+
+    /// A reconnect finds the projector locks still held by its own old connections' server
+    /// processes (a half-open connection the server has not seen die: simulated by leaking a
+    /// pair, so its sessions stay): it ends them and connects; locks held by anyone else stay
+    /// a refusal.
+    #[test]
+    fn a_reconnect_ends_its_own_stale_lock_holders_and_no_one_elses() {
+        let db = Db::new("stale");
+        let leaked = Conns::connect(&db.url).unwrap();
+        let pids = leaked.pids;
+        std::mem::forget(leaked);
+        // Someone else's pair: refused, and left alone.
+        let stranger = Conns {
+            main: connect(&db.url).unwrap(),
+            ledger: connect(&db.url).unwrap(),
+            pids: [0, 0],
+        };
+        let e = Conns::reconnect(Some(stranger), &db.url).unwrap_err();
+        assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
+        // Its own: ended, and the new pair holds both locks.
+        let own = Conns {
+            main: connect(&db.url).unwrap(),
+            ledger: connect(&db.url).unwrap(),
+            pids,
+        };
+        let mut fresh = Conns::reconnect(Some(own), &db.url).unwrap();
+        assert_ne!(fresh.pids, pids);
+        let held: i64 = fresh
+            .main
+            .query_one(
+                "SELECT count(*) FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.pid = ANY($1)
+                    AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)",
+                &[&&fresh.pids[..], &&PROJECTOR_LOCKS[..]],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(held, 2);
+        // A second projector now: refused while the fresh pair lives.
+        let e = Conns::connect(&db.url).unwrap_err();
+        assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
+    }
+}

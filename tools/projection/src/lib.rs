@@ -753,8 +753,8 @@ fn reconnect<'c>(
     conns: &'c mut Option<db::Conns>,
     url: &str,
 ) -> Result<&'c mut db::Conns, ProjectionError> {
-    *conns = None;
-    Ok(conns.insert(db::Conns::connect(url)?))
+    let new = db::Conns::reconnect(conns.take(), url)?;
+    Ok(conns.insert(new))
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
