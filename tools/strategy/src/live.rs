@@ -699,7 +699,14 @@ pub fn run(
                 let error = match r {
                     Ok(Ok(())) => return,
                     Ok(Err(e)) => e,
-                    Err(_) => format!("bot {name}: its thread panicked"),
+                    Err(payload) => {
+                        let what = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".to_string());
+                        format!("bot {name}: its thread panicked ({what})")
+                    }
                 };
                 let _ = tx.send(Report::Failed(Failure { bot: name, error }));
             });
