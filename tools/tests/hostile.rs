@@ -597,3 +597,44 @@ fn cancel_on_disconnect_reports_reason_disconnect() {
         "{m:?}"
     );
 }
+
+/// A server stopped (SIGSTOP) for longer than three heartbeat intervals and continued keeps
+/// the sessions whose clients went on sending heartbeats meanwhile: the poll interrupted by
+/// the stop comes back with no events, and the timers wait for the next turn, which reads the
+/// heartbeats first (every such session was closed with HEARTBEAT_TIMEOUT: a red-team finding).
+#[test]
+fn a_server_stopped_and_continued_keeps_its_heartbeating_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), "", &[], None);
+    let mut c = Client::connect(srv.addr).unwrap();
+    c.login_with(Login {
+        login: name32("ops1"),
+        password: name32("ops1-demo"),
+        session_id: 1,
+        last_seen_seq: 0,
+        heartbeat_ms: 100,
+        cancel_on_disconnect: false,
+    })
+    .unwrap();
+    let pid = srv.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(Proc::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    // The client keeps its side of the contract while the server is stopped: its heartbeats
+    // wait in the server's socket buffer. Stopped for 1 s, ten heartbeat intervals.
+    for _ in 0..20 {
+        c.heartbeat().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-CONT");
+    c.heartbeat().unwrap();
+    // Still logged in: an operator's command is answered (a closed session fails here with
+    // the server's Disconnect).
+    deposit(&mut c, 1, 0, 5);
+    drop(srv);
+}

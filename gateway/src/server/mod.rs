@@ -587,11 +587,18 @@ impl<B: Backend> Core<B> {
             } else {
                 TICK
             };
+            // An interrupted poll (a signal; or the process stopped and continued: SIGSTOP,
+            // ^Z, a freezer) comes back with no events even though clients may have sent
+            // heartbeats meanwhile: the timers wait for the next turn, which reads them first
+            // (they judged every session silent for the time the process was stopped and
+            // closed them with HEARTBEAT_TIMEOUT: a red-team finding).
+            let mut interrupted = false;
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     eprintln!("gateway: poll failed: {e}");
                     break;
                 }
+                interrupted = true;
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -646,7 +653,7 @@ impl<B: Backend> Core<B> {
             }
             self.flush_dirty();
             let now = Instant::now();
-            if now.duration_since(last_timers) >= TICK {
+            if !interrupted && now.duration_since(last_timers) >= TICK {
                 last_timers = now;
                 self.timers(now);
             }
