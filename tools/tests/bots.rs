@@ -555,3 +555,87 @@ fn a_failed_approval_write_keeps_the_proposal() {
         "a temporary file was left"
     );
 }
+
+/// Stdout's reader goes away (`ringbook bots --json --steps 0 | head -1`): the process says so
+/// on stderr and exits with status 2 at once (it panicked in `println!` while the bot threads
+/// traded on unreported; the server cancels their orders on disconnect).
+#[test]
+fn a_closed_stdout_stops_the_bots() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let server = start_with(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, maker_config("40ms", 0, "")).unwrap();
+    let mut child = Proc::new(BIN)
+        .args(["bots", "--addr", &server.addr.to_string(), "--config"])
+        .arg(&cfg)
+        .args(["--json", "--steps", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringbook bots");
+    let mut first = String::new();
+    {
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+    } // the read end is dropped here
+    assert!(first.contains("\"step\":1"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringbook bots still runs 20 s after its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ringbook bots: stdout closed") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+/// Two logins the server maps to one user id: the bots refuse to run, naming both bots (the
+/// check on the config compares logins only as written).
+#[test]
+fn two_logins_of_one_user_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = ringbook_engine::config::DEFAULT_CONFIG_TOML;
+    let alice = "login = \"alice\"\npassword = \"alice-demo\"\nuser = 1\n";
+    assert!(
+        default.contains(alice),
+        "the default config changed: update this test"
+    );
+    let server_cfg = dir.path().join("server.toml");
+    let twice = format!(
+        "{alice}\n[[gateway.accounts]]\nlogin = \"alice2\"\npassword = \"alice-demo\"\nuser = 1\n"
+    );
+    std::fs::write(&server_cfg, default.replacen(alice, &twice, 1)).unwrap();
+    let server = start_with(&["--config", server_cfg.to_str().unwrap()]);
+    let second = format!(
+        "[[bot]]\nname = \"mm2\"\nstrategy = \"maker\"\nlogin = \"alice2\"\npassword = \"alice-demo\"\nreference = 50000\nparams = {{ half_spread = 3, qty = 10, skew = 0.05, max_inventory = 400 }}\n{RISK}"
+    );
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, maker_config("40ms", 3, &second)).unwrap();
+    let out = run_bots(&server.addr.to_string(), &cfg, "3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bots mm and mm2 both log in to user 1 (alice and alice2)"),
+        "{err}"
+    );
+    assert!(outcomes(&out.stdout).is_empty(), "nothing ran");
+}

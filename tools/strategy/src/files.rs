@@ -54,18 +54,17 @@ pub(crate) fn write_atomic_with(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = target
-        .file_name()
-        .ok_or_else(|| format!("cannot write {}: no file name", path.display()))?;
+    if target.file_name().is_none() {
+        return Err(format!("cannot write {}: no file name", path.display()));
+    }
     // A name of this run's own (the process id alone repeats: 1 in every container, and a
-    // file left by a killed run would be in the way).
+    // file left by a killed run would be in the way), in the same directory (so the rename
+    // is atomic) and of a fixed length: a name built from the target's grew past the 255-byte
+    // limit on file names for targets of about 225 bytes.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{nanos}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(format!(".ringbook-tmp-{}-{nanos}", std::process::id()));
     let mut created = false;
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
@@ -118,6 +117,22 @@ mod tests {
         write_atomic(&p, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A target whose name is near the 255-byte limit is still written: the temporary name
+    /// does not grow with it (a red-team pass saw "File name too long" for ~225 bytes).
+    #[test]
+    fn a_long_file_name_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(format!("{}.json", "p".repeat(245)));
+        assert_eq!(p.file_name().unwrap().len(), 250);
+        std::fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new contents").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new contents");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let fresh = dir.path().join("q".repeat(250));
+        write_atomic(&fresh, b"x").unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "x");
     }
 
     /// A FIFO is refused without opening it (opening one blocks until a writer comes).

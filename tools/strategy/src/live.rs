@@ -12,11 +12,13 @@
 //! # A run
 //!
 //! 0. Before anything connects, [`load`] checks everything it can: the interval and symbol,
-//!    no two bots with one name or one login, each `reference` inside the symbol's band,
+//!    no two bots with one name or one login, no login with a NUL byte or over 32 bytes (the
+//!    wire's NUL-padded name32 would make it another account), each `reference` inside the symbol's band,
 //!    funding amounts within 64 bits (per bot and per currency in total), each strategy's
 //!    parameters and risk limits (the bot is built as its thread will build it). Errors name
 //!    the file and the bot.
-//! 1. Every bot logs in (cancel-on-disconnect on) and learns its user id.
+//! 1. Every bot logs in (cancel-on-disconnect on) and learns its user id; two bots on one
+//!    user id (two logins of one account) stop the run.
 //! 2. If `[funding]` names an operator login, it deposits each bot's `cash` (quote units) and
 //!    `base` (lots) first.
 //! 3. Each bot reads its balances: they are its starting cash and inventory (so earlier funds
@@ -31,7 +33,8 @@
 //! outcome per bot. The exit status is 1 if any bot failed to reconcile. A bot that fails (its
 //! account has no deposits, the server disconnects it…) is reported as it fails, the others
 //! run on and their outcomes are printed, and the run exits with status 2 naming every bot
-//! that failed.
+//! that failed. If stdout closes, the process exits at once with status 2 (the server cancels
+//! the bots' orders on disconnect).
 //!
 //! Every connection sends a heartbeat whenever it has sent nothing for a third of the
 //! session's heartbeat interval, while it waits between steps too (the server ends a session
@@ -301,6 +304,21 @@ fn validate(cfg: &BotsConfig, engine: &Config, params: &[toml::Table]) -> Result
                 b.name
             ));
         }
+        // The wire carries a login as 32 NUL-padded bytes: a NUL in it or a longer one would
+        // name another account than the one written (and slip past the check below).
+        if b.login.contains('\0') {
+            return Err(fail(format!(
+                "login {:?} contains a NUL byte (not allowed in a login)",
+                b.login
+            )));
+        }
+        if b.login.len() > 32 {
+            return Err(fail(format!(
+                "login {:?} is {} bytes: a login is at most 32",
+                b.login,
+                b.login.len()
+            )));
+        }
         if let Some(other) = logins.insert(b.login.as_str(), b.name.as_str()) {
             return Err(fail(format!(
                 "login {} is also bot {other}'s: each bot needs an account of its own (their client order ids would collide)",
@@ -410,35 +428,39 @@ pub fn load(path: &Path) -> Result<(BotsConfig, Config, Vec<toml::Table>), Strin
 
 /// `ringbook bots`: runs every bot; prints statuses and outcomes; `Ok(true)` if all reconcile.
 /// A bot that fails is reported as it fails; the others' outcomes are still printed, and the
-/// run ends in an error naming every bot that failed.
+/// run ends in an error naming every bot that failed, with its reason. If stdout cannot be
+/// written (its reader went away), the process ends at once with status 2 ([`stdout_closed`]).
 pub fn main(addr: SocketAddr, path: &Path, steps: Option<u64>, json: bool) -> Result<bool, String> {
     let (mut cfg, engine, params) = load(path)?;
     if let Some(s) = steps {
         cfg.steps = s;
     }
     let mut table: BTreeMap<String, Status> = BTreeMap::new();
+    // Kept for the table: a redraw would wipe a failure reported only once.
+    let mut failed: Vec<Failure> = Vec::new();
     let ended = run(addr, &cfg, &engine, params, |p| match p {
-        Progress::Step(s) if json => {
-            println!("{}", serde_json::to_string(s).expect("plain data"))
-        }
+        Progress::Step(s) if json => out_line(&serde_json::to_string(s).expect("plain data")),
         Progress::Step(s) => {
             table.insert(s.bot.clone(), s.clone());
-            print_table(&table);
+            print_table(&table, &failed);
         }
         Progress::Failed(f) => {
             if json {
-                println!("{}", serde_json::to_string(f).expect("plain data"));
+                out_line(&serde_json::to_string(f).expect("plain data"));
+            } else {
+                failed.push(f.clone());
+                print_table(&table, &failed);
             }
-            eprintln!("ringbook bots: {}", f.error);
+            let _ = writeln!(std::io::stderr(), "ringbook bots: {}", f.error);
         }
     })?;
     let mut ok = true;
     for o in &ended.outcomes {
         ok &= o.reconciled;
         if json {
-            println!("{}", serde_json::to_string(o).expect("plain data"));
+            out_line(&serde_json::to_string(o).expect("plain data"));
         } else {
-            println!(
+            out_line(&format!(
                 "{}: user {}, {} orders, {} fills, position {}, quote {} (ledger {}), base {} (ledger {}): {}",
                 o.bot,
                 o.user,
@@ -450,23 +472,49 @@ pub fn main(addr: SocketAddr, path: &Path, steps: Option<u64>, json: bool) -> Re
                 o.base,
                 o.expected_base,
                 if o.reconciled { "reconciled" } else { "MISMATCH" }
-            );
+            ));
         }
     }
     if !ended.failures.is_empty() {
-        // Each failure was reported as it happened.
-        let names: Vec<&str> = ended.failures.iter().map(|f| f.bot.as_str()).collect();
+        // Each failure was reported as it happened; the table's redraws would have hidden it,
+        // so it is repeated after the outcomes, and every reason is in the error.
+        if !json {
+            for f in &ended.failures {
+                out_line(&format!("{} FAILED: {}", f.bot, f.error));
+            }
+        }
+        let reasons: Vec<&str> = ended.failures.iter().map(|f| f.error.as_str()).collect();
         return Err(format!(
             "{} of {} bots failed: {}",
             ended.failures.len(),
             cfg.bots.len(),
-            names.join(", ")
+            reasons.join("; ")
         ));
     }
     Ok(ok)
 }
 
-fn print_table(t: &BTreeMap<String, Status>) {
+/// One line to stdout, or [`stdout_closed`].
+fn out_line(line: &str) {
+    let mut so = std::io::stdout().lock();
+    if let Err(e) = writeln!(so, "{line}").and_then(|()| so.flush()) {
+        stdout_closed(e);
+    }
+}
+
+/// Stdout's reader went away (`ringbook bots --json | head -1`): nothing could report the
+/// bots any more, and returning would wait for their threads to trade on unreported. So the
+/// process ends here, with status 2. That is safe for their orders: every bot logs in with
+/// cancel-on-disconnect, so the server cancels its orders when the process's sockets close.
+fn stdout_closed(e: std::io::Error) -> ! {
+    let _ = writeln!(
+        std::io::stderr(),
+        "ringbook bots: stdout closed ({e}): stopping; the server cancels the bots' orders on disconnect"
+    );
+    std::process::exit(2)
+}
+
+fn print_table(t: &BTreeMap<String, Status>, failed: &[Failure]) {
     let mut out = String::from("\x1b[H\x1b[2J");
     out += &format!(
         "{:<10} {:<9} {:>6} {:>9} {:>9} {:>9} {:>14} {:>11} {:>11} {:>8} {:>6} {:>6} {}\n",
@@ -502,9 +550,13 @@ fn print_table(t: &BTreeMap<String, Status>) {
             if s.halted { "HALTED" } else { "ok" }
         );
     }
+    for f in failed {
+        out += &format!("{:<10} FAILED: {}\n", f.bot, f.error);
+    }
     let mut so = std::io::stdout().lock();
-    let _ = so.write_all(out.as_bytes());
-    let _ = so.flush();
+    if let Err(e) = so.write_all(out.as_bytes()).and_then(|()| so.flush()) {
+        stdout_closed(e);
+    }
 }
 
 /// A connection with its heartbeats: whenever it has sent nothing for a third of the
@@ -623,6 +675,14 @@ pub fn run(
                 b.name, b.login, role
             ));
         };
+        // Two logins the server resolves to one account (the check in `validate` compares
+        // them as written).
+        if let Some(j) = conns.iter().position(|(_, u)| u.0 == user) {
+            return Err(format!(
+                "bots {} and {} both log in to user {user} ({} and {}): each bot needs an account of its own (their client order ids would collide)",
+                cfg.bots[j].name, b.name, cfg.bots[j].login, b.login
+            ));
+        }
         conns.push((c, UserId(user)));
         keep_alive(&mut conns)?;
     }
@@ -1224,6 +1284,20 @@ mod tests {
             (
                 cfg_text(|b| b, &other("bob", "mm")),
                 "two bots are named \"mm\"",
+            ),
+            // The wire's NUL-padded 32-byte name: "alice\0" is alice, and a longer login is
+            // cut to 32 bytes.
+            (
+                cfg_text(
+                    |b| b,
+                    &BOT.replace("\"mm\"", "\"mm2\"")
+                        .replace("\"alice\"", "\"alice\\u0000\""),
+                ),
+                "bot mm2: login \"alice\\0\" contains a NUL byte",
+            ),
+            (
+                cfg_text(|b| b, &other(&"a".repeat(33), "long")),
+                "bot long: login \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is 33 bytes: a login is at most 32",
             ),
             // A bad risk day was found only inside the bot's thread, unnamed.
             (
