@@ -69,7 +69,7 @@ use disruptor::Producer;
 use ringbook_journal::JournalConfig;
 
 pub use bell::{PARK_GUARD, SPIN_STEPS, YIELD_FOR};
-pub use error::{PipelineError, SubmitError};
+pub use error::{panic_message, PipelineError, SubmitError};
 pub use layout::{Layout, ParseLayoutError, ParseWaitError, Transport, WaitStrategy};
 pub use output::{Output, OutputKind};
 pub use queue::BATCH_MAX;
@@ -749,11 +749,7 @@ impl Pipeline {
                 Ok(ThreadEnd::Business(end)) => business = Some(end),
                 Ok(ThreadEnd::Nothing) => {}
                 Err(payload) => {
-                    let message = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "(no message)".into());
+                    let message = panic_message(&*payload);
                     let cascade = message == CASCADE_MESSAGE;
                     let replace = match &failure {
                         None => true,

@@ -396,11 +396,7 @@ pub(crate) fn caught<T>(
     f: impl FnOnce() -> Result<T, ProjectionError>,
 ) -> Result<T, ProjectionError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_string());
+        let message = ringbook_engine::pipeline::panic_message(&*payload);
         Err(ProjectionError::Data(format!(
             "{what} panicked ({message}): a bug, or a projection table changed by hand; \
              `ringbook project --verify` compares it with the journal, `--rebuild` rebuilds it"

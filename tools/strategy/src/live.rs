@@ -759,14 +759,10 @@ pub fn run(
                 let error = match r {
                     Ok(Ok(())) => return,
                     Ok(Err(e)) => e,
-                    Err(payload) => {
-                        let what = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "no message".to_string());
-                        format!("bot {name}: its thread panicked ({what})")
-                    }
+                    Err(payload) => format!(
+                        "bot {name}: its thread panicked ({})",
+                        ringbook_engine::pipeline::panic_message(&*payload)
+                    ),
                 };
                 let _ = tx.send(Report::Failed(Failure { bot: name, error }));
             });
