@@ -89,6 +89,10 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const CONN_TOKEN_BASE: usize = 2;
 const TICK: Duration = Duration::from_millis(20);
+/// A turn held up this much longer than its poll's timeout (or this long after the poll) stood
+/// still — the process was stopped, or had no CPU — and leaves its timers to the next turn,
+/// which reads first (see the main loop). Half the shortest heartbeat interval (100 ms).
+const STALL: Duration = Duration::from_millis(50);
 /// After a failed `accept` (e.g. out of file descriptors) the listener is left alone this long,
 /// doubling per further failure up to [`ACCEPT_BACKOFF_MAX`].
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -573,6 +577,8 @@ impl<B: Backend> Core<B> {
     fn run(mut self, stop: &AtomicBool) -> B {
         let mut events = Events::with_capacity(1024);
         let mut last_timers = Instant::now();
+        // The last turn left its timers to this one (see `STALL`).
+        let mut timers_deferred = false;
         let mut stopping: Option<Instant> = None;
         loop {
             let timeout = if self.config.busy_poll
@@ -587,19 +593,24 @@ impl<B: Backend> Core<B> {
             } else {
                 TICK
             };
-            // An interrupted poll (a signal; or the process stopped and continued: SIGSTOP,
-            // ^Z, a freezer) comes back with no events even though clients may have sent
-            // heartbeats meanwhile: the timers wait for the next turn, which reads them first
-            // (they judged every session silent for the time the process was stopped and
-            // closed them with HEARTBEAT_TIMEOUT: a red-team finding).
-            let mut interrupted = false;
+            // A turn in which this process itself stood still — stopped and continued
+            // (SIGSTOP, ^Z, a freezer: the poll comes back interrupted, with no events), or
+            // held up longer than `STALL` in the poll or after it (no CPU, or stopped while
+            // working) — leaves the timers for the next turn, which reads what the clients sent
+            // meanwhile first: otherwise they judge every session silent for the time the
+            // process stood still (all were closed with HEARTBEAT_TIMEOUT after a SIGSTOP: a
+            // red-team finding). Never two turns in a row, so the timers cannot starve.
+            let turn_start = Instant::now();
+            let mut stood_still = false;
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     eprintln!("gateway: poll failed: {e}");
                     break;
                 }
-                interrupted = true;
+                stood_still = true;
             }
+            let polled = Instant::now();
+            stood_still |= polled.duration_since(turn_start) > timeout + STALL;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(Instant::now()),
@@ -653,7 +664,10 @@ impl<B: Backend> Core<B> {
             }
             self.flush_dirty();
             let now = Instant::now();
-            if !interrupted && now.duration_since(last_timers) >= TICK {
+            stood_still |= now.duration_since(polled) > STALL;
+            let defer = stood_still && !timers_deferred;
+            timers_deferred = defer;
+            if !defer && now.duration_since(last_timers) >= TICK {
                 last_timers = now;
                 self.timers(now);
             }

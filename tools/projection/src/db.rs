@@ -84,7 +84,10 @@ impl Conns {
         let mut main = connect(url)?;
         let main_pid = take_lock(&mut main, PROJECTOR_LOCKS[0])?;
         let mut ledger = connect(url)?;
-        let ledger_pid = take_lock(&mut ledger, PROJECTOR_LOCKS[1])?;
+        let ledger_pid = take_lock(&mut ledger, PROJECTOR_LOCKS[1]).inspect_err(|_| {
+            // Released now, not whenever the dropped connection's process has exited.
+            let _ = main.batch_execute("SELECT pg_advisory_unlock_all()");
+        })?;
         Ok(Conns {
             main,
             ledger,
@@ -92,32 +95,53 @@ impl Conns {
         })
     }
 
-    /// Opens a new pair in place of `old` (dropped first, so that its locks go with it). If a
-    /// lock is still held by one of `old`'s own server processes — a connection that died
-    /// without the server noticing yet (a half-open TCP connection lingers until the server's
-    /// keepalive gives up) — that process is ended (`pg_terminate_backend`, waiting up to 5 s)
-    /// and the connect tried once more: otherwise the projector would wait on itself.
-    pub fn reconnect(old: Option<Conns>, url: &str) -> Result<Conns, ProjectionError> {
-        let own = old.as_ref().map(|c| c.pids);
-        drop(old);
+    /// The two connections' server processes, main then ledger.
+    pub fn pids(&self) -> [i32; 2] {
+        self.pids
+    }
+
+    /// Opens a new pair after a failure. `own` are the server processes of this projector's
+    /// earlier connections (kept by the caller across failed attempts, so a reconnect that
+    /// fails while the network is down still knows them at the next one). If a projector lock
+    /// is held by one of them — a connection that died without the server noticing yet (a
+    /// half-open TCP connection lingers until the server's keepalive gives up), or one whose
+    /// process has not finished exiting — that process is ended (`pg_terminate_backend`, in
+    /// this database only) and the lock waited for, up to 5 s; then the connect is tried again.
+    /// Anyone else's lock is a refusal ([`ProjectionError::Busy`]): waited for by the caller.
+    pub fn reconnect(own: &[i32], url: &str) -> Result<Conns, ProjectionError> {
         match Conns::connect(url) {
-            Err(ProjectionError::Busy(why)) => {
-                let Some(pids) = own else {
-                    return Err(ProjectionError::Busy(why));
-                };
+            Err(ProjectionError::Busy(why)) if !own.is_empty() => {
                 let mut c = connect(url)?;
-                let ended: i64 = c
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(l.pid, 5000))
-                           FROM pg_locks l
+                let held_by = |c: &mut Client, own_only: bool| -> Result<i64, ProjectionError> {
+                    Ok(c.query_one(
+                        "SELECT count(*) FROM pg_locks l
                           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                            AND l.pid = ANY($1)
-                            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)",
-                        &[&&pids[..], &&PROJECTOR_LOCKS[..]],
+                            AND l.database = (SELECT oid FROM pg_database
+                                               WHERE datname = current_database())
+                            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)
+                            AND (l.pid = ANY($1)) = $3",
+                        &[&own, &&PROJECTOR_LOCKS[..], &own_only],
                     )?
-                    .try_get(0)?;
-                if ended == 0 {
+                    .try_get(0)?)
+                };
+                if held_by(&mut c, false)? > 0 {
+                    // Someone else's: wait for it, as for any other projector.
                     return Err(ProjectionError::Busy(why));
+                }
+                c.execute(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                        AND l.database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database())
+                        AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)
+                        AND l.pid = ANY($1)",
+                    &[&own, &&PROJECTOR_LOCKS[..]],
+                )?;
+                // The one-argument form works on every supported version; the lock goes when
+                // the process has exited.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while held_by(&mut c, true)? > 0 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 drop(c);
                 Conns::connect(url)
@@ -1119,21 +1143,12 @@ mod tests {
         let leaked = Conns::connect(&db.url).unwrap();
         let pids = leaked.pids;
         std::mem::forget(leaked);
-        // Someone else's pair: refused, and left alone.
-        let stranger = Conns {
-            main: connect(&db.url).unwrap(),
-            ledger: connect(&db.url).unwrap(),
-            pids: [0, 0],
-        };
-        let e = Conns::reconnect(Some(stranger), &db.url).unwrap_err();
+        // Someone else's locks (not among the processes named as its own): refused, and
+        // left alone.
+        let e = Conns::reconnect(&[0, 0], &db.url).unwrap_err();
         assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
         // Its own: ended, and the new pair holds both locks.
-        let own = Conns {
-            main: connect(&db.url).unwrap(),
-            ledger: connect(&db.url).unwrap(),
-            pids,
-        };
-        let mut fresh = Conns::reconnect(Some(own), &db.url).unwrap();
+        let mut fresh = Conns::reconnect(&pids, &db.url).unwrap();
         assert_ne!(fresh.pids, pids);
         let held: i64 = fresh
             .main

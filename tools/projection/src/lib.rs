@@ -429,7 +429,10 @@ fn run_inner(
             Err(e) => return Err(e),
         }
     };
-    let mut conns = Some(conns);
+    let mut conns = Link {
+        conns: Some(conns),
+        stale: Vec::new(),
+    };
     progress.committed_seq.store(resumed_at, Ordering::Relaxed);
     let tailer = Tailer::open(&opts.journal, resumed_at + 1)?;
     // "Caught up" is said once, and again after a failure was recovered from (said per idle
@@ -493,7 +496,7 @@ fn run_inner(
     written?;
     if bulk {
         let started = Instant::now();
-        let conns = match conns.as_mut() {
+        let conns = match conns.conns.as_mut() {
             Some(c) if !c.is_closed() => c,
             _ => reconnect(&mut conns, &opts.postgres)?,
         };
@@ -745,19 +748,28 @@ fn start(
 /// connection may still hold the projector lock, which the new one must take (replaced the
 /// other way round, a projector whose ledger connection alone broke locked itself out for
 /// good: a red-team finding). On failure `conns` is `None`.
-fn reconnect<'c>(
-    conns: &'c mut Option<db::Conns>,
-    url: &str,
-) -> Result<&'c mut db::Conns, ProjectionError> {
-    let new = db::Conns::reconnect(conns.take(), url)?;
-    Ok(conns.insert(new))
+fn reconnect<'c>(link: &'c mut Link, url: &str) -> Result<&'c mut db::Conns, ProjectionError> {
+    if let Some(old) = link.conns.take() {
+        link.stale.extend(old.pids());
+    }
+    let new = db::Conns::reconnect(&link.stale, url)?;
+    link.stale.clear();
+    Ok(link.conns.insert(new))
+}
+
+/// The projector's connections, and the server processes of earlier ones it dropped since it
+/// last had a pair: a reconnect that fails (the network still down) must still know them at
+/// the next attempt, to end any of them still holding a projector lock.
+struct Link {
+    conns: Option<db::Conns>,
+    stale: Vec<i32>,
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
 /// committed — or, once `stop` is set, giving up (the next run resumes). Returns whether a
 /// failure was recovered from on the way.
 fn flush(
-    conns: &mut Option<db::Conns>,
+    conns: &mut Link,
     opts: &Options,
     batch: &mut Batch,
     stop: &AtomicBool,
@@ -769,7 +781,7 @@ fn flush(
     let mut failed = false;
     loop {
         let attempt = (|| {
-            let c = match conns.as_mut() {
+            let c = match conns.conns.as_mut() {
                 Some(c) if !c.is_closed() => c,
                 _ => reconnect(conns, &opts.postgres)?,
             };
