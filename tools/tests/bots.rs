@@ -35,26 +35,11 @@ const RISK: &str =
     "[bot.risk]\ncapital = 100000000\nmax_position = 50000000\nmax_daily_loss = 50000000\n";
 
 fn config(extra_bot: &str) -> String {
-    format!(
-        r#"symbol = "BTC-KRW"
-interval = "40ms"
-steps = 30
-
-[funding]
-login = "ops1"
-password = "ops1-demo"
-
-[[bot]]
-name = "mm"
-strategy = "maker"
-login = "alice"
-password = "alice-demo"
-cash = 100000000
-base = 2000
-reference = 50000
-params = {{ half_spread = 3, qty = 10, skew = 0.05, max_inventory = 400 }}
-{RISK}
-[[bot]]
+    maker_config(
+        "40ms",
+        30,
+        &format!(
+            r#"[[bot]]
 name = "taker"
 strategy = "taker"
 login = "bob"
@@ -65,6 +50,7 @@ reference = 50000
 params = {{ seed = 7, qty = 4, max_inventory = 200 }}
 {RISK}
 {extra_bot}"#
+        ),
     )
 }
 

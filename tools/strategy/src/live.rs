@@ -278,12 +278,7 @@ fn validate(cfg: &BotsConfig, engine: &Config, params: &[toml::Table]) -> Result
         engine.currency_id(&sc.base).expect("validated"),
         engine.currency_id(&sc.quote).expect("validated"),
     );
-    let market = Market {
-        tick_size: sc.tick_size,
-        price_min: sc.price_min,
-        price_max: sc.price_max,
-        max_order_qty: sc.max_order_qty,
-    };
+    let market = Market::of(&sc);
     if cfg.bots.is_empty() {
         return Err("no [[bot]]".into());
     }

@@ -221,12 +221,7 @@ impl Sim {
             config.currency_id(&sc.base).expect("validated config"),
             config.currency_id(&sc.quote).expect("validated config"),
         );
-        let market = Market {
-            tick_size: sc.tick_size,
-            price_min: sc.price_min,
-            price_max: sc.price_max,
-            max_order_qty: sc.max_order_qty,
-        };
+        let market = Market::of(&sc);
         let strategy = strategy::build(&run.strategy, &run.params.strategy)?;
         let journal = matches!(run.source, Source::Journal(_));
         let me = if journal {

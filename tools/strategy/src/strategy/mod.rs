@@ -119,6 +119,16 @@ pub struct Market {
 }
 
 impl Market {
+    /// The market of a configured symbol.
+    pub fn of(sc: &ringbook_engine::config::SymbolConfig) -> Market {
+        Market {
+            tick_size: sc.tick_size,
+            price_min: sc.price_min,
+            price_max: sc.price_max,
+            max_order_qty: sc.max_order_qty,
+        }
+    }
+
     /// Lots that `budget` quote units buy at `price` (rounded down).
     pub fn lots_for(&self, budget: i64, price: i64) -> u64 {
         if budget <= 0 || price <= 0 {
