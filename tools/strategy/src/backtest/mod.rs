@@ -221,7 +221,7 @@ impl Sim {
             config.currency_id(&sc.base).expect("validated config"),
             config.currency_id(&sc.quote).expect("validated config"),
         );
-        let market = Market::of(&sc);
+        let market = Market::of(sc);
         let strategy = strategy::build(&run.strategy, &run.params.strategy)?;
         let journal = matches!(run.source, Source::Journal(_));
         let me = if journal {
