@@ -238,6 +238,10 @@ impl fmt::Debug for GatewayAccount {
     }
 }
 
+/// The longest currency code or symbol name, in bytes (a fixed-width field of the protocol's
+/// reference data).
+pub const NAME_BYTES_MAX: usize = 32;
+
 /// The longest gateway login name or password, in bytes (fixed-width fields on the wire).
 pub const GATEWAY_CREDENTIAL_BYTES_MAX: usize = 32;
 
@@ -705,9 +709,12 @@ impl Config {
             if c.id as usize != i {
                 return bad(format!("currency {:?}: id {} but it is entry {i}; ids must be 0, 1, 2, … in file order", c.code, c.id));
             }
-            if c.code.is_empty() || !c.code.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            if c.code.is_empty()
+                || c.code.len() > NAME_BYTES_MAX
+                || !c.code.chars().all(|ch| ch.is_ascii_alphanumeric())
+            {
                 return bad(format!(
-                    "currency {i}: code {:?} must be non-empty ASCII letters and digits",
+                    "currency {i}: code {:?} must be 1..={NAME_BYTES_MAX} ASCII letters and digits",
                     c.code
                 ));
             }
@@ -732,6 +739,12 @@ impl Config {
             if name.is_empty() || self.symbols[..i].iter().any(|o| &o.name == name) {
                 return bad(format!(
                     "symbol {i}: name {name:?} is empty or defined twice"
+                ));
+            }
+            if name.len() > NAME_BYTES_MAX || !name.chars().all(|ch| ch.is_ascii_graphic()) {
+                return bad(format!(
+                    "symbol {i}: name {name:?} must be at most {NAME_BYTES_MAX} bytes of printable \
+                     ASCII without spaces (the protocol's reference data carries it in 32 bytes)"
                 ));
             }
             let (Some(base), Some(quote)) = (self.currency_id(&s.base), self.currency_id(&s.quote))
@@ -1009,6 +1022,11 @@ mod tests {
         assert!(err(with(|c| c.symbols[0].taker_fee_bps = 10_001)).contains("fees"));
         assert!(err(with(|c| c.currencies[4].code = "KRW".into())).contains("twice"));
         assert!(err(with(|c| c.currencies[0].scale = 19)).contains("scale"));
+        // Names travel in the protocol's 32-byte reference-data fields.
+        assert!(err(with(|c| c.currencies[4].code = "K".repeat(33))).contains("1..=32"));
+        assert!(err(with(|c| c.symbols[0].name = "B".repeat(33))).contains("at most 32 bytes"));
+        assert!(err(with(|c| c.symbols[0].name = "BTC KRW".into())).contains("printable"));
+        assert!(with(|c| c.symbols[0].name = "B".repeat(32)).is_ok());
         assert!(err(with(|c| c.symbols[0].maker_fee_bps = 11)).contains("maker_fee_bps"));
         assert!(err(with(|c| c.accounts.operators = vec![1, 2, 1])).contains("twice"));
         assert!(

@@ -162,6 +162,9 @@ proptest! {
             ServerMsg::LoginAccepted { session_id: a, role: Role::MarketData, heartbeat_ms: 1000, last_seq: b },
             ServerMsg::disconnect(Some(RejectCode::SlowConsumer)),
             ServerMsg::Stats { seq, request_id: b, stats: GatewayStats::from_array(std::array::from_fn(|i| b.wrapping_add(i as u64))) },
+            ServerMsg::CurrencyInfo { seq, request_id: b, currency: s, scale: a as u8, code: ringbook_gateway::protocol::name32("KRW") },
+            ServerMsg::SymbolInfo { seq, request_id: b, symbol: s, base: s ^ 1, quote: s ^ 2, lot_size: b ^ 3, tick_size: b ^ 4, price_min: p, price_max: !p, max_order_qty: b ^ 5, maker_fee_bps: a, taker_fee_bps: a ^ 6, name: ringbook_gateway::protocol::name32("BTC-KRW") },
+            ServerMsg::ReferenceEnd { seq, request_id: b, currencies: a, symbols: a ^ 7, next: a ^ 8 },
         ];
         for m in msgs {
             let mut f = [0u8; FRAME_BYTES_MAX];
@@ -169,6 +172,19 @@ proptest! {
             let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
             prop_assert_eq!(ServerMsg::decode(h.msg_type, h.version, body), Ok(m));
         }
+    }
+
+    #[test]
+    fn reference_request_round_trips(request_id in any::<u64>(), first in any::<u32>()) {
+        let m = ClientMsg::ReferenceData { request_id, first };
+        let mut f = [0u8; FRAME_BYTES_MAX];
+        let n = m.encode(&mut f);
+        prop_assert_eq!(n, 24);
+        let (h, body) = split_frame(&f[..n]).unwrap().unwrap();
+        prop_assert_eq!(ClientMsg::decode(h.msg_type, h.version, body), Ok(m));
+        let mut padded = body.to_vec();
+        padded[15] = 1;
+        prop_assert_eq!(ClientMsg::decode(h.msg_type, h.version, &padded), Err(RejectCode::InvalidField));
     }
 
     #[test]

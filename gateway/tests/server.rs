@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringbook_client::{Client, ClientError};
+use ringbook_client::{Client, ClientError, ReferenceData};
+use ringbook_engine::config::SymbolConfig;
 use ringbook_engine::prelude::*;
 use ringbook_gateway::protocol::{ClientMsg, ServerMsg, FRAME_BYTES_MAX, PROTOCOL_VERSION};
 use ringbook_gateway::server::backend::SubmitError;
@@ -1268,5 +1269,123 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
     );
     assert!(wall_ns() >= expire_at);
     assert!(h.stats().clock_ticks.load(Ordering::Relaxed) >= 1);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn reference_data_is_the_configuration_for_every_role() {
+    let config = Config::default();
+    let (h, addr) = start(|c| c.reference_data(&Config::default()));
+    let want = ReferenceData::of(&config);
+    assert_eq!(want.currencies, config.currencies);
+    for (who, session) in [("alice", 1), ("ops1", 1), ("feed", 7)] {
+        let mut c = login(addr, who, session);
+        assert_eq!(c.reference_data(3).unwrap(), want, "as {who}");
+        // The replies are sequenced: currencies, symbols, one end.
+        assert_eq!(c.last_seq(), want.len() as u64 + 1);
+    }
+    // Past the end of the list.
+    let mut alice = login(addr, "alice", 2);
+    alice
+        .send(&ClientMsg::ReferenceData {
+            request_id: 4,
+            first: want.len() as u32 + 1,
+        })
+        .unwrap();
+    let m = until(&mut alice, |m| matches!(m, ServerMsg::Rejected { .. }));
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Rejected {
+                code: 1005,
+                ref_msg_type: 25,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    h.shutdown().unwrap();
+
+    // A gateway given no reference data says so with empty lists.
+    let (h, addr) = start(|_| {});
+    let mut alice = login(addr, "alice", 1);
+    assert_eq!(alice.reference_data(1).unwrap(), ReferenceData::default());
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring() {
+    // 603 entries: pages of 256, 256 and 91. Twenty requests for the whole list sent at once
+    // are ten times the ring's high-water mark: the server shortens the pages to what the
+    // session's backlog leaves room for, so nobody is cut off, and every page says where the
+    // next one starts.
+    let mut data = ReferenceData::of(&Config::default());
+    data.currencies.truncate(3);
+    let template = data.symbols[0].clone();
+    data.symbols = (0..600u16)
+        .map(|i| SymbolConfig {
+            id: i,
+            name: format!("S{i}-KRW"),
+            ..template.clone()
+        })
+        .collect();
+    let data = Arc::new(data);
+    let (h, addr) = start(|c| {
+        c.retransmit_msgs = 1024;
+        c.reference = Some(data.clone());
+    });
+    let mut alice = login(addr, "alice", 1);
+    let mut asks = Vec::new();
+    for request_id in 1..=20 {
+        Client::encode_into(
+            &ClientMsg::ReferenceData {
+                request_id,
+                first: 0,
+            },
+            &mut asks,
+        );
+    }
+    alice.send_raw(&asks).unwrap();
+    let mut page = 0u32;
+    for request_id in 1..=20 {
+        loop {
+            match alice.recv_timeout(WAIT).unwrap() {
+                Some(ServerMsg::CurrencyInfo {
+                    request_id: r,
+                    currency,
+                    ..
+                }) => {
+                    assert_eq!((r, u32::from(currency)), (request_id, page));
+                    page += 1;
+                }
+                Some(ServerMsg::SymbolInfo {
+                    request_id: r,
+                    symbol,
+                    ..
+                }) => {
+                    assert_eq!((r, u32::from(symbol) + 3), (request_id, page));
+                    page += 1;
+                }
+                Some(ServerMsg::ReferenceEnd {
+                    request_id: r,
+                    currencies: 3,
+                    symbols: 600,
+                    next,
+                    ..
+                }) => {
+                    assert_eq!(r, request_id);
+                    assert!(page <= 256);
+                    assert_eq!(next, page, "the next page starts after this one");
+                    page = 0;
+                    break;
+                }
+                other => panic!("request {request_id}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(h.stats().slow_consumers.load(Ordering::Relaxed), 0);
+    // The client's loop reads all three pages.
+    let got = alice.reference_data(21).unwrap();
+    assert_eq!(got, *data);
     h.shutdown().unwrap();
 }

@@ -142,6 +142,10 @@ fn client_messages() -> Vec<ClientMsg> {
             depth: 0x3f,
         },
         ClientMsg::Stats { request_id: 0x7a7b },
+        ClientMsg::ReferenceData {
+            request_id: 0x7c7d,
+            first: 0x7e7f,
+        },
     ]);
     out
 }
@@ -341,6 +345,35 @@ fn server_messages() -> Vec<ServerMsg> {
             seq,
             request_id: 0x1f1,
             stats: GatewayStats::from_array(std::array::from_fn(|i| 0x1f00 + i as u64)),
+        },
+        ServerMsg::CurrencyInfo {
+            seq,
+            request_id: 0x201,
+            currency: 0x202,
+            scale: 8,
+            code: name32("BTC"),
+        },
+        ServerMsg::SymbolInfo {
+            seq,
+            request_id: 0x211,
+            symbol: 0x212,
+            base: 0x213,
+            quote: 0x214,
+            lot_size: 0x215,
+            tick_size: 0x216,
+            price_min: -0x217,
+            price_max: 0x218,
+            max_order_qty: 0x219,
+            maker_fee_bps: 0x21a,
+            taker_fee_bps: 0x21b,
+            name: name32("BTC-KRW"),
+        },
+        ServerMsg::ReferenceEnd {
+            seq,
+            request_id: 0x221,
+            currencies: 0x222,
+            symbols: 0x223,
+            next: 0x224,
         },
     ]
 }

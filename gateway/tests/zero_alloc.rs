@@ -93,6 +93,8 @@ struct Tally {
     deposits: AtomicU64,
     /// Replies to `Stats` requests.
     stats: AtomicU64,
+    /// Ends of reference-data pages.
+    references: AtomicU64,
     /// Sequenced messages whose number was not the previous one plus one.
     gaps: AtomicU64,
     last_seq: AtomicU64,
@@ -129,6 +131,7 @@ impl Tally {
             ServerMsg::Fill { .. } => &self.fills,
             ServerMsg::Deposited { .. } => &self.deposits,
             ServerMsg::Stats { .. } => &self.stats,
+            ServerMsg::ReferenceEnd { .. } => &self.references,
             ServerMsg::Disconnect { code, .. } => {
                 self.disconnect_code
                     .store(u64::from(code), Ordering::Relaxed);
@@ -535,6 +538,7 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     // Small queues, so the loop also meets a full web output queue and waits for room.
     let bridge = WebBridge::new(64, 256);
     sc.web = Some(bridge.clone());
+    sc.reference_data(config);
     // The web edge's market-data feed on: every output of every command crosses the bridge.
     bridge.enable_market_data();
     // Where an `MdSync` copies the gateway's builder (allocated here, before the window).
@@ -574,13 +578,17 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     let deposits = 2 * config.currencies.len() as u64;
     ops.wait_for(|t| t.deposits.load(Ordering::Acquire) == deposits);
 
-    // The operator asks for the gateway's counters once per round (the `Stats` message is
+    // The operator asks for the gateway's counters and the reference data once per round (both
     // answered on the gateway thread).
     let mut stats_asked = 0;
     let mut ask_stats = |ops: &mut Peer| {
         stats_asked += 1;
         ops.push(&ClientMsg::Stats {
             request_id: stats_asked,
+        });
+        ops.push(&ClientMsg::ReferenceData {
+            request_id: stats_asked,
+            first: 0,
         });
         ops.flush();
         stats_asked
@@ -606,7 +614,9 @@ fn allocations_after_start<B: Backend + Send + 'static>(
     }
     // Bob's last orders filled alice's: her barrier comes after those fills.
     alice.barrier();
-    ops.wait_for(|t| t.stats.load(Ordering::Acquire) >= asked);
+    ops.wait_for(|t| {
+        t.stats.load(Ordering::Acquire) >= asked && t.references.load(Ordering::Acquire) >= asked
+    });
     let web_dones = web_tally.dones.load(Ordering::Acquire) - web_dones_before;
     let counts = ALLOC.stop();
     let syncs = bridge.stats.md_syncs.load(Ordering::Acquire) - syncs_before;

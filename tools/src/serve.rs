@@ -707,7 +707,7 @@ fn serve(args: Args) -> Result<(), Stop> {
     }
     signal::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut sc = ServerConfig::from_config(args.listen, &config.gateway);
-    sc.currencies = config.currencies.len();
+    sc.reference_data(&config);
     sc.busy_poll = args.busy_poll;
     if let Some(n) = args.conns_max {
         if n == 0 || n > server::CONNS_MAX {

@@ -42,6 +42,7 @@ pub use ringbook_protocol as protocol;
 use protocol::client::Login;
 use protocol::marketdata::{self as md, Channel, DepthFrame, MdMsg, MdRequest};
 pub use protocol::server::GatewayStats;
+pub use protocol::ReferenceData;
 pub use protocol::Role;
 use protocol::{name32, name32_str, split_frame, ClientMsg, ServerMsg, FRAME_BYTES_MAX};
 use ringbook_engine::marketdata::{ApplyError, Interval, L2Book, LevelChange};
@@ -70,6 +71,9 @@ pub enum ClientError {
     /// Nothing answered the login within the login timeout ([`Client::set_login_timeout`]):
     /// the peer accepted the connection but is not (or no longer) a ringbook gateway.
     NoLoginReply(Duration),
+    /// The server's reference data did not add up ([`Client::reference_data`]): what was
+    /// wrong.
+    BadReference(String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -91,6 +95,7 @@ impl std::fmt::Display for ClientError {
                 "no answer to the login within {} ms (is this a ringbook gateway's binary port?)",
                 t.as_millis()
             ),
+            ClientError::BadReference(what) => write!(f, "inconsistent reference data: {what}"),
         }
     }
 }
@@ -301,6 +306,75 @@ impl Client {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Asks for the server's reference data — its currencies and symbols, as configured — page
+    /// by page (docs/protocol.md, "Reference data"), and waits for all of it. Any session may
+    /// ask. Other messages that arrive meanwhile are skipped, as by [`Client::stats`]: ask
+    /// right after login, or on a session of its own. A server that publishes none (a gateway
+    /// embedded without it) answers with empty lists.
+    pub fn reference_data(&mut self, request_id: u64) -> Result<ReferenceData, ClientError> {
+        let mut data = ReferenceData::default();
+        let (mut first, mut idle_pages) = (0u32, 0);
+        loop {
+            self.send(&ClientMsg::ReferenceData { request_id, first })?;
+            let (currencies, symbols, next) = loop {
+                let msg = self.recv()?;
+                match msg {
+                    ServerMsg::ReferenceEnd {
+                        request_id: r,
+                        currencies,
+                        symbols,
+                        next,
+                        ..
+                    } if r == request_id => break (currencies, symbols, next),
+                    ServerMsg::CurrencyInfo { request_id: r, .. }
+                    | ServerMsg::SymbolInfo { request_id: r, .. }
+                        if r == request_id =>
+                    {
+                        data.take(&msg)
+                            .map_err(|e| ClientError::BadReference(e.to_string()))?;
+                    }
+                    ServerMsg::Rejected {
+                        ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
+                        code,
+                        name,
+                        ..
+                    } => {
+                        return Err(ClientError::Rejected(code, name32_str(&name).to_string()));
+                    }
+                    _ => {}
+                }
+            };
+            let have = data.len() as u32;
+            if next != have {
+                return Err(ClientError::BadReference(format!(
+                    "the next page starts at {next}, but {have} entries came"
+                )));
+            }
+            if u64::from(next) >= u64::from(currencies) + u64::from(symbols) {
+                if (currencies, symbols)
+                    != (data.currencies.len() as u32, data.symbols.len() as u32)
+                {
+                    return Err(ClientError::BadReference(format!(
+                        "the server counts {currencies} currencies and {symbols} symbols, but \
+                         sent {} and {}",
+                        data.currencies.len(),
+                        data.symbols.len()
+                    )));
+                }
+                return Ok(data);
+            }
+            // A page cut short by the session's backlog may hold nothing: ask again, a few
+            // times (everything before it has been read by now).
+            idle_pages = if next == first { idle_pages + 1 } else { 0 };
+            if idle_pages > 8 {
+                return Err(ClientError::BadReference(format!(
+                    "no progress past entry {next}"
+                )));
+            }
+            first = next;
         }
     }
 

@@ -40,6 +40,8 @@ pub mod msg_type {
     pub const BOOK_SNAPSHOT: u16 = 23;
     /// Order status query by engine order id.
     pub const ORDER_STATUS_BY_ID: u16 = 24;
+    /// Reference data: the server's currencies and symbols (any session).
+    pub const REFERENCE_DATA: u16 = 25;
     /// Deposit (operator sessions only).
     pub const DEPOSIT: u16 = 30;
     /// Withdrawal request (user sessions only).
@@ -133,6 +135,16 @@ pub enum ClientMsg {
     Stats {
         /// Echoed in the reply.
         request_id: u64,
+    },
+    /// One page of the server's reference data (any session; answered by the gateway): the
+    /// entries from index `first` of the list of every currency (by id) followed by every
+    /// symbol (by id), at most `REFERENCE_REPLY_MAX` of them, then a `ReferenceEnd` that says
+    /// where the next page starts.
+    ReferenceData {
+        /// Echoed in the reply.
+        request_id: u64,
+        /// The first entry wanted: 0 for the start, else the previous page's `next`.
+        first: u32,
     },
 }
 
@@ -295,6 +307,8 @@ wire_layouts! {
     BOOK_SNAPSHOT: (ClientMsg::BookSnapshot { request_id, symbol, depth })
         [request_id: u64, symbol: SymbolId, depth: u16, [pad 4]];
     STATS: (ClientMsg::Stats { request_id }) [request_id: u64];
+    REFERENCE_DATA: (ClientMsg::ReferenceData { request_id, first })
+        [request_id: u64, first: u32, [pad 4]];
 }
 
 impl From<Command> for ClientMsg {

@@ -27,10 +27,12 @@ mod layout;
 
 pub mod client;
 pub mod marketdata;
+pub mod reference;
 pub mod server;
 pub mod translate;
 
 pub use client::ClientMsg;
+pub use reference::ReferenceData;
 pub use server::{OrderInfo, Role, ServerMsg};
 
 use ringbook_engine::RejectCode;

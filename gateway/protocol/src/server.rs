@@ -64,6 +64,12 @@ pub mod msg_type {
     pub const BOOK_LEVELS: u16 = 135;
     /// End of a book snapshot.
     pub const BOOK_END: u16 = 136;
+    /// One currency, in reply to a reference-data request.
+    pub const CURRENCY_INFO: u16 = 137;
+    /// One symbol, in reply to a reference-data request.
+    pub const SYMBOL_INFO: u16 = 138;
+    /// End of one page of reference data.
+    pub const REFERENCE_END: u16 = 139;
     /// The gateway's counters, in reply to a `Stats` request (operator sessions).
     pub const STATS: u16 = 140;
 }
@@ -517,6 +523,42 @@ pub enum ServerMsg {
         request_id: u64,
         stats: GatewayStats,
     },
+    /// A currency of the server's configuration: its id, code and `scale` (decimal digits of
+    /// its minimal unit).
+    CurrencyInfo {
+        seq: u64,
+        request_id: u64,
+        currency: u16,
+        scale: u8,
+        code: Name32,
+    },
+    /// A symbol of the server's configuration, every field of its `[[symbols]]` entry: `base`
+    /// and `quote` are currency ids; `lot_size` base minimal units per lot, `tick_size` quote
+    /// minimal units per tick per lot, the price band in ticks, the largest order in lots.
+    SymbolInfo {
+        seq: u64,
+        request_id: u64,
+        symbol: u16,
+        base: u16,
+        quote: u16,
+        lot_size: u64,
+        tick_size: u64,
+        price_min: i64,
+        price_max: i64,
+        max_order_qty: u64,
+        maker_fee_bps: u32,
+        taker_fee_bps: u32,
+        name: Name32,
+    },
+    /// The end of one page of reference data: how many currencies and symbols the server has
+    /// in all, and the index to ask for next (`currencies + symbols`: that was the last page).
+    ReferenceEnd {
+        seq: u64,
+        request_id: u64,
+        currencies: u32,
+        symbols: u32,
+        next: u32,
+    },
 }
 
 /// The largest server body (`Stats`; `BookLevels` is 152 bytes).
@@ -604,7 +646,10 @@ impl ServerMsg {
             | ServerMsg::BalancesEnd { seq, .. }
             | ServerMsg::BookLevels { seq, .. }
             | ServerMsg::BookEnd { seq, .. }
-            | ServerMsg::Stats { seq, .. } => Some(seq),
+            | ServerMsg::Stats { seq, .. }
+            | ServerMsg::CurrencyInfo { seq, .. }
+            | ServerMsg::SymbolInfo { seq, .. }
+            | ServerMsg::ReferenceEnd { seq, .. } => Some(seq),
         }
     }
 
@@ -707,4 +752,13 @@ wire_layouts! {
         [skip 4]];
     STATS: (ServerMsg::Stats { seq, request_id, stats })
         [seq: u64, request_id: u64, stats: GatewayStats];
+    CURRENCY_INFO: (ServerMsg::CurrencyInfo { seq, request_id, currency, scale, code })
+        [seq: u64, request_id: u64, currency: u16, scale: u8, [skip 5], code: Name32];
+    SYMBOL_INFO: (ServerMsg::SymbolInfo { seq, request_id, symbol, base, quote, lot_size,
+        tick_size, price_min, price_max, max_order_qty, maker_fee_bps, taker_fee_bps, name })
+        [seq: u64, request_id: u64, symbol: u16, base: u16, quote: u16, [skip 2],
+        lot_size: u64, tick_size: u64, price_min: i64, price_max: i64, max_order_qty: u64,
+        maker_fee_bps: u32, taker_fee_bps: u32, name: Name32];
+    REFERENCE_END: (ServerMsg::ReferenceEnd { seq, request_id, currencies, symbols, next })
+        [seq: u64, request_id: u64, currencies: u32, symbols: u32, next: u32, [skip 4]];
 }

@@ -13,9 +13,9 @@ use super::backpressure::Pending;
 use super::bridge::{WebBridge, WebOp, WebOutKind, WebOutput, WebRequest};
 use super::limits::source_key;
 use super::stats::Suppressed;
-use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, WEB_SESSION};
+use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, REFERENCE_REPLY_MAX, WEB_SESSION};
 use crate::protocol::marketdata::MdRequest;
-use crate::protocol::{name32_str, ClientMsg, ServerMsg};
+use crate::protocol::{name32_str, ClientMsg, ReferenceData, ServerMsg};
 
 /// Web requests taken from the bridge per loop turn (fairness with the sockets).
 const WEB_PER_TURN: usize = 256;
@@ -104,7 +104,34 @@ impl<B: Backend> Core<B> {
                     },
                 );
             }
+            ClientMsg::ReferenceData { request_id, first } => {
+                self.reference_page(c, s, msg_type, request_id, first)
+            }
         }
+    }
+
+    /// One page of reference data, answered by the gateway from the configuration it was given
+    /// (public: any session may ask). At most [`REFERENCE_REPLY_MAX`] entries from `first`,
+    /// fewer if the session's backlog would pass its high-water mark (a client that pipelines
+    /// requests without reading gets short pages, never an overwritten ring), then the end with
+    /// the next index. A `first` past the end is `INVALID_FIELD`.
+    fn reference_page(&mut self, c: usize, s: usize, msg_type: u16, request_id: u64, first: u32) {
+        let Some(reference) = self.reference.clone() else {
+            return self.emit(s, ReferenceData::default().end(request_id, 0));
+        };
+        let first = first as usize;
+        if first > reference.len() {
+            return self.gateway_reject(c, msg_type, RejectCode::InvalidField, 0);
+        }
+        let room = (self.config.retransmit_msgs as u64 / 2).saturating_sub(self.backlog(c) + 1);
+        let n = (reference.len() - first)
+            .min(REFERENCE_REPLY_MAX as usize)
+            .min(room as usize);
+        for i in first..first + n {
+            let msg = reference.entry(i, request_id).expect("within the list");
+            self.emit(s, msg);
+        }
+        self.emit(s, reference.end(request_id, first + n));
     }
 
     /// Authorizes a command or query for session `s`'s role ([`authorize`]) and submits it, or

@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use ringbook_engine::config::{GatewayAccount, GatewayConfig};
+use ringbook_engine::config::{Config, GatewayAccount, GatewayConfig};
 use ringbook_engine::marketdata::MarketData;
 use ringbook_engine::{Command, RejectCode, Seq};
 
@@ -79,12 +79,15 @@ pub use stats::Stats;
 use users::UserIndex;
 
 use crate::protocol::translate::BookLevelsAcc;
-use crate::protocol::FRAME_BYTES_MAX;
+use crate::protocol::{ReferenceData, FRAME_BYTES_MAX};
 
 /// Frames decoded from one connection per loop turn before the loop moves on.
 pub const FRAMES_PER_TURN: usize = 256;
 /// Open-order messages one query returns at most (the end message carries the total).
 pub const OPEN_ORDERS_REPLY_MAX: u32 = 256;
+/// Currency and symbol messages one reference-data page holds at most (its end message says
+/// where the next page starts).
+pub const REFERENCE_REPLY_MAX: u32 = 256;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const CONN_TOKEN_BASE: usize = 2;
@@ -147,6 +150,10 @@ pub struct ServerConfig {
     /// Currencies in the engine's configuration: a balances reply is one message per
     /// currency plus an end, which the server counts in a session's backlog before it asks.
     pub currencies: usize,
+    /// The currencies and symbols that answer a `ReferenceData` request (set from the engine's
+    /// configuration with [`ServerConfig::reference_data`]). `None`: the server publishes no
+    /// reference data, and answers such a request with an end message counting 0 and 0.
+    pub reference: Option<Arc<ReferenceData>>,
     /// The web edge's queues into and out of the loop (`None`: no web edge).
     pub web: Option<Arc<WebBridge>>,
     /// Never sleep in the kernel: poll the sockets with a zero timeout, turn after turn. The
@@ -188,6 +195,7 @@ impl ServerConfig {
             slow_consumer_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
             currencies: 16,
+            reference: None,
             web: None,
             busy_poll: false,
         }
@@ -209,6 +217,13 @@ impl ServerConfig {
             addrs_tracked: gw.login_addrs_tracked,
         };
         c
+    }
+
+    /// Publishes `engine`'s currencies and symbols as the server's reference data, and sizes
+    /// balances replies for its currencies (`currencies`).
+    pub fn reference_data(&mut self, engine: &Config) {
+        self.currencies = engine.currencies.len();
+        self.reference = Some(Arc::new(ReferenceData::of(engine)));
     }
 
     /// The bytes of the buffers the server allocates at start: input and output buffers for
@@ -290,7 +305,8 @@ impl ServerConfig {
                 ),
             )?;
         }
-        let largest_reply = (OPEN_ORDERS_REPLY_MAX as usize + 1).max(self.currencies + 1);
+        let largest_reply =
+            (OPEN_ORDERS_REPLY_MAX.max(REFERENCE_REPLY_MAX) as usize + 1).max(self.currencies + 1);
         need(
             self.retransmit_msgs >= 2 * largest_reply,
             format!(
@@ -501,6 +517,7 @@ pub fn start_on<B: Backend + Send + 'static>(
         web_pushed: false,
         clock_tick: None,
         stats: stats.clone(),
+        reference: config.reference.clone(),
         config,
         backend,
         listener: Some(listener),
@@ -566,6 +583,8 @@ struct Core<B> {
     /// The sequence of the engine-clock `Tick` in flight, if any (`tick_engine_clock`).
     clock_tick: Option<u64>,
     stats: Arc<Stats>,
+    /// `config.reference`, taken out so that a page can be written while sessions change.
+    reference: Option<Arc<ReferenceData>>,
     config: ServerConfig,
     backend: B,
     listener: Option<TcpListener>,
