@@ -40,6 +40,7 @@ use ringbook_client::protocol::marketdata::{
 use ringbook_client::protocol::{name32_str, ServerMsg};
 use ringbook_client::{Client, ClientError, DepthBook, Received};
 use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
+use ringbook_engine::config::SymbolConfig;
 use ringbook_engine::{Config, Side, SymbolId};
 
 use crate::printer::{json_string, md_line, ticker_line};
@@ -50,10 +51,11 @@ pub struct Args {
     /// The server's address.
     #[arg(long, default_value = "127.0.0.1:7700")]
     addr: SocketAddr,
-    /// The symbol, by name (from the config) or id.
+    /// The symbol, by name (as the server's reference data names it) or id.
     #[arg(long)]
     symbol: String,
-    /// Engine configuration, to resolve the symbol's name (the embedded default if absent).
+    /// Engine configuration, to resolve the symbol's name when the server publishes no
+    /// reference data (the embedded default if absent).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Login name.
@@ -98,6 +100,22 @@ fn fresh_session_id() -> u32 {
     (mixed ^ (mixed >> 32)) as u32
 }
 
+/// `wanted` (a name, or an id) among `symbols`: its id and name. An id not among them is
+/// taken as it is (the server refuses the subscription if it has no such symbol).
+fn resolve_symbol(symbols: &[SymbolConfig], wanted: &str) -> Result<(SymbolId, String), String> {
+    if let Some(s) = symbols.iter().find(|s| s.name == wanted) {
+        return Ok((SymbolId(s.id), s.name.clone()));
+    }
+    let id: u16 = wanted.parse().map_err(|_| {
+        let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
+        format!("unknown symbol {wanted:?} (this server has {})", names.join(", "))
+    })?;
+    let name = symbols
+        .get(usize::from(id))
+        .map_or_else(|| id.to_string(), |s| s.name.clone());
+    Ok((SymbolId(id), name))
+}
+
 /// What the view keeps.
 struct State {
     name: String,
@@ -110,27 +128,37 @@ struct State {
 }
 
 fn view(args: &Args) -> Result<(), String> {
-    let config = match &args.config {
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let symbol = match config.symbol_id(&args.symbol) {
-        Some(s) => s,
-        None => SymbolId(
-            args.symbol
-                .parse()
-                .map_err(|_| format!("unknown symbol {:?}", args.symbol))?,
-        ),
-    };
-    let name = config
-        .symbol(symbol)
-        .map_or_else(|| symbol.0.to_string(), |s| s.name.clone());
     let mut client =
         Client::connect(args.addr).map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
     let session = fresh_session_id();
     client
         .login(&args.login, &args.password, session, false)
         .map_err(|e| format!("login as {}: {e}", args.login))?;
+    // The symbol as the server names it: its reference data, or (a server that publishes none)
+    // the local configuration.
+    let resolved = client
+        .reference_data(1)
+        .map_err(|e| format!("reference data: {e}"))
+        .and_then(|reference| {
+            let symbols = if reference.is_empty() {
+                match &args.config {
+                    Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+                    None => Config::default(),
+                }
+                .symbols
+            } else {
+                reference.symbols
+            };
+            resolve_symbol(&symbols, &args.symbol)
+        });
+    let (symbol, name) = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            // The session is this run's own: ended, not left detached.
+            let _ = client.logout();
+            return Err(e);
+        }
+    };
     for (i, ch) in [Channel::Depth, Channel::Trades, Channel::Ticker]
         .into_iter()
         .enumerate()

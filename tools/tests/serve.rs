@@ -734,6 +734,48 @@ fn market_data_is_rebuilt_from_the_journal_on_restart() {
     assert!(status.success());
 }
 
+#[test]
+fn ringbook_md_names_symbols_as_the_server_does() {
+    // A server whose first symbol is not the embedded default's: `ringbook md` resolves the
+    // name from the server's reference data, without being given its configuration (it looked
+    // the name up in the embedded default, so "XBT-KRW" was unknown and "BTC-KRW" subscribed
+    // to whatever the server's symbol 0 was).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("xbt.toml");
+    let text = ringbook_engine::config::DEFAULT_CONFIG_TOML
+        .replace("name = \"BTC-KRW\"", "name = \"XBT-KRW\"");
+    assert_ne!(text, ringbook_engine::config::DEFAULT_CONFIG_TOML);
+    std::fs::write(&config, text).unwrap();
+    let srv = start(
+        &dir.path().join("journal"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let addr = srv.addr.to_string();
+    let md = |symbol: &str| {
+        Proc::new(BIN)
+            .args(["md", "--addr", &addr, "--symbol", symbol, "--json"])
+            .args(["--max-messages", "1"])
+            .output()
+            .expect("run ringbook md")
+    };
+    let out = md("XBT-KRW");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(r#"{"event":"md_depth","symbol":"XBT-KRW""#) && stdout.contains(r#""snapshot":true"#),
+        "{stdout}"
+    );
+    let out = md("BTC-KRW");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(r#"unknown symbol "BTC-KRW" (this server has XBT-KRW, ETH-KRW, AAPL-USD)"#),
+        "{stderr}"
+    );
+    let (status, _, _) = terminate(srv);
+    assert!(status.success());
+}
+
 /// Unix nanoseconds now.
 fn wall_ns() -> u64 {
     std::time::SystemTime::now()
