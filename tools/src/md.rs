@@ -39,8 +39,8 @@ use ringbook_client::protocol::marketdata::{
 };
 use ringbook_client::protocol::{name32_str, ServerMsg};
 use ringbook_client::{Client, ClientError, DepthBook, Received};
-use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
 use ringbook_engine::config::SymbolConfig;
+use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
 use ringbook_engine::{Config, Side, SymbolId};
 
 use crate::printer::{json_string, md_line, ticker_line};
@@ -108,7 +108,10 @@ fn resolve_symbol(symbols: &[SymbolConfig], wanted: &str) -> Result<(SymbolId, S
     }
     let id: u16 = wanted.parse().map_err(|_| {
         let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
-        format!("unknown symbol {wanted:?} (this server has {})", names.join(", "))
+        format!(
+            "unknown symbol {wanted:?} (this server has {})",
+            names.join(", ")
+        )
     })?;
     let name = symbols
         .get(usize::from(id))

@@ -395,26 +395,50 @@ fn an_unopened_account_is_a_clear_error_and_the_others_finish() {
 /// message that says so and points at `engine_config` (it traded on silently).
 #[test]
 fn a_server_with_other_reference_data_is_detected() {
+    // The bots compare their symbol with the server's reference data after logging in, before
+    // anything is deposited or placed. A wider band was noticed only when an order was refused
+    // as PRICE_OUT_OF_BAND; another lot size (the same band) went unnoticed, and the bots
+    // traded lots ten times the size they were configured with.
     let dir = tempfile::tempdir().unwrap();
     let default = ringbook_engine::config::DEFAULT_CONFIG_TOML;
-    let line = "price_max = 100000      # up to 1,000,000,000 KRW per BTC";
-    assert!(
-        default.contains(line),
-        "the default config changed: update this test"
-    );
-    let server_cfg = dir.path().join("server.toml");
-    std::fs::write(&server_cfg, default.replacen(line, "price_max = 50000", 1)).unwrap();
-    let server = start_with(&["--config", server_cfg.to_str().unwrap()]);
     let cfg = dir.path().join("bots.toml");
     std::fs::write(&cfg, maker_config("40ms", 5, "")).unwrap();
-    let out = run_bots(&server.addr.to_string(), &cfg, "5");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("bot mm: the server refused an order at 50003 as PRICE_OUT_OF_BAND")
-            && err.contains("set engine_config"),
-        "{err}"
-    );
+    for (line, instead, want) in [
+        (
+            "price_max = 100000      # up to 1,000,000,000 KRW per BTC",
+            "price_max = 50000",
+            "differs from the embedded default config (engine_config unset): price_max 100000 here, 50000 on the server",
+        ),
+        (
+            "lot_size = 10000        # 0.0001 BTC per lot",
+            "lot_size = 100000",
+            "lot_size 10000 here, 100000 on the server",
+        ),
+        (
+            "name = \"BTC-KRW\"",
+            "name = \"XBT-KRW\"",
+            "the server has no symbol BTC-KRW (it has XBT-KRW, ETH-KRW, AAPL-USD)",
+        ),
+    ] {
+        assert!(
+            default.contains(line),
+            "the default config changed: update this test ({line})"
+        );
+        let server_cfg = dir.path().join("server.toml");
+        std::fs::write(&server_cfg, default.replacen(line, instead, 1)).unwrap();
+        let server = start_with(&["--config", server_cfg.to_str().unwrap()]);
+        let out = run_bots(&server.addr.to_string(), &cfg, "5");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(want) && err.contains("set engine_config to the server's configuration"),
+            "{want:?} in {err}"
+        );
+        // Stopped before the funding: the server took no deposit.
+        let mut ops = Client::connect(server.addr).unwrap();
+        ops.login("ops1", "ops1-demo", 1, false).unwrap();
+        assert_eq!(ops.stats(1).unwrap().commands, 0, "{instead}");
+    }
 }
 
 fn approve(file: &Path) -> std::process::Output {

@@ -760,9 +760,14 @@ fn ringbook_md_names_symbols_as_the_server_does() {
     };
     let out = md("XBT-KRW");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains(r#"{"event":"md_depth","symbol":"XBT-KRW""#) && stdout.contains(r#""snapshot":true"#),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"{"event":"md_depth","symbol":"XBT-KRW""#)
+            && stdout.contains(r#""snapshot":true"#),
         "{stdout}"
     );
     let out = md("BTC-KRW");

@@ -71,7 +71,8 @@ use std::time::{Duration, Instant};
 
 use ringbook_client::protocol::client::msg_type;
 use ringbook_client::protocol::{ClientMsg, ServerMsg};
-use ringbook_client::{Client, ClientError, Role};
+use ringbook_client::{Client, ClientError, ReferenceData, Role};
+use ringbook_engine::config::{CurrencyConfig, SymbolConfig};
 use ringbook_engine::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -638,6 +639,95 @@ impl Conn {
     }
 }
 
+/// Compares the bots' symbol and its currencies, as `engine` (the bots' `engine_config`)
+/// configures them, with the server's reference data; every difference is named. A server that
+/// publishes none (a gateway embedded without it) is taken at its word that it runs `engine`.
+fn check_reference(
+    reference: &ReferenceData,
+    cfg: &BotsConfig,
+    engine: &Config,
+    sc: &SymbolConfig,
+) -> Result<(), String> {
+    if reference.is_empty() {
+        return Ok(());
+    }
+    let source = if cfg.engine_config.is_some() {
+        "engine_config"
+    } else {
+        "the embedded default config (engine_config unset)"
+    };
+    let Some(theirs) = reference.symbol(&sc.name) else {
+        let names: Vec<&str> = reference.symbols.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!(
+            "the server has no symbol {} (it has {}): set engine_config to the server's configuration",
+            sc.name,
+            names.join(", ")
+        ));
+    };
+    let mut differences = Vec::new();
+    let mut differ = |what: &str, ours: String, server: String| {
+        if ours != server {
+            differences.push(format!("{what} {ours} here, {server} on the server"));
+        }
+    };
+    differ("id", sc.id.to_string(), theirs.id.to_string());
+    differ("base", sc.base.clone(), theirs.base.clone());
+    differ("quote", sc.quote.clone(), theirs.quote.clone());
+    differ(
+        "lot_size",
+        sc.lot_size.to_string(),
+        theirs.lot_size.to_string(),
+    );
+    differ(
+        "tick_size",
+        sc.tick_size.to_string(),
+        theirs.tick_size.to_string(),
+    );
+    differ(
+        "price_min",
+        sc.price_min.to_string(),
+        theirs.price_min.to_string(),
+    );
+    differ(
+        "price_max",
+        sc.price_max.to_string(),
+        theirs.price_max.to_string(),
+    );
+    differ(
+        "max_order_qty",
+        sc.max_order_qty.to_string(),
+        theirs.max_order_qty.to_string(),
+    );
+    differ(
+        "maker_fee_bps",
+        sc.maker_fee_bps.to_string(),
+        theirs.maker_fee_bps.to_string(),
+    );
+    differ(
+        "taker_fee_bps",
+        sc.taker_fee_bps.to_string(),
+        theirs.taker_fee_bps.to_string(),
+    );
+    for code in [&sc.base, &sc.quote] {
+        let ours = engine.currencies.iter().find(|c| &c.code == code);
+        let server = reference.currency(code);
+        let show = |c: Option<&CurrencyConfig>| {
+            c.map_or("absent".to_string(), |c| {
+                format!("id {} scale {}", c.id, c.scale)
+            })
+        };
+        differ(&format!("currency {code}"), show(ours), show(server));
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the server's reference data for {} differs from {source}: {}; set engine_config to the server's configuration",
+        sc.name,
+        differences.join("; ")
+    ))
+}
+
 /// Heartbeats for every connection that needs one (while others are being set up).
 fn keep_alive(conns: &mut [(Conn, UserId)]) -> Result<(), String> {
     for (c, _) in conns {
@@ -680,6 +770,15 @@ pub fn run(
         }
         conns.push((c, UserId(user)));
         keep_alive(&mut conns)?;
+    }
+    // The server's reference data must be what the bots were configured with: the symbol id
+    // they send, its lot, tick, band and fees, its currencies' scales.
+    if let Some((first, _)) = conns.first_mut() {
+        let reference = first
+            .c
+            .reference_data(1)
+            .map_err(client_err("reference data"))?;
+        check_reference(&reference, cfg, engine, sc)?;
     }
     // 2. Fund (the amounts were checked by `validate`: only the server can refuse now).
     if let Some(f) = &cfg.funding {
