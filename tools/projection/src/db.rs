@@ -37,10 +37,11 @@ pub struct Conns {
     pub main: Client,
     /// The ledger.
     pub ledger: Client,
-    /// The two connections' server processes (`pg_backend_pid`), main then ledger: after a
-    /// reconnect, a lock still held by one of them is this projector's own (a connection the
-    /// server has not yet seen die), which [`Conns::reconnect`] ends.
-    pids: [i32; 2],
+    /// The two connections' server processes, main then ledger, each as [`BACKEND_ID`] names
+    /// it (its pid and start time: a pid alone may have been reused by another session since):
+    /// after a reconnect, a lock still held by one of them is this projector's own (a
+    /// connection the server has not yet seen die), which [`Conns::reconnect`] ends.
+    backends: [String; 2],
 }
 
 impl std::fmt::Debug for Conns {
@@ -61,10 +62,23 @@ impl std::fmt::Debug for Conns {
 /// too).
 pub(crate) const PROJECTOR_LOCKS: [i64; 2] = [0x7269_6e67_626f_6f6b, 0x7269_6e67_626f_6f4c];
 
-/// Takes the projector lock `key` on `client`, or says who holds it.
-fn take_lock(client: &mut Client, key: i64) -> Result<i32, ProjectionError> {
-    let row = client.query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])?;
-    let (locked, pid): (bool, i32) = (row.try_get(0)?, row.try_get(1)?);
+/// A server process's identity in SQL over `pg_stat_activity a`: its pid and its start time to
+/// the microsecond, in UTC whatever the session's settings (`4711@20261207143012123456`).
+/// Pids are reused; the pair is not.
+const BACKEND_ID: &str =
+    "a.pid::text || '@' || to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')";
+
+/// Takes the projector lock `key` on `client`, or says who holds it. Returns the connection's
+/// server process ([`BACKEND_ID`]).
+fn take_lock(client: &mut Client, key: i64) -> Result<String, ProjectionError> {
+    let row = client.query_one(
+        &format!(
+            "SELECT pg_try_advisory_lock($1), {BACKEND_ID} FROM pg_stat_activity a
+              WHERE a.pid = pg_backend_pid()"
+        ),
+        &[&key],
+    )?;
+    let (locked, backend): (bool, String) = (row.try_get(0)?, row.try_get(1)?);
     if !locked {
         // Who holds it, where that can be read (another role's sessions may hide their
         // details); refused either way.
@@ -74,7 +88,7 @@ fn take_lock(client: &mut Client, key: i64) -> Result<i32, ProjectionError> {
              database; stop it first (or project into another database)"
         )));
     }
-    Ok(pid)
+    Ok(backend)
 }
 
 impl Conns {
@@ -82,22 +96,22 @@ impl Conns {
     /// session holds one).
     pub fn connect(url: &str) -> Result<Conns, ProjectionError> {
         let mut main = connect(url)?;
-        let main_pid = take_lock(&mut main, PROJECTOR_LOCKS[0])?;
+        let main_backend = take_lock(&mut main, PROJECTOR_LOCKS[0])?;
         let mut ledger = connect(url)?;
-        let ledger_pid = take_lock(&mut ledger, PROJECTOR_LOCKS[1]).inspect_err(|_| {
+        let ledger_backend = take_lock(&mut ledger, PROJECTOR_LOCKS[1]).inspect_err(|_| {
             // Released now, not whenever the dropped connection's process has exited.
             let _ = main.batch_execute("SELECT pg_advisory_unlock_all()");
         })?;
         Ok(Conns {
             main,
             ledger,
-            pids: [main_pid, ledger_pid],
+            backends: [main_backend, ledger_backend],
         })
     }
 
-    /// The two connections' server processes, main then ledger.
-    pub fn pids(&self) -> [i32; 2] {
-        self.pids
+    /// The two connections' server processes, main then ledger ([`BACKEND_ID`]).
+    pub fn backends(&self) -> &[String; 2] {
+        &self.backends
     }
 
     /// Opens a new pair after a failure. `own` are the server processes of this projector's
@@ -108,18 +122,20 @@ impl Conns {
     /// process has not finished exiting — that process is ended (`pg_terminate_backend`, in
     /// this database only) and the lock waited for, up to 5 s; then the connect is tried again.
     /// Anyone else's lock is a refusal ([`ProjectionError::Busy`]): waited for by the caller.
-    pub fn reconnect(own: &[i32], url: &str) -> Result<Conns, ProjectionError> {
+    pub fn reconnect(own: &[String], url: &str) -> Result<Conns, ProjectionError> {
         match Conns::connect(url) {
             Err(ProjectionError::Busy(why)) if !own.is_empty() => {
                 let mut c = connect(url)?;
+                // The projector locks of this database, with their holders.
+                let locks = "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                        AND l.database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database())
+                        AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)";
+                let own_holder = format!("(({BACKEND_ID}) = ANY($1))");
                 let held_by = |c: &mut Client, own_only: bool| -> Result<i64, ProjectionError> {
                     Ok(c.query_one(
-                        "SELECT count(*) FROM pg_locks l
-                          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                            AND l.database = (SELECT oid FROM pg_database
-                                               WHERE datname = current_database())
-                            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)
-                            AND (l.pid = ANY($1)) = $3",
+                        &format!("SELECT count(*) {locks} AND {own_holder} = $3"),
                         &[&own, &&PROJECTOR_LOCKS[..], &own_only],
                     )?
                     .try_get(0)?)
@@ -129,12 +145,7 @@ impl Conns {
                     return Err(ProjectionError::Busy(why));
                 }
                 c.execute(
-                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
-                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                        AND l.database = (SELECT oid FROM pg_database
-                                           WHERE datname = current_database())
-                        AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)
-                        AND l.pid = ANY($1)",
+                    &format!("SELECT pg_terminate_backend(l.pid) {locks} AND {own_holder}"),
                     &[&own, &&PROJECTOR_LOCKS[..]],
                 )?;
                 // The one-argument form works on every supported version; the lock goes when
@@ -1141,22 +1152,33 @@ mod tests {
     fn a_reconnect_ends_its_own_stale_lock_holders_and_no_one_elses() {
         let db = Db::new("stale");
         let leaked = Conns::connect(&db.url).unwrap();
-        let pids = leaked.pids;
+        let backends = leaked.backends.clone();
         std::mem::forget(leaked);
         // Someone else's locks (not among the processes named as its own): refused, and
-        // left alone.
-        let e = Conns::reconnect(&[0, 0], &db.url).unwrap_err();
-        assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
+        // left alone. The same pids with another start time are other processes (a pid reused).
+        let reused: Vec<String> = backends
+            .iter()
+            .map(|b| format!("{}@19700101000000000000", b.split('@').next().unwrap()))
+            .collect();
+        for others in [vec!["0@0".to_string()], reused] {
+            let e = Conns::reconnect(&others, &db.url).unwrap_err();
+            assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
+        }
         // Its own: ended, and the new pair holds both locks.
-        let mut fresh = Conns::reconnect(&pids, &db.url).unwrap();
-        assert_ne!(fresh.pids, pids);
+        let mut fresh = Conns::reconnect(&backends, &db.url).unwrap();
+        assert_ne!(fresh.backends, backends);
+        let pids: Vec<i32> = fresh
+            .backends
+            .iter()
+            .map(|b| b.split('@').next().unwrap().parse().unwrap())
+            .collect();
         let held: i64 = fresh
             .main
             .query_one(
                 "SELECT count(*) FROM pg_locks l
                   WHERE l.locktype = 'advisory' AND l.granted AND l.pid = ANY($1)
                     AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)",
-                &[&&fresh.pids[..], &&PROJECTOR_LOCKS[..]],
+                &[&pids, &&PROJECTOR_LOCKS[..]],
             )
             .unwrap()
             .get(0);

@@ -750,19 +750,19 @@ fn start(
 /// good: a red-team finding). On failure `conns` is `None`.
 fn reconnect<'c>(link: &'c mut Link, url: &str) -> Result<&'c mut db::Conns, ProjectionError> {
     if let Some(old) = link.conns.take() {
-        link.stale.extend(old.pids());
+        link.stale.extend(old.backends().iter().cloned());
     }
     let new = db::Conns::reconnect(&link.stale, url)?;
     link.stale.clear();
     Ok(link.conns.insert(new))
 }
 
-/// The projector's connections, and the server processes of earlier ones it dropped since it
-/// last had a pair: a reconnect that fails (the network still down) must still know them at
-/// the next attempt, to end any of them still holding a projector lock.
+/// The projector's connections, and the server processes (pid and start time) of earlier ones
+/// it dropped since it last had a pair: a reconnect that fails (the network still down) must
+/// still know them at the next attempt, to end any of them still holding a projector lock.
 struct Link {
     conns: Option<db::Conns>,
-    stale: Vec<i32>,
+    stale: Vec<String>,
 }
 
 /// Writes the batch, retrying transient PostgreSQL failures (reconnecting) until it is
