@@ -1313,12 +1313,8 @@ fn reference_data_is_the_configuration_for_every_role() {
     h.shutdown().unwrap();
 }
 
-#[test]
-fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring() {
-    // 603 entries: pages of 256, 256 and 91. Twenty requests for the whole list sent at once
-    // are ten times the ring's high-water mark: the server shortens the pages to what the
-    // session's backlog leaves room for, so nobody is cut off, and every page says where the
-    // next one starts.
+/// 3 currencies and 600 symbols: 603 entries, pages of 256, 256 and 91.
+fn many_symbols() -> Arc<ReferenceData> {
     let mut data = ReferenceData::of(&Config::default());
     data.currencies.truncate(3);
     let template = data.symbols[0].clone();
@@ -1329,12 +1325,23 @@ fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring()
             ..template.clone()
         })
         .collect();
-    let data = Arc::new(data);
+    Arc::new(data)
+}
+
+#[test]
+fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring() {
+    // Twenty requests for the first page (257 frames each) and 3 000 for the counters, sent at
+    // once without reading, are many times the session's ring (1 024 frames). The gateway
+    // answers these itself; like a query for the engine, a request is held and reading paused
+    // while the session's backlog is above half the ring, and resumed as the client reads
+    // (answered at once, they overran the ring and the client was cut off as a slow consumer:
+    // a red-team finding).
+    let data = many_symbols();
     let (h, addr) = start(|c| {
         c.retransmit_msgs = 1024;
         c.reference = Some(data.clone());
     });
-    let mut alice = login(addr, "alice", 1);
+    let mut ops = login(addr, "ops1", 1);
     let mut asks = Vec::new();
     for request_id in 1..=20 {
         Client::encode_into(
@@ -1345,11 +1352,14 @@ fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring()
             &mut asks,
         );
     }
-    alice.send_raw(&asks).unwrap();
+    for request_id in 21..=3020 {
+        Client::encode_into(&ClientMsg::Stats { request_id }, &mut asks);
+    }
+    ops.send_raw(&asks).unwrap();
     let mut page = 0u32;
     for request_id in 1..=20 {
         loop {
-            match alice.recv_timeout(WAIT).unwrap() {
+            match ops.recv_timeout(WAIT).unwrap() {
                 Some(ServerMsg::CurrencyInfo {
                     request_id: r,
                     currency,
@@ -1373,9 +1383,7 @@ fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring()
                     next,
                     ..
                 }) => {
-                    assert_eq!(r, request_id);
-                    assert!(page <= 256);
-                    assert_eq!(next, page, "the next page starts after this one");
+                    assert_eq!((r, page, next), (request_id, 256, 256));
                     page = 0;
                     break;
                 }
@@ -1383,9 +1391,147 @@ fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring()
             }
         }
     }
-    assert_eq!(h.stats().slow_consumers.load(Ordering::Relaxed), 0);
+    for request_id in 21..=3020 {
+        match ops.recv_timeout(WAIT).unwrap() {
+            Some(ServerMsg::Stats { request_id: r, .. }) => assert_eq!(r, request_id),
+            other => panic!("stats {request_id}: {other:?}"),
+        }
+    }
+    let stats = h.stats();
+    assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 0);
+    assert!(stats.outbound_pauses.load(Ordering::Relaxed) >= 1);
     // The client's loop reads all three pages.
-    let got = alice.reference_data(21).unwrap();
-    assert_eq!(got, *data);
+    assert_eq!(ops.reference_data(3021).unwrap(), *data);
     h.shutdown().unwrap();
+}
+
+/// Waits until the server has seen every logged-in connection close (a dropped client's
+/// session is detached only then: a login to it before is `ALREADY_LOGGED_IN`).
+fn detached(h: &ServerHandle<EngineBackend>) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while h.stats().conns_logged_in.load(Ordering::Relaxed) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed connection still logged in"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn reference_data_after_a_resumed_session_is_the_new_reply() {
+    // A session resumed from `last_seen_seq` 0 gets its held messages again first: earlier
+    // reference pages with the same request id, the oldest held starting in the middle of one
+    // (the ring is 514 frames; a full read is 606). The request sent right behind the login
+    // waits for that replay (it filled the ring: the reply overran it and the session was cut
+    // off), and the client takes only the new reply (it mixed the old pages in and failed:
+    // "out of order"; red-team findings).
+    let data = many_symbols();
+    let (h, addr) = start(|c| {
+        c.retransmit_msgs = 514;
+        c.reference = Some(data.clone());
+    });
+    let mut alice = login(addr, "alice", 7);
+    assert_eq!(alice.reference_data(1).unwrap(), *data);
+    let sent = alice.last_seq();
+    assert_eq!(sent, 606);
+    drop(alice);
+    detached(&h);
+    let mut again = Client::connect(addr).unwrap();
+    let info = again.login("alice", "alice-demo", 7, false).unwrap();
+    assert_eq!(info.last_seq, sent);
+    assert_eq!(again.reference_data(1).unwrap(), *data);
+    // The replay came first, from the oldest frame held, then the new reply.
+    assert_eq!(again.last_seq(), 2 * sent);
+    // A login and a request in one write: the replay fills the ring, the request waits.
+    let mut raw = Client::connect(addr).unwrap();
+    let mut bytes = Vec::new();
+    Client::encode_into(
+        &ClientMsg::Login(ringbook_gateway::protocol::client::Login {
+            login: ringbook_gateway::protocol::name32("alice"),
+            password: ringbook_gateway::protocol::name32("alice-demo"),
+            session_id: 7,
+            last_seen_seq: 0,
+            heartbeat_ms: 60_000,
+            cancel_on_disconnect: false,
+        }),
+        &mut bytes,
+    );
+    Client::encode_into(
+        &ClientMsg::ReferenceData {
+            request_id: 2,
+            first: 0,
+        },
+        &mut bytes,
+    );
+    drop(again);
+    detached(&h);
+    raw.send_raw(&bytes).unwrap();
+    let mut replayed = 0;
+    let end = loop {
+        match raw.recv_timeout(WAIT).unwrap() {
+            Some(ServerMsg::LoginAccepted { .. }) => {}
+            Some(ServerMsg::ReferenceEnd {
+                request_id: 2,
+                next,
+                ..
+            }) => break next,
+            Some(m) if m.seq() <= 2 * sent => replayed += 1,
+            Some(_) => {}
+            other => panic!("after {replayed} replayed: {other:?}"),
+        }
+    };
+    assert_eq!(end, 256);
+    assert_eq!(replayed, 514);
+    assert_eq!(h.stats().slow_consumers.load(Ordering::Relaxed), 0);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn a_gateway_older_than_the_request_has_no_reference_data() {
+    // A protocol-6 gateway from before reference data refuses the request as
+    // UNKNOWN_MESSAGE_TYPE: the client reads that as "none published", so `ringbook md` and the
+    // bots fall back to their own configuration instead of stopping (a red-team finding). The
+    // old gateway is played by a socket that answers as one did.
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let old = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let read_type = |s: &mut std::net::TcpStream| -> Option<u16> {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).ok()?;
+            let mut rest = vec![0u8; u32::from_le_bytes(len) as usize];
+            s.read_exact(&mut rest).ok()?;
+            Some(u16::from_le_bytes([rest[0], rest[1]]))
+        };
+        let write = |s: &mut std::net::TcpStream, m: ServerMsg| {
+            let mut f = [0u8; FRAME_BYTES_MAX];
+            let n = m.encode(&mut f);
+            s.write_all(&f[..n]).unwrap();
+        };
+        assert_eq!(read_type(&mut s), Some(1));
+        write(
+            &mut s,
+            ServerMsg::LoginAccepted {
+                session_id: 1,
+                role: ringbook_gateway::protocol::Role::User(1),
+                heartbeat_ms: 60_000,
+                last_seq: 0,
+            },
+        );
+        assert_eq!(read_type(&mut s), Some(25));
+        write(
+            &mut s,
+            ServerMsg::rejected(1, 0, 25, RejectCode::UnknownMessageType, 0),
+        );
+        // Until the client hangs up.
+        while read_type(&mut s).is_some() {}
+    });
+    let mut c = Client::connect(addr).unwrap();
+    c.login("alice", "alice-demo", 1, false).unwrap();
+    assert_eq!(c.reference_data(1).unwrap(), ReferenceData::default());
+    drop(c);
+    old.join().unwrap();
 }

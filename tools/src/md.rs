@@ -38,7 +38,7 @@ use ringbook_client::protocol::marketdata::{
     Channel, DepthFrame, MdMsg, DEPTH_END, DEPTH_SNAPSHOT,
 };
 use ringbook_client::protocol::{name32_str, ServerMsg};
-use ringbook_client::{Client, ClientError, DepthBook, Received};
+use ringbook_client::{Client, ClientError, DepthBook, Received, ReferenceData};
 use ringbook_engine::config::SymbolConfig;
 use ringbook_engine::marketdata::{Interval, MdMessage, MdTrade, Ticker};
 use ringbook_engine::{Config, Side, SymbolId};
@@ -107,11 +107,8 @@ fn resolve_symbol(symbols: &[SymbolConfig], wanted: &str) -> Result<(SymbolId, S
         return Ok((SymbolId(s.id), s.name.clone()));
     }
     let id: u16 = wanted.parse().map_err(|_| {
-        let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
-        format!(
-            "unknown symbol {wanted:?} (this server has {})",
-            names.join(", ")
-        )
+        let names = ReferenceData::names_of(symbols, 20);
+        format!("unknown symbol {wanted:?} (this server has {names})")
     })?;
     let name = symbols
         .get(usize::from(id))

@@ -128,6 +128,10 @@ pub struct Client {
     start: usize,
     end: usize,
     last_seq: u64,
+    /// The session's last sequence number when the latest login was accepted: messages up to
+    /// it are retransmissions of what the session sent before, never a reply to a request
+    /// made since.
+    login_last_seq: u64,
     login: Option<Login>,
     /// How long a login waits for its answer.
     login_timeout: Duration,
@@ -151,6 +155,7 @@ impl Client {
             start: 0,
             end: 0,
             last_seq: 0,
+            login_last_seq: 0,
             login: None,
             login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
@@ -168,6 +173,7 @@ impl Client {
             start: 0,
             end: 0,
             last_seq: 0,
+            login_last_seq: 0,
             login: None,
             login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
@@ -233,11 +239,12 @@ impl Client {
                     last_seq,
                     ..
                 } => {
+                    self.login_last_seq = last_seq;
                     return Ok(LoginInfo {
                         role,
                         heartbeat_ms,
                         last_seq,
-                    })
+                    });
                 }
                 ServerMsg::LoginRejected { code, name } => {
                     return Err(ClientError::LoginRejected(
@@ -290,7 +297,7 @@ impl Client {
     pub fn stats(&mut self, request_id: u64) -> Result<GatewayStats, ClientError> {
         self.send(&ClientMsg::Stats { request_id })?;
         loop {
-            match self.recv()? {
+            match self.recv_new()? {
                 ServerMsg::Stats {
                     request_id: r,
                     stats,
@@ -312,15 +319,17 @@ impl Client {
     /// Asks for the server's reference data — its currencies and symbols, as configured — page
     /// by page (docs/protocol.md, "Reference data"), and waits for all of it. Any session may
     /// ask. Other messages that arrive meanwhile are skipped, as by [`Client::stats`]: ask
-    /// right after login, or on a session of its own. A server that publishes none (a gateway
-    /// embedded without it) answers with empty lists.
+    /// right after login, or on a session of its own; retransmissions of the session's earlier
+    /// messages are never taken for the reply. A server that publishes none (a gateway embedded
+    /// without it, or one older than the request, which refuses it as `UNKNOWN_MESSAGE_TYPE`)
+    /// gives empty lists.
     pub fn reference_data(&mut self, request_id: u64) -> Result<ReferenceData, ClientError> {
         let mut data = ReferenceData::default();
-        let (mut first, mut idle_pages) = (0u32, 0);
+        let mut first = 0u32;
         loop {
             self.send(&ClientMsg::ReferenceData { request_id, first })?;
             let (currencies, symbols, next) = loop {
-                let msg = self.recv()?;
+                let msg = self.recv_new()?;
                 match msg {
                     ServerMsg::ReferenceEnd {
                         request_id: r,
@@ -335,6 +344,15 @@ impl Client {
                     {
                         data.take(&msg)
                             .map_err(|e| ClientError::BadReference(e.to_string()))?;
+                    }
+                    // A gateway older than the request (protocol 6 before reference data) does
+                    // not know it: it has none to give.
+                    ServerMsg::Rejected {
+                        ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
+                        code,
+                        ..
+                    } if code == RejectCode::UnknownMessageType.code() => {
+                        return Ok(ReferenceData::default());
                     }
                     ServerMsg::Rejected {
                         ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
@@ -366,12 +384,9 @@ impl Client {
                 }
                 return Ok(data);
             }
-            // A page cut short by the session's backlog may hold nothing: ask again, a few
-            // times (everything before it has been read by now).
-            idle_pages = if next == first { idle_pages + 1 } else { 0 };
-            if idle_pages > 8 {
+            if next == first {
                 return Err(ClientError::BadReference(format!(
-                    "no progress past entry {next}"
+                    "an empty page at entry {next}, before the end"
                 )));
             }
             first = next;
@@ -411,6 +426,18 @@ impl Client {
     pub fn recv(&mut self) -> Result<ServerMsg, ClientError> {
         loop {
             if let Received::Session(msg) = self.recv_any()? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// The next session message that is not a retransmission of one sent before the latest
+    /// login (a session resumed from `last_seen_seq` 0 gets its old replies again, whose
+    /// request ids may equal a new request's).
+    fn recv_new(&mut self) -> Result<ServerMsg, ClientError> {
+        loop {
+            let msg = self.recv()?;
+            if msg.seq() == 0 || msg.seq() > self.login_last_seq {
                 return Ok(msg);
             }
         }

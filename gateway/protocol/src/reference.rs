@@ -7,6 +7,8 @@
 //! where the next page starts (`next`; the list is done when it equals their sum). [`ReferenceData::entry`] makes the server's
 //! messages; [`ReferenceData::take`] rebuilds the lists from them on the client's side.
 
+use std::collections::HashMap;
+
 use ringbook_engine::config::{Config, CurrencyConfig, SymbolConfig};
 
 use super::{name32, name32_str, ServerMsg};
@@ -56,29 +58,44 @@ impl ReferenceData {
         self.symbols.iter().find(|s| s.name == name)
     }
 
+    /// The names of `symbols` for a message: the first `max`, then how many more.
+    pub fn names_of(symbols: &[SymbolConfig], max: usize) -> String {
+        let mut names: Vec<&str> = symbols.iter().take(max).map(|s| s.name.as_str()).collect();
+        let more = symbols.len().saturating_sub(max);
+        let more = format!("{more} more");
+        if symbols.len() > max {
+            names.push(&more);
+        }
+        names.join(", ")
+    }
+
     /// The currency with code `code`.
     pub fn currency(&self, code: &str) -> Option<&CurrencyConfig> {
         self.currencies.iter().find(|c| c.code == code)
     }
 
-    /// Entry `i` of the list as a message (sequence number 0: the session numbers it), or
-    /// `None` past the end. Symbols carry their currencies as ids; a symbol whose currency code
-    /// is not among the currencies (not a validated configuration) carries `u16::MAX`.
-    pub fn entry(&self, i: usize, request_id: u64) -> Option<ServerMsg> {
-        if let Some(c) = self.currencies.get(i) {
-            return Some(ServerMsg::CurrencyInfo {
-                seq: 0,
-                request_id,
-                currency: c.id,
-                scale: c.scale,
-                code: name32(&c.code),
-            });
-        }
-        let s = self.symbols.get(i - self.currencies.len())?;
-        let id = |code: &str| self.currency(code).map_or(u16::MAX, |c| c.id);
-        Some(ServerMsg::SymbolInfo {
+    /// Every entry of the list as a message, in order (sequence number 0: the session numbers
+    /// it; request id 0: [`ReferenceData::for_request`] sets it). Symbols carry their
+    /// currencies as ids; a symbol whose currency code is not among the currencies (not a
+    /// validated configuration) carries `u16::MAX`. Made once (the gateway keeps them), so a
+    /// request costs a copy per entry, not a lookup.
+    pub fn messages(&self) -> Vec<ServerMsg> {
+        let ids: HashMap<&str, u16> = self
+            .currencies
+            .iter()
+            .map(|c| (c.code.as_str(), c.id))
+            .collect();
+        let id = |code: &str| ids.get(code).copied().unwrap_or(u16::MAX);
+        let currencies = self.currencies.iter().map(|c| ServerMsg::CurrencyInfo {
             seq: 0,
-            request_id,
+            request_id: 0,
+            currency: c.id,
+            scale: c.scale,
+            code: name32(&c.code),
+        });
+        let symbols = self.symbols.iter().map(|s| ServerMsg::SymbolInfo {
+            seq: 0,
+            request_id: 0,
             symbol: s.id,
             base: id(&s.base),
             quote: id(&s.quote),
@@ -90,7 +107,19 @@ impl ReferenceData {
             maker_fee_bps: s.maker_fee_bps,
             taker_fee_bps: s.taker_fee_bps,
             name: name32(&s.name),
-        })
+        });
+        currencies.chain(symbols).collect()
+    }
+
+    /// A reference message with `request_id` set (other messages unchanged).
+    pub fn for_request(mut msg: ServerMsg, request_id: u64) -> ServerMsg {
+        if let ServerMsg::CurrencyInfo { request_id: r, .. }
+        | ServerMsg::SymbolInfo { request_id: r, .. }
+        | ServerMsg::ReferenceEnd { request_id: r, .. } = &mut msg
+        {
+            *r = request_id;
+        }
+        msg
     }
 
     /// The end of a page whose next entry is `next` (the list's length when it is done).
@@ -101,6 +130,21 @@ impl ReferenceData {
             currencies: self.currencies.len() as u32,
             symbols: self.symbols.len() as u32,
             next: next.min(self.len()) as u32,
+        }
+    }
+
+    /// [`ReferenceData::end`] for a list given as its messages ([`ReferenceData::messages`]).
+    pub fn end_of(messages: &[ServerMsg], request_id: u64, next: usize) -> ServerMsg {
+        let currencies = messages
+            .iter()
+            .take_while(|m| matches!(m, ServerMsg::CurrencyInfo { .. }))
+            .count();
+        ServerMsg::ReferenceEnd {
+            seq: 0,
+            request_id,
+            currencies: currencies as u32,
+            symbols: (messages.len() - currencies) as u32,
+            next: next.min(messages.len()) as u32,
         }
     }
 
@@ -197,11 +241,17 @@ mod tests {
         let r = ReferenceData::of(&config);
         assert_eq!(r.len(), config.currencies.len() + config.symbols.len());
         let mut back = ReferenceData::default();
-        for i in 0..r.len() {
-            let m = r.entry(i, 9).expect("an entry");
+        let messages = r.messages();
+        assert_eq!(messages.len(), r.len());
+        for m in messages {
+            let m = ReferenceData::for_request(m, 9);
+            assert!(matches!(
+                m,
+                ServerMsg::CurrencyInfo { request_id: 9, .. }
+                    | ServerMsg::SymbolInfo { request_id: 9, .. }
+            ));
             assert_eq!(back.take(&m), Ok(true));
         }
-        assert_eq!(r.entry(r.len(), 9), None);
         assert_eq!(back, r);
         let done = r.len() as u32;
         assert!(matches!(r.end(9, r.len()), ServerMsg::ReferenceEnd { next, .. } if next == done));
@@ -214,17 +264,18 @@ mod tests {
     #[test]
     fn out_of_order_or_unannounced_entries_are_refused() {
         let r = ReferenceData::of(&Config::default());
-        let first_symbol = r.entry(r.currencies.len(), 1).unwrap();
+        let messages = r.messages();
+        let first_symbol = messages[r.currencies.len()];
         // A symbol before its currencies.
         let mut back = ReferenceData::default();
         assert!(back.take(&first_symbol).is_err());
         // A currency skipped.
         let mut back = ReferenceData::default();
-        assert!(back.take(&r.entry(1, 1).unwrap()).is_err());
+        assert!(back.take(&messages[1]).is_err());
         // A currency after a symbol.
         let mut back = ReferenceData::default();
-        for i in 0..r.currencies.len() {
-            back.take(&r.entry(i, 1).unwrap()).unwrap();
+        for m in &messages[..r.currencies.len()] {
+            back.take(m).unwrap();
         }
         back.take(&first_symbol).unwrap();
         let late = ServerMsg::CurrencyInfo {
@@ -236,5 +287,15 @@ mod tests {
         };
         assert!(back.take(&late).is_err());
         assert_eq!(back.take(&ServerMsg::Heartbeat), Ok(false));
+    }
+
+    #[test]
+    fn long_lists_of_names_are_cut() {
+        let r = ReferenceData::of(&Config::default());
+        assert_eq!(
+            ReferenceData::names_of(&r.symbols, 8),
+            "BTC-KRW, ETH-KRW, AAPL-USD"
+        );
+        assert_eq!(ReferenceData::names_of(&r.symbols, 1), "BTC-KRW, 2 more");
     }
 }

@@ -12,6 +12,7 @@ use super::backend::Backend;
 use super::backpressure::Pending;
 use super::bridge::{WebBridge, WebOp, WebOutKind, WebOutput, WebRequest};
 use super::limits::source_key;
+use super::session::Stalled;
 use super::stats::Suppressed;
 use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, REFERENCE_REPLY_MAX, WEB_SESSION};
 use crate::protocol::marketdata::MdRequest;
@@ -94,6 +95,9 @@ impl<B: Backend> Core<B> {
                 if let Err(code) = authorize_stats(role) {
                     return self.gateway_reject(c, msg_type, code, 0);
                 }
+                if self.hold_if_behind(c, msg) {
+                    return;
+                }
                 let stats = self.stats.snapshot();
                 self.emit(
                     s,
@@ -105,33 +109,44 @@ impl<B: Backend> Core<B> {
                 );
             }
             ClientMsg::ReferenceData { request_id, first } => {
-                self.reference_page(c, s, msg_type, request_id, first)
+                if !self.hold_if_behind(c, msg) {
+                    self.reference_page(c, s, msg_type, request_id, first)
+                }
             }
         }
     }
 
+    /// Holds `msg`, a request the gateway answers itself, and pauses reading while the
+    /// session's output backlog is above its high-water mark (as a command is held,
+    /// `backpressure.rs`): answered at once, a client pipelining such requests without reading
+    /// would overrun its own ring (a red-team finding). Below the mark a reply of at most
+    /// `REFERENCE_REPLY_MAX + 1` frames fits: the ring holds at least twice that
+    /// (`ServerConfig::check`). Returns whether it held it.
+    fn hold_if_behind(&mut self, c: usize, msg: ClientMsg) -> bool {
+        if !self.over_high_water(c) {
+            return false;
+        }
+        self.conns[c].paused = true;
+        self.conns[c].stalled = Some(Stalled::Gateway(msg));
+        true
+    }
+
     /// One page of reference data, answered by the gateway from the configuration it was given
-    /// (public: any session may ask). At most [`REFERENCE_REPLY_MAX`] entries from `first`,
-    /// fewer if the session's backlog would pass its high-water mark (a client that pipelines
-    /// requests without reading gets short pages, never an overwritten ring), then the end with
-    /// the next index. A `first` past the end is `INVALID_FIELD`.
+    /// (public: any session may ask): the entries from `first`, at most
+    /// [`REFERENCE_REPLY_MAX`], then the end with the next index. A `first` past the end is
+    /// `INVALID_FIELD`.
     fn reference_page(&mut self, c: usize, s: usize, msg_type: u16, request_id: u64, first: u32) {
-        let Some(reference) = self.reference.clone() else {
-            return self.emit(s, ReferenceData::default().end(request_id, 0));
-        };
         let first = first as usize;
-        if first > reference.len() {
+        if first > self.reference.len() {
             return self.gateway_reject(c, msg_type, RejectCode::InvalidField, 0);
         }
-        let room = (self.config.retransmit_msgs as u64 / 2).saturating_sub(self.backlog(c) + 1);
-        let n = (reference.len() - first)
-            .min(REFERENCE_REPLY_MAX as usize)
-            .min(room as usize);
+        let n = (self.reference.len() - first).min(REFERENCE_REPLY_MAX as usize);
         for i in first..first + n {
-            let msg = reference.entry(i, request_id).expect("within the list");
+            let msg = ReferenceData::for_request(self.reference[i], request_id);
             self.emit(s, msg);
         }
-        self.emit(s, reference.end(request_id, first + n));
+        let end = ReferenceData::end_of(&self.reference, request_id, first + n);
+        self.emit(s, end);
     }
 
     /// Authorizes a command or query for session `s`'s role ([`authorize`]) and submits it, or

@@ -79,7 +79,7 @@ pub use stats::Stats;
 use users::UserIndex;
 
 use crate::protocol::translate::BookLevelsAcc;
-use crate::protocol::{ReferenceData, FRAME_BYTES_MAX};
+use crate::protocol::{ReferenceData, ServerMsg, FRAME_BYTES_MAX};
 
 /// Frames decoded from one connection per loop turn before the loop moves on.
 pub const FRAMES_PER_TURN: usize = 256;
@@ -517,7 +517,11 @@ pub fn start_on<B: Backend + Send + 'static>(
         web_pushed: false,
         clock_tick: None,
         stats: stats.clone(),
-        reference: config.reference.clone(),
+        reference: config
+            .reference
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.messages())
+            .into_boxed_slice(),
         config,
         backend,
         listener: Some(listener),
@@ -583,8 +587,9 @@ struct Core<B> {
     /// The sequence of the engine-clock `Tick` in flight, if any (`tick_engine_clock`).
     clock_tick: Option<u64>,
     stats: Arc<Stats>,
-    /// `config.reference`, taken out so that a page can be written while sessions change.
-    reference: Option<Arc<ReferenceData>>,
+    /// `config.reference` as messages (request id 0), made at start: a page is a copy of a
+    /// slice of it. Empty: the server publishes no reference data.
+    reference: Box<[ServerMsg]>,
     config: ServerConfig,
     backend: B,
     listener: Option<TcpListener>,

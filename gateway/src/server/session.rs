@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use ringbook_engine::{Command, RejectCode};
 
 use super::auth::Role;
-use crate::protocol::FRAME_BYTES_MAX;
+use crate::protocol::{ClientMsg, FRAME_BYTES_MAX};
 
 /// One session's state.
 #[derive(Debug)]
@@ -105,12 +105,21 @@ impl Session {
     }
 }
 
-/// A command the engine could not take yet (back-pressure), kept until it can.
+/// A message the connection could not have handled yet (back-pressure), kept until it can;
+/// reading stops meanwhile.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Stalled {
-    pub(crate) cmd: Command,
-    pub(crate) msg_type: u16,
-    pub(crate) request_id: u64,
+pub(crate) enum Stalled {
+    /// A command or query for the engine: its ring was full, or the session too far behind on
+    /// output.
+    Engine {
+        cmd: Command,
+        msg_type: u16,
+        request_id: u64,
+    },
+    /// A request the gateway answers itself (reference data, stats), held while the session
+    /// is too far behind on output: answered, a client that pipelines such requests without
+    /// reading would overrun its own ring.
+    Gateway(ClientMsg),
 }
 
 /// A connection on its way out: reading has stopped.

@@ -10,7 +10,7 @@ use ringbook_engine::RejectCode;
 
 use super::backend::Backend;
 use super::limits::source_key;
-use super::session::Closing;
+use super::session::{Closing, Stalled};
 use super::stats::Suppressed;
 use super::{
     Core, Stats, ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX, CONN_TOKEN_BASE, FRAMES_PER_TURN,
@@ -161,16 +161,26 @@ impl<B: Backend> Core<B> {
                 return;
             }
             self.conns[c].paused = false;
-            match self.try_submit(st.cmd) {
-                Ok(seq) => {
+            match st {
+                Stalled::Engine {
+                    cmd,
+                    msg_type,
+                    request_id,
+                } => match self.try_submit(cmd) {
+                    Ok(seq) => {
+                        self.conns[c].stalled = None;
+                        Stats::inc(&self.stats.commands);
+                        let session = self.conns[c].session;
+                        self.note_pending(seq, session, &cmd, msg_type, request_id);
+                    }
+                    Err(_) => {
+                        self.mark_ready(c);
+                        return;
+                    }
+                },
+                Stalled::Gateway(msg) => {
                     self.conns[c].stalled = None;
-                    Stats::inc(&self.stats.commands);
-                    let session = self.conns[c].session;
-                    self.note_pending(seq, session, &st.cmd, st.msg_type, st.request_id);
-                }
-                Err(_) => {
-                    self.mark_ready(c);
-                    return;
+                    self.handle(c, msg);
                 }
             }
         }

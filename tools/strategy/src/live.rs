@@ -657,11 +657,10 @@ fn check_reference(
         "the embedded default config (engine_config unset)"
     };
     let Some(theirs) = reference.symbol(&sc.name) else {
-        let names: Vec<&str> = reference.symbols.iter().map(|s| s.name.as_str()).collect();
         return Err(format!(
             "the server has no symbol {} (it has {}): set engine_config to the server's configuration",
             sc.name,
-            names.join(", ")
+            ReferenceData::names_of(&reference.symbols, 20)
         ));
     };
     let mut differences = Vec::new();
