@@ -5,8 +5,9 @@
 //! ringbook md --addr 127.0.0.1:7700 --symbol BTC-KRW --json     # one JSON object per message
 //! ```
 //!
-//! Logs in (default: the demo market-data login `feed`), subscribes to depth, trades and the
-//! ticker of the symbol, and keeps the book with the client library's `DepthBook` (snapshot,
+//! Logs in (default: the demo market-data login `feed`), looks the symbol up in the server's
+//! reference data (its local `--config` only against a gateway that publishes none), subscribes
+//! to depth, trades and the ticker of the symbol, and keeps the book with the client library's `DepthBook` (snapshot,
 //! updates, conflated updates; a gap resubscribes). The terminal view is redrawn in place at
 //! most every 100 ms: the best `--levels` asks and bids with their order counts, the last
 //! trades, and the 24h ticker. With `--json`, each market-data message is printed as it
