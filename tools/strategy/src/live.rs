@@ -669,43 +669,23 @@ fn check_reference(
             differences.push(format!("{what} {ours} here, {server} on the server"));
         }
     };
-    differ("id", sc.id.to_string(), theirs.id.to_string());
-    differ("base", sc.base.clone(), theirs.base.clone());
-    differ("quote", sc.quote.clone(), theirs.quote.clone());
-    differ(
-        "lot_size",
-        sc.lot_size.to_string(),
-        theirs.lot_size.to_string(),
-    );
-    differ(
-        "tick_size",
-        sc.tick_size.to_string(),
-        theirs.tick_size.to_string(),
-    );
-    differ(
-        "price_min",
-        sc.price_min.to_string(),
-        theirs.price_min.to_string(),
-    );
-    differ(
-        "price_max",
-        sc.price_max.to_string(),
-        theirs.price_max.to_string(),
-    );
-    differ(
-        "max_order_qty",
-        sc.max_order_qty.to_string(),
-        theirs.max_order_qty.to_string(),
-    );
-    differ(
-        "maker_fee_bps",
-        sc.maker_fee_bps.to_string(),
-        theirs.maker_fee_bps.to_string(),
-    );
-    differ(
-        "taker_fee_bps",
-        sc.taker_fee_bps.to_string(),
-        theirs.taker_fee_bps.to_string(),
+    // Every field of the symbol's entry, by name.
+    macro_rules! fields {
+        ($($field:ident),*) => {
+            $(differ(stringify!($field), sc.$field.to_string(), theirs.$field.to_string());)*
+        };
+    }
+    fields!(
+        id,
+        base,
+        quote,
+        lot_size,
+        tick_size,
+        price_min,
+        price_max,
+        max_order_qty,
+        maker_fee_bps,
+        taker_fee_bps
     );
     for code in [&sc.base, &sc.quote] {
         let ours = engine.currencies.iter().find(|c| &c.code == code);
