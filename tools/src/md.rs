@@ -101,15 +101,20 @@ fn fresh_session_id() -> u32 {
     (mixed ^ (mixed >> 32)) as u32
 }
 
-/// `wanted` (a name, or an id) among `symbols`: its id and name. An id not among them is
-/// taken as it is (the server refuses the subscription if it has no such symbol).
-fn resolve_symbol(symbols: &[SymbolConfig], wanted: &str) -> Result<(SymbolId, String), String> {
+/// `wanted` (a name, or an id) among `symbols` (`whose` they are, for the message): its id
+/// and name. An id not among them is taken as it is (the server refuses the subscription if it
+/// has no such symbol).
+fn resolve_symbol(
+    symbols: &[SymbolConfig],
+    wanted: &str,
+    whose: &str,
+) -> Result<(SymbolId, String), String> {
     if let Some(s) = symbols.iter().find(|s| s.name == wanted) {
         return Ok((SymbolId(s.id), s.name.clone()));
     }
     let id: u16 = wanted.parse().map_err(|_| {
         let names = ReferenceData::names_of(symbols, 20);
-        format!("unknown symbol {wanted:?} (this server has {names})")
+        format!("unknown symbol {wanted:?} ({whose} has {names})")
     })?;
     let name = symbols
         .get(usize::from(id))
@@ -141,7 +146,8 @@ fn view(args: &Args) -> Result<(), String> {
         .reference_data(1)
         .map_err(|e| format!("reference data: {e}"))
         .and_then(|reference| {
-            let symbols = if reference.is_empty() {
+            let published = !reference.is_empty();
+            let symbols = if !published {
                 match &args.config {
                     Some(p) => Config::load(p).map_err(|e| e.to_string())?,
                     None => Config::default(),
@@ -150,7 +156,12 @@ fn view(args: &Args) -> Result<(), String> {
             } else {
                 reference.symbols
             };
-            resolve_symbol(&symbols, &args.symbol)
+            let whose = if published {
+                "this server"
+            } else {
+                "the configuration (the server publishes no reference data)"
+            };
+            resolve_symbol(&symbols, &args.symbol, whose)
         });
     let (symbol, name) = match resolved {
         Ok(r) => r,

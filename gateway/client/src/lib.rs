@@ -30,6 +30,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -74,6 +75,9 @@ pub enum ClientError {
     /// The server's reference data did not add up ([`Client::reference_data`]): what was
     /// wrong.
     BadReference(String),
+    /// Nothing answered a request the gateway answers itself ([`Client::stats`],
+    /// [`Client::reference_data`]) within the login timeout.
+    NoReply(Duration),
 }
 
 impl std::fmt::Display for ClientError {
@@ -96,6 +100,7 @@ impl std::fmt::Display for ClientError {
                 t.as_millis()
             ),
             ClientError::BadReference(what) => write!(f, "inconsistent reference data: {what}"),
+            ClientError::NoReply(t) => write!(f, "no reply within {} ms", t.as_millis()),
         }
     }
 }
@@ -132,6 +137,9 @@ pub struct Client {
     /// it are retransmissions of what the session sent before, never a reply to a request
     /// made since.
     login_last_seq: u64,
+    /// Messages read while waiting for a reply ([`Client::await_reply`]) that were not part of
+    /// it: handed out by [`Client::recv_any`] before anything newer.
+    held: VecDeque<Received>,
     login: Option<Login>,
     /// How long a login waits for its answer.
     login_timeout: Duration,
@@ -156,6 +164,7 @@ impl Client {
             end: 0,
             last_seq: 0,
             login_last_seq: 0,
+            held: VecDeque::new(),
             login: None,
             login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
@@ -174,6 +183,7 @@ impl Client {
             end: 0,
             last_seq: 0,
             login_last_seq: 0,
+            held: VecDeque::new(),
             login: None,
             login_timeout: LOGIN_REPLY_TIMEOUT,
             frame: [0u8; FRAME_BYTES_MAX],
@@ -228,7 +238,8 @@ impl Client {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             self.stream
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            let msg = match timed_out_is_none(self.recv())? {
+            // From the socket: messages kept for `recv` stay kept.
+            let msg = match timed_out_is_none(self.read_session())? {
                 Some(msg) => msg,
                 None => return Err(ClientError::NoLoginReply(self.login_timeout)),
             };
@@ -292,78 +303,79 @@ impl Client {
     }
 
     /// Asks for the gateway's counters (an operator session only; a user session gets a
-    /// `Rejected` with `OPERATOR_ONLY`) and waits for the reply. Other messages that arrive
-    /// before it are skipped: use a session of its own for monitoring.
+    /// `Rejected` with `OPERATOR_ONLY`) and waits for the reply, at most the login timeout
+    /// ([`ClientError::NoReply`]). Other messages that arrive meanwhile are kept, in order, for
+    /// [`Client::recv`] and [`Client::recv_any`].
     pub fn stats(&mut self, request_id: u64) -> Result<GatewayStats, ClientError> {
         self.send(&ClientMsg::Stats { request_id })?;
-        loop {
-            match self.recv_new()? {
-                ServerMsg::Stats {
-                    request_id: r,
-                    stats,
-                    ..
-                } if r == request_id => return Ok(stats),
-                ServerMsg::Rejected {
-                    ref_msg_type: protocol::client::msg_type::STATS,
-                    code,
-                    name,
-                    ..
-                } => {
-                    return Err(ClientError::Rejected(code, name32_str(&name).to_string()));
-                }
-                _ => {}
-            }
-        }
+        self.await_reply(|msg| match *msg {
+            ServerMsg::Stats {
+                request_id: r,
+                stats,
+                ..
+            } if r == request_id => Reply::Done(Ok(stats)),
+            ServerMsg::Rejected {
+                ref_msg_type: protocol::client::msg_type::STATS,
+                code,
+                name,
+                ..
+            } => Reply::Done(Err(ClientError::Rejected(
+                code,
+                name32_str(&name).to_string(),
+            ))),
+            _ => Reply::Other,
+        })
     }
 
     /// Asks for the server's reference data — its currencies and symbols, as configured — page
-    /// by page (docs/protocol.md, "Reference data"), and waits for all of it. Any session may
-    /// ask. Other messages that arrive meanwhile are skipped, as by [`Client::stats`]: ask
-    /// right after login, or on a session of its own; retransmissions of the session's earlier
-    /// messages are never taken for the reply. A server that publishes none (a gateway embedded
-    /// without it, or one older than the request, which refuses it as `UNKNOWN_MESSAGE_TYPE`)
-    /// gives empty lists.
+    /// by page (docs/protocol.md, "Reference data"), and waits for all of it, each page at
+    /// most the login timeout ([`ClientError::NoReply`]). Any session may ask. Other messages
+    /// that arrive meanwhile are kept, in order, for [`Client::recv`] and
+    /// [`Client::recv_any`]; retransmissions of the session's earlier messages are never taken
+    /// for the reply. A server that publishes none (a gateway embedded without it, or one older
+    /// than the request, which refuses it as `UNKNOWN_MESSAGE_TYPE`) gives empty lists.
     pub fn reference_data(&mut self, request_id: u64) -> Result<ReferenceData, ClientError> {
         let mut data = ReferenceData::default();
         let mut first = 0u32;
         loop {
             self.send(&ClientMsg::ReferenceData { request_id, first })?;
-            let (currencies, symbols, next) = loop {
-                let msg = self.recv_new()?;
-                match msg {
-                    ServerMsg::ReferenceEnd {
-                        request_id: r,
-                        currencies,
-                        symbols,
-                        next,
-                        ..
-                    } if r == request_id => break (currencies, symbols, next),
-                    ServerMsg::CurrencyInfo { request_id: r, .. }
-                    | ServerMsg::SymbolInfo { request_id: r, .. }
-                        if r == request_id =>
-                    {
-                        data.take(&msg)
-                            .map_err(|e| ClientError::BadReference(e.to_string()))?;
+            let end = self.await_reply(|msg| match *msg {
+                ServerMsg::ReferenceEnd {
+                    request_id: r,
+                    currencies,
+                    symbols,
+                    next,
+                    ..
+                } if r == request_id => Reply::Done(Ok(Some((currencies, symbols, next)))),
+                ServerMsg::CurrencyInfo { request_id: r, .. }
+                | ServerMsg::SymbolInfo { request_id: r, .. }
+                    if r == request_id =>
+                {
+                    match data.take(msg) {
+                        Ok(_) => Reply::Part,
+                        Err(e) => Reply::Done(Err(ClientError::BadReference(e.to_string()))),
                     }
-                    // A gateway older than the request (protocol 6 before reference data) does
-                    // not know it: it has none to give.
-                    ServerMsg::Rejected {
-                        ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
-                        code,
-                        ..
-                    } if code == RejectCode::UnknownMessageType.code() => {
-                        return Ok(ReferenceData::default());
-                    }
-                    ServerMsg::Rejected {
-                        ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
-                        code,
-                        name,
-                        ..
-                    } => {
-                        return Err(ClientError::Rejected(code, name32_str(&name).to_string()));
-                    }
-                    _ => {}
                 }
+                // A gateway older than the request (protocol 6 before reference data) does
+                // not know it: it has none to give.
+                ServerMsg::Rejected {
+                    ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
+                    code,
+                    ..
+                } if code == RejectCode::UnknownMessageType.code() => Reply::Done(Ok(None)),
+                ServerMsg::Rejected {
+                    ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
+                    code,
+                    name,
+                    ..
+                } => Reply::Done(Err(ClientError::Rejected(
+                    code,
+                    name32_str(&name).to_string(),
+                ))),
+                _ => Reply::Other,
+            })?;
+            let Some((currencies, symbols, next)) = end else {
+                return Ok(ReferenceData::default());
             };
             let have = data.len() as u32;
             if next != have {
@@ -391,6 +403,45 @@ impl Client {
             }
             first = next;
         }
+    }
+
+    /// Waits, at most the login timeout, for the reply to a request the gateway answers
+    /// itself: `take` is shown each session message sent since the latest login (not the
+    /// retransmissions of earlier ones), and says whether it ends the reply, is part of it, or
+    /// is another message. Other messages, and everything else read meanwhile, are kept for
+    /// [`Client::recv_any`] in the order they came.
+    fn await_reply<T>(
+        &mut self,
+        mut take: impl FnMut(&ServerMsg) -> Reply<T>,
+    ) -> Result<T, ClientError> {
+        let before = self.stream.read_timeout()?;
+        let deadline = std::time::Instant::now() + self.login_timeout;
+        let result = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(ClientError::NoReply(self.login_timeout));
+            }
+            if let Err(e) = self.stream.set_read_timeout(Some(left)) {
+                break Err(e.into());
+            }
+            let r = match timed_out_is_none(self.read_any()) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            };
+            if let Received::Session(msg) = r {
+                if msg.seq() == 0 || msg.seq() > self.login_last_seq {
+                    match take(&msg) {
+                        Reply::Done(result) => break result,
+                        Reply::Part => continue,
+                        Reply::Other => {}
+                    }
+                }
+            }
+            self.held.push_back(r);
+        };
+        self.stream.set_read_timeout(before)?;
+        result
     }
 
     /// Sends a heartbeat.
@@ -426,18 +477,6 @@ impl Client {
     pub fn recv(&mut self) -> Result<ServerMsg, ClientError> {
         loop {
             if let Received::Session(msg) = self.recv_any()? {
-                return Ok(msg);
-            }
-        }
-    }
-
-    /// The next session message that is not a retransmission of one sent before the latest
-    /// login (a session resumed from `last_seen_seq` 0 gets its old replies again, whose
-    /// request ids may equal a new request's).
-    fn recv_new(&mut self) -> Result<ServerMsg, ClientError> {
-        loop {
-            let msg = self.recv()?;
-            if msg.seq() == 0 || msg.seq() > self.login_last_seq {
                 return Ok(msg);
             }
         }
@@ -487,6 +526,23 @@ impl Client {
     /// Receives the next message of either kind, blocking: a session message (as
     /// [`Client::recv`] would return it) or a market-data message.
     pub fn recv_any(&mut self) -> Result<Received, ClientError> {
+        if let Some(r) = self.held.pop_front() {
+            return Ok(r);
+        }
+        self.read_any()
+    }
+
+    /// The next session message from the socket (market data read meanwhile is dropped).
+    fn read_session(&mut self) -> Result<ServerMsg, ClientError> {
+        loop {
+            if let Received::Session(msg) = self.read_any()? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// The next message from the socket (not from those [`Client::await_reply`] kept).
+    fn read_any(&mut self) -> Result<Received, ClientError> {
         loop {
             if let Some(msg) = self.try_decode()? {
                 let msg = match msg {
@@ -574,6 +630,16 @@ fn timed_out_is_none<T>(r: Result<T, ClientError>) -> Result<Option<T>, ClientEr
         }
         Err(e) => Err(e),
     }
+}
+
+/// What a message is to a reply being awaited ([`Client::await_reply`]).
+enum Reply<T> {
+    /// Not part of it.
+    Other,
+    /// Part of it; more follows.
+    Part,
+    /// The end of it: its result.
+    Done(Result<T, ClientError>),
 }
 
 /// A message from [`Client::recv_any`].

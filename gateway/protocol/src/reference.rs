@@ -124,27 +124,17 @@ impl ReferenceData {
 
     /// The end of a page whose next entry is `next` (the list's length when it is done).
     pub fn end(&self, request_id: u64, next: usize) -> ServerMsg {
-        ServerMsg::ReferenceEnd {
-            seq: 0,
-            request_id,
-            currencies: self.currencies.len() as u32,
-            symbols: self.symbols.len() as u32,
-            next: next.min(self.len()) as u32,
-        }
+        ReferenceData::end_for(request_id, self.currencies.len(), self.symbols.len(), next)
     }
 
-    /// [`ReferenceData::end`] for a list given as its messages ([`ReferenceData::messages`]).
-    pub fn end_of(messages: &[ServerMsg], request_id: u64, next: usize) -> ServerMsg {
-        let currencies = messages
-            .iter()
-            .take_while(|m| matches!(m, ServerMsg::CurrencyInfo { .. }))
-            .count();
+    /// The end of a page of a list of `currencies` and `symbols` whose next entry is `next`.
+    pub fn end_for(request_id: u64, currencies: usize, symbols: usize, next: usize) -> ServerMsg {
         ServerMsg::ReferenceEnd {
             seq: 0,
             request_id,
             currencies: currencies as u32,
-            symbols: (messages.len() - currencies) as u32,
-            next: next.min(messages.len()) as u32,
+            symbols: symbols as u32,
+            next: next.min(currencies + symbols) as u32,
         }
     }
 

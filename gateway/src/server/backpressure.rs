@@ -110,7 +110,7 @@ impl<B: Backend> Core<B> {
         msg_type: u16,
         request_id: u64,
     ) {
-        let stalled = Stalled::Engine {
+        let stalled = Stalled {
             cmd,
             msg_type,
             request_id,

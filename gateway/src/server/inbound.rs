@@ -12,7 +12,6 @@ use super::backend::Backend;
 use super::backpressure::Pending;
 use super::bridge::{WebBridge, WebOp, WebOutKind, WebOutput, WebRequest};
 use super::limits::source_key;
-use super::session::Stalled;
 use super::stats::Suppressed;
 use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, REFERENCE_REPLY_MAX, WEB_SESSION};
 use crate::protocol::marketdata::MdRequest;
@@ -38,8 +37,11 @@ impl<B: Backend> Core<B> {
         match msg {
             ClientMsg::Login(_) => self.gateway_reject(c, msg_type, RejectCode::AlreadyLoggedIn, 0),
             ClientMsg::Logout => {
+                // Every reply already sequenced for the session goes out first, then the
+                // Disconnect (closed at once, a logout dropped what was not yet in the socket's
+                // buffer: a red-team finding).
                 self.conns[c].logged_out = true;
-                self.close(c, None);
+                self.close_after_replies(c, None);
             }
             ClientMsg::Heartbeat => {}
             // Everything the engine answers: one command or query, one authorization rule.
@@ -95,9 +97,6 @@ impl<B: Backend> Core<B> {
                 if let Err(code) = authorize_stats(role) {
                     return self.gateway_reject(c, msg_type, code, 0);
                 }
-                if self.hold_if_behind(c, msg) {
-                    return;
-                }
                 let stats = self.stats.snapshot();
                 self.emit(
                     s,
@@ -109,32 +108,17 @@ impl<B: Backend> Core<B> {
                 );
             }
             ClientMsg::ReferenceData { request_id, first } => {
-                if !self.hold_if_behind(c, msg) {
-                    self.reference_page(c, s, msg_type, request_id, first)
-                }
+                self.reference_page(c, s, msg_type, request_id, first)
             }
         }
-    }
-
-    /// Holds `msg`, a request the gateway answers itself, and pauses reading while the
-    /// session's output backlog is above its high-water mark (as a command is held,
-    /// `backpressure.rs`): answered at once, a client pipelining such requests without reading
-    /// would overrun its own ring (a red-team finding). Below the mark a reply of at most
-    /// `REFERENCE_REPLY_MAX + 1` frames fits: the ring holds at least twice that
-    /// (`ServerConfig::check`). Returns whether it held it.
-    fn hold_if_behind(&mut self, c: usize, msg: ClientMsg) -> bool {
-        if !self.over_high_water(c) {
-            return false;
-        }
-        self.conns[c].paused = true;
-        self.conns[c].stalled = Some(Stalled::Gateway(msg));
-        true
     }
 
     /// One page of reference data, answered by the gateway from the configuration it was given
     /// (public: any session may ask): the entries from `first`, at most
     /// [`REFERENCE_REPLY_MAX`], then the end with the next index. A `first` past the end is
-    /// `INVALID_FIELD`.
+    /// `INVALID_FIELD`. No frame is handled while the session is above its high-water mark
+    /// (`service_read`), and the ring holds at least twice a page (`ServerConfig::check`), so
+    /// a page always fits.
     fn reference_page(&mut self, c: usize, s: usize, msg_type: u16, request_id: u64, first: u32) {
         let first = first as usize;
         if first > self.reference.len() {
@@ -145,7 +129,9 @@ impl<B: Backend> Core<B> {
             let msg = ReferenceData::for_request(self.reference[i], request_id);
             self.emit(s, msg);
         }
-        let end = ReferenceData::end_of(&self.reference, request_id, first + n);
+        let currencies = self.reference_currencies;
+        let symbols = self.reference.len() - currencies;
+        let end = ReferenceData::end_for(request_id, currencies, symbols, first + n);
         self.emit(s, end);
     }
 

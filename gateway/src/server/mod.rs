@@ -522,6 +522,7 @@ pub fn start_on<B: Backend + Send + 'static>(
             .as_ref()
             .map_or_else(Vec::new, |r| r.messages())
             .into_boxed_slice(),
+        reference_currencies: config.reference.as_ref().map_or(0, |r| r.currencies.len()),
         config,
         backend,
         listener: Some(listener),
@@ -590,6 +591,8 @@ struct Core<B> {
     /// `config.reference` as messages (request id 0), made at start: a page is a copy of a
     /// slice of it. Empty: the server publishes no reference data.
     reference: Box<[ServerMsg]>,
+    /// How many of `reference` are currencies (the rest are symbols).
+    reference_currencies: usize,
     config: ServerConfig,
     backend: B,
     listener: Option<TcpListener>,

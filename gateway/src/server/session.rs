@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use ringbook_engine::{Command, RejectCode};
 
 use super::auth::Role;
-use crate::protocol::{ClientMsg, FRAME_BYTES_MAX};
+use crate::protocol::FRAME_BYTES_MAX;
 
 /// One session's state.
 #[derive(Debug)]
@@ -105,21 +105,12 @@ impl Session {
     }
 }
 
-/// A message the connection could not have handled yet (back-pressure), kept until it can;
-/// reading stops meanwhile.
+/// A command the engine could not take yet (back-pressure), kept until it can.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Stalled {
-    /// A command or query for the engine: its ring was full, or the session too far behind on
-    /// output.
-    Engine {
-        cmd: Command,
-        msg_type: u16,
-        request_id: u64,
-    },
-    /// A request the gateway answers itself (reference data, stats), held while the session
-    /// is too far behind on output: answered, a client that pipelines such requests without
-    /// reading would overrun its own ring.
-    Gateway(ClientMsg),
+pub(crate) struct Stalled {
+    pub(crate) cmd: Command,
+    pub(crate) msg_type: u16,
+    pub(crate) request_id: u64,
 }
 
 /// A connection on its way out: reading has stopped.
@@ -128,7 +119,8 @@ pub(crate) struct Closing {
     /// The reason (`None`: logout or a plain close).
     pub(crate) code: Option<RejectCode>,
     /// Send a `Disconnect` with `code` once every command the connection's session has in
-    /// flight is answered and its frames are written (a protocol error after valid frames);
+    /// flight is answered and its frames are written (a protocol error after valid frames, a
+    /// logout);
     /// false when the last frame is already queued (a login refusal).
     pub(crate) notice: bool,
     /// When closing began (a close that cannot finish within the drain timeout is forced).

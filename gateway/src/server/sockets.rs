@@ -10,7 +10,7 @@ use ringbook_engine::RejectCode;
 
 use super::backend::Backend;
 use super::limits::source_key;
-use super::session::{Closing, Stalled};
+use super::session::Closing;
 use super::stats::Suppressed;
 use super::{
     Core, Stats, ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX, CONN_TOKEN_BASE, FRAMES_PER_TURN,
@@ -161,26 +161,16 @@ impl<B: Backend> Core<B> {
                 return;
             }
             self.conns[c].paused = false;
-            match st {
-                Stalled::Engine {
-                    cmd,
-                    msg_type,
-                    request_id,
-                } => match self.try_submit(cmd) {
-                    Ok(seq) => {
-                        self.conns[c].stalled = None;
-                        Stats::inc(&self.stats.commands);
-                        let session = self.conns[c].session;
-                        self.note_pending(seq, session, &cmd, msg_type, request_id);
-                    }
-                    Err(_) => {
-                        self.mark_ready(c);
-                        return;
-                    }
-                },
-                Stalled::Gateway(msg) => {
+            match self.try_submit(st.cmd) {
+                Ok(seq) => {
                     self.conns[c].stalled = None;
-                    self.handle(c, msg);
+                    Stats::inc(&self.stats.commands);
+                    let session = self.conns[c].session;
+                    self.note_pending(seq, session, &st.cmd, st.msg_type, st.request_id);
+                }
+                Err(_) => {
+                    self.mark_ready(c);
+                    return;
                 }
             }
         }
@@ -194,6 +184,18 @@ impl<B: Backend> Core<B> {
                     self.mark_ready(c);
                     return;
                 }
+                // Every frame may be answered at once by the gateway itself (a reject, stats,
+                // a page of reference data): none is handled while the session's output
+                // backlog is above half its ring. Reading stops, and `flush` resumes it at a
+                // quarter (a client pipelining requests without reading overran its own ring
+                // and was cut off: a red-team finding).
+                if self.over_high_water(c) {
+                    self.compact_in(c, consumed);
+                    self.conns[c].paused = true;
+                    Stats::inc(&self.stats.outbound_pauses);
+                    return;
+                }
+                self.conns[c].paused = false;
                 let conn = &self.conns[c];
                 let split = split_frame(&conn.inbuf[consumed..conn.in_len]);
                 match split {
@@ -238,7 +240,7 @@ impl<B: Backend> Core<B> {
                         // valid: their replies are delivered first (`close_after_replies`).
                         Stats::inc(&self.stats.protocol_disconnects);
                         self.compact_in(c, consumed);
-                        self.close_after_replies(c, e.code());
+                        self.close_after_replies(c, Some(e.code()));
                         return;
                     }
                 }
@@ -316,7 +318,7 @@ impl<B: Backend> Core<B> {
                 break;
             };
             if cl.notice {
-                // Closing after a protocol error: first every reply to the valid frames
+                // Closing after a protocol error or a logout: first every reply to the frames
                 // before it (the session's commands in flight), then the reason.
                 let conn = &self.conns[c];
                 let waiting = conn.session.is_some_and(|s| {
@@ -399,14 +401,14 @@ impl<B: Backend> Core<B> {
     }
 
     /// Stops reading; once the session's commands in flight are answered and every frame is
-    /// written, sends `Disconnect(code)` and closes. Before login there is nothing to wait
-    /// for: it closes at once.
-    pub(super) fn close_after_replies(&mut self, c: usize, code: RejectCode) {
+    /// written, sends `Disconnect(code)` (`None`: a logout) and closes. Before login there is
+    /// nothing to wait for: it closes at once.
+    pub(super) fn close_after_replies(&mut self, c: usize, code: Option<RejectCode>) {
         if self.conns[c].session.is_none() {
-            return self.close(c, Some(code));
+            return self.close(c, code);
         }
         self.conns[c].closing = Some(Closing {
-            code: Some(code),
+            code,
             notice: true,
             since: Instant::now(),
         });

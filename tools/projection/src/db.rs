@@ -132,7 +132,8 @@ impl Conns {
                         AND l.database = (SELECT oid FROM pg_database
                                            WHERE datname = current_database())
                         AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($2)";
-                let own_holder = format!("(({BACKEND_ID}) = ANY($1))");
+                // A session of another role may hide its start time: its lock is someone else's.
+                let own_holder = format!("coalesce(({BACKEND_ID}) = ANY($1), false)");
                 let held_by = |c: &mut Client, own_only: bool| -> Result<i64, ProjectionError> {
                     Ok(c.query_one(
                         &format!("SELECT count(*) {locks} AND {own_holder} = $3"),

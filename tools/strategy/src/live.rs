@@ -669,7 +669,21 @@ fn check_reference(
             differences.push(format!("{what} {ours} here, {server} on the server"));
         }
     };
-    // Every field of the symbol's entry, by name.
+    // Every field of the symbol's entry, by name (the pattern names them all, so a field added
+    // to `SymbolConfig` fails to compile here until it is compared too).
+    let SymbolConfig {
+        id: _,
+        name: _,
+        base: _,
+        quote: _,
+        lot_size: _,
+        tick_size: _,
+        price_min: _,
+        price_max: _,
+        maker_fee_bps: _,
+        taker_fee_bps: _,
+        max_order_qty: _,
+    } = sc;
     macro_rules! fields {
         ($($field:ident),*) => {
             $(differ(stringify!($field), sc.$field.to_string(), theirs.$field.to_string());)*
@@ -748,16 +762,18 @@ pub fn run(
             ));
         }
         conns.push((c, UserId(user)));
+        if conns.len() == 1 {
+            // The server's reference data must be what the bots were configured with: the
+            // symbol id they send, its lot, tick, band and fees, its currencies' scales.
+            // Checked on the first login, before the others log in (with cancel-on-disconnect).
+            let reference = conns[0]
+                .0
+                .c
+                .reference_data(1)
+                .map_err(client_err("reference data"))?;
+            check_reference(&reference, cfg, engine, sc)?;
+        }
         keep_alive(&mut conns)?;
-    }
-    // The server's reference data must be what the bots were configured with: the symbol id
-    // they send, its lot, tick, band and fees, its currencies' scales.
-    if let Some((first, _)) = conns.first_mut() {
-        let reference = first
-            .c
-            .reference_data(1)
-            .map_err(client_err("reference data"))?;
-        check_reference(&reference, cfg, engine, sc)?;
     }
     // 2. Fund (the amounts were checked by `validate`: only the server can refuse now).
     if let Some(f) = &cfg.funding {
