@@ -1313,8 +1313,11 @@ fn reference_data_is_the_configuration_for_every_role() {
     h.shutdown().unwrap();
 }
 
-/// 3 currencies and 600 symbols: 603 entries, pages of 256, 256 and 91.
-fn many_symbols() -> Arc<ReferenceData> {
+/// A server publishing 3 currencies and 600 symbols (603 entries: pages of 256, 256 and 91),
+/// with retransmission rings of `ring` frames.
+fn start_with_many_symbols(
+    ring: usize,
+) -> (ServerHandle<EngineBackend>, SocketAddr, Arc<ReferenceData>) {
     let mut data = ReferenceData::of(&Config::default());
     data.currencies.truncate(3);
     let template = data.symbols[0].clone();
@@ -1325,22 +1328,22 @@ fn many_symbols() -> Arc<ReferenceData> {
             ..template.clone()
         })
         .collect();
-    Arc::new(data)
+    let data = Arc::new(data);
+    let (h, addr) = start(|c| {
+        c.retransmit_msgs = ring;
+        c.reference = Some(data.clone());
+    });
+    (h, addr, data)
 }
 
 #[test]
 fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring() {
     // Twenty requests for the first page (257 frames each) and 3 000 for the counters, sent at
     // once without reading, are many times the session's ring (1 024 frames). The gateway
-    // answers these itself; like a query for the engine, a request is held and reading paused
-    // while the session's backlog is above half the ring, and resumed as the client reads
-    // (answered at once, they overran the ring and the client was cut off as a slow consumer:
-    // a red-team finding).
-    let data = many_symbols();
-    let (h, addr) = start(|c| {
-        c.retransmit_msgs = 1024;
-        c.reference = Some(data.clone());
-    });
+    // answers these itself; no frame is handled, and reading pauses, while the session's
+    // backlog is above half the ring, resuming as the client reads (answered regardless, they
+    // overran the ring and the client was cut off as a slow consumer: a red-team finding).
+    let (h, addr, data) = start_with_many_symbols(1024);
     let mut ops = login(addr, "ops1", 1);
     let mut asks = Vec::new();
     for request_id in 1..=20 {
@@ -1425,11 +1428,7 @@ fn reference_data_after_a_resumed_session_is_the_new_reply() {
     // waits for that replay (it filled the ring: the reply overran it and the session was cut
     // off), and the client takes only the new reply (it mixed the old pages in and failed:
     // "out of order"; red-team findings).
-    let data = many_symbols();
-    let (h, addr) = start(|c| {
-        c.retransmit_msgs = 514;
-        c.reference = Some(data.clone());
-    });
+    let (h, addr, data) = start_with_many_symbols(514);
     let mut alice = login(addr, "alice", 7);
     assert_eq!(alice.reference_data(1).unwrap(), *data);
     let sent = alice.last_seq();
@@ -1552,11 +1551,7 @@ fn pipelined_rejects_and_a_logout_behind_them_lose_nothing() {
     // (they overran it: SLOW_CONSUMER). A logout behind twenty reference pages delivers all of
     // them, then the Disconnect (it closed at once and dropped what was not yet in the socket's
     // buffer). Red-team findings.
-    let data = many_symbols();
-    let (h, addr) = start(|c| {
-        c.retransmit_msgs = 1024;
-        c.reference = Some(data.clone());
-    });
+    let (h, addr, _) = start_with_many_symbols(1024);
     let mut alice = login(addr, "alice", 1);
     let mut asks = Vec::new();
     for request_id in 1..=3000 {
