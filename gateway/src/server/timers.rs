@@ -58,9 +58,7 @@ impl<B: Backend> Core<B> {
             if conn.paused {
                 // We stopped reading it, so its silence is ours; what counts is whether it
                 // takes our output.
-                if conn.pending_out()
-                    && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
-                {
+                if self.takes_nothing(c, now) {
                     Stats::inc(&self.stats.slow_consumers);
                     self.close(c, Some(RejectCode::SlowConsumer));
                 }
@@ -70,6 +68,18 @@ impl<B: Backend> Core<B> {
             {
                 Stats::inc(&self.stats.timeouts);
                 self.close(c, Some(RejectCode::HeartbeatTimeout));
+                continue;
+            }
+            if conn.pending_out() {
+                // Output is waiting: the client hears from us as soon as its socket takes it,
+                // so no heartbeat is queued behind it, and it is judged, as a paused one is, by
+                // whether its socket takes anything (a heartbeat that did not fit in the
+                // buffer cut it off at once, within tenths of a second of short heartbeats: a
+                // red-team finding).
+                if self.takes_nothing(c, now) {
+                    Stats::inc(&self.stats.slow_consumers);
+                    self.close(c, Some(RejectCode::SlowConsumer));
+                }
                 continue;
             }
             if now.duration_since(conn.last_send) >= conn.heartbeat {
@@ -86,5 +96,13 @@ impl<B: Backend> Core<B> {
             }
         }
         self.flush_dirty();
+    }
+
+    /// Whether connection `c` has output waiting and its socket has taken none of it for
+    /// `slow_consumer_timeout` (judged by the gateway's last successful write).
+    fn takes_nothing(&self, c: usize, now: Instant) -> bool {
+        let conn = &self.conns[c];
+        conn.pending_out()
+            && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
     }
 }
