@@ -438,7 +438,10 @@ impl Client {
                     }
                 }
             }
-            self.held.push_back(r);
+            // The server's heartbeats say nothing the caller needs later.
+            if r != Received::Session(ServerMsg::Heartbeat) {
+                self.held.push_back(r);
+            }
         };
         self.stream.set_read_timeout(before)?;
         result
@@ -454,7 +457,8 @@ impl Client {
         self.send(&ClientMsg::Logout)
     }
 
-    /// The highest server sequence number received.
+    /// The highest server sequence number received, including messages read while waiting
+    /// for a reply and kept for [`Client::recv`] (resume from it only once those are taken).
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }

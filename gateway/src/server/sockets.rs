@@ -191,8 +191,10 @@ impl<B: Backend> Core<B> {
                 // and was cut off: a red-team finding).
                 if self.over_high_water(c) {
                     self.compact_in(c, consumed);
+                    if !self.conns[c].paused {
+                        Stats::inc(&self.stats.outbound_pauses);
+                    }
                     self.conns[c].paused = true;
-                    Stats::inc(&self.stats.outbound_pauses);
                     return;
                 }
                 self.conns[c].paused = false;

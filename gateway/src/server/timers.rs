@@ -72,14 +72,11 @@ impl<B: Backend> Core<B> {
             }
             if conn.pending_out() {
                 // Output is waiting: the client hears from us as soon as its socket takes it,
-                // so no heartbeat is queued behind it, and it is judged, as a paused one is, by
-                // whether its socket takes anything (a heartbeat that did not fit in the
-                // buffer cut it off at once, within tenths of a second of short heartbeats: a
-                // red-team finding).
-                if self.takes_nothing(c, now) {
-                    Stats::inc(&self.stats.slow_consumers);
-                    self.close(c, Some(RejectCode::SlowConsumer));
-                }
+                // so no heartbeat is queued behind it (one that did not fit in the full buffer
+                // cut a live client off as a slow consumer within tenths of a second of short
+                // heartbeats: a red-team finding). A peer that is gone stops sending and meets
+                // the heartbeat timeout above; one that is alive but does not read is paused
+                // once its backlog passes the high-water mark, and judged as such.
                 continue;
             }
             if now.duration_since(conn.last_send) >= conn.heartbeat {
