@@ -1336,6 +1336,23 @@ fn start_with_many_symbols(
     (h, addr, data)
 }
 
+/// The frames of `msgs`, back to back (one write: pipelined).
+fn frames(msgs: impl IntoIterator<Item = ClientMsg>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in msgs {
+        Client::encode_into(&m, &mut out);
+    }
+    out
+}
+
+/// A request for the first page of reference data.
+fn first_page(request_id: u64) -> ClientMsg {
+    ClientMsg::ReferenceData {
+        request_id,
+        first: 0,
+    }
+}
+
 #[test]
 fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring() {
     // Twenty requests for the first page (257 frames each) and 3 000 for the counters, sent at
@@ -1345,19 +1362,11 @@ fn reference_data_comes_in_pages_and_pipelined_requests_never_overrun_the_ring()
     // overran the ring and the client was cut off as a slow consumer: a red-team finding).
     let (h, addr, data) = start_with_many_symbols(1024);
     let mut ops = login(addr, "ops1", 1);
-    let mut asks = Vec::new();
-    for request_id in 1..=20 {
-        Client::encode_into(
-            &ClientMsg::ReferenceData {
-                request_id,
-                first: 0,
-            },
-            &mut asks,
-        );
-    }
-    for request_id in 21..=3020 {
-        Client::encode_into(&ClientMsg::Stats { request_id }, &mut asks);
-    }
+    let asks = frames(
+        (1..=20)
+            .map(first_page)
+            .chain((21..=3020).map(|request_id| ClientMsg::Stats { request_id })),
+    );
     ops.send_raw(&asks).unwrap();
     let mut page = 0u32;
     for request_id in 1..=20 {
@@ -1553,21 +1562,13 @@ fn pipelined_rejects_and_a_logout_behind_them_lose_nothing() {
     // buffer). Red-team findings.
     let (h, addr, _) = start_with_many_symbols(1024);
     let mut alice = login(addr, "alice", 1);
-    let mut asks = Vec::new();
-    for request_id in 1..=3000 {
-        // A user session may not ask for the counters: OPERATOR_ONLY.
-        Client::encode_into(&ClientMsg::Stats { request_id }, &mut asks);
-    }
-    for request_id in 1..=20 {
-        Client::encode_into(
-            &ClientMsg::ReferenceData {
-                request_id,
-                first: 0,
-            },
-            &mut asks,
-        );
-    }
-    Client::encode_into(&ClientMsg::Logout, &mut asks);
+    // A user session may not ask for the counters: OPERATOR_ONLY.
+    let asks = frames(
+        (1..=3000)
+            .map(|request_id| ClientMsg::Stats { request_id })
+            .chain((1..=20).map(first_page))
+            .chain([ClientMsg::Logout]),
+    );
     alice.send_raw(&asks).unwrap();
     let (mut rejects, mut pages) = (0, 0);
     loop {

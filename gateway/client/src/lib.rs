@@ -314,16 +314,7 @@ impl Client {
                 stats,
                 ..
             } if r == request_id => Reply::Done(Ok(stats)),
-            ServerMsg::Rejected {
-                ref_msg_type: protocol::client::msg_type::STATS,
-                code,
-                name,
-                ..
-            } => Reply::Done(Err(ClientError::Rejected(
-                code,
-                name32_str(&name).to_string(),
-            ))),
-            _ => Reply::Other,
+            _ => Reply::refusal(msg, protocol::client::msg_type::STATS),
         })
     }
 
@@ -363,16 +354,7 @@ impl Client {
                     code,
                     ..
                 } if code == RejectCode::UnknownMessageType.code() => Reply::Done(Ok(None)),
-                ServerMsg::Rejected {
-                    ref_msg_type: protocol::client::msg_type::REFERENCE_DATA,
-                    code,
-                    name,
-                    ..
-                } => Reply::Done(Err(ClientError::Rejected(
-                    code,
-                    name32_str(&name).to_string(),
-                ))),
-                _ => Reply::Other,
+                _ => Reply::refusal(msg, protocol::client::msg_type::REFERENCE_DATA),
             })?;
             let Some((currencies, symbols, next)) = end else {
                 return Ok(ReferenceData::default());
@@ -644,6 +626,25 @@ enum Reply<T> {
     Part,
     /// The end of it: its result.
     Done(Result<T, ClientError>),
+}
+
+impl<T> Reply<T> {
+    /// A `Rejected` of the awaited request's message type ends the reply with
+    /// [`ClientError::Rejected`]; any other message is not part of it.
+    fn refusal(msg: &ServerMsg, msg_type: u16) -> Reply<T> {
+        match *msg {
+            ServerMsg::Rejected {
+                ref_msg_type,
+                code,
+                name,
+                ..
+            } if ref_msg_type == msg_type => Reply::Done(Err(ClientError::Rejected(
+                code,
+                name32_str(&name).to_string(),
+            ))),
+            _ => Reply::Other,
+        }
+    }
 }
 
 /// A message from [`Client::recv_any`].
