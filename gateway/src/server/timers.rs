@@ -58,7 +58,9 @@ impl<B: Backend> Core<B> {
             if conn.paused {
                 // We stopped reading it, so its silence is ours; what counts is whether it
                 // takes our output.
-                if self.takes_nothing(c, now) {
+                if conn.pending_out()
+                    && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
+                {
                     Stats::inc(&self.stats.slow_consumers);
                     self.close(c, Some(RejectCode::SlowConsumer));
                 }
@@ -84,22 +86,12 @@ impl<B: Backend> Core<B> {
                 let frame = self.frame;
                 let conn = &mut self.conns[c];
                 conn.last_send = now;
-                if !conn.push_out(&frame[..n]) {
-                    Stats::inc(&self.stats.slow_consumers);
-                    self.close(c, Some(RejectCode::SlowConsumer));
-                    continue;
-                }
+                // Nothing was waiting (above), so it fits.
+                let queued = conn.push_out(&frame[..n]);
+                debug_assert!(queued, "a heartbeat did not fit in an empty buffer");
                 self.mark_dirty(c);
             }
         }
         self.flush_dirty();
-    }
-
-    /// Whether connection `c` has output waiting and its socket has taken none of it for
-    /// `slow_consumer_timeout` (judged by the gateway's last successful write).
-    fn takes_nothing(&self, c: usize, now: Instant) -> bool {
-        let conn = &self.conns[c];
-        conn.pending_out()
-            && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
     }
 }
