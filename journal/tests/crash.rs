@@ -18,6 +18,19 @@ use ringbook_journal::{Durability, TailState, Tailer, Writer};
 
 const CHILD_ENV: &str = "RINGBOOK_JOURNAL_CHILD";
 
+/// Held by each test for its whole run: the tests take turns. A child forked by one test holds
+/// copies of the parent's open files until it execs, among them the lock file of a writer
+/// another test has open at that moment; that test's next writer (its own child, or its
+/// recovery in the parent) would then be refused as "locked by another writer".
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding it poisons it; the others still run.
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The child's side: an entry point, not a check. Ignored, so a normal run skips it; run by
 /// hand (`--ignored`) without the variable it has nothing to do and returns.
 ///
@@ -109,6 +122,7 @@ fn read_until(out: &mut BufReader<ChildStdout>, mut stop: impl FnMut(&str, u64) 
 
 #[test]
 fn killed_inside_an_append_keeps_every_complete_record_and_nothing_else() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut expected_next = 1;
     for round in 0..3u64 {
@@ -145,6 +159,7 @@ fn killed_inside_an_append_keeps_every_complete_record_and_nothing_else() {
 
 #[test]
 fn killed_anywhere_keeps_every_acknowledged_record_and_nothing_else() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut total_kept = 0;
     for round in 0..4u64 {
@@ -180,6 +195,7 @@ fn killed_anywhere_keeps_every_acknowledged_record_and_nothing_else() {
 
 #[test]
 fn a_tailer_follows_a_writer_process() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     const COUNT: u64 = 5000;
     // Open the tailer before the writer exists: it waits for the first segment.
