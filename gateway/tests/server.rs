@@ -697,6 +697,78 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
     h.shutdown().unwrap();
 }
 
+/// A client that asks for far more than its socket holds and then reads it slowly but steadily
+/// is paused, not cut off: its small receive buffer keeps the server's send queue full for
+/// seconds between writable events, but the queue shrinks at every read, and that counts as
+/// taking output. (It was cut off after `slow_consumer_timeout` without a successful write: a
+/// red-team finding, ~400 KB/s read in 16 KB steps cut at 2 s; this test's reader, ~400 KB/s in
+/// 4 KB steps, was cut at ~1.2 s of its ~3.5 s.) Only a stall of the test thread longer than
+/// the timeout (1 s) could make it fail: its pauses are 10 ms.
+#[test]
+fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
+    const ASKS: u64 = 5_000;
+    let (h, addr) = start(|c| {
+        c.out_bytes = 16 << 10;
+        c.slow_consumer_timeout = Duration::from_secs(1);
+    });
+    let mut ops = login(addr, "ops1", 1);
+    ops.send(
+        &Command::Deposit {
+            user: UserId(4),
+            currency: CurrencyId(0),
+            amount: 1,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut slow = Client::from_stream(socket.into()).unwrap();
+    slow.login("dave", "dave-demo", 1, false).unwrap();
+    let mut asks = Vec::new();
+    for i in 0..ASKS {
+        Client::encode_into(
+            &ClientMsg::Balances {
+                request_id: i,
+                user: UserId(4),
+            },
+            &mut asks,
+        );
+    }
+    // From a thread: the server pauses reading at the high-water mark, so this blocks until
+    // the reader below has taken enough.
+    let mut sender = slow.stream().try_clone().unwrap();
+    let send = std::thread::spawn(move || std::io::Write::write_all(&mut sender, &asks));
+    let (mut ends, mut bytes) = (0u64, 0usize);
+    let mut frame = [0u8; FRAME_BYTES_MAX];
+    while ends < ASKS {
+        match slow.recv_timeout(WAIT) {
+            Ok(Some(m)) => {
+                bytes += m.encode(&mut frame);
+                if matches!(m, ServerMsg::BalancesEnd { .. }) {
+                    ends += 1;
+                }
+                if bytes >= 4096 {
+                    bytes = 0;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            other => panic!("after {ends} of {ASKS} replies: {other:?}"),
+        }
+    }
+    send.join().unwrap().unwrap();
+    let stats = h.stats();
+    assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 0);
+    assert!(
+        stats.outbound_pauses.load(Ordering::Relaxed) > 0,
+        "the reader was never paused: the test did not test anything"
+    );
+    h.shutdown().unwrap();
+}
+
 #[test]
 fn large_query_replies_pause_reading_instead_of_overrunning_the_ring() {
     // Each open-orders reply is 101 frames; 30 asked at once are three times the session's

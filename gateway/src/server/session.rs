@@ -153,8 +153,12 @@ pub(crate) struct Conn {
     pub(crate) in_dirty: bool,
     /// Reading paused because the session's outbound backlog is above the high-water mark.
     pub(crate) paused: bool,
-    /// Last time the socket took outbound bytes.
+    /// Last time the client took outbound bytes: the socket took a write, or the kernel's
+    /// send queue shrank between two ticks while the connection was paused.
     pub(crate) last_drain: Instant,
+    /// The socket's unacknowledged bytes at the previous tick while paused with output pending
+    /// (`usize::MAX`: not looked at yet).
+    pub(crate) kernel_queued: usize,
 }
 
 impl Conn {
@@ -183,6 +187,7 @@ impl Conn {
             in_dirty: false,
             paused: false,
             last_drain: now,
+            kernel_queued: usize::MAX,
         }
     }
 

@@ -112,6 +112,7 @@ impl<B: Backend> Core<B> {
                     conn.closing = None;
                     conn.paused = false;
                     conn.last_drain = now;
+                    conn.kernel_queued = usize::MAX;
                     self.prelogin += 1;
                     self.gauges();
                     if let Some(p) = self.md.as_mut() {

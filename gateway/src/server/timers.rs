@@ -7,6 +7,7 @@ use std::time::Instant;
 use ringbook_engine::{Command, RejectCode};
 
 use super::backend::{self, Backend};
+use super::limits;
 use super::{Core, Stats};
 use crate::protocol::ServerMsg;
 
@@ -58,11 +59,25 @@ impl<B: Backend> Core<B> {
             if conn.paused {
                 // We stopped reading it, so its silence is ours; what counts is whether it
                 // takes our output.
-                if conn.pending_out()
-                    && now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout
-                {
-                    Stats::inc(&self.stats.slow_consumers);
-                    self.close(c, Some(RejectCode::SlowConsumer));
+                if conn.pending_out() {
+                    // Linux reports a full socket writable again only once a good part of its
+                    // send buffer (autotuned up to megabytes) has drained, so a client reading
+                    // slowly but steadily can go seconds without a write of ours succeeding:
+                    // the kernel's send queue shrinking since the last tick is taken output
+                    // too (such a reader was cut off at ~2 s: a red-team finding). One that
+                    // reads nothing leaves the queue as it is.
+                    let queued = conn.stream.as_ref().and_then(limits::unacknowledged);
+                    let conn = &mut self.conns[c];
+                    if let Some(q) = queued {
+                        if q < conn.kernel_queued {
+                            conn.last_drain = now;
+                        }
+                        conn.kernel_queued = q;
+                    }
+                    if now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout {
+                        Stats::inc(&self.stats.slow_consumers);
+                        self.close(c, Some(RejectCode::SlowConsumer));
+                    }
                 }
                 continue;
             }
