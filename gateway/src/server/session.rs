@@ -156,9 +156,10 @@ pub(crate) struct Conn {
     /// Last time the client took outbound bytes: the socket took a write, or the kernel's
     /// send queue shrank between two ticks while the connection was paused.
     pub(crate) last_drain: Instant,
-    /// The socket's unacknowledged bytes at the previous tick while paused with output pending
-    /// (`usize::MAX`: not looked at yet).
+    /// The socket's unacknowledged bytes at the last look while paused with output pending
+    /// (`usize::MAX`: not looked at yet), and when that look was.
     pub(crate) kernel_queued: usize,
+    pub(crate) queue_looked: Instant,
 }
 
 impl Conn {
@@ -188,6 +189,7 @@ impl Conn {
             paused: false,
             last_drain: now,
             kernel_queued: usize::MAX,
+            queue_looked: now,
         }
     }
 

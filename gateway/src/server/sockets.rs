@@ -113,6 +113,7 @@ impl<B: Backend> Core<B> {
                     conn.paused = false;
                     conn.last_drain = now;
                     conn.kernel_queued = usize::MAX;
+                    conn.queue_looked = now;
                     self.prelogin += 1;
                     self.gauges();
                     if let Some(p) = self.md.as_mut() {

@@ -63,18 +63,24 @@ impl<B: Backend> Core<B> {
                     // Linux reports a full socket writable again only once a good part of its
                     // send buffer (autotuned up to megabytes) has drained, so a client reading
                     // slowly but steadily can go seconds without a write of ours succeeding:
-                    // the kernel's send queue shrinking since the last tick is taken output
+                    // the kernel's send queue shrinking since the last look is taken output
                     // too (such a reader was cut off at ~2 s: a red-team finding). One that
-                    // reads nothing leaves the queue as it is.
-                    let queued = conn.stream.as_ref().and_then(limits::unacknowledged);
-                    let conn = &mut self.conns[c];
-                    if let Some(q) = queued {
-                        if q < conn.kernel_queued {
-                            conn.last_drain = now;
+                    // reads nothing leaves the queue as it is. Looked at four times per
+                    // timeout, not every tick: one system call per paused connection per look.
+                    let timeout = self.config.slow_consumer_timeout;
+                    if now.duration_since(conn.queue_looked) >= timeout / 4 {
+                        let queued = conn.stream.as_ref().and_then(limits::unacknowledged);
+                        let conn = &mut self.conns[c];
+                        conn.queue_looked = now;
+                        if let Some(q) = queued {
+                            if q < conn.kernel_queued {
+                                conn.last_drain = now;
+                            }
+                            conn.kernel_queued = q;
                         }
-                        conn.kernel_queued = q;
                     }
-                    if now.duration_since(conn.last_drain) > self.config.slow_consumer_timeout {
+                    let conn = &self.conns[c];
+                    if now.duration_since(conn.last_drain) > timeout {
                         Stats::inc(&self.stats.slow_consumers);
                         self.close(c, Some(RejectCode::SlowConsumer));
                     }
