@@ -701,12 +701,13 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
 /// is paused, not cut off: its small receive buffer keeps the server's send queue full for
 /// seconds between writable events, but the queue shrinks at every read, and that counts as
 /// taking output. (It was cut off after `slow_consumer_timeout` without a successful write: a
-/// red-team finding, ~400 KB/s read in 16 KB steps cut at 2 s; this test's reader, ~400 KB/s in
-/// 4 KB steps, was cut at ~1.2 s of its ~3.5 s.) Only a stall of the test thread longer than
-/// the timeout (1 s) could make it fail: its pauses are 10 ms.
+/// red-team finding, ~400 KB/s read in 16 KB steps cut at 2 s. This test's reader, ~800 KB/s in
+/// 4 KB steps, was cut at ~1.2 s of its ~4 s in 4 runs of 4; with fewer requests, fewer than
+/// the kernel's send buffer grew to hold, it was not, so the count matters.) Only a stall of
+/// the test thread longer than the timeout (1 s) could make it fail: its pauses are 5 ms.
 #[test]
 fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
-    const ASKS: u64 = 5_000;
+    const ASKS: u64 = 12_000;
     let (h, addr) = start(|c| {
         c.out_bytes = 16 << 10;
         c.slow_consumer_timeout = Duration::from_secs(1);
@@ -753,7 +754,7 @@ fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
                 }
                 if bytes >= 4096 {
                     bytes = 0;
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
             other => panic!("after {ends} of {ASKS} replies: {other:?}"),
@@ -921,7 +922,7 @@ fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
                 break;
             }
             Err(ClientError::LoginRejected(1017, _)) => {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
                 second = Client::connect(addr).unwrap();
             }
             Err(e) => panic!("{e}"),
