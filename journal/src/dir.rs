@@ -48,12 +48,18 @@ pub fn snapshot_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(snapshot_file_name(sequence))
 }
 
-/// Fails unless `path` is a regular file (following symlinks). Checked before a journal file
-/// is opened: opening a FIFO given a segment's or snapshot's name would block until a writer
-/// came (a red-team pass hung `journal verify` so), and a device is never a journal file.
-pub(crate) fn require_regular(path: &Path) -> io::Result<()> {
-    if fs::metadata(path)?.is_file() {
-        Ok(())
+/// Opens `path` with `options`, failing unless what was opened is a regular file (following
+/// symlinks): opening a FIFO given a segment's or snapshot's name would block until its other
+/// end came (a red-team pass hung `journal verify` so), and a device is never a journal file.
+/// The file is opened with `O_NONBLOCK` and checked with `fstat` on the descriptor itself, so a
+/// FIFO put in the file's place between a check and the open cannot block either (a FIFO
+/// opened for writing with no reader fails at once, `ENXIO`). `O_NONBLOCK` stays set: it has no
+/// effect on a regular file's reads, writes or mappings.
+pub(crate) fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options.custom_flags(libc::O_NONBLOCK).open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -168,5 +174,46 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), JournalError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(JournalError::io("create directory", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO is refused whichever way it is opened, without blocking: before, the check and
+    /// the open were two steps, and a FIFO put in a file's place between them blocked the open.
+    #[test]
+    fn open_regular_refuses_a_fifo_without_blocking() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir =
+            std::env::temp_dir().join(format!("ringbook-open-regular-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = fs::remove_file(&fifo);
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system entry.
+        #[allow(unsafe_code)]
+        let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+        assert_eq!(made, 0, "mkfifo: {}", io::Error::last_os_error());
+        for options in [
+            OpenOptions::new().read(true),
+            OpenOptions::new().read(true).write(true),
+            OpenOptions::new().write(true),
+        ] {
+            let e = open_regular(&fifo, options).unwrap_err();
+            // Write-only with no reader fails in open itself (ENXIO); the others open and are
+            // then refused as not regular.
+            assert!(
+                e.to_string().contains("not a regular file")
+                    || e.raw_os_error() == Some(libc::ENXIO),
+                "{e}"
+            );
+        }
+        let file = dir.join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file, OpenOptions::new().read(true)).is_ok());
+        assert!(open_regular(&dir, OpenOptions::new().read(true)).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

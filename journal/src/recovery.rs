@@ -503,9 +503,7 @@ pub(crate) fn short_segment(seg: &ReadSegment, header: &SegmentHeader) -> Corrup
 }
 
 pub(crate) fn set_len(path: &Path, len: u64, durable: bool) -> Result<(), JournalError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+    let file = crate::dir::open_regular(path, OpenOptions::new().write(true))
         .map_err(|e| JournalError::io("open segment", path, e))?;
     file.set_len(len)
         .map_err(|e| JournalError::io("resize segment", path, e))?;
@@ -526,9 +524,7 @@ pub(crate) fn zero_range(
     if to <= from {
         return Ok(());
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+    let file = crate::dir::open_regular(path, OpenOptions::new().write(true))
         .map_err(|e| JournalError::io("open segment", path, e))?;
     let zeros = vec![0u8; 64 << 10];
     let mut at = from;

@@ -66,11 +66,7 @@ impl Segment {
 
     /// Maps an existing segment read-write (recovery, under the directory lock).
     pub(crate) fn open_existing(path: &Path, index: u64) -> Result<Segment, JournalError> {
-        dir::require_regular(path).map_err(|e| JournalError::io("open segment", path, e))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+        let file = dir::open_regular(path, OpenOptions::new().read(true).write(true))
             .map_err(|e| JournalError::io("open segment", path, e))?;
         let map = Mapping::read_write(&file).map_err(|e| JournalError::io("map", path, e))?;
         Ok(Segment {
@@ -126,8 +122,7 @@ pub(crate) struct ReadSegment {
 
 impl ReadSegment {
     pub(crate) fn open(path: &Path, index: u64) -> Result<ReadSegment, JournalError> {
-        let file = dir::require_regular(path)
-            .and_then(|()| File::open(path))
+        let file = dir::open_regular(path, OpenOptions::new().read(true))
             .map_err(|e| JournalError::io("open segment", path, e))?;
         let file_len = file
             .metadata()

@@ -327,8 +327,9 @@ pub fn write_snapshot(
 
 /// Reads and checks a snapshot file.
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotDamage> {
-    let bytes = crate::dir::require_regular(path)
-        .and_then(|()| fs::read(path))
+    let mut bytes = Vec::new();
+    crate::dir::open_regular(path, OpenOptions::new().read(true))
+        .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| SnapshotDamage::Unreadable(e.kind()))?;
     let meta = decode_header(path, &bytes)?;
     let expected = SNAPSHOT_HEADER_LEN as u64 + meta.state_len_bytes;
@@ -346,7 +347,6 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotDamage> {
             computed,
         });
     }
-    let mut bytes = bytes;
     bytes.drain(..SNAPSHOT_HEADER_LEN);
     Ok(Snapshot { meta, state: bytes })
 }
@@ -354,8 +354,8 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotDamage> {
 /// Checks a snapshot file without keeping its state (streams it through the checksum).
 pub fn check_snapshot(path: &Path) -> Result<SnapshotMeta, SnapshotDamage> {
     let unreadable = |e: io::Error| SnapshotDamage::Unreadable(e.kind());
-    crate::dir::require_regular(path).map_err(unreadable)?;
-    let mut file = File::open(path).map_err(unreadable)?;
+    let mut file =
+        crate::dir::open_regular(path, OpenOptions::new().read(true)).map_err(unreadable)?;
     let file_len = file.metadata().map_err(unreadable)?.len();
     let mut header = [0u8; SNAPSHOT_HEADER_LEN];
     if file_len < SNAPSHOT_HEADER_LEN as u64 {
