@@ -1188,4 +1188,88 @@ mod tests {
         let e = Conns::connect(&db.url).unwrap_err();
         assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
     }
+
+    /// Two login roles of the test server, dropped at the end (after their sessions).
+    struct Roles {
+        admin: String,
+        names: [String; 2],
+    }
+
+    impl Drop for Roles {
+        fn drop(&mut self) {
+            if let Ok(mut c) = connect(&self.admin) {
+                for r in &self.names {
+                    let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {r}"));
+                }
+            }
+        }
+    }
+
+    /// A projector running as an unprivileged role cannot see when another role's session
+    /// started (PostgreSQL shows another role's `backend_start` as NULL), so it cannot tell
+    /// that session from one of its own old ones: a projector lock held there is someone
+    /// else's — refused and waited for, never ended — even when the projector names that very
+    /// process among its own (what a pid reused by another role's session looks like).
+    #[test]
+    fn a_lock_held_by_another_roles_hidden_session_is_someone_elses() {
+        let db = Db::new("roles");
+        let roles = Roles {
+            admin: db.admin.clone(),
+            names: [format!("{}_p", db.name), format!("{}_o", db.name)],
+        };
+        let mut admin = connect(&db.url).unwrap();
+        for r in &roles.names {
+            admin
+                .batch_execute(&format!("CREATE ROLE {r} LOGIN"))
+                .unwrap();
+        }
+        let url_as = |role: &str| {
+            let (scheme, rest) = db.url.split_once("://").unwrap();
+            let (_, host_and_db) = rest.split_once('@').unwrap();
+            format!("{scheme}://{role}@{host_and_db}")
+        };
+        let (projector, other) = (url_as(&roles.names[0]), url_as(&roles.names[1]));
+        {
+            let mut holder = connect(&other).unwrap();
+            let pid: i32 = holder
+                .query_one(
+                    "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l",
+                    &[&PROJECTOR_LOCKS[0]],
+                )
+                .unwrap()
+                .get(0);
+            let identity = format!("SELECT {BACKEND_ID} FROM pg_stat_activity a WHERE a.pid = $1");
+            // The holder as a superuser sees it, and as the projector's role sees it: hidden.
+            let real: String = admin.query_one(&identity, &[&pid]).unwrap().get(0);
+            let seen: Option<String> = connect(&projector)
+                .unwrap()
+                .query_one(&identity, &[&pid])
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                seen, None,
+                "the test server shows another role's start time"
+            );
+            for own in [vec![real.clone()], vec!["0@0".to_string()]] {
+                let e = Conns::reconnect(&own, &projector).unwrap_err();
+                assert!(matches!(e, ProjectionError::Busy(_)), "{e}");
+                assert!(e.to_string().contains(&format!("backend {pid}")), "{e}");
+            }
+            // Not ended: the holder's session still answers and still holds the lock.
+            let still: bool = holder
+                .query_one(
+                    "SELECT count(*) = 1 FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert!(still);
+        }
+        // Once that session is gone, the projector's role takes both locks.
+        let conns = Conns::connect(&projector).unwrap();
+        drop(conns);
+        drop(admin);
+        drop(roles);
+    }
 }
