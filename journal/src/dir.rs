@@ -54,8 +54,9 @@ pub fn snapshot_path(dir: &Path, sequence: u64) -> PathBuf {
 /// The file is opened with `O_NONBLOCK` and checked with `fstat` on the descriptor itself, so a
 /// FIFO put in the file's place between a check and the open cannot block either (a FIFO
 /// opened for writing with no reader fails at once, `ENXIO`). `O_NONBLOCK` stays set: it has no
-/// effect on a regular file's reads, writes or mappings.
-pub(crate) fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+/// effect on a regular file's reads, writes or mappings. (Public: the tools open the files a
+/// person hands them — bots configs, backtest parameters — the same way.)
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = options.custom_flags(libc::O_NONBLOCK).open(path)?;
     if file.metadata()?.is_file() {

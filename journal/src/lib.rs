@@ -103,7 +103,9 @@ mod writer;
 pub use config::{
     ConfigError, Durability, JournalConfig, Pretouch, SyncMethod, SEGMENT_LEN_BYTES_MAX,
 };
-pub use dir::{list, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME, LOCK_FILE_NAME};
+pub use dir::{
+    list, open_regular, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME, LOCK_FILE_NAME,
+};
 pub use error::{AppendError, Corruption, CorruptionKind, JournalError};
 pub use prune::{prune, PruneReport};
 pub use reader::{Reader, TailState};

@@ -6,25 +6,21 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 /// The text of `path`, which must be a regular file (or a symbolic link to one): a FIFO, a
-/// device or a directory is refused before it is opened, so nothing blocks on it.
+/// device or a directory is refused, and nothing blocks on it — the file is opened
+/// non-blocking and checked on the opened descriptor ([`ringbook_journal::open_regular`]), so
+/// not even a FIFO put in the file's place after a check could block the open.
 pub fn read_regular(path: &Path) -> Result<String, String> {
-    let not_regular = || {
-        format!(
-            "{}: not a regular file (a FIFO, device or directory is not read)",
-            path.display()
-        )
-    };
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(not_regular());
-    }
-    let mut f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // Replaced between the check and the open: check what was opened, too.
-    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
-        return Err(not_regular());
-    }
+    let mut f = ringbook_journal::open_regular(path, std::fs::OpenOptions::new().read(true))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                format!(
+                    "{}: not a regular file (a FIFO, device or directory is not read)",
+                    path.display()
+                )
+            } else {
+                format!("cannot read {}: {e}", path.display())
+            }
+        })?;
     let mut text = String::new();
     f.read_to_string(&mut text)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
