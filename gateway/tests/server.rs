@@ -922,7 +922,7 @@ fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
                 break;
             }
             Err(ClientError::LoginRejected(1017, _)) => {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(10));
                 second = Client::connect(addr).unwrap();
             }
             Err(e) => panic!("{e}"),

@@ -48,26 +48,64 @@ pub fn snapshot_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(snapshot_file_name(sequence))
 }
 
-/// Opens `path` with `options`, failing unless what was opened is a regular file (following
-/// symlinks): opening a FIFO given a segment's or snapshot's name would block until its other
-/// end came (a red-team pass hung `journal verify` so), and a device is never a journal file.
-/// The file is opened with `O_NONBLOCK` and checked with `fstat` on the descriptor itself, so a
-/// FIFO put in the file's place between a check and the open cannot block either (a FIFO
-/// opened for writing with no reader fails at once, `ENXIO`). `O_NONBLOCK` stays set: it has no
-/// effect on a regular file's reads, writes or mappings. (Public: the tools open the files a
-/// person hands them — bots configs, backtest parameters — the same way.)
+/// Opens `path` with `options`, failing unless it is a regular file (following symlinks):
+/// opening a FIFO given a segment's or snapshot's name would block until its other end came (a
+/// red-team pass hung `journal verify` so), and opening a device can have effects of its own (a
+/// watchdog arms, a tape rewinds, a terminal becomes the controlling one). So the path is
+/// checked first and only a regular file is opened — with `O_NONBLOCK` and `O_NOCTTY` — and
+/// what was opened is checked again on the descriptor: a FIFO or a device put in the file's
+/// place between the check and the open cannot block it or become anyone's terminal. Refused:
+/// an error for which [`is_not_regular`] is true (a FIFO opened for writing with no reader and
+/// a directory opened for writing, which `open` itself refuses in that race, included).
+/// `O_NONBLOCK` stays set: it has no effect on a regular file's reads, writes or mappings.
+/// Custom flags set on `options` are replaced. (Public: the tools open the files a person
+/// hands them — bots configs, backtest parameters — the same way.)
 pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    let refused = || io::Error::new(io::ErrorKind::InvalidInput, NotRegular);
+    if !fs::metadata(path)?.is_file() {
+        return Err(refused());
+    }
+    open_checked(path, options)
+}
+
+/// [`open_regular`] after its check of the path: what a race that put a FIFO, a device or a
+/// directory in the file's place after that check meets.
+fn open_checked(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = options.custom_flags(libc::O_NONBLOCK).open(path)?;
+    let refused = || io::Error::new(io::ErrorKind::InvalidInput, NotRegular);
+    let file = match options
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EISDIR)) => {
+            return Err(refused())
+        }
+        Err(e) => return Err(e),
+    };
     if file.metadata()?.is_file() {
         Ok(file)
     } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
+        Err(refused())
     }
 }
+
+/// Whether `e` is [`open_regular`]'s refusal of something that is not a regular file.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
+}
+
+/// [`open_regular`]'s refusal.
+#[derive(Debug)]
+struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file")
+    }
+}
+
+impl std::error::Error for NotRegular {}
 
 /// What a journal directory holds, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -182,8 +220,10 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), JournalError> {
 mod tests {
     use super::*;
 
-    /// A FIFO is refused whichever way it is opened, without blocking: before, the check and
-    /// the open were two steps, and a FIFO put in a file's place between them blocked the open.
+    /// A FIFO is refused whichever way it is opened, without blocking, both by the check of the
+    /// path and by the open that follows it (what a FIFO put in a file's place after the check
+    /// meets: before, the check and a plain blocking open were two steps, and such a FIFO
+    /// blocked the open).
     #[test]
     fn open_regular_refuses_a_fifo_without_blocking() {
         use std::os::unix::ffi::OsStrExt;
@@ -197,24 +237,33 @@ mod tests {
         #[allow(unsafe_code)]
         let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
         assert_eq!(made, 0, "mkfifo: {}", io::Error::last_os_error());
-        for options in [
-            OpenOptions::new().read(true),
-            OpenOptions::new().read(true).write(true),
-            OpenOptions::new().write(true),
-        ] {
-            let e = open_regular(&fifo, options).unwrap_err();
-            // Write-only with no reader fails in open itself (ENXIO); the others open and are
-            // then refused as not regular.
-            assert!(
-                e.to_string().contains("not a regular file")
-                    || e.raw_os_error() == Some(libc::ENXIO),
-                "{e}"
-            );
+        for open in [open_regular, open_checked] {
+            for options in [
+                OpenOptions::new().read(true),
+                OpenOptions::new().read(true).write(true),
+                OpenOptions::new().write(true),
+            ] {
+                let e = open(&fifo, options).unwrap_err();
+                assert!(is_not_regular(&e), "{e}");
+                assert_eq!(e.to_string(), "not a regular file");
+            }
+            for options in [
+                OpenOptions::new().read(true),
+                OpenOptions::new().write(true),
+            ] {
+                let e = open(&dir, options).unwrap_err();
+                assert!(is_not_regular(&e), "{e}");
+            }
         }
+        // Another error is not a refusal.
+        let e = open_regular(&dir.join("missing"), OpenOptions::new().read(true)).unwrap_err();
+        assert!(
+            !is_not_regular(&e) && e.kind() == io::ErrorKind::NotFound,
+            "{e}"
+        );
         let file = dir.join("file");
         fs::write(&file, b"x").unwrap();
         assert!(open_regular(&file, OpenOptions::new().read(true)).is_ok());
-        assert!(open_regular(&dir, OpenOptions::new().read(true)).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

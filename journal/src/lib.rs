@@ -104,7 +104,8 @@ pub use config::{
     ConfigError, Durability, JournalConfig, Pretouch, SyncMethod, SEGMENT_LEN_BYTES_MAX,
 };
 pub use dir::{
-    list, open_regular, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME, LOCK_FILE_NAME,
+    is_not_regular, list, open_regular, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME,
+    LOCK_FILE_NAME,
 };
 pub use error::{AppendError, Corruption, CorruptionKind, JournalError};
 pub use prune::{prune, PruneReport};

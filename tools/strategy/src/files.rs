@@ -6,13 +6,12 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 /// The text of `path`, which must be a regular file (or a symbolic link to one): a FIFO, a
-/// device or a directory is refused, and nothing blocks on it — the file is opened
-/// non-blocking and checked on the opened descriptor ([`ringbook_journal::open_regular`]), so
-/// not even a FIFO put in the file's place after a check could block the open.
+/// device or a directory is refused without being opened, and not even a FIFO put in the
+/// file's place after that check blocks the open ([`ringbook_journal::open_regular`]).
 pub fn read_regular(path: &Path) -> Result<String, String> {
     let mut f = ringbook_journal::open_regular(path, std::fs::OpenOptions::new().read(true))
         .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
+            if ringbook_journal::is_not_regular(&e) {
                 format!(
                     "{}: not a regular file (a FIFO, device or directory is not read)",
                     path.display()
