@@ -697,17 +697,12 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
     h.shutdown().unwrap();
 }
 
-/// A client that asks for far more than its socket holds and then reads it slowly but steadily
-/// is paused, not cut off: its small receive buffer keeps the server's send queue full for
-/// seconds between writable events, but the queue shrinks at every read, and that counts as
-/// taking output. (It was cut off after `slow_consumer_timeout` without a successful write: a
-/// red-team finding, ~400 KB/s read in 16 KB steps cut at 2 s. This test's reader, ~800 KB/s in
-/// 4 KB steps, was cut at ~1.2 s of its ~4 s in 4 runs of 4; with fewer requests, fewer than
-/// the kernel's send buffer grew to hold, it was not, so the count matters.) Only a stall of
-/// the test thread longer than the timeout (1 s) could make it fail: its pauses are 5 ms.
-#[test]
-fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
-    const ASKS: u64 = 12_000;
+/// Dave, through a socket with a 4 KB receive buffer, pipelines `asks` balances queries (each
+/// answered with one message per currency and an end: far more than the sockets hold), then
+/// reads the replies at his own pace: a pause of `pause` after every `step` bytes. Returns the
+/// replies read before all of them came or 20 s passed (`Ok`), or before the server counted
+/// him a slow consumer (`Err`), and the server's counters then. The server's `slow_consumer_timeout` is 1 s.
+fn paused_reader(asks: u64, step: usize, pause: Duration) -> (Result<u64, u64>, u64, u64) {
     let (h, addr) = start(|c| {
         c.out_bytes = 16 << 10;
         c.slow_consumer_timeout = Duration::from_secs(1);
@@ -729,45 +724,85 @@ fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
     socket.connect(&addr.into()).unwrap();
     let mut slow = Client::from_stream(socket.into()).unwrap();
     slow.login("dave", "dave-demo", 1, false).unwrap();
-    let mut asks = Vec::new();
-    for i in 0..ASKS {
+    let mut requests = Vec::new();
+    for i in 0..asks {
         Client::encode_into(
             &ClientMsg::Balances {
                 request_id: i,
                 user: UserId(4),
             },
-            &mut asks,
+            &mut requests,
         );
     }
     // From a thread: the server pauses reading at the high-water mark, so this blocks until
-    // the reader below has taken enough.
+    // the reader below has taken enough (or fails once the server gives up on it).
     let mut sender = slow.stream().try_clone().unwrap();
-    let send = std::thread::spawn(move || std::io::Write::write_all(&mut sender, &asks));
+    let send = std::thread::spawn(move || std::io::Write::write_all(&mut sender, &requests));
+    let slow_consumers = || h.stats().slow_consumers.load(Ordering::Relaxed);
     let (mut ends, mut bytes) = (0u64, 0usize);
     let mut frame = [0u8; FRAME_BYTES_MAX];
-    while ends < ASKS {
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    let read = loop {
+        if ends == asks || std::time::Instant::now() > give_up {
+            break Ok(ends);
+        }
+        if slow_consumers() > 0 {
+            break Err(ends);
+        }
         match slow.recv_timeout(WAIT) {
             Ok(Some(m)) => {
                 bytes += m.encode(&mut frame);
                 if matches!(m, ServerMsg::BalancesEnd { .. }) {
                     ends += 1;
                 }
-                if bytes >= 4096 {
+                if bytes >= step {
                     bytes = 0;
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(pause);
                 }
             }
-            other => panic!("after {ends} of {ASKS} replies: {other:?}"),
+            // Cut off: the reason frame, or a reset if the server closed with requests unread.
+            Ok(None) | Err(_) if slow_consumers() > 0 => break Err(ends),
+            other => panic!("after {ends} of {asks} replies: {other:?}"),
         }
-    }
-    send.join().unwrap().unwrap();
+    };
+    drop(slow);
+    let _ = send.join().unwrap();
     let stats = h.stats();
-    assert_eq!(stats.slow_consumers.load(Ordering::Relaxed), 0);
-    assert!(
-        stats.outbound_pauses.load(Ordering::Relaxed) > 0,
-        "the reader was never paused: the test did not test anything"
+    let counters = (
+        stats.slow_consumers.load(Ordering::Relaxed),
+        stats.outbound_pauses.load(Ordering::Relaxed),
     );
     h.shutdown().unwrap();
+    (read, counters.0, counters.1)
+}
+
+/// A client that asks for far more than its socket holds and then reads it slowly but steadily
+/// is paused, not cut off: its small receive buffer keeps the server's send queue full for
+/// seconds between writable events, but the queue shrinks at every read, and that counts as
+/// taking output. (It was cut off after `slow_consumer_timeout` without a successful write: a
+/// red-team finding, ~400 KB/s read in 16 KB steps cut at 2 s. This test's reader, ~800 KB/s in
+/// 4 KB steps, was cut at ~1.2 s of its ~4 s in 4 runs of 4; with fewer requests, fewer than
+/// the kernel's send buffer grew to hold, it was not, so the count matters.) Only a stall of
+/// the test thread longer than the timeout (1 s) could make it fail: its pauses are 5 ms.
+#[test]
+fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
+    let (read, slow_consumers, pauses) = paused_reader(12_000, 4096, Duration::from_millis(5));
+    assert_eq!((read, slow_consumers), (Ok(12_000), 0));
+    assert!(pauses > 0, "never paused: the test did not test anything");
+}
+
+/// A paused client that only trickles — 2 KB every 250 ms, 8 KB/s, under the 16 KiB per
+/// timeout the gateway asks of it — is still cut off as a slow consumer, although its socket's
+/// queue shrinks at every read (a review finding: any shrink counted, so a trickle held its
+/// slot and ring for ever). A slower test thread only reads less: the outcome cannot flip.
+#[test]
+fn a_paused_client_that_only_trickles_is_cut_off() {
+    let (read, slow_consumers, _) = paused_reader(12_000, 2048, Duration::from_millis(250));
+    assert!(
+        read.is_err(),
+        "not cut off within 20 s: replies read {read:?}"
+    );
+    assert_eq!(slow_consumers, 1);
 }
 
 #[test]

@@ -143,8 +143,8 @@ pub struct ServerConfig {
     /// Messages per second one connection may send (token bucket; burst = one second's worth).
     pub msgs_per_sec_max: u64,
     /// How long a connection may stay paused on its outbound backlog (reading stopped, the
-    /// client taking nothing: no write succeeds and the socket's kernel send queue does not
-    /// shrink) before it is disconnected as a slow consumer.
+    /// client taking nothing: no write succeeds and the socket's kernel send queue shrinks by
+    /// less than 16 KiB) before it is disconnected as a slow consumer.
     pub slow_consumer_timeout: Duration,
     /// How long shutdown waits for outputs and buffered writes.
     pub drain_timeout: Duration,

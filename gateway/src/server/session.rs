@@ -156,8 +156,9 @@ pub(crate) struct Conn {
     /// Last time the client took outbound bytes: the socket took a write, or the kernel's
     /// send queue shrank between two ticks while the connection was paused.
     pub(crate) last_drain: Instant,
-    /// The socket's unacknowledged bytes at the last look while paused with output pending
-    /// (`usize::MAX`: not looked at yet), and when that look was.
+    /// The socket's unacknowledged bytes when a look while paused with output pending last
+    /// credited the client with taking output, or first looked after a write (`usize::MAX`:
+    /// not looked at since the last write); and when the last look was.
     pub(crate) kernel_queued: usize,
     pub(crate) queue_looked: Instant,
 }

@@ -386,6 +386,8 @@ impl<B: Backend> Core<B> {
                     conn.out_start += n;
                     conn.last_send = Instant::now();
                     conn.last_drain = conn.last_send;
+                    // The queue grew: the next look starts from where it stands then.
+                    conn.kernel_queued = usize::MAX;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -9,6 +9,10 @@ use ringbook_engine::{Command, RejectCode};
 use super::backend::{self, Backend};
 use super::limits;
 use super::{Core, Stats};
+
+/// What a paused client must take of its socket's queued bytes per `slow_consumer_timeout`,
+/// when no write of the gateway's succeeds meanwhile, not to be cut off as a slow consumer.
+pub(crate) const DRAIN_MIN_BYTES: usize = 16 << 10;
 use crate::protocol::ServerMsg;
 
 impl<B: Backend> Core<B> {
@@ -63,20 +67,25 @@ impl<B: Backend> Core<B> {
                     // Linux reports a full socket writable again only once a good part of its
                     // send buffer (autotuned up to megabytes) has drained, so a client reading
                     // slowly but steadily can go seconds without a write of ours succeeding:
-                    // the kernel's send queue shrinking since the last look is taken output
-                    // too (such a reader was cut off at ~2 s: a red-team finding). One that
-                    // reads nothing leaves the queue as it is. Looked at four times per
-                    // timeout, not every tick: one system call per paused connection per look.
+                    // the kernel's send queue shrinking by `DRAIN_MIN_BYTES` since the last
+                    // write or credit is taken output too (such a reader was cut off at ~2 s:
+                    // a red-team finding). One that reads nothing leaves the queue as it is,
+                    // and one that trickles less than that per timeout is still cut off. Looked
+                    // at four times per timeout, not every tick: one system call per paused
+                    // connection per look.
                     let timeout = self.config.slow_consumer_timeout;
                     if now.duration_since(conn.queue_looked) >= timeout / 4 {
                         let queued = conn.stream.as_ref().and_then(limits::unacknowledged);
                         let conn = &mut self.conns[c];
                         conn.queue_looked = now;
-                        if let Some(q) = queued {
-                            if q < conn.kernel_queued {
+                        match queued {
+                            // The first look since a write (or ever): where the queue stands.
+                            Some(q) if conn.kernel_queued == usize::MAX => conn.kernel_queued = q,
+                            Some(q) if q + DRAIN_MIN_BYTES <= conn.kernel_queued => {
                                 conn.last_drain = now;
+                                conn.kernel_queued = q;
                             }
-                            conn.kernel_queued = q;
+                            _ => {}
                         }
                     }
                     let conn = &self.conns[c];
