@@ -55,6 +55,20 @@ fn until(c: &mut Client, mut f: impl FnMut(&ServerMsg) -> bool) -> ServerMsg {
     panic!("no matching message in 10 000");
 }
 
+/// The operator `ops` deposits `amount` of `currency` for `user` and waits for the reply.
+fn deposit(ops: &mut Client, user: u32, currency: u16, amount: u64) {
+    ops.send(
+        &Command::Deposit {
+            user: UserId(user),
+            currency: CurrencyId(currency),
+            amount,
+        }
+        .into(),
+    )
+    .unwrap();
+    until(ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+}
+
 fn order(user: u32, coid: u64, side: Side, price: i64, qty: u64) -> ClientMsg {
     Command::NewOrder(NewOrder::limit(
         UserId(user),
@@ -490,16 +504,7 @@ fn reconnect_retransmits_missed_messages_and_ids_are_idempotent() {
 fn cancel_on_disconnect_cancels_the_users_orders() {
     let (h, addr) = start(|_| {});
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(4),
-            currency: CurrencyId(0),
-            amount: 1_000_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 4, 0, 1_000_000);
     let mut d1 = Client::connect(addr).unwrap();
     d1.login("dave", "dave-demo", 1, true).unwrap();
     let mut d2 = login(addr, "dave", 2);
@@ -579,28 +584,10 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
         c.slow_consumer_timeout = Duration::from_millis(300);
     });
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(1),
-            currency: CurrencyId(0),
-            amount: 1_000_000_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 1, 0, 1_000_000_000);
     // Dave (the slow reader below) has an account, so each balances query is answered with
     // one message per currency plus an end: far more than the sockets' buffers hold.
-    ops.send(
-        &Command::Deposit {
-            user: UserId(4),
-            currency: CurrencyId(0),
-            amount: 1,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 4, 0, 1);
     let mut good = login(addr, "alice", 1);
     let mut coid = 0;
     let mut good_round = |good: &mut Client| {
@@ -708,16 +695,7 @@ fn paused_reader(asks: u64, step: usize, pause: Duration) -> (Result<u64, u64>, 
         c.slow_consumer_timeout = Duration::from_secs(1);
     });
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(4),
-            currency: CurrencyId(0),
-            amount: 1,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 4, 0, 1);
 
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -812,16 +790,7 @@ fn large_query_replies_pause_reading_instead_of_overrunning_the_ring() {
     // high-water mark and resumes as the client reads: every reply arrives, nobody is cut off.
     let (h, addr) = start(|c| c.retransmit_msgs = 1024);
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(1),
-            currency: CurrencyId(2),
-            amount: 1_000_000_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 1, 2, 1_000_000_000);
     let mut alice = login(addr, "alice", 1);
     for coid in 1..=100 {
         alice
@@ -925,16 +894,7 @@ fn a_recycled_session_slot_never_gets_the_previous_sessions_replies() {
     let h = server::start(sc, backend).unwrap();
     let addr = h.local_addr();
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(1),
-            currency: CurrencyId(0),
-            amount: 1_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 1, 0, 1_000);
     let mut first = login(addr, "alice", 1);
     // Replies held back: session 1 asks, then goes away before the answer comes. (A balances
     // reply goes to the asking session only, tagged with its request id.)
@@ -1003,16 +963,7 @@ fn a_new_session_displaces_only_its_own_accounts_detached_sessions() {
         c.sessions_per_account_max = 8;
     });
     let mut ops = login(addr, "ops1", 1);
-    ops.send(
-        &Command::Deposit {
-            user: UserId(2),
-            currency: CurrencyId(0),
-            amount: 1_000_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops, 2, 0, 1_000_000);
     drop(ops);
     let mut bob = login(addr, "bob", 1);
     bob.send(&order(2, 5, Side::Buy, 100, 1)).unwrap();
