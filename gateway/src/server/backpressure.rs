@@ -100,8 +100,10 @@ impl CodQueue {
 }
 
 impl<B: Backend> Core<B> {
-    /// Hands a checked command or query to the engine: held (and the socket paused) while the
-    /// session is too far behind on output or the engine's ring is full.
+    /// Hands a checked command or query to the engine: held (and the socket's reading stopped
+    /// until it goes in) while the engine's ring or the in-flight table is full. A session too
+    /// far behind on output never gets here: `service_read` handles no frame of it while its
+    /// backlog is above the high-water mark.
     pub(super) fn submit(
         &mut self,
         c: usize,
@@ -110,24 +112,22 @@ impl<B: Backend> Core<B> {
         msg_type: u16,
         request_id: u64,
     ) {
-        let stalled = Stalled {
-            cmd,
-            msg_type,
-            request_id,
-        };
-        if self.over_high_water(c) {
-            // The session is too far behind on output: hold the command and stop reading this
-            // socket until the client has taken enough.
-            self.conns[c].paused = true;
-            self.conns[c].stalled = Some(stalled);
-            return;
-        }
+        debug_assert!(
+            !self.over_high_water(c),
+            "a frame was handled above the high-water mark"
+        );
         match self.try_submit(cmd) {
             Ok(seq) => {
                 Stats::inc(&self.stats.commands);
                 self.note_pending(seq, Some(s), &cmd, msg_type, request_id);
             }
-            Err(_) => self.conns[c].stalled = Some(stalled),
+            Err(_) => {
+                self.conns[c].stalled = Some(Stalled {
+                    cmd,
+                    msg_type,
+                    request_id,
+                })
+            }
         }
     }
 
