@@ -687,9 +687,15 @@ fn hostile_clients_are_cut_off_while_a_good_client_carries_on() {
 /// Dave, through a socket with a 4 KB receive buffer, pipelines `asks` balances queries (each
 /// answered with one message per currency and an end: far more than the sockets hold), then
 /// reads the replies at his own pace: a pause of `pause` after every `step` bytes. Returns the
-/// replies read before all of them came or 20 s passed (`Ok`), or before the server counted
-/// him a slow consumer (`Err`), and the server's counters then. The server's `slow_consumer_timeout` is 1 s.
-fn paused_reader(asks: u64, step: usize, pause: Duration) -> (Result<u64, u64>, u64, u64) {
+/// replies read before all of them came or `give_up` passed (`Ok`), or before the server
+/// counted him a slow consumer (`Err`), and the server's counters then. The server's
+/// `slow_consumer_timeout` is 1 s.
+fn paused_reader(
+    asks: u64,
+    step: usize,
+    pause: Duration,
+    give_up: Duration,
+) -> (Result<u64, u64>, u64, u64) {
     let (h, addr) = start(|c| {
         c.out_bytes = 16 << 10;
         c.slow_consumer_timeout = Duration::from_secs(1);
@@ -719,7 +725,7 @@ fn paused_reader(asks: u64, step: usize, pause: Duration) -> (Result<u64, u64>, 
     let slow_consumers = || h.stats().slow_consumers.load(Ordering::Relaxed);
     let (mut ends, mut bytes) = (0u64, 0usize);
     let mut frame = [0u8; FRAME_BYTES_MAX];
-    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    let give_up = std::time::Instant::now() + give_up;
     let read = loop {
         if ends == asks || std::time::Instant::now() > give_up {
             break Ok(ends);
@@ -764,8 +770,33 @@ fn paused_reader(asks: u64, step: usize, pause: Duration) -> (Result<u64, u64>, 
 /// the test thread longer than the timeout (1 s) could make it fail: its pauses are 5 ms.
 #[test]
 fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
-    let (read, slow_consumers, pauses) = paused_reader(12_000, 4096, Duration::from_millis(5));
+    let (read, slow_consumers, pauses) = paused_reader(
+        12_000,
+        4096,
+        Duration::from_millis(5),
+        Duration::from_secs(20),
+    );
     assert_eq!((read, slow_consumers), (Ok(12_000), 0));
+    assert!(pauses > 0, "never paused: the test did not test anything");
+}
+
+/// A paused client reading half as much again as the floor — 4 KB every 160 ms, ~25 KB/s
+/// against 16 KiB per 1 s timeout — is never cut off: the gateway looks at the queue at the
+/// first tick after each write or the start of a pause, and once more when the cut is due, so
+/// the client's whole timeout counts. (A review finding: with looks only every quarter of the
+/// timeout, the first of them only recording where the queue stood, about half of it counted,
+/// and this reader was cut at ~1.4 s in 4 runs of 4.) Six timeouts of it; only a stall of the
+/// test thread of about a third of a second inside one could fail it.
+#[test]
+fn a_paused_client_reading_above_the_floor_is_not_cut_off() {
+    let (read, slow_consumers, pauses) = paused_reader(
+        12_000,
+        4096,
+        Duration::from_millis(160),
+        Duration::from_secs(6),
+    );
+    assert!(read.is_ok(), "cut off after {read:?} replies");
+    assert_eq!(slow_consumers, 0);
     assert!(pauses > 0, "never paused: the test did not test anything");
 }
 
@@ -775,7 +806,12 @@ fn a_paused_client_reading_slowly_but_steadily_is_not_cut_off() {
 /// slot and ring for ever). A slower test thread only reads less: the outcome cannot flip.
 #[test]
 fn a_paused_client_that_only_trickles_is_cut_off() {
-    let (read, slow_consumers, _) = paused_reader(12_000, 2048, Duration::from_millis(250));
+    let (read, slow_consumers, _) = paused_reader(
+        12_000,
+        2048,
+        Duration::from_millis(250),
+        Duration::from_secs(20),
+    );
     assert!(
         read.is_err(),
         "not cut off within 20 s: replies read {read:?}"
@@ -1166,16 +1202,7 @@ fn budget_buys_and_gtd_orders_over_the_binary_protocol() {
     let mut alice = login(addr, "alice", 1);
     let mut bob = login(addr, "bob", 1);
     for (user, currency, amount) in [(1, 2, 100_000), (2, 0, 100_000)] {
-        ops1.send(
-            &Command::Deposit {
-                user: UserId(user),
-                currency: CurrencyId(currency),
-                amount,
-            }
-            .into(),
-        )
-        .unwrap();
-        until(&mut ops1, |m| matches!(m, ServerMsg::Deposited { .. }));
+        deposit(&mut ops1, user, currency, amount);
     }
     alice.send(&order(1, 1, Side::Sell, 15_000, 5)).unwrap();
     until(&mut alice, |m| matches!(m, ServerMsg::Accepted { .. }));
@@ -1260,16 +1287,7 @@ fn an_idle_engine_backend_expires_a_gtd_order_by_the_servers_clock_tick() {
     let (h, addr) = start(|_| {});
     let mut ops1 = login(addr, "ops1", 1);
     let mut bob = login(addr, "bob", 1);
-    ops1.send(
-        &Command::Deposit {
-            user: UserId(2),
-            currency: CurrencyId(0),
-            amount: 100_000,
-        }
-        .into(),
-    )
-    .unwrap();
-    until(&mut ops1, |m| matches!(m, ServerMsg::Deposited { .. }));
+    deposit(&mut ops1, 2, 0, 100_000);
     let wall_ns = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -150,6 +150,20 @@ impl<B: Backend> Core<B> {
         Stats::set(&self.stats.conns_logged_in, self.logged_in);
     }
 
+    /// Stops handling connection `c`'s frames while its session's output backlog is above the
+    /// high-water mark (`flush` resumes it). A pause that begins here starts the slow-consumer
+    /// clock afresh (`timers`); returns whether it began.
+    fn pause_on_backlog(&mut self, c: usize) -> bool {
+        let conn = &mut self.conns[c];
+        let began = !conn.paused;
+        if began {
+            conn.paused = true;
+            conn.last_drain = Instant::now();
+            conn.kernel_queued = usize::MAX;
+        }
+        began
+    }
+
     /// Reads and handles up to FRAMES_PER_TURN frames; re-marks the connection ready if more
     /// may be waiting.
     pub(super) fn service_read(&mut self, c: usize) {
@@ -159,7 +173,7 @@ impl<B: Backend> Core<B> {
         if let Some(st) = self.conns[c].stalled {
             if self.over_high_water(c) {
                 // Still paused on the outbound backlog: `flush` resumes it.
-                self.conns[c].paused = true;
+                self.pause_on_backlog(c);
                 return;
             }
             self.conns[c].paused = false;
@@ -193,10 +207,9 @@ impl<B: Backend> Core<B> {
                 // and was cut off: a red-team finding).
                 if self.over_high_water(c) {
                     self.compact_in(c, consumed);
-                    if !self.conns[c].paused {
+                    if self.pause_on_backlog(c) {
                         Stats::inc(&self.stats.outbound_pauses);
                     }
-                    self.conns[c].paused = true;
                     return;
                 }
                 self.conns[c].paused = false;
@@ -227,14 +240,10 @@ impl<B: Backend> Core<B> {
                             return;
                         }
                         if self.conns[c].stalled.is_some() {
+                            // The engine's ring or the in-flight table is full (`submit`).
                             self.compact_in(c, consumed);
-                            if self.conns[c].paused {
-                                // Outbound back-pressure: `flush` re-marks it ready.
-                                Stats::inc(&self.stats.outbound_pauses);
-                            } else {
-                                Stats::inc(&self.stats.backpressure);
-                                self.mark_ready(c);
-                            }
+                            Stats::inc(&self.stats.backpressure);
+                            self.mark_ready(c);
                             return;
                         }
                     }

@@ -71,10 +71,15 @@ impl<B: Backend> Core<B> {
                     // write or credit is taken output too (such a reader was cut off at ~2 s:
                     // a red-team finding). One that reads nothing leaves the queue as it is,
                     // and one that trickles less than that per timeout is still cut off. Looked
-                    // at four times per timeout, not every tick: one system call per paused
-                    // connection per look.
+                    // at four times per timeout, not every tick (one system call per paused
+                    // connection per look), and besides: at the first tick after a write or
+                    // the start of a pause (where the queue stands then: the client's whole
+                    // timeout counts), and when the cut is due (what it took until then).
                     let timeout = self.config.slow_consumer_timeout;
-                    if now.duration_since(conn.queue_looked) >= timeout / 4 {
+                    if conn.kernel_queued == usize::MAX
+                        || now.duration_since(conn.queue_looked) >= timeout / 4
+                        || now.duration_since(conn.last_drain) > timeout
+                    {
                         let queued = conn.stream.as_ref().and_then(limits::unacknowledged);
                         let conn = &mut self.conns[c];
                         conn.queue_looked = now;
