@@ -750,7 +750,11 @@ fn paused_reader(
         }
     };
     drop(slow);
-    let _ = send.join().unwrap();
+    let sent = send.join().unwrap();
+    if read == Ok(asks) {
+        // Every reply came, so every request went out without an error.
+        sent.unwrap();
+    }
     let stats = h.stats();
     let counters = (
         stats.slow_consumers.load(Ordering::Relaxed),
