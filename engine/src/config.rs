@@ -119,6 +119,38 @@ pub struct GatewayConfig {
     /// Source addresses whose failed logins are tracked individually.
     #[serde(default = "gw_login_addrs_tracked")]
     pub login_addrs_tracked: usize,
+    /// Sequenced frames each session keeps for retransmission after a reconnect; a session
+    /// pauses its reading at half of it (also how far a slow reader may fall behind).
+    #[serde(default = "gw_retransmit_msgs")]
+    pub retransmit_msgs: usize,
+    /// Inbound buffer per connection, in bytes (holds at least one frame).
+    #[serde(default = "gw_in_bytes")]
+    pub in_bytes: usize,
+    /// Outbound buffer per connection, in bytes (holds at least two frames).
+    #[serde(default = "gw_out_bytes")]
+    pub out_bytes: usize,
+    /// Heartbeat interval for a client whose login asks for none, in milliseconds.
+    #[serde(default = "gw_heartbeat_default_ms")]
+    pub heartbeat_default_ms: u64,
+    /// Silence longer than this many heartbeat intervals ends the session.
+    #[serde(default = "gw_heartbeat_timeouts")]
+    pub heartbeat_timeouts: u32,
+    /// Messages per second one connection may send (token bucket; burst: one second's worth).
+    #[serde(default = "gw_msgs_per_sec_max")]
+    pub msgs_per_sec_max: u64,
+    /// How long a connection paused on its outbound backlog may take less than
+    /// `slow_consumer_drain_bytes` of its output before it is cut off as a slow consumer, in
+    /// milliseconds.
+    #[serde(default = "gw_slow_consumer_timeout_ms")]
+    pub slow_consumer_timeout_ms: u64,
+    /// What such a connection must take of its socket's queued bytes per
+    /// `slow_consumer_timeout_ms`, when no write of the gateway's succeeds meanwhile.
+    #[serde(default = "gw_slow_consumer_drain_bytes")]
+    pub slow_consumer_drain_bytes: usize,
+    /// How long shutdown waits for outputs and buffered writes, and a closing connection for
+    /// its last frames to be written, in milliseconds.
+    #[serde(default = "gw_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
     /// API key pairs for the web edge's Upbit-compatible Open API (docs/upbit-api.md): each
     /// acts for one user login of `accounts`.
     #[serde(default)]
@@ -155,6 +187,33 @@ fn gw_login_backoff_max_ms() -> u64 {
 fn gw_login_addrs_tracked() -> usize {
     1024
 }
+fn gw_retransmit_msgs() -> usize {
+    4096
+}
+fn gw_in_bytes() -> usize {
+    16 << 10
+}
+fn gw_out_bytes() -> usize {
+    256 << 10
+}
+fn gw_heartbeat_default_ms() -> u64 {
+    1_000
+}
+fn gw_heartbeat_timeouts() -> u32 {
+    3
+}
+fn gw_msgs_per_sec_max() -> u64 {
+    2_000_000
+}
+fn gw_slow_consumer_timeout_ms() -> u64 {
+    2_000
+}
+fn gw_slow_consumer_drain_bytes() -> usize {
+    16 << 10
+}
+fn gw_drain_timeout_ms() -> u64 {
+    2_000
+}
 
 impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
@@ -170,6 +229,15 @@ impl Default for GatewayConfig {
             login_backoff_first_ms: gw_login_backoff_first_ms(),
             login_backoff_max_ms: gw_login_backoff_max_ms(),
             login_addrs_tracked: gw_login_addrs_tracked(),
+            retransmit_msgs: gw_retransmit_msgs(),
+            in_bytes: gw_in_bytes(),
+            out_bytes: gw_out_bytes(),
+            heartbeat_default_ms: gw_heartbeat_default_ms(),
+            heartbeat_timeouts: gw_heartbeat_timeouts(),
+            msgs_per_sec_max: gw_msgs_per_sec_max(),
+            slow_consumer_timeout_ms: gw_slow_consumer_timeout_ms(),
+            slow_consumer_drain_bytes: gw_slow_consumer_drain_bytes(),
+            drain_timeout_ms: gw_drain_timeout_ms(),
             api_keys: Vec::new(),
         }
     }

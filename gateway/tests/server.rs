@@ -1064,6 +1064,106 @@ fn table_bounds_that_do_not_fit_are_refused_at_start() {
     assert!(bad(&|c| c.prelogin_per_addr_max = c.prelogin_max + 1).contains("prelogin"));
     assert!(bad(&|c| c.retransmit_msgs = 300).contains("retransmit_msgs"));
     assert!(bad(&|c| c.sessions_per_account_max = 0).contains("sessions_per_account_max"));
+    assert!(bad(&|c| c.retransmit_msgs = 1 << 21).contains("retransmit_msgs"));
+    assert!(bad(&|c| c.out_bytes = 1 << 30).contains("out_bytes"));
+    assert!(bad(&|c| c.in_bytes = 100).contains("in_bytes"));
+    assert!(bad(&|c| c.heartbeat_default = Duration::from_millis(99))
+        .contains("heartbeat_default_ms = 99"));
+    assert!(
+        bad(&|c| c.heartbeat_default = Duration::from_secs(61)).contains("heartbeat_default_ms")
+    );
+    assert!(
+        bad(&|c| c.slow_consumer_timeout = Duration::ZERO).contains("slow_consumer_timeout_ms = 0")
+    );
+    assert!(bad(&|c| c.slow_consumer_drain_bytes = 0).contains("slow_consumer_drain_bytes = 0"));
+    assert!(bad(&|c| c.drain_timeout = Duration::ZERO).contains("drain_timeout_ms = 0"));
+    assert!(bad(&|c| c.msgs_per_sec_max = 0).contains("msgs_per_sec_max"));
+    // Each bound's edge starts.
+    let edges = |c: &mut ServerConfig| {
+        c.heartbeat_default = Duration::from_millis(100);
+        c.slow_consumer_timeout = Duration::from_millis(40);
+        c.slow_consumer_drain_bytes = 1;
+        c.drain_timeout = Duration::from_millis(20);
+    };
+    let mut sc = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        config.gateway.accounts.clone(),
+    );
+    edges(&mut sc);
+    server::start(sc, EngineBackend::new(&config).unwrap())
+        .unwrap()
+        .shutdown()
+        .unwrap();
+}
+
+#[test]
+fn every_gateway_limit_comes_from_the_toml() {
+    let toml = format!(
+        "{}\n[gateway]\nretransmit_msgs = 5000\nin_bytes = 20000\nout_bytes = 300000\n\
+         heartbeat_default_ms = 1500\nheartbeat_timeouts = 4\nmsgs_per_sec_max = 777\n\
+         slow_consumer_timeout_ms = 2500\nslow_consumer_drain_bytes = 4096\n\
+         drain_timeout_ms = 900\n",
+        ringbook_engine::config::DEFAULT_CONFIG_TOML
+    );
+    let config = Config::from_toml_str(&toml).unwrap();
+    let sc = ServerConfig::from_config("127.0.0.1:0".parse().unwrap(), &config.gateway);
+    assert_eq!(
+        (sc.retransmit_msgs, sc.in_bytes, sc.out_bytes),
+        (5000, 20_000, 300_000)
+    );
+    assert_eq!(
+        (
+            sc.heartbeat_default,
+            sc.heartbeat_timeouts,
+            sc.msgs_per_sec_max
+        ),
+        (Duration::from_millis(1500), 4, 777)
+    );
+    assert_eq!(
+        (
+            sc.slow_consumer_timeout,
+            sc.slow_consumer_drain_bytes,
+            sc.drain_timeout
+        ),
+        (
+            Duration::from_millis(2500),
+            4096,
+            Duration::from_millis(900)
+        )
+    );
+    // The defaults of the config file are the server's own.
+    let d = ServerConfig::from_config("127.0.0.1:0".parse().unwrap(), &Config::default().gateway);
+    let n = ServerConfig::new("127.0.0.1:0".parse().unwrap(), d.accounts.clone());
+    assert_eq!(
+        (
+            d.retransmit_msgs,
+            d.in_bytes,
+            d.out_bytes,
+            d.heartbeat_default
+        ),
+        (
+            n.retransmit_msgs,
+            n.in_bytes,
+            n.out_bytes,
+            n.heartbeat_default
+        )
+    );
+    assert_eq!(
+        (
+            d.heartbeat_timeouts,
+            d.msgs_per_sec_max,
+            d.slow_consumer_timeout
+        ),
+        (
+            n.heartbeat_timeouts,
+            n.msgs_per_sec_max,
+            n.slow_consumer_timeout
+        )
+    );
+    assert_eq!(
+        (d.slow_consumer_drain_bytes, d.drain_timeout),
+        (n.slow_consumer_drain_bytes, n.drain_timeout)
+    );
 }
 
 #[test]

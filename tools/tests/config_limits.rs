@@ -148,6 +148,21 @@ fn gateway_and_web_sizes_beyond_their_maxima_are_refused_naming_the_key() {
         ("gateway", "prelogin_max", "prelogin_max"),
         ("gateway", "login_addrs_tracked", "login_addrs_tracked"),
         ("gateway", "conns_max", "conns_max"),
+        ("gateway", "retransmit_msgs", "retransmit_msgs"),
+        ("gateway", "in_bytes", "in_bytes"),
+        ("gateway", "out_bytes", "out_bytes"),
+        ("gateway", "heartbeat_default_ms", "heartbeat_default_ms"),
+        (
+            "gateway",
+            "slow_consumer_timeout_ms",
+            "slow_consumer_timeout_ms",
+        ),
+        (
+            "gateway",
+            "slow_consumer_drain_bytes",
+            "slow_consumer_drain_bytes",
+        ),
+        ("gateway", "drain_timeout_ms", "drain_timeout_ms"),
     ];
     for (section, key, named) in cases {
         let config = config_with(dir.path(), |c| {

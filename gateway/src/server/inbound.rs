@@ -13,7 +13,10 @@ use super::backpressure::Pending;
 use super::bridge::{WebBridge, WebOp, WebOutKind, WebOutput, WebRequest};
 use super::limits::source_key;
 use super::stats::Suppressed;
-use super::{Core, Stats, OPEN_ORDERS_REPLY_MAX, REFERENCE_REPLY_MAX, WEB_SESSION};
+use super::{
+    Core, Stats, HEARTBEAT_MAX, HEARTBEAT_MIN, OPEN_ORDERS_REPLY_MAX, REFERENCE_REPLY_MAX,
+    WEB_SESSION,
+};
 use crate::protocol::marketdata::MdRequest;
 use crate::protocol::{name32_str, ClientMsg, ReferenceData, ServerMsg};
 
@@ -387,7 +390,7 @@ impl<B: Backend> Core<B> {
         let heartbeat = if l.heartbeat_ms == 0 {
             self.config.heartbeat_default
         } else {
-            Duration::from_millis(u64::from(l.heartbeat_ms.clamp(100, 60_000)))
+            Duration::from_millis(u64::from(l.heartbeat_ms)).clamp(HEARTBEAT_MIN, HEARTBEAT_MAX)
         };
         let conn = &mut self.conns[c];
         conn.session = Some(s);

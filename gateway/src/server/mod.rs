@@ -144,8 +144,12 @@ pub struct ServerConfig {
     pub msgs_per_sec_max: u64,
     /// How long a connection may stay paused on its outbound backlog (reading stopped, the
     /// client taking nothing: no write succeeds and the socket's kernel send queue shrinks by
-    /// less than 16 KiB) before it is disconnected as a slow consumer.
+    /// less than `slow_consumer_drain_bytes`) before it is disconnected as a slow consumer.
     pub slow_consumer_timeout: Duration,
+    /// What a paused client must take of its socket's queued bytes per
+    /// `slow_consumer_timeout`, when no write of the gateway's succeeds meanwhile, not to be
+    /// cut off (16 KiB).
+    pub slow_consumer_drain_bytes: usize,
     /// How long shutdown waits for outputs and buffered writes.
     pub drain_timeout: Duration,
     /// Currencies in the engine's configuration: a balances reply is one message per
@@ -172,6 +176,18 @@ pub const CONNS_MAX: usize = 4096;
 pub const SESSIONS_MAX: usize = 4 * CONNS_MAX;
 /// The most source addresses with a failed-login tally of their own (`login_addrs_tracked`).
 pub const LOGIN_ADDRS_TRACKED_MAX: usize = 1 << 20;
+/// The most frames a session's retransmission ring holds (`retransmit_msgs`).
+pub const RETRANSMIT_MSGS_MAX: usize = 1 << 20;
+/// The largest inbound or outbound buffer of a connection, and the largest
+/// `slow_consumer_drain_bytes`.
+pub const BUFFER_BYTES_MAX: usize = 64 << 20;
+/// The shortest and longest heartbeat interval a client may ask for at login (and the
+/// server's default may be).
+pub const HEARTBEAT_MIN: Duration = Duration::from_millis(100);
+/// See [`HEARTBEAT_MIN`].
+pub const HEARTBEAT_MAX: Duration = Duration::from_secs(60);
+/// The longest slow-consumer and drain timeouts.
+pub const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 
 impl ServerConfig {
     /// Defaults for `listen` with these accounts.
@@ -194,6 +210,7 @@ impl ServerConfig {
             login_timeout: Duration::from_secs(2),
             msgs_per_sec_max: 2_000_000,
             slow_consumer_timeout: Duration::from_secs(2),
+            slow_consumer_drain_bytes: 16 << 10,
             drain_timeout: Duration::from_secs(2),
             currencies: 16,
             reference: None,
@@ -211,6 +228,15 @@ impl ServerConfig {
         c.login_timeout = Duration::from_millis(gw.login_timeout_ms);
         c.sessions_max = gw.sessions_max;
         c.sessions_per_account_max = gw.sessions_per_account_max;
+        c.retransmit_msgs = gw.retransmit_msgs;
+        c.in_bytes = gw.in_bytes;
+        c.out_bytes = gw.out_bytes;
+        c.heartbeat_default = Duration::from_millis(gw.heartbeat_default_ms);
+        c.heartbeat_timeouts = gw.heartbeat_timeouts;
+        c.msgs_per_sec_max = gw.msgs_per_sec_max;
+        c.slow_consumer_timeout = Duration::from_millis(gw.slow_consumer_timeout_ms);
+        c.slow_consumer_drain_bytes = gw.slow_consumer_drain_bytes;
+        c.drain_timeout = Duration::from_millis(gw.drain_timeout_ms);
         c.throttle = ThrottleConfig {
             failures_free: gw.login_failures_free,
             backoff_first: Duration::from_millis(gw.login_backoff_first_ms),
@@ -317,16 +343,66 @@ impl ServerConfig {
             ),
         )?;
         need(
-            self.in_bytes >= FRAME_BYTES_MAX && self.out_bytes >= 2 * FRAME_BYTES_MAX,
+            self.retransmit_msgs <= RETRANSMIT_MSGS_MAX,
             format!(
-                "in_bytes must hold a frame ({FRAME_BYTES_MAX}) and out_bytes two (in_bytes = \
-                 {}, out_bytes = {})",
-                self.in_bytes, self.out_bytes
+                "retransmit_msgs = {} must be at most {RETRANSMIT_MSGS_MAX}",
+                self.retransmit_msgs
+            ),
+        )?;
+        need(
+            (FRAME_BYTES_MAX..=BUFFER_BYTES_MAX).contains(&self.in_bytes),
+            format!(
+                "in_bytes = {} must be in {FRAME_BYTES_MAX}..={BUFFER_BYTES_MAX} (it holds a \
+                 frame at least)",
+                self.in_bytes
+            ),
+        )?;
+        need(
+            (2 * FRAME_BYTES_MAX..=BUFFER_BYTES_MAX).contains(&self.out_bytes),
+            format!(
+                "out_bytes = {} must be in {}..={BUFFER_BYTES_MAX} (it holds two frames at \
+                 least)",
+                self.out_bytes,
+                2 * FRAME_BYTES_MAX
             ),
         )?;
         need(
             !self.login_timeout.is_zero() && self.heartbeat_timeouts >= 1,
             "login_timeout and heartbeat_timeouts must be above zero".into(),
+        )?;
+        need(
+            (HEARTBEAT_MIN..=HEARTBEAT_MAX).contains(&self.heartbeat_default),
+            format!(
+                "heartbeat_default_ms = {} must be in {}..={} (the range a client may ask for)",
+                self.heartbeat_default.as_millis(),
+                HEARTBEAT_MIN.as_millis(),
+                HEARTBEAT_MAX.as_millis()
+            ),
+        )?;
+        need(
+            (2 * TICK..=TIMEOUT_MAX).contains(&self.slow_consumer_timeout),
+            format!(
+                "slow_consumer_timeout_ms = {} must be in {}..={}",
+                self.slow_consumer_timeout.as_millis(),
+                (2 * TICK).as_millis(),
+                TIMEOUT_MAX.as_millis()
+            ),
+        )?;
+        need(
+            (1..=BUFFER_BYTES_MAX).contains(&self.slow_consumer_drain_bytes),
+            format!(
+                "slow_consumer_drain_bytes = {} must be in 1..={BUFFER_BYTES_MAX}",
+                self.slow_consumer_drain_bytes
+            ),
+        )?;
+        need(
+            (TICK..=TIMEOUT_MAX).contains(&self.drain_timeout),
+            format!(
+                "drain_timeout_ms = {} must be in {}..={}",
+                self.drain_timeout.as_millis(),
+                TICK.as_millis(),
+                TIMEOUT_MAX.as_millis()
+            ),
         )?;
         need(
             self.msgs_per_sec_max >= 1,

@@ -10,9 +10,6 @@ use super::backend::{self, Backend};
 use super::limits;
 use super::{Core, Stats};
 
-/// What a paused client must take of its socket's queued bytes per `slow_consumer_timeout`,
-/// when no write of the gateway's succeeds meanwhile, not to be cut off as a slow consumer.
-pub(crate) const DRAIN_MIN_BYTES: usize = 16 << 10;
 use crate::protocol::ServerMsg;
 
 impl<B: Backend> Core<B> {
@@ -67,7 +64,7 @@ impl<B: Backend> Core<B> {
                     // Linux reports a full socket writable again only once a good part of its
                     // send buffer (autotuned up to megabytes) has drained, so a client reading
                     // slowly but steadily can go seconds without a write of ours succeeding:
-                    // the kernel's send queue shrinking by `DRAIN_MIN_BYTES` since the last
+                    // the kernel's send queue shrinking by `slow_consumer_drain_bytes` since the last
                     // write or credit is taken output too (such a reader was cut off at ~2 s:
                     // a red-team finding). One that reads nothing leaves the queue as it is,
                     // and one that trickles less than that per timeout is still cut off. Looked
@@ -76,6 +73,7 @@ impl<B: Backend> Core<B> {
                     // the start of a pause (where the queue stands then: the client's whole
                     // timeout counts), and when the cut is due (what it took until then).
                     let timeout = self.config.slow_consumer_timeout;
+                    let drain_min = self.config.slow_consumer_drain_bytes;
                     if conn.kernel_queued == usize::MAX
                         || now.duration_since(conn.queue_looked) >= timeout / 4
                         || now.duration_since(conn.last_drain) > timeout
@@ -86,7 +84,7 @@ impl<B: Backend> Core<B> {
                         match queued {
                             // The first look since a write (or ever): where the queue stands.
                             Some(q) if conn.kernel_queued == usize::MAX => conn.kernel_queued = q,
-                            Some(q) if q + DRAIN_MIN_BYTES <= conn.kernel_queued => {
+                            Some(q) if q + drain_min <= conn.kernel_queued => {
                                 conn.last_drain = now;
                                 conn.kernel_queued = q;
                             }
