@@ -402,10 +402,82 @@ fn ledger_balances(c: &mut Client) {
         assert_eq!(held, net, "currency {cur}: held vs deposits - withdrawals");
         assert_eq!(total, "0", "currency {cur}: the whole ledger sums to zero");
     }
+    // A user's leg names one of that user's own orders, never the counterparty's (a trade's
+    // credit showed the other side's order id: a review finding); every trade leg names one.
+    let foreign: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ledger_legs l JOIN orders o ON o.order_id = l.order_id
+              WHERE l.user_id IS NOT NULL AND l.user_id <> o.user_id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign, 0, "legs naming another user's order");
+    let unnamed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ledger_legs
+              WHERE kind = 'trade' AND user_id IS NOT NULL AND order_id IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(unnamed, 0, "trade legs without an order");
 }
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")
+}
+
+/// A database projected before migration 4 (no `to_order_id`: a trade's credit named the
+/// counterparty's order) is upgraded in place: the migration fills the column from `trades`,
+/// and the legs equal a fresh projection's.
+#[test]
+fn migration_4_names_each_trade_legs_own_order_in_a_database_projected_before_it() {
+    let admin = admin_url();
+    let db = TestDb::new(&admin, "mig4");
+    let tmp = tempdir();
+    let dir = tmp.path().join("journal");
+    journal(&dir, &script(7, 2_000, 0));
+    ok(&project(&dir, &db.url, &["--once"]));
+    let mut c = db.client();
+    let legs = |c: &mut Client| -> Vec<(i64, i32, i16, Option<i64>)> {
+        c.query(
+            "SELECT seq, entry, leg, order_id FROM ledger_legs ORDER BY seq, entry, leg",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+    };
+    let fresh = legs(&mut c);
+    // Back to the schema before migration 4, with what the old projector wrote.
+    c.batch_execute(
+        "DROP VIEW ledger_legs;
+         ALTER TABLE ledger DROP COLUMN to_order_id;
+         CREATE VIEW ledger_legs AS
+             SELECT seq, entry, 1::smallint AS leg, ts, kind, currency_id, from_account AS account,
+                    from_user_id AS user_id, -amount AS amount, symbol_id, order_id, trade_id,
+                    withdrawal_id
+               FROM ledger WHERE seq <= (SELECT last_seq FROM projection_state WHERE id = 1)
+             UNION ALL
+             SELECT seq, entry, 2::smallint AS leg, ts, kind, currency_id, to_account AS account,
+                    to_user_id AS user_id, amount, symbol_id, order_id, trade_id, withdrawal_id
+               FROM ledger WHERE seq <= (SELECT last_seq FROM projection_state WHERE id = 1);
+         DELETE FROM ringbook_schema_migrations WHERE version = 4;",
+    )
+    .unwrap();
+    let old = legs(&mut c);
+    let named_other = old.iter().zip(&fresh).filter(|(o, f)| o != f).count();
+    assert!(
+        named_other > 100,
+        "the old view names the counterparty's order ({named_other})"
+    );
+    let text = ok(&project(&dir, &db.url, &["--once"]));
+    assert!(text.contains("caught up at sequence"), "{text}");
+    assert_eq!(legs(&mut c), fresh);
+    ledger_balances(&mut c);
+    verify_clean(&dir, &db.url);
 }
 
 #[test]

@@ -741,8 +741,8 @@ fn write_ledger(client: &mut Client, batch: &Batch) -> Result<(), ProjectionErro
     if !batch.ledger.is_empty() {
         let w = tx.copy_in(
             "COPY ledger (seq, entry, ts, kind, currency_id, from_account, from_user_id,
-                          to_account, to_user_id, amount, symbol_id, order_id, trade_id,
-                          withdrawal_id) FROM STDIN BINARY",
+                          to_account, to_user_id, amount, symbol_id, order_id, to_order_id,
+                          trade_id, withdrawal_id) FROM STDIN BINARY",
         )?;
         let mut w = BinaryCopyInWriter::new(
             w,
@@ -758,6 +758,7 @@ fn write_ledger(client: &mut Client, batch: &Batch) -> Result<(), ProjectionErro
                 T::INT8,
                 T::INT8,
                 T::INT2,
+                T::INT8,
                 T::INT8,
                 T::INT8,
                 T::INT8,
@@ -777,6 +778,7 @@ fn write_ledger(client: &mut Client, batch: &Batch) -> Result<(), ProjectionErro
                 &l.amount,
                 &l.symbol.map(|s| s as i16),
                 &opt_big(l.order_id)?,
+                &opt_big(l.to_order_id)?,
                 &opt_big(l.trade_id)?,
                 &opt_big(l.withdrawal_id)?,
             ])?;

@@ -83,6 +83,9 @@ pub struct LedgerRow {
     pub amount: i64,
     pub symbol: Option<u16>,
     pub order_id: Option<u64>,
+    /// The `to` leg's order when it is not `order_id` (a trade's transfer: the paid
+    /// counterparty's).
+    pub to_order_id: Option<u64>,
     pub trade_id: Option<u64>,
     pub withdrawal_id: Option<u64>,
 }
@@ -350,6 +353,7 @@ impl Mapper {
                         Refs {
                             symbol: Some(o.symbol.0),
                             order_id: Some(order_id.0),
+                            to_order_id: None,
                             ..Refs::default()
                         },
                     )?;
@@ -405,6 +409,7 @@ impl Mapper {
                             Refs {
                                 symbol: Some(symbol.0),
                                 order_id: Some(order_id.0),
+                                to_order_id: None,
                                 ..Refs::default()
                             },
                         )?;
@@ -444,6 +449,7 @@ impl Mapper {
                     let refs = Refs {
                         symbol: Some(symbol.0),
                         order_id: Some(order_id.0),
+                        to_order_id: None,
                         ..Refs::default()
                     };
                     if new > old {
@@ -741,8 +747,14 @@ impl Mapper {
         let refs = |order: u64| Refs {
             symbol: Some(t.symbol.0),
             order_id: Some(order),
+            to_order_id: None,
             trade_id: Some(t.trade_id.0),
             withdrawal_id: None,
+        };
+        // A transfer between buyer and seller: each leg names its own user's order.
+        let between = |from: u64, to: u64| Refs {
+            to_order_id: Some(to),
+            ..refs(from)
         };
         let n = amount(notional)?;
         let b = amount(base)?;
@@ -756,7 +768,7 @@ impl Mapper {
                 ("locked", Some(buyer.user), -n),
                 ("available", Some(seller.user), n),
             ],
-            refs(buyer.order_id.0),
+            between(buyer.order_id.0, seller.order_id.0),
         )?;
         // The base leg: the seller's locked base goes to the buyer.
         self.entry2(
@@ -768,7 +780,7 @@ impl Mapper {
                 ("locked", Some(seller.user), -b),
                 ("available", Some(buyer.user), b),
             ],
-            refs(seller.order_id.0),
+            between(seller.order_id.0, buyer.order_id.0),
         )?;
         // Fees: the buyer's from its lock, the seller's from its proceeds.
         if buyer.fee > 0 {
@@ -921,6 +933,7 @@ impl Mapper {
             amount,
             symbol: refs.symbol,
             order_id: refs.order_id,
+            to_order_id: refs.to_order_id,
             trade_id: refs.trade_id,
             withdrawal_id: refs.withdrawal_id,
         });
@@ -931,7 +944,10 @@ impl Mapper {
 #[derive(Clone, Copy, Debug, Default)]
 struct Refs {
     symbol: Option<u16>,
+    /// The order of the paying (`from`) leg, and of the paid (`to`) leg when that is another's
+    /// (a trade's transfer between buyer and seller).
     order_id: Option<u64>,
+    to_order_id: Option<u64>,
     trade_id: Option<u64>,
     withdrawal_id: Option<u64>,
 }

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "journal digest",
         sql: include_str!("../migrations/0003_journal_digest.sql"),
     },
+    Migration {
+        version: 4,
+        name: "ledger leg orders",
+        sql: include_str!("../migrations/0004_ledger_leg_orders.sql"),
+    },
 ];
 
 /// The tables the projection owns, in creation order (dropped in reverse by `--rebuild`).
