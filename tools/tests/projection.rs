@@ -1668,11 +1668,29 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
     ]);
     let base = web_base(&mut srv);
     trade_flow(srv.addr, 60);
-    // 2 deposits and 120 orders: wait until the projection has them.
+    // Then a self-trade (the default STP mode is NONE): only bob bids, so his sell at 14 000
+    // takes his own best bid — the bid at 14 000 he places first, or a higher one left over.
+    {
+        use ringbook_engine::prelude::*;
+        let mut bob = ringbook_client::Client::connect(srv.addr).unwrap();
+        bob.login("bob", "bob-demo", 2, false).unwrap();
+        for (coid, side) in [(1000, Side::Buy), (1001, Side::Sell)] {
+            let o = NewOrder::limit(
+                UserId(2),
+                SymbolId(0),
+                ClientOrderId(coid),
+                side,
+                Price(14_000),
+                Qty(1),
+            );
+            place(&mut bob, o);
+        }
+    }
+    // 2 deposits and 122 orders: wait until the projection has them.
     let mut c = db.client();
     let deadline = Instant::now() + support::WAIT;
     loop {
-        if committed(&mut c) >= 122 {
+        if committed(&mut c) >= 124 {
             break;
         }
         assert!(
@@ -1683,13 +1701,23 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         std::thread::sleep(Duration::from_millis(50));
     }
     // What the tables hold (the server is idle now), read before the HTTP client's runtime runs.
+    // Bob's sides of trades: a self-trade counts twice.
     let want: i64 = c
         .query_one(
-            "SELECT count(*) FROM trades WHERE maker_user_id = 2 OR taker_user_id = 2",
+            "SELECT (SELECT count(*) FROM trades WHERE maker_user_id = 2)
+                  + (SELECT count(*) FROM trades WHERE taker_user_id = 2)",
             &[],
         )
         .unwrap()
         .get(0);
+    let selfs: i64 = c
+        .query_one(
+            "SELECT count(*) FROM trades WHERE maker_user_id = 2 AND taker_user_id = 2",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(selfs, 1, "the self-trade");
     let (available, locked): (i64, i64) = {
         let r = c
             .query_one(
@@ -1728,7 +1756,7 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         assert_eq!(m.get("ringbook_projection_db_errors_total"), 0, "{}", m.0);
         m.assert_lag_is_submitted_minus_committed();
         if m.get("ringbook_projection_lag_commands") == 0 {
-            assert!(committed >= 122, "{}", m.0);
+            assert!(committed >= 124, "{}", m.0);
             break;
         }
         assert!(
@@ -1752,11 +1780,10 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         // Orders: newest first, every one once, across pages of 7.
         let orders = pages(&http, &base, "/api/v1/history/orders", &bob, "orders", 7).await;
         let seqs: Vec<i64> = orders.iter().map(|o| o["seq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs.len(), 60);
+        assert_eq!(seqs.len(), 62);
         assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
-        assert!(orders
-            .iter()
-            .all(|o| o["side"] == "BUY" && o["symbol"] == "BTC-KRW"));
+        assert!(orders.iter().all(|o| o["symbol"] == "BTC-KRW"));
+        assert_eq!(orders.iter().filter(|o| o["side"] == "SELL").count(), 1);
         // Filtered by time: the first ten orders' creation times.
         let mut ts: Vec<i64> = orders
             .iter()
@@ -1771,13 +1798,33 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
         let trades = pages(&http, &base, "/api/v1/history/trades", &bob, "trades", 9).await;
         assert!(want > 0);
         assert_eq!(trades.len() as i64, want);
-        let mut keys: Vec<(i64, i64)> = trades
+        let mut keys: Vec<(i64, i64, String)> = trades
             .iter()
-            .map(|t| (t["seq"].as_i64().unwrap(), t["trade_id"].as_i64().unwrap()))
+            .map(|t| {
+                let liquidity = t["liquidity"].as_str().unwrap().to_string();
+                (
+                    t["seq"].as_i64().unwrap(),
+                    t["trade_id"].as_i64().unwrap(),
+                    liquidity,
+                )
+            })
             .collect();
         keys.dedup();
         assert_eq!(keys.len(), trades.len());
-        assert!(trades
+        // The self-trade shows both of bob's sides, the taking sell first (newest first, so at
+        // the top), each with its own order; every other trade is one of bob's buys taking.
+        let (sell, bid) = (&trades[0], &trades[1]);
+        assert_eq!(
+            (&sell["side"], &sell["liquidity"]),
+            (&"SELL".into(), &"TAKER".into())
+        );
+        assert_eq!(
+            (&bid["side"], &bid["liquidity"]),
+            (&"BUY".into(), &"MAKER".into())
+        );
+        assert_eq!(sell["trade_id"], bid["trade_id"]);
+        assert_ne!(sell["order_id"], bid["order_id"]);
+        assert!(trades[2..]
             .iter()
             .all(|t| t["side"] == "BUY" && t["liquidity"] == "TAKER"));
 
@@ -1824,7 +1871,7 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
             "orders?cursor=x-y",
             "trades?cursor=l-3-1-2",
             "ledger?cursor=l-4000-4294967297-2",
-            "trades?cursor=t-9-70000-4",
+            "trades?cursor=t-9-70000-4-1",
             "orders?limit=0",
             "ledger?limit=1001",
         ] {

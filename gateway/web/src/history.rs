@@ -246,22 +246,30 @@ impl std::fmt::Display for OrdersCursor {
     }
 }
 
-/// Where a page of `/history/trades` ends: the last trade's `(seq, symbol_id, trade_id)`.
+/// Where a page of `/history/trades` ends: the last item's `(seq, symbol_id, trade_id,
+/// taker)`, `taker` 1 for the user's taking side and 0 for its resting side (a self-trade is
+/// both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct TradesCursor {
     seq: i64,
     symbol: i16,
     trade_id: i64,
+    taker: i16,
 }
 
 impl TradesCursor {
     fn parse(c: &str) -> Result<Self, ApiError> {
         let f = Feed::Trades;
-        let [seq, symbol, trade_id] = f.split(c)?;
+        let [seq, symbol, trade_id, taker] = f.split(c)?;
+        let taker = f.part(c, "side", taker)?;
+        if taker > 1 {
+            return Err(f.foreign(c));
+        }
         Ok(TradesCursor {
             seq: f.part(c, "seq", seq)?,
             symbol: f.part(c, "symbol id", symbol)?,
             trade_id: f.part(c, "trade id", trade_id)?,
+            taker,
         })
     }
 }
@@ -269,7 +277,11 @@ impl TradesCursor {
 impl std::fmt::Display for TradesCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = Feed::Trades.tag();
-        write!(f, "{t}-{}-{}-{}", self.seq, self.symbol, self.trade_id)
+        write!(
+            f,
+            "{t}-{}-{}-{}-{}",
+            self.seq, self.symbol, self.trade_id, self.taker
+        )
     }
 }
 
@@ -394,7 +406,7 @@ pub(crate) async fn orders(
 }
 
 /// `GET /api/v1/history/trades?symbol=&from=&to=&cursor=&limit=`: the user's trades (as maker
-/// or taker), newest first, in `[from, to)`.
+/// or taker; a self-trade as both), newest first, in `[from, to)`.
 pub(crate) async fn trades(
     State(st): State<Shared>,
     a: Authed,
@@ -406,25 +418,36 @@ pub(crate) async fn trades(
     let (from, to) = (int(&q, "from")?, int(&q, "to")?);
     let c = cursor(&q, TradesCursor::parse)?;
     let (c_seq, c_sym, c_id) = (c.map(|c| c.seq), c.map(|c| c.symbol), c.map(|c| c.trade_id));
+    let c_taker = c.map(|c| c.taker);
     let limit = limit(&q)?;
+    // One row per side the user was on: a self-trade (the user's order took the user's own
+    // resting one) is two, its taker side first.
     let (rows, seq) = query(
-        "SELECT seq, symbol_id, trade_id, ts, price, qty, notional, aggressor_side,
-                maker_order_id, maker_user_id, maker_fee, taker_order_id, taker_user_id, taker_fee
-           FROM trades
-          WHERE (maker_user_id = $1 OR taker_user_id = $1)
-            AND ($2::smallint IS NULL OR symbol_id = $2)
+        "SELECT seq, symbol_id, trade_id, ts, price, qty, notional, aggressor_side, order_id,
+                fee, taker
+           FROM (SELECT seq, symbol_id, trade_id, ts, price, qty, notional, aggressor_side,
+                        taker_order_id AS order_id, taker_fee AS fee, 1::smallint AS taker
+                   FROM trades WHERE taker_user_id = $1
+                 UNION ALL
+                 SELECT seq, symbol_id, trade_id, ts, price, qty, notional, aggressor_side,
+                        maker_order_id, maker_fee, 0::smallint
+                   FROM trades WHERE maker_user_id = $1) AS mine
+          WHERE ($2::smallint IS NULL OR symbol_id = $2)
             AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4)
-            AND ($5::bigint IS NULL OR (seq, symbol_id, trade_id) < ($5, $6::smallint, $7))
-            AND seq <= $9
-          ORDER BY seq DESC, symbol_id DESC, trade_id DESC LIMIT $8",
-        &[&user, &symbol, &from, &to, &c_seq, &c_sym, &c_id, &limit],
+            AND ($5::bigint IS NULL
+                 OR (seq, symbol_id, trade_id, taker) < ($5, $6::smallint, $7, $8::smallint))
+            AND seq <= $10
+          ORDER BY seq DESC, symbol_id DESC, trade_id DESC, taker DESC LIMIT $9",
+        &[
+            &user, &symbol, &from, &to, &c_seq, &c_sym, &c_id, &c_taker, &limit,
+        ],
         true,
     )
     .await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let taker = r.get::<_, i64>(12) == user;
+            let taker = r.get::<_, i16>(10) == 1;
             let aggressor: &str = r.get(7);
             let side = match (taker, aggressor) {
                 (true, s) => s,
@@ -442,8 +465,8 @@ pub(crate) async fn trades(
                 "aggressor_side": aggressor,
                 "side": side,
                 "liquidity": if taker { "TAKER" } else { "MAKER" },
-                "order_id": if taker { r.get::<_, i64>(11) } else { r.get::<_, i64>(8) },
-                "fee": if taker { r.get::<_, i64>(13) } else { r.get::<_, i64>(10) },
+                "order_id": r.get::<_, i64>(8),
+                "fee": r.get::<_, i64>(9),
             })
         })
         .collect();
@@ -454,6 +477,7 @@ pub(crate) async fn trades(
                     seq: r.get(0),
                     symbol: r.get(1),
                     trade_id: r.get(2),
+                    taker: r.get(10),
                 }
                 .to_string()
             })
@@ -638,9 +662,10 @@ mod tests {
             seq: 9,
             symbol: 0,
             trade_id: 4,
+            taker: 1,
         };
-        assert_eq!(t.to_string(), "t-9-0-4");
-        assert_eq!(TradesCursor::parse("t-9-0-4").unwrap(), t);
+        assert_eq!(t.to_string(), "t-9-0-4-1");
+        assert_eq!(TradesCursor::parse("t-9-0-4-1").unwrap(), t);
         let l = LedgerCursor {
             seq: 3,
             entry: 1,
@@ -654,11 +679,13 @@ mod tests {
                 seq: 0,
                 symbol: 0,
                 trade_id: 0,
+                taker: 0,
             },
             TradesCursor {
                 seq: i64::MAX,
                 symbol: i16::MAX,
                 trade_id: i64::MAX,
+                taker: 1,
             },
         ] {
             assert_eq!(TradesCursor::parse(&t.to_string()).unwrap(), t);
@@ -702,9 +729,12 @@ mod tests {
             assert!(m.contains(part) && m.contains("out of range"), "{c}: {m}");
         }
         for (c, part) in [
-            ("t-9-70000-4", "symbol id 70000"),
-            ("t-9-32768-4", "symbol id 32768"),
-            ("t-9-0-9223372036854775808", "trade id 9223372036854775808"),
+            ("t-9-70000-4-1", "symbol id 70000"),
+            ("t-9-32768-4-0", "symbol id 32768"),
+            (
+                "t-9-0-9223372036854775808-1",
+                "trade id 9223372036854775808",
+            ),
         ] {
             let m = bad(TradesCursor::parse(c));
             assert!(m.contains(part) && m.contains("out of range"), "{c}: {m}");
@@ -721,8 +751,12 @@ mod tests {
             "cursor: \"l-3-1-2\" was returned by /api/v1/history/ledger, not \
              /api/v1/history/trades: a cursor pages only the endpoint that returned it"
         );
-        assert!(bad(LedgerCursor::parse("t-9-0-4")).contains("returned by /api/v1/history/trades"));
-        assert!(bad(OrdersCursor::parse("t-9-0-4")).contains("returned by /api/v1/history/trades"));
+        assert!(
+            bad(LedgerCursor::parse("t-9-0-4-1")).contains("returned by /api/v1/history/trades")
+        );
+        assert!(
+            bad(OrdersCursor::parse("t-9-0-4-1")).contains("returned by /api/v1/history/trades")
+        );
         assert!(bad(TradesCursor::parse("o-9")).contains("returned by /api/v1/history/orders"));
         assert!(bad(LedgerCursor::parse("o-9")).contains("returned by /api/v1/history/orders"));
         // Through the query, as the handlers take it.
@@ -768,13 +802,16 @@ mod tests {
             "3-1-2",
             "9-70000-4",
             "t-9-0",
-            "t-9-0-4-5",
-            "t-9--4",
-            "t-9-00-4",
-            "t-9-0-+4",
-            "t-9-0-4.0",
-            "T-9-0-4",
-            "tr-9-0-4",
+            "t-9-0-4", // the format before self-trades showed both sides
+            "t-9-0-4-1-5",
+            "t-9-0-4-2", // the side is 0 (maker) or 1 (taker)
+            "t-9-0-4-01",
+            "t-9--4-1",
+            "t-9-00-4-1",
+            "t-9-0-+4-1",
+            "t-9-0-4.0-1",
+            "T-9-0-4-1",
+            "tr-9-0-4-1",
         ] {
             not_ours(bad(TradesCursor::parse(c)), "/api/v1/history/trades");
         }
