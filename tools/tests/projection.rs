@@ -1878,6 +1878,19 @@ fn history_endpoints_paginate_orders_trades_and_the_ledger_from_the_projection()
             let (st, v) = get_json(&http, format!("{base}/api/v1/history/{bad}"), Some(&bob)).await;
             assert_eq!((st, v["code"].as_u64()), (400, Some(4001)), "{bad}: {v}");
         }
+        // Naming another user is refused, as everywhere in the API; naming oneself is fine.
+        for path in ["orders", "trades", "ledger"] {
+            let url = format!("{base}/api/v1/history/{path}?user=1");
+            let (st, v) = get_json(&http, url, Some(&bob)).await;
+            assert_eq!(
+                (st, v["reason"].as_str()),
+                (403, Some("NOT_YOUR_ACCOUNT")),
+                "{v}"
+            );
+            let url = format!("{base}/api/v1/history/{path}?user=2&limit=1");
+            let (st, v) = get_json(&http, url, Some(&bob)).await;
+            assert_eq!(st, 200, "{v}");
+        }
         let (st, v) = get_json(&http, format!("{base}/api/v1/history/orders"), None).await;
         assert_eq!(st, 401, "{v}");
     });

@@ -118,6 +118,79 @@ fn upbit_token(access: &str, secret: &str, nonce: &str) -> String {
     .unwrap()
 }
 
+/// An address over its rate limit is refused before its key is looked at: on Upbit's routes in
+/// Upbit's shape, with `Remaining-Req` of the route's group at 0 and `Retry-After` (it was the
+/// `/api` shape without `Remaining-Req`: a docs review finding); on `/api` routes as before.
+#[test]
+fn an_address_over_its_limit_is_refused_in_each_apis_own_shape() {
+    let dir = std::env::temp_dir().join(format!("ringbook-upbit-addr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let default = include_str!("../../engine/src/default_config.toml");
+    let config = format!(
+        "[web]
+addr_rps = 1
+addr_burst = 3
+{default}"
+    );
+    let (s, url) = support::serve_config(&dir, &config, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(support::WAIT)
+            .build()
+            .unwrap();
+        // Spend the address's burst (it refills at one a second: a bounded run reaches 429).
+        let mut n = 0;
+        loop {
+            let r = c.get(format!("{url}/v1/market/all")).send().await.unwrap();
+            if r.status() == 429 {
+                break;
+            }
+            assert_eq!(r.status(), 200);
+            n += 1;
+            assert!(n < 50, "the address's limit never answered 429");
+        }
+        let alice = upbit_token("alice-access-demo", "alice-secret-demo", "addr-1");
+        for (path, token, group) in [
+            ("/v1/ticker?markets=KRW-BTC", None, "market"),
+            ("/v1/candles/minutes/1?market=KRW-BTC", None, "market"),
+            ("/v1/accounts", Some(alice), "default"),
+        ] {
+            let mut rb = c.get(format!("{url}{path}"));
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            let header = |h: &str| r.headers().get(h).map(|v| v.to_str().unwrap().to_string());
+            let (rem, retry) = (header("remaining-req"), header("retry-after"));
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(
+                (status, v["error"]["name"].as_str()),
+                (429, Some("too_many_requests")),
+                "{path}: {v}"
+            );
+            let want = format!("group={group}; min=0; sec=0");
+            assert_eq!(rem.as_deref(), Some(want.as_str()), "{path}");
+            assert!(
+                retry.is_some_and(|s| s.parse::<u64>().unwrap() >= 1),
+                "{path}"
+            );
+        }
+        let r = c.get(format!("{url}/api/v1/symbols")).send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["reason"], "RATE_LIMITED", "{v}");
+    });
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Permissions, the per-account rate limit with `Remaining-Req`, replays and Upbit's error shape,
 /// on a server whose config makes carol's key read-only and the account limit tiny.
 #[test]

@@ -145,7 +145,11 @@ async fn edge_layer(
     let resp = 'r: {
         if !monitoring {
             if let Err(l) = st.limits.address(peer.ip(), now) {
-                break 'r limited(&st, l).into_response();
+                let e = limited(&st, l);
+                if upbit {
+                    break 'r crate::upbit::address_limited(e, path);
+                }
+                break 'r e.into_response();
             }
         }
         let bearer = req

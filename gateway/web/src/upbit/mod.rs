@@ -237,6 +237,34 @@ impl IntoResponse for UpbitError {
     }
 }
 
+/// A request to an Upbit route from an address over its rate limit (checked before anything
+/// else, the key included): Upbit's error shape and `Remaining-Req` — the quotation group
+/// (`market`) or the exchange group (`default`) by the route, with nothing left — besides the
+/// edge's `Retry-After`. (It was answered in the `/api` shape, without `Remaining-Req`: a
+/// docs review finding.)
+pub(crate) fn address_limited(e: ApiError, path: &str) -> Response {
+    let retry_after = e.retry_after;
+    let quotation = [
+        "/v1/market/",
+        "/v1/ticker",
+        "/v1/orderbook",
+        "/v1/trades/",
+        "/v1/candles/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
+        || path.starts_with("/websocket/v1");
+    let group = if quotation { "market" } else { "default" };
+    let mut r = UpbitError::from(e)
+        .with_remaining(Some(auth::remaining(group, 0)))
+        .into_response();
+    if let Some(secs) = retry_after {
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
 /// The Upbit routes, mounted by [`crate::api::router`] with one `.merge`.
 pub(crate) fn router(st: Shared) -> Router<Shared> {
     let up = Arc::new(Upbit::new(st));
