@@ -587,21 +587,29 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
             );
             let sent_count = Arc::new(AtomicU64::new(0));
             let done_sending = Arc::new(AtomicBool::new(false));
+            // This connection's receiver stops its own sender (the connection was lost, or is
+            // finished); `stop`, the run's, only when the whole run overstays. (One flag for
+            // both let the first connection to finish cut the others' last orders off: a
+            // paced run sent 99 955 of 100 000, a docs review finding.)
+            let halt = Arc::new(AtomicBool::new(false));
             // Sender: one order at each intended time, or back to back with --max.
             let sender = {
-                let (intended, sent_count, done_sending, stop, progress) = (
+                let (intended, sent_count, done_sending, progress) = (
                     intended.clone(),
                     sent_count.clone(),
                     done_sending.clone(),
-                    stop.clone(),
                     progress.clone(),
                 );
+                let (stop, halt) = (stop.clone(), halt.clone());
                 std::thread::spawn(move || {
                     let mut buf = Vec::with_capacity(64 * 256);
                     let end = send_deadline(start, seconds, max);
                     let mut i = 0u64;
                     let mut last_write = Instant::now();
-                    while i < per_conn_orders && !stop.load(Ordering::Relaxed) {
+                    while i < per_conn_orders
+                        && !stop.load(Ordering::Relaxed)
+                        && !halt.load(Ordering::Relaxed)
+                    {
                         let now = Instant::now();
                         if end.is_some_and(|e| now >= e) {
                             break;
@@ -701,7 +709,7 @@ fn run_orders(args: &Args) -> Result<Outcome, String> {
                     }
                 }
             }
-            stop.store(true, Ordering::Relaxed);
+            halt.store(true, Ordering::Relaxed);
             let _ = sender.join();
             out.sent = sent_count.load(Ordering::Relaxed);
             let _ = client.logout();

@@ -468,7 +468,18 @@ async fn subscriber(
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .map_err(|e| {
-            format!("subscriber {k}: connect: {e} (each subscriber is a socket: `ulimit -n`)")
+            // A 503 is the server refusing the connection (TOO_MANY_CONNECTIONS: all of them
+            // come from one address, so `[web] conns_per_addr` must exceed --subscribers); any
+            // other failure is more likely this process's own descriptor limit.
+            let hint = match &e {
+                tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 503 => {
+                    "the server refused it: every subscriber comes from this one address, so \
+                     the server's `[web] conns_per_addr` (and `conns_max`) must exceed \
+                     --subscribers (docs/operations.md)"
+                }
+                _ => "each subscriber is a socket: `ulimit -n`",
+            };
+            format!("subscriber {k}: connect: {e} ({hint})")
         })?;
     for ch in ["depth", "trades"] {
         ws.send(Message::Text(
