@@ -1926,6 +1926,17 @@ fn a_gtd_order_shows_its_expiry_and_expires_on_an_idle_server() {
             (200, Some("EXPIRED"), Some(0)),
             "{v}"
         );
+        // With its reason, by id too (it was null).
+        let (st, v) = call(
+            c.get(s.url(&format!("/api/v1/orders/{id}")))
+                .bearer_auth(&alice),
+        )
+        .await;
+        assert_eq!(
+            (st, v["status"].as_str(), v["reason"].as_str()),
+            (200, Some("EXPIRED"), Some("EXPIRED")),
+            "{v}"
+        );
         let (st, v) = call(c.get(s.url("/api/v1/balances")).bearer_auth(&alice)).await;
         assert_eq!(
             (st, balance(&v, "KRW")),

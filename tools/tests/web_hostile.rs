@@ -483,6 +483,46 @@ async fn close_code(ws: &mut Ws) -> u16 {
     }
 }
 
+/// A WebSocket upgrade beyond `ws_conns_max` is refused as a request (each API in its own
+/// shape), counted, and leaves its HTTP connection usable; a freed place is taken again.
+#[test]
+fn websocket_places_beyond_ws_conns_max_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, url) = support::serve_web(dir.path(), "ws_conns_max = 2", &[]);
+    let to = addr(&url);
+    rt().block_on(async {
+        let mut held = vec![ws(&url, "/ws").await, ws(&url, "/websocket/v1").await];
+        assert_eq!(metric(to, "ringbook_ws_refused_total").await, 0);
+        let upgrade = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+        };
+        let mut c = connect_from("127.0.0.1", to).await;
+        c.write_all(upgrade("/ws").as_bytes()).await.unwrap();
+        assert_eq!(read_answer(&mut c).await, 503);
+        // The same connection still serves a request.
+        assert_eq!(get(&mut c, "/health").await, 200);
+        c.write_all(upgrade("/websocket/v1").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut c).await, 429);
+        assert_eq!(metric(to, "ringbook_ws_refused_total").await, 2);
+        // A place given back is taken again (once the server has seen the close).
+        held.pop().unwrap().close(None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while metric(to, "ringbook_ws_connections").await > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the place is not given back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        held.push(ws(&url, "/ws").await);
+    });
+}
+
 #[test]
 fn websocket_misuse_gets_its_close_frame() {
     let dir = tempfile::tempdir().unwrap();

@@ -141,6 +141,8 @@ pub fn reject_text(code: RejectCode) -> String {
 pub fn finished_order(config: &Config, user: UserId, f: &FinishedOrder) -> Value {
     let (reason, code) = match f.status {
         OrderStatus::Cancelled(r) => (Some(r.name()), None),
+        // Its own status, with the reason the docs promise (it was null: a docs review finding).
+        OrderStatus::Expired => (Some(ringbook_engine::CancelReason::Expired.name()), None),
         OrderStatus::Rejected(c) => (Some(c.name()), Some(c.code())),
         _ => (None, None),
     };

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub ws_connections: AtomicU64,
     /// WebSocket connections closed because their private backlog overflowed.
     pub ws_overflows: AtomicU64,
+    /// WebSocket upgrades refused at `ws_conns_max` (both APIs).
+    pub ws_refused: AtomicU64,
     /// WebSocket messages queued to connections.
     pub ws_messages: AtomicU64,
     /// Web order submit → acknowledgement (journaled `Done`), microseconds.
@@ -63,6 +65,7 @@ impl Default for Metrics {
             bad_tokens: AtomicU64::new(0),
             ws_connections: AtomicU64::new(0),
             ws_overflows: AtomicU64::new(0),
+            ws_refused: AtomicU64::new(0),
             ws_messages: AtomicU64::new(0),
             order_ack_us: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
@@ -312,6 +315,13 @@ impl Metrics {
             "counter",
             "WebSocket connections closed because their private backlog overflowed",
             l(&self.ws_overflows),
+        );
+        metric(
+            &mut o,
+            "ringbook_ws_refused_total",
+            "counter",
+            "WebSocket upgrades refused because ws_conns_max were open (both APIs)",
+            l(&self.ws_refused),
         );
         metric(
             &mut o,

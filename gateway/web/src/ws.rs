@@ -174,6 +174,8 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max, place.map(|p| p.0)) else {
+        let m = &st.edge.metrics;
+        m.inc(&m.ws_refused);
         return ApiError::web(
             WebCode::TooManyConnections,
             "too many WebSocket connections",

@@ -66,6 +66,8 @@ bal = alice.fetch_balance()
 check('fetch_balance: alice has 10,000,000 KRW', bal['KRW']['free'] == 10000000 and bal['KRW']['used'] == 0, bal['KRW'])
 check('Remaining-Req header', 'group=' in (alice.last_response_headers or {}).get('Remaining-Req', ''), alice.last_response_headers)
 check('fetch_balance: bob has 1 BTC', bob.fetch_balance()['BTC']['free'] == 1.0)
+accts = alice.privateGetAccounts()
+check('GET /v1/accounts lists only the currencies the user holds', [a['currency'] for a in accts] == ['KRW'], accts)
 
 # bob rests a sell; alice buys part of it: they trade.
 sell = bob.create_order('BTC/KRW', 'limit', 'sell', 0.01, 95000000, {'clientOrderId': 'bob-sell-1'})
@@ -135,6 +137,7 @@ raises('GET /v1/withdraws: an unknown state', lambda: alice.privateGetWithdraws(
 check('GET /v1/withdraws: a known state that none is in', alice.privateGetWithdraws({'state': 'processing'}) == [])
 chance = bob.privateGetOrdersChance({'market': 'KRW-BTC'})
 check('GET /v1/orders/chance', chance['ask_account']['currency'] == 'BTC' and chance['market']['bid']['price_unit'] == '10000', chance)
+check('chance: a bid may be a price order, an ask a market order', 'price' in chance['market']['bid_types'] and 'market' in chance['market']['ask_types'], chance['market'])
 uu = bob.privateGetOrdersUuids({'uuids[]': sell['id']})
 check('GET /v1/orders/uuids', [x['uuid'] for x in uu] == [sell['id']] and uu[0]['state'] == 'cancel', uu)
 extra = [bob.create_order('BTC/KRW', 'limit', 'sell', 0.001, p)['id'] for p in (97000000, 98000000)]
@@ -262,7 +265,10 @@ wid = int(w['id'].split('-')[-1], 16)
 for op in ('ops1', 'ops2'):
     tok = ops_call(None, '/api/v1/auth/login', {'login': op, 'password': op + '-demo'})['token']
     ops_call(tok, f'/api/v1/withdrawals/{wid}/approve')
-check('withdrawal done after two approvals', alice.fetch_withdrawal(w['id'])['info']['state'] == 'DONE')
+wd = alice.fetch_withdrawal(w['id'])['info']
+check('withdrawal done after two approvals', wd['state'] == 'DONE', wd)
+check('a done withdrawal has its done_at, not before its created_at', wd['done_at'] is not None and wd['done_at'] >= wd['created_at'], wd)
+check('a waiting withdrawal has no done_at', w['info']['done_at'] is None, w)
 check('fetch_withdrawals', [x['id'] for x in alice.fetch_withdrawals('KRW')] == [w['id']])
 
 # Market buy by quote amount (ord_type=price: the engine's budget buy). Against bob's ask of

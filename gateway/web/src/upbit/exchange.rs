@@ -224,8 +224,11 @@ pub(crate) async fn accounts(
 ) -> Result<Response, UpbitError> {
     let c = ctx(&up, &method, &uri, &headers, &body, Perm::Read).await?;
     let b = c.balances().await.map_err(|e| c.err(e))?;
+    // The currencies the user holds: the engine's account has every currency, and one the user
+    // never touched (or has emptied) is not listed, as on Upbit.
     let v: Vec<Value> = b
         .iter()
+        .filter(|(_, av, lo)| *av != 0 || *lo != 0)
         .map(|(cur, av, lo)| account_json(&up, *cur, *av, *lo))
         .collect();
     Ok(ok(&c.a, StatusCode::OK, Value::Array(v)))
@@ -267,8 +270,8 @@ pub(crate) async fn chance(
         "maker_bid_fee": bps(maker), "maker_ask_fee": bps(maker),
         "market": {
             "id": m.code, "name": format!("{}/{}", m.base, m.quote),
-            "order_types": ["limit"], "order_sides": ["ask", "bid"],
-            "bid_types": ["limit", "ioc", "fok", "post_only"],
+            "order_types": ["limit", "price", "market"], "order_sides": ["ask", "bid"],
+            "bid_types": ["limit", "price", "ioc", "fok", "post_only"],
             "ask_types": ["limit", "market", "ioc", "fok", "post_only"],
             "bid": {"currency": m.quote, "price_unit": m.scales.price_str(1), "min_total": min_total},
             "ask": {"currency": m.base, "price_unit": m.scales.price_str(1), "min_total": min_total},
@@ -1065,7 +1068,7 @@ fn withdrawal_json(up: &Upbit, w: &WRec) -> Value {
         "txid": Value::Null,
         "state": w.state.name(),
         "created_at": iso(w.created_ms),
-        "done_at": Value::Null,
+        "done_at": (w.done_ms != 0).then(|| iso(w.done_ms)),
         "amount": units_str(u128::from(w.amount), u32::from(c.scale)),
         "fee": "0",
         "transaction_type": "default",
@@ -1162,6 +1165,7 @@ async fn withdraw(
         state: WState::Waiting,
         created_ms: now_ms(),
         approvals: 0,
+        done_ms: 0,
     };
     c.up.st.edge.upbit_orders.withdrawal(w.clone());
     Ok(withdrawal_json(c.up, &w))

@@ -186,6 +186,16 @@ pub struct WRec {
     pub created_ms: u64,
     /// Operator approvals so far.
     pub approvals: u8,
+    /// Unix milliseconds when it was completed or rejected (0: not yet), by the wall clock
+    /// when the dispatcher learned it, like `created_ms`.
+    pub done_ms: u64,
+}
+
+/// Unix milliseconds by the wall clock.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Withdrawals remembered at once.
@@ -374,11 +384,13 @@ impl Tracker {
             Event::WithdrawalCompleted { withdrawal_id, .. } => {
                 if let Some(w) = self.lock().withdrawals.get_mut(&withdrawal_id.0) {
                     w.state = WState::Done;
+                    w.done_ms = wall_ms();
                 }
             }
             Event::WithdrawalRejected { withdrawal_id, .. } => {
                 if let Some(w) = self.lock().withdrawals.get_mut(&withdrawal_id.0) {
                     w.state = WState::Rejected;
+                    w.done_ms = wall_ms();
                 }
             }
             Event::Accepted {

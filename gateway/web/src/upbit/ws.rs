@@ -87,6 +87,8 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let st = &up.st;
     let Some(slot) = WsSlot::take(&st.edge, st.ws_conns_max, place.map(|p| p.0)) else {
+        let m = &st.edge.metrics;
+        m.inc(&m.ws_refused);
         return UpbitError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
