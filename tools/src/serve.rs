@@ -627,7 +627,8 @@ fn pipeline_builder(args: &Args, config: &Config) -> (PipelineBuilder, String) {
     if let Some(w) = args.output_wait {
         builder = builder.output_wait(w);
     }
-    if let Some(n) = args.ring_size {
+    // The inline layout has no ring (warned below): its size is not checked either.
+    if let Some(n) = args.ring_size.filter(|_| layout != Layout::Inline) {
         builder = builder.ring_size(n as usize);
     }
     if let Some(k) = args.keep_snapshots {
@@ -759,6 +760,11 @@ fn serve(args: Args) -> Result<(), Stop> {
     if args.journal.exists() && !args.journal.is_dir() {
         return Err(format!("journal {} is not a directory", args.journal.display()).into());
     }
+    // The journal's own settings too, before its directory is made (a bad
+    // --journal-segment-bytes left an empty directory behind: a docs review finding).
+    journal_config(&args)
+        .validate()
+        .map_err(|e| format!("--journal-segment-bytes: {e}"))?;
     std::fs::create_dir_all(&args.journal)
         .map_err(|e| format!("journal directory {}: {e}", args.journal.display()))?;
     let probe = args.journal.join(".ringbook-write-probe");

@@ -177,3 +177,16 @@ fn gateway_and_web_sizes_beyond_their_maxima_are_refused_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn a_journal_segment_size_that_cannot_hold_a_record_is_refused_before_the_directory_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), |c| c);
+    let journal = dir.path().join("journal");
+    let out = serve(&config, &journal, "")
+        .args(["--journal-segment-bytes", "65536"])
+        .output()
+        .unwrap();
+    refused(&out, &["--journal-segment-bytes", "65536-byte segment"]);
+    assert!(!journal.exists(), "the journal directory was created");
+}

@@ -57,11 +57,21 @@ impl fmt::Display for PipelineError {
                 spinning,
                 cores,
                 layout,
-            } => write!(
-                f,
-                "layout {layout} would busy-spin {spinning} threads on {cores} cores: use a \
-                 layout with fewer threads (\"fused\") or a yield/sleep wait strategy"
-            ),
+            } => {
+                // Never the layout already in use as the way out (a docs review finding: a
+                // fused layout was told to use "fused").
+                let fewer = if *layout == crate::pipeline::Layout::Fused {
+                    ""
+                } else {
+                    "a layout with fewer threads (\"fused\"), "
+                };
+                write!(
+                    f,
+                    "layout {layout} would busy-spin {spinning} threads on {cores} cores: use \
+                     {fewer}the output inline (no output thread) or a wait strategy that parks, \
+                     yields or sleeps"
+                )
+            }
             PipelineError::RingSize { ring, slots } => write!(
                 f,
                 "{ring} ring size {slots} is not a power of two of at least 2"
