@@ -36,7 +36,8 @@
 //!   as `ringbook scenario --final` does: every book, (with risk on) every open account's
 //!   balances and the fees, then `state_hash`. What was used (snapshot sequence, records
 //!   replayed, last sequence, how the journal ends) goes to stderr, or with `--json` first on
-//!   stdout as `{"event":"replay","snapshot_seq":S|null,"replayed":N,"last_seq":S|null}`.
+//!   stdout as `{"event":"replay","snapshot_seq":S|null,"replayed":N,"last_seq":S|null,
+//!   "later_snapshots":N,"damaged_snapshots":N,"end":"clean"|"sealed …"|"torn tail at …"|null}`.
 //!   `--config` and `--no-risk` must be the ones the journal was written with. Status 1: the
 //!   journal is corrupt (what `verify` calls unsound); 2: no journal, a record that does not
 //!   replay, `--to` beyond the last record, or a snapshot that does not restore.
@@ -619,7 +620,7 @@ fn prune_cmd(args: &PruneArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     }
     writeln!(
         out,
-        "{} segment(s) {verb}; snapshot covers up to sequence {}; the journal {} at sequence {}",
+        "{verb} {} segment(s); snapshot covers up to sequence {}; the journal {} at sequence {}",
         report.removed.len(),
         snapshot.sequence,
         if args.dry_run {
@@ -779,10 +780,19 @@ fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<u8, Fatal> {
     let opt = |s: Option<Seq>| s.map_or("null".to_string(), |s| s.0.to_string());
     if args.json {
         printer.raw(&format!(
-            "{{\"event\":\"replay\",\"snapshot_seq\":{},\"replayed\":{},\"last_seq\":{}}}\n",
+            "{{\"event\":\"replay\",\"snapshot_seq\":{},\"replayed\":{},\"last_seq\":{},\
+             \"later_snapshots\":{},\"damaged_snapshots\":{},\"end\":{}}}\n",
             opt(info.snapshot_seq),
             info.replayed,
-            opt(info.last_seq)
+            opt(info.last_seq),
+            info.later_snapshots,
+            info.damaged_snapshots,
+            // How the journal ends, as on stderr without --json (null with --to).
+            if args.to.is_none() {
+                serde_json::Value::from(describe_tail(info.tail.as_ref())).to_string()
+            } else {
+                "null".to_string()
+            }
         ));
     } else {
         let mut note = format!(

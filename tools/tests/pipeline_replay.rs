@@ -588,7 +588,7 @@ fn replay_prints_the_scenarios_final_state() {
         json.stdout,
         format!(
             "{}\n{expected}",
-            r#"{"event":"replay","snapshot_seq":null,"replayed":2000,"last_seq":2000}"#
+            r#"{"event":"replay","snapshot_seq":null,"replayed":2000,"last_seq":2000,"later_snapshots":0,"damaged_snapshots":0,"end":"clean"}"#
         )
     );
 
