@@ -160,7 +160,7 @@ impl fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             CorruptionKind::Header(h) => write!(f, "bad segment header: {h:?}"),
-            CorruptionKind::Frame(e) => write!(f, "bad record frame: {e:?}"),
+            CorruptionKind::Frame(e) => write!(f, "bad record frame: {e}"),
             CorruptionKind::MissingFrame => write!(
                 f,
                 "no record where one must be (later data exists, so this is not a torn tail)"

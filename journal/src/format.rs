@@ -228,6 +228,40 @@ pub enum FrameError {
     NoRoom,
 }
 
+impl std::fmt::Display for FrameError {
+    /// For people (verify, recovery and replay messages): what is wrong with the frame, with
+    /// its numbers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            FrameError::BadLength { frame_len } => write!(
+                f,
+                "a record whose length word {frame_len} is not a valid frame length here"
+            ),
+            FrameError::PastEndOfFile { frame_len } => write!(
+                f,
+                "a record of {frame_len} byte(s) that runs past the end of the file"
+            ),
+            FrameError::BadChecksum { stored, computed } => write!(
+                f,
+                "a record whose checksum does not match (stored {stored:#010x}, computed \
+                 {computed:#010x})"
+            ),
+            FrameError::UnknownFlags { flags } => {
+                write!(f, "a record with unknown flag bits {flags:#06x}")
+            }
+            FrameError::BadPayloadLength {
+                payload_len,
+                frame_len,
+            } => write!(
+                f,
+                "a record whose payload length {payload_len} does not fit its frame length \
+                 {frame_len}"
+            ),
+            FrameError::NoRoom => write!(f, "no room for an end-of-segment frame"),
+        }
+    }
+}
+
 /// A frame's aligned length for a payload of `payload_len` bytes.
 #[inline]
 pub const fn frame_len_for(payload_len: usize) -> usize {
@@ -367,6 +401,35 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_errors_read_as_sentences_with_their_numbers() {
+        // They end up in verify, recovery and replay messages (once as Rust debug output:
+        // "PastEndOfFile { frame_len: 48 }", a review finding).
+        for (e, says) in [
+            (FrameError::BadLength { frame_len: 7 }, "length word 7"),
+            (FrameError::PastEndOfFile { frame_len: 48 }, "48 byte(s)"),
+            (
+                FrameError::BadChecksum {
+                    stored: 1,
+                    computed: 2,
+                },
+                "stored 0x00000001, computed 0x00000002",
+            ),
+            (FrameError::UnknownFlags { flags: 4 }, "0x0004"),
+            (
+                FrameError::BadPayloadLength {
+                    payload_len: 9,
+                    frame_len: 32,
+                },
+                "payload length 9",
+            ),
+            (FrameError::NoRoom, "no room"),
+        ] {
+            let text = e.to_string();
+            assert!(text.contains(says) && !text.contains('{'), "{text}");
+        }
+    }
 
     #[test]
     fn header_round_trips_and_rejects_every_flipped_byte() {

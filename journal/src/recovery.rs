@@ -79,7 +79,7 @@ impl fmt::Display for Truncation {
             self.bytes_discarded,
             match self.damage {
                 None => "a record never committed".to_string(),
-                Some(e) => format!("{e:?}"),
+                Some(e) => e.to_string(),
             }
         )
     }

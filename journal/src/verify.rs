@@ -311,8 +311,11 @@ pub fn inspect(
                         summary.state = SegmentState::Sealed;
                         summary.used_bytes += crate::format::FRAME_HEADER_LEN as u64;
                         let next = dir::segment_path(dir, seg.index + 1);
-                        if !next.exists() {
-                            // The writer creates the next file before it seals this one.
+                        if is_last && !next.exists() {
+                            // The writer creates the next file before it seals this one. (With
+                            // later segments left, the gap is reported at the next one as a
+                            // missing segment whose records are lost; this message, "every
+                            // record from S on is lost", contradicted it: a review finding.)
                             let kind = CorruptionKind::MissingSegment {
                                 index: seg.index + 1,
                                 first_sequence: next_sequence,
@@ -334,7 +337,7 @@ pub fn inspect(
                         summary.state = SegmentState::Torn;
                         let what = match damage {
                             None => "a record whose length word was never written".to_string(),
-                            Some(e) => format!("{e:?}"),
+                            Some(e) => e.to_string(),
                         };
                         let bytes = torn_end.saturating_sub(scan.end_offset);
                         if is_last {

@@ -387,6 +387,18 @@ fn a_missing_segment_is_a_hard_error() {
         .problems
         .iter()
         .any(|p| p.severity == Severity::Error && p.path == path));
+    // Said once, as the gap it is: not also as "every record from S on is lost" (later
+    // segments hold records), which contradicted it.
+    let errors: Vec<_> = inspection
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| p.message.clone())
+        .collect();
+    assert!(
+        errors.iter().all(|m| !m.contains(" on is lost")),
+        "{errors:?}"
+    );
     assert_eq!(
         kind,
         CorruptionKind::IndexGap {

@@ -289,7 +289,7 @@ fn describe_tail(tail: Option<&TailState>) -> String {
         }) => format!(
             "torn tail at {} offset {offset}: {bytes} byte(s), {} (cut away when a writer next opens the journal)",
             path.display(),
-            damage.map_or("a record never committed".to_string(), |d| format!("{d:?}"))
+            damage.map_or("a record never committed".to_string(), |d| d.to_string())
         ),
     }
 }

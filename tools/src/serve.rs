@@ -1058,10 +1058,9 @@ fn log_recovery(rec: &ringbook_engine::pipeline::RecoveryInfo) {
             cut.path.display(),
             cut.offset,
             cut.bytes_discarded,
-            cut.damage.map_or(
-                "its length word was never written".to_string(),
-                |d| format!("{d:?}")
-            )
+            cut.damage
+                .map_or("its length word was never written".to_string(), |d| d
+                    .to_string())
         );
     }
     for path in &rec.journal.removed_unused {
