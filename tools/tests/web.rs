@@ -879,6 +879,13 @@ fn public_market_data_from_the_builder_survives_a_restart() {
         assert!(t[0]["ts"].as_u64().unwrap() > 0 && t[0]["ts"] == t[1]["ts"]);
         let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1"))).await;
         assert_eq!((st, v.as_array().map(|a| a.len()), &v[0]["trade_id"]), (200, Some(1), &t[1]["trade_id"]));
+        // Asking for none is a client's bug (400); for more than is kept, all that is.
+        for path in ["/api/v1/trades/BTC-KRW?limit=0", "/api/v1/klines/BTC-KRW?limit=0"] {
+            let (st, v) = call(c.get(s.url(path))).await;
+            assert_eq!((st, v["reason"].as_str()), (400, Some("BAD_REQUEST")), "{path}: {v}");
+        }
+        let (st, v) = call(c.get(s.url("/api/v1/trades/BTC-KRW?limit=1000000"))).await;
+        assert_eq!((st, v.as_array().map(|a| a.len())), (200, Some(2)), "{v}");
 
         // Candles: both trades in one (one command, one time stamp), for every interval.
         for iv in ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"] {

@@ -49,8 +49,17 @@ fn no_md() -> ApiError {
     )
 }
 
+/// `limit`: absent, [`LIMIT_DEFAULT`]; above what the ring keeps, all of it (a page asking for
+/// the most there is, as the trading page does, gets it); 0 is `400` (it was served one row:
+/// a docs review finding), as a history page's is.
 fn limit(q: &HashMap<String, String>, max: u32) -> Result<usize, ApiError> {
-    Ok(q_u64(q, "limit")?.map_or(LIMIT_DEFAULT, |l| l.clamp(1, u64::from(max)) as usize))
+    match q_u64(q, "limit")? {
+        None => Ok(LIMIT_DEFAULT),
+        Some(0) => Err(ApiError::bad(format!(
+            "limit: 0 is out of range: 1 or more (at most {max} are kept)"
+        ))),
+        Some(l) => Ok(l.min(u64::from(max)) as usize),
+    }
 }
 
 /// `GET /api/v1/trades/{symbol}?limit=N`: the latest trades, oldest first.
