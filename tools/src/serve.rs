@@ -454,14 +454,16 @@ fn fit_open_files(config: &mut Config, sc: &ServerConfig, web: bool) {
     let Some(files) = server::limits::raise_open_files() else {
         return;
     };
+    // The gateway's connection slots: logged in and not yet (docs/operations.md).
+    let gateway = sc.conns_max + sc.prelogin_max;
     let fits = (files as usize)
-        .saturating_sub(sc.conns_max + 256 + ringbook_web::LINGER_SOCKETS_MAX)
+        .saturating_sub(gateway + 256 + ringbook_web::LINGER_SOCKETS_MAX)
         .max(1);
     if web && config.web.conns_max > fits {
         eprintln!(
             "ringbook serve: [web] conns_max lowered from {} to {fits}: this process may open {files} \
-             files (ulimit -n), and the gateway keeps {} of them for its connections",
-            config.web.conns_max, sc.conns_max
+             files (ulimit -n), and the gateway keeps {gateway} of them for its connections",
+            config.web.conns_max
         );
         config.web.conns_max = fits;
         config.web.conns_per_addr = config.web.conns_per_addr.min(fits);
