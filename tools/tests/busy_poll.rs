@@ -24,19 +24,21 @@ fn a_busy_polled_server_acknowledges_a_busy_polled_load() {
         "inline",
         "--busy-poll",
     ]);
-    let out = Command::new(support::BIN)
-        .args(["loadgen", "--addr", &s.addr.to_string(), "--busy-poll"])
-        .args(["--connections", "1", "--rate", "2000", "--seconds", "1"])
-        .args(["--echo-baseline", "--hiccup", "off", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = support::loadgen_json(
+        s.addr,
+        &[
+            "--busy-poll",
+            "--connections",
+            "1",
+            "--rate",
+            "2000",
+            "--seconds",
+            "1",
+            "--echo-baseline",
+            "--hiccup",
+            "off",
+        ],
     );
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(r["sent"], 2000, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     // 7 in 10 messages of the mix are new orders, each acknowledged.

@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::Server;
 
 /// One connection's receiver that finished first used to stop every connection's sender, so
 /// the others' last orders were never sent (99 955 of 100 000 at 20 000/s over 4 connections,
-/// 7 999 of 8 000 here: a docs review finding).
+/// 7 999 of 8 000 with this test's flags, on a busy host: a docs review finding). It takes a
+/// sender falling behind at the very end, so on a quiet host the old code can pass too.
 #[test]
 fn a_paced_run_over_several_connections_sends_and_acknowledges_every_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,19 +24,19 @@ fn a_paced_run_over_several_connections_sends_and_acknowledges_every_order() {
         "--no-http",
     ]);
     for round in 0..2 {
-        let out = Command::new(support::BIN)
-            .args(["loadgen", "--addr", &s.addr.to_string()])
-            .args(["--connections", "4", "--rate", "4000", "--seconds", "2"])
-            .args(["--hiccup", "off", "--json"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let r = support::loadgen_json(
+            s.addr,
+            &[
+                "--connections",
+                "4",
+                "--rate",
+                "4000",
+                "--seconds",
+                "2",
+                "--hiccup",
+                "off",
+            ],
         );
-        let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(r["sent"], 8000, "round {round}: {r}");
         assert_eq!(r["errors"], 0, "round {round}: {r}");
         // 7 in 10 messages of the mix are new orders, each acknowledged.

@@ -429,8 +429,8 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 /// A database projected before migration 4 (no `to_order_id`: a trade's credit named the
-/// counterparty's order) is upgraded in place: the migration fills the column from `trades`,
-/// and the legs equal a fresh projection's.
+/// counterparty's order) is upgraded in place: the column comes NULL, the view finds each
+/// trade's other order in `trades`, and the legs equal a fresh projection's.
 #[test]
 fn migration_4_names_each_trade_legs_own_order_in_a_database_projected_before_it() {
     let admin = admin_url();

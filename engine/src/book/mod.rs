@@ -206,18 +206,28 @@ mod doc_tests {
             .iter()
             .map(|s| 4 * (s.price_max - s.price_min + 1) as usize * LEVEL_BYTES)
             .sum();
+        let mib = |b: usize| b >> 20;
+        let notional = orders.next_power_of_two() * 8;
         doc.assert_says(&format!(
-            "({} MB pool, {} MiB index, {} MB levels)",
-            mb(pool),
-            index >> 20,
-            mb(levels)
+            "({} MiB pool, {} MiB index, {} MiB notional,",
+            mib(pool),
+            mib(index),
+            mib(notional)
         ));
-        // The total adds the bitmaps (~1/64 of the levels) and the user lists.
-        let total = pool + index + levels + levels / 64 + config.capacity.users_max as usize * 8;
+        doc.assert_says(&format!("about {} MiB levels)", mib(levels + 512 * 1024)));
         doc.assert_says(&format!(
-            "The default config comes to about {} MB",
-            mb(total)
+            "| filled notional per order slot | `next_pow2(orders_max) × {} B` |",
+            std::mem::size_of::<u64>()
         ));
+        // The totals are what `serve` logs (`crate::memory::Footprint`, the check before start).
+        let f = crate::memory::Footprint::of(&config);
+        let engine = crate::memory::Bytes(f.engine()).to_string();
+        let builder = crate::memory::Bytes(f.market_data()).to_string();
+        doc.assert_says(&format!("The default config comes to {engine} per engine"));
+        doc.assert_says(&format!(
+            "1 engine(s) × {engine}, 1\nmarket-data builder(s) × {builder}"
+        ));
+        doc.assert_says(&format!("{builder} in\nall)."));
         // A million live orders.
         let orders = 1 << 20;
         doc.assert_says(&format!(

@@ -268,7 +268,12 @@ struct TradesCursor {
 impl TradesCursor {
     fn parse(c: &str) -> Result<Self, ApiError> {
         let f = Feed::Trades;
-        let [seq, symbol, trade_id, taker] = f.split(c)?;
+        // A cursor of three parts was issued before self-trades showed both sides, when a trade
+        // was one row: it resumes after both of that trade's sides (`taker` 0).
+        let [seq, symbol, trade_id, taker] = match f.split::<3>(c) {
+            Ok([seq, symbol, trade_id]) => [seq, symbol, trade_id, "0"],
+            Err(_) => f.split(c)?,
+        };
         let taker = f.part(c, "side", taker)?;
         if taker > 1 {
             return Err(f.foreign(c));
@@ -674,6 +679,11 @@ mod tests {
         };
         assert_eq!(t.to_string(), "t-9-0-4-1");
         assert_eq!(TradesCursor::parse("t-9-0-4-1").unwrap(), t);
+        // One issued before self-trades showed both sides resumes after both of that trade's.
+        assert_eq!(
+            TradesCursor::parse("t-9-0-4").unwrap(),
+            TradesCursor { taker: 0, ..t }
+        );
         let l = LedgerCursor {
             seq: 3,
             entry: 1,
@@ -810,7 +820,6 @@ mod tests {
             "3-1-2",
             "9-70000-4",
             "t-9-0",
-            "t-9-0-4", // the format before self-trades showed both sides
             "t-9-0-4-1-5",
             "t-9-0-4-2", // the side is 0 (maker) or 1 (taker)
             "t-9-0-4-01",

@@ -157,6 +157,24 @@ impl Drop for Server {
     }
 }
 
+/// Runs `ringbook loadgen --addr ADDR ARGS --json` to its end and returns its one JSON object
+/// (panicking with its output if it failed).
+pub fn loadgen_json(addr: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(BIN)
+        .args(["loadgen", "--addr", &addr.to_string()])
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// The hash of the last line in `log` that names a state hash ("… state hash HEX").
 pub fn state_hash(log: &[String]) -> String {
     let line = log

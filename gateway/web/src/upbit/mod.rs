@@ -253,7 +253,7 @@ pub(crate) fn address_limited(e: ApiError, path: &str) -> Response {
     ]
     .iter()
     .any(|p| path.starts_with(p))
-        || path.starts_with("/websocket/v1");
+        || path == "/websocket/v1";
     let group = if quotation { "market" } else { "default" };
     let mut r = UpbitError::from(e)
         .with_remaining(Some(auth::remaining(group, 0)))
