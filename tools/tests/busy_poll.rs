@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{Server, WAIT};
 
 #[test]
