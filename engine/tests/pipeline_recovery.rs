@@ -221,6 +221,24 @@ fn a_snapshot_beyond_the_journal_end_refuses_start_before_any_file_changes() {
         "{shown}"
     );
     assert_eq!(dir_bytes(dir.path()), before, "nothing was rewritten");
+    // A replay past the end says the state ends with that snapshot, not that the journal's last
+    // record is the snapshot's sequence (its records end before `lost_from`).
+    let err = ringbook_engine::pipeline::replay_journal(
+        &config(),
+        ringbook_engine::RiskMode::On,
+        dir.path(),
+        1,
+        Some(Seq(snap.0 + 1)),
+    )
+    .expect_err("past the end");
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!(
+            "its state ends at sequence {} with the newest snapshot, and no record follows it",
+            snap.0
+        )),
+        "{shown}"
+    );
 
     // Without that snapshot the start goes ahead: the torn record is cut and reported.
     std::fs::remove_file(ringbook_journal::snapshot_path(dir.path(), snap.0)).unwrap();

@@ -327,11 +327,19 @@ fn finish(
     if let Some(to) = to {
         if reached < to.0 {
             return Err(PipelineError::Replay(format!(
-                "sequence {} is beyond the journal's end: its last record is {}",
+                "sequence {} is beyond the journal's end: {}",
                 to.0,
                 match info.last_seq {
-                    Some(s) => s.0.to_string(),
-                    None => "none (it is empty)".to_string(),
+                    // Nothing read after the snapshot: its sequence is the state's end, and no
+                    // record follows it (one past the records' end, a stray snapshot, was
+                    // called "its last record": a docs review finding).
+                    Some(s) if info.replayed == 0 && info.snapshot_seq == Some(s) => format!(
+                        "its state ends at sequence {} with the newest snapshot, and no record \
+                         follows it",
+                        s.0
+                    ),
+                    Some(s) => format!("its last record is {}", s.0),
+                    None => "its last record is none (it is empty)".to_string(),
                 }
             )));
         }
