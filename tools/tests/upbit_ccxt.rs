@@ -118,31 +118,38 @@ fn upbit_token(access: &str, secret: &str, nonce: &str) -> String {
     .unwrap()
 }
 
+/// An empty directory of this test's own under the system's temporary one.
+fn fresh_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringbook-upbit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A single-threaded runtime and an HTTP client that gives up after `support::WAIT`.
+fn runtime_and_client() -> (tokio::runtime::Runtime, reqwest::Client) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = reqwest::Client::builder()
+        .timeout(support::WAIT)
+        .build()
+        .unwrap();
+    (rt, c)
+}
+
 /// An address over its rate limit is refused before its key is looked at: on Upbit's routes in
 /// Upbit's shape, with `Remaining-Req` of the route's group at 0 and `Retry-After` (it was the
 /// `/api` shape without `Remaining-Req`: a docs review finding); on `/api` routes as before.
 #[test]
 fn an_address_over_its_limit_is_refused_in_each_apis_own_shape() {
-    let dir = std::env::temp_dir().join(format!("ringbook-upbit-addr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("addr");
     let default = include_str!("../../engine/src/default_config.toml");
-    let config = format!(
-        "[web]
-addr_rps = 1
-addr_burst = 3
-{default}"
-    );
+    let config = format!("[web]\naddr_rps = 1\naddr_burst = 3\n{default}");
     let (s, url) = support::serve_config(&dir, &config, &[]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, c) = runtime_and_client();
     rt.block_on(async {
-        let c = reqwest::Client::builder()
-            .timeout(support::WAIT)
-            .build()
-            .unwrap();
         // Spend the address's burst (it refills at one a second: a bounded run reaches 429).
         let mut n = 0;
         loop {
@@ -219,9 +226,7 @@ addr_burst = 3
 /// on a server whose config makes carol's key read-only and the account limit tiny.
 #[test]
 fn permissions_rate_limits_and_replays() {
-    let dir = std::env::temp_dir().join(format!("ringbook-upbit-limits-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("limits");
     let default = include_str!("../../engine/src/default_config.toml");
     let carol = "account = \"carol\"\npermissions = [\"read\", \"trade\", \"withdraw\"]";
     assert!(default.contains(carol), "the default config's carol key");
@@ -230,15 +235,8 @@ fn permissions_rate_limits_and_replays() {
         default.replace(carol, "account = \"carol\"\npermissions = [\"read\"]")
     );
     let (s, url) = support::serve_config(&dir, &config, &[]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, c) = runtime_and_client();
     rt.block_on(async {
-        let c = reqwest::Client::builder()
-            .timeout(support::WAIT)
-            .build()
-            .unwrap();
         let send = |method: reqwest::Method, path: &str, tok: Option<String>| {
             let mut rb = c.request(method, format!("{url}{path}"));
             if let Some(t) = tok {
