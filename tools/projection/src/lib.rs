@@ -14,6 +14,7 @@
 //! [`verify()`] compares the tables with the engine state rebuilt from the journal.
 #![forbid(unsafe_code)]
 
+mod copy;
 pub mod db;
 pub mod mapper;
 pub mod schema;
