@@ -227,6 +227,8 @@ pub fn fill(config: &Config, t: &Trade, maker: bool) -> Value {
         "fee": f.fee,
         "leaves_qty": f.leaves_qty.0,
         "cum_qty": f.cum_qty.0,
+        "trade_id": t.trade_id.0,
+        "ts": t.ts,
     })
 }
 

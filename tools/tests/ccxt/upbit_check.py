@@ -246,6 +246,20 @@ for side, price, volume, name in [('bid', '1e-400', '1', 'invalid_price_bid'),
     check('refused %s price %s volume %s: %s' % (side, price[:8], volume[:8], name),
           st == 400 and body['error']['name'] == name, (st, body))
 
+# An open bid's `locked` is what the account holds for it: the taker fee rounded up per lot, as
+# the risk stage locks (it was rounded over the whole order: 901001 against 901100 held).
+def krw_locked():
+    st, acc = raw('GET', '/v1/accounts', None)
+    return D(next(a['locked'] for a in acc if a['currency'] == 'KRW'))
+before = krw_locked()
+st, o = raw('POST', '/v1/orders', None, body={'market': 'KRW-BTC', 'side': 'bid', 'volume': '0.01',
+                                              'price': '90010000', 'ord_type': 'limit'})
+check("an open bid's locked is what the account holds for it",
+      st == 201 and D(o['locked']) == D('901100') and D(o['reserved_fee']) == D('1000') and krw_locked() - before == D(o['locked']),
+      (st, o))
+st, _ = raw('DELETE', '/v1/order', 'uuid=' + o['uuid'])
+check('cancel it', st == 200)
+
 # Withdrawals: requested through the Upbit API, released by two operators (/api/v1).
 w = alice.withdraw('KRW', 10000, None)
 check('withdraw KRW: waiting for approvals', w['info']['state'] == 'WAITING' and w['amount'] == 10000, w)
@@ -299,6 +313,62 @@ else:
             await asyncio.sleep(0.05)
         raise AssertionError(f'{what}: not within {bound} s')
 
+    async def my_order_as_of_each_event():
+        """Raw myOrder messages (aiohttp, which ccxt.pro runs on): each shows the order as it
+        stood right after its event (a buy that took three asks at once sent its final state
+        in all five), and an order placed through /api is reported too, from the events."""
+        import aiohttp
+        def b64(b):
+            return base64.urlsafe_b64encode(b).decode().rstrip('=')
+        claims = {'access_key': 'alice-access-demo', 'nonce': str(uuid.uuid4())}
+        head = b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode()) + '.' + b64(json.dumps(claims).encode())
+        tok = head + '.' + b64(hmac.new(b'alice-secret-demo', head.encode(), hashlib.sha256).digest())
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(URL.replace('http://', 'ws://') + '/websocket/v1/private',
+                                          headers={'Authorization': 'Bearer ' + tok}) as w:
+                await w.send_str('[{"ticket":"t"},{"type":"myOrder"}]')
+                async def next_msg(uid):
+                    while True:
+                        m = await asyncio.wait_for(w.receive(), 20)
+                        if m.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                            raise AssertionError(f'myOrder: the connection ended: {m}')
+                        v = json.loads(m.data)
+                        if v.get('type') == 'myOrder' and v.get('uuid') == uid:
+                            return v
+                for p in (97000000, 97010000, 97020000):
+                    bob.create_order('BTC/KRW', 'limit', 'sell', 0.0001, p)
+                st, placed = raw('POST', '/v1/orders', None, body={'market': 'KRW-BTC', 'side': 'bid', 'volume': '0.0003',
+                                                                   'price': '97020000', 'ord_type': 'limit'})
+                check('a bid that takes three asks', st == 201, (st, placed))
+                seen = [await next_msg(placed['uuid']) for _ in range(5)]
+                check('myOrder: wait, three trades, done', [m['state'] for m in seen] == ['wait', 'trade', 'trade', 'trade', 'done'], seen)
+                check('myOrder: wait shows nothing executed yet',
+                      D(seen[0]['executed_volume']) == 0 and D(seen[0]['remaining_volume']) == D('0.0003') and seen[0]['trades_count'] == 0
+                      and D(seen[0]['paid_fee']) == 0, seen[0])
+                for k, m in enumerate(seen[1:4], 1):
+                    check(f'myOrder: trade {k} counts the fills up to it',
+                          D(m['executed_volume']) == D('0.0001') * k and D(m['remaining_volume']) == D('0.0001') * (3 - k)
+                          and m['trades_count'] == k and D(m['volume']) == D('0.0001') and m['avg_price'] is not None, m)
+                fees = [D(m['paid_fee']) for m in seen[1:4]]
+                check('myOrder: paid_fee grows with each fill', fees[0] > 0 and fees[0] < fees[1] < fees[2], fees)
+                check('myOrder: an average over fills that does not end in decimal is rounded, not null',
+                      D(seen[3]['avg_price']) == D('97010000'), seen[3]['avg_price'])
+                # An order placed through /api (no record of this API): reported from its events.
+                # (Its client order id is above every id this API gave alice, the default rule
+                # `increasing`; so alice places no Upbit order after it.)
+                login = ops_call(None, '/api/v1/auth/login', {'login': 'alice', 'password': 'alice-demo'})['token']
+                o = ops_call(login, '/api/v1/orders', {'symbol': 'BTC-KRW', 'client_order_id': 2**64 - 2, 'side': 'BUY',
+                                                      'price': 9000, 'qty': 2})
+                uid = '%08x-0000-4000-8000-%012x' % (o['order_id'] >> 32, o['order_id'] & 0xffffffff)
+                m = await next_msg(uid)
+                check('myOrder: an /api order is reported (wait)', m['state'] == 'wait' and D(m['volume']) == D('0.0002')
+                      and m['identifier'] is None and m['order_timestamp'] is None, m)
+                req = urllib.request.Request(URL + '/api/v1/orders/' + str(o['order_id']), method='DELETE',
+                                             headers={'Authorization': 'Bearer ' + login})
+                urllib.request.urlopen(req, timeout=20).read()
+                m = await next_msg(uid)
+                check('myOrder: its cancel too, what it cannot know null', m['state'] == 'cancel' and m['volume'] is None, m)
+
     async def ws():
         a = ex('alice', cls=ccxtpro.upbit)
         b = ex('bob', cls=ccxtpro.upbit)
@@ -324,6 +394,7 @@ else:
             check('watch_orders (myOrder)', any(x['id'] == placed['id'] and x['status'] == 'open' for x in orders), orders)
             bal = await asyncio.wait_for(bals, 20)
             check('watch_balance (myAsset)', 'BTC' in bal and bal['BTC']['used'] > 0, bal.get('BTC'))
+            await my_order_as_of_each_event()
         finally:
             await a.close()
             await b.close()

@@ -48,7 +48,18 @@ fn pow10(e: u32) -> Option<u128> {
 pub fn parse(s: &str) -> Result<Dec, DecError> {
     let (mant, exp) = match s.find(['e', 'E']) {
         Some(i) => {
-            let e: i32 = s[i + 1..].parse().map_err(|_| DecError::Syntax)?;
+            let t = &s[i + 1..];
+            let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t);
+            if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(DecError::Syntax);
+            }
+            // An exponent beyond i32 is out of range, not malformed: saturated, it is refused
+            // below as too large (or too small) like any other exponent out of range.
+            let e = t.parse::<i32>().unwrap_or(if t.starts_with('-') {
+                i32::MIN
+            } else {
+                i32::MAX
+            });
             (&s[..i], e)
         }
         None => (s, 0),
@@ -145,6 +156,25 @@ pub fn ratio_str(num: u128, den: u128) -> Option<String> {
         .checked_mul(5u128.checked_pow(k - fives)?)?;
     let digits = num.checked_mul(mul)?;
     Some(fmt(Dec { m: digits, d: k }))
+}
+
+/// `num / den` rounded half up to `digits` decimal places, minimal form: for a quotient that
+/// does not end in decimal (an average price over fills), where [`ratio_str`] has none.
+pub fn ratio_rounded(num: u128, den: u128, digits: u32) -> String {
+    if den == 0 {
+        return "0".to_string();
+    }
+    let scale = 10u128.pow(digits);
+    let (int, rem) = (num / den, num % den);
+    // rem < den: rem × scale fits whenever den × scale does; otherwise give up digits.
+    let frac = match rem.checked_mul(scale) {
+        Some(r) => (r + den / 2) / den,
+        None => 0,
+    };
+    match int.checked_mul(scale).and_then(|i| i.checked_add(frac)) {
+        Some(m) => fmt(Dec { m, d: digits }),
+        None => int.to_string(),
+    }
 }
 
 /// A decimal in minimal form.
@@ -261,6 +291,14 @@ mod tests {
         assert_eq!(s.ticks("95000000.0"), Ok(9500));
         assert_eq!(s.ticks("95005000"), Err(DecError::NotMultiple));
         assert_eq!(s.ticks("9.5e7"), Ok(9500));
+        // An exponent beyond 32 bits is out of range (too large), not malformed.
+        assert_eq!(s.lots("1e99999999999"), Err(DecError::TooLarge));
+        assert_eq!(s.lots("1e-99999999999"), Err(DecError::TooLarge));
+        assert_eq!(s.ticks("1e+2147483648"), Err(DecError::TooLarge));
+        assert_eq!(s.lots("1e"), Err(DecError::Syntax));
+        assert_eq!(s.lots("1e+"), Err(DecError::Syntax));
+        assert_eq!(s.lots("1e 5"), Err(DecError::Syntax));
+        assert_eq!(s.lots("x1e99999999999"), Err(DecError::Syntax));
         assert_eq!(s.price_str(9500).as_deref(), Some("95000000"));
         assert_eq!(s.lots("0.0001"), Ok(1));
         assert_eq!(s.lots("1.5"), Ok(15000));
@@ -278,6 +316,11 @@ mod tests {
         assert_eq!(units("0.00000001", 8), Ok(1));
         assert_eq!(ratio_str(1, 3), None);
         assert_eq!(ratio_str(1, 8).as_deref(), Some("0.125"));
+        assert_eq!(ratio_rounded(1, 3, 8), "0.33333333");
+        assert_eq!(ratio_rounded(2, 3, 8), "0.66666667");
+        assert_eq!(ratio_rounded(291_030_000, 3, 8), "97010000");
+        assert_eq!(ratio_rounded(291_030_001, 3, 2), "97010000.33");
+        assert_eq!(ratio_rounded(5, 0, 8), "0");
     }
 
     fn scales() -> impl Strategy<Value = Scales> {

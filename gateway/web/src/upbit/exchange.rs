@@ -336,10 +336,13 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
     };
     let funds: u128 = r.trades.iter().map(|t| t.funds).sum();
     let bid = r.side == Side::Buy;
+    // The fee a buy's lock reserves, rounded up per lot as the risk stage locks it
+    // (docs/risk.md, "Locks": `unit_lock(p) = p × tick_size + ceil(p × tick_size × bps / 10 000)`),
+    // so that an open order's `locked` is what the account's `locked` holds for it.
     let fee_of = |lots: u64| {
         r.price.map_or(0u128, |p| {
-            (p as u128 * u128::from(lots) * u128::from(s.tick_size) * u128::from(s.taker_fee_bps))
-                .div_ceil(10_000)
+            (p as u128 * u128::from(s.tick_size) * u128::from(s.taker_fee_bps)).div_ceil(10_000)
+                * u128::from(lots)
         })
     };
     let notional = |lots: u64| {
@@ -861,7 +864,7 @@ pub(crate) async fn open_orders(
         let tracker = &up.st.edge.upbit_orders;
         Ok(open
             .iter()
-            .skip((page - 1) * limit)
+            .skip((page - 1).saturating_mul(limit))
             .take(limit)
             .filter_map(|v| {
                 let m = up.market_of(v.symbol)?;
@@ -960,6 +963,8 @@ pub(crate) async fn orders_by_uuids(
         }
         out.retain(|r| market.is_none_or(|m| m.sid == r.sid));
         out.sort_by_key(|r| std::cmp::Reverse(r.order_id));
+        // An order named twice (twice the uuid, or its uuid and its identifier) is listed once.
+        out.dedup_by_key(|r| r.order_id);
         if asc {
             out.reverse();
         }

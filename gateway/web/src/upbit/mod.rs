@@ -268,7 +268,7 @@ pub(crate) fn address_limited(e: ApiError, path: &str) -> Response {
 /// The Upbit routes, mounted by [`crate::api::router`] with one `.merge`.
 pub(crate) fn router(st: Shared) -> Router<Shared> {
     let up = Arc::new(Upbit::new(st));
-    Router::new()
+    let quotation = Router::new()
         .route("/v1/market/all", get(quotation::market_all))
         .route("/v1/ticker", get(quotation::ticker))
         .route("/v1/ticker/all", get(quotation::ticker_all))
@@ -279,6 +279,12 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
             get(quotation::candles_minutes),
         )
         .route("/v1/candles/{period}", get(quotation::candles_period))
+        .route_layer(axum::middleware::from_fn_with_state(
+            up.clone(),
+            quotation_remaining,
+        ));
+    Router::new()
+        .merge(quotation)
         .route("/v1/accounts", get(exchange::accounts))
         .route("/v1/orders/chance", get(exchange::chance))
         .route("/v1/orders", post(exchange::create_order))
@@ -306,6 +312,21 @@ pub(crate) fn router(st: Shared) -> Router<Shared> {
         .route("/v1/", get(not_found).post(not_found).delete(not_found))
         .route("/v1", get(not_found).post(not_found).delete(not_found))
         .with_state(up)
+}
+
+/// Every quotation reply carries its address's `Remaining-Req` (`group=market`), errors
+/// included (a 400 for a missing parameter had none: a red-team finding).
+async fn quotation_remaining(
+    axum::extract::State(up): axum::extract::State<Arc<Upbit>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut r = next.run(req).await;
+    if let Ok(h) = HeaderValue::from_str(&auth::public_remaining(&up, peer.ip())) {
+        r.headers_mut().insert("remaining-req", h);
+    }
+    r
 }
 
 async fn not_found() -> UpbitError {

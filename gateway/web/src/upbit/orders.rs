@@ -47,22 +47,29 @@ pub fn uuid(order_id: u64) -> String {
 
 /// The engine order id a `uuid` names.
 pub fn order_id(uuid: &str) -> Option<u64> {
+    id_of_uuid(uuid, "-0000-4000-8000-")
+}
+
+/// The id in a uuid of the form `HHHHHHHH` `middle` `LLLLLLLLLLLL` (lower-case hex, the low
+/// part at most 32 bits): the one canonical spelling, so no other string (a sign, upper case)
+/// names the same order or withdrawal.
+fn id_of_uuid(uuid: &str, middle: &str) -> Option<u64> {
     // `get`, not indexing: a 36-byte string from a client may have a multi-byte character
     // across byte 8 or 24 (then it names nothing; indexing would panic).
-    if uuid.len() != 36 || uuid.get(8..24)? != "-0000-4000-8000-" {
+    if uuid.len() != 36 || uuid.get(8..24)? != middle {
         return None;
     }
-    let hi = u64::from_str_radix(&uuid[..8], 16).ok()?;
-    let lo = u64::from_str_radix(&uuid[24..], 16).ok()?;
-    if lo > 0xffff_ffff
-        || !uuid[..8]
-            .bytes()
-            .chain(uuid[24..].bytes())
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    let (hi, lo) = (uuid.get(..8)?, uuid.get(24..)?);
+    if !hi
+        .bytes()
+        .chain(lo.bytes())
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     {
         return None;
     }
-    Some(hi << 32 | lo)
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (lo <= 0xffff_ffff).then_some(hi << 32 | lo)
 }
 
 /// Upbit's order states.
@@ -208,12 +215,7 @@ pub fn withdrawal_uuid(id: u64) -> String {
 
 /// The withdrawal id a withdrawal `uuid` names.
 pub fn withdrawal_id(uuid: &str) -> Option<u64> {
-    if uuid.len() != 36 || uuid.get(8..24)? != "-0000-4000-a000-" {
-        return None;
-    }
-    let hi = u64::from_str_radix(&uuid[..8], 16).ok()?;
-    let lo = u64::from_str_radix(&uuid[24..], 16).ok()?;
-    (lo <= 0xffff_ffff).then_some(hi << 32 | lo)
+    id_of_uuid(uuid, "-0000-4000-a000-")
 }
 
 #[derive(Debug, Default)]
@@ -646,5 +648,16 @@ mod tests {
             assert_eq!(order_id(&u), None, "{u}");
             assert_eq!(withdrawal_id(&u), None, "{u}");
         }
+        // One spelling per id: a sign or upper-case hex names nothing, for withdrawals too
+        // (`from_str_radix` alone takes a leading `+`: a red-team finding).
+        assert_eq!(withdrawal_id(&withdrawal_uuid(2)), Some(2));
+        for u in [
+            "+0000000-0000-4000-a000-000000000002",
+            "00000000-0000-4000-a000-+00000000002",
+            "00000000-0000-4000-a000-00000000000A",
+        ] {
+            assert_eq!(withdrawal_id(u), None, "{u}");
+        }
+        assert_eq!(order_id("+0000000-0000-4000-8000-000000000002"), None);
     }
 }

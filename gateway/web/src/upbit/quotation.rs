@@ -5,11 +5,10 @@
 //! written as JSON numbers as Upbit does (integers stay integers).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringbook_engine::marketdata::{Candle, Interval};
@@ -17,7 +16,7 @@ use ringbook_engine::Side;
 use serde_json::{json, Value};
 
 use super::decimal::{ratio_str, units_str};
-use super::{auth, Market, Upbit, UpbitError};
+use super::{Market, Upbit, UpbitError};
 use crate::edge::WebMd;
 
 /// Candles one request may ask for.
@@ -178,12 +177,10 @@ fn no_md() -> UpbitError {
     )
 }
 
-fn reply(up: &Upbit, peer: SocketAddr, v: Value) -> Response {
-    let mut r = Json(v).into_response();
-    if let Ok(h) = HeaderValue::from_str(&auth::public_remaining(up, peer.ip())) {
-        r.headers_mut().insert("remaining-req", h);
-    }
-    r
+/// A quotation reply (`Remaining-Req` is added to every quotation reply by the router's layer,
+/// `upbit::quotation_remaining`).
+fn reply(v: Value) -> Response {
+    Json(v).into_response()
 }
 
 fn price(m: &Market, ticks: i64) -> Value {
@@ -200,11 +197,7 @@ fn quote_amount(up: &Upbit, m: &Market, units: u128) -> Value {
 }
 
 /// `GET /v1/market/all[?isDetails=true]`.
-pub(crate) async fn market_all(
-    State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Q,
-) -> Response {
+pub(crate) async fn market_all(State(up): State<Arc<Upbit>>, Query(q): Q) -> Response {
     let details = q
         .get("isDetails")
         .or(q.get("is_details"))
@@ -221,7 +214,7 @@ pub(crate) async fn market_all(
             v
         })
         .collect();
-    reply(&up, peer, Value::Array(list))
+    reply(Value::Array(list))
 }
 
 fn markets_param<'a>(
@@ -232,7 +225,17 @@ fn markets_param<'a>(
         .get("markets")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| UpbitError::validation("markets is missing (required parameter)"))?;
-    s.split(',').map(|c| up.market(c.trim())).collect()
+    // Each market once, in the order first named: a list that repeats one market
+    // thousands of times would otherwise multiply a small request into a reply of megabytes
+    // (a red-team finding). So a reply has at most one entry per configured market.
+    let mut ms: Vec<&Market> = Vec::new();
+    for c in s.split(',') {
+        let m = up.market(c.trim())?;
+        if !ms.iter().any(|x| x.sid == m.sid) {
+            ms.push(m);
+        }
+    }
+    Ok(ms)
 }
 
 /// The day candle holding `now` and the one before it.
@@ -317,20 +320,18 @@ pub(crate) fn ticker_json(up: &Upbit, md: &WebMd, m: &Market) -> Value {
 /// `GET /v1/ticker?markets=KRW-BTC,KRW-ETH`.
 pub(crate) async fn ticker(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let ms = markets_param(&up, &q)?;
     let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let v: Vec<Value> = ms.iter().map(|m| ticker_json(&up, &md, m)).collect();
     drop(md);
-    Ok(reply(&up, peer, Value::Array(v)))
+    Ok(reply(Value::Array(v)))
 }
 
 /// `GET /v1/ticker/all?quote_currencies=KRW,USD` (every market when absent).
 pub(crate) async fn ticker_all(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let quotes: Option<Vec<&str>> = q
@@ -349,7 +350,7 @@ pub(crate) async fn ticker_all(
         .map(|m| ticker_json(&up, &md, m))
         .collect();
     drop(md);
-    Ok(reply(&up, peer, Value::Array(v)))
+    Ok(reply(Value::Array(v)))
 }
 
 /// One market's order book in Upbit's shape: units pair the i-th ask with the i-th bid; a side
@@ -388,7 +389,6 @@ pub(crate) fn orderbook_json(md: &WebMd, m: &Market, levels: usize) -> Value {
 /// `GET /v1/orderbook?markets=KRW-BTC[&count=N]`.
 pub(crate) async fn orderbook(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let ms = markets_param(&up, &q)?;
@@ -408,7 +408,7 @@ pub(crate) async fn orderbook(
     let md = up.st.edge.md_fresh().await?.ok_or_else(no_md)?;
     let v: Vec<Value> = ms.iter().map(|m| orderbook_json(&md, m, count)).collect();
     drop(md);
-    Ok(reply(&up, peer, Value::Array(v)))
+    Ok(reply(Value::Array(v)))
 }
 
 /// A trade in Upbit's shape (REST `trades/ticks`).
@@ -447,7 +447,6 @@ pub(crate) fn prev_close(md: &WebMd, m: &Market) -> i64 {
 /// `GET /v1/trades/ticks?market=KRW-BTC[&count=N][&cursor=ID][&to=HHmmss]`: newest first.
 pub(crate) async fn trades(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
     let m = up.market(
@@ -489,7 +488,7 @@ pub(crate) async fn trades(
         .map(|t| trade_json(m, t, pc))
         .collect();
     drop(md);
-    Ok(reply(&up, peer, Value::Array(v)))
+    Ok(reply(Value::Array(v)))
 }
 
 fn count(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, UpbitError> {
@@ -562,7 +561,6 @@ fn period_candles(md: &WebMd, m: &Market, p: Period, to: Option<u64>) -> Vec<Can
 
 async fn candles(
     up: Arc<Upbit>,
-    peer: SocketAddr,
     q: HashMap<String, String>,
     p: Period,
 ) -> Result<Response, UpbitError> {
@@ -632,13 +630,12 @@ async fn candles(
         })
         .collect();
     drop(md);
-    Ok(reply(&up, peer, Value::Array(v)))
+    Ok(reply(Value::Array(v)))
 }
 
 /// `GET /v1/candles/minutes/{unit}` for 1, 3, 5, 10, 15, 30, 60, 240.
 pub(crate) async fn candles_minutes(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(unit): Path<String>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
@@ -689,13 +686,12 @@ pub(crate) async fn candles_minutes(
             ))
         }
     };
-    candles(up, peer, q, p).await
+    candles(up, q, p).await
 }
 
 /// `GET /v1/candles/days|weeks|months`.
 pub(crate) async fn candles_period(
     State(up): State<Arc<Upbit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(period): Path<String>,
     Query(q): Q,
 ) -> Result<Response, UpbitError> {
@@ -709,7 +705,7 @@ pub(crate) async fn candles_period(
             "candles: minutes/{unit}, days, weeks or months (seconds and years are not offered)",
         )),
     };
-    candles(up, peer, q, p).await
+    candles(up, q, p).await
 }
 
 #[cfg(test)]

@@ -430,10 +430,24 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
             if find(up, sub, Ty::MyOrder, m.sid).is_none() {
                 return out;
             }
-            let Some(r) = up.st.edge.upbit_orders.get(order_id) else {
+            let now = d["ts"].as_u64().map_or_else(now_ms, |t| t / 1_000_000);
+            let event = d["event"].as_str();
+            let leaves = d["leaves_qty"].as_u64().unwrap_or(0);
+            let cum = d["cum_qty"].as_u64();
+            let state = match (channel, event) {
+                ("orders", Some("accepted")) => "wait",
+                ("orders", Some("cancelled")) if leaves == 0 => "cancel",
+                ("fills", _) => "trade",
+                _ => return out,
+            };
+            // The order as it stood right after this event (the table's record is already
+            // past every event of the command: a taker's `wait` showed its fills), or, for an
+            // order the table has no record of (placed through another API, or before a
+            // restart), what the event itself says; fields it cannot know are null.
+            let known = up.st.edge.upbit_orders.get(order_id);
+            let Some((r, unknown)) = as_of_event(m, d, state, known) else {
                 return out;
             };
-            let now = d["ts"].as_u64().map_or_else(now_ms, |t| t / 1_000_000);
             let base = |state: &str| {
                 let mut o = order_json(up, m, &r, false);
                 let obj = o.as_object_mut().expect("an object");
@@ -441,6 +455,9 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
                 let ot = obj.remove("ord_type").unwrap_or(Value::Null);
                 obj.remove("market");
                 obj.remove("created_at");
+                for k in unknown {
+                    obj.insert((*k).to_string(), Value::Null);
+                }
                 o["type"] = json!("myOrder");
                 o["code"] = json!(m.code);
                 o["ask_bid"] = json!(ask_bid.as_str().map(str::to_uppercase));
@@ -450,56 +467,183 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
                 o["timestamp"] = json!(now);
                 o
             };
-            if channel == "orders" {
-                let state = match d["event"].as_str() {
-                    Some("accepted") => "wait",
-                    Some("cancelled") if d["leaves_qty"] == 0 => "cancel",
-                    _ => return out,
-                };
+            if state != "trade" {
                 out.push(finish(sub, base(state), false));
+                return out;
+            }
+            let mut o = base("trade");
+            let qscale = u32::from(up.config().currencies[m.quote_cur.0 as usize].scale);
+            // The fill this message reports: the record's last after `as_of_event`, or the
+            // message's own fields.
+            let fill = r.trades.last().copied().filter(|_| unknown.is_empty());
+            let (trade_id, price, qty, fee, maker, ts) = match fill {
+                Some(f) => (f.trade_id, f.price, f.qty, f.fee, f.maker, f.ts),
+                None => (
+                    d["trade_id"].as_u64().unwrap_or(0),
+                    d["price"].as_i64().unwrap_or(0),
+                    d["qty"].as_u64().unwrap_or(0),
+                    d["fee"].as_u64().unwrap_or(0),
+                    d["role"] == "MAKER",
+                    d["ts"].as_u64().unwrap_or(0),
+                ),
+            };
+            o["trade_uuid"] = json!(format!("{:08x}-0000-4000-9000-{:012x}", m.sid.0, trade_id));
+            o["price"] = json!(m.scales.price_str(price));
+            o["volume"] = json!(m.scales.volume_str(qty));
+            o["trade_fee"] = json!(units_str(u128::from(fee), qscale));
+            o["is_maker"] = json!(maker);
+            o["trade_timestamp"] = json!(ts / 1_000_000);
+            o["avg_price"] = if fill.is_some() && r.executed > 0 {
+                let funds: u128 = r.trades.iter().map(|t| t.funds).sum();
+                // Quote per base unit, exact; a quotient that does not end in decimal is
+                // rounded to the quote currency's price digits and a few more.
+                json!(super::decimal::ratio_str(
+                    funds * 10u128.pow(m.scales.base),
+                    u128::from(r.executed) * u128::from(m.scales.lot) * 10u128.pow(qscale),
+                )
+                .unwrap_or_else(|| super::decimal::ratio_rounded(
+                    funds * 10u128.pow(m.scales.base),
+                    u128::from(r.executed) * u128::from(m.scales.lot) * 10u128.pow(qscale),
+                    AVG_PRICE_DIGITS,
+                )))
             } else {
-                let cum = d["cum_qty"].as_u64().unwrap_or(0);
-                // The fill this message reports: the one that brought the order to `cum_qty`.
-                let mut sum = 0u64;
-                let fill = r
-                    .trades
-                    .iter()
-                    .find(|t| {
-                        sum += t.qty;
-                        sum == cum
-                    })
-                    .copied();
-                let mut o = base("trade");
-                if let Some(f) = fill {
-                    let qscale = u32::from(up.config().currencies[m.quote_cur.0 as usize].scale);
-                    o["trade_uuid"] = json!(format!(
-                        "{:08x}-0000-4000-9000-{:012x}",
-                        m.sid.0, f.trade_id
-                    ));
-                    o["price"] = json!(m.scales.price_str(f.price));
-                    o["volume"] = json!(m.scales.volume_str(f.qty));
-                    o["trade_fee"] = json!(units_str(u128::from(f.fee), qscale));
-                    o["is_maker"] = json!(f.maker);
-                    o["trade_timestamp"] = json!(f.ts / 1_000_000);
-                    let funds: u128 = r.trades.iter().map(|t| t.funds).sum();
-                    o["avg_price"] = json!(if r.executed > 0 {
-                        super::decimal::ratio_str(
-                            funds * 10u128.pow(m.scales.base),
-                            u128::from(r.executed) * u128::from(m.scales.lot) * 10u128.pow(qscale),
-                        )
-                    } else {
-                        None
-                    });
-                }
-                out.push(finish(sub, o, false));
-                if d["leaves_qty"] == 0 {
-                    out.push(finish(sub, base("done"), false));
-                }
+                Value::Null
+            };
+            out.push(finish(sub, o, false));
+            if cum.is_some() && leaves == 0 {
+                out.push(finish(sub, base("done"), false));
             }
         }
         _ => {}
     }
     out
+}
+
+/// Digits after the point of a `myOrder` `avg_price` whose quotient does not end in decimal.
+const AVG_PRICE_DIGITS: u32 = 8;
+
+/// What an order without a record cannot know from one fill: sums over its earlier fills and
+/// the lock of a limit price the fill does not carry.
+const UNKNOWN_AT_FILL: &[&str] = &[
+    "paid_fee",
+    "executed_funds",
+    "trades_count",
+    "reserved_fee",
+    "remaining_fee",
+    "locked",
+];
+
+/// … and from its cancel: also how much it had filled.
+const UNKNOWN_AT_CANCEL: &[&str] = &[
+    "volume",
+    "executed_volume",
+    "paid_fee",
+    "executed_funds",
+    "trades_count",
+    "reserved_fee",
+    "remaining_fee",
+];
+
+/// The order of a native `orders`/`fills` message `d` as it stood right after that event, for
+/// a `myOrder` message in `state` (`wait`, `trade` or `cancel`), and the fields it cannot know
+/// (to be sent null). `known`: the table's record, already past every event of the command.
+/// A record's fills up to the message's `cum_qty` are the order's state at that fill; an order
+/// without a record (placed through another API, or before a restart) is built from the event.
+fn as_of_event(
+    m: &Market,
+    d: &Value,
+    state: &str,
+    known: Option<orders::Rec>,
+) -> Option<(orders::Rec, &'static [&'static str])> {
+    use orders::State;
+    let leaves = d["leaves_qty"].as_u64().unwrap_or(0);
+    let after_fill = if leaves == 0 {
+        State::Done
+    } else {
+        State::Wait
+    };
+    if let Some(mut r) = known {
+        match state {
+            "wait" => {
+                r.state = State::Wait;
+                r.executed = 0;
+                r.fee = 0;
+                r.trades.clear();
+                r.trades_count = 0;
+            }
+            "trade" => {
+                let cum = d["cum_qty"].as_u64()?;
+                let mut sum = 0;
+                let upto = r.trades.iter().position(|t| {
+                    sum += t.qty;
+                    sum == cum
+                });
+                r.state = after_fill;
+                r.executed = cum;
+                match upto {
+                    Some(k) => {
+                        r.trades.truncate(k + 1);
+                        r.fee = r.trades.iter().map(|t| u128::from(t.fee)).sum();
+                        r.trades_count = k as u64 + 1;
+                    }
+                    // Past the fills the record keeps: the fill from the message.
+                    None => {
+                        r.trades.clear();
+                        return Some((r, UNKNOWN_AT_FILL));
+                    }
+                }
+            }
+            _ => r.state = State::Cancel,
+        }
+        return Some((r, &[]));
+    }
+    let side = if d["side"] == "SELL" {
+        ringbook_engine::Side::Sell
+    } else {
+        ringbook_engine::Side::Buy
+    };
+    let mut r = orders::Rec {
+        order_id: d["order_id"].as_u64()?,
+        user: d["user"].as_u64().unwrap_or(0) as u32,
+        sid: m.sid,
+        side,
+        ord_type: if d["type"] == "MARKET" {
+            "market"
+        } else {
+            "limit"
+        },
+        tif: None,
+        price: None,
+        volume: 0,
+        coid: d["client_order_id"].as_u64().unwrap_or(0),
+        identifier: None,
+        created_ms: 0,
+        state: State::Wait,
+        executed: 0,
+        fee: 0,
+        trades: Vec::new(),
+        trades_count: 0,
+    };
+    let unknown = match state {
+        "wait" => {
+            r.price = (d["type"] != "MARKET")
+                .then(|| d["price"].as_i64())
+                .flatten();
+            r.volume = d["qty"].as_u64()?;
+            &[][..]
+        }
+        "trade" => {
+            r.executed = d["cum_qty"].as_u64()?;
+            r.volume = r.executed + leaves;
+            r.state = after_fill;
+            UNKNOWN_AT_FILL
+        }
+        _ => {
+            r.state = State::Cancel;
+            UNKNOWN_AT_CANCEL
+        }
+    };
+    Some((r, unknown))
 }
 
 fn now_ms() -> u64 {
