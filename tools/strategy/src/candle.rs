@@ -149,8 +149,8 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
 /// (`open_time` in ms, prices in ticks per lot, volume in lots), strictly increasing times.
 /// Errors name the file and line.
 pub fn read_candle_csv(path: &Path, tick_size: u64) -> Result<Vec<Candle>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // A regular file only: a FIFO given as data would block the run forever.
+    let text = crate::files::read_regular(path)?;
     let mut out: Vec<Candle> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;

@@ -374,11 +374,21 @@ fn the_documented_grid_backtest_draws_the_committed_plot() {
 
 /// A journal as `ringbook serve` writes it: users 1 and 2 trade BTC-KRW every 100 ms.
 fn write_journal(dir: &Path, records: u64, extra: Option<ringbook_engine::Command>) {
+    write_journal_in(dir, records, extra, 1 << 20)
+}
+
+/// [`write_journal`] in segments of `segment_len_bytes`.
+fn write_journal_in(
+    dir: &Path,
+    records: u64,
+    extra: Option<ringbook_engine::Command>,
+    segment_len_bytes: u64,
+) {
     use ringbook_engine::codec::{encode, COMMAND_BYTES_MAX};
     use ringbook_engine::pipeline::RECORD_TYPE_COMMAND_V1;
     use ringbook_engine::prelude::*;
     let config = ringbook_journal::JournalConfig {
-        segment_len_bytes: 1 << 20,
+        segment_len_bytes,
         ..Default::default()
     };
     let mut w = ringbook_journal::Writer::open(dir, config).unwrap();
@@ -489,6 +499,53 @@ fn a_recorded_journal_is_the_flow() {
     let o = options(dir.path(), "maker", params, k, "k.json");
     let e = cli::backtest(&o).unwrap_err();
     assert!(e.contains("reserves for the strategy"), "{e}");
+    // A journal whose start was pruned (its first segment gone: its deposits with it) is
+    // refused naming where it starts; it replayed as refusals, a flat "reconciled" report.
+    let p = dir.path().join("pruned");
+    write_journal_in(&p, 4000, None, 128 << 10);
+    let mut segments: Vec<_> = std::fs::read_dir(&p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|x| x == "rbj"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 1, "{segments:?}");
+    std::fs::remove_file(&segments[0]).unwrap();
+    let o = options(dir.path(), "maker", params, p, "p.json");
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(
+        e.contains("starts at sequence") && e.contains("pruned"),
+        "{e}"
+    );
+    assert!(!dir.path().join("p.json").exists());
+}
+
+/// A FIFO is refused, not opened, as data, engine config or output (the run blocked forever on
+/// it: a red-team finding; `--params` was already checked).
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_as_data_config_or_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.csv");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let params = "half_spread = 2\nqty = 2\nmax_inventory = 50\n\n[risk]\ncapital = 100000000\n\n[backtest]\ncash = 100000000\n";
+    let j = dir.path().join("journal");
+    write_journal(&j, 40, None);
+    let o = options(dir.path(), "maker", params, fifo.clone(), "a.json");
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("not a regular file"), "data: {e}");
+    let mut o = options(dir.path(), "maker", params, j.clone(), "b.json");
+    o.config = Some(fifo.clone());
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("not a regular file"), "config: {e}");
+    let mut o = options(dir.path(), "maker", params, j, "c.json");
+    o.out = Some(fifo);
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("not a regular file"), "out: {e}");
 }
 
 /// Candles a venue cannot hold are refused naming the candle: a high near `i64::MAX` (the band

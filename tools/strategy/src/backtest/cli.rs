@@ -58,6 +58,14 @@ fn check_outputs(o: &Options, outputs: &[(&str, PathBuf)]) -> Result<(), String>
     let mut inputs = vec![("--params", o.params.clone()), ("--data", o.data.clone())];
     inputs.extend(o.config.clone().map(|c| ("--config", c)));
     for (i, (what, out)) in outputs.iter().enumerate() {
+        // An existing output must be a regular file: writing to a FIFO would block the run
+        // after all its work (a red-team finding), to a device or directory fail late.
+        if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
+            return Err(format!(
+                "{what} {}: not a regular file (a FIFO, device or directory is not written)",
+                out.display()
+            ));
+        }
         if let Some((input, _)) = inputs.iter().find(|(_, p)| same_file(p, out)) {
             return Err(format!(
                 "{what} {} is the {input} file: it would be overwritten",
@@ -91,7 +99,10 @@ pub fn backtest(o: &Options) -> Result<String, String> {
     }
     let (params, table) = ParamsFile::load(&o.params)?;
     let config = match &o.config {
-        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => {
+            crate::files::read_regular(p)?;
+            Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?
+        }
         None => Config::default(),
     };
     let run = Run {

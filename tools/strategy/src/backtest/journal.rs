@@ -23,12 +23,24 @@ fn each(
     mut f: impl FnMut(u64, u64, Command) -> Result<(), String>,
 ) -> Result<(), String> {
     let mut reader = Reader::open(dir).map_err(|e| format!("journal {}: {e}", dir.display()))?;
+    let mut first = true;
     loop {
         let record = match reader.next() {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("journal {}: {e}", dir.display())),
         };
+        // The flow is every command from the first: a journal whose start was pruned
+        // (`journal prune`) lacks the deposits and orders its later commands stand on, and
+        // would replay as refusals and a flat, "reconciled" report (a red-team finding).
+        if std::mem::take(&mut first) && record.sequence != 1 {
+            return Err(format!(
+                "journal {}: starts at sequence {} (the records before it were pruned): a \
+                 backtest replays a journal from its first command, sequence 1",
+                dir.display(),
+                record.sequence
+            ));
+        }
         if record.record_type != RECORD_TYPE_COMMAND_V1 {
             return Err(format!(
                 "journal {}: record {} has type {}, not a command (v1)",

@@ -58,8 +58,7 @@ fn millis(text: &str) -> Option<u64> {
 }
 
 fn parse(path: &Path) -> Result<Vec<Msg>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = crate::files::read_regular(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -124,8 +123,7 @@ fn orderbook_path(p: &Path) -> Result<PathBuf, String> {
 
 /// The first orderbook line: `(side, price in cents, size)` per level.
 fn first_book(path: &Path) -> Result<Vec<(Side, i64, u64)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = crate::files::read_regular(path)?;
     let line = text
         .lines()
         .next()
