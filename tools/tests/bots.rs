@@ -109,15 +109,57 @@ fn bots_trade_and_reconcile_with_the_server() {
         assert_eq!(o["failed"], 0, "{o}");
     }
 
+    // An order left working on the maker's account (alice, user 1), placed by another client
+    // (a run killed with its server leaves the same): the next run cancels it before it
+    // takes its starting point and says so; its fills broke reconciliation (a red-team
+    // finding). Its client order id is the wall clock in ns, below the next run's.
+    let mut c = Client::connect(server.addr).unwrap();
+    support::login_patient(&mut c, "alice", 9);
+    let coid = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    {
+        use ringbook_engine::prelude::*;
+        c.send(
+            &Command::NewOrder(NewOrder::limit(
+                UserId(1),
+                SymbolId(0),
+                ClientOrderId(coid),
+                Side::Sell,
+                Price(50_004),
+                Qty(30),
+            ))
+            .into(),
+        )
+        .unwrap();
+    }
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no acceptance of the stray order"
+        );
+        match c.recv_timeout(support::WAIT).unwrap() {
+            Some(ServerMsg::Accepted {
+                client_order_id, ..
+            }) if client_order_id == coid => break,
+            Some(ServerMsg::Rejected { code, .. }) => panic!("the stray order was refused: {code}"),
+            _ => {}
+        }
+    }
+    c.logout();
+
     // A second run on the same accounts and sessions: the server retransmits the first run's
     // messages to the re-used sessions (they must not reach the new books), client order ids
     // must keep increasing, and the funds already there are the starting point.
     let out = run_bots(&server.addr.to_string(), &cfg, "10");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "second run: {stderr}\n{stdout}");
     assert!(
-        out.status.success(),
-        "second run: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("bot mm: cancelled 1 order(s) left working"),
+        "{stderr}"
     );
     let again: Vec<serde_json::Value> = stdout
         .lines()

@@ -966,6 +966,18 @@ impl Live {
     fn run(self, mut c: Conn, tx: &mpsc::Sender<Report>) -> Result<(), String> {
         let name = self.cfg.name.clone();
         let mut request = 0u64;
+        // The account is the bot's own: orders left working on it (a previous run killed with
+        // its server, or placed by another client) would fill outside the bot's ledger and
+        // break reconciliation, and the final mass cancel would take them anyway. So they go
+        // first, said on stderr, before the starting point is read (a red-team finding).
+        let left = self.cancel_all(&mut c, &mut |_| {})?;
+        if left > 0 {
+            eprintln!(
+                "bot {name}: cancelled {left} order(s) left working on user {}'s {} before starting \
+                 (a bot's account and symbol are its own)",
+                self.user.0, self.symbol_name
+            );
+        }
         let (cash0, base0) = self.balances(&mut c, &mut request, &mut |_| {})?;
         let strategy =
             strategy::build(&self.cfg.strategy, &self.params).map_err(|e| self.fail(e))?;
@@ -1096,29 +1108,13 @@ impl Live {
             }));
             bot.ledger.forget_finished();
         }
-        // Cancel everything, wait for it, and reconcile.
-        c.send(
-            &Command::MassCancel {
-                user: self.user,
-                symbol: Some(self.symbol),
-                on_disconnect: false,
-            }
-            .into(),
-        )
-        .map_err(|e| self.fail(e))?;
-        loop {
-            let m = c
-                .recv()
-                .map_err(|e| self.fail(e))?
-                .ok_or_else(|| self.fail("no mass-cancel reply"))?;
-            if matches!(m, ServerMsg::MassCancelled { .. }) {
-                break;
-            }
-            // The ledger only: the strategy sends nothing more.
+        // Cancel everything, wait for it, and reconcile. The ledger only sees what arrives
+        // meanwhile: the strategy sends nothing more.
+        self.cancel_all(&mut c, &mut |m| {
             if let Some(u) = update_of(&m) {
                 bot.ledger.apply(&u);
             }
-        }
+        })?;
         let mut stray = Vec::new();
         let (quote, base) = self.balances(&mut c, &mut request, &mut |m| stray.push(m))?;
         for m in stray {
@@ -1197,6 +1193,47 @@ impl Live {
     }
 
     /// The account's `(quote, base)` totals, available + locked; other messages go to `other`.
+    /// Mass-cancels the bot's orders on its symbol and waits for the reply: how many were
+    /// cancelled. Other messages meanwhile go to `other`.
+    fn cancel_all(&self, c: &mut Conn, other: &mut dyn FnMut(ServerMsg)) -> Result<u32, String> {
+        c.send(
+            &Command::MassCancel {
+                user: self.user,
+                symbol: Some(self.symbol),
+                on_disconnect: false,
+            }
+            .into(),
+        )
+        .map_err(|e| self.fail(e))?;
+        loop {
+            let m = c
+                .recv()
+                .map_err(|e| self.fail(e))?
+                .ok_or_else(|| self.fail("no mass-cancel reply"))?;
+            match m {
+                ServerMsg::MassCancelled { count, .. } => return Ok(count),
+                // An account that never had a deposit has no orders (the balances query
+                // says what is wrong with it).
+                ServerMsg::Rejected {
+                    ref_msg_type,
+                    code,
+                    client_order_id: 0,
+                    name,
+                    ..
+                } if ref_msg_type == msg_type::MASS_CANCEL => {
+                    if code == RejectCode::UnknownUser.code() {
+                        return Ok(0);
+                    }
+                    return Err(self.fail(format!(
+                        "the mass cancel was refused: {code} {}",
+                        ringbook_client::protocol::name32_str(&name)
+                    )));
+                }
+                m => other(m),
+            }
+        }
+    }
+
     fn balances(
         &self,
         c: &mut Conn,
