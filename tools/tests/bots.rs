@@ -148,7 +148,7 @@ fn bots_trade_and_reconcile_with_the_server() {
             _ => {}
         }
     }
-    c.logout();
+    let _ = c.logout();
 
     // A second run on the same accounts and sessions: the server retransmits the first run's
     // messages to the re-used sessions (they must not reach the new books), client order ids
