@@ -151,6 +151,8 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
 pub fn read_candle_csv(path: &Path, tick_size: u64) -> Result<Vec<Candle>, String> {
     // A regular file only: a FIFO given as data would block the run forever.
     let text = crate::files::read_regular(path)?;
+    // A UTF-8 byte-order mark (spreadsheets write one) is no part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out: Vec<Candle> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -268,5 +270,12 @@ mod tests {
         assert!(read_candle_csv(&p, 1).unwrap_err().contains(":1:"));
         std::fs::write(&p, "0,10,12,9,11,5\n60000,11,13,10,12,4\n").unwrap();
         assert_eq!(read_candle_csv(&p, 1).unwrap().len(), 2);
+        // A byte-order mark before the header is skipped (it made the header a bad row).
+        std::fs::write(
+            &p,
+            "\u{feff}open_time,open,high,low,close,volume\n0,10,12,9,11,5\n",
+        )
+        .unwrap();
+        assert_eq!(read_candle_csv(&p, 1).unwrap().len(), 1);
     }
 }

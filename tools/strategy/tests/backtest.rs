@@ -572,3 +572,85 @@ fn candles_outside_what_the_symbol_allows_are_refused() {
         assert!(!dir.path().join("r.json").exists());
     }
 }
+
+/// The data ends at its last candle: a strategy that trades on a CSV's last candle meets the
+/// book the flow left there, and no candle made of its own fills follows (one row gave two
+/// candles and a round trip after the data), and the curve's last point is the final equity
+/// (the fills at a candle were recorded at the next). Extreme parameters do not wrap: a base
+/// whose minimal units overflow 64 bits is refused (it wrapped to a few satoshi), a maker's
+/// half spread near `i64::MAX` quotes at the band's edges and never trades (its ask wrapped to
+/// price 1: a sell at market every candle). A candle whose depth reaches the band's bottom
+/// exactly is taken (the check was off by one). Red-team findings.
+#[test]
+fn the_data_ends_at_its_last_candle_and_extreme_params_do_not_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = |name: &str, rows: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("open_time,open,high,low,close,volume\n{rows}")).unwrap();
+        p
+    };
+    let read = |n: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(n)).unwrap()).unwrap()
+    };
+    let risk = "[risk]\ncapital = 1000000000\nmax_position = 1000000000\nmax_daily_loss = 50000000\n\n[backtest]\nsymbol = \"BTC-KRW\"\ncash = 1000000000\n";
+    let one = csv("one.csv", "0,50000,50000,50000,50000,10\n");
+    let o = options(
+        dir.path(),
+        "breakout",
+        &format!("k = 0.5\n\n{risk}"),
+        one,
+        "one.json",
+    );
+    cli::backtest(&o).unwrap();
+    let r = read("one.json");
+    assert_eq!(r["candles"], 1, "{r}");
+    let curve = r["equity_curve"].as_array().unwrap();
+    assert_eq!(curve.last().unwrap()[1], r["final_equity"], "{r}");
+    assert!(
+        r["fills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["ts"].as_u64() <= Some(86_400_000)),
+        "{r}"
+    );
+
+    let base = format!("k = 0.5\n\n{risk}base = 1844674407370956\n");
+    let o = options(
+        dir.path(),
+        "breakout",
+        &base,
+        dir.path().join("one.csv"),
+        "b.json",
+    );
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("overflows 64 bits"), "{e}");
+
+    let rows: String = (0..20)
+        .map(|i| {
+            let p = 50_000 + (i % 5) * 10;
+            format!("{},{p},{},{},{p},10\n", i * 60_000, p + 20, p - 20)
+        })
+        .collect();
+    let minutes = csv("minutes.csv", &rows);
+    let maker = format!(
+        "half_spread = 9223372036854775807\nqty = 10\nskew = 0\nmax_inventory = 1000\n\n{risk}base = 2000\n"
+    );
+    let o = options(dir.path(), "maker", &maker, minutes, "m.json");
+    cli::backtest(&o).unwrap();
+    let r = read("m.json");
+    assert_eq!(
+        r["trades"], 0,
+        "a maker quoting at the band's edges trades nothing: {r}"
+    );
+
+    let bottom = csv("bottom.csv", "0,6,10,6,8,10\n");
+    let o = options(
+        dir.path(),
+        "breakout",
+        &format!("k = 0.5\n\n{risk}"),
+        bottom,
+        "e.json",
+    );
+    cli::backtest(&o).unwrap();
+}

@@ -54,7 +54,9 @@ fn millis(text: &str) -> Option<u64> {
     for (i, c) in frac.chars().chain("000".chars()).take(3).enumerate() {
         ms += (c as u64 - '0' as u64) * [100, 10, 1][i];
     }
-    Some(secs * 1_000 + ms)
+    // Checked: a time past u64's milliseconds wrapped round to a small one (a red-team
+    // finding); it is a malformed time.
+    secs.checked_mul(1_000)?.checked_add(ms)
 }
 
 fn parse(path: &Path) -> Result<Vec<Msg>, String> {
@@ -305,5 +307,8 @@ mod tests {
         assert_eq!(millis("34249.1"), Some(34_249_100));
         assert_eq!(millis("5"), Some(5_000));
         assert_eq!(millis("5.x"), None);
+        // Past u64 milliseconds: malformed, not wrapped round to 384 ms.
+        assert_eq!(millis("18446744073709552.0"), None);
+        assert_eq!(millis("18446744073709551.615"), Some(u64::MAX));
     }
 }

@@ -174,6 +174,12 @@ pub struct Sim {
     pending: Vec<Candle>,
     window: (u64, u64),
     closed_window: bool,
+    /// The time of the market's last flow command (`None`: none yet).
+    flow_last: Option<u64>,
+    /// When the strategy's orders cascaded past [`CASCADE_MAX`] commands in one step: the
+    /// run stops there and fails ([`run`]) instead of panicking (params reach it: a grid of
+    /// 150 000 levels did, a red-team finding).
+    cascade: Option<u64>,
     /// Commands processed by the engine.
     pub commands: u64,
     /// `(time, equity)` at every candle the strategy saw, and the start.
@@ -264,7 +270,15 @@ impl Sim {
             })
         };
         deposit(me, quote, b.cash)?;
-        deposit(me, base, b.base * sc.lot_size)?;
+        // Checked as the bots check it: `base × lot_size` wrapped round to a few satoshi (a
+        // red-team finding).
+        let base_units = b.base.checked_mul(sc.lot_size).ok_or_else(|| {
+            format!(
+                "[backtest] base {} lots × lot size {} overflows 64 bits of {}",
+                b.base, sc.lot_size, sc.base
+            )
+        })?;
+        deposit(me, base, base_units)?;
         // The market's own participants: funded far beyond anything the data can spend (a
         // journal's users have their recorded deposits).
         if !journal {
@@ -285,6 +299,8 @@ impl Sim {
             pending: Vec::new(),
             window: run.window.unwrap_or((0, u64::MAX)),
             closed_window: false,
+            flow_last: None,
+            cascade: None,
             commands: 0,
             equity: Vec::new(),
             candles_seen: 0,
@@ -300,6 +316,9 @@ impl Sim {
 
     /// Time moves to `ts` (ms): candles that ended before it are delivered.
     pub fn advance(&mut self, ts: u64) {
+        if self.cascade.is_some() {
+            return;
+        }
         self.now = self.now.max(ts);
         if let Some(c) = self.candles.on_time(self.now) {
             self.pending.push(c);
@@ -309,7 +328,12 @@ impl Sim {
 
     /// A command of the market's flow at time `ts`; returns its events.
     pub fn flow(&mut self, ts: u64, cmd: &Command) -> &[Event] {
+        if self.cascade.is_some() {
+            self.events.clear();
+            return &self.events;
+        }
         self.advance(ts);
+        self.flow_last = Some(self.now);
         self.exec(cmd);
         let first = std::mem::take(&mut self.events);
         self.drain();
@@ -356,10 +380,11 @@ impl Sim {
             for c in &cmds {
                 self.exec(c);
                 n += 1;
-                assert!(
-                    n < CASCADE_MAX,
-                    "the strategy's orders cascaded past {CASCADE_MAX} commands in one step"
-                );
+                if n >= CASCADE_MAX {
+                    self.cascade = Some(self.now);
+                    self.queue.clear();
+                    return;
+                }
             }
         }
     }
@@ -375,6 +400,9 @@ impl Sim {
     }
 
     fn on_candle(&mut self, c: &Candle) {
+        if self.cascade.is_some() {
+            return;
+        }
         let (from, to) = self.window;
         if c.open_time < from || self.closed_window {
             return;
@@ -404,9 +432,12 @@ impl Sim {
         if self.bot.ledger.position.qty != 0 {
             self.candles_exposed += 1;
         }
-        self.record(ts);
         self.queue = out;
         self.drain();
+        // After the orders the candle caused: what filled at once is in this point, so the
+        // curve's last point is the final equity (recorded before, the fills at the data's
+        // last candle were in neither: a red-team finding).
+        self.record(ts);
         self.bot.ledger.forget_finished();
     }
 
@@ -418,10 +449,16 @@ impl Sim {
         }
     }
 
-    /// The end of the data: the last candle is delivered.
+    /// The end of the data: the last candle is delivered — unless it opened after the
+    /// market's last flow command. Such a candle holds only the strategy's own fills against
+    /// what the flow left resting (its orders on a CSV's last candle meet the synthetic book
+    /// at the data's end): not a market candle. Delivered, the strategy traded on it again (a
+    /// red-team finding: one CSV row gave two candles and a round trip after the data).
     pub fn finish(&mut self) {
         if let Some(c) = self.candles.finish() {
-            self.pending.push(c);
+            if self.flow_last.is_some_and(|t| c.open_time <= t) {
+                self.pending.push(c);
+            }
         }
         self.deliver();
     }
@@ -460,6 +497,13 @@ pub fn run(run: &Run) -> Result<Report, String> {
         Source::Journal(p) => journal::replay(&mut sim, p)?,
     };
     sim.finish();
+    if let Some(t) = sim.cascade {
+        return Err(format!(
+            "at {t} ms the strategy's orders cascaded past {CASCADE_MAX} engine commands in one \
+             step (orders causing orders): its parameters ask for more than a backtest step \
+             allows (a grid's levels, an order size); the run stops there"
+        ));
+    }
     Ok(Report::new(run, &sim, interval, flow))
 }
 

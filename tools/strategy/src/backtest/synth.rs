@@ -198,7 +198,7 @@ pub fn replay(sim: &mut Sim, path: &Path, s: &Settings) -> Result<FlowStats, Str
     let depth = s.depth_levels as i64;
     if let Some(c) = candles.iter().find(|c| {
         // Saturating: a price near i64::MAX wrapped past the check (a red-team finding).
-        c.low.saturating_sub(depth) <= m.price_min || c.high.saturating_add(depth) > m.price_max
+        c.low.saturating_sub(depth) < m.price_min || c.high.saturating_add(depth) > m.price_max
     }) {
         return Err(format!(
             "{}: the candle at {} (low {}, high {}) with {} levels of depth leaves the symbol's price band {}..={}",

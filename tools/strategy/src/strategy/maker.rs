@@ -66,10 +66,17 @@ impl Maker {
         let inv = position - self.p.target;
         let shift = self.p.skew.scale(inv);
         let q = self.p.qty as i64;
-        let bid = (inv + q <= self.p.max_inventory)
-            .then(|| ctx.market.clamp(mid - self.p.half_spread - shift));
-        let ask = (inv - q >= -self.p.max_inventory)
-            .then(|| ctx.market.clamp(mid + self.p.half_spread - shift));
+        // Saturating: a half spread near i64::MAX wrapped the ask round to the band's bottom
+        // (a sell at market every candle: a red-team finding); saturated it is the band's
+        // edge, a quote that does not trade.
+        let bid = (inv.saturating_add(q) <= self.p.max_inventory).then(|| {
+            ctx.market
+                .clamp(mid.saturating_sub(self.p.half_spread).saturating_sub(shift))
+        });
+        let ask = (inv.saturating_sub(q) >= -self.p.max_inventory).then(|| {
+            ctx.market
+                .clamp(mid.saturating_add(self.p.half_spread).saturating_sub(shift))
+        });
         (bid, ask)
     }
 
