@@ -563,7 +563,7 @@ fn approve_checks_the_proposal_and_shows_the_params() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        said.contains("re-approved: the parameters changed since the earlier approval"),
+        said.contains("re-approved: the proposal changed since the earlier approval"),
         "{said}"
     );
     assert!(said.contains("high = 50060"), "{said}");

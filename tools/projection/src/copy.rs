@@ -6,8 +6,10 @@
 //! look"). The format is simple and fixed (PostgreSQL's `COPY` documentation, "Binary Format"):
 //! a signature and two words, then per row the field count and per field its byte length (−1:
 //! NULL) and its bytes in network order, then −1. PostgreSQL checks every row's field count and
-//! every field's length against the column's type, so a writer that encodes a column with the
-//! wrong width fails the batch loudly rather than storing something else.
+//! every field's length against the column's type, so a row with a field missing or of the
+//! wrong width fails the batch loudly. Two columns of one type swapped it cannot see: the
+//! projection's tests (verify against the engine's state, tables equal across batch sizes and
+//! a rebuild) guard the column order.
 
 use std::io::Write;
 
@@ -73,8 +75,9 @@ impl<'a> Copy<'a> {
     fn field(&mut self, bytes: &[u8]) -> &mut Self {
         debug_assert!(self.left > 0, "more fields than the row has");
         self.left -= 1;
-        self.buf
-            .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        // Every field here is a fixed-width number or a short name.
+        let len = i32::try_from(bytes.len()).expect("a COPY field under 2 GiB");
+        self.buf.extend_from_slice(&len.to_be_bytes());
         self.buf.extend_from_slice(bytes);
         self
     }
@@ -162,7 +165,9 @@ impl<'a> Copy<'a> {
 
     fn hand_over(&mut self) -> Result<(), ProjectionError> {
         self.w.write_all(&self.buf).map_err(|e| {
-            // The connection's own error, when that is what the writer wraps.
+            // The connection's own error, which the synchronous client always wraps (so a broken
+            // connection stays a transient `Db` error and the projector retries); any other
+            // would be a client library change, reported as it is.
             match e.into_inner() {
                 Some(inner) => match inner.downcast::<postgres::Error>() {
                     Ok(pg) => ProjectionError::Db(*pg),

@@ -1192,7 +1192,6 @@ impl Live {
         Ok(())
     }
 
-    /// The account's `(quote, base)` totals, available + locked; other messages go to `other`.
     /// Mass-cancels the bot's orders on its symbol and waits for the reply: how many were
     /// cancelled. Other messages meanwhile go to `other`.
     fn cancel_all(&self, c: &mut Conn, other: &mut dyn FnMut(ServerMsg)) -> Result<u32, String> {
@@ -1234,6 +1233,7 @@ impl Live {
         }
     }
 
+    /// The account's `(quote, base)` totals, available + locked; other messages go to `other`.
     fn balances(
         &self,
         c: &mut Conn,

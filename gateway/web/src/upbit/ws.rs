@@ -522,9 +522,10 @@ fn convert(up: &Upbit, sub: &Subscription, raw: &str) -> Vec<String> {
 /// Digits after the point of a `myOrder` `avg_price` whose quotient does not end in decimal.
 const AVG_PRICE_DIGITS: u32 = 8;
 
-/// What an order without a record cannot know from one fill: sums over its earlier fills and
-/// the lock of a limit price the fill does not carry.
+/// What an order without a record cannot know from one fill: its type, sums over its earlier
+/// fills and the lock of a limit price the fill does not carry.
 const UNKNOWN_AT_FILL: &[&str] = &[
+    "ord_type",
     "paid_fee",
     "executed_funds",
     "trades_count",
@@ -535,6 +536,7 @@ const UNKNOWN_AT_FILL: &[&str] = &[
 
 /// … and from its cancel: also how much it had filled.
 const UNKNOWN_AT_CANCEL: &[&str] = &[
+    "ord_type",
     "volume",
     "executed_volume",
     "paid_fee",
@@ -542,6 +544,18 @@ const UNKNOWN_AT_CANCEL: &[&str] = &[
     "trades_count",
     "reserved_fee",
     "remaining_fee",
+];
+
+/// A market order's acceptance: what it locks follows from its protection price and, for a
+/// buy, its budget, neither of which the event says (nor a budget buy's quantity: the
+/// symbol's largest).
+const UNKNOWN_MARKET_SELL: &[&str] = &["locked", "reserved_fee", "remaining_fee"];
+const UNKNOWN_MARKET_BUY: &[&str] = &[
+    "locked",
+    "reserved_fee",
+    "remaining_fee",
+    "volume",
+    "remaining_volume",
 ];
 
 /// The order of a native `orders`/`fills` message `d` as it stood right after that event, for
@@ -626,11 +640,17 @@ fn as_of_event(
     };
     let unknown = match state {
         "wait" => {
-            r.price = (d["type"] != "MARKET")
-                .then(|| d["price"].as_i64())
-                .flatten();
             r.volume = d["qty"].as_u64()?;
-            &[][..]
+            if d["type"] == "MARKET" {
+                if side == ringbook_engine::Side::Buy {
+                    UNKNOWN_MARKET_BUY
+                } else {
+                    UNKNOWN_MARKET_SELL
+                }
+            } else {
+                r.price = d["price"].as_i64();
+                &[][..]
+            }
         }
         "trade" => {
             r.executed = d["cum_qty"].as_u64()?;
@@ -859,6 +879,91 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(fills: &[(u64, u64)]) -> orders::Rec {
+        orders::Rec {
+            order_id: 7,
+            user: 1,
+            sid: SymbolId(0),
+            side: ringbook_engine::Side::Buy,
+            ord_type: "limit",
+            tif: None,
+            price: Some(9_700),
+            volume: 5,
+            coid: 1,
+            identifier: Some("mine".into()),
+            created_ms: 1,
+            state: orders::State::Done,
+            executed: fills.iter().map(|f| f.0).sum(),
+            fee: fills.iter().map(|f| u128::from(f.1)).sum(),
+            trades: fills
+                .iter()
+                .enumerate()
+                .map(|(k, &(qty, fee))| orders::Fill {
+                    trade_id: k as u64 + 1,
+                    ts: 0,
+                    price: 9_700,
+                    qty,
+                    funds: u128::from(qty) * 9_700,
+                    fee,
+                    maker: false,
+                })
+                .collect(),
+            trades_count: fills.len() as u64,
+        }
+    }
+
+    /// A record already past the whole command is wound back to each event; an order without
+    /// a record is built from the event, with what it cannot know named.
+    #[test]
+    fn an_order_as_of_each_event() {
+        let m = &super::super::markets(&ringbook_engine::Config::default())[0];
+        let done = rec(&[(1, 10), (3, 30), (1, 10)]);
+        let (r, unknown) = as_of_event(m, &json!({}), "wait", Some(done.clone())).unwrap();
+        assert_eq!(
+            (r.executed, r.fee, r.trades_count, r.state),
+            (0, 0, 0, orders::State::Wait)
+        );
+        assert!(r.trades.is_empty() && unknown.is_empty());
+        let d = json!({"cum_qty": 4, "leaves_qty": 1});
+        let (r, unknown) = as_of_event(m, &d, "trade", Some(done.clone())).unwrap();
+        assert_eq!(
+            (r.executed, r.fee, r.trades_count, r.state),
+            (4, 40, 2, orders::State::Wait)
+        );
+        assert_eq!((r.trades.len(), unknown.len()), (2, 0));
+        let d = json!({"cum_qty": 5, "leaves_qty": 0});
+        let (r, _) = as_of_event(m, &d, "trade", Some(done.clone())).unwrap();
+        assert_eq!((r.executed, r.fee, r.state), (5, 50, orders::State::Done));
+        // Past the fills the record keeps: the sums are unknown, the fill is the message's.
+        let d = json!({"cum_qty": 9, "leaves_qty": 0});
+        let (r, unknown) = as_of_event(m, &d, "trade", Some(done)).unwrap();
+        assert!(r.trades.is_empty());
+        assert_eq!(unknown, UNKNOWN_AT_FILL);
+        // No record: from the event alone.
+        let d = json!({"order_id": 9, "user": 2, "side": "SELL", "type": "LIMIT", "price": 9_800,
+            "qty": 6, "client_order_id": 3});
+        let (r, unknown) = as_of_event(m, &d, "wait", None).unwrap();
+        assert_eq!(
+            (r.volume, r.price, r.side),
+            (6, Some(9_800), ringbook_engine::Side::Sell)
+        );
+        assert!(unknown.is_empty() && r.identifier.is_none() && r.created_ms == 0);
+        let d = json!({"order_id": 9, "side": "BUY", "type": "MARKET", "price": 9_800, "qty": 6});
+        assert_eq!(
+            as_of_event(m, &d, "wait", None).unwrap().1,
+            UNKNOWN_MARKET_BUY
+        );
+        let d = json!({"order_id": 9, "side": "BUY", "cum_qty": 2, "leaves_qty": 4});
+        let (r, unknown) = as_of_event(m, &d, "trade", None).unwrap();
+        assert_eq!((r.executed, r.volume, unknown), (2, 6, UNKNOWN_AT_FILL));
+        let d = json!({"order_id": 9, "side": "BUY", "leaves_qty": 0, "qty": 4});
+        let (r, unknown) = as_of_event(m, &d, "cancel", None).unwrap();
+        assert_eq!(
+            (r.state, unknown),
+            (orders::State::Cancel, UNKNOWN_AT_CANCEL)
+        );
+    }
 
     #[test]
     fn simple_format_abbreviates_nested_keys() {

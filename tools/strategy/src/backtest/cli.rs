@@ -208,7 +208,7 @@ pub fn approve(path: &Path) -> Result<String, String> {
         sweep::Approval::Again => s += "it was already approved with these parameters\n",
         sweep::Approval::Changed(old) => {
             s += &format!(
-            "NOTE: re-approved: the parameters changed since the earlier approval (digest {old})\n"
+            "NOTE: re-approved: the proposal changed since the earlier approval (digest {old})\n"
         )
         }
     }

@@ -142,7 +142,7 @@ pub struct Proposal {
     pub proposed_value: String,
     /// The full params file (TOML) with the proposed value applied.
     pub params: String,
-    /// The digest of `params` recorded at approval.
+    /// The digest of the approved proposal ([`Proposal::pinned`]) recorded at approval.
     pub approved_digest: Option<String>,
 }
 
@@ -368,7 +368,7 @@ impl Proposal {
             }
         };
         self.check()?;
-        let d = digest(&self.params);
+        let d = self.pinned();
         let how = match earlier {
             None => Approval::New,
             Some(e) if e == d => Approval::Again,
@@ -387,12 +387,26 @@ impl Proposal {
                 self.status
             ));
         }
-        if self.approved_digest.as_deref() != Some(digest(&self.params).as_str()) {
+        if self.approved_digest.as_deref() != Some(self.pinned().as_str()) {
             return Err(
-                "the proposal's parameters changed after it was approved: approve it again".into(),
+                "the proposal changed after it was approved (its parameters, data, ranking or \
+                 anything but its status): approve it again"
+                    .into(),
             );
         }
         self.params_table()
+    }
+
+    /// The digest an approval pins: of the whole proposal but its status and the digest
+    /// itself, so the data (whose symbol the bots check), the key, the ranking and the
+    /// proposed value are pinned with the params (only the params were: a proposal edited to
+    /// name other data passed the symbol check, a red-team finding). Fields in declaration
+    /// order, as JSON.
+    pub fn pinned(&self) -> String {
+        let mut p = self.clone();
+        p.status.clear();
+        p.approved_digest = None;
+        digest(&serde_json::to_string(&p).expect("a proposal serializes"))
     }
 }
 
@@ -454,6 +468,30 @@ pub(crate) mod tests {
         assert_eq!(p.approved_params().unwrap()["qty"].as_integer(), Some(3));
         p.params = p.params.replace("high = 50050", "high = 50060");
         assert!(p.approved_params().unwrap_err().contains("changed"));
+        // Every other field is pinned too: the data (whose symbol the bots check), the key,
+        // the ranking's boundary, the proposed value.
+        let approved = {
+            let mut q = grid_proposal();
+            q.approve().unwrap();
+            q
+        };
+        type Edit = Box<dyn Fn(&mut Proposal)>;
+        let edits: Vec<Edit> = vec![
+            Box::new(|q| q.data = "candles.csv".into()),
+            Box::new(|q| q.key = "levels".into()),
+            Box::new(|q| q.split_ms += 1),
+            Box::new(|q| q.proposed_value = "4".into()),
+            Box::new(|q| q.strategy = "maker".into()),
+        ];
+        for edit in edits {
+            let mut q = approved.clone();
+            assert!(q.approved_params().is_ok());
+            edit(&mut q);
+            assert!(
+                q.approved_params().unwrap_err().contains("changed"),
+                "{q:?}"
+            );
+        }
         // Approving the edited params again says that they changed since.
         let before = p.approved_digest.clone().unwrap();
         assert_eq!(p.approve().unwrap(), Approval::Changed(before));
