@@ -576,6 +576,14 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
             .select_by_value("LIMIT")
             .await
             .unwrap();
+        // Back from market orders, a limit order's time in force is the one chosen for it
+        // (GTC), not the IOC the market order needed (it stayed IOC: a red-team finding).
+        until(
+            &alice,
+            "a limit order's time in force back",
+            "document.getElementById('o-tif').value === 'GTC'",
+        )
+        .await;
         css(&alice, "#o-tif")
             .await
             .select_by_value("GTD")
@@ -973,6 +981,28 @@ fn the_page_converts_exactly_between_wire_integers_and_decimals() {
                 "45,000"
             ])
         );
+        no_problems(&c).await;
+        // A malformed escape in the address names no symbol; the page still loads (it threw
+        // and loaded nothing: a red-team finding).
+        c.goto(&format!("{base}/#%")).await.expect("goto /#%");
+        until(&c, "page ready", "document.body.dataset.ready === 'true'").await;
+        until(
+            &c,
+            "the first symbol",
+            "document.getElementById('conn').dataset.state === 'connected' && document.getElementById('symbol').value === 'BTC-KRW'",
+        )
+        .await;
+        // The skip link focuses the order form and leaves the address, which names the
+        // symbol, alone (a reload after it came back on the first symbol).
+        c.goto(&format!("{base}/#AAPL-USD")).await.expect("goto /#AAPL-USD");
+        until(&c, "page ready", "document.body.dataset.ready === 'true'").await;
+        until(&c, "AAPL-USD", "document.getElementById('symbol').value === 'AAPL-USD'").await;
+        let after = js(
+            &c,
+            "document.querySelector('a.skip').click(); return [location.hash, document.getElementById('order-form').contains(document.activeElement)];",
+        )
+        .await;
+        assert_eq!(after, json!(["#AAPL-USD", true]));
         no_problems(&c).await;
         c.close().await.unwrap();
     });

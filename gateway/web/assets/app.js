@@ -38,6 +38,7 @@
     history: new Map(), // client order id (string) → entry
     balances: [],
     resyncs: 0, // fresh snapshots asked for after a gap
+    restingTif: null, // the time in force a market order replaced with IOC
     connects: 0, // WebSocket connections opened
   };
   // For tests and the curious: the page's state, read-only by convention, and what went wrong
@@ -165,10 +166,20 @@
       wsel.textContent = '';
       for (const c of curs) wsel.append(el('option', { value: c.code, text: c.code }));
     }
-    const want = decodeURIComponent(location.hash.slice(1)) || localStorage.getItem('ringbook.symbol');
+    const want = hashSymbol() || localStorage.getItem('ringbook.symbol');
     const first = syms.find((s) => s.name === want) || syms[0];
     sel.value = first.name;
     selectSymbol(first.name);
+  }
+
+  // The symbol named by the address's fragment; a malformed escape (`#%`) names none rather
+  // than throwing (it stopped the page from loading: a red-team finding).
+  function hashSymbol() {
+    try {
+      return decodeURIComponent(location.hash.slice(1));
+    } catch (e) {
+      return '';
+    }
   }
 
   function selectSymbol(name) {
@@ -637,7 +648,15 @@
     $('post-row').hidden = market;
     $('display-row').hidden = market;
     const tif = $('o-tif');
-    if (market && (tif.value === 'GTC' || tif.value === 'GTD' || tif.value === 'DAY')) tif.value = 'IOC';
+    // A market order cannot rest: GTC/GTD/DAY become IOC, and the choice comes back with a
+    // limit order (it stayed IOC, so a limit order silently stopped resting: a red-team finding).
+    if (market && (tif.value === 'GTC' || tif.value === 'GTD' || tif.value === 'DAY')) {
+      S.restingTif = tif.value;
+      tif.value = 'IOC';
+    } else if (!market && S.restingTif) {
+      if (tif.value === 'IOC') tif.value = S.restingTif;
+      S.restingTif = null;
+    }
     const sub = $('o-submit');
     sub.textContent = (side() === 'BUY' ? 'Buy ' : 'Sell ') + S.sym.base;
     sub.className = 'submit ' + (side() === 'BUY' ? 'buy' : 'sell');
@@ -738,7 +757,10 @@
     // A summary in the quote currency (what a limit order locks at most, before fees).
     const sum = $('o-summary');
     if (ok && body.price !== undefined && body.qty !== undefined && body.qty > 0n && !budgetMode) {
-      sum.textContent = (market ? 'at most ' : '') + u.quote.format(u.notional(body.price, body.qty), true) + ' ' + s.quote + ' before fees';
+      // A market buy spends at most its protection price's notional; a market sell gets at
+      // least it (the summary said "at most" for both).
+      const bound = market ? (side() === 'BUY' ? 'at most ' : 'at least ') : '';
+      sum.textContent = bound + u.quote.format(u.notional(body.price, body.qty), true) + ' ' + s.quote + ' before fees';
     } else if (ok && budgetMode) {
       sum.textContent = 'spends at most ' + u.quote.format(body.budget, true) + ' ' + s.quote + ', fees included';
     } else {
@@ -894,14 +916,23 @@
     if (!S.openOrders.length && S.role === 'user') body.append(el('tr', {}, [el('td', { colspan: '7', class: 'hint', text: 'No open orders.' })]));
   }
 
+  // Orders with a cancel or amend in flight: a second click waits for the first's answer
+  // (a double click's second cancel answered UNKNOWN_ORDER over the first's success).
+  const inFlight = new Set();
+
   async function cancelOrder(o) {
     const out = $('orders-result');
+    const key = 'c' + o.order_id;
+    if (inFlight.has(key)) return;
+    inFlight.add(key);
     touch(o.client_order_id.toString());
     try {
       const r = await api('DELETE', '/api/v1/orders/' + o.order_id + '?symbol=' + encodeURIComponent(o.symbol));
       showResult(out, true, 'Order ' + o.order_id + ' ' + r.status + ' (' + r.reason + ')');
     } catch (e) {
       showResult(out, false, e.message);
+    } finally {
+      inFlight.delete(key);
     }
     refreshOrders();
   }
@@ -926,6 +957,9 @@
       if (!p.ok) { err.textContent = 'price: ' + p.error; price.focus(); return; }
       if (p.units < BigInt(s.price_min) || p.units > BigInt(s.price_max)) { err.textContent = 'price outside the band'; price.focus(); return; }
       if (!q.ok) { err.textContent = 'quantity: ' + q.error; qty.focus(); return; }
+      const key = 'a' + o.order_id;
+      if (inFlight.has(key)) return;
+      inFlight.add(key);
       touch(o.client_order_id.toString());
       try {
         const r = await api('PATCH', '/api/v1/orders/' + o.order_id, { symbol: o.symbol, price: p.units, qty: q.units });
@@ -936,6 +970,8 @@
       } catch (e) {
         err.textContent = e.message;
         showResult($('orders-result'), false, e.message);
+      } finally {
+        inFlight.delete(key);
       }
     };
     save.addEventListener('click', submit);
@@ -1138,6 +1174,17 @@
       const b = e.target.closest('button[data-interval]');
       if (b) selectInterval(b.dataset.interval);
     });
+    document.querySelector('a.skip').addEventListener('click', (e) => {
+      // Focus the form without touching the address: the fragment names the symbol (a reload
+      // after the skip link came back on the first symbol).
+      // Its first usable control, or the form itself (logged out, its controls are disabled;
+      // the next Tab goes on from there).
+      e.preventDefault();
+      const form = $('order-form');
+      const first = [...form.querySelectorAll('input, select, button')].find((x) => !x.disabled && x.offsetParent !== null);
+      if (first) first.focus();
+      else { form.setAttribute('tabindex', '-1'); form.focus(); }
+    });
     $('login-form').addEventListener('submit', login);
     $('logout').addEventListener('click', () => logout(''));
     const form = $('order-form');
@@ -1147,7 +1194,7 @@
     $('deposit-form').addEventListener('submit', deposit);
     $('withdraw-form').addEventListener('submit', withdraw);
     window.addEventListener('hashchange', () => {
-      const n = decodeURIComponent(location.hash.slice(1));
+      const n = hashSymbol();
       if (S.sym && n !== S.sym.name && S.symbols.some((s) => s.name === n)) {
         $('symbol').value = n;
         selectSymbol(n);
