@@ -994,9 +994,16 @@ fn the_page_converts_exactly_between_wire_integers_and_decimals() {
         .await;
         // The skip link focuses the order form and leaves the address, which names the
         // symbol, alone (a reload after it came back on the first symbol).
-        c.goto(&format!("{base}/#AAPL-USD")).await.expect("goto /#AAPL-USD");
+        c.goto(&format!("{base}/#AAPL-USD"))
+            .await
+            .expect("goto /#AAPL-USD");
         until(&c, "page ready", "document.body.dataset.ready === 'true'").await;
-        until(&c, "AAPL-USD", "document.getElementById('symbol').value === 'AAPL-USD'").await;
+        until(
+            &c,
+            "AAPL-USD",
+            "document.getElementById('symbol').value === 'AAPL-USD'",
+        )
+        .await;
         let after = js(
             &c,
             "document.querySelector('a.skip').click(); return [location.hash, document.getElementById('order-form').contains(document.activeElement)];",
