@@ -305,6 +305,16 @@ fn body_params_with(
     text: fn(&RawValue) -> Result<String, serde_json::Error>,
 ) -> Result<Params, serde_json::Error> {
     let o: Ordered<Box<RawValue>> = serde_json::from_slice(body)?;
+    // A key given twice is refused, as `/api` refuses it: parsers disagree on which value
+    // counts (this one took the first, most take the last), so the order could differ from
+    // what the client's own tools show (a red-team finding).
+    for (i, (k, _)) in o.0.iter().enumerate() {
+        if o.0[..i].iter().any(|(j, _)| j == k) {
+            return Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "duplicate key {k:?}"
+            )));
+        }
+    }
     let mut out = Vec::new();
     for (k, v) in o.0 {
         if v.get().starts_with('[') {
@@ -555,6 +565,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(forms, vec!["market=KRW-BTC&volume=0.5".to_string()]);
+        // A key given twice is refused, not read as its first value.
+        let e = hashed_forms(
+            &Method::POST,
+            &uri,
+            br#"{"market":"KRW-BTC","volume":"0.0001","volume":"50"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.name, "validation_error");
+        assert!(e.message.contains("duplicate key \"volume\""), "{}", e.message);
     }
 
     #[test]
