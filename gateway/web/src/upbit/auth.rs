@@ -573,7 +573,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.name, "validation_error");
-        assert!(e.message.contains("duplicate key \"volume\""), "{}", e.message);
+        assert!(
+            e.message.contains("duplicate key \"volume\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub fn backtest(o: &Options) -> Result<String, String> {
             spec.key,
             o.rank,
             p.train_share,
-            threads,
+            sweep::threads_used(spec.values.len(), threads),
             started.elapsed().as_secs_f64()
         );
         s += &format!(

@@ -146,6 +146,13 @@ pub struct Proposal {
     pub approved_digest: Option<String>,
 }
 
+/// The threads a sweep of `values` values runs on when `requested` are asked for: one per
+/// chunk of its `2 × values` backtests (a train and a test run per value), at most one per run.
+pub fn threads_used(values: usize, requested: usize) -> usize {
+    let jobs = (2 * values).max(1);
+    jobs.div_ceil(jobs.div_ceil(requested.clamp(1, jobs)))
+}
+
 /// FNV-1a 64 of a text, as hex: the digest an approval pins.
 pub fn digest(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -209,7 +216,7 @@ pub fn sweep(
     let jobs: Vec<(usize, bool)> = (0..runs.len())
         .flat_map(|i| [(i, true), (i, false)])
         .collect();
-    let threads = threads.clamp(1, jobs.len());
+    let threads = threads_used(runs.len(), threads);
     let mut results: Vec<Option<Result<Report, String>>> = vec![None; jobs.len()];
     std::thread::scope(|s| {
         let chunks: Vec<_> = results
@@ -413,6 +420,16 @@ impl Proposal {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn threads_used_are_the_chunks_a_sweep_runs() {
+        assert_eq!(threads_used(5, 100_000), 10);
+        assert_eq!(threads_used(5, 2), 2);
+        assert_eq!(threads_used(5, 4), 4);
+        // 10 runs in chunks of ceil(10/7) = 2: five threads, not seven.
+        assert_eq!(threads_used(5, 7), 5);
+        assert_eq!(threads_used(1, 1), 1);
+    }
 
     #[test]
     fn sweep_specs() {
