@@ -654,3 +654,30 @@ fn the_data_ends_at_its_last_candle_and_extreme_params_do_not_wrap() {
     );
     cli::backtest(&o).unwrap();
 }
+
+/// A decimal parameter the params file writes as a whole number (`k = 1`) sweeps over
+/// fractions (it was refused as "an integer parameter": the literal's type said nothing of the
+/// parameter's); an integer parameter swept over fractions is refused by the strategy, naming
+/// it.
+#[test]
+fn a_sweep_over_fractions_of_a_whole_number_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = walk_csv(dir.path(), 200);
+    let mut o = options(
+        dir.path(),
+        "breakout",
+        &BREAKOUT.replace("k = 0.5", "k = 1"),
+        data.clone(),
+        "unused.json",
+    );
+    o.sweep = Some("k=0.5..1.5:0.5".into());
+    o.proposal = Some(dir.path().join("k.json"));
+    cli::backtest(&o).unwrap();
+    let p = Proposal::load(&dir.path().join("k.json")).unwrap();
+    assert_eq!(p.ranking.len(), 3);
+    let mut o = options(dir.path(), "grid", GRID, data, "unused.json");
+    o.sweep = Some("levels=2.5..3.5:0.5".into());
+    o.proposal = Some(dir.path().join("levels.json"));
+    let e = cli::backtest(&o).unwrap_err();
+    assert!(e.contains("levels"), "{e}");
+}

@@ -198,12 +198,10 @@ pub fn sweep(
                 Some(toml::Value::Integer(_)) if v.0 % Fixed::SCALE == 0 => {
                     toml::Value::Integer(v.0 / Fixed::SCALE)
                 }
-                Some(toml::Value::Integer(_)) => {
-                    return Err(format!(
-                        "{} is an integer parameter; {v} is not a whole number",
-                        spec.key
-                    ))
-                }
+                // A fraction where the file has a whole number: written as a decimal, for the
+                // strategy to take (a decimal parameter written `k = 1`) or refuse naming the
+                // parameter (an integer one); the literal's type said nothing of which (a
+                // red-team finding).
                 _ => toml::Value::String(v.to_string()),
             };
             t.insert(spec.key.clone(), value);
