@@ -866,6 +866,9 @@ fn the_chart_gains_a_candle_in_a_new_minute_and_the_book_recovers_from_gaps_and_
         )
         .await;
         book_matches_rest(&c, &rest).await;
+        // The keyboard focus on a level's price survives the book's updates (each update
+        // rebuilt the rows and the focus fell to the page: a red-team finding).
+        js(&c, "document.querySelector('#bids tr[data-price=\"14000\"] .level-price').focus(); return true").await;
 
         // A fuller book, alice logged in: the pictures for docs/web-ui.md.
         for (who, coid, side, price, qty) in [
@@ -879,6 +882,13 @@ fn the_chart_gains_a_candle_in_a_new_minute_and_the_book_recovers_from_gaps_and_
         book_matches_rest(&c, &rest).await;
         // Cumulative depth: the bids at 14,800 (1), 14,500 (5), 14,000 (2) add up to 8 lots.
         until(&c, "cumulative depth", "document.querySelector('#bids tr[data-price=\"14000\"] td:last-child')?.textContent === '0.0008'").await;
+        let focus = js(&c, "const e = document.activeElement; return e.classList.contains('level-price') ? e.closest('tr').dataset.price : e.tagName").await;
+        assert_eq!(
+            focus,
+            json!("14000"),
+            "the focused level after four updates"
+        );
+        js(&c, "document.activeElement.blur(); return true").await;
         log_in(&c, "alice").await;
         until(
             &c,

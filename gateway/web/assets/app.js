@@ -340,6 +340,12 @@
     const u = S.units;
     const asksBody = $('asks');
     const bidsBody = $('bids');
+    // A level's price button that has the keyboard focus keeps it across the re-render (the
+    // rows are rebuilt on every update: the focus fell to the page within a second on a live
+    // market, a red-team finding), or passes it to the nearest level that is left.
+    const had = document.activeElement;
+    const focused = had && had.classList.contains('level-price') ? had.closest('tr.level') : null;
+    const refocus = focused ? { side: focused.classList.contains('ask') ? 'ask' : 'bid', price: focused.dataset.price } : null;
     asksBody.textContent = '';
     bidsBody.textContent = '';
     if (!u) return;
@@ -371,6 +377,12 @@
     };
     for (const lv of a.slice().reverse()) asksBody.append(row('ask', lv));
     for (const lv of bb) bidsBody.append(row('bid', lv));
+    if (refocus) {
+      const body = refocus.side === 'ask' ? asksBody : bidsBody;
+      const same = body.querySelector('tr[data-price="' + refocus.price + '"] .level-price');
+      const any = body.querySelector('.level-price');
+      (same || any || $('spread')).focus({ preventScroll: true });
+    }
     const sp = $('spread');
     if (asks.length && bids.length) {
       const ask = asks[0][0];
@@ -1121,6 +1133,11 @@
     const body = $('withdrawals');
     try {
       const r = await api('GET', '/api/v1/withdrawals/pending');
+      // Rebuilt only when the list changed: the 3-second poll rebuilt it every time and took
+      // the keyboard focus off an Approve button (a red-team finding).
+      const seen = r.withdrawals.map((w) => [w.withdrawal_id, w.user, w.currency, w.amount, w.approved_by || []].join('/')).join(';');
+      if (body.dataset.seen === seen && !body.querySelector('td.error')) return;
+      body.dataset.seen = seen;
       body.textContent = '';
       for (const w of r.withdrawals) {
         const act = (what) => async () => {
@@ -1146,6 +1163,7 @@
       if (!r.withdrawals.length) body.append(el('tr', {}, [el('td', { colspan: '5', class: 'hint', text: 'None pending.' })]));
     } catch (e) {
       body.textContent = '';
+      delete body.dataset.seen;
       body.append(el('tr', {}, [el('td', { colspan: '5', class: 'error', text: e.message })]));
     }
   }
