@@ -658,16 +658,30 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
         click(&alice, "#open-orders button[data-testid=cancel]").await;
         until(&alice, "the stop order cancelled", "document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === 0 && !!document.querySelector('#history tr[data-status=CANCELLED]')").await;
 
+        // A malformed amount is refused on the page, the field marked and described by the
+        // error (it was tied to no field: a red-team finding).
+        fill(&alice, "#w-amount", "1e3").await;
+        click(&alice, "#withdraw-form button[type=submit]").await;
+        until(&alice, "the amount refused, tied to its field", "(() => { const i = document.getElementById('w-amount'); return i.getAttribute('aria-invalid') === 'true' && i.getAttribute('aria-describedby') === 'withdraw-result' && document.activeElement === i && document.getElementById('withdraw-result').textContent.startsWith('amount: '); })()").await;
         // Alice asks to withdraw 1,000 KRW; ops1's page lists it and approves it.
         fill(&alice, "#w-amount", "1000").await;
         click(&alice, "#withdraw-form button[type=submit]").await;
         let asked = until(
             &alice,
             "withdrawal requested",
-            "document.getElementById('withdraw-result').textContent",
+            "(t => t.startsWith('amount: ') ? '' : t)(document.getElementById('withdraw-result').textContent)",
         )
         .await;
         assert!(asked.as_str().unwrap().contains("PENDING"), "{asked}");
+        assert_eq!(
+            js(
+                &alice,
+                "return document.getElementById('w-amount').getAttribute('aria-invalid')"
+            )
+            .await,
+            Value::Null,
+            "a good amount clears the mark"
+        );
         let ops = browser(1280, 800).await;
         open_page(&ops, &base).await;
         log_in(&ops, "ops1").await;
