@@ -595,6 +595,21 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
             "!document.getElementById('expire-row').hidden",
         )
         .await;
+        // Through a market order and back: GTD again, its expiry shown again (the row stayed
+        // hidden: a review finding).
+        for t in ["MARKET", "LIMIT"] {
+            css(&alice, "#o-type")
+                .await
+                .select_by_value(t)
+                .await
+                .unwrap();
+        }
+        until(
+            &alice,
+            "GTD and its expiry back",
+            "document.getElementById('o-tif').value === 'GTD' && !document.getElementById('expire-row').hidden",
+        )
+        .await;
         js(&alice, "const e = document.getElementById('o-expire'); e.value = '2100-01-01T00:00:00'; e.dispatchEvent(new Event('input', {bubbles: true})); return true").await;
         fill(&alice, "#o-price", "100000000").await;
         fill(&alice, "#o-qty", "0.0001").await;
@@ -1008,6 +1023,8 @@ fn the_page_converts_exactly_between_wire_integers_and_decimals() {
         no_problems(&c).await;
         // A malformed escape in the address names no symbol; the page still loads (it threw
         // and loaded nothing: a red-team finding).
+        // (From another page: a fragment change alone would not load the page again.)
+        c.goto("about:blank").await.expect("goto about:blank");
         c.goto(&format!("{base}/#%")).await.expect("goto /#%");
         until(&c, "page ready", "document.body.dataset.ready === 'true'").await;
         until(

@@ -378,10 +378,17 @@
     for (const lv of a.slice().reverse()) asksBody.append(row('ask', lv));
     for (const lv of bb) bidsBody.append(row('bid', lv));
     if (refocus) {
+      // The same level, or the one nearest its price on the same side, or the spread line.
       const body = refocus.side === 'ask' ? asksBody : bidsBody;
-      const same = body.querySelector('tr[data-price="' + refocus.price + '"] .level-price');
-      const any = body.querySelector('.level-price');
-      (same || any || $('spread')).focus({ preventScroll: true });
+      const want = BigInt(refocus.price);
+      let best = null;
+      let bestD = 0n;
+      for (const tr of body.querySelectorAll('tr.level')) {
+        const d = BigInt(tr.dataset.price) - want;
+        const ad = d < 0n ? -d : d;
+        if (best === null || ad < bestD) { best = tr; bestD = ad; }
+      }
+      (best ? best.querySelector('.level-price') : $('spread')).focus({ preventScroll: true });
     }
     const sp = $('spread');
     if (asks.length && bids.length) {
@@ -656,7 +663,6 @@
     $('budget-row').hidden = !budgetMode;
     $('o-price-name').textContent = market ? 'Protection price (worst price; empty: the band edge)' : 'Limit price';
     $('o-qty-name').textContent = budgetMode ? 'Quantity cap (empty: none)' : 'Quantity';
-    $('expire-row').hidden = $('o-tif').value !== 'GTD';
     $('post-row').hidden = market;
     $('display-row').hidden = market;
     const tif = $('o-tif');
@@ -669,6 +675,8 @@
       if (tif.value === 'IOC') tif.value = S.restingTif;
       S.restingTif = null;
     }
+    // After the time in force settled (a restored GTD shows its expiry again).
+    $('expire-row').hidden = tif.value !== 'GTD';
     const sub = $('o-submit');
     sub.textContent = (side() === 'BUY' ? 'Buy ' : 'Sell ') + S.sym.base;
     sub.className = 'submit ' + (side() === 'BUY' ? 'buy' : 'sell');
@@ -772,7 +780,7 @@
       // A market buy spends at most its protection price's notional; a market sell gets at
       // least it (the summary said "at most" for both).
       const bound = market ? (side() === 'BUY' ? 'at most ' : 'at least ') : '';
-      sum.textContent = bound + u.quote.format(u.notional(body.price, body.qty), true) + ' ' + s.quote + ' before fees';
+      sum.textContent = bound + u.quote.format(u.notional(body.price, body.qty), true) + ' ' + s.quote + ' before fees' + (market && side() === 'SELL' ? ' if it all fills' : '');
     } else if (ok && budgetMode) {
       sum.textContent = 'spends at most ' + u.quote.format(body.budget, true) + ' ' + s.quote + ', fees included';
     } else {
@@ -1228,7 +1236,11 @@
     const form = $('order-form');
     form.addEventListener('submit', submitOrder);
     form.addEventListener('input', () => validateForm(false));
-    form.addEventListener('change', updateFormMode);
+    form.addEventListener('change', (e) => {
+      // A time in force picked by hand is the one to keep: nothing is restored over it.
+      if (e.target && e.target.id === 'o-tif') S.restingTif = null;
+      updateFormMode();
+    });
     $('deposit-form').addEventListener('submit', deposit);
     $('withdraw-form').addEventListener('submit', withdraw);
     window.addEventListener('hashchange', () => {

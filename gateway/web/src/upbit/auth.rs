@@ -308,8 +308,9 @@ fn body_params_with(
     // A key given twice is refused, as `/api` refuses it: parsers disagree on which value
     // counts (this one took the first, most take the last), so the order could differ from
     // what the client's own tools show (a red-team finding).
-    for (i, (k, _)) in o.0.iter().enumerate() {
-        if o.0[..i].iter().any(|(j, _)| j == k) {
+    let mut keys = std::collections::HashSet::with_capacity(o.0.len());
+    for (k, _) in &o.0 {
+        if !keys.insert(k.as_str()) {
             return Err(<serde_json::Error as serde::de::Error>::custom(format!(
                 "duplicate key {k:?}"
             )));
