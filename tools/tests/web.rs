@@ -8,7 +8,7 @@
 //!   WebSocket → cancel → withdrawal with two approvals; the binary gateway serves a session
 //!   of the same user at the same time and sees the web order's events; the journal replays to
 //!   the shutdown state hash (the web commands were journaled);
-//! - every error path: bad JSON, unknown symbol, missing / bad / expired token, acting for
+//! - every error path: bad JSON, unknown symbol, missing / bad / expired / logged-out token, acting for
 //!   another user, operator-only and user-only actions, unknown route, unsupported
 //!   instructions, insufficient funds;
 //! - 429 with `Retry-After` from the per-account limit, which leaves other accounts alone;
@@ -1427,6 +1427,49 @@ fn every_error_path_has_its_code_and_status() {
             let (st, v) = call(c.get(s.url(path)).bearer_auth(&alice)).await;
             expect(st, &v, 501, 4007, "UNSUPPORTED");
         }
+        // A logout ends every token of its login issued until then (two of carol's, one
+        // crafted without `iat_ms` as an earlier build issued them) and closes the WebSocket
+        // authenticated with one; other logins' tokens and a later login are untouched.
+        let open = s.url("/api/v1/orders/open");
+        let carol1 = login(&c, &s, "carol").await;
+        let carol2 = login(&c, &s, "carol").await;
+        let legacy = craft(json!({"sub": "carol", "role": "user", "id": 3, "acct": 2,
+            "iat": now() - 1, "exp": now() + 60}));
+        let (st, v) = call(c.get(&open).bearer_auth(&legacy)).await;
+        assert_eq!(st, 200, "{v}");
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": carol1})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "auth").await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        let (st, v) = call(c.post(s.url("/api/v1/auth/logout"))).await;
+        expect(st, &v, 401, 4002, "UNAUTHORIZED");
+        let (st, v) = call(c.post(s.url("/api/v1/auth/logout")).bearer_auth(&carol2)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((&v["logged_out"], &v["sockets_closed"]), (&json!("carol"), &json!(1)), "{v}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, ws.next()).await.expect("closed at logout") {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!((u16::from(f.code), f.reason.as_str()), (1008, "TOKEN_REVOKED"));
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+        for tok in [&carol1, &carol2, &legacy] {
+            let (st, v) = call(c.get(&open).bearer_auth(tok)).await;
+            expect(st, &v, 401, 4012, "TOKEN_REVOKED");
+        }
+        let mut ws = ws_connect(&s).await;
+        ws_send(&mut ws, json!({"op": "auth", "token": carol1})).await;
+        let v = ws_until(&mut ws, |v| v["op"] == "error").await;
+        assert_eq!(v["reason"], "TOKEN_REVOKED", "{v}");
+        let (st, v) = call(c.get(&open).bearer_auth(&alice)).await;
+        assert_eq!(st, 200, "alice is not logged out by carol: {v}");
+        let carol3 = login(&c, &s, "carol").await;
+        let (st, v) = call(c.get(&open).bearer_auth(&carol3)).await;
+        assert_eq!(st, 200, "a login after the logout works: {v}");
     });
 }
 

@@ -753,6 +753,53 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
         );
         screenshot(&alice, "trading-390x844.png").await;
 
+        // Log out ends the token on the server, not only in the page; and a logout of the same
+        // login elsewhere (here: bob over REST) logs the page out, saying why.
+        let ops_token = js(
+            &ops,
+            "return JSON.parse(sessionStorage.getItem('ringbook.session')).token",
+        )
+        .await;
+        let ops_token = ops_token.as_str().unwrap().to_string();
+        click(&ops, "#logout").await;
+        until(
+            &ops,
+            "login form after logout",
+            "!document.getElementById('login-form').hidden",
+        )
+        .await;
+        let mut revoked = (0, Value::Null);
+        for _ in 0..200 {
+            revoked = rest
+                .get_any("/api/v1/withdrawals/pending", &ops_token)
+                .await;
+            if revoked.0 == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            (revoked.0, revoked.1["reason"].as_str()),
+            (401, Some("TOKEN_REVOKED")),
+            "{revoked:?}"
+        );
+        let bob_elsewhere = rest.login("bob").await;
+        let out = rest
+            .call(
+                "POST",
+                "/api/v1/auth/logout",
+                Some(&bob_elsewhere),
+                json!({}),
+            )
+            .await;
+        assert_eq!(out["logged_out"], "bob", "{out}");
+        until(
+            &bob,
+            "bob's page logged out by the other session's logout",
+            "!document.getElementById('login-form').hidden && document.getElementById('login-error').textContent.includes('another tab or device')",
+        )
+        .await;
+
         for c in [alice, bob, ops] {
             no_problems(&c).await;
             c.close().await.unwrap();

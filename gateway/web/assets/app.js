@@ -77,7 +77,7 @@
     try { data = text ? N.parseJson(text) : null; } catch (e) { data = null; }
     if (!r.ok) {
       const err = new ApiError(r.status, data, text);
-      if (r.status === 401 && S.token && data && (data.reason === 'TOKEN_EXPIRED' || data.reason === 'UNAUTHORIZED')) {
+      if (r.status === 401 && S.token && data && (data.reason === 'TOKEN_EXPIRED' || data.reason === 'TOKEN_REVOKED' || data.reason === 'UNAUTHORIZED')) {
         logout('session ended: ' + err.message);
       }
       throw err;
@@ -276,6 +276,7 @@
       S.book.live = false;
       const reason = ev.reason || ('code ' + ev.code);
       if (ev.reason && ev.reason.startsWith('TOKEN_EXPIRED')) logout('session expired, log in again');
+      if (ev.reason && ev.reason.startsWith('TOKEN_REVOKED')) logout('logged out (here or in another tab or device)');
       const delay = Math.min(5000, 250 * Math.pow(2, S.retry));
       S.retry++;
       setConn('reconnecting', reason + ', retry in ' + Math.round(delay / 100) / 10 + ' s');
@@ -1232,7 +1233,16 @@
       else { form.setAttribute('tabindex', '-1'); form.focus(); }
     });
     $('login-form').addEventListener('submit', login);
-    $('logout').addEventListener('click', () => logout(''));
+    $('logout').addEventListener('click', () => {
+      // The server ends the token (and every other of this login: other tabs, other
+      // devices); the page forgets it whether or not that request gets through.
+      const tok = S.token;
+      if (tok) {
+        fetch('/api/v1/auth/logout', { method: 'POST', headers: { Authorization: 'Bearer ' + tok } })
+          .catch(() => {});
+      }
+      logout('');
+    });
     const form = $('order-form');
     form.addEventListener('submit', submitOrder);
     form.addEventListener('input', () => validateForm(false));

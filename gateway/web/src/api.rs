@@ -60,6 +60,7 @@ pub(crate) fn router(state: Shared, concurrency: usize) -> Router {
         .route("/api/v1/klines/{symbol}", get(crate::public::klines))
         .route("/api/v1/ticker/24hr", get(crate::public::ticker))
         .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/orders", post(new_order).delete(mass_cancel))
         .route("/api/v1/orders/open", get(open_orders))
         .route(
@@ -313,7 +314,7 @@ async fn json_error(resp: Response, upbit: bool) -> Response {
 
 /// The route template as a `'static` label (bounded: only the router's own templates).
 fn route_name(path: &str) -> &'static str {
-    const ROUTES: [&str; 26] = [
+    const ROUTES: [&str; 27] = [
         "/health",
         "/ready",
         "/metrics",
@@ -325,6 +326,7 @@ fn route_name(path: &str) -> &'static str {
         "/api/v1/klines/{symbol}",
         "/api/v1/ticker/24hr",
         "/api/v1/auth/login",
+        "/api/v1/auth/logout",
         "/api/v1/orders",
         "/api/v1/orders/open",
         "/api/v1/orders/client/{client_order_id}",
@@ -590,6 +592,14 @@ async fn login(
         }
         _ => Err(ApiError::bad("unexpected reply to a login")),
     }
+}
+
+/// `POST /api/v1/auth/logout`: ends every token of the caller's login issued until now (this
+/// one, other tabs', other devices') and closes the WebSockets authenticated with them.
+async fn logout(State(st): State<Shared>, Authed(c, _): Authed) -> Json<Value> {
+    let until = st.tokens.revoke(c.acct);
+    let sockets = st.edge.ws_revoke(c.acct);
+    Json(json!({"logged_out": c.sub, "revoked_until_ms": until, "sockets_closed": sockets}))
 }
 
 // ---------------------------------------------------------------------------------- orders

@@ -105,8 +105,13 @@ pub struct WsConn {
     pub tx: mpsc::Sender<Arc<str>>,
     /// Set when its backlog overflowed; the connection closes with `SLOW_CONSUMER`.
     pub overflowed: AtomicBool,
-    /// Wakes the connection's task: overflow.
+    /// Wakes the connection's task: overflow, or (`revoked` set) a logout.
     pub kill: Notify,
+    /// Authenticated with a login's token (the native `/ws`), so a logout ends it; an Upbit
+    /// socket authenticates with an API key, which a logout does not touch.
+    pub session: bool,
+    /// Set by a logout of its account: the connection closes with `TOKEN_REVOKED`.
+    pub revoked: AtomicBool,
     /// Wakes the connection's task: its balances changed (fills, cancels, deposits…).
     pub balances_dirty: Notify,
 }
@@ -359,6 +364,20 @@ impl Edge {
         self.bridge.listeners_add(1);
     }
 
+    /// A logout of account `acct`: every WebSocket authenticated with one of its tokens closes
+    /// with `TOKEN_REVOKED`. How many.
+    pub fn ws_revoke(&self, acct: usize) -> usize {
+        let m = self.ws.read().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for c in m.values().flatten() {
+            if c.session && c.acct == acct && !c.revoked.swap(true, Ordering::AcqRel) {
+                c.kill.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Removes a connection (idempotent).
     pub fn ws_unregister(&self, user: u32, id: u64) {
         let mut m = self.ws.write().unwrap_or_else(|p| p.into_inner());
@@ -528,7 +547,10 @@ impl Edge {
             if balances_change && subs & CH_BALANCES != 0 {
                 c.balances_dirty.notify_one();
             }
-            if subs & ch == 0 || c.overflowed.load(Ordering::Relaxed) {
+            if subs & ch == 0
+                || c.overflowed.load(Ordering::Relaxed)
+                || c.revoked.load(Ordering::Relaxed)
+            {
                 continue;
             }
             match c.tx.try_send(msg.clone()) {
@@ -579,6 +601,8 @@ mod tests {
             tx,
             overflowed: AtomicBool::new(false),
             kill: Notify::new(),
+            session: true,
+            revoked: AtomicBool::new(false),
             balances_dirty: Notify::new(),
         });
         edge.ws_register(c.clone());

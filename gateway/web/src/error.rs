@@ -36,11 +36,13 @@ pub enum WebCode {
     TooManyConnections = 4010,
     /// The request's body did not arrive whole within `body_timeout_ms` of its header.
     BodyTimeout = 4011,
+    /// The token verified but a logout (`POST /api/v1/auth/logout`) has ended it: log in again.
+    TokenRevoked = 4012,
 }
 
 impl WebCode {
     /// Every code, in numeric order.
-    pub const ALL: [WebCode; 11] = [
+    pub const ALL: [WebCode; 12] = [
         WebCode::BadRequest,
         WebCode::Unauthorized,
         WebCode::TokenExpired,
@@ -52,6 +54,7 @@ impl WebCode {
         WebCode::Timeout,
         WebCode::TooManyConnections,
         WebCode::BodyTimeout,
+        WebCode::TokenRevoked,
     ];
 
     /// The stable name.
@@ -68,6 +71,7 @@ impl WebCode {
             WebCode::Timeout => "TIMEOUT",
             WebCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             WebCode::BodyTimeout => "BODY_TIMEOUT",
+            WebCode::TokenRevoked => "TOKEN_REVOKED",
         }
     }
 
@@ -75,7 +79,9 @@ impl WebCode {
     pub fn status(self) -> StatusCode {
         match self {
             WebCode::BadRequest => StatusCode::BAD_REQUEST,
-            WebCode::Unauthorized | WebCode::TokenExpired => StatusCode::UNAUTHORIZED,
+            WebCode::Unauthorized | WebCode::TokenExpired | WebCode::TokenRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
             WebCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             WebCode::Busy | WebCode::NotReady | WebCode::TooManyConnections => {
                 StatusCode::SERVICE_UNAVAILABLE

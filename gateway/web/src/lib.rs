@@ -280,7 +280,11 @@ pub fn start(opts: WebOptions) -> Result<WebHandle, String> {
     let csv_base = (1u64 << 63) | (token::now_secs() << 24);
     let state = Arc::new(AppState {
         edge: edge.clone(),
-        tokens: Tokens::new(&secret, wc.token_ttl_secs),
+        tokens: Tokens::new(
+            &secret,
+            wc.token_ttl_secs,
+            opts.config.gateway.accounts.len(),
+        ),
         limits: Limits::new(
             opts.config.gateway.accounts.len(),
             Rate {

@@ -97,6 +97,7 @@ pub fn document() -> Value {
             "/api/v1/ticker/24hr": {"get": op("24-hour rolling ticker of one symbol, or of every symbol (an array)", false,
                 json!([query_param("symbol", "string", false)]), None, "200")},
             "/api/v1/auth/login": {"post": op("log in with a gateway account: {token, expires_at, role, id}", false, none.clone(), Some("Login"), "200")},
+            "/api/v1/auth/logout": {"post": op("end every token of the caller's login issued until now, and its WebSockets: {logged_out, revoked_until_ms, sockets_closed}", true, none.clone(), None, "200")},
             "/api/v1/orders": {
                 "post": op("new order: {order_id, status, filled_qty, leaves_qty, fills, seq}", true, none.clone(), Some("Order"), "201"),
                 "delete": op("mass cancel (all symbols, or ?symbol=S): {cancelled, seq}", true, json!([query_param("symbol", "string", false)]), None, "200")},

@@ -1,9 +1,13 @@
 //! Bearer tokens: HS256 JWTs issued at login for a gateway account, short-lived.
 //!
 //! Claims: `sub` (login), `role` (`user`/`operator`), `id` (user or operator id), `acct` (the
-//! account's index, which keys its rate limit), `iat`, `exp` (seconds since the epoch). A token
-//! is checked for signature, algorithm and expiry (no leeway) on every request.
+//! account's index, which keys its rate limit), `iat`, `exp` (seconds since the epoch), `iat_ms`
+//! (issued at, milliseconds). A token is checked for signature, algorithm, expiry (no leeway) and
+//! revocation on every request: `POST /api/v1/auth/logout` ends every token of its login issued
+//! until then (a per-account watermark in memory, one word per configured account; a restart
+//! forgets it, see docs/http-api.md).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -28,6 +32,10 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// Issued at (milliseconds since the epoch), what a logout compares against; tokens issued
+    /// before this claim existed have none and count as issued at `iat` seconds.
+    #[serde(default)]
+    pub iat_ms: u64,
 }
 
 impl Claims {
@@ -48,6 +56,8 @@ pub struct Tokens {
     dec: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
+    /// Per account index: tokens issued at or before this time (ms) are revoked; 0 = none.
+    revoked: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -65,9 +75,16 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Tokens {
-    /// With this secret and lifetime.
-    pub fn new(secret: &[u8], ttl_secs: u64) -> Tokens {
+    /// With this secret and lifetime, for `accounts` gateway accounts (token `acct` below it).
+    pub fn new(secret: &[u8], ttl_secs: u64, accounts: usize) -> Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_exp = true;
@@ -77,13 +94,21 @@ impl Tokens {
             dec: DecodingKey::from_secret(secret),
             validation,
             ttl_secs: ttl_secs.max(1),
+            revoked: (0..accounts).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// A token for `role` (account `acct`, login `login`): the token and its expiry.
     pub fn issue(&self, login: &str, acct: usize, role: Role) -> Result<(String, u64), ApiError> {
-        let iat = now_secs();
-        let exp = iat + self.ttl_secs;
+        // Strictly after the account's last logout, even within its millisecond: a login right
+        // after a logout must not be revoked by it.
+        let after = self
+            .revoked
+            .get(acct)
+            .map_or(0, |r| r.load(Ordering::SeqCst));
+        let iat_ms = now_ms().max(after.saturating_add(1));
+        let iat = iat_ms / 1000;
+        let exp = now_secs().max(iat) + self.ttl_secs;
         let (role, id) = match role {
             Role::User(u) => ("user", u),
             Role::Operator(o) => ("operator", o),
@@ -96,13 +121,35 @@ impl Tokens {
             acct,
             iat,
             exp,
+            iat_ms,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map(|t| (t, exp))
             .map_err(|e| ApiError::bad(format!("cannot issue a token: {e}")))
     }
 
-    /// Verifies a token (signature, HS256, not expired).
+    /// Ends every token of account `acct` issued until now (a logout); the watermark set.
+    pub fn revoke(&self, acct: usize) -> u64 {
+        let at = now_ms();
+        match self.revoked.get(acct) {
+            Some(r) => r.fetch_max(at, Ordering::SeqCst).max(at),
+            None => at,
+        }
+    }
+
+    /// Whether a logout has ended this (verified) token.
+    pub fn is_revoked(&self, c: &Claims) -> bool {
+        let issued = if c.iat_ms != 0 {
+            c.iat_ms
+        } else {
+            c.iat.saturating_mul(1000)
+        };
+        self.revoked
+            .get(c.acct)
+            .is_some_and(|r| issued <= r.load(Ordering::SeqCst))
+    }
+
+    /// Verifies a token (signature, HS256, not expired, not revoked by a logout).
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         match jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation) {
             Ok(d) => {
@@ -111,6 +158,12 @@ impl Tokens {
                     return Err(ApiError::web(
                         WebCode::TokenExpired,
                         "the token has expired",
+                    ));
+                }
+                if self.is_revoked(&d.claims) {
+                    return Err(ApiError::web(
+                        WebCode::TokenRevoked,
+                        "the token was ended by a logout: log in again",
                     ));
                 }
                 Ok(d.claims)
@@ -143,14 +196,14 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_and_others_do_not() {
-        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", 60);
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", 60, 2);
         let (tok, exp) = t.issue("alice", 0, Role::User(1)).unwrap();
         let c = t.verify(&tok).unwrap();
         assert_eq!(
             (c.sub.as_str(), c.role(), c.exp),
             ("alice", Some(Role::User(1)), exp)
         );
-        let other = Tokens::new(b"another secret, also 32 bytes lon", 60);
+        let other = Tokens::new(b"another secret, also 32 bytes lon", 60, 2);
         assert_eq!(other.verify(&tok).unwrap_err().reason, "UNAUTHORIZED");
         assert_eq!(t.verify("not.a.token").unwrap_err().reason, "UNAUTHORIZED");
         // A token that expired a second ago.
@@ -171,5 +224,35 @@ mod tests {
                 .reason,
             "UNAUTHORIZED"
         );
+    }
+
+    /// A logout ends every token its login was issued until then, and no other account's; a
+    /// login after it (even within the same millisecond) gets a token that works.
+    #[test]
+    fn a_logout_ends_the_accounts_tokens_issued_until_then() {
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", 60, 2);
+        let (a1, _) = t.issue("alice", 0, Role::User(1)).unwrap();
+        let (a2, _) = t.issue("alice", 0, Role::User(1)).unwrap();
+        let (b, _) = t.issue("bob", 1, Role::User(2)).unwrap();
+        let watermark = t.revoke(0);
+        for tok in [&a1, &a2] {
+            assert_eq!(t.verify(tok).unwrap_err().reason, "TOKEN_REVOKED");
+        }
+        assert_eq!(t.verify(&b).unwrap().sub, "bob");
+        let (again, _) = t.issue("alice", 0, Role::User(1)).unwrap();
+        assert_eq!(t.verify(&again).unwrap().sub, "alice");
+        // A token without `iat_ms` (issued by a build before it) counts from `iat`.
+        let c = t.verify(&again).unwrap();
+        let legacy = Claims {
+            iat_ms: 0,
+            iat: watermark / 1000,
+            ..c.clone()
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &legacy, &t.enc).unwrap();
+        assert_eq!(t.verify(&old).unwrap_err().reason, "TOKEN_REVOKED");
+        // An account index out of the table (a token signed for another configuration) is
+        // not revoked by anything here; nothing panics.
+        t.revoke(99);
+        assert!(!t.is_revoked(&Claims { acct: 99, ..c }));
     }
 }

@@ -303,7 +303,12 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr, _slot: WsSlot)
                 }
             }
             _ = kill_wait(&conn) => {
-                let _ = sink.send(close(CLOSE_POLICY, "SLOW_CONSUMER: private backlog overflowed")).await;
+                let why = if conn.as_ref().is_some_and(|c| c.revoked.load(Ordering::Acquire)) {
+                    "TOKEN_REVOKED"
+                } else {
+                    "SLOW_CONSUMER: private backlog overflowed"
+                };
+                let _ = sink.send(close(CLOSE_POLICY, why)).await;
                 break;
             }
             _ = dirty_wait(&conn) => {
@@ -445,9 +450,20 @@ async fn handle(
                 tx: tx.clone(),
                 overflowed: AtomicBool::new(false),
                 kill: Notify::new(),
+                session: true,
+                revoked: AtomicBool::new(false),
                 balances_dirty: Notify::new(),
             });
             st.edge.ws_register(c.clone());
+            // A logout between the check above and the registration would have missed this
+            // connection: checked again now that a logout's sweep would find it.
+            if st.tokens.is_revoked(&claims) {
+                st.edge.ws_unregister(c.user, c.id);
+                return Some(web_err(
+                    WebCode::TokenRevoked,
+                    "the token was ended by a logout: log in again",
+                ));
+            }
             *conn = Some(c);
             let left = claims.exp.saturating_sub(crate::token::now_secs());
             *expires = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(left));

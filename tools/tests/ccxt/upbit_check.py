@@ -135,6 +135,8 @@ raises('GET /v1/orders/closed: order_by neither asc nor desc', lambda: alice.pri
 raises('GET /v1/orders/open: an unknown state', lambda: alice.privateGetOrdersOpen({'state': 'nope'}), ccxt.ExchangeError, 'validation_error')
 raises('GET /v1/withdraws: an unknown state', lambda: alice.privateGetWithdraws({'state': 'nope'}), ccxt.ExchangeError, 'validation_error')
 check('GET /v1/withdraws: a known state that none is in', alice.privateGetWithdraws({'state': 'processing'}) == [])
+raises('GET /v1/withdraws: an unknown currency', lambda: alice.privateGetWithdraws({'currency': 'DOGE'}), ccxt.ExchangeError, 'currency_not_found')
+raises('GET /v1/withdraws: order_by neither asc nor desc', lambda: alice.privateGetWithdraws({'order_by': 'up'}), ccxt.ExchangeError, 'validation_error')
 chance = bob.privateGetOrdersChance({'market': 'KRW-BTC'})
 check('GET /v1/orders/chance', chance['ask_account']['currency'] == 'BTC' and chance['market']['bid']['price_unit'] == '10000', chance)
 check('chance: a bid may be a price order, an ask a market order', 'price' in chance['market']['bid_types'] and 'market' in chance['market']['ask_types'], chance['market'])
@@ -150,6 +152,11 @@ held = bob.fetch_balance()['BTC']['free']
 raises('a withdrawal address over 256 bytes', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.1', 'address': 'x' * 257}), ccxt.ExchangeError, 'validation_error')
 check('a refused withdrawal holds nothing', bob.fetch_balance()['BTC']['free'] == held)
 raises('a withdrawal finer than the minimal unit', lambda: bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.000000001', 'address': 'x'}), ccxt.ExchangeError, 'invalid_amount')
+wc2 = bob.privatePostWithdrawsCoin({'currency': 'BTC', 'net_type': 'BTC', 'amount': '0.01', 'address': 'bc1-second'})
+desc = [x['uuid'] for x in bob.privateGetWithdraws({'currency': 'BTC'})]
+asc = [x['uuid'] for x in bob.privateGetWithdraws({'currency': 'BTC', 'order_by': 'asc'})]
+check('GET /v1/withdraws: newest first, or oldest first with order_by=asc',
+      desc[:2] == [wc2['uuid'], wc['uuid']] and asc == desc[::-1], (desc, asc))
 
 
 
@@ -302,6 +309,11 @@ mbo = alice.fetch_order(mb['id'])
 check('market buy by cost: the lots the budget pays for, fee included',
       mbo['filled'] == 0.0009 and mbo['cost'] == 86400 and mbo['status'] in ('closed', 'canceled'), mbo)
 check('market buy by cost: the ask keeps the rest', bob.fetch_order(ask['id'])['remaining'] == 0.0011)
+# As Upbit answers a buy by amount: its amount as `price`, no volume (ccxt reads `price` as the
+# order's cost until it has trades).
+check('market buy by cost: the reply names the amount as price and no volume',
+      mb['info']['price'] == '95000' and mb['info']['volume'] is None and mb['info']['remaining_volume'] is None
+      and mbo['info']['price'] == '95000' and mb['type'] == 'market', (mb['info'], mbo['info']))
 bob.cancel_order(ask['id'])
 
 # WebSocket through ccxt.pro, when the installed ccxt has it.

@@ -361,14 +361,19 @@ pub(crate) fn order_json(up: &Upbit, m: &Market, r: &Rec, trades: bool) -> Value
         "uuid": orders::uuid(r.order_id),
         "side": if bid { "bid" } else { "ask" },
         "ord_type": r.ord_type,
-        "price": r.price.and_then(|p| scales.price_str(p)),
+        // A buy by amount shows its amount as `price` and no volume, as Upbit does.
+        "price": if r.ord_type == "price" {
+            Some(units_str(u128::from(r.budget), qscale))
+        } else {
+            r.price.and_then(|p| scales.price_str(p))
+        },
         "state": r.state.name(),
         "market": m.code,
         // An order placed another way (the binary gateway, the REST or CSV API) has no
         // creation time here: null, not 1970.
         "created_at": (r.created_ms != 0).then(|| iso(r.created_ms)),
-        "volume": scales.volume_str(r.volume),
-        "remaining_volume": scales.volume_str(remaining),
+        "volume": (r.ord_type != "price").then(|| scales.volume_str(r.volume)),
+        "remaining_volume": (r.ord_type != "price").then(|| scales.volume_str(remaining)),
         "reserved_fee": units_str(if bid { fee_of(r.volume) } else { 0 }, qscale),
         "remaining_fee": units_str(if bid { fee_of(remaining) } else { 0 }, qscale),
         "paid_fee": units_str(r.fee, qscale),
@@ -425,6 +430,7 @@ fn rec_of_view(v: &OrderView) -> Rec {
         },
         price: Some(v.price.0),
         volume: v.leaves_qty.0 + v.filled_qty.0,
+        budget: 0,
         coid: v.client_order_id.0,
         identifier: None,
         created_ms: 0,
@@ -645,6 +651,7 @@ async fn create(c: &Ctx<'_>) -> Result<Response, UpbitError> {
         tif,
         price: (order_type == OrderType::Limit).then_some(price),
         volume: qty,
+        budget,
         coid,
         identifier,
         created_ms: now_ms(),
@@ -1251,7 +1258,8 @@ const WITHDRAW_STATES: [&str; 10] = [
     "FAILED",
 ];
 
-/// `GET /v1/withdraws[?currency=…][&state=…][&limit=N]`.
+/// `GET /v1/withdraws[?currency=…][&state=…][&uuids[]=…][&limit=N][&order_by=asc|desc]`: newest
+/// first unless `order_by=asc`; an unknown currency is `currency_not_found`, as for a withdrawal.
 pub(crate) async fn list_withdraws(
     State(up): State<Arc<Upbit>>,
     method: Method,
@@ -1268,17 +1276,25 @@ pub(crate) async fn list_withdraws(
             return Err(c.err(e));
         }
     }
+    let asc = ascending(&p).map_err(|e| c.err(e))?;
+    let currency = match p.get("currency") {
+        Some(code) => Some(up.config().currency_id(code).ok_or_else(|| {
+            c.err(UpbitError::new(
+                StatusCode::NOT_FOUND,
+                "currency_not_found",
+                format!("unknown currency {code:?}"),
+            ))
+        })?),
+        None => None,
+    };
     let uuids = p.all("uuids");
-    let v: Vec<Value> = up
-        .st
-        .edge
-        .upbit_orders
-        .withdrawals(c.a.key.user)
+    let mut all = up.st.edge.upbit_orders.withdrawals(c.a.key.user);
+    if asc {
+        all.reverse();
+    }
+    let v: Vec<Value> = all
         .iter()
-        .filter(|w| {
-            p.get("currency")
-                .is_none_or(|cur| up.config().currencies[w.currency as usize].code == cur)
-        })
+        .filter(|w| currency.is_none_or(|cur| cur.0 == w.currency))
         .filter(|w| {
             p.get("state")
                 .is_none_or(|s| s.eq_ignore_ascii_case(w.state.name()))

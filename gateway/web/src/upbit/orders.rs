@@ -130,8 +130,10 @@ pub struct Rec {
     pub tif: Option<&'static str>,
     /// Limit price, ticks (`None` for market orders).
     pub price: Option<i64>,
-    /// Quantity, lots.
+    /// Quantity, lots (0 for `ord_type=price`, which has a budget instead).
     pub volume: u64,
+    /// `ord_type=price`: the amount to spend, quote minimal units (fees included); else 0.
+    pub budget: u64,
     /// The client order id the web edge gave it.
     pub coid: u64,
     /// The client's identifier.
@@ -503,6 +505,7 @@ mod tests {
             tif: None,
             price: Some(9500),
             volume: 100,
+            budget: 0,
             coid,
             identifier: identifier.map(str::to_string),
             created_ms: 1,

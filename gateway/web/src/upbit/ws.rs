@@ -629,6 +629,7 @@ fn as_of_event(
         tif: None,
         price: None,
         volume: 0,
+        budget: 0,
         coid: d["client_order_id"].as_u64().unwrap_or(0),
         identifier: None,
         created_ms: 0,
@@ -821,6 +822,8 @@ async fn run(
                                             tx: tx.clone(),
                                             overflowed: AtomicBool::new(false),
                                             kill: Notify::new(),
+                                            session: false,
+                                            revoked: AtomicBool::new(false),
                                             balances_dirty: Notify::new(),
                                         });
                                         st.edge.ws_register(c.clone());
@@ -890,6 +893,7 @@ mod tests {
             tif: None,
             price: Some(9_700),
             volume: 5,
+            budget: 0,
             coid: 1,
             identifier: Some("mine".into()),
             created_ms: 1,
