@@ -61,7 +61,21 @@ pub fn backtest(a: BacktestArgs) -> ExitCode {
         proposal: a.proposal,
         threads: a.threads,
     };
-    finish("backtest", cli::backtest(&o))
+    match cli::backtest_reconciled(&o) {
+        Ok((s, reconciled)) => {
+            print!("{s}");
+            if reconciled {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "ringbook backtest: MISMATCH: the engine's balances of the strategy's account \
+                     differ from its ledger (report written; docs/strategies.md)"
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => finish("backtest", Err(e)),
+    }
 }
 
 /// Arguments of `ringbook bots`.

@@ -84,6 +84,13 @@ fn check_outputs(o: &Options, outputs: &[(&str, PathBuf)]) -> Result<(), String>
 
 /// Runs the backtest (or sweep); returns the lines to print.
 pub fn backtest(o: &Options) -> Result<String, String> {
+    backtest_reconciled(o).map(|(text, _)| text)
+}
+
+/// [`backtest`], and whether the run reconciled (the engine's balances of the strategy's
+/// account equal its ledger; always true for a sweep, which refuses a run that does not):
+/// `ringbook backtest` exits 1 when it did not, as `ringbook bots` does.
+pub fn backtest_reconciled(o: &Options) -> Result<(String, bool), String> {
     let proposal = o
         .proposal
         .clone()
@@ -151,7 +158,7 @@ pub fn backtest(o: &Options) -> Result<String, String> {
             path.display(),
             path.display()
         );
-        return Ok(s);
+        return Ok((s, true));
     }
     let started = Instant::now();
     let report = super::run(&run)?;
@@ -167,7 +174,7 @@ pub fn backtest(o: &Options) -> Result<String, String> {
         secs,
         report.engine_commands as f64 / secs.max(1e-9)
     );
-    Ok(format!(
+    let text = format!(
         "{} on {} ({} candles): pnl {} ({:+.4}%), max drawdown {:.4}%, sharpe {:.3}, win rate {:.3} over {} round trips, {} fills, fees {}, exposure {:.3}, reconciled {}\nreport {}\nplot {}\n",
         report.strategy,
         report.data,
@@ -184,7 +191,8 @@ pub fn backtest(o: &Options) -> Result<String, String> {
         report.reconciled,
         out.display(),
         svg.display()
-    ))
+    );
+    Ok((text, report.reconciled))
 }
 
 /// `ringbook bots approve PROPOSAL`: checks the proposal ([`sweep::Proposal::approve`]),

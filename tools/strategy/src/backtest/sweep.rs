@@ -240,6 +240,13 @@ pub fn sweep(
     for (i, pair) in results.chunks(2).enumerate() {
         let get = |x: &Option<Result<Report, String>>| -> Result<Figures, String> {
             match x {
+                // A run whose engine balances differ from its ledger measures nothing: the
+                // sweep stops rather than rank it.
+                Some(Ok(r)) if !r.reconciled => Err(format!(
+                    "{} = {}: the engine's balances of the strategy's account differ from its \
+                     ledger (reconciled false)",
+                    spec.key, spec.values[i]
+                )),
                 Some(Ok(r)) => Ok(Figures::of(r, metric)),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("a sweep job did not run".into()),
