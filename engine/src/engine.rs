@@ -193,11 +193,13 @@ impl Engine {
         self.accounts.balance(user, currency)
     }
 
-    /// What an order locks (currency and amount), by the same rule R applies.
-    pub fn order_lock(&self, order: &OrderView) -> (CurrencyId, u64) {
-        self.specs[order.symbol.0 as usize]
+    /// What an order locks (currency and amount), by the same rule R applies. `None` for an
+    /// unknown symbol, or an amount beyond 64 bits: a view no live order has, or an order
+    /// placed with risk off ([`RiskMode::Off`] does not check what an order would lock).
+    pub fn order_lock(&self, order: &OrderView) -> Option<(CurrencyId, u64)> {
+        self.specs
+            .get(order.symbol.0 as usize)?
             .lock(order.side, order.price, order.leaves_qty)
-            .expect("locked when placed")
     }
 
     /// A live order by its owner's client order id (`None`: no such live order, or an unknown

@@ -178,9 +178,13 @@ pub fn fits(
     }
     let (engines, market_data) = (copies.engines, copies.market_data);
     let cap = &config.capacity;
-    let orders = footprint.engine_orders * engines + footprint.market_data_orders * market_data;
-    let users = footprint.engine_users * engines;
-    let levels = footprint.engine_levels * engines + footprint.market_data_symbols * market_data;
+    // Saturating, as `Footprint::total` is: `copies` may say anything.
+    let times = |bytes: u64, n: u64| bytes.saturating_mul(n);
+    let orders = times(footprint.engine_orders, engines)
+        .saturating_add(times(footprint.market_data_orders, market_data));
+    let users = times(footprint.engine_users, engines);
+    let levels = times(footprint.engine_levels, engines)
+        .saturating_add(times(footprint.market_data_symbols, market_data));
     let widest = config
         .symbols
         .iter()
@@ -354,6 +358,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("1024.0 GiB of it is for the buffers"), "{err}");
+        // Any number of copies: refused, never an overflow (a red-team finding).
+        let hostile = Copies {
+            engines: 1 << 40,
+            market_data: u64::MAX,
+            others: vec![(u64::MAX, "more".into())],
+        };
+        assert!(fits(&config, &f, &hostile, room(8 << 30)).is_err());
         // The embedded default fits in a few hundred MiB, engine and market data together.
         let small = Footprint::of(&Config::default());
         assert!(small.total(1, 1) < 512 << 20, "{small:?}");

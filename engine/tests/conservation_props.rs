@@ -439,7 +439,7 @@ impl Harness {
         let mut expected: BTreeMap<(UserId, CurrencyId), u128> = BTreeMap::new();
         let orders = orders_of(|s, f| self.engine.for_each_order(s, f), self.symbols());
         for (_, v) in &orders {
-            let (currency, amount) = self.engine.order_lock(v);
+            let (currency, amount) = self.engine.order_lock(v).expect("a live order's lock");
             let doc = doc_lock(&self.config, v);
             if (currency, u128::from(amount)) != doc {
                 return Err(format!(
@@ -1518,7 +1518,20 @@ fn unit_lock_of_symbol_0_is_3p_plus_1() {
             stp: StpMode::None,
             expire_at: 0,
         };
-        assert_eq!(h.engine.order_lock(&v), (QQQ, 3 * p as u64 + 1));
+        assert_eq!(h.engine.order_lock(&v), Some((QQQ, 3 * p as u64 + 1)));
+        // A view no live order has answers nothing rather than panicking (a red-team finding):
+        // an unknown symbol, a lock beyond 64 bits.
+        let unknown = OrderView {
+            symbol: SymbolId(u16::MAX),
+            ..v
+        };
+        assert_eq!(h.engine.order_lock(&unknown), None);
+        let huge = OrderView {
+            price: Price(i64::MAX),
+            leaves_qty: Qty(u64::MAX),
+            ..v
+        };
+        assert_eq!(h.engine.order_lock(&huge), None);
     }
 }
 

@@ -164,7 +164,21 @@ fn the_inline_layout_panics_on_the_callers_thread() {
         .cloned()
         .unwrap_or_default();
     assert!(message.contains("panics at command 5"), "{message}");
-    drop(p);
+    // Failed from then on, as a threaded pipeline is when a stage dies: the next submit hands
+    // its command back (it used to panic on "sequence 5 is not the next one", or without a
+    // journal run again under seq 5), and shutdown names the panic rather than reporting a
+    // state that the journal contradicts (a red-team finding).
+    assert!(p.has_failed());
+    let back = p.try_submit(cmds[5]).unwrap_err();
+    assert!(back.is_failed(), "{back:?}");
+    assert_eq!(back.into_inner(), cmds[5]);
+    match p.shutdown() {
+        Err(PipelineError::StagePanicked { thread, message }) => {
+            assert_eq!(thread, "inline");
+            assert!(message.contains("command 5 panicked"), "{message}");
+        }
+        other => panic!("expected StagePanicked, got {other:?}"),
+    }
     // The journal holds the five commands (the fifth was journaled before risk saw it).
     let (_, replay) =
         ringbook_engine::pipeline::replay_journal(&config(), RiskMode::On, dir.path(), 1, None)

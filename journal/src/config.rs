@@ -90,9 +90,14 @@ pub struct JournalConfig {
     pub durability: Durability,
     /// Pre-touching. Default [`Pretouch::DEFAULT`].
     pub pretouch: Pretouch,
-    /// The sequence of the first record of a new (empty) journal. Default 1.
+    /// The sequence of the first record of a new (empty) journal, 1 to
+    /// [`FIRST_SEQUENCE_MAX`]. Default 1.
     pub first_sequence: u64,
 }
+
+/// The largest `first_sequence` (2^62): sequences count up from it, one per record, and 0 is
+/// no record's (readers and the pipeline use it for "none").
+pub const FIRST_SEQUENCE_MAX: u64 = 1 << 62;
 
 impl Default for JournalConfig {
     fn default() -> Self {
@@ -129,6 +134,11 @@ pub enum ConfigError {
     },
     /// `Pretouch::Ahead` with `ahead_bytes` below one page or a zero poll interval.
     Pretouch,
+    /// `first_sequence` is 0 or above [`FIRST_SEQUENCE_MAX`].
+    FirstSequence {
+        /// The configured value.
+        first_sequence: u64,
+    },
 }
 
 impl std::fmt::Display for ConfigError {
@@ -155,6 +165,10 @@ impl std::fmt::Display for ConfigError {
             ConfigError::Pretouch => {
                 write!(f, "pretouch ahead_bytes must be at least {PAGE_SIZE} and poll_interval non-zero")
             }
+            ConfigError::FirstSequence { first_sequence } => write!(
+                f,
+                "first_sequence {first_sequence} must be from 1 to 2^62"
+            ),
         }
     }
 }
@@ -179,6 +193,11 @@ impl JournalConfig {
             return Err(ConfigError::RecordTooLargeForSegment {
                 payload_len_max_bytes: self.payload_len_max_bytes,
                 segment_len_bytes: seg,
+            });
+        }
+        if self.first_sequence == 0 || self.first_sequence > FIRST_SEQUENCE_MAX {
+            return Err(ConfigError::FirstSequence {
+                first_sequence: self.first_sequence,
             });
         }
         if let Pretouch::Ahead {
@@ -233,5 +252,20 @@ mod tests {
             ..JournalConfig::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Pretouch));
+        for first_sequence in [0, FIRST_SEQUENCE_MAX + 1, u64::MAX] {
+            let c = JournalConfig {
+                first_sequence,
+                ..JournalConfig::default()
+            };
+            assert_eq!(
+                c.validate(),
+                Err(ConfigError::FirstSequence { first_sequence })
+            );
+        }
+        let c = JournalConfig {
+            first_sequence: FIRST_SEQUENCE_MAX,
+            ..JournalConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -101,7 +101,8 @@ mod verify;
 mod writer;
 
 pub use config::{
-    ConfigError, Durability, JournalConfig, Pretouch, SyncMethod, SEGMENT_LEN_BYTES_MAX,
+    ConfigError, Durability, JournalConfig, Pretouch, SyncMethod, FIRST_SEQUENCE_MAX,
+    SEGMENT_LEN_BYTES_MAX,
 };
 pub use dir::{
     is_not_regular, list, open_regular, segment_path, snapshot_path, DirListing, CREATED_FILE_NAME,

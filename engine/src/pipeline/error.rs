@@ -21,12 +21,18 @@ pub enum PipelineError {
         /// The layout asked for.
         layout: super::Layout,
     },
-    /// A ring size is not a power of two (or is zero / too small).
+    /// A ring size is not a power of two from 2 to 2^30 ([`super::RING_SLOTS_MAX`]).
     RingSize {
         /// Which ring.
         ring: &'static str,
         /// The size given.
         slots: usize,
+    },
+    /// A `WaitStrategy::Sleep` longer than [`super::SLEEP_MAX`] (1 s): every look, and so
+    /// shutdown, would wait that long.
+    SleepTooLong {
+        /// The duration given.
+        sleep: std::time::Duration,
     },
     /// `cores` names a core this machine does not have, or gives the wrong number of cores.
     Cores(String),
@@ -74,7 +80,12 @@ impl fmt::Display for PipelineError {
             }
             PipelineError::RingSize { ring, slots } => write!(
                 f,
-                "{ring} ring size {slots} is not a power of two of at least 2"
+                "{ring} ring size {slots} is not a power of two from 2 to 2^30"
+            ),
+            PipelineError::SleepTooLong { sleep } => write!(
+                f,
+                "wait strategy Sleep({sleep:?}) is longer than 1 s: each look, and shutdown, \
+                 would wait that long (use Phased for a pipeline that is often idle)"
             ),
             PipelineError::Cores(m) => write!(f, "core pinning: {m}"),
             PipelineError::Journal(e) => write!(f, "journal: {e}"),

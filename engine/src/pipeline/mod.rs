@@ -78,7 +78,7 @@ pub use recovery::{
 };
 pub use snapshots::SnapshotStats;
 
-pub use topology::{check_spinning, spinning_threads};
+pub use topology::{check_spinning, spinning_threads, RING_SLOTS_MAX, SLEEP_MAX};
 
 use control::{BellId, Control, CASCADE_MESSAGE};
 
@@ -124,8 +124,9 @@ use stages::{BusinessEnd, JournalStage};
 use topology::{Settings, Topology};
 use wiring::{Submitter, Thread, ThreadEnd};
 
+use crate::codec::COMMAND_BYTES_MAX;
 use crate::command::Command;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, RiskMode};
 use crate::hash::StateHash;
 use crate::types::Seq;
@@ -329,6 +330,24 @@ impl PipelineBuilder {
             outbound_ring_slots: self.outbound_ring_slots,
         })?;
 
+        // The settings that need a journal, and a journal that can hold every command.
+        match &self.journal {
+            None if self.snapshot_every > 0 || self.keep_snapshots.is_some() => {
+                return Err(PipelineError::Config(ConfigError::Invalid(
+                    "snapshot_every and keep_snapshots need a journal (`journal(dir, config)`)"
+                        .into(),
+                )));
+            }
+            Some((_, jc)) if (jc.payload_len_max_bytes as usize) < COMMAND_BYTES_MAX => {
+                return Err(PipelineError::Config(ConfigError::Invalid(format!(
+                    "journal payload_len_max_bytes {} is below {COMMAND_BYTES_MAX}, the largest \
+                     command's encoding",
+                    jc.payload_len_max_bytes
+                ))));
+            }
+            _ => {}
+        }
+
         // 2. Recovery: snapshot + journal tail, or a fresh engine.
         let (engine, writer, recovery) = match &self.journal {
             Some((dir, journal)) => {
@@ -439,6 +458,7 @@ impl PipelineBuilder {
             recovery,
             recovered_state_hash,
             wait: self.wait,
+            inline_in_flight: 0,
         };
 
         // 7. Wait until every thread runs (pinned, polling): nothing allocates after this.
@@ -485,6 +505,9 @@ pub struct Pipeline {
     recovery: RecoveryInfo,
     recovered_state_hash: StateHash,
     wait: WaitStrategy,
+    /// `Layout::Inline`: the command being processed, 0 between submits; left set by a panic
+    /// that unwound out of a submit (the pipeline is failed from then on).
+    inline_in_flight: u64,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -606,7 +629,7 @@ impl Pipeline {
     /// submit now fails, and [`Pipeline::shutdown`] reports the cause. A relaxed load: for an
     /// embedder's loop to look at while it has nothing to submit.
     pub fn has_failed(&self) -> bool {
-        self.control.failed()
+        self.control.failed() || self.inline_panicked()
     }
 
     fn submit_to(
@@ -617,13 +640,22 @@ impl Pipeline {
     ) -> Result<Seq, SubmitError> {
         // A dead pipeline would take commands until its ring filled and answer none: refuse
         // at once. One relaxed load of a flag written only on failure.
-        if self.control.failed() {
+        if self.control.failed() || self.inline_panicked() {
             return Err(SubmitError::Failed(cmd));
         }
         let seq = Seq(self.next_seq);
         let timestamp_ns = stamp.unwrap_or_else(now_ns);
         match self.submitter.as_mut() {
-            Some(Submitter::Inline(core)) => core.process(seq, timestamp_ns, cmd, sink),
+            Some(Submitter::Inline(core)) => {
+                // A panic unwinds on the caller's thread, as documented, and leaves the command
+                // marked in flight: the pipeline is failed from then on, as a threaded one is
+                // when a stage dies (the command may be journaled and half applied, so no later
+                // command may run after it). Two stores; `catch_unwind` here cost ~5 % of the
+                // inline layout's throughput (docs/benchmarks.md).
+                self.inline_in_flight = seq.0;
+                core.process(seq, timestamp_ns, cmd, sink);
+                self.inline_in_flight = 0;
+            }
             Some(Submitter::Ring(p)) => {
                 if p.try_publish(|slot| {
                     slot.seq = seq;
@@ -652,6 +684,25 @@ impl Pipeline {
         self.control.note_submitted(seq.0);
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// `Layout::Inline`: whether a submit's stages panicked (the command stayed in flight).
+    #[inline]
+    fn inline_panicked(&self) -> bool {
+        self.inline_in_flight != 0
+    }
+
+    /// `Layout::Inline`: what `shutdown` reports after a submit panicked.
+    #[cold]
+    fn inline_failure(&self) -> PipelineError {
+        PipelineError::StagePanicked {
+            thread: "inline".into(),
+            message: format!(
+                "command {} panicked on the submitting thread (the panic unwound out of \
+                 try_submit, with its message)",
+                self.inline_in_flight
+            ),
+        }
     }
 
     /// The ring refused `cmd`: full, unless the pipeline failed since the check above.
@@ -738,6 +789,9 @@ impl Pipeline {
                 snapshots: Some(core.snapshots),
                 ..core.end
             });
+        }
+        if self.inline_panicked() {
+            failure = Some(self.inline_failure());
         }
         for (name, handle) in self.threads.drain(..) {
             match handle.join() {

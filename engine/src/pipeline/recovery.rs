@@ -85,7 +85,7 @@ pub(crate) fn recover(
             let engine = restore(config, risk, &snapshot)?;
             info.snapshot_seq = Some(Seq(snapshot.meta.sequence));
             info.snapshot_timestamp_ns = Some(snapshot.meta.timestamp_ns);
-            let from = snapshot.meta.sequence + 1;
+            let from = after_snapshot(snapshot.meta.sequence)?;
             (engine, from, Reader::open_from(dir, from)?)
         }
         None => (
@@ -224,6 +224,7 @@ pub fn replay_journal(
     first_sequence: u64,
     to: Option<Seq>,
 ) -> Result<(Engine, ReplayInfo), PipelineError> {
+    check_first_sequence(first_sequence)?;
     let limit = to.map_or(u64::MAX, |s| s.0);
     let mut info = ReplayInfo::default();
     // 1. The newest snapshot at or below the limit whose checksums hold.
@@ -253,7 +254,7 @@ pub fn replay_journal(
         Some(snapshot) => {
             let engine = restore(config, risk, &snapshot)?;
             info.snapshot_seq = Some(Seq(snapshot.meta.sequence));
-            let from = snapshot.meta.sequence + 1;
+            let from = after_snapshot(snapshot.meta.sequence)?;
             (engine, from, Reader::open_from(dir, from)?)
         }
         None => {
@@ -302,6 +303,7 @@ pub fn replay_journal_outputs(
     to: Option<Seq>,
     on_output: &mut dyn FnMut(&Output),
 ) -> Result<(Engine, ReplayInfo), PipelineError> {
+    check_first_sequence(first_sequence)?;
     let limit = to.map_or(u64::MAX, |s| s.0);
     let info = ReplayInfo::default();
     let mut reader = Reader::open_from(dir, first_sequence.max(1))?;
@@ -314,6 +316,26 @@ pub fn replay_journal_outputs(
     finish(info, reader, expected, first_sequence, to).map(|info| (engine, info))
 }
 
+/// A replay's `first_sequence`, as a journal's configuration takes it (1 to 2^62): 0 would
+/// make its "nothing replayed" sequence wrap.
+fn check_first_sequence(first_sequence: u64) -> Result<(), PipelineError> {
+    JournalConfig {
+        first_sequence,
+        ..JournalConfig::default()
+    }
+    .validate()
+    .map_err(|e| PipelineError::Journal(ringbook_journal::JournalError::Config(e)))
+}
+
+/// The first record after a snapshot; no record follows one at the last sequence there is.
+fn after_snapshot(sequence: u64) -> Result<u64, PipelineError> {
+    sequence.checked_add(1).ok_or_else(|| {
+        PipelineError::Replay(format!(
+            "a snapshot at sequence {sequence}: no journal reaches it"
+        ))
+    })
+}
+
 /// Where a replay ended, checked against `to`.
 fn finish(
     mut info: ReplayInfo,
@@ -324,6 +346,13 @@ fn finish(
 ) -> Result<ReplayInfo, PipelineError> {
     let reached = expected - 1;
     info.last_seq = (expected > first_sequence).then_some(Seq(reached));
+    if let Some(to) = to.filter(|to| to.0 < reached) {
+        // Only a journal that starts after `to` gets here (a snapshot after it is not used).
+        return Err(PipelineError::Replay(format!(
+            "sequence {} is before the journal's first record, {}",
+            to.0, first_sequence
+        )));
+    }
     if let Some(to) = to {
         if reached < to.0 {
             return Err(PipelineError::Replay(format!(

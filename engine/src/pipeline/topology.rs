@@ -10,6 +10,9 @@
 
 use super::error::PipelineError;
 use super::layout::{Layout, Transport, WaitStrategy};
+use super::output::Output;
+use super::slot::{InSlot, SettleMsg};
+use crate::config::ConfigError;
 
 /// The stage threads of a threaded layout ([`Layout`] less [`Layout::Inline`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +113,18 @@ impl Topology {
             ("inbound", settings.ring_slots),
             ("outbound", settings.outbound_ring_slots),
         ] {
-            if slots < 2 || !slots.is_power_of_two() {
+            if !(2..=RING_SLOTS_MAX).contains(&slots) || !slots.is_power_of_two() {
                 return Err(PipelineError::RingSize { ring, slots });
+            }
+        }
+        for wait in [Some(settings.wait), settings.output_wait]
+            .into_iter()
+            .flatten()
+        {
+            if let WaitStrategy::Sleep(sleep) = wait {
+                if sleep > SLEEP_MAX {
+                    return Err(PipelineError::SleepTooLong { sleep });
+                }
             }
         }
         let Some(stages) = StageThreads::of(settings.layout) else {
@@ -147,7 +160,61 @@ impl Topology {
             pins: Vec::new(),
         };
         plan.pins = pins(settings.cores, plan.thread_count())?;
+        plan.check_memory()?;
         Ok(Topology::Threaded(plan))
+    }
+}
+
+/// The longest `WaitStrategy::Sleep` a pipeline takes (1 s).
+pub const SLEEP_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The largest ring a pipeline takes, in slots (2^30); memory bounds it well before that on
+/// most machines ([`Threaded::check_memory`]).
+pub const RING_SLOTS_MAX: usize = 1 << 30;
+
+impl Threaded {
+    /// The bytes its rings allocate at start: the inbound ring (one shared by every stage on
+    /// the disruptor, one channel per stage thread on crossbeam), the outbound ring when an
+    /// output thread reads it, and the M→S ring of the split layout.
+    pub(crate) fn ring_bytes(&self) -> u64 {
+        let slots = |n: usize, size: usize| (n as u64).saturating_mul(size as u64);
+        let inbound_rings = match self.transport {
+            Transport::Disruptor => 1,
+            Transport::Crossbeam => self.stages.layout().threads().len() as u64,
+        };
+        let mut bytes =
+            slots(self.ring_slots, std::mem::size_of::<InSlot>()).saturating_mul(inbound_rings);
+        if matches!(self.outbound, Outbound::Thread(_)) {
+            bytes = bytes.saturating_add(slots(
+                self.outbound_ring_slots,
+                std::mem::size_of::<Output>(),
+            ));
+        }
+        if matches!(self.stages, StageThreads::Split) {
+            bytes = bytes.saturating_add(slots(
+                self.outbound_ring_slots,
+                std::mem::size_of::<SettleMsg>(),
+            ));
+        }
+        bytes
+    }
+
+    /// Refuses rings this process has no memory for (an allocation that large would abort the
+    /// process instead of failing); where the limits cannot be read, nothing is refused.
+    fn check_memory(&self) -> Result<(), PipelineError> {
+        let need = self.ring_bytes();
+        match crate::memory::available() {
+            Some(a) if need > a.bytes => Err(PipelineError::Config(ConfigError::Memory(format!(
+                "the pipeline's rings (inbound {} slots, outbound {} slots) need {} but this \
+                 process may take {} ({}): smaller ring_size / outbound_ring_size",
+                self.ring_slots,
+                self.outbound_ring_slots,
+                crate::memory::Bytes(need),
+                crate::memory::Bytes(a.bytes),
+                a.limit
+            )))),
+            _ => Ok(()),
+        }
     }
 }
 
