@@ -753,6 +753,65 @@ fn two_users_trade_amend_cancel_and_an_operator_approves_through_the_page() {
         );
         screenshot(&alice, "trading-390x844.png").await;
 
+        // Cancel all: asked first, then every open order of bob's goes in one mass cancel.
+        let bob_token = rest.login("bob").await;
+        let syms = rest.call("GET", "/api/v1/symbols", None, Value::Null).await;
+        let top = syms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "BTC-KRW")
+            .unwrap()["price_max"]
+            .as_i64()
+            .unwrap();
+        let coid0 = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            * 1_000_000;
+        for k in 0..2 {
+            rest.call(
+                "POST",
+                "/api/v1/orders",
+                Some(&bob_token),
+                json!({"symbol": "BTC-KRW", "client_order_id": coid0 + k, "side": "SELL", "price": top - k as i64, "qty": 1}),
+            )
+            .await;
+        }
+        let open = rest
+            .call("GET", "/api/v1/orders/open", Some(&bob_token), Value::Null)
+            .await;
+        let n = open["orders"].as_array().unwrap().len();
+        assert!(n >= 2, "{open}");
+        until(
+            &bob,
+            "bob's open orders listed",
+            &format!("document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === {n}"),
+        )
+        .await;
+        click(&bob, "#cancel-all").await;
+        until(
+            &bob,
+            "the question",
+            &format!("!document.getElementById('cancel-all-confirm').hidden && document.getElementById('cancel-all-question').textContent === 'Cancel all {n} open orders?' && document.activeElement.id === 'cancel-all-no'"),
+        )
+        .await;
+        // "No" takes nothing off the book.
+        click(&bob, "#cancel-all-no").await;
+        until(&bob, "asked no more", "document.getElementById('cancel-all-confirm').hidden && !document.getElementById('cancel-all').hidden").await;
+        click(&bob, "#cancel-all").await;
+        click(&bob, "#cancel-all-yes").await;
+        until(
+            &bob,
+            "every order cancelled",
+            &format!("document.getElementById('orders-result').textContent === 'Cancelled {n} orders' && document.querySelectorAll('#open-orders tr[data-testid=open-order]').length === 0 && document.getElementById('cancel-all').hidden"),
+        )
+        .await;
+        let open = rest
+            .call("GET", "/api/v1/orders/open", Some(&bob_token), Value::Null)
+            .await;
+        assert_eq!(open["orders"].as_array().unwrap().len(), 0, "{open}");
+
         // Log out ends the token on the server, not only in the page; and a logout of the same
         // login elsewhere (here: bob over REST) logs the page out, saying why.
         let ops_token = js(
