@@ -650,7 +650,7 @@ impl Pipeline {
                 // A panic unwinds on the caller's thread, as documented, and leaves the command
                 // marked in flight: the pipeline is failed from then on, as a threaded one is
                 // when a stage dies (the command may be journaled and half applied, so no later
-                // command may run after it). Two stores; `catch_unwind` here cost ~5 % of the
+                // command may run after it). Two stores; `catch_unwind` here cost ~13 % of the
                 // inline layout's throughput (docs/benchmarks.md).
                 self.inline_in_flight = seq.0;
                 core.process(seq, timestamp_ns, cmd, sink);

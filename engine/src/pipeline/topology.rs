@@ -177,10 +177,19 @@ impl Threaded {
     /// the disruptor, one channel per stage thread on crossbeam), the outbound ring when an
     /// output thread reads it, and the M→S ring of the split layout.
     pub(crate) fn ring_bytes(&self) -> u64 {
-        let slots = |n: usize, size: usize| (n as u64).saturating_mul(size as u64);
-        let inbound_rings = match self.transport {
-            Transport::Disruptor => 1,
-            Transport::Crossbeam => self.stages.layout().threads().len() as u64,
+        // A crossbeam slot also holds its 8-byte stamp.
+        let stamp = match self.transport {
+            Transport::Disruptor => 0,
+            Transport::Crossbeam => std::mem::size_of::<usize>(),
+        };
+        let slots = |n: usize, size: usize| (n as u64).saturating_mul((size + stamp) as u64);
+        // Crossbeam: the submit channel and one between each pair of stage threads up to M
+        // (fused 1, J|RMS 2, split 3: M→S has its own, below).
+        let inbound_rings = match (self.transport, self.stages) {
+            (Transport::Disruptor, _) => 1,
+            (Transport::Crossbeam, StageThreads::Fused) => 1,
+            (Transport::Crossbeam, StageThreads::JournalThenBusiness) => 2,
+            (Transport::Crossbeam, StageThreads::Split) => 3,
         };
         let mut bytes =
             slots(self.ring_slots, std::mem::size_of::<InSlot>()).saturating_mul(inbound_rings);
@@ -202,8 +211,16 @@ impl Threaded {
     /// Refuses rings this process has no memory for (an allocation that large would abort the
     /// process instead of failing); where the limits cannot be read, nothing is refused.
     fn check_memory(&self) -> Result<(), PipelineError> {
+        self.check_memory_against(crate::memory::available())
+    }
+
+    /// [`Threaded::check_memory`] against a given availability.
+    pub(crate) fn check_memory_against(
+        &self,
+        available: Option<crate::memory::Available>,
+    ) -> Result<(), PipelineError> {
         let need = self.ring_bytes();
-        match crate::memory::available() {
+        match available {
             Some(a) if need > a.bytes => Err(PipelineError::Config(ConfigError::Memory(format!(
                 "the pipeline's rings (inbound {} slots, outbound {} slots) need {} but this \
                  process may take {} ({}): smaller ring_size / outbound_ring_size",
@@ -312,6 +329,39 @@ mod tests {
             Topology::plan(&settings(Layout::Inline)),
             Ok(Topology::Inline)
         ));
+    }
+
+    /// Rings this process has no memory for are refused (an allocation that large aborted
+    /// the process), counted as `wiring.rs` allocates them.
+    #[test]
+    fn rings_beyond_the_memory_available_are_refused() {
+        use crate::memory::Available;
+        let mut s = settings(Layout::Split);
+        s.transport = Transport::Crossbeam;
+        let Ok(Topology::Threaded(plan)) = Topology::plan(&s) else {
+            panic!("split plans threads");
+        };
+        let slot = |size: usize| 1024 * (size + 8) as u64;
+        let need = 3 * slot(std::mem::size_of::<InSlot>())
+            + slot(std::mem::size_of::<Output>())
+            + slot(std::mem::size_of::<SettleMsg>());
+        assert_eq!(plan.ring_bytes(), need);
+        let room = |bytes| {
+            Some(Available {
+                bytes,
+                limit: "test",
+            })
+        };
+        assert!(plan.check_memory_against(room(need)).is_ok());
+        let err = plan.check_memory_against(room(need - 1)).unwrap_err();
+        assert!(
+            matches!(&err, PipelineError::Config(ConfigError::Memory(m)) if m.contains("the pipeline's rings")),
+            "{err:?}"
+        );
+        assert!(
+            plan.check_memory_against(None).is_ok(),
+            "limits unknown: nothing refused"
+        );
     }
 
     #[test]

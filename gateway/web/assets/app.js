@@ -276,7 +276,7 @@
       S.book.live = false;
       const reason = ev.reason || ('code ' + ev.code);
       if (ev.reason && ev.reason.startsWith('TOKEN_EXPIRED')) logout('session expired, log in again');
-      if (ev.reason && ev.reason.startsWith('TOKEN_REVOKED')) logout('logged out (here or in another tab or device)');
+      if (ev.reason && ev.reason.startsWith('TOKEN_REVOKED') && S.token) logout('logged out (here or in another tab or device)');
       const delay = Math.min(5000, 250 * Math.pow(2, S.retry));
       S.retry++;
       setConn('reconnecting', reason + ', retry in ' + Math.round(delay / 100) / 10 + ' s');
@@ -904,6 +904,10 @@
   let ordersShown = null;
   function renderOrders(force) {
     const body = $('open-orders');
+    // "Cancel all" while there is something to cancel; a question asked stays until answered.
+    const some = S.role === 'user' && S.openOrders.length > 0;
+    $('cancel-all').hidden = !some || !$('cancel-all-confirm').hidden;
+    if (!some) $('cancel-all-confirm').hidden = true;
     // Unchanged: leave the DOM alone (a click or an edit in progress keeps its element).
     const sig = N.toJson(S.openOrders);
     if (force !== true && sig === ordersShown) return;
@@ -935,6 +939,37 @@
       body.append(tr);
     }
     if (!S.openOrders.length && S.role === 'user') body.append(el('tr', {}, [el('td', { colspan: '7', class: 'hint', text: 'No open orders.' })]));
+  }
+
+  // Cancel all: asked first (one click must not take every order off the book), then one mass
+  // cancel over every symbol (DELETE /api/v1/orders): the engine cancels them in one command.
+  function askCancelAll() {
+    const n = S.openOrders.length;
+    $('cancel-all-question').textContent = 'Cancel all ' + n + ' open order' + (n === 1 ? '' : 's') + '?';
+    $('cancel-all').hidden = true;
+    $('cancel-all-confirm').hidden = false;
+    $('cancel-all-no').focus();
+  }
+
+  function closeCancelAll() {
+    $('cancel-all-confirm').hidden = true;
+    $('cancel-all').hidden = !(S.role === 'user' && S.openOrders.length > 0);
+  }
+
+  async function cancelAll() {
+    const out = $('orders-result');
+    if (inFlight.has('all')) return;
+    inFlight.add('all');
+    closeCancelAll();
+    try {
+      const r = await api('DELETE', '/api/v1/orders');
+      showResult(out, true, 'Cancelled ' + r.cancelled + ' order' + (String(r.cancelled) === '1' ? '' : 's'));
+    } catch (e) {
+      showResult(out, false, e.message);
+    } finally {
+      inFlight.delete('all');
+      if (!$('cancel-all').hidden) $('cancel-all').focus();
+    }
   }
 
   // Orders with a cancel or amend in flight: a second click waits for the first's answer
@@ -1233,6 +1268,9 @@
       else { form.setAttribute('tabindex', '-1'); form.focus(); }
     });
     $('login-form').addEventListener('submit', login);
+    $('cancel-all').addEventListener('click', askCancelAll);
+    $('cancel-all-yes').addEventListener('click', cancelAll);
+    $('cancel-all-no').addEventListener('click', () => { closeCancelAll(); $('cancel-all').focus(); });
     $('logout').addEventListener('click', () => {
       // The server ends the token (and every other of this login: other tabs, other
       // devices); the page forgets it whether or not that request gets through.

@@ -544,6 +544,9 @@ impl Edge {
     fn send_all(&self, conns: &[Arc<WsConn>], ch: u8, msg: &Arc<str>, balances_change: bool) {
         for c in conns {
             let subs = c.channels.load(Ordering::Relaxed);
+            if c.revoked.load(Ordering::Relaxed) {
+                continue;
+            }
             if balances_change && subs & CH_BALANCES != 0 {
                 c.balances_dirty.notify_one();
             }

@@ -312,8 +312,9 @@ async fn run(st: Shared, socket: WebSocket, ip: std::net::IpAddr, _slot: WsSlot)
                 break;
             }
             _ = dirty_wait(&conn) => {
-                // Balances changed: one fresh snapshot, read through the sequenced path.
-                if let Some(c) = &conn {
+                // Balances changed: one fresh snapshot, read through the sequenced path (not
+                // after a logout ended the connection's token).
+                if let Some(c) = conn.as_ref().filter(|c| !c.revoked.load(Ordering::Acquire)) {
                     let msg = balances_msg(&st, c.user).await;
                     if sink.send(Message::Text(msg.into())).await.is_err() {
                         break;
